@@ -1,0 +1,116 @@
+// Pipeline configuration: the YAML file's shape, environment expansion, value parsing
+// (durations, sizes) and validation of each plugin entry against a dm_option schema.
+#pragma once
+
+#include <devmesh/plugin.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace devmesh {
+
+// One problem found in a config file, reported as FILE:LINE:COL: PATH: MESSAGE.
+struct Problem {
+  std::string file;
+  int line = 0;  // 1-based; 0 when unknown
+  int col = 0;   // 1-based
+  std::string path;  // e.g. pipeline.outputs[1].batch_size
+  std::string message;
+  std::string str() const;
+};
+
+// Every problem is collected; the caller reports them all at once.
+class Problems {
+ public:
+  void add(std::string file, const YAML::Mark &mark, std::string path, std::string message);
+  void add(Problem p) { list_.push_back(std::move(p)); }
+  bool empty() const { return list_.empty(); }
+  size_t size() const { return list_.size(); }
+  const std::vector<Problem> &list() const { return list_; }
+  std::string str() const;  // one problem per line
+
+ private:
+  std::vector<Problem> list_;
+};
+
+// A validated option value.
+struct OptionValue {
+  dm_opt_type type = DM_OPT_STRING;
+  std::string text;  // the (expanded) scalar text; for STRING the value itself
+  int64_t integer = 0;  // INT, DURATION (ms), SIZE (bytes), BOOL (0/1)
+  double number = 0;    // DOUBLE, and INT/DURATION/SIZE as double
+  std::vector<std::string> items;                           // LIST
+  std::vector<std::pair<std::string, std::string>> entries;  // MAP, in file order
+};
+
+}  // namespace devmesh
+
+// The engine's side of the opaque dm_config handle: the values of one plugin instance after
+// validation, defaults applied. Keys absent from `values` are unset.
+struct dm_config {
+  std::map<std::string, devmesh::OptionValue, std::less<>> values;
+};
+
+namespace devmesh {
+
+// One entry of pipeline.inputs / filters / outputs.
+struct PluginEntry {
+  std::string section;  // "inputs", "filters" or "outputs"
+  int index = 0;        // position in its section
+  std::string name;     // plugin name (required)
+  std::string alias;    // optional
+  std::string path;     // optional explicit .so path
+  YAML::Node node;      // the entry's mapping (for schema validation, marks)
+  std::string where() const;  // "pipeline.outputs[1]"
+};
+
+struct ServiceConfig {
+  int64_t flush_interval_ms = 200;
+  int64_t grace_ms = 5000;
+  std::string log_level = "info";
+  std::vector<std::string> plugins_dir;  // searched in order
+  std::string http_listen;               // empty: no engine HTTP endpoint
+  std::string storage_path;              // later: disk-backed queues
+  int64_t storage_max_size = 0;
+};
+
+struct PipelineConfig {
+  std::string file;  // path as given
+  std::string dir;   // directory of the file (relative paths in it resolve against it)
+  ServiceConfig service;
+  std::vector<PluginEntry> inputs, filters, outputs;
+};
+
+// Reads and checks the file's shape: YAML syntax, `service:` keys and types, the three
+// sections as sequences of mappings each with a `name`. ${VAR} / ${VAR:-default} are expanded
+// in every scalar (an unset variable without default is a problem naming it). Returns false
+// when problems were added.
+bool load_pipeline(const std::string &file, PipelineConfig &out, Problems &problems);
+// Same, from text (tests, fuzzing); `file` only names it in problems.
+bool load_pipeline_text(const std::string &text, const std::string &file, PipelineConfig &out,
+                        Problems &problems);
+
+// Validates entry.node's keys against `options` (the plugin's schema followed by the engine's
+// keys for that section): unknown key (with a "did you mean" when close), wrong type, out of
+// bounds, not allowed, missing required. Applies defaults. Returns nullptr when problems were
+// added.
+std::unique_ptr<dm_config> validate_entry(const PipelineConfig &cfg, const PluginEntry &entry,
+                                          const std::vector<const dm_option *> &options,
+                                          Problems &problems);
+
+// Parses one scalar as `type` into out; on failure returns false with a message such as
+// "must be a duration like 200ms, 5s, 1m, 7d".
+bool parse_value(dm_opt_type type, const std::string &text, OptionValue &out, std::string &error);
+bool parse_duration_ms(std::string_view text, int64_t &ms);  // 200ms 5s 1m 2h 7d; bare = ms
+bool parse_size(std::string_view text, int64_t &bytes);      // 4096 64KiB 10MB 1GiB 512k
+
+// Expands ${VAR} and ${VAR:-default}; on an unset variable without default returns false and
+// names it in `error`. `$$` is a literal dollar.
+bool expand_env(std::string_view in, std::string &out, std::string &error);
+
+}  // namespace devmesh

@@ -1,0 +1,60 @@
+// The engine's HTTP server: libh2o on the engine's libuv loop. Routes are registered per
+// listen address; everything registered on one address shares one listener.
+#pragma once
+
+#include <devmesh/plugin.h>
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace devmesh {
+
+class HttpServer;
+
+// What a handler gets; implements the dm_http_request handle of the ABI.
+// Lifetime: owned by the server until reply() is called; if the client goes away first, the
+// request is marked gone and a later reply() only frees it.
+class HttpRequest;
+
+using HttpHandler = std::function<void(dm_http_request *req)>;
+
+class HttpServer {
+ public:
+  explicit HttpServer(uv_loop_t *loop);
+  ~HttpServer();
+  HttpServer(const HttpServer &) = delete;
+  HttpServer &operator=(const HttpServer &) = delete;
+
+  // listen: "127.0.0.1:8000", "0.0.0.0:8000", "[::1]:8000", ":8000" (= 127.0.0.1), "8000".
+  // path: exact, or a prefix when it ends in '*'. Fails (false + error) on a malformed address
+  // or a duplicate (method, path) on the same address. Call before start().
+  bool add_route(const std::string &listen, const std::string &method, const std::string &path,
+                 HttpHandler handler, std::string &error);
+  // Binds every address that has routes. False + error naming the address on failure.
+  bool start(std::string &error);
+  // Stops accepting; open connections are closed. Safe to call twice.
+  void stop();
+  // The port actually bound for an address (for ":0" in tests); 0 if unknown.
+  int bound_port(const std::string &listen) const;
+  // Largest accepted request body in bytes (h2o answers 413 above it). Default 64 MiB.
+  void set_max_body(size_t bytes);
+
+  // ABI accessors (dm_host_api forwards here).
+  static dm_str method(dm_http_request *req);
+  static dm_str path(dm_http_request *req);
+  static dm_str query(dm_http_request *req);
+  static dm_str header(dm_http_request *req, const char *name);
+  static dm_str body(dm_http_request *req);
+  static void add_header(dm_http_request *req, const char *name, const char *value);
+  static void reply(dm_http_request *req, int status, const char *content_type, const char *body,
+                    size_t len);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace devmesh
