@@ -1,0 +1,82 @@
+// Batches and their arenas.
+#include "batch.h"
+
+#include <cstring>
+
+namespace devmesh {
+
+void *Arena::alloc(size_t len) {
+  len = (len + 7) & ~size_t(7);
+  if (blocks_.empty() || blocks_.back().size - blocks_.back().used < len) {
+    size_t last = blocks_.empty() ? 0 : blocks_.back().size;
+    size_t size = last ? std::min<size_t>(last * 2, 1 << 20) : 16 << 10;
+    if (size < len) size = len;
+    blocks_.push_back(Block{std::unique_ptr<char[]>(new char[size]), size, 0});
+  }
+  Block &b = blocks_.back();
+  void *p = b.mem.get() + b.used;
+  b.used += len;
+  used_ += len;
+  return p;
+}
+
+dm_str Arena::copy(const void *data, size_t len) {
+  if (len == 0) return dm_str{"", 0};
+  char *p = static_cast<char *>(alloc(len + 1));
+  memcpy(p, data, len);
+  p[len] = '\0';  // NUL-terminated for the convenience of C plugins
+  return dm_str{p, len};
+}
+
+dm_record *Batch::add() {
+  records.emplace_back();
+  dm_record &r = records.back();
+  memset(&r, 0, sizeof r);
+  r.priority = -1;
+  sync();
+  return &r;
+}
+
+Batch *batch_new(Instance *owner, uint32_t capacity_hint) {
+  auto *b = new Batch();
+  b->owner = owner;
+  b->pub.host_private = b;
+  b->records.reserve(capacity_hint ? capacity_hint : 16);
+  b->sync();
+  return b;
+}
+
+void batch_unref(Batch *b) {
+  if (--b->refs == 0) delete b;
+}
+
+int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value) {
+  for (uint32_t i = 0; i < rec->meta_count; i++) {
+    dm_kv &kv = rec->meta[i];
+    if (kv.key.len == key.len && memcmp(kv.key.ptr, key.ptr, key.len) == 0) {
+      kv.value = b->arena.copy(value.ptr, value.len);
+      return DM_OK;
+    }
+  }
+  if (rec->meta_count == rec->meta_cap) {
+    // Grow inside the arena; the old array is simply abandoned (it dies with the batch).
+    uint32_t cap = rec->meta_cap ? rec->meta_cap * 2 : 4;
+    auto *arr = static_cast<dm_kv *>(b->arena.alloc(sizeof(dm_kv) * cap));
+    if (rec->meta_count) memcpy(arr, rec->meta, sizeof(dm_kv) * rec->meta_count);
+    rec->meta = arr;
+    rec->meta_cap = cap;
+  }
+  rec->meta[rec->meta_count].key = b->arena.copy(key.ptr, key.len);
+  rec->meta[rec->meta_count].value = b->arena.copy(value.ptr, value.len);
+  rec->meta_count++;
+  return DM_OK;
+}
+
+size_t record_bytes(const dm_record &r) {
+  size_t n = sizeof(dm_record) + r.source.len + r.service.len + r.host.len + r.trace_id.len +
+             r.span_id.len + r.event_type.len + r.error_code.len + r.message.len;
+  for (uint32_t i = 0; i < r.meta_count; i++) n += sizeof(dm_kv) + r.meta[i].key.len + r.meta[i].value.len;
+  return n;
+}
+
+}  // namespace devmesh

@@ -1,0 +1,59 @@
+// Batches: the records of one submit plus the arena that holds their strings. The engine side
+// of dm_batch; filters and outputs see only the public dm_batch fields.
+#pragma once
+
+#include <devmesh/plugin.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace devmesh {
+
+// Bump allocator; blocks grow geometrically, pointers stay valid until the arena dies.
+class Arena {
+ public:
+  Arena() = default;
+  Arena(const Arena &) = delete;
+  Arena &operator=(const Arena &) = delete;
+  void *alloc(size_t len);
+  dm_str copy(const void *data, size_t len);
+  size_t bytes() const { return used_; }
+
+ private:
+  struct Block {
+    std::unique_ptr<char[]> mem;
+    size_t size, used;
+  };
+  std::vector<Block> blocks_;
+  size_t used_ = 0;
+};
+
+struct Ticket;
+class Instance;
+
+// Engine-side batch. `pub.host_private` points back here.
+struct Batch {
+  dm_batch pub{};
+  Arena arena;
+  std::vector<dm_record> records;
+  Instance *owner = nullptr;  // the instance that created it
+  Ticket *ticket = nullptr;   // set on submit; null for filter-emitted records
+  int refs = 1;               // loop-thread only: the pipeline plus every chunk holding records
+
+  dm_record *add();
+  void sync() {  // keep the public view in step with the vector
+    pub.records = records.data();
+    pub.count = static_cast<uint32_t>(records.size());
+  }
+  static Batch *from(const dm_batch *b) { return static_cast<Batch *>(b->host_private); }
+};
+
+Batch *batch_new(Instance *owner, uint32_t capacity_hint);
+void batch_unref(Batch *b);
+int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value);
+// Approximate memory a record holds (its struct plus its strings), for queue limits.
+size_t record_bytes(const dm_record &r);
+
+}  // namespace devmesh

@@ -1,0 +1,248 @@
+// The engine: plugin instances wired from a PipelineConfig, the filter chain, the router with
+// one bounded queue per output, retries, dead-lettering, acknowledgements and the lifecycle.
+#pragma once
+
+#include <devmesh/plugin.h>
+#include <uv.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "batch.h"
+#include "config.h"
+#include "http_server.h"
+#include "metrics.h"
+#include "plugin_loader.h"
+
+struct dm_instance {};  // the ABI's opaque handle; Instance derives from it
+
+namespace devmesh {
+
+class Engine;
+class InputInstance;
+class OutputInstance;
+struct Chunk;
+
+// One configured plugin instance.
+class Instance : public dm_instance {
+ public:
+  Instance(Engine *e, const LoadedPlugin *p, const PluginEntry &entry, std::string name)
+      : engine(e), plugin(p), desc(p->desc), section(entry.section), name(std::move(name)) {}
+  virtual ~Instance() = default;
+  static Instance *from(dm_instance *i) { return static_cast<Instance *>(i); }
+
+  Engine *engine;
+  const LoadedPlugin *plugin;
+  const dm_plugin &desc;
+  std::string section;  // inputs / filters / outputs
+  std::string name;     // alias, else plugin name + "." + index
+  std::unique_ptr<dm_config> cfg;
+  void *state = nullptr;
+  bool created = false;
+  bool started = false;
+
+  Metric *m_in = nullptr, *m_out = nullptr, *m_dropped = nullptr;
+};
+
+// A submit's acknowledgement state: done when `outstanding` record deliveries reach zero.
+struct Ticket {
+  InputInstance *input;
+  uint64_t seq;
+  uint64_t outstanding = 0;
+  dm_ack ack{};
+  bool routed = false;  // routing finished (so outstanding == 0 means done)
+};
+
+// Where records with a given tag go. Computed once per tag.
+struct Route {
+  std::vector<class FilterInstance *> filters;
+  std::vector<OutputInstance *> outputs;
+};
+
+class InputInstance : public Instance {
+ public:
+  using Instance::Instance;
+  std::string tag;
+  uint64_t next_ticket = 1;
+  int full_outputs = 0;  // >0: paused by backpressure
+  bool plugin_paused = false;
+  bool finished = false;
+  bool stopped = false;
+  Route *route = nullptr;
+  Metric *m_rejected = nullptr, *m_unrouted = nullptr, *m_acked = nullptr, *m_paused = nullptr;
+};
+
+class FilterInstance : public Instance {
+ public:
+  using Instance::Instance;
+  std::string match;
+  std::string last_tag;  // tag for emitted batches that name none
+  size_t order = 0;      // position in the configured chain
+};
+
+struct TicketRun {
+  Ticket *ticket;  // null for records a filter emitted
+  uint32_t count;
+};
+
+// A unit of flushing: records copied from one or more batches, which it keeps alive.
+struct Chunk {
+  OutputInstance *out = nullptr;
+  std::vector<dm_record> records;
+  std::vector<Batch *> sources;
+  std::vector<TicketRun> runs;
+  size_t bytes = 0;
+  uint32_t attempts = 0;
+  uint64_t flush_start_ns = 0;
+  std::string last_error;
+  dm_batch view{};
+};
+
+struct Completion {
+  Chunk *chunk;
+  dm_flush_status status;
+  uint32_t retry_after_ms;
+  std::string reason;
+};
+
+class OutputInstance : public Instance {
+ public:
+  using Instance::Instance;
+  ~OutputInstance() override;
+  std::string match;
+  // engine options
+  uint32_t batch_size = 1000;
+  size_t batch_bytes = 4 << 20;
+  uint64_t flush_interval_ms = 200;
+  uint32_t workers = 1;
+  int64_t retry_limit = -1;  // -1: no limit
+  uint64_t retry_wait_ms = 1000;
+  uint64_t retry_max_wait_ms = 60000;
+  size_t queue_limit = 64 << 20;
+  std::string dead_letter_path;
+
+  // queue state (loop thread)
+  Chunk *filling = nullptr;
+  std::deque<Chunk *> ready;
+  size_t queued_bytes = 0;    // everything not yet done: filling, ready, in flight, retrying
+  size_t queued_records = 0;
+  uint32_t inflight = 0;
+  uint32_t retrying = 0;
+  bool full = false;
+  std::string last_error;  // non-empty while the last flush failed
+  uv_timer_t *flush_timer = nullptr;
+  std::set<uv_timer_t *> retry_timers;  // chunks waiting for their next try
+  std::vector<InputInstance *> feeders;  // inputs whose tag this output matches
+
+  // workers (DM_FLUSH_ON_WORKER)
+  std::vector<std::thread> threads;
+  std::mutex wq_mu;
+  std::condition_variable wq_cv;
+  std::deque<Chunk *> wq;
+  bool wq_stop = false;
+
+  Metric *m_retried = nullptr, *m_failed = nullptr, *m_dead = nullptr, *m_bytes = nullptr;
+  Metric *m_qrecords = nullptr, *m_qbytes = nullptr;
+  Histogram *m_latency = nullptr;
+};
+
+class Engine {
+ public:
+  explicit Engine(PipelineConfig cfg);
+  ~Engine();
+
+  // Loads every plugin and validates every entry; with create_instances also calls each
+  // plugin's create() (config semantics such as a bad regex). All problems go to `problems`
+  // or `errors`; returns false if there were any.
+  bool load(Problems &problems, std::vector<std::string> &errors, bool create_instances);
+  // Starts outputs, filters, inputs and the HTTP listeners; runs the loop until shutdown.
+  // Returns the process exit code.
+  int run();
+  // Begins a graceful shutdown (as SIGTERM does).
+  void shutdown();
+
+  static const dm_host_api *host_api();
+  uv_loop_t *loop() { return &loop_; }
+  HttpServer &http() { return *http_; }
+  MetricsRegistry &metrics() { return metrics_; }
+  PluginLoader &loader() { return *loader_; }
+  const PipelineConfig &config() const { return cfg_; }
+
+  // --- called through the host API ---
+  int submit(InputInstance *in, Batch *b, uint64_t *ticket);
+  int emit(FilterInstance *f, Batch *b);
+  void input_finished(InputInstance *in);
+  void complete(Completion c);  // any thread
+  void defer(std::function<void()> fn);  // loop thread: run after the current callback
+
+ private:
+  friend struct OutputOps;
+  // pipeline.cpp
+  Route *route_for(const std::string &tag);
+  void run_chain(Batch *b, size_t first_filter, Route *route);
+  void route_batch(Batch *b, Route *route);
+  void append_to_output(OutputInstance *o, Batch *b, uint32_t from, uint32_t n);
+  void ticket_progress(Ticket *t, uint32_t delivered, uint32_t dead);
+  void finish_ticket(Ticket *t);
+  // output_runner.cpp
+  void seal(OutputInstance *o);
+  void dispatch(OutputInstance *o);
+  void flush_now(OutputInstance *o, Chunk *c);
+  void on_completion(Completion &c);
+  void chunk_done(Chunk *c, bool delivered, const std::string &reason);
+  void schedule_retry(Chunk *c, uint32_t retry_after_ms);
+  void dead_letter(Chunk *c, const std::string &reason);
+  void update_fullness(OutputInstance *o);
+  bool start_workers(OutputInstance *o, std::string &error);
+  void stop_workers(OutputInstance *o);
+  void worker_main(OutputInstance *o, uint32_t index, std::promise<int> *init);
+  // engine.cpp
+  void drain();  // the wake async: completions, deferred calls, shutdown progress
+  void check_idle();
+  void finish_shutdown();
+  bool outputs_empty() const;
+  void serve_health(dm_http_request *req);
+  void serve_metrics(dm_http_request *req);
+  void register_metrics(Instance *i);
+
+  PipelineConfig cfg_;
+  uv_loop_t loop_;
+  uv_async_t wake_;
+  uv_signal_t sigterm_, sigint_;
+  uv_timer_t grace_timer_;
+  std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<PluginLoader> loader_;
+  MetricsRegistry metrics_;
+
+  std::vector<std::unique_ptr<InputInstance>> inputs_;
+  std::vector<std::unique_ptr<FilterInstance>> filters_;
+  std::vector<std::unique_ptr<OutputInstance>> outputs_;
+  std::unordered_map<std::string, std::unique_ptr<Route>> routes_;
+
+  std::mutex cq_mu_;
+  std::vector<Completion> cq_;
+  std::vector<std::function<void()>> deferred_;
+  std::vector<std::pair<FilterInstance *, Batch *>> emitted_;
+
+  uint64_t outstanding_tickets_ = 0;
+  bool stopping_ = false;
+  bool finished_ = false;
+  int signals_ = 0;
+  int exit_code_ = 0;
+  uint64_t start_ns_ = 0;
+  Metric *m_rss_ = nullptr, *m_uptime_ = nullptr;
+};
+
+uint64_t monotonic_ns();
+bool tag_matches(const std::string &pattern, const std::string &tag);  // fnmatch
+
+}  // namespace devmesh

@@ -1,0 +1,46 @@
+// Engine-owned keys of pipeline entries.
+#include "engine_options.h"
+
+namespace devmesh {
+
+static const std::vector<dm_option> kInput = {
+    {"tag", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "Tag given to this input's records; filters and outputs select records by it "
+     "(default: the plugin name)"},
+};
+
+static const std::vector<dm_option> kFilter = {
+    {"match", DM_OPT_STRING, 0, "*", 0, 0, nullptr,
+     "Tag pattern (fnmatch, '*' wildcards) of the records this filter sees"},
+};
+
+static const std::vector<dm_option> kOutput = {
+    {"match", DM_OPT_STRING, 0, "*", 0, 0, nullptr,
+     "Tag pattern (fnmatch, '*' wildcards) of the records this output receives"},
+    {"batch_size", DM_OPT_INT, DM_OPT_BOUNDED, "1000", 1, 100000, nullptr,
+     "Flush when this many records are queued"},
+    {"batch_bytes", DM_OPT_SIZE, DM_OPT_BOUNDED, "4MiB", 1024, 256.0 * 1024 * 1024, nullptr,
+     "Flush when the queued records hold this many bytes"},
+    {"flush_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, nullptr, 1, 3600000, nullptr,
+     "Flush at most this long after the first record arrived (default: service.flush_interval)"},
+    {"workers", DM_OPT_INT, DM_OPT_BOUNDED, "1", 1, 64, nullptr,
+     "Concurrent flushes; threads with their own connections for blocking outputs"},
+    {"retry_limit", DM_OPT_INT, DM_OPT_BOUNDED, "-1", -1, 1e9, nullptr,
+     "Tries after the first failure before dead-lettering; -1 retries without limit"},
+    {"retry_wait", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 1, 3600000, nullptr,
+     "First backoff; doubles per try with jitter"},
+    {"retry_max_wait", DM_OPT_DURATION, DM_OPT_BOUNDED, "60s", 1, 86400000, nullptr,
+     "Longest backoff between tries"},
+    {"queue_limit", DM_OPT_SIZE, DM_OPT_BOUNDED, "64MiB", 4096, 64.0 * 1024 * 1024 * 1024, nullptr,
+     "Memory the queue may hold; above it the inputs feeding this output are paused"},
+    {"dead_letter_path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "NDJSON file receiving records that can never be delivered, with the reason"},
+};
+
+const std::vector<dm_option> &engine_options(const std::string &section) {
+  if (section == "inputs") return kInput;
+  if (section == "filters") return kFilter;
+  return kOutput;
+}
+
+}  // namespace devmesh

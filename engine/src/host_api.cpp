@@ -1,0 +1,313 @@
+// The dm_host_api table: every service a plugin gets, forwarding to the engine. Loop handles
+// handed to plugins are wrapped so that the engine owns them and frees them in close callbacks.
+#include <xxhash.h>
+
+#include <cstdarg>
+#include <cstring>
+#include <ctime>
+
+#include "engine.h"
+#include "log.h"
+
+struct dm_timer {
+  uv_timer_t h;
+  dm_timer_cb cb;
+  void *arg;
+};
+struct dm_watch {
+  uv_poll_t h;
+  dm_watch_cb cb;
+  void *arg;
+};
+struct dm_async {
+  uv_async_t h;
+  dm_async_cb cb;
+  void *arg;
+};
+
+namespace devmesh {
+namespace {
+
+Engine *engine_of(dm_instance *i) { return Instance::from(i)->engine; }
+
+template <class T>
+void close_and_delete(T *wrapper) {
+  uv_close(reinterpret_cast<uv_handle_t *>(&wrapper->h), [](uv_handle_t *h) {
+    delete static_cast<T *>(h->data);
+  });
+}
+
+void host_log(dm_instance *inst, dm_log_level level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  log_vmsg(level, inst ? Instance::from(inst)->name.c_str() : "plugin", fmt, ap);
+  va_end(ap);
+}
+
+const OptionValue *value(const dm_config *cfg, const char *key) {
+  if (!cfg || !key) return nullptr;
+  auto it = cfg->values.find(key);
+  return it == cfg->values.end() ? nullptr : &it->second;
+}
+
+int config_has(const dm_config *cfg, const char *key) { return value(cfg, key) != nullptr; }
+dm_str config_string(const dm_config *cfg, const char *key) {
+  const OptionValue *v = value(cfg, key);
+  return v ? dm_str{v->text.c_str(), v->text.size()} : dm_str{"", 0};
+}
+int64_t config_int(const dm_config *cfg, const char *key) {
+  const OptionValue *v = value(cfg, key);
+  return v ? v->integer : 0;
+}
+double config_double(const dm_config *cfg, const char *key) {
+  const OptionValue *v = value(cfg, key);
+  return v ? v->number : 0;
+}
+int config_bool(const dm_config *cfg, const char *key) {
+  const OptionValue *v = value(cfg, key);
+  return v ? v->integer != 0 : 0;
+}
+uint32_t config_count(const dm_config *cfg, const char *key) {
+  const OptionValue *v = value(cfg, key);
+  if (!v) return 0;
+  return static_cast<uint32_t>(v->type == DM_OPT_MAP ? v->entries.size() : v->items.size());
+}
+dm_str config_item(const dm_config *cfg, const char *key, uint32_t i) {
+  const OptionValue *v = value(cfg, key);
+  if (!v) return dm_str{"", 0};
+  if (v->type == DM_OPT_MAP) {
+    if (i >= v->entries.size()) return dm_str{"", 0};
+    return dm_str{v->entries[i].second.c_str(), v->entries[i].second.size()};
+  }
+  if (i >= v->items.size()) return dm_str{"", 0};
+  return dm_str{v->items[i].c_str(), v->items[i].size()};
+}
+dm_str config_map_key(const dm_config *cfg, const char *key, uint32_t i) {
+  const OptionValue *v = value(cfg, key);
+  if (!v || i >= v->entries.size()) return dm_str{"", 0};
+  return dm_str{v->entries[i].first.c_str(), v->entries[i].first.size()};
+}
+
+dm_batch *batch_new_api(dm_instance *inst, uint32_t hint) {
+  return &batch_new(Instance::from(inst), hint)->pub;
+}
+dm_record *batch_add(dm_batch *b) { return Batch::from(b)->add(); }
+dm_str arena_copy(dm_batch *b, const void *data, size_t len) {
+  return Batch::from(b)->arena.copy(data, len);
+}
+void *arena_alloc(dm_batch *b, size_t len) { return Batch::from(b)->arena.alloc(len); }
+int meta_set_api(dm_batch *b, dm_record *rec, dm_str key, dm_str v) {
+  return meta_set(Batch::from(b), rec, key, v);
+}
+void batch_free(dm_batch *b) { batch_unref(Batch::from(b)); }
+
+int submit(dm_instance *inst, dm_batch *b, uint64_t *ticket) {
+  auto *in = dynamic_cast<InputInstance *>(Instance::from(inst));
+  if (!in || !b) return DM_ERR_INVALID;
+  return engine_of(inst)->submit(in, Batch::from(b), ticket);
+}
+int emit(dm_instance *inst, dm_batch *b) {
+  auto *f = dynamic_cast<FilterInstance *>(Instance::from(inst));
+  if (!f || !b) return DM_ERR_INVALID;
+  return engine_of(inst)->emit(f, Batch::from(b));
+}
+void flush_done(dm_flush_token *token, dm_flush_status status, uint32_t retry_after_ms,
+                const char *reason) {
+  auto *c = reinterpret_cast<Chunk *>(token);
+  c->out->engine->complete(Completion{c, status, retry_after_ms, reason ? reason : ""});
+}
+
+dm_timer *timer_new(dm_instance *inst, dm_timer_cb cb, void *arg) {
+  auto *t = new dm_timer{{}, cb, arg};
+  uv_timer_init(engine_of(inst)->loop(), &t->h);
+  t->h.data = t;
+  return t;
+}
+void timer_start(dm_timer *t, uint64_t timeout_ms, uint64_t repeat_ms) {
+  uv_timer_start(&t->h, [](uv_timer_t *h) {
+    auto *w = static_cast<dm_timer *>(h->data);
+    w->cb(w->arg);
+  }, timeout_ms, repeat_ms);
+}
+void timer_stop(dm_timer *t) { uv_timer_stop(&t->h); }
+void timer_free(dm_timer *t) {
+  if (!t) return;
+  uv_timer_stop(&t->h);
+  close_and_delete(t);
+}
+
+dm_watch *watch_new(dm_instance *inst, int fd, dm_watch_cb cb, void *arg) {
+  auto *w = new dm_watch{{}, cb, arg};
+  if (uv_poll_init(engine_of(inst)->loop(), &w->h, fd) != 0) {
+    delete w;
+    return nullptr;
+  }
+  w->h.data = w;
+  return w;
+}
+int watch_set(dm_watch *w, int events) {
+  if (events == 0) return uv_poll_stop(&w->h) == 0 ? DM_OK : DM_ERR;
+  int ev = ((events & DM_READABLE) ? UV_READABLE : 0) | ((events & DM_WRITABLE) ? UV_WRITABLE : 0);
+  int rc = uv_poll_start(&w->h, ev, [](uv_poll_t *h, int status, int uv_events) {
+    auto *ww = static_cast<dm_watch *>(h->data);
+    int e = ((uv_events & UV_READABLE) ? DM_READABLE : 0) |
+            ((uv_events & UV_WRITABLE) ? DM_WRITABLE : 0);
+    if (status < 0) e = DM_READABLE | DM_WRITABLE;  // let the plugin see the error on its fd
+    ww->cb(ww->arg, e);
+  });
+  return rc == 0 ? DM_OK : DM_ERR;
+}
+void watch_free(dm_watch *w) {
+  if (!w) return;
+  uv_poll_stop(&w->h);
+  close_and_delete(w);
+}
+
+dm_async *async_new(dm_instance *inst, dm_async_cb cb, void *arg) {
+  auto *a = new dm_async{{}, cb, arg};
+  uv_async_init(engine_of(inst)->loop(), &a->h, [](uv_async_t *h) {
+    auto *aa = static_cast<dm_async *>(h->data);
+    aa->cb(aa->arg);
+  });
+  a->h.data = a;
+  return a;
+}
+void async_send(dm_async *a) { uv_async_send(&a->h); }
+void async_free(dm_async *a) {
+  if (a) close_and_delete(a);
+}
+
+struct Work {
+  uv_work_t req;
+  dm_work_cb work, done;
+  void *arg;
+};
+int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
+  auto *w = new Work{{}, work, done, arg};
+  w->req.data = w;
+  int rc = uv_queue_work(engine_of(inst)->loop(), &w->req,
+                         [](uv_work_t *r) {
+                           auto *ww = static_cast<Work *>(r->data);
+                           if (ww->work) ww->work(ww->arg);
+                         },
+                         [](uv_work_t *r, int) {
+                           auto *ww = static_cast<Work *>(r->data);
+                           if (ww->done) ww->done(ww->arg);
+                           delete ww;
+                         });
+  if (rc != 0) {
+    delete w;
+    return DM_ERR;
+  }
+  return DM_OK;
+}
+
+int http_route(dm_instance *inst, const char *listen, const char *method, const char *path,
+               dm_http_handler handler, void *arg) {
+  if (!listen || !method || !path || !handler) return DM_ERR_INVALID;
+  std::string err;
+  Instance *i = Instance::from(inst);
+  if (!i->engine->http().add_route(listen, method, path,
+                                   [handler, arg](dm_http_request *r) { handler(arg, r); }, err)) {
+    log_msg(DM_LOG_ERROR, i->name.c_str(), "cannot serve %s %s on %s: %s", method, path, listen,
+            err.c_str());
+    return DM_ERR;
+  }
+  return DM_OK;
+}
+
+dm_metric *metric_make(dm_instance *inst, const char *name, const char *help, const char *labels,
+                       bool counter) {
+  Instance *i = Instance::from(inst);
+  std::string l = "instance=\"" + prom_escape(i->name) + "\",plugin=\"" + prom_escape(i->desc.name) + "\"";
+  if (labels && *labels) l += std::string(",") + labels;
+  std::string n = name;
+  if (n.rfind("devmesh_", 0) != 0) n = "devmesh_" + n;
+  MetricsRegistry &reg = i->engine->metrics();
+  Metric *m = counter ? reg.counter(n, help ? help : "", l) : reg.gauge(n, help ? help : "", l);
+  return reinterpret_cast<dm_metric *>(m);
+}
+dm_metric *metric_counter(dm_instance *inst, const char *name, const char *help, const char *labels) {
+  return metric_make(inst, name, help, labels, true);
+}
+dm_metric *metric_gauge(dm_instance *inst, const char *name, const char *help, const char *labels) {
+  return metric_make(inst, name, help, labels, false);
+}
+void metric_add(dm_metric *m, double d) {
+  if (m) reinterpret_cast<Metric *>(m)->add(d);
+}
+void metric_set(dm_metric *m, double v) {
+  if (m) reinterpret_cast<Metric *>(m)->set(v);
+}
+
+uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+void hash128(const void *data, size_t len, uint8_t out[16]) {
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
+  memcpy(out, c.digest, 16);
+}
+const char *instance_name(dm_instance *inst) { return Instance::from(inst)->name.c_str(); }
+void input_finished(dm_instance *inst) {
+  if (auto *in = dynamic_cast<InputInstance *>(Instance::from(inst))) in->engine->input_finished(in);
+}
+
+const dm_host_api kHostApi = {
+    sizeof(dm_host_api),
+    DM_ABI_MAJOR,
+    DM_ABI_MINOR,
+    host_log,
+    config_has,
+    config_string,
+    config_int,
+    config_double,
+    config_bool,
+    config_count,
+    config_item,
+    config_map_key,
+    batch_new_api,
+    batch_add,
+    arena_copy,
+    arena_alloc,
+    meta_set_api,
+    batch_free,
+    submit,
+    emit,
+    flush_done,
+    timer_new,
+    timer_start,
+    timer_stop,
+    timer_free,
+    watch_new,
+    watch_set,
+    watch_free,
+    async_new,
+    async_send,
+    async_free,
+    queue_work,
+    http_route,
+    HttpServer::method,
+    HttpServer::path,
+    HttpServer::query,
+    HttpServer::header,
+    HttpServer::body,
+    HttpServer::add_header,
+    HttpServer::reply,
+    metric_counter,
+    metric_gauge,
+    metric_add,
+    metric_set,
+    now_ns,
+    hash128,
+    instance_name,
+    input_finished,
+};
+
+}  // namespace
+
+const dm_host_api *Engine::host_api() { return &kHostApi; }
+
+}  // namespace devmesh

@@ -1,0 +1,179 @@
+// The pipeline: submit from inputs, the filter chain, routing to output queues and ticket
+// acknowledgements back to the inputs.
+#include <fnmatch.h>
+
+#include <cstring>
+
+#include "engine.h"
+#include "log.h"
+
+namespace devmesh {
+
+bool tag_matches(const std::string &pattern, const std::string &tag) {
+  return fnmatch(pattern.c_str(), tag.c_str(), 0) == 0;
+}
+
+Route *Engine::route_for(const std::string &tag) {
+  auto it = routes_.find(tag);
+  if (it != routes_.end()) return it->second.get();
+  auto r = std::make_unique<Route>();
+  for (auto &f : filters_)
+    if (tag_matches(f->match, tag)) r->filters.push_back(f.get());
+  for (auto &o : outputs_)
+    if (tag_matches(o->match, tag)) r->outputs.push_back(o.get());
+  Route *p = r.get();
+  routes_[tag] = std::move(r);
+  return p;
+}
+
+int Engine::submit(InputInstance *in, Batch *b, uint64_t *ticket) {
+  if (stopping_ || in->stopped) {
+    if (in->m_rejected) in->m_rejected->add(b->records.size());
+    return DM_ERR;
+  }
+  if (in->full_outputs > 0) {
+    in->m_rejected->add(b->records.size());
+    return DM_ERR_FULL;
+  }
+  b->sync();
+  b->pub.tag = dm_str{in->tag.c_str(), in->tag.size()};
+  auto *t = new Ticket{in, in->next_ticket++};
+  outstanding_tickets_++;
+  b->ticket = t;
+  if (ticket) *ticket = t->seq;
+  in->m_in->add(b->records.size());
+  run_chain(b, 0, in->route);
+  return DM_OK;
+}
+
+int Engine::emit(FilterInstance *f, Batch *b) {
+  if (b->pub.tag.len == 0) {
+    b->pub.tag = b->arena.copy(f->last_tag.data(), f->last_tag.size());
+  }
+  b->sync();
+  // Never re-enter the chain from inside a filter callback: run it from the loop.
+  emitted_.emplace_back(f, b);
+  uv_async_send(&wake_);
+  return DM_OK;
+}
+
+void Engine::run_chain(Batch *b, size_t first_filter, Route *route) {
+  std::vector<uint8_t> verdicts;
+  for (size_t fi = first_filter; fi < route->filters.size() && !b->records.empty(); fi++) {
+    FilterInstance *f = route->filters[fi];
+    f->last_tag.assign(b->pub.tag.ptr, b->pub.tag.len);
+    size_t n = b->records.size();
+    verdicts.assign(n, DM_KEEP);
+    b->sync();
+    f->m_in->add(n);
+    if (f->desc.filter(f->state, &b->pub, verdicts.data()) != 0) {
+      log_msg(DM_LOG_WARN, f->name.c_str(), "filter failed; %zu records pass unchanged", n);
+      f->m_out->add(n);
+      continue;
+    }
+    // A filter may only change records in place; it cannot add or remove them.
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (verdicts[i] == DM_DROP) continue;
+      if (kept != i) b->records[kept] = b->records[i];
+      kept++;
+    }
+    if (kept != n) {
+      f->m_dropped->add(n - kept);
+      if (b->ticket) b->ticket->ack.dropped += n - kept;
+      b->records.resize(kept);
+    }
+    f->m_out->add(kept);
+  }
+  b->sync();
+  route_batch(b, route);
+}
+
+void Engine::route_batch(Batch *b, Route *route) {
+  Ticket *t = b->ticket;
+  uint32_t n = static_cast<uint32_t>(b->records.size());
+  if (n > 0 && route->outputs.empty()) {
+    if (t) {
+      t->ack.dropped += n;
+      t->input->m_unrouted->add(n);
+    }
+  } else if (n > 0) {
+    for (OutputInstance *o : route->outputs) {
+      if (t) t->outstanding += n;
+      append_to_output(o, b, 0, n);
+    }
+  }
+  if (t) {
+    t->routed = true;
+    if (t->outstanding == 0) {
+      // Acks never run inside submit: the input learns its ticket number first.
+      defer([this, t] { finish_ticket(t); });
+    }
+  }
+  batch_unref(b);  // the pipeline's own reference; chunks hold theirs
+}
+
+void Engine::append_to_output(OutputInstance *o, Batch *b, uint32_t from, uint32_t n) {
+  uint32_t i = from, end = from + n;
+  while (i < end) {
+    if (!o->filling) {
+      o->filling = new Chunk();
+      o->filling->out = o;
+      o->filling->records.reserve(o->batch_size);
+      uv_timer_start(o->flush_timer, [](uv_timer_t *h) {
+        auto *out = static_cast<OutputInstance *>(h->data);
+        out->engine->seal(out);
+        out->engine->dispatch(out);
+      }, o->flush_interval_ms, 0);
+    }
+    Chunk *c = o->filling;
+    uint32_t start = i;
+    size_t bytes = 0;
+    while (i < end && c->records.size() < o->batch_size && c->bytes + bytes < o->batch_bytes) {
+      bytes += record_bytes(b->records[i]);
+      c->records.push_back(b->records[i]);
+      i++;
+    }
+    uint32_t taken = i - start;
+    if (taken) {
+      if (c->sources.empty() || c->sources.back() != b) {
+        b->refs++;
+        c->sources.push_back(b);
+      }
+      if (!c->runs.empty() && c->runs.back().ticket == b->ticket && b->ticket)
+        c->runs.back().count += taken;
+      else
+        c->runs.push_back(TicketRun{b->ticket, taken});
+      c->bytes += bytes;
+      o->queued_bytes += bytes;
+      o->queued_records += taken;
+      o->m_in->add(taken);
+    }
+    if (c->records.size() >= o->batch_size || c->bytes >= o->batch_bytes || taken == 0) {
+      seal(o);
+    }
+  }
+  o->m_qrecords->set(o->queued_records);
+  o->m_qbytes->set(o->queued_bytes);
+  update_fullness(o);
+  dispatch(o);
+}
+
+void Engine::ticket_progress(Ticket *t, uint32_t delivered, uint32_t dead) {
+  t->ack.delivered += delivered;
+  t->ack.dead_lettered += dead;
+  t->outstanding -= delivered + dead;
+  if (t->outstanding == 0 && t->routed) finish_ticket(t);
+}
+
+void Engine::finish_ticket(Ticket *t) {
+  InputInstance *in = t->input;
+  t->ack.ticket = t->seq;
+  in->m_acked->add(1);
+  if (in->desc.on_ack && in->created) in->desc.on_ack(in->state, &t->ack);
+  delete t;
+  outstanding_tickets_--;
+  check_idle();
+}
+
+}  // namespace devmesh
