@@ -273,6 +273,7 @@ int Engine::run() {
 }
 
 void Engine::defer(std::function<void()> fn) {
+  if (finished_) return;  // nothing runs after the instances are gone
   deferred_.push_back(std::move(fn));
   uv_async_send(&wake_);
 }
@@ -299,8 +300,12 @@ void Engine::drain() {
     for (auto &fn : calls) fn();
     if (done.empty() && emitted.empty() && calls.empty()) break;
   }
-  if (!deferred_.empty() || !emitted_.empty()) uv_async_send(&wake_);
   check_idle();
+  if (finish_requested_ && deferred_.empty()) {
+    finish_shutdown();
+    return;
+  }
+  if (!deferred_.empty() || !emitted_.empty() || finish_requested_) uv_async_send(&wake_);
 }
 
 bool Engine::outputs_empty() const {
@@ -315,10 +320,14 @@ void Engine::input_finished(InputInstance *in) {
 }
 
 void Engine::check_idle() {
-  if (finished_) return;
+  if (finished_ || finish_requested_) return;
   bool idle = outputs_empty() && emitted_.empty() && outstanding_tickets_ == 0;
   if (stopping_) {
-    if (idle && deferred_.empty()) finish_shutdown();
+    // Finishing destroys instances: never from deep inside a completion, always from drain().
+    if (idle) {
+      finish_requested_ = true;
+      uv_async_send(&wake_);
+    }
     return;
   }
   if (cfg_.service.exit_when_done && idle && !inputs_.empty()) {
@@ -356,6 +365,10 @@ void Engine::shutdown() {
 void Engine::finish_shutdown() {
   if (finished_) return;
   finished_ = true;
+  {
+    std::lock_guard<std::mutex> lk(cq_mu_);
+    wake_closed_ = true;
+  }
   uv_timer_stop(&grace_timer_);
   http_->stop();
   for (auto &in : inputs_)
@@ -363,8 +376,8 @@ void Engine::finish_shutdown() {
   for (auto &f : filters_)
     if (f->started && f->desc.stop) f->desc.stop(f->state);
   for (auto &o : outputs_) {
+    stop_workers(o.get());  // first: no flush may run while the plugin stops
     if (o->started && o->desc.stop) o->desc.stop(o->state);
-    stop_workers(o.get());
   }
   // Whatever never got delivered (start failure) is released, not acknowledged.
   for (auto &o : outputs_) {

@@ -236,6 +236,8 @@ class Engine {
   uint64_t outstanding_tickets_ = 0;
   bool stopping_ = false;
   bool finished_ = false;
+  bool finish_requested_ = false;
+  bool wake_closed_ = false;  // guarded by cq_mu_: completions after shutdown are ignored
   int signals_ = 0;
   int exit_code_ = 0;
   uint64_t start_ns_ = 0;

@@ -107,10 +107,13 @@ void Engine::stop_workers(OutputInstance *o) {
 }
 
 void Engine::complete(Completion c) {
-  {
-    std::lock_guard<std::mutex> lk(cq_mu_);
-    cq_.push_back(std::move(c));
+  std::lock_guard<std::mutex> lk(cq_mu_);
+  if (wake_closed_) {
+    // A late completion after shutdown: the records were never acknowledged, so their inputs
+    // re-send them after a restart. The process is exiting; the chunk is left to it.
+    return;
   }
+  cq_.push_back(std::move(c));
   uv_async_send(&wake_);
 }
 

@@ -1,0 +1,124 @@
+// Config errors through the real binary: each problem named with FILE:LINE:COL and its path,
+// all problems listed at once, exit code 1; and the CLI's other entry points.
+#include <gtest/gtest.h>
+
+#include "process.h"
+
+using namespace devmesh::test;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+Result dry_run(const TempDir &d, const std::string &yaml, std::vector<std::string> env = {}) {
+  write_file(d / "p.yaml", yaml);
+  Process p({DEVMESH_BIN, "--dry-run", "-c", d / "p.yaml"}, d.path(), "dry", env);
+  Result r;
+  r.code = p.wait_exit(std::chrono::seconds(30));
+  r.out = p.out();
+  r.err = p.err();
+  return r;
+}
+
+const std::string kHead = "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR ", " TEST_PLUGIN_DIR "]\npipeline:\n";
+
+TEST(ConfigErrors, UnknownKeyNamesLineAndSuggestsTheClosest) {
+  TempDir d;
+  auto r = dry_run(d, kHead + "  outputs:\n    - name: 'null'\n      batchsize: 10\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("p.yaml:6:7: pipeline.outputs[0].batchsize: unknown key 'batchsize' (did you mean 'batch_size'?)"), std::string::npos) << r.err;
+}
+
+TEST(ConfigErrors, OutOfRangeNamesTheBounds) {
+  TempDir d;
+  auto r = dry_run(d, kHead + "  outputs:\n    - name: 'null'\n    - name: 'null'\n      alias: second\n      batch_size: 0\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("p.yaml:8:19: pipeline.outputs[1].batch_size: must be between 1 and 100000"), std::string::npos) << r.err;
+}
+
+TEST(ConfigErrors, WrongTypeIsNamed) {
+  TempDir d;
+  auto r = dry_run(d, kHead + "  outputs:\n    - name: 'null'\n      flush_interval: soon\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("pipeline.outputs[0].flush_interval: must be a duration"), std::string::npos) << r.err;
+}
+
+TEST(ConfigErrors, ValueNotAllowedListsTheChoices) {
+  TempDir d;
+  auto r = dry_run(d, kHead + "  outputs:\n    - name: flaky\n      path: x\n      fail_status: maybe\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("pipeline.outputs[0].fail_status: must be one of: retry, error, split"), std::string::npos) << r.err;
+}
+
+TEST(ConfigErrors, MissingRequiredKeyIsNamed) {
+  TempDir d;
+  auto r = dry_run(d, kHead + "  outputs:\n    - name: flaky\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("p.yaml:5:7: pipeline.outputs[0]: missing required key 'path'"), std::string::npos) << r.err;
+}
+
+TEST(ConfigErrors, UnsetEnvironmentVariableIsNamed) {
+  TempDir d;
+  auto r = dry_run(d, kHead + "  outputs:\n    - name: flaky\n      path: ${DEVMESH_TEST_UNSET_VAR}/out\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("DEVMESH_TEST_UNSET_VAR"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("p.yaml:6:13"), std::string::npos) << r.err;
+}
+
+TEST(ConfigErrors, EnvironmentVariablesAndDefaultsExpand) {
+  TempDir d;
+  auto r = dry_run(d, kHead + "  outputs:\n    - name: flaky\n      path: ${DEVMESH_TEST_DIR}/out\n      fail_status: ${DEVMESH_TEST_NOPE:-error}\n",
+                   {"DEVMESH_TEST_DIR=" + d.path()});
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST(ConfigErrors, YamlSyntaxErrorHasItsLine) {
+  TempDir d;
+  auto r = dry_run(d, kHead + "  outputs:\n    - name: 'null'\n      match: [unclosed\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("p.yaml:"), std::string::npos) << r.err;
+}
+
+TEST(ConfigErrors, EveryProblemIsListedNotJustTheFirst) {
+  TempDir d;
+  auto r = dry_run(d, kHead +
+                          "  outputs:\n"
+                          "    - name: 'null'\n"
+                          "      batch_size: -5\n"
+                          "      workers: many\n"
+                          "      colour: blue\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("batch_size: must be between"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("workers: must be an integer"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("unknown key 'colour'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("3 problems"), std::string::npos) << r.err;
+}
+
+TEST(Cli, VersionPrintsTheAbi) {
+  TempDir d;
+  std::string out;
+  EXPECT_EQ(run({DEVMESH_BIN, "--version"}, d.path(), &out), 0);
+  EXPECT_NE(out.find("devmesh 0.1.0 (plugin ABI 1.0)"), std::string::npos) << out;
+}
+
+TEST(Cli, DescribePrintsOptionsFromTheSchema) {
+  TempDir d;
+  std::string out, err;
+  EXPECT_EQ(run({DEVMESH_BIN, "--describe", "dummy"}, d.path(), &out, &err), 0) << err;
+  EXPECT_NE(out.find("dummy (input plugin"), std::string::npos) << out;
+  EXPECT_NE(out.find("rate"), std::string::npos) << out;
+  EXPECT_NE(out.find("tag"), std::string::npos) << out;
+  EXPECT_NE(run({DEVMESH_BIN, "--describe", "no_such_plugin"}, d.path(), &out, &err), 0);
+  EXPECT_NE(err.find("not found"), std::string::npos) << err;
+}
+
+TEST(Cli, ShippedConfigsPassDryRun) {
+  TempDir d;
+  std::string err;
+  EXPECT_EQ(run({DEVMESH_BIN, "--dry-run", "-c", DEVMESH_SOURCE_DIR "/conf/standalone.yaml"}, d.path(), nullptr, &err), 0) << err;
+}
+
+}  // namespace

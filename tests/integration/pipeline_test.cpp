@@ -1,0 +1,264 @@
+// The pipeline end to end through the real binary: tag matching, flush by size and by time,
+// retries with backoff, dead-lettering, poison isolation, backpressure, graceful shutdown,
+// a third-party filter loaded by path, and /health and /metrics over HTTP.
+#include <gtest/gtest.h>
+
+#include <ctime>
+#include <map>
+#include <set>
+
+#include "process.h"
+
+using namespace devmesh::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string head(const std::string &extra_service = "") {
+  return "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR ", " TEST_PLUGIN_DIR "]\n" + extra_service +
+         "pipeline:\n";
+}
+
+std::unique_ptr<Process> start(const TempDir &d, const std::string &yaml, const std::string &name = "engine") {
+  write_file(d / (name + ".yaml"), yaml);
+  return std::make_unique<Process>(std::vector<std::string>{DEVMESH_BIN, "-c", d / (name + ".yaml")},
+                                   d.path(), name);
+}
+
+// Sequence numbers in a flaky output file ("seq<TAB>message" lines).
+std::vector<long> seqs(const std::string &path) {
+  std::vector<long> v;
+  for (auto &l : read_lines(path)) v.push_back(std::atol(l.c_str()));
+  return v;
+}
+
+// Every number 1..n exactly once.
+void expect_exactly_once(const std::vector<long> &got, long n) {
+  std::map<long, int> count;
+  for (long s : got) count[s]++;
+  long missing = 0, dup = 0;
+  for (long i = 1; i <= n; i++) {
+    if (count[i] == 0) missing++;
+    if (count[i] > 1) dup++;
+  }
+  EXPECT_EQ(missing, 0) << "records missing";
+  EXPECT_EQ(dup, 0) << "records duplicated";
+  EXPECT_EQ(static_cast<long>(got.size()), n);
+}
+
+TEST(Pipeline, RecordsGoOnlyToOutputsWhoseMatchFitsTheirTag) {
+  TempDir d;
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, tag: app.web, rate: 0, count: 30, message: 'web {seq}'}\n"
+                        "    - {name: dummy, tag: sys.kernel, rate: 0, count: 20, message: 'kernel {seq}'}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, match: 'app.*', path: " + d / "app.txt" + "}\n"
+                        "    - {name: flaky, match: '*', path: " + d / "all.txt" + "}\n"
+                        "    - {name: flaky, match: 'nothing.*', path: " + d / "none.txt" + "}\n");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  auto app = read_lines(d / "app.txt");
+  EXPECT_EQ(app.size(), 30u);
+  for (auto &l : app) EXPECT_NE(l.find("\tweb "), std::string::npos) << l;
+  EXPECT_EQ(read_lines(d / "all.txt").size(), 50u);
+  EXPECT_EQ(read_lines(d / "none.txt").size(), 0u);
+}
+
+TEST(Pipeline, FlushesWhenBatchSizeIsReachedAndTheRestOnShutdown) {
+  TempDir d;
+  auto e = start(d, head() +
+                        "  inputs:\n"
+                        "    - {name: dummy, rate: 0, count: 25}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, path: " + d / "out.txt" + ", batch_size: 10, flush_interval: 1h}\n");
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 20; }, 10s)) << e->err();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(read_lines(d / "out.txt").size(), 20u) << "a partial batch was flushed before its time";
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(10s), 0) << e->err();
+  expect_exactly_once(seqs(d / "out.txt"), 25);
+}
+
+TEST(Pipeline, SingleRecordReachesTheOutputWithinTwoFlushIntervals) {
+  TempDir d;
+  auto e = start(d, head("  flush_interval: 400ms\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, rate: 1, count: 1}\n"
+                        "  outputs:\n"
+                        "    - {name: stdout, path: " + d / "out.ndjson" + "}\n");
+  ASSERT_TRUE(wait_until([&] { return !read_lines(d / "out.ndjson").empty(); }, 10s)) << e->err();
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  std::string line = read_lines(d / "out.ndjson")[0];
+  auto at = line.find("\"timestamp\":\"");
+  ASSERT_NE(at, std::string::npos) << line;
+  tm t{};
+  strptime(line.c_str() + at + 13, "%Y-%m-%dT%H:%M:%S", &t);
+  double ts = timegm(&t) + std::atof(line.c_str() + at + 13 + 19);
+  double arrived = now.tv_sec + now.tv_nsec / 1e9;
+  EXPECT_LT(arrived - ts, 0.8) << "record took longer than two flush intervals: " << line;
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(10s), 0);
+}
+
+TEST(Pipeline, OutputFailingThenSucceedingDeliversEveryRecordOnceWithBackoff) {
+  TempDir d;
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, rate: 0, count: 50, batch: 50}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, path: " + d / "out.txt" + ", attempts_path: " + d / "attempts.txt" +
+                        ", fail_first: 3, retry_wait: 100ms, batch_size: 50}\n");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_exactly_once(seqs(d / "out.txt"), 50);
+  auto attempts = read_lines(d / "attempts.txt");
+  ASSERT_EQ(attempts.size(), 4u);
+  std::vector<long> at;
+  for (auto &a : attempts) at.push_back(std::atol(a.c_str()));
+  EXPECT_NE(attempts[3].find("ok"), std::string::npos);
+  // Backoff doubles from retry_wait with jitter in [wait/2, wait]: 50..100, 100..200, 200..400.
+  EXPECT_GE(at[1] - at[0], 45);
+  EXPECT_GE(at[2] - at[1], 95);
+  EXPECT_GE(at[3] - at[2], 195);
+  EXPECT_NE(e->err().find("injected failure"), std::string::npos);
+}
+
+TEST(Pipeline, RecordsGoToTheDeadLetterFileAfterTheRetryLimit) {
+  TempDir d;
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, rate: 0, count: 20}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, path: " + d / "out.txt" + ", fail_always: true, retry_limit: 2," +
+                        " retry_wait: 10ms, dead_letter_path: " + d / "dead.ndjson" + "}\n");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  EXPECT_EQ(read_lines(d / "out.txt").size(), 0u);
+  auto dead = read_lines(d / "dead.ndjson");
+  ASSERT_EQ(dead.size(), 20u);
+  EXPECT_NE(dead[0].find("\"reason\":\"retry limit 2 reached: injected failure\""), std::string::npos) << dead[0];
+  EXPECT_NE(dead[0].find("\"output\":\"flaky.0\""), std::string::npos) << dead[0];
+  EXPECT_NE(dead[0].find("\"seq\":\"1\""), std::string::npos) << dead[0];
+}
+
+TEST(Pipeline, PoisonRecordIsIsolatedByBisectionAndTheRestDelivered) {
+  TempDir d;
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, rate: 0, count: 16, batch: 16}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, path: " + d / "out.txt" + ", poison: 'record 7', fail_status: split," +
+                        " batch_size: 16, dead_letter_path: " + d / "dead.ndjson" + "}\n");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  auto got = seqs(d / "out.txt");
+  std::set<long> s(got.begin(), got.end());
+  EXPECT_EQ(got.size(), 15u);
+  EXPECT_EQ(s.count(7), 0u);
+  auto dead = read_lines(d / "dead.ndjson");
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_NE(dead[0].find("dummy record 7\""), std::string::npos) << dead[0];
+}
+
+TEST(Pipeline, FullQueuePausesTheInputAndMemoryStaysBounded) {
+  TempDir d;
+  const long n = 300000;
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, rate: 0, count: " + std::to_string(n) + "}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, path: " + d / "out.txt" + ", delay: 2ms, batch_size: 1000," +
+                        " queue_limit: 1MiB}\n");
+  ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
+  expect_exactly_once(seqs(d / "out.txt"), n);
+  EXPECT_NE(e->err().find("queue full"), std::string::npos) << e->err();
+  EXPECT_NE(e->err().find("resuming its inputs"), std::string::npos);
+  // Unbounded, the queue would hold all 300k records (~100 MiB).
+  EXPECT_LT(e->max_rss_kib(), 60 * 1024) << "peak RSS";
+}
+
+TEST(Pipeline, GracefulShutdownDeliversEverythingQueued) {
+  TempDir d;
+  auto e = start(d, head("  grace: 20s\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, rate: 0}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, path: " + d / "out.txt" + ", delay: 20ms, batch_size: 500," +
+                        " flush_interval: 1h, queue_limit: 256KiB}\n");
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 1000; }, 20s)) << e->err();
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  auto got = seqs(d / "out.txt");
+  long max = 0;
+  for (long s : got) max = std::max(max, s);
+  expect_exactly_once(got, max);
+  EXPECT_EQ(e->err().find("undelivered"), std::string::npos) << e->err();
+}
+
+TEST(Pipeline, HealthAndMetricsOverHttpCountRecords) {
+  TempDir d;
+  int port = free_port();
+  std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, alias: gen, rate: 0, count: 100}\n"
+                        "  outputs:\n"
+                        "    - {name: 'null', alias: sink}\n"
+                        "    - {name: flaky, alias: broken, path: " + d / "x.txt" + ", fail_always: true, retry_wait: 50ms}\n");
+  std::string body;
+  ASSERT_TRUE(wait_until([&] {
+    return http_get(base + "/metrics", &body, d.path()) == 200 &&
+           metric_value(body, "devmesh_records_out_total", "instance=\"sink\"") == 100;
+  }, 10s)) << body << e->err();
+  EXPECT_EQ(metric_value(body, "devmesh_records_in_total", "instance=\"gen\""), 100);
+  EXPECT_EQ(metric_value(body, "devmesh_records_in_total", "instance=\"sink\""), 100);
+  EXPECT_GE(metric_value(body, "devmesh_records_retried_total", "instance=\"broken\""), 100);
+  EXPECT_EQ(metric_value(body, "devmesh_queue_records", "instance=\"broken\""), 100);
+  EXPECT_NE(body.find("# TYPE devmesh_flush_duration_seconds histogram"), std::string::npos);
+  EXPECT_GT(metric_value(body, "devmesh_process_resident_memory_bytes", ""), 0);
+  EXPECT_EQ(http_get(base + "/health", &body, d.path()), 503) << body;
+  EXPECT_NE(body.find("\"instance\":\"broken\",\"healthy\":false"), std::string::npos) << body;
+  EXPECT_NE(body.find("injected failure"), std::string::npos) << body;
+  EXPECT_NE(body.find("\"instance\":\"sink\",\"healthy\":true"), std::string::npos) << body;
+  EXPECT_EQ(http_get(base + "/nope", &body, d.path()), 404);
+  e->kill(SIGTERM);
+  e->kill(SIGTERM);  // the second signal exits at once, even with records stuck in retry
+  EXPECT_NE(e->wait_exit(10s), -1);
+}
+
+TEST(Pipeline, HealthIsOkWhenEveryOutputDelivers) {
+  TempDir d;
+  int port = free_port();
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                        "  inputs:\n    - {name: dummy, rate: 100}\n  outputs:\n    - {name: 'null'}\n");
+  std::string body;
+  ASSERT_TRUE(wait_until([&] { return http_get("http://127.0.0.1:" + std::to_string(port) + "/health", &body, d.path()) == 200; }, 10s)) << body << e->err();
+  EXPECT_NE(body.find("\"status\":\"ok\""), std::string::npos) << body;
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(10s), 0);
+}
+
+TEST(ExampleFilter, BuildsAgainstTheInstalledHeaderAndChangesRecordsWhenLoadedByPath) {
+  TempDir d;
+  std::string out, err;
+  ASSERT_EQ(run({CMAKE_BIN, "--install", DEVMESH_BUILD_DIR, "--prefix", d / "prefix"}, d.path(), &out, &err), 0) << out << err;
+  ASSERT_EQ(run({CMAKE_BIN, "-S", DEVMESH_SOURCE_DIR "/tools/example-filter", "-B", d / "fbuild",
+                 "-DDEVMESH_INCLUDE_DIR=" + d / "prefix/include"}, d.path(), &out, &err), 0) << out << err;
+  ASSERT_EQ(run({CMAKE_BIN, "--build", d / "fbuild"}, d.path(), &out, &err), 0) << out << err;
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, rate: 0, count: 10, message: 'login password=hunter{seq} ok'}\n"
+                        "    - {name: dummy, rate: 0, count: 5, service: noisy, message: 'noise {seq}'}\n"
+                        "  filters:\n"
+                        "    - {name: example_redact, path: " + d / "fbuild/example_redact.so" + ", drop_service: noisy}\n"
+                        "  outputs:\n"
+                        "    - {name: stdout, path: " + d / "out.ndjson" + "}\n");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  auto lines = read_lines(d / "out.ndjson");
+  ASSERT_EQ(lines.size(), 10u) << e->err();
+  for (auto &l : lines) {
+    EXPECT_NE(l.find("login password=*** ok"), std::string::npos) << l;
+    EXPECT_EQ(l.find("hunter"), std::string::npos) << l;
+    EXPECT_NE(l.find("\"redacted\":\"true\""), std::string::npos) << l;
+  }
+}
+
+}  // namespace

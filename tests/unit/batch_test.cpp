@@ -1,0 +1,105 @@
+// Batches, arenas, meta, record JSON and the ticket watermark helper.
+#include <devmesh/plugin.hpp>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "batch.h"
+#include "record_json.h"
+
+using namespace devmesh;
+
+TEST(Arena, CopiesAreStableAcrossManyAllocations) {
+  Arena a;
+  std::vector<dm_str> strs;
+  for (int i = 0; i < 10000; i++) {
+    std::string s = "value-" + std::to_string(i);
+    strs.push_back(a.copy(s.data(), s.size()));
+  }
+  for (int i = 0; i < 10000; i++) EXPECT_EQ(sv(strs[i]), "value-" + std::to_string(i));
+  dm_str big = a.copy(std::string(3 << 20, 'x').data(), 3 << 20);
+  EXPECT_EQ(big.len, size_t(3 << 20));
+  EXPECT_EQ(sv(strs[0]), "value-0");
+}
+
+TEST(Arena, CopiesAreNulTerminatedAndAligned) {
+  Arena a;
+  dm_str s = a.copy("abc", 3);
+  EXPECT_EQ(s.ptr[3], '\0');
+  void *p = a.alloc(5);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 8, 0u);
+}
+
+TEST(Batch, AddedRecordsStartZeroedWithUnknownPriority) {
+  Batch *b = batch_new(nullptr, 2);
+  for (int i = 0; i < 100; i++) b->add();
+  EXPECT_EQ(b->pub.count, 100u);
+  EXPECT_EQ(b->pub.records[99].priority, -1);
+  EXPECT_EQ(b->pub.records[99].message.len, 0u);
+  batch_unref(b);
+}
+
+TEST(Batch, MetaSetAddsAndReplacesBeyondInitialCapacity) {
+  Batch *b = batch_new(nullptr, 1);
+  dm_record *r = b->add();
+  for (int i = 0; i < 20; i++) {
+    std::string k = "k" + std::to_string(i), v = "v" + std::to_string(i);
+    meta_set(b, r, str(k), str(v));
+  }
+  meta_set(b, r, str("k3"), str("replaced"));
+  ASSERT_EQ(r->meta_count, 20u);
+  EXPECT_EQ(sv(r->meta[3].value), "replaced");
+  EXPECT_EQ(sv(r->meta[19].key), "k19");
+  batch_unref(b);
+}
+
+TEST(RecordJson, UsesThePrototypeFieldNamesAndMicroseconds) {
+  Batch *b = batch_new(nullptr, 1);
+  dm_record *r = b->add();
+  r->timestamp_ns = 1764359740521872123LL;
+  r->source = b->arena.copy("journald", 8);
+  r->service = b->arena.copy("loki.service", 12);
+  r->host = b->arena.copy("dev-services", 12);
+  r->level = DM_LEVEL_INFO;
+  r->message = b->arena.copy("say \"hi\"\n", 9);
+  meta_set(b, r, str("pid"), str("493414"));
+  std::string out;
+  append_record_json(out, *r);
+  EXPECT_NE(out.find("\"timestamp\":\"2025-11-28T19:55:40.521872Z\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"service\":\"loki.service\""), std::string::npos);
+  EXPECT_NE(out.find("\"level\":\"INFO\""), std::string::npos);
+  EXPECT_NE(out.find("\"message\":\"say \\\"hi\\\"\\n\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"meta_json\":{\"pid\":\"493414\"}"), std::string::npos);
+  EXPECT_EQ(out.find("trace_id"), std::string::npos);  // empty optional fields are left out
+  batch_unref(b);
+}
+
+TEST(RecordJson, InvalidUtf8BecomesReplacementCharacter) {
+  Batch *b = batch_new(nullptr, 1);
+  dm_record *r = b->add();
+  const char bin[] = {'o', 'k', '\xff', '\xc3', '\0', 'z'};
+  r->message = b->arena.copy(bin, sizeof bin);
+  std::string out;
+  append_dead_letter_json(out, *r, "out.0", "bad");
+  EXPECT_NE(out.find("\"message\":\"ok\xEF\xBF\xBD\xEF\xBF\xBD\\u0000z\""), std::string::npos) << out;
+  EXPECT_EQ(out.back(), '\n');
+  EXPECT_NE(out.find("\"reason\":\"bad\""), std::string::npos);
+  batch_unref(b);
+}
+
+TEST(TicketWatermark, AdvancesOnlyOverContiguousTickets) {
+  TicketWatermark w;
+  EXPECT_EQ(w.done(2), 0u);
+  EXPECT_EQ(w.done(3), 0u);
+  EXPECT_EQ(w.done(1), 3u);
+  EXPECT_EQ(w.done(5), 3u);
+  EXPECT_EQ(w.out_of_order(), 1u);
+  EXPECT_EQ(w.done(4), 5u);
+  EXPECT_EQ(w.out_of_order(), 0u);
+}
+
+TEST(Levels, WarnAndWarningRankTheSame) {
+  EXPECT_EQ(dm_level_rank(DM_LEVEL_WARN), dm_level_rank(DM_LEVEL_WARNING));
+  EXPECT_LT(dm_level_rank(DM_LEVEL_WARNING), dm_level_rank(DM_LEVEL_ERROR));
+  EXPECT_STREQ(dm_level_name(DM_LEVEL_CRITICAL), "CRITICAL");
+}
