@@ -75,6 +75,7 @@ struct ServiceConfig {
   std::string log_level = "info";
   std::vector<std::string> plugins_dir;  // searched in order
   std::string http_listen;               // empty: no engine HTTP endpoint
+  bool exit_when_done = false;           // exit once every input finished and all is acked
   std::string storage_path;              // later: disk-backed queues
   int64_t storage_max_size = 0;
 };
