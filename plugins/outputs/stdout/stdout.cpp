@@ -27,7 +27,7 @@ namespace devmesh {
 namespace {
 
 const dm_option kOptions[] = {
-    {"file", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+    {"path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "append to this file (created if missing) instead of writing to stdout"},
 };
 
@@ -170,10 +170,10 @@ class Stdout {
  public:
   Stdout(const dm_host_api *host, dm_instance *, const dm_config *cfg) {
     Config c{host, cfg};
-    if (c.has("file")) {
-      path_ = c.string("file");
+    if (c.has("path")) {
+      path_ = c.string("path");
       fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd_ < 0) throw std::runtime_error("file: cannot open " + path_ + ": " + strerror(errno));
+      if (fd_ < 0) throw std::runtime_error("path: cannot open " + path_ + ": " + strerror(errno));
     } else {
       path_ = "stdout";
     }
