@@ -781,7 +781,7 @@ void load_section(const std::string &section, const YAML::Node &node, PipelineCo
                   "alias '" + e.alias + "' is already used by " + it->second);
       }
     }
-    if (entry_string(item, "path", where, check, e.path)) e.path = resolve_path(out.dir, e.path);
+    if (entry_string(item, "plugin_path", where, check, e.path)) e.path = resolve_path(out.dir, e.path);
     // Without a name there is no plugin to validate the rest against: leave the entry out.
     if (named) list.push_back(std::move(e));
   }
@@ -934,7 +934,7 @@ std::unique_ptr<dm_config> validate_entry(const PipelineConfig &cfg, const Plugi
   try {
     Schema schema;
     schema.options = options;
-    schema.skip = {"name", "alias", "path"};
+    schema.skip = {"name", "alias", "plugin_path"};
     Checker check{cfg.file, found};
     config = std::make_unique<dm_config>();
     if (!check.mapping(entry.node, entry.node.Mark(), entry.where(), schema, config->values)) {

@@ -64,7 +64,7 @@ struct PluginEntry {
   int index = 0;        // position in its section
   std::string name;     // plugin name (required)
   std::string alias;    // optional
-  std::string path;     // optional explicit .so path
+  std::string path;     // optional explicit .so file (the entry's plugin_path: key)
   YAML::Node node;      // the entry's mapping (for schema validation, marks)
   std::string where() const;  // "pipeline.outputs[1]"
 };

@@ -109,7 +109,7 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
       const char *want = section_kind_name(e.section);
       if (std::strcmp(kind_name(lp->desc.kind), want) != 0) {
         errors.push_back(where(cfg_, e) + ": '" + e.name + "' is " +
-                         (lp->desc.kind == DM_INPUT ? "an " : "a ") + kind_name(lp->desc.kind) +
+                         (lp->desc.kind == DM_FILTER ? "a " : "an ") + kind_name(lp->desc.kind) +
                          " plugin, but it is listed under pipeline." + e.section);
         ok = false;
         continue;

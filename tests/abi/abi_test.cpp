@@ -31,21 +31,21 @@ TEST(Loader, MissingPluginListsWhereItLooked) {
 
 TEST(Loader, MissingExplicitPathIsNamed) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: x\n      path: /nonexistent/x.so\n");
+  auto r = dry_run(d, "  outputs:\n    - name: x\n      plugin_path: /nonexistent/x.so\n");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("file not found: /nonexistent/x.so"), std::string::npos) << r.err;
 }
 
 TEST(Loader, SharedObjectWithoutEntryIsNotADevmeshPlugin) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: abi_no_entry\n      path: " + test_plugin("abi_no_entry") + "\n");
+  auto r = dry_run(d, "  outputs:\n    - name: abi_no_entry\n      plugin_path: " + test_plugin("abi_no_entry") + "\n");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("is not a devmesh plugin: it exports no dm_plugin_entry symbol"), std::string::npos) << r.err;
 }
 
 TEST(Loader, OtherMajorAbiIsRefusedNamingBothVersions) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: abi_bad_major\n      path: " + test_plugin("abi_bad_major") + "\n");
+  auto r = dry_run(d, "  outputs:\n    - name: abi_bad_major\n      plugin_path: " + test_plugin("abi_bad_major") + "\n");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("was built for plugin ABI 2.0, but this engine speaks ABI 1.0"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("abi_bad_major.so"), std::string::npos) << r.err;
@@ -53,14 +53,14 @@ TEST(Loader, OtherMajorAbiIsRefusedNamingBothVersions) {
 
 TEST(Loader, NewerMinorAbiIsRefused) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: abi_newer_minor\n      path: " + test_plugin("abi_newer_minor") + "\n");
+  auto r = dry_run(d, "  outputs:\n    - name: abi_newer_minor\n      plugin_path: " + test_plugin("abi_newer_minor") + "\n");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("needs plugin ABI 1.7, newer than this engine's 1.0: upgrade devmesh"), std::string::npos) << r.err;
 }
 
 TEST(Loader, DuplicatePluginNameIsRefused) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: 'null'\n    - name: 'null'\n      path: " + test_plugin("abi_dup_null") + "\n");
+  auto r = dry_run(d, "  outputs:\n    - name: 'null'\n    - name: 'null'\n      plugin_path: " + test_plugin("abi_dup_null") + "\n");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("duplicate plugin name 'null': provided by both"), std::string::npos) << r.err;
 }
@@ -74,7 +74,7 @@ TEST(Loader, PluginUnderTheWrongSectionIsRefused) {
 
 TEST(Loader, PluginFileProvidingAnotherNameIsRefused) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: mystore\n      path: " + test_plugin("abi_dup_null") + "\n");
+  auto r = dry_run(d, "  outputs:\n    - name: mystore\n      plugin_path: " + test_plugin("abi_dup_null") + "\n");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("provides plugin 'null', not 'mystore'"), std::string::npos) << r.err;
 }

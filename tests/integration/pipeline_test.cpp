@@ -248,7 +248,7 @@ TEST(ExampleFilter, BuildsAgainstTheInstalledHeaderAndChangesRecordsWhenLoadedBy
                         "    - {name: dummy, rate: 0, count: 10, message: 'login password=hunter{seq} ok'}\n"
                         "    - {name: dummy, rate: 0, count: 5, service: noisy, message: 'noise {seq}'}\n"
                         "  filters:\n"
-                        "    - {name: example_redact, path: " + d / "fbuild/example_redact.so" + ", drop_service: noisy}\n"
+                        "    - {name: example_redact, plugin_path: " + d / "fbuild/example_redact.so" + ", drop_service: noisy}\n"
                         "  outputs:\n"
                         "    - {name: stdout, path: " + d / "out.ndjson" + "}\n");
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();

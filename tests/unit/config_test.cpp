@@ -163,7 +163,7 @@ TEST(Config, EntriesKeepSectionIndexNameAliasPathAndNode) {
       "    - name: drop\n"
       "    - name: dedup\n"
       "      alias: dedup_main\n"
-      "      path: ../lib/dedup.so\n"
+      "      plugin_path: ../lib/dedup.so\n"
       "      window: 10s\n");
   ASSERT_TRUE(l.ok) << l.problems.str();
   ASSERT_EQ(l.cfg.filters.size(), 2u);
@@ -917,7 +917,7 @@ TEST(Config, OddInputsNeverThrow) {
       "pipeline:\n  outputs:\n    - name: x\n      ? {k: v}\n      : 1\n",
       "service: 5\npipeline: {}\n",
       "service:\n  storage: 5\npipeline: {}\n",
-      "pipeline: {inputs: [{name: a, path: ''}]}\n",
+      "pipeline: {inputs: [{name: a, plugin_path: ''}]}\n",
       "&a [*a]\n",
       "pipeline:\n  outputs:\n    - &e {name: x, services: &s [*s], headers: {a: *e}}\n",
       "!!binary x\n",

@@ -358,7 +358,7 @@ std::string pipeline_yaml(const Options &o, const Scenario &s, double rate, uint
   if (!s.filter.empty())
     y << "  filters:\n"
       << "    - name: example_redact\n"
-      << "      path: " << yq(s.filter) << "\n"
+      << "      plugin_path: " << yq(s.filter) << "\n"
       << "      match: '*'\n";
   y << "  outputs:\n"
     << "    - name: 'null'\n"
