@@ -295,17 +295,21 @@ void Engine::drain() {
       while (first < r->filters.size() && r->filters[first]->order <= f->order) first++;
       run_chain(b, first, r);
     }
+    auto acks = std::move(acks_);
+    acks_.clear();
+    for (Ticket *t : acks) finish_ticket(t);
     auto calls = std::move(deferred_);
     deferred_.clear();
     for (auto &fn : calls) fn();
-    if (done.empty() && emitted.empty() && calls.empty()) break;
+    if (done.empty() && emitted.empty() && calls.empty() && acks.empty()) break;
   }
   check_idle();
-  if (finish_requested_ && deferred_.empty()) {
+  if (finish_requested_ && deferred_.empty() && acks_.empty()) {
     finish_shutdown();
     return;
   }
-  if (!deferred_.empty() || !emitted_.empty() || finish_requested_) uv_async_send(&wake_);
+  if (!deferred_.empty() || !emitted_.empty() || !acks_.empty() || finish_requested_)
+    uv_async_send(&wake_);
 }
 
 bool Engine::outputs_empty() const {
@@ -321,7 +325,7 @@ void Engine::input_finished(InputInstance *in) {
 
 void Engine::check_idle() {
   if (finished_ || finish_requested_) return;
-  bool idle = outputs_empty() && emitted_.empty() && outstanding_tickets_ == 0;
+  bool idle = outputs_empty() && emitted_.empty() && acks_.empty() && outstanding_tickets_ == 0;
   if (stopping_) {
     // Finishing destroys instances: never from deep inside a completion, always from drain().
     if (idle) {

@@ -138,6 +138,7 @@ class OutputInstance : public Instance {
   uint32_t inflight = 0;
   uint32_t retrying = 0;
   bool full = false;
+  bool dispatching = false;  // dispatch() is on the stack: completions do not recurse
   std::string last_error;  // non-empty while the last flush failed
   uv_timer_t *flush_timer = nullptr;
   std::set<uv_timer_t *> retry_timers;  // chunks waiting for their next try
@@ -192,6 +193,7 @@ class Engine {
   void route_batch(Batch *b, Route *route);
   void append_to_output(OutputInstance *o, Batch *b, uint32_t from, uint32_t n);
   void ticket_progress(Ticket *t, uint32_t delivered, uint32_t dead);
+  void ack_later(Ticket *t);
   void finish_ticket(Ticket *t);
   // output_runner.cpp
   void seal(OutputInstance *o);
@@ -231,6 +233,7 @@ class Engine {
   std::mutex cq_mu_;
   std::vector<Completion> cq_;
   std::vector<std::function<void()>> deferred_;
+  std::vector<Ticket *> acks_;  // done tickets whose input is told from drain()
   std::vector<std::pair<FilterInstance *, Batch *>> emitted_;
 
   uint64_t outstanding_tickets_ = 0;

@@ -33,6 +33,8 @@ void Engine::seal(OutputInstance *o) {
 }
 
 void Engine::dispatch(OutputInstance *o) {
+  if (o->dispatching) return;  // the loop below picks up whatever a completion queued
+  o->dispatching = true;
   while (!o->ready.empty() && o->inflight < o->workers) {
     Chunk *c = o->ready.front();
     o->ready.pop_front();
@@ -48,6 +50,7 @@ void Engine::dispatch(OutputInstance *o) {
       flush_now(o, c);
     }
   }
+  o->dispatching = false;
 }
 
 void Engine::flush_now(OutputInstance *o, Chunk *c) {
@@ -55,7 +58,12 @@ void Engine::flush_now(OutputInstance *o, Chunk *c) {
   memset(&res, 0, sizeof res);
   dm_flush_status st = o->desc.flush(o->state, nullptr, &c->view,
                                      reinterpret_cast<dm_flush_token *>(c), &res);
-  if (st != DM_FLUSH_PENDING) complete(Completion{c, st, res.retry_after_ms, res.reason});
+  if (st != DM_FLUSH_PENDING) {
+    // A synchronous result is handled at once (no loop round trip per chunk); the plugin's
+    // flush has returned, and acks to inputs are deferred, so nothing re-enters a plugin.
+    Completion done{c, st, res.retry_after_ms, res.reason};
+    on_completion(done);
+  }
 }
 
 void Engine::worker_main(OutputInstance *o, uint32_t index, std::promise<int> *init) {

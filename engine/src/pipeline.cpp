@@ -105,10 +105,7 @@ void Engine::route_batch(Batch *b, Route *route) {
   }
   if (t) {
     t->routed = true;
-    if (t->outstanding == 0) {
-      // Acks never run inside submit: the input learns its ticket number first.
-      defer([this, t] { finish_ticket(t); });
-    }
+    if (t->outstanding == 0) ack_later(t);
   }
   batch_unref(b);  // the pipeline's own reference; chunks hold theirs
 }
@@ -163,7 +160,14 @@ void Engine::ticket_progress(Ticket *t, uint32_t delivered, uint32_t dead) {
   t->ack.delivered += delivered;
   t->ack.dead_lettered += dead;
   t->outstanding -= delivered + dead;
-  if (t->outstanding == 0 && t->routed) finish_ticket(t);
+  if (t->outstanding == 0 && t->routed) ack_later(t);
+}
+
+void Engine::ack_later(Ticket *t) {
+  // Acks never run inside another callback (submit, a flush): the input learns its ticket
+  // number first, and an input's on_ack may submit again safely.
+  acks_.push_back(t);
+  uv_async_send(&wake_);
 }
 
 void Engine::finish_ticket(Ticket *t) {
