@@ -17,6 +17,7 @@ class HttpServer;
 // What a handler gets; implements the dm_http_request handle of the ABI.
 // Lifetime: owned by the server until reply() is called; if the client goes away first, the
 // request is marked gone and a later reply() only frees it.
+// Threading: every HttpServer call, including reply() and the accessors, is for the loop thread.
 class HttpRequest;
 
 using HttpHandler = std::function<void(dm_http_request *req)>;
@@ -35,12 +36,21 @@ class HttpServer {
                  HttpHandler handler, std::string &error);
   // Binds every address that has routes. False + error naming the address on failure.
   bool start(std::string &error);
-  // Stops accepting; open connections are closed. Safe to call twice.
+  // Stops accepting; open connections are closed. Safe to call twice. Requests still waiting
+  // for their handler are answered 503 (the handler's later reply() only frees them).
+  // Shutdown order: stop(), run the loop until closed(), then destroy the server outside any
+  // loop callback (h2o's context dispose runs the loop once itself).
   void stop();
+  // True after stop() once every listener and connection handle has been closed.
+  bool closed() const;
+  // Client connections currently open (for metrics and tests).
+  size_t connection_count() const;
   // The port actually bound for an address (for ":0" in tests); 0 if unknown.
   int bound_port(const std::string &listen) const;
   // Largest accepted request body in bytes (h2o answers 413 above it). Default 64 MiB.
   void set_max_body(size_t bytes);
+  // How long stop() lets responses in flight finish before it cuts their connections. Default 5 s.
+  void set_shutdown_grace(uint64_t ms);
 
   // ABI accessors (dm_host_api forwards here).
   static dm_str method(dm_http_request *req);
