@@ -42,11 +42,16 @@ Engine::~Engine() {
     if (f->created) f->desc.destroy(f->state);
   for (auto &o : outputs_)
     if (o->created) o->desc.destroy(o->state);
+  // The HTTP server closes its own (h2o's) handles: stop it, let the closes run, destroy it,
+  // and only then close whatever else is left.
+  http_->stop();
+  while (!http_->closed() && uv_run(&loop_, UV_RUN_ONCE) != 0) {
+  }
+  http_.reset();
   uv_walk(&loop_, [](uv_handle_t *h, void *) {
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   }, nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
-  http_.reset();
   uv_loop_close(&loop_);
 }
 
@@ -212,6 +217,7 @@ int Engine::run() {
   uv_timer_init(&loop_, &grace_timer_);
   grace_timer_.data = this;
   signal(SIGPIPE, SIG_IGN);
+  http_->set_shutdown_grace(static_cast<uint64_t>(cfg_.service.grace_ms));
 
   for (auto &o : outputs_) {
     o->flush_timer = new uv_timer_t;

@@ -1,0 +1,116 @@
+// Timestamps shared by in-tree plugins (header-only, compiled into each plugin): RFC 3339
+// parsing with Z or an offset and up to nanosecond fractions, epoch numbers, and formatting
+// as the prototype wrote them (UTC, microseconds, trailing Z).
+#pragma once
+
+#include <time.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace devmesh {
+
+// Parses "2025-11-28T19:55:40.521872Z", "2025-11-28 19:55:40+02:00", "2025-11-28T19:55:40"
+// (no zone: UTC, as the prototype's clients sent) or a date alone "2025-11-28". Returns false
+// on anything else, leaving ns untouched.
+inline bool parse_rfc3339(std::string_view s, int64_t &ns) {
+  auto digits = [&](size_t pos, size_t n, int &out) {
+    if (pos + n > s.size()) return false;
+    out = 0;
+    for (size_t i = pos; i < pos + n; i++) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      out = out * 10 + (s[i] - '0');
+    }
+    return true;
+  };
+  tm t{};
+  int year, mon, day, hh = 0, mm = 0, ss = 0;
+  if (!digits(0, 4, year) || s.size() < 10 || s[4] != '-' || !digits(5, 2, mon) || s[7] != '-' ||
+      !digits(8, 2, day))
+    return false;
+  size_t i = 10;
+  int64_t frac_ns = 0;
+  int64_t offset_s = 0;
+  if (i < s.size()) {
+    if (s[i] != 'T' && s[i] != 't' && s[i] != ' ') return false;
+    if (!digits(i + 1, 2, hh) || i + 3 >= s.size() || s[i + 3] != ':' || !digits(i + 4, 2, mm) ||
+        i + 6 >= s.size() || s[i + 6] != ':' || !digits(i + 7, 2, ss))
+      return false;
+    i += 9;
+    if (i < s.size() && s[i] == '.') {
+      size_t start = ++i;
+      int64_t scale = 100000000;
+      while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+        if (i - start < 9) {
+          frac_ns += (s[i] - '0') * scale;
+          scale /= 10;
+        }
+        i++;
+      }
+      if (i == start) return false;
+    }
+    if (i < s.size()) {
+      if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == s.size()) {
+        i++;
+      } else if ((s[i] == '+' || s[i] == '-') && i + 6 == s.size() && s[i + 3] == ':') {
+        int oh, om;
+        if (!digits(i + 1, 2, oh) || !digits(i + 4, 2, om) || oh > 23 || om > 59) return false;
+        offset_s = (oh * 3600 + om * 60) * (s[i] == '+' ? 1 : -1);
+        i += 6;
+      } else {
+        return false;
+      }
+    }
+  }
+  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return false;
+  t.tm_year = year - 1900;
+  t.tm_mon = mon - 1;
+  t.tm_mday = day;
+  t.tm_hour = hh;
+  t.tm_min = mm;
+  t.tm_sec = ss;
+  time_t secs = timegm(&t);
+  // timegm normalises out-of-range days (Feb 31 -> Mar 3): refuse those.
+  tm back;
+  gmtime_r(&secs, &back);
+  if (back.tm_mday != day && ss != 60) return false;
+  ns = (static_cast<int64_t>(secs) - offset_s) * 1000000000LL + frac_ns;
+  return true;
+}
+
+// Epoch seconds (< 1e11) or milliseconds (>= 1e11) as a JSON number, to nanoseconds.
+inline bool epoch_number_to_ns(double v, int64_t &ns) {
+  if (!(v >= 0) || v > 4102444800000.0) return false;  // NaN, negative, or past year 2100 in ms
+  // Split whole and fraction so large millisecond values keep their exact integer part.
+  int64_t whole = static_cast<int64_t>(v);
+  double frac = v - static_cast<double>(whole);
+  int64_t unit = v < 1e11 ? 1000000000LL : 1000000LL;
+  ns = whole * unit + llround(frac * static_cast<double>(unit));
+  return true;
+}
+
+// "2025-11-28T19:55:40.521872Z" into buf (at least 32 bytes); returns the length.
+inline size_t format_rfc3339_us(int64_t ns, char *buf, size_t cap) {
+  int64_t secs = ns / 1000000000;
+  int64_t frac = ns % 1000000000;
+  if (frac < 0) {
+    frac += 1000000000;
+    secs -= 1;
+  }
+  time_t t = static_cast<time_t>(secs);
+  tm g;
+  gmtime_r(&t, &g);
+  int n = snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", g.tm_year + 1900, g.tm_mon + 1,
+                   g.tm_mday, g.tm_hour, g.tm_min, g.tm_sec, static_cast<int>(frac / 1000));
+  return n < 0 ? 0 : static_cast<size_t>(n) < cap ? static_cast<size_t>(n) : cap - 1;
+}
+
+inline std::string format_rfc3339_us(int64_t ns) {
+  char buf[64];
+  return std::string(buf, format_rfc3339_us(ns, buf, sizeof buf));
+}
+
+}  // namespace devmesh
