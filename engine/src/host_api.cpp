@@ -255,6 +255,21 @@ void input_finished(dm_instance *inst) {
   if (auto *in = dynamic_cast<InputInstance *>(Instance::from(inst))) in->engine->input_finished(in);
 }
 
+int parse_duration_api(dm_str text, int64_t *ms) {
+  int64_t v;
+  if (!ms || !parse_duration_ms(std::string_view(text.ptr ? text.ptr : "", text.len), v))
+    return DM_ERR_INVALID;
+  *ms = v;
+  return DM_OK;
+}
+int parse_size_api(dm_str text, int64_t *bytes) {
+  int64_t v;
+  if (!bytes || !parse_size(std::string_view(text.ptr ? text.ptr : "", text.len), v))
+    return DM_ERR_INVALID;
+  *bytes = v;
+  return DM_OK;
+}
+
 const dm_host_api kHostApi = {
     sizeof(dm_host_api),
     DM_ABI_MAJOR,
@@ -304,6 +319,8 @@ const dm_host_api kHostApi = {
     hash128,
     instance_name,
     input_finished,
+    parse_duration_api,
+    parse_size_api,
 };
 
 }  // namespace

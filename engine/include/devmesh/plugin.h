@@ -253,6 +253,11 @@ typedef struct dm_host_api {
   /* Inputs: this input will submit nothing more (a bounded source reached its end). With
    * service.exit_when_done the engine exits once every input finished and all is acked. */
   void (*input_finished)(dm_instance *inst);
+
+  /* The config's value syntax, for plugins that parse request parameters: "200ms", "5s",
+   * "1m", "7d" to milliseconds; "64KiB", "10MB" to bytes. DM_OK or DM_ERR_INVALID. */
+  int (*parse_duration_ms)(dm_str text, int64_t *ms);
+  int (*parse_size)(dm_str text, int64_t *bytes);
 } dm_host_api;
 
 /* ---- the descriptor ----------------------------------------------------------------------- */
