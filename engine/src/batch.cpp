@@ -75,7 +75,8 @@ int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value) {
 size_t record_bytes(const dm_record &r) {
   size_t n = sizeof(dm_record) + r.source.len + r.service.len + r.host.len + r.trace_id.len +
              r.span_id.len + r.event_type.len + r.error_code.len + r.message.len;
-  for (uint32_t i = 0; i < r.meta_count; i++) n += sizeof(dm_kv) + r.meta[i].key.len + r.meta[i].value.len;
+  for (uint32_t i = 0; i < r.meta_count; i++)
+    n += sizeof(dm_kv) + r.meta[i].key.len + r.meta[i].value.len;
   return n;
 }
 

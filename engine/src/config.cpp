@@ -781,7 +781,8 @@ void load_section(const std::string &section, const YAML::Node &node, PipelineCo
                   "alias '" + e.alias + "' is already used by " + it->second);
       }
     }
-    if (entry_string(item, "plugin_path", where, check, e.path)) e.path = resolve_path(out.dir, e.path);
+    if (entry_string(item, "plugin_path", where, check, e.path))
+      e.path = resolve_path(out.dir, e.path);
     // Without a name there is no plugin to validate the rest against: leave the entry out.
     if (named) list.push_back(std::move(e));
   }

@@ -17,8 +17,8 @@ namespace devmesh {
 // One problem found in a config file, reported as FILE:LINE:COL: PATH: MESSAGE.
 struct Problem {
   std::string file;
-  int line = 0;  // 1-based; 0 when unknown
-  int col = 0;   // 1-based
+  int line = 0;      // 1-based; 0 when unknown
+  int col = 0;       // 1-based
   std::string path;  // e.g. pipeline.outputs[1].batch_size
   std::string message;
   std::string str() const;
@@ -41,10 +41,10 @@ class Problems {
 // A validated option value.
 struct OptionValue {
   dm_opt_type type = DM_OPT_STRING;
-  std::string text;  // the (expanded) scalar text; for STRING the value itself
-  int64_t integer = 0;  // INT, DURATION (ms), SIZE (bytes), BOOL (0/1)
-  double number = 0;    // DOUBLE, and INT/DURATION/SIZE as double
-  std::vector<std::string> items;                           // LIST
+  std::string text;                // the (expanded) scalar text; for STRING the value itself
+  int64_t integer = 0;             // INT, DURATION (ms), SIZE (bytes), BOOL (0/1)
+  double number = 0;               // DOUBLE, and INT/DURATION/SIZE as double
+  std::vector<std::string> items;  // LIST
   std::vector<std::pair<std::string, std::string>> entries;  // MAP, in file order
 };
 
@@ -60,12 +60,12 @@ namespace devmesh {
 
 // One entry of pipeline.inputs / filters / outputs.
 struct PluginEntry {
-  std::string section;  // "inputs", "filters" or "outputs"
-  int index = 0;        // position in its section
-  std::string name;     // plugin name (required)
-  std::string alias;    // optional
-  std::string path;     // optional explicit .so file (the entry's plugin_path: key)
-  YAML::Node node;      // the entry's mapping (for schema validation, marks)
+  std::string section;        // "inputs", "filters" or "outputs"
+  int index = 0;              // position in its section
+  std::string name;           // plugin name (required)
+  std::string alias;          // optional
+  std::string path;           // optional explicit .so file (the entry's plugin_path: key)
+  YAML::Node node;            // the entry's mapping (for schema validation, marks)
   std::string where() const;  // "pipeline.outputs[1]"
 };
 

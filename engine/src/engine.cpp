@@ -48,9 +48,12 @@ Engine::~Engine() {
   while (!http_->closed() && uv_run(&loop_, UV_RUN_ONCE) != 0) {
   }
   http_.reset();
-  uv_walk(&loop_, [](uv_handle_t *h, void *) {
-    if (!uv_is_closing(h)) uv_close(h, nullptr);
-  }, nullptr);
+  uv_walk(
+      &loop_,
+      [](uv_handle_t *h, void *) {
+        if (!uv_is_closing(h)) uv_close(h, nullptr);
+      },
+      nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
 }
@@ -58,26 +61,34 @@ Engine::~Engine() {
 void Engine::register_metrics(Instance *i) {
   std::string labels = "instance=\"" + prom_escape(i->name) + "\",plugin=\"" +
                        prom_escape(i->desc.name) + "\",kind=\"" + kind_name(i->desc.kind) + "\"";
-  i->m_in = metrics_.counter("devmesh_records_in_total", "Records received by the instance", labels);
+  i->m_in =
+      metrics_.counter("devmesh_records_in_total", "Records received by the instance", labels);
   i->m_out = metrics_.counter("devmesh_records_out_total",
                               "Records passed on (filters) or delivered (outputs)", labels);
-  i->m_dropped = metrics_.counter("devmesh_records_dropped_total", "Records dropped by a filter", labels);
+  i->m_dropped =
+      metrics_.counter("devmesh_records_dropped_total", "Records dropped by a filter", labels);
   if (auto *in = dynamic_cast<InputInstance *>(i)) {
-    in->m_rejected = metrics_.counter("devmesh_input_rejected_total",
-                                      "Records refused at submit (backpressure or shutdown)", labels);
+    in->m_rejected =
+        metrics_.counter("devmesh_input_rejected_total",
+                         "Records refused at submit (backpressure or shutdown)", labels);
     in->m_unrouted = metrics_.counter("devmesh_records_unrouted_total",
                                       "Records that matched no output", labels);
-    in->m_acked = metrics_.counter("devmesh_input_acks_total", "Tickets acknowledged to the input", labels);
-    in->m_paused = metrics_.gauge("devmesh_input_paused", "1 while backpressure pauses the input", labels);
+    in->m_acked =
+        metrics_.counter("devmesh_input_acks_total", "Tickets acknowledged to the input", labels);
+    in->m_paused =
+        metrics_.gauge("devmesh_input_paused", "1 while backpressure pauses the input", labels);
   }
   if (auto *o = dynamic_cast<OutputInstance *>(i)) {
-    o->m_retried = metrics_.counter("devmesh_records_retried_total", "Record deliveries retried", labels);
-    o->m_failed = metrics_.counter("devmesh_records_failed_total",
-                                   "Records that failed permanently and could not be dead-lettered", labels);
+    o->m_retried =
+        metrics_.counter("devmesh_records_retried_total", "Record deliveries retried", labels);
+    o->m_failed =
+        metrics_.counter("devmesh_records_failed_total",
+                         "Records that failed permanently and could not be dead-lettered", labels);
     o->m_dead = metrics_.counter("devmesh_records_dead_lettered_total",
                                  "Records written to the dead-letter file", labels);
     o->m_bytes = metrics_.counter("devmesh_bytes_out_total", "Bytes of records delivered", labels);
-    o->m_qrecords = metrics_.gauge("devmesh_queue_records", "Records queued for the output", labels);
+    o->m_qrecords =
+        metrics_.gauge("devmesh_queue_records", "Records queued for the output", labels);
     o->m_qbytes = metrics_.gauge("devmesh_queue_bytes", "Bytes queued for the output", labels);
     o->m_latency = metrics_.histogram("devmesh_flush_duration_seconds", "Flush latency", labels,
                                       {0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30});
@@ -154,8 +165,8 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
         o->match = get("match")->text;
         o->batch_size = static_cast<uint32_t>(get("batch_size")->integer);
         o->batch_bytes = static_cast<size_t>(get("batch_bytes")->integer);
-        o->flush_interval_ms = get("flush_interval") ? get("flush_interval")->integer
-                                                     : cfg_.service.flush_interval_ms;
+        o->flush_interval_ms =
+            get("flush_interval") ? get("flush_interval")->integer : cfg_.service.flush_interval_ms;
         o->workers = static_cast<uint32_t>(get("workers")->integer);
         o->retry_limit = get("retry_limit")->integer;
         o->retry_wait_ms = get("retry_wait")->integer;
@@ -163,7 +174,8 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
         o->queue_limit = static_cast<size_t>(get("queue_limit")->integer);
         if (get("dead_letter_path")) {
           std::string p = get("dead_letter_path")->text;
-          o->dead_letter_path = (p.empty() || p[0] == '/' || cfg_.dir.empty()) ? p : cfg_.dir + "/" + p;
+          o->dead_letter_path =
+              (p.empty() || p[0] == '/' || cfg_.dir.empty()) ? p : cfg_.dir + "/" + p;
         }
         inst = o.get();
         outputs_.push_back(std::move(o));
@@ -180,8 +192,8 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
   if (create_instances) {
     auto create = [&](Instance *i) {
       if (i->desc.create(host_api(), i, i->cfg.get(), &i->state) != 0) {
-        errors.push_back(i->name + ": the " + kind_name(i->desc.kind) + " plugin '" +
-                         i->desc.name + "' refused its configuration (see the lines above)");
+        errors.push_back(i->name + ": the " + kind_name(i->desc.kind) + " plugin '" + i->desc.name +
+                         "' refused its configuration (see the lines above)");
         ok = false;
       } else {
         i->created = true;
@@ -326,7 +338,16 @@ bool Engine::outputs_empty() const {
 
 void Engine::input_finished(InputInstance *in) {
   in->finished = true;
-  defer([this] { check_idle(); });
+  defer([this] {
+    for (auto &i : inputs_)
+      if (!i->finished) return check_idle();
+    // Nothing more will arrive: partial chunks need not wait for their flush interval.
+    for (auto &o : outputs_) {
+      seal(o.get());
+      dispatch(o.get());
+    }
+    check_idle();
+  });
 }
 
 void Engine::check_idle() {
@@ -359,16 +380,20 @@ void Engine::shutdown() {
     seal(o.get());
     dispatch(o.get());
   }
-  uv_timer_start(&grace_timer_, [](uv_timer_t *t) {
-    auto *e = static_cast<Engine *>(t->data);
-    size_t left = 0;
-    for (auto &o : e->outputs_) left += o->queued_records;
-    log_msg(DM_LOG_WARN, nullptr,
-            "grace period over with %zu records undelivered: their inputs re-send them after "
-            "restart (journald re-reads, http clients retry)", left);
-    // Flushes may be blocked inside a plugin: leave without joining or destroying.
-    _exit(0);
-  }, cfg_.service.grace_ms, 0);
+  uv_timer_start(
+      &grace_timer_,
+      [](uv_timer_t *t) {
+        auto *e = static_cast<Engine *>(t->data);
+        size_t left = 0;
+        for (auto &o : e->outputs_) left += o->queued_records;
+        log_msg(DM_LOG_WARN, nullptr,
+                "grace period over with %zu records undelivered: their inputs re-send them after "
+                "restart (journald re-reads, http clients retry)",
+                left);
+        // Flushes may be blocked inside a plugin: leave without joining or destroying.
+        _exit(0);
+      },
+      cfg_.service.grace_ms, 0);
   check_idle();
 }
 
@@ -395,7 +420,8 @@ void Engine::finish_shutdown() {
     if (o->filling) left.push_back(o->filling);
     for (uv_timer_t *t : o->retry_timers) {
       left.push_back(static_cast<Chunk *>(t->data));
-      uv_close(reinterpret_cast<uv_handle_t *>(t), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+      uv_close(reinterpret_cast<uv_handle_t *>(t),
+               [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
     }
     o->retry_timers.clear();
     o->ready.clear();
@@ -405,7 +431,8 @@ void Engine::finish_shutdown() {
       delete c;
     }
     if (o->flush_timer)
-      uv_close(reinterpret_cast<uv_handle_t *>(o->flush_timer), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+      uv_close(reinterpret_cast<uv_handle_t *>(o->flush_timer),
+               [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
     o->flush_timer = nullptr;
   }
   for (auto &in : inputs_)
@@ -439,7 +466,8 @@ void Engine::serve_health(dm_http_request *req) {
     std::string reason;
     if (!o->last_error.empty()) reason = o->last_error;
     char buf[512] = {0};
-    if (reason.empty() && o->desc.health && o->created && o->desc.health(o->state, buf, sizeof buf) != 0)
+    if (reason.empty() && o->desc.health && o->created &&
+        o->desc.health(o->state, buf, sizeof buf) != 0)
       reason = buf[0] ? buf : "unhealthy";
     if (!reason.empty()) healthy = false;
     if (!items.empty()) items += ",";
@@ -449,7 +477,8 @@ void Engine::serve_health(dm_http_request *req) {
       if (static_cast<unsigned char>(ch) < 0x20) continue;
       esc += ch;
     }
-    items += "{\"instance\":\"" + o->name + "\",\"healthy\":" + (reason.empty() ? "true" : "false") +
+    items += "{\"instance\":\"" + o->name +
+             "\",\"healthy\":" + (reason.empty() ? "true" : "false") +
              ",\"queued_records\":" + std::to_string(o->queued_records) +
              (reason.empty() ? "" : ",\"reason\":\"" + esc + "\"") + "}";
   }

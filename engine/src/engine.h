@@ -133,15 +133,15 @@ class OutputInstance : public Instance {
   // queue state (loop thread)
   Chunk *filling = nullptr;
   std::deque<Chunk *> ready;
-  size_t queued_bytes = 0;    // everything not yet done: filling, ready, in flight, retrying
+  size_t queued_bytes = 0;  // everything not yet done: filling, ready, in flight, retrying
   size_t queued_records = 0;
   uint32_t inflight = 0;
   uint32_t retrying = 0;
   bool full = false;
   bool dispatching = false;  // dispatch() is on the stack: completions do not recurse
-  std::string last_error;  // non-empty while the last flush failed
+  std::string last_error;    // non-empty while the last flush failed
   uv_timer_t *flush_timer = nullptr;
-  std::set<uv_timer_t *> retry_timers;  // chunks waiting for their next try
+  std::set<uv_timer_t *> retry_timers;   // chunks waiting for their next try
   std::vector<InputInstance *> feeders;  // inputs whose tag this output matches
 
   // workers (DM_FLUSH_ON_WORKER)
@@ -182,7 +182,7 @@ class Engine {
   int submit(InputInstance *in, Batch *b, uint64_t *ticket);
   int emit(FilterInstance *f, Batch *b);
   void input_finished(InputInstance *in);
-  void complete(Completion c);  // any thread
+  void complete(Completion c);           // any thread
   void defer(std::function<void()> fn);  // loop thread: run after the current callback
 
  private:

@@ -12,18 +12,27 @@ namespace devmesh {
 
 static std::atomic<int> g_level{DM_LOG_INFO};
 
-void set_log_level(dm_log_level level) { g_level.store(level); }
+void set_log_level(dm_log_level level) {
+  g_level.store(level);
+}
 
 bool parse_log_level(const std::string &text, dm_log_level &out) {
-  if (text == "error") out = DM_LOG_ERROR;
-  else if (text == "warn" || text == "warning") out = DM_LOG_WARN;
-  else if (text == "info") out = DM_LOG_INFO;
-  else if (text == "debug") out = DM_LOG_DEBUG;
-  else return false;
+  if (text == "error")
+    out = DM_LOG_ERROR;
+  else if (text == "warn" || text == "warning")
+    out = DM_LOG_WARN;
+  else if (text == "info")
+    out = DM_LOG_INFO;
+  else if (text == "debug")
+    out = DM_LOG_DEBUG;
+  else
+    return false;
   return true;
 }
 
-bool log_enabled(dm_log_level level) { return level <= g_level.load(std::memory_order_relaxed); }
+bool log_enabled(dm_log_level level) {
+  return level <= g_level.load(std::memory_order_relaxed);
+}
 
 void log_vmsg(dm_log_level level, const char *who, const char *fmt, va_list ap) {
   if (!log_enabled(level)) return;

@@ -22,14 +22,22 @@ static void usage(FILE *to) {
 
 static const char *type_name(dm_opt_type t) {
   switch (t) {
-    case DM_OPT_STRING: return "string";
-    case DM_OPT_INT: return "integer";
-    case DM_OPT_DOUBLE: return "number";
-    case DM_OPT_BOOL: return "bool";
-    case DM_OPT_DURATION: return "duration";
-    case DM_OPT_SIZE: return "size";
-    case DM_OPT_LIST: return "list";
-    case DM_OPT_MAP: return "map";
+    case DM_OPT_STRING:
+      return "string";
+    case DM_OPT_INT:
+      return "integer";
+    case DM_OPT_DOUBLE:
+      return "number";
+    case DM_OPT_BOOL:
+      return "bool";
+    case DM_OPT_DURATION:
+      return "duration";
+    case DM_OPT_SIZE:
+      return "size";
+    case DM_OPT_LIST:
+      return "list";
+    case DM_OPT_MAP:
+      return "map";
   }
   return "?";
 }
@@ -43,8 +51,10 @@ static std::string bound(double v, dm_opt_type t) {
 static void print_option(const dm_option &o) {
   printf("  %-18s %-8s", o.key, type_name(o.type));
   if (o.flags & DM_OPT_REQUIRED) printf(" required");
-  if (o.default_value) printf(" default %s", (o.flags & DM_OPT_SECRET) ? "(secret)" : o.default_value);
-  if (o.flags & DM_OPT_BOUNDED) printf(" [%s..%s]", bound(o.min, o.type).c_str(), bound(o.max, o.type).c_str());
+  if (o.default_value)
+    printf(" default %s", (o.flags & DM_OPT_SECRET) ? "(secret)" : o.default_value);
+  if (o.flags & DM_OPT_BOUNDED)
+    printf(" [%s..%s]", bound(o.min, o.type).c_str(), bound(o.max, o.type).c_str());
   if (o.allowed) {
     printf(" one of:");
     for (const char *const *a = o.allowed; *a; a++) printf(" %s", *a);
@@ -90,23 +100,33 @@ static int describe(const std::string &name, const std::string &config_file) {
 }
 
 int main(int argc, char **argv) {
-  static option long_opts[] = {{"config", required_argument, nullptr, 'c'},
-                               {"dry-run", no_argument, nullptr, 'n'},
-                               {"describe", required_argument, nullptr, 'd'},
-                               {"version", no_argument, nullptr, 'V'},
-                               {"help", no_argument, nullptr, 'h'},
-                               {nullptr, 0, nullptr, 0}};
+  static option long_opts[] = {
+      {"config", required_argument, nullptr, 'c'},   {"dry-run", no_argument, nullptr, 'n'},
+      {"describe", required_argument, nullptr, 'd'}, {"version", no_argument, nullptr, 'V'},
+      {"help", no_argument, nullptr, 'h'},           {nullptr, 0, nullptr, 0}};
   std::string config_file, describe_name;
   bool dry_run = false;
   int c;
   while ((c = getopt_long(argc, argv, "c:nd:Vh", long_opts, nullptr)) != -1) {
     switch (c) {
-      case 'c': config_file = optarg; break;
-      case 'n': dry_run = true; break;
-      case 'd': describe_name = optarg; break;
-      case 'V': printf("devmesh %s (plugin ABI %d.%d)\n", DEVMESH_VERSION, DM_ABI_MAJOR, DM_ABI_MINOR); return 0;
-      case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+      case 'c':
+        config_file = optarg;
+        break;
+      case 'n':
+        dry_run = true;
+        break;
+      case 'd':
+        describe_name = optarg;
+        break;
+      case 'V':
+        printf("devmesh %s (plugin ABI %d.%d)\n", DEVMESH_VERSION, DM_ABI_MAJOR, DM_ABI_MINOR);
+        return 0;
+      case 'h':
+        usage(stdout);
+        return 0;
+      default:
+        usage(stderr);
+        return 2;
     }
   }
   if (optind < argc) {
@@ -124,8 +144,8 @@ int main(int argc, char **argv) {
   Problems problems;
   if (!load_pipeline(config_file, cfg, problems)) {
     fprintf(stderr, "%s\n", problems.str().c_str());
-    fprintf(stderr, "devmesh: %zu problem%s in %s\n", problems.size(), problems.size() == 1 ? "" : "s",
-            config_file.c_str());
+    fprintf(stderr, "devmesh: %zu problem%s in %s\n", problems.size(),
+            problems.size() == 1 ? "" : "s", config_file.c_str());
     return 1;
   }
   dm_log_level lvl;

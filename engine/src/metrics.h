@@ -58,8 +58,8 @@ class MetricsRegistry {
   // labels: Prometheus label pairs without braces, e.g. plugin="dummy",instance="in0".
   Metric *counter(const std::string &name, const std::string &help, const std::string &labels);
   Metric *gauge(const std::string &name, const std::string &help, const std::string &labels);
-  Histogram *histogram(const std::string &name, const std::string &help,
-                       const std::string &labels, std::vector<double> bounds);
+  Histogram *histogram(const std::string &name, const std::string &help, const std::string &labels,
+                       std::vector<double> bounds);
   // Prometheus text format 0.0.4: one HELP and TYPE per family, then its samples.
   std::string render() const;
 

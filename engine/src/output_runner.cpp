@@ -56,8 +56,8 @@ void Engine::dispatch(OutputInstance *o) {
 void Engine::flush_now(OutputInstance *o, Chunk *c) {
   dm_flush_result res;
   memset(&res, 0, sizeof res);
-  dm_flush_status st = o->desc.flush(o->state, nullptr, &c->view,
-                                     reinterpret_cast<dm_flush_token *>(c), &res);
+  dm_flush_status st =
+      o->desc.flush(o->state, nullptr, &c->view, reinterpret_cast<dm_flush_token *>(c), &res);
   if (st != DM_FLUSH_PENDING) {
     // A synchronous result is handled at once (no loop round trip per chunk); the plugin's
     // flush has returned, and acks to inputs are deferred, so nothing re-enters a plugin.
@@ -166,8 +166,10 @@ void Engine::on_completion(Completion &done) {
         std::vector<TicketRun> first_runs, second_runs;
         size_t seen = 0;
         for (auto r : c->runs) {
-          if (seen + r.count <= half) first_runs.push_back(r);
-          else if (seen >= half) second_runs.push_back(r);
+          if (seen + r.count <= half)
+            first_runs.push_back(r);
+          else if (seen >= half)
+            second_runs.push_back(r);
           else {
             uint32_t a = static_cast<uint32_t>(half - seen);
             first_runs.push_back(TicketRun{r.ticket, a});
@@ -223,8 +225,9 @@ void Engine::schedule_retry(Chunk *c, uint32_t retry_after_ms) {
   OutputInstance *o = c->out;
   // Exponential backoff with jitter in [base/2, base], capped; the output's retry_after wins
   // when it asks for longer.
-  double base = std::min<double>(o->retry_max_wait_ms,
-                                 o->retry_wait_ms * std::pow(2.0, std::min<uint32_t>(c->attempts - 1, 30)));
+  double base =
+      std::min<double>(o->retry_max_wait_ms,
+                       o->retry_wait_ms * std::pow(2.0, std::min<uint32_t>(c->attempts - 1, 30)));
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   double wait = base / 2 + std::uniform_real_distribution<double>(0, base / 2)(rng);
   uint64_t delay = std::max<uint64_t>(static_cast<uint64_t>(wait), retry_after_ms);
@@ -234,15 +237,19 @@ void Engine::schedule_retry(Chunk *c, uint32_t retry_after_ms) {
   uv_timer_init(&loop_, t);
   t->data = c;
   o->retry_timers.insert(t);
-  uv_timer_start(t, [](uv_timer_t *h) {
-    auto *ch = static_cast<Chunk *>(h->data);
-    OutputInstance *out = ch->out;
-    out->retrying--;
-    out->retry_timers.erase(h);
-    out->ready.push_front(ch);
-    out->engine->dispatch(out);
-    uv_close(reinterpret_cast<uv_handle_t *>(h), [](uv_handle_t *hh) { delete reinterpret_cast<uv_timer_t *>(hh); });
-  }, delay, 0);
+  uv_timer_start(
+      t,
+      [](uv_timer_t *h) {
+        auto *ch = static_cast<Chunk *>(h->data);
+        OutputInstance *out = ch->out;
+        out->retrying--;
+        out->retry_timers.erase(h);
+        out->ready.push_front(ch);
+        out->engine->dispatch(out);
+        uv_close(reinterpret_cast<uv_handle_t *>(h),
+                 [](uv_handle_t *hh) { delete reinterpret_cast<uv_timer_t *>(hh); });
+      },
+      delay, 0);
 }
 
 void Engine::dead_letter(Chunk *c, const std::string &reason) {
@@ -273,8 +280,8 @@ void Engine::dead_letter(Chunk *c, const std::string &reason) {
     o->m_dead->add(n);
   } else {
     o->m_failed->add(n);
-    log_msg(DM_LOG_ERROR, o->name.c_str(), "%zu records failed permanently and were not kept%s",
-            n, o->dead_letter_path.empty() ? " (set dead_letter_path to keep them)" : "");
+    log_msg(DM_LOG_ERROR, o->name.c_str(), "%zu records failed permanently and were not kept%s", n,
+            o->dead_letter_path.empty() ? " (set dead_letter_path to keep them)" : "");
   }
   chunk_done(c, false, reason);
 }

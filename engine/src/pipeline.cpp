@@ -117,11 +117,14 @@ void Engine::append_to_output(OutputInstance *o, Batch *b, uint32_t from, uint32
       o->filling = new Chunk();
       o->filling->out = o;
       o->filling->records.reserve(o->batch_size);
-      uv_timer_start(o->flush_timer, [](uv_timer_t *h) {
-        auto *out = static_cast<OutputInstance *>(h->data);
-        out->engine->seal(out);
-        out->engine->dispatch(out);
-      }, o->flush_interval_ms, 0);
+      uv_timer_start(
+          o->flush_timer,
+          [](uv_timer_t *h) {
+            auto *out = static_cast<OutputInstance *>(h->data);
+            out->engine->seal(out);
+            out->engine->dispatch(out);
+          },
+          o->flush_interval_ms, 0);
     }
     Chunk *c = o->filling;
     uint32_t start = i;

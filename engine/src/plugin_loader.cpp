@@ -16,9 +16,12 @@ namespace devmesh {
 
 const char *kind_name(dm_plugin_kind kind) {
   switch (kind) {
-    case DM_INPUT: return "input";
-    case DM_FILTER: return "filter";
-    case DM_OUTPUT: return "output";
+    case DM_INPUT:
+      return "input";
+    case DM_FILTER:
+      return "filter";
+    case DM_OUTPUT:
+      return "output";
   }
   return "unknown";
 }
@@ -29,7 +32,9 @@ const char *section_kind_name(const std::string &section) {
   return "output";
 }
 
-static bool file_exists(const std::string &p) { return access(p.c_str(), F_OK) == 0; }
+static bool file_exists(const std::string &p) {
+  return access(p.c_str(), F_OK) == 0;
+}
 
 const LoadedPlugin *PluginLoader::load(const std::string &name, const std::string &explicit_path,
                                        std::string &error) {
@@ -63,7 +68,8 @@ const LoadedPlugin *PluginLoader::load(const std::string &name, const std::strin
   const LoadedPlugin *p = open_file(file, error);
   if (!p) return nullptr;
   if (name != p->desc.name) {
-    error = "plugin file " + p->file + " provides plugin '" + p->desc.name + "', not '" + name + "'";
+    error =
+        "plugin file " + p->file + " provides plugin '" + p->desc.name + "', not '" + name + "'";
     return nullptr;
   }
   return p;

@@ -34,10 +34,10 @@ class PluginLoader {
   const dm_host_api *host_;
   std::vector<std::string> dirs_;
   std::map<std::string, std::unique_ptr<LoadedPlugin>> by_file_;  // realpath -> plugin
-  std::map<std::string, const LoadedPlugin *> by_name_;            // plugin name -> plugin
+  std::map<std::string, const LoadedPlugin *> by_name_;           // plugin name -> plugin
 };
 
-const char *kind_name(dm_plugin_kind kind);     // "input", "filter", "output"
+const char *kind_name(dm_plugin_kind kind);                 // "input", "filter", "output"
 const char *section_kind_name(const std::string &section);  // "inputs" -> "input"
 
 }  // namespace devmesh

@@ -16,17 +16,23 @@ DryRun dry_run(const TempDir &dir, const std::string &pipeline) {
   std::string cfg = "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR "]\npipeline:\n" + pipeline;
   write_file(dir / "pipeline.yaml", cfg);
   DryRun r;
-  r.code = run({DEVMESH_BIN, "--dry-run", "-c", dir / "pipeline.yaml"}, dir.path(), nullptr, &r.err);
+  r.code =
+      run({DEVMESH_BIN, "--dry-run", "-c", dir / "pipeline.yaml"}, dir.path(), nullptr, &r.err);
   return r;
 }
 
-std::string test_plugin(const char *name) { return std::string(TEST_PLUGIN_DIR) + "/" + name + ".so"; }
+std::string test_plugin(const char *name) {
+  return std::string(TEST_PLUGIN_DIR) + "/" + name + ".so";
+}
 
 TEST(Loader, MissingPluginListsWhereItLooked) {
   TempDir d;
   auto r = dry_run(d, "  inputs:\n    - name: no_such_input\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("pipeline.yaml:5:7: pipeline.inputs[0]: plugin 'no_such_input' not found; looked for " DEVMESH_PLUGIN_DIR "/no_such_input.so"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pipeline.yaml:5:7: pipeline.inputs[0]: plugin 'no_such_input' not found; "
+                       "looked for " DEVMESH_PLUGIN_DIR "/no_such_input.so"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(Loader, MissingExplicitPathIsNamed) {
@@ -38,43 +44,58 @@ TEST(Loader, MissingExplicitPathIsNamed) {
 
 TEST(Loader, SharedObjectWithoutEntryIsNotADevmeshPlugin) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: abi_no_entry\n      plugin_path: " + test_plugin("abi_no_entry") + "\n");
+  auto r = dry_run(d, "  outputs:\n    - name: abi_no_entry\n      plugin_path: " +
+                          test_plugin("abi_no_entry") + "\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("is not a devmesh plugin: it exports no dm_plugin_entry symbol"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is not a devmesh plugin: it exports no dm_plugin_entry symbol"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(Loader, OtherMajorAbiIsRefusedNamingBothVersions) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: abi_bad_major\n      plugin_path: " + test_plugin("abi_bad_major") + "\n");
+  auto r = dry_run(d, "  outputs:\n    - name: abi_bad_major\n      plugin_path: " +
+                          test_plugin("abi_bad_major") + "\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("was built for plugin ABI 2.0, but this engine speaks ABI 1.0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("was built for plugin ABI 2.0, but this engine speaks ABI 1.0"),
+            std::string::npos)
+      << r.err;
   EXPECT_NE(r.err.find("abi_bad_major.so"), std::string::npos) << r.err;
 }
 
 TEST(Loader, NewerMinorAbiIsRefused) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: abi_newer_minor\n      plugin_path: " + test_plugin("abi_newer_minor") + "\n");
+  auto r = dry_run(d, "  outputs:\n    - name: abi_newer_minor\n      plugin_path: " +
+                          test_plugin("abi_newer_minor") + "\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("needs plugin ABI 1.7, newer than this engine's 1.0: upgrade devmesh"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("needs plugin ABI 1.7, newer than this engine's 1.0: upgrade devmesh"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(Loader, DuplicatePluginNameIsRefused) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: 'null'\n    - name: 'null'\n      plugin_path: " + test_plugin("abi_dup_null") + "\n");
+  auto r = dry_run(d, "  outputs:\n    - name: 'null'\n    - name: 'null'\n      plugin_path: " +
+                          test_plugin("abi_dup_null") + "\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("duplicate plugin name 'null': provided by both"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("duplicate plugin name 'null': provided by both"), std::string::npos)
+      << r.err;
 }
 
 TEST(Loader, PluginUnderTheWrongSectionIsRefused) {
   TempDir d;
   auto r = dry_run(d, "  filters:\n    - name: 'null'\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("pipeline.filters[0]: 'null' is an output plugin, but it is listed under pipeline.filters"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pipeline.filters[0]: 'null' is an output plugin, but it is listed under "
+                       "pipeline.filters"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(Loader, PluginFileProvidingAnotherNameIsRefused) {
   TempDir d;
-  auto r = dry_run(d, "  outputs:\n    - name: mystore\n      plugin_path: " + test_plugin("abi_dup_null") + "\n");
+  auto r = dry_run(d, "  outputs:\n    - name: mystore\n      plugin_path: " +
+                          test_plugin("abi_dup_null") + "\n");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("provides plugin 'null', not 'mystore'"), std::string::npos) << r.err;
 }
@@ -89,7 +110,10 @@ TEST(Loader, BuiltPluginsExportOnlyTheEntrySymbol) {
   TempDir d;
   for (const char *p : {"dummy", "stdout", "null"}) {
     std::string out;
-    ASSERT_EQ(run({"/usr/bin/nm", "-D", "--defined-only", std::string(DEVMESH_PLUGIN_DIR) + "/" + p + ".so"}, d.path(), &out), 0);
+    ASSERT_EQ(run({"/usr/bin/nm", "-D", "--defined-only",
+                   std::string(DEVMESH_PLUGIN_DIR) + "/" + p + ".so"},
+                  d.path(), &out),
+              0);
     std::istringstream in(out);
     std::string line;
     std::vector<std::string> syms;

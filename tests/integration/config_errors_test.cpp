@@ -23,46 +23,61 @@ Result dry_run(const TempDir &d, const std::string &yaml, std::vector<std::strin
   return r;
 }
 
-const std::string kHead = "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR ", " TEST_PLUGIN_DIR "]\npipeline:\n";
+const std::string kHead =
+    "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR ", " TEST_PLUGIN_DIR "]\npipeline:\n";
 
 TEST(ConfigErrors, UnknownKeyNamesLineAndSuggestsTheClosest) {
   TempDir d;
   auto r = dry_run(d, kHead + "  outputs:\n    - name: 'null'\n      batchsize: 10\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("p.yaml:6:7: pipeline.outputs[0].batchsize: unknown key 'batchsize' (did you mean 'batch_size'?)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("p.yaml:6:7: pipeline.outputs[0].batchsize: unknown key 'batchsize' (did "
+                       "you mean 'batch_size'?)"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(ConfigErrors, OutOfRangeNamesTheBounds) {
   TempDir d;
-  auto r = dry_run(d, kHead + "  outputs:\n    - name: 'null'\n    - name: 'null'\n      alias: second\n      batch_size: 0\n");
+  auto r = dry_run(d, kHead +
+                          "  outputs:\n    - name: 'null'\n    - name: 'null'\n      alias: "
+                          "second\n      batch_size: 0\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("p.yaml:8:19: pipeline.outputs[1].batch_size: must be between 1 and 100000"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("p.yaml:8:19: pipeline.outputs[1].batch_size: must be between 1 and 100000"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(ConfigErrors, WrongTypeIsNamed) {
   TempDir d;
   auto r = dry_run(d, kHead + "  outputs:\n    - name: 'null'\n      flush_interval: soon\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("pipeline.outputs[0].flush_interval: must be a duration"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pipeline.outputs[0].flush_interval: must be a duration"), std::string::npos)
+      << r.err;
 }
 
 TEST(ConfigErrors, ValueNotAllowedListsTheChoices) {
   TempDir d;
-  auto r = dry_run(d, kHead + "  outputs:\n    - name: flaky\n      path: x\n      fail_status: maybe\n");
+  auto r = dry_run(
+      d, kHead + "  outputs:\n    - name: flaky\n      path: x\n      fail_status: maybe\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("pipeline.outputs[0].fail_status: must be one of: retry, error, split"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pipeline.outputs[0].fail_status: must be one of: retry, error, split"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(ConfigErrors, MissingRequiredKeyIsNamed) {
   TempDir d;
   auto r = dry_run(d, kHead + "  outputs:\n    - name: flaky\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("p.yaml:5:7: pipeline.outputs[0]: missing required key 'path'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("p.yaml:5:7: pipeline.outputs[0]: missing required key 'path'"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(ConfigErrors, UnsetEnvironmentVariableIsNamed) {
   TempDir d;
-  auto r = dry_run(d, kHead + "  outputs:\n    - name: flaky\n      path: ${DEVMESH_TEST_UNSET_VAR}/out\n");
+  auto r = dry_run(
+      d, kHead + "  outputs:\n    - name: flaky\n      path: ${DEVMESH_TEST_UNSET_VAR}/out\n");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("DEVMESH_TEST_UNSET_VAR"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("p.yaml:6:13"), std::string::npos) << r.err;
@@ -70,7 +85,10 @@ TEST(ConfigErrors, UnsetEnvironmentVariableIsNamed) {
 
 TEST(ConfigErrors, EnvironmentVariablesAndDefaultsExpand) {
   TempDir d;
-  auto r = dry_run(d, kHead + "  outputs:\n    - name: flaky\n      path: ${DEVMESH_TEST_DIR}/out\n      fail_status: ${DEVMESH_TEST_NOPE:-error}\n",
+  auto r = dry_run(d,
+                   kHead +
+                       "  outputs:\n    - name: flaky\n      path: ${DEVMESH_TEST_DIR}/out\n      "
+                       "fail_status: ${DEVMESH_TEST_NOPE:-error}\n",
                    {"DEVMESH_TEST_DIR=" + d.path()});
   EXPECT_EQ(r.code, 0) << r.err;
 }
@@ -118,7 +136,10 @@ TEST(Cli, DescribePrintsOptionsFromTheSchema) {
 TEST(Cli, ShippedConfigsPassDryRun) {
   TempDir d;
   std::string err;
-  EXPECT_EQ(run({DEVMESH_BIN, "--dry-run", "-c", DEVMESH_SOURCE_DIR "/conf/standalone.yaml"}, d.path(), nullptr, &err), 0) << err;
+  EXPECT_EQ(run({DEVMESH_BIN, "--dry-run", "-c", DEVMESH_SOURCE_DIR "/conf/standalone.yaml"},
+                d.path(), nullptr, &err),
+            0)
+      << err;
 }
 
 }  // namespace

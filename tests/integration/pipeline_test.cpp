@@ -15,14 +15,15 @@ using namespace std::chrono_literals;
 namespace {
 
 std::string head(const std::string &extra_service = "") {
-  return "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR ", " TEST_PLUGIN_DIR "]\n" + extra_service +
-         "pipeline:\n";
+  return "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR ", " TEST_PLUGIN_DIR "]\n" +
+         extra_service + "pipeline:\n";
 }
 
-std::unique_ptr<Process> start(const TempDir &d, const std::string &yaml, const std::string &name = "engine") {
+std::unique_ptr<Process> start(const TempDir &d, const std::string &yaml,
+                               const std::string &name = "engine") {
   write_file(d / (name + ".yaml"), yaml);
-  return std::make_unique<Process>(std::vector<std::string>{DEVMESH_BIN, "-c", d / (name + ".yaml")},
-                                   d.path(), name);
+  return std::make_unique<Process>(
+      std::vector<std::string>{DEVMESH_BIN, "-c", d / (name + ".yaml")}, d.path(), name);
 }
 
 // Sequence numbers in a flaky output file ("seq<TAB>message" lines).
@@ -48,14 +49,20 @@ void expect_exactly_once(const std::vector<long> &got, long n) {
 
 TEST(Pipeline, RecordsGoOnlyToOutputsWhoseMatchFitsTheirTag) {
   TempDir d;
-  auto e = start(d, head("  exit_when_done: true\n") +
-                        "  inputs:\n"
-                        "    - {name: dummy, tag: app.web, rate: 0, count: 30, message: 'web {seq}'}\n"
-                        "    - {name: dummy, tag: sys.kernel, rate: 0, count: 20, message: 'kernel {seq}'}\n"
-                        "  outputs:\n"
-                        "    - {name: flaky, match: 'app.*', path: " + d / "app.txt" + "}\n"
-                        "    - {name: flaky, match: '*', path: " + d / "all.txt" + "}\n"
-                        "    - {name: flaky, match: 'nothing.*', path: " + d / "none.txt" + "}\n");
+  auto e = start(
+      d, head("  exit_when_done: true\n") +
+             "  inputs:\n"
+             "    - {name: dummy, tag: app.web, rate: 0, count: 30, message: 'web {seq}'}\n"
+             "    - {name: dummy, tag: sys.kernel, rate: 0, count: 20, message: 'kernel {seq}'}\n"
+             "  outputs:\n"
+             "    - {name: flaky, match: 'app.*', path: " +
+             d / "app.txt" +
+             "}\n"
+             "    - {name: flaky, match: '*', path: " +
+             d / "all.txt" +
+             "}\n"
+             "    - {name: flaky, match: 'nothing.*', path: " +
+             d / "none.txt" + "}\n");
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   auto app = read_lines(d / "app.txt");
   EXPECT_EQ(app.size(), 30u);
@@ -68,9 +75,13 @@ TEST(Pipeline, FlushesWhenBatchSizeIsReachedAndTheRestOnShutdown) {
   TempDir d;
   auto e = start(d, head() +
                         "  inputs:\n"
-                        "    - {name: dummy, rate: 0, count: 25}\n"
+                        "    - {name: dummy, tag: counted, rate: 0, count: 25}\n"
+                        // A second input that never finishes: when every input has finished,
+                        // partial chunks are flushed at once, which this test must not see.
+                        "    - {name: dummy, tag: idle, rate: 0.001}\n"
                         "  outputs:\n"
-                        "    - {name: flaky, path: " + d / "out.txt" + ", batch_size: 10, flush_interval: 1h}\n");
+                        "    - {name: flaky, match: counted, path: " +
+                        d / "out.txt" + ", batch_size: 10, flush_interval: 1h}\n");
   ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 20; }, 10s)) << e->err();
   std::this_thread::sleep_for(500ms);
   EXPECT_EQ(read_lines(d / "out.txt").size(), 20u) << "a partial batch was flushed before its time";
@@ -79,13 +90,67 @@ TEST(Pipeline, FlushesWhenBatchSizeIsReachedAndTheRestOnShutdown) {
   expect_exactly_once(seqs(d / "out.txt"), 25);
 }
 
+TEST(Pipeline, FlushesWhenBatchBytesIsReached) {
+  TempDir d;
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, rate: 0, count: 40, batch: 40}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, path: " +
+                        d / "out.txt" + ", attempts_path: " + d / "attempts.txt" +
+                        ", batch_size: 100000, batch_bytes: 2KiB, flush_interval: 1h}\n");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_exactly_once(seqs(d / "out.txt"), 40);
+  // Each record holds a few hundred bytes: 40 of them cannot fit one 2 KiB chunk.
+  auto attempts = read_lines(d / "attempts.txt");
+  EXPECT_GE(attempts.size(), 4u);
+  for (auto &a : attempts) EXPECT_LT(std::atol(a.substr(a.find(' ') + 1).c_str()), 20) << a;
+}
+
+TEST(Pipeline, InputIsAcknowledgedOnlyWhenEveryOutputDelivered) {
+  TempDir d;
+  int port = free_port();
+  std::string metrics = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, alias: gen, rate: 0, count: 10, batch: 10}\n"
+                        "  outputs:\n"
+                        "    - {name: 'null', alias: fast}\n"
+                        "    - {name: flaky, alias: slow, path: " +
+                        d / "out.txt" + ", attempts_path: " + d / "attempts.txt" +
+                        ", fail_first: 3, retry_wait: 300ms}\n");
+  ASSERT_TRUE(wait_until([&] { return !read_lines(d / "attempts.txt").empty(); }, 10s)) << e->err();
+  std::string body;
+  ASSERT_EQ(http_get(metrics, &body, d.path()), 200);
+  // The fast output has delivered, the slow one has not: the ticket is not done.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        http_get(metrics, &body, d.path());
+        return metric_value(body, "devmesh_records_out_total", "instance=\"fast\"") == 10;
+      },
+      10s))
+      << body;
+  EXPECT_EQ(metric_value(body, "devmesh_input_acks_total", "instance=\"gen\""), 0) << body;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        http_get(metrics, &body, d.path());
+        return metric_value(body, "devmesh_input_acks_total", "instance=\"gen\"") == 1;
+      },
+      20s))
+      << body;
+  expect_exactly_once(seqs(d / "out.txt"), 10);
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(10s), 0);
+}
+
 TEST(Pipeline, SingleRecordReachesTheOutputWithinTwoFlushIntervals) {
   TempDir d;
   auto e = start(d, head("  flush_interval: 400ms\n") +
                         "  inputs:\n"
                         "    - {name: dummy, rate: 1, count: 1}\n"
                         "  outputs:\n"
-                        "    - {name: stdout, path: " + d / "out.ndjson" + "}\n");
+                        "    - {name: stdout, path: " +
+                        d / "out.ndjson" + "}\n");
   ASSERT_TRUE(wait_until([&] { return !read_lines(d / "out.ndjson").empty(); }, 10s)) << e->err();
   timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
@@ -107,7 +172,8 @@ TEST(Pipeline, OutputFailingThenSucceedingDeliversEveryRecordOnceWithBackoff) {
                         "  inputs:\n"
                         "    - {name: dummy, rate: 0, count: 50, batch: 50}\n"
                         "  outputs:\n"
-                        "    - {name: flaky, path: " + d / "out.txt" + ", attempts_path: " + d / "attempts.txt" +
+                        "    - {name: flaky, path: " +
+                        d / "out.txt" + ", attempts_path: " + d / "attempts.txt" +
                         ", fail_first: 3, retry_wait: 100ms, batch_size: 50}\n");
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   expect_exactly_once(seqs(d / "out.txt"), 50);
@@ -129,13 +195,16 @@ TEST(Pipeline, RecordsGoToTheDeadLetterFileAfterTheRetryLimit) {
                         "  inputs:\n"
                         "    - {name: dummy, rate: 0, count: 20}\n"
                         "  outputs:\n"
-                        "    - {name: flaky, path: " + d / "out.txt" + ", fail_always: true, retry_limit: 2," +
+                        "    - {name: flaky, path: " +
+                        d / "out.txt" + ", fail_always: true, retry_limit: 2," +
                         " retry_wait: 10ms, dead_letter_path: " + d / "dead.ndjson" + "}\n");
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   EXPECT_EQ(read_lines(d / "out.txt").size(), 0u);
   auto dead = read_lines(d / "dead.ndjson");
   ASSERT_EQ(dead.size(), 20u);
-  EXPECT_NE(dead[0].find("\"reason\":\"retry limit 2 reached: injected failure\""), std::string::npos) << dead[0];
+  EXPECT_NE(dead[0].find("\"reason\":\"retry limit 2 reached: injected failure\""),
+            std::string::npos)
+      << dead[0];
   EXPECT_NE(dead[0].find("\"output\":\"flaky.0\""), std::string::npos) << dead[0];
   EXPECT_NE(dead[0].find("\"seq\":\"1\""), std::string::npos) << dead[0];
 }
@@ -146,7 +215,8 @@ TEST(Pipeline, PoisonRecordIsIsolatedByBisectionAndTheRestDelivered) {
                         "  inputs:\n"
                         "    - {name: dummy, rate: 0, count: 16, batch: 16}\n"
                         "  outputs:\n"
-                        "    - {name: flaky, path: " + d / "out.txt" + ", poison: 'record 7', fail_status: split," +
+                        "    - {name: flaky, path: " +
+                        d / "out.txt" + ", poison: 'record 7', fail_status: split," +
                         " batch_size: 16, dead_letter_path: " + d / "dead.ndjson" + "}\n");
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   auto got = seqs(d / "out.txt");
@@ -161,12 +231,15 @@ TEST(Pipeline, PoisonRecordIsIsolatedByBisectionAndTheRestDelivered) {
 TEST(Pipeline, FullQueuePausesTheInputAndMemoryStaysBounded) {
   TempDir d;
   const long n = 300000;
-  auto e = start(d, head("  exit_when_done: true\n") +
-                        "  inputs:\n"
-                        "    - {name: dummy, rate: 0, count: " + std::to_string(n) + "}\n"
-                        "  outputs:\n"
-                        "    - {name: flaky, path: " + d / "out.txt" + ", delay: 2ms, batch_size: 1000," +
-                        " queue_limit: 1MiB}\n");
+  auto e =
+      start(d, head("  exit_when_done: true\n") +
+                   "  inputs:\n"
+                   "    - {name: dummy, rate: 0, count: " +
+                   std::to_string(n) +
+                   "}\n"
+                   "  outputs:\n"
+                   "    - {name: flaky, path: " +
+                   d / "out.txt" + ", delay: 2ms, batch_size: 1000," + " queue_limit: 1MiB}\n");
   ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
   expect_exactly_once(seqs(d / "out.txt"), n);
   EXPECT_NE(e->err().find("queue full"), std::string::npos) << e->err();
@@ -181,9 +254,11 @@ TEST(Pipeline, GracefulShutdownDeliversEverythingQueued) {
                         "  inputs:\n"
                         "    - {name: dummy, rate: 0}\n"
                         "  outputs:\n"
-                        "    - {name: flaky, path: " + d / "out.txt" + ", delay: 20ms, batch_size: 500," +
+                        "    - {name: flaky, path: " +
+                        d / "out.txt" + ", delay: 20ms, batch_size: 500," +
                         " flush_interval: 1h, queue_limit: 256KiB}\n");
-  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 1000; }, 20s)) << e->err();
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 1000; }, 20s))
+      << e->err();
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   auto got = seqs(d / "out.txt");
@@ -202,12 +277,16 @@ TEST(Pipeline, HealthAndMetricsOverHttpCountRecords) {
                         "    - {name: dummy, alias: gen, rate: 0, count: 100}\n"
                         "  outputs:\n"
                         "    - {name: 'null', alias: sink}\n"
-                        "    - {name: flaky, alias: broken, path: " + d / "x.txt" + ", fail_always: true, retry_wait: 50ms}\n");
+                        "    - {name: flaky, alias: broken, path: " +
+                        d / "x.txt" + ", fail_always: true, retry_wait: 50ms}\n");
   std::string body;
-  ASSERT_TRUE(wait_until([&] {
-    return http_get(base + "/metrics", &body, d.path()) == 200 &&
-           metric_value(body, "devmesh_records_out_total", "instance=\"sink\"") == 100;
-  }, 10s)) << body << e->err();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return http_get(base + "/metrics", &body, d.path()) == 200 &&
+               metric_value(body, "devmesh_records_out_total", "instance=\"sink\"") == 100;
+      },
+      10s))
+      << body << e->err();
   EXPECT_EQ(metric_value(body, "devmesh_records_in_total", "instance=\"gen\""), 100);
   EXPECT_EQ(metric_value(body, "devmesh_records_in_total", "instance=\"sink\""), 100);
   EXPECT_GE(metric_value(body, "devmesh_records_retried_total", "instance=\"broken\""), 100);
@@ -227,10 +306,17 @@ TEST(Pipeline, HealthAndMetricsOverHttpCountRecords) {
 TEST(Pipeline, HealthIsOkWhenEveryOutputDelivers) {
   TempDir d;
   int port = free_port();
-  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
-                        "  inputs:\n    - {name: dummy, rate: 100}\n  outputs:\n    - {name: 'null'}\n");
+  auto e =
+      start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                   "  inputs:\n    - {name: dummy, rate: 100}\n  outputs:\n    - {name: 'null'}\n");
   std::string body;
-  ASSERT_TRUE(wait_until([&] { return http_get("http://127.0.0.1:" + std::to_string(port) + "/health", &body, d.path()) == 200; }, 10s)) << body << e->err();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return http_get("http://127.0.0.1:" + std::to_string(port) + "/health", &body, d.path()) ==
+               200;
+      },
+      10s))
+      << body << e->err();
   EXPECT_NE(body.find("\"status\":\"ok\""), std::string::npos) << body;
   e->kill(SIGTERM);
   EXPECT_EQ(e->wait_exit(10s), 0);
@@ -239,18 +325,28 @@ TEST(Pipeline, HealthIsOkWhenEveryOutputDelivers) {
 TEST(ExampleFilter, BuildsAgainstTheInstalledHeaderAndChangesRecordsWhenLoadedByPath) {
   TempDir d;
   std::string out, err;
-  ASSERT_EQ(run({CMAKE_BIN, "--install", DEVMESH_BUILD_DIR, "--prefix", d / "prefix"}, d.path(), &out, &err), 0) << out << err;
+  ASSERT_EQ(run({CMAKE_BIN, "--install", DEVMESH_BUILD_DIR, "--prefix", d / "prefix"}, d.path(),
+                &out, &err),
+            0)
+      << out << err;
   ASSERT_EQ(run({CMAKE_BIN, "-S", DEVMESH_SOURCE_DIR "/tools/example-filter", "-B", d / "fbuild",
-                 "-DDEVMESH_INCLUDE_DIR=" + d / "prefix/include"}, d.path(), &out, &err), 0) << out << err;
+                 "-DDEVMESH_INCLUDE_DIR=" + d / "prefix/include"},
+                d.path(), &out, &err),
+            0)
+      << out << err;
   ASSERT_EQ(run({CMAKE_BIN, "--build", d / "fbuild"}, d.path(), &out, &err), 0) << out << err;
-  auto e = start(d, head("  exit_when_done: true\n") +
-                        "  inputs:\n"
-                        "    - {name: dummy, rate: 0, count: 10, message: 'login password=hunter{seq} ok'}\n"
-                        "    - {name: dummy, rate: 0, count: 5, service: noisy, message: 'noise {seq}'}\n"
-                        "  filters:\n"
-                        "    - {name: example_redact, plugin_path: " + d / "fbuild/example_redact.so" + ", drop_service: noisy}\n"
-                        "  outputs:\n"
-                        "    - {name: stdout, path: " + d / "out.ndjson" + "}\n");
+  auto e = start(
+      d, head("  exit_when_done: true\n") +
+             "  inputs:\n"
+             "    - {name: dummy, rate: 0, count: 10, message: 'login password=hunter{seq} ok'}\n"
+             "    - {name: dummy, rate: 0, count: 5, service: noisy, message: 'noise {seq}'}\n"
+             "  filters:\n"
+             "    - {name: example_redact, plugin_path: " +
+             d / "fbuild/example_redact.so" +
+             ", drop_service: noisy}\n"
+             "  outputs:\n"
+             "    - {name: stdout, path: " +
+             d / "out.ndjson" + "}\n");
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   auto lines = read_lines(d / "out.ndjson");
   ASSERT_EQ(lines.size(), 10u) << e->err();

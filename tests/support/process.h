@@ -3,15 +3,15 @@
 // for temp dirs, configs and HTTP GETs with curl. Header-only, used by abi and integration tests.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -167,8 +167,8 @@ inline int run(std::vector<std::string> argv, const std::string &dir, std::strin
 // GET with the curl binary (a real HTTP client); returns the status code, body in *body.
 inline int http_get(const std::string &url, std::string *body, const std::string &dir) {
   std::string out;
-  int rc = run({"/usr/bin/curl", "-s", "-o", dir + "/curl.body", "-w", "%{http_code}",
-                "--max-time", "10", url},
+  int rc = run({"/usr/bin/curl", "-s", "-o", dir + "/curl.body", "-w", "%{http_code}", "--max-time",
+                "10", url},
                dir, &out);
   if (body) *body = read_file(dir + "/curl.body");
   if (rc != 0) return 0;

@@ -1,6 +1,6 @@
 // Batches, arenas, meta, record JSON and the ticket watermark helper.
-#include <devmesh/plugin.hpp>
 #include <gtest/gtest.h>
+#include <devmesh/plugin.hpp>
 
 #include <cstring>
 
@@ -81,7 +81,8 @@ TEST(RecordJson, InvalidUtf8BecomesReplacementCharacter) {
   r->message = b->arena.copy(bin, sizeof bin);
   std::string out;
   append_dead_letter_json(out, *r, "out.0", "bad");
-  EXPECT_NE(out.find("\"message\":\"ok\xEF\xBF\xBD\xEF\xBF\xBD\\u0000z\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"message\":\"ok\xEF\xBF\xBD\xEF\xBF\xBD\\u0000z\""), std::string::npos)
+      << out;
   EXPECT_EQ(out.back(), '\n');
   EXPECT_NE(out.find("\"reason\":\"bad\""), std::string::npos);
   batch_unref(b);

@@ -14,8 +14,12 @@
 
 namespace devmesh {
 
-inline std::string_view sv(dm_str s) { return s.len ? std::string_view(s.ptr, s.len) : std::string_view(); }
-inline dm_str str(std::string_view s) { return dm_str{s.data(), s.size()}; }
+inline std::string_view sv(dm_str s) {
+  return s.len ? std::string_view(s.ptr, s.len) : std::string_view();
+}
+inline dm_str str(std::string_view s) {
+  return dm_str{s.data(), s.size()};
+}
 
 // Runs f; an escaping exception is logged and turned into `fallback` (never crosses the ABI).
 template <class F, class R>
@@ -140,7 +144,8 @@ struct PluginAdapter {
   static dm_flush_status flush(void *s, void *ws, const dm_batch *batch, dm_flush_token *tok,
                                dm_flush_result *res) noexcept {
     auto b = static_cast<Box *>(s);
-    return guarded(b->host, b->inst, DM_FLUSH_RETRY, [&] { return b->obj->flush(ws, batch, tok, res); });
+    return guarded(b->host, b->inst, DM_FLUSH_RETRY,
+                   [&] { return b->obj->flush(ws, batch, tok, res); });
   }
   static int health(void *s, char *buf, size_t cap) noexcept {
     auto b = static_cast<Box *>(s);
@@ -169,12 +174,11 @@ struct PluginAdapter {
     if constexpr (requires(T & t) { t.pause(); }) p.pause = pause;
     if constexpr (requires(T & t) { t.resume(); }) p.resume = resume;
     if constexpr (requires(T & t, const dm_ack &a) { t.on_ack(a); }) p.on_ack = on_ack;
-    if constexpr (requires(T & t, dm_batch *b, uint8_t *v) { t.filter(b, v); }) p.filter = filter;
+    if constexpr (requires(T & t, dm_batch * b, uint8_t * v) { t.filter(b, v); }) p.filter = filter;
     if constexpr (requires(T & t, void **w) { t.worker_init(0u, w); }) p.worker_init = worker_init;
     if constexpr (requires(T & t, void *w) { t.worker_fini(w); }) p.worker_fini = worker_fini;
-    if constexpr (requires(T & t, void *w, const dm_batch *b, dm_flush_token *k, dm_flush_result *r) {
-                    t.flush(w, b, k, r);
-                  })
+    if constexpr (requires(T & t, void *w, const dm_batch *b, dm_flush_token *k,
+                           dm_flush_result *r) { t.flush(w, b, k, r); })
       p.flush = flush;
     if constexpr (requires(T & t, char *c, size_t n) { t.health(c, n); }) p.health = health;
     return p;
@@ -191,7 +195,9 @@ struct Config {
   double number(const char *k) const { return host->config_double(cfg, k); }
   bool boolean(const char *k) const { return host->config_bool(cfg, k) != 0; }
   uint32_t count(const char *k) const { return host->config_count(cfg, k); }
-  std::string item(const char *k, uint32_t i) const { return std::string(sv(host->config_item(cfg, k, i))); }
+  std::string item(const char *k, uint32_t i) const {
+    return std::string(sv(host->config_item(cfg, k, i)));
+  }
   std::string map_key(const char *k, uint32_t i) const {
     return std::string(sv(host->config_map_key(cfg, k, i)));
   }
@@ -200,8 +206,8 @@ struct Config {
 }  // namespace devmesh
 
 // Defines dm_plugin_entry for a PluginAdapter-described plugin.
-#define DEVMESH_PLUGIN(...)                                                       \
-  extern "C" DM_EXPORT const dm_plugin *dm_plugin_entry(const dm_host_api *) {    \
-    static const dm_plugin desc = __VA_ARGS__;                                    \
-    return &desc;                                                                 \
+#define DEVMESH_PLUGIN(...)                                                    \
+  extern "C" DM_EXPORT const dm_plugin *dm_plugin_entry(const dm_host_api *) { \
+    static const dm_plugin desc = __VA_ARGS__;                                 \
+    return &desc;                                                              \
   }

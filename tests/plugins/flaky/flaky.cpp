@@ -1,9 +1,9 @@
 // Test-only output: appends "seq<TAB>message" lines to a file and fails on demand (the first N
 // flushes, always, or on a poison record), optionally slowly, recording every attempt.
-#include <devmesh/plugin.hpp>
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
+#include <devmesh/plugin.hpp>
 
 #include <atomic>
 #include <string>
@@ -17,7 +17,8 @@ const dm_option kOptions[] = {
     {"path", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr, "File receiving the records"},
     {"attempts_path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "File receiving one line per flush attempt: monotonic ms, record count, status"},
-    {"fail_first", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e9, nullptr, "Fail this many flushes first"},
+    {"fail_first", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e9, nullptr,
+     "Fail this many flushes first"},
     {"fail_always", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "Fail every flush"},
     {"fail_status", DM_OPT_STRING, 0, "retry", 0, 0, kStatuses, "How a failure is reported"},
     {"retry_after", DM_OPT_DURATION, 0, "0", 0, 0, nullptr, "retry_after reported with RETRY"},
@@ -82,8 +83,8 @@ class Flaky {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     long long ms = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-    append(attempts_path_, std::to_string(ms) + " " + std::to_string(n) + " " +
-                               (failed ? "fail" : "ok") + "\n");
+    append(attempts_path_,
+           std::to_string(ms) + " " + std::to_string(n) + " " + (failed ? "fail" : "ok") + "\n");
   }
 
   std::string path_, attempts_path_, poison_;
@@ -96,6 +97,7 @@ class Flaky {
 
 }  // namespace
 
-DEVMESH_PLUGIN(devmesh::PluginAdapter<Flaky>::describe(
-    DM_OUTPUT, "flaky", "1.0", "Test output that fails on demand", kOptions,
-    sizeof kOptions / sizeof kOptions[0], DM_FLUSH_ON_WORKER))
+DEVMESH_PLUGIN(devmesh::PluginAdapter<Flaky>::describe(DM_OUTPUT, "flaky", "1.0",
+                                                       "Test output that fails on demand", kOptions,
+                                                       sizeof kOptions / sizeof kOptions[0],
+                                                       DM_FLUSH_ON_WORKER))
