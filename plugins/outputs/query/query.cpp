@@ -1,0 +1,441 @@
+// query output: the prototype's HTTP API over the store (GET /query/logs, /query/stats,
+// /health, /info) plus GET /tail, a live SSE stream of the records passing through the pipeline.
+// Requests are parsed on the loop; store reads run on the engine's work queue.
+#include <openssl/crypto.h>
+#include <unistd.h>
+#include <devmesh/plugin.hpp>
+
+#include <atomic>
+#include <iterator>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../sqlite/sqlite_schema.hpp"
+#include "query_json.h"
+#include "query_params.h"
+#include "query_store.h"
+#include "query_tail.h"
+
+namespace devmesh {
+namespace {
+
+using namespace query;
+
+const char *const kStores[] = {"sqlite", "mariadb", nullptr};
+const char *const kTimeFormats[] = {"prototype", "rfc3339", nullptr};
+
+const dm_option kOptions[] = {
+    {"listen", DM_OPT_STRING, 0, "127.0.0.1:8000", 0, 0, nullptr,
+     "address to serve on; the http input on the same address shares the listener (the "
+     "prototype served /ingest/logs and /query/logs on one port)"},
+    {"store", DM_OPT_STRING, 0, "sqlite", 0, 0, kStores, "which store to read"},
+    {"table", DM_OPT_STRING, 0, "log_events", 0, 0, nullptr, "table name, as in the output"},
+    {"path", DM_OPT_STRING, 0, "./data/devmesh.db", 0, 0, nullptr,
+     "sqlite: the database file the sqlite output writes (opened read-only)"},
+    {"host", DM_OPT_STRING, 0, "127.0.0.1", 0, 0, nullptr, "mariadb: server host"},
+    {"port", DM_OPT_INT, DM_OPT_BOUNDED, "3306", 1, 65535, nullptr, "mariadb: server port"},
+    {"socket", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "mariadb: unix socket path (instead of host/port)"},
+    {"user", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb: user"},
+    {"password", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
+     "mariadb: password (use ${ENV})"},
+    {"database", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb: database"},
+    {"tls", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "mariadb: connect with TLS"},
+    {"tls_ca", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "mariadb: CA certificate file"},
+    {"tls_cert", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "mariadb: client certificate file"},
+    {"tls_key", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "mariadb: client key file"},
+    {"tls_verify", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
+     "mariadb: verify the server certificate and name"},
+    {"statement_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 10, 600000.0, nullptr,
+     "longest a query may run; past it the request gets 504"},
+    {"max_queries", DM_OPT_INT, DM_OPT_BOUNDED, "8", 1, 1024, nullptr,
+     "queries running at once; more get 503 with Retry-After"},
+    {"auth_token", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
+     "when set, every endpoint but /health needs 'Authorization: Bearer <token>'"},
+    {"node", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "node name shown by /info; default: this machine's hostname"},
+    {"timestamp_format", DM_OPT_STRING, 0, "prototype", 0, 0, kTimeFormats,
+     "prototype: 2025-11-28T15:23:11.234567 (as the prototype's API answered); rfc3339: with Z"},
+    {"tail_clients", DM_OPT_INT, DM_OPT_BOUNDED, "32", 0, 10000, nullptr,
+     "most /tail subscribers at once; 0 turns /tail off"},
+    {"tail_buffer", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 4096, 1073741824.0, nullptr,
+     "bytes a /tail subscriber may fall behind before records are dropped for it (counted, and "
+     "told to it as an SSE comment)"},
+};
+
+constexpr const char *kJson = "application/json";
+
+// What in-flight work shares with the plugin; outlives it until the last job is done (the
+// engine may destroy the plugin while a query still runs on the work queue).
+struct Core {
+  const dm_host_api *host;
+  dm_instance *inst;
+  std::unique_ptr<QueryStore> store;
+  TimeFormat tf = TimeFormat::kPrototype;
+  dm_metric *m_ok, *m_bad, *m_unauthorized, *m_busy, *m_timeout, *m_unavailable, *m_failed;
+};
+
+enum class Kind { kLogs, kStats, kHealth };
+
+struct Job {
+  std::shared_ptr<Core> core;
+  std::atomic<uint32_t> *in_flight;  // the plugin's counter; only touched on the loop
+  std::shared_ptr<bool> alive;       // false once the plugin is destroyed
+  dm_http_request *req;
+  Kind kind;
+  LogRequest logs;
+  StatsQuery stats;
+  int64_t now_ns = 0;
+  std::string raw_query;
+  // Results, filled on the worker.
+  int status = 200;
+  std::string body;
+  std::string next_cursor;
+};
+
+int http_status(StoreStatus s) {
+  switch (s) {
+    case StoreStatus::kBadParameter:
+      return 400;
+    case StoreStatus::kTimeout:
+      return 504;
+    case StoreStatus::kUnavailable:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+void run_job(void *arg) {
+  auto *job = static_cast<Job *>(arg);
+  Core &core = *job->core;
+  StoreError err;
+  bool ok = false;
+  switch (job->kind) {
+    case Kind::kLogs: {
+      JsonRows rows(job->logs.query.limit, core.tf, job->logs.envelope);
+      ok = core.store->query_logs(job->logs.query, rows, err);
+      if (ok) {
+        std::optional<std::string> next;
+        if (rows.more()) next = encode_cursor(rows.last(), job->logs.query.descending);
+        job->body = rows.finish(next);
+        if (next) job->next_cursor = *next;
+      }
+      break;
+    }
+    case Kind::kStats: {
+      StatsResult result;
+      ok = core.store->stats(job->stats, result, err);
+      if (ok) job->body = stats_json(result, job->stats.since_ns, job->now_ns, core.tf);
+      break;
+    }
+    case Kind::kHealth: {
+      std::string why;
+      const std::string ts = format_time(job->now_ns, core.tf);
+      if (core.store->ping(why)) {
+        job->body = object_json({{"status", "ok"}, {"timestamp", ts}});
+      } else {
+        job->status = 503;
+        job->body = object_json({{"status", "unavailable"}, {"reason", why}, {"timestamp", ts}});
+      }
+      return;
+    }
+  }
+  if (!ok) {
+    job->status = http_status(err.status);
+    job->body = error_json(err.message);
+  }
+}
+
+void job_done(void *arg) {
+  std::unique_ptr<Job> job(static_cast<Job *>(arg));
+  Core &core = *job->core;
+  const dm_host_api *host = core.host;
+  if (*job->alive) {
+    job->in_flight->fetch_sub(1);
+    dm_metric *m = core.m_ok;
+    if (job->status == 400) m = core.m_bad;
+    if (job->status == 504) m = core.m_timeout;
+    if (job->status == 503) m = core.m_unavailable;
+    if (job->status == 500) m = core.m_failed;
+    host->metric_add(m, 1);
+    if (job->status == 500)
+      host->log(core.inst, DM_LOG_WARN, "query failed: %s", job->body.c_str());
+  }
+  if (!job->next_cursor.empty()) {
+    host->http_add_header(job->req, "X-Next-Cursor", job->next_cursor.c_str());
+    const std::string link =
+        "</query/logs?" + with_cursor(job->raw_query, job->next_cursor) + ">; rel=\"next\"";
+    host->http_add_header(job->req, "Link", link.c_str());
+  }
+  host->http_add_header(job->req, "Cache-Control", "no-store");
+  // Safe even after the engine stopped serving: then reply only frees the request.
+  host->http_reply(job->req, job->status, kJson, job->body.data(), job->body.size());
+}
+
+class Query {
+ public:
+  Query(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
+      : host_(host), inst_(inst), core_(std::make_shared<Core>()) {
+    Config c{host, cfg};
+    listen_ = c.string("listen");
+    StoreSettings s;
+    s.kind = c.string("store");
+    s.table = c.string("table");
+    if (!sqlite_schema::valid_identifier(s.table))
+      throw std::invalid_argument("table: '" + s.table +
+                                  "' is not a plain identifier (letters, digits, underscore)");
+    s.statement_timeout_ms = c.integer("statement_timeout");
+    s.path = c.string("path");
+    s.host = c.string("host");
+    s.port = c.integer("port");
+    if (c.has("socket")) s.socket = c.string("socket");
+    s.user = c.string("user");
+    if (c.has("password")) s.password = c.string("password");
+    s.database = c.string("database");
+    s.tls = c.boolean("tls");
+    if (c.has("tls_ca")) s.tls_ca = c.string("tls_ca");
+    if (c.has("tls_cert")) s.tls_cert = c.string("tls_cert");
+    if (c.has("tls_key")) s.tls_key = c.string("tls_key");
+    s.tls_verify = c.boolean("tls_verify");
+    max_queries_ = static_cast<uint32_t>(c.integer("max_queries"));
+    if (c.has("auth_token")) {
+      token_ = c.string("auth_token");
+      if (token_.empty()) throw std::invalid_argument("auth_token: must not be empty when set");
+    }
+    if (c.has("node")) {
+      node_ = c.string("node");
+    } else {
+      char buf[256] = {};
+      if (gethostname(buf, sizeof buf - 1) == 0) node_ = buf;
+    }
+    std::string error;
+    core_->store = make_query_store(s, error);
+    if (!core_->store) throw std::invalid_argument(error);
+    core_->host = host;
+    core_->inst = inst;
+    core_->tf =
+        c.string("timestamp_format") == "rfc3339" ? TimeFormat::kRfc3339 : TimeFormat::kPrototype;
+    auto counter = [&](const char *name, const char *help, const char *labels) {
+      return host->metric_counter(inst, name, help, labels);
+    };
+    const char *req = "query_requests_total";
+    const char *help = "query API requests by outcome";
+    core_->m_ok = counter(req, help, "outcome=\"ok\"");
+    core_->m_bad = counter(req, help, "outcome=\"bad_parameter\"");
+    core_->m_unauthorized = counter(req, help, "outcome=\"unauthorized\"");
+    core_->m_busy = counter(req, help, "outcome=\"busy\"");
+    core_->m_timeout = counter(req, help, "outcome=\"timeout\"");
+    core_->m_unavailable = counter(req, help, "outcome=\"unavailable\"");
+    core_->m_failed = counter(req, help, "outcome=\"failed\"");
+    tail_ = std::make_unique<Tail>(host, inst, static_cast<uint32_t>(c.integer("tail_clients")),
+                                   static_cast<size_t>(c.integer("tail_buffer")), core_->tf);
+  }
+
+  ~Query() { *alive_ = false; }
+
+  int start() {
+    struct Route {
+      const char *path;
+      void (Query::*fn)(dm_http_request *);
+    };
+    static const Route routes[] = {{"/query/logs", &Query::serve_logs},
+                                   {"/query/stats", &Query::serve_stats},
+                                   {"/health", &Query::serve_health},
+                                   {"/info", &Query::serve_info},
+                                   {"/tail", &Query::serve_tail}};
+    route_args_.reserve(std::size(routes));  // handlers keep pointers into it
+    for (const Route &r : routes) {
+      route_args_.push_back({this, r.fn});
+      if (host_->http_route(inst_, listen_.c_str(), "GET", r.path, on_request,
+                            &route_args_.back()) != DM_OK)
+        return 1;
+    }
+    return 0;
+  }
+
+  void stop() { tail_->close_all(); }
+
+  // Records pass through on their way to the stores: fan them out to /tail subscribers. Never
+  // fails: the stores are the other outputs' business.
+  dm_flush_status flush(void *, const dm_batch *batch, dm_flush_token *, dm_flush_result *) {
+    tail_->publish(*batch);
+    return DM_FLUSH_OK;
+  }
+
+ private:
+  struct RouteArg {
+    Query *self;
+    void (Query::*fn)(dm_http_request *);
+  };
+
+  static void on_request(void *arg, dm_http_request *req) {
+    auto *ra = static_cast<RouteArg *>(arg);
+    Query *self = ra->self;
+    guarded(self->host_, self->inst_, 0, [&] {
+      if (!self->authorized(req)) return 0;
+      (self->*(ra->fn))(req);
+      return 0;
+    });
+  }
+
+  void reply(dm_http_request *req, int status, const std::string &body) {
+    host_->http_reply(req, status, kJson, body.data(), body.size());
+  }
+
+  bool authorized(dm_http_request *req) {
+    if (token_.empty() || sv(host_->http_path(req)) == "/health") return true;
+    std::string_view h = sv(host_->http_header(req, "Authorization"));
+    constexpr std::string_view kBearer = "Bearer ";
+    bool ok = false;
+    if (h.size() == kBearer.size() + token_.size() && h.substr(0, kBearer.size()) == kBearer)
+      ok = CRYPTO_memcmp(h.data() + kBearer.size(), token_.data(), token_.size()) == 0;
+    if (ok) return true;
+    host_->metric_add(core_->m_unauthorized, 1);
+    host_->http_add_header(req, "WWW-Authenticate", "Bearer");
+    reply(req, 401, error_json("missing or wrong bearer token"));
+    return false;
+  }
+
+  // Parses the query string; answers 400 and returns false on any problem.
+  bool params(dm_http_request *req, std::vector<std::pair<std::string, std::string>> &out) {
+    std::string error;
+    if (decode_query_string(sv(host_->http_query(req)), out, error)) return true;
+    bad_request(req, error);
+    return false;
+  }
+
+  void bad_request(dm_http_request *req, const std::string &error) {
+    host_->metric_add(core_->m_bad, 1);
+    reply(req, 400, error_json(error));
+  }
+
+  // Hands a job to the work queue, or answers 503 when max_queries are already running.
+  void submit(std::unique_ptr<Job> job) {
+    if (in_flight_.load() >= max_queries_) {
+      host_->metric_add(core_->m_busy, 1);
+      host_->http_add_header(job->req, "Retry-After", "1");
+      reply(job->req, 503, error_json("too many queries running; retry shortly"));
+      return;
+    }
+    job->core = core_;
+    job->in_flight = &in_flight_;
+    job->alive = alive_;
+    job->now_ns = static_cast<int64_t>(host_->now_ns());
+    in_flight_.fetch_add(1);
+    dm_http_request *req = job->req;
+    if (host_->queue_work(inst_, run_job, job_done, job.get()) != DM_OK) {
+      in_flight_.fetch_sub(1);
+      host_->metric_add(core_->m_failed, 1);
+      reply(req, 500, error_json("cannot queue the query"));
+      return;
+    }
+    (void)job.release();  // job_done owns it now
+  }
+
+  void serve_logs(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    auto job = std::make_unique<Job>();
+    job->req = req;
+    job->kind = Kind::kLogs;
+    std::string error;
+    if (!parse_log_request(p, job->logs, error)) return bad_request(req, error);
+    job->raw_query = std::string(sv(host_->http_query(req)));
+    submit(std::move(job));
+  }
+
+  void serve_stats(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    auto job = std::make_unique<Job>();
+    job->req = req;
+    job->kind = Kind::kStats;
+    std::string error;
+    auto parse_duration = [this](std::string_view text, int64_t &ms) {
+      return host_->parse_duration_ms(str(text), &ms) == DM_OK;
+    };
+    if (!parse_stats_request(p, static_cast<int64_t>(host_->now_ns()), parse_duration, job->stats,
+                             error))
+      return bad_request(req, error);
+    submit(std::move(job));
+  }
+
+  void serve_health(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    if (!p.empty()) return bad_request(req, "unknown parameter '" + p[0].first.substr(0, 64) + "'");
+    auto job = std::make_unique<Job>();
+    job->req = req;
+    job->kind = Kind::kHealth;
+    submit(std::move(job));
+  }
+
+  void serve_info(dm_http_request *req) {
+    rapidjson::StringBuffer out;
+    rapidjson::Writer<rapidjson::StringBuffer> w(out);
+    std::string scratch;
+    const char *instance = host_->instance_name(inst_);
+    w.StartObject();
+    w.Key("name");
+    w.String("devmesh");
+    w.Key("version");
+    w.String(kVersion);
+    w.Key("node");
+    write_string(w, node_, scratch);
+    w.Key("store");
+    write_string(w, core_->store->describe(), scratch);
+    // The host API offers no list of the engine's instances: only this plugin is known here.
+    w.Key("plugins");
+    w.StartArray();
+    w.StartObject();
+    w.Key("name");
+    w.String("query");
+    w.Key("version");
+    w.String(kVersion);
+    w.Key("instance");
+    write_string(w, instance ? instance : "", scratch);
+    w.Key("kind");
+    w.String("output");
+    w.EndObject();
+    w.EndArray();
+    w.Key("plugins_complete");
+    w.Bool(false);
+    w.EndObject();
+    reply(req, 200, std::string(out.GetString(), out.GetSize()));
+  }
+
+  void serve_tail(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    TailFilter f;
+    std::string error;
+    if (!parse_tail_request(p, f, error)) return bad_request(req, error);
+    tail_->subscribe(req, std::move(f));
+  }
+
+ public:
+  static constexpr const char *kVersion = "0.1.0";
+
+ private:
+  const dm_host_api *host_;
+  dm_instance *inst_;
+  std::shared_ptr<Core> core_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::atomic<uint32_t> in_flight_{0};
+  uint32_t max_queries_ = 8;
+  std::string listen_, token_, node_;
+  std::vector<RouteArg> route_args_;
+  std::unique_ptr<Tail> tail_;
+};
+
+}  // namespace
+}  // namespace devmesh
+
+DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::Query>::describe(
+    DM_OUTPUT, "query", devmesh::Query::kVersion,
+    "serves the prototype's query API (/query/logs, /query/stats, /health, /info) over the "
+    "sqlite or mariadb store, and /tail: a live SSE stream of the records passing through",
+    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions))))

@@ -1,0 +1,200 @@
+// The SQLite store's schema, shared by the sqlite output, the query plugin's SQLite backend and
+// the store benchmark: the prototype's log_events columns and indexes, event_id UNIQUE, the FTS5
+// index on message, and the check that refuses an incompatible existing table.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cctype>
+#include <cstring>
+#include <iterator>
+#include <string>
+#include <string_view>
+
+namespace devmesh::sqlite_schema {
+
+// timestamp is INTEGER nanoseconds since the epoch (UTC): integer comparisons make the time
+// range and the (timestamp, id) keyset cursor index-only, and the API formats it back to the
+// prototype's text. level keeps the prototype's ENUM values as text.
+struct Column {
+  const char *name;
+  const char *type;  // declared type, as PRAGMA table_info reports it
+  bool not_null;
+};
+inline constexpr Column kColumns[] = {
+    {"id", "INTEGER", false},      {"timestamp", "INTEGER", true}, {"source", "TEXT", true},
+    {"service", "TEXT", true},     {"host", "TEXT", true},         {"level", "TEXT", true},
+    {"trace_id", "TEXT", false},   {"span_id", "TEXT", false},     {"event_type", "TEXT", false},
+    {"error_code", "TEXT", false}, {"message", "TEXT", true},      {"meta_json", "TEXT", false},
+    {"event_id", "BLOB", true},
+};
+
+// SQL identifiers cannot be bound as parameters: table names are restricted to this form
+// (checked at config time) and always double-quoted.
+inline bool valid_identifier(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  if (!(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
+inline std::string quote_ident(std::string_view ident) {
+  return "\"" + std::string(ident) + "\"";
+}
+inline std::string fts_name(std::string_view table) {
+  return std::string(table) + "_fts";
+}
+
+inline std::string create_table_sql(std::string_view table) {
+  const std::string t = quote_ident(table);
+  const std::string n(table);
+  // AUTOINCREMENT: an id is never reused, even after retention empties the table, so ids seen
+  // by clients (and cursors) never come back meaning another row.
+  return "CREATE TABLE IF NOT EXISTS " + t +
+         " (\n"
+         "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+         "  timestamp INTEGER NOT NULL,\n"
+         "  source TEXT NOT NULL,\n"
+         "  service TEXT NOT NULL,\n"
+         "  host TEXT NOT NULL,\n"
+         "  level TEXT NOT NULL CHECK (level IN "
+         "('DEBUG','INFO','WARN','WARNING','ERROR','CRITICAL','FATAL')),\n"
+         "  trace_id TEXT,\n"
+         "  span_id TEXT,\n"
+         "  event_type TEXT,\n"
+         "  error_code TEXT,\n"
+         "  message TEXT NOT NULL,\n"
+         "  meta_json TEXT,\n"
+         "  event_id BLOB NOT NULL\n"
+         ");\n"
+         // The prototype's indexes, same names (prefixed by the table so two tables can share
+         // a file). SQLite index entries end with the rowid, so (service, timestamp) is really
+         // (service, timestamp, id): the keyset order needs no extra index.
+         "CREATE UNIQUE INDEX IF NOT EXISTS " +
+         quote_ident(n + "_event_id") + " ON " + t +
+         " (event_id);\n"
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_ident(n + "_idx_timestamp") + " ON " + t +
+         " (timestamp);\n"
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_ident(n + "_idx_service") + " ON " + t +
+         " (service);\n"
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_ident(n + "_idx_host") + " ON " + t +
+         " (host);\n"
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_ident(n + "_idx_level") + " ON " + t +
+         " (level);\n"
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_ident(n + "_idx_service_timestamp") + " ON " + t +
+         " (service, timestamp);\n"
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_ident(n + "_idx_host_timestamp") + " ON " + t +
+         " (host, timestamp);\n"
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_ident(n + "_idx_trace_id") + " ON " + t + " (trace_id);\n";
+}
+
+// External-content FTS5 over message: the text is stored once (in the table); the index is fed
+// per batch by rowid range and told about deletions by retention.
+inline std::string create_fts_sql(std::string_view table) {
+  return "CREATE VIRTUAL TABLE IF NOT EXISTS " + quote_ident(fts_name(table)) +
+         " USING fts5(message, content=" + quote_ident(table) + ", content_rowid='id');";
+}
+
+// Duplicates (the same event_id again: a re-delivered batch) are skipped, nothing else is: a
+// NOT NULL or CHECK violation is still an error, unlike INSERT OR IGNORE.
+inline std::string insert_sql(std::string_view table) {
+  return "INSERT INTO " + quote_ident(table) +
+         " (timestamp, source, service, host, level, trace_id, span_id, event_type, error_code,"
+         " message, meta_json, event_id) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+         " ON CONFLICT(event_id) DO NOTHING";
+}
+
+inline std::string fts_feed_sql(std::string_view table) {
+  return "INSERT INTO " + quote_ident(fts_name(table)) +
+         " (rowid, message) SELECT id, message FROM " + quote_ident(table) + " WHERE id > ?1";
+}
+
+inline bool table_exists(sqlite3 *db, const std::string &name) {
+  sqlite3_stmt *st = nullptr;
+  bool found = false;
+  if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = ?1 AND type = 'table'", -1,
+                         &st, nullptr) == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    found = sqlite3_step(st) == SQLITE_ROW;
+  }
+  sqlite3_finalize(st);
+  return found;
+}
+
+inline std::string upper(std::string s) {
+  for (char &c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Checks an existing table: every column present with our declared type and nullability, and a
+// UNIQUE index on event_id alone. Returns "" when compatible (or absent), else what is wrong.
+inline std::string check_table(sqlite3 *db, const std::string &table) {
+  if (!table_exists(db, table)) return "";
+  sqlite3_stmt *st = nullptr;
+  const std::string pragma = "PRAGMA table_info(" + quote_ident(table) + ")";
+  if (sqlite3_prepare_v2(db, pragma.c_str(), -1, &st, nullptr) != SQLITE_OK)
+    return std::string("cannot read its columns: ") + sqlite3_errmsg(db);
+  bool seen[std::size(kColumns)] = {};
+  std::string problems;
+  auto add = [&](const std::string &p) { problems += (problems.empty() ? "" : "; ") + p; };
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const std::string name = reinterpret_cast<const char *>(sqlite3_column_text(st, 1));
+    const char *type_text = reinterpret_cast<const char *>(sqlite3_column_text(st, 2));
+    const std::string type = upper(type_text ? type_text : "");
+    const bool not_null = sqlite3_column_int(st, 3) != 0;
+    const bool pk = sqlite3_column_int(st, 5) != 0;
+    size_t i = 0;
+    while (i < std::size(kColumns) && name != kColumns[i].name) ++i;
+    if (i == std::size(kColumns)) {
+      if (not_null && sqlite3_column_type(st, 4) == SQLITE_NULL)
+        add("extra column " + name + " is NOT NULL without a default");
+      continue;
+    }
+    seen[i] = true;
+    const Column &c = kColumns[i];
+    if (type != c.type)
+      add("column " + name + " is " + (type.empty() ? "untyped" : type) + ", devmesh needs " +
+          c.type + (name == "timestamp" ? " (nanoseconds since the epoch)" : ""));
+    else if (c.not_null && !not_null)
+      add("column " + name + " allows NULL");
+    if (name == "id" && !pk) add("column id is not the INTEGER PRIMARY KEY");
+  }
+  sqlite3_finalize(st);
+  for (size_t i = 0; i < std::size(kColumns); ++i)
+    if (!seen[i]) add(std::string("column ") + kColumns[i].name + " is missing");
+
+  // ON CONFLICT(event_id) needs a UNIQUE index on exactly that column.
+  bool unique_event_id = false;
+  const std::string list = "PRAGMA index_list(" + quote_ident(table) + ")";
+  if (sqlite3_prepare_v2(db, list.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+    while (!unique_event_id && sqlite3_step(st) == SQLITE_ROW) {
+      if (sqlite3_column_int(st, 2) == 0) continue;
+      const std::string index = reinterpret_cast<const char *>(sqlite3_column_text(st, 1));
+      sqlite3_stmt *info = nullptr;
+      const std::string q = "PRAGMA index_info(" + quote_ident(index) + ")";
+      int cols = 0;
+      bool on_event_id = false;
+      if (sqlite3_prepare_v2(db, q.c_str(), -1, &info, nullptr) == SQLITE_OK)
+        while (sqlite3_step(info) == SQLITE_ROW) {
+          ++cols;
+          const auto *c = reinterpret_cast<const char *>(sqlite3_column_text(info, 2));
+          on_event_id = c && std::strcmp(c, "event_id") == 0;
+        }
+      sqlite3_finalize(info);
+      unique_event_id = cols == 1 && on_event_id;
+    }
+  }
+  sqlite3_finalize(st);
+  if (!unique_event_id && seen[std::size(kColumns) - 1]) add("event_id has no UNIQUE index");
+  return problems;
+}
+
+}  // namespace devmesh::sqlite_schema
