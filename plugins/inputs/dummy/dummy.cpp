@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include "timestamp.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -39,6 +41,17 @@ const dm_option kOptions[] = {
     {"level", DM_OPT_STRING, 0, "INFO", 0, 0, kLevels, "level of every record"},
     {"meta", DM_OPT_MAP, 0, nullptr, 0, 0, nullptr,
      "extra meta entries for every record, besides seq=<n>"},
+    {"priority", DM_OPT_INT, DM_OPT_BOUNDED, "-1", -1, 7, nullptr,
+     "syslog priority of every record (0..7); -1: none"},
+    {"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
+     "services given in turn, one per record (instead of service)"},
+    {"messages", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
+     "message templates used in turn, one per record (instead of message)"},
+    {"timestamp_start", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "timestamp of the first record (RFC 3339); with it or timestamp_step, record i is stamped "
+     "start + i * step instead of with the clock"},
+    {"timestamp_step", DM_OPT_DURATION, DM_OPT_BOUNDED, nullptr, 0, 86400000, nullptr,
+     "time between consecutive records' timestamps; default 0 (with timestamp_start)"},
 };
 
 // Bounds the work of one timer tick so the loop serves other handles between ticks.
@@ -75,8 +88,27 @@ class Dummy {
     batch_ = static_cast<uint32_t>(batch);
     next_seq_ = static_cast<uint64_t>(start);
 
-    split_template(c.string("message"));
+    if (c.count("messages")) {
+      for (uint32_t i = 0, n = c.count("messages"); i < n; ++i)
+        split_template(c.item("messages", i));
+    } else {
+      split_template(c.string("message"));
+    }
     service_ = c.string("service");
+    for (uint32_t i = 0, n = c.count("services"); i < n; ++i)
+      services_.push_back(c.item("services", i));
+    priority_ = static_cast<int8_t>(std::clamp<int64_t>(c.integer("priority"), -1, 7));
+    if (c.has("timestamp_start")) {
+      const std::string t = c.string("timestamp_start");
+      if (!parse_rfc3339(t, ts_start_))
+        throw std::invalid_argument("timestamp_start: '" + t + "' is not an RFC 3339 time");
+      synthetic_ts_ = has_ts_start_ = true;
+    }
+    if (c.has("timestamp_step")) {
+      ts_step_ = c.integer("timestamp_step") * 1000000;
+      synthetic_ts_ = true;
+    }
+    first_seq_ = next_seq_;
     source_ = c.string("source");
     level_ = parse_level(c.string("level"));
     if (c.has("host")) {
@@ -123,6 +155,7 @@ class Dummy {
     }
     started_ = true;
     last_refill_ns_ = host_->now_ns();
+    if (synthetic_ts_ && !has_ts_start_) ts_start_ = static_cast<int64_t>(last_refill_ns_);
     tokens_ = rate_ > 0 ? 1 : 0;  // the first record goes out at once, not after 1/rate s
     schedule(0);
     return 0;
@@ -255,22 +288,30 @@ class Dummy {
     host_->input_finished(inst_);
   }
 
+  // A message template split at each {seq}, and its longest formatted length.
+  struct Template {
+    std::vector<std::string> parts;
+    size_t max = 0;
+  };
+
   void split_template(std::string_view t) {
     static constexpr std::string_view kSeq = "{seq}";
+    Template tpl;
     for (size_t at; (at = t.find(kSeq)) != std::string_view::npos;
          t.remove_prefix(at + kSeq.size()))
-      parts_.emplace_back(t.substr(0, at));
-    parts_.emplace_back(t);
-    message_max_ = (parts_.size() - 1) * kMaxDigits;
-    for (const auto &p : parts_) message_max_ += p.size();
+      tpl.parts.emplace_back(t.substr(0, at));
+    tpl.parts.emplace_back(t);
+    tpl.max = (tpl.parts.size() - 1) * kMaxDigits;
+    for (const auto &p : tpl.parts) tpl.max += p.size();
+    templates_.push_back(std::move(tpl));
   }
 
-  // Writes the template with `digits` for each {seq} to out (message_max_ bytes); returns length.
-  size_t format_message(char *out, std::string_view digits) const {
+  // Writes the template with `digits` for each {seq} to out (tpl.max bytes); returns length.
+  static size_t format_message(const Template &tpl, char *out, std::string_view digits) {
     char *p = out;
-    for (size_t i = 0; i < parts_.size(); ++i) {
+    for (size_t i = 0; i < tpl.parts.size(); ++i) {
       if (i) p = std::copy(digits.begin(), digits.end(), p);
-      p = std::copy(parts_[i].begin(), parts_[i].end(), p);
+      p = std::copy(tpl.parts[i].begin(), tpl.parts[i].end(), p);
     }
     return static_cast<size_t>(p - out);
   }
@@ -289,6 +330,9 @@ class Dummy {
     if (!b) throw std::runtime_error("batch_new failed");
     const int64_t ts = static_cast<int64_t>(host_->now_ns());
     const dm_str service = copy(b, service_), source = copy(b, source_), host = copy(b, host_name_);
+    // Rotating services are copied once per batch, not per record.
+    services_arena_.clear();
+    for (const auto &s : services_) services_arena_.push_back(copy(b, s));
     const dm_str seq_key = str("seq");
 
     char id_buf[256 + kMaxDigits];
@@ -300,9 +344,12 @@ class Dummy {
     for (uint32_t i = 0; i < n; ++i, ++seq) {
       dm_record *r = host_->batch_add(b);
       if (!r) throw std::runtime_error("batch_add failed");
-      r->timestamp_ns = ts;
+      const uint64_t index = seq - first_seq_;  // the record's position since the first
+      r->timestamp_ns = synthetic_ts_ ? ts_start_ + static_cast<int64_t>(index) * ts_step_ : ts;
       r->level = level_;
-      r->service = service;
+      r->priority = priority_;
+      r->service =
+          services_arena_.empty() ? service : services_arena_[index % services_arena_.size()];
       r->source = source;
       r->host = host;
 
@@ -311,12 +358,13 @@ class Dummy {
                                     static_cast<size_t>(digits_end - (id_buf + id_prefix_len)));
       host_->hash128(id_buf, static_cast<size_t>(digits_end - id_buf), r->event_id);
 
-      if (message_max_ <= sizeof stack_msg) {
-        r->message = copy(b, std::string_view(stack_msg, format_message(stack_msg, digits)));
+      const Template &tpl = templates_[index % templates_.size()];
+      if (tpl.max <= sizeof stack_msg) {
+        r->message = copy(b, std::string_view(stack_msg, format_message(tpl, stack_msg, digits)));
       } else {
-        auto *p = static_cast<char *>(host_->arena_alloc(b, message_max_));
+        auto *p = static_cast<char *>(host_->arena_alloc(b, tpl.max));
         if (!p) throw std::runtime_error("arena_alloc failed");
-        r->message = dm_str{p, format_message(p, digits)};
+        r->message = dm_str{p, format_message(tpl, p, digits)};
       }
 
       if (host_->meta_set(b, r, seq_key, str(digits)) != DM_OK)
@@ -337,9 +385,15 @@ class Dummy {
   uint64_t count_ = 0;  // 0: unlimited
   uint32_t batch_ = 256;
   uint8_t level_ = DM_LEVEL_INFO;
-  std::vector<std::string> parts_;  // message template split at each {seq}
-  size_t message_max_ = 0;          // longest possible formatted message
+  std::vector<Template> templates_;  // `message`, or `messages` used in turn
   std::string service_, source_, host_name_, id_prefix_;
+  std::vector<std::string> services_;   // `services` used in turn, if set
+  std::vector<dm_str> services_arena_;  // their copies in the batch being built
+  int8_t priority_ = -1;
+  // timestamp_start / timestamp_step: record i is stamped start + i * step.
+  bool synthetic_ts_ = false, has_ts_start_ = false;
+  int64_t ts_start_ = 0, ts_step_ = 0;
+  uint64_t first_seq_ = 1;
   std::vector<std::pair<std::string, std::string>> meta_;
 
   // Generation state (loop thread only).

@@ -1,0 +1,562 @@
+// dedup filter: drops records that repeat a key (host, service, message by default) within a
+// window of record time, or collapses the repeats into one summary record per window; memory
+// is bounded by max_keys (least recently seen keys are evicted).
+#include <devmesh/plugin.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <iterator>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "timestamp.hpp"
+
+namespace devmesh {
+namespace {
+
+const char *const kModes[] = {"drop", "collapse", nullptr};
+
+const dm_option kOptions[] = {
+    {"key", DM_OPT_LIST, 0, "[host, service, message]", 0, 0, nullptr,
+     "fields that make two records repeats: host, service, message, level, source, event_type, "
+     "error_code, trace_id, meta.<name>"},
+    {"mode", DM_OPT_STRING, 0, "drop", 0, 0, kModes,
+     "drop: repeats within the window are removed; collapse: the first occurrence passes at "
+     "once, and when the window closes one record stands for its repeats (meta repeat_count, "
+     "first_seen, last_seen)"},
+    {"window", DM_OPT_DURATION, DM_OPT_BOUNDED, "10s", 1, 7 * 86400000.0, nullptr,
+     "a key's window starts at its first occurrence, on record timestamps (replays after a "
+     "restart fall in it too); collapse also closes it after this long on the clock"},
+    {"max_keys", DM_OPT_INT, DM_OPT_BOUNDED, "100000", 1, 1e8, nullptr,
+     "keys remembered; beyond it the least recently seen is evicted (its repeats summarised)"},
+};
+
+// Collects every problem of a configuration, so that one run names them all; refuse() logs
+// them and throws the last (create() then fails, and the engine reports it).
+class Problems {
+ public:
+  void add(std::string p) { list_.push_back(std::move(p)); }
+  void refuse_if_any(const dm_host_api *host, dm_instance *inst) const {
+    if (list_.empty()) return;
+    for (size_t i = 0; i + 1 < list_.size(); ++i)
+      host->log(inst, DM_LOG_ERROR, "%s", list_[i].c_str());
+    throw std::invalid_argument(list_.back());
+  }
+
+ private:
+  std::vector<std::string> list_;
+};
+
+enum class Field : uint8_t {
+  Host,
+  Service,
+  Message,
+  Level,
+  Source,
+  EventType,
+  ErrorCode,
+  TraceId,
+  Meta
+};
+
+struct KeyField {
+  Field field = Field::Host;
+  std::string meta;  // for Field::Meta
+};
+
+bool parse_field(const std::string &name, uint32_t i, KeyField &out, Problems &problems) {
+  static const std::pair<const char *, Field> kNames[] = {{"host", Field::Host},
+                                                          {"service", Field::Service},
+                                                          {"message", Field::Message},
+                                                          {"level", Field::Level},
+                                                          {"source", Field::Source},
+                                                          {"event_type", Field::EventType},
+                                                          {"error_code", Field::ErrorCode},
+                                                          {"trace_id", Field::TraceId}};
+  for (const auto &[n, f] : kNames)
+    if (name == n) return out = KeyField{f, {}}, true;
+  if (name.rfind("meta.", 0) == 0 && name.size() > 5)
+    return out = KeyField{Field::Meta, name.substr(5)}, true;
+  problems.add("key[" + std::to_string(i) + "]: unknown field '" + name +
+               "' (host, service, message, level, source, event_type, error_code, trace_id or "
+               "meta.<name>)");
+  return false;
+}
+
+constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
+
+// One remembered key. Entries live in one array sized once (no allocation per record); the
+// LRU list and the hash index refer to them by position.
+struct Entry {
+  uint64_t k0 = 0, k1 = 0;   // the key's XXH3-128
+  int64_t window_start = 0;  // record time of the window's first occurrence
+  int64_t first_repeat = 0, last_repeat = 0;
+  uint64_t opened_wall = 0;  // clock time the window started
+  uint32_t repeats = 0;
+  uint32_t prev = kNone, next = kNone;  // LRU: head is the most recently seen
+  uint32_t tag = 0;
+  bool pending = false;     // collapse: repeats waiting for their summary
+  bool in_pending = false;  // listed in pending_ (cleared by the next tick)
+};
+
+class Dedup {
+ public:
+  Dedup(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
+      : host_(host), inst_(inst) {
+    Config c{host, cfg};
+    Problems problems;
+    const uint32_t n = c.count("key");
+    if (n == 0) problems.add("key: needs at least one field");
+    for (uint32_t i = 0; i < n; ++i) {
+      KeyField f;
+      if (parse_field(c.item("key", i), i, f, problems)) fields_.push_back(std::move(f));
+    }
+    problems.refuse_if_any(host, inst);
+    collapse_ = c.string("mode") == "collapse";
+    window_ns_ = c.integer("window") * 1000000;
+    max_keys_ = static_cast<uint32_t>(c.integer("max_keys"));
+    const char *name = host->instance_name(inst);
+    name_ = name ? name : "dedup";
+    // Reserved, not touched: pages are only used as keys arrive.
+    entries_.reserve(max_keys_);
+    if (collapse_) contents_.reserve(max_keys_);
+    size_t slots = 16;
+    while (slots < size_t(max_keys_) * 2) slots <<= 1;
+    index_.assign(slots, 0);
+    mask_ = slots - 1;
+
+    m_dropped_ = host->metric_counter(inst, "dedup_records_dropped_total",
+                                      "repeats removed within their window", nullptr);
+    m_summaries_ = host->metric_counter(inst, "dedup_summaries_emitted_total",
+                                        "collapse records emitted for repeats", nullptr);
+    m_evictions_ = host->metric_counter(inst, "dedup_evictions_total",
+                                        "keys evicted because max_keys were remembered", nullptr);
+    m_keys_ = host->metric_gauge(inst, "dedup_keys", "keys remembered", nullptr);
+  }
+
+  ~Dedup() {
+    if (timer_) host_->timer_free(timer_);
+    uint64_t pending = 0;
+    for (const Entry &e : entries_)
+      if (e.pending) pending += e.repeats;
+    // The engine has no shutdown hook for filters to emit from: say what was not summarised.
+    if (pending)
+      host_->log(inst_, DM_LOG_INFO, "%llu collapsed repeats were not yet summarised at shutdown",
+                 static_cast<unsigned long long>(pending));
+  }
+
+  int start() {
+    if (!collapse_) return 0;
+    timer_ = host_->timer_new(inst_, on_timer, this);
+    if (!timer_) {
+      host_->log(inst_, DM_LOG_ERROR, "timer_new failed");
+      return 1;
+    }
+    const uint64_t tick_ms =
+        std::clamp<uint64_t>(static_cast<uint64_t>(window_ns_ / 4000000), 10, 1000);
+    host_->timer_start(timer_, tick_ms, tick_ms);
+    return 0;
+  }
+
+  void stop() {
+    if (timer_) host_->timer_stop(timer_);
+  }
+
+  int filter(dm_batch *batch, uint8_t *verdicts) {
+    now_ = host_->now_ns();
+    const uint32_t tag = tag_index(sv(batch->tag));
+    uint64_t dropped = 0, evicted = 0;
+    for (uint32_t i = 0; i < batch->count; ++i) {
+      const dm_record &r = batch->records[i];
+      const int64_t ts = r.timestamp_ns;
+      watermark_ = std::max(watermark_, ts);
+      uint64_t k0, k1;
+      hash_key(r, k0, k1);
+      uint32_t idx = find(k0, k1);
+      if (idx == kNone) {
+        if (entries_.size() < max_keys_) {
+          idx = static_cast<uint32_t>(entries_.size());
+          entries_.emplace_back();
+          if (collapse_) contents_.emplace_back();
+        } else {
+          idx = evict();
+          ++evicted;
+        }
+        Entry &e = entries_[idx];
+        const bool listed = e.in_pending;  // an evicted slot may still be listed in pending_
+        e = Entry{};
+        e.in_pending = listed;
+        e.k0 = k0, e.k1 = k1;
+        e.tag = tag;
+        start_window(e, ts);
+        insert(idx);
+        push_front(idx);
+        continue;
+      }
+      Entry &e = entries_[idx];
+      move_to_front(idx);
+      const int64_t since = ts - e.window_start;
+      if (since >= window_ns_) {
+        close(idx);  // a new window starts with this record, which passes
+        e.tag = tag;
+        start_window(e, ts);
+        continue;
+      }
+      // Far older than the window: not a repeat of it (and it does not move the window back).
+      if (since <= -window_ns_) continue;
+      verdicts[i] = DM_DROP;
+      ++dropped;
+      if (e.repeats++ == 0) {
+        e.first_repeat = e.last_repeat = ts;
+        if (collapse_) remember(idx, r);
+      } else {
+        e.first_repeat = std::min(e.first_repeat, ts);
+        e.last_repeat = std::max(e.last_repeat, ts);
+      }
+    }
+    add(m_dropped_, dropped);
+    add(m_evictions_, evicted);
+    host_->metric_set(m_keys_, static_cast<double>(entries_.size()));
+    emit_closed();
+    return 0;
+  }
+
+ private:
+  static void on_timer(void *arg) {
+    auto *self = static_cast<Dedup *>(arg);
+    guarded(self->host_, self->inst_, 0, [&] { return self->tick(), 0; });
+  }
+
+  // Closes collapse windows that ended in record time (the newest record seen is past them)
+  // or on the clock (the key went quiet, or records arrive slower than they were logged).
+  void tick() {
+    now_ = host_->now_ns();
+    size_t kept = 0;
+    for (uint32_t idx : pending_) {
+      Entry &e = entries_[idx];
+      if (e.pending && (watermark_ - e.window_start >= window_ns_ ||
+                        now_ - e.opened_wall >= static_cast<uint64_t>(window_ns_)))
+        close(idx);
+      if (e.pending)
+        pending_[kept++] = idx;
+      else
+        e.in_pending = false;
+    }
+    pending_.resize(kept);
+    emit_closed();
+  }
+
+  uint32_t tag_index(std::string_view tag) {
+    for (uint32_t i = 0; i < tags_.size(); ++i)
+      if (tags_[i] == tag) return i;
+    tags_.emplace_back(tag);
+    return static_cast<uint32_t>(tags_.size() - 1);
+  }
+
+  void start_window(Entry &e, int64_t ts) {
+    e.window_start = ts;
+    e.opened_wall = now_;
+    e.repeats = 0;
+    e.pending = false;
+  }
+
+  // Length-prefixed fields (an absent meta differs from an empty one) into a reused buffer,
+  // hashed with the host's XXH3-128.
+  void hash_key(const dm_record &r, uint64_t &k0, uint64_t &k1) {
+    key_buf_.clear();
+    auto put = [&](std::string_view v) {
+      const uint32_t len = static_cast<uint32_t>(v.size());
+      key_buf_.append(reinterpret_cast<const char *>(&len), sizeof len);
+      key_buf_.append(v.data(), v.size());
+    };
+    for (const KeyField &f : fields_) {
+      switch (f.field) {
+        case Field::Host:
+          put(sv(r.host));
+          break;
+        case Field::Service:
+          put(sv(r.service));
+          break;
+        case Field::Message:
+          put(sv(r.message));
+          break;
+        case Field::Source:
+          put(sv(r.source));
+          break;
+        case Field::EventType:
+          put(sv(r.event_type));
+          break;
+        case Field::ErrorCode:
+          put(sv(r.error_code));
+          break;
+        case Field::TraceId:
+          put(sv(r.trace_id));
+          break;
+        case Field::Level:
+          key_buf_.push_back(static_cast<char>(r.level));
+          break;
+        case Field::Meta: {
+          uint32_t m = 0;
+          while (m < r.meta_count && sv(r.meta[m].key) != f.meta) ++m;
+          if (m < r.meta_count) {
+            put(sv(r.meta[m].value));
+          } else {
+            const uint32_t absent = kNone;
+            key_buf_.append(reinterpret_cast<const char *>(&absent), sizeof absent);
+          }
+          break;
+        }
+      }
+    }
+    uint8_t h[16];
+    host_->hash128(key_buf_.data(), key_buf_.size(), h);
+    std::memcpy(&k0, h, 8);
+    std::memcpy(&k1, h + 8, 8);
+    // A one-off huge message does not keep a huge buffer.
+    if (key_buf_.capacity() > (1u << 20)) std::string().swap(key_buf_);
+  }
+
+  // ---- the hash index: open addressing, linear probing, backward-shift deletion ----
+
+  uint32_t find(uint64_t k0, uint64_t k1) const {
+    for (size_t i = k0 & mask_;; i = (i + 1) & mask_) {
+      const uint32_t s = index_[i];
+      if (s == 0) return kNone;
+      const Entry &e = entries_[s - 1];
+      if (e.k0 == k0 && e.k1 == k1) return s - 1;
+    }
+  }
+
+  void insert(uint32_t idx) {
+    size_t i = entries_[idx].k0 & mask_;
+    while (index_[i] != 0) i = (i + 1) & mask_;
+    index_[i] = idx + 1;
+  }
+
+  void erase(uint32_t idx) {
+    size_t i = entries_[idx].k0 & mask_;
+    while (index_[i] != idx + 1) i = (i + 1) & mask_;
+    index_[i] = 0;
+    // Pull later entries of the probe run back so that no lookup stops at the hole too early.
+    for (size_t j = (i + 1) & mask_; index_[j] != 0; j = (j + 1) & mask_) {
+      const size_t home = entries_[index_[j] - 1].k0 & mask_;
+      const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (stays) continue;
+      index_[i] = index_[j];
+      index_[j] = 0;
+      i = j;
+    }
+  }
+
+  // ---- LRU ----
+
+  void push_front(uint32_t idx) {
+    Entry &e = entries_[idx];
+    e.prev = kNone;
+    e.next = head_;
+    if (head_ != kNone) entries_[head_].prev = idx;
+    head_ = idx;
+    if (tail_ == kNone) tail_ = idx;
+  }
+
+  void unlink(uint32_t idx) {
+    Entry &e = entries_[idx];
+    if (e.prev != kNone)
+      entries_[e.prev].next = e.next;
+    else
+      head_ = e.next;
+    if (e.next != kNone)
+      entries_[e.next].prev = e.prev;
+    else
+      tail_ = e.prev;
+  }
+
+  void move_to_front(uint32_t idx) {
+    if (head_ == idx) return;
+    unlink(idx);
+    push_front(idx);
+  }
+
+  // Frees the least recently seen entry (summarising its repeats) and returns its position.
+  uint32_t evict() {
+    const uint32_t idx = tail_;
+    close(idx);
+    unlink(idx);
+    erase(idx);
+    return idx;
+  }
+
+  // ---- collapse ----
+
+  // Keeps the first repeat's fields (all of them, meta included) for the summary record: only
+  // keys that repeat cost this copy, never a key seen once.
+  void remember(uint32_t idx, const dm_record &r) {
+    std::string &c = contents_[idx];
+    c.clear();
+    auto put = [&](dm_str s) {
+      const uint32_t len = static_cast<uint32_t>(s.len);
+      c.append(reinterpret_cast<const char *>(&len), sizeof len);
+      if (s.len) c.append(s.ptr, s.len);
+    };
+    c.push_back(static_cast<char>(r.level));
+    c.push_back(static_cast<char>(r.priority));
+    for (dm_str s : {r.source, r.service, r.host, r.trace_id, r.span_id, r.event_type, r.error_code,
+                     r.message})
+      put(s);
+    const uint32_t mc = r.meta_count;
+    c.append(reinterpret_cast<const char *>(&mc), sizeof mc);
+    for (uint32_t m = 0; m < mc; ++m) {
+      put(r.meta[m].key);
+      put(r.meta[m].value);
+    }
+    Entry &e = entries_[idx];
+    e.pending = true;
+    if (!e.in_pending) {
+      e.in_pending = true;
+      pending_.push_back(idx);
+    }
+  }
+
+  // Ends the entry's window: its repeats (collapse) become a summary for emit_closed().
+  void close(uint32_t idx) {
+    Entry &e = entries_[idx];
+    if (e.pending && e.repeats > 0) {
+      Closed s;
+      s.tag = e.tag;
+      s.repeats = e.repeats;
+      s.first = e.first_repeat;
+      s.last = e.last_repeat;
+      s.window_start = e.window_start;
+      s.k0 = e.k0, s.k1 = e.k1;
+      s.content.swap(contents_[idx]);
+      closed_.push_back(std::move(s));
+    }
+    e.pending = false;
+    e.repeats = 0;
+  }
+
+  void emit_closed() {
+    if (closed_.empty()) return;
+    std::stable_sort(closed_.begin(), closed_.end(),
+                     [](const Closed &a, const Closed &b) { return a.tag < b.tag; });
+    for (size_t from = 0; from < closed_.size();) {
+      size_t to = from;
+      while (to < closed_.size() && closed_[to].tag == closed_[from].tag) ++to;
+      emit_batch(from, to);
+      from = to;
+    }
+    closed_.clear();
+  }
+
+  void emit_batch(size_t from, size_t to) {
+    BatchOwner owner(host_, host_->batch_new(inst_, static_cast<uint32_t>(to - from)));
+    dm_batch *b = owner.get();
+    if (!b) throw std::runtime_error("batch_new failed");
+    const std::string &tag = tags_[closed_[from].tag];
+    b->tag = host_->arena_copy(b, tag.data(), tag.size());
+    for (size_t i = from; i < to; ++i) {
+      const Closed &s = closed_[i];
+      dm_record *r = host_->batch_add(b);
+      if (!r) throw std::runtime_error("batch_add failed");
+      restore(b, r, s.content);
+      r->timestamp_ns = s.last;
+      // The same window of the same key gives the same id (a re-made summary is one row).
+      const int64_t id_parts[3] = {static_cast<int64_t>(s.k0), static_cast<int64_t>(s.k1),
+                                   s.window_start};
+      std::string id = name_ + '\0';
+      id.append(reinterpret_cast<const char *>(id_parts), sizeof id_parts);
+      host_->hash128(id.data(), id.size(), r->event_id);
+      char n[32], t1[64], t2[64];
+      const size_t ln = static_cast<size_t>(std::to_chars(n, n + sizeof n, s.repeats).ptr - n);
+      meta(b, r, "repeat_count", std::string_view(n, ln));
+      meta(b, r, "first_seen", std::string_view(t1, format_rfc3339_us(s.first, t1, sizeof t1)));
+      meta(b, r, "last_seen", std::string_view(t2, format_rfc3339_us(s.last, t2, sizeof t2)));
+    }
+    const uint32_t count = b->count;
+    if (host_->emit(inst_, b) != DM_OK) {
+      host_->log(inst_, DM_LOG_ERROR, "emit refused %u collapse records", count);
+      return;  // still ours: the owner frees it
+    }
+    owner.release();
+    add(m_summaries_, count);
+  }
+
+  // Rebuilds a record from remember()'s bytes, into the batch's arena.
+  void restore(dm_batch *b, dm_record *r, const std::string &c) {
+    size_t at = 0;
+    auto get = [&]() {
+      uint32_t len;
+      std::memcpy(&len, c.data() + at, sizeof len);
+      at += sizeof len;
+      dm_str s = host_->arena_copy(b, c.data() + at, len);
+      at += len;
+      return s;
+    };
+    r->level = static_cast<uint8_t>(c[at++]);
+    r->priority = static_cast<int8_t>(c[at++]);
+    for (dm_str *s : {&r->source, &r->service, &r->host, &r->trace_id, &r->span_id, &r->event_type,
+                      &r->error_code, &r->message})
+      *s = get();
+    uint32_t mc;
+    std::memcpy(&mc, c.data() + at, sizeof mc);
+    at += sizeof mc;
+    for (uint32_t m = 0; m < mc; ++m) {
+      const dm_str k = get(), v = get();
+      if (host_->meta_set(b, r, k, v) != DM_OK) throw std::runtime_error("meta_set failed");
+    }
+  }
+
+  void meta(dm_batch *b, dm_record *r, std::string_view k, std::string_view v) {
+    if (host_->meta_set(b, r, str(k), str(v)) != DM_OK) throw std::runtime_error("meta_set failed");
+  }
+
+  void add(dm_metric *m, uint64_t v) {
+    if (m && v) host_->metric_add(m, static_cast<double>(v));
+  }
+
+  struct Closed {
+    uint32_t tag = 0;
+    uint32_t repeats = 0;
+    int64_t first = 0, last = 0, window_start = 0;
+    uint64_t k0 = 0, k1 = 0;
+    std::string content;
+  };
+
+  const dm_host_api *host_;
+  dm_instance *inst_;
+  std::string name_;
+
+  // Configuration.
+  std::vector<KeyField> fields_;
+  bool collapse_ = false;
+  int64_t window_ns_ = 0;
+  uint32_t max_keys_ = 0;
+
+  // State (loop thread only).
+  std::vector<Entry> entries_;
+  std::vector<std::string> contents_;  // collapse: the first repeat's fields, per entry
+  std::vector<uint32_t> index_;        // entry position + 1, 0 empty
+  size_t mask_ = 0;
+  uint32_t head_ = kNone, tail_ = kNone;
+  std::vector<uint32_t> pending_;
+  std::vector<Closed> closed_;
+  std::vector<std::string> tags_;
+  std::string key_buf_;
+  int64_t watermark_ = std::numeric_limits<int64_t>::min();
+  uint64_t now_ = 0;
+  dm_timer *timer_ = nullptr;
+
+  dm_metric *m_dropped_, *m_summaries_, *m_evictions_, *m_keys_;
+};
+
+}  // namespace
+}  // namespace devmesh
+
+DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::Dedup>::describe(
+    DM_FILTER, "dedup", "0.1.0",
+    "drops or collapses records repeating a key within a window of record time", devmesh::kOptions,
+    static_cast<uint32_t>(std::size(devmesh::kOptions))))
