@@ -321,6 +321,9 @@ const dm_host_api kHostApi = {
     input_finished,
     parse_duration_api,
     parse_size_api,
+    HttpServer::stream_start,
+    HttpServer::stream_write,
+    HttpServer::stream_end,
 };
 
 }  // namespace

@@ -16,8 +16,10 @@ class HttpServer;
 
 // What a handler gets; implements the dm_http_request handle of the ABI.
 // Lifetime: owned by the server until reply() is called; if the client goes away first, the
-// request is marked gone and a later reply() only frees it.
-// Threading: every HttpServer call, including reply() and the accessors, is for the loop thread.
+// request is marked gone and a later reply() only frees it. A streamed response (stream_start)
+// stays valid until its on_close callback has returned.
+// Threading: every HttpServer call, including reply(), the stream calls and the accessors, is for
+// the loop thread.
 class HttpRequest;
 
 using HttpHandler = std::function<void(dm_http_request *req)>;
@@ -62,7 +64,18 @@ class HttpServer {
   static void reply(dm_http_request *req, int status, const char *content_type, const char *body,
                     size_t len);
 
+  // Streamed responses (dm_host_api http_stream_*; the rules are documented there).
+  static int stream_start(dm_http_request *req, int status, const char *content_type,
+                          size_t max_buffered, void (*on_close)(void *arg), void *arg);
+  static int stream_write(dm_http_request *req, const void *data, size_t len);
+  static void stream_end(dm_http_request *req);
+  // Streams whose on_close has not been called yet (for metrics and tests).
+  size_t stream_count() const;
+  // Bytes accepted by stream_write and not yet written to a socket, over all streams.
+  size_t stream_buffered_bytes() const;
+
  private:
+  friend class HttpRequest;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,5 +1,5 @@
 // The HTTP server against a real libcurl client: routing, bodies, limits, headers, delayed
-// replies, disconnects, keep-alive and shutdown, on a real libuv loop.
+// replies, disconnects, keep-alive, shutdown and streamed responses, on a real libuv loop.
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -7,9 +7,15 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -597,6 +603,614 @@ TEST_F(HttpServerTest, HandlerThatThrowsGets500) {
   route(":0", "GET", "/boom", [](dm_http_request *) { throw std::runtime_error("boom"); });
   start();
   with_client([&] { EXPECT_EQ(Client().request("GET", url(":0", "/boom")).status, 500); });
+}
+
+// ---- streamed responses ------------------------------------------------------------------------
+
+// Calls fn on the loop every period_ms until it returns false; the timer then frees itself.
+void every(uv_loop_t *loop, uint64_t period_ms, std::function<bool()> fn) {
+  struct Ticker {
+    uv_timer_t timer;
+    std::function<bool()> fn;
+  };
+  auto *t = new Ticker{{}, std::move(fn)};
+  uv_timer_init(loop, &t->timer);
+  t->timer.data = t;
+  uv_timer_start(
+      &t->timer,
+      [](uv_timer_t *h) {
+        auto *t = static_cast<Ticker *>(h->data);
+        if (t->fn()) return;
+        uv_timer_stop(h);
+        uv_close(reinterpret_cast<uv_handle_t *>(h),
+                 [](uv_handle_t *h) { delete static_cast<Ticker *>(h->data); });
+      },
+      period_ms, period_ms);
+}
+
+// Counts on_close calls and checks that a write from inside on_close is refused.
+struct CloseProbe {
+  int calls = 0;
+  int write_in_close = DM_OK;
+  dm_http_request *req = nullptr;
+  static void on_close(void *arg) {
+    auto *p = static_cast<CloseProbe *>(arg);
+    ++p->calls;
+    if (p->req != nullptr) p->write_in_close = HttpServer::stream_write(p->req, "late", 4);
+  }
+};
+
+int start_sse(dm_http_request *r, CloseProbe &probe, size_t max_buffered = 0) {
+  probe.req = r;
+  HttpServer::add_header(r, "Cache-Control", "no-cache");
+  return HttpServer::stream_start(r, 200, "text/event-stream", max_buffered, CloseProbe::on_close,
+                                  &probe);
+}
+
+int write_text(dm_http_request *r, const std::string &text) {
+  return HttpServer::stream_write(r, text.data(), text.size());
+}
+
+// A libcurl client that reads a stream as it arrives, on the client thread.
+class StreamClient {
+ public:
+  explicit StreamClient(std::string url) : url_(std::move(url)) {}
+  // Returns 0 from the write callback (curl then drops the connection) once this many events
+  // ("\n\n"-terminated) have arrived.
+  void abort_after(int events) { abort_after_ = events; }
+  // Blocks the first body write until release(): the client reads nothing meanwhile.
+  void hold() { held_ = true; }
+  void release() { held_ = false; }
+
+  void run() {
+    CURL *curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &StreamClient::on_data);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, this);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &StreamClient::on_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, this);
+    code = curl_easy_perform(curl);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+  }
+
+  std::string body() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return body_;
+  }
+  std::string headers() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return headers_;
+  }
+  std::atomic<int> events{0};
+  std::atomic<size_t> bytes{0};
+  CURLcode code = CURLE_OK;
+  long status = 0;
+
+ private:
+  static size_t on_data(char *p, size_t size, size_t n, void *self_) {
+    auto *self = static_cast<StreamClient *>(self_);
+    while (self->held_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    {
+      std::lock_guard<std::mutex> lk(self->mu_);
+      self->body_.append(p, size * n);
+    }
+    int found = 0;
+    for (size_t i = 0; i < size * n; ++i) {
+      if (p[i] == '\n' && self->last_ == '\n') ++found;
+      self->last_ = p[i];
+    }
+    self->bytes += size * n;
+    self->events += found;
+    if (self->abort_after_ >= 0 && self->events >= self->abort_after_) return 0;
+    return size * n;
+  }
+  static size_t on_header(char *p, size_t size, size_t n, void *self_) {
+    auto *self = static_cast<StreamClient *>(self_);
+    std::lock_guard<std::mutex> lk(self->mu_);
+    self->headers_.append(p, size * n);
+    return size * n;
+  }
+
+  std::string url_;
+  int abort_after_ = -1;
+  std::atomic<bool> held_{false};
+  char last_ = 0;
+  std::mutex mu_;
+  std::string body_, headers_;
+};
+
+// A plain TCP client, for requests libcurl would not send (pipelining, HTTP/1.0, never reading).
+int connect_raw(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Reads until `marker` has arrived (or EOF / 10 s); returns everything read.
+std::string read_until(int fd, const std::string &marker) {
+  std::string got;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  char buf[4096];
+  while (got.find(marker) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      continue;
+    }
+    got.append(buf, size_t(n));
+  }
+  return got;
+}
+
+TEST_F(HttpServerTest, StreamedEventsReachTheClientOneByOneAsTheyAreWritten) {
+  CloseProbe probe;
+  dm_http_request *stream = nullptr;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    stream = r;
+  });
+  start();
+  StreamClient client(url(":0", "/tail?service=api"));
+  std::string expected;
+  int sent = 0, end_calls = 0;
+  // The next event is written only once the client has the previous one: if anything held
+  // events back (buffering, framing), the client would time out.
+  every(&loop_, 5, [&] {
+    if (stream == nullptr || probe.calls > 0) return probe.calls == 0;
+    if (client.events.load() < sent) return true;
+    if (sent == 5) {
+      if (end_calls++ == 0) HttpServer::stream_end(stream);
+      return true;
+    }
+    ++sent;
+    std::string event =
+        "id: " + std::to_string(sent) + "\ndata: event " + std::to_string(sent) + "\n\n";
+    expected += event;
+    EXPECT_EQ(write_text(stream, event), DM_OK);
+    return true;
+  });
+  with_client([&] { client.run(); });
+  run_until([&] { return probe.calls > 0; });
+  EXPECT_EQ(client.code, CURLE_OK);
+  EXPECT_EQ(client.status, 200);
+  EXPECT_EQ(client.body(), expected);
+  std::string headers = client.headers();
+  EXPECT_TRUE(has_header(headers, "content-type", "text/event-stream")) << headers;
+  EXPECT_TRUE(has_header(headers, "cache-control", "no-cache")) << headers;
+  EXPECT_TRUE(has_header(headers, "transfer-encoding", "chunked")) << headers;
+  EXPECT_EQ(headers.find("ontent-Length"), std::string::npos) << headers;
+  EXPECT_EQ(probe.calls, 1);
+  EXPECT_EQ(probe.write_in_close, DM_ERR);
+  EXPECT_EQ(server_->stream_count(), 0u);
+  run_until([] { return false; }, 50);  // the ticker has seen on_close and freed itself
+}
+
+TEST_F(HttpServerTest, StreamHeadersGoOutAtStartAndChunksFrameEachWrite) {
+  CloseProbe probe;
+  dm_http_request *stream = nullptr;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    HttpServer::add_header(r, "Content-Length", "5");  // contradicts the framing: dropped
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    stream = r;
+  });
+  start();
+  int fd = connect_raw(server_->bound_port(":0"));
+  ASSERT_GE(fd, 0);
+  std::string request = "GET /tail HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), ssize_t(request.size()));
+  std::string head, chunk, rest;
+  // Nothing is written yet: the client must still see the response open (EventSource's onopen).
+  with_client([&] { head = read_until(fd, "\r\n\r\n"); });
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
+  EXPECT_TRUE(has_header(head, "transfer-encoding", "chunked")) << head;
+  EXPECT_TRUE(has_header(head, "content-type", "text/event-stream")) << head;
+  EXPECT_TRUE(has_header(head, "connection", "keep-alive")) << head;
+  EXPECT_FALSE(has_header(head, "content-length", "5")) << head;
+  ASSERT_NE(stream, nullptr);
+  EXPECT_EQ(write_text(stream, "data: hello\n\n"), DM_OK);
+  with_client([&] { chunk = read_until(fd, "\n\n\r\n"); });
+  EXPECT_EQ(chunk, "d\r\ndata: hello\n\n\r\n");
+  HttpServer::stream_end(stream);
+  with_client([&] { rest = read_until(fd, "0\r\n\r\n"); });
+  EXPECT_EQ(rest, "0\r\n\r\n");
+  close(fd);
+  run_until([&] { return probe.calls > 0; });
+  EXPECT_EQ(probe.calls, 1);
+}
+
+TEST_F(HttpServerTest, KeepAliveConnectionServesTheNextRequestAfterAStreamEnds) {
+  CloseProbe probe;
+  route(":0", "GET", "/events", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    // Written and ended before the headers are even out: all of it waits for the first proceed.
+    EXPECT_EQ(write_text(r, "data: a\n\n"), DM_OK);
+    EXPECT_EQ(write_text(r, "data: b\n\n"), DM_OK);
+    HttpServer::stream_end(r);
+    EXPECT_EQ(probe.calls, 0);  // never from inside a stream call
+  });
+  route(":0", "GET", "/after", [](dm_http_request *r) { reply_text(r, 200, "after"); });
+  start();
+  with_client([&] {
+    Client c;
+    auto first = c.request("GET", url(":0", "/events"));
+    EXPECT_EQ(first.code, CURLE_OK);
+    EXPECT_EQ(first.body, "data: a\n\ndata: b\n\n");
+    auto second = c.request("GET", url(":0", "/after"));
+    EXPECT_EQ(second.body, "after");
+    EXPECT_EQ(second.new_connections, 0);  // the chunked framing left the connection usable
+  });
+  run_until([&] { return probe.calls > 0; });
+  EXPECT_EQ(probe.calls, 1);
+}
+
+TEST_F(HttpServerTest, ClientLeavingAnIdleStreamIsNoticedWithoutAWrite) {
+  CloseProbe probe;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    EXPECT_EQ(write_text(r, "data: only\n\n"), DM_OK);
+    // Nothing is written after this: a quiet tail whose client goes away.
+  });
+  start();
+  StreamClient client(url(":0", "/tail"));
+  client.abort_after(1);
+  with_client([&] { client.run(); });
+  EXPECT_EQ(client.code, CURLE_WRITE_ERROR);  // the client dropped the connection
+  run_until([&] { return probe.calls > 0; });
+  EXPECT_EQ(probe.calls, 1);
+  EXPECT_EQ(probe.write_in_close, DM_ERR);
+  run_until([&] { return server_->connection_count() == 0; });
+  EXPECT_EQ(server_->connection_count(), 0u);
+  EXPECT_EQ(server_->stream_count(), 0u);
+}
+
+TEST_F(HttpServerTest, WritesAfterTheClientLeftFailAndOnCloseComesOnce) {
+  CloseProbe probe;
+  dm_http_request *stream = nullptr;
+  int ok = 0, refused = 0, other = 0;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    stream = r;
+  });
+  start();
+  // Keeps writing until on_close, as a busy tail would; after on_close the handle is dead.
+  every(&loop_, 2, [&] {
+    if (probe.calls > 0) return false;
+    if (stream == nullptr) return true;
+    int rc = write_text(stream, "data: " + std::string(1000, 'x') + "\n\n");
+    (rc == DM_OK ? ok : rc == DM_ERR ? refused : other)++;
+    return true;
+  });
+  StreamClient client(url(":0", "/tail"));
+  client.abort_after(3);
+  with_client([&] { client.run(); });
+  run_until([&] { return probe.calls > 0; });
+  run_until([] { return false; }, 100);  // no second on_close
+  EXPECT_EQ(probe.calls, 1);
+  EXPECT_EQ(probe.write_in_close, DM_ERR);
+  EXPECT_GE(ok, 3);
+  EXPECT_EQ(other, 0);
+  EXPECT_EQ(server_->stream_count(), 0u);
+}
+
+TEST_F(HttpServerTest, PipelinedRequestIsServedAfterTheStreamEnds) {
+  CloseProbe probe;
+  dm_http_request *stream = nullptr;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    stream = r;
+  });
+  route(":0", "GET", "/next", [](dm_http_request *r) { reply_text(r, 200, "next-body"); });
+  start();
+  int fd = connect_raw(server_->bound_port(":0"));
+  ASSERT_GE(fd, 0);
+  std::string first = "GET /tail HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, first.data(), first.size(), 0), ssize_t(first.size()));
+  run_until([&] { return stream != nullptr; });
+  ASSERT_NE(stream, nullptr);
+  std::string got;
+  with_client([&] {
+    got = read_until(fd, "\r\n\r\n");  // the stream's headers: h2o reads no more now
+    std::string second = "GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+    ASSERT_EQ(send(fd, second.data(), second.size(), 0), ssize_t(second.size()));
+  });
+  run_until([] { return false; }, 50);  // the server sees the waiting request
+  EXPECT_EQ(probe.calls, 0);            // ... and does not take it for the client leaving
+  EXPECT_EQ(write_text(stream, "data: 1\n\n"), DM_OK);
+  HttpServer::stream_end(stream);
+  with_client([&] { got += read_until(fd, "next-body"); });
+  close(fd);
+  EXPECT_NE(got.find("data: 1\n\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("next-body"), std::string::npos) << got;
+  run_until([&] { return probe.calls > 0; });
+  EXPECT_EQ(probe.calls, 1);
+}
+
+TEST_F(HttpServerTest, ClientThatPipelinedAndLeftIsNoticedByTheNextWrites) {
+  CloseProbe probe;
+  dm_http_request *stream = nullptr;
+  int refused = 0;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    stream = r;
+  });
+  start();
+  int fd = connect_raw(server_->bound_port(":0"));
+  ASSERT_GE(fd, 0);
+  std::string first = "GET /tail HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, first.data(), first.size(), 0), ssize_t(first.size()));
+  with_client([&] {
+    read_until(fd, "\r\n\r\n");
+    // Unread bytes on the server side keep the poll from seeing the close: writes must.
+    std::string more = "GET /tail HTTP/1.1\r\nHost: x\r\n\r\n";
+    send(fd, more.data(), more.size(), 0);
+  });
+  run_until([] { return false; }, 50);
+  close(fd);
+  every(&loop_, 2, [&] {
+    if (probe.calls > 0) return false;
+    if (write_text(stream, "data: x\n\n") == DM_ERR) ++refused;
+    return true;
+  });
+  run_until([&] { return probe.calls > 0; });
+  run_until([] { return false; }, 50);
+  EXPECT_EQ(probe.calls, 1);
+  EXPECT_EQ(probe.write_in_close, DM_ERR);
+  EXPECT_EQ(server_->stream_count(), 0u);
+}
+
+TEST_F(HttpServerTest, StopEndsOpenStreamsAndCallsEveryOnCloseBeforeReturning) {
+  CloseProbe probes[2];
+  std::vector<dm_http_request *> streams;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_LT(streams.size(), 2u);
+    ASSERT_EQ(start_sse(r, probes[streams.size()]), DM_OK);
+    EXPECT_EQ(write_text(r, "data: hello\n\n"), DM_OK);
+    streams.push_back(r);
+  });
+  start();
+  StreamClient a(url(":0", "/tail")), b(url(":0", "/tail"));
+  int closes_at_stop = -1;
+  every(&loop_, 5, [&] {
+    if (a.events.load() < 1 || b.events.load() < 1) return true;
+    for (dm_http_request *r : streams) EXPECT_EQ(write_text(r, "data: last\n\n"), DM_OK);
+    server_->stop();
+    closes_at_stop = probes[0].calls + probes[1].calls;
+    return false;
+  });
+  with_client([&] {
+    std::thread other([&] { b.run(); });
+    a.run();
+    other.join();
+  });
+  EXPECT_EQ(closes_at_stop, 2);  // the engine destroys plugins right after stop()
+  for (StreamClient *c : {&a, &b}) {
+    EXPECT_EQ(c->code, CURLE_OK);  // a clean end of the body, queued data included
+    EXPECT_EQ(c->body(), "data: hello\n\ndata: last\n\n");
+  }
+  run_until([&] { return server_->closed(); });
+  EXPECT_TRUE(server_->closed());
+  EXPECT_EQ(probes[0].calls, 1);
+  EXPECT_EQ(probes[1].calls, 1);
+  EXPECT_EQ(probes[0].write_in_close, DM_ERR);
+}
+
+TEST_F(HttpServerTest, StopCutsAStreamWhoseClientNeverReads) {
+  server_->set_shutdown_grace(200);
+  CloseProbe probe;
+  dm_http_request *stream = nullptr;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe, 64 * 1024), DM_OK);
+    stream = r;
+  });
+  start();
+  int fd = connect_raw(server_->bound_port(":0"));
+  ASSERT_GE(fd, 0);
+  std::string request = "GET /tail HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), ssize_t(request.size()));
+  std::string chunk(16 * 1024, 'z');
+  int full_ticks = 0;
+  every(&loop_, 1, [&] {
+    if (stream == nullptr) return true;
+    if (write_text(stream, chunk) == DM_ERR_FULL) ++full_ticks;
+    return full_ticks < 20;
+  });
+  run_until([&] { return full_ticks >= 20; }, 20000);
+  ASSERT_GE(full_ticks, 20);
+  server_->stop();
+  EXPECT_EQ(probe.calls, 1);
+  run_until([&] { return server_->closed(); });
+  EXPECT_TRUE(server_->closed());
+  EXPECT_EQ(probe.calls, 1);
+  close(fd);
+}
+
+TEST_F(HttpServerTest, SlowClientGetsFullPastMaxBufferedAndMemoryStaysBounded) {
+  constexpr size_t kMax = 256 * 1024;
+  CloseProbe probe;
+  dm_http_request *stream = nullptr;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe, kMax), DM_OK);
+    stream = r;
+  });
+  start();
+  StreamClient client(url(":0", "/tail"));
+  client.hold();  // reads nothing until released: the socket buffers fill, then ours
+  std::string accepted;
+  size_t peak = 0, full = 0, seq = 0;
+  int full_ticks = 0;
+  bool released = false, ended = false;
+  every(&loop_, 1, [&] {
+    if (stream == nullptr) return true;
+    if (!released) {
+      // Writes until refused, every tick: DM_ERR_FULL must come, and keep coming.
+      for (;;) {
+        char chunk[16 * 1024];
+        std::snprintf(chunk, sizeof(chunk), "%08zu", seq);
+        std::memset(chunk + 8, char('a' + seq % 26), sizeof(chunk) - 8);
+        int rc = HttpServer::stream_write(stream, chunk, sizeof(chunk));
+        peak = std::max(peak, server_->stream_buffered_bytes());
+        if (rc == DM_ERR_FULL) {
+          ++full;
+          break;
+        }
+        EXPECT_EQ(rc, DM_OK);
+        accepted.append(chunk, sizeof(chunk));
+        ++seq;
+        full_ticks = -1;
+      }
+      if (++full_ticks >= 50) {
+        released = true;
+        client.release();
+      }
+      return true;
+    }
+    // Once the client reads again, the queue drains and writes are taken again.
+    if (server_->stream_buffered_bytes() != 0) return true;
+    if (!ended) {
+      EXPECT_EQ(write_text(stream, "tail"), DM_OK);
+      accepted += "tail";
+      HttpServer::stream_end(stream);
+      ended = true;
+    }
+    return probe.calls == 0;
+  });
+  with_client([&] { client.run(); });
+  run_until([&] { return probe.calls > 0; });
+  EXPECT_TRUE(released);
+  EXPECT_GT(full, 50u);
+  EXPECT_LE(peak, kMax);
+  EXPECT_EQ(client.code, CURLE_OK);
+  EXPECT_EQ(client.bytes.load(), accepted.size());
+  EXPECT_TRUE(client.body() == accepted) << "the body differs from what was accepted";
+  EXPECT_EQ(probe.calls, 1);
+  run_until([] { return false; }, 20);
+}
+
+TEST_F(HttpServerTest, OneWriteLargerThanTheLimitIntoAnEmptyQueueIsTaken) {
+  CloseProbe probe;
+  route(":0", "GET", "/big", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe, 1024), DM_OK);
+    EXPECT_EQ(write_text(r, std::string(4096, 'q')), DM_OK);
+    EXPECT_EQ(write_text(r, "1"), DM_ERR_FULL);  // the first is still waiting
+    EXPECT_EQ(HttpServer::stream_write(r, nullptr, 0), DM_OK);
+    EXPECT_EQ(HttpServer::stream_write(r, nullptr, 5), DM_ERR_INVALID);
+    HttpServer::stream_end(r);
+  });
+  start();
+  with_client(
+      [&] { EXPECT_EQ(Client().request("GET", url(":0", "/big")).body, std::string(4096, 'q')); });
+  run_until([&] { return probe.calls > 0; });
+  EXPECT_EQ(probe.calls, 1);
+}
+
+TEST_F(HttpServerTest, WritesAfterEndAreRefusedAndOnCloseFollowsTheEnd) {
+  CloseProbe probe;
+  int after_end = DM_OK, second_start = DM_OK;
+  route(":0", "GET", "/s", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    second_start = HttpServer::stream_start(r, 200, "text/plain", 0, CloseProbe::on_close, &probe);
+    EXPECT_EQ(write_text(r, "a"), DM_OK);
+    HttpServer::stream_end(r);
+    HttpServer::stream_end(r);  // harmless
+    after_end = write_text(r, "b");
+    reply_text(r, 500, "ignored");  // the response is the stream's
+  });
+  start();
+  with_client([&] {
+    auto res = Client().request("GET", url(":0", "/s"));
+    EXPECT_EQ(res.status, 200);
+    EXPECT_EQ(res.body, "a");
+  });
+  EXPECT_EQ(second_start, DM_ERR_INVALID);
+  EXPECT_EQ(after_end, DM_ERR);
+  run_until([&] { return probe.calls > 0; });
+  EXPECT_EQ(probe.calls, 1);
+}
+
+TEST_F(HttpServerTest, BadStreamArgumentsAnswer500AndNeverCallOnClose) {
+  CloseProbe probe;
+  std::vector<int> codes;
+  route(":0", "GET", "/no-callback", [&](dm_http_request *r) {
+    codes.push_back(HttpServer::stream_start(r, 200, "text/plain", 0, nullptr, nullptr));
+  });
+  route(":0", "GET", "/no-content", [&](dm_http_request *r) {
+    codes.push_back(
+        HttpServer::stream_start(r, 204, "text/plain", 0, CloseProbe::on_close, &probe));
+  });
+  route(":0", "GET", "/bad-status", [&](dm_http_request *r) {
+    codes.push_back(HttpServer::stream_start(r, 42, "text/plain", 0, CloseProbe::on_close, &probe));
+  });
+  route(":0", "GET", "/bad-type", [&](dm_http_request *r) {
+    codes.push_back(HttpServer::stream_start(r, 200, "text/plain\r\nX-Injected: 1", 0,
+                                             CloseProbe::on_close, &probe));
+  });
+  start();
+  with_client([&] {
+    Client c;
+    for (const char *path : {"/no-callback", "/no-content", "/bad-status", "/bad-type"}) {
+      auto res = c.request("GET", url(":0", path));
+      EXPECT_EQ(res.status, 500) << path;
+      EXPECT_EQ(res.headers.find("Injected"), std::string::npos);
+    }
+  });
+  EXPECT_EQ(codes, std::vector<int>(4, DM_ERR_INVALID));
+  run_until([] { return false; }, 20);
+  EXPECT_EQ(probe.calls, 0);
+  EXPECT_EQ(server_->stream_count(), 0u);
+}
+
+TEST_F(HttpServerTest, StreamStartAfterStopAnsweredTheRequestIsRefused) {
+  CloseProbe probe;
+  dm_http_request *held = nullptr;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    held = r;
+    after(&loop_, 20, [&] { server_->stop(); });
+  });
+  start();
+  with_client([&] { EXPECT_EQ(Client().request("GET", url(":0", "/tail")).status, 503); });
+  ASSERT_NE(held, nullptr);
+  EXPECT_EQ(start_sse(held, probe), DM_ERR);  // frees it; on_close never comes
+  run_until([&] { return server_->closed(); });
+  EXPECT_EQ(probe.calls, 0);
+}
+
+TEST_F(HttpServerTest, Http10ClientGetsAStreamDelimitedByTheConnectionClose) {
+  CloseProbe probe;
+  route(":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    EXPECT_EQ(write_text(r, "data: one\n\n"), DM_OK);
+    after(&loop_, 20, [r] {
+      EXPECT_EQ(write_text(r, "data: two\n\n"), DM_OK);
+      HttpServer::stream_end(r);
+    });
+  });
+  start();
+  int fd = connect_raw(server_->bound_port(":0"));
+  ASSERT_GE(fd, 0);
+  std::string request = "GET /tail HTTP/1.0\r\n\r\n";
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), ssize_t(request.size()));
+  std::string got;
+  with_client([&] { got = read_until(fd, "\x01never"); });  // to EOF
+  close(fd);
+  EXPECT_EQ(got.find("chunked"), std::string::npos) << got;
+  size_t body = got.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos) << got;
+  EXPECT_EQ(got.substr(body + 4), "data: one\n\ndata: two\n\n");
+  run_until([&] { return probe.calls > 0; });
+  EXPECT_EQ(probe.calls, 1);
 }
 
 }  // namespace

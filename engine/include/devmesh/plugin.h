@@ -258,6 +258,23 @@ typedef struct dm_host_api {
    * "1m", "7d" to milliseconds; "64KiB", "10MB" to bytes. DM_OK or DM_ERR_INVALID. */
   int (*parse_duration_ms)(dm_str text, int64_t *ms);
   int (*parse_size)(dm_str text, int64_t *bytes);
+
+  /* Streaming responses (Server-Sent Events, long-poll, long downloads); loop thread only.
+   * stream_start replaces http_reply: it sends the status and headers (added with
+   * http_add_header before it); HTTP/1.1 200 is chunked and keeps its connection. stream_write
+   * queues a copy of data and never blocks: DM_ERR_FULL (nothing queued) when the bytes not yet
+   * written plus len would pass max_buffered (0 = 1 MiB; a write into an empty queue is always
+   * taken), DM_ERR once the client is gone or the stream ended. stream_end finishes the response
+   * after the queue (idempotent). on_close(arg) comes exactly once, on the loop and never from
+   * inside an http_stream_* call: after stream_end's data is written, when the client goes away,
+   * or at the engine's stop before any plugin is stopped; writes during it get DM_ERR, after it
+   * the request handle is invalid. If stream_start does not return DM_OK the request is finished
+   * as by http_reply (500 for DM_ERR_INVALID: on_close NULL, status not 200..999 or 204/304;
+   * DM_ERR: client or server already gone) and on_close never comes. */
+  int (*http_stream_start)(dm_http_request *req, int status, const char *content_type,
+                           size_t max_buffered, void (*on_close)(void *arg), void *arg);
+  int (*http_stream_write)(dm_http_request *req, const void *data, size_t len);
+  void (*http_stream_end)(dm_http_request *req);
 } dm_host_api;
 
 /* ---- the descriptor ----------------------------------------------------------------------- */
