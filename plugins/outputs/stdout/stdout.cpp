@@ -1,9 +1,7 @@
 // stdout output: writes each record as one NDJSON line (the prototype's field names) to stdout,
 // or appends to a file; one write per batch, on the engine's worker threads.
-#include <rapidjson/encodings.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 #include <devmesh/plugin.hpp>
+#include <record_json.hpp>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,137 +32,8 @@ const dm_option kOptions[] = {
 // A buffer grown by one huge batch is given back rather than kept for the process lifetime.
 constexpr size_t kKeepBufferBytes = 8u << 20;
 
-using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
-
-// Byte streams over a bounded view for rapidjson's UTF-8 validator; past the end it reads NUL,
-// which no multi-byte sequence accepts, so a truncated sequence is invalid.
-struct ViewStream {
-  using Ch = char;
-  std::string_view s;
-  size_t pos;
-  Ch Take() { return pos < s.size() ? s[pos++] : (++pos, '\0'); }
-  size_t Tell() const { return pos; }
-};
-struct NullStream {
-  using Ch = char;
-  void Put(Ch) {}
-};
-
-bool valid_from(std::string_view s, size_t pos) {
-  ViewStream is{s, pos};
-  NullStream os;
-  while (is.Tell() < s.size())
-    if (!rapidjson::UTF8<>::Validate(is, os)) return false;
-  return true;
-}
-
-// Returns s when it is valid UTF-8; else a copy in `clean` where each byte that starts no valid
-// sequence is replaced by U+FFFD, so every line is valid JSON whatever the input held.
-std::string_view valid_utf8(std::string_view s, std::string &clean) {
-  size_t i = 0;
-  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
-  if (i == s.size() || valid_from(s, i)) return s;
-  clean.assign(s.data(), i);
-  NullStream os;
-  while (i < s.size()) {
-    ViewStream is{s, i};
-    if (rapidjson::UTF8<>::Validate(is, os)) {
-      clean.append(s.data() + i, is.Tell() - i);
-      i = is.Tell();
-    } else {
-      clean.append("\xEF\xBF\xBD");
-      ++i;
-    }
-  }
-  return clean;
-}
-
-// Per worker thread: the batch's text and scratch space, reused across flushes.
-struct Scratch {
-  rapidjson::StringBuffer out;
-  JsonWriter writer{out};
-  std::string clean;
-  // Records of a batch mostly share their second: its formatted text is kept.
-  int64_t cached_sec = std::numeric_limits<int64_t>::min();
-  char sec_text[64];
-  size_t sec_len = 0;
-
-  void string(std::string_view s) {
-    s = valid_utf8(s, clean);
-    writer.String(s.data(), static_cast<rapidjson::SizeType>(
-                                std::min<size_t>(s.size(), std::numeric_limits<uint32_t>::max())));
-  }
-  void key(std::string_view k) { writer.Key(k.data(), static_cast<rapidjson::SizeType>(k.size())); }
-  void field(std::string_view k, dm_str v) {
-    key(k);
-    string(sv(v));
-  }
-  void optional(std::string_view k, dm_str v) {
-    if (v.len) field(k, v);
-  }
-
-  // RFC 3339 UTC with microseconds, like the prototype: 2025-11-28T19:55:40.521872Z.
-  void timestamp(int64_t ns) {
-    int64_t sec = ns / 1000000000, sub = ns % 1000000000;
-    if (sub < 0) sub += 1000000000, --sec;
-    if (sec != cached_sec) {
-      const time_t t = static_cast<time_t>(sec);
-      struct tm tm;
-      if (gmtime_r(&t, &tm)) {
-        const int n = std::snprintf(sec_text, sizeof sec_text, "%04d-%02d-%02dT%02d:%02d:%02d",
-                                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                    tm.tm_min, tm.tm_sec);
-        sec_len = n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof sec_text - 1) : 0;
-      } else {
-        sec_len = 0;
-      }
-      cached_sec = sec;
-    }
-    char text[sizeof sec_text + 9];
-    std::memcpy(text, sec_text, sec_len);
-    char *p = text + sec_len;
-    *p++ = '.';
-    int64_t us = sub / 1000;
-    for (int i = 5; i >= 0; --i, us /= 10) p[i] = static_cast<char>('0' + us % 10);
-    p += 6;
-    *p++ = 'Z';
-    writer.String(text, static_cast<rapidjson::SizeType>(p - text));
-  }
-
-  void record(const dm_record &r) {
-    static const char hex[] = "0123456789abcdef";
-    writer.Reset(out);
-    writer.StartObject();
-    key("timestamp");
-    timestamp(r.timestamp_ns);
-    field("source", r.source);
-    field("service", r.service);
-    field("host", r.host);
-    key("level");
-    writer.String(dm_level_name(r.level));
-    optional("trace_id", r.trace_id);
-    optional("span_id", r.span_id);
-    optional("event_type", r.event_type);
-    optional("error_code", r.error_code);
-    field("message", r.message);
-    key("meta_json");
-    writer.StartObject();
-    for (uint32_t i = 0; i < r.meta_count; ++i) {
-      key(valid_utf8(sv(r.meta[i].key), clean));
-      string(sv(r.meta[i].value));
-    }
-    writer.EndObject();
-    char id[32];
-    for (int i = 0; i < 16; ++i) {
-      id[2 * i] = hex[r.event_id[i] >> 4];
-      id[2 * i + 1] = hex[r.event_id[i] & 15];
-    }
-    key("event_id");
-    writer.String(id, sizeof id);
-    writer.EndObject();
-    out.Put('\n');
-  }
-};
+// Per worker thread: the batch's text and the encoder's scratch space, reused across flushes.
+using Scratch = RecordEncoder;
 
 class Stdout {
  public:
@@ -200,7 +69,10 @@ class Stdout {
       s = fallback_.get();
     }
     s->out.Clear();
-    for (uint32_t i = 0; i < batch->count; ++i) s->record(batch->records[i]);
+    for (uint32_t i = 0; i < batch->count; ++i) {
+      s->record(batch->records[i]);
+      s->out.Put('\n');
+    }
     const int err = write_batch(s->out.GetString(), s->out.GetSize());
     if (s->out.GetSize() > kKeepBufferBytes) {
       s->out.Clear();

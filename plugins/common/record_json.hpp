@@ -1,0 +1,179 @@
+// JSON encoding of records with the prototype's field names (header-only, compiled into each
+// plugin): one object per record, invalid UTF-8 replaced by U+FFFD, event_id as 32 hex digits.
+// Shared by stdout (NDJSON lines) and the http forward output ({"logs":[...]} or NDJSON), so a
+// record written by one devmesh reads back field for field in another.
+#pragma once
+
+#include <rapidjson/encodings.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <devmesh/plugin.hpp>
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <string_view>
+
+namespace devmesh {
+
+namespace record_json_detail {
+
+// Byte streams over a bounded view for rapidjson's UTF-8 validator; past the end it reads NUL,
+// which no multi-byte sequence accepts, so a truncated sequence is invalid.
+struct ViewStream {
+  using Ch = char;
+  std::string_view s;
+  size_t pos;
+  Ch Take() { return pos < s.size() ? s[pos++] : (++pos, '\0'); }
+  size_t Tell() const { return pos; }
+};
+struct NullStream {
+  using Ch = char;
+  void Put(Ch) {}
+};
+
+inline bool valid_from(std::string_view s, size_t pos) {
+  ViewStream is{s, pos};
+  NullStream os;
+  while (is.Tell() < s.size())
+    if (!rapidjson::UTF8<>::Validate(is, os)) return false;
+  return true;
+}
+
+}  // namespace record_json_detail
+
+// Returns s when it is valid UTF-8; else a copy in `clean` where each byte that starts no valid
+// sequence is replaced by U+FFFD, so every document is valid JSON whatever the input held.
+inline std::string_view valid_utf8(std::string_view s, std::string &clean) {
+  using namespace record_json_detail;
+  size_t i = 0;
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
+  if (i == s.size() || valid_from(s, i)) return s;
+  clean.assign(s.data(), i);
+  NullStream os;
+  while (i < s.size()) {
+    ViewStream is{s, i};
+    if (rapidjson::UTF8<>::Validate(is, os)) {
+      clean.append(s.data() + i, is.Tell() - i);
+      i = is.Tell();
+    } else {
+      clean.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return clean;
+}
+
+// Writes records into `out`; keeps its scratch space between records and batches, so encoding
+// allocates only while the buffer grows. One encoder per thread.
+class RecordEncoder {
+ public:
+  // Without full_precision timestamps have microseconds, as the prototype wrote them. With it,
+  // nanoseconds are kept when a timestamp has any (else still microseconds), and a known
+  // syslog priority is written as "priority": both read back by the http input.
+  explicit RecordEncoder(bool full_precision = false) : full_(full_precision) {}
+  RecordEncoder(const RecordEncoder &) = delete;
+  RecordEncoder &operator=(const RecordEncoder &) = delete;
+
+  rapidjson::StringBuffer out;
+
+  // Appends one record as a JSON object (no separator or newline).
+  void record(const dm_record &r) {
+    static const char hex[] = "0123456789abcdef";
+    writer_.Reset(out);
+    writer_.StartObject();
+    key("timestamp");
+    timestamp(r.timestamp_ns);
+    field("source", r.source);
+    field("service", r.service);
+    field("host", r.host);
+    key("level");
+    writer_.String(dm_level_name(r.level));
+    optional("trace_id", r.trace_id);
+    optional("span_id", r.span_id);
+    optional("event_type", r.event_type);
+    optional("error_code", r.error_code);
+    field("message", r.message);
+    key("meta_json");
+    writer_.StartObject();
+    for (uint32_t i = 0; i < r.meta_count; ++i) {
+      key(valid_utf8(sv(r.meta[i].key), clean_));
+      string(sv(r.meta[i].value));
+    }
+    writer_.EndObject();
+    if (full_ && r.priority >= 0) {
+      key("priority");
+      writer_.Int(r.priority);
+    }
+    char id[32];
+    for (int i = 0; i < 16; ++i) {
+      id[2 * i] = hex[r.event_id[i] >> 4];
+      id[2 * i + 1] = hex[r.event_id[i] & 15];
+    }
+    key("event_id");
+    writer_.String(id, sizeof id);
+    writer_.EndObject();
+  }
+
+ private:
+  using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+  void string(std::string_view s) {
+    s = valid_utf8(s, clean_);
+    writer_.String(s.data(), static_cast<rapidjson::SizeType>(
+                                 std::min<size_t>(s.size(), std::numeric_limits<uint32_t>::max())));
+  }
+  void key(std::string_view k) {
+    writer_.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+  }
+  void field(std::string_view k, dm_str v) {
+    key(k);
+    string(sv(v));
+  }
+  void optional(std::string_view k, dm_str v) {
+    if (v.len) field(k, v);
+  }
+
+  // RFC 3339 UTC: 2025-11-28T19:55:40.521872Z (or .521872123Z with full precision).
+  void timestamp(int64_t ns) {
+    int64_t sec = ns / 1000000000, sub = ns % 1000000000;
+    if (sub < 0) sub += 1000000000, --sec;
+    // Records of a batch mostly share their second: its formatted text is kept.
+    if (sec != cached_sec_) {
+      const time_t t = static_cast<time_t>(sec);
+      struct tm tm;
+      if (gmtime_r(&t, &tm)) {
+        const int n = std::snprintf(sec_text_, sizeof sec_text_, "%04d-%02d-%02dT%02d:%02d:%02d",
+                                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                                    tm.tm_min, tm.tm_sec);
+        sec_len_ = n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof sec_text_ - 1) : 0;
+      } else {
+        sec_len_ = 0;
+      }
+      cached_sec_ = sec;
+    }
+    char text[sizeof sec_text_ + 12];
+    std::memcpy(text, sec_text_, sec_len_);
+    char *p = text + sec_len_;
+    *p++ = '.';
+    const int digits = full_ && sub % 1000 != 0 ? 9 : 6;
+    int64_t frac = digits == 9 ? sub : sub / 1000;
+    for (int i = digits - 1; i >= 0; --i, frac /= 10) p[i] = static_cast<char>('0' + frac % 10);
+    p += digits;
+    *p++ = 'Z';
+    writer_.String(text, static_cast<rapidjson::SizeType>(p - text));
+  }
+
+  bool full_;
+  JsonWriter writer_{out};
+  std::string clean_;
+  int64_t cached_sec_ = std::numeric_limits<int64_t>::min();
+  char sec_text_[64];
+  size_t sec_len_ = 0;
+};
+
+}  // namespace devmesh

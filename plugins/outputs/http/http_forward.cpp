@@ -1,0 +1,531 @@
+// http_forward output: POSTs batches to another devmesh (or the prototype's API) as
+// {"logs":[...]} or NDJSON, optionally gzip, with libcurl's multi interface driven by the engine
+// loop: no thread per request, connections reused, `workers` requests in flight at once.
+#include <curl/curl.h>
+#include <rapidjson/document.h>
+#include <zlib.h>
+#include <devmesh/plugin.hpp>
+#include <record_json.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <iterator>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace devmesh {
+namespace {
+
+const char *const kFormats[] = {"json", "ndjson", nullptr};
+
+const dm_option kOptions[] = {
+    {"url", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr,
+     "receiver, e.g. http://aggregator:8000/ingest/logs (http or https)"},
+    {"format", DM_OPT_STRING, 0, "json", 0, 0, kFormats,
+     "json: the prototype's {\"logs\":[...]} body; ndjson: one record per line"},
+    {"gzip", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
+     "compress bodies (Content-Encoding: gzip, fastest level)"},
+    {"headers", DM_OPT_MAP, 0, nullptr, 0, 0, nullptr, "extra request headers"},
+    {"auth_token", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
+     "sent as 'Authorization: Bearer <token>'"},
+    {"ca_file", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "PEM file of the CA certificates that verify the receiver (default: the system's)"},
+    {"tls_verify", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
+     "verify the receiver's certificate and host name"},
+    {"client_cert", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "PEM client certificate, for receivers that require one"},
+    {"client_key", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "PEM private key of client_cert"},
+    {"connect_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "10s", 1, 3600000, nullptr,
+     "give up connecting after this long (then retry)"},
+    {"timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "30s", 1, 3600000, nullptr,
+     "give up on a whole request after this long (then retry)"},
+};
+
+// A receiver's Retry-After is honoured up to this; a larger one is a misconfiguration.
+constexpr uint32_t kMaxRetryAfterMs = 300000;
+// Response bytes kept: enough to read a devmesh receiver's counts and quote an error.
+constexpr size_t kMaxResponse = 64 << 10;
+constexpr size_t kReasonBody = 512;
+// Body buffers grown by one huge batch are given back rather than kept.
+constexpr size_t kKeepBufferBytes = 8u << 20;
+
+class HttpForward;
+
+// One request: its easy handle (reused, so is its connection) and its body buffers.
+struct Transfer {
+  HttpForward *self = nullptr;
+  CURL *easy = nullptr;
+  dm_flush_token *token = nullptr;
+  const dm_batch *batch = nullptr;
+  RecordEncoder encoder{true};  // nanoseconds and priority survive the hop
+  std::string gz;
+  z_stream z{};
+  bool z_ready = false;
+  std::string response;
+  char error[CURL_ERROR_SIZE] = {};
+  const char *encode_error = nullptr;
+
+  ~Transfer() {
+    if (easy) curl_easy_cleanup(easy);
+    if (z_ready) deflateEnd(&z);
+  }
+};
+
+// A socket curl asked us to watch.
+struct Socket {
+  HttpForward *self;
+  curl_socket_t fd;
+  dm_watch *watch;
+};
+
+bool has_line_break(std::string_view s) {
+  return s.find_first_of("\r\n") != s.npos;
+}
+
+class HttpForward {
+ public:
+  HttpForward(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
+      : host_(host), inst_(inst) {
+    Config c{host, cfg};
+    url_ = c.string("url");
+    ndjson_ = c.string("format") == "ndjson";
+    gzip_ = c.boolean("gzip");
+    tls_verify_ = c.boolean("tls_verify");
+    connect_timeout_ms_ = c.integer("connect_timeout");
+    timeout_ms_ = c.integer("timeout");
+    if (c.has("ca_file")) ca_file_ = readable(c.string("ca_file"), "ca_file");
+    if (c.has("client_cert")) client_cert_ = readable(c.string("client_cert"), "client_cert");
+    if (c.has("client_key")) client_key_ = readable(c.string("client_key"), "client_key");
+    if (client_key_.size() && client_cert_.empty())
+      throw std::invalid_argument("client_key: needs client_cert");
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+      throw std::runtime_error("curl_global_init failed");
+    curl_ready_ = true;
+    check_url();
+
+    auto add = [&](const std::string &line) {
+      curl_slist *l = curl_slist_append(headers_, line.c_str());
+      if (!l) throw std::runtime_error("curl_slist_append failed");
+      headers_ = l;
+    };
+    add(ndjson_ ? "Content-Type: application/x-ndjson" : "Content-Type: application/json");
+    if (gzip_) add("Content-Encoding: gzip");
+    add("Expect:");  // no 100-continue round trip before each body
+    if (c.has("auth_token")) {
+      std::string token = c.string("auth_token");
+      if (token.empty() || has_line_break(token))
+        throw std::invalid_argument("auth_token: must be one non-empty line");
+      add("Authorization: Bearer " + token);
+    }
+    for (uint32_t i = 0, n = c.has("headers") ? c.count("headers") : 0; i < n; ++i) {
+      std::string k = c.map_key("headers", i), v = c.item("headers", i);
+      if (k.empty() || has_line_break(k) || has_line_break(v) || k.find(':') != k.npos)
+        throw std::invalid_argument("headers: '" + k + "' is not a valid header");
+      add(k + ": " + v);
+    }
+
+    multi_ = curl_multi_init();
+    if (!multi_) throw std::runtime_error("curl_multi_init failed");
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+
+    for (const char *code : {"2xx", "408", "413", "429", "4xx", "5xx", "other", "error"}) {
+      std::string label = std::string("code=\"") + code + "\"";
+      m_requests_[code] = host->metric_counter(
+          inst, "http_forward_requests_total",
+          "requests finished, by response class (error: no response)", label.c_str());
+    }
+    m_bytes_ = host->metric_counter(inst, "http_forward_body_bytes_total",
+                                    "request body bytes sent (after compression)", nullptr);
+    m_rejected_ = host->metric_counter(
+        inst, "http_forward_records_rejected_total",
+        "records a 2xx response reported rejected (a devmesh receiver's \"rejected\")", nullptr);
+  }
+
+  ~HttpForward() {
+    for (auto &t : active_)
+      if (t->easy) curl_multi_remove_handle(multi_, t->easy);
+    active_.clear();
+    idle_.clear();
+    if (multi_) curl_multi_cleanup(multi_);
+    for (auto &[fd, s] : sockets_) {
+      host_->watch_free(s->watch);
+      delete s;
+    }
+    if (timer_) host_->timer_free(timer_);
+    if (headers_) curl_slist_free_all(headers_);
+    if (curl_ready_) curl_global_cleanup();
+  }
+
+  int start() {
+    timer_ = host_->timer_new(inst_, on_timer, this);
+    return timer_ ? 0 : 1;
+  }
+
+  // The engine stops outputs once everything is delivered; anything still here is answered so
+  // no flush is left open.
+  void stop() {
+    stopped_ = true;
+    for (auto &t : active_) {
+      curl_multi_remove_handle(multi_, t->easy);
+      host_->flush_done(t->token, DM_FLUSH_RETRY, 0, "output stopped");
+      idle_.push_back(std::move(t));
+    }
+    active_.clear();
+    if (timer_) host_->timer_stop(timer_);
+  }
+
+  dm_flush_status flush(void *, const dm_batch *batch, dm_flush_token *token,
+                        dm_flush_result *res) {
+    if (stopped_) {
+      std::snprintf(res->reason, sizeof res->reason, "output stopped");
+      return DM_FLUSH_RETRY;
+    }
+    std::unique_ptr<Transfer> t = acquire();
+    t->token = token;
+    t->batch = batch;
+    Transfer *raw = t.get();
+    // Encoding (and compressing) a batch is CPU work: the engine's thread pool does it, the
+    // loop only starts the request.
+    if (host_->queue_work(inst_, encode_work, encode_done, raw) != DM_OK) {
+      idle_.push_back(std::move(t));
+      std::snprintf(res->reason, sizeof res->reason, "cannot queue the encoding work");
+      return DM_FLUSH_RETRY;
+    }
+    encoding_.push_back(std::move(t));
+    return DM_FLUSH_PENDING;
+  }
+
+ private:
+  static std::string readable(const std::string &path, const char *key) {
+    if (access(path.c_str(), R_OK) != 0)
+      throw std::invalid_argument(std::string(key) + ": cannot read " + path);
+    return path;
+  }
+
+  void check_url() {
+    CURLU *u = curl_url();
+    char *scheme = nullptr;
+    const bool ok = u && curl_url_set(u, CURLUPART_URL, url_.c_str(), 0) == CURLUE_OK &&
+                    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK;
+    const std::string s = scheme ? scheme : "";
+    curl_free(scheme);
+    curl_url_cleanup(u);
+    if (!ok) throw std::invalid_argument("url: '" + url_ + "' is not a URL");
+    if (s != "http" && s != "https")
+      throw std::invalid_argument("url: scheme must be http or https, not '" + s + "'");
+  }
+
+  std::unique_ptr<Transfer> acquire() {
+    if (!idle_.empty()) {
+      std::unique_ptr<Transfer> t = std::move(idle_.back());
+      idle_.pop_back();
+      return t;
+    }
+    auto t = std::make_unique<Transfer>();
+    t->self = this;
+    t->easy = curl_easy_init();
+    if (!t->easy) throw std::runtime_error("curl_easy_init failed");
+    CURL *e = t->easy;
+    curl_easy_setopt(e, CURLOPT_URL, url_.c_str());
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers_);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "devmesh/0.1");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout_ms_));
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms_));
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_response_data);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, tls_verify_ ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, tls_verify_ ? 2L : 0L);
+    if (!ca_file_.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, ca_file_.c_str());
+    if (!client_cert_.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, client_cert_.c_str());
+    if (!client_key_.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, client_key_.c_str());
+    return t;
+  }
+
+  // Back to the pool; buffers grown by a huge batch are given back.
+  void release(std::unique_ptr<Transfer> t) {
+    t->token = nullptr;
+    t->batch = nullptr;
+    if (t->encoder.out.GetSize() > kKeepBufferBytes) {
+      t->encoder.out.Clear();
+      t->encoder.out.ShrinkToFit();
+    }
+    if (t->gz.capacity() > kKeepBufferBytes) std::string().swap(t->gz);
+    if (t->response.capacity() > kMaxResponse) std::string().swap(t->response);
+    idle_.push_back(std::move(t));
+  }
+
+  static std::unique_ptr<Transfer> take(std::vector<std::unique_ptr<Transfer>> &v, Transfer *t) {
+    auto it = std::find_if(v.begin(), v.end(), [t](const auto &p) { return p.get() == t; });
+    if (it == v.end()) return nullptr;
+    std::unique_ptr<Transfer> out = std::move(*it);
+    *it = std::move(v.back());
+    v.pop_back();
+    return out;
+  }
+
+  // ---- encoding (thread pool) -------------------------------------------------------------------
+
+  static void encode_work(void *arg) {
+    auto *t = static_cast<Transfer *>(arg);
+    t->encode_error = nullptr;
+    try {
+      t->self->encode(*t);
+    } catch (...) {
+      t->encode_error = "cannot encode the batch (out of memory?)";
+    }
+  }
+
+  void encode(Transfer &t) const {
+    rapidjson::StringBuffer &out = t.encoder.out;
+    out.Clear();
+    if (!ndjson_) {
+      static constexpr std::string_view kHead = "{\"logs\":[";
+      for (char ch : kHead) out.Put(ch);
+    }
+    for (uint32_t i = 0; i < t.batch->count; ++i) {
+      if (i && !ndjson_) out.Put(',');
+      t.encoder.record(t.batch->records[i]);
+      if (ndjson_) out.Put('\n');
+    }
+    if (!ndjson_) {
+      out.Put(']');
+      out.Put('}');
+    }
+    if (gzip_) compress(t);
+  }
+
+  static void compress(Transfer &t) {
+    if (!t.z_ready) {
+      if (deflateInit2(&t.z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        throw std::runtime_error("deflateInit2 failed");
+      t.z_ready = true;
+    } else {
+      deflateReset(&t.z);
+    }
+    const size_t in_len = t.encoder.out.GetSize();
+    t.gz.resize(deflateBound(&t.z, static_cast<uLong>(in_len)));
+    t.z.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(t.encoder.out.GetString()));
+    t.z.avail_in = static_cast<uInt>(in_len);
+    t.z.next_out = reinterpret_cast<Bytef *>(t.gz.data());
+    t.z.avail_out = static_cast<uInt>(t.gz.size());
+    if (deflate(&t.z, Z_FINISH) != Z_STREAM_END) throw std::runtime_error("deflate failed");
+    t.gz.resize(t.gz.size() - t.z.avail_out);
+  }
+
+  // Back on the loop: start the request.
+  static void encode_done(void *arg) {
+    auto *raw = static_cast<Transfer *>(arg);
+    HttpForward *self = raw->self;
+    std::unique_ptr<Transfer> t = take(self->encoding_, raw);
+    if (!t) return;
+    dm_flush_token *token = t->token;
+    if (self->stopped_ || t->encode_error) {
+      const char *why = t->encode_error ? t->encode_error : "output stopped";
+      self->release(std::move(t));
+      self->host_->flush_done(token, DM_FLUSH_RETRY, 0, why);
+      return;
+    }
+    const char *body = self->gzip_ ? t->gz.data() : t->encoder.out.GetString();
+    const size_t len = self->gzip_ ? t->gz.size() : t->encoder.out.GetSize();
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(len));
+    t->response.clear();
+    t->error[0] = '\0';
+    self->host_->metric_add(self->m_bytes_, static_cast<double>(len));
+    CURL *easy = t->easy;
+    self->active_.push_back(std::move(t));
+    const CURLMcode rc = curl_multi_add_handle(self->multi_, easy);
+    if (rc != CURLM_OK) {
+      std::unique_ptr<Transfer> back = take(self->active_, raw);
+      self->release(std::move(back));
+      self->host_->flush_done(token, DM_FLUSH_RETRY, 0, curl_multi_strerror(rc));
+    }
+  }
+
+  // ---- curl on the loop -------------------------------------------------------------------------
+
+  static size_t on_response_data(char *p, size_t size, size_t n, void *arg) {
+    auto *t = static_cast<Transfer *>(arg);
+    const size_t len = size * n;
+    const size_t keep = std::min(len, kMaxResponse - std::min(kMaxResponse, t->response.size()));
+    t->response.append(p, keep);
+    return len;  // the rest is read and dropped, so the connection stays reusable
+  }
+
+  static int on_socket(CURL *, curl_socket_t fd, int what, void *userp, void *socketp) {
+    auto *self = static_cast<HttpForward *>(userp);
+    auto *s = static_cast<Socket *>(socketp);
+    if (what == CURL_POLL_REMOVE) {
+      if (s) {
+        self->host_->watch_free(s->watch);
+        self->sockets_.erase(fd);
+        delete s;
+        curl_multi_assign(self->multi_, fd, nullptr);
+      }
+      return 0;
+    }
+    if (!s) {
+      s = new Socket{self, fd, nullptr};
+      s->watch = self->host_->watch_new(self->inst_, fd, on_watch, s);
+      if (!s->watch) {
+        delete s;
+        return -1;
+      }
+      self->sockets_[fd] = s;
+      curl_multi_assign(self->multi_, fd, s);
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN) events |= DM_READABLE;
+    if (what & CURL_POLL_OUT) events |= DM_WRITABLE;
+    return self->host_->watch_set(s->watch, events) == DM_OK ? 0 : -1;
+  }
+
+  static void on_watch(void *arg, int events) {
+    auto *s = static_cast<Socket *>(arg);
+    HttpForward *self = s->self;
+    int flags = 0;
+    if (events & DM_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & DM_WRITABLE) flags |= CURL_CSELECT_OUT;
+    int running = 0;
+    // s may be freed inside (CURL_POLL_REMOVE): only self is used after this.
+    curl_multi_socket_action(self->multi_, s->fd, flags, &running);
+    self->finished_transfers();
+  }
+
+  static int on_curl_timer(CURLM *, long timeout_ms, void *userp) {
+    auto *self = static_cast<HttpForward *>(userp);
+    if (!self->timer_) return 0;
+    if (timeout_ms < 0) {
+      self->host_->timer_stop(self->timer_);
+    } else {
+      // Never act from inside curl's callback: a 0 timeout fires on the next loop turn.
+      self->host_->timer_start(self->timer_, static_cast<uint64_t>(timeout_ms), 0);
+    }
+    return 0;
+  }
+
+  static void on_timer(void *arg) {
+    auto *self = static_cast<HttpForward *>(arg);
+    int running = 0;
+    curl_multi_socket_action(self->multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+    self->finished_transfers();
+  }
+
+  void finished_transfers() {
+    int left = 0;
+    while (CURLMsg *msg = curl_multi_info_read(multi_, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      CURL *easy = msg->easy_handle;
+      const CURLcode result = msg->data.result;
+      Transfer *raw = nullptr;
+      curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char **>(&raw));
+      curl_multi_remove_handle(multi_, easy);
+      std::unique_ptr<Transfer> t = take(active_, raw);
+      if (t) finish(std::move(t), result);
+    }
+  }
+
+  // Maps the outcome to the engine's: 2xx delivered; 408, 429, 5xx and transport errors retried
+  // (Retry-After honoured); 413 split; any other 4xx an error for the dead-letter file.
+  void finish(std::unique_ptr<Transfer> t, CURLcode result) {
+    dm_flush_token *token = t->token;
+    long code = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+    dm_flush_status status;
+    uint32_t retry_after_ms = 0;
+    std::string reason;
+    const char *klass;
+    if (result != CURLE_OK) {
+      klass = "error";
+      status = DM_FLUSH_RETRY;
+      reason = "POST " + url_ + ": " + (t->error[0] ? t->error : curl_easy_strerror(result));
+    } else if (code >= 200 && code < 300) {
+      klass = "2xx";
+      status = DM_FLUSH_OK;
+      count_rejections(*t);
+    } else {
+      klass = code == 408                 ? "408"
+              : code == 413               ? "413"
+              : code == 429               ? "429"
+              : code >= 500 && code < 600 ? "5xx"
+              : code >= 400 && code < 500 ? "4xx"
+                                          : "other";
+      reason = "HTTP " + std::to_string(code) + " from " + url_;
+      if (!t->response.empty())
+        reason += ": " + t->response.substr(0, std::min(kReasonBody, t->response.size()));
+      if (code == 413) {
+        status = DM_FLUSH_SPLIT;
+      } else if (code == 408 || code == 429 || (code >= 500 && code < 600)) {
+        status = DM_FLUSH_RETRY;
+        curl_off_t after = 0;
+        if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &after) == CURLE_OK && after > 0)
+          retry_after_ms =
+              static_cast<uint32_t>(std::min<curl_off_t>(after * 1000, kMaxRetryAfterMs));
+      } else if (code >= 400 && code < 500) {
+        status = DM_FLUSH_ERROR;
+      } else {
+        status = DM_FLUSH_RETRY;  // 1xx/3xx: a receiver or URL problem that a fix can resolve
+      }
+    }
+    host_->metric_add(m_requests_[klass], 1);
+    release(std::move(t));
+    host_->flush_done(token, status, retry_after_ms, reason.c_str());
+  }
+
+  // A devmesh receiver answers 200 with the records it rejected (bad fields): they can never be
+  // delivered as they are, so they are counted and logged here, not retried.
+  void count_rejections(const Transfer &t) {
+    if (t.response.empty() || t.response.size() >= kMaxResponse) return;
+    rapidjson::Document d;
+    d.Parse(t.response.data(), t.response.size());
+    if (d.HasParseError() || !d.IsObject()) return;
+    auto it = d.FindMember("rejected");
+    if (it == d.MemberEnd() || !it->value.IsUint() || it->value.GetUint() == 0) return;
+    const unsigned n = it->value.GetUint();
+    host_->metric_add(m_rejected_, n);
+    host_->log(inst_, DM_LOG_WARN, "%s rejected %u of %u records: %.*s", url_.c_str(), n,
+               t.batch ? t.batch->count : 0,
+               static_cast<int>(std::min(kReasonBody, t.response.size())), t.response.data());
+  }
+
+  const dm_host_api *host_;
+  dm_instance *inst_;
+  std::string url_, ca_file_, client_cert_, client_key_;
+  bool ndjson_ = false, gzip_ = false, tls_verify_ = true;
+  int64_t connect_timeout_ms_ = 0, timeout_ms_ = 0;
+  bool curl_ready_ = false;
+  bool stopped_ = false;
+  curl_slist *headers_ = nullptr;
+  CURLM *multi_ = nullptr;
+  dm_timer *timer_ = nullptr;
+  std::unordered_map<curl_socket_t, Socket *> sockets_;
+  std::vector<std::unique_ptr<Transfer>> idle_, encoding_, active_;
+
+  std::unordered_map<std::string_view, dm_metric *> m_requests_;
+  dm_metric *m_bytes_, *m_rejected_;
+};
+
+}  // namespace
+}  // namespace devmesh
+
+DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::HttpForward>::describe(
+    DM_OUTPUT, "http_forward", "0.1.0",
+    "POSTs records to another devmesh http input or the prototype's /ingest/logs (JSON or "
+    "NDJSON, gzip, TLS); libcurl on the engine loop",
+    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions))))
