@@ -1,0 +1,715 @@
+// mariadb output: inserts records into the prototype's log_events table with libmariadb, one
+// transaction per batch with bulk array binding, idempotent on event_id; plus background retention.
+#include <rapidjson/encodings.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "mariadb_connection.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <iterator>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace devmesh {
+namespace {
+
+using mariadb::Conn;
+
+const dm_option kOptions[] = {
+    DEVMESH_MARIADB_CONNECTION_OPTIONS,
+    {"create_table", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
+     "create the table (schema and indexes) when it is missing; else refuse to start"},
+    {"full_text", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
+     "give a table this output creates a FULLTEXT index on message (the query's q=); "
+     "costs insert rate, see the README of this plugin"},
+    {"retention", DM_OPT_DURATION, 0, nullptr, 0, 0, nullptr,
+     "delete rows older than this (e.g. 90d) in the background; unset keeps every row"},
+    {"retention_batch", DM_OPT_INT, DM_OPT_BOUNDED, "5000", 1, 1000000, nullptr,
+     "rows deleted per retention transaction (small transactions never stall inserts for long)"},
+    {"retention_pause", DM_OPT_DURATION, DM_OPT_BOUNDED, "100ms", 0, 60000, nullptr,
+     "pause between two retention transactions while old rows remain"},
+    {"retention_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1m", 100, 86400000, nullptr,
+     "how often retention looks for old rows once none are left"},
+};
+
+// Columns of the INSERT, in bind order.
+enum Col {
+  kTimestamp,
+  kSource,
+  kService,
+  kHost,
+  kLevel,
+  kTraceId,
+  kSpanId,
+  kEventType,
+  kErrorCode,
+  kMessage,
+  kMeta,
+  kEventId,
+  kColumns
+};
+constexpr const char *kColumnNames[kColumns] = {"timestamp",  "source",   "service",   "host",
+                                                "level",      "trace_id", "span_id",   "event_type",
+                                                "error_code", "message",  "meta_json", "event_id"};
+
+// A bulk request carries per value an indicator byte and a length prefix besides the data.
+constexpr size_t kRowOverhead = kColumns * 10 + 16;
+// Room left in max_allowed_packet for the request header and the protocol's own framing.
+constexpr size_t kPacketMargin = 16 * 1024;
+// In-flush attempts after a lost connection or a lock conflict before the engine's backoff.
+constexpr int kFlushAttempts = 3;
+constexpr uint32_t kConnectRetryAfterMs = 0;  // the engine's backoff decides
+constexpr auto kRetentionErrorWait = std::chrono::seconds(5);
+
+// ---- text hygiene ---------------------------------------------------------------------------
+
+// Byte stream over a bounded view for rapidjson's UTF-8 validator; past the end it reads NUL,
+// which no multi-byte sequence accepts, so a truncated sequence is invalid.
+struct ViewStream {
+  using Ch = char;
+  std::string_view s;
+  size_t pos;
+  Ch Take() { return pos < s.size() ? s[pos++] : (++pos, '\0'); }
+  size_t Tell() const { return pos; }
+};
+struct NullStream {
+  using Ch = char;
+  void Put(Ch) {}
+};
+
+// Chunked scratch memory for one flush: pointers stay valid until reset(), which keeps the
+// blocks for the next flush (no heap traffic per record once warmed up).
+class Scratch {
+ public:
+  char *alloc(size_t n) {
+    if (n > kBlock) {
+      big_.push_back(std::make_unique<char[]>(n));
+      return big_.back().get();
+    }
+    if (blocks_.empty() || used_ + n > kBlock) {
+      if (++cur_ >= blocks_.size()) {
+        blocks_.push_back(std::make_unique<char[]>(kBlock));
+        cur_ = blocks_.size() - 1;
+      }
+      used_ = 0;
+    }
+    char *p = blocks_[cur_].get() + used_;
+    used_ += n;
+    return p;
+  }
+  void reset() {
+    cur_ = 0;
+    used_ = 0;
+    big_.clear();
+    if (blocks_.size() > kKeepBlocks) blocks_.resize(kKeepBlocks);
+  }
+
+ private:
+  static constexpr size_t kBlock = 256 * 1024;
+  static constexpr size_t kKeepBlocks = 32;  // a huge batch gives back what it grew
+  std::vector<std::unique_ptr<char[]>> blocks_;
+  std::vector<std::unique_ptr<char[]>> big_;
+  size_t cur_ = static_cast<size_t>(-1), used_ = 0;
+};
+
+// Returns s when it is valid UTF-8; else a copy in scratch where each byte that starts no valid
+// sequence is replaced by U+FFFD, so one bad byte never fails a row or its batch.
+std::string_view clean_utf8(std::string_view s, Scratch &scratch, uint64_t &replaced) {
+  size_t i = 0;
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
+  if (i == s.size()) return s;
+  NullStream os;
+  {
+    ViewStream is{s, i};
+    bool ok = true;
+    while (is.Tell() < s.size())
+      if (!rapidjson::UTF8<>::Validate(is, os)) {
+        ok = false;
+        break;
+      }
+    if (ok) return s;
+  }
+  char *out = scratch.alloc(s.size() * 3);  // worst case: every byte replaced by 3
+  size_t n = i;
+  std::memcpy(out, s.data(), i);
+  while (i < s.size()) {
+    ViewStream is{s, i};
+    if (rapidjson::UTF8<>::Validate(is, os)) {
+      std::memcpy(out + n, s.data() + i, is.Tell() - i);
+      n += is.Tell() - i;
+      i = is.Tell();
+    } else {
+      std::memcpy(out + n, "\xEF\xBF\xBD", 3);
+      n += 3;
+      ++i;
+      ++replaced;
+    }
+  }
+  return std::string_view(out, n);
+}
+
+// UTC civil time of a nanosecond timestamp, as DATETIME(6) takes it (microseconds).
+void to_mysql_time(int64_t ns, MYSQL_TIME &t) {
+  int64_t sec = ns / 1000000000, sub = ns % 1000000000;
+  if (sub < 0) sub += 1000000000, --sec;
+  int64_t days = sec / 86400, sod = sec % 86400;
+  if (sod < 0) sod += 86400, --days;
+  const std::chrono::year_month_day ymd{std::chrono::sys_days{std::chrono::days{days}}};
+  std::memset(&t, 0, sizeof t);
+  t.year = static_cast<unsigned>(static_cast<int>(ymd.year()));
+  t.month = static_cast<unsigned>(ymd.month());
+  t.day = static_cast<unsigned>(ymd.day());
+  t.hour = static_cast<unsigned>(sod / 3600);
+  t.minute = static_cast<unsigned>(sod / 60 % 60);
+  t.second = static_cast<unsigned>(sod % 60);
+  t.second_part = static_cast<unsigned long>(sub / 1000);
+  t.time_type = MYSQL_TIMESTAMP_DATETIME;
+}
+
+// Records without a level are stored as INFO: the column is NOT NULL (as in the prototype),
+// and INFO is what the prototype's shipper used for entries without a priority.
+const char *level_text(uint8_t level) {
+  return level >= DM_LEVEL_DEBUG && level <= DM_LEVEL_FATAL ? dm_level_name(level) : "INFO";
+}
+
+// ---- one worker's state ---------------------------------------------------------------------
+
+// Column-wise arrays for bulk binding: for row r, column c, ptr[c][r] / len[c][r] / ind[c][r].
+struct Columns {
+  std::vector<MYSQL_TIME> times;
+  std::vector<MYSQL_TIME *> time_ptrs;
+  std::vector<const char *> ptr[kColumns];
+  std::vector<unsigned long> len[kColumns];
+  std::vector<char> ind[kColumns];
+  std::vector<size_t> row_bytes;
+
+  void resize(size_t n) {
+    times.resize(n);
+    time_ptrs.resize(n);
+    for (int c = 0; c < kColumns; ++c) {
+      ptr[c].resize(n);
+      len[c].resize(n);
+      ind[c].resize(n);
+    }
+    row_bytes.resize(n);
+  }
+};
+
+struct Worker {
+  uint32_t index = 0;
+  Conn conn;
+  MYSQL_STMT *insert = nullptr;
+  size_t max_packet = 16u << 20;
+  bool ever_connected = false;
+  Columns cols;
+  Scratch scratch;
+  rapidjson::StringBuffer json;
+
+  void disconnect() {
+    if (insert) mysql_stmt_close(insert);
+    insert = nullptr;
+    conn.reset();
+  }
+  ~Worker() { disconnect(); }
+};
+
+enum class Outcome { kOk, kConnection, kConflict, kData, kRowTooBig, kOther };
+
+class MariaDbOutput {
+ public:
+  MariaDbOutput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
+      : host_(host), inst_(inst) {
+    Config c{host, cfg};
+    settings_ = mariadb::Settings::from(c);
+    create_table_ = c.boolean("create_table");
+    full_text_ = c.boolean("full_text");
+    if (c.has("retention")) retention_ms_ = c.integer("retention");
+    if (retention_ms_ < 0) throw std::invalid_argument("retention: must not be negative");
+    retention_batch_ = c.integer("retention_batch");
+    retention_pause_ms_ = c.integer("retention_pause");
+    retention_interval_ms_ = c.integer("retention_interval");
+    // Not thread-safe, so it runs here, on the loop thread, before any worker connects.
+    if (mysql_library_init(0, nullptr, nullptr) != 0)
+      throw std::runtime_error("libmariadb failed to initialise");
+
+    std::string sql = "INSERT INTO `" + settings_.table + "` (";
+    for (int i = 0; i < kColumns; ++i)
+      sql += std::string(i ? "," : "") + "`" + kColumnNames[i] + "`";
+    sql += ") VALUES (";
+    for (int i = 0; i < kColumns; ++i) sql += i ? ",?" : "?";
+    // A re-delivered event_id changes nothing (INSERT IGNORE would also hide real data errors).
+    sql += ") ON DUPLICATE KEY UPDATE id=id";
+    insert_sql_ = sql;
+
+    auto counter = [&](const char *name, const char *help) {
+      return host->metric_counter(inst, name, help, nullptr);
+    };
+    m_inserted_ = counter("mariadb_rows_inserted_total", "rows inserted");
+    m_duplicates_ = counter("mariadb_rows_duplicate_total",
+                            "rows not inserted because their event_id was already stored");
+    m_connect_errors_ = counter("mariadb_connect_errors_total", "failed connection attempts");
+    m_reconnects_ = counter("mariadb_reconnects_total", "connections re-established after a loss");
+    m_lost_ = counter("mariadb_connection_lost_total",
+                      "batches interrupted by a lost connection (retried whole)");
+    m_conflicts_ =
+        counter("mariadb_conflicts_total",
+                "batches rolled back by a deadlock or lock wait timeout (retried whole)");
+    m_data_errors_ =
+        counter("mariadb_data_errors_total",
+                "batches refused for a bad value (bisected; the bad row dead-lettered)");
+    m_other_errors_ =
+        counter("mariadb_other_errors_total", "batches failed for another reason (retried)");
+    m_packet_splits_ = counter("mariadb_packet_splits_total",
+                               "extra statements sent because a batch exceeded max_allowed_packet");
+    m_utf8_fixed_ = counter("mariadb_invalid_utf8_bytes_total",
+                            "invalid UTF-8 bytes replaced by U+FFFD before insert");
+    m_ret_deleted_ = counter("mariadb_retention_deleted_total", "rows deleted by retention");
+    m_ret_errors_ = counter("mariadb_retention_errors_total", "failed retention statements");
+  }
+
+  ~MariaDbOutput() { stop(); }
+
+  int start() {
+    unsigned err = 0;
+    std::string why;
+    Conn conn = mariadb::connect(settings_, err, why);
+    if (!conn) {
+      if (!mariadb::is_transient_connect_error(err)) {
+        host_->log(inst_, DM_LOG_ERROR, "%s (check user, password, database and TLS options)",
+                   why.c_str());
+        return 1;
+      }
+      // A server that is down (or still starting) is waited for: flushes retry with backoff.
+      host_->log(inst_, DM_LOG_WARN, "%s; retrying on each flush", why.c_str());
+      set_unhealthy(why);
+    } else if (!ensure_schema(conn.get(), why)) {
+      host_->log(inst_, DM_LOG_ERROR, "%s", why.c_str());
+      return 1;
+    } else {
+      host_->log(inst_, DM_LOG_INFO, "connected to %s, table %s.%s ready",
+                 settings_.where().c_str(), settings_.database.c_str(), settings_.table.c_str());
+    }
+    if (retention_ms_ > 0) retention_thread_ = std::thread([this] { retention_main(); });
+    return 0;
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(ret_mu_);
+      stopping_ = true;
+    }
+    ret_cv_.notify_all();
+    if (retention_thread_.joinable()) retention_thread_.join();
+  }
+
+  int worker_init(uint32_t index, void **ws) {
+    mysql_thread_init();
+    auto *w = new Worker;
+    w->index = index;
+    *ws = w;
+    return 0;
+  }
+
+  void worker_fini(void *ws) {
+    delete static_cast<Worker *>(ws);
+    mysql_thread_end();
+  }
+
+  int health(char *buf, size_t cap) {
+    if (healthy_.load(std::memory_order_relaxed)) return 0;
+    std::lock_guard<std::mutex> lk(health_mu_);
+    std::snprintf(buf, cap, "%s", health_reason_.c_str());
+    return 1;
+  }
+
+  dm_flush_status flush(void *ws, const dm_batch *batch, dm_flush_token *, dm_flush_result *res) {
+    std::unique_lock<std::mutex> fallback_lock;
+    auto *w = static_cast<Worker *>(ws);
+    if (!w) {  // a host that flushes without worker_init: one shared worker
+      fallback_lock = std::unique_lock<std::mutex>(fallback_mu_);
+      if (!fallback_) fallback_ = std::make_unique<Worker>();
+      w = fallback_.get();
+    }
+    if (batch->count == 0) return DM_FLUSH_OK;
+    fill(*w, *batch);
+
+    std::string why;
+    for (int attempt = 0; attempt < kFlushAttempts; ++attempt) {
+      if (!w->conn && !connect(*w, why)) {
+        reason(res, why);
+        res->retry_after_ms = kConnectRetryAfterMs;
+        return DM_FLUSH_RETRY;
+      }
+      uint64_t inserted = 0;
+      const Outcome o = insert(*w, batch->count, inserted, why);
+      switch (o) {
+        case Outcome::kOk:
+          add(m_inserted_, inserted);
+          add(m_duplicates_, batch->count - inserted);
+          set_healthy();
+          return DM_FLUSH_OK;
+        case Outcome::kConnection:
+          // The commit may or may not have happened: retrying is harmless (event_id is unique).
+          add(m_lost_, 1);
+          w->disconnect();
+          set_unhealthy(why);
+          continue;
+        case Outcome::kConflict:
+          add(m_conflicts_, 1);
+          continue;
+        case Outcome::kData:
+          add(m_data_errors_, 1);
+          reason(res, why);
+          return DM_FLUSH_SPLIT;
+        case Outcome::kRowTooBig:
+          reason(res, why);
+          return batch->count > 1 ? DM_FLUSH_SPLIT : DM_FLUSH_ERROR;
+        case Outcome::kOther:
+          add(m_other_errors_, 1);
+          reason(res, why);
+          return DM_FLUSH_RETRY;
+      }
+    }
+    reason(res, why);
+    return DM_FLUSH_RETRY;
+  }
+
+ private:
+  void add(dm_metric *m, double v) {
+    if (m && v != 0) host_->metric_add(m, v);
+  }
+  static void reason(dm_flush_result *res, const std::string &why) {
+    std::snprintf(res->reason, sizeof res->reason, "%s", why.c_str());
+  }
+  void set_unhealthy(const std::string &why) {
+    std::lock_guard<std::mutex> lk(health_mu_);
+    health_reason_ = why;
+    healthy_.store(false, std::memory_order_relaxed);
+  }
+  void set_healthy() {
+    if (!healthy_.load(std::memory_order_relaxed)) healthy_.store(true, std::memory_order_relaxed);
+  }
+
+  // Creates the table when missing and allowed, then checks it; false with a message that
+  // says what to change.
+  bool ensure_schema(MYSQL *m, std::string &why) {
+    std::lock_guard<std::mutex> lk(schema_mu_);
+    if (schema_ok_) return true;
+    mariadb::TableCheck check;
+    if (!mariadb::check_table(m, settings_.database, settings_.table, check, why)) {
+      why = "cannot read the schema of " + settings_.table + ": " + why;
+      return false;
+    }
+    if (!check.exists) {
+      if (!create_table_) {
+        why = "table " + settings_.database + "." + settings_.table +
+              " does not exist and create_table is false";
+        return false;
+      }
+      const std::string ddl = mariadb::create_table_sql(settings_.table, full_text_);
+      if (mysql_real_query(m, ddl.data(), ddl.size()) != 0) {
+        why = "cannot create table " + settings_.table + ": " + mariadb::error_text(m);
+        return false;
+      }
+      host_->log(inst_, DM_LOG_INFO, "created table %s.%s%s", settings_.database.c_str(),
+                 settings_.table.c_str(), full_text_ ? " with a FULLTEXT index on message" : "");
+      if (!mariadb::check_table(m, settings_.database, settings_.table, check, why)) return false;
+    }
+    if (!check.problems.empty()) {
+      why = "table " + settings_.database + "." + settings_.table +
+            " is not compatible with devmesh's log_events schema: ";
+      for (size_t i = 0; i < check.problems.size(); ++i) why += (i ? "; " : "") + check.problems[i];
+      return false;
+    }
+    for (auto &w : check.warnings) host_->log(inst_, DM_LOG_WARN, "%s", w.c_str());
+    if (full_text_ && !check.has_full_text)
+      host_->log(inst_, DM_LOG_WARN,
+                 "table %s has no FULLTEXT index on message, so the query's q= cannot use one; "
+                 "add it with ALTER TABLE `%s` ADD FULLTEXT KEY ft_message (message)",
+                 settings_.table.c_str(), settings_.table.c_str());
+    schema_ok_ = true;
+    return true;
+  }
+
+  bool connect(Worker &w, std::string &why) {
+    unsigned err = 0;
+    w.conn = mariadb::connect(settings_, err, why);
+    if (!w.conn) {
+      add(m_connect_errors_, 1);
+      set_unhealthy(why);
+      return false;
+    }
+    auto fail = [&](std::string msg) {
+      why = std::move(msg);
+      w.disconnect();
+      add(m_connect_errors_, 1);
+      set_unhealthy(why);
+      return false;
+    };
+    if (!ensure_schema(w.conn.get(), why)) return fail(why);
+    std::vector<std::vector<std::string>> rows;
+    if (!mariadb::query_rows(w.conn.get(), "SELECT @@max_allowed_packet", rows, why) ||
+        rows.empty())
+      return fail("cannot read max_allowed_packet: " + why);
+    w.max_packet = std::strtoull(rows[0][0].c_str(), nullptr, 10);
+    if (mysql_autocommit(w.conn.get(), 0) != 0)
+      return fail("cannot turn autocommit off: " + mariadb::error_text(w.conn.get()));
+    w.insert = mysql_stmt_init(w.conn.get());
+    if (!w.insert) return fail("mysql_stmt_init failed");
+    if (mysql_stmt_prepare(w.insert, insert_sql_.data(), insert_sql_.size()) != 0)
+      return fail("cannot prepare the insert: " + mariadb::error_text(w.insert));
+    if (w.ever_connected) {
+      add(m_reconnects_, 1);
+      host_->log(inst_, DM_LOG_INFO, "worker %u reconnected to %s", w.index,
+                 settings_.where().c_str());
+    }
+    w.ever_connected = true;
+    return true;
+  }
+
+  // Fills the column arrays from the batch: sanitised text, meta as a JSON object, UTC time.
+  void fill(Worker &w, const dm_batch &batch) {
+    Columns &c = w.cols;
+    const uint32_t n = batch.count;
+    c.resize(n);
+    w.scratch.reset();
+    uint64_t replaced = 0;
+    rapidjson::Writer<rapidjson::StringBuffer> json;
+    for (uint32_t r = 0; r < n; ++r) {
+      const dm_record &rec = batch.records[r];
+      size_t bytes = kRowOverhead;
+      auto text = [&](Col col, dm_str s, bool null_if_empty) {
+        if (null_if_empty && s.len == 0) {
+          c.ptr[col][r] = nullptr;
+          c.len[col][r] = 0;
+          c.ind[col][r] = STMT_INDICATOR_NULL;
+          return;
+        }
+        const std::string_view v = clean_utf8(sv(s), w.scratch, replaced);
+        c.ptr[col][r] = v.data() ? v.data() : "";
+        c.len[col][r] = static_cast<unsigned long>(v.size());
+        c.ind[col][r] = STMT_INDICATOR_NONE;
+        bytes += v.size();
+      };
+      to_mysql_time(rec.timestamp_ns, c.times[r]);
+      c.time_ptrs[r] = &c.times[r];
+      c.ind[kTimestamp][r] = STMT_INDICATOR_NONE;
+      text(kSource, rec.source, false);
+      text(kService, rec.service, false);
+      text(kHost, rec.host, false);
+      const char *lvl = level_text(rec.level);
+      c.ptr[kLevel][r] = lvl;
+      c.len[kLevel][r] = static_cast<unsigned long>(std::strlen(lvl));
+      c.ind[kLevel][r] = STMT_INDICATOR_NONE;
+      text(kTraceId, rec.trace_id, true);
+      text(kSpanId, rec.span_id, true);
+      text(kEventType, rec.event_type, true);
+      text(kErrorCode, rec.error_code, true);
+      text(kMessage, rec.message, false);
+      if (rec.meta_count == 0) {
+        c.ptr[kMeta][r] = nullptr;
+        c.len[kMeta][r] = 0;
+        c.ind[kMeta][r] = STMT_INDICATOR_NULL;
+      } else {
+        w.json.Clear();
+        json.Reset(w.json);
+        json.StartObject();
+        for (uint32_t i = 0; i < rec.meta_count; ++i) {
+          const std::string_view k = clean_utf8(sv(rec.meta[i].key), w.scratch, replaced);
+          const std::string_view v = clean_utf8(sv(rec.meta[i].value), w.scratch, replaced);
+          json.Key(k.data() ? k.data() : "", static_cast<rapidjson::SizeType>(k.size()));
+          json.String(v.data() ? v.data() : "", static_cast<rapidjson::SizeType>(v.size()));
+        }
+        json.EndObject();
+        const size_t len = w.json.GetSize();
+        char *p = w.scratch.alloc(len);
+        std::memcpy(p, w.json.GetString(), len);
+        c.ptr[kMeta][r] = p;
+        c.len[kMeta][r] = static_cast<unsigned long>(len);
+        c.ind[kMeta][r] = STMT_INDICATOR_NONE;
+        bytes += len;
+      }
+      c.ptr[kEventId][r] = reinterpret_cast<const char *>(rec.event_id);
+      c.len[kEventId][r] = sizeof rec.event_id;
+      c.ind[kEventId][r] = STMT_INDICATOR_NONE;
+      c.row_bytes[r] = bytes;
+    }
+    add(m_utf8_fixed_, static_cast<double>(replaced));
+  }
+
+  Outcome classify(unsigned err, const std::string &text, std::string &why) {
+    why = text;
+    if (mariadb::is_connection_error(err)) return Outcome::kConnection;
+    if (mariadb::is_conflict_error(err)) return Outcome::kConflict;
+    if (mariadb::is_data_error(err)) return Outcome::kData;
+    return Outcome::kOther;
+  }
+
+  // Executes rows [0, n) in one transaction: as few bulk statements as max_allowed_packet
+  // allows. Rolls back on any failure.
+  Outcome insert(Worker &w, uint32_t n, uint64_t &inserted, std::string &why) {
+    Columns &c = w.cols;
+    const size_t limit =
+        w.max_packet > 2 * kPacketMargin ? w.max_packet - kPacketMargin : w.max_packet / 2;
+    auto rollback = [&](Outcome o) {
+      if (o != Outcome::kConnection && mysql_rollback(w.conn.get()) != 0)
+        return Outcome::kConnection;
+      return o;
+    };
+    uint32_t from = 0;
+    int statements = 0;
+    while (from < n) {
+      size_t bytes = 0;
+      uint32_t to = from;
+      while (to < n && (to == from || bytes + c.row_bytes[to] <= limit)) bytes += c.row_bytes[to++];
+      if (bytes > limit) {
+        why = "a record of " + std::to_string(c.row_bytes[from]) +
+              " bytes exceeds the server's max_allowed_packet (" + std::to_string(w.max_packet) +
+              ")";
+        return rollback(Outcome::kRowTooBig);
+      }
+      MYSQL_BIND bind[kColumns];
+      std::memset(bind, 0, sizeof bind);
+      for (int col = 0; col < kColumns; ++col) {
+        MYSQL_BIND &b = bind[col];
+        if (col == kTimestamp) {
+          b.buffer_type = MYSQL_TYPE_DATETIME;
+          b.buffer = c.time_ptrs.data() + from;
+        } else {
+          b.buffer_type = col == kEventId ? MYSQL_TYPE_BLOB : MYSQL_TYPE_STRING;
+          b.buffer = c.ptr[col].data() + from;
+          b.length = c.len[col].data() + from;
+        }
+        b.u.indicator = c.ind[col].data() + from;
+      }
+      unsigned int rows = to - from;
+      if (mysql_stmt_attr_set(w.insert, STMT_ATTR_ARRAY_SIZE, &rows) != 0 ||
+          mysql_stmt_bind_param(w.insert, bind) != 0 || mysql_stmt_execute(w.insert) != 0)
+        return rollback(classify(mysql_stmt_errno(w.insert), mariadb::error_text(w.insert), why));
+      const my_ulonglong affected = mysql_stmt_affected_rows(w.insert);
+      if (affected != static_cast<my_ulonglong>(-1)) inserted += affected;
+      ++statements;
+      from = to;
+    }
+    if (mysql_commit(w.conn.get()) != 0)
+      return rollback(classify(mysql_errno(w.conn.get()), mariadb::error_text(w.conn.get()), why));
+    add(m_packet_splits_, statements - 1);
+    return Outcome::kOk;
+  }
+
+  // ---- retention ----------------------------------------------------------------------------
+
+  // Waits up to `d` or until stop(); true when stopping.
+  template <class D>
+  bool retention_wait(D d) {
+    std::unique_lock<std::mutex> lk(ret_mu_);
+    return ret_cv_.wait_for(lk, d, [&] { return stopping_; });
+  }
+
+  // Deletes rows older than the retention in bounded transactions on a connection of its own,
+  // pausing between them so inserts keep their pace; sleeps when nothing old is left.
+  void retention_main() {
+    mysql_thread_init();
+    Conn conn;
+    MYSQL_STMT *del = nullptr;
+    const std::string sql = "DELETE FROM `" + settings_.table + "` WHERE `timestamp` < ? LIMIT " +
+                            std::to_string(retention_batch_);
+    auto drop = [&] {
+      if (del) mysql_stmt_close(del);
+      del = nullptr;
+      conn.reset();
+    };
+    uint64_t total = 0;
+    while (!retention_wait(std::chrono::milliseconds(0))) {
+      std::string why;
+      if (!conn) {
+        unsigned err = 0;
+        conn = mariadb::connect(settings_, err, why);
+        if (conn) {
+          del = mysql_stmt_init(conn.get());
+          if (!del || mysql_stmt_prepare(del, sql.data(), sql.size()) != 0) {
+            why = del ? mariadb::error_text(del) : "mysql_stmt_init failed";
+            drop();
+          }
+        }
+        if (!conn) {
+          add(m_ret_errors_, 1);
+          host_->log(inst_, DM_LOG_DEBUG, "retention: %s", why.c_str());
+          if (retention_wait(kRetentionErrorWait)) break;
+          continue;
+        }
+      }
+      MYSQL_TIME cutoff;
+      to_mysql_time(static_cast<int64_t>(host_->now_ns()) - retention_ms_ * 1000000, cutoff);
+      MYSQL_BIND b;
+      std::memset(&b, 0, sizeof b);
+      b.buffer_type = MYSQL_TYPE_DATETIME;
+      b.buffer = &cutoff;
+      if (mysql_stmt_bind_param(del, &b) != 0 || mysql_stmt_execute(del) != 0) {
+        add(m_ret_errors_, 1);
+        const unsigned err = mysql_stmt_errno(del);
+        host_->log(inst_, DM_LOG_WARN, "retention: %s", mariadb::error_text(del).c_str());
+        if (mariadb::is_connection_error(err)) drop();
+        if (retention_wait(kRetentionErrorWait)) break;
+        continue;
+      }
+      const my_ulonglong n = mysql_stmt_affected_rows(del);
+      add(m_ret_deleted_, static_cast<double>(n));
+      total += n;
+      if (n >= static_cast<my_ulonglong>(retention_batch_)) {
+        if (retention_wait(std::chrono::milliseconds(retention_pause_ms_))) break;
+      } else {
+        if (total)
+          host_->log(inst_, DM_LOG_INFO, "retention: deleted %llu rows older than %lld ms",
+                     static_cast<unsigned long long>(total), static_cast<long long>(retention_ms_));
+        total = 0;
+        if (retention_wait(std::chrono::milliseconds(retention_interval_ms_))) break;
+      }
+    }
+    drop();
+    mysql_thread_end();
+  }
+
+  const dm_host_api *host_;
+  dm_instance *inst_;
+  mariadb::Settings settings_;
+  bool create_table_ = true, full_text_ = true;
+  int64_t retention_ms_ = 0, retention_batch_ = 5000, retention_pause_ms_ = 100;
+  int64_t retention_interval_ms_ = 60000;
+  std::string insert_sql_;
+
+  std::mutex schema_mu_;
+  bool schema_ok_ = false;  // guarded by schema_mu_
+
+  std::atomic<bool> healthy_{true};
+  std::mutex health_mu_;
+  std::string health_reason_;  // guarded by health_mu_
+
+  std::mutex fallback_mu_;
+  std::unique_ptr<Worker> fallback_;
+
+  std::thread retention_thread_;
+  std::mutex ret_mu_;
+  std::condition_variable ret_cv_;
+  bool stopping_ = false;  // guarded by ret_mu_
+
+  dm_metric *m_inserted_, *m_duplicates_, *m_connect_errors_, *m_reconnects_, *m_lost_,
+      *m_conflicts_, *m_data_errors_, *m_other_errors_, *m_packet_splits_, *m_utf8_fixed_,
+      *m_ret_deleted_, *m_ret_errors_;
+};
+
+}  // namespace
+}  // namespace devmesh
+
+DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::MariaDbOutput>::describe(
+    DM_OUTPUT, "mariadb", "0.1.0",
+    "inserts records into MariaDB's log_events table (the prototype's schema), one transaction "
+    "per batch, idempotent on event_id, with optional background retention",
+    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions)), DM_FLUSH_ON_WORKER))

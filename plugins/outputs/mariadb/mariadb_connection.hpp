@@ -1,0 +1,407 @@
+// MariaDB connection settings, connecting with libmariadb, error classes and the log_events
+// schema (DDL and the compatibility check), shared by the mariadb output and the query plugin's
+// MariaDB store. Header-only; the including plugin links libmariadb.
+#pragma once
+
+#include <errmsg.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+
+#include <devmesh/plugin.hpp>
+
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace devmesh::mariadb {
+
+// The connection keys, as both plugins declare them (append these to an option table).
+#define DEVMESH_MARIADB_CONNECTION_OPTIONS                                                        \
+  {"host",  DM_OPT_STRING,                                                                        \
+   0,       "127.0.0.1",                                                                          \
+   0,       0,                                                                                    \
+   nullptr, "server host name or address (ignored when socket is set)"},                          \
+      {"port", DM_OPT_INT, DM_OPT_BOUNDED, "3306", 1, 65535, nullptr, "server TCP port"},         \
+      {"socket", DM_OPT_STRING,                                                                   \
+       0,        nullptr,                                                                         \
+       0,        0,                                                                               \
+       nullptr,  "unix socket path of a local server, used instead of host and port"},            \
+      {"user", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "user name"},                          \
+      {"password",                                                                                \
+       DM_OPT_STRING,                                                                             \
+       DM_OPT_SECRET,                                                                             \
+       nullptr,                                                                                   \
+       0,                                                                                         \
+       0,                                                                                         \
+       nullptr,                                                                                   \
+       "password; write ${ENV_VAR} so that it never lives in the file"},                          \
+      {"database", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "database (schema) name"},         \
+      {"table", DM_OPT_STRING,                                                                    \
+       0,       "log_events",                                                                     \
+       0,       0,                                                                                \
+       nullptr, "table name: letters, digits and _ only, at most 64"},                            \
+      {"tls", DM_OPT_BOOL, 0,       "false",                                                      \
+       0,     0,           nullptr, "require TLS (implied by ssl_ca, ssl_cert or ssl_key)"},      \
+      {"ssl_ca", DM_OPT_STRING,                                                                   \
+       0,        nullptr,                                                                         \
+       0,        0,                                                                               \
+       nullptr,  "PEM file of the CA that signed the server's certificate"},                      \
+      {"ssl_cert", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "PEM client certificate"},           \
+      {"ssl_key", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "PEM client private key"},            \
+      {"ssl_verify",                                                                              \
+       DM_OPT_BOOL,                                                                               \
+       0,                                                                                         \
+       "true",                                                                                    \
+       0,                                                                                         \
+       0,                                                                                         \
+       nullptr,                                                                                   \
+       "with TLS, verify the server's certificate and host name"},                                \
+      {"connect_timeout",          DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 1000, 3600000, nullptr, \
+       "time limit for connecting"},                                                              \
+  {                                                                                               \
+    "timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "30s", 1000, 3600000, nullptr,                    \
+        "time limit for each network read or write: a hung server counts as gone after it"        \
+  }
+
+// Table and database names go into SQL text (identifiers cannot be bound): only these are taken.
+inline bool valid_identifier(const std::string &s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (unsigned char c : s)
+    if (!std::isalnum(c) && c != '_') return false;
+  return true;
+}
+
+struct Settings {
+  std::string host, socket, user, password, database, table;
+  unsigned port = 3306;
+  bool tls = false, ssl_verify = true;
+  std::string ssl_ca, ssl_cert, ssl_key;
+  unsigned connect_timeout_s = 5, timeout_s = 30;
+
+  // Reads the DEVMESH_MARIADB_CONNECTION_OPTIONS keys; throws on a bad value.
+  static Settings from(const Config &c) {
+    Settings s;
+    s.host = c.string("host");
+    s.port = static_cast<unsigned>(c.integer("port"));
+    if (c.has("socket")) s.socket = c.string("socket");
+    s.user = c.string("user");
+    if (c.has("password")) s.password = c.string("password");
+    s.database = c.string("database");
+    s.table = c.string("table");
+    if (!valid_identifier(s.database))
+      throw std::invalid_argument("database: '" + s.database +
+                                  "' is not a plain name (letters, digits, _; at most 64)");
+    if (!valid_identifier(s.table))
+      throw std::invalid_argument("table: '" + s.table +
+                                  "' is not a plain name (letters, digits, _; at most 64)");
+    if (c.has("ssl_ca")) s.ssl_ca = c.string("ssl_ca");
+    if (c.has("ssl_cert")) s.ssl_cert = c.string("ssl_cert");
+    if (c.has("ssl_key")) s.ssl_key = c.string("ssl_key");
+    if (s.ssl_cert.empty() != s.ssl_key.empty())
+      throw std::invalid_argument("ssl_cert and ssl_key: set both or neither");
+    s.tls = c.boolean("tls") || !s.ssl_ca.empty() || !s.ssl_cert.empty();
+    s.ssl_verify = c.boolean("ssl_verify");
+    s.connect_timeout_s = static_cast<unsigned>((c.integer("connect_timeout") + 999) / 1000);
+    s.timeout_s = static_cast<unsigned>((c.integer("timeout") + 999) / 1000);
+    return s;
+  }
+
+  // "unix socket /x" or "127.0.0.1:3306", for messages.
+  std::string where() const {
+    return socket.empty() ? host + ":" + std::to_string(port) : "unix socket " + socket;
+  }
+};
+
+// Errors after which the connection is unusable: reconnect, then retry the whole batch.
+inline bool is_connection_error(unsigned e) {
+  switch (e) {
+    case CR_CONNECTION_ERROR:      // 2002
+    case CR_CONN_HOST_ERROR:       // 2003
+    case CR_UNKNOWN_HOST:          // 2005
+    case CR_SERVER_GONE_ERROR:     // 2006
+    case CR_SERVER_LOST:           // 2013
+    case CR_SERVER_LOST_EXTENDED:  // 2055
+    case 2014:                     // CR_COMMANDS_OUT_OF_SYNC: the protocol state is lost
+    case 2048:                     // CR_INVALID_CONN_HANDLE
+    case 2057:                     // CR_STMT_CLOSED (the server closed it with the connection)
+    case ER_SERVER_SHUTDOWN:       // 1053
+    case ER_CONNECTION_KILLED:     // 1927
+    case ER_QUERY_INTERRUPTED:     // 1317
+    case ER_NET_READ_INTERRUPTED:  // 1159
+    case ER_NET_ERROR_ON_WRITE:    // 1160
+    case ER_NET_PACKET_TOO_LARGE:  // 1153: the server drops the connection after it
+    case ER_CON_COUNT_ERROR:       // 1040
+    case ER_TOO_MANY_USER_CONNECTIONS:
+    case 4031:  // ER_CLIENT_INTERACTION_TIMEOUT: the server dropped an idle session
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Transient conflicts: roll back, retry the whole batch on the same connection.
+inline bool is_conflict_error(unsigned e) {
+  return e == ER_LOCK_DEADLOCK || e == ER_LOCK_WAIT_TIMEOUT || e == 1180 /* commit failed */;
+}
+
+// Errors caused by a value of some row: the batch is bisected until the row is alone.
+inline bool is_data_error(unsigned e) {
+  switch (e) {
+    case ER_DATA_TOO_LONG:                    // 1406
+    case ER_TRUNCATED_WRONG_VALUE_FOR_FIELD:  // 1366
+    case ER_TRUNCATED_WRONG_VALUE:            // 1292
+    case WARN_DATA_TRUNCATED:                 // 1265
+    case ER_WARN_DATA_OUT_OF_RANGE:           // 1264
+    case ER_BAD_NULL_ERROR:                   // 1048
+    case ER_INVALID_CHARACTER_STRING:         // 1300
+    case ER_CONSTRAINT_FAILED:                // 4025 (JSON's json_valid check)
+    case 1367:                                // ER_ILLEGAL_VALUE_FOR_TYPE
+    case 1411:                                // ER_WRONG_VALUE_FOR_TYPE
+    case 3140:                                // ER_INVALID_JSON_TEXT
+      return true;
+    default:
+      return e >= ER_JSON_BAD_CHR && e <= ER_JSON_PATH_EMPTY;
+  }
+}
+
+// A failed connect that waiting may cure: the server is down, starting, or out of
+// connections. Anything else at start (access denied 1045, unknown database 1049, a TLS
+// failure) is a configuration problem that no retry cures.
+inline bool is_transient_connect_error(unsigned e) {
+  return e == 0 || is_connection_error(e);
+}
+
+struct MysqlCloser {
+  void operator()(MYSQL *m) const {
+    if (m) mysql_close(m);
+  }
+};
+using Conn = std::unique_ptr<MYSQL, MysqlCloser>;
+
+// "error 1045 (28000): Access denied for user ..." from a handle.
+inline std::string error_text(MYSQL *m) {
+  char buf[MYSQL_ERRMSG_SIZE + 64];
+  std::snprintf(buf, sizeof buf, "error %u (%s): %s", mysql_errno(m), mysql_sqlstate(m),
+                mysql_error(m));
+  return buf;
+}
+inline std::string error_text(MYSQL_STMT *s) {
+  char buf[MYSQL_ERRMSG_SIZE + 64];
+  std::snprintf(buf, sizeof buf, "error %u (%s): %s", mysql_stmt_errno(s), mysql_stmt_sqlstate(s),
+                mysql_stmt_error(s));
+  return buf;
+}
+
+// The session every devmesh connection runs in: strict (a bad value is an error, never a
+// silently mangled row), UTC, utf8mb4, and READ COMMITTED so the retention deletes take no gap
+// locks that inserts would wait on.
+inline constexpr const char *kSessionInit[] = {
+    "SET SESSION sql_mode='STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_ZERO_DATE,"
+    "NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO', time_zone='+00:00'",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"};
+
+// Connects; on failure returns null with errno_out/error set (errno_out 0: not a server error).
+inline Conn connect(const Settings &s, unsigned &errno_out, std::string &error) {
+  errno_out = 0;
+  Conn m(mysql_init(nullptr));
+  if (!m) {
+    error = "mysql_init failed (out of memory)";
+    return nullptr;
+  }
+  unsigned ct = s.connect_timeout_s, rt = s.timeout_s;
+  my_bool off = 0;
+  mysql_options(m.get(), MYSQL_OPT_CONNECT_TIMEOUT, &ct);
+  mysql_options(m.get(), MYSQL_OPT_READ_TIMEOUT, &rt);
+  mysql_options(m.get(), MYSQL_OPT_WRITE_TIMEOUT, &rt);
+  mysql_options(m.get(), MYSQL_OPT_RECONNECT, &off);  // reconnects are ours: statements re-prepared
+  mysql_options(m.get(), MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  for (const char *init : kSessionInit) mysql_options(m.get(), MYSQL_INIT_COMMAND, init);
+  if (s.tls) {
+    my_bool on = 1, verify = s.ssl_verify ? 1 : 0;
+    mysql_options(m.get(), MYSQL_OPT_SSL_ENFORCE, &on);
+    mysql_options(m.get(), MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+    if (!s.ssl_ca.empty()) mysql_options(m.get(), MYSQL_OPT_SSL_CA, s.ssl_ca.c_str());
+    if (!s.ssl_cert.empty()) mysql_options(m.get(), MYSQL_OPT_SSL_CERT, s.ssl_cert.c_str());
+    if (!s.ssl_key.empty()) mysql_options(m.get(), MYSQL_OPT_SSL_KEY, s.ssl_key.c_str());
+  }
+  const bool sock = !s.socket.empty();
+  if (!mysql_real_connect(m.get(), sock ? "localhost" : s.host.c_str(), s.user.c_str(),
+                          s.password.empty() ? nullptr : s.password.c_str(), s.database.c_str(),
+                          sock ? 0 : s.port, sock ? s.socket.c_str() : nullptr, 0)) {
+    errno_out = mysql_errno(m.get());
+    error = "cannot connect to " + s.where() + " as " + s.user + ": " + error_text(m.get());
+    return nullptr;
+  }
+  return m;
+}
+
+// The prototype's log_events schema and indexes, plus the event_id that makes re-delivery
+// harmless (NULL allowed, so a prototype table migrated with ADD COLUMN keeps its old rows).
+inline std::string create_table_sql(const std::string &table, bool full_text) {
+  return "CREATE TABLE IF NOT EXISTS `" + table +
+         "` (\n"
+         "  id BIGINT AUTO_INCREMENT PRIMARY KEY,\n"
+         "  timestamp DATETIME(6) NOT NULL,\n"
+         "  source VARCHAR(255) NOT NULL,\n"
+         "  service VARCHAR(255) NOT NULL,\n"
+         "  host VARCHAR(255) NOT NULL,\n"
+         "  level ENUM('DEBUG','INFO','WARN','WARNING','ERROR','CRITICAL','FATAL') NOT NULL,\n"
+         "  trace_id VARCHAR(64) DEFAULT NULL,\n"
+         "  span_id VARCHAR(32) DEFAULT NULL,\n"
+         "  event_type VARCHAR(100) DEFAULT NULL,\n"
+         "  error_code VARCHAR(50) DEFAULT NULL,\n"
+         "  message TEXT NOT NULL,\n"
+         "  meta_json JSON DEFAULT NULL,\n"
+         "  event_id BINARY(16) DEFAULT NULL,\n"
+         "  INDEX idx_timestamp (timestamp),\n"
+         "  INDEX idx_service (service),\n"
+         "  INDEX idx_host (host),\n"
+         "  INDEX idx_level (level),\n"
+         "  INDEX idx_service_timestamp (service, timestamp),\n"
+         "  INDEX idx_host_timestamp (host, timestamp),\n"
+         "  INDEX idx_trace_id (trace_id),\n"
+         "  UNIQUE KEY uk_event_id (event_id)" +
+         std::string(full_text ? ",\n  FULLTEXT KEY ft_message (message)" : "") +
+         "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+}
+
+// Runs a query and returns all rows as strings (NULL as "\\N"); false with error set.
+inline bool query_rows(MYSQL *m, const std::string &sql,
+                       std::vector<std::vector<std::string>> &rows, std::string &error) {
+  rows.clear();
+  if (mysql_real_query(m, sql.data(), sql.size()) != 0) {
+    error = error_text(m);
+    return false;
+  }
+  MYSQL_RES *res = mysql_store_result(m);
+  if (!res) {
+    if (mysql_field_count(m) == 0) return true;
+    error = error_text(m);
+    return false;
+  }
+  const unsigned n = mysql_num_fields(res);
+  while (MYSQL_ROW row = mysql_fetch_row(res)) {
+    unsigned long *len = mysql_fetch_lengths(res);
+    std::vector<std::string> r;
+    for (unsigned i = 0; i < n; ++i) r.emplace_back(row[i] ? std::string(row[i], len[i]) : "\\N");
+    rows.push_back(std::move(r));
+  }
+  mysql_free_result(res);
+  return true;
+}
+
+struct TableCheck {
+  bool exists = false;
+  std::vector<std::string> problems;  // empty: compatible
+  std::vector<std::string> warnings;
+  bool has_full_text = false;
+};
+
+// Compares an existing table with what devmesh writes: every column present with a type that
+// holds our values, no other column that a row without it would fail, and a UNIQUE key on
+// event_id alone (without it re-delivery would duplicate rows).
+inline bool check_table(MYSQL *m, const std::string &database, const std::string &table,
+                        TableCheck &out, std::string &error) {
+  out = TableCheck{};
+  std::vector<std::vector<std::string>> cols, idx;
+  // The names are validated identifiers, so quoting them as literals is safe.
+  if (!query_rows(m,
+                  "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, "
+                  "IFNULL(CHARACTER_SET_NAME,''), IFNULL(CHARACTER_MAXIMUM_LENGTH,0) "
+                  "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='" +
+                      database + "' AND TABLE_NAME='" + table + "'",
+                  cols, error))
+    return false;
+  if (cols.empty()) return true;
+  out.exists = true;
+  if (!query_rows(m,
+                  "SELECT INDEX_NAME, NON_UNIQUE, INDEX_TYPE, GROUP_CONCAT(COLUMN_NAME ORDER BY "
+                  "SEQ_IN_INDEX) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='" +
+                      database + "' AND TABLE_NAME='" + table +
+                      "' GROUP BY INDEX_NAME, NON_UNIQUE, INDEX_TYPE",
+                  idx, error))
+    return false;
+
+  struct Want {
+    const char *name;
+    std::vector<std::string> types;  // acceptable DATA_TYPE values
+    size_t min_chars;                // for text types: at least this many characters
+  };
+  const std::vector<std::string> text = {"varchar", "char",       "tinytext",
+                                         "text",    "mediumtext", "longtext"};
+  const std::vector<Want> want = {
+      {"id", {"bigint", "int"}, 0},
+      {"timestamp", {"datetime", "timestamp"}, 0},
+      {"source", text, 1},
+      {"service", text, 1},
+      {"host", text, 1},
+      {"level", {"enum", "varchar", "char"}, 8},
+      {"trace_id", text, 1},
+      {"span_id", text, 1},
+      {"event_type", text, 1},
+      {"error_code", text, 1},
+      {"message", {"text", "mediumtext", "longtext"}, 1},
+      {"meta_json", {"longtext", "json", "text", "mediumtext"}, 1},
+      {"event_id", {"binary", "varbinary"}, 16},
+  };
+  std::map<std::string, const std::vector<std::string> *> by_name;
+  for (auto &c : cols) by_name[c[0]] = &c;
+  for (const auto &w : want) {
+    auto it = by_name.find(w.name);
+    if (it == by_name.end()) {
+      if (std::string(w.name) == "event_id")
+        out.problems.push_back(
+            "no column event_id (a prototype table?): add it with ALTER TABLE `" + table +
+            "` ADD COLUMN event_id BINARY(16) DEFAULT NULL, ADD UNIQUE KEY uk_event_id (event_id)");
+      else
+        out.problems.push_back(std::string("no column ") + w.name);
+      continue;
+    }
+    const auto &c = *it->second;
+    bool type_ok = false;
+    for (auto &t : w.types) type_ok |= c[1] == t;
+    if (!type_ok) {
+      out.problems.push_back(std::string("column ") + w.name + " is " + c[2] + ", expected " +
+                             w.types.front());
+      continue;
+    }
+    if (w.name == std::string("level") && c[1] == "enum") {
+      for (int l = DM_LEVEL_DEBUG; l <= DM_LEVEL_FATAL; ++l)
+        if (c[2].find(std::string("'") + dm_level_name(l) + "'") == std::string::npos)
+          out.problems.push_back(std::string("column level ") + c[2] + " lacks '" +
+                                 dm_level_name(l) + "'");
+    }
+    const size_t max_chars = std::strtoull(c[7].c_str(), nullptr, 10);
+    if (w.min_chars && max_chars && max_chars < w.min_chars)
+      out.problems.push_back(std::string("column ") + w.name + " is " + c[2] + ", too short");
+    if (!c[6].empty() && c[6] != "utf8mb4" && c[6] != "binary")
+      out.warnings.push_back(std::string("column ") + w.name + " has character set " + c[6] +
+                             ": rows with characters it cannot hold are dead-lettered (utf8mb4 "
+                             "holds all)");
+  }
+  for (auto &c : cols) {
+    bool ours = false;
+    for (const auto &w : want) ours |= c[0] == w.name;
+    if (!ours && c[3] == "NO" && c[4] == "\\N" && c[5].find("auto_increment") == std::string::npos)
+      out.problems.push_back("column " + c[0] +
+                             " is NOT NULL without a default, and devmesh does not write it");
+  }
+  bool unique_event_id = false;
+  for (auto &i : idx) {
+    if (i[1] == "0" && i[3] == "event_id") unique_event_id = true;
+    if (i[2] == "FULLTEXT" && i[3] == "message") out.has_full_text = true;
+  }
+  if (by_name.count("event_id") && !unique_event_id)
+    out.problems.push_back(
+        "no UNIQUE key on event_id alone (re-delivered batches would "
+        "duplicate rows): add it with ALTER TABLE `" +
+        table + "` ADD UNIQUE KEY uk_event_id (event_id)");
+  return true;
+}
+
+}  // namespace devmesh::mariadb
