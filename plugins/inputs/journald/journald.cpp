@@ -1,0 +1,908 @@
+// journald input: reads the systemd journal (the local one, a directory or a list of files) with
+// sd-journal, follows it on the engine loop, and checkpoints the cursor of acknowledged entries.
+#include <sys/stat.h>
+#include <systemd/sd-journal.h>
+#include <time.h>
+#include <devmesh/plugin.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <iterator>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "checkpoint.hpp"
+
+namespace devmesh {
+namespace {
+
+const char *const kReadFrom[] = {"head", "tail", nullptr};
+
+const dm_option kOptions[] = {
+    {"path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "journal directory to read (e.g. one written by systemd-journal-remote); default: the local "
+     "system journal"},
+    {"files", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
+     "journal files to read, instead of a directory"},
+    {"units", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
+     "only entries of these systemd units (_SYSTEMD_UNIT); a name without a suffix gets .service"},
+    {"matches", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
+     "sd-journal matches FIELD=value: matches on different fields must all hold, several values "
+     "of one field are alternatives, an item '+' separates alternative groups (as journalctl)"},
+    {"read_from", DM_OPT_STRING, 0, "head", 0, 0, kReadFrom,
+     "where to start when there is no saved position: head (the oldest entry) or tail (only "
+     "entries written from now on)"},
+    {"follow", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
+     "keep reading new entries; false reads to the end, then the input finishes (with "
+     "service.exit_when_done the engine exits once everything is delivered)"},
+    {"state_file", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "file keeping the cursor of the newest entry that it and every earlier one were delivered; "
+     "a restart resumes after it. Without it every start begins at read_from"},
+    {"checkpoint_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 0, 3600000, nullptr,
+     "at most one state file write per interval (and one at shutdown); 0 writes after every "
+     "acknowledgement. After a crash the re-read overlap is the unacknowledged entries plus up "
+     "to one interval of acknowledged ones, with the same event_ids"},
+    {"host", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "host field of every record; default: the entry's _HOSTNAME"},
+    {"fields", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
+     "more journal fields copied into meta, keyed by the field name in lower case without "
+     "leading underscores (_SYSTEMD_CGROUP becomes systemd_cgroup)"},
+    {"batch", DM_OPT_INT, DM_OPT_BOUNDED, "1000", 1, 100000, nullptr,
+     "most entries per submitted batch; one batch is read per loop turn"},
+    {"max_field_size", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 0, 1073741824, nullptr,
+     "longest field value returned (sd_journal_set_data_threshold; applies to compressed "
+     "fields); 0: no limit. Fields reaching it are counted as possibly truncated"},
+    {"remap_after", DM_OPT_SIZE, DM_OPT_BOUNDED, "32MiB", 0, 1099511627776.0, nullptr,
+     "re-open the journal after reading about this much of it: sd-journal keeps up to 512 MiB "
+     "of journal files mapped, all of it counted as resident memory; 0: never"},
+};
+
+// The seed's priority map, so a pipeline without priority_map still gets the prototype's
+// levels; priority_map (which reads record.priority) is the authority and overrides this.
+constexpr uint8_t kLevelOfPriority[8] = {DM_LEVEL_FATAL, DM_LEVEL_CRITICAL, DM_LEVEL_CRITICAL,
+                                         DM_LEVEL_ERROR, DM_LEVEL_WARN,     DM_LEVEL_INFO,
+                                         DM_LEVEL_INFO,  DM_LEVEL_DEBUG};
+
+constexpr uint64_t kRefusedRetryMs = 50;  // fallback when a refused submit brings no pause()
+constexpr uint64_t kErrorRetryMs = 1000;
+// Bytes of journal file touched per field beyond its payload (object header, entry item).
+constexpr uint64_t kFieldOverhead = 64;
+
+uint64_t monotonic_usec() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
+std::string errno_text(int r) {
+  return strerror(r < 0 ? -r : r);
+}
+
+bool valid_field_name(std::string_view n) {
+  if (n.empty() || n.size() > 64 || (n[0] >= '0' && n[0] <= '9')) return false;
+  for (char c : n)
+    if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  return true;
+}
+
+// _SYSTEMD_CGROUP -> systemd_cgroup: the style of the built-in meta keys (pid, comm, boot_id).
+std::string meta_key_of(std::string_view field) {
+  while (!field.empty() && field[0] == '_') field.remove_prefix(1);
+  std::string k(field);
+  for (char &c : k) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return k;
+}
+
+// The part of a cursor naming the entry itself: seqnum id, seqnum and boot id ("s=..;i=..;b=..").
+// The rest (monotonic and realtime stamps, content hash) repeats what the entry holds.
+std::string_view cursor_identity(std::string_view cursor) {
+  const size_t m = cursor.find(";m=");
+  return m == std::string_view::npos ? cursor : cursor.substr(0, m);
+}
+
+struct Position {
+  std::string cursor;
+  uint64_t realtime_usec = 0;
+};
+
+// A batch handed to the engine, waiting for its acknowledgement.
+struct Submitted {
+  uint64_t ticket;
+  uint32_t count;
+  Position last;  // its newest entry
+};
+
+class Journald;
+
+// A state file write on the engine's thread pool; outlives the instance if need be.
+struct WriteJob {
+  std::shared_ptr<journald::StateWriter> writer;
+  std::string text;
+  uint64_t generation = 0;
+  int err = 0;
+  Journald *owner = nullptr;  // cleared when the instance goes first
+};
+
+class Journald {
+ public:
+  Journald(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
+      : host_(host), inst_(inst) {
+    Config c{host, cfg};
+    if (c.has("path") && c.has("files"))
+      throw std::invalid_argument("path and files: set one of them, not both");
+    if (c.has("path")) {
+      path_ = c.string("path");
+      struct stat st;
+      if (path_.empty()) throw std::invalid_argument("path: empty");
+      if (::stat(path_.c_str(), &st) != 0)
+        throw std::invalid_argument("path: " + path_ + ": " + errno_text(errno));
+      if (!S_ISDIR(st.st_mode))
+        throw std::invalid_argument("path: " + path_ +
+                                    " is not a directory (use files: for journal files)");
+      source_ = "directory " + path_;
+    } else if (c.has("files")) {
+      for (uint32_t i = 0, n = c.count("files"); i < n; ++i) {
+        std::string f = c.item("files", i);
+        struct stat st;
+        if (::stat(f.c_str(), &st) != 0)
+          throw std::invalid_argument("files[" + std::to_string(i) + "]: " + f + ": " +
+                                      errno_text(errno));
+        if (!S_ISREG(st.st_mode))
+          throw std::invalid_argument("files[" + std::to_string(i) + "]: " + f +
+                                      " is not a regular file");
+        files_.push_back(std::move(f));
+      }
+      if (files_.empty()) throw std::invalid_argument("files: the list is empty");
+      source_ = std::to_string(files_.size()) + " journal file(s)";
+    } else {
+      source_ = "the local system journal";
+    }
+
+    for (uint32_t i = 0, n = c.count("units"); i < n; ++i) {
+      std::string u = c.item("units", i);
+      if (u.empty() || u.find_first_of("=/ \t\n") != std::string::npos)
+        throw std::invalid_argument("units[" + std::to_string(i) + "]: '" + u +
+                                    "' is not a unit name");
+      if (u.find('.') == std::string::npos) u += ".service";
+      matches_.push_back("_SYSTEMD_UNIT=" + u);
+    }
+    // Units are alternatives of one field; matches on other fields narrow them down. A '+' in
+    // matches starts a new alternative group, as in journalctl.
+    for (uint32_t i = 0, n = c.count("matches"); i < n; ++i) {
+      std::string m = c.item("matches", i);
+      const size_t eq = m.find('=');
+      if (m == "+") {
+        if (matches_.empty() || matches_.back() == "+" || i + 1 == n)
+          throw std::invalid_argument("matches[" + std::to_string(i) +
+                                      "]: '+' must stand between two groups of matches");
+      } else if (eq == std::string::npos || !valid_field_name(std::string_view(m).substr(0, eq))) {
+        throw std::invalid_argument("matches[" + std::to_string(i) + "]: '" + m +
+                                    "' is not FIELD=value (FIELD of A-Z, 0-9 and _)");
+      }
+      matches_.push_back(std::move(m));
+    }
+    for (uint32_t i = 0, n = c.count("fields"); i < n; ++i) {
+      std::string f = c.item("fields", i);
+      if (!valid_field_name(f))
+        throw std::invalid_argument("fields[" + std::to_string(i) + "]: '" + f +
+                                    "' is not a journal field name (A-Z, 0-9 and _)");
+      extras_.push_back(Extra{f, meta_key_of(f), {}, false});
+    }
+
+    const std::string read_from = c.string("read_from");
+    if (read_from != "head" && read_from != "tail")
+      throw std::invalid_argument("read_from: must be head or tail, not '" + read_from + "'");
+    from_tail_ = read_from == "tail";
+    follow_ = c.boolean("follow");
+    if (c.has("host")) {
+      host_override_ = c.string("host");
+      has_host_override_ = true;
+    }
+    batch_ = static_cast<uint32_t>(std::clamp<int64_t>(c.integer("batch"), 1, 100000));
+    checkpoint_ms_ = static_cast<uint64_t>(std::max<int64_t>(0, c.integer("checkpoint_interval")));
+    data_threshold_ = static_cast<size_t>(std::max<int64_t>(0, c.integer("max_field_size")));
+    remap_after_ = static_cast<uint64_t>(std::max<int64_t>(0, c.integer("remap_after")));
+
+    if (c.has("state_file")) {
+      const std::string p = c.string("state_file");
+      if (p.empty()) throw std::invalid_argument("state_file: empty");
+      const size_t slash = p.rfind('/');
+      const std::string dir = slash == std::string::npos ? "."
+                              : slash == 0               ? "/"
+                                                         : p.substr(0, slash);
+      struct stat st;
+      if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        throw std::invalid_argument("state_file: directory " + dir + " does not exist");
+      if (::access(dir.c_str(), W_OK) != 0)
+        throw std::invalid_argument("state_file: directory " + dir + " is not writable");
+      writer_ = std::make_shared<journald::StateWriter>(p);
+    }
+
+    // Opening here makes an unreadable source a configuration error, reported at start-up.
+    if (int r = open_journal(); r < 0)
+      throw std::runtime_error("cannot open " + source_ + ": " + errno_text(r));
+
+    m_read_ = host->metric_counter(inst, "journald_entries_read_total",
+                                   "journal entries read and handed to the pipeline", nullptr);
+    m_acked_ =
+        host->metric_counter(inst, "journald_entries_acknowledged_total",
+                             "entries acknowledged (delivered or dead-lettered) in order", nullptr);
+    m_lag_ =
+        host->metric_gauge(inst, "journald_lag_seconds",
+                           "newest entry read minus newest acknowledged, journal time", nullptr);
+    m_gaps_ = host->metric_counter(
+        inst, "journald_gaps_total",
+        "saved positions no longer in the journal (vacuumed): reading resumed at the oldest entry",
+        nullptr);
+    m_invalidations_ = host->metric_counter(
+        inst, "journald_invalidations_total",
+        "journal file set changes seen while following (rotation, new files, vacuum)", nullptr);
+    m_refused_ = host->metric_counter(inst, "journald_submits_refused_total",
+                                      "batches refused by backpressure, kept and retried", nullptr);
+    m_errors_ = host->metric_counter(inst, "journald_read_errors_total",
+                                     "sd-journal read errors (retried after 1 s)", nullptr);
+    m_state_errors_ = host->metric_counter(inst, "journald_state_write_errors_total",
+                                           "state file writes that failed (retried)", nullptr);
+    m_state_fallbacks_ = host->metric_counter(
+        inst, "journald_state_fallbacks_total",
+        "starts where the state file was missing or unusable and read_from applied", nullptr);
+    m_truncated_ = host->metric_counter(inst, "journald_fields_truncated_total",
+                                        "fields as long as max_field_size (possibly cut)", nullptr);
+    m_reopens_ =
+        host->metric_counter(inst, "journald_reopens_total",
+                             "journal re-opened to release mapped files (remap_after)", nullptr);
+  }
+
+  ~Journald() {
+    free_handles();
+    if (pending_) host_->batch_free(pending_);
+    if (job_) job_->owner = nullptr;  // its completion finds us gone and only frees itself
+    // The final checkpoint is written here, after the engine delivered the last acks.
+    if (writer_ && !acked_.cursor.empty() && generation_ > confirmed_generation_) {
+      const int err = writer_->write(state_text(), generation_);
+      if (err)
+        host_->log(inst_, DM_LOG_ERROR, "state_file %s: final write failed: %s",
+                   writer_->path().c_str(), strerror(err));
+    }
+    if (j_) sd_journal_close(j_);
+    host_->log(inst_, DM_LOG_INFO, "read %llu entries, %llu acknowledged",
+               static_cast<unsigned long long>(entries_read_),
+               static_cast<unsigned long long>(entries_acked_));
+  }
+
+  int start() {
+    pump_timer_ = host_->timer_new(inst_, on_pump_timer, this);
+    checkpoint_timer_ = host_->timer_new(inst_, on_checkpoint_timer, this);
+    timeout_timer_ = host_->timer_new(inst_, on_timeout_timer, this);
+    if (!pump_timer_ || !checkpoint_timer_ || !timeout_timer_) {
+      host_->log(inst_, DM_LOG_ERROR, "timer_new failed");
+      return 1;
+    }
+    if (!position_at_start() || (follow_ && !watch_journal())) return 1;
+    started_ = true;
+    schedule_pump(0);
+    return 0;
+  }
+
+  void stop() {
+    stopped_ = true;
+    if (pump_timer_) host_->timer_stop(pump_timer_);
+    if (timeout_timer_) host_->timer_stop(timeout_timer_);
+    if (watch_) host_->watch_set(watch_, 0);
+    // A refused batch never reached the pipeline: it is read again after a restart.
+    if (pending_) host_->batch_free(pending_);
+    pending_ = nullptr;
+  }
+
+  void pause() {
+    paused_ = true;
+    if (pump_timer_) host_->timer_stop(pump_timer_);
+    pump_scheduled_ = false;
+    // inotify keeps queueing while we do not watch; nothing is lost, only noticed on resume.
+    if (watch_) host_->watch_set(watch_, 0);
+  }
+
+  void resume() {
+    paused_ = false;
+    if (watch_ && follow_ && !stopped_) host_->watch_set(watch_, DM_READABLE);
+    schedule_pump(0);
+  }
+
+  void on_ack(const dm_ack &ack) {
+    const uint64_t mark = watermark_.done(ack.ticket);
+    bool advanced = false;
+    while (!submitted_.empty() && submitted_.front().ticket <= mark) {
+      Submitted &s = submitted_.front();
+      entries_acked_ += s.count;
+      add(m_acked_, s.count);
+      acked_ = std::move(s.last);
+      submitted_.pop_front();
+      advanced = true;
+    }
+    if (!advanced) return;
+    update_lag();
+    ++generation_;
+    maybe_checkpoint();
+  }
+
+ private:
+  struct Extra {
+    std::string field, key, value;
+    bool present;
+  };
+
+  // ---- opening and positioning -------------------------------------------------------------
+
+  int open_journal() {
+    int r;
+    if (!path_.empty()) {
+      r = sd_journal_open_directory(&j_, path_.c_str(), 0);
+    } else if (!files_.empty()) {
+      std::vector<const char *> paths;
+      for (const auto &f : files_) paths.push_back(f.c_str());
+      paths.push_back(nullptr);
+      r = sd_journal_open_files(&j_, paths.data(), 0);
+    } else {
+      r = sd_journal_open(&j_, SD_JOURNAL_LOCAL_ONLY);
+    }
+    if (r < 0) {
+      j_ = nullptr;
+      return r;
+    }
+    bytes_since_open_ = 0;
+    // A field longer than this comes back cut; it is counted (m_truncated_).
+    sd_journal_set_data_threshold(j_, data_threshold_);
+    // The change notification exists before the first read, so no file added from now on is
+    // missed while we position ourselves.
+    if (follow_ && (r = sd_journal_get_fd(j_)) < 0) {
+      sd_journal_close(j_);
+      j_ = nullptr;
+      return r;
+    }
+    return 0;
+  }
+
+  // Matches are added after positioning: a saved cursor is checked against the whole journal,
+  // so a changed units/matches list is never mistaken for a vacuumed entry.
+  int add_matches() {
+    for (const auto &m : matches_) {
+      const int r =
+          m == "+" ? sd_journal_add_disjunction(j_) : sd_journal_add_match(j_, m.data(), m.size());
+      if (r < 0) {
+        host_->log(inst_, DM_LOG_ERROR, "match '%s': %s", m.c_str(), errno_text(r).c_str());
+        return r;
+      }
+    }
+    return 0;
+  }
+
+  enum class Seek { kAt, kGone, kInvalid };
+
+  // Positions on the entry of `cursor` (already delivered: reading goes on after it). When it
+  // is no longer in the journal, positions before the oldest entry and counts the gap.
+  Seek seek_cursor(const std::string &cursor, const char *what) {
+    if (sd_journal_seek_cursor(j_, cursor.c_str()) < 0) return Seek::kInvalid;
+    if (sd_journal_next(j_) > 0 && sd_journal_test_cursor(j_, cursor.c_str()) > 0) return Seek::kAt;
+    add(m_gaps_, 1);
+    host_->log(inst_, DM_LOG_WARN,
+               "%s position %s is no longer in the journal (vacuumed or removed): resuming at "
+               "the oldest remaining entry; entries between it and that one are lost",
+               what, cursor.c_str());
+    sd_journal_seek_head(j_);
+    return Seek::kGone;
+  }
+
+  void seek_read_from() {
+    if (from_tail_) {
+      sd_journal_seek_tail(j_);
+      // On the newest entry now: reading goes on with whatever comes after it. An empty
+      // journal has no newest entry, and then its head is where new entries appear.
+      if (sd_journal_previous(j_) <= 0) sd_journal_seek_head(j_);
+    } else {
+      sd_journal_seek_head(j_);
+    }
+  }
+
+  bool position_at_start() {
+    const char *fallback = from_tail_ ? "tail (only new entries)" : "head (the oldest entry)";
+    bool placed = false;
+    if (writer_) {
+      const journald::SavedPosition saved = journald::parse_state(writer_->path());
+      if (!saved.ok) {
+        add(m_state_fallbacks_, 1);
+        host_->log(inst_, DM_LOG_WARN, "state_file %s is %s: reading %s from %s",
+                   writer_->path().c_str(), saved.problem.c_str(), source_.c_str(), fallback);
+      } else if (seek_cursor(saved.cursor, "saved") == Seek::kInvalid) {
+        add(m_state_fallbacks_, 1);
+        host_->log(inst_, DM_LOG_WARN,
+                   "state_file %s holds a cursor sd-journal does not understand ('%s'): reading "
+                   "%s from %s",
+                   writer_->path().c_str(), saved.cursor.c_str(), source_.c_str(), fallback);
+      } else {
+        placed = true;
+        host_->log(inst_, DM_LOG_INFO, "reading %s after the saved position", source_.c_str());
+      }
+    }
+    if (!placed) {
+      seek_read_from();
+      if (!writer_)
+        host_->log(inst_, DM_LOG_INFO, "reading %s from %s (no state_file)", source_.c_str(),
+                   fallback);
+    }
+    return add_matches() >= 0;
+  }
+
+  bool watch_journal() {
+    const int fd = sd_journal_get_fd(j_);
+    if (fd < 0) {
+      host_->log(inst_, DM_LOG_ERROR, "sd_journal_get_fd: %s", errno_text(fd).c_str());
+      return false;
+    }
+    watch_ = host_->watch_new(inst_, fd, on_watch, this);
+    if (!watch_ || host_->watch_set(watch_, paused_ || stopped_ ? 0 : DM_READABLE) != DM_OK) {
+      host_->log(inst_, DM_LOG_ERROR, "cannot watch the journal's notification fd");
+      return false;
+    }
+    arm_journal_timeout();
+    return true;
+  }
+
+  // Closing the journal unmaps every file sd-journal mapped; the cursor of the last entry read
+  // puts us back where we were.
+  bool reopen() {
+    if (watch_) host_->watch_free(watch_);
+    watch_ = nullptr;
+    sd_journal_close(j_);
+    j_ = nullptr;
+    add(m_reopens_, 1);
+    if (const int r = open_journal(); r < 0) {
+      host_->log(inst_, DM_LOG_ERROR, "re-opening %s: %s", source_.c_str(), errno_text(r).c_str());
+      return false;
+    }
+    if (seek_cursor(last_read_.cursor, "current") == Seek::kInvalid) {
+      host_->log(inst_, DM_LOG_ERROR, "re-opening %s: cursor '%s' refused", source_.c_str(),
+                 last_read_.cursor.c_str());
+      return false;
+    }
+    return add_matches() >= 0 && (!follow_ || watch_journal());
+  }
+
+  // ---- following ---------------------------------------------------------------------------
+
+  static void on_watch(void *arg, int) {
+    auto *self = static_cast<Journald *>(arg);
+    guarded(self->host_, self->inst_, 0, [&] { return self->journal_changed(), 0; });
+  }
+
+  static void on_timeout_timer(void *arg) { on_watch(arg, 0); }
+
+  void journal_changed() {
+    if (!j_) return;
+    const int r = sd_journal_process(j_);
+    if (r == SD_JOURNAL_INVALIDATE) {
+      add(m_invalidations_, 1);
+      host_->log(inst_, DM_LOG_DEBUG, "journal files changed (rotation, new file or vacuum)");
+    } else if (r < 0) {
+      host_->log(inst_, DM_LOG_WARN, "sd_journal_process: %s", errno_text(r).c_str());
+    }
+    arm_journal_timeout();
+    // Appended or not, reading is what finds out: sd-journal keeps our place across file
+    // changes, so reading on neither skips nor repeats an entry.
+    if (!pump_scheduled_) schedule_pump(0);
+  }
+
+  // Journals on file systems without reliable inotify (network) need a wake-up by time too.
+  void arm_journal_timeout() {
+    uint64_t t = 0;
+    if (!j_ || sd_journal_get_timeout(j_, &t) < 0 || t == UINT64_MAX) {
+      host_->timer_stop(timeout_timer_);
+      return;
+    }
+    const uint64_t now = monotonic_usec();
+    host_->timer_start(timeout_timer_, t > now ? (t - now + 999) / 1000 : 0, 0);
+  }
+
+  // ---- reading -----------------------------------------------------------------------------
+
+  bool can_run() const { return started_ && !stopped_ && !paused_ && !finished_ && j_; }
+
+  void schedule_pump(uint64_t ms) {
+    if (!can_run()) return;
+    pump_scheduled_ = true;
+    host_->timer_start(pump_timer_, ms, 0);
+  }
+
+  static void on_pump_timer(void *arg) {
+    auto *self = static_cast<Journald *>(arg);
+    self->pump_scheduled_ = false;
+    if (guarded(self->host_, self->inst_, 1, [&] { return self->pump(), 0; }))
+      self->schedule_pump(kErrorRetryMs);
+  }
+
+  // One loop turn: at most one batch read and submitted, then yield to the loop.
+  void pump() {
+    if (!can_run()) return;
+    if (pending_ && !submit_pending()) return;
+    if (remap_after_ && bytes_since_open_ >= remap_after_ && !last_read_.cursor.empty()) {
+      if (!reopen()) return schedule_pump(kErrorRetryMs);
+    }
+    bool at_end = false, failed = false;
+    pending_ = read_batch(at_end, failed);
+    if (pending_ && !submit_pending()) return;
+    if (failed) return schedule_pump(kErrorRetryMs);
+    if (!at_end) return schedule_pump(0);
+    if (!follow_) {
+      finished_ = true;
+      host_->log(inst_, DM_LOG_INFO, "reached the end of %s after %llu entries", source_.c_str(),
+                 static_cast<unsigned long long>(entries_read_));
+      host_->input_finished(inst_);
+    }
+    // Following: the journal's fd wakes us when something changes.
+  }
+
+  // Reads up to batch_ entries into a new batch; nullptr when none were read.
+  dm_batch *read_batch(bool &at_end, bool &failed) {
+    BatchOwner owner(host_, host_->batch_new(inst_, batch_));
+    dm_batch *b = owner.get();
+    if (!b) throw std::runtime_error("batch_new failed");
+    batch_source_ = copy(b, "journald");
+    n_services_ = 0;
+    host_cache_ = dm_str{nullptr, 0};
+    char *cursor = nullptr;  // the newest entry's, kept for the checkpoint
+    uint64_t realtime = 0;
+    for (uint32_t i = 0; i < batch_; ++i) {
+      int r = sd_journal_next(j_);
+      if (r == 0) {
+        at_end = true;
+        break;
+      }
+      if (r < 0 || (r = read_entry(b, cursor, realtime)) < 0) {
+        failed = true;
+        add(m_errors_, 1);
+        if (!error_logged_)
+          host_->log(inst_, DM_LOG_WARN, "reading %s: %s; retrying every %llu ms", source_.c_str(),
+                     errno_text(r).c_str(), static_cast<unsigned long long>(kErrorRetryMs));
+        error_logged_ = true;
+        break;
+      }
+      error_logged_ = false;
+    }
+    if (b->count == 0) {
+      free(cursor);
+      return nullptr;
+    }
+    pending_last_.cursor.assign(cursor);
+    pending_last_.realtime_usec = realtime;
+    free(cursor);
+    last_read_ = pending_last_;
+    return owner.release();
+  }
+
+  // Turns the current entry into a record of b. cursor: the previous entry's, replaced.
+  int read_entry(dm_batch *b, char *&cursor, uint64_t &realtime) {
+    char *c = nullptr;
+    int r = sd_journal_get_cursor(j_, &c);
+    if (r < 0) return r;
+    free(cursor);
+    cursor = c;
+    if ((r = sd_journal_get_realtime_usec(j_, &realtime)) < 0) return r;
+
+    dm_record *rec = host_->batch_add(b);
+    if (!rec) throw std::runtime_error("batch_add failed");
+    const std::string_view id = cursor_identity(c);
+    host_->hash128(id.data(), id.size(), rec->event_id);
+    rec->timestamp_ns = static_cast<int64_t>(realtime) * 1000;
+    rec->source = batch_source_;
+
+    present_ = 0;
+    for (auto &e : extras_) e.present = false;
+    const void *data;
+    size_t len;
+    sd_journal_restart_data(j_);
+    while ((r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0) {
+      bytes_since_open_ += len + kFieldOverhead;
+      const char *p = static_cast<const char *>(data);
+      const char *eq = static_cast<const char *>(std::memchr(p, '=', std::min<size_t>(len, 65)));
+      if (!eq) continue;
+      const std::string_view name(p, static_cast<size_t>(eq - p));
+      const std::string_view value(eq + 1, len - name.size() - 1);
+      if (data_threshold_ && len >= data_threshold_) add(m_truncated_, 1);
+      field(b, rec, name, value);
+    }
+    if (r < 0) return r;
+
+    const std::string_view unit = scratch(kUnit), ident = scratch(kIdent), comm = scratch(kComm);
+    if (has(kTransport) && scratch(kTransport) == "kernel")
+      rec->service = service("kernel", b);
+    else
+      rec->service = service(has(kUnit)    ? unit
+                             : has(kIdent) ? ident
+                             : has(kComm)  ? comm
+                                           : "unknown",
+                             b);
+    if (has_host_override_) {
+      if (!host_cache_.ptr) host_cache_ = copy(b, host_override_);
+      rec->host = host_cache_;
+    } else if (has(kHostname)) {
+      const std::string_view h = scratch(kHostname);
+      if (!host_cache_.ptr || sv(host_cache_) != h) host_cache_ = copy(b, h);
+      rec->host = host_cache_;
+    }
+    if (has(kPriority)) {
+      const std::string_view p = scratch(kPriority);
+      if (p.size() == 1 && p[0] >= '0' && p[0] <= '7') {
+        rec->priority = static_cast<int8_t>(p[0] - '0');
+        rec->level = kLevelOfPriority[p[0] - '0'];
+      }
+    }
+    if (has(kPid)) meta(b, rec, "pid", scratch(kPid));
+    if (has(kComm)) meta(b, rec, "comm", comm);
+    if (has(kFacility)) meta(b, rec, "facility", scratch(kFacility));
+    if (has(kPriority)) meta(b, rec, "priority", scratch(kPriority));
+    if (has(kBootId)) meta(b, rec, "boot_id", scratch(kBootId));
+    for (const auto &e : extras_)
+      if (e.present) meta(b, rec, e.key, e.value);
+    return 0;
+  }
+
+  enum Slot {
+    kUnit,
+    kIdent,
+    kComm,
+    kTransport,
+    kHostname,
+    kPid,
+    kFacility,
+    kPriority,
+    kBootId,
+    kSlots
+  };
+
+  bool has(Slot s) const { return present_ & (1u << s); }
+  std::string_view scratch(Slot s) const {
+    return has(s) ? std::string_view(slot_[s]) : std::string_view();
+  }
+  void keep(Slot s, std::string_view v) {
+    if (has(s)) return;  // a field repeated within one entry: the first one counts
+    slot_[s].assign(v.data(), v.size());
+    present_ |= 1u << s;
+  }
+
+  // One "NAME=value" of the entry. The data pointer is only valid until the next field is
+  // read, so values are copied: the message into the batch, the rest into reused buffers.
+  void field(dm_batch *b, dm_record *rec, std::string_view name, std::string_view value) {
+    switch (name.size()) {
+      case 4:
+        if (name == "_PID") keep(kPid, value);
+        break;
+      case 5:
+        if (name == "_COMM") keep(kComm, value);
+        break;
+      case 7:
+        if (name == "MESSAGE" && !rec->message.ptr) rec->message = copy(b, value, true);
+        break;
+      case 8:
+        if (name == "PRIORITY")
+          keep(kPriority, value);
+        else if (name == "_BOOT_ID")
+          keep(kBootId, value);
+        break;
+      case 9:
+        if (name == "_HOSTNAME") keep(kHostname, value);
+        break;
+      case 10:
+        if (name == "_TRANSPORT") keep(kTransport, value);
+        break;
+      case 13:
+        if (name == "_SYSTEMD_UNIT") keep(kUnit, value);
+        break;
+      case 15:
+        if (name == "SYSLOG_FACILITY") keep(kFacility, value);
+        break;
+      case 17:
+        if (name == "SYSLOG_IDENTIFIER") keep(kIdent, value);
+        break;
+      default:
+        break;
+    }
+    for (auto &e : extras_)
+      if (!e.present && e.field == name) {
+        e.value.assign(value.data(), value.size());
+        e.present = true;
+      }
+  }
+
+  // Services repeat within a batch: each distinct one is copied into it once.
+  dm_str service(std::string_view s, dm_batch *b) {
+    for (size_t i = 0; i < n_services_; ++i)
+      if (sv(services_[i]) == s) return services_[i];
+    const dm_str v = copy(b, s);
+    if (n_services_ < std::size(services_)) services_[n_services_++] = v;
+    return v;
+  }
+
+  dm_str copy(dm_batch *b, std::string_view s, bool keep_empty = false) {
+    dm_str r = host_->arena_copy(b, s.data(), s.size());
+    if (!s.empty() && !r.ptr) throw std::runtime_error("arena_copy failed");
+    if (keep_empty && !r.ptr) r = dm_str{"", 0};
+    return r;
+  }
+
+  void meta(dm_batch *b, dm_record *rec, std::string_view k, std::string_view v) {
+    if (host_->meta_set(b, rec, str(k), str(v)) != DM_OK)
+      throw std::runtime_error("meta_set failed");
+  }
+
+  // Hands pending_ to the engine; false when it is still ours (a retry is arranged).
+  bool submit_pending() {
+    uint64_t ticket = 0;
+    const uint32_t n = pending_->count;
+    const int rc = host_->submit(inst_, pending_, &ticket);
+    if (rc == DM_OK) {
+      pending_ = nullptr;
+      entries_read_ += n;
+      add(m_read_, n);
+      newest_read_usec_ = pending_last_.realtime_usec;
+      if (!acked_.realtime_usec && !first_read_usec_) first_read_usec_ = newest_read_usec_;
+      submitted_.push_back(Submitted{ticket, n, std::move(pending_last_)});
+      pending_last_ = Position{};
+      update_lag();
+      return true;
+    }
+    if (rc == DM_ERR_FULL) {
+      add(m_refused_, 1);
+      schedule_pump(kRefusedRetryMs);  // a no-op when pause() came with the refusal
+      return false;
+    }
+    // The engine is stopping: the batch is read again after a restart.
+    host_->batch_free(pending_);
+    pending_ = nullptr;
+    stopped_ = true;
+    return false;
+  }
+
+  // ---- checkpoints -------------------------------------------------------------------------
+
+  std::string state_text() const {
+    return journald::state_text(acked_.cursor, acked_.realtime_usec);
+  }
+
+  void maybe_checkpoint() {
+    if (!writer_ || job_ || generation_ <= requested_generation_) return;
+    const uint64_t now = monotonic_usec() / 1000;
+    if (now < next_write_ms_) {
+      host_->timer_start(checkpoint_timer_, next_write_ms_ - now, 0);
+      return;
+    }
+    next_write_ms_ = now + checkpoint_ms_;
+    auto job = std::make_unique<WriteJob>();
+    job->writer = writer_;
+    job->text = state_text();
+    job->generation = requested_generation_ = generation_;
+    job->owner = this;
+    if (host_->queue_work(inst_, write_work, write_done, job.get()) == DM_OK) {
+      job_ = job.release();
+      return;
+    }
+    // No thread pool: write here rather than not at all.
+    job->err = writer_->write(job->text, job->generation);
+    finished_write(*job);
+  }
+
+  static void on_checkpoint_timer(void *arg) {
+    auto *self = static_cast<Journald *>(arg);
+    guarded(self->host_, self->inst_, 0, [&] { return self->maybe_checkpoint(), 0; });
+  }
+
+  static void write_work(void *arg) {
+    auto *job = static_cast<WriteJob *>(arg);
+    job->err = job->writer->write(job->text, job->generation);
+  }
+
+  static void write_done(void *arg) {
+    std::unique_ptr<WriteJob> job(static_cast<WriteJob *>(arg));
+    if (Journald *self = job->owner) {
+      self->job_ = nullptr;
+      guarded(self->host_, self->inst_, 0, [&] { return self->finished_write(*job), 0; });
+    }
+  }
+
+  void finished_write(const WriteJob &job) {
+    if (job.err) {
+      add(m_state_errors_, 1);
+      if (!state_error_logged_)
+        host_->log(inst_, DM_LOG_ERROR, "state_file %s: write failed: %s (retrying)",
+                   writer_->path().c_str(), strerror(job.err));
+      state_error_logged_ = true;
+      // Retried no sooner than a second later, even with checkpoint_interval 0.
+      requested_generation_ = confirmed_generation_;
+      next_write_ms_ = std::max(next_write_ms_, monotonic_usec() / 1000 + kErrorRetryMs);
+    } else {
+      state_error_logged_ = false;
+      confirmed_generation_ = std::max(confirmed_generation_, job.generation);
+    }
+    maybe_checkpoint();
+  }
+
+  void update_lag() {
+    const uint64_t base = acked_.realtime_usec ? acked_.realtime_usec : first_read_usec_;
+    if (m_lag_ && base && newest_read_usec_ >= base)
+      host_->metric_set(m_lag_, static_cast<double>(newest_read_usec_ - base) / 1e6);
+  }
+
+  void free_handles() {
+    if (pump_timer_) host_->timer_free(pump_timer_);
+    if (checkpoint_timer_) host_->timer_free(checkpoint_timer_);
+    if (timeout_timer_) host_->timer_free(timeout_timer_);
+    if (watch_) host_->watch_free(watch_);
+    pump_timer_ = checkpoint_timer_ = timeout_timer_ = nullptr;
+    watch_ = nullptr;
+  }
+
+  void add(dm_metric *m, double v) {
+    if (m && v != 0) host_->metric_add(m, v);
+  }
+
+  const dm_host_api *host_;
+  dm_instance *inst_;
+
+  // Configuration.
+  std::string path_, source_;
+  std::vector<std::string> files_, matches_;
+  std::vector<Extra> extras_;
+  bool from_tail_ = false, follow_ = true, has_host_override_ = false;
+  std::string host_override_;
+  uint32_t batch_ = 1000;
+  uint64_t checkpoint_ms_ = 1000;
+  size_t data_threshold_ = 0;
+  uint64_t remap_after_ = 0;
+
+  // The journal and the loop handles (loop thread only).
+  sd_journal *j_ = nullptr;
+  dm_watch *watch_ = nullptr;
+  dm_timer *pump_timer_ = nullptr, *checkpoint_timer_ = nullptr, *timeout_timer_ = nullptr;
+  bool started_ = false, stopped_ = false, paused_ = false, finished_ = false;
+  bool pump_scheduled_ = false, error_logged_ = false, state_error_logged_ = false;
+  uint64_t bytes_since_open_ = 0;
+
+  // Per entry and per batch scratch space, reused.
+  std::string slot_[kSlots];
+  uint32_t present_ = 0;
+  dm_str batch_source_{}, host_cache_{};
+  dm_str services_[16];
+  size_t n_services_ = 0;
+
+  // Delivery tracking.
+  dm_batch *pending_ = nullptr;  // read, refused by submit: goes first on resume
+  Position pending_last_, last_read_, acked_;
+  std::deque<Submitted> submitted_;
+  TicketWatermark watermark_;
+  uint64_t entries_read_ = 0, entries_acked_ = 0;
+  uint64_t newest_read_usec_ = 0, first_read_usec_ = 0;
+
+  // Checkpointing: generation_ counts acknowledged advances; a write carries the generation it
+  // saves, so the newest one always wins.
+  std::shared_ptr<journald::StateWriter> writer_;
+  WriteJob *job_ = nullptr;  // the write in flight, if any
+  uint64_t generation_ = 0, requested_generation_ = 0, confirmed_generation_ = 0;
+  uint64_t next_write_ms_ = 0;
+
+  dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
+      *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_reopens_;
+};
+
+}  // namespace
+}  // namespace devmesh
+
+DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::Journald>::describe(
+    DM_INPUT, "journald", "0.1.0",
+    "reads the systemd journal (local, a directory or files) with sd-journal, follows it, and "
+    "resumes after the newest delivered entry across restarts",
+    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions))))

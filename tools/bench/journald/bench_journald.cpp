@@ -1,0 +1,370 @@
+// bench_journald: reads a 1,000,000-entry journal directory (made once by journal-fixture and
+// cached under /tmp) through devmesh (journald -> priority_map -> null) and prints entries/s
+// and peak RSS next to the raw ceiling: a minimal sd_journal loop over the same entries, here.
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <systemd/sd-journal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char **environ;
+
+#ifndef DEVMESH_BENCH_BINARY
+#define DEVMESH_BENCH_BINARY ""
+#endif
+#ifndef DEVMESH_BENCH_PLUGIN_DIR
+#define DEVMESH_BENCH_PLUGIN_DIR ""
+#endif
+#ifndef DEVMESH_BENCH_FIXTURE
+#define DEVMESH_BENCH_FIXTURE ""
+#endif
+
+namespace devmesh {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string devmesh = DEVMESH_BENCH_BINARY, plugins = DEVMESH_BENCH_PLUGIN_DIR,
+              fixture = DEVMESH_BENCH_FIXTURE, cache;
+  uint64_t count = 1000000;
+  int runs = 3;
+  int timeout_s = 600;
+  int64_t batch = 0;  // journald's batch option; 0 keeps its default
+  bool keep = false;
+};
+
+void usage(const char *argv0) {
+  std::printf(
+      "usage: %s [--count N] [--runs N] [--batch N] [--cache DIR] [--devmesh PATH]\n"
+      "          [--plugins DIR] [--fixture PATH] [--timeout SECONDS] [--keep]\n"
+      "Builds (once; cached in --cache, default /tmp/devmesh-bench-journald-<count>) a journal\n"
+      "directory of --count entries with journal-fixture, then reads it --runs times with a raw\n"
+      "sd_journal loop and --runs times with devmesh (journald -> priority_map -> null, or\n"
+      "journald -> null when the priority_map plugin is not built), and prints the medians.\n",
+      argv0);
+}
+
+std::optional<Options> parse_args(int argc, char **argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> const char * { return i + 1 < argc ? argv[++i] : nullptr; };
+    auto number = [&](int64_t lo, int64_t hi) -> std::optional<int64_t> {
+      const char *v = value();
+      char *end = nullptr;
+      const long long n = v ? std::strtoll(v, &end, 10) : 0;
+      if (!v || end == v || *end || n < lo || n > hi) {
+        std::fprintf(stderr, "%s: a number in %lld..%lld expected\n", a.c_str(),
+                     static_cast<long long>(lo), static_cast<long long>(hi));
+        return std::nullopt;
+      }
+      return n;
+    };
+    std::optional<int64_t> n;
+    const char *s = nullptr;
+    if (a == "-h" || a == "--help") {
+      usage(argv[0]);
+      std::exit(0);
+    } else if (a == "--count") {
+      if (!(n = number(1, int64_t(1) << 32))) return std::nullopt;
+      o.count = static_cast<uint64_t>(*n);
+    } else if (a == "--runs") {
+      if (!(n = number(1, 100))) return std::nullopt;
+      o.runs = static_cast<int>(*n);
+    } else if (a == "--batch") {
+      if (!(n = number(1, 100000))) return std::nullopt;
+      o.batch = *n;
+    } else if (a == "--timeout") {
+      if (!(n = number(1, 86400))) return std::nullopt;
+      o.timeout_s = static_cast<int>(*n);
+    } else if (a == "--keep") {
+      o.keep = true;
+    } else if (a == "--cache" || a == "--devmesh" || a == "--plugins" || a == "--fixture") {
+      if (!(s = value())) {
+        std::fprintf(stderr, "%s needs a value\n", a.c_str());
+        return std::nullopt;
+      }
+      (a == "--cache"     ? o.cache
+       : a == "--devmesh" ? o.devmesh
+       : a == "--plugins" ? o.plugins
+                          : o.fixture) = s;
+    } else {
+      std::fprintf(stderr, "unknown argument '%s'\n", a.c_str());
+      usage(argv[0]);
+      return std::nullopt;
+    }
+  }
+  if (o.cache.empty()) o.cache = "/tmp/devmesh-bench-journald-" + std::to_string(o.count);
+  return o;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::string read_file(const std::string &path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Exit {
+  bool ok = false;
+  double wall_s = 0;
+  long maxrss_kib = 0;
+  std::string why;
+};
+
+// Runs argv with stdout and stderr into log; waits up to timeout_s (then kills it by its pid).
+Exit run_child(const std::vector<std::string> &argv, const std::string &log, int timeout_s) {
+  Exit e;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+  std::vector<char *> args;
+  for (const auto &a : argv) args.push_back(const_cast<char *>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  const auto t0 = Clock::now();
+  const int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    e.why = std::string("cannot run ") + args[0] + ": " + strerror(rc);
+    return e;
+  }
+  int status = 0;
+  rusage ru{};
+  for (;;) {
+    const pid_t r = wait4(pid, &status, WNOHANG, &ru);
+    if (r == pid) break;
+    if (Clock::now() - t0 > std::chrono::seconds(timeout_s)) {
+      kill(pid, SIGKILL);
+      wait4(pid, &status, 0, &ru);
+      e.why = "timed out after " + std::to_string(timeout_s) + " s";
+      return e;
+    }
+    // 1 ms polling costs well under 0.1% of a run of a second or more.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  e.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  e.maxrss_kib = ru.ru_maxrss;
+  e.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (!e.ok) e.why = "exit status " + std::to_string(status);
+  return e;
+}
+
+// The fixture's arguments: what makes a cached directory reusable.
+std::vector<std::string> fixture_args(const Options &o, const std::string &file) {
+  return {o.fixture,
+          "-o",
+          file,
+          "--count",
+          std::to_string(o.count),
+          "--units",
+          "nginx.service,postgresql.service,sshd.service,cron.service,docker.service,"
+          "kubelet.service,app-api.service,app-worker.service",
+          "--priorities",
+          "6,6,6,6,5,4,3,7,6,6,2,6",
+          "--message-size",
+          "40-200",
+          "--kernel-every",
+          "97",
+          "--hostname",
+          "bench-node"};
+}
+
+bool ensure_journal(const Options &o) {
+  const std::string marker = o.cache + "/complete";
+  // Everything but the fixture's path and output file, which may move between builds.
+  const auto args = fixture_args(o, "");
+  std::string want;
+  for (size_t i = 3; i < args.size(); ++i) want += args[i] + "\n";
+  if (read_file(marker) == want) {
+    std::printf("journal: %s (cached; remove it to rebuild)\n", o.cache.c_str());
+    return true;
+  }
+  std::error_code ec;
+  fs::remove_all(o.cache, ec);
+  fs::create_directories(o.cache, ec);
+  if (ec) {
+    std::printf("error: cannot create %s: %s\n", o.cache.c_str(), ec.message().c_str());
+    return false;
+  }
+  std::printf("journal: writing %llu entries into %s with journal-fixture...\n",
+              static_cast<unsigned long long>(o.count), o.cache.c_str());
+  std::fflush(stdout);
+  const std::string log = o.cache + "/fixture.log";
+  const Exit e = run_child(fixture_args(o, o.cache + "/bench.journal"), log, 3600);
+  if (!e.ok) {
+    std::printf("error: journal-fixture failed (%s); log %s\n", e.why.c_str(), log.c_str());
+    return false;
+  }
+  std::ofstream(marker) << want;
+  std::printf("journal: written in %.1f s\n", e.wall_s);
+  return true;
+}
+
+struct RawResult {
+  double rate = 0;
+  uint64_t entries = 0;
+};
+
+// The ceiling: open, walk every entry, enumerate every field; nothing else.
+RawResult raw_read(const std::string &dir) {
+  RawResult res;
+  sd_journal *j = nullptr;
+  if (sd_journal_open_directory(&j, dir.c_str(), 0) < 0) return res;
+  volatile size_t sink = 0;
+  size_t sum = 0;
+  const auto t0 = Clock::now();
+  while (sd_journal_next(j) > 0) {
+    const void *d;
+    size_t l;
+    SD_JOURNAL_FOREACH_DATA(j, d, l) sum += l;
+    ++res.entries;
+  }
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  sink = sum;
+  (void)sink;
+  sd_journal_close(j);
+  res.rate = double(res.entries) / s;
+  return res;
+}
+
+std::string pipeline_yaml(const Options &o, bool with_priority_map) {
+  std::ostringstream y;
+  y << "# generated by bench_journald\n"
+    << "service:\n"
+    << "  plugins_dir: ['" << o.plugins << "']\n"
+    << "  exit_when_done: true\n"
+    << "pipeline:\n"
+    << "  inputs:\n"
+    << "    - name: journald\n"
+    << "      path: '" << o.cache << "'\n"
+    << "      follow: false\n";
+  if (o.batch) y << "      batch: " << o.batch << "\n";
+  if (with_priority_map)
+    y << "  filters:\n"
+      << "    - name: priority_map\n"
+      << "      match: '*'\n";
+  y << "  outputs:\n"
+    << "    - name: 'null'\n"
+    << "      match: '*'\n";
+  return y.str();
+}
+
+// "discarded N records" (null) and "read N entries" (journald) from the engine's log.
+uint64_t number_after(const std::string &log, const std::string &needle) {
+  const size_t at = log.rfind(needle);
+  return at == std::string::npos ? 0 : std::strtoull(log.c_str() + at + needle.size(), nullptr, 10);
+}
+
+int run(int argc, char **argv) {
+  const auto opts = parse_args(argc, argv);
+  if (!opts) return 2;
+  const Options &o = *opts;
+  for (const auto &[what, path] : {std::pair{"devmesh", o.devmesh}, {"journal-fixture", o.fixture}})
+    if (access(path.c_str(), X_OK) != 0) {
+      std::fprintf(stderr, "%s not found or not executable: '%s'\n", what, path.c_str());
+      return 2;
+    }
+  if (!ensure_journal(o)) return 1;
+
+  const bool with_pm = fs::exists(o.plugins + "/priority_map.so");
+  const std::string name = with_pm ? "journald->priority_map->null" : "journald->null";
+  if (!with_pm)
+    std::printf("note: %s/priority_map.so is not built: measuring journald -> null\n",
+                o.plugins.c_str());
+
+  char tmpl[] = "/tmp/devmesh-bench-journald-run-XXXXXX";
+  if (!mkdtemp(tmpl)) {
+    std::fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+    return 1;
+  }
+  const std::string work = tmpl;
+  const std::string config = work + "/pipeline.yaml";
+  std::ofstream(config) << pipeline_yaml(o, with_pm);
+
+  // Raw and engine runs alternate, so both see the same machine load and page cache.
+  std::vector<double> raw_rates, rates;
+  long peak_kib = 0;
+  bool ok = true;
+  raw_read(o.cache);  // warms the page cache for everyone
+  for (int run = 1; run <= o.runs && ok; ++run) {
+    const RawResult raw = raw_read(o.cache);
+    raw_rates.push_back(raw.rate);
+    std::printf("  raw sd_journal run %d: %llu entries, %.0f entries/s\n", run,
+                static_cast<unsigned long long>(raw.entries), raw.rate);
+
+    const std::string log = work + "/engine." + std::to_string(run) + ".log";
+    const Exit e = run_child({o.devmesh, "-c", config}, log, o.timeout_s);
+    const std::string text = read_file(log);
+    const uint64_t discarded = number_after(text, "discarded ");
+    const uint64_t read = number_after(text, "] read ");
+    if (!e.ok || discarded != raw.entries || read != raw.entries) {
+      std::printf("  %s run %d failed: %s, read %llu, delivered %llu of %llu; log %s\n",
+                  name.c_str(), run, e.ok ? "wrong count" : e.why.c_str(),
+                  static_cast<unsigned long long>(read), static_cast<unsigned long long>(discarded),
+                  static_cast<unsigned long long>(raw.entries), log.c_str());
+      ok = false;
+      break;
+    }
+    rates.push_back(double(discarded) / e.wall_s);
+    peak_kib = std::max(peak_kib, e.maxrss_kib);
+    std::printf("  %s run %d: %.3f s, %.0f entries/s, peak RSS %.1f MiB\n", name.c_str(), run,
+                e.wall_s, rates.back(), e.maxrss_kib / 1024.0);
+  }
+  if (ok) {
+    rusage self{};
+    getrusage(RUSAGE_SELF, &self);
+    const double raw = median(raw_rates), eng = median(rates);
+    std::printf(
+        "raw sd_journal loop (next + every field): %.0f entries/s (median of %d); its process "
+        "peak RSS %.1f MiB (journal files mapped by sd-journal)\n",
+        raw, o.runs, self.ru_maxrss / 1024.0);
+    std::printf(
+        "%s: %.0f entries/s (median of %d, wall time of the whole process), ratio %.2f "
+        "(target >= 0.70), peak RSS %.1f MiB (target <= 64)\n",
+        name.c_str(), eng, o.runs, eng / raw, peak_kib / 1024.0);
+  }
+  if (ok && !o.keep) {
+    std::error_code ec;
+    fs::remove_all(work, ec);
+  } else {
+    std::printf("config and logs kept in %s\n", work.c_str());
+  }
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace devmesh
+
+int main(int argc, char **argv) {
+  return devmesh::run(argc, argv);
+}
