@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "store_test_support.h"
 #include "timestamp.hpp"
@@ -341,11 +343,6 @@ TEST_F(QueryApi, HealthInfoAndThePrototypesDocumentedQuery) {
   EXPECT_EQ(count("service=docker.service&level=ERROR&limit=10"), 10u);
 }
 
-TEST_F(QueryApi, TailRefusesWhenStreamingIsMissingOrAnswersAStream) {
-  HttpResponse r = http(base() + "/tail?service=kernel");
-  EXPECT_TRUE(r.status == 501 || r.status == 200) << r.status << r.body;
-}
-
 TEST(QueryPlugin, HealthIs503WithTheReasonUntilTheStoreExists) {
   TempDir d;
   int port = free_port();
@@ -510,6 +507,117 @@ TEST(QueryPlugin, PaginationAcrossTenThousandRowsWhileInsertsRunMissesAndRepeats
   EXPECT_GT(live_after, live_before) << "inserts ran during the walk";
   e->kill(SIGTERM);
   EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+// Reads an SSE stream until `want` events arrived (or 15 s); returns their data lines.
+struct Sse {
+  long status = 0;
+  std::string content_type, raw;
+  std::vector<std::string> events;
+};
+Sse sse(const std::string &url, size_t want) {
+  struct Ctx {
+    Sse *out;
+    size_t want;
+  };
+  Sse out;
+  Ctx ctx{&out, want};
+  CURL *c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 15L);
+  curl_easy_setopt(
+      c, CURLOPT_WRITEFUNCTION, +[](char *p, size_t s, size_t n, void *u) {
+        auto *x = static_cast<Ctx *>(u);
+        x->out->raw.append(p, s * n);
+        size_t at;
+        while ((at = x->out->raw.find("\n\n")) != std::string::npos) {
+          std::string ev = x->out->raw.substr(0, at);
+          x->out->raw.erase(0, at + 2);
+          if (ev.rfind("data: ", 0) == 0) x->out->events.push_back(ev.substr(6));
+        }
+        return x->out->events.size() >= x->want ? size_t{0} : s * n;  // 0 ends the transfer
+      });
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &ctx);
+  curl_easy_perform(c);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out.status);
+  char *ct = nullptr;
+  curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+  out.content_type = ct ? ct : "";
+  curl_easy_cleanup(c);
+  return out;
+}
+
+std::string tail_pipeline(const std::string &listen, const std::string &extra = "") {
+  return plugins_head() +
+         "  inputs:\n"
+         "    - {name: dummy, rate: 40, service: web, level: ERROR, message: 'web {seq}'}\n"
+         "    - {name: dummy, rate: 40, service: db, level: INFO, message: 'db {seq}'}\n"
+         "  outputs:\n"
+         "    - {name: query, listen: " +
+         listen + ", path: none.db, flush_interval: 50ms" + extra + "}\n";
+}
+
+TEST(QueryTail, StreamsMatchingRecordsAsServerSentEventsBeforeAnyStore) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(d, tail_pipeline(listen));
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s))
+      << e->err();
+  for (std::string filter : {"service=web", "min_level=ERROR", "level=info&host=", "service=db"}) {
+    Sse s = sse("http://" + listen + "/tail?" + filter, 10);
+    EXPECT_EQ(s.status, 200);
+    EXPECT_EQ(s.content_type, "text/event-stream");
+    ASSERT_EQ(s.events.size(), 10u) << filter << ": " << s.raw;
+    for (auto &ev : s.events) {
+      rapidjson::Document doc;
+      doc.Parse(ev.c_str());
+      ASSERT_TRUE(doc.IsObject()) << ev;
+      const std::string svc = doc["service"].GetString();
+      EXPECT_EQ(svc,
+                filter.find("web") != std::string::npos || filter.find("ERROR") != std::string::npos
+                    ? "web"
+                    : "db")
+          << filter << ": " << ev;
+      EXPECT_TRUE(doc["meta_json"].IsObject());
+      EXPECT_TRUE(doc["timestamp"].IsString());
+    }
+  }
+  // The query output's store does not exist (path: none.db): /tail does not need one.
+  EXPECT_EQ(http("http://" + listen + "/health").status, 503);
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+TEST(QueryTail, OpenStreamsDoNotHoldUpShutdown) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(d, tail_pipeline(listen));
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s));
+  std::thread reader([&] { sse("http://" + listen + "/tail", 1000000); });
+  std::this_thread::sleep_for(500ms);
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(10s), 0) << e->err();
+  reader.join();
+}
+
+TEST(QueryTail, SubscribersBeyondTailClientsGet503) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(d, tail_pipeline(listen, ", tail_clients: 1"));
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s));
+  std::atomic<bool> first_open{false};
+  std::thread reader([&] {
+    first_open = true;
+    sse("http://" + listen + "/tail?service=web", 120);  // about 3 s of web records
+  });
+  std::this_thread::sleep_for(800ms);
+  ASSERT_TRUE(first_open);
+  HttpResponse r = http("http://" + listen + "/tail");
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("tail_clients"), std::string::npos) << r.body;
+  reader.join();
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0);
 }
 
 }  // namespace

@@ -1,18 +1,179 @@
-// GET /tail. Waits for streaming responses in the host API (http_stream_*): until then it
-// answers 501 and publish() does nothing.
+// GET /tail: SSE fan-out of the pipeline's records to filtered subscribers, over the host's
+// streaming responses (http_stream_*), with a heartbeat so idle streams stay open through proxies.
 #include "query_tail.h"
 
+#include <cstddef>
+#include <cstdio>
+#include <string_view>
+
 namespace devmesh::query {
+namespace {
 
-Tail::Tail(const dm_host_api *host, dm_instance *, uint32_t, size_t, TimeFormat) : host_(host) {}
-Tail::~Tail() = default;
+constexpr uint64_t kHeartbeatMs = 15000;
+constexpr std::string_view kHello = "retry: 2000\n: devmesh tail\n\n";
+constexpr std::string_view kPing = ": keepalive\n\n";
 
-void Tail::subscribe(dm_http_request *req, TailFilter) {
-  const std::string body = error_json("/tail needs streaming responses, not in this engine yet");
-  host_->http_reply(req, 501, "application/json", body.data(), body.size());
+std::string_view view(dm_str s) {
+  return s.len ? std::string_view(s.ptr, s.len) : std::string_view();
 }
 
-void Tail::publish(const dm_batch &) {}
-void Tail::close_all() {}
+}  // namespace
+
+Tail::Tail(const dm_host_api *host, dm_instance *inst, uint32_t max_clients, size_t buffer_bytes,
+           TimeFormat tf)
+    : host_(host), inst_(inst), max_clients_(max_clients), buffer_bytes_(buffer_bytes), tf_(tf) {
+  m_clients_ = host->metric_gauge(inst, "query_tail_clients", "open /tail streams", nullptr);
+  m_sent_ = host->metric_counter(inst, "query_tail_records_sent_total",
+                                 "records sent to /tail subscribers", nullptr);
+  m_dropped_ = host->metric_counter(inst, "query_tail_records_dropped_total",
+                                    "records a slow /tail subscriber did not get", nullptr);
+  m_refused_ = host->metric_counter(inst, "query_tail_refused_total",
+                                    "/tail requests refused (tail_clients reached)", nullptr);
+}
+
+Tail::~Tail() {
+  if (heartbeat_) host_->timer_free(heartbeat_);
+  // The engine closes every stream (on_close) before it stops plugins; anything left here would
+  // be called back after we are gone, so it is only reported.
+  if (!subs_.empty())
+    host_->log(inst_, DM_LOG_WARN, "%zu /tail streams still open at destroy", subs_.size());
+}
+
+bool Tail::available() const {
+  // Entries appended to the host table in a later minor: an older host has no streaming.
+  return host_->struct_size >= offsetof(dm_host_api, http_stream_end) + sizeof(void *) &&
+         host_->http_stream_start && host_->http_stream_write && host_->http_stream_end;
+}
+
+void Tail::subscribe(dm_http_request *req, TailFilter filter) {
+  auto refuse = [&](int status, const char *msg) {
+    const std::string body = error_json(msg);
+    host_->http_reply(req, status, "application/json", body.data(), body.size());
+  };
+  if (!available()) return refuse(501, "/tail needs streaming responses, not in this engine");
+  if (subs_.size() >= max_clients_) {
+    host_->metric_add(m_refused_, 1);
+    host_->http_add_header(req, "Retry-After", "5");
+    return refuse(503, "too many /tail subscribers (tail_clients)");
+  }
+  subs_.push_back(Subscriber{this, req, std::move(filter)});
+  Subscriber &s = subs_.back();
+  host_->http_add_header(req, "Cache-Control", "no-store");
+  host_->http_add_header(req, "X-Accel-Buffering", "no");
+  if (host_->http_stream_start(req, 200, "text/event-stream", buffer_bytes_, on_close, &s) !=
+      DM_OK) {
+    subs_.pop_back();  // the host finished the request; on_close never comes
+    return;
+  }
+  host_->metric_set(m_clients_, static_cast<double>(subs_.size()));
+  write(s, kHello.data(), kHello.size());
+  if (!heartbeat_) {
+    heartbeat_ = host_->timer_new(inst_, on_heartbeat, this);
+    if (heartbeat_) host_->timer_start(heartbeat_, kHeartbeatMs, kHeartbeatMs);
+  }
+}
+
+void Tail::on_close(void *arg) {
+  auto *s = static_cast<Subscriber *>(arg);
+  Tail *t = s->tail;
+  for (auto it = t->subs_.begin(); it != t->subs_.end(); ++it)
+    if (&*it == s) {
+      t->subs_.erase(it);
+      break;
+    }
+  t->host_->metric_set(t->m_clients_, static_cast<double>(t->subs_.size()));
+}
+
+void Tail::on_heartbeat(void *arg) {
+  auto *t = static_cast<Tail *>(arg);
+  for (Subscriber &s : t->subs_) t->write(s, kPing.data(), kPing.size());
+}
+
+int Tail::write(Subscriber &s, const char *data, size_t len) {
+  if (!s.open) return DM_ERR;
+  if (s.dropped) {
+    char note[80];
+    int n = std::snprintf(note, sizeof note, ": dropped %llu records (too slow)\n\n",
+                          static_cast<unsigned long long>(s.dropped));
+    if (host_->http_stream_write(s.req, note, static_cast<size_t>(n)) == DM_OK) s.dropped = 0;
+  }
+  const int rc = host_->http_stream_write(s.req, data, len);
+  if (rc == DM_ERR_FULL) ++s.dropped;
+  if (rc == DM_ERR) s.open = false;  // gone: on_close follows from the loop
+  return rc;
+}
+
+void Tail::render(const dm_record &r) {
+  event_.Clear();
+  for (char c : std::string_view("data: ")) event_.Put(c);
+  rapidjson::Writer<rapidjson::StringBuffer> w(event_);
+  auto field = [&](const char *k, dm_str v, bool nullable) {
+    w.Key(k);
+    if (nullable && !v.len)
+      w.Null();
+    else
+      write_string(w, view(v), scratch_);
+  };
+  w.StartObject();
+  w.Key("timestamp");
+  char ts[64];
+  w.String(ts, static_cast<rapidjson::SizeType>(format_time(r.timestamp_ns, tf_, ts, sizeof ts)));
+  field("source", r.source, false);
+  field("service", r.service, false);
+  field("host", r.host, false);
+  w.Key("level");
+  w.String(dm_level_name(r.level));
+  field("trace_id", r.trace_id, true);
+  field("span_id", r.span_id, true);
+  field("event_type", r.event_type, true);
+  field("error_code", r.error_code, true);
+  field("message", r.message, false);
+  w.Key("meta_json");
+  if (!r.meta_count) {
+    w.Null();
+  } else {
+    w.StartObject();
+    for (uint32_t i = 0; i < r.meta_count; ++i) {
+      std::string_view k = view(r.meta[i].key);
+      w.Key(k.data() ? k.data() : "", static_cast<rapidjson::SizeType>(k.size()));
+      write_string(w, view(r.meta[i].value), scratch_);
+    }
+    w.EndObject();
+  }
+  w.EndObject();
+  event_.Put('\n');
+  event_.Put('\n');
+}
+
+void Tail::publish(const dm_batch &batch) {
+  if (subs_.empty()) return;
+  uint64_t sent = 0, dropped = 0;
+  for (uint32_t i = 0; i < batch.count; ++i) {
+    const dm_record &r = batch.records[i];
+    bool rendered = false;
+    for (Subscriber &s : subs_) {
+      const TailFilter &f = s.filter;
+      if (!s.open || (!f.service.empty() && view(r.service) != f.service) ||
+          (!f.host.empty() && view(r.host) != f.host) || (f.level && r.level != f.level) ||
+          (f.min_rank && dm_level_rank(r.level) < f.min_rank))
+        continue;
+      if (!rendered) render(r), rendered = true;
+      const int rc = write(s, event_.GetString(), event_.GetSize());
+      if (rc == DM_OK) ++sent;
+      if (rc == DM_ERR_FULL) ++dropped;
+    }
+  }
+  if (sent) host_->metric_add(m_sent_, static_cast<double>(sent));
+  if (dropped) host_->metric_add(m_dropped_, static_cast<double>(dropped));
+}
+
+void Tail::close_all() {
+  for (Subscriber &s : subs_)
+    if (s.open) {
+      s.open = false;
+      host_->http_stream_end(s.req);
+    }
+  if (heartbeat_) host_->timer_stop(heartbeat_);
+}
 
 }  // namespace devmesh::query
