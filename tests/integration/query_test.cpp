@@ -621,3 +621,74 @@ TEST(QueryTail, SubscribersBeyondTailClientsGet503) {
 }
 
 }  // namespace
+
+namespace {
+
+// The prototype's documented POST and queries, unchanged, against http input + sqlite + query
+// sharing one listener (as the prototype served both on :8000).
+TEST(QuerySeed, ThePrototypesExamplePostAndQueriesWorkUnchanged) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  const std::string db = d / "data/devmesh.db";
+  auto e = start_engine(d, plugins_head() + "  inputs:\n    - {name: http, listen: " + listen +
+                               ", ack: delivered}\n"
+                               "  outputs:\n"
+                               "    - {name: sqlite, path: " +
+                               db +
+                               ", flush_interval: 50ms}\n"
+                               "    - {name: query, listen: " +
+                               listen + ", path: " + db + ", flush_interval: 50ms}\n");
+  const std::string base = "http://" + listen;
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
+  const std::string body = R"({
+  "logs": [
+    {
+      "timestamp": "2025-11-28T19:00:00.000000Z",
+      "source": "journald",
+      "service": "loki.service",
+      "host": "dev-services",
+      "level": "INFO",
+      "message": "uploading tables",
+      "meta_json": {"pid": "493414", "facility": "3"}
+    }
+  ]
+})";
+  for (int i = 0; i < 2; ++i) {  // the shipper re-sends after a restart: stored once
+    HttpResponse post =
+        http(base + "/ingest/logs", {"Content-Type: application/json"}, "POST", body);
+    ASSERT_GE(post.status, 200) << post.body;
+    ASSERT_LT(post.status, 300) << post.body;
+  }
+  HttpResponse r = http(base + "/query/logs?service=loki.service&level=INFO&limit=100");
+  ASSERT_EQ(r.status, 200) << r.body;
+  rapidjson::Document doc;
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsArray()) << r.body;
+  ASSERT_EQ(doc.Size(), 1u) << r.body;
+  const auto &row = doc[0];
+  EXPECT_EQ(std::string(row["timestamp"].GetString()), "2025-11-28T19:00:00.000000");
+  EXPECT_EQ(std::string(row["source"].GetString()), "journald");
+  EXPECT_EQ(std::string(row["host"].GetString()), "dev-services");
+  EXPECT_EQ(std::string(row["message"].GetString()), "uploading tables");
+  EXPECT_EQ(std::string(row["meta_json"]["pid"].GetString()), "493414");
+  EXPECT_EQ(std::string(row["meta_json"]["facility"].GetString()), "3");
+  EXPECT_TRUE(row["id"].IsInt64());
+  // The seed's example queries, verbatim.
+  r = http(base +
+           "/query/logs?service=loki.service&level=ERROR&start_time=2025-11-28T00:00:00Z"
+           "&limit=100");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "[]");
+  r = http(base + "/query/logs?service=docker.service&level=ERROR&limit=10");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "[]");
+  r = http(base + "/query/logs?host=dev-services&limit=5");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("uploading tables"), std::string::npos);
+  r = http(base + "/health");
+  EXPECT_NE(r.body.find("{\"status\":\"ok\",\"timestamp\":"), std::string::npos) << r.body;
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+}  // namespace
