@@ -59,9 +59,13 @@ class SqliteStore : public QueryStore {
     if (q.service) text("service", *q.service);
     if (q.host) text("host", *q.host);
     if (q.trace_id) text("trace_id", *q.trace_id);
-    if (q.level) text("level", *q.level);
+    // "+level": never drive the scan by the level index. A level holds a large share of the
+    // rows, so walking it and sorting them all is slow (0.3 s for ERROR on 1M rows); walking the
+    // timestamp index newest first and filtering finds a page at once (0.02 s). Measured in
+    // tools/bench/store; the cost moves to levels that are nearly absent (a full index walk).
+    if (q.level) text("+level", *q.level);
     if (!q.min_levels.empty()) {
-      sql += " AND level IN (";
+      sql += " AND +level IN (";
       for (size_t i = 0; i < q.min_levels.size(); ++i) {
         sql += i ? ",?" : "?";
         binds.push_back({true, q.min_levels[i], 0});

@@ -351,6 +351,8 @@ void query_part(const Options &o) {
   for (const Q &q : qs) run(q.url_query, &http_ms);
   std::vector<double> fts_ms;
   for (int i = 0; i < 50; ++i) run(qs[static_cast<size_t>(i)].url_query + "&q=status+500", &fts_ms);
+  std::vector<double> level_ms;
+  for (int i = 0; i < 50; ++i) run("min_level=ERROR", &level_ms);
   curl_easy_cleanup(c);
   kill(pid, SIGTERM);
   waitpid(pid, nullptr, 0);
@@ -362,6 +364,8 @@ void query_part(const Options &o) {
               percentile(http_ms, .5), percentile(http_ms, .99));
   std::printf("  same + q=status+500      p50 %6.2f ms  p99 %6.2f ms  (50 queries)\n",
               percentile(fts_ms, .5), percentile(fts_ms, .99));
+  std::printf("  min_level=ERROR, no window p50 %6.2f ms  p99 %6.2f ms  (50 queries)\n",
+              percentile(level_ms, .5), percentile(level_ms, .99));
 }
 
 }  // namespace
