@@ -42,12 +42,19 @@ const dm_option kOptions[] = {
     {"password", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
      "mariadb: password (use ${ENV})"},
     {"database", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb: database"},
-    {"tls", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "mariadb: connect with TLS"},
-    {"tls_ca", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "mariadb: CA certificate file"},
-    {"tls_cert", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "mariadb: client certificate file"},
-    {"tls_key", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "mariadb: client key file"},
-    {"tls_verify", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
-     "mariadb: verify the server certificate and name"},
+    // The same keys as the mariadb output (DEVMESH_MARIADB_CONNECTION_OPTIONS there).
+    {"tls", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
+     "mariadb: require TLS (implied by ssl_ca, ssl_cert or ssl_key)"},
+    {"ssl_ca", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "mariadb: PEM file of the CA that signed the server's certificate"},
+    {"ssl_cert", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "mariadb: PEM client certificate"},
+    {"ssl_key", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "mariadb: PEM client private key"},
+    {"ssl_verify", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
+     "mariadb: with TLS, verify the server's certificate and host name"},
+    {"connect_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 1000, 3600000, nullptr,
+     "mariadb: time limit for connecting"},
+    {"timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "30s", 1000, 3600000, nullptr,
+     "mariadb: time limit for each network read or write"},
     {"statement_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 10, 600000.0, nullptr,
      "longest a query may run; past it the request gets 504"},
     {"max_queries", DM_OPT_INT, DM_OPT_BOUNDED, "8", 1, 1024, nullptr,
@@ -196,10 +203,12 @@ class Query {
     if (c.has("password")) s.password = c.string("password");
     s.database = c.string("database");
     s.tls = c.boolean("tls");
-    if (c.has("tls_ca")) s.tls_ca = c.string("tls_ca");
-    if (c.has("tls_cert")) s.tls_cert = c.string("tls_cert");
-    if (c.has("tls_key")) s.tls_key = c.string("tls_key");
-    s.tls_verify = c.boolean("tls_verify");
+    if (c.has("ssl_ca")) s.tls_ca = c.string("ssl_ca");
+    if (c.has("ssl_cert")) s.tls_cert = c.string("ssl_cert");
+    if (c.has("ssl_key")) s.tls_key = c.string("ssl_key");
+    s.tls_verify = c.boolean("ssl_verify");
+    s.connect_timeout_ms = c.integer("connect_timeout");
+    s.io_timeout_ms = c.integer("timeout");
     max_queries_ = static_cast<uint32_t>(c.integer("max_queries"));
     if (c.has("auth_token")) {
       token_ = c.string("auth_token");
@@ -437,5 +446,6 @@ class Query {
 DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::Query>::describe(
     DM_OUTPUT, "query", devmesh::Query::kVersion,
     "serves the prototype's query API (/query/logs, /query/stats, /health, /info) over the "
-    "sqlite or mariadb store, and /tail: a live SSE stream of the records passing through",
+    "sqlite or mariadb store, and /tail: a live SSE stream of the records passing through "
+    "(give this output a short flush_interval, e.g. 50ms, so /tail follows closely)",
     devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions))))

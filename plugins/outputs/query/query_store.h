@@ -96,8 +96,10 @@ struct StoreSettings {
   std::string host, socket, user, password, database;
   int64_t port = 3306;
   bool tls = false;
-  std::string tls_ca, tls_cert, tls_key;
-  bool tls_verify = true;
+  std::string tls_ca, tls_cert, tls_key;  // options ssl_ca, ssl_cert, ssl_key
+  bool tls_verify = true;                 // option ssl_verify
+  int64_t connect_timeout_ms = 5000;      // option connect_timeout
+  int64_t io_timeout_ms = 30000;          // option timeout
 };
 
 // A backend. Every method may be called concurrently from several worker threads (the engine's
