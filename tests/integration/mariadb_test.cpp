@@ -1,0 +1,386 @@
+// The mariadb output against a real mariadbd started by the test (temp datadir, unix socket):
+// schema creation and refusal, idempotent re-delivery, lost connections, a server outage,
+// bad credentials, poison rows, invalid UTF-8, max_allowed_packet, retention, TLS refusal.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "mariadb.h"
+#include "process.h"
+
+using namespace devmesh::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char *kPasswordEnv = "DEVMESH_TEST_DB_PASSWORD";
+
+std::vector<std::string> read_lines_of(const std::string &text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty()) lines.push_back(l);
+  return lines;
+}
+
+class MariaDbOutput : public ::testing::Test {
+ protected:
+  void SetUp() override { start_server({}); }
+
+  void start_server(std::vector<std::string> extra_args) {
+    MariaDb::Options o;
+    o.extra_args = std::move(extra_args);
+    db_ = std::make_unique<MariaDb>(d_.path(), o);
+    std::string err;
+    ASSERT_TRUE(db_->start(&err)) << err;
+  }
+
+  // A pipeline with the given inputs and one mariadb output (extra keys appended to it).
+  std::string yaml(const std::string &inputs, const std::string &output_extra = "",
+                   const std::string &service_extra = "  exit_when_done: true\n") {
+    return "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR "]\n  grace: 20s\n" + service_extra +
+           "pipeline:\n  inputs:\n" + inputs +
+           "  outputs:\n"
+           "    - name: mariadb\n"
+           "      socket: " +
+           db_->socket() +
+           "\n"
+           "      password: ${" +
+           kPasswordEnv +
+           ":-}\n"
+           "      dead_letter_path: " +
+           d_ / "dead.ndjson" + "\n" + output_extra;
+  }
+
+  std::unique_ptr<Process> engine(const std::string &config, const std::string &name = "engine",
+                                  const std::string &password = MariaDb::kPassword) {
+    write_file(d_ / (name + ".yaml"), config);
+    return std::make_unique<Process>(
+        std::vector<std::string>{DEVMESH_BIN, "-c", d_ / (name + ".yaml")}, d_.path(), name,
+        std::vector<std::string>{std::string(kPasswordEnv) + "=" + password});
+  }
+
+  long long rows(const std::string &where = "1") {
+    return db_->number("SELECT COUNT(*) FROM log_events WHERE " + where);
+  }
+
+  // Every dummy record 1..n stored exactly once (seq is in meta_json and the message).
+  void expect_each_seq_once(long long n) {
+    EXPECT_EQ(rows(), n) << "rows";
+    EXPECT_EQ(db_->number("SELECT COUNT(DISTINCT event_id) FROM log_events"), n) << "event ids";
+    EXPECT_EQ(db_->number("SELECT COUNT(DISTINCT JSON_VALUE(meta_json,'$.seq')) FROM log_events"),
+              n)
+        << "distinct seq";
+    EXPECT_EQ(
+        db_->number("SELECT MIN(CAST(JSON_VALUE(meta_json,'$.seq') AS UNSIGNED)) FROM log_events"),
+        1);
+    EXPECT_EQ(
+        db_->number("SELECT MAX(CAST(JSON_VALUE(meta_json,'$.seq') AS UNSIGNED)) FROM log_events"),
+        n);
+  }
+
+  TempDir d_;
+  std::unique_ptr<MariaDb> db_;
+};
+
+TEST_F(MariaDbOutput, CreatesTheTableWithThePrototypeSchemaIndexesAndEventIdKey) {
+  auto e =
+      engine(yaml("    - {name: dummy, rate: 0, count: 10, level: WARN, meta: {pid: '42'}}\n"));
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  std::string out;
+  ASSERT_EQ(
+      db_->sql("SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
+               "WHERE TABLE_SCHEMA='devmesh' AND TABLE_NAME='log_events' ORDER BY ORDINAL_POSITION",
+               &out),
+      0);
+  EXPECT_EQ(out,
+            "id\tbigint(20)\tNO\n"
+            "timestamp\tdatetime(6)\tNO\n"
+            "source\tvarchar(255)\tNO\n"
+            "service\tvarchar(255)\tNO\n"
+            "host\tvarchar(255)\tNO\n"
+            "level\tenum('DEBUG','INFO','WARN','WARNING','ERROR','CRITICAL','FATAL')\tNO\n"
+            "trace_id\tvarchar(64)\tYES\n"
+            "span_id\tvarchar(32)\tYES\n"
+            "event_type\tvarchar(100)\tYES\n"
+            "error_code\tvarchar(50)\tYES\n"
+            "message\ttext\tNO\n"
+            "meta_json\tlongtext\tYES\n"
+            "event_id\tbinary(16)\tYES\n");
+  ASSERT_EQ(
+      db_->sql("SELECT INDEX_NAME, NON_UNIQUE, INDEX_TYPE, GROUP_CONCAT(COLUMN_NAME ORDER BY "
+               "SEQ_IN_INDEX) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='devmesh' "
+               "AND TABLE_NAME='log_events' GROUP BY 1,2,3 ORDER BY 1",
+               &out),
+      0);
+  EXPECT_EQ(out,
+            "ft_message\t1\tFULLTEXT\tmessage\n"
+            "idx_host\t1\tBTREE\thost\n"
+            "idx_host_timestamp\t1\tBTREE\thost,timestamp\n"
+            "idx_level\t1\tBTREE\tlevel\n"
+            "idx_service\t1\tBTREE\tservice\n"
+            "idx_service_timestamp\t1\tBTREE\tservice,timestamp\n"
+            "idx_timestamp\t1\tBTREE\ttimestamp\n"
+            "idx_trace_id\t1\tBTREE\ttrace_id\n"
+            "PRIMARY\t0\tBTREE\tid\n"
+            "uk_event_id\t0\tBTREE\tevent_id\n");
+  EXPECT_EQ(
+      db_->value("SELECT CONCAT_WS('|', source, service, level, message, trace_id IS NULL, "
+                 "JSON_VALUE(meta_json,'$.pid'), JSON_VALUE(meta_json,'$.seq'), LENGTH(event_id)) "
+                 "FROM log_events ORDER BY id LIMIT 1"),
+      "dummy|dummy|WARN|dummy record 1|1|42|1|16");
+  // Stored in UTC with microseconds: within a minute of now.
+  EXPECT_LT(
+      db_->number(
+          "SELECT ABS(TIMESTAMPDIFF(SECOND, MIN(timestamp), UTC_TIMESTAMP())) FROM log_events"),
+      60);
+  EXPECT_EQ(db_->value("SELECT TABLE_COLLATION FROM information_schema.TABLES WHERE "
+                       "TABLE_SCHEMA='devmesh' AND TABLE_NAME='log_events'")
+                .rfind("utf8mb4", 0),
+            0u);
+}
+
+TEST_F(MariaDbOutput, ConfiguredTableWithoutFullTextGetsNoFullTextIndex) {
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 3}\n",
+                       "      table: app_logs\n      full_text: false\n"));
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM app_logs"), 3);
+  EXPECT_EQ(
+      db_->number("SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='devmesh' "
+                  "AND TABLE_NAME='app_logs' AND INDEX_TYPE='FULLTEXT'"),
+      0);
+}
+
+TEST_F(MariaDbOutput, RefusesAnIncompatibleTableAtStartSayingWhatIsWrong) {
+  ASSERT_EQ(db_->sql("CREATE TABLE log_events (id INT PRIMARY KEY, timestamp VARCHAR(20), "
+                     "message TEXT, owner VARCHAR(10) NOT NULL)"),
+            0);
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 3}\n"));
+  ASSERT_EQ(e->wait_exit(60s), 1) << e->err();
+  const std::string err = e->err();
+  EXPECT_NE(err.find("table devmesh.log_events is not compatible"), std::string::npos) << err;
+  EXPECT_NE(err.find("column timestamp is varchar(20), expected datetime"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("no column service"), std::string::npos) << err;
+  EXPECT_NE(err.find("column owner is NOT NULL without a default"), std::string::npos) << err;
+  EXPECT_EQ(rows(), 0);
+}
+
+TEST_F(MariaDbOutput, RefusesAPrototypeTableWithoutEventIdAndNamesTheMigration) {
+  std::string ddl =
+      "CREATE TABLE log_events (id BIGINT AUTO_INCREMENT PRIMARY KEY, timestamp DATETIME(6) NOT "
+      "NULL, "
+      "source VARCHAR(255) NOT NULL, service VARCHAR(255) NOT NULL, host VARCHAR(255) NOT NULL, "
+      "level ENUM('DEBUG','INFO','WARN','WARNING','ERROR','CRITICAL','FATAL') NOT NULL, "
+      "trace_id VARCHAR(64) DEFAULT NULL, span_id VARCHAR(32) DEFAULT NULL, "
+      "event_type VARCHAR(100) DEFAULT NULL, error_code VARCHAR(50) DEFAULT NULL, "
+      "message TEXT NOT NULL, meta_json JSON DEFAULT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+  ASSERT_EQ(db_->sql(ddl), 0);
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 3}\n"));
+  ASSERT_EQ(e->wait_exit(60s), 1) << e->err();
+  const std::string migration =
+      "ALTER TABLE `log_events` ADD COLUMN event_id BINARY(16) DEFAULT NULL, ADD UNIQUE KEY "
+      "uk_event_id (event_id)";
+  EXPECT_NE(e->err().find(migration), std::string::npos) << e->err();
+  // The migration it names makes the table acceptable.
+  ASSERT_EQ(db_->sql(migration), 0);
+  auto again = engine(yaml("    - {name: dummy, rate: 0, count: 3}\n"), "again");
+  ASSERT_EQ(again->wait_exit(60s), 0) << again->err();
+  EXPECT_EQ(rows(), 3);
+}
+
+TEST_F(MariaDbOutput, SameBatchDeliveredTwiceGivesItsRowsOnce) {
+  const std::string inputs = "    - {name: dummy, rate: 0, start: 1, count: 700, batch: 350}\n";
+  auto first = engine(yaml(inputs), "first");
+  ASSERT_EQ(first->wait_exit(60s), 0) << first->err();
+  auto second = engine(yaml(inputs), "second");
+  ASSERT_EQ(second->wait_exit(60s), 0) << second->err();
+  expect_each_seq_once(700);
+  // An overlapping range adds only its new records.
+  auto third = engine(yaml("    - {name: dummy, rate: 0, start: 501, count: 400}\n"), "third");
+  ASSERT_EQ(third->wait_exit(60s), 0) << third->err();
+  expect_each_seq_once(900);
+}
+
+TEST_F(MariaDbOutput, KilledConnectionsReconnectAndLoseNothing) {
+  const long n = 20000;
+  auto e = engine(yaml("    - {name: dummy, rate: 4000, count: " + std::to_string(n) + "}\n",
+                       "      workers: 2\n      batch_size: 200\n      retry_wait: 100ms\n"));
+  int kills = 0;
+  for (long long at : {2000LL, 6000LL, 10000LL, 14000LL}) {
+    ASSERT_TRUE(wait_until([&] { return rows() >= at; }, 60s)) << e->err();
+    std::string ids;
+    db_->sql("SELECT ID FROM information_schema.PROCESSLIST WHERE USER='devmesh'", &ids);
+    for (auto &id : read_lines_of(ids)) {
+      db_->sql("KILL CONNECTION " + id);
+      kills++;
+    }
+  }
+  ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
+  EXPECT_GE(kills, 4);
+  expect_each_seq_once(n);
+  EXPECT_NE(e->err().find("reconnected"), std::string::npos) << e->err();
+}
+
+TEST_F(MariaDbOutput, ServerDownForTwentySecondsThenBackLosesNothing) {
+  const long n = 30000;
+  const int port = free_port();
+  auto e = engine(
+      yaml("    - {name: dummy, rate: 1000, count: " + std::to_string(n) + "}\n",
+           "      retry_wait: 200ms\n      retry_max_wait: 2s\n",
+           "  exit_when_done: true\n  http_listen: 127.0.0.1:" + std::to_string(port) + "\n"));
+  ASSERT_TRUE(wait_until([&] { return rows() >= 3000; }, 60s)) << e->err();
+  db_->stop();
+  ASSERT_FALSE(db_->running());
+  const auto down_since = std::chrono::steady_clock::now();
+  std::string body;
+  // While the store is gone, /health says so.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return http_get("http://127.0.0.1:" + std::to_string(port) + "/health", &body, d_.path()) ==
+               503;
+      },
+      15s))
+      << body;
+  std::this_thread::sleep_until(down_since + 20s);
+  std::string err;
+  ASSERT_TRUE(db_->start(&err)) << err;
+  ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
+  expect_each_seq_once(n);
+}
+
+TEST_F(MariaDbOutput, WrongPasswordIsAClearErrorAtStart) {
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 3}\n"), "engine", "not-the-password");
+  ASSERT_EQ(e->wait_exit(30s), 1) << e->err();
+  EXPECT_NE(e->err().find("Access denied for user 'devmesh'"), std::string::npos) << e->err();
+  EXPECT_NE(e->err().find("failed to start"), std::string::npos) << e->err();
+  EXPECT_EQ(e->err().find("not-the-password"), std::string::npos) << "the password was printed";
+}
+
+TEST_F(MariaDbOutput, UnknownDatabaseIsAClearErrorAtStart) {
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 3}\n", "      database: nosuchdb\n"));
+  ASSERT_EQ(e->wait_exit(30s), 1) << e->err();
+  EXPECT_NE(e->err().find("nosuchdb"), std::string::npos) << e->err();
+}
+
+TEST_F(MariaDbOutput, RequiredTlsAgainstAServerWithoutTlsIsAClearErrorAtStart) {
+  // Over TCP: TLS does not apply to a unix socket.
+  std::string config = yaml("    - {name: dummy, rate: 0, count: 3}\n", "      tls: true\n");
+  config.replace(config.find("socket: " + db_->socket()), ("socket: " + db_->socket()).size(),
+                 "host: 127.0.0.1\n      port: " + std::to_string(db_->port()));
+  auto e = engine(config);
+  ASSERT_EQ(e->wait_exit(30s), 1) << e->err();
+  EXPECT_NE(e->err().find("SSL"), std::string::npos) << e->err();
+}
+
+TEST_F(MariaDbOutput, OverTcpWithHostAndPortItWorksToo) {
+  std::string config = yaml("    - {name: dummy, rate: 0, count: 25}\n");
+  config.replace(config.find("socket: " + db_->socket()), ("socket: " + db_->socket()).size(),
+                 "host: 127.0.0.1\n      port: " + std::to_string(db_->port()));
+  auto e = engine(config);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_each_seq_once(25);
+}
+
+TEST_F(MariaDbOutput, PoisonRowIsDeadLetteredWithTheServerMessageWhileTheRestCommit) {
+  // One record whose service is longer than VARCHAR(255), in the same batch as 40 good ones.
+  const std::string long_service(300, 's');
+  auto e = engine(yaml(
+      "    - {name: dummy, tag: good, rate: 0, count: 20, message: 'good {seq}'}\n"
+      "    - {name: dummy, tag: bad, rate: 0, start: 1000, count: 1, service: " +
+          long_service +
+          "}\n"
+          "    - {name: dummy, tag: good2, rate: 0, start: 21, count: 20, message: 'good {seq}'}\n",
+      "      batch_size: 100\n      flush_interval: 1s\n"));
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_EQ(rows(), 40);
+  EXPECT_EQ(rows("service='" + long_service + "'"), 0);
+  auto dead = read_lines(d_ / "dead.ndjson");
+  ASSERT_EQ(dead.size(), 1u) << e->err();
+  EXPECT_NE(dead[0].find(long_service), std::string::npos) << dead[0];
+  EXPECT_NE(dead[0].find("Data too long for column 'service'"), std::string::npos) << dead[0];
+}
+
+TEST_F(MariaDbOutput, InvalidUtf8IsStoredWithReplacementCharactersNotRefused) {
+  auto e = engine(
+      yaml("    - {name: dummy, rate: 0, count: 5, message: \"bad \xff\xfe byte {seq} \xc3\", "
+           "meta: {\"k\xff\": \"v\xc0\"}}\n"));
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_EQ(rows(), 5);
+  EXPECT_EQ(db_->value("SELECT HEX(message) FROM log_events ORDER BY id LIMIT 1"),
+            "62616420EFBFBDEFBFBD2062797465203120EFBFBD");  // "bad \uFFFD\uFFFD byte 1 \uFFFD"
+  EXPECT_EQ(
+      db_->value("SELECT JSON_VALUE(meta_json, '$.\"k\xef\xbf\xbd\"') FROM log_events LIMIT 1"),
+      "v\xef\xbf\xbd");
+  EXPECT_FALSE(std::filesystem::exists(d_ / "dead.ndjson"));
+}
+
+TEST_F(MariaDbOutput, BatchLargerThanMaxAllowedPacketGoesInSeveralStatementsOfOneTransaction) {
+  db_->stop();
+  start_server({"--max-allowed-packet=1M"});
+  const int port = free_port();
+  // 2000 records of ~8 KB in batches of 1000: ~8 MB per batch against a 1 MB packet limit.
+  const std::string message(8000, 'x');
+  auto e = engine(yaml(
+      "    - {name: dummy, rate: 0, count: 2000, batch: 1000, message: '" + message + " {seq}'}\n",
+      "      batch_size: 1000\n      batch_bytes: 64MiB\n",
+      "  http_listen: 127.0.0.1:" + std::to_string(port) + "\n"));
+  ASSERT_TRUE(wait_until([&] { return rows() >= 2000; }, 60s)) << e->err();
+  std::string metrics;
+  ASSERT_EQ(http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &metrics, d_.path()),
+            200);
+  // ~16 MB in all went as statements of at most 1 MB each.
+  EXPECT_GE(metric_value(metrics, "devmesh_mariadb_packet_splits_total", ""), 8) << metrics;
+  EXPECT_EQ(metric_value(metrics, "devmesh_mariadb_rows_inserted_total", ""), 2000) << metrics;
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_each_seq_once(2000);
+  EXPECT_FALSE(std::filesystem::exists(d_ / "dead.ndjson"));
+}
+
+TEST_F(MariaDbOutput, RetentionDeletesOldRowsInBoundedTransactionsAndStopsPromptly) {
+  // The table with 12,000 rows from 100 days ago and 50 from 10 days ago.
+  auto create = engine(yaml("    - {name: dummy, rate: 0, count: 1}\n"), "create");
+  ASSERT_EQ(create->wait_exit(60s), 0) << create->err();
+  ASSERT_EQ(
+      db_->sql(
+          "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id) "
+          "SELECT UTC_TIMESTAMP(6) - INTERVAL 100 DAY, 'old', 'old', 'h', 'INFO', CONCAT('old ', "
+          "seq), "
+          "UNHEX(MD5(CONCAT('old', seq))) FROM seq_1_to_12000;"
+          "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id) "
+          "SELECT UTC_TIMESTAMP(6) - INTERVAL 10 DAY, 'recent', 'recent', 'h', 'INFO', "
+          "CONCAT('recent ', seq), "
+          "UNHEX(MD5(CONCAT('recent', seq))) FROM seq_1_to_50"),
+      0);
+  const int port = free_port();
+  auto e = engine(
+      yaml("    - {name: dummy, rate: 100, start: 2, count: 1000000}\n",
+           "      retention: 90d\n      retention_batch: 1000\n      retention_pause: 10ms\n",
+           "  http_listen: 127.0.0.1:" + std::to_string(port) + "\n"));
+  ASSERT_TRUE(wait_until([&] { return rows("source='old'") == 0; }, 60s)) << e->err();
+  EXPECT_EQ(rows("source='recent'"), 50);
+  EXPECT_GE(rows("source='dummy'"), 1);
+  std::string metrics;
+  ASSERT_EQ(http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &metrics, d_.path()),
+            200);
+  EXPECT_EQ(metric_value(metrics, "devmesh_mariadb_retention_deleted_total", ""), 12000) << metrics;
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(10s), 0) << e->err();
+  EXPECT_NE(e->err().find("retention: deleted 12000 rows"), std::string::npos) << e->err();
+}
+
+TEST_F(MariaDbOutput, DryRunValidatesWithoutConnectingAndRefusesABadTableName) {
+  std::string config = yaml("    - {name: dummy, rate: 0, count: 3}\n");
+  config.replace(config.find(db_->socket()), db_->socket().size(), d_ / "no-such-socket");
+  write_file(d_ / "ok.yaml", config);
+  std::string out, err;
+  EXPECT_EQ(run({DEVMESH_BIN, "--dry-run", "-c", d_ / "ok.yaml"}, d_.path(), &out, &err), 0) << err;
+  write_file(d_ / "bad.yaml",
+             yaml("    - {name: dummy, rate: 0, count: 3}\n", "      table: 'x; DROP TABLE y'\n"));
+  EXPECT_EQ(run({DEVMESH_BIN, "--dry-run", "-c", d_ / "bad.yaml"}, d_.path(), &out, &err), 1);
+  EXPECT_NE(err.find("table: 'x; DROP TABLE y' is not a plain name"), std::string::npos) << err;
+}
+
+}  // namespace
