@@ -1,0 +1,413 @@
+// bench_store_mariadb: the MariaDB part of the store benchmark. On a private mariadbd (MariaDB's
+// durability defaults): dummy -> mariadb rows/s through the real devmesh binary next to raw
+// multi-row INSERTs and raw bulk array binding of the same rows into the same schema, with the
+// same number of connections, in the same run; the FULLTEXT index's cost; retention's effect.
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mariadb.h"
+#include "mariadb_connection.hpp"
+
+namespace devmesh {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using test::MariaDb;
+
+struct Options {
+  std::string devmesh = DEVMESH_BENCH_BINARY, plugins = DEVMESH_BENCH_PLUGIN_DIR;
+  long rows = 1000000;
+  int runs = 1;
+  std::vector<int> connections = {1, 2};
+  long retention_rows = 500000;  // rows already in the table for the retention comparison
+  bool full_text = true, retention = true;
+  std::string dir;
+};
+
+constexpr long kStatementRows = 1000;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+[[noreturn]] void die(const std::string &what) {
+  std::fprintf(stderr, "bench_store_mariadb: %s\n", what.c_str());
+  std::exit(1);
+}
+
+mariadb::Settings settings(const MariaDb &db) {
+  mariadb::Settings s;
+  s.socket = db.socket();
+  s.user = MariaDb::kUser;
+  s.password = MariaDb::kPassword;
+  s.database = MariaDb::kDatabase;
+  s.table = "log_events";
+  s.connect_timeout_s = 10;
+  s.timeout_s = 600;
+  return s;
+}
+
+mariadb::Conn connect_or_die(const MariaDb &db) {
+  unsigned err = 0;
+  std::string why;
+  auto c = mariadb::connect(settings(db), err, why);
+  if (!c) die(why);
+  return c;
+}
+
+void exec(MYSQL *m, const std::string &sql) {
+  if (mysql_real_query(m, sql.data(), sql.size()) != 0)
+    die(sql.substr(0, 200) + ": " + mariadb::error_text(m));
+}
+
+void fresh_table(const MariaDb &db, bool full_text) {
+  auto c = connect_or_die(db);
+  exec(c.get(), "DROP TABLE IF EXISTS log_events");
+  exec(c.get(), mariadb::create_table_sql("log_events", full_text));
+}
+
+long long count_rows(const MariaDb &db, const std::string &where = "1") {
+  auto c = connect_or_die(db);
+  std::vector<std::vector<std::string>> rows;
+  std::string why;
+  if (!mariadb::query_rows(c.get(), "SELECT COUNT(*) FROM log_events WHERE " + where, rows, why))
+    die(why);
+  return std::atoll(rows[0][0].c_str());
+}
+
+// The rows dummy generates: same fields, same event_ids (XXH3-128 of "dummy.0:<seq>").
+struct RowSource {
+  std::string host;
+  RowSource() {
+    char buf[256] = {};
+    gethostname(buf, sizeof buf - 1);
+    host = buf;
+  }
+  static void event_id(long seq, uint8_t out[16]) {
+    char id[64];
+    const int n = std::snprintf(id, sizeof id, "dummy.0:%ld", seq);
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits(id, static_cast<size_t>(n)));
+    std::memcpy(out, c.digest, 16);
+  }
+};
+
+// Runs `work(connection, first_seq, count)` for every statement-sized slice of rows 1..n on
+// `conns` threads with a connection each; returns rows/s.
+template <class Work>
+double parallel(const MariaDb &db, long n, int conns, Work work) {
+  std::atomic<long> next{0};
+  std::vector<std::thread> threads;
+  std::vector<mariadb::Conn> cs;
+  for (int i = 0; i < conns; ++i) cs.push_back(connect_or_die(db));
+  const auto t0 = Clock::now();
+  for (int i = 0; i < conns; ++i)
+    threads.emplace_back([&, i] {
+      for (;;) {
+        const long first = next.fetch_add(kStatementRows);
+        if (first >= n) break;
+        work(cs[static_cast<size_t>(i)].get(), first + 1, std::min(kStatementRows, n - first));
+      }
+    });
+  for (auto &t : threads) t.join();
+  return static_cast<double>(n) / seconds_since(t0);
+}
+
+// Raw multi-row INSERT: one text statement of 1000 rows (autocommit: one transaction each).
+double raw_multirow(const MariaDb &db, long n, int conns) {
+  RowSource src;
+  return parallel(db, n, conns, [&](MYSQL *m, long first, long count) {
+    std::string sql;
+    sql.reserve(static_cast<size_t>(count) * 200 + 512);
+    sql =
+        "INSERT INTO log_events (timestamp,source,service,host,level,trace_id,span_id,event_type,"
+        "error_code,message,meta_json,event_id) VALUES ";
+    char esc_host[600];
+    mysql_real_escape_string(m, esc_host, src.host.data(), src.host.size());
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t tt = std::chrono::system_clock::to_time_t(now);
+    std::tm tm;
+    gmtime_r(&tt, &tm);
+    char ts[64];
+    std::snprintf(
+        ts, sizeof ts, "'%04d-%02d-%02d %02d:%02d:%02d.%06ld'", tm.tm_year + 1900, tm.tm_mon + 1,
+        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+        static_cast<long>(
+            std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+            1000000));
+    char row[1024], hex[33];
+    for (long s = first; s < first + count; ++s) {
+      uint8_t id[16];
+      RowSource::event_id(s, id);
+      for (int i = 0; i < 16; ++i) std::snprintf(hex + 2 * i, 3, "%02x", id[i]);
+      const int len = std::snprintf(row, sizeof row,
+                                    "%s(%s,'dummy','dummy','%s','INFO',NULL,NULL,NULL,NULL,"
+                                    "'dummy record %ld','{\"seq\":\"%ld\"}',X'%s')",
+                                    s == first ? "" : ",", ts, esc_host, s, s, hex);
+      sql.append(row, static_cast<size_t>(len));
+    }
+    sql += " ON DUPLICATE KEY UPDATE id=id";
+    exec(m, sql);
+  });
+}
+
+// Raw bulk array binding: one prepared single-row INSERT executed with 1000-row arrays.
+double raw_bulk(const MariaDb &db, long n, int conns) {
+  RowSource src;
+  const std::string sql =
+      "INSERT INTO log_events (timestamp,source,service,host,level,trace_id,span_id,event_type,"
+      "error_code,message,meta_json,event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+      "ON DUPLICATE KEY UPDATE id=id";
+  return parallel(db, n, conns, [&](MYSQL *m, long first, long count) {
+    // Per-thread statement and arrays, made on first use of this connection.
+    thread_local MYSQL *stmt_conn = nullptr;
+    thread_local MYSQL_STMT *stmt = nullptr;
+    if (stmt_conn != m) {
+      stmt = mysql_stmt_init(m);
+      if (mysql_stmt_prepare(stmt, sql.data(), sql.size()) != 0) die(mariadb::error_text(stmt));
+      stmt_conn = m;
+    }
+    const size_t c = static_cast<size_t>(count);
+    thread_local std::vector<MYSQL_TIME> times;
+    thread_local std::vector<MYSQL_TIME *> tptr;
+    thread_local std::vector<const char *> ptr[12];
+    thread_local std::vector<unsigned long> len[12];
+    thread_local std::vector<char> ind[12];
+    thread_local std::vector<std::string> msgs, metas;
+    thread_local std::vector<std::array<uint8_t, 16>> ids;
+    times.resize(c), tptr.resize(c), msgs.resize(c), metas.resize(c), ids.resize(c);
+    for (auto &v : ptr) v.resize(c);
+    for (auto &v : len) v.resize(c);
+    for (auto &v : ind) v.assign(c, STMT_INDICATOR_NONE);
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t tt = std::chrono::system_clock::to_time_t(now);
+    std::tm tm;
+    gmtime_r(&tt, &tm);
+    MYSQL_TIME t{};
+    t.year = static_cast<unsigned>(tm.tm_year + 1900),
+    t.month = static_cast<unsigned>(tm.tm_mon + 1);
+    t.day = static_cast<unsigned>(tm.tm_mday), t.hour = static_cast<unsigned>(tm.tm_hour);
+    t.minute = static_cast<unsigned>(tm.tm_min), t.second = static_cast<unsigned>(tm.tm_sec);
+    t.time_type = MYSQL_TIMESTAMP_DATETIME;
+    auto set = [&](int col, size_t r, const char *p, size_t l) {
+      ptr[col][r] = p;
+      len[col][r] = static_cast<unsigned long>(l);
+    };
+    for (size_t r = 0; r < c; ++r) {
+      const long s = first + static_cast<long>(r);
+      times[r] = t;
+      tptr[r] = &times[r];
+      msgs[r] = "dummy record " + std::to_string(s);
+      metas[r] = "{\"seq\":\"" + std::to_string(s) + "\"}";
+      RowSource::event_id(s, ids[r].data());
+      set(1, r, "dummy", 5), set(2, r, "dummy", 5), set(3, r, src.host.data(), src.host.size());
+      set(4, r, "INFO", 4);
+      for (int col = 5; col <= 8; ++col) set(col, r, nullptr, 0), ind[col][r] = STMT_INDICATOR_NULL;
+      set(9, r, msgs[r].data(), msgs[r].size());
+      set(10, r, metas[r].data(), metas[r].size());
+      set(11, r, reinterpret_cast<const char *>(ids[r].data()), 16);
+    }
+    MYSQL_BIND bind[12];
+    std::memset(bind, 0, sizeof bind);
+    bind[0].buffer_type = MYSQL_TYPE_DATETIME;
+    bind[0].buffer = tptr.data();
+    bind[0].u.indicator = ind[0].data();
+    for (int col = 1; col < 12; ++col) {
+      bind[col].buffer_type = col == 11 ? MYSQL_TYPE_BLOB : MYSQL_TYPE_STRING;
+      bind[col].buffer = ptr[col].data();
+      bind[col].length = len[col].data();
+      bind[col].u.indicator = ind[col].data();
+    }
+    unsigned int rows = static_cast<unsigned int>(c);
+    if (mysql_stmt_attr_set(stmt, STMT_ATTR_ARRAY_SIZE, &rows) != 0 ||
+        mysql_stmt_bind_param(stmt, bind) != 0 || mysql_stmt_execute(stmt) != 0)
+      die(mariadb::error_text(stmt));
+  });
+}
+
+// dummy -> mariadb through the binary: rows / (spawn to exit), startup included (~10 ms).
+double through_devmesh(const Options &o, const MariaDb &db, long n, int workers, bool full_text,
+                       const std::string &extra = "") {
+  const std::string yaml_path = o.dir + "/bench.yaml";
+  test::write_file(yaml_path, "service:\n  plugins_dir: [" + o.plugins +
+                                  "]\n  exit_when_done: true\n"
+                                  "  log_level: warn\npipeline:\n  inputs:\n"
+                                  "    - {name: dummy, rate: 0, count: " +
+                                  std::to_string(n) +
+                                  ", batch: 1000}\n"
+                                  "  outputs:\n    - name: mariadb\n      socket: " +
+                                  db.socket() + "\n      password: " + MariaDb::kPassword +
+                                  "\n      workers: " + std::to_string(workers) +
+                                  "\n      batch_size: 1000\n      full_text: " +
+                                  (full_text ? "true" : "false") + "\n" + extra);
+  const auto t0 = Clock::now();
+  test::Process p({o.devmesh, "-c", yaml_path}, o.dir, "devmesh");
+  const int code = p.wait_exit(std::chrono::hours(1));
+  const double secs = seconds_since(t0);
+  if (code != 0) die("devmesh exited " + std::to_string(code) + ": " + p.err());
+  return static_cast<double>(n) / secs;
+}
+
+// Rows aged `days` days, inserted server-side (the seq storage engine) before a measured run.
+void prefill(const MariaDb &db, long rows, int days) {
+  auto c = connect_or_die(db);
+  exec(c.get(), "SET SESSION autocommit=1");
+  const long step = 100000;
+  for (long first = 1; first <= rows; first += step) {
+    const long last = std::min(rows, first + step - 1);
+    exec(c.get(),
+         "INSERT INTO log_events (timestamp,source,service,host,level,message,meta_json,event_id) "
+         "SELECT UTC_TIMESTAMP(6) - INTERVAL " +
+             std::to_string(days) +
+             " DAY, 'old', 'prefill', 'h', 'INFO', CONCAT('prefill ', seq), "
+             "CONCAT('{\"seq\":\"', seq, '\"}'), UNHEX(MD5(CONCAT('prefill', seq))) FROM seq_" +
+             std::to_string(first) + "_to_" + std::to_string(last));
+  }
+}
+
+void usage() {
+  std::puts(
+      "usage: bench_store_mariadb [--rows N] [--runs N] [--connections 1,2] "
+      "[--retention-rows N] [--no-full-text] [--no-retention] [--dir DIR]");
+}
+
+}  // namespace
+}  // namespace devmesh
+
+int main(int argc, char **argv) {
+  using namespace devmesh;
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) usage(), std::exit(2);
+      return argv[++i];
+    };
+    if (a == "--rows")
+      o.rows = std::atol(next().c_str());
+    else if (a == "--runs")
+      o.runs = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--retention-rows")
+      o.retention_rows = std::atol(next().c_str());
+    else if (a == "--no-full-text")
+      o.full_text = false;
+    else if (a == "--no-retention")
+      o.retention = false;
+    else if (a == "--dir")
+      o.dir = next();
+    else if (a == "--connections") {
+      o.connections.clear();
+      std::string v = next();
+      for (size_t p = 0; p < v.size();) {
+        size_t e = v.find(',', p);
+        o.connections.push_back(std::atoi(v.substr(p, e - p).c_str()));
+        p = e == std::string::npos ? v.size() : e + 1;
+      }
+    } else {
+      usage();
+      return a == "--help" ? 0 : 2;
+    }
+  }
+  std::unique_ptr<test::TempDir> tmp;
+  if (o.dir.empty()) {
+    tmp = std::make_unique<test::TempDir>();
+    o.dir = tmp->path();
+  }
+  // MariaDB's defaults where they matter for insert rate: redo log flushed at every commit,
+  // 128 MiB buffer pool, 96 MiB redo log (the reference figures used them).
+  MariaDb::Options mo;
+  mo.durable = true;
+  mo.buffer_pool = "128M";
+  mo.log_file_size = "96M";
+  mo.template_dir = DEVMESH_BENCH_BUILD_DIR "/tools/bench/store/mariadb-template";
+  MariaDb db(o.dir, mo);
+  std::string err;
+  if (!db.start(&err)) die(err);
+  std::printf(
+      "MariaDB %s, %ld rows per run into a fresh table (UNIQUE event_id, prototype indexes), "
+      "%d run(s), medians\n",
+      db.value("SELECT VERSION()").c_str(), o.rows, o.runs);
+
+  auto measure = [&](auto fn) {
+    std::vector<double> v;
+    for (int r = 0; r < o.runs; ++r) v.push_back(fn());
+    return median(v);
+  };
+  auto expect_rows = [&](long long want, const char *what) {
+    const long long got = count_rows(db);
+    if (got != want)
+      die(std::string(what) + ": " + std::to_string(got) + " rows, want " + std::to_string(want));
+  };
+
+  std::printf("\n%-5s %-9s %14s %14s %14s %10s %10s\n", "conns", "fulltext", "raw multi-row",
+              "raw bulk", "devmesh", "/multi-row", "/bulk");
+  std::vector<bool> ft_modes = {false};
+  if (o.full_text) ft_modes.push_back(true);
+  for (bool ft : ft_modes)
+    for (int conns : o.connections) {
+      const double multi = measure([&] {
+        fresh_table(db, ft);
+        const double r = raw_multirow(db, o.rows, conns);
+        expect_rows(o.rows, "raw multi-row");
+        return r;
+      });
+      const double bulk = measure([&] {
+        fresh_table(db, ft);
+        const double r = raw_bulk(db, o.rows, conns);
+        expect_rows(o.rows, "raw bulk");
+        return r;
+      });
+      const double dm = measure([&] {
+        fresh_table(db, ft);
+        const double r = through_devmesh(o, db, o.rows, conns, ft);
+        expect_rows(o.rows, "devmesh");
+        return r;
+      });
+      std::printf("%-5d %-9s %12.0f/s %12.0f/s %12.0f/s %9.0f%% %9.0f%%\n", conns,
+                  ft ? "yes" : "no", multi, bulk, dm, 100 * dm / multi, 100 * dm / bulk);
+      std::fflush(stdout);
+    }
+
+  if (o.retention) {
+    // Equal table sizes: the same number of rows already there, aged 100 days (deleted by
+    // retention: 90d while devmesh inserts) or 1 day (kept).
+    std::printf(
+        "\nretention: devmesh inserting %ld rows (1 worker, no full text) into a table that "
+        "holds %ld rows\n",
+        o.rows, o.retention_rows);
+    for (bool on : {false, true}) {
+      std::vector<double> rates;
+      long long deleted = 0;
+      for (int r = 0; r < o.runs; ++r) {
+        fresh_table(db, false);
+        prefill(db, o.retention_rows, on ? 100 : 1);
+        rates.push_back(
+            through_devmesh(o, db, o.rows, 1, false, on ? "      retention: 90d\n" : ""));
+        deleted = o.retention_rows - count_rows(db, "source='old'");
+      }
+      std::printf("  %-32s %10.0f rows/s   %lld old rows deleted during the run\n",
+                  on ? "retention: 90d (deleting)" : "no retention (same table size)",
+                  median(rates), deleted);
+      std::fflush(stdout);
+    }
+  }
+  db.stop();
+  return 0;
+}
