@@ -105,6 +105,11 @@ bool parse_rate(std::string_view text, double &count, int64_t &unit_ns) {
   return true;
 }
 
+// Token arithmetic is exact integers: a token is 1000 * (rate unit in ns), N/unit refills
+// round(1000 N) per ns, so round rates and steps never drift by a rounding error.
+using Tokens = __int128;
+constexpr int64_t kMilli = 1000;
+
 struct SvHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -126,7 +131,7 @@ struct ServiceState {
   bool service_dropped = false;  // `services` matched, decided once per service
   bool bucket_started = false;
   bool in_open_list = false;
-  double tokens = 0;
+  Tokens tokens = 0;  // in units of 1/(1000 * rate unit ns) of a token
   int64_t bucket_ts = 0;
   uint64_t last_seen_wall = 0;
   Window window;
@@ -167,15 +172,19 @@ class Drop {
     keep_rank_ = dm_level_rank(level_of(c.string("keep_level")));
     if (c.has("rate")) {
       const std::string text = c.string("rate");
-      if (parse_rate(text, rate_count_, rate_unit_ns_)) {
+      double count = 0;
+      if (parse_rate(text, count, rate_unit_ns_) && std::llround(count * kMilli) > 0 &&
+          count <= 1e12) {
+        rate_milli_ = std::llround(count * kMilli);
+        token_ = static_cast<Tokens>(rate_unit_ns_) * kMilli;
         const int64_t burst = c.integer("burst");
-        capacity_ = burst > 0 ? static_cast<double>(burst) : std::max(1.0, rate_count_);
+        const Tokens tokens = burst > 0 ? burst : std::max<int64_t>(1, std::llround(count));
+        capacity_ = tokens * token_;
         // Time to refill the bucket; a clock jumping back further than this starts it over.
-        const double refill_ns = capacity_ / rate_count_ * static_cast<double>(rate_unit_ns_);
-        reset_ns_ =
-            std::max<int64_t>(60 * kNsPerSec, static_cast<int64_t>(std::min(refill_ns, 1e18)));
+        const Tokens refill_ns = capacity_ / rate_milli_;
+        reset_ns_ = static_cast<int64_t>(
+            std::clamp<Tokens>(refill_ns, 60 * kNsPerSec, std::numeric_limits<int64_t>::max() / 2));
       } else {
-        rate_count_ = 0;
         problems.add("rate: '" + text +
                      "' is not a rate: expected N/s, N/m or N/h with N > 0 (e.g. 100/s)");
       }
@@ -235,7 +244,7 @@ class Drop {
   }
 
   int filter(dm_batch *batch, uint8_t *verdicts) {
-    if (services_.empty() && regexes_.empty() && min_rank_ < 0 && rate_count_ <= 0) return 0;
+    if (services_.empty() && regexes_.empty() && min_rank_ < 0 && rate_milli_ == 0) return 0;
     now_ = host_->now_ns();
     swept_ = false;
     const uint32_t tag = tag_index(sv(batch->tag));
@@ -254,7 +263,7 @@ class Drop {
         reason = kLevel;
       else if (!regexes_.empty() && regex_matches(sv(r.message)))
         reason = kRegex;
-      else if (rate_count_ > 0 && st && !take_token(*st, r.timestamp_ns))
+      else if (rate_milli_ > 0 && st && !take_token(*st, r.timestamp_ns))
         reason = kRate;
       if (reason < 0) continue;
       verdicts[i] = DM_DROP;
@@ -377,14 +386,12 @@ class Drop {
       st.tokens = capacity_;
       st.bucket_ts = ts;
     } else if (ts > st.bucket_ts) {
-      // Integer-valued doubles until the division: exact for round rates and steps.
       st.tokens =
-          std::min(capacity_, st.tokens + static_cast<double>(ts - st.bucket_ts) * rate_count_ /
-                                              static_cast<double>(rate_unit_ns_));
+          std::min(capacity_, st.tokens + static_cast<Tokens>(ts - st.bucket_ts) * rate_milli_);
       st.bucket_ts = ts;
     }
-    if (st.tokens < 1) return false;
-    st.tokens -= 1;
+    if (st.tokens < token_) return false;
+    st.tokens -= token_;
     return true;
   }
 
@@ -511,9 +518,9 @@ class Drop {
   std::vector<std::unique_ptr<regex_t>> regexes_;
   int min_rank_ = -1;  // -1: no min_level
   int keep_rank_ = 0;
-  double rate_count_ = 0;  // 0: no rate limit
+  int64_t rate_milli_ = 0;  // 1000 N of N/unit; 0: no rate limit
   int64_t rate_unit_ns_ = kNsPerSec;
-  double capacity_ = 0;
+  Tokens token_ = 0, capacity_ = 0;
   int64_t reset_ns_ = 0;
   int64_t interval_ns_ = 60 * kNsPerSec;
   bool summarise_all_ = true, summarise_rate_ = true;

@@ -170,10 +170,17 @@ class LevelScanner {
     return l;
   }
 
-  // At ':' s[i]: ERROR: (the level word right before, starting a word).
+  // At ':' s[i]: ERROR: (the level word right before, at the start, after a blank or after a
+  // closing bracket; "/error:" inside a URL or path is no level).
   static uint8_t colon(const char *s, size_t i) {
     size_t start;
     if (!word_before(s, i, &start)) return DM_LEVEL_UNSET;
+    if (start > 0) {
+      const char before = s[start - 1];
+      if (before != ' ' && before != '\t' && before != ']' && before != ')' && before != '>' &&
+          before != '|')
+        return DM_LEVEL_UNSET;
+    }
     char buf[kMaxWord];
     if (!fold(s, start, i, buf)) return DM_LEVEL_UNSET;
     return word_level(std::string_view(buf, i - start));

@@ -20,8 +20,8 @@
 namespace devmesh {
 namespace {
 
-const char *const kLevels[] = {"DEBUG", "INFO",     "WARN",  "WARNING",
-                               "ERROR", "CRITICAL", "FATAL", nullptr};
+const char *const kLevels[] = {"DEBUG",    "INFO",  "WARN", "WARNING", "ERROR",
+                               "CRITICAL", "FATAL", "NONE", nullptr};
 
 const dm_option kOptions[] = {
     {"rate", DM_OPT_DOUBLE, DM_OPT_BOUNDED, "1", 0, 1e9, nullptr,
@@ -38,7 +38,8 @@ const dm_option kOptions[] = {
     {"host", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "host field of every record; default: this machine's hostname"},
     {"source", DM_OPT_STRING, 0, "dummy", 0, 0, nullptr, "source field of every record"},
-    {"level", DM_OPT_STRING, 0, "INFO", 0, 0, kLevels, "level of every record"},
+    {"level", DM_OPT_STRING, 0, "INFO", 0, 0, kLevels,
+     "level of every record; NONE leaves it unset"},
     {"meta", DM_OPT_MAP, 0, nullptr, 0, 0, nullptr,
      "extra meta entries for every record, besides seq=<n>"},
     {"priority", DM_OPT_INT, DM_OPT_BOUNDED, "-1", -1, 7, nullptr,
@@ -65,6 +66,7 @@ constexpr size_t kStackMessage = 1024;
 constexpr size_t kMaxDigits = std::numeric_limits<uint64_t>::digits10 + 1;
 
 uint8_t parse_level(std::string_view name) {
+  if (name == "NONE") return DM_LEVEL_UNSET;
   for (int l = DM_LEVEL_DEBUG; l <= DM_LEVEL_FATAL; ++l)
     if (name == dm_level_name(l)) return static_cast<uint8_t>(l);
   throw std::invalid_argument("level: unknown level '" + std::string(name) + "'");
