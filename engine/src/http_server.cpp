@@ -765,7 +765,8 @@ void HttpServer::Impl::kick(HttpRequest *hr) {
   if (hr->req_ == nullptr || s.sending || s.final_sent) return;
   h2o_send_state_t state;
   if (s.client_gone) {
-    // h2o's chunked encoder ends the body with a broken chunk and the connection is closed.
+    // Nothing more is sent, not even the last chunk: h2o closes the connection, and a client
+    // still there sees a body cut short rather than a clean end.
     state = H2O_SEND_STATE_ERROR;
     s.queued.clear();
   } else if (s.ending) {
