@@ -74,7 +74,7 @@ inline SavedPosition parse_state(const std::string &path) {
   }
   if (!d.IsObject() || !d.HasMember("cursor") || !d["cursor"].IsString() ||
       d["cursor"].GetStringLength() == 0) {
-    s.problem = "no \"cursor\" string in it";
+    s.problem = "without a \"cursor\" string";
     return s;
   }
   s.cursor.assign(d["cursor"].GetString(), d["cursor"].GetStringLength());

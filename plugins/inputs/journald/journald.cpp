@@ -54,7 +54,7 @@ const dm_option kOptions[] = {
     {"fields", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
      "more journal fields copied into meta, keyed by the field name in lower case without "
      "leading underscores (_SYSTEMD_CGROUP becomes systemd_cgroup)"},
-    {"batch", DM_OPT_INT, DM_OPT_BOUNDED, "1000", 1, 100000, nullptr,
+    {"batch", DM_OPT_INT, DM_OPT_BOUNDED, "256", 1, 100000, nullptr,
      "most entries per submitted batch; one batch is read per loop turn"},
     {"max_field_size", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 0, 1073741824, nullptr,
      "longest field value returned (sd_journal_set_data_threshold; applies to compressed "
@@ -193,7 +193,7 @@ class Journald {
       if (!valid_field_name(f))
         throw std::invalid_argument("fields[" + std::to_string(i) + "]: '" + f +
                                     "' is not a journal field name (A-Z, 0-9 and _)");
-      extras_.push_back(Extra{f, meta_key_of(f), {}, false});
+      extras_.push_back(Extra{f + "=", meta_key_of(f)});
     }
 
     const std::string read_from = c.string("read_from");
@@ -334,8 +334,7 @@ class Journald {
 
  private:
   struct Extra {
-    std::string field, key, value;
-    bool present;
+    std::string name_eq, key;  // "FIELD=", its meta key
   };
 
   // ---- opening and positioning -------------------------------------------------------------
@@ -553,8 +552,7 @@ class Journald {
     dm_batch *b = owner.get();
     if (!b) throw std::runtime_error("batch_new failed");
     batch_source_ = copy(b, "journald");
-    n_services_ = 0;
-    host_cache_ = dm_str{nullptr, 0};
+    std::fill(std::begin(interned_), std::end(interned_), dm_str{nullptr, 0});
     char *cursor = nullptr;  // the newest entry's, kept for the checkpoint
     uint64_t realtime = 0;
     for (uint32_t i = 0; i < batch_; ++i) {
@@ -600,132 +598,94 @@ class Journald {
     host_->hash128(id.data(), id.size(), rec->event_id);
     rec->timestamp_ns = static_cast<int64_t>(realtime) * 1000;
     rec->source = batch_source_;
+    if (has_host_override_) rec->host = intern(b, host_override_);
 
-    present_ = 0;
-    for (auto &e : extras_) e.present = false;
+    unit_ = ident_ = comm_ = dm_str{nullptr, 0};
+    kernel_ = false;
     const void *data;
     size_t len;
     sd_journal_restart_data(j_);
     while ((r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0) {
       bytes_since_open_ += len + kFieldOverhead;
-      const char *p = static_cast<const char *>(data);
-      const char *eq = static_cast<const char *>(std::memchr(p, '=', std::min<size_t>(len, 65)));
-      if (!eq) continue;
-      const std::string_view name(p, static_cast<size_t>(eq - p));
-      const std::string_view value(eq + 1, len - name.size() - 1);
       if (data_threshold_ && len >= data_threshold_) add(m_truncated_, 1);
-      field(b, rec, name, value);
+      field(b, rec, static_cast<const char *>(data), len);
     }
     if (r < 0) return r;
-
-    const std::string_view unit = scratch(kUnit), ident = scratch(kIdent), comm = scratch(kComm);
-    if (has(kTransport) && scratch(kTransport) == "kernel")
-      rec->service = service("kernel", b);
-    else
-      rec->service = service(has(kUnit)    ? unit
-                             : has(kIdent) ? ident
-                             : has(kComm)  ? comm
-                                           : "unknown",
-                             b);
-    if (has_host_override_) {
-      if (!host_cache_.ptr) host_cache_ = copy(b, host_override_);
-      rec->host = host_cache_;
-    } else if (has(kHostname)) {
-      const std::string_view h = scratch(kHostname);
-      if (!host_cache_.ptr || sv(host_cache_) != h) host_cache_ = copy(b, h);
-      rec->host = host_cache_;
-    }
-    if (has(kPriority)) {
-      const std::string_view p = scratch(kPriority);
-      if (p.size() == 1 && p[0] >= '0' && p[0] <= '7') {
-        rec->priority = static_cast<int8_t>(p[0] - '0');
-        rec->level = kLevelOfPriority[p[0] - '0'];
-      }
-    }
-    if (has(kPid)) meta(b, rec, "pid", scratch(kPid));
-    if (has(kComm)) meta(b, rec, "comm", comm);
-    if (has(kFacility)) meta(b, rec, "facility", scratch(kFacility));
-    if (has(kPriority)) meta(b, rec, "priority", scratch(kPriority));
-    if (has(kBootId)) meta(b, rec, "boot_id", scratch(kBootId));
-    for (const auto &e : extras_)
-      if (e.present) meta(b, rec, e.key, e.value);
+    rec->service = kernel_      ? intern(b, "kernel")
+                   : unit_.ptr  ? unit_
+                   : ident_.ptr ? ident_
+                   : comm_.ptr  ? comm_
+                                : intern(b, "unknown");
     return 0;
   }
 
-  enum Slot {
-    kUnit,
-    kIdent,
-    kComm,
-    kTransport,
-    kHostname,
-    kPid,
-    kFacility,
-    kPriority,
-    kBootId,
-    kSlots
-  };
-
-  bool has(Slot s) const { return present_ & (1u << s); }
-  std::string_view scratch(Slot s) const {
-    return has(s) ? std::string_view(slot_[s]) : std::string_view();
-  }
-  void keep(Slot s, std::string_view v) {
-    if (has(s)) return;  // a field repeated within one entry: the first one counts
-    slot_[s].assign(v.data(), v.size());
-    present_ |= 1u << s;
+  // True when data is "NAME=value" for name_eq "NAME="; value is then set.
+  static bool is(const char *p, size_t len, std::string_view name_eq, std::string_view &value) {
+    if (len < name_eq.size() || std::memcmp(p, name_eq.data(), name_eq.size()) != 0) return false;
+    value = std::string_view(p + name_eq.size(), len - name_eq.size());
+    return true;
   }
 
-  // One "NAME=value" of the entry. The data pointer is only valid until the next field is
-  // read, so values are copied: the message into the batch, the rest into reused buffers.
-  void field(dm_batch *b, dm_record *rec, std::string_view name, std::string_view value) {
-    switch (name.size()) {
-      case 4:
-        if (name == "_PID") keep(kPid, value);
+  // One "NAME=value" of the entry. The data is only valid until the next field is read, so
+  // whatever is kept is copied into the batch at once.
+  void field(dm_batch *b, dm_record *rec, const char *p, size_t len) {
+    std::string_view v;
+    if (len == 0) return;
+    switch (p[0]) {
+      case '_':
+        if (is(p, len, "_PID=", v)) {
+          meta(b, rec, "pid", v);
+        } else if (is(p, len, "_COMM=", v)) {
+          meta(b, rec, "comm", v);
+          if (!comm_.ptr) comm_ = intern(b, v);
+        } else if (is(p, len, "_BOOT_ID=", v)) {
+          meta(b, rec, "boot_id", v);
+        } else if (is(p, len, "_HOSTNAME=", v)) {
+          if (!has_host_override_ && !rec->host.ptr) rec->host = intern(b, v);
+        } else if (is(p, len, "_TRANSPORT=", v)) {
+          kernel_ = v == "kernel";
+        } else if (is(p, len, "_SYSTEMD_UNIT=", v)) {
+          if (!unit_.ptr) unit_ = intern(b, v);
+        }
         break;
-      case 5:
-        if (name == "_COMM") keep(kComm, value);
+      case 'M':
+        if (is(p, len, "MESSAGE=", v) && !rec->message.ptr) rec->message = copy(b, v, true);
         break;
-      case 7:
-        if (name == "MESSAGE" && !rec->message.ptr) rec->message = copy(b, value, true);
+      case 'P':
+        if (is(p, len, "PRIORITY=", v)) {
+          meta(b, rec, "priority", v);
+          if (v.size() == 1 && v[0] >= '0' && v[0] <= '7') {
+            rec->priority = static_cast<int8_t>(v[0] - '0');
+            rec->level = kLevelOfPriority[v[0] - '0'];
+          }
+        }
         break;
-      case 8:
-        if (name == "PRIORITY")
-          keep(kPriority, value);
-        else if (name == "_BOOT_ID")
-          keep(kBootId, value);
-        break;
-      case 9:
-        if (name == "_HOSTNAME") keep(kHostname, value);
-        break;
-      case 10:
-        if (name == "_TRANSPORT") keep(kTransport, value);
-        break;
-      case 13:
-        if (name == "_SYSTEMD_UNIT") keep(kUnit, value);
-        break;
-      case 15:
-        if (name == "SYSLOG_FACILITY") keep(kFacility, value);
-        break;
-      case 17:
-        if (name == "SYSLOG_IDENTIFIER") keep(kIdent, value);
+      case 'S':
+        if (is(p, len, "SYSLOG_FACILITY=", v))
+          meta(b, rec, "facility", v);
+        else if (is(p, len, "SYSLOG_IDENTIFIER=", v) && !ident_.ptr)
+          ident_ = intern(b, v);
         break;
       default:
         break;
     }
-    for (auto &e : extras_)
-      if (!e.present && e.field == name) {
-        e.value.assign(value.data(), value.size());
-        e.present = true;
-      }
+    for (const auto &e : extras_)
+      if (is(p, len, e.name_eq, v)) meta(b, rec, e.key, v);
   }
 
-  // Services repeat within a batch: each distinct one is copied into it once.
-  dm_str service(std::string_view s, dm_batch *b) {
-    for (size_t i = 0; i < n_services_; ++i)
-      if (sv(services_[i]) == s) return services_[i];
-    const dm_str v = copy(b, s);
-    if (n_services_ < std::size(services_)) services_[n_services_++] = v;
-    return v;
+  // Services and hosts repeat within a batch: each distinct one is copied into it once (a
+  // small table per batch; a value that finds no free slot nearby is simply copied again).
+  dm_str intern(dm_batch *b, std::string_view s) {
+    if (s.empty()) return dm_str{"", 0};
+    const size_t h = s.size() * 31 + static_cast<unsigned char>(s[0]) * 7 +
+                     static_cast<unsigned char>(s[s.size() / 2]) * 13 +
+                     static_cast<unsigned char>(s.back());
+    for (size_t i = 0; i < 4; ++i) {
+      dm_str &slot = interned_[(h + i) % std::size(interned_)];
+      if (!slot.ptr) return slot = copy(b, s);
+      if (slot.len == s.size() && std::memcmp(slot.ptr, s.data(), s.size()) == 0) return slot;
+    }
+    return copy(b, s);
   }
 
   dm_str copy(dm_batch *b, std::string_view s, bool keep_empty = false) {
@@ -859,7 +819,7 @@ class Journald {
   std::vector<Extra> extras_;
   bool from_tail_ = false, follow_ = true, has_host_override_ = false;
   std::string host_override_;
-  uint32_t batch_ = 1000;
+  uint32_t batch_ = 256;
   uint64_t checkpoint_ms_ = 1000;
   size_t data_threshold_ = 0;
   uint64_t remap_after_ = 0;
@@ -873,11 +833,9 @@ class Journald {
   uint64_t bytes_since_open_ = 0;
 
   // Per entry and per batch scratch space, reused.
-  std::string slot_[kSlots];
-  uint32_t present_ = 0;
-  dm_str batch_source_{}, host_cache_{};
-  dm_str services_[16];
-  size_t n_services_ = 0;
+  dm_str batch_source_{}, unit_{}, ident_{}, comm_{};
+  bool kernel_ = false;
+  dm_str interned_[64];
 
   // Delivery tracking.
   dm_batch *pending_ = nullptr;  // read, refused by submit: goes first on resume

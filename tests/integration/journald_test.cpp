@@ -1,0 +1,613 @@
+// journald input through the real binary on real journal files written by systemd-journal-remote
+// (tools/journal-fixture): reading once and in order, following appends and rotation, matches,
+// binary messages, kill -9 and restarts, broken state files, vacuumed cursors, bad options.
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "process.h"
+
+using namespace devmesh::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kFixture = DEVMESH_BUILD_DIR "/tools/journal-fixture/journal-fixture";
+
+std::string head(const std::string &service_extra = "") {
+  return "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR ", " TEST_PLUGIN_DIR "]\n" +
+         service_extra + "pipeline:\n";
+}
+
+// Writes entries with journal-fixture (export format into systemd-journal-remote).
+::testing::AssertionResult fixture(const TempDir &d, std::vector<std::string> args) {
+  args.insert(args.begin(), kFixture);
+  std::string out, err;
+  const int rc = run(args, d.path(), &out, &err);
+  if (rc == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "journal-fixture exited " << rc << ": " << err;
+}
+
+std::string journal_dir(const TempDir &d) {
+  std::filesystem::create_directories(d / "journal");
+  return d / "journal";
+}
+
+std::unique_ptr<Process> start(const TempDir &d, const std::string &yaml,
+                               const std::string &name = "engine") {
+  write_file(d / (name + ".yaml"), yaml);
+  return std::make_unique<Process>(
+      std::vector<std::string>{DEVMESH_BIN, "-c", d / (name + ".yaml")}, d.path(), name);
+}
+
+// One NDJSON line of the stdout output.
+struct Line {
+  std::string timestamp, source, service, host, level, message, event_id;
+  std::map<std::string, std::string> meta;
+  long seq = -1;  // the number in "entry <seq>"
+};
+
+std::string text(const rapidjson::Value &v) {
+  return std::string(v.GetString(), v.GetStringLength());
+}
+
+std::vector<Line> lines(const std::string &path) {
+  std::vector<Line> out;
+  for (const auto &l : read_lines(path)) {
+    rapidjson::Document doc;
+    doc.Parse(l.c_str(), l.size());
+    if (doc.HasParseError() || !doc.IsObject()) {
+      ADD_FAILURE() << "not JSON: " << l;
+      continue;
+    }
+    Line r;
+    r.timestamp = text(doc["timestamp"]);
+    r.source = text(doc["source"]);
+    r.service = text(doc["service"]);
+    r.host = text(doc["host"]);
+    r.level = text(doc["level"]);
+    r.message = text(doc["message"]);
+    r.event_id = text(doc["event_id"]);
+    for (auto &m : doc["meta_json"].GetObject()) r.meta[text(m.name)] = text(m.value);
+    if (r.message.rfind("entry ", 0) == 0) r.seq = std::atol(r.message.c_str() + 6);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+size_t count_lines(const std::string &path) {
+  return read_lines(path).size();
+}
+
+// Every entry first..last exactly once, in order.
+void expect_once_in_order(const std::vector<Line> &got, long first, long last) {
+  ASSERT_EQ(static_cast<long>(got.size()), last - first + 1);
+  std::set<std::string> ids;
+  for (long i = 0; i < static_cast<long>(got.size()); ++i) {
+    ASSERT_EQ(got[i].seq, first + i) << "line " << i << ": " << got[i].message;
+    ids.insert(got[i].event_id);
+  }
+  EXPECT_EQ(static_cast<long>(ids.size()), last - first + 1) << "event_ids not distinct";
+}
+
+std::string journald(const std::string &options) {
+  return "  inputs:\n    - {name: journald, " + options + "}\n";
+}
+
+std::string to_stdout(const TempDir &d, const std::string &extra = "") {
+  return "  outputs:\n    - {name: stdout, path: " + d / "out.ndjson" + extra + "}\n";
+}
+
+// Runs a pipeline that reads to the end and exits; returns what reached the output.
+std::vector<Line> read_all(const TempDir &d, const std::string &options,
+                           std::string *err = nullptr) {
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        journald("path: " + d / "journal" + ", follow: false, " + options) +
+                        to_stdout(d));
+  EXPECT_EQ(e->wait_exit(120s), 0) << e->err();
+  if (err) *err = e->err();
+  return lines(d / "out.ndjson");
+}
+
+TEST(Journald, HundredThousandEntriesAreReadExactlyOnceAndInOrder) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "100000", "--units",
+                          "a.service,b.service,c.service", "--priorities", "0,1,2,3,4,5,6,7"}));
+  auto e =
+      start(d, head("  exit_when_done: true\n") + journald("path: " + dir + ", follow: false") +
+                   to_stdout(d, ", batch_size: 5000"));
+  ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 1, 100000);
+  EXPECT_NE(e->err().find("read 100000 entries, 100000 acknowledged"), std::string::npos)
+      << e->err();
+}
+
+TEST(Journald, EntryBecomesARecordLikeThePrototypeExample) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  // Entry 1 is stamped 1764359740521872 us, the seed's transformation example.
+  ASSERT_TRUE(fixture(
+      d, {"-o", dir + "/system.journal", "--count", "3", "--units", "loki.service", "--priorities",
+          "7,6,3", "--hostname", "dev-services", "--comm", "loki-linux-amd6", "--realtime-base",
+          "1764359740520872", "--field", "CODE_FILE=table_manager.go"}));
+  auto got = read_all(d, "fields: [CODE_FILE, _TRANSPORT]");
+  ASSERT_EQ(got.size(), 3u);
+  const Line &r = got[0];
+  EXPECT_EQ(r.timestamp, "2025-11-28T19:55:40.521872Z");
+  EXPECT_EQ(r.source, "journald");
+  EXPECT_EQ(r.service, "loki.service");
+  EXPECT_EQ(r.host, "dev-services");
+  EXPECT_EQ(r.message, "entry 1");
+  EXPECT_EQ(r.meta,
+            (std::map<std::string, std::string>{{"pid", "1001"},
+                                                {"comm", "loki-linux-amd6"},
+                                                {"facility", "3"},
+                                                {"priority", "6"},
+                                                {"boot_id", "0123456789abcdef0123456789abcdef"},
+                                                {"code_file", "table_manager.go"},
+                                                {"transport", "journal"}}));
+  EXPECT_EQ(got[0].timestamp, "2025-11-28T19:55:40.521872Z");
+  EXPECT_EQ(got[1].timestamp, "2025-11-28T19:55:40.522872Z");
+  // The seed's default map until priority_map overrides it: 6 INFO, 3 ERROR, 7 DEBUG.
+  EXPECT_EQ(got[0].level, "INFO");
+  EXPECT_EQ(got[1].level, "ERROR");
+  EXPECT_EQ(got[2].level, "DEBUG");
+  EXPECT_EQ(got[0].event_id.size(), 32u);
+}
+
+TEST(Journald, ServiceFallsBackToIdentifierThenCommAndKernelForKernelMessages) {
+  TempDir d;
+  const std::string f = journal_dir(d) + "/system.journal";
+  ASSERT_TRUE(fixture(d, {"-o", f, "--count", "1", "--start", "1", "--units", "web.service"}));
+  ASSERT_TRUE(fixture(d, {"-o", f, "--count", "1", "--start", "2", "--omit", "_SYSTEMD_UNIT",
+                          "--identifier", "myident"}));
+  ASSERT_TRUE(fixture(d, {"-o", f, "--count", "1", "--start", "3", "--omit", "_SYSTEMD_UNIT",
+                          "--omit", "SYSLOG_IDENTIFIER", "--comm", "mycomm"}));
+  ASSERT_TRUE(fixture(d, {"-o", f, "--count", "1", "--start", "4", "--kernel-every", "1"}));
+  ASSERT_TRUE(fixture(d, {"-o", f, "--count", "1", "--start", "5", "--omit", "_SYSTEMD_UNIT",
+                          "--omit", "SYSLOG_IDENTIFIER", "--omit", "_COMM", "--priorities", "-"}));
+  auto got = read_all(d, "");
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got[0].service, "web.service");
+  EXPECT_EQ(got[1].service, "myident");
+  EXPECT_EQ(got[2].service, "mycomm");
+  EXPECT_EQ(got[3].service, "kernel");
+  EXPECT_EQ(got[4].service, "unknown");
+  // Without PRIORITY: no level and no priority meta (priority_map's default_level decides).
+  EXPECT_EQ(got[4].level, "");
+  EXPECT_EQ(got[4].meta.count("priority"), 0u);
+}
+
+TEST(Journald, HostOptionReplacesTheEntryHostname) {
+  TempDir d;
+  ASSERT_TRUE(fixture(d, {"-o", journal_dir(d) + "/system.journal", "--count", "5"}));
+  auto got = read_all(d, "host: node-7");
+  ASSERT_EQ(got.size(), 5u);
+  for (const auto &l : got) EXPECT_EQ(l.host, "node-7");
+}
+
+TEST(Journald, BinaryMessageIsKeptAndEveryOutputLineIsValidJson) {
+  TempDir d;
+  ASSERT_TRUE(fixture(
+      d, {"-o", journal_dir(d) + "/system.journal", "--count", "10", "--binary-every", "2"}));
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        journald("path: " + d / "journal" + ", follow: false") +
+                        "  outputs:\n    - {name: stdout, path: " + d / "out.ndjson" +
+                        "}\n    - {name: flaky, path: " + d / "raw.txt" + "}\n");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  auto got = lines(d / "out.ndjson");
+  ASSERT_EQ(got.size(), 10u);
+  // NUL is valid UTF-8 and stays; each byte that starts no valid sequence becomes U+FFFD.
+  const std::string fffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(got[1].message,
+            std::string("entry 2 bin\0", 12) + fffd + fffd + "\n" + fffd + fffd + "(tail");
+  EXPECT_EQ(got[2].message, "entry 3");
+  // The record itself carried the bytes unchanged: the flaky output writes them raw.
+  EXPECT_NE(read_file(d / "raw.txt").find(std::string("entry 4 bin\0\xff\xfe\n\x80\xc3(tail", 21)),
+            std::string::npos);
+}
+
+TEST(Journald, FollowDeliversEntriesFromAnotherWriterWithinOneSecond) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "100"}));
+  auto e = start(d, head() + journald("path: " + dir) + to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 100; }, 30s)) << e->err();
+
+  // Appended to the file being read, by a second systemd-journal-remote run.
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "100", "--start", "101"}));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 200; }, 10s)) << e->err();
+  auto latency = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(latency, 1s) << "appended entries took "
+                         << std::chrono::duration<double>(latency).count() << " s";
+
+  // A new file appearing in the directory.
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/remote-2.journal", "--count", "100", "--start", "201"}));
+  t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 300; }, 10s)) << e->err();
+  latency = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(latency, 1s) << "a new file's entries took "
+                         << std::chrono::duration<double>(latency).count() << " s";
+
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 1, 300);
+}
+
+TEST(Journald, RotationByRenameWhileFollowingNeitherSkipsNorRepeats) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const int port = free_port();
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "500"}));
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                        journald("path: " + dir + ", state_file: " + d / "state.json") +
+                        to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 500; }, 30s)) << e->err();
+  // Rotation as journald does it: the active file is renamed to an archive name and writing
+  // goes on in a new file of the old name.
+  for (int round = 0; round < 2; ++round) {
+    std::filesystem::rename(dir + "/system.journal",
+                            dir + "/system@0000000000000000000000000000000" +
+                                std::to_string(round) +
+                                "-0000000000000001-0000000000000001.journal");
+    const long start_seq = 501 + 500 * round;
+    ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "500", "--start",
+                            std::to_string(start_seq)}));
+    ASSERT_TRUE(
+        wait_until([&] { return count_lines(d / "out.ndjson") == size_t(start_seq + 499); }, 10s))
+        << e->err();
+  }
+  std::string body;
+  ASSERT_EQ(http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &body, d.path()),
+            200);
+  EXPECT_GT(metric_value(body, "devmesh_journald_invalidations_total", ""), 0) << body;
+  EXPECT_EQ(metric_value(body, "devmesh_journald_entries_read_total", ""), 1500) << body;
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 1, 1500);
+}
+
+TEST(Journald, RotationByTheWriterItselfWhileFollowingLosesNothing) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  auto e = start(d, head() + journald("path: " + dir) + to_stdout(d));
+  ASSERT_TRUE(wait_until([&] { return e->err().find("running") != std::string::npos; }, 10s));
+  // systemd-journal-remote rotates its file every ~87k entries of this size: reading goes on
+  // while it renames the full file and opens a new one.
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "120000"}));
+  ASSERT_GE(std::distance(std::filesystem::directory_iterator(dir),
+                          std::filesystem::directory_iterator{}),
+            2)
+      << "the writer did not rotate";
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 120000; }, 60s)) << e->err();
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 1, 120000);
+}
+
+TEST(Journald, UnitsAndMatchesSelectEntriesAtTheSource) {
+  TempDir d;
+  const std::vector<std::string> units = {"a.service", "b.service", "c.service"};
+  const std::vector<std::string> prios = {"3", "6"};
+  ASSERT_TRUE(fixture(d, {"-o", journal_dir(d) + "/system.journal", "--count", "60", "--units",
+                          "a.service,b.service,c.service", "--priorities", "3,6"}));
+  // What the fixture wrote: entry n has units[n % 3] and prios[n % 2].
+  auto expect = [&](const std::string &options, auto keep) {
+    std::vector<long> want;
+    for (long n = 1; n <= 60; ++n)
+      if (keep(units[n % 3], prios[n % 2])) want.push_back(n);
+    std::filesystem::remove(d / "out.ndjson");
+    std::vector<long> got;
+    for (const auto &l : read_all(d, options)) got.push_back(l.seq);
+    EXPECT_EQ(got, want) << options;
+  };
+  expect("units: [a]", [](auto u, auto) { return u == "a.service"; });
+  expect("units: [a, b.service]", [](auto u, auto) { return u != "c.service"; });
+  expect("matches: [PRIORITY=3]", [](auto, auto p) { return p == "3"; });
+  expect("units: [c], matches: [PRIORITY=3]",
+         [](auto u, auto p) { return u == "c.service" && p == "3"; });
+  expect("matches: [PRIORITY=6, '+', _SYSTEMD_UNIT=a.service]",
+         [](auto u, auto p) { return p == "6" || u == "a.service"; });
+  expect("units: [nothing-here]", [](auto, auto) { return false; });
+}
+
+TEST(Journald, FilesOptionReadsOnlyTheListedFiles) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/one.journal", "--count", "10"}));
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/two.journal", "--count", "10", "--start", "11"}));
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        journald("files: [" + dir + "/one.journal], follow: false") + to_stdout(d));
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 1, 10);
+}
+
+TEST(Journald, KillNineDuringA200kReadRestartedFiveTimesLosesNothing) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const long n = 200000;
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", std::to_string(n)}));
+  // A slow second output keeps the read in progress, so each kill lands mid-way with records
+  // read, some delivered and some not.
+  auto yaml = [&](bool follow) {
+    return head(follow ? "" : "  exit_when_done: true\n") +
+           journald("path: " + dir + ", state_file: " + d / "state.json" +
+                    ", checkpoint_interval: 100ms, follow: " + (follow ? "true" : "false")) +
+           "  outputs:\n    - {name: stdout, path: " + d / "out.ndjson" +
+           "}\n    - {name: flaky, path: " + d / "slow.txt" +
+           ", delay: 20ms, batch_size: 500, queue_limit: 1MiB}\n";
+  };
+  size_t before = 0;
+  for (int round = 1; round <= 5; ++round) {
+    auto e = start(d, yaml(true), "engine" + std::to_string(round));
+    // Kill at a different point each round: after 15k..35k more lines.
+    const size_t more = 15000 + 5000 * static_cast<size_t>(round);
+    ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= before + more; }, 60s))
+        << e->err();
+    e->kill(SIGKILL);
+    ASSERT_EQ(e->wait_exit(10s), 128 + SIGKILL);
+    before = count_lines(d / "out.ndjson");
+    if (round > 1) {
+      EXPECT_NE(e->err().find("after the saved position"), std::string::npos) << e->err();
+    }
+  }
+  auto e = start(d, yaml(false), "final");
+  ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
+  // The last kill came before the end: the final run still had entries to read.
+  EXPECT_EQ(e->err().find("read 0 entries"), std::string::npos) << e->err();
+
+  // Every entry is there (by event_id); a re-read one carries the same event_id as before.
+  std::map<long, std::set<std::string>> ids_of;
+  std::set<std::string> ids;
+  const auto got = lines(d / "out.ndjson");
+  for (const auto &l : got) {
+    ids_of[l.seq].insert(l.event_id);
+    ids.insert(l.event_id);
+  }
+  long missing = 0, changed = 0;
+  for (long s = 1; s <= n; ++s) {
+    if (!ids_of.count(s))
+      ++missing;
+    else if (ids_of[s].size() != 1)
+      ++changed;
+  }
+  EXPECT_EQ(missing, 0);
+  EXPECT_EQ(changed, 0) << "a re-read entry got another event_id";
+  EXPECT_EQ(static_cast<long>(ids.size()), n);
+  std::printf("200k entries, 5 kills: %zu lines written, %zu re-read (overlap)\n", got.size(),
+              got.size() - static_cast<size_t>(n));
+}
+
+TEST(Journald, StateFileResumesAfterAGracefulStopWithoutDuplicates) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const std::string opts = "path: " + dir + ", state_file: " + d / "state.json";
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "100"}));
+  auto e = start(d, head() + journald(opts) + to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 100; }, 30s)) << e->err();
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  EXPECT_NE(e->err().find("state_file " + d / "state.json" + " is missing"), std::string::npos)
+      << e->err();
+  EXPECT_NE(read_file(d / "state.json").find("\"cursor\":\"s="), std::string::npos);
+
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "50", "--start", "101"}));
+  e = start(d, head() + journald(opts) + to_stdout(d, ", flush_interval: 50ms"), "engine2");
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 150; }, 30s)) << e->err();
+  std::this_thread::sleep_for(300ms);  // anything read twice would show up by now
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 1, 150);
+}
+
+struct BrokenState {
+  const char *name, *content, *complaint;
+};
+
+void PrintTo(const BrokenState &s, std::ostream *os) {
+  *os << s.name;
+}
+
+class JournaldBrokenState : public ::testing::TestWithParam<BrokenState> {};
+
+TEST_P(JournaldBrokenState, WarnsAndFallsBackToReadFrom) {
+  TempDir d;
+  ASSERT_TRUE(fixture(d, {"-o", journal_dir(d) + "/system.journal", "--count", "20"}));
+  write_file(d / "state.json", GetParam().content);
+  std::string err;
+  auto got = read_all(d, "state_file: " + d / "state.json", &err);
+  expect_once_in_order(got, 1, 20);
+  EXPECT_NE(err.find("state_file " + d / "state.json" + " " + GetParam().complaint),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("from head (the oldest entry)"), std::string::npos) << err;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    StateFiles, JournaldBrokenState,
+    ::testing::Values(BrokenState{"Empty", "", "is empty"},
+                      BrokenState{"Blank", "\n  \n", "is empty"},
+                      BrokenState{"Truncated", "{\"version\":1,\"cursor\":\"s=4f2a",
+                                  "is truncated or not JSON"},
+                      BrokenState{"NotJson", "s=abc;i=1\n", "is truncated or not JSON"},
+                      BrokenState{"NoCursor", "{\"version\":1}", "is without a \"cursor\" string"},
+                      BrokenState{"CursorNotUnderstood", "{\"cursor\":\"no such cursor\"}",
+                                  "holds a cursor sd-journal does not understand"}),
+    [](const auto &info) { return std::string(info.param.name); });
+
+TEST(Journald, BrokenStateFileWithReadFromTailDeliversOnlyNewEntries) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "50"}));
+  write_file(d / "state.json", "{\"version\":1,\"cur");
+  auto e = start(
+      d, head() + journald("path: " + dir + ", read_from: tail, state_file: " + d / "state.json") +
+             to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return e->err().find("running") != std::string::npos; }, 10s));
+  EXPECT_NE(e->err().find("is truncated or not JSON: reading directory " + dir +
+                          " from tail (only new entries)"),
+            std::string::npos)
+      << e->err();
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "10", "--start", "51"}));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 10; }, 10s)) << e->err();
+  std::this_thread::sleep_for(300ms);
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 51, 60);
+}
+
+TEST(Journald, ReadFromTailOnAnEmptyDirectoryDeliversEverythingWrittenLater) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  auto e = start(d, head() + journald("path: " + dir + ", read_from: tail") +
+                        to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return e->err().find("running") != std::string::npos; }, 10s));
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "5"}));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 5; }, 10s)) << e->err();
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 1, 5);
+}
+
+TEST(Journald, VacuumedCursorResumesAtTheOldestEntryAndCountsTheGap) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const int port = free_port();
+  const std::string opts = "path: " + dir + ", state_file: " + d / "state.json";
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/old.journal", "--count", "100"}));
+  auto got = read_all(d, "state_file: " + d / "state.json");
+  ASSERT_EQ(got.size(), 100u);
+  // Entries 101..150 land in the old file and 151..200 in a new one; the old file is then
+  // vacuumed with 101..150 never read: the saved cursor (entry 100) is gone with it.
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/old.journal", "--count", "50", "--start", "101"}));
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/new.journal", "--count", "50", "--start", "151"}));
+  std::filesystem::remove(dir + "/old.journal");
+  std::filesystem::remove(d / "out.ndjson");
+
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                        journald(opts) + to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 50; }, 30s)) << e->err();
+  std::string body;
+  ASSERT_EQ(http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &body, d.path()),
+            200);
+  EXPECT_EQ(metric_value(body, "devmesh_journald_gaps_total", ""), 1) << body;
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  EXPECT_NE(e->err().find("is no longer in the journal (vacuumed or removed): resuming at the "
+                          "oldest remaining entry"),
+            std::string::npos)
+      << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 151, 200);
+}
+
+TEST(Journald, BackpressurePausesReadingAndEveryEntryArrivesOnce) {
+  TempDir d;
+  ASSERT_TRUE(fixture(d, {"-o", journal_dir(d) + "/system.journal", "--count", "20000"}));
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        journald("path: " + d / "journal" + ", follow: false, fields: [SEQ]") +
+                        "  outputs:\n    - {name: flaky, path: " + d / "out.txt" +
+                        ", delay: 10ms, batch_size: 1000, queue_limit: 256KiB}\n");
+  ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
+  EXPECT_NE(e->err().find("queue full"), std::string::npos) << e->err();
+  std::vector<long> seqs;
+  for (const auto &l : read_lines(d / "out.txt")) seqs.push_back(std::atol(l.c_str()));
+  ASSERT_EQ(seqs.size(), 20000u);
+  for (long i = 0; i < 20000; ++i) ASSERT_EQ(seqs[i], i + 1);
+}
+
+TEST(Journald, IdleFollowingUsesNoCpu) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "10"}));
+  auto e = start(d, head() + journald("path: " + dir) + to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 10; }, 30s)) << e->err();
+  auto cpu_ticks = [&] {
+    std::ifstream f("/proc/" + std::to_string(e->pid()) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::istringstream in(s.substr(s.rfind(')') + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && in >> field; ++i) {
+      if (i == 14) utime = std::atol(field.c_str());
+      if (i == 15) stime = std::atol(field.c_str());
+    }
+    return utime + stime;
+  };
+  std::this_thread::sleep_for(300ms);
+  const long before = cpu_ticks();
+  std::this_thread::sleep_for(2s);
+  EXPECT_LE(cpu_ticks() - before, 2) << "CPU ticks (10 ms) spent in 2 s of an idle journal";
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+}
+
+TEST(Journald, TheLocalSystemJournalIsTheDefaultSource) {
+  TempDir d;
+  auto e = start(d, head() + journald("read_from: tail") + "  outputs:\n    - {name: 'null'}\n");
+  ASSERT_TRUE(wait_until([&] { return e->err().find("running") != std::string::npos; }, 10s))
+      << e->err();
+  EXPECT_NE(e->err().find("reading the local system journal from tail"), std::string::npos)
+      << e->err();
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
+}
+
+// ---- bad options: each is a configuration error naming the key --------------------------------
+
+std::string dry_run_errors(const TempDir &d, const std::string &options) {
+  write_file(d / "p.yaml", head() + journald(options) + "  outputs:\n    - {name: 'null'}\n");
+  Process p({DEVMESH_BIN, "--dry-run", "-c", d / "p.yaml"}, d.path(), "dry");
+  EXPECT_EQ(p.wait_exit(30s), 1) << p.err();
+  return p.err();
+}
+
+TEST(JournaldOptions, EachBadOptionIsAConfigErrorNamingTheKey) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  write_file(d / "plain.txt", "not a directory");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"path: " + dir + ", read_from: middle", "read_from: must be one of"},
+      {"path: " + d / "nowhere", "path: " + d / "nowhere" + ": No such file or directory"},
+      {"path: " + d / "plain.txt", "is not a directory (use files: for journal files)"},
+      {"path: " + dir + ", files: [" + d / "plain.txt" + "]", "path and files: set one of them"},
+      {"files: [" + d / "missing.journal" + "]",
+       "files[0]: " + d / "missing.journal" + ": No such"},
+      {"files: [" + dir + "]", "files[0]: " + dir + " is not a regular file"},
+      {"path: " + dir + ", units: ['a=b']", "units[0]: 'a=b' is not a unit name"},
+      {"path: " + dir + ", matches: [PRIORITY]", "matches[0]: 'PRIORITY' is not FIELD=value"},
+      {"path: " + dir + ", matches: ['lower=x']", "matches[0]: 'lower=x' is not FIELD=value"},
+      {"path: " + dir + ", matches: ['+', PRIORITY=3]",
+       "matches[0]: '+' must stand between two groups"},
+      {"path: " + dir + ", fields: [code_file]", "fields[0]: 'code_file' is not a journal field"},
+      {"path: " + dir + ", state_file: " + d / "no/dir/state.json",
+       "state_file: directory " + d / "no/dir" + " does not exist"},
+      {"path: " + dir + ", batch: 0", "batch: must be between 1 and 100000"},
+      {"path: " + dir + ", checkpoint_interval: soon", "checkpoint_interval: must be a duration"},
+      {"path: " + dir + ", follow: maybe", "follow: must be"},
+  };
+  for (const auto &[options, message] : cases) {
+    const std::string err = dry_run_errors(d, options);
+    EXPECT_NE(err.find(message), std::string::npos) << options << "\n" << err;
+  }
+}
+
+TEST(JournaldOptions, ValidOptionsPassTheDryRun) {
+  TempDir d;
+  write_file(d / "p.yaml", head() +
+                               journald("path: " + journal_dir(d) +
+                                        ", units: [a, b.socket], matches: [PRIORITY=3, '+', "
+                                        "_TRANSPORT=kernel], fields: [CODE_FILE], state_file: " +
+                                        d / "s.json" + ", read_from: tail, host: h") +
+                               "  outputs:\n    - {name: 'null'}\n");
+  Process p({DEVMESH_BIN, "--dry-run", "-c", d / "p.yaml"}, d.path(), "dry");
+  EXPECT_EQ(p.wait_exit(30s), 0) << p.err();
+}
+
+}  // namespace
