@@ -21,6 +21,7 @@ namespace devmesh {
 namespace {
 
 using mariadb::Conn;
+using mariadb::to_mysql_time;
 
 const dm_option kOptions[] = {
     DEVMESH_MARIADB_CONNECTION_OPTIONS,
@@ -153,24 +154,6 @@ std::string_view clean_utf8(std::string_view s, Scratch &scratch, uint64_t &repl
     }
   }
   return std::string_view(out, n);
-}
-
-// UTC civil time of a nanosecond timestamp, as DATETIME(6) takes it (microseconds).
-void to_mysql_time(int64_t ns, MYSQL_TIME &t) {
-  int64_t sec = ns / 1000000000, sub = ns % 1000000000;
-  if (sub < 0) sub += 1000000000, --sec;
-  int64_t days = sec / 86400, sod = sec % 86400;
-  if (sod < 0) sod += 86400, --days;
-  const std::chrono::year_month_day ymd{std::chrono::sys_days{std::chrono::days{days}}};
-  std::memset(&t, 0, sizeof t);
-  t.year = static_cast<unsigned>(static_cast<int>(ymd.year()));
-  t.month = static_cast<unsigned>(ymd.month());
-  t.day = static_cast<unsigned>(ymd.day());
-  t.hour = static_cast<unsigned>(sod / 3600);
-  t.minute = static_cast<unsigned>(sod / 60 % 60);
-  t.second = static_cast<unsigned>(sod % 60);
-  t.second_part = static_cast<unsigned long>(sub / 1000);
-  t.time_type = MYSQL_TIMESTAMP_DATETIME;
 }
 
 // Records without a level are stored as INFO: the column is NOT NULL (as in the prototype),

@@ -10,6 +10,7 @@
 #include <devmesh/plugin.hpp>
 
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -174,6 +175,34 @@ inline bool is_data_error(unsigned e) {
 // failure) is a configuration problem that no retry cures.
 inline bool is_transient_connect_error(unsigned e) {
   return e == 0 || is_connection_error(e);
+}
+
+// UTC civil time of a nanosecond timestamp, as DATETIME(6) takes it (microseconds; the rest is
+// dropped, so round first where it matters).
+inline void to_mysql_time(int64_t ns, MYSQL_TIME &t) {
+  int64_t sec = ns / 1000000000, sub = ns % 1000000000;
+  if (sub < 0) sub += 1000000000, --sec;
+  int64_t days = sec / 86400, sod = sec % 86400;
+  if (sod < 0) sod += 86400, --days;
+  const std::chrono::year_month_day ymd{std::chrono::sys_days{std::chrono::days{days}}};
+  std::memset(&t, 0, sizeof t);
+  t.year = static_cast<unsigned>(static_cast<int>(ymd.year()));
+  t.month = static_cast<unsigned>(ymd.month());
+  t.day = static_cast<unsigned>(ymd.day());
+  t.hour = static_cast<unsigned>(sod / 3600);
+  t.minute = static_cast<unsigned>(sod / 60 % 60);
+  t.second = static_cast<unsigned>(sod % 60);
+  t.second_part = static_cast<unsigned long>(sub / 1000);
+  t.time_type = MYSQL_TIMESTAMP_DATETIME;
+}
+
+// Nanoseconds since the epoch of a DATETIME read back (stored as UTC).
+inline int64_t from_mysql_time(const MYSQL_TIME &t) {
+  const std::chrono::sys_days d{std::chrono::year{static_cast<int>(t.year)} /
+                                std::chrono::month{t.month} / std::chrono::day{t.day}};
+  const int64_t sec = static_cast<int64_t>(d.time_since_epoch().count()) * 86400 + t.hour * 3600 +
+                      t.minute * 60 + t.second;
+  return sec * 1000000000 + static_cast<int64_t>(t.second_part) * 1000;
 }
 
 struct MysqlCloser {
