@@ -299,6 +299,10 @@ class Journald {
     // A refused batch never reached the pipeline: it is read again after a restart.
     if (pending_) host_->batch_free(pending_);
     pending_ = nullptr;
+    // What is acknowledged by now is saved at once; later acks (the engine's grace period)
+    // follow every checkpoint_interval and at destruction.
+    next_write_ms_ = 0;
+    maybe_checkpoint();
   }
 
   void pause() {
@@ -391,20 +395,53 @@ class Journald {
     if (sd_journal_next(j_) > 0 && sd_journal_test_cursor(j_, cursor.c_str()) > 0) return Seek::kAt;
     add(m_gaps_, 1);
     host_->log(inst_, DM_LOG_WARN,
-               "%s position %s is no longer in the journal (vacuumed or removed): resuming at "
-               "the oldest remaining entry; entries between it and that one are lost",
+               "%s position %s is no longer in the journal (vacuumed or removed, or the state "
+               "file is another journal's): resuming at the oldest remaining entry; entries "
+               "between it and that one are lost",
                what, cursor.c_str());
     sd_journal_seek_head(j_);
+    last_read_ = Position{};
     return Seek::kGone;
   }
 
+  // The cursor and time of the entry we are on.
+  Position current_position() {
+    Position p;
+    char *c = nullptr;
+    if (sd_journal_get_cursor(j_, &c) >= 0) {
+      p.cursor = c;
+      free(c);
+      sd_journal_get_realtime_usec(j_, &p.realtime_usec);
+    }
+    return p;
+  }
+
   void seek_read_from() {
+    last_read_ = Position{};
     if (from_tail_) {
       sd_journal_seek_tail(j_);
       // On the newest entry now: reading goes on with whatever comes after it. An empty
       // journal has no newest entry, and then its head is where new entries appear.
-      if (sd_journal_previous(j_) <= 0) sd_journal_seek_head(j_);
-    } else {
+      if (sd_journal_previous(j_) > 0) {
+        last_read_ = current_position();
+        return;
+      }
+    }
+    sd_journal_seek_head(j_);
+  }
+
+  // Back to just after the newest entry handed to the pipeline (or the one we started after),
+  // so that the next read returns the entry after it. Without one, reading started at the
+  // head (read_from head, an empty journal, or a gap): back there.
+  void reposition() {
+    if (last_read_.cursor.empty()) {
+      sd_journal_seek_head(j_);
+    } else if (seek_cursor(last_read_.cursor, "current") == Seek::kInvalid) {
+      host_->log(inst_, DM_LOG_ERROR,
+                 "sd-journal refuses its own cursor '%s': reading again "
+                 "from the oldest entry",
+                 last_read_.cursor.c_str());
+      last_read_ = Position{};
       sd_journal_seek_head(j_);
     }
   }
@@ -414,11 +451,12 @@ class Journald {
     bool placed = false;
     if (writer_) {
       const journald::SavedPosition saved = journald::parse_state(writer_->path());
+      Seek seek = Seek::kInvalid;
       if (!saved.ok) {
         add(m_state_fallbacks_, 1);
         host_->log(inst_, DM_LOG_WARN, "state_file %s is %s: reading %s from %s",
                    writer_->path().c_str(), saved.problem.c_str(), source_.c_str(), fallback);
-      } else if (seek_cursor(saved.cursor, "saved") == Seek::kInvalid) {
+      } else if ((seek = seek_cursor(saved.cursor, "saved")) == Seek::kInvalid) {
         add(m_state_fallbacks_, 1);
         host_->log(inst_, DM_LOG_WARN,
                    "state_file %s holds a cursor sd-journal does not understand ('%s'): reading "
@@ -426,7 +464,11 @@ class Journald {
                    writer_->path().c_str(), saved.cursor.c_str(), source_.c_str(), fallback);
       } else {
         placed = true;
-        host_->log(inst_, DM_LOG_INFO, "reading %s after the saved position", source_.c_str());
+        if (seek == Seek::kAt) {
+          // Delivered in an earlier run: the lag counts from it, the state file holds it.
+          last_read_ = acked_ = current_position();
+          host_->log(inst_, DM_LOG_INFO, "reading %s after the saved position", source_.c_str());
+        }
       }
     }
     if (!placed) {
@@ -465,11 +507,7 @@ class Journald {
       host_->log(inst_, DM_LOG_ERROR, "re-opening %s: %s", source_.c_str(), errno_text(r).c_str());
       return false;
     }
-    if (seek_cursor(last_read_.cursor, "current") == Seek::kInvalid) {
-      host_->log(inst_, DM_LOG_ERROR, "re-opening %s: cursor '%s' refused", source_.c_str(),
-                 last_read_.cursor.c_str());
-      return false;
-    }
+    reposition();
     return add_matches() >= 0 && (!follow_ || watch_journal());
   }
 
@@ -529,7 +567,7 @@ class Journald {
   void pump() {
     if (!can_run()) return;
     if (pending_ && !submit_pending()) return;
-    if (remap_after_ && bytes_since_open_ >= remap_after_ && !last_read_.cursor.empty()) {
+    if (remap_after_ && bytes_since_open_ >= remap_after_) {
       if (!reopen()) return schedule_pump(kErrorRetryMs);
     }
     bool at_end = false, failed = false;
@@ -551,27 +589,31 @@ class Journald {
     BatchOwner owner(host_, host_->batch_new(inst_, batch_));
     dm_batch *b = owner.get();
     if (!b) throw std::runtime_error("batch_new failed");
-    batch_source_ = copy(b, "journald");
-    std::fill(std::begin(interned_), std::end(interned_), dm_str{nullptr, 0});
     char *cursor = nullptr;  // the newest entry's, kept for the checkpoint
     uint64_t realtime = 0;
-    for (uint32_t i = 0; i < batch_; ++i) {
-      int r = sd_journal_next(j_);
-      if (r == 0) {
-        at_end = true;
-        break;
+    try {
+      batch_source_ = copy(b, "journald");
+      std::fill(std::begin(interned_), std::end(interned_), dm_str{nullptr, 0});
+      for (uint32_t i = 0; i < batch_; ++i) {
+        int r = sd_journal_next(j_);
+        if (r == 0) {
+          at_end = true;
+          break;
+        }
+        if (r < 0) {
+          read_error("moving to the next entry", r);
+          failed = true;
+          break;
+        }
+        if ((r = read_entry(b, cursor, realtime)) < 0) read_error("reading an entry", r);
       }
-      if (r < 0 || (r = read_entry(b, cursor, realtime)) < 0) {
-        failed = true;
-        add(m_errors_, 1);
-        if (!error_logged_)
-          host_->log(inst_, DM_LOG_WARN, "reading %s: %s; retrying every %llu ms", source_.c_str(),
-                     errno_text(r).c_str(), static_cast<unsigned long long>(kErrorRetryMs));
-        error_logged_ = true;
-        break;
-      }
-      error_logged_ = false;
+    } catch (...) {
+      // Nothing of this batch reaches the pipeline: go back to read it again.
+      free(cursor);
+      reposition();
+      throw;
     }
+    if (!failed) error_logged_ = false;
     if (b->count == 0) {
       free(cursor);
       return nullptr;
@@ -583,14 +625,30 @@ class Journald {
     return owner.release();
   }
 
+  // An entry that cannot be read is skipped (without a cursor or a time there is nothing to
+  // deliver) or delivered with the fields that could be read; either way it is counted.
+  void read_error(const char *what, int r) {
+    add(m_errors_, 1);
+    if (!error_logged_)
+      host_->log(inst_, DM_LOG_WARN, "%s of %s: %s (counted in journald_read_errors_total)", what,
+                 source_.c_str(), errno_text(r).c_str());
+    error_logged_ = true;
+  }
+
   // Turns the current entry into a record of b. cursor: the previous entry's, replaced.
   int read_entry(dm_batch *b, char *&cursor, uint64_t &realtime) {
     char *c = nullptr;
+    uint64_t t = 0;
     int r = sd_journal_get_cursor(j_, &c);
     if (r < 0) return r;
+    if ((r = sd_journal_get_realtime_usec(j_, &t)) < 0) {
+      free(c);
+      return r;
+    }
     free(cursor);
     cursor = c;
-    if ((r = sd_journal_get_realtime_usec(j_, &realtime)) < 0) return r;
+    realtime = t;
+    if (!first_read_usec_) first_read_usec_ = t;  // the lag's base until something is acked
 
     dm_record *rec = host_->batch_add(b);
     if (!rec) throw std::runtime_error("batch_add failed");
@@ -610,13 +668,13 @@ class Journald {
       if (data_threshold_ && len >= data_threshold_) add(m_truncated_, 1);
       field(b, rec, static_cast<const char *>(data), len);
     }
-    if (r < 0) return r;
     rec->service = kernel_      ? intern(b, "kernel")
                    : unit_.ptr  ? unit_
                    : ident_.ptr ? ident_
                    : comm_.ptr  ? comm_
                                 : intern(b, "unknown");
-    return 0;
+    if (!rec->message.ptr) rec->message = dm_str{"", 0};
+    return r < 0 ? r : 0;
   }
 
   // True when data is "NAME=value" for name_eq "NAME="; value is then set.
@@ -710,7 +768,6 @@ class Journald {
       entries_read_ += n;
       add(m_read_, n);
       newest_read_usec_ = pending_last_.realtime_usec;
-      if (!acked_.realtime_usec && !first_read_usec_) first_read_usec_ = newest_read_usec_;
       submitted_.push_back(Submitted{ticket, n, std::move(pending_last_)});
       pending_last_ = Position{};
       update_lag();
