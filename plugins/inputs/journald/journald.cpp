@@ -500,15 +500,25 @@ class Journald {
   bool reopen() {
     if (watch_) host_->watch_free(watch_);
     watch_ = nullptr;
-    sd_journal_close(j_);
+    if (j_) sd_journal_close(j_);
     j_ = nullptr;
     add(m_reopens_, 1);
     if (const int r = open_journal(); r < 0) {
-      host_->log(inst_, DM_LOG_ERROR, "re-opening %s: %s", source_.c_str(), errno_text(r).c_str());
+      add(m_errors_, 1);
+      if (!reopen_error_logged_)
+        host_->log(inst_, DM_LOG_ERROR, "re-opening %s: %s (retrying every second)",
+                   source_.c_str(), errno_text(r).c_str());
+      reopen_error_logged_ = true;
       return false;
     }
+    reopen_error_logged_ = false;
     reposition();
-    return add_matches() >= 0 && (!follow_ || watch_journal());
+    if (add_matches() >= 0 && (!follow_ || watch_journal())) return true;
+    if (watch_) host_->watch_free(watch_);
+    watch_ = nullptr;
+    sd_journal_close(j_);
+    j_ = nullptr;
+    return false;
   }
 
   // ---- following ---------------------------------------------------------------------------
@@ -548,7 +558,7 @@ class Journald {
 
   // ---- reading -----------------------------------------------------------------------------
 
-  bool can_run() const { return started_ && !stopped_ && !paused_ && !finished_ && j_; }
+  bool can_run() const { return started_ && !stopped_ && !paused_ && !finished_; }
 
   void schedule_pump(uint64_t ms) {
     if (!can_run()) return;
@@ -567,7 +577,8 @@ class Journald {
   void pump() {
     if (!can_run()) return;
     if (pending_ && !submit_pending()) return;
-    if (remap_after_ && bytes_since_open_ >= remap_after_) {
+    // A journal that failed to re-open is tried again every second.
+    if (!j_ || (remap_after_ && bytes_since_open_ >= remap_after_)) {
       if (!reopen()) return schedule_pump(kErrorRetryMs);
     }
     bool at_end = false, failed = false;
@@ -887,6 +898,7 @@ class Journald {
   dm_timer *pump_timer_ = nullptr, *checkpoint_timer_ = nullptr, *timeout_timer_ = nullptr;
   bool started_ = false, stopped_ = false, paused_ = false, finished_ = false;
   bool pump_scheduled_ = false, error_logged_ = false, state_error_logged_ = false;
+  bool reopen_error_logged_ = false;
   uint64_t bytes_since_open_ = 0;
 
   // Per entry and per batch scratch space, reused.
