@@ -8,6 +8,9 @@
 #include <cstring>
 #include <ctime>
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include "engine_options.h"
 #include "log.h"
 
@@ -188,6 +191,7 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
   add_entries(cfg_.filters);
   add_entries(cfg_.outputs);
   if (!ok || !problems.empty()) return false;
+  build_info_json();
 
   if (create_instances) {
     auto create = [&](Instance *i) {
@@ -204,6 +208,38 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
     for (auto &in : inputs_) create(in.get());
   }
   return ok;
+}
+
+void Engine::build_info_json() {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.StartObject();
+  w.Key("version");
+  w.String(DEVMESH_VERSION);
+  w.Key("abi");
+  w.String((std::to_string(DM_ABI_MAJOR) + "." + std::to_string(DM_ABI_MINOR)).c_str());
+  w.Key("instances");
+  w.StartArray();
+  auto add = [&](const Instance &i) {
+    w.StartObject();
+    w.Key("name");
+    w.String(i.name.c_str());
+    w.Key("plugin");
+    w.String(i.desc.name);
+    w.Key("kind");
+    w.String(kind_name(i.desc.kind));
+    w.Key("version");
+    w.String(i.desc.version ? i.desc.version : "");
+    w.Key("file");
+    w.String(i.plugin->file.c_str());
+    w.EndObject();
+  };
+  for (auto &i : inputs_) add(*i);
+  for (auto &i : filters_) add(*i);
+  for (auto &i : outputs_) add(*i);
+  w.EndArray();
+  w.EndObject();
+  info_json_.assign(sb.GetString(), sb.GetSize());
 }
 
 int Engine::run() {

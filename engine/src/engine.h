@@ -177,6 +177,7 @@ class Engine {
   MetricsRegistry &metrics() { return metrics_; }
   PluginLoader &loader() { return *loader_; }
   const PipelineConfig &config() const { return cfg_; }
+  const std::string &info_json() const { return info_json_; }  // built by load()
 
   // --- called through the host API ---
   int submit(InputInstance *in, Batch *b, uint64_t *ticket);
@@ -215,6 +216,7 @@ class Engine {
   void serve_health(dm_http_request *req);
   void serve_metrics(dm_http_request *req);
   void register_metrics(Instance *i);
+  void build_info_json();
 
   PipelineConfig cfg_;
   uv_loop_t loop_;
@@ -245,6 +247,7 @@ class Engine {
   int exit_code_ = 0;
   uint64_t start_ns_ = 0;
   Metric *m_rss_ = nullptr, *m_uptime_ = nullptr;
+  std::string info_json_;
 };
 
 uint64_t monotonic_ns();

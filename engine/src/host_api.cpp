@@ -270,6 +270,11 @@ int parse_size_api(dm_str text, int64_t *bytes) {
   return DM_OK;
 }
 
+dm_str engine_info(dm_instance *inst) {
+  const std::string &j = Instance::from(inst)->engine->info_json();
+  return dm_str{j.c_str(), j.size()};
+}
+
 const dm_host_api kHostApi = {
     sizeof(dm_host_api),
     DM_ABI_MAJOR,
@@ -324,6 +329,7 @@ const dm_host_api kHostApi = {
     HttpServer::stream_start,
     HttpServer::stream_write,
     HttpServer::stream_end,
+    engine_info,
 };
 
 }  // namespace

@@ -330,7 +330,14 @@ TEST_F(QueryApi, HealthInfoAndThePrototypesDocumentedQuery) {
   ASSERT_TRUE(doc.IsObject()) << i.body;
   EXPECT_TRUE(doc["version"].IsString());
   EXPECT_TRUE(doc["node"].IsString());
-  EXPECT_EQ(std::string(doc["plugins"][0]["name"].GetString()), "query");
+  // The engine's loaded instances, this query output among them.
+  ASSERT_TRUE(doc["engine"].IsObject()) << i.body;
+  EXPECT_TRUE(doc["engine"]["version"].IsString());
+  bool found = false;
+  for (auto &inst : doc["engine"]["instances"].GetArray())
+    found |= std::string(inst["plugin"].GetString()) == "query" &&
+             std::string(inst["kind"].GetString()) == "output";
+  EXPECT_TRUE(found) << i.body;
   // From the seed, unchanged (its start_time and filters against the rows above).
   auto rows = logs("service=loki.service&level=ERROR&start_time=2025-11-28T00:00:00Z&limit=100");
   ASSERT_TRUE(rows.IsArray());

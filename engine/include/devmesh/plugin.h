@@ -275,6 +275,11 @@ typedef struct dm_host_api {
                            size_t max_buffered, void (*on_close)(void *arg), void *arg);
   int (*http_stream_write)(dm_http_request *req, const void *data, size_t len);
   void (*http_stream_end)(dm_http_request *req);
+
+  /* The engine as JSON, for /info-like endpoints: {"version":"0.1.0","abi":"1.0",
+   * "instances":[{"name":..,"plugin":..,"kind":..,"version":..,"file":..}]}. NUL-terminated,
+   * valid until the engine exits. */
+  dm_str (*engine_info)(dm_instance *inst);
 } dm_host_api;
 
 /* ---- the descriptor ----------------------------------------------------------------------- */

@@ -386,7 +386,6 @@ class Query {
     rapidjson::StringBuffer out;
     rapidjson::Writer<rapidjson::StringBuffer> w(out);
     std::string scratch;
-    const char *instance = host_->instance_name(inst_);
     w.StartObject();
     w.Key("name");
     w.String("devmesh");
@@ -396,22 +395,10 @@ class Query {
     write_string(w, node_, scratch);
     w.Key("store");
     write_string(w, core_->store->describe(), scratch);
-    // The host API offers no list of the engine's instances: only this plugin is known here.
-    w.Key("plugins");
-    w.StartArray();
-    w.StartObject();
-    w.Key("name");
-    w.String("query");
-    w.Key("version");
-    w.String(kVersion);
-    w.Key("instance");
-    write_string(w, instance ? instance : "", scratch);
-    w.Key("kind");
-    w.String("output");
-    w.EndObject();
-    w.EndArray();
-    w.Key("plugins_complete");
-    w.Bool(false);
+    // The engine's version and every loaded instance (the prototype showed version and node).
+    dm_str engine = host_->engine_info(inst_);
+    w.Key("engine");
+    w.RawValue(engine.ptr, engine.len, rapidjson::kObjectType);
     w.EndObject();
     reply(req, 200, std::string(out.GetString(), out.GetSize()));
   }
