@@ -371,6 +371,27 @@ TEST_F(MariaDbOutput, RetentionDeletesOldRowsInBoundedTransactionsAndStopsPrompt
   EXPECT_NE(e->err().find("retention: deleted 12000 rows"), std::string::npos) << e->err();
 }
 
+TEST_F(MariaDbOutput, ATableDroppedWhileRunningIsRecreatedAndInsertsGoOn) {
+  const long n = 6000;
+  auto e = engine(yaml("    - {name: dummy, rate: 1500, count: " + std::to_string(n) + "}\n",
+                       "      retry_wait: 100ms\n"));
+  ASSERT_TRUE(wait_until([&] { return rows() >= 1000; }, 60s)) << e->err();
+  ASSERT_EQ(db_->sql("DROP TABLE log_events"), 0);
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  // What was dropped is gone; everything after it is there, once, up to the last record.
+  EXPECT_GT(rows(), 0);
+  EXPECT_EQ(db_->number("SELECT COUNT(DISTINCT event_id) FROM log_events"), rows());
+  EXPECT_EQ(
+      db_->number("SELECT MAX(CAST(JSON_VALUE(meta_json,'$.seq') AS UNSIGNED)) FROM log_events"),
+      n);
+  const std::string err = e->err();
+  size_t created = 0;
+  for (size_t at = 0; (at = err.find("created table devmesh.log_events", at)) != std::string::npos;
+       ++at)
+    ++created;
+  EXPECT_EQ(created, 2u) << err;
+}
+
 TEST_F(MariaDbOutput, DryRunValidatesWithoutConnectingAndRefusesABadTableName) {
   std::string config = yaml("    - {name: dummy, rate: 0, count: 3}\n");
   config.replace(config.find(db_->socket()), db_->socket().size(), d_ / "no-such-socket");

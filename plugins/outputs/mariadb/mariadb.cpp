@@ -6,6 +6,7 @@
 
 #include "mariadb_connection.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -35,7 +36,8 @@ const dm_option kOptions[] = {
     {"retention_batch", DM_OPT_INT, DM_OPT_BOUNDED, "5000", 1, 1000000, nullptr,
      "rows deleted per retention transaction (small transactions never stall inserts for long)"},
     {"retention_pause", DM_OPT_DURATION, DM_OPT_BOUNDED, "100ms", 0, 60000, nullptr,
-     "pause between two retention transactions while old rows remain"},
+     "least pause between two retention transactions while old rows remain; the pause is also "
+     "at least as long as the last transaction took, so retention takes at most half the time"},
     {"retention_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1m", 100, 86400000, nullptr,
      "how often retention looks for old rows once none are left"},
 };
@@ -203,7 +205,7 @@ struct Worker {
   ~Worker() { disconnect(); }
 };
 
-enum class Outcome { kOk, kConnection, kConflict, kData, kRowTooBig, kOther };
+enum class Outcome { kOk, kConnection, kConflict, kData, kRowTooBig, kTableGone, kOther };
 
 class MariaDbOutput {
  public:
@@ -347,6 +349,14 @@ class MariaDbOutput {
         case Outcome::kConflict:
           add(m_conflicts_, 1);
           continue;
+        case Outcome::kTableGone: {
+          // Dropped (or renamed) under us: the next connection checks and recreates it.
+          add(m_other_errors_, 1);
+          w->disconnect();
+          std::lock_guard<std::mutex> lk(schema_mu_);
+          schema_ok_ = false;
+          continue;
+        }
         case Outcome::kData:
           add(m_data_errors_, 1);
           reason(res, why);
@@ -532,6 +542,7 @@ class MariaDbOutput {
     if (mariadb::is_connection_error(err)) return Outcome::kConnection;
     if (mariadb::is_conflict_error(err)) return Outcome::kConflict;
     if (mariadb::is_data_error(err)) return Outcome::kData;
+    if (err == ER_NO_SUCH_TABLE) return Outcome::kTableGone;
     return Outcome::kOther;
   }
 
@@ -635,6 +646,7 @@ class MariaDbOutput {
       std::memset(&b, 0, sizeof b);
       b.buffer_type = MYSQL_TYPE_DATETIME;
       b.buffer = &cutoff;
+      const auto began = std::chrono::steady_clock::now();
       if (mysql_stmt_bind_param(del, &b) != 0 || mysql_stmt_execute(del) != 0) {
         add(m_ret_errors_, 1);
         const unsigned err = mysql_stmt_errno(del);
@@ -647,7 +659,12 @@ class MariaDbOutput {
       add(m_ret_deleted_, static_cast<double>(n));
       total += n;
       if (n >= static_cast<my_ulonglong>(retention_batch_)) {
-        if (retention_wait(std::chrono::milliseconds(retention_pause_ms_))) break;
+        // Deleting costs the server about what inserting does: pausing at least as long as
+        // the last delete took leaves inserts at least half of its time while catching up.
+        const auto took = std::chrono::steady_clock::now() - began;
+        if (retention_wait(std::max<std::chrono::steady_clock::duration>(
+                took, std::chrono::milliseconds(retention_pause_ms_))))
+          break;
       } else {
         if (total)
           host_->log(inst_, DM_LOG_INFO, "retention: deleted %llu rows older than %lld ms",

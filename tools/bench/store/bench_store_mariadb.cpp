@@ -32,7 +32,8 @@ struct Options {
   int runs = 1;
   std::vector<int> connections = {1, 2};
   long retention_rows = 500000;  // rows already in the table for the retention comparison
-  bool full_text = true, retention = true;
+  bool full_text = true, retention = true, inserts = true;
+  std::string retention_extra;  // more mariadb output keys for the retention run
   std::string dir;
 };
 
@@ -285,7 +286,8 @@ void prefill(const MariaDb &db, long rows, int days) {
 void usage() {
   std::puts(
       "usage: bench_store_mariadb [--rows N] [--runs N] [--connections 1,2] "
-      "[--retention-rows N] [--no-full-text] [--no-retention] [--dir DIR]");
+      "[--retention-rows N] [--retention-pause DURATION] [--no-full-text] [--no-retention] "
+      "[--no-inserts] [--dir DIR]");
 }
 
 }  // namespace
@@ -310,6 +312,10 @@ int main(int argc, char **argv) {
       o.full_text = false;
     else if (a == "--no-retention")
       o.retention = false;
+    else if (a == "--no-inserts")
+      o.inserts = false;
+    else if (a == "--retention-pause")
+      o.retention_extra += "      retention_pause: " + next() + "\n";
     else if (a == "--dir")
       o.dir = next();
     else if (a == "--connections") {
@@ -358,8 +364,9 @@ int main(int argc, char **argv) {
 
   std::printf("\n%-5s %-9s %14s %14s %14s %10s %10s\n", "conns", "fulltext", "raw multi-row",
               "raw bulk", "devmesh", "/multi-row", "/bulk");
-  std::vector<bool> ft_modes = {false};
-  if (o.full_text) ft_modes.push_back(true);
+  std::vector<bool> ft_modes;
+  if (o.inserts) ft_modes.push_back(false);
+  if (o.inserts && o.full_text) ft_modes.push_back(true);
   for (bool ft : ft_modes)
     for (int conns : o.connections) {
       const double multi = measure([&] {
@@ -398,8 +405,8 @@ int main(int argc, char **argv) {
       for (int r = 0; r < o.runs; ++r) {
         fresh_table(db, false);
         prefill(db, o.retention_rows, on ? 100 : 1);
-        rates.push_back(
-            through_devmesh(o, db, o.rows, 1, false, on ? "      retention: 90d\n" : ""));
+        rates.push_back(through_devmesh(o, db, o.rows, 1, false,
+                                        on ? "      retention: 90d\n" + o.retention_extra : ""));
         deleted = o.retention_rows - count_rows(db, "source='old'");
       }
       std::printf("  %-32s %10.0f rows/s   %lld old rows deleted during the run\n",
