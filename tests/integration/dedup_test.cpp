@@ -243,6 +243,29 @@ TEST(Dedup, MaxKeysBoundsMemoryByEvictingTheLeastRecentlySeenKey) {
   EXPECT_EQ(records(d2 / "out.ndjson").size(), 6u);
 }
 
+TEST(Dedup, ManyKeysThroughASmallTableEvictTheColdOnesAndKeepTheHotOne) {
+  // "hot" every other record, between 3000 cold keys, four rounds. With 1000 slots each cold
+  // key is evicted before it comes back (the index deletes 11000 times), while "hot", always
+  // recently seen, stays: one hot record passes and every cold one. With 4000 slots nothing is
+  // evicted and each key passes once.
+  std::string messages;
+  for (int k = 0; k < 3000; ++k) messages += (k ? ", hot, k" : "hot, k") + std::to_string(k);
+  const std::string in =
+      "    - {name: dummy, tag: node.j, rate: 0, count: 24000, batch: 1000,"
+      " messages: [" +
+      messages + "], timestamp_start: " + kT0 + "}\n";
+  TempDir d;
+  auto n = count_by_message(run(d, in, "{name: dedup, window: 1h, max_keys: 1000}"));
+  EXPECT_EQ(n["hot"], 1);
+  EXPECT_EQ(n.size(), 3001u);
+  EXPECT_EQ(n["k0"], 4);
+  EXPECT_EQ(n["k2999"], 4);
+  TempDir d2;
+  n = count_by_message(run(d2, in, "{name: dedup, window: 1h, max_keys: 4000}"));
+  EXPECT_EQ(n.size(), 3001u);
+  for (const auto &[m, c] : n) ASSERT_EQ(c, 1) << m;
+}
+
 TEST(Dedup, EvictedKeyWithRepeatsIsSummarisedAtOnceInCollapseMode) {
   TempDir d;
   // a a b c: with room for 2 keys, c evicts a, whose one repeat is summarised then.

@@ -126,7 +126,7 @@ class Dedup {
     if (collapse_) contents_.reserve(max_keys_);
     size_t slots = 16;
     while (slots < size_t(max_keys_) * 2) slots <<= 1;
-    index_.assign(slots, 0);
+    index_.assign(slots, Slot{});
     mask_ = slots - 1;
 
     m_dropped_ = host->metric_counter(inst, "dedup_records_dropped_total",
@@ -170,12 +170,18 @@ class Dedup {
     now_ = host_->now_ns();
     const uint32_t tag = tag_index(sv(batch->tag));
     uint64_t dropped = 0, evicted = 0;
+    // First every key, prefetching its index slot, so that the slots' cache misses overlap
+    // instead of stalling one record after another.
+    keys_.resize(batch->count);
+    for (uint32_t i = 0; i < batch->count; ++i) {
+      hash_key(batch->records[i], keys_[i].k0, keys_[i].k1);
+      __builtin_prefetch(&index_[keys_[i].k0 & mask_]);
+    }
     for (uint32_t i = 0; i < batch->count; ++i) {
       const dm_record &r = batch->records[i];
       const int64_t ts = r.timestamp_ns;
       watermark_ = std::max(watermark_, ts);
-      uint64_t k0, k1;
-      hash_key(r, k0, k1);
+      const uint64_t k0 = keys_[i].k0, k1 = keys_[i].k1;
       uint32_t idx = find(k0, k1);
       if (idx == kNone) {
         if (entries_.size() < max_keys_) {
@@ -321,33 +327,38 @@ class Dedup {
   }
 
   // ---- the hash index: open addressing, linear probing, backward-shift deletion ----
+  // A slot holds the key's low 32 bits beside the entry's position: probing and deleting read
+  // only the index, and an entry is read once its fingerprint matched.
 
   uint32_t find(uint64_t k0, uint64_t k1) const {
-    for (size_t i = k0 & mask_;; i = (i + 1) & mask_) {
-      const uint32_t s = index_[i];
-      if (s == 0) return kNone;
-      const Entry &e = entries_[s - 1];
-      if (e.k0 == k0 && e.k1 == k1) return s - 1;
+    const uint32_t fp = static_cast<uint32_t>(k0);
+    for (size_t i = fp & mask_;; i = (i + 1) & mask_) {
+      const Slot &s = index_[i];
+      if (s.pos == 0) return kNone;
+      if (s.fp != fp) continue;
+      const Entry &e = entries_[s.pos - 1];
+      if (e.k0 == k0 && e.k1 == k1) return s.pos - 1;
     }
   }
 
   void insert(uint32_t idx) {
-    size_t i = entries_[idx].k0 & mask_;
-    while (index_[i] != 0) i = (i + 1) & mask_;
-    index_[i] = idx + 1;
+    const uint32_t fp = static_cast<uint32_t>(entries_[idx].k0);
+    size_t i = fp & mask_;
+    while (index_[i].pos != 0) i = (i + 1) & mask_;
+    index_[i] = Slot{fp, idx + 1};
   }
 
   void erase(uint32_t idx) {
-    size_t i = entries_[idx].k0 & mask_;
-    while (index_[i] != idx + 1) i = (i + 1) & mask_;
-    index_[i] = 0;
-    // Pull later entries of the probe run back so that no lookup stops at the hole too early.
-    for (size_t j = (i + 1) & mask_; index_[j] != 0; j = (j + 1) & mask_) {
-      const size_t home = entries_[index_[j] - 1].k0 & mask_;
+    size_t i = static_cast<uint32_t>(entries_[idx].k0) & mask_;
+    while (index_[i].pos != idx + 1) i = (i + 1) & mask_;
+    index_[i] = Slot{};
+    // Pull later slots of the probe run back so that no lookup stops at the hole too early.
+    for (size_t j = (i + 1) & mask_; index_[j].pos != 0; j = (j + 1) & mask_) {
+      const size_t home = index_[j].fp & mask_;
       const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
       if (stays) continue;
       index_[i] = index_[j];
-      index_[j] = 0;
+      index_[j] = Slot{};
       i = j;
     }
   }
@@ -539,7 +550,15 @@ class Dedup {
   // State (loop thread only).
   std::vector<Entry> entries_;
   std::vector<std::string> contents_;  // collapse: the first repeat's fields, per entry
-  std::vector<uint32_t> index_;        // entry position + 1, 0 empty
+  struct Slot {
+    uint32_t fp = 0;   // the key's low 32 bits (its home slot is fp & mask_)
+    uint32_t pos = 0;  // entry position + 1; 0: empty
+  };
+  struct Key {
+    uint64_t k0, k1;
+  };
+  std::vector<Slot> index_;
+  std::vector<Key> keys_;  // the batch's keys, reused across batches
   size_t mask_ = 0;
   uint32_t head_ = kNone, tail_ = kNone;
   std::vector<uint32_t> pending_;

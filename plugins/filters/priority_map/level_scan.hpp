@@ -4,9 +4,12 @@
 
 #include <devmesh/plugin.h>
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace devmesh {
@@ -16,6 +19,8 @@ struct CharClass {
   bool trigger = false;  // '=', ':', '['
   bool word = false;     // letters, digits, '_': a word continues over these
   bool alpha = false;
+  bool key_end = false;    // last letter of a key: leve(l), lv(l), severit(y), logleve(l)
+  bool level_end = false;  // last letter of a level word (trac(e), debu(g), inf(o), war(n)...)
 };
 
 constexpr std::array<CharClass, 256> make_classes() {
@@ -25,6 +30,10 @@ constexpr std::array<CharClass, 256> make_classes() {
     t[c].alpha = alpha;
     t[c].word = alpha || (c >= '0' && c <= '9') || c == '_';
     t[c].trigger = c == '=' || c == ':' || c == '[';
+    const int l = alpha ? (c | 0x20) : 0;
+    t[c].key_end = l == 'l' || l == 'y';
+    t[c].level_end = l == 'e' || l == 'g' || l == 'o' || l == 'n' || l == 'r' || l == 't' ||
+                     l == 'l' || l == 'c';
   }
   return t;
 }
@@ -43,17 +52,19 @@ class LevelScanner {
     const char *s = msg.data();
     const size_t n = msg.size();
     uint8_t bare = DM_LEVEL_UNSET;
-    for (size_t i = 0; i < n; ++i) {
-      const unsigned char c = static_cast<unsigned char>(s[i]);
-      if (!kClass[c].trigger) continue;
-      if (c == '[') {
-        if (bare == DM_LEVEL_UNSET) bare = bracket(s, n, i);
-        continue;
+    // Eight bytes at a time: the mask marks '=', ':' and '[' (and, rarely, a byte after one:
+    // at() re-checks), so a message costs its length / 8 plus its triggers.
+    size_t i = 0;
+    if constexpr (std::endian::native == std::endian::little) {
+      for (; i + 8 <= n; i += 8) {
+        for (uint64_t m = trigger_mask(s + i); m; m &= m - 1) {
+          const size_t at_i = i + static_cast<size_t>(__builtin_ctzll(m) >> 3);
+          if (uint8_t l = at(s, n, at_i, bare)) return l;
+        }
       }
-      // '=' or ':' : a key before it (key form), or a level word right before ':' (bare form).
-      if (uint8_t l = keyed(s, n, i)) return l;
-      if (c == ':' && bare == DM_LEVEL_UNSET) bare = colon(s, i);
     }
+    for (; i < n; ++i)
+      if (uint8_t l = at(s, n, i, bare)) return l;
     return bare;
   }
 
@@ -74,52 +85,84 @@ class LevelScanner {
   static constexpr size_t kMaxWord = 8;  // "critical", "severity", "loglevel"
   static constexpr auto &kClass = level_scan_detail::kClasses;
 
+  // The high bit of each of the 8 bytes at p that is '=', ':' or '[' (SWAR: such a byte is
+  // zero in x ^ b); a borrow may also mark a byte right above a marked one.
+  static uint64_t trigger_mask(const char *p) {
+    uint64_t x;
+    std::memcpy(&x, p, 8);
+    constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+    auto zero_byte = [](uint64_t v) { return (v - kOnes) & ~v & kHigh; };
+    return zero_byte(x ^ (kOnes * '=')) | zero_byte(x ^ (kOnes * ':')) |
+           zero_byte(x ^ (kOnes * '['));
+  }
+
+  // Looks at s[i]: the key form's level (the scan ends), or 0 after noting a bare form's.
+  static uint8_t at(const char *s, size_t n, size_t i, uint8_t &bare) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (!kClass[c].trigger) return DM_LEVEL_UNSET;
+    if (c == '[') {
+      if (bare == DM_LEVEL_UNSET) bare = bracket(s, n, i);
+      return DM_LEVEL_UNSET;
+    }
+    // '=' or ':' : a key before it (key form), or a level word right before ':' (bare form).
+    if (uint8_t l = keyed(s, n, i)) return l;
+    if (c == ':' && bare == DM_LEVEL_UNSET) bare = colon(s, i);
+    return DM_LEVEL_UNSET;
+  }
+
   static constexpr char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + 32) : c; }
   static bool is_word(const char *s, size_t i) {
     return kClass[static_cast<unsigned char>(s[i])].word;
   }
   static bool is_alpha(char c) { return kClass[static_cast<unsigned char>(c)].alpha; }
 
-  // Lower-cases the letters s[from, to) into buf; false when longer than kMaxWord.
-  static bool fold(const char *s, size_t from, size_t to, char *buf) {
-    if (to - from > kMaxWord || to == from) return false;
-    for (size_t k = from; k < to; ++k) buf[k - from] = lower(s[k]);
-    return true;
+  // Up to kMaxWord letters, lower-cased and packed into an integer (first letter in the low
+  // byte), so that a word is compared with one instruction; 0 when empty or longer.
+  static uint64_t pack(const char *s, size_t from, size_t to) {
+    if (to == from || to - from > kMaxWord) return 0;
+    uint64_t w = 0;
+    for (size_t k = from; k < to; ++k)
+      w |= uint64_t(static_cast<uint8_t>(s[k]) | 0x20) << (8 * (k - from));  // letters only
+    return w;
+  }
+  static consteval uint64_t word(std::string_view w) {
+    uint64_t v = 0;
+    for (size_t k = 0; k < w.size(); ++k) v |= uint64_t(static_cast<uint8_t>(w[k])) << (8 * k);
+    return v;
   }
 
-  // The level a lower-case word names; syslog's names map like priority_map's defaults.
-  static uint8_t word_level(std::string_view w) {
-    switch (w.size()) {
-      case 3:
-        if (w == "err") return DM_LEVEL_ERROR;
-        if (w == "dbg") return DM_LEVEL_DEBUG;
-        break;
-      case 4:
-        if (w == "info") return DM_LEVEL_INFO;
-        if (w == "warn") return DM_LEVEL_WARN;
-        if (w == "crit") return DM_LEVEL_CRITICAL;
-        break;
-      case 5:
-        if (w == "error") return DM_LEVEL_ERROR;
-        if (w == "debug" || w == "trace") return DM_LEVEL_DEBUG;
-        if (w == "fatal" || w == "panic" || w == "emerg") return DM_LEVEL_FATAL;
-        if (w == "alert") return DM_LEVEL_CRITICAL;
-        break;
-      case 6:
-        if (w == "notice") return DM_LEVEL_INFO;
-        break;
-      case 7:
-        if (w == "warning") return DM_LEVEL_WARNING;
-        break;
-      case 8:
-        if (w == "critical") return DM_LEVEL_CRITICAL;
-        break;
+  // The level a packed word names; syslog's names map like priority_map's defaults.
+  static uint8_t word_level(uint64_t w) {
+    switch (w) {
+      case word("trace"):
+      case word("debug"):
+      case word("dbg"):
+        return DM_LEVEL_DEBUG;
+      case word("info"):
+      case word("notice"):
+        return DM_LEVEL_INFO;
+      case word("warn"):
+        return DM_LEVEL_WARN;
+      case word("warning"):
+        return DM_LEVEL_WARNING;
+      case word("err"):
+      case word("error"):
+        return DM_LEVEL_ERROR;
+      case word("crit"):
+      case word("critical"):
+      case word("alert"):
+        return DM_LEVEL_CRITICAL;
+      case word("fatal"):
+      case word("panic"):
+      case word("emerg"):
+        return DM_LEVEL_FATAL;
+      default:
+        return DM_LEVEL_UNSET;
     }
-    return DM_LEVEL_UNSET;
   }
 
-  static bool is_key(std::string_view w) {
-    return w == "level" || w == "lvl" || w == "severity" || w == "loglevel";
+  static bool is_key(uint64_t w) {
+    return w == word("level") || w == word("lvl") || w == word("severity") || w == word("loglevel");
   }
 
   // The level word starting at s[i] and ending at a word boundary; its end in *end.
@@ -127,10 +170,8 @@ class LevelScanner {
     size_t j = i;
     while (j < n && j - i <= kMaxWord && is_alpha(s[j])) ++j;
     if (j < n && is_word(s, j)) return DM_LEVEL_UNSET;  // "error2", "errors", too long
-    char buf[kMaxWord];
-    if (!fold(s, i, j, buf)) return DM_LEVEL_UNSET;
     *end = j;
-    return word_level(std::string_view(buf, j - i));
+    return word_level(pack(s, i, j));
   }
 
   // The letters ending right before `end`, when they start a word; their start in *start.
@@ -154,12 +195,13 @@ class LevelScanner {
     while (k_end > 0 && s[k_end - 1] == ' ') --k_end;
     const bool quoted_key = k_end > 0 && s[k_end - 1] == '"';
     if (quoted_key) --k_end;
+    // Most '=' and ':' follow no key at all: reject on the last letter before the walk back.
+    if (k_end == 0 || !kClass[static_cast<unsigned char>(s[k_end - 1])].key_end)
+      return DM_LEVEL_UNSET;
     size_t k_start;
     if (!word_before(s, k_end, &k_start)) return DM_LEVEL_UNSET;
     if (quoted_key && (k_start == 0 || s[k_start - 1] != '"')) return DM_LEVEL_UNSET;
-    char buf[kMaxWord];
-    if (!fold(s, k_start, k_end, buf) || !is_key(std::string_view(buf, k_end - k_start)))
-      return DM_LEVEL_UNSET;
+    if (!is_key(pack(s, k_start, k_end))) return DM_LEVEL_UNSET;
     size_t v = skip_spaces(s, n, i + 1);
     char quote = 0;
     if (v < n && (s[v] == '"' || s[v] == '\'')) quote = s[v++];
@@ -173,6 +215,7 @@ class LevelScanner {
   // At ':' s[i]: ERROR: (the level word right before, at the start, after a blank or after a
   // closing bracket; "/error:" inside a URL or path is no level).
   static uint8_t colon(const char *s, size_t i) {
+    if (i == 0 || !kClass[static_cast<unsigned char>(s[i - 1])].level_end) return DM_LEVEL_UNSET;
     size_t start;
     if (!word_before(s, i, &start)) return DM_LEVEL_UNSET;
     if (start > 0) {
@@ -181,9 +224,7 @@ class LevelScanner {
           before != '|')
         return DM_LEVEL_UNSET;
     }
-    char buf[kMaxWord];
-    if (!fold(s, start, i, buf)) return DM_LEVEL_UNSET;
-    return word_level(std::string_view(buf, i - start));
+    return word_level(pack(s, start, i));
   }
 
   // At '[' s[i]: [ERROR], [ warn].
