@@ -1,11 +1,13 @@
 // http_forward output: POSTs batches to another devmesh (or the prototype's API) as
 // {"logs":[...]} or NDJSON, optionally gzip, with libcurl's multi interface driven by the engine
 // loop: no thread per request, connections reused, `workers` requests in flight at once.
+// First: it sets up rapidjson (SSE2) for every rapidjson header of this file.
+#include <record_json.hpp>
+
 #include <curl/curl.h>
 #include <rapidjson/document.h>
 #include <zlib.h>
 #include <devmesh/plugin.hpp>
-#include <record_json.hpp>
 
 #include <unistd.h>
 

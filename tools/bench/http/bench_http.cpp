@@ -1,0 +1,689 @@
+// bench_http: the http input and http_forward output through the real devmesh binary.
+//  1. http -> null: wrk posts 500-record JSON bodies over 4 connections (closed loop): records/s,
+//     p50/p99 request latency, the engine's peak RSS and CPU per request.
+//  2. The raw ceiling in the same run: the same bodies to a bare libh2o server on libuv (this
+//     program with --raw-server) that receives each body whole and answers without parsing.
+//  3. p99 at half the load of 1: a paced libcurl-multi client, latency counted from each
+//     request's scheduled time (so a stalled server cannot hide its queueing).
+//  4. sidecar -> aggregator: dummy -> http_forward -> devmesh http input -> null, records/s and
+//     both peak RSS; next to it the generation ceiling (dummy -> null in one process).
+// Medians of --runs runs are printed. Needs wrk (Debian package) for 1 and 2.
+#ifndef H2O_USE_LIBUV
+#define H2O_USE_LIBUV 1
+#endif
+#include <curl/curl.h>
+#include <h2o.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifndef DEVMESH_BENCH_BINARY
+#define DEVMESH_BENCH_BINARY ""
+#endif
+#ifndef DEVMESH_BENCH_PLUGIN_DIR
+#define DEVMESH_BENCH_PLUGIN_DIR ""
+#endif
+
+extern char **environ;
+
+namespace devmesh {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string devmesh = DEVMESH_BENCH_BINARY, plugins = DEVMESH_BENCH_PLUGIN_DIR;
+  std::string wrk = "/usr/bin/wrk";
+  int records = 500;  // per body
+  int connections = 4;
+  int seconds = 8;  // per load run
+  int runs = 3;
+  long forward_count = 2000000;
+  int forward_workers = 4;
+  int forward_batch = 1000;
+  std::string forward_queue_limit = "16MiB";  // the sidecar's; the engine default is 64MiB
+  bool forward_gzip = false;
+};
+
+void usage(const char *argv0) {
+  std::printf(
+      "usage: %s [--seconds N] [--runs N] [--records N] [--connections N]\n"
+      "          [--forward-count N] [--forward-workers N] [--forward-batch N] [--forward-gzip]\n"
+      "          [--forward-queue-limit SIZE]\n"
+      "          [--devmesh PATH] [--plugins DIR] [--wrk PATH]\n"
+      "       %s --raw-server PORT   (the raw ceiling: a bare libh2o receiver)\n"
+      "       %s [--seconds N] [--records N] [--connections N] --paced URL RATE\n",
+      argv0, argv0, argv0);
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+double percentile(std::vector<double> &sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t i = static_cast<size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(i, sorted.size() - 1)];
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
+  int port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+bool port_open(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+// ---- child processes ----------------------------------------------------------------------------
+
+struct Child {
+  pid_t pid = -1;
+  long max_rss_kib = 0;  // after wait()
+
+  static Child spawn(const std::vector<std::string> &argv, const std::string &log) {
+    Child c;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    std::vector<char *> args;
+    for (auto &a : argv) args.push_back(const_cast<char *>(a.c_str()));
+    args.push_back(nullptr);
+    if (posix_spawn(&c.pid, args[0], &fa, nullptr, args.data(), environ) != 0) c.pid = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    return c;
+  }
+  // Peak RSS so far (VmHWM), KiB.
+  long hwm_kib() const {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(f, line))
+      if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
+    return 0;
+  }
+  // User + system CPU seconds so far.
+  double cpu_s() const {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto close = s.rfind(')');
+    if (close == std::string::npos) return 0;
+    std::istringstream in(s.substr(close + 2));
+    std::string field;
+    double ut = 0, st = 0;
+    for (int i = 3; in >> field; ++i) {
+      if (i == 14) ut = std::atof(field.c_str());
+      if (i == 15) {
+        st = std::atof(field.c_str());
+        break;
+      }
+    }
+    return (ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  int wait(int timeout_s = 600) {
+    auto end = Clock::now() + std::chrono::seconds(timeout_s);
+    for (;;) {
+      int status;
+      rusage ru{};
+      pid_t r = wait4(pid, &status, WNOHANG, &ru);
+      if (r == pid) {
+        max_rss_kib = ru.ru_maxrss;
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      if (Clock::now() > end) return -1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  void stop() {
+    if (pid <= 0) return;
+    kill(pid, SIGTERM);
+    if (wait(10) < 0) {
+      kill(pid, SIGKILL);
+      wait(10);
+    }
+  }
+};
+
+std::string run_capture(const std::vector<std::string> &argv, const std::string &log) {
+  Child c = Child::spawn(argv, log);
+  c.wait(600);
+  std::ifstream f(log);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// ---- the raw ceiling: a bare libh2o receiver ----------------------------------------------------
+
+struct RawServer {
+  uv_loop_t loop;
+  h2o_globalconf_t config;
+  h2o_context_t ctx;
+  h2o_accept_ctx_t accept_ctx{};
+  uv_tcp_t listener;
+};
+
+int raw_on_req(h2o_handler_t *, h2o_req_t *req) {
+  // The body is in req->entity, received whole, as the engine's server gets it; not parsed.
+  static const char kBody[] = "{\"accepted\":0}";
+  req->res.status = 200;
+  req->res.reason = "OK";
+  h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, nullptr,
+                 H2O_STRLIT("application/json"));
+  req->res.content_length = sizeof kBody - 1;
+  h2o_send_inline(req, kBody, sizeof kBody - 1);
+  return 0;
+}
+
+void raw_on_connection(uv_stream_t *listener, int status) {
+  if (status != 0) return;
+  auto *srv = static_cast<RawServer *>(listener->data);
+  auto *conn = static_cast<uv_tcp_t *>(h2o_mem_alloc(sizeof(uv_tcp_t)));
+  uv_tcp_init(listener->loop, conn);
+  if (uv_accept(listener, reinterpret_cast<uv_stream_t *>(conn)) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t *>(conn), reinterpret_cast<uv_close_cb>(free));
+    return;
+  }
+  uv_tcp_nodelay(conn, 1);
+  h2o_socket_t *sock = h2o_uv_socket_create(reinterpret_cast<uv_stream_t *>(conn),
+                                            reinterpret_cast<uv_close_cb>(free));
+  h2o_accept(&srv->accept_ctx, sock);
+}
+
+int raw_server(int port) {
+  signal(SIGPIPE, SIG_IGN);
+  static RawServer srv;
+  uv_loop_init(&srv.loop);
+  h2o_config_init(&srv.config);
+  srv.config.max_request_entity_size = 64 << 20;
+  srv.config.http1.upgrade_to_http2 = 0;
+  h2o_hostconf_t *host =
+      h2o_config_register_host(&srv.config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+  h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+  h2o_handler_t *handler = h2o_create_handler(path, sizeof(h2o_handler_t));
+  handler->on_req = raw_on_req;
+  h2o_context_init(&srv.ctx, &srv.loop, &srv.config);
+  srv.accept_ctx.ctx = &srv.ctx;
+  srv.accept_ctx.hosts = srv.config.hosts;
+  uv_tcp_init(&srv.loop, &srv.listener);
+  srv.listener.data = &srv;
+  sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", port, &addr);
+  if (uv_tcp_bind(&srv.listener, reinterpret_cast<sockaddr *>(&addr), 0) != 0 ||
+      uv_listen(reinterpret_cast<uv_stream_t *>(&srv.listener), 511, raw_on_connection) != 0) {
+    std::fprintf(stderr, "raw server: cannot listen on 127.0.0.1:%d\n", port);
+    return 1;
+  }
+  return uv_run(&srv.loop, UV_RUN_DEFAULT);
+}
+
+// ---- load
+// -----------------------------------------------------------------------------------------
+
+std::string make_body(int records) {
+  std::string s = "{\"logs\":[";
+  char buf[1024];
+  for (int i = 0; i < records; ++i) {
+    // Shaped like the prototype's journald records (the seed's example).
+    std::snprintf(
+        buf, sizeof buf,
+        "%s{\"timestamp\":\"2025-11-28T19:55:%02d.%06dZ\",\"source\":\"journald\","
+        "\"service\":\"loki.service\",\"host\":\"dev-services\",\"level\":\"INFO\","
+        "\"message\":\"level=info ts=2025-11-28T19:55:40.431Z caller=table_manager.go:136 "
+        "msg=\\\"uploading tables\\\" index=%d\",\"meta_json\":{\"pid\":\"493414\","
+        "\"comm\":\"loki-linux-amd6\",\"facility\":\"3\"}}",
+        i ? "," : "", i % 60, i * 1000 % 1000000, i);
+    s += buf;
+  }
+  return s + "]}";
+}
+
+struct LoadResult {
+  double requests_per_s = 0, p50_ms = 0, p99_ms = 0;
+  long requests = 0, errors = 0;
+};
+
+// wrk, closed loop: as fast as `connections` connections go.
+LoadResult wrk_run(const Options &o, const std::string &dir, const std::string &url) {
+  const std::string lua = dir + "/post.lua";
+  std::ofstream(lua)
+      << "wrk.method = \"POST\"\n"
+         "wrk.headers[\"Content-Type\"] = \"application/json\"\n"
+         "local f = io.open(\""
+      << dir
+      << "/body.json\", \"rb\")\n"
+         "wrk.body = f:read(\"*a\")\nf:close()\n"
+         "done = function(s, lat, req)\n"
+         "  io.write(string.format(\"BENCH %d %d %d %d %d\\n\", s.requests, s.duration,"
+         " lat:percentile(50), lat:percentile(99), s.errors.connect + s.errors.read +"
+         " s.errors.write + s.errors.timeout + s.errors.status))\nend\n";
+  std::string out = run_capture({o.wrk, "-t1", "-c" + std::to_string(o.connections),
+                                 "-d" + std::to_string(o.seconds) + "s", "-s", lua, url},
+                                dir + "/wrk.log");
+  LoadResult r;
+  auto at = out.find("BENCH ");
+  if (at == std::string::npos) {
+    std::fprintf(stderr, "wrk failed:\n%s\n", out.c_str());
+    return r;
+  }
+  long long reqs, dur_us, p50, p99, errs;
+  std::sscanf(out.c_str() + at, "BENCH %lld %lld %lld %lld %lld", &reqs, &dur_us, &p50, &p99,
+              &errs);
+  r.requests = reqs;
+  r.errors = errs;
+  r.requests_per_s = static_cast<double>(reqs) / (static_cast<double>(dur_us) / 1e6);
+  r.p50_ms = static_cast<double>(p50) / 1000;
+  r.p99_ms = static_cast<double>(p99) / 1000;
+  return r;
+}
+
+// libcurl multi, open loop: request i is due at start + i/rate on the next free connection;
+// its latency runs from when it was due, so time spent waiting for a connection counts.
+LoadResult paced_run(const Options &o, const std::string &url, const std::string &body,
+                     double rate) {
+  struct Conn {
+    CURL *easy;
+    Clock::time_point due;
+  };
+  CURLM *multi = curl_multi_init();
+  curl_slist *h = curl_slist_append(nullptr, "Content-Type: application/json");
+  h = curl_slist_append(h, "Expect:");
+  auto sink = +[](char *, size_t s, size_t n, void *) { return s * n; };
+  std::vector<Conn> conns(static_cast<size_t>(o.connections));
+  std::vector<Conn *> idle;
+  for (auto &c : conns) {
+    c.easy = curl_easy_init();
+    curl_easy_setopt(c.easy, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c.easy, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(c.easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl_easy_setopt(c.easy, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c.easy, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c.easy, CURLOPT_PRIVATE, &c);
+    // No signal juggling around every call.
+    curl_easy_setopt(c.easy, CURLOPT_NOSIGNAL, 1L);
+    idle.push_back(&c);
+  }
+  std::vector<double> lat_ms;
+  LoadResult r;
+  const auto start = Clock::now();
+  const auto end = start + std::chrono::seconds(o.seconds);
+  const auto interval = std::chrono::duration<double>(1.0 / rate);
+  long issued = 0;
+  int running = 0;
+  for (;;) {
+    const auto now = Clock::now();
+    // Start every request that is due, while a connection is free.
+    while (!idle.empty()) {
+      auto due = start + std::chrono::duration_cast<Clock::duration>(interval *
+                                                                     static_cast<double>(issued));
+      if (due > now || due >= end) break;
+      Conn *c = idle.back();
+      idle.pop_back();
+      c->due = due;
+      ++issued;
+      curl_multi_add_handle(multi, c->easy);
+    }
+    curl_multi_perform(multi, &running);
+    int left;
+    while (CURLMsg *m = curl_multi_info_read(multi, &left)) {
+      if (m->msg != CURLMSG_DONE) continue;
+      Conn *c;
+      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char **>(&c));
+      long code = 0;
+      curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &code);
+      if (m->data.result != CURLE_OK || code != 200) ++r.errors;
+      lat_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - c->due).count());
+      curl_multi_remove_handle(multi, m->easy_handle);
+      idle.push_back(c);
+    }
+    if (Clock::now() >= end && running == 0 && idle.size() == conns.size()) break;
+    // Sleep until the next request is due or a socket is ready, to the microsecond: no busy
+    // loop (the client shares the cores with the server) and no millisecond rounding (a late
+    // send would count as server latency).
+    auto wake = Clock::now() + std::chrono::milliseconds(100);
+    if (!idle.empty()) {
+      wake = std::min(wake, start + std::chrono::duration_cast<Clock::duration>(
+                                        interval * static_cast<double>(issued)));
+    }
+    long curl_ms = -1;
+    curl_multi_timeout(multi, &curl_ms);
+    if (curl_ms >= 0) wake = std::min(wake, Clock::now() + std::chrono::milliseconds(curl_ms));
+    const auto remaining = std::max(Clock::duration::zero(), wake - Clock::now());
+    const auto left_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(remaining).count();
+    timespec ts{static_cast<time_t>(left_ns / 1000000000), static_cast<long>(left_ns % 1000000000)};
+    fd_set rd, wr, ex;
+    FD_ZERO(&rd);
+    FD_ZERO(&wr);
+    FD_ZERO(&ex);
+    int maxfd = -1;
+    curl_multi_fdset(multi, &rd, &wr, &ex, &maxfd);
+    if (maxfd >= 0) {
+      pselect(maxfd + 1, &rd, &wr, &ex, &ts, nullptr);
+    } else {
+      nanosleep(&ts, nullptr);
+    }
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  for (auto &c : conns) curl_easy_cleanup(c.easy);
+  curl_slist_free_all(h);
+  curl_multi_cleanup(multi);
+  std::sort(lat_ms.begin(), lat_ms.end());
+  r.requests = static_cast<long>(lat_ms.size());
+  r.requests_per_s = static_cast<double>(r.requests) / secs;
+  r.p50_ms = percentile(lat_ms, 50);
+  r.p99_ms = percentile(lat_ms, 99);
+  return r;
+}
+
+// ---- the runs
+// -------------------------------------------------------------------------------------
+
+std::string head(const Options &o) {
+  return "service:\n  plugins_dir: [" + o.plugins + "]\n  log_level: warn\npipeline:\n";
+}
+
+Child start_engine(const Options &o, const std::string &dir, const std::string &name,
+                   const std::string &yaml, int wait_port) {
+  std::ofstream(dir + "/" + name + ".yaml") << yaml;
+  Child c = Child::spawn({o.devmesh, "-c", dir + "/" + name + ".yaml"}, dir + "/" + name + ".log");
+  auto end = Clock::now() + std::chrono::seconds(10);
+  while (wait_port && !port_open(wait_port) && Clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return c;
+}
+
+struct IngestRun {
+  LoadResult load;
+  long peak_rss_kib = 0;
+  double cpu_us_per_request = 0;
+};
+
+IngestRun ingest_run(const Options &o, const std::string &dir) {
+  const int port = free_port();
+  const std::string listen = "127.0.0.1:" + std::to_string(port);
+  Child e = start_engine(o, dir, "ingest",
+                         head(o) + "  inputs:\n    - {name: http, listen: '" + listen +
+                             "'}\n  outputs:\n    - {name: 'null'}\n",
+                         port);
+  IngestRun r;
+  const double cpu0 = e.cpu_s();
+  r.load = wrk_run(o, dir, "http://" + listen + "/ingest/logs");
+  r.cpu_us_per_request =
+      r.load.requests ? (e.cpu_s() - cpu0) * 1e6 / static_cast<double>(r.load.requests) : 0;
+  r.peak_rss_kib = e.hwm_kib();
+  e.stop();
+  return r;
+}
+
+LoadResult raw_run(const Options &o, const std::string &dir, const std::string &self) {
+  const int port = free_port();
+  Child s = Child::spawn({self, "--raw-server", std::to_string(port)}, dir + "/raw.log");
+  auto end = Clock::now() + std::chrono::seconds(10);
+  while (!port_open(port) && Clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  LoadResult r = wrk_run(o, dir, "http://127.0.0.1:" + std::to_string(port) + "/ingest/logs");
+  s.stop();
+  return r;
+}
+
+struct HalfRun {
+  LoadResult load;
+  long peak_rss_kib = 0;
+};
+
+HalfRun half_run(const Options &o, const std::string &dir, const std::string &body, double rate) {
+  const int port = free_port();
+  const std::string listen = "127.0.0.1:" + std::to_string(port);
+  Child e = start_engine(o, dir, "half",
+                         head(o) + "  inputs:\n    - {name: http, listen: '" + listen +
+                             "'}\n  outputs:\n    - {name: 'null'}\n",
+                         port);
+  HalfRun r;
+  r.load = paced_run(o, "http://" + listen + "/ingest/logs", body, rate);
+  r.peak_rss_kib = e.hwm_kib();
+  e.stop();
+  return r;
+}
+
+struct ForwardRun {
+  double records_per_s = 0;
+  long sidecar_rss_kib = 0, aggregator_rss_kib = 0;
+  bool ok = false;
+};
+
+ForwardRun forward_run(const Options &o, const std::string &dir) {
+  const int port = free_port();
+  const std::string listen = "127.0.0.1:" + std::to_string(port);
+  Child agg = start_engine(o, dir, "aggregator",
+                           head(o) + "  inputs:\n    - {name: http, listen: '" + listen +
+                               "'}\n  outputs:\n    - {name: 'null'}\n",
+                           port);
+  const std::string n = std::to_string(o.forward_count), b = std::to_string(o.forward_batch);
+  std::ofstream(dir + "/sidecar.yaml")
+      << "service:\n  plugins_dir: [" << o.plugins
+      << "]\n  log_level: warn\n  exit_when_done: true\n"
+      << "pipeline:\n  inputs:\n    - {name: dummy, rate: 0, count: " << n << ", batch: " << b
+      << "}\n  outputs:\n    - {name: http_forward, url: 'http://" << listen
+      << "/ingest/logs', workers: " << o.forward_workers << ", batch_size: " << b
+      << ", queue_limit: " << o.forward_queue_limit << (o.forward_gzip ? ", gzip: true" : "")
+      << "}\n";
+  const auto t0 = Clock::now();
+  Child side = Child::spawn({o.devmesh, "-c", dir + "/sidecar.yaml"}, dir + "/sidecar.log");
+  const int rc = side.wait(600);
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  ForwardRun r;
+  r.ok = rc == 0;
+  r.records_per_s = static_cast<double>(o.forward_count) / secs;
+  r.sidecar_rss_kib = side.max_rss_kib;
+  r.aggregator_rss_kib = agg.hwm_kib();
+  agg.stop();
+  if (!r.ok) std::fprintf(stderr, "sidecar exited %d; see %s/sidecar.log\n", rc, dir.c_str());
+  return r;
+}
+
+// The generation ceiling of the forwarding run: dummy -> null in one process.
+double generate_run(const Options &o, const std::string &dir) {
+  std::ofstream(dir + "/generate.yaml")
+      << "service:\n  plugins_dir: [" << o.plugins
+      << "]\n  log_level: warn\n  exit_when_done: true\n"
+      << "pipeline:\n  inputs:\n    - {name: dummy, rate: 0, count: " << o.forward_count
+      << ", batch: " << o.forward_batch
+      << "}\n  outputs:\n    - {name: 'null', batch_size: " << o.forward_batch << "}\n";
+  const auto t0 = Clock::now();
+  Child c = Child::spawn({o.devmesh, "-c", dir + "/generate.yaml"}, dir + "/generate.log");
+  c.wait(600);
+  return static_cast<double>(o.forward_count) /
+         std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+int bench(const Options &o, const std::string &self) {
+  if (access(o.devmesh.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "no devmesh binary at '%s' (--devmesh)\n", o.devmesh.c_str());
+    return 2;
+  }
+  if (access(o.wrk.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "wrk not found at %s (apt-get install wrk, or --wrk)\n", o.wrk.c_str());
+    return 2;
+  }
+  char tmpl[] = "/tmp/bench-http-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string body = make_body(o.records);
+  std::ofstream(dir + "/body.json") << body;
+  std::printf(
+      "bench_http: %d-record bodies (%zu bytes), %d connections, %d s per run, %d runs, "
+      "%u cores; medians\n",
+      o.records, body.size(), o.connections, o.seconds, o.runs,
+      std::thread::hardware_concurrency());
+
+  std::vector<double> rps, p50, p99, rss, cpu, raw_rps, raw_p99;
+  for (int i = 0; i < o.runs; ++i) {
+    IngestRun r = ingest_run(o, dir);
+    LoadResult raw = raw_run(o, dir, self);
+    std::printf(
+        "  run %d: devmesh %.0f req/s (p50 %.2f ms, p99 %.2f ms, %ld errors, %.0f us CPU/req, "
+        "peak RSS %.1f MiB); raw h2o %.0f req/s\n",
+        i + 1, r.load.requests_per_s, r.load.p50_ms, r.load.p99_ms, r.load.errors,
+        r.cpu_us_per_request, r.peak_rss_kib / 1024.0, raw.requests_per_s);
+    rps.push_back(r.load.requests_per_s);
+    p50.push_back(r.load.p50_ms);
+    p99.push_back(r.load.p99_ms);
+    rss.push_back(static_cast<double>(r.peak_rss_kib));
+    cpu.push_back(r.cpu_us_per_request);
+    raw_rps.push_back(raw.requests_per_s);
+    raw_p99.push_back(raw.p99_ms);
+  }
+  const double max_rps = median(rps);
+  const double half_rate = max_rps / 2;
+  std::vector<double> half_p50, half_p99, half_rps, half_rss;
+  for (int i = 0; i < o.runs; ++i) {
+    HalfRun h = half_run(o, dir, body, half_rate);
+    std::printf("  run %d: paced %.0f req/s: p50 %.2f ms, p99 %.2f ms, %ld errors\n", i + 1,
+                h.load.requests_per_s, h.load.p50_ms, h.load.p99_ms, h.load.errors);
+    half_p50.push_back(h.load.p50_ms);
+    half_p99.push_back(h.load.p99_ms);
+    half_rps.push_back(h.load.requests_per_s);
+    half_rss.push_back(static_cast<double>(h.peak_rss_kib));
+  }
+  std::vector<double> fwd, fwd_side, fwd_agg, gen;
+  for (int i = 0; i < o.runs; ++i) {
+    ForwardRun f = forward_run(o, dir);
+    double g = generate_run(o, dir);
+    std::printf(
+        "  run %d: forwarding %.0f records/s (sidecar %.1f MiB, aggregator %.1f MiB)%s; "
+        "dummy -> null %.0f records/s\n",
+        i + 1, f.records_per_s, f.sidecar_rss_kib / 1024.0, f.aggregator_rss_kib / 1024.0,
+        f.ok ? "" : " FAILED", g);
+    fwd.push_back(f.records_per_s);
+    fwd_side.push_back(static_cast<double>(f.sidecar_rss_kib));
+    fwd_agg.push_back(static_cast<double>(f.aggregator_rss_kib));
+    gen.push_back(g);
+  }
+
+  const double recs = o.records;
+  std::printf("\nhttp input -> null (wrk, %d connections, closed loop)\n", o.connections);
+  std::printf("  records/s          %10.0f   (%.0f requests/s)\n", max_rps * recs, max_rps);
+  std::printf("  request latency    p50 %.2f ms, p99 %.2f ms\n", median(p50), median(p99));
+  std::printf("  engine CPU         %.0f us per %d-record request (%.2f us per record)\n",
+              median(cpu), o.records, median(cpu) / recs);
+  std::printf("  peak RSS           %.1f MiB\n", median(rss) / 1024);
+  std::printf(
+      "  raw ceiling        %10.0f records/s (%.0f requests/s, p99 %.2f ms): bare libh2o "
+      "receiving the same bodies unparsed\n",
+      median(raw_rps) * recs, median(raw_rps), median(raw_p99));
+  std::printf("  ratio to ceiling   %.2f\n", median(raw_rps) > 0 ? max_rps / median(raw_rps) : 0);
+  std::printf("half load (paced libcurl, %.0f requests/s = %.0f records/s, open loop)\n", half_rate,
+              half_rate * recs);
+  std::printf("  achieved           %.0f requests/s\n", median(half_rps));
+  std::printf("  request latency    p50 %.2f ms, p99 %.2f ms\n", median(half_p50),
+              median(half_p99));
+  std::printf("  peak RSS           %.1f MiB\n", median(half_rss) / 1024);
+  std::printf(
+      "sidecar -> aggregator (dummy -> http_forward x%d, %d-record batches%s -> http -> "
+      "null), %ld records\n",
+      o.forward_workers, o.forward_batch, o.forward_gzip ? ", gzip" : "", o.forward_count);
+  std::printf("  records/s          %10.0f\n", median(fwd));
+  std::printf("  peak RSS           sidecar %.1f MiB, aggregator %.1f MiB\n",
+              median(fwd_side) / 1024, median(fwd_agg) / 1024);
+  std::printf("  generation ceiling %10.0f records/s (dummy -> null, one process); ratio %.2f\n",
+              median(gen), median(gen) > 0 ? median(fwd) / median(gen) : 0);
+  fs::remove_all(dir);
+  return 0;
+}
+
+}  // namespace
+}  // namespace devmesh
+
+int main(int argc, char **argv) {
+  using namespace devmesh;
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        usage(argv[0]);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--raw-server") return raw_server(std::atoi(next().c_str()));
+    if (a == "--paced") {
+      // The paced client alone against URL at RATE requests/s (for a receiver of your own).
+      const std::string url = next();
+      const double rate = std::atof(next().c_str());
+      curl_global_init(CURL_GLOBAL_DEFAULT);
+      signal(SIGPIPE, SIG_IGN);
+      LoadResult r = paced_run(o, url, make_body(o.records), rate);
+      std::printf("%.0f requests/s, p50 %.2f ms, p99 %.2f ms, %ld errors\n", r.requests_per_s,
+                  r.p50_ms, r.p99_ms, r.errors);
+      return 0;
+    }
+    if (a == "--seconds")
+      o.seconds = std::atoi(next().c_str());
+    else if (a == "--runs")
+      o.runs = std::atoi(next().c_str());
+    else if (a == "--records")
+      o.records = std::atoi(next().c_str());
+    else if (a == "--connections")
+      o.connections = std::atoi(next().c_str());
+    else if (a == "--forward-count")
+      o.forward_count = std::atol(next().c_str());
+    else if (a == "--forward-workers")
+      o.forward_workers = std::atoi(next().c_str());
+    else if (a == "--forward-batch")
+      o.forward_batch = std::atoi(next().c_str());
+    else if (a == "--forward-gzip")
+      o.forward_gzip = true;
+    else if (a == "--devmesh")
+      o.devmesh = next();
+    else if (a == "--plugins")
+      o.plugins = next();
+    else if (a == "--wrk")
+      o.wrk = next();
+    else {
+      usage(argv[0]);
+      return a == "--help" || a == "-h" ? 0 : 2;
+    }
+  }
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  signal(SIGPIPE, SIG_IGN);
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return 2;
+  self[n] = 0;
+  return bench(o, self);
+}
