@@ -95,14 +95,17 @@ TEST(Drop, ListedServicesAreDroppedByExactNameAndByGlob) {
 
 TEST(Drop, MessagesMatchingAnyRegexAreDropped) {
   TempDir d;
-  auto got =
-      run(d,
-          "    - {name: dummy, tag: node.j, rate: 0, count: 40,"
-          " messages: ['GET /health 200', 'request timeout 30s', 'Timeout 5s', 'kept {seq}']}\n",
-          "{name: drop, message_regex: ['^GET /health', 'timeout [0-9]+s'], summaries: none}");
-  ASSERT_EQ(got.size(), 20u);
-  for (const auto &r : got)
-    EXPECT_TRUE(r.message.rfind("kept ", 0) == 0 || r.message == "Timeout 5s") << r.message;
+  // "timeout later" and "xzy" hold the patterns' literal parts without matching them.
+  auto got = run(d,
+                 "    - {name: dummy, tag: node.j, rate: 0, count: 80, messages: ['GET /health"
+                 " 200', 'request timeout 30s', 'Timeout 5s', 'kept {seq}', 'timeout later',"
+                 " 'x.y', xzy, 'a (b) c']}\n",
+                 "{name: drop, message_regex: ['^GET /health', 'timeout [0-9]+s', 'x\\.y',"
+                 " '\\(b\\)'], summaries: none}");
+  std::map<std::string, int> kept;
+  for (const auto &r : got) kept[r.message.rfind("kept ", 0) == 0 ? "kept" : r.message]++;
+  EXPECT_EQ(kept, (std::map<std::string, int>{
+                      {"Timeout 5s", 10}, {"kept", 10}, {"timeout later", 10}, {"xzy", 10}}));
 }
 
 TEST(Drop, RegexIgnoresCaseWhenAsked) {

@@ -7,8 +7,10 @@
 #include <regex.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <iterator>
 #include <limits>
 #include <memory>
@@ -110,6 +112,78 @@ bool parse_rate(std::string_view text, double &count, int64_t &unit_ns) {
 using Tokens = __int128;
 constexpr int64_t kMilli = 1000;
 
+// The longest run of bytes that every match of the POSIX extended regex p contains, or ""
+// when none is certain; whole is set when p is nothing but that run. Conservative: runs inside
+// groups, before a quantifier ('*', '?', '{' make the last byte optional) or around an
+// alternation are not counted.
+std::string required_literal(std::string_view p, bool &whole) {
+  whole = false;
+  if (p.find('|') != std::string_view::npos) return "";
+  std::string best, run;
+  bool plain = true;
+  int depth = 0;
+  auto flush = [&] {
+    if (run.size() > best.size()) best = run;
+    run.clear();
+  };
+  for (size_t i = 0; i < p.size(); ++i) {
+    const char c = p[i];
+    if (c != '\\' && !std::strchr(".[]()*+?{}^$", c)) {
+      if (depth == 0) run += c;
+      continue;
+    }
+    plain = false;
+    switch (c) {
+      case '\\':  // an escaped punctuation byte is itself; \w and the like are classes
+        if (i + 1 < p.size() && std::ispunct(static_cast<unsigned char>(p[i + 1]))) {
+          if (depth == 0) run += p[i + 1];
+        } else {
+          flush();
+        }
+        ++i;
+        break;
+      case '[': {  // a bracket expression, including []...], [^]...] and [[:class:]]
+        flush();
+        size_t j = i + 1;
+        if (j < p.size() && p[j] == '^') ++j;
+        if (j < p.size() && p[j] == ']') ++j;
+        while (j < p.size() && p[j] != ']') {
+          if (p[j] == '[' && j + 1 < p.size() && std::strchr(":.=", p[j + 1])) {
+            const char close[3] = {p[j + 1], ']', 0};
+            const size_t end = p.find(close, j + 2);
+            j = end == std::string_view::npos ? p.size() : end + 2;
+          } else {
+            ++j;
+          }
+        }
+        i = j;
+        break;
+      }
+      case '*':
+      case '?':
+      case '{':
+        if (!run.empty()) run.pop_back();
+        flush();
+        if (c == '{') i = std::min(p.size(), p.find('}', i));
+        break;
+      case '(':
+        flush();
+        ++depth;
+        break;
+      case ')':
+        flush();
+        --depth;
+        break;
+      default:  // '+', '.', '^', '$', ']', '}'
+        flush();
+        break;
+    }
+  }
+  flush();
+  whole = plain && !best.empty() && best.size() == p.size();
+  return best;
+}
+
 struct SvHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -166,7 +240,11 @@ class Drop {
                      "' is not a valid POSIX extended regex: " + why);
         continue;
       }
-      regexes_.push_back(std::move(re));
+      Pattern pat;
+      pat.re = std::move(re);
+      // Case-insensitive patterns go to regexec alone; the prefilter compares bytes.
+      if (!(flags & REG_ICASE)) pat.literal = required_literal(pattern, pat.whole);
+      regexes_.push_back(std::move(pat));
     }
     if (c.has("min_level")) min_rank_ = dm_level_rank(level_of(c.string("min_level")));
     keep_rank_ = dm_level_rank(level_of(c.string("keep_level")));
@@ -215,7 +293,7 @@ class Drop {
 
   ~Drop() {
     if (timer_) host_->timer_free(timer_);
-    for (auto &re : regexes_) regfree(re.get());
+    for (auto &p : regexes_) regfree(p.re.get());
     // The engine has no shutdown hook for filters to emit from: say what was not summarised.
     uint64_t pending = 0;
     for (auto &t : tags_)
@@ -254,21 +332,30 @@ class Drop {
       const dm_record &r = batch->records[i];
       const int rank = r.level == DM_LEVEL_UNSET ? -1 : dm_level_rank(r.level);
       if (rank >= keep_rank_) continue;
-      ServiceState *st = state(tag, sv(r.service));
-      if (!st) ++untracked;
+      // The service's state is looked up only when a rule or a summary needs it.
+      ServiceState *st = nullptr;
+      bool looked_up = false;
+      auto service_state = [&] {
+        if (!looked_up) {
+          looked_up = true;
+          if (!(st = state(tag, sv(r.service)))) ++untracked;
+        }
+        return st;
+      };
       int reason = -1;
-      if (!services_.empty() && (st ? st->service_dropped : service_listed(sv(r.service))))
+      if (!services_.empty() &&
+          (service_state() ? st->service_dropped : service_listed(sv(r.service))))
         reason = kService;
       else if (min_rank_ >= 0 && rank >= 0 && rank < min_rank_)
         reason = kLevel;
       else if (!regexes_.empty() && regex_matches(sv(r.message)))
         reason = kRegex;
-      else if (rate_milli_ > 0 && st && !take_token(*st, r.timestamp_ns))
+      else if (rate_milli_ > 0 && service_state() && !take_token(*st, r.timestamp_ns))
         reason = kRate;
       if (reason < 0) continue;
       verdicts[i] = DM_DROP;
       ++dropped[reason];
-      if (st && (summarise_all_ || (summarise_rate_ && reason == kRate)))
+      if ((summarise_all_ || (summarise_rate_ && reason == kRate)) && service_state())
         count_drop(*st, r, reason);
     }
     for (int k = 0; k < kReasons; ++k) add(m_dropped_[k], dropped[k]);
@@ -368,13 +455,18 @@ class Drop {
   }
 
   bool regex_matches(std::string_view msg) const {
-    // REG_STARTEND: match the view in place, no NUL-terminated copy.
     const char *p = msg.empty() ? "" : msg.data();
-    for (const auto &re : regexes_) {
+    for (const Pattern &pat : regexes_) {
+      // Most messages lack the pattern's literal: memmem rejects them at memory speed.
+      if (!pat.literal.empty()) {
+        if (!memmem(p, msg.size(), pat.literal.data(), pat.literal.size())) continue;
+        if (pat.whole) return true;
+      }
+      // REG_STARTEND: match the view in place, no NUL-terminated copy.
       regmatch_t m[1];
       m[0].rm_so = 0;
       m[0].rm_eo = static_cast<regoff_t>(msg.size());
-      if (regexec(re.get(), p, 1, m, REG_STARTEND) == 0) return true;
+      if (regexec(pat.re.get(), p, 1, m, REG_STARTEND) == 0) return true;
     }
     return false;
   }
@@ -515,7 +607,12 @@ class Drop {
 
   // Configuration.
   std::vector<std::string> services_;
-  std::vector<std::unique_ptr<regex_t>> regexes_;
+  struct Pattern {
+    std::unique_ptr<regex_t> re;
+    std::string literal;  // every match contains it ("" when nothing is certain)
+    bool whole = false;   // the pattern is just that literal: containing it is matching
+  };
+  std::vector<Pattern> regexes_;
   int min_rank_ = -1;  // -1: no min_level
   int keep_rank_ = 0;
   int64_t rate_milli_ = 0;  // 1000 N of N/unit; 0: no rate limit
