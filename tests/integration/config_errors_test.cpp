@@ -135,11 +135,13 @@ TEST(Cli, DescribePrintsOptionsFromTheSchema) {
 
 TEST(Cli, ShippedConfigsPassDryRun) {
   TempDir d;
-  std::string err;
-  EXPECT_EQ(run({DEVMESH_BIN, "--dry-run", "-c", DEVMESH_SOURCE_DIR "/conf/standalone.yaml"},
-                d.path(), nullptr, &err),
-            0)
-      << err;
+  for (const char *conf : {"standalone", "sidecar", "aggregator"}) {
+    std::string path = std::string(DEVMESH_SOURCE_DIR "/conf/") + conf + ".yaml";
+    Process p({DEVMESH_BIN, "--dry-run", "-c", path}, d.path(), conf,
+              {"DEVMESH_STATE_DIR=" + d.path() + "/state"});
+    EXPECT_EQ(p.wait_exit(std::chrono::seconds(30)), 0) << conf << ": " << p.err();
+    EXPECT_NE(p.out().find("configuration OK"), std::string::npos) << conf;
+  }
 }
 
 }  // namespace

@@ -666,6 +666,24 @@ std::string dry_run_errors(const TempDir &d, const std::string &options) {
   return p.err();
 }
 
+TEST(JournaldOptions, MissingStateDirectoryIsCreatedAtStart) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "10"}));
+  const std::string state = d / "new/nested/journald.cursor";
+  write_file(d / "p.yaml", "service: {plugins_dir: [" DEVMESH_PLUGIN_DIR "]}\npipeline:\n"
+                           "  inputs:\n    - {name: journald, path: " + dir + ", state_file: " +
+                           state + ", checkpoint_interval: 0}\n"
+                           "  outputs:\n    - {name: 'null'}\n");
+  Process dry({DEVMESH_BIN, "--dry-run", "-c", d / "p.yaml"}, d.path(), "dry");
+  EXPECT_EQ(dry.wait_exit(30s), 0) << dry.err();
+  EXPECT_FALSE(std::filesystem::exists(d / "new")) << "a dry run must not create directories";
+  Process e({DEVMESH_BIN, "-c", d / "p.yaml"}, d.path(), "engine");
+  EXPECT_TRUE(wait_until([&] { return std::filesystem::exists(state); }, 10s)) << e.err();
+  e.kill(SIGTERM);
+  EXPECT_EQ(e.wait_exit(10s), 0) << e.err();
+}
+
 TEST(JournaldOptions, EachBadOptionIsAConfigErrorNamingTheKey) {
   TempDir d;
   const std::string dir = journal_dir(d);
@@ -684,8 +702,8 @@ TEST(JournaldOptions, EachBadOptionIsAConfigErrorNamingTheKey) {
       {"path: " + dir + ", matches: ['+', PRIORITY=3]",
        "matches[0]: '+' must stand between two groups"},
       {"path: " + dir + ", fields: [code_file]", "fields[0]: 'code_file' is not a journal field"},
-      {"path: " + dir + ", state_file: " + d / "no/dir/state.json",
-       "state_file: directory " + d / "no/dir" + " does not exist"},
+      {"path: " + dir + ", state_file: " + d / "plain.txt/state.json",
+       "state_file: " + d / "plain.txt" + " is not a directory"},
       {"path: " + dir + ", batch: 0", "batch: must be between 1 and 100000"},
       {"path: " + dir + ", checkpoint_interval: soon", "checkpoint_interval: must be a duration"},
       {"path: " + dir + ", follow: maybe", "follow: must be"},

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <iterator>
 #include <memory>
 #include <stdexcept>
@@ -217,11 +218,19 @@ class Journald {
       const std::string dir = slash == std::string::npos ? "."
                               : slash == 0               ? "/"
                                                          : p.substr(0, slash);
+      // A missing directory is created at start (like the stores' data directories); here
+      // only check that it can be: its nearest existing ancestor is a writable directory.
+      std::string probe = dir;
       struct stat st;
-      if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-        throw std::invalid_argument("state_file: directory " + dir + " does not exist");
-      if (::access(dir.c_str(), W_OK) != 0)
-        throw std::invalid_argument("state_file: directory " + dir + " is not writable");
+      while (::stat(probe.c_str(), &st) != 0 && errno == ENOENT && probe != "/" && probe != ".") {
+        const size_t up = probe.rfind('/');
+        probe = up == std::string::npos ? "." : up == 0 ? "/" : probe.substr(0, up);
+      }
+      if (::stat(probe.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        throw std::invalid_argument("state_file: " + probe + " is not a directory");
+      if (::access(probe.c_str(), W_OK) != 0)
+        throw std::invalid_argument("state_file: directory " + probe + " is not writable");
+      state_dir_ = dir;
       writer_ = std::make_shared<journald::StateWriter>(p);
     }
 
@@ -278,6 +287,15 @@ class Journald {
   }
 
   int start() {
+    if (!state_dir_.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(state_dir_, ec);
+      if (ec) {
+        host_->log(inst_, DM_LOG_ERROR, "state_file: cannot create directory %s: %s",
+                   state_dir_.c_str(), ec.message().c_str());
+        return 1;
+      }
+    }
     pump_timer_ = host_->timer_new(inst_, on_pump_timer, this);
     checkpoint_timer_ = host_->timer_new(inst_, on_checkpoint_timer, this);
     timeout_timer_ = host_->timer_new(inst_, on_timeout_timer, this);
@@ -883,6 +901,7 @@ class Journald {
 
   // Configuration.
   std::string path_, source_;
+  std::string state_dir_;  // the state file's directory, created at start when missing
   std::vector<std::string> files_, matches_;
   std::vector<Extra> extras_;
   bool from_tail_ = false, follow_ = true, has_host_override_ = false;
