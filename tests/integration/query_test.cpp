@@ -543,7 +543,9 @@ Sse sse(const std::string &url, size_t want) {
         while ((at = x->out->raw.find("\n\n")) != std::string::npos) {
           std::string ev = x->out->raw.substr(0, at);
           x->out->raw.erase(0, at + 2);
-          if (ev.rfind("data: ", 0) == 0) x->out->events.push_back(ev.substr(6));
+          // One read may hold several events: keep exactly the first `want`.
+          if (ev.rfind("data: ", 0) == 0 && x->out->events.size() < x->want)
+            x->out->events.push_back(ev.substr(6));
         }
         return x->out->events.size() >= x->want ? size_t{0} : s * n;  // 0 ends the transfer
       });
