@@ -32,7 +32,8 @@ const dm_option kOptions[] = {
      "a key's window starts at its first occurrence, on record timestamps (replays after a "
      "restart fall in it too); collapse also closes it after this long on the clock"},
     {"max_keys", DM_OPT_INT, DM_OPT_BOUNDED, "100000", 1, 1e8, nullptr,
-     "keys remembered; beyond it the least recently seen is evicted (its repeats summarised)"},
+     "keys remembered, about 100 bytes each (collapse: plus the text of keys with repeats); "
+     "beyond it the least recently seen is evicted (its repeats summarised)"},
 };
 
 // Collects every problem of a configuration, so that one run names them all; refuse() logs
