@@ -182,6 +182,13 @@ TEST_F(QueryMariaDb, FullTextQueryMatchesWordsAsOnePhrase) {
   EXPECT_EQ(count("q=number+0+OOM"), 1u) << "short words count, in their place";
   EXPECT_EQ(count("q=number+1+OOM"), 0u);
   EXPECT_EQ(count("q=OO"), 0u) << "whole words only";
+  // A narrow window (one service, at most a day) is matched without the full-text index: the
+  // same answers.
+  const std::string window = "&start_time=2025-11-28T00:00:00Z&end_time=2025-11-28T12:00:00Z";
+  EXPECT_EQ(count("q=OOM+killer&service=kernel" + window), 2u);
+  EXPECT_EQ(count("q=oom&service=loki.service" + window), 3u);  // i in {0, 150, 300}
+  EXPECT_EQ(count("q=killer+OOM&service=kernel" + window), 0u);
+  EXPECT_EQ(count("q=OO&service=kernel" + window), 0u);
   EXPECT_EQ(count("q=" + url_encode("\"OOM killer\"")), 7u);
 }
 

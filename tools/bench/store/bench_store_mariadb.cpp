@@ -2,6 +2,7 @@
 // durability defaults): dummy -> mariadb rows/s through the real devmesh binary next to raw
 // multi-row INSERTs and raw bulk array binding of the same rows into the same schema, with the
 // same number of connections, in the same run; the FULLTEXT index's cost; retention's effect.
+#include <curl/curl.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -19,6 +20,7 @@
 
 #include "mariadb.h"
 #include "mariadb_connection.hpp"
+#include "timestamp.hpp"
 
 namespace devmesh {
 namespace {
@@ -32,7 +34,9 @@ struct Options {
   int runs = 1;
   std::vector<int> connections = {1, 2};
   long retention_rows = 500000;  // rows already in the table for the retention comparison
-  bool full_text = true, retention = true, inserts = true;
+  bool full_text = true, retention = true, inserts = true, query = true;
+  long table_rows = 1000000;  // query part
+  int queries = 300;
   std::string retention_extra;  // more mariadb output keys for the retention run
   std::string dir;
 };
@@ -41,6 +45,13 @@ constexpr long kStatementRows = 1000;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  if (v.empty()) return 0;
+  const size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
 }
 
 double median(std::vector<double> v) {
@@ -183,6 +194,8 @@ double raw_bulk(const MariaDb &db, long n, int conns) {
     if (stmt_conn != m) {
       stmt = mysql_stmt_init(m);
       if (mysql_stmt_prepare(stmt, sql.data(), sql.size()) != 0) die(mariadb::error_text(stmt));
+      // One explicit transaction per 1000 rows, committed as the plugin commits its batches.
+      mysql_autocommit(m, 0);
       stmt_conn = m;
     }
     const size_t c = static_cast<size_t>(count);
@@ -240,6 +253,7 @@ double raw_bulk(const MariaDb &db, long n, int conns) {
     if (mysql_stmt_attr_set(stmt, STMT_ATTR_ARRAY_SIZE, &rows) != 0 ||
         mysql_stmt_bind_param(stmt, bind) != 0 || mysql_stmt_execute(stmt) != 0)
       die(mariadb::error_text(stmt));
+    if (mysql_commit(m) != 0) die(mariadb::error_text(m));
   });
 }
 
@@ -283,11 +297,145 @@ void prefill(const MariaDb &db, long rows, int days) {
   }
 }
 
+size_t discard(char *, size_t s, size_t n, void *) {
+  return s * n;
+}
+
+// GET /query/logs latency for one-hour, one-service windows on a table_rows table spread over
+// 24 h (20 services, 5 hosts, FULLTEXT on), next to the same SQL as a prepared statement.
+void query_part(const Options &o, const MariaDb &db) {
+  fresh_table(db, true);
+  const auto t0 = Clock::now();
+  {
+    auto c = connect_or_die(db);
+    const long step = 100000;
+    const std::string per_row_ms = std::to_string(86400000.0 / static_cast<double>(o.table_rows));
+    for (long first = 1; first <= o.table_rows; first += step) {
+      const long last = std::min(o.table_rows, first + step - 1);
+      exec(
+          c.get(),
+          "INSERT INTO log_events (timestamp,source,service,host,level,message,meta_json,event_id) "
+          "SELECT TIMESTAMP'2025-11-28 00:00:00' + INTERVAL ROUND(seq * " +
+              per_row_ms +
+              ") * 1000 MICROSECOND, 'journald', CONCAT('service-', LPAD(CRC32(seq) % 20, 2, '0'), "
+              "'.service'), CONCAT('node-', CRC32(seq * 7) % 5), ELT(CRC32(seq * 3) % 10 + 1, "
+              "'INFO', "
+              "'INFO', 'INFO', 'INFO', 'INFO', 'INFO', 'DEBUG', 'WARN', 'ERROR', 'INFO'), "
+              "CONCAT('request ', seq, ' handled in ', CRC32(seq * 5) % 900, ' ms status ', "
+              "IF(CRC32(seq * 11) % 50 = 0, 500, 200)), '{\"pid\":\"1234\"}', "
+              "UNHEX(MD5(CONCAT('q', seq))) FROM seq_" +
+              std::to_string(first) + "_to_" + std::to_string(last));
+    }
+    exec(c.get(), "ANALYZE TABLE log_events");
+  }
+  std::printf("\nquery: built %ld rows over 24 h in %.1f s\n", o.table_rows, seconds_since(t0));
+  int64_t start_ns = 0;
+  parse_rfc3339("2025-11-28T00:00:00Z", start_ns);
+  const int64_t hour = int64_t{3600} * 1000000000;
+  struct Q {
+    std::string url_query;
+    int svc;
+    int64_t from;
+  };
+  std::vector<Q> qs;
+  uint64_t seed = 7;
+  auto rnd = [&] { return (seed = seed * 6364136223846793005ULL + 1442695040888963407ULL) >> 33; };
+  for (int i = 0; i < o.queries; ++i) {
+    const int svc = static_cast<int>(rnd() % 20);
+    const int64_t from = start_ns + static_cast<int64_t>(rnd() % 23) * hour +
+                         static_cast<int64_t>(rnd() % 3600) * 1000000000;
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "service=service-%02d.service&start_time=%s&end_time=%s", svc,
+                  format_rfc3339_us(from).c_str(), format_rfc3339_us(from + hour).c_str());
+    qs.push_back({buf, svc, from});
+  }
+
+  // In-process: the SQL the query plugin runs, as a prepared statement on one connection.
+  std::vector<double> raw_ms;
+  {
+    auto c = connect_or_die(db);
+    const std::string sql =
+        "SELECT id, timestamp, source, service, host, level, trace_id, span_id, event_type, "
+        "error_code, message, meta_json FROM `log_events` WHERE service = ? AND timestamp >= ? "
+        "AND timestamp <= ? ORDER BY timestamp DESC, id DESC LIMIT 101";
+    MYSQL_STMT *st = mysql_stmt_init(c.get());
+    if (mysql_stmt_prepare(st, sql.data(), sql.size()) != 0) die(mariadb::error_text(st));
+    for (const Q &q : qs) {
+      char svc[32];
+      unsigned long svc_len =
+          static_cast<unsigned long>(std::snprintf(svc, sizeof svc, "service-%02d.service", q.svc));
+      MYSQL_TIME from, to;
+      mariadb::to_mysql_time(q.from, from);
+      mariadb::to_mysql_time(q.from + hour, to);
+      MYSQL_BIND b[3];
+      std::memset(b, 0, sizeof b);
+      b[0].buffer_type = MYSQL_TYPE_STRING, b[0].buffer = svc, b[0].length = &svc_len;
+      b[1].buffer_type = MYSQL_TYPE_DATETIME, b[1].buffer = &from;
+      b[2].buffer_type = MYSQL_TYPE_DATETIME, b[2].buffer = &to;
+      const auto t = Clock::now();
+      if (mysql_stmt_bind_param(st, b) != 0 || mysql_stmt_execute(st) != 0 ||
+          mysql_stmt_store_result(st) != 0)
+        die(mariadb::error_text(st));
+      mysql_stmt_free_result(st);
+      raw_ms.push_back(seconds_since(t) * 1e3);
+    }
+    mysql_stmt_close(st);
+  }
+
+  // Through the binary: the query plugin over HTTP, one keep-alive connection.
+  const int port = test::free_port();
+  const std::string yaml = o.dir + "/query.yaml";
+  test::write_file(yaml, "service:\n  plugins_dir: [" + o.plugins +
+                             "]\n  log_level: warn\n"
+                             "pipeline:\n  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
+                             "  outputs:\n    - {name: query, match: none, store: mariadb, listen: "
+                             "127.0.0.1:" +
+                             std::to_string(port) + ", socket: " + db.socket() +
+                             ", password: " + MariaDb::kPassword + "}\n");
+  test::Process p({o.devmesh, "-c", yaml}, o.dir, "query");
+  CURL *c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  long code = 0;
+  for (int i = 0; i < 200 && code != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    curl_easy_setopt(c, CURLOPT_URL, (base + "/health").c_str());
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  }
+  long bad = 0;
+  auto run = [&](const std::string &query, std::vector<double> *out) {
+    curl_easy_setopt(c, CURLOPT_URL, (base + "/query/logs?" + query).c_str());
+    const auto t = Clock::now();
+    if (curl_easy_perform(c) != CURLE_OK) ++bad;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (code != 200) ++bad;
+    if (out) out->push_back(seconds_since(t) * 1e3);
+  };
+  std::vector<double> http_ms, fts_ms, level_ms;
+  for (int i = 0; i < 20; ++i) run(qs[static_cast<size_t>(i)].url_query, nullptr);  // warm-up
+  for (const Q &q : qs) run(q.url_query, &http_ms);
+  for (int i = 0; i < 50; ++i) run(qs[static_cast<size_t>(i)].url_query + "&q=status+500", &fts_ms);
+  for (int i = 0; i < 50; ++i) run("min_level=ERROR", &level_ms);
+  curl_easy_cleanup(c);
+  p.kill(SIGTERM);
+  p.wait_exit(std::chrono::seconds(30));
+  std::printf("query: %d one-hour one-service windows on %ld rows (limit 100)%s\n", o.queries,
+              o.table_rows, bad ? " -- SOME REQUESTS FAILED" : "");
+  std::printf("  raw prepared SQL           p50 %6.2f ms  p99 %6.2f ms\n", percentile(raw_ms, .5),
+              percentile(raw_ms, .99));
+  std::printf("  GET /query/logs via HTTP   p50 %6.2f ms  p99 %6.2f ms  (target p99 <= 50 ms)\n",
+              percentile(http_ms, .5), percentile(http_ms, .99));
+  std::printf("  same + q=status+500        p50 %6.2f ms  p99 %6.2f ms  (50 queries)\n",
+              percentile(fts_ms, .5), percentile(fts_ms, .99));
+  std::printf("  min_level=ERROR, no window p50 %6.2f ms  p99 %6.2f ms  (50 queries)\n",
+              percentile(level_ms, .5), percentile(level_ms, .99));
+}
+
 void usage() {
   std::puts(
       "usage: bench_store_mariadb [--rows N] [--runs N] [--connections 1,2] "
       "[--retention-rows N] [--retention-pause DURATION] [--no-full-text] [--no-retention] "
-      "[--no-inserts] [--dir DIR]");
+      "[--no-inserts] [--no-query] [--query-only] [--table-rows N] [--dir DIR]");
 }
 
 }  // namespace
@@ -314,6 +462,12 @@ int main(int argc, char **argv) {
       o.retention = false;
     else if (a == "--no-inserts")
       o.inserts = false;
+    else if (a == "--no-query")
+      o.query = false;
+    else if (a == "--query-only")
+      o.inserts = o.retention = false;
+    else if (a == "--table-rows")
+      o.table_rows = std::atol(next().c_str());
     else if (a == "--retention-pause")
       o.retention_extra += "      retention_pause: " + next() + "\n";
     else if (a == "--dir")
@@ -351,11 +505,6 @@ int main(int argc, char **argv) {
       "%d run(s), medians\n",
       db.value("SELECT VERSION()").c_str(), o.rows, o.runs);
 
-  auto measure = [&](auto fn) {
-    std::vector<double> v;
-    for (int r = 0; r < o.runs; ++r) v.push_back(fn());
-    return median(v);
-  };
   auto expect_rows = [&](long long want, const char *what) {
     const long long got = count_rows(db);
     if (got != want)
@@ -369,24 +518,24 @@ int main(int argc, char **argv) {
   if (o.inserts && o.full_text) ft_modes.push_back(true);
   for (bool ft : ft_modes)
     for (int conns : o.connections) {
-      const double multi = measure([&] {
+      // Interleaved (multi-row, bulk, devmesh, multi-row, ...): the machine's other load
+      // drifts over minutes, so each run's three figures share the same conditions.
+      std::vector<double> multis, bulks, dms;
+      for (int r = 0; r < o.runs; ++r) {
         fresh_table(db, ft);
-        const double r = raw_multirow(db, o.rows, conns);
+        multis.push_back(raw_multirow(db, o.rows, conns));
         expect_rows(o.rows, "raw multi-row");
-        return r;
-      });
-      const double bulk = measure([&] {
         fresh_table(db, ft);
-        const double r = raw_bulk(db, o.rows, conns);
+        bulks.push_back(raw_bulk(db, o.rows, conns));
         expect_rows(o.rows, "raw bulk");
-        return r;
-      });
-      const double dm = measure([&] {
         fresh_table(db, ft);
-        const double r = through_devmesh(o, db, o.rows, conns, ft);
+        dms.push_back(through_devmesh(o, db, o.rows, conns, ft));
         expect_rows(o.rows, "devmesh");
-        return r;
-      });
+        std::printf("      run %d: multi-row %.0f/s, bulk %.0f/s, devmesh %.0f/s\n", r + 1,
+                    multis.back(), bulks.back(), dms.back());
+        std::fflush(stdout);
+      }
+      const double multi = median(multis), bulk = median(bulks), dm = median(dms);
       std::printf("%-5d %-9s %12.0f/s %12.0f/s %12.0f/s %9.0f%% %9.0f%%\n", conns,
                   ft ? "yes" : "no", multi, bulk, dm, 100 * dm / multi, 100 * dm / bulk);
       std::fflush(stdout);
@@ -415,6 +564,7 @@ int main(int argc, char **argv) {
       std::fflush(stdout);
     }
   }
+  if (o.query) query_part(o, db);
   db.stop();
   return 0;
 }
