@@ -142,6 +142,7 @@ const FieldInfo *field_info(std::string_view key) {
 }
 
 constexpr size_t kKeepScratchBytes = 4u << 20;  // buffers grown past this are given back
+constexpr size_t kSimdPad = 16;                 // see handle()
 constexpr const char *kJson = "application/json";
 
 // Characters in UTF-8 text (bytes that do not continue a sequence).
@@ -495,10 +496,12 @@ class HttpInput {
       if (status) return error_reply(req, 400, "corrupt compressed body");
       body = scratch_;
     }
-    char *text = static_cast<char *>(host_->arena_alloc(batch.get(), body.size() + 1));
+    // rapidjson's SSE2 scanning loads aligned 16-byte blocks, so it may read up to 15 bytes
+    // past the terminating NUL: those bytes are ours too.
+    char *text = static_cast<char *>(host_->arena_alloc(batch.get(), body.size() + 1 + kSimdPad));
     if (!text) throw std::runtime_error("arena_alloc failed");
     if (!body.empty()) std::memcpy(text, body.data(), body.size());
-    text[body.size()] = '\0';
+    std::memset(text + body.size(), 0, 1 + kSimdPad);
     if (scratch_.capacity() > kKeepScratchBytes) std::string().swap(scratch_);
 
     accepted_ = 0;
