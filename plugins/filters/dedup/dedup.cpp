@@ -89,6 +89,8 @@ bool parse_field(const std::string &name, uint32_t i, KeyField &out, Problems &p
 }
 
 constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
+// A level as one key byte.
+constexpr char kLevelBytes[8] = {0, 1, 2, 3, 4, 5, 6, 7};
 
 // One remembered key. Entries live in one array sized once (no allocation per record); the
 // LRU list and the hash index refer to them by position.
@@ -117,6 +119,7 @@ class Dedup {
       if (parse_field(c.item("key", i), i, f, problems)) fields_.push_back(std::move(f));
     }
     problems.refuse_if_any(host, inst);
+    parts_.resize(fields_.size());
     collapse_ = c.string("mode") == "collapse";
     window_ns_ = c.integer("window") * 1000000;
     max_keys_ = static_cast<uint32_t>(c.integer("max_keys"));
@@ -274,57 +277,65 @@ class Dedup {
   // Length-prefixed fields (an absent meta differs from an empty one) into a reused buffer,
   // hashed with the host's XXH3-128.
   void hash_key(const dm_record &r, uint64_t &k0, uint64_t &k1) {
-    key_buf_.clear();
-    auto put = [&](std::string_view v) {
-      const uint32_t len = static_cast<uint32_t>(v.size());
-      key_buf_.append(reinterpret_cast<const char *>(&len), sizeof len);
-      key_buf_.append(v.data(), v.size());
-    };
-    for (const KeyField &f : fields_) {
-      switch (f.field) {
+    // The fields' views and the total size first, then one pass of memcpy into a buffer that
+    // only ever grows (std::string appends cost more than the hash itself).
+    size_t total = 0;
+    for (size_t i = 0; i < fields_.size(); ++i) {
+      Part &p = parts_[i];
+      p.absent = false;
+      switch (fields_[i].field) {
         case Field::Host:
-          put(sv(r.host));
+          p.value = sv(r.host);
           break;
         case Field::Service:
-          put(sv(r.service));
+          p.value = sv(r.service);
           break;
         case Field::Message:
-          put(sv(r.message));
+          p.value = sv(r.message);
           break;
         case Field::Source:
-          put(sv(r.source));
+          p.value = sv(r.source);
           break;
         case Field::EventType:
-          put(sv(r.event_type));
+          p.value = sv(r.event_type);
           break;
         case Field::ErrorCode:
-          put(sv(r.error_code));
+          p.value = sv(r.error_code);
           break;
         case Field::TraceId:
-          put(sv(r.trace_id));
+          p.value = sv(r.trace_id);
           break;
         case Field::Level:
-          key_buf_.push_back(static_cast<char>(r.level));
+          p.value = std::string_view(kLevelBytes + r.level % 8, 1);
           break;
         case Field::Meta: {
           uint32_t m = 0;
-          while (m < r.meta_count && sv(r.meta[m].key) != f.meta) ++m;
-          if (m < r.meta_count) {
-            put(sv(r.meta[m].value));
-          } else {
-            const uint32_t absent = kNone;
-            key_buf_.append(reinterpret_cast<const char *>(&absent), sizeof absent);
-          }
+          while (m < r.meta_count && sv(r.meta[m].key) != fields_[i].meta) ++m;
+          p.absent = m == r.meta_count;
+          p.value = p.absent ? std::string_view() : sv(r.meta[m].value);
           break;
         }
       }
+      total += sizeof(uint32_t) + p.value.size();
+    }
+    if (key_buf_.size() < total) key_buf_.resize(total);
+    char *out = key_buf_.data();
+    for (size_t i = 0; i < fields_.size(); ++i) {
+      // Length-prefixed, so ("ab", "c") and ("a", "bc") differ, and an absent meta entry
+      // differs from an empty one.
+      const uint32_t len = parts_[i].absent ? kNone : static_cast<uint32_t>(parts_[i].value.size());
+      std::memcpy(out, &len, sizeof len);
+      out += sizeof len;
+      if (!parts_[i].value.empty())
+        std::memcpy(out, parts_[i].value.data(), parts_[i].value.size());
+      out += parts_[i].value.size();
     }
     uint8_t h[16];
-    host_->hash128(key_buf_.data(), key_buf_.size(), h);
+    host_->hash128(key_buf_.data(), total, h);
     std::memcpy(&k0, h, 8);
     std::memcpy(&k1, h + 8, 8);
     // A one-off huge message does not keep a huge buffer.
-    if (key_buf_.capacity() > (1u << 20)) std::string().swap(key_buf_);
+    if (key_buf_.size() > (1u << 20)) std::vector<char>().swap(key_buf_);
   }
 
   // ---- the hash index: open addressing, linear probing, backward-shift deletion ----
@@ -399,6 +410,13 @@ class Dedup {
     close(idx);
     unlink(idx);
     erase(idx);
+    // A full table evicts on every new key: fetch the next victim's neighbour and index slot
+    // now, so that the next eviction does not wait for them.
+    if (tail_ != kNone) {
+      const Entry &next = entries_[tail_];
+      if (next.prev != kNone) __builtin_prefetch(&entries_[next.prev]);
+      __builtin_prefetch(&index_[next.k0 & mask_]);
+    }
     return idx;
   }
 
@@ -565,7 +583,12 @@ class Dedup {
   std::vector<uint32_t> pending_;
   std::vector<Closed> closed_;
   std::vector<std::string> tags_;
-  std::string key_buf_;
+  struct Part {
+    std::string_view value;
+    bool absent = false;  // a meta entry the record does not have
+  };
+  std::vector<Part> parts_;  // one per key field, reused for every record
+  std::vector<char> key_buf_;
   int64_t watermark_ = std::numeric_limits<int64_t>::min();
   uint64_t now_ = 0;
   dm_timer *timer_ = nullptr;
