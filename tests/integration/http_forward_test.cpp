@@ -309,7 +309,9 @@ TEST(HttpForward, BearerTokenIsCheckedByTheAggregatorAndAWrongOneDeadLetters) {
 }
 
 TEST(HttpForward, TlsVerifiesTheReceiverWithCaFileAndPresentsAClientCertificate) {
-  if (access("/usr/bin/socat", X_OK) != 0) GTEST_SKIP() << "socat is not installed";
+  // Both are Debian packages (socat, openssl) that tools/setup should install.
+  if (access("/usr/bin/socat", X_OK) != 0 || access("/usr/bin/openssl", X_OK) != 0)
+    GTEST_SKIP() << "socat or the openssl command is not installed";
   TempDir d;
   // A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
   const std::string script =
