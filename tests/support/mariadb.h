@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -82,32 +83,18 @@ class MariaDb {
   bool start(std::string *err = nullptr) {
     std::string why;
     if (!std::filesystem::exists(datadir() + "/mysql") && !init_datadir(why)) return fail(err, why);
-    std::vector<std::string> argv = {"/usr/sbin/mariadbd", "--no-defaults"};
-    if (geteuid() == 0) argv.push_back("--user=root");  // mariadbd refuses root without it
-    for (const std::string &a : std::vector<std::string>{
-             "--datadir=" + datadir(), "--socket=" + socket(), "--port=" + std::to_string(port_),
-             "--bind-address=127.0.0.1", "--pid-file=" + dir_ + "/mariadbd.pid",
-             "--log-error=" + dir_ + "/error.log", "--skip-name-resolve",
-             "--innodb-buffer-pool-size=" + opts_.buffer_pool,
-             "--innodb-log-file-size=" + opts_.log_file_size, "--performance-schema=OFF",
-             "--skip-log-bin", "--max-connections=500"})
-      argv.push_back(a);
-    if (!opts_.durable) {
-      argv.push_back("--innodb-flush-log-at-trx-commit=2");
-      argv.push_back("--innodb-doublewrite=0");
-      argv.push_back("--sync-binlog=0");
+    // The TCP port was free when chosen; a test running beside this one may have taken it since
+    // (a restart after an outage leaves it free for a while): then take another.
+    for (int attempt = 0;; ++attempt) {
+      const size_t log_before = error_log().size();
+      if (spawn_and_wait()) break;
+      const std::string log = error_log().substr(std::min(log_before, error_log().size()));
+      if (attempt < 3 && log.find("Address already in use") != std::string::npos) {
+        port_ = free_port();
+        continue;
+      }
+      return fail(err, "mariadbd did not become ready; error log:\n" + tail(log));
     }
-    for (auto &a : opts_.extra_args) argv.push_back(a);
-    proc_ = std::make_unique<Process>(argv, dir_, "mariadbd");
-    if (proc_->pid() <= 0) return fail(err, "cannot spawn /usr/sbin/mariadbd");
-    const bool ready = wait_until(
-        [&] {
-          if (!proc_->running() || proc_->wait_exit(std::chrono::milliseconds(0)) >= 0) return true;
-          return root_sql("SELECT 1", nullptr, nullptr, "", 5) == 0;
-        },
-        std::chrono::seconds(60));
-    if (!ready || !proc_->running())
-      return fail(err, "mariadbd did not become ready; error log:\n" + tail(error_log()));
     if (!provisioned_) {
       const std::string pw = kPassword;
       std::string out;
@@ -168,6 +155,35 @@ class MariaDb {
   }
 
  private:
+  // Starts mariadbd on datadir, socket and port_; true once it answers.
+  bool spawn_and_wait() {
+    std::vector<std::string> argv = {"/usr/sbin/mariadbd", "--no-defaults"};
+    if (geteuid() == 0) argv.push_back("--user=root");  // mariadbd refuses root without it
+    for (const std::string &a : std::vector<std::string>{
+             "--datadir=" + datadir(), "--socket=" + socket(), "--port=" + std::to_string(port_),
+             "--bind-address=127.0.0.1", "--pid-file=" + dir_ + "/mariadbd.pid",
+             "--log-error=" + dir_ + "/error.log", "--skip-name-resolve",
+             "--innodb-buffer-pool-size=" + opts_.buffer_pool,
+             "--innodb-log-file-size=" + opts_.log_file_size, "--performance-schema=OFF",
+             "--skip-log-bin", "--max-connections=500"})
+      argv.push_back(a);
+    if (!opts_.durable) {
+      argv.push_back("--innodb-flush-log-at-trx-commit=2");
+      argv.push_back("--innodb-doublewrite=0");
+      argv.push_back("--sync-binlog=0");
+    }
+    for (auto &a : opts_.extra_args) argv.push_back(a);
+    proc_ = std::make_unique<Process>(argv, dir_, "mariadbd");
+    if (proc_->pid() <= 0) return false;
+    const bool ready = wait_until(
+        [&] {
+          if (!proc_->running() || proc_->wait_exit(std::chrono::milliseconds(0)) >= 0) return true;
+          return root_sql("SELECT 1", nullptr, nullptr, "", 5) == 0;
+        },
+        std::chrono::seconds(60));
+    return ready && proc_->running();
+  }
+
   static bool fail(std::string *err, const std::string &why) {
     if (err) *err = why;
     return false;
