@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -144,8 +145,17 @@ class MariaDb {
   }
   // The first value of the first row ("" when none or on error).
   std::string value(const std::string &query, const std::string &database = kDatabase) {
-    std::string out;
-    if (sql(query, &out, nullptr, database) != 0) return "";
+    std::string out, err;
+    // The client is a separate process; under a loaded parallel run one invocation has been
+    // seen to fail: say why on stderr (the test log) and ask once more before giving up.
+    for (int attempt = 0; attempt < 2; attempt++) {
+      const int code = sql(query, &out, &err, database);
+      if (code == 0 && !out.empty() && out[0] != '\n') break;
+      fprintf(stderr, "mariadb client: exit %d for [%s]: %s%s\n", code, query.c_str(),
+              err.c_str(), out.c_str());
+      out.clear();
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
     const auto end = out.find_first_of("\t\n");
     return out.substr(0, end);
   }
