@@ -569,9 +569,23 @@ int bench(const Options &o, const std::string &self) {
   }
   const double max_rps = median(rps);
   const double half_rate = max_rps / 2;
-  std::vector<double> half_p50, half_p99, half_rps, half_rss;
+  std::vector<double> half_p50, half_p99, half_rps, half_rss, raw_half_p50, raw_half_p99;
   for (int i = 0; i < o.runs; ++i) {
     HalfRun h = half_run(o, dir, body, half_rate);
+    // The same paced load on the bare receiver: what the client, the kernel and the machine
+    // alone cost in latency.
+    const int raw_port = free_port();
+    Child raw = Child::spawn({self, "--raw-server", std::to_string(raw_port)}, dir + "/raw.log");
+    for (auto end = Clock::now() + std::chrono::seconds(10);
+         !port_open(raw_port) && Clock::now() < end;)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    LoadResult rh = paced_run(o, "http://127.0.0.1:" + std::to_string(raw_port) + "/ingest/logs",
+                              body, half_rate);
+    raw.stop();
+    std::printf("  run %d: raw h2o at the same pace: p50 %.2f ms, p99 %.2f ms\n", i + 1, rh.p50_ms,
+                rh.p99_ms);
+    raw_half_p50.push_back(rh.p50_ms);
+    raw_half_p99.push_back(rh.p99_ms);
     std::printf("  run %d: paced %.0f req/s: p50 %.2f ms, p99 %.2f ms, %ld errors\n", i + 1,
                 h.load.requests_per_s, h.load.p50_ms, h.load.p99_ms, h.load.errors);
     half_p50.push_back(h.load.p50_ms);
@@ -611,11 +625,15 @@ int bench(const Options &o, const std::string &self) {
   std::printf("  achieved           %.0f requests/s\n", median(half_rps));
   std::printf("  request latency    p50 %.2f ms, p99 %.2f ms\n", median(half_p50),
               median(half_p99));
+  std::printf(
+      "  raw ceiling        p50 %.2f ms, p99 %.2f ms (the same paced load on bare libh2o)\n",
+      median(raw_half_p50), median(raw_half_p99));
   std::printf("  peak RSS           %.1f MiB\n", median(half_rss) / 1024);
   std::printf(
-      "sidecar -> aggregator (dummy -> http_forward x%d, %d-record batches%s -> http -> "
-      "null), %ld records\n",
-      o.forward_workers, o.forward_batch, o.forward_gzip ? ", gzip" : "", o.forward_count);
+      "sidecar -> aggregator (dummy -> http_forward x%d, %d-record batches%s, queue_limit %s "
+      "-> http -> null), %ld records\n",
+      o.forward_workers, o.forward_batch, o.forward_gzip ? ", gzip" : "",
+      o.forward_queue_limit.c_str(), o.forward_count);
   std::printf("  records/s          %10.0f\n", median(fwd));
   std::printf("  peak RSS           sidecar %.1f MiB, aggregator %.1f MiB\n",
               median(fwd_side) / 1024, median(fwd_agg) / 1024);
