@@ -28,13 +28,14 @@ struct dm_async {
 namespace devmesh {
 namespace {
 
-Engine *engine_of(dm_instance *i) { return Instance::from(i)->engine; }
+Engine *engine_of(dm_instance *i) {
+  return Instance::from(i)->engine;
+}
 
 template <class T>
 void close_and_delete(T *wrapper) {
-  uv_close(reinterpret_cast<uv_handle_t *>(&wrapper->h), [](uv_handle_t *h) {
-    delete static_cast<T *>(h->data);
-  });
+  uv_close(reinterpret_cast<uv_handle_t *>(&wrapper->h),
+           [](uv_handle_t *h) { delete static_cast<T *>(h->data); });
 }
 
 void host_log(dm_instance *inst, dm_log_level level, const char *fmt, ...) {
@@ -50,7 +51,9 @@ const OptionValue *value(const dm_config *cfg, const char *key) {
   return it == cfg->values.end() ? nullptr : &it->second;
 }
 
-int config_has(const dm_config *cfg, const char *key) { return value(cfg, key) != nullptr; }
+int config_has(const dm_config *cfg, const char *key) {
+  return value(cfg, key) != nullptr;
+}
 dm_str config_string(const dm_config *cfg, const char *key) {
   const OptionValue *v = value(cfg, key);
   return v ? dm_str{v->text.c_str(), v->text.size()} : dm_str{"", 0};
@@ -91,15 +94,21 @@ dm_str config_map_key(const dm_config *cfg, const char *key, uint32_t i) {
 dm_batch *batch_new_api(dm_instance *inst, uint32_t hint) {
   return &batch_new(Instance::from(inst), hint)->pub;
 }
-dm_record *batch_add(dm_batch *b) { return Batch::from(b)->add(); }
+dm_record *batch_add(dm_batch *b) {
+  return Batch::from(b)->add();
+}
 dm_str arena_copy(dm_batch *b, const void *data, size_t len) {
   return Batch::from(b)->arena.copy(data, len);
 }
-void *arena_alloc(dm_batch *b, size_t len) { return Batch::from(b)->arena.alloc(len); }
+void *arena_alloc(dm_batch *b, size_t len) {
+  return Batch::from(b)->arena.alloc(len);
+}
 int meta_set_api(dm_batch *b, dm_record *rec, dm_str key, dm_str v) {
   return meta_set(Batch::from(b), rec, key, v);
 }
-void batch_free(dm_batch *b) { batch_unref(Batch::from(b)); }
+void batch_free(dm_batch *b) {
+  batch_unref(Batch::from(b));
+}
 
 int submit(dm_instance *inst, dm_batch *b, uint64_t *ticket) {
   auto *in = dynamic_cast<InputInstance *>(Instance::from(inst));
@@ -124,12 +133,17 @@ dm_timer *timer_new(dm_instance *inst, dm_timer_cb cb, void *arg) {
   return t;
 }
 void timer_start(dm_timer *t, uint64_t timeout_ms, uint64_t repeat_ms) {
-  uv_timer_start(&t->h, [](uv_timer_t *h) {
-    auto *w = static_cast<dm_timer *>(h->data);
-    w->cb(w->arg);
-  }, timeout_ms, repeat_ms);
+  uv_timer_start(
+      &t->h,
+      [](uv_timer_t *h) {
+        auto *w = static_cast<dm_timer *>(h->data);
+        w->cb(w->arg);
+      },
+      timeout_ms, repeat_ms);
 }
-void timer_stop(dm_timer *t) { uv_timer_stop(&t->h); }
+void timer_stop(dm_timer *t) {
+  uv_timer_stop(&t->h);
+}
 void timer_free(dm_timer *t) {
   if (!t) return;
   uv_timer_stop(&t->h);
@@ -172,7 +186,9 @@ dm_async *async_new(dm_instance *inst, dm_async_cb cb, void *arg) {
   a->h.data = a;
   return a;
 }
-void async_send(dm_async *a) { uv_async_send(&a->h); }
+void async_send(dm_async *a) {
+  uv_async_send(&a->h);
+}
 void async_free(dm_async *a) {
   if (a) close_and_delete(a);
 }
@@ -185,16 +201,17 @@ struct Work {
 int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
   auto *w = new Work{{}, work, done, arg};
   w->req.data = w;
-  int rc = uv_queue_work(engine_of(inst)->loop(), &w->req,
-                         [](uv_work_t *r) {
-                           auto *ww = static_cast<Work *>(r->data);
-                           if (ww->work) ww->work(ww->arg);
-                         },
-                         [](uv_work_t *r, int) {
-                           auto *ww = static_cast<Work *>(r->data);
-                           if (ww->done) ww->done(ww->arg);
-                           delete ww;
-                         });
+  int rc = uv_queue_work(
+      engine_of(inst)->loop(), &w->req,
+      [](uv_work_t *r) {
+        auto *ww = static_cast<Work *>(r->data);
+        if (ww->work) ww->work(ww->arg);
+      },
+      [](uv_work_t *r, int) {
+        auto *ww = static_cast<Work *>(r->data);
+        if (ww->done) ww->done(ww->arg);
+        delete ww;
+      });
   if (rc != 0) {
     delete w;
     return DM_ERR;
@@ -207,8 +224,8 @@ int http_route(dm_instance *inst, const char *listen, const char *method, const 
   if (!listen || !method || !path || !handler) return DM_ERR_INVALID;
   std::string err;
   Instance *i = Instance::from(inst);
-  if (!i->engine->http().add_route(listen, method, path,
-                                   [handler, arg](dm_http_request *r) { handler(arg, r); }, err)) {
+  if (!i->engine->http().add_route(
+          listen, method, path, [handler, arg](dm_http_request *r) { handler(arg, r); }, err)) {
     log_msg(DM_LOG_ERROR, i->name.c_str(), "cannot serve %s %s on %s: %s", method, path, listen,
             err.c_str());
     return DM_ERR;
@@ -219,7 +236,8 @@ int http_route(dm_instance *inst, const char *listen, const char *method, const 
 dm_metric *metric_make(dm_instance *inst, const char *name, const char *help, const char *labels,
                        bool counter) {
   Instance *i = Instance::from(inst);
-  std::string l = "instance=\"" + prom_escape(i->name) + "\",plugin=\"" + prom_escape(i->desc.name) + "\"";
+  std::string l =
+      "instance=\"" + prom_escape(i->name) + "\",plugin=\"" + prom_escape(i->desc.name) + "\"";
   if (labels && *labels) l += std::string(",") + labels;
   std::string n = name;
   if (n.rfind("devmesh_", 0) != 0) n = "devmesh_" + n;
@@ -227,7 +245,8 @@ dm_metric *metric_make(dm_instance *inst, const char *name, const char *help, co
   Metric *m = counter ? reg.counter(n, help ? help : "", l) : reg.gauge(n, help ? help : "", l);
   return reinterpret_cast<dm_metric *>(m);
 }
-dm_metric *metric_counter(dm_instance *inst, const char *name, const char *help, const char *labels) {
+dm_metric *metric_counter(dm_instance *inst, const char *name, const char *help,
+                          const char *labels) {
   return metric_make(inst, name, help, labels, true);
 }
 dm_metric *metric_gauge(dm_instance *inst, const char *name, const char *help, const char *labels) {
@@ -250,9 +269,12 @@ void hash128(const void *data, size_t len, uint8_t out[16]) {
   XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
   memcpy(out, c.digest, 16);
 }
-const char *instance_name(dm_instance *inst) { return Instance::from(inst)->name.c_str(); }
+const char *instance_name(dm_instance *inst) {
+  return Instance::from(inst)->name.c_str();
+}
 void input_finished(dm_instance *inst) {
-  if (auto *in = dynamic_cast<InputInstance *>(Instance::from(inst))) in->engine->input_finished(in);
+  if (auto *in = dynamic_cast<InputInstance *>(Instance::from(inst)))
+    in->engine->input_finished(in);
 }
 
 int parse_duration_api(dm_str text, int64_t *ms) {
@@ -334,6 +356,8 @@ const dm_host_api kHostApi = {
 
 }  // namespace
 
-const dm_host_api *Engine::host_api() { return &kHostApi; }
+const dm_host_api *Engine::host_api() {
+  return &kHostApi;
+}
 
 }  // namespace devmesh

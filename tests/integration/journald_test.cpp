@@ -671,10 +671,12 @@ TEST(JournaldOptions, MissingStateDirectoryIsCreatedAtStart) {
   const std::string dir = journal_dir(d);
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "10"}));
   const std::string state = d / "new/nested/journald.cursor";
-  write_file(d / "p.yaml", "service: {plugins_dir: [" DEVMESH_PLUGIN_DIR "]}\npipeline:\n"
-                           "  inputs:\n    - {name: journald, path: " + dir + ", state_file: " +
-                           state + ", checkpoint_interval: 0}\n"
-                           "  outputs:\n    - {name: 'null'}\n");
+  write_file(d / "p.yaml", "service: {plugins_dir: [" DEVMESH_PLUGIN_DIR
+                           "]}\npipeline:\n"
+                           "  inputs:\n    - {name: journald, path: " +
+                               dir + ", state_file: " + state +
+                               ", checkpoint_interval: 0}\n"
+                               "  outputs:\n    - {name: 'null'}\n");
   Process dry({DEVMESH_BIN, "--dry-run", "-c", d / "p.yaml"}, d.path(), "dry");
   EXPECT_EQ(dry.wait_exit(30s), 0) << dry.err();
   EXPECT_FALSE(std::filesystem::exists(d / "new")) << "a dry run must not create directories";

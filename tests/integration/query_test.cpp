@@ -453,8 +453,8 @@ TEST(QueryPlugin, MariadbStorePassesDryRunWithoutReachingAServer) {
   write_file(d / "m.yaml", plugins_head() +
                                "  inputs:\n    - {name: dummy, rate: 0.001}\n"
                                "  outputs:\n    - {name: query, store: mariadb, port: " +
-                               std::to_string(free_port()) + ", listen: 127.0.0.1:" +
-                               std::to_string(free_port()) + "}\n");
+                               std::to_string(free_port()) +
+                               ", listen: 127.0.0.1:" + std::to_string(free_port()) + "}\n");
   std::string out, err;
   EXPECT_EQ(run({DEVMESH_BIN, "--dry-run", "-c", d / "m.yaml"}, d.path(), &out, &err), 0) << err;
   EXPECT_NE(out.find("configuration OK"), std::string::npos) << out;

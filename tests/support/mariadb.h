@@ -9,10 +9,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -151,8 +151,8 @@ class MariaDb {
     for (int attempt = 0; attempt < 2; attempt++) {
       const int code = sql(query, &out, &err, database);
       if (code == 0 && !out.empty() && out[0] != '\n') break;
-      fprintf(stderr, "mariadb client: exit %d for [%s]: %s%s\n", code, query.c_str(),
-              err.c_str(), out.c_str());
+      fprintf(stderr, "mariadb client: exit %d for [%s]: %s%s\n", code, query.c_str(), err.c_str(),
+              out.c_str());
       out.clear();
       std::this_thread::sleep_for(std::chrono::seconds(1));
     }

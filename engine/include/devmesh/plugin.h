@@ -54,13 +54,13 @@ typedef enum dm_level {
 
 /* A log record: fixed size, every string a view into its batch's arena. */
 typedef struct dm_record {
-  int64_t timestamp_ns;  /* UTC nanoseconds since the epoch */
-  uint8_t event_id[16];  /* identifies the event across retries and hops */
-  uint8_t level;         /* dm_level */
-  int8_t priority;       /* raw syslog priority 0..7, or -1 when unknown */
-  uint16_t flags;        /* reserved, zero */
-  uint32_t meta_count;   /* entries in meta */
-  uint32_t meta_cap;     /* host-managed capacity of meta; do not touch */
+  int64_t timestamp_ns; /* UTC nanoseconds since the epoch */
+  uint8_t event_id[16]; /* identifies the event across retries and hops */
+  uint8_t level;        /* dm_level */
+  int8_t priority;      /* raw syslog priority 0..7, or -1 when unknown */
+  uint16_t flags;       /* reserved, zero */
+  uint32_t meta_count;  /* entries in meta */
+  uint32_t meta_cap;    /* host-managed capacity of meta; do not touch */
   dm_str source;
   dm_str service;
   dm_str host;
@@ -77,8 +77,8 @@ typedef struct dm_batch {
   dm_record *records;
   uint32_t count;
   uint32_t reserved;
-  dm_str tag;           /* the tag of the input that produced it */
-  void *host_private;   /* the host's; do not touch */
+  dm_str tag;         /* the tag of the input that produced it */
+  void *host_private; /* the host's; do not touch */
 } dm_batch;
 
 /* Filter verdicts, one per record, preset to DM_KEEP. */
@@ -86,11 +86,11 @@ enum { DM_KEEP = 0, DM_DROP = 1, DM_MODIFIED = 2 };
 
 /* Output flush results. */
 typedef enum dm_flush_status {
-  DM_FLUSH_OK = 0,      /* delivered */
-  DM_FLUSH_RETRY = 1,   /* transient: the engine retries with backoff (retry_after honoured) */
-  DM_FLUSH_ERROR = 2,   /* permanent: the batch goes to the dead-letter file with the reason */
-  DM_FLUSH_SPLIT = 3,   /* too big or one bad record: the engine bisects and retries the halves */
-  DM_FLUSH_PENDING = 4  /* completed later, exactly once, through host->flush_done */
+  DM_FLUSH_OK = 0,     /* delivered */
+  DM_FLUSH_RETRY = 1,  /* transient: the engine retries with backoff (retry_after honoured) */
+  DM_FLUSH_ERROR = 2,  /* permanent: the batch goes to the dead-letter file with the reason */
+  DM_FLUSH_SPLIT = 3,  /* too big or one bad record: the engine bisects and retries the halves */
+  DM_FLUSH_PENDING = 4 /* completed later, exactly once, through host->flush_done */
 } dm_flush_status;
 
 /* Filled by a synchronous flush to explain RETRY / ERROR / SPLIT; zeroed by the host. */
@@ -131,10 +131,10 @@ enum {
 typedef struct dm_option {
   const char *key;
   dm_opt_type type;
-  uint32_t flags;              /* DM_OPT_* */
-  const char *default_value;   /* textual default, parsed like YAML; NULL for none */
-  double min, max;             /* with DM_OPT_BOUNDED */
-  const char *const *allowed;  /* NULL-terminated allowed values for strings, or NULL */
+  uint32_t flags;             /* DM_OPT_* */
+  const char *default_value;  /* textual default, parsed like YAML; NULL for none */
+  double min, max;            /* with DM_OPT_BOUNDED */
+  const char *const *allowed; /* NULL-terminated allowed values for strings, or NULL */
   const char *description;
 } dm_option;
 
@@ -184,7 +184,8 @@ typedef struct dm_host_api {
   double (*config_double)(const dm_config *cfg, const char *key);
   int (*config_bool)(const dm_config *cfg, const char *key);
   uint32_t (*config_count)(const dm_config *cfg, const char *key); /* LIST or MAP entries */
-  dm_str (*config_item)(const dm_config *cfg, const char *key, uint32_t i); /* LIST item or MAP value */
+  dm_str (*config_item)(const dm_config *cfg, const char *key,
+                        uint32_t i); /* LIST item or MAP value */
   dm_str (*config_map_key)(const dm_config *cfg, const char *key, uint32_t i); /* MAP key */
 
   /* Batches. batch_add returns a zeroed record (priority -1) valid until the next batch_add. */
@@ -228,14 +229,14 @@ typedef struct dm_host_api {
   int (*http_route)(dm_instance *inst, const char *listen, const char *method, const char *path,
                     dm_http_handler handler, void *arg);
   dm_str (*http_method)(dm_http_request *req);
-  dm_str (*http_path)(dm_http_request *req);  /* without the query string */
-  dm_str (*http_query)(dm_http_request *req); /* after '?', raw */
+  dm_str (*http_path)(dm_http_request *req);                     /* without the query string */
+  dm_str (*http_query)(dm_http_request *req);                    /* after '?', raw */
   dm_str (*http_header)(dm_http_request *req, const char *name); /* len 0 when absent */
   dm_str (*http_body)(dm_http_request *req);
   void (*http_add_header)(dm_http_request *req, const char *name, const char *value);
   /* Completes the request (once). Safe after the client went away: then it only frees. */
-  void (*http_reply)(dm_http_request *req, int status, const char *content_type,
-                     const char *body, size_t len);
+  void (*http_reply)(dm_http_request *req, int status, const char *content_type, const char *body,
+                     size_t len);
 
   /* Metrics, labelled with the instance. labels: extra Prometheus labels (k="v",...) or NULL. */
   dm_metric *(*metric_counter)(dm_instance *inst, const char *name, const char *help,
@@ -246,7 +247,7 @@ typedef struct dm_host_api {
   void (*metric_set)(dm_metric *m, double value); /* any thread */
 
   /* Utilities. */
-  uint64_t (*now_ns)(void);  /* realtime clock */
+  uint64_t (*now_ns)(void);                                       /* realtime clock */
   void (*hash128)(const void *data, size_t len, uint8_t out[16]); /* XXH3-128 */
   const char *(*instance_name)(dm_instance *inst);                /* alias or name.N */
 
@@ -306,12 +307,12 @@ typedef struct dm_plugin {
 
   /* All kinds. create() returns 0, or nonzero after logging why. */
   int (*create)(const dm_host_api *host, dm_instance *inst, const dm_config *cfg, void **state);
-  int (*start)(void *state);  /* optional; nonzero aborts the engine start */
-  void (*stop)(void *state);  /* optional; inputs stop producing, others release loop handles */
+  int (*start)(void *state); /* optional; nonzero aborts the engine start */
+  void (*stop)(void *state); /* optional; inputs stop producing, others release loop handles */
   void (*destroy)(void *state);
 
   /* Inputs. */
-  void (*pause)(void *state);  /* backpressure: stop producing until resume */
+  void (*pause)(void *state); /* backpressure: stop producing until resume */
   void (*resume)(void *state);
   void (*on_ack)(void *state, const dm_ack *ack);
 
@@ -334,13 +335,15 @@ DM_EXPORT const dm_plugin *dm_plugin_entry(const dm_host_api *host);
 /* ---- small helpers ------------------------------------------------------------------------ */
 
 static inline const char *dm_level_name(int level) {
-  static const char *const names[] = {"",      "DEBUG",    "INFO",    "WARN",
+  static const char *const names[] = {"",        "DEBUG", "INFO",     "WARN",
                                       "WARNING", "ERROR", "CRITICAL", "FATAL"};
   return (level >= 0 && level <= 7) ? names[level] : "";
 }
 
 /* Severity rank: WARN and WARNING are equal. */
-static inline int dm_level_rank(int level) { return level >= DM_LEVEL_WARNING ? level - 1 : level; }
+static inline int dm_level_rank(int level) {
+  return level >= DM_LEVEL_WARNING ? level - 1 : level;
+}
 
 #ifdef __cplusplus
 }
