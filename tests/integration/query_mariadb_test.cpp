@@ -373,7 +373,9 @@ TEST(QueryMariaDbStore, QueryPastTheStatementTimeLimitGets504) {
   EXPECT_EQ(r.status, 504) << r.body.substr(0, 300);
   EXPECT_NE(r.body.find("statement_timeout"), std::string::npos) << r.body.substr(0, 300);
   EXPECT_EQ(http(base + "/health").status, 200) << "the server goes on serving";
-  EXPECT_EQ(http(base + "/query/logs?limit=5").status, 200);
+  // A query the index answers at once (a plain newest-first page can itself pass 10 ms on a
+  // cold buffer pool): the plugin serves on after a time-out.
+  EXPECT_EQ(http(base + "/query/logs?service=absent&limit=5").status, 200);
 }
 
 TEST(QueryMariaDbStore, FullTextQueryOnATableWithoutTheIndexIs400) {
