@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "checkpoint.hpp"
+#include "entry_mapping.hpp"
 
 namespace devmesh {
 namespace {
@@ -64,12 +65,6 @@ const dm_option kOptions[] = {
      "re-open the journal after reading about this much of it: sd-journal keeps up to 512 MiB "
      "of journal files mapped, all of it counted as resident memory; 0: never"},
 };
-
-// The seed's priority map, so a pipeline without priority_map still gets the prototype's
-// levels; priority_map (which reads record.priority) is the authority and overrides this.
-constexpr uint8_t kLevelOfPriority[8] = {DM_LEVEL_FATAL, DM_LEVEL_CRITICAL, DM_LEVEL_CRITICAL,
-                                         DM_LEVEL_ERROR, DM_LEVEL_WARN,     DM_LEVEL_INFO,
-                                         DM_LEVEL_INFO,  DM_LEVEL_DEBUG};
 
 constexpr uint64_t kRefusedRetryMs = 50;  // fallback when a refused submit brings no pause()
 constexpr uint64_t kErrorRetryMs = 1000;
@@ -194,7 +189,7 @@ class Journald {
       if (!valid_field_name(f))
         throw std::invalid_argument("fields[" + std::to_string(i) + "]: '" + f +
                                     "' is not a journal field name (A-Z, 0-9 and _)");
-      extras_.push_back(Extra{f + "=", meta_key_of(f)});
+      extras_.push_back(journald::ExtraField{f + "=", meta_key_of(f)});
     }
 
     const std::string read_from = c.string("read_from");
@@ -355,10 +350,6 @@ class Journald {
   }
 
  private:
-  struct Extra {
-    std::string name_eq, key;  // "FIELD=", its meta key
-  };
-
   // ---- opening and positioning -------------------------------------------------------------
 
   int open_journal() {
@@ -687,78 +678,40 @@ class Journald {
     rec->source = batch_source_;
     if (has_host_override_) rec->host = intern(b, host_override_);
 
-    unit_ = ident_ = comm_ = dm_str{nullptr, 0};
-    kernel_ = false;
+    mapped_.clear();
     const void *data;
     size_t len;
     sd_journal_restart_data(j_);
     while ((r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0) {
       bytes_since_open_ += len + kFieldOverhead;
       if (data_threshold_ && len >= data_threshold_) add(m_truncated_, 1);
-      field(b, rec, static_cast<const char *>(data), len);
+      field(b, rec, std::string_view(static_cast<const char *>(data), len));
     }
-    rec->service = kernel_      ? intern(b, "kernel")
-                   : unit_.ptr  ? unit_
-                   : ident_.ptr ? ident_
-                   : comm_.ptr  ? comm_
-                                : intern(b, "unknown");
-    if (!rec->message.ptr) rec->message = dm_str{"", 0};
+    rec->priority = mapped_.priority;
+    rec->level = mapped_.level;
+    rec->service = intern(b, journald::service_of(mapped_));
+    rec->message = mapped_.has_message ? str(mapped_.message) : dm_str{"", 0};
+    if (!has_host_override_ && mapped_.has_host) rec->host = str(mapped_.host);
     return r < 0 ? r : 0;
   }
 
-  // True when data is "NAME=value" for name_eq "NAME="; value is then set.
-  static bool is(const char *p, size_t len, std::string_view name_eq, std::string_view &value) {
-    if (len < name_eq.size() || std::memcmp(p, name_eq.data(), name_eq.size()) != 0) return false;
-    value = std::string_view(p + name_eq.size(), len - name_eq.size());
-    return true;
+  // One "NAME=value" of the entry. The data is only valid until the next field is read, so
+  // whatever the mapping keeps of it is copied into the batch at once.
+  void field(dm_batch *b, dm_record *rec, std::string_view f) {
+    const size_t meta_before = mapped_.meta.size();
+    const uint32_t set = journald::map_field(f, extras_, mapped_);
+    if (set & journald::kSetMessage) mapped_.message = view(copy(b, mapped_.message, true));
+    if (set & journald::kSetHost && !has_host_override_)
+      mapped_.host = view(intern(b, mapped_.host));
+    if (set & journald::kSetUnit) mapped_.unit = view(intern(b, mapped_.unit));
+    if (set & journald::kSetIdentifier) mapped_.identifier = view(intern(b, mapped_.identifier));
+    if (set & journald::kSetComm) mapped_.comm = view(intern(b, mapped_.comm));
+    // Meta values are copied by meta_set; the views left behind are not read again.
+    for (size_t i = meta_before; i < mapped_.meta.size(); ++i)
+      meta(b, rec, mapped_.meta[i].key, mapped_.meta[i].value);
   }
 
-  // One "NAME=value" of the entry. The data is only valid until the next field is read, so
-  // whatever is kept is copied into the batch at once.
-  void field(dm_batch *b, dm_record *rec, const char *p, size_t len) {
-    std::string_view v;
-    if (len == 0) return;
-    switch (p[0]) {
-      case '_':
-        if (is(p, len, "_PID=", v)) {
-          meta(b, rec, "pid", v);
-        } else if (is(p, len, "_COMM=", v)) {
-          meta(b, rec, "comm", v);
-          if (!comm_.ptr) comm_ = intern(b, v);
-        } else if (is(p, len, "_BOOT_ID=", v)) {
-          meta(b, rec, "boot_id", v);
-        } else if (is(p, len, "_HOSTNAME=", v)) {
-          if (!has_host_override_ && !rec->host.ptr) rec->host = intern(b, v);
-        } else if (is(p, len, "_TRANSPORT=", v)) {
-          kernel_ = v == "kernel";
-        } else if (is(p, len, "_SYSTEMD_UNIT=", v)) {
-          if (!unit_.ptr) unit_ = intern(b, v);
-        }
-        break;
-      case 'M':
-        if (is(p, len, "MESSAGE=", v) && !rec->message.ptr) rec->message = copy(b, v, true);
-        break;
-      case 'P':
-        if (is(p, len, "PRIORITY=", v)) {
-          meta(b, rec, "priority", v);
-          if (v.size() == 1 && v[0] >= '0' && v[0] <= '7') {
-            rec->priority = static_cast<int8_t>(v[0] - '0');
-            rec->level = kLevelOfPriority[v[0] - '0'];
-          }
-        }
-        break;
-      case 'S':
-        if (is(p, len, "SYSLOG_FACILITY=", v))
-          meta(b, rec, "facility", v);
-        else if (is(p, len, "SYSLOG_IDENTIFIER=", v) && !ident_.ptr)
-          ident_ = intern(b, v);
-        break;
-      default:
-        break;
-    }
-    for (const auto &e : extras_)
-      if (is(p, len, e.name_eq, v)) meta(b, rec, e.key, v);
-  }
+  static std::string_view view(dm_str s) { return std::string_view(s.ptr, s.len); }
 
   // Services and hosts repeat within a batch: each distinct one is copied into it once (a
   // small table per batch; a value that finds no free slot nearby is simply copied again).
@@ -903,7 +856,7 @@ class Journald {
   std::string path_, source_;
   std::string state_dir_;  // the state file's directory, created at start when missing
   std::vector<std::string> files_, matches_;
-  std::vector<Extra> extras_;
+  std::vector<journald::ExtraField> extras_;
   bool from_tail_ = false, follow_ = true, has_host_override_ = false;
   std::string host_override_;
   uint32_t batch_ = 256;
@@ -921,8 +874,8 @@ class Journald {
   uint64_t bytes_since_open_ = 0;
 
   // Per entry and per batch scratch space, reused.
-  dm_str batch_source_{}, unit_{}, ident_{}, comm_{};
-  bool kernel_ = false;
+  dm_str batch_source_{};
+  journald::MappedEntry mapped_;
   dm_str interned_[64];
 
   // Delivery tracking.
