@@ -110,12 +110,14 @@ class PacedClient {
         if (code == 503) {
           ++status_503_;
           long wait_s = 1;
-          const auto at = headers.find("Retry-After:");
+          for (char &c : headers)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          const auto at = headers.find("\nretry-after:");
           if (at == std::string::npos) {
             std::lock_guard<std::mutex> lk(mu_);
             problems_ += "503 without Retry-After\n";
           } else {
-            wait_s = std::atol(headers.c_str() + at + 12);
+            wait_s = std::atol(headers.c_str() + at + 13);
           }
           std::this_thread::sleep_for(std::chrono::seconds(std::max(wait_s, 1L)));
         } else if (code == 0) {
