@@ -63,18 +63,32 @@ class TcpProxy {
   bool ok() const { return listen_fd_ >= 0; }
   int port() const { return port_; }
 
-  // Cuts the connection after every `every`-th COMMIT the clients send, at most `max_cuts`
-  // times: the COMMIT reaches the server, the server's answer is read (so the commit is known to
-  // have happened or failed) and never forwarded, and both sides are closed.
-  void cut_after_commits(int every, int max_cuts) {
+  // Where a connection is cut.
+  enum class Cut {
+    // The COMMIT reaches the server, whose answer is read (so the test knows whether it
+    // committed) and never forwarded: the server committed, the client only lost its connection.
+    kCommitAnswerHeld,
+    // Both sides closed right after the COMMIT is forwarded: the server reads COMMIT, then EOF.
+    kCommitSent,
+    // Both sides closed right after a (bulk) statement execution is forwarded, before COMMIT:
+    // the server rolls the transaction back.
+    kExecuteSent,
+  };
+
+  // Cuts the connection at `where` for every `every`-th such packet the clients send, at most
+  // `max_cuts` times.
+  void cut(Cut where, int every, int max_cuts) {
+    where_ = where;
     every_ = every;
     max_cuts_ = max_cuts;
   }
 
   int connections() const { return connections_; }
   int commits() const { return commits_; }
+  int executes() const { return executes_; }
   int cuts() const { return cuts_; }
-  // Cut COMMITs that the server answered with OK: committed, and the client was never told.
+  // Cut COMMITs that the server answered with OK (kCommitAnswerHeld): committed, and the
+  // client was never told.
   int cuts_committed() const { return cuts_committed_; }
 
  private:
@@ -130,10 +144,12 @@ class TcpProxy {
     size_t length = 0;
     std::string prefix;  // the payload's first bytes (enough to recognise COMMIT)
 
-    // Feeds bytes; returns true when a COMMIT packet ended exactly at the end of these bytes
-    // or anywhere inside them (the client then waits for the answer, so it is the last one).
-    bool feed(const char *p, size_t n) {
-      bool commit = false;
+    enum Kind { kNone, kOther, kCommit, kExecute };
+
+    // Feeds bytes; returns the kind of the last packet that ended inside them (the client
+    // waits for the answer to a COMMIT or an execution, so that packet ends its write).
+    Kind feed(const char *p, size_t n) {
+      Kind last = kNone;
       while (n > 0) {
         if (header_have < 4) {
           header[header_have++] = static_cast<unsigned char>(*p++);
@@ -153,12 +169,16 @@ class TcpProxy {
         remaining -= take;
         if (remaining == 0) {
           header_have = 0;
-          if (length == 7 && prefix.size() == 7 && prefix[0] == 0x03 &&
-              strncasecmp(prefix.data() + 1, "COMMIT", 6) == 0)
-            commit = true;
+          const auto command = static_cast<unsigned char>(prefix[0]);
+          if (length == 7 && command == 0x03 && strncasecmp(prefix.data() + 1, "COMMIT", 6) == 0)
+            last = kCommit;
+          else if (command == 0x17 || command == 0xfa)  // COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE
+            last = kExecute;
+          else
+            last = kOther;
         }
       }
-      return commit;
+      return last;
     }
   };
 
@@ -176,12 +196,15 @@ class TcpProxy {
       if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
         const ssize_t n = ::recv(client, buf, sizeof buf, 0);
         if (n <= 0 || !write_all(server, buf, static_cast<size_t>(n))) break;
-        if (reader.feed(buf, static_cast<size_t>(n))) {
-          const int commit = ++commits_;
-          if (every_ > 0 && commit % every_ == 0 && take_cut()) {
-            // The client loses its connection now; the server's answer is awaited, then dropped.
+        const PacketReader::Kind kind = reader.feed(buf, static_cast<size_t>(n));
+        const bool commit = kind == PacketReader::kCommit;
+        if (commit || kind == PacketReader::kExecute) {
+          const int seen = commit ? ++commits_ : ++executes_;
+          const bool wanted = commit ? where_ != Cut::kExecuteSent : where_ == Cut::kExecuteSent;
+          if (wanted && every_ > 0 && seen % every_ == 0 && take_cut()) {
+            // The client loses its connection now.
             ::shutdown(client, SHUT_RDWR);
-            if (server_answered_ok(server)) ++cuts_committed_;
+            if (where_ == Cut::kCommitAnswerHeld && server_answered_ok(server)) ++cuts_committed_;
             open = false;
             continue;
           }
@@ -229,8 +252,9 @@ class TcpProxy {
   int listen_fd_ = -1, port_ = 0;
   int stop_pipe_[2] = {-1, -1};
   std::atomic<bool> stopping_{false};
+  std::atomic<Cut> where_{Cut::kCommitAnswerHeld};
   std::atomic<int> every_{0}, max_cuts_{0};
-  std::atomic<int> connections_{0}, commits_{0}, cuts_{0}, cuts_committed_{0};
+  std::atomic<int> connections_{0}, commits_{0}, executes_{0}, cuts_{0}, cuts_committed_{0};
   std::mutex mu_;
   std::vector<std::thread> relays_;
   std::thread acceptor_;
