@@ -23,7 +23,7 @@ TEST(AggregatorKilled, EveryForwardedRecordIsStoredOnceWhileTheAggregatorIsKille
   std::string err;
   ASSERT_TRUE(db.start(&err)) << err;
 
-  const int port = free_port();
+  const int port = free_port(), sidecar_port = free_port();
   Engine aggregator(
       d, "aggregator",
       service_head("  http_listen: " + listen_on(port) + "\n  grace: 5s\n") +
@@ -34,7 +34,8 @@ TEST(AggregatorKilled, EveryForwardedRecordIsStoredOnceWhileTheAggregatorIsKille
   // Fast retries so that each aggregator life gets work at once; no retry limit (the default).
   Engine sidecar(
       d, "sidecar",
-      service_head("  exit_when_done: true\n  grace: 5s\n") +
+      service_head(
+          "  exit_when_done: true\n  grace: 5s\n  http_listen: " + listen_on(sidecar_port) + "\n") +
           "  inputs:\n    - {name: dummy, rate: 0, batch: 1000, count: " + std::to_string(records) +
           "}\n  outputs:\n    - {name: http_forward, url: 'http://" + listen_on(port) +
           "/ingest/logs', workers: 2, batch_size: 2000, retry_wait: 50ms, "
@@ -49,6 +50,7 @@ TEST(AggregatorKilled, EveryForwardedRecordIsStoredOnceWhileTheAggregatorIsKille
   std::mt19937 rng(std::random_device{}());
   std::uniform_int_distribution<int> pause_ms(500, 3000);
   int kills = 0;
+  double sidecar_retried = 0;
   const auto deadline = began + 15min;
   while (sidecar.running() && std::chrono::steady_clock::now() < deadline) {
     // Sleep in small steps so a finished sidecar ends the loop at once.
@@ -57,6 +59,10 @@ TEST(AggregatorKilled, EveryForwardedRecordIsStoredOnceWhileTheAggregatorIsKille
     while (sidecar.running() && std::chrono::steady_clock::now() < kill_at)
       std::this_thread::sleep_for(20ms);
     if (!sidecar.running()) break;
+    // The sidecar's view so far: records it had to send again (each kill cuts requests).
+    const double retried = metric_value(scrape_metrics(sidecar_port, d.path()),
+                                        "devmesh_records_retried_total", "http_forward");
+    if (retried >= 0) sidecar_retried = retried;
     ASSERT_TRUE(aggregator.running()) << "the aggregator died on its own:\n" << aggregator.err();
     aggregator.kill9();
     ++kills;
@@ -75,7 +81,8 @@ TEST(AggregatorKilled, EveryForwardedRecordIsStoredOnceWhileTheAggregatorIsKille
   EXPECT_FALSE(std::filesystem::exists(d / "aggregator-dead.ndjson")) << "dead-lettered records";
   EXPECT_GE(kills, 3) << "too few kills to mean anything";
   std::cout << "  " << records << " records, " << kills << " kills -9 of the aggregator, " << took
-            << " s; " << report.describe() << "\n";
+            << " s, " << sidecar_retried << " records sent again by the sidecar; "
+            << report.describe() << "\n";
 }
 
 }  // namespace
