@@ -13,8 +13,17 @@ constexpr uint8_t kLevelOfPriority[8] = {DM_LEVEL_FATAL, DM_LEVEL_CRITICAL, DM_L
                                          DM_LEVEL_ERROR, DM_LEVEL_WARN,     DM_LEVEL_INFO,
                                          DM_LEVEL_INFO,  DM_LEVEL_DEBUG};
 
-// True when field is "NAME=value" for name_eq "NAME="; value is then set.
-bool is(std::string_view field, std::string_view name_eq, std::string_view &value) {
+// True when field is "NAME=value" for name_eq "NAME="; value is then set. The names are
+// literals: a comparison of known length compiles to a few loads, not a call to memcmp.
+template <size_t N>
+inline bool is(std::string_view field, const char (&name_eq)[N], std::string_view &value) {
+  constexpr size_t n = N - 1;
+  if (field.size() < n || std::memcmp(field.data(), name_eq, n) != 0) return false;
+  value = field.substr(n);
+  return true;
+}
+
+inline bool is_extra(std::string_view field, std::string_view name_eq, std::string_view &value) {
   if (field.size() < name_eq.size() || std::memcmp(field.data(), name_eq.data(), name_eq.size()))
     return false;
   value = field.substr(name_eq.size());
@@ -35,7 +44,10 @@ void MappedEntry::clear() {
   meta.clear();
 }
 
-uint32_t map_field(std::string_view f, std::span<const ExtraField> extras, MappedEntry &out) {
+// flatten: the per-field path (name tests, meta appends) inlined into one function; it runs
+// for every field of every entry.
+__attribute__((flatten)) uint32_t map_field(std::string_view f, std::span<const ExtraField> extras,
+                                            MappedEntry &out) {
   std::string_view v;
   uint32_t set = 0;
   if (f.empty()) return 0;
@@ -100,7 +112,7 @@ uint32_t map_field(std::string_view f, std::span<const ExtraField> extras, Mappe
       break;
   }
   for (const ExtraField &e : extras)
-    if (is(f, e.name_eq, v)) add_meta(out, e.key, v);
+    if (is_extra(f, e.name_eq, v)) add_meta(out, e.key, v);
   return set;
 }
 
