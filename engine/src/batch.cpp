@@ -117,8 +117,9 @@ int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value) {
     }
   }
   if (rec->meta_count == rec->meta_cap) {
-    // Grow inside the arena; the old array is simply abandoned (it dies with the batch).
-    uint32_t cap = rec->meta_cap ? rec->meta_cap * 2 : 4;
+    // Grow inside the arena; the old array is simply abandoned (it dies with the batch). Room
+    // for 8 at once: journald sets 5, and a first array of 4 would be copied and abandoned.
+    uint32_t cap = rec->meta_cap ? rec->meta_cap * 2 : 8;
     auto *arr = static_cast<dm_kv *>(b->arena.alloc(sizeof(dm_kv) * cap));
     if (rec->meta_count) memcpy(arr, rec->meta, sizeof(dm_kv) * rec->meta_count);
     rec->meta = arr;
