@@ -334,7 +334,11 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   Outcome line_outcome_ = kNoOutcome;
   dm_str meta_key_{};
   rapidjson::StringBuffer nested_text_;
-  rapidjson::Writer<rapidjson::StringBuffer> nested_{nested_text_};
+  // Not Writer<StringBuffer>: its SSE2 specialisation in rapidjson 1.1.0 leaves 0x1A..0x1F
+  // unescaped (found by tests/fuzz); another flag selects the portable copy.
+  rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                    rapidjson::CrtAllocator, rapidjson::kWriteNanAndInfFlag>
+      nested_{nested_text_};
 };
 // ---- the handler's events ---------------------------------------------------------------------
 
