@@ -11,6 +11,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <devmesh/plugin.hpp>
+#include <record_json.hpp>
 #include <timestamp.hpp>
 
 #include <algorithm>
@@ -121,10 +122,12 @@ const FieldInfo *field_info(std::string_view key) {
 constexpr size_t kKeepScratchBytes = 4u << 20;  // buffers grown past this are given back
 constexpr size_t kSimdPad = 16;                 // see IngestParser::parse()
 
-// Characters in UTF-8 text (bytes that do not continue a sequence).
-size_t utf8_chars(std::string_view s) {
+// Characters of s as the outputs write it: invalid UTF-8 becomes one U+FFFD per byte
+// (valid_utf8), so a field within its limit here is within it in the store and in the next
+// devmesh it is forwarded to (found by tests/fuzz: stray continuation bytes counted as nothing).
+size_t utf8_chars(std::string_view s, std::string &scratch) {
   size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  for (unsigned char c : valid_utf8(s, scratch)) n += (c & 0xC0) != 0x80;
   return n;
 }
 
@@ -547,7 +550,8 @@ void RecordHandler::set_field(Kind kind, const char *s, size_t n) {
     return;
   }
   // Bytes bound characters from above: count characters only when the bytes exceed the limit.
-  if (f.max_chars && n > f.max_chars && utf8_chars(std::string_view(s, n)) > f.max_chars) {
+  if (f.max_chars && n > f.max_chars &&
+      utf8_chars(std::string_view(s, n), in_->id_scratch_) > f.max_chars) {
     reject(kFieldTooLong, f.too_long);
     return;
   }
