@@ -166,6 +166,46 @@ TEST(HostileInput, IngestValuesThatLookLikePathsNeverBecomeFiles) {
   EXPECT_FALSE(fs::exists("/tmp/" + token + "-abs"));
 }
 
+// Bytes that need escaping in JSON and bytes that are not UTF-8, through http -> stdout: each
+// written line is strict JSON, and a field's limit counts what will be written (U+FFFD per
+// invalid byte), so what is accepted here is accepted again wherever it is forwarded.
+TEST(HostileInput, ControlAndInvalidUtf8BytesLeaveAsValidJsonWithinTheFieldLimits) {
+  TempDir d;
+  const int port = free_port(), health = free_port();
+  const std::string yaml =
+      plugins_head("  http_listen: 127.0.0.1:" + std::to_string(health) + "\n") +
+      "  inputs:\n    - name: http\n      listen: 127.0.0.1:" + std::to_string(port) +
+      "\n      ack: delivered\n  outputs:\n    - name: stdout\n      path: " + d.path() +
+      "/out.ndjson\n";
+  Devmesh dm(d, "bytes", yaml);
+  ASSERT_TRUE(dm.ready(health, d)) << dm->err();
+  std::string controls;  // every control byte, several 16-byte blocks of them
+  for (int round = 0; round < 4; ++round)
+    for (int c = 1; c < 0x20; ++c) controls += static_cast<char>(c);
+  // 300 bytes, 100 characters by UTF-8's count, 300 once each stray byte is a U+FFFD.
+  const std::string stray = std::string(100, 'h') + std::string(200, '\x81');
+  const std::string body = "{\"logs\":[{\"message\":\"0123456789abcdef" + json_escape(controls) +
+                           "\",\"meta_json\":{\"k\":{\"n\":\"" + json_escape(controls) +
+                           "\"}}},{\"message\":\"m\",\"host\":\"" + stray +
+                           "\"},{\"message\":\"m\",\"host\":\"" + stray.substr(0, 255) + "\"}]}";
+  const HttpResult r = libcurl_post("http://127.0.0.1:" + std::to_string(port) + "/ingest/logs",
+                                    body, {"Content-Type: application/json"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"accepted\":2"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("{\"index\":1,\"reason\":\"host longer than 255 characters\"}"),
+            std::string::npos)
+      << r.body;
+  dm->kill(SIGTERM);
+  ASSERT_EQ(dm->wait_exit(30s), 0) << dm->err();
+  size_t bad = 0;
+  auto out = read_ndjson(d / "out.ndjson", &bad);
+  EXPECT_EQ(bad, 0u) << read_file(d / "out.ndjson");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(value_of(out[0], "message"), "0123456789abcdef" + controls);
+  for (const std::string &line : read_lines(d / "out.ndjson"))
+    for (unsigned char c : line) ASSERT_GE(c, 0x20) << "a raw control byte in " << line;
+}
+
 // ---- listeners ---------------------------------------------------------------------------------
 
 // The TCP listening sockets of process pid: "ip:port" from /proc/net/tcp and tcp6, matched by
