@@ -2,14 +2,13 @@
 // ack: delivered -> dedup in collapse mode -> mariadb): a sidecar whose requests time out while
 // MariaDB is frozen sends them again; the store must still hold every record once.
 //
-// BUG found by these tests (dedup, not fixed here; reported): dedup keys on content (host,
-// service, message), so a transport re-delivery (same event_id) is taken for a repeat. The
-// re-sent request's records are dropped at once, so with ack: delivered the sidecar gets its 2xx
-// while the first copy is still waiting for MariaDB: killed -9 then, the aggregator loses them
-// (406 of 20,000 missing, exactly the 406 dedup had dropped). Not killed, collapse later adds a
-// summary row per re-sent record (818 extra rows, another event_id each). Without dedup the same
-// faults lose nothing (the control test). The two tests are DISABLED_ until dedup is fixed; run
-// them with --gtest_also_run_disabled_tests.
+// These tests found a bug, since fixed: dedup keyed on content (host, service, message) only,
+// so a transport re-delivery (same event_id) was taken for a repeat and dropped at once; with
+// ack: delivered the sidecar got its 2xx while the first copy still waited for MariaDB, and a
+// kill -9 then lost it (406 of 20,000 missing); not killed, collapse added a summary row per
+// re-sent record (818 extra rows). dedup now passes a record carrying its window's first
+// event_id (dedup_redeliveries_passed_total); the control test runs the same faults without
+// dedup.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -77,7 +76,7 @@ class ShippedAggregator : public ::testing::Test {
 };
 
 // Requests that timed out during a 6 s freeze are sent again and reach dedup as repeats.
-TEST_F(ShippedAggregator, DISABLED_RecordsSentAgainAfterATimeoutAreStoredOnce) {
+TEST_F(ShippedAggregator, RecordsSentAgainAfterATimeoutAreStoredOnce) {
   Engine aggregator(d_, "aggregator", aggregator_yaml());
   Engine sidecar(d_, "sidecar", sidecar_yaml());
   aggregator.start();
@@ -96,7 +95,7 @@ TEST_F(ShippedAggregator, DISABLED_RecordsSentAgainAfterATimeoutAreStoredOnce) {
 }
 
 // The same, and the aggregator is killed -9 while MariaDB is still frozen.
-TEST_F(ShippedAggregator, DISABLED_RecordsSentAgainAfterATimeoutSurviveAnAggregatorKill) {
+TEST_F(ShippedAggregator, RecordsSentAgainAfterATimeoutSurviveAnAggregatorKill) {
   Engine aggregator(d_, "aggregator", aggregator_yaml());
   Engine sidecar(d_, "sidecar", sidecar_yaml());
   aggregator.start();

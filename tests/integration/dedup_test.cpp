@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <map>
 
+#include "http_support.h"
 #include "process.h"
 
 using namespace devmesh::test;
@@ -120,6 +121,54 @@ TEST(Dedup, RecordsReplayedLaterWithTheirOriginalTimestampsAreDropped) {
   EXPECT_EQ(got.size(), 100u);
   EXPECT_EQ(n.size(), 100u);
   for (const auto &[m, c] : n) EXPECT_EQ(c, 1) << m;
+}
+
+// A sidecar whose request timed out sends the same records again (same event_ids) while the
+// first copies are still on their way. The copy must pass (the store keeps one by event_id):
+// dropped, its acknowledgement would complete at once and a crash could lose the first copy.
+TEST(Dedup, TheSameRecordSentAgainPassesAndOnlyRealRepeatsAreDropped) {
+  for (std::string mode : {"drop", "collapse"}) {
+    TempDir d;
+    const int port = free_port(), metrics = free_port();
+    write_file(d / "p.yaml",
+               pipeline(d,
+                        "    - {name: http, tag: node.h, listen: '127.0.0.1:" +
+                            std::to_string(port) + "'}\n",
+                        "{name: dedup, window: 1h, mode: " + mode + "}",
+                        "  http_listen: 127.0.0.1:" + std::to_string(metrics) + "\n"));
+    Process e({DEVMESH_BIN, "-c", d / "p.yaml"}, d.path(), "engine");
+    const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/ingest/logs";
+    ASSERT_TRUE(wait_until([&] { return libcurl_post(url, "{\"logs\":[]}").status == 200; }, 20s))
+        << e.err();
+    auto body = [](const char *id) {
+      return std::string(R"({"logs":[{"timestamp":"2025-01-01T00:00:00Z","service":"s","host":"h",)"
+                         R"("level":"INFO","message":"m","event_id":")") +
+             id + "\"}]}";
+    };
+    const char *first = "0123456789abcdef0123456789abcdef";
+    const char *repeat = "fedcba9876543210fedcba9876543210";
+    for (const char *id : {first, first, repeat, first})
+      ASSERT_EQ(libcurl_post(url, body(id)).status, 200) << mode;
+    std::string text;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          http_get("http://127.0.0.1:" + std::to_string(metrics) + "/metrics", &text, d.path());
+          return metric_value(text, "devmesh_dedup_records_dropped_total", "") == 1;
+        },
+        20s))
+        << mode << ": " << text;
+    EXPECT_EQ(metric_value(text, "devmesh_dedup_redeliveries_passed_total", ""), 2) << mode;
+    e.kill(SIGTERM);
+    ASSERT_EQ(e.wait_exit(30s), 0) << e.err();
+    auto got = records(d / "out.ndjson");
+    size_t copies = 0;
+    for (const auto &r : got) {
+      if (r.event_id == first) ++copies;
+      EXPECT_NE(r.event_id, repeat) << mode << ": a real repeat is dropped (or collapsed)";
+    }
+    EXPECT_EQ(copies, 3u) << mode << ": every delivery of the first occurrence passed";
+    EXPECT_EQ(summaries(got).size(), mode == "collapse" ? 1u : 0u) << mode;
+  }
 }
 
 TEST(Dedup, KeyFieldsAreConfigurableIncludingMeta) {

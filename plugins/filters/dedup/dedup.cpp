@@ -99,7 +99,8 @@ struct Entry {
   uint64_t k0 = 0, k1 = 0;   // the key's XXH3-128
   int64_t window_start = 0;  // record time of the window's first occurrence
   int64_t first_repeat = 0, last_repeat = 0;
-  uint64_t opened_wall = 0;  // clock time the window started
+  uint64_t opened_wall = 0;   // clock time the window started
+  uint8_t first_id[16] = {};  // event_id of the window's first occurrence
   uint32_t repeats = 0;
   uint32_t prev = kNone, next = kNone;  // LRU: head is the most recently seen
   uint32_t tag = 0;
@@ -138,6 +139,11 @@ class Dedup {
                                       "repeats removed within their window", nullptr);
     m_summaries_ = host->metric_counter(inst, "dedup_summaries_emitted_total",
                                         "collapse records emitted for repeats", nullptr);
+    m_redelivered_ = host->metric_counter(
+        inst, "dedup_redeliveries_passed_total",
+        "records passed because they carry the event_id of their window's first occurrence "
+        "(the same record sent again, e.g. after a timeout: never a repeat)",
+        nullptr);
     m_evictions_ = host->metric_counter(inst, "dedup_evictions_total",
                                         "keys evicted because max_keys were remembered", nullptr);
     m_keys_ = host->metric_gauge(inst, "dedup_keys", "keys remembered", nullptr);
@@ -174,7 +180,7 @@ class Dedup {
   int filter(dm_batch *batch, uint8_t *verdicts) {
     now_ = host_->now_ns();
     const uint32_t tag = tag_index(sv(batch->tag));
-    uint64_t dropped = 0, evicted = 0;
+    uint64_t dropped = 0, evicted = 0, redelivered = 0;
     // First every key, prefetching its index slot, so that the slots' cache misses overlap
     // instead of stalling one record after another.
     keys_.resize(batch->count);
@@ -203,7 +209,7 @@ class Dedup {
         e.in_pending = listed;
         e.k0 = k0, e.k1 = k1;
         e.tag = tag;
-        start_window(e, ts);
+        start_window(e, r);
         insert(idx);
         push_front(idx);
         continue;
@@ -214,7 +220,14 @@ class Dedup {
       if (since >= window_ns_) {
         close(idx);  // a new window starts with this record, which passes
         e.tag = tag;
-        start_window(e, ts);
+        start_window(e, r);
+        continue;
+      }
+      // The first occurrence itself, delivered again (a client or sidecar re-sent it after a
+      // timeout): it must pass. Dropped, its acknowledgement would complete at once while the
+      // first copy may still be on its way to the store, and a crash then would lose it.
+      if (is_first_occurrence(e, r)) {
+        ++redelivered;
         continue;
       }
       // Far older than the window: not a repeat of it (and it does not move the window back).
@@ -230,6 +243,7 @@ class Dedup {
       }
     }
     add(m_dropped_, dropped);
+    add(m_redelivered_, redelivered);
     add(m_evictions_, evicted);
     host_->metric_set(m_keys_, static_cast<double>(entries_.size()));
     emit_closed();
@@ -263,8 +277,9 @@ class Dedup {
     return static_cast<uint32_t>(tags_.size() - 1);
   }
 
-  void start_window(Entry &e, int64_t ts) {
-    e.window_start = ts;
+  void start_window(Entry &e, const dm_record &r) {
+    e.window_start = r.timestamp_ns;
+    std::memcpy(e.first_id, r.event_id, sizeof e.first_id);
     e.opened_wall = now_;
     e.repeats = 0;
     e.pending = false;
@@ -589,7 +604,13 @@ class Dedup {
   uint64_t now_ = 0;
   WindowTimer<Dedup, &Dedup::tick> timer_{host_, inst_, this};
 
-  dm_metric *m_dropped_, *m_summaries_, *m_evictions_, *m_keys_;
+  static bool is_first_occurrence(const Entry &e, const dm_record &r) {
+    static constexpr uint8_t kNoId[16] = {};
+    return std::memcmp(r.event_id, e.first_id, sizeof e.first_id) == 0 &&
+           std::memcmp(r.event_id, kNoId, sizeof kNoId) != 0;
+  }
+
+  dm_metric *m_dropped_, *m_summaries_, *m_redelivered_, *m_evictions_, *m_keys_;
 };
 
 }  // namespace
