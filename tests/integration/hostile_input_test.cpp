@@ -7,7 +7,6 @@
 // the operator's config, none from a record. No plugin joins a record value into a path.
 #include <arpa/inet.h>
 #include <dirent.h>
-#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -245,36 +244,6 @@ std::set<std::string> listening_addresses(pid_t pid) {
   return out;
 }
 
-// A local IPv4 address that is not loopback, or "" when the machine has none.
-std::string non_loopback_ipv4() {
-  ifaddrs *list = nullptr;
-  if (getifaddrs(&list) != 0) return "";
-  std::string found;
-  for (ifaddrs *i = list; i && found.empty(); i = i->ifa_next) {
-    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
-    const auto *sa = reinterpret_cast<const sockaddr_in *>(i->ifa_addr);
-    if ((ntohl(sa->sin_addr.s_addr) >> 24) == 127) continue;
-    char text[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &sa->sin_addr, text, sizeof text);
-    found = text;
-  }
-  freeifaddrs(list);
-  return found;
-}
-
-// errno of a TCP connect to ip:port (0 when it connected).
-int connect_errno(const std::string &ip, int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  const int rc = connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
-  const int err = rc == 0 ? 0 : errno;
-  close(fd);
-  return err;
-}
-
 std::string store_outputs(const std::string &dir, const std::string &query_listen) {
   return "  outputs:\n"
          "    - name: sqlite\n"
@@ -298,15 +267,8 @@ TEST(HostileInput, ListenersGivenOnlyAPortServeOnLoopbackOnly) {
                                       "127.0.0.1:" + std::to_string(input),
                                       "127.0.0.1:" + std::to_string(query)};
   EXPECT_EQ(listening_addresses(dm->pid()), want);
-
-  // Through another address of this machine nobody answers.
-  const std::string other = non_loopback_ipv4();
-  if (other.empty()) {
-    std::printf("no non-loopback IPv4 address here: the connect check is left out\n");
-  } else {
-    for (int port : {engine, input, query})
-      EXPECT_EQ(connect_errno(other, port), ECONNREFUSED) << other << ":" << port;
-  }
+  // (No connect through another address to prove it: tests talk to 127.0.0.1 only, and the
+  // kernel's socket table above is the proof.)
   std::string health;
   EXPECT_EQ(http_get("http://127.0.0.1:" + std::to_string(engine) + "/health", &health, d.path()),
             200);
@@ -344,10 +306,6 @@ TEST(HostileInput, InputAndQueryWithNoListenConfiguredServeOnLoopbackOnly) {
     GTEST_SKIP() << "port 8000 is taken on this machine: " << dm->err();
   ASSERT_TRUE(up && !got.empty()) << dm->err();
   EXPECT_EQ(got, std::set<std::string>{"127.0.0.1:8000"});
-  const std::string other = non_loopback_ipv4();
-  if (!other.empty()) {
-    EXPECT_EQ(connect_errno(other, 8000), ECONNREFUSED) << other;
-  }
 }
 
 }  // namespace
