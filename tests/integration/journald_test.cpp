@@ -150,6 +150,127 @@ TEST(Journald, EventIdsAreDistinctWithinOneMicrosecondAndTheSameOnEveryRead) {
   }
 }
 
+// Entries alike in everything the event_id is made of (boot, both stamps, pid, message): a
+// process repeating one line within a microsecond. Only SEQ (read into meta) tells them apart.
+std::vector<std::string> alike(const std::string &file, long start, long count,
+                               const std::string &message = "same line") {
+  return {
+      "-o", file,    "--start", std::to_string(start), "--count", std::to_string(count), "--step",
+      "0",  "--pid", "4242",    "--message",           message};
+}
+
+// event_id by SEQ; every entry once, in order, with distinct event_ids.
+std::map<long, std::string> ids_by_seq(const std::vector<Line> &got, long first, long last) {
+  std::map<long, std::string> ids;
+  std::set<std::string> distinct;
+  EXPECT_EQ(static_cast<long>(got.size()), last - first + 1);
+  for (size_t i = 0; i < got.size(); ++i) {
+    const long seq = std::atol(got[i].meta.at("seq").c_str());
+    EXPECT_EQ(seq, first + static_cast<long>(i)) << "line " << i;
+    ids[seq] = got[i].event_id;
+    distinct.insert(got[i].event_id);
+  }
+  EXPECT_EQ(distinct.size(), got.size()) << "event_ids not distinct";
+  return ids;
+}
+
+TEST(Journald, EntriesAlikeInStampPidAndMessageAllArriveWithDistinctEventIds) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const int port = free_port();
+  ASSERT_TRUE(fixture(d, alike(dir + "/system.journal", 1, 10)));
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                        journald("path: " + dir + ", batch: 3, fields: [SEQ]") +
+                        to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 10; }, 30s)) << e->err();
+  std::string body;
+  ASSERT_EQ(http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &body, d.path()),
+            200);
+  // The first one of them has nothing alike before it; each of the nine others has.
+  EXPECT_EQ(metric_value(body, "devmesh_journald_same_stamp_entries_total", ""), 9) << body;
+  EXPECT_EQ(metric_value(body, "devmesh_journald_read_errors_total", ""), 0) << body;
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  const auto got = lines(d / "out.ndjson");
+  ids_by_seq(got, 1, 10);
+  for (const auto &l : got) EXPECT_EQ(l.message, "same line");
+}
+
+TEST(Journald, EntriesAlikeGetTheSameEventIdsOnEveryReadWhateverTheSourceAndBatches) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  // A run of alike entries, two others in the same microsecond, then the run goes on.
+  ASSERT_TRUE(fixture(d, alike(dir + "/system.journal", 1, 6)));
+  ASSERT_TRUE(fixture(d, alike(dir + "/system.journal", 7, 2, "other line")));
+  ASSERT_TRUE(fixture(d, alike(dir + "/system.journal", 9, 6)));
+  const auto reference = ids_by_seq(read_all(d, "fields: [SEQ]"), 1, 14);
+  struct Variant {
+    std::string name, options;
+  } variants[] = {
+      {"path, batch 3", "batch: 3, fields: [SEQ]"},
+      {"path, batch 1", "batch: 1, fields: [SEQ]"},
+      // Re-opened before every batch: each read starts positioned on the last one delivered.
+      {"path, re-opened every batch", "batch: 4, remap_after: 1, fields: [SEQ]"},
+  };
+  for (const auto &v : variants) {
+    std::filesystem::remove(d / "out.ndjson");
+    EXPECT_EQ(ids_by_seq(read_all(d, v.options), 1, 14), reference) << v.name;
+  }
+  std::filesystem::remove(d / "out.ndjson");
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        journald("files: [" + dir + "/system.journal], follow: false, batch: 5, " +
+                                 "fields: [SEQ]") +
+                        to_stdout(d));
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_EQ(ids_by_seq(lines(d / "out.ndjson"), 1, 14), reference) << "files:";
+}
+
+TEST(Journald, EntriesAlikeResumedFromAStateFileMidRunKeepTheirEventIds) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const std::string state = "state_file: " + d / "state.json";
+  // The first five of a run of ten are read and checkpointed (batches of 3: the state file's
+  // cursor is entry 5's); the other five are written later, in the same microsecond.
+  ASSERT_TRUE(fixture(d, alike(dir + "/system.journal", 1, 5)));
+  const auto before = ids_by_seq(read_all(d, state + ", batch: 3, fields: [SEQ]"), 1, 5);
+  ASSERT_NE(read_file(d / "state.json").find("\"cursor\":\"s="), std::string::npos);
+  ASSERT_TRUE(fixture(d, alike(dir + "/system.journal", 6, 5)));
+  std::filesystem::remove(d / "out.ndjson");
+  std::string err;
+  const auto after = ids_by_seq(read_all(d, state + ", batch: 3, fields: [SEQ]", &err), 6, 10);
+  EXPECT_NE(err.find("after the saved position"), std::string::npos) << err;
+
+  // The whole run read in one go, without a state file.
+  std::filesystem::remove(d / "out.ndjson");
+  const auto full = ids_by_seq(read_all(d, "fields: [SEQ]"), 1, 10);
+  std::set<std::string> all;
+  for (long s = 1; s <= 10; ++s) {
+    const std::string &id = s <= 5 ? before.at(s) : after.at(s);
+    EXPECT_EQ(id, full.at(s)) << "entry " << s;
+    all.insert(id);
+  }
+  EXPECT_EQ(all.size(), 10u) << "an event_id of the resumed part equals another";
+}
+
+TEST(Journald, EntriesAlikeFollowedFromTheTailGetTheEventIdsOfAFullRead) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  ASSERT_TRUE(fixture(d, alike(dir + "/system.journal", 1, 4)));
+  // read_from tail: positioned on entry 4, which is not delivered; what follows it is.
+  auto e = start(d, head() + journald("path: " + dir + ", read_from: tail, fields: [SEQ]") +
+                        to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return e->err().find("running") != std::string::npos; }, 10s))
+      << e->err();
+  ASSERT_TRUE(fixture(d, alike(dir + "/system.journal", 5, 4)));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 4; }, 30s)) << e->err();
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  const auto tail = ids_by_seq(lines(d / "out.ndjson"), 5, 8);
+  std::filesystem::remove(d / "out.ndjson");
+  const auto full = ids_by_seq(read_all(d, "fields: [SEQ]"), 1, 8);
+  for (long s = 5; s <= 8; ++s) EXPECT_EQ(tail.at(s), full.at(s)) << "entry " << s;
+}
+
 TEST(Journald, EntryBecomesARecordLikeThePrototypeExample) {
   TempDir d;
   const std::string dir = journal_dir(d);

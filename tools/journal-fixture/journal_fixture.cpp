@@ -43,6 +43,8 @@ struct Options {
   std::set<std::string> omit;
   uint64_t realtime_base = 1764359740000000;  // 2025-11-28T19:55:40Z, the seed's example day
   uint64_t step_us = 1000;
+  std::optional<std::string> message;  // every entry's MESSAGE instead of "entry <seq>"
+  std::optional<uint64_t> pid;         // every entry's _PID instead of 1000 + seq % 7
   bool export_only = false;
   std::string journal_remote = kJournalRemote;
 };
@@ -62,6 +64,10 @@ void usage(FILE *to) {
       "  --units A,B,...         _SYSTEMD_UNIT values cycled over entries (default app.service);\n"
       "                          '-' writes none\n"
       "  --priorities P,Q,...    PRIORITY values cycled over entries (default 6); '-' writes none\n"
+      "  --message TEXT          MESSAGE TEXT on every entry instead of \"entry <seq>\" (with\n"
+      "                          --pid and --step 0: entries alike in all but SEQ, as a process\n"
+      "                          repeating one line within a microsecond)\n"
+      "  --pid N                 _PID N on every entry (default 1000 + seq %% 7)\n"
       "  --message-size N[-M]    MESSAGE length in bytes (fixed, or varying within N..M)\n"
       "  --binary-every N        every Nth entry gets a binary MESSAGE (NUL, newline, bytes\n"
       "                          that are not UTF-8)\n"
@@ -133,6 +139,10 @@ Options parse(int argc, char **argv) {
       o.priorities = split_list(value());
       for (auto &p : o.priorities)
         if (p.empty()) die("--priorities: empty item");
+    } else if (a == "--message") {
+      o.message = std::string(value());
+    } else if (a == "--pid") {
+      o.pid = parse_u64(a, value());
     } else if (a == "--message-size") {
       const std::string_view v = value();
       const size_t dash = v.find('-');
@@ -207,7 +217,7 @@ class ExportWriter {
       if (!o_.units.empty()) text("_SYSTEMD_UNIT", o_.units[seq % o_.units.size()]);
       text("SYSLOG_IDENTIFIER", o_.identifier);
       text("_COMM", o_.comm);
-      num("_PID", 1000 + seq % 7);
+      num("_PID", o_.pid ? *o_.pid : 1000 + seq % 7);
     }
     text("SYSLOG_FACILITY", kernel ? "0" : "3");
     if (!o_.priorities.empty()) text("PRIORITY", o_.priorities[seq % o_.priorities.size()]);
@@ -231,7 +241,7 @@ class ExportWriter {
 
   void message(uint64_t seq) {
     if (o_.omit.count("MESSAGE")) return;
-    msg_ = "entry " + std::to_string(seq);
+    msg_ = o_.message ? *o_.message : "entry " + std::to_string(seq);
     const bool binary = o_.binary_every && seq % o_.binary_every == 0;
     if (binary) msg_.append(" bin\x00\xff\xfe\n\x80\xc3(tail", 15);
     size_t want = o_.message_min;

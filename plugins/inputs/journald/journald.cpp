@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -102,6 +103,13 @@ std::string meta_key_of(std::string_view field) {
 // monotonic and realtime stamps (taken by journald per entry), its pid and its message. The
 // same entry read again (after a restart, from another open) gives the same bytes. The
 // message's copy in the batch follows this head, so that one hash covers both.
+// Entries alike in all of it (a process repeating one line within a microsecond: stdout stream
+// lines journald takes in one go; imported journals) would share the id and the stores would
+// keep one of them. Alike entries share their stamps, so they sit in one run of entries stamped
+// alike, close together in read order: an entry's hash is compared with those of the few entries
+// before it in its run (none for an entry stamped unlike the one before: a 32-byte compare, no
+// syscall); only when one is equal is its cursor formatted and its sequence number (the
+// cursor's s= and i=) hashed in (see disambiguate).
 struct Identity {
   uint8_t boot_id[16];
   uint64_t monotonic_usec, realtime_usec;
@@ -109,6 +117,11 @@ struct Identity {
   char pid[23];  // a longer _PID (not a number anyway) is cut: it only tells entries apart
 };
 static_assert(sizeof(Identity) == 56, "no padding: every byte hashed is set");
+// The stamps: the first 32 bytes of an Identity (boot id, monotonic, realtime).
+constexpr size_t kStampBytes = 32;
+static_assert(offsetof(Identity, realtime_usec) + sizeof(uint64_t) == kStampBytes);
+// How many entries before it, in its run of alike stamps, an entry is compared with.
+constexpr uint32_t kRecent = 16;
 
 struct Position {
   std::string cursor;
@@ -269,6 +282,11 @@ class Journald {
     m_reopens_ =
         host->metric_counter(inst, "journald_reopens_total",
                              "journal re-opened to release mapped files (remap_after)", nullptr);
+    m_same_stamp_ = host->metric_counter(
+        inst, "journald_same_stamp_entries_total",
+        "entries alike (boot, stamps, pid, message) to one of the 16 read just before them: their "
+        "event_id also holds their sequence number (from the cursor), so both are kept",
+        nullptr);
   }
 
   ~Journald() {
@@ -408,7 +426,11 @@ class Journald {
   // is no longer in the journal, positions before the oldest entry and counts the gap.
   Seek seek_cursor(const std::string &cursor, const char *what) {
     if (sd_journal_seek_cursor(j_, cursor.c_str()) < 0) return Seek::kInvalid;
-    if (sd_journal_next(j_) > 0 && sd_journal_test_cursor(j_, cursor.c_str()) > 0) return Seek::kAt;
+    if (sd_journal_next(j_) > 0 && sd_journal_test_cursor(j_, cursor.c_str()) > 0) {
+      remember_current();  // the entries read next are compared with this delivered one
+      return Seek::kAt;
+    }
+    recent_n_ = 0;
     add(m_gaps_, 1);
     host_->log(inst_, DM_LOG_WARN,
                "%s position %s is no longer in the journal (vacuumed or removed, or the state "
@@ -434,12 +456,14 @@ class Journald {
 
   void seek_read_from() {
     last_read_ = Position{};
+    recent_n_ = 0;
     if (from_tail_) {
       sd_journal_seek_tail(j_);
       // On the newest entry now: reading goes on with whatever comes after it. An empty
       // journal has no newest entry, and then its head is where new entries appear.
       if (sd_journal_previous(j_) > 0) {
         last_read_ = current_position();
+        remember_current();
         return;
       }
     }
@@ -451,6 +475,7 @@ class Journald {
   // head (read_from head, an empty journal, or a gap): back there.
   void reposition() {
     if (last_read_.cursor.empty()) {
+      recent_n_ = 0;
       sd_journal_seek_head(j_);
     } else if (seek_cursor(last_read_.cursor, "current") == Seek::kInvalid) {
       host_->log(inst_, DM_LOG_ERROR,
@@ -458,6 +483,7 @@ class Journald {
                  "from the oldest entry",
                  last_read_.cursor.c_str());
       last_read_ = Position{};
+      recent_n_ = 0;
       sd_journal_seek_head(j_);
     }
   }
@@ -672,8 +698,11 @@ class Journald {
     uint64_t t = 0, mono = 0;
     sd_id128_t boot;
     int r = sd_journal_get_realtime_usec(j_, &t);
-    if (r < 0) return r;
-    if ((r = sd_journal_get_monotonic_usec(j_, &mono, &boot)) < 0) return r;
+    if (r >= 0) r = sd_journal_get_monotonic_usec(j_, &mono, &boot);
+    if (r < 0) {
+      recent_n_ = 0;  // skipped: the entry after it has nothing to be compared with
+      return r;
+    }
     realtime = t;
     if (!first_read_usec_) first_read_usec_ = t;  // the lag's base until something is acked
 
@@ -714,7 +743,117 @@ class Journald {
     } else {
       host_->hash128(&id, sizeof id, rec->event_id);
     }
+    disambiguate(id, rec->event_id);
     return r < 0 ? r : 0;
+  }
+
+  static void set_pid(Identity &id, std::string_view pid) {
+    id.pid_len = static_cast<uint8_t>(std::min(pid.size(), sizeof id.pid));
+    std::memset(id.pid, 0, sizeof id.pid);
+    std::memcpy(id.pid, pid.data(), id.pid_len);
+  }
+
+  // event_id holds the entry's base hash (identity and message). An entry whose base hash is
+  // one of those of the kRecent entries read before it, all stamped as it is, gets its sequence
+  // number hashed in: distinct ids for entries alike in everything else, the same ones on every
+  // read (the same entries precede it; see remember_current for reads that start on a
+  // delivered entry).
+  void disambiguate(const Identity &id, uint8_t *event_id) {
+    if (recent_n_ == 0 || std::memcmp(run_stamp_, &id, kStampBytes) != 0) [[likely]] {
+      std::memcpy(run_stamp_, &id, kStampBytes);
+      std::memcpy(recent_[0], event_id, sizeof recent_[0]);
+      recent_n_ = 1;
+      return;
+    }
+    bool seen = false;
+    for (uint32_t i = 0, n = std::min(recent_n_, kRecent); i < n && !seen; ++i)
+      seen = std::memcmp(recent_[i], event_id, sizeof recent_[i]) == 0;
+    std::memcpy(recent_[recent_n_ % kRecent], event_id, sizeof recent_[0]);
+    ++recent_n_;
+    if (!seen) return;
+    add(m_same_stamp_, 1);
+    char *c = nullptr;
+    if (const int r = sd_journal_get_cursor(j_, &c); r < 0) {
+      read_error("getting the cursor of an entry alike to one before it", r);
+      return;  // it keeps the base hash: it may be taken for its twin
+    }
+    // "s=<seqnum id>;i=<seqnum>;b=..;m=..;t=..;x=..": b, m and t are in the identity already,
+    // x (the entry's hash) is the same for alike entries.
+    std::string_view rest(c), seqnum_id, seqnum;
+    while (!rest.empty()) {
+      const size_t semi = rest.find(';');
+      const std::string_view part = rest.substr(0, semi);
+      if (part.size() > 2 && part[1] == '=' && part[0] == 's') seqnum_id = part;
+      if (part.size() > 2 && part[1] == '=' && part[0] == 'i') seqnum = part;
+      rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
+    }
+    if (seqnum_id.empty() || seqnum.empty()) {
+      read_error("finding s= and i= in the cursor of an entry alike to one before it", -EINVAL);
+    } else {
+      seq_scratch_.assign(reinterpret_cast<const char *>(event_id), sizeof recent_[0]);
+      seq_scratch_.append(seqnum_id).append(1, ';').append(seqnum);
+      host_->hash128(seq_scratch_.data(), seq_scratch_.size(), event_id);
+    }
+    free(c);
+  }
+
+  // The current entry's identity and base hash as read_entry computes them, without a record.
+  bool base_of_current(Identity &id, uint8_t *hash) {
+    uint64_t t = 0, mono = 0;
+    sd_id128_t boot;
+    if (sd_journal_get_realtime_usec(j_, &t) < 0 ||
+        sd_journal_get_monotonic_usec(j_, &mono, &boot) < 0)
+      return false;
+    std::memset(&id, 0, sizeof id);
+    probe_.clear();
+    seq_scratch_.clear();
+    const void *data;
+    size_t len;
+    sd_journal_restart_data(j_);
+    while (sd_journal_enumerate_available_data(j_, &data, &len) > 0) {
+      const uint32_t set =
+          journald::map_field(std::string_view(static_cast<const char *>(data), len), {}, probe_);
+      if (set & journald::kSetMessage) seq_scratch_.assign(probe_.message);
+      if (set & journald::kSetPid) set_pid(id, probe_.pid);
+    }
+    std::memcpy(id.boot_id, boot.bytes, sizeof id.boot_id);
+    id.monotonic_usec = mono;
+    id.realtime_usec = t;
+    // The bytes read_entry hashes: the identity, then the message's copy when there is one.
+    seq_scratch_.insert(0, reinterpret_cast<const char *>(&id), sizeof id);
+    host_->hash128(seq_scratch_.data(), seq_scratch_.size(), hash);
+    return true;
+  }
+
+  // Positioned on an entry delivered before (a saved or the current position, the newest entry
+  // at read_from tail): the comparisons of the entries read next need the base hashes of it and
+  // of the kRecent - 1 entries before it stamped as it is, as if they had just been read. Off
+  // the fast path: once per start, re-open or read error.
+  void remember_current() {
+    recent_n_ = 0;
+    Identity at, other;
+    uint8_t hashes[kRecent][16];
+    uint32_t n = 0;
+    if (!base_of_current(at, hashes[kRecent - 1])) return;
+    ++n;
+    uint32_t moved = 0;
+    while (n < kRecent && sd_journal_previous(j_) > 0) {
+      ++moved;
+      if (!base_of_current(other, hashes[kRecent - 1 - n]) ||
+          std::memcmp(&other, &at, kStampBytes) != 0)
+        break;
+      ++n;
+    }
+    // Back onto the entry we were on (matches are not in place yet, or unchanged: the same
+    // entries are stepped over both ways).
+    for (uint32_t i = 0; i < moved; ++i)
+      if (sd_journal_next(j_) <= 0) {
+        host_->log(inst_, DM_LOG_ERROR, "could not step back onto the current entry");
+        return;
+      }
+    std::memcpy(run_stamp_, &at, kStampBytes);
+    for (uint32_t i = kRecent - n; i < kRecent; ++i)
+      std::memcpy(recent_[recent_n_++], hashes[i], sizeof hashes[i]);
   }
 
   // The message, copied into b behind room for the entry's Identity (see read_entry).
@@ -739,11 +878,7 @@ class Journald {
     if (set & journald::kSetUnit) mapped_.unit = keep(unit_, mapped_.unit);
     if (set & journald::kSetIdentifier) mapped_.identifier = keep(ident_, mapped_.identifier);
     if (set & journald::kSetComm) mapped_.comm = keep(comm_, mapped_.comm);
-    if (set & journald::kSetPid) {
-      id_->pid_len = static_cast<uint8_t>(std::min(mapped_.pid.size(), sizeof id_->pid));
-      std::memset(id_->pid, 0, sizeof id_->pid);
-      std::memcpy(id_->pid, mapped_.pid.data(), id_->pid_len);
-    }
+    if (set & journald::kSetPid) set_pid(*id_, mapped_.pid);
     // Meta values are copied by meta_set; the views left behind are not read again.
     for (size_t i = meta_before; i < mapped_.meta.size(); ++i)
       meta(b, rec, mapped_.meta[i].key, mapped_.meta[i].value);
@@ -924,6 +1059,14 @@ class Journald {
   char *id_block_ = nullptr;         // room for it in front of the message's copy
   std::string unit_, ident_, comm_;  // service candidates, until the entry's last field
   dm_str interned_[64];
+  // The run of entries stamped alike that the last one read ends: its stamps, and the base
+  // hashes of its last kRecent entries (a ring; recent_n_ counts the run, 0: no entry before);
+  // see disambiguate.
+  uint8_t run_stamp_[kStampBytes] = {};
+  uint8_t recent_[kRecent][16] = {};
+  uint32_t recent_n_ = 0;
+  journald::MappedEntry probe_;  // base_of_current's mapping
+  std::string seq_scratch_;      // bytes hashed off the fast path
 
   // Delivery tracking.
   dm_batch *pending_ = nullptr;  // read, refused by submit: goes first on resume
@@ -941,7 +1084,7 @@ class Journald {
   uint64_t next_write_ms_ = 0;
 
   dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
-      *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_reopens_;
+      *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_reopens_, *m_same_stamp_;
 };
 
 }  // namespace
