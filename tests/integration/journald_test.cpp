@@ -1,6 +1,7 @@
 // journald input through the real binary on real journal files written by systemd-journal-remote
 // (tools/journal-fixture): reading once and in order, following appends and rotation, matches,
-// binary messages, kill -9 and restarts, broken state files, vacuumed cursors, bad options.
+// binary messages, kill -9 and restarts, broken state files, vacuumed cursors, bad options,
+// entries alike in stamps, pid and message (distinct event_ids, the same on every read).
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <sys/stat.h>
