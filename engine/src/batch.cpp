@@ -1,17 +1,75 @@
 // Batches and their arenas.
 #include "batch.h"
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace devmesh {
+
+namespace {
+
+// Blocks of dead arenas, per thread (no lock; a batch freed on another thread than the one
+// that made it just feeds that thread's cache). Bounded by Arena::kCacheBytes.
+struct BlockCache {
+  struct Kept {
+    char *mem;
+    size_t size;
+  };
+  std::vector<Kept> kept;
+  size_t bytes = 0;
+  static thread_local bool gone;  // the thread is exiting: arenas dying later free their blocks
+
+  ~BlockCache() {
+    for (const Kept &k : kept) delete[] k.mem;
+    kept.clear();
+    bytes = 0;
+    gone = true;
+  }
+  // A kept block of exactly this size (arenas grow through the same sizes), or null.
+  char *take(size_t size) {
+    if (gone) return nullptr;
+    for (size_t i = kept.size(); i-- > 0;) {
+      if (kept[i].size != size) continue;
+      char *mem = kept[i].mem;
+      kept[i] = kept.back();
+      kept.pop_back();
+      bytes -= size;
+      return mem;
+    }
+    return nullptr;
+  }
+  // False when full: the caller frees the block.
+  bool give(char *mem, size_t size) {
+    if (gone || size > Arena::kMaxBlock || bytes + size > Arena::kCacheBytes) return false;
+    kept.push_back(Kept{mem, size});
+    bytes += size;
+    return true;
+  }
+};
+
+thread_local bool BlockCache::gone = false;
+thread_local BlockCache block_cache;
+
+}  // namespace
+
+Arena::~Arena() {
+  for (Block &b : blocks_)
+    if (block_cache.give(b.mem.get(), b.size)) b.mem.release();
+}
+
+size_t Arena::cached_bytes() {
+  return block_cache.bytes;
+}
 
 void *Arena::alloc(size_t len) {
   len = (len + 7) & ~size_t(7);
   if (blocks_.empty() || blocks_.back().size - blocks_.back().used < len) {
     size_t last = blocks_.empty() ? 0 : blocks_.back().size;
-    size_t size = last ? std::min<size_t>(last * 2, 1 << 20) : 16 << 10;
+    size_t size = last ? std::min<size_t>(last * 2, kMaxBlock) : 16 << 10;
     if (size < len) size = len;
-    blocks_.push_back(Block{std::unique_ptr<char[]>(new char[size]), size, 0});
+    char *mem = block_cache.take(size);
+    blocks_.push_back(Block{std::unique_ptr<char[]>(mem ? mem : new char[size]), size, 0});
   }
   Block &b = blocks_.back();
   void *p = b.mem.get() + b.used;

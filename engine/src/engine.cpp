@@ -413,6 +413,15 @@ void Engine::check_idle() {
            stored_pending_.empty();
   }
   if (stopping_) {
+    // Records filters emitted at their stop() were routed after shutdown() sealed the
+    // outputs: they go out now, not after a flush_interval.
+    if (emitted_.empty())
+      for (auto &o : outputs_)
+        if (o->filling) {
+          seal(o.get());
+          dispatch(o.get());
+          idle = false;
+        }
     // Finishing destroys instances: never from deep inside a completion, always from drain().
     if (idle) {
       finish_requested_ = true;
@@ -435,6 +444,10 @@ void Engine::shutdown() {
     in->stopped = true;
     if (in->started && in->desc.stop) in->desc.stop(in->state);
   }
+  // Filters emit what they still hold (drop's open windows, dedup's pending repeats) at
+  // stop(); check_idle() waits for those records to be delivered like any other.
+  for (auto &f : filters_)
+    if (f->started && f->desc.stop) f->desc.stop(f->state);
   for (auto &o : outputs_) {
     seal(o.get());
     dispatch(o.get());
@@ -467,8 +480,9 @@ void Engine::finish_shutdown() {
   http_->stop();
   for (auto &in : inputs_)
     if (in->started && in->desc.stop && !in->stopped) in->desc.stop(in->state);
-  for (auto &f : filters_)
-    if (f->started && f->desc.stop) f->desc.stop(f->state);
+  if (!stopping_)  // shutdown() stopped them already
+    for (auto &f : filters_)
+      if (f->started && f->desc.stop) f->desc.stop(f->state);
   for (auto &o : outputs_) {
     stop_workers(o.get());  // first: no flush may run while the plugin stops
     if (o->started && o->desc.stop) o->desc.stop(o->state);

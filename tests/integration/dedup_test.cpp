@@ -212,6 +212,52 @@ TEST(Dedup, CollapseEmitsNothingForKeysThatNeverRepeat) {
   EXPECT_EQ(records(d / "out.ndjson").size(), 20u);
 }
 
+TEST(Dedup, PendingRepeatsAreCollapsedIntoTheOutputAtShutdown) {
+  TempDir d;
+  // 30 records, 10 of each message within 290 ms of record time; an hour's window never closes
+  // while the engine runs: only the shutdown can summarise the repeats.
+  write_file(d / "p.yaml", pipeline(d,
+                                    "    - {name: dummy, tag: node.j, rate: 0, count: 30, host: h1,"
+                                    " messages: [a, b, c], timestamp_start: " +
+                                        kT0 + ", timestamp_step: 10ms}\n",
+                                    "{name: dedup, mode: collapse, window: 1h}", ""));
+  Process e({DEVMESH_BIN, "-c", d / "p.yaml"}, d.path(), "engine");
+  ASSERT_TRUE(wait_until([&] { return records(d / "out.ndjson").size() >= 3; }, 30s)) << e.err();
+  EXPECT_TRUE(summaries(records(d / "out.ndjson")).empty());
+  e.kill(SIGTERM);
+  ASSERT_EQ(e.wait_exit(30s), 0) << e.err();
+  auto got = records(d / "out.ndjson");
+  EXPECT_EQ(count_by_message(got), (std::map<std::string, int>{{"a", 1}, {"b", 1}, {"c", 1}}));
+  auto s = summaries(got);
+  ASSERT_EQ(s.size(), 3u) << e.err();
+  const std::string day = "2025-01-01T00:00:00.";
+  std::map<std::string, Rec> by_message;
+  for (auto &r : s) by_message[r.message] = r;
+  ASSERT_EQ(by_message.size(), 3u);
+  EXPECT_EQ(by_message["a"].meta["repeat_count"], "9");
+  EXPECT_EQ(by_message["a"].meta["first_seen"], day + "030000Z");
+  EXPECT_EQ(by_message["a"].meta["last_seen"], day + "270000Z");
+  EXPECT_EQ(by_message["c"].meta["repeat_count"], "9");
+  EXPECT_EQ(by_message["c"].meta["last_seen"], day + "290000Z");
+  EXPECT_EQ(by_message["c"].timestamp, by_message["c"].meta["last_seen"]);
+  EXPECT_EQ(by_message["b"].meta["repeat_count"], "9");
+  EXPECT_EQ(e.err().find("not yet summarised"), std::string::npos) << e.err();
+}
+
+TEST(Dedup, PendingRepeatsAreCollapsedWhenTheEngineExitsAfterItsInputsFinished) {
+  TempDir d;
+  auto got = run(d,
+                 "    - {name: dummy, tag: node.j, rate: 0, count: 20, messages: [same],"
+                 " timestamp_start: " +
+                     kT0 + ", timestamp_step: 1s}\n",
+                 "{name: dedup, mode: collapse, window: 1h}");
+  auto s = summaries(got);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].meta["repeat_count"], "19");
+  EXPECT_EQ(s[0].meta["last_seen"], "2025-01-01T00:00:19.000000Z");
+  EXPECT_EQ(count_by_message(got), (std::map<std::string, int>{{"same", 1}}));
+}
+
 TEST(Dedup, MaxKeysBoundsMemoryByEvictingTheLeastRecentlySeenKey) {
   // a b c a b c: with room for 3 keys the second round is repeats; with room for 2, each key
   // was evicted before it came back, so all 6 pass and 4 evictions are counted.

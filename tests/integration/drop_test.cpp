@@ -199,6 +199,49 @@ TEST(Drop, RateLimitsEachServiceOnRecordTimeAndSummarisesEachWindow) {
   }
 }
 
+TEST(Drop, AnOpenWindowIsSummarisedIntoTheOutputAtShutdown) {
+  TempDir d;
+  // 100 of 200 records are dropped by service within 199 ms of record time; an hour's window
+  // never closes while the engine runs: only the shutdown can summarise it.
+  write_file(d / "p.yaml", pipeline(d,
+                                    "    - {name: dummy, tag: node.j, rate: 0, count: 200,"
+                                    " services: [noisy, kept], host: h1, timestamp_start: " +
+                                        kT0 + ", timestamp_step: 1ms}\n",
+                                    "{name: drop, services: [noisy], summary_interval: 1h}", ""));
+  Process e({DEVMESH_BIN, "-c", d / "p.yaml"}, d.path(), "engine");
+  ASSERT_TRUE(wait_until([&] { return records(d / "out.ndjson").size() >= 100; }, 30s)) << e.err();
+  EXPECT_TRUE(summaries(records(d / "out.ndjson")).empty());
+  e.kill(SIGTERM);
+  ASSERT_EQ(e.wait_exit(30s), 0) << e.err();
+  auto got = records(d / "out.ndjson");
+  EXPECT_EQ(count_by_service(got), (std::map<std::string, int>{{"kept", 100}}));
+  auto s = summaries(got);
+  ASSERT_EQ(s.size(), 1u) << e.err();
+  EXPECT_EQ(s[0].service, "noisy");
+  EXPECT_EQ(s[0].meta.at("suppressed"), "100");
+  EXPECT_EQ(s[0].meta.at("suppressed_by_service"), "100");
+  EXPECT_EQ(s[0].meta.at("first_seen"), "2025-01-01T00:00:00.000000Z");
+  EXPECT_EQ(s[0].meta.at("last_seen"), "2025-01-01T00:00:00.198000Z");
+  EXPECT_EQ(s[0].message,
+            "suppressed 100 records from noisy between 2025-01-01T00:00:00.000000Z and "
+            "2025-01-01T00:00:00.198000Z");
+  EXPECT_EQ(e.err().find("not yet summarised"), std::string::npos) << e.err();
+}
+
+TEST(Drop, AnOpenWindowIsSummarisedWhenTheEngineExitsAfterItsInputsFinished) {
+  TempDir d;
+  auto got = run(d,
+                 "    - {name: dummy, tag: node.j, rate: 0, count: 50, service: noisy,"
+                 " timestamp_start: " +
+                     kT0 + ", timestamp_step: 1s}\n",
+                 "{name: drop, services: [noisy], summary_interval: 1h}");
+  auto s = summaries(got);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].meta.at("suppressed"), "50");
+  EXPECT_EQ(s[0].meta.at("last_seen"), "2025-01-01T00:00:49.000000Z");
+  EXPECT_TRUE(count_by_service(got).empty());
+}
+
 TEST(Drop, RatePerMinuteAndPerHourRefillOnRecordTime) {
   TempDir d;
   // 20 records 500 ms apart at 60/m: half a token each, so every other record passes.

@@ -3,6 +3,8 @@
 #include <devmesh/plugin.hpp>
 
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include "batch.h"
 #include "record_json.h"
@@ -28,6 +30,34 @@ TEST(Arena, CopiesAreNulTerminatedAndAligned) {
   EXPECT_EQ(s.ptr[3], '\0');
   void *p = a.alloc(5);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 8, 0u);
+}
+
+TEST(Arena, BlocksOfADeadArenaAreReusedByTheNextArena) {
+  void *first = nullptr;
+  {
+    Arena a;
+    first = a.alloc(100);
+    std::memset(first, 'x', 100);
+  }
+  EXPECT_GE(Arena::cached_bytes(), size_t(16 << 10));
+  Arena b;
+  EXPECT_EQ(b.alloc(100), first);
+  dm_str s = b.copy("fresh", 5);
+  EXPECT_EQ(sv(s), "fresh");
+}
+
+TEST(Arena, KeptBlocksAreBoundedPerThread) {
+  {
+    std::vector<std::unique_ptr<Arena>> arenas;
+    for (int i = 0; i < 64; i++) {
+      arenas.push_back(std::make_unique<Arena>());
+      for (int k = 0; k < 8; k++) arenas.back()->alloc(200 << 10);  // grows to 1 MiB blocks
+    }
+    // A block larger than the largest kept is freed, never kept.
+    arenas.back()->alloc(3 << 20);
+  }
+  EXPECT_LE(Arena::cached_bytes(), Arena::kCacheBytes);
+  EXPECT_GT(Arena::cached_bytes(), size_t(0));
 }
 
 TEST(Batch, AddedRecordsStartZeroedWithUnknownPriority) {

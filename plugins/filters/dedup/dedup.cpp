@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "timestamp.hpp"
+#include "window_timer.hpp"
 
 namespace devmesh {
 namespace {
@@ -143,11 +144,11 @@ class Dedup {
   }
 
   ~Dedup() {
-    if (timer_) host_->timer_free(timer_);
     uint64_t pending = 0;
     for (const Entry &e : entries_)
       if (e.pending) pending += e.repeats;
-    // The engine has no shutdown hook for filters to emit from: say what was not summarised.
+    // stop() summarised every pending key; only a filter never started or stopped gets here
+    // with repeats left: say what was not summarised.
     if (pending)
       host_->log(inst_, DM_LOG_INFO, "%llu collapsed repeats were not yet summarised at shutdown",
                  static_cast<unsigned long long>(pending));
@@ -155,19 +156,19 @@ class Dedup {
 
   int start() {
     if (!collapse_) return 0;
-    timer_ = host_->timer_new(inst_, on_timer, this);
-    if (!timer_) {
-      host_->log(inst_, DM_LOG_ERROR, "timer_new failed");
-      return 1;
-    }
-    const uint64_t tick_ms =
-        std::clamp<uint64_t>(static_cast<uint64_t>(window_ns_ / 4000000), 10, 1000);
-    host_->timer_start(timer_, tick_ms, tick_ms);
-    return 0;
+    return timer_.start(window_ns_, 10, 1000) ? 0 : 1;
   }
 
+  // The engine stops filters right after its inputs and then still delivers what they emit:
+  // every key with repeats waiting is summarised now, so that the collapsed record is stored.
   void stop() {
-    if (timer_) host_->timer_stop(timer_);
+    timer_.stop();
+    for (uint32_t idx : pending_) {
+      close(idx);
+      entries_[idx].in_pending = false;
+    }
+    pending_.clear();
+    emit_closed();
   }
 
   int filter(dm_batch *batch, uint8_t *verdicts) {
@@ -236,11 +237,6 @@ class Dedup {
   }
 
  private:
-  static void on_timer(void *arg) {
-    auto *self = static_cast<Dedup *>(arg);
-    guarded(self->host_, self->inst_, 0, [&] { return self->tick(), 0; });
-  }
-
   // Closes collapse windows that ended in record time (the newest record seen is past them)
   // or on the clock (the key went quiet, or records arrive slower than they were logged).
   void tick() {
@@ -591,7 +587,7 @@ class Dedup {
   std::vector<char> key_buf_;
   int64_t watermark_ = std::numeric_limits<int64_t>::min();
   uint64_t now_ = 0;
-  dm_timer *timer_ = nullptr;
+  WindowTimer<Dedup, &Dedup::tick> timer_{host_, inst_, this};
 
   dm_metric *m_dropped_, *m_summaries_, *m_evictions_, *m_keys_;
 };

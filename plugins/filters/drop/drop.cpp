@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "timestamp.hpp"
+#include "window_timer.hpp"
 
 namespace devmesh {
 namespace {
@@ -292,9 +293,9 @@ class Drop {
   }
 
   ~Drop() {
-    if (timer_) host_->timer_free(timer_);
     for (auto &p : regexes_) regfree(p.re.get());
-    // The engine has no shutdown hook for filters to emit from: say what was not summarised.
+    // stop() summarised every open window; only a filter never started or stopped gets here
+    // with drops left: say what was not summarised.
     uint64_t pending = 0;
     for (auto &t : tags_)
       for (auto &[k, s] : t->services)
@@ -306,19 +307,20 @@ class Drop {
 
   int start() {
     if (!summarise_rate_) return 0;
-    timer_ = host_->timer_new(inst_, on_timer, this);
-    if (!timer_) {
-      host_->log(inst_, DM_LOG_ERROR, "timer_new failed");
-      return 1;
-    }
-    const uint64_t tick_ms =
-        std::clamp<uint64_t>(static_cast<uint64_t>(interval_ns_ / 4000000), 25, 5000);
-    host_->timer_start(timer_, tick_ms, tick_ms);
-    return 0;
+    return timer_.start(interval_ns_, 25, 5000) ? 0 : 1;
   }
 
+  // The engine stops filters right after its inputs and then still delivers what they emit:
+  // every open window is summarised now, so that its drops reach the store.
   void stop() {
-    if (timer_) host_->timer_stop(timer_);
+    timer_.stop();
+    now_ = host_->now_ns();
+    for (ServiceState *st : open_) {
+      close_window(*st);
+      st->in_open_list = false;
+    }
+    open_.clear();
+    emit_closed();
   }
 
   int filter(dm_batch *batch, uint8_t *verdicts) {
@@ -365,11 +367,6 @@ class Drop {
   }
 
  private:
-  static void on_timer(void *arg) {
-    auto *self = static_cast<Drop *>(arg);
-    guarded(self->host_, self->inst_, 0, [&] { return self->tick(), 0; });
-  }
-
   // Closes windows that have been open for summary_interval on the clock (a service that went
   // quiet still gets its summary), and forgets idle services when the table is full.
   void tick() {
@@ -632,7 +629,7 @@ class Drop {
   std::string scratch_;
   uint64_t now_ = 0;
   bool swept_ = false, warned_full_ = false;
-  dm_timer *timer_ = nullptr;
+  WindowTimer<Drop, &Drop::tick> timer_{host_, inst_, this};
 
   dm_metric *m_dropped_[kReasons], *m_summaries_, *m_untracked_, *m_tracked_;
 };

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "checkpoint.hpp"
+#include "entry_mapping.hpp"
 
 namespace devmesh {
 namespace {
@@ -65,12 +66,6 @@ const dm_option kOptions[] = {
      "of journal files mapped, all of it counted as resident memory; 0: never"},
 };
 
-// The seed's priority map, so a pipeline without priority_map still gets the prototype's
-// levels; priority_map (which reads record.priority) is the authority and overrides this.
-constexpr uint8_t kLevelOfPriority[8] = {DM_LEVEL_FATAL, DM_LEVEL_CRITICAL, DM_LEVEL_CRITICAL,
-                                         DM_LEVEL_ERROR, DM_LEVEL_WARN,     DM_LEVEL_INFO,
-                                         DM_LEVEL_INFO,  DM_LEVEL_DEBUG};
-
 constexpr uint64_t kRefusedRetryMs = 50;  // fallback when a refused submit brings no pause()
 constexpr uint64_t kErrorRetryMs = 1000;
 // Bytes of journal file touched per field beyond its payload (object header, entry item).
@@ -101,12 +96,19 @@ std::string meta_key_of(std::string_view field) {
   return k;
 }
 
-// The part of a cursor naming the entry itself: seqnum id, seqnum and boot id ("s=..;i=..;b=..").
-// The rest (monotonic and realtime stamps, content hash) repeats what the entry holds.
-std::string_view cursor_identity(std::string_view cursor) {
-  const size_t m = cursor.find(";m=");
-  return m == std::string_view::npos ? cursor : cursor.substr(0, m);
-}
+// What an entry's event_id is made of. sd-journal (252) tells an entry's sequence number only
+// inside a cursor, and formatting a cursor per entry costs a third of a bare read; instead the
+// id is built from what names an entry just as well and costs nothing to get: its boot, its
+// monotonic and realtime stamps (taken by journald per entry), its message and its pid. The
+// same entry read again (after a restart, from another open) gives the same bytes.
+struct Identity {
+  uint8_t boot_id[16];
+  uint64_t monotonic_usec, realtime_usec;
+  uint8_t message_hash[16];
+  uint8_t pid_len;
+  char pid[23];  // a longer _PID (not a number anyway) is cut: it only tells entries apart
+};
+static_assert(sizeof(Identity) == 72, "no padding: every byte hashed is set");
 
 struct Position {
   std::string cursor;
@@ -194,7 +196,7 @@ class Journald {
       if (!valid_field_name(f))
         throw std::invalid_argument("fields[" + std::to_string(i) + "]: '" + f +
                                     "' is not a journal field name (A-Z, 0-9 and _)");
-      extras_.push_back(Extra{f + "=", meta_key_of(f)});
+      extras_.push_back(journald::ExtraField{f + "=", meta_key_of(f)});
     }
 
     const std::string read_from = c.string("read_from");
@@ -358,10 +360,6 @@ class Journald {
   }
 
  private:
-  struct Extra {
-    std::string name_eq, key;  // "FIELD=", its meta key
-  };
-
   // ---- opening and positioning -------------------------------------------------------------
 
   int open_journal() {
@@ -621,7 +619,6 @@ class Journald {
     BatchOwner owner(host_, host_->batch_new(inst_, batch_));
     dm_batch *b = owner.get();
     if (!b) throw std::runtime_error("batch_new failed");
-    char *cursor = nullptr;  // the newest entry's, kept for the checkpoint
     uint64_t realtime = 0;
     try {
       batch_source_ = copy(b, "journald");
@@ -637,23 +634,29 @@ class Journald {
           failed = true;
           break;
         }
-        if ((r = read_entry(b, cursor, realtime)) < 0) read_error("reading an entry", r);
+        if ((r = read_entry(b, realtime)) < 0) read_error("reading an entry", r);
       }
     } catch (...) {
       // Nothing of this batch reaches the pipeline: go back to read it again.
-      free(cursor);
       reposition();
       throw;
     }
     if (!failed) error_logged_ = false;
-    if (b->count == 0) {
+    if (b->count == 0) return nullptr;
+    // The checkpoint needs the cursor of a batch's newest entry only: sd-journal is still on
+    // it (a next() that finds nothing more, or fails, does not move).
+    char *cursor = nullptr;
+    if (const int r = sd_journal_get_cursor(j_, &cursor); r < 0) {
+      // Without it this batch cannot advance the checkpoint: its acknowledgement keeps the
+      // previous position, and a restart reads the batch again (same event_ids).
+      read_error("getting the cursor", r);
+      pending_last_ = last_read_;
+    } else {
+      pending_last_.cursor.assign(cursor);
+      pending_last_.realtime_usec = realtime;
       free(cursor);
-      return nullptr;
+      last_read_ = pending_last_;
     }
-    pending_last_.cursor.assign(cursor);
-    pending_last_.realtime_usec = realtime;
-    free(cursor);
-    last_read_ = pending_last_;
     return owner.release();
   }
 
@@ -667,101 +670,77 @@ class Journald {
     error_logged_ = true;
   }
 
-  // Turns the current entry into a record of b. cursor: the previous entry's, replaced.
-  int read_entry(dm_batch *b, char *&cursor, uint64_t &realtime) {
-    char *c = nullptr;
-    uint64_t t = 0;
-    int r = sd_journal_get_cursor(j_, &c);
+  // Turns the current entry into a record of b; realtime: its time, when it has one.
+  int read_entry(dm_batch *b, uint64_t &realtime) {
+    uint64_t t = 0, mono = 0;
+    sd_id128_t boot;
+    int r = sd_journal_get_realtime_usec(j_, &t);
     if (r < 0) return r;
-    if ((r = sd_journal_get_realtime_usec(j_, &t)) < 0) {
-      free(c);
-      return r;
-    }
-    free(cursor);
-    cursor = c;
+    if ((r = sd_journal_get_monotonic_usec(j_, &mono, &boot)) < 0) return r;
     realtime = t;
     if (!first_read_usec_) first_read_usec_ = t;  // the lag's base until something is acked
 
     dm_record *rec = host_->batch_add(b);
     if (!rec) throw std::runtime_error("batch_add failed");
-    const std::string_view id = cursor_identity(c);
-    host_->hash128(id.data(), id.size(), rec->event_id);
     rec->timestamp_ns = static_cast<int64_t>(realtime) * 1000;
     rec->source = batch_source_;
     if (has_host_override_) rec->host = intern(b, host_override_);
 
-    unit_ = ident_ = comm_ = dm_str{nullptr, 0};
-    kernel_ = false;
+    mapped_.clear();
+    pid_len_ = 0;
+    std::memset(pid_, 0, sizeof pid_);
     const void *data;
     size_t len;
     sd_journal_restart_data(j_);
     while ((r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0) {
       bytes_since_open_ += len + kFieldOverhead;
       if (data_threshold_ && len >= data_threshold_) add(m_truncated_, 1);
-      field(b, rec, static_cast<const char *>(data), len);
+      field(b, rec, std::string_view(static_cast<const char *>(data), len));
     }
-    rec->service = kernel_      ? intern(b, "kernel")
-                   : unit_.ptr  ? unit_
-                   : ident_.ptr ? ident_
-                   : comm_.ptr  ? comm_
-                                : intern(b, "unknown");
-    if (!rec->message.ptr) rec->message = dm_str{"", 0};
+    rec->priority = mapped_.priority;
+    rec->level = mapped_.level;
+    // A unit, identifier or comm is in the batch already (field() copied it); "kernel" and
+    // "unknown" are literals, copied once per batch.
+    const std::string_view service = journald::service_of(mapped_);
+    const bool copied =
+        !mapped_.kernel && (mapped_.has_unit || mapped_.has_identifier || mapped_.has_comm);
+    rec->service = copied ? str(service) : intern(b, service);
+    rec->message = mapped_.has_message ? str(mapped_.message) : dm_str{"", 0};
+    if (!has_host_override_ && mapped_.has_host) rec->host = str(mapped_.host);
+
+    Identity id;
+    std::memcpy(id.boot_id, boot.bytes, sizeof id.boot_id);
+    id.monotonic_usec = mono;
+    id.realtime_usec = t;
+    host_->hash128(rec->message.ptr, rec->message.len, id.message_hash);
+    std::memcpy(id.pid, pid_, sizeof id.pid);
+    id.pid_len = pid_len_;
+    host_->hash128(&id, sizeof id, rec->event_id);
     return r < 0 ? r : 0;
   }
 
-  // True when data is "NAME=value" for name_eq "NAME="; value is then set.
-  static bool is(const char *p, size_t len, std::string_view name_eq, std::string_view &value) {
-    if (len < name_eq.size() || std::memcmp(p, name_eq.data(), name_eq.size()) != 0) return false;
-    value = std::string_view(p + name_eq.size(), len - name_eq.size());
-    return true;
+  // One "NAME=value" of the entry. The data is only valid until the next field is read, so
+  // whatever the mapping keeps of it is copied into the batch at once.
+  void field(dm_batch *b, dm_record *rec, std::string_view f) {
+    const size_t meta_before = mapped_.meta.size();
+    const uint32_t set = journald::map_field(f, extras_, mapped_);
+    if (set & journald::kSetMessage) mapped_.message = view(copy(b, mapped_.message, true));
+    if (set & journald::kSetHost && !has_host_override_)
+      mapped_.host = view(intern(b, mapped_.host));
+    if (set & journald::kSetUnit) mapped_.unit = view(intern(b, mapped_.unit));
+    if (set & journald::kSetIdentifier) mapped_.identifier = view(intern(b, mapped_.identifier));
+    if (set & journald::kSetComm) mapped_.comm = view(intern(b, mapped_.comm));
+    if (set & journald::kSetPid) {
+      pid_len_ = static_cast<uint8_t>(std::min(mapped_.pid.size(), sizeof pid_));
+      std::memset(pid_, 0, sizeof pid_);
+      std::memcpy(pid_, mapped_.pid.data(), pid_len_);
+    }
+    // Meta values are copied by meta_set; the views left behind are not read again.
+    for (size_t i = meta_before; i < mapped_.meta.size(); ++i)
+      meta(b, rec, mapped_.meta[i].key, mapped_.meta[i].value);
   }
 
-  // One "NAME=value" of the entry. The data is only valid until the next field is read, so
-  // whatever is kept is copied into the batch at once.
-  void field(dm_batch *b, dm_record *rec, const char *p, size_t len) {
-    std::string_view v;
-    if (len == 0) return;
-    switch (p[0]) {
-      case '_':
-        if (is(p, len, "_PID=", v)) {
-          meta(b, rec, "pid", v);
-        } else if (is(p, len, "_COMM=", v)) {
-          meta(b, rec, "comm", v);
-          if (!comm_.ptr) comm_ = intern(b, v);
-        } else if (is(p, len, "_BOOT_ID=", v)) {
-          meta(b, rec, "boot_id", v);
-        } else if (is(p, len, "_HOSTNAME=", v)) {
-          if (!has_host_override_ && !rec->host.ptr) rec->host = intern(b, v);
-        } else if (is(p, len, "_TRANSPORT=", v)) {
-          kernel_ = v == "kernel";
-        } else if (is(p, len, "_SYSTEMD_UNIT=", v)) {
-          if (!unit_.ptr) unit_ = intern(b, v);
-        }
-        break;
-      case 'M':
-        if (is(p, len, "MESSAGE=", v) && !rec->message.ptr) rec->message = copy(b, v, true);
-        break;
-      case 'P':
-        if (is(p, len, "PRIORITY=", v)) {
-          meta(b, rec, "priority", v);
-          if (v.size() == 1 && v[0] >= '0' && v[0] <= '7') {
-            rec->priority = static_cast<int8_t>(v[0] - '0');
-            rec->level = kLevelOfPriority[v[0] - '0'];
-          }
-        }
-        break;
-      case 'S':
-        if (is(p, len, "SYSLOG_FACILITY=", v))
-          meta(b, rec, "facility", v);
-        else if (is(p, len, "SYSLOG_IDENTIFIER=", v) && !ident_.ptr)
-          ident_ = intern(b, v);
-        break;
-      default:
-        break;
-    }
-    for (const auto &e : extras_)
-      if (is(p, len, e.name_eq, v)) meta(b, rec, e.key, v);
-  }
+  static std::string_view view(dm_str s) { return std::string_view(s.ptr, s.len); }
 
   // Services and hosts repeat within a batch: each distinct one is copied into it once (a
   // small table per batch; a value that finds no free slot nearby is simply copied again).
@@ -906,7 +885,7 @@ class Journald {
   std::string path_, source_;
   std::string state_dir_;  // the state file's directory, created at start when missing
   std::vector<std::string> files_, matches_;
-  std::vector<Extra> extras_;
+  std::vector<journald::ExtraField> extras_;
   bool from_tail_ = false, follow_ = true, has_host_override_ = false;
   std::string host_override_;
   uint32_t batch_ = 256;
@@ -924,8 +903,10 @@ class Journald {
   uint64_t bytes_since_open_ = 0;
 
   // Per entry and per batch scratch space, reused.
-  dm_str batch_source_{}, unit_{}, ident_{}, comm_{};
-  bool kernel_ = false;
+  dm_str batch_source_{};
+  journald::MappedEntry mapped_;
+  char pid_[sizeof(Identity::pid)];  // the entry's _PID, for its event_id
+  uint8_t pid_len_ = 0;
   dm_str interned_[64];
 
   // Delivery tracking.

@@ -1,0 +1,842 @@
+// The http input's body parsing (see ingest_parser.hpp): a RapidJSON SAX handler that builds
+// records straight from the in-situ parse of the body's copy in the batch arena.
+// rapidjson scans strings 16 bytes at a time with SSE2 (every x86-64 has it).
+#if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
+#define RAPIDJSON_SSE2
+#endif
+#include "ingest_parser.hpp"
+
+#include <rapidjson/error/en.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <devmesh/plugin.hpp>
+#include <timestamp.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace devmesh::http_ingest {
+
+const char *const kReasonLabels[kReasonCount] = {
+    "missing_message", "bad_timestamp", "unknown_level", "field_too_long",
+    "bad_field",       "not_an_object", "malformed_line"};
+
+bool ieq(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+  return true;
+}
+
+namespace {
+
+// The prototype's column limits (MariaDB VARCHAR lengths, in characters).
+enum Field : uint8_t {
+  kNone,
+  kTimestamp,
+  kSource,
+  kService,
+  kHost,
+  kLevel,
+  kTraceId,
+  kSpanId,
+  kEventType,
+  kErrorCode,
+  kMessage,
+  kMeta,
+  kEventId,
+  kPriority,
+  kIgnored,
+};
+
+struct FieldInfo {
+  std::string_view name;
+  Field field;
+  size_t max_chars;        // 0: unlimited
+  const char *too_long;    // rejection reason
+  const char *wrong_type;  // rejection reason for a value of the wrong JSON type
+  Reason wrong_type_reason;
+};
+
+// In Field order (field_info indexes it).
+const FieldInfo kFields[] = {
+    {"timestamp", kTimestamp, 0, nullptr, "timestamp is not RFC 3339 or epoch seconds/milliseconds",
+     kBadTimestamp},
+    {"source", kSource, 255, "source longer than 255 characters", "source is not a string",
+     kBadField},
+    {"service", kService, 255, "service longer than 255 characters", "service is not a string",
+     kBadField},
+    {"host", kHost, 255, "host longer than 255 characters", "host is not a string", kBadField},
+    {"level", kLevel, 0, nullptr, "level is not a string", kUnknownLevel},
+    {"trace_id", kTraceId, 64, "trace_id longer than 64 characters", "trace_id is not a string",
+     kBadField},
+    {"span_id", kSpanId, 32, "span_id longer than 32 characters", "span_id is not a string",
+     kBadField},
+    {"event_type", kEventType, 100, "event_type longer than 100 characters",
+     "event_type is not a string", kBadField},
+    {"error_code", kErrorCode, 50, "error_code longer than 50 characters",
+     "error_code is not a string", kBadField},
+    {"message", kMessage, 0, nullptr, "message is not a string", kBadField},
+    {"meta_json", kMeta, 0, nullptr, "meta_json is not an object", kBadField},
+    {"event_id", kEventId, 0, nullptr, "event_id is not a string", kBadField},
+    {"priority", kPriority, 0, nullptr, "priority is not a number from 0 to 7", kBadField},
+};
+
+static_assert(std::size(kFields) == kPriority - kTimestamp + 1);
+
+// By length first: this runs for every key of every record.
+const FieldInfo *field_info(std::string_view key) {
+  auto is = [&](Field f) -> const FieldInfo * {
+    const FieldInfo &info = kFields[f - kTimestamp];
+    return key == info.name ? &info : nullptr;
+  };
+  switch (key.size()) {
+    case 4:
+      return is(kHost);
+    case 5:
+      return is(kLevel);
+    case 6:
+      return is(kSource);
+    case 7:
+      if (key[0] == 'm') return is(kMessage);
+      return key[0] == 's' && key[1] == 'e' ? is(kService) : is(kSpanId);
+    case 8:
+      return key[0] == 't' ? is(kTraceId) : key[0] == 'e' ? is(kEventId) : is(kPriority);
+    case 9:
+      return key[0] == 't' ? is(kTimestamp) : is(kMeta);
+    case 10:
+      return key[1] == 'v' ? is(kEventType) : is(kErrorCode);
+    default:
+      return nullptr;
+  }
+}
+
+constexpr size_t kKeepScratchBytes = 4u << 20;  // buffers grown past this are given back
+constexpr size_t kSimdPad = 16;                 // see IngestParser::parse()
+
+// Characters in UTF-8 text (bytes that do not continue a sequence).
+size_t utf8_chars(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+uint8_t parse_level(std::string_view s) {
+  for (int l = DM_LEVEL_DEBUG; l <= DM_LEVEL_FATAL; ++l)
+    if (ieq(s, dm_level_name(l))) return static_cast<uint8_t>(l);
+  return DM_LEVEL_UNSET;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = static_cast<char>(c | 0x20);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+bool parse_hex_id(std::string_view s, uint8_t out[16]) {
+  if (s.size() != 32) return false;
+  for (size_t i = 0; i < 16; ++i) {
+    int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
+}
+
+// RFC 3339 parsing with a cache of the last "YYYY-MM-DDTHH:MM:SS" prefix: the records of one
+// body mostly share their second, and timegm() is the expensive part.
+class TimestampParser {
+ public:
+  bool parse(std::string_view s, int64_t &ns) {
+    if (s.size() >= 19 && cached_ && std::memcmp(s.data(), prefix_, 19) == 0) {
+      int64_t suffix_ns;
+      if (parse_suffix(s.substr(19), suffix_ns)) {
+        ns = secs_ns_ + suffix_ns;
+        return true;
+      }
+    }
+    if (!parse_rfc3339(s, ns)) return false;
+    // Cache the prefix's own value: parse it again alone (no fraction, no zone = UTC).
+    if (s.size() >= 19) {
+      int64_t base;
+      if (parse_rfc3339(s.substr(0, 19), base)) {
+        std::memcpy(prefix_, s.data(), 19);
+        secs_ns_ = base;
+        cached_ = true;
+      }
+    }
+    return true;
+  }
+
+ private:
+  // The part after the seconds: [.digits] then nothing, Z or ±hh:mm (as parse_rfc3339 takes).
+  static bool parse_suffix(std::string_view s, int64_t &ns) {
+    size_t i = 0;
+    int64_t frac = 0;
+    if (i < s.size() && s[i] == '.') {
+      size_t start = ++i;
+      int64_t scale = 100000000;
+      while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+        if (i - start < 9) {
+          frac += (s[i] - '0') * scale;
+          scale /= 10;
+        }
+        ++i;
+      }
+      if (i == start) return false;
+    }
+    int64_t offset_s = 0;
+    if (i < s.size()) {
+      if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == s.size()) {
+      } else if ((s[i] == '+' || s[i] == '-') && i + 6 == s.size() && s[i + 3] == ':') {
+        int d[4];
+        for (int k = 0; k < 4; ++k) {
+          char c = s[i + 1 + k + (k >= 2)];
+          if (c < '0' || c > '9') return false;
+          d[k] = c - '0';
+        }
+        int oh = d[0] * 10 + d[1], om = d[2] * 10 + d[3];
+        if (oh > 23 || om > 59) return false;
+        offset_s = (oh * 3600 + om * 60) * (s[i] == '+' ? 1 : -1);
+      } else {
+        return false;
+      }
+    }
+    ns = frac - offset_s * 1000000000LL;
+    return true;
+  }
+
+  char prefix_[19];
+  int64_t secs_ns_ = 0;
+  bool cached_ = false;
+};
+}  // namespace
+
+// SAX handler: builds records straight from the in-situ parse. Strings are views into the body's
+// copy in the batch arena, already unescaped and NUL-terminated by rapidjson.
+class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, RecordHandler> {
+ public:
+  enum Mode : uint8_t {
+    kStart,       // before the root
+    kTop,         // in the root object, expecting a key
+    kTopLogs,     // the value of "logs"
+    kLogs,        // in the logs array (NDJSON: at the start of a line)
+    kRecord,      // in a record, expecting a key
+    kValue,       // a record field's value
+    kMetaKeys,    // in meta_json, expecting a key
+    kMetaValue,   // a meta value
+    kSkip,        // inside a value that is skipped
+    kMetaNested,  // inside a nested meta value, captured as JSON text
+    kDone,        // the root (JSON) or the line's record (NDJSON) is complete
+  };
+
+  explicit RecordHandler(IngestParser *in) : in_(in) {}
+
+  // Per body.
+  void begin_body(dm_batch *b, int64_t arrival_ns, bool lines) {
+    batch_ = b;
+    arrival_ns_ = arrival_ns;
+    lines_ = lines;
+    index_ = 0;
+    saw_logs_ = false;
+    error_ = nullptr;
+    mode_ = lines ? kLogs : kStart;
+    depth_ = 0;
+  }
+  // NDJSON: per line. The line's outcome is held until the whole line parsed.
+  void begin_line() {
+    mode_ = kLogs;
+    depth_ = 0;
+    line_outcome_ = kNoOutcome;
+    line_index_ = index_;
+  }
+  // NDJSON: the line parsed: its record is accepted or rejected now. Else it is malformed.
+  void commit_line();
+  void malformed_line(std::string reason);
+
+  bool Null() { return scalar(kNull); }
+  bool Bool(bool b) { return scalar(b ? kTrue : kFalse); }
+  bool RawNumber(const char *s, rapidjson::SizeType n, bool) { return scalar(kNumber, s, n); }
+  bool String(const char *s, rapidjson::SizeType n, bool) { return scalar(kString, s, n); }
+  bool Key(const char *s, rapidjson::SizeType n, bool);
+  bool StartObject() { return open(true); }
+  bool EndObject(rapidjson::SizeType) { return close(true); }
+  bool StartArray() { return open(false); }
+  bool EndArray(rapidjson::SizeType) { return close(false); }
+
+  // Set when the body's shape is wrong (a 400); the parse stops with kParseErrorTermination.
+  const char *error() const { return error_; }
+  bool saw_logs() const { return saw_logs_; }
+  Mode mode() const { return mode_; }
+
+ private:
+  enum Kind : uint8_t { kNull, kTrue, kFalse, kNumber, kString };
+  enum Outcome : uint8_t { kNoOutcome, kAccepted, kRejected };
+
+  // Skips the value that starts now (scalar) or that was just opened (container) inside the
+  // container at depth `container`, then returns to `back`.
+  void skip(Mode back, uint32_t container) {
+    mode_ = kSkip;
+    skip_back_ = back;
+    skip_depth_ = container;
+  }
+  bool fail(const char *why) {
+    error_ = why;
+    return false;
+  }
+  void reject(Reason r, const char *why) {
+    if (!reason_text_) {
+      reason_ = r;
+      reason_text_ = why;
+    }
+  }
+  bool scalar(Kind kind, const char *s = nullptr, size_t n = 0);
+  bool open(bool object);
+  bool close(bool object);
+  void not_an_object();
+  void start_record();
+  void finish_record();
+  void set_field(Kind kind, const char *s, size_t n);
+  void meta_value(std::string_view v);
+
+  IngestParser *in_;
+  TimestampParser timestamps_;  // one per input: bodies mostly share their second
+  dm_batch *batch_ = nullptr;
+  int64_t arrival_ns_ = 0;
+  Mode mode_ = kStart;
+  Mode skip_back_ = kStart;
+  bool lines_ = false;
+  bool saw_logs_ = false;
+  const char *error_ = nullptr;
+  uint32_t depth_ = 0, skip_depth_ = 0;
+  uint32_t index_ = 0;       // of the next record
+  uint32_t line_index_ = 0;  // NDJSON: of the current line's record
+
+  // The record being built: added to the batch only once it is complete and valid.
+  dm_record rec_{};
+  const FieldInfo *field_ = nullptr;
+  dm_str level_{}, event_id_{};
+  int64_t ts_ns_ = 0;
+  bool has_ts_ = false, has_message_ = false;
+  Reason reason_ = kMissingMessage;
+  const char *reason_text_ = nullptr;
+  Outcome line_outcome_ = kNoOutcome;
+  dm_str meta_key_{};
+  rapidjson::StringBuffer nested_text_;
+  rapidjson::Writer<rapidjson::StringBuffer> nested_{nested_text_};
+};
+// ---- the handler's events ---------------------------------------------------------------------
+
+bool RecordHandler::Key(const char *s, rapidjson::SizeType n, bool) {
+  const std::string_view k(s, n);
+  switch (mode_) {
+    case kTop:
+      if (k == "logs") {
+        mode_ = kTopLogs;
+      } else {
+        skip(kTop, depth_);  // other keys of the root object are ignored
+      }
+      return true;
+    case kRecord:
+      field_ = field_info(k);  // null: an unknown key, whose value is ignored
+      mode_ = kValue;
+      return true;
+    case kMetaKeys:
+      meta_key_ = dm_str{s, n};
+      mode_ = kMetaValue;
+      return true;
+    case kMetaNested:
+      return nested_.Key(s, n);
+    default:
+      return true;  // kSkip
+  }
+}
+
+void RecordHandler::not_an_object() {
+  const uint32_t index = index_++;
+  if (lines_) {
+    reason_ = kNotAnObject;
+    reason_text_ = "record is not an object";
+    line_outcome_ = kRejected;
+  } else {
+    in_->reject_record(index, kNotAnObject, "record is not an object");
+  }
+}
+
+bool RecordHandler::open(bool object) {
+  ++depth_;
+  switch (mode_) {
+    case kStart:
+      if (object) {
+        mode_ = kTop;
+      } else {
+        saw_logs_ = true;  // a bare array of records is taken too
+        mode_ = kLogs;
+      }
+      return true;
+    case kTopLogs:
+      if (object) return fail("\"logs\" is not an array");
+      saw_logs_ = true;
+      mode_ = kLogs;
+      return true;
+    case kLogs:
+      if (object) {
+        start_record();
+        mode_ = kRecord;
+        return true;
+      }
+      not_an_object();
+      skip(lines_ ? kDone : kLogs, depth_ - 1);
+      return true;
+    case kValue:
+      if (field_ && field_->field == kMeta && object) {
+        mode_ = kMetaKeys;
+        return true;
+      }
+      if (field_) reject(field_->wrong_type_reason, field_->wrong_type);
+      skip(kRecord, depth_ - 1);
+      return true;
+    case kMetaValue:
+      // A nested meta value is kept as its JSON text.
+      nested_text_.Clear();
+      nested_.Reset(nested_text_);
+      skip_depth_ = depth_ - 1;
+      mode_ = kMetaNested;
+      return object ? nested_.StartObject() : nested_.StartArray();
+    case kMetaNested:
+      return object ? nested_.StartObject() : nested_.StartArray();
+    case kSkip:
+      return true;
+    default:
+      return fail("unexpected JSON structure");
+  }
+}
+
+bool RecordHandler::close(bool object) {
+  --depth_;
+  switch (mode_) {
+    case kSkip:
+      if (depth_ == skip_depth_) mode_ = skip_back_;
+      return true;
+    case kMetaNested:
+      if (!(object ? nested_.EndObject() : nested_.EndArray())) return false;
+      if (depth_ == skip_depth_) {
+        meta_value(std::string_view(nested_text_.GetString(), nested_text_.GetSize()));
+        mode_ = kMetaKeys;
+      }
+      return true;
+    case kMetaKeys:
+      mode_ = kRecord;
+      return true;
+    case kRecord:
+      finish_record();
+      mode_ = lines_ ? kDone : kLogs;
+      return true;
+    case kLogs:
+      mode_ = depth_ == 0 ? kDone : kTop;  // a bare array ends the body
+      return true;
+    case kTop:
+      mode_ = kDone;
+      return true;
+    default:
+      return fail("unexpected JSON structure");
+  }
+}
+
+bool RecordHandler::scalar(Kind kind, const char *s, size_t n) {
+  switch (mode_) {
+    case kStart:
+      return fail("body must be an object with a \"logs\" array");
+    case kTopLogs:
+      return fail("\"logs\" is not an array");
+    case kSkip:
+      if (depth_ == skip_depth_) mode_ = skip_back_;  // the skipped value was this scalar
+      return true;
+    case kLogs:
+      not_an_object();
+      if (lines_) mode_ = kDone;
+      return true;
+    case kValue:
+      set_field(kind, s, n);
+      mode_ = kRecord;
+      return true;
+    case kMetaValue:
+      mode_ = kMetaKeys;
+      if (kind == kNull) return true;  // an absent value
+      meta_value(kind == kTrue    ? std::string_view("true")
+                 : kind == kFalse ? std::string_view("false")
+                                  : std::string_view(s, n));
+      return true;
+    case kMetaNested:
+      switch (kind) {
+        case kNull:
+          return nested_.Null();
+        case kTrue:
+          return nested_.Bool(true);
+        case kFalse:
+          return nested_.Bool(false);
+        case kNumber:
+          return nested_.RawValue(s, n, rapidjson::kNumberType);
+        default:
+          return nested_.String(s, static_cast<rapidjson::SizeType>(n));
+      }
+    default:
+      return fail("unexpected JSON structure");
+  }
+}
+
+void RecordHandler::start_record() {
+  std::memset(&rec_, 0, sizeof rec_);
+  rec_.priority = -1;
+  level_ = event_id_ = dm_str{nullptr, 0};
+  has_ts_ = has_message_ = false;
+  reason_text_ = nullptr;
+}
+
+void RecordHandler::set_field(Kind kind, const char *s, size_t n) {
+  if (!field_ || kind == kNull) return;  // unknown keys are ignored, null is absent
+  const FieldInfo &f = *field_;
+  switch (f.field) {
+    case kTimestamp: {
+      has_ts_ = true;
+      // An RFC 3339 string, or epoch seconds / milliseconds as a number (or a numeric string).
+      auto epoch = [&] {
+        double d = 0;
+        auto r = std::from_chars(s, s + n, d);
+        return r.ec == std::errc() && r.ptr == s + n && epoch_number_to_ns(d, ts_ns_);
+      };
+      const bool ok = kind == kString ? timestamps_.parse(std::string_view(s, n), ts_ns_) || epoch()
+                                      : kind == kNumber && epoch();
+      if (!ok) reject(kBadTimestamp, f.wrong_type);
+      return;
+    }
+    case kPriority: {
+      int p = -1;
+      auto r = kind == kNumber ? std::from_chars(s, s + n, p)
+                               : std::from_chars_result{s, std::errc::invalid_argument};
+      if (r.ec != std::errc() || r.ptr != s + n || p < 0 || p > 7) {
+        reject(kBadField, f.wrong_type);
+      } else {
+        rec_.priority = static_cast<int8_t>(p);
+      }
+      return;
+    }
+    case kMeta:
+      reject(kBadField, f.wrong_type);
+      return;
+    default:
+      break;
+  }
+  if (kind != kString && kind != kNumber) {
+    reject(f.wrong_type_reason, f.wrong_type);
+    return;
+  }
+  // Bytes bound characters from above: count characters only when the bytes exceed the limit.
+  if (f.max_chars && n > f.max_chars && utf8_chars(std::string_view(s, n)) > f.max_chars) {
+    reject(kFieldTooLong, f.too_long);
+    return;
+  }
+  // A number where text is expected ("error_code": 500) is taken as its text. Raw numbers are
+  // not NUL-terminated in place, so they are copied (strings in the arena always are).
+  dm_str v{s, n};
+  if (kind == kNumber) v = in_->host_->arena_copy(batch_, s, n);
+  switch (f.field) {
+    case kSource:
+      rec_.source = v;
+      break;
+    case kService:
+      rec_.service = v;
+      break;
+    case kHost:
+      rec_.host = v;
+      break;
+    case kLevel:
+      level_ = v;
+      break;
+    case kTraceId:
+      rec_.trace_id = v;
+      break;
+    case kSpanId:
+      rec_.span_id = v;
+      break;
+    case kEventType:
+      rec_.event_type = v;
+      break;
+    case kErrorCode:
+      rec_.error_code = v;
+      break;
+    case kMessage:
+      rec_.message = v;
+      has_message_ = true;
+      break;
+    case kEventId:
+      event_id_ = v;
+      break;
+    default:
+      break;
+  }
+}
+
+void RecordHandler::meta_value(std::string_view v) {
+  if (in_->host_->meta_set(batch_, &rec_, meta_key_, str(v)) != DM_OK)
+    throw std::runtime_error("meta_set failed");
+}
+
+void RecordHandler::finish_record() {
+  const uint32_t index = index_++;
+  const dm_host_api *h = in_->host_;
+  if (!has_message_) reject(kMissingMessage, "message is missing");
+  if (level_.len) {
+    rec_.level = parse_level(sv(level_));
+    if (rec_.level == DM_LEVEL_UNSET)
+      reject(kUnknownLevel,
+             "level is not one of DEBUG, INFO, WARN, WARNING, ERROR, CRITICAL, FATAL");
+  } else {
+    rec_.level = DM_LEVEL_INFO;  // the prototype required a level; absent means INFO here
+  }
+  if (reason_text_) {
+    if (lines_) {
+      line_outcome_ = kRejected;
+    } else {
+      in_->reject_record(index, reason_, reason_text_);
+    }
+    return;
+  }
+  static constexpr std::string_view kDefaultSource = "http", kUnknown = "unknown";
+  if (!rec_.source.len) rec_.source = str(kDefaultSource);
+  if (!rec_.service.len) rec_.service = str(kUnknown);
+  if (!rec_.host.len) rec_.host = str(kUnknown);
+  if (has_ts_) {
+    rec_.timestamp_ns = ts_ns_;
+  } else {
+    rec_.timestamp_ns = arrival_ns_;
+    static constexpr std::string_view kKey = "timestamp_source", kArrival = "arrival";
+    if (h->meta_set(batch_, &rec_, str(kKey), str(kArrival)) != DM_OK)
+      throw std::runtime_error("meta_set failed");
+  }
+  if (event_id_.len) {
+    // The client's id: 32 hex digits as they are, any other string by its hash.
+    if (!parse_hex_id(sv(event_id_), rec_.event_id))
+      h->hash128(event_id_.ptr, event_id_.len, rec_.event_id);
+  } else {
+    // From timestamp (8 bytes, little-endian), host, service and message: the same record
+    // posted twice gets the same id, so the stores keep it once.
+    std::string &k = in_->id_scratch_;
+    k.clear();
+    const uint64_t ts = static_cast<uint64_t>(rec_.timestamp_ns);
+    for (int i = 0; i < 8; ++i) k.push_back(static_cast<char>(ts >> (8 * i)));
+    k.append(rec_.host.ptr, rec_.host.len).push_back('\x1f');
+    k.append(rec_.service.ptr, rec_.service.len).push_back('\x1f');
+    k.append(rec_.message.ptr, rec_.message.len);
+    h->hash128(k.data(), k.size(), rec_.event_id);
+  }
+  if (lines_) {
+    line_outcome_ = kAccepted;
+  } else {
+    in_->accept_record(batch_, rec_);
+  }
+}
+
+void RecordHandler::commit_line() {
+  index_ = line_index_ + 1;
+  if (line_outcome_ == kAccepted) {
+    in_->accept_record(batch_, rec_);
+  } else if (line_outcome_ == kRejected) {
+    in_->reject_record(line_index_, reason_, reason_text_);
+  } else {
+    in_->reject_record(line_index_, kNotAnObject, "record is not an object");
+  }
+}
+
+void RecordHandler::malformed_line(std::string reason) {
+  index_ = line_index_ + 1;  // the line is one record, whatever part of it parsed
+  in_->line_error(std::move(reason));
+  in_->reject_record(line_index_, kMalformedLine, nullptr);
+}
+
+// ---- the parser --------------------------------------------------------------------------------
+
+namespace {
+constexpr unsigned kFlags = rapidjson::kParseInsituFlag | rapidjson::kParseNumbersAsStringsFlag;
+}  // namespace
+
+bool is_ndjson(std::string_view type) {
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  for (std::string_view t : {"application/x-ndjson", "application/ndjson", "application/jsonl",
+                             "application/x-jsonlines", "application/jsonlines"})
+    if (ieq(type, t)) return true;
+  return false;
+}
+
+Encoding body_encoding(std::string_view e) {
+  if (e.empty() || ieq(e, "identity")) return Encoding::kIdentity;
+  if (ieq(e, "gzip") || ieq(e, "x-gzip") || ieq(e, "deflate")) return Encoding::kCompressed;
+  return Encoding::kUnsupported;
+}
+
+IngestParser::IngestParser(const dm_host_api *host)
+    : host_(host), handler_(std::make_unique<RecordHandler>(this)) {}
+
+IngestParser::~IngestParser() {
+  if (z_ready_) inflateEnd(&z_);
+}
+
+void IngestParser::accept_record(dm_batch *b, const dm_record &r) {
+  dm_record *slot = host_->batch_add(b);
+  if (!slot) throw std::runtime_error("batch_add failed");
+  *slot = r;
+  ++accepted_;
+}
+
+bool IngestParser::parse(dm_batch *batch, std::string_view body, bool ndjson, int64_t arrival_ns) {
+  // The body is copied once into the batch arena and parsed there in place: every string of
+  // every record is then a view into it, with no copy per field. rapidjson's SSE2 scanning
+  // loads aligned 16-byte blocks, so it may read up to 15 bytes past the terminating NUL:
+  // those bytes are ours too.
+  char *text = static_cast<char *>(host_->arena_alloc(batch, body.size() + 1 + kSimdPad));
+  if (!text) throw std::runtime_error("arena_alloc failed");
+  if (!body.empty()) std::memcpy(text, body.data(), body.size());
+  std::memset(text + body.size(), 0, 1 + kSimdPad);
+  if (scratch_.capacity() > kKeepScratchBytes) std::string().swap(scratch_);
+
+  accepted_ = 0;
+  rejections_.clear();
+  line_errors_.clear();
+  error_.clear();
+  handler_->begin_body(batch, arrival_ns, ndjson);
+  if (ndjson) {
+    parse_lines(text, body.size());
+    return true;
+  }
+  return parse_document(text, body.size());
+}
+
+// A JSON body is all or nothing: malformed anywhere, nothing is accepted (400).
+bool IngestParser::parse_document(char *text, size_t len) {
+  rapidjson::Reader reader;
+  rapidjson::InsituStringStream in(text);
+  const rapidjson::ParseResult ok = reader.Parse<kFlags>(in, *handler_);
+  if (!ok) {
+    if (handler_->error()) {
+      error_ = handler_->error();
+    } else {
+      bad_json(reader.GetErrorOffset(), rapidjson::GetParseError_En(reader.GetParseErrorCode()));
+    }
+    return false;
+  }
+  // In-situ parsing stops at the first NUL: one inside the body is malformed JSON.
+  if (in.Tell() < len) {
+    bad_json(in.Tell(), "NUL byte in the body");
+    return false;
+  }
+  if (!handler_->saw_logs()) {
+    error_ = "body has no \"logs\" array";
+    return false;
+  }
+  return true;
+}
+
+void IngestParser::bad_json(size_t offset, const char *what) {
+  error_ = "malformed JSON at byte " + std::to_string(offset) + ": " + what;
+}
+
+// NDJSON: each line is one record; a line that is not JSON rejects that record only.
+void IngestParser::parse_lines(char *text, size_t len) {
+  size_t pos = 0;
+  while (pos < len) {
+    char *nl = static_cast<char *>(std::memchr(text + pos, '\n', len - pos));
+    const size_t end = nl ? static_cast<size_t>(nl - text) : len;
+    text[end] = '\0';
+    size_t at = pos;
+    pos = end + 1;
+    while (at < end && (text[at] == ' ' || text[at] == '\t' || text[at] == '\r')) ++at;
+    if (at == end) continue;  // a blank line is no record
+    rapidjson::Reader reader;
+    rapidjson::InsituStringStream in(text + at);
+    handler_->begin_line();
+    const rapidjson::ParseResult ok = reader.Parse<kFlags>(in, *handler_);
+    if (ok && at + in.Tell() >= end) {
+      handler_->commit_line();
+    } else {
+      const size_t off = ok ? in.Tell() : reader.GetErrorOffset();
+      handler_->malformed_line(
+          "malformed JSON at byte " + std::to_string(at + off) + ": " +
+          (ok ? "NUL byte in the line" : rapidjson::GetParseError_En(reader.GetParseErrorCode())));
+    }
+  }
+}
+
+std::string IngestParser::response_body() const {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.StartObject();
+  w.Key("accepted");
+  w.Uint(accepted_);
+  w.Key("rejected");
+  w.Uint(static_cast<unsigned>(rejections_.size()));
+  w.Key("errors");
+  w.StartArray();
+  size_t next_line_error = 0;
+  for (const Rejection &r : rejections_) {
+    w.StartObject();
+    w.Key("index");
+    w.Uint(r.index);
+    w.Key("reason");
+    if (r.text) {
+      w.String(r.text);
+    } else {
+      const std::string &t = line_errors_[next_line_error++];
+      w.String(t.data(), static_cast<rapidjson::SizeType>(t.size()));
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+int IngestParser::inflate(std::string_view raw, size_t max_body, std::string_view &out) {
+  if (!z_ready_) {
+    std::memset(&z_, 0, sizeof z_);
+    if (inflateInit2(&z_, 15 + 32) != Z_OK) throw std::runtime_error("inflateInit2 failed");
+    z_ready_ = true;
+  } else {
+    inflateReset(&z_);
+  }
+  scratch_.clear();
+  z_.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(raw.data()));
+  z_.avail_in = static_cast<uInt>(raw.size());
+  for (;;) {
+    const size_t have = scratch_.size();
+    if (have > max_body) return 413;
+    // Grow geometrically, never past max_body + 1 (one byte over proves "too large").
+    const size_t want = std::min(max_body + 1, std::max<size_t>(have * 2, 64 << 10));
+    scratch_.resize(want);
+    z_.next_out = reinterpret_cast<Bytef *>(scratch_.data() + have);
+    z_.avail_out = static_cast<uInt>(want - have);
+    const int rc = ::inflate(&z_, Z_NO_FLUSH);
+    scratch_.resize(want - z_.avail_out);
+    if (rc == Z_STREAM_END) {
+      if (z_.avail_in == 0) {
+        if (scratch_.size() > max_body) return 413;
+        out = scratch_;
+        return 0;
+      }
+      inflateReset(&z_);  // gzip allows several members, one after another
+      continue;
+    }
+    if (rc != Z_OK && rc != Z_BUF_ERROR) return 400;
+    if (z_.avail_in == 0 && z_.avail_out != 0) return 400;  // the stream was cut short
+  }
+}
+
+}  // namespace devmesh::http_ingest

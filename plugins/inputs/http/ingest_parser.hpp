@@ -1,0 +1,96 @@
+// The http input's body parsing: {"logs":[...]} or NDJSON (optionally gzip/deflate, inflated
+// under a cap) into validated records of a batch, plus the per-record answer. No HTTP in here:
+// the plugin and the fuzz targets (tests/fuzz) call the same code.
+#pragma once
+
+#include <devmesh/plugin.h>
+#include <zlib.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace devmesh::http_ingest {
+
+// Rejection reasons, each also a metric label (kReasonLabels).
+enum Reason : uint8_t {
+  kMissingMessage,
+  kBadTimestamp,
+  kUnknownLevel,
+  kFieldTooLong,
+  kBadField,
+  kNotAnObject,
+  kMalformedLine,
+  kReasonCount,
+};
+extern const char *const kReasonLabels[kReasonCount];
+
+struct Rejection {
+  uint32_t index;
+  Reason reason;
+  const char *text;  // a static text, or null: the next of the parser's line errors
+};
+
+// Case-insensitive ASCII comparison (header values, level names).
+bool ieq(std::string_view a, std::string_view b);
+// Content-Type naming NDJSON / JSON lines (parameters after ';' ignored).
+bool is_ndjson(std::string_view content_type);
+
+enum class Encoding : uint8_t { kIdentity, kCompressed, kUnsupported };
+// Content-Encoding: absent or identity, gzip / x-gzip / deflate, anything else.
+Encoding body_encoding(std::string_view content_encoding);
+
+class RecordHandler;
+
+// One per input instance (it keeps its buffers between bodies). Not thread-safe.
+class IngestParser {
+ public:
+  // Uses host's batch_add, arena_alloc, arena_copy, meta_set and hash128.
+  explicit IngestParser(const dm_host_api *host);
+  ~IngestParser();
+  IngestParser(const IngestParser &) = delete;
+  IngestParser &operator=(const IngestParser &) = delete;
+
+  // Inflates gzip or zlib data, stopping once it exceeds max_body: a small body that expands
+  // without bound (a gzip bomb) costs at most max_body of memory. Returns 0 (out views the
+  // inflated bytes until the next inflate or parse), 413 or 400 (corrupt or cut short).
+  int inflate(std::string_view raw, size_t max_body, std::string_view &out);
+
+  // Copies body into batch's arena, parses it there in place and adds every valid record to
+  // batch. False when the body as a whole is malformed (a JSON document that does not parse or
+  // has the wrong shape): error() is the 400 message, and no record must be submitted. In
+  // NDJSON a malformed line only rejects its record. Throws std::runtime_error when a host
+  // call fails.
+  bool parse(dm_batch *batch, std::string_view body, bool ndjson, int64_t arrival_ns);
+
+  const std::string &error() const { return error_; }
+  uint32_t accepted() const { return accepted_; }
+  const std::vector<Rejection> &rejections() const { return rejections_; }
+  // {"accepted":N,"rejected":M,"errors":[{"index":i,"reason":"..."}]} for the last parse.
+  std::string response_body() const;
+
+ private:
+  friend class RecordHandler;
+  void accept_record(dm_batch *b, const dm_record &r);
+  void reject_record(uint32_t index, Reason r, const char *why) {
+    rejections_.push_back(Rejection{index, r, why});
+  }
+  void line_error(std::string why) { line_errors_.push_back(std::move(why)); }
+  bool parse_document(char *text, size_t len);
+  void parse_lines(char *text, size_t len);
+  void bad_json(size_t offset, const char *what);
+
+  const dm_host_api *host_;
+  std::unique_ptr<RecordHandler> handler_;
+  uint32_t accepted_ = 0;
+  std::vector<Rejection> rejections_;
+  std::vector<std::string> line_errors_;
+  std::string error_;
+  std::string scratch_, id_scratch_;
+  z_stream z_;
+  bool z_ready_ = false;
+};
+
+}  // namespace devmesh::http_ingest

@@ -1,0 +1,133 @@
+// The mapping of one journal entry's fields to a record's fields (see entry_mapping.hpp); the
+// journald input runs it for every field it reads, the fuzzer for arbitrary bytes.
+#include "entry_mapping.hpp"
+
+#include <cstring>
+
+namespace devmesh::journald {
+namespace {
+
+// The seed's priority map, so a pipeline without priority_map still gets the prototype's
+// levels; priority_map (which reads record.priority) is the authority and overrides this.
+constexpr uint8_t kLevelOfPriority[8] = {DM_LEVEL_FATAL, DM_LEVEL_CRITICAL, DM_LEVEL_CRITICAL,
+                                         DM_LEVEL_ERROR, DM_LEVEL_WARN,     DM_LEVEL_INFO,
+                                         DM_LEVEL_INFO,  DM_LEVEL_DEBUG};
+
+// True when field is "NAME=value" for name_eq "NAME="; value is then set. The names are
+// literals: a comparison of known length compiles to a few loads, not a call to memcmp.
+template <size_t N>
+inline bool is(std::string_view field, const char (&name_eq)[N], std::string_view &value) {
+  constexpr size_t n = N - 1;
+  if (field.size() < n || std::memcmp(field.data(), name_eq, n) != 0) return false;
+  value = field.substr(n);
+  return true;
+}
+
+inline bool is_extra(std::string_view field, std::string_view name_eq, std::string_view &value) {
+  if (field.size() < name_eq.size() || std::memcmp(field.data(), name_eq.data(), name_eq.size()))
+    return false;
+  value = field.substr(name_eq.size());
+  return true;
+}
+
+void add_meta(MappedEntry &out, std::string_view key, std::string_view value) {
+  out.meta.push_back(MetaField{key, value});
+}
+
+}  // namespace
+
+void MappedEntry::clear() {
+  message = host = unit = identifier = comm = pid = {};
+  has_message = has_host = has_unit = has_identifier = has_comm = kernel = false;
+  priority = -1;
+  level = DM_LEVEL_UNSET;
+  meta.clear();
+}
+
+// flatten: the per-field path (name tests, meta appends) inlined into one function; it runs
+// for every field of every entry.
+__attribute__((flatten)) uint32_t map_field(std::string_view f, std::span<const ExtraField> extras,
+                                            MappedEntry &out) {
+  std::string_view v;
+  uint32_t set = 0;
+  if (f.empty()) return 0;
+  // The first byte sorts out almost every field without a comparison of its name.
+  switch (f[0]) {
+    case '_':
+      if (is(f, "_PID=", v)) {
+        add_meta(out, "pid", v);
+        out.pid = v;
+        set |= kSetPid;
+      } else if (is(f, "_COMM=", v)) {
+        add_meta(out, "comm", v);
+        if (!out.has_comm) {
+          out.comm = v;
+          out.has_comm = true;
+          set |= kSetComm;
+        }
+      } else if (is(f, "_BOOT_ID=", v)) {
+        add_meta(out, "boot_id", v);
+      } else if (is(f, "_HOSTNAME=", v)) {
+        if (!out.has_host) {
+          out.host = v;
+          out.has_host = true;
+          set |= kSetHost;
+        }
+      } else if (is(f, "_TRANSPORT=", v)) {
+        out.kernel = v == "kernel";
+      } else if (is(f, "_SYSTEMD_UNIT=", v)) {
+        if (!out.has_unit) {
+          out.unit = v;
+          out.has_unit = true;
+          set |= kSetUnit;
+        }
+      }
+      break;
+    case 'M':
+      if (is(f, "MESSAGE=", v) && !out.has_message) {
+        out.message = v;
+        out.has_message = true;
+        set |= kSetMessage;
+      }
+      break;
+    case 'P':
+      if (is(f, "PRIORITY=", v)) {
+        add_meta(out, "priority", v);
+        if (v.size() == 1 && v[0] >= '0' && v[0] <= '7') {
+          out.priority = static_cast<int8_t>(v[0] - '0');
+          out.level = kLevelOfPriority[v[0] - '0'];
+        }
+      }
+      break;
+    case 'S':
+      if (is(f, "SYSLOG_FACILITY=", v)) {
+        add_meta(out, "facility", v);
+      } else if (is(f, "SYSLOG_IDENTIFIER=", v) && !out.has_identifier) {
+        out.identifier = v;
+        out.has_identifier = true;
+        set |= kSetIdentifier;
+      }
+      break;
+    default:
+      break;
+  }
+  for (const ExtraField &e : extras)
+    if (is_extra(f, e.name_eq, v)) add_meta(out, e.key, v);
+  return set;
+}
+
+std::string_view service_of(const MappedEntry &e) {
+  return e.kernel           ? std::string_view("kernel")
+         : e.has_unit       ? e.unit
+         : e.has_identifier ? e.identifier
+         : e.has_comm       ? e.comm
+                            : std::string_view("unknown");
+}
+
+void map_entry(std::span<const std::string_view> fields, std::span<const ExtraField> extras,
+               MappedEntry &out) {
+  out.clear();
+  for (std::string_view f : fields) map_field(f, extras, out);
+}
+
+}  // namespace devmesh::journald

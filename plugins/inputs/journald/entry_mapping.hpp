@@ -1,0 +1,68 @@
+// The mapping of one journal entry's fields ("NAME=value" byte strings) to a record's fields:
+// pure (no sd-journal, no engine), so that it can be unit-tested and fuzzed on its own.
+#pragma once
+
+#include <devmesh/plugin.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace devmesh::journald {
+
+// A `fields:` option item: the journal field ("NAME=") and the meta key it is copied to.
+struct ExtraField {
+  std::string name_eq, key;
+};
+
+struct MetaField {
+  std::string_view key, value;  // key: a static string or an ExtraField's key
+};
+
+// What an entry's fields make of a record. Every view points into the field it came from
+// (see map_field for callers whose field bytes do not outlive the next field).
+struct MappedEntry {
+  std::string_view message;     // the first MESSAGE (any bytes: binary, invalid UTF-8)
+  std::string_view host;        // the first _HOSTNAME
+  std::string_view unit;        // the first _SYSTEMD_UNIT
+  std::string_view identifier;  // the first SYSLOG_IDENTIFIER
+  std::string_view comm;        // the first _COMM
+  std::string_view pid;         // the last _PID (also in meta)
+  bool has_message = false, has_host = false, has_unit = false, has_identifier = false,
+       has_comm = false;
+  bool kernel = false;             // _TRANSPORT=kernel (the last _TRANSPORT decides)
+  int8_t priority = -1;            // PRIORITY 0..7, else -1
+  uint8_t level = DM_LEVEL_UNSET;  // the seed's level of priority; priority_map overrides it
+  std::vector<MetaField> meta;     // pid, comm, boot_id, priority, facility, extras; field order
+
+  // Ready for the next entry; keeps meta's capacity (no allocation per entry).
+  void clear();
+};
+
+// Bits returned by map_field: which views of MappedEntry this field set.
+enum : uint32_t {
+  kSetMessage = 1u << 0,
+  kSetHost = 1u << 1,
+  kSetUnit = 1u << 2,
+  kSetIdentifier = 1u << 3,
+  kSetComm = 1u << 4,
+  kSetPid = 1u << 5,
+};
+
+// Applies one "NAME=value" field (any bytes; a field without '=' or empty is ignored) to out.
+// Returns the kSet* bits of the views set from it; meta entries it added are the ones past
+// out.meta's size before the call. A caller whose field bytes die with the next field (sd-journal)
+// copies exactly those right away and points the views at its copies.
+uint32_t map_field(std::string_view field, std::span<const ExtraField> extras, MappedEntry &out);
+
+// The record's service: "kernel" for the kernel transport, else _SYSTEMD_UNIT, else
+// SYSLOG_IDENTIFIER, else _COMM, else "unknown".
+std::string_view service_of(const MappedEntry &e);
+
+// A whole entry at once: out cleared, then every field applied in order.
+void map_entry(std::span<const std::string_view> fields, std::span<const ExtraField> extras,
+               MappedEntry &out);
+
+}  // namespace devmesh::journald

@@ -1,0 +1,248 @@
+// Fault test 3 (issue 6): MariaDB stopped for 30 s while a client posts numbered records at
+// 5,000 records/s to the http input (honouring 503 + Retry-After), then started again: every
+// record answered 2xx is stored once, the backlog drains, and the engine's memory stays within
+// its queue_limit plus a stated overhead.
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "conservation.h"
+#include "fault_support.h"
+
+using namespace devmesh::test;
+
+namespace {
+
+constexpr int kRatePerSecond = 5000;
+constexpr int kPerRequest = 250;  // 20 requests a second
+constexpr auto kBeforeOutage = 10s;
+constexpr auto kOutage = 30s;
+constexpr auto kAfterOutage = 15s;
+constexpr long kQueueLimitMiB = 16;
+// Above the queue's bytes: the engine itself (libuv, h2o, libmariadb, plugins), the arenas'
+// slack beyond the bytes queue_limit counts, request bodies being parsed, allocator caches.
+constexpr long kOverheadMiB = 48;
+
+// The event_id the client gives record n (32 hex digits: stored as they are).
+std::string client_event_id(uint64_t n) {
+  return xxh128_hex("fault-client:" + std::to_string(n));
+}
+
+// Posts numbered records at a fixed rate, each batch again until it is answered 2xx: after a
+// 503 it waits Retry-After, after a connection error 100 ms. Counts what the input accepted.
+class PacedClient {
+ public:
+  explicit PacedClient(std::string url) : url_(std::move(url)) {}
+  ~PacedClient() { stop(); }
+
+  void start() {
+    thread_ = std::thread([this] { run(); });
+  }
+  void stop() {
+    stopping_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  AcceptedSet accepted() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return accepted_;
+  }
+  uint64_t sent() const { return next_ - 1; }
+  int status_503() const { return status_503_; }
+  int connection_errors() const { return connection_errors_; }
+  std::string problems() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return problems_;
+  }
+
+ private:
+  void run() {
+    CURL *e = curl_easy_init();
+    curl_slist *h = curl_slist_append(nullptr, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    std::string body, response, headers;
+    auto sink = +[](char *p, size_t s, size_t n, void *arg) {
+      static_cast<std::string *>(arg)->append(p, s * n);
+      return s * n;
+    };
+    curl_easy_setopt(e, CURLOPT_URL, url_.c_str());
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &response);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, sink);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &headers);
+    const auto period = std::chrono::microseconds(1000000LL * kPerRequest / kRatePerSecond);
+    auto due = std::chrono::steady_clock::now();
+    while (!stopping_) {
+      std::this_thread::sleep_until(due);
+      due += period;
+      const uint64_t first = next_;
+      body = "{\"logs\":[";
+      for (uint64_t n = first; n < first + kPerRequest; ++n) {
+        body += n == first ? "" : ",";
+        body += "{\"message\":\"fault record " + std::to_string(n) +
+                "\",\"service\":\"fault\",\"level\":\"info\",\"event_id\":\"" + client_event_id(n) +
+                "\"}";
+      }
+      body += "]}";
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+      // The same batch until it is taken (a real client's retry loop).
+      for (;;) {
+        response.clear();
+        headers.clear();
+        long code = 0;
+        if (curl_easy_perform(e) == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 200 && code < 300) {
+          std::lock_guard<std::mutex> lk(mu_);
+          if (response.find("\"accepted\":" + std::to_string(kPerRequest)) == std::string::npos)
+            problems_ += "unexpected answer: " + response + "\n";
+          accepted_.add_range(first, first + kPerRequest - 1);
+          break;
+        }
+        if (code == 503) {
+          ++status_503_;
+          long wait_s = 1;
+          for (char &c : headers)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          const auto at = headers.find("\nretry-after:");
+          if (at == std::string::npos) {
+            std::lock_guard<std::mutex> lk(mu_);
+            problems_ += "503 without Retry-After\n";
+          } else {
+            wait_s = std::atol(headers.c_str() + at + 13);
+          }
+          std::this_thread::sleep_for(std::chrono::seconds(std::max(wait_s, 1L)));
+        } else if (code == 0) {
+          ++connection_errors_;
+          std::this_thread::sleep_for(100ms);
+        } else {
+          std::lock_guard<std::mutex> lk(mu_);
+          problems_ += "HTTP " + std::to_string(code) + ": " + response + "\n";
+          break;
+        }
+        if (stopping_) break;
+      }
+      next_ = first + kPerRequest;
+      // After a wait the schedule is not caught up in a burst: the rate stays the rate.
+      due = std::max(due, std::chrono::steady_clock::now());
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+  }
+
+  std::string url_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> next_{1};
+  std::atomic<int> status_503_{0}, connection_errors_{0};
+  std::mutex mu_;
+  AcceptedSet accepted_;
+  std::string problems_;
+};
+
+long vm_kib(pid_t pid, const char *key) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) return std::atol(line.c_str() + std::strlen(key));
+  return 0;
+}
+
+TEST(DatabaseOutage, RecordsTakenDuringAThirtySecondOutageAreStoredOnceInBoundedMemory) {
+  TempDir d;
+  MariaDb db(d.path());
+  std::string err;
+  ASSERT_TRUE(db.start(&err)) << err;
+  const int port = free_port();
+  Engine engine(d, "engine",
+                service_head("  http_listen: " + listen_on(port) + "\n  grace: 5s\n") +
+                    "  inputs:\n    - {name: http, listen: '" + listen_on(port) +
+                    "', retry_after: 1s}\n  outputs:\n" +
+                    mariadb_output(db, d / "dead.ndjson",
+                                   "      workers: 2\n      batch_size: 2000\n"
+                                   "      full_text: false\n      retry_wait: 100ms\n"
+                                   "      retry_max_wait: 1s\n      queue_limit: " +
+                                       std::to_string(kQueueLimitMiB) + "MiB\n"));
+  engine.start();
+  ASSERT_TRUE(wait_listening(port, d.path(), 30s)) << engine.err();
+  const pid_t pid = engine.proc().pid();
+
+  PacedClient client("http://" + listen_on(port) + "/ingest/logs");
+  const auto began = std::chrono::steady_clock::now();
+  client.start();
+  std::this_thread::sleep_for(kBeforeOutage);
+  const long rss_before_kib = vm_kib(pid, "VmRSS:");
+  const uint64_t sent_before = client.sent();
+
+  db.stop();
+  const auto stopped_at = std::chrono::steady_clock::now();
+  std::string metrics;
+  double peak_queue_bytes = 0;
+  int peak_503_seen = 0;
+  while (std::chrono::steady_clock::now() < stopped_at + kOutage) {
+    metrics = scrape_metrics(port, d.path());
+    peak_queue_bytes = std::max(peak_queue_bytes,
+                                metric_value(metrics, "devmesh_queue_bytes", "plugin=\"mariadb\""));
+    std::this_thread::sleep_for(500ms);
+  }
+  peak_503_seen = client.status_503();
+  const uint64_t sent_in_outage = client.sent() - sent_before;
+  ASSERT_TRUE(db.start(&err)) << err;
+  const auto restarted_at = std::chrono::steady_clock::now();
+
+  // Drained: the output's queue is back to what a second of traffic leaves in it.
+  double drain_s = -1;
+  const bool drained = wait_until(
+      [&] {
+        metrics = scrape_metrics(port, d.path());
+        const double q = metric_value(metrics, "devmesh_queue_records", "plugin=\"mariadb\"");
+        if (q >= 0 && q <= kRatePerSecond && drain_s < 0) drain_s = seconds_since(restarted_at);
+        return drain_s >= 0;
+      },
+      120s);
+  EXPECT_TRUE(drained) << "the backlog did not drain in 120 s\n" << metrics << engine.err();
+  const auto keep_until = restarted_at + kAfterOutage;
+  if (std::chrono::steady_clock::now() < keep_until) std::this_thread::sleep_until(keep_until);
+  client.stop();
+  const AcceptedSet accepted = client.accepted();
+
+  // Everything accepted reaches the store.
+  const bool stored = wait_until(
+      [&] {
+        return db.number("SELECT COUNT(*) FROM log_events") >=
+               static_cast<long long>(accepted.count());
+      },
+      120s);
+  EXPECT_TRUE(stored) << engine.err();
+  const long hwm_kib = vm_kib(pid, "VmHWM:");
+  engine.proc().kill(SIGTERM);
+  EXPECT_EQ(engine.proc().wait_exit(30s), 0) << engine.err();
+
+  ConservationReport report;
+  EXPECT_TRUE(store_conserves(db, accepted, client_event_id, &report));
+  EXPECT_EQ(client.problems(), "");
+  EXPECT_FALSE(std::filesystem::exists(d / "dead.ndjson")) << "dead-lettered records";
+  // The outage filled the queue (so the bound was exercised) and the input said 503.
+  EXPECT_GE(peak_queue_bytes, kQueueLimitMiB * 1024 * 1024 / 2) << "the queue never filled";
+  EXPECT_GT(peak_503_seen, 0) << "the input never answered 503 while the queue was full";
+  EXPECT_LE(hwm_kib, (kQueueLimitMiB + kOverheadMiB) * 1024)
+      << "peak RSS above queue_limit + " << kOverheadMiB << " MiB";
+  std::cout << "  " << accepted.count() << " records accepted of " << client.sent() << " sent in "
+            << seconds_since(began) << " s (" << sent_in_outage << " sent during the 30 s outage); "
+            << client.status_503() << " answers 503, " << client.connection_errors()
+            << " connection errors; peak queue " << peak_queue_bytes / 1048576
+            << " MiB (queue_limit " << kQueueLimitMiB << " MiB); backlog drained " << drain_s
+            << " s after MariaDB was back; RSS " << rss_before_kib / 1024
+            << " MiB before the outage, peak (VmHWM) " << hwm_kib / 1024 << " MiB\n  "
+            << report.describe() << "\n";
+}
+
+}  // namespace

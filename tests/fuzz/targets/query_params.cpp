@@ -1,0 +1,85 @@
+// Fuzz target: the query endpoints' parameter parsing (plugins/outputs/query/query_params.*):
+// the raw query string through decoding and every endpoint's validation, cursors both ways.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "config.h"
+#include "query_params.h"
+
+namespace {
+
+void check(bool ok, const char *what) {
+  if (ok) return;
+  std::fprintf(stderr, "fuzz query_params: invariant broken: %s\n", what);
+  std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  using namespace devmesh::query;
+  if (size > 16 * 1024) return 0;  // h2o bounds the request line long before this
+  const std::string_view raw(reinterpret_cast<const char *>(data), size);
+
+  // A cursor as a client may send it, alone: both orders.
+  for (bool desc : {true, false}) {
+    RowKey key;
+    std::string error;
+    if (decode_cursor(raw, desc, key, error)) {
+      RowKey again;
+      check(decode_cursor(encode_cursor(key, desc), desc, again, error), "own cursor decodes");
+      check(again.timestamp_ns == key.timestamp_ns && again.id == key.id, "cursor round trip");
+    } else {
+      check(!error.empty(), "a refused cursor says why");
+    }
+  }
+  (void)with_cursor(raw, "d.1.2");
+  (void)level_from_name(raw);
+
+  std::vector<std::pair<std::string, std::string>> params;
+  std::string error;
+  if (!decode_query_string(raw, params, error)) {
+    check(!error.empty(), "a refused query string says why");
+    return 0;
+  }
+  for (const auto &[name, value] : params)
+    check(name.find('\0') == std::string::npos && value.find('\0') == std::string::npos,
+          "no NUL in decoded parameters");
+
+  LogRequest logs;
+  error.clear();
+  if (parse_log_request(params, logs, error)) {
+    const LogQuery &q = logs.query;
+    check(q.limit >= 1 && q.limit <= kMaxLimit, "limit in range");
+    check(!(q.start_ns && q.end_ns) || *q.start_ns <= *q.end_ns, "start before end");
+    if (q.after) {
+      RowKey again;
+      check(decode_cursor(encode_cursor(*q.after, q.descending), q.descending, again, error),
+            "the next page's cursor decodes");
+    }
+  } else {
+    check(!error.empty(), "a refused /query/logs says why");
+  }
+
+  StatsQuery stats;
+  error.clear();
+  const int64_t now = 1700000000000000000LL;
+  auto duration = [](std::string_view text, int64_t &ms) {
+    return devmesh::parse_duration_ms(text, ms);
+  };
+  if (parse_stats_request(params, now, duration, stats, error)) {
+    check(stats.since_ns < now && stats.top >= 1 && stats.top <= kMaxLimit, "stats in range");
+  } else {
+    check(!error.empty(), "a refused /query/stats says why");
+  }
+
+  TailFilter tail;
+  error.clear();
+  if (!parse_tail_request(params, tail, error)) check(!error.empty(), "a refused /tail says why");
+  return 0;
+}
