@@ -106,8 +106,7 @@ void Engine::route_batch(Batch *b, Route *route) {
       // loader brings it back once the queue has room (memory stays bounded).
       if (b->block && (o->queued_bytes > o->queue_limit || !o->backlog.empty())) {
         o->backlog.push_back(b->block);
-        o->backlog_records += n;
-        o->m_in->add(n);
+        o->backlog_records += n;  // counted in the output's records_in when loaded
         o->m_backlog->set(static_cast<double>(o->backlog_records));
       } else {
         append_to_output(o, b, 0, n);

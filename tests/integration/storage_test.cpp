@@ -104,6 +104,41 @@ TEST(Storage, RecordsSurviveKillNineAndAreReplayedAfterRestart) {
   EXPECT_EQ(left, 0u);
 }
 
+TEST(Storage, AfterACrashOnlyTheOutputsThatHadNotFinishedABlockGetItAgain) {
+  TempDir d;
+  const long n = 5000;
+  int mport = free_port();
+  const std::string storage = "    path: " + d / "data" + "\n";
+  {
+    // `good` delivers everything (and notes it in the ack files); `down` delivers nothing.
+    Devmesh e(
+        d, "first",
+        head(mport, storage) +
+            "  inputs:\n    - {name: dummy, tag: app, rate: 0, count: " + std::to_string(n) +
+            "}\n  outputs:\n    - {name: flaky, alias: good, match: '*', path: " + d / "good.txt" +
+            "}\n    - {name: flaky, alias: down, match: '*', fail_always: true, path: " +
+            d / "down.txt" + "}\n");
+    // Delivered and acknowledged (the ack entry is written as the completion is handled).
+    ASSERT_TRUE(wait_until(
+        [&] { return metric(mport, d, "devmesh_records_out_total", "instance=\"good\"") >= n; },
+        30s))
+        << e->err();
+    e->kill(SIGKILL);
+    e->wait_exit(10s);
+  }
+  int mport2 = free_port();
+  Devmesh e(
+      d, "second",
+      head(mport2, storage, "  exit_when_done: true\n") +
+          "  inputs:\n    - {name: dummy, tag: app, rate: 0, count: 1, start: " +
+          std::to_string(n + 1) +
+          "}\n  outputs:\n    - {name: flaky, alias: good, match: '*', path: " + d / "good.txt" +
+          "}\n    - {name: flaky, alias: down, match: '*', path: " + d / "down.txt" + "}\n");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  expect_exactly_once(d / "good.txt", 1, n + 1);
+  expect_exactly_once(d / "down.txt", 1, n + 1);
+}
+
 TEST(Storage, ABacklogBeyondQueueLimitWaitsOnDiskWithMemoryBoundedThenDrains) {
   TempDir d;
   const long n = 200000;  // ~60 MB of records on disk
