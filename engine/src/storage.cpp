@@ -87,6 +87,8 @@ Storage::Storage(StorageOptions opts, MetricsRegistry &m) : opts_(std::move(opts
                                  {0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5});
   m_replayed_blocks_ = m.counter("devmesh_storage_blocks_replayed_total",
                                  "Unfinished blocks found in segments at start", "");
+  m_replayed_records_ = m.counter("devmesh_storage_records_replayed_total",
+                                  "Records of unfinished blocks found in segments at start", "");
   m_corrupt_ = m.counter("devmesh_storage_corrupt_blocks_total",
                          "Corrupt stretches skipped in the middle of a segment", "");
   m_torn_ = m.counter("devmesh_storage_torn_tails_total",
@@ -238,6 +240,7 @@ void Storage::replay(const std::function<bool(const ReplayBlock &)> &fn) {
     maybe_delete(s);
   }
   m_replayed_blocks_->add(static_cast<double>(blocks));
+  m_replayed_records_->add(static_cast<double>(records));
   if (segs)
     log_msg(DM_LOG_INFO, "storage",
             "replay: %" PRIu64 " segment(s) found, %" PRIu64 " unfinished block(s) with %" PRIu64
