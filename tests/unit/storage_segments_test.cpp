@@ -172,28 +172,32 @@ TEST(StorageSegments, RotatesAtSegmentSizeAndDeletesASealedSegmentOnceEveryBlock
   std::string err;
   ASSERT_TRUE(s.open(err));
   s.replay([](const ReplayBlock &) { return true; });
-  std::vector<std::pair<Segment *, uint64_t>> written;
+  struct Written {
+    Segment *seg;
+    uint64_t seg_id, block_id;  // the segment is freed once deleted: keep its id
+  };
+  std::vector<Written> written;
   for (int i = 0; i < 10; i++) {  // ~20 KiB each: about three per segment
     uint64_t id = s.next_block_id(), off = 0;
     Segment *seg = s.append(id, block(id, "t", 10, 2000), off);
     ASSERT_NE(seg, nullptr);
-    written.push_back({seg, id});
+    written.push_back({seg, seg->id, id});
   }
   EXPECT_GE(d.files(".log").size(), 3u);
   size_t before = d.files(".log").size();
-  uint64_t first_seg = written[0].first->id;
+  uint64_t first_seg = written[0].seg_id;
   // Finish the blocks of the first segment: it is sealed, so it goes, with its ack file.
-  for (auto &[seg, id] : written) {
-    if (seg->id != first_seg) break;
-    s.ack(seg, id, 77);
-    s.block_done(seg);
+  for (auto &w : written) {
+    if (w.seg_id != first_seg) break;
+    s.ack(w.seg, w.block_id, 77);
+    s.block_done(w.seg);
   }
   EXPECT_EQ(d.files(".log").size(), before - 1);
   for (auto &f : d.files(".log")) EXPECT_EQ(f.find(std::to_string(first_seg) + ".log"), f.npos);
   EXPECT_TRUE(d.files(".acks").empty());
   // Finishing the rest, the active segment stays until stop() (it may still grow).
-  for (auto &[seg, id] : written)
-    if (seg->id != first_seg) s.block_done(seg);
+  for (auto &w : written)
+    if (w.seg_id != first_seg) s.block_done(w.seg);
   EXPECT_EQ(d.files(".log").size(), 1u);
   s.stop();
   EXPECT_TRUE(d.files(".log").empty());
