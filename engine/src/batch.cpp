@@ -62,28 +62,16 @@ size_t Arena::cached_bytes() {
   return block_cache.bytes;
 }
 
-void *Arena::alloc(size_t len) {
-  len = (len + 7) & ~size_t(7);
-  if (blocks_.empty() || blocks_.back().size - blocks_.back().used < len) {
-    size_t last = blocks_.empty() ? 0 : blocks_.back().size;
-    size_t size = last ? std::min<size_t>(last * 2, kMaxBlock) : 16 << 10;
-    if (size < len) size = len;
-    char *mem = block_cache.take(size);
-    blocks_.push_back(Block{std::unique_ptr<char[]>(mem ? mem : new char[size]), size, 0});
-  }
-  Block &b = blocks_.back();
-  void *p = b.mem.get() + b.used;
-  b.used += len;
+void *Arena::alloc_block(size_t len) {
+  const size_t last = blocks_.empty() ? 0 : blocks_.back().size;
+  size_t size = last ? std::min<size_t>(last * 2, kMaxBlock) : 16 << 10;
+  if (size < len) size = len;
+  char *mem = block_cache.take(size);
+  blocks_.push_back(Block{std::unique_ptr<char[]>(mem ? mem : new char[size]), size});
+  cur_ = blocks_.back().mem.get() + len;
+  end_ = blocks_.back().mem.get() + size;
   used_ += len;
-  return p;
-}
-
-dm_str Arena::copy(const void *data, size_t len) {
-  if (len == 0) return dm_str{"", 0};
-  char *p = static_cast<char *>(alloc(len + 1));
-  memcpy(p, data, len);
-  p[len] = '\0';  // NUL-terminated for the convenience of C plugins
-  return dm_str{p, len};
+  return blocks_.back().mem.get();
 }
 
 dm_record *Batch::add() {
@@ -117,8 +105,9 @@ int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value) {
     }
   }
   if (rec->meta_count == rec->meta_cap) {
-    // Grow inside the arena; the old array is simply abandoned (it dies with the batch).
-    uint32_t cap = rec->meta_cap ? rec->meta_cap * 2 : 4;
+    // Grow inside the arena; the old array is simply abandoned (it dies with the batch). Room
+    // for 8 at once: journald sets 5, and a first array of 4 would be copied and abandoned.
+    uint32_t cap = rec->meta_cap ? rec->meta_cap * 2 : 8;
     auto *arr = static_cast<dm_kv *>(b->arena.alloc(sizeof(dm_kv) * cap));
     if (rec->meta_count) memcpy(arr, rec->meta, sizeof(dm_kv) * rec->meta_count);
     rec->meta = arr;

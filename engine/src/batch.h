@@ -5,6 +5,7 @@
 #include <devmesh/plugin.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,8 +22,22 @@ class Arena {
   ~Arena();
   Arena(const Arena &) = delete;
   Arena &operator=(const Arena &) = delete;
-  void *alloc(size_t len);
-  dm_str copy(const void *data, size_t len);
+  // Inline: a dozen of each per journald record.
+  void *alloc(size_t len) {
+    len = (len + 7) & ~size_t(7);
+    if (static_cast<size_t>(end_ - cur_) < len) return alloc_block(len);
+    void *p = cur_;
+    cur_ += len;
+    used_ += len;
+    return p;
+  }
+  dm_str copy(const void *data, size_t len) {
+    if (len == 0) return dm_str{"", 0};
+    char *p = static_cast<char *>(alloc(len + 1));
+    std::memcpy(p, data, len);
+    p[len] = '\0';  // NUL-terminated for the convenience of C plugins
+    return dm_str{p, len};
+  }
   size_t bytes() const { return used_; }
 
   // Most bytes of blocks kept for reuse per thread, and the largest block kept.
@@ -32,11 +47,14 @@ class Arena {
   static size_t cached_bytes();
 
  private:
+  void *alloc_block(size_t len);  // a new block, then len bytes of it
+
   struct Block {
     std::unique_ptr<char[]> mem;
-    size_t size, used;
+    size_t size;
   };
   std::vector<Block> blocks_;
+  char *cur_ = nullptr, *end_ = nullptr;  // free part of the newest block
   size_t used_ = 0;
 };
 

@@ -36,9 +36,12 @@ static void put(Writer &w, dm_str s) {
   std::string clean;
   clean.reserve(s.len);
   Sink sink{&clean};
-  std::string src(s.len ? s.ptr : "", s.len);  // NUL-terminated: Validate never reads past it
+  // NUL-padded: Validate takes every tail byte a lead byte announces, even past a NUL, so a
+  // 4-byte lead at the end reads 3 bytes past it (found by tests/fuzz).
+  std::string src(s.len ? s.ptr : "", s.len);
+  src.append(3, '\0');
   rapidjson::StringStream in(src.c_str());
-  const char *end = src.c_str() + src.size();
+  const char *end = src.c_str() + s.len;
   while (in.src_ < end) {
     const char *at = in.src_;
     if (!rapidjson::UTF8<>::Validate(in, sink) || in.src_ > end) {

@@ -127,14 +127,31 @@ class RecordEncoder {
  private:
   using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
 
-  void string(std::string_view s) {
-    s = valid_utf8(s, clean_);
-    writer_.String(s.data(), static_cast<rapidjson::SizeType>(
-                                 std::min<size_t>(s.size(), std::numeric_limits<uint32_t>::max())));
+  // rapidjson 1.1.0's SSE2 copy tests bytes against 0x19, not 0x1F: 0x1A..0x1F would go out
+  // unescaped, which is not JSON (found by tests/fuzz). A string holding one is escaped by the
+  // portable writer (another flag, so not the SSE2 specialisation) and added as raw JSON.
+  using PortableWriter =
+      rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                        rapidjson::CrtAllocator, rapidjson::kWriteNanAndInfFlag>;
+  static bool sse2_misses(std::string_view s) {
+    bool hit = false;
+    for (unsigned char c : s) hit |= static_cast<unsigned char>(c - 0x1A) < 6;
+    return hit;
   }
-  void key(std::string_view k) {
-    writer_.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+  void put(std::string_view s) {
+    const auto n = static_cast<rapidjson::SizeType>(
+        std::min<size_t>(s.size(), std::numeric_limits<uint32_t>::max()));
+    if (!sse2_misses(s)) {
+      writer_.String(s.data(), n);
+      return;
+    }
+    escaped_.Clear();
+    PortableWriter w(escaped_);
+    w.String(s.data(), n);
+    writer_.RawValue(escaped_.GetString(), escaped_.GetSize(), rapidjson::kStringType);
   }
+  void string(std::string_view s) { put(valid_utf8(s, clean_)); }
+  void key(std::string_view k) { put(k); }
   void field(std::string_view k, dm_str v) {
     key(k);
     string(sv(v));
@@ -176,6 +193,7 @@ class RecordEncoder {
   bool full_;
   JsonWriter writer_{out};
   std::string clean_;
+  rapidjson::StringBuffer escaped_;  // see put()
   int64_t cached_sec_ = std::numeric_limits<int64_t>::min();
   char sec_text_[64];
   size_t sec_len_ = 0;

@@ -77,13 +77,19 @@ inline bool parse_rfc3339(std::string_view s, int64_t &ns) {
   tm back;
   gmtime_r(&secs, &back);
   if (back.tm_mday != day && ss != 60) return false;
-  ns = (static_cast<int64_t>(secs) - offset_s) * 1000000000LL + frac_ns;
+  // Nanoseconds since the epoch fit an int64 only from 1677 to 2262: refuse, never overflow.
+  int64_t whole_ns;
+  if (__builtin_mul_overflow(static_cast<int64_t>(secs) - offset_s, 1000000000LL, &whole_ns) ||
+      __builtin_add_overflow(whole_ns, frac_ns, &whole_ns))
+    return false;
+  ns = whole_ns;
   return true;
 }
 
 // Epoch seconds (< 1e11) or milliseconds (>= 1e11) as a JSON number, to nanoseconds.
 inline bool epoch_number_to_ns(double v, int64_t &ns) {
   if (!(v >= 0) || v > 4102444800000.0) return false;  // NaN, negative, or past year 2100 in ms
+  if (v < 1e11 && v > 9223372035.0) return false;      // seconds whose ns overflow an int64
   // Split whole and fraction so large millisecond values keep their exact integer part.
   int64_t whole = static_cast<int64_t>(v);
   double frac = v - static_cast<double>(whole);

@@ -128,6 +128,28 @@ TEST(Journald, HundredThousandEntriesAreReadExactlyOnceAndInOrder) {
       << e->err();
 }
 
+TEST(Journald, EventIdsAreDistinctWithinOneMicrosecondAndTheSameOnEveryRead) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  // --step 0: every entry carries the same realtime and monotonic stamps; only the message
+  // (and the sequence number sd-journal keeps) tells them apart.
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "300", "--step", "0"}));
+  auto first = read_all(d, "batch: 7");
+  std::filesystem::rename(d / "out.ndjson", d / "first.ndjson");
+  // Read again through another source (the file itself) with other batch boundaries.
+  auto again =
+      start(d, head("  exit_when_done: true\n") +
+                   journald("files: [" + dir + "/system.journal], follow: false") + to_stdout(d));
+  ASSERT_EQ(again->wait_exit(120s), 0) << again->err();
+  auto second = lines(d / "out.ndjson");
+  expect_once_in_order(first, 1, 300);
+  ASSERT_EQ(second.size(), first.size());
+  for (size_t i = 0; i < first.size(); ++i) {
+    EXPECT_EQ(first[i].event_id, second[i].event_id) << "entry " << first[i].seq;
+    EXPECT_EQ(first[i].event_id.size(), 32u);
+  }
+}
+
 TEST(Journald, EntryBecomesARecordLikeThePrototypeExample) {
   TempDir d;
   const std::string dir = journal_dir(d);

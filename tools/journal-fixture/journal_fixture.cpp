@@ -74,7 +74,8 @@ void usage(FILE *to) {
       "  --field NAME=VALUE      an extra field on every entry (repeatable)\n"
       "  --omit NAME             leave out one of the default fields (repeatable)\n"
       "  --realtime-base USEC    realtime of sequence 0 (default 1764359740000000)\n"
-      "  --step USEC             microseconds between entries (default 1000)\n"
+      "  --step USEC             microseconds between entries (default 1000; 0: every entry\n"
+      "                          of one instant, as a burst journald stamps alike)\n"
       "  --export                print the export stream on stdout, run nothing\n"
       "  --journal-remote PATH   default %s\n",
       kJournalRemote);
@@ -169,7 +170,6 @@ Options parse(int argc, char **argv) {
       o.realtime_base = parse_u64(a, value());
     } else if (a == "--step") {
       o.step_us = parse_u64(a, value());
-      if (o.step_us == 0) die("--step: must be at least 1");
     } else if (a == "--export") {
       o.export_only = true;
     } else if (a == "--journal-remote") {
@@ -196,7 +196,8 @@ class ExportWriter {
     out_.clear();
     const bool kernel = o_.kernel_every && seq % o_.kernel_every == 0;
     num("__REALTIME_TIMESTAMP", o_.realtime_base + seq * o_.step_us);
-    num("__MONOTONIC_TIMESTAMP", seq * o_.step_us);
+    // At least 1: a monotonic stamp of 0 reads as "none" to some tools.
+    num("__MONOTONIC_TIMESTAMP", std::max<uint64_t>(1, seq * o_.step_us));
     text("_BOOT_ID", o_.boot_id);
     text("_HOSTNAME", o_.hostname);
     text("_TRANSPORT", kernel ? "kernel" : o_.transport);

@@ -199,8 +199,10 @@ class MariaDbStore : public QueryStore {
       const std::string key = std::string(col) == "level" ? "CAST(level AS CHAR)" : col;
       if (!run(timed_ + "SELECT " + key + " AS k, COUNT(*) AS n FROM " + table_ +
                    " WHERE timestamp >= ? GROUP BY k ORDER BY n DESC, k LIMIT ?",
-               {since, integer(q.top)}, {Out::kText, Out::kInt}, err, [&](const ResultRow &row) {
-                 vec->push_back({std::string(row.text_at(0)), row.ints[1]});
+               {since, integer(q.top)}, {Out::kText, Out::kInt}, err,
+               // Captured by copy: clang 14 (the fuzz build) cannot capture a structured binding.
+               [&, groups = vec](const ResultRow &row) {
+                 groups->push_back({std::string(row.text_at(0)), row.ints[1]});
                }))
         return false;
     }

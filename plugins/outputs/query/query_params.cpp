@@ -49,7 +49,9 @@ bool parse_int(std::string_view s, T &v) {
 bool collect(const std::vector<std::pair<std::string, std::string>> &params,
              std::initializer_list<const char *> known, std::map<std::string, std::string> &out,
              std::string &error) {
-  for (const auto &[name, value] : params) {
+  for (const auto &param : params) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+    const std::string &name = param.first, &value = param.second;
     if (std::find_if(known.begin(), known.end(), [&](const char *k) { return name == k; }) ==
         known.end()) {
       error = "unknown parameter '" + printable(name) + "'";

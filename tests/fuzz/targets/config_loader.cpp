@@ -22,6 +22,9 @@ struct Schemas {
   std::vector<const devmesh::LoadedPlugin *> by_kind[3];  // input, filter, output
 
   Schemas() {
+    // ${DM_FUZZ_SET} expands, ${DM_FUZZ_UNSET} is the unset-variable problem.
+    setenv("DM_FUZZ_SET", "127.0.0.1:8000", 1);
+    unsetenv("DM_FUZZ_UNSET");
     for (const std::string &file : loader.available()) {
       const std::string name = std::filesystem::path(file).stem().string();
       std::string error;

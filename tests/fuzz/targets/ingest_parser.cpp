@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -14,6 +15,7 @@
 #include "engine.h"
 #include "ingest_parser.hpp"
 #include "record_json.h"
+#include "record_json.hpp"
 
 namespace {
 
@@ -97,6 +99,41 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     d.Parse(json.data(), json.size());
     check(!d.HasParseError() && d.IsObject(), "record JSON parses");
   }
+  // Forwarded (http_forward's encoding) to another http input, every record is accepted
+  // again with the same time, id, level, priority and (cleaned) message: a sidecar never sends
+  // what its aggregator refuses.
+  devmesh::RecordEncoder encoder(true);
+  std::string clean;
+  for (uint32_t i = 0; i < pub.count; ++i) {
+    const dm_record &r = pub.records[i];
+    encoder.out.Clear();
+    encoder.record(r);
+    // JSON escapes every byte below 0x20 and the encoder adds no whitespace (a check that does
+    // not depend on how lenient a reader is).
+    for (size_t k = 0; k < encoder.out.GetSize(); ++k)
+      check(static_cast<unsigned char>(encoder.out.GetString()[k]) >= 0x20,
+            "encoded record has no raw control byte");
+    const std::string again =
+        "{\"logs\":[" + std::string(encoder.out.GetString(), encoder.out.GetSize()) + "]}";
+    devmesh::http_ingest::IngestParser receiver(host);
+    BatchRef forwarded;
+    if (!receiver.parse(&forwarded.b->pub, again, false, 0)) {
+      std::fprintf(stderr, "%s\n%s\n", again.c_str(), receiver.error().c_str());
+      check(false, "a forwarded record parses");
+    }
+    if (receiver.accepted() != 1) {
+      std::fprintf(stderr, "%s\n%s\n", again.c_str(), receiver.response_body().c_str());
+      check(false, "a forwarded record is accepted again");
+    }
+    const dm_record &f = forwarded.b->pub.records[0];
+    check(f.timestamp_ns == r.timestamp_ns, "forwarding keeps the timestamp");
+    check(std::memcmp(f.event_id, r.event_id, 16) == 0, "forwarding keeps the event id");
+    check(f.level == r.level && f.priority == r.priority, "forwarding keeps level and priority");
+    check(std::string_view(f.message.ptr, f.message.len) ==
+              devmesh::valid_utf8(std::string_view(r.message.ptr, r.message.len), clean),
+          "forwarding keeps the message");
+  }
+
   uint32_t last = 0;
   bool first = true;
   for (const auto &rej : parser.rejections()) {
