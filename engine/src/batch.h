@@ -59,6 +59,7 @@ class Arena {
 };
 
 struct Ticket;
+struct StoredBlock;
 class Instance;
 
 // Engine-side batch. `pub.host_private` points back here.
@@ -66,9 +67,10 @@ struct Batch {
   dm_batch pub{};
   Arena arena;
   std::vector<dm_record> records;
-  Instance *owner = nullptr;  // the instance that created it
-  Ticket *ticket = nullptr;   // set on submit; null for filter-emitted records
-  int refs = 1;               // loop-thread only: the pipeline plus every chunk holding records
+  Instance *owner = nullptr;     // the instance that created it
+  Ticket *ticket = nullptr;      // set on submit; null for filter-emitted records
+  StoredBlock *block = nullptr;  // with storage: the block its records were written as
+  int refs = 1;                  // loop-thread only: the pipeline plus every chunk holding records
 
   dm_record *add();
   void sync() {  // keep the public view in step with the vector

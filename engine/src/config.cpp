@@ -683,9 +683,24 @@ const dm_option kServiceOptions[] = {
      "exit once every input finished and all is acknowledged"},
 };
 
+const char *const kSyncPolicies[] = {"always", "interval", "never", nullptr};
+const char *const kWhenFull[] = {"pause", "drop_oldest", nullptr};
+
 const dm_option kStorageOptions[] = {
-    {"path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "directory of disk-backed queues"},
-    {"max_size", DM_OPT_SIZE, 0, nullptr, 0, 0, nullptr, "disk space the queues may use"},
+    {"path", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr,
+     "directory of the segment files (relative to the config file); one devmesh per directory"},
+    {"sync", DM_OPT_STRING, 0, "interval", 0, 0, kSyncPolicies,
+     "when appended blocks are fsynced (and STORED acks sent): always (group commit after each "
+     "write), interval (every sync_interval), never (left to the OS)"},
+    {"sync_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 1, 3600000, nullptr,
+     "fsync period with sync: interval"},
+    {"max_size", DM_OPT_SIZE, DM_OPT_BOUNDED, nullptr, 1 << 20, 9.0e18, nullptr,
+     "disk space the segment files may use (unbounded when unset); see when_full"},
+    {"when_full", DM_OPT_STRING, 0, "pause", 0, 0, kWhenFull,
+     "at max_size: pause every input (journald stops reading, http answers 503), or drop the "
+     "oldest segment (each undelivered record counted)"},
+    {"segment_size", DM_OPT_SIZE, DM_OPT_BOUNDED, "8MiB", 64 << 10, 1 << 30, nullptr,
+     "segment files rotate at this size (at most max_size/4, so whole segments can be freed)"},
 };
 
 template <size_t N>
@@ -714,8 +729,20 @@ void load_service(const YAML::Node &key, const YAML::Node &node, PipelineConfig 
   if (!find_key(node, "storage", storage_key, storage)) return;
   std::map<std::string, OptionValue, std::less<>> st;
   check.mapping(storage, storage_key.Mark(), "service.storage", schema_of(kStorageOptions), st);
-  if (st.count("path")) s.storage_path = resolve_path(out.dir, st["path"].text);
+  if (st.count("path")) {
+    if (st["path"].text.empty()) {
+      YAML::Node pk, pv;
+      find_key(storage, "path", pk, pv);
+      check.add(pv.Mark(), "service.storage.path", "must not be empty");
+    } else {
+      s.storage_path = resolve_path(out.dir, st["path"].text);
+    }
+  }
+  if (st.count("sync")) s.storage_sync = st["sync"].text;
+  if (st.count("sync_interval")) s.storage_sync_interval_ms = st["sync_interval"].integer;
   if (st.count("max_size")) s.storage_max_size = st["max_size"].integer;
+  if (st.count("when_full")) s.storage_when_full = st["when_full"].text;
+  if (st.count("segment_size")) s.storage_segment_size = st["segment_size"].integer;
 }
 
 // Reads one of name/alias/path: a non-empty string when present.

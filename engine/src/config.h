@@ -76,8 +76,13 @@ struct ServiceConfig {
   std::vector<std::string> plugins_dir;  // searched in order
   std::string http_listen;               // empty: no engine HTTP endpoint
   bool exit_when_done = false;           // exit once every input finished and all is acked
-  std::string storage_path;              // later: disk-backed queues
-  int64_t storage_max_size = 0;
+  // service.storage: disk-backed queues (off while storage_path is empty)
+  std::string storage_path;
+  std::string storage_sync = "interval";  // always | interval | never
+  int64_t storage_sync_interval_ms = 1000;
+  int64_t storage_max_size = 0;             // 0: unbounded
+  std::string storage_when_full = "pause";  // pause | drop_oldest
+  int64_t storage_segment_size = 8 << 20;
 };
 
 struct PipelineConfig {

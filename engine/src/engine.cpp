@@ -93,6 +93,8 @@ void Engine::register_metrics(Instance *i) {
     o->m_qrecords =
         metrics_.gauge("devmesh_queue_records", "Records queued for the output", labels);
     o->m_qbytes = metrics_.gauge("devmesh_queue_bytes", "Bytes queued for the output", labels);
+    o->m_backlog = metrics_.gauge("devmesh_storage_backlog_records",
+                                  "Records waiting on disk for the output (storage)", labels);
     o->m_latency = metrics_.histogram("devmesh_flush_duration_seconds", "Flush latency", labels,
                                       {0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30});
   }
@@ -278,6 +280,8 @@ int Engine::run() {
   for (auto &in : inputs_) in->route = route_for(in->tag);
 
   bool ok = true;
+  // Storage opens (and replays into the outputs' disk backlogs) before anything starts.
+  if (!cfg_.service.storage_path.empty() && !open_storage()) ok = false;
   auto start = [&](Instance *i) {
     if (!ok) return;
     if (i->desc.start && i->desc.start(i->state) != 0) {
@@ -295,6 +299,8 @@ int Engine::run() {
     }
     start(o.get());
   }
+  if (storage_)
+    for (auto &o : outputs_) schedule_pump(o.get());
   for (auto &f : filters_) start(f.get());
   for (auto &in : inputs_) start(in.get());
   if (ok && !cfg_.service.http_listen.empty()) {
@@ -349,26 +355,37 @@ void Engine::drain() {
       while (first < r->filters.size() && r->filters[first]->order <= f->order) first++;
       run_chain(b, first, r);
     }
+    // STORED before DONE: a ticket whose DONE is due is queued behind its STORED.
+    auto stored = std::move(stored_acks_);
+    stored_acks_.clear();
+    for (Ticket *t : stored) {
+      send_stored(t);
+      if (t->routed && t->outstanding == 0) acks_.push_back(t);
+    }
     auto acks = std::move(acks_);
     acks_.clear();
     for (Ticket *t : acks) finish_ticket(t);
     auto calls = std::move(deferred_);
     deferred_.clear();
     for (auto &fn : calls) fn();
-    if (done.empty() && emitted.empty() && calls.empty() && acks.empty()) break;
+    if (done.empty() && emitted.empty() && calls.empty() && acks.empty() && stored.empty()) break;
   }
   check_idle();
   if (finish_requested_ && deferred_.empty() && acks_.empty()) {
     finish_shutdown();
     return;
   }
-  if (!deferred_.empty() || !emitted_.empty() || !acks_.empty() || finish_requested_)
+  if (!deferred_.empty() || !emitted_.empty() || !acks_.empty() || !stored_acks_.empty() ||
+      finish_requested_)
     uv_async_send(&wake_);
 }
 
 bool Engine::outputs_empty() const {
-  for (auto &o : outputs_)
+  for (auto &o : outputs_) {
     if (o->queued_records > 0 || o->inflight > 0) return false;
+    // A disk backlog waits for the next start when stopping; otherwise it is work left.
+    if (!stopping_ && !o->backlog.empty()) return false;
+  }
   return true;
 }
 
@@ -389,6 +406,12 @@ void Engine::input_finished(InputInstance *in) {
 void Engine::check_idle() {
   if (finished_ || finish_requested_) return;
   bool idle = outputs_empty() && emitted_.empty() && acks_.empty() && outstanding_tickets_ == 0;
+  if (stopping_ && storage_ && !idle) {
+    // Tickets whose records wait in a disk backlog are safe there: stopping need not wait for
+    // their delivery, only for their STORED acks and what is in memory.
+    idle = outputs_empty() && emitted_.empty() && acks_.empty() && stored_acks_.empty() &&
+           stored_pending_.empty();
+  }
   if (stopping_) {
     // Records filters emitted at their stop() were routed after shutdown() sealed the
     // outputs: they go out now, not after a flush_interval.
@@ -485,6 +508,8 @@ void Engine::finish_shutdown() {
                [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
     o->flush_timer = nullptr;
   }
+  // Final fsync; segments every output finished are deleted, the rest wait for the next start.
+  if (storage_) storage_->stop();
   for (auto &in : inputs_)
     if (in->created) in->desc.destroy(in->state), in->created = false;
   for (auto &f : filters_)
@@ -532,9 +557,17 @@ void Engine::serve_health(dm_http_request *req) {
              ",\"queued_records\":" + std::to_string(o->queued_records) +
              (reason.empty() ? "" : ",\"reason\":\"" + esc + "\"") + "}";
   }
+  std::string storage;
+  if (storage_) {
+    // Full storage refuses input: the instance is not healthy until it drains.
+    if (storage_full_) healthy = false;
+    storage = ",\"storage\":{\"full\":" + std::string(storage_full_ ? "true" : "false") +
+              ",\"bytes\":" + std::to_string(storage_->total_bytes()) +
+              ",\"segments\":" + std::to_string(storage_->segment_count()) + "}";
+  }
   body += healthy ? "ok" : "unhealthy";
   body += "\",\"uptime_seconds\":" + std::to_string((monotonic_ns() - start_ns_) / 1000000000ull) +
-          ",\"outputs\":[" + items + "]}";
+          ",\"outputs\":[" + items + "]" + storage + "}";
   HttpServer::reply(req, healthy ? 200 : 503, "application/json", body.data(), body.size());
 }
 

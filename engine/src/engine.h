@@ -22,6 +22,7 @@
 #include "http_server.h"
 #include "metrics.h"
 #include "plugin_loader.h"
+#include "storage.h"
 
 struct dm_instance {};  // the ABI's opaque handle; Instance derives from it
 
@@ -60,6 +61,24 @@ struct Ticket {
   uint64_t outstanding = 0;
   dm_ack ack{};
   bool routed = false;  // routing finished (so outstanding == 0 means done)
+  // With storage: STORED always precedes DONE. None: no block waits (nothing stored, or the
+  // write failed: then STORED is sent just before DONE).
+  enum class Stored : uint8_t { None, AwaitingFsync, Queued, Sent } stored = Stored::None;
+  uint64_t block_id = 0;
+};
+
+// A block in the segment files and who still has to finish it. Lives until every output it
+// was routed to delivered, dead-lettered or dropped all of its records.
+struct StoredBlock {
+  uint64_t id = 0;
+  Segment *seg = nullptr;
+  uint64_t seg_id = 0;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  uint32_t count = 0;
+  Ticket *ticket = nullptr;         // null for replayed and filter-emitted blocks
+  uint32_t outputs_left = 0;        // outputs with records outstanding
+  std::vector<uint32_t> remaining;  // by output index: records not yet finished
 };
 
 // Where records with a given tag go. Computed once per tag.
@@ -90,8 +109,9 @@ class FilterInstance : public Instance {
 };
 
 struct TicketRun {
-  Ticket *ticket;  // null for records a filter emitted
+  Ticket *ticket;  // null for records a filter emitted or loaded from storage
   uint32_t count;
+  StoredBlock *block;  // the block holding them (storage on), else null
 };
 
 // A unit of flushing: records copied from one or more batches, which it keeps alive.
@@ -151,8 +171,15 @@ class OutputInstance : public Instance {
   std::deque<Chunk *> wq;
   bool wq_stop = false;
 
+  // storage: blocks waiting on disk, in order, after what is in memory
+  size_t index = 0;        // position in the engine's outputs (StoredBlock::remaining)
+  uint64_t name_hash = 0;  // identifies the output in ack files
+  std::deque<StoredBlock *> backlog;
+  uint64_t backlog_records = 0;
+  bool pump_scheduled = false;
+
   Metric *m_retried = nullptr, *m_failed = nullptr, *m_dead = nullptr, *m_bytes = nullptr;
-  Metric *m_qrecords = nullptr, *m_qbytes = nullptr;
+  Metric *m_qrecords = nullptr, *m_qbytes = nullptr, *m_backlog = nullptr;
   Histogram *m_latency = nullptr;
 };
 
@@ -205,6 +232,19 @@ class Engine {
   void schedule_retry(Chunk *c, uint32_t retry_after_ms);
   void dead_letter(Chunk *c, const std::string &reason);
   void update_fullness(OutputInstance *o);
+  void pause_input(InputInstance *in);
+  void resume_input(InputInstance *in);
+  // storage.cpp's engine side (spill.cpp)
+  bool open_storage();
+  void store_block(Batch *b, Route *route);
+  void schedule_pump(OutputInstance *o);
+  void pump(OutputInstance *o);
+  void block_progress(StoredBlock *blk, OutputInstance *o, uint32_t n);
+  void ticket_dropped(Ticket *t, uint32_t n);
+  void on_durable(uint64_t block_id);
+  void send_stored(Ticket *t);
+  void check_storage_full();
+  bool drop_oldest_segment();
   bool start_workers(OutputInstance *o, std::string &error);
   void stop_workers(OutputInstance *o);
   void worker_main(OutputInstance *o, uint32_t index, std::promise<int> *init);
@@ -247,6 +287,13 @@ class Engine {
   int exit_code_ = 0;
   uint64_t start_ns_ = 0;
   Metric *m_rss_ = nullptr, *m_uptime_ = nullptr;
+
+  std::unique_ptr<Storage> storage_;
+  std::vector<uint8_t> encode_buf_, read_buf_;  // reused: no allocation per block
+  std::deque<Ticket *> stored_pending_;         // waiting for the fsync of their block, in order
+  std::vector<Ticket *> stored_acks_;           // STORED acks to send from drain()
+  bool storage_full_ = false;
+  Metric *m_storage_full_ = nullptr, *m_storage_dropped_ = nullptr, *m_storage_lost_ = nullptr;
   std::string info_json_;
 };
 

@@ -297,6 +297,10 @@ dm_str engine_info(dm_instance *inst) {
   return dm_str{j.c_str(), j.size()};
 }
 
+int storage_enabled(dm_instance *inst) {
+  return Instance::from(inst)->engine->config().service.storage_path.empty() ? 0 : 1;
+}
+
 const dm_host_api kHostApi = {
     sizeof(dm_host_api),
     DM_ABI_MAJOR,
@@ -352,6 +356,7 @@ const dm_host_api kHostApi = {
     HttpServer::stream_write,
     HttpServer::stream_end,
     engine_info,
+    storage_enabled,
 };
 
 }  // namespace

@@ -172,8 +172,8 @@ void Engine::on_completion(Completion &done) {
             second_runs.push_back(r);
           else {
             uint32_t a = static_cast<uint32_t>(half - seen);
-            first_runs.push_back(TicketRun{r.ticket, a});
-            second_runs.push_back(TicketRun{r.ticket, r.count - a});
+            first_runs.push_back(TicketRun{r.ticket, a, r.block});
+            second_runs.push_back(TicketRun{r.ticket, r.count - a, r.block});
           }
           seen += r.count;
         }
@@ -209,7 +209,11 @@ void Engine::on_completion(Completion &done) {
 void Engine::chunk_done(Chunk *c, bool delivered, const std::string &) {
   OutputInstance *o = c->out;
   for (auto &r : c->runs) {
-    if (r.ticket) ticket_progress(r.ticket, delivered ? r.count : 0, delivered ? 0 : r.count);
+    // Records loaded back from storage reach their ticket (if it is still waiting) through
+    // their block; read it before block_progress may free the block.
+    Ticket *t = r.ticket ? r.ticket : r.block ? r.block->ticket : nullptr;
+    if (r.block) block_progress(r.block, o, r.count);
+    if (t) ticket_progress(t, delivered ? r.count : 0, delivered ? 0 : r.count);
   }
   o->queued_bytes -= c->bytes;
   o->queued_records -= c->records.size();
@@ -287,40 +291,48 @@ void Engine::dead_letter(Chunk *c, const std::string &reason) {
 }
 
 void Engine::update_fullness(OutputInstance *o) {
+  if (storage_) {
+    // With storage a full queue spills to disk instead of pausing its inputs.
+    if (!o->backlog.empty() && o->queued_bytes <= o->queue_limit / 2) schedule_pump(o);
+    return;
+  }
   bool full = o->queued_bytes > o->queue_limit;
   bool empty_enough = o->queued_bytes <= o->queue_limit / 2;
   if (!o->full && full) {
     o->full = true;
     log_msg(DM_LOG_WARN, o->name.c_str(), "queue full (%zu bytes): pausing its inputs",
             o->queued_bytes);
-    for (InputInstance *in : o->feeders) {
-      if (in->full_outputs++ == 0) {
-        in->m_paused->set(1);
-        defer([in] {
-          if (in->full_outputs > 0 && !in->plugin_paused && in->desc.pause && in->created) {
-            in->plugin_paused = true;
-            in->desc.pause(in->state);
-          }
-        });
-      }
-    }
+    for (InputInstance *in : o->feeders) pause_input(in);
   } else if (o->full && empty_enough) {
     o->full = false;
     log_msg(DM_LOG_INFO, o->name.c_str(), "queue drained (%zu bytes): resuming its inputs",
             o->queued_bytes);
-    for (InputInstance *in : o->feeders) {
-      if (--in->full_outputs == 0) {
-        in->m_paused->set(0);
-        defer([in] {
-          if (in->full_outputs == 0 && in->plugin_paused && in->desc.resume && in->created &&
-              !in->stopped) {
-            in->plugin_paused = false;
-            in->desc.resume(in->state);
-          }
-        });
-      }
-    }
+    for (InputInstance *in : o->feeders) resume_input(in);
   }
+}
+
+// Pauses are counted: an input resumes once nothing (no output, not the storage) holds it.
+void Engine::pause_input(InputInstance *in) {
+  if (in->full_outputs++ != 0) return;
+  in->m_paused->set(1);
+  defer([in] {
+    if (in->full_outputs > 0 && !in->plugin_paused && in->desc.pause && in->created) {
+      in->plugin_paused = true;
+      in->desc.pause(in->state);
+    }
+  });
+}
+
+void Engine::resume_input(InputInstance *in) {
+  if (--in->full_outputs != 0) return;
+  in->m_paused->set(0);
+  defer([in] {
+    if (in->full_outputs == 0 && in->plugin_paused && in->desc.resume && in->created &&
+        !in->stopped) {
+      in->plugin_paused = false;
+      in->desc.resume(in->state);
+    }
+  });
 }
 
 }  // namespace devmesh

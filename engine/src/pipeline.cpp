@@ -98,13 +98,29 @@ void Engine::route_batch(Batch *b, Route *route) {
       t->input->m_unrouted->add(n);
     }
   } else if (n > 0) {
+    // After the filters (dropped records are never stored), before any output sees them.
+    if (storage_) store_block(b, route);
     for (OutputInstance *o : route->outputs) {
       if (t) t->outstanding += n;
-      append_to_output(o, b, 0, n);
+      // Over its queue_limit an output spills: the block waits on disk, in order, and its
+      // loader brings it back once the queue has room (memory stays bounded).
+      if (b->block && (o->queued_bytes > o->queue_limit || !o->backlog.empty())) {
+        o->backlog.push_back(b->block);
+        o->backlog_records += n;  // counted in the output's records_in when loaded
+        o->m_backlog->set(static_cast<double>(o->backlog_records));
+      } else {
+        append_to_output(o, b, 0, n);
+      }
     }
   }
   if (t) {
     t->routed = true;
+    // Nothing to store for it: durable as it is.
+    if (storage_ && t->stored == Ticket::Stored::None && (n == 0 || route->outputs.empty())) {
+      t->stored = Ticket::Stored::Queued;
+      stored_acks_.push_back(t);
+      uv_async_send(&wake_);
+    }
     if (t->outstanding == 0) ack_later(t);
   }
   batch_unref(b);  // the pipeline's own reference; chunks hold theirs
@@ -140,10 +156,11 @@ void Engine::append_to_output(OutputInstance *o, Batch *b, uint32_t from, uint32
         b->refs++;
         c->sources.push_back(b);
       }
-      if (!c->runs.empty() && c->runs.back().ticket == b->ticket && b->ticket)
+      if (!c->runs.empty() && c->runs.back().ticket == b->ticket &&
+          c->runs.back().block == b->block && (b->ticket || b->block))
         c->runs.back().count += taken;
       else
-        c->runs.push_back(TicketRun{b->ticket, taken});
+        c->runs.push_back(TicketRun{b->ticket, taken, b->block});
       c->bytes += bytes;
       o->queued_bytes += bytes;
       o->queued_records += taken;
@@ -167,6 +184,8 @@ void Engine::ticket_progress(Ticket *t, uint32_t delivered, uint32_t dead) {
 }
 
 void Engine::ack_later(Ticket *t) {
+  // DONE never overtakes STORED: send_stored() queues it once STORED went out.
+  if (t->stored == Ticket::Stored::AwaitingFsync || t->stored == Ticket::Stored::Queued) return;
   // Acks never run inside another callback (submit, a flush): the input learns its ticket
   // number first, and an input's on_ack may submit again safely.
   acks_.push_back(t);
@@ -176,6 +195,9 @@ void Engine::ack_later(Ticket *t) {
 void Engine::finish_ticket(Ticket *t) {
   InputInstance *in = t->input;
   t->ack.ticket = t->seq;
+  // The write of its block failed: delivered now, it is as good as stored.
+  if (storage_ && t->stored != Ticket::Stored::Sent) send_stored(t);
+  t->ack.stage = DM_ACK_DONE;
   in->m_acked->add(1);
   if (in->desc.on_ack && in->created) in->desc.on_ack(in->state, &t->ack);
   delete t;

@@ -212,7 +212,7 @@ TEST(Config, BadServiceValuesAreAllReportedWithTheirLocation) {
       "pipeline: {}\n",
       "s.yaml");
   EXPECT_FALSE(l.ok);
-  ASSERT_EQ(l.problems.size(), 6u) << l.problems.str();
+  ASSERT_EQ(l.problems.size(), 7u) << l.problems.str();
   EXPECT_EQ(l.problems.list()[0].str(),
             "s.yaml:2:19: service.flush_interval: must be a duration like 200ms, 5s, 1m, 7d");
   EXPECT_EQ(l.problems.list()[1].str(),
@@ -221,9 +221,10 @@ TEST(Config, BadServiceValuesAreAllReportedWithTheirLocation) {
             "s.yaml:4:14: service.log_level: must be one of: error, warn, info, debug");
   EXPECT_EQ(l.problems.list()[3].str(),
             "s.yaml:5:19: service.exit_when_done: must be true or false");
-  EXPECT_EQ(l.problems.list()[4].str(),
-            "s.yaml:7:15: service.storage.max_size: must be a size like 64KiB, 10MB");
+  EXPECT_EQ(l.problems.list()[4].str(), "s.yaml:6:3: service.storage: missing required key 'path'");
   EXPECT_EQ(l.problems.list()[5].str(),
+            "s.yaml:7:15: service.storage.max_size: must be a size like 64KiB, 10MB");
+  EXPECT_EQ(l.problems.list()[6].str(),
             "s.yaml:8:5: service.storage.pth: unknown key 'pth' (did you mean 'path'?)");
 }
 

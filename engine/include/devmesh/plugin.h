@@ -15,7 +15,7 @@ extern "C" {
 #endif
 
 #define DM_ABI_MAJOR 1 /* incompatible changes: the host refuses another major */
-#define DM_ABI_MINOR 0 /* append-only additions: the host refuses a newer minor */
+#define DM_ABI_MINOR 1 /* append-only additions: the host refuses a newer minor */
 #define DM_ENTRY_SYMBOL "dm_plugin_entry"
 
 #if defined(__GNUC__)
@@ -99,13 +99,24 @@ typedef struct dm_flush_result {
   char reason[256];        /* NUL-terminated, recorded in logs and the dead-letter file */
 } dm_flush_result;
 
-/* An input's acknowledgement: ticket `ticket` is done for every output it was routed to. */
+/* Acknowledgement stages (since ABI 1.1). */
+enum {
+  DM_ACK_DONE = 0,  /* every output finished the ticket's records (the only stage before 1.1) */
+  DM_ACK_STORED = 1 /* with service.storage: the records are durable in the segment files per
+                     * the sync policy and will be replayed after a crash; DONE follows later.
+                     * Sent only to inputs whose descriptor has DM_ACK_STAGES, for every ticket,
+                     * always before its DONE; its counts are not final. */
+};
+
+/* An input's acknowledgement: ticket `ticket` is done for every output it was routed to
+ * (stage DM_ACK_DONE), or stored durably (DM_ACK_STORED). */
 typedef struct dm_ack {
   uint64_t ticket;
   uint32_t delivered;     /* record deliveries that succeeded */
   uint32_t dead_lettered; /* record deliveries written to a dead-letter file instead */
-  uint32_t dropped;       /* records dropped by filters or matching no output */
-  uint32_t reserved;
+  uint32_t dropped;       /* records dropped by filters or matching no output, and record
+                             deliveries dropped from storage by when_full: drop_oldest */
+  uint32_t stage;         /* DM_ACK_DONE or DM_ACK_STORED (was reserved, zero, in 1.0) */
 } dm_ack;
 
 /* ---- configuration schema ----------------------------------------------------------------- */
@@ -281,6 +292,10 @@ typedef struct dm_host_api {
    * "instances":[{"name":..,"plugin":..,"kind":..,"version":..,"file":..}]}. NUL-terminated,
    * valid until the engine exits. */
   dm_str (*engine_info)(dm_instance *inst);
+
+  /* Since ABI 1.1: 1 when service.storage is configured (inputs then get DM_ACK_STORED acks if
+   * their descriptor has DM_ACK_STAGES), else 0. Callable from create() on. */
+  int (*storage_enabled)(dm_instance *inst);
 } dm_host_api;
 
 /* ---- the descriptor ----------------------------------------------------------------------- */
@@ -288,7 +303,8 @@ typedef struct dm_host_api {
 typedef enum dm_plugin_kind { DM_INPUT = 1, DM_FILTER = 2, DM_OUTPUT = 3 } dm_plugin_kind;
 
 enum {
-  DM_FLUSH_ON_WORKER = 1u << 0 /* outputs: flush() blocks; call it on worker threads */
+  DM_FLUSH_ON_WORKER = 1u << 0, /* outputs: flush() blocks; call it on worker threads */
+  DM_ACK_STAGES = 1u << 1       /* inputs (ABI 1.1): also send DM_ACK_STORED acks */
 };
 
 /* Returned by dm_plugin_entry. Callbacks a kind does not use are NULL. The host reads only the

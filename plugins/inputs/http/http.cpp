@@ -22,6 +22,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <devmesh/plugin.hpp>
+#include <crash_point.hpp>
 
 #include <algorithm>
 #include <iterator>
@@ -43,7 +44,7 @@ using http_ingest::Rejection;
 
 constexpr const char *kJson = "application/json";
 
-const char *const kAckModes[] = {"accepted", "delivered", nullptr};
+const char *const kAckModes[] = {"accepted", "delivered", "durable", nullptr};
 
 const dm_option kOptions[] = {
     {"listen", DM_OPT_STRING, 0, "127.0.0.1:8000", 0, 0, nullptr,
@@ -56,7 +57,8 @@ const dm_option kOptions[] = {
      "when set, requests must carry 'Authorization: Bearer <token>'; others get 401"},
     {"ack", DM_OPT_STRING, 0, "accepted", 0, 0, kAckModes,
      "accepted: answer 2xx once the records are queued; delivered: answer only once every "
-     "output is done with them (end to end)"},
+     "output is done with them (end to end); durable: answer once they are fsynced to "
+     "service.storage (needs it)"},
     {"retry_after", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 1000, 3600000, nullptr,
      "Retry-After sent with 503 while the pipeline's queues are full"},
 };
@@ -74,6 +76,11 @@ class HttpInput {
       if (auth_token_.empty()) throw std::invalid_argument("auth_token: must not be empty");
     }
     delivered_ = c.string("ack") == "delivered";
+    durable_ = c.string("ack") == "durable";
+    if (durable_ && !host->storage_enabled(inst))
+      throw std::invalid_argument(
+          "ack: durable needs service.storage (records are durable only on disk); use ack: "
+          "delivered without storage");
     retry_after_ = std::to_string((c.integer("retry_after") + 999) / 1000);
     if (path_.empty() || path_[0] != '/') throw std::invalid_argument("path: must start with '/'");
 
@@ -103,7 +110,7 @@ class HttpInput {
     if (host_->http_route(inst_, listen_.c_str(), "POST", path_.c_str(), on_request, this) != DM_OK)
       return 1;
     host_->log(inst_, DM_LOG_INFO, "serving POST %s on %s (ack: %s)", path_.c_str(),
-               listen_.c_str(), delivered_ ? "delivered" : "accepted");
+               listen_.c_str(), delivered_ ? "delivered" : durable_ ? "durable" : "accepted");
     return 0;
   }
 
@@ -112,11 +119,13 @@ class HttpInput {
   void resume() { paused_ = false; }
 
   void on_ack(const dm_ack &ack) {
+    if (ack.stage == DM_ACK_STORED && !durable_) return;  // delivered waits for DONE
     auto it = waiting_.find(ack.ticket);
     if (it == waiting_.end()) return;
     Waiting w = std::move(it->second);
     waiting_.erase(it);
     host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
+    if (ack.stage == DM_ACK_STORED) return reply(w.req, 200, w.body), after_2xx();
     // Dead-lettered records are done for the pipeline (kept in the output's dead-letter file):
     // a 5xx would only make the client send them again, into the same file. The response
     // says how many.
@@ -128,7 +137,9 @@ class HttpInput {
     w.body.insert(w.body.size() - 1, ",\"delivered\":" + std::to_string(ack.delivered) +
                                          ",\"dead_lettered\":" + std::to_string(ack.dead_lettered));
     reply(w.req, 200, w.body);
+    after_2xx();
   }
+  static void after_2xx() { DM_CRASH_POINT("after_2xx"); }
 
  private:
   struct Waiting {
@@ -189,12 +200,13 @@ class HttpInput {
     std::string answer = parser_.response_body();
     // Every record rejected: nothing of the request can succeed as sent.
     if (accepted == 0 && !rejections.empty()) return reply(req, 422, answer);
-    if (delivered_ && accepted > 0) {
+    if ((delivered_ || durable_) && accepted > 0) {
       waiting_.emplace(ticket, Waiting{req, std::move(answer)});
       host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
       return;
     }
     reply(req, 200, answer);
+    after_2xx();
   }
 
   bool authorized(dm_http_request *req) {
@@ -242,6 +254,7 @@ class HttpInput {
   std::string listen_, path_, auth_token_, retry_after_;
   size_t max_body_ = 0;
   bool delivered_ = false;
+  bool durable_ = false;  // ack: durable (2xx at the STORED ack)
   bool stopped_ = false, paused_ = false;
 
   IngestParser parser_;
@@ -258,4 +271,4 @@ class HttpInput {
 DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::HttpInput>::describe(
     DM_INPUT, "http", "0.1.0",
     "takes the prototype's POST /ingest/logs (JSON {\"logs\":[...]} or NDJSON, optionally gzip)",
-    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions))))
+    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions)), DM_ACK_STAGES))

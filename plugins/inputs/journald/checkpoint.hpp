@@ -16,6 +16,8 @@
 #include <string>
 #include <string_view>
 
+#include <crash_point.hpp>
+
 namespace devmesh::journald {
 
 // What a state file says, or why it cannot be used.
@@ -103,6 +105,7 @@ class StateWriter {
     int err = write_all(fd, text.data(), text.size());
     if (!err && ::fsync(fd) != 0) err = errno;
     if (::close(fd) != 0 && !err) err = errno;
+    if (!err) DM_CRASH_POINT("during_state_write");
     if (!err && ::rename(tmp_.c_str(), path_.c_str()) != 0) err = errno;
     if (err) {
       ::unlink(tmp_.c_str());

@@ -358,6 +358,9 @@ class Journald {
   }
 
   void on_ack(const dm_ack &ack) {
+    // With storage the entry is replayable from disk once STORED: the checkpoint moves then.
+    if (ack.stage == DM_ACK_STORED) stored_acks_ = true;
+    else if (stored_acks_) return;  // the DONE after a STORED
     const uint64_t mark = watermark_.done(ack.ticket);
     bool advanced = false;
     while (!submitted_.empty() && submitted_.front().ticket <= mark) {
@@ -1081,6 +1084,7 @@ class Journald {
   std::shared_ptr<journald::StateWriter> writer_;
   WriteJob *job_ = nullptr;  // the write in flight, if any
   uint64_t generation_ = 0, requested_generation_ = 0, confirmed_generation_ = 0;
+  bool stored_acks_ = false;  // storage on: acks come as STORED then DONE
   uint64_t next_write_ms_ = 0;
 
   dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
@@ -1094,4 +1098,4 @@ DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::Journald>::describe(
     DM_INPUT, "journald", "0.1.0",
     "reads the systemd journal (local, a directory or files) with sd-journal, follows it, and "
     "resumes after the newest delivered entry across restarts",
-    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions))))
+    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions)), DM_ACK_STAGES))

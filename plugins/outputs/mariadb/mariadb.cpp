@@ -4,6 +4,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <crash_point.hpp>
+
 #include "mariadb_connection.hpp"
 
 #include <algorithm>
@@ -594,6 +596,7 @@ class MariaDbOutput {
     }
     if (mysql_commit(w.conn.get()) != 0)
       return rollback(classify(mysql_errno(w.conn.get()), mariadb::error_text(w.conn.get()), why));
+    DM_CRASH_POINT("after_output_commit");
     add(m_packet_splits_, statements - 1);
     return Outcome::kOk;
   }

@@ -20,6 +20,8 @@
 #include <string>
 #include <thread>
 
+#include <crash_point.hpp>
+
 #include "sqlite_schema.hpp"
 
 namespace devmesh {
@@ -366,6 +368,7 @@ class SqliteOutput {
       if ((rc = step_done(w.fts_feed))) return rc;
     }
     if ((rc = step_done(w.commit))) return rc;
+    DM_CRASH_POINT("after_output_commit");
     host_->metric_add(m_rows_, static_cast<double>(inserted));
     if (inserted < batch->count)
       host_->metric_add(m_duplicates_, static_cast<double>(batch->count - inserted));

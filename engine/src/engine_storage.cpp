@@ -1,0 +1,256 @@
+// The engine's side of storage: writing each routed batch as a block, STORED acks after the
+// fsync, outputs' disk backlogs and their loader, per-output block completion, replay at
+// start, and storage.max_size (pause or drop_oldest).
+#include <cinttypes>
+
+#include "engine.h"
+#include "log.h"
+
+namespace devmesh {
+
+bool Engine::open_storage() {
+  const ServiceConfig &s = cfg_.service;
+  StorageOptions o;
+  o.path = s.storage_path;
+  o.sync = s.storage_sync == "always"  ? SyncPolicy::Always
+           : s.storage_sync == "never" ? SyncPolicy::Never
+                                       : SyncPolicy::Interval;
+  o.sync_interval_ms = static_cast<uint64_t>(s.storage_sync_interval_ms);
+  o.max_size = static_cast<uint64_t>(s.storage_max_size);
+  o.when_full = s.storage_when_full == "drop_oldest" ? WhenFull::DropOldest : WhenFull::Pause;
+  o.segment_size = static_cast<uint64_t>(s.storage_segment_size);
+  storage_ = std::make_unique<Storage>(o, metrics_);
+  std::string err;
+  if (!storage_->open(err)) {
+    log_msg(DM_LOG_ERROR, "storage", "%s", err.c_str());
+    storage_.reset();
+    return false;
+  }
+  m_storage_full_ =
+      metrics_.gauge("devmesh_storage_full", "1 while storage.max_size pauses the inputs", "");
+  m_storage_dropped_ = metrics_.counter(
+      "devmesh_storage_records_dropped_total",
+      "Record deliveries dropped with the oldest segment (when_full: drop_oldest)", "");
+  m_storage_lost_ =
+      metrics_.counter("devmesh_storage_records_unreadable_total",
+                       "Record deliveries lost because their block could not be read back", "");
+
+  // Replay: every unfinished block goes to the disk backlog of each output its tag routes to
+  // today (filters ran before it was stored), minus those its ack file names.
+  for (size_t i = 0; i < outputs_.size(); i++) {
+    outputs_[i]->index = i;
+    outputs_[i]->name_hash = Storage::output_hash(outputs_[i]->name);
+  }
+  uint64_t orphaned = 0;
+  storage_->replay([&](const ReplayBlock &rb) {
+    Route *r = route_for(std::string(rb.info.tag));
+    auto *blk = new StoredBlock();
+    blk->id = rb.info.id;
+    blk->seg = rb.seg;
+    blk->seg_id = rb.seg->id;
+    blk->offset = rb.info.offset;
+    blk->length = rb.info.length;
+    blk->count = rb.info.count;
+    blk->remaining.assign(outputs_.size(), 0);
+    for (OutputInstance *o : r->outputs) {
+      if (rb.acked->count(o->name_hash)) continue;
+      blk->remaining[o->index] = blk->count;
+      blk->outputs_left++;
+      o->backlog.push_back(blk);
+      o->backlog_records += blk->count;
+    }
+    if (blk->outputs_left == 0) {
+      if (r->outputs.empty()) orphaned += blk->count;
+      delete blk;
+      return false;
+    }
+    return true;
+  });
+  if (orphaned)
+    log_msg(DM_LOG_WARN, "storage",
+            "%" PRIu64 " stored records match no configured output any more: discarded", orphaned);
+  for (auto &out : outputs_) out->m_backlog->set(static_cast<double>(out->backlog_records));
+  storage_->start(&loop_, [this](uint64_t id) { on_durable(id); });
+  log_msg(DM_LOG_INFO, "storage", "storing in %s (sync %s, segments of %" PRIu64 " bytes%s)",
+          o.path.c_str(), s.storage_sync.c_str(), storage_->effective_segment_size(),
+          o.max_size ? ", bounded by max_size" : "");
+  check_storage_full();
+  return true;
+}
+
+void Engine::store_block(Batch *b, Route *route) {
+  const uint64_t id = storage_->next_block_id();
+  encode_block(id, std::string_view(b->pub.tag.ptr, b->pub.tag.len), b->records.data(),
+               static_cast<uint32_t>(b->records.size()), encode_buf_);
+  uint64_t offset = 0;
+  Segment *seg = storage_->append(id, encode_buf_, offset);
+  if (!seg) return;  // logged and counted; the records go on from memory only
+  auto *blk = new StoredBlock();
+  blk->id = id;
+  blk->seg = seg;
+  blk->seg_id = seg->id;
+  blk->offset = offset;
+  blk->length = static_cast<uint32_t>(encode_buf_.size());
+  blk->count = static_cast<uint32_t>(b->records.size());
+  blk->ticket = b->ticket;
+  blk->remaining.assign(outputs_.size(), 0);
+  for (OutputInstance *o : route->outputs) blk->remaining[o->index] = blk->count;
+  blk->outputs_left = static_cast<uint32_t>(route->outputs.size());
+  b->block = blk;
+  if (Ticket *t = b->ticket) {
+    t->block_id = id;
+    t->stored = Ticket::Stored::AwaitingFsync;
+    stored_pending_.push_back(t);
+  }
+  if (storage_->options().sync == SyncPolicy::Never) on_durable(id);
+  check_storage_full();
+}
+
+void Engine::on_durable(uint64_t block_id) {
+  if (finished_) return;
+  bool any = false;
+  while (!stored_pending_.empty() && stored_pending_.front()->block_id <= block_id) {
+    Ticket *t = stored_pending_.front();
+    stored_pending_.pop_front();
+    t->stored = Ticket::Stored::Queued;
+    stored_acks_.push_back(t);
+    any = true;
+  }
+  if (any) uv_async_send(&wake_);  // sent from drain(), never inside a submit
+}
+
+void Engine::send_stored(Ticket *t) {
+  t->stored = Ticket::Stored::Sent;
+  InputInstance *in = t->input;
+  if (!(in->desc.flags & DM_ACK_STAGES) || !in->desc.on_ack || !in->created) return;
+  dm_ack a = t->ack;
+  a.ticket = t->seq;
+  a.stage = DM_ACK_STORED;
+  in->desc.on_ack(in->state, &a);
+}
+
+void Engine::schedule_pump(OutputInstance *o) {
+  if (o->pump_scheduled) return;
+  o->pump_scheduled = true;
+  defer([this, o] {
+    o->pump_scheduled = false;
+    pump(o);
+  });
+}
+
+// Loads blocks of the output's disk backlog into its queue until the queue is full again.
+void Engine::pump(OutputInstance *o) {
+  if (stopping_ || !o->started || o->backlog.empty()) return;
+  int loaded = 0;
+  while (!o->backlog.empty() && o->queued_bytes < o->queue_limit && loaded < 64) {
+    StoredBlock *blk = o->backlog.front();
+    o->backlog.pop_front();
+    const uint32_t n = blk->remaining[o->index];
+    o->backlog_records -= n;
+    Batch *b = batch_new(nullptr, blk->count);
+    bool ok = storage_->read_block(blk->seg, blk->offset, blk->length, read_buf_) &&
+              decode_block(read_buf_.data(), read_buf_.size(), b) &&
+              b->records.size() == blk->count;
+    if (!ok || n != blk->count) {
+      log_msg(DM_LOG_ERROR, o->name.c_str(),
+              "block %" PRIu64 " of %s cannot be read back: %u records lost", blk->id,
+              blk->seg->path.c_str(), n);
+      m_storage_lost_->add(n);
+      o->m_failed->add(n);
+      Ticket *t = blk->ticket;
+      block_progress(blk, o, n);
+      if (t) ticket_progress(t, 0, n);
+      batch_unref(b);
+      continue;
+    }
+    b->block = blk;
+    append_to_output(o, b, 0, n);
+    batch_unref(b);
+    loaded++;
+  }
+  o->m_backlog->set(static_cast<double>(o->backlog_records));
+  // Bounded work per callback: the loop serves inputs and HTTP between rounds.
+  if (!o->backlog.empty() && o->queued_bytes < o->queue_limit) schedule_pump(o);
+  check_idle();
+}
+
+void Engine::block_progress(StoredBlock *blk, OutputInstance *o, uint32_t n) {
+  uint32_t &rem = blk->remaining[o->index];
+  if (rem == 0) return;
+  rem -= std::min(rem, n);
+  if (rem != 0) return;
+  storage_->ack(blk->seg, blk->id, o->name_hash);
+  if (--blk->outputs_left != 0) return;
+  storage_->block_done(blk->seg);
+  delete blk;
+  if (storage_full_) check_storage_full();  // pause mode: resume once below the mark
+}
+
+void Engine::ticket_dropped(Ticket *t, uint32_t n) {
+  t->ack.dropped += n;
+  t->outstanding -= n;
+  if (t->outstanding == 0 && t->routed) ack_later(t);
+}
+
+void Engine::check_storage_full() {
+  const uint64_t max = storage_->options().max_size;
+  if (!max || finished_) return;
+  if (storage_->options().when_full == WhenFull::DropOldest) {
+    while (storage_->total_bytes() > max && drop_oldest_segment()) {
+    }
+    return;
+  }
+  const uint64_t total = storage_->total_bytes();
+  if (!storage_full_ && total > max) {
+    storage_full_ = true;
+    m_storage_full_->set(1);
+    log_msg(DM_LOG_WARN, "storage",
+            "storage full (%" PRIu64 " bytes of max_size %" PRIu64 "): pausing every input", total,
+            max);
+    for (auto &in : inputs_) pause_input(in.get());
+  } else if (storage_full_ && total <= max / 10 * 9) {
+    storage_full_ = false;
+    m_storage_full_->set(0);
+    log_msg(DM_LOG_INFO, "storage", "storage below max_size (%" PRIu64 " bytes): resuming inputs",
+            total);
+    for (auto &in : inputs_) resume_input(in.get());
+  }
+}
+
+bool Engine::drop_oldest_segment() {
+  Segment *seg = storage_->oldest_sealed();
+  if (!seg) {
+    storage_->rotate();
+    seg = storage_->oldest_sealed();
+    if (!seg) return false;
+  }
+  const uint64_t seg_id = seg->id;
+  const std::string path = seg->path;
+  // Its blocks are a prefix of each backlog (backlogs are in block order, and this is the
+  // oldest segment). Records already in memory are still delivered.
+  uint64_t dropped = 0;
+  for (auto &o : outputs_) {
+    uint64_t n_out = 0;
+    while (!o->backlog.empty() && o->backlog.front()->seg_id == seg_id) {
+      StoredBlock *blk = o->backlog.front();
+      o->backlog.pop_front();
+      const uint32_t n = blk->remaining[o->index];
+      o->backlog_records -= n;
+      n_out += n;
+      Ticket *t = blk->ticket;
+      block_progress(blk, o.get(), n);  // may delete the segment once nothing names it
+      if (t) ticket_dropped(t, n);
+    }
+    o->m_backlog->set(static_cast<double>(o->backlog_records));
+    dropped += n_out;
+  }
+  m_storage_dropped_->add(static_cast<double>(dropped));
+  log_msg(DM_LOG_WARN, "storage",
+          "storage full: dropped the oldest segment %s with %" PRIu64
+          " undelivered record deliveries (when_full: drop_oldest)",
+          path.c_str(), dropped);
+  storage_->drop_id(seg_id);  // unless the loop above already deleted it
+  return true;
+}
+
+}  // namespace devmesh

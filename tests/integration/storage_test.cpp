@@ -1,0 +1,336 @@
+// Disk storage through the real binary: records survive kill -9 and are replayed, a backlog
+// beyond queue_limit waits on disk with memory bounded, storage.max_size pauses inputs (http
+// 503 + Retry-After) or drops the oldest segment (counted), ack: durable, bad options.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "http_support.h"
+#include "process.h"
+
+using namespace devmesh::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string head(int port, const std::string &storage, const std::string &extra = "") {
+  return "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR ", " TEST_PLUGIN_DIR
+         "]\n"
+         "  http_listen: 127.0.0.1:" +
+         std::to_string(port) + "\n" + extra + (storage.empty() ? "" : "  storage:\n" + storage) +
+         "pipeline:\n";
+}
+
+std::string metrics(int port, const TempDir &d) {
+  std::string body;
+  http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &body, d.path());
+  return body;
+}
+
+double metric(int port, const TempDir &d, const std::string &name, const std::string &labels = "") {
+  return metric_value(metrics(port, d), name, labels);
+}
+
+// Every number first..last exactly once in a flaky output file ("seq<TAB>message" lines).
+void expect_exactly_once(const std::string &path, long first, long last) {
+  std::map<long, int> count;
+  for (auto &l : read_lines(path)) count[std::atol(l.c_str())]++;
+  long missing = 0, dup = 0, extra = 0;
+  for (long i = first; i <= last; i++) {
+    if (count[i] == 0) missing++;
+    if (count[i] > 1) dup++;
+  }
+  for (auto &[k, v] : count)
+    if (k < first || k > last) extra += v;
+  EXPECT_EQ(missing, 0) << "records missing";
+  EXPECT_EQ(dup, 0) << "records duplicated";
+  EXPECT_EQ(extra, 0) << "records never sent";
+}
+
+// An http body of records seq first..first+n-1 with a message of `pad` bytes.
+std::string logs_body(long first, long n, size_t pad = 200) {
+  std::string body = "{\"logs\":[";
+  std::string text(pad, 'p');
+  for (long i = 0; i < n; i++) {
+    if (i) body += ",";
+    body += "{\"message\":\"m" + std::to_string(first + i) + " " + text +
+            "\",\"meta_json\":{\"seq\":\"" + std::to_string(first + i) + "\"}}";
+  }
+  return body + "]}";
+}
+
+std::string url(int port) {
+  return "http://127.0.0.1:" + std::to_string(port) + "/ingest/logs";
+}
+
+}  // namespace
+
+TEST(Storage, RecordsSurviveKillNineAndAreReplayedAfterRestart) {
+  TempDir d;
+  const long n = 20000;
+  int mport = free_port();
+  const std::string storage = "    path: " + d / "data" + "\n";
+  {
+    // The output never succeeds: everything is on disk only when the engine is killed.
+    Devmesh e(d, "first",
+              head(mport, storage) +
+                  "  inputs:\n    - {name: dummy, tag: app, rate: 0, count: " + std::to_string(n) +
+                  "}\n  outputs:\n    - {name: flaky, match: '*', fail_always: true, "
+                  "retry_wait: 50ms, retry_max_wait: 100ms, queue_limit: 256KiB, path: " +
+                  d / "out.txt" + "}\n");
+    ASSERT_TRUE(e.ready(mport, d)) << e->err();
+    ASSERT_TRUE(
+        wait_until([&] { return e->err().find("generated all") != std::string::npos; }, 30s))
+        << e->err();
+    EXPECT_GT(metric(mport, d, "devmesh_storage_backlog_records"), 0);
+    e->kill(SIGKILL);
+    e->wait_exit(10s);
+  }
+  // The second run produces one more record and exits once everything is delivered.
+  int mport2 = free_port();
+  Devmesh e(d, "second",
+            head(mport2, storage, "  exit_when_done: true\n") +
+                "  inputs:\n    - {name: dummy, tag: app, rate: 0, count: 1, start: " +
+                std::to_string(n + 1) +
+                "}\n  outputs:\n    - {name: flaky, match: '*', path: " + d / "out.txt" + "}\n");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_NE(e->err().find("replay: 1 segment(s) found"), std::string::npos) << e->err();
+  expect_exactly_once(d / "out.txt", 1, n + 1);
+  // Everything delivered: nothing left on disk.
+  size_t left = 0;
+  for (auto &f : std::filesystem::directory_iterator(d / "data"))
+    left += f.path().extension() == ".log";
+  EXPECT_EQ(left, 0u);
+}
+
+TEST(Storage, AfterACrashOnlyTheOutputsThatHadNotFinishedABlockGetItAgain) {
+  TempDir d;
+  const long n = 5000;
+  int mport = free_port();
+  const std::string storage = "    path: " + d / "data" + "\n";
+  {
+    // `good` delivers everything (and notes it in the ack files); `down` delivers nothing.
+    Devmesh e(
+        d, "first",
+        head(mport, storage) +
+            "  inputs:\n    - {name: dummy, tag: app, rate: 0, count: " + std::to_string(n) +
+            "}\n  outputs:\n    - {name: flaky, alias: good, match: '*', path: " + d / "good.txt" +
+            "}\n    - {name: flaky, alias: down, match: '*', fail_always: true, path: " +
+            d / "down.txt" + "}\n");
+    // Delivered and acknowledged (the ack entry is written as the completion is handled).
+    ASSERT_TRUE(wait_until(
+        [&] { return metric(mport, d, "devmesh_records_out_total", "instance=\"good\"") >= n; },
+        30s))
+        << e->err();
+    e->kill(SIGKILL);
+    e->wait_exit(10s);
+  }
+  int mport2 = free_port();
+  Devmesh e(
+      d, "second",
+      head(mport2, storage, "  exit_when_done: true\n") +
+          "  inputs:\n    - {name: dummy, tag: app, rate: 0, count: 1, start: " +
+          std::to_string(n + 1) +
+          "}\n  outputs:\n    - {name: flaky, alias: good, match: '*', path: " + d / "good.txt" +
+          "}\n    - {name: flaky, alias: down, match: '*', path: " + d / "down.txt" + "}\n");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  expect_exactly_once(d / "good.txt", 1, n + 1);
+  expect_exactly_once(d / "down.txt", 1, n + 1);
+}
+
+TEST(Storage, ABacklogBeyondQueueLimitWaitsOnDiskWithMemoryBoundedThenDrains) {
+  TempDir d;
+  const long n = 200000;  // ~60 MB of records on disk
+  int mport = free_port();
+  // The output fails its first 40 flushes while the input runs flat out (faster than the
+  // retries): most of the records go to the disk backlog.
+  Devmesh e(d, "engine",
+            head(mport, "    path: " + d / "data" + "\n", "  exit_when_done: true\n") +
+                "  inputs:\n    - {name: dummy, tag: app, rate: 0, batch: 1000, count: " +
+                std::to_string(n) + ", message: '{seq} " + std::string(240, 'x') +
+                "'}\n  outputs:\n    - {name: flaky, match: '*', fail_first: 40, retry_wait: "
+                "100ms, retry_max_wait: 150ms, queue_limit: 2MiB, path: " +
+                d / "out.txt" + "}\n");
+  double max_backlog = 0;
+  long max_rss = 0;
+  while (e->running()) {
+    max_backlog = std::max(max_backlog, metric(mport, d, "devmesh_storage_backlog_records"));
+    max_rss = std::max(max_rss, e->rss_kib());
+    if (e->wait_exit(100ms) >= 0) break;
+  }
+  ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
+  EXPECT_GT(max_backlog, 50000) << "the backlog never went to disk";
+  // 60 MB went through; the engine held a 2 MiB queue plus its own working set.
+  EXPECT_LT(e->max_rss_kib(), 48 * 1024) << "peak RSS";
+  EXPECT_LT(max_rss, 48 * 1024);
+  EXPECT_EQ(read_lines(d / "out.txt").size(), static_cast<size_t>(n));
+  expect_exactly_once(d / "out.txt", 1, n);
+}
+
+TEST(Storage, FullStorageAnswers503WithRetryAfterAndLosesNothingOnceTheStoreReturns) {
+  TempDir d;
+  int port = free_port(), mport = free_port();
+  Devmesh e(d, "engine",
+            head(mport, "    path: " + d / "data" + "\n    max_size: 1MiB\n") +
+                "  inputs:\n    - {name: http, listen: '127.0.0.1:" + std::to_string(port) +
+                "', retry_after: 2s}\n  outputs:\n    - {name: flaky, match: '*', fail_first: 60, "
+                "retry_wait: 100ms, retry_max_wait: 150ms, path: " +
+                d / "out.txt" + "}\n");
+  ASSERT_TRUE(e.ready(mport, d)) << e->err();
+  long next = 1;
+  bool saw_503 = false;
+  // Posts of 500 records (~150 KB stored) until the storage is full.
+  for (int i = 0; i < 40 && !saw_503; i++) {
+    HttpResult r = libcurl_post(url(port), logs_body(next, 500));
+    if (r.status == 503) {
+      saw_503 = true;
+      EXPECT_EQ(r.header("Retry-After"), "2");
+      std::string health;
+      EXPECT_EQ(
+          http_get("http://127.0.0.1:" + std::to_string(mport) + "/health", &health, d.path()),
+          503);
+      EXPECT_NE(health.find("\"storage\":{\"full\":true"), std::string::npos) << health;
+      EXPECT_EQ(metric(mport, d, "devmesh_storage_full"), 1);
+    } else {
+      ASSERT_EQ(r.status, 200) << r.body;
+      next += 500;
+    }
+  }
+  ASSERT_TRUE(saw_503) << "max_size never reached";
+  // The store comes back: the backlog drains, the inputs resume, the client's retries land.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        HttpResult r = libcurl_post(url(port), logs_body(next, 500));
+        if (r.status == 200) next += 500;
+        return r.status == 200;
+      },
+      60s))
+      << e->err();
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= size_t(next - 1); }, 60s))
+      << e->err();
+  expect_exactly_once(d / "out.txt", 1, next - 1);
+  EXPECT_EQ(metric(mport, d, "devmesh_storage_full"), 0);
+}
+
+TEST(Storage, DropOldestDropsWholeSegmentsAndCountsEveryUndeliveredRecord) {
+  TempDir d;
+  const long n = 30000;
+  int mport = free_port();
+  Devmesh e(d, "engine",
+            head(mport,
+                 "    path: " + d / "data" + "\n    max_size: 1MiB\n    when_full: drop_oldest\n") +
+                "  inputs:\n    - {name: dummy, tag: app, rate: 0, count: " + std::to_string(n) +
+                ", message: '{seq} " + std::string(200, 'x') +
+                "'}\n  outputs:\n    - {name: flaky, match: '*', fail_always: true, queue_limit: "
+                "128KiB, path: " +
+                d / "out.txt" + "}\n");
+  ASSERT_TRUE(e.ready(mport, d)) << e->err();
+  ASSERT_TRUE(wait_until([&] { return e->err().find("generated all") != std::string::npos; }, 30s))
+      << e->err();
+  std::string m = metrics(mport, d);
+  double dropped = metric_value(m, "devmesh_storage_records_dropped_total", "");
+  double backlog = metric_value(m, "devmesh_storage_backlog_records", "");
+  double queued = metric_value(m, "devmesh_queue_records", "instance=\"flaky.0\"");
+  EXPECT_GT(dropped, 0);
+  // Every record is in exactly one place: dropped (counted), waiting on disk, or in memory.
+  EXPECT_EQ(dropped + backlog + queued, n) << dropped << " " << backlog << " " << queued;
+  EXPECT_LE(metric_value(m, "devmesh_storage_bytes", ""), 1 << 20);
+  EXPECT_NE(e->err().find("dropped the oldest segment"), std::string::npos);
+  EXPECT_EQ(metric_value(m, "devmesh_input_paused", ""), 0) << "drop_oldest never pauses";
+}
+
+TEST(Storage, AckDurableAnswersOnceStoredAndTheRecordsSurviveKillNine) {
+  TempDir d;
+  int port = free_port(), mport = free_port();
+  const std::string storage = "    path: " + d / "data" + "\n    sync: interval\n";
+  {
+    Devmesh e(d, "first",
+              head(mport, storage) +
+                  "  inputs:\n    - {name: http, ack: durable, listen: '127.0.0.1:" +
+                  std::to_string(port) +
+                  "'}\n  outputs:\n    - {name: flaky, match: '*', fail_always: true, path: " +
+                  d / "out.txt" + "}\n");
+    ASSERT_TRUE(e.ready(mport, d)) << e->err();
+    for (long i = 0; i < 5; i++) {
+      // The output never delivers, yet the 200 comes: after the fsync of the block.
+      HttpResult r = libcurl_post(url(port), logs_body(1 + i * 100, 100));
+      ASSERT_EQ(r.status, 200) << r.body;
+    }
+    EXPECT_GE(metric(mport, d, "devmesh_storage_fsyncs_total"), 1);
+    e->kill(SIGKILL);
+    e->wait_exit(10s);
+  }
+  int mport2 = free_port();
+  Devmesh e(d, "second",
+            head(mport2, storage) +
+                "  inputs:\n    - {name: http, listen: '127.0.0.1:" + std::to_string(port) +
+                "'}\n  outputs:\n    - {name: flaky, match: '*', path: " + d / "out.txt" + "}\n");
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 500; }, 30s)) << e->err();
+  expect_exactly_once(d / "out.txt", 1, 500);
+}
+
+TEST(Storage, AckDurableWithoutStorageIsAConfigurationError) {
+  TempDir d;
+  int mport = free_port();
+  Devmesh e(d, "engine",
+            head(mport, "") + "  inputs:\n    - {name: http, ack: durable, listen: '127.0.0.1:" +
+                std::to_string(free_port()) + "'}\n  outputs:\n    - {name: 'null'}\n");
+  EXPECT_NE(e->wait_exit(20s), 0);
+  EXPECT_NE(e->err().find("ack: durable needs service.storage"), std::string::npos) << e->err();
+}
+
+TEST(Storage, BadStorageOptionsAreReportedWithFileAndLine) {
+  TempDir d;
+  write_file(d / "p.yaml",
+             "service:\n"
+             "  storage:\n"
+             "    path: ''\n"
+             "    sync: sometimes\n"
+             "    sync_interval: 0s\n"
+             "    max_size: 10\n"
+             "    when_full: panic\n"
+             "    segment_size: huge\n"
+             "    colour: red\n"
+             "pipeline:\n  outputs:\n    - name: 'null'\n");
+  Process p({DEVMESH_BIN, "--dry-run", "-c", d / "p.yaml"}, d.path(), "dry");
+  EXPECT_NE(p.wait_exit(20s), 0);
+  std::string err = p.err();
+  const std::string f = d / "p.yaml";
+  for (const std::string &want :
+       {f + ":3:11: service.storage.path: must not be empty",
+        f + ":4:11: service.storage.sync: must be one of: always, interval, never",
+        f + ":5:20: service.storage.sync_interval:", f + ":6:15: service.storage.max_size:",
+        f + ":7:16: service.storage.when_full: must be one of: pause, drop_oldest",
+        f + ":8:19: service.storage.segment_size: must be a size",
+        f + ":9:5: service.storage.colour: unknown key 'colour'"})
+    EXPECT_NE(err.find(want), std::string::npos) << want << "\n" << err;
+}
+
+TEST(Storage, AnUnusableStoragePathStopsTheStartWithAClearError) {
+  TempDir d;
+  write_file(d / "file", "not a directory");
+  int mport = free_port();
+  Devmesh e(d, "engine",
+            head(mport, "    path: " + d / "file" + "/data\n") +
+                "  inputs:\n    - {name: dummy, count: 1}\n  outputs:\n    - {name: 'null'}\n");
+  EXPECT_EQ(e->wait_exit(20s), 1);
+  EXPECT_NE(e->err().find("storage.path"), std::string::npos) << e->err();
+}
+
+TEST(Storage, GarbageInTheStorageDirectoryNeverStopsTheEngine) {
+  TempDir d;
+  std::filesystem::create_directories(d / "data");
+  write_file(d / "data/seg-0000000000000003.log", std::string(100000, '\x44'));
+  write_file(d / "data/seg-0000000000000004.log", "");
+  write_file(d / "data/seg-0000000000000004.acks", "short");
+  int mport = free_port();
+  Devmesh e(d, "engine",
+            head(mport, "    path: " + d / "data" + "\n", "  exit_when_done: true\n") +
+                "  inputs:\n    - {name: dummy, rate: 0, count: 100}\n  outputs:\n    - {name: "
+                "flaky, match: '*', path: " +
+                d / "out.txt" + "}\n");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_exactly_once(d / "out.txt", 1, 100);
+  EXPECT_NE(e->err().find("torn tail"), std::string::npos) << e->err();
+}
