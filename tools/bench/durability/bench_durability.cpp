@@ -5,32 +5,23 @@
 //   always   storage, sync: always (group commit), ack: accepted,
 //   durable  storage, sync: always, ack: durable (each 2xx waits for its fsync),
 // and prints records/s, p99 latency and each mode's ratio to memory. Medians of --runs runs.
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "bench_support.h"
 
 extern char **environ;
 
 namespace {
 
 namespace fs = std::filesystem;
+namespace bench = devmesh::bench;
+using bench::free_port;
+using bench::median;
 
 struct Options {
   std::string devmesh = DEVMESH_BENCH_BINARY, plugins = DEVMESH_BENCH_PLUGIN_DIR;
@@ -39,104 +30,18 @@ struct Options {
   int records = 500, connections = 4, seconds = 5, runs = 3;
 };
 
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
-  int port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
-bool port_open(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok = connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
-
-pid_t spawn(const std::vector<std::string> &argv, const std::string &log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  std::vector<char *> args;
-  for (auto &a : argv) args.push_back(const_cast<char *>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ) != 0) pid = -1;
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
-std::string read_all(const std::string &path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::string make_body(int records) {
-  std::string s = "{\"logs\":[";
-  char buf[1024];
-  for (int i = 0; i < records; ++i) {
-    // Shaped like the prototype's journald records (as bench_http sends).
-    std::snprintf(
-        buf, sizeof buf,
-        "%s{\"timestamp\":\"2025-11-28T19:55:%02d.%06dZ\",\"source\":\"journald\","
-        "\"service\":\"loki.service\",\"host\":\"dev-services\",\"level\":\"INFO\","
-        "\"message\":\"level=info ts=2025-11-28T19:55:40.431Z caller=table_manager.go:136 "
-        "msg=\\\"uploading tables\\\" index=%d\",\"meta_json\":{\"pid\":\"493414\","
-        "\"comm\":\"loki-linux-amd6\",\"facility\":\"3\"}}",
-        i ? "," : "", i % 60, i * 1000 % 1000000, i);
-    s += buf;
-  }
-  return s + "]}";
-}
-
 struct Result {
   double records_per_s = 0, p99_ms = 0;
   long errors = 0;
 };
 
 Result wrk_run(const Options &o, const std::string &dir, const std::string &url) {
-  const std::string lua = dir + "/post.lua";
-  std::ofstream(lua) << "wrk.method = \"POST\"\n"
-                        "wrk.headers[\"Content-Type\"] = \"application/json\"\n"
-                        "local f = io.open(\""
-                     << dir
-                     << "/body.json\", \"rb\")\n"
-                        "wrk.body = f:read(\"*a\")\nf:close()\n"
-                        "done = function(s, lat, req)\n"
-                        "  io.write(string.format(\"BENCH %d %d %d %d\\n\", s.requests, "
-                        "s.duration, lat:percentile(99), s.errors.connect + s.errors.read + "
-                        "s.errors.write + s.errors.timeout + s.errors.status))\nend\n";
-  pid_t w = spawn({o.wrk, "-t1", "-c" + std::to_string(o.connections),
-                   "-d" + std::to_string(o.seconds) + "s", "-s", lua, url},
-                  dir + "/wrk.log");
-  int st = 0;
-  waitpid(w, &st, 0);
-  std::string out = read_all(dir + "/wrk.log");
+  const bench::WrkResult w =
+      bench::wrk_post(o.wrk, o.connections, o.seconds, dir, dir + "/body.json", url);
   Result r;
-  auto at = out.find("BENCH ");
-  if (at == std::string::npos) {
-    std::fprintf(stderr, "wrk failed:\n%s\n", out.c_str());
-    return r;
-  }
-  long long reqs, dur_us, p99, errs;
-  std::sscanf(out.c_str() + at, "BENCH %lld %lld %lld %lld", &reqs, &dur_us, &p99, &errs);
-  r.records_per_s = static_cast<double>(reqs) * o.records / (static_cast<double>(dur_us) / 1e6);
-  r.p99_ms = static_cast<double>(p99) / 1000;
-  r.errors = errs;
+  r.records_per_s = w.requests_per_s * o.records;
+  r.p99_ms = w.p99_ms;
+  r.errors = w.errors;
   return r;
 }
 
@@ -155,22 +60,13 @@ Result run_mode(const Options &o, const std::string &dir, const Mode &m) {
   yaml += "pipeline:\n  inputs:\n    - {name: http, ack: " + std::string(m.ack) +
           ", listen: '127.0.0.1:" + std::to_string(port) + "'}\n  outputs:\n    - {name: 'null'}\n";
   std::ofstream(dir + "/engine.yaml") << yaml;
-  pid_t e = spawn({o.devmesh, "-c", dir + "/engine.yaml"}, dir + "/engine-" + m.name + ".log");
-  for (int i = 0; i < 1000 && !port_open(port); i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  bench::Child e = bench::Child::spawn({o.devmesh, "-c", dir + "/engine.yaml"},
+                                       dir + "/engine-" + m.name + ".log");
+  bench::wait_port(port);
   Result r = wrk_run(o, dir, "http://127.0.0.1:" + std::to_string(port) + "/ingest/logs");
-  kill(e, SIGTERM);
-  int st = 0;
-  waitpid(e, &st, 0);
+  e.stop();
   fs::remove_all(data);
   return r;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty()      ? 0
-         : v.size() % 2 ? v[v.size() / 2]
-                        : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 }  // namespace
@@ -211,7 +107,7 @@ int main(int argc, char **argv) {
   }
   std::string tmpl = (fs::temp_directory_path() / "bench-durability-XXXXXX").string();
   const std::string dir = mkdtemp(tmpl.data());
-  std::ofstream(dir + "/body.json") << make_body(o.records);
+  std::ofstream(dir + "/body.json") << bench::make_ingest_body(o.records);
   const Mode modes[] = {
       {"memory", nullptr, "accepted"},
       {"interval", "    sync: interval\n", "accepted"},
