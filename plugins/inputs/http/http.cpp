@@ -21,8 +21,8 @@
 #include <openssl/crypto.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-#include <devmesh/plugin.hpp>
 #include <crash_point.hpp>
+#include <devmesh/plugin.hpp>
 
 #include <algorithm>
 #include <iterator>
@@ -110,7 +110,10 @@ class HttpInput {
     if (host_->http_route(inst_, listen_.c_str(), "POST", path_.c_str(), on_request, this) != DM_OK)
       return 1;
     host_->log(inst_, DM_LOG_INFO, "serving POST %s on %s (ack: %s)", path_.c_str(),
-               listen_.c_str(), delivered_ ? "delivered" : durable_ ? "durable" : "accepted");
+               listen_.c_str(),
+               delivered_ ? "delivered"
+               : durable_ ? "durable"
+                          : "accepted");
     return 0;
   }
 

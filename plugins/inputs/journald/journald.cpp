@@ -359,8 +359,10 @@ class Journald {
 
   void on_ack(const dm_ack &ack) {
     // With storage the entry is replayable from disk once STORED: the checkpoint moves then.
-    if (ack.stage == DM_ACK_STORED) stored_acks_ = true;
-    else if (stored_acks_) return;  // the DONE after a STORED
+    if (ack.stage == DM_ACK_STORED)
+      stored_acks_ = true;
+    else if (stored_acks_)
+      return;  // the DONE after a STORED
     const uint64_t mark = watermark_.done(ack.ticket);
     bool advanced = false;
     while (!submitted_.empty() && submitted_.front().ticket <= mark) {
