@@ -105,7 +105,7 @@ TEST_F(MariaDbOutput, CreatesTheTableWithThePrototypeSchemaIndexesAndEventIdKey)
             "span_id\tvarchar(32)\tYES\n"
             "event_type\tvarchar(100)\tYES\n"
             "error_code\tvarchar(50)\tYES\n"
-            "message\ttext\tNO\n"
+            "message\tmediumtext\tNO\n"
             "meta_json\tlongtext\tYES\n"
             "event_id\tbinary(16)\tYES\n");
   ASSERT_EQ(
