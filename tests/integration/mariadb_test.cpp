@@ -1,6 +1,7 @@
 // The mariadb output against a real mariadbd started by the test (temp datadir, unix socket):
 // schema creation and refusal, idempotent re-delivery, lost connections, a server outage,
-// bad credentials, poison rows, invalid UTF-8, max_allowed_packet, retention, TLS refusal.
+// bad credentials, poison rows, invalid UTF-8, max_allowed_packet, retention and its interval,
+// TLS (CA, client certificate, ssl_verify, a wrong CA, a server without TLS), create_table: false.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -272,6 +273,123 @@ TEST_F(MariaDbOutput, RequiredTlsAgainstAServerWithoutTlsIsAClearErrorAtStart) {
   auto e = engine(config);
   ASSERT_EQ(e->wait_exit(30s), 1) << e->err();
   EXPECT_NE(e->err().find("SSL"), std::string::npos) << e->err();
+}
+
+// Makes, with the openssl command in dir: a CA; a server certificate for 127.0.0.1 signed by
+// it; a client certificate signed by it; and another CA that signed neither.
+void make_certificates(const std::string &dir) {
+  std::filesystem::create_directories(dir);
+  write_file(dir + "/server.ext", "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n");
+  write_file(dir + "/client.ext", "basicConstraints=CA:FALSE\n");
+  const std::string openssl = "/usr/bin/openssl";
+  auto ok = [&](std::vector<std::string> argv) {
+    std::string out, err;
+    ASSERT_EQ(run(argv, dir, &out, &err), 0) << err;
+  };
+  for (const char *ca : {"ca", "other-ca"})
+    ok({openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout",
+        dir + "/" + ca + "-key.pem", "-out", dir + "/" + ca + ".pem", "-subj",
+        std::string("/CN=devmesh test ") + ca});
+  for (const char *who : {"server", "client"}) {
+    const std::string base = dir + "/" + who;
+    ok({openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", base + "-key.pem", "-out",
+        base + ".csr", "-subj",
+        std::string("/CN=") + (who == std::string("server") ? "127.0.0.1" : "devmesh")});
+    ok({openssl, "x509", "-req", "-in", base + ".csr", "-CA", dir + "/ca.pem", "-CAkey",
+        dir + "/ca-key.pem", "-CAcreateserial", "-days", "2", "-extfile", base + ".ext", "-out",
+        base + ".pem"});
+  }
+}
+
+// The config over TCP (TLS does not apply to a unix socket) with extra output keys.
+std::string over_tcp(std::string config, const std::string &socket, int port) {
+  const std::string line = "socket: " + socket;
+  config.replace(config.find(line), line.size(),
+                 "host: 127.0.0.1\n      port: " + std::to_string(port));
+  return config;
+}
+
+// ssl_ca, ssl_cert and ssl_key against a server that refuses every plain TCP connection
+// (require_secure_transport) and requires a client certificate of the user (REQUIRE X509):
+// rows arriving prove the session was encrypted and the client certificate was sent.
+TEST_F(MariaDbOutput,
+       TlsWithTheServersCaAndAClientCertificateStoresRowsOnAServerRefusingPlainText) {
+  const std::string tls = d_ / "tls";
+  make_certificates(tls);
+  if (HasFatalFailure()) return;
+  db_->stop();
+  start_server({"--ssl-ca=" + tls + "/ca.pem", "--ssl-cert=" + tls + "/server.pem",
+                "--ssl-key=" + tls + "/server-key.pem", "--require-secure-transport=ON"});
+  const std::string inputs = "    - {name: dummy, rate: 0, count: 25}\n";
+  // The control: the same user and password without TLS is refused (MariaDB 10.11 answers an
+  // insecure connection under require_secure_transport with "Access denied").
+  auto plain = engine(over_tcp(yaml(inputs), db_->socket(), db_->port()), "plain");
+  ASSERT_EQ(plain->wait_exit(60s), 1) << plain->err();
+  EXPECT_NE(plain->err().find("Access denied for user 'devmesh'"), std::string::npos)
+      << plain->err();
+  ASSERT_EQ(db_->sql("ALTER USER 'devmesh'@'%' REQUIRE X509"), 0);
+  const std::string all = "      ssl_ca: " + tls + "/ca.pem\n      ssl_cert: " + tls +
+                          "/client.pem\n      ssl_key: " + tls + "/client-key.pem\n";
+  auto e = engine(over_tcp(yaml(inputs, all), db_->socket(), db_->port()), "tls");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  expect_each_seq_once(25);
+  EXPECT_NE(e->err().find("connected to 127.0.0.1:" + std::to_string(db_->port())),
+            std::string::npos)
+      << e->err();
+
+  // The control: with TLS but without a client certificate the user is refused.
+  auto no_cert = engine(
+      over_tcp(yaml(inputs, "      ssl_ca: " + tls + "/ca.pem\n"), db_->socket(), db_->port()),
+      "no-cert");
+  ASSERT_EQ(no_cert->wait_exit(60s), 1) << no_cert->err();
+  EXPECT_NE(no_cert->err().find("Access denied for user 'devmesh'"), std::string::npos)
+      << no_cert->err();
+  expect_each_seq_once(25);
+}
+
+// A server certificate that ssl_ca did not sign is refused at start, with the TLS error; the
+// password is not sent to such a server, and nothing is written.
+TEST_F(MariaDbOutput, AServerCertificateNotSignedBySslCaIsRefusedAtStartWithAClearError) {
+  const std::string tls = d_ / "tls";
+  make_certificates(tls);
+  if (HasFatalFailure()) return;
+  db_->stop();
+  start_server({"--ssl-ca=" + tls + "/ca.pem", "--ssl-cert=" + tls + "/server.pem",
+                "--ssl-key=" + tls + "/server-key.pem"});
+  auto e = engine(over_tcp(
+      yaml("    - {name: dummy, rate: 0, count: 3}\n", "      ssl_ca: " + tls + "/other-ca.pem\n"),
+      db_->socket(), db_->port()));
+  ASSERT_EQ(e->wait_exit(60s), 1) << e->err();
+  EXPECT_NE(e->err().find("cannot connect to 127.0.0.1:" + std::to_string(db_->port())),
+            std::string::npos)
+      << e->err();
+  EXPECT_NE(e->err().find("TLS/SSL error: self-signed certificate in certificate chain"),
+            std::string::npos)
+      << e->err();
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM information_schema.TABLES WHERE "
+                        "TABLE_SCHEMA='devmesh'"),
+            0);
+}
+
+// tls: true without ssl_ca verifies against the system's CAs, which do not know the test CA;
+// ssl_verify: false connects anyway (encrypted, the certificate unchecked).
+TEST_F(MariaDbOutput, SslVerifyFalseTakesAnUnknownServerCertificateThatTheDefaultRefuses) {
+  const std::string tls = d_ / "tls";
+  make_certificates(tls);
+  if (HasFatalFailure()) return;
+  db_->stop();
+  start_server({"--ssl-ca=" + tls + "/ca.pem", "--ssl-cert=" + tls + "/server.pem",
+                "--ssl-key=" + tls + "/server-key.pem", "--require-secure-transport=ON"});
+  const std::string inputs = "    - {name: dummy, rate: 0, count: 5}\n";
+  auto verified =
+      engine(over_tcp(yaml(inputs, "      tls: true\n"), db_->socket(), db_->port()), "verified");
+  ASSERT_EQ(verified->wait_exit(60s), 1) << verified->err();
+  EXPECT_NE(verified->err().find("TLS/SSL error"), std::string::npos) << verified->err();
+  auto unverified = engine(over_tcp(yaml(inputs, "      tls: true\n      ssl_verify: false\n"),
+                                    db_->socket(), db_->port()),
+                           "unverified");
+  ASSERT_EQ(unverified->wait_exit(60s), 0) << unverified->err();
+  expect_each_seq_once(5);
 }
 
 TEST_F(MariaDbOutput, OverTcpWithHostAndPortItWorksToo) {
