@@ -411,7 +411,8 @@ class MariaDbOutput {
     if (!check.exists) {
       if (!create_table_) {
         why = "table " + settings_.database + "." + settings_.table +
-              " does not exist and create_table is false";
+              " does not exist and create_table is false: create it (the mariadb output's README "
+              "gives its schema), or let devmesh create it with create_table: true";
         return false;
       }
       const std::string ddl = mariadb::create_table_sql(settings_.table, full_text_);
