@@ -258,6 +258,34 @@ TEST_F(StoreLimits, TheShippedAggregatorAnswersDeliveredForA70KbMessageAndTheRow
   EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
 }
 
+// Siblings of the column limits: VARCHAR limits count characters, so 255 four-byte characters
+// (1,020 bytes) fit service; NUL, control characters and quotes in message and meta make valid
+// JSON that MariaDB's json_valid check takes. All stored as sent, nothing dead-lettered.
+TEST_F(StoreLimits, FourByteCharactersAtAVarcharLimitAndControlBytesInTextAndMetaAreStoredAsSent) {
+  std::string emoji;
+  for (int i = 0; i < 255; ++i) emoji += "\\U0001F600";  // YAML escape: U+1F600, 4 bytes in UTF-8
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 1, service: \"" + emoji +
+                       "\", message: \"nul\\0ctl\\x01\\x1f quote\\\" end\", meta: {\"k\\0\": "
+                       "\"v\\0\\x02\\\"\"}}\n"),
+                  "chars");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_EQ(db_->number("SELECT CHAR_LENGTH(service) * 10000 + LENGTH(service) FROM log_events"),
+            255 * 10000 + 1020);
+  EXPECT_EQ(db_->value("SELECT HEX(message) FROM log_events"),
+            "6E756C0063746C011F2071756F74652220656E64");  // nul\0ctl\x01\x1f quote" end
+  // JSON_VALID passed at the insert (the column's CHECK); the text is rapidjson's escaping.
+  const std::string meta = R"({"seq":"1","k\u0000":"v\u0000\u0002\""})";
+  std::string meta_hex;
+  for (unsigned char c : meta) {
+    char b[3];
+    std::snprintf(b, sizeof b, "%02X", c);
+    meta_hex += b;
+  }
+  EXPECT_EQ(db_->value("SELECT HEX(meta_json) FROM log_events"), meta_hex);
+  EXPECT_EQ(db_->value("SELECT HEX(JSON_VALUE(meta_json, '$.seq')) FROM log_events"), "31");
+  EXPECT_FALSE(std::filesystem::exists(d_ / "dead.ndjson")) << read_file(d_ / "dead.ndjson");
+}
+
 // create_table: false leaves an existing table as it is: the previous release's TEXT column is
 // not altered, the log says what it can hold, and a longer message is dead-lettered with the
 // server's reason (counted), not lost.
