@@ -286,6 +286,33 @@ TEST_F(StoreLimits, FourByteCharactersAtAVarcharLimitAndControlBytesInTextAndMet
   EXPECT_FALSE(std::filesystem::exists(d_ / "dead.ndjson")) << read_file(d_ / "dead.ndjson");
 }
 
+// A table made by hand whose columns are narrower than what the inputs accept is used, and the
+// log says which values it will refuse.
+TEST_F(StoreLimits, ATableNarrowerThanTheIngestLimitsIsNamedColumnByColumnAtStart) {
+  ASSERT_EQ(
+      db_->sql("CREATE TABLE log_events (id BIGINT AUTO_INCREMENT PRIMARY KEY, timestamp "
+               "TIMESTAMP(6) NOT NULL, source VARCHAR(255) NOT NULL, service VARCHAR(100) NOT "
+               "NULL, host VARCHAR(255) NOT NULL, level VARCHAR(10) NOT NULL, trace_id "
+               "VARCHAR(64), span_id VARCHAR(32), event_type VARCHAR(100), error_code "
+               "VARCHAR(20), message MEDIUMTEXT NOT NULL, meta_json JSON, event_id BINARY(16), "
+               "UNIQUE KEY uk_event_id (event_id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"),
+      0);
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 2}\n", "      create_table: false\n"),
+                  "narrow");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  const std::string log = e->err();
+  EXPECT_NE(log.find("column service is varchar(100): values longer than 100 characters, which "
+                     "the inputs accept up to 255, are refused by the table and dead-lettered"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("column error_code is varchar(20)"), std::string::npos) << log;
+  EXPECT_NE(log.find("column timestamp is timestamp(6): it holds 1970 to 2038 only"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("column host is"), std::string::npos) << log;
+  EXPECT_EQ(rows(), 2);
+}
+
 // create_table: false leaves an existing table as it is: the previous release's TEXT column is
 // not altered, the log says what it can hold, and a longer message is dead-lettered with the
 // server's reason (counted), not lost.

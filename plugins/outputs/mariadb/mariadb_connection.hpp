@@ -407,20 +407,21 @@ inline bool check_table(MYSQL *m, const std::string &database, const std::string
     const char *name;
     std::vector<std::string> types;  // acceptable DATA_TYPE values
     size_t min_chars;                // for text types: at least this many characters
+    size_t ingest_chars = 0;         // the inputs' limit: a narrower column refuses what they take
   };
   const std::vector<std::string> text = {"varchar", "char",       "tinytext",
                                          "text",    "mediumtext", "longtext"};
   const std::vector<Want> want = {
       {"id", {"bigint", "int"}, 0},
       {"timestamp", {"datetime", "timestamp"}, 0},
-      {"source", text, 1},
-      {"service", text, 1},
-      {"host", text, 1},
+      {"source", text, 1, 255},
+      {"service", text, 1, 255},
+      {"host", text, 1, 255},
       {"level", {"enum", "varchar", "char"}, 8},
-      {"trace_id", text, 1},
-      {"span_id", text, 1},
-      {"event_type", text, 1},
-      {"error_code", text, 1},
+      {"trace_id", text, 1, 64},
+      {"span_id", text, 1, 32},
+      {"event_type", text, 1, 100},
+      {"error_code", text, 1, 50},
       {"message", {"text", "mediumtext", "longtext"}, 1},
       {"meta_json", {"longtext", "json", "text", "mediumtext"}, 1},
       {"event_id", {"binary", "varbinary"}, 16},
@@ -455,6 +456,15 @@ inline bool check_table(MYSQL *m, const std::string &database, const std::string
     const size_t max_chars = std::strtoull(c[7].c_str(), nullptr, 10);
     if (w.min_chars && max_chars && max_chars < w.min_chars)
       out.problems.push_back(std::string("column ") + w.name + " is " + c[2] + ", too short");
+    else if (w.ingest_chars && max_chars && max_chars < w.ingest_chars)
+      out.warnings.push_back(
+          std::string("column ") + w.name + " is " + c[2] + ": values longer than " +
+          std::to_string(max_chars) + " characters, which the inputs accept up to " +
+          std::to_string(w.ingest_chars) + ", are refused by the table and dead-lettered");
+    if (c[1] == "timestamp")
+      out.warnings.push_back(std::string("column ") + w.name + " is " + c[2] +
+                             ": it holds 1970 to 2038 only, records stamped outside are refused "
+                             "by the table and dead-lettered (DATETIME(6) holds all)");
     if (!c[6].empty() && c[6] != "utf8mb4" && c[6] != "binary")
       out.warnings.push_back(std::string("column ") + w.name + " has character set " + c[6] +
                              ": rows with characters it cannot hold are dead-lettered (utf8mb4 "
