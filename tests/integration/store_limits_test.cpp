@@ -252,6 +252,12 @@ TEST_F(StoreLimits, TheShippedAggregatorAnswersDeliveredForA70KbMessageAndTheRow
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.body.find("dead_lettered\":1"), std::string::npos) << r.body;
   EXPECT_EQ(message_whole("big1m", near_limit.size(), 'w'), 1);
+  // The query API of the same aggregator gives it back whole.
+  std::string found;
+  EXPECT_EQ(http_get("http://127.0.0.1:" + std::to_string(listen) + "/query/logs?service=big1m",
+                     &found, d_.path()),
+            200);
+  EXPECT_NE(found.find("\"" + near_limit + "\""), std::string::npos) << found.substr(0, 300);
   EXPECT_FALSE(std::filesystem::exists(d_ / "dead-letter.ndjson"))
       << read_file(d_ / "dead-letter.ndjson").substr(0, 300);
   e->kill(SIGTERM);
