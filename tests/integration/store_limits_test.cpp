@@ -163,6 +163,20 @@ TEST_F(StoreLimits,
   EXPECT_EQ(rows(), 6);
 }
 
+// A user without the ALTER privilege cannot widen the table: the engine starts anyway (the
+// table takes what it took before), says so with the statement to run, and tries at each start.
+TEST_F(StoreLimits, APreviousReleaseTableThatCannotBeWidenedIsUsedAsItIsWithAWarning) {
+  ASSERT_EQ(db_->sql(kPreviousReleaseTable), 0);
+  ASSERT_EQ(db_->sql("REVOKE ALTER ON devmesh.* FROM 'devmesh'@'localhost'"), 0);
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 2}\n"), "no-alter");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_NE(e->err().find("cannot widen devmesh.log_events (error 1142"), std::string::npos)
+      << e->err();
+  EXPECT_NE(e->err().find("going on with the table as it is"), std::string::npos) << e->err();
+  EXPECT_EQ(column_type("message"), "text");
+  EXPECT_EQ(rows(), 2);
+}
+
 // A batch of records at the ingest limits is larger than one statement may be: it goes as
 // several statements (one transaction), each within the server's default max_allowed_packet.
 TEST_F(StoreLimits, ABatchOfRecordsAtTheIngestLimitsIsSplitIntoStatementsThatFitTheDefaultPacket) {

@@ -443,8 +443,8 @@ class MariaDbOutput {
 
   // The previous release made message TEXT (64 KiB): longer messages, accepted at ingest, were
   // refused by the column and dead-lettered. A table this output may create is widened in place
-  // once (the check finds MEDIUMTEXT afterwards); with create_table false it is used as is, and
-  // the log says what it can hold and how to widen it.
+  // once (the check finds MEDIUMTEXT afterwards); with create_table false, or when the ALTER
+  // fails, it is used as is, and the log says what it can hold and how to widen it.
   bool widen_short_columns(MYSQL *m, mariadb::TableCheck &check, std::string &why) {
     const std::string name = settings_.database + "." + settings_.table;
     const std::string alter = mariadb::widen_columns_sql(settings_.table, check.short_columns);
@@ -488,11 +488,16 @@ class MariaDbOutput {
         "SET SESSION lock_wait_timeout=" + std::to_string(kMigrationLockWaitS);
     if (mysql_real_query(conn.get(), lock_wait.data(), lock_wait.size()) != 0 ||
         mysql_real_query(conn.get(), alter.data(), alter.size()) != 0) {
-      why = "cannot widen " + name + " (" + mariadb::error_text(conn.get()) +
-            "); a session holding the table (a long transaction, an older devmesh) delays it " +
-            "by at most " + std::to_string(kMigrationLockWaitS) +
-            " s, else run the statement yourself: " + alter;
-      return false;
+      // Not a reason to stay down: the table still takes every value it took before, and the
+      // longer ones are dead-lettered, not lost. The next start tries again.
+      host_->log(inst_, DM_LOG_WARN,
+                 "cannot widen %s (%s): going on with the table as it is, so longer values are "
+                 "refused by it and dead-lettered. It gives up after %u s when a session holds "
+                 "the table (a long transaction, an older devmesh) and needs the ALTER "
+                 "privilege; else run it yourself: %s",
+                 name.c_str(), mariadb::error_text(conn.get()).c_str(), kMigrationLockWaitS,
+                 alter.c_str());
+      return true;
     }
     const double took =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
