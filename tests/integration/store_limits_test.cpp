@@ -177,6 +177,31 @@ TEST_F(StoreLimits, APreviousReleaseTableThatCannotBeWidenedIsUsedAsItIsWithAWar
   EXPECT_EQ(rows(), 2);
 }
 
+// A session holding the table (here a transaction that read it and sleeps; in an upgrade, an
+// older devmesh) keeps the ALTER waiting for its lock, and every later statement on the table
+// queues behind it: the widening gives up after its lock wait (60 s) and the engine goes on.
+TEST_F(StoreLimits, AWideningBlockedByASessionHoldingTheTableGivesUpAndTheEngineGoesOn) {
+  ASSERT_EQ(db_->sql(kPreviousReleaseTable), 0);
+  Process holder(
+      {"/usr/bin/mariadb", "--no-defaults", "--protocol=socket", "-S", db_->socket(), "-uroot",
+       "-Ddevmesh", "-e", "BEGIN; SELECT COUNT(*) FROM log_events; SELECT SLEEP(300); COMMIT;"},
+      d_.path(), "holder");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return db_->number(
+                   "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE "
+                   "'SELECT SLEEP(300)%'") == 1;
+      },
+      30s));
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 2}\n"), "held");
+  ASSERT_EQ(e->wait_exit(180s), 0) << e->err();
+  EXPECT_NE(e->err().find("cannot widen devmesh.log_events (error 1205"), std::string::npos)
+      << e->err();
+  EXPECT_EQ(column_type("message"), "text");
+  EXPECT_EQ(rows(), 2);
+  holder.kill(SIGKILL);
+}
+
 // A batch of records at the ingest limits is larger than one statement may be: it goes as
 // several statements (one transaction), each within the server's default max_allowed_packet.
 TEST_F(StoreLimits, ABatchOfRecordsAtTheIngestLimitsIsSplitIntoStatementsThatFitTheDefaultPacket) {
