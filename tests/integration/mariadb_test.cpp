@@ -1,9 +1,11 @@
 // The mariadb output against a real mariadbd started by the test (temp datadir, unix socket):
 // schema creation and refusal, idempotent re-delivery, lost connections, a server outage,
-// bad credentials, poison rows, invalid UTF-8, max_allowed_packet, retention, TLS refusal.
+// bad credentials, poison rows, invalid UTF-8, max_allowed_packet, retention and its interval,
+// TLS (CA, client certificate, ssl_verify, a wrong CA, a server without TLS), create_table: false.
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <regex>
 #include <sstream>
 
 #include "mariadb.h"
@@ -105,7 +107,7 @@ TEST_F(MariaDbOutput, CreatesTheTableWithThePrototypeSchemaIndexesAndEventIdKey)
             "span_id\tvarchar(32)\tYES\n"
             "event_type\tvarchar(100)\tYES\n"
             "error_code\tvarchar(50)\tYES\n"
-            "message\ttext\tNO\n"
+            "message\tmediumtext\tNO\n"
             "meta_json\tlongtext\tYES\n"
             "event_id\tbinary(16)\tYES\n");
   ASSERT_EQ(
@@ -274,6 +276,123 @@ TEST_F(MariaDbOutput, RequiredTlsAgainstAServerWithoutTlsIsAClearErrorAtStart) {
   EXPECT_NE(e->err().find("SSL"), std::string::npos) << e->err();
 }
 
+// Makes, with the openssl command in dir: a CA; a server certificate for 127.0.0.1 signed by
+// it; a client certificate signed by it; and another CA that signed neither.
+void make_certificates(const std::string &dir) {
+  std::filesystem::create_directories(dir);
+  write_file(dir + "/server.ext", "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n");
+  write_file(dir + "/client.ext", "basicConstraints=CA:FALSE\n");
+  const std::string openssl = "/usr/bin/openssl";
+  auto ok = [&](std::vector<std::string> argv) {
+    std::string out, err;
+    ASSERT_EQ(run(argv, dir, &out, &err), 0) << err;
+  };
+  for (const char *ca : {"ca", "other-ca"})
+    ok({openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout",
+        dir + "/" + ca + "-key.pem", "-out", dir + "/" + ca + ".pem", "-subj",
+        std::string("/CN=devmesh test ") + ca});
+  for (const char *who : {"server", "client"}) {
+    const std::string base = dir + "/" + who;
+    ok({openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", base + "-key.pem", "-out",
+        base + ".csr", "-subj",
+        std::string("/CN=") + (who == std::string("server") ? "127.0.0.1" : "devmesh")});
+    ok({openssl, "x509", "-req", "-in", base + ".csr", "-CA", dir + "/ca.pem", "-CAkey",
+        dir + "/ca-key.pem", "-CAcreateserial", "-days", "2", "-extfile", base + ".ext", "-out",
+        base + ".pem"});
+  }
+}
+
+// The config over TCP (TLS does not apply to a unix socket) with extra output keys.
+std::string over_tcp(std::string config, const std::string &socket, int port) {
+  const std::string line = "socket: " + socket;
+  config.replace(config.find(line), line.size(),
+                 "host: 127.0.0.1\n      port: " + std::to_string(port));
+  return config;
+}
+
+// ssl_ca, ssl_cert and ssl_key against a server that refuses every plain TCP connection
+// (require_secure_transport) and requires a client certificate of the user (REQUIRE X509):
+// rows arriving prove the session was encrypted and the client certificate was sent.
+TEST_F(MariaDbOutput,
+       TlsWithTheServersCaAndAClientCertificateStoresRowsOnAServerRefusingPlainText) {
+  const std::string tls = d_ / "tls";
+  make_certificates(tls);
+  if (HasFatalFailure()) return;
+  db_->stop();
+  start_server({"--ssl-ca=" + tls + "/ca.pem", "--ssl-cert=" + tls + "/server.pem",
+                "--ssl-key=" + tls + "/server-key.pem", "--require-secure-transport=ON"});
+  const std::string inputs = "    - {name: dummy, rate: 0, count: 25}\n";
+  // The control: the same user and password without TLS is refused (MariaDB 10.11 answers an
+  // insecure connection under require_secure_transport with "Access denied").
+  auto plain = engine(over_tcp(yaml(inputs), db_->socket(), db_->port()), "plain");
+  ASSERT_EQ(plain->wait_exit(60s), 1) << plain->err();
+  EXPECT_NE(plain->err().find("Access denied for user 'devmesh'"), std::string::npos)
+      << plain->err();
+  ASSERT_EQ(db_->sql("ALTER USER 'devmesh'@'%' REQUIRE X509"), 0);
+  const std::string all = "      ssl_ca: " + tls + "/ca.pem\n      ssl_cert: " + tls +
+                          "/client.pem\n      ssl_key: " + tls + "/client-key.pem\n";
+  auto e = engine(over_tcp(yaml(inputs, all), db_->socket(), db_->port()), "tls");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  expect_each_seq_once(25);
+  EXPECT_NE(e->err().find("connected to 127.0.0.1:" + std::to_string(db_->port())),
+            std::string::npos)
+      << e->err();
+
+  // The control: with TLS but without a client certificate the user is refused.
+  auto no_cert = engine(
+      over_tcp(yaml(inputs, "      ssl_ca: " + tls + "/ca.pem\n"), db_->socket(), db_->port()),
+      "no-cert");
+  ASSERT_EQ(no_cert->wait_exit(60s), 1) << no_cert->err();
+  EXPECT_NE(no_cert->err().find("Access denied for user 'devmesh'"), std::string::npos)
+      << no_cert->err();
+  expect_each_seq_once(25);
+}
+
+// A server certificate that ssl_ca did not sign is refused at start, with the TLS error; the
+// password is not sent to such a server, and nothing is written.
+TEST_F(MariaDbOutput, AServerCertificateNotSignedBySslCaIsRefusedAtStartWithAClearError) {
+  const std::string tls = d_ / "tls";
+  make_certificates(tls);
+  if (HasFatalFailure()) return;
+  db_->stop();
+  start_server({"--ssl-ca=" + tls + "/ca.pem", "--ssl-cert=" + tls + "/server.pem",
+                "--ssl-key=" + tls + "/server-key.pem"});
+  auto e = engine(over_tcp(
+      yaml("    - {name: dummy, rate: 0, count: 3}\n", "      ssl_ca: " + tls + "/other-ca.pem\n"),
+      db_->socket(), db_->port()));
+  ASSERT_EQ(e->wait_exit(60s), 1) << e->err();
+  EXPECT_NE(e->err().find("cannot connect to 127.0.0.1:" + std::to_string(db_->port())),
+            std::string::npos)
+      << e->err();
+  EXPECT_NE(e->err().find("TLS/SSL error: self-signed certificate in certificate chain"),
+            std::string::npos)
+      << e->err();
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM information_schema.TABLES WHERE "
+                        "TABLE_SCHEMA='devmesh'"),
+            0);
+}
+
+// tls: true without ssl_ca verifies against the system's CAs, which do not know the test CA;
+// ssl_verify: false connects anyway (encrypted, the certificate unchecked).
+TEST_F(MariaDbOutput, SslVerifyFalseTakesAnUnknownServerCertificateThatTheDefaultRefuses) {
+  const std::string tls = d_ / "tls";
+  make_certificates(tls);
+  if (HasFatalFailure()) return;
+  db_->stop();
+  start_server({"--ssl-ca=" + tls + "/ca.pem", "--ssl-cert=" + tls + "/server.pem",
+                "--ssl-key=" + tls + "/server-key.pem", "--require-secure-transport=ON"});
+  const std::string inputs = "    - {name: dummy, rate: 0, count: 5}\n";
+  auto verified =
+      engine(over_tcp(yaml(inputs, "      tls: true\n"), db_->socket(), db_->port()), "verified");
+  ASSERT_EQ(verified->wait_exit(60s), 1) << verified->err();
+  EXPECT_NE(verified->err().find("TLS/SSL error"), std::string::npos) << verified->err();
+  auto unverified = engine(over_tcp(yaml(inputs, "      tls: true\n      ssl_verify: false\n"),
+                                    db_->socket(), db_->port()),
+                           "unverified");
+  ASSERT_EQ(unverified->wait_exit(60s), 0) << unverified->err();
+  expect_each_seq_once(5);
+}
+
 TEST_F(MariaDbOutput, OverTcpWithHostAndPortItWorksToo) {
   std::string config = yaml("    - {name: dummy, rate: 0, count: 25}\n");
   config.replace(config.find("socket: " + db_->socket()), ("socket: " + db_->socket()).size(),
@@ -369,6 +488,143 @@ TEST_F(MariaDbOutput, RetentionDeletesOldRowsInBoundedTransactionsAndStopsPrompt
   e->kill(SIGTERM);
   EXPECT_EQ(e->wait_exit(10s), 0) << e->err();
   EXPECT_NE(e->err().find("retention: deleted 12000 rows"), std::string::npos) << e->err();
+}
+
+// retention_interval is how often retention looks again once nothing old is left: old rows
+// that appear later (here: inserted by hand, twice) are deleted by the next looks. The bound
+// (60 s) is generous for the 200 ms interval and still shorter than the 1 m default, so an
+// ignored option fails the test without timing anything.
+TEST_F(MariaDbOutput, RetentionLooksAgainEveryRetentionIntervalAndDeletesRowsThatBecameOld) {
+  const int port = free_port();
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 3}\n",
+                       "      retention: 1h\n      retention_interval: 200ms\n",
+                       "  http_listen: 127.0.0.1:" + std::to_string(port) + "\n"));
+  ASSERT_TRUE(wait_until([&] { return rows() == 3; }, 60s)) << e->err();
+  for (int round = 1; round <= 2; ++round) {
+    const std::string tag = "old" + std::to_string(round);
+    ASSERT_EQ(db_->sql("INSERT INTO log_events (timestamp, source, service, host, level, message, "
+                       "event_id) SELECT UTC_TIMESTAMP(6) - INTERVAL 2 HOUR, '" +
+                       tag + "', 'old', 'h', 'INFO', 'old', UNHEX(MD5(CONCAT('" + tag +
+                       "', seq))) FROM seq_1_to_100"),
+              0);
+    ASSERT_TRUE(wait_until([&] { return rows("source='" + tag + "'") == 0; }, 60s))
+        << "round " << round << ": " << e->err();
+  }
+  EXPECT_EQ(rows("source='dummy'"), 3) << "recent rows stay";
+  std::string metrics;
+  ASSERT_EQ(http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &metrics, d_.path()),
+            200);
+  EXPECT_EQ(metric_value(metrics, "devmesh_mariadb_retention_deleted_total", ""), 200) << metrics;
+  EXPECT_EQ(metric_value(metrics, "devmesh_mariadb_retention_errors_total", ""), 0) << metrics;
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
+}
+
+// create_table: false and no table: the engine does not start (so no input accepts anything),
+// and says which table and which option.
+TEST_F(MariaDbOutput, WithCreateTableFalseAMissingTableIsAClearErrorAtStartAndNothingIsCreated) {
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 3}\n", "      create_table: false\n"));
+  ASSERT_EQ(e->wait_exit(30s), 1) << e->err();
+  EXPECT_NE(e->err().find("table devmesh.log_events does not exist and create_table is false"),
+            std::string::npos)
+      << e->err();
+  EXPECT_NE(e->err().find("failed to start"), std::string::npos) << e->err();
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM information_schema.TABLES WHERE "
+                        "TABLE_SCHEMA='devmesh'"),
+            0);
+}
+
+// create_table: false with a table made by hand (no FULLTEXT, an extra column, another name for
+// nothing else): it is used as it is, not altered.
+TEST_F(MariaDbOutput, WithCreateTableFalseAnExistingTableIsUsedAsItIs) {
+  ASSERT_EQ(
+      db_->sql("CREATE TABLE log_events (id BIGINT AUTO_INCREMENT PRIMARY KEY, timestamp "
+               "DATETIME(6) NOT NULL, source VARCHAR(255) NOT NULL, service VARCHAR(255) NOT "
+               "NULL, host VARCHAR(255) NOT NULL, level ENUM('DEBUG','INFO','WARN','WARNING',"
+               "'ERROR','CRITICAL','FATAL') NOT NULL, trace_id VARCHAR(64), span_id VARCHAR(32), "
+               "event_type VARCHAR(100), error_code VARCHAR(50), message LONGTEXT NOT NULL, "
+               "meta_json LONGTEXT, event_id BINARY(16), note VARCHAR(20) DEFAULT 'by hand', "
+               "UNIQUE KEY uk_event_id (event_id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"),
+      0);
+  std::string before, after;
+  ASSERT_EQ(db_->sql("SHOW CREATE TABLE log_events", &before), 0);
+  auto e = engine(yaml("    - {name: dummy, rate: 0, count: 30}\n", "      create_table: false\n"));
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  expect_each_seq_once(30);
+  EXPECT_EQ(rows("note='by hand'"), 30);
+  ASSERT_EQ(db_->sql("SHOW CREATE TABLE log_events", &after), 0);
+  // The same statement but for the table's next id, if shown.
+  const std::regex counter(" AUTO_INCREMENT=[0-9]+");
+  EXPECT_EQ(std::regex_replace(after, counter, ""), std::regex_replace(before, counter, ""));
+  EXPECT_EQ(e->err().find("created table"), std::string::npos) << e->err();
+  EXPECT_NE(e->err().find("has no FULLTEXT index on message"), std::string::npos) << e->err();
+}
+
+// create_table: false and the table gone while running (renamed away): the output does not
+// recreate it; batches are retried (counted, /health says why), and once the table is back
+// every record is stored, once. With a retry limit, what could not wait is dead-lettered with
+// the reason, and counted.
+TEST_F(MariaDbOutput, WithCreateTableFalseATableGoneWhileRunningIsWaitedForAndNothingIsLost) {
+  const long n = 3000;
+  const int port = free_port();
+  auto create = engine(yaml("    - {name: dummy, rate: 0, start: 100000, count: 1}\n"), "create");
+  ASSERT_EQ(create->wait_exit(60s), 0) << create->err();
+  ASSERT_EQ(db_->sql("DELETE FROM log_events"), 0);
+  auto e = engine(
+      yaml("    - {name: dummy, rate: 500, count: " + std::to_string(n) + "}\n",
+           "      create_table: false\n      retry_wait: 100ms\n"
+           "      retry_max_wait: 500ms\n",
+           "  exit_when_done: true\n  http_listen: 127.0.0.1:" + std::to_string(port) + "\n"));
+  ASSERT_TRUE(wait_until([&] { return rows() >= 300; }, 60s)) << e->err();
+  ASSERT_EQ(db_->sql("RENAME TABLE log_events TO parked"), 0);
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  std::string body, metrics;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return http_get(base + "/health", &body, d_.path()) == 503 &&
+               body.find("does not exist and create_table is false") != std::string::npos;
+      },
+      30s))
+      << body;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        http_get(base + "/metrics", &metrics, d_.path());
+        return metric_value(metrics, "devmesh_records_retried_total", "") > 0 &&
+               metric_value(metrics, "devmesh_mariadb_connect_errors_total", "") >= 2;
+      },
+      30s))
+      << metrics;
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM information_schema.TABLES WHERE "
+                        "TABLE_SCHEMA='devmesh' AND TABLE_NAME='log_events'"),
+            0)
+      << "not recreated";
+  ASSERT_EQ(db_->sql("RENAME TABLE parked TO log_events"), 0);
+  ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
+  expect_each_seq_once(n);
+  EXPECT_FALSE(std::filesystem::exists(d_ / "dead.ndjson"));
+}
+
+TEST_F(MariaDbOutput, WithCreateTableFalseAndARetryLimitRecordsThatCannotWaitAreDeadLettered) {
+  const long n = 600;
+  auto create = engine(yaml("    - {name: dummy, rate: 0, start: 100000, count: 1}\n"), "create");
+  ASSERT_EQ(create->wait_exit(60s), 0) << create->err();
+  auto e = engine(yaml("    - {name: dummy, rate: 200, count: " + std::to_string(n) + "}\n",
+                       "      create_table: false\n      retry_limit: 2\n"
+                       "      retry_wait: 50ms\n      retry_max_wait: 100ms\n"),
+                  "limited");
+  ASSERT_TRUE(wait_until([&] { return rows() >= 50; }, 60s)) << e->err();
+  ASSERT_EQ(db_->sql("RENAME TABLE log_events TO parked"), 0);
+  // Everything ends stored or dead-lettered (exit_when_done), the table never recreated.
+  ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM information_schema.TABLES WHERE "
+                        "TABLE_SCHEMA='devmesh' AND TABLE_NAME='log_events'"),
+            0);
+  const auto dead = read_lines(d_ / "dead.ndjson");
+  const long long stored = db_->number("SELECT COUNT(*) FROM parked WHERE source='dummy'") - 1;
+  EXPECT_EQ(static_cast<long long>(dead.size()) + stored, n) << "none lost";
+  ASSERT_FALSE(dead.empty());
+  EXPECT_NE(dead[0].find("does not exist and create_table is false"), std::string::npos) << dead[0];
+  EXPECT_NE(e->err().find("giving up on"), std::string::npos) << e->err();
 }
 
 TEST_F(MariaDbOutput, ATableDroppedWhileRunningIsRecreatedAndInsertsGoOn) {

@@ -1,6 +1,7 @@
 // The sqlite output through the real binary: the prototype's columns in a WAL file, re-delivery
 // stored once, the full-text index kept in step, an incompatible table refused at start, busy
-// database retried, and retention removing old rows in the background.
+// database retried, retention removing old rows in the background, and values at the ingest
+// limits (1 MiB message, 1 MiB meta) kept whole.
 #include <gtest/gtest.h>
 
 #include "store_test_support.h"
@@ -128,6 +129,35 @@ TEST(SqliteOutput, IncompatibleExistingTableIsRefusedAtStartWithAClearMessage) {
   SqliteDb s(db);
   EXPECT_EQ(s.number("SELECT count(*) FROM log_events"), 1) << "the old table was changed";
   EXPECT_EQ(s.value("SELECT count(*) FROM sqlite_master WHERE name = 'log_events_fts'"), "0");
+}
+
+// The stores keep every value up to the ingest limits whole (plugins/outputs/mariadb/README.md):
+// SQLite's TEXT holds up to SQLITE_MAX_LENGTH (1e9 bytes by default), and nothing on the way
+// cuts a value.
+TEST(SqliteOutput, AMessageAndMetaAtTheIngestLimitsAreStoredWhole) {
+  TempDir d;
+  const std::string db = d / "devmesh.db";
+  const size_t mib = 1u << 20, meta_value = mib - 64;
+  auto e = start_engine(d, plugins_head("  exit_when_done: true\n") + "  inputs:\n" +
+                               "    - {name: dummy, rate: 0, count: 3, batch: 3, message: '" +
+                               std::string(mib - 2, 'b') + " {seq}', meta: {blob: '" +
+                               std::string(meta_value, 'c') + "'}}\n" +
+                               sqlite_out(db, ", batch_bytes: 16MiB"));
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  SqliteDb s(db);
+  // hex(zeroblob(n)) is 2n zeros: replacing each "00" makes n copies of one character.
+  EXPECT_EQ(s.number("SELECT count(*) FROM log_events WHERE length(message) = " +
+                     std::to_string(mib) + " AND substr(message, 1, " + std::to_string(mib - 2) +
+                     ") = replace(hex(zeroblob(" + std::to_string(mib - 2) + ")), '00', 'b')"),
+            3);
+  EXPECT_EQ(s.value("SELECT group_concat(substr(message, -2), ',') FROM log_events"), " 1, 2, 3");
+  EXPECT_EQ(s.number("SELECT count(*) FROM log_events WHERE length(json_extract(meta_json, "
+                     "'$.blob')) = " +
+                     std::to_string(meta_value) +
+                     " AND json_extract(meta_json, '$.blob') = replace(hex(zeroblob(" +
+                     std::to_string(meta_value) + ")), '00', 'c')"),
+            3);
+  EXPECT_EQ(s.number("SELECT count(*) FROM log_events_fts WHERE log_events_fts MATCH '\"2\"'"), 1);
 }
 
 TEST(SqliteOutput, ATableNameThatIsNotAnIdentifierIsAConfigError) {

@@ -72,6 +72,11 @@ constexpr size_t kPacketMargin = 16 * 1024;
 constexpr int kFlushAttempts = 3;
 constexpr uint32_t kConnectRetryAfterMs = 0;  // the engine's backoff decides
 constexpr auto kRetentionErrorWait = std::chrono::seconds(5);
+// Widening a table copies it: about a minute per million rows here (see the README).
+constexpr unsigned kMigrationTimeoutS = 24 * 3600;
+// A pending ALTER holds back every other statement on the table while it waits for its lock:
+// give up early rather than stall an older devmesh still writing to it.
+constexpr unsigned kMigrationLockWaitS = 60;
 
 // ---- text hygiene ---------------------------------------------------------------------------
 
@@ -280,6 +285,7 @@ class MariaDbOutput {
       host_->log(inst_, DM_LOG_ERROR, "%s", why.c_str());
       return 1;
     } else {
+      check_max_packet(conn.get());
       host_->log(inst_, DM_LOG_INFO, "connected to %s, table %s.%s ready",
                  settings_.where().c_str(), settings_.database.c_str(), settings_.table.c_str());
     }
@@ -405,7 +411,8 @@ class MariaDbOutput {
     if (!check.exists) {
       if (!create_table_) {
         why = "table " + settings_.database + "." + settings_.table +
-              " does not exist and create_table is false";
+              " does not exist and create_table is false: create it (the mariadb output's README "
+              "gives its schema), or let devmesh create it with create_table: true";
         return false;
       }
       const std::string ddl = mariadb::create_table_sql(settings_.table, full_text_);
@@ -423,6 +430,7 @@ class MariaDbOutput {
       for (size_t i = 0; i < check.problems.size(); ++i) why += (i ? "; " : "") + check.problems[i];
       return false;
     }
+    if (!check.short_columns.empty() && !widen_short_columns(m, check, why)) return false;
     for (auto &w : check.warnings) host_->log(inst_, DM_LOG_WARN, "%s", w.c_str());
     if (full_text_ && !check.has_full_text)
       host_->log(inst_, DM_LOG_WARN,
@@ -431,6 +439,95 @@ class MariaDbOutput {
                  settings_.table.c_str(), settings_.table.c_str());
     schema_ok_ = true;
     return true;
+  }
+
+  // The previous release made message TEXT (64 KiB): longer messages, accepted at ingest, were
+  // refused by the column and dead-lettered. A table this output may create is widened in place
+  // once (the check finds MEDIUMTEXT afterwards); with create_table false, or when the ALTER
+  // fails, it is used as is, and the log says what it can hold and how to widen it.
+  bool widen_short_columns(MYSQL *m, mariadb::TableCheck &check, std::string &why) {
+    const std::string name = settings_.database + "." + settings_.table;
+    const std::string alter = mariadb::widen_columns_sql(settings_.table, check.short_columns);
+    std::string cols;
+    for (const auto &c : check.short_columns)
+      cols += (cols.empty() ? "" : ", ") + std::string("column ") + c.name + " is " +
+              c.column_type + " (at most " + mariadb::bytes_text(c.max_bytes) + ")";
+    if (!create_table_) {
+      host_->log(inst_, DM_LOG_WARN,
+                 "table %s: %s, less than the ingest limits (1 MiB message, 1 MiB meta): the "
+                 "table refuses longer values and they are dead-lettered. create_table is false, "
+                 "so devmesh does not alter it; to keep them whole run: %s",
+                 name.c_str(), cols.c_str(), alter.c_str());
+      return true;
+    }
+    std::vector<std::vector<std::string>> rows;
+    std::string ignored;
+    const std::string estimate =
+        mariadb::query_rows(m,
+                            "SELECT IFNULL(TABLE_ROWS,0) FROM information_schema.TABLES WHERE "
+                            "TABLE_SCHEMA='" +
+                                settings_.database + "' AND TABLE_NAME='" + settings_.table + "'",
+                            rows, ignored) &&
+                !rows.empty()
+            ? rows[0][0]
+            : "?";
+    host_->log(inst_, DM_LOG_WARN,
+               "table %s: %s; widening it to MEDIUMTEXT so that values up to the ingest limits "
+               "are kept whole. This runs once, after an upgrade: MariaDB copies the table "
+               "(about %s rows) and holds writes to it until done: %s",
+               name.c_str(), cols.c_str(), estimate.c_str(), alter.c_str());
+    // On a connection of its own: copying a big table outlasts `timeout`, and the server would
+    // go on with it after the client gave up.
+    mariadb::Settings long_reads = settings_;
+    long_reads.timeout_s = kMigrationTimeoutS;
+    unsigned err = 0;
+    Conn conn = mariadb::connect(long_reads, err, why);
+    if (!conn) return false;
+    const auto began = std::chrono::steady_clock::now();
+    const std::string lock_wait =
+        "SET SESSION lock_wait_timeout=" + std::to_string(kMigrationLockWaitS);
+    if (mysql_real_query(conn.get(), lock_wait.data(), lock_wait.size()) != 0 ||
+        mysql_real_query(conn.get(), alter.data(), alter.size()) != 0) {
+      // Not a reason to stay down: the table still takes every value it took before, and the
+      // longer ones are dead-lettered, not lost. The next start tries again.
+      host_->log(inst_, DM_LOG_WARN,
+                 "cannot widen %s (%s): going on with the table as it is, so longer values are "
+                 "refused by it and dead-lettered. It gives up after %u s when a session holds "
+                 "the table (a long transaction, an older devmesh) and needs the ALTER "
+                 "privilege; else run it yourself: %s",
+                 name.c_str(), mariadb::error_text(conn.get()).c_str(), kMigrationLockWaitS,
+                 alter.c_str());
+      return true;
+    }
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    if (!mariadb::check_table(m, settings_.database, settings_.table, check, why)) return false;
+    if (!check.short_columns.empty()) {
+      why = "table " + name + " is still short after: " + alter;
+      return false;
+    }
+    host_->log(inst_, DM_LOG_INFO, "table %s widened in %.1f s", name.c_str(), took);
+    return true;
+  }
+
+  // Every record within the ingest limits must fit one statement, else it is dead-lettered:
+  // said at start, where an operator looks, not at the first large record.
+  void check_max_packet(MYSQL *m) {
+    std::vector<std::vector<std::string>> rows;
+    std::string why;
+    if (!mariadb::query_rows(m, "SELECT @@max_allowed_packet", rows, why) || rows.empty()) {
+      host_->log(inst_, DM_LOG_WARN, "cannot read max_allowed_packet: %s", why.c_str());
+      return;
+    }
+    const uint64_t packet = std::strtoull(rows[0][0].c_str(), nullptr, 10);
+    if (packet < mariadb::kLargestRowBytes + kPacketMargin)
+      host_->log(inst_, DM_LOG_WARN,
+                 "the server's max_allowed_packet is %s: a record at the ingest limits (1 MiB "
+                 "message, 1 MiB meta) can take up to %s in one statement and would be "
+                 "dead-lettered; set max_allowed_packet to at least 16M (MariaDB's default) in "
+                 "the server's configuration",
+                 mariadb::bytes_text(packet).c_str(),
+                 mariadb::bytes_text(mariadb::kLargestRowBytes).c_str());
   }
 
   bool connect(Worker &w, std::string &why) {

@@ -11,6 +11,7 @@
 
 #include <cctype>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -269,8 +270,23 @@ inline Conn connect(const Settings &s, unsigned &errno_out, std::string &error) 
   return m;
 }
 
+// The value sizes the stores keep whole: the ingest limits every input enforces (the http
+// input's max_message and max_meta_bytes, the journald input's max_field_size, all 1 MiB by
+// default). A value over them is refused per record at ingest, never later by a column.
+inline constexpr uint64_t kIngestMaxMessageBytes = 1u << 20;
+inline constexpr uint64_t kIngestMaxMetaBytes = 1u << 20;
+// What message and meta_json must hold: MEDIUMTEXT. The ingest limits grow on the way in, at
+// worst 3 times for a message (each invalid UTF-8 byte becomes U+FFFD) and 6 times for meta
+// (JSON writes a control byte as \u00XX): 3 and 6 MiB, well within it.
+inline constexpr uint64_t kLongColumnBytes = 16777215;
+// The largest row a record within the ingest limits can make, for the max_allowed_packet check.
+inline constexpr uint64_t kLargestRowBytes =
+    3 * kIngestMaxMessageBytes + 6 * kIngestMaxMetaBytes + 64 * 1024;
+
 // The prototype's log_events schema and indexes, plus the event_id that makes re-delivery
 // harmless (NULL allowed, so a prototype table migrated with ADD COLUMN keeps its old rows).
+// message is MEDIUMTEXT, not the prototype's TEXT (64 KiB), so that the stores keep every value
+// up to the ingest limits whole; meta_json is JSON, i.e. LONGTEXT.
 inline std::string create_table_sql(const std::string &table, bool full_text) {
   return "CREATE TABLE IF NOT EXISTS `" + table +
          "` (\n"
@@ -284,7 +300,7 @@ inline std::string create_table_sql(const std::string &table, bool full_text) {
          "  span_id VARCHAR(32) DEFAULT NULL,\n"
          "  event_type VARCHAR(100) DEFAULT NULL,\n"
          "  error_code VARCHAR(50) DEFAULT NULL,\n"
-         "  message TEXT NOT NULL,\n"
+         "  message MEDIUMTEXT NOT NULL,\n"
          "  meta_json JSON DEFAULT NULL,\n"
          "  event_id BINARY(16) DEFAULT NULL,\n"
          "  INDEX idx_timestamp (timestamp),\n"
@@ -324,12 +340,42 @@ inline bool query_rows(MYSQL *m, const std::string &sql,
   return true;
 }
 
+// A text column smaller than kLongColumnBytes (the previous release's message TEXT).
+struct ShortColumn {
+  std::string name, column_type, charset, collation;
+  uint64_t max_bytes = 0;
+  bool nullable = false;
+};
+
 struct TableCheck {
   bool exists = false;
   std::vector<std::string> problems;  // empty: compatible
   std::vector<std::string> warnings;
   bool has_full_text = false;
+  std::vector<ShortColumn> short_columns;  // message or meta_json that cannot hold the limits
 };
+
+// "65,535 bytes" for messages.
+inline std::string bytes_text(uint64_t n) {
+  std::string s = std::to_string(n);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s + " bytes";
+}
+
+// The ALTER that widens short columns to MEDIUMTEXT, keeping their character set, collation
+// and nullability (an index on them, FULLTEXT included, is kept by MODIFY).
+inline std::string widen_columns_sql(const std::string &table,
+                                     const std::vector<ShortColumn> &cols) {
+  std::string sql = "ALTER TABLE `" + table + "`";
+  for (size_t i = 0; i < cols.size(); ++i) {
+    const ShortColumn &c = cols[i];
+    sql += std::string(i ? "," : "") + " MODIFY `" + c.name + "` MEDIUMTEXT";
+    if (!c.charset.empty()) sql += " CHARACTER SET " + c.charset;
+    if (!c.collation.empty()) sql += " COLLATE " + c.collation;
+    sql += c.nullable ? " NULL" : " NOT NULL";
+  }
+  return sql;
+}
 
 // Compares an existing table with what devmesh writes: every column present with a type that
 // holds our values, no other column that a row without it would fail, and a UNIQUE key on
@@ -341,7 +387,8 @@ inline bool check_table(MYSQL *m, const std::string &database, const std::string
   // The names are validated identifiers, so quoting them as literals is safe.
   if (!query_rows(m,
                   "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, "
-                  "IFNULL(CHARACTER_SET_NAME,''), IFNULL(CHARACTER_MAXIMUM_LENGTH,0) "
+                  "IFNULL(CHARACTER_SET_NAME,''), IFNULL(CHARACTER_MAXIMUM_LENGTH,0), "
+                  "IFNULL(CHARACTER_OCTET_LENGTH,0), IFNULL(COLLATION_NAME,'') "
                   "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='" +
                       database + "' AND TABLE_NAME='" + table + "'",
                   cols, error))
@@ -360,20 +407,21 @@ inline bool check_table(MYSQL *m, const std::string &database, const std::string
     const char *name;
     std::vector<std::string> types;  // acceptable DATA_TYPE values
     size_t min_chars;                // for text types: at least this many characters
+    size_t ingest_chars = 0;         // the inputs' limit: a narrower column refuses what they take
   };
   const std::vector<std::string> text = {"varchar", "char",       "tinytext",
                                          "text",    "mediumtext", "longtext"};
   const std::vector<Want> want = {
       {"id", {"bigint", "int"}, 0},
       {"timestamp", {"datetime", "timestamp"}, 0},
-      {"source", text, 1},
-      {"service", text, 1},
-      {"host", text, 1},
+      {"source", text, 1, 255},
+      {"service", text, 1, 255},
+      {"host", text, 1, 255},
       {"level", {"enum", "varchar", "char"}, 8},
-      {"trace_id", text, 1},
-      {"span_id", text, 1},
-      {"event_type", text, 1},
-      {"error_code", text, 1},
+      {"trace_id", text, 1, 64},
+      {"span_id", text, 1, 32},
+      {"event_type", text, 1, 100},
+      {"error_code", text, 1, 50},
       {"message", {"text", "mediumtext", "longtext"}, 1},
       {"meta_json", {"longtext", "json", "text", "mediumtext"}, 1},
       {"event_id", {"binary", "varbinary"}, 16},
@@ -408,10 +456,23 @@ inline bool check_table(MYSQL *m, const std::string &database, const std::string
     const size_t max_chars = std::strtoull(c[7].c_str(), nullptr, 10);
     if (w.min_chars && max_chars && max_chars < w.min_chars)
       out.problems.push_back(std::string("column ") + w.name + " is " + c[2] + ", too short");
+    else if (w.ingest_chars && max_chars && max_chars < w.ingest_chars)
+      out.warnings.push_back(
+          std::string("column ") + w.name + " is " + c[2] + ": values longer than " +
+          std::to_string(max_chars) + " characters, which the inputs accept up to " +
+          std::to_string(w.ingest_chars) + ", are refused by the table and dead-lettered");
+    if (c[1] == "timestamp")
+      out.warnings.push_back(std::string("column ") + w.name + " is " + c[2] +
+                             ": it holds 1970 to 2038 only, records stamped outside are refused "
+                             "by the table and dead-lettered (DATETIME(6) holds all)");
     if (!c[6].empty() && c[6] != "utf8mb4" && c[6] != "binary")
       out.warnings.push_back(std::string("column ") + w.name + " has character set " + c[6] +
                              ": rows with characters it cannot hold are dead-lettered (utf8mb4 "
                              "holds all)");
+    const uint64_t max_bytes = std::strtoull(c[8].c_str(), nullptr, 10);
+    if ((w.name == std::string("message") || w.name == std::string("meta_json")) && max_bytes &&
+        max_bytes < kLongColumnBytes)
+      out.short_columns.push_back({c[0], c[2], c[6], c[9], max_bytes, c[3] == "YES"});
   }
   for (auto &c : cols) {
     bool ours = false;
