@@ -73,6 +73,25 @@ inline std::string_view valid_utf8(std::string_view s, std::string &clean) {
   return clean;
 }
 
+// Bytes of the longest prefix of s that is at most max_chars characters as the outputs write
+// them (a valid UTF-8 sequence is one character, each other byte one U+FFFD), cut at a
+// character boundary: how an input that cannot refuse a record keeps a field within a column.
+inline size_t utf8_prefix_bytes(std::string_view s, size_t max_chars) {
+  using namespace record_json_detail;
+  if (s.size() <= max_chars) return s.size();
+  NullStream os;
+  size_t i = 0;
+  for (size_t chars = 0; i < s.size() && chars < max_chars; ++chars) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    ViewStream is{s, i};
+    i = rapidjson::UTF8<>::Validate(is, os) ? is.Tell() : i + 1;
+  }
+  return i;
+}
+
 // Writes records into `out`; keeps its scratch space between records and batches, so encoding
 // allocates only while the buffer grows. One encoder per thread.
 class RecordEncoder {

@@ -4,6 +4,7 @@
 #include <systemd/sd-journal.h>
 #include <time.h>
 #include <devmesh/plugin.hpp>
+#include <record_json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -279,6 +280,10 @@ class Journald {
         "starts where the state file was missing or unusable and read_from applied", nullptr);
     m_truncated_ = host->metric_counter(inst, "journald_fields_truncated_total",
                                         "fields as long as max_field_size (possibly cut)", nullptr);
+    m_cut_columns_ = host->metric_counter(
+        inst, "journald_records_cut_to_columns_total",
+        "records whose service or host was cut to the stores' 255 characters (meta truncated)",
+        nullptr);
     m_reopens_ =
         host->metric_counter(inst, "journald_reopens_total",
                              "journal re-opened to release mapped files (remap_after)", nullptr);
@@ -738,6 +743,7 @@ class Journald {
     rec->service = intern(b, journald::service_of(mapped_));
     rec->message = mapped_.has_message ? str(mapped_.message) : dm_str{"", 0};
     if (!has_host_override_ && mapped_.has_host) rec->host = str(mapped_.host);
+    cap_columns(b, rec);
 
     std::memcpy(id.boot_id, boot.bytes, sizeof id.boot_id);
     id.monotonic_usec = mono;
@@ -750,6 +756,27 @@ class Journald {
     }
     disambiguate(id, rec->event_id);
     return r < 0 ? r : 0;
+  }
+
+  // A unit name (up to 256 characters in systemd), an identifier or a host name longer than
+  // the stores' 255-character columns would be refused downstream (by the store, or with a
+  // 422 by the aggregator a sidecar forwards to): a journal entry cannot be refused, so the
+  // field is cut at a character boundary, flagged in meta `truncated` and counted.
+  void cap_columns(dm_batch *b, dm_record *rec) {
+    constexpr size_t kColumnChars = 255;
+    std::string_view cut_fields;
+    for (auto [field, name] : {std::pair{&rec->service, std::string_view("service")},
+                               std::pair{&rec->host, std::string_view("host")}}) {
+      const size_t keep = utf8_prefix_bytes(sv(*field), kColumnChars);
+      if (keep == field->len) continue;
+      field->len = keep;
+      cut_fields = cut_fields.empty() ? name : std::string_view("service,host");
+    }
+    if (cut_fields.empty()) return;
+    add(m_cut_columns_, 1);
+    static constexpr std::string_view kKey = "truncated";
+    if (host_->meta_set(b, rec, str(kKey), str(cut_fields)) != DM_OK)
+      throw std::runtime_error("meta_set failed");
   }
 
   static void set_pid(Identity &id, std::string_view pid) {
@@ -1090,7 +1117,8 @@ class Journald {
   uint64_t next_write_ms_ = 0;
 
   dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
-      *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_reopens_, *m_same_stamp_;
+      *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_cut_columns_, *m_reopens_,
+      *m_same_stamp_;
 };
 
 }  // namespace
