@@ -3,7 +3,6 @@
 // a third-party filter loaded by path, and /health and /metrics over HTTP.
 #include <gtest/gtest.h>
 
-#include <ctime>
 #include <map>
 #include <set>
 
@@ -143,27 +142,25 @@ TEST(Pipeline, InputIsAcknowledgedOnlyWhenEveryOutputDelivered) {
   EXPECT_EQ(e->wait_exit(10s), 0);
 }
 
-TEST(Pipeline, SingleRecordReachesTheOutputWithinTwoFlushIntervals) {
+// A lone record, far below batch_size, is flushed by the timer alone: a second input that never
+// finishes rules out the flush at end of input, and the engine is still running when it arrives.
+// (How fast is a figure, not a property: tools/bench prints latencies; a bound here would flake
+// on a loaded machine.)
+TEST(Pipeline, ALoneRecordIsFlushedByTimeWhileTheEngineKeepsRunning) {
   TempDir d;
   auto e = start(d, head("  flush_interval: 400ms\n") +
                         "  inputs:\n"
-                        "    - {name: dummy, rate: 1, count: 1}\n"
+                        "    - {name: dummy, tag: one, rate: 1, count: 1}\n"
+                        "    - {name: dummy, tag: idle, rate: 0.001}\n"
                         "  outputs:\n"
-                        "    - {name: stdout, path: " +
+                        "    - {name: stdout, match: one, batch_size: 1000, path: " +
                         d / "out.ndjson" + "}\n");
-  ASSERT_TRUE(wait_until([&] { return !read_lines(d / "out.ndjson").empty(); }, 10s)) << e->err();
-  timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  std::string line = read_lines(d / "out.ndjson")[0];
-  auto at = line.find("\"timestamp\":\"");
-  ASSERT_NE(at, std::string::npos) << line;
-  tm t{};
-  strptime(line.c_str() + at + 13, "%Y-%m-%dT%H:%M:%S", &t);
-  double ts = timegm(&t) + std::atof(line.c_str() + at + 13 + 19);
-  double arrived = now.tv_sec + now.tv_nsec / 1e9;
-  EXPECT_LT(arrived - ts, 0.8) << "record took longer than two flush intervals: " << line;
+  ASSERT_TRUE(wait_until([&] { return !read_lines(d / "out.ndjson").empty(); }, 30s)) << e->err();
+  EXPECT_EQ(e->wait_exit(0ms), -1)
+      << "the record arrived only because the engine stopped: " << e->err();
+  EXPECT_EQ(read_lines(d / "out.ndjson").size(), 1u);
   e->kill(SIGTERM);
-  EXPECT_EQ(e->wait_exit(10s), 0);
+  EXPECT_EQ(e->wait_exit(30s), 0);
 }
 
 TEST(Pipeline, OutputFailingThenSucceedingDeliversEveryRecordOnceWithBackoff) {
