@@ -1,7 +1,8 @@
 // journald input through the real binary on real journal files written by systemd-journal-remote
 // (tools/journal-fixture): reading once and in order, following appends and rotation, matches,
 // binary messages, kill -9 and restarts, broken state files, vacuumed cursors, bad options,
-// entries alike in stamps, pid and message (distinct event_ids, the same on every read).
+// entries alike in stamps, pid and message (distinct event_ids, the same on every read),
+// max_field_size and state-file write failures.
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <sys/stat.h>
@@ -875,6 +876,99 @@ TEST(JournaldOptions, ValidOptionsPassTheDryRun) {
                                "  outputs:\n    - {name: 'null'}\n");
   Process p({DEVMESH_BIN, "--dry-run", "-c", d / "p.yaml"}, d.path(), "dry");
   EXPECT_EQ(p.wait_exit(30s), 0) << p.err();
+}
+
+// ---- options that had no test ---------------------------------------------------------------
+
+// A field longer than max_field_size is cut to it ("MESSAGE=" included, as sd-journal counts)
+// and counted; a shorter one is untouched. The fixture's journal is uncompressed, where
+// sd_journal_set_data_threshold cuts nothing: before the fix the 5000-byte message came whole.
+TEST(JournaldOptions, MaxFieldSizeCutsALongerFieldAndCountsIt) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "2"}));
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "2", "--start", "3",
+                          "--message-size", "5000"}));
+  const int port = free_port();
+  const std::string metrics = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                        journald("path: " + dir + ", max_field_size: 1KiB") +
+                        to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 4; }, 30s)) << e->err();
+  std::string body;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return http_get(metrics, &body, d.path()) == 200 &&
+               metric_value(body, "devmesh_journald_entries_read_total", "") == 4;
+      },
+      30s))
+      << body;
+  EXPECT_EQ(metric_value(body, "devmesh_journald_fields_truncated_total", ""), 2) << body;
+  const auto got = lines(d / "out.ndjson");
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[0].message, "entry 1");
+  EXPECT_EQ(got[1].message, "entry 2");
+  for (int i : {2, 3}) {
+    EXPECT_EQ(got[i].message.size(), 1024u - std::string("MESSAGE=").size()) << i;
+    EXPECT_EQ(got[i].message.rfind("entry " + std::to_string(i + 1) + " ", 0), 0u)
+        << got[i].message.substr(0, 40);
+  }
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+}
+
+// The state file becomes unwritable while the engine runs (its temp file's name taken by a
+// directory: a failure even root cannot write past), then writable again. Meanwhile: an error
+// logged, the failures counted, reading and delivery go on, and the old position stays on disk;
+// once writable, the position catches up; a restart from it repeats nothing.
+TEST(JournaldOptions, StateFileWriteFailuresAreLoggedCountedAndRetriedWhileReadingGoesOn) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const std::string state = d / "state.json";
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "100"}));
+  const int port = free_port();
+  const std::string metrics = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  auto e = start(
+      d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+             journald("path: " + dir + ", state_file: " + state + ", checkpoint_interval: 0") +
+             to_stdout(d, ", flush_interval: 50ms"));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 100; }, 30s)) << e->err();
+  ASSERT_TRUE(wait_until(
+      [&] { return read_file(state).find("1764359740100000") != std::string::npos; }, 30s))
+      << read_file(state) << e->err();
+  const std::string before = read_file(state);
+
+  std::filesystem::create_directory(state + ".tmp");  // every write now fails (EISDIR)
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "10", "--start", "101"}));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 110; }, 30s)) << e->err();
+  std::string body;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return http_get(metrics, &body, d.path()) == 200 &&
+               metric_value(body, "devmesh_journald_state_write_errors_total", "") >= 1;
+      },
+      30s))
+      << body << e->err();
+  EXPECT_NE(e->err().find("state_file " + state + ": write failed"), std::string::npos) << e->err();
+  EXPECT_EQ(read_file(state), before) << "the last good position was damaged";
+  EXPECT_EQ(metric_value(body, "devmesh_journald_entries_acknowledged_total", ""), 110) << body;
+
+  std::filesystem::remove(state + ".tmp");  // writable again: the retry catches up
+  ASSERT_TRUE(wait_until(
+      [&] { return read_file(state).find("1764359740110000") != std::string::npos; }, 30s))
+      << read_file(state) << e->err();
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 1, 110);
+
+  // Resumed from the state file: nothing read twice.
+  auto again = start(d,
+                     head("  exit_when_done: true\n") +
+                         journald("path: " + dir + ", follow: false, state_file: " + state) +
+                         "  outputs:\n    - {name: stdout, path: " + d / "again.ndjson" + "}\n",
+                     "again");
+  ASSERT_EQ(again->wait_exit(60s), 0) << again->err();
+  EXPECT_EQ(count_lines(d / "again.ndjson"), 0u);
 }
 
 }  // namespace
