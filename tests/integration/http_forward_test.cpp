@@ -81,6 +81,12 @@ void expect_every_record_once_by_event_id(const std::string &path, long n) {
             << " cut lines)\n";
 }
 
+size_t count_of(const std::string &text, const std::string &needle) {
+  size_t n = 0;
+  for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; ++at) ++n;
+  return n;
+}
+
 void hop_keeps_every_field(const std::string &forward_options) {
   TempDir d;
   const int agg_port = free_port(), side_port = free_port();
@@ -105,9 +111,22 @@ void hop_keeps_every_field(const std::string &forward_options) {
     {"message":"client id","event_id":"my-own-id-17","level":"fatal"}]})");
   auto r = curl_post(d, ingest_url(side_port), d / "body.json");
   ASSERT_EQ(r.status, 200) << r.body;
-  ASSERT_TRUE(wait_until([&] { return read_lines(d / "agg.ndjson").size() >= 3; }, 15s))
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "agg.ndjson").size() >= 3; }, 30s))
       << side->err() << (*agg)->err();
-  std::this_thread::sleep_for(100ms);
+  // Settled at both ends: the sidecar's two outputs delivered the 3 records, and the aggregator
+  // took and wrote those 3 (a late extra one would be counted first).
+  std::string sm, am;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        http_get("http://" + listen_on(side_port) + "/metrics", &sm, d.path());
+        http_get("http://" + listen_on(agg_port) + "/metrics", &am, d.path());
+        return metric_value(sm, "devmesh_records_out_total", "instance=\"stdout.0\"") == 3 &&
+               metric_value(sm, "devmesh_records_out_total", "plugin=\"http_forward\"") == 3 &&
+               metric_value(am, "devmesh_records_in_total", "instance=\"http.0\"") == 3 &&
+               metric_value(am, "devmesh_records_out_total", "instance=\"stdout.0\"") == 3;
+      },
+      30s))
+      << sm << am;
   auto sent = read_lines(d / "side.ndjson"), got = read_lines(d / "agg.ndjson");
   std::sort(sent.begin(), sent.end());
   std::sort(got.begin(), got.end());
@@ -389,16 +408,17 @@ TEST(HttpForward, KillingTheAggregatorThreeTimesMidStreamLosesNothing) {
         << side->err();
     (*agg)->kill(SIGKILL);
     (*agg)->wait_exit(10s);
-    std::this_thread::sleep_for(300ms);
+    // Down until the sidecar has seen it fail (the fault happened), however long that takes.
+    const size_t failed_before = count_of(side->err(), "failed (try");
+    ASSERT_TRUE(
+        wait_until([&] { return count_of(side->err(), "failed (try") > failed_before; }, 60s))
+        << side->err();
     agg = aggregator(d, "agg" + std::to_string(kill), port, out);
     ASSERT_TRUE(agg->ready(port, d)) << (*agg)->err();
   }
   ASSERT_EQ(side->wait_exit(90s), 0) << side->err();
   // Each outage cost the sidecar failed requests, which it retried.
-  size_t failures = 0;
-  for (size_t at = 0; (at = side->err().find("failed (try", at)) != std::string::npos; ++at)
-    ++failures;
-  EXPECT_GE(failures, 3u) << side->err();
+  EXPECT_GE(count_of(side->err(), "failed (try"), 3u) << side->err();
   expect_every_record_once_by_event_id(out, n);
 }
 

@@ -117,6 +117,27 @@ std::vector<Line> read_all(const TempDir &d, const std::string &options,
   return lines(d / "out.ndjson");
 }
 
+std::string with_metrics(int port) {
+  return head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n");
+}
+
+// The engine on `port` has read exactly `entries` entries and each was acknowledged: nothing is
+// in flight. "Nothing read twice" is checked from here, not after a sleep: a duplicate read
+// before this point keeps the read count above `entries` and fails it.
+::testing::AssertionResult settled(const TempDir &d, int port, long entries) {
+  std::string body;
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  if (wait_until(
+          [&] {
+            return http_get(url, &body, d.path()) == 200 &&
+                   metric_value(body, "devmesh_journald_entries_read_total", "") == entries &&
+                   metric_value(body, "devmesh_journald_entries_acknowledged_total", "") == entries;
+          },
+          30s))
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "not settled at " << entries << " entries:\n" << body;
+}
+
 TEST(Journald, HundredThousandEntriesAreReadExactlyOnceAndInOrder) {
   TempDir d;
   const std::string dir = journal_dir(d);
@@ -438,13 +459,15 @@ TEST(Journald, VacuumOfReadFilesWhileFollowingRepeatsNothing) {
   const std::string dir = journal_dir(d);
   ASSERT_TRUE(fixture(d, {"-o", dir + "/a.journal", "--count", "100"}));
   ASSERT_TRUE(fixture(d, {"-o", dir + "/b.journal", "--count", "100", "--start", "101"}));
-  auto e = start(d, head() + journald("path: " + dir) + to_stdout(d, ", flush_interval: 50ms"));
+  const int port = free_port();
+  auto e = start(
+      d, with_metrics(port) + journald("path: " + dir) + to_stdout(d, ", flush_interval: 50ms"));
   ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 200; }, 30s)) << e->err();
   std::filesystem::remove(dir + "/a.journal");
   std::filesystem::remove(dir + "/b.journal");  // the file of the entry we are on
   ASSERT_TRUE(fixture(d, {"-o", dir + "/c.journal", "--count", "100", "--start", "201"}));
-  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 300; }, 10s)) << e->err();
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 300; }, 30s)) << e->err();
+  EXPECT_TRUE(settled(d, port, 300));
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   expect_once_in_order(lines(d / "out.ndjson"), 1, 300);
@@ -513,7 +536,8 @@ TEST(Journald, StateFileIsWrittenAtMostOncePerIntervalAndAtStop) {
   TempDir d;
   const std::string dir = journal_dir(d);
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "100"}));
-  auto e = start(d, head() +
+  const int port = free_port();
+  auto e = start(d, with_metrics(port) +
                         journald("path: " + dir + ", state_file: " + d / "state.json" +
                                  ", checkpoint_interval: 1h") +
                         to_stdout(d, ", flush_interval: 50ms"));
@@ -523,7 +547,8 @@ TEST(Journald, StateFileIsWrittenAtMostOncePerIntervalAndAtStop) {
   const std::string first = read_file(d / "state.json");
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "10", "--start", "101"}));
   ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 110; }, 30s)) << e->err();
-  std::this_thread::sleep_for(300ms);
+  // Every entry acknowledged, and the position still the first one written.
+  EXPECT_TRUE(settled(d, port, 110));
   EXPECT_EQ(read_file(d / "state.json"), first);
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
@@ -640,9 +665,11 @@ TEST(Journald, StateFileResumesAfterAGracefulStopWithoutDuplicates) {
   EXPECT_NE(read_file(d / "state.json").find("\"cursor\":\"s="), std::string::npos);
 
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "50", "--start", "101"}));
-  e = start(d, head() + journald(opts) + to_stdout(d, ", flush_interval: 50ms"), "engine2");
+  const int port = free_port();
+  e = start(d, with_metrics(port) + journald(opts) + to_stdout(d, ", flush_interval: 50ms"),
+            "engine2");
   ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 150; }, 30s)) << e->err();
-  std::this_thread::sleep_for(300ms);  // anything read twice would show up by now
+  EXPECT_TRUE(settled(d, port, 50));  // the 50 new entries, none of the 100 again
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   expect_once_in_order(lines(d / "out.ndjson"), 1, 150);
@@ -688,17 +715,19 @@ TEST(Journald, BrokenStateFileWithReadFromTailDeliversOnlyNewEntries) {
   const std::string dir = journal_dir(d);
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "50"}));
   write_file(d / "state.json", "{\"version\":1,\"cur");
-  auto e = start(
-      d, head() + journald("path: " + dir + ", read_from: tail, state_file: " + d / "state.json") +
-             to_stdout(d, ", flush_interval: 50ms"));
+  const int port = free_port();
+  auto e =
+      start(d, with_metrics(port) +
+                   journald("path: " + dir + ", read_from: tail, state_file: " + d / "state.json") +
+                   to_stdout(d, ", flush_interval: 50ms"));
   ASSERT_TRUE(wait_until([&] { return e->err().find("running") != std::string::npos; }, 10s));
   EXPECT_NE(e->err().find("is truncated or not JSON: reading directory " + dir +
                           " from tail (only new entries)"),
             std::string::npos)
       << e->err();
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "10", "--start", "51"}));
-  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 10; }, 10s)) << e->err();
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 10; }, 30s)) << e->err();
+  EXPECT_TRUE(settled(d, port, 10));
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   expect_once_in_order(lines(d / "out.ndjson"), 51, 60);

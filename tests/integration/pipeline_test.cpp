@@ -72,7 +72,8 @@ TEST(Pipeline, RecordsGoOnlyToOutputsWhoseMatchFitsTheirTag) {
 
 TEST(Pipeline, FlushesWhenBatchSizeIsReachedAndTheRestOnShutdown) {
   TempDir d;
-  auto e = start(d, head() +
+  const int port = free_port();
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
                         "  inputs:\n"
                         "    - {name: dummy, tag: counted, rate: 0, count: 25}\n"
                         // A second input that never finishes: when every input has finished,
@@ -81,8 +82,20 @@ TEST(Pipeline, FlushesWhenBatchSizeIsReachedAndTheRestOnShutdown) {
                         "  outputs:\n"
                         "    - {name: flaky, match: counted, path: " +
                         d / "out.txt" + ", batch_size: 10, flush_interval: 1h}\n");
-  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 20; }, 10s)) << e->err();
-  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 20; }, 30s)) << e->err();
+  // Settled: the output has all 25, delivered two full batches and holds the other 5 queued.
+  std::string m;
+  const std::string flaky = "instance=\"flaky.0\"";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &m, d.path());
+        return metric_value(m, "devmesh_records_in_total", flaky) == 25 &&
+               metric_value(m, "devmesh_records_out_total", flaky) == 20 &&
+               metric_value(m, "devmesh_queue_records", flaky) == 5;
+      },
+      30s))
+      << "a partial batch was flushed before its time, or never queued\n"
+      << m;
   EXPECT_EQ(read_lines(d / "out.txt").size(), 20u) << "a partial batch was flushed before its time";
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(10s), 0) << e->err();
