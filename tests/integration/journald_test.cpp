@@ -1000,4 +1000,25 @@ TEST(JournaldOptions, StateFileWriteFailuresAreLoggedCountedAndRetriedWhileReadi
   EXPECT_EQ(count_lines(d / "again.ndjson"), 0u);
 }
 
+// A state_file in a read-only directory is refused before anything runs, by name. The directory
+// is a read-only bind mount in a mount namespace of the engine's own (the tests run as root,
+// for whom a mode of 0555 would not stop a write; a mount that cannot be made fails the test).
+TEST(JournaldOptions, AStateFileInAReadOnlyDirectoryIsAConfigError) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  std::filesystem::create_directories(d / "ro");
+  write_file(d / "p.yaml", head() +
+                               journald("path: " + dir + ", state_file: " + d / "ro/state.json") +
+                               "  outputs:\n    - {name: 'null'}\n");
+  Process p({"/usr/bin/unshare", "-m", "/bin/sh", "-c",
+             "mount --bind \"$2\" \"$2\" && mount -o remount,ro,bind \"$2\" && exec \"$0\" "
+             "--dry-run -c \"$1\"",
+             DEVMESH_BIN, d / "p.yaml", d / "ro"},
+            d.path(), "dry");
+  EXPECT_EQ(p.wait_exit(30s), 1) << p.err();
+  EXPECT_NE(p.err().find("state_file: directory " + d / "ro" + " is not writable"),
+            std::string::npos)
+      << p.err();
+}
+
 }  // namespace
