@@ -299,7 +299,7 @@ TEST(HostileInput, InputAndQueryWithNoListenConfiguredServeOnLoopbackOnly) {
                            store_outputs(d.path(), "");
   write_file(d / "defaults.yaml", yaml);
   Process dm({"/usr/bin/unshare", "-n", "/bin/sh", "-c",
-              "ip link set lo up && exec \"$0\" -c \"$1\"", DEVMESH_BIN, d / "defaults.yaml"},
+              "/sbin/ip link set lo up && exec \"$0\" -c \"$1\"", DEVMESH_BIN, d / "defaults.yaml"},
              d.path(), "defaults");
   std::set<std::string> got;
   const bool up = wait_until(

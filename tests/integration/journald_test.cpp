@@ -1010,11 +1010,12 @@ TEST(JournaldOptions, AStateFileInAReadOnlyDirectoryIsAConfigError) {
   write_file(d / "p.yaml", head() +
                                journald("path: " + dir + ", state_file: " + d / "ro/state.json") +
                                "  outputs:\n    - {name: 'null'}\n");
-  Process p({"/usr/bin/unshare", "-m", "/bin/sh", "-c",
-             "mount --bind \"$2\" \"$2\" && mount -o remount,ro,bind \"$2\" && exec \"$0\" "
-             "--dry-run -c \"$1\"",
-             DEVMESH_BIN, d / "p.yaml", d / "ro"},
-            d.path(), "dry");
+  Process p(
+      {"/usr/bin/unshare", "-m", "/bin/sh", "-c",
+       "/bin/mount --bind \"$2\" \"$2\" && /bin/mount -o remount,ro,bind \"$2\" && exec \"$0\" "
+       "--dry-run -c \"$1\"",
+       DEVMESH_BIN, d / "p.yaml", d / "ro"},
+      d.path(), "dry");
   EXPECT_EQ(p.wait_exit(30s), 1) << p.err();
   EXPECT_NE(p.err().find("state_file: directory " + d / "ro" + " is not writable"),
             std::string::npos)
