@@ -42,10 +42,21 @@ struct Ingest {
     write_file(d / "req.body", body);
     return curl_post(d, url, d / "req.body", std::move(extra));
   }
+  // The records written once `want` lines are there and the engine has settled: anything
+  // beyond `want` (a late duplicate) would by then be counted in and so be waited for.
   std::vector<rapidjson::Document> output(size_t want) {
-    wait_until([&] { return read_lines(d / "out.ndjson").size() >= want; }, 10s);
-    std::this_thread::sleep_for(100ms);  // anything beyond `want` would show up too
+    wait_until([&] { return read_lines(d / "out.ndjson").size() >= want; }, 30s);
+    EXPECT_TRUE(wait_until([&] { return settled(metrics()); }, 30s)) << metrics();
     return read_ndjson(d / "out.ndjson");
+  }
+  // Nothing in flight: the output took every record the input took, its queue is empty and it
+  // delivered them all (one input and one output, as here).
+  static bool settled(const std::string &m) {
+    const double in = metric_value(m, "devmesh_records_in_total", "kind=\"input\"");
+    const double out_in = metric_value(m, "devmesh_records_in_total", "kind=\"output\"");
+    const double out = metric_value(m, "devmesh_records_out_total", "kind=\"output\"");
+    const double queued = metric_value(m, "devmesh_queue_records", "kind=\"output\"");
+    return in >= 0 && in == out_in && out == out_in && queued == 0;
   }
   std::string metrics() {
     std::string body;
@@ -429,7 +440,9 @@ TEST(HttpInput, FullQueuesAnswer503WithRetryAfterAndNothingAcceptedIsDropped) {
   EXPECT_GT(accepted, 0u);
   // Every record that got a 200 is delivered; none of the refused request's.
   EXPECT_TRUE(wait_until([&] { return read_lines(out).size() >= accepted; }, 60s));
-  std::this_thread::sleep_for(300ms);
+  std::string m;
+  EXPECT_TRUE(wait_until([&] { return Ingest::settled(m = in.metrics()); }, 60s)) << m;
+  EXPECT_EQ(metric_value(m, "devmesh_records_in_total", "kind=\"input\""), accepted) << m;
   EXPECT_EQ(read_lines(out).size(), accepted);
   // Drained, it takes requests again.
   EXPECT_TRUE(wait_until([&] { return libcurl_post(in.url, logs({recs[0]})).status == 200; }, 30s));

@@ -3,7 +3,6 @@
 // a third-party filter loaded by path, and /health and /metrics over HTTP.
 #include <gtest/gtest.h>
 
-#include <ctime>
 #include <map>
 #include <set>
 
@@ -73,7 +72,8 @@ TEST(Pipeline, RecordsGoOnlyToOutputsWhoseMatchFitsTheirTag) {
 
 TEST(Pipeline, FlushesWhenBatchSizeIsReachedAndTheRestOnShutdown) {
   TempDir d;
-  auto e = start(d, head() +
+  const int port = free_port();
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
                         "  inputs:\n"
                         "    - {name: dummy, tag: counted, rate: 0, count: 25}\n"
                         // A second input that never finishes: when every input has finished,
@@ -82,8 +82,20 @@ TEST(Pipeline, FlushesWhenBatchSizeIsReachedAndTheRestOnShutdown) {
                         "  outputs:\n"
                         "    - {name: flaky, match: counted, path: " +
                         d / "out.txt" + ", batch_size: 10, flush_interval: 1h}\n");
-  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 20; }, 10s)) << e->err();
-  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 20; }, 30s)) << e->err();
+  // Settled: the output has all 25, delivered two full batches and holds the other 5 queued.
+  std::string m;
+  const std::string flaky = "instance=\"flaky.0\"";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &m, d.path());
+        return metric_value(m, "devmesh_records_in_total", flaky) == 25 &&
+               metric_value(m, "devmesh_records_out_total", flaky) == 20 &&
+               metric_value(m, "devmesh_queue_records", flaky) == 5;
+      },
+      30s))
+      << "a partial batch was flushed before its time, or never queued\n"
+      << m;
   EXPECT_EQ(read_lines(d / "out.txt").size(), 20u) << "a partial batch was flushed before its time";
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(10s), 0) << e->err();
@@ -143,27 +155,25 @@ TEST(Pipeline, InputIsAcknowledgedOnlyWhenEveryOutputDelivered) {
   EXPECT_EQ(e->wait_exit(10s), 0);
 }
 
-TEST(Pipeline, SingleRecordReachesTheOutputWithinTwoFlushIntervals) {
+// A lone record, far below batch_size, is flushed by the timer alone: a second input that never
+// finishes rules out the flush at end of input, and the engine is still running when it arrives.
+// (How fast is a figure, not a property: tools/bench prints latencies; a bound here would flake
+// on a loaded machine.)
+TEST(Pipeline, ALoneRecordIsFlushedByTimeWhileTheEngineKeepsRunning) {
   TempDir d;
   auto e = start(d, head("  flush_interval: 400ms\n") +
                         "  inputs:\n"
-                        "    - {name: dummy, rate: 1, count: 1}\n"
+                        "    - {name: dummy, tag: one, rate: 1, count: 1}\n"
+                        "    - {name: dummy, tag: idle, rate: 0.001}\n"
                         "  outputs:\n"
-                        "    - {name: stdout, path: " +
+                        "    - {name: stdout, match: one, batch_size: 1000, path: " +
                         d / "out.ndjson" + "}\n");
-  ASSERT_TRUE(wait_until([&] { return !read_lines(d / "out.ndjson").empty(); }, 10s)) << e->err();
-  timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  std::string line = read_lines(d / "out.ndjson")[0];
-  auto at = line.find("\"timestamp\":\"");
-  ASSERT_NE(at, std::string::npos) << line;
-  tm t{};
-  strptime(line.c_str() + at + 13, "%Y-%m-%dT%H:%M:%S", &t);
-  double ts = timegm(&t) + std::atof(line.c_str() + at + 13 + 19);
-  double arrived = now.tv_sec + now.tv_nsec / 1e9;
-  EXPECT_LT(arrived - ts, 0.8) << "record took longer than two flush intervals: " << line;
+  ASSERT_TRUE(wait_until([&] { return !read_lines(d / "out.ndjson").empty(); }, 30s)) << e->err();
+  EXPECT_EQ(e->wait_exit(0ms), -1)
+      << "the record arrived only because the engine stopped: " << e->err();
+  EXPECT_EQ(read_lines(d / "out.ndjson").size(), 1u);
   e->kill(SIGTERM);
-  EXPECT_EQ(e->wait_exit(10s), 0);
+  EXPECT_EQ(e->wait_exit(30s), 0);
 }
 
 TEST(Pipeline, OutputFailingThenSucceedingDeliversEveryRecordOnceWithBackoff) {

@@ -285,16 +285,21 @@ struct Sse {
   std::string content_type, raw;
   std::vector<std::string> events;
 };
-Sse sse(const std::string &url, size_t want) {
+// Reads up to `want` events; `seen`, when given, counts them as they come (another thread waits
+// on it), and `stop` ends the stream early.
+Sse sse(const std::string &url, size_t want, std::atomic<size_t> *seen = nullptr,
+        const std::atomic<bool> *stop = nullptr) {
   struct Ctx {
     Sse *out;
     size_t want;
+    std::atomic<size_t> *seen;
+    const std::atomic<bool> *stop;
   };
   Sse out;
-  Ctx ctx{&out, want};
+  Ctx ctx{&out, want, seen, stop};
   CURL *c = curl_easy_init();
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 15L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, stop ? 120L : 15L);
   curl_easy_setopt(
       c, CURLOPT_WRITEFUNCTION, +[](char *p, size_t s, size_t n, void *u) {
         auto *x = static_cast<Ctx *>(u);
@@ -307,6 +312,8 @@ Sse sse(const std::string &url, size_t want) {
           if (ev.rfind("data: ", 0) == 0 && x->out->events.size() < x->want)
             x->out->events.push_back(ev.substr(6));
         }
+        if (x->seen) *x->seen = x->out->events.size();
+        if (x->stop && *x->stop) return size_t{0};
         return x->out->events.size() >= x->want ? size_t{0} : s * n;  // 0 ends the transfer
       });
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &ctx);
@@ -365,8 +372,10 @@ TEST(QueryTail, OpenStreamsDoNotHoldUpShutdown) {
   const std::string listen = "127.0.0.1:" + std::to_string(free_port());
   auto e = start_engine(d, tail_pipeline(listen));
   ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s));
-  std::thread reader([&] { sse("http://" + listen + "/tail", 1000000); });
-  std::this_thread::sleep_for(500ms);
+  std::atomic<size_t> seen{0};
+  std::thread reader([&] { sse("http://" + listen + "/tail", 1000000, &seen); });
+  // The stream is open once its first event has come.
+  ASSERT_TRUE(wait_until([&] { return seen > 0; }, 30s)) << e->err();
   e->kill(SIGTERM);
   EXPECT_EQ(e->wait_exit(10s), 0) << e->err();
   reader.join();
@@ -377,17 +386,21 @@ TEST(QueryTail, SubscribersBeyondTailClientsGet503) {
   const std::string listen = "127.0.0.1:" + std::to_string(free_port());
   auto e = start_engine(d, tail_pipeline(listen, ", tail_clients: 1"));
   ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s));
-  std::atomic<bool> first_open{false};
-  std::thread reader([&] {
-    first_open = true;
-    sse("http://" + listen + "/tail?service=web", 120);  // about 3 s of web records
-  });
-  std::this_thread::sleep_for(800ms);
-  ASSERT_TRUE(first_open);
+  // The first subscriber holds its stream until told to stop; it counts as open once an event
+  // has reached it (the server has then registered it).
+  std::atomic<size_t> seen{0};
+  std::atomic<bool> stop{false};
+  Sse first;
+  std::thread reader(
+      [&] { first = sse("http://" + listen + "/tail?service=web", 1000000, &seen, &stop); });
+  const bool open = wait_until([&] { return seen > 0; }, 30s);
   HttpResponse r = http("http://" + listen + "/tail");
+  stop = true;
+  reader.join();
+  ASSERT_TRUE(open) << e->err();
   EXPECT_EQ(r.status, 503) << r.body;
   EXPECT_NE(r.body.find("tail_clients"), std::string::npos) << r.body;
-  reader.join();
+  EXPECT_EQ(first.status, 200);
   e->kill(SIGTERM);
   EXPECT_EQ(e->wait_exit(20s), 0);
 }

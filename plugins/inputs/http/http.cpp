@@ -60,7 +60,7 @@ const dm_option kOptions[] = {
      "output is done with them (end to end); durable: answer once they are fsynced to "
      "service.storage (needs it)"},
     {"retry_after", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 1000, 3600000, nullptr,
-     "Retry-After sent with 503 while the pipeline's queues are full"},
+     "Retry-After sent with 503 while the pipeline's queues are full or the engine shuts down"},
 };
 
 class HttpInput {
@@ -157,7 +157,7 @@ class HttpInput {
   }
 
   void handle(dm_http_request *req) {
-    if (stopped_) return error_reply(req, 503, "shutting down");
+    if (stopped_) return shutting_down(req);
     if (!auth_token_.empty() && !authorized(req)) {
       host_->http_add_header(req, "WWW-Authenticate", "Bearer");
       return error_reply(req, 401, "missing or wrong bearer token");
@@ -194,7 +194,7 @@ class HttpInput {
     if (accepted > 0) {
       const int rc = host_->submit(inst_, batch.get(), &ticket);
       if (rc == DM_ERR_FULL) return busy(req);
-      if (rc != DM_OK) return error_reply(req, 503, "shutting down");
+      if (rc != DM_OK) return shutting_down(req);
       batch.release();
     }
     host_->metric_add(m_accepted_, accepted);
@@ -220,6 +220,13 @@ class HttpInput {
     // Constant time in the token's content; only its length can be learnt by timing.
     return h.size() == auth_token_.size() &&
            CRYPTO_memcmp(h.data(), auth_token_.data(), h.size()) == 0;
+  }
+
+  // During the grace period: the client is told to come back, as the restarted engine (or the
+  // next replica) takes the request then.
+  void shutting_down(dm_http_request *req) {
+    host_->http_add_header(req, "Retry-After", retry_after_.c_str());
+    error_reply(req, 503, "shutting down");
   }
 
   void busy(dm_http_request *req) {

@@ -61,8 +61,9 @@ const dm_option kOptions[] = {
     {"batch", DM_OPT_INT, DM_OPT_BOUNDED, "1024", 1, 100000, nullptr,
      "most entries per submitted batch; one batch is read per loop turn (about 1.5 ms at 1024)"},
     {"max_field_size", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 0, 1073741824, nullptr,
-     "longest field value returned (sd_journal_set_data_threshold; applies to compressed "
-     "fields); 0: no limit. Fields reaching it are counted as possibly truncated"},
+     "longest field returned, NAME= included; a longer one is cut to it (sd-journal cuts "
+     "compressed fields itself, uncompressed ones are cut here alike) and counted in "
+     "journald_fields_truncated_total; 0: no limit"},
     {"remap_after", DM_OPT_SIZE, DM_OPT_BOUNDED, "32MiB", 0, 1099511627776.0, nullptr,
      "re-open the journal after reading about this much of it: sd-journal keeps up to 512 MiB "
      "of journal files mapped, all of it counted as resident memory; 0: never"},
@@ -733,7 +734,7 @@ class Journald {
     while ((r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0) {
       bytes_since_open_ += len + kFieldOverhead;
       if (data_threshold_ && len >= data_threshold_) add(m_truncated_, 1);
-      field(b, rec, std::string_view(static_cast<const char *>(data), len));
+      field(b, rec, limited(data, len));
     }
     id_ = nullptr;
     rec->priority = mapped_.priority;
@@ -829,6 +830,14 @@ class Journald {
     free(c);
   }
 
+  // A field as max_field_size lets it through. sd_journal_set_data_threshold cuts compressed
+  // fields only; an uncompressed one comes back whole and is cut here, so the limit holds for
+  // every field (and read_entry and base_of_current see the same bytes).
+  std::string_view limited(const void *data, size_t len) const {
+    if (data_threshold_ && len > data_threshold_) len = data_threshold_;
+    return std::string_view(static_cast<const char *>(data), len);
+  }
+
   // The current entry's identity and base hash as read_entry computes them, without a record.
   bool base_of_current(Identity &id, uint8_t *hash) {
     uint64_t t = 0, mono = 0;
@@ -843,8 +852,7 @@ class Journald {
     size_t len;
     sd_journal_restart_data(j_);
     while (sd_journal_enumerate_available_data(j_, &data, &len) > 0) {
-      const uint32_t set =
-          journald::map_field(std::string_view(static_cast<const char *>(data), len), {}, probe_);
+      const uint32_t set = journald::map_field(limited(data, len), {}, probe_);
       if (set & journald::kSetMessage) seq_scratch_.assign(probe_.message);
       if (set & journald::kSetPid) set_pid(id, probe_.pid);
     }
