@@ -107,7 +107,10 @@ void hop_keeps_every_field(const std::string &forward_options) {
   ASSERT_EQ(r.status, 200) << r.body;
   ASSERT_TRUE(wait_until([&] { return read_lines(d / "agg.ndjson").size() >= 3; }, 15s))
       << side->err() << (*agg)->err();
-  std::this_thread::sleep_for(100ms);
+  // A late duplicate (a request sent again) would be written by the time both have settled.
+  std::string why;
+  EXPECT_TRUE(wait_settled(side_port, d.path(), 30s, &why)) << why;
+  EXPECT_TRUE(wait_settled(agg_port, d.path(), 30s, &why)) << why;
   auto sent = read_lines(d / "side.ndjson"), got = read_lines(d / "agg.ndjson");
   std::sort(sent.begin(), sent.end());
   std::sort(got.begin(), got.end());

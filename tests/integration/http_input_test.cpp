@@ -44,7 +44,9 @@ struct Ingest {
   }
   std::vector<rapidjson::Document> output(size_t want) {
     wait_until([&] { return read_lines(d / "out.ndjson").size() >= want; }, 10s);
-    std::this_thread::sleep_for(100ms);  // anything beyond `want` would show up too
+    // Anything beyond `want` (a late duplicate) is written by the time the engine settles.
+    std::string why;
+    EXPECT_TRUE(wait_settled(port, d.path(), 30s, &why)) << why;
     return read_ndjson(d / "out.ndjson");
   }
   std::string metrics() {
@@ -429,7 +431,8 @@ TEST(HttpInput, FullQueuesAnswer503WithRetryAfterAndNothingAcceptedIsDropped) {
   EXPECT_GT(accepted, 0u);
   // Every record that got a 200 is delivered; none of the refused request's.
   EXPECT_TRUE(wait_until([&] { return read_lines(out).size() >= accepted; }, 60s));
-  std::this_thread::sleep_for(300ms);
+  std::string why;
+  EXPECT_TRUE(wait_settled(in.port, in.d.path(), 60s, &why)) << why;
   EXPECT_EQ(read_lines(out).size(), accepted);
   // Drained, it takes requests again.
   EXPECT_TRUE(wait_until([&] { return libcurl_post(in.url, logs({recs[0]})).status == 200; }, 30s));

@@ -441,13 +441,16 @@ TEST(Journald, VacuumOfReadFilesWhileFollowingRepeatsNothing) {
   const std::string dir = journal_dir(d);
   ASSERT_TRUE(fixture(d, {"-o", dir + "/a.journal", "--count", "100"}));
   ASSERT_TRUE(fixture(d, {"-o", dir + "/b.journal", "--count", "100", "--start", "101"}));
-  auto e = start(d, head() + journald("path: " + dir) + to_stdout(d, ", flush_interval: 50ms"));
+  const int port = free_port();
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                        journald("path: " + dir) + to_stdout(d, ", flush_interval: 50ms"));
   ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 200; }, 30s)) << e->err();
   std::filesystem::remove(dir + "/a.journal");
   std::filesystem::remove(dir + "/b.journal");  // the file of the entry we are on
   ASSERT_TRUE(fixture(d, {"-o", dir + "/c.journal", "--count", "100", "--start", "201"}));
   ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 300; }, 10s)) << e->err();
-  std::this_thread::sleep_for(300ms);
+  std::string why;  // anything read twice is written by the time the engine settles
+  EXPECT_TRUE(wait_settled(port, d.path(), 30s, &why)) << why;
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   expect_once_in_order(lines(d / "out.ndjson"), 1, 300);
@@ -643,9 +646,14 @@ TEST(Journald, StateFileResumesAfterAGracefulStopWithoutDuplicates) {
   EXPECT_NE(read_file(d / "state.json").find("\"cursor\":\"s="), std::string::npos);
 
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "50", "--start", "101"}));
-  e = start(d, head() + journald(opts) + to_stdout(d, ", flush_interval: 50ms"), "engine2");
+  const int port = free_port();
+  e = start(d,
+            head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") + journald(opts) +
+                to_stdout(d, ", flush_interval: 50ms"),
+            "engine2");
   ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 150; }, 30s)) << e->err();
-  std::this_thread::sleep_for(300ms);  // anything read twice would show up by now
+  std::string why;  // anything read twice is written by the time the engine settles
+  EXPECT_TRUE(wait_settled(port, d.path(), 30s, &why)) << why;
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   expect_once_in_order(lines(d / "out.ndjson"), 1, 150);
@@ -691,9 +699,11 @@ TEST(Journald, BrokenStateFileWithReadFromTailDeliversOnlyNewEntries) {
   const std::string dir = journal_dir(d);
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "50"}));
   write_file(d / "state.json", "{\"version\":1,\"cur");
-  auto e = start(
-      d, head() + journald("path: " + dir + ", read_from: tail, state_file: " + d / "state.json") +
-             to_stdout(d, ", flush_interval: 50ms"));
+  const int port = free_port();
+  auto e =
+      start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                   journald("path: " + dir + ", read_from: tail, state_file: " + d / "state.json") +
+                   to_stdout(d, ", flush_interval: 50ms"));
   ASSERT_TRUE(wait_until([&] { return e->err().find("running") != std::string::npos; }, 10s));
   EXPECT_NE(e->err().find("is truncated or not JSON: reading directory " + dir +
                           " from tail (only new entries)"),
@@ -701,7 +711,8 @@ TEST(Journald, BrokenStateFileWithReadFromTailDeliversOnlyNewEntries) {
       << e->err();
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "10", "--start", "51"}));
   ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 10; }, 10s)) << e->err();
-  std::this_thread::sleep_for(300ms);
+  std::string why;  // an old entry read after all is written by the time the engine settles
+  EXPECT_TRUE(wait_settled(port, d.path(), 30s, &why)) << why;
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   expect_once_in_order(lines(d / "out.ndjson"), 51, 60);
