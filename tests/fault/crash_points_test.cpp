@@ -110,7 +110,11 @@ TEST_P(CrashPoints, ThreeCrashesInARowLoseAndDuplicateNothing) {
     const int nth = point == "during_state_write" ? 1 : run + 1;
     if (crash) env.push_back("DEVMESH_CRASH_AT=" + point + ":" + std::to_string(nth));
     Process p({DEVMESH_BIN, "-c", yaml_path}, d_.path(), "sidecar." + std::to_string(run), env);
-    ASSERT_TRUE(wait_listening(mport, d_.path(), 20s) || p.wait_exit(0ms) >= 0) << p.err();
+    // Listening, or already crashed (a point early in the start-up: waiting out the deadline
+    // for a dead process cost 20 s a run).
+    ASSERT_TRUE(wait_until(
+        [&] { return p.wait_exit(0ms) >= 0 || wait_listening(mport, d_.path(), 0ms); }, 20s))
+        << p.err();
     // The client sends until the engine dies; an unanswered request is sent again (same
     // records) to the next run, as a real client retries.
     for (int i = 0; i < kPostsPerRun && p.wait_exit(0ms) < 0; i++) {
