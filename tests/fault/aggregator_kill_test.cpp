@@ -37,7 +37,8 @@ TEST(AggregatorKilled, EveryForwardedRecordIsStoredOnceWhileTheAggregatorIsKille
       service_head(
           "  exit_when_done: true\n  grace: 5s\n  http_listen: " + listen_on(sidecar_port) + "\n") +
           "  inputs:\n    - {name: dummy, rate: 0, batch: 1000, count: " + std::to_string(records) +
-          "}\n  outputs:\n    - {name: http_forward, url: 'http://" + listen_on(port) +
+          kDummyFields + "}\n  outputs:\n    - {name: http_forward, url: 'http://" +
+          listen_on(port) +
           "/ingest/logs', workers: 2, batch_size: 2000, retry_wait: 50ms, "
           "retry_max_wait: 500ms, timeout: 20s, dead_letter_path: " +
           d / "sidecar-dead.ndjson" + "}\n");
@@ -50,7 +51,7 @@ TEST(AggregatorKilled, EveryForwardedRecordIsStoredOnceWhileTheAggregatorIsKille
   std::mt19937 rng(std::random_device{}());
   std::uniform_int_distribution<int> pause_ms(500, 3000);
   int kills = 0;
-  double sidecar_retried = 0;
+  double sidecar_retried = 0, sidecar_unanswered = 0;
   const auto deadline = began + 15min;
   while (sidecar.running() && std::chrono::steady_clock::now() < deadline) {
     // Sleep in small steps so a finished sidecar ends the loop at once.
@@ -59,10 +60,13 @@ TEST(AggregatorKilled, EveryForwardedRecordIsStoredOnceWhileTheAggregatorIsKille
     while (sidecar.running() && std::chrono::steady_clock::now() < kill_at)
       std::this_thread::sleep_for(20ms);
     if (!sidecar.running()) break;
-    // The sidecar's view so far: records it had to send again (each kill cuts requests).
-    const double retried = metric_value(scrape_metrics(sidecar_port, d.path()),
-                                        "devmesh_records_retried_total", "http_forward");
-    if (retried >= 0) sidecar_retried = retried;
+    // The sidecar's view so far: records it had to send again and requests that got no answer
+    // (each kill cuts requests). Absent only when the sidecar has just finished.
+    const std::string m = scrape_metrics(sidecar_port, d.path());
+    sidecar_retried =
+        find_metric(m, "devmesh_records_retried_total", "http_forward").value_or(sidecar_retried);
+    sidecar_unanswered = find_metric(m, "devmesh_http_forward_requests_total", "code=\"error\"")
+                             .value_or(sidecar_unanswered);
     ASSERT_TRUE(aggregator.running()) << "the aggregator died on its own:\n" << aggregator.err();
     aggregator.kill9();
     ++kills;
@@ -76,13 +80,17 @@ TEST(AggregatorKilled, EveryForwardedRecordIsStoredOnceWhileTheAggregatorIsKille
   AcceptedSet accepted;  // the dummy input's records, all taken by the sidecar
   accepted.add_range(1, static_cast<uint64_t>(records));
   ConservationReport report;
-  EXPECT_TRUE(store_conserves(db, accepted, dummy_event_id, &report));
+  EXPECT_TRUE(store_conserves(db, accepted, {dummy_event_id, dummy_fields}, &report));
   EXPECT_FALSE(std::filesystem::exists(d / "sidecar-dead.ndjson")) << "dead-lettered records";
   EXPECT_FALSE(std::filesystem::exists(d / "aggregator-dead.ndjson")) << "dead-lettered records";
   EXPECT_GE(kills, 3) << "too few kills to mean anything";
+  // The kills left their trace in the sidecar: requests cut without an answer, records sent
+  // again (read before the last kill, so the earlier kills').
+  EXPECT_GT(sidecar_unanswered, 0) << "no request of the sidecar was ever cut";
+  EXPECT_GT(sidecar_retried, 0) << "the sidecar never sent a record again";
   std::cout << "  " << records << " records, " << kills << " kills -9 of the aggregator, " << took
-            << " s, " << sidecar_retried << " records sent again by the sidecar; "
-            << report.describe() << "\n";
+            << " s, " << sidecar_retried << " records sent again by the sidecar, "
+            << sidecar_unanswered << " of its requests unanswered; " << report.describe() << "\n";
 }
 
 }  // namespace

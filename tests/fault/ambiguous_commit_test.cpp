@@ -21,7 +21,7 @@ constexpr int kCuts = 8;
 
 struct CutRun {
   std::string metrics;
-  double lost = 0, duplicates = 0, inserted = 0;
+  double lost = 0, reconnects = 0, duplicates = 0, inserted = 0;
   ConservationReport report;
 };
 
@@ -41,7 +41,7 @@ void deliver_through_cuts(TcpProxy::Cut where, CutRun &run) {
   Engine engine(d, "engine",
                 service_head("  http_listen: " + listen_on(port) + "\n  grace: 5s\n") +
                     "  inputs:\n    - {name: dummy, rate: 0, batch: 500, count: " +
-                    std::to_string(kRecords) + "}\n  outputs:\n" +
+                    std::to_string(kRecords) + kDummyFields + "}\n  outputs:\n" +
                     mariadb_output(db, d / "dead.ndjson",
                                    "      workers: 2\n      batch_size: 1000\n"
                                    "      full_text: false\n      retry_wait: 50ms\n"
@@ -60,7 +60,12 @@ void deliver_through_cuts(TcpProxy::Cut where, CutRun &run) {
   ASSERT_TRUE(delivered) << "not delivered; proxy: " << proxy.commits() << " commits, "
                          << proxy.cuts() << " cuts\n"
                          << run.metrics << engine.err();
+  // Counted once nothing moves any more: a retried batch that finishes late would add to them.
+  std::string why;
+  EXPECT_TRUE(wait_settled(port, d.path(), 60s, &why)) << why;
+  run.metrics = scrape_metrics(port, d.path());
   run.lost = metric_value(run.metrics, "devmesh_mariadb_connection_lost_total", "");
+  run.reconnects = metric_value(run.metrics, "devmesh_mariadb_reconnects_total", "");
   run.duplicates = metric_value(run.metrics, "devmesh_mariadb_rows_duplicate_total", "");
   run.inserted = metric_value(run.metrics, "devmesh_mariadb_rows_inserted_total", "");
   engine.proc().kill(SIGTERM);
@@ -68,20 +73,22 @@ void deliver_through_cuts(TcpProxy::Cut where, CutRun &run) {
 
   AcceptedSet accepted;
   accepted.add_range(1, kRecords);
-  EXPECT_TRUE(store_conserves(db, accepted, dummy_event_id, &run.report));
+  EXPECT_TRUE(store_conserves(db, accepted, {dummy_event_id, dummy_fields}, &run.report));
   EXPECT_FALSE(std::filesystem::exists(d / "dead.ndjson")) << "dead-lettered records";
   // Each cut was seen by the output as a lost connection and its batch retried whole.
   EXPECT_EQ(proxy.cuts(), kCuts);
   EXPECT_GE(run.lost, kCuts) << run.metrics;
+  EXPECT_GE(run.reconnects, kCuts) << "each cut connection is made again\n" << run.metrics;
+  EXPECT_GE(proxy.connections(), kCuts + 2) << "the proxy saw no new connection after the cuts";
   // A cut batch's rows count as duplicates on the retry that finds them (its first attempt
   // never learnt that it inserted them): together each record once.
   EXPECT_EQ(run.inserted + run.duplicates, kRecords) << run.metrics;
   std::cout << "  " << kRecords << " records, " << proxy.commits() << " COMMITs and "
             << proxy.executes() << " executions through the proxy, " << proxy.cuts() << " cut ("
             << proxy.cuts_committed() << " COMMITs answered OK by the server, never seen by the "
-            << "client); output: " << run.lost << " lost connections, " << run.inserted
-            << " rows inserted, " << run.duplicates << " retried rows already stored\n  "
-            << run.report.describe() << "\n";
+            << "client); output: " << run.lost << " lost connections, " << run.reconnects
+            << " reconnections, " << run.inserted << " rows inserted, " << run.duplicates
+            << " retried rows already stored\n  " << run.report.describe() << "\n";
   if (where == TcpProxy::Cut::kCommitAnswerHeld) {
     EXPECT_EQ(proxy.cuts_committed(), kCuts) << "a held COMMIT answer was not OK";
   }

@@ -1,6 +1,7 @@
 // Shared pieces of the fault tests: devmesh processes on pipeline files (restartable, killable),
-// the mariadb output's YAML, event ids as the inputs compute them, /metrics scrapes, sizes
-// that an environment variable can raise to the issue's counts.
+// the mariadb output's YAML, records whose every field the test knows (dummy, journal fixture,
+// http client) with their event ids, /metrics scrapes, sizes that an environment variable can
+// raise to the issue's counts.
 #pragma once
 
 #define XXH_INLINE_ALL
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "conservation.h"
 #include "mariadb.h"
 #include "process.h"
 
@@ -83,6 +85,106 @@ inline std::string scrape_metrics(int port, const std::string &dir) {
   std::string body;
   http_get("http://" + listen_on(port) + "/metrics", &body, dir);
   return body;
+}
+
+// The dummy input's options (a flow-map tail) that fix every content field of record n:
+// dummy_fields(n) is what the store must hold for it.
+inline const std::string kDummyFields =
+    ", host: fault-host, level: WARN, timestamp_start: '2026-01-01T00:00:00Z', "
+    "timestamp_step: 1ms, meta: {origin: fault}";
+constexpr int64_t kDummyEpochUsec = 1767225600000000;  // 2026-01-01T00:00:00Z
+
+inline Fields dummy_fields(uint64_t n) {
+  Fields f;
+  f.timestamp = datetime6(kDummyEpochUsec + static_cast<int64_t>(n - 1) * 1000);
+  f.source = "dummy";
+  f.service = "dummy";
+  f.host = "fault-host";
+  f.level = "WARN";
+  f.message = "dummy record " + std::to_string(n);
+  f.meta_json = "{\"seq\":\"" + std::to_string(n) + "\",\"origin\":\"fault\"}";
+  return f;
+}
+
+// Journal fixture entry n (tools/journal-fixture's defaults, with these --units and
+// --priorities) as the journald input maps it.
+inline Fields journal_fields(uint64_t n, const std::vector<std::string> &units,
+                             const std::vector<int> &priorities) {
+  static const char *const kLevelOfPriority[] = {"FATAL", "CRITICAL", "CRITICAL", "ERROR",
+                                                 "WARN",  "INFO",     "INFO",     "DEBUG"};
+  const int priority = priorities[n % priorities.size()];
+  Fields f;
+  f.timestamp = datetime6(1764359740000000 + static_cast<int64_t>(n) * 1000);
+  f.source = "journald";
+  f.service = units[n % units.size()];
+  f.host = "fixture-host";
+  f.level = kLevelOfPriority[priority];
+  f.message = "entry " + std::to_string(n);
+  f.meta_json = "{\"pid\":\"" + std::to_string(1000 + n % 7) +
+                "\",\"comm\":\"fixture\",\"boot_id\":\"0123456789abcdef0123456789abcdef\","
+                "\"facility\":\"3\",\"priority\":\"" +
+                std::to_string(priority) + "\"}";
+  return f;
+}
+
+// Record n as the fault tests' http clients post it: every field set and derived from n (a
+// re-sent request carries the same records, so the same derived event ids). `extra` is more
+// JSON members (",\"event_id\":...").
+inline std::string http_record(uint64_t n, const std::string &service,
+                               const std::string &extra = "") {
+  static const char *const kLevels[] = {"DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "FATAL"};
+  const int64_t usec = kDummyEpochUsec + 86400000000LL + static_cast<int64_t>(n) * 1000;
+  const time_t secs = static_cast<time_t>(usec / 1000000);
+  struct tm t;
+  gmtime_r(&secs, &t);
+  char stamp[64], ids[96];
+  snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900,
+           t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+           static_cast<int>(usec % 1000000 / 1000));
+  snprintf(ids, sizeof ids, "\"trace_id\":\"%032llx\",\"span_id\":\"%016llx\"",
+           static_cast<unsigned long long>(n), static_cast<unsigned long long>(n * 7));
+  const std::string num = std::to_string(n);
+  return "{\"timestamp\":\"" + std::string(stamp) +
+         "\",\"source\":\"fault-client\",\"service\":\"" + service +
+         "\",\"host\":\"client-host\",\"level\":\"" + kLevels[n % 6] + "\"," + ids +
+         ",\"event_type\":\"fault_test\",\"error_code\":\"E" + std::to_string(n % 10) +
+         "\",\"message\":\"fault " + num + "\",\"meta_json\":{\"seq\":\"" + num +
+         "\",\"client\":\"fault\"}" + extra + "}";
+}
+
+// What the store must hold for http_record(n, service).
+inline Fields http_record_fields(uint64_t n, const std::string &service) {
+  static const char *const kLevels[] = {"DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "FATAL"};
+  char trace[40], span[24];
+  snprintf(trace, sizeof trace, "%032llx", static_cast<unsigned long long>(n));
+  snprintf(span, sizeof span, "%016llx", static_cast<unsigned long long>(n * 7));
+  Fields f;
+  f.timestamp = datetime6(kDummyEpochUsec + 86400000000LL + static_cast<int64_t>(n) * 1000);
+  f.source = "fault-client";
+  f.service = service;
+  f.host = "client-host";
+  f.level = kLevels[n % 6];
+  f.trace_id = trace;
+  f.span_id = span;
+  f.event_type = "fault_test";
+  f.error_code = "E" + std::to_string(n % 10);
+  f.message = "fault " + std::to_string(n);
+  f.meta_json = "{\"seq\":\"" + std::to_string(n) + "\",\"client\":\"fault\"}";
+  return f;
+}
+
+// A sample that must be in /metrics (a test failure when it is not, see metric_value), read
+// from a fresh scrape.
+inline double scrape_metric(int port, const std::string &dir, const std::string &name,
+                            const std::string &labels = "") {
+  return metric_value(scrape_metrics(port, dir), name, labels);
+}
+
+// A line of the engine's log that says `what` happened, counted (restarts, reconnects, ...).
+inline int count_lines_with(const std::string &log, const std::string &what) {
+  int n = 0;
+  for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) ++n;
+  return n;
 }
 
 // XXH3-128 in canonical byte order, as host->hash128 computes it, in lower-case hex.

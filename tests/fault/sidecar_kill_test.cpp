@@ -3,6 +3,7 @@
 // restarted until it has read everything; MariaDB must end with every journal entry exactly once.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -71,15 +72,30 @@ class SidecarKilled : public ::testing::Test {
     AcceptedSet accepted;  // every entry of the fixture
     accepted.add_range(1, static_cast<uint64_t>(entries_));
     ConservationReport report;
-    EXPECT_TRUE(store_conserves(db_, accepted, {}, &report));
+    EXPECT_TRUE(store_conserves(db_, accepted, {{}, journal_fields_of}, &report));
     EXPECT_FALSE(std::filesystem::exists(d_ / "dead.ndjson")) << "dead-lettered entries";
     EXPECT_GE(kills, 1) << "the sidecar finished before it was killed";
+    // The kills left their trace: runs that resumed from the state file a killed run saved
+    // (so they re-read whatever that run had read but not saved), and a kill mid-stream.
+    int resumed = 0;
+    for (int run = 1; run < sidecar.starts(); ++run)
+      resumed += count_lines_with(read_file(d_ / ("sidecar." + std::to_string(run) + ".stderr")),
+                                  "after the saved position");
+    EXPECT_GE(resumed, 1) << "no restart resumed from a saved position";
+    EXPECT_TRUE(std::any_of(stored_at_kill.begin(), stored_at_kill.end(), [&](long long n) {
+      return n > 0 && n < entries_;
+    })) << "no kill came while the store held some but not all entries";
     std::ostringstream progress;
     for (auto n : stored_at_kill) progress << " " << n;
     std::cout << "  " << entries_ << " journal entries (fixture written in " << fixture_s_
               << " s), " << kills << " kills -9 of the sidecar, " << sidecar.starts() << " starts, "
-              << took << " s; rows stored at each kill:" << progress.str() << "\n  "
-              << report.describe() << "\n";
+              << took << " s, " << resumed << " restarts from the saved position; rows stored at "
+              << "each kill:" << progress.str() << "\n  " << report.describe() << "\n";
+  }
+
+  // Entry n as the sidecar maps it (the fixture's --units and --priorities above).
+  static Fields journal_fields_of(uint64_t n) {
+    return journal_fields(n, {"app.service", "web.service", "db.service"}, {3, 4, 6});
   }
 
   std::string mariadb_options() const {

@@ -53,15 +53,18 @@ Reply post(const std::string &url, const std::string &body) {
   return r;
 }
 
-// Records numbered from first, with fixed timestamps (a retried request keeps its event ids).
+// Records numbered from first, every field fixed by its number (a retried request keeps its
+// event ids).
 std::string body(long first) {
   std::string b = "{\"logs\":[";
-  for (long i = 0; i < kBatch; i++) {
-    if (i) b += ",";
-    b += "{\"timestamp\":\"2026-01-01T00:01:" + std::to_string(10 + i % 40) +
-         "Z\",\"service\":\"full\",\"message\":\"fault " + std::to_string(first + i) + "\"}";
-  }
+  for (long i = 0; i < kBatch; i++) b += (i ? "," : "") + http_record(first + i, "full");
   return b + "]}";
+}
+
+// What the store must hold for number n: a journal entry, or an http record after them.
+Fields sent_fields(uint64_t n) {
+  return n <= kEntries ? journal_fields(n, {"app.service", "db.service"}, {6})
+                       : http_record_fields(n, "full");
 }
 
 TEST(StorageFull, HttpGets503JournaldPausesAndNothingIsLostOnceTheStoreReturns) {
@@ -97,14 +100,26 @@ TEST(StorageFull, HttpGets503JournaldPausesAndNothingIsLostOnceTheStoreReturns) 
       },
       60s))
       << e.err();
-  std::string m = scrape_metrics(mport, d.path());
-  EXPECT_EQ(metric_value(m, "devmesh_input_paused", "instance=\"journald.0\""), 1);
-  const double read1 = metric_value(m, "journald_entries_read_total", "");
-  std::this_thread::sleep_for(1s);
-  const double read2 =
-      metric_value(scrape_metrics(mport, d.path()), "journald_entries_read_total", "");
-  EXPECT_EQ(read1, read2) << "journald kept reading while storage was full";
-  EXPECT_LT(read2, kEntries);
+  // journald is paused with entries left to read, and its read counter stands still: the same
+  // on reads a second apart, for several seconds (a paused input that kept reading would move it).
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return scrape_metric(mport, d.path(), "devmesh_input_paused", "instance=\"journald.0\"") ==
+               1;
+      },
+      30s))
+      << e.err();
+  const double read_at_pause =
+      scrape_metric(mport, d.path(), "devmesh_journald_entries_read_total");
+  EXPECT_GT(read_at_pause, 0) << "journald read nothing before storage was full";
+  EXPECT_LT(read_at_pause, kEntries)
+      << "journald read the whole journal: storage never held it back";
+  for (int i = 0; i < 4; i++) {
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(scrape_metric(mport, d.path(), "devmesh_journald_entries_read_total"), read_at_pause)
+        << "journald kept reading while storage was full";
+  }
+  EXPECT_EQ(scrape_metric(mport, d.path(), "devmesh_storage_full"), 1);
 
   // The http client is told to come back later.
   AcceptedSet accepted;
@@ -115,6 +130,10 @@ TEST(StorageFull, HttpGets503JournaldPausesAndNothingIsLostOnceTheStoreReturns) 
   EXPECT_EQ(busy.retry_after, "1");
   std::string health;
   EXPECT_EQ(http_get("http://" + listen_on(mport) + "/health", &health, d.path()), 503);
+  // The fault left its traces: the 503 counted, the output never reached the stopped server.
+  std::string m = scrape_metrics(mport, d.path());
+  EXPECT_GE(metric_value(m, "devmesh_http_requests_total", "status=\"503\""), 1);
+  EXPECT_GT(metric_value(m, "devmesh_mariadb_connect_errors_total", ""), 0);
 
   // The store returns: the client's batches (each retried after 503 until 2xx) and the rest of
   // the journal all arrive.
@@ -135,7 +154,7 @@ TEST(StorageFull, HttpGets503JournaldPausesAndNothingIsLostOnceTheStoreReturns) 
   e.kill(SIGTERM);
   EXPECT_EQ(e.wait_exit(30s), 0) << e.err();
   ConservationReport report;
-  EXPECT_TRUE(store_conserves(db, accepted, {}, &report));
+  EXPECT_TRUE(store_conserves(db, accepted, {{}, sent_fields}, &report));
   std::cout << "storage full: " << report.describe() << "\n";
 }
 

@@ -13,11 +13,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -189,9 +192,11 @@ inline int free_port() {
   return port;
 }
 
-// The value of a Prometheus sample whose line starts with `prefix` (name{labels...), or -1.
-inline double metric_value(const std::string &text, const std::string &name,
-                           const std::string &label_substring) {
+// The value of the first Prometheus sample named `name` whose line contains label_substring
+// (any sample when empty), or nothing when /metrics has none: for the few reads where absence is
+// a legitimate answer (a counter created on first use, an engine not listening yet).
+inline std::optional<double> find_metric(const std::string &text, const std::string &name,
+                                         const std::string &label_substring) {
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
@@ -199,7 +204,98 @@ inline double metric_value(const std::string &text, const std::string &name,
     if (!label_substring.empty() && line.find(label_substring) == std::string::npos) continue;
     return std::atof(line.substr(line.rfind(' ') + 1).c_str());
   }
-  return -1;
+  return std::nullopt;
+}
+
+// The same, and a test failure when the sample is missing: a misspelt name (or one without the
+// engine's devmesh_ prefix) would otherwise read as -1 on every scrape, and a comparison of two
+// such reads passes whatever the engine does.
+inline double metric_value(const std::string &text, const std::string &name,
+                           const std::string &label_substring) {
+  const auto v = find_metric(text, name, label_substring);
+  if (!v) {
+    ADD_FAILURE() << "no sample " << name
+                  << (label_substring.empty() ? "" : " with " + label_substring) << " in /metrics ("
+                  << text.size() << " bytes)";
+    return -1;
+  }
+  return *v;
+}
+
+// Why the engine whose /metrics text is `text` has not settled, or "" once it has: every
+// output has finished with what it took in (records_in == records_out + dead_lettered + failed)
+// and holds nothing queued in memory or on disk.
+inline std::string unsettled_outputs(const std::string &text) {
+  std::string why;
+  std::istringstream in(text);
+  std::string line;
+  const std::string dead = "devmesh_records_dead_lettered_total{";
+  while (std::getline(in, line)) {
+    if (line.rfind(dead, 0) != 0) continue;  // one line per output instance
+    const std::string labels = line.substr(dead.size(), line.find('}') - dead.size());
+    const auto value = [&](const std::string &name) {
+      return find_metric(text, name, labels).value_or(-1);
+    };
+    const double in_n = value("devmesh_records_in_total"), out = value("devmesh_records_out_total"),
+                 dl = value("devmesh_records_dead_lettered_total"),
+                 failed = value("devmesh_records_failed_total"),
+                 queued = value("devmesh_queue_records"),
+                 backlog = find_metric(text, "devmesh_storage_backlog_records", labels).value_or(0);
+    if (in_n != out + dl + failed || queued != 0 || backlog != 0)
+      why += labels + ": in " + std::to_string(in_n) + ", out " + std::to_string(out) +
+             ", dead-lettered " + std::to_string(dl) + ", failed " + std::to_string(failed) +
+             ", queued " + std::to_string(queued) + ", on disk " + std::to_string(backlog) + "\n";
+  }
+  if (text.find(dead) == std::string::npos) why = "no output in /metrics\n";
+  return why;
+}
+
+// The counters of a /metrics text (every *_total and histogram *_count sample), to compare two
+// scrapes: equal when nothing moved in between.
+inline std::string metric_counters(const std::string &text) {
+  std::istringstream in(text);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    const auto space = line.rfind(' ');
+    if (line.empty() || line[0] == '#' || space == std::string::npos) continue;
+    const std::string name = line.substr(0, line.find_first_of("{ "));
+    if (name.size() > 6 && (name.ends_with("_total") || name.ends_with("_count")))
+      out += line + "\n";
+  }
+  return out;
+}
+
+// Waits until the engine serving /metrics on 127.0.0.1:port has settled: its outputs have
+// finished with everything they took in (unsettled_outputs), and its counters read the same on
+// two scrapes `quiet` apart. A check that nothing more arrives (no late duplicate, no record
+// after a refusal) is only meaningful after this; a fixed sleep cannot see a record that comes
+// later than the sleep. False at the deadline, with the reason in *why.
+inline bool wait_settled(int port, const std::string &dir,
+                         std::chrono::milliseconds deadline = std::chrono::seconds(60),
+                         std::string *why = nullptr,
+                         std::chrono::milliseconds quiet = std::chrono::milliseconds(500)) {
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  std::string reason, before;
+  for (;;) {
+    std::string text;
+    if (http_get(url, &text, dir) != 200) {
+      reason = "no answer from " + url;
+      before.clear();
+    } else if (reason = unsettled_outputs(text); !reason.empty()) {
+      before.clear();
+    } else if (const std::string now = metric_counters(text); now != before) {
+      reason = "counters still moving";
+      before = now;
+    } else {
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= end) {
+      if (why) *why = reason;
+      return false;
+    }
+    std::this_thread::sleep_for(before.empty() ? std::chrono::milliseconds(50) : quiet);
+  }
 }
 
 }  // namespace devmesh::test
