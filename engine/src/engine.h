@@ -65,6 +65,7 @@ struct Ticket {
   // write failed: then STORED is sent just before DONE).
   enum class Stored : uint8_t { None, AwaitingFsync, Queued, Sent } stored = Stored::None;
   uint64_t block_id = 0;
+  std::string failed_reason;  // the first not-kept failure's (ack.failed_reason points here)
 };
 
 // A block in the segment files and who still has to finish it. Lives until every output it
@@ -114,6 +115,16 @@ struct TicketRun {
   StoredBlock *block;  // the block holding them (storage on), else null
 };
 
+// An output's per-record result (host flush_record_status), applied when its flush completes.
+struct RecordMark {
+  uint32_t index;
+  dm_flush_status status;
+  std::string reason;
+};
+
+// How a chunk's records finished for their output (what their tickets are told).
+enum class Outcome { Delivered, DeadLettered, Failed };
+
 // A unit of flushing: records copied from one or more batches, which it keeps alive.
 struct Chunk {
   OutputInstance *out = nullptr;
@@ -125,6 +136,11 @@ struct Chunk {
   uint64_t flush_start_ns = 0;
   std::string last_error;
   dm_batch view{};
+  // Per-record results of the flush in progress; any thread (the output's), until completion.
+  std::mutex marks_mu;
+  std::vector<RecordMark> marks;
+  // Per-record dead-letter reasons (records an output refused one by one), else empty.
+  std::vector<std::string> reasons;
 };
 
 struct Completion {
@@ -221,6 +237,7 @@ class Engine {
   void route_batch(Batch *b, Route *route);
   void append_to_output(OutputInstance *o, Batch *b, uint32_t from, uint32_t n);
   void ticket_progress(Ticket *t, uint32_t delivered, uint32_t dead);
+  void ticket_failed(Ticket *t, uint32_t n, const std::string &reason);
   void ack_later(Ticket *t);
   void finish_ticket(Ticket *t);
   // output_runner.cpp
@@ -228,7 +245,9 @@ class Engine {
   void dispatch(OutputInstance *o);
   void flush_now(OutputInstance *o, Chunk *c);
   void on_completion(Completion &c);
-  void chunk_done(Chunk *c, bool delivered, const std::string &reason);
+  void chunk_done(Chunk *c, Outcome outcome, const std::string &reason);
+  void finish_marked(Chunk *c, std::vector<RecordMark> &marks);
+  Chunk *split_off(Chunk *c, const std::vector<uint8_t> &keep);
   void schedule_retry(Chunk *c, uint32_t retry_after_ms);
   void dead_letter(Chunk *c, const std::string &reason);
   void update_fullness(OutputInstance *o);

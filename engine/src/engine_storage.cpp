@@ -126,6 +126,7 @@ void Engine::send_stored(Ticket *t) {
   dm_ack a = t->ack;
   a.ticket = t->seq;
   a.stage = DM_ACK_STORED;
+  a.failed_reason = a.failed ? t->failed_reason.c_str() : nullptr;
   in->desc.on_ack(in->state, &a);
 }
 
@@ -159,7 +160,7 @@ void Engine::pump(OutputInstance *o) {
       o->m_failed->add(n);
       Ticket *t = blk->ticket;
       block_progress(blk, o, n);
-      if (t) ticket_progress(t, 0, n);
+      if (t) ticket_failed(t, n, "a stored block cannot be read back");
       batch_unref(b);
       continue;
     }

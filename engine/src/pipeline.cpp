@@ -37,7 +37,9 @@ int Engine::submit(InputInstance *in, Batch *b, uint64_t *ticket) {
   }
   b->sync();
   b->pub.tag = dm_str{in->tag.c_str(), in->tag.size()};
-  auto *t = new Ticket{in, in->next_ticket++};
+  auto *t = new Ticket();
+  t->input = in;
+  t->seq = in->next_ticket++;
   outstanding_tickets_++;
   b->ticket = t;
   if (ticket) *ticket = t->seq;
@@ -183,6 +185,14 @@ void Engine::ticket_progress(Ticket *t, uint32_t delivered, uint32_t dead) {
   if (t->outstanding == 0 && t->routed) ack_later(t);
 }
 
+// Record deliveries that failed permanently and were not kept: never counted as delivered.
+void Engine::ticket_failed(Ticket *t, uint32_t n, const std::string &reason) {
+  if (t->ack.failed == 0) t->failed_reason = reason;
+  t->ack.failed += n;
+  t->outstanding -= n;
+  if (t->outstanding == 0 && t->routed) ack_later(t);
+}
+
 void Engine::ack_later(Ticket *t) {
   // DONE never overtakes STORED: send_stored() queues it once STORED went out.
   if (t->stored == Ticket::Stored::AwaitingFsync || t->stored == Ticket::Stored::Queued) return;
@@ -198,6 +208,7 @@ void Engine::finish_ticket(Ticket *t) {
   // The write of its block failed: delivered now, it is as good as stored.
   if (storage_ && t->stored != Ticket::Stored::Sent) send_stored(t);
   t->ack.stage = DM_ACK_DONE;
+  t->ack.failed_reason = t->ack.failed ? t->failed_reason.c_str() : nullptr;
   in->m_acked->add(1);
   if (in->desc.on_ack && in->created) in->desc.on_ack(in->state, &t->ack);
   delete t;

@@ -57,7 +57,7 @@ TEST(Loader, OtherMajorAbiIsRefusedNamingBothVersions) {
   auto r = dry_run(d, "  outputs:\n    - name: abi_bad_major\n      plugin_path: " +
                           test_plugin("abi_bad_major") + "\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("was built for plugin ABI 2.0, but this engine speaks ABI 1.1"),
+  EXPECT_NE(r.err.find("was built for plugin ABI 2.0, but this engine speaks ABI 1.2"),
             std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("abi_bad_major.so"), std::string::npos) << r.err;
@@ -68,7 +68,7 @@ TEST(Loader, NewerMinorAbiIsRefused) {
   auto r = dry_run(d, "  outputs:\n    - name: abi_newer_minor\n      plugin_path: " +
                           test_plugin("abi_newer_minor") + "\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("needs plugin ABI 1.8, newer than this engine's 1.1: upgrade devmesh"),
+  EXPECT_NE(r.err.find("needs plugin ABI 1.9, newer than this engine's 1.2: upgrade devmesh"),
             std::string::npos)
       << r.err;
 }

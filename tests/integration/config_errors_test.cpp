@@ -119,7 +119,7 @@ TEST(Cli, VersionPrintsTheAbi) {
   TempDir d;
   std::string out;
   EXPECT_EQ(run({DEVMESH_BIN, "--version"}, d.path(), &out), 0);
-  EXPECT_NE(out.find("devmesh 0.1.0 (plugin ABI 1.1)"), std::string::npos) << out;
+  EXPECT_NE(out.find("devmesh 0.1.0 (plugin ABI 1.2)"), std::string::npos) << out;
 }
 
 TEST(Cli, DescribePrintsOptionsFromTheSchema) {
