@@ -165,6 +165,7 @@ class OutputInstance : public Instance {
   uint64_t retry_max_wait_ms = 60000;
   size_t queue_limit = 64 << 20;
   std::string dead_letter_path;
+  std::string dead_letter_where;  // FILE:LINE:COL: pipeline.outputs[i].dead_letter_path
 
   // queue state (loop thread)
   Chunk *filling = nullptr;
@@ -221,6 +222,9 @@ class Engine {
   PluginLoader &loader() { return *loader_; }
   const PipelineConfig &config() const { return cfg_; }
   const std::string &info_json() const { return info_json_; }  // built by load()
+  // What start would change on the machine (a dead-letter directory it creates), found by
+  // load(); --dry-run prints them.
+  const std::vector<std::string> &notes() const { return notes_; }
 
   // --- called through the host API ---
   int submit(InputInstance *in, Batch *b, uint64_t *ticket);
@@ -314,8 +318,14 @@ class Engine {
   bool storage_full_ = false;
   Metric *m_storage_full_ = nullptr, *m_storage_dropped_ = nullptr, *m_storage_lost_ = nullptr;
   std::string info_json_;
+  std::vector<std::string> notes_;
 };
 
+// Whether a dead-letter file can be written at path: its directory exists or, with create, is
+// made (mkdir -p, 0750), or without create could be made; false with the problem in `error`.
+// `note` says what was (or, without create, would be) done.
+bool prepare_dead_letter_path(const std::string &path, bool create, std::string &error,
+                              std::string &note);
 uint64_t monotonic_ns();
 bool tag_matches(const std::string &pattern, const std::string &tag);  // fnmatch
 
