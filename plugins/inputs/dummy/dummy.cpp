@@ -413,8 +413,7 @@ class Dummy {
   bool started_ = false, stopped_ = false, paused_ = false, finished_ = false;
   bool submit_error_logged_ = false;
 
-  dm_metric *m_generated_, *m_refused_, *m_acks_, *m_delivered_, *m_dead_, *m_dropped_,
-      *m_failed_;
+  dm_metric *m_generated_, *m_refused_, *m_acks_, *m_delivered_, *m_dead_, *m_dropped_, *m_failed_;
 };
 
 }  // namespace

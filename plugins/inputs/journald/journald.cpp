@@ -1106,8 +1106,7 @@ class Journald {
   uint64_t next_write_ms_ = 0;
 
   dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
-      *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_reopens_, *m_same_stamp_,
-      *m_failed_;
+      *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_reopens_, *m_same_stamp_, *m_failed_;
 };
 
 }  // namespace
