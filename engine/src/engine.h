@@ -263,7 +263,6 @@ class Engine {
   void schedule_pump(OutputInstance *o);
   void pump(OutputInstance *o);
   void block_progress(StoredBlock *blk, OutputInstance *o, uint32_t n);
-  void ticket_dropped(Ticket *t, uint32_t n);
   void on_durable(uint64_t block_id);
   void send_stored(Ticket *t);
   void check_storage_full();

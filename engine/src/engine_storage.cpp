@@ -187,12 +187,6 @@ void Engine::block_progress(StoredBlock *blk, OutputInstance *o, uint32_t n) {
   if (storage_full_) check_storage_full();  // pause mode: resume once below the mark
 }
 
-void Engine::ticket_dropped(Ticket *t, uint32_t n) {
-  t->ack.dropped += n;
-  t->outstanding -= n;
-  if (t->outstanding == 0 && t->routed) ack_later(t);
-}
-
 void Engine::check_storage_full() {
   const uint64_t max = storage_->options().max_size;
   if (!max || finished_) return;
@@ -240,7 +234,8 @@ bool Engine::drop_oldest_segment() {
       n_out += n;
       Ticket *t = blk->ticket;
       block_progress(blk, o.get(), n);  // may delete the segment once nothing names it
-      if (t) ticket_dropped(t, n);
+      // Lost by policy, but lost: an input answering for delivery must not call them done.
+      if (t) ticket_failed(t, n, "dropped from full storage (when_full: drop_oldest)");
     }
     o->m_backlog->set(static_cast<double>(o->backlog_records));
     dropped += n_out;

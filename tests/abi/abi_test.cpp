@@ -75,9 +75,10 @@ TEST(Loader, NewerMinorAbiIsRefused) {
 
 TEST(Loader, OlderMinorAbiStillLoads) {
   TempDir d;
-  auto r = dry_run(d, "  inputs:\n    - name: dummy\n  outputs:\n    - name: abi_older_minor\n"
-                      "      plugin_path: " +
-                          test_plugin("abi_older_minor") + "\n");
+  auto r = dry_run(d,
+                   "  inputs:\n    - name: dummy\n  outputs:\n    - name: abi_older_minor\n"
+                   "      plugin_path: " +
+                       test_plugin("abi_older_minor") + "\n");
   EXPECT_EQ(r.code, 0) << r.err;
 }
 

@@ -221,21 +221,30 @@ TEST(Receipts, ASidecarDeadLettersEachRecordOfABatchItsAggregatorRefusedWhole) {
               "rejected by " + agg.url + ": service longer than 255 characters");
 }
 
-TEST(Receipts, RejectionsAReceiverCountsButDoesNotNameSendTheWholeBatchToTheDeadLetterFile) {
+// A receiver's answer that cannot be matched to the records sent: nothing of the batch may
+// count as delivered, so all of it is kept in the dead-letter file.
+void expect_whole_batch_dead_lettered(const std::string &answer) {
   TempDir d;
-  // A receiver that says 2 were rejected but names only one: the other cannot be found, so
-  // nothing of the batch may count as delivered.
-  TestReceiver rx([](const TestReceiver::Request &, int) {
+  TestReceiver rx([&](const TestReceiver::Request &, int) {
     TestReceiver::Response r;
-    r.body = R"({"accepted":1,"rejected":2,"errors":[{"index":0,"reason":"bad"}]})";
+    r.body = answer;
     return r;
   });
   Engine side(d, "sidecar", sidecar(d, rx.url(), 3, "[a]"));
   ASSERT_TRUE(side.ready) << side.dm->proc().err();
   ASSERT_TRUE(side.wait_metric("devmesh_dummy_acks_total", 1)) << side.dm->proc().err();
-  EXPECT_EQ(side.metric("devmesh_dummy_ack_deliveries_total"), 0);
-  EXPECT_EQ(side.metric("devmesh_dummy_ack_dead_lettered_total"), 3);
-  EXPECT_EQ(read_lines(d / "side/dead.ndjson").size(), 3u);
+  EXPECT_EQ(side.metric("devmesh_dummy_ack_deliveries_total"), 0) << answer;
+  EXPECT_EQ(side.metric("devmesh_dummy_ack_dead_lettered_total"), 3) << answer;
+  EXPECT_EQ(read_lines(d / "side/dead.ndjson").size(), 3u) << answer;
+}
+
+TEST(Receipts, RejectionsAReceiverCountsButDoesNotNameSendTheWholeBatchToTheDeadLetterFile) {
+  expect_whole_batch_dead_lettered(
+      R"({"accepted":1,"rejected":2,"errors":[{"index":0,"reason":"bad"}]})");
+}
+
+TEST(Receipts, AReceiverAccountingForFewerRecordsThanSentSendsTheWholeBatchToTheDeadLetterFile) {
+  expect_whole_batch_dead_lettered(R"({"accepted":2,"rejected":0,"errors":[]})");
 }
 
 // ---- dead-letter paths made at start, checked by --dry-run -------------------------------------

@@ -114,13 +114,15 @@ typedef struct dm_ack {
   uint64_t ticket;
   uint32_t delivered;     /* record deliveries that succeeded */
   uint32_t dead_lettered; /* record deliveries written to a dead-letter file instead */
-  uint32_t dropped;       /* records dropped by filters or matching no output, and record
-                             deliveries dropped from storage by when_full: drop_oldest */
+  uint32_t dropped;       /* records dropped by filters or matching no output (before 1.2
+                             also deliveries dropped from storage by when_full: drop_oldest,
+                             now counted in failed) */
   uint32_t stage;         /* DM_ACK_DONE or DM_ACK_STORED (was reserved, zero, in 1.0) */
   /* Since ABI 1.2 (a plugin built for 1.0/1.1 reads only the fields above): */
   uint32_t failed;           /* record deliveries that failed permanently and were NOT kept
-                              * (no dead-letter file, or writing it failed): lost unless the
-                              * input can produce them again. Never counted in delivered. */
+                              * (no dead-letter file, or writing it failed; dropped from full
+                              * storage; a stored block unreadable): lost unless the input can
+                              * produce them again. Never counted in delivered. */
   uint32_t reserved;         /* zero */
   const char *failed_reason; /* with failed > 0: the first failure's reason, NUL-terminated,
                               * valid during on_ack only; else NULL */

@@ -528,6 +528,18 @@ class HttpForward {
       return code == 422 || t.response_cut ? DM_FLUSH_ERROR : DM_FLUSH_OK;
     }
     const unsigned rejected = d["rejected"].GetUint();
+    // Every record sent is either accepted or rejected: a receiver that accounts for fewer lost
+    // some without saying which (nothing of the batch can be called delivered then).
+    if (d.HasMember("accepted") && d["accepted"].IsUint() &&
+        static_cast<uint64_t>(d["accepted"].GetUint()) + rejected != sent) {
+      host_->log(inst_, DM_LOG_ERROR,
+                 "%s accounted for %u accepted + %u rejected of %u records sent: the whole batch "
+                 "goes to the dead-letter file",
+                 shown_url_.c_str(), d["accepted"].GetUint(), rejected, sent);
+      reason += " (accounts for " + std::to_string(d["accepted"].GetUint() + rejected) + " of " +
+                std::to_string(sent) + " records)";
+      return DM_FLUSH_ERROR;
+    }
     if (rejected == 0) return code == 422 ? DM_FLUSH_ERROR : DM_FLUSH_OK;
     std::vector<std::pair<uint32_t, std::string>> found;
     std::vector<bool> seen(sent, false);
