@@ -98,6 +98,35 @@ TEST(Receipts, AckDeliveredAnswers500WhenAnOutputRefusedARecordThatWasNotKept) {
   EXPECT_EQ(ok.status, 200) << ok.body;
 }
 
+// journald moves its cursor past an entry an output refused and could not keep (holding it
+// would replay a record refused for its content forever), but counts and logs every one.
+TEST(Receipts, JournaldCountsAndLogsEntriesThatFailedAndWereNotKept) {
+  TempDir d;
+  std::filesystem::create_directories(d / "journal");
+  std::string out, err;
+  ASSERT_EQ(run({DEVMESH_BUILD_DIR "/tools/journal-fixture/journal-fixture", "-o",
+                 d / "journal/system.journal", "--count", "5"},
+                d.path(), &out, &err),
+            0)
+      << err;
+  Engine e(d, "engine",
+           "  inputs:\n    - {name: journald, path: " + d / "journal" +
+               ", follow: false, state_file: " + d / "cursor" +
+               "}\n  outputs:\n    - {name: flaky, path: " + d / "out.txt" +
+               ", poison: 'entry 3', per_record: true, fail_status: error, flush_interval: "
+               "20ms}\n");
+  ASSERT_TRUE(e.ready) << e.dm->proc().err();
+  ASSERT_TRUE(e.wait_metric("devmesh_journald_entries_acknowledged_total", 5))
+      << e.dm->proc().err();
+  EXPECT_EQ(e.metric("devmesh_journald_deliveries_failed_total"), 1);
+  EXPECT_EQ(e.metric("devmesh_records_failed_total"), 1);
+  EXPECT_NE(e.dm->proc().err().find("failed permanently and were not kept (they stay in the "
+                                    "journal): poison record"),
+            std::string::npos)
+      << e.dm->proc().err();
+  EXPECT_EQ(read_lines(d / "out.txt").size(), 4u);
+}
+
 // ---- per-record results from an output (flush_record_status, ABI 1.2) ------------------------
 
 TEST(Receipts, ARecordAnOutputRefusesAloneIsDeadLetteredWithItsReasonAndTheRestDelivered) {
