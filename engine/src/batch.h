@@ -71,6 +71,7 @@ struct Batch {
   Ticket *ticket = nullptr;      // set on submit; null for filter-emitted records
   StoredBlock *block = nullptr;  // with storage: the block its records were written as
   int refs = 1;                  // loop-thread only: the pipeline plus every chunk holding records
+  std::vector<dm_hold *> holds;  // attached by a filter before emit (dm_host_api.hold_attach)
 
   dm_record *add();
   void sync() {  // keep the public view in step with the vector

@@ -386,7 +386,7 @@ void Engine::drain() {
     stored_acks_.clear();
     for (Ticket *t : stored) {
       send_stored(t);
-      if (t->routed && t->outstanding == 0) acks_.push_back(t);
+      if (t->stored == Ticket::Stored::Sent && t->routed && t->outstanding == 0) acks_.push_back(t);
     }
     auto acks = std::move(acks_);
     acks_.clear();
@@ -455,9 +455,12 @@ void Engine::check_idle() {
     }
     return;
   }
-  if (cfg_.service.exit_when_done && idle && !inputs_.empty()) {
+  if (cfg_.service.exit_when_done && !inputs_.empty()) {
     for (auto &in : inputs_)
       if (!in->finished) return;
+    // Tickets that filters hold (dedup's collapsed repeats) wait for the records those filters
+    // emit at their stop(): with nothing else in flight, stopping is what finishes them.
+    if (!idle && !(outputs_empty() && emitted_.empty() && acks_.empty())) return;
     log_msg(DM_LOG_INFO, nullptr, "every input finished and all records are delivered");
     shutdown();
   }

@@ -25,6 +25,16 @@
 #include "storage.h"
 
 struct dm_instance {};  // the ABI's opaque handle; Instance derives from it
+namespace devmesh {
+class Engine;
+struct Ticket;
+}  // namespace devmesh
+// A filter's hold on a ticket (see dm_host_api.hold): released once, then freed.
+struct dm_hold {
+  devmesh::Engine *engine;
+  devmesh::Ticket *ticket;
+  bool stored = false;  // its stand-in is durable (or storage is off)
+};
 
 namespace devmesh {
 
@@ -55,17 +65,28 @@ class Instance : public dm_instance {
 };
 
 // A submit's acknowledgement state: done when `outstanding` record deliveries reach zero.
+// A ticket with no input stands for a filter's emitted batch that carries holds: its end
+// releases them instead of acknowledging an input.
 struct Ticket {
-  InputInstance *input;
-  uint64_t seq;
-  uint64_t outstanding = 0;
+  InputInstance *input = nullptr;
+  uint64_t seq = 0;
+  uint64_t outstanding = 0;  // record deliveries plus holds not yet released
   dm_ack ack{};
   bool routed = false;  // routing finished (so outstanding == 0 means done)
   // With storage: STORED always precedes DONE. None: no block waits (nothing stored, or the
-  // write failed: then STORED is sent just before DONE).
-  enum class Stored : uint8_t { None, AwaitingFsync, Queued, Sent } stored = Stored::None;
+  // write failed: then STORED is sent just before DONE). WaitingHolds: its own block is
+  // durable, a held stand-in's is not yet.
+  enum class Stored : uint8_t {
+    None,
+    AwaitingFsync,
+    Queued,
+    WaitingHolds,
+    Sent
+  } stored = Stored::None;
   uint64_t block_id = 0;
-  std::string failed_reason;  // the first not-kept failure's (ack.failed_reason points here)
+  uint32_t unstored_holds = 0;   // with storage: holds whose stand-in is not durable yet
+  std::vector<dm_hold *> holds;  // input-less tickets: the holds their end releases
+  std::string failed_reason;     // the first not-kept failure's (ack.failed_reason points here)
 };
 
 // A block in the segment files and who still has to finish it. Lives until every output it
@@ -229,6 +250,10 @@ class Engine {
   // --- called through the host API ---
   int submit(InputInstance *in, Batch *b, uint64_t *ticket);
   int emit(FilterInstance *f, Batch *b);
+  dm_hold *hold(Batch *b);
+  // Releases a hold: its stand-in was finished with `outcome` (null: none was emitted).
+  void release_hold(dm_hold *h, const dm_ack *outcome);
+  void hold_stored(dm_hold *h);  // its stand-in is durable
   void input_finished(InputInstance *in);
   void complete(Completion c);           // any thread
   void defer(std::function<void()> fn);  // loop thread: run after the current callback

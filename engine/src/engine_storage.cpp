@@ -120,8 +120,17 @@ void Engine::on_durable(uint64_t block_id) {
 }
 
 void Engine::send_stored(Ticket *t) {
+  // Held records are durable once their stand-in is: STORED waits for it.
+  if (t->unstored_holds > 0) {
+    t->stored = Ticket::Stored::WaitingHolds;
+    return;
+  }
   t->stored = Ticket::Stored::Sent;
   InputInstance *in = t->input;
+  if (!in) {  // a filter's emitted batch: its holds' stand-in is durable
+    for (dm_hold *h : t->holds) hold_stored(h);
+    return;
+  }
   if (!(in->desc.flags & DM_ACK_STAGES) || !in->desc.on_ack || !in->created) return;
   dm_ack a = t->ack;
   a.ticket = t->seq;

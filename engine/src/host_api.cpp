@@ -107,7 +107,11 @@ int meta_set_api(dm_batch *b, dm_record *rec, dm_str key, dm_str v) {
   return meta_set(Batch::from(b), rec, key, v);
 }
 void batch_free(dm_batch *b) {
-  batch_unref(Batch::from(b));
+  Batch *batch = Batch::from(b);
+  // Holds attached to a batch that is never emitted stand in for nothing any more.
+  for (dm_hold *h : batch->holds) h->engine->release_hold(h, nullptr);
+  batch->holds.clear();
+  batch_unref(batch);
 }
 
 int submit(dm_instance *inst, dm_batch *b, uint64_t *ticket) {
@@ -119,6 +123,16 @@ int emit(dm_instance *inst, dm_batch *b) {
   auto *f = dynamic_cast<FilterInstance *>(Instance::from(inst));
   if (!f || !b) return DM_ERR_INVALID;
   return engine_of(inst)->emit(f, Batch::from(b));
+}
+dm_hold *hold(dm_instance *inst, dm_batch *b) {
+  if (!inst || !b || !dynamic_cast<FilterInstance *>(Instance::from(inst))) return nullptr;
+  return engine_of(inst)->hold(Batch::from(b));
+}
+void hold_attach(dm_batch *b, dm_hold *h) {
+  if (b && h) Batch::from(b)->holds.push_back(h);
+}
+void hold_release(dm_hold *h) {
+  if (h) h->engine->release_hold(h, nullptr);
 }
 void flush_done(dm_flush_token *token, dm_flush_status status, uint32_t retry_after_ms,
                 const char *reason) {
@@ -366,6 +380,9 @@ const dm_host_api kHostApi = {
     HttpServer::stream_end,
     engine_info,
     storage_enabled,
+    hold,
+    hold_attach,
+    hold_release,
     flush_record_status,
 };
 

@@ -53,10 +53,60 @@ int Engine::emit(FilterInstance *f, Batch *b) {
     b->pub.tag = b->arena.copy(f->last_tag.data(), f->last_tag.size());
   }
   b->sync();
+  if (!b->holds.empty()) {
+    // Its records stand in for records it held: a ticket of its own tells when they are
+    // finished (and, with storage, durable), and its end releases the holds.
+    auto *t = new Ticket();
+    t->input = nullptr;
+    t->holds = std::move(b->holds);
+    b->holds.clear();
+    b->ticket = t;
+    outstanding_tickets_++;
+  }
   // Never re-enter the chain from inside a filter callback: run it from the loop.
   emitted_.emplace_back(f, b);
   uv_async_send(&wake_);
   return DM_OK;
+}
+
+dm_hold *Engine::hold(Batch *b) {
+  Ticket *t = b->ticket;
+  if (!t) return nullptr;
+  t->outstanding++;
+  auto *h = new dm_hold{this, t};
+  if (storage_) {
+    t->unstored_holds++;
+  } else {
+    h->stored = true;
+  }
+  return h;
+}
+
+void Engine::hold_stored(dm_hold *h) {
+  if (h->stored) return;
+  h->stored = true;
+  Ticket *t = h->ticket;
+  if (--t->unstored_holds == 0 && t->stored == Ticket::Stored::WaitingHolds) {
+    t->stored = Ticket::Stored::Queued;
+    stored_acks_.push_back(t);
+    uv_async_send(&wake_);
+  }
+}
+
+void Engine::release_hold(dm_hold *h, const dm_ack *outcome) {
+  Ticket *t = h->ticket;
+  hold_stored(h);
+  delete h;
+  // The held records were counted as dropped by their filter; a stand-in that could not be
+  // delivered makes them as undelivered as it is.
+  if (outcome && outcome->dead_lettered) t->ack.dead_lettered++;
+  if (outcome && outcome->failed) {
+    if (t->ack.failed == 0)
+      t->failed_reason = outcome->failed_reason ? outcome->failed_reason : "stand-in failed";
+    t->ack.failed++;
+  }
+  t->outstanding--;
+  if (t->outstanding == 0 && t->routed) ack_later(t);
 }
 
 void Engine::run_chain(Batch *b, size_t first_filter, Route *route) {
@@ -97,7 +147,7 @@ void Engine::route_batch(Batch *b, Route *route) {
   if (n > 0 && route->outputs.empty()) {
     if (t) {
       t->ack.dropped += n;
-      t->input->m_unrouted->add(n);
+      if (t->input) t->input->m_unrouted->add(n);
     }
   } else if (n > 0) {
     // After the filters (dropped records are never stored), before any output sees them.
@@ -195,7 +245,9 @@ void Engine::ticket_failed(Ticket *t, uint32_t n, const std::string &reason) {
 
 void Engine::ack_later(Ticket *t) {
   // DONE never overtakes STORED: send_stored() queues it once STORED went out.
-  if (t->stored == Ticket::Stored::AwaitingFsync || t->stored == Ticket::Stored::Queued) return;
+  if (t->stored == Ticket::Stored::AwaitingFsync || t->stored == Ticket::Stored::Queued ||
+      t->stored == Ticket::Stored::WaitingHolds)
+    return;
   // Acks never run inside another callback (submit, a flush): the input learns its ticket
   // number first, and an input's on_ack may submit again safely.
   acks_.push_back(t);
@@ -208,6 +260,17 @@ void Engine::finish_ticket(Ticket *t) {
   // The write of its block failed: delivered now, it is as good as stored.
   if (storage_ && t->stored != Ticket::Stored::Sent) send_stored(t);
   t->ack.stage = DM_ACK_DONE;
+  if (!in) {  // a filter's emitted batch: its end releases what it stood in for
+    std::vector<dm_hold *> holds = std::move(t->holds);
+    const std::string failed_reason = t->failed_reason;  // t goes before the holds are told
+    dm_ack outcome = t->ack;
+    outcome.failed_reason = outcome.failed ? failed_reason.c_str() : nullptr;
+    delete t;
+    outstanding_tickets_--;
+    for (dm_hold *h : holds) release_hold(h, &outcome);
+    check_idle();
+    return;
+  }
   t->ack.failed_reason = t->ack.failed ? t->failed_reason.c_str() : nullptr;
   in->m_acked->add(1);
   if (in->desc.on_ack && in->created) in->desc.on_ack(in->state, &t->ack);

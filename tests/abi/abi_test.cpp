@@ -1,4 +1,5 @@
 // The loader's refusals, each over a real .so file, through the real devmesh binary.
+#include <devmesh/plugin.h>
 #include <gtest/gtest.h>
 
 #include "process.h"
@@ -52,12 +53,15 @@ TEST(Loader, SharedObjectWithoutEntryIsNotADevmeshPlugin) {
       << r.err;
 }
 
+// This engine's ABI as the loader prints it.
+const std::string kAbi = std::to_string(DM_ABI_MAJOR) + "." + std::to_string(DM_ABI_MINOR);
+
 TEST(Loader, OtherMajorAbiIsRefusedNamingBothVersions) {
   TempDir d;
   auto r = dry_run(d, "  outputs:\n    - name: abi_bad_major\n      plugin_path: " +
                           test_plugin("abi_bad_major") + "\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("was built for plugin ABI 2.0, but this engine speaks ABI 1.2"),
+  EXPECT_NE(r.err.find("was built for plugin ABI 2.0, but this engine speaks ABI " + kAbi),
             std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("abi_bad_major.so"), std::string::npos) << r.err;
@@ -68,7 +72,8 @@ TEST(Loader, NewerMinorAbiIsRefused) {
   auto r = dry_run(d, "  outputs:\n    - name: abi_newer_minor\n      plugin_path: " +
                           test_plugin("abi_newer_minor") + "\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("needs plugin ABI 1.9, newer than this engine's 1.2: upgrade devmesh"),
+  EXPECT_NE(r.err.find("needs plugin ABI 1." + std::to_string(DM_ABI_MINOR + 7) +
+                       ", newer than this engine's " + kAbi + ": upgrade devmesh"),
             std::string::npos)
       << r.err;
 }

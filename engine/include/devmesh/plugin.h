@@ -169,6 +169,7 @@ typedef struct dm_async dm_async;
 typedef struct dm_metric dm_metric;
 typedef struct dm_flush_token dm_flush_token;
 typedef struct dm_http_request dm_http_request;
+typedef struct dm_hold dm_hold; /* since 1.2: see hold() */
 
 typedef enum dm_log_level {
   DM_LOG_ERROR = 0,
@@ -305,6 +306,23 @@ typedef struct dm_host_api {
   /* Since ABI 1.1: 1 when service.storage is configured (inputs then get DM_ACK_STORED acks if
    * their descriptor has DM_ACK_STAGES), else 0. Callable from create() on. */
   int (*storage_enabled)(dm_instance *inst);
+
+  /* Since ABI 1.2: holds, for filters whose emitted records stand in for records they drop
+   * (a summary of collapsed repeats). Without a hold the dropped records' submit is done at
+   * once, and an input would be told so (http: a 2xx, journald: the cursor moves) before the
+   * summary that is their only trace is stored; a crash in between would lose them.
+   * hold(): inside filter(), on the batch being filtered: takes one hold on the acknowledgement
+   * of that batch's submit (its ticket is not done, nor STORED with service.storage, while a
+   * hold remains). NULL when the batch has nothing to hold (records emitted by a filter without
+   * holds, or replayed from storage). Take one per stand-in, not one per record.
+   * hold_attach(): hands a hold to a batch of the filter's own before emit(): the hold is
+   * released once every output finished that batch (with storage: STORED once its block is
+   * durable). A dead-lettered or failed stand-in is reported so on the held ticket.
+   * hold_release(): releases a hold that no emitted batch will carry.
+   * A batch freed with batch_free() releases the holds attached to it. Loop thread only. */
+  dm_hold *(*hold)(dm_instance *inst, dm_batch *batch);
+  void (*hold_attach)(dm_batch *batch, dm_hold *hold);
+  void (*hold_release)(dm_hold *hold);
 
   /* Since ABI 1.2: outputs report a result per record of a flush (a bulk sink whose receiver
    * answered per record). index is into the flushed batch; status DM_FLUSH_ERROR (the record

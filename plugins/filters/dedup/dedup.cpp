@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstddef>
 #include <cstring>
 #include <iterator>
 #include <limits>
@@ -28,7 +29,8 @@ const dm_option kOptions[] = {
     {"mode", DM_OPT_STRING, 0, "drop", 0, 0, kModes,
      "drop: repeats within the window are removed; collapse: the first occurrence passes at "
      "once, and when the window closes one record stands for its repeats (meta repeat_count, "
-     "first_seen, last_seen)"},
+     "first_seen, last_seen); the repeats' submit is acknowledged (http 2xx with ack: "
+     "delivered or durable, the journald cursor) only once that record is stored"},
     {"window", DM_OPT_DURATION, DM_OPT_BOUNDED, "10s", 1, 7 * 86400000.0, nullptr,
      "a key's window starts at its first occurrence, on record timestamps (replays after a "
      "restart fall in it too); collapse also closes it after this long on the clock"},
@@ -104,6 +106,7 @@ struct Entry {
   uint32_t repeats = 0;
   uint32_t prev = kNone, next = kNone;  // LRU: head is the most recently seen
   uint32_t tag = 0;
+  uint64_t held_in = 0;     // collapse: the filter call whose batch it last took a hold on
   bool pending = false;     // collapse: repeats waiting for their summary
   bool in_pending = false;  // listed in pending_ (cleared by the next tick)
 };
@@ -129,7 +132,12 @@ class Dedup {
     name_ = name ? name : "dedup";
     // Reserved, not touched: pages are only used as keys arrive.
     entries_.reserve(max_keys_);
-    if (collapse_) contents_.reserve(max_keys_);
+    if (collapse_) {
+      contents_.reserve(max_keys_);
+      holds_.reserve(max_keys_);
+    }
+    // Holds came with ABI 1.2; an older host has none (repeats are then acknowledged at once).
+    can_hold_ = host->struct_size >= offsetof(dm_host_api, hold_release) + sizeof(void *);
     size_t slots = 16;
     while (slots < size_t(max_keys_) * 2) slots <<= 1;
     index_.assign(slots, Slot{});
@@ -179,6 +187,7 @@ class Dedup {
 
   int filter(dm_batch *batch, uint8_t *verdicts) {
     now_ = host_->now_ns();
+    ++calls_;
     const uint32_t tag = tag_index(sv(batch->tag));
     uint64_t dropped = 0, evicted = 0, redelivered = 0;
     // First every key, prefetching its index slot, so that the slots' cache misses overlap
@@ -198,7 +207,10 @@ class Dedup {
         if (entries_.size() < max_keys_) {
           idx = static_cast<uint32_t>(entries_.size());
           entries_.emplace_back();
-          if (collapse_) contents_.emplace_back();
+          if (collapse_) {
+            contents_.emplace_back();
+            holds_.emplace_back();
+          }
         } else {
           idx = evict();
           ++evicted;
@@ -240,6 +252,12 @@ class Dedup {
       } else {
         e.first_repeat = std::min(e.first_repeat, ts);
         e.last_repeat = std::max(e.last_repeat, ts);
+      }
+      // The summary is the repeats' only trace: their submit is not acknowledged (no 2xx, no
+      // cursor move) until it is stored. One hold per key and batch.
+      if (collapse_ && can_hold_ && e.held_in != calls_) {
+        e.held_in = calls_;
+        if (dm_hold *h = host_->hold(inst_, batch)) holds_[idx].push_back(h);
       }
     }
     add(m_dropped_, dropped);
@@ -474,6 +492,7 @@ class Dedup {
       s.window_start = e.window_start;
       s.k0 = e.k0, s.k1 = e.k1;
       s.content.swap(contents_[idx]);
+      s.holds.swap(holds_[idx]);
       closed_.push_back(std::move(s));
     }
     e.pending = false;
@@ -517,6 +536,9 @@ class Dedup {
       meta(b, r, "first_seen", std::string_view(t1, format_rfc3339_us(s.first, t1, sizeof t1)));
       meta(b, r, "last_seen", std::string_view(t2, format_rfc3339_us(s.last, t2, sizeof t2)));
     }
+    // The batch carries the holds: freed unemitted, it releases them.
+    for (size_t i = from; i < to; ++i)
+      for (dm_hold *h : closed_[i].holds) host_->hold_attach(b, h);
     const uint32_t count = b->count;
     if (host_->emit(inst_, b) != DM_OK) {
       host_->log(inst_, DM_LOG_ERROR, "emit refused %u collapse records", count);
@@ -565,6 +587,7 @@ class Dedup {
     int64_t first = 0, last = 0, window_start = 0;
     uint64_t k0 = 0, k1 = 0;
     std::string content;
+    std::vector<dm_hold *> holds;  // on the submits of the repeats it stands for
   };
 
   const dm_host_api *host_;
@@ -579,7 +602,10 @@ class Dedup {
 
   // State (loop thread only).
   std::vector<Entry> entries_;
-  std::vector<std::string> contents_;  // collapse: the first repeat's fields, per entry
+  std::vector<std::string> contents_;          // collapse: the first repeat's fields, per entry
+  std::vector<std::vector<dm_hold *>> holds_;  // collapse: holds on the repeats' submits
+  uint64_t calls_ = 0;                         // filter() calls so far
+  bool can_hold_ = false;
   struct Slot {
     uint32_t fp = 0;   // the key's low 32 bits (its home slot is fp & mask_)
     uint32_t pos = 0;  // entry position + 1; 0: empty
