@@ -21,9 +21,12 @@ struct Engine {
   std::unique_ptr<Devmesh> dm;
   bool ready = false;
 
-  Engine(const TempDir &dir, const std::string &name, const std::string &body) : d(dir) {
+  Engine(const TempDir &dir, const std::string &name, const std::string &body,
+         const std::string &service = "")
+      : d(dir) {
     dm = std::make_unique<Devmesh>(
-        d, name, plugins_head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") + body);
+        d, name,
+        plugins_head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n" + service) + body);
     ready = dm->ready(port, d);
   }
   ~Engine() {
@@ -125,6 +128,25 @@ TEST(Receipts, JournaldCountsAndLogsEntriesThatFailedAndWereNotKept) {
             std::string::npos)
       << e.dm->proc().err();
   EXPECT_EQ(read_lines(d / "out.txt").size(), 4u);
+}
+
+// Records dropped from full storage (when_full: drop_oldest) are lost: their inputs are told
+// so (failed), not that they were merely dropped like a filter's drop.
+TEST(Receipts, DeliveriesDroppedFromFullStorageAreReportedFailedToTheirInput) {
+  TempDir d;
+  Engine e(
+      d, "engine",
+      "  inputs:\n    - {name: dummy, rate: 0, count: 30000, message: '{seq} " +
+          std::string(200, 'x') +
+          "'}\n  outputs:\n    - {name: flaky, fail_always: true, queue_limit: 128KiB, "
+          "path: " +
+          d / "out.txt" + "}\n",
+      "  storage:\n    path: " + d / "data" + "\n    max_size: 1MiB\n    when_full: drop_oldest\n");
+  ASSERT_TRUE(e.ready) << e.dm->proc().err();
+  ASSERT_TRUE(e.wait_metric("devmesh_dummy_ack_failed_total", 1)) << e.dm->proc().err();
+  EXPECT_GT(e.metric("devmesh_storage_records_dropped_total"), 0);
+  EXPECT_EQ(e.metric("devmesh_dummy_ack_deliveries_total"), 0);
+  EXPECT_EQ(e.metric("devmesh_dummy_ack_dropped_total"), 0);
 }
 
 // ---- per-record results from an output (flush_record_status, ABI 1.2) ------------------------
