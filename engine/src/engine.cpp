@@ -181,6 +181,22 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
           std::string p = get("dead_letter_path")->text;
           o->dead_letter_path =
               (p.empty() || p[0] == '/' || cfg_.dir.empty()) ? p : cfg_.dir + "/" + p;
+          // Checked here, so --dry-run finds it; made at start (run()).
+          const YAML::Mark mark = e.node["dead_letter_path"].Mark();
+          const std::string path = e.where() + ".dead_letter_path";
+          Problem where;
+          where.file = cfg_.file;
+          where.line = mark.line + 1;
+          where.col = mark.column + 1;
+          where.path = path;
+          o->dead_letter_where = where.str();
+          std::string error, note;
+          if (o->dead_letter_path.empty())
+            problems.add(cfg_.file, mark, path, "must not be empty");
+          else if (!prepare_dead_letter_path(o->dead_letter_path, false, error, note))
+            problems.add(cfg_.file, mark, path, error);
+          else if (!note.empty())
+            notes_.push_back(o->dead_letter_where + note);
         }
         inst = o.get();
         outputs_.push_back(std::move(o));
@@ -280,6 +296,16 @@ int Engine::run() {
   for (auto &in : inputs_) in->route = route_for(in->tag);
 
   bool ok = true;
+  for (auto &o : outputs_) {
+    std::string error, note;
+    if (o->dead_letter_path.empty()) continue;
+    if (!prepare_dead_letter_path(o->dead_letter_path, true, error, note)) {
+      log_msg(DM_LOG_ERROR, o->name.c_str(), "%s%s", o->dead_letter_where.c_str(), error.c_str());
+      ok = false;
+    } else if (!note.empty()) {
+      log_msg(DM_LOG_INFO, o->name.c_str(), "dead_letter_path: %s", note.c_str());
+    }
+  }
   // Storage opens (and replays into the outputs' disk backlogs) before anything starts.
   if (!cfg_.service.storage_path.empty() && !open_storage()) ok = false;
   auto start = [&](Instance *i) {

@@ -86,6 +86,7 @@ struct Ticket {
   uint64_t block_id = 0;
   uint32_t unstored_holds = 0;   // with storage: holds whose stand-in is not durable yet
   std::vector<dm_hold *> holds;  // input-less tickets: the holds their end releases
+  std::string failed_reason;     // the first not-kept failure's (ack.failed_reason points here)
 };
 
 // A block in the segment files and who still has to finish it. Lives until every output it
@@ -135,6 +136,16 @@ struct TicketRun {
   StoredBlock *block;  // the block holding them (storage on), else null
 };
 
+// An output's per-record result (host flush_record_status), applied when its flush completes.
+struct RecordMark {
+  uint32_t index;
+  dm_flush_status status;
+  std::string reason;
+};
+
+// How a chunk's records finished for their output (what their tickets are told).
+enum class Outcome { Delivered, DeadLettered, Failed };
+
 // A unit of flushing: records copied from one or more batches, which it keeps alive.
 struct Chunk {
   OutputInstance *out = nullptr;
@@ -146,6 +157,11 @@ struct Chunk {
   uint64_t flush_start_ns = 0;
   std::string last_error;
   dm_batch view{};
+  // Per-record results of the flush in progress; any thread (the output's), until completion.
+  std::mutex marks_mu;
+  std::vector<RecordMark> marks;
+  // Per-record dead-letter reasons (records an output refused one by one), else empty.
+  std::vector<std::string> reasons;
 };
 
 struct Completion {
@@ -170,6 +186,7 @@ class OutputInstance : public Instance {
   uint64_t retry_max_wait_ms = 60000;
   size_t queue_limit = 64 << 20;
   std::string dead_letter_path;
+  std::string dead_letter_where;  // FILE:LINE:COL: pipeline.outputs[i].dead_letter_path
 
   // queue state (loop thread)
   Chunk *filling = nullptr;
@@ -226,6 +243,9 @@ class Engine {
   PluginLoader &loader() { return *loader_; }
   const PipelineConfig &config() const { return cfg_; }
   const std::string &info_json() const { return info_json_; }  // built by load()
+  // What start would change on the machine (a dead-letter directory it creates), found by
+  // load(); --dry-run prints them.
+  const std::vector<std::string> &notes() const { return notes_; }
 
   // --- called through the host API ---
   int submit(InputInstance *in, Batch *b, uint64_t *ticket);
@@ -246,6 +266,7 @@ class Engine {
   void route_batch(Batch *b, Route *route);
   void append_to_output(OutputInstance *o, Batch *b, uint32_t from, uint32_t n);
   void ticket_progress(Ticket *t, uint32_t delivered, uint32_t dead);
+  void ticket_failed(Ticket *t, uint32_t n, const std::string &reason);
   void ack_later(Ticket *t);
   void finish_ticket(Ticket *t);
   // output_runner.cpp
@@ -253,7 +274,9 @@ class Engine {
   void dispatch(OutputInstance *o);
   void flush_now(OutputInstance *o, Chunk *c);
   void on_completion(Completion &c);
-  void chunk_done(Chunk *c, bool delivered, const std::string &reason);
+  void chunk_done(Chunk *c, Outcome outcome, const std::string &reason);
+  void finish_marked(Chunk *c, std::vector<RecordMark> &marks);
+  Chunk *split_off(Chunk *c, const std::vector<uint8_t> &keep);
   void schedule_retry(Chunk *c, uint32_t retry_after_ms);
   void dead_letter(Chunk *c, const std::string &reason);
   void update_fullness(OutputInstance *o);
@@ -265,7 +288,6 @@ class Engine {
   void schedule_pump(OutputInstance *o);
   void pump(OutputInstance *o);
   void block_progress(StoredBlock *blk, OutputInstance *o, uint32_t n);
-  void ticket_dropped(Ticket *t, uint32_t n);
   void on_durable(uint64_t block_id);
   void send_stored(Ticket *t);
   void check_storage_full();
@@ -320,8 +342,14 @@ class Engine {
   bool storage_full_ = false;
   Metric *m_storage_full_ = nullptr, *m_storage_dropped_ = nullptr, *m_storage_lost_ = nullptr;
   std::string info_json_;
+  std::vector<std::string> notes_;
 };
 
+// Whether a dead-letter file can be written at path: its directory exists or, with create, is
+// made (mkdir -p, 0750), or without create could be made; false with the problem in `error`.
+// `note` says what was (or, without create, would be) done.
+bool prepare_dead_letter_path(const std::string &path, bool create, std::string &error,
+                              std::string &note);
 uint64_t monotonic_ns();
 bool tag_matches(const std::string &pattern, const std::string &tag);  // fnmatch
 

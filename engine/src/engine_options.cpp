@@ -34,7 +34,9 @@ static const std::vector<dm_option> kOutput = {
     {"queue_limit", DM_OPT_SIZE, DM_OPT_BOUNDED, "64MiB", 4096, 64.0 * 1024 * 1024 * 1024, nullptr,
      "Memory the queue may hold; above it the inputs feeding this output are paused"},
     {"dead_letter_path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "NDJSON file receiving records that can never be delivered, with the reason"},
+     "NDJSON file receiving records that can never be delivered, with the reason; its "
+     "directory is made at start (mode 0750). Without it such records are lost (counted in "
+     "devmesh_records_failed_total, and an ack: delivered request gets 500)"},
 };
 
 const std::vector<dm_option> &engine_options(const std::string &section) {

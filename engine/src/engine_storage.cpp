@@ -135,6 +135,7 @@ void Engine::send_stored(Ticket *t) {
   dm_ack a = t->ack;
   a.ticket = t->seq;
   a.stage = DM_ACK_STORED;
+  a.failed_reason = a.failed ? t->failed_reason.c_str() : nullptr;
   in->desc.on_ack(in->state, &a);
 }
 
@@ -168,7 +169,7 @@ void Engine::pump(OutputInstance *o) {
       o->m_failed->add(n);
       Ticket *t = blk->ticket;
       block_progress(blk, o, n);
-      if (t) ticket_progress(t, 0, n);
+      if (t) ticket_failed(t, n, "a stored block cannot be read back");
       batch_unref(b);
       continue;
     }
@@ -193,12 +194,6 @@ void Engine::block_progress(StoredBlock *blk, OutputInstance *o, uint32_t n) {
   storage_->block_done(blk->seg);
   delete blk;
   if (storage_full_) check_storage_full();  // pause mode: resume once below the mark
-}
-
-void Engine::ticket_dropped(Ticket *t, uint32_t n) {
-  t->ack.dropped += n;
-  t->outstanding -= n;
-  if (t->outstanding == 0 && t->routed) ack_later(t);
 }
 
 void Engine::check_storage_full() {
@@ -248,7 +243,8 @@ bool Engine::drop_oldest_segment() {
       n_out += n;
       Ticket *t = blk->ticket;
       block_progress(blk, o.get(), n);  // may delete the segment once nothing names it
-      if (t) ticket_dropped(t, n);
+      // Lost by policy, but lost: an input answering for delivery must not call them done.
+      if (t) ticket_failed(t, n, "dropped from full storage (when_full: drop_oldest)");
     }
     o->m_backlog->set(static_cast<double>(o->backlog_records));
     dropped += n_out;

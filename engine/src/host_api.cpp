@@ -140,6 +140,15 @@ void flush_done(dm_flush_token *token, dm_flush_status status, uint32_t retry_af
   c->out->engine->complete(Completion{c, status, retry_after_ms, reason ? reason : ""});
 }
 
+// Since 1.2. The mark travels with the chunk; the completion (flush's return or flush_done,
+// which takes cq_mu_) orders it before the loop reads the marks.
+void flush_record_status(dm_flush_token *token, uint32_t index, dm_flush_status status,
+                         const char *reason) {
+  auto *c = reinterpret_cast<Chunk *>(token);
+  std::lock_guard<std::mutex> lk(c->marks_mu);
+  c->marks.push_back(RecordMark{index, status, reason ? reason : ""});
+}
+
 dm_timer *timer_new(dm_instance *inst, dm_timer_cb cb, void *arg) {
   auto *t = new dm_timer{{}, cb, arg};
   uv_timer_init(engine_of(inst)->loop(), &t->h);
@@ -374,6 +383,7 @@ const dm_host_api kHostApi = {
     hold,
     hold_attach,
     hold_release,
+    flush_record_status,
 };
 
 }  // namespace

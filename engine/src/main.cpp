@@ -162,6 +162,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (dry_run) {
+    for (auto &n : engine.notes()) printf("%s\n", n.c_str());
     printf("%s: configuration OK\n", config_file.c_str());
     return 0;
   }

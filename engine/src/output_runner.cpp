@@ -2,6 +2,7 @@
 // completions, retries with backoff and jitter, bisecting poison chunks, dead-lettering, and
 // the backpressure that pauses inputs when a queue is full.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -15,6 +16,87 @@
 namespace devmesh {
 
 OutputInstance::~OutputInstance() = default;
+
+namespace {
+
+std::string parent_dir(const std::string &path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// mkdir -p: every missing directory on the way, mode 0750 (the records may hold anything).
+bool make_dirs(const std::string &dir, std::string &error) {
+  for (size_t at = 1; at <= dir.size(); at++) {
+    if (at != dir.size() && dir[at] != '/') continue;
+    const std::string part = dir.substr(0, at);
+    if (mkdir(part.c_str(), 0750) != 0 && errno != EEXIST) {
+      error = "cannot create directory " + part + ": " + strerror(errno);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+// A dead-letter file that cannot be written turns every permanent failure into a lost record,
+// found only when it happens: so its directory is checked (dry run: could it be made?) or made
+// before anything starts.
+bool prepare_dead_letter_path(const std::string &path, bool create, std::string &error,
+                              std::string &note) {
+  if (path.back() == '/') {
+    error = path + " names a directory; give a file name";
+    return false;
+  }
+  const std::string dir = parent_dir(path);
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT && errno != ENOTDIR) {
+      error = "cannot use directory " + dir + ": " + strerror(errno);
+      return false;
+    }
+    if (create) {
+      if (!make_dirs(dir, error)) return false;
+      note = "created directory " + dir;
+    } else {
+      // Would mkdir -p succeed? The nearest existing ancestor must be a writable directory.
+      std::string up = dir;
+      do {
+        up = parent_dir(up);
+      } while (stat(up.c_str(), &st) != 0 && (errno == ENOENT || errno == ENOTDIR) && up != "/" &&
+               up != ".");
+      if (stat(up.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        error = "cannot create directory " + dir + ": " + up + " is not a directory";
+        return false;
+      }
+      if (access(up.c_str(), W_OK | X_OK) != 0) {
+        error = "cannot create directory " + dir + ": " + up + ": " + strerror(errno);
+        return false;
+      }
+      note = "directory " + dir + " does not exist; it will be created at start (mode 0750)";
+      return true;
+    }
+  } else if (!S_ISDIR(st.st_mode)) {
+    error = dir + " is not a directory";
+    return false;
+  }
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    error = "cannot write in directory " + dir + ": " + strerror(errno);
+    return false;
+  }
+  if (stat(path.c_str(), &st) == 0) {
+    if (!S_ISREG(st.st_mode)) {
+      error = path + " is not a regular file";
+      return false;
+    }
+    if (access(path.c_str(), W_OK) != 0) {
+      error = "cannot write " + path + ": " + strerror(errno);
+      return false;
+    }
+  }
+  return true;
+}
 
 static void fill_view(Chunk *c) {
   c->view.records = c->records.data();
@@ -133,12 +215,22 @@ void Engine::on_completion(Completion &done) {
   o->m_latency->observe(secs);
   size_t n = c->records.size();
   std::string reason = done.reason.empty() ? "no reason given" : done.reason;
+  std::vector<RecordMark> marks;
+  {
+    // Marks belong to this try only: a retried or split chunk starts without them.
+    std::lock_guard<std::mutex> lk(c->marks_mu);
+    marks.swap(c->marks);
+  }
   switch (done.status) {
     case DM_FLUSH_OK:
       o->last_error.clear();
+      if (!marks.empty()) {
+        finish_marked(c, marks);
+        break;
+      }
       o->m_out->add(n);
       o->m_bytes->add(c->bytes);
-      chunk_done(c, true, {});
+      chunk_done(c, Outcome::Delivered, {});
       break;
     case DM_FLUSH_RETRY:
       c->attempts++;
@@ -206,14 +298,141 @@ void Engine::on_completion(Completion &done) {
   dispatch(o);
 }
 
-void Engine::chunk_done(Chunk *c, bool delivered, const std::string &) {
+// A flush that succeeded with some records refused one by one (flush_record_status): the
+// refused ones are dead-lettered with their own reasons (or counted failed), the ones to retry
+// go back as a chunk of their own, and only the rest count as delivered.
+void Engine::finish_marked(Chunk *c, std::vector<RecordMark> &marks) {
   OutputInstance *o = c->out;
+  const size_t n = c->records.size();
+  enum : uint8_t { kOk = 0, kRetry = 1, kError = 2 };
+  std::vector<uint8_t> cls(n, kOk);
+  std::vector<const std::string *> why(n, nullptr);
+  size_t stray = 0;
+  for (const RecordMark &m : marks) {
+    if (m.index >= n) {
+      stray++;
+      continue;
+    }
+    cls[m.index] = m.status == DM_FLUSH_OK ? kOk : m.status == DM_FLUSH_RETRY ? kRetry : kError;
+    why[m.index] = &m.reason;
+  }
+  if (stray)
+    log_msg(DM_LOG_ERROR, o->name.c_str(),
+            "%zu record results name no record of a %zu-record flush: ignored (a plugin bug)",
+            stray, n);
+
+  std::vector<uint8_t> keep(n);
+  for (size_t i = 0; i < n; i++) keep[i] = cls[i] != kError;
+  Chunk *refused = split_off(c, keep);
+  if (refused) {
+    // split_off keeps the order, so the refused records' reasons follow their indexes.
+    for (size_t i = 0; i < n; i++)
+      if (cls[i] == kError)
+        refused->reasons.push_back(why[i]->empty() ? "refused by the output" : *why[i]);
+  }
+  std::vector<uint8_t> remaining;  // over c's records after the first split
+  std::string retry_reason;
+  for (size_t i = 0; i < n; i++) {
+    if (cls[i] == kError) continue;
+    remaining.push_back(cls[i] != kRetry);
+    if (cls[i] == kRetry && retry_reason.empty()) retry_reason = *why[i];
+  }
+  Chunk *again = split_off(c, remaining);
+
+  o->m_out->add(c->records.size());
+  o->m_bytes->add(c->bytes);
+  chunk_done(c, Outcome::Delivered, {});
+  if (refused) {
+    o->last_error = refused->reasons.front();
+    log_msg(DM_LOG_ERROR, o->name.c_str(), "%zu of %zu records refused one by one: %s",
+            refused->records.size(), n, refused->reasons.front().c_str());
+    dead_letter(refused, refused->reasons.front());
+  }
+  if (again) {
+    if (retry_reason.empty()) retry_reason = "no reason given";
+    again->attempts++;
+    o->m_retried->add(again->records.size());
+    if (o->retry_limit >= 0 && again->attempts > static_cast<uint64_t>(o->retry_limit)) {
+      log_msg(DM_LOG_ERROR, o->name.c_str(), "giving up on %zu records after %u tries: %s",
+              again->records.size(), again->attempts, retry_reason.c_str());
+      dead_letter(again,
+                  "retry limit " + std::to_string(o->retry_limit) + " reached: " + retry_reason);
+    } else {
+      log_msg(DM_LOG_WARN, o->name.c_str(), "%zu of %zu records to retry (try %u): %s",
+              again->records.size(), n, again->attempts, retry_reason.c_str());
+      schedule_retry(again, 0);
+    }
+  }
+}
+
+// Moves the records of c whose keep[i] is 0 into a new chunk (null when there are none), in
+// order, with their ticket runs cut at the same records; both chunks hold every source batch.
+Chunk *Engine::split_off(Chunk *c, const std::vector<uint8_t> &keep) {
+  const size_t n = c->records.size();
+  size_t moving = 0;
+  for (size_t i = 0; i < n; i++) moving += keep[i] ? 0 : 1;
+  if (moving == 0) return nullptr;
+  auto *out = new Chunk();
+  out->out = c->out;
+  out->attempts = c->attempts;
+  std::vector<dm_record> stay;
+  std::vector<TicketRun> stay_runs;
+  stay.reserve(n - moving);
+  out->records.reserve(moving);
+  auto add_run = [](std::vector<TicketRun> &runs, const TicketRun &r) {
+    if (!runs.empty() && runs.back().ticket == r.ticket && runs.back().block == r.block &&
+        (r.ticket || r.block))
+      runs.back().count++;
+    else
+      runs.push_back(TicketRun{r.ticket, 1, r.block});
+  };
+  size_t run = 0;
+  uint32_t used = 0;  // records of c->runs[run] already walked
+  const TicketRun none{nullptr, 1, nullptr};
+  for (size_t i = 0; i < n; i++) {
+    while (run < c->runs.size() && used == c->runs[run].count) {
+      run++;
+      used = 0;
+    }
+    const TicketRun &r = run < c->runs.size() ? c->runs[run] : none;
+    used++;
+    if (keep[i]) {
+      stay.push_back(c->records[i]);
+      add_run(stay_runs, r);
+    } else {
+      out->records.push_back(c->records[i]);
+      add_run(out->runs, r);
+    }
+  }
+  c->records = std::move(stay);
+  c->runs = std::move(stay_runs);
+  out->sources = c->sources;
+  for (Batch *b : out->sources) b->refs++;
+  c->bytes = 0;
+  for (auto &r : c->records) c->bytes += record_bytes(r);
+  for (auto &r : out->records) out->bytes += record_bytes(r);
+  fill_view(c);
+  fill_view(out);
+  return out;
+}
+
+void Engine::chunk_done(Chunk *c, Outcome outcome, const std::string &reason) {
+  OutputInstance *o = c->out;
+  size_t first = 0;  // index of the run's first record (its reason, when per record)
   for (auto &r : c->runs) {
     // Records loaded back from storage reach their ticket (if it is still waiting) through
     // their block; read it before block_progress may free the block.
     Ticket *t = r.ticket ? r.ticket : r.block ? r.block->ticket : nullptr;
     if (r.block) block_progress(r.block, o, r.count);
-    if (t) ticket_progress(t, delivered ? r.count : 0, delivered ? 0 : r.count);
+    if (t) {
+      if (outcome == Outcome::Failed)
+        ticket_failed(t, r.count, first < c->reasons.size() ? c->reasons[first] : reason);
+      else if (outcome == Outcome::Delivered)
+        ticket_progress(t, r.count, 0);
+      else
+        ticket_progress(t, 0, r.count);
+    }
+    first += r.count;
   }
   o->queued_bytes -= c->bytes;
   o->queued_records -= c->records.size();
@@ -260,10 +479,13 @@ void Engine::dead_letter(Chunk *c, const std::string &reason) {
   OutputInstance *o = c->out;
   size_t n = c->records.size();
   bool written = false;
+  std::string write_error;
   if (!o->dead_letter_path.empty()) {
     std::string buf;
     buf.reserve(n * 256);
-    for (auto &r : c->records) append_dead_letter_json(buf, r, o->name, reason);
+    for (size_t i = 0; i < n; i++)
+      append_dead_letter_json(buf, c->records[i], o->name,
+                              i < c->reasons.size() ? c->reasons[i] : reason);
     int fd = open(o->dead_letter_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd >= 0) {
       size_t off = 0;
@@ -276,18 +498,27 @@ void Engine::dead_letter(Chunk *c, const std::string &reason) {
       written = off == buf.size() && fsync(fd) == 0;
       close(fd);
     }
-    if (!written)
+    if (!written) {
+      write_error = strerror(errno);
       log_msg(DM_LOG_ERROR, o->name.c_str(), "cannot write dead-letter file %s: %s",
-              o->dead_letter_path.c_str(), strerror(errno));
+              o->dead_letter_path.c_str(), write_error.c_str());
+    }
   }
   if (written) {
     o->m_dead->add(n);
-  } else {
-    o->m_failed->add(n);
-    log_msg(DM_LOG_ERROR, o->name.c_str(), "%zu records failed permanently and were not kept%s", n,
-            o->dead_letter_path.empty() ? " (set dead_letter_path to keep them)" : "");
+    chunk_done(c, Outcome::DeadLettered, reason);
+    return;
   }
-  chunk_done(c, false, reason);
+  // Lost for this output: its tickets say so (failed, never delivered or dead-lettered), so an
+  // input that answers for delivery does not answer 2xx for them.
+  o->m_failed->add(n);
+  log_msg(DM_LOG_ERROR, o->name.c_str(), "%zu records failed permanently and were not kept%s", n,
+          o->dead_letter_path.empty() ? " (set dead_letter_path to keep them)" : "");
+  const std::string why = o->dead_letter_path.empty()
+                              ? " (no dead_letter_path)"
+                              : " (dead-letter file not writable: " + write_error + ")";
+  for (auto &r : c->reasons) r += why;
+  chunk_done(c, Outcome::Failed, reason + why);
 }
 
 void Engine::update_fullness(OutputInstance *o) {

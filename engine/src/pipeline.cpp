@@ -100,6 +100,11 @@ void Engine::release_hold(dm_hold *h, const dm_ack *outcome) {
   // The held records were counted as dropped by their filter; a stand-in that could not be
   // delivered makes them as undelivered as it is.
   if (outcome && outcome->dead_lettered) t->ack.dead_lettered++;
+  if (outcome && outcome->failed) {
+    if (t->ack.failed == 0)
+      t->failed_reason = outcome->failed_reason ? outcome->failed_reason : "stand-in failed";
+    t->ack.failed++;
+  }
   t->outstanding--;
   if (t->outstanding == 0 && t->routed) ack_later(t);
 }
@@ -230,6 +235,14 @@ void Engine::ticket_progress(Ticket *t, uint32_t delivered, uint32_t dead) {
   if (t->outstanding == 0 && t->routed) ack_later(t);
 }
 
+// Record deliveries that failed permanently and were not kept: never counted as delivered.
+void Engine::ticket_failed(Ticket *t, uint32_t n, const std::string &reason) {
+  if (t->ack.failed == 0) t->failed_reason = reason;
+  t->ack.failed += n;
+  t->outstanding -= n;
+  if (t->outstanding == 0 && t->routed) ack_later(t);
+}
+
 void Engine::ack_later(Ticket *t) {
   // DONE never overtakes STORED: send_stored() queues it once STORED went out.
   if (t->stored == Ticket::Stored::AwaitingFsync || t->stored == Ticket::Stored::Queued ||
@@ -249,13 +262,16 @@ void Engine::finish_ticket(Ticket *t) {
   t->ack.stage = DM_ACK_DONE;
   if (!in) {  // a filter's emitted batch: its end releases what it stood in for
     std::vector<dm_hold *> holds = std::move(t->holds);
-    const dm_ack outcome = t->ack;
+    const std::string failed_reason = t->failed_reason;  // t goes before the holds are told
+    dm_ack outcome = t->ack;
+    outcome.failed_reason = outcome.failed ? failed_reason.c_str() : nullptr;
     delete t;
     outstanding_tickets_--;
     for (dm_hold *h : holds) release_hold(h, &outcome);
     check_idle();
     return;
   }
+  t->ack.failed_reason = t->ack.failed ? t->failed_reason.c_str() : nullptr;
   in->m_acked->add(1);
   if (in->desc.on_ack && in->created) in->desc.on_ack(in->state, &t->ack);
   delete t;

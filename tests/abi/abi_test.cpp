@@ -78,6 +78,15 @@ TEST(Loader, NewerMinorAbiIsRefused) {
       << r.err;
 }
 
+TEST(Loader, OlderMinorAbiStillLoads) {
+  TempDir d;
+  auto r = dry_run(d,
+                   "  inputs:\n    - name: dummy\n  outputs:\n    - name: abi_older_minor\n"
+                   "      plugin_path: " +
+                       test_plugin("abi_older_minor") + "\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
 TEST(Loader, DuplicatePluginNameIsRefused) {
   TempDir d;
   auto r = dry_run(d, "  outputs:\n    - name: 'null'\n    - name: 'null'\n      plugin_path: " +

@@ -114,9 +114,18 @@ typedef struct dm_ack {
   uint64_t ticket;
   uint32_t delivered;     /* record deliveries that succeeded */
   uint32_t dead_lettered; /* record deliveries written to a dead-letter file instead */
-  uint32_t dropped;       /* records dropped by filters or matching no output, and record
-                             deliveries dropped from storage by when_full: drop_oldest */
+  uint32_t dropped;       /* records dropped by filters or matching no output (before 1.2
+                             also deliveries dropped from storage by when_full: drop_oldest,
+                             now counted in failed) */
   uint32_t stage;         /* DM_ACK_DONE or DM_ACK_STORED (was reserved, zero, in 1.0) */
+  /* Since ABI 1.2 (a plugin built for 1.0/1.1 reads only the fields above): */
+  uint32_t failed;           /* record deliveries that failed permanently and were NOT kept
+                              * (no dead-letter file, or writing it failed; dropped from full
+                              * storage; a stored block unreadable): lost unless the input can
+                              * produce them again. Never counted in delivered. */
+  uint32_t reserved;         /* zero */
+  const char *failed_reason; /* with failed > 0: the first failure's reason, NUL-terminated,
+                              * valid during on_ack only; else NULL */
 } dm_ack;
 
 /* ---- configuration schema ----------------------------------------------------------------- */
@@ -314,6 +323,17 @@ typedef struct dm_host_api {
   dm_hold *(*hold)(dm_instance *inst, dm_batch *batch);
   void (*hold_attach)(dm_batch *batch, dm_hold *hold);
   void (*hold_release)(dm_hold *hold);
+
+  /* Since ABI 1.2: outputs report a result per record of a flush (a bulk sink whose receiver
+   * answered per record). index is into the flushed batch; status DM_FLUSH_ERROR (the record
+   * goes to the dead-letter file with this reason, or is counted failed when it cannot be kept)
+   * or DM_FLUSH_RETRY (the record is retried on its own with backoff; reason is logged);
+   * DM_FLUSH_OK changes nothing, other statuses count as DM_FLUSH_ERROR. The marks apply only
+   * when the flush itself completes DM_FLUSH_OK (the other records are delivered); with any
+   * other completion they are discarded. Callable from any thread, for a token whose flush has
+   * not completed yet: from inside flush() or before its flush_done. reason is copied. */
+  void (*flush_record_status)(dm_flush_token *token, uint32_t index, dm_flush_status status,
+                              const char *reason);
 } dm_host_api;
 
 /* ---- the descriptor ----------------------------------------------------------------------- */

@@ -135,6 +135,9 @@ class Dummy {
                                         "record deliveries reported by acks", nullptr);
     m_dead_ = host->metric_counter(inst, "dummy_ack_dead_lettered_total",
                                    "record deliveries dead-lettered, reported by acks", nullptr);
+    m_failed_ = host->metric_counter(
+        inst, "dummy_ack_failed_total",
+        "record deliveries that failed and were not kept, reported by acks", nullptr);
     m_dropped_ =
         host->metric_counter(inst, "dummy_ack_dropped_total",
                              "records dropped by filters or unrouted, reported by acks", nullptr);
@@ -185,6 +188,7 @@ class Dummy {
     add(m_acks_, 1);
     add(m_delivered_, ack.delivered);
     add(m_dead_, ack.dead_lettered);
+    add(m_failed_, ack.failed);
     add(m_dropped_, ack.dropped);
   }
 
@@ -409,7 +413,7 @@ class Dummy {
   bool started_ = false, stopped_ = false, paused_ = false, finished_ = false;
   bool submit_error_logged_ = false;
 
-  dm_metric *m_generated_, *m_refused_, *m_acks_, *m_delivered_, *m_dead_, *m_dropped_;
+  dm_metric *m_generated_, *m_refused_, *m_acks_, *m_delivered_, *m_dead_, *m_dropped_, *m_failed_;
 };
 
 }  // namespace

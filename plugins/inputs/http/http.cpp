@@ -5,7 +5,8 @@
 // Answers: 200 {"accepted":N,"rejected":M,"errors":[{"index":i,"reason":"..."}]} when any
 // record was accepted (or the list was empty); with ack: delivered it comes once every output
 // is done and adds "delivered" and "dead_lettered" (dead-lettered records are done: kept in the
-// output's dead-letter file, so no 5xx that would only bring them back). 422 with the same body
+// output's dead-letter file, so no 5xx that would only bring them back); 500 with that body plus
+// "failed" and "error" when any record failed for good and was not kept. 422 with the same body
 // when every record was rejected. 400 for a malformed JSON body (naming the byte offset; nothing
 // accepted) or a body without a "logs" array; in NDJSON a malformed line rejects that record
 // only. 401 without the bearer token, 413 above max_body (before or after gzip), 415 for an
@@ -99,6 +100,10 @@ class HttpInput {
     m_dead_ = host->metric_counter(
         inst, "http_records_dead_lettered_total",
         "accepted records that an output dead-lettered (reported with ack: delivered)", nullptr);
+    m_failed_ = host->metric_counter(
+        inst, "http_records_failed_total",
+        "accepted record deliveries that failed and were not kept (ack: delivered answers 500)",
+        nullptr);
   }
 
   ~HttpInput() {
@@ -139,9 +144,11 @@ class HttpInput {
     }
     w.body.insert(w.body.size() - 1, ",\"delivered\":" + std::to_string(ack.delivered) +
                                          ",\"dead_lettered\":" + std::to_string(ack.dead_lettered));
+    if (ack.failed) return failed_reply(w, ack);
     reply(w.req, 200, w.body);
     after_2xx();
   }
+
   static void after_2xx() { DM_CRASH_POINT("after_2xx"); }
 
  private:
@@ -149,6 +156,24 @@ class HttpInput {
     dm_http_request *req;
     std::string body;  // the response, completed when the ack arrives
   };
+
+  // Records an output refused for good and could not keep are lost here: no 2xx may promise
+  // them. 500, not 422: the record may be fine (the receiver's dead-letter file was missing),
+  // and the client keeps what a 5xx answered and sends it again; the parts already delivered
+  // are absorbed then by their event_id.
+  void failed_reply(Waiting &w, const dm_ack &ack) {
+    host_->metric_add(m_failed_, ack.failed);
+    const std::string why = ack.failed_reason ? ack.failed_reason : "no reason given";
+    const std::string error = std::to_string(ack.failed) +
+                              " record deliveries failed permanently and were not kept: " + why;
+    host_->log(inst_, DM_LOG_ERROR, "answering 500: %s", error.c_str());
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> jw(sb);
+    jw.String(error.data(), static_cast<rapidjson::SizeType>(error.size()));
+    w.body.insert(w.body.size() - 1, ",\"failed\":" + std::to_string(ack.failed) +
+                                         ",\"error\":" + std::string(sb.GetString(), sb.GetSize()));
+    reply(w.req, 500, w.body);
+  }
 
   static void on_request(void *arg, dm_http_request *req) {
     auto *self = static_cast<HttpInput *>(arg);
@@ -271,7 +296,7 @@ class HttpInput {
   std::unordered_map<uint64_t, Waiting> waiting_;  // ticket -> request (ack: delivered)
 
   std::unordered_map<int, dm_metric *> m_status_;
-  dm_metric *m_accepted_, *m_bytes_, *m_waiting_, *m_dead_;
+  dm_metric *m_accepted_, *m_bytes_, *m_waiting_, *m_dead_, *m_failed_;
   dm_metric *m_rejected_[kReasonCount];
 };
 

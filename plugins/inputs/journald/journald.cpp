@@ -288,6 +288,9 @@ class Journald {
     m_reopens_ =
         host->metric_counter(inst, "journald_reopens_total",
                              "journal re-opened to release mapped files (remap_after)", nullptr);
+    m_failed_ = host->metric_counter(
+        inst, "journald_deliveries_failed_total",
+        "record deliveries an output refused for good and could not keep (lost, logged)", nullptr);
     m_same_stamp_ = host->metric_counter(
         inst, "journald_same_stamp_entries_total",
         "entries alike (boot, stamps, pid, message) to one of the 16 read just before them: their "
@@ -369,6 +372,19 @@ class Journald {
       stored_acks_ = true;
     else if (stored_acks_)
       return;  // the DONE after a STORED
+    // Entries an output refused for good and could not keep. The cursor still moves past them:
+    // holding it would not bring them back while running, and after a restart a record refused
+    // for its content (too long for the store) would be re-read and refused again, forever,
+    // with everything after it. So they are counted and logged loudly; the journal still holds
+    // them for an operator who fixes the output (a dead_letter_path) and re-reads.
+    if (ack.failed) {
+      add(m_failed_, ack.failed);
+      host_->log(inst_, DM_LOG_ERROR,
+                 "%u record deliveries of ticket %llu failed permanently and were not kept "
+                 "(they stay in the journal): %s",
+                 ack.failed, static_cast<unsigned long long>(ack.ticket),
+                 ack.failed_reason ? ack.failed_reason : "no reason given");
+    }
     const uint64_t mark = watermark_.done(ack.ticket);
     bool advanced = false;
     while (!submitted_.empty() && submitted_.front().ticket <= mark) {
@@ -1126,7 +1142,7 @@ class Journald {
 
   dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
       *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_cut_columns_, *m_reopens_,
-      *m_same_stamp_;
+      *m_same_stamp_, *m_failed_;
 };
 
 }  // namespace

@@ -1,8 +1,13 @@
 // http_forward output: POSTs batches to another devmesh (or the prototype's API) as
 // {"logs":[...]} or NDJSON, optionally gzip, with libcurl's multi interface driven by the engine
 // loop: no thread per request, connections reused, `workers` requests in flight at once.
+// A receiver's per-record rejections (a devmesh http input's 200 or 422 with "errors") become
+// per-record errors for the engine: those records go to this output's dead-letter file with
+// the receiver's reason instead of counting as delivered. Credentials in the url are masked
+// wherever it is printed.
 // First: it sets up rapidjson (SSE2) for every rapidjson header of this file.
 #include <record_json.hpp>
+#include <url_redact.hpp>
 
 #include <curl/curl.h>
 #include <rapidjson/document.h>
@@ -52,8 +57,11 @@ const dm_option kOptions[] = {
 
 // A receiver's Retry-After is honoured up to this; a larger one is a misconfiguration.
 constexpr uint32_t kMaxRetryAfterMs = 300000;
-// Response bytes kept: enough to read a devmesh receiver's counts and quote an error.
-constexpr size_t kMaxResponse = 64 << 10;
+// Response bytes kept: enough for a devmesh receiver's per-record errors of a large batch (a
+// cut response cannot be read, and then its rejections could not be kept).
+constexpr size_t kMaxResponse = 8u << 20;
+// A response buffer grown past this is given back rather than kept.
+constexpr size_t kKeepResponse = 64 << 10;
 constexpr size_t kReasonBody = 512;
 // Body buffers grown by one huge batch are given back rather than kept.
 constexpr size_t kKeepBufferBytes = 8u << 20;
@@ -71,6 +79,7 @@ struct Transfer {
   z_stream z{};
   bool z_ready = false;
   std::string response;
+  bool response_cut = false;  // more than kMaxResponse arrived
   char error[CURL_ERROR_SIZE] = {};
   const char *encode_error = nullptr;
 
@@ -97,6 +106,7 @@ class HttpForward {
       : host_(host), inst_(inst) {
     Config c{host, cfg};
     url_ = c.string("url");
+    shown_url_ = redact_url(url_);
     ndjson_ = c.string("format") == "ndjson";
     gzip_ = c.boolean("gzip");
     tls_verify_ = c.boolean("tls_verify");
@@ -151,7 +161,9 @@ class HttpForward {
                                     "request body bytes sent (after compression)", nullptr);
     m_rejected_ = host->metric_counter(
         inst, "http_forward_records_rejected_total",
-        "records a 2xx response reported rejected (a devmesh receiver's \"rejected\")", nullptr);
+        "records a receiver rejected one by one (a devmesh receiver's 200 or 422 \"rejected\"): "
+        "dead-lettered here with its reason",
+        nullptr);
   }
 
   ~HttpForward() {
@@ -223,7 +235,7 @@ class HttpForward {
     const std::string s = scheme ? scheme : "";
     curl_free(scheme);
     curl_url_cleanup(u);
-    if (!ok) throw std::invalid_argument("url: '" + url_ + "' is not a URL");
+    if (!ok) throw std::invalid_argument("url: '" + shown_url_ + "' is not a URL");
     if (s != "http" && s != "https")
       throw std::invalid_argument("url: scheme must be http or https, not '" + s + "'");
   }
@@ -268,7 +280,7 @@ class HttpForward {
       t->encoder.out.ShrinkToFit();
     }
     if (t->gz.capacity() > kKeepBufferBytes) std::string().swap(t->gz);
-    if (t->response.capacity() > kMaxResponse) std::string().swap(t->response);
+    if (t->response.capacity() > kKeepResponse) std::string().swap(t->response);
     idle_.push_back(std::move(t));
   }
 
@@ -348,6 +360,7 @@ class HttpForward {
     curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(len));
     t->response.clear();
+    t->response_cut = false;
     t->error[0] = '\0';
     self->host_->metric_add(self->m_bytes_, static_cast<double>(len));
     CURL *easy = t->easy;
@@ -367,6 +380,7 @@ class HttpForward {
     const size_t len = size * n;
     const size_t keep = std::min(len, kMaxResponse - std::min(kMaxResponse, t->response.size()));
     t->response.append(p, keep);
+    if (keep < len) t->response_cut = true;
     return len;  // the rest is read and dropped, so the connection stays reusable
   }
 
@@ -443,8 +457,10 @@ class HttpForward {
     }
   }
 
-  // Maps the outcome to the engine's: 2xx delivered; 408, 429, 5xx and transport errors retried
-  // (Retry-After honoured); 413 split; any other 4xx an error for the dead-letter file.
+  // Maps the outcome to the engine's: 2xx delivered, but for records a devmesh receiver rejected
+  // one by one (200 or 422 with "errors": each an error with its reason); 408, 429, 5xx and
+  // transport errors retried (Retry-After honoured); 413 split; any other 4xx an error for the
+  // dead-letter file.
   void finish(std::unique_ptr<Transfer> t, CURLcode result) {
     dm_flush_token *token = t->token;
     long code = 0;
@@ -456,11 +472,12 @@ class HttpForward {
     if (result != CURLE_OK) {
       klass = "error";
       status = DM_FLUSH_RETRY;
-      reason = "POST " + url_ + ": " + (t->error[0] ? t->error : curl_easy_strerror(result));
+      reason = "POST " + shown_url_ + ": " + (t->error[0] ? t->error : curl_easy_strerror(result));
     } else if (code >= 200 && code < 300) {
       klass = "2xx";
-      status = DM_FLUSH_OK;
-      count_rejections(*t);
+      status = rejections(*t, code, reason);
+    } else if (code == 422 && (status = rejections(*t, code, reason)) == DM_FLUSH_OK) {
+      klass = "4xx";  // every record refused, each with its own reason (dead-lettered one by one)
     } else {
       klass = code == 408                 ? "408"
               : code == 413               ? "413"
@@ -468,7 +485,7 @@ class HttpForward {
               : code >= 500 && code < 600 ? "5xx"
               : code >= 400 && code < 500 ? "4xx"
                                           : "other";
-      reason = "HTTP " + std::to_string(code) + " from " + url_;
+      reason = "HTTP " + std::to_string(code) + " from " + shown_url_;
       if (!t->response.empty())
         reason += ": " + t->response.substr(0, std::min(kReasonBody, t->response.size()));
       if (code == 413) {
@@ -490,25 +507,74 @@ class HttpForward {
     host_->flush_done(token, status, retry_after_ms, reason.c_str());
   }
 
-  // A devmesh receiver answers 200 with the records it rejected (bad fields): they can never be
-  // delivered as they are, so they are counted and logged here, not retried.
-  void count_rejections(const Transfer &t) {
-    if (t.response.empty() || t.response.size() >= kMaxResponse) return;
+  // A devmesh receiver answers 200 (some accepted) or 422 (none) with the records it rejected,
+  // by index into the body sent: {"accepted":a,"rejected":r,"errors":[{"index":i,"reason":..}]}.
+  // Those can never be delivered as they are: each is marked an error with the receiver's
+  // reason, for this output's dead-letter file, instead of counting as delivered. Returns OK
+  // (the marks apply) or, when rejections are announced but cannot all be located (a cut or
+  // odd body), ERROR for the whole batch, so that nothing rejected is counted delivered (the
+  // accepted ones land in the dead-letter file too, harmless next to a lost record). A 2xx
+  // without a devmesh body (another receiver) is OK as it is; a 422 without one is ERROR.
+  dm_flush_status rejections(const Transfer &t, long code, std::string &reason) {
+    const uint32_t sent = t.batch ? t.batch->count : 0;
+    const std::string quote = t.response.substr(0, std::min(kReasonBody, t.response.size()));
+    reason = "HTTP " + std::to_string(code) + " from " + shown_url_ + ": " + quote;
     rapidjson::Document d;
-    d.Parse(t.response.data(), t.response.size());
-    if (d.HasParseError() || !d.IsObject()) return;
-    auto it = d.FindMember("rejected");
-    if (it == d.MemberEnd() || !it->value.IsUint() || it->value.GetUint() == 0) return;
-    const unsigned n = it->value.GetUint();
-    host_->metric_add(m_rejected_, n);
-    host_->log(inst_, DM_LOG_WARN, "%s rejected %u of %u records: %.*s", url_.c_str(), n,
-               t.batch ? t.batch->count : 0,
-               static_cast<int>(std::min(kReasonBody, t.response.size())), t.response.data());
+    if (!t.response_cut) d.Parse(t.response.data(), t.response.size());
+    const bool devmesh_body = !t.response_cut && !d.HasParseError() && d.IsObject() &&
+                              d.HasMember("rejected") && d["rejected"].IsUint();
+    if (!devmesh_body) {
+      if (t.response_cut) reason += " (response cut at " + std::to_string(kMaxResponse) + " bytes)";
+      return code == 422 || t.response_cut ? DM_FLUSH_ERROR : DM_FLUSH_OK;
+    }
+    const unsigned rejected = d["rejected"].GetUint();
+    // Every record sent is either accepted or rejected: a receiver that accounts for fewer lost
+    // some without saying which (nothing of the batch can be called delivered then).
+    if (d.HasMember("accepted") && d["accepted"].IsUint() &&
+        static_cast<uint64_t>(d["accepted"].GetUint()) + rejected != sent) {
+      host_->log(inst_, DM_LOG_ERROR,
+                 "%s accounted for %u accepted + %u rejected of %u records sent: the whole batch "
+                 "goes to the dead-letter file",
+                 shown_url_.c_str(), d["accepted"].GetUint(), rejected, sent);
+      reason += " (accounts for " + std::to_string(d["accepted"].GetUint() + rejected) + " of " +
+                std::to_string(sent) + " records)";
+      return DM_FLUSH_ERROR;
+    }
+    if (rejected == 0) return code == 422 ? DM_FLUSH_ERROR : DM_FLUSH_OK;
+    std::vector<std::pair<uint32_t, std::string>> found;
+    std::vector<bool> seen(sent, false);
+    auto errors = d.FindMember("errors");
+    if (errors != d.MemberEnd() && errors->value.IsArray()) {
+      for (const auto &e : errors->value.GetArray()) {
+        if (!e.IsObject() || !e.HasMember("index") || !e["index"].IsUint()) continue;
+        const uint32_t i = e["index"].GetUint();
+        if (i >= sent || seen[i]) continue;
+        seen[i] = true;
+        std::string why = e.HasMember("reason") && e["reason"].IsString()
+                              ? std::string(e["reason"].GetString(), e["reason"].GetStringLength())
+                              : "no reason given";
+        found.emplace_back(i, "rejected by " + shown_url_ + ": " + why);
+      }
+    }
+    host_->metric_add(m_rejected_, rejected);
+    if (found.size() != rejected) {
+      host_->log(inst_, DM_LOG_ERROR,
+                 "%s rejected %u of %u records but named %zu of them: the whole batch goes to "
+                 "the dead-letter file",
+                 shown_url_.c_str(), rejected, sent, found.size());
+      return DM_FLUSH_ERROR;
+    }
+    host_->log(inst_, DM_LOG_WARN, "%s rejected %u of %u records (to the dead-letter file): %s",
+               shown_url_.c_str(), rejected, sent, quote.c_str());
+    for (auto &[i, why] : found)
+      host_->flush_record_status(t.token, i, DM_FLUSH_ERROR, why.c_str());
+    return DM_FLUSH_OK;
   }
 
   const dm_host_api *host_;
   dm_instance *inst_;
-  std::string url_, ca_file_, client_cert_, client_key_;
+  std::string url_, shown_url_;  // shown_url_: url_ with its password masked, for printing
+  std::string ca_file_, client_cert_, client_key_;
   bool ndjson_ = false, gzip_ = false, tls_verify_ = true;
   int64_t connect_timeout_ms_ = 0, timeout_ms_ = 0;
   bool curl_ready_ = false;

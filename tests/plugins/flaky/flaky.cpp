@@ -25,6 +25,9 @@ const dm_option kOptions[] = {
     {"poison", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "A batch holding a record whose message contains this fails with fail_status"},
     {"delay", DM_OPT_DURATION, 0, "0", 0, 0, nullptr, "Sleep this long in every flush"},
+    {"per_record", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
+     "Poison records fail one by one (host flush_record_status with fail_status and the reason "
+     "'poison record <seq>'); the flush writes the others and returns OK"},
 };
 
 std::string seq_of(const dm_record &r) {
@@ -35,8 +38,9 @@ std::string seq_of(const dm_record &r) {
 
 class Flaky {
  public:
-  Flaky(const dm_host_api *h, dm_instance *, const dm_config *c) {
+  Flaky(const dm_host_api *h, dm_instance *, const dm_config *c) : host_(h) {
     devmesh::Config cfg{h, c};
+    per_record_ = cfg.boolean("per_record");
     path_ = cfg.string("path");
     if (cfg.has("attempts_path")) attempts_path_ = cfg.string("attempts_path");
     fail_first_ = cfg.integer("fail_first");
@@ -48,8 +52,9 @@ class Flaky {
     delay_ms_ = cfg.integer("delay");
   }
 
-  dm_flush_status flush(void *, const dm_batch *b, dm_flush_token *, dm_flush_result *res) {
+  dm_flush_status flush(void *, const dm_batch *b, dm_flush_token *token, dm_flush_result *res) {
     if (delay_ms_) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+    if (per_record_) return flush_per_record(b, token);
     bool fail = fail_always_ || calls_++ < fail_first_;
     if (!poison_.empty())
       for (uint32_t i = 0; i < b->count && !fail; i++)
@@ -71,6 +76,22 @@ class Flaky {
   }
 
  private:
+  dm_flush_status flush_per_record(const dm_batch *b, dm_flush_token *token) {
+    std::string out;
+    uint32_t bad = 0;
+    for (uint32_t i = 0; i < b->count; i++) {
+      const dm_record &r = b->records[i];
+      if (!poison_.empty() && devmesh::sv(r.message).find(poison_) != std::string_view::npos) {
+        host_->flush_record_status(token, i, status_, ("poison record " + seq_of(r)).c_str());
+        bad++;
+        continue;
+      }
+      out += seq_of(r) + '\t' + std::string(devmesh::sv(r.message)) + '\n';
+    }
+    record_attempt(b->count, bad != 0);
+    return append(path_, out) ? DM_FLUSH_OK : DM_FLUSH_RETRY;
+  }
+
   static bool append(const std::string &path, const std::string &text) {
     int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) return false;
@@ -87,6 +108,8 @@ class Flaky {
            std::to_string(ms) + " " + std::to_string(n) + " " + (failed ? "fail" : "ok") + "\n");
   }
 
+  const dm_host_api *host_;
+  bool per_record_ = false;
   std::string path_, attempts_path_, poison_;
   int64_t fail_first_ = 0, delay_ms_ = 0;
   bool fail_always_ = false;
