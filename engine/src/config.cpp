@@ -681,6 +681,13 @@ const dm_option kServiceOptions[] = {
     {"http_listen", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "address of the engine endpoint"},
     {"exit_when_done", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
      "exit once every input finished and all is acknowledged"},
+    // 5s: a filter handles a batch in micro- to milliseconds, so 5s is no slow batch but a
+    // stuck one; it is logged well before clients (30s) and systemd (WatchdogSec) give up.
+    {"watchdog", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 0, 3600000, nullptr,
+     "a plugin call on the event loop running longer than this is logged as a stall, counted "
+     "and shown in /health (0: off)"},
+    {"watchdog_flush", DM_OPT_DURATION, DM_OPT_BOUNDED, "60s", 0, 86400000, nullptr,
+     "the same bound for an output's flush on its worker thread (databases may be slow; 0: off)"},
 };
 
 const char *const kSyncPolicies[] = {"always", "interval", "never", nullptr};
@@ -724,6 +731,8 @@ void load_service(const YAML::Node &key, const YAML::Node &node, PipelineConfig 
   }
   if (v.count("http_listen")) s.http_listen = v["http_listen"].text;
   if (v.count("exit_when_done")) s.exit_when_done = v["exit_when_done"].integer != 0;
+  if (v.count("watchdog")) s.watchdog_ms = v["watchdog"].integer;
+  if (v.count("watchdog_flush")) s.watchdog_flush_ms = v["watchdog_flush"].integer;
 
   YAML::Node storage_key, storage;
   if (!find_key(node, "storage", storage_key, storage)) return;

@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "plugin_loader.h"
 #include "storage.h"
+#include "watchdog.h"
 
 struct dm_instance {};  // the ABI's opaque handle; Instance derives from it
 
@@ -52,6 +53,9 @@ class Instance : public dm_instance {
   bool started = false;
 
   Metric *m_in = nullptr, *m_out = nullptr, *m_dropped = nullptr;
+  // filters: batches passed on unchanged because the filter failed, or set a verdict the ABI
+  // does not define
+  Metric *m_filter_failed = nullptr, *m_bad_verdicts = nullptr;
 };
 
 // A submit's acknowledgement state: done when `outstanding` record deliveries reach zero.
@@ -295,6 +299,7 @@ class Engine {
   bool storage_full_ = false;
   Metric *m_storage_full_ = nullptr, *m_storage_dropped_ = nullptr, *m_storage_lost_ = nullptr;
   std::string info_json_;
+  std::unique_ptr<Watchdog> watchdog_;
 };
 
 uint64_t monotonic_ns();

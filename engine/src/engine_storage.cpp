@@ -5,6 +5,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "plugin_call.h"
 
 namespace devmesh {
 
@@ -126,6 +127,7 @@ void Engine::send_stored(Ticket *t) {
   dm_ack a = t->ack;
   a.ticket = t->seq;
   a.stage = DM_ACK_STORED;
+  PluginCall call(in->name.c_str(), "on_ack", in->tag.c_str());
   in->desc.on_ack(in->state, &a);
 }
 
