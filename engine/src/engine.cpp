@@ -549,6 +549,11 @@ void Engine::finish_shutdown() {
     o->flush_timer = nullptr;
   }
   // Final fsync; segments every output finished are deleted, the rest wait for the next start.
+  if (storage_retry_) {
+    uv_close(reinterpret_cast<uv_handle_t *>(storage_retry_),
+             [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+    storage_retry_ = nullptr;
+  }
   if (storage_) storage_->stop();
   auto destroy = [](Instance *i) {
     PluginCall call(i->name.c_str(), "destroy");
@@ -607,9 +612,22 @@ void Engine::serve_health(dm_http_request *req) {
   if (storage_) {
     // Full storage refuses input: the instance is not healthy until it drains.
     if (storage_full_) healthy = false;
+    std::string reason = !storage_error_.empty() ? storage_error_
+                         : storage_over_max_     ? "max_size reached"
+                                                 : "";
+    for (char &ch : reason)
+      if (ch == '"' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20) ch = ' ';
     storage = ",\"storage\":{\"full\":" + std::string(storage_full_ ? "true" : "false") +
+              (reason.empty() ? "" : ",\"reason\":\"" + reason + "\"") +
               ",\"bytes\":" + std::to_string(storage_->total_bytes()) +
               ",\"segments\":" + std::to_string(storage_->segment_count()) + "}";
+  }
+  // A plugin call over its bound. One on the loop is only seen here after it returned (this
+  // runs on the loop): the watchdog's log line is what shows it live.
+  std::string stalled = watchdog_ ? watchdog_->stalled_json() : "";
+  if (!stalled.empty()) {
+    healthy = false;
+    storage += ",\"stalled\":" + stalled;
   }
   body += healthy ? "ok" : "unhealthy";
   body += "\",\"uptime_seconds\":" + std::to_string((monotonic_ns() - start_ns_) / 1000000000ull) +

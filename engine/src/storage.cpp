@@ -373,11 +373,13 @@ void Storage::rotate() {
 Segment *Storage::append(uint64_t id, const std::vector<uint8_t> &block, uint64_t &offset) {
   if (active_ && active_->bytes > 0 && active_->bytes + block.size() > segment_size_) rotate();
   if (!active_ && !new_segment()) {
+    last_error_ = errno ? errno : EIO;
     m_write_errors_->add(1);
     return nullptr;
   }
   if (!write_all(wfd_, block.data(), block.size())) {
-    const int err = errno;
+    const int err = errno ? errno : ENOSPC;  // a zero-byte write means no room
+    last_error_ = err;
     m_write_errors_->add(1);
     log_msg(DM_LOG_ERROR, "storage", "cannot append to %s: %s (the block stays in memory only)",
             active_->path.c_str(), strerror(err));
@@ -385,6 +387,7 @@ Segment *Storage::append(uint64_t id, const std::vector<uint8_t> &block, uint64_
     if (ftruncate(wfd_, static_cast<off_t>(active_->bytes)) != 0) rotate();
     return nullptr;
   }
+  last_error_ = 0;
   offset = active_->bytes;
   active_->bytes += block.size();
   active_->blocks++;
@@ -401,6 +404,30 @@ Segment *Storage::append(uint64_t id, const std::vector<uint8_t> &block, uint64_
     if (opts_.sync == SyncPolicy::Always) cv_.notify_one();
   }
   return active_;
+}
+
+bool Storage::probe_write(uint64_t bytes) {
+  const std::string path = opts_.path + "/.space-probe";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    last_error_ = errno;
+    return false;
+  }
+  static const uint8_t zeros[64 << 10] = {};
+  bool ok = true;
+  for (uint64_t left = bytes; ok && left > 0;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, sizeof zeros));
+    errno = 0;
+    ok = write_all(fd, zeros, n);
+    left -= n;
+  }
+  // Written is not yet allocated everywhere (delayed allocation): make the filesystem commit.
+  if (ok && fdatasync(fd) != 0) ok = false;
+  const int err = errno ? errno : ENOSPC;
+  close(fd);
+  unlink(path.c_str());
+  last_error_ = ok ? 0 : err;
+  return ok;
 }
 
 bool Storage::read_block(Segment *seg, uint64_t offset, uint32_t length,
@@ -425,8 +452,15 @@ void Storage::ack(Segment *seg, uint64_t block_id, uint64_t output_hash) {
   uint8_t entry[kAckEntrySize];
   memcpy(entry, &block_id, 8);
   memcpy(entry + 8, &output_hash, 8);
-  if (!write_all(seg->acks_fd, entry, sizeof entry))
-    log_msg(DM_LOG_WARN, "storage", "cannot write %s: %s", seg->acks_path.c_str(), strerror(errno));
+  if (!write_all(seg->acks_fd, entry, sizeof entry)) {
+    // Costs a duplicate after a crash only; on a full disk it fails for every block: say it once.
+    if (!ack_failing_)
+      log_msg(DM_LOG_WARN, "storage", "cannot write %s: %s (logged once until a write succeeds)",
+              seg->acks_path.c_str(), strerror(errno));
+    ack_failing_ = true;
+  } else {
+    ack_failing_ = false;
+  }
 }
 
 void Storage::block_done(Segment *seg) {
