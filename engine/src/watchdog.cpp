@@ -48,6 +48,9 @@ Watchdog::~Watchdog() {
 }
 
 void Watchdog::start(uv_loop_t *loop) {
+  // Started once the pipeline runs: the right moment for a Type=notify unit's READY=1 too
+  // (a no-op without $NOTIFY_SOCKET).
+  sd_notify(0, "READY=1");
   uint64_t usec = 0;
   if (sd_watchdog_enabled(0, &usec) > 0) sd_usec_ = usec;
   if (loop_bound_ns_ == 0 && flush_bound_ns_ == 0 && sd_usec_ == 0) return;

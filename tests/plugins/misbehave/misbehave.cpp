@@ -1,6 +1,6 @@
 // Test-only filter that misbehaves on a record whose message contains a trigger: crashes
-// (a real SIGSEGV, or a stack overflow), blocks the loop for a while, or returns a verdict
-// value the ABI does not define. Records without a trigger pass untouched.
+// (a real SIGSEGV, or a stack overflow), blocks the loop for a while, returns a verdict value
+// the ABI does not define, or drops. Records without a trigger pass untouched.
 #include <devmesh/plugin.hpp>
 
 #include <chrono>
@@ -19,6 +19,8 @@ const dm_option kOptions[] = {
     {"sleep", DM_OPT_DURATION, 0, "10s", 0, 0, nullptr, "How long sleep_on blocks"},
     {"verdict_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "A record whose message contains this gets the verdict `verdict`"},
+    {"drop_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "A record whose message contains this is dropped (DM_DROP)"},
     {"verdict", DM_OPT_INT, DM_OPT_BOUNDED, "7", 0, 255, nullptr, "The verdict for verdict_on"},
 };
 
@@ -44,6 +46,7 @@ class Misbehave {
     if (cfg.has("overflow_on")) overflow_on_ = cfg.string("overflow_on");
     if (cfg.has("sleep_on")) sleep_on_ = cfg.string("sleep_on");
     if (cfg.has("verdict_on")) verdict_on_ = cfg.string("verdict_on");
+    if (cfg.has("drop_on")) drop_on_ = cfg.string("drop_on");
     sleep_ms_ = cfg.integer("sleep");
     verdict_ = static_cast<uint8_t>(cfg.integer("verdict"));
   }
@@ -55,12 +58,13 @@ class Misbehave {
       if (contains(r, overflow_on_)) recurse(nullptr, 0);
       if (contains(r, sleep_on_)) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms_));
       if (contains(r, verdict_on_)) verdicts[i] = verdict_;
+      if (contains(r, drop_on_)) verdicts[i] = DM_DROP;
     }
     return 0;
   }
 
  private:
-  std::string crash_on_, overflow_on_, sleep_on_, verdict_on_;
+  std::string crash_on_, overflow_on_, sleep_on_, verdict_on_, drop_on_;
   int64_t sleep_ms_ = 0;
   uint8_t verdict_ = 7;
   void *volatile null_ = nullptr;  // volatile: the compiler cannot prove the write is undefined
