@@ -214,7 +214,10 @@ int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
       engine_of(inst)->loop(), &w->req,
       [](uv_work_t *r) {
         auto *ww = static_cast<Work *>(r->data);
-        PluginCall call(ww->who, "work");  // on libuv's thread pool: not watched
+        // libuv's pool threads live as long as the process: one alternate signal stack each,
+        // so a stack overflow in plugin work is reported too. Not watched (no bound).
+        static thread_local WatchedThread pool_thread("pool", 0);
+        PluginCall call(ww->who, "work");
         if (ww->work) ww->work(ww->arg);
       },
       [](uv_work_t *r, int) {

@@ -95,6 +95,9 @@ Storage::Storage(StorageOptions opts, MetricsRegistry &m) : opts_(std::move(opts
                       "Segments whose torn tail was truncated at start", "");
   m_write_errors_ = m.counter("devmesh_storage_write_errors_total",
                               "Blocks that could not be written (kept in memory only)", "");
+  m_fsync_errors_ =
+      m.counter("devmesh_storage_fsync_errors_total",
+                "Group commits whose fsync failed (EIO, ENOSPC on some filesystems)", "");
   m_read_errors_ = m.counter("devmesh_storage_read_errors_total",
                              "Blocks that could not be read back for an output", "");
 }
@@ -263,6 +266,7 @@ void Storage::start(uv_loop_t *loop, std::function<void(uint64_t)> on_durable) {
 
 void Storage::sync_main() {
   uint64_t synced = 0;
+  bool fsync_failing = false;
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     if (opts_.sync == SyncPolicy::Always)
@@ -277,25 +281,55 @@ void Storage::sync_main() {
     const bool dir = dir_dirty_;
     dir_dirty_ = false;
     lk.unlock();
+    std::vector<int> again;  // sealed segments whose fsync failed: kept open, tried again
+    bool dir_again = false;
     if (target > synced || !retired.empty() || dir) {
       const uint64_t t0 = monotonic_ns();
+      int failed = 0;
       for (int r : retired) {
-        fdatasync(r);
-        close(r);
+        if (fdatasync(r) != 0) {
+          failed = errno;
+          again.push_back(r);
+        } else {
+          close(r);
+        }
       }
-      if (fd >= 0 && target > synced) fdatasync(fd);
-      if (dir) fsync(dir_fd_);
+      if (fd >= 0 && target > synced && fdatasync(fd) != 0) failed = errno;
+      if (dir && fsync(dir_fd_) != 0) {
+        failed = errno;
+        dir_again = true;
+      }
+      // Never silent, and nothing is declared durable by a failed fsync: the next round tries
+      // again. (A later success may still hide lost pages: Linux clears the error once.)
+      if (failed) {
+        m_fsync_errors_->add(1);
+        if (!fsync_failing)
+          log_msg(DM_LOG_ERROR, "storage",
+                  "fsync of the segment files in %s failed: %s (STORED acks wait; retrying every "
+                  "second, logged once until it works)",
+                  opts_.path.c_str(), strerror(failed));
+      } else if (fsync_failing) {
+        log_msg(DM_LOG_INFO, "storage", "fsync works again in %s", opts_.path.c_str());
+      }
+      fsync_failing = failed != 0;
       m_fsyncs_->add(1);
       m_fsync_seconds_->observe((monotonic_ns() - t0) / 1e9);
       DM_CRASH_POINT("after_fsync");
-      if (target > synced) {
+      if (target > synced && !failed) {
         synced = target;
         durable_.store(target);
         uv_async_send(async_);
       }
     }
     lk.lock();
-    if (stopping) break;
+    retired_fds_.insert(retired_fds_.end(), again.begin(), again.end());
+    dir_dirty_ = dir_dirty_ || dir_again;
+    if (stopping) {
+      for (int r : retired_fds_) close(r);
+      retired_fds_.clear();
+      break;
+    }
+    if (fsync_failing) cv_.wait_for(lk, std::chrono::seconds(1), [&] { return stop_; });
   }
 }
 

@@ -130,7 +130,7 @@ class Storage {
   std::function<void(uint64_t)> on_durable_;
 
   Metric *m_bytes_, *m_segments_, *m_blocks_, *m_fsyncs_, *m_replayed_blocks_, *m_replayed_records_,
-      *m_corrupt_, *m_torn_, *m_write_errors_, *m_read_errors_;
+      *m_corrupt_, *m_torn_, *m_write_errors_, *m_read_errors_, *m_fsync_errors_;
   Histogram *m_fsync_seconds_;
 };
 

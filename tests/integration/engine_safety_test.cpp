@@ -166,7 +166,8 @@ TEST(EngineSafety, AFilterThatBlocksTheLoopIsLoggedByTheWatchdogAndSoIsItsReturn
                 "  filters:\n    - {name: misbehave, alias: sleepy, match: '*', sleep_on: NAP, "
                 "sleep: 4s}\n  outputs:\n    - {name: 'null', match: '*'}\n");
   ASSERT_TRUE(e.ready(hport, d)) << e->err();
-  auto answer = std::async(std::launch::async, [&] { return post(d, port, {"NAP now"}, "b1"); });
+  auto answer =
+      std::async(std::launch::async, [&] { return libcurl_post(url(port), body_of({"NAP now"})); });
   const std::string stalled = "[sleepy] watchdog: the filter callback has run for";
   ASSERT_TRUE(wait_until([&] { return log_has(e, stalled); }, 30s)) << e->err();
   EXPECT_TRUE(log_has(e, "(bound 1.0 s, tag 'app.slow') and holds the loop thread")) << e->err();
@@ -284,7 +285,8 @@ TEST(EngineSafety, TheSystemdWatchdogIsFedWhileTheLoopRunsAndNotWhileAPluginHold
   ASSERT_TRUE(sd.wait_for("WATCHDOG=1", 30s)) << p.err();
   ASSERT_TRUE(sd.wait_for("WATCHDOG=1", 30s)) << p.err();  // and again: it is periodic
 
-  auto answer = std::async(std::launch::async, [&] { return post(d, port, {"NAP"}, "b1"); });
+  auto answer =
+      std::async(std::launch::async, [&] { return libcurl_post(url(port), body_of({"NAP"})); });
   const std::string stalled = "[sleepy] watchdog: the filter callback has run for";
   const std::string back = "[sleepy] watchdog: the filter callback returned after";
   ASSERT_TRUE(wait_until([&] { return p.err().find(stalled) != std::string::npos; }, 30s))
@@ -362,22 +364,36 @@ TEST(EngineSafety, AFullDiskPausesInputsWith503AndResumesWhenSpaceReturnsLosingN
   std::mutex mu;
   std::set<long> accepted;
   std::vector<int> statuses;
+  std::string last_body;
   std::atomic<bool> stop_sending{false};
   auto sender = std::async(std::launch::async, [&] {
     for (long req = 0; req < 200 && !stop_sending; req++) {
       std::vector<std::string> msgs;
       for (long i = 0; i < 20; i++)
         msgs.push_back("r" + std::to_string(req * 20 + i) + " " + std::string(1000, 'x'));
-      HttpResult r = post(d, port, msgs, "s" + std::to_string(req));
+      // libcurl in this process: curl runs of two threads would share their output files.
+      HttpResult r = libcurl_post(url(port), body_of(msgs));
       std::lock_guard<std::mutex> lk(mu);
       statuses.push_back(r.status);
+      last_body = r.body;
       if (r.status == 200)
         for (long i = 0; i < 20; i++) accepted.insert(req * 20 + i);
-      if (r.status == 503) return;
+      if (r.status != 200) return;  // 503 (full), or no answer in 30 s
     }
   });
+  // However the test ends (declared after the sender: runs before its future waits): the sender
+  // stops and the receiver takes everything, so the engine can be stopped and the mount released.
+  struct Release {
+    std::atomic<bool> &stop, &open;
+    ~Release() { stop = open = true; }
+  } release{stop_sending, open};
   ASSERT_TRUE(wait_until([&] { return metric(d, hport, "devmesh_storage_full") == 1; }, 60s))
-      << e->err();
+      << e->err() << [&] {
+           std::lock_guard<std::mutex> lk(mu);
+           std::string r = "statuses:";
+           for (int st : statuses) r += " " + std::to_string(st);
+           return r + "; last answer: " + last_body;
+         }();
   stop_sending = true;
 
   // Full: a new request is refused at once with 503 and Retry-After; /health says why.
