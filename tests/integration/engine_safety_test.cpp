@@ -189,7 +189,7 @@ TEST(EngineSafety, AFlushStuckOnAWorkerMakesHealthUnhealthyUntilItReturns) {
   const int hport = free_port(), port = free_port();
   Devmesh e(d, "slowflush",
             head(hport, "  watchdog_flush: 1s\n") + http_input(port, "app.db") +
-                "  outputs:\n    - {name: flaky, alias: slowdb, match: '*', delay: 5s, path: " +
+                "  outputs:\n    - {name: flaky, alias: slowdb, match: '*', delay: 8s, path: " +
                 d / "out.txt" + "}\n");
   ASSERT_TRUE(e.ready(hport, d)) << e->err();
   ASSERT_EQ(post(d, port, {"one"}).status, 200);
