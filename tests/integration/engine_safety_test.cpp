@@ -156,6 +156,16 @@ TEST(EngineSafety, AStackOverflowInAFilterIsReportedFromTheAlternateStack) {
       << err;
 }
 
+TEST(EngineSafety, AnAbortingFilterIsNamedAndTheEngineDiesOfSigabrt) {
+  std::string err;
+  int code = crash_with("abort_on", &err);
+  EXPECT_EQ(code, 128 + SIGABRT) << err;
+  EXPECT_NE(err.find("fatal signal SIGABRT in plugin instance 'crashy', callback filter, batch "
+                     "tag 'app.crash'"),
+            std::string::npos)
+      << err;
+}
+
 // ---- stalls --------------------------------------------------------------------------------
 
 TEST(EngineSafety, AFilterThatBlocksTheLoopIsLoggedByTheWatchdogAndSoIsItsReturn) {

@@ -1,9 +1,10 @@
 // Test-only filter that misbehaves on a record whose message contains a trigger: crashes
-// (a real SIGSEGV, or a stack overflow), blocks the loop for a while, returns a verdict value
-// the ABI does not define, or drops. Records without a trigger pass untouched.
+// (a real SIGSEGV, a stack overflow, or abort()), blocks the loop for a while, returns a verdict
+// value the ABI does not define, or drops. Records without a trigger pass untouched.
 #include <devmesh/plugin.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -12,6 +13,8 @@ namespace {
 const dm_option kOptions[] = {
     {"crash_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "A record whose message contains this makes the filter write through a null pointer"},
+    {"abort_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "A record whose message contains this makes the filter call abort()"},
     {"overflow_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "A record whose message contains this makes the filter recurse until the stack overflows"},
     {"sleep_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
@@ -44,6 +47,7 @@ class Misbehave {
     devmesh::Config cfg{h, c};
     if (cfg.has("crash_on")) crash_on_ = cfg.string("crash_on");
     if (cfg.has("overflow_on")) overflow_on_ = cfg.string("overflow_on");
+    if (cfg.has("abort_on")) abort_on_ = cfg.string("abort_on");
     if (cfg.has("sleep_on")) sleep_on_ = cfg.string("sleep_on");
     if (cfg.has("verdict_on")) verdict_on_ = cfg.string("verdict_on");
     if (cfg.has("drop_on")) drop_on_ = cfg.string("drop_on");
@@ -56,6 +60,7 @@ class Misbehave {
       const dm_record &r = b->records[i];
       if (contains(r, crash_on_)) *static_cast<volatile int *>(null_) = 1;
       if (contains(r, overflow_on_)) recurse(nullptr, 0);
+      if (contains(r, abort_on_)) std::abort();
       if (contains(r, sleep_on_)) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms_));
       if (contains(r, verdict_on_)) verdicts[i] = verdict_;
       if (contains(r, drop_on_)) verdicts[i] = DM_DROP;
@@ -64,7 +69,7 @@ class Misbehave {
   }
 
  private:
-  std::string crash_on_, overflow_on_, sleep_on_, verdict_on_, drop_on_;
+  std::string crash_on_, overflow_on_, abort_on_, sleep_on_, verdict_on_, drop_on_;
   int64_t sleep_ms_ = 0;
   uint8_t verdict_ = 7;
   void *volatile null_ = nullptr;  // volatile: the compiler cannot prove the write is undefined
