@@ -16,6 +16,8 @@
 #include <sstream>
 #include <tuple>
 
+#include <yaml-cpp/depthguard.h>
+
 namespace devmesh {
 
 namespace {
@@ -25,6 +27,16 @@ namespace fs = std::filesystem;
 // A scalar whose env expansion failed in load_pipeline carries this tag, so validation later
 // skips it instead of reporting a second, confusing problem about the same text.
 constexpr const char *kUnexpandedTag = "!devmesh-unexpanded";
+
+// Bounds on what a config file may make the loader do. A real pipeline file is a few KiB, a
+// few hundred nodes, under ten levels deep; these are far above that and far below harm.
+constexpr size_t kMaxFileBytes = 4 << 20;
+constexpr size_t kMaxNodes = 200000;            // nodes visited, aliases expanded (billion laughs)
+constexpr size_t kMaxDepth = 100;               // nesting of mappings and sequences
+constexpr size_t kMaxValueBytes = 1 << 20;      // one value after ${VAR} expansion
+constexpr size_t kMaxExpandedBytes = 16 << 20;  // all values after expansion
+constexpr int kMaxDefaultNesting = 16;          // ${A:-${B:-...}}
+constexpr size_t kMaxUnsetListed = 32;          // unset variables named in one problem
 
 // ---- small text helpers --------------------------------------------------------------------
 
@@ -210,9 +222,17 @@ bool is_name_char(char c) {
 // Expands `in` into `out`, collecting unset variables (in order, once each) and stopping only on
 // a syntax error. Defaults are expanded lazily, like the shell: only when used.
 bool expand_into(std::string_view in, std::string &out, std::vector<std::string> &unset,
-                 std::string &error) {
+                 std::string &error, int nesting = 0) {
+  if (nesting > kMaxDefaultNesting) {
+    error = "defaults nested deeper than " + std::to_string(kMaxDefaultNesting) + " levels";
+    return false;
+  }
   size_t i = 0;
   while (i < in.size()) {
+    if (out.size() > kMaxValueBytes) {
+      error = "expands to more than " + std::to_string(kMaxValueBytes >> 20) + " MiB";
+      return false;
+    }
     char c = in[i];
     if (c != '$' || i + 1 == in.size() || (in[i + 1] != '$' && in[i + 1] != '{')) {
       out += c;  // a lone '$' is literal
@@ -247,7 +267,8 @@ bool expand_into(std::string_view in, std::string &out, std::vector<std::string>
       const char *v = std::getenv(name.c_str());
       if (v) {
         out += v;
-      } else if (std::find(unset.begin(), unset.end(), name) == unset.end()) {
+      } else if (unset.size() < kMaxUnsetListed &&
+                 std::find(unset.begin(), unset.end(), name) == unset.end()) {
         unset.push_back(name);
       }
       i = j + 1;
@@ -280,11 +301,16 @@ bool expand_into(std::string_view in, std::string &out, std::vector<std::string>
     const char *v = std::getenv(name.c_str());
     bool use_default = !v || (colon && !*v);
     if (use_default) {
-      if (!expand_into(in.substr(def_begin, j - def_begin), out, unset, error)) return false;
+      if (!expand_into(in.substr(def_begin, j - def_begin), out, unset, error, nesting + 1))
+        return false;
     } else {
       out += v;
     }
     i = j + 1;
+  }
+  if (out.size() > kMaxValueBytes) {
+    error = "expands to more than " + std::to_string(kMaxValueBytes >> 20) + " MiB";
+    return false;
   }
   return true;
 }
@@ -310,6 +336,7 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 
 // The closest candidate within two edits (fewer for short words), or "" when none is close.
 std::string closest(std::string_view key, const std::vector<std::string> &candidates) {
+  if (key.size() > 64) return "";  // no option is that long; the distance costs len x len
   std::string k = lower(key);
   std::string best;
   size_t best_d = std::numeric_limits<size_t>::max();
@@ -372,6 +399,9 @@ bool parse_yaml(const std::string &text, const std::string &file, YAML::Node &ro
   try {
     root = YAML::Load(text);
     return true;
+  } catch (const YAML::DeepRecursion &e) {
+    problems.add(file, e.mark, "",
+                 "invalid YAML: nested deeper than " + std::to_string(e.depth() - 1) + " levels");
   } catch (const YAML::Exception &e) {
     problems.add(file, e.mark, "", "invalid YAML: " + e.msg);
   } catch (const std::exception &e) {
@@ -380,16 +410,44 @@ bool parse_yaml(const std::string &text, const std::string &file, YAML::Node &ro
   return false;
 }
 
+// The state of one walk over the document.
+struct Walk {
+  Walk(const std::string &f, Problems &p) : file(f), problems(p) {}
+  const std::string &file;
+  Problems &problems;
+  std::set<int> done;               // positions of scalars already expanded
+  std::vector<YAML::Node> parents;  // the containers above the current node
+  size_t nodes = 0;                 // nodes visited, counting each alias expansion
+  size_t expanded_bytes = 0;
+  bool refused = false;  // a bound was passed: the walk stops, the file is refused
+};
+
 // Walks the whole tree once: expands ${VAR} in every scalar value in place (marks stay those of
 // the original text) and reports duplicate mapping keys. `done` holds the positions of scalars
 // already expanded: an alias shares its anchor's node and must not be expanded twice.
 // `parents` are the containers above `node`; an alias back to one of them is a cycle.
-void expand_tree(YAML::Node node, const std::string &path, const std::string &file,
-                 std::set<int> &done, std::vector<YAML::Node> &parents, Problems &problems) {
+// yaml-cpp shares an anchor's node among its aliases, so the document itself stays small; it
+// is this walk (and every later one) that would visit 10^9 nodes of a "billion laughs" file:
+// it counts what it visits and refuses the file past kMaxNodes.
+void expand_tree(YAML::Node node, const std::string &path, Walk &w) {
+  if (w.refused) return;
+  if (++w.nodes > kMaxNodes) {
+    w.problems.add(w.file, node.Mark(), path,
+                   "the document expands to more than " + std::to_string(kMaxNodes) +
+                       " nodes through aliases (anchors reused inside each other?): refused");
+    w.refused = true;
+    return;
+  }
   if (node.IsSequence() || node.IsMap()) {
-    for (const auto &p : parents) {
+    if (w.parents.size() >= kMaxDepth) {
+      w.problems.add(w.file, node.Mark(), path,
+                     "nested deeper than " + std::to_string(kMaxDepth) + " levels: refused");
+      w.refused = true;
+      return;
+    }
+    for (const auto &p : w.parents) {
       if (p.is(node)) {
-        problems.add(file, node.Mark(), path, "contains itself through an alias");
+        w.problems.add(w.file, node.Mark(), path, "contains itself through an alias");
         return;
       }
     }
@@ -398,35 +456,43 @@ void expand_tree(YAML::Node node, const std::string &path, const std::string &fi
     const std::string &text = node.Scalar();
     if (text.find('$') == std::string::npos) return;
     int pos = node.Mark().pos;
-    if (pos >= 0 && !done.insert(pos).second) return;
+    if (pos >= 0 && !w.done.insert(pos).second) return;
     std::string out, error;
     if (expand_env(text, out, error)) {
+      w.expanded_bytes += out.size();
+      if (w.expanded_bytes > kMaxExpandedBytes) {
+        w.problems.add(w.file, node.Mark(), path,
+                       "the values expand to more than " + std::to_string(kMaxExpandedBytes >> 20) +
+                           " MiB in all: refused");
+        w.refused = true;
+        return;
+      }
       node = out;
     } else {
-      problems.add(file, node.Mark(), path, error);
+      w.problems.add(w.file, node.Mark(), path, error);
       node.SetTag(kUnexpandedTag);
     }
   } else if (node.IsSequence()) {
-    parents.push_back(node);
-    for (size_t i = 0; i < node.size(); ++i) {
-      expand_tree(node[i], index_path(path, i), file, done, parents, problems);
+    w.parents.push_back(node);
+    for (size_t i = 0; i < node.size() && !w.refused; ++i) {
+      expand_tree(node[i], index_path(path, i), w);
     }
-    parents.pop_back();
+    w.parents.pop_back();
   } else if (node.IsMap()) {
-    parents.push_back(node);
+    w.parents.push_back(node);
     std::map<std::string, int> seen;  // key -> 1-based line of its first use
-    for (auto it = node.begin(); it != node.end(); ++it) {
+    for (auto it = node.begin(); it != node.end() && !w.refused; ++it) {
       std::string key = key_text(it->first);
       auto [first, fresh] = seen.emplace(key, it->first.Mark().line + 1);
       if (!fresh) {
-        problems.add(file, it->first.Mark(), join_path(path, key),
-                     "duplicate key '" + key + "' (first on line " + std::to_string(first->second) +
-                         "; the first one is used)");
+        w.problems.add(w.file, it->first.Mark(), join_path(path, key),
+                       "duplicate key '" + key + "' (first on line " +
+                           std::to_string(first->second) + "; the first one is used)");
         continue;
       }
-      expand_tree(it->second, join_path(path, key), file, done, parents, problems);
+      expand_tree(it->second, join_path(path, key), w);
     }
-    parents.pop_back();
+    w.parents.pop_back();
   }
 }
 
@@ -681,6 +747,13 @@ const dm_option kServiceOptions[] = {
     {"http_listen", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "address of the engine endpoint"},
     {"exit_when_done", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
      "exit once every input finished and all is acknowledged"},
+    // 5s: a filter handles a batch in micro- to milliseconds, so 5s is no slow batch but a
+    // stuck one; it is logged well before clients (30s) and systemd (WatchdogSec) give up.
+    {"watchdog", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 0, 3600000, nullptr,
+     "a plugin call on the event loop running longer than this is logged as a stall, counted "
+     "and shown in /health (0: off)"},
+    {"watchdog_flush", DM_OPT_DURATION, DM_OPT_BOUNDED, "60s", 0, 86400000, nullptr,
+     "the same bound for an output's flush on its worker thread (databases may be slow; 0: off)"},
 };
 
 const char *const kSyncPolicies[] = {"always", "interval", "never", nullptr};
@@ -724,6 +797,8 @@ void load_service(const YAML::Node &key, const YAML::Node &node, PipelineConfig 
   }
   if (v.count("http_listen")) s.http_listen = v["http_listen"].text;
   if (v.count("exit_when_done")) s.exit_when_done = v["exit_when_done"].integer != 0;
+  if (v.count("watchdog")) s.watchdog_ms = v["watchdog"].integer;
+  if (v.count("watchdog_flush")) s.watchdog_flush_ms = v["watchdog_flush"].integer;
 
   YAML::Node storage_key, storage;
   if (!find_key(node, "storage", storage_key, storage)) return;
@@ -840,11 +915,18 @@ void load_pipeline_section(const YAML::Node &node, PipelineConfig &out, Checker 
 // The whole file: syntax, env expansion, then the shape of each section.
 void load_root(const std::string &text, const std::string &file, PipelineConfig &out,
                Problems &problems) {
+  if (text.size() > kMaxFileBytes) {
+    problems.add(file, YAML::Mark::null_mark(), "",
+                 "the file has " + std::to_string(text.size()) +
+                     " bytes or more; a pipeline file " + "may have at most " +
+                     std::to_string(kMaxFileBytes >> 20) + " MiB");
+    return;
+  }
   YAML::Node root;
   if (!parse_yaml(text, file, root, problems)) return;
-  std::set<int> done;
-  std::vector<YAML::Node> parents;
-  expand_tree(root, "", file, done, parents, problems);
+  Walk walk{file, problems};
+  expand_tree(root, "", walk);
+  if (walk.refused) return;  // every later pass would walk the same expansion
 
   Checker check{file, problems};
   if (root.IsNull()) {
@@ -933,9 +1015,11 @@ bool load_pipeline(const std::string &file, PipelineConfig &out, Problems &probl
                  std::string("cannot read the file: ") + std::strerror(err));
     return false;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return load_pipeline_text(text.str(), file, out, problems);
+  // Read at most one byte past the bound: /dev/zero or a huge file is refused, not read.
+  std::string text(kMaxFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return load_pipeline_text(text, file, out, problems);
 }
 
 bool load_pipeline_text(const std::string &text, const std::string &file, PipelineConfig &out,

@@ -13,6 +13,7 @@
 
 #include "engine_options.h"
 #include "log.h"
+#include "plugin_call.h"
 
 namespace devmesh {
 
@@ -39,12 +40,16 @@ Engine::Engine(PipelineConfig cfg) : cfg_(std::move(cfg)) {
 
 Engine::~Engine() {
   // After a dry run (or a failed load) instances were created but never run.
+  auto destroy = [](Instance *i) {
+    PluginCall call(i->name.c_str(), "destroy");
+    i->desc.destroy(i->state);
+  };
   for (auto &in : inputs_)
-    if (in->created) in->desc.destroy(in->state);
+    if (in->created) destroy(in.get());
   for (auto &f : filters_)
-    if (f->created) f->desc.destroy(f->state);
+    if (f->created) destroy(f.get());
   for (auto &o : outputs_)
-    if (o->created) o->desc.destroy(o->state);
+    if (o->created) destroy(o.get());
   // The HTTP server closes its own (h2o's) handles: stop it, let the closes run, destroy it,
   // and only then close whatever else is left.
   http_->stop();
@@ -70,6 +75,13 @@ void Engine::register_metrics(Instance *i) {
                               "Records passed on (filters) or delivered (outputs)", labels);
   i->m_dropped =
       metrics_.counter("devmesh_records_dropped_total", "Records dropped by a filter", labels);
+  if (i->desc.kind == DM_FILTER) {
+    const char *help = "Batches a filter failed on (they pass unchanged)";
+    i->m_filter_failed =
+        metrics_.counter("devmesh_filter_errors_total", help, labels + ",reason=\"failed\"");
+    i->m_bad_verdicts =
+        metrics_.counter("devmesh_filter_errors_total", help, labels + ",reason=\"bad_verdict\"");
+  }
   if (auto *in = dynamic_cast<InputInstance *>(i)) {
     in->m_rejected =
         metrics_.counter("devmesh_input_rejected_total",
@@ -213,7 +225,12 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
 
   if (create_instances) {
     auto create = [&](Instance *i) {
-      if (i->desc.create(host_api(), i, i->cfg.get(), &i->state) != 0) {
+      int rc;
+      {
+        PluginCall call(i->name.c_str(), "create");
+        rc = i->desc.create(host_api(), i, i->cfg.get(), &i->state);
+      }
+      if (rc != 0) {
         errors.push_back(i->name + ": the " + kind_name(i->desc.kind) + " plugin '" + i->desc.name +
                          "' refused its configuration (see the lines above)");
         ok = false;
@@ -261,6 +278,12 @@ void Engine::build_info_json() {
 }
 
 int Engine::run() {
+  // The loop thread: its plugin calls are watched, and it gets an alternate signal stack.
+  const uint64_t ms = 1000000ull;
+  WatchedThread loop_thread("loop", static_cast<uint64_t>(cfg_.service.watchdog_ms) * ms);
+  watchdog_ =
+      std::make_unique<Watchdog>(metrics_, static_cast<uint64_t>(cfg_.service.watchdog_ms) * ms,
+                                 static_cast<uint64_t>(cfg_.service.watchdog_flush_ms) * ms);
   uv_async_init(&loop_, &wake_, [](uv_async_t *a) { static_cast<Engine *>(a->data)->drain(); });
   wake_.data = this;
   auto on_signal = [](uv_signal_t *s, int signum) {
@@ -310,7 +333,12 @@ int Engine::run() {
   if (!cfg_.service.storage_path.empty() && !open_storage()) ok = false;
   auto start = [&](Instance *i) {
     if (!ok) return;
-    if (i->desc.start && i->desc.start(i->state) != 0) {
+    int rc = 0;
+    if (i->desc.start) {
+      PluginCall call(i->name.c_str(), "start");
+      rc = i->desc.start(i->state);
+    }
+    if (rc != 0) {
       log_msg(DM_LOG_ERROR, i->name.c_str(), "failed to start");
       ok = false;
       return;
@@ -352,6 +380,7 @@ int Engine::run() {
   } else {
     log_msg(DM_LOG_INFO, nullptr, "devmesh %s running: %zu inputs, %zu filters, %zu outputs",
             DEVMESH_VERSION, inputs_.size(), filters_.size(), outputs_.size());
+    watchdog_->start(&loop_);
     check_idle();
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -471,12 +500,18 @@ void Engine::shutdown() {
   stopping_ = true;
   for (auto &in : inputs_) {
     in->stopped = true;
-    if (in->started && in->desc.stop) in->desc.stop(in->state);
+    if (in->started && in->desc.stop) {
+      PluginCall call(in->name.c_str(), "stop");
+      in->desc.stop(in->state);
+    }
   }
   // Filters emit what they still hold (drop's open windows, dedup's pending repeats) at
   // stop(); check_idle() waits for those records to be delivered like any other.
   for (auto &f : filters_)
-    if (f->started && f->desc.stop) f->desc.stop(f->state);
+    if (f->started && f->desc.stop) {
+      PluginCall call(f->name.c_str(), "stop");
+      f->desc.stop(f->state);
+    }
   for (auto &o : outputs_) {
     seal(o.get());
     dispatch(o.get());
@@ -506,15 +541,20 @@ void Engine::finish_shutdown() {
     wake_closed_ = true;
   }
   uv_timer_stop(&grace_timer_);
+  if (watchdog_) watchdog_->stop();
   http_->stop();
+  auto stop = [](Instance *i) {
+    PluginCall call(i->name.c_str(), "stop");
+    i->desc.stop(i->state);
+  };
   for (auto &in : inputs_)
-    if (in->started && in->desc.stop && !in->stopped) in->desc.stop(in->state);
+    if (in->started && in->desc.stop && !in->stopped) stop(in.get());
   if (!stopping_)  // shutdown() stopped them already
     for (auto &f : filters_)
-      if (f->started && f->desc.stop) f->desc.stop(f->state);
+      if (f->started && f->desc.stop) stop(f.get());
   for (auto &o : outputs_) {
     stop_workers(o.get());  // first: no flush may run while the plugin stops
-    if (o->started && o->desc.stop) o->desc.stop(o->state);
+    if (o->started && o->desc.stop) stop(o.get());
   }
   // Whatever never got delivered (start failure) is released, not acknowledged.
   for (auto &o : outputs_) {
@@ -538,13 +578,23 @@ void Engine::finish_shutdown() {
     o->flush_timer = nullptr;
   }
   // Final fsync; segments every output finished are deleted, the rest wait for the next start.
+  if (storage_retry_) {
+    uv_close(reinterpret_cast<uv_handle_t *>(storage_retry_),
+             [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+    storage_retry_ = nullptr;
+  }
   if (storage_) storage_->stop();
+  auto destroy = [](Instance *i) {
+    PluginCall call(i->name.c_str(), "destroy");
+    i->desc.destroy(i->state);
+    i->created = false;
+  };
   for (auto &in : inputs_)
-    if (in->created) in->desc.destroy(in->state), in->created = false;
+    if (in->created) destroy(in.get());
   for (auto &f : filters_)
-    if (f->created) f->desc.destroy(f->state), f->created = false;
+    if (f->created) destroy(f.get());
   for (auto &o : outputs_)
-    if (o->created) o->desc.destroy(o->state), o->created = false;
+    if (o->created) destroy(o.get());
   uv_close(reinterpret_cast<uv_handle_t *>(&wake_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&sigint_), nullptr);
@@ -570,9 +620,10 @@ void Engine::serve_health(dm_http_request *req) {
     std::string reason;
     if (!o->last_error.empty()) reason = o->last_error;
     char buf[512] = {0};
-    if (reason.empty() && o->desc.health && o->created &&
-        o->desc.health(o->state, buf, sizeof buf) != 0)
-      reason = buf[0] ? buf : "unhealthy";
+    if (reason.empty() && o->desc.health && o->created) {
+      PluginCall call(o->name.c_str(), "health");
+      if (o->desc.health(o->state, buf, sizeof buf) != 0) reason = buf[0] ? buf : "unhealthy";
+    }
     if (!reason.empty()) healthy = false;
     if (!items.empty()) items += ",";
     std::string esc;
@@ -590,9 +641,22 @@ void Engine::serve_health(dm_http_request *req) {
   if (storage_) {
     // Full storage refuses input: the instance is not healthy until it drains.
     if (storage_full_) healthy = false;
+    std::string reason = !storage_error_.empty() ? storage_error_
+                         : storage_over_max_     ? "max_size reached"
+                                                 : "";
+    for (char &ch : reason)
+      if (ch == '"' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20) ch = ' ';
     storage = ",\"storage\":{\"full\":" + std::string(storage_full_ ? "true" : "false") +
+              (reason.empty() ? "" : ",\"reason\":\"" + reason + "\"") +
               ",\"bytes\":" + std::to_string(storage_->total_bytes()) +
               ",\"segments\":" + std::to_string(storage_->segment_count()) + "}";
+  }
+  // A plugin call over its bound. One on the loop is only seen here after it returned (this
+  // runs on the loop): the watchdog's log line is what shows it live.
+  std::string stalled = watchdog_ ? watchdog_->stalled_json() : "";
+  if (!stalled.empty()) {
+    healthy = false;
+    storage += ",\"stalled\":" + stalled;
   }
   body += healthy ? "ok" : "unhealthy";
   body += "\",\"uptime_seconds\":" + std::to_string((monotonic_ns() - start_ns_) / 1000000000ull) +

@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "plugin_loader.h"
 #include "storage.h"
+#include "watchdog.h"
 
 struct dm_instance {};  // the ABI's opaque handle; Instance derives from it
 namespace devmesh {
@@ -62,6 +63,9 @@ class Instance : public dm_instance {
   bool started = false;
 
   Metric *m_in = nullptr, *m_out = nullptr, *m_dropped = nullptr;
+  // filters: batches passed on unchanged because the filter failed, or set a verdict the ABI
+  // does not define
+  Metric *m_filter_failed = nullptr, *m_bad_verdicts = nullptr;
 };
 
 // A submit's acknowledgement state: done when `outstanding` record deliveries reach zero.
@@ -291,6 +295,9 @@ class Engine {
   void on_durable(uint64_t block_id);
   void send_stored(Ticket *t);
   void check_storage_full();
+  void storage_write_failed(uint32_t records, size_t bytes);
+  void retry_storage_write();
+  void update_storage_pause();  // pauses or resumes every input for the two reasons below
   bool drop_oldest_segment();
   bool start_workers(OutputInstance *o, std::string &error);
   void stop_workers(OutputInstance *o);
@@ -339,10 +346,16 @@ class Engine {
   std::vector<uint8_t> encode_buf_, read_buf_;  // reused: no allocation per block
   std::deque<Ticket *> stored_pending_;         // waiting for the fsync of their block, in order
   std::vector<Ticket *> stored_acks_;           // STORED acks to send from drain()
-  bool storage_full_ = false;
+  bool storage_full_ = false;                   // the inputs are paused for storage (either reason)
+  bool storage_over_max_ = false;               // storage.max_size reached (when_full: pause)
+  std::string storage_error_;         // a segment write failed (disk full, I/O error): why
+  uint64_t storage_probe_bytes_ = 0;  // what must fit again before writes resume
+  uv_timer_t *storage_retry_ = nullptr;
   Metric *m_storage_full_ = nullptr, *m_storage_dropped_ = nullptr, *m_storage_lost_ = nullptr;
+  Metric *m_storage_unstored_ = nullptr;
   std::string info_json_;
   std::vector<std::string> notes_;
+  std::unique_ptr<Watchdog> watchdog_;
 };
 
 // Whether a dead-letter file can be written at path: its directory exists or, with create, is

@@ -2,9 +2,11 @@
 // fsync, outputs' disk backlogs and their loader, per-output block completion, replay at
 // start, and storage.max_size (pause or drop_oldest).
 #include <cinttypes>
+#include <cstring>
 
 #include "engine.h"
 #include "log.h"
+#include "plugin_call.h"
 
 namespace devmesh {
 
@@ -26,14 +28,20 @@ bool Engine::open_storage() {
     storage_.reset();
     return false;
   }
-  m_storage_full_ =
-      metrics_.gauge("devmesh_storage_full", "1 while storage.max_size pauses the inputs", "");
+  m_storage_full_ = metrics_.gauge(
+      "devmesh_storage_full",
+      "1 while storage pauses the inputs (max_size reached, or a segment write failed)", "");
   m_storage_dropped_ = metrics_.counter(
       "devmesh_storage_records_dropped_total",
       "Record deliveries dropped with the oldest segment (when_full: drop_oldest)", "");
   m_storage_lost_ =
       metrics_.counter("devmesh_storage_records_unreadable_total",
                        "Record deliveries lost because their block could not be read back", "");
+  m_storage_unstored_ = metrics_.counter(
+      "devmesh_storage_records_unstored_total",
+      "Records whose block could not be written (disk full, I/O error): delivered from memory "
+      "only, so a crash before delivery loses them",
+      "");
 
   // Replay: every unfinished block goes to the disk backlog of each output its tag routes to
   // today (filters ran before it was stored), minus those its ack file names.
@@ -84,7 +92,11 @@ void Engine::store_block(Batch *b, Route *route) {
                static_cast<uint32_t>(b->records.size()), encode_buf_);
   uint64_t offset = 0;
   Segment *seg = storage_->append(id, encode_buf_, offset);
-  if (!seg) return;  // logged and counted; the records go on from memory only
+  if (!seg) {
+    // Logged and counted; the records go on from memory only (nothing accepted is lost).
+    storage_write_failed(static_cast<uint32_t>(b->records.size()), encode_buf_.size());
+    return;
+  }
   auto *blk = new StoredBlock();
   blk->id = id;
   blk->seg = seg;
@@ -136,6 +148,7 @@ void Engine::send_stored(Ticket *t) {
   a.ticket = t->seq;
   a.stage = DM_ACK_STORED;
   a.failed_reason = a.failed ? t->failed_reason.c_str() : nullptr;
+  PluginCall call(in->name.c_str(), "on_ack", in->tag.c_str());
   in->desc.on_ack(in->state, &a);
 }
 
@@ -205,20 +218,61 @@ void Engine::check_storage_full() {
     return;
   }
   const uint64_t total = storage_->total_bytes();
-  if (!storage_full_ && total > max) {
-    storage_full_ = true;
-    m_storage_full_->set(1);
+  if (!storage_over_max_ && total > max) {
+    storage_over_max_ = true;
     log_msg(DM_LOG_WARN, "storage",
             "storage full (%" PRIu64 " bytes of max_size %" PRIu64 "): pausing every input", total,
             max);
-    for (auto &in : inputs_) pause_input(in.get());
-  } else if (storage_full_ && total <= max / 10 * 9) {
-    storage_full_ = false;
-    m_storage_full_->set(0);
+    update_storage_pause();
+  } else if (storage_over_max_ && total <= max / 10 * 9) {
+    storage_over_max_ = false;
     log_msg(DM_LOG_INFO, "storage", "storage below max_size (%" PRIu64 " bytes): resuming inputs",
             total);
-    for (auto &in : inputs_) resume_input(in.get());
+    update_storage_pause();
   }
+}
+
+// A failed segment write (ENOSPC, EDQUOT, EIO) is treated like max_size: with when_full: pause
+// or drop_oldest alike, since dropping our own segments may not free what others filled.
+void Engine::storage_write_failed(uint32_t records, size_t bytes) {
+  m_storage_unstored_->add(records);
+  storage_probe_bytes_ = std::max<uint64_t>(storage_probe_bytes_, bytes);
+  if (!storage_error_.empty() || finished_) return;
+  const int err = storage_->last_error();
+  storage_error_ = std::string("cannot write segments in ") + storage_->options().path + ": " +
+                   strerror(err ? err : EIO);
+  log_msg(DM_LOG_ERROR, "storage",
+          "%s: pausing every input; %u records of the failed block go on from memory only; "
+          "retrying the write every second",
+          storage_error_.c_str(), records);
+  update_storage_pause();
+  if (!storage_retry_) {
+    storage_retry_ = new uv_timer_t;
+    uv_timer_init(&loop_, storage_retry_);
+    storage_retry_->data = this;
+  }
+  uv_timer_start(
+      storage_retry_, [](uv_timer_t *t) { static_cast<Engine *>(t->data)->retry_storage_write(); },
+      1000, 1000);
+}
+
+void Engine::retry_storage_write() {
+  if (finished_ || storage_error_.empty()) return;
+  if (!storage_->probe_write(storage_probe_bytes_)) return;  // still no room: next tick
+  uv_timer_stop(storage_retry_);
+  log_msg(DM_LOG_INFO, "storage", "segment writes work again in %s: resuming inputs",
+          storage_->options().path.c_str());
+  storage_error_.clear();
+  storage_probe_bytes_ = 0;
+  update_storage_pause();
+}
+
+void Engine::update_storage_pause() {
+  const bool paused = storage_over_max_ || !storage_error_.empty();
+  if (paused == storage_full_) return;
+  storage_full_ = paused;
+  m_storage_full_->set(paused ? 1 : 0);
+  for (auto &in : inputs_) paused ? pause_input(in.get()) : resume_input(in.get());
 }
 
 bool Engine::drop_oldest_segment() {

@@ -8,21 +8,26 @@
 
 #include "engine.h"
 #include "log.h"
+#include "plugin_call.h"
 
+// `who`: the owning instance's name, for the crash report and the watchdog.
 struct dm_timer {
   uv_timer_t h;
   dm_timer_cb cb;
   void *arg;
+  const char *who;
 };
 struct dm_watch {
   uv_poll_t h;
   dm_watch_cb cb;
   void *arg;
+  const char *who;
 };
 struct dm_async {
   uv_async_t h;
   dm_async_cb cb;
   void *arg;
+  const char *who;
 };
 
 namespace devmesh {
@@ -150,7 +155,7 @@ void flush_record_status(dm_flush_token *token, uint32_t index, dm_flush_status 
 }
 
 dm_timer *timer_new(dm_instance *inst, dm_timer_cb cb, void *arg) {
-  auto *t = new dm_timer{{}, cb, arg};
+  auto *t = new dm_timer{{}, cb, arg, Instance::from(inst)->name.c_str()};
   uv_timer_init(engine_of(inst)->loop(), &t->h);
   t->h.data = t;
   return t;
@@ -160,6 +165,7 @@ void timer_start(dm_timer *t, uint64_t timeout_ms, uint64_t repeat_ms) {
       &t->h,
       [](uv_timer_t *h) {
         auto *w = static_cast<dm_timer *>(h->data);
+        PluginCall call(w->who, "timer");
         w->cb(w->arg);
       },
       timeout_ms, repeat_ms);
@@ -174,7 +180,7 @@ void timer_free(dm_timer *t) {
 }
 
 dm_watch *watch_new(dm_instance *inst, int fd, dm_watch_cb cb, void *arg) {
-  auto *w = new dm_watch{{}, cb, arg};
+  auto *w = new dm_watch{{}, cb, arg, Instance::from(inst)->name.c_str()};
   if (uv_poll_init(engine_of(inst)->loop(), &w->h, fd) != 0) {
     delete w;
     return nullptr;
@@ -190,6 +196,7 @@ int watch_set(dm_watch *w, int events) {
     int e = ((uv_events & UV_READABLE) ? DM_READABLE : 0) |
             ((uv_events & UV_WRITABLE) ? DM_WRITABLE : 0);
     if (status < 0) e = DM_READABLE | DM_WRITABLE;  // let the plugin see the error on its fd
+    PluginCall call(ww->who, "watch");
     ww->cb(ww->arg, e);
   });
   return rc == 0 ? DM_OK : DM_ERR;
@@ -201,9 +208,10 @@ void watch_free(dm_watch *w) {
 }
 
 dm_async *async_new(dm_instance *inst, dm_async_cb cb, void *arg) {
-  auto *a = new dm_async{{}, cb, arg};
+  auto *a = new dm_async{{}, cb, arg, Instance::from(inst)->name.c_str()};
   uv_async_init(engine_of(inst)->loop(), &a->h, [](uv_async_t *h) {
     auto *aa = static_cast<dm_async *>(h->data);
+    PluginCall call(aa->who, "async");
     aa->cb(aa->arg);
   });
   a->h.data = a;
@@ -220,19 +228,27 @@ struct Work {
   uv_work_t req;
   dm_work_cb work, done;
   void *arg;
+  const char *who;
 };
 int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
-  auto *w = new Work{{}, work, done, arg};
+  auto *w = new Work{{}, work, done, arg, Instance::from(inst)->name.c_str()};
   w->req.data = w;
   int rc = uv_queue_work(
       engine_of(inst)->loop(), &w->req,
       [](uv_work_t *r) {
         auto *ww = static_cast<Work *>(r->data);
+        // libuv's pool threads live as long as the process: one alternate signal stack each,
+        // so a stack overflow in plugin work is reported too. Not watched (no bound).
+        static thread_local WatchedThread pool_thread("pool", 0);
+        PluginCall call(ww->who, "work");
         if (ww->work) ww->work(ww->arg);
       },
       [](uv_work_t *r, int) {
         auto *ww = static_cast<Work *>(r->data);
-        if (ww->done) ww->done(ww->arg);
+        if (ww->done) {
+          PluginCall call(ww->who, "work_done");
+          ww->done(ww->arg);
+        }
         delete ww;
       });
   if (rc != 0) {
@@ -247,8 +263,14 @@ int http_route(dm_instance *inst, const char *listen, const char *method, const 
   if (!listen || !method || !path || !handler) return DM_ERR_INVALID;
   std::string err;
   Instance *i = Instance::from(inst);
+  const char *who = i->name.c_str();
   if (!i->engine->http().add_route(
-          listen, method, path, [handler, arg](dm_http_request *r) { handler(arg, r); }, err)) {
+          listen, method, path,
+          [handler, arg, who](dm_http_request *r) {
+            PluginCall call(who, "http_handler");
+            handler(arg, r);
+          },
+          err)) {
     log_msg(DM_LOG_ERROR, i->name.c_str(), "cannot serve %s %s on %s: %s", method, path, listen,
             err.c_str());
     return DM_ERR;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "config.h"
+#include "crash_report.h"
 #include "engine.h"
 #include "engine_options.h"
 #include "log.h"
@@ -100,6 +101,7 @@ static int describe(const std::string &name, const std::string &config_file) {
 }
 
 int main(int argc, char **argv) {
+  install_crash_report();  // before any plugin code runs: create() may crash too
   static option long_opts[] = {
       {"config", required_argument, nullptr, 'c'},   {"dry-run", no_argument, nullptr, 'n'},
       {"describe", required_argument, nullptr, 'd'}, {"version", no_argument, nullptr, 'V'},

@@ -11,6 +11,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "plugin_call.h"
 #include "record_json.h"
 
 namespace devmesh {
@@ -138,8 +139,11 @@ void Engine::dispatch(OutputInstance *o) {
 void Engine::flush_now(OutputInstance *o, Chunk *c) {
   dm_flush_result res;
   memset(&res, 0, sizeof res);
-  dm_flush_status st =
-      o->desc.flush(o->state, nullptr, &c->view, reinterpret_cast<dm_flush_token *>(c), &res);
+  dm_flush_status st;
+  {
+    PluginCall call(o->name.c_str(), "flush");
+    st = o->desc.flush(o->state, nullptr, &c->view, reinterpret_cast<dm_flush_token *>(c), &res);
+  }
   if (st != DM_FLUSH_PENDING) {
     // A synchronous result is handled at once (no loop round trip per chunk); the plugin's
     // flush has returned, and acks to inputs are deferred, so nothing re-enters a plugin.
@@ -149,8 +153,13 @@ void Engine::flush_now(OutputInstance *o, Chunk *c) {
 }
 
 void Engine::worker_main(OutputInstance *o, uint32_t index, std::promise<int> *init) {
+  WatchedThread watched("worker", static_cast<uint64_t>(cfg_.service.watchdog_flush_ms) * 1000000);
   void *ws = nullptr;
-  int rc = o->desc.worker_init ? o->desc.worker_init(o->state, index, &ws) : 0;
+  int rc = 0;
+  if (o->desc.worker_init) {
+    PluginCall call(o->name.c_str(), "worker_init");
+    rc = o->desc.worker_init(o->state, index, &ws);
+  }
   init->set_value(rc);
   if (rc != 0) return;
   for (;;) {
@@ -164,11 +173,17 @@ void Engine::worker_main(OutputInstance *o, uint32_t index, std::promise<int> *i
     }
     dm_flush_result res;
     memset(&res, 0, sizeof res);
-    dm_flush_status st =
-        o->desc.flush(o->state, ws, &c->view, reinterpret_cast<dm_flush_token *>(c), &res);
+    dm_flush_status st;
+    {
+      PluginCall call(o->name.c_str(), "flush");
+      st = o->desc.flush(o->state, ws, &c->view, reinterpret_cast<dm_flush_token *>(c), &res);
+    }
     if (st != DM_FLUSH_PENDING) complete(Completion{c, st, res.retry_after_ms, res.reason});
   }
-  if (o->desc.worker_fini) o->desc.worker_fini(o->state, ws);
+  if (o->desc.worker_fini) {
+    PluginCall call(o->name.c_str(), "worker_fini");
+    o->desc.worker_fini(o->state, ws);
+  }
 }
 
 bool Engine::start_workers(OutputInstance *o, std::string &error) {
@@ -549,6 +564,7 @@ void Engine::pause_input(InputInstance *in) {
   defer([in] {
     if (in->full_outputs > 0 && !in->plugin_paused && in->desc.pause && in->created) {
       in->plugin_paused = true;
+      PluginCall call(in->name.c_str(), "pause");
       in->desc.pause(in->state);
     }
   });
@@ -561,6 +577,7 @@ void Engine::resume_input(InputInstance *in) {
     if (in->full_outputs == 0 && in->plugin_paused && in->desc.resume && in->created &&
         !in->stopped) {
       in->plugin_paused = false;
+      PluginCall call(in->name.c_str(), "resume");
       in->desc.resume(in->state);
     }
   });

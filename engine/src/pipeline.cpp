@@ -2,10 +2,12 @@
 // acknowledgements back to the inputs.
 #include <fnmatch.h>
 
+#include <cinttypes>
 #include <cstring>
 
 #include "engine.h"
 #include "log.h"
+#include "plugin_call.h"
 
 namespace devmesh {
 
@@ -118,8 +120,32 @@ void Engine::run_chain(Batch *b, size_t first_filter, Route *route) {
     verdicts.assign(n, DM_KEEP);
     b->sync();
     f->m_in->add(n);
-    if (f->desc.filter(f->state, &b->pub, verdicts.data()) != 0) {
+    int rc;
+    {
+      PluginCall call(f->name.c_str(), "filter", f->last_tag.c_str());
+      rc = f->desc.filter(f->state, &b->pub, verdicts.data());
+    }
+    if (rc != 0) {
       log_msg(DM_LOG_WARN, f->name.c_str(), "filter failed; %zu records pass unchanged", n);
+      f->m_filter_failed->add(1);
+      f->m_out->add(n);
+      continue;
+    }
+    // A verdict the ABI does not define is a plugin bug: its drops cannot be trusted either.
+    size_t bad = n;
+    for (size_t i = 0; i < n && bad == n; i++)
+      if (verdicts[i] > DM_MODIFIED) bad = i;
+    if (bad != n) {
+      const double seen = f->m_bad_verdicts->value();
+      f->m_bad_verdicts->add(1);
+      // First and then at powers of two: a filter that is always wrong cannot flood the log.
+      const uint64_t k = static_cast<uint64_t>(seen) + 1;
+      if ((k & (k - 1)) == 0)
+        log_msg(DM_LOG_ERROR, f->name.c_str(),
+                "filter returned the unknown verdict %u for record %zu of %zu (tag '%s'; "
+                "expected 0 keep, 1 drop or 2 modified): a plugin error, the batch passes "
+                "unchanged (%" PRIu64 " such batch%s so far)",
+                verdicts[bad], bad, n, f->last_tag.c_str(), k, k == 1 ? "" : "es");
       f->m_out->add(n);
       continue;
     }
@@ -273,7 +299,10 @@ void Engine::finish_ticket(Ticket *t) {
   }
   t->ack.failed_reason = t->ack.failed ? t->failed_reason.c_str() : nullptr;
   in->m_acked->add(1);
-  if (in->desc.on_ack && in->created) in->desc.on_ack(in->state, &t->ack);
+  if (in->desc.on_ack && in->created) {
+    PluginCall call(in->name.c_str(), "on_ack", in->tag.c_str());
+    in->desc.on_ack(in->state, &t->ack);
+  }
   delete t;
   outstanding_tickets_--;
   check_idle();

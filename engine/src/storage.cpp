@@ -95,6 +95,9 @@ Storage::Storage(StorageOptions opts, MetricsRegistry &m) : opts_(std::move(opts
                       "Segments whose torn tail was truncated at start", "");
   m_write_errors_ = m.counter("devmesh_storage_write_errors_total",
                               "Blocks that could not be written (kept in memory only)", "");
+  m_fsync_errors_ =
+      m.counter("devmesh_storage_fsync_errors_total",
+                "Group commits whose fsync failed (EIO, ENOSPC on some filesystems)", "");
   m_read_errors_ = m.counter("devmesh_storage_read_errors_total",
                              "Blocks that could not be read back for an output", "");
 }
@@ -263,6 +266,7 @@ void Storage::start(uv_loop_t *loop, std::function<void(uint64_t)> on_durable) {
 
 void Storage::sync_main() {
   uint64_t synced = 0;
+  bool fsync_failing = false;
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     if (opts_.sync == SyncPolicy::Always)
@@ -277,25 +281,55 @@ void Storage::sync_main() {
     const bool dir = dir_dirty_;
     dir_dirty_ = false;
     lk.unlock();
+    std::vector<int> again;  // sealed segments whose fsync failed: kept open, tried again
+    bool dir_again = false;
     if (target > synced || !retired.empty() || dir) {
       const uint64_t t0 = monotonic_ns();
+      int failed = 0;
       for (int r : retired) {
-        fdatasync(r);
-        close(r);
+        if (fdatasync(r) != 0) {
+          failed = errno;
+          again.push_back(r);
+        } else {
+          close(r);
+        }
       }
-      if (fd >= 0 && target > synced) fdatasync(fd);
-      if (dir) fsync(dir_fd_);
+      if (fd >= 0 && target > synced && fdatasync(fd) != 0) failed = errno;
+      if (dir && fsync(dir_fd_) != 0) {
+        failed = errno;
+        dir_again = true;
+      }
+      // Never silent, and nothing is declared durable by a failed fsync: the next round tries
+      // again. (A later success may still hide lost pages: Linux clears the error once.)
+      if (failed) {
+        m_fsync_errors_->add(1);
+        if (!fsync_failing)
+          log_msg(DM_LOG_ERROR, "storage",
+                  "fsync of the segment files in %s failed: %s (STORED acks wait; retrying every "
+                  "second, logged once until it works)",
+                  opts_.path.c_str(), strerror(failed));
+      } else if (fsync_failing) {
+        log_msg(DM_LOG_INFO, "storage", "fsync works again in %s", opts_.path.c_str());
+      }
+      fsync_failing = failed != 0;
       m_fsyncs_->add(1);
       m_fsync_seconds_->observe((monotonic_ns() - t0) / 1e9);
       DM_CRASH_POINT("after_fsync");
-      if (target > synced) {
+      if (target > synced && !failed) {
         synced = target;
         durable_.store(target);
         uv_async_send(async_);
       }
     }
     lk.lock();
-    if (stopping) break;
+    retired_fds_.insert(retired_fds_.end(), again.begin(), again.end());
+    dir_dirty_ = dir_dirty_ || dir_again;
+    if (stopping) {
+      for (int r : retired_fds_) close(r);
+      retired_fds_.clear();
+      break;
+    }
+    if (fsync_failing) cv_.wait_for(lk, std::chrono::seconds(1), [&] { return stop_; });
   }
 }
 
@@ -373,11 +407,13 @@ void Storage::rotate() {
 Segment *Storage::append(uint64_t id, const std::vector<uint8_t> &block, uint64_t &offset) {
   if (active_ && active_->bytes > 0 && active_->bytes + block.size() > segment_size_) rotate();
   if (!active_ && !new_segment()) {
+    last_error_ = errno ? errno : EIO;
     m_write_errors_->add(1);
     return nullptr;
   }
   if (!write_all(wfd_, block.data(), block.size())) {
-    const int err = errno;
+    const int err = errno ? errno : ENOSPC;  // a zero-byte write means no room
+    last_error_ = err;
     m_write_errors_->add(1);
     log_msg(DM_LOG_ERROR, "storage", "cannot append to %s: %s (the block stays in memory only)",
             active_->path.c_str(), strerror(err));
@@ -385,6 +421,7 @@ Segment *Storage::append(uint64_t id, const std::vector<uint8_t> &block, uint64_
     if (ftruncate(wfd_, static_cast<off_t>(active_->bytes)) != 0) rotate();
     return nullptr;
   }
+  last_error_ = 0;
   offset = active_->bytes;
   active_->bytes += block.size();
   active_->blocks++;
@@ -401,6 +438,30 @@ Segment *Storage::append(uint64_t id, const std::vector<uint8_t> &block, uint64_
     if (opts_.sync == SyncPolicy::Always) cv_.notify_one();
   }
   return active_;
+}
+
+bool Storage::probe_write(uint64_t bytes) {
+  const std::string path = opts_.path + "/.space-probe";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    last_error_ = errno;
+    return false;
+  }
+  static const uint8_t zeros[64 << 10] = {};
+  bool ok = true;
+  for (uint64_t left = bytes; ok && left > 0;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, sizeof zeros));
+    errno = 0;
+    ok = write_all(fd, zeros, n);
+    left -= n;
+  }
+  // Written is not yet allocated everywhere (delayed allocation): make the filesystem commit.
+  if (ok && fdatasync(fd) != 0) ok = false;
+  const int err = errno ? errno : ENOSPC;
+  close(fd);
+  unlink(path.c_str());
+  last_error_ = ok ? 0 : err;
+  return ok;
 }
 
 bool Storage::read_block(Segment *seg, uint64_t offset, uint32_t length,
@@ -425,8 +486,15 @@ void Storage::ack(Segment *seg, uint64_t block_id, uint64_t output_hash) {
   uint8_t entry[kAckEntrySize];
   memcpy(entry, &block_id, 8);
   memcpy(entry + 8, &output_hash, 8);
-  if (!write_all(seg->acks_fd, entry, sizeof entry))
-    log_msg(DM_LOG_WARN, "storage", "cannot write %s: %s", seg->acks_path.c_str(), strerror(errno));
+  if (!write_all(seg->acks_fd, entry, sizeof entry)) {
+    // Costs a duplicate after a crash only; on a full disk it fails for every block: say it once.
+    if (!ack_failing_)
+      log_msg(DM_LOG_WARN, "storage", "cannot write %s: %s (logged once until a write succeeds)",
+              seg->acks_path.c_str(), strerror(errno));
+    ack_failing_ = true;
+  } else {
+    ack_failing_ = false;
+  }
 }
 
 void Storage::block_done(Segment *seg) {

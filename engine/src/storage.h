@@ -70,8 +70,14 @@ class Storage {
   void stop();
 
   // Appends an encoded block (its id from next_block_id()). Returns its segment, or null when
-  // the write failed (logged and counted). offset receives the block's position.
+  // the write failed (logged and counted; last_error() says why). offset receives the block's
+  // position.
   Segment *append(uint64_t id, const std::vector<uint8_t> &block, uint64_t &offset);
+  // errno of the last failed append or probe (ENOSPC, EDQUOT, EIO...), 0 after a success.
+  int last_error() const { return last_error_; }
+  // Writes `bytes` to a scratch file in the directory and removes it: true when the space is
+  // there again after a failed append.
+  bool probe_write(uint64_t bytes);
   uint64_t next_block_id() { return next_block_++; }
   // Reads a block back (pread); false when it is unreadable.
   bool read_block(Segment *seg, uint64_t offset, uint32_t length, std::vector<uint8_t> &buf);
@@ -107,6 +113,8 @@ class Storage {
   int dir_fd_ = -1;
   uint64_t next_block_ = 1, next_segment_ = 1;
   uint64_t total_bytes_ = 0;
+  int last_error_ = 0;
+  bool ack_failing_ = false;  // ack file writes fail: logged once until one succeeds
 
   // Storage thread (sync policies always/interval).
   std::thread thread_;
@@ -122,7 +130,7 @@ class Storage {
   std::function<void(uint64_t)> on_durable_;
 
   Metric *m_bytes_, *m_segments_, *m_blocks_, *m_fsyncs_, *m_replayed_blocks_, *m_replayed_records_,
-      *m_corrupt_, *m_torn_, *m_write_errors_, *m_read_errors_;
+      *m_corrupt_, *m_torn_, *m_write_errors_, *m_read_errors_, *m_fsync_errors_;
   Histogram *m_fsync_seconds_;
 };
 

@@ -936,5 +936,101 @@ TEST(Config, OddInputsNeverThrow) {
   }
 }
 
+// ---- hostile files: every bound the loader keeps -------------------------------------------
+
+namespace hostile {
+
+// The classic "billion laughs": nine levels of nine aliases of the level below.
+std::string billion_laughs() {
+  std::string y =
+      "service:\n  log_level: info\nlol:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, "
+      "lol]\n";
+  for (int i = 1; i <= 9; i++) {
+    y += "  a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 9; k++) y += (k ? ", *a" : "*a") + std::to_string(i - 1);
+    y += "]\n";
+  }
+  return y + "pipeline:\n  inputs: []\n";
+}
+
+}  // namespace hostile
+
+TEST(Config, BillionLaughsIsRefusedAtTheAliasThatPassesTheBound) {
+  auto l = load(hostile::billion_laughs());
+  ASSERT_FALSE(l.ok);
+  ASSERT_EQ(l.problems.size(), 1u) << l.problems.str();
+  const Problem &p = l.problems.list()[0];
+  EXPECT_GT(p.line, 0) << p.str();  // FILE:LINE:COL
+  EXPECT_GT(p.col, 0) << p.str();
+  EXPECT_NE(p.message.find("expands to more than"), std::string::npos) << p.str();
+  EXPECT_EQ(p.str().rfind("/etc/devmesh/test.yaml:", 0), 0u) << p.str();
+}
+
+TEST(Config, AliasesWithinTheBoundStillWork) {
+  auto l = load(
+      "service:\n  plugins_dir: &dirs [/a, /b]\n"
+      "pipeline:\n  outputs:\n    - name: x\n      services: *dirs\n");
+  ASSERT_TRUE(l.ok) << l.problems.str();
+  EXPECT_EQ(l.cfg.service.plugins_dir, (std::vector<std::string>{"/a", "/b"}));
+}
+
+TEST(Config, DeepNestingIsRefusedWithoutOverflowingTheStack) {
+  for (size_t depth : {150u, 100000u}) {
+    auto l =
+        load("pipeline:\n  inputs: " + std::string(depth, '[') + std::string(depth, ']') + "\n");
+    ASSERT_FALSE(l.ok) << depth;
+    EXPECT_NE(l.problems.str().find("nested deeper than"), std::string::npos)
+        << depth << ": " << l.problems.str();
+  }
+  auto maps = load("pipeline:\n  inputs: " + std::string(30000, '{') + "\n");
+  ASSERT_FALSE(maps.ok);
+}
+
+TEST(Config, AFileOverFourMebibytesIsRefusedUnread) {
+  std::string big = "pipeline:\n  inputs: []\n# " + std::string(5 << 20, 'x') + "\n";
+  auto l = load(big);
+  ASSERT_FALSE(l.ok);
+  EXPECT_NE(l.problems.str().find("at most 4 MiB"), std::string::npos) << l.problems.str();
+}
+
+TEST(Config, NestedDefaultsAreBoundedAndNeverOverflowTheStack) {
+  EnvVar unset("DEVMESH_T_NOPE", nullptr);
+  std::string out, error;
+  std::string ok;
+  for (int i = 0; i < 10; i++) ok += "${DEVMESH_T_NOPE:-";
+  ok += "x" + std::string(10, '}');
+  ASSERT_TRUE(expand_env(ok, out, error)) << error;
+  EXPECT_EQ(out, "x");
+  for (int levels : {20, 200000}) {
+    std::string deep;
+    for (int i = 0; i < levels; i++) deep += "${DEVMESH_T_NOPE:-";
+    deep += "x" + std::string(static_cast<size_t>(levels), '}');
+    EXPECT_FALSE(expand_env(deep, out, error)) << levels;
+    EXPECT_NE(error.find("nested deeper than"), std::string::npos) << error;
+  }
+}
+
+TEST(Config, AValueThatExpandsPastOneMebibyteIsRefused) {
+  EnvVar big("DEVMESH_T_BIG", std::string(4096, 'b').c_str());
+  std::string text;
+  for (int i = 0; i < 1000; i++) text += "${DEVMESH_T_BIG}";
+  std::string out, error;
+  EXPECT_FALSE(expand_env(text, out, error));
+  EXPECT_NE(error.find("expands to more than 1 MiB"), std::string::npos) << error;
+  auto l = load("service:\n  log_level: \"" + text + "\"\npipeline:\n  inputs: []\n");
+  ASSERT_FALSE(l.ok);
+  EXPECT_NE(l.problems.str().find("service.log_level: expands to more than"), std::string::npos)
+      << l.problems.str();
+}
+
+TEST(Config, ManyUnsetVariablesAreListedUpToABound) {
+  std::string text;
+  for (int i = 0; i < 50000; i++) text += "${DEVMESH_T_UNSET_" + std::to_string(i) + "}";
+  std::string out, error;
+  EXPECT_FALSE(expand_env(text, out, error));
+  EXPECT_NE(error.find("DEVMESH_T_UNSET_0,"), std::string::npos);
+  EXPECT_EQ(error.find("DEVMESH_T_UNSET_49999"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace devmesh
