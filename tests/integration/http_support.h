@@ -179,12 +179,31 @@ inline std::string xxh128_hex(const std::string &data) {
   return hex(c.digest, 16);
 }
 
-// The http input's derived event id: timestamp (8 bytes little-endian), host, service, message.
+// The http input's derived event id for a record without meta_json and a timestamp (so no
+// timestamp_source meta): timestamp (8 bytes little-endian), level (DM_LEVEL_*), priority
+// (-1 absent), then source, service, host, trace_id, span_id, event_type, error_code and
+// message, each with its length as 4 bytes little-endian, then the meta entry count and the
+// two 64-bit sums of the entries' hashes (all zero here).
 inline std::string derived_event_id(int64_t ts_ns, const std::string &host,
-                                    const std::string &service, const std::string &message) {
+                                    const std::string &service, const std::string &message,
+                                    int level = 2, const std::string &source = "http") {
   std::string k;
-  for (int i = 0; i < 8; ++i) k += static_cast<char>(static_cast<uint64_t>(ts_ns) >> (8 * i));
-  k += host + '\x1f' + service + '\x1f' + message;
+  auto u64 = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i) k += static_cast<char>(v >> (8 * i));
+  };
+  auto field = [&](const std::string &f) {
+    for (int i = 0; i < 4; ++i) k += static_cast<char>(static_cast<uint32_t>(f.size()) >> (8 * i));
+    k += f;
+  };
+  u64(static_cast<uint64_t>(ts_ns));
+  k += static_cast<char>(level);
+  k += static_cast<char>(-1);
+  for (const std::string *f : {&source, &service, &host}) field(*f);
+  for (int i = 0; i < 4; ++i) field("");  // trace_id, span_id, event_type, error_code
+  field(message);
+  u64(0);
+  u64(0);
+  u64(0);
   return xxh128_hex(k);
 }
 
