@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <strings.h>
 #include <rapidjson/document.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -80,8 +81,16 @@ struct HttpResult {
   }
 };
 
+// True when one of the headers ("Name: value", or curl's -H arguments) sets Content-Type.
+inline bool sets_content_type(const std::vector<std::string> &headers) {
+  for (const std::string &h : headers)
+    if (strncasecmp(h.c_str(), "content-type:", 13) == 0) return true;
+  return false;
+}
+
 // POSTs the file `body_file` with the curl binary (a real HTTP client), with extra arguments
-// (headers: "-H", "X: y"). method overrides POST.
+// (headers: "-H", "X: y"). method overrides POST. Without a Content-Type in extra it sends
+// application/json (curl's default for --data-binary is a form, which the http input refuses).
 inline HttpResult curl_post(const TempDir &d, const std::string &url, const std::string &body_file,
                             std::vector<std::string> extra = {},
                             const std::string &method = "POST") {
@@ -92,6 +101,8 @@ inline HttpResult curl_post(const TempDir &d, const std::string &url, const std:
     argv.push_back("--data-binary");
     argv.push_back("@" + body_file);
   }
+  if (!body_file.empty() && !sets_content_type(extra))
+    extra.insert(extra.end(), {"-H", "Content-Type: application/json"});
   for (auto &e : extra) argv.push_back(e);
   argv.push_back(url);
   std::string out;
@@ -103,13 +114,15 @@ inline HttpResult curl_post(const TempDir &d, const std::string &url, const std:
   return r;
 }
 
-// POSTs with libcurl in this process.
+// POSTs with libcurl in this process; Content-Type application/json unless headers set one
+// (libcurl's default for POSTFIELDS is a form, which the http input refuses).
 inline HttpResult libcurl_post(const std::string &url, const std::string &body,
                                const std::vector<std::string> &headers = {}) {
   HttpResult r;
   CURL *e = curl_easy_init();
   curl_slist *h = nullptr;
   for (auto &x : headers) h = curl_slist_append(h, x.c_str());
+  if (!sets_content_type(headers)) h = curl_slist_append(h, "Content-Type: application/json");
   h = curl_slist_append(h, "Expect:");
   auto sink = +[](char *p, size_t s, size_t n, void *arg) {
     static_cast<std::string *>(arg)->append(p, s * n);

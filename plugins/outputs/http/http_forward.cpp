@@ -495,7 +495,8 @@ class HttpForward {
   void count_rejections(const Transfer &t) {
     if (t.response.empty() || t.response.size() >= kMaxResponse) return;
     rapidjson::Document d;
-    d.Parse(t.response.data(), t.response.size());
+    // Iterative: a receiver's 64 KiB of '[' must not recurse 64k levels deep on the loop's stack.
+    d.Parse<rapidjson::kParseIterativeFlag>(t.response.data(), t.response.size());
     if (d.HasParseError() || !d.IsObject()) return;
     auto it = d.FindMember("rejected");
     if (it == d.MemberEnd() || !it->value.IsUint() || it->value.GetUint() == 0) return;
