@@ -137,6 +137,7 @@ uint32_t *index_find(const dm_record *rec, dm_str key) {
   for (uint32_t i = static_cast<uint32_t>(key_hash(key)) & mask;; i = (i + 1) & mask) {
     const uint32_t s = slots[i];
     if (s == 0) return &slots[i];
+    ++meta_set_probes;
     const dm_kv &kv = rec->meta[s - 1];
     if (s - 1 < rec->meta_count && kv.key.len == key.len &&
         std::memcmp(kv.key.ptr, key.ptr, key.len) == 0)
@@ -164,8 +165,11 @@ void meta_grow(Batch *b, dm_record *rec) {
 
 }  // namespace
 
+thread_local uint64_t meta_set_probes = 0;
+
 int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value) {
   if (rec->meta_cap < kIndexFrom) {
+    meta_set_probes += rec->meta_count;
     for (uint32_t i = 0; i < rec->meta_count; i++) {
       dm_kv &kv = rec->meta[i];
       if (kv.key.len == key.len && std::memcmp(kv.key.ptr, key.ptr, key.len) == 0) {

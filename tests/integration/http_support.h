@@ -7,8 +7,8 @@
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <strings.h>
 #include <rapidjson/document.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #define XXH_INLINE_ALL

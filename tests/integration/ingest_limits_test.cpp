@@ -101,9 +101,9 @@ TEST(IngestLimits, RecordsThatDifferInAnyOneFieldAreStoredApartAndAnExactReSendO
   std::vector<std::string> records;
   for (const char *differs :
        {"", R"(,"level":"ERROR")", R"(,"trace_id":"t1")", R"(,"span_id":"s1")",
-        R"(,"source":"app")", R"(,"event_type":"e")", R"(,"error_code":"E1")",
-        R"(,"priority":3)", R"(,"meta_json":{"k":"v"})", R"(,"meta_json":{"k":"w"})",
-        R"(,"meta_json":{"kv":""})", R"(,"meta_json":{"k":"v","a":"1"})"})
+        R"(,"source":"app")", R"(,"event_type":"e")", R"(,"error_code":"E1")", R"(,"priority":3)",
+        R"(,"meta_json":{"k":"v"})", R"(,"meta_json":{"k":"w"})", R"(,"meta_json":{"kv":""})",
+        R"(,"meta_json":{"k":"v","a":"1"})"})
     records.push_back("{" + same + differs + "}");
   std::string body = R"({"logs":[)";
   for (size_t i = 0; i < records.size(); ++i) body += (i ? "," : "") + records[i];
@@ -112,14 +112,13 @@ TEST(IngestLimits, RecordsThatDifferInAnyOneFieldAreStoredApartAndAnExactReSendO
   HttpResponse r = e.post(body);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find("\"accepted\":" + std::to_string(n)), std::string::npos) << r.body;
-  ASSERT_TRUE(wait_until(
-      [&] { return e.metric("devmesh_sqlite_rows_inserted_total") >= n; }, 30s));
+  ASSERT_TRUE(wait_until([&] { return e.metric("devmesh_sqlite_rows_inserted_total") >= n; }, 30s));
   // An exact re-send, and the last record with its meta keys in the other order (a JSON object
   // is unordered, and both are stored alike): nothing new.
   ASSERT_EQ(e.post(body).status, 200);
   ASSERT_EQ(e.post("{\"logs\":[{" + same + R"(,"meta_json":{"a":"1","k":"v"}}]})").status, 200);
-  ASSERT_TRUE(wait_until(
-      [&] { return e.metric("devmesh_sqlite_rows_duplicate_total") >= n + 1; }, 30s));
+  ASSERT_TRUE(
+      wait_until([&] { return e.metric("devmesh_sqlite_rows_duplicate_total") >= n + 1; }, 30s));
   SqliteDb s(db);
   EXPECT_EQ(s.number("SELECT count(*) FROM log_events"), n);
   EXPECT_EQ(s.number("SELECT count(DISTINCT event_id) FROM log_events"), n);
@@ -149,13 +148,12 @@ TEST(IngestLimits, NestingDeeperThan64LevelsIsA400NamingItAndTheEngineLives) {
   r = e.post(R"({"logs":[{"message":"m","meta_json":{"k":)" + deep_meta + "}}]}");
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("JSON nested deeper than 64 levels"), std::string::npos) << r.body;
-  r = e.post("{\"message\":\"fine\"}\n{\"message\":\"m\",\"meta_json\":{\"k\":" + deep_meta +
-                 "}}\n",
-             {"Content-Type: application/x-ndjson"});
+  r = e.post(
+      "{\"message\":\"fine\"}\n{\"message\":\"m\",\"meta_json\":{\"k\":" + deep_meta + "}}\n",
+      {"Content-Type: application/x-ndjson"});
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find(R"("accepted":1,"rejected":1)"), std::string::npos) << r.body;
-  EXPECT_NE(r.body.find("JSON nested deeper than 64 levels at byte"), std::string::npos)
-      << r.body;
+  EXPECT_NE(r.body.find("JSON nested deeper than 64 levels at byte"), std::string::npos) << r.body;
   // 64 levels in all is still fine.
   r = e.post(R"({"logs":[{"message":"m","meta_json":{"k":)" + std::string(60, '[') +
              std::string(60, ']') + "}}]}");
@@ -233,8 +231,7 @@ TEST(IngestLimits, BodiesThatAreNotJsonAreRefusedWith415NamingTheType) {
     EXPECT_NE(r.body.find("send Content-Type: application/json"), std::string::npos) << r.body;
   }
   // curl -d sends a form: the answer says so.
-  EXPECT_NE(e.post(body, {"Content-Type: application/x-www-form-urlencoded"})
-                .body.find("curl -d"),
+  EXPECT_NE(e.post(body, {"Content-Type: application/x-www-form-urlencoded"}).body.find("curl -d"),
             std::string::npos);
   // Taken: no Content-Type at all (libcurl drops the header for "Content-Type:"), JSON with a
   // charset, a +json type, NDJSON.
@@ -250,8 +247,9 @@ TEST(IngestLimits, ConflictingContentLengthAndTransferEncodingAreRefusedWith400)
   Engine e("    - {name: stdout, match: '*', path: " + keep / "out.ndjson" +
            ", flush_interval: 20ms}\n");
   ASSERT_TRUE(e.ready) << e.proc->err();
-  const std::string head = "POST /ingest/logs HTTP/1.1\r\nHost: x\r\n"
-                           "Content-Type: application/json\r\nConnection: close\r\n";
+  const std::string head =
+      "POST /ingest/logs HTTP/1.1\r\nHost: x\r\n"
+      "Content-Type: application/json\r\nConnection: close\r\n";
   const std::string body = R"({"logs":[{"message":"smuggled"}]})";  // 33 bytes
   const std::string chunked = "21\r\n" + body + "\r\n0\r\n\r\n";
   for (const std::string &framing :
@@ -276,13 +274,13 @@ TEST(IngestLimits, QueryTakesTheBearerSchemeInAnyCase) {
   TempDir d;
   const int port = free_port();
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
-  auto p = start_engine(d, plugins_head() +
-                               "  inputs:\n    - {name: dummy, rate: 0.001}\n"
-                               "  outputs:\n    - {name: sqlite, match: '*', path: " +
-                               d / "devmesh.db" +
-                               "}\n    - {name: query, match: none, listen: 127.0.0.1:" +
-                               std::to_string(port) + ", path: " + d / "devmesh.db" +
-                               ", auth_token: s3cret-token}\n");
+  auto p = start_engine(
+      d, plugins_head() +
+             "  inputs:\n    - {name: dummy, rate: 0.001}\n"
+             "  outputs:\n    - {name: sqlite, match: '*', path: " +
+             d / "devmesh.db" +
+             "}\n    - {name: query, match: none, listen: 127.0.0.1:" + std::to_string(port) +
+             ", path: " + d / "devmesh.db" + ", auth_token: s3cret-token}\n");
   ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << p->err();
   for (const char *scheme : {"Bearer", "bearer", "BEARER", "bEaReR"})
     EXPECT_EQ(http(base + "/query/logs?limit=1",

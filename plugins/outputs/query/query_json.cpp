@@ -132,7 +132,9 @@ void JsonRows::row(const LogRow &r) {
     rapidjson::Writer<rapidjson::StringBuffer> sw(sub);
     rapidjson::Reader reader;
     rapidjson::MemoryStream ms(r.meta_json.data(), r.meta_json.size());
-    if (reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(ms, sw) && sw.IsComplete())
+    if (reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(ms,
+                                                                                             sw) &&
+        sw.IsComplete())
       w_.RawValue(sub.GetString(), sub.GetSize(), rapidjson::kObjectType);
     else
       string(r.meta_json);
