@@ -196,7 +196,7 @@ inline std::string xxh128_hex(const std::string &data) {
 // timestamp_source meta): timestamp (8 bytes little-endian), level (DM_LEVEL_*), priority
 // (-1 absent), then source, service, host, trace_id, span_id, event_type, error_code and
 // message, each with its length as 4 bytes little-endian, then the meta entry count and the
-// two 64-bit sums of the entries' hashes (all zero here).
+// 64-bit sum of the entries' hashes (both zero here).
 inline std::string derived_event_id(int64_t ts_ns, const std::string &host,
                                     const std::string &service, const std::string &message,
                                     int level = 2, const std::string &source = "http") {
@@ -214,7 +214,6 @@ inline std::string derived_event_id(int64_t ts_ns, const std::string &host,
   for (const std::string *f : {&source, &service, &host}) field(*f);
   for (int i = 0; i < 4; ++i) field("");  // trace_id, span_id, event_type, error_code
   field(message);
-  u64(0);
   u64(0);
   u64(0);
   return xxh128_hex(k);

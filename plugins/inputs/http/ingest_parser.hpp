@@ -114,7 +114,7 @@ class IngestParser {
   std::vector<Rejection> rejections_;
   std::vector<std::string> line_errors_;
   std::string error_;
-  std::string scratch_, id_scratch_, meta_scratch_;
+  std::string scratch_, id_scratch_;
   z_stream z_;
   bool z_ready_ = false;
 };
