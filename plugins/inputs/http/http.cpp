@@ -7,14 +7,19 @@
 // is done and adds "delivered" and "dead_lettered" (dead-lettered records are done: kept in the
 // output's dead-letter file, so no 5xx that would only bring them back). 422 with the same body
 // when every record was rejected. 400 for a malformed JSON body (naming the byte offset; nothing
-// accepted) or a body without a "logs" array; in NDJSON a malformed line rejects that record
-// only. 401 without the bearer token, 413 above max_body (before or after gzip), 415 for an
-// unknown Content-Encoding or a Content-Type other than JSON or NDJSON, 503 + Retry-After when the
-// queues are full or on shutdown. Records: message required; level case-insensitive, absent = INFO;
-// source absent = "http", service/host absent = "unknown"; timestamp RFC 3339 or epoch s/ms, absent
-// = arrival time with meta timestamp_source=arrival; unknown keys ignored; numbers where text is
-// expected are taken as their text; meta_json values become strings (nested values their JSON text,
-// null absent). rapidjson scans strings 16 bytes at a time with SSE2 (every x86-64 has it).
+// accepted), a body without a "logs" array, or JSON nested deeper than 64 levels (naming the
+// byte); in NDJSON a malformed or too deep line rejects that record only. 401 without the
+// bearer token, 413 above max_body (before or after gzip), 415 for an unknown Content-Encoding
+// or a Content-Type other than JSON or NDJSON (absent = JSON), 503 + Retry-After when the
+// queues are full or on shutdown.
+// Records: message required; level case-insensitive, absent = INFO; source absent = "http",
+// service/host absent = "unknown"; timestamp RFC 3339 or epoch s/ms, absent = arrival time with
+// meta timestamp_source=arrival; unknown keys ignored; numbers where text is expected are taken
+// as their text; meta_json values become strings (nested values their JSON text, null absent).
+// Bounds per record, each a rejection naming it: more than max_meta_keys meta keys or
+// max_meta_bytes of them, a message longer than max_message. Without a client event_id the id
+// is a hash of every stored field (meta in any key order): exact re-sends share it.
+// rapidjson scans strings 16 bytes at a time with SSE2 (every x86-64 has it).
 #if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
 #define RAPIDJSON_SSE2
 #endif
