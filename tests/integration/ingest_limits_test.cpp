@@ -191,6 +191,20 @@ TEST(IngestLimits, RecordsWith100kOr1MMetaKeysAreRefusedQuicklyWhileHealthAnswer
   EXPECT_TRUE(e.alive()) << e.proc->err();
 }
 
+TEST(IngestLimits, MetaBytesAreCountedAsStoredSoAnAggregatorTakesWhatASidecarTook) {
+  Engine e(null_output(), "max_meta_bytes: 1KiB");
+  ASSERT_TRUE(e.ready) << e.proc->err();
+  // 400 invalid bytes are 400 U+FFFD (1200 bytes) in every output and in a forwarded body.
+  HttpResponse r =
+      e.post(R"({"logs":[{"message":"m","meta_json":{"k":")" + std::string(400, '\xff') +
+             R"("}},{"message":"m","meta_json":{"k":")" + std::string(1000, 'x') + "\"}}]}");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"({"index":0,"reason":"meta_json larger than 1024 bytes)"),
+            std::string::npos)
+      << r.body;
+  EXPECT_NE(r.body.find(R"("accepted":1)"), std::string::npos) << r.body;
+}
+
 TEST(IngestLimits, MetaLookupsAreLinearSo200kKeysAreTakenQuicklyWhenAllowed) {
   Engine e(null_output(), "max_meta_keys: 1000000, max_meta_bytes: 16MiB");
   ASSERT_TRUE(e.ready) << e.proc->err();

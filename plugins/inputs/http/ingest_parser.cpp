@@ -636,6 +636,15 @@ void RecordHandler::finish_record() {
   const uint32_t index = index_++;
   const dm_host_api *h = in_->host_;
   if (!has_message_) reject(kMissingMessage, "message is missing");
+  // The meta as the outputs write it (invalid UTF-8 grows to U+FFFD, up to 3 bytes a byte), so
+  // that a sidecar never accepts what its aggregator refuses. Counted only when it could matter.
+  if (!reason_text_ && meta_bytes_ > in_->limits_.max_meta_bytes / 3) {
+    size_t stored = 0;
+    for (uint32_t i = 0; i < rec_.meta_count; ++i)
+      stored += valid_utf8(sv(rec_.meta[i].key), in_->id_scratch_).size() +
+                valid_utf8(sv(rec_.meta[i].value), in_->id_scratch_).size();
+    if (stored > in_->limits_.max_meta_bytes) reject(kMetaTooLarge, in_->meta_too_large_.c_str());
+  }
   if (level_.len) {
     rec_.level = parse_level(sv(level_));
     if (rec_.level == DM_LEVEL_UNSET)
