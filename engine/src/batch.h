@@ -84,6 +84,9 @@ struct Batch {
 Batch *batch_new(Instance *owner, uint32_t capacity_hint);
 void batch_unref(Batch *b);
 int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value);
+// Keys meta_set compared on this thread so far: the fuzz oracle's measure of work per input
+// byte (a quadratic lookup shows up here, with no clock).
+extern thread_local uint64_t meta_set_probes;
 // Approximate memory a record holds (its struct plus its strings), for queue limits.
 size_t record_bytes(const dm_record &r);
 

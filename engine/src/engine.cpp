@@ -36,6 +36,9 @@ Engine::Engine(PipelineConfig cfg) : cfg_(std::move(cfg)) {
   start_ns_ = monotonic_ns();
   m_rss_ = metrics_.gauge("devmesh_process_resident_memory_bytes", "Resident set size", "");
   m_uptime_ = metrics_.gauge("devmesh_process_uptime_seconds", "Seconds since start", "");
+  m_framing_refused_ = metrics_.counter(
+      "devmesh_http_framing_refused_total",
+      "HTTP requests refused (400) for conflicting Content-Length / Transfer-Encoding", "");
 }
 
 Engine::~Engine() {
@@ -667,6 +670,7 @@ void Engine::serve_health(dm_http_request *req) {
 void Engine::serve_metrics(dm_http_request *req) {
   m_rss_->set(static_cast<double>(rss_bytes()));
   m_uptime_->set((monotonic_ns() - start_ns_) / 1e9);
+  m_framing_refused_->set(static_cast<double>(HttpServer::framing_refusals()));
   std::string body = metrics_.render();
   HttpServer::reply(req, 200, "text/plain; version=0.0.4", body.data(), body.size());
 }

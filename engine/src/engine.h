@@ -340,7 +340,7 @@ class Engine {
   int signals_ = 0;
   int exit_code_ = 0;
   uint64_t start_ns_ = 0;
-  Metric *m_rss_ = nullptr, *m_uptime_ = nullptr;
+  Metric *m_rss_ = nullptr, *m_uptime_ = nullptr, *m_framing_refused_ = nullptr;
 
   std::unique_ptr<Storage> storage_;
   std::vector<uint8_t> encode_buf_, read_buf_;  // reused: no allocation per block

@@ -8,6 +8,7 @@
 #include <h2o.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -22,9 +24,85 @@
 #include <deque>
 #include <exception>
 #include <map>
+#include <string_view>
 #include <unordered_set>
 #include <utility>
 #include <vector>
+
+// ---- request framing ------------------------------------------------------------------------
+// h2o 2.2 takes the first of two Content-Length headers, and Transfer-Encoding over
+// Content-Length, without complaint. A proxy in front that reads the other one sees another
+// request boundary than we do (request smuggling), so such a request is refused (RFC 9112
+// 6.3: a conflict is unrecoverable). h2o exposes neither header to a handler, but it calls
+// picohttpparser's phr_parse_request through its PLT: this definition in the executable stands
+// in for it, calls the library's, and turns a head with conflicting framing into a parse error,
+// which h2o answers with 400 and a closed connection, before any byte of the body is read.
+extern "C" {
+struct phr_header {  // picohttpparser's layout (unchanged since its first release)
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+};
+int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
+                      const char **path, size_t *path_len, int *minor_version, phr_header *headers,
+                      size_t *num_headers, size_t last_len);
+}
+
+namespace devmesh {
+namespace {
+std::atomic<uint64_t> framing_refused{0};
+
+bool ieq_name(const phr_header &h, std::string_view name) {
+  if (h.name == nullptr || h.name_len != name.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(h.name[i])) != name[i]) return false;
+  return true;
+}
+
+std::string_view trimmed(const phr_header &h) {
+  std::string_view v(h.value, h.value_len);
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+}  // namespace
+
+bool conflicting_framing(const phr_header *headers, size_t n) {
+  const phr_header *length = nullptr;
+  bool chunked = false;
+  for (size_t i = 0; i < n; ++i) {
+    if (ieq_name(headers[i], "transfer-encoding")) {
+      chunked = true;
+    } else if (ieq_name(headers[i], "content-length")) {
+      if (length != nullptr && trimmed(*length) != trimmed(headers[i])) return true;
+      length = &headers[i];
+    }
+  }
+  return chunked && length != nullptr;
+}
+
+uint64_t HttpServer::framing_refusals() {
+  return framing_refused.load(std::memory_order_relaxed);
+}
+}  // namespace devmesh
+
+extern "C" int phr_parse_request(const char *buf, size_t len, const char **method,
+                                 size_t *method_len, const char **path, size_t *path_len,
+                                 int *minor_version, phr_header *headers, size_t *num_headers,
+                                 size_t last_len) {
+  using Parse = int (*)(const char *, size_t, const char **, size_t *, const char **, size_t *,
+                        int *, phr_header *, size_t *, size_t);
+  static const Parse library = reinterpret_cast<Parse>(dlsym(RTLD_NEXT, "phr_parse_request"));
+  if (library == nullptr) return -1;  // no h2o below us: nothing can be parsed safely
+  const int ret = library(buf, len, method, method_len, path, path_len, minor_version, headers,
+                          num_headers, last_len);
+  if (ret > 0 && devmesh::conflicting_framing(headers, *num_headers)) {
+    devmesh::framing_refused.fetch_add(1, std::memory_order_relaxed);
+    return -1;
+  }
+  return ret;
+}
 
 namespace devmesh {
 

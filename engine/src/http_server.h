@@ -28,6 +28,9 @@ class HttpServer {
  public:
   explicit HttpServer(uv_loop_t *loop);
   ~HttpServer();
+  // Requests refused with 400 for conflicting framing (two differing Content-Length, or
+  // Content-Length with Transfer-Encoding), by every server of the process.
+  static uint64_t framing_refusals();
   HttpServer(const HttpServer &) = delete;
   HttpServer &operator=(const HttpServer &) = delete;
 

@@ -25,6 +25,7 @@ constexpr int kPostsPerRun = 12;
 int post(const std::string &url, const std::string &body) {
   CURL *e = curl_easy_init();
   curl_slist *h = curl_slist_append(nullptr, "Expect:");
+  h = curl_slist_append(h, "Content-Type: application/json");  // libcurl's default is a form
   auto sink = +[](char *, size_t s, size_t n, void *) { return s * n; };
   curl_easy_setopt(e, CURLOPT_URL, url.c_str());
   curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());

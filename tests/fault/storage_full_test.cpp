@@ -26,6 +26,7 @@ Reply post(const std::string &url, const std::string &body) {
   Reply r;
   CURL *e = curl_easy_init();
   curl_slist *h = curl_slist_append(nullptr, "Expect:");
+  h = curl_slist_append(h, "Content-Type: application/json");  // libcurl's default is a form
   auto sink = +[](char *, size_t s, size_t n, void *) { return s * n; };
   auto header = +[](char *p, size_t s, size_t n, void *arg) {
     std::string line(p, s * n);

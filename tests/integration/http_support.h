@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <rapidjson/document.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #define XXH_INLINE_ALL
@@ -80,8 +81,16 @@ struct HttpResult {
   }
 };
 
+// True when one of the headers ("Name: value", or curl's -H arguments) sets Content-Type.
+inline bool sets_content_type(const std::vector<std::string> &headers) {
+  for (const std::string &h : headers)
+    if (strncasecmp(h.c_str(), "content-type:", 13) == 0) return true;
+  return false;
+}
+
 // POSTs the file `body_file` with the curl binary (a real HTTP client), with extra arguments
-// (headers: "-H", "X: y"). method overrides POST.
+// (headers: "-H", "X: y"). method overrides POST. Without a Content-Type in extra it sends
+// application/json (curl's default for --data-binary is a form, which the http input refuses).
 inline HttpResult curl_post(const TempDir &d, const std::string &url, const std::string &body_file,
                             std::vector<std::string> extra = {},
                             const std::string &method = "POST") {
@@ -92,6 +101,8 @@ inline HttpResult curl_post(const TempDir &d, const std::string &url, const std:
     argv.push_back("--data-binary");
     argv.push_back("@" + body_file);
   }
+  if (!body_file.empty() && !sets_content_type(extra))
+    extra.insert(extra.end(), {"-H", "Content-Type: application/json"});
   for (auto &e : extra) argv.push_back(e);
   argv.push_back(url);
   std::string out;
@@ -103,13 +114,15 @@ inline HttpResult curl_post(const TempDir &d, const std::string &url, const std:
   return r;
 }
 
-// POSTs with libcurl in this process.
+// POSTs with libcurl in this process; Content-Type application/json unless headers set one
+// (libcurl's default for POSTFIELDS is a form, which the http input refuses).
 inline HttpResult libcurl_post(const std::string &url, const std::string &body,
                                const std::vector<std::string> &headers = {}) {
   HttpResult r;
   CURL *e = curl_easy_init();
   curl_slist *h = nullptr;
   for (auto &x : headers) h = curl_slist_append(h, x.c_str());
+  if (!sets_content_type(headers)) h = curl_slist_append(h, "Content-Type: application/json");
   h = curl_slist_append(h, "Expect:");
   auto sink = +[](char *p, size_t s, size_t n, void *arg) {
     static_cast<std::string *>(arg)->append(p, s * n);
@@ -179,12 +192,30 @@ inline std::string xxh128_hex(const std::string &data) {
   return hex(c.digest, 16);
 }
 
-// The http input's derived event id: timestamp (8 bytes little-endian), host, service, message.
+// The http input's derived event id for a record without meta_json and a timestamp (so no
+// timestamp_source meta): timestamp (8 bytes little-endian), level (DM_LEVEL_*), priority
+// (-1 absent), then source, service, host, trace_id, span_id, event_type, error_code and
+// message, each with its length as 4 bytes little-endian, then the meta entry count and the
+// 64-bit sum of the entries' hashes (both zero here).
 inline std::string derived_event_id(int64_t ts_ns, const std::string &host,
-                                    const std::string &service, const std::string &message) {
+                                    const std::string &service, const std::string &message,
+                                    int level = 2, const std::string &source = "http") {
   std::string k;
-  for (int i = 0; i < 8; ++i) k += static_cast<char>(static_cast<uint64_t>(ts_ns) >> (8 * i));
-  k += host + '\x1f' + service + '\x1f' + message;
+  auto u64 = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i) k += static_cast<char>(v >> (8 * i));
+  };
+  auto field = [&](const std::string &f) {
+    for (int i = 0; i < 4; ++i) k += static_cast<char>(static_cast<uint32_t>(f.size()) >> (8 * i));
+    k += f;
+  };
+  u64(static_cast<uint64_t>(ts_ns));
+  k += static_cast<char>(level);
+  k += static_cast<char>(-1);
+  for (const std::string *f : {&source, &service, &host}) field(*f);
+  for (int i = 0; i < 4; ++i) field("");  // trace_id, span_id, event_type, error_code
+  field(message);
+  u64(0);
+  u64(0);
   return xxh128_hex(k);
 }
 

@@ -8,13 +8,18 @@
 // output's dead-letter file, so no 5xx that would only bring them back); 500 with that body plus
 // "failed" and "error" when any record failed for good and was not kept. 422 with the same body
 // when every record was rejected. 400 for a malformed JSON body (naming the byte offset; nothing
-// accepted) or a body without a "logs" array; in NDJSON a malformed line rejects that record
-// only. 401 without the bearer token, 413 above max_body (before or after gzip), 415 for an
-// unknown Content-Encoding, 503 + Retry-After when the queues are full or on shutdown.
+// accepted), a body without a "logs" array, or JSON nested deeper than 64 levels (naming the
+// byte); in NDJSON a malformed or too deep line rejects that record only. 401 without the
+// bearer token, 413 above max_body (before or after gzip), 415 for an unknown Content-Encoding
+// or a Content-Type other than JSON or NDJSON (absent = JSON), 503 + Retry-After when the
+// queues are full or on shutdown.
 // Records: message required; level case-insensitive, absent = INFO; source absent = "http",
 // service/host absent = "unknown"; timestamp RFC 3339 or epoch s/ms, absent = arrival time with
 // meta timestamp_source=arrival; unknown keys ignored; numbers where text is expected are taken
 // as their text; meta_json values become strings (nested values their JSON text, null absent).
+// Bounds per record, each a rejection naming it: more than max_meta_keys meta keys or
+// max_meta_bytes of them, a message longer than max_message. Without a client event_id the id
+// is a hash of every stored field (meta in any key order): exact re-sends share it.
 // rapidjson scans strings 16 bytes at a time with SSE2 (every x86-64 has it).
 #if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
 #define RAPIDJSON_SSE2
@@ -60,6 +65,17 @@ const dm_option kOptions[] = {
      "accepted: answer 2xx once the records are queued; delivered: answer only once every "
      "output is done with them (end to end); durable: answer once they are fsynced to "
      "service.storage (needs it)"},
+    // Generous for any log shipper (Fluent Bit, Vector and journald records carry tens of
+    // fields) while one request stays cheap to refuse.
+    {"max_meta_keys", DM_OPT_INT, DM_OPT_BOUNDED, "1024", 1, 1e6, nullptr,
+     "most meta_json keys in one record; a record with more is rejected"},
+    {"max_meta_bytes", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 64, 64.0 * 1024 * 1024, nullptr,
+     "most bytes of meta_json keys and values in one record; a record with more is rejected"},
+    // The journald input's max_field_size default: a sidecar's journald record is always
+    // accepted by its aggregator.
+    {"max_message", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 64, 64.0 * 1024 * 1024, nullptr,
+     "longest message in bytes (as stored: invalid UTF-8 counts as U+FFFD); a longer record is "
+     "rejected"},
     {"retry_after", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 1000, 3600000, nullptr,
      "Retry-After sent with 503 while the pipeline's queues are full or the engine shuts down"},
 };
@@ -67,7 +83,7 @@ const dm_option kOptions[] = {
 class HttpInput {
  public:
   HttpInput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
-      : host_(host), inst_(inst), parser_(host) {
+      : host_(host), inst_(inst), parser_(host, limits(host, cfg)) {
     Config c{host, cfg};
     listen_ = c.string("listen");
     path_ = c.string("path");
@@ -104,6 +120,15 @@ class HttpInput {
         inst, "http_records_failed_total",
         "accepted record deliveries that failed and were not kept (ack: delivered answers 500)",
         nullptr);
+  }
+
+  static http_ingest::Limits limits(const dm_host_api *host, const dm_config *cfg) {
+    Config c{host, cfg};
+    http_ingest::Limits l;
+    l.max_meta_keys = static_cast<uint32_t>(c.integer("max_meta_keys"));
+    l.max_meta_bytes = static_cast<size_t>(c.integer("max_meta_bytes"));
+    l.max_message = static_cast<size_t>(c.integer("max_message"));
+    return l;
   }
 
   ~HttpInput() {
@@ -187,6 +212,10 @@ class HttpInput {
       host_->http_add_header(req, "WWW-Authenticate", "Bearer");
       return error_reply(req, 401, "missing or wrong bearer token");
     }
+    const std::string_view type = sv(host_->http_header(req, "Content-Type"));
+    const http_ingest::MediaType media = http_ingest::media_type(type);
+    if (media == http_ingest::MediaType::kUnsupported)
+      return error_reply(req, 415, http_ingest::unsupported_media_type(type).c_str());
     // Under backpressure nothing is parsed: the client is told when to come back.
     if (paused_) return busy(req);
     const dm_str raw = host_->http_body(req);
@@ -209,7 +238,7 @@ class HttpInput {
         break;
       }
     }
-    const bool lines = http_ingest::is_ndjson(sv(host_->http_header(req, "Content-Type")));
+    const bool lines = media == http_ingest::MediaType::kNdjson;
     if (!parser_.parse(batch.get(), body, lines, static_cast<int64_t>(host_->now_ns())))
       return error_reply(req, 400, parser_.error().c_str());
     const uint32_t accepted = parser_.accepted();

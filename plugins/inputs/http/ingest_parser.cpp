@@ -10,6 +10,10 @@
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+// Header-only: the per-meta-entry hashes of the event id are inlined (a host call each cost 10%
+// of http -> null).
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 #include <devmesh/plugin.hpp>
 #include <record_json.hpp>
 #include <timestamp.hpp>
@@ -26,8 +30,8 @@
 namespace devmesh::http_ingest {
 
 const char *const kReasonLabels[kReasonCount] = {
-    "missing_message", "bad_timestamp", "unknown_level", "field_too_long",
-    "bad_field",       "not_an_object", "malformed_line"};
+    "missing_message", "bad_timestamp", "unknown_level",  "field_too_long",
+    "bad_field",       "not_an_object", "malformed_line", "meta_too_large"};
 
 bool ieq(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -256,6 +260,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
     error_ = nullptr;
     mode_ = lines ? kLogs : kStart;
     depth_ = 0;
+    too_deep_ = false;
   }
   // NDJSON: per line. The line's outcome is held until the whole line parsed.
   void begin_line() {
@@ -263,6 +268,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
     depth_ = 0;
     line_outcome_ = kNoOutcome;
     line_index_ = index_;
+    too_deep_ = false;
   }
   // NDJSON: the line parsed: its record is accepted or rejected now. Else it is malformed.
   void commit_line();
@@ -280,6 +286,8 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
 
   // Set when the body's shape is wrong (a 400); the parse stops with kParseErrorTermination.
   const char *error() const { return error_; }
+  // The parse stopped at a container nested deeper than kMaxDepth.
+  bool too_deep() const { return too_deep_; }
   bool saw_logs() const { return saw_logs_; }
   Mode mode() const { return mode_; }
 
@@ -312,6 +320,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   void finish_record();
   void set_field(Kind kind, const char *s, size_t n);
   void meta_value(std::string_view v);
+  void derive_event_id();
 
   IngestParser *in_;
   TimestampParser timestamps_;  // one per input: bodies mostly share their second
@@ -321,6 +330,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   Mode skip_back_ = kStart;
   bool lines_ = false;
   bool saw_logs_ = false;
+  bool too_deep_ = false;
   const char *error_ = nullptr;
   uint32_t depth_ = 0, skip_depth_ = 0;
   uint32_t index_ = 0;       // of the next record
@@ -336,6 +346,8 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   const char *reason_text_ = nullptr;
   Outcome line_outcome_ = kNoOutcome;
   dm_str meta_key_{};
+  uint32_t meta_keys_ = 0;  // of the record, as sent (before duplicates are merged)
+  size_t meta_bytes_ = 0;
   rapidjson::StringBuffer nested_text_;
   // Not Writer<StringBuffer>: its SSE2 specialisation in rapidjson 1.1.0 leaves 0x1A..0x1F
   // unescaped (found by tests/fuzz); another flag selects the portable copy.
@@ -362,6 +374,8 @@ bool RecordHandler::Key(const char *s, rapidjson::SizeType n, bool) {
     case kMetaKeys:
       meta_key_ = dm_str{s, n};
       mode_ = kMetaValue;
+      if (++meta_keys_ > in_->limits_.max_meta_keys)
+        reject(kMetaTooLarge, in_->too_many_keys_.c_str());
       return true;
     case kMetaNested:
       return nested_.Key(s, n);
@@ -382,7 +396,11 @@ void RecordHandler::not_an_object() {
 }
 
 bool RecordHandler::open(bool object) {
-  ++depth_;
+  // Refused before rapidjson goes a level deeper: its reader recurses per level.
+  if (++depth_ > kMaxDepth) {
+    too_deep_ = true;
+    return false;
+  }
   switch (mode_) {
     case kStart:
       if (object) {
@@ -507,6 +525,8 @@ void RecordHandler::start_record() {
   std::memset(&rec_, 0, sizeof rec_);
   rec_.priority = -1;
   level_ = event_id_ = dm_str{nullptr, 0};
+  meta_keys_ = 0;
+  meta_bytes_ = 0;
   has_ts_ = has_message_ = false;
   reason_text_ = nullptr;
 }
@@ -555,6 +575,13 @@ void RecordHandler::set_field(Kind kind, const char *s, size_t n) {
     reject(kFieldTooLong, f.too_long);
     return;
   }
+  // As the outputs write it (invalid UTF-8 grows to U+FFFD), so that what is accepted here is
+  // accepted by the next devmesh it is forwarded to. Counted only when it could matter.
+  if (f.field == kMessage && n > in_->limits_.max_message / 3 &&
+      valid_utf8(std::string_view(s, n), in_->id_scratch_).size() > in_->limits_.max_message) {
+    reject(kFieldTooLong, in_->message_too_long_.c_str());
+    return;
+  }
   // A number where text is expected ("error_code": 500) is taken as its text. Raw numbers are
   // not NUL-terminated in place, so they are copied (strings in the arena always are).
   dm_str v{s, n};
@@ -597,6 +624,10 @@ void RecordHandler::set_field(Kind kind, const char *s, size_t n) {
 }
 
 void RecordHandler::meta_value(std::string_view v) {
+  meta_bytes_ += meta_key_.len + v.size();
+  if (meta_bytes_ > in_->limits_.max_meta_bytes)
+    reject(kMetaTooLarge, in_->meta_too_large_.c_str());
+  if (reason_text_) return;  // the record is rejected: its meta is no longer needed
   if (in_->host_->meta_set(batch_, &rec_, meta_key_, str(v)) != DM_OK)
     throw std::runtime_error("meta_set failed");
 }
@@ -605,6 +636,15 @@ void RecordHandler::finish_record() {
   const uint32_t index = index_++;
   const dm_host_api *h = in_->host_;
   if (!has_message_) reject(kMissingMessage, "message is missing");
+  // The meta as the outputs write it (invalid UTF-8 grows to U+FFFD, up to 3 bytes a byte), so
+  // that a sidecar never accepts what its aggregator refuses. Counted only when it could matter.
+  if (!reason_text_ && meta_bytes_ > in_->limits_.max_meta_bytes / 3) {
+    size_t stored = 0;
+    for (uint32_t i = 0; i < rec_.meta_count; ++i)
+      stored += valid_utf8(sv(rec_.meta[i].key), in_->id_scratch_).size() +
+                valid_utf8(sv(rec_.meta[i].value), in_->id_scratch_).size();
+    if (stored > in_->limits_.max_meta_bytes) reject(kMetaTooLarge, in_->meta_too_large_.c_str());
+  }
   if (level_.len) {
     rec_.level = parse_level(sv(level_));
     if (rec_.level == DM_LEVEL_UNSET)
@@ -638,22 +678,59 @@ void RecordHandler::finish_record() {
     if (!parse_hex_id(sv(event_id_), rec_.event_id))
       h->hash128(event_id_.ptr, event_id_.len, rec_.event_id);
   } else {
-    // From timestamp (8 bytes, little-endian), host, service and message: the same record
-    // posted twice gets the same id, so the stores keep it once.
-    std::string &k = in_->id_scratch_;
-    k.clear();
-    const uint64_t ts = static_cast<uint64_t>(rec_.timestamp_ns);
-    for (int i = 0; i < 8; ++i) k.push_back(static_cast<char>(ts >> (8 * i)));
-    k.append(rec_.host.ptr, rec_.host.len).push_back('\x1f');
-    k.append(rec_.service.ptr, rec_.service.len).push_back('\x1f');
-    k.append(rec_.message.ptr, rec_.message.len);
-    h->hash128(k.data(), k.size(), rec_.event_id);
+    derive_event_id();
   }
   if (lines_) {
     line_outcome_ = kAccepted;
   } else {
     in_->accept_record(batch_, rec_);
   }
+}
+
+namespace {
+// Little-endian, whatever the host: the id must not depend on the machine that computed it.
+char *put_u64(char *p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+  return p + 8;
+}
+char *put_str(char *p, dm_str s) {
+  const uint32_t n = static_cast<uint32_t>(s.len);  // bodies are far below 4 GiB
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(n >> (8 * i));
+  if (s.len) std::memcpy(p + 4, s.ptr, s.len);
+  return p + 4 + s.len;
+}
+}  // namespace
+
+// From every field the stores keep, as they keep it (level after parsing, defaults filled in):
+// two records that would be stored differently never share an id, and the same record posted
+// twice gets the same id, so the stores keep it once. Each field is length-prefixed, so no two
+// different records encode alike. Meta is a JSON object, unordered (a Rust HashMap or a Go
+// map re-serialized after a restart comes in another order): each entry is hashed on its own,
+// its value seeded by its key's hash, and the hashes are summed, so {"a":1,"b":2} and
+// {"b":2,"a":1} share the id, for two inlined short hashes per entry and no sort.
+void RecordHandler::derive_event_id() {
+  const dm_host_api *h = in_->host_;
+  uint64_t meta_sum = 0;
+  for (uint32_t i = 0; i < rec_.meta_count; ++i) {
+    const dm_kv &kv = rec_.meta[i];
+    meta_sum += XXH3_64bits_withSeed(kv.value.ptr, kv.value.len,
+                                     XXH3_64bits(kv.key.ptr, kv.key.len) + kv.key.len);
+  }
+  const dm_str fields[] = {rec_.source,  rec_.service,    rec_.host,       rec_.trace_id,
+                           rec_.span_id, rec_.event_type, rec_.error_code, rec_.message};
+  size_t size = 8 + 2 + 8 + 8;
+  for (const dm_str &f : fields) size += 4 + f.len;
+  // On the stack for the usual record; a long message goes through the scratch buffer.
+  char stack[1024];
+  char *const key =
+      size <= sizeof stack ? stack : (in_->id_scratch_.resize(size), in_->id_scratch_.data());
+  char *p = put_u64(key, static_cast<uint64_t>(rec_.timestamp_ns));
+  *p++ = static_cast<char>(rec_.level);
+  *p++ = static_cast<char>(rec_.priority);
+  for (const dm_str &f : fields) p = put_str(p, f);
+  p = put_u64(p, rec_.meta_count);
+  p = put_u64(p, meta_sum);
+  h->hash128(key, static_cast<size_t>(p - key), rec_.event_id);
 }
 
 void RecordHandler::commit_line() {
@@ -679,13 +756,41 @@ namespace {
 constexpr unsigned kFlags = rapidjson::kParseInsituFlag | rapidjson::kParseNumbersAsStringsFlag;
 }  // namespace
 
+namespace {
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+}  // namespace
+
 bool is_ndjson(std::string_view type) {
-  type = type.substr(0, type.find(';'));
-  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  type = trim(type.substr(0, type.find(';')));
   for (std::string_view t : {"application/x-ndjson", "application/ndjson", "application/jsonl",
                              "application/x-jsonlines", "application/jsonlines"})
     if (ieq(type, t)) return true;
   return false;
+}
+
+MediaType media_type(std::string_view content_type) {
+  const std::string_view t = trim(content_type.substr(0, content_type.find(';')));
+  if (t.empty() || ieq(t, "application/json")) return MediaType::kJson;
+  if (is_ndjson(t)) return MediaType::kNdjson;
+  constexpr std::string_view kApp = "application/", kSuffix = "+json";
+  if (t.size() > kApp.size() + kSuffix.size() && ieq(t.substr(0, kApp.size()), kApp) &&
+      ieq(t.substr(t.size() - kSuffix.size()), kSuffix) &&
+      t.find('/', kApp.size()) == std::string_view::npos)
+    return MediaType::kJson;
+  return MediaType::kUnsupported;
+}
+
+std::string unsupported_media_type(std::string_view content_type) {
+  const std::string_view t = trim(content_type.substr(0, content_type.find(';')));
+  std::string why = "unsupported Content-Type " + std::string(t.substr(0, 100));
+  if (ieq(t, "application/x-www-form-urlencoded")) why += " (a form, as curl -d sends)";
+  return why +
+         ": send Content-Type: application/json (or application/*+json), or "
+         "application/x-ndjson for NDJSON";
 }
 
 Encoding body_encoding(std::string_view e) {
@@ -694,8 +799,14 @@ Encoding body_encoding(std::string_view e) {
   return Encoding::kUnsupported;
 }
 
-IngestParser::IngestParser(const dm_host_api *host)
-    : host_(host), handler_(std::make_unique<RecordHandler>(this)) {}
+IngestParser::IngestParser(const dm_host_api *host, const Limits &limits)
+    : host_(host),
+      limits_(limits),
+      too_many_keys_("meta_json has more than " + std::to_string(limits.max_meta_keys) + " keys"),
+      meta_too_large_("meta_json larger than " + std::to_string(limits.max_meta_bytes) +
+                      " bytes (keys and values)"),
+      message_too_long_("message longer than " + std::to_string(limits.max_message) + " bytes"),
+      handler_(std::make_unique<RecordHandler>(this)) {}
 
 IngestParser::~IngestParser() {
   if (z_ready_) inflateEnd(&z_);
@@ -737,7 +848,9 @@ bool IngestParser::parse_document(char *text, size_t len) {
   rapidjson::InsituStringStream in(text);
   const rapidjson::ParseResult ok = reader.Parse<kFlags>(in, *handler_);
   if (!ok) {
-    if (handler_->error()) {
+    if (handler_->too_deep()) {
+      too_deep(reader.GetErrorOffset(), error_);
+    } else if (handler_->error()) {
       error_ = handler_->error();
     } else {
       bad_json(reader.GetErrorOffset(), rapidjson::GetParseError_En(reader.GetParseErrorCode()));
@@ -754,6 +867,12 @@ bool IngestParser::parse_document(char *text, size_t len) {
     return false;
   }
   return true;
+}
+
+// rapidjson reports the offset just past the bracket that went too deep.
+void IngestParser::too_deep(size_t offset, std::string &out) const {
+  out = "JSON nested deeper than " + std::to_string(kMaxDepth) + " levels at byte " +
+        std::to_string(offset ? offset - 1 : 0);
 }
 
 void IngestParser::bad_json(size_t offset, const char *what) {
@@ -777,6 +896,10 @@ void IngestParser::parse_lines(char *text, size_t len) {
     const rapidjson::ParseResult ok = reader.Parse<kFlags>(in, *handler_);
     if (ok && at + in.Tell() >= end) {
       handler_->commit_line();
+    } else if (handler_->too_deep()) {
+      std::string why;
+      too_deep(at + reader.GetErrorOffset(), why);
+      handler_->malformed_line(std::move(why));
     } else {
       const size_t off = ok ? in.Tell() : reader.GetErrorOffset();
       handler_->malformed_line(

@@ -23,6 +23,7 @@ enum Reason : uint8_t {
   kBadField,
   kNotAnObject,
   kMalformedLine,
+  kMetaTooLarge,
   kReasonCount,
 };
 extern const char *const kReasonLabels[kReasonCount];
@@ -38,17 +39,36 @@ bool ieq(std::string_view a, std::string_view b);
 // Content-Type naming NDJSON / JSON lines (parameters after ';' ignored).
 bool is_ndjson(std::string_view content_type);
 
+enum class MediaType : uint8_t { kJson, kNdjson, kUnsupported };
+// Content-Type: absent, application/json or application/*+json; the NDJSON types; else
+// unsupported (text/plain, XML, forms, multipart: not parsed as JSON on a guess).
+MediaType media_type(std::string_view content_type);
+// The 415 message for an unsupported Content-Type: names it and what is accepted.
+std::string unsupported_media_type(std::string_view content_type);
+
 enum class Encoding : uint8_t { kIdentity, kCompressed, kUnsupported };
 // Content-Encoding: absent or identity, gzip / x-gzip / deflate, anything else.
 Encoding body_encoding(std::string_view content_encoding);
 
 class RecordHandler;
 
+// Nesting deeper than this fails the body (JSON) or the line (NDJSON): rapidjson's reader
+// recurses once per level, so this bounds its stack. A record needs 4 ({"logs":[{"meta_json":
+// {...}}]}): the rest is room for nested meta values.
+constexpr uint32_t kMaxDepth = 64;
+
+// Per-record bounds: the work and memory one record may cost the loop and the stores.
+struct Limits {
+  uint32_t max_meta_keys = 1024;
+  size_t max_meta_bytes = size_t(1) << 20;  // keys plus values
+  size_t max_message = size_t(1) << 20;     // bytes
+};
+
 // One per input instance (it keeps its buffers between bodies). Not thread-safe.
 class IngestParser {
  public:
   // Uses host's batch_add, arena_alloc, arena_copy, meta_set and hash128.
-  explicit IngestParser(const dm_host_api *host);
+  explicit IngestParser(const dm_host_api *host, const Limits &limits = Limits{});
   ~IngestParser();
   IngestParser(const IngestParser &) = delete;
   IngestParser &operator=(const IngestParser &) = delete;
@@ -66,6 +86,7 @@ class IngestParser {
   bool parse(dm_batch *batch, std::string_view body, bool ndjson, int64_t arrival_ns);
 
   const std::string &error() const { return error_; }
+  const Limits &limits() const { return limits_; }
   uint32_t accepted() const { return accepted_; }
   const std::vector<Rejection> &rejections() const { return rejections_; }
   // {"accepted":N,"rejected":M,"errors":[{"index":i,"reason":"..."}]} for the last parse.
@@ -82,7 +103,12 @@ class IngestParser {
   void parse_lines(char *text, size_t len);
   void bad_json(size_t offset, const char *what);
 
+  void too_deep(size_t offset, std::string &out) const;
+
   const dm_host_api *host_;
+  const Limits limits_;
+  // The rejection texts that name a limit (Rejection::text points into them).
+  std::string too_many_keys_, meta_too_large_, message_too_long_;
   std::unique_ptr<RecordHandler> handler_;
   uint32_t accepted_ = 0;
   std::vector<Rejection> rejections_;

@@ -69,7 +69,7 @@ inline SavedPosition parse_state(const std::string &path) {
     return s;
   }
   rapidjson::Document d;
-  d.Parse(text.data(), text.size());
+  d.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());  // no recursion per level
   if (d.HasParseError()) {
     s.problem = "truncated or not JSON";
     return s;

@@ -520,7 +520,9 @@ class HttpForward {
     const std::string quote = t.response.substr(0, std::min(kReasonBody, t.response.size()));
     reason = "HTTP " + std::to_string(code) + " from " + shown_url_ + ": " + quote;
     rapidjson::Document d;
-    if (!t.response_cut) d.Parse(t.response.data(), t.response.size());
+    // Iterative: a receiver's megabytes of '[' must not recurse that deep on the loop's stack.
+    if (!t.response_cut)
+      d.Parse<rapidjson::kParseIterativeFlag>(t.response.data(), t.response.size());
     const bool devmesh_body = !t.response_cut && !d.HasParseError() && d.IsObject() &&
                               d.HasMember("rejected") && d["rejected"].IsUint();
     if (!devmesh_body) {

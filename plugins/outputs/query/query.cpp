@@ -294,13 +294,25 @@ class Query {
     host_->http_reply(req, status, kJson, body.data(), body.size());
   }
 
+  static bool scheme_is_bearer(std::string_view s) {
+    constexpr std::string_view kBearer = "bearer ";
+    for (size_t i = 0; i < kBearer.size(); ++i)
+      if ((s[i] | 0x20) != kBearer[i]) return false;
+    return true;
+  }
+
   bool authorized(dm_http_request *req) {
     if (token_.empty() || sv(host_->http_path(req)) == "/health") return true;
     std::string_view h = sv(host_->http_header(req, "Authorization"));
-    constexpr std::string_view kBearer = "Bearer ";
+    // The scheme is case-insensitive (RFC 7235 2.1): "bearer x" is as good as "Bearer x".
+    constexpr std::string_view kBearer = "bearer ";
     bool ok = false;
-    if (h.size() == kBearer.size() + token_.size() && h.substr(0, kBearer.size()) == kBearer)
-      ok = CRYPTO_memcmp(h.data() + kBearer.size(), token_.data(), token_.size()) == 0;
+    if (h.size() > kBearer.size() && scheme_is_bearer(h.substr(0, kBearer.size()))) {
+      h.remove_prefix(kBearer.size());
+      while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+      // Constant time in the token's content; only its length can be learnt by timing.
+      ok = h.size() == token_.size() && CRYPTO_memcmp(h.data(), token_.data(), h.size()) == 0;
+    }
     if (ok) return true;
     host_->metric_add(core_->m_unauthorized, 1);
     host_->http_add_header(req, "WWW-Authenticate", "Bearer");

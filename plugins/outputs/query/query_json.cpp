@@ -126,11 +126,15 @@ void JsonRows::row(const LogRow &r) {
   } else {
     // Stored JSON text goes out as an object (as the prototype returned it), re-validated so a
     // hand-edited row cannot break the response; text that is not valid JSON goes out as a string.
+    // Iterative: a row nested a million levels deep (hand-edited, or stored by an older
+    // release) costs heap, not the loop thread's stack.
     rapidjson::StringBuffer sub;
     rapidjson::Writer<rapidjson::StringBuffer> sw(sub);
     rapidjson::Reader reader;
     rapidjson::MemoryStream ms(r.meta_json.data(), r.meta_json.size());
-    if (reader.Parse<rapidjson::kParseValidateEncodingFlag>(ms, sw) && sw.IsComplete())
+    if (reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(ms,
+                                                                                             sw) &&
+        sw.IsComplete())
       w_.RawValue(sub.GetString(), sub.GetSize(), rapidjson::kObjectType);
     else
       string(r.meta_json);

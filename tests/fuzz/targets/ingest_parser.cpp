@@ -1,6 +1,9 @@
 // Fuzz target: the http input's body parser (plugins/inputs/http/ingest_parser.*) over the
 // engine's real batches and host table: JSON, NDJSON, and gzip under a small decompressed cap.
-// Byte 0 picks the mode, the rest is the body.
+// Byte 0 picks the mode, the rest is the body. Beyond "no crash" it checks: any nesting depth is
+// refused without recursing (the regressions hold 100k levels and a gzip of 8M), the work done
+// is bounded per input byte (meta_set's key comparisons and calls, counted: no clock), and the
+// answer's accepted count equals the records in the batch.
 #include <rapidjson/document.h>
 #include <zlib.h>
 
@@ -41,6 +44,21 @@ std::string gzip(std::string_view in, int level) {
   return out;
 }
 
+// The host table with meta_set counted.
+uint64_t meta_set_calls = 0;
+int counted_meta_set(dm_batch *b, dm_record *rec, dm_str key, dm_str value) {
+  ++meta_set_calls;
+  return devmesh::Engine::host_api()->meta_set(b, rec, key, value);
+}
+const dm_host_api *counting_host() {
+  static const dm_host_api table = [] {
+    dm_host_api t = *devmesh::Engine::host_api();
+    t.meta_set = counted_meta_set;
+    return t;
+  }();
+  return &table;
+}
+
 struct BatchRef {
   devmesh::Batch *b = devmesh::batch_new(nullptr, 16);
   ~BatchRef() { devmesh::batch_unref(b); }
@@ -50,13 +68,19 @@ struct BatchRef {
 
 // Mode byte: bit 0 NDJSON; bits 1-2: 0 plain, 1 the bytes inflated as they are (corrupt
 // streams), 2 gzip-compressed then inflated, 3 the same with the cap 64 * (bits 3-7) + 16
-// bytes (413 paths).
+// bytes (413 paths). Unless bits 1-2 are 3, bit 3 lifts the meta limits (so meta_set's index
+// is fuzzed with many keys).
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > (1u << 20)) return 0;
   const uint8_t mode = data[0];
   std::string_view body(reinterpret_cast<const char *>(data + 1), size - 1);
-  const dm_host_api *host = devmesh::Engine::host_api();
-  devmesh::http_ingest::IngestParser parser(host);
+  const dm_host_api *host = counting_host();
+  devmesh::http_ingest::Limits limits;
+  if (((mode >> 1) & 3) != 3 && (mode & 8)) {
+    limits.max_meta_keys = 1u << 24;
+    limits.max_meta_bytes = size_t(1) << 30;
+  }
+  devmesh::http_ingest::IngestParser parser(host, limits);
   BatchRef batch;
 
   std::string packed;
@@ -76,7 +100,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   const bool ndjson = mode & 1;
+  const uint64_t probes = devmesh::meta_set_probes;
+  meta_set_calls = 0;
   const bool ok = parser.parse(&batch.b->pub, body, ndjson, 1700000000000000000LL);
+  // Linear work: a meta entry takes at least 5 bytes ("":0,) and a record without a timestamp
+  // one more call. Small arrays are scanned (at most 8 keys), larger ones hashed (about 2
+  // probes at load 1/2, plus the rebuild at each doubling): 16 comparisons a byte is far above
+  // that, and far below n^2/2 for a record with thousands of keys.
+  check(meta_set_calls <= body.size() + 1, "meta_set calls bounded by the body size");
+  check(devmesh::meta_set_probes - probes <= 16 * body.size() + 64,
+        "meta_set key comparisons linear in the body size");
   if (!ok) {
     check(!ndjson, "NDJSON never fails as a whole");
     check(!parser.error().empty(), "a failed parse says why");
@@ -115,7 +148,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             "encoded record has no raw control byte");
     const std::string again =
         "{\"logs\":[" + std::string(encoder.out.GetString(), encoder.out.GetSize()) + "]}";
-    devmesh::http_ingest::IngestParser receiver(host);
+    devmesh::http_ingest::IngestParser receiver(host, limits);  // an aggregator set alike
     BatchRef forwarded;
     if (!receiver.parse(&forwarded.b->pub, again, false, 0)) {
       std::fprintf(stderr, "%s\n%s\n", again.c_str(), receiver.error().c_str());
