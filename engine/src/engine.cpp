@@ -493,7 +493,7 @@ void Engine::check_idle() {
     // Tickets that filters hold (dedup's collapsed repeats) wait for the records those filters
     // emit at their stop(): with nothing else in flight, stopping is what finishes them.
     if (!idle && !(outputs_empty() && emitted_.empty() && acks_.empty())) return;
-    log_msg(DM_LOG_INFO, nullptr, "every input finished and all records are delivered");
+    log_msg(DM_LOG_INFO, nullptr, "every input finished and every record is done");
     shutdown();
   }
 }

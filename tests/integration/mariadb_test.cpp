@@ -8,15 +8,13 @@
 #include <regex>
 #include <sstream>
 
-#include "mariadb.h"
+#include "mariadb_pipeline.h"
 #include "process.h"
 
 using namespace devmesh::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-constexpr const char *kPasswordEnv = "DEVMESH_TEST_DB_PASSWORD";
 
 std::vector<std::string> read_lines_of(const std::string &text) {
   std::vector<std::string> lines;
@@ -26,47 +24,8 @@ std::vector<std::string> read_lines_of(const std::string &text) {
   return lines;
 }
 
-class MariaDbOutput : public ::testing::Test {
+class MariaDbOutput : public MariaDbPipelineTest {
  protected:
-  void SetUp() override { start_server({}); }
-
-  void start_server(std::vector<std::string> extra_args) {
-    MariaDb::Options o;
-    o.extra_args = std::move(extra_args);
-    db_ = std::make_unique<MariaDb>(d_.path(), o);
-    std::string err;
-    ASSERT_TRUE(db_->start(&err)) << err;
-  }
-
-  // A pipeline with the given inputs and one mariadb output (extra keys appended to it).
-  std::string yaml(const std::string &inputs, const std::string &output_extra = "",
-                   const std::string &service_extra = "  exit_when_done: true\n") {
-    return "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR "]\n  grace: 20s\n" + service_extra +
-           "pipeline:\n  inputs:\n" + inputs +
-           "  outputs:\n"
-           "    - name: mariadb\n"
-           "      socket: " +
-           db_->socket() +
-           "\n"
-           "      password: ${" +
-           kPasswordEnv +
-           ":-}\n"
-           "      dead_letter_path: " +
-           d_ / "dead.ndjson" + "\n" + output_extra;
-  }
-
-  std::unique_ptr<Process> engine(const std::string &config, const std::string &name = "engine",
-                                  const std::string &password = MariaDb::kPassword) {
-    write_file(d_ / (name + ".yaml"), config);
-    return std::make_unique<Process>(
-        std::vector<std::string>{DEVMESH_BIN, "-c", d_ / (name + ".yaml")}, d_.path(), name,
-        std::vector<std::string>{std::string(kPasswordEnv) + "=" + password});
-  }
-
-  long long rows(const std::string &where = "1") {
-    return db_->number("SELECT COUNT(*) FROM log_events WHERE " + where);
-  }
-
   // Every dummy record 1..n stored exactly once (seq is in meta_json and the message).
   void expect_each_seq_once(long long n) {
     EXPECT_EQ(rows(), n) << "rows";
@@ -81,9 +40,6 @@ class MariaDbOutput : public ::testing::Test {
         db_->number("SELECT MAX(CAST(JSON_VALUE(meta_json,'$.seq') AS UNSIGNED)) FROM log_events"),
         n);
   }
-
-  TempDir d_;
-  std::unique_ptr<MariaDb> db_;
 };
 
 TEST_F(MariaDbOutput, CreatesTheTableWithThePrototypeSchemaIndexesAndEventIdKey) {

@@ -9,13 +9,12 @@
 #include <filesystem>
 
 #include "http_support.h"
-#include "mariadb.h"
+#include "mariadb_pipeline.h"
 
 using namespace devmesh::test;
 
 namespace {
 
-constexpr const char *kPasswordEnv = "DEVMESH_TEST_DB_PASSWORD";
 constexpr size_t kMiB = 1u << 20;
 
 // The previous release's CREATE statement, exactly (git show 6531849:plugins/outputs/mariadb/
@@ -52,44 +51,13 @@ size_t count_of(const std::string &text, const std::string &what) {
   return n;
 }
 
-class StoreLimits : public ::testing::Test {
+class StoreLimits : public MariaDbPipelineTest {
  protected:
-  void SetUp() override { start_server({}); }
-
-  void start_server(std::vector<std::string> extra_args) {
-    MariaDb::Options o;
-    o.extra_args = std::move(extra_args);
-    db_ = std::make_unique<MariaDb>(d_.path(), o);
-    std::string err;
-    ASSERT_TRUE(db_->start(&err)) << err;
-  }
-
-  // A pipeline of `inputs` into one mariadb output (extra keys appended to it).
-  std::string yaml(const std::string &inputs, const std::string &output_extra = "",
-                   const std::string &service_extra = "  exit_when_done: true\n") {
-    return "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR "]\n  grace: 20s\n" + service_extra +
-           "pipeline:\n  inputs:\n" + inputs +
-           "  outputs:\n    - name: mariadb\n      socket: " + db_->socket() +
-           "\n      password: ${" + kPasswordEnv +
-           "}\n      dead_letter_path: " + d_ / "dead.ndjson" + "\n" + output_extra;
-  }
-
-  std::unique_ptr<Process> engine(const std::string &config, const std::string &name,
-                                  std::vector<std::string> env = {}) {
-    write_file(d_ / (name + ".yaml"), config);
-    env.push_back(std::string(kPasswordEnv) + "=" + MariaDb::kPassword);
-    return std::make_unique<Process>(
-        std::vector<std::string>{DEVMESH_BIN, "-c", d_ / (name + ".yaml")}, d_.path(), name, env);
-  }
-
   std::string column_type(const std::string &column) {
     return db_->value(
         "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='devmesh' AND "
         "TABLE_NAME='log_events' AND COLUMN_NAME='" +
         column + "'");
-  }
-  long long rows(const std::string &where = "1") {
-    return db_->number("SELECT COUNT(*) FROM log_events WHERE " + where);
   }
   // 1 when the row of `service` holds exactly `length` bytes of `fill` as its message.
   long long message_whole(const std::string &service, size_t length, char fill) {
@@ -98,9 +66,6 @@ class StoreLimits : public ::testing::Test {
                        std::to_string(length) + ") FROM log_events WHERE service = '" + service +
                        "'");
   }
-
-  TempDir d_;
-  std::unique_ptr<MariaDb> db_;
 };
 
 // (a) The upgrade: the previous release's table with rows in it.
@@ -259,7 +224,7 @@ TEST_F(StoreLimits, TheShippedAggregatorAnswersDeliveredForA70KbMessageAndTheRow
   config.replace(config.find(admin_line), admin_line.size(),
                  "http_listen: 127.0.0.1:" + std::to_string(admin));
   auto e =
-      engine(config, "aggregator",
+      engine(config, "aggregator", MariaDb::kPassword,
              {"DEVMESH_LISTEN=127.0.0.1:" + std::to_string(listen), "DB_HOST=127.0.0.1",
               "DB_PORT=" + std::to_string(db_->port()),
               std::string("DB_PASSWORD=") + MariaDb::kPassword, "DEVMESH_STATE_DIR=" + d_.path()});
