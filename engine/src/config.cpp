@@ -1,5 +1,6 @@
 // Pipeline configuration: loading the YAML file, env expansion, value parsing and validation.
 #include "config.h"
+#include "state_paths.h"
 
 #include <algorithm>
 #include <cctype>
@@ -811,6 +812,14 @@ void load_service(const YAML::Node &key, const YAML::Node &node, PipelineConfig 
       check.add(pv.Mark(), "service.storage.path", "must not be empty");
     } else {
       s.storage_path = resolve_path(out.dir, st["path"].text);
+      // A fresh node has no state directory yet: start makes it (mkdir -p); a dry run says
+      // whether it could, so "configuration OK" means the start will not fail on it.
+      std::string error, note;
+      if (!prepare_directory(s.storage_path, false, error, note)) {
+        YAML::Node pk, pv;
+        find_key(storage, "path", pk, pv);
+        check.add(pv.Mark(), "service.storage.path", error);
+      }
     }
   }
   if (st.count("sync")) s.storage_sync = st["sync"].text;

@@ -22,6 +22,7 @@
 #include "http_server.h"
 #include "metrics.h"
 #include "plugin_loader.h"
+#include "state_paths.h"
 #include "storage.h"
 #include "watchdog.h"
 
@@ -358,11 +359,6 @@ class Engine {
   std::unique_ptr<Watchdog> watchdog_;
 };
 
-// Whether a dead-letter file can be written at path: its directory exists or, with create, is
-// made (mkdir -p, 0750), or without create could be made; false with the problem in `error`.
-// `note` says what was (or, without create, would be) done.
-bool prepare_dead_letter_path(const std::string &path, bool create, std::string &error,
-                              std::string &note);
 uint64_t monotonic_ns();
 bool tag_matches(const std::string &pattern, const std::string &tag);  // fnmatch
 

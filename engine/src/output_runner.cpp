@@ -2,7 +2,6 @@
 // completions, retries with backoff and jitter, bisecting poison chunks, dead-lettering, and
 // the backpressure that pauses inputs when a queue is full.
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -17,87 +16,6 @@
 namespace devmesh {
 
 OutputInstance::~OutputInstance() = default;
-
-namespace {
-
-std::string parent_dir(const std::string &path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-// mkdir -p: every missing directory on the way, mode 0750 (the records may hold anything).
-bool make_dirs(const std::string &dir, std::string &error) {
-  for (size_t at = 1; at <= dir.size(); at++) {
-    if (at != dir.size() && dir[at] != '/') continue;
-    const std::string part = dir.substr(0, at);
-    if (mkdir(part.c_str(), 0750) != 0 && errno != EEXIST) {
-      error = "cannot create directory " + part + ": " + strerror(errno);
-      return false;
-    }
-  }
-  return true;
-}
-
-}  // namespace
-
-// A dead-letter file that cannot be written turns every permanent failure into a lost record,
-// found only when it happens: so its directory is checked (dry run: could it be made?) or made
-// before anything starts.
-bool prepare_dead_letter_path(const std::string &path, bool create, std::string &error,
-                              std::string &note) {
-  if (path.back() == '/') {
-    error = path + " names a directory; give a file name";
-    return false;
-  }
-  const std::string dir = parent_dir(path);
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT && errno != ENOTDIR) {
-      error = "cannot use directory " + dir + ": " + strerror(errno);
-      return false;
-    }
-    if (create) {
-      if (!make_dirs(dir, error)) return false;
-      note = "created directory " + dir;
-    } else {
-      // Would mkdir -p succeed? The nearest existing ancestor must be a writable directory.
-      std::string up = dir;
-      do {
-        up = parent_dir(up);
-      } while (stat(up.c_str(), &st) != 0 && (errno == ENOENT || errno == ENOTDIR) && up != "/" &&
-               up != ".");
-      if (stat(up.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-        error = "cannot create directory " + dir + ": " + up + " is not a directory";
-        return false;
-      }
-      if (access(up.c_str(), W_OK | X_OK) != 0) {
-        error = "cannot create directory " + dir + ": " + up + ": " + strerror(errno);
-        return false;
-      }
-      note = "directory " + dir + " does not exist; it will be created at start (mode 0750)";
-      return true;
-    }
-  } else if (!S_ISDIR(st.st_mode)) {
-    error = dir + " is not a directory";
-    return false;
-  }
-  if (access(dir.c_str(), W_OK | X_OK) != 0) {
-    error = "cannot write in directory " + dir + ": " + strerror(errno);
-    return false;
-  }
-  if (stat(path.c_str(), &st) == 0) {
-    if (!S_ISREG(st.st_mode)) {
-      error = path + " is not a regular file";
-      return false;
-    }
-    if (access(path.c_str(), W_OK) != 0) {
-      error = "cannot write " + path + ": " + strerror(errno);
-      return false;
-    }
-  }
-  return true;
-}
 
 static void fill_view(Chunk *c) {
   c->view.records = c->records.data();

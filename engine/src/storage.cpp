@@ -17,6 +17,7 @@
 
 #include "crash_point.hpp"
 #include "log.h"
+#include "state_paths.h"
 
 namespace devmesh {
 
@@ -117,8 +118,9 @@ uint64_t Storage::output_hash(const std::string &name) {
 }
 
 bool Storage::open(std::string &error) {
-  if (mkdir(opts_.path.c_str(), 0750) != 0 && errno != EEXIST) {
-    error = "storage.path " + opts_.path + ": " + strerror(errno);
+  std::string problem, note;
+  if (!prepare_directory(opts_.path, true, problem, note)) {  // mkdir -p on a fresh node
+    error = "storage.path " + opts_.path + ": " + problem;
     return false;
   }
   dir_fd_ = ::open(opts_.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -328,6 +328,52 @@ TEST(Storage, AnUnusableStoragePathStopsTheStartWithAClearError) {
   EXPECT_NE(e->err().find("storage.path"), std::string::npos) << e->err();
 }
 
+TEST(Storage, DryRunReportsAStoragePathThatCannotBeMadeWithItsLocation) {
+  TempDir d;
+  write_file(d / "file", "not a directory");
+  write_file(d / "p.yaml", "service:\n  storage:\n    path: " + d / "file" +
+                               "/data\npipeline:\n  outputs:\n    - name: 'null'\n");
+  Process p({DEVMESH_BIN, "--dry-run", "-c", d / "p.yaml"}, d.path(), "dry");
+  EXPECT_EQ(p.wait_exit(20s), 1);
+  EXPECT_NE(p.err().find(d / "p.yaml" + ":3:11: service.storage.path: cannot create directory " +
+                         d / "file/data: " + d / "file is not a directory"),
+            std::string::npos)
+      << p.err();
+}
+
+// The shipped sidecar on a node that has no state directory yet: the dry run says OK and the
+// start makes the directories (it said OK and then failed to start before).
+TEST(Storage, TheShippedSidecarStartsOnAFreshNodeWhereItsStateDirectoryDoesNotExist) {
+  TempDir d;
+  std::string config = read_file(DEVMESH_SOURCE_DIR "/conf/sidecar.yaml");
+  config.replace(config.find("service:\n"), 9,
+                 "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR "]\n");
+  const int admin = free_port();
+  const std::string admin_line = "http_listen: 127.0.0.1:2020";
+  ASSERT_NE(config.find(admin_line), std::string::npos) << config;
+  config.replace(config.find(admin_line), admin_line.size(),
+                 "http_listen: 127.0.0.1:" + std::to_string(admin));
+  write_file(d / "sidecar.yaml", config);
+  std::filesystem::create_directories(d / "journal");
+  const std::vector<std::string> env = {"DEVMESH_STATE_DIR=" + d / "fresh/var/lib/devmesh",
+                                        "AGGREGATOR=127.0.0.1:" + std::to_string(free_port())};
+  Process dry({DEVMESH_BIN, "--dry-run", "-c", d / "sidecar.yaml"}, d.path(), "dry", env);
+  EXPECT_EQ(dry.wait_exit(30s), 0) << dry.err();
+  EXPECT_FALSE(std::filesystem::exists(d / "fresh")) << "a dry run changes nothing";
+
+  Process e({DEVMESH_BIN, "-c", d / "sidecar.yaml"}, d.path(), "sidecar", env);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return http_get("http://127.0.0.1:" + std::to_string(admin) + "/health", nullptr,
+                        d.path()) != 0;
+      },
+      30s))
+      << e.err();
+  EXPECT_TRUE(std::filesystem::is_directory(d / "fresh/var/lib/devmesh/storage")) << e.err();
+  e.kill(SIGTERM);
+  EXPECT_EQ(e.wait_exit(30s), 0) << e.err();
+}
+
 TEST(Storage, GarbageInTheStorageDirectoryNeverStopsTheEngine) {
   TempDir d;
   std::filesystem::create_directories(d / "data");
