@@ -2,6 +2,7 @@
 // acknowledgements back to the inputs.
 #include <fnmatch.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstring>
 
@@ -270,10 +271,21 @@ void Engine::ticket_failed(Ticket *t, uint32_t n, const std::string &reason) {
 }
 
 void Engine::ack_later(Ticket *t) {
-  // DONE never overtakes STORED: send_stored() queues it once STORED went out.
-  if (t->stored == Ticket::Stored::AwaitingFsync || t->stored == Ticket::Stored::Queued ||
-      t->stored == Ticket::Stored::WaitingHolds)
+  // Every output finished it before its block's fsync: delivered (or kept in a dead-letter
+  // file), it is as good as stored, and a replay would only repeat what the outputs have. Its
+  // STORED goes out now instead of at the next fsync (up to sync_interval away, which held
+  // every ack: delivered answer that long). Tickets finish roughly in order: it is near the
+  // front of stored_pending_.
+  if (t->stored == Ticket::Stored::AwaitingFsync) {
+    auto it = std::find(stored_pending_.begin(), stored_pending_.end(), t);
+    if (it != stored_pending_.end()) stored_pending_.erase(it);
+    t->stored = Ticket::Stored::Queued;
+    stored_acks_.push_back(t);
+    uv_async_send(&wake_);
     return;
+  }
+  // DONE never overtakes STORED: send_stored() queues it once STORED went out.
+  if (t->stored == Ticket::Stored::Queued || t->stored == Ticket::Stored::WaitingHolds) return;
   // Acks never run inside another callback (submit, a flush): the input learns its ticket
   // number first, and an input's on_ack may submit again safely.
   acks_.push_back(t);
