@@ -318,6 +318,25 @@ TEST(Storage, AckDeliveredAndDurableAreAnsweredOnceDeliveredWithoutWaitingForThe
   expect_exactly_once(d / "out.txt", 1, 600);
 }
 
+// Finished before its fsync with a record refused and not kept (no dead_letter_path): a
+// durable answer cannot promise it, so it is the 500 that ack: delivered gives.
+TEST(Storage, AckDurableAnswers500ForARecordThatFailedAndWasNotKeptBeforeItsFsync) {
+  TempDir d;
+  int port = free_port(), mport = free_port();
+  Devmesh e(
+      d, "engine",
+      head(mport, "    path: " + d / "data" + "\n    sync: interval\n    sync_interval: 1h\n") +
+          "  inputs:\n    - {name: http, ack: durable, listen: '127.0.0.1:" + std::to_string(port) +
+          "'}\n  outputs:\n    - {name: flaky, match: '*', path: " + d / "out.txt" +
+          ", poison: POISON, fail_status: error, flush_interval: 20ms}\n");
+  ASSERT_TRUE(e.ready(mport, d)) << e->err();
+  HttpResult r = libcurl_post(url(port), "{\"logs\":[{\"message\":\"POISON\"}]}");
+  EXPECT_EQ(r.status, 500) << r.body;
+  EXPECT_NE(r.body.find("\"failed\":1"), std::string::npos) << r.body;
+  HttpResult ok = libcurl_post(url(port), logs_body(1, 10));
+  EXPECT_EQ(ok.status, 200) << ok.body;
+}
+
 TEST(Storage, AckDurableWithoutStorageIsAConfigurationError) {
   TempDir d;
   int mport = free_port();

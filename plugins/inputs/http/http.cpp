@@ -158,7 +158,9 @@ class HttpInput {
     Waiting w = std::move(it->second);
     waiting_.erase(it);
     host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
-    if (ack.stage == DM_ACK_STORED) return reply(w.req, 200, w.body), after_2xx();
+    // A STORED ack that already counts records failed and not kept (every output finished the
+    // ticket before its block's fsync) promises them nothing: answered as at DONE, a 500.
+    if (ack.stage == DM_ACK_STORED && !ack.failed) return reply(w.req, 200, w.body), after_2xx();
     // Dead-lettered records are done for the pipeline (kept in the output's dead-letter file):
     // a 5xx would only make the client send them again, into the same file. The response
     // says how many.
