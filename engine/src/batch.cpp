@@ -167,13 +167,14 @@ void meta_grow(Batch *b, dm_record *rec) {
 
 thread_local uint64_t meta_set_probes = 0;
 
-int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value) {
+int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value, uint32_t type) {
   if (rec->meta_cap < kIndexFrom) {
     meta_set_probes += rec->meta_count;
     for (uint32_t i = 0; i < rec->meta_count; i++) {
       dm_kv &kv = rec->meta[i];
       if (kv.key.len == key.len && std::memcmp(kv.key.ptr, key.ptr, key.len) == 0) {
         kv.value = b->arena.copy(value.ptr, value.len);
+        kv.type = type;
         return DM_OK;
       }
     }
@@ -185,12 +186,15 @@ int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value) {
     uint32_t *slot = index_find(rec, key);
     if (*slot) {
       rec->meta[*slot - 1].value = b->arena.copy(value.ptr, value.len);
+      rec->meta[*slot - 1].type = type;
       return DM_OK;
     }
     *slot = rec->meta_count + 1;
   }
   rec->meta[rec->meta_count].key = b->arena.copy(key.ptr, key.len);
   rec->meta[rec->meta_count].value = b->arena.copy(value.ptr, value.len);
+  rec->meta[rec->meta_count].type = type;
+  rec->meta[rec->meta_count].reserved = 0;
   rec->meta_count++;
   return DM_OK;
 }

@@ -83,7 +83,8 @@ struct Batch {
 
 Batch *batch_new(Instance *owner, uint32_t capacity_hint);
 void batch_unref(Batch *b);
-int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value);
+// type: dm_meta_type, not checked here (the host entry checks it).
+int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value, uint32_t type = DM_META_STRING);
 // Keys meta_set compared on this thread so far: the fuzz oracle's measure of work per input
 // byte (a quadratic lookup shows up here, with no clock).
 extern thread_local uint64_t meta_set_probes;

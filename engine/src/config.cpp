@@ -740,21 +740,23 @@ const char *const kLogLevels[] = {"error", "warn", "info", "debug", nullptr};
 // The service section, declared with the same schema type plugins use.
 const dm_option kServiceOptions[] = {
     {"flush_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "200ms", 1, 3600000, nullptr,
-     "how often inputs' partial batches are flushed"},
+     "how often inputs' partial batches are flushed", 0},
     {"grace", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 0, 86400000, nullptr,
-     "how long shutdown waits for in-flight batches"},
-    {"log_level", DM_OPT_STRING, 0, "info", 0, 0, kLogLevels, "engine log verbosity"},
-    {"plugins_dir", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr, "directories searched for plugins"},
-    {"http_listen", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "address of the engine endpoint"},
+     "how long shutdown waits for in-flight batches", 0},
+    {"log_level", DM_OPT_STRING, 0, "info", 0, 0, kLogLevels, "engine log verbosity", 0},
+    {"plugins_dir", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr, "directories searched for plugins", 0},
+    {"http_listen", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "address of the engine endpoint", 0},
     {"exit_when_done", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
-     "exit once every input finished and all is acknowledged"},
+     "exit once every input finished and all is acknowledged", 0},
     // 5s: a filter handles a batch in micro- to milliseconds, so 5s is no slow batch but a
     // stuck one; it is logged well before clients (30s) and systemd (WatchdogSec) give up.
     {"watchdog", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 0, 3600000, nullptr,
      "a plugin call on the event loop running longer than this is logged as a stall, counted "
-     "and shown in /health (0: off)"},
+     "and shown in /health (0: off)",
+     0},
     {"watchdog_flush", DM_OPT_DURATION, DM_OPT_BOUNDED, "60s", 0, 86400000, nullptr,
-     "the same bound for an output's flush on its worker thread (databases may be slow; 0: off)"},
+     "the same bound for an output's flush on its worker thread (databases may be slow; 0: off)",
+     0},
 };
 
 const char *const kSyncPolicies[] = {"always", "interval", "never", nullptr};
@@ -762,19 +764,21 @@ const char *const kWhenFull[] = {"pause", "drop_oldest", nullptr};
 
 const dm_option kStorageOptions[] = {
     {"path", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr,
-     "directory of the segment files (relative to the config file); one devmesh per directory"},
+     "directory of the segment files (relative to the config file); one devmesh per directory", 0},
     {"sync", DM_OPT_STRING, 0, "interval", 0, 0, kSyncPolicies,
      "when appended blocks are fsynced (and STORED acks sent): always (group commit after each "
-     "write), interval (every sync_interval), never (left to the OS)"},
+     "write), interval (every sync_interval), never (left to the OS)",
+     0},
     {"sync_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 1, 3600000, nullptr,
-     "fsync period with sync: interval"},
+     "fsync period with sync: interval", 0},
     {"max_size", DM_OPT_SIZE, DM_OPT_BOUNDED, nullptr, 1 << 20, 9.0e18, nullptr,
-     "disk space the segment files may use (unbounded when unset); see when_full"},
+     "disk space the segment files may use (unbounded when unset); see when_full", 0},
     {"when_full", DM_OPT_STRING, 0, "pause", 0, 0, kWhenFull,
      "at max_size: pause every input (journald stops reading, http answers 503), or drop the "
-     "oldest segment (each undelivered record counted)"},
+     "oldest segment (each undelivered record counted)",
+     0},
     {"segment_size", DM_OPT_SIZE, DM_OPT_BOUNDED, "8MiB", 64 << 10, 1 << 30, nullptr,
-     "segment files rotate at this size (at most max_size/4, so whole segments can be freed)"},
+     "segment files rotate at this size (at most max_size/4, so whole segments can be freed)", 0},
 };
 
 template <size_t N>

@@ -96,6 +96,22 @@ dm_str config_map_key(const dm_config *cfg, const char *key, uint32_t i) {
   return dm_str{v->entries[i].first.c_str(), v->entries[i].first.size()};
 }
 
+// Until the engine collects them with their place in the file, a plugin's config problems are
+// logged as errors naming the option.
+void config_error(dm_instance *inst, const char *key, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
+  va_end(ap);
+  host_log(inst, DM_LOG_ERROR, "%s%s%s", key ? key : "", key ? ": " : "", msg);
+}
+
+int config_bind(const dm_config *cfg, void *dst) {
+  if (!cfg || !dst) return DM_ERR_INVALID;
+  return DM_ERR_INVALID;
+}
+
 dm_batch *batch_new_api(dm_instance *inst, uint32_t hint) {
   return &batch_new(Instance::from(inst), hint)->pub;
 }
@@ -108,8 +124,9 @@ dm_str arena_copy(dm_batch *b, const void *data, size_t len) {
 void *arena_alloc(dm_batch *b, size_t len) {
   return Batch::from(b)->arena.alloc(len);
 }
-int meta_set_api(dm_batch *b, dm_record *rec, dm_str key, dm_str v) {
-  return meta_set(Batch::from(b), rec, key, v);
+int meta_set_api(dm_batch *b, dm_record *rec, dm_str key, dm_str v, uint32_t type) {
+  if (type > DM_META_JSON) return DM_ERR_INVALID;
+  return meta_set(Batch::from(b), rec, key, v, type);
 }
 void batch_free(dm_batch *b) {
   Batch *batch = Batch::from(b);
@@ -346,66 +363,70 @@ int storage_enabled(dm_instance *inst) {
   return Instance::from(inst)->engine->config().service.storage_path.empty() ? 0 : 1;
 }
 
+// Initialised by field name (in declaration order, as C++20 requires): an entry in the wrong
+// place does not compile.
 const dm_host_api kHostApi = {
-    sizeof(dm_host_api),
-    DM_ABI_MAJOR,
-    DM_ABI_MINOR,
-    host_log,
-    config_has,
-    config_string,
-    config_int,
-    config_double,
-    config_bool,
-    config_count,
-    config_item,
-    config_map_key,
-    batch_new_api,
-    batch_add,
-    arena_copy,
-    arena_alloc,
-    meta_set_api,
-    batch_free,
-    submit,
-    emit,
-    flush_done,
-    timer_new,
-    timer_start,
-    timer_stop,
-    timer_free,
-    watch_new,
-    watch_set,
-    watch_free,
-    async_new,
-    async_send,
-    async_free,
-    queue_work,
-    http_route,
-    HttpServer::method,
-    HttpServer::path,
-    HttpServer::query,
-    HttpServer::header,
-    HttpServer::body,
-    HttpServer::add_header,
-    HttpServer::reply,
-    metric_counter,
-    metric_gauge,
-    metric_add,
-    metric_set,
-    now_ns,
-    hash128,
-    instance_name,
-    input_finished,
-    parse_duration_api,
-    parse_size_api,
-    HttpServer::stream_start,
-    HttpServer::stream_write,
-    HttpServer::stream_end,
-    engine_info,
-    storage_enabled,
-    hold,
-    hold_attach,
-    hold_release,
-    flush_record_status,
+    .struct_size = sizeof(dm_host_api),
+    .abi_major = DM_ABI_MAJOR,
+    .abi_minor = DM_ABI_MINOR,
+    .log = host_log,
+    .config_has = config_has,
+    .config_string = config_string,
+    .config_int = config_int,
+    .config_double = config_double,
+    .config_bool = config_bool,
+    .config_count = config_count,
+    .config_item = config_item,
+    .config_map_key = config_map_key,
+    .batch_new = batch_new_api,
+    .batch_add = batch_add,
+    .arena_copy = arena_copy,
+    .arena_alloc = arena_alloc,
+    .meta_set = meta_set_api,
+    .batch_free = batch_free,
+    .submit = submit,
+    .emit = emit,
+    .flush_done = flush_done,
+    .timer_new = timer_new,
+    .timer_start = timer_start,
+    .timer_stop = timer_stop,
+    .timer_free = timer_free,
+    .watch_new = watch_new,
+    .watch_set = watch_set,
+    .watch_free = watch_free,
+    .async_new = async_new,
+    .async_send = async_send,
+    .async_free = async_free,
+    .queue_work = queue_work,
+    .http_route = http_route,
+    .http_method = HttpServer::method,
+    .http_path = HttpServer::path,
+    .http_query = HttpServer::query,
+    .http_header = HttpServer::header,
+    .http_body = HttpServer::body,
+    .http_add_header = HttpServer::add_header,
+    .http_reply = HttpServer::reply,
+    .metric_counter = metric_counter,
+    .metric_gauge = metric_gauge,
+    .metric_add = metric_add,
+    .metric_set = metric_set,
+    .now_ns = now_ns,
+    .hash128 = hash128,
+    .instance_name = instance_name,
+    .input_finished = input_finished,
+    .parse_duration_ms = parse_duration_api,
+    .parse_size = parse_size_api,
+    .http_stream_start = HttpServer::stream_start,
+    .http_stream_write = HttpServer::stream_write,
+    .http_stream_end = HttpServer::stream_end,
+    .engine_info = engine_info,
+    .storage_enabled = storage_enabled,
+    .hold = hold,
+    .hold_attach = hold_attach,
+    .hold_release = hold_release,
+    .flush_record_status = flush_record_status,
+    .config_error = config_error,
+    .config_bind = config_bind,
 };
 
 }  // namespace

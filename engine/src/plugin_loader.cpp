@@ -97,6 +97,16 @@ const LoadedPlugin *PluginLoader::open_file(const std::string &file, std::string
     return nullptr;
   }
   auto ver = [](uint32_t a, uint32_t b) { return std::to_string(a) + "." + std::to_string(b); };
+  if (d->abi_major == 1) {
+    // The one older major there is: say what changed, so its author knows what to do.
+    error = key + " was built for plugin ABI " + ver(d->abi_major, d->abi_minor) +
+            ", but this engine speaks ABI " + ver(DM_ABI_MAJOR, DM_ABI_MINOR) +
+            ", which a 1.x plugin cannot use (meta values carry a type, meta_set takes it, "
+            "options can bind to a config struct, config problems are reported with "
+            "config_error): rebuild the plugin against devmesh's 2.0 SDK (find_package(devmesh) "
+            "or pkg-config devmesh); README: \"Writing a plugin\" lists the changes";
+    return nullptr;
+  }
   if (d->abi_major != DM_ABI_MAJOR) {
     error = key + " was built for plugin ABI " + ver(d->abi_major, d->abi_minor) +
             ", but this engine speaks ABI " + ver(DM_ABI_MAJOR, DM_ABI_MINOR) +

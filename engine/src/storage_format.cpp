@@ -175,6 +175,8 @@ bool decode_block(const uint8_t *data, size_t len, Batch *out) {
         if (!r.get_str(k) || !r.get_str(v)) return false;
         rec->meta[m].key = out->arena.copy(k.data(), k.size());
         rec->meta[m].value = out->arena.copy(v.data(), v.size());
+        rec->meta[m].type = DM_META_STRING;  // blocks of format 1 keep no type
+        rec->meta[m].reserved = 0;
         rec->meta_count = m + 1;
       }
     }

@@ -61,7 +61,8 @@ TEST(Loader, OtherMajorAbiIsRefusedNamingBothVersions) {
   auto r = dry_run(d, "  outputs:\n    - name: abi_bad_major\n      plugin_path: " +
                           test_plugin("abi_bad_major") + "\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("was built for plugin ABI 2.0, but this engine speaks ABI " + kAbi),
+  EXPECT_NE(r.err.find("was built for plugin ABI " + std::to_string(DM_ABI_MAJOR + 1) +
+                       ".0, but this engine speaks ABI " + kAbi),
             std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("abi_bad_major.so"), std::string::npos) << r.err;
@@ -72,8 +73,24 @@ TEST(Loader, NewerMinorAbiIsRefused) {
   auto r = dry_run(d, "  outputs:\n    - name: abi_newer_minor\n      plugin_path: " +
                           test_plugin("abi_newer_minor") + "\n");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("needs plugin ABI 1." + std::to_string(DM_ABI_MINOR + 7) +
-                       ", newer than this engine's " + kAbi + ": upgrade devmesh"),
+  EXPECT_NE(r.err.find("needs plugin ABI " + std::to_string(DM_ABI_MAJOR) + "." +
+                       std::to_string(DM_ABI_MINOR + 7) + ", newer than this engine's " + kAbi +
+                       ": upgrade devmesh"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(Loader, AVersionOnePluginIsRefusedWithWhatToDo) {
+  TempDir d;
+  auto r = dry_run(
+      d, "  outputs:\n    - name: abi_v1\n      plugin_path: " + test_plugin("abi_v1") + "\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(
+      r.err.find("abi_v1.so was built for plugin ABI 1.2, but this engine speaks ABI " + kAbi),
+      std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("rebuild the plugin against devmesh's 2.0 SDK (find_package(devmesh) or "
+                       "pkg-config devmesh)"),
             std::string::npos)
       << r.err;
 }

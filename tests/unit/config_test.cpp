@@ -15,20 +15,20 @@ namespace {
 const char *const kFormats[] = {"json", "logfmt", "text", nullptr};
 const char *const kLevels[] = {"debug", "info", "warn", nullptr};
 const dm_option kOutputOptions[] = {
-    {"url", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr, "where to send"},
-    {"batch_size", DM_OPT_INT, DM_OPT_BOUNDED, "500", 1, 100000, nullptr, "records per request"},
-    {"ratio", DM_OPT_DOUBLE, DM_OPT_BOUNDED, "0.5", 0, 1, nullptr, "sampling"},
-    {"compress", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "gzip bodies"},
-    {"timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 1, 3600000, nullptr, "per request"},
-    {"buffer", DM_OPT_SIZE, DM_OPT_BOUNDED, "64KiB", 1024, 64 << 20, nullptr, "body limit"},
-    {"format", DM_OPT_STRING, 0, "json", 0, 0, kFormats, "body format"},
-    {"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr, "units to keep"},
-    {"levels", DM_OPT_LIST, 0, "[info, warn]", 0, 0, kLevels, "levels to keep"},
-    {"headers", DM_OPT_MAP, 0, "{X-Source: devmesh}", 0, 0, nullptr, "extra headers"},
-    {"auth_token", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr, "bearer token"},
+    {"url", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr, "where to send", 0},
+    {"batch_size", DM_OPT_INT, DM_OPT_BOUNDED, "500", 1, 100000, nullptr, "records per request", 0},
+    {"ratio", DM_OPT_DOUBLE, DM_OPT_BOUNDED, "0.5", 0, 1, nullptr, "sampling", 0},
+    {"compress", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "gzip bodies", 0},
+    {"timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 1, 3600000, nullptr, "per request", 0},
+    {"buffer", DM_OPT_SIZE, DM_OPT_BOUNDED, "64KiB", 1024, 64 << 20, nullptr, "body limit", 0},
+    {"format", DM_OPT_STRING, 0, "json", 0, 0, kFormats, "body format", 0},
+    {"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr, "units to keep", 0},
+    {"levels", DM_OPT_LIST, 0, "[info, warn]", 0, 0, kLevels, "levels to keep", 0},
+    {"headers", DM_OPT_MAP, 0, "{X-Source: devmesh}", 0, 0, nullptr, "extra headers", 0},
+    {"auth_token", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr, "bearer token", 0},
 };
 const dm_option kEngineOptions[] = {
-    {"match", DM_OPT_STRING, 0, "*", 0, 0, nullptr, "tags routed here"},
+    {"match", DM_OPT_STRING, 0, "*", 0, 0, nullptr, "tags routed here", 0},
 };
 
 std::vector<const dm_option *> output_schema() {
@@ -536,7 +536,7 @@ TEST(Config, ListItemPathNamesTheFilterIndexAndItemIndex) {
       "        - b.service\n"
       "        - {c: d}\n");
   ASSERT_TRUE(l.ok) << l.problems.str();
-  static const dm_option services{"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr, ""};
+  static const dm_option services{"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr, "", 0};
   auto cfg = validate_entry(l.cfg, l.cfg.filters[0], {&services}, l.problems);
   EXPECT_FALSE(cfg);
   ASSERT_EQ(l.problems.size(), 1u);
@@ -594,7 +594,7 @@ TEST(Config, ProblemPathsUseTheIndexWithinTheSection) {
 
 TEST(Config, BadDefaultInASchemaIsReported) {
   auto l = load("pipeline:\n  outputs:\n    - name: x\n");
-  static const dm_option bad{"retries", DM_OPT_INT, 0, "lots", 0, 0, nullptr, ""};
+  static const dm_option bad{"retries", DM_OPT_INT, 0, "lots", 0, 0, nullptr, "", 0};
   EXPECT_FALSE(validate_entry(l.cfg, l.cfg.outputs[0], {&bad}, l.problems));
   ASSERT_EQ(l.problems.size(), 1u);
   EXPECT_EQ(l.problems.list()[0].path, "pipeline.outputs[0].retries");
@@ -603,8 +603,8 @@ TEST(Config, BadDefaultInASchemaIsReported) {
 
 TEST(Config, FirstDeclarationOfAKeyWinsAndNullOptionsAreSkipped) {
   auto l = load("pipeline:\n  outputs:\n    - name: x\n      n: 5\n");
-  static const dm_option as_int{"n", DM_OPT_INT, 0, nullptr, 0, 0, nullptr, ""};
-  static const dm_option as_bool{"n", DM_OPT_BOOL, 0, nullptr, 0, 0, nullptr, ""};
+  static const dm_option as_int{"n", DM_OPT_INT, 0, nullptr, 0, 0, nullptr, "", 0};
+  static const dm_option as_bool{"n", DM_OPT_BOOL, 0, nullptr, 0, 0, nullptr, "", 0};
   auto cfg = validate_entry(l.cfg, l.cfg.outputs[0], {nullptr, &as_int, &as_bool}, l.problems);
   ASSERT_TRUE(cfg) << l.problems.str();
   EXPECT_EQ(cfg->values.at("n").integer, 5);
@@ -743,7 +743,7 @@ TEST(Config, UnsetVariableInOneListItemDoesNotHideProblemsOfOthers) {
   auto l = load(
       "pipeline:\n  filters:\n    - name: drop\n      services: [a, {b: c}, "
       "\"${DEVMESH_T_UNIT}\"]\n");
-  static const dm_option services{"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr, ""};
+  static const dm_option services{"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr, "", 0};
   EXPECT_FALSE(validate_entry(l.cfg, l.cfg.filters[0], {&services}, l.problems));
   ASSERT_EQ(l.problems.size(), 2u) << l.problems.str();
   EXPECT_EQ(l.problems.list()[0].path, "pipeline.filters[0].services[2]");

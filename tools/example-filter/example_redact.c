@@ -9,8 +9,8 @@
 
 static const dm_option options[] = {
     {"pattern", DM_OPT_STRING, 0, "password=", 0, 0, NULL,
-     "text after which a value is masked, up to the next whitespace"},
-    {"drop_service", DM_OPT_STRING, 0, NULL, 0, 0, NULL, "drop every record of this service"},
+     "text after which a value is masked, up to the next whitespace", 0},
+    {"drop_service", DM_OPT_STRING, 0, NULL, 0, 0, NULL, "drop every record of this service", 0},
 };
 
 static const char mask[] = "***";
@@ -127,7 +127,7 @@ static int filter(void *state, dm_batch *batch, uint8_t *verdicts) {
     }
     if (rec->message.len < r->pattern_len) continue;
     if (redact_message(r, batch, rec, &failed)) {
-      if (r->host->meta_set(batch, rec, key, value) != DM_OK) failed = 1;
+      if (r->host->meta_set(batch, rec, key, value, DM_META_STRING) != DM_OK) failed = 1;
       verdicts[i] = DM_MODIFIED;
     }
   }

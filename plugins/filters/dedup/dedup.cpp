@@ -25,18 +25,22 @@ const char *const kModes[] = {"drop", "collapse", nullptr};
 const dm_option kOptions[] = {
     {"key", DM_OPT_LIST, 0, "[host, service, message]", 0, 0, nullptr,
      "fields that make two records repeats: host, service, message, level, source, event_type, "
-     "error_code, trace_id, meta.<name>"},
+     "error_code, trace_id, meta.<name>",
+     0},
     {"mode", DM_OPT_STRING, 0, "drop", 0, 0, kModes,
      "drop: repeats within the window are removed; collapse: the first occurrence passes at "
      "once, and when the window closes one record stands for its repeats (meta repeat_count, "
      "first_seen, last_seen); the repeats' submit is acknowledged (http 2xx with ack: "
-     "delivered or durable, the journald cursor) only once that record is stored"},
+     "delivered or durable, the journald cursor) only once that record is stored",
+     0},
     {"window", DM_OPT_DURATION, DM_OPT_BOUNDED, "10s", 1, 7 * 86400000.0, nullptr,
      "a key's window starts at its first occurrence, on record timestamps (replays after a "
-     "restart fall in it too); collapse also closes it after this long on the clock"},
+     "restart fall in it too); collapse also closes it after this long on the clock",
+     0},
     {"max_keys", DM_OPT_INT, DM_OPT_BOUNDED, "100000", 1, 1e8, nullptr,
      "keys remembered, about 100 bytes each (collapse: plus the text of keys with repeats); "
-     "beyond it the least recently seen is evicted (its repeats summarised)"},
+     "beyond it the least recently seen is evicted (its repeats summarised)",
+     0},
 };
 
 // Collects every problem of a configuration, so that one run names them all; refuse() logs
@@ -569,12 +573,14 @@ class Dedup {
     at += sizeof mc;
     for (uint32_t m = 0; m < mc; ++m) {
       const dm_str k = get(), v = get();
-      if (host_->meta_set(b, r, k, v) != DM_OK) throw std::runtime_error("meta_set failed");
+      if (host_->meta_set(b, r, k, v, DM_META_STRING) != DM_OK)
+        throw std::runtime_error("meta_set failed");
     }
   }
 
   void meta(dm_batch *b, dm_record *r, std::string_view k, std::string_view v) {
-    if (host_->meta_set(b, r, str(k), str(v)) != DM_OK) throw std::runtime_error("meta_set failed");
+    if (host_->meta_set(b, r, str(k), str(v), DM_META_STRING) != DM_OK)
+      throw std::runtime_error("meta_set failed");
   }
 
   void add(dm_metric *m, uint64_t v) {

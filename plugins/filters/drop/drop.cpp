@@ -32,27 +32,30 @@ const char *const kSummaryModes[] = {"all", "rate", "none", nullptr};
 
 const dm_option kOptions[] = {
     {"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "drop every record of these services: exact names or globs (fnmatch: *, ?, [...])"},
+     "drop every record of these services: exact names or globs (fnmatch: *, ?, [...])", 0},
     {"message_regex", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "drop records whose message matches any of these POSIX extended regexes"},
-    {"regex_ignore_case", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "message_regex ignores case"},
+     "drop records whose message matches any of these POSIX extended regexes", 0},
+    {"regex_ignore_case", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "message_regex ignores case", 0},
     {"min_level", DM_OPT_STRING, 0, nullptr, 0, 0, kLevelNames,
-     "drop records below this level (records with no level are kept)"},
+     "drop records below this level (records with no level are kept)", 0},
     {"keep_level", DM_OPT_STRING, 0, "ERROR", 0, 0, kLevelNames,
-     "records at or above this level are never dropped, by any rule"},
+     "records at or above this level are never dropped, by any rule", 0},
     {"rate", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "per-service limit N/s, N/m or N/h (e.g. 100/s), measured on record timestamps so a "
-     "replayed backlog is limited as it was logged; records over it are dropped"},
+     "replayed backlog is limited as it was logged; records over it are dropped",
+     0},
     {"burst", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e9, nullptr,
-     "records a service may send at once before the rate applies; 0: the rate's N"},
+     "records a service may send at once before the rate applies; 0: the rate's N", 0},
     {"summary_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "60s", 100, 86400000, nullptr,
      "window of the summaries (on record timestamps; a window also closes after this long on "
-     "the clock): one record per service and window with drops"},
+     "the clock): one record per service and window with drops",
+     0},
     {"summaries", DM_OPT_STRING, 0, "all", 0, 0, kSummaryModes,
-     "which drops are summarised: all, rate (only the rate limit's) or none"},
+     "which drops are summarised: all, rate (only the rate limit's) or none", 0},
     {"max_services", DM_OPT_INT, DM_OPT_BOUNDED, "10000", 1, 1e7, nullptr,
      "services tracked for rate limits and summaries; records of services beyond it are not "
-     "rate limited (counted in drop_untracked_records_total)"},
+     "rate limited (counted in drop_untracked_records_total)",
+     0},
 };
 
 // Collects every problem of a configuration, so that one run names them all; refuse() logs
@@ -584,7 +587,8 @@ class Drop {
   }
 
   void meta(dm_batch *b, dm_record *r, std::string_view k, std::string_view v) {
-    if (host_->meta_set(b, r, str(k), str(v)) != DM_OK) throw std::runtime_error("meta_set failed");
+    if (host_->meta_set(b, r, str(k), str(v), DM_META_STRING) != DM_OK)
+      throw std::runtime_error("meta_set failed");
   }
 
   void add(dm_metric *m, uint64_t v) {

@@ -19,15 +19,18 @@ const char *const kLevelNames[] = {"DEBUG", "INFO",     "WARN",  "WARNING",
 const dm_option kOptions[] = {
     {"levels", DM_OPT_MAP, 0, nullptr, 0, 0, nullptr,
      "per-priority overrides of the defaults (0 FATAL, 1-2 CRITICAL, 3 ERROR, 4 WARN, 5-6 INFO, "
-     "7 DEBUG), e.g. {\"6\": DEBUG}"},
+     "7 DEBUG), e.g. {\"6\": DEBUG}",
+     0},
     {"detect_in_message", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
      "recognise a level written in the message (level=error, lvl=warn, \"level\":\"warn\", "
-     "[ERROR], ERROR:; case-insensitive, whole words); it wins over the priority"},
+     "[ERROR], ERROR:; case-insensitive, whole words); it wins over the priority",
+     0},
     {"detect_overrides_level", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
      "a level found in the message also replaces the level of a record that has one but no "
-     "priority (e.g. from http); by default such records keep their level"},
+     "priority (e.g. from http); by default such records keep their level",
+     0},
     {"default_level", DM_OPT_STRING, 0, "INFO", 0, 0, kLevelNames,
-     "level of records with no priority, no level and none found in the message"},
+     "level of records with no priority, no level and none found in the message", 0},
 };
 
 // Collects every problem of a configuration, so that one run names them all; refuse() logs

@@ -25,34 +25,35 @@ const char *const kLevels[] = {"DEBUG",    "INFO",  "WARN", "WARNING", "ERROR",
 
 const dm_option kOptions[] = {
     {"rate", DM_OPT_DOUBLE, DM_OPT_BOUNDED, "1", 0, 1e9, nullptr,
-     "records per second; 0 generates as fast as the pipeline accepts them"},
+     "records per second; 0 generates as fast as the pipeline accepts them", 0},
     {"count", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e15, nullptr,
-     "records to generate, then the input finishes; 0 never finishes"},
+     "records to generate, then the input finishes; 0 never finishes", 0},
     {"batch", DM_OPT_INT, DM_OPT_BOUNDED, "256", 1, 100000, nullptr,
-     "most records per submitted batch (low rates submit smaller batches, never wait to fill)"},
+     "most records per submitted batch (low rates submit smaller batches, never wait to fill)", 0},
     {"start", DM_OPT_INT, DM_OPT_BOUNDED, "1", 0, 1e15, nullptr,
-     "sequence number of the first record"},
+     "sequence number of the first record", 0},
     {"message", DM_OPT_STRING, 0, "dummy record {seq}", 0, 0, nullptr,
-     "message template; each {seq} becomes the record's sequence number"},
-    {"service", DM_OPT_STRING, 0, "dummy", 0, 0, nullptr, "service field of every record"},
+     "message template; each {seq} becomes the record's sequence number", 0},
+    {"service", DM_OPT_STRING, 0, "dummy", 0, 0, nullptr, "service field of every record", 0},
     {"host", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "host field of every record; default: this machine's hostname"},
-    {"source", DM_OPT_STRING, 0, "dummy", 0, 0, nullptr, "source field of every record"},
+     "host field of every record; default: this machine's hostname", 0},
+    {"source", DM_OPT_STRING, 0, "dummy", 0, 0, nullptr, "source field of every record", 0},
     {"level", DM_OPT_STRING, 0, "INFO", 0, 0, kLevels,
-     "level of every record; NONE leaves it unset"},
+     "level of every record; NONE leaves it unset", 0},
     {"meta", DM_OPT_MAP, 0, nullptr, 0, 0, nullptr,
-     "extra meta entries for every record, besides seq=<n>"},
+     "extra meta entries for every record, besides seq=<n>", 0},
     {"priority", DM_OPT_INT, DM_OPT_BOUNDED, "-1", -1, 7, nullptr,
-     "syslog priority of every record (0..7); -1: none"},
+     "syslog priority of every record (0..7); -1: none", 0},
     {"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "services given in turn, one per record (instead of service)"},
+     "services given in turn, one per record (instead of service)", 0},
     {"messages", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "message templates used in turn, one per record (instead of message)"},
+     "message templates used in turn, one per record (instead of message)", 0},
     {"timestamp_start", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "timestamp of the first record (RFC 3339); with it or timestamp_step, record i is stamped "
-     "start + i * step instead of with the clock"},
+     "start + i * step instead of with the clock",
+     0},
     {"timestamp_step", DM_OPT_DURATION, DM_OPT_BOUNDED, nullptr, 0, 86400000, nullptr,
-     "time between consecutive records' timestamps; default 0 (with timestamp_start)"},
+     "time between consecutive records' timestamps; default 0 (with timestamp_start)", 0},
 };
 
 // Bounds the work of one timer tick so the loop serves other handles between ticks.
@@ -373,10 +374,10 @@ class Dummy {
         r->message = dm_str{p, format_message(tpl, p, digits)};
       }
 
-      if (host_->meta_set(b, r, seq_key, str(digits)) != DM_OK)
+      if (host_->meta_set(b, r, seq_key, str(digits), DM_META_STRING) != DM_OK)
         throw std::runtime_error("meta_set failed");
       for (const auto &[k, v] : meta_)
-        if (host_->meta_set(b, r, str(k), str(v)) != DM_OK)
+        if (host_->meta_set(b, r, str(k), str(v), DM_META_STRING) != DM_OK)
           throw std::runtime_error("meta_set failed");
     }
     next_seq_ = seq;

@@ -54,30 +54,33 @@ const char *const kAckModes[] = {"accepted", "delivered", "durable", nullptr};
 
 const dm_option kOptions[] = {
     {"listen", DM_OPT_STRING, 0, "127.0.0.1:8000", 0, 0, nullptr,
-     "address and port to serve on; other plugins naming the same address share the listener"},
-    {"path", DM_OPT_STRING, 0, "/ingest/logs", 0, 0, nullptr, "path that takes POSTed logs"},
+     "address and port to serve on; other plugins naming the same address share the listener", 0},
+    {"path", DM_OPT_STRING, 0, "/ingest/logs", 0, 0, nullptr, "path that takes POSTed logs", 0},
     {"max_body", DM_OPT_SIZE, DM_OPT_BOUNDED, "16MiB", 1024, 64.0 * 1024 * 1024, nullptr,
      "largest body accepted, after gzip decompression; larger gets 413 (the server itself "
-     "refuses bodies above 64MiB)"},
+     "refuses bodies above 64MiB)",
+     0},
     {"auth_token", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
-     "when set, requests must carry 'Authorization: Bearer <token>'; others get 401"},
+     "when set, requests must carry 'Authorization: Bearer <token>'; others get 401", 0},
     {"ack", DM_OPT_STRING, 0, "accepted", 0, 0, kAckModes,
      "accepted: answer 2xx once the records are queued; delivered: answer only once every "
      "output is done with them (end to end); durable: answer once they are fsynced to "
-     "service.storage (needs it)"},
+     "service.storage (needs it)",
+     0},
     // Generous for any log shipper (Fluent Bit, Vector and journald records carry tens of
     // fields) while one request stays cheap to refuse.
     {"max_meta_keys", DM_OPT_INT, DM_OPT_BOUNDED, "1024", 1, 1e6, nullptr,
-     "most meta_json keys in one record; a record with more is rejected"},
+     "most meta_json keys in one record; a record with more is rejected", 0},
     {"max_meta_bytes", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 64, 64.0 * 1024 * 1024, nullptr,
-     "most bytes of meta_json keys and values in one record; a record with more is rejected"},
+     "most bytes of meta_json keys and values in one record; a record with more is rejected", 0},
     // The journald input's max_field_size default: a sidecar's journald record is always
     // accepted by its aggregator.
     {"max_message", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 64, 64.0 * 1024 * 1024, nullptr,
      "longest message in bytes (as stored: invalid UTF-8 counts as U+FFFD); a longer record is "
-     "rejected"},
+     "rejected",
+     0},
     {"retry_after", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 1000, 3600000, nullptr,
-     "Retry-After sent with 503 while the pipeline's queues are full or the engine shuts down"},
+     "Retry-After sent with 503 while the pipeline's queues are full or the engine shuts down", 0},
 };
 
 class HttpInput {

@@ -628,7 +628,7 @@ void RecordHandler::meta_value(std::string_view v) {
   if (meta_bytes_ > in_->limits_.max_meta_bytes)
     reject(kMetaTooLarge, in_->meta_too_large_.c_str());
   if (reason_text_) return;  // the record is rejected: its meta is no longer needed
-  if (in_->host_->meta_set(batch_, &rec_, meta_key_, str(v)) != DM_OK)
+  if (in_->host_->meta_set(batch_, &rec_, meta_key_, str(v), DM_META_STRING) != DM_OK)
     throw std::runtime_error("meta_set failed");
 }
 
@@ -670,7 +670,7 @@ void RecordHandler::finish_record() {
   } else {
     rec_.timestamp_ns = arrival_ns_;
     static constexpr std::string_view kKey = "timestamp_source", kArrival = "arrival";
-    if (h->meta_set(batch_, &rec_, str(kKey), str(kArrival)) != DM_OK)
+    if (h->meta_set(batch_, &rec_, str(kKey), str(kArrival), DM_META_STRING) != DM_OK)
       throw std::runtime_error("meta_set failed");
   }
   if (event_id_.len) {

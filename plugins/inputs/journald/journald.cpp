@@ -32,41 +32,51 @@ const char *const kReadFrom[] = {"head", "tail", nullptr};
 const dm_option kOptions[] = {
     {"path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "journal directory to read (e.g. one written by systemd-journal-remote); default: the local "
-     "system journal"},
+     "system journal",
+     0},
     {"files", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "journal files to read, instead of a directory"},
+     "journal files to read, instead of a directory", 0},
     {"units", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "only entries of these systemd units (_SYSTEMD_UNIT); a name without a suffix gets .service"},
+     "only entries of these systemd units (_SYSTEMD_UNIT); a name without a suffix gets .service",
+     0},
     {"matches", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
      "sd-journal matches FIELD=value: matches on different fields must all hold, several values "
-     "of one field are alternatives, an item '+' separates alternative groups (as journalctl)"},
+     "of one field are alternatives, an item '+' separates alternative groups (as journalctl)",
+     0},
     {"read_from", DM_OPT_STRING, 0, "head", 0, 0, kReadFrom,
      "where to start when there is no saved position: head (the oldest entry) or tail (only "
-     "entries written from now on)"},
+     "entries written from now on)",
+     0},
     {"follow", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
      "keep reading new entries; false reads to the end, then the input finishes (with "
-     "service.exit_when_done the engine exits once everything is delivered)"},
+     "service.exit_when_done the engine exits once everything is delivered)",
+     0},
     {"state_file", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "file keeping the cursor of the newest entry that it and every earlier one were delivered; "
-     "a restart resumes after it. Without it every start begins at read_from"},
+     "a restart resumes after it. Without it every start begins at read_from",
+     0},
     {"checkpoint_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 0, 3600000, nullptr,
      "at most one state file write per interval (and one at shutdown); 0 writes after every "
      "acknowledgement. After a crash the re-read overlap is the unacknowledged entries plus up "
-     "to one interval of acknowledged ones, with the same event_ids"},
+     "to one interval of acknowledged ones, with the same event_ids",
+     0},
     {"host", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "host field of every record; default: the entry's _HOSTNAME"},
+     "host field of every record; default: the entry's _HOSTNAME", 0},
     {"fields", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
      "more journal fields copied into meta, keyed by the field name in lower case without "
-     "leading underscores (_SYSTEMD_CGROUP becomes systemd_cgroup)"},
+     "leading underscores (_SYSTEMD_CGROUP becomes systemd_cgroup)",
+     0},
     {"batch", DM_OPT_INT, DM_OPT_BOUNDED, "1024", 1, 100000, nullptr,
-     "most entries per submitted batch; one batch is read per loop turn (about 1.5 ms at 1024)"},
+     "most entries per submitted batch; one batch is read per loop turn (about 1.5 ms at 1024)", 0},
     {"max_field_size", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 0, 1073741824, nullptr,
      "longest field returned, NAME= included; a longer one is cut to it (sd-journal cuts "
      "compressed fields itself, uncompressed ones are cut here alike) and counted in "
-     "journald_fields_truncated_total; 0: no limit"},
+     "journald_fields_truncated_total; 0: no limit",
+     0},
     {"remap_after", DM_OPT_SIZE, DM_OPT_BOUNDED, "32MiB", 0, 1099511627776.0, nullptr,
      "re-open the journal after reading about this much of it: sd-journal keeps up to 512 MiB "
-     "of journal files mapped, all of it counted as resident memory; 0: never"},
+     "of journal files mapped, all of it counted as resident memory; 0: never",
+     0},
 };
 
 constexpr uint64_t kRefusedRetryMs = 50;  // fallback when a refused submit brings no pause()
@@ -792,7 +802,7 @@ class Journald {
     if (cut_fields.empty()) return;
     add(m_cut_columns_, 1);
     static constexpr std::string_view kKey = "truncated";
-    if (host_->meta_set(b, rec, str(kKey), str(cut_fields)) != DM_OK)
+    if (host_->meta_set(b, rec, str(kKey), str(cut_fields), DM_META_STRING) != DM_OK)
       throw std::runtime_error("meta_set failed");
   }
 
@@ -971,7 +981,7 @@ class Journald {
   }
 
   void meta(dm_batch *b, dm_record *rec, std::string_view k, std::string_view v) {
-    if (host_->meta_set(b, rec, str(k), str(v)) != DM_OK)
+    if (host_->meta_set(b, rec, str(k), str(v), DM_META_STRING) != DM_OK)
       throw std::runtime_error("meta_set failed");
   }
 

@@ -29,19 +29,21 @@ using mariadb::to_mysql_time;
 const dm_option kOptions[] = {
     DEVMESH_MARIADB_CONNECTION_OPTIONS,
     {"create_table", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
-     "create the table (schema and indexes) when it is missing; else refuse to start"},
+     "create the table (schema and indexes) when it is missing; else refuse to start", 0},
     {"full_text", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
      "give a table this output creates a FULLTEXT index on message (the query's q=); "
-     "costs insert rate, see the README of this plugin"},
+     "costs insert rate, see the README of this plugin",
+     0},
     {"retention", DM_OPT_DURATION, 0, nullptr, 0, 0, nullptr,
-     "delete rows older than this (e.g. 90d) in the background; unset keeps every row"},
+     "delete rows older than this (e.g. 90d) in the background; unset keeps every row", 0},
     {"retention_batch", DM_OPT_INT, DM_OPT_BOUNDED, "5000", 1, 1000000, nullptr,
-     "rows deleted per retention transaction (small transactions never stall inserts for long)"},
+     "rows deleted per retention transaction (small transactions never stall inserts for long)", 0},
     {"retention_pause", DM_OPT_DURATION, DM_OPT_BOUNDED, "100ms", 0, 60000, nullptr,
      "least pause between two retention transactions while old rows remain; the pause is also "
-     "at least as long as the last transaction took, so retention takes at most half the time"},
+     "at least as long as the last transaction took, so retention takes at most half the time",
+     0},
     {"retention_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1m", 100, 86400000, nullptr,
-     "how often retention looks for old rows once none are left"},
+     "how often retention looks for old rows once none are left", 0},
 };
 
 // Columns of the INSERT, in bind order.

@@ -17,11 +17,11 @@ const char *const kStatuses[] = {"retry", "error", "split", nullptr};
 
 const dm_option kOptions[] = {
     {"fail_first", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e9, nullptr,
-     "fail this many first flush calls with fail_status and reason \"injected failure\""},
+     "fail this many first flush calls with fail_status and reason \"injected failure\"", 0},
     {"fail_status", DM_OPT_STRING, 0, "retry", 0, 0, kStatuses,
-     "status of an injected failure: retry, error (dead-letter) or split"},
+     "status of an injected failure: retry, error (dead-letter) or split", 0},
     {"retry_after", DM_OPT_DURATION, DM_OPT_BOUNDED, "0", 0, 86400000, nullptr,
-     "retry_after of an injected failure; 0 lets the engine's backoff decide"},
+     "retry_after of an injected failure; 0 lets the engine's backoff decide", 0},
 };
 
 dm_flush_status parse_status(const std::string &s) {

@@ -33,23 +33,25 @@ const char *const kSynchronous[] = {"full", "normal", "off", nullptr};
 
 const dm_option kOptions[] = {
     {"path", DM_OPT_STRING, 0, "./data/devmesh.db", 0, 0, nullptr,
-     "database file; its directory is created if missing"},
+     "database file; its directory is created if missing", 0},
     {"table", DM_OPT_STRING, 0, "log_events", 0, 0, nullptr,
-     "table name (letters, digits, underscore); the FTS5 index is <table>_fts"},
+     "table name (letters, digits, underscore); the FTS5 index is <table>_fts", 0},
     {"full_text", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
-     "keep an FTS5 index on message (for the query plugin's q=), fed once per batch"},
+     "keep an FTS5 index on message (for the query plugin's q=), fed once per batch", 0},
     {"retention", DM_OPT_DURATION, 0, nullptr, 0, 0, nullptr,
-     "delete rows whose timestamp is older than this (e.g. 90d); unset keeps everything"},
+     "delete rows whose timestamp is older than this (e.g. 90d); unset keeps everything", 0},
     {"retention_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1m", 10, 86400000.0, nullptr,
-     "how often the retention pass runs"},
+     "how often the retention pass runs", 0},
     {"retention_batch", DM_OPT_INT, DM_OPT_BOUNDED, "2000", 1, 1000000, nullptr,
-     "rows deleted per retention transaction (short transactions never stall inserts for long)"},
+     "rows deleted per retention transaction (short transactions never stall inserts for long)", 0},
     {"synchronous", DM_OPT_STRING, 0, "full", 0, 0, kSynchronous,
      "PRAGMA synchronous: full makes every acknowledged batch survive a power loss; normal "
-     "survives a crash of the process only"},
+     "survives a crash of the process only",
+     0},
     {"busy_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 0, 600000.0, nullptr,
      "how long a write waits for another writer (retention, a second process) before the batch "
-     "is retried"},
+     "is retried",
+     0},
 };
 
 // Pause between two retention transactions, so a waiting insert gets the write lock.

@@ -26,7 +26,7 @@ namespace {
 
 const dm_option kOptions[] = {
     {"path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "append to this file (created if missing) instead of writing to stdout"},
+     "append to this file (created if missing) instead of writing to stdout", 0},
 };
 
 // A buffer grown by one huge batch is given back rather than kept for the process lifetime.

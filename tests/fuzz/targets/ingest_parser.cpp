@@ -46,9 +46,9 @@ std::string gzip(std::string_view in, int level) {
 
 // The host table with meta_set counted.
 uint64_t meta_set_calls = 0;
-int counted_meta_set(dm_batch *b, dm_record *rec, dm_str key, dm_str value) {
+int counted_meta_set(dm_batch *b, dm_record *rec, dm_str key, dm_str value, uint32_t type) {
   ++meta_set_calls;
-  return devmesh::Engine::host_api()->meta_set(b, rec, key, value);
+  return devmesh::Engine::host_api()->meta_set(b, rec, key, value, type);
 }
 const dm_host_api *counting_host() {
   static const dm_host_api table = [] {

@@ -14,20 +14,22 @@ namespace {
 const char *const kStatuses[] = {"retry", "error", "split", nullptr};
 
 const dm_option kOptions[] = {
-    {"path", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr, "File receiving the records"},
+    {"path", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr, "File receiving the records",
+     0},
     {"attempts_path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "File receiving one line per flush attempt: monotonic ms, record count, status"},
-    {"fail_first", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e9, nullptr,
-     "Fail this many flushes first"},
-    {"fail_always", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "Fail every flush"},
-    {"fail_status", DM_OPT_STRING, 0, "retry", 0, 0, kStatuses, "How a failure is reported"},
-    {"retry_after", DM_OPT_DURATION, 0, "0", 0, 0, nullptr, "retry_after reported with RETRY"},
+     "File receiving one line per flush attempt: monotonic ms, record count, status", 0},
+    {"fail_first", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e9, nullptr, "Fail this many flushes first",
+     0},
+    {"fail_always", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "Fail every flush", 0},
+    {"fail_status", DM_OPT_STRING, 0, "retry", 0, 0, kStatuses, "How a failure is reported", 0},
+    {"retry_after", DM_OPT_DURATION, 0, "0", 0, 0, nullptr, "retry_after reported with RETRY", 0},
     {"poison", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "A batch holding a record whose message contains this fails with fail_status"},
-    {"delay", DM_OPT_DURATION, 0, "0", 0, 0, nullptr, "Sleep this long in every flush"},
+     "A batch holding a record whose message contains this fails with fail_status", 0},
+    {"delay", DM_OPT_DURATION, 0, "0", 0, 0, nullptr, "Sleep this long in every flush", 0},
     {"per_record", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
      "Poison records fail one by one (host flush_record_status with fail_status and the reason "
-     "'poison record <seq>'); the flush writes the others and returns OK"},
+     "'poison record <seq>'); the flush writes the others and returns OK",
+     0},
 };
 
 std::string seq_of(const dm_record &r) {

@@ -12,19 +12,19 @@ namespace {
 
 const dm_option kOptions[] = {
     {"crash_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "A record whose message contains this makes the filter write through a null pointer"},
+     "A record whose message contains this makes the filter write through a null pointer", 0},
     {"abort_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "A record whose message contains this makes the filter call abort()"},
+     "A record whose message contains this makes the filter call abort()", 0},
     {"overflow_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "A record whose message contains this makes the filter recurse until the stack overflows"},
+     "A record whose message contains this makes the filter recurse until the stack overflows", 0},
     {"sleep_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "A record whose message contains this makes the filter sleep for `sleep`"},
-    {"sleep", DM_OPT_DURATION, 0, "10s", 0, 0, nullptr, "How long sleep_on blocks"},
+     "A record whose message contains this makes the filter sleep for `sleep`", 0},
+    {"sleep", DM_OPT_DURATION, 0, "10s", 0, 0, nullptr, "How long sleep_on blocks", 0},
     {"verdict_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "A record whose message contains this gets the verdict `verdict`"},
+     "A record whose message contains this gets the verdict `verdict`", 0},
     {"drop_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "A record whose message contains this is dropped (DM_DROP)"},
-    {"verdict", DM_OPT_INT, DM_OPT_BOUNDED, "7", 0, 255, nullptr, "The verdict for verdict_on"},
+     "A record whose message contains this is dropped (DM_DROP)", 0},
+    {"verdict", DM_OPT_INT, DM_OPT_BOUNDED, "7", 0, 255, nullptr, "The verdict for verdict_on", 0},
 };
 
 bool contains(const dm_record &r, const std::string &needle) {
