@@ -482,6 +482,7 @@ void Engine::pause_input(InputInstance *in) {
   defer([in] {
     if (in->full_outputs > 0 && !in->plugin_paused && in->desc.pause && in->created) {
       in->plugin_paused = true;
+      in->inbox.set_paused(true);  // its threads get DM_ERR_FULL from here on
       PluginCall call(in->name.c_str(), "pause");
       in->desc.pause(in->state);
     }
@@ -495,6 +496,7 @@ void Engine::resume_input(InputInstance *in) {
     if (in->full_outputs == 0 && in->plugin_paused && in->desc.resume && in->created &&
         !in->stopped) {
       in->plugin_paused = false;
+      in->inbox.set_paused(false);  // before resume(): a woken thread may submit at once
       PluginCall call(in->name.c_str(), "resume");
       in->desc.resume(in->state);
     }

@@ -38,17 +38,22 @@ int Engine::submit(InputInstance *in, Batch *b, uint64_t *ticket) {
     in->m_rejected->add(b->records.size());
     return DM_ERR_FULL;
   }
+  const uint64_t seq = in->next_ticket.fetch_add(1, std::memory_order_relaxed);
+  if (ticket) *ticket = seq;
+  accept(in, b, seq);
+  return DM_OK;
+}
+
+void Engine::accept(InputInstance *in, Batch *b, uint64_t seq) {
   b->sync();
   b->pub.tag = dm_str{in->tag.c_str(), in->tag.size()};
   auto *t = new Ticket();
   t->input = in;
-  t->seq = in->next_ticket++;
+  t->seq = seq;
   outstanding_tickets_++;
   b->ticket = t;
-  if (ticket) *ticket = t->seq;
   in->m_in->add(b->records.size());
   run_chain(b, 0, in->route);
-  return DM_OK;
 }
 
 int Engine::emit(FilterInstance *f, Batch *b) {
