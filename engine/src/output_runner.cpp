@@ -480,11 +480,15 @@ void Engine::pause_input(InputInstance *in) {
   if (in->full_outputs++ != 0) return;
   in->m_paused->set(1);
   defer([in] {
-    if (in->full_outputs > 0 && !in->plugin_paused && in->desc.pause && in->created) {
+    if (in->full_outputs > 0 && !in->plugin_paused && in->created) {
       in->plugin_paused = true;
-      in->inbox.set_paused(true);  // its threads get DM_ERR_FULL from here on
-      PluginCall call(in->name.c_str(), "pause");
-      in->desc.pause(in->state);
+      // Its threads get DM_ERR_FULL from here on; without a pause() too (they cannot wait for
+      // a resume(), but nor can they fill memory).
+      in->inbox.set_paused(true);
+      if (in->desc.pause) {
+        PluginCall call(in->name.c_str(), "pause");
+        in->desc.pause(in->state);
+      }
     }
   });
 }
@@ -493,12 +497,13 @@ void Engine::resume_input(InputInstance *in) {
   if (--in->full_outputs != 0) return;
   in->m_paused->set(0);
   defer([in] {
-    if (in->full_outputs == 0 && in->plugin_paused && in->desc.resume && in->created &&
-        !in->stopped) {
+    if (in->full_outputs == 0 && in->plugin_paused && in->created && !in->stopped) {
       in->plugin_paused = false;
       in->inbox.set_paused(false);  // before resume(): a woken thread may submit at once
-      PluginCall call(in->name.c_str(), "resume");
-      in->desc.resume(in->state);
+      if (in->desc.resume) {
+        PluginCall call(in->name.c_str(), "resume");
+        in->desc.resume(in->state);
+      }
     }
   });
 }
