@@ -20,7 +20,7 @@ int SubmitInbox::submit(Batch *b, uint64_t *ticket) {
   std::unique_lock<std::mutex> lk(mu_);
   if (!open_ || closed_) {
     lk.unlock();
-    in_->m_rejected->add(static_cast<double>(n));
+    if (in_) in_->m_rejected->add(static_cast<double>(n));
     return DM_ERR;
   }
   if (paused_.load(std::memory_order_acquire)) {
