@@ -76,7 +76,7 @@ TEST(SubmitFromPluginThreads, EveryRecordArrivesOnceUnderBackpressure) {
                  std::to_string(records) + "\n      threads: 2\n      batch: " +
                  std::to_string(batch) + "\n      report: " + d / "report" +
                  "\n  outputs:\n    - name: flaky\n      path: " + d / "out" +
-                 "\n      delay: 2ms\n      batch_size: 200\n      queue_limit: 256KiB\n");
+                 "\n      delay: 4ms\n      batch_size: 200\n      queue_limit: 256KiB\n");
   Process p({DEVMESH_BIN, "-c", d / "p.yaml"}, d.path(), "devmesh");
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
   std::string text;
