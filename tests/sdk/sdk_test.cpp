@@ -1,0 +1,176 @@
+// The installed plugin SDK, as a third party uses it: cmake --install into a temporary prefix,
+// the three C examples (examples/) built out of tree with find_package(devmesh) and, once, with
+// pkg-config alone, then loaded by path into the real engine: input -> filter -> output.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include "process.h"
+
+using namespace devmesh::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Installs this build (engine, plugins, SDK) into d/prefix.
+void install_sdk(const TempDir &d) {
+  std::string out, err;
+  ASSERT_EQ(run({CMAKE_BIN, "--install", DEVMESH_BUILD_DIR, "--prefix", d / "prefix"}, d.path(),
+                &out, &err),
+            0)
+      << out << err;
+}
+
+// Builds examples/<name> out of tree against d/prefix, as its README says, warnings as errors.
+void build_example(const TempDir &d, const std::string &name) {
+  std::string out, err;
+  ASSERT_EQ(run({CMAKE_BIN, "-S", DEVMESH_SOURCE_DIR "/examples/" + name, "-B", d / ("b_" + name),
+                 "-DCMAKE_PREFIX_PATH=" + d / "prefix", "-DCMAKE_C_COMPILER=" C_COMPILER,
+                 "-DCMAKE_C_FLAGS=-Wall -Wextra -Werror"},
+                d.path(), &out, &err),
+            0)
+      << out << err;
+  ASSERT_EQ(run({CMAKE_BIN, "--build", d / ("b_" + name)}, d.path(), &out, &err), 0) << out << err;
+}
+
+// The dynamic symbols a .so defines.
+std::string exported(const TempDir &d, const std::string &so) {
+  std::string out, err;
+  EXPECT_EQ(run({"/usr/bin/nm", "-D", "--defined-only", "--format=just-symbols", so}, d.path(),
+                &out, &err),
+            0)
+      << err;
+  return out;
+}
+
+std::unique_ptr<Process> start(const TempDir &d, const std::string &yaml) {
+  write_file(d / "engine.yaml", yaml);
+  return std::make_unique<Process>(std::vector<std::string>{DEVMESH_BIN, "-c", d / "engine.yaml"},
+                                   d.path(), "engine");
+}
+
+size_t count_of(const std::vector<std::string> &lines, const std::string &needle) {
+  size_t n = 0;
+  for (auto &l : lines) n += l.find(needle) != std::string::npos;
+  return n;
+}
+
+// input (two example_lines, one for a service the filter drops) -> example_redact ->
+// example_file, which refuses a line longer than max_line.
+std::string examples_pipeline(const TempDir &d) {
+  auto so = [&](const std::string &dir, const std::string &name) {
+    return d / ("b_" + dir + "/" + name + ".so");
+  };
+  return "service:\n  exit_when_done: true\npipeline:\n"
+         "  inputs:\n"
+         "    - {name: example_lines, plugin_path: " +
+         so("lines_input", "example_lines") + ", path: " + d / "app.log" +
+         ", state_file: " + d / "app.offset" +
+         ", batch: 100, service: app}\n"
+         "    - {name: example_lines, plugin_path: " +
+         so("lines_input", "example_lines") + ", path: " + d / "noisy.log" +
+         ", service: noisy}\n"
+         "  filters:\n"
+         "    - {name: example_redact, plugin_path: " +
+         so("redact_filter", "example_redact") +
+         ", drop_service: noisy}\n"
+         "  outputs:\n"
+         "    - {name: example_file, plugin_path: " +
+         so("file_output", "example_file") + ", path: " + d / "out.log" +
+         ", max_line: 256, dead_letter_path: " + d / "dead.ndjson" + "}\n";
+}
+
+TEST(Sdk, TheThreeExamplesBuiltOutOfTreeAgainstTheInstalledSdkRunAsOnePipeline) {
+  TempDir d;
+  install_sdk(d);
+  for (const char *dir : {"include/devmesh/plugin.h", "include/devmesh/plugin.hpp",
+                          "lib/cmake/devmesh/devmeshConfig.cmake", "lib/pkgconfig/devmesh.pc",
+                          "share/devmesh/plugin.map", "lib/devmesh/plugins/dummy.so"}) {
+    struct stat st;
+    EXPECT_EQ(stat((d / "prefix/" + dir).c_str(), &st), 0) << dir << " is not installed";
+  }
+  for (const char *ex : {"lines_input", "redact_filter", "file_output"}) build_example(d, ex);
+  if (HasFatalFailure()) return;
+  for (const char *so : {"b_lines_input/example_lines.so", "b_redact_filter/example_redact.so",
+                         "b_file_output/example_file.so"})
+    EXPECT_EQ(exported(d, d / so), "dm_plugin_entry\n") << so;
+
+  std::string app;
+  for (int i = 1; i <= 1000; i++)
+    app += "login user" + std::to_string(i) + " password=secret" + std::to_string(i) + " ok\n";
+  app += std::string(300, 'x') + "\n";  // longer than the output's max_line
+  write_file(d / "app.log", app);
+  write_file(d / "noisy.log", "noise 1\nnoise 2\nnoise 3\n");
+
+  auto e = start(d, examples_pipeline(d));
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  auto out = read_lines(d / "out.log");
+  EXPECT_EQ(out.size(), 1000u) << e->err();
+  EXPECT_EQ(count_of(out, "INFO\tapp\tlogin user"), 1000u);
+  EXPECT_EQ(count_of(out, " password=*** ok"), 1000u) << "the filter masks every password";
+  EXPECT_EQ(count_of(out, "secret"), 0u);
+  EXPECT_EQ(count_of(out, "noise"), 0u) << "the filter drops the noisy service";
+  EXPECT_EQ(out.front(), "INFO\tapp\tlogin user1 password=*** ok");
+
+  // The long line alone is refused by the output (flush_record_status) and dead-lettered.
+  auto dead = read_lines(d / "dead.ndjson");
+  ASSERT_EQ(dead.size(), 1u) << e->err();
+  EXPECT_NE(dead[0].find("message of 300 bytes is longer than max_line (256)"), std::string::npos)
+      << dead[0];
+  EXPECT_NE(dead[0].find(std::string(300, 'x')), std::string::npos) << dead[0];
+
+  // on_ack moved the input's state past every line: a restart sends only what was appended.
+  EXPECT_EQ(read_file(d / "app.offset"), std::to_string(app.size()) + " 1002\n");
+  write_file(d / "app.log", app + "late password=late1\nlater\n");
+  e = start(d, examples_pipeline(d));
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  out = read_lines(d / "out.log");
+  ASSERT_EQ(out.size(), 1002u) << e->err();
+  EXPECT_EQ(out[1000], "INFO\tapp\tlate password=***");
+  EXPECT_EQ(out[1001], "INFO\tapp\tlater");
+  EXPECT_EQ(read_lines(d / "dead.ndjson").size(), 1u);
+}
+
+// The same filter with nothing but a C compiler and pkg-config, fed by the engine's own dummy
+// input and written by its stdout output.
+TEST(Sdk, TheFilterBuiltWithPkgConfigAloneMasksAndDropsRecordsWhenLoadedByPath) {
+  TempDir d;
+  install_sdk(d);
+  if (HasFatalFailure()) return;
+  std::string out, err;
+  ASSERT_EQ(run({"/bin/sh", "-c",
+                 "export PKG_CONFIG_PATH=" + d / "prefix/lib/pkgconfig" +
+                     " && " C_COMPILER " -Wall -Wextra -Werror $(pkg-config --cflags devmesh)"
+                     " $(pkg-config --variable=plugin_cflags devmesh) " DEVMESH_SOURCE_DIR
+                     "/examples/redact_filter/example_redact.c"
+                     " $(pkg-config --variable=plugin_ldflags devmesh) -o " +
+                     d / "example_redact.so"},
+                d.path(), &out, &err),
+            0)
+      << out << err;
+  EXPECT_EQ(exported(d, d / "example_redact.so"), "dm_plugin_entry\n");
+
+  auto e =
+      start(d, "service:\n  exit_when_done: true\n  plugins_dir: [" DEVMESH_PLUGIN_DIR
+               "]\npipeline:\n"
+               "  inputs:\n"
+               "    - {name: dummy, rate: 0, count: 10, message: 'login password=hunter{seq} ok'}\n"
+               "    - {name: dummy, rate: 0, count: 5, service: noisy, message: 'noise {seq}'}\n"
+               "  filters:\n"
+               "    - {name: example_redact, plugin_path: " +
+                   d / "example_redact.so" +
+                   ", drop_service: noisy}\n"
+                   "  outputs:\n"
+                   "    - {name: stdout, path: " +
+                   d / "out.ndjson" + "}\n");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  auto lines = read_lines(d / "out.ndjson");
+  ASSERT_EQ(lines.size(), 10u) << e->err();
+  for (auto &l : lines) {
+    EXPECT_NE(l.find("login password=*** ok"), std::string::npos) << l;
+    EXPECT_EQ(l.find("hunter"), std::string::npos) << l;
+    EXPECT_NE(l.find("\"redacted\":\"true\""), std::string::npos) << l;
+  }
+}
+
+}  // namespace
