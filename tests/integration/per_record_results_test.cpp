@@ -1,9 +1,11 @@
 // Per-record results (host flush_record_status) at bulk size, through the real binary: one bad
 // record in a 10,000-record flush costs one dead-letter line and one flush call, where SPLIT
-// would bisect (about 2 log2(10,000) = 28 flushes) to find it. For a test output, and for the
-// sqlite store, which learns from SQLite which row the table refused.
+// would bisect (about 2 log2(10,000) = 28 flushes) to find it. For a test output; for the
+// sqlite store, which learns from SQLite which row the table refused; and for the mariadb store,
+// which knows before sending which record no statement can carry (max_allowed_packet).
 #include <gtest/gtest.h>
 
+#include "mariadb_pipeline.h"
 #include "store_test_support.h"
 
 using namespace devmesh::test;
@@ -113,6 +115,41 @@ TEST(PerRecordResults, ARowTheSqliteTableRefusesIsDeadLetteredAloneInOneFlush) {
   EXPECT_EQ(s.number("SELECT count(*) FROM log_events"), 1 + 9999);
   EXPECT_EQ(s.number("SELECT count(*) FROM log_events WHERE message = 'record 5000.'"), 0);
   EXPECT_EQ(s.number("SELECT count(*) FROM log_events WHERE message = 'record 4999.'"), 1);
+}
+
+class PerRecordResultsMariaDb : public MariaDbPipelineTest {};
+
+TEST_F(PerRecordResultsMariaDb, ARecordLargerThanMaxAllowedPacketIsDeadLetteredAloneInOneFlush) {
+  db_->stop();
+  start_server({"--max-allowed-packet=1M"});
+  const int port = free_port();
+  // 999 small records and one of 1 MiB, one tag, into one 1,000-record flush.
+  auto e =
+      engine(yaml("    - {name: dummy, tag: app, rate: 0, count: 999, batch: 999, message: "
+                  "'small {seq}'}\n"
+                  "    - {name: dummy, tag: app, rate: 0, count: 1, start: 100000, message: '" +
+                      std::string(1024 * 1024, 'b') + "'}\n",
+                  "      batch_size: 1000\n      batch_bytes: 64MiB\n      flush_interval: 1h\n",
+                  "  http_listen: 127.0.0.1:" + std::to_string(port) + "\n"));
+  const std::string metrics = settled_metrics(d_, port, *e);
+  ASSERT_FALSE(HasFailure());
+
+  EXPECT_EQ(metric_value(metrics, "devmesh_flush_duration_seconds_count", "plugin=\"mariadb\""), 1)
+      << "no bisection";
+  EXPECT_EQ(metric_value(metrics, "devmesh_mariadb_rows_too_big_total", ""), 1);
+  EXPECT_EQ(metric_value(metrics, "devmesh_mariadb_rows_inserted_total", ""), 999);
+  EXPECT_EQ(metric_value(metrics, "devmesh_mariadb_rows_duplicate_total", ""), 0);
+  EXPECT_EQ(metric_value(metrics, "devmesh_records_out_total", "plugin=\"mariadb\""), 999);
+  EXPECT_EQ(metric_value(metrics, "devmesh_records_dead_lettered_total", "plugin=\"mariadb\""), 1);
+  const auto dead = read_lines(d_ / "dead.ndjson");
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_NE(dead[0].find("exceeds the server's max_allowed_packet (1048576)"), std::string::npos)
+      << dead[0].substr(0, 300);
+  EXPECT_NE(dead[0].find(std::string(1024 * 1024, 'b')), std::string::npos) << "kept whole";
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err().substr(0, 4000);
+  EXPECT_EQ(rows(), 999);
+  EXPECT_EQ(rows("message LIKE 'small %'"), 999);
 }
 
 }  // namespace
