@@ -376,6 +376,7 @@ class MariaDbOutput {
           continue;
         }
         case Outcome::kData:
+          // Which row: only in some messages' text ("at row N"), so the engine bisects.
           add(m_data_errors_, 1);
           reason(res, why);
           return DM_FLUSH_SPLIT;
