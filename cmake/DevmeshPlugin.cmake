@@ -23,6 +23,7 @@ endfunction()
 
 # devmesh_add_plugin(NAME SOURCES src... [LIBS lib...]): builds NAME.so, a plugin for a devmesh
 # of this SDK's ABI major. Load it with plugin_path: in the pipeline, or put it in a plugins_dir.
+# C++ sources get C++20 at least (plugin.hpp needs it).
 function(devmesh_add_plugin name)
   cmake_parse_arguments(P "" "" "SOURCES;LIBS" ${ARGN})
   if(NOT P_SOURCES)
@@ -34,4 +35,8 @@ function(devmesh_add_plugin name)
   add_library(${name} MODULE ${P_SOURCES})
   target_link_libraries(${name} PRIVATE ${P_LIBS})
   devmesh_plugin_link_rules(${name})
+  get_property(languages GLOBAL PROPERTY ENABLED_LANGUAGES)
+  if(CXX IN_LIST languages)
+    target_compile_features(${name} PRIVATE cxx_std_20)
+  endif()
 endfunction()

@@ -1,6 +1,7 @@
 // The installed plugin SDK, as a third party uses it: cmake --install into a temporary prefix,
 // the three C examples (examples/) built out of tree with find_package(devmesh) and, once, with
-// pkg-config alone, then loaded by path into the real engine: input -> filter -> output.
+// pkg-config alone, then loaded by path into the real engine: input -> filter -> output; and a
+// C++ plugin using plugin.hpp.
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -171,6 +172,55 @@ TEST(Sdk, TheFilterBuiltWithPkgConfigAloneMasksAndDropsRecordsWhenLoadedByPath) 
     EXPECT_EQ(l.find("hunter"), std::string::npos) << l;
     EXPECT_NE(l.find("\"redacted\":\"true\""), std::string::npos) << l;
   }
+}
+
+// A C++ plugin with plugin.hpp's PluginAdapter, from a project of its own: C++20 comes with
+// devmesh_add_plugin. It writes the messages it gets to a file.
+TEST(Sdk, ACxxPluginUsingPluginHppBuildsAgainstTheInstalledSdkAndRuns) {
+  TempDir d;
+  install_sdk(d);
+  if (HasFatalFailure()) return;
+  std::filesystem::create_directories(d / "cxx");
+  write_file(
+      d / "cxx/CMakeLists.txt",
+      "cmake_minimum_required(VERSION 3.16)\nproject(lines_out CXX)\n"
+      "find_package(devmesh REQUIRED)\ndevmesh_add_plugin(lines_out SOURCES lines_out.cpp)\n");
+  write_file(d / "cxx/lines_out.cpp", R"(#include <devmesh/plugin.hpp>
+#include <fstream>
+namespace {
+const dm_option kOptions[] = {{"path", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr, "file", 0}};
+struct LinesOut {
+  std::ofstream out;
+  LinesOut(const dm_host_api *h, dm_instance *, const dm_config *c)
+      : out(devmesh::Config{h, c}.string("path")) {}
+  dm_flush_status flush(void *, const dm_batch *b, dm_flush_token *, dm_flush_result *) {
+    for (uint32_t i = 0; i < b->count; i++) out << devmesh::sv(b->records[i].message) << '\n';
+    out.flush();
+    return DM_FLUSH_OK;
+  }
+};
+}  // namespace
+DEVMESH_PLUGIN(devmesh::PluginAdapter<LinesOut>::describe(DM_OUTPUT, "lines_out", "1.0",
+                                                          "messages to a file", kOptions, 1))
+)");
+  std::string out, err;
+  ASSERT_EQ(
+      run({CMAKE_BIN, "-S", d / "cxx", "-B", d / "cxx/b", "-DCMAKE_PREFIX_PATH=" + d / "prefix",
+           "-DCMAKE_CXX_COMPILER=" CXX_COMPILER, "-DCMAKE_CXX_FLAGS=-Wall -Wextra -Werror"},
+          d.path(), &out, &err),
+      0)
+      << out << err;
+  ASSERT_EQ(run({CMAKE_BIN, "--build", d / "cxx/b"}, d.path(), &out, &err), 0) << out << err;
+  EXPECT_EQ(exported(d, d / "cxx/b/lines_out.so"), "dm_plugin_entry\n");
+
+  auto e = start(d, "service:\n  exit_when_done: true\n  plugins_dir: [" DEVMESH_PLUGIN_DIR
+                    "]\npipeline:\n  inputs:\n    - {name: dummy, rate: 0, count: 100}\n"
+                    "  outputs:\n    - {name: lines_out, plugin_path: " +
+                        d / "cxx/b/lines_out.so" + ", path: " + d / "out.txt" + "}\n");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  auto lines = read_lines(d / "out.txt");
+  ASSERT_EQ(lines.size(), 100u);
+  EXPECT_EQ(lines.front(), "dummy record 1");
 }
 
 }  // namespace
