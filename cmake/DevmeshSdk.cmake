@@ -1,5 +1,6 @@
-# The installed plugin SDK (cmake --install): the ABI headers, plugin.map, the CMake package
-# (find_package(devmesh) -> devmesh_add_plugin) and devmesh.pc, in a Debian-like layout:
+# The installed plugin SDK (cmake --install; alone: --component sdk, as a -dev package would):
+# the ABI headers, plugin.map, the CMake package (find_package(devmesh) -> devmesh_add_plugin)
+# and devmesh.pc, in a Debian-like layout:
 #   include/devmesh/            plugin.h, plugin.hpp
 #   lib/cmake/devmesh/          devmeshConfig.cmake, its version file, targets, DevmeshPlugin.cmake
 #   lib/pkgconfig/devmesh.pc    Cflags, plugindir, version_script, plugin_cflags/ldflags
@@ -29,11 +30,13 @@ string(REGEX MATCH "[0-9]+" DEVMESH_ABI_MAJOR "${abi_line}")
 
 install(FILES ${CMAKE_SOURCE_DIR}/engine/include/devmesh/plugin.h
   ${CMAKE_SOURCE_DIR}/engine/include/devmesh/plugin.hpp
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/devmesh)
-install(FILES ${DEVMESH_PLUGIN_VERSION_SCRIPT} DESTINATION ${DEVMESH_INSTALL_DATADIR})
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/devmesh COMPONENT sdk)
+install(FILES ${DEVMESH_PLUGIN_VERSION_SCRIPT} DESTINATION ${DEVMESH_INSTALL_DATADIR}
+  COMPONENT sdk)
 
-install(TARGETS devmesh_plugin_api EXPORT devmeshTargets)
-install(EXPORT devmeshTargets NAMESPACE devmesh:: DESTINATION ${DEVMESH_INSTALL_CMAKEDIR})
+install(TARGETS devmesh_plugin_api EXPORT devmeshTargets COMPONENT sdk)
+install(EXPORT devmeshTargets NAMESPACE devmesh:: DESTINATION ${DEVMESH_INSTALL_CMAKEDIR}
+  COMPONENT sdk)
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/devmeshConfig.cmake.in
   ${CMAKE_BINARY_DIR}/sdk/devmeshConfig.cmake
   INSTALL_DESTINATION ${DEVMESH_INSTALL_CMAKEDIR}
@@ -43,7 +46,7 @@ write_basic_package_version_file(${CMAKE_BINARY_DIR}/sdk/devmeshConfigVersion.cm
 install(FILES ${CMAKE_BINARY_DIR}/sdk/devmeshConfig.cmake
   ${CMAKE_BINARY_DIR}/sdk/devmeshConfigVersion.cmake
   ${CMAKE_CURRENT_LIST_DIR}/DevmeshPlugin.cmake
-  DESTINATION ${DEVMESH_INSTALL_CMAKEDIR})
+  DESTINATION ${DEVMESH_INSTALL_CMAKEDIR} COMPONENT sdk)
 
 # devmesh.pc names absolute paths, so it is written at install time for the prefix installed to
 # (cmake --install --prefix P, not the configured one), straight into place: two installs of one
@@ -60,4 +63,4 @@ install(CODE "
   message(STATUS \"Installing: \${devmesh_pc}\")
   configure_file(\"${CMAKE_CURRENT_LIST_DIR}/devmesh.pc.in\" \"\${devmesh_pc}\" @ONLY)
   list(APPEND CMAKE_INSTALL_MANIFEST_FILES \"\${devmesh_pc}\")
-")
+" COMPONENT sdk)
