@@ -1,7 +1,7 @@
 # The installed plugin SDK (cmake --install; alone: --component sdk, as a -dev package would):
 # the ABI headers, plugin.map, the CMake package (find_package(devmesh) -> devmesh_add_plugin)
 # and devmesh.pc, in a Debian-like layout:
-#   include/devmesh/            plugin.h, plugin.hpp
+#   include/devmesh/            plugin.h, plugin.hpp (every header of engine/include/devmesh)
 #   lib/cmake/devmesh/          devmeshConfig.cmake, its version file, targets, DevmeshPlugin.cmake
 #   lib/pkgconfig/devmesh.pc    Cflags, plugindir, version_script, plugin_cflags/ldflags
 #   share/devmesh/plugin.map    the version script every plugin links with
@@ -28,9 +28,10 @@ file(STRINGS ${CMAKE_SOURCE_DIR}/engine/include/devmesh/plugin.h abi_line
   REGEX "^#define DM_ABI_MAJOR [0-9]+")
 string(REGEX MATCH "[0-9]+" DEVMESH_ABI_MAJOR "${abi_line}")
 
-install(FILES ${CMAKE_SOURCE_DIR}/engine/include/devmesh/plugin.h
-  ${CMAKE_SOURCE_DIR}/engine/include/devmesh/plugin.hpp
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/devmesh COMPONENT sdk)
+# Every public header (engine/include/devmesh holds only what plugins may include).
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/engine/include/devmesh
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT sdk
+  FILES_MATCHING PATTERN "*.h" PATTERN "*.hpp")
 install(FILES ${DEVMESH_PLUGIN_VERSION_SCRIPT} DESTINATION ${DEVMESH_INSTALL_DATADIR}
   COMPONENT sdk)
 
