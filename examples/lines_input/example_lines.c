@@ -58,7 +58,7 @@ typedef struct lines {
    * only moves past a batch once it and every batch before it are finished. */
   pending *queue;
   size_t head, count, cap;
-  dm_metric *m_read, *m_failed;
+  dm_metric *m_read, *m_failed, *m_pauses;
 } lines;
 
 static char *dup_str(dm_str s) {
@@ -99,6 +99,8 @@ static int create(const dm_host_api *host, dm_instance *inst, const dm_config *c
   }
   l->m_read =
       host->metric_counter(inst, "example_lines_read_total", "lines read and submitted", NULL);
+  l->m_pauses = host->metric_counter(inst, "example_lines_pauses_total",
+                                     "times backpressure paused the reading", NULL);
   l->m_failed = host->metric_counter(inst, "example_lines_failed_total",
                                      "line deliveries that failed for good (not kept)", NULL);
   *state = l;
@@ -251,13 +253,14 @@ static void stop(void *state) {
 static void pause_input(void *state) {
   lines *l = state;
   l->paused = 1;
-  l->host->timer_stop(l->timer);
+  l->host->metric_add(l->m_pauses, 1);
+  if (l->timer) l->host->timer_stop(l->timer);
 }
 
 static void resume_input(void *state) {
   lines *l = state;
   l->paused = 0;
-  if (!l->eof) l->host->timer_start(l->timer, 0, 1);
+  if (l->timer && !l->eof) l->host->timer_start(l->timer, 0, 1);
 }
 
 static void on_ack(void *state, const dm_ack *ack) {

@@ -133,6 +133,44 @@ TEST(Sdk, TheThreeExamplesBuiltOutOfTreeAgainstTheInstalledSdkRunAsOnePipeline) 
   EXPECT_EQ(read_lines(d / "dead.ndjson").size(), 1u);
 }
 
+// Backpressure: a slow output with a small queue pauses the example input again and again; every
+// line still arrives exactly once, in order.
+TEST(Sdk, TheExampleInputPausedByBackpressureLosesAndRepeatsNoLine) {
+  TempDir d;
+  install_sdk(d);
+  build_example(d, "lines_input");
+  if (HasFatalFailure()) return;
+  std::string text;
+  for (int i = 1; i <= 3000; i++) text += "line " + std::to_string(i) + "\n";
+  write_file(d / "in.log", text);
+  const int port = free_port();
+  auto e = start(d, "service:\n  http_listen: 127.0.0.1:" + std::to_string(port) +
+                        "\n  plugins_dir: [" TEST_PLUGIN_DIR
+                        "]\npipeline:\n  inputs:\n"
+                        "    - {name: example_lines, plugin_path: " +
+                        d / "b_lines_input/example_lines.so" + ", path: " + d / "in.log" +
+                        ", state_file: " + d / "in.offset" +
+                        ", batch: 50}\n"
+                        "  outputs:\n    - {name: flaky, path: " +
+                        d / "out.txt" +
+                        ", delay: 2ms, batch_size: 50, flush_interval: 10ms, queue_limit: 4KiB}\n");
+  ASSERT_TRUE(wait_until(
+      [&] { return read_file(d / "in.offset") == std::to_string(text.size()) + " 3001\n"; }, 60s))
+      << read_file(d / "in.offset") << e->err();
+  std::string why, metrics;
+  ASSERT_TRUE(wait_settled(port, d.path(), 60s, &why)) << why << e->err();
+  ASSERT_EQ(http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &metrics, d.path()),
+            200);
+  EXPECT_GT(metric_value(metrics, "devmesh_example_lines_pauses_total", ""), 0) << metrics;
+  EXPECT_EQ(metric_value(metrics, "devmesh_example_lines_read_total", ""), 3000);
+  auto out = read_lines(d / "out.txt");
+  ASSERT_EQ(out.size(), 3000u);
+  for (int i = 1; i <= 3000; i++)
+    ASSERT_EQ(out[i - 1], "-\tline " + std::to_string(i)) << "line " << i;
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
+}
+
 // The same filter with nothing but a C compiler and pkg-config, fed by the engine's own dummy
 // input and written by its stdout output.
 TEST(Sdk, TheFilterBuiltWithPkgConfigAloneMasksAndDropsRecordsWhenLoadedByPath) {
