@@ -23,7 +23,7 @@ target_include_directories(devmesh_plugin_api INTERFACE
   $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 set_target_properties(devmesh_plugin_api PROPERTIES EXPORT_NAME plugin_api)
 
-# The SDK follows the ABI, not the engine's release number: read the major from the header.
+# The ABI major, for the package (DEVMESH_ABI_MAJOR) and devmesh.pc: read from the header.
 file(STRINGS ${CMAKE_SOURCE_DIR}/engine/include/devmesh/plugin.h abi_line
   REGEX "^#define DM_ABI_MAJOR [0-9]+")
 string(REGEX MATCH "[0-9]+" DEVMESH_ABI_MAJOR "${abi_line}")
