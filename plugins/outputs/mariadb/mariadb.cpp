@@ -5,8 +5,7 @@
 #include <rapidjson/writer.h>
 
 #include <crash_point.hpp>
-
-#include "mariadb_connection.hpp"
+#include <mariadb_connection.hpp>
 
 #include <algorithm>
 #include <atomic>

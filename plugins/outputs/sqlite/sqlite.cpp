@@ -21,8 +21,7 @@
 #include <thread>
 
 #include <crash_point.hpp>
-
-#include "sqlite_schema.hpp"
+#include <sqlite_schema.hpp>
 
 namespace devmesh {
 namespace {
