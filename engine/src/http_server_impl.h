@@ -104,7 +104,7 @@ struct StreamState {
 
 class HttpRequest {
  public:
-  // h2o freed a streamed request (response complete, or connection closed); defined after Impl.
+  // h2o freed a streamed request (response complete, or connection closed); in http_stream.cpp.
   void stream_disposed();
 
   // Detaches from h2o: the server stops tracking it and the pool disposer forgets it.
