@@ -1,5 +1,6 @@
 // Engine setup and lifecycle: loading and validating the pipeline, starting instances in
-// dependency order, the loop's wake-up drain, graceful shutdown, and /health and /metrics.
+// dependency order, the loop's wake-up drain and graceful shutdown. /health and /metrics are in
+// engine_status.cpp.
 #include "engine.h"
 
 #include <signal.h>
@@ -7,9 +8,6 @@
 
 #include <cstring>
 #include <ctime>
-
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include "engine_options.h"
 #include "log.h"
@@ -67,52 +65,6 @@ Engine::~Engine() {
       nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
-}
-
-void Engine::register_metrics(Instance *i) {
-  std::string labels = "instance=\"" + prom_escape(i->name) + "\",plugin=\"" +
-                       prom_escape(i->desc.name) + "\",kind=\"" + kind_name(i->desc.kind) + "\"";
-  i->m_in =
-      metrics_.counter("devmesh_records_in_total", "Records received by the instance", labels);
-  i->m_out = metrics_.counter("devmesh_records_out_total",
-                              "Records passed on (filters) or delivered (outputs)", labels);
-  i->m_dropped =
-      metrics_.counter("devmesh_records_dropped_total", "Records dropped by a filter", labels);
-  if (i->desc.kind == DM_FILTER) {
-    const char *help = "Batches a filter failed on (they pass unchanged)";
-    i->m_filter_failed =
-        metrics_.counter("devmesh_filter_errors_total", help, labels + ",reason=\"failed\"");
-    i->m_bad_verdicts =
-        metrics_.counter("devmesh_filter_errors_total", help, labels + ",reason=\"bad_verdict\"");
-  }
-  if (auto *in = dynamic_cast<InputInstance *>(i)) {
-    in->m_rejected =
-        metrics_.counter("devmesh_input_rejected_total",
-                         "Records refused at submit (backpressure or shutdown)", labels);
-    in->m_unrouted = metrics_.counter("devmesh_records_unrouted_total",
-                                      "Records that matched no output", labels);
-    in->m_acked =
-        metrics_.counter("devmesh_input_acks_total", "Tickets acknowledged to the input", labels);
-    in->m_paused =
-        metrics_.gauge("devmesh_input_paused", "1 while backpressure pauses the input", labels);
-  }
-  if (auto *o = dynamic_cast<OutputInstance *>(i)) {
-    o->m_retried =
-        metrics_.counter("devmesh_records_retried_total", "Record deliveries retried", labels);
-    o->m_failed =
-        metrics_.counter("devmesh_records_failed_total",
-                         "Records that failed permanently and could not be dead-lettered", labels);
-    o->m_dead = metrics_.counter("devmesh_records_dead_lettered_total",
-                                 "Records written to the dead-letter file", labels);
-    o->m_bytes = metrics_.counter("devmesh_bytes_out_total", "Bytes of records delivered", labels);
-    o->m_qrecords =
-        metrics_.gauge("devmesh_queue_records", "Records queued for the output", labels);
-    o->m_qbytes = metrics_.gauge("devmesh_queue_bytes", "Bytes queued for the output", labels);
-    o->m_backlog = metrics_.gauge("devmesh_storage_backlog_records",
-                                  "Records waiting on disk for the output (storage)", labels);
-    o->m_latency = metrics_.histogram("devmesh_flush_duration_seconds", "Flush latency", labels,
-                                      {0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30});
-  }
 }
 
 bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool create_instances) {
@@ -246,38 +198,6 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
     for (auto &in : inputs_) create(in.get());
   }
   return ok;
-}
-
-void Engine::build_info_json() {
-  rapidjson::StringBuffer sb;
-  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  w.StartObject();
-  w.Key("version");
-  w.String(DEVMESH_VERSION);
-  w.Key("abi");
-  w.String((std::to_string(DM_ABI_MAJOR) + "." + std::to_string(DM_ABI_MINOR)).c_str());
-  w.Key("instances");
-  w.StartArray();
-  auto add = [&](const Instance &i) {
-    w.StartObject();
-    w.Key("name");
-    w.String(i.name.c_str());
-    w.Key("plugin");
-    w.String(i.desc.name);
-    w.Key("kind");
-    w.String(kind_name(i.desc.kind));
-    w.Key("version");
-    w.String(i.desc.version ? i.desc.version : "");
-    w.Key("file");
-    w.String(i.plugin->file.c_str());
-    w.EndObject();
-  };
-  for (auto &i : inputs_) add(*i);
-  for (auto &i : filters_) add(*i);
-  for (auto &i : outputs_) add(*i);
-  w.EndArray();
-  w.EndObject();
-  info_json_.assign(sb.GetString(), sb.GetSize());
 }
 
 int Engine::run() {
@@ -603,76 +523,6 @@ void Engine::finish_shutdown() {
   uv_close(reinterpret_cast<uv_handle_t *>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&grace_timer_), nullptr);
   log_msg(DM_LOG_INFO, nullptr, "stopped");
-}
-
-static size_t rss_bytes() {
-  long pages = 0, rss = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f) {
-    if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
-    fclose(f);
-  }
-  return static_cast<size_t>(rss) * sysconf(_SC_PAGESIZE);
-}
-
-void Engine::serve_health(dm_http_request *req) {
-  std::string body = "{\"status\":\"";
-  std::string items;
-  bool healthy = true;
-  for (auto &o : outputs_) {
-    std::string reason;
-    if (!o->last_error.empty()) reason = o->last_error;
-    char buf[512] = {0};
-    if (reason.empty() && o->desc.health && o->created) {
-      PluginCall call(o->name.c_str(), "health");
-      if (o->desc.health(o->state, buf, sizeof buf) != 0) reason = buf[0] ? buf : "unhealthy";
-    }
-    if (!reason.empty()) healthy = false;
-    if (!items.empty()) items += ",";
-    std::string esc;
-    for (char ch : reason) {
-      if (ch == '"' || ch == '\\') esc += '\\';
-      if (static_cast<unsigned char>(ch) < 0x20) continue;
-      esc += ch;
-    }
-    items += "{\"instance\":\"" + o->name +
-             "\",\"healthy\":" + (reason.empty() ? "true" : "false") +
-             ",\"queued_records\":" + std::to_string(o->queued_records) +
-             (reason.empty() ? "" : ",\"reason\":\"" + esc + "\"") + "}";
-  }
-  std::string storage;
-  if (storage_) {
-    // Full storage refuses input: the instance is not healthy until it drains.
-    if (storage_full_) healthy = false;
-    std::string reason = !storage_error_.empty() ? storage_error_
-                         : storage_over_max_     ? "max_size reached"
-                                                 : "";
-    for (char &ch : reason)
-      if (ch == '"' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20) ch = ' ';
-    storage = ",\"storage\":{\"full\":" + std::string(storage_full_ ? "true" : "false") +
-              (reason.empty() ? "" : ",\"reason\":\"" + reason + "\"") +
-              ",\"bytes\":" + std::to_string(storage_->total_bytes()) +
-              ",\"segments\":" + std::to_string(storage_->segment_count()) + "}";
-  }
-  // A plugin call over its bound. One on the loop is only seen here after it returned (this
-  // runs on the loop): the watchdog's log line is what shows it live.
-  std::string stalled = watchdog_ ? watchdog_->stalled_json() : "";
-  if (!stalled.empty()) {
-    healthy = false;
-    storage += ",\"stalled\":" + stalled;
-  }
-  body += healthy ? "ok" : "unhealthy";
-  body += "\",\"uptime_seconds\":" + std::to_string((monotonic_ns() - start_ns_) / 1000000000ull) +
-          ",\"outputs\":[" + items + "]" + storage + "}";
-  HttpServer::reply(req, healthy ? 200 : 503, "application/json", body.data(), body.size());
-}
-
-void Engine::serve_metrics(dm_http_request *req) {
-  m_rss_->set(static_cast<double>(rss_bytes()));
-  m_uptime_->set((monotonic_ns() - start_ns_) / 1e9);
-  m_framing_refused_->set(static_cast<double>(HttpServer::framing_refusals()));
-  std::string body = metrics_.render();
-  HttpServer::reply(req, 200, "text/plain; version=0.0.4", body.data(), body.size());
 }
 
 }  // namespace devmesh

@@ -5,8 +5,8 @@
 #include <rapidjson/writer.h>
 
 #include <crash_point.hpp>
-
-#include "mariadb_connection.hpp"
+#include <mariadb_connection.hpp>
+#include <utf8.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -82,20 +82,6 @@ constexpr unsigned kMigrationLockWaitS = 60;
 
 // ---- text hygiene ---------------------------------------------------------------------------
 
-// Byte stream over a bounded view for rapidjson's UTF-8 validator; past the end it reads NUL,
-// which no multi-byte sequence accepts, so a truncated sequence is invalid.
-struct ViewStream {
-  using Ch = char;
-  std::string_view s;
-  size_t pos;
-  Ch Take() { return pos < s.size() ? s[pos++] : (++pos, '\0'); }
-  size_t Tell() const { return pos; }
-};
-struct NullStream {
-  using Ch = char;
-  void Put(Ch) {}
-};
-
 // Chunked scratch memory for one flush: pointers stay valid until reset(), which keeps the
 // blocks for the next flush (no heap traffic per record once warmed up).
 class Scratch {
@@ -134,36 +120,15 @@ class Scratch {
 // Returns s when it is valid UTF-8; else a copy in scratch where each byte that starts no valid
 // sequence is replaced by U+FFFD, so one bad byte never fails a row or its batch.
 std::string_view clean_utf8(std::string_view s, Scratch &scratch, uint64_t &replaced) {
-  size_t i = 0;
-  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
-  if (i == s.size()) return s;
-  NullStream os;
-  {
-    ViewStream is{s, i};
-    bool ok = true;
-    while (is.Tell() < s.size())
-      if (!rapidjson::UTF8<>::Validate(is, os)) {
-        ok = false;
-        break;
-      }
-    if (ok) return s;
-  }
+  const size_t i = ascii_prefix(s);
+  if (i == s.size() || utf8_valid_from(s, i)) return s;
   char *out = scratch.alloc(s.size() * 3);  // worst case: every byte replaced by 3
   size_t n = i;
   std::memcpy(out, s.data(), i);
-  while (i < s.size()) {
-    ViewStream is{s, i};
-    if (rapidjson::UTF8<>::Validate(is, os)) {
-      std::memcpy(out + n, s.data() + i, is.Tell() - i);
-      n += is.Tell() - i;
-      i = is.Tell();
-    } else {
-      std::memcpy(out + n, "\xEF\xBF\xBD", 3);
-      n += 3;
-      ++i;
-      ++replaced;
-    }
-  }
+  replaced += append_replacing_invalid(s, i, [&](const char *p, size_t len) {
+    std::memcpy(out + n, p, len);
+    n += len;
+  });
   return std::string_view(out, n);
 }
 

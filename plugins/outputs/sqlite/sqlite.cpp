@@ -22,8 +22,7 @@
 #include <thread>
 
 #include <crash_point.hpp>
-
-#include "sqlite_schema.hpp"
+#include <sqlite_schema.hpp>
 
 namespace devmesh {
 namespace {
