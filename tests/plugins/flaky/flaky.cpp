@@ -1,5 +1,6 @@
 // Test-only output: appends "seq<TAB>message" lines to a file and fails on demand (the first N
-// flushes, always, or on a poison record), optionally slowly, recording every attempt.
+// flushes, always, or on a poison record), optionally slowly, recording every attempt and the
+// tag each flush was given.
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,8 @@ const dm_option kOptions[] = {
     {"path", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr, "File receiving the records"},
     {"attempts_path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "File receiving one line per flush attempt: monotonic ms, record count, status"},
+    {"tags_path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "File receiving, for every record delivered, the tag of its flush, a TAB and its message"},
     {"fail_first", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e9, nullptr,
      "Fail this many flushes first"},
     {"fail_always", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "Fail every flush"},
@@ -43,6 +46,7 @@ class Flaky {
     per_record_ = cfg.boolean("per_record");
     path_ = cfg.string("path");
     if (cfg.has("attempts_path")) attempts_path_ = cfg.string("attempts_path");
+    if (cfg.has("tags_path")) tags_path_ = cfg.string("tags_path");
     fail_first_ = cfg.integer("fail_first");
     fail_always_ = cfg.boolean("fail_always");
     std::string st = cfg.string("fail_status");
@@ -72,7 +76,9 @@ class Flaky {
       out += devmesh::sv(b->records[i].message);
       out += '\n';
     }
-    return append(path_, out) ? DM_FLUSH_OK : DM_FLUSH_RETRY;
+    if (!append(path_, out)) return DM_FLUSH_RETRY;
+    record_tags(b);
+    return DM_FLUSH_OK;
   }
 
  private:
@@ -99,6 +105,17 @@ class Flaky {
     close(fd);
     return ok;
   }
+  void record_tags(const dm_batch *b) {
+    if (tags_path_.empty()) return;
+    std::string out;
+    for (uint32_t i = 0; i < b->count; i++) {
+      out += devmesh::sv(b->tag);
+      out += '\t';
+      out += devmesh::sv(b->records[i].message);
+      out += '\n';
+    }
+    append(tags_path_, out);
+  }
   void record_attempt(uint32_t n, bool failed) {
     if (attempts_path_.empty()) return;
     timespec ts;
@@ -110,7 +127,7 @@ class Flaky {
 
   const dm_host_api *host_;
   bool per_record_ = false;
-  std::string path_, attempts_path_, poison_;
+  std::string path_, attempts_path_, tags_path_, poison_;
   int64_t fail_first_ = 0, delay_ms_ = 0;
   bool fail_always_ = false;
   dm_flush_status status_ = DM_FLUSH_RETRY;
