@@ -123,7 +123,7 @@ void Engine::pump(OutputInstance *o) {
     bl.blocks.pop_front();
     const uint32_t n = blk->remaining[o->index];
     bl.records -= n;
-    Batch *b = batch_new(nullptr, blk->count);
+    Batch *b = batch_new(blk->count);
     bool ok = storage_->read_block(blk->seg, blk->offset, blk->length, read_buf_) &&
               decode_block(read_buf_.data(), read_buf_.size(), b) &&
               b->records.size() == blk->count;

@@ -96,8 +96,8 @@ dm_str config_map_key(const dm_config *cfg, const char *key, uint32_t i) {
   return dm_str{v->entries[i].first.c_str(), v->entries[i].first.size()};
 }
 
-dm_batch *batch_new_api(dm_instance *inst, uint32_t hint) {
-  return &batch_new(Instance::from(inst), hint)->pub;
+dm_batch *batch_new_api(dm_instance *, uint32_t hint) {
+  return &batch_new(hint)->pub;
 }
 dm_record *batch_add(dm_batch *b) {
   return Batch::from(b)->add();
