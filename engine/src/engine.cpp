@@ -123,17 +123,17 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
       };
       Instance *inst = nullptr;
       if (e.section == "inputs") {
-        auto in = std::make_unique<InputInstance>(this, lp, e, name);
+        auto in = std::make_unique<InputInstance>(this, lp, name);
         in->tag = get("tag") ? get("tag")->text : e.name;
         inst = in.get();
         inputs_.push_back(std::move(in));
       } else if (e.section == "filters") {
-        auto f = std::make_unique<FilterInstance>(this, lp, e, name);
+        auto f = std::make_unique<FilterInstance>(this, lp, name);
         f->match = get("match")->text;
         inst = f.get();
         filters_.push_back(std::move(f));
       } else {
-        auto o = std::make_unique<OutputInstance>(this, lp, e, name);
+        auto o = std::make_unique<OutputInstance>(this, lp, name);
         o->match = get("match")->text;
         o->batch_size = static_cast<uint32_t>(get("batch_size")->integer);
         o->batch_bytes = static_cast<size_t>(get("batch_bytes")->integer);
@@ -232,9 +232,7 @@ int Engine::run() {
   http_->set_shutdown_grace(static_cast<uint64_t>(cfg_.service.grace_ms));
 
   for (auto &o : outputs_) {
-    o->flush_timer = new uv_timer_t;
-    uv_timer_init(&loop_, o->flush_timer);
-    o->flush_timer->data = o.get();
+    o->queue.init(&loop_);
     for (auto &in : inputs_)
       if (tag_matches(o->match, in->tag)) o->feeders.push_back(in.get());
   }
@@ -270,7 +268,7 @@ int Engine::run() {
   };
   for (auto &o : outputs_) {
     std::string err;
-    if (ok && !start_workers(o.get(), err)) {
+    if (ok && !o->queue.start_workers(err)) {
       log_msg(DM_LOG_ERROR, o->name.c_str(), "%s", err.c_str());
       ok = false;
     }
@@ -310,6 +308,17 @@ int Engine::run() {
   return exit_code_;
 }
 
+void Engine::complete(Completion c) {
+  std::lock_guard<std::mutex> lk(cq_mu_);
+  if (wake_closed_) {
+    // A late completion after shutdown: the records were never acknowledged, so their inputs
+    // re-send them after a restart. The process is exiting; the chunk is left to it.
+    return;
+  }
+  cq_.push_back(std::move(c));
+  uv_async_send(&wake_);
+}
+
 void Engine::defer(std::function<void()> fn) {
   if (finished_) return;  // nothing runs after the instances are gone
   deferred_.push_back(std::move(fn));
@@ -323,7 +332,7 @@ void Engine::drain() {
       std::lock_guard<std::mutex> lk(cq_mu_);
       done.swap(cq_);
     }
-    for (auto &c : done) on_completion(c);
+    for (auto &c : done) c.chunk->out->queue.on_completion(c);
     auto emitted = std::move(emitted_);
     emitted_.clear();
     for (auto &[f, b] : emitted) {
@@ -334,35 +343,27 @@ void Engine::drain() {
       run_chain(b, first, r);
     }
     // STORED before DONE: a ticket whose DONE is due is queued behind its STORED.
-    auto stored = std::move(stored_acks_);
-    stored_acks_.clear();
-    for (Ticket *t : stored) {
-      send_stored(t);
-      if (t->stored == Ticket::Stored::Sent && t->routed && t->outstanding == 0) acks_.push_back(t);
-    }
-    auto acks = std::move(acks_);
-    acks_.clear();
-    for (Ticket *t : acks) finish_ticket(t);
+    const bool acked = delivery_.send_acks();
     auto calls = std::move(deferred_);
     deferred_.clear();
     for (auto &fn : calls) fn();
-    if (done.empty() && emitted.empty() && calls.empty() && acks.empty() && stored.empty()) break;
+    if (done.empty() && emitted.empty() && calls.empty() && !acked) break;
   }
   check_idle();
-  if (finish_requested_ && deferred_.empty() && acks_.empty()) {
+  if (finish_requested_ && deferred_.empty() && !delivery_.acks_due()) {
     finish_shutdown();
     return;
   }
-  if (!deferred_.empty() || !emitted_.empty() || !acks_.empty() || !stored_acks_.empty() ||
+  if (!deferred_.empty() || !emitted_.empty() || delivery_.acks_due() || delivery_.stored_due() ||
       finish_requested_)
     uv_async_send(&wake_);
 }
 
 bool Engine::outputs_empty() const {
   for (auto &o : outputs_) {
-    if (o->queued_records > 0 || o->inflight > 0) return false;
+    if (!o->queue.empty()) return false;
     // A disk backlog waits for the next start when stopping; otherwise it is work left.
-    if (!stopping_ && !o->backlog.empty()) return false;
+    if (!stopping_ && !o->queue.backlog.blocks.empty()) return false;
   }
   return true;
 }
@@ -373,31 +374,28 @@ void Engine::input_finished(InputInstance *in) {
     for (auto &i : inputs_)
       if (!i->finished) return check_idle();
     // Nothing more will arrive: partial chunks need not wait for their flush interval.
-    for (auto &o : outputs_) {
-      seal(o.get());
-      dispatch(o.get());
-    }
+    for (auto &o : outputs_) o->queue.flush_all();
     check_idle();
   });
 }
 
 void Engine::check_idle() {
   if (finished_ || finish_requested_) return;
-  bool idle = outputs_empty() && emitted_.empty() && acks_.empty() && outstanding_tickets_ == 0;
+  bool idle =
+      outputs_empty() && emitted_.empty() && !delivery_.acks_due() && delivery_.open_tickets() == 0;
   if (stopping_ && storage_ && !idle) {
     // Tickets whose records wait in a disk backlog are safe there: stopping need not wait for
     // their delivery, only for their STORED acks and what is in memory.
-    idle = outputs_empty() && emitted_.empty() && acks_.empty() && stored_acks_.empty() &&
-           stored_pending_.empty();
+    idle =
+        outputs_empty() && emitted_.empty() && !delivery_.acks_due() && delivery_.stored_settled();
   }
   if (stopping_) {
     // Records filters emitted at their stop() were routed after shutdown() sealed the
     // outputs: they go out now, not after a flush_interval.
     if (emitted_.empty())
       for (auto &o : outputs_)
-        if (o->filling) {
-          seal(o.get());
-          dispatch(o.get());
+        if (o->queue.has_filling()) {
+          o->queue.flush_all();
           idle = false;
         }
     // Finishing destroys instances: never from deep inside a completion, always from drain().
@@ -412,7 +410,7 @@ void Engine::check_idle() {
       if (!in->finished) return;
     // Tickets that filters hold (dedup's collapsed repeats) wait for the records those filters
     // emit at their stop(): with nothing else in flight, stopping is what finishes them.
-    if (!idle && !(outputs_empty() && emitted_.empty() && acks_.empty())) return;
+    if (!idle && !(outputs_empty() && emitted_.empty() && !delivery_.acks_due())) return;
     log_msg(DM_LOG_INFO, nullptr, "every input finished and every record is done");
     shutdown();
   }
@@ -435,16 +433,13 @@ void Engine::shutdown() {
       PluginCall call(f->name.c_str(), "stop");
       f->desc.stop(f->state);
     }
-  for (auto &o : outputs_) {
-    seal(o.get());
-    dispatch(o.get());
-  }
+  for (auto &o : outputs_) o->queue.flush_all();
   uv_timer_start(
       &grace_timer_,
       [](uv_timer_t *t) {
         auto *e = static_cast<Engine *>(t->data);
         size_t left = 0;
-        for (auto &o : e->outputs_) left += o->queued_records;
+        for (auto &o : e->outputs_) left += o->queue.queued_records();
         log_msg(DM_LOG_WARN, nullptr,
                 "grace period over with %zu records undelivered: their inputs re-send them after "
                 "restart (journald re-reads, http clients retry)",
@@ -476,30 +471,11 @@ void Engine::finish_shutdown() {
     for (auto &f : filters_)
       if (f->started && f->desc.stop) stop(f.get());
   for (auto &o : outputs_) {
-    stop_workers(o.get());  // first: no flush may run while the plugin stops
+    o->queue.stop_workers();  // first: no flush may run while the plugin stops
     if (o->started && o->desc.stop) stop(o.get());
   }
   // Whatever never got delivered (start failure) is released, not acknowledged.
-  for (auto &o : outputs_) {
-    std::vector<Chunk *> left(o->ready.begin(), o->ready.end());
-    if (o->filling) left.push_back(o->filling);
-    for (uv_timer_t *t : o->retry_timers) {
-      left.push_back(static_cast<Chunk *>(t->data));
-      uv_close(reinterpret_cast<uv_handle_t *>(t),
-               [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
-    }
-    o->retry_timers.clear();
-    o->ready.clear();
-    o->filling = nullptr;
-    for (Chunk *c : left) {
-      for (Batch *b : c->sources) batch_unref(b);
-      delete c;
-    }
-    if (o->flush_timer)
-      uv_close(reinterpret_cast<uv_handle_t *>(o->flush_timer),
-               [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
-    o->flush_timer = nullptr;
-  }
+  for (auto &o : outputs_) o->queue.release_all();
   // Final fsync; segments every output finished are deleted, the rest wait for the next start.
   if (storage_retry_) {
     uv_close(reinterpret_cast<uv_handle_t *>(storage_retry_),

@@ -112,7 +112,7 @@ void Engine::serve_health(dm_http_request *req) {
   bool healthy = true;
   for (auto &o : outputs_) {
     std::string reason;
-    if (!o->last_error.empty()) reason = o->last_error;
+    if (!o->queue.last_error().empty()) reason = o->queue.last_error();
     char buf[512] = {0};
     if (reason.empty() && o->desc.health && o->created) {
       PluginCall call(o->name.c_str(), "health");
@@ -144,7 +144,7 @@ void Engine::serve_health(dm_http_request *req) {
     w.Key("healthy");
     w.Bool(h.reason.empty());
     w.Key("queued_records");
-    w.Uint64(h.output->queued_records);
+    w.Uint64(h.output->queue.queued_records());
     if (!h.reason.empty()) {
       w.Key("reason");
       w.String(h.reason.data(), static_cast<rapidjson::SizeType>(h.reason.size()));

@@ -70,6 +70,38 @@ TEST(Pipeline, RecordsGoOnlyToOutputsWhoseMatchFitsTheirTag) {
   EXPECT_EQ(read_lines(d / "none.txt").size(), 0u);
 }
 
+// Outputs may route by tag (a table, an index, a topic per tag): every flush is given the tag
+// of its records, so a chunk never mixes records of two inputs with different tags.
+TEST(Pipeline, EachFlushCarriesTheTagOfItsRecordsWhenTwoTagsShareAnOutput) {
+  TempDir d;
+  // Small batches from two inputs running flat out interleave in the one output's queue.
+  auto e = start(d, head("  exit_when_done: true\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, tag: alpha, rate: 0, count: 500, batch: 5, "
+                        "message: 'alpha {seq}'}\n"
+                        "    - {name: dummy, tag: beta, rate: 0, count: 500, batch: 5, "
+                        "message: 'beta {seq}'}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, match: '*', batch_size: 1000, flush_interval: 1h, "
+                        "path: " +
+                        d / "out.txt" + ", tags_path: " + d / "tags.txt" + "}\n");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  std::map<std::string, size_t> per_tag;
+  size_t wrong = 0;
+  for (auto &l : read_lines(d / "tags.txt")) {
+    const std::string tag = l.substr(0, l.find('\t'));
+    const std::string message = l.substr(l.find('\t') + 1);
+    per_tag[tag]++;
+    if (message.rfind(tag + " ", 0) != 0 && wrong++ < 5)
+      ADD_FAILURE() << "a record flushed with tag '" << tag << "': " << message;
+  }
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(per_tag["alpha"], 500u);
+  EXPECT_EQ(per_tag["beta"], 500u);
+  EXPECT_EQ(per_tag.size(), 2u);
+  EXPECT_EQ(read_lines(d / "out.txt").size(), 1000u);
+}
+
 TEST(Pipeline, FlushesWhenBatchSizeIsReachedAndTheRestOnShutdown) {
   TempDir d;
   const int port = free_port();

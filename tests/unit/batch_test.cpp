@@ -61,7 +61,7 @@ TEST(Arena, KeptBlocksAreBoundedPerThread) {
 }
 
 TEST(Batch, AddedRecordsStartZeroedWithUnknownPriority) {
-  Batch *b = batch_new(nullptr, 2);
+  Batch *b = batch_new(2);
   for (int i = 0; i < 100; i++) b->add();
   EXPECT_EQ(b->pub.count, 100u);
   EXPECT_EQ(b->pub.records[99].priority, -1);
@@ -70,7 +70,7 @@ TEST(Batch, AddedRecordsStartZeroedWithUnknownPriority) {
 }
 
 TEST(Batch, MetaSetAddsAndReplacesBeyondInitialCapacity) {
-  Batch *b = batch_new(nullptr, 1);
+  Batch *b = batch_new(1);
   dm_record *r = b->add();
   for (int i = 0; i < 20; i++) {
     std::string k = "k" + std::to_string(i), v = "v" + std::to_string(i);
@@ -84,7 +84,7 @@ TEST(Batch, MetaSetAddsAndReplacesBeyondInitialCapacity) {
 }
 
 TEST(RecordJson, UsesThePrototypeFieldNamesAndMicroseconds) {
-  Batch *b = batch_new(nullptr, 1);
+  Batch *b = batch_new(1);
   dm_record *r = b->add();
   r->timestamp_ns = 1764359740521872123LL;
   r->source = b->arena.copy("journald", 8);
@@ -105,7 +105,7 @@ TEST(RecordJson, UsesThePrototypeFieldNamesAndMicroseconds) {
 }
 
 TEST(RecordJson, InvalidUtf8BecomesReplacementCharacter) {
-  Batch *b = batch_new(nullptr, 1);
+  Batch *b = batch_new(1);
   dm_record *r = b->add();
   const char bin[] = {'o', 'k', '\xff', '\xc3', '\0', 'z'};
   r->message = b->arena.copy(bin, sizeof bin);
