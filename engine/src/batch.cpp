@@ -86,9 +86,8 @@ dm_record *Batch::add() {
   return &r;
 }
 
-Batch *batch_new(Instance *owner, uint32_t capacity_hint) {
+Batch *batch_new(uint32_t capacity_hint) {
   auto *b = new Batch();
-  b->owner = owner;
   b->pub.host_private = b;
   b->records.reserve(capacity_hint ? capacity_hint : 16);
   b->sync();

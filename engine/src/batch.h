@@ -60,14 +60,12 @@ class Arena {
 
 struct Ticket;
 struct StoredBlock;
-class Instance;
 
 // Engine-side batch. `pub.host_private` points back here.
 struct Batch {
   dm_batch pub{};
   Arena arena;
   std::vector<dm_record> records;
-  Instance *owner = nullptr;     // the instance that created it
   Ticket *ticket = nullptr;      // set on submit; null for filter-emitted records
   StoredBlock *block = nullptr;  // with storage: the block its records were written as
   // The pipeline plus every chunk holding records. Touched only by the batch's owner: the
@@ -84,7 +82,7 @@ struct Batch {
   static Batch *from(const dm_batch *b) { return static_cast<Batch *>(b->host_private); }
 };
 
-Batch *batch_new(Instance *owner, uint32_t capacity_hint);
+Batch *batch_new(uint32_t capacity_hint);
 void batch_unref(Batch *b);
 // type: dm_meta_type, not checked here (the host entry checks it).
 int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value, uint32_t type = DM_META_STRING);

@@ -1,5 +1,6 @@
 // Engine setup and lifecycle: loading and validating the pipeline, starting instances in
-// dependency order, the loop's wake-up drain, graceful shutdown, and /health and /metrics.
+// dependency order, the loop's wake-up drain and graceful shutdown. /health and /metrics are in
+// engine_status.cpp.
 #include "engine.h"
 
 #include <signal.h>
@@ -7,9 +8,6 @@
 
 #include <cstring>
 #include <ctime>
-
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include "engine_options.h"
 #include "log.h"
@@ -70,52 +68,6 @@ Engine::~Engine() {
   uv_loop_close(&loop_);
 }
 
-void Engine::register_metrics(Instance *i) {
-  std::string labels = "instance=\"" + prom_escape(i->name) + "\",plugin=\"" +
-                       prom_escape(i->desc.name) + "\",kind=\"" + kind_name(i->desc.kind) + "\"";
-  i->m_in =
-      metrics_.counter("devmesh_records_in_total", "Records received by the instance", labels);
-  i->m_out = metrics_.counter("devmesh_records_out_total",
-                              "Records passed on (filters) or delivered (outputs)", labels);
-  i->m_dropped =
-      metrics_.counter("devmesh_records_dropped_total", "Records dropped by a filter", labels);
-  if (i->desc.kind == DM_FILTER) {
-    const char *help = "Batches a filter failed on (they pass unchanged)";
-    i->m_filter_failed =
-        metrics_.counter("devmesh_filter_errors_total", help, labels + ",reason=\"failed\"");
-    i->m_bad_verdicts =
-        metrics_.counter("devmesh_filter_errors_total", help, labels + ",reason=\"bad_verdict\"");
-  }
-  if (auto *in = dynamic_cast<InputInstance *>(i)) {
-    in->m_rejected =
-        metrics_.counter("devmesh_input_rejected_total",
-                         "Records refused at submit (backpressure or shutdown)", labels);
-    in->m_unrouted = metrics_.counter("devmesh_records_unrouted_total",
-                                      "Records that matched no output", labels);
-    in->m_acked =
-        metrics_.counter("devmesh_input_acks_total", "Tickets acknowledged to the input", labels);
-    in->m_paused =
-        metrics_.gauge("devmesh_input_paused", "1 while backpressure pauses the input", labels);
-  }
-  if (auto *o = dynamic_cast<OutputInstance *>(i)) {
-    o->m_retried =
-        metrics_.counter("devmesh_records_retried_total", "Record deliveries retried", labels);
-    o->m_failed =
-        metrics_.counter("devmesh_records_failed_total",
-                         "Records that failed permanently and could not be dead-lettered", labels);
-    o->m_dead = metrics_.counter("devmesh_records_dead_lettered_total",
-                                 "Records written to the dead-letter file", labels);
-    o->m_bytes = metrics_.counter("devmesh_bytes_out_total", "Bytes of records delivered", labels);
-    o->m_qrecords =
-        metrics_.gauge("devmesh_queue_records", "Records queued for the output", labels);
-    o->m_qbytes = metrics_.gauge("devmesh_queue_bytes", "Bytes queued for the output", labels);
-    o->m_backlog = metrics_.gauge("devmesh_storage_backlog_records",
-                                  "Records waiting on disk for the output (storage)", labels);
-    o->m_latency = metrics_.histogram("devmesh_flush_duration_seconds", "Flush latency", labels,
-                                      {0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30});
-  }
-}
-
 bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool create_instances) {
   std::vector<std::string> dirs = cfg_.service.plugins_dir;
   if (dirs.empty()) {
@@ -172,18 +124,18 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
       };
       Instance *inst = nullptr;
       if (e.section == "inputs") {
-        auto in = std::make_unique<InputInstance>(this, lp, e, name);
+        auto in = std::make_unique<InputInstance>(this, lp, name);
         in->tag = get("tag") ? get("tag")->text : e.name;
         in->inbox.open(&loop_, in.get());
         inst = in.get();
         inputs_.push_back(std::move(in));
       } else if (e.section == "filters") {
-        auto f = std::make_unique<FilterInstance>(this, lp, e, name);
+        auto f = std::make_unique<FilterInstance>(this, lp, name);
         f->match = get("match")->text;
         inst = f.get();
         filters_.push_back(std::move(f));
       } else {
-        auto o = std::make_unique<OutputInstance>(this, lp, e, name);
+        auto o = std::make_unique<OutputInstance>(this, lp, name);
         o->match = get("match")->text;
         o->batch_size = static_cast<uint32_t>(get("batch_size")->integer);
         o->batch_bytes = static_cast<size_t>(get("batch_bytes")->integer);
@@ -250,38 +202,6 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
   return ok;
 }
 
-void Engine::build_info_json() {
-  rapidjson::StringBuffer sb;
-  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  w.StartObject();
-  w.Key("version");
-  w.String(DEVMESH_VERSION);
-  w.Key("abi");
-  w.String((std::to_string(DM_ABI_MAJOR) + "." + std::to_string(DM_ABI_MINOR)).c_str());
-  w.Key("instances");
-  w.StartArray();
-  auto add = [&](const Instance &i) {
-    w.StartObject();
-    w.Key("name");
-    w.String(i.name.c_str());
-    w.Key("plugin");
-    w.String(i.desc.name);
-    w.Key("kind");
-    w.String(kind_name(i.desc.kind));
-    w.Key("version");
-    w.String(i.desc.version ? i.desc.version : "");
-    w.Key("file");
-    w.String(i.plugin->file.c_str());
-    w.EndObject();
-  };
-  for (auto &i : inputs_) add(*i);
-  for (auto &i : filters_) add(*i);
-  for (auto &i : outputs_) add(*i);
-  w.EndArray();
-  w.EndObject();
-  info_json_.assign(sb.GetString(), sb.GetSize());
-}
-
 int Engine::run() {
   // The loop thread: its plugin calls are watched, and it gets an alternate signal stack.
   const uint64_t ms = 1000000ull;
@@ -314,9 +234,7 @@ int Engine::run() {
   http_->set_shutdown_grace(static_cast<uint64_t>(cfg_.service.grace_ms));
 
   for (auto &o : outputs_) {
-    o->flush_timer = new uv_timer_t;
-    uv_timer_init(&loop_, o->flush_timer);
-    o->flush_timer->data = o.get();
+    o->queue.init(&loop_);
     for (auto &in : inputs_)
       if (tag_matches(o->match, in->tag)) o->feeders.push_back(in.get());
   }
@@ -352,7 +270,7 @@ int Engine::run() {
   };
   for (auto &o : outputs_) {
     std::string err;
-    if (ok && !start_workers(o.get(), err)) {
+    if (ok && !o->queue.start_workers(err)) {
       log_msg(DM_LOG_ERROR, o->name.c_str(), "%s", err.c_str());
       ok = false;
     }
@@ -392,6 +310,17 @@ int Engine::run() {
   return exit_code_;
 }
 
+void Engine::complete(Completion c) {
+  std::lock_guard<std::mutex> lk(cq_mu_);
+  if (wake_closed_) {
+    // A late completion after shutdown: the records were never acknowledged, so their inputs
+    // re-send them after a restart. The process is exiting; the chunk is left to it.
+    return;
+  }
+  cq_.push_back(std::move(c));
+  uv_async_send(&wake_);
+}
+
 void Engine::defer(std::function<void()> fn) {
   if (finished_) return;  // nothing runs after the instances are gone
   deferred_.push_back(std::move(fn));
@@ -405,7 +334,7 @@ void Engine::drain() {
       std::lock_guard<std::mutex> lk(cq_mu_);
       done.swap(cq_);
     }
-    for (auto &c : done) on_completion(c);
+    for (auto &c : done) c.chunk->out->queue.on_completion(c);
     auto emitted = std::move(emitted_);
     emitted_.clear();
     for (auto &[f, b] : emitted) {
@@ -416,35 +345,27 @@ void Engine::drain() {
       run_chain(b, first, r);
     }
     // STORED before DONE: a ticket whose DONE is due is queued behind its STORED.
-    auto stored = std::move(stored_acks_);
-    stored_acks_.clear();
-    for (Ticket *t : stored) {
-      send_stored(t);
-      if (t->stored == Ticket::Stored::Sent && t->routed && t->outstanding == 0) acks_.push_back(t);
-    }
-    auto acks = std::move(acks_);
-    acks_.clear();
-    for (Ticket *t : acks) finish_ticket(t);
+    const bool acked = delivery_.send_acks();
     auto calls = std::move(deferred_);
     deferred_.clear();
     for (auto &fn : calls) fn();
-    if (done.empty() && emitted.empty() && calls.empty() && acks.empty() && stored.empty()) break;
+    if (done.empty() && emitted.empty() && calls.empty() && !acked) break;
   }
   check_idle();
-  if (finish_requested_ && deferred_.empty() && acks_.empty()) {
+  if (finish_requested_ && deferred_.empty() && !delivery_.acks_due()) {
     finish_shutdown();
     return;
   }
-  if (!deferred_.empty() || !emitted_.empty() || !acks_.empty() || !stored_acks_.empty() ||
+  if (!deferred_.empty() || !emitted_.empty() || delivery_.acks_due() || delivery_.stored_due() ||
       finish_requested_)
     uv_async_send(&wake_);
 }
 
 bool Engine::outputs_empty() const {
   for (auto &o : outputs_) {
-    if (o->queued_records > 0 || o->inflight > 0) return false;
+    if (!o->queue.empty()) return false;
     // A disk backlog waits for the next start when stopping; otherwise it is work left.
-    if (!stopping_ && !o->backlog.empty()) return false;
+    if (!stopping_ && !o->queue.backlog.blocks.empty()) return false;
   }
   return true;
 }
@@ -455,31 +376,28 @@ void Engine::input_finished(InputInstance *in) {
     for (auto &i : inputs_)
       if (!i->finished) return check_idle();
     // Nothing more will arrive: partial chunks need not wait for their flush interval.
-    for (auto &o : outputs_) {
-      seal(o.get());
-      dispatch(o.get());
-    }
+    for (auto &o : outputs_) o->queue.flush_all();
     check_idle();
   });
 }
 
 void Engine::check_idle() {
   if (finished_ || finish_requested_) return;
-  bool idle = outputs_empty() && emitted_.empty() && acks_.empty() && outstanding_tickets_ == 0;
+  bool idle =
+      outputs_empty() && emitted_.empty() && !delivery_.acks_due() && delivery_.open_tickets() == 0;
   if (stopping_ && storage_ && !idle) {
     // Tickets whose records wait in a disk backlog are safe there: stopping need not wait for
     // their delivery, only for their STORED acks and what is in memory.
-    idle = outputs_empty() && emitted_.empty() && acks_.empty() && stored_acks_.empty() &&
-           stored_pending_.empty();
+    idle =
+        outputs_empty() && emitted_.empty() && !delivery_.acks_due() && delivery_.stored_settled();
   }
   if (stopping_) {
     // Records filters emitted at their stop() were routed after shutdown() sealed the
     // outputs: they go out now, not after a flush_interval.
     if (emitted_.empty())
       for (auto &o : outputs_)
-        if (o->filling) {
-          seal(o.get());
-          dispatch(o.get());
+        if (o->queue.has_filling()) {
+          o->queue.flush_all();
           idle = false;
         }
     // Finishing destroys instances: never from deep inside a completion, always from drain().
@@ -494,7 +412,7 @@ void Engine::check_idle() {
       if (!in->finished) return;
     // Tickets that filters hold (dedup's collapsed repeats) wait for the records those filters
     // emit at their stop(): with nothing else in flight, stopping is what finishes them.
-    if (!idle && !(outputs_empty() && emitted_.empty() && acks_.empty())) return;
+    if (!idle && !(outputs_empty() && emitted_.empty() && !delivery_.acks_due())) return;
     log_msg(DM_LOG_INFO, nullptr, "every input finished and every record is done");
     shutdown();
   }
@@ -519,16 +437,13 @@ void Engine::shutdown() {
       PluginCall call(f->name.c_str(), "stop");
       f->desc.stop(f->state);
     }
-  for (auto &o : outputs_) {
-    seal(o.get());
-    dispatch(o.get());
-  }
+  for (auto &o : outputs_) o->queue.flush_all();
   uv_timer_start(
       &grace_timer_,
       [](uv_timer_t *t) {
         auto *e = static_cast<Engine *>(t->data);
         size_t left = 0;
-        for (auto &o : e->outputs_) left += o->queued_records;
+        for (auto &o : e->outputs_) left += o->queue.queued_records();
         log_msg(DM_LOG_WARN, nullptr,
                 "grace period over with %zu records undelivered: their inputs re-send them after "
                 "restart (journald re-reads, http clients retry)",
@@ -562,30 +477,11 @@ void Engine::finish_shutdown() {
     for (auto &f : filters_)
       if (f->started && f->desc.stop) stop(f.get());
   for (auto &o : outputs_) {
-    stop_workers(o.get());  // first: no flush may run while the plugin stops
+    o->queue.stop_workers();  // first: no flush may run while the plugin stops
     if (o->started && o->desc.stop) stop(o.get());
   }
   // Whatever never got delivered (start failure) is released, not acknowledged.
-  for (auto &o : outputs_) {
-    std::vector<Chunk *> left(o->ready.begin(), o->ready.end());
-    if (o->filling) left.push_back(o->filling);
-    for (uv_timer_t *t : o->retry_timers) {
-      left.push_back(static_cast<Chunk *>(t->data));
-      uv_close(reinterpret_cast<uv_handle_t *>(t),
-               [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
-    }
-    o->retry_timers.clear();
-    o->ready.clear();
-    o->filling = nullptr;
-    for (Chunk *c : left) {
-      for (Batch *b : c->sources) batch_unref(b);
-      delete c;
-    }
-    if (o->flush_timer)
-      uv_close(reinterpret_cast<uv_handle_t *>(o->flush_timer),
-               [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
-    o->flush_timer = nullptr;
-  }
+  for (auto &o : outputs_) o->queue.release_all();
   // Final fsync; segments every output finished are deleted, the rest wait for the next start.
   if (storage_retry_) {
     uv_close(reinterpret_cast<uv_handle_t *>(storage_retry_),
@@ -609,76 +505,6 @@ void Engine::finish_shutdown() {
   uv_close(reinterpret_cast<uv_handle_t *>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&grace_timer_), nullptr);
   log_msg(DM_LOG_INFO, nullptr, "stopped");
-}
-
-static size_t rss_bytes() {
-  long pages = 0, rss = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f) {
-    if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
-    fclose(f);
-  }
-  return static_cast<size_t>(rss) * sysconf(_SC_PAGESIZE);
-}
-
-void Engine::serve_health(dm_http_request *req) {
-  std::string body = "{\"status\":\"";
-  std::string items;
-  bool healthy = true;
-  for (auto &o : outputs_) {
-    std::string reason;
-    if (!o->last_error.empty()) reason = o->last_error;
-    char buf[512] = {0};
-    if (reason.empty() && o->desc.health && o->created) {
-      PluginCall call(o->name.c_str(), "health");
-      if (o->desc.health(o->state, buf, sizeof buf) != 0) reason = buf[0] ? buf : "unhealthy";
-    }
-    if (!reason.empty()) healthy = false;
-    if (!items.empty()) items += ",";
-    std::string esc;
-    for (char ch : reason) {
-      if (ch == '"' || ch == '\\') esc += '\\';
-      if (static_cast<unsigned char>(ch) < 0x20) continue;
-      esc += ch;
-    }
-    items += "{\"instance\":\"" + o->name +
-             "\",\"healthy\":" + (reason.empty() ? "true" : "false") +
-             ",\"queued_records\":" + std::to_string(o->queued_records) +
-             (reason.empty() ? "" : ",\"reason\":\"" + esc + "\"") + "}";
-  }
-  std::string storage;
-  if (storage_) {
-    // Full storage refuses input: the instance is not healthy until it drains.
-    if (storage_full_) healthy = false;
-    std::string reason = !storage_error_.empty() ? storage_error_
-                         : storage_over_max_     ? "max_size reached"
-                                                 : "";
-    for (char &ch : reason)
-      if (ch == '"' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20) ch = ' ';
-    storage = ",\"storage\":{\"full\":" + std::string(storage_full_ ? "true" : "false") +
-              (reason.empty() ? "" : ",\"reason\":\"" + reason + "\"") +
-              ",\"bytes\":" + std::to_string(storage_->total_bytes()) +
-              ",\"segments\":" + std::to_string(storage_->segment_count()) + "}";
-  }
-  // A plugin call over its bound. One on the loop is only seen here after it returned (this
-  // runs on the loop): the watchdog's log line is what shows it live.
-  std::string stalled = watchdog_ ? watchdog_->stalled_json() : "";
-  if (!stalled.empty()) {
-    healthy = false;
-    storage += ",\"stalled\":" + stalled;
-  }
-  body += healthy ? "ok" : "unhealthy";
-  body += "\",\"uptime_seconds\":" + std::to_string((monotonic_ns() - start_ns_) / 1000000000ull) +
-          ",\"outputs\":[" + items + "]" + storage + "}";
-  HttpServer::reply(req, healthy ? 200 : 503, "application/json", body.data(), body.size());
-}
-
-void Engine::serve_metrics(dm_http_request *req) {
-  m_rss_->set(static_cast<double>(rss_bytes()));
-  m_uptime_->set((monotonic_ns() - start_ns_) / 1e9);
-  m_framing_refused_->set(static_cast<double>(HttpServer::framing_refusals()));
-  std::string body = metrics_.render();
-  HttpServer::reply(req, 200, "text/plain; version=0.0.4", body.data(), body.size());
 }
 
 }  // namespace devmesh

@@ -1,6 +1,6 @@
-// The engine's side of storage: writing each routed batch as a block, STORED acks after the
-// fsync, outputs' disk backlogs and their loader, per-output block completion, replay at
-// start, and storage.max_size (pause or drop_oldest).
+// The engine's side of storage: writing each routed batch as a block, outputs' disk backlogs
+// and their loader, replay at start, and storage.max_size (pause or drop_oldest). The blocks'
+// and tickets' accounting (STORED after the fsync, .acks, segment deletion) is Delivery's.
 #include <cinttypes>
 #include <cstring>
 
@@ -28,6 +28,7 @@ bool Engine::open_storage() {
     storage_.reset();
     return false;
   }
+  delivery_.set_storage(storage_.get());
   m_storage_full_ = metrics_.gauge(
       "devmesh_storage_full",
       "1 while storage pauses the inputs (max_size reached, or a segment write failed)", "");
@@ -64,8 +65,8 @@ bool Engine::open_storage() {
       if (rb.acked->count(o->name_hash)) continue;
       blk->remaining[o->index] = blk->count;
       blk->outputs_left++;
-      o->backlog.push_back(blk);
-      o->backlog_records += blk->count;
+      o->queue.backlog.blocks.push_back(blk);
+      o->queue.backlog.records += blk->count;
     }
     if (blk->outputs_left == 0) {
       if (r->outputs.empty()) orphaned += blk->count;
@@ -77,8 +78,8 @@ bool Engine::open_storage() {
   if (orphaned)
     log_msg(DM_LOG_WARN, "storage",
             "%" PRIu64 " stored records match no configured output any more: discarded", orphaned);
-  for (auto &out : outputs_) out->m_backlog->set(static_cast<double>(out->backlog_records));
-  storage_->start(&loop_, [this](uint64_t id) { on_durable(id); });
+  for (auto &out : outputs_) out->m_backlog->set(static_cast<double>(out->queue.backlog.records));
+  storage_->start(&loop_, [this](uint64_t id) { delivery_.on_durable(id); });
   log_msg(DM_LOG_INFO, "storage", "storing in %s (sync %s, segments of %" PRIu64 " bytes%s)",
           o.path.c_str(), s.storage_sync.c_str(), storage_->effective_segment_size(),
           o.max_size ? ", bounded by max_size" : "");
@@ -97,80 +98,32 @@ void Engine::store_block(Batch *b, Route *route) {
     storage_write_failed(static_cast<uint32_t>(b->records.size()), encode_buf_.size());
     return;
   }
-  auto *blk = new StoredBlock();
-  blk->id = id;
-  blk->seg = seg;
-  blk->seg_id = seg->id;
-  blk->offset = offset;
-  blk->length = static_cast<uint32_t>(encode_buf_.size());
-  blk->count = static_cast<uint32_t>(b->records.size());
-  blk->ticket = b->ticket;
-  blk->remaining.assign(outputs_.size(), 0);
-  for (OutputInstance *o : route->outputs) blk->remaining[o->index] = blk->count;
-  blk->outputs_left = static_cast<uint32_t>(route->outputs.size());
-  b->block = blk;
-  if (Ticket *t = b->ticket) {
-    t->block_id = id;
-    t->stored = Ticket::Stored::AwaitingFsync;
-    stored_pending_.push_back(t);
-  }
-  if (storage_->options().sync == SyncPolicy::Never) on_durable(id);
+  b->block = delivery_.stored(b, id, seg, offset, static_cast<uint32_t>(encode_buf_.size()),
+                              route->outputs, outputs_.size());
+  if (storage_->options().sync == SyncPolicy::Never) delivery_.on_durable(id);
   check_storage_full();
 }
 
-void Engine::on_durable(uint64_t block_id) {
-  if (finished_) return;
-  bool any = false;
-  while (!stored_pending_.empty() && stored_pending_.front()->block_id <= block_id) {
-    Ticket *t = stored_pending_.front();
-    stored_pending_.pop_front();
-    t->stored = Ticket::Stored::Queued;
-    stored_acks_.push_back(t);
-    any = true;
-  }
-  if (any) uv_async_send(&wake_);  // sent from drain(), never inside a submit
-}
-
-void Engine::send_stored(Ticket *t) {
-  // Held records are durable once their stand-in is: STORED waits for it.
-  if (t->unstored_holds > 0) {
-    t->stored = Ticket::Stored::WaitingHolds;
-    return;
-  }
-  t->stored = Ticket::Stored::Sent;
-  InputInstance *in = t->input;
-  if (!in) {  // a filter's emitted batch: its holds' stand-in is durable
-    for (dm_hold *h : t->holds) hold_stored(h);
-    return;
-  }
-  if (!(in->desc.flags & DM_ACK_STAGES) || !in->desc.on_ack || !in->created) return;
-  dm_ack a = t->ack;
-  a.ticket = t->seq;
-  a.stage = DM_ACK_STORED;
-  a.failed_reason = a.failed ? t->failed_reason.c_str() : nullptr;
-  PluginCall call(in->name.c_str(), "on_ack", in->tag.c_str());
-  in->desc.on_ack(in->state, &a);
-}
-
 void Engine::schedule_pump(OutputInstance *o) {
-  if (o->pump_scheduled) return;
-  o->pump_scheduled = true;
+  if (o->queue.backlog.pump_scheduled) return;
+  o->queue.backlog.pump_scheduled = true;
   defer([this, o] {
-    o->pump_scheduled = false;
+    o->queue.backlog.pump_scheduled = false;
     pump(o);
   });
 }
 
 // Loads blocks of the output's disk backlog into its queue until the queue is full again.
 void Engine::pump(OutputInstance *o) {
-  if (stopping_ || !o->started || o->backlog.empty()) return;
+  DiskBacklog &bl = o->queue.backlog;
+  if (stopping_ || !o->started || bl.blocks.empty()) return;
   int loaded = 0;
-  while (!o->backlog.empty() && o->queued_bytes < o->queue_limit && loaded < 64) {
-    StoredBlock *blk = o->backlog.front();
-    o->backlog.pop_front();
+  while (!bl.blocks.empty() && o->queue.queued_bytes() < o->queue_limit && loaded < 64) {
+    StoredBlock *blk = bl.blocks.front();
+    bl.blocks.pop_front();
     const uint32_t n = blk->remaining[o->index];
-    o->backlog_records -= n;
-    Batch *b = batch_new(nullptr, blk->count);
+    bl.records -= n;
+    Batch *b = batch_new(blk->count);
     bool ok = storage_->read_block(blk->seg, blk->offset, blk->length, read_buf_) &&
               decode_block(read_buf_.data(), read_buf_.size(), b) &&
               b->records.size() == blk->count;
@@ -180,32 +133,24 @@ void Engine::pump(OutputInstance *o) {
               blk->seg->path.c_str(), n);
       m_storage_lost_->add(n);
       o->m_failed->add(n);
-      Ticket *t = blk->ticket;
-      block_progress(blk, o, n);
-      if (t) ticket_failed(t, n, "a stored block cannot be read back");
+      delivery_.finished(o, {TicketRun{nullptr, n, blk}}, Outcome::Failed,
+                         "a stored block cannot be read back");
       batch_unref(b);
       continue;
     }
+    // The block carries its tag: the output is told it like for records that came from memory.
     b->block = blk;
-    append_to_output(o, b, 0, n);
+    o->queue.append(b, 0, n);
     batch_unref(b);
     loaded++;
   }
-  o->m_backlog->set(static_cast<double>(o->backlog_records));
+  o->m_backlog->set(static_cast<double>(bl.records));
   // Bounded work per callback: the loop serves inputs and HTTP between rounds.
-  if (!o->backlog.empty() && o->queued_bytes < o->queue_limit) schedule_pump(o);
+  if (!bl.blocks.empty() && o->queue.queued_bytes() < o->queue_limit) schedule_pump(o);
   check_idle();
 }
 
-void Engine::block_progress(StoredBlock *blk, OutputInstance *o, uint32_t n) {
-  uint32_t &rem = blk->remaining[o->index];
-  if (rem == 0) return;
-  rem -= std::min(rem, n);
-  if (rem != 0) return;
-  storage_->ack(blk->seg, blk->id, o->name_hash);
-  if (--blk->outputs_left != 0) return;
-  storage_->block_done(blk->seg);
-  delete blk;
+void Engine::storage_freed() {
   if (storage_full_) check_storage_full();  // pause mode: resume once below the mark
 }
 
@@ -289,18 +234,19 @@ bool Engine::drop_oldest_segment() {
   uint64_t dropped = 0;
   for (auto &o : outputs_) {
     uint64_t n_out = 0;
-    while (!o->backlog.empty() && o->backlog.front()->seg_id == seg_id) {
-      StoredBlock *blk = o->backlog.front();
-      o->backlog.pop_front();
+    DiskBacklog &bl = o->queue.backlog;
+    while (!bl.blocks.empty() && bl.blocks.front()->seg_id == seg_id) {
+      StoredBlock *blk = bl.blocks.front();
+      bl.blocks.pop_front();
       const uint32_t n = blk->remaining[o->index];
-      o->backlog_records -= n;
+      bl.records -= n;
       n_out += n;
-      Ticket *t = blk->ticket;
-      block_progress(blk, o.get(), n);  // may delete the segment once nothing names it
       // Lost by policy, but lost: an input answering for delivery must not call them done.
-      if (t) ticket_failed(t, n, "dropped from full storage (when_full: drop_oldest)");
+      // Finishing the block may delete the segment once nothing names it.
+      delivery_.finished(o.get(), {TicketRun{nullptr, n, blk}}, Outcome::Failed,
+                         "dropped from full storage (when_full: drop_oldest)");
     }
-    o->m_backlog->set(static_cast<double>(o->backlog_records));
+    o->m_backlog->set(static_cast<double>(bl.records));
     dropped += n_out;
   }
   m_storage_dropped_->add(static_cast<double>(dropped));

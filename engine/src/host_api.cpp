@@ -142,8 +142,8 @@ int config_bind(const dm_config *cfg, void *dst) {
   return DM_ERR_INVALID;
 }
 
-dm_batch *batch_new_api(dm_instance *inst, uint32_t hint) {
-  return &batch_new(Instance::from(inst), hint)->pub;
+dm_batch *batch_new_api(dm_instance *, uint32_t hint) {
+  return &batch_new(hint)->pub;
 }
 dm_record *batch_add(dm_batch *b) {
   return Batch::from(b)->add();

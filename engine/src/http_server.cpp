@@ -1,15 +1,11 @@
 // The engine's HTTP server: libh2o (HTTP/1.1) on the engine's libuv loop, one listener per listen
-// address, and our own router in front of the handlers.
-#include "http_server.h"
-
-#ifndef H2O_USE_LIBUV
-#define H2O_USE_LIBUV 1
-#endif
-#include <h2o.h>
+// address, our own router in front of the handlers, plain replies and the request accessors.
+// Streamed responses are in http_stream.cpp.
+#include "http_server_impl.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -18,12 +14,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <exception>
-#include <map>
 #include <string_view>
 #include <unordered_set>
 #include <utility>
@@ -105,39 +98,8 @@ extern "C" int phr_parse_request(const char *buf, size_t len, const char **metho
 }
 
 namespace devmesh {
-
+namespace http_internal {
 namespace {
-
-constexpr size_t kDefaultMaxBody = size_t{64} << 20;
-constexpr int kBacklog = 511;
-// h2o 2.2 times the whole request read (headers and body) and the keep-alive idle period with one
-// timer; its 10 s default cuts off large bodies from slow senders.
-constexpr uint64_t kRequestReadTimeoutMs = 30000;
-// After stop(), connections still writing a response get this long before their sockets are shut
-// down both ways, so a client that never reads cannot keep the loop alive.
-constexpr uint64_t kDefaultShutdownGraceMs = 5000;
-// A stream's max_buffered when the plugin passes 0.
-constexpr size_t kDefaultStreamBuffer = size_t{1} << 20;
-// A stream's send buffers keep their capacity up to this much between writes; a burst above it is
-// given back once written, so that many idle streams do not each hold their largest burst.
-constexpr size_t kStreamKeepCapacity = size_t{64} << 10;
-
-struct MethodHandler {
-  std::string method;
-  HttpHandler handler;
-};
-
-// One registered path: exact, or a prefix (registered with a trailing '*').
-struct Route {
-  std::string match;  // the path, or the prefix without its '*'
-  bool prefix = false;
-  std::vector<MethodHandler> methods;
-};
-
-struct ListenAddress {
-  std::string key;  // canonical "ip:port" / "[ip6]:port"; equal keys share one listener
-  sockaddr_storage addr{};
-};
 
 bool parse_port(const std::string &s, uint16_t &port) {
   if (s.empty() || s.size() > 5) return false;
@@ -150,6 +112,12 @@ bool parse_port(const std::string &s, uint16_t &port) {
   port = uint16_t(value);
   return true;
 }
+
+bool is_token_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&'*+-.^_`|~", c);
+}
+
+}  // namespace
 
 // Accepts "ip:port", "[ip6]:port", ":port" and "port"; an empty host (or "localhost") means
 // 127.0.0.1, because the engine binds loopback unless told otherwise.
@@ -207,10 +175,6 @@ bool parse_listen(const std::string &spec, ListenAddress &out, std::string &erro
     out.key = std::string(canonical) + ":" + std::to_string(port);
   }
   return true;
-}
-
-bool is_token_char(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&'*+-.^_`|~", c);
 }
 
 const char *reason_phrase(int status) {
@@ -272,12 +236,10 @@ const char *reason_phrase(int status) {
   return "Server Error";
 }
 
-// A header name or value from a plugin must not smuggle a line break into the response.
 bool has_line_break(const char *s) {
   return std::strpbrk(s, "\r\n") != nullptr;
 }
 
-// Fills in and sends a complete response on an h2o request; the body is copied into its pool.
 void send_response(h2o_req_t *req, int status, const char *content_type, const char *body,
                    size_t len) {
   if (status < 100 || status > 999) status = 500;
@@ -301,70 +263,9 @@ void send_json_error(h2o_req_t *req, int status, const char *message) {
   send_response(req, status, "application/json", body.data(), body.size());
 }
 
-}  // namespace
+}  // namespace http_internal
 
-// Lives in the request's pool; h2o calls on_pool_dispose when it frees the request, so a reply()
-// after that knows not to touch it. (h2o 2.2's HTTP/1 stops reading while a handler runs, so a
-// client that left is only noticed when the reply is written; the slot covers any path that
-// frees the request first.)
-struct DisposeSlot {
-  HttpRequest *owner;
-};
-
-// A streamed response. h2o allows one h2o_send in flight per request: `inflight` is what h2o is
-// writing (it must stay put until proceed), `queued` collects stream_write()s meanwhile.
-// Two lifetimes meet here: h2o's (until the request's pool is disposed: response done or
-// connection closed) and the plugin's (until on_close has returned). The HttpRequest is freed
-// when both are over, so neither a late proceed from h2o nor a late call from the plugin can
-// touch freed memory.
-struct StreamState;
-struct StreamGenerator {
-  h2o_generator_t super;  // first: h2o calls back with a pointer to it
-  StreamState *state;
-};
-
-struct StreamState {
-  StreamGenerator gen{};
-  HttpRequest *owner = nullptr;
-  void (*on_close)(void *arg) = nullptr;
-  void *arg = nullptr;
-  size_t max_buffered = 0;
-  bool chunked = false;      // HTTP/1.1: we frame the chunks ourselves (see stream_start)
-  char chunk_head[24] = {};  // the in-flight chunk's size line
-  std::string inflight, queued;
-  bool sending = false;          // an h2o_send is in flight: wait for proceed
-  bool ending = false;           // stream_end (or stop): finish once the queue is out
-  bool final_sent = false;       // the final (or error) h2o_send is done: h2o calls back no more
-  bool client_gone = false;      // the client left or the connection failed
-  bool close_scheduled = false;  // queued for on_close
-  bool notified = false;         // on_close called: the plugin's handle is dead
-  uv_poll_t *watch = nullptr;    // watches a dup of the socket for the client leaving
-  int watch_fd = -1;
-};
-
-class HttpRequest {
- public:
-  // h2o freed a streamed request (response complete, or connection closed); defined after Impl.
-  void stream_disposed();
-
-  // Detaches from h2o: the server stops tracking it and the pool disposer forgets it.
-  void detach() {
-    if (slot_ != nullptr) slot_->owner = nullptr;
-    slot_ = nullptr;
-    if (pending_ != nullptr) pending_->erase(this);
-    pending_ = nullptr;
-    req_ = nullptr;
-  }
-
-  h2o_req_t *req_ = nullptr;  // null once detached: replied, answered by stop(), or disposed
-  std::unordered_set<HttpRequest *> *pending_ = nullptr;  // the server's set while attached
-  DisposeSlot *slot_ = nullptr;
-  bool in_handler_ = false;       // the handler is still running: reply() must not free yet
-  bool replied_ = false;          // reply() or stream_start() was called
-  char content_length_[24] = {};  // h2o keeps Content-Length out of the header list
-  HttpServer::Impl *server_ = nullptr;
-  std::unique_ptr<StreamState> stream_;  // set by stream_start()
-};
+using namespace http_internal;
 
 namespace {
 
@@ -379,100 +280,7 @@ void on_pool_dispose(void *p) {
   }
 }
 
-HttpRequest *from_abi(dm_http_request *req) {
-  return reinterpret_cast<HttpRequest *>(req);
-}
-dm_http_request *to_abi(HttpRequest *req) {
-  return reinterpret_cast<dm_http_request *>(req);
-}
-
-dm_str view(h2o_iovec_t v) {
-  return dm_str{v.base, v.len};
-}
-
 }  // namespace
-
-struct HttpServer::Impl {
-  struct Listener;
-
-  // The catch-all h2o handler of one listener's hostconf.
-  struct RouterHandler {
-    h2o_handler_t super;  // first: h2o hands us a pointer to it
-    Listener *listener;
-  };
-
-  struct Listener {
-    Impl *impl = nullptr;
-    ListenAddress address;
-    std::vector<Route> routes;
-    std::vector<const Route *> prefixes;  // longest first, filled by start()
-    uv_tcp_t *tcp = nullptr;              // owned; freed in on_listener_closed
-    int port = 0;
-    h2o_hostconf_t *hosts[2] = {nullptr, nullptr};
-    h2o_accept_ctx_t accept_ctx{};
-  };
-
-  // One accepted connection. h2o owns the socket wrapper; we own the uv_tcp_t, which h2o closes
-  // and then hands back through on_conn_closed.
-  struct Conn {
-    uv_tcp_t tcp;  // first: the close callback gets a pointer to it
-    Impl *impl;
-  };
-
-  explicit Impl(uv_loop_t *l) : loop(l) {
-    h2o_config_init(&config);
-    config.server_name = h2o_iovec_init(H2O_STRLIT("devmesh"));
-    config.max_request_entity_size = kDefaultMaxBody;
-    config.http1.req_timeout = kRequestReadTimeoutMs;
-    // HTTP/1.1 only: with h2c an HTTP/2 stream reset frees a request under a pending handler,
-    // and no client of ours needs cleartext HTTP/2.
-    config.http1.upgrade_to_http2 = 0;
-  }
-
-  bool add_route(const std::string &listen, const std::string &method, const std::string &path,
-                 HttpHandler handler, std::string &error);
-  bool start(std::string &error);
-  bool open_listener(Listener &l, std::string &error);
-  void stop();
-  void handle_closed();
-  bool closed() const { return stopping && open_handles == 0; }
-
-  static void on_connection(uv_stream_t *server, int status);
-  static void on_conn_closed(uv_handle_t *h);
-  static void on_listener_closed(uv_handle_t *h);
-  static void on_grace_timer(uv_timer_t *t);
-  static int on_req(h2o_handler_t *self, h2o_req_t *req);
-
-  // Streams.
-  static void on_stream_proceed(h2o_generator_t *gen, h2o_req_t *req);
-  static void on_stream_stop(h2o_generator_t *gen, h2o_req_t *req);
-  static void on_watch(uv_poll_t *p, int status, int events);
-  static void maybe_free(HttpRequest *hr);
-  void kick(HttpRequest *hr);
-  void start_watch(HttpRequest *hr);
-  void close_watch(HttpRequest *hr);
-  void client_left(HttpRequest *hr);
-  void schedule_close(HttpRequest *hr);
-  void drain_close_queue();
-  void deliver_close(HttpRequest *hr);
-
-  uv_loop_t *loop;
-  h2o_globalconf_t config;
-  h2o_context_t ctx;
-  bool ctx_ready = false;
-  bool started = false;
-  bool stopping = false;
-  std::map<std::string, std::unique_ptr<Listener>> listeners;  // by canonical address
-  std::unordered_set<Conn *> conns;
-  std::unordered_set<HttpRequest *> pending;  // handed to handlers, not yet replied
-  std::unordered_set<HttpRequest *> streams;  // streamed responses whose on_close is still due
-  std::deque<HttpRequest *> close_queue;      // on_close calls waiting for the notify timer
-  uv_timer_t *notify = nullptr;               // owned; delivers on_close outside any stream call
-  uint64_t grace_ms = kDefaultShutdownGraceMs;
-  uv_timer_t *grace = nullptr;             // owned; freed in its close callback
-  size_t open_handles = 0;                 // our uv handles not yet through their close cb
-  std::vector<uv_handle_t *> h2o_handles;  // created by h2o_context_init; h2o closes them
-};
 
 bool HttpServer::Impl::add_route(const std::string &listen, const std::string &method,
                                  const std::string &path, HttpHandler handler, std::string &error) {
@@ -808,8 +616,8 @@ int HttpServer::Impl::on_req(h2o_handler_t *self, h2o_req_t *req) {
   try {
     (*handler)(to_abi(r));
   } catch (const std::exception &e) {
-    std::fprintf(stderr, "devmesh: HTTP handler for %.*s %.*s threw: %s\n", int(method.size()),
-                 method.data(), int(path.size()), path.data(), e.what());
+    log_msg(DM_LOG_ERROR, "http", "handler for %.*s %.*s threw: %s", int(method.size()),
+            method.data(), int(path.size()), path.data(), e.what());
     failure = "internal error";
   } catch (...) {
     failure = "internal error";
@@ -827,200 +635,6 @@ int HttpServer::Impl::on_req(h2o_handler_t *self, h2o_req_t *req) {
   return 0;
 }
 
-// ---- streams ----------------------------------------------------------------------------------
-
-void HttpServer::Impl::maybe_free(HttpRequest *hr) {
-  if (hr->in_handler_) return;  // on_req frees it once the handler has returned
-  if (hr->stream_ && !(hr->stream_->notified && hr->req_ == nullptr)) return;
-  delete hr;
-}
-
-// Hands h2o the next piece: the queue (one h2o_send in flight at most), the end, or an abort.
-// h2o may complete the response and dispose the request inside h2o_send, so nothing here touches
-// hr after it (hr is never freed there, though: that needs on_close delivered, which is deferred).
-void HttpServer::Impl::kick(HttpRequest *hr) {
-  StreamState &s = *hr->stream_;
-  if (hr->req_ == nullptr || s.sending || s.final_sent) return;
-  h2o_send_state_t state;
-  if (s.client_gone) {
-    // Nothing more is sent, not even the last chunk: h2o closes the connection, and a client
-    // still there sees a body cut short rather than a clean end.
-    state = H2O_SEND_STATE_ERROR;
-    s.queued.clear();
-  } else if (s.ending) {
-    state = H2O_SEND_STATE_FINAL;
-  } else if (!s.queued.empty()) {
-    state = H2O_SEND_STATE_IN_PROGRESS;
-  } else {
-    return;  // never an empty in-progress send: h2o's HTTP/1 would take it for the end
-  }
-  s.inflight.swap(s.queued);
-  s.queued.clear();
-  if (state == H2O_SEND_STATE_IN_PROGRESS) {
-    s.sending = true;
-  } else {
-    s.final_sent = true;
-  }
-  // h2o copies this array; the bytes it points to must last until proceed (or the dispose).
-  h2o_iovec_t bufs[3];
-  size_t n = 0;
-  if (state != H2O_SEND_STATE_ERROR) {  // an abort sends nothing: h2o closes the connection
-    if (!s.inflight.empty()) {
-      if (s.chunked) {
-        int len = std::snprintf(s.chunk_head, sizeof(s.chunk_head), "%zx\r\n", s.inflight.size());
-        bufs[n++] = h2o_iovec_init(s.chunk_head, size_t(len));
-      }
-      bufs[n++] = h2o_iovec_init(s.inflight.data(), s.inflight.size());
-      if (s.chunked) {
-        bufs[n++] = state == H2O_SEND_STATE_FINAL ? h2o_iovec_init(H2O_STRLIT("\r\n0\r\n\r\n"))
-                                                  : h2o_iovec_init(H2O_STRLIT("\r\n"));
-      }
-    } else if (s.chunked) {
-      bufs[n++] = h2o_iovec_init(H2O_STRLIT("0\r\n\r\n"));
-    }
-  }
-  h2o_send(hr->req_, bufs, n, state);
-}
-
-void HttpServer::Impl::on_stream_proceed(h2o_generator_t *gen, h2o_req_t *) {
-  StreamState *s = reinterpret_cast<StreamGenerator *>(gen)->state;
-  s->sending = false;
-  if (s->inflight.capacity() > kStreamKeepCapacity) {
-    std::string().swap(s->inflight);
-  } else {
-    s->inflight.clear();
-  }
-  HttpRequest *hr = s->owner;
-  hr->server_->kick(hr);
-}
-
-void HttpServer::Impl::on_stream_stop(h2o_generator_t *gen, h2o_req_t *) {
-  // The connection is closing under the response (write error, client reset); the request's pool
-  // is disposed right after, which does the rest.
-  StreamState *s = reinterpret_cast<StreamGenerator *>(gen)->state;
-  s->client_gone = true;
-  s->sending = false;
-  s->final_sent = true;
-}
-
-// h2o 2.2's HTTP/1 does not read from a connection while its response is being produced, so a
-// client that leaves an idle stream would only be noticed at the next write. A poll on a dup of
-// the socket sees the hang-up without touching h2o's input buffer (the request's headers live in
-// it). Best effort: without it, the next failed write still ends the stream.
-void HttpServer::Impl::start_watch(HttpRequest *hr) {
-  h2o_conn_t *conn = hr->req_->conn;
-  h2o_socket_t *sock =
-      conn->callbacks->get_socket != nullptr ? conn->callbacks->get_socket(conn) : nullptr;
-  int fd = sock != nullptr ? h2o_socket_get_fd(sock) : -1;
-  if (fd < 0) return;
-  int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) return;
-  auto *p = new uv_poll_t;
-  if (uv_poll_init(loop, p, dup_fd) != 0) {
-    delete p;
-    close(dup_fd);
-    return;
-  }
-  p->data = hr;
-  ++open_handles;
-  hr->stream_->watch = p;
-  hr->stream_->watch_fd = dup_fd;
-  if (uv_poll_start(p, UV_READABLE | UV_DISCONNECT, on_watch) != 0) close_watch(hr);
-}
-
-void HttpServer::Impl::close_watch(HttpRequest *hr) {
-  StreamState &s = *hr->stream_;
-  if (s.watch == nullptr) return;
-  // uv_close stops the poll (and drops it from epoll) at once, so the dup can be closed now. It
-  // must be: the socket is only really closed once every descriptor of it is.
-  s.watch->data = this;  // for the close callback; on_watch is not called after uv_close
-  uv_close(reinterpret_cast<uv_handle_t *>(s.watch), [](uv_handle_t *h) {
-    auto *impl = static_cast<Impl *>(h->data);
-    delete reinterpret_cast<uv_poll_t *>(h);
-    impl->handle_closed();
-  });
-  close(s.watch_fd);
-  s.watch = nullptr;
-  s.watch_fd = -1;
-}
-
-void HttpServer::Impl::on_watch(uv_poll_t *p, int status, int events) {
-  auto *hr = static_cast<HttpRequest *>(p->data);
-  Impl *impl = hr->server_;
-  StreamState &s = *hr->stream_;
-  bool gone = status < 0 || (events & UV_DISCONNECT) != 0;
-  if (!gone) {
-    char c;
-    ssize_t n = recv(s.watch_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0) {
-      // A pipelined request is waiting (h2o reads it once this response is done). The poll would
-      // fire for it forever; from here on a failed write is what notices a client leaving.
-      impl->close_watch(hr);
-      return;
-    }
-    gone = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-  }
-  if (gone) impl->client_left(hr);
-}
-
-void HttpServer::Impl::client_left(HttpRequest *hr) {
-  StreamState &s = *hr->stream_;
-  close_watch(hr);
-  s.client_gone = true;
-  schedule_close(hr);
-  kick(hr);  // with nothing in flight, aborts the response now (else at the next proceed)
-}
-
-void HttpServer::Impl::schedule_close(HttpRequest *hr) {
-  StreamState &s = *hr->stream_;
-  if (s.close_scheduled || s.notified) return;
-  s.close_scheduled = true;
-  close_queue.push_back(hr);
-  if (notify != nullptr)
-    uv_timer_start(
-        notify, [](uv_timer_t *t) { static_cast<Impl *>(t->data)->drain_close_queue(); }, 0, 0);
-}
-
-// One at a time from the front: an on_close may end other streams or stop the server, which
-// queue or drain more.
-void HttpServer::Impl::drain_close_queue() {
-  while (!close_queue.empty()) {
-    HttpRequest *hr = close_queue.front();
-    close_queue.pop_front();
-    deliver_close(hr);
-  }
-}
-
-void HttpServer::Impl::deliver_close(HttpRequest *hr) {
-  StreamState &s = *hr->stream_;
-  if (s.notified) return;
-  s.notified = true;  // from here every stream call on hr is refused
-  streams.erase(hr);
-  close_watch(hr);
-  void (*cb)(void *) = s.on_close;
-  s.on_close = nullptr;
-  if (cb != nullptr) cb(s.arg);
-  maybe_free(hr);
-}
-
-void HttpRequest::stream_disposed() {
-  HttpServer::Impl *impl = server_;
-  StreamState &s = *stream_;
-  impl->close_watch(this);
-  if (slot_ != nullptr) slot_->owner = nullptr;
-  slot_ = nullptr;
-  req_ = nullptr;
-  s.sending = false;
-  s.final_sent = true;
-  // h2o has let go of the buffers; the plugin hears of it from the notify timer, never from
-  // inside one of its own stream calls (h2o can finish a response within h2o_send).
-  if (!s.notified) {
-    impl->schedule_close(this);
-  } else {
-    HttpServer::Impl::maybe_free(this);
-  }
-}
-
 // ---- HttpServer -------------------------------------------------------------------------------
 
 HttpServer::HttpServer(uv_loop_t *loop) : impl_(std::make_unique<Impl>(loop)) {}
@@ -1031,8 +645,8 @@ HttpServer::~HttpServer() {
     // Connections or listeners still reference the h2o context: disposing it now would be a
     // use-after-free once the loop runs their close callbacks. Leak instead; the engine should
     // run the loop until closed() before destroying the server.
-    std::fprintf(stderr, "devmesh: HTTP server destroyed with %zu open handles; leaking it\n",
-                 impl_->open_handles);
+    log_msg(DM_LOG_ERROR, "http", "server destroyed with %zu open handles; leaking it",
+            impl_->open_handles);
     (void)impl_.release();
     return;
   }
@@ -1043,9 +657,9 @@ HttpServer::~HttpServer() {
                                      [](uv_handle_t *h) { return uv_is_closing(h) != 0; });
     if (foreign_close) {
       // The handles live inside the context, and libuv may still hold them: keep it all.
-      std::fprintf(stderr,
-                   "devmesh: h2o's loop handles were closed before the HTTP server was destroyed; "
-                   "leaking its context\n");
+      log_msg(DM_LOG_ERROR, "http",
+              "h2o's loop handles were closed before the HTTP server was destroyed; leaking its "
+              "context");
       (void)impl_.release();
       return;
     }
@@ -1158,109 +772,6 @@ void HttpServer::reply(dm_http_request *req, int status, const char *content_typ
   }
   hr->replied_ = true;
   if (!hr->in_handler_) delete hr;
-}
-
-int HttpServer::stream_start(dm_http_request *req, int status, const char *content_type,
-                             size_t max_buffered, void (*on_close)(void *arg), void *arg) {
-  HttpRequest *hr = from_abi(req);
-  if (hr->stream_) return DM_ERR_INVALID;  // already streaming: change nothing
-  if (hr->replied_) return DM_ERR;
-  // From here the call completes the request one way or another, like reply().
-  bool valid = on_close != nullptr && status >= 200 && status <= 999 && status != 204 &&
-               status != 304 && (content_type == nullptr || !has_line_break(content_type));
-  if (!valid || hr->req_ == nullptr) {
-    if (hr->req_ != nullptr) {
-      h2o_req_t *r = hr->req_;
-      hr->detach();
-      send_json_error(r, 500, "bad streamed response");
-    }
-    hr->replied_ = true;
-    if (!hr->in_handler_) delete hr;
-    return valid ? DM_ERR : DM_ERR_INVALID;
-  }
-  Impl *impl = hr->server_;
-  h2o_req_t *r = hr->req_;
-  hr->replied_ = true;
-  // No longer waiting for a reply: stop() ends it as a stream instead of answering 503.
-  if (hr->pending_ != nullptr) hr->pending_->erase(hr);
-  hr->pending_ = nullptr;
-  hr->stream_ = std::make_unique<StreamState>();
-  StreamState &s = *hr->stream_;
-  s.gen.super.proceed = Impl::on_stream_proceed;
-  s.gen.super.stop = Impl::on_stream_stop;
-  s.gen.state = &s;
-  s.owner = hr;
-  s.on_close = on_close;
-  s.arg = arg;
-  s.max_buffered = max_buffered != 0 ? max_buffered : kDefaultStreamBuffer;
-  impl->streams.insert(hr);
-
-  r->res.status = status;
-  r->res.reason = reason_phrase(status);
-  if (content_type != nullptr && *content_type != '\0') {
-    h2o_iovec_t v = h2o_strdup(&r->pool, content_type, std::strlen(content_type));
-    h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CONTENT_TYPE, nullptr, v.base, v.len);
-  }
-  // The framing is ours: a Content-Length or Transfer-Encoding from the plugin would contradict it.
-  for (const h2o_token_t *t : {H2O_TOKEN_CONTENT_LENGTH, H2O_TOKEN_TRANSFER_ENCODING}) {
-    ssize_t i;
-    while ((i = h2o_find_header(&r->res.headers, t, -1)) != -1)
-      h2o_delete_header(&r->res.headers, i);
-  }
-  r->res.content_length = SIZE_MAX;
-  // HTTP/1.1 gets chunked encoding and keeps its connection; HTTP/1.0 is delimited by the close.
-  // The chunks are framed here rather than by h2o's chunked filter (which our Transfer-Encoding
-  // header turns off): the filter turns an empty send into a deferred proceed, so the headers
-  // would wait for the first write, and it only chunks status 200.
-  s.chunked = r->version >= 0x101;
-  if (s.chunked) {
-    h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_TRANSFER_ENCODING, nullptr,
-                   H2O_STRLIT("chunked"));
-  } else {
-    r->http1_is_persistent = 0;
-  }
-  impl->start_watch(hr);
-  h2o_start_response(r, &s.gen.super);
-  // Sends the status line and headers now, so that the client sees the stream open before the
-  // first event; queued writes follow at proceed.
-  s.sending = true;
-  h2o_send(r, nullptr, 0, H2O_SEND_STATE_IN_PROGRESS);
-  return DM_OK;
-}
-
-int HttpServer::stream_write(dm_http_request *req, const void *data, size_t len) {
-  HttpRequest *hr = from_abi(req);
-  if (!hr->stream_) return DM_ERR_INVALID;
-  StreamState &s = *hr->stream_;
-  if (s.notified || s.client_gone || s.ending || hr->req_ == nullptr) return DM_ERR;
-  if (len == 0) return DM_OK;
-  if (data == nullptr) return DM_ERR_INVALID;
-  size_t waiting = s.queued.size() + s.inflight.size();
-  // A write into an empty queue always goes, so that one piece larger than the limit still can.
-  if (waiting != 0 && (len > s.max_buffered || waiting > s.max_buffered - len)) return DM_ERR_FULL;
-  s.queued.append(static_cast<const char *>(data), len);
-  hr->server_->kick(hr);
-  return DM_OK;
-}
-
-void HttpServer::stream_end(dm_http_request *req) {
-  HttpRequest *hr = from_abi(req);
-  if (!hr->stream_) return;
-  StreamState &s = *hr->stream_;
-  if (s.notified || s.ending) return;
-  s.ending = true;
-  hr->server_->kick(hr);  // at once when idle, else once the write in flight is done
-}
-
-size_t HttpServer::stream_count() const {
-  return impl_->streams.size();
-}
-
-size_t HttpServer::stream_buffered_bytes() const {
-  size_t total = 0;
-  for (HttpRequest *hr : impl_->streams)
-    total += hr->stream_->queued.size() + hr->stream_->inflight.size();
-  return total;
 }
 
 }  // namespace devmesh

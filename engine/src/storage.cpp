@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+#include <devmesh/crash_point.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,7 +16,6 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "crash_point.hpp"
 #include "log.h"
 #include "state_paths.h"
 

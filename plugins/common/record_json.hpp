@@ -13,6 +13,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <devmesh/plugin.hpp>
+#include <utf8.hpp>
 
 #include <time.h>
 
@@ -24,73 +25,6 @@
 #include <string_view>
 
 namespace devmesh {
-
-namespace record_json_detail {
-
-// Byte streams over a bounded view for rapidjson's UTF-8 validator; past the end it reads NUL,
-// which no multi-byte sequence accepts, so a truncated sequence is invalid.
-struct ViewStream {
-  using Ch = char;
-  std::string_view s;
-  size_t pos;
-  Ch Take() { return pos < s.size() ? s[pos++] : (++pos, '\0'); }
-  size_t Tell() const { return pos; }
-};
-struct NullStream {
-  using Ch = char;
-  void Put(Ch) {}
-};
-
-inline bool valid_from(std::string_view s, size_t pos) {
-  ViewStream is{s, pos};
-  NullStream os;
-  while (is.Tell() < s.size())
-    if (!rapidjson::UTF8<>::Validate(is, os)) return false;
-  return true;
-}
-
-}  // namespace record_json_detail
-
-// Returns s when it is valid UTF-8; else a copy in `clean` where each byte that starts no valid
-// sequence is replaced by U+FFFD, so every document is valid JSON whatever the input held.
-inline std::string_view valid_utf8(std::string_view s, std::string &clean) {
-  using namespace record_json_detail;
-  size_t i = 0;
-  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
-  if (i == s.size() || valid_from(s, i)) return s;
-  clean.assign(s.data(), i);
-  NullStream os;
-  while (i < s.size()) {
-    ViewStream is{s, i};
-    if (rapidjson::UTF8<>::Validate(is, os)) {
-      clean.append(s.data() + i, is.Tell() - i);
-      i = is.Tell();
-    } else {
-      clean.append("\xEF\xBF\xBD");
-      ++i;
-    }
-  }
-  return clean;
-}
-
-// Bytes of the longest prefix of s that is at most max_chars characters as the outputs write
-// them (a valid UTF-8 sequence is one character, each other byte one U+FFFD), cut at a
-// character boundary: how an input that cannot refuse a record keeps a field within a column.
-inline size_t utf8_prefix_bytes(std::string_view s, size_t max_chars) {
-  using namespace record_json_detail;
-  if (s.size() <= max_chars) return s.size();
-  NullStream os;
-  size_t i = 0;
-  for (size_t chars = 0; i < s.size() && chars < max_chars; ++chars) {
-    if (static_cast<unsigned char>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    ViewStream is{s, i};
-    i = rapidjson::UTF8<>::Validate(is, os) ? is.Tell() : i + 1;
-  }
-  return i;
-}
 
 // Writes records into `out`; keeps its scratch space between records and batches, so encoding
 // allocates only while the buffer grows. One encoder per thread.

@@ -174,6 +174,47 @@ TEST(Storage, ABacklogBeyondQueueLimitWaitsOnDiskWithMemoryBoundedThenDrains) {
   expect_exactly_once(d / "out.txt", 1, n);
 }
 
+// Blocks keep their tag on disk: records loaded back from the backlog reach their output with
+// the tag they were submitted with, in chunks of one tag, like records that stayed in memory.
+TEST(Storage, RecordsLoadedBackFromTheBacklogAreFlushedWithTheirOwnTag) {
+  TempDir d;
+  int mport = free_port();
+  const std::string pad(200, 'x');
+  auto input = [&](const std::string &tag) {
+    return "    - {name: dummy, tag: " + tag + ", rate: 0, batch: 10, count: 5000, message: '" +
+           tag + " {seq} " + pad + "'}\n";
+  };
+  // The output fails its first flushes while both inputs run flat out: most records wait on
+  // disk and come back through the loader.
+  Devmesh e(d, "engine",
+            head(mport, "    path: " + d / "data" + "\n", "  exit_when_done: true\n") +
+                "  inputs:\n" + input("alpha") + input("beta") +
+                "  outputs:\n    - {name: flaky, match: '*', fail_first: 20, retry_wait: 100ms, "
+                "retry_max_wait: 150ms, queue_limit: 64KiB, path: " +
+                d / "out.txt" + ", tags_path: " + d / "tags.txt" + "}\n");
+  double max_backlog = 0;
+  while (e->running()) {
+    max_backlog =
+        std::max(max_backlog,
+                 find_metric(metrics(mport, d), "devmesh_storage_backlog_records", "").value_or(0));
+    if (e->wait_exit(100ms) >= 0) break;
+  }
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_GT(max_backlog, 0) << "nothing went to the disk backlog";
+  std::map<std::string, size_t> per_tag;
+  size_t wrong = 0;
+  for (auto &l : read_lines(d / "tags.txt")) {
+    const std::string tag = l.substr(0, l.find('\t'));
+    per_tag[tag]++;
+    if (l.compare(tag.size() + 1, tag.size() + 1, tag + " ") != 0 && wrong++ < 5)
+      ADD_FAILURE() << "a record flushed with tag '" << tag << "': " << l.substr(0, 40);
+  }
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(per_tag["alpha"], 5000u);
+  EXPECT_EQ(per_tag["beta"], 5000u);
+  EXPECT_EQ(per_tag.size(), 2u);
+}
+
 TEST(Storage, FullStorageAnswers503WithRetryAfterAndLosesNothingOnceTheStoreReturns) {
   TempDir d;
   int port = free_port(), mport = free_port();

@@ -62,7 +62,7 @@ TEST(Arena, KeptBlocksAreBoundedPerThread) {
 }
 
 TEST(Batch, AddedRecordsStartZeroedWithUnknownPriority) {
-  Batch *b = batch_new(nullptr, 2);
+  Batch *b = batch_new(2);
   for (int i = 0; i < 100; i++) b->add();
   EXPECT_EQ(b->pub.count, 100u);
   EXPECT_EQ(b->pub.records[99].priority, -1);
@@ -76,7 +76,7 @@ TEST(Batch, MadeOnOneThreadAndFreedOnAnotherKeepsItsRecordsAndFreesCleanly) {
   std::vector<Batch *> made;
   std::thread producer([&] {
     for (int i = 0; i < 8; i++) {
-      Batch *b = batch_new(nullptr, 4);
+      Batch *b = batch_new(4);
       for (int k = 0; k < 500; k++) {
         dm_record *r = b->add();
         const std::string msg = "record " + std::to_string(i * 500 + k);
@@ -85,7 +85,7 @@ TEST(Batch, MadeOnOneThreadAndFreedOnAnotherKeepsItsRecordsAndFreesCleanly) {
       }
       made.push_back(b);
     }
-    Batch *refused = batch_new(nullptr, 1);
+    Batch *refused = batch_new(1);
     refused->arena.alloc(100 << 10);
     batch_unref(refused);  // into this thread's cache, freed when the thread ends
   });
@@ -105,7 +105,7 @@ TEST(Batch, MadeOnOneThreadAndFreedOnAnotherKeepsItsRecordsAndFreesCleanly) {
 }
 
 TEST(Batch, MetaSetAddsAndReplacesBeyondInitialCapacity) {
-  Batch *b = batch_new(nullptr, 1);
+  Batch *b = batch_new(1);
   dm_record *r = b->add();
   for (int i = 0; i < 20; i++) {
     std::string k = "k" + std::to_string(i), v = "v" + std::to_string(i);
@@ -119,7 +119,7 @@ TEST(Batch, MetaSetAddsAndReplacesBeyondInitialCapacity) {
 }
 
 TEST(RecordJson, UsesThePrototypeFieldNamesAndMicroseconds) {
-  Batch *b = batch_new(nullptr, 1);
+  Batch *b = batch_new(1);
   dm_record *r = b->add();
   r->timestamp_ns = 1764359740521872123LL;
   r->source = b->arena.copy("journald", 8);
@@ -140,7 +140,7 @@ TEST(RecordJson, UsesThePrototypeFieldNamesAndMicroseconds) {
 }
 
 TEST(RecordJson, InvalidUtf8BecomesReplacementCharacter) {
-  Batch *b = batch_new(nullptr, 1);
+  Batch *b = batch_new(1);
   dm_record *r = b->add();
   const char bin[] = {'o', 'k', '\xff', '\xc3', '\0', 'z'};
   r->message = b->arena.copy(bin, sizeof bin);

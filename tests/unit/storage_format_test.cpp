@@ -25,7 +25,7 @@ std::string str(dm_str s) {
 
 // A batch of n records whose fields all differ, record 0 with every string empty.
 Batch *sample(uint32_t n) {
-  Batch *b = batch_new(nullptr, n);
+  Batch *b = batch_new(n);
   for (uint32_t i = 0; i < n; i++) {
     dm_record *r = b->add();
     if (i == 0) continue;  // all empty, no meta, priority -1
@@ -156,7 +156,7 @@ TEST(BlockFormat, RoundTripsEveryFieldIncludingMetaAndEmptyStrings) {
   EXPECT_EQ(info.tag, "app.web");
   EXPECT_EQ(info.length, buf.size());
 
-  Batch *out = batch_new(nullptr, 0);
+  Batch *out = batch_new(0);
   ASSERT_TRUE(decode_block(buf.data(), buf.size(), out));
   EXPECT_EQ(str(out->pub.tag), "app.web");
   ASSERT_EQ(out->records.size(), 5u);
@@ -194,7 +194,7 @@ TEST(BlockFormat, RejectsABlockWithAChangedByteOrAWrongLength) {
     auto bad = buf;
     bad[i] ^= 0x40;
     EXPECT_FALSE(check_block(bad.data(), bad.size(), info)) << i;
-    Batch *b = batch_new(nullptr, 0);
+    Batch *b = batch_new(0);
     EXPECT_FALSE(decode_block(bad.data(), bad.size(), b)) << i;
     batch_unref(b);
   }
@@ -209,7 +209,7 @@ TEST(BlockFormat, RejectsRecordsThatDoNotFillThePayloadExactly) {
   memcpy(buf.data() + kBlockHeaderSize + 8, &count, 4);
   uint32_t crc = crc32c(buf.data() + kBlockHeaderSize, buf.size() - kBlockHeaderSize);
   memcpy(buf.data() + 8, &crc, 4);
-  Batch *b = batch_new(nullptr, 0);
+  Batch *b = batch_new(0);
   EXPECT_FALSE(decode_block(buf.data(), buf.size(), b));
   batch_unref(b);
 }
@@ -308,7 +308,7 @@ TEST(BlockFormat, DecodingMutatedBlocksWithValidChecksumsNeverOverruns) {
     memcpy(buf.data() + 4, &payload, 4);
     const uint32_t crc = crc32c(buf.data() + kBlockHeaderSize, payload);
     memcpy(buf.data() + 8, &crc, 4);
-    Batch *b = batch_new(nullptr, 0);
+    Batch *b = batch_new(0);
     if (decode_block(buf.data(), buf.size(), b)) {
       for (auto &r : b->records)
         for (uint32_t m = 0; m < r.meta_count; m++) ASSERT_LE(r.meta[m].key.len, buf.size());

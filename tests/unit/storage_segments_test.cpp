@@ -44,7 +44,7 @@ StorageOptions opts(const Dir &d, uint64_t segment_size = 8 << 20) {
 }
 
 std::vector<uint8_t> block(uint64_t id, const std::string &tag, uint32_t n, size_t msg = 10) {
-  Batch *b = batch_new(nullptr, n);
+  Batch *b = batch_new(n);
   std::string text(msg, 'x');
   for (uint32_t i = 0; i < n; i++) b->add()->message = b->arena.copy(text.data(), text.size());
   std::vector<uint8_t> out;

@@ -1,6 +1,7 @@
 // dedup filter: drops records that repeat a key (host, service, message by default) within a
 // window of record time, or collapses the repeats into one summary record per window; memory
 // is bounded by max_keys (least recently seen keys are evicted).
+#include <config_problems.hpp>
 #include <devmesh/plugin.hpp>
 
 #include <algorithm>
@@ -43,22 +44,6 @@ const dm_option kOptions[] = {
      0},
 };
 
-// Collects every problem of a configuration, so that one run names them all; refuse() logs
-// them and throws the last (create() then fails, and the engine reports it).
-class Problems {
- public:
-  void add(std::string p) { list_.push_back(std::move(p)); }
-  void refuse_if_any(const dm_host_api *host, dm_instance *inst) const {
-    if (list_.empty()) return;
-    for (size_t i = 0; i + 1 < list_.size(); ++i)
-      host->log(inst, DM_LOG_ERROR, "%s", list_[i].c_str());
-    throw std::invalid_argument(list_.back());
-  }
-
- private:
-  std::vector<std::string> list_;
-};
-
 enum class Field : uint8_t {
   Host,
   Service,
@@ -76,7 +61,7 @@ struct KeyField {
   std::string meta;  // for Field::Meta
 };
 
-bool parse_field(const std::string &name, uint32_t i, KeyField &out, Problems &problems) {
+bool parse_field(const std::string &name, uint32_t i, KeyField &out, ConfigProblems &problems) {
   static const std::pair<const char *, Field> kNames[] = {{"host", Field::Host},
                                                           {"service", Field::Service},
                                                           {"message", Field::Message},
@@ -120,7 +105,7 @@ class Dedup {
   Dedup(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
-    Problems problems;
+    ConfigProblems problems;
     const uint32_t n = c.count("key");
     if (n == 0) problems.add("key: needs at least one field");
     for (uint32_t i = 0; i < n; ++i) {

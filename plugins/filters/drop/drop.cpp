@@ -1,6 +1,7 @@
 // drop filter: cuts noisy services by name or glob, message regex, minimum level and a
 // per-service rate limit on record timestamps; every window with drops emits one summary
 // record per service, so a drop is visible in the store. keep_level and above always pass.
+#include <config_problems.hpp>
 #include <devmesh/plugin.hpp>
 
 #include <fnmatch.h>
@@ -56,22 +57,6 @@ const dm_option kOptions[] = {
      "services tracked for rate limits and summaries; records of services beyond it are not "
      "rate limited (counted in drop_untracked_records_total)",
      0},
-};
-
-// Collects every problem of a configuration, so that one run names them all; refuse() logs
-// them and throws the last (create() then fails, and the engine reports it).
-class Problems {
- public:
-  void add(std::string p) { list_.push_back(std::move(p)); }
-  void refuse_if_any(const dm_host_api *host, dm_instance *inst) const {
-    if (list_.empty()) return;
-    for (size_t i = 0; i + 1 < list_.size(); ++i)
-      host->log(inst, DM_LOG_ERROR, "%s", list_[i].c_str());
-    throw std::invalid_argument(list_.back());
-  }
-
- private:
-  std::vector<std::string> list_;
 };
 
 enum Reason { kService = 0, kLevel = 1, kRegex = 2, kRate = 3, kReasons = 4 };
@@ -227,7 +212,7 @@ class Drop {
   Drop(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
-    Problems problems;
+    ConfigProblems problems;
     for (uint32_t i = 0, n = c.count("services"); i < n; ++i) {
       std::string s = c.item("services", i);
       if (s.empty()) problems.add("services[" + std::to_string(i) + "]: empty service name");

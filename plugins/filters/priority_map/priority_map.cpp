@@ -1,5 +1,6 @@
 // priority_map filter: turns a record's syslog PRIORITY (0..7) into its level, optionally
 // reads the level written inside the message, and gives records with neither a default level.
+#include <config_problems.hpp>
 #include <devmesh/plugin.hpp>
 
 #include <charconv>
@@ -33,28 +34,12 @@ const dm_option kOptions[] = {
      "level of records with no priority, no level and none found in the message", 0},
 };
 
-// Collects every problem of a configuration, so that one run names them all; refuse() logs
-// them and throws the last (create() then fails, and the engine reports it).
-class Problems {
- public:
-  void add(std::string p) { list_.push_back(std::move(p)); }
-  void refuse_if_any(const dm_host_api *host, dm_instance *inst) const {
-    if (list_.empty()) return;
-    for (size_t i = 0; i + 1 < list_.size(); ++i)
-      host->log(inst, DM_LOG_ERROR, "%s", list_[i].c_str());
-    throw std::invalid_argument(list_.back());
-  }
-
- private:
-  std::vector<std::string> list_;
-};
-
 class PriorityMap {
  public:
   PriorityMap(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
-    Problems problems;
+    ConfigProblems problems;
     for (uint32_t i = 0, n = c.count("levels"); i < n; ++i) {
       const std::string key = c.map_key("levels", i), value = c.item("levels", i);
       int prio = -1;

@@ -1,6 +1,7 @@
 // journald input: reads the systemd journal (the local one, a directory or a list of files) with
 // sd-journal, follows it on the engine loop, and checkpoints the cursor of acknowledged entries.
-#include <sys/stat.h>
+// Its options are checked in journald_config.cpp; an entry's event_id is made in
+// event_identity.hpp, its fields mapped in entry_mapping.cpp.
 #include <systemd/sd-journal.h>
 #include <time.h>
 #include <devmesh/plugin.hpp>
@@ -23,61 +24,17 @@
 
 #include "checkpoint.hpp"
 #include "entry_mapping.hpp"
+#include "event_identity.hpp"
+#include "journald_config.hpp"
 
 namespace devmesh {
 namespace {
 
-const char *const kReadFrom[] = {"head", "tail", nullptr};
-
-const dm_option kOptions[] = {
-    {"path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "journal directory to read (e.g. one written by systemd-journal-remote); default: the local "
-     "system journal",
-     0},
-    {"files", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "journal files to read, instead of a directory", 0},
-    {"units", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "only entries of these systemd units (_SYSTEMD_UNIT); a name without a suffix gets .service",
-     0},
-    {"matches", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "sd-journal matches FIELD=value: matches on different fields must all hold, several values "
-     "of one field are alternatives, an item '+' separates alternative groups (as journalctl)",
-     0},
-    {"read_from", DM_OPT_STRING, 0, "head", 0, 0, kReadFrom,
-     "where to start when there is no saved position: head (the oldest entry) or tail (only "
-     "entries written from now on)",
-     0},
-    {"follow", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
-     "keep reading new entries; false reads to the end, then the input finishes (with "
-     "service.exit_when_done the engine exits once everything is delivered)",
-     0},
-    {"state_file", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "file keeping the cursor of the newest entry that it and every earlier one were delivered; "
-     "a restart resumes after it. Without it every start begins at read_from",
-     0},
-    {"checkpoint_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 0, 3600000, nullptr,
-     "at most one state file write per interval (and one at shutdown); 0 writes after every "
-     "acknowledgement. After a crash the re-read overlap is the unacknowledged entries plus up "
-     "to one interval of acknowledged ones, with the same event_ids",
-     0},
-    {"host", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "host field of every record; default: the entry's _HOSTNAME", 0},
-    {"fields", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "more journal fields copied into meta, keyed by the field name in lower case without "
-     "leading underscores (_SYSTEMD_CGROUP becomes systemd_cgroup)",
-     0},
-    {"batch", DM_OPT_INT, DM_OPT_BOUNDED, "1024", 1, 100000, nullptr,
-     "most entries per submitted batch; one batch is read per loop turn (about 1.5 ms at 1024)", 0},
-    {"max_field_size", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 0, 1073741824, nullptr,
-     "longest field returned, NAME= included; a longer one is cut to it (sd-journal cuts "
-     "compressed fields itself, uncompressed ones are cut here alike) and counted in "
-     "journald_fields_truncated_total; 0: no limit",
-     0},
-    {"remap_after", DM_OPT_SIZE, DM_OPT_BOUNDED, "32MiB", 0, 1099511627776.0, nullptr,
-     "re-open the journal after reading about this much of it: sd-journal keeps up to 512 MiB "
-     "of journal files mapped, all of it counted as resident memory; 0: never",
-     0},
-};
+using journald::errno_text;
+using journald::Identity;
+using journald::kRecent;
+using journald::kStampBytes;
+using journald::set_pid;
 
 constexpr uint64_t kRefusedRetryMs = 50;  // fallback when a refused submit brings no pause()
 constexpr uint64_t kErrorRetryMs = 1000;
@@ -89,51 +46,6 @@ uint64_t monotonic_usec() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
 }
-
-std::string errno_text(int r) {
-  return strerror(r < 0 ? -r : r);
-}
-
-bool valid_field_name(std::string_view n) {
-  if (n.empty() || n.size() > 64 || (n[0] >= '0' && n[0] <= '9')) return false;
-  for (char c : n)
-    if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  return true;
-}
-
-// _SYSTEMD_CGROUP -> systemd_cgroup: the style of the built-in meta keys (pid, comm, boot_id).
-std::string meta_key_of(std::string_view field) {
-  while (!field.empty() && field[0] == '_') field.remove_prefix(1);
-  std::string k(field);
-  for (char &c : k) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  return k;
-}
-
-// What an entry's event_id is made of. sd-journal (252) tells an entry's sequence number only
-// inside a cursor, and formatting a cursor per entry costs a third of a bare read; instead the
-// id is built from what names an entry just as well and costs nothing to get: its boot, its
-// monotonic and realtime stamps (taken by journald per entry), its pid and its message. The
-// same entry read again (after a restart, from another open) gives the same bytes. The
-// message's copy in the batch follows this head, so that one hash covers both.
-// Entries alike in all of it (a process repeating one line within a microsecond: stdout stream
-// lines journald takes in one go; imported journals) would share the id and the stores would
-// keep one of them. Alike entries share their stamps, so they sit in one run of entries stamped
-// alike, close together in read order: an entry's hash is compared with those of the few entries
-// before it in its run (none for an entry stamped unlike the one before: a 32-byte compare, no
-// syscall); only when one is equal is its cursor formatted and its sequence number (the
-// cursor's s= and i=) hashed in (see disambiguate).
-struct Identity {
-  uint8_t boot_id[16];
-  uint64_t monotonic_usec, realtime_usec;
-  uint8_t pid_len;
-  char pid[23];  // a longer _PID (not a number anyway) is cut: it only tells entries apart
-};
-static_assert(sizeof(Identity) == 56, "no padding: every byte hashed is set");
-// The stamps: the first 32 bytes of an Identity (boot id, monotonic, realtime).
-constexpr size_t kStampBytes = 32;
-static_assert(offsetof(Identity, realtime_usec) + sizeof(uint64_t) == kStampBytes);
-// How many entries before it, in its run of alike stamps, an entry is compared with.
-constexpr uint32_t kRecent = 16;
 
 struct Position {
   std::string cursor;
@@ -161,109 +73,13 @@ struct WriteJob {
 class Journald {
  public:
   Journald(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
-      : host_(host), inst_(inst) {
-    Config c{host, cfg};
-    if (c.has("path") && c.has("files"))
-      throw std::invalid_argument("path and files: set one of them, not both");
-    if (c.has("path")) {
-      path_ = c.string("path");
-      struct stat st;
-      if (path_.empty()) throw std::invalid_argument("path: empty");
-      if (::stat(path_.c_str(), &st) != 0)
-        throw std::invalid_argument("path: " + path_ + ": " + errno_text(errno));
-      if (!S_ISDIR(st.st_mode))
-        throw std::invalid_argument("path: " + path_ +
-                                    " is not a directory (use files: for journal files)");
-      source_ = "directory " + path_;
-    } else if (c.has("files")) {
-      for (uint32_t i = 0, n = c.count("files"); i < n; ++i) {
-        std::string f = c.item("files", i);
-        struct stat st;
-        if (::stat(f.c_str(), &st) != 0)
-          throw std::invalid_argument("files[" + std::to_string(i) + "]: " + f + ": " +
-                                      errno_text(errno));
-        if (!S_ISREG(st.st_mode))
-          throw std::invalid_argument("files[" + std::to_string(i) + "]: " + f +
-                                      " is not a regular file");
-        files_.push_back(std::move(f));
-      }
-      if (files_.empty()) throw std::invalid_argument("files: the list is empty");
-      source_ = std::to_string(files_.size()) + " journal file(s)";
-    } else {
-      source_ = "the local system journal";
-    }
-
-    for (uint32_t i = 0, n = c.count("units"); i < n; ++i) {
-      std::string u = c.item("units", i);
-      if (u.empty() || u.find_first_of("=/ \t\n") != std::string::npos)
-        throw std::invalid_argument("units[" + std::to_string(i) + "]: '" + u +
-                                    "' is not a unit name");
-      if (u.find('.') == std::string::npos) u += ".service";
-      matches_.push_back("_SYSTEMD_UNIT=" + u);
-    }
-    // Units are alternatives of one field; matches on other fields narrow them down. A '+' in
-    // matches starts a new alternative group, as in journalctl.
-    for (uint32_t i = 0, n = c.count("matches"); i < n; ++i) {
-      std::string m = c.item("matches", i);
-      const size_t eq = m.find('=');
-      if (m == "+") {
-        if (matches_.empty() || matches_.back() == "+" || i + 1 == n)
-          throw std::invalid_argument("matches[" + std::to_string(i) +
-                                      "]: '+' must stand between two groups of matches");
-      } else if (eq == std::string::npos || !valid_field_name(std::string_view(m).substr(0, eq))) {
-        throw std::invalid_argument("matches[" + std::to_string(i) + "]: '" + m +
-                                    "' is not FIELD=value (FIELD of A-Z, 0-9 and _)");
-      }
-      matches_.push_back(std::move(m));
-    }
-    for (uint32_t i = 0, n = c.count("fields"); i < n; ++i) {
-      std::string f = c.item("fields", i);
-      if (!valid_field_name(f))
-        throw std::invalid_argument("fields[" + std::to_string(i) + "]: '" + f +
-                                    "' is not a journal field name (A-Z, 0-9 and _)");
-      extras_.push_back(journald::ExtraField{f + "=", meta_key_of(f)});
-    }
-
-    const std::string read_from = c.string("read_from");
-    if (read_from != "head" && read_from != "tail")
-      throw std::invalid_argument("read_from: must be head or tail, not '" + read_from + "'");
-    from_tail_ = read_from == "tail";
-    follow_ = c.boolean("follow");
-    if (c.has("host")) {
-      host_override_ = c.string("host");
-      has_host_override_ = true;
-    }
-    batch_ = static_cast<uint32_t>(std::clamp<int64_t>(c.integer("batch"), 1, 100000));
-    checkpoint_ms_ = static_cast<uint64_t>(std::max<int64_t>(0, c.integer("checkpoint_interval")));
-    data_threshold_ = static_cast<size_t>(std::max<int64_t>(0, c.integer("max_field_size")));
-    remap_after_ = static_cast<uint64_t>(std::max<int64_t>(0, c.integer("remap_after")));
-
-    if (c.has("state_file")) {
-      const std::string p = c.string("state_file");
-      if (p.empty()) throw std::invalid_argument("state_file: empty");
-      const size_t slash = p.rfind('/');
-      const std::string dir = slash == std::string::npos ? "."
-                              : slash == 0               ? "/"
-                                                         : p.substr(0, slash);
-      // A missing directory is created at start (like the stores' data directories); here
-      // only check that it can be: its nearest existing ancestor is a writable directory.
-      std::string probe = dir;
-      struct stat st;
-      while (::stat(probe.c_str(), &st) != 0 && errno == ENOENT && probe != "/" && probe != ".") {
-        const size_t up = probe.rfind('/');
-        probe = up == std::string::npos ? "." : up == 0 ? "/" : probe.substr(0, up);
-      }
-      if (::stat(probe.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-        throw std::invalid_argument("state_file: " + probe + " is not a directory");
-      if (::access(probe.c_str(), W_OK) != 0)
-        throw std::invalid_argument("state_file: directory " + probe + " is not writable");
-      state_dir_ = dir;
-      writer_ = std::make_shared<journald::StateWriter>(p);
-    }
+      : host_(host), inst_(inst), cfg_(journald::read_settings(host, cfg)) {
+    if (!cfg_.state_file.empty())
+      writer_ = std::make_shared<journald::StateWriter>(cfg_.state_file);
 
     // Opening here makes an unreadable source a configuration error, reported at start-up.
     if (int r = open_journal(); r < 0)
-      throw std::runtime_error("cannot open " + source_ + ": " + errno_text(r));
+      throw std::runtime_error("cannot open " + cfg_.source + ": " + errno_text(r));
 
     m_read_ = host->metric_counter(inst, "journald_entries_read_total",
                                    "journal entries read and handed to the pipeline", nullptr);
@@ -326,12 +142,12 @@ class Journald {
   }
 
   int start() {
-    if (!state_dir_.empty()) {
+    if (!cfg_.state_dir.empty()) {
       std::error_code ec;
-      std::filesystem::create_directories(state_dir_, ec);
+      std::filesystem::create_directories(cfg_.state_dir, ec);
       if (ec) {
         host_->log(inst_, DM_LOG_ERROR, "state_file: cannot create directory %s: %s",
-                   state_dir_.c_str(), ec.message().c_str());
+                   cfg_.state_dir.c_str(), ec.message().c_str());
         return 1;
       }
     }
@@ -342,7 +158,7 @@ class Journald {
       host_->log(inst_, DM_LOG_ERROR, "timer_new failed");
       return 1;
     }
-    if (!position_at_start() || (follow_ && !watch_journal())) return 1;
+    if (!position_at_start() || (cfg_.follow && !watch_journal())) return 1;
     started_ = true;
     schedule_pump(0);
     return 0;
@@ -372,7 +188,7 @@ class Journald {
 
   void resume() {
     paused_ = false;
-    if (watch_ && follow_ && !stopped_) host_->watch_set(watch_, DM_READABLE);
+    if (watch_ && cfg_.follow && !stopped_) host_->watch_set(watch_, DM_READABLE);
     schedule_pump(0);
   }
 
@@ -416,11 +232,11 @@ class Journald {
 
   int open_journal() {
     int r;
-    if (!path_.empty()) {
-      r = sd_journal_open_directory(&j_, path_.c_str(), 0);
-    } else if (!files_.empty()) {
+    if (!cfg_.path.empty()) {
+      r = sd_journal_open_directory(&j_, cfg_.path.c_str(), 0);
+    } else if (!cfg_.files.empty()) {
       std::vector<const char *> paths;
-      for (const auto &f : files_) paths.push_back(f.c_str());
+      for (const auto &f : cfg_.files) paths.push_back(f.c_str());
       paths.push_back(nullptr);
       r = sd_journal_open_files(&j_, paths.data(), 0);
     } else {
@@ -432,10 +248,10 @@ class Journald {
     }
     bytes_since_open_ = 0;
     // A field longer than this comes back cut; it is counted (m_truncated_).
-    sd_journal_set_data_threshold(j_, data_threshold_);
+    sd_journal_set_data_threshold(j_, cfg_.data_threshold);
     // The change notification exists before the first read, so no file added from now on is
     // missed while we position ourselves.
-    if (follow_ && (r = sd_journal_get_fd(j_)) < 0) {
+    if (cfg_.follow && (r = sd_journal_get_fd(j_)) < 0) {
       sd_journal_close(j_);
       j_ = nullptr;
       return r;
@@ -446,7 +262,7 @@ class Journald {
   // Matches are added after positioning: a saved cursor is checked against the whole journal,
   // so a changed units/matches list is never mistaken for a vacuumed entry.
   int add_matches() {
-    for (const auto &m : matches_) {
+    for (const auto &m : cfg_.matches) {
       const int r =
           m == "+" ? sd_journal_add_disjunction(j_) : sd_journal_add_match(j_, m.data(), m.size());
       if (r < 0) {
@@ -467,7 +283,7 @@ class Journald {
       remember_current();  // the entries read next are compared with this delivered one
       return Seek::kAt;
     }
-    recent_n_ = 0;
+    run_.clear();
     add(m_gaps_, 1);
     host_->log(inst_, DM_LOG_WARN,
                "%s position %s is no longer in the journal (vacuumed or removed, or the state "
@@ -493,8 +309,8 @@ class Journald {
 
   void seek_read_from() {
     last_read_ = Position{};
-    recent_n_ = 0;
-    if (from_tail_) {
+    run_.clear();
+    if (cfg_.from_tail) {
       sd_journal_seek_tail(j_);
       // On the newest entry now: reading goes on with whatever comes after it. An empty
       // journal has no newest entry, and then its head is where new entries appear.
@@ -512,7 +328,7 @@ class Journald {
   // head (read_from head, an empty journal, or a gap): back there.
   void reposition() {
     if (last_read_.cursor.empty()) {
-      recent_n_ = 0;
+      run_.clear();
       sd_journal_seek_head(j_);
     } else if (seek_cursor(last_read_.cursor, "current") == Seek::kInvalid) {
       host_->log(inst_, DM_LOG_ERROR,
@@ -520,13 +336,13 @@ class Journald {
                  "from the oldest entry",
                  last_read_.cursor.c_str());
       last_read_ = Position{};
-      recent_n_ = 0;
+      run_.clear();
       sd_journal_seek_head(j_);
     }
   }
 
   bool position_at_start() {
-    const char *fallback = from_tail_ ? "tail (only new entries)" : "head (the oldest entry)";
+    const char *fallback = cfg_.from_tail ? "tail (only new entries)" : "head (the oldest entry)";
     bool placed = false;
     if (writer_) {
       const journald::SavedPosition saved = journald::parse_state(writer_->path());
@@ -534,26 +350,27 @@ class Journald {
       if (!saved.ok) {
         add(m_state_fallbacks_, 1);
         host_->log(inst_, DM_LOG_WARN, "state_file %s is %s: reading %s from %s",
-                   writer_->path().c_str(), saved.problem.c_str(), source_.c_str(), fallback);
+                   writer_->path().c_str(), saved.problem.c_str(), cfg_.source.c_str(), fallback);
       } else if ((seek = seek_cursor(saved.cursor, "saved")) == Seek::kInvalid) {
         add(m_state_fallbacks_, 1);
         host_->log(inst_, DM_LOG_WARN,
                    "state_file %s holds a cursor sd-journal does not understand ('%s'): reading "
                    "%s from %s",
-                   writer_->path().c_str(), saved.cursor.c_str(), source_.c_str(), fallback);
+                   writer_->path().c_str(), saved.cursor.c_str(), cfg_.source.c_str(), fallback);
       } else {
         placed = true;
         if (seek == Seek::kAt) {
           // Delivered in an earlier run: the lag counts from it, the state file holds it.
           last_read_ = acked_ = current_position();
-          host_->log(inst_, DM_LOG_INFO, "reading %s after the saved position", source_.c_str());
+          host_->log(inst_, DM_LOG_INFO, "reading %s after the saved position",
+                     cfg_.source.c_str());
         }
       }
     }
     if (!placed) {
       seek_read_from();
       if (!writer_)
-        host_->log(inst_, DM_LOG_INFO, "reading %s from %s (no state_file)", source_.c_str(),
+        host_->log(inst_, DM_LOG_INFO, "reading %s from %s (no state_file)", cfg_.source.c_str(),
                    fallback);
     }
     return add_matches() >= 0;
@@ -586,13 +403,13 @@ class Journald {
       add(m_errors_, 1);
       if (!reopen_error_logged_)
         host_->log(inst_, DM_LOG_ERROR, "re-opening %s: %s (retrying every second)",
-                   source_.c_str(), errno_text(r).c_str());
+                   cfg_.source.c_str(), errno_text(r).c_str());
       reopen_error_logged_ = true;
       return false;
     }
     reopen_error_logged_ = false;
     reposition();
-    if (add_matches() >= 0 && (!follow_ || watch_journal())) return true;
+    if (add_matches() >= 0 && (!cfg_.follow || watch_journal())) return true;
     if (watch_) host_->watch_free(watch_);
     watch_ = nullptr;
     sd_journal_close(j_);
@@ -657,7 +474,7 @@ class Journald {
     if (!can_run()) return;
     if (pending_ && !submit_pending()) return;
     // A journal that failed to re-open is tried again every second.
-    if (!j_ || (remap_after_ && bytes_since_open_ >= remap_after_)) {
+    if (!j_ || (cfg_.remap_after && bytes_since_open_ >= cfg_.remap_after)) {
       if (!reopen()) return schedule_pump(kErrorRetryMs);
     }
     bool at_end = false, failed = false;
@@ -665,25 +482,25 @@ class Journald {
     if (pending_ && !submit_pending()) return;
     if (failed) return schedule_pump(kErrorRetryMs);
     if (!at_end) return schedule_pump(0);
-    if (!follow_) {
+    if (!cfg_.follow) {
       finished_ = true;
-      host_->log(inst_, DM_LOG_INFO, "reached the end of %s after %llu entries", source_.c_str(),
-                 static_cast<unsigned long long>(entries_read_));
+      host_->log(inst_, DM_LOG_INFO, "reached the end of %s after %llu entries",
+                 cfg_.source.c_str(), static_cast<unsigned long long>(entries_read_));
       host_->input_finished(inst_);
     }
     // Following: the journal's fd wakes us when something changes.
   }
 
-  // Reads up to batch_ entries into a new batch; nullptr when none were read.
+  // Reads up to cfg_.batch entries into a new batch; nullptr when none were read.
   dm_batch *read_batch(bool &at_end, bool &failed) {
-    BatchOwner owner(host_, host_->batch_new(inst_, batch_));
+    BatchOwner owner(host_, host_->batch_new(inst_, cfg_.batch));
     dm_batch *b = owner.get();
     if (!b) throw std::runtime_error("batch_new failed");
     uint64_t realtime = 0;
     try {
       batch_source_ = copy(b, "journald");
       std::fill(std::begin(interned_), std::end(interned_), dm_str{nullptr, 0});
-      for (uint32_t i = 0; i < batch_; ++i) {
+      for (uint32_t i = 0; i < cfg_.batch; ++i) {
         int r = sd_journal_next(j_);
         if (r == 0) {
           at_end = true;
@@ -726,7 +543,7 @@ class Journald {
     add(m_errors_, 1);
     if (!error_logged_)
       host_->log(inst_, DM_LOG_WARN, "%s of %s: %s (counted in journald_read_errors_total)", what,
-                 source_.c_str(), errno_text(r).c_str());
+                 cfg_.source.c_str(), errno_text(r).c_str());
     error_logged_ = true;
   }
 
@@ -737,7 +554,7 @@ class Journald {
     int r = sd_journal_get_realtime_usec(j_, &t);
     if (r >= 0) r = sd_journal_get_monotonic_usec(j_, &mono, &boot);
     if (r < 0) {
-      recent_n_ = 0;  // skipped: the entry after it has nothing to be compared with
+      run_.clear();  // skipped: the entry after it has nothing to be compared with
       return r;
     }
     realtime = t;
@@ -747,7 +564,7 @@ class Journald {
     if (!rec) throw std::runtime_error("batch_add failed");
     rec->timestamp_ns = static_cast<int64_t>(realtime) * 1000;
     rec->source = batch_source_;
-    if (has_host_override_) rec->host = intern(b, host_override_);
+    if (cfg_.has_host_override) rec->host = intern(b, cfg_.host_override);
 
     mapped_.clear();
     Identity id;
@@ -759,7 +576,7 @@ class Journald {
     sd_journal_restart_data(j_);
     while ((r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0) {
       bytes_since_open_ += len + kFieldOverhead;
-      if (data_threshold_ && len >= data_threshold_) add(m_truncated_, 1);
+      if (cfg_.data_threshold && len >= cfg_.data_threshold) add(m_truncated_, 1);
       field(b, rec, limited(data, len));
     }
     id_ = nullptr;
@@ -769,15 +586,14 @@ class Journald {
     // scratch strings).
     rec->service = intern(b, journald::service_of(mapped_));
     rec->message = mapped_.has_message ? str(mapped_.message) : dm_str{"", 0};
-    if (!has_host_override_ && mapped_.has_host) rec->host = str(mapped_.host);
+    if (!cfg_.has_host_override && mapped_.has_host) rec->host = str(mapped_.host);
     cap_columns(b, rec);
 
     std::memcpy(id.boot_id, boot.bytes, sizeof id.boot_id);
     id.monotonic_usec = mono;
     id.realtime_usec = t;
     if (id_block_) {  // the head goes in front of the message's copy: one hash of both
-      std::memcpy(id_block_, &id, sizeof id);
-      host_->hash128(id_block_, sizeof id + rec->message.len, rec->event_id);
+      journald::hash_block(host_->hash128, id_block_, id, rec->message.len, rec->event_id);
     } else {
       host_->hash128(&id, sizeof id, rec->event_id);
     }
@@ -806,53 +622,22 @@ class Journald {
       throw std::runtime_error("meta_set failed");
   }
 
-  static void set_pid(Identity &id, std::string_view pid) {
-    id.pid_len = static_cast<uint8_t>(std::min(pid.size(), sizeof id.pid));
-    std::memset(id.pid, 0, sizeof id.pid);
-    std::memcpy(id.pid, pid.data(), id.pid_len);
-  }
-
   // event_id holds the entry's base hash (identity and message). An entry whose base hash is
   // one of those of the kRecent entries read before it, all stamped as it is, gets its sequence
   // number hashed in: distinct ids for entries alike in everything else, the same ones on every
   // read (the same entries precede it; see remember_current for reads that start on a
   // delivered entry).
   void disambiguate(const Identity &id, uint8_t *event_id) {
-    if (recent_n_ == 0 || std::memcmp(run_stamp_, &id, kStampBytes) != 0) [[likely]] {
-      std::memcpy(run_stamp_, &id, kStampBytes);
-      std::memcpy(recent_[0], event_id, sizeof recent_[0]);
-      recent_n_ = 1;
+    if (!run_.add(id, event_id)) [[likely]]
       return;
-    }
-    bool seen = false;
-    for (uint32_t i = 0, n = std::min(recent_n_, kRecent); i < n && !seen; ++i)
-      seen = std::memcmp(recent_[i], event_id, sizeof recent_[i]) == 0;
-    std::memcpy(recent_[recent_n_ % kRecent], event_id, sizeof recent_[0]);
-    ++recent_n_;
-    if (!seen) return;
     add(m_same_stamp_, 1);
     char *c = nullptr;
     if (const int r = sd_journal_get_cursor(j_, &c); r < 0) {
       read_error("getting the cursor of an entry alike to one before it", r);
       return;  // it keeps the base hash: it may be taken for its twin
     }
-    // "s=<seqnum id>;i=<seqnum>;b=..;m=..;t=..;x=..": b, m and t are in the identity already,
-    // x (the entry's hash) is the same for alike entries.
-    std::string_view rest(c), seqnum_id, seqnum;
-    while (!rest.empty()) {
-      const size_t semi = rest.find(';');
-      const std::string_view part = rest.substr(0, semi);
-      if (part.size() > 2 && part[1] == '=' && part[0] == 's') seqnum_id = part;
-      if (part.size() > 2 && part[1] == '=' && part[0] == 'i') seqnum = part;
-      rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
-    }
-    if (seqnum_id.empty() || seqnum.empty()) {
+    if (!journald::add_seqnum(host_->hash128, c, event_id, seq_scratch_))
       read_error("finding s= and i= in the cursor of an entry alike to one before it", -EINVAL);
-    } else {
-      seq_scratch_.assign(reinterpret_cast<const char *>(event_id), sizeof recent_[0]);
-      seq_scratch_.append(seqnum_id).append(1, ';').append(seqnum);
-      host_->hash128(seq_scratch_.data(), seq_scratch_.size(), event_id);
-    }
     free(c);
   }
 
@@ -860,7 +645,7 @@ class Journald {
   // fields only; an uncompressed one comes back whole and is cut here, so the limit holds for
   // every field (and read_entry and base_of_current see the same bytes).
   std::string_view limited(const void *data, size_t len) const {
-    if (data_threshold_ && len > data_threshold_) len = data_threshold_;
+    if (cfg_.data_threshold && len > cfg_.data_threshold) len = cfg_.data_threshold;
     return std::string_view(static_cast<const char *>(data), len);
   }
 
@@ -873,21 +658,20 @@ class Journald {
       return false;
     std::memset(&id, 0, sizeof id);
     probe_.clear();
-    seq_scratch_.clear();
+    message_scratch_.clear();
     const void *data;
     size_t len;
     sd_journal_restart_data(j_);
     while (sd_journal_enumerate_available_data(j_, &data, &len) > 0) {
       const uint32_t set = journald::map_field(limited(data, len), {}, probe_);
-      if (set & journald::kSetMessage) seq_scratch_.assign(probe_.message);
+      if (set & journald::kSetMessage) message_scratch_.assign(probe_.message);
       if (set & journald::kSetPid) set_pid(id, probe_.pid);
     }
     std::memcpy(id.boot_id, boot.bytes, sizeof id.boot_id);
     id.monotonic_usec = mono;
     id.realtime_usec = t;
     // The bytes read_entry hashes: the identity, then the message's copy when there is one.
-    seq_scratch_.insert(0, reinterpret_cast<const char *>(&id), sizeof id);
-    host_->hash128(seq_scratch_.data(), seq_scratch_.size(), hash);
+    journald::base_hash(host_->hash128, id, message_scratch_, seq_scratch_, hash);
     return true;
   }
 
@@ -896,7 +680,7 @@ class Journald {
   // of the kRecent - 1 entries before it stamped as it is, as if they had just been read. Off
   // the fast path: once per start, re-open or read error.
   void remember_current() {
-    recent_n_ = 0;
+    run_.clear();
     Identity at, other;
     uint8_t hashes[kRecent][16];
     uint32_t n = 0;
@@ -917,9 +701,7 @@ class Journald {
         host_->log(inst_, DM_LOG_ERROR, "could not step back onto the current entry");
         return;
       }
-    std::memcpy(run_stamp_, &at, kStampBytes);
-    for (uint32_t i = kRecent - n; i < kRecent; ++i)
-      std::memcpy(recent_[recent_n_++], hashes[i], sizeof hashes[i]);
+    run_.restart(at, hashes + (kRecent - n), n);
   }
 
   // The message, copied into b behind room for the entry's Identity (see read_entry).
@@ -937,9 +719,9 @@ class Journald {
   // whatever the mapping keeps of it is copied into the batch at once.
   void field(dm_batch *b, dm_record *rec, std::string_view f) {
     const size_t meta_before = mapped_.meta.size();
-    const uint32_t set = journald::map_field(f, extras_, mapped_);
+    const uint32_t set = journald::map_field(f, cfg_.extras, mapped_);
     if (set & journald::kSetMessage) mapped_.message = copy_message(b, mapped_.message);
-    if (set & journald::kSetHost && !has_host_override_)
+    if (set & journald::kSetHost && !cfg_.has_host_override)
       mapped_.host = view(intern(b, mapped_.host));
     if (set & journald::kSetUnit) mapped_.unit = keep(unit_, mapped_.unit);
     if (set & journald::kSetIdentifier) mapped_.identifier = keep(ident_, mapped_.identifier);
@@ -1025,7 +807,7 @@ class Journald {
       host_->timer_start(checkpoint_timer_, next_write_ms_ - now, 0);
       return;
     }
-    next_write_ms_ = now + checkpoint_ms_;
+    next_write_ms_ = now + cfg_.checkpoint_ms;
     auto job = std::make_unique<WriteJob>();
     job->writer = writer_;
     job->text = state_text();
@@ -1097,17 +879,7 @@ class Journald {
   const dm_host_api *host_;
   dm_instance *inst_;
 
-  // Configuration.
-  std::string path_, source_;
-  std::string state_dir_;  // the state file's directory, created at start when missing
-  std::vector<std::string> files_, matches_;
-  std::vector<journald::ExtraField> extras_;
-  bool from_tail_ = false, follow_ = true, has_host_override_ = false;
-  std::string host_override_;
-  uint32_t batch_ = 1024;
-  uint64_t checkpoint_ms_ = 1000;
-  size_t data_threshold_ = 0;
-  uint64_t remap_after_ = 0;
+  const journald::Settings cfg_;
 
   // The journal and the loop handles (loop thread only).
   sd_journal *j_ = nullptr;
@@ -1125,13 +897,10 @@ class Journald {
   char *id_block_ = nullptr;         // room for it in front of the message's copy
   std::string unit_, ident_, comm_;  // service candidates, until the entry's last field
   dm_str interned_[64];
-  // The run of entries stamped alike that the last one read ends: its stamps, and the base
-  // hashes of its last kRecent entries (a ring; recent_n_ counts the run, 0: no entry before);
-  // see disambiguate.
-  uint8_t run_stamp_[kStampBytes] = {};
-  uint8_t recent_[kRecent][16] = {};
-  uint32_t recent_n_ = 0;
+  // The run of entries stamped alike that the last one read ends (see disambiguate).
+  journald::AlikeRun run_;
   journald::MappedEntry probe_;  // base_of_current's mapping
+  std::string message_scratch_;  // base_of_current's copy of the message
   std::string seq_scratch_;      // bytes hashed off the fast path
 
   // Delivery tracking.
@@ -1162,4 +931,4 @@ DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::Journald>::describe(
     DM_INPUT, "journald", "0.1.0",
     "reads the systemd journal (local, a directory or files) with sd-journal, follows it, and "
     "resumes after the newest delivered entry across restarts",
-    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions)), DM_ACK_STAGES))
+    devmesh::journald::options(), devmesh::journald::option_count(), DM_ACK_STAGES))

@@ -12,7 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "../sqlite/sqlite_schema.hpp"
+#include <sqlite_schema.hpp>
+
 #include "query_json.h"
 #include "query_params.h"
 #include "query_store.h"

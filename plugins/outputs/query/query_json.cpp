@@ -8,44 +8,10 @@
 #include <limits>
 
 #include "timestamp.hpp"
+#include "utf8.hpp"
 
 namespace devmesh::query {
 namespace {
-
-// Byte streams for rapidjson's UTF-8 validator over a bounded view; past the end it reads NUL,
-// which no multi-byte sequence accepts. (The same approach as the stdout output.)
-struct ViewStream {
-  using Ch = char;
-  std::string_view s;
-  size_t pos;
-  Ch Take() { return pos < s.size() ? s[pos++] : (++pos, '\0'); }
-  size_t Tell() const { return pos; }
-};
-struct NullStream {
-  using Ch = char;
-  void Put(Ch) {}
-};
-
-std::string_view valid_utf8(std::string_view s, std::string &clean) {
-  size_t i = 0;
-  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
-  if (i == s.size()) return s;
-  clean.assign(s.data(), i);
-  NullStream os;
-  bool changed = false;
-  while (i < s.size()) {
-    ViewStream is{s, i};
-    if (rapidjson::UTF8<>::Validate(is, os)) {
-      clean.append(s.data() + i, is.Tell() - i);
-      i = is.Tell();
-    } else {
-      clean.append("\xEF\xBF\xBD");
-      changed = true;
-      ++i;
-    }
-  }
-  return changed ? std::string_view(clean) : s;
-}
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 

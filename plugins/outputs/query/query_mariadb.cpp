@@ -5,7 +5,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "../mariadb/mariadb_connection.hpp"
+#include <mariadb_connection.hpp>
+
 #include "query_store.h"
 
 namespace devmesh::query {

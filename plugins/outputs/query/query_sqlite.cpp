@@ -7,7 +7,8 @@
 #include <mutex>
 #include <vector>
 
-#include "../sqlite/sqlite_schema.hpp"
+#include <sqlite_schema.hpp>
+
 #include "query_store.h"
 
 namespace devmesh::query {

@@ -60,7 +60,7 @@ const dm_host_api *counting_host() {
 }
 
 struct BatchRef {
-  devmesh::Batch *b = devmesh::batch_new(nullptr, 16);
+  devmesh::Batch *b = devmesh::batch_new(16);
   ~BatchRef() { devmesh::batch_unref(b); }
 };
 

@@ -35,7 +35,7 @@ uint32_t load32(const uint8_t *p) {
 bool decodes(const uint8_t *data, size_t len) {
   // An exact-size heap copy: a read one byte past the block is an ASan report.
   std::vector<uint8_t> copy(data, data + len);
-  Batch *b = batch_new(nullptr, 0);
+  Batch *b = batch_new(0);
   const bool ok = decode_block(copy.data(), copy.size(), b);
   batch_unref(b);
   return ok;
@@ -44,7 +44,7 @@ bool decodes(const uint8_t *data, size_t len) {
 // Decodes the block at data[0..len) if it can; checks every oracle that applies.
 void decode_and_check(const uint8_t *data, size_t len) {
   std::vector<uint8_t> block(data, data + len);
-  Batch *b = batch_new(nullptr, 0);
+  Batch *b = batch_new(0);
   const bool ok = decode_block(block.data(), block.size(), b);
   if (ok) {
     check(len >= kBlockHeaderSize + kBlockPayloadMin, "decoded block is at least a header");

@@ -1,5 +1,6 @@
 // Test-only output: appends "seq<TAB>message" lines to a file and fails on demand (the first N
-// flushes, always, or on a poison record), optionally slowly, recording every attempt.
+// flushes, always, or on a poison record), optionally slowly, recording every attempt (in a file
+// and in the counter devmesh_flaky_flushes_total) and the tag each flush was given.
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,8 +19,10 @@ const dm_option kOptions[] = {
      0},
     {"attempts_path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "File receiving one line per flush attempt: monotonic ms, record count, status", 0},
-    {"fail_first", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e9, nullptr, "Fail this many flushes first",
-     0},
+    {"tags_path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "File receiving, for every record delivered, the tag of its flush, a TAB and its message", 0},
+    {"fail_first", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e9, nullptr,
+     "Fail this many flushes first", 0},
     {"fail_always", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "Fail every flush", 0},
     {"fail_status", DM_OPT_STRING, 0, "retry", 0, 0, kStatuses, "How a failure is reported", 0},
     {"retry_after", DM_OPT_DURATION, 0, "0", 0, 0, nullptr, "retry_after reported with RETRY", 0},
@@ -40,11 +43,14 @@ std::string seq_of(const dm_record &r) {
 
 class Flaky {
  public:
-  Flaky(const dm_host_api *h, dm_instance *, const dm_config *c) : host_(h) {
+  Flaky(const dm_host_api *h, dm_instance *inst, const dm_config *c) : host_(h) {
     devmesh::Config cfg{h, c};
+    m_flushes_ = h->metric_counter(inst, "flaky_flushes_total",
+                                   "flush calls, whatever their result", nullptr);
     per_record_ = cfg.boolean("per_record");
     path_ = cfg.string("path");
     if (cfg.has("attempts_path")) attempts_path_ = cfg.string("attempts_path");
+    if (cfg.has("tags_path")) tags_path_ = cfg.string("tags_path");
     fail_first_ = cfg.integer("fail_first");
     fail_always_ = cfg.boolean("fail_always");
     std::string st = cfg.string("fail_status");
@@ -55,6 +61,7 @@ class Flaky {
   }
 
   dm_flush_status flush(void *, const dm_batch *b, dm_flush_token *token, dm_flush_result *res) {
+    host_->metric_add(m_flushes_, 1);
     if (delay_ms_) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
     if (per_record_) return flush_per_record(b, token);
     bool fail = fail_always_ || calls_++ < fail_first_;
@@ -74,7 +81,9 @@ class Flaky {
       out += devmesh::sv(b->records[i].message);
       out += '\n';
     }
-    return append(path_, out) ? DM_FLUSH_OK : DM_FLUSH_RETRY;
+    if (!append(path_, out)) return DM_FLUSH_RETRY;
+    record_tags(b);
+    return DM_FLUSH_OK;
   }
 
  private:
@@ -101,6 +110,17 @@ class Flaky {
     close(fd);
     return ok;
   }
+  void record_tags(const dm_batch *b) {
+    if (tags_path_.empty()) return;
+    std::string out;
+    for (uint32_t i = 0; i < b->count; i++) {
+      out += devmesh::sv(b->tag);
+      out += '\t';
+      out += devmesh::sv(b->records[i].message);
+      out += '\n';
+    }
+    append(tags_path_, out);
+  }
   void record_attempt(uint32_t n, bool failed) {
     if (attempts_path_.empty()) return;
     timespec ts;
@@ -111,8 +131,9 @@ class Flaky {
   }
 
   const dm_host_api *host_;
+  dm_metric *m_flushes_;
   bool per_record_ = false;
-  std::string path_, attempts_path_, poison_;
+  std::string path_, attempts_path_, tags_path_, poison_;
   int64_t fail_first_ = 0, delay_ms_ = 0;
   bool fail_always_ = false;
   dm_flush_status status_ = DM_FLUSH_RETRY;

@@ -1,6 +1,8 @@
-// Output queues: sealing chunks, dispatching flushes (on the loop or on worker threads),
-// completions, retries with backoff and jitter, bisecting poison chunks, dead-lettering, and
-// the backpressure that pauses inputs when a queue is full.
+// One output's queue (see output_queue.h): sealing chunks, dispatching flushes (on the loop or
+// on worker threads), completions, retries with backoff and jitter, bisecting poison chunks,
+// dead-lettering, and the fullness that pauses inputs or spills to the disk backlog.
+#include "output_queue.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -15,51 +17,118 @@
 
 namespace devmesh {
 
-OutputInstance::~OutputInstance() = default;
+OutputQueue::~OutputQueue() = default;
+
+Engine *OutputQueue::engine() const {
+  return out_->engine;
+}
 
 static void fill_view(Chunk *c) {
   c->view.records = c->records.data();
   c->view.count = static_cast<uint32_t>(c->records.size());
-  c->view.tag = dm_str{nullptr, 0};
+  c->view.tag = dm_str{c->tag.c_str(), c->tag.size()};
   c->view.host_private = c;
 }
 
-void Engine::seal(OutputInstance *o) {
-  Chunk *c = o->filling;
-  if (!c) return;
-  o->filling = nullptr;
-  uv_timer_stop(o->flush_timer);
-  fill_view(c);
-  o->ready.push_back(c);
+void OutputQueue::init(uv_loop_t *loop) {
+  flush_timer_ = new uv_timer_t;
+  uv_timer_init(loop, flush_timer_);
+  flush_timer_->data = this;
 }
 
-void Engine::dispatch(OutputInstance *o) {
-  if (o->dispatching) return;  // the loop below picks up whatever a completion queued
-  o->dispatching = true;
-  while (!o->ready.empty() && o->inflight < o->workers) {
-    Chunk *c = o->ready.front();
-    o->ready.pop_front();
-    o->inflight++;
-    c->flush_start_ns = monotonic_ns();
-    if (o->desc.flags & DM_FLUSH_ON_WORKER) {
-      {
-        std::lock_guard<std::mutex> lk(o->wq_mu);
-        o->wq.push_back(c);
+bool OutputQueue::over_limit() const {
+  return queued_bytes_ > out_->queue_limit;
+}
+
+void OutputQueue::count_queued() {
+  out_->m_qrecords->set(queued_records_);
+  out_->m_qbytes->set(queued_bytes_);
+}
+
+void OutputQueue::append(Batch *b, uint32_t from, uint32_t n) {
+  OutputInstance *o = out_;
+  const std::string_view tag(b->pub.tag.ptr, b->pub.tag.len);
+  // One tag per chunk: the output is told its records' tag (it may route by it).
+  if (filling_ && n > 0 && filling_->tag != tag) seal();
+  uint32_t i = from, end = from + n;
+  while (i < end) {
+    if (!filling_) {
+      filling_ = new Chunk();
+      filling_->out = o;
+      filling_->tag.assign(tag);
+      filling_->records.reserve(o->batch_size);
+      uv_timer_start(
+          flush_timer_, [](uv_timer_t *h) { static_cast<OutputQueue *>(h->data)->flush_all(); },
+          o->flush_interval_ms, 0);
+    }
+    Chunk *c = filling_;
+    uint32_t start = i;
+    size_t bytes = 0;
+    while (i < end && c->records.size() < o->batch_size && c->bytes + bytes < o->batch_bytes) {
+      bytes += record_bytes(b->records[i]);
+      c->records.push_back(b->records[i]);
+      i++;
+    }
+    uint32_t taken = i - start;
+    if (taken) {
+      if (c->sources.empty() || c->sources.back() != b) {
+        b->refs++;
+        c->sources.push_back(b);
       }
-      o->wq_cv.notify_one();
+      if (!c->runs.empty() && c->runs.back().ticket == b->ticket &&
+          c->runs.back().block == b->block && (b->ticket || b->block))
+        c->runs.back().count += taken;
+      else
+        c->runs.push_back(TicketRun{b->ticket, taken, b->block});
+      c->bytes += bytes;
+      queued_bytes_ += bytes;
+      queued_records_ += taken;
+      o->m_in->add(taken);
+    }
+    if (c->records.size() >= o->batch_size || c->bytes >= o->batch_bytes || taken == 0) seal();
+  }
+  count_queued();
+  update_fullness();
+  dispatch();
+}
+
+void OutputQueue::seal() {
+  Chunk *c = filling_;
+  if (!c) return;
+  filling_ = nullptr;
+  uv_timer_stop(flush_timer_);
+  fill_view(c);
+  ready_.push_back(c);
+}
+
+void OutputQueue::dispatch() {
+  if (dispatching_) return;  // the loop below picks up whatever a completion queued
+  dispatching_ = true;
+  while (!ready_.empty() && inflight_ < out_->workers) {
+    Chunk *c = ready_.front();
+    ready_.pop_front();
+    inflight_++;
+    c->flush_start_ns = monotonic_ns();
+    if (out_->desc.flags & DM_FLUSH_ON_WORKER) {
+      {
+        std::lock_guard<std::mutex> lk(wq_mu_);
+        wq_.push_back(c);
+      }
+      wq_cv_.notify_one();
     } else {
-      flush_now(o, c);
+      flush_now(c);
     }
   }
-  o->dispatching = false;
+  dispatching_ = false;
 }
 
-void Engine::flush_now(OutputInstance *o, Chunk *c) {
+void OutputQueue::flush_now(Chunk *c) {
+  OutputInstance *o = out_;
   dm_flush_result res;
   memset(&res, 0, sizeof res);
   dm_flush_status st;
   {
-    PluginCall call(o->name.c_str(), "flush");
+    PluginCall call(o->name.c_str(), "flush", c->tag.c_str());
     st = o->desc.flush(o->state, nullptr, &c->view, reinterpret_cast<dm_flush_token *>(c), &res);
   }
   if (st != DM_FLUSH_PENDING) {
@@ -70,8 +139,10 @@ void Engine::flush_now(OutputInstance *o, Chunk *c) {
   }
 }
 
-void Engine::worker_main(OutputInstance *o, uint32_t index, std::promise<int> *init) {
-  WatchedThread watched("worker", static_cast<uint64_t>(cfg_.service.watchdog_flush_ms) * 1000000);
+void OutputQueue::worker_main(uint32_t index, std::promise<int> *init) {
+  OutputInstance *o = out_;
+  WatchedThread watched(
+      "worker", static_cast<uint64_t>(engine()->config().service.watchdog_flush_ms) * 1000000);
   void *ws = nullptr;
   int rc = 0;
   if (o->desc.worker_init) {
@@ -83,20 +154,21 @@ void Engine::worker_main(OutputInstance *o, uint32_t index, std::promise<int> *i
   for (;;) {
     Chunk *c;
     {
-      std::unique_lock<std::mutex> lk(o->wq_mu);
-      o->wq_cv.wait(lk, [o] { return o->wq_stop || !o->wq.empty(); });
-      if (o->wq.empty()) break;  // stopping and nothing left
-      c = o->wq.front();
-      o->wq.pop_front();
+      std::unique_lock<std::mutex> lk(wq_mu_);
+      wq_cv_.wait(lk, [this] { return wq_stop_ || !wq_.empty(); });
+      if (wq_.empty()) break;  // stopping and nothing left
+      c = wq_.front();
+      wq_.pop_front();
     }
     dm_flush_result res;
     memset(&res, 0, sizeof res);
     dm_flush_status st;
     {
-      PluginCall call(o->name.c_str(), "flush");
+      PluginCall call(o->name.c_str(), "flush", c->tag.c_str());
       st = o->desc.flush(o->state, ws, &c->view, reinterpret_cast<dm_flush_token *>(c), &res);
     }
-    if (st != DM_FLUSH_PENDING) complete(Completion{c, st, res.retry_after_ms, res.reason});
+    if (st != DM_FLUSH_PENDING)
+      engine()->complete(Completion{c, st, res.retry_after_ms, res.reason});
   }
   if (o->desc.worker_fini) {
     PluginCall call(o->name.c_str(), "worker_fini");
@@ -104,46 +176,56 @@ void Engine::worker_main(OutputInstance *o, uint32_t index, std::promise<int> *i
   }
 }
 
-bool Engine::start_workers(OutputInstance *o, std::string &error) {
-  if (!(o->desc.flags & DM_FLUSH_ON_WORKER)) return true;
-  for (uint32_t i = 0; i < o->workers; i++) {
+bool OutputQueue::start_workers(std::string &error) {
+  if (!(out_->desc.flags & DM_FLUSH_ON_WORKER)) return true;
+  for (uint32_t i = 0; i < out_->workers; i++) {
     std::promise<int> init;
     auto fut = init.get_future();
-    o->threads.emplace_back([this, o, i, &init] { worker_main(o, i, &init); });
+    threads_.emplace_back([this, i, &init] { worker_main(i, &init); });
     if (fut.get() != 0) {
-      error = o->name + ": worker " + std::to_string(i) + " failed to start";
+      error = out_->name + ": worker " + std::to_string(i) + " failed to start";
       return false;
     }
   }
   return true;
 }
 
-void Engine::stop_workers(OutputInstance *o) {
+void OutputQueue::stop_workers() {
   {
-    std::lock_guard<std::mutex> lk(o->wq_mu);
-    o->wq_stop = true;
+    std::lock_guard<std::mutex> lk(wq_mu_);
+    wq_stop_ = true;
   }
-  o->wq_cv.notify_all();
-  for (auto &t : o->threads)
+  wq_cv_.notify_all();
+  for (auto &t : threads_)
     if (t.joinable()) t.join();
-  o->threads.clear();
+  threads_.clear();
 }
 
-void Engine::complete(Completion c) {
-  std::lock_guard<std::mutex> lk(cq_mu_);
-  if (wake_closed_) {
-    // A late completion after shutdown: the records were never acknowledged, so their inputs
-    // re-send them after a restart. The process is exiting; the chunk is left to it.
-    return;
+void OutputQueue::release_all() {
+  std::vector<Chunk *> left(ready_.begin(), ready_.end());
+  if (filling_) left.push_back(filling_);
+  for (uv_timer_t *t : retry_timers_) {
+    left.push_back(static_cast<Chunk *>(t->data));
+    uv_close(reinterpret_cast<uv_handle_t *>(t),
+             [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
   }
-  cq_.push_back(std::move(c));
-  uv_async_send(&wake_);
+  retry_timers_.clear();
+  ready_.clear();
+  filling_ = nullptr;
+  for (Chunk *c : left) {
+    for (Batch *b : c->sources) batch_unref(b);
+    delete c;
+  }
+  if (flush_timer_)
+    uv_close(reinterpret_cast<uv_handle_t *>(flush_timer_),
+             [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+  flush_timer_ = nullptr;
 }
 
-void Engine::on_completion(Completion &done) {
+void OutputQueue::on_completion(Completion &done) {
   Chunk *c = done.chunk;
-  OutputInstance *o = c->out;
-  o->inflight--;
+  OutputInstance *o = out_;
+  inflight_--;
   double secs = (monotonic_ns() - c->flush_start_ns) / 1e9;
   o->m_latency->observe(secs);
   size_t n = c->records.size();
@@ -156,86 +238,67 @@ void Engine::on_completion(Completion &done) {
   }
   switch (done.status) {
     case DM_FLUSH_OK:
-      o->last_error.clear();
+      last_error_.clear();
       if (!marks.empty()) {
         finish_marked(c, marks);
         break;
       }
       o->m_out->add(n);
       o->m_bytes->add(c->bytes);
-      chunk_done(c, Outcome::Delivered, {});
+      this->done(c, Outcome::Delivered, {});
       break;
     case DM_FLUSH_RETRY:
       c->attempts++;
-      o->last_error = reason;
+      last_error_ = reason;
       o->m_retried->add(n);
-      if (o->retry_limit >= 0 && c->attempts > static_cast<uint64_t>(o->retry_limit)) {
-        log_msg(DM_LOG_ERROR, o->name.c_str(), "giving up on %zu records after %u tries: %s", n,
-                c->attempts, reason.c_str());
-        dead_letter(c, "retry limit " + std::to_string(o->retry_limit) + " reached: " + reason);
-      } else {
-        log_msg(DM_LOG_WARN, o->name.c_str(), "flush of %zu records failed (try %u): %s", n,
-                c->attempts, reason.c_str());
-        schedule_retry(c, done.retry_after_ms);
-      }
+      retry_or_give_up(c, reason, done.retry_after_ms);
       break;
     case DM_FLUSH_SPLIT:
       if (n > 1) {
         // Bisect: the halves go back to the front of the queue, in order.
-        auto *second = new Chunk();
-        second->out = o;
-        size_t half = n / 2;
-        second->records.assign(c->records.begin() + half, c->records.end());
-        c->records.resize(half);
-        // Split the ticket runs at the same record.
-        std::vector<TicketRun> first_runs, second_runs;
-        size_t seen = 0;
-        for (auto r : c->runs) {
-          if (seen + r.count <= half)
-            first_runs.push_back(r);
-          else if (seen >= half)
-            second_runs.push_back(r);
-          else {
-            uint32_t a = static_cast<uint32_t>(half - seen);
-            first_runs.push_back(TicketRun{r.ticket, a, r.block});
-            second_runs.push_back(TicketRun{r.ticket, r.count - a, r.block});
-          }
-          seen += r.count;
-        }
-        c->runs = std::move(first_runs);
-        second->runs = std::move(second_runs);
-        second->sources = c->sources;
-        for (Batch *b : second->sources) b->refs++;
-        c->bytes = 0;
-        for (auto &r : c->records) c->bytes += record_bytes(r);
-        second->bytes = 0;
-        for (auto &r : second->records) second->bytes += record_bytes(r);
+        std::vector<uint8_t> keep(n, 0);
+        std::fill(keep.begin(), keep.begin() + n / 2, 1);
+        Chunk *second = split_off(c, keep);
         c->attempts = second->attempts = 0;
-        fill_view(c);
-        fill_view(second);
         log_msg(DM_LOG_WARN, o->name.c_str(), "splitting %zu records into %zu + %zu: %s", n,
                 c->records.size(), second->records.size(), reason.c_str());
-        o->ready.push_front(second);
-        o->ready.push_front(c);
+        ready_.push_front(second);
+        ready_.push_front(c);
         break;
       }
       [[fallthrough]];
     case DM_FLUSH_ERROR:
     default:
-      o->last_error = reason;
+      last_error_ = reason;
       log_msg(DM_LOG_ERROR, o->name.c_str(), "%zu records cannot be delivered: %s", n,
               reason.c_str());
       dead_letter(c, reason);
       break;
   }
-  dispatch(o);
+  dispatch();
+}
+
+// A chunk whose try failed (attempts already counted): another try later, or dead-lettered
+// once over retry_limit.
+void OutputQueue::retry_or_give_up(Chunk *c, const std::string &reason, uint32_t retry_after_ms) {
+  OutputInstance *o = out_;
+  const size_t n = c->records.size();
+  if (o->retry_limit >= 0 && c->attempts > static_cast<uint64_t>(o->retry_limit)) {
+    log_msg(DM_LOG_ERROR, o->name.c_str(), "giving up on %zu records after %u tries: %s", n,
+            c->attempts, reason.c_str());
+    dead_letter(c, "retry limit " + std::to_string(o->retry_limit) + " reached: " + reason);
+  } else {
+    log_msg(DM_LOG_WARN, o->name.c_str(), "flush of %zu records failed (try %u): %s", n,
+            c->attempts, reason.c_str());
+    schedule_retry(c, retry_after_ms);
+  }
 }
 
 // A flush that succeeded with some records refused one by one (flush_record_status): the
 // refused ones are dead-lettered with their own reasons (or counted failed), the ones to retry
 // go back as a chunk of their own, and only the rest count as delivered.
-void Engine::finish_marked(Chunk *c, std::vector<RecordMark> &marks) {
-  OutputInstance *o = c->out;
+void OutputQueue::finish_marked(Chunk *c, std::vector<RecordMark> &marks) {
+  OutputInstance *o = out_;
   const size_t n = c->records.size();
   enum : uint8_t { kOk = 0, kRetry = 1, kError = 2 };
   std::vector<uint8_t> cls(n, kOk);
@@ -274,9 +337,9 @@ void Engine::finish_marked(Chunk *c, std::vector<RecordMark> &marks) {
 
   o->m_out->add(c->records.size());
   o->m_bytes->add(c->bytes);
-  chunk_done(c, Outcome::Delivered, {});
+  done(c, Outcome::Delivered, {});
   if (refused) {
-    o->last_error = refused->reasons.front();
+    last_error_ = refused->reasons.front();
     log_msg(DM_LOG_ERROR, o->name.c_str(), "%zu of %zu records refused one by one: %s",
             refused->records.size(), n, refused->reasons.front().c_str());
     dead_letter(refused, refused->reasons.front());
@@ -300,21 +363,22 @@ void Engine::finish_marked(Chunk *c, std::vector<RecordMark> &marks) {
 
 // Moves the records of c whose keep[i] is 0 into a new chunk (null when there are none), in
 // order, with their ticket runs cut at the same records; both chunks hold every source batch.
-Chunk *Engine::split_off(Chunk *c, const std::vector<uint8_t> &keep) {
+Chunk *OutputQueue::split_off(Chunk *c, const std::vector<uint8_t> &keep) {
   const size_t n = c->records.size();
   size_t moving = 0;
   for (size_t i = 0; i < n; i++) moving += keep[i] ? 0 : 1;
   if (moving == 0) return nullptr;
   auto *out = new Chunk();
   out->out = c->out;
+  out->tag = c->tag;
   out->attempts = c->attempts;
   std::vector<dm_record> stay;
   std::vector<TicketRun> stay_runs;
   stay.reserve(n - moving);
   out->records.reserve(moving);
   auto add_run = [](std::vector<TicketRun> &runs, const TicketRun &r) {
-    if (!runs.empty() && runs.back().ticket == r.ticket && runs.back().block == r.block &&
-        (r.ticket || r.block))
+    // Runs of neither ticket nor block merge too: nothing is told about them.
+    if (!runs.empty() && runs.back().ticket == r.ticket && runs.back().block == r.block)
       runs.back().count++;
     else
       runs.push_back(TicketRun{r.ticket, 1, r.block});
@@ -349,36 +413,19 @@ Chunk *Engine::split_off(Chunk *c, const std::vector<uint8_t> &keep) {
   return out;
 }
 
-void Engine::chunk_done(Chunk *c, Outcome outcome, const std::string &reason) {
-  OutputInstance *o = c->out;
-  size_t first = 0;  // index of the run's first record (its reason, when per record)
-  for (auto &r : c->runs) {
-    // Records loaded back from storage reach their ticket (if it is still waiting) through
-    // their block; read it before block_progress may free the block.
-    Ticket *t = r.ticket ? r.ticket : r.block ? r.block->ticket : nullptr;
-    if (r.block) block_progress(r.block, o, r.count);
-    if (t) {
-      if (outcome == Outcome::Failed)
-        ticket_failed(t, r.count, first < c->reasons.size() ? c->reasons[first] : reason);
-      else if (outcome == Outcome::Delivered)
-        ticket_progress(t, r.count, 0);
-      else
-        ticket_progress(t, 0, r.count);
-    }
-    first += r.count;
-  }
-  o->queued_bytes -= c->bytes;
-  o->queued_records -= c->records.size();
-  o->m_qrecords->set(o->queued_records);
-  o->m_qbytes->set(o->queued_bytes);
+void OutputQueue::done(Chunk *c, Outcome outcome, const std::string &failed_reason) {
+  engine()->delivery().finished(out_, c->runs, outcome, failed_reason, &c->reasons);
+  queued_bytes_ -= c->bytes;
+  queued_records_ -= c->records.size();
+  count_queued();
   for (Batch *b : c->sources) batch_unref(b);
   delete c;
-  update_fullness(o);
-  check_idle();
+  update_fullness();
+  engine()->check_idle();
 }
 
-void Engine::schedule_retry(Chunk *c, uint32_t retry_after_ms) {
-  OutputInstance *o = c->out;
+void OutputQueue::schedule_retry(Chunk *c, uint32_t retry_after_ms) {
+  OutputInstance *o = out_;
   // Exponential backoff with jitter in [base/2, base], capped; the output's retry_after wins
   // when it asks for longer.
   double base =
@@ -387,29 +434,27 @@ void Engine::schedule_retry(Chunk *c, uint32_t retry_after_ms) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   double wait = base / 2 + std::uniform_real_distribution<double>(0, base / 2)(rng);
   uint64_t delay = std::max<uint64_t>(static_cast<uint64_t>(wait), retry_after_ms);
-  if (stopping_) delay = std::min<uint64_t>(delay, 250);  // hurry within the grace period
-  o->retrying++;
+  if (engine()->stopping()) delay = std::min<uint64_t>(delay, 250);  // hurry within the grace
   auto *t = new uv_timer_t;
-  uv_timer_init(&loop_, t);
+  uv_timer_init(engine()->loop(), t);
   t->data = c;
-  o->retry_timers.insert(t);
+  retry_timers_.insert(t);
   uv_timer_start(
       t,
       [](uv_timer_t *h) {
         auto *ch = static_cast<Chunk *>(h->data);
-        OutputInstance *out = ch->out;
-        out->retrying--;
-        out->retry_timers.erase(h);
-        out->ready.push_front(ch);
-        out->engine->dispatch(out);
+        OutputQueue &q = ch->out->queue;
+        q.retry_timers_.erase(h);
+        q.ready_.push_front(ch);
+        q.dispatch();
         uv_close(reinterpret_cast<uv_handle_t *>(h),
                  [](uv_handle_t *hh) { delete reinterpret_cast<uv_timer_t *>(hh); });
       },
       delay, 0);
 }
 
-void Engine::dead_letter(Chunk *c, const std::string &reason) {
-  OutputInstance *o = c->out;
+void OutputQueue::dead_letter(Chunk *c, const std::string &reason) {
+  OutputInstance *o = out_;
   size_t n = c->records.size();
   bool written = false;
   std::string write_error;
@@ -439,7 +484,7 @@ void Engine::dead_letter(Chunk *c, const std::string &reason) {
   }
   if (written) {
     o->m_dead->add(n);
-    chunk_done(c, Outcome::DeadLettered, reason);
+    done(c, Outcome::DeadLettered, {});
     return;
   }
   // Lost for this output: its tickets say so (failed, never delivered or dead-lettered), so an
@@ -451,61 +496,30 @@ void Engine::dead_letter(Chunk *c, const std::string &reason) {
                               ? " (no dead_letter_path)"
                               : " (dead-letter file not writable: " + write_error + ")";
   for (auto &r : c->reasons) r += why;
-  chunk_done(c, Outcome::Failed, reason + why);
+  done(c, Outcome::Failed, reason + why);
 }
 
-void Engine::update_fullness(OutputInstance *o) {
-  if (storage_) {
+void OutputQueue::update_fullness() {
+  OutputInstance *o = out_;
+  Engine *e = engine();
+  if (e->storage_on()) {
     // With storage a full queue spills to disk instead of pausing its inputs.
-    if (!o->backlog.empty() && o->queued_bytes <= o->queue_limit / 2) schedule_pump(o);
+    if (!backlog.blocks.empty() && queued_bytes_ <= o->queue_limit / 2) e->schedule_pump(o);
     return;
   }
-  bool full = o->queued_bytes > o->queue_limit;
-  bool empty_enough = o->queued_bytes <= o->queue_limit / 2;
-  if (!o->full && full) {
-    o->full = true;
+  bool full = queued_bytes_ > o->queue_limit;
+  bool empty_enough = queued_bytes_ <= o->queue_limit / 2;
+  if (!full_ && full) {
+    full_ = true;
     log_msg(DM_LOG_WARN, o->name.c_str(), "queue full (%zu bytes): pausing its inputs",
-            o->queued_bytes);
-    for (InputInstance *in : o->feeders) pause_input(in);
-  } else if (o->full && empty_enough) {
-    o->full = false;
+            queued_bytes_);
+    for (InputInstance *in : o->feeders) e->pause_input(in);
+  } else if (full_ && empty_enough) {
+    full_ = false;
     log_msg(DM_LOG_INFO, o->name.c_str(), "queue drained (%zu bytes): resuming its inputs",
-            o->queued_bytes);
-    for (InputInstance *in : o->feeders) resume_input(in);
+            queued_bytes_);
+    for (InputInstance *in : o->feeders) e->resume_input(in);
   }
-}
-
-// Pauses are counted: an input resumes once nothing (no output, not the storage) holds it.
-void Engine::pause_input(InputInstance *in) {
-  if (in->full_outputs++ != 0) return;
-  in->m_paused->set(1);
-  defer([in] {
-    if (in->full_outputs > 0 && !in->plugin_paused && in->created) {
-      in->plugin_paused = true;
-      // Its threads get DM_ERR_FULL from here on; without a pause() too (they cannot wait for
-      // a resume(), but nor can they fill memory).
-      in->inbox.set_paused(true);
-      if (in->desc.pause) {
-        PluginCall call(in->name.c_str(), "pause");
-        in->desc.pause(in->state);
-      }
-    }
-  });
-}
-
-void Engine::resume_input(InputInstance *in) {
-  if (--in->full_outputs != 0) return;
-  in->m_paused->set(0);
-  defer([in] {
-    if (in->full_outputs == 0 && in->plugin_paused && in->created && !in->stopped) {
-      in->plugin_paused = false;
-      in->inbox.set_paused(false);  // before resume(): a woken thread may submit at once
-      if (in->desc.resume) {
-        PluginCall call(in->name.c_str(), "resume");
-        in->desc.resume(in->state);
-      }
-    }
-  });
 }
 
 }  // namespace devmesh
