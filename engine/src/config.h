@@ -1,5 +1,6 @@
-// Pipeline configuration: the YAML file's shape, environment expansion, value parsing
-// (durations, sizes) and validation of each plugin entry against a dm_option schema.
+// Pipeline configuration, the engine's view: the YAML file's shape (config_file.cpp), environment
+// expansion (config_env.cpp), value parsing (config_values.cpp) and validation of each plugin
+// entry against a dm_option schema (config_schema.cpp).
 #pragma once
 
 #include <devmesh/plugin.h>
