@@ -34,10 +34,6 @@ bool unexpanded(const YAML::Node &n);
 bool find_key(const YAML::Node &map, std::string_view key, YAML::Node &key_node, YAML::Node &value);
 std::string unknown_key_message(std::string_view key, const std::vector<std::string> &candidates);
 
-// Appends `found` to `problems` in file order (problems without a line first), so a report
-// reads top to bottom although the checks run in several passes.
-void append_in_order(const Problems &found, Problems &problems);
-
 // ---- validating a mapping against a schema (config_schema.cpp) --------------------------------
 
 struct Schema {

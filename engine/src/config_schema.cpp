@@ -102,16 +102,6 @@ bool find_key(const YAML::Node &map, std::string_view key, YAML::Node &key_node,
   return false;
 }
 
-// Appends `found` to `problems` in file order (problems without a line first), so a report
-// reads top to bottom although the checks run in several passes.
-void append_in_order(const Problems &found, Problems &problems) {
-  std::vector<Problem> list = found.list();
-  std::stable_sort(list.begin(), list.end(), [](const Problem &a, const Problem &b) {
-    return std::tie(a.line, a.col) < std::tie(b.line, b.col);
-  });
-  for (auto &p : list) problems.add(std::move(p));
-}
-
 void Checker::add(const YAML::Mark &mark, const std::string &path, std::string message) {
   problems.add(file, mark, path, std::move(message));
 }
@@ -312,6 +302,16 @@ void Checker::apply_default(const dm_option &opt, const YAML::Mark &mark, const 
 
 using namespace config_detail;
 
+// Appends `found` to `problems` in file order (problems without a line first), so a report
+// reads top to bottom although the checks run in several passes.
+void append_in_order(const Problems &found, Problems &problems) {
+  std::vector<Problem> list = found.list();
+  std::stable_sort(list.begin(), list.end(), [](const Problem &a, const Problem &b) {
+    return std::tie(a.line, a.col) < std::tie(b.line, b.col);
+  });
+  for (auto &p : list) problems.add(std::move(p));
+}
+
 std::unique_ptr<dm_config> validate_entry(const PipelineConfig &cfg, const PluginEntry &entry,
                                           const std::vector<const dm_option *> &options,
                                           Problems &problems) {
@@ -325,6 +325,18 @@ std::unique_ptr<dm_config> validate_entry(const PipelineConfig &cfg, const Plugi
     config = std::make_unique<dm_config>();
     if (!check.mapping(entry.node, entry.node.Mark(), entry.where(), schema, config->values)) {
       config.reset();
+    } else {
+      config->options = options;
+      config->file = cfg.file;
+      config->where = entry.where();
+      config->node = entry.node;
+      for (auto &[key, v] : config->values) {
+        for (const auto &item : v.items) v.item_views.push_back(dm_str{item.c_str(), item.size()});
+        for (const auto &[k, value] : v.entries) {
+          v.key_views.push_back(dm_str{k.c_str(), k.size()});
+          v.item_views.push_back(dm_str{value.c_str(), value.size()});
+        }
+      }
     }
   } catch (const std::exception &e) {
     found.add(cfg.file, entry.node.Mark(), entry.where(),

@@ -43,22 +43,6 @@ const dm_option kOptions[] = {
      0},
 };
 
-// Collects every problem of a configuration, so that one run names them all; refuse() logs
-// them and throws the last (create() then fails, and the engine reports it).
-class Problems {
- public:
-  void add(std::string p) { list_.push_back(std::move(p)); }
-  void refuse_if_any(const dm_host_api *host, dm_instance *inst) const {
-    if (list_.empty()) return;
-    for (size_t i = 0; i + 1 < list_.size(); ++i)
-      host->log(inst, DM_LOG_ERROR, "%s", list_[i].c_str());
-    throw std::invalid_argument(list_.back());
-  }
-
- private:
-  std::vector<std::string> list_;
-};
-
 enum class Field : uint8_t {
   Host,
   Service,
@@ -76,7 +60,7 @@ struct KeyField {
   std::string meta;  // for Field::Meta
 };
 
-bool parse_field(const std::string &name, uint32_t i, KeyField &out, Problems &problems) {
+bool parse_field(const std::string &name, uint32_t i, KeyField &out, ConfigProblems &problems) {
   static const std::pair<const char *, Field> kNames[] = {{"host", Field::Host},
                                                           {"service", Field::Service},
                                                           {"message", Field::Message},
@@ -89,9 +73,10 @@ bool parse_field(const std::string &name, uint32_t i, KeyField &out, Problems &p
     if (name == n) return out = KeyField{f, {}}, true;
   if (name.rfind("meta.", 0) == 0 && name.size() > 5)
     return out = KeyField{Field::Meta, name.substr(5)}, true;
-  problems.add("key[" + std::to_string(i) + "]: unknown field '" + name +
-               "' (host, service, message, level, source, event_type, error_code, trace_id or "
-               "meta.<name>)");
+  problems.add("key." + std::to_string(i),
+               "unknown field '" + name +
+                   "' (host, service, message, level, source, event_type, error_code, trace_id or "
+                   "meta.<name>)");
   return false;
 }
 
@@ -120,14 +105,14 @@ class Dedup {
   Dedup(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
-    Problems problems;
+    ConfigProblems problems(host, inst);
     const uint32_t n = c.count("key");
-    if (n == 0) problems.add("key: needs at least one field");
+    if (n == 0) problems.add("key", "needs at least one field");
     for (uint32_t i = 0; i < n; ++i) {
       KeyField f;
       if (parse_field(c.item("key", i), i, f, problems)) fields_.push_back(std::move(f));
     }
-    problems.refuse_if_any(host, inst);
+    problems.refuse_if_any();
     parts_.resize(fields_.size());
     collapse_ = c.string("mode") == "collapse";
     window_ns_ = c.integer("window") * 1000000;
