@@ -163,31 +163,30 @@ class Journald {
   Journald(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
+    ConfigProblems problems(host, inst);
     if (c.has("path") && c.has("files"))
-      throw std::invalid_argument("path and files: set one of them, not both");
+      problems.add("files", "path and files: set one of them, not both");
     if (c.has("path")) {
       path_ = c.string("path");
       struct stat st;
-      if (path_.empty()) throw std::invalid_argument("path: empty");
-      if (::stat(path_.c_str(), &st) != 0)
-        throw std::invalid_argument("path: " + path_ + ": " + errno_text(errno));
-      if (!S_ISDIR(st.st_mode))
-        throw std::invalid_argument("path: " + path_ +
-                                    " is not a directory (use files: for journal files)");
+      if (path_.empty())
+        problems.add("path", "empty");
+      else if (::stat(path_.c_str(), &st) != 0)
+        problems.add("path", path_ + ": " + errno_text(errno));
+      else if (!S_ISDIR(st.st_mode))
+        problems.add("path", path_ + " is not a directory (use files: for journal files)");
       source_ = "directory " + path_;
     } else if (c.has("files")) {
       for (uint32_t i = 0, n = c.count("files"); i < n; ++i) {
         std::string f = c.item("files", i);
         struct stat st;
         if (::stat(f.c_str(), &st) != 0)
-          throw std::invalid_argument("files[" + std::to_string(i) + "]: " + f + ": " +
-                                      errno_text(errno));
-        if (!S_ISREG(st.st_mode))
-          throw std::invalid_argument("files[" + std::to_string(i) + "]: " + f +
-                                      " is not a regular file");
+          problems.add("files." + std::to_string(i), f + ": " + errno_text(errno));
+        else if (!S_ISREG(st.st_mode))
+          problems.add("files." + std::to_string(i), f + " is not a regular file");
         files_.push_back(std::move(f));
       }
-      if (files_.empty()) throw std::invalid_argument("files: the list is empty");
+      if (files_.empty()) problems.add("files", "the list is empty");
       source_ = std::to_string(files_.size()) + " journal file(s)";
     } else {
       source_ = "the local system journal";
@@ -196,8 +195,7 @@ class Journald {
     for (uint32_t i = 0, n = c.count("units"); i < n; ++i) {
       std::string u = c.item("units", i);
       if (u.empty() || u.find_first_of("=/ \t\n") != std::string::npos)
-        throw std::invalid_argument("units[" + std::to_string(i) + "]: '" + u +
-                                    "' is not a unit name");
+        problems.add("units." + std::to_string(i), "'" + u + "' is not a unit name");
       if (u.find('.') == std::string::npos) u += ".service";
       matches_.push_back("_SYSTEMD_UNIT=" + u);
     }
@@ -208,25 +206,25 @@ class Journald {
       const size_t eq = m.find('=');
       if (m == "+") {
         if (matches_.empty() || matches_.back() == "+" || i + 1 == n)
-          throw std::invalid_argument("matches[" + std::to_string(i) +
-                                      "]: '+' must stand between two groups of matches");
+          problems.add("matches." + std::to_string(i),
+                       "'+' must stand between two groups of matches");
       } else if (eq == std::string::npos || !valid_field_name(std::string_view(m).substr(0, eq))) {
-        throw std::invalid_argument("matches[" + std::to_string(i) + "]: '" + m +
-                                    "' is not FIELD=value (FIELD of A-Z, 0-9 and _)");
+        problems.add("matches." + std::to_string(i),
+                     "'" + m + "' is not FIELD=value (FIELD of A-Z, 0-9 and _)");
       }
       matches_.push_back(std::move(m));
     }
     for (uint32_t i = 0, n = c.count("fields"); i < n; ++i) {
       std::string f = c.item("fields", i);
       if (!valid_field_name(f))
-        throw std::invalid_argument("fields[" + std::to_string(i) + "]: '" + f +
-                                    "' is not a journal field name (A-Z, 0-9 and _)");
+        problems.add("fields." + std::to_string(i),
+                     "'" + f + "' is not a journal field name (A-Z, 0-9 and _)");
       extras_.push_back(journald::ExtraField{f + "=", meta_key_of(f)});
     }
 
     const std::string read_from = c.string("read_from");
     if (read_from != "head" && read_from != "tail")
-      throw std::invalid_argument("read_from: must be head or tail, not '" + read_from + "'");
+      problems.add("read_from", "must be head or tail, not '" + read_from + "'");
     from_tail_ = read_from == "tail";
     follow_ = c.boolean("follow");
     if (c.has("host")) {
@@ -240,7 +238,7 @@ class Journald {
 
     if (c.has("state_file")) {
       const std::string p = c.string("state_file");
-      if (p.empty()) throw std::invalid_argument("state_file: empty");
+      if (p.empty()) problems.add("state_file", "empty");
       const size_t slash = p.rfind('/');
       const std::string dir = slash == std::string::npos ? "."
                               : slash == 0               ? "/"
@@ -254,13 +252,14 @@ class Journald {
         probe = up == std::string::npos ? "." : up == 0 ? "/" : probe.substr(0, up);
       }
       if (::stat(probe.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-        throw std::invalid_argument("state_file: " + probe + " is not a directory");
-      if (::access(probe.c_str(), W_OK) != 0)
-        throw std::invalid_argument("state_file: directory " + probe + " is not writable");
+        problems.add("state_file", probe + " is not a directory");
+      else if (::access(probe.c_str(), W_OK) != 0)
+        problems.add("state_file", "directory " + probe + " is not writable");
       state_dir_ = dir;
       writer_ = std::make_shared<journald::StateWriter>(p);
     }
 
+    problems.refuse_if_any();
     // Opening here makes an unreadable source a configuration error, reported at start-up.
     if (int r = open_journal(); r < 0)
       throw std::runtime_error("cannot open " + source_ + ": " + errno_text(r));
