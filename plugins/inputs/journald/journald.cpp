@@ -261,8 +261,13 @@ class Journald {
 
     problems.refuse_if_any();
     // Opening here makes an unreadable source a configuration error, reported at start-up.
-    if (int r = open_journal(); r < 0)
-      throw std::runtime_error("cannot open " + source_ + ": " + errno_text(r));
+    if (int r = open_journal(); r < 0) {
+      problems.add(c.has("path")    ? "path"
+                   : c.has("files") ? "files"
+                                    : nullptr,
+                   "cannot open " + source_ + ": " + errno_text(r));
+      problems.refuse_if_any();
+    }
 
     m_read_ = host->metric_counter(inst, "journald_entries_read_total",
                                    "journal entries read and handed to the pipeline", nullptr);
