@@ -142,6 +142,24 @@ TEST(ConfigErrors, ProblemsTwoPluginsRaiseAreAllListedWithTheirPlaces) {
   EXPECT_EQ(r.out.find("configuration OK"), std::string::npos) << r.out;
 }
 
+TEST(ConfigErrors, EveryProblemOnePluginFindsIsListedNotJustTheFirst) {
+  TempDir d;
+  auto r = dry_run(d, kHead +
+                          "  inputs:\n"             // 4
+                          "    - name: http\n"      // 5
+                          "      path: ingest\n"    // 6
+                          "      auth_token: ''\n"  // 7
+                          "  outputs:\n"            // 8
+                          "    - name: 'null'\n");  // 9
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("p.yaml:6:13: pipeline.inputs[0].path: must start with '/'"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("p.yaml:7:19: pipeline.inputs[0].auth_token: must not be empty"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST(ConfigErrors, PluginProblemsAreListedWithSchemaProblemsOfOtherEntries) {
   TempDir d;
   auto r = dry_run(d, kHead +

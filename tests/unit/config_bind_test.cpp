@@ -24,6 +24,7 @@ struct Bound {
   dm_strings headers{};
   const char *absent = "kept";  // no value, no default: left alone
   int64_t not_bound = 42;       // declared without DM_OPT_BIND
+  int64_t c_style = -1;         // bound the C way: offsetof and DM_OPT_BIND by hand
 };
 
 const char *const kNames[] = {"a", "b", "c", nullptr};
@@ -39,6 +40,8 @@ const dm_option kOptions[] = {
     Option<DM_OPT_MAP>("headers", &Bound::headers, "a map"),
     Option<DM_OPT_STRING>("absent", &Bound::absent, "never set"),
     {"not_bound", DM_OPT_INT, 0, "1", 0, 0, nullptr, "read by hand", offsetof(Bound, not_bound)},
+    {"c_style", DM_OPT_SIZE, DM_OPT_BIND, "2KiB", 0, 0, nullptr, "as a C plugin declares it",
+     offsetof(Bound, c_style)},
 };
 
 // The engine's own options come after the plugin's, as Engine::load passes them.
@@ -110,6 +113,7 @@ TEST(ConfigBind, EveryTypeIsWrittenFromTheFile) {
   EXPECT_EQ(v.services.items[1].ptr[v.services.items[1].len], '\0');
   EXPECT_STREQ(v.absent, "kept");
   EXPECT_EQ(v.not_bound, 42);
+  EXPECT_EQ(v.c_style, 2048);
 }
 
 TEST(ConfigBind, DefaultsAreWrittenAndAbsentOptionsLeaveTheirField) {
