@@ -165,6 +165,8 @@ size_t bind(M C::*member) {
 
 // An option bound to a member whose type matches the option's (a mismatch does not compile):
 //   Option<DM_OPT_DOUBLE>("rate", &Cfg::rate, "records per second").value("10").bounded(0, 1e6)
+// A bound STRING is a C string: it ends at the first NUL. Text a value may carry verbatim
+// (a record's message) is read with config_string, whose dm_str keeps its length.
 template <dm_opt_type T>
 struct Option {
   dm_option o{};

@@ -24,15 +24,13 @@ const char *const kLevels[] = {"DEBUG",    "INFO",  "WARN", "WARNING", "ERROR",
                                "CRITICAL", "FATAL", "NONE", nullptr};
 
 // The options, bound: config_bind fills a DummyConfig with the validated values and defaults.
+// The record's own text (message, service, host, source) is read with config_string instead: a
+// bound const char * would end at a NUL the value may hold ("nul\0ctl" is sent as written).
 struct DummyConfig {
   double rate = 0;
   int64_t count = 0;
   int64_t batch = 0;
   int64_t start = 0;
-  const char *message = nullptr;
-  const char *service = nullptr;
-  const char *host = nullptr;  // unset: this machine's hostname
-  const char *source = nullptr;
   const char *level = nullptr;
   dm_strings meta{};
   int64_t priority = -1;
@@ -60,13 +58,12 @@ const dm_option kOptions[] = {
     Option<DM_OPT_INT>("start", &C::start, "sequence number of the first record")
         .value("1")
         .bounded(0, 1e15),
-    Option<DM_OPT_STRING>("message", &C::message,
-                          "message template; each {seq} becomes the record's sequence number")
-        .value("dummy record {seq}"),
-    Option<DM_OPT_STRING>("service", &C::service, "service field of every record").value("dummy"),
-    Option<DM_OPT_STRING>("host", &C::host,
-                          "host field of every record; default: this machine's hostname"),
-    Option<DM_OPT_STRING>("source", &C::source, "source field of every record").value("dummy"),
+    {"message", DM_OPT_STRING, 0, "dummy record {seq}", 0, 0, nullptr,
+     "message template; each {seq} becomes the record's sequence number", 0},
+    {"service", DM_OPT_STRING, 0, "dummy", 0, 0, nullptr, "service field of every record", 0},
+    {"host", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "host field of every record; default: this machine's hostname", 0},
+    {"source", DM_OPT_STRING, 0, "dummy", 0, 0, nullptr, "source field of every record", 0},
     Option<DM_OPT_STRING>("level", &C::level, "level of every record; NONE leaves it unset")
         .value("INFO")
         .allowed(kLevels),
@@ -112,6 +109,7 @@ class Dummy {
   Dummy(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     const DummyConfig c = bound_config<DummyConfig>(host, cfg);
+    const Config text{host, cfg};
     ConfigProblems problems(host, inst);
     rate_ = c.rate;
     // The host enforces the schema bounds; these guard a host that does not.
@@ -127,9 +125,9 @@ class Dummy {
       for (uint32_t i = 0; i < c.messages.count; ++i)
         split_template(std::string(sv_item(c.messages, i)));
     } else {
-      split_template(c.message ? c.message : "");
+      split_template(text.string("message"));
     }
-    service_ = c.service ? c.service : "";
+    service_ = text.string("service");
     for (uint32_t i = 0; i < c.services.count; ++i) services_.emplace_back(sv_item(c.services, i));
     priority_ = static_cast<int8_t>(std::clamp<int64_t>(c.priority, -1, 7));
     if (c.timestamp_start) {
@@ -143,12 +141,12 @@ class Dummy {
       synthetic_ts_ = true;
     }
     first_seq_ = next_seq_;
-    source_ = c.source ? c.source : "";
+    source_ = text.string("source");
     if (!parse_level(c.level ? c.level : "", level_))
       problems.add("level", "unknown level '" + std::string(c.level ? c.level : "") + "'");
     problems.refuse_if_any();
-    if (c.host) {
-      host_name_ = c.host;
+    if (text.has("host")) {
+      host_name_ = text.string("host");
     } else {
       char buf[256] = {};
       if (gethostname(buf, sizeof buf - 1) != 0) throw std::runtime_error("gethostname failed");
