@@ -30,7 +30,7 @@ Problem plugin_problem(const dm_config &cfg, const char *key, std::string messag
     if (!found) continue;
     YAML::Node k, v;
     if (index && at.IsSequence() && std::stoul(part) < at.size()) {
-      v = at[std::stoul(part)];
+      v = static_cast<const YAML::Node &>(at)[std::stoul(part)];  // const: never inserts
       mark = v.Mark();
     } else if (!index && find_key(at, part, k, v)) {
       // A null's own mark may be on the next line: point at its key.
