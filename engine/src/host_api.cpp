@@ -96,20 +96,26 @@ dm_str config_map_key(const dm_config *cfg, const char *key, uint32_t i) {
   return dm_str{v->entries[i].first.c_str(), v->entries[i].first.size()};
 }
 
-// Until the engine collects them with their place in the file, a plugin's config problems are
-// logged as errors naming the option.
+// Collected with the option's place in the file; Engine::load reports them after create().
+// After create() (nothing will collect them) they are logged.
 void config_error(dm_instance *inst, const char *key, const char *fmt, ...) {
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
   va_end(ap);
-  host_log(inst, DM_LOG_ERROR, "%s%s%s", key ? key : "", key ? ": " : "", msg);
+  Instance *i = inst ? Instance::from(inst) : nullptr;
+  if (!i || !i->cfg || i->created) {
+    host_log(inst, DM_LOG_ERROR, "%s%s%s", key ? key : "", key ? ": " : "", msg);
+    return;
+  }
+  i->cfg->problems.push_back(plugin_problem(*i->cfg, key, msg));
 }
 
 int config_bind(const dm_config *cfg, void *dst) {
   if (!cfg || !dst) return DM_ERR_INVALID;
-  return DM_ERR_INVALID;
+  bind_config(*cfg, dst);
+  return DM_OK;
 }
 
 dm_batch *batch_new_api(dm_instance *, uint32_t hint) {

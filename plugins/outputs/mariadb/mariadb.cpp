@@ -187,11 +187,13 @@ class MariaDbOutput {
   MariaDbOutput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
-    settings_ = mariadb::Settings::from(c);
+    ConfigProblems problems(host, inst);
+    settings_ = mariadb::Settings::from(c, problems);
     create_table_ = c.boolean("create_table");
     full_text_ = c.boolean("full_text");
     if (c.has("retention")) retention_ms_ = c.integer("retention");
-    if (retention_ms_ < 0) throw std::invalid_argument("retention: must not be negative");
+    if (retention_ms_ < 0) problems.add("retention", "must not be negative");
+    problems.refuse_if_any();
     retention_batch_ = c.integer("retention_batch");
     retention_pause_ms_ = c.integer("retention_pause");
     retention_interval_ms_ = c.integer("retention_interval");

@@ -125,15 +125,17 @@ class SqliteOutput {
   SqliteOutput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
+    ConfigProblems problems(host, inst);
     path_ = c.string("path");
     table_ = c.string("table");
     if (!schema::valid_identifier(table_))
-      throw std::invalid_argument("table: '" + table_ +
-                                  "' is not a plain identifier (letters, digits, underscore)");
+      problems.add("table",
+                   "'" + table_ + "' is not a plain identifier (letters, digits, underscore)");
     full_text_ = c.boolean("full_text");
     retention_ms_ = c.has("retention") ? c.integer("retention") : 0;
     if (c.has("retention") && retention_ms_ <= 0)
-      throw std::invalid_argument("retention: must be a positive duration (or unset)");
+      problems.add("retention", "must be a positive duration (or unset)");
+    problems.refuse_if_any();  // the table check below needs a valid name
     retention_interval_ms_ = c.integer("retention_interval");
     retention_batch_ = c.integer("retention_batch");
     synchronous_ = c.string("synchronous");
@@ -142,10 +144,18 @@ class SqliteOutput {
     // an incompatible table too.
     struct stat st;
     if (::stat(path_.c_str(), &st) == 0) {
-      sqlite3 *db = open_db(path_, SQLITE_OPEN_READONLY, busy_ms_, "normal");
+      sqlite3 *db = nullptr;
+      try {
+        db = open_db(path_, SQLITE_OPEN_READONLY, busy_ms_, "normal");
+      } catch (const std::runtime_error &e) {
+        std::string why = e.what();
+        problems.add("path", why.rfind("path: ", 0) == 0 ? why.substr(6) : why);
+        problems.refuse_if_any();
+      }
       std::string problem = schema::check_table(db, table_);
       sqlite3_close(db);
-      if (!problem.empty()) throw std::runtime_error(incompatible(problem));
+      if (!problem.empty()) problems.add("path", incompatible(problem));
+      problems.refuse_if_any();
     }
 
     m_rows_ = host->metric_counter(inst, "sqlite_rows_inserted_total", "rows inserted", nullptr);
