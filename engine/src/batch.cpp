@@ -1,11 +1,14 @@
 // Batches and their arenas.
 #include "batch.h"
 
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <string_view>
 #include <vector>
 
 namespace devmesh {
@@ -197,6 +200,88 @@ int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value, uint32_t type) 
   rec->meta[rec->meta_count].reserved = 0;
   rec->meta_count++;
   return DM_OK;
+}
+
+namespace {
+
+// The JSON number grammar (RFC 8259): -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+bool json_number(std::string_view s, bool integer) {
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t from = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i > from;
+  };
+  if (i < s.size() && s[i] == '-') ++i;
+  if (i < s.size() && s[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
+  }
+  if (i == s.size()) return true;
+  if (integer) return false;
+  if (s[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == s.size();
+}
+
+// Accepts any JSON and counts its nesting.
+struct DepthCheck : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, DepthCheck> {
+  unsigned depth = 0;
+  bool Default() { return true; }
+  bool RawNumber(const char *, rapidjson::SizeType, bool) { return true; }
+  bool StartObject() { return ++depth <= kMetaMaxDepth; }
+  bool EndObject(rapidjson::SizeType) { return --depth, true; }
+  bool StartArray() { return ++depth <= kMetaMaxDepth; }
+  bool EndArray(rapidjson::SizeType) { return --depth, true; }
+};
+
+// Whether rapidjson reads s as one JSON value and nothing more: what every reader of the
+// outputs' documents is (the query output, the next devmesh's http input, which refuse 1e999).
+bool json_value(std::string_view s) {
+  rapidjson::MemoryStream ms(s.data(), s.size());
+  DepthCheck h;
+  rapidjson::Reader reader;
+  constexpr unsigned kFlags =
+      rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag |
+      rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseStopWhenDoneFlag;
+  // Stopping when the root ends, then checking it ends the text: a NUL inside the text would
+  // otherwise read as its end.
+  return !reader.Parse<kFlags>(ms, h).IsError() && ms.Tell() == s.size();
+}
+
+bool json_container(std::string_view s) {
+  return s.size() >= 2 && (s.front() == '{' || s.front() == '[') &&
+         (s.back() == '}' || s.back() == ']') && json_value(s);
+}
+
+}  // namespace
+
+bool meta_value_valid(dm_str value, uint32_t type) {
+  const std::string_view v(value.len ? value.ptr : "", value.len);
+  switch (type) {
+    case DM_META_STRING:
+      return true;
+    case DM_META_INT:
+      return json_number(v, true) && json_value(v);
+    case DM_META_FLOAT:
+      return json_number(v, false) && json_value(v);
+    case DM_META_BOOL:
+      return v == "true" || v == "false";
+    case DM_META_NULL:
+      return v == "null";
+    case DM_META_JSON:
+      return json_container(v);
+    default:
+      return false;
+  }
 }
 
 size_t record_bytes(const dm_record &r) {

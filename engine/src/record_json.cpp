@@ -53,6 +53,19 @@ static void put(Writer &w, dm_str s) {
   w.String(clean.c_str(), static_cast<rapidjson::SizeType>(clean.size()));
 }
 
+// A typed value is JSON text meta_set validated: written as it is, so 123 stays 123.
+static void put_meta_value(Writer &w, const dm_kv &kv) {
+  if (kv.type == DM_META_STRING) {
+    put(w, kv.value);
+    return;
+  }
+  const rapidjson::Type kind = kv.type == DM_META_JSON   ? rapidjson::kObjectType
+                               : kv.type == DM_META_BOOL ? rapidjson::kTrueType
+                               : kv.type == DM_META_NULL ? rapidjson::kNullType
+                                                         : rapidjson::kNumberType;
+  w.RawValue(kv.value.ptr, kv.value.len, kind);
+}
+
 static void write_record(Writer &w, const dm_record &r) {
   w.StartObject();
   std::string ts = format_timestamp(r.timestamp_ns);
@@ -78,7 +91,7 @@ static void write_record(Writer &w, const dm_record &r) {
     w.StartObject();
     for (uint32_t i = 0; i < r.meta_count; i++) {
       put(w, r.meta[i].key);
-      put(w, r.meta[i].value);
+      put_meta_value(w, r.meta[i]);
     }
     w.EndObject();
   }
