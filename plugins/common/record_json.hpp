@@ -13,6 +13,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <devmesh/plugin.hpp>
+#include <meta_json.hpp>
 
 #include <time.h>
 
@@ -126,7 +127,7 @@ class RecordEncoder {
     writer_.StartObject();
     for (uint32_t i = 0; i < r.meta_count; ++i) {
       key(valid_utf8(sv(r.meta[i].key), clean_));
-      string(sv(r.meta[i].value));
+      if (!write_typed_meta(writer_, r.meta[i])) string(sv(r.meta[i].value));
     }
     writer_.EndObject();
     if (full_ && r.priority >= 0) {

@@ -319,7 +319,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   void start_record();
   void finish_record();
   void set_field(Kind kind, const char *s, size_t n);
-  void meta_value(std::string_view v);
+  void meta_value(std::string_view v, dm_meta_type type);
   void derive_event_id();
 
   IngestParser *in_;
@@ -349,6 +349,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   uint32_t meta_keys_ = 0;  // of the record, as sent (before duplicates are merged)
   size_t meta_bytes_ = 0;
   rapidjson::StringBuffer nested_text_;
+  std::string nested_clean_;  // a nested key or string made valid UTF-8
   // Not Writer<StringBuffer>: its SSE2 specialisation in rapidjson 1.1.0 leaves 0x1A..0x1F
   // unescaped (found by tests/fuzz); another flag selects the portable copy.
   rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
@@ -377,8 +378,10 @@ bool RecordHandler::Key(const char *s, rapidjson::SizeType n, bool) {
       if (++meta_keys_ > in_->limits_.max_meta_keys)
         reject(kMetaTooLarge, in_->too_many_keys_.c_str());
       return true;
-    case kMetaNested:
-      return nested_.Key(s, n);
+    case kMetaNested: {
+      const std::string_view k = valid_utf8(std::string_view(s, n), nested_clean_);
+      return nested_.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+    }
     default:
       return true;  // kSkip
   }
@@ -457,7 +460,8 @@ bool RecordHandler::close(bool object) {
     case kMetaNested:
       if (!(object ? nested_.EndObject() : nested_.EndArray())) return false;
       if (depth_ == skip_depth_) {
-        meta_value(std::string_view(nested_text_.GetString(), nested_text_.GetSize()));
+        meta_value(std::string_view(nested_text_.GetString(), nested_text_.GetSize()),
+                   DM_META_JSON);
         mode_ = kMetaKeys;
       }
       return true;
@@ -497,11 +501,28 @@ bool RecordHandler::scalar(Kind kind, const char *s, size_t n) {
       mode_ = kRecord;
       return true;
     case kMetaValue:
+      // Each value keeps its JSON type; a number its text as written.
       mode_ = kMetaKeys;
-      if (kind == kNull) return true;  // an absent value
-      meta_value(kind == kTrue    ? std::string_view("true")
-                 : kind == kFalse ? std::string_view("false")
-                                  : std::string_view(s, n));
+      switch (kind) {
+        case kNull:
+          meta_value("null", DM_META_NULL);
+          break;
+        case kTrue:
+          meta_value("true", DM_META_BOOL);
+          break;
+        case kFalse:
+          meta_value("false", DM_META_BOOL);
+          break;
+        case kNumber:
+          meta_value(std::string_view(s, n),
+                     std::string_view(s, n).find_first_of(".eE") == std::string_view::npos
+                         ? DM_META_INT
+                         : DM_META_FLOAT);
+          break;
+        default:
+          meta_value(std::string_view(s, n), DM_META_STRING);
+          break;
+      }
       return true;
     case kMetaNested:
       switch (kind) {
@@ -513,8 +534,11 @@ bool RecordHandler::scalar(Kind kind, const char *s, size_t n) {
           return nested_.Bool(false);
         case kNumber:
           return nested_.RawValue(s, n, rapidjson::kNumberType);
-        default:
-          return nested_.String(s, static_cast<rapidjson::SizeType>(n));
+        default: {
+          // Cleaned here, as a string value is by the outputs: a JSON value is valid UTF-8.
+          const std::string_view v = valid_utf8(std::string_view(s, n), nested_clean_);
+          return nested_.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+        }
       }
     default:
       return fail("unexpected JSON structure");
@@ -623,12 +647,12 @@ void RecordHandler::set_field(Kind kind, const char *s, size_t n) {
   }
 }
 
-void RecordHandler::meta_value(std::string_view v) {
+void RecordHandler::meta_value(std::string_view v, dm_meta_type type) {
   meta_bytes_ += meta_key_.len + v.size();
   if (meta_bytes_ > in_->limits_.max_meta_bytes)
     reject(kMetaTooLarge, in_->meta_too_large_.c_str());
   if (reason_text_) return;  // the record is rejected: its meta is no longer needed
-  if (in_->host_->meta_set(batch_, &rec_, meta_key_, str(v), DM_META_STRING) != DM_OK)
+  if (in_->host_->meta_set(batch_, &rec_, meta_key_, str(v), type) != DM_OK)
     throw std::runtime_error("meta_set failed");
 }
 
@@ -713,8 +737,11 @@ void RecordHandler::derive_event_id() {
   uint64_t meta_sum = 0;
   for (uint32_t i = 0; i < rec_.meta_count; ++i) {
     const dm_kv &kv = rec_.meta[i];
-    meta_sum += XXH3_64bits_withSeed(kv.value.ptr, kv.value.len,
-                                     XXH3_64bits(kv.key.ptr, kv.key.len) + kv.key.len);
+    // The type in the seed: "123" and 123 are different records. A string adds nothing, so
+    // the ids of records with string meta are those an older release gave them.
+    meta_sum += XXH3_64bits_withSeed(
+        kv.value.ptr, kv.value.len,
+        XXH3_64bits(kv.key.ptr, kv.key.len) + kv.key.len + kv.type * 0x9E3779B97F4A7C15ull);
   }
   const dm_str fields[] = {rec_.source,  rec_.service,    rec_.host,       rec_.trace_id,
                            rec_.span_id, rec_.event_type, rec_.error_code, rec_.message};

@@ -5,6 +5,7 @@
 #include <rapidjson/writer.h>
 
 #include <crash_point.hpp>
+#include <meta_json.hpp>
 
 #include "mariadb_connection.hpp"
 
@@ -617,8 +618,9 @@ class MariaDbOutput {
         json.StartObject();
         for (uint32_t i = 0; i < rec.meta_count; ++i) {
           const std::string_view k = clean_utf8(sv(rec.meta[i].key), w.scratch, replaced);
-          const std::string_view v = clean_utf8(sv(rec.meta[i].value), w.scratch, replaced);
           json.Key(k.data() ? k.data() : "", static_cast<rapidjson::SizeType>(k.size()));
+          if (write_typed_meta(json, rec.meta[i])) continue;  // valid UTF-8 (meta_set)
+          const std::string_view v = clean_utf8(sv(rec.meta[i].value), w.scratch, replaced);
           json.String(v.data() ? v.data() : "", static_cast<rapidjson::SizeType>(v.size()));
         }
         json.EndObject();

@@ -2,6 +2,8 @@
 // streaming responses (http_stream_*), with a heartbeat so idle streams stay open through proxies.
 #include "query_tail.h"
 
+#include <meta_json.hpp>
+
 #include <cstddef>
 #include <cstdio>
 #include <string_view>
@@ -136,7 +138,7 @@ void Tail::render(const dm_record &r) {
     for (uint32_t i = 0; i < r.meta_count; ++i) {
       std::string_view k = view(r.meta[i].key);
       w.Key(k.data() ? k.data() : "", static_cast<rapidjson::SizeType>(k.size()));
-      write_string(w, view(r.meta[i].value), scratch_);
+      if (!write_typed_meta(w, r.meta[i])) write_string(w, view(r.meta[i].value), scratch_);
     }
     w.EndObject();
   }

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include <crash_point.hpp>
+#include <meta_json.hpp>
 
 #include "sqlite_schema.hpp"
 
@@ -349,8 +350,9 @@ class SqliteOutput {
         for (uint32_t m = 0; m < r.meta_count; ++m) {
           json.Key(r.meta[m].key.ptr ? r.meta[m].key.ptr : "",
                    static_cast<rapidjson::SizeType>(r.meta[m].key.len));
-          json.String(r.meta[m].value.ptr ? r.meta[m].value.ptr : "",
-                      static_cast<rapidjson::SizeType>(r.meta[m].value.len));
+          if (!write_typed_meta(json, r.meta[m]))
+            json.String(r.meta[m].value.ptr ? r.meta[m].value.ptr : "",
+                        static_cast<rapidjson::SizeType>(r.meta[m].value.len));
         }
         json.EndObject();
         sqlite3_bind_text(st, 11, w.meta.GetString(), static_cast<int>(w.meta.GetSize()),
