@@ -100,6 +100,59 @@ TEST(TypedMeta, HttpToSqliteStoresThePostedMetaAndTheQueryOutputReturnsItTyped) 
   EXPECT_TRUE(meta["pid_text"].IsString());
 }
 
+// The first Server-Sent Event's data from url, or "" after 30 s.
+std::string first_event(const std::string &url) {
+  struct Ctx {
+    std::string raw, event;
+  } ctx;
+  CURL *c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+  curl_easy_setopt(
+      c, CURLOPT_WRITEFUNCTION, +[](char *p, size_t s, size_t n, void *u) {
+        auto *x = static_cast<Ctx *>(u);
+        x->raw.append(p, s * n);
+        for (size_t at; (at = x->raw.find("\n\n")) != std::string::npos;) {
+          const std::string ev = x->raw.substr(0, at);
+          x->raw.erase(0, at + 2);
+          if (ev.rfind("data: ", 0) == 0) {
+            x->event = ev.substr(6);
+            return size_t{0};  // ends the transfer
+          }
+        }
+        return s * n;
+      });
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &ctx);
+  curl_easy_perform(c);
+  curl_easy_cleanup(c);
+  return ctx.event;
+}
+
+TEST(TypedMeta, TheQueryOutputsTailStreamsThePostedMeta) {
+  TempDir d;
+  const int port = free_port(), query_port = free_port();
+  auto e =
+      start_engine(d, plugins_head("  http_listen: " + listen_on(port) + "\n") + http_input(port) +
+                          "  outputs:\n    - {name: query, listen: " + listen_on(query_port) +
+                          ", path: none.db, flush_interval: 20ms}\n");
+  ASSERT_TRUE(health_answers(port)) << e->err();
+  std::atomic<bool> got{false};
+  std::string event;
+  std::thread reader([&] {
+    event = first_event("http://" + listen_on(query_port) + "/tail?service=typed");
+    got = true;
+  });
+  // A record posted before the subscriber is there is not streamed: post until one is seen.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        post(port, "to tail");
+        return got.load();
+      },
+      30s));
+  reader.join();
+  EXPECT_TRUE(holds_meta(event)) << event;
+}
+
 TEST(TypedMeta, HttpToStdoutPrintsThePostedMeta) {
   TempDir d;
   const int port = free_port();
