@@ -4,6 +4,7 @@
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
 #include <xxhash.h>
+#include <devmesh/record_fields.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -285,8 +286,8 @@ bool meta_value_valid(dm_str value, uint32_t type) {
 }
 
 size_t record_bytes(const dm_record &r) {
-  size_t n = sizeof(dm_record) + r.source.len + r.service.len + r.host.len + r.trace_id.len +
-             r.span_id.len + r.event_type.len + r.error_code.len + r.message.len;
+  size_t n = sizeof(dm_record);
+  for (const RecordField &f : kRecordFields) n += (r.*f.member).len;
   for (uint32_t i = 0; i < r.meta_count; i++)
     n += sizeof(dm_kv) + r.meta[i].key.len + r.meta[i].value.len;
   return n;

@@ -3,6 +3,7 @@
 
 #include <boost/crc.hpp>
 #include <cstring>
+#include <devmesh/record_fields.hpp>
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -119,9 +120,7 @@ void encode_block(uint64_t block_id, std::string_view tag, const dm_record *reco
     put<int8_t>(out, r.priority);
     put<uint16_t>(out, r.flags);
     put<uint32_t>(out, r.meta_count);
-    for (dm_str s : {r.source, r.service, r.host, r.trace_id, r.span_id, r.event_type, r.error_code,
-                     r.message})
-      put_str(out, s);
+    for (const RecordField &f : kRecordFields) put_str(out, r.*f.member);
     for (uint32_t m = 0; m < r.meta_count; m++) {
       put_str(out, r.meta[m].key);
       put_str(out, r.meta[m].value);
@@ -166,11 +165,10 @@ bool decode_block(const uint8_t *data, size_t len, Batch *out) {
     uint32_t meta_count;
     if (!r.get(rec->level) || !r.get(rec->priority) || !r.get(rec->flags) || !r.get(meta_count))
       return false;
-    for (dm_str *s : {&rec->source, &rec->service, &rec->host, &rec->trace_id, &rec->span_id,
-                      &rec->event_type, &rec->error_code, &rec->message}) {
+    for (const RecordField &f : kRecordFields) {
       std::string_view v;
       if (!r.get_str(v)) return false;
-      *s = out->arena.copy(v.data(), v.size());
+      rec->*f.member = out->arena.copy(v.data(), v.size());
     }
     // Each meta entry takes at least 8 bytes (9 in format 2).
     if (meta_count > static_cast<size_t>(r.end - r.p) / 8) return false;

@@ -24,7 +24,7 @@ bool crc32c_has_hardware();
 // A block on disk: header {magic, payload length, crc32c of payload}, then the payload
 // {block id u64, record count u32, tag length u32, tag, records}. Little-endian. A record:
 // {timestamp i64, event id 16 bytes, level u8, priority i8, flags u16, meta count u32, the
-// string fields (u32 length, bytes) in dm_record's order, meta entries}. A meta entry is
+// string fields (u32 length, bytes) in kRecordFields' order, meta entries}. A meta entry is
 // {key, value} in format 1 (every value a string) and {key, value, type u8} in format 2.
 // Blocks are written in format 2; both are read, so segments left by an older release are
 // replayed after an upgrade.

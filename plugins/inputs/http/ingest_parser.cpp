@@ -15,6 +15,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 #include <devmesh/plugin.hpp>
+#include <devmesh/record_fields.hpp>
 #include <record_json.hpp>
 #include <timestamp.hpp>
 
@@ -68,30 +69,35 @@ struct FieldInfo {
   const char *too_long;    // rejection reason
   const char *wrong_type;  // rejection reason for a value of the wrong JSON type
   Reason wrong_type_reason;
+  dm_str dm_record::*member;  // a record string field's member (kRecordFields), else null
 };
+
+// A record string field: name, limit and member from kRecordFields[i].
+constexpr FieldInfo record_field(Field field, size_t i, const char *too_long,
+                                 const char *wrong_type) {
+  return FieldInfo{
+      kRecordFields[i].name,  field, kRecordFields[i].max_chars, too_long, wrong_type, kBadField,
+      kRecordFields[i].member};
+}
 
 // In Field order (field_info indexes it).
 const FieldInfo kFields[] = {
     {"timestamp", kTimestamp, 0, nullptr, "timestamp is not RFC 3339 or epoch seconds/milliseconds",
-     kBadTimestamp},
-    {"source", kSource, 255, "source longer than 255 characters", "source is not a string",
-     kBadField},
-    {"service", kService, 255, "service longer than 255 characters", "service is not a string",
-     kBadField},
-    {"host", kHost, 255, "host longer than 255 characters", "host is not a string", kBadField},
-    {"level", kLevel, 0, nullptr, "level is not a string", kUnknownLevel},
-    {"trace_id", kTraceId, 64, "trace_id longer than 64 characters", "trace_id is not a string",
-     kBadField},
-    {"span_id", kSpanId, 32, "span_id longer than 32 characters", "span_id is not a string",
-     kBadField},
-    {"event_type", kEventType, 100, "event_type longer than 100 characters",
-     "event_type is not a string", kBadField},
-    {"error_code", kErrorCode, 50, "error_code longer than 50 characters",
-     "error_code is not a string", kBadField},
-    {"message", kMessage, 0, nullptr, "message is not a string", kBadField},
-    {"meta_json", kMeta, 0, nullptr, "meta_json is not an object", kBadField},
-    {"event_id", kEventId, 0, nullptr, "event_id is not a string", kBadField},
-    {"priority", kPriority, 0, nullptr, "priority is not a number from 0 to 7", kBadField},
+     kBadTimestamp, nullptr},
+    record_field(kSource, 0, "source longer than 255 characters", "source is not a string"),
+    record_field(kService, 1, "service longer than 255 characters", "service is not a string"),
+    record_field(kHost, 2, "host longer than 255 characters", "host is not a string"),
+    {"level", kLevel, 0, nullptr, "level is not a string", kUnknownLevel, nullptr},
+    record_field(kTraceId, 3, "trace_id longer than 64 characters", "trace_id is not a string"),
+    record_field(kSpanId, 4, "span_id longer than 32 characters", "span_id is not a string"),
+    record_field(kEventType, 5, "event_type longer than 100 characters",
+                 "event_type is not a string"),
+    record_field(kErrorCode, 6, "error_code longer than 50 characters",
+                 "error_code is not a string"),
+    record_field(kMessage, 7, nullptr, "message is not a string"),
+    {"meta_json", kMeta, 0, nullptr, "meta_json is not an object", kBadField, nullptr},
+    {"event_id", kEventId, 0, nullptr, "event_id is not a string", kBadField, nullptr},
+    {"priority", kPriority, 0, nullptr, "priority is not a number from 0 to 7", kBadField, nullptr},
 };
 
 static_assert(std::size(kFields) == kPriority - kTimestamp + 1);
@@ -610,40 +616,13 @@ void RecordHandler::set_field(Kind kind, const char *s, size_t n) {
   // not NUL-terminated in place, so they are copied (strings in the arena always are).
   dm_str v{s, n};
   if (kind == kNumber) v = in_->host_->arena_copy(batch_, s, n);
-  switch (f.field) {
-    case kSource:
-      rec_.source = v;
-      break;
-    case kService:
-      rec_.service = v;
-      break;
-    case kHost:
-      rec_.host = v;
-      break;
-    case kLevel:
-      level_ = v;
-      break;
-    case kTraceId:
-      rec_.trace_id = v;
-      break;
-    case kSpanId:
-      rec_.span_id = v;
-      break;
-    case kEventType:
-      rec_.event_type = v;
-      break;
-    case kErrorCode:
-      rec_.error_code = v;
-      break;
-    case kMessage:
-      rec_.message = v;
-      has_message_ = true;
-      break;
-    case kEventId:
-      event_id_ = v;
-      break;
-    default:
-      break;
+  if (f.member) {
+    rec_.*f.member = v;
+    has_message_ |= f.field == kMessage;
+  } else if (f.field == kLevel) {
+    level_ = v;
+  } else if (f.field == kEventId) {
+    event_id_ = v;
   }
 }
 
@@ -743,10 +722,8 @@ void RecordHandler::derive_event_id() {
         kv.value.ptr, kv.value.len,
         XXH3_64bits(kv.key.ptr, kv.key.len) + kv.key.len + kv.type * 0x9E3779B97F4A7C15ull);
   }
-  const dm_str fields[] = {rec_.source,  rec_.service,    rec_.host,       rec_.trace_id,
-                           rec_.span_id, rec_.event_type, rec_.error_code, rec_.message};
   size_t size = 8 + 2 + 8 + 8;
-  for (const dm_str &f : fields) size += 4 + f.len;
+  for (const RecordField &f : kRecordFields) size += 4 + (rec_.*f.member).len;
   // On the stack for the usual record; a long message goes through the scratch buffer.
   char stack[1024];
   char *const key =
@@ -754,7 +731,7 @@ void RecordHandler::derive_event_id() {
   char *p = put_u64(key, static_cast<uint64_t>(rec_.timestamp_ns));
   *p++ = static_cast<char>(rec_.level);
   *p++ = static_cast<char>(rec_.priority);
-  for (const dm_str &f : fields) p = put_str(p, f);
+  for (const RecordField &f : kRecordFields) p = put_str(p, rec_.*f.member);
   p = put_u64(p, rec_.meta_count);
   p = put_u64(p, meta_sum);
   h->hash128(key, static_cast<size_t>(p - key), rec_.event_id);
