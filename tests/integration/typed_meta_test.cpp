@@ -167,6 +167,28 @@ TEST(TypedMeta, HttpToStdoutPrintsThePostedMeta) {
   EXPECT_TRUE(holds_meta(lines[0])) << lines[0];
 }
 
+TEST(TypedMeta, ANestedValueWithInvalidUtf8IsKeptWithReplacementCharacters) {
+  TempDir d;
+  const int port = free_port();
+  auto e =
+      start_engine(d, plugins_head("  http_listen: " + listen_on(port) + "\n") + http_input(port) +
+                          "  outputs:\n    - {name: stdout, path: " + d / "out.ndjson" + "}\n");
+  ASSERT_TRUE(health_answers(port)) << e->err();
+  // A JSON meta value is valid UTF-8 (meta_set refuses anything else): the input cleans the
+  // strings and keys inside it as the outputs clean a string value.
+  const HttpResponse r =
+      http("http://" + listen_on(port) + "/ingest/logs", {"Content-Type: application/json"}, "POST",
+           "{\"logs\":[{\"timestamp\":\"2025-11-28T19:55:40Z\",\"message\":\"m\",\"meta_json\":"
+           "{\"nested\":{\"k\xff\":[\"a\xc3\"]}}}]}");
+  ASSERT_EQ(r.status, 200) << r.body << e->err();
+  EXPECT_NE(r.body.find("\"accepted\":1"), std::string::npos) << r.body;
+  const auto lines = read_lines(d / "out.ndjson");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("\"meta_json\":{\"nested\":{\"k\xEF\xBF\xBD\":[\"a\xEF\xBF\xBD\"]}}"),
+            std::string::npos)
+      << lines[0];
+}
+
 TEST(TypedMeta, HttpForwardToAnotherDevmeshKeepsThePostedMetaIntoItsSqlite) {
   TempDir d;
   const int side_port = free_port(), agg_port = free_port();
