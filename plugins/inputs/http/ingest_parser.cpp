@@ -81,7 +81,7 @@ constexpr FieldInfo record_field(Field field, size_t i, const char *too_long,
 }
 
 // In Field order (field_info indexes it).
-const FieldInfo kFields[] = {
+constexpr FieldInfo kFields[] = {
     {"timestamp", kTimestamp, 0, nullptr, "timestamp is not RFC 3339 or epoch seconds/milliseconds",
      kBadTimestamp, nullptr},
     record_field(kSource, 0, "source longer than 255 characters", "source is not a string"),
@@ -101,6 +101,32 @@ const FieldInfo kFields[] = {
 };
 
 static_assert(std::size(kFields) == kPriority - kTimestamp + 1);
+
+// Whether text is "<name> longer than <max_chars> characters": the rejection names the limit
+// kRecordFields sets.
+constexpr bool names_limit(const FieldInfo &f) {
+  if (!f.max_chars) return f.too_long == nullptr;
+  char digits[24] = {};
+  size_t n = 0;
+  for (size_t v = f.max_chars; v; v /= 10) digits[n++] = static_cast<char>('0' + v % 10);
+  std::string_view text(f.too_long);
+  const std::string_view mid = " longer than ";
+  if (text.substr(0, f.name.size()) != f.name) return false;
+  text.remove_prefix(f.name.size());
+  if (text.substr(0, mid.size()) != mid) return false;
+  text.remove_prefix(mid.size());
+  for (size_t i = 0; i < n; ++i)
+    if (i >= text.size() || text[i] != digits[n - 1 - i]) return false;
+  return text.substr(n) == " characters";
+}
+static_assert(
+    [] {
+      for (const FieldInfo &f : kFields)
+        if (f.member && (f.field != kFields[f.field - kTimestamp].field || !names_limit(f)))
+          return false;
+      return true;
+    }(),
+    "each string field's limit text names its kRecordFields limit");
 
 // By length first: this runs for every key of every record.
 const FieldInfo *field_info(std::string_view key) {
