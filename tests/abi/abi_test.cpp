@@ -154,3 +154,21 @@ TEST(Loader, BuiltPluginsExportOnlyTheEntrySymbol) {
 }
 
 }  // namespace
+
+namespace {
+void any_log(dm_instance *, dm_log_level, const char *, ...) {}
+}  // namespace
+
+// A plugin built for a later minor checks an appended entry with DM_HOST_HAS before calling it:
+// an older host's table ends earlier (struct_size), and an entry it lists may still be NULL.
+TEST(HostTable, HostHasSeesOnlyTheEntriesWithinTheHostsStructSize) {
+  dm_host_api h{};
+  h.log = any_log;
+  h.struct_size = sizeof(dm_host_api);
+  EXPECT_TRUE(DM_HOST_HAS(&h, log));
+  EXPECT_FALSE(DM_HOST_HAS(&h, config_bind)) << "a NULL entry is absent";
+  h.struct_size = offsetof(dm_host_api, log);
+  EXPECT_FALSE(DM_HOST_HAS(&h, log)) << "an entry past struct_size is absent";
+  h.struct_size = offsetof(dm_host_api, log) + sizeof h.log;
+  EXPECT_TRUE(DM_HOST_HAS(&h, log));
+}

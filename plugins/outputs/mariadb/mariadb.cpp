@@ -221,6 +221,7 @@ struct Worker {
   Columns cols;
   Scratch scratch;
   rapidjson::StringBuffer json;
+  std::vector<uint32_t> too_big;  // rows of the last insert() larger than max_packet: left out
 
   void disconnect() {
     if (insert) mysql_stmt_close(insert);
@@ -230,7 +231,7 @@ struct Worker {
   ~Worker() { disconnect(); }
 };
 
-enum class Outcome { kOk, kConnection, kConflict, kData, kRowTooBig, kTableGone, kOther };
+enum class Outcome { kOk, kConnection, kConflict, kData, kTableGone, kOther };
 
 class MariaDbOutput {
  public:
@@ -278,6 +279,8 @@ class MariaDbOutput {
         counter("mariadb_other_errors_total", "batches failed for another reason (retried)");
     m_packet_splits_ = counter("mariadb_packet_splits_total",
                                "extra statements sent because a batch exceeded max_allowed_packet");
+    m_too_big_ = counter("mariadb_rows_too_big_total",
+                         "records larger than max_allowed_packet, dead-lettered one by one");
     m_utf8_fixed_ = counter("mariadb_invalid_utf8_bytes_total",
                             "invalid UTF-8 bytes replaced by U+FFFD before insert");
     m_ret_deleted_ = counter("mariadb_retention_deleted_total", "rows deleted by retention");
@@ -340,7 +343,8 @@ class MariaDbOutput {
     return 1;
   }
 
-  dm_flush_status flush(void *ws, const dm_batch *batch, dm_flush_token *, dm_flush_result *res) {
+  dm_flush_status flush(void *ws, const dm_batch *batch, dm_flush_token *token,
+                        dm_flush_result *res) {
     std::unique_lock<std::mutex> fallback_lock;
     auto *w = static_cast<Worker *>(ws);
     if (!w) {  // a host that flushes without worker_init: one shared worker
@@ -362,8 +366,12 @@ class MariaDbOutput {
       const Outcome o = insert(*w, batch->count, inserted, why);
       switch (o) {
         case Outcome::kOk:
+          // A record the server can never take is refused alone; the rest is committed.
+          for (uint32_t i : w->too_big)
+            host_->flush_record_status(token, i, DM_FLUSH_ERROR, too_big_reason(*w, i).c_str());
+          add(m_too_big_, w->too_big.size());
           add(m_inserted_, inserted);
-          add(m_duplicates_, batch->count - inserted);
+          add(m_duplicates_, batch->count - w->too_big.size() - inserted);
           set_healthy();
           return DM_FLUSH_OK;
         case Outcome::kConnection:
@@ -384,12 +392,10 @@ class MariaDbOutput {
           continue;
         }
         case Outcome::kData:
+          // Which row: only in some messages' text ("at row N"), so the engine bisects.
           add(m_data_errors_, 1);
           reason(res, why);
           return DM_FLUSH_SPLIT;
-        case Outcome::kRowTooBig:
-          reason(res, why);
-          return batch->count > 1 ? DM_FLUSH_SPLIT : DM_FLUSH_ERROR;
         case Outcome::kOther:
           add(m_other_errors_, 1);
           reason(res, why);
@@ -658,8 +664,13 @@ class MariaDbOutput {
     return Outcome::kOther;
   }
 
+  std::string too_big_reason(const Worker &w, uint32_t row) const {
+    return "a record of " + std::to_string(w.cols.row_bytes[row]) +
+           " bytes exceeds the server's max_allowed_packet (" + std::to_string(w.max_packet) + ")";
+  }
+
   // Executes rows [0, n) in one transaction: as few bulk statements as max_allowed_packet
-  // allows. Rolls back on any failure.
+  // allows; a row larger than that alone is left out (w.too_big). Rolls back on any failure.
   Outcome insert(Worker &w, uint32_t n, uint64_t &inserted, std::string &why) {
     Columns &c = w.cols;
     const size_t limit =
@@ -671,16 +682,16 @@ class MariaDbOutput {
     };
     uint32_t from = 0;
     int statements = 0;
+    w.too_big.clear();
     while (from < n) {
+      // Known before sending: no statement could carry it, and no bisection is needed to find it.
+      if (c.row_bytes[from] > limit) {
+        w.too_big.push_back(from++);
+        continue;
+      }
       size_t bytes = 0;
       uint32_t to = from;
-      while (to < n && (to == from || bytes + c.row_bytes[to] <= limit)) bytes += c.row_bytes[to++];
-      if (bytes > limit) {
-        why = "a record of " + std::to_string(c.row_bytes[from]) +
-              " bytes exceeds the server's max_allowed_packet (" + std::to_string(w.max_packet) +
-              ")";
-        return rollback(Outcome::kRowTooBig);
-      }
+      while (to < n && bytes + c.row_bytes[to] <= limit) bytes += c.row_bytes[to++];
       MYSQL_BIND bind[kColumns];
       std::memset(bind, 0, sizeof bind);
       for (int col = 0; col < kColumns; ++col) {
@@ -707,7 +718,7 @@ class MariaDbOutput {
     if (mysql_commit(w.conn.get()) != 0)
       return rollback(classify(mysql_errno(w.conn.get()), mariadb::error_text(w.conn.get()), why));
     DM_CRASH_POINT("after_output_commit");
-    add(m_packet_splits_, statements - 1);
+    if (statements > 1) add(m_packet_splits_, statements - 1);
     return Outcome::kOk;
   }
 
@@ -814,8 +825,8 @@ class MariaDbOutput {
   bool stopping_ = false;  // guarded by ret_mu_
 
   dm_metric *m_inserted_, *m_duplicates_, *m_connect_errors_, *m_reconnects_, *m_lost_,
-      *m_conflicts_, *m_data_errors_, *m_other_errors_, *m_packet_splits_, *m_utf8_fixed_,
-      *m_ret_deleted_, *m_ret_errors_;
+      *m_conflicts_, *m_data_errors_, *m_other_errors_, *m_packet_splits_, *m_too_big_,
+      *m_utf8_fixed_, *m_ret_deleted_, *m_ret_errors_;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // sqlite output: the embedded default store. Writes records into the prototype's log_events
 // schema in one SQLite file (WAL), one transaction per batch, idempotent on event_id, with an
-// optional FTS5 index on message fed per batch and time-based retention in the background.
+// optional FTS5 index on message fed per batch and time-based retention in the background. A row
+// the table refuses is refused alone (flush_record_status); the rest of its batch is committed.
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <sqlite3.h>
@@ -108,10 +109,11 @@ struct Writer {
   }
 };
 
-// How a failed SQLite call ends a flush.
+// How a failed SQLite call ends a flush. SPLIT: the row is at fault, not the database (its
+// insert is refused alone when SQLite kept the transaction, see write_batch).
 dm_flush_status classify(int rc) {
   switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT:  // NOT NULL, CHECK: a row the table refuses
+    case SQLITE_CONSTRAINT:  // NOT NULL, CHECK, a trigger's RAISE(ABORT): a row the table refuses
     case SQLITE_TOOBIG:
     case SQLITE_MISMATCH:
     case SQLITE_RANGE:
@@ -156,9 +158,13 @@ class SqliteOutput {
     m_retries_ =
         host->metric_counter(inst, "sqlite_batches_retried_total",
                              "batches handed back for retry (busy, I/O, disk full)", nullptr);
-    m_splits_ =
-        host->metric_counter(inst, "sqlite_batches_split_total",
-                             "batches a row was refused in, handed back to be split", nullptr);
+    m_splits_ = host->metric_counter(
+        inst, "sqlite_batches_split_total",
+        "batches a row was refused in and SQLite ended the transaction, handed back to be split",
+        nullptr);
+    m_refused_ = host->metric_counter(
+        inst, "sqlite_rows_refused_total",
+        "rows the table refused (constraint, trigger, too big), dead-lettered one by one", nullptr);
     m_level_defaulted_ = host->metric_counter(inst, "sqlite_level_defaulted_total",
                                               "records without a level, stored as INFO", nullptr);
     m_retention_deleted_ = host->metric_counter(inst, "sqlite_retention_deleted_total",
@@ -235,7 +241,8 @@ class SqliteOutput {
 
   void worker_fini(void *ws) { delete static_cast<Writer *>(ws); }
 
-  dm_flush_status flush(void *ws, const dm_batch *batch, dm_flush_token *, dm_flush_result *res) {
+  dm_flush_status flush(void *ws, const dm_batch *batch, dm_flush_token *token,
+                        dm_flush_result *res) {
     auto *w = static_cast<Writer *>(ws);
     if (!w) return fail(res, DM_FLUSH_ERROR, 0, "flush without worker state (workers needed)");
     if (!w->db) {
@@ -245,7 +252,7 @@ class SqliteOutput {
         return fail(res, DM_FLUSH_RETRY, rc, "open " + path_ + ": " + msg);
       }
     }
-    int rc = write_batch(*w, batch);
+    int rc = write_batch(*w, batch, token);
     if (rc == SQLITE_OK) return DM_FLUSH_OK;
     std::string msg = sqlite3_errmsg(w->db);
     sqlite3_step(w->rollback);
@@ -323,7 +330,7 @@ class SqliteOutput {
       "the columns are the record's fields");
 
   // One transaction: the rows, then (full_text) their FTS entries by rowid range, then COMMIT.
-  int write_batch(Writer &w, const dm_batch *batch) {
+  int write_batch(Writer &w, const dm_batch *batch, dm_flush_token *token) {
     int rc = step_done(w.begin);
     if (rc) return rc;
     int64_t first_new = 0;
@@ -337,7 +344,7 @@ class SqliteOutput {
       first_new = sqlite3_column_int64(w.max_id, 0);
       sqlite3_reset(w.max_id);
     }
-    uint64_t inserted = 0, defaulted = 0;
+    uint64_t inserted = 0, defaulted = 0, refused = 0;
     using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
     JsonWriter json(w.meta);
     for (uint32_t i = 0; i < batch->count; ++i) {
@@ -375,6 +382,17 @@ class SqliteOutput {
       }
       sqlite3_bind_blob(st, 12, r.event_id, 16, SQLITE_STATIC);
       rc = sqlite3_step(st);
+      if (rc != SQLITE_DONE && classify(rc) == DM_FLUSH_SPLIT && !sqlite3_get_autocommit(w.db)) {
+        // SQLite undid this row's statement only and the transaction goes on: this record
+        // alone is dead-lettered with SQLite's reason (once the flush returns OK), no bisection.
+        char why[sizeof(dm_flush_result{}.reason)];
+        std::snprintf(why, sizeof why, "row refused (%s): %s", sqlite3_errstr(rc),
+                      sqlite3_errmsg(w.db));
+        sqlite3_reset(st);
+        host_->flush_record_status(token, i, DM_FLUSH_ERROR, why);
+        ++refused;
+        continue;
+      }
       sqlite3_reset(st);
       if (rc != SQLITE_DONE) return rc;
       inserted += static_cast<uint64_t>(sqlite3_changes(w.db));
@@ -387,8 +405,9 @@ class SqliteOutput {
     if ((rc = step_done(w.commit))) return rc;
     DM_CRASH_POINT("after_output_commit");
     host_->metric_add(m_rows_, static_cast<double>(inserted));
-    if (inserted < batch->count)
-      host_->metric_add(m_duplicates_, static_cast<double>(batch->count - inserted));
+    if (inserted + refused < batch->count)
+      host_->metric_add(m_duplicates_, static_cast<double>(batch->count - inserted - refused));
+    if (refused) host_->metric_add(m_refused_, static_cast<double>(refused));
     if (defaulted) host_->metric_add(m_level_defaulted_, static_cast<double>(defaulted));
     return SQLITE_OK;
   }
@@ -492,7 +511,7 @@ class SqliteOutput {
   std::condition_variable cv_;
   bool stopping_ = false;
 
-  dm_metric *m_rows_, *m_duplicates_, *m_retries_, *m_splits_, *m_level_defaulted_;
+  dm_metric *m_rows_, *m_duplicates_, *m_retries_, *m_splits_, *m_refused_, *m_level_defaulted_;
   dm_metric *m_retention_deleted_, *m_retention_errors_;
 };
 

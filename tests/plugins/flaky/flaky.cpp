@@ -1,5 +1,6 @@
 // Test-only output: appends "seq<TAB>message" lines to a file and fails on demand (the first N
-// flushes, always, or on a poison record), optionally slowly, recording every attempt.
+// flushes, always, or on a poison record), optionally slowly, recording every attempt (in a file
+// and in the counter devmesh_flaky_flushes_total).
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,8 +41,10 @@ std::string seq_of(const dm_record &r) {
 
 class Flaky {
  public:
-  Flaky(const dm_host_api *h, dm_instance *, const dm_config *c) : host_(h) {
+  Flaky(const dm_host_api *h, dm_instance *inst, const dm_config *c) : host_(h) {
     devmesh::Config cfg{h, c};
+    m_flushes_ = h->metric_counter(inst, "flaky_flushes_total",
+                                   "flush calls, whatever their result", nullptr);
     per_record_ = cfg.boolean("per_record");
     path_ = cfg.string("path");
     if (cfg.has("attempts_path")) attempts_path_ = cfg.string("attempts_path");
@@ -55,6 +58,7 @@ class Flaky {
   }
 
   dm_flush_status flush(void *, const dm_batch *b, dm_flush_token *token, dm_flush_result *res) {
+    host_->metric_add(m_flushes_, 1);
     if (delay_ms_) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
     if (per_record_) return flush_per_record(b, token);
     bool fail = fail_always_ || calls_++ < fail_first_;
@@ -111,6 +115,7 @@ class Flaky {
   }
 
   const dm_host_api *host_;
+  dm_metric *m_flushes_;
   bool per_record_ = false;
   std::string path_, attempts_path_, poison_;
   int64_t fail_first_ = 0, delay_ms_ = 0;

@@ -1,6 +1,8 @@
 /* example_redact: an out-of-tree devmesh filter in plain C, built with nothing but the installed
- * <devmesh/plugin.h>. It masks the value after a pattern ("password=hunter2" becomes
- * "password=***") and can drop every record of one service. */
+ * SDK (<devmesh/plugin.h>). It masks the value after a pattern ("password=hunter2" becomes
+ * "password=***", meta redacted=true) and can drop every record of one service. It shows the
+ * filter contract: verdicts per record, new strings in the batch's arena, typed meta, metrics,
+ * and a config problem reported against its option. */
 #define _GNU_SOURCE /* memmem */
 #include <devmesh/plugin.h>
 
@@ -8,9 +10,13 @@
 #include <string.h>
 
 static const dm_option options[] = {
-    {"pattern", DM_OPT_STRING, 0, "password=", 0, 0, NULL,
-     "text after which a value is masked, up to the next whitespace", 0},
-    {"drop_service", DM_OPT_STRING, 0, NULL, 0, 0, NULL, "drop every record of this service", 0},
+    {.key = "pattern",
+     .type = DM_OPT_STRING,
+     .default_value = "password=",
+     .description = "text after which a value is masked, up to the next whitespace"},
+    {.key = "drop_service",
+     .type = DM_OPT_STRING,
+     .description = "drop every record of this service"},
 };
 
 static const char mask[] = "***";
@@ -24,6 +30,7 @@ typedef struct redact {
   size_t pattern_len;
   char *drop_service; /* NULL: drop nothing */
   size_t drop_service_len;
+  dm_metric *masked, *dropped;
 } redact;
 
 static char *dup_str(dm_str s) {
@@ -49,7 +56,8 @@ static int create(const dm_host_api *host, dm_instance *inst, const dm_config *c
   r->inst = inst;
   dm_str pattern = host->config_string(cfg, "pattern");
   if (pattern.len == 0) {
-    host->log(inst, DM_LOG_ERROR, "pattern: must not be empty");
+    /* Printed as FILE:LINE:COL of the option, like the engine's own config errors. */
+    host->config_error(inst, "pattern", "must not be empty");
     destroy(r);
     return 1;
   }
@@ -64,6 +72,11 @@ static int create(const dm_host_api *host, dm_instance *inst, const dm_config *c
     destroy(r);
     return 1;
   }
+  /* Every drop is counted: the engine counts the records a filter drops, this says why. */
+  r->masked = host->metric_counter(inst, "example_redact_records_masked_total",
+                                   "records whose message had a value masked", NULL);
+  r->dropped = host->metric_counter(inst, "example_redact_records_dropped_total",
+                                    "records dropped for their service (drop_service)", NULL);
   *state = r;
   return 0;
 }
@@ -118,19 +131,24 @@ static int filter(void *state, dm_batch *batch, uint8_t *verdicts) {
   redact *r = state;
   static const dm_str key = {"redacted", 8}, value = {"true", 4};
   int failed = 0;
+  uint32_t masked = 0, dropped = 0;
   for (uint32_t i = 0; i < batch->count; ++i) {
     dm_record *rec = &batch->records[i];
     if (r->drop_service && rec->service.len == r->drop_service_len &&
         memcmp(rec->service.ptr, r->drop_service, r->drop_service_len) == 0) {
       verdicts[i] = DM_DROP;
+      ++dropped;
       continue;
     }
     if (rec->message.len < r->pattern_len) continue;
     if (redact_message(r, batch, rec, &failed)) {
       if (r->host->meta_set(batch, rec, key, value, DM_META_STRING) != DM_OK) failed = 1;
       verdicts[i] = DM_MODIFIED;
+      ++masked;
     }
   }
+  if (masked) r->host->metric_add(r->masked, masked);
+  if (dropped) r->host->metric_add(r->dropped, dropped);
   if (failed) r->host->log(r->inst, DM_LOG_ERROR, "out of batch memory; some records unmasked");
   return failed;
 }
