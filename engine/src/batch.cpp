@@ -249,7 +249,8 @@ struct DepthCheck : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, DepthCheck> 
 bool json_value(std::string_view s) {
   rapidjson::MemoryStream ms(s.data(), s.size());
   DepthCheck h;
-  rapidjson::Reader reader;
+  // Kept per thread: a reader allocates its stack on first use (a number is copied onto it).
+  static thread_local rapidjson::Reader reader;
   constexpr unsigned kFlags =
       rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag |
       rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseStopWhenDoneFlag;
@@ -271,9 +272,12 @@ bool meta_value_valid(dm_str value, uint32_t type) {
     case DM_META_STRING:
       return true;
     case DM_META_INT:
-      return json_number(v, true) && json_value(v);
     case DM_META_FLOAT:
-      return json_number(v, false) && json_value(v);
+      // Without an exponent, 300 characters stay below DBL_MAX: readers take it. Else they
+      // decide (1e999 overflows a double and is refused).
+      return json_number(v, type == DM_META_INT) &&
+             ((v.size() <= 300 && v.find_first_of("eE") == std::string_view::npos) ||
+              json_value(v));
     case DM_META_BOOL:
       return v == "true" || v == "false";
     case DM_META_NULL:

@@ -149,12 +149,15 @@ TEST(MetaSet, TypedValuesAreTakenOnlyWhenTheyAreJsonOfTheirType) {
     return host->meta_set(&b->pub, r, str("k"), dm_str{v.data(), v.size()}, type);
   };
   static const std::string deepest = std::string(64, '[') + std::string(64, ']');
+  static const std::string nines300(300, '9'), nines400(400, '9'), nines300_e0 = nines300 + "e0";
   const std::pair<std::string_view, uint32_t> good[] = {
       {"any bytes \xff", DM_META_STRING},
       {"", DM_META_STRING},
       {"123", DM_META_INT},
       {"-0", DM_META_INT},
       {"123456789012345678901234567890", DM_META_INT},
+      {nines300, DM_META_INT},
+      {nines300_e0, DM_META_FLOAT},  // what readers take: the bound that skips asking them
       {"1.5", DM_META_FLOAT},
       {"-1.5e3", DM_META_FLOAT},
       {"1E+300", DM_META_FLOAT},
@@ -189,6 +192,7 @@ TEST(MetaSet, TypedValuesAreTakenOnlyWhenTheyAreJsonOfTheirType) {
       {"inf", DM_META_FLOAT},
       {"1e", DM_META_FLOAT},
       {"1e999", DM_META_FLOAT},  // refused by the readers of the outputs' JSON
+      {nines400, DM_META_INT},   // past DBL_MAX
       {"[1e999]", DM_META_JSON},
       {"True", DM_META_BOOL},
       {"1", DM_META_BOOL},
