@@ -22,6 +22,8 @@
 #include <thread>
 
 #include <crash_point.hpp>
+#include <devmesh/record_fields.hpp>
+#include <meta_json.hpp>
 #include <sqlite_schema.hpp>
 
 namespace devmesh {
@@ -325,6 +327,17 @@ class SqliteOutput {
       sqlite3_bind_null(st, i);
   }
 
+  // The insert binds the record's fields by kRecordFields; the schema lists the same columns.
+  static_assert(
+      [] {
+        for (size_t f = 0; f < kRecordFieldCount; ++f)
+          if (std::string_view(schema::kColumns[2 + f + (f >= kLevelBefore ? 1 : 0)].name) !=
+              kRecordFields[f].name)
+            return false;
+        return std::string_view(schema::kColumns[2 + kLevelBefore].name) == "level";
+      }(),
+      "the columns are the record's fields");
+
   // One transaction: the rows, then (full_text) their FTS entries by rowid range, then COMMIT.
   int write_batch(Writer &w, const dm_batch *batch, dm_flush_token *token) {
     int rc = step_done(w.begin);
@@ -347,17 +360,18 @@ class SqliteOutput {
       const dm_record &r = batch->records[i];
       sqlite3_stmt *st = w.insert;
       sqlite3_bind_int64(st, 1, r.timestamp_ns);
-      bind_text(st, 2, r.source);
-      bind_text(st, 3, r.service);
-      bind_text(st, 4, r.host);
+      // The insert's columns: timestamp, the fields with level before the first optional one.
+      for (size_t f = 0; f < kRecordFieldCount; ++f) {
+        const int col = static_cast<int>(2 + f + (f >= kLevelBefore ? 1 : 0));
+        if (kRecordFields[f].optional)
+          bind_optional(st, col, r.*kRecordFields[f].member);
+        else
+          bind_text(st, col, r.*kRecordFields[f].member);
+      }
       int level = r.level;
       if (level < DM_LEVEL_DEBUG || level > DM_LEVEL_FATAL) level = DM_LEVEL_INFO, ++defaulted;
-      sqlite3_bind_text(st, 5, dm_level_name(level), -1, SQLITE_STATIC);
-      bind_optional(st, 6, r.trace_id);
-      bind_optional(st, 7, r.span_id);
-      bind_optional(st, 8, r.event_type);
-      bind_optional(st, 9, r.error_code);
-      bind_text(st, 10, r.message);
+      sqlite3_bind_text(st, static_cast<int>(2 + kLevelBefore), dm_level_name(level), -1,
+                        SQLITE_STATIC);
       if (r.meta_count) {
         w.meta.Clear();
         json.Reset(w.meta);
@@ -365,8 +379,9 @@ class SqliteOutput {
         for (uint32_t m = 0; m < r.meta_count; ++m) {
           json.Key(r.meta[m].key.ptr ? r.meta[m].key.ptr : "",
                    static_cast<rapidjson::SizeType>(r.meta[m].key.len));
-          json.String(r.meta[m].value.ptr ? r.meta[m].value.ptr : "",
-                      static_cast<rapidjson::SizeType>(r.meta[m].value.len));
+          if (!write_typed_meta(json, r.meta[m]))
+            json.String(r.meta[m].value.ptr ? r.meta[m].value.ptr : "",
+                        static_cast<rapidjson::SizeType>(r.meta[m].value.len));
         }
         json.EndObject();
         sqlite3_bind_text(st, 11, w.meta.GetString(), static_cast<int>(w.meta.GetSize()),
