@@ -75,7 +75,10 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
     if (n > 0) {
       exe[n] = 0;
       std::string d(exe);
-      dirs.push_back(d.substr(0, d.rfind('/')) + "/plugins");
+      d = d.substr(0, d.rfind('/'));
+      dirs.push_back(d + "/plugins");
+      // An install under any prefix: PREFIX/bin/devmesh finds PREFIX/lib/devmesh/plugins.
+      dirs.push_back(d + "/../lib/devmesh/plugins");
     }
     dirs.push_back(DEVMESH_DEFAULT_PLUGIN_DIR);
     dirs.push_back("/usr/local/lib/devmesh/plugins");
