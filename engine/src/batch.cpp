@@ -1,11 +1,15 @@
 // Batches and their arenas.
 #include "batch.h"
 
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 #include <xxhash.h>
+#include <devmesh/record_fields.hpp>
 
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <string_view>
 #include <vector>
 
 namespace devmesh {
@@ -198,9 +202,95 @@ int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value, uint32_t type) 
   return DM_OK;
 }
 
+namespace {
+
+// The JSON number grammar (RFC 8259): -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+bool json_number(std::string_view s, bool integer) {
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t from = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i > from;
+  };
+  if (i < s.size() && s[i] == '-') ++i;
+  if (i < s.size() && s[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
+  }
+  if (i == s.size()) return true;
+  if (integer) return false;
+  if (s[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == s.size();
+}
+
+// Accepts any JSON and counts its nesting.
+struct DepthCheck : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, DepthCheck> {
+  unsigned depth = 0;
+  bool Default() { return true; }
+  bool RawNumber(const char *, rapidjson::SizeType, bool) { return true; }
+  bool StartObject() { return ++depth <= kMetaMaxDepth; }
+  bool EndObject(rapidjson::SizeType) { return --depth, true; }
+  bool StartArray() { return ++depth <= kMetaMaxDepth; }
+  bool EndArray(rapidjson::SizeType) { return --depth, true; }
+};
+
+// Whether rapidjson reads s as one JSON value and nothing more: what every reader of the
+// outputs' documents is (the query output, the next devmesh's http input, which refuse 1e999).
+bool json_value(std::string_view s) {
+  rapidjson::MemoryStream ms(s.data(), s.size());
+  DepthCheck h;
+  // Kept per thread: a reader allocates its stack on first use (a number is copied onto it).
+  static thread_local rapidjson::Reader reader;
+  constexpr unsigned kFlags =
+      rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag |
+      rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseStopWhenDoneFlag;
+  // Stopping when the root ends, then checking it ends the text: a NUL inside the text would
+  // otherwise read as its end.
+  return !reader.Parse<kFlags>(ms, h).IsError() && ms.Tell() == s.size();
+}
+
+bool json_container(std::string_view s) {
+  return s.size() >= 2 && (s.front() == '{' || s.front() == '[') &&
+         (s.back() == '}' || s.back() == ']') && json_value(s);
+}
+
+}  // namespace
+
+bool meta_value_valid(dm_str value, uint32_t type) {
+  const std::string_view v(value.len ? value.ptr : "", value.len);
+  switch (type) {
+    case DM_META_STRING:
+      return true;
+    case DM_META_INT:
+    case DM_META_FLOAT:
+      // Without an exponent, 300 characters stay below DBL_MAX: readers take it. Else they
+      // decide (1e999 overflows a double and is refused).
+      return json_number(v, type == DM_META_INT) &&
+             ((v.size() <= 300 && v.find_first_of("eE") == std::string_view::npos) ||
+              json_value(v));
+    case DM_META_BOOL:
+      return v == "true" || v == "false";
+    case DM_META_NULL:
+      return v == "null";
+    case DM_META_JSON:
+      return json_container(v);
+    default:
+      return false;
+  }
+}
+
 size_t record_bytes(const dm_record &r) {
-  size_t n = sizeof(dm_record) + r.source.len + r.service.len + r.host.len + r.trace_id.len +
-             r.span_id.len + r.event_type.len + r.error_code.len + r.message.len;
+  size_t n = sizeof(dm_record);
+  for (const RecordField &f : kRecordFields) n += (r.*f.member).len;
   for (uint32_t i = 0; i < r.meta_count; i++)
     n += sizeof(dm_kv) + r.meta[i].key.len + r.meta[i].value.len;
   return n;

@@ -84,8 +84,15 @@ struct Batch {
 
 Batch *batch_new(uint32_t capacity_hint);
 void batch_unref(Batch *b);
-// type: dm_meta_type, not checked here (the host entry checks it).
+// type: dm_meta_type, not checked here (the host entry checks it with meta_value_valid).
 int meta_set(Batch *b, dm_record *rec, dm_str key, dm_str value, uint32_t type = DM_META_STRING);
+// Whether value is valid for type as dm_meta_type defines it: any bytes for a STRING; a JSON
+// number for FLOAT, one without fraction or exponent for INT; true/false for BOOL; null for
+// NULL; for JSON an object or array, valid UTF-8, nested at most kMetaMaxDepth levels, with
+// nothing before or after it. The outputs write the non-string types verbatim into JSON, so
+// this is what keeps their documents valid.
+bool meta_value_valid(dm_str value, uint32_t type);
+constexpr unsigned kMetaMaxDepth = 64;  // the http input's bound on a body's nesting
 // Keys meta_set compared on this thread so far: the fuzz oracle's measure of work per input
 // byte (a quadratic lookup shows up here, with no clock).
 extern thread_local uint64_t meta_set_probes;

@@ -1,5 +1,6 @@
-// Pipeline configuration: the YAML file's shape, environment expansion, value parsing
-// (durations, sizes) and validation of each plugin entry against a dm_option schema.
+// Pipeline configuration, the engine's view: the YAML file's shape (config_file.cpp), environment
+// expansion (config_env.cpp), value parsing (config_values.cpp) and validation of each plugin
+// entry against a dm_option schema (config_schema.cpp).
 #pragma once
 
 #include <devmesh/plugin.h>
@@ -38,6 +39,10 @@ class Problems {
   std::vector<Problem> list_;
 };
 
+// Appends `found` to `problems` in file order (problems without a line first), so a report
+// reads top to bottom although the checks run in several passes.
+void append_in_order(const Problems &found, Problems &problems);
+
 // A validated option value.
 struct OptionValue {
   dm_opt_type type = DM_OPT_STRING;
@@ -46,6 +51,9 @@ struct OptionValue {
   double number = 0;               // DOUBLE, and INT/DURATION/SIZE as double
   std::vector<std::string> items;  // LIST
   std::vector<std::pair<std::string, std::string>> entries;  // MAP, in file order
+  // LIST items (MAP values) and MAP keys as views, what config_bind hands a plugin in a
+  // dm_strings; set by validate_entry once the value has its final place in dm_config.
+  std::vector<dm_str> item_views, key_views;
 };
 
 }  // namespace devmesh
@@ -54,6 +62,15 @@ struct OptionValue {
 // validation, defaults applied. Keys absent from `values` are unset.
 struct dm_config {
   std::map<std::string, devmesh::OptionValue, std::less<>> values;
+  // The schema the values were checked against (the plugin's options, then the engine's):
+  // config_bind writes the DM_OPT_BIND ones.
+  std::vector<const dm_option *> options;
+  // Where the values came from, so a problem the plugin finds gets its place in the file.
+  std::string file;
+  std::string where;  // pipeline.filters[1]
+  YAML::Node node;    // the entry's mapping
+  // Problems the plugin reported through config_error, in the order reported.
+  std::vector<devmesh::Problem> problems;
 };
 
 namespace devmesh {
@@ -110,6 +127,15 @@ bool load_pipeline_text(const std::string &text, const std::string &file, Pipeli
 std::unique_ptr<dm_config> validate_entry(const PipelineConfig &cfg, const PluginEntry &entry,
                                           const std::vector<const dm_option *> &options,
                                           Problems &problems);
+
+// A problem a plugin found in its configuration (config_error), placed in the file: `key` is an
+// option, or a dotted path into its value ("rules.2.pattern"), or null for the whole entry. The
+// place is the deepest part of the path present in the file (the entry's for a default).
+Problem plugin_problem(const dm_config &cfg, const char *key, std::string message);
+
+// Writes every DM_OPT_BIND option's value at dst + offset (see dm_option in plugin.h); options
+// without a value are left alone.
+void bind_config(const dm_config &cfg, void *dst);
 
 // Parses one scalar as `type` into out; on failure returns false with a message such as
 // "must be a duration like 200ms, 5s, 1m, 7d".

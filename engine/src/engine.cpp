@@ -76,7 +76,10 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
     if (n > 0) {
       exe[n] = 0;
       std::string d(exe);
-      dirs.push_back(d.substr(0, d.rfind('/')) + "/plugins");
+      d = d.substr(0, d.rfind('/'));
+      dirs.push_back(d + "/plugins");
+      // An install under any prefix: PREFIX/bin/devmesh finds PREFIX/lib/devmesh/plugins.
+      dirs.push_back(d + "/../lib/devmesh/plugins");
     }
     dirs.push_back(DEVMESH_DEFAULT_PLUGIN_DIR);
     dirs.push_back("/usr/local/lib/devmesh/plugins");
@@ -177,27 +180,34 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
   add_entries(cfg_.inputs);
   add_entries(cfg_.filters);
   add_entries(cfg_.outputs);
-  if (!ok || !problems.empty()) return false;
+  ok = ok && problems.empty();
   build_info_json();
 
+  // Every instance whose entry is valid is created even when another is not, so one dry run
+  // lists the problems every plugin finds (create() must not start anything).
   if (create_instances) {
+    Problems found;  // reported through config_error, each at its place in the file
     auto create = [&](Instance *i) {
       int rc;
       {
         PluginCall call(i->name.c_str(), "create");
         rc = i->desc.create(host_api(), i, i->cfg.get(), &i->state);
       }
+      if (rc == 0) i->created = true;
+      // A reported problem refuses the start even when create() returned 0 after it.
+      if (!i->cfg->problems.empty()) ok = false;
+      for (Problem &p : i->cfg->problems) found.add(std::move(p));
+      i->cfg->problems.clear();
       if (rc != 0) {
         errors.push_back(i->name + ": the " + kind_name(i->desc.kind) + " plugin '" + i->desc.name +
                          "' refused its configuration (see the lines above)");
         ok = false;
-      } else {
-        i->created = true;
       }
     };
     for (auto &o : outputs_) create(o.get());
     for (auto &f : filters_) create(f.get());
     for (auto &in : inputs_) create(in.get());
+    append_in_order(found, problems);
   }
   return ok;
 }

@@ -125,8 +125,8 @@ dm_str config_map_key(const dm_config *cfg, const char *key, uint32_t i) {
   return dm_str{v->entries[i].first.c_str(), v->entries[i].first.size()};
 }
 
-// Until the engine collects them with their place in the file, a plugin's config problems are
-// logged as errors naming the option.
+// Collected with the option's place in the file; Engine::load reports them after create().
+// After create() (nothing will collect them) they are logged.
 void config_error(dm_instance *inst, const char *key, const char *fmt, ...) {
   LOOP_ONLY("config_error", name_of(inst));
   char msg[1024];
@@ -134,12 +134,18 @@ void config_error(dm_instance *inst, const char *key, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
   va_end(ap);
-  host_log(inst, DM_LOG_ERROR, "%s%s%s", key ? key : "", key ? ": " : "", msg);
+  Instance *i = inst ? Instance::from(inst) : nullptr;
+  if (!i || !i->cfg || i->created) {
+    host_log(inst, DM_LOG_ERROR, "%s%s%s", key ? key : "", key ? ": " : "", msg);
+    return;
+  }
+  i->cfg->problems.push_back(plugin_problem(*i->cfg, key, msg));
 }
 
 int config_bind(const dm_config *cfg, void *dst) {
   if (!cfg || !dst) return DM_ERR_INVALID;
-  return DM_ERR_INVALID;
+  bind_config(*cfg, dst);
+  return DM_OK;
 }
 
 dm_batch *batch_new_api(dm_instance *, uint32_t hint) {
@@ -155,7 +161,7 @@ void *arena_alloc(dm_batch *b, size_t len) {
   return Batch::from(b)->arena.alloc(len);
 }
 int meta_set_api(dm_batch *b, dm_record *rec, dm_str key, dm_str v, uint32_t type) {
-  if (type > DM_META_JSON) return DM_ERR_INVALID;
+  if (!meta_value_valid(v, type)) return DM_ERR_INVALID;
   return meta_set(Batch::from(b), rec, key, v, type);
 }
 void batch_free(dm_batch *b) {

@@ -3,6 +3,7 @@
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <devmesh/record_fields.hpp>
 
 #include <ctime>
 
@@ -53,32 +54,41 @@ static void put(Writer &w, dm_str s) {
   w.String(clean.c_str(), static_cast<rapidjson::SizeType>(clean.size()));
 }
 
+// A typed value is JSON text meta_set validated: written as it is, so 123 stays 123.
+static void put_meta_value(Writer &w, const dm_kv &kv) {
+  if (kv.type == DM_META_STRING) {
+    put(w, kv.value);
+    return;
+  }
+  const rapidjson::Type kind = kv.type == DM_META_JSON   ? rapidjson::kObjectType
+                               : kv.type == DM_META_BOOL ? rapidjson::kTrueType
+                               : kv.type == DM_META_NULL ? rapidjson::kNullType
+                                                         : rapidjson::kNumberType;
+  w.RawValue(kv.value.ptr, kv.value.len, kind);
+}
+
 static void write_record(Writer &w, const dm_record &r) {
   w.StartObject();
   std::string ts = format_timestamp(r.timestamp_ns);
   w.Key("timestamp");
   w.String(ts.c_str());
-  auto field = [&](const char *k, dm_str v, bool always) {
-    if (!always && v.len == 0) return;
-    w.Key(k);
+  for (size_t i = 0; i < kRecordFieldCount; i++) {
+    if (i == kLevelBefore) {
+      w.Key("level");
+      w.String(dm_level_name(r.level));
+    }
+    const RecordField &f = kRecordFields[i];
+    const dm_str v = r.*f.member;
+    if (f.optional && v.len == 0) continue;  // empty optional fields are left out
+    w.Key(f.name.data(), static_cast<rapidjson::SizeType>(f.name.size()));
     put(w, v);
-  };
-  field("source", r.source, true);
-  field("service", r.service, true);
-  field("host", r.host, true);
-  w.Key("level");
-  w.String(dm_level_name(r.level));
-  field("trace_id", r.trace_id, false);
-  field("span_id", r.span_id, false);
-  field("event_type", r.event_type, false);
-  field("error_code", r.error_code, false);
-  field("message", r.message, true);
+  }
   if (r.meta_count) {
     w.Key("meta_json");
     w.StartObject();
     for (uint32_t i = 0; i < r.meta_count; i++) {
       put(w, r.meta[i].key);
-      put(w, r.meta[i].value);
+      put_meta_value(w, r.meta[i]);
     }
     w.EndObject();
   }

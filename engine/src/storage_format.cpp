@@ -3,6 +3,7 @@
 
 #include <boost/crc.hpp>
 #include <cstring>
+#include <devmesh/record_fields.hpp>
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -97,6 +98,11 @@ uint32_t load32(const uint8_t *p) {
   return v;
 }
 
+// The format a magic names, or 0.
+uint8_t block_format(uint32_t magic) {
+  return magic == kBlockMagic ? 2 : magic == kBlockMagicV1 ? 1 : 0;
+}
+
 }  // namespace
 
 void encode_block(uint64_t block_id, std::string_view tag, const dm_record *records, uint32_t count,
@@ -114,12 +120,11 @@ void encode_block(uint64_t block_id, std::string_view tag, const dm_record *reco
     put<int8_t>(out, r.priority);
     put<uint16_t>(out, r.flags);
     put<uint32_t>(out, r.meta_count);
-    for (dm_str s : {r.source, r.service, r.host, r.trace_id, r.span_id, r.event_type, r.error_code,
-                     r.message})
-      put_str(out, s);
+    for (const RecordField &f : kRecordFields) put_str(out, r.*f.member);
     for (uint32_t m = 0; m < r.meta_count; m++) {
       put_str(out, r.meta[m].key);
       put_str(out, r.meta[m].value);
+      put<uint8_t>(out, static_cast<uint8_t>(r.meta[m].type));
     }
   }
   const uint32_t payload = static_cast<uint32_t>(out.size() - kBlockHeaderSize);
@@ -131,7 +136,8 @@ void encode_block(uint64_t block_id, std::string_view tag, const dm_record *reco
 
 bool check_block(const uint8_t *data, size_t len, BlockInfo &info) {
   if (len < kBlockHeaderSize + kBlockPayloadMin) return false;
-  if (load32(data) != kBlockMagic) return false;
+  info.format = block_format(load32(data));
+  if (!info.format) return false;
   const uint32_t payload = load32(data + 4);
   if (payload < kBlockPayloadMin || payload > kBlockMaxPayload) return false;
   if (payload > len - kBlockHeaderSize) return false;
@@ -159,23 +165,25 @@ bool decode_block(const uint8_t *data, size_t len, Batch *out) {
     uint32_t meta_count;
     if (!r.get(rec->level) || !r.get(rec->priority) || !r.get(rec->flags) || !r.get(meta_count))
       return false;
-    for (dm_str *s : {&rec->source, &rec->service, &rec->host, &rec->trace_id, &rec->span_id,
-                      &rec->event_type, &rec->error_code, &rec->message}) {
+    for (const RecordField &f : kRecordFields) {
       std::string_view v;
       if (!r.get_str(v)) return false;
-      *s = out->arena.copy(v.data(), v.size());
+      rec->*f.member = out->arena.copy(v.data(), v.size());
     }
-    // Each meta entry takes at least 8 bytes.
+    // Each meta entry takes at least 8 bytes (9 in format 2).
     if (meta_count > static_cast<size_t>(r.end - r.p) / 8) return false;
     if (meta_count) {
       rec->meta = static_cast<dm_kv *>(out->arena.alloc(sizeof(dm_kv) * meta_count));
       rec->meta_cap = meta_count;
       for (uint32_t m = 0; m < meta_count; m++) {
         std::string_view k, v;
-        if (!r.get_str(k) || !r.get_str(v)) return false;
+        uint8_t type = DM_META_STRING;  // format 1 kept no type: every value was a string
+        if (!r.get_str(k) || !r.get_str(v) || (info.format >= 2 && !r.get(type))) return false;
+        const dm_str value = out->arena.copy(v.data(), v.size());
+        if (type != DM_META_STRING && !meta_value_valid(value, type)) return false;
         rec->meta[m].key = out->arena.copy(k.data(), k.size());
-        rec->meta[m].value = out->arena.copy(v.data(), v.size());
-        rec->meta[m].type = DM_META_STRING;  // blocks of format 1 keep no type
+        rec->meta[m].value = value;
+        rec->meta[m].type = type;
         rec->meta[m].reserved = 0;
         rec->meta_count = m + 1;
       }
@@ -197,11 +205,12 @@ ScanResult scan_segment(const uint8_t *data, size_t len) {
       res.blocks.push_back(info);
       continue;
     }
-    // Resynchronise: the next magic whose header and CRC verify.
+    // Resynchronise: the next magic (of either format: "DMB" and a digit) whose header and CRC
+    // verify.
     size_t next = pos + 1;
     bool found = false;
     while (next + kBlockHeaderSize <= len) {
-      const void *hit = memmem(data + next, len - next, &kBlockMagic, 4);
+      const void *hit = memmem(data + next, len - next, &kBlockMagic, 3);
       if (!hit) break;
       next = static_cast<const uint8_t *>(hit) - data;
       BlockInfo probe;

@@ -22,8 +22,14 @@ uint32_t crc32c_software(const void *data, size_t len);
 bool crc32c_has_hardware();
 
 // A block on disk: header {magic, payload length, crc32c of payload}, then the payload
-// {block id u64, record count u32, tag length u32, tag, records}. Little-endian.
-constexpr uint32_t kBlockMagic = 0x31424d44;  // "DMB1"
+// {block id u64, record count u32, tag length u32, tag, records}. Little-endian. A record:
+// {timestamp i64, event id 16 bytes, level u8, priority i8, flags u16, meta count u32, the
+// string fields (u32 length, bytes) in kRecordFields' order, meta entries}. A meta entry is
+// {key, value} in format 1 (every value a string) and {key, value, type u8} in format 2.
+// Blocks are written in format 2; both are read, so segments left by an older release are
+// replayed after an upgrade.
+constexpr uint32_t kBlockMagic = 0x32424d44;    // "DMB2": the format written
+constexpr uint32_t kBlockMagicV1 = 0x31424d44;  // "DMB1": meta values without types
 constexpr size_t kBlockHeaderSize = 12;
 constexpr size_t kBlockPayloadMin = 16;          // id, count, tag length
 constexpr uint32_t kBlockMaxPayload = 1u << 30;  // longer is corruption, never a block
@@ -39,6 +45,7 @@ struct BlockInfo {
   uint32_t length = 0;  // header + payload
   uint64_t id = 0;
   uint32_t count = 0;
+  uint8_t format = 0;    // 1 or 2, by the magic
   std::string_view tag;  // a view into the scanned bytes
 };
 
@@ -46,7 +53,8 @@ struct BlockInfo {
 bool check_block(const uint8_t *data, size_t len, BlockInfo &info);
 
 // Decodes a whole block (header included, CRC checked) into a fresh batch's records and
-// arena, and sets its tag. False (batch left partly filled) when it does not verify.
+// arena, and sets its tag. False (batch left partly filled) when it does not verify, or holds
+// a typed meta value meta_set would refuse (the outputs write those verbatim into JSON).
 bool decode_block(const uint8_t *data, size_t len, Batch *out);
 
 // Result of scanning a segment's bytes.

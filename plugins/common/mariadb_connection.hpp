@@ -56,8 +56,8 @@ struct Settings {
   std::string ssl_ca, ssl_cert, ssl_key;
   unsigned connect_timeout_s = 5, timeout_s = 30;
 
-  // Reads the DEVMESH_MARIADB_CONNECTION_OPTIONS keys; throws on a bad value.
-  static Settings from(const Config &c) {
+  // Reads the DEVMESH_MARIADB_CONNECTION_OPTIONS keys; a bad value goes to `problems`.
+  static Settings from(const Config &c, ConfigProblems &problems) {
     Settings s;
     s.host = c.string("host");
     s.port = static_cast<unsigned>(c.integer("port"));
@@ -67,16 +67,17 @@ struct Settings {
     s.database = c.string("database");
     s.table = c.string("table");
     if (!valid_identifier(s.database))
-      throw std::invalid_argument("database: '" + s.database +
-                                  "' is not a plain name (letters, digits, _; at most 64)");
+      problems.add("database",
+                   "'" + s.database + "' is not a plain name (letters, digits, _; at most 64)");
     if (!valid_identifier(s.table))
-      throw std::invalid_argument("table: '" + s.table +
-                                  "' is not a plain name (letters, digits, _; at most 64)");
+      problems.add("table",
+                   "'" + s.table + "' is not a plain name (letters, digits, _; at most 64)");
     if (c.has("ssl_ca")) s.ssl_ca = c.string("ssl_ca");
     if (c.has("ssl_cert")) s.ssl_cert = c.string("ssl_cert");
     if (c.has("ssl_key")) s.ssl_key = c.string("ssl_key");
     if (s.ssl_cert.empty() != s.ssl_key.empty())
-      throw std::invalid_argument("ssl_cert and ssl_key: set both or neither");
+      problems.add(s.ssl_cert.empty() ? "ssl_key" : "ssl_cert",
+                   "ssl_cert and ssl_key: set both or neither");
     s.tls = c.boolean("tls") || !s.ssl_ca.empty() || !s.ssl_cert.empty();
     s.ssl_verify = c.boolean("ssl_verify");
     s.connect_timeout_s = static_cast<unsigned>((c.integer("connect_timeout") + 999) / 1000);

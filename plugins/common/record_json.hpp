@@ -13,6 +13,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <devmesh/plugin.hpp>
+#include <devmesh/record_fields.hpp>
+#include <meta_json.hpp>
 #include <utf8.hpp>
 
 #include <time.h>
@@ -46,21 +48,22 @@ class RecordEncoder {
     writer_.StartObject();
     key("timestamp");
     timestamp(r.timestamp_ns);
-    field("source", r.source);
-    field("service", r.service);
-    field("host", r.host);
-    key("level");
-    writer_.String(dm_level_name(r.level));
-    optional("trace_id", r.trace_id);
-    optional("span_id", r.span_id);
-    optional("event_type", r.event_type);
-    optional("error_code", r.error_code);
-    field("message", r.message);
+    for (size_t f = 0; f < kRecordFieldCount; ++f) {
+      if (f == kLevelBefore) {
+        key("level");
+        writer_.String(dm_level_name(r.level));
+      }
+      const RecordField &field = kRecordFields[f];
+      const dm_str v = r.*field.member;
+      if (field.optional && !v.len) continue;  // empty optional fields are left out
+      key(field.name);
+      string(sv(v));
+    }
     key("meta_json");
     writer_.StartObject();
     for (uint32_t i = 0; i < r.meta_count; ++i) {
       key(valid_utf8(sv(r.meta[i].key), clean_));
-      string(sv(r.meta[i].value));
+      if (!write_typed_meta(writer_, r.meta[i])) string(sv(r.meta[i].value));
     }
     writer_.EndObject();
     if (full_ && r.priority >= 0) {
@@ -105,13 +108,6 @@ class RecordEncoder {
   }
   void string(std::string_view s) { put(valid_utf8(s, clean_)); }
   void key(std::string_view k) { put(k); }
-  void field(std::string_view k, dm_str v) {
-    key(k);
-    string(sv(v));
-  }
-  void optional(std::string_view k, dm_str v) {
-    if (v.len) field(k, v);
-  }
 
   // RFC 3339 UTC: 2025-11-28T19:55:40.521872Z (or .521872123Z with full precision).
   void timestamp(int64_t ns) {

@@ -116,6 +116,87 @@ TEST(ConfigErrors, EveryProblemIsListedNotJustTheFirst) {
   EXPECT_NE(r.err.find("3 problems"), std::string::npos) << r.err;
 }
 
+// Problems a plugin finds itself (config_error from create()): each at its option's place.
+TEST(ConfigErrors, ProblemsTwoPluginsRaiseAreAllListedWithTheirPlaces) {
+  TempDir d;
+  auto r = dry_run(d, kHead +
+                          "  filters:\n"                // line 4
+                          "    - name: priority_map\n"  // 5
+                          "      levels:\n"             // 6
+                          "        '9': DEBUG\n"        // 7
+                          "    - name: drop\n"          // 8
+                          "      message_regex:\n"      // 9
+                          "        - ok\n"              // 10
+                          "        - 'a(b'\n"           // 11
+                          "  outputs:\n"                // 12
+                          "    - name: 'null'\n");      // 13
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("p.yaml:7:14: pipeline.filters[0].levels.9: '9' is not a syslog priority "
+                       "(0..7)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("p.yaml:11:11: pipeline.filters[1].message_regex[1]: 'a(b' is not a valid "
+                       "POSIX extended regex"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out.find("configuration OK"), std::string::npos) << r.out;
+}
+
+TEST(ConfigErrors, EveryProblemOnePluginFindsIsListedNotJustTheFirst) {
+  TempDir d;
+  auto r = dry_run(d, kHead +
+                          "  inputs:\n"             // 4
+                          "    - name: http\n"      // 5
+                          "      path: ingest\n"    // 6
+                          "      auth_token: ''\n"  // 7
+                          "  outputs:\n"            // 8
+                          "    - name: 'null'\n");  // 9
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("p.yaml:6:13: pipeline.inputs[0].path: must start with '/'"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("p.yaml:7:19: pipeline.inputs[0].auth_token: must not be empty"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(ConfigErrors, PluginProblemsAreListedWithSchemaProblemsOfOtherEntries) {
+  TempDir d;
+  auto r = dry_run(d, kHead +
+                          "  filters:\n"             // 4
+                          "    - name: drop\n"       // 5
+                          "      rate: fast\n"       // 6
+                          "  outputs:\n"             // 7
+                          "    - name: 'null'\n"     // 8
+                          "      batch_size: 0\n");  // 9
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("p.yaml:9:19: pipeline.outputs[0].batch_size: must be between"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("p.yaml:6:13: pipeline.filters[0].rate: 'fast' is not a rate"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(ConfigErrors, PluginProblemsAboutOneOptionOrAnEmptyListArePlacedAtTheirKeys) {
+  TempDir d;
+  // burst without rate (rate is not in the file) is named at burst; an empty list at its key.
+  auto r = dry_run(d, kHead +
+                          "  filters:\n"            // 4
+                          "    - name: drop\n"      // 5
+                          "      burst: 10\n"       // 6
+                          "    - name: dedup\n"     // 7
+                          "      key: []\n"         // 8
+                          "  outputs:\n"            // 9
+                          "    - name: 'null'\n");  // 10
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("p.yaml:6:14: pipeline.filters[0].burst: needs rate"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("p.yaml:8:12: pipeline.filters[1].key: needs at least one field"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST(Cli, VersionPrintsTheAbi) {
   TempDir d;
   std::string out;

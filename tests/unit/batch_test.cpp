@@ -4,10 +4,14 @@
 
 #include <cstring>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "batch.h"
+#include "engine.h"
 #include "record_json.h"
 
 using namespace devmesh;
@@ -168,4 +172,104 @@ TEST(Levels, WarnAndWarningRankTheSame) {
   EXPECT_EQ(dm_level_rank(DM_LEVEL_WARN), dm_level_rank(DM_LEVEL_WARNING));
   EXPECT_LT(dm_level_rank(DM_LEVEL_WARNING), dm_level_rank(DM_LEVEL_ERROR));
   EXPECT_STREQ(dm_level_name(DM_LEVEL_CRITICAL), "CRITICAL");
+}
+
+// Typed meta values through the host table: what the stores would write verbatim into JSON
+// must be JSON of that type, else nothing is set.
+TEST(MetaSet, TypedValuesAreTakenOnlyWhenTheyAreJsonOfTheirType) {
+  const dm_host_api *host = Engine::host_api();
+  Batch *b = batch_new(1);
+  dm_record *r = b->add();
+  auto set = [&](std::string_view v, uint32_t type) {
+    return host->meta_set(&b->pub, r, str("k"), dm_str{v.data(), v.size()}, type);
+  };
+  static const std::string deepest = std::string(64, '[') + std::string(64, ']');
+  static const std::string nines300(300, '9'), nines400(400, '9'), nines300_e0 = nines300 + "e0";
+  const std::pair<std::string_view, uint32_t> good[] = {
+      {"any bytes \xff", DM_META_STRING},
+      {"", DM_META_STRING},
+      {"123", DM_META_INT},
+      {"-0", DM_META_INT},
+      {"123456789012345678901234567890", DM_META_INT},
+      {nines300, DM_META_INT},
+      {nines300_e0, DM_META_FLOAT},  // what readers take: the bound that skips asking them
+      {"1.5", DM_META_FLOAT},
+      {"-1.5e3", DM_META_FLOAT},
+      {"1E+300", DM_META_FLOAT},
+      {"7", DM_META_FLOAT},
+      {"true", DM_META_BOOL},
+      {"false", DM_META_BOOL},
+      {"null", DM_META_NULL},
+      {"{}", DM_META_JSON},
+      {"[]", DM_META_JSON},
+      {R"({"a":1,"b":[1,"x",null,true,{"c":1e-5}]})", DM_META_JSON},
+      {deepest, DM_META_JSON},
+  };
+  for (const auto &[v, type] : good) {
+    EXPECT_EQ(set(v, type), DM_OK) << v << " as type " << type;
+    ASSERT_EQ(r->meta_count, 1u);
+    EXPECT_EQ(sv(r->meta[0].value), v);
+    EXPECT_EQ(r->meta[0].type, type);
+  }
+  static const std::string deep = std::string(65, '[') + std::string(65, ']');
+  const std::pair<std::string_view, uint32_t> bad[] = {
+      {"", DM_META_INT},
+      {"1.5", DM_META_INT},
+      {"1e3", DM_META_INT},
+      {"+1", DM_META_INT},
+      {"01", DM_META_INT},
+      {"-", DM_META_INT},
+      {" 1", DM_META_INT},
+      {"0x10", DM_META_INT},
+      {"1.", DM_META_FLOAT},
+      {".5", DM_META_FLOAT},
+      {"NaN", DM_META_FLOAT},
+      {"inf", DM_META_FLOAT},
+      {"1e", DM_META_FLOAT},
+      {"1e999", DM_META_FLOAT},  // refused by the readers of the outputs' JSON
+      {nines400, DM_META_INT},   // past DBL_MAX
+      {"[1e999]", DM_META_JSON},
+      {"True", DM_META_BOOL},
+      {"1", DM_META_BOOL},
+      {"", DM_META_NULL},
+      {"nil", DM_META_NULL},
+      {"1", DM_META_JSON},
+      {"\"s\"", DM_META_JSON},
+      {"{", DM_META_JSON},
+      {"{\"a\":1}x", DM_META_JSON},
+      {"{\"a\":1} ", DM_META_JSON},
+      {"[1]]", DM_META_JSON},
+      {std::string_view("[1]\0[2]", 7), DM_META_JSON},
+      {std::string_view("[\"a\0\"]", 6), DM_META_JSON},
+      {"[\"\xff\"]", DM_META_JSON},
+      {"{a:1}", DM_META_JSON},
+      {deep, DM_META_JSON},
+      {"x", 6},
+      {"x", 0xFFFFFFFFu},
+  };
+  for (const auto &[v, type] : bad) {
+    EXPECT_EQ(set(v, type), DM_ERR_INVALID) << v << " as type " << type;
+    EXPECT_EQ(sv(r->meta[0].value), deepest) << "an invalid value leaves the entry as it was";
+  }
+  batch_unref(b);
+}
+
+TEST(RecordJson, TypedMetaValuesAreWrittenAsTheirJson) {
+  Batch *b = batch_new(1);
+  dm_record *r = b->add();
+  r->message = b->arena.copy("m", 1);
+  meta_set(b, r, str("s"), str("123"));
+  meta_set(b, r, str("pid"), str("123"), DM_META_INT);
+  meta_set(b, r, str("f"), str("1.50"), DM_META_FLOAT);
+  meta_set(b, r, str("ok"), str("true"), DM_META_BOOL);
+  meta_set(b, r, str("n"), str("null"), DM_META_NULL);
+  meta_set(b, r, str("nested"), str(R"({"a":[1,"x"]})"), DM_META_JSON);
+  std::string out;
+  append_record_json(out, *r);
+  EXPECT_NE(
+      out.find(
+          R"("meta_json":{"s":"123","pid":123,"f":1.50,"ok":true,"n":null,"nested":{"a":[1,"x"]}})"),
+      std::string::npos)
+      << out;
+  batch_unref(b);
 }

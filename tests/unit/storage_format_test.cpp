@@ -1,5 +1,6 @@
 // Storage block format: CRC32C check values on both paths, block round trips of every record
-// field, and the scan's handling of torn tails, corrupt middles, garbage and empty input.
+// field and meta type, blocks of format 1 (an older release's segments) still read, and the
+// scan's handling of torn tails, corrupt middles, garbage and empty input.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -46,9 +47,86 @@ Batch *sample(uint32_t n) {
     meta_set(b, r, dm_str{"seq", 3}, S(b, k));
     meta_set(b, r, dm_str{"empty", 5}, dm_str{"", 0});
     meta_set(b, r, dm_str{"", 0}, S(b, "empty key"));
+    meta_set(b, r, dm_str{"pid", 3}, S(b, k), DM_META_INT);
+    meta_set(b, r, dm_str{"nested", 6}, S(b, "{\"a\":[" + k + ",\"x\",null]}"), DM_META_JSON);
   }
   b->sync();
   return b;
+}
+
+template <class T>
+void put(std::vector<uint8_t> &out, T v) {
+  const size_t at = out.size();
+  out.resize(at + sizeof v);
+  memcpy(out.data() + at, &v, sizeof v);
+}
+
+void put_str(std::vector<uint8_t> &out, dm_str s) {
+  put<uint32_t>(out, static_cast<uint32_t>(s.len));
+  if (s.len) out.insert(out.end(), s.ptr, s.ptr + s.len);
+}
+
+// Format 1 as the previous release wrote it ("DMB1", meta entries {key, value}, no type): the
+// bytes an upgrade finds in its segments. Kept here, not in the engine, which only reads it.
+void encode_block_v1(uint64_t id, const std::string &tag, const dm_record *records, uint32_t count,
+                     std::vector<uint8_t> &out) {
+  out.assign(kBlockHeaderSize, 0);
+  put<uint64_t>(out, id);
+  put<uint32_t>(out, count);
+  put_str(out, dm_str{tag.data(), tag.size()});
+  for (uint32_t i = 0; i < count; i++) {
+    const dm_record &r = records[i];
+    put<int64_t>(out, r.timestamp_ns);
+    out.insert(out.end(), r.event_id, r.event_id + 16);
+    put<uint8_t>(out, r.level);
+    put<int8_t>(out, r.priority);
+    put<uint16_t>(out, r.flags);
+    put<uint32_t>(out, r.meta_count);
+    for (dm_str s : {r.source, r.service, r.host, r.trace_id, r.span_id, r.event_type, r.error_code,
+                     r.message})
+      put_str(out, s);
+    for (uint32_t m = 0; m < r.meta_count; m++) {
+      put_str(out, r.meta[m].key);
+      put_str(out, r.meta[m].value);
+    }
+  }
+  const auto payload = static_cast<uint32_t>(out.size() - kBlockHeaderSize);
+  const uint32_t crc = crc32c(out.data() + kBlockHeaderSize, payload);
+  memcpy(out.data(), "DMB1", 4);
+  memcpy(out.data() + 4, &payload, 4);
+  memcpy(out.data() + 8, &crc, 4);
+}
+
+std::vector<uint8_t> block_v1_of(uint64_t id, const std::string &tag, uint32_t n) {
+  Batch *b = sample(n);
+  std::vector<uint8_t> out;
+  encode_block_v1(id, tag, b->records.data(), n, out);
+  batch_unref(b);
+  return out;
+}
+
+// Expects b's records to be a's, field by field; with typed, meta types too (else strings).
+void expect_same_records(const Batch *a, const Batch *b, bool typed) {
+  ASSERT_EQ(a->records.size(), b->records.size());
+  for (size_t i = 0; i < a->records.size(); i++) {
+    const dm_record &x = a->records[i], &y = b->records[i];
+    EXPECT_EQ(x.timestamp_ns, y.timestamp_ns);
+    EXPECT_EQ(0, memcmp(x.event_id, y.event_id, 16));
+    EXPECT_EQ(x.level, y.level);
+    EXPECT_EQ(x.priority, y.priority);
+    EXPECT_EQ(x.flags, y.flags);
+    for (auto f :
+         {&dm_record::source, &dm_record::service, &dm_record::host, &dm_record::trace_id,
+          &dm_record::span_id, &dm_record::event_type, &dm_record::error_code, &dm_record::message})
+      EXPECT_EQ(str(x.*f), str(y.*f)) << i;
+    ASSERT_EQ(x.meta_count, y.meta_count);
+    for (uint32_t m = 0; m < x.meta_count; m++) {
+      EXPECT_EQ(str(x.meta[m].key), str(y.meta[m].key));
+      EXPECT_EQ(str(x.meta[m].value), str(y.meta[m].value));
+      EXPECT_EQ(y.meta[m].type, typed ? x.meta[m].type : uint32_t{DM_META_STRING})
+          << i << " " << str(x.meta[m].key);
+    }
+  }
 }
 
 std::vector<uint8_t> block_of(uint64_t id, const std::string &tag, uint32_t n) {
@@ -159,32 +237,107 @@ TEST(BlockFormat, RoundTripsEveryFieldIncludingMetaAndEmptyStrings) {
   Batch *out = batch_new(0);
   ASSERT_TRUE(decode_block(buf.data(), buf.size(), out));
   EXPECT_EQ(str(out->pub.tag), "app.web");
-  ASSERT_EQ(out->records.size(), 5u);
-  for (size_t i = 0; i < 5; i++) {
-    const dm_record &a = in->records[i], &b = out->records[i];
-    EXPECT_EQ(a.timestamp_ns, b.timestamp_ns);
-    EXPECT_EQ(0, memcmp(a.event_id, b.event_id, 16));
-    EXPECT_EQ(a.level, b.level);
-    EXPECT_EQ(a.priority, b.priority);
-    EXPECT_EQ(a.flags, b.flags);
-    for (auto f :
-         {&dm_record::source, &dm_record::service, &dm_record::host, &dm_record::trace_id,
-          &dm_record::span_id, &dm_record::event_type, &dm_record::error_code, &dm_record::message})
-      EXPECT_EQ(str(a.*f), str(b.*f)) << i;
-    ASSERT_EQ(a.meta_count, b.meta_count);
-    for (uint32_t m = 0; m < a.meta_count; m++) {
-      EXPECT_EQ(str(a.meta[m].key), str(b.meta[m].key));
-      EXPECT_EQ(str(a.meta[m].value), str(b.meta[m].value));
-    }
-  }
+  EXPECT_EQ(info.format, 2);
+  expect_same_records(in, out, true);
+  EXPECT_EQ(out->records[2].meta[3].type, uint32_t{DM_META_INT});
+  EXPECT_EQ(str(out->records[2].meta[4].value), R"({"a":[2,"x",null]})");
   EXPECT_EQ(out->records[0].priority, -1);
   EXPECT_EQ(out->records[0].meta_count, 0u);
   EXPECT_EQ(str(out->records[3].message), std::string("message 3\0binary\xff", 17));
   // A decoded record can take more meta (its array is exactly full).
   EXPECT_EQ(meta_set(out, &out->records[1], dm_str{"added", 5}, dm_str{"x", 1}), DM_OK);
-  EXPECT_EQ(out->records[1].meta_count, 4u);
+  EXPECT_EQ(out->records[1].meta_count, 6u);
   batch_unref(in);
   batch_unref(out);
+}
+
+TEST(BlockFormat, BlocksOfFormat1FromAnOlderReleaseAreReadWithTheirMetaAsStrings) {
+  Batch *in = sample(5);
+  std::vector<uint8_t> buf;
+  encode_block_v1(7, "app.old", in->records.data(), 5, buf);
+  BlockInfo info;
+  ASSERT_TRUE(check_block(buf.data(), buf.size(), info));
+  EXPECT_EQ(info.format, 1);
+  EXPECT_EQ(info.id, 7u);
+  EXPECT_EQ(info.count, 5u);
+  EXPECT_EQ(info.tag, "app.old");
+  Batch *out = batch_new(0);
+  ASSERT_TRUE(decode_block(buf.data(), buf.size(), out));
+  EXPECT_EQ(str(out->pub.tag), "app.old");
+  expect_same_records(in, out, false);
+  // Written again, it is a block of the current format holding the same records.
+  std::vector<uint8_t> again;
+  encode_block(7, "app.old", out->records.data(), 5, again);
+  ASSERT_TRUE(check_block(again.data(), again.size(), info));
+  EXPECT_EQ(info.format, 2);
+  Batch *back = batch_new(0);
+  ASSERT_TRUE(decode_block(again.data(), again.size(), back));
+  expect_same_records(out, back, true);
+  batch_unref(in);
+  batch_unref(out);
+  batch_unref(back);
+}
+
+TEST(SegmentScan, ASegmentOfBothFormatsIsReadWholeAndResynchronisesOnEither) {
+  // An upgrade appends format-2 blocks to the format-1 segment it found.
+  auto a = block_v1_of(1, "t", 2), b = block_v1_of(2, "t", 3), c = block_of(3, "t", 4),
+       d = block_v1_of(4, "t", 1);
+  std::vector<uint8_t> seg;
+  for (auto *blk : {&a, &b, &c, &d}) seg.insert(seg.end(), blk->begin(), blk->end());
+  ScanResult r = scan_segment(seg.data(), seg.size());
+  ASSERT_EQ(r.blocks.size(), 4u);
+  EXPECT_EQ(r.blocks[1].format, 1);
+  EXPECT_EQ(r.blocks[2].format, 2);
+  EXPECT_EQ(r.corrupt, 0u);
+  EXPECT_EQ(r.valid_end, seg.size());
+  for (const BlockInfo &info : r.blocks) {
+    Batch *out = batch_new(0);
+    EXPECT_TRUE(decode_block(seg.data() + info.offset, info.length, out)) << info.id;
+    EXPECT_EQ(out->records.size(), info.count);
+    batch_unref(out);
+  }
+  // A corrupt block before a block of either format: the scan finds the next one.
+  for (auto *next : {&c, &d}) {
+    auto bad = b;
+    bad[bad.size() / 2] ^= 0xff;
+    seg.assign(a.begin(), a.end());
+    seg.insert(seg.end(), bad.begin(), bad.end());
+    seg.insert(seg.end(), next->begin(), next->end());
+    r = scan_segment(seg.data(), seg.size());
+    ASSERT_EQ(r.blocks.size(), 2u);
+    EXPECT_EQ(r.blocks[1].id, next == &c ? 3u : 4u);
+    EXPECT_EQ(r.corrupt, 1u);
+  }
+}
+
+TEST(BlockFormat, ABlockWithAnUnknownMetaTypeOrAValueNotOfItsTypeIsRefused) {
+  // What the CRC cannot catch: the outputs would write such a value verbatim into JSON.
+  Batch *in = batch_new(1);
+  dm_record *r = in->add();
+  meta_set(in, r, dm_str{"k", 1}, dm_str{"123", 3}, DM_META_INT);
+  std::vector<uint8_t> good;
+  encode_block(1, "t", in->records.data(), 1, good);
+  Batch *out = batch_new(0);
+  ASSERT_TRUE(decode_block(good.data(), good.size(), out));
+  batch_unref(out);
+  auto forged = [&](uint8_t type, char digit) {
+    auto buf = good;
+    buf[buf.size() - 1] = type;   // the last entry's type
+    buf[buf.size() - 2] = digit;  // the last byte of its value
+    const uint32_t crc = crc32c(buf.data() + kBlockHeaderSize, buf.size() - kBlockHeaderSize);
+    memcpy(buf.data() + 8, &crc, 4);
+    Batch *b = batch_new(0);
+    const bool ok = decode_block(buf.data(), buf.size(), b);
+    batch_unref(b);
+    return ok;
+  };
+  EXPECT_TRUE(forged(DM_META_INT, '4'));
+  EXPECT_TRUE(forged(DM_META_STRING, 'x'));
+  EXPECT_FALSE(forged(DM_META_INT, 'x'));
+  EXPECT_FALSE(forged(DM_META_BOOL, '3'));
+  EXPECT_FALSE(forged(6, '3'));
+  EXPECT_FALSE(forged(0xff, '3'));
+  batch_unref(in);
 }
 
 TEST(BlockFormat, RejectsABlockWithAChangedByteOrAWrongLength) {
@@ -280,7 +433,8 @@ TEST(SegmentScan, FindsNothingInGarbageOrAnEmptyFile) {
   std::vector<uint8_t> junk(100000);
   for (auto &c : junk) c = static_cast<uint8_t>(rng());
   // Sprinkle the magic so the resync has candidates to reject.
-  for (size_t i = 0; i + 4 < junk.size(); i += 997) memcpy(junk.data() + i, &kBlockMagic, 4);
+  for (size_t i = 0; i + 4 < junk.size(); i += 997)
+    memcpy(junk.data() + i, i % 2 ? &kBlockMagic : &kBlockMagicV1, 4);
   ScanResult r = scan_segment(junk.data(), junk.size());
   EXPECT_TRUE(r.blocks.empty());
   EXPECT_TRUE(r.torn_tail);

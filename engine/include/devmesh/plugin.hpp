@@ -9,8 +9,10 @@
 #include <exception>
 #include <memory>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace devmesh {
 
@@ -80,9 +82,149 @@ class TicketWatermark {
   std::set<uint64_t> pending_;
 };
 
+// ---- configuration: problems and binding ----------------------------------------------------
+
+// Thrown by ConfigProblems::refuse_if_any: create() then fails without another log line.
+struct ConfigRefused : std::runtime_error {
+  ConfigRefused() : std::runtime_error("configuration refused (problems reported)") {}
+};
+
+// Reports a plugin's config problems through host->config_error as it finds them, so one run
+// lists them all, each at its option's place in the file; refuse_if_any() then throws.
+class ConfigProblems {
+ public:
+  ConfigProblems(const dm_host_api *host, dm_instance *inst) : host_(host), inst_(inst) {}
+  // key: the option, a dotted path into its value ("rules.2.pattern"), or nullptr for the
+  // instance as a whole.
+  void add(const std::string &key, const std::string &message) { add(key.c_str(), message); }
+  void add(const char *key, const std::string &message) {
+    host_->config_error(inst_, key, "%s", message.c_str());
+    ++count_;
+  }
+  size_t count() const { return count_; }
+  void refuse_if_any() const {
+    if (count_) throw ConfigRefused();
+  }
+
+ private:
+  const dm_host_api *host_;
+  dm_instance *inst_;
+  size_t count_ = 0;
+};
+
+// What config_bind writes for each option type (see dm_option in plugin.h).
+template <dm_opt_type T>
+struct BoundType;
+template <>
+struct BoundType<DM_OPT_STRING> {
+  using type = const char *;
+};
+template <>
+struct BoundType<DM_OPT_INT> {
+  using type = int64_t;
+};
+template <>
+struct BoundType<DM_OPT_DOUBLE> {
+  using type = double;
+};
+template <>
+struct BoundType<DM_OPT_BOOL> {
+  using type = int;
+};
+template <>
+struct BoundType<DM_OPT_DURATION> {
+  using type = int64_t;
+};
+template <>
+struct BoundType<DM_OPT_SIZE> {
+  using type = int64_t;
+};
+template <>
+struct BoundType<DM_OPT_LIST> {
+  using type = dm_strings;
+};
+template <>
+struct BoundType<DM_OPT_MAP> {
+  using type = dm_strings;
+};
+
+// The offset of a config struct's member, for dm_option.offset with DM_OPT_BIND. The member
+// must have a type config_bind writes; use Option<T> below to also match it to the option type.
+template <class C, class M>
+size_t bind(M C::*member) {
+  static_assert(std::is_standard_layout_v<C>, "a bound config struct must be standard-layout");
+  static_assert(std::is_same_v<M, const char *> || std::is_same_v<M, int64_t> ||
+                    std::is_same_v<M, double> || std::is_same_v<M, int> ||
+                    std::is_same_v<M, dm_strings>,
+                "config_bind writes const char *, int64_t, double, int or dm_strings");
+  // offsetof for a member pointer: the member's address in a (never constructed) C.
+  alignas(C) static const unsigned char storage[sizeof(C)] = {};
+  const C *c = reinterpret_cast<const C *>(storage);
+  return static_cast<size_t>(reinterpret_cast<const unsigned char *>(&(c->*member)) - storage);
+}
+
+// An option bound to a member whose type matches the option's (a mismatch does not compile):
+//   Option<DM_OPT_DOUBLE>("rate", &Cfg::rate, "records per second").value("10").bounded(0, 1e6)
+// A bound STRING is a C string: it ends at the first NUL. Text a value may carry verbatim
+// (a record's message) is read with config_string, whose dm_str keeps its length.
+template <dm_opt_type T>
+struct Option {
+  dm_option o{};
+  template <class C>
+  Option(const char *key, typename BoundType<T>::type C::*member, const char *description) {
+    o.key = key;
+    o.type = T;
+    o.flags = DM_OPT_BIND;
+    o.description = description;
+    o.offset = bind(member);
+  }
+  Option &value(const char *default_value) {
+    o.default_value = default_value;
+    return *this;
+  }
+  Option &bounded(double min, double max) {
+    o.flags |= DM_OPT_BOUNDED;
+    o.min = min;
+    o.max = max;
+    return *this;
+  }
+  Option &allowed(const char *const *values) {
+    o.allowed = values;
+    return *this;
+  }
+  Option &required() {
+    o.flags |= DM_OPT_REQUIRED;
+    return *this;
+  }
+  Option &secret() {
+    o.flags |= DM_OPT_SECRET;
+    return *this;
+  }
+  operator dm_option() const { return o; }
+};
+
+// The bound config struct of an instance: C's own initial values, then every DM_OPT_BIND
+// option's value or default.
+template <class C>
+C bound_config(const dm_host_api *host, const dm_config *cfg) {
+  C c{};
+  host->config_bind(cfg, &c);
+  return c;
+}
+
+inline std::string_view sv_item(const dm_strings &s, uint32_t i) {
+  return i < s.count ? sv(s.items[i]) : std::string_view();
+}
+inline std::string_view sv_key(const dm_strings &s, uint32_t i) {
+  return i < s.count && s.keys ? sv(s.keys[i]) : std::string_view();
+}
+
+// ---- the adapter -------------------------------------------------------------------------------
+
 // Builds a dm_plugin from a class T constructed as T(const dm_host_api*, dm_instance*, const
-// dm_config*); it throws to refuse its config. Optional members: start, stop, pause, resume,
-// on_ack, filter, worker_init, worker_fini, flush, health, with the C signatures minus state.
+// dm_config*); it refuses its config with ConfigProblems::refuse_if_any (or any throw). Optional
+// members: start, stop, pause, resume, on_ack, filter, worker_init, worker_fini, flush, health,
+// with the C signatures minus state.
 template <class T>
 struct PluginAdapter {
   struct Box {
@@ -96,6 +238,13 @@ struct PluginAdapter {
       auto box = new Box{h, i, nullptr};
       try {
         box->obj = std::make_unique<T>(h, i, c);
+      } catch (const ConfigRefused &) {  // its problems went to config_error
+        delete box;
+        return 1;
+      } catch (const std::invalid_argument &e) {  // a config problem without its option's key
+        h->config_error(i, nullptr, "%s", e.what());
+        delete box;
+        return 1;
       } catch (...) {
         delete box;
         throw;

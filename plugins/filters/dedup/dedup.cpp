@@ -1,7 +1,6 @@
 // dedup filter: drops records that repeat a key (host, service, message by default) within a
 // window of record time, or collapses the repeats into one summary record per window; memory
 // is bounded by max_keys (least recently seen keys are evicted).
-#include <config_problems.hpp>
 #include <devmesh/plugin.hpp>
 
 #include <algorithm>
@@ -74,9 +73,10 @@ bool parse_field(const std::string &name, uint32_t i, KeyField &out, ConfigProbl
     if (name == n) return out = KeyField{f, {}}, true;
   if (name.rfind("meta.", 0) == 0 && name.size() > 5)
     return out = KeyField{Field::Meta, name.substr(5)}, true;
-  problems.add("key[" + std::to_string(i) + "]: unknown field '" + name +
-               "' (host, service, message, level, source, event_type, error_code, trace_id or "
-               "meta.<name>)");
+  problems.add("key." + std::to_string(i),
+               "unknown field '" + name +
+                   "' (host, service, message, level, source, event_type, error_code, trace_id or "
+                   "meta.<name>)");
   return false;
 }
 
@@ -105,14 +105,14 @@ class Dedup {
   Dedup(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
-    ConfigProblems problems;
+    ConfigProblems problems(host, inst);
     const uint32_t n = c.count("key");
-    if (n == 0) problems.add("key: needs at least one field");
+    if (n == 0) problems.add("key", "needs at least one field");
     for (uint32_t i = 0; i < n; ++i) {
       KeyField f;
       if (parse_field(c.item("key", i), i, f, problems)) fields_.push_back(std::move(f));
     }
-    problems.refuse_if_any(host, inst);
+    problems.refuse_if_any();
     parts_.resize(fields_.size());
     collapse_ = c.string("mode") == "collapse";
     window_ns_ = c.integer("window") * 1000000;

@@ -1,7 +1,6 @@
 // drop filter: cuts noisy services by name or glob, message regex, minimum level and a
 // per-service rate limit on record timestamps; every window with drops emits one summary
 // record per service, so a drop is visible in the store. keep_level and above always pass.
-#include <config_problems.hpp>
 #include <devmesh/plugin.hpp>
 
 #include <fnmatch.h>
@@ -31,32 +30,61 @@ const char *const kLevelNames[] = {"DEBUG", "INFO",     "WARN",  "WARNING",
                                    "ERROR", "CRITICAL", "FATAL", nullptr};
 const char *const kSummaryModes[] = {"all", "rate", "none", nullptr};
 
+// The options, bound: config_bind fills a DropConfig with the validated values and defaults.
+struct DropConfig {
+  dm_strings services{};
+  dm_strings message_regex{};
+  int regex_ignore_case = 0;
+  const char *min_level = nullptr;  // unset: no minimum
+  const char *keep_level = nullptr;
+  const char *rate = nullptr;  // unset: no rate limit
+  int64_t burst = 0;
+  int64_t summary_interval_ms = 0;
+  const char *summaries = nullptr;
+  int64_t max_services = 0;
+};
+
+using C = DropConfig;
 const dm_option kOptions[] = {
-    {"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "drop every record of these services: exact names or globs (fnmatch: *, ?, [...])", 0},
-    {"message_regex", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "drop records whose message matches any of these POSIX extended regexes", 0},
-    {"regex_ignore_case", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "message_regex ignores case", 0},
-    {"min_level", DM_OPT_STRING, 0, nullptr, 0, 0, kLevelNames,
-     "drop records below this level (records with no level are kept)", 0},
-    {"keep_level", DM_OPT_STRING, 0, "ERROR", 0, 0, kLevelNames,
-     "records at or above this level are never dropped, by any rule", 0},
-    {"rate", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "per-service limit N/s, N/m or N/h (e.g. 100/s), measured on record timestamps so a "
-     "replayed backlog is limited as it was logged; records over it are dropped",
-     0},
-    {"burst", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e9, nullptr,
-     "records a service may send at once before the rate applies; 0: the rate's N", 0},
-    {"summary_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "60s", 100, 86400000, nullptr,
-     "window of the summaries (on record timestamps; a window also closes after this long on "
-     "the clock): one record per service and window with drops",
-     0},
-    {"summaries", DM_OPT_STRING, 0, "all", 0, 0, kSummaryModes,
-     "which drops are summarised: all, rate (only the rate limit's) or none", 0},
-    {"max_services", DM_OPT_INT, DM_OPT_BOUNDED, "10000", 1, 1e7, nullptr,
-     "services tracked for rate limits and summaries; records of services beyond it are not "
-     "rate limited (counted in drop_untracked_records_total)",
-     0},
+    Option<DM_OPT_LIST>(
+        "services", &C::services,
+        "drop every record of these services: exact names or globs (fnmatch: *, ?, [...])"),
+    Option<DM_OPT_LIST>("message_regex", &C::message_regex,
+                        "drop records whose message matches any of these POSIX extended regexes"),
+    Option<DM_OPT_BOOL>("regex_ignore_case", &C::regex_ignore_case, "message_regex ignores case")
+        .value("false"),
+    Option<DM_OPT_STRING>("min_level", &C::min_level,
+                          "drop records below this level (records with no level are kept)")
+        .allowed(kLevelNames),
+    Option<DM_OPT_STRING>("keep_level", &C::keep_level,
+                          "records at or above this level are never dropped, by any rule")
+        .value("ERROR")
+        .allowed(kLevelNames),
+    Option<DM_OPT_STRING>(
+        "rate", &C::rate,
+        "per-service limit N/s, N/m or N/h (e.g. 100/s), measured on record timestamps so a "
+        "replayed backlog is limited as it was logged; records over it are dropped"),
+    Option<DM_OPT_INT>(
+        "burst", &C::burst,
+        "records a service may send at once before the rate applies; 0: the rate's N")
+        .value("0")
+        .bounded(0, 1e9),
+    Option<DM_OPT_DURATION>(
+        "summary_interval", &C::summary_interval_ms,
+        "window of the summaries (on record timestamps; a window also closes after this long on "
+        "the clock): one record per service and window with drops")
+        .value("60s")
+        .bounded(100, 86400000),
+    Option<DM_OPT_STRING>("summaries", &C::summaries,
+                          "which drops are summarised: all, rate (only the rate limit's) or none")
+        .value("all")
+        .allowed(kSummaryModes),
+    Option<DM_OPT_INT>(
+        "max_services", &C::max_services,
+        "services tracked for rate limits and summaries; records of services beyond it are not "
+        "rate limited (counted in drop_untracked_records_total)")
+        .value("10000")
+        .bounded(1, 1e7),
 };
 
 enum Reason { kService = 0, kLevel = 1, kRegex = 2, kRate = 3, kReasons = 4 };
@@ -68,10 +96,11 @@ int64_t floor_div(int64_t a, int64_t b) {
   return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
 }
 
-uint8_t level_of(const std::string &name) {
+// A level name the schema allowed (kLevelNames).
+uint8_t level_of(std::string_view name) {
   for (int l = DM_LEVEL_DEBUG; l <= DM_LEVEL_FATAL; ++l)
     if (name == dm_level_name(l)) return static_cast<uint8_t>(l);
-  throw std::invalid_argument("unknown level '" + name + "'");
+  return DM_LEVEL_UNSET;
 }
 
 // "100/s", "2.5/m", "1000/h" (also sec, second, min, minute, hour): count and unit in ns.
@@ -211,22 +240,22 @@ class Drop {
  public:
   Drop(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
-    Config c{host, cfg};
-    ConfigProblems problems;
-    for (uint32_t i = 0, n = c.count("services"); i < n; ++i) {
-      std::string s = c.item("services", i);
-      if (s.empty()) problems.add("services[" + std::to_string(i) + "]: empty service name");
+    const DropConfig c = bound_config<DropConfig>(host, cfg);
+    ConfigProblems problems(host, inst);
+    for (uint32_t i = 0; i < c.services.count; ++i) {
+      std::string s(sv_item(c.services, i));
+      if (s.empty()) problems.add("services." + std::to_string(i), "empty service name");
       services_.push_back(std::move(s));
     }
-    const int flags = REG_EXTENDED | REG_NOSUB | (c.boolean("regex_ignore_case") ? REG_ICASE : 0);
-    for (uint32_t i = 0, n = c.count("message_regex"); i < n; ++i) {
-      const std::string pattern = c.item("message_regex", i);
+    const int flags = REG_EXTENDED | REG_NOSUB | (c.regex_ignore_case ? REG_ICASE : 0);
+    for (uint32_t i = 0; i < c.message_regex.count; ++i) {
+      const std::string pattern(sv_item(c.message_regex, i));
       auto re = std::make_unique<regex_t>();
       if (const int rc = regcomp(re.get(), pattern.c_str(), flags); rc != 0) {
         char why[256];
         regerror(rc, re.get(), why, sizeof why);
-        problems.add("message_regex[" + std::to_string(i) + "]: '" + pattern +
-                     "' is not a valid POSIX extended regex: " + why);
+        problems.add("message_regex." + std::to_string(i),
+                     "'" + pattern + "' is not a valid POSIX extended regex: " + why);
         continue;
       }
       Pattern pat;
@@ -235,35 +264,35 @@ class Drop {
       if (!(flags & REG_ICASE)) pat.literal = required_literal(pattern, pat.whole);
       regexes_.push_back(std::move(pat));
     }
-    if (c.has("min_level")) min_rank_ = dm_level_rank(level_of(c.string("min_level")));
-    keep_rank_ = dm_level_rank(level_of(c.string("keep_level")));
-    if (c.has("rate")) {
-      const std::string text = c.string("rate");
+    if (c.min_level) min_rank_ = dm_level_rank(level_of(c.min_level));
+    keep_rank_ = dm_level_rank(level_of(c.keep_level));
+    if (c.rate) {
+      const std::string text = c.rate;
       double count = 0;
       if (parse_rate(text, count, rate_unit_ns_) && std::llround(count * kMilli) > 0 &&
           count <= 1e12) {
         rate_milli_ = std::llround(count * kMilli);
         token_ = static_cast<Tokens>(rate_unit_ns_) * kMilli;
-        const int64_t burst = c.integer("burst");
-        const Tokens tokens = burst > 0 ? burst : std::max<int64_t>(1, std::llround(count));
+        const Tokens tokens = c.burst > 0 ? c.burst : std::max<int64_t>(1, std::llround(count));
         capacity_ = tokens * token_;
         // Time to refill the bucket; a clock jumping back further than this starts it over.
         const Tokens refill_ns = capacity_ / rate_milli_;
         reset_ns_ = static_cast<int64_t>(
             std::clamp<Tokens>(refill_ns, 60 * kNsPerSec, std::numeric_limits<int64_t>::max() / 2));
       } else {
-        problems.add("rate: '" + text +
-                     "' is not a rate: expected N/s, N/m or N/h with N > 0 (e.g. 100/s)");
+        problems.add(
+            "rate",
+            "'" + text + "' is not a rate: expected N/s, N/m or N/h with N > 0 (e.g. 100/s)");
       }
-    } else if (c.integer("burst") > 0) {
-      problems.add("burst: needs rate");
+    } else if (c.burst > 0) {
+      problems.add("burst", "needs rate");
     }
-    interval_ns_ = c.integer("summary_interval") * 1000000;
-    const std::string mode = c.string("summaries");
+    interval_ns_ = c.summary_interval_ms * 1000000;
+    const std::string_view mode = c.summaries;
     summarise_all_ = mode == "all";
     summarise_rate_ = mode != "none";
-    max_services_ = static_cast<size_t>(c.integer("max_services"));
-    problems.refuse_if_any(host, inst);
+    max_services_ = static_cast<size_t>(c.max_services);
+    problems.refuse_if_any();
     const char *name = host->instance_name(inst);
     name_ = name ? name : "drop";
 

@@ -1,6 +1,5 @@
 // priority_map filter: turns a record's syslog PRIORITY (0..7) into its level, optionally
 // reads the level written inside the message, and gives records with neither a default level.
-#include <config_problems.hpp>
 #include <devmesh/plugin.hpp>
 
 #include <charconv>
@@ -17,48 +16,63 @@ namespace {
 const char *const kLevelNames[] = {"DEBUG", "INFO",     "WARN",  "WARNING",
                                    "ERROR", "CRITICAL", "FATAL", nullptr};
 
+// The options, bound: config_bind fills a PriorityMapConfig with the values and defaults.
+struct PriorityMapConfig {
+  dm_strings levels{};
+  int detect_in_message = 0;
+  int detect_overrides_level = 0;
+  const char *default_level = nullptr;
+};
+
+using C = PriorityMapConfig;
 const dm_option kOptions[] = {
-    {"levels", DM_OPT_MAP, 0, nullptr, 0, 0, nullptr,
-     "per-priority overrides of the defaults (0 FATAL, 1-2 CRITICAL, 3 ERROR, 4 WARN, 5-6 INFO, "
-     "7 DEBUG), e.g. {\"6\": DEBUG}",
-     0},
-    {"detect_in_message", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
-     "recognise a level written in the message (level=error, lvl=warn, \"level\":\"warn\", "
-     "[ERROR], ERROR:; case-insensitive, whole words); it wins over the priority",
-     0},
-    {"detect_overrides_level", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
-     "a level found in the message also replaces the level of a record that has one but no "
-     "priority (e.g. from http); by default such records keep their level",
-     0},
-    {"default_level", DM_OPT_STRING, 0, "INFO", 0, 0, kLevelNames,
-     "level of records with no priority, no level and none found in the message", 0},
+    Option<DM_OPT_MAP>(
+        "levels", &C::levels,
+        "per-priority overrides of the defaults (0 FATAL, 1-2 CRITICAL, 3 ERROR, 4 WARN, 5-6 INFO, "
+        "7 DEBUG), e.g. {\"6\": DEBUG}"),
+    Option<DM_OPT_BOOL>(
+        "detect_in_message", &C::detect_in_message,
+        "recognise a level written in the message (level=error, lvl=warn, \"level\":\"warn\", "
+        "[ERROR], ERROR:; case-insensitive, whole words); it wins over the priority")
+        .value("false"),
+    Option<DM_OPT_BOOL>(
+        "detect_overrides_level", &C::detect_overrides_level,
+        "a level found in the message also replaces the level of a record that has one but no "
+        "priority (e.g. from http); by default such records keep their level")
+        .value("false"),
+    Option<DM_OPT_STRING>("default_level", &C::default_level,
+                          "level of records with no priority, no level and none found in the "
+                          "message")
+        .value("INFO")
+        .allowed(kLevelNames),
 };
 
 class PriorityMap {
  public:
   PriorityMap(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
-    Config c{host, cfg};
-    ConfigProblems problems;
-    for (uint32_t i = 0, n = c.count("levels"); i < n; ++i) {
-      const std::string key = c.map_key("levels", i), value = c.item("levels", i);
+    const PriorityMapConfig c = bound_config<PriorityMapConfig>(host, cfg);
+    ConfigProblems problems(host, inst);
+    for (uint32_t i = 0; i < c.levels.count; ++i) {
+      const std::string key(sv_key(c.levels, i)), value(sv_item(c.levels, i));
       int prio = -1;
       auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), prio);
       const uint8_t level = LevelScanner::parse_name(value);
       if (ec != std::errc() || end != key.data() + key.size() || prio < 0 || prio > 7)
-        problems.add("levels." + key + ": '" + key + "' is not a syslog priority (0..7)");
+        problems.add("levels." + key, "'" + key + "' is not a syslog priority (0..7)");
       else if (level == DM_LEVEL_UNSET)
-        problems.add("levels." + key + ": unknown level '" + value +
-                     "' (one of DEBUG, INFO, WARN, WARNING, ERROR, CRITICAL, FATAL)");
+        problems.add("levels." + key, "unknown level '" + value +
+                                          "' (one of DEBUG, INFO, WARN, WARNING, ERROR, CRITICAL, "
+                                          "FATAL)");
       else
         map_[prio] = level;
     }
-    detect_ = c.boolean("detect_in_message");
-    detect_overrides_ = c.boolean("detect_overrides_level");
-    default_level_ = LevelScanner::parse_name(c.string("default_level"));
+    detect_ = c.detect_in_message;
+    detect_overrides_ = c.detect_overrides_level;
+    default_level_ = LevelScanner::parse_name(c.default_level);
     if (default_level_ == DM_LEVEL_UNSET)
-      problems.add("default_level: unknown level '" + c.string("default_level") + "'");
-    problems.refuse_if_any(host, inst);
+      problems.add("default_level", "unknown level '" + std::string(c.default_level) + "'");
+    problems.refuse_if_any();
     m_from_priority_ =
         counter("priority_map_from_priority_total", "records whose level came from their priority");
     m_from_message_ = counter("priority_map_from_message_total",

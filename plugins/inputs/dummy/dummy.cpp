@@ -23,37 +23,66 @@ namespace {
 const char *const kLevels[] = {"DEBUG",    "INFO",  "WARN", "WARNING", "ERROR",
                                "CRITICAL", "FATAL", "NONE", nullptr};
 
+// The options, bound: config_bind fills a DummyConfig with the validated values and defaults.
+// The record's own text (message, service, host, source) is read with config_string instead: a
+// bound const char * would end at a NUL the value may hold ("nul\0ctl" is sent as written).
+struct DummyConfig {
+  double rate = 0;
+  int64_t count = 0;
+  int64_t batch = 0;
+  int64_t start = 0;
+  const char *level = nullptr;
+  dm_strings meta{};
+  int64_t priority = -1;
+  dm_strings services{};
+  dm_strings messages{};
+  const char *timestamp_start = nullptr;  // unset: the clock
+  int64_t timestamp_step_ms = -1;         // unset (the schema's bounds start at 0)
+};
+
+using C = DummyConfig;
 const dm_option kOptions[] = {
-    {"rate", DM_OPT_DOUBLE, DM_OPT_BOUNDED, "1", 0, 1e9, nullptr,
-     "records per second; 0 generates as fast as the pipeline accepts them", 0},
-    {"count", DM_OPT_INT, DM_OPT_BOUNDED, "0", 0, 1e15, nullptr,
-     "records to generate, then the input finishes; 0 never finishes", 0},
-    {"batch", DM_OPT_INT, DM_OPT_BOUNDED, "256", 1, 100000, nullptr,
-     "most records per submitted batch (low rates submit smaller batches, never wait to fill)", 0},
-    {"start", DM_OPT_INT, DM_OPT_BOUNDED, "1", 0, 1e15, nullptr,
-     "sequence number of the first record", 0},
+    Option<DM_OPT_DOUBLE>("rate", &C::rate,
+                          "records per second; 0 generates as fast as the pipeline accepts them")
+        .value("1")
+        .bounded(0, 1e9),
+    Option<DM_OPT_INT>("count", &C::count,
+                       "records to generate, then the input finishes; 0 never finishes")
+        .value("0")
+        .bounded(0, 1e15),
+    Option<DM_OPT_INT>(
+        "batch", &C::batch,
+        "most records per submitted batch (low rates submit smaller batches, never wait to fill)")
+        .value("256")
+        .bounded(1, 100000),
+    Option<DM_OPT_INT>("start", &C::start, "sequence number of the first record")
+        .value("1")
+        .bounded(0, 1e15),
     {"message", DM_OPT_STRING, 0, "dummy record {seq}", 0, 0, nullptr,
      "message template; each {seq} becomes the record's sequence number", 0},
     {"service", DM_OPT_STRING, 0, "dummy", 0, 0, nullptr, "service field of every record", 0},
     {"host", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "host field of every record; default: this machine's hostname", 0},
     {"source", DM_OPT_STRING, 0, "dummy", 0, 0, nullptr, "source field of every record", 0},
-    {"level", DM_OPT_STRING, 0, "INFO", 0, 0, kLevels,
-     "level of every record; NONE leaves it unset", 0},
-    {"meta", DM_OPT_MAP, 0, nullptr, 0, 0, nullptr,
-     "extra meta entries for every record, besides seq=<n>", 0},
-    {"priority", DM_OPT_INT, DM_OPT_BOUNDED, "-1", -1, 7, nullptr,
-     "syslog priority of every record (0..7); -1: none", 0},
-    {"services", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "services given in turn, one per record (instead of service)", 0},
-    {"messages", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
-     "message templates used in turn, one per record (instead of message)", 0},
-    {"timestamp_start", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "timestamp of the first record (RFC 3339); with it or timestamp_step, record i is stamped "
-     "start + i * step instead of with the clock",
-     0},
-    {"timestamp_step", DM_OPT_DURATION, DM_OPT_BOUNDED, nullptr, 0, 86400000, nullptr,
-     "time between consecutive records' timestamps; default 0 (with timestamp_start)", 0},
+    Option<DM_OPT_STRING>("level", &C::level, "level of every record; NONE leaves it unset")
+        .value("INFO")
+        .allowed(kLevels),
+    Option<DM_OPT_MAP>("meta", &C::meta, "extra meta entries for every record, besides seq=<n>"),
+    Option<DM_OPT_INT>("priority", &C::priority, "syslog priority of every record (0..7); -1: none")
+        .value("-1")
+        .bounded(-1, 7),
+    Option<DM_OPT_LIST>("services", &C::services,
+                        "services given in turn, one per record (instead of service)"),
+    Option<DM_OPT_LIST>("messages", &C::messages,
+                        "message templates used in turn, one per record (instead of message)"),
+    Option<DM_OPT_STRING>(
+        "timestamp_start", &C::timestamp_start,
+        "timestamp of the first record (RFC 3339); with it or timestamp_step, record i is stamped "
+        "start + i * step instead of with the clock"),
+    Option<DM_OPT_DURATION>(
+        "timestamp_step", &C::timestamp_step_ms,
+        "time between consecutive records' timestamps; default 0 (with timestamp_start)")
+        .bounded(0, 86400000),
 };
 
 // Bounds the work of one timer tick so the loop serves other handles between ticks.
@@ -66,64 +95,65 @@ constexpr uint64_t kErrorRetryMs = 1000;
 constexpr size_t kStackMessage = 1024;
 constexpr size_t kMaxDigits = std::numeric_limits<uint64_t>::digits10 + 1;
 
-uint8_t parse_level(std::string_view name) {
-  if (name == "NONE") return DM_LEVEL_UNSET;
+// A level name the schema allowed (kLevels); false for another.
+bool parse_level(std::string_view name, uint8_t &level) {
+  level = DM_LEVEL_UNSET;
+  if (name == "NONE") return true;
   for (int l = DM_LEVEL_DEBUG; l <= DM_LEVEL_FATAL; ++l)
-    if (name == dm_level_name(l)) return static_cast<uint8_t>(l);
-  throw std::invalid_argument("level: unknown level '" + std::string(name) + "'");
+    if (name == dm_level_name(l)) return level = static_cast<uint8_t>(l), true;
+  return false;
 }
 
 class Dummy {
  public:
   Dummy(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
-    Config c{host, cfg};
-    rate_ = c.number("rate");
-    const int64_t count = c.integer("count");
-    const int64_t batch = c.integer("batch");
-    const int64_t start = c.integer("start");
+    const DummyConfig c = bound_config<DummyConfig>(host, cfg);
+    const Config text{host, cfg};
+    ConfigProblems problems(host, inst);
+    rate_ = c.rate;
     // The host enforces the schema bounds; these guard a host that does not.
-    if (!(rate_ >= 0) || !std::isfinite(rate_)) throw std::invalid_argument("rate: must be >= 0");
-    if (count < 0) throw std::invalid_argument("count: must be >= 0");
-    if (batch < 1 || batch > 100000) throw std::invalid_argument("batch: must be 1..100000");
-    if (start < 0) throw std::invalid_argument("start: must be >= 0");
-    count_ = static_cast<uint64_t>(count);
-    batch_ = static_cast<uint32_t>(batch);
-    next_seq_ = static_cast<uint64_t>(start);
+    if (!(rate_ >= 0) || !std::isfinite(rate_)) problems.add("rate", "must be >= 0");
+    if (c.count < 0) problems.add("count", "must be >= 0");
+    if (c.batch < 1 || c.batch > 100000) problems.add("batch", "must be 1..100000");
+    if (c.start < 0) problems.add("start", "must be >= 0");
+    count_ = static_cast<uint64_t>(c.count);
+    batch_ = static_cast<uint32_t>(c.batch);
+    next_seq_ = static_cast<uint64_t>(c.start);
 
-    if (c.count("messages")) {
-      for (uint32_t i = 0, n = c.count("messages"); i < n; ++i)
-        split_template(c.item("messages", i));
+    if (c.messages.count) {
+      for (uint32_t i = 0; i < c.messages.count; ++i)
+        split_template(std::string(sv_item(c.messages, i)));
     } else {
-      split_template(c.string("message"));
+      split_template(text.string("message"));
     }
-    service_ = c.string("service");
-    for (uint32_t i = 0, n = c.count("services"); i < n; ++i)
-      services_.push_back(c.item("services", i));
-    priority_ = static_cast<int8_t>(std::clamp<int64_t>(c.integer("priority"), -1, 7));
-    if (c.has("timestamp_start")) {
-      const std::string t = c.string("timestamp_start");
+    service_ = text.string("service");
+    for (uint32_t i = 0; i < c.services.count; ++i) services_.emplace_back(sv_item(c.services, i));
+    priority_ = static_cast<int8_t>(std::clamp<int64_t>(c.priority, -1, 7));
+    if (c.timestamp_start) {
+      const std::string t = c.timestamp_start;
       if (!parse_rfc3339(t, ts_start_))
-        throw std::invalid_argument("timestamp_start: '" + t + "' is not an RFC 3339 time");
+        problems.add("timestamp_start", "'" + t + "' is not an RFC 3339 time");
       synthetic_ts_ = has_ts_start_ = true;
     }
-    if (c.has("timestamp_step")) {
-      ts_step_ = c.integer("timestamp_step") * 1000000;
+    if (c.timestamp_step_ms >= 0) {
+      ts_step_ = c.timestamp_step_ms * 1000000;
       synthetic_ts_ = true;
     }
     first_seq_ = next_seq_;
-    source_ = c.string("source");
-    level_ = parse_level(c.string("level"));
-    if (c.has("host")) {
-      host_name_ = c.string("host");
+    source_ = text.string("source");
+    if (!parse_level(c.level ? c.level : "", level_))
+      problems.add("level", "unknown level '" + std::string(c.level ? c.level : "") + "'");
+    problems.refuse_if_any();
+    if (text.has("host")) {
+      host_name_ = text.string("host");
     } else {
       char buf[256] = {};
       if (gethostname(buf, sizeof buf - 1) != 0) throw std::runtime_error("gethostname failed");
       host_name_ = buf;
     }
-    if (c.has("meta"))
-      for (uint32_t i = 0, n = c.count("meta"); i < n; ++i)
-        meta_.emplace_back(c.map_key("meta", i), c.item("meta", i));
+    for (uint32_t i = 0; i < c.meta.count; ++i)
+      meta_.emplace_back(sv_key(c.meta, i), sv_item(c.meta, i));
     const char *name = host->instance_name(inst);
     id_prefix_ = std::string(name ? name : "dummy") + ":";
 

@@ -88,21 +88,23 @@ class HttpInput {
   HttpInput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst), parser_(host, limits(host, cfg)) {
     Config c{host, cfg};
+    ConfigProblems problems(host, inst);
     listen_ = c.string("listen");
     path_ = c.string("path");
     max_body_ = static_cast<size_t>(c.integer("max_body"));
     if (c.has("auth_token")) {
       auth_token_ = c.string("auth_token");
-      if (auth_token_.empty()) throw std::invalid_argument("auth_token: must not be empty");
+      if (auth_token_.empty()) problems.add("auth_token", "must not be empty");
     }
     delivered_ = c.string("ack") == "delivered";
     durable_ = c.string("ack") == "durable";
     if (durable_ && !host->storage_enabled(inst))
-      throw std::invalid_argument(
-          "ack: durable needs service.storage (records are durable only on disk); use ack: "
-          "delivered without storage");
+      problems.add("ack",
+                   "durable needs service.storage (records are durable only on disk); use ack: "
+                   "delivered without storage");
     retry_after_ = std::to_string((c.integer("retry_after") + 999) / 1000);
-    if (path_.empty() || path_[0] != '/') throw std::invalid_argument("path: must start with '/'");
+    if (path_.empty() || path_[0] != '/') problems.add("path", "must start with '/'");
+    problems.refuse_if_any();
 
     for (int code : {200, 400, 401, 413, 415, 422, 500, 503}) status_metric(code);
     m_accepted_ = host->metric_counter(inst, "http_records_accepted_total",

@@ -15,6 +15,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 #include <devmesh/plugin.hpp>
+#include <devmesh/record_fields.hpp>
 #include <record_json.hpp>
 #include <timestamp.hpp>
 
@@ -68,33 +69,64 @@ struct FieldInfo {
   const char *too_long;    // rejection reason
   const char *wrong_type;  // rejection reason for a value of the wrong JSON type
   Reason wrong_type_reason;
+  dm_str dm_record::*member;  // a record string field's member (kRecordFields), else null
 };
 
+// A record string field: name, limit and member from kRecordFields[i].
+constexpr FieldInfo record_field(Field field, size_t i, const char *too_long,
+                                 const char *wrong_type) {
+  return FieldInfo{
+      kRecordFields[i].name,  field, kRecordFields[i].max_chars, too_long, wrong_type, kBadField,
+      kRecordFields[i].member};
+}
+
 // In Field order (field_info indexes it).
-const FieldInfo kFields[] = {
+constexpr FieldInfo kFields[] = {
     {"timestamp", kTimestamp, 0, nullptr, "timestamp is not RFC 3339 or epoch seconds/milliseconds",
-     kBadTimestamp},
-    {"source", kSource, 255, "source longer than 255 characters", "source is not a string",
-     kBadField},
-    {"service", kService, 255, "service longer than 255 characters", "service is not a string",
-     kBadField},
-    {"host", kHost, 255, "host longer than 255 characters", "host is not a string", kBadField},
-    {"level", kLevel, 0, nullptr, "level is not a string", kUnknownLevel},
-    {"trace_id", kTraceId, 64, "trace_id longer than 64 characters", "trace_id is not a string",
-     kBadField},
-    {"span_id", kSpanId, 32, "span_id longer than 32 characters", "span_id is not a string",
-     kBadField},
-    {"event_type", kEventType, 100, "event_type longer than 100 characters",
-     "event_type is not a string", kBadField},
-    {"error_code", kErrorCode, 50, "error_code longer than 50 characters",
-     "error_code is not a string", kBadField},
-    {"message", kMessage, 0, nullptr, "message is not a string", kBadField},
-    {"meta_json", kMeta, 0, nullptr, "meta_json is not an object", kBadField},
-    {"event_id", kEventId, 0, nullptr, "event_id is not a string", kBadField},
-    {"priority", kPriority, 0, nullptr, "priority is not a number from 0 to 7", kBadField},
+     kBadTimestamp, nullptr},
+    record_field(kSource, 0, "source longer than 255 characters", "source is not a string"),
+    record_field(kService, 1, "service longer than 255 characters", "service is not a string"),
+    record_field(kHost, 2, "host longer than 255 characters", "host is not a string"),
+    {"level", kLevel, 0, nullptr, "level is not a string", kUnknownLevel, nullptr},
+    record_field(kTraceId, 3, "trace_id longer than 64 characters", "trace_id is not a string"),
+    record_field(kSpanId, 4, "span_id longer than 32 characters", "span_id is not a string"),
+    record_field(kEventType, 5, "event_type longer than 100 characters",
+                 "event_type is not a string"),
+    record_field(kErrorCode, 6, "error_code longer than 50 characters",
+                 "error_code is not a string"),
+    record_field(kMessage, 7, nullptr, "message is not a string"),
+    {"meta_json", kMeta, 0, nullptr, "meta_json is not an object", kBadField, nullptr},
+    {"event_id", kEventId, 0, nullptr, "event_id is not a string", kBadField, nullptr},
+    {"priority", kPriority, 0, nullptr, "priority is not a number from 0 to 7", kBadField, nullptr},
 };
 
 static_assert(std::size(kFields) == kPriority - kTimestamp + 1);
+
+// Whether text is "<name> longer than <max_chars> characters": the rejection names the limit
+// kRecordFields sets.
+constexpr bool names_limit(const FieldInfo &f) {
+  if (!f.max_chars) return f.too_long == nullptr;
+  char digits[24] = {};
+  size_t n = 0;
+  for (size_t v = f.max_chars; v; v /= 10) digits[n++] = static_cast<char>('0' + v % 10);
+  std::string_view text(f.too_long);
+  const std::string_view mid = " longer than ";
+  if (text.substr(0, f.name.size()) != f.name) return false;
+  text.remove_prefix(f.name.size());
+  if (text.substr(0, mid.size()) != mid) return false;
+  text.remove_prefix(mid.size());
+  for (size_t i = 0; i < n; ++i)
+    if (i >= text.size() || text[i] != digits[n - 1 - i]) return false;
+  return text.substr(n) == " characters";
+}
+static_assert(
+    [] {
+      for (const FieldInfo &f : kFields)
+        if (f.member && (f.field != kFields[f.field - kTimestamp].field || !names_limit(f)))
+          return false;
+      return true;
+    }(),
+    "each string field's limit text names its kRecordFields limit");
 
 // By length first: this runs for every key of every record.
 const FieldInfo *field_info(std::string_view key) {
@@ -319,7 +351,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   void start_record();
   void finish_record();
   void set_field(Kind kind, const char *s, size_t n);
-  void meta_value(std::string_view v);
+  void meta_value(std::string_view v, dm_meta_type type);
   void derive_event_id();
 
   IngestParser *in_;
@@ -349,6 +381,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   uint32_t meta_keys_ = 0;  // of the record, as sent (before duplicates are merged)
   size_t meta_bytes_ = 0;
   rapidjson::StringBuffer nested_text_;
+  std::string nested_clean_;  // a nested key or string made valid UTF-8
   // Not Writer<StringBuffer>: its SSE2 specialisation in rapidjson 1.1.0 leaves 0x1A..0x1F
   // unescaped (found by tests/fuzz); another flag selects the portable copy.
   rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
@@ -377,8 +410,10 @@ bool RecordHandler::Key(const char *s, rapidjson::SizeType n, bool) {
       if (++meta_keys_ > in_->limits_.max_meta_keys)
         reject(kMetaTooLarge, in_->too_many_keys_.c_str());
       return true;
-    case kMetaNested:
-      return nested_.Key(s, n);
+    case kMetaNested: {
+      const std::string_view k = valid_utf8(std::string_view(s, n), nested_clean_);
+      return nested_.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+    }
     default:
       return true;  // kSkip
   }
@@ -457,7 +492,8 @@ bool RecordHandler::close(bool object) {
     case kMetaNested:
       if (!(object ? nested_.EndObject() : nested_.EndArray())) return false;
       if (depth_ == skip_depth_) {
-        meta_value(std::string_view(nested_text_.GetString(), nested_text_.GetSize()));
+        meta_value(std::string_view(nested_text_.GetString(), nested_text_.GetSize()),
+                   DM_META_JSON);
         mode_ = kMetaKeys;
       }
       return true;
@@ -497,11 +533,28 @@ bool RecordHandler::scalar(Kind kind, const char *s, size_t n) {
       mode_ = kRecord;
       return true;
     case kMetaValue:
+      // Each value keeps its JSON type; a number its text as written.
       mode_ = kMetaKeys;
-      if (kind == kNull) return true;  // an absent value
-      meta_value(kind == kTrue    ? std::string_view("true")
-                 : kind == kFalse ? std::string_view("false")
-                                  : std::string_view(s, n));
+      switch (kind) {
+        case kNull:
+          meta_value("null", DM_META_NULL);
+          break;
+        case kTrue:
+          meta_value("true", DM_META_BOOL);
+          break;
+        case kFalse:
+          meta_value("false", DM_META_BOOL);
+          break;
+        case kNumber:
+          meta_value(std::string_view(s, n),
+                     std::string_view(s, n).find_first_of(".eE") == std::string_view::npos
+                         ? DM_META_INT
+                         : DM_META_FLOAT);
+          break;
+        default:
+          meta_value(std::string_view(s, n), DM_META_STRING);
+          break;
+      }
       return true;
     case kMetaNested:
       switch (kind) {
@@ -513,8 +566,11 @@ bool RecordHandler::scalar(Kind kind, const char *s, size_t n) {
           return nested_.Bool(false);
         case kNumber:
           return nested_.RawValue(s, n, rapidjson::kNumberType);
-        default:
-          return nested_.String(s, static_cast<rapidjson::SizeType>(n));
+        default: {
+          // Cleaned here, as a string value is by the outputs: a JSON value is valid UTF-8.
+          const std::string_view v = valid_utf8(std::string_view(s, n), nested_clean_);
+          return nested_.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+        }
       }
     default:
       return fail("unexpected JSON structure");
@@ -586,49 +642,22 @@ void RecordHandler::set_field(Kind kind, const char *s, size_t n) {
   // not NUL-terminated in place, so they are copied (strings in the arena always are).
   dm_str v{s, n};
   if (kind == kNumber) v = in_->host_->arena_copy(batch_, s, n);
-  switch (f.field) {
-    case kSource:
-      rec_.source = v;
-      break;
-    case kService:
-      rec_.service = v;
-      break;
-    case kHost:
-      rec_.host = v;
-      break;
-    case kLevel:
-      level_ = v;
-      break;
-    case kTraceId:
-      rec_.trace_id = v;
-      break;
-    case kSpanId:
-      rec_.span_id = v;
-      break;
-    case kEventType:
-      rec_.event_type = v;
-      break;
-    case kErrorCode:
-      rec_.error_code = v;
-      break;
-    case kMessage:
-      rec_.message = v;
-      has_message_ = true;
-      break;
-    case kEventId:
-      event_id_ = v;
-      break;
-    default:
-      break;
+  if (f.member) {
+    rec_.*f.member = v;
+    has_message_ |= f.field == kMessage;
+  } else if (f.field == kLevel) {
+    level_ = v;
+  } else if (f.field == kEventId) {
+    event_id_ = v;
   }
 }
 
-void RecordHandler::meta_value(std::string_view v) {
+void RecordHandler::meta_value(std::string_view v, dm_meta_type type) {
   meta_bytes_ += meta_key_.len + v.size();
   if (meta_bytes_ > in_->limits_.max_meta_bytes)
     reject(kMetaTooLarge, in_->meta_too_large_.c_str());
   if (reason_text_) return;  // the record is rejected: its meta is no longer needed
-  if (in_->host_->meta_set(batch_, &rec_, meta_key_, str(v), DM_META_STRING) != DM_OK)
+  if (in_->host_->meta_set(batch_, &rec_, meta_key_, str(v), type) != DM_OK)
     throw std::runtime_error("meta_set failed");
 }
 
@@ -713,13 +742,14 @@ void RecordHandler::derive_event_id() {
   uint64_t meta_sum = 0;
   for (uint32_t i = 0; i < rec_.meta_count; ++i) {
     const dm_kv &kv = rec_.meta[i];
-    meta_sum += XXH3_64bits_withSeed(kv.value.ptr, kv.value.len,
-                                     XXH3_64bits(kv.key.ptr, kv.key.len) + kv.key.len);
+    // The type in the seed: "123" and 123 are different records. A string adds nothing, so
+    // the ids of records with string meta are those an older release gave them.
+    meta_sum += XXH3_64bits_withSeed(
+        kv.value.ptr, kv.value.len,
+        XXH3_64bits(kv.key.ptr, kv.key.len) + kv.key.len + kv.type * 0x9E3779B97F4A7C15ull);
   }
-  const dm_str fields[] = {rec_.source,  rec_.service,    rec_.host,       rec_.trace_id,
-                           rec_.span_id, rec_.event_type, rec_.error_code, rec_.message};
   size_t size = 8 + 2 + 8 + 8;
-  for (const dm_str &f : fields) size += 4 + f.len;
+  for (const RecordField &f : kRecordFields) size += 4 + (rec_.*f.member).len;
   // On the stack for the usual record; a long message goes through the scratch buffer.
   char stack[1024];
   char *const key =
@@ -727,7 +757,7 @@ void RecordHandler::derive_event_id() {
   char *p = put_u64(key, static_cast<uint64_t>(rec_.timestamp_ns));
   *p++ = static_cast<char>(rec_.level);
   *p++ = static_cast<char>(rec_.priority);
-  for (const dm_str &f : fields) p = put_str(p, f);
+  for (const RecordField &f : kRecordFields) p = put_str(p, rec_.*f.member);
   p = put_u64(p, rec_.meta_count);
   p = put_u64(p, meta_sum);
   h->hash128(key, static_cast<size_t>(p - key), rec_.event_id);

@@ -73,13 +73,22 @@ struct WriteJob {
 class Journald {
  public:
   Journald(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
-      : host_(host), inst_(inst), cfg_(journald::read_settings(host, cfg)) {
+      : host_(host),
+        inst_(inst),
+        problems_(host, inst),
+        cfg_(journald::read_settings(host, cfg, problems_)) {
     if (!cfg_.state_file.empty())
       writer_ = std::make_shared<journald::StateWriter>(cfg_.state_file);
 
+    problems_.refuse_if_any();
     // Opening here makes an unreadable source a configuration error, reported at start-up.
-    if (int r = open_journal(); r < 0)
-      throw std::runtime_error("cannot open " + cfg_.source + ": " + errno_text(r));
+    if (int r = open_journal(); r < 0) {
+      problems_.add(!cfg_.path.empty()    ? "path"
+                    : !cfg_.files.empty() ? "files"
+                                          : nullptr,
+                    "cannot open " + cfg_.source + ": " + errno_text(r));
+      problems_.refuse_if_any();
+    }
 
     m_read_ = host->metric_counter(inst, "journald_entries_read_total",
                                    "journal entries read and handed to the pipeline", nullptr);
@@ -879,6 +888,7 @@ class Journald {
   const dm_host_api *host_;
   dm_instance *inst_;
 
+  ConfigProblems problems_;  // before cfg_: read_settings reports into it
   const journald::Settings cfg_;
 
   // The journal and the loop handles (loop thread only).

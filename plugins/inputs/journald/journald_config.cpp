@@ -89,34 +89,32 @@ uint32_t option_count() {
   return static_cast<uint32_t>(std::size(kOptions));
 }
 
-Settings read_settings(const dm_host_api *host, const dm_config *cfg) {
+Settings read_settings(const dm_host_api *host, const dm_config *cfg, ConfigProblems &problems) {
   Settings s;
   Config c{host, cfg};
   if (c.has("path") && c.has("files"))
-    throw std::invalid_argument("path and files: set one of them, not both");
+    problems.add("files", "path and files: set one of them, not both");
   if (c.has("path")) {
     s.path = c.string("path");
     struct stat st;
-    if (s.path.empty()) throw std::invalid_argument("path: empty");
-    if (::stat(s.path.c_str(), &st) != 0)
-      throw std::invalid_argument("path: " + s.path + ": " + errno_text(errno));
-    if (!S_ISDIR(st.st_mode))
-      throw std::invalid_argument("path: " + s.path +
-                                  " is not a directory (use files: for journal files)");
+    if (s.path.empty())
+      problems.add("path", "empty");
+    else if (::stat(s.path.c_str(), &st) != 0)
+      problems.add("path", s.path + ": " + errno_text(errno));
+    else if (!S_ISDIR(st.st_mode))
+      problems.add("path", s.path + " is not a directory (use files: for journal files)");
     s.source = "directory " + s.path;
   } else if (c.has("files")) {
     for (uint32_t i = 0, n = c.count("files"); i < n; ++i) {
       std::string f = c.item("files", i);
       struct stat st;
       if (::stat(f.c_str(), &st) != 0)
-        throw std::invalid_argument("files[" + std::to_string(i) + "]: " + f + ": " +
-                                    errno_text(errno));
-      if (!S_ISREG(st.st_mode))
-        throw std::invalid_argument("files[" + std::to_string(i) + "]: " + f +
-                                    " is not a regular file");
+        problems.add("files." + std::to_string(i), f + ": " + errno_text(errno));
+      else if (!S_ISREG(st.st_mode))
+        problems.add("files." + std::to_string(i), f + " is not a regular file");
       s.files.push_back(std::move(f));
     }
-    if (s.files.empty()) throw std::invalid_argument("files: the list is empty");
+    if (s.files.empty()) problems.add("files", "the list is empty");
     s.source = std::to_string(s.files.size()) + " journal file(s)";
   } else {
     s.source = "the local system journal";
@@ -125,8 +123,7 @@ Settings read_settings(const dm_host_api *host, const dm_config *cfg) {
   for (uint32_t i = 0, n = c.count("units"); i < n; ++i) {
     std::string u = c.item("units", i);
     if (u.empty() || u.find_first_of("=/ \t\n") != std::string::npos)
-      throw std::invalid_argument("units[" + std::to_string(i) + "]: '" + u +
-                                  "' is not a unit name");
+      problems.add("units." + std::to_string(i), "'" + u + "' is not a unit name");
     if (u.find('.') == std::string::npos) u += ".service";
     s.matches.push_back("_SYSTEMD_UNIT=" + u);
   }
@@ -137,25 +134,25 @@ Settings read_settings(const dm_host_api *host, const dm_config *cfg) {
     const size_t eq = m.find('=');
     if (m == "+") {
       if (s.matches.empty() || s.matches.back() == "+" || i + 1 == n)
-        throw std::invalid_argument("matches[" + std::to_string(i) +
-                                    "]: '+' must stand between two groups of matches");
+        problems.add("matches." + std::to_string(i),
+                     "'+' must stand between two groups of matches");
     } else if (eq == std::string::npos || !valid_field_name(std::string_view(m).substr(0, eq))) {
-      throw std::invalid_argument("matches[" + std::to_string(i) + "]: '" + m +
-                                  "' is not FIELD=value (FIELD of A-Z, 0-9 and _)");
+      problems.add("matches." + std::to_string(i),
+                   "'" + m + "' is not FIELD=value (FIELD of A-Z, 0-9 and _)");
     }
     s.matches.push_back(std::move(m));
   }
   for (uint32_t i = 0, n = c.count("fields"); i < n; ++i) {
     std::string f = c.item("fields", i);
     if (!valid_field_name(f))
-      throw std::invalid_argument("fields[" + std::to_string(i) + "]: '" + f +
-                                  "' is not a journal field name (A-Z, 0-9 and _)");
+      problems.add("fields." + std::to_string(i),
+                   "'" + f + "' is not a journal field name (A-Z, 0-9 and _)");
     s.extras.push_back(ExtraField{f + "=", meta_key_of(f)});
   }
 
   const std::string read_from = c.string("read_from");
   if (read_from != "head" && read_from != "tail")
-    throw std::invalid_argument("read_from: must be head or tail, not '" + read_from + "'");
+    problems.add("read_from", "must be head or tail, not '" + read_from + "'");
   s.from_tail = read_from == "tail";
   s.follow = c.boolean("follow");
   if (c.has("host")) {
@@ -169,7 +166,7 @@ Settings read_settings(const dm_host_api *host, const dm_config *cfg) {
 
   if (c.has("state_file")) {
     const std::string p = c.string("state_file");
-    if (p.empty()) throw std::invalid_argument("state_file: empty");
+    if (p.empty()) problems.add("state_file", "empty");
     const size_t slash = p.rfind('/');
     const std::string dir = slash == std::string::npos ? "."
                             : slash == 0               ? "/"
@@ -183,9 +180,9 @@ Settings read_settings(const dm_host_api *host, const dm_config *cfg) {
       probe = up == std::string::npos ? "." : up == 0 ? "/" : probe.substr(0, up);
     }
     if (::stat(probe.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-      throw std::invalid_argument("state_file: " + probe + " is not a directory");
-    if (::access(probe.c_str(), W_OK) != 0)
-      throw std::invalid_argument("state_file: directory " + probe + " is not writable");
+      problems.add("state_file", probe + " is not a directory");
+    else if (::access(probe.c_str(), W_OK) != 0)
+      problems.add("state_file", "directory " + probe + " is not writable");
     s.state_dir = dir;
     s.state_file = p;
   }

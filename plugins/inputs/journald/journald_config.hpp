@@ -33,8 +33,9 @@ struct Settings {
 const dm_option *options();
 uint32_t option_count();
 
-// Throws std::invalid_argument naming the option at the first problem.
-Settings read_settings(const dm_host_api *host, const dm_config *cfg);
+// Reports every problem to `problems`, each with its option's key (a list item as
+// "files.2"), and returns what it read.
+Settings read_settings(const dm_host_api *host, const dm_config *cfg, ConfigProblems &problems);
 
 inline std::string errno_text(int r) {
   return strerror(r < 0 ? -r : r);

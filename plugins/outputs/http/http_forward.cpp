@@ -105,6 +105,7 @@ class HttpForward {
   HttpForward(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
+    ConfigProblems problems(host, inst);
     url_ = c.string("url");
     shown_url_ = redact_url(url_);
     ndjson_ = c.string("format") == "ndjson";
@@ -112,16 +113,17 @@ class HttpForward {
     tls_verify_ = c.boolean("tls_verify");
     connect_timeout_ms_ = c.integer("connect_timeout");
     timeout_ms_ = c.integer("timeout");
-    if (c.has("ca_file")) ca_file_ = readable(c.string("ca_file"), "ca_file");
-    if (c.has("client_cert")) client_cert_ = readable(c.string("client_cert"), "client_cert");
-    if (c.has("client_key")) client_key_ = readable(c.string("client_key"), "client_key");
-    if (client_key_.size() && client_cert_.empty())
-      throw std::invalid_argument("client_key: needs client_cert");
+    if (c.has("ca_file")) ca_file_ = readable(c.string("ca_file"), "ca_file", problems);
+    if (c.has("client_cert"))
+      client_cert_ = readable(c.string("client_cert"), "client_cert", problems);
+    if (c.has("client_key")) client_key_ = readable(c.string("client_key"), "client_key", problems);
+    if (c.has("client_key") && !c.has("client_cert"))
+      problems.add("client_key", "needs client_cert");
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
       throw std::runtime_error("curl_global_init failed");
     curl_ready_ = true;
-    check_url();
+    check_url(problems);
 
     auto add = [&](const std::string &line) {
       curl_slist *l = curl_slist_append(headers_, line.c_str());
@@ -134,15 +136,18 @@ class HttpForward {
     if (c.has("auth_token")) {
       std::string token = c.string("auth_token");
       if (token.empty() || has_line_break(token))
-        throw std::invalid_argument("auth_token: must be one non-empty line");
-      add("Authorization: Bearer " + token);
+        problems.add("auth_token", "must be one non-empty line");
+      else
+        add("Authorization: Bearer " + token);
     }
     for (uint32_t i = 0, n = c.has("headers") ? c.count("headers") : 0; i < n; ++i) {
       std::string k = c.map_key("headers", i), v = c.item("headers", i);
       if (k.empty() || has_line_break(k) || has_line_break(v) || k.find(':') != k.npos)
-        throw std::invalid_argument("headers: '" + k + "' is not a valid header");
-      add(k + ": " + v);
+        problems.add("headers." + k, "'" + k + "' is not a valid header");
+      else
+        add(k + ": " + v);
     }
+    problems.refuse_if_any();
 
     multi_ = curl_multi_init();
     if (!multi_) throw std::runtime_error("curl_multi_init failed");
@@ -221,13 +226,12 @@ class HttpForward {
   }
 
  private:
-  static std::string readable(const std::string &path, const char *key) {
-    if (access(path.c_str(), R_OK) != 0)
-      throw std::invalid_argument(std::string(key) + ": cannot read " + path);
+  static std::string readable(const std::string &path, const char *key, ConfigProblems &problems) {
+    if (access(path.c_str(), R_OK) != 0) problems.add(key, "cannot read " + path);
     return path;
   }
 
-  void check_url() {
+  void check_url(ConfigProblems &problems) {
     CURLU *u = curl_url();
     char *scheme = nullptr;
     const bool ok = u && curl_url_set(u, CURLUPART_URL, url_.c_str(), 0) == CURLUE_OK &&
@@ -235,9 +239,10 @@ class HttpForward {
     const std::string s = scheme ? scheme : "";
     curl_free(scheme);
     curl_url_cleanup(u);
-    if (!ok) throw std::invalid_argument("url: '" + shown_url_ + "' is not a URL");
-    if (s != "http" && s != "https")
-      throw std::invalid_argument("url: scheme must be http or https, not '" + s + "'");
+    if (!ok)
+      problems.add("url", "'" + shown_url_ + "' is not a URL");
+    else if (s != "http" && s != "https")
+      problems.add("url", "scheme must be http or https, not '" + s + "'");
   }
 
   std::unique_ptr<Transfer> acquire() {

@@ -5,7 +5,9 @@
 #include <rapidjson/writer.h>
 
 #include <crash_point.hpp>
+#include <devmesh/record_fields.hpp>
 #include <mariadb_connection.hpp>
+#include <meta_json.hpp>
 #include <utf8.hpp>
 
 #include <algorithm>
@@ -65,6 +67,20 @@ enum Col {
 constexpr const char *kColumnNames[kColumns] = {"timestamp",  "source",   "service",   "host",
                                                 "level",      "trace_id", "span_id",   "event_type",
                                                 "error_code", "message",  "meta_json", "event_id"};
+
+// The column of record field f (kRecordFields): the fields in order, level before the first
+// optional one.
+constexpr Col field_column(size_t f) {
+  return static_cast<Col>(kSource + f + (f >= kLevelBefore ? 1 : 0));
+}
+static_assert(
+    [] {
+      for (size_t f = 0; f < kRecordFieldCount; ++f)
+        if (std::string_view(kColumnNames[field_column(f)]) != kRecordFields[f].name) return false;
+      return std::string_view(kColumnNames[kLevel]) == "level" &&
+             field_column(kRecordFieldCount - 1) + 1 == kMeta;
+    }(),
+    "the columns are the record's fields");
 
 // A bulk request carries per value an indicator byte and a length prefix besides the data.
 constexpr size_t kRowOverhead = kColumns * 10 + 16;
@@ -187,11 +203,13 @@ class MariaDbOutput {
   MariaDbOutput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
-    settings_ = mariadb::Settings::from(c);
+    ConfigProblems problems(host, inst);
+    settings_ = mariadb::Settings::from(c, problems);
     create_table_ = c.boolean("create_table");
     full_text_ = c.boolean("full_text");
     if (c.has("retention")) retention_ms_ = c.integer("retention");
-    if (retention_ms_ < 0) throw std::invalid_argument("retention: must not be negative");
+    if (retention_ms_ < 0) problems.add("retention", "must not be negative");
+    problems.refuse_if_any();
     retention_batch_ = c.integer("retention_batch");
     retention_pause_ms_ = c.integer("retention_pause");
     retention_interval_ms_ = c.integer("retention_interval");
@@ -566,18 +584,12 @@ class MariaDbOutput {
       to_mysql_time(rec.timestamp_ns, c.times[r]);
       c.time_ptrs[r] = &c.times[r];
       c.ind[kTimestamp][r] = STMT_INDICATOR_NONE;
-      text(kSource, rec.source, false);
-      text(kService, rec.service, false);
-      text(kHost, rec.host, false);
+      for (size_t f = 0; f < kRecordFieldCount; ++f)
+        text(field_column(f), rec.*kRecordFields[f].member, kRecordFields[f].optional);
       const char *lvl = level_text(rec.level);
       c.ptr[kLevel][r] = lvl;
       c.len[kLevel][r] = static_cast<unsigned long>(std::strlen(lvl));
       c.ind[kLevel][r] = STMT_INDICATOR_NONE;
-      text(kTraceId, rec.trace_id, true);
-      text(kSpanId, rec.span_id, true);
-      text(kEventType, rec.event_type, true);
-      text(kErrorCode, rec.error_code, true);
-      text(kMessage, rec.message, false);
       if (rec.meta_count == 0) {
         c.ptr[kMeta][r] = nullptr;
         c.len[kMeta][r] = 0;
@@ -588,8 +600,9 @@ class MariaDbOutput {
         json.StartObject();
         for (uint32_t i = 0; i < rec.meta_count; ++i) {
           const std::string_view k = clean_utf8(sv(rec.meta[i].key), w.scratch, replaced);
-          const std::string_view v = clean_utf8(sv(rec.meta[i].value), w.scratch, replaced);
           json.Key(k.data() ? k.data() : "", static_cast<rapidjson::SizeType>(k.size()));
+          if (write_typed_meta(json, rec.meta[i])) continue;  // valid UTF-8 (meta_set)
+          const std::string_view v = clean_utf8(sv(rec.meta[i].value), w.scratch, replaced);
           json.String(v.data() ? v.data() : "", static_cast<rapidjson::SizeType>(v.size()));
         }
         json.EndObject();

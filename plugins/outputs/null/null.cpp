@@ -24,11 +24,12 @@ const dm_option kOptions[] = {
      "retry_after of an injected failure; 0 lets the engine's backoff decide", 0},
 };
 
-dm_flush_status parse_status(const std::string &s) {
-  if (s == "retry") return DM_FLUSH_RETRY;
-  if (s == "error") return DM_FLUSH_ERROR;
-  if (s == "split") return DM_FLUSH_SPLIT;
-  throw std::invalid_argument("fail_status: must be retry, error or split, not '" + s + "'");
+// False for a status the schema would not allow (kStatuses).
+bool parse_status(const std::string &s, dm_flush_status &status) {
+  if (s == "retry") return status = DM_FLUSH_RETRY, true;
+  if (s == "error") return status = DM_FLUSH_ERROR, true;
+  if (s == "split") return status = DM_FLUSH_SPLIT, true;
+  return false;
 }
 
 class Null {
@@ -37,7 +38,11 @@ class Null {
       : host_(host), inst_(inst) {
     Config c{host, cfg};
     fail_first_ = static_cast<uint64_t>(std::max<int64_t>(0, c.integer("fail_first")));
-    fail_status_ = parse_status(c.string("fail_status"));
+    ConfigProblems problems(host, inst);
+    if (!parse_status(c.string("fail_status"), fail_status_))
+      problems.add("fail_status",
+                   "must be retry, error or split, not '" + c.string("fail_status") + "'");
+    problems.refuse_if_any();
     retry_after_ms_ = static_cast<uint32_t>(
         std::clamp<int64_t>(c.integer("retry_after"), 0, std::numeric_limits<uint32_t>::max()));
     m_records_ = host->metric_counter(inst, "null_records_total", "records discarded", nullptr);

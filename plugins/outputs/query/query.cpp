@@ -190,13 +190,14 @@ class Query {
   Query(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst), core_(std::make_shared<Core>()) {
     Config c{host, cfg};
+    ConfigProblems problems(host, inst);
     listen_ = c.string("listen");
     StoreSettings s;
     s.kind = c.string("store");
     s.table = c.string("table");
     if (!sqlite_schema::valid_identifier(s.table))
-      throw std::invalid_argument("table: '" + s.table +
-                                  "' is not a plain identifier (letters, digits, underscore)");
+      problems.add("table",
+                   "'" + s.table + "' is not a plain identifier (letters, digits, underscore)");
     s.statement_timeout_ms = c.integer("statement_timeout");
     s.path = c.string("path");
     s.host = c.string("host");
@@ -215,7 +216,7 @@ class Query {
     max_queries_ = static_cast<uint32_t>(c.integer("max_queries"));
     if (c.has("auth_token")) {
       token_ = c.string("auth_token");
-      if (token_.empty()) throw std::invalid_argument("auth_token: must not be empty when set");
+      if (token_.empty()) problems.add("auth_token", "must not be empty when set");
     }
     if (c.has("node")) {
       node_ = c.string("node");
@@ -223,9 +224,19 @@ class Query {
       char buf[256] = {};
       if (gethostname(buf, sizeof buf - 1) == 0) node_ = buf;
     }
+    problems.refuse_if_any();  // the store is opened only with valid settings
     std::string error;
     core_->store = make_query_store(s, error);
-    if (!core_->store) throw std::invalid_argument(error);
+    if (!core_->store) {
+      // The store's errors read "option: what is wrong"; named by that option when they do.
+      const size_t colon = error.find(": ");
+      const std::string key = colon == std::string::npos ? "" : error.substr(0, colon);
+      if (!key.empty() && key.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string::npos)
+        problems.add(key, error.substr(colon + 2));
+      else
+        problems.add(nullptr, error);
+      problems.refuse_if_any();
+    }
     core_->host = host;
     core_->inst = inst;
     core_->tf =

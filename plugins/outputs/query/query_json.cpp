@@ -15,6 +15,16 @@ namespace {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
+// The writer as a reader's handler, numbers kept as their text: rapidjson 1.1.0's
+// Writer::RawNumber writes a number as a string ("123"), and a parse into int or double would
+// rewrite 1.50 as 1.5 and round big integers. A typed meta value comes back as it was stored.
+struct Copy : Writer {
+  using Writer::Writer;
+  bool RawNumber(const Ch *s, rapidjson::SizeType n, bool) {
+    return RawValue(s, n, rapidjson::kNumberType);
+  }
+};
+
 rapidjson::SizeType json_size(size_t n) {
   return static_cast<rapidjson::SizeType>(
       std::min<size_t>(n, std::numeric_limits<uint32_t>::max()));
@@ -95,11 +105,11 @@ void JsonRows::row(const LogRow &r) {
     // Iterative: a row nested a million levels deep (hand-edited, or stored by an older
     // release) costs heap, not the loop thread's stack.
     rapidjson::StringBuffer sub;
-    rapidjson::Writer<rapidjson::StringBuffer> sw(sub);
+    Copy sw(sub);
     rapidjson::Reader reader;
     rapidjson::MemoryStream ms(r.meta_json.data(), r.meta_json.size());
-    if (reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(ms,
-                                                                                             sw) &&
+    if (reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag |
+                     rapidjson::kParseNumbersAsStringsFlag>(ms, sw) &&
         sw.IsComplete())
       w_.RawValue(sub.GetString(), sub.GetSize(), rapidjson::kObjectType);
     else

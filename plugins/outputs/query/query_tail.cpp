@@ -2,6 +2,9 @@
 // streaming responses (http_stream_*), with a heartbeat so idle streams stay open through proxies.
 #include "query_tail.h"
 
+#include <devmesh/record_fields.hpp>
+#include <meta_json.hpp>
+
 #include <cstddef>
 #include <cstdio>
 #include <string_view>
@@ -107,27 +110,24 @@ void Tail::render(const dm_record &r) {
   event_.Clear();
   for (char c : std::string_view("data: ")) event_.Put(c);
   rapidjson::Writer<rapidjson::StringBuffer> w(event_);
-  auto field = [&](const char *k, dm_str v, bool nullable) {
-    w.Key(k);
-    if (nullable && !v.len)
-      w.Null();
-    else
-      write_string(w, view(v), scratch_);
-  };
   w.StartObject();
   w.Key("timestamp");
   char ts[64];
   w.String(ts, static_cast<rapidjson::SizeType>(format_time(r.timestamp_ns, tf_, ts, sizeof ts)));
-  field("source", r.source, false);
-  field("service", r.service, false);
-  field("host", r.host, false);
-  w.Key("level");
-  w.String(dm_level_name(r.level));
-  field("trace_id", r.trace_id, true);
-  field("span_id", r.span_id, true);
-  field("event_type", r.event_type, true);
-  field("error_code", r.error_code, true);
-  field("message", r.message, false);
+  // As /query/logs rows: level before the optional fields, which are null when empty.
+  for (size_t f = 0; f < kRecordFieldCount; ++f) {
+    if (f == kLevelBefore) {
+      w.Key("level");
+      w.String(dm_level_name(r.level));
+    }
+    const RecordField &field = kRecordFields[f];
+    const dm_str v = r.*field.member;
+    w.Key(field.name.data(), static_cast<rapidjson::SizeType>(field.name.size()));
+    if (field.optional && !v.len)
+      w.Null();
+    else
+      write_string(w, view(v), scratch_);
+  }
   w.Key("meta_json");
   if (!r.meta_count) {
     w.Null();
@@ -136,7 +136,7 @@ void Tail::render(const dm_record &r) {
     for (uint32_t i = 0; i < r.meta_count; ++i) {
       std::string_view k = view(r.meta[i].key);
       w.Key(k.data() ? k.data() : "", static_cast<rapidjson::SizeType>(k.size()));
-      write_string(w, view(r.meta[i].value), scratch_);
+      if (!write_typed_meta(w, r.meta[i])) write_string(w, view(r.meta[i].value), scratch_);
     }
     w.EndObject();
   }

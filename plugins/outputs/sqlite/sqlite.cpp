@@ -22,6 +22,8 @@
 #include <thread>
 
 #include <crash_point.hpp>
+#include <devmesh/record_fields.hpp>
+#include <meta_json.hpp>
 #include <sqlite_schema.hpp>
 
 namespace devmesh {
@@ -125,15 +127,17 @@ class SqliteOutput {
   SqliteOutput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
+    ConfigProblems problems(host, inst);
     path_ = c.string("path");
     table_ = c.string("table");
     if (!schema::valid_identifier(table_))
-      throw std::invalid_argument("table: '" + table_ +
-                                  "' is not a plain identifier (letters, digits, underscore)");
+      problems.add("table",
+                   "'" + table_ + "' is not a plain identifier (letters, digits, underscore)");
     full_text_ = c.boolean("full_text");
     retention_ms_ = c.has("retention") ? c.integer("retention") : 0;
     if (c.has("retention") && retention_ms_ <= 0)
-      throw std::invalid_argument("retention: must be a positive duration (or unset)");
+      problems.add("retention", "must be a positive duration (or unset)");
+    problems.refuse_if_any();  // the table check below needs a valid name
     retention_interval_ms_ = c.integer("retention_interval");
     retention_batch_ = c.integer("retention_batch");
     synchronous_ = c.string("synchronous");
@@ -142,10 +146,18 @@ class SqliteOutput {
     // an incompatible table too.
     struct stat st;
     if (::stat(path_.c_str(), &st) == 0) {
-      sqlite3 *db = open_db(path_, SQLITE_OPEN_READONLY, busy_ms_, "normal");
+      sqlite3 *db = nullptr;
+      try {
+        db = open_db(path_, SQLITE_OPEN_READONLY, busy_ms_, "normal");
+      } catch (const std::runtime_error &e) {
+        std::string why = e.what();
+        problems.add("path", why.rfind("path: ", 0) == 0 ? why.substr(6) : why);
+        problems.refuse_if_any();
+      }
       std::string problem = schema::check_table(db, table_);
       sqlite3_close(db);
-      if (!problem.empty()) throw std::runtime_error(incompatible(problem));
+      if (!problem.empty()) problems.add("path", incompatible(problem));
+      problems.refuse_if_any();
     }
 
     m_rows_ = host->metric_counter(inst, "sqlite_rows_inserted_total", "rows inserted", nullptr);
@@ -315,6 +327,17 @@ class SqliteOutput {
       sqlite3_bind_null(st, i);
   }
 
+  // The insert binds the record's fields by kRecordFields; the schema lists the same columns.
+  static_assert(
+      [] {
+        for (size_t f = 0; f < kRecordFieldCount; ++f)
+          if (std::string_view(schema::kColumns[2 + f + (f >= kLevelBefore ? 1 : 0)].name) !=
+              kRecordFields[f].name)
+            return false;
+        return std::string_view(schema::kColumns[2 + kLevelBefore].name) == "level";
+      }(),
+      "the columns are the record's fields");
+
   // One transaction: the rows, then (full_text) their FTS entries by rowid range, then COMMIT.
   int write_batch(Writer &w, const dm_batch *batch, dm_flush_token *token) {
     int rc = step_done(w.begin);
@@ -337,17 +360,18 @@ class SqliteOutput {
       const dm_record &r = batch->records[i];
       sqlite3_stmt *st = w.insert;
       sqlite3_bind_int64(st, 1, r.timestamp_ns);
-      bind_text(st, 2, r.source);
-      bind_text(st, 3, r.service);
-      bind_text(st, 4, r.host);
+      // The insert's columns: timestamp, the fields with level before the first optional one.
+      for (size_t f = 0; f < kRecordFieldCount; ++f) {
+        const int col = static_cast<int>(2 + f + (f >= kLevelBefore ? 1 : 0));
+        if (kRecordFields[f].optional)
+          bind_optional(st, col, r.*kRecordFields[f].member);
+        else
+          bind_text(st, col, r.*kRecordFields[f].member);
+      }
       int level = r.level;
       if (level < DM_LEVEL_DEBUG || level > DM_LEVEL_FATAL) level = DM_LEVEL_INFO, ++defaulted;
-      sqlite3_bind_text(st, 5, dm_level_name(level), -1, SQLITE_STATIC);
-      bind_optional(st, 6, r.trace_id);
-      bind_optional(st, 7, r.span_id);
-      bind_optional(st, 8, r.event_type);
-      bind_optional(st, 9, r.error_code);
-      bind_text(st, 10, r.message);
+      sqlite3_bind_text(st, static_cast<int>(2 + kLevelBefore), dm_level_name(level), -1,
+                        SQLITE_STATIC);
       if (r.meta_count) {
         w.meta.Clear();
         json.Reset(w.meta);
@@ -355,8 +379,9 @@ class SqliteOutput {
         for (uint32_t m = 0; m < r.meta_count; ++m) {
           json.Key(r.meta[m].key.ptr ? r.meta[m].key.ptr : "",
                    static_cast<rapidjson::SizeType>(r.meta[m].key.len));
-          json.String(r.meta[m].value.ptr ? r.meta[m].value.ptr : "",
-                      static_cast<rapidjson::SizeType>(r.meta[m].value.len));
+          if (!write_typed_meta(json, r.meta[m]))
+            json.String(r.meta[m].value.ptr ? r.meta[m].value.ptr : "",
+                        static_cast<rapidjson::SizeType>(r.meta[m].value.len));
         }
         json.EndObject();
         sqlite3_bind_text(st, 11, w.meta.GetString(), static_cast<int>(w.meta.GetSize()),

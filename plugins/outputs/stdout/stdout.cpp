@@ -37,12 +37,16 @@ using Scratch = RecordEncoder;
 
 class Stdout {
  public:
-  Stdout(const dm_host_api *host, dm_instance *, const dm_config *cfg) {
+  Stdout(const dm_host_api *host, dm_instance *inst, const dm_config *cfg) {
     Config c{host, cfg};
     if (c.has("path")) {
       path_ = c.string("path");
       fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd_ < 0) throw std::runtime_error("path: cannot open " + path_ + ": " + strerror(errno));
+      if (fd_ < 0) {
+        ConfigProblems problems(host, inst);
+        problems.add("path", "cannot open " + path_ + ": " + strerror(errno));
+        problems.refuse_if_any();
+      }
     } else {
       path_ = "stdout";
     }

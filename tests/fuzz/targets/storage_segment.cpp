@@ -2,11 +2,14 @@
 // reads back from disk after a crash. The first input byte picks what the rest is:
 //   even: a segment's bytes, scanned as recovery does, each block found then decoded;
 //   odd:  a block's payload, given a valid header and CRC here so the record decoder is reached
-//         behind the CRC (the fuzzer could never forge one).
+//         behind the CRC (the fuzzer could never forge one); bit 1 picks the format (0: 1,
+//         the older release's, 1: 2, the current).
 // Oracle, beyond ASan's bounds checks: every block the scan reports lies inside the input, in
 // order, and carries a CRC that the software CRC32C (a path independent of the hardware one the
-// scan uses) confirms; a block that decodes re-encodes to exactly its bytes; decoding refuses the
-// same block once any byte of it is changed or its CRC field does not match.
+// scan uses) confirms; a block of the current format that decodes re-encodes to exactly its
+// bytes, one of format 1 re-encodes to a current block that decodes to the same records; every
+// typed meta value decoded is one meta_set takes; decoding refuses the same block once any byte
+// of it is changed or its CRC field does not match.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +35,35 @@ uint32_t load32(const uint8_t *p) {
   return v;
 }
 
+bool is_magic(uint32_t m) {
+  return m == kBlockMagic || m == kBlockMagicV1;
+}
+
+bool same(dm_str a, dm_str b) {
+  return a.len == b.len && (a.len == 0 || std::memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+// b's records are a's, field by field and meta type by meta type.
+bool same_records(const Batch *a, const Batch *b) {
+  if (a->records.size() != b->records.size()) return false;
+  for (size_t i = 0; i < a->records.size(); ++i) {
+    const dm_record &x = a->records[i], &y = b->records[i];
+    if (x.timestamp_ns != y.timestamp_ns || std::memcmp(x.event_id, y.event_id, 16) != 0 ||
+        x.level != y.level || x.priority != y.priority || x.flags != y.flags ||
+        x.meta_count != y.meta_count)
+      return false;
+    for (auto f :
+         {&dm_record::source, &dm_record::service, &dm_record::host, &dm_record::trace_id,
+          &dm_record::span_id, &dm_record::event_type, &dm_record::error_code, &dm_record::message})
+      if (!same(x.*f, y.*f)) return false;
+    for (uint32_t m = 0; m < x.meta_count; ++m)
+      if (!same(x.meta[m].key, y.meta[m].key) || !same(x.meta[m].value, y.meta[m].value) ||
+          x.meta[m].type != y.meta[m].type)
+        return false;
+  }
+  return true;
+}
+
 bool decodes(const uint8_t *data, size_t len) {
   // An exact-size heap copy: a read one byte past the block is an ASan report.
   std::vector<uint8_t> copy(data, data + len);
@@ -48,7 +80,7 @@ void decode_and_check(const uint8_t *data, size_t len) {
   const bool ok = decode_block(block.data(), block.size(), b);
   if (ok) {
     check(len >= kBlockHeaderSize + kBlockPayloadMin, "decoded block is at least a header");
-    check(load32(data) == kBlockMagic, "decoded block has the magic");
+    check(is_magic(load32(data)), "decoded block has a magic");
     // The block is a prefix of the bytes given (a reader passes a segment from an offset on).
     const uint32_t payload = load32(data + 4);
     check(payload <= len - kBlockHeaderSize, "decoded block within the bytes given");
@@ -58,11 +90,23 @@ void decode_and_check(const uint8_t *data, size_t len) {
     // Re-encoding what was decoded gives the very same bytes.
     BlockInfo info;
     check(check_block(data, len, info) && info.length == len, "a decoded block checks");
+    for (const dm_record &r : b->records)
+      for (uint32_t m = 0; m < r.meta_count; ++m)
+        check(meta_value_valid(r.meta[m].value, r.meta[m].type) &&
+                  (info.format >= 2 || r.meta[m].type == DM_META_STRING),
+              "a decoded meta value is valid for its type");
     std::vector<uint8_t> again;
     encode_block(info.id, std::string_view(b->pub.tag.ptr, b->pub.tag.len), b->records.data(),
                  static_cast<uint32_t>(b->records.size()), again);
-    check(again.size() == len && std::memcmp(again.data(), data, len) == 0,
-          "a decoded block re-encodes to its own bytes");
+    if (info.format == 2) {
+      check(again.size() == len && std::memcmp(again.data(), data, len) == 0,
+            "a decoded block re-encodes to its own bytes");
+    } else {
+      Batch *back = batch_new(0);
+      check(decode_block(again.data(), again.size(), back) && same_records(b, back),
+            "a decoded format-1 block re-encodes to a block of the same records");
+      batch_unref(back);
+    }
     // Any one byte changed (here: one picked by the block's own content), or a wrong CRC field:
     // refused.
     std::vector<uint8_t> bad(data, data + len);
@@ -85,7 +129,7 @@ void segment(const uint8_t *data, size_t len) {
     check(info.length >= kBlockHeaderSize + kBlockPayloadMin, "block holds a header");
     check(info.offset + info.length <= len, "block within the input");
     const uint8_t *p = data + info.offset;
-    check(load32(p) == kBlockMagic, "block starts with the magic");
+    check(is_magic(load32(p)), "block starts with a magic");
     check(load32(p + 4) == info.length - kBlockHeaderSize, "block length is its header's");
     check(crc32c_software(p + kBlockHeaderSize, info.length - kBlockHeaderSize) == load32(p + 8),
           "scan accepted a block whose CRC does not match");
@@ -118,7 +162,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   std::vector<uint8_t> block(kBlockHeaderSize + size);
   const auto payload = static_cast<uint32_t>(size);
   const uint32_t crc = crc32c(data, size);
-  std::memcpy(block.data(), &kBlockMagic, 4);
+  std::memcpy(block.data(), mode & 2 ? &kBlockMagic : &kBlockMagicV1, 4);
   std::memcpy(block.data() + 4, &payload, 4);
   std::memcpy(block.data() + 8, &crc, 4);
   std::memcpy(block.data() + kBlockHeaderSize, data, size);
