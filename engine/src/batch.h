@@ -68,7 +68,10 @@ struct Batch {
   std::vector<dm_record> records;
   Ticket *ticket = nullptr;      // set on submit; null for filter-emitted records
   StoredBlock *block = nullptr;  // with storage: the block its records were written as
-  int refs = 1;                  // loop-thread only: the pipeline plus every chunk holding records
+  // The pipeline plus every chunk holding records. Touched only by the batch's owner: the
+  // thread that made it until submit or emit (a plugin's own thread may batch_free it), the loop
+  // after. Its arena's blocks go to the cache of whichever thread frees it.
+  int refs = 1;
   std::vector<dm_hold *> holds;  // attached by a filter before emit (dm_host_api.hold_attach)
 
   dm_record *add();

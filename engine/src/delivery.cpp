@@ -10,10 +10,10 @@ namespace devmesh {
 
 Delivery::~Delivery() = default;
 
-Ticket *Delivery::open(InputInstance *in) {
+Ticket *Delivery::open(InputInstance *in, uint64_t seq) {
   auto *t = new Ticket();
   t->input = in;
-  t->seq = in->next_ticket++;
+  t->seq = seq;
   open_tickets_++;
   return t;
 }

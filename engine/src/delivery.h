@@ -86,7 +86,7 @@ class Delivery {
   void set_storage(Storage *storage) { storage_ = storage; }
 
   // --- tickets ---
-  Ticket *open(InputInstance *in);                       // a submit
+  Ticket *open(InputInstance *in, uint64_t seq);         // a submit, under its ticket number
   Ticket *open_for_holds(std::vector<dm_hold *> holds);  // a filter's emitted stand-in
   void will_deliver(Ticket *t, uint32_t n) { t->outstanding += n; }
   void dropped(Ticket *t, uint32_t n) { t->ack.dropped += n; }  // by a filter, or unrouted

@@ -29,6 +29,7 @@ static std::string where(const PipelineConfig &cfg, const PluginEntry &e) {
 }
 
 Engine::Engine(PipelineConfig cfg) : cfg_(std::move(cfg)) {
+  mark_loop_thread();  // main() makes the engine, creates the instances and runs the loop
   uv_loop_init(&loop_);
   http_ = std::make_unique<HttpServer>(&loop_);
   start_ns_ = monotonic_ns();
@@ -128,6 +129,7 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
       if (e.section == "inputs") {
         auto in = std::make_unique<InputInstance>(this, lp, name);
         in->tag = get("tag") ? get("tag")->text : e.name;
+        in->inbox.open(&loop_, in.get());
         inst = in.get();
         inputs_.push_back(std::move(in));
       } else if (e.section == "filters") {
@@ -431,10 +433,12 @@ void Engine::shutdown() {
   stopping_ = true;
   for (auto &in : inputs_) {
     in->stopped = true;
+    in->inbox.close();  // its threads' submits from now on are refused (stop() joins them)
     if (in->started && in->desc.stop) {
       PluginCall call(in->name.c_str(), "stop");
       in->desc.stop(in->state);
     }
+    in->inbox.drain();  // what they submitted before is routed like any accepted submit
   }
   // Filters emit what they still hold (drop's open windows, dedup's pending repeats) at
   // stop(); check_idle() waits for those records to be delivered like any other.
@@ -475,8 +479,10 @@ void Engine::finish_shutdown() {
     PluginCall call(i->name.c_str(), "stop");
     i->desc.stop(i->state);
   };
-  for (auto &in : inputs_)
+  for (auto &in : inputs_) {
     if (in->started && in->desc.stop && !in->stopped) stop(in.get());
+    in->inbox.refuse();  // the start failed: nothing routes its threads' submits any more
+  }
   if (!stopping_)  // shutdown() stopped them already
     for (auto &f : filters_)
       if (f->started && f->desc.stop) stop(f.get());

@@ -27,6 +27,7 @@
 #include "plugin_loader.h"
 #include "state_paths.h"
 #include "storage.h"
+#include "submit_inbox.h"
 #include "watchdog.h"
 
 struct dm_instance {};  // the ABI's opaque handle; Instance derives from it
@@ -70,8 +71,9 @@ class InputInstance : public Instance {
  public:
   using Instance::Instance;
   std::string tag;
-  uint64_t next_ticket = 1;
-  int full_outputs = 0;  // >0: paused by backpressure
+  std::atomic<uint64_t> next_ticket{1};  // its own threads take tickets too (inbox)
+  SubmitInbox inbox;                     // submits from its own threads
+  int full_outputs = 0;                  // >0: paused by backpressure
   bool plugin_paused = false;
   bool finished = false;
   bool stopped = false;
@@ -142,6 +144,8 @@ class Engine {
 
   // --- called through the host API ---
   int submit(InputInstance *in, Batch *b, uint64_t *ticket);
+  // A submit accepted under ticket `seq` (the loop's own, or one from the input's inbox).
+  void accept(InputInstance *in, Batch *b, uint64_t seq);
   int emit(FilterInstance *f, Batch *b);
   dm_hold *hold(Batch *b);
   // Releases a hold: its stand-in was finished with `outcome` (null: none was emitted).

@@ -1,8 +1,12 @@
 // The dm_host_api table: every service a plugin gets, forwarding to the engine. Loop handles
 // handed to plugins are wrapped so that the engine owns them and frees them in close callbacks.
+// Entries plugin.h marks [loop] begin with LOOP_ONLY: with DEVMESH_THREAD_CHECKS a call from
+// another thread aborts naming the entry (it would race the loop: a crash far from the cause).
 #include <xxhash.h>
 
 #include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -36,6 +40,31 @@ namespace {
 Engine *engine_of(dm_instance *i) {
   return Instance::from(i)->engine;
 }
+
+// `who`: the calling instance's name when the entry knows it, else null.
+[[noreturn, maybe_unused]] __attribute__((cold, noinline)) void off_loop(const char *entry,
+                                                                         const char *who) {
+  fprintf(stderr, "devmesh: %s called off the loop thread (plugin %s): plugin.h marks it [loop]\n",
+          entry, who ? who : "unknown");
+  fflush(stderr);
+  abort();
+}
+[[maybe_unused]] const char *name_of(dm_instance *inst) {
+  return inst ? Instance::from(inst)->name.c_str() : nullptr;
+}
+
+#if DEVMESH_THREAD_CHECKS
+// One thread-local load per call. `who` is evaluated only on the failing path.
+#define LOOP_ONLY(entry, who)           \
+  do {                                  \
+    if (!on_loop_thread()) [[unlikely]] \
+      off_loop(entry, who);             \
+  } while (0)
+#else
+#define LOOP_ONLY(entry, who) \
+  do {                        \
+  } while (0)
+#endif
 
 template <class T>
 void close_and_delete(T *wrapper) {
@@ -99,6 +128,7 @@ dm_str config_map_key(const dm_config *cfg, const char *key, uint32_t i) {
 // Collected with the option's place in the file; Engine::load reports them after create().
 // After create() (nothing will collect them) they are logged.
 void config_error(dm_instance *inst, const char *key, const char *fmt, ...) {
+  LOOP_ONLY("config_error", name_of(inst));
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);
@@ -142,24 +172,31 @@ void batch_free(dm_batch *b) {
   batch_unref(batch);
 }
 
+// [any]: from the input's own threads through its inbox (same ticket order, backpressure and
+// acks); the loop's own submits go straight in, without a lock.
 int submit(dm_instance *inst, dm_batch *b, uint64_t *ticket) {
   auto *in = dynamic_cast<InputInstance *>(Instance::from(inst));
   if (!in || !b) return DM_ERR_INVALID;
+  if (!on_loop_thread()) return in->inbox.submit(Batch::from(b), ticket);
   return engine_of(inst)->submit(in, Batch::from(b), ticket);
 }
 int emit(dm_instance *inst, dm_batch *b) {
+  LOOP_ONLY("emit", name_of(inst));
   auto *f = dynamic_cast<FilterInstance *>(Instance::from(inst));
   if (!f || !b) return DM_ERR_INVALID;
   return engine_of(inst)->emit(f, Batch::from(b));
 }
 dm_hold *hold(dm_instance *inst, dm_batch *b) {
+  LOOP_ONLY("hold", name_of(inst));
   if (!inst || !b || !dynamic_cast<FilterInstance *>(Instance::from(inst))) return nullptr;
   return engine_of(inst)->hold(Batch::from(b));
 }
 void hold_attach(dm_batch *b, dm_hold *h) {
+  LOOP_ONLY("hold_attach", nullptr);
   if (b && h) Batch::from(b)->holds.push_back(h);
 }
 void hold_release(dm_hold *h) {
+  LOOP_ONLY("hold_release", nullptr);
   if (h) h->engine->release_hold(h, nullptr);
 }
 void flush_done(dm_flush_token *token, dm_flush_status status, uint32_t retry_after_ms,
@@ -178,12 +215,14 @@ void flush_record_status(dm_flush_token *token, uint32_t index, dm_flush_status 
 }
 
 dm_timer *timer_new(dm_instance *inst, dm_timer_cb cb, void *arg) {
+  LOOP_ONLY("timer_new", name_of(inst));
   auto *t = new dm_timer{{}, cb, arg, Instance::from(inst)->name.c_str()};
   uv_timer_init(engine_of(inst)->loop(), &t->h);
   t->h.data = t;
   return t;
 }
 void timer_start(dm_timer *t, uint64_t timeout_ms, uint64_t repeat_ms) {
+  LOOP_ONLY("timer_start", t ? t->who : nullptr);
   uv_timer_start(
       &t->h,
       [](uv_timer_t *h) {
@@ -194,15 +233,18 @@ void timer_start(dm_timer *t, uint64_t timeout_ms, uint64_t repeat_ms) {
       timeout_ms, repeat_ms);
 }
 void timer_stop(dm_timer *t) {
+  LOOP_ONLY("timer_stop", t ? t->who : nullptr);
   uv_timer_stop(&t->h);
 }
 void timer_free(dm_timer *t) {
+  LOOP_ONLY("timer_free", t ? t->who : nullptr);
   if (!t) return;
   uv_timer_stop(&t->h);
   close_and_delete(t);
 }
 
 dm_watch *watch_new(dm_instance *inst, int fd, dm_watch_cb cb, void *arg) {
+  LOOP_ONLY("watch_new", name_of(inst));
   auto *w = new dm_watch{{}, cb, arg, Instance::from(inst)->name.c_str()};
   if (uv_poll_init(engine_of(inst)->loop(), &w->h, fd) != 0) {
     delete w;
@@ -212,6 +254,7 @@ dm_watch *watch_new(dm_instance *inst, int fd, dm_watch_cb cb, void *arg) {
   return w;
 }
 int watch_set(dm_watch *w, int events) {
+  LOOP_ONLY("watch_set", w ? w->who : nullptr);
   if (events == 0) return uv_poll_stop(&w->h) == 0 ? DM_OK : DM_ERR;
   int ev = ((events & DM_READABLE) ? UV_READABLE : 0) | ((events & DM_WRITABLE) ? UV_WRITABLE : 0);
   int rc = uv_poll_start(&w->h, ev, [](uv_poll_t *h, int status, int uv_events) {
@@ -225,12 +268,14 @@ int watch_set(dm_watch *w, int events) {
   return rc == 0 ? DM_OK : DM_ERR;
 }
 void watch_free(dm_watch *w) {
+  LOOP_ONLY("watch_free", w ? w->who : nullptr);
   if (!w) return;
   uv_poll_stop(&w->h);
   close_and_delete(w);
 }
 
 dm_async *async_new(dm_instance *inst, dm_async_cb cb, void *arg) {
+  LOOP_ONLY("async_new", name_of(inst));
   auto *a = new dm_async{{}, cb, arg, Instance::from(inst)->name.c_str()};
   uv_async_init(engine_of(inst)->loop(), &a->h, [](uv_async_t *h) {
     auto *aa = static_cast<dm_async *>(h->data);
@@ -244,6 +289,7 @@ void async_send(dm_async *a) {
   uv_async_send(&a->h);
 }
 void async_free(dm_async *a) {
+  LOOP_ONLY("async_free", a ? a->who : nullptr);
   if (a) close_and_delete(a);
 }
 
@@ -254,6 +300,7 @@ struct Work {
   const char *who;
 };
 int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
+  LOOP_ONLY("queue_work", name_of(inst));
   auto *w = new Work{{}, work, done, arg, Instance::from(inst)->name.c_str()};
   w->req.data = w;
   int rc = uv_queue_work(
@@ -283,6 +330,7 @@ int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
 
 int http_route(dm_instance *inst, const char *listen, const char *method, const char *path,
                dm_http_handler handler, void *arg) {
+  LOOP_ONLY("http_route", name_of(inst));
   if (!listen || !method || !path || !handler) return DM_ERR_INVALID;
   std::string err;
   Instance *i = Instance::from(inst);
@@ -315,9 +363,11 @@ dm_metric *metric_make(dm_instance *inst, const char *name, const char *help, co
 }
 dm_metric *metric_counter(dm_instance *inst, const char *name, const char *help,
                           const char *labels) {
+  LOOP_ONLY("metric_counter", name_of(inst));
   return metric_make(inst, name, help, labels, true);
 }
 dm_metric *metric_gauge(dm_instance *inst, const char *name, const char *help, const char *labels) {
+  LOOP_ONLY("metric_gauge", name_of(inst));
   return metric_make(inst, name, help, labels, false);
 }
 void metric_add(dm_metric *m, double d) {
@@ -341,8 +391,11 @@ const char *instance_name(dm_instance *inst) {
   return Instance::from(inst)->name.c_str();
 }
 void input_finished(dm_instance *inst) {
-  if (auto *in = dynamic_cast<InputInstance *>(Instance::from(inst)))
+  LOOP_ONLY("input_finished", name_of(inst));
+  if (auto *in = dynamic_cast<InputInstance *>(Instance::from(inst))) {
+    in->inbox.drain();  // its threads' last submits count before its end
     in->engine->input_finished(in);
+  }
 }
 
 int parse_duration_api(dm_str text, int64_t *ms) {
@@ -367,6 +420,49 @@ dm_str engine_info(dm_instance *inst) {
 
 int storage_enabled(dm_instance *inst) {
   return Instance::from(inst)->engine->config().service.storage_path.empty() ? 0 : 1;
+}
+
+// The HTTP entries, checked here: the server calls its own functions directly.
+dm_str http_method(dm_http_request *r) {
+  LOOP_ONLY("http_method", nullptr);
+  return HttpServer::method(r);
+}
+dm_str http_path(dm_http_request *r) {
+  LOOP_ONLY("http_path", nullptr);
+  return HttpServer::path(r);
+}
+dm_str http_query(dm_http_request *r) {
+  LOOP_ONLY("http_query", nullptr);
+  return HttpServer::query(r);
+}
+dm_str http_header(dm_http_request *r, const char *name) {
+  LOOP_ONLY("http_header", nullptr);
+  return HttpServer::header(r, name);
+}
+dm_str http_body(dm_http_request *r) {
+  LOOP_ONLY("http_body", nullptr);
+  return HttpServer::body(r);
+}
+void http_add_header(dm_http_request *r, const char *name, const char *value) {
+  LOOP_ONLY("http_add_header", nullptr);
+  HttpServer::add_header(r, name, value);
+}
+void http_reply(dm_http_request *r, int status, const char *type, const char *body, size_t len) {
+  LOOP_ONLY("http_reply", nullptr);
+  HttpServer::reply(r, status, type, body, len);
+}
+int http_stream_start(dm_http_request *r, int status, const char *type, size_t max_buffered,
+                      void (*on_close)(void *), void *arg) {
+  LOOP_ONLY("http_stream_start", nullptr);
+  return HttpServer::stream_start(r, status, type, max_buffered, on_close, arg);
+}
+int http_stream_write(dm_http_request *r, const void *data, size_t len) {
+  LOOP_ONLY("http_stream_write", nullptr);
+  return HttpServer::stream_write(r, data, len);
+}
+void http_stream_end(dm_http_request *r) {
+  LOOP_ONLY("http_stream_end", nullptr);
+  HttpServer::stream_end(r);
 }
 
 // Initialised by field name (in declaration order, as C++20 requires): an entry in the wrong
@@ -405,13 +501,13 @@ const dm_host_api kHostApi = {
     .async_free = async_free,
     .queue_work = queue_work,
     .http_route = http_route,
-    .http_method = HttpServer::method,
-    .http_path = HttpServer::path,
-    .http_query = HttpServer::query,
-    .http_header = HttpServer::header,
-    .http_body = HttpServer::body,
-    .http_add_header = HttpServer::add_header,
-    .http_reply = HttpServer::reply,
+    .http_method = http_method,
+    .http_path = http_path,
+    .http_query = http_query,
+    .http_header = http_header,
+    .http_body = http_body,
+    .http_add_header = http_add_header,
+    .http_reply = http_reply,
     .metric_counter = metric_counter,
     .metric_gauge = metric_gauge,
     .metric_add = metric_add,
@@ -422,9 +518,9 @@ const dm_host_api kHostApi = {
     .input_finished = input_finished,
     .parse_duration_ms = parse_duration_api,
     .parse_size = parse_size_api,
-    .http_stream_start = HttpServer::stream_start,
-    .http_stream_write = HttpServer::stream_write,
-    .http_stream_end = HttpServer::stream_end,
+    .http_stream_start = http_stream_start,
+    .http_stream_write = http_stream_write,
+    .http_stream_end = http_stream_end,
     .engine_info = engine_info,
     .storage_enabled = storage_enabled,
     .hold = hold,

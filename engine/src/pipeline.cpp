@@ -38,14 +38,19 @@ int Engine::submit(InputInstance *in, Batch *b, uint64_t *ticket) {
     in->m_rejected->add(b->records.size());
     return DM_ERR_FULL;
   }
+  const uint64_t seq = in->next_ticket.fetch_add(1, std::memory_order_relaxed);
+  if (ticket) *ticket = seq;
+  accept(in, b, seq);
+  return DM_OK;
+}
+
+void Engine::accept(InputInstance *in, Batch *b, uint64_t seq) {
   b->sync();
   b->pub.tag = dm_str{in->tag.c_str(), in->tag.size()};
-  Ticket *t = delivery_.open(in);
+  Ticket *t = delivery_.open(in, seq);
   b->ticket = t;
-  if (ticket) *ticket = t->seq;
   in->m_in->add(b->records.size());
   run_chain(b, 0, in->route);
-  return DM_OK;
 }
 
 int Engine::emit(FilterInstance *f, Batch *b) {
@@ -157,10 +162,15 @@ void Engine::pause_input(InputInstance *in) {
   if (in->full_outputs++ != 0) return;
   in->m_paused->set(1);
   defer([in] {
-    if (in->full_outputs > 0 && !in->plugin_paused && in->desc.pause && in->created) {
+    if (in->full_outputs > 0 && !in->plugin_paused && in->created) {
       in->plugin_paused = true;
-      PluginCall call(in->name.c_str(), "pause");
-      in->desc.pause(in->state);
+      // Its threads get DM_ERR_FULL from here on; without a pause() too (they cannot wait for
+      // a resume(), but nor can they fill memory).
+      in->inbox.set_paused(true);
+      if (in->desc.pause) {
+        PluginCall call(in->name.c_str(), "pause");
+        in->desc.pause(in->state);
+      }
     }
   });
 }
@@ -169,11 +179,13 @@ void Engine::resume_input(InputInstance *in) {
   if (--in->full_outputs != 0) return;
   in->m_paused->set(0);
   defer([in] {
-    if (in->full_outputs == 0 && in->plugin_paused && in->desc.resume && in->created &&
-        !in->stopped) {
+    if (in->full_outputs == 0 && in->plugin_paused && in->created && !in->stopped) {
       in->plugin_paused = false;
-      PluginCall call(in->name.c_str(), "resume");
-      in->desc.resume(in->state);
+      in->inbox.set_paused(false);  // before resume(): a woken thread may submit at once
+      if (in->desc.resume) {
+        PluginCall call(in->name.c_str(), "resume");
+        in->desc.resume(in->state);
+      }
     }
   });
 }

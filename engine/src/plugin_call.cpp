@@ -11,6 +11,8 @@
 
 namespace devmesh {
 
+constinit thread_local bool t_loop_thread = false;
+
 namespace {
 thread_local CallSlot t_own_slot;         // threads nobody watches (libuv's pool, tests)
 thread_local CallSlot *t_slot = nullptr;  // the watched slot, when registered

@@ -23,6 +23,17 @@ struct CallSlot {
 };
 
 CallSlot &this_thread_slot();
+
+// The engine's loop thread: the thread that made the Engine (create() runs there too) and runs
+// its loop. [loop] host entries check it (DEVMESH_THREAD_CHECKS), and submit from any other
+// thread goes through the input's inbox. Constant-initialised: reading it is one TLS load.
+extern constinit thread_local bool t_loop_thread;
+inline bool on_loop_thread() {
+  return t_loop_thread;
+}
+inline void mark_loop_thread() {
+  t_loop_thread = true;
+}
 uint64_t plugin_call_now_ns();
 // Cold path of ~PluginCall: the watchdog had reported the call that just returned.
 void report_stall_over(CallSlot &slot, uint64_t start_ns);
