@@ -225,7 +225,7 @@ typedef struct dm_async dm_async;
 typedef struct dm_metric dm_metric;
 typedef struct dm_flush_token dm_flush_token;
 typedef struct dm_http_request dm_http_request;
-typedef struct dm_hold dm_hold; /* since 1.2: see hold() */
+typedef struct dm_hold dm_hold; /* see hold() */
 
 typedef enum dm_log_level {
   DM_LOG_ERROR = 0,
@@ -286,7 +286,12 @@ typedef struct dm_host_api {
    * own the semantics are the same: the batch is queued to the loop (the ticket is set at
    * once, in submit order), and DM_ERR_FULL comes as soon as the loop has called pause(). A
    * thread that got DM_ERR_FULL waits for resume() (e.g. on a condition variable the plugin
-   * signals from resume()) before submitting again. */
+   * signals from resume()) before submitting again; an input without pause()/resume() gets
+   * DM_ERR_FULL all the same and retries on its own. on_ack(ticket) runs on the loop and may
+   * come before submit has returned that ticket to the thread: an input's ledger takes an ack
+   * for a ticket it has not recorded yet. Once the engine begins to stop (before it calls
+   * stop(), which joins the plugin's threads) a submit from a thread gets DM_ERR and the batch
+   * is still the caller's; everything accepted before is routed and acknowledged. */
   int (*submit)(dm_instance *inst, dm_batch *batch, uint64_t *ticket);
   /* [loop] Filters: inject records of the filter's own (summaries); they have no ticket and
    * enter the chain after this filter. The engine owns the batch. */
