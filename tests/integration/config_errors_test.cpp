@@ -230,3 +230,26 @@ TEST(Cli, ShippedConfigsPassDryRun) {
 }
 
 }  // namespace
+
+// create() runs for --dry-run, which must leave the machine as it was: the stdout output's file
+// is made by start(), and a file it could never make is a problem at its path.
+TEST(ConfigErrors, DryRunMakesNoOutputFileAndNamesOneThatCannotBeMade) {
+  TempDir d;
+  const std::string out = d / "out.ndjson";
+  auto ok = dry_run(d, kHead +
+                           "  inputs:\n    - name: dummy\n  outputs:\n    - name: stdout\n"
+                           "      path: " +
+                           out + "\n");
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_FALSE(std::filesystem::exists(out)) << "--dry-run made " << out;
+
+  auto bad = dry_run(d, kHead +
+                            "  inputs:\n    - name: dummy\n  outputs:\n    - name: stdout\n"
+                            "      path: " +
+                            d / "no/such/dir/out.ndjson" + "\n");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("p.yaml:8:13: pipeline.outputs[0].path: cannot open " +
+                         d / "no/such/dir/out.ndjson" + ": No such file or directory"),
+            std::string::npos)
+      << bad.err;
+}

@@ -405,3 +405,51 @@ TEST(DedupConfig, WindowAndMaxKeysOutsideTheirBoundsAreRefused) {
 }
 
 }  // namespace
+
+// A collapse record is a copy of the repeated record: its meta values keep their JSON types
+// (the filter remembers each value's type with its bytes).
+TEST(Dedup, CollapseRecordKeepsTheTypesOfTheRepeatedRecordsMeta) {
+  TempDir d;
+  const int port = free_port();
+  write_file(
+      d / "p.yaml",
+      pipeline(d,
+               "    - {name: http, tag: node.h, listen: 127.0.0.1:" + std::to_string(port) + "}\n",
+               "{name: dedup, mode: collapse, window: 1s}", ""));
+  Process e({DEVMESH_BIN, "-c", d / "p.yaml"}, d.path(), "engine");
+  // Three occurrences (their own event ids: one id twice would be one record replayed).
+  auto rec = [](int i) {
+    return R"({"event_id":"occurrence-)" + std::to_string(i) +
+           R"(","service":"api","host":"h1","message":"again","meta_json":{"pid":123,)"
+           R"("ok":true,"ratio":0.5,"none":null,"nested":{"a":[1,"x"]},"s":"text"}})";
+  };
+  HttpResult r;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        r = libcurl_post("http://127.0.0.1:" + std::to_string(port) + "/ingest/logs",
+                         "[" + rec(1) + "," + rec(2) + "," + rec(3) + "]");
+        return r.status != 0;
+      },
+      30s))
+      << e.err();
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string out = d / "out.ndjson";
+  auto summary = [&]() -> std::string {
+    for (const auto &line : read_lines(out))
+      if (line.find("\"repeat_count\"") != std::string::npos) return line;
+    return "";
+  };
+  ASSERT_TRUE(wait_until([&] { return !summary().empty(); }, 30s)) << e.err();
+  e.kill(SIGTERM);
+  ASSERT_EQ(e.wait_exit(30s), 0) << e.err();
+  rapidjson::Document doc = parse_json(summary());
+  ASSERT_TRUE(doc.IsObject()) << summary();
+  const auto &m = doc["meta_json"];
+  EXPECT_TRUE(m["pid"].IsInt() && m["pid"].GetInt() == 123) << summary();
+  EXPECT_TRUE(m["ok"].IsBool() && m["ok"].GetBool()) << summary();
+  EXPECT_TRUE(m["ratio"].IsDouble()) << summary();
+  EXPECT_TRUE(m["none"].IsNull()) << summary();
+  EXPECT_TRUE(m["nested"].IsObject() && m["nested"]["a"].IsArray()) << summary();
+  EXPECT_TRUE(m["s"].IsString()) << summary();
+  EXPECT_EQ(std::string(m["repeat_count"].GetString()), "2") << summary();
+}

@@ -460,6 +460,7 @@ class Dedup {
     for (uint32_t m = 0; m < mc; ++m) {
       put(r.meta[m].key);
       put(r.meta[m].value);
+      c.push_back(static_cast<char>(r.meta[m].type));  // the summary keeps the value's type
     }
     Entry &e = entries_[idx];
     e.pending = true;
@@ -558,8 +559,8 @@ class Dedup {
     at += sizeof mc;
     for (uint32_t m = 0; m < mc; ++m) {
       const dm_str k = get(), v = get();
-      if (host_->meta_set(b, r, k, v, DM_META_STRING) != DM_OK)
-        throw std::runtime_error("meta_set failed");
+      const auto type = static_cast<uint32_t>(static_cast<uint8_t>(c[at++]));
+      if (host_->meta_set(b, r, k, v, type) != DM_OK) throw std::runtime_error("meta_set failed");
     }
   }
 

@@ -41,19 +41,40 @@ class Stdout {
     Config c{host, cfg};
     if (c.has("path")) {
       path_ = c.string("path");
-      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      // create() runs for --dry-run too, which must leave the machine as it was: an existing
+      // file is opened (appending nothing), a missing one is only checked here and made by
+      // start().
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
       if (fd_ < 0) {
-        ConfigProblems problems(host, inst);
-        problems.add("path", "cannot open " + path_ + ": " + strerror(errno));
-        problems.refuse_if_any();
+        const int err = errno;
+        const size_t slash = path_.rfind('/');
+        const std::string dir = slash == std::string::npos ? "."
+                                : slash == 0               ? "/"
+                                                           : path_.substr(0, slash);
+        if (err != ENOENT || ::access(dir.c_str(), W_OK | X_OK) != 0) {
+          ConfigProblems problems(host, inst);
+          problems.add("path",
+                       "cannot open " + path_ + ": " + strerror(err == ENOENT ? errno : err));
+          problems.refuse_if_any();
+        }
       }
     } else {
       path_ = "stdout";
     }
+    host_ = host;
+    inst_ = inst;
   }
 
   ~Stdout() {
-    if (fd_ != STDOUT_FILENO) ::close(fd_);
+    if (fd_ >= 0 && fd_ != STDOUT_FILENO) ::close(fd_);
+  }
+
+  int start() {
+    if (fd_ >= 0) return 0;
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ >= 0) return 0;
+    host_->log(inst_, DM_LOG_ERROR, "cannot open %s: %s", path_.c_str(), strerror(errno));
+    return 1;
   }
 
   int worker_init(uint32_t, void **ws) {
@@ -124,6 +145,8 @@ class Stdout {
 
   std::string path_;
   int fd_ = STDOUT_FILENO;
+  const dm_host_api *host_ = nullptr;
+  dm_instance *inst_ = nullptr;
   std::mutex write_mu_;
   bool mid_line_ = false;  // guarded by write_mu_
   std::mutex fallback_mu_;
