@@ -381,6 +381,7 @@ bool Engine::outputs_empty() const {
 }
 
 void Engine::input_finished(InputInstance *in) {
+  in->inbox.drain();  // its threads' last submits count before its end
   in->finished = true;
   defer([this] {
     for (auto &i : inputs_)

@@ -393,10 +393,8 @@ const char *instance_name(dm_instance *inst) {
 }
 void input_finished(dm_instance *inst) {
   LOOP_ONLY("input_finished", name_of(inst));
-  if (auto *in = dynamic_cast<InputInstance *>(Instance::from(inst))) {
-    in->inbox.drain();  // its threads' last submits count before its end
+  if (auto *in = dynamic_cast<InputInstance *>(Instance::from(inst)))
     in->engine->input_finished(in);
-  }
 }
 
 int parse_duration_api(dm_str text, int64_t *ms) {

@@ -348,16 +348,7 @@ void OutputQueue::finish_marked(Chunk *c, std::vector<RecordMark> &marks) {
     if (retry_reason.empty()) retry_reason = "no reason given";
     again->attempts++;
     o->m_retried->add(again->records.size());
-    if (o->retry_limit >= 0 && again->attempts > static_cast<uint64_t>(o->retry_limit)) {
-      log_msg(DM_LOG_ERROR, o->name.c_str(), "giving up on %zu records after %u tries: %s",
-              again->records.size(), again->attempts, retry_reason.c_str());
-      dead_letter(again,
-                  "retry limit " + std::to_string(o->retry_limit) + " reached: " + retry_reason);
-    } else {
-      log_msg(DM_LOG_WARN, o->name.c_str(), "%zu of %zu records to retry (try %u): %s",
-              again->records.size(), n, again->attempts, retry_reason.c_str());
-      schedule_retry(again, 0);
-    }
+    retry_or_give_up(again, retry_reason, 0);
   }
 }
 

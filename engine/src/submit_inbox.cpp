@@ -53,6 +53,10 @@ void SubmitInbox::drain() {
     taken.swap(queue_);
   }
   for (const Entry &e : taken) in_->engine->accept(in_, e.batch, e.seq);
+  // Hand the capacity back, so the next burst of submits does not grow a vector from zero.
+  taken.clear();
+  std::lock_guard<std::mutex> lk(mu_);
+  if (queue_.empty()) queue_.swap(taken);
 }
 
 void SubmitInbox::refuse() {
