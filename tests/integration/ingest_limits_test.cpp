@@ -205,6 +205,24 @@ TEST(IngestLimits, MetaBytesAreCountedAsStoredSoAnAggregatorTakesWhatASidecarToo
   EXPECT_NE(r.body.find(R"("accepted":1)"), std::string::npos) << r.body;
 }
 
+// A nested meta value counts toward max_meta_bytes as it is read: one past the limit rejects
+// its record (named, by index) and the rest of it is skipped, not copied; the next record of
+// the body is taken.
+TEST(IngestLimits, ANestedMetaValuePastMaxMetaBytesRejectsItsRecordAndTheNextIsTaken) {
+  Engine e(null_output(), "max_meta_bytes: 1KiB");
+  ASSERT_TRUE(e.ready) << e.proc->err();
+  std::string nested = "[";
+  for (int i = 0; i < 20000; ++i) nested += std::string(i ? "," : "") + "{\"a\":[1,\"xx\"]}";
+  nested += "]";
+  HttpResponse r = e.post(R"({"logs":[{"message":"m","meta_json":{"big":)" + nested +
+                          R"(,"after":1}},{"message":"m","meta_json":{"small":{"a":1}}}]})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"({"index":0,"reason":"meta_json larger than 1024 bytes)"),
+            std::string::npos)
+      << r.body;
+  EXPECT_NE(r.body.find(R"("accepted":1)"), std::string::npos) << r.body;
+}
+
 TEST(IngestLimits, MetaLookupsAreLinearSo200kKeysAreTakenQuicklyWhenAllowed) {
   Engine e(null_output(), "max_meta_keys: 1000000, max_meta_bytes: 16MiB");
   ASSERT_TRUE(e.ready) << e.proc->err();

@@ -293,6 +293,13 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
     mode_ = lines ? kLogs : kStart;
     depth_ = 0;
     too_deep_ = false;
+    // Buffers one huge nested meta value grew are given back, as the body's scratch is.
+    if (nested_clean_.capacity() > kKeepScratchBytes) std::string().swap(nested_clean_);
+    if (nested_peak_ > kKeepScratchBytes) {
+      nested_text_.Clear();
+      nested_text_.ShrinkToFit();
+    }
+    nested_peak_ = 0;
   }
   // NDJSON: per line. The line's outcome is held until the whole line parsed.
   void begin_line() {
@@ -352,6 +359,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   void finish_record();
   void set_field(Kind kind, const char *s, size_t n);
   void meta_value(std::string_view v, dm_meta_type type);
+  bool nested_skipped();
   void derive_event_id();
 
   IngestParser *in_;
@@ -382,6 +390,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   size_t meta_bytes_ = 0;
   rapidjson::StringBuffer nested_text_;
   std::string nested_clean_;  // a nested key or string made valid UTF-8
+  size_t nested_peak_ = 0;    // the largest nested_text_ of this body
   // Not Writer<StringBuffer>: its SSE2 specialisation in rapidjson 1.1.0 leaves 0x1A..0x1F
   // unescaped (found by tests/fuzz); another flag selects the portable copy.
   rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
@@ -411,6 +420,7 @@ bool RecordHandler::Key(const char *s, rapidjson::SizeType n, bool) {
         reject(kMetaTooLarge, in_->too_many_keys_.c_str());
       return true;
     case kMetaNested: {
+      if (nested_skipped()) return true;
       const std::string_view k = valid_utf8(std::string_view(s, n), nested_clean_);
       return nested_.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
     }
@@ -473,8 +483,10 @@ bool RecordHandler::open(bool object) {
       nested_.Reset(nested_text_);
       skip_depth_ = depth_ - 1;
       mode_ = kMetaNested;
+      if (nested_skipped()) return true;
       return object ? nested_.StartObject() : nested_.StartArray();
     case kMetaNested:
+      if (nested_skipped()) return true;
       return object ? nested_.StartObject() : nested_.StartArray();
     case kSkip:
       return true;
@@ -557,6 +569,7 @@ bool RecordHandler::scalar(Kind kind, const char *s, size_t n) {
       }
       return true;
     case kMetaNested:
+      if (nested_skipped()) return true;
       switch (kind) {
         case kNull:
           return nested_.Null();
@@ -659,6 +672,18 @@ void RecordHandler::meta_value(std::string_view v, dm_meta_type type) {
   if (reason_text_) return;  // the record is rejected: its meta is no longer needed
   if (in_->host_->meta_set(batch_, &rec_, meta_key_, str(v), type) != DM_OK)
     throw std::runtime_error("meta_set failed");
+}
+
+// A nested value that passes max_meta_bytes, or belongs to a record already rejected, is
+// skipped rather than copied on: the work stays bounded by the limit, not by the body.
+bool RecordHandler::nested_skipped() {
+  nested_peak_ = std::max(nested_peak_, nested_text_.GetSize());
+  if (!reason_text_ &&
+      meta_bytes_ + meta_key_.len + nested_text_.GetSize() > in_->limits_.max_meta_bytes)
+    reject(kMetaTooLarge, in_->meta_too_large_.c_str());
+  if (!reason_text_) return false;
+  skip(kMetaKeys, skip_depth_);
+  return true;
 }
 
 void RecordHandler::finish_record() {
