@@ -60,6 +60,7 @@ void bind_config(const dm_config &cfg, void *dst) {
     auto put = [field](const auto &value) { std::memcpy(field, &value, sizeof value); };
     switch (opt->type) {
       case DM_OPT_STRING:
+      case DM_OPT_PATH:  // resolved against the file's directory when read
         put(v.text.c_str());
         break;
       case DM_OPT_INT:

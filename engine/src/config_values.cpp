@@ -156,6 +156,7 @@ std::string format_bound(dm_opt_type type, double v) {
 std::string expectation(dm_opt_type type) {
   switch (type) {
     case DM_OPT_STRING:
+    case DM_OPT_PATH:  // resolved against the file's directory when read
       return "must be a string";
     case DM_OPT_INT:
       return "must be an integer";
@@ -222,6 +223,7 @@ bool parse_value(dm_opt_type type, const std::string &text, OptionValue &out, st
   try {
     switch (type) {
       case DM_OPT_STRING:
+      case DM_OPT_PATH:  // resolved against the file's directory when read
         return true;
       case DM_OPT_INT:
         if (!parse_int(text, out.integer)) break;

@@ -329,6 +329,14 @@ int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
   return DM_OK;
 }
 
+int http_tls(dm_instance *inst, const char *listen, const dm_tls_config *tls) {
+  LOOP_ONLY("http_tls", name_of(inst));
+  if (!listen || !tls) return DM_ERR_INVALID;
+  // TODO(issue 11, tls helper): HttpServer::set_tls
+  log_msg(DM_LOG_ERROR, name_of(inst), "TLS on %s: not built yet", listen);
+  return DM_ERR;
+}
+
 int http_route(dm_instance *inst, const char *listen, const char *method, const char *path,
                dm_http_handler handler, void *arg) {
   LOOP_ONLY("http_route", name_of(inst));
@@ -528,6 +536,7 @@ const dm_host_api kHostApi = {
     .flush_record_status = flush_record_status,
     .config_error = config_error,
     .config_bind = config_bind,
+    .http_tls = http_tls,
 };
 
 }  // namespace

@@ -671,7 +671,9 @@ HttpServer::~HttpServer() {
 }
 
 bool HttpServer::add_route(const std::string &listen, const std::string &method,
-                           const std::string &path, HttpHandler handler, std::string &error) {
+                           const std::string &path, HttpHandler handler, std::string &error,
+                           const void *owner) {
+  (void)owner;  // TODO(issue 11, http helper): routes by owner, binding after start
   return impl_->add_route(listen, method, path, std::move(handler), error);
 }
 

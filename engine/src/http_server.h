@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace devmesh {
 
@@ -36,11 +37,36 @@ class HttpServer {
 
   // listen: "127.0.0.1:8000", "0.0.0.0:8000", "[::1]:8000", ":8000" (= 127.0.0.1), "8000".
   // path: exact, or a prefix when it ends in '*'. Fails (false + error) on a malformed address
-  // or a duplicate (method, path) on the same address. Call before start().
+  // or a duplicate (method, path) on the same address. owner: who registered it (an instance;
+  // nullptr for the engine's own), for remove_routes. After start() a new address is bound at
+  // once (false + error when it cannot be).
   bool add_route(const std::string &listen, const std::string &method, const std::string &path,
-                 HttpHandler handler, std::string &error);
+                 HttpHandler handler, std::string &error, const void *owner = nullptr);
+  // A reload: the owner's routes are removed (requests already in a handler finish). An address
+  // left with no route stops listening; its open connections finish their requests and close.
+  void remove_routes(const void *owner);
+  // TLS for an address (before its first route, or at any time: new connections use it).
+  // Owners sharing an address must give equal settings. False + error naming the file or the
+  // difference.
+  struct Tls {
+    std::string cert, key, ca, min_version;  // ca: client certificates required (mTLS)
+    bool operator==(const Tls &o) const {
+      return cert == o.cert && key == o.key && ca == o.ca && min_version == o.min_version;
+    }
+  };
+  bool set_tls(const std::string &listen, const Tls &tls, std::string &error);
+  // A reload re-reads every TLS address's files (renewed certificates); a listener whose files
+  // fail to load keeps its current ones and the error names them.
+  bool reload_tls(std::string &error);
   // Binds every address that has routes. False + error naming the address on failure.
   bool start(std::string &error);
+  // Whether this server listens on `listen` now (a dry-run or a reload does not test-bind its
+  // own addresses).
+  bool listening(const std::string &listen) const;
+  // Whether `listen` could be bound by this process now: false + error ("address in use").
+  static bool can_bind(const std::string &listen, std::string &error);
+  // One line per address: "https://127.0.0.1:8000 (mTLS): POST /ingest/logs, GET /query/logs".
+  std::vector<std::string> describe() const;
   // Stops accepting; open connections are closed. Safe to call twice. Requests still waiting
   // for their handler are answered 503 (the handler's later reply() only frees them).
   // Shutdown order: stop(), run the loop until closed(), then destroy the server outside any

@@ -39,6 +39,8 @@ static const char *type_name(dm_opt_type t) {
       return "list";
     case DM_OPT_MAP:
       return "map";
+    case DM_OPT_PATH:
+      return "path";
   }
   return "?";
 }

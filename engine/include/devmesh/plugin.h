@@ -1,4 +1,4 @@
-/* devmesh plugin ABI 2.0: the only header a plugin includes. Pure C, no libuv or C++ types.
+/* devmesh plugin ABI 2.1: the only header a plugin includes. Pure C, no libuv or C++ types.
  *
  * A plugin .so exports one symbol, dm_plugin_entry, returning a versioned descriptor. Everything
  * the host offers comes through the dm_host_api table. Strings passed in are views: dm_str is
@@ -39,13 +39,15 @@ extern "C" {
 #endif
 
 #define DM_ABI_MAJOR 2 /* incompatible changes: the host refuses another major */
-#define DM_ABI_MINOR 0 /* append-only additions: the host refuses a newer minor */
+#define DM_ABI_MINOR 1 /* append-only additions: the host refuses a newer minor */
 #define DM_ENTRY_SYMBOL "dm_plugin_entry"
 
 #if defined(__GNUC__)
 #define DM_EXPORT __attribute__((visibility("default")))
 #define DM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define DM_UNUSED __attribute__((unused))
 #else
+#define DM_UNUSED
 #define DM_EXPORT
 #define DM_PRINTF(f, a)
 #endif
@@ -177,14 +179,28 @@ typedef enum dm_opt_type {
   DM_OPT_DURATION = 5, /* "200ms", "5s", "1m", "7d"; read as milliseconds */
   DM_OPT_SIZE = 6,     /* "64KiB", "10MB", 4096; read as bytes */
   DM_OPT_LIST = 7,     /* a sequence of strings (a scalar is a one-item list) */
-  DM_OPT_MAP = 8       /* a mapping of string to string */
+  DM_OPT_MAP = 8,      /* a mapping of string to string */
+  /* since 2.1: a filesystem path (a string). A relative value is relative to the directory of
+   * the configuration file it was written in; config_get_string and config_bind give the
+   * resolved path. */
+  DM_OPT_PATH = 9
 } dm_opt_type;
 
 enum {
   DM_OPT_REQUIRED = 1u << 0, /* must be set */
   DM_OPT_SECRET = 1u << 1,   /* never printed (logs, --describe shows "secret") */
   DM_OPT_BOUNDED = 1u << 2,  /* min/max apply (numbers, durations in ms, sizes in bytes) */
-  DM_OPT_BIND = 1u << 3      /* config_bind writes the validated value at `offset` */
+  DM_OPT_BIND = 1u << 3,     /* config_bind writes the validated value at `offset` */
+  /* since 2.1, the engine's checks (at start, at a reload and in --dry-run) */
+  DM_OPT_MAKES_DIR = 1u << 4,    /* PATH: a directory the instance writes; the engine creates it
+                                  * (mode 0700) when missing, or names the option and path */
+  DM_OPT_MAKES_PARENT = 1u << 5, /* PATH: a file the instance writes; its directory likewise */
+  DM_OPT_EXCLUSIVE = 1u << 6,    /* no two instances may give this key the same value (one
+                                  * SQLite file, one dead-letter file per writer) */
+  DM_OPT_LISTEN = 1u << 7,       /* STRING: an address the instance serves on; checked for
+                                  * syntax and that it can be bound */
+  DM_OPT_ROUTE = 1u << 8         /* STRING: a path served on the instance's DM_OPT_LISTEN
+                                  * address: two instances may not serve one address and path */
 };
 
 /* A LIST or MAP option's value as config_bind writes it: count items (and, for a MAP, their
@@ -244,6 +260,31 @@ typedef void (*dm_watch_cb)(void *arg, int events);
 typedef void (*dm_async_cb)(void *arg);
 typedef void (*dm_work_cb)(void *arg);
 typedef void (*dm_http_handler)(void *arg, dm_http_request *req);
+
+/* since 2.1: TLS on a listen address (http_tls). Paths as DM_OPT_PATH values (resolved). */
+typedef struct dm_tls_config {
+  const char *cert;        /* PEM certificate chain; NULL or "" serves plain HTTP */
+  const char *key;         /* PEM private key of cert */
+  const char *ca;          /* PEM CA bundle: client certificates are then required and verified
+                            * against it (mutual TLS); NULL for none */
+  const char *min_version; /* "1.2" (NULL means "1.2") or "1.3" */
+} dm_tls_config;
+
+/* The four standard TLS options of a listening plugin, bound (config_bind) into a
+ * dm_tls_config member of the plugin's config struct:
+ *   static const dm_option opts[] = { ..., DM_TLS_OPTIONS(struct my_config, tls) };
+ * Their keys are tls.cert, tls.key, tls.ca and tls.min_version, as in Fluent Bit's tls.*. */
+#define DM_TLS_OPTIONS(type, member)                                                            \
+  {"tls.cert", DM_OPT_PATH, DM_OPT_BIND, NULL, 0, 0, NULL,                                      \
+   "serve TLS with this PEM certificate chain (with tls.key)", offsetof(type, member.cert)},   \
+      {"tls.key", DM_OPT_PATH, DM_OPT_BIND | DM_OPT_SECRET, NULL, 0, 0, NULL,                   \
+       "PEM private key of tls.cert", offsetof(type, member.key)},                              \
+      {"tls.ca", DM_OPT_PATH, DM_OPT_BIND, NULL, 0, 0, NULL,                                    \
+       "PEM CA bundle: clients must present a certificate it signed (mutual TLS)",              \
+       offsetof(type, member.ca)},                                                              \
+      {"tls.min_version", DM_OPT_STRING, DM_OPT_BIND, "1.2", 0, 0, dm_tls_versions,             \
+       "lowest TLS version accepted", offsetof(type, member.min_version)}
+static const char *const dm_tls_versions[] DM_UNUSED = {"1.2", "1.3", NULL};
 
 /* The host's services. Every entry here is since 2.0; entries appended in a later minor say
  * since which one (check DM_HOST_HAS before calling them). */
@@ -420,6 +461,14 @@ typedef struct dm_host_api {
    * default) into dst at its offset (see dm_option). DM_OK, or DM_ERR_INVALID without cfg or
    * dst. */
   int (*config_bind)(const dm_config *cfg, void *dst);
+
+  /* since 2.1 */
+  /* [loop] Serve `listen` over TLS (see dm_tls_config); call before http_route on that
+   * address, from start(). Instances sharing an address must give the same settings. The files
+   * are read now and again at every reload (a renewed certificate is picked up without a
+   * restart). DM_OK; DM_ERR after logging why (a file that cannot be read, a key that does not
+   * match, settings that differ from another instance's on the same address). */
+  int (*http_tls)(dm_instance *inst, const char *listen, const dm_tls_config *tls);
 } dm_host_api;
 
 /* 1 when the host's table has `entry` (an entry appended in a minor newer than the host's is
@@ -530,7 +579,8 @@ DM_STATIC_ASSERT(offsetof(dm_host_api, log) == 16 && offsetof(dm_host_api, meta_
                      offsetof(dm_host_api, submit) == 136 &&
                      offsetof(dm_host_api, flush_record_status) == 456 &&
                      offsetof(dm_host_api, config_error) == 464 &&
-                     offsetof(dm_host_api, config_bind) == 472 && sizeof(dm_host_api) == 480,
+                     offsetof(dm_host_api, config_bind) == 472 &&
+                     offsetof(dm_host_api, http_tls) == 480 && sizeof(dm_host_api) == 488,
                  "dm_host_api: entries are only appended");
 DM_STATIC_ASSERT(offsetof(dm_plugin, name) == 24 && offsetof(dm_plugin, options) == 48 &&
                      offsetof(dm_plugin, create) == 64 && offsetof(dm_plugin, on_ack) == 112 &&

@@ -65,7 +65,8 @@ void read_back(const dm_config *cfg, const std::vector<const dm_option *> &opts)
       continue;
     }
     switch (o->type) {
-      case DM_OPT_STRING: {
+      case DM_OPT_STRING:
+      case DM_OPT_PATH: {
         const dm_str s = h->config_string(cfg, o->key);
         if (s.ptr[s.len] != '\0') std::abort();  // promised NUL-terminated
         sink = sink + s.len;
