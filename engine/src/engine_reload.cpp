@@ -558,9 +558,7 @@ void Engine::recompute_pauses() {
   }
 }
 
-// TEMPORARY until h-http's HttpServer lands (its strong definitions replace these weak ones):
-// no owners, no TLS yet.
-__attribute__((weak)) void HttpServer::remove_routes(const void *) {}
+// TEMPORARY until h-http's reload_tls lands (its strong definition replaces this weak one).
 __attribute__((weak)) bool HttpServer::reload_tls(std::string &) {
   return true;
 }

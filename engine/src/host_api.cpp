@@ -350,7 +350,7 @@ int http_route(dm_instance *inst, const char *listen, const char *method, const 
             PluginCall call(who, "http_handler");
             handler(arg, r);
           },
-          err, i)) {  // owned by the instance: a reload that retires it removes them
+          err, i)) {
     log_msg(DM_LOG_ERROR, i->name.c_str(), "cannot serve %s %s on %s: %s", method, path, listen,
             err.c_str());
     return DM_ERR;

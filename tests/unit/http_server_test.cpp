@@ -148,6 +148,13 @@ class HttpServerTest : public ::testing::Test {
     ASSERT_TRUE(server_->add_route(listen, method, path, std::move(handler), error)) << error;
   }
 
+  void owned_route(const void *owner, const std::string &listen, const std::string &method,
+                   const std::string &path, devmesh::HttpHandler handler) {
+    std::string error;
+    ASSERT_TRUE(server_->add_route(listen, method, path, std::move(handler), error, owner))
+        << error;
+  }
+
   void start() {
     std::string error;
     ASSERT_TRUE(server_->start(error)) << error;
@@ -1227,6 +1234,180 @@ TEST_F(HttpServerTest, Http10ClientGetsAStreamDelimitedByTheConnectionClose) {
   EXPECT_EQ(got.substr(body + 4), "data: one\n\ndata: two\n\n");
   run_until([&] { return probe.calls > 0; });
   EXPECT_EQ(probe.calls, 1);
+}
+
+// ---- routes by owner (a reload) ------------------------------------------------------------
+
+// A socket listening on 127.0.0.1 at a port the kernel picks: an address taken by someone else.
+int listen_elsewhere(int &port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&addr), len) != 0 || listen(fd, 1) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0)
+    return -1;
+  port = ntohs(addr.sin_port);
+  return fd;
+}
+
+TEST_F(HttpServerTest, RemovingAnOwnersRoutesKeepsTheOtherOwnersOnItsAddress) {
+  int a = 0, b = 0;
+  owned_route(&a, ":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "a"); });
+  owned_route(&b, ":0", "GET", "/b", [](dm_http_request *r) { reply_text(r, 200, "b"); });
+  owned_route(&a, ":0", "POST", "/b", [](dm_http_request *r) { reply_text(r, 200, "a"); });
+  start();
+  server_->remove_routes(&a);
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_TRUE(server_->listening(":0"));
+  with_client([&] {
+    Client c;
+    EXPECT_EQ(c.request("GET", url(":0", "/a")).status, 404);
+    EXPECT_EQ(c.request("GET", url(":0", "/b")).body, "b");
+    std::string body = "x";
+    EXPECT_EQ(c.request("POST", url(":0", "/b"), &body).status, 405);
+  });
+}
+
+TEST_F(HttpServerTest, AnAddressLeftWithoutRoutesStopsListeningAndItsIdleConnectionsClose) {
+  int a = 0;
+  owned_route(&a, ":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "a"); });
+  start();
+  int port = server_->bound_port(":0");
+  int fd = connect_raw(port);
+  ASSERT_GE(fd, 0);
+  std::string request = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), ssize_t(request.size()));
+  std::string got;
+  with_client([&] { got = read_until(fd, "\r\n\r\na"); });
+  EXPECT_NE(got.find("200 OK"), std::string::npos) << got;
+  EXPECT_EQ(server_->connection_count(), 1u);  // kept alive
+
+  server_->remove_routes(&a);
+  run_until([&] { return !server_->listening(":0") && server_->connection_count() == 0; });
+  EXPECT_FALSE(server_->listening(":0"));
+  EXPECT_EQ(server_->connection_count(), 0u);
+  with_client([&] { EXPECT_EQ(read_until(fd, "\x01never"), ""); });  // EOF
+  close(fd);
+  EXPECT_EQ(connect_raw(port), -1);  // refused
+}
+
+TEST_F(HttpServerTest, RoutesSwappedWithinOneLoopTurnKeepTheSocketAndItsConnections) {
+  int old_owner = 0, new_owner = 0;
+  owned_route(&old_owner, ":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "old"); });
+  start();
+  int port = server_->bound_port(":0");
+  Client c;  // keeps its connection across the swap
+  with_client([&] { EXPECT_EQ(c.request("GET", url(":0", "/a")).body, "old"); });
+  server_->remove_routes(&old_owner);
+  owned_route(&new_owner, ":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "new"); });
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_TRUE(server_->listening(":0"));
+  EXPECT_EQ(server_->bound_port(":0"), port);
+  with_client([&] {
+    auto r = c.request("GET", url(":0", "/a"));
+    EXPECT_EQ(r.body, "new");
+    EXPECT_EQ(r.new_connections, 0);
+  });
+}
+
+TEST_F(HttpServerTest, ARouteOnANewAddressAfterStartIsServedAtOnce) {
+  route("127.0.0.1:0", "GET", "/first", [](dm_http_request *r) { reply_text(r, 200, "1"); });
+  start();
+  EXPECT_FALSE(server_->listening("127.0.0.2:0"));
+  route("127.0.0.2:0", "GET", "/second", [](dm_http_request *r) { reply_text(r, 200, "2"); });
+  EXPECT_TRUE(server_->listening("127.0.0.2:0"));
+  int port = server_->bound_port("127.0.0.2:0");
+  ASSERT_GT(port, 0);
+  with_client([&] {
+    EXPECT_EQ(Client().request("GET", "http://127.0.0.2:" + std::to_string(port) + "/second").body,
+              "2");
+    EXPECT_EQ(Client().request("GET", url("127.0.0.1:0", "/first")).body, "1");
+  });
+}
+
+TEST_F(HttpServerTest, AnAddressTakenElsewhereFailsAfterStartNamingItAndCanBindSaysSo) {
+  route(":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "a"); });
+  start();
+  int port = 0;
+  int taken = listen_elsewhere(port);
+  ASSERT_GE(taken, 0);
+  std::string address = "127.0.0.1:" + std::to_string(port), error;
+  EXPECT_FALSE(HttpServer::can_bind(address, error));
+  EXPECT_NE(error.find(address), std::string::npos) << error;
+  EXPECT_NE(error.find("address in use"), std::string::npos) << error;
+  EXPECT_FALSE(server_->add_route(
+      address, "GET", "/b", [](dm_http_request *r) { reply_text(r, 200, "b"); }, error));
+  EXPECT_NE(error.find(address), std::string::npos) << error;
+  EXPECT_FALSE(server_->listening(address));
+  close(taken);
+  EXPECT_TRUE(HttpServer::can_bind(address, error)) << error;
+  // Our own listener's address is not free for another socket.
+  EXPECT_FALSE(HttpServer::can_bind(":" + std::to_string(server_->bound_port(":0")), error));
+  // The failed address can be served once it is free.
+  route(address, "GET", "/b", [](dm_http_request *r) { reply_text(r, 200, "b"); });
+  EXPECT_TRUE(server_->listening(address));
+  with_client([&] { EXPECT_EQ(Client().request("GET", "http://" + address + "/b").body, "b"); });
+}
+
+TEST_F(HttpServerTest, ARequestInItsHandlerFinishesAfterItsRoutesAreRemoved) {
+  int a = 0;
+  bool removed = false;
+  owned_route(&a, ":0", "POST", "/ack", [&](dm_http_request *r) {
+    after(&loop_, 0, [&, r] {
+      server_->remove_routes(&a);
+      removed = true;
+      // The listener closes at the next turn; the reply comes after that.
+      after(&loop_, 1, [r] { reply_text(r, 200, "acked " + str(HttpServer::body(r))); });
+    });
+  });
+  start();
+  with_client([&] {
+    std::string body = "records";
+    auto r = Client().request("POST", url(":0", "/ack"), &body);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "acked records");
+  });
+  EXPECT_TRUE(removed);
+  run_until([&] { return server_->connection_count() == 0; });
+  EXPECT_FALSE(server_->listening(":0"));
+  EXPECT_EQ(server_->connection_count(), 0u);
+}
+
+TEST_F(HttpServerTest, RemovingAnOwnersRoutesEndsItsStreamsWithOnCloseBeforeReturning) {
+  int a = 0;
+  CloseProbe probe;
+  dm_http_request *stream = nullptr;
+  owned_route(&a, ":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    EXPECT_EQ(write_text(r, "data: one\n\n"), DM_OK);
+    stream = r;
+  });
+  start();
+  StreamClient client(url(":0", "/tail"));
+  int closes_at_remove = -1;
+  every(&loop_, 5, [&] {
+    if (client.events.load() < 1) return true;
+    server_->remove_routes(&a);
+    closes_at_remove = probe.calls;
+    return false;
+  });
+  with_client([&] { client.run(); });
+  EXPECT_EQ(closes_at_remove, 1);
+  EXPECT_EQ(client.code, CURLE_OK);  // a clean end
+  EXPECT_EQ(client.body(), "data: one\n\n");
+  EXPECT_EQ(probe.calls, 1);
+}
+
+TEST_F(HttpServerTest, DescribeListsEachAddressWithItsRoutes) {
+  route(":0", "GET", "/query/logs", [](dm_http_request *r) { reply_text(r, 200, ""); });
+  route(":0", "POST", "/ingest/*", [](dm_http_request *r) { reply_text(r, 200, ""); });
+  start();
+  auto lines = server_->describe();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "http://127.0.0.1:" + std::to_string(server_->bound_port(":0")) +
+                          ": GET /query/logs, POST /ingest/*");
 }
 
 }  // namespace
