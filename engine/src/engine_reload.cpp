@@ -306,6 +306,9 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
     http_->remove_routes(o.get());  // its successor may serve the same paths
     o->queue.flush_all();
     if (successor && !o->queue.backlog.blocks.empty()) {
+      log_msg(DM_LOG_INFO, o->name.c_str(),
+              "reload: its successor takes over %" PRIu64 " records of its disk backlog",
+              o->queue.backlog.records);
       successor->queue.backlog.blocks = std::move(o->queue.backlog.blocks);
       successor->queue.backlog.records = o->queue.backlog.records;
       o->queue.backlog.blocks.clear();
