@@ -420,3 +420,102 @@ TEST(Reload, AChangedOutputTakesOverItsDiskBacklog) {
   EXPECT_NE(e->err().find("its successor takes over"), std::string::npos) << e->err();
   for (auto &[message, times] : seen) EXPECT_EQ(times, 1) << message;
 }
+
+// A changed journald input: its successor starts from the predecessor's final checkpoint, so
+// changing it while entries arrive reads each entry once.
+TEST(Reload, AChangedJournaldInputResumesFromItsPredecessorsCheckpoint) {
+  TempDir d;
+  const int admin = free_port();
+  std::filesystem::create_directories(d / "journal");
+  const std::string journal = d / "journal/system.journal";
+  ASSERT_EQ(run({kFixture, "-o", journal, "--count", "2000"}, d.path()), 0);
+  auto config = [&](int batch) {
+    return head(admin) + "  inputs:\n    - {name: journald, path: " + d / "journal" +
+           ", state_file: " + d / "journald.state" +
+           ", follow: true, batch: " + std::to_string(batch) +
+           "}\n"
+           "  outputs:\n    - {name: sqlite, path: " +
+           d / "db.sqlite" + ", synchronous: normal}\n";
+  };
+  Devmesh e(d, "engine", config(100));
+  ASSERT_TRUE(e.ready(admin, d)) << e->err();
+  for (int i = 1; i <= 5; i++) {
+    ASSERT_EQ(run({kFixture, "-o", journal, "--count", "1000", "--start",
+                   std::to_string(1001 + i * 1000)},
+                  d.path()),
+              0);
+    write_file(d / "engine.yaml", config(100 + i));
+    std::string body;
+    ASSERT_EQ(post_reload(admin, d, &body), 200) << body << e->err();
+    EXPECT_NE(body.find("\"changed\":[\"journald.0\"]"), std::string::npos) << body;
+  }
+  const double total = 7000;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return sum_metric(metrics(admin, d), "devmesh_journald_entries_acknowledged_total",
+                          "journald") == total;
+      },
+      60s))
+      << metrics(admin, d) << e->err();
+  const std::string m = metrics(admin, d);
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  // Read once over all generations, and each entry stored once.
+  EXPECT_EQ(sum_metric(m, "devmesh_journald_entries_read_total", "journald"), total);
+  EXPECT_EQ(sum_metric(m, "devmesh_records_out_total", "sqlite"), total);
+  const auto entries = stored_numbers(d / "db.sqlite", "entry");
+  EXPECT_EQ(entries.size(), 7000u);
+  EXPECT_EQ(e->err().find("may read them again"), std::string::npos) << e->err();
+}
+
+// An input whose tickets stay open (its output flushes hourly) holds the reload past the grace
+// period: a SIGHUP meanwhile is applied after it, and a SIGTERM during one ends the process
+// cleanly with every accepted record stored.
+TEST(Reload, ASecondSighupWaitsForTheFirstAndShutdownDuringAReloadKeepsEveryRecord) {
+  TempDir d;
+  const int admin = free_port(), port = free_port();
+  auto config = [&](int max_body_kib) {
+    return plugins_head("  http_listen: 127.0.0.1:" + std::to_string(admin) + "\n  grace: 2s\n") +
+           "  inputs:\n    - {name: http, listen: 127.0.0.1:" + std::to_string(port) +
+           ", max_body: " + std::to_string(max_body_kib) +
+           "KiB}\n"
+           "  outputs:\n    - {name: sqlite, path: " +
+           d / "db.sqlite" + ", flush_interval: 1h}\n";
+  };
+  Devmesh e(d, "engine", config(1024));
+  ASSERT_TRUE(e.ready(admin, d)) << e->err();
+  ASSERT_EQ(libcurl_post(url(port, "/ingest/logs"), records_body(1, 3)).status, 200);
+
+  write_file(d / "engine.yaml", config(2048));
+  e->kill(SIGHUP);
+  // The retiring input waits for its 3 records (they sit in the output's queue for an hour).
+  ASSERT_TRUE(wait_until([&] { return e->err().find("reload applied") != std::string::npos; }, 30s))
+      << e->err();
+  e->kill(SIGHUP);  // while the first is still applying
+  ASSERT_TRUE(wait_until([&] { return reloads(admin, d, "applied") == 2; }, 30s)) << e->err();
+  EXPECT_NE(e->err().find("a reload is being applied: another one follows it"), std::string::npos)
+      << e->err();
+  EXPECT_NE(e->err().find("may read them again"), std::string::npos) << e->err();
+  ASSERT_TRUE(wait_until(
+      [&] { return libcurl_post(url(port, "/ingest/logs"), records_body(4, 3)).status == 200; },
+      30s))
+      << e->err();
+
+  // Shutdown while a reload waits for the input's tickets.
+  write_file(d / "engine.yaml", config(4096));
+  e->kill(SIGHUP);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const std::string err = e->err();
+        size_t n = 0;
+        for (size_t at = err.find("reload applied"); at != std::string::npos;
+             at = err.find("reload applied", at + 1))
+          n++;
+        return n == 3;
+      },
+      30s))
+      << e->err();
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
+  EXPECT_EQ(stored_numbers(d / "db.sqlite", "http").size(), 6u) << e->err();
+}
