@@ -31,6 +31,8 @@ static std::string where(const PipelineConfig &cfg, const PluginEntry &e) {
 
 Engine::Engine(PipelineConfig cfg) : cfg_(std::move(cfg)) {
   mark_loop_thread();  // main() makes the engine, creates the instances and runs the loop
+  // SIGHUP reloads once the loop runs (run()); until then it must not end the process.
+  signal(SIGHUP, SIG_IGN);
   uv_loop_init(&loop_);
   http_ = std::make_unique<HttpServer>(&loop_);
   start_ns_ = monotonic_ns();
@@ -425,7 +427,7 @@ void Engine::drain() {
     if (done.empty() && emitted.empty() && calls.empty() && !acked) break;
   }
   // A reload waits for retiring instances (tickets finished, queues drained).
-  if (reload_ || retiring_outputs_) reload_progress();
+  if (reload_ || retiring_outputs_ || retiring_inputs_) reload_progress();
   check_idle();
   if (finish_requested_ && deferred_.empty() && !delivery_.acks_due()) {
     finish_shutdown();

@@ -279,6 +279,7 @@ class Engine {
   std::vector<dm_http_request *> reload_waiting_;  // POST /reload requests to answer
   uv_timer_t reload_timer_;                        // bounds the wait for retiring inputs
   bool retiring_outputs_ = false;                  // some output drains before it goes
+  bool retiring_inputs_ = false;                   // some input waits for its tickets
   std::string last_reload_json_;                   // /health: the last reload's outcome
   Metric *m_reload_applied_ = nullptr, *m_reload_refused_ = nullptr;
 };

@@ -220,7 +220,34 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
   Reload &r = *reload_;
   std::set<Instance *> kept;
 
-  // 1. Filters that go: what they hold comes out at stop() and goes through the old routes now,
+  // 1. Inputs that go: stopped now, their last submits routed through the old chain while its
+  //    filters still run; destroyed once their tickets are finished, and only then do their
+  //    successors start.
+  std::vector<std::unique_ptr<InputInstance>> inputs;
+  for (auto &ni : gen.inputs) {
+    InputInstance *old = find_named(inputs_, ni->name);
+    if (old && r.same.count(ni.get())) {
+      kept.insert(old);
+      r.unchanged++;
+    } else {
+      (old ? r.changed : r.added).push_back(ni->name);
+      ni->predecessor = old;
+    }
+  }
+  for (auto &in : inputs_) {
+    if (in->retiring || kept.count(in.get())) continue;
+    if (!find_named(gen.inputs, in->name)) r.removed.push_back(in->name);
+    in->retiring = true;
+    in->stopped = true;
+    in->inbox.close();
+    if (in->started && in->desc.stop) {
+      PluginCall call(in->name.c_str(), "stop");
+      in->desc.stop(in->state);
+    }
+    in->inbox.drain();
+  }
+
+  // 2. Filters that go: what they hold comes out at stop() and goes through the old routes now,
   //    so stand-ins and holds finish normally; then they are destroyed.
   std::vector<std::unique_ptr<FilterInstance>> filters;
   std::vector<FilterInstance *> retired_filters;
@@ -257,32 +284,6 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
     }
   }
   for (FilterInstance *f : retired_filters) destroy_instance(f);
-
-  // 2. Inputs that go: stopped now (their last submits routed the old way); destroyed once
-  //    their tickets are finished, and only then do their successors start.
-  std::vector<std::unique_ptr<InputInstance>> inputs;
-  for (auto &ni : gen.inputs) {
-    InputInstance *old = find_named(inputs_, ni->name);
-    if (old && r.same.count(ni.get())) {
-      kept.insert(old);
-      r.unchanged++;
-    } else {
-      (old ? r.changed : r.added).push_back(ni->name);
-      ni->predecessor = old;
-    }
-  }
-  for (auto &in : inputs_) {
-    if (in->retiring || kept.count(in.get())) continue;
-    if (!find_named(gen.inputs, in->name)) r.removed.push_back(in->name);
-    in->retiring = true;
-    in->stopped = true;
-    in->inbox.close();
-    if (in->started && in->desc.stop) {
-      PluginCall call(in->name.c_str(), "stop");
-      in->desc.stop(in->state);
-    }
-    in->inbox.drain();
-  }
 
   // 3. Outputs that go: no new records from now on; the filling chunk is sealed and the queue
   //    drains to the old plugin. A successor of the same name takes over the disk backlog.
@@ -373,7 +374,13 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
   //    inputs that replace nothing. Replacements start in reload_progress().
   for (auto &o : outputs_) {
     if (!r.fresh.count(o.get())) continue;
-    std::string err;
+    std::string err, note;
+    if (!o->dead_letter_path.empty() &&
+        !prepare_dead_letter_path(o->dead_letter_path, true, err, note)) {
+      log_msg(DM_LOG_ERROR, o->name.c_str(), "%s%s", o->dead_letter_where.c_str(), err.c_str());
+      r.start_errors.push_back(o->name + ": " + err);
+      continue;
+    }
     if (!o->queue.start_workers(err)) {
       log_msg(DM_LOG_ERROR, o->name.c_str(), "%s", err.c_str());
       r.start_errors.push_back(o->name + ": " + err);
@@ -465,6 +472,9 @@ void Engine::reload_progress() {
       log_msg(DM_LOG_INFO, o->name.c_str(), "reload: retired (its queue drained)");
     }
   }
+  retiring_inputs_ = false;
+  for (auto &in : inputs_)
+    if (in->retiring) retiring_inputs_ = true;
   // Free what is gone, once no deferred call may still name it.
   if (deferred_.empty() && !stopping_) {
     for (auto it = inputs_.begin(); it != inputs_.end();) {
