@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <set>
 #include <string>
@@ -518,4 +519,48 @@ TEST(Reload, ASecondSighupWaitsForTheFirstAndShutdownDuringAReloadKeepsEveryReco
   e->kill(SIGTERM);
   EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
   EXPECT_EQ(stored_numbers(d / "db.sqlite", "http").size(), 6u) << e->err();
+}
+
+// A changed dedup filter emits the summary of the repeats it holds at its stop(), through the
+// old chain: the request waiting for them (ack: delivered) is answered, nothing is left held.
+TEST(Reload, AChangedFilterReleasesWhatItHolds) {
+  TempDir d;
+  const int admin = free_port(), port = free_port();
+  auto config = [&](const std::string &window) {
+    return head(admin) + "  inputs:\n    - {name: http, listen: 127.0.0.1:" + std::to_string(port) +
+           ", ack: delivered}\n"
+           "  filters:\n    - {name: dedup, alias: repeats, mode: collapse, window: " +
+           window +
+           "}\n"
+           "  outputs:\n    - {name: sqlite, path: " +
+           d / "db.sqlite" + "}\n";
+  };
+  Devmesh e(d, "engine", config("1h"));
+  ASSERT_TRUE(e.ready(admin, d)) << e->err();
+  // Five times one line: the first passes, four are held for the summary (an hour away).
+  std::string logs;
+  for (int i = 0; i < 5; ++i)
+    logs += std::string(i ? "," : "") + R"({"timestamp":"2025-03-01T10:00:00.)" +
+            std::to_string(i) + R"(Z","service":"api","host":"n1","message":"disk full"})";
+  auto answer = std::async(std::launch::async, [&] {
+    return libcurl_post(url(port, "/ingest/logs"), "{\"logs\":[" + logs + "]}");
+  });
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return find_metric(metrics(admin, d), "devmesh_http_requests_waiting", "").value_or(0) == 1;
+      },
+      30s));
+  EXPECT_EQ(answer.wait_for(0s), std::future_status::timeout);
+
+  write_file(d / "engine.yaml", config("2h"));
+  std::string body;
+  ASSERT_EQ(post_reload(admin, d, &body), 200) << body;
+  EXPECT_NE(body.find("\"changed\":[\"repeats\"]"), std::string::npos) << body;
+  ASSERT_EQ(answer.wait_for(30s), std::future_status::ready) << e->err();
+  HttpResult r = answer.get();
+  EXPECT_EQ(r.status, 200) << r.body;
+  SqliteDb db(d / "db.sqlite");
+  EXPECT_EQ(db.number("SELECT COUNT(*) FROM log_events"), 2);  // the first and the summary
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
 }
