@@ -146,8 +146,8 @@ void run_job(void *arg) {
       StatsResult result;
       ok = core.store->stats(job->stats, result, err);
       if (ok)
-        job->body = stats_json(result, job->stats.since_ns,
-                               job->stats.end_ns.value_or(job->now_ns), core.tf);
+        job->body = stats_json(result, job->stats.since_ns, job->stats.end_ns.value_or(job->now_ns),
+                               core.tf);
       break;
     }
     case Kind::kHealth: {
@@ -373,9 +373,10 @@ class Query {
     if (bearer_matches(req) || (path == "/tail" && browser_token_matches(req))) return true;
     host_->metric_add(core_->m_unauthorized, 1);
     host_->http_add_header(req, "WWW-Authenticate", "Bearer");
-    reply(req, 401, error_json(path == "/tail" ? "missing or wrong token (Authorization: Bearer, "
-                                                 "cookie devmesh_token or parameter token)"
-                                               : "missing or wrong bearer token"));
+    reply(req, 401,
+          error_json(path == "/tail" ? "missing or wrong token (Authorization: Bearer, "
+                                       "cookie devmesh_token or parameter token)"
+                                     : "missing or wrong bearer token"));
     return false;
   }
 
@@ -491,8 +492,9 @@ class Query {
     if (!header.empty()) {
       EventId id;
       if (!parse_event_id(header, id))
-        return bad_request(req, "bad header 'Last-Event-ID': is not an event id this server sent "
-                                "(<stream>-<seq>)");
+        return bad_request(req,
+                           "bad header 'Last-Event-ID': is not an event id this server sent "
+                           "(<stream>-<seq>)");
       f.resume_after = id;
     }
     tail_->subscribe(req, std::move(f));
@@ -531,4 +533,5 @@ const char *description() {
 }  // namespace devmesh
 
 DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::Query>::describe(
-    DM_OUTPUT, "query", devmesh::Query::kVersion, devmesh::description(), devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions))))
+    DM_OUTPUT, "query", devmesh::Query::kVersion, devmesh::description(), devmesh::kOptions,
+    static_cast<uint32_t>(std::size(devmesh::kOptions))))

@@ -197,8 +197,8 @@ class MariaDbStore : public QueryStore {
       window += " AND timestamp <= ?";
       bounds.push_back(time_at(*q.end_ns, false));
     }
-    if (!run(timed_ + "SELECT COUNT(*) FROM " + table_ + " WHERE " + window, bounds,
-             {Out::kInt}, err, [&](const ResultRow &row) { out.total = row.ints[0]; }))
+    if (!run(timed_ + "SELECT COUNT(*) FROM " + table_ + " WHERE " + window, bounds, {Out::kInt},
+             err, [&](const ResultRow &row) { out.total = row.ints[0]; }))
       return false;
     std::vector<Param> grouped = bounds;
     grouped.push_back(integer(q.top));
@@ -206,8 +206,8 @@ class MariaDbStore : public QueryStore {
                             std::pair{"level", &out.by_level}, std::pair{"host", &out.by_host}}) {
       // level is an ENUM: CAST so that ties sort by name, not by the ENUM's position.
       const std::string key = std::string(col) == "level" ? "CAST(level AS CHAR)" : col;
-      if (!run(timed_ + "SELECT " + key + " AS k, COUNT(*) AS n FROM " + table_ +
-                   " WHERE " + window + " GROUP BY k ORDER BY n DESC, k LIMIT ?",
+      if (!run(timed_ + "SELECT " + key + " AS k, COUNT(*) AS n FROM " + table_ + " WHERE " +
+                   window + " GROUP BY k ORDER BY n DESC, k LIMIT ?",
                grouped, {Out::kText, Out::kInt}, err,
                // Captured by copy: clang 14 (the fuzz build) cannot capture a structured binding.
                [&, groups = vec](const ResultRow &row) {

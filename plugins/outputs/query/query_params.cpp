@@ -62,8 +62,9 @@ const ParamSpec kLogParams[] = {
     {"envelope", "0|1|true|false, default 0: 1 answers {\"logs\":[...],\"next\":cursor}"},
 };
 const ParamSpec kStatsParams[] = {
-    {"since", "duration 1ms..3650d (15m, 1h, 7d), default 1h: the window ends now; not with "
-              "start_time or end_time"},
+    {"since",
+     "duration 1ms..3650d (15m, 1h, 7d), default 1h: the window ends now; not with "
+     "start_time or end_time"},
     {"start_time", "time, as /query/logs: the window's start (default: one hour before its end)"},
     {"end_time", "time, as /query/logs: the window's end (default: now)"},
     {"top", "integer 1..10000, default 100: most groups per breakdown, by count"},
@@ -74,8 +75,9 @@ const ParamSpec kTailParams[] = {
     {"level", "a level name: exactly this level"},
     {"min_level", "a level name: that level and above"},
     {"q", "words found together, in order, in message (as /query/logs's q, in memory)"},
-    {"last_event_id", "an event id this stream sent: resume after it (the Last-Event-ID "
-                      "header, when sent, wins)"},
+    {"last_event_id",
+     "an event id this stream sent: resume after it (the Last-Event-ID "
+     "header, when sent, wins)"},
     {"token", "the auth_token, for a browser's EventSource (or the cookie devmesh_token)"},
 };
 const EndpointSpec kEndpoints[] = {
@@ -86,7 +88,9 @@ const EndpointSpec kEndpoints[] = {
     {"/info", "version, node, store and the engine's instances", {}},
 };
 
-const EndpointSpec &spec(std::string_view path) { return *endpoint(path); }
+const EndpointSpec &spec(std::string_view path) {
+  return *endpoint(path);
+}
 
 // Collects the parameters by name; refuses unknown and repeated ones. An empty value counts as
 // absent (the prototype's clients send "service=" for "any").
@@ -319,7 +323,10 @@ bool parse_stats_request(const std::vector<std::pair<std::string, std::string>> 
   } else {
     std::optional<int64_t> start;
     if (!parse_time_range(p, start, out.end_ns, error)) return false;
-    out.since_ns = start ? *start : out.end_ns.value_or(now_ns) - kDefaultWindowNs;
+    const int64_t end = out.end_ns.value_or(now_ns);
+    out.since_ns = start                                ? *start
+                   : end < INT64_MIN + kDefaultWindowNs ? INT64_MIN  // saturating
+                                                        : end - kDefaultWindowNs;
   }
   if (p.count("top")) {
     if (!parse_int(p["top"], out.top) || out.top < 1 || out.top > kMaxLimit) {
@@ -393,11 +400,13 @@ std::string format_event_id(const EventId &id) {
 
 bool parse_event_id(std::string_view text, EventId &id) {
   const size_t dash = text.find('-');
-  return dash != std::string_view::npos && dash > 0 &&
-         parse_int(text.substr(0, dash), id.stream) && parse_int(text.substr(dash + 1), id.seq);
+  return dash != std::string_view::npos && dash > 0 && parse_int(text.substr(0, dash), id.stream) &&
+         parse_int(text.substr(dash + 1), id.seq);
 }
 
-std::span<const EndpointSpec> endpoints() { return kEndpoints; }
+std::span<const EndpointSpec> endpoints() {
+  return kEndpoints;
+}
 
 const EndpointSpec *endpoint(std::string_view path) {
   for (const EndpointSpec &e : kEndpoints)
@@ -423,7 +432,8 @@ std::string unknown_parameter(const EndpointSpec &e, std::string_view name) {
   std::string s = "unknown parameter '" + printable(name) + "' (";
   if (e.params.empty()) return s + std::string(e.path) + " takes no parameters)";
   s += "valid for " + std::string(e.path) + ":";
-  for (size_t i = 0; i < e.params.size(); ++i) s += (i ? ", " : " ") + std::string(e.params[i].name);
+  for (size_t i = 0; i < e.params.size(); ++i)
+    s += (i ? ", " : " ") + std::string(e.params[i].name);
   return s + ")";
 }
 

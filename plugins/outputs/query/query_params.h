@@ -76,10 +76,10 @@ bool parse_event_id(std::string_view text, EventId &id);
 
 // GET /tail: which records a subscriber receives, and where it resumes.
 struct TailFilter {
-  std::string service, host;        // empty: any
-  int level = 0;                    // exact dm_level, 0: any
-  int min_rank = 0;                 // dm_level_rank at or above, 0: any
-  std::vector<std::string> q_terms;  // q=: these words, together, in the message; empty: any
+  std::string service, host;            // empty: any
+  int level = 0;                        // exact dm_level, 0: any
+  int min_rank = 0;                     // dm_level_rank at or above, 0: any
+  std::vector<std::string> q_terms;     // q=: these words, together, in the message; empty: any
   std::optional<EventId> resume_after;  // last_event_id= (the Last-Event-ID header wins)
 };
 bool parse_tail_request(const std::vector<std::pair<std::string, std::string>> &params,

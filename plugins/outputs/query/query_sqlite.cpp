@@ -153,8 +153,7 @@ class SqliteStore : public QueryStore {
     start_clock(*conn);
     bool ok = true;
     {
-      sqlite3_stmt *st =
-          prepare(*conn, "SELECT count(*) FROM " + t + " WHERE " + window, err);
+      sqlite3_stmt *st = prepare(*conn, "SELECT count(*) FROM " + t + " WHERE " + window, err);
       ok = st != nullptr;
       if (ok) {
         bind_window(st);
@@ -166,11 +165,11 @@ class SqliteStore : public QueryStore {
     for (auto [col, vec] : {std::pair{"service", &out.by_service},
                             std::pair{"level", &out.by_level}, std::pair{"host", &out.by_host}}) {
       if (!ok) break;
-      sqlite3_stmt *st = prepare(*conn,
-                                 std::string("SELECT ") + col + ", count(*) AS n FROM " + t +
-                                     " WHERE " + window + " GROUP BY " + col +
-                                     " ORDER BY n DESC, " + col + " LIMIT ?2",
-                                 err);
+      sqlite3_stmt *st =
+          prepare(*conn,
+                  std::string("SELECT ") + col + ", count(*) AS n FROM " + t + " WHERE " + window +
+                      " GROUP BY " + col + " ORDER BY n DESC, " + col + " LIMIT ?2",
+                  err);
       if (!st) {
         ok = false;
         break;

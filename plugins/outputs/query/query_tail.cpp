@@ -133,8 +133,12 @@ bool Tail::keeping(uint64_t now_ns) const {
 }
 
 void Tail::keep(const dm_record &r) {
-  Kept k{seq_, r.level, std::string(view(r.service)), std::string(view(r.host)),
-         std::string(view(r.message)), std::string(event_.GetString(), event_.GetSize())};
+  Kept k{seq_,
+         r.level,
+         std::string(view(r.service)),
+         std::string(view(r.host)),
+         std::string(view(r.message)),
+         std::string(event_.GetString(), event_.GetSize())};
   history_bytes_ += k.service.size() + k.host.size() + k.message.size() + k.event.size();
   history_.push_back(std::move(k));
   while (history_bytes_ > history_limit_ && !history_.empty()) {
@@ -165,8 +169,8 @@ void Tail::replay(Subscriber &s, const EventId &after) {
     w.String(ours ? "older than the records /tail keeps (tail_history)"
                   : "not an id of this stream (the server restarted or reloaded since)");
     w.EndObject();
-    const std::string event = "event: gap\ndata: " + std::string(gap.GetString(), gap.GetSize()) +
-                              "\n\n";
+    const std::string event =
+        "event: gap\ndata: " + std::string(gap.GetString(), gap.GetSize()) + "\n\n";
     host_->metric_add(m_gaps_, 1);
     write(s, event.data(), event.size());
   }

@@ -52,8 +52,8 @@ class Tail {
   static void on_close(void *arg);
   static void on_heartbeat(void *arg);
   bool available() const;
-  static bool wants(const TailFilter &f, int level, std::string_view service,
-                    std::string_view host, std::string_view message);
+  static bool wants(const TailFilter &f, int level, std::string_view service, std::string_view host,
+                    std::string_view message);
   // Whether records are kept now: while anyone is subscribed and for a while after the last one
   // left (long enough for a browser's reconnect), so an idle /tail costs the pipeline nothing.
   bool keeping(uint64_t now_ns) const;
@@ -70,8 +70,8 @@ class Tail {
   size_t buffer_bytes_;
   size_t history_limit_;
   TimeFormat tf_;
-  uint64_t stream_;    // this start's id: its realtime clock in microseconds
-  uint64_t seq_ = 0;   // the last record's number (each record passing through gets the next)
+  uint64_t stream_;   // this start's id: its realtime clock in microseconds
+  uint64_t seq_ = 0;  // the last record's number (each record passing through gets the next)
   std::deque<Kept> history_;  // consecutive seqs ending at seq_, or empty
   size_t history_bytes_ = 0;
   uint64_t last_left_ns_ = 0;  // when the last subscriber went away
