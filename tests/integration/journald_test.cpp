@@ -1143,8 +1143,7 @@ TEST(JournaldNoJournal, AJournalFileItMayNotReadNamesTheUserAndTheSystemdJournal
   ASSERT_TRUE(wait_until(
       [&] { return health(d, port).body.find("\"status\":\"ok\"") != std::string::npos; }, 30s));
   EXPECT_EQ(metric_value(scrape(d, port), "devmesh_journald_journal_readable", ""), 1);
-  EXPECT_NE(e.err().find(dir + " has 1 journal file(s) to read now"), std::string::npos)
-      << e.err();
+  EXPECT_NE(e.err().find(dir + " has 1 journal file(s) to read now"), std::string::npos) << e.err();
   e.kill(SIGTERM);
   EXPECT_EQ(e.wait_exit(30s), 0) << e.err();
 }

@@ -74,9 +74,9 @@ const dm_option kOptions[] = {
      "output is done with them (end to end); durable: answer once they are fsynced to "
      "service.storage (needs it)",
      0},
-    // Below a client's own timeout (Fluent Bit's and Vector's default is 30 s or more), so the
-    // client hears "retry" from us rather than giving up on the connection itself.
-    {"ack_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "30s", 100, 3600000, nullptr,
+    // Below the clients' own timeouts (http_forward's default is 30 s, Vector's http sink 60 s),
+    // so a client hears "retry after" from us rather than timing out with nothing to go on.
+    {"ack_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "20s", 100, 3600000, nullptr,
      "with ack: delivered or durable, longest wait for the acknowledgement: past it the request "
      "gets 503 with Retry-After (retry_after) while its records keep going; a re-send of the "
      "same body is absorbed by the records' event_ids (counted in "
@@ -231,9 +231,8 @@ class HttpInput {
 
   struct Waiting {
     dm_http_request *req;
-    std::string body;  // the response, completed when the ack arrives
-    BodyKey key;
-    int64_t arrival_ns;
+    std::string body;    // the response, completed when the ack arrives
+    int64_t arrival_ns;  // the time records without a timestamp were stamped with
   };
 
   // A record without a timestamp is stamped with its arrival time, which its derived event_id
@@ -242,31 +241,39 @@ class HttpInput {
   // kReplayBodies bodies) and a byte-identical body re-sent meanwhile is stamped with it: its
   // records get their first ids again. Only bodies answered by ack_timeout are kept, so two
   // bodies that happen to be identical are otherwise two sets of records, as before.
-  int64_t arrival_of(const BodyKey &key) {
+  int64_t arrival_of(dm_str raw) {
     const uint64_t now = monotonic_ms();
     while (!replay_order_.empty() && (replay_order_.size() > kReplayBodies ||
                                       now - replay_order_.front().at_ms > kReplayWindowMs)) {
       replay_.erase(replay_order_.front().key);
       replay_order_.pop_front();
     }
-    if (!replay_.empty())
-      if (auto it = replay_.find(key); it != replay_.end()) {
+    if (!replay_.empty()) {
+      if (auto it = replay_.find(body_key(raw)); it != replay_.end()) {
         host_->metric_add(m_resent_, 1);
         return it->second;
       }
+    }
     return static_cast<int64_t>(host_->now_ns());
   }
 
-  void remember_arrival(const BodyKey &key, int64_t arrival_ns) {
+  BodyKey body_key(dm_str raw) const {
+    BodyKey key;
+    host_->hash128(raw.ptr, raw.len, key.bytes);
+    return key;
+  }
+
+  // The request's body is still there (a request lives until its reply).
+  void remember_arrival(dm_http_request *req, int64_t arrival_ns) {
+    const BodyKey key = body_key(host_->http_body(req));
     if (replay_.emplace(key, arrival_ns).second)
       replay_order_.push_back(Remembered{monotonic_ms(), key});
   }
 
   // A request now waiting for its ticket; it is answered 503 by ack_timeout unless the ack
   // comes first.
-  void wait_for_ack(uint64_t ticket, dm_http_request *req, std::string answer, const BodyKey &key,
-                    int64_t arrival_ns) {
-    waiting_.emplace(ticket, Waiting{req, std::move(answer), key, arrival_ns});
+  void wait_for_ack(uint64_t ticket, dm_http_request *req, std::string answer, int64_t arrival_ns) {
+    waiting_.emplace(ticket, Waiting{req, std::move(answer), arrival_ns});
     host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
     // One timeout for all, so arrival order is deadline order: one timer, set for the oldest.
     deadlines_.push_back(Deadline{monotonic_ms() + ack_timeout_ms_, ticket});
@@ -293,7 +300,7 @@ class HttpInput {
       Waiting w = std::move(it->second);
       waiting_.erase(it);
       timed_out_.insert(ticket);
-      remember_arrival(w.key, w.arrival_ns);
+      remember_arrival(w.req, w.arrival_ns);
       host_->metric_add(m_timeouts_, 1);
       host_->http_add_header(w.req, "Retry-After", retry_after_.c_str());
       w.body.insert(w.body.size() - 1, ",\"error\":" + timeout_text_);
@@ -390,9 +397,7 @@ class HttpInput {
     }
     const bool lines = media == http_ingest::MediaType::kNdjson;
     const bool waits = delivered_ || durable_;
-    BodyKey key{};
-    if (waits) host_->hash128(raw.ptr, raw.len, key.bytes);
-    const int64_t arrival = waits ? arrival_of(key) : static_cast<int64_t>(host_->now_ns());
+    const int64_t arrival = waits ? arrival_of(raw) : static_cast<int64_t>(host_->now_ns());
     if (!parser_.parse(batch.get(), body, lines, arrival))
       return error_reply(req, 400, parser_.error().c_str());
     const uint32_t accepted = parser_.accepted();
@@ -411,7 +416,7 @@ class HttpInput {
     std::string answer = parser_.response_body();
     // Every record rejected: nothing of the request can succeed as sent.
     if (accepted == 0 && !rejections.empty()) return reply(req, 422, answer);
-    if (waits && accepted > 0) return wait_for_ack(ticket, req, std::move(answer), key, arrival);
+    if (waits && accepted > 0) return wait_for_ack(ticket, req, std::move(answer), arrival);
     reply(req, 200, answer);
     after_2xx();
   }

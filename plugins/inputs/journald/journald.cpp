@@ -124,9 +124,11 @@ class Journald {
         inst, "journald_records_cut_to_columns_total",
         "records whose service or host was cut to the stores' 255 characters (meta truncated)",
         nullptr);
-    m_reopens_ =
-        host->metric_counter(inst, "journald_reopens_total",
-                             "journal re-opened to release mapped files (remap_after)", nullptr);
+    m_reopens_ = host->metric_counter(
+        inst, "journald_reopens_total",
+        "journal re-opened to release mapped files (remap_after), or to open files that "
+        "became readable",
+        nullptr);
     m_failed_ = host->metric_counter(
         inst, "journald_deliveries_failed_total",
         "record deliveries an output refused for good and could not keep (lost, logged)", nullptr);
