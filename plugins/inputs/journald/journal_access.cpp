@@ -102,7 +102,7 @@ JournalAccess check_journal_access(const Settings &s) {
     const std::string id = machine_id();
     scan.directory("/run/log/journal", 0, id);
     scan.directory("/var/log/journal", 0, id);
-    where = "/run/log/journal and /var/log/journal";
+    where = "the system journal (/run/log/journal, /var/log/journal)";
   }
   a.files = scan.files;
   a.unreadable = scan.unreadable;
