@@ -68,9 +68,10 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # devmesh_VERSION_amd64.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # The libraries the ELF files link (dpkg-shlibdeps), never build tools; adduser for the
-# maintainer scripts (init-system-helpers' deb-systemd-invoke is essential: not listed).
+# maintainer scripts (init-system-helpers' deb-systemd-invoke is essential: not listed), procps
+# for the units' ExecReload=/bin/kill.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, procps")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   ${DEVMESH_PACKAGE_DIR}/debian/conffiles
   ${DEVMESH_PACKAGE_DIR}/debian/postinst
