@@ -13,6 +13,7 @@
 #include "engine_reload.h"
 #include "log.h"
 #include "plugin_call.h"
+#include "service_notify.h"
 
 namespace devmesh {
 
@@ -356,6 +357,11 @@ int Engine::run() {
     log_msg(DM_LOG_INFO, nullptr, "devmesh %s running: %zu inputs, %zu filters, %zu outputs",
             DEVMESH_VERSION, inputs_.size(), filters_.size(), outputs_.size());
     watchdog_->start(&loop_);
+    // Every listener is bound (http_->start): a Type=notify unit is "active" from here.
+    service_notify::start_watchdog(&loop_);
+    service_notify::ready("running: " + std::to_string(inputs_.size()) + " inputs, " +
+                          std::to_string(filters_.size()) + " filters, " +
+                          std::to_string(outputs_.size()) + " outputs");
     check_idle();
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -499,6 +505,7 @@ void Engine::check_idle() {
 void Engine::shutdown() {
   if (stopping_ || finished_) return;
   stopping_ = true;
+  service_notify::stopping();
   for (auto &in : inputs_) {
     if (in->stopped) continue;  // retired by a reload already
     in->stopped = true;
@@ -552,6 +559,7 @@ void Engine::finish_shutdown() {
   for (dm_http_request *req : reload_waiting_)
     HttpServer::reply(req, 503, "application/json", "{}", 2);
   reload_waiting_.clear();
+  service_notify::stop_watchdog();
   http_->stop();
   auto stop = [](Instance *i) {
     PluginCall call(i->name.c_str(), "stop");

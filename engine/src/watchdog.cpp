@@ -2,8 +2,6 @@
 // its end is logged by the call itself (~PluginCall), with the exact duration.
 #include "watchdog.h"
 
-#include <systemd/sd-daemon.h>
-
 #include <algorithm>
 #include <cinttypes>
 
@@ -32,8 +30,6 @@ Watchdog::Watchdog(MetricsRegistry &m, uint64_t loop_bound_ns, uint64_t flush_bo
                         "service.watchdog_flush (output workers)",
                         "");
   m_stalled_ = m.gauge("devmesh_watchdog_stalled", "Plugin calls over their bound right now", "");
-  m_notified_ = m.counter("devmesh_watchdog_systemd_notifications_total",
-                          "WATCHDOG=1 messages sent to systemd", "");
 }
 
 Watchdog::~Watchdog() {
@@ -47,34 +43,15 @@ Watchdog::~Watchdog() {
   }
 }
 
-void Watchdog::start(uv_loop_t *loop) {
-  // Started once the pipeline runs: the right moment for a Type=notify unit's READY=1 too
-  // (a no-op without $NOTIFY_SOCKET).
-  sd_notify(0, "READY=1");
-  uint64_t usec = 0;
-  if (sd_watchdog_enabled(0, &usec) > 0) sd_usec_ = usec;
-  if (loop_bound_ns_ == 0 && flush_bound_ns_ == 0 && sd_usec_ == 0) return;
-  // A stall is seen within a quarter of its bound; systemd is fed twice per its period.
+void Watchdog::start(uv_loop_t *) {
+  // systemd's READY=1 and WATCHDOG=1 are service_notify's (its keep-alive is a timer on the
+  // loop, so a blocked loop stops feeding it).
+  if (loop_bound_ns_ == 0 && flush_bound_ns_ == 0) return;
+  // A stall is seen within a quarter of its bound.
   uint64_t tick = 1000000000ull;
   if (loop_bound_ns_) tick = std::min(tick, loop_bound_ns_ / 4);
   if (flush_bound_ns_) tick = std::min(tick, flush_bound_ns_ / 4);
-  if (sd_usec_) tick = std::min(tick, sd_usec_ * 1000 / 4);
   tick_ns_ = std::max<uint64_t>(tick, 10000000ull);
-  last_beat_ns_.store(plugin_call_now_ns());
-  beat_ = new uv_timer_t;
-  uv_timer_init(loop, beat_);
-  beat_->data = this;
-  const uint64_t ms = std::max<uint64_t>(tick_ns_ / 1000000, 1);
-  uv_timer_start(
-      beat_,
-      [](uv_timer_t *t) {
-        static_cast<Watchdog *>(t->data)->last_beat_ns_.store(plugin_call_now_ns());
-      },
-      ms, ms);
-  uv_unref(reinterpret_cast<uv_handle_t *>(beat_));  // never keeps the loop alive
-  if (sd_usec_)
-    log_msg(DM_LOG_INFO, "watchdog",
-            "systemd watchdog every %" PRIu64 " ms: fed while the loop runs", sd_usec_ / 1000);
   thread_ = std::thread([this] { main(); });
 }
 
@@ -87,12 +64,6 @@ void Watchdog::stop() {
     cv_.notify_all();
     thread_.join();
   }
-  if (beat_) {
-    uv_timer_stop(beat_);
-    uv_close(reinterpret_cast<uv_handle_t *>(beat_),
-             [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
-    beat_ = nullptr;
-  }
 }
 
 std::string Watchdog::stalled_json() const {
@@ -101,7 +72,6 @@ std::string Watchdog::stalled_json() const {
 }
 
 void Watchdog::main() {
-  uint64_t last_notify = 0;
   std::unique_lock<std::mutex> lk(mu_);
   while (!stop_) {
     cv_.wait_for(lk, std::chrono::nanoseconds(tick_ns_), [this] { return stop_; });
@@ -109,25 +79,6 @@ void Watchdog::main() {
     lk.unlock();
     const uint64_t now = plugin_call_now_ns();
     check(now);
-    if (sd_usec_) {
-      // Progress: the loop's heartbeat is recent and no call on it is over its bound.
-      bool loop_stalled = false;
-      WatchedEntry *w = watched_threads();
-      for (int i = 0; i < kMaxWatched; i++)
-        if (w[i].bound_ns.load(std::memory_order_acquire) &&
-            std::string_view(w[i].slot.role) == "loop" &&
-            w[i].slot.start_ns.load(std::memory_order_acquire) &&
-            w[i].slot.stalled_call.load(std::memory_order_acquire) ==
-                w[i].slot.call.load(std::memory_order_acquire))
-          loop_stalled = true;
-      const uint64_t beat_age = now - std::min(now, last_beat_ns_.load());
-      const uint64_t limit = loop_bound_ns_ ? loop_bound_ns_ : sd_usec_ * 1000 / 2;
-      if (!loop_stalled && beat_age < limit && now - last_notify >= sd_usec_ * 1000 / 4) {
-        sd_notify(0, "WATCHDOG=1");
-        m_notified_->add(1);
-        last_notify = now;
-      }
-    }
     lk.lock();
   }
 }

@@ -447,14 +447,11 @@ TEST(Storage, TheShippedSidecarStartsOnAFreshNodeWhereItsStateDirectoryDoesNotEx
   config.replace(config.find("service:\n"), 9,
                  "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR "]\n");
   const int admin = free_port();
-  const std::string admin_line = "http_listen: 127.0.0.1:2020";
-  ASSERT_NE(config.find(admin_line), std::string::npos) << config;
-  config.replace(config.find(admin_line), admin_line.size(),
-                 "http_listen: 127.0.0.1:" + std::to_string(admin));
   write_file(d / "sidecar.yaml", config);
   std::filesystem::create_directories(d / "journal");
   const std::vector<std::string> env = {"DEVMESH_STATE_DIR=" + d / "fresh/var/lib/devmesh",
-                                        "AGGREGATOR=127.0.0.1:" + std::to_string(free_port())};
+                                        "AGGREGATOR=127.0.0.1:" + std::to_string(free_port()),
+                                        "DEVMESH_HTTP_LISTEN=127.0.0.1:" + std::to_string(admin)};
   Process dry({DEVMESH_BIN, "--dry-run", "-c", d / "sidecar.yaml"}, d.path(), "dry", env);
   EXPECT_EQ(dry.wait_exit(30s), 0) << dry.err();
   EXPECT_FALSE(std::filesystem::exists(d / "fresh")) << "a dry run changes nothing";

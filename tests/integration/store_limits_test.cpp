@@ -215,17 +215,14 @@ TEST_F(StoreLimits, AServerPacketTooSmallForARecordAtTheIngestLimitsIsReportedAt
 TEST_F(StoreLimits, TheShippedAggregatorAnswersDeliveredForA70KbMessageAndTheRowHoldsAllOfIt) {
   std::string config = read_file(DEVMESH_SOURCE_DIR "/conf/aggregator.yaml");
   const int listen = free_port(), admin = free_port();
-  // Only what a test cannot set from the environment: where the plugins are, the admin port.
+  // Only what a test cannot set from the environment: where the plugins are.
   ASSERT_NE(config.find("service:\n"), std::string::npos);
   config.replace(config.find("service:\n"), 9,
                  "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR "]\n");
-  const std::string admin_line = "http_listen: 127.0.0.1:2020";
-  ASSERT_NE(config.find(admin_line), std::string::npos) << config;
-  config.replace(config.find(admin_line), admin_line.size(),
-                 "http_listen: 127.0.0.1:" + std::to_string(admin));
   auto e =
       engine(config, "aggregator", MariaDb::kPassword,
-             {"DEVMESH_LISTEN=127.0.0.1:" + std::to_string(listen), "DB_HOST=127.0.0.1",
+             {"DEVMESH_LISTEN=127.0.0.1:" + std::to_string(listen),
+              "DEVMESH_HTTP_LISTEN=127.0.0.1:" + std::to_string(admin), "DB_HOST=127.0.0.1",
               "DB_PORT=" + std::to_string(db_->port()),
               std::string("DB_PASSWORD=") + MariaDb::kPassword, "DEVMESH_STATE_DIR=" + d_.path()});
   ASSERT_TRUE(wait_until(

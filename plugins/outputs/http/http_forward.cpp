@@ -117,7 +117,7 @@ class HttpForward {
     if (c.has("client_cert"))
       client_cert_ = readable(c.string("client_cert"), "client_cert", problems);
     if (c.has("client_key")) client_key_ = readable(c.string("client_key"), "client_key", problems);
-    if (c.has("client_key") && !c.has("client_cert"))
+    if (!client_key_.empty() && client_cert_.empty())
       problems.add("client_key", "needs client_cert");
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -226,8 +226,9 @@ class HttpForward {
   }
 
  private:
+  // "" is unset: a shipped configuration's ${VAR:-} for a TLS file the node does not use.
   static std::string readable(const std::string &path, const char *key, ConfigProblems &problems) {
-    if (access(path.c_str(), R_OK) != 0) problems.add(key, "cannot read " + path);
+    if (!path.empty() && access(path.c_str(), R_OK) != 0) problems.add(key, "cannot read " + path);
     return path;
   }
 
