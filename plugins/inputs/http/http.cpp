@@ -38,6 +38,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <listen_tls.hpp>
 #include "ingest_parser.hpp"
 
 namespace devmesh {
@@ -81,6 +82,7 @@ const dm_option kOptions[] = {
      0},
     {"retry_after", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 1000, 3600000, nullptr,
      "Retry-After sent with 503 while the pipeline's queues are full or the engine shuts down", 0},
+    DM_TLS_OPTIONS(ListenTls, tls),
 };
 
 class HttpInput {
@@ -103,6 +105,7 @@ class HttpInput {
                    "durable needs service.storage (records are durable only on disk); use ack: "
                    "delivered without storage");
     retry_after_ = std::to_string((c.integer("retry_after") + 999) / 1000);
+    host->config_bind(cfg, &tls_);
     if (path_.empty() || path_[0] != '/') problems.add("path", "must start with '/'");
     problems.refuse_if_any();
 
@@ -142,6 +145,7 @@ class HttpInput {
   }
 
   int start() {
+    if (!serve_tls(host_, inst_, listen_, tls_.tls, !auth_token_.empty())) return 1;
     if (host_->http_route(inst_, listen_.c_str(), "POST", path_.c_str(), on_request, this) != DM_OK)
       return 1;
     host_->log(inst_, DM_LOG_INFO, "serving POST %s on %s (ack: %s)", path_.c_str(),
@@ -323,6 +327,7 @@ class HttpInput {
   const dm_host_api *host_;
   dm_instance *inst_;
   std::string listen_, path_, auth_token_, retry_after_;
+  ListenTls tls_;
   size_t max_body_ = 0;
   bool delivered_ = false;
   bool durable_ = false;  // ack: durable (2xx at the STORED ack)
