@@ -337,7 +337,7 @@ int http_tls(dm_instance *inst, const char *listen, const dm_tls_config *tls) {
   Instance *i = Instance::from(inst);
   std::string err;
   if (!i->engine->http().set_tls(listen, t, err, i, i->name)) {
-    log_msg(DM_LOG_ERROR, i->name.c_str(), "cannot serve TLS on %s: %s", listen, err.c_str());
+    log_msg(DM_LOG_ERROR, i->name.c_str(), "%s", err.c_str());  // names the address
     return DM_ERR;
   }
   return DM_OK;
