@@ -62,6 +62,9 @@ class HttpServer {
   // A plain route by an owner without a claim on a TLS address is refused, and the reverse.
   bool set_tls(const std::string &listen, const Tls &tls, std::string &error,
                const void *owner = nullptr, const std::string &owner_name = "");
+  // Whether the files of `tls` load (cert chain, matching key, CA): for --dry-run. False + error
+  // naming the option and file.
+  static bool check_tls(const Tls &tls, std::string &error);
   // A reload re-reads every TLS address's files (renewed certificates); a listener whose files
   // fail to load keeps its current ones and the error names them.
   bool reload_tls(std::string &error);

@@ -234,6 +234,21 @@ bool HttpServer::set_tls(const std::string &listen, const Tls &tls, std::string 
   return impl_->set_tls(listen, tls, error, owner, owner_name);
 }
 
+bool HttpServer::check_tls(const Tls &tls, std::string &error) {
+  if (tls.cert.empty() && tls.key.empty() && tls.ca.empty()) return true;
+  if (tls.cert.empty() || tls.key.empty()) {
+    error = tls.cert.empty() ? "tls.key and tls.ca need tls.cert" : "tls.cert needs tls.key";
+    return false;
+  }
+  if (!tls.min_version.empty() && tls.min_version != "1.2" && tls.min_version != "1.3") {
+    error = "tls.min_version '" + tls.min_version + "': expected 1.2 or 1.3";
+    return false;
+  }
+  SSL_CTX *ctx = make_ssl_ctx(tls, error);
+  SSL_CTX_free(ctx);
+  return ctx != nullptr;
+}
+
 bool HttpServer::reload_tls(std::string &error) {
   return impl_->reload_tls(error);
 }

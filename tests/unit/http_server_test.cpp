@@ -1583,6 +1583,9 @@ TEST_F(HttpTlsTest, MissingOrMismatchedFilesAreNamed) {
       error.find("tls.key " + t.key + " does not match the certificate in tls.cert " + tls_.cert),
       std::string::npos)
       << error;
+  EXPECT_FALSE(HttpServer::check_tls(t, error));  // the dry run's check says the same
+  EXPECT_NE(error.find("does not match"), std::string::npos) << error;
+  EXPECT_TRUE(HttpServer::check_tls(tls_, error)) << error;
   t = tls_;
   t.min_version = "1.1";
   EXPECT_FALSE(server_->set_tls(":0", t, error));
