@@ -1,10 +1,11 @@
-// What the engine tells about itself over HTTP: /health (outputs, storage, stalled plugin calls)
-// and /metrics (the registry, with the process gauges refreshed), and the metrics and build info
-// each instance is registered with at load.
+// What the engine tells about itself over HTTP: /health (outputs, degraded inputs, storage,
+// stalled plugin calls) and /metrics (the registry, with the process gauges refreshed), and the
+// metrics and build info each instance is registered with at load.
 #include <unistd.h>
 
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <rapidjson/stringbuffer.h>
@@ -127,12 +128,23 @@ void Engine::serve_health(dm_http_request *req) {
   // runs on the loop): the watchdog's log line is what shows it live.
   const std::string stalled = watchdog_ ? watchdog_->stalled_json() : "";
   if (!stalled.empty()) healthy = false;
+  // An input that cannot produce (a journal with no files it may read) is "degraded": the
+  // process works and delivers what others produce, and a restart would not help, so the
+  // status stays 200 (as Vector's /health for a running process); "unhealthy" is 503.
+  std::vector<std::pair<const InputInstance *, std::string>> degraded;
+  for (auto &i : inputs_) {
+    char buf[512] = {0};
+    if (!i->desc.health || !i->created) continue;
+    PluginCall call(i->name.c_str(), "health");
+    if (i->desc.health(i->state, buf, sizeof buf) != 0)
+      degraded.emplace_back(i.get(), buf[0] ? buf : "degraded");
+  }
 
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
   w.StartObject();
   w.Key("status");
-  w.String(healthy ? "ok" : "unhealthy");
+  w.String(!healthy ? "unhealthy" : degraded.empty() ? "ok" : "degraded");
   w.Key("uptime_seconds");
   w.Uint64((monotonic_ns() - start_ns_) / 1000000000ull);
   w.Key("outputs");
@@ -152,6 +164,21 @@ void Engine::serve_health(dm_http_request *req) {
     w.EndObject();
   }
   w.EndArray();
+  if (!degraded.empty()) {
+    w.Key("inputs");
+    w.StartArray();
+    for (const auto &[input, reason] : degraded) {
+      w.StartObject();
+      w.Key("instance");
+      w.String(input->name.data(), static_cast<rapidjson::SizeType>(input->name.size()));
+      w.Key("degraded");
+      w.Bool(true);
+      w.Key("reason");
+      w.String(reason.data(), static_cast<rapidjson::SizeType>(reason.size()));
+      w.EndObject();
+    }
+    w.EndArray();
+  }
   if (storage_) {
     const std::string reason = !storage_error_.empty() ? storage_error_
                                : storage_over_max_     ? "max_size reached"

@@ -1027,4 +1027,125 @@ TEST(JournaldOptions, AStateFileInAReadOnlyDirectoryIsAConfigError) {
       << p.err();
 }
 
+// ---- no journal to read: a warning, /health degraded (200) with the reason, a metric ----------
+
+struct Health {
+  int status = 0;
+  std::string body;
+};
+Health health(const TempDir &d, int port) {
+  Health h;
+  h.status = http_get("http://127.0.0.1:" + std::to_string(port) + "/health", &h.body, d.path());
+  return h;
+}
+std::string scrape(const TempDir &d, int port) {
+  std::string body;
+  http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &body, d.path());
+  return body;
+}
+
+TEST(JournaldNoJournal, AnEmptyDirectoryIsDegradedUntilAJournalFileAppearsThenItsEntriesFlow) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const int port = free_port();
+  auto e = start(
+      d, with_metrics(port) + journald("path: " + dir) + to_stdout(d, ", flush_interval: 50ms"));
+  const std::string reason = "no journal files in directory " + dir;
+  ASSERT_TRUE(wait_until([&] { return e->err().find(reason) != std::string::npos; }, 30s))
+      << e->err();
+  EXPECT_NE(e->err().find("warn  [journald.0] " + reason), std::string::npos) << e->err();
+  Health h;
+  ASSERT_TRUE(wait_until([&] { return (h = health(d, port)).status != 0; }, 30s));
+  // Degraded is not down: 200, so a probe does not restart a process that a restart won't fix.
+  EXPECT_EQ(h.status, 200) << h.body;
+  EXPECT_NE(h.body.find("\"status\":\"degraded\""), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find("\"inputs\":[{\"instance\":\"journald.0\",\"degraded\":true,"
+                        "\"reason\":\"" +
+                        reason),
+            std::string::npos)
+      << h.body;
+  std::string m = scrape(d, port);
+  EXPECT_EQ(metric_value(m, "devmesh_journald_journal_readable", ""), 0) << m;
+  EXPECT_EQ(metric_value(m, "devmesh_journald_no_journal_total", "reason=\"no_files\""), 1) << m;
+  EXPECT_EQ(metric_value(m, "devmesh_journald_no_journal_total", "reason=\"permission\""), 0) << m;
+
+  // A file appears: its entries flow, once each, and the input is healthy again.
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "50"}));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 50; }, 30s)) << e->err();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        h = health(d, port);
+        return h.body.find("\"status\":\"ok\"") != std::string::npos;
+      },
+      30s))
+      << h.body;
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(h.body.find("\"inputs\""), std::string::npos) << h.body;
+  ASSERT_TRUE(settled(d, port, 50));
+  m = scrape(d, port);
+  EXPECT_EQ(metric_value(m, "devmesh_journald_journal_readable", ""), 1) << m;
+  EXPECT_EQ(metric_value(m, "devmesh_journald_no_journal_total", "reason=\"no_files\""), 1) << m;
+  EXPECT_NE(e->err().find(dir + " has 1 journal file(s) to read now"), std::string::npos)
+      << e->err();
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 1, 50);
+}
+
+// A journal file this process may not read, as for a service user outside the systemd-journal
+// group. root reads every file, so as root the engine runs as nobody (setpriv); its temp dir is
+// opened to it, and the output is the null one (nobody cannot write here).
+TEST(JournaldNoJournal, AJournalFileItMayNotReadNamesTheUserAndTheSystemdJournalGroup) {
+  const bool root = geteuid() == 0;
+  if (root && access("/usr/bin/setpriv", X_OK) != 0)
+    GTEST_SKIP() << "as root, this needs setpriv (util-linux) to run the engine as nobody";
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "20"}));
+  ASSERT_EQ(chmod(d.path().c_str(), 0755), 0);
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  ASSERT_EQ(chmod((dir + "/system.journal").c_str(), 0600), 0);
+  const int port = free_port();
+  write_file(d / "engine.yaml",
+             with_metrics(port) + journald("path: " + dir) + "  outputs:\n    - {name: 'null'}\n");
+  chmod((d / "engine.yaml").c_str(), 0644);
+  std::vector<std::string> argv = {DEVMESH_BIN, "-c", d / "engine.yaml"};
+  if (root)
+    argv.insert(argv.begin(),
+                {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
+  Process e(argv, d.path(), "engine");
+  ASSERT_TRUE(
+      wait_until([&] { return e.err().find("systemd-journal group") != std::string::npos; }, 30s))
+      << e.err();
+  EXPECT_NE(e.err().find("may not read 1 journal file(s) or directories in directory " + dir +
+                         " (" + dir + "/system.journal: Permission denied)"),
+            std::string::npos)
+      << e.err();
+  if (root) {
+    EXPECT_NE(e.err().find("devmesh runs as user 'nobody' (uid 65534), which is not in the "
+                           "systemd-journal group: add it (usermod -aG systemd-journal nobody)"),
+              std::string::npos)
+        << e.err();
+  }
+  Health h;
+  ASSERT_TRUE(wait_until([&] { return (h = health(d, port)).status != 0; }, 30s));
+  EXPECT_EQ(h.status, 200) << h.body;
+  EXPECT_NE(h.body.find("\"status\":\"degraded\""), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find("systemd-journal group"), std::string::npos) << h.body;
+  std::string m = scrape(d, port);
+  EXPECT_EQ(metric_value(m, "devmesh_journald_no_journal_total", "reason=\"permission\""), 1) << m;
+  EXPECT_EQ(metric_value(m, "devmesh_journald_journal_readable", ""), 0) << m;
+  EXPECT_EQ(metric_value(m, "devmesh_journald_entries_read_total", ""), 0) << m;
+
+  // Given read access, it recovers on its own: the entries are read and health is ok.
+  ASSERT_EQ(chmod((dir + "/system.journal").c_str(), 0644), 0);
+  ASSERT_TRUE(settled(d, port, 20)) << e.err();
+  ASSERT_TRUE(wait_until(
+      [&] { return health(d, port).body.find("\"status\":\"ok\"") != std::string::npos; }, 30s));
+  EXPECT_EQ(metric_value(scrape(d, port), "devmesh_journald_journal_readable", ""), 1);
+  EXPECT_NE(e.err().find(dir + " has 1 journal file(s) to read now"), std::string::npos) << e.err();
+  e.kill(SIGTERM);
+  EXPECT_EQ(e.wait_exit(30s), 0) << e.err();
+}
+
 }  // namespace

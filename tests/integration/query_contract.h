@@ -341,6 +341,76 @@ TYPED_TEST_P(QueryContract, HealthInfoAndThePrototypesDocumentedQuery) {
   EXPECT_EQ(this->count("service=docker.service&level=ERROR&limit=10"), 10u);
 }
 
+TYPED_TEST_P(QueryContract, AnUnknownParameterIsNamedWithTheValidOnesForItsEndpoint) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"/query/logs",
+       "(valid for /query/logs: service, host, level, min_level, trace_id, q, start_time, "
+       "end_time, limit, order, cursor, envelope)"},
+      {"/query/stats", "(valid for /query/stats: since, start_time, end_time, top)"},
+      {"/tail", "(valid for /tail: service, host, level, min_level, q, last_event_id, token)"},
+      {"/health", "(/health takes no parameters)"},
+      {"/info", "(/info takes no parameters)"},
+  };
+  for (const auto &[path, valid] : cases) {
+    HttpResponse r = http(this->base() + path + "?colour=red");
+    EXPECT_EQ(r.status, 400) << path;
+    EXPECT_NE(r.body.find("unknown parameter 'colour' " + valid), std::string::npos)
+        << path << ": " << r.body;
+  }
+}
+
+TYPED_TEST_P(QueryContract, StatsTakeStartAndEndTimeAsLogsDo) {
+  // Stats over a window count exactly the rows /query/logs returns for it.
+  auto stats = [&](const std::string &query) {
+    HttpResponse r = http(this->base() + "/query/stats?" + query);
+    EXPECT_EQ(r.status, 200) << query << ": " << r.body;
+    rapidjson::Document doc;
+    doc.Parse(r.body.c_str());
+    EXPECT_TRUE(doc.IsObject()) << r.body;
+    return doc;
+  };
+  const std::string windows[] = {
+      "start_time=2025-11-28T00:01:00Z&end_time=2025-11-28T00:01:59.9Z",
+      "start_time=2025-11-28T00:00:10.123456Z&end_time=2025-11-28T00:00:10.123456Z",
+      "start_time=1764288100&end_time=2025-11-28T00:01:49.5Z",
+      "start_time=2025-11-28T02:00:01%2B02:00&end_time=2025-11-28T00:00:01.5Z",
+      "start_time=2025-11-28T00:05:00Z",
+      "end_time=2025-11-28T00:00:59.9Z",
+  };
+  const int64_t want[] = {60, 1, 10, 1, 50, 60};
+  for (size_t i = 0; i < std::size(windows); ++i) {
+    auto doc = stats(windows[i]);
+    EXPECT_EQ(doc["total"].GetInt64(), want[i]) << windows[i];
+    EXPECT_EQ(static_cast<int64_t>(this->count(windows[i] + "&limit=10000")), want[i])
+        << windows[i];
+  }
+  auto doc = stats("start_time=2025-11-28T00:01:00Z&end_time=2025-11-28T00:01:59.9Z&top=2");
+  EXPECT_EQ(std::string(doc["since"].GetString()), "2025-11-28T00:01:00.000000");
+  EXPECT_EQ(std::string(doc["until"].GetString()), "2025-11-28T00:01:59.900000");
+  EXPECT_EQ(doc["by_service"].MemberCount(), 2u);
+  EXPECT_EQ(doc["by_host"]["dev-services"].GetInt64(), 30);  // i = 60..119, even i
+  EXPECT_EQ(doc["by_level"]["DEBUG"].GetInt64(), 9);         // i % 7 == 0: 63, 70, ..., 119
+  // end_time alone: the hour before it.
+  doc = stats("end_time=2025-11-28T00:00:59.9Z");
+  EXPECT_EQ(std::string(doc["since"].GetString()), "2025-11-27T23:00:59.900000");
+  const std::pair<std::string, std::string> bad[] = {
+      {"start_time=yesterday", "bad parameter 'start_time': must be an RFC 3339 time"},
+      {"end_time=2025-13-01T00:00:00Z", "bad parameter 'end_time'"},
+      {"start_time=2025-11-28T01:00:00Z&end_time=2025-11-28T00:00:00Z",
+       "bad parameter 'end_time': is before start_time"},
+      {"since=1h&start_time=2025-11-28T00:00:00Z",
+       "bad parameter 'since': cannot be combined with start_time"},
+      {"end_time=2025-11-28T00:00:00Z&since=1h",
+       "bad parameter 'since': cannot be combined with end_time"},
+      {"start_time=2025-11-28&start_time=2025-11-29", "bad parameter 'start_time': given more"},
+  };
+  for (const auto &[query, message] : bad) {
+    HttpResponse r = http(this->base() + "/query/stats?" + query);
+    EXPECT_EQ(r.status, 400) << query;
+    EXPECT_NE(r.body.find(message), std::string::npos) << query << ": " << r.body;
+  }
+}
+
 // Last: it changes the rows' timestamps.
 TYPED_TEST_P(QueryContract, RowsSharingOneTimestampAreToldApartByIdWhenPaging) {
   TypeParam::collide_timestamps();
@@ -354,6 +424,7 @@ REGISTER_TYPED_TEST_SUITE_P(
     OrderAscReturnsOldestFirst, CursorWalksEveryRowOnceInBothOrdersWithHeadersAndEnvelope,
     EveryBadParameterGets400NamingIt, SqlInjectionInEveryParameterGets400OrNoRowsNeverAServerError,
     StatsCountByServiceLevelAndHostSinceAWindow, HealthInfoAndThePrototypesDocumentedQuery,
+    AnUnknownParameterIsNamedWithTheValidOnesForItsEndpoint, StatsTakeStartAndEndTimeAsLogsDo,
     RowsSharingOneTimestampAreToldApartByIdWhenPaging);
 
 }  // namespace devmesh::test

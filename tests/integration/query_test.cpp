@@ -6,7 +6,9 @@
 #include <rapidjson/document.h>
 
 #include <atomic>
+#include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "query_contract.h"
@@ -279,41 +281,68 @@ TEST(QueryPlugin, PaginationAcrossTenThousandRowsWhileInsertsRunMissesAndRepeats
   EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
 }
 
-// Reads an SSE stream until `want` events arrived (or 15 s); returns their data lines.
+// An SSE stream as read: its data events (with their ids) and its gap events.
 struct Sse {
   long status = 0;
   std::string content_type, raw;
-  std::vector<std::string> events;
+  std::vector<std::string> events;  // the data of each data event
+  std::vector<std::string> ids;     // the id of each data event ("" when it had none)
+  std::vector<std::string> gaps;    // the data of each "event: gap"
 };
-// Reads up to `want` events; `seen`, when given, counts them as they come (another thread waits
-// on it), and `stop` ends the stream early.
-Sse sse(const std::string &url, size_t want, std::atomic<size_t> *seen = nullptr,
-        const std::atomic<bool> *stop = nullptr) {
+struct SseOptions {
+  std::vector<std::string> headers;
+  std::atomic<size_t> *seen = nullptr;        // data events so far (another thread waits on it)
+  std::atomic<uint64_t> *last_seq = nullptr;  // the seq of the last id so far
+  const std::atomic<bool> *stop = nullptr;    // ends the stream early
+};
+
+// The <seq> of a "<stream>-<seq>" event id.
+uint64_t seq_of(const std::string &id) {
+  return std::stoull(id.substr(id.find('-') + 1));
+}
+
+// Reads up to `want` data events (or 15 s; 120 s with a stop flag).
+Sse sse(const std::string &url, size_t want, const SseOptions &o = {}) {
   struct Ctx {
     Sse *out;
     size_t want;
-    std::atomic<size_t> *seen;
-    const std::atomic<bool> *stop;
+    const SseOptions *o;
   };
   Sse out;
-  Ctx ctx{&out, want, seen, stop};
+  Ctx ctx{&out, want, &o};
   CURL *c = curl_easy_init();
+  curl_slist *headers = nullptr;
+  for (const auto &h : o.headers) headers = curl_slist_append(headers, h.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, stop ? 120L : 15L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, o.stop ? 120L : 15L);
   curl_easy_setopt(
       c, CURLOPT_WRITEFUNCTION, +[](char *p, size_t s, size_t n, void *u) {
         auto *x = static_cast<Ctx *>(u);
         x->out->raw.append(p, s * n);
         size_t at;
         while ((at = x->out->raw.find("\n\n")) != std::string::npos) {
-          std::string ev = x->out->raw.substr(0, at);
+          std::string ev = x->out->raw.substr(0, at) + "\n";
           x->out->raw.erase(0, at + 2);
+          std::string id;
+          std::string kind;
+          std::string data;
+          for (size_t b = 0, e; (e = ev.find('\n', b)) != std::string::npos; b = e + 1) {
+            const std::string line = ev.substr(b, e - b);
+            if (line.rfind("id: ", 0) == 0) id = line.substr(4);
+            if (line.rfind("event: ", 0) == 0) kind = line.substr(7);
+            if (line.rfind("data: ", 0) == 0) data = line.substr(6);
+          }
+          if (kind == "gap") x->out->gaps.push_back(data);
           // One read may hold several events: keep exactly the first `want`.
-          if (ev.rfind("data: ", 0) == 0 && x->out->events.size() < x->want)
-            x->out->events.push_back(ev.substr(6));
+          if (kind.empty() && !data.empty() && x->out->events.size() < x->want) {
+            x->out->events.push_back(data);
+            x->out->ids.push_back(id);
+            if (x->o->last_seq && !id.empty()) *x->o->last_seq = seq_of(id);
+          }
         }
-        if (x->seen) *x->seen = x->out->events.size();
-        if (x->stop && *x->stop) return size_t{0};
+        if (x->o->seen) *x->o->seen = x->out->events.size();
+        if (x->o->stop && *x->o->stop) return size_t{0};
         return x->out->events.size() >= x->want ? size_t{0} : s * n;  // 0 ends the transfer
       });
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &ctx);
@@ -323,11 +352,46 @@ Sse sse(const std::string &url, size_t want, std::atomic<size_t> *seen = nullptr
   curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
   out.content_type = ct ? ct : "";
   curl_easy_cleanup(c);
+  curl_slist_free_all(headers);
   return out;
 }
+Sse sse(const std::string &url, size_t want, std::atomic<size_t> *seen,
+        const std::atomic<bool> *stop = nullptr) {
+  SseOptions o;
+  o.seen = seen;
+  o.stop = stop;
+  return sse(url, want, o);
+}
 
-std::string tail_pipeline(const std::string &listen, const std::string &extra = "") {
-  return plugins_head() +
+// A /tail subscriber held open in the background for a test's length: it keeps the server
+// keeping records (tail_history) and tells how far the stream got.
+struct Witness {
+  std::atomic<size_t> seen{0};
+  std::atomic<uint64_t> last_seq{0};
+  std::atomic<bool> stop{false};
+  Sse got;
+  std::thread reader;
+  explicit Witness(const std::string &url) {
+    reader = std::thread([this, url] {
+      SseOptions o;
+      o.seen = &seen;
+      o.last_seq = &last_seq;
+      o.stop = &stop;
+      got = sse(url, 1000000, o);
+    });
+  }
+  // Ends the stream; what it got.
+  const Sse &finish() {
+    stop = true;
+    if (reader.joinable()) reader.join();
+    return got;
+  }
+  ~Witness() { finish(); }
+};
+
+std::string tail_pipeline(const std::string &listen, const std::string &extra = "",
+                          const std::string &service = "") {
+  return plugins_head(service) +
          "  inputs:\n"
          "    - {name: dummy, rate: 40, service: web, level: ERROR, message: 'web {seq}'}\n"
          "    - {name: dummy, rate: 40, service: db, level: INFO, message: 'db {seq}'}\n"
@@ -403,6 +467,269 @@ TEST(QueryTail, SubscribersBeyondTailClientsGet503) {
   EXPECT_EQ(first.status, 200);
   e->kill(SIGTERM);
   EXPECT_EQ(e->wait_exit(20s), 0);
+}
+
+TEST(QueryTail, EveryEventHasAnIdOneAfterTheLastRecordsId) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(d, tail_pipeline(listen));
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s))
+      << e->err();
+  // Unfiltered: every record passing through has the next number.
+  Sse all = sse("http://" + listen + "/tail", 50);
+  ASSERT_EQ(all.ids.size(), 50u) << all.raw;
+  const std::string stream = all.ids[0].substr(0, all.ids[0].find('-'));
+  for (size_t i = 0; i < all.ids.size(); ++i) {
+    EXPECT_EQ(all.ids[i].substr(0, all.ids[i].find('-')), stream) << all.ids[i];
+    EXPECT_EQ(seq_of(all.ids[i]), seq_of(all.ids[0]) + i) << all.ids[i];
+  }
+  // Filtered: the ids still increase (the records in between went to nobody).
+  Sse web = sse("http://" + listen + "/tail?service=web", 20);
+  ASSERT_EQ(web.ids.size(), 20u) << web.raw;
+  for (size_t i = 1; i < web.ids.size(); ++i) EXPECT_GT(seq_of(web.ids[i]), seq_of(web.ids[i - 1]));
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+TEST(QueryTail, ReconnectingWithLastEventIdGetsExactlyTheMissedRecordsWhileRecordsKeepComing) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  const std::string url = "http://" + listen + "/tail";
+  auto e = start_engine(d, tail_pipeline(listen));
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s))
+      << e->err();
+  std::map<std::string, std::string> by_id;  // every event the witness saw, by id
+  std::vector<Sse> parts;
+  {
+    Witness witness(url);
+    ASSERT_TRUE(wait_until([&] { return witness.seen > 0; }, 30s)) << e->err();
+    parts.push_back(sse(url, 20));
+    ASSERT_EQ(parts[0].ids.size(), 20u) << parts[0].raw;
+    // Away while 40 more records pass; then back with the header an EventSource sends.
+    uint64_t last = seq_of(parts.back().ids.back());
+    ASSERT_TRUE(wait_until([&] { return witness.last_seq >= last + 40; }, 30s));
+    parts.push_back(sse(url, 100, {{"Last-Event-ID: " + parts.back().ids.back()}}));
+    // Again with last_event_id= (a client that keeps its own position).
+    last = seq_of(parts.back().ids.back());
+    ASSERT_TRUE(wait_until([&] { return witness.last_seq >= last + 40; }, 30s));
+    parts.push_back(sse(url + "?last_event_id=" + parts.back().ids.back(), 60));
+    // The header wins over a stale parameter (an EventSource reconnects to its first URL).
+    last = seq_of(parts.back().ids.back());
+    ASSERT_TRUE(wait_until([&] { return witness.last_seq >= last + 10; }, 30s));
+    parts.push_back(sse(url + "?last_event_id=" + parts[0].ids[0], 30,
+                        {{"Last-Event-ID: " + parts.back().ids.back()}}));
+    // Until the witness has everything the last part got.
+    last = seq_of(parts.back().ids.back());
+    ASSERT_TRUE(wait_until([&] { return witness.last_seq >= last; }, 30s));
+    const Sse &got = witness.finish();
+    for (size_t i = 0; i < got.ids.size(); ++i) by_id[got.ids[i]] = got.events[i];
+  }
+  // One run of consecutive ids across the four connections: nothing repeated, nothing missed,
+  // and each the very record the witness got under that id.
+  uint64_t next = seq_of(parts[0].ids[0]);
+  for (size_t p = 0; p < parts.size(); ++p) {
+    EXPECT_TRUE(parts[p].gaps.empty()) << p << ": " << parts[p].gaps[0];
+    for (size_t i = 0; i < parts[p].ids.size(); ++i) {
+      ASSERT_EQ(seq_of(parts[p].ids[i]), next) << "part " << p << " event " << i;
+      ++next;
+      ASSERT_TRUE(by_id.count(parts[p].ids[i])) << parts[p].ids[i];
+      EXPECT_EQ(parts[p].events[i], by_id[parts[p].ids[i]]);
+    }
+  }
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+TEST(QueryTail, ALastEventIdOlderThanTheKeptRecordsGetsAGapEventThenWhatIsKept) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  const std::string url = "http://" + listen + "/tail";
+  // 4 KiB: a dozen records.
+  const std::string metrics_at = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(
+      d, tail_pipeline(listen, ", tail_history: 4KiB", "  http_listen: " + metrics_at + "\n"));
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s))
+      << e->err();
+  Witness witness(url);
+  ASSERT_TRUE(wait_until([&] { return witness.seen > 0; }, 30s)) << e->err();
+  Sse first = sse(url, 1);
+  ASSERT_EQ(first.ids.size(), 1u) << first.raw;
+  const uint64_t last = seq_of(first.ids[0]);
+  ASSERT_TRUE(wait_until([&] { return witness.last_seq >= last + 100; }, 30s));
+  Sse back = sse(url, 5, {{"Last-Event-ID: " + first.ids[0]}});
+  ASSERT_EQ(back.gaps.size(), 1u) << back.raw;
+  ASSERT_EQ(back.ids.size(), 5u) << back.raw;
+  rapidjson::Document gap;
+  gap.Parse(back.gaps[0].c_str());
+  ASSERT_TRUE(gap.IsObject()) << back.gaps[0];
+  EXPECT_EQ(std::string(gap["last_event_id"].GetString()), first.ids[0]);
+  // What is kept follows at once, from the oldest kept record: the gap is exactly the rest.
+  EXPECT_EQ(gap["missed"].GetUint64(), seq_of(back.ids[0]) - last - 1) << back.gaps[0];
+  EXPECT_GT(gap["missed"].GetUint64(), 50u) << back.gaps[0];
+  for (size_t i = 1; i < back.ids.size(); ++i)
+    EXPECT_EQ(seq_of(back.ids[i]), seq_of(back.ids[0]) + i);
+  // An id of another run (a restart, a reload): a gap of unknown size.
+  Sse other = sse(url, 1, {{"Last-Event-ID: 1-5"}});
+  ASSERT_EQ(other.gaps.size(), 1u) << other.raw;
+  EXPECT_NE(other.gaps[0].find("\"missed\":null"), std::string::npos) << other.gaps[0];
+  EXPECT_NE(other.gaps[0].find("restarted"), std::string::npos) << other.gaps[0];
+  EXPECT_EQ(metric_value(http("http://" + metrics_at + "/metrics").body,
+                         "devmesh_query_tail_gaps_total", ""),
+            2);
+  // Not an id at all: 400, naming where it came from.
+  HttpResponse r = http(url, {"Last-Event-ID: yesterday"});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("bad header 'Last-Event-ID'"), std::string::npos) << r.body;
+  r = http(url + "?last_event_id=12");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("bad parameter 'last_event_id'"), std::string::npos) << r.body;
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+TEST(QueryTail, QFindsItsWordsTogetherInTheMessageAsTheStoresDo) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(
+      d, plugins_head() +
+             "  inputs:\n"
+             "    - {name: dummy, rate: 40, service: a, message: 'kernel: oom-killer invoked "
+             "{seq}'}\n"
+             "    - {name: dummy, rate: 40, service: b, message: 'killer OOM {seq}'}\n"
+             "    - {name: dummy, rate: 40, service: c, message: 'OOMkiller {seq}'}\n"
+             "    - {name: dummy, rate: 40, service: d, message: 'the OOM Killer struck {seq}'}\n"
+             "  outputs:\n"
+             "    - {name: query, listen: " +
+             listen + ", path: none.db, flush_interval: 50ms}\n");
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s))
+      << e->err();
+  const std::pair<std::string, std::set<std::string>> cases[] = {
+      {"q=OOM+killer", {"a", "d"}},       // a phrase, any case, punctuation between words
+      {"q=killer+oom", {"b"}},            // word order matters
+      {"q=oomkiller", {"c"}},             // whole words only
+      {"q=OOM+killer&service=d", {"d"}},  // with the other filters
+  };
+  for (const auto &[query, services] : cases) {
+    Sse s = sse("http://" + listen + "/tail?" + query, 12);
+    ASSERT_EQ(s.events.size(), 12u) << query << ": " << s.raw;
+    std::set<std::string> seen;
+    for (auto &ev : s.events) {
+      rapidjson::Document doc;
+      doc.Parse(ev.c_str());
+      ASSERT_TRUE(doc.IsObject()) << ev;
+      seen.insert(doc["service"].GetString());
+    }
+    for (auto &svc : seen) EXPECT_TRUE(services.count(svc)) << query << ": got " << svc;
+  }
+  HttpResponse r = http("http://" + listen + "/tail?q=%2B%2B");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("bad parameter 'q': has no words"), std::string::npos) << r.body;
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+TEST(QueryTail, TheTokenMayComeAsACookieOrAParameterForTailOnly) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  const std::string base = "http://" + listen;
+  const std::string metrics_at = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(d, tail_pipeline(listen, ", auth_token: s3cret-token",
+                                         "  http_listen: " + metrics_at + "\n"));
+  const std::string bearer = "Authorization: Bearer s3cret-token";
+  ASSERT_TRUE(wait_until([&] { return http(base + "/info", {bearer}).status == 200; }, 20s))
+      << e->err();
+  // Accepted: the header (as before), the cookie among others, the parameter.
+  for (auto [url, headers] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {base + "/tail", {bearer}},
+           {base + "/tail", {"Cookie: theme=dark; devmesh_token=s3cret-token; x=y"}},
+           {base + "/tail", {"Cookie: devmesh_token=\"s3cret-token\""}},
+           {base + "/tail?service=web&token=s3cret-token", {}},
+           {base + "/tail?token=s3cret-token", {"Cookie: devmesh_token=wrong"}},
+       }) {
+    Sse s = sse(url, 1, {headers});
+    EXPECT_EQ(s.status, 200) << url << " " << (headers.empty() ? "" : headers[0]);
+    EXPECT_EQ(s.events.size(), 1u) << url << ": " << s.raw;
+  }
+  // Refused: a wrong or partial token in each form, another cookie's value.
+  for (auto [url, headers] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {base + "/tail", {"Cookie: devmesh_token=s3cret-tokeN"}},
+           {base + "/tail", {"Cookie: devmesh_token=s3cret"}},
+           {base + "/tail", {"Cookie: other_token=s3cret-token"}},
+           {base + "/tail", {"Cookie: devmesh_token="}},
+           {base + "/tail?token=s3cret-tokeN", {}},
+           {base + "/tail?token=", {}},
+           {base + "/tail?token=s3cret-token-", {}},
+           {base + "/tail?my_token=s3cret-token", {}},
+       }) {
+    HttpResponse r = http(url, headers);
+    EXPECT_EQ(r.status, 401) << url << " " << (headers.empty() ? "" : headers[0]);
+    EXPECT_EQ(r.headers["www-authenticate"], "Bearer");
+  }
+  // The JSON endpoints keep to the header.
+  for (std::string path : {"/query/logs", "/query/stats", "/info"}) {
+    EXPECT_EQ(http(base + path + "?token=s3cret-token").status, 401) << path;
+    EXPECT_EQ(http(base + path, {"Cookie: devmesh_token=s3cret-token"}).status, 401) << path;
+  }
+  EXPECT_EQ(metric_value(http("http://" + metrics_at + "/metrics").body,
+                         "devmesh_query_requests_total", "outcome=\"unauthorized\""),
+            14)
+      << "every refusal is counted";
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+  EXPECT_EQ(e->err().find("s3cret"), std::string::npos) << "the token must never be logged";
+}
+
+// docs/query-api.md against the parser: `devmesh --describe query` lists what the parsers' own
+// tables accept (query_params.cpp); the server is asked that it does accept each of them, and
+// the document must name each one in its endpoint's section.
+TEST(QueryDocs, TheApiDocumentNamesEveryEndpointAndEveryParameterTheParserTakes) {
+  std::string out, err;
+  ASSERT_EQ(run({DEVMESH_BIN, "--describe", "query"}, ".", &out, &err), 0) << err;
+  std::vector<std::pair<std::string, std::vector<std::string>>> api;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("    GET /", 0) == 0) {
+      api.push_back({line.substr(8, line.find(' ', 8) - 8), {}});
+    } else if (!api.empty() && line.rfind("        ", 0) == 0 &&
+               line.find(':') != std::string::npos && line[8] != '(') {
+      api.back().second.push_back(line.substr(8, line.find(':') - 8));
+    } else if (line.rfind("  file:", 0) == 0) {
+      break;
+    }
+  }
+  ASSERT_EQ(api.size(), 5u) << out;
+  // The list is the parser's: each name is taken, and the unknown-parameter error lists them.
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(d, plugins_head() +
+                               "  inputs:\n    - {name: dummy, rate: 0.001}\n"
+                               "  outputs:\n    - {name: query, match: none, listen: " +
+                               listen + ", path: none.db}\n");
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s))
+      << e->err();
+  const std::string doc = read_file(std::string(DEVMESH_SOURCE_DIR) + "/docs/query-api.md");
+  ASSERT_FALSE(doc.empty());
+  for (const auto &[path, params] : api) {
+    std::string listed;
+    for (const auto &p : params) {
+      HttpResponse r = http("http://" + listen + path + "?" + p + "=&zz_unknown=1");
+      EXPECT_NE(r.body.find("unknown parameter 'zz_unknown'"), std::string::npos)
+          << path << "?" << p << ": " << r.body;
+      listed += (listed.empty() ? " " : ", ") + p;
+    }
+    HttpResponse r = http("http://" + listen + path + "?zz_unknown=1");
+    EXPECT_NE(r.body.find(params.empty() ? path + " takes no parameters"
+                                         : "valid for " + path + ":" + listed + ")"),
+              std::string::npos)
+        << r.body;
+    // The endpoint's section: from its "## GET <path>" heading to the next "## ".
+    const size_t at = doc.find("\n## GET " + path + "\n");
+    ASSERT_NE(at, std::string::npos) << "no '## GET " << path << "' section";
+    const std::string section = doc.substr(at, doc.find("\n## ", at + 1) - at);
+    for (const auto &p : params)
+      EXPECT_NE(section.find("| `" + p + "` |"), std::string::npos)
+          << "docs/query-api.md, GET " << path << ": no table row for `" << p << "`";
+  }
 }
 
 }  // namespace

@@ -115,8 +115,10 @@ std::string first_event(const std::string &url) {
         for (size_t at; (at = x->raw.find("\n\n")) != std::string::npos;) {
           const std::string ev = x->raw.substr(0, at);
           x->raw.erase(0, at + 2);
-          if (ev.rfind("data: ", 0) == 0) {
-            x->event = ev.substr(6);
+          // The data line of the first data event (an "id: " line comes before it).
+          const size_t data = ev.rfind("data: ", 0) == 0 ? 0 : ev.find("\ndata: ");
+          if (data != std::string::npos) {
+            x->event = ev.substr(data == 0 ? 6 : data + 7);
             return size_t{0};  // ends the transfer
           }
         }

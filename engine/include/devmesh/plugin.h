@@ -526,7 +526,9 @@ typedef struct dm_plugin {
   void (*worker_fini)(void *state, void *worker_state);
   dm_flush_status (*flush)(void *state, void *worker_state, const dm_batch *batch,
                            dm_flush_token *token, dm_flush_result *result);
-  /* [loop] Optional: 0 when healthy, else nonzero with a reason written to buf. */
+  /* [loop] Optional, all kinds: 0 when healthy, else nonzero with a reason written to buf.
+   * /health shows an unhealthy output as "unhealthy" (503) and an unhealthy input as
+   * "degraded" (200: e.g. journald with no journal to read, which a restart does not fix). */
   int (*health)(void *state, char *buf, size_t cap);
 } dm_plugin;
 

@@ -25,6 +25,7 @@
 #include "checkpoint.hpp"
 #include "entry_mapping.hpp"
 #include "event_identity.hpp"
+#include "journal_access.hpp"
 #include "journald_config.hpp"
 
 namespace devmesh {
@@ -38,6 +39,9 @@ using journald::set_pid;
 
 constexpr uint64_t kRefusedRetryMs = 50;  // fallback when a refused submit brings no pause()
 constexpr uint64_t kErrorRetryMs = 1000;
+// While the journal has no files we may read, they are looked for this often (a new file in a
+// watched directory is also noticed at once, through sd-journal's notification).
+constexpr uint64_t kAccessCheckMs = 5000;
 // Bytes of journal file touched per field beyond its payload (object header, entry item).
 constexpr uint64_t kFieldOverhead = 64;
 
@@ -120,9 +124,11 @@ class Journald {
         inst, "journald_records_cut_to_columns_total",
         "records whose service or host was cut to the stores' 255 characters (meta truncated)",
         nullptr);
-    m_reopens_ =
-        host->metric_counter(inst, "journald_reopens_total",
-                             "journal re-opened to release mapped files (remap_after)", nullptr);
+    m_reopens_ = host->metric_counter(
+        inst, "journald_reopens_total",
+        "journal re-opened to release mapped files (remap_after), or to open files that "
+        "became readable",
+        nullptr);
     m_failed_ = host->metric_counter(
         inst, "journald_deliveries_failed_total",
         "record deliveries an output refused for good and could not keep (lost, logged)", nullptr);
@@ -131,6 +137,17 @@ class Journald {
         "entries alike (boot, stamps, pid, message) to one of the 16 read just before them: their "
         "event_id also holds their sequence number (from the cursor), so both are kept",
         nullptr);
+    m_readable_ = host->metric_gauge(inst, "journald_journal_readable",
+                                     "1 when the journal has files this process may read; 0 "
+                                     "while it has none, or may not read them (/health degraded)",
+                                     nullptr);
+    const char *no_journal =
+        "times the journal was found without journal files (no_files) or "
+        "with files this process may not read (permission)";
+    m_no_files_ =
+        host->metric_counter(inst, "journald_no_journal_total", no_journal, "reason=\"no_files\"");
+    m_no_permission_ = host->metric_counter(inst, "journald_no_journal_total", no_journal,
+                                            "reason=\"permission\"");
   }
 
   ~Journald() {
@@ -163,20 +180,30 @@ class Journald {
     pump_timer_ = host_->timer_new(inst_, on_pump_timer, this);
     checkpoint_timer_ = host_->timer_new(inst_, on_checkpoint_timer, this);
     timeout_timer_ = host_->timer_new(inst_, on_timeout_timer, this);
-    if (!pump_timer_ || !checkpoint_timer_ || !timeout_timer_) {
+    access_timer_ = host_->timer_new(inst_, on_access_timer, this);
+    if (!pump_timer_ || !checkpoint_timer_ || !timeout_timer_ || !access_timer_) {
       host_->log(inst_, DM_LOG_ERROR, "timer_new failed");
       return 1;
     }
     if (!position_at_start() || (cfg_.follow && !watch_journal())) return 1;
     started_ = true;
+    check_access();
     schedule_pump(0);
     return 0;
+  }
+
+  // /health: degraded while the journal has no files we may read.
+  int health(char *buf, size_t cap) {
+    if (access_.problem == journald::JournalAccess::kNone) return 0;
+    snprintf(buf, cap, "%s", access_.reason.c_str());
+    return 1;
   }
 
   void stop() {
     stopped_ = true;
     if (pump_timer_) host_->timer_stop(pump_timer_);
     if (timeout_timer_) host_->timer_stop(timeout_timer_);
+    if (access_timer_) host_->timer_stop(access_timer_);
     if (watch_) host_->watch_set(watch_, 0);
     // A refused batch never reached the pipeline: it is read again after a restart.
     if (pending_) host_->batch_free(pending_);
@@ -426,6 +453,41 @@ class Journald {
     return false;
   }
 
+  // ---- whether there is a journal to read ----------------------------------------------------
+
+  // Said three ways while there is none: a warning (naming the user and the systemd-journal
+  // group for a permission), /health degraded with the reason, and the metrics. Looked at
+  // again every kAccessCheckMs and whenever the journal's files change, until it is readable;
+  // then the journal is re-opened, since sd-journal does not retry a file it could not open.
+  void check_access() {
+    journald::JournalAccess now = journald::check_journal_access(cfg_);
+    const auto before = access_.problem;
+    if (now.problem != before || now.reason != access_.reason) {
+      if (now.problem != journald::JournalAccess::kNone) {
+        host_->log(inst_, DM_LOG_WARN, "%s", now.reason.c_str());
+        if (now.problem != before)
+          add(now.problem == journald::JournalAccess::kNoFiles ? m_no_files_ : m_no_permission_, 1);
+      } else {
+        host_->log(inst_, DM_LOG_INFO, "%s has %u journal file(s) to read now", cfg_.source.c_str(),
+                   now.files);
+        reopen_wanted_ = true;
+        if (!pump_scheduled_) schedule_pump(0);
+      }
+    }
+    access_ = std::move(now);
+    const bool readable = access_.problem == journald::JournalAccess::kNone;
+    host_->metric_set(m_readable_, readable ? 1 : 0);
+    if (readable || stopped_)
+      host_->timer_stop(access_timer_);
+    else
+      host_->timer_start(access_timer_, kAccessCheckMs, 0);
+  }
+
+  static void on_access_timer(void *arg) {
+    auto *self = static_cast<Journald *>(arg);
+    guarded(self->host_, self->inst_, 0, [&] { return self->check_access(), 0; });
+  }
+
   // ---- following ---------------------------------------------------------------------------
 
   static void on_watch(void *arg, int) {
@@ -441,6 +503,7 @@ class Journald {
     if (r == SD_JOURNAL_INVALIDATE) {
       add(m_invalidations_, 1);
       host_->log(inst_, DM_LOG_DEBUG, "journal files changed (rotation, new file or vacuum)");
+      if (access_.problem != journald::JournalAccess::kNone) check_access();
     } else if (r < 0) {
       host_->log(inst_, DM_LOG_WARN, "sd_journal_process: %s", errno_text(r).c_str());
     }
@@ -483,7 +546,8 @@ class Journald {
     if (!can_run()) return;
     if (pending_ && !submit_pending()) return;
     // A journal that failed to re-open is tried again every second.
-    if (!j_ || (cfg_.remap_after && bytes_since_open_ >= cfg_.remap_after)) {
+    if (!j_ || reopen_wanted_ || (cfg_.remap_after && bytes_since_open_ >= cfg_.remap_after)) {
+      reopen_wanted_ = false;
       if (!reopen()) return schedule_pump(kErrorRetryMs);
     }
     bool at_end = false, failed = false;
@@ -876,8 +940,9 @@ class Journald {
     if (pump_timer_) host_->timer_free(pump_timer_);
     if (checkpoint_timer_) host_->timer_free(checkpoint_timer_);
     if (timeout_timer_) host_->timer_free(timeout_timer_);
+    if (access_timer_) host_->timer_free(access_timer_);
     if (watch_) host_->watch_free(watch_);
-    pump_timer_ = checkpoint_timer_ = timeout_timer_ = nullptr;
+    pump_timer_ = checkpoint_timer_ = timeout_timer_ = access_timer_ = nullptr;
     watch_ = nullptr;
   }
 
@@ -895,6 +960,9 @@ class Journald {
   sd_journal *j_ = nullptr;
   dm_watch *watch_ = nullptr;
   dm_timer *pump_timer_ = nullptr, *checkpoint_timer_ = nullptr, *timeout_timer_ = nullptr;
+  dm_timer *access_timer_ = nullptr;
+  journald::JournalAccess access_;  // files to read, or why there are none (check_access)
+  bool reopen_wanted_ = false;      // they appeared: sd-journal opens them on a re-open
   bool started_ = false, stopped_ = false, paused_ = false, finished_ = false;
   bool pump_scheduled_ = false, error_logged_ = false, state_error_logged_ = false;
   bool reopen_error_logged_ = false;
@@ -931,7 +999,7 @@ class Journald {
 
   dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
       *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_cut_columns_, *m_reopens_,
-      *m_same_stamp_, *m_failed_;
+      *m_same_stamp_, *m_failed_, *m_readable_, *m_no_files_, *m_no_permission_;
 };
 
 }  // namespace

@@ -63,11 +63,18 @@ const dm_option kOptions[] = {
     {"max_queries", DM_OPT_INT, DM_OPT_BOUNDED, "8", 1, 1024, nullptr,
      "queries running at once; more get 503 with Retry-After", 0},
     {"auth_token", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
-     "when set, every endpoint but /health needs 'Authorization: Bearer <token>'", 0},
+     "when set, every endpoint but /health needs 'Authorization: Bearer <token>'; /tail also "
+     "takes it as the cookie devmesh_token or the parameter token (for a browser's EventSource)",
+     0},
     {"node", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "node name shown by /info; default: this machine's hostname", 0},
     {"timestamp_format", DM_OPT_STRING, 0, "prototype", 0, 0, kTimeFormats,
      "prototype: 2025-11-28T15:23:11.234567 (as the prototype's API answered); rfc3339: with Z", 0},
+    {"tail_history", DM_OPT_SIZE, DM_OPT_BOUNDED, "256KiB", 0, 1073741824.0, nullptr,
+     "bytes of recent records /tail keeps so a client that reconnects with Last-Event-ID gets "
+     "what it missed (kept while a subscriber is connected and for a minute after the last one "
+     "left); 0: no resuming",
+     0},
     {"tail_clients", DM_OPT_INT, DM_OPT_BOUNDED, "32", 0, 10000, nullptr,
      "most /tail subscribers at once; 0 turns /tail off", 0},
     {"tail_buffer", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 4096, 1073741824.0, nullptr,
@@ -140,7 +147,9 @@ void run_job(void *arg) {
     case Kind::kStats: {
       StatsResult result;
       ok = core.store->stats(job->stats, result, err);
-      if (ok) job->body = stats_json(result, job->stats.since_ns, job->now_ns, core.tf);
+      if (ok)
+        job->body = stats_json(result, job->stats.since_ns, job->stats.end_ns.value_or(job->now_ns),
+                               core.tf);
       break;
     }
     case Kind::kHealth: {
@@ -257,7 +266,8 @@ class Query {
     core_->m_unavailable = counter(req, help, "outcome=\"unavailable\"");
     core_->m_failed = counter(req, help, "outcome=\"failed\"");
     tail_ = std::make_unique<Tail>(host, inst, static_cast<uint32_t>(c.integer("tail_clients")),
-                                   static_cast<size_t>(c.integer("tail_buffer")), core_->tf);
+                                   static_cast<size_t>(c.integer("tail_buffer")),
+                                   static_cast<size_t>(c.integer("tail_history")), core_->tf);
   }
 
   ~Query() { *alive_ = false; }
@@ -319,22 +329,58 @@ class Query {
     return true;
   }
 
-  bool authorized(dm_http_request *req) {
-    if (token_.empty() || sv(host_->http_path(req)) == "/health") return true;
+  // Constant time in the token's content; only its length can be learnt by timing.
+  bool token_matches(std::string_view given) const {
+    return given.size() == token_.size() &&
+           CRYPTO_memcmp(given.data(), token_.data(), given.size()) == 0;
+  }
+
+  bool bearer_matches(dm_http_request *req) const {
     std::string_view h = sv(host_->http_header(req, "Authorization"));
     // The scheme is case-insensitive (RFC 7235 2.1): "bearer x" is as good as "Bearer x".
     constexpr std::string_view kBearer = "bearer ";
+    if (h.size() <= kBearer.size() || !scheme_is_bearer(h.substr(0, kBearer.size()))) return false;
+    h.remove_prefix(kBearer.size());
+    while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+    return token_matches(h);
+  }
+
+  // /tail only: a browser's EventSource cannot send an Authorization header, so the token may
+  // come as the cookie devmesh_token or the parameter token=. The JSON endpoints are read with
+  // fetch(), which can send the header, so they keep to it (a token in a URL ends up in
+  // histories and proxy logs).
+  bool browser_token_matches(dm_http_request *req) const {
     bool ok = false;
-    if (h.size() > kBearer.size() && scheme_is_bearer(h.substr(0, kBearer.size()))) {
-      h.remove_prefix(kBearer.size());
-      while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
-      // Constant time in the token's content; only its length can be learnt by timing.
-      ok = h.size() == token_.size() && CRYPTO_memcmp(h.data(), token_.data(), h.size()) == 0;
+    std::string_view cookies = sv(host_->http_header(req, "Cookie"));
+    while (!cookies.empty()) {
+      const size_t semi = cookies.find(';');
+      std::string_view c = cookies.substr(0, semi);
+      cookies = semi == std::string_view::npos ? std::string_view() : cookies.substr(semi + 1);
+      while (!c.empty() && c.front() == ' ') c.remove_prefix(1);
+      constexpr std::string_view kName = "devmesh_token=";
+      if (c.substr(0, kName.size()) != kName) continue;
+      c.remove_prefix(kName.size());
+      if (c.size() >= 2 && c.front() == '"' && c.back() == '"') c = c.substr(1, c.size() - 2);
+      ok |= token_matches(c);
     }
-    if (ok) return true;
+    std::vector<std::pair<std::string, std::string>> p;
+    std::string error;  // a malformed query string is answered by the handler, once authorized
+    if (decode_query_string(sv(host_->http_query(req)), p, error))
+      for (const auto &[name, value] : p)
+        if (name == "token") ok |= token_matches(value);
+    return ok;
+  }
+
+  bool authorized(dm_http_request *req) {
+    const std::string_view path = sv(host_->http_path(req));
+    if (token_.empty() || path == "/health") return true;
+    if (bearer_matches(req) || (path == "/tail" && browser_token_matches(req))) return true;
     host_->metric_add(core_->m_unauthorized, 1);
     host_->http_add_header(req, "WWW-Authenticate", "Bearer");
-    reply(req, 401, error_json("missing or wrong bearer token"));
+    reply(req, 401,
+          error_json(path == "/tail" ? "missing or wrong token (Authorization: Bearer, "
+                                       "cookie devmesh_token or parameter token)"
+                                     : "missing or wrong bearer token"));
     return false;
   }
 
@@ -405,7 +451,8 @@ class Query {
   void serve_health(dm_http_request *req) {
     std::vector<std::pair<std::string, std::string>> p;
     if (!params(req, p)) return;
-    if (!p.empty()) return bad_request(req, "unknown parameter '" + p[0].first.substr(0, 64) + "'");
+    std::string error;
+    if (!no_unknown_parameters(*endpoint("/health"), p, error)) return bad_request(req, error);
     auto job = std::make_unique<Job>();
     job->req = req;
     job->kind = Kind::kHealth;
@@ -413,6 +460,10 @@ class Query {
   }
 
   void serve_info(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    std::string error;
+    if (!no_unknown_parameters(*endpoint("/info"), p, error)) return bad_request(req, error);
     rapidjson::StringBuffer out;
     rapidjson::Writer<rapidjson::StringBuffer> w(out);
     std::string scratch;
@@ -439,6 +490,17 @@ class Query {
     TailFilter f;
     std::string error;
     if (!parse_tail_request(p, f, error)) return bad_request(req, error);
+    // An EventSource reconnecting sends the last id it got as a header, with the URL it was
+    // opened with: the header is newer than any last_event_id= in that URL.
+    const std::string_view header = sv(host_->http_header(req, "Last-Event-ID"));
+    if (!header.empty()) {
+      EventId id;
+      if (!parse_event_id(header, id))
+        return bad_request(req,
+                           "bad header 'Last-Event-ID': is not an event id this server sent "
+                           "(<stream>-<seq>)");
+      f.resume_after = id;
+    }
     tail_->subscribe(req, std::move(f));
   }
 
@@ -461,9 +523,20 @@ class Query {
 }  // namespace
 }  // namespace devmesh
 
+namespace devmesh {
+namespace {
+// The description and its endpoint list, from the parsers' own tables (query_params.cpp).
+const char *description() {
+  static const std::string text =
+      "serves the prototype's query API (/query/logs, /query/stats, /health, /info) over the "
+      "sqlite or mariadb store, and /tail: a live SSE stream of the records passing through "
+      "(give this output a short flush_interval, e.g. 50ms, so /tail follows closely)\n  " +
+      query::api_summary();
+  return text.c_str();
+}
+}  // namespace
+}  // namespace devmesh
+
 DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::Query>::describe(
-    DM_OUTPUT, "query", devmesh::Query::kVersion,
-    "serves the prototype's query API (/query/logs, /query/stats, /health, /info) over the "
-    "sqlite or mariadb store, and /tail: a live SSE stream of the records passing through "
-    "(give this output a short flush_interval, e.g. 50ms, so /tail follows closely)",
-    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions))))
+    DM_OUTPUT, "query", devmesh::Query::kVersion, devmesh::description(), devmesh::kOptions,
+    static_cast<uint32_t>(std::size(devmesh::kOptions))))

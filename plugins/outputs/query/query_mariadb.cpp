@@ -191,16 +191,24 @@ class MariaDbStore : public QueryStore {
   bool stats(const StatsQuery &q, StatsResult &out, StoreError &err) override {
     // The prototype's operational SQL; four statements, each under the time limit.
     const Param since = time_at(q.since_ns, true);
-    if (!run(timed_ + "SELECT COUNT(*) FROM " + table_ + " WHERE timestamp >= ?", {since},
-             {Out::kInt}, err, [&](const ResultRow &row) { out.total = row.ints[0]; }))
+    std::string window = "timestamp >= ?";
+    std::vector<Param> bounds = {since};
+    if (q.end_ns) {
+      window += " AND timestamp <= ?";
+      bounds.push_back(time_at(*q.end_ns, false));
+    }
+    if (!run(timed_ + "SELECT COUNT(*) FROM " + table_ + " WHERE " + window, bounds, {Out::kInt},
+             err, [&](const ResultRow &row) { out.total = row.ints[0]; }))
       return false;
+    std::vector<Param> grouped = bounds;
+    grouped.push_back(integer(q.top));
     for (auto [col, vec] : {std::pair{"service", &out.by_service},
                             std::pair{"level", &out.by_level}, std::pair{"host", &out.by_host}}) {
       // level is an ENUM: CAST so that ties sort by name, not by the ENUM's position.
       const std::string key = std::string(col) == "level" ? "CAST(level AS CHAR)" : col;
-      if (!run(timed_ + "SELECT " + key + " AS k, COUNT(*) AS n FROM " + table_ +
-                   " WHERE timestamp >= ? GROUP BY k ORDER BY n DESC, k LIMIT ?",
-               {since, integer(q.top)}, {Out::kText, Out::kInt}, err,
+      if (!run(timed_ + "SELECT " + key + " AS k, COUNT(*) AS n FROM " + table_ + " WHERE " +
+                   window + " GROUP BY k ORDER BY n DESC, k LIMIT ?",
+               grouped, {Out::kText, Out::kInt}, err,
                // Captured by copy: clang 14 (the fuzz build) cannot capture a structured binding.
                [&, groups = vec](const ResultRow &row) {
                  groups->push_back({std::string(row.text_at(0)), row.ints[1]});

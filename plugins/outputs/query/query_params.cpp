@@ -44,17 +44,65 @@ bool parse_int(std::string_view s, T &v) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
+constexpr const char *kTimeSummary =
+    "RFC 3339 time (2025-11-28T00:00:00Z, with an offset, or a date: UTC) or epoch seconds";
+
+const ParamSpec kLogParams[] = {
+    {"service", "text: exactly this service (empty: any)"},
+    {"host", "text: exactly this host (empty: any)"},
+    {"level", "DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL, any case: exactly this level"},
+    {"min_level", "a level name: that level and every one ranking above it"},
+    {"trace_id", "text: exactly this trace id"},
+    {"q", "words (letters, digits) found together, in order, in message; at most 32"},
+    {"start_time", "time: timestamp >= it; an RFC 3339 time or epoch seconds"},
+    {"end_time", "time: timestamp <= it, not before start_time"},
+    {"limit", "integer 1..10000, default 100: rows per page"},
+    {"order", "asc|desc, default desc (newest first)"},
+    {"cursor", "the X-Next-Cursor of the previous page (also in Link and envelope's next)"},
+    {"envelope", "0|1|true|false, default 0: 1 answers {\"logs\":[...],\"next\":cursor}"},
+};
+const ParamSpec kStatsParams[] = {
+    {"since",
+     "duration 1ms..3650d (15m, 1h, 7d), default 1h: the window ends now; not with "
+     "start_time or end_time"},
+    {"start_time", "time, as /query/logs: the window's start (default: one hour before its end)"},
+    {"end_time", "time, as /query/logs: the window's end (default: now)"},
+    {"top", "integer 1..10000, default 100: most groups per breakdown, by count"},
+};
+const ParamSpec kTailParams[] = {
+    {"service", "text: exactly this service"},
+    {"host", "text: exactly this host"},
+    {"level", "a level name: exactly this level"},
+    {"min_level", "a level name: that level and above"},
+    {"q", "words found together, in order, in message (as /query/logs's q, in memory)"},
+    {"last_event_id",
+     "an event id this stream sent: resume after it (the Last-Event-ID "
+     "header, when sent, wins)"},
+    {"token", "the auth_token, for a browser's EventSource (or the cookie devmesh_token)"},
+};
+const EndpointSpec kEndpoints[] = {
+    {"/query/logs", "stored records, newest first, keyset-paginated (JSON array)", kLogParams},
+    {"/query/stats", "counts by service, level and host over a time window", kStatsParams},
+    {"/tail", "live Server-Sent Events of the records passing through, resumable", kTailParams},
+    {"/health", "the store's reachability: 200 or 503 (never needs the token)", {}},
+    {"/info", "version, node, store and the engine's instances", {}},
+};
+
+const EndpointSpec &spec(std::string_view path) {
+  return *endpoint(path);
+}
+
 // Collects the parameters by name; refuses unknown and repeated ones. An empty value counts as
 // absent (the prototype's clients send "service=" for "any").
 bool collect(const std::vector<std::pair<std::string, std::string>> &params,
-             std::initializer_list<const char *> known, std::map<std::string, std::string> &out,
+             const EndpointSpec &known, std::map<std::string, std::string> &out,
              std::string &error) {
   for (const auto &param : params) {
     // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
     const std::string &name = param.first, &value = param.second;
-    if (std::find_if(known.begin(), known.end(), [&](const char *k) { return name == k; }) ==
-        known.end()) {
-      error = "unknown parameter '" + printable(name) + "'";
+    if (std::find_if(known.params.begin(), known.params.end(),
+                     [&](const ParamSpec &k) { return name == k.name; }) == known.params.end()) {
+      error = unknown_parameter(known, name);
       return false;
     }
     if (out.count(name)) {
@@ -76,6 +124,42 @@ bool parse_time(std::string_view s, int64_t &ns) {
   if (end != text.c_str() + text.size() || !std::isdigit(static_cast<unsigned char>(text[0])))
     return false;
   return epoch_number_to_ns(v, ns);
+}
+
+// start_time= and end_time=, the same for every endpoint that takes them.
+bool parse_time_range(const std::map<std::string, std::string> &p, std::optional<int64_t> &start,
+                      std::optional<int64_t> &end, std::string &error) {
+  for (const char *name : {"start_time", "end_time"}) {
+    auto it = p.find(name);
+    if (it == p.end()) continue;
+    int64_t ns = 0;
+    if (!parse_time(it->second, ns)) {
+      error = bad(name, "must be an RFC 3339 time (2025-11-28T00:00:00Z) or epoch seconds");
+      return false;
+    }
+    (name[0] == 's' ? start : end) = ns;
+  }
+  if (start && end && *end < *start) {
+    error = bad("end_time", "is before start_time");
+    return false;
+  }
+  return true;
+}
+
+bool parse_q(const std::map<std::string, std::string> &p, std::vector<std::string> &terms,
+             std::string &error) {
+  auto it = p.find("q");
+  if (it == p.end()) return true;
+  terms = query_terms(it->second);
+  if (terms.empty()) {
+    error = bad("q", "has no words to search for (letters or digits)");
+    return false;
+  }
+  if (terms.size() > kMaxTerms) {
+    error = bad("q", "has more than " + std::to_string(kMaxTerms) + " words");
+    return false;
+  }
+  return true;
 }
 
 bool parse_level_param(const std::map<std::string, std::string> &p, const char *name, int &level,
@@ -171,11 +255,7 @@ bool decode_query_string(std::string_view raw,
 bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &params,
                        LogRequest &out, std::string &error) {
   std::map<std::string, std::string> p;
-  if (!collect(params,
-               {"service", "host", "level", "start_time", "end_time", "limit", "trace_id",
-                "min_level", "q", "order", "cursor", "envelope"},
-               p, error))
-    return false;
+  if (!collect(params, spec("/query/logs"), p, error)) return false;
   LogQuery &q = out.query;
   if (p.count("service")) q.service = p["service"];
   if (p.count("host")) q.host = p["host"];
@@ -186,20 +266,7 @@ bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &p
     return false;
   if (level) q.level = dm_level_name(level);
   if (min_level) q.min_levels = levels_at_or_above(dm_level_name(min_level));
-  for (const char *name : {"start_time", "end_time"}) {
-    auto it = p.find(name);
-    if (it == p.end()) continue;
-    int64_t ns = 0;
-    if (!parse_time(it->second, ns)) {
-      error = bad(name, "must be an RFC 3339 time (2025-11-28T00:00:00Z) or epoch seconds");
-      return false;
-    }
-    (name[0] == 's' ? q.start_ns : q.end_ns) = ns;
-  }
-  if (q.start_ns && q.end_ns && *q.end_ns < *q.start_ns) {
-    error = bad("end_time", "is before start_time");
-    return false;
-  }
+  if (!parse_time_range(p, q.start_ns, q.end_ns, error)) return false;
   if (p.count("limit")) {
     uint32_t limit = 0;
     if (!parse_int(p["limit"], limit) || limit < 1 || limit > kMaxLimit) {
@@ -208,17 +275,7 @@ bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &p
     }
     q.limit = limit;
   }
-  if (p.count("q")) {
-    q.q_terms = query_terms(p["q"]);
-    if (q.q_terms.empty()) {
-      error = bad("q", "has no words to search for (letters or digits)");
-      return false;
-    }
-    if (q.q_terms.size() > kMaxTerms) {
-      error = bad("q", "has more than " + std::to_string(kMaxTerms) + " words");
-      return false;
-    }
-  }
+  if (!parse_q(p, q.q_terms, error)) return false;
   if (p.count("order")) {
     const std::string o = lower(p["order"]);
     if (o != "asc" && o != "desc") {
@@ -247,15 +304,30 @@ bool parse_stats_request(const std::vector<std::pair<std::string, std::string>> 
                          int64_t now_ns, const DurationParser &parse_duration, StatsQuery &out,
                          std::string &error) {
   std::map<std::string, std::string> p;
-  if (!collect(params, {"since", "top"}, p, error)) return false;
-  int64_t since_ms = 3600 * 1000;
+  if (!collect(params, spec("/query/stats"), p, error)) return false;
+  constexpr int64_t kDefaultWindowNs = int64_t{3600} * 1000 * 1000000;
   if (p.count("since")) {
+    // since counts back from now; with a start or an end the window would be two things.
+    for (const char *other : {"start_time", "end_time"})
+      if (p.count(other)) {
+        error = bad("since", std::string("cannot be combined with ") + other +
+                                 " (since counts back from now; give start_time instead)");
+        return false;
+      }
+    int64_t since_ms = 0;
     if (!parse_duration(p["since"], since_ms) || since_ms <= 0 || since_ms > kMaxSinceMs) {
       error = bad("since", "must be a duration between 1ms and 3650d (e.g. 15m, 1h, 7d)");
       return false;
     }
+    out.since_ns = now_ns - since_ms * 1000000;
+  } else {
+    std::optional<int64_t> start;
+    if (!parse_time_range(p, start, out.end_ns, error)) return false;
+    const int64_t end = out.end_ns.value_or(now_ns);
+    out.since_ns = start                                ? *start
+                   : end < INT64_MIN + kDefaultWindowNs ? INT64_MIN  // saturating
+                                                        : end - kDefaultWindowNs;
   }
-  out.since_ns = now_ns - since_ms * 1000000;
   if (p.count("top")) {
     if (!parse_int(p["top"], out.top) || out.top < 1 || out.top > kMaxLimit) {
       error = bad("top", "must be an integer between 1 and " + std::to_string(kMaxLimit));
@@ -268,7 +340,7 @@ bool parse_stats_request(const std::vector<std::pair<std::string, std::string>> 
 bool parse_tail_request(const std::vector<std::pair<std::string, std::string>> &params,
                         TailFilter &out, std::string &error) {
   std::map<std::string, std::string> p;
-  if (!collect(params, {"service", "host", "level", "min_level"}, p, error)) return false;
+  if (!collect(params, spec("/tail"), p, error)) return false;
   if (p.count("service")) out.service = p["service"];
   if (p.count("host")) out.host = p["host"];
   int min_level = 0;
@@ -276,7 +348,100 @@ bool parse_tail_request(const std::vector<std::pair<std::string, std::string>> &
       !parse_level_param(p, "min_level", min_level, error))
     return false;
   out.min_rank = min_level ? dm_level_rank(min_level) : 0;
-  return true;
+  if (!parse_q(p, out.q_terms, error)) return false;
+  if (p.count("last_event_id")) {
+    EventId id;
+    if (!parse_event_id(p["last_event_id"], id)) {
+      error = bad("last_event_id", "is not an event id this server sent (<stream>-<seq>)");
+      return false;
+    }
+    out.resume_after = id;
+  }
+  return true;  // token= is the caller's (checked before the parameters are)
+}
+
+bool message_matches(std::string_view message, const std::vector<std::string> &terms) {
+  if (terms.empty()) return true;
+  auto word = [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return std::isalnum(c) || c >= 0x80;
+  };
+  auto same = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(a[i])) !=
+          std::tolower(static_cast<unsigned char>(b[i])))
+        return false;
+    return true;
+  };
+  // The message's words, in order, as views; then the terms as a run of consecutive words.
+  std::vector<std::string_view> words;
+  for (size_t i = 0; i < message.size();) {
+    if (!word(message[i])) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < message.size() && word(message[j])) ++j;
+    words.push_back(message.substr(i, j - i));
+    i = j;
+  }
+  for (size_t start = 0; start + terms.size() <= words.size(); ++start) {
+    size_t k = 0;
+    while (k < terms.size() && same(words[start + k], terms[k])) ++k;
+    if (k == terms.size()) return true;
+  }
+  return false;
+}
+
+std::string format_event_id(const EventId &id) {
+  return std::to_string(id.stream) + "-" + std::to_string(id.seq);
+}
+
+bool parse_event_id(std::string_view text, EventId &id) {
+  const size_t dash = text.find('-');
+  return dash != std::string_view::npos && dash > 0 && parse_int(text.substr(0, dash), id.stream) &&
+         parse_int(text.substr(dash + 1), id.seq);
+}
+
+std::span<const EndpointSpec> endpoints() {
+  return kEndpoints;
+}
+
+const EndpointSpec *endpoint(std::string_view path) {
+  for (const EndpointSpec &e : kEndpoints)
+    if (path == e.path) return &e;
+  return nullptr;
+}
+
+const std::string &api_summary() {
+  static const std::string text = [] {
+    std::string s = "endpoints (GET; every one documented in docs/query-api.md):";
+    for (const EndpointSpec &e : kEndpoints) {
+      s += "\n    GET " + std::string(e.path) + "  " + e.summary;
+      if (e.params.empty()) s += "\n        (no parameters)";
+      for (const ParamSpec &p : e.params)
+        s += "\n        " + std::string(p.name) + ": " + p.summary;
+    }
+    return s;
+  }();
+  return text;
+}
+
+std::string unknown_parameter(const EndpointSpec &e, std::string_view name) {
+  std::string s = "unknown parameter '" + printable(name) + "' (";
+  if (e.params.empty()) return s + std::string(e.path) + " takes no parameters)";
+  s += "valid for " + std::string(e.path) + ":";
+  for (size_t i = 0; i < e.params.size(); ++i)
+    s += (i ? ", " : " ") + std::string(e.params[i].name);
+  return s + ")";
+}
+
+bool no_unknown_parameters(const EndpointSpec &e,
+                           const std::vector<std::pair<std::string, std::string>> &params,
+                           std::string &error) {
+  std::map<std::string, std::string> p;
+  return collect(params, e, p, error);
 }
 
 std::string encode_cursor(const RowKey &key, bool descending) {

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -16,6 +18,30 @@ namespace devmesh::query {
 
 inline constexpr uint32_t kMaxLimit = 10000;
 inline constexpr uint32_t kDefaultLimit = 100;
+
+// What an endpoint accepts. The parsers take the parameter names from these tables, and so do
+// the unknown-parameter error, `devmesh --describe query` (api_summary) and the test that checks
+// docs/query-api.md mentions every one: the documentation cannot drift from the parser.
+struct ParamSpec {
+  const char *name;
+  const char *summary;  // type, bounds and default, for the description
+};
+struct EndpointSpec {
+  const char *path;  // GET
+  const char *summary;
+  std::span<const ParamSpec> params;
+};
+std::span<const EndpointSpec> endpoints();
+// The endpoint served at `path`; nullptr for none.
+const EndpointSpec *endpoint(std::string_view path);
+// Every endpoint and its parameters, one per line, for the plugin's description.
+const std::string &api_summary();
+// "unknown parameter 'x' (valid for /query/logs: service, host, ...)".
+std::string unknown_parameter(const EndpointSpec &e, std::string_view name);
+// Refuses any parameter `e` does not list (400 text in `error`); for /health and /info.
+bool no_unknown_parameters(const EndpointSpec &e,
+                           const std::vector<std::pair<std::string, std::string>> &params,
+                           std::string &error);
 
 // name=value pairs of a raw query string, percent- and '+'-decoded. False with `error` (a
 // complete client message) on malformed encoding, a NUL byte or an over-long value.
@@ -39,14 +65,28 @@ bool parse_stats_request(const std::vector<std::pair<std::string, std::string>> 
                          int64_t now_ns, const DurationParser &parse_duration, StatsQuery &out,
                          std::string &error);
 
-// GET /tail: which records a subscriber receives.
+// A /tail event's id, "<stream>-<seq>": seq counts every record that passed through this
+// query output since it started (1, 2, ...), stream tells one start (one run, one reload) from
+// another, so an id from before a restart is never taken for a position in this one.
+struct EventId {
+  uint64_t stream = 0, seq = 0;
+};
+std::string format_event_id(const EventId &id);
+bool parse_event_id(std::string_view text, EventId &id);
+
+// GET /tail: which records a subscriber receives, and where it resumes.
 struct TailFilter {
-  std::string service, host;  // empty: any
-  int level = 0;              // exact dm_level, 0: any
-  int min_rank = 0;           // dm_level_rank at or above, 0: any
+  std::string service, host;            // empty: any
+  int level = 0;                        // exact dm_level, 0: any
+  int min_rank = 0;                     // dm_level_rank at or above, 0: any
+  std::vector<std::string> q_terms;     // q=: these words, together, in the message; empty: any
+  std::optional<EventId> resume_after;  // last_event_id= (the Last-Event-ID header wins)
 };
 bool parse_tail_request(const std::vector<std::pair<std::string, std::string>> &params,
                         TailFilter &out, std::string &error);
+// Whether `message` holds the words of `terms` (query_terms) one after the other, as whole
+// words, ASCII letters compared case-insensitively: the stores' phrase match, in memory.
+bool message_matches(std::string_view message, const std::vector<std::string> &terms);
 
 // The cursor: "d.<timestamp_ns>.<id>" (desc) or "a.<timestamp_ns>.<id>" (asc). Opaque to
 // clients; readable for whoever debugs it.

@@ -141,17 +141,22 @@ class SqliteStore : public QueryStore {
     Lease conn(this, err);
     if (!conn) return false;
     const std::string t = schema::quote_ident(s_.table);
+    // ?1: the window's start, ?3: its end when end_time= gave one.
+    const std::string window = q.end_ns ? "timestamp >= ?1 AND timestamp <= ?3" : "timestamp >= ?1";
+    auto bind_window = [&](sqlite3_stmt *st) {
+      sqlite3_bind_int64(st, 1, q.since_ns);
+      if (q.end_ns) sqlite3_bind_int64(st, 3, *q.end_ns);
+    };
     // One read transaction: the total and the three breakdowns see the same snapshot.
     if (sqlite3_exec(conn->db, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK)
       return fail(*conn, sqlite3_errcode(conn->db), err);
     start_clock(*conn);
     bool ok = true;
     {
-      sqlite3_stmt *st =
-          prepare(*conn, "SELECT count(*) FROM " + t + " WHERE timestamp >= ?1", err);
+      sqlite3_stmt *st = prepare(*conn, "SELECT count(*) FROM " + t + " WHERE " + window, err);
       ok = st != nullptr;
       if (ok) {
-        sqlite3_bind_int64(st, 1, q.since_ns);
+        bind_window(st);
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) out.total = sqlite3_column_int64(st, 0);
         ok = finish(*conn, st, rc == SQLITE_ROW ? SQLITE_DONE : rc, err);
@@ -160,16 +165,16 @@ class SqliteStore : public QueryStore {
     for (auto [col, vec] : {std::pair{"service", &out.by_service},
                             std::pair{"level", &out.by_level}, std::pair{"host", &out.by_host}}) {
       if (!ok) break;
-      sqlite3_stmt *st = prepare(*conn,
-                                 std::string("SELECT ") + col + ", count(*) AS n FROM " + t +
-                                     " WHERE timestamp >= ?1 GROUP BY " + col +
-                                     " ORDER BY n DESC, " + col + " LIMIT ?2",
-                                 err);
+      sqlite3_stmt *st =
+          prepare(*conn,
+                  std::string("SELECT ") + col + ", count(*) AS n FROM " + t + " WHERE " + window +
+                      " GROUP BY " + col + " ORDER BY n DESC, " + col + " LIMIT ?2",
+                  err);
       if (!st) {
         ok = false;
         break;
       }
-      sqlite3_bind_int64(st, 1, q.since_ns);
+      bind_window(st);
       sqlite3_bind_int64(st, 2, q.top);
       int rc;
       while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

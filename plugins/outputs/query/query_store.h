@@ -38,8 +38,9 @@ struct LogQuery {
 
 // GET /query/stats, validated.
 struct StatsQuery {
-  int64_t since_ns = 0;  // timestamp >= since_ns
-  uint32_t top = 100;    // most groups returned per dimension, by count descending
+  int64_t since_ns = 0;           // timestamp >= since_ns
+  std::optional<int64_t> end_ns;  // timestamp <= end_ns (end_time=); none: up to now and on
+  uint32_t top = 100;             // most groups returned per dimension, by count descending
 };
 
 // One result row; views stay valid only during the RowSink::row call. A null column has

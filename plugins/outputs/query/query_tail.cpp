@@ -13,6 +13,9 @@ namespace devmesh::query {
 namespace {
 
 constexpr uint64_t kHeartbeatMs = 15000;
+// How long records are still kept after the last subscriber left: a browser reconnects within
+// seconds (retry: 2000 below); a client away longer is told of the gap.
+constexpr uint64_t kKeepAfterLastNs = uint64_t{60} * 1000 * 1000000;
 constexpr std::string_view kHello = "retry: 2000\n: devmesh tail\n\n";
 constexpr std::string_view kPing = ": keepalive\n\n";
 
@@ -23,8 +26,14 @@ std::string_view view(dm_str s) {
 }  // namespace
 
 Tail::Tail(const dm_host_api *host, dm_instance *inst, uint32_t max_clients, size_t buffer_bytes,
-           TimeFormat tf)
-    : host_(host), inst_(inst), max_clients_(max_clients), buffer_bytes_(buffer_bytes), tf_(tf) {
+           size_t history_bytes, TimeFormat tf)
+    : host_(host),
+      inst_(inst),
+      max_clients_(max_clients),
+      buffer_bytes_(buffer_bytes),
+      history_limit_(max_clients ? history_bytes : 0),
+      tf_(tf),
+      stream_(host->now_ns() / 1000) {
   m_clients_ = host->metric_gauge(inst, "query_tail_clients", "open /tail streams", nullptr);
   m_sent_ = host->metric_counter(inst, "query_tail_records_sent_total",
                                  "records sent to /tail subscribers", nullptr);
@@ -32,6 +41,10 @@ Tail::Tail(const dm_host_api *host, dm_instance *inst, uint32_t max_clients, siz
                                     "records a slow /tail subscriber did not get", nullptr);
   m_refused_ = host->metric_counter(inst, "query_tail_refused_total",
                                     "/tail requests refused (tail_clients reached)", nullptr);
+  m_gaps_ = host->metric_counter(inst, "query_tail_gaps_total",
+                                 "/tail resumes whose Last-Event-ID was older than the records "
+                                 "kept (told to the client as an 'event: gap')",
+                                 nullptr);
 }
 
 Tail::~Tail() {
@@ -70,6 +83,7 @@ void Tail::subscribe(dm_http_request *req, TailFilter filter) {
   }
   host_->metric_set(m_clients_, static_cast<double>(subs_.size()));
   write(s, kHello.data(), kHello.size());
+  if (s.filter.resume_after) replay(s, *s.filter.resume_after);
   if (!heartbeat_) {
     heartbeat_ = host_->timer_new(inst_, on_heartbeat, this);
     if (heartbeat_) host_->timer_start(heartbeat_, kHeartbeatMs, kHeartbeatMs);
@@ -84,6 +98,7 @@ void Tail::on_close(void *arg) {
       t->subs_.erase(it);
       break;
     }
+  if (t->subs_.empty()) t->last_left_ns_ = t->host_->now_ns();
   t->host_->metric_set(t->m_clients_, static_cast<double>(t->subs_.size()));
 }
 
@@ -106,9 +121,76 @@ int Tail::write(Subscriber &s, const char *data, size_t len) {
   return rc;
 }
 
-void Tail::render(const dm_record &r) {
+bool Tail::wants(const TailFilter &f, int level, std::string_view service, std::string_view host,
+                 std::string_view message) {
+  return (f.service.empty() || service == f.service) && (f.host.empty() || host == f.host) &&
+         (!f.level || level == f.level) && (!f.min_rank || dm_level_rank(level) >= f.min_rank) &&
+         message_matches(message, f.q_terms);
+}
+
+bool Tail::keeping(uint64_t now_ns) const {
+  return history_limit_ && (!subs_.empty() || now_ns - last_left_ns_ < kKeepAfterLastNs);
+}
+
+void Tail::keep(const dm_record &r) {
+  Kept k{seq_,
+         r.level,
+         std::string(view(r.service)),
+         std::string(view(r.host)),
+         std::string(view(r.message)),
+         std::string(event_.GetString(), event_.GetSize())};
+  history_bytes_ += k.service.size() + k.host.size() + k.message.size() + k.event.size();
+  history_.push_back(std::move(k));
+  while (history_bytes_ > history_limit_ && !history_.empty()) {
+    const Kept &old = history_.front();
+    history_bytes_ -= old.service.size() + old.host.size() + old.message.size() + old.event.size();
+    history_.pop_front();
+  }
+}
+
+void Tail::replay(Subscriber &s, const EventId &after) {
+  const uint64_t oldest = history_.empty() ? seq_ + 1 : history_.front().seq;
+  const bool ours = after.stream == stream_ && after.seq <= seq_;
+  if (!ours || after.seq + 1 < oldest) {
+    // Not silently: the client learns that records are missing, and how many when known (the
+    // count is of every record that passed; some may not have matched its filter).
+    rapidjson::StringBuffer gap;
+    rapidjson::Writer<rapidjson::StringBuffer> w(gap);
+    w.StartObject();
+    w.Key("last_event_id");
+    const std::string id = format_event_id(after);
+    w.String(id.data(), static_cast<rapidjson::SizeType>(id.size()));
+    w.Key("missed");
+    if (ours)
+      w.Uint64(oldest - after.seq - 1);
+    else
+      w.Null();
+    w.Key("reason");
+    w.String(ours ? "older than the records /tail keeps (tail_history)"
+                  : "not an id of this stream (the server restarted or reloaded since)");
+    w.EndObject();
+    const std::string event =
+        "event: gap\ndata: " + std::string(gap.GetString(), gap.GetSize()) + "\n\n";
+    host_->metric_add(m_gaps_, 1);
+    write(s, event.data(), event.size());
+  }
+  const uint64_t from = ours ? after.seq + 1 : 0;
+  uint64_t sent = 0, dropped = 0;
+  for (const Kept &k : history_) {
+    if (k.seq < from || !wants(s.filter, k.level, k.service, k.host, k.message)) continue;
+    const int rc = write(s, k.event.data(), k.event.size());
+    if (rc == DM_OK) ++sent;
+    if (rc == DM_ERR_FULL) ++dropped;
+    if (rc == DM_ERR) break;
+  }
+  if (sent) host_->metric_add(m_sent_, static_cast<double>(sent));
+  if (dropped) host_->metric_add(m_dropped_, static_cast<double>(dropped));
+}
+
+void Tail::render(const dm_record &r, uint64_t seq) {
   event_.Clear();
-  for (char c : std::string_view("data: ")) event_.Put(c);
+  const std::string head = "id: " + format_event_id({stream_, seq}) + "\ndata: ";
+  for (char c : head) event_.Put(c);
   rapidjson::Writer<rapidjson::StringBuffer> w(event_);
   w.StartObject();
   w.Key("timestamp");
@@ -146,21 +228,32 @@ void Tail::render(const dm_record &r) {
 }
 
 void Tail::publish(const dm_batch &batch) {
-  if (subs_.empty()) return;
+  const bool keep_now = keeping(host_->now_ns());
+  if (!keep_now && !history_.empty()) {
+    // Nobody came back in time: what is kept would no longer end at the newest record.
+    history_.clear();
+    history_bytes_ = 0;
+  }
+  if (subs_.empty() && !keep_now) {
+    seq_ += batch.count;
+    return;
+  }
   uint64_t sent = 0, dropped = 0;
   for (uint32_t i = 0; i < batch.count; ++i) {
     const dm_record &r = batch.records[i];
+    ++seq_;
     bool rendered = false;
     for (Subscriber &s : subs_) {
-      const TailFilter &f = s.filter;
-      if (!s.open || (!f.service.empty() && view(r.service) != f.service) ||
-          (!f.host.empty() && view(r.host) != f.host) || (f.level && r.level != f.level) ||
-          (f.min_rank && dm_level_rank(r.level) < f.min_rank))
+      if (!s.open || !wants(s.filter, r.level, view(r.service), view(r.host), view(r.message)))
         continue;
-      if (!rendered) render(r), rendered = true;
+      if (!rendered) render(r, seq_), rendered = true;
       const int rc = write(s, event_.GetString(), event_.GetSize());
       if (rc == DM_OK) ++sent;
       if (rc == DM_ERR_FULL) ++dropped;
+    }
+    if (keep_now) {
+      if (!rendered) render(r, seq_);
+      keep(r);
     }
   }
   if (sent) host_->metric_add(m_sent_, static_cast<double>(sent));

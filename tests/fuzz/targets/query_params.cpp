@@ -73,7 +73,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return devmesh::parse_duration_ms(text, ms);
   };
   if (parse_stats_request(params, now, duration, stats, error)) {
-    check(stats.since_ns < now && stats.top >= 1 && stats.top <= kMaxLimit, "stats in range");
+    check(stats.top >= 1 && stats.top <= kMaxLimit, "stats top in range");
+    // since= and no times: a window ending now; start_time/end_time: never an end before start.
+    check(stats.end_ns ? stats.since_ns <= *stats.end_ns : true, "stats window in order");
   } else {
     check(!error.empty(), "a refused /query/stats says why");
   }
@@ -81,5 +83,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   TailFilter tail;
   error.clear();
   if (!parse_tail_request(params, tail, error)) check(!error.empty(), "a refused /tail says why");
+  EventId id;
+  if (parse_event_id(raw, id)) {
+    EventId again;
+    check(parse_event_id(format_event_id(id), again) && again.stream == id.stream &&
+              again.seq == id.seq,
+          "event id round trip");
+  }
+  (void)message_matches(raw, query_terms(raw));
   return 0;
 }
