@@ -78,6 +78,10 @@ void check_service(const PipelineConfig &now, const PipelineConfig &next, Proble
   check(a.watchdog_ms == b.watchdog_ms, {"service", "watchdog"}, "service.watchdog");
   check(a.watchdog_flush_ms == b.watchdog_flush_ms, {"service", "watchdog_flush"},
         "service.watchdog_flush");
+  // The files of service.tls are re-read on reload (renewed certificates); which files is fixed.
+  check(a.tls_cert == b.tls_cert && a.tls_key == b.tls_key && a.tls_ca == b.tls_ca &&
+            a.tls_min_version == b.tls_min_version,
+        {"service", "tls"}, "service.tls");
   check(a.storage_path == b.storage_path, {"service", "storage", "path"}, "service.storage.path");
   check(a.storage_sync == b.storage_sync, {"service", "storage", "sync"}, "service.storage.sync");
   check(a.storage_sync_interval_ms == b.storage_sync_interval_ms,
@@ -400,6 +404,7 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
   }
   std::string err;
   if (!http_->reload_tls(err)) log_msg(DM_LOG_WARN, nullptr, "reload: TLS: %s", err.c_str());
+  log_listeners();
   log_msg(DM_LOG_INFO, nullptr,
           "reload applied: %zu added, %zu removed, %zu changed, %zu unchanged", r.added.size(),
           r.removed.size(), r.changed.size(), r.unchanged);
@@ -569,11 +574,6 @@ void Engine::recompute_pauses() {
       in->full_outputs = want;
     }
   }
-}
-
-// TEMPORARY until h-http's reload_tls lands (its strong definition replaces this weak one).
-__attribute__((weak)) bool HttpServer::reload_tls(std::string &) {
-  return true;
 }
 
 }  // namespace devmesh

@@ -319,6 +319,11 @@ bool HttpServer::Impl::add_route(const std::string &listen, const std::string &m
       }
     }
   }
+  std::string conflict = tls_conflict(address.key, owner);
+  if (!conflict.empty()) {
+    error = "route " + method + " " + path + ": " + conflict;
+    return false;
+  }
   auto &slot = listeners[address.key];
   const bool fresh = !slot;
   if (fresh) {
@@ -375,6 +380,7 @@ void HttpServer::Impl::remove_routes(const void *owner) {
     if (l.routes.empty()) emptied = true;
     ++it;
   }
+  drop_tls_claims(owner);
   // The owner's open streams end as at stop(): the owner hears on_close before this returns,
   // since it is about to go away.
   std::vector<HttpRequest *> open;
@@ -497,6 +503,7 @@ bool HttpServer::Impl::open_listener(Listener &l, std::string &error) {
   l.host_list.listener = &l;
   l.accept_ctx.ctx = &ctx;
   l.accept_ctx.hosts = l.host_list.hosts;
+  l.accept_ctx.ssl_ctx = ssl_ctx_of(l.address.key);
   l.tcp = new uv_tcp_t;
   int rc = uv_tcp_init(loop, l.tcp);
   if (rc != 0) {
@@ -845,7 +852,10 @@ std::vector<std::string> HttpServer::Impl::describe() const {
   for (const auto &[key, l] : listeners) {
     std::string address = key;
     if (l->port != 0) address = key.substr(0, key.rfind(':') + 1) + std::to_string(l->port);
-    std::string line = "http://" + address + ":";
+    auto t = tls.find(key);
+    std::string line = (t == tls.end() ? "http://" : "https://") + address;
+    if (t != tls.end() && !t->second.settings.ca.empty()) line += " (client certificates required)";
+    line += ":";
     std::vector<std::string> routes;
     for (const Route &r : l->routes)
       for (const MethodHandler &m : r.methods)

@@ -9,6 +9,7 @@
 #endif
 #include <h2o.h>
 
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <deque>
@@ -63,6 +64,20 @@ bool has_line_break(const char *s);
 void send_response(h2o_req_t *req, int status, const char *content_type, const char *body,
                    size_t len);
 void send_json_error(h2o_req_t *req, int status, const char *message);
+
+// TLS on one address (http_tls.cpp): the settings, the context built from their files, and who
+// asked for it. An address has an entry only while some owner claims it.
+struct TlsAddress {
+  struct Claim {
+    const void *owner;
+    std::string name;
+  };
+  HttpServer::Tls settings;
+  SSL_CTX *ctx = nullptr;  // one reference, ours; each connection's SSL holds its own
+  std::vector<Claim> claims;
+};
+// A server context from the files of `tls`; null + error naming the option and file.
+SSL_CTX *make_ssl_ctx(const HttpServer::Tls &tls, std::string &error);
 
 }  // namespace http_internal
 
@@ -181,6 +196,9 @@ struct HttpServer::Impl {
     Listener *listener;
   };
 
+  ~Impl() {
+    for (auto &[key, t] : tls) SSL_CTX_free(t.ctx);
+  }
   explicit Impl(uv_loop_t *l) : loop(l) {
     h2o_config_init(&config);
     config.server_name = h2o_iovec_init(H2O_STRLIT("devmesh"));
@@ -203,6 +221,15 @@ struct HttpServer::Impl {
   void maybe_free_listener(Listener *l);
   static void on_sweep(uv_timer_t *t);
   std::vector<std::string> describe() const;
+
+  // TLS (http_tls.cpp).
+  bool set_tls(const std::string &listen, const Tls &t, std::string &error, const void *owner,
+               const std::string &owner_name);
+  bool reload_tls(std::string &error);
+  void drop_tls_claims(const void *owner);
+  // Why `owner` may not add a plain route on `key` (an owner's TLS there); "" when it may.
+  std::string tls_conflict(const std::string &key, const void *owner) const;
+  SSL_CTX *ssl_ctx_of(const std::string &key) const;
   void stop();
   void handle_closed();
   bool closed() const { return stopping && open_handles == 0; }
@@ -234,7 +261,8 @@ struct HttpServer::Impl {
   bool stopping = false;
   h2o_hostconf_t *host = nullptr;  // the one hostconf; its handler routes by listener
   std::map<std::string, std::unique_ptr<Listener>> listeners;  // by canonical address
-  std::vector<std::unique_ptr<Listener>> retired;  // closed, waiting for their connections
+  std::vector<std::unique_ptr<Listener>> retired;        // closed, waiting for their connections
+  std::map<std::string, http_internal::TlsAddress> tls;  // by canonical address
   // Closes listeners left without routes at the next loop turn, so that a reload removing an
   // owner's routes and adding its successor's in one callback keeps the socket open.
   uv_timer_t *sweep = nullptr;
