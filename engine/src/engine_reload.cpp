@@ -376,22 +376,31 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
 
   // 5. Start: outputs (and their workers) before anything routes to them, then filters, then the
   //    inputs that replace nothing. Replacements start in reload_progress().
+  bool failed = false;  // an output that cannot start takes no records: routes without it
   for (auto &o : outputs_) {
     if (!r.fresh.count(o.get())) continue;
     std::string err, note;
     if (!o->dead_letter_path.empty() &&
         !prepare_dead_letter_path(o->dead_letter_path, true, err, note)) {
       log_msg(DM_LOG_ERROR, o->name.c_str(), "%s%s", o->dead_letter_where.c_str(), err.c_str());
-      r.start_errors.push_back(o->name + ": " + err);
-      continue;
-    }
-    if (!o->queue.start_workers(err)) {
+      err = o->dead_letter_where + err;
+    } else if (!o->queue.start_workers(err)) {
       log_msg(DM_LOG_ERROR, o->name.c_str(), "%s", err.c_str());
-      r.start_errors.push_back(o->name + ": " + err);
+    } else if (!start_instance(o.get())) {
+      err = "failed to start";
+    } else {
+      if (storage_) schedule_pump(o.get());
       continue;
     }
-    if (!start_instance(o.get())) r.start_errors.push_back(o->name + ": failed to start");
-    if (storage_) schedule_pump(o.get());
+    r.start_errors.push_back(o->name + ": " + err);
+    o->retiring = true;
+    o->feeders.clear();
+    retiring_outputs_ = true;
+    failed = true;
+  }
+  if (failed) {
+    routes_.clear();
+    for (auto &in : inputs_) in->route = route_for(in->tag);
   }
   for (auto &f : filters_)
     if (r.fresh.count(f.get()) && !start_instance(f.get()))
