@@ -1,4 +1,5 @@
-// devmesh command line: run a pipeline, validate it (--dry-run), describe a plugin, version.
+// devmesh command line: run a pipeline, validate it (--dry-run), list or describe plugins,
+// version.
 #include <getopt.h>
 
 #include <cstdio>
@@ -18,6 +19,7 @@ static void usage(FILE *to) {
           "usage: devmesh -c FILE            run the pipeline in FILE\n"
           "       devmesh --dry-run -c FILE  load every plugin, validate everything, exit 0 or 1\n"
           "       devmesh --describe NAME [-c FILE]  print a plugin's options\n"
+          "       devmesh --list [-c FILE]   print the plugins found: name, kind, version, file\n"
           "       devmesh --version\n");
 }
 
@@ -66,15 +68,41 @@ static void print_option(const dm_option &o) {
   printf("\n      %s\n", o.description ? o.description : "");
 }
 
+// The service section of config_file (plugins_dir), or the defaults without one; false after
+// printing its problems.
+static bool service_of(const std::string &config_file, PipelineConfig &cfg) {
+  if (config_file.empty()) return true;
+  Problems problems;
+  if (load_pipeline(config_file, cfg, problems)) return true;
+  fprintf(stderr, "%s\n", problems.str().c_str());
+  return false;
+}
+
+// Every plugin in the search path load() builds (plugins_dir, or the default directories), one
+// line each; a file that does not load says why in place of its kind and version.
+static int list_plugins(const std::string &config_file) {
+  PipelineConfig cfg;
+  if (!service_of(config_file, cfg)) return 1;
+  Engine engine(cfg);
+  Problems problems;
+  std::vector<std::string> errors;
+  engine.load(problems, errors, false);  // only to set up the loader's search path
+  for (const std::string &name : engine.loader().available()) {
+    std::string err;
+    const LoadedPlugin *p = engine.loader().load(name, "", err);
+    if (!p) {
+      printf("%-16s (not loadable: %s)\n", name.c_str(), err.c_str());
+      continue;
+    }
+    printf("%-16s %-7s %-10s %s\n", p->desc.name, kind_name(p->desc.kind),
+           p->desc.version ? p->desc.version : "?", p->file.c_str());
+  }
+  return 0;
+}
+
 static int describe(const std::string &name, const std::string &config_file) {
   PipelineConfig cfg;
-  if (!config_file.empty()) {
-    Problems problems;
-    if (!load_pipeline(config_file, cfg, problems)) {
-      fprintf(stderr, "%s\n", problems.str().c_str());
-      return 1;
-    }
-  }
+  if (!service_of(config_file, cfg)) return 1;
   Engine engine(cfg);
   Problems problems;
   std::vector<std::string> errors;
@@ -104,12 +132,15 @@ static int describe(const std::string &name, const std::string &config_file) {
 
 int main(int argc, char **argv) {
   install_crash_report();  // before any plugin code runs: create() may crash too
-  static option long_opts[] = {
-      {"config", required_argument, nullptr, 'c'},   {"dry-run", no_argument, nullptr, 'n'},
-      {"describe", required_argument, nullptr, 'd'}, {"version", no_argument, nullptr, 'V'},
-      {"help", no_argument, nullptr, 'h'},           {nullptr, 0, nullptr, 0}};
+  static option long_opts[] = {{"config", required_argument, nullptr, 'c'},
+                               {"dry-run", no_argument, nullptr, 'n'},
+                               {"describe", required_argument, nullptr, 'd'},
+                               {"version", no_argument, nullptr, 'V'},
+                               {"help", no_argument, nullptr, 'h'},
+                               {"list", no_argument, nullptr, 'l'},
+                               {nullptr, 0, nullptr, 0}};
   std::string config_file, describe_name;
-  bool dry_run = false;
+  bool dry_run = false, list = false;
   int c;
   while ((c = getopt_long(argc, argv, "c:nd:Vh", long_opts, nullptr)) != -1) {
     switch (c) {
@@ -121,6 +152,9 @@ int main(int argc, char **argv) {
         break;
       case 'd':
         describe_name = optarg;
+        break;
+      case 'l':
+        list = true;
         break;
       case 'V':
         printf("devmesh %s (plugin ABI %d.%d)\n", DEVMESH_VERSION, DM_ABI_MAJOR, DM_ABI_MINOR);
@@ -139,6 +173,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (!describe_name.empty()) return describe(describe_name, config_file);
+  if (list) return list_plugins(config_file);
   if (config_file.empty()) {
     usage(stderr);
     return 2;
@@ -161,11 +196,13 @@ int main(int argc, char **argv) {
   if (!ok) {
     if (!problems.empty()) fprintf(stderr, "%s\n", problems.str().c_str());
     for (auto &e : errors) fprintf(stderr, "%s\n", e.c_str());
+    for (auto &w : engine.warnings()) fprintf(stderr, "%s\n", w.c_str());
     size_t n = problems.size() + errors.size();
     fprintf(stderr, "devmesh: %zu problem%s in %s\n", n, n == 1 ? "" : "s", config_file.c_str());
     return 1;
   }
   if (dry_run) {
+    for (auto &w : engine.warnings()) fprintf(stderr, "%s\n", w.c_str());
     for (auto &n : engine.notes()) printf("%s\n", n.c_str());
     printf("%s: configuration OK\n", config_file.c_str());
     return 0;
