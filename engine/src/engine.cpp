@@ -201,6 +201,7 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
     if (!checked.problems.empty()) ok = false;
     append_in_order(checked.problems, problems);
     warnings_ = std::move(checked.warnings);
+    in_use_ = std::move(checked.in_use);
     notes_.insert(notes_.end(), checked.notes.begin(), checked.notes.end());
     make_dirs_ = std::move(checked.make_dirs);
   }

@@ -144,6 +144,8 @@ class Engine {
   // What the whole-pipeline checks found that does not stop a start (an output no input
   // reaches): --dry-run prints them, a start logs them.
   const std::vector<std::string> &warnings() const { return warnings_; }
+  // Listen addresses another process holds now: a start refuses them, --dry-run warns.
+  const Problems &addresses_in_use() const { return in_use_; }
 
   // --- called through the host API ---
   int submit(InputInstance *in, Batch *b, uint64_t *ticket);
@@ -232,6 +234,7 @@ class Engine {
   Metric *m_storage_unstored_ = nullptr;
   std::string info_json_;
   std::vector<std::string> notes_, warnings_;
+  Problems in_use_;
   std::vector<DirectoryToMake> make_dirs_;  // found by load(), made by run() before any start
   std::unique_ptr<Watchdog> watchdog_;
 };

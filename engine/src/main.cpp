@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "engine_options.h"
 #include "log.h"
+#include "pipeline_checks.h"
 
 using namespace devmesh;
 
@@ -193,16 +194,27 @@ int main(int argc, char **argv) {
   Engine engine(cfg);
   std::vector<std::string> errors;
   bool ok = engine.load(problems, errors, true);
+  std::vector<std::string> warnings = engine.warnings();
+  for (const Problem &p : engine.addresses_in_use().list()) {
+    if (!dry_run) {
+      problems.add(p);  // the bind would fail: refused here, with its place
+      ok = false;
+    } else {
+      Problem w = p;
+      w.message += "; a start would fail while it is in use";
+      warnings.push_back(warning_str(w));
+    }
+  }
   if (!ok) {
     if (!problems.empty()) fprintf(stderr, "%s\n", problems.str().c_str());
     for (auto &e : errors) fprintf(stderr, "%s\n", e.c_str());
-    for (auto &w : engine.warnings()) fprintf(stderr, "%s\n", w.c_str());
+    for (auto &w : warnings) fprintf(stderr, "%s\n", w.c_str());
     size_t n = problems.size() + errors.size();
     fprintf(stderr, "devmesh: %zu problem%s in %s\n", n, n == 1 ? "" : "s", config_file.c_str());
     return 1;
   }
   if (dry_run) {
-    for (auto &w : engine.warnings()) fprintf(stderr, "%s\n", w.c_str());
+    for (auto &w : warnings) fprintf(stderr, "%s\n", w.c_str());
     for (auto &n : engine.notes()) printf("%s\n", n.c_str());
     printf("%s: configuration OK\n", config_file.c_str());
     return 0;

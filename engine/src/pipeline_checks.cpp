@@ -68,12 +68,7 @@ struct Checks {
     return false;
   }
 
-  // FILE:LINE:COL: warning: PATH: MESSAGE, as a compiler words one.
-  void warn(const Problem &p) {
-    std::string s = p.file;
-    if (p.line > 0) s += ":" + std::to_string(p.line) + ":" + std::to_string(p.col);
-    out.warnings.push_back(s + ": warning: " + p.path + ": " + p.message);
-  }
+  void warn(const Problem &p) { out.warnings.push_back(warning_str(p)); }
 
   // ---- where the records go ----------------------------------------------------------------
 
@@ -181,7 +176,7 @@ struct Checks {
       std::string error;
       if (address_free(key, error)) continue;
       here.message = error + " (another process serves there?)";
-      out.problems.add(here);
+      out.in_use.add(here);
     }
   }
 
@@ -248,6 +243,12 @@ void check_pipeline(const PipelineConfig &cfg, const std::vector<InstanceView> &
   c.exclusive_files();
   c.addresses(listening);
   c.directories();
+}
+
+std::string warning_str(const Problem &p) {
+  std::string s = p.file;
+  if (p.line > 0) s += ":" + std::to_string(p.line) + ":" + std::to_string(p.col);
+  return s + ": warning: " + p.path + ": " + p.message;
 }
 
 bool make_directories(const std::vector<DirectoryToMake> &dirs) {

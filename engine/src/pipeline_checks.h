@@ -34,6 +34,9 @@ struct PipelineCheckResult {
   std::vector<std::string> warnings;       // reported, but the pipeline can run
   std::vector<std::string> notes;          // what a start would do (a directory it would make)
   std::vector<DirectoryToMake> make_dirs;  // for make_directories at start
+  // Addresses another process listens on now. They refuse a start, but --dry-run only warns:
+  // it is run to check an edit while the pipeline's own devmesh is serving them.
+  Problems in_use;
 };
 
 // Runs every whole-pipeline check. `listening` holds the canonical addresses ("ip:port") the
@@ -42,6 +45,9 @@ struct PipelineCheckResult {
 void check_pipeline(const PipelineConfig &cfg, const std::vector<InstanceView> &instances,
                     const std::set<std::string> &listening, const Problems &earlier,
                     PipelineCheckResult &out);
+
+// FILE:LINE:COL: warning: PATH: MESSAGE, as a compiler words a warning.
+std::string warning_str(const Problem &p);
 
 // Makes the directories check_pipeline listed (mkdir -p, 0700), logging each one made; false
 // after logging every one that could not be made, by its option and path.
