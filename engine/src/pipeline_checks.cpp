@@ -5,6 +5,7 @@
 #include <fnmatch.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -196,7 +197,9 @@ struct Checks {
       return;
     }
     if (!note.empty()) out.notes.push_back(where + ": " + note);
-    out.make_dirs.push_back({is_file ? parent_dir(value) : value, where});
+    struct stat st;
+    const bool special = is_file && stat(value.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
+    if (!special) out.make_dirs.push_back({is_file ? parent_dir(value) : value, where});
   }
 
   void directories() {

@@ -81,10 +81,13 @@ bool prepare_file_path(const std::string &path, bool create, std::string &error,
     error = path + " names a directory; give a file name";
     return false;
   }
-  if (!prepare_directory(parent_dir(path), create, error, note)) return false;
   struct stat st;
-  if (stat(path.c_str(), &st) == 0) {
-    // Not only regular files: a stdout output may write to /dev/stderr or a named pipe.
+  const bool exists = stat(path.c_str(), &st) == 0;
+  // A device or a named pipe (a stdout output writing to /dev/stderr) is opened as it is: its
+  // directory (/dev) need not be writable. A regular file's may be (SQLite's -wal file).
+  const bool special = exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+  if (!special && !prepare_directory(parent_dir(path), create, error, note)) return false;
+  if (exists) {
     if (S_ISDIR(st.st_mode)) {
       error = path + " is a directory; give a file name";
       return false;
