@@ -66,6 +66,9 @@ static void print_option(const dm_option &o) {
     for (const char *const *a = o.allowed; *a; a++) printf(" %s", *a);
   }
   if (o.flags & DM_OPT_SECRET) printf(" secret");
+  if (o.type == DM_OPT_PATH) printf(" (relative to the config file)");
+  if (o.flags & (DM_OPT_MAKES_DIR | DM_OPT_MAKES_PARENT)) printf(" (directory made at start)");
+  if (o.flags & DM_OPT_EXCLUSIVE) printf(" (one writer per file)");
   printf("\n      %s\n", o.description ? o.description : "");
 }
 

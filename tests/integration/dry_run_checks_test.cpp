@@ -287,6 +287,19 @@ TEST(PluginNames, ListPrintsEveryPluginWithItsKindVersionAndFile) {
   EXPECT_NE(r.out.find("flaky"), std::string::npos) << "plugins_dir is searched\n" << r.out;
 }
 
+TEST(PluginNames, DescribeSaysWhichOptionsArePathsRelativeToTheConfigFile) {
+  TempDir d;
+  std::string out, err;
+  ASSERT_EQ(run({DEVMESH_BIN, "--describe", "sqlite"}, d.path(), &out, &err), 0) << err;
+  EXPECT_NE(out.find("path               path     default ./data/devmesh.db (relative to the "
+                     "config file) (directory made at start) (one writer per file)"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("dead_letter_path   path     (relative to the config file)"),
+            std::string::npos)
+      << out;
+}
+
 TEST(PluginNames, AnUnknownPluginNameSuggestsTheNearestOne) {
   TempDir d;
   auto r = dry_run(d, kHead +
