@@ -89,6 +89,7 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
   loader_ = std::make_unique<PluginLoader>(host_api(), dirs);
 
   std::set<std::string> names;
+  std::vector<InstanceView> views;  // for the whole-pipeline checks
   bool ok = true;
   auto add_entries = [&](const std::vector<PluginEntry> &entries) {
     for (const PluginEntry &e : entries) {
@@ -150,30 +151,15 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
         o->retry_wait_ms = get("retry_wait")->integer;
         o->retry_max_wait_ms = get("retry_max_wait")->integer;
         o->queue_limit = static_cast<size_t>(get("queue_limit")->integer);
-        if (get("dead_letter_path")) {
-          std::string p = get("dead_letter_path")->text;
-          o->dead_letter_path =
-              (p.empty() || p[0] == '/' || cfg_.dir.empty()) ? p : cfg_.dir + "/" + p;
-          // Checked here, so --dry-run finds it; made at start (run()).
-          const YAML::Mark mark = e.node["dead_letter_path"].Mark();
-          const std::string path = e.where() + ".dead_letter_path";
-          Problem where;
-          where.file = cfg_.file;
-          where.line = mark.line + 1;
-          where.col = mark.column + 1;
-          where.path = path;
-          o->dead_letter_where = where.str();
-          std::string error, note;
-          if (o->dead_letter_path.empty())
-            problems.add(cfg_.file, mark, path, "must not be empty");
-          else if (!prepare_dead_letter_path(o->dead_letter_path, false, error, note))
-            problems.add(cfg_.file, mark, path, error);
-          else if (!note.empty())
-            notes_.push_back(o->dead_letter_where + note);
-        }
+        // Resolved against the file's directory in validation; checked by check_pipeline.
+        if (get("dead_letter_path")) o->dead_letter_path = get("dead_letter_path")->text;
         inst = o.get();
         outputs_.push_back(std::move(o));
       }
+      views.push_back({e.section, e.index, name, &lp->desc, cfg.get(), "", ""});
+      if (e.section == "inputs") views.back().tag = static_cast<InputInstance *>(inst)->tag;
+      if (e.section == "filters") views.back().match = static_cast<FilterInstance *>(inst)->match;
+      if (e.section == "outputs") views.back().match = static_cast<OutputInstance *>(inst)->match;
       inst->cfg = std::move(cfg);
       register_metrics(inst);
     }
@@ -209,6 +195,16 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
     for (auto &f : filters_) create(f.get());
     for (auto &in : inputs_) create(in.get());
     append_in_order(found, problems);
+
+    // What no entry can see alone: topology, shared files and addresses, directories.
+    PipelineCheckResult checked;
+    check_pipeline(cfg_, views, {}, problems, checked);
+    if (!checked.problems.empty()) ok = false;
+    append_in_order(checked.problems, problems);
+    warnings_ = std::move(checked.warnings);
+    in_use_ = std::move(checked.in_use);
+    notes_.insert(notes_.end(), checked.notes.begin(), checked.notes.end());
+    make_dirs_ = std::move(checked.make_dirs);
   }
   return ok;
 }
@@ -252,17 +248,9 @@ int Engine::run() {
   for (size_t i = 0; i < filters_.size(); i++) filters_[i]->order = i;
   for (auto &in : inputs_) in->route = route_for(in->tag);
 
-  bool ok = true;
-  for (auto &o : outputs_) {
-    std::string error, note;
-    if (o->dead_letter_path.empty()) continue;
-    if (!prepare_dead_letter_path(o->dead_letter_path, true, error, note)) {
-      log_msg(DM_LOG_ERROR, o->name.c_str(), "%s%s", o->dead_letter_where.c_str(), error.c_str());
-      ok = false;
-    } else if (!note.empty()) {
-      log_msg(DM_LOG_INFO, o->name.c_str(), "dead_letter_path: %s", note.c_str());
-    }
-  }
+  for (const std::string &w : warnings_) log_msg(DM_LOG_WARN, nullptr, "%s", w.c_str());
+  // Every directory the pipeline writes to, before anything opens a file in one.
+  bool ok = make_directories(make_dirs_);
   // Storage opens (and replays into the outputs' disk backlogs) before anything starts.
   if (!cfg_.service.storage_path.empty() && !open_storage()) ok = false;
   auto start = [&](Instance *i) {

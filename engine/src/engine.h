@@ -24,6 +24,7 @@
 #include "http_server.h"
 #include "metrics.h"
 #include "output_queue.h"
+#include "pipeline_checks.h"
 #include "plugin_loader.h"
 #include "state_paths.h"
 #include "storage.h"
@@ -102,8 +103,7 @@ class OutputInstance : public Instance {
   uint64_t retry_wait_ms = 1000;
   uint64_t retry_max_wait_ms = 60000;
   size_t queue_limit = 64 << 20;
-  std::string dead_letter_path;
-  std::string dead_letter_where;  // FILE:LINE:COL: pipeline.outputs[i].dead_letter_path
+  std::string dead_letter_path;  // resolved; checked and its directory made by pipeline_checks
 
   std::vector<InputInstance *> feeders;  // inputs whose tag this output matches
   size_t index = 0;        // position in the engine's outputs (StoredBlock::remaining)
@@ -141,6 +141,11 @@ class Engine {
   // What start would change on the machine (a dead-letter directory it creates), found by
   // load(); --dry-run prints them.
   const std::vector<std::string> &notes() const { return notes_; }
+  // What the whole-pipeline checks found that does not stop a start (an output no input
+  // reaches): --dry-run prints them, a start logs them.
+  const std::vector<std::string> &warnings() const { return warnings_; }
+  // Listen addresses another process holds now: a start refuses them, --dry-run warns.
+  const Problems &addresses_in_use() const { return in_use_; }
 
   // --- called through the host API ---
   int submit(InputInstance *in, Batch *b, uint64_t *ticket);
@@ -228,7 +233,9 @@ class Engine {
   Metric *m_storage_full_ = nullptr, *m_storage_dropped_ = nullptr, *m_storage_lost_ = nullptr;
   Metric *m_storage_unstored_ = nullptr;
   std::string info_json_;
-  std::vector<std::string> notes_;
+  std::vector<std::string> notes_, warnings_;
+  Problems in_use_;
+  std::vector<DirectoryToMake> make_dirs_;  // found by load(), made by run() before any start
   std::unique_ptr<Watchdog> watchdog_;
 };
 
