@@ -95,6 +95,8 @@ struct ServiceConfig {
   bool exit_when_done = false;           // exit once every input finished and all is acked
   int64_t watchdog_ms = 5000;            // a plugin call on the loop longer than this is a stall
   int64_t watchdog_flush_ms = 60000;     // the same for a flush on an output's worker thread
+  // service.tls.*: TLS on http_listen (cert empty: plain HTTP); paths resolved
+  std::string tls_cert, tls_key, tls_ca, tls_min_version = "1.2";
   // service.storage: disk-backed queues (off while storage_path is empty)
   std::string storage_path;
   std::string storage_sync = "interval";  // always | interval | never

@@ -154,6 +154,14 @@ const dm_option kServiceOptions[] = {
      "directories searched for plugins (relative to the config file)", 0},
     {"http_listen", DM_OPT_STRING, DM_OPT_LISTEN, nullptr, 0, 0, nullptr,
      "address of the engine endpoint", 0},
+    {"tls.cert", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr,
+     "serve http_listen over TLS with this PEM certificate chain (with tls.key)", 0},
+    {"tls.key", DM_OPT_PATH, DM_OPT_SECRET, nullptr, 0, 0, nullptr, "PEM private key of tls.cert",
+     0},
+    {"tls.ca", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr,
+     "PEM CA bundle: clients of http_listen must present a certificate it signed (mutual TLS)", 0},
+    {"tls.min_version", DM_OPT_STRING, 0, "1.2", 0, 0, dm_tls_versions,
+     "lowest TLS version accepted on http_listen", 0},
     {"exit_when_done", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
      "exit once every input finished and all is acknowledged", 0},
     // 5s: a filter handles a batch in micro- to milliseconds, so 5s is no slow batch but a
@@ -213,6 +221,11 @@ void load_service(const YAML::Node &key, const YAML::Node &node, PipelineConfig 
     YAML::Node lk, lv;
     if (find_key(node, "http_listen", lk, lv)) s.http_listen_mark = lv.Mark();
   }
+  // tls.* are DM_OPT_PATH: validation made them absolute already.
+  if (v.count("tls.cert")) s.tls_cert = v["tls.cert"].text;
+  if (v.count("tls.key")) s.tls_key = v["tls.key"].text;
+  if (v.count("tls.ca")) s.tls_ca = v["tls.ca"].text;
+  if (v.count("tls.min_version")) s.tls_min_version = v["tls.min_version"].text;
   if (v.count("exit_when_done")) s.exit_when_done = v["exit_when_done"].integer != 0;
   if (v.count("watchdog")) s.watchdog_ms = v["watchdog"].integer;
   if (v.count("watchdog_flush")) s.watchdog_flush_ms = v["watchdog_flush"].integer;

@@ -283,7 +283,10 @@ int Engine::run() {
     std::string err;
     auto h = [this](dm_http_request *r) { serve_health(r); };
     auto m = [this](dm_http_request *r) { serve_metrics(r); };
-    if (!http_->add_route(cfg_.service.http_listen, "GET", "/health", h, err) ||
+    const ServiceConfig &sc = cfg_.service;
+    HttpServer::Tls tls{sc.tls_cert, sc.tls_key, sc.tls_ca, sc.tls_min_version};
+    if (!http_->set_tls(sc.http_listen, tls, err, nullptr, "service") ||
+        !http_->add_route(cfg_.service.http_listen, "GET", "/health", h, err) ||
         !http_->add_route(cfg_.service.http_listen, "GET", "/metrics", m, err)) {
       log_msg(DM_LOG_ERROR, nullptr, "service.http_listen: %s", err.c_str());
       ok = false;
@@ -302,6 +305,7 @@ int Engine::run() {
   } else {
     log_msg(DM_LOG_INFO, nullptr, "devmesh %s running: %zu inputs, %zu filters, %zu outputs",
             DEVMESH_VERSION, inputs_.size(), filters_.size(), outputs_.size());
+    log_listeners();
     watchdog_->start(&loop_);
     // Every listener is bound (http_->start): a Type=notify unit is "active" from here.
     service_notify::start_watchdog(&loop_);
@@ -312,6 +316,13 @@ int Engine::run() {
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
   return exit_code_;
+}
+
+// Where every listener serves (after start and after each reload): scheme, address, whether
+// client certificates are required, and the routes.
+void Engine::log_listeners() {
+  for (const std::string &line : http_->describe())
+    log_msg(DM_LOG_INFO, nullptr, "serving %s", line.c_str());
 }
 
 void Engine::complete(Completion c) {

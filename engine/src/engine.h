@@ -170,6 +170,9 @@ class Engine {
   void resume_input(InputInstance *in);
   void schedule_pump(OutputInstance *o);
   void storage_freed();  // a block left storage: storage-full pause may end
+  // Logs one "serving ..." line per listen address (HttpServer::describe); after start and after
+  // each reload.
+  void log_listeners();
 
  private:
   // pipeline.cpp

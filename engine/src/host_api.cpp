@@ -332,9 +332,15 @@ int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
 int http_tls(dm_instance *inst, const char *listen, const dm_tls_config *tls) {
   LOOP_ONLY("http_tls", name_of(inst));
   if (!listen || !tls) return DM_ERR_INVALID;
-  // TODO(issue 11, tls helper): HttpServer::set_tls
-  log_msg(DM_LOG_ERROR, name_of(inst), "TLS on %s: not built yet", listen);
-  return DM_ERR;
+  auto text = [](const char *s) { return std::string(s ? s : ""); };
+  HttpServer::Tls t{text(tls->cert), text(tls->key), text(tls->ca), text(tls->min_version)};
+  Instance *i = Instance::from(inst);
+  std::string err;
+  if (!i->engine->http().set_tls(listen, t, err, i, i->name)) {
+    log_msg(DM_LOG_ERROR, i->name.c_str(), "%s", err.c_str());  // names the address
+    return DM_ERR;
+  }
+  return DM_OK;
 }
 
 int http_route(dm_instance *inst, const char *listen, const char *method, const char *path,
@@ -350,7 +356,7 @@ int http_route(dm_instance *inst, const char *listen, const char *method, const 
             PluginCall call(who, "http_handler");
             handler(arg, r);
           },
-          err)) {
+          err, i)) {
     log_msg(DM_LOG_ERROR, i->name.c_str(), "cannot serve %s %s on %s: %s", method, path, listen,
             err.c_str());
     return DM_ERR;

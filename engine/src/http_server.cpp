@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -283,9 +284,10 @@ void on_pool_dispose(void *p) {
 }  // namespace
 
 bool HttpServer::Impl::add_route(const std::string &listen, const std::string &method,
-                                 const std::string &path, HttpHandler handler, std::string &error) {
-  if (started) {
-    error = "route " + method + " " + path + ": the HTTP server is already started";
+                                 const std::string &path, HttpHandler handler, std::string &error,
+                                 const void *owner) {
+  if (stopping) {
+    error = "route " + method + " " + path + ": the HTTP server is stopped";
     return false;
   }
   ListenAddress address;
@@ -303,59 +305,160 @@ bool HttpServer::Impl::add_route(const std::string &listen, const std::string &m
     error = "route " + method + " " + path + " on " + address.key + ": no handler";
     return false;
   }
+  bool prefix = path.back() == '*';
+  std::string match = prefix ? path.substr(0, path.size() - 1) : path;
+  auto found = listeners.find(address.key);
+  if (found != listeners.end()) {
+    for (const Route &r : found->second->routes) {
+      if (r.prefix != prefix || r.match != match) continue;
+      for (const auto &m : r.methods) {
+        if (m.method == method) {
+          error = "route " + method + " " + path + " on " + address.key + " is already registered";
+          return false;
+        }
+      }
+    }
+  }
+  std::string conflict = tls_conflict(address.key, owner);
+  if (!conflict.empty()) {
+    error = "route " + method + " " + path + ": " + conflict;
+    return false;
+  }
   auto &slot = listeners[address.key];
-  if (!slot) {
+  const bool fresh = !slot;
+  if (fresh) {
     slot = std::make_unique<Listener>();
     slot->impl = this;
     slot->address = address;
   }
-  bool prefix = path.back() == '*';
-  std::string match = prefix ? path.substr(0, path.size() - 1) : path;
-  auto it = std::find_if(slot->routes.begin(), slot->routes.end(),
+  Listener &l = *slot;
+  auto it = std::find_if(l.routes.begin(), l.routes.end(),
                          [&](const Route &r) { return r.prefix == prefix && r.match == match; });
-  if (it == slot->routes.end()) {
-    slot->routes.push_back(Route{match, prefix, {}});
-    it = slot->routes.end() - 1;
+  if (it == l.routes.end()) {
+    l.routes.push_back(Route{match, prefix, {}});
+    it = l.routes.end() - 1;
   }
-  for (const auto &m : it->methods) {
-    if (m.method == method) {
-      error = "route " + method + " " + path + " on " + address.key + " is already registered";
+  it->methods.push_back(
+      MethodHandler{method, std::make_shared<const HttpHandler>(std::move(handler)), owner});
+  rebuild_prefixes(l);
+  if (started && fresh) {
+    // A new address after start (a reload): bound now, so that the caller hears of a failure.
+    init_context();
+    if (!open_listener(l, error)) {
+      retire(address.key);
       return false;
     }
   }
-  it->methods.push_back(MethodHandler{method, std::move(handler)});
   return true;
+}
+
+void HttpServer::Impl::rebuild_prefixes(Listener &l) {
+  l.prefixes.clear();
+  for (const Route &r : l.routes)
+    if (r.prefix) l.prefixes.push_back(&r);
+  std::sort(l.prefixes.begin(), l.prefixes.end(),
+            [](const Route *a, const Route *b) { return a->match.size() > b->match.size(); });
+}
+
+void HttpServer::Impl::remove_routes(const void *owner) {
+  bool emptied = false;
+  for (auto it = listeners.begin(); it != listeners.end();) {
+    Listener &l = *it->second;
+    for (Route &r : l.routes) {
+      r.methods.erase(std::remove_if(r.methods.begin(), r.methods.end(),
+                                     [&](const MethodHandler &m) { return m.owner == owner; }),
+                      r.methods.end());
+    }
+    l.routes.erase(std::remove_if(l.routes.begin(), l.routes.end(),
+                                  [](const Route &r) { return r.methods.empty(); }),
+                   l.routes.end());
+    rebuild_prefixes(l);
+    if (l.routes.empty() && l.tcp == nullptr && !started) {
+      it = listeners.erase(it);  // never opened: nothing to close
+      continue;
+    }
+    if (l.routes.empty()) emptied = true;
+    ++it;
+  }
+  drop_tls_claims(owner);
+  // The owner's open streams end as at stop(): the owner hears on_close before this returns,
+  // since it is about to go away.
+  std::vector<HttpRequest *> open;
+  for (HttpRequest *r : streams)
+    if (r->owner_ == owner) open.push_back(r);
+  for (HttpRequest *r : open) {
+    close_watch(r);
+    r->stream_->ending = true;
+    if (r->req_ != nullptr) {
+      r->req_->http1_is_persistent = 0;
+      kick(r);
+    }
+    schedule_close(r);
+  }
+  if (!open.empty()) drain_close_queue();
+  if (emptied && sweep != nullptr && !stopping) uv_timer_start(sweep, on_sweep, 0, 0);
+}
+
+void HttpServer::Impl::on_sweep(uv_timer_t *t) {
+  auto *impl = static_cast<Impl *>(t->data);
+  std::vector<std::string> empty;
+  for (auto &[key, l] : impl->listeners)
+    if (l->routes.empty()) empty.push_back(key);
+  for (const auto &key : empty) impl->retire(key);
+}
+
+void HttpServer::Impl::retire(const std::string &key) {
+  auto it = listeners.find(key);
+  if (it == listeners.end()) return;
+  Listener *l = it->second.get();
+  l->retired = true;
+  retired.push_back(std::move(it->second));
+  listeners.erase(it);
+  if (l->tcp != nullptr && !uv_is_closing(reinterpret_cast<uv_handle_t *>(l->tcp)))
+    uv_close(reinterpret_cast<uv_handle_t *>(l->tcp), on_listener_closed);
+  // Its idle connections read EOF now, busy ones after the response in flight (as at stop()).
+  for (Conn *c : conns) {
+    uv_os_fd_t fd;
+    if (c->listener == l && !uv_is_closing(reinterpret_cast<uv_handle_t *>(&c->tcp)) &&
+        uv_fileno(reinterpret_cast<uv_handle_t *>(&c->tcp), &fd) == 0)
+      shutdown(fd, SHUT_RD);
+  }
+  maybe_free_listener(l);
+}
+
+void HttpServer::Impl::maybe_free_listener(Listener *l) {
+  if (!l->retired || l->tcp != nullptr || l->conns != 0) return;
+  auto it = std::find_if(retired.begin(), retired.end(),
+                         [&](const std::unique_ptr<Listener> &p) { return p.get() == l; });
+  if (it != retired.end()) retired.erase(it);
 }
 
 bool HttpServer::Impl::start(std::string &error) {
   if (started) return true;
   started = true;
   if (listeners.empty()) return true;
+  init_context();
+  for (auto &[key, l] : listeners)
+    if (!open_listener(*l, error)) return false;
+  return true;
+}
 
+void HttpServer::Impl::init_context() {
+  if (ctx_ready) return;
   // h2o writes with write(2): a client that went away would otherwise kill the process.
   struct sigaction sa {};
   if (sigaction(SIGPIPE, nullptr, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
 
-  size_t n = 0;
-  for (auto &[key, l] : listeners) {
-    // Each listener gets its own hostconf, and its accept context lists only that one, so h2o
-    // sends every request of the listener there (h2o falls back to the first host) and the
-    // router handler knows which route table applies without looking at Host.
-    std::string name = "listener-" + std::to_string(n++);
-    h2o_hostconf_t *host =
-        h2o_config_register_host(&config, h2o_iovec_init(name.data(), name.size()), 65535);
-    h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
-    auto *handler =
-        reinterpret_cast<RouterHandler *>(h2o_create_handler(pathconf, sizeof(RouterHandler)));
-    handler->super.on_req = on_req;
-    handler->listener = l.get();
-    l->hosts[0] = host;
-    l->accept_ctx.hosts = l->hosts;
-    for (const Route &r : l->routes)
-      if (r.prefix) l->prefixes.push_back(&r);
-    std::sort(l->prefixes.begin(), l->prefixes.end(),
-              [](const Route *a, const Route *b) { return a->match.size() > b->match.size(); });
-  }
+  // One hostconf for every listener: each listener's accept context lists only it, so h2o sends
+  // every request there (h2o falls back to the first host) and the router finds the listener
+  // from the connection's host list, without looking at Host. Registered before the context is
+  // initialised, as h2o expects.
+  host = h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("devmesh")), 65535);
+  h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
+  auto *handler =
+      reinterpret_cast<RouterHandler *>(h2o_create_handler(pathconf, sizeof(RouterHandler)));
+  handler->super.on_req = on_req;
+  handler->impl = this;
 
   // h2o_context_init creates uv timers and a uv_async on the loop; the async stays active for
   // the context's life and would keep uv_run from ever returning. Only our listeners and
@@ -388,15 +491,19 @@ bool HttpServer::Impl::start(std::string &error) {
   uv_timer_init(loop, notify);
   notify->data = this;
   ++open_handles;
-
-  for (auto &[key, l] : listeners) {
-    l->accept_ctx.ctx = &ctx;
-    if (!open_listener(*l, error)) return false;
-  }
-  return true;
+  // Active only from a remove_routes to the next loop turn.
+  sweep = new uv_timer_t;
+  uv_timer_init(loop, sweep);
+  sweep->data = this;
+  ++open_handles;
 }
 
 bool HttpServer::Impl::open_listener(Listener &l, std::string &error) {
+  l.host_list.hosts[0] = host;
+  l.host_list.listener = &l;
+  l.accept_ctx.ctx = &ctx;
+  l.accept_ctx.hosts = l.host_list.hosts;
+  l.accept_ctx.ssl_ctx = ssl_ctx_of(l.address.key);
   l.tcp = new uv_tcp_t;
   int rc = uv_tcp_init(loop, l.tcp);
   if (rc != 0) {
@@ -430,14 +537,16 @@ bool HttpServer::Impl::open_listener(Listener &l, std::string &error) {
 void HttpServer::Impl::on_connection(uv_stream_t *server, int status) {
   auto *l = static_cast<Listener *>(server->data);
   Impl *impl = l->impl;
-  if (status != 0 || impl->stopping) return;
+  if (status != 0 || impl->stopping || l->retired) return;
   auto *c = new Conn;
   c->impl = impl;
+  c->listener = l;
   if (uv_tcp_init(impl->loop, &c->tcp) != 0) {
     delete c;
     return;
   }
   ++impl->open_handles;
+  ++l->conns;
   if (uv_accept(server, reinterpret_cast<uv_stream_t *>(&c->tcp)) != 0) {
     uv_close(reinterpret_cast<uv_handle_t *>(&c->tcp), on_conn_closed);
     return;
@@ -453,16 +562,21 @@ void HttpServer::Impl::on_conn_closed(uv_handle_t *h) {
   // h2o has already freed its socket wrapper; the handle is the first member of our Conn.
   auto *c = reinterpret_cast<Conn *>(h);
   Impl *impl = c->impl;
+  Listener *l = c->listener;
   impl->conns.erase(c);
+  --l->conns;
   delete c;
   impl->handle_closed();
+  impl->maybe_free_listener(l);
 }
 
 void HttpServer::Impl::on_listener_closed(uv_handle_t *h) {
   auto *l = static_cast<Listener *>(h->data);
+  Impl *impl = l->impl;
   l->tcp = nullptr;
   delete reinterpret_cast<uv_tcp_t *>(h);
-  l->impl->handle_closed();
+  impl->handle_closed();
+  impl->maybe_free_listener(l);
 }
 
 void HttpServer::Impl::handle_closed() {
@@ -518,6 +632,15 @@ void HttpServer::Impl::stop() {
     schedule_close(r);
   }
   drain_close_queue();
+  if (sweep != nullptr) {
+    uv_timer_stop(sweep);
+    uv_close(reinterpret_cast<uv_handle_t *>(sweep), [](uv_handle_t *t) {
+      auto *impl = static_cast<Impl *>(t->data);
+      delete reinterpret_cast<uv_timer_t *>(t);
+      impl->handle_closed();
+    });
+    sweep = nullptr;
+  }
   if (notify != nullptr) {
     uv_timer_stop(notify);
     uv_close(reinterpret_cast<uv_handle_t *>(notify), [](uv_handle_t *t) {
@@ -556,8 +679,8 @@ void HttpServer::Impl::stop() {
 }
 
 int HttpServer::Impl::on_req(h2o_handler_t *self, h2o_req_t *req) {
-  Listener *l = reinterpret_cast<RouterHandler *>(self)->listener;
-  Impl *impl = l->impl;
+  Impl *impl = reinterpret_cast<RouterHandler *>(self)->impl;
+  Listener *l = reinterpret_cast<HostList *>(req->conn->hosts)->listener;
   std::string_view path(req->path_normalized.base, req->path_normalized.len);
   std::string_view method(req->method.base, req->method.len);
   if (impl->stopping) {
@@ -565,6 +688,12 @@ int HttpServer::Impl::on_req(h2o_handler_t *self, h2o_req_t *req) {
     // already be stopped, and an unanswered request would hold its connection open.
     req->http1_is_persistent = 0;
     send_json_error(req, 503, "server shutting down");
+    return 0;
+  }
+  if (l->retired) {
+    // Read on a connection of an address that no longer listens (a reload moved it).
+    req->http1_is_persistent = 0;
+    send_json_error(req, 503, "no longer served on this address");
     return 0;
   }
 
@@ -575,11 +704,13 @@ int HttpServer::Impl::on_req(h2o_handler_t *self, h2o_req_t *req) {
     if (!r.prefix && r.match == path) matched.push_back(&r);
   for (const Route *r : l->prefixes)
     if (path.substr(0, r->match.size()) == r->match) matched.push_back(r);
-  const HttpHandler *handler = nullptr;
+  std::shared_ptr<const HttpHandler> handler;
+  const void *owner = nullptr;
   for (const Route *r : matched) {
     for (const MethodHandler &m : r->methods) {
       if (m.method == method) {
-        handler = &m.handler;
+        handler = m.handler;
+        owner = m.owner;
         break;
       }
     }
@@ -606,6 +737,7 @@ int HttpServer::Impl::on_req(h2o_handler_t *self, h2o_req_t *req) {
   auto *r = new HttpRequest;
   r->req_ = req;
   r->server_ = impl;
+  r->owner_ = owner;
   r->pending_ = &impl->pending;
   impl->pending.insert(r);
   r->slot_ = static_cast<DisposeSlot *>(
@@ -673,8 +805,67 @@ HttpServer::~HttpServer() {
 bool HttpServer::add_route(const std::string &listen, const std::string &method,
                            const std::string &path, HttpHandler handler, std::string &error,
                            const void *owner) {
-  (void)owner;  // TODO(issue 11, http helper): routes by owner, binding after start
-  return impl_->add_route(listen, method, path, std::move(handler), error);
+  return impl_->add_route(listen, method, path, std::move(handler), error, owner);
+}
+
+void HttpServer::remove_routes(const void *owner) {
+  impl_->remove_routes(owner);
+}
+
+bool HttpServer::listening(const std::string &listen) const {
+  ListenAddress address;
+  std::string error;
+  if (!parse_listen(listen, address, error)) return false;
+  auto it = impl_->listeners.find(address.key);
+  return it != impl_->listeners.end() && it->second->tcp != nullptr &&
+         !uv_is_closing(reinterpret_cast<uv_handle_t *>(it->second->tcp));
+}
+
+bool HttpServer::can_bind(const std::string &listen, std::string &error) {
+  ListenAddress address;
+  if (!parse_listen(listen, address, error)) return false;
+  int fd = socket(address.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = "listen " + address.key + ": " + std::strerror(errno);
+    return false;
+  }
+  // As libuv binds: SO_REUSEADDR, so that only a socket still listening there counts as taken.
+  int on = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  socklen_t len = address.addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  // listen() too: a wildcard listener elsewhere on the port may only conflict at listen time.
+  bool ok =
+      bind(fd, reinterpret_cast<const sockaddr *>(&address.addr), len) == 0 && ::listen(fd, 1) == 0;
+  int err = errno;
+  close(fd);
+  if (!ok) {
+    error = "cannot listen on " + address.key + ": " +
+            (err == EADDRINUSE ? std::string("address in use") : std::string(std::strerror(err)));
+  }
+  return ok;
+}
+
+std::vector<std::string> HttpServer::describe() const {
+  return impl_->describe();
+}
+
+std::vector<std::string> HttpServer::Impl::describe() const {
+  std::vector<std::string> lines;
+  for (const auto &[key, l] : listeners) {
+    std::string address = key;
+    if (l->port != 0) address = key.substr(0, key.rfind(':') + 1) + std::to_string(l->port);
+    auto t = tls.find(key);
+    std::string line = (t == tls.end() ? "http://" : "https://") + address;
+    if (t != tls.end() && !t->second.settings.ca.empty()) line += " (client certificates required)";
+    line += ":";
+    std::vector<std::string> routes;
+    for (const Route &r : l->routes)
+      for (const MethodHandler &m : r.methods)
+        routes.push_back(m.method + " " + r.match + (r.prefix ? "*" : ""));
+    for (size_t i = 0; i < routes.size(); ++i) line += (i == 0 ? " " : ", ") + routes[i];
+    lines.push_back(std::move(line));
+  }
+  return lines;
 }
 
 bool HttpServer::start(std::string &error) {

@@ -42,8 +42,11 @@ class HttpServer {
   // once (false + error when it cannot be).
   bool add_route(const std::string &listen, const std::string &method, const std::string &path,
                  HttpHandler handler, std::string &error, const void *owner = nullptr);
-  // A reload: the owner's routes are removed (requests already in a handler finish). An address
-  // left with no route stops listening; its open connections finish their requests and close.
+  // A reload: the owner's routes and TLS claims are removed (requests already in a handler
+  // finish; the owner's open streams end, their on_close called before this returns). An
+  // address left with no route stops listening at the next loop turn (so removing an owner and
+  // adding its successor in one callback keeps the socket); its connections finish their
+  // requests and close.
   void remove_routes(const void *owner);
   // TLS for an address (before its first route, or at any time: new connections use it).
   // Owners sharing an address must give equal settings. False + error naming the file or the
@@ -54,7 +57,14 @@ class HttpServer {
       return cert == o.cert && key == o.key && ca == o.ca && min_version == o.min_version;
     }
   };
-  bool set_tls(const std::string &listen, const Tls &tls, std::string &error);
+  // owner / owner_name: who asks (an instance and its name; the engine's own: nullptr,
+  // "service"): a conflict names both sides, and remove_routes(owner) drops the owner's claim.
+  // A plain route by an owner without a claim on a TLS address is refused, and the reverse.
+  bool set_tls(const std::string &listen, const Tls &tls, std::string &error,
+               const void *owner = nullptr, const std::string &owner_name = "");
+  // Whether the files of `tls` load (cert chain, matching key, CA): for --dry-run. False + error
+  // naming the option and file.
+  static bool check_tls(const Tls &tls, std::string &error);
   // A reload re-reads every TLS address's files (renewed certificates); a listener whose files
   // fail to load keeps its current ones and the error names them.
   bool reload_tls(std::string &error);
@@ -65,7 +75,8 @@ class HttpServer {
   bool listening(const std::string &listen) const;
   // Whether `listen` could be bound by this process now: false + error ("address in use").
   static bool can_bind(const std::string &listen, std::string &error);
-  // One line per address: "https://127.0.0.1:8000 (mTLS): POST /ingest/logs, GET /query/logs".
+  // One line per address: "https://127.0.0.1:8000 (client certificates required): POST
+  // /ingest/logs, GET /query/logs" (the port actually bound).
   std::vector<std::string> describe() const;
   // Stops accepting; open connections are closed. Safe to call twice. Requests still waiting
   // for their handler are answered 503 (the handler's later reply() only frees them).

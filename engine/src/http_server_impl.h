@@ -9,6 +9,7 @@
 #endif
 #include <h2o.h>
 
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <deque>
@@ -37,7 +38,10 @@ constexpr size_t kStreamKeepCapacity = size_t{64} << 10;
 
 struct MethodHandler {
   std::string method;
-  HttpHandler handler;
+  // Shared so that a request holds its handler while it runs, even if a remove_routes inside it
+  // drops the route.
+  std::shared_ptr<const HttpHandler> handler;
+  const void *owner = nullptr;
 };
 
 // One registered path: exact, or a prefix (registered with a trailing '*').
@@ -60,6 +64,20 @@ bool has_line_break(const char *s);
 void send_response(h2o_req_t *req, int status, const char *content_type, const char *body,
                    size_t len);
 void send_json_error(h2o_req_t *req, int status, const char *message);
+
+// TLS on one address (http_tls.cpp): the settings, the context built from their files, and who
+// asked for it. An address has an entry only while some owner claims it.
+struct TlsAddress {
+  struct Claim {
+    const void *owner;
+    std::string name;
+  };
+  HttpServer::Tls settings;
+  SSL_CTX *ctx = nullptr;  // one reference, ours; each connection's SSL holds its own
+  std::vector<Claim> claims;
+};
+// A server context from the files of `tls`; null + error naming the option and file.
+SSL_CTX *make_ssl_ctx(const HttpServer::Tls &tls, std::string &error);
 
 }  // namespace http_internal
 
@@ -119,6 +137,7 @@ class HttpRequest {
   h2o_req_t *req_ = nullptr;  // null once detached: replied, answered by stop(), or disposed
   std::unordered_set<HttpRequest *> *pending_ = nullptr;  // the server's set while attached
   DisposeSlot *slot_ = nullptr;
+  const void *owner_ = nullptr;   // the route's owner, for remove_routes to end its streams
   bool in_handler_ = false;       // the handler is still running: reply() must not free yet
   bool replied_ = false;          // reply() or stream_start() was called
   char content_length_[24] = {};  // h2o keeps Content-Length out of the header list
@@ -143,21 +162,30 @@ inline dm_str view(h2o_iovec_t v) {
 struct HttpServer::Impl {
   struct Listener;
 
-  // The catch-all h2o handler of one listener's hostconf.
+  // The catch-all h2o handler of the one hostconf every listener uses.
   struct RouterHandler {
     h2o_handler_t super;  // first: h2o hands us a pointer to it
-    Listener *listener;
+    Impl *impl;
+  };
+
+  // h2o keeps the accept context's host list in each connection (conn->hosts); the list lives
+  // here, first, so that a request finds its listener from it.
+  struct HostList {
+    h2o_hostconf_t *hosts[2] = {nullptr, nullptr};  // first
+    Listener *listener = nullptr;
   };
 
   struct Listener {
+    HostList host_list;
     Impl *impl = nullptr;
     http_internal::ListenAddress address;
     std::vector<http_internal::Route> routes;
-    std::vector<const http_internal::Route *> prefixes;  // longest first, filled by start()
+    std::vector<const http_internal::Route *> prefixes;  // longest first
     uv_tcp_t *tcp = nullptr;                             // owned; freed in on_listener_closed
     int port = 0;
-    h2o_hostconf_t *hosts[2] = {nullptr, nullptr};
     h2o_accept_ctx_t accept_ctx{};
+    size_t conns = 0;      // accepted connections not yet closed; they point at accept_ctx
+    bool retired = false;  // no longer listening: freed once tcp is closed and conns is 0
   };
 
   // One accepted connection. h2o owns the socket wrapper; we own the uv_tcp_t, which h2o closes
@@ -165,8 +193,12 @@ struct HttpServer::Impl {
   struct Conn {
     uv_tcp_t tcp;  // first: the close callback gets a pointer to it
     Impl *impl;
+    Listener *listener;
   };
 
+  ~Impl() {
+    for (auto &[key, t] : tls) SSL_CTX_free(t.ctx);
+  }
   explicit Impl(uv_loop_t *l) : loop(l) {
     h2o_config_init(&config);
     config.server_name = h2o_iovec_init(H2O_STRLIT("devmesh"));
@@ -178,9 +210,26 @@ struct HttpServer::Impl {
   }
 
   bool add_route(const std::string &listen, const std::string &method, const std::string &path,
-                 HttpHandler handler, std::string &error);
+                 HttpHandler handler, std::string &error, const void *owner);
+  void remove_routes(const void *owner);
   bool start(std::string &error);
+  void init_context();
   bool open_listener(Listener &l, std::string &error);
+  static void rebuild_prefixes(Listener &l);
+  // Stops listening on an address with no routes left; its connections finish and close.
+  void retire(const std::string &key);
+  void maybe_free_listener(Listener *l);
+  static void on_sweep(uv_timer_t *t);
+  std::vector<std::string> describe() const;
+
+  // TLS (http_tls.cpp).
+  bool set_tls(const std::string &listen, const Tls &t, std::string &error, const void *owner,
+               const std::string &owner_name);
+  bool reload_tls(std::string &error);
+  void drop_tls_claims(const void *owner);
+  // Why `owner` may not add a plain route on `key` (an owner's TLS there); "" when it may.
+  std::string tls_conflict(const std::string &key, const void *owner) const;
+  SSL_CTX *ssl_ctx_of(const std::string &key) const;
   void stop();
   void handle_closed();
   bool closed() const { return stopping && open_handles == 0; }
@@ -210,7 +259,13 @@ struct HttpServer::Impl {
   bool ctx_ready = false;
   bool started = false;
   bool stopping = false;
+  h2o_hostconf_t *host = nullptr;  // the one hostconf; its handler routes by listener
   std::map<std::string, std::unique_ptr<Listener>> listeners;  // by canonical address
+  std::vector<std::unique_ptr<Listener>> retired;        // closed, waiting for their connections
+  std::map<std::string, http_internal::TlsAddress> tls;  // by canonical address
+  // Closes listeners left without routes at the next loop turn, so that a reload removing an
+  // owner's routes and adding its successor's in one callback keeps the socket open.
+  uv_timer_t *sweep = nullptr;
   std::unordered_set<Conn *> conns;
   std::unordered_set<HttpRequest *> pending;  // handed to handlers, not yet replied
   std::unordered_set<HttpRequest *> streams;  // streamed responses whose on_close is still due

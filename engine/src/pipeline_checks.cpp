@@ -34,26 +34,6 @@ std::string back_reference(const Problem &p) {
   return p.path + (p.line > 0 ? " (line " + std::to_string(p.line) + ")" : "");
 }
 
-// Whether this process could listen on `listen` now. Binds and closes at once, with the same
-// SO_REUSEADDR libuv sets, so a port in TIME_WAIT is not taken for one in use.
-// TODO(merge): HttpServer::can_bind (http_server.h) does the same; this one goes at merge.
-bool address_free(const std::string &listen, std::string &error) {
-  http_internal::ListenAddress a;
-  if (!http_internal::parse_listen(listen, a, error)) return false;
-  const int fd = socket(a.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    error = a.key + ": " + std::strerror(errno);
-    return false;
-  }
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  const socklen_t len = a.addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  bool ok = bind(fd, reinterpret_cast<const sockaddr *>(&a.addr), len) == 0 && ::listen(fd, 1) == 0;
-  if (!ok) error = "cannot listen on " + a.key + ": " + std::strerror(errno);
-  close(fd);
-  return ok;
-}
-
 struct Checks {
   const PipelineConfig &cfg;
   const std::vector<InstanceView> &instances;
@@ -172,10 +152,27 @@ struct Checks {
                 plugin_problem(*v.cfg, route_opt->key, ""));
       }
     }
+    // TLS files that do not load (missing, unreadable, a key not matching its certificate)
+    // are found here, not at start, so --dry-run and a reload report them.
+    for (const InstanceView &v : instances) {
+      const OptionValue *cert = value_of(*v.cfg, "tls.cert");
+      if (!cert || cert->text.empty()) continue;
+      HttpServer::Tls tls;
+      tls.cert = cert->text;
+      if (const OptionValue *k = value_of(*v.cfg, "tls.key")) tls.key = k->text;
+      if (const OptionValue *c = value_of(*v.cfg, "tls.ca")) tls.ca = c->text;
+      if (const OptionValue *m = value_of(*v.cfg, "tls.min_version")) tls.min_version = m->text;
+      std::string error;
+      if (HttpServer::check_tls(tls, error)) continue;
+      Problem here = plugin_problem(*v.cfg, "tls.cert", "");
+      if (reported(here.path)) continue;
+      here.message = error;
+      out.problems.add(here);
+    }
     for (auto &[key, here] : bound) {
       if (listening.count(key) || reported(here.path)) continue;
       std::string error;
-      if (address_free(key, error)) continue;
+      if (HttpServer::can_bind(key, error)) continue;
       here.message = error + " (another process serves there?)";
       out.in_use.add(here);
     }

@@ -180,7 +180,7 @@ TEST(DryRunChecks, AListenAddressAlreadyInUseIsReportedAtItsOption) {
                            "  outputs:\n    - name: 'null'\n";
   const std::string where = d / "conf/p.yaml:6:15";
   const std::string what =
-      "pipeline.inputs[0].listen: cannot listen on 127.0.0.1:" + port + ": Address already in use";
+      "pipeline.inputs[0].listen: cannot listen on 127.0.0.1:" + port + ": address in use";
   auto dry = dry_run(d, yaml);
   EXPECT_EQ(dry.code, 0) << dry.err;
   EXPECT_NE(dry.err.find(where + ": warning: " + what), std::string::npos) << dry.err;

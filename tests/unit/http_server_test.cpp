@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -146,6 +147,13 @@ class HttpServerTest : public ::testing::Test {
              devmesh::HttpHandler handler) {
     std::string error;
     ASSERT_TRUE(server_->add_route(listen, method, path, std::move(handler), error)) << error;
+  }
+
+  void owned_route(const void *owner, const std::string &listen, const std::string &method,
+                   const std::string &path, devmesh::HttpHandler handler) {
+    std::string error;
+    ASSERT_TRUE(server_->add_route(listen, method, path, std::move(handler), error, owner))
+        << error;
   }
 
   void start() {
@@ -1227,6 +1235,363 @@ TEST_F(HttpServerTest, Http10ClientGetsAStreamDelimitedByTheConnectionClose) {
   EXPECT_EQ(got.substr(body + 4), "data: one\n\ndata: two\n\n");
   run_until([&] { return probe.calls > 0; });
   EXPECT_EQ(probe.calls, 1);
+}
+
+// ---- routes by owner (a reload) ------------------------------------------------------------
+
+// A socket listening on 127.0.0.1 at a port the kernel picks: an address taken by someone else.
+int listen_elsewhere(int &port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&addr), len) != 0 || listen(fd, 1) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0)
+    return -1;
+  port = ntohs(addr.sin_port);
+  return fd;
+}
+
+TEST_F(HttpServerTest, RemovingAnOwnersRoutesKeepsTheOtherOwnersOnItsAddress) {
+  int a = 0, b = 0;
+  owned_route(&a, ":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "a"); });
+  owned_route(&b, ":0", "GET", "/b", [](dm_http_request *r) { reply_text(r, 200, "b"); });
+  owned_route(&a, ":0", "POST", "/b", [](dm_http_request *r) { reply_text(r, 200, "a"); });
+  start();
+  server_->remove_routes(&a);
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_TRUE(server_->listening(":0"));
+  with_client([&] {
+    Client c;
+    EXPECT_EQ(c.request("GET", url(":0", "/a")).status, 404);
+    EXPECT_EQ(c.request("GET", url(":0", "/b")).body, "b");
+    std::string body = "x";
+    EXPECT_EQ(c.request("POST", url(":0", "/b"), &body).status, 405);
+  });
+}
+
+TEST_F(HttpServerTest, AnAddressLeftWithoutRoutesStopsListeningAndItsIdleConnectionsClose) {
+  int a = 0;
+  owned_route(&a, ":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "a"); });
+  start();
+  int port = server_->bound_port(":0");
+  int fd = connect_raw(port);
+  ASSERT_GE(fd, 0);
+  std::string request = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), ssize_t(request.size()));
+  std::string got;
+  with_client([&] { got = read_until(fd, "\r\n\r\na"); });
+  EXPECT_NE(got.find("200 OK"), std::string::npos) << got;
+  EXPECT_EQ(server_->connection_count(), 1u);  // kept alive
+
+  server_->remove_routes(&a);
+  run_until([&] { return !server_->listening(":0") && server_->connection_count() == 0; });
+  EXPECT_FALSE(server_->listening(":0"));
+  EXPECT_EQ(server_->connection_count(), 0u);
+  with_client([&] { EXPECT_EQ(read_until(fd, "\x01never"), ""); });  // EOF
+  close(fd);
+  EXPECT_EQ(connect_raw(port), -1);  // refused
+}
+
+TEST_F(HttpServerTest, RoutesSwappedWithinOneLoopTurnKeepTheSocketAndItsConnections) {
+  int old_owner = 0, new_owner = 0;
+  owned_route(&old_owner, ":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "old"); });
+  start();
+  int port = server_->bound_port(":0");
+  Client c;  // keeps its connection across the swap
+  with_client([&] { EXPECT_EQ(c.request("GET", url(":0", "/a")).body, "old"); });
+  server_->remove_routes(&old_owner);
+  owned_route(&new_owner, ":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "new"); });
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_TRUE(server_->listening(":0"));
+  EXPECT_EQ(server_->bound_port(":0"), port);
+  with_client([&] {
+    auto r = c.request("GET", url(":0", "/a"));
+    EXPECT_EQ(r.body, "new");
+    EXPECT_EQ(r.new_connections, 0);
+  });
+}
+
+TEST_F(HttpServerTest, ARouteOnANewAddressAfterStartIsServedAtOnce) {
+  route("127.0.0.1:0", "GET", "/first", [](dm_http_request *r) { reply_text(r, 200, "1"); });
+  start();
+  EXPECT_FALSE(server_->listening("127.0.0.2:0"));
+  route("127.0.0.2:0", "GET", "/second", [](dm_http_request *r) { reply_text(r, 200, "2"); });
+  EXPECT_TRUE(server_->listening("127.0.0.2:0"));
+  int port = server_->bound_port("127.0.0.2:0");
+  ASSERT_GT(port, 0);
+  with_client([&] {
+    EXPECT_EQ(Client().request("GET", "http://127.0.0.2:" + std::to_string(port) + "/second").body,
+              "2");
+    EXPECT_EQ(Client().request("GET", url("127.0.0.1:0", "/first")).body, "1");
+  });
+}
+
+TEST_F(HttpServerTest, AnAddressTakenElsewhereFailsAfterStartNamingItAndCanBindSaysSo) {
+  route(":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "a"); });
+  start();
+  int port = 0;
+  int taken = listen_elsewhere(port);
+  ASSERT_GE(taken, 0);
+  std::string address = "127.0.0.1:" + std::to_string(port), error;
+  EXPECT_FALSE(HttpServer::can_bind(address, error));
+  EXPECT_NE(error.find(address), std::string::npos) << error;
+  EXPECT_NE(error.find("address in use"), std::string::npos) << error;
+  EXPECT_FALSE(server_->add_route(
+      address, "GET", "/b", [](dm_http_request *r) { reply_text(r, 200, "b"); }, error));
+  EXPECT_NE(error.find(address), std::string::npos) << error;
+  EXPECT_FALSE(server_->listening(address));
+  close(taken);
+  EXPECT_TRUE(HttpServer::can_bind(address, error)) << error;
+  // Our own listener's address is not free for another socket.
+  EXPECT_FALSE(HttpServer::can_bind(":" + std::to_string(server_->bound_port(":0")), error));
+  // The failed address can be served once it is free.
+  route(address, "GET", "/b", [](dm_http_request *r) { reply_text(r, 200, "b"); });
+  EXPECT_TRUE(server_->listening(address));
+  with_client([&] { EXPECT_EQ(Client().request("GET", "http://" + address + "/b").body, "b"); });
+}
+
+TEST_F(HttpServerTest, ARequestInItsHandlerFinishesAfterItsRoutesAreRemoved) {
+  int a = 0;
+  bool removed = false;
+  owned_route(&a, ":0", "POST", "/ack", [&](dm_http_request *r) {
+    after(&loop_, 0, [&, r] {
+      server_->remove_routes(&a);
+      removed = true;
+      // The listener closes at the next turn; the reply comes after that.
+      after(&loop_, 1, [r] { reply_text(r, 200, "acked " + str(HttpServer::body(r))); });
+    });
+  });
+  start();
+  with_client([&] {
+    std::string body = "records";
+    auto r = Client().request("POST", url(":0", "/ack"), &body);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "acked records");
+  });
+  EXPECT_TRUE(removed);
+  run_until([&] { return server_->connection_count() == 0; });
+  EXPECT_FALSE(server_->listening(":0"));
+  EXPECT_EQ(server_->connection_count(), 0u);
+}
+
+TEST_F(HttpServerTest, RemovingAnOwnersRoutesEndsItsStreamsWithOnCloseBeforeReturning) {
+  int a = 0;
+  CloseProbe probe;
+  dm_http_request *stream = nullptr;
+  owned_route(&a, ":0", "GET", "/tail", [&](dm_http_request *r) {
+    ASSERT_EQ(start_sse(r, probe), DM_OK);
+    EXPECT_EQ(write_text(r, "data: one\n\n"), DM_OK);
+    stream = r;
+  });
+  start();
+  StreamClient client(url(":0", "/tail"));
+  int closes_at_remove = -1;
+  every(&loop_, 5, [&] {
+    if (client.events.load() < 1) return true;
+    server_->remove_routes(&a);
+    closes_at_remove = probe.calls;
+    return false;
+  });
+  with_client([&] { client.run(); });
+  EXPECT_EQ(closes_at_remove, 1);
+  EXPECT_EQ(client.code, CURLE_OK);  // a clean end
+  EXPECT_EQ(client.body(), "data: one\n\n");
+  EXPECT_EQ(probe.calls, 1);
+}
+
+TEST_F(HttpServerTest, DescribeListsEachAddressWithItsRoutes) {
+  route(":0", "GET", "/query/logs", [](dm_http_request *r) { reply_text(r, 200, ""); });
+  route(":0", "POST", "/ingest/*", [](dm_http_request *r) { reply_text(r, 200, ""); });
+  start();
+  auto lines = server_->describe();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "http://127.0.0.1:" + std::to_string(server_->bound_port(":0")) +
+                          ": GET /query/logs, POST /ingest/*");
+}
+
+// ---- TLS ---------------------------------------------------------------------------------------
+
+// A CA and a server certificate for 127.0.0.1 with the given CN, made with the openssl CLI into
+// dir (ca.pem, server.pem, server.key); run again, it renews server.pem in place.
+bool make_server_certificate(const std::string &dir, const std::string &cn) {
+  std::string script =
+      "set -e; cd " + dir +
+      "\n[ -f ca.pem ] || { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "
+      "ca.key; openssl req -x509 -new -key ca.key -out ca.pem -days 2 -subj /CN=test-ca; }"
+      "\nopenssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key"
+      "\nopenssl req -new -key server.key -out server.csr -subj /CN=" +
+      cn +
+      "\nprintf 'subjectAltName=IP:127.0.0.1\\n' > san.cnf"
+      "\nopenssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
+      "server.pem -days 2 -extfile san.cnf";
+  return std::system(("(" + script + ") >/dev/null 2>&1").c_str()) == 0;
+}
+
+struct TlsAnswer {
+  CURLcode code = CURLE_OK;
+  long status = 0;
+  std::string subject;  // the server certificate's subject, as curl prints it
+  std::string body;
+};
+
+// A GET over TLS that trusts only ca; with `reuse` its connection is kept for the next call.
+TlsAnswer tls_get(const std::string &url, const std::string &ca, CURL *reuse = nullptr) {
+  TlsAnswer a;
+  CURL *curl = reuse != nullptr ? reuse : curl_easy_init();
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(curl, CURLOPT_CAINFO, ca.c_str());
+  curl_easy_setopt(curl, CURLOPT_CERTINFO, 1L);
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION, +[](char *p, size_t size, size_t n, void *out) {
+        static_cast<std::string *>(out)->append(p, size * n);
+        return size * n;
+      });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &a.body);
+  a.code = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &a.status);
+  curl_certinfo *info = nullptr;
+  if (curl_easy_getinfo(curl, CURLINFO_CERTINFO, &info) == CURLE_OK && info != nullptr &&
+      info->num_of_certs > 0) {
+    for (curl_slist *s = info->certinfo[0]; s != nullptr; s = s->next)
+      if (std::strncmp(s->data, "Subject:", 8) == 0) a.subject = s->data + 8;
+  }
+  if (reuse == nullptr) curl_easy_cleanup(curl);
+  return a;
+}
+
+class HttpTlsTest : public HttpServerTest {
+ protected:
+  void SetUp() override {
+    HttpServerTest::SetUp();
+    char tmpl[] = "/tmp/devmesh-tls-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_TRUE(make_server_certificate(dir_, "first")) << "openssl failed in " << dir_;
+    tls_.cert = dir_ + "/server.pem";
+    tls_.key = dir_ + "/server.key";
+  }
+  void TearDown() override {
+    HttpServerTest::TearDown();
+    std::system(("rm -rf " + dir_).c_str());
+  }
+  std::string https(const std::string &listen, const std::string &path) {
+    return "https://127.0.0.1:" + std::to_string(server_->bound_port(listen)) + path;
+  }
+  std::string dir_;
+  HttpServer::Tls tls_;
+};
+
+TEST_F(HttpTlsTest, ReloadGivesNewConnectionsTheRenewedCertificateAndAFailedLoadKeepsTheOld) {
+  std::string error;
+  ASSERT_TRUE(server_->set_tls(":0", tls_, error)) << error;
+  route(":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "a"); });
+  start();
+  const std::string ca = dir_ + "/ca.pem";
+  CURL *kept = curl_easy_init();
+  with_client([&] {
+    auto a = tls_get(https(":0", "/a"), ca, kept);
+    EXPECT_EQ(a.code, CURLE_OK);
+    EXPECT_EQ(a.body, "a");
+    EXPECT_NE(a.subject.find("first"), std::string::npos) << a.subject;
+  });
+
+  ASSERT_TRUE(make_server_certificate(dir_, "second"));
+  EXPECT_TRUE(server_->reload_tls(error)) << error;
+  with_client([&] {
+    auto a = tls_get(https(":0", "/a"), ca);
+    EXPECT_EQ(a.body, "a");
+    EXPECT_NE(a.subject.find("second"), std::string::npos) << a.subject;
+    // The connection opened before the reload goes on with its session.
+    auto b = tls_get(https(":0", "/a"), ca, kept);
+    EXPECT_EQ(b.body, "a");
+    long connects = -1;
+    curl_easy_getinfo(kept, CURLINFO_NUM_CONNECTS, &connects);
+    EXPECT_EQ(connects, 0);
+  });
+  curl_easy_cleanup(kept);
+
+  {
+    std::FILE *f = std::fopen(tls_.cert.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("not a certificate\n", f);
+    std::fclose(f);
+  }
+  EXPECT_FALSE(server_->reload_tls(error));
+  EXPECT_NE(error.find("tls.cert " + tls_.cert), std::string::npos) << error;
+  EXPECT_NE(error.find("keeping"), std::string::npos) << error;
+  with_client([&] {
+    auto a = tls_get(https(":0", "/a"), ca);
+    EXPECT_EQ(a.body, "a");
+    EXPECT_NE(a.subject.find("second"), std::string::npos) << a.subject;
+  });
+}
+
+TEST_F(HttpTlsTest, OwnersOfOneAddressMustAgreeAndAClaimGoesWithItsOwnersRoutes) {
+  int a = 0, b = 0, c = 0;
+  std::string error;
+  ASSERT_TRUE(server_->set_tls(":0", tls_, error, &a, "in.a")) << error;
+  HttpServer::Tls mtls = tls_;
+  mtls.ca = dir_ + "/ca.pem";
+  EXPECT_FALSE(server_->set_tls(":0", mtls, error, &b, "query.b"));
+  EXPECT_NE(error.find("'in.a'"), std::string::npos) << error;
+  EXPECT_NE(error.find("tls.ca"), std::string::npos) << error;
+  EXPECT_TRUE(server_->set_tls(":0", tls_, error, &b, "query.b")) << error;
+  // A route from an owner that gave no TLS settings would be served TLS it did not ask for.
+  EXPECT_FALSE(server_->add_route(
+      ":0", "GET", "/c", [](dm_http_request *r) { reply_text(r, 200, ""); }, error, &c));
+  EXPECT_NE(error.find("serves TLS"), std::string::npos) << error;
+  owned_route(&a, ":0", "POST", "/in", [](dm_http_request *r) { reply_text(r, 200, ""); });
+  owned_route(&b, ":0", "GET", "/q", [](dm_http_request *r) { reply_text(r, 200, "q"); });
+  start();
+  EXPECT_EQ(server_->describe().at(0).rfind("https://", 0), 0u) << server_->describe().at(0);
+  // A reload replacing both owners with one asking for mTLS: its claim stands alone.
+  server_->remove_routes(&a);
+  server_->remove_routes(&b);
+  EXPECT_TRUE(server_->set_tls(":0", mtls, error, &c, "query.c")) << error;
+  owned_route(&c, ":0", "GET", "/q", [](dm_http_request *r) { reply_text(r, 200, "q"); });
+  EXPECT_NE(server_->describe().at(0).find("(client certificates required)"), std::string::npos);
+  with_client([&] {
+    auto r = tls_get(https(":0", "/q"), dir_ + "/ca.pem");
+    EXPECT_NE(r.code, CURLE_OK);  // no client certificate
+  });
+  // Plain routes first: TLS asked later by another owner is refused, naming a route.
+  EXPECT_TRUE(server_->add_route(
+      "127.0.0.2:0", "GET", "/p", [](dm_http_request *r) { reply_text(r, 200, ""); }, error, &a));
+  EXPECT_FALSE(server_->set_tls("127.0.0.2:0", tls_, error, &b, "query.b"));
+  EXPECT_NE(error.find("plain HTTP (GET /p)"), std::string::npos) << error;
+}
+
+TEST_F(HttpTlsTest, MissingOrMismatchedFilesAreNamed) {
+  std::string error;
+  HttpServer::Tls t = tls_;
+  t.cert = dir_ + "/nope.pem";
+  EXPECT_FALSE(server_->set_tls(":0", t, error));
+  EXPECT_NE(error.find("tls.cert " + t.cert + ": No such file"), std::string::npos) << error;
+  ASSERT_EQ(std::system(("cd " + dir_ +
+                         " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+                         "-out other.key >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  t = tls_;
+  t.key = dir_ + "/other.key";
+  EXPECT_FALSE(server_->set_tls(":0", t, error));
+  EXPECT_NE(
+      error.find("tls.key " + t.key + " does not match the certificate in tls.cert " + tls_.cert),
+      std::string::npos)
+      << error;
+  EXPECT_FALSE(HttpServer::check_tls(t, error));  // the dry run's check says the same
+  EXPECT_NE(error.find("does not match"), std::string::npos) << error;
+  EXPECT_TRUE(HttpServer::check_tls(tls_, error)) << error;
+  t = tls_;
+  t.min_version = "1.1";
+  EXPECT_FALSE(server_->set_tls(":0", t, error));
+  EXPECT_NE(error.find("tls.min_version"), std::string::npos) << error;
+  // Nothing was claimed by the failures: a plain route is still welcome.
+  route(":0", "GET", "/a", [](dm_http_request *r) { reply_text(r, 200, "a"); });
 }
 
 }  // namespace

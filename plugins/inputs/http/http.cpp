@@ -45,6 +45,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include <listen_tls.hpp>
 #include "ingest_parser.hpp"
 
 namespace devmesh {
@@ -97,6 +98,7 @@ const dm_option kOptions[] = {
      0},
     {"retry_after", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 1000, 3600000, nullptr,
      "Retry-After sent with 503 while the pipeline's queues are full or the engine shuts down", 0},
+    DM_TLS_OPTIONS(ListenTls, tls),
 };
 
 class HttpInput {
@@ -124,6 +126,7 @@ class HttpInput {
         json_string("not acknowledged within ack_timeout (" + std::to_string(ack_timeout_ms_) +
                     " ms): the records are still being delivered; re-sending this "
                     "body is safe (each record's event_id makes the store keep it once)");
+    host->config_bind(cfg, &tls_);
     if (path_.empty() || path_[0] != '/') problems.add("path", "must start with '/'");
     problems.refuse_if_any();
 
@@ -174,6 +177,7 @@ class HttpInput {
   }
 
   int start() {
+    if (!serve_tls(host_, inst_, listen_, tls_.tls, !auth_token_.empty())) return 1;
     if (host_->http_route(inst_, listen_.c_str(), "POST", path_.c_str(), on_request, this) != DM_OK)
       return 1;
     host_->log(inst_, DM_LOG_INFO, "serving POST %s on %s (ack: %s)", path_.c_str(),
@@ -479,6 +483,7 @@ class HttpInput {
   const dm_host_api *host_;
   dm_instance *inst_;
   std::string listen_, path_, auth_token_, retry_after_;
+  ListenTls tls_;
   size_t max_body_ = 0;
   bool delivered_ = false;
   bool durable_ = false;  // ack: durable (2xx at the STORED ack)

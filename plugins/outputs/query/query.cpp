@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <listen_tls.hpp>
 #include <sqlite_schema.hpp>
 
 #include "query_json.h"
@@ -80,6 +81,7 @@ const dm_option kOptions[] = {
      "bytes a /tail subscriber may fall behind before records are dropped for it (counted, and "
      "told to it as an SSE comment)",
      0},
+    DM_TLS_OPTIONS(ListenTls, tls),
 };
 
 constexpr const char *kJson = "application/json";
@@ -223,6 +225,7 @@ class Query {
     s.connect_timeout_ms = c.integer("connect_timeout");
     s.io_timeout_ms = c.integer("timeout");
     max_queries_ = static_cast<uint32_t>(c.integer("max_queries"));
+    host->config_bind(cfg, &tls_);
     if (c.has("auth_token")) {
       token_ = c.string("auth_token");
       if (token_.empty()) problems.add("auth_token", "must not be empty when set");
@@ -279,6 +282,7 @@ class Query {
                                    {"/health", &Query::serve_health},
                                    {"/info", &Query::serve_info},
                                    {"/tail", &Query::serve_tail}};
+    if (!serve_tls(host_, inst_, listen_, tls_.tls, !token_.empty())) return 1;
     route_args_.reserve(std::size(routes));  // handlers keep pointers into it
     for (const Route &r : routes) {
       route_args_.push_back({this, r.fn});
@@ -511,6 +515,7 @@ class Query {
   std::atomic<uint32_t> in_flight_{0};
   uint32_t max_queries_ = 8;
   std::string listen_, token_, node_;
+  ListenTls tls_;
   std::vector<RouteArg> route_args_;
   std::unique_ptr<Tail> tail_;
 };
