@@ -104,13 +104,18 @@ struct ServiceConfig {
   int64_t storage_max_size = 0;             // 0: unbounded
   std::string storage_when_full = "pause";  // pause | drop_oldest
   int64_t storage_segment_size = 8 << 20;
+  // Where http_listen and storage.path were written, for the whole-pipeline checks' problems.
+  YAML::Mark http_listen_mark = YAML::Mark::null_mark();
+  YAML::Mark storage_path_mark = YAML::Mark::null_mark();
 };
 
 struct PipelineConfig {
   std::string file;  // path as given
-  std::string dir;   // directory of the file (relative paths in it resolve against it)
+  std::string dir;   // absolute directory of the file: every DM_OPT_PATH value (and
+                     // plugins_dir, plugin_path) written relative resolves against it
   ServiceConfig service;
   std::vector<PluginEntry> inputs, filters, outputs;
+  YAML::Mark pipeline_mark = YAML::Mark::null_mark();  // the `pipeline` key, for its problems
 };
 
 // Reads and checks the file's shape: YAML syntax, `service:` keys and types, the three

@@ -33,6 +33,11 @@ bool unexpanded(const YAML::Node &n);
 // First value for `key` in a mapping, without inserting (operator[] on a non-const node would).
 bool find_key(const YAML::Node &map, std::string_view key, YAML::Node &key_node, YAML::Node &value);
 std::string unknown_key_message(std::string_view key, const std::vector<std::string> &candidates);
+// The candidate closest to `word` (a few edits), or "" when none is close.
+std::string closest(std::string_view word, const std::vector<std::string> &candidates);
+// `p` made absolute against `dir` (the directory of the file it was written in), normalized;
+// an absolute `p` is only normalized, an empty one stays empty.
+std::string resolve_path(const std::string &dir, const std::string &p);
 
 // ---- validating a mapping against a schema (config_schema.cpp) --------------------------------
 
@@ -57,6 +62,7 @@ struct Schema {
 struct Checker {
   const std::string &file;
   Problems &problems;
+  std::string dir = {};  // the file's directory: DM_OPT_PATH values resolve against it
 
   void add(const YAML::Mark &mark, const std::string &path, std::string message);
   // Bounds and allowed values of an already parsed value; `what` prefixes a bad default.

@@ -13,7 +13,6 @@
 #include <yaml-cpp/depthguard.h>
 
 #include "config_detail.h"
-#include "state_paths.h"
 
 namespace devmesh {
 
@@ -134,13 +133,6 @@ void expand_tree(YAML::Node node, const std::string &path, Walk &w) {
 
 // ---- the file's shape ----------------------------------------------------------------------
 
-std::string resolve_path(const std::string &dir, const std::string &p) {
-  if (p.empty()) return p;
-  fs::path path(p);
-  if (path.is_absolute()) return path.lexically_normal().string();
-  return (fs::path(dir) / path).lexically_normal().string();
-}
-
 std::string directory_of(const std::string &file) {
   std::error_code ec;
   fs::path parent = fs::path(file).parent_path();
@@ -158,8 +150,10 @@ const dm_option kServiceOptions[] = {
     {"grace", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 0, 86400000, nullptr,
      "how long shutdown waits for in-flight batches", 0},
     {"log_level", DM_OPT_STRING, 0, "info", 0, 0, kLogLevels, "engine log verbosity", 0},
-    {"plugins_dir", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr, "directories searched for plugins", 0},
-    {"http_listen", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "address of the engine endpoint", 0},
+    {"plugins_dir", DM_OPT_LIST, 0, nullptr, 0, 0, nullptr,
+     "directories searched for plugins (relative to the config file)", 0},
+    {"http_listen", DM_OPT_STRING, DM_OPT_LISTEN, nullptr, 0, 0, nullptr,
+     "address of the engine endpoint", 0},
     {"tls.cert", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr,
      "serve http_listen over TLS with this PEM certificate chain (with tls.key)", 0},
     {"tls.key", DM_OPT_PATH, DM_OPT_SECRET, nullptr, 0, 0, nullptr, "PEM private key of tls.cert",
@@ -185,7 +179,7 @@ const char *const kSyncPolicies[] = {"always", "interval", "never", nullptr};
 const char *const kWhenFull[] = {"pause", "drop_oldest", nullptr};
 
 const dm_option kStorageOptions[] = {
-    {"path", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr,
+    {"path", DM_OPT_PATH, DM_OPT_REQUIRED | DM_OPT_MAKES_DIR, nullptr, 0, 0, nullptr,
      "directory of the segment files (relative to the config file); one devmesh per directory", 0},
     {"sync", DM_OPT_STRING, 0, "interval", 0, 0, kSyncPolicies,
      "when appended blocks are fsynced (and STORED acks sent): always (group commit after each "
@@ -222,10 +216,15 @@ void load_service(const YAML::Node &key, const YAML::Node &node, PipelineConfig 
   if (v.count("plugins_dir")) {
     for (const auto &d : v["plugins_dir"].items) s.plugins_dir.push_back(resolve_path(out.dir, d));
   }
-  if (v.count("http_listen")) s.http_listen = v["http_listen"].text;
-  if (v.count("tls.cert")) s.tls_cert = resolve_path(out.dir, v["tls.cert"].text);
-  if (v.count("tls.key")) s.tls_key = resolve_path(out.dir, v["tls.key"].text);
-  if (v.count("tls.ca")) s.tls_ca = resolve_path(out.dir, v["tls.ca"].text);
+  if (v.count("http_listen")) {
+    s.http_listen = v["http_listen"].text;
+    YAML::Node lk, lv;
+    if (find_key(node, "http_listen", lk, lv)) s.http_listen_mark = lv.Mark();
+  }
+  // tls.* are DM_OPT_PATH: validation made them absolute already.
+  if (v.count("tls.cert")) s.tls_cert = v["tls.cert"].text;
+  if (v.count("tls.key")) s.tls_key = v["tls.key"].text;
+  if (v.count("tls.ca")) s.tls_ca = v["tls.ca"].text;
   if (v.count("tls.min_version")) s.tls_min_version = v["tls.min_version"].text;
   if (v.count("exit_when_done")) s.exit_when_done = v["exit_when_done"].integer != 0;
   if (v.count("watchdog")) s.watchdog_ms = v["watchdog"].integer;
@@ -236,20 +235,15 @@ void load_service(const YAML::Node &key, const YAML::Node &node, PipelineConfig 
   std::map<std::string, OptionValue, std::less<>> st;
   check.mapping(storage, storage_key.Mark(), "service.storage", schema_of(kStorageOptions), st);
   if (st.count("path")) {
+    YAML::Node pk, pv;
+    find_key(storage, "path", pk, pv);
     if (st["path"].text.empty()) {
-      YAML::Node pk, pv;
-      find_key(storage, "path", pk, pv);
       check.add(pv.Mark(), "service.storage.path", "must not be empty");
     } else {
-      s.storage_path = resolve_path(out.dir, st["path"].text);
-      // A fresh node has no state directory yet: start makes it (mkdir -p); a dry run says
-      // whether it could, so "configuration OK" means the start will not fail on it.
-      std::string error, note;
-      if (!prepare_directory(s.storage_path, false, error, note)) {
-        YAML::Node pk, pv;
-        find_key(storage, "path", pk, pv);
-        check.add(pv.Mark(), "service.storage.path", error);
-      }
+      // Resolved by the checker; whether it can be made is a whole-pipeline check
+      // (pipeline_checks.cpp), so --dry-run and a start report it alike.
+      s.storage_path = st["path"].text;
+      s.storage_path_mark = pv.Mark();
     }
   }
   if (st.count("sync")) s.storage_sync = st["sync"].text;
@@ -282,8 +276,23 @@ bool entry_string(const YAML::Node &entry, const char *key, const std::string &w
   return true;
 }
 
+// `name: null` is the null output, as Fluent Bit users write it; YAML reads the word as "no
+// value", so the file's text tells `null` (or `~`) written out from a key left empty.
+bool written_null(const YAML::Node &value, std::string_view text) {
+  if (!value.IsNull() || value.Mark().pos < 0) return false;
+  const std::string_view at = text.substr(std::min(text.size(), size_t(value.Mark().pos)));
+  for (std::string_view word : {"null", "Null", "NULL", "~"}) {
+    if (at.substr(0, word.size()) != word) continue;
+    const std::string_view rest = at.substr(word.size());
+    if (rest.empty() || std::string_view(" \t\r\n,}#").find(rest[0]) != std::string_view::npos)
+      return true;
+  }
+  return false;
+}
+
 void load_section(const std::string &section, const YAML::Node &node, PipelineConfig &out,
-                  std::map<std::string, std::string> &aliases, Checker &check) {
+                  std::map<std::string, std::string> &aliases, Checker &check,
+                  std::string_view text) {
   std::string path = "pipeline." + section;
   if (node.IsNull()) return;  // `inputs:` with nothing under it
   if (!node.IsSequence()) {
@@ -310,6 +319,9 @@ void load_section(const std::string &section, const YAML::Node &node, PipelineCo
     bool named = false;
     if (!find_key(item, "name", name_key, name_value)) {
       check.add(item.Mark(), where, "missing required key 'name'");
+    } else if (written_null(name_value, text)) {
+      e.name = "null";
+      named = true;
     } else {
       named = entry_string(item, "name", where, check, e.name);
     }
@@ -329,7 +341,8 @@ void load_section(const std::string &section, const YAML::Node &node, PipelineCo
   }
 }
 
-void load_pipeline_section(const YAML::Node &node, PipelineConfig &out, Checker &check) {
+void load_pipeline_section(const YAML::Node &node, PipelineConfig &out, Checker &check,
+                           std::string_view text) {
   if (node.IsNull()) return;
   if (!node.IsMap()) {
     check.add(
@@ -347,7 +360,7 @@ void load_pipeline_section(const YAML::Node &node, PipelineConfig &out, Checker 
       check.add(kv.first.Mark(), join_path("pipeline", k), unknown_key_message(k, sections));
       continue;
     }
-    load_section(k, kv.second, out, aliases, check);
+    load_section(k, kv.second, out, aliases, check, text);
   }
 }
 
@@ -367,7 +380,7 @@ void load_root(const std::string &text, const std::string &file, PipelineConfig 
   expand_tree(root, "", walk);
   if (walk.refused) return;  // every later pass would walk the same expansion
 
-  Checker check{file, problems};
+  Checker check{file, problems, out.dir};
   if (root.IsNull()) {
     check.add(YAML::Mark::null_mark(), "", "the file is empty: expected 'pipeline:'");
     return;
@@ -386,7 +399,8 @@ void load_root(const std::string &text, const std::string &file, PipelineConfig 
     if (k == "service") {
       load_service(kv.first, kv.second, out, check);
     } else if (k == "pipeline") {
-      load_pipeline_section(kv.second, out, check);
+      out.pipeline_mark = kv.first.Mark();
+      load_pipeline_section(kv.second, out, check, text);
     } else {
       check.add(kv.first.Mark(), k, unknown_key_message(k, top));
     }

@@ -2,6 +2,7 @@
 // dm_option table, with defaults applied and every problem reported at its place in the file.
 #include <algorithm>
 #include <exception>
+#include <filesystem>
 #include <limits>
 #include <set>
 #include <tuple>
@@ -82,6 +83,13 @@ std::string join_path(const std::string &base, std::string_view key) {
 
 std::string index_path(const std::string &base, size_t i) {
   return base + "[" + std::to_string(i) + "]";
+}
+
+std::string resolve_path(const std::string &dir, const std::string &p) {
+  if (p.empty()) return p;
+  std::filesystem::path path(p);
+  if (path.is_absolute()) return path.lexically_normal().string();
+  return (std::filesystem::path(dir) / path).lexically_normal().string();
 }
 
 bool unexpanded(const YAML::Node &n) {
@@ -229,7 +237,10 @@ bool Checker::value(const dm_option &opt, const YAML::Node &key, const YAML::Nod
     add(node.Mark(), path, error);
     return false;
   }
-  return check_limits(opt, v, node.Mark(), path, "");
+  if (!check_limits(opt, v, node.Mark(), path, "")) return false;
+  // Here, once: config_get_string, config_bind and the engine's checks all see the same path.
+  if (opt.type == DM_OPT_PATH) v.text = resolve_path(dir, v.text);
+  return true;
 }
 
 // Validates every key of `map` (at `path`, reported at `mark` when a key is missing) into
@@ -288,6 +299,7 @@ void Checker::apply_default(const dm_option &opt, const YAML::Mark &mark, const 
     return;
   }
   if (!check_limits(opt, v, mark, key_path, what)) return;
+  if (opt.type == DM_OPT_PATH) v.text = resolve_path(dir, v.text);  // "./data/x.db" too
   if (opt.allowed && opt.type == DM_OPT_LIST) {
     for (const auto &item : v.items) {
       if (!is_allowed(opt, item)) {
@@ -321,7 +333,7 @@ std::unique_ptr<dm_config> validate_entry(const PipelineConfig &cfg, const Plugi
     Schema schema;
     schema.options = options;
     schema.skip = {"name", "alias", "plugin_path"};
-    Checker check{cfg.file, found};
+    Checker check{cfg.file, found, cfg.dir};
     config = std::make_unique<dm_config>();
     if (!check.mapping(entry.node, entry.node.Mark(), entry.where(), schema, config->values)) {
       config.reset();

@@ -11,6 +11,7 @@
 
 #include "engine_options.h"
 #include "engine_reload.h"
+#include "http_server_impl.h"
 #include "log.h"
 #include "plugin_call.h"
 #include "service_notify.h"
@@ -92,21 +93,27 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
   loader_ = std::make_unique<PluginLoader>(host_api(), dirs);
 
   Generation gen;
-  bool ok = build_generation(cfg_, gen, problems, errors,
-                             [create_instances](Instance *) { return create_instances; });
+  bool ok = build_generation(
+      cfg_, gen, problems, errors, [create_instances](Instance *) { return create_instances; },
+      create_instances);
   // The first generation is adopted whole (a failed load is only destroyed).
   inputs_ = std::move(gen.inputs);
   filters_ = std::move(gen.filters);
   outputs_ = std::move(gen.outputs);
   notes_ = std::move(gen.notes);
+  warnings_ = std::move(gen.warnings);
+  in_use_ = std::move(gen.in_use);
+  make_dirs_ = std::move(gen.make_dirs);
   build_info_json();
   return ok;
 }
 
 bool Engine::build_generation(const PipelineConfig &cfg, Generation &gen, Problems &problems,
                               std::vector<std::string> &errors,
-                              const std::function<bool(Instance *)> &should_create) {
+                              const std::function<bool(Instance *)> &should_create,
+                              bool whole_checks) {
   std::set<std::string> names;
+  std::vector<InstanceView> views;  // for the whole-pipeline checks
   bool ok = true;
   auto add_entries = [&](const std::vector<PluginEntry> &entries) {
     for (const PluginEntry &e : entries) {
@@ -167,30 +174,15 @@ bool Engine::build_generation(const PipelineConfig &cfg, Generation &gen, Proble
         o->retry_wait_ms = get("retry_wait")->integer;
         o->retry_max_wait_ms = get("retry_max_wait")->integer;
         o->queue_limit = static_cast<size_t>(get("queue_limit")->integer);
-        if (get("dead_letter_path")) {
-          std::string p = get("dead_letter_path")->text;
-          o->dead_letter_path =
-              (p.empty() || p[0] == '/' || cfg.dir.empty()) ? p : cfg.dir + "/" + p;
-          // Checked here, so --dry-run finds it; made at start (run()).
-          const YAML::Mark mark = e.node["dead_letter_path"].Mark();
-          const std::string path = e.where() + ".dead_letter_path";
-          Problem where;
-          where.file = cfg.file;
-          where.line = mark.line + 1;
-          where.col = mark.column + 1;
-          where.path = path;
-          o->dead_letter_where = where.str();
-          std::string error, note;
-          if (o->dead_letter_path.empty())
-            problems.add(cfg.file, mark, path, "must not be empty");
-          else if (!prepare_dead_letter_path(o->dead_letter_path, false, error, note))
-            problems.add(cfg.file, mark, path, error);
-          else if (!note.empty())
-            gen.notes.push_back(o->dead_letter_where + note);
-        }
+        // Resolved against the file's directory in validation; checked by check_pipeline.
+        if (get("dead_letter_path")) o->dead_letter_path = get("dead_letter_path")->text;
         inst = o.get();
         gen.outputs.push_back(std::move(o));
       }
+      views.push_back({e.section, e.index, name, &lp->desc, vcfg.get(), "", ""});
+      if (e.section == "inputs") views.back().tag = static_cast<InputInstance *>(inst)->tag;
+      if (e.section == "filters") views.back().match = static_cast<FilterInstance *>(inst)->match;
+      if (e.section == "outputs") views.back().match = static_cast<OutputInstance *>(inst)->match;
       inst->cfg = std::move(vcfg);
       register_metrics(inst);
     }
@@ -211,6 +203,32 @@ bool Engine::build_generation(const PipelineConfig &cfg, Generation &gen, Proble
   for (auto &f : gen.filters) create(f.get());
   for (auto &in : gen.inputs) create(in.get());
   append_in_order(found, problems);
+
+  // What no entry can see alone: topology, shared files and addresses, directories. Addresses
+  // this engine serves already (a reload) are not test-bound.
+  if (whole_checks) {
+    std::set<std::string> listening;
+    auto served = [&](const std::string &spec) {
+      http_internal::ListenAddress a;
+      std::string error;
+      if (http_->listening(spec) && http_internal::parse_listen(spec, a, error))
+        listening.insert(a.key);
+    };
+    if (!cfg.service.http_listen.empty()) served(cfg.service.http_listen);
+    for (const InstanceView &v : views)
+      for (const dm_option *o : v.cfg->options)
+        if (o && o->key && (o->flags & DM_OPT_LISTEN))
+          if (auto it = v.cfg->values.find(o->key); it != v.cfg->values.end())
+            served(it->second.text);
+    PipelineCheckResult checked;
+    check_pipeline(cfg, views, listening, problems, checked);
+    if (!checked.problems.empty()) ok = false;
+    append_in_order(checked.problems, problems);
+    gen.warnings = std::move(checked.warnings);
+    gen.in_use = std::move(checked.in_use);
+    gen.notes.insert(gen.notes.end(), checked.notes.begin(), checked.notes.end());
+    gen.make_dirs = std::move(checked.make_dirs);
+  }
   return ok;
 }
 
@@ -303,17 +321,9 @@ int Engine::run() {
   for (size_t i = 0; i < filters_.size(); i++) filters_[i]->order = i;
   for (auto &in : inputs_) in->route = route_for(in->tag);
 
-  bool ok = true;
-  for (auto &o : outputs_) {
-    std::string error, note;
-    if (o->dead_letter_path.empty()) continue;
-    if (!prepare_dead_letter_path(o->dead_letter_path, true, error, note)) {
-      log_msg(DM_LOG_ERROR, o->name.c_str(), "%s%s", o->dead_letter_where.c_str(), error.c_str());
-      ok = false;
-    } else if (!note.empty()) {
-      log_msg(DM_LOG_INFO, o->name.c_str(), "dead_letter_path: %s", note.c_str());
-    }
-  }
+  for (const std::string &w : warnings_) log_msg(DM_LOG_WARN, nullptr, "%s", w.c_str());
+  // Every directory the pipeline writes to, before anything opens a file in one.
+  bool ok = make_directories(make_dirs_);
   // Storage opens (and replays into the outputs' disk backlogs) before anything starts.
   if (!cfg_.service.storage_path.empty() && !open_storage()) ok = false;
   auto start = [&](Instance *i) {

@@ -25,6 +25,7 @@
 #include "http_server.h"
 #include "metrics.h"
 #include "output_queue.h"
+#include "pipeline_checks.h"
 #include "plugin_loader.h"
 #include "state_paths.h"
 #include "storage.h"
@@ -110,8 +111,7 @@ class OutputInstance : public Instance {
   uint64_t retry_wait_ms = 1000;
   uint64_t retry_max_wait_ms = 60000;
   size_t queue_limit = 64 << 20;
-  std::string dead_letter_path;
-  std::string dead_letter_where;  // FILE:LINE:COL: pipeline.outputs[i].dead_letter_path
+  std::string dead_letter_path;  // resolved; checked and its directory made by pipeline_checks
 
   std::vector<InputInstance *> feeders;  // inputs whose tag this output matches
   // Its name's slot for the process lifetime (StoredBlock::remaining): a reload's retiring
@@ -132,7 +132,10 @@ struct Generation {
   std::vector<std::unique_ptr<InputInstance>> inputs;
   std::vector<std::unique_ptr<FilterInstance>> filters;
   std::vector<std::unique_ptr<OutputInstance>> outputs;
-  std::vector<std::string> notes;
+  // The whole-pipeline checks' findings (pipeline_checks.h)
+  std::vector<std::string> notes, warnings;
+  Problems in_use;
+  std::vector<DirectoryToMake> make_dirs;
 };
 
 struct Reload;
@@ -165,6 +168,11 @@ class Engine {
   // What start would change on the machine (a dead-letter directory it creates), found by
   // load(); --dry-run prints them.
   const std::vector<std::string> &notes() const { return notes_; }
+  // What the whole-pipeline checks found that does not stop a start (an output no input
+  // reaches): --dry-run prints them, a start logs them.
+  const std::vector<std::string> &warnings() const { return warnings_; }
+  // Listen addresses another process holds now: a start refuses them, --dry-run warns.
+  const Problems &addresses_in_use() const { return in_use_; }
 
   // --- called through the host API ---
   int submit(InputInstance *in, Batch *b, uint64_t *ticket);
@@ -219,7 +227,7 @@ class Engine {
   // accepts (all of them when it is empty). Problems as load().
   bool build_generation(const PipelineConfig &cfg, Generation &gen, Problems &problems,
                         std::vector<std::string> &errors,
-                        const std::function<bool(Instance *)> &should_create);
+                        const std::function<bool(Instance *)> &should_create, bool whole_checks);
   bool create_instance(Instance *i, Problems &found, std::vector<std::string> &errors);
   bool start_instance(Instance *i);
   void destroy_instance(Instance *i);
@@ -272,7 +280,9 @@ class Engine {
   Metric *m_storage_full_ = nullptr, *m_storage_dropped_ = nullptr, *m_storage_lost_ = nullptr;
   Metric *m_storage_unstored_ = nullptr;
   std::string info_json_;
-  std::vector<std::string> notes_;
+  std::vector<std::string> notes_, warnings_;
+  Problems in_use_;
+  std::vector<DirectoryToMake> make_dirs_;  // found by load(), made by run() before any start
   std::unique_ptr<Watchdog> watchdog_;
 
   // Reload (engine_reload.cpp)

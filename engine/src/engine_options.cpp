@@ -34,9 +34,11 @@ static const std::vector<dm_option> kOutput = {
      "Longest backoff between tries", 0},
     {"queue_limit", DM_OPT_SIZE, DM_OPT_BOUNDED, "64MiB", 4096, 64.0 * 1024 * 1024 * 1024, nullptr,
      "Memory the queue may hold; above it the inputs feeding this output are paused", 0},
-    {"dead_letter_path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "NDJSON file receiving records that can never be delivered, with the reason; its "
-     "directory is made at start (mode 0750). Without it such records are lost (counted in "
+    {"dead_letter_path", DM_OPT_PATH, DM_OPT_MAKES_PARENT | DM_OPT_EXCLUSIVE, nullptr, 0, 0,
+     nullptr,
+     "NDJSON file receiving records that can never be delivered, with the reason (relative to "
+     "the config file); its directory is made at start (mode 0700); one file per output. Without "
+     "it such records are lost (counted in "
      "devmesh_records_failed_total, and an ack: delivered request gets 500)",
      0},
 };

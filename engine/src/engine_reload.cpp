@@ -166,20 +166,25 @@ void Engine::start_reload() {
   if (ok) check_service(cfg_, next, problems);
   if (ok) {
     // Only new and changed instances are created: an unchanged one keeps running as it is.
-    ok = build_generation(next, gen, problems, errors, [&](Instance *i) {
-      Instance *old = nullptr;
-      if (auto *in = dynamic_cast<InputInstance *>(i))
-        old = find_named(inputs_, in->name);
-      else if (auto *f = dynamic_cast<FilterInstance *>(i))
-        old = find_filter(filters_, f->name);
-      else
-        old = find_named(outputs_, i->name);
-      if (old && same_settings(*old, *i)) {
-        unchanged.insert(i);
-        return false;
-      }
-      return true;
-    });
+    ok = build_generation(
+        next, gen, problems, errors,
+        [&](Instance *i) {
+          Instance *old = nullptr;
+          if (auto *in = dynamic_cast<InputInstance *>(i))
+            old = find_named(inputs_, in->name);
+          else if (auto *f = dynamic_cast<FilterInstance *>(i))
+            old = find_filter(filters_, f->name);
+          else
+            old = find_named(outputs_, i->name);
+          if (old && same_settings(*old, *i)) {
+            unchanged.insert(i);
+            return false;
+          }
+          return true;
+        },
+        true);
+    // Another process on an address the new file asks for: its instance could not start.
+    for (const Problem &p : gen.in_use.list()) problems.add(p);
   }
   if (!ok || !problems.empty() || !errors.empty()) {
     for (auto &in : gen.inputs) destroy_instance(in.get());
@@ -376,14 +381,15 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
 
   // 5. Start: outputs (and their workers) before anything routes to them, then filters, then the
   //    inputs that replace nothing. Replacements start in reload_progress().
+  // Directories the new file's paths need (mkdir -p, 0700), as at start.
+  for (const std::string &w : gen.warnings) log_msg(DM_LOG_WARN, nullptr, "%s", w.c_str());
+  const bool dirs_made = make_directories(gen.make_dirs);
   bool failed = false;  // an output that cannot start takes no records: routes without it
   for (auto &o : outputs_) {
     if (!r.fresh.count(o.get())) continue;
-    std::string err, note;
-    if (!o->dead_letter_path.empty() &&
-        !prepare_dead_letter_path(o->dead_letter_path, true, err, note)) {
-      log_msg(DM_LOG_ERROR, o->name.c_str(), "%s%s", o->dead_letter_where.c_str(), err.c_str());
-      err = o->dead_letter_where + err;
+    std::string err;
+    if (!dirs_made) {
+      err = "a directory it needs cannot be made (see the lines above)";
     } else if (!o->queue.start_workers(err)) {
       log_msg(DM_LOG_ERROR, o->name.c_str(), "%s", err.c_str());
     } else if (!start_instance(o.get())) {

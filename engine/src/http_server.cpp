@@ -833,11 +833,13 @@ bool HttpServer::can_bind(const std::string &listen, std::string &error) {
   int on = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
   socklen_t len = address.addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  bool ok = bind(fd, reinterpret_cast<const sockaddr *>(&address.addr), len) == 0;
+  // listen() too: a wildcard listener elsewhere on the port may only conflict at listen time.
+  bool ok =
+      bind(fd, reinterpret_cast<const sockaddr *>(&address.addr), len) == 0 && ::listen(fd, 1) == 0;
   int err = errno;
   close(fd);
   if (!ok) {
-    error = "listen " + address.key + ": " +
+    error = "cannot listen on " + address.key + ": " +
             (err == EADDRINUSE ? std::string("address in use") : std::string(std::strerror(err)));
   }
   return ok;

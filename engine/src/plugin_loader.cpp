@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstring>
 
+#include "config_detail.h"
+
 namespace devmesh {
 
 const char *kind_name(dm_plugin_kind kind) {
@@ -60,8 +62,11 @@ const LoadedPlugin *PluginLoader::load(const std::string &name, const std::strin
       looked += (looked.empty() ? "" : ", ") + candidate;
     }
     if (file.empty()) {
-      error = "plugin '" + name + "' not found; looked for " +
-              (looked.empty() ? std::string("it in no directory (plugins_dir is empty)") : looked);
+      error = "plugin '" + name + "' not found";
+      const std::string near = config_detail::closest(name, available());
+      if (!near.empty()) error += " (did you mean '" + near + "'?)";
+      error += "; looked for " +
+               (looked.empty() ? std::string("it in no directory (plugins_dir is empty)") : looked);
       return nullptr;
     }
   }

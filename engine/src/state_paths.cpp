@@ -10,7 +10,6 @@
 #include <cstring>
 
 namespace devmesh {
-namespace {
 
 std::string parent_dir(const std::string &path) {
   const size_t slash = path.rfind('/');
@@ -18,12 +17,15 @@ std::string parent_dir(const std::string &path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-// mkdir -p: every missing directory on the way, mode 0750 (the records may hold anything).
+namespace {
+
+// mkdir -p: every missing directory on the way, mode 0700 (the records may hold anything, and
+// only the engine's own user needs them).
 bool make_dirs(const std::string &dir, std::string &error) {
   for (size_t at = 1; at <= dir.size(); at++) {
     if (at != dir.size() && dir[at] != '/') continue;
     const std::string part = dir.substr(0, at);
-    if (mkdir(part.c_str(), 0750) != 0 && errno != EEXIST) {
+    if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
       error = "cannot create directory " + part + ": " + strerror(errno);
       return false;
     }
@@ -59,7 +61,7 @@ bool prepare_directory(const std::string &dir, bool create, std::string &error, 
       error = "cannot create directory " + dir + ": " + up + ": " + strerror(errno);
       return false;
     }
-    note = "directory " + dir + " does not exist; it will be created at start (mode 0750)";
+    note = "directory " + dir + " does not exist; it will be created at start (mode 0700)";
     return true;
   }
   if (!S_ISDIR(st.st_mode)) {
@@ -73,17 +75,21 @@ bool prepare_directory(const std::string &dir, bool create, std::string &error, 
   return true;
 }
 
-bool prepare_dead_letter_path(const std::string &path, bool create, std::string &error,
-                              std::string &note) {
+bool prepare_file_path(const std::string &path, bool create, std::string &error,
+                       std::string &note) {
   if (path.back() == '/') {
     error = path + " names a directory; give a file name";
     return false;
   }
-  if (!prepare_directory(parent_dir(path), create, error, note)) return false;
   struct stat st;
-  if (stat(path.c_str(), &st) == 0) {
-    if (!S_ISREG(st.st_mode)) {
-      error = path + " is not a regular file";
+  const bool exists = stat(path.c_str(), &st) == 0;
+  // A device or a named pipe (a stdout output writing to /dev/stderr) is opened as it is: its
+  // directory (/dev) need not be writable. A regular file's may be (SQLite's -wal file).
+  const bool special = exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+  if (!special && !prepare_directory(parent_dir(path), create, error, note)) return false;
+  if (exists) {
+    if (S_ISDIR(st.st_mode)) {
+      error = path + " is a directory; give a file name";
       return false;
     }
     if (access(path.c_str(), W_OK) != 0) {

@@ -27,15 +27,15 @@ namespace devmesh::mariadb {
 #define DEVMESH_MARIADB_CONNECTION_OPTIONS \
   {"host", DM_OPT_STRING, 0, "127.0.0.1", 0, 0, nullptr, "server host name or address (ignored when socket is set)", 0}, \
   {"port", DM_OPT_INT, DM_OPT_BOUNDED, "3306", 1, 65535, nullptr, "server TCP port", 0}, \
-  {"socket", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "unix socket path of a local server, used instead of host and port", 0}, \
+  {"socket", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr, "unix socket path of a local server, used instead of host and port", 0}, \
   {"user", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "user name", 0}, \
   {"password", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr, "password; write ${ENV_VAR} so that it never lives in the file", 0}, \
   {"database", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "database (schema) name", 0}, \
   {"table", DM_OPT_STRING, 0, "log_events", 0, 0, nullptr, "table name: letters, digits and _ only, at most 64", 0}, \
   {"tls", DM_OPT_BOOL, 0, "false", 0, 0, nullptr, "require TLS (implied by ssl_ca, ssl_cert or ssl_key)", 0}, \
-  {"ssl_ca", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "PEM file of the CA that signed the server's certificate", 0}, \
-  {"ssl_cert", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "PEM client certificate", 0}, \
-  {"ssl_key", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "PEM client private key", 0}, \
+  {"ssl_ca", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr, "PEM file of the CA that signed the server's certificate", 0}, \
+  {"ssl_cert", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr, "PEM client certificate", 0}, \
+  {"ssl_key", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr, "PEM client private key", 0}, \
   {"ssl_verify", DM_OPT_BOOL, 0, "true", 0, 0, nullptr, "with TLS, verify the server's certificate and host name", 0}, \
   {"connect_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 1000, 3600000, nullptr, "time limit for connecting", 0}, \
   {"timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "30s", 1000, 3600000, nullptr, "time limit for each network read or write: a hung server counts as gone after it", 0}

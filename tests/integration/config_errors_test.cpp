@@ -232,7 +232,8 @@ TEST(Cli, ShippedConfigsPassDryRun) {
 }  // namespace
 
 // create() runs for --dry-run, which must leave the machine as it was: the stdout output's file
-// is made by start(), and a file it could never make is a problem at its path.
+// is made by start() (and a missing directory by the engine, at start), and a file it could
+// never make is a problem at its path.
 TEST(ConfigErrors, DryRunMakesNoOutputFileAndNamesOneThatCannotBeMade) {
   TempDir d;
   const std::string out = d / "out.ndjson";
@@ -243,13 +244,21 @@ TEST(ConfigErrors, DryRunMakesNoOutputFileAndNamesOneThatCannotBeMade) {
   EXPECT_EQ(ok.code, 0) << ok.err;
   EXPECT_FALSE(std::filesystem::exists(out)) << "--dry-run made " << out;
 
+  auto later = dry_run(d, kHead +
+                              "  inputs:\n    - name: dummy\n  outputs:\n    - name: stdout\n"
+                              "      path: " +
+                              d / "no/such/dir/out.ndjson" + "\n");
+  EXPECT_EQ(later.code, 0) << "a missing directory is made at start\n" << later.err;
+  EXPECT_FALSE(std::filesystem::exists(d / "no")) << "--dry-run made a directory";
+
+  write_file(d / "plain", "a file, not a directory\n");
   auto bad = dry_run(d, kHead +
                             "  inputs:\n    - name: dummy\n  outputs:\n    - name: stdout\n"
                             "      path: " +
-                            d / "no/such/dir/out.ndjson" + "\n");
+                            d / "plain/out.ndjson" + "\n");
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.err.find("p.yaml:8:13: pipeline.outputs[0].path: cannot open " +
-                         d / "no/such/dir/out.ndjson" + ": No such file or directory"),
+                         d / "plain/out.ndjson" + ": Not a directory"),
             std::string::npos)
       << bad.err;
 }

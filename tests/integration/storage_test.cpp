@@ -2,6 +2,7 @@
 // beyond queue_limit waits on disk with memory bounded, storage.max_size pauses inputs (http
 // 503 + Retry-After) or drops the oldest segment (counted), ack: durable, bad options.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <map>
 #include <set>
@@ -455,6 +456,11 @@ TEST(Storage, TheShippedSidecarStartsOnAFreshNodeWhereItsStateDirectoryDoesNotEx
   Process dry({DEVMESH_BIN, "--dry-run", "-c", d / "sidecar.yaml"}, d.path(), "dry", env);
   EXPECT_EQ(dry.wait_exit(30s), 0) << dry.err();
   EXPECT_FALSE(std::filesystem::exists(d / "fresh")) << "a dry run changes nothing";
+  EXPECT_NE(
+      dry.out().find("service.storage.path: directory " + d / "fresh/var/lib/devmesh/storage" +
+                     " does not exist; it will be created at start (mode 0700)"),
+      std::string::npos)
+      << dry.out();
 
   Process e({DEVMESH_BIN, "-c", d / "sidecar.yaml"}, d.path(), "sidecar", env);
   EXPECT_TRUE(wait_until(
@@ -465,6 +471,12 @@ TEST(Storage, TheShippedSidecarStartsOnAFreshNodeWhereItsStateDirectoryDoesNotEx
       30s))
       << e.err();
   EXPECT_TRUE(std::filesystem::is_directory(d / "fresh/var/lib/devmesh/storage")) << e.err();
+  // Made with its parents, for the engine's user only.
+  for (const char *dir : {"fresh", "fresh/var/lib/devmesh", "fresh/var/lib/devmesh/storage"}) {
+    struct stat st {};
+    ASSERT_EQ(stat((d / dir).c_str(), &st), 0) << dir;
+    EXPECT_EQ(st.st_mode & 07777, 0700u) << dir << ": " << std::oct << (st.st_mode & 07777);
+  }
   e.kill(SIGTERM);
   EXPECT_EQ(e.wait_exit(30s), 0) << e.err();
 }

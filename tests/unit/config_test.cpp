@@ -179,6 +179,44 @@ TEST(Config, EntriesKeepSectionIndexNameAliasPathAndNode) {
   EXPECT_EQ(e.node.Mark().line, 3);
 }
 
+// DM_OPT_PATH: resolved once, in validation, so config_string, config_bind and the engine's
+// checks all see the same absolute path; a relative default resolves the same way.
+TEST(Config, PathValuesAndDefaultsResolveAgainstTheConfigFilesDirectory) {
+  static const dm_option kPaths[] = {
+      {"file", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr, "a file", 0},
+      {"abs", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr, "an absolute path", 0},
+      {"db", DM_OPT_PATH, 0, "./data/devmesh.db", 0, 0, nullptr, "a default", 0},
+      {"text", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "not a path", 0},
+  };
+  std::vector<const dm_option *> schema;
+  for (const auto &o : kPaths) schema.push_back(&o);
+  auto l = load(
+      "pipeline:\n  outputs:\n    - name: x\n      file: ../certs/./ca.pem\n"
+      "      abs: /var/lib//devmesh/q\n      text: rel/path\n",
+      "/etc/devmesh/conf.d/test.yaml");
+  ASSERT_TRUE(l.ok) << l.problems.str();
+  auto cfg = validate_entry(l.cfg, l.cfg.outputs[0], schema, l.problems);
+  ASSERT_TRUE(cfg) << l.problems.str();
+  EXPECT_EQ(cfg->values.at("file").text, "/etc/devmesh/certs/ca.pem");
+  EXPECT_EQ(cfg->values.at("abs").text, "/var/lib/devmesh/q");
+  EXPECT_EQ(cfg->values.at("db").text, "/etc/devmesh/conf.d/data/devmesh.db");
+  EXPECT_EQ(cfg->values.at("text").text, "rel/path");  // a string stays as written
+}
+
+TEST(Config, NameNullWrittenOutIsTheNullOutputButAnEmptyNameHasNoValue) {
+  auto l = load(
+      "pipeline:\n  outputs:\n    - name: null\n    - {name: ~, alias: b}\n"
+      "    - name: NULL\n      alias: c\n");
+  ASSERT_TRUE(l.ok) << l.problems.str();
+  ASSERT_EQ(l.cfg.outputs.size(), 3u);
+  for (const PluginEntry &e : l.cfg.outputs) EXPECT_EQ(e.name, "null") << e.where();
+  auto empty = load("pipeline:\n  outputs:\n    - name:\n      alias: x\n");
+  EXPECT_FALSE(empty.ok);
+  EXPECT_NE(empty.problems.str().find("test.yaml:3:7: pipeline.outputs[0].name: has no value"),
+            std::string::npos)
+      << empty.problems.str();
+}
+
 TEST(Config, ServiceKeysAreParsed) {
   auto l = load(
       "service:\n"

@@ -147,6 +147,10 @@ template <>
 struct BoundType<DM_OPT_MAP> {
   using type = dm_strings;
 };
+template <>
+struct BoundType<DM_OPT_PATH> {  // since 2.1: the path resolved against the config file
+  using type = const char *;
+};
 
 // The offset of a config struct's member, for dm_option.offset with DM_OPT_BIND. The member
 // must have a type config_bind writes; use Option<T> below to also match it to the option type.

@@ -61,9 +61,10 @@ constexpr const char *kJson = "application/json";
 const char *const kAckModes[] = {"accepted", "delivered", "durable", nullptr};
 
 const dm_option kOptions[] = {
-    {"listen", DM_OPT_STRING, 0, "127.0.0.1:8000", 0, 0, nullptr,
+    {"listen", DM_OPT_STRING, DM_OPT_LISTEN, "127.0.0.1:8000", 0, 0, nullptr,
      "address and port to serve on; other plugins naming the same address share the listener", 0},
-    {"path", DM_OPT_STRING, 0, "/ingest/logs", 0, 0, nullptr, "path that takes POSTed logs", 0},
+    {"path", DM_OPT_STRING, DM_OPT_ROUTE, "/ingest/logs", 0, 0, nullptr,
+     "path that takes POSTed logs", 0},
     {"max_body", DM_OPT_SIZE, DM_OPT_BOUNDED, "16MiB", 1024, 64.0 * 1024 * 1024, nullptr,
      "largest body accepted, after gzip decompression; larger gets 413 (the server itself "
      "refuses bodies above 64MiB)",

@@ -385,8 +385,11 @@ class Journald {
       Seek seek = Seek::kInvalid;
       if (!saved.ok) {
         add(m_state_fallbacks_, 1);
-        host_->log(inst_, DM_LOG_WARN, "state_file %s is %s: reading %s from %s",
-                   writer_->path().c_str(), saved.problem.c_str(), cfg_.source.c_str(), fallback);
+        // No file yet is a first start, the normal case: only a file that is there and
+        // unusable is worth a warning.
+        host_->log(inst_, saved.problem == "missing" ? DM_LOG_INFO : DM_LOG_WARN,
+                   "state_file %s is %s: reading %s from %s", writer_->path().c_str(),
+                   saved.problem.c_str(), cfg_.source.c_str(), fallback);
       } else if ((seek = seek_cursor(saved.cursor, "saved")) == Seek::kInvalid) {
         add(m_state_fallbacks_, 1);
         host_->log(inst_, DM_LOG_WARN,

@@ -15,7 +15,7 @@ namespace {
 const char *const kReadFrom[] = {"head", "tail", nullptr};
 
 const dm_option kOptions[] = {
-    {"path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+    {"path", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr,
      "journal directory to read (e.g. one written by systemd-journal-remote); default: the local "
      "system journal",
      0},
@@ -36,7 +36,7 @@ const dm_option kOptions[] = {
      "keep reading new entries; false reads to the end, then the input finishes (with "
      "service.exit_when_done the engine exits once everything is delivered)",
      0},
-    {"state_file", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+    {"state_file", DM_OPT_PATH, DM_OPT_MAKES_PARENT | DM_OPT_EXCLUSIVE, nullptr, 0, 0, nullptr,
      "file keeping the cursor of the newest entry that it and every earlier one were delivered; "
      "a restart resumes after it. Without it every start begins at read_from",
      0},

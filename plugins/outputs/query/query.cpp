@@ -29,17 +29,17 @@ const char *const kStores[] = {"sqlite", "mariadb", nullptr};
 const char *const kTimeFormats[] = {"prototype", "rfc3339", nullptr};
 
 const dm_option kOptions[] = {
-    {"listen", DM_OPT_STRING, 0, "127.0.0.1:8000", 0, 0, nullptr,
+    {"listen", DM_OPT_STRING, DM_OPT_LISTEN, "127.0.0.1:8000", 0, 0, nullptr,
      "address to serve on; the http input on the same address shares the listener (the "
      "prototype served /ingest/logs and /query/logs on one port)",
      0},
     {"store", DM_OPT_STRING, 0, "sqlite", 0, 0, kStores, "which store to read", 0},
     {"table", DM_OPT_STRING, 0, "log_events", 0, 0, nullptr, "table name, as in the output", 0},
-    {"path", DM_OPT_STRING, 0, "./data/devmesh.db", 0, 0, nullptr,
+    {"path", DM_OPT_PATH, 0, "./data/devmesh.db", 0, 0, nullptr,
      "sqlite: the database file the sqlite output writes (opened read-only)", 0},
     {"host", DM_OPT_STRING, 0, "127.0.0.1", 0, 0, nullptr, "mariadb: server host", 0},
     {"port", DM_OPT_INT, DM_OPT_BOUNDED, "3306", 1, 65535, nullptr, "mariadb: server port", 0},
-    {"socket", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+    {"socket", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr,
      "mariadb: unix socket path (instead of host/port)", 0},
     {"user", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb: user", 0},
     {"password", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
@@ -48,10 +48,10 @@ const dm_option kOptions[] = {
     // The same keys as the mariadb output (DEVMESH_MARIADB_CONNECTION_OPTIONS there).
     {"tls", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
      "mariadb: require TLS (implied by ssl_ca, ssl_cert or ssl_key)", 0},
-    {"ssl_ca", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+    {"ssl_ca", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr,
      "mariadb: PEM file of the CA that signed the server's certificate", 0},
-    {"ssl_cert", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "mariadb: PEM client certificate", 0},
-    {"ssl_key", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr, "mariadb: PEM client private key", 0},
+    {"ssl_cert", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr, "mariadb: PEM client certificate", 0},
+    {"ssl_key", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr, "mariadb: PEM client private key", 0},
     {"ssl_verify", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
      "mariadb: with TLS, verify the server's certificate and host name", 0},
     {"connect_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 1000, 3600000, nullptr,

@@ -34,8 +34,8 @@ namespace schema = sqlite_schema;
 const char *const kSynchronous[] = {"full", "normal", "off", nullptr};
 
 const dm_option kOptions[] = {
-    {"path", DM_OPT_STRING, 0, "./data/devmesh.db", 0, 0, nullptr,
-     "database file; its directory is created if missing", 0},
+    {"path", DM_OPT_PATH, DM_OPT_MAKES_PARENT | DM_OPT_EXCLUSIVE, "./data/devmesh.db", 0, 0,
+     nullptr, "database file; its directory is created if missing", 0},
     {"table", DM_OPT_STRING, 0, "log_events", 0, 0, nullptr,
      "table name (letters, digits, underscore); the FTS5 index is <table>_fts", 0},
     {"full_text", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,

@@ -25,7 +25,7 @@ namespace devmesh {
 namespace {
 
 const dm_option kOptions[] = {
-    {"path", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+    {"path", DM_OPT_PATH, DM_OPT_MAKES_PARENT | DM_OPT_EXCLUSIVE, nullptr, 0, 0, nullptr,
      "append to this file (created if missing) instead of writing to stdout", 0},
 };
 
@@ -45,18 +45,12 @@ class Stdout {
       // file is opened (appending nothing), a missing one is only checked here and made by
       // start().
       fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-      if (fd_ < 0) {
-        const int err = errno;
-        const size_t slash = path_.rfind('/');
-        const std::string dir = slash == std::string::npos ? "."
-                                : slash == 0               ? "/"
-                                                           : path_.substr(0, slash);
-        if (err != ENOENT || ::access(dir.c_str(), W_OK | X_OK) != 0) {
-          ConfigProblems problems(host, inst);
-          problems.add("path",
-                       "cannot open " + path_ + ": " + strerror(err == ENOENT ? errno : err));
-          problems.refuse_if_any();
-        }
+      // A missing file (or directory) is the engine's: it checks that the directory can be
+      // made (DM_OPT_MAKES_PARENT) and makes it before start().
+      if (fd_ < 0 && errno != ENOENT) {
+        ConfigProblems problems(host, inst);
+        problems.add("path", "cannot open " + path_ + ": " + strerror(errno));
+        problems.refuse_if_any();
       }
     } else {
       path_ = "stdout";
