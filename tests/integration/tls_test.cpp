@@ -245,7 +245,9 @@ TEST(Tls, AKeyNotMatchingItsCertificateIsAConfigErrorAtItsPlaceNamingBothFiles) 
             std::string::npos)
       << log;
   // Found by the pipeline checks, so --dry-run (and a reload) report it at the option.
-  EXPECT_NE(log.find("engine.yaml:5:7: pipeline.inputs[0].tls.cert: "), std::string::npos) << log;
+  // (its column depends on the port's digits in the flow mapping before it)
+  EXPECT_NE(log.find("engine.yaml:5:"), std::string::npos) << log;
+  EXPECT_NE(log.find(": pipeline.inputs[0].tls.cert: tls.key "), std::string::npos) << log;
 }
 
 TEST(Tls, TwoInstancesGivingOneAddressDifferentSettingsIsAStartErrorNamingBoth) {
