@@ -24,6 +24,13 @@ uint64_t monotonic_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
 
+const char *Instance::intern_name(const std::string &name) {
+  static std::mutex mu;
+  static std::set<std::string> names;  // nodes never move: their c_str() stay valid
+  std::lock_guard<std::mutex> lk(mu);
+  return names.insert(name).first->c_str();
+}
+
 static std::string where(const PipelineConfig &cfg, const PluginEntry &e) {
   YAML::Mark m = e.node.Mark();
   std::string s = cfg.file;

@@ -44,7 +44,7 @@ struct Chunk;
 class Instance : public dm_instance {
  public:
   Instance(Engine *e, const LoadedPlugin *p, std::string name)
-      : engine(e), plugin(p), desc(p->desc), name(std::move(name)) {}
+      : engine(e), plugin(p), desc(p->desc), name(std::move(name)), who(intern_name(this->name)) {}
   virtual ~Instance() = default;
   static Instance *from(dm_instance *i) { return static_cast<Instance *>(i); }
 
@@ -52,6 +52,11 @@ class Instance : public dm_instance {
   const LoadedPlugin *plugin;
   const dm_plugin &desc;
   std::string name;  // alias, else plugin name + "." + index
+  // The name as handles and queued work keep it (crash report, watchdog): interned for the
+  // process's life, since a reload frees instances whose timers' or work's last calls may
+  // still name them.
+  const char *who;
+  static const char *intern_name(const std::string &name);
   std::unique_ptr<dm_config> cfg;
   void *state = nullptr;
   bool created = false;
@@ -86,6 +91,9 @@ class InputInstance : public Instance {
   // checkpoint); only then is it destroyed and its successor started.
   uint64_t open_tickets = 0;             // Delivery's tickets of this input not yet finished
   InputInstance *predecessor = nullptr;  // a reload: starts once this one is destroyed
+  // A reload: a new input starts only once every input retiring at that reload is gone (a
+  // renamed input may share its address and path, or its state file).
+  bool waits_for_retirees = false;
   Route *route = nullptr;
   Metric *m_rejected = nullptr, *m_unrouted = nullptr, *m_acked = nullptr, *m_paused = nullptr;
 };

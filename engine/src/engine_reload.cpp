@@ -255,6 +255,13 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
     }
     in->inbox.drain();
   }
+  // A new input starts once every input retiring now is gone, not only one of its own name: a
+  // renamed http input serves the same address and path, a renamed journald the same state file.
+  bool inputs_retiring = false;
+  for (auto &in : inputs_)
+    if (in->retiring && in->created) inputs_retiring = true;
+  for (auto &ni : gen.inputs)
+    if (!r.same.count(ni.get())) ni->waits_for_retirees = inputs_retiring;
 
   // 2. Filters that go: what they hold comes out at stop() and goes through the old routes now,
   //    so stand-ins and holds finish normally; then they are destroyed.
@@ -274,22 +281,25 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
       if (!find_filter(gen.filters, f->name)) r.removed.push_back(f->name);
       retired_filters.push_back(f.get());
     }
-  for (FilterInstance *f : retired_filters)
+  // One at a time in chain order, routing what each emits before the next stops: what the first
+  // releases must meet the later ones while they still run (a dedup further on takes holds only
+  // a running dedup releases).
+  for (FilterInstance *f : retired_filters) {
     if (f->started && f->desc.stop) {
       PluginCall call(f->name.c_str(), "stop");
       f->desc.stop(f->state);
-      f->started = false;
     }
-  // Route what they (and any other filter) emitted while the old chain is still in place.
-  while (!emitted_.empty()) {
-    auto emitted = std::move(emitted_);
-    emitted_.clear();
-    for (auto &[f, b] : emitted) {
-      std::string tag(b->pub.tag.ptr, b->pub.tag.len);
-      Route *rt = route_for(tag);
-      size_t first = 0;
-      while (first < rt->filters.size() && rt->filters[first]->order <= f->order) first++;
-      run_chain(b, first, rt);
+    f->started = false;
+    while (!emitted_.empty()) {
+      auto emitted = std::move(emitted_);
+      emitted_.clear();
+      for (auto &[from, b] : emitted) {
+        std::string tag(b->pub.tag.ptr, b->pub.tag.len);
+        Route *rt = route_for(tag);
+        size_t first = 0;
+        while (first < rt->filters.size() && rt->filters[first]->order <= from->order) first++;
+        run_chain(b, first, rt);
+      }
     }
   }
   for (FilterInstance *f : retired_filters) destroy_instance(f);
@@ -315,15 +325,9 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
     o->feeders.clear();
     http_->remove_routes(o.get());  // its successor may serve the same paths
     o->queue.flush_all();
-    if (successor && !o->queue.backlog.blocks.empty()) {
-      log_msg(DM_LOG_INFO, o->name.c_str(),
-              "reload: its successor takes over %" PRIu64 " records of its disk backlog",
-              o->queue.backlog.records);
-      successor->queue.backlog.blocks = std::move(o->queue.backlog.blocks);
-      successor->queue.backlog.records = o->queue.backlog.records;
-      o->queue.backlog.blocks.clear();
-      o->queue.backlog.records = 0;
-    }
+    // Its disk backlog goes to its successor once that one started (step 5); until then, and
+    // for good if it cannot start, the retiring one keeps pumping it to its old plugin.
+    if (successor) r.handovers.emplace_back(o.get(), successor);
   }
 
   // 4. The swap: the new generation in the file's order, the retiring ones after it until they
@@ -395,6 +399,16 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
     } else if (!start_instance(o.get())) {
       err = "failed to start";
     } else {
+      for (auto &[old, successor] : r.handovers) {
+        if (successor != o.get() || old->queue.backlog.blocks.empty()) continue;
+        log_msg(DM_LOG_INFO, old->name.c_str(),
+                "reload: its successor takes over %" PRIu64 " records of its disk backlog",
+                old->queue.backlog.records);
+        o->queue.backlog.blocks = std::move(old->queue.backlog.blocks);
+        o->queue.backlog.records = old->queue.backlog.records;
+        old->queue.backlog.blocks.clear();
+        old->queue.backlog.records = 0;
+      }
       if (storage_) schedule_pump(o.get());
       continue;
     }
@@ -408,14 +422,30 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
     routes_.clear();
     for (auto &in : inputs_) in->route = route_for(in->tag);
   }
+  // A filter that cannot start leaves the chain (a filter never started may take holds that
+  // nothing releases): destroyed, and the routes rebuilt without it.
+  bool filter_failed = false;
   for (auto &f : filters_)
-    if (r.fresh.count(f.get()) && !start_instance(f.get()))
+    if (r.fresh.count(f.get()) && !start_instance(f.get())) {
       r.start_errors.push_back(f->name + ": failed to start");
+      destroy_instance(f.get());
+      filter_failed = true;
+    }
+  if (filter_failed) {
+    for (auto it = filters_.begin(); it != filters_.end();)
+      it = (*it)->created ? std::next(it) : filters_.erase(it);
+    for (size_t i = 0; i < filters_.size(); i++) filters_[i]->order = i;
+    routes_.clear();
+    for (auto &in : inputs_) in->route = route_for(in->tag);
+  }
   for (auto &in : inputs_) {
     if (!r.fresh.count(in.get())) continue;
     in->inbox.open(&loop_, in.get());
-    if (in->predecessor) continue;
-    if (!start_instance(in.get())) r.start_errors.push_back(in->name + ": failed to start");
+    if (in->predecessor || in->waits_for_retirees) continue;
+    if (!start_instance(in.get())) {
+      r.start_errors.push_back(in->name + ": failed to start");
+      http_->remove_routes(in.get());  // and its TLS claim
+    }
   }
   std::string err;
   if (!http_->reload_tls(err)) log_msg(DM_LOG_WARN, nullptr, "reload: TLS: %s", err.c_str());
@@ -456,11 +486,18 @@ void Engine::reload_progress() {
     destroy_instance(in.get());
   }
   if (!stopping_) {
+    bool retirees = false;
+    for (auto &in : inputs_)
+      if (in->retiring && in->created) retirees = true;
     for (auto &in : inputs_) {
-      if (in->retiring || in->started || !in->created || !in->predecessor) continue;
-      if (in->predecessor->created) continue;  // still draining
+      if (in->retiring || in->started || !in->created) continue;
+      if (!in->predecessor && !in->waits_for_retirees) continue;
+      if (in->predecessor && in->predecessor->created) continue;  // still draining
+      if (in->waits_for_retirees && retirees) continue;
       in->predecessor = nullptr;
+      in->waits_for_retirees = false;
       const bool ok = start_instance(in.get());
+      if (!ok) http_->remove_routes(in.get());  // and its TLS claim
       if (!ok && reload_) reload_->start_errors.push_back(in->name + ": failed to start");
       if (ok && in->full_outputs > 0) {
         const int n = in->full_outputs;
@@ -517,13 +554,18 @@ void Engine::reload_progress() {
   }
   if (!reload_ || !reload_->reading || stopping_) return;
   for (auto &in : inputs_)
-    if (in->predecessor && !in->started && in->created) return;  // still waiting
+    if ((in->predecessor || in->waits_for_retirees) && !in->started && in->created)
+      return;  // still waiting
   finish_reload();
 }
 
 void Engine::finish_reload() {
   if (!reload_) return;
-  uv_timer_stop(&reload_timer_);
+  // A removed input still waiting for its tickets keeps the grace timer: past it, it goes.
+  bool waiting = false;
+  for (auto &in : inputs_)
+    if (in->retiring && in->created) waiting = true;
+  if (!waiting) uv_timer_stop(&reload_timer_);
   Reload &r = *reload_;
   if (r.reading && !r.refused) {
     m_reload_applied_->add(1);

@@ -20,6 +20,8 @@ struct Reload {
   std::vector<std::string> added, removed, changed;
   size_t unchanged = 0;
   std::vector<std::string> start_errors;  // instances that failed to start (logged)
+  // Changed outputs and their successors: the disk backlog moves once the successor started.
+  std::vector<std::pair<OutputInstance *, OutputInstance *>> handovers;
 };
 
 }  // namespace devmesh

@@ -217,7 +217,7 @@ void flush_record_status(dm_flush_token *token, uint32_t index, dm_flush_status 
 
 dm_timer *timer_new(dm_instance *inst, dm_timer_cb cb, void *arg) {
   LOOP_ONLY("timer_new", name_of(inst));
-  auto *t = new dm_timer{{}, cb, arg, Instance::from(inst)->name.c_str()};
+  auto *t = new dm_timer{{}, cb, arg, Instance::from(inst)->who};
   uv_timer_init(engine_of(inst)->loop(), &t->h);
   t->h.data = t;
   return t;
@@ -246,7 +246,7 @@ void timer_free(dm_timer *t) {
 
 dm_watch *watch_new(dm_instance *inst, int fd, dm_watch_cb cb, void *arg) {
   LOOP_ONLY("watch_new", name_of(inst));
-  auto *w = new dm_watch{{}, cb, arg, Instance::from(inst)->name.c_str()};
+  auto *w = new dm_watch{{}, cb, arg, Instance::from(inst)->who};
   if (uv_poll_init(engine_of(inst)->loop(), &w->h, fd) != 0) {
     delete w;
     return nullptr;
@@ -277,7 +277,7 @@ void watch_free(dm_watch *w) {
 
 dm_async *async_new(dm_instance *inst, dm_async_cb cb, void *arg) {
   LOOP_ONLY("async_new", name_of(inst));
-  auto *a = new dm_async{{}, cb, arg, Instance::from(inst)->name.c_str()};
+  auto *a = new dm_async{{}, cb, arg, Instance::from(inst)->who};
   uv_async_init(engine_of(inst)->loop(), &a->h, [](uv_async_t *h) {
     auto *aa = static_cast<dm_async *>(h->data);
     PluginCall call(aa->who, "async");
@@ -302,7 +302,7 @@ struct Work {
 };
 int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
   LOOP_ONLY("queue_work", name_of(inst));
-  auto *w = new Work{{}, work, done, arg, Instance::from(inst)->name.c_str()};
+  auto *w = new Work{{}, work, done, arg, Instance::from(inst)->who};
   w->req.data = w;
   int rc = uv_queue_work(
       engine_of(inst)->loop(), &w->req,
@@ -349,7 +349,7 @@ int http_route(dm_instance *inst, const char *listen, const char *method, const 
   if (!listen || !method || !path || !handler) return DM_ERR_INVALID;
   std::string err;
   Instance *i = Instance::from(inst);
-  const char *who = i->name.c_str();
+  const char *who = i->who;
   if (!i->engine->http().add_route(
           listen, method, path,
           [handler, arg, who](dm_http_request *r) {

@@ -361,6 +361,41 @@ TEST(Reload, AReloadMovesTheHttpListenerAndKeepsEveryRecord) {
   for (uint64_t n : {1, 10, 11, 20, 31, 40}) EXPECT_EQ(stored.count(n), 1u) << n;
 }
 
+// A renamed http input (a new alias, same address and path) is a removed input and an added
+// one: the added one starts once the removed one is gone, and then serves the same path (it
+// must not be left unstarted behind the old one's route, or the port closes).
+TEST(Reload, ARenamedHttpInputServesTheSameAddressAndPathAfterTheOldOneGoes) {
+  TempDir d;
+  const int admin = free_port(), port = free_port();
+  auto config = [&](const std::string &alias) {
+    return head(admin) + "  inputs:\n    - {name: http, alias: " + alias +
+           ", listen: 127.0.0.1:" + std::to_string(port) +
+           ", ack: delivered}\n"
+           "  outputs:\n    - {name: sqlite, path: " +
+           d / "db.sqlite" + "}\n";
+  };
+  Devmesh e(d, "engine", config("ingest_a"));
+  ASSERT_TRUE(e.ready(admin, d)) << e->err();
+  ASSERT_EQ(libcurl_post(url(port, "/ingest/logs"), records_body(1, 10)).status, 200);
+
+  write_file(d / "engine.yaml", config("ingest_b"));
+  std::string body;
+  ASSERT_EQ(post_reload(admin, d, &body), 200) << body << e->err();
+  EXPECT_NE(body.find("\"added\":[\"ingest_b\"]"), std::string::npos) << body;
+  EXPECT_NE(body.find("\"removed\":[\"ingest_a\"]"), std::string::npos) << body;
+  EXPECT_EQ(body.find("errors"), std::string::npos) << body;
+  // Served by the new input (a 503 from the old one while it drained is retryable).
+  EXPECT_TRUE(wait_until(
+      [&] { return libcurl_post(url(port, "/ingest/logs"), records_body(11, 10)).status == 200; },
+      20s))
+      << e->err();
+  EXPECT_EQ(libcurl_post(url(port, "/ingest/logs"), records_body(21, 10)).status, 200);
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  const auto stored = stored_numbers(d / "db.sqlite", "http");
+  for (uint64_t n = 1; n <= 30; n++) EXPECT_EQ(stored.count(n), 1u) << n;
+}
+
 // Storage on, the output's receiver down: records wait in its disk backlog. A reload changes
 // the output; its successor (same name) takes the backlog over and delivers it once the
 // receiver is up, each record once.
