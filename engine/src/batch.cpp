@@ -297,8 +297,7 @@ size_t record_bytes(const dm_record &r) {
   // runs for every record an output queues).
 #pragma GCC unroll 16
   for (const RecordField &f : kRecordFields) n += (r.*f.member).len;
-  for (uint32_t i = 0; i < r.meta_count; i++)
-    n += r.meta[i].key.len + r.meta[i].value.len;
+  for (uint32_t i = 0; i < r.meta_count; i++) n += r.meta[i].key.len + r.meta[i].value.len;
   return n;
 }
 
