@@ -290,13 +290,14 @@ bool meta_value_valid(dm_str value, uint32_t type) {
 }
 
 size_t record_bytes(const dm_record &r) {
-  size_t n = sizeof(dm_record);
+  // The record twice (its batch's array and the output chunk's copy) and its meta array's whole
+  // capacity: what a queued record really holds, so queue_limit bounds memory.
+  size_t n = 2 * sizeof(dm_record) + sizeof(dm_kv) * r.meta_cap;
   // Unrolled, the member pointers of the constexpr table fold into plain field reads (this
   // runs for every record an output queues).
 #pragma GCC unroll 16
   for (const RecordField &f : kRecordFields) n += (r.*f.member).len;
-  for (uint32_t i = 0; i < r.meta_count; i++)
-    n += sizeof(dm_kv) + r.meta[i].key.len + r.meta[i].value.len;
+  for (uint32_t i = 0; i < r.meta_count; i++) n += r.meta[i].key.len + r.meta[i].value.len;
   return n;
 }
 

@@ -1,8 +1,8 @@
 // The http_forward output through the real binary: sidecar to aggregator (every field and the
-// event_id across the hop, JSON and gzipped NDJSON, bearer token, TLS with a client certificate
-// through socat), the status mapping against a scripted receiver (retry with Retry-After, split
-// on 413, dead-letter on other 4xx, connection errors and timeouts), connection reuse, and
-// conservation: the aggregator killed -9 three times mid-stream, and down for 30 s.
+// event_id across the hop, JSON, gzipped NDJSON and zstd JSON, bearer token, TLS with a client
+// certificate through socat), the status mapping against a scripted receiver (retry with
+// Retry-After, split on 413, dead-letter on other 4xx, connection errors and timeouts), connection
+// reuse, and conservation: the aggregator killed -9 three times mid-stream, and down for 30 s.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -140,6 +140,63 @@ TEST(HttpForward, EveryFieldAndTheEventIdSurviveTheHopAsJson) {
 
 TEST(HttpForward, EveryFieldAndTheEventIdSurviveTheHopAsGzippedNdjson) {
   hop_keeps_every_field(", format: ndjson, gzip: true");
+}
+
+TEST(HttpForward, EveryFieldAndTheEventIdSurviveTheHopAsZstdJson) {
+  hop_keeps_every_field(", compression: zstd");
+}
+
+TEST(HttpForward, EveryFieldAndTheEventIdSurviveTheHopAsGzipNamedByCompression) {
+  hop_keeps_every_field(", compression: gzip");
+}
+
+// What goes on the wire with each compression: the header says which, and the standard tools
+// (gzip, zstd) unpack the body to the same JSON.
+TEST(HttpForward, CompressionSetsContentEncodingAndTheBodyUnpacksWithTheStandardTools) {
+  TempDir d;
+  TestReceiver rx([](const auto &, int) { return TestReceiver::Response{}; });
+  const int side_port = free_port();
+  Devmesh side(d, "side",
+               plugins_head("  http_listen: " + listen_on(side_port) + "\n") +
+                   "  inputs:\n    - {name: http, listen: '" + listen_on(side_port) +
+                   "'}\n  outputs:\n    - {name: http_forward, alias: z, url: '" + rx.url("/z") +
+                   "', compression: zstd}\n    - {name: http_forward, alias: g, url: '" +
+                   rx.url("/g") +
+                   "', compression: gzip}\n    - {name: http_forward, alias: n, url: '" +
+                   rx.url("/n") + "', compression: none}\n");
+  ASSERT_TRUE(side.ready(side_port, d)) << side->err();
+  write_file(d / "b", R"({"logs":[{"message":"packed one"},{"message":"packed two"}]})");
+  ASSERT_EQ(curl_post(d, ingest_url(side_port), d / "b").status, 200);
+  ASSERT_TRUE(wait_until([&] { return rx.request_count() >= 3; }, 30s)) << side->err();
+  std::map<std::string, std::string> plain;
+  for (auto &req : rx.requests()) {
+    const std::string tool = req.path == "/z" ? "/usr/bin/zstd" : "/bin/gzip";
+    if (req.path == "/n") {
+      EXPECT_EQ(req.headers.count("content-encoding"), 0u);
+      plain[req.path] = req.body;
+      continue;
+    }
+    EXPECT_EQ(req.headers["content-encoding"], req.path == "/z" ? "zstd" : "gzip");
+    write_file(d / "packed", req.body);
+    std::string text;
+    ASSERT_EQ(run({tool, "-dc", d / "packed"}, d.path(), &text), 0) << req.path;
+    plain[req.path] = text;
+  }
+  ASSERT_EQ(plain.size(), 3u);
+  EXPECT_EQ(plain["/z"], plain["/n"]);
+  EXPECT_EQ(plain["/g"], plain["/n"]);
+  EXPECT_EQ(parse_json(plain["/n"])["logs"].Size(), 2u);
+}
+
+TEST(HttpForward, GzipTrueWithAnotherCompressionIsAConfigError) {
+  TempDir d;
+  Devmesh a(d, "a", sidecar_yaml("http://127.0.0.1:1/x", 1, "", ", gzip: true, compression: zstd"));
+  EXPECT_NE(a->wait_exit(10s), 0);
+  EXPECT_NE(a->err().find("gzip: true contradicts compression: zstd"), std::string::npos)
+      << a->err();
+  Devmesh b(d, "b", sidecar_yaml("http://127.0.0.1:1/x", 1, "", ", compression: brotli"));
+  EXPECT_NE(b->wait_exit(10s), 0);
+  EXPECT_NE(b->err().find("compression"), std::string::npos) << b->err();
 }
 
 TEST(HttpForward, SendsHeadersTokenAndBodiesThatKeepNanosecondsAndPriority) {

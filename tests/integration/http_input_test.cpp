@@ -1,6 +1,6 @@
 // The http input through the real binary, with real clients (the curl binary and libcurl): the
 // prototype's body, partial success, every rejection reason, timestamps, levels, event ids,
-// NDJSON, gzip and a gzip bomb, 400/401/404/405/413/415/422/503, ack: delivered, metrics.
+// NDJSON, gzip and zstd and their bombs, 400/401/404/405/413/415/422/503, ack: delivered, metrics.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -356,6 +356,140 @@ TEST(HttpInput, GzipBombGets413AndMemoryStaysBounded) {
             400);
   EXPECT_EQ(in.post(logs({record(R"("message":"x")")}), {"-H", "Content-Encoding: br"}).status,
             415);
+}
+
+TEST(HttpInput, ZstdBodyIsDecompressed) {
+  Ingest in;
+  ASSERT_TRUE(in.ready) << in.engine->proc().err();
+  std::vector<std::string> recs;
+  for (int i = 0; i < 200; ++i)
+    recs.push_back(record("\"message\":\"zs " + std::to_string(i) + "\""));
+  write_file(in.d / "plain.json", logs(recs));
+  ASSERT_EQ(run({"/usr/bin/zstd", "-q", "-3", "-c", in.d / "plain.json", "-o", in.d / "body.zst"},
+                in.d.path()),
+            0);
+  auto r = curl_post(in.d, in.url, in.d / "body.zst", {"-H", "Content-Encoding: zstd"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(parse_json(r.body)["accepted"].GetUint(), 200u);
+  EXPECT_EQ(in.output(200).size(), 200u);
+  // NDJSON in two zstd frames one after the other (as zstd's own tools allow), through libcurl.
+  write_file(in.d / "a", "{\"message\":\"l1\"}\n");
+  write_file(in.d / "b", "{\"message\":\"l2\"}\n{\"message\":\"l3\"}\n");
+  ASSERT_EQ(run({"/bin/sh", "-c",
+                 "zstd -q -c " + in.d / "a" + " > " + in.d / "ab.zst" + " && zstd -q -c " +
+                     in.d / "b" + " >> " + in.d / "ab.zst"},
+                in.d.path()),
+            0);
+  auto r2 = libcurl_post(in.url, read_file(in.d / "ab.zst"),
+                         {"Content-Encoding: zstd", "Content-Type: application/x-ndjson"});
+  EXPECT_EQ(r2.status, 200) << r2.body;
+  EXPECT_EQ(in.output(203).size(), 203u);
+}
+
+TEST(HttpInput, GzipBodyOfSeveralMembersIsDecompressedWhole) {
+  Ingest in;
+  ASSERT_TRUE(in.ready) << in.engine->proc().err();
+  write_file(in.d / "a", "{\"message\":\"m1\"}\n");
+  write_file(in.d / "b", "{\"message\":\"m2\"}\n{\"message\":\"m3\"}\n");
+  ASSERT_EQ(run({"/bin/sh", "-c",
+                 "gzip -c " + in.d / "a" + " > " + in.d / "ab.gz" + " && gzip -c " + in.d / "b" +
+                     " >> " + in.d / "ab.gz"},
+                in.d.path()),
+            0);
+  auto r = curl_post(in.d, in.url, in.d / "ab.gz",
+                     {"-H", "Content-Encoding: gzip", "-H", "Content-Type: application/x-ndjson"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(parse_json(r.body)["accepted"].GetUint(), 3u);
+}
+
+// A zstd frame that declares 1 GiB and one that declares nothing, each 1 GiB of zeros: 413 naming
+// max_body, and the engine never holds more than about max_body for it.
+TEST(HttpInput, ZstdBombGets413NamingMaxBodyAndMemoryStaysBounded) {
+  Ingest in;  // max_body 16MiB by default
+  ASSERT_TRUE(in.ready) << in.engine->proc().err();
+  ASSERT_EQ(run({"/bin/sh", "-c",
+                 "head -c 1073741824 /dev/zero | zstd -q -1 --stream-size=1073741824 -c > " +
+                     in.d / "declared.zst" + " && head -c 1073741824 /dev/zero | zstd -q -1 -c > " +
+                     in.d / "undeclared.zst"},
+                in.d.path()),
+            0);
+  for (const char *name : {"declared.zst", "undeclared.zst"}) {
+    ASSERT_LT(file_size(in.d / name), 1u << 20) << name;
+    auto r = curl_post(in.d, in.url, in.d / name, {"-H", "Content-Encoding: zstd"});
+    EXPECT_EQ(r.status, 413) << name << ": " << r.body;
+    EXPECT_NE(r.body.find("decompressed body larger than max_body (16777216 bytes)"),
+              std::string::npos)
+        << r.body;
+  }
+#ifdef __SANITIZE_ADDRESS__
+  constexpr long kBoundKib = 160 * 1024;
+#else
+  constexpr long kBoundKib = 64 * 1024;
+#endif
+  EXPECT_LT(vm_hwm_kib(in.engine->proc().pid()), kBoundKib);
+  EXPECT_EQ(in.post(logs({record(R"("message":"after")")})).status, 200);
+}
+
+// The gzip trailer's size is only a hint: a bomb whose trailer claims 1000 bytes still stops at
+// max_body with 413.
+TEST(HttpInput, GzipBombWithALyingSizeTrailerGets413) {
+  Ingest in;
+  ASSERT_TRUE(in.ready) << in.engine->proc().err();
+  ASSERT_EQ(run({"/bin/sh", "-c", "head -c 268435456 /dev/zero | gzip -1 > " + in.d / "bomb.gz"},
+                in.d.path()),
+            0);
+  std::string bomb = read_file(in.d / "bomb.gz");
+  ASSERT_GT(bomb.size(), 8u);
+  const unsigned char small[4] = {0xe8, 0x03, 0, 0};  // 1000, little-endian
+  bomb.replace(bomb.size() - 4, 4, reinterpret_cast<const char *>(small), 4);
+  write_file(in.d / "liar.gz", bomb);
+  auto r = curl_post(in.d, in.url, in.d / "liar.gz", {"-H", "Content-Encoding: gzip"});
+  EXPECT_EQ(r.status, 413) << r.body;
+  EXPECT_NE(r.body.find("max_body (16777216 bytes)"), std::string::npos) << r.body;
+  EXPECT_EQ(in.post(logs({record(R"("message":"after")")})).status, 200);
+}
+
+TEST(HttpInput, CorruptGzipOrZstdGets400NamingTheEncodingAndAnUnknownEncodingGets415) {
+  Ingest in;
+  ASSERT_TRUE(in.ready) << in.engine->proc().err();
+  std::vector<std::string> recs;
+  for (int i = 0; i < 100; ++i)
+    recs.push_back(record("\"message\":\"c " + std::to_string(i) + "\""));
+  write_file(in.d / "plain.json", logs(recs));
+  ASSERT_EQ(run({"/bin/sh", "-c",
+                 "gzip -c " + in.d / "plain.json" + " > " + in.d / "p.gz" + " && zstd -q -c " +
+                     in.d / "plain.json" + " > " + in.d / "p.zst"},
+                in.d.path()),
+            0);
+  struct Case {
+    const char *file, *encoding;
+    bool cut;  // cut short instead of flipped bytes
+  };
+  for (const Case c : {Case{"p.gz", "gzip", false}, Case{"p.gz", "gzip", true},
+                       Case{"p.zst", "zstd", false}, Case{"p.zst", "zstd", true}}) {
+    std::string body = read_file(in.d / c.file);
+    ASSERT_GT(body.size(), 40u);
+    if (c.cut)
+      body.resize(body.size() / 2);
+    else
+      for (size_t i = 20; i < 30; ++i) body[i] = static_cast<char>(body[i] ^ 0x5a);
+    write_file(in.d / "bad", body);
+    auto r = curl_post(in.d, in.url, in.d / "bad",
+                       {"-H", std::string("Content-Encoding: ") + c.encoding});
+    EXPECT_EQ(r.status, 400) << c.encoding << (c.cut ? " cut: " : " flipped: ") << r.body;
+    EXPECT_NE(r.body.find(std::string("corrupt compressed body (Content-Encoding: ") + c.encoding),
+              std::string::npos)
+        << r.body;
+  }
+  auto r = in.post(logs({record(R"("message":"x")")}), {"-H", "Content-Encoding: br"});
+  EXPECT_EQ(r.status, 415);
+  EXPECT_NE(r.body.find("unsupported Content-Encoding br: send gzip, deflate, zstd or none"),
+            std::string::npos)
+      << r.body;
+  std::string m;
+  ASSERT_EQ(http_get(in.base + "/metrics", &m, in.d.path()), 200);
+  EXPECT_EQ(metric_value(m, "devmesh_http_records_accepted_total", ""), 0) << m;
+  EXPECT_EQ(in.post(logs({record(R"("message":"after")")})).status, 200);
 }
 
 TEST(HttpInput, MalformedJsonGets400NamingTheByteOffsetAndAcceptsNothing) {

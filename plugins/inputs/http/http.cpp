@@ -1,4 +1,5 @@
-// http input: the prototype's POST /ingest/logs ({"logs":[...]} or NDJSON, optionally gzip),
+// http input: the prototype's POST /ingest/logs ({"logs":[...]} or NDJSON, optionally gzip,
+// deflate or zstd),
 // parsed in place into the batch arena; answers per-record rejections, 2xx once queued or once
 // delivered (ack: delivered), 503 with Retry-After under backpressure.
 //
@@ -10,7 +11,7 @@
 // when every record was rejected. 400 for a malformed JSON body (naming the byte offset; nothing
 // accepted), a body without a "logs" array, or JSON nested deeper than 64 levels (naming the
 // byte); in NDJSON a malformed or too deep line rejects that record only. 401 without the
-// bearer token, 413 above max_body (before or after gzip), 415 for an unknown Content-Encoding
+// bearer token, 413 above max_body (before or after decompression), 415 for an unknown encoding
 // or a Content-Type other than JSON or NDJSON (absent = JSON), 503 + Retry-After when the
 // queues are full or on shutdown, or when ack: delivered|durable has no acknowledgement
 // within ack_timeout (the records keep going; the body says a re-send is safe: each record's
@@ -66,7 +67,7 @@ const dm_option kOptions[] = {
     {"path", DM_OPT_STRING, DM_OPT_ROUTE, "/ingest/logs", 0, 0, nullptr,
      "path that takes POSTed logs", 0},
     {"max_body", DM_OPT_SIZE, DM_OPT_BOUNDED, "16MiB", 1024, 64.0 * 1024 * 1024, nullptr,
-     "largest body accepted, after gzip decompression; larger gets 413 (the server itself "
+     "largest body accepted, after decompression; larger gets 413 (the server itself "
      "refuses bodies above 64MiB)",
      0},
     {"auth_token", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
@@ -388,17 +389,16 @@ class HttpInput {
     BatchOwner batch(host_, host_->batch_new(inst_, hint));
     if (!batch.get()) throw std::runtime_error("batch_new failed");
     std::string_view body = sv(raw);
-    switch (http_ingest::body_encoding(sv(host_->http_header(req, "Content-Encoding")))) {
-      case http_ingest::Encoding::kIdentity:
-        break;
-      case http_ingest::Encoding::kUnsupported:
-        return error_reply(req, 415, "unsupported Content-Encoding (gzip or deflate)");
-      case http_ingest::Encoding::kCompressed: {
-        const int status = parser_.inflate(body, max_body_, body);
-        if (status == 413) return error_reply(req, 413, "decompressed body larger than max_body");
-        if (status) return error_reply(req, 400, "corrupt compressed body");
-        break;
-      }
+    const http_ingest::Encoding encoding =
+        http_ingest::body_encoding(sv(host_->http_header(req, "Content-Encoding")));
+    if (encoding == http_ingest::Encoding::kUnsupported)
+      return error_reply(
+          req, 415,
+          http_ingest::unsupported_encoding(sv(host_->http_header(req, "Content-Encoding")))
+              .c_str());
+    if (encoding != http_ingest::Encoding::kIdentity) {
+      const int status = parser_.decompress(encoding, body, max_body_, body);
+      if (status) return error_reply(req, status, parser_.error().c_str());
     }
     const bool lines = media == http_ingest::MediaType::kNdjson;
     const bool waits = delivered_ || durable_;
@@ -523,5 +523,6 @@ class HttpInput {
 
 DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::HttpInput>::describe(
     DM_INPUT, "http", "0.1.0",
-    "takes the prototype's POST /ingest/logs (JSON {\"logs\":[...]} or NDJSON, optionally gzip)",
+    "takes the prototype's POST /ingest/logs (JSON {\"logs\":[...]} or NDJSON, optionally gzip, "
+    "deflate or zstd)",
     devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions)), DM_ACK_STAGES))

@@ -850,8 +850,15 @@ std::string unsupported_media_type(std::string_view content_type) {
 
 Encoding body_encoding(std::string_view e) {
   if (e.empty() || ieq(e, "identity")) return Encoding::kIdentity;
-  if (ieq(e, "gzip") || ieq(e, "x-gzip") || ieq(e, "deflate")) return Encoding::kCompressed;
+  if (ieq(e, "gzip") || ieq(e, "x-gzip")) return Encoding::kGzip;
+  if (ieq(e, "deflate")) return Encoding::kDeflate;
+  if (ieq(e, "zstd")) return Encoding::kZstd;
   return Encoding::kUnsupported;
+}
+
+std::string unsupported_encoding(std::string_view e) {
+  return "unsupported Content-Encoding " + std::string(trim(e).substr(0, 100)) +
+         ": send gzip, deflate, zstd or none";
 }
 
 IngestParser::IngestParser(const dm_host_api *host, const Limits &limits)
@@ -991,6 +998,27 @@ std::string IngestParser::response_body() const {
   w.EndArray();
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
+}
+
+int IngestParser::decompress(Encoding e, std::string_view raw, size_t max_body,
+                             std::string_view &out) {
+  std::string why;
+  int status;
+  // Anything not starting with gzip's magic (a zlib stream sent as gzip, as some clients do)
+  // goes through zlib, which takes both.
+  if (e == Encoding::kGzip && raw.size() >= 2 && raw[0] == '\x1f' && raw[1] == '\x8b')
+    status = bodies_.gunzip(raw, max_body, out, why);
+  else if (e == Encoding::kZstd)
+    status = bodies_.unzstd(raw, max_body, out, why);
+  else
+    status = inflate(raw, max_body, out);
+  const char *name = e == Encoding::kZstd ? "zstd" : e == Encoding::kGzip ? "gzip" : "deflate";
+  if (status == 413)
+    error_ = "decompressed body larger than max_body (" + std::to_string(max_body) + " bytes)";
+  else if (status)
+    error_ = std::string("corrupt compressed body (Content-Encoding: ") + name + ")" +
+             (why.empty() ? "" : ": " + why);
+  return status;
 }
 
 int IngestParser::inflate(std::string_view raw, size_t max_body, std::string_view &out) {

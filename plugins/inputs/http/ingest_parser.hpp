@@ -5,6 +5,7 @@
 
 #include <devmesh/plugin.h>
 #include <zlib.h>
+#include <body_codec.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -46,9 +47,11 @@ MediaType media_type(std::string_view content_type);
 // The 415 message for an unsupported Content-Type: names it and what is accepted.
 std::string unsupported_media_type(std::string_view content_type);
 
-enum class Encoding : uint8_t { kIdentity, kCompressed, kUnsupported };
-// Content-Encoding: absent or identity, gzip / x-gzip / deflate, anything else.
+enum class Encoding : uint8_t { kIdentity, kGzip, kDeflate, kZstd, kUnsupported };
+// Content-Encoding: absent or identity, gzip / x-gzip, deflate, zstd, anything else.
 Encoding body_encoding(std::string_view content_encoding);
+// The 415 message for an unsupported Content-Encoding: names it and what is accepted.
+std::string unsupported_encoding(std::string_view content_encoding);
 
 class RecordHandler;
 
@@ -73,10 +76,10 @@ class IngestParser {
   IngestParser(const IngestParser &) = delete;
   IngestParser &operator=(const IngestParser &) = delete;
 
-  // Inflates gzip or zlib data, stopping once it exceeds max_body: a small body that expands
-  // without bound (a gzip bomb) costs at most max_body of memory. Returns 0 (out views the
-  // inflated bytes until the next inflate or parse), 413 or 400 (corrupt or cut short).
-  int inflate(std::string_view raw, size_t max_body, std::string_view &out);
+  // Decompresses a gzip, deflate (zlib) or zstd body, stopping once it exceeds max_body: a small
+  // body that expands without bound (a bomb) costs at most max_body of memory. Returns 0 (out
+  // views the bytes until the next call or parse), 413, or 400 with error() saying what is wrong.
+  int decompress(Encoding e, std::string_view raw, size_t max_body, std::string_view &out);
 
   // Copies body into batch's arena, parses it there in place and adds every valid record to
   // batch. False when the body as a whole is malformed (a JSON document that does not parse or
@@ -115,8 +118,10 @@ class IngestParser {
   std::vector<std::string> line_errors_;
   std::string error_;
   std::string scratch_, id_scratch_;
+  int inflate(std::string_view raw, size_t max_body, std::string_view &out);
   z_stream z_;
   bool z_ready_ = false;
+  BodyDecompressor bodies_;
 };
 
 }  // namespace devmesh::http_ingest

@@ -1,17 +1,17 @@
 // http_forward output: POSTs batches to another devmesh (or the prototype's API) as
-// {"logs":[...]} or NDJSON, optionally gzip, with libcurl's multi interface driven by the engine
-// loop: no thread per request, connections reused, `workers` requests in flight at once.
-// A receiver's per-record rejections (a devmesh http input's 200 or 422 with "errors") become
+// {"logs":[...]} or NDJSON, optionally gzip or zstd, with libcurl's multi interface driven by the
+// engine loop: no thread per request, connections reused, `workers` requests in flight at once. A
+// receiver's per-record rejections (a devmesh http input's 200 or 422 with "errors") become
 // per-record errors for the engine: those records go to this output's dead-letter file with
 // the receiver's reason instead of counting as delivered. Credentials in the url are masked
 // wherever it is printed.
 // First: it sets up rapidjson (SSE2) for every rapidjson header of this file.
+#include <body_codec.hpp>
 #include <record_json.hpp>
 #include <url_redact.hpp>
 
 #include <curl/curl.h>
 #include <rapidjson/document.h>
-#include <zlib.h>
 #include <devmesh/plugin.hpp>
 
 #include <unistd.h>
@@ -31,14 +31,21 @@ namespace devmesh {
 namespace {
 
 const char *const kFormats[] = {"json", "ndjson", nullptr};
+const char *const kCompressions[] = {"none", "gzip", "zstd", nullptr};
 
 const dm_option kOptions[] = {
     {"url", DM_OPT_STRING, DM_OPT_REQUIRED, nullptr, 0, 0, nullptr,
      "receiver, e.g. http://aggregator:8000/ingest/logs (http or https)", 0},
     {"format", DM_OPT_STRING, 0, "json", 0, 0, kFormats,
      "json: the prototype's {\"logs\":[...]} body; ndjson: one record per line", 0},
+    {"compression", DM_OPT_STRING, 0, nullptr, 0, 0, kCompressions,
+     "none (the default), gzip (libdeflate, level 1) or zstd (level 1; the receiver must take "
+     "Content-Encoding: zstd, as a devmesh http input does)",
+     0},
     {"gzip", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
-     "compress bodies (Content-Encoding: gzip, fastest level)", 0},
+     "the older spelling of compression: gzip (true is the same; false leaves compression as "
+     "it is)",
+     0},
     {"headers", DM_OPT_MAP, 0, nullptr, 0, 0, nullptr, "extra request headers", 0},
     {"auth_token", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
      "sent as 'Authorization: Bearer <token>'", 0},
@@ -75,9 +82,10 @@ struct Transfer {
   dm_flush_token *token = nullptr;
   const dm_batch *batch = nullptr;
   RecordEncoder encoder{true};  // nanoseconds and priority survive the hop
-  std::string gz;
-  z_stream z{};
-  bool z_ready = false;
+  // Made on first use, then reused by every request of this slot: its output buffer is sized by
+  // the largest body, so the memory of compression is bounded by slots x that body's bound.
+  std::unique_ptr<BodyCompressor> compressor;
+  std::string_view body;  // what is sent: the encoder's buffer or the compressor's
   std::string response;
   bool response_cut = false;  // more than kMaxResponse arrived
   char error[CURL_ERROR_SIZE] = {};
@@ -85,7 +93,6 @@ struct Transfer {
 
   ~Transfer() {
     if (easy) curl_easy_cleanup(easy);
-    if (z_ready) deflateEnd(&z);
   }
 };
 
@@ -109,7 +116,16 @@ class HttpForward {
     url_ = c.string("url");
     shown_url_ = redact_url(url_);
     ndjson_ = c.string("format") == "ndjson";
-    gzip_ = c.boolean("gzip");
+    if (c.has("compression")) {
+      const std::string name = c.string("compression");
+      codec_ = name == "gzip"   ? BodyCodec::kGzip
+               : name == "zstd" ? BodyCodec::kZstd
+                                : BodyCodec::kNone;
+      if (c.boolean("gzip") && codec_ != BodyCodec::kGzip)
+        problems.add("gzip", "gzip: true contradicts compression: " + name + " (drop gzip)");
+    } else if (c.boolean("gzip")) {
+      codec_ = BodyCodec::kGzip;
+    }
     tls_verify_ = c.boolean("tls_verify");
     connect_timeout_ms_ = c.integer("connect_timeout");
     timeout_ms_ = c.integer("timeout");
@@ -131,7 +147,8 @@ class HttpForward {
       headers_ = l;
     };
     add(ndjson_ ? "Content-Type: application/x-ndjson" : "Content-Type: application/json");
-    if (gzip_) add("Content-Encoding: gzip");
+    if (codec_ == BodyCodec::kGzip) add("Content-Encoding: gzip");
+    if (codec_ == BodyCodec::kZstd) add("Content-Encoding: zstd");
     add("Expect:");  // no 100-continue round trip before each body
     if (c.has("auth_token")) {
       std::string token = c.string("auth_token");
@@ -285,7 +302,8 @@ class HttpForward {
       t->encoder.out.Clear();
       t->encoder.out.ShrinkToFit();
     }
-    if (t->gz.capacity() > kKeepBufferBytes) std::string().swap(t->gz);
+    if (t->compressor && t->compressor->buffer_bytes() > kKeepBufferBytes) t->compressor->release();
+    t->body = {};
     if (t->response.capacity() > kKeepResponse) std::string().swap(t->response);
     idle_.push_back(std::move(t));
   }
@@ -327,25 +345,11 @@ class HttpForward {
       out.Put(']');
       out.Put('}');
     }
-    if (gzip_) compress(t);
-  }
-
-  static void compress(Transfer &t) {
-    if (!t.z_ready) {
-      if (deflateInit2(&t.z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        throw std::runtime_error("deflateInit2 failed");
-      t.z_ready = true;
-    } else {
-      deflateReset(&t.z);
+    t.body = {out.GetString(), out.GetSize()};
+    if (codec_ != BodyCodec::kNone) {
+      if (!t.compressor) t.compressor = std::make_unique<BodyCompressor>(codec_);
+      t.body = t.compressor->compress(t.body.data(), t.body.size());
     }
-    const size_t in_len = t.encoder.out.GetSize();
-    t.gz.resize(deflateBound(&t.z, static_cast<uLong>(in_len)));
-    t.z.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(t.encoder.out.GetString()));
-    t.z.avail_in = static_cast<uInt>(in_len);
-    t.z.next_out = reinterpret_cast<Bytef *>(t.gz.data());
-    t.z.avail_out = static_cast<uInt>(t.gz.size());
-    if (deflate(&t.z, Z_FINISH) != Z_STREAM_END) throw std::runtime_error("deflate failed");
-    t.gz.resize(t.gz.size() - t.z.avail_out);
   }
 
   // Back on the loop: start the request.
@@ -361,8 +365,8 @@ class HttpForward {
       self->host_->flush_done(token, DM_FLUSH_RETRY, 0, why);
       return;
     }
-    const char *body = self->gzip_ ? t->gz.data() : t->encoder.out.GetString();
-    const size_t len = self->gzip_ ? t->gz.size() : t->encoder.out.GetSize();
+    const char *body = t->body.data();
+    const size_t len = t->body.size();
     curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(len));
     t->response.clear();
@@ -583,7 +587,8 @@ class HttpForward {
   dm_instance *inst_;
   std::string url_, shown_url_;  // shown_url_: url_ with its password masked, for printing
   std::string ca_file_, client_cert_, client_key_;
-  bool ndjson_ = false, gzip_ = false, tls_verify_ = true;
+  bool ndjson_ = false, tls_verify_ = true;
+  BodyCodec codec_ = BodyCodec::kNone;
   int64_t connect_timeout_ms_ = 0, timeout_ms_ = 0;
   bool curl_ready_ = false;
   bool stopped_ = false;
@@ -603,5 +608,5 @@ class HttpForward {
 DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::HttpForward>::describe(
     DM_OUTPUT, "http_forward", "0.1.0",
     "POSTs records to another devmesh http input or the prototype's /ingest/logs (JSON or "
-    "NDJSON, gzip, TLS); libcurl on the engine loop",
+    "NDJSON, gzip or zstd, TLS); libcurl on the engine loop",
     devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions))))

@@ -6,7 +6,9 @@
 //  3. p99 at half the load of 1: a paced libcurl-multi client, latency counted from each
 //     request's scheduled time (so a stalled server cannot hide its queueing).
 //  4. sidecar -> aggregator: dummy -> http_forward -> devmesh http input -> null, records/s and
-//     both peak RSS; next to it the generation ceiling (dummy -> null in one process).
+//     both peak RSS, once per compression (none, gzip, zstd: interleaved in each run, so their
+//     ratio to none is a same-run figure); next to it the generation ceiling (dummy -> null in one
+//     process). --forward-only runs only this part.
 // Medians of --runs runs are printed. Needs wrk (Debian package) for 1 and 2.
 #ifndef H2O_USE_LIBUV
 #define H2O_USE_LIBUV 1
@@ -67,14 +69,18 @@ struct Options {
   int forward_workers = 4;
   int forward_batch = 1000;
   std::string forward_queue_limit = "16MiB";  // the sidecar's; the engine default is 64MiB
-  bool forward_gzip = false;
+  // Each run forwards once per entry, in this order: none, gzip (sent as `gzip: true`, which every
+  // build takes) and zstd.
+  std::vector<std::string> forward_compressions = {"none", "gzip", "zstd"};
+  bool forward_only = false;
 };
 
 void usage(const char *argv0) {
   std::printf(
       "usage: %s [--seconds N] [--runs N] [--records N] [--connections N]\n"
       "          [--forward-count N] [--forward-workers N] [--forward-batch N] [--forward-gzip]\n"
-      "          [--forward-queue-limit SIZE]\n"
+      "          [--forward-queue-limit SIZE] [--forward-compressions none,gzip,zstd]\n"
+      "          [--forward-only]\n"
       "          [--devmesh PATH] [--plugins DIR] [--wrk PATH]\n"
       "       %s --raw-server PORT   (the raw ceiling: a bare libh2o receiver)\n"
       "       %s [--seconds N] [--records N] [--connections N] --paced URL RATE\n",
@@ -329,7 +335,7 @@ struct ForwardRun {
   bool ok = false;
 };
 
-ForwardRun forward_run(const Options &o, const std::string &dir) {
+ForwardRun forward_run(const Options &o, const std::string &dir, const std::string &compression) {
   const int port = free_port();
   const std::string listen = "127.0.0.1:" + std::to_string(port);
   Child agg = start_engine(o, dir, "aggregator",
@@ -343,7 +349,10 @@ ForwardRun forward_run(const Options &o, const std::string &dir) {
       << "pipeline:\n  inputs:\n    - {name: dummy, rate: 0, count: " << n << ", batch: " << b
       << "}\n  outputs:\n    - {name: http_forward, url: 'http://" << listen
       << "/ingest/logs', workers: " << o.forward_workers << ", batch_size: " << b
-      << ", queue_limit: " << o.forward_queue_limit << (o.forward_gzip ? ", gzip: true" : "")
+      << ", queue_limit: " << o.forward_queue_limit
+      << (compression == "gzip"   ? ", gzip: true"
+          : compression == "none" ? ""
+                                  : ", compression: " + compression)
       << "}\n";
   const auto t0 = Clock::now();
   Child side = Child::spawn({o.devmesh, "-c", dir + "/sidecar.yaml"}, dir + "/sidecar.log");
@@ -394,7 +403,7 @@ int run_benchmarks(const Options &o, const std::string &self) {
       std::thread::hardware_concurrency());
 
   std::vector<double> rps, p50, p99, rss, cpu, raw_rps, raw_p99;
-  for (int i = 0; i < o.runs; ++i) {
+  for (int i = 0; i < (o.forward_only ? 0 : o.runs); ++i) {
     IngestRun r = ingest_run(o, dir);
     LoadResult raw = raw_run(o, dir, self);
     std::printf(
@@ -410,10 +419,10 @@ int run_benchmarks(const Options &o, const std::string &self) {
     raw_rps.push_back(raw.requests_per_s);
     raw_p99.push_back(raw.p99_ms);
   }
-  const double max_rps = median(rps);
+  const double max_rps = o.forward_only ? 0 : median(rps);
   const double half_rate = max_rps / 2;
   std::vector<double> half_p50, half_p99, half_rps, half_rss, raw_half_p50, raw_half_p99;
-  for (int i = 0; i < o.runs; ++i) {
+  for (int i = 0; i < (o.forward_only ? 0 : o.runs); ++i) {
     HalfRun h = half_run(o, dir, body, half_rate);
     // The same paced load on the bare receiver: what the client, the kernel and the machine
     // alone cost in latency.
@@ -436,52 +445,67 @@ int run_benchmarks(const Options &o, const std::string &self) {
     half_rps.push_back(h.load.requests_per_s);
     half_rss.push_back(static_cast<double>(h.peak_rss_kib));
   }
-  std::vector<double> fwd, fwd_side, fwd_agg, gen;
+  const size_t kinds = o.forward_compressions.size();
+  std::vector<std::vector<double>> fwd(kinds), fwd_side(kinds), fwd_agg(kinds);
+  std::vector<double> gen;
   for (int i = 0; i < o.runs; ++i) {
-    ForwardRun f = forward_run(o, dir);
+    for (size_t k = 0; k < kinds; ++k) {
+      ForwardRun f = forward_run(o, dir, o.forward_compressions[k]);
+      std::printf(
+          "  run %d: forwarding, compression %-4s %8.0f records/s (sidecar %.1f MiB, aggregator "
+          "%.1f MiB)%s\n",
+          i + 1, o.forward_compressions[k].c_str(), f.records_per_s, f.sidecar_rss_kib / 1024.0,
+          f.aggregator_rss_kib / 1024.0, f.ok ? "" : " FAILED");
+      fwd[k].push_back(f.records_per_s);
+      fwd_side[k].push_back(static_cast<double>(f.sidecar_rss_kib));
+      fwd_agg[k].push_back(static_cast<double>(f.aggregator_rss_kib));
+    }
     double g = generate_run(o, dir);
-    std::printf(
-        "  run %d: forwarding %.0f records/s (sidecar %.1f MiB, aggregator %.1f MiB)%s; "
-        "dummy -> null %.0f records/s\n",
-        i + 1, f.records_per_s, f.sidecar_rss_kib / 1024.0, f.aggregator_rss_kib / 1024.0,
-        f.ok ? "" : " FAILED", g);
-    fwd.push_back(f.records_per_s);
-    fwd_side.push_back(static_cast<double>(f.sidecar_rss_kib));
-    fwd_agg.push_back(static_cast<double>(f.aggregator_rss_kib));
+    std::printf("  run %d: dummy -> null %.0f records/s\n", i + 1, g);
     gen.push_back(g);
   }
+  std::fflush(stdout);
 
-  const double recs = o.records;
-  std::printf("\nhttp input -> null (wrk, %d connections, closed loop)\n", o.connections);
-  std::printf("  records/s          %10.0f   (%.0f requests/s)\n", max_rps * recs, max_rps);
-  std::printf("  request latency    p50 %.2f ms, p99 %.2f ms\n", median(p50), median(p99));
-  std::printf("  engine CPU         %.0f us per %d-record request (%.2f us per record)\n",
-              median(cpu), o.records, median(cpu) / recs);
-  std::printf("  peak RSS           %.1f MiB\n", median(rss) / 1024);
+  if (!o.forward_only) {
+    const double recs = o.records;
+    std::printf("\nhttp input -> null (wrk, %d connections, closed loop)\n", o.connections);
+    std::printf("  records/s          %10.0f   (%.0f requests/s)\n", max_rps * recs, max_rps);
+    std::printf("  request latency    p50 %.2f ms, p99 %.2f ms\n", median(p50), median(p99));
+    std::printf("  engine CPU         %.0f us per %d-record request (%.2f us per record)\n",
+                median(cpu), o.records, median(cpu) / recs);
+    std::printf("  peak RSS           %.1f MiB\n", median(rss) / 1024);
+    std::printf(
+        "  raw ceiling        %10.0f records/s (%.0f requests/s, p99 %.2f ms): bare libh2o "
+        "receiving the same bodies unparsed\n",
+        median(raw_rps) * recs, median(raw_rps), median(raw_p99));
+    std::printf("  ratio to ceiling   %.2f\n", median(raw_rps) > 0 ? max_rps / median(raw_rps) : 0);
+    std::printf("half load (paced libcurl, %.0f requests/s = %.0f records/s, open loop)\n",
+                half_rate, half_rate * recs);
+    std::printf("  achieved           %.0f requests/s\n", median(half_rps));
+    std::printf("  request latency    p50 %.2f ms, p99 %.2f ms\n", median(half_p50),
+                median(half_p99));
+    std::printf(
+        "  raw ceiling        p50 %.2f ms, p99 %.2f ms (the same paced load on bare libh2o)\n",
+        median(raw_half_p50), median(raw_half_p99));
+    std::printf("  peak RSS           %.1f MiB\n", median(half_rss) / 1024);
+  }
   std::printf(
-      "  raw ceiling        %10.0f records/s (%.0f requests/s, p99 %.2f ms): bare libh2o "
-      "receiving the same bodies unparsed\n",
-      median(raw_rps) * recs, median(raw_rps), median(raw_p99));
-  std::printf("  ratio to ceiling   %.2f\n", median(raw_rps) > 0 ? max_rps / median(raw_rps) : 0);
-  std::printf("half load (paced libcurl, %.0f requests/s = %.0f records/s, open loop)\n", half_rate,
-              half_rate * recs);
-  std::printf("  achieved           %.0f requests/s\n", median(half_rps));
-  std::printf("  request latency    p50 %.2f ms, p99 %.2f ms\n", median(half_p50),
-              median(half_p99));
-  std::printf(
-      "  raw ceiling        p50 %.2f ms, p99 %.2f ms (the same paced load on bare libh2o)\n",
-      median(raw_half_p50), median(raw_half_p99));
-  std::printf("  peak RSS           %.1f MiB\n", median(half_rss) / 1024);
-  std::printf(
-      "sidecar -> aggregator (dummy -> http_forward x%d, %d-record batches%s, queue_limit %s "
+      "sidecar -> aggregator (dummy -> http_forward x%d, %d-record batches, queue_limit %s "
       "-> http -> null), %ld records\n",
-      o.forward_workers, o.forward_batch, o.forward_gzip ? ", gzip" : "",
-      o.forward_queue_limit.c_str(), o.forward_count);
-  std::printf("  records/s          %10.0f\n", median(fwd));
-  std::printf("  peak RSS           sidecar %.1f MiB, aggregator %.1f MiB\n",
-              median(fwd_side) / 1024, median(fwd_agg) / 1024);
-  std::printf("  generation ceiling %10.0f records/s (dummy -> null, one process); ratio %.2f\n",
-              median(gen), median(gen) > 0 ? median(fwd) / median(gen) : 0);
+      o.forward_workers, o.forward_batch, o.forward_queue_limit.c_str(), o.forward_count);
+  // Same-run ratios: each compression's median over the median without compression.
+  double none_rps = 0;
+  for (size_t k = 0; k < kinds; ++k)
+    if (o.forward_compressions[k] == "none") none_rps = median(fwd[k]);
+  for (size_t k = 0; k < kinds; ++k) {
+    const double r = median(fwd[k]);
+    std::printf("  compression %-4s   %10.0f records/s", o.forward_compressions[k].c_str(), r);
+    if (none_rps > 0 && o.forward_compressions[k] != "none")
+      std::printf(" (%.2f of none)", r / none_rps);
+    std::printf("; peak RSS sidecar %.1f MiB, aggregator %.1f MiB\n", median(fwd_side[k]) / 1024,
+                median(fwd_agg[k]) / 1024);
+  }
+  std::printf("  generation ceiling %10.0f records/s (dummy -> null, one process)\n", median(gen));
   fs::remove_all(dir);
   return 0;
 }
@@ -528,7 +552,21 @@ int main(int argc, char **argv) {
     else if (a == "--forward-batch")
       o.forward_batch = std::atoi(next().c_str());
     else if (a == "--forward-gzip")
-      o.forward_gzip = true;
+      o.forward_compressions = {"gzip"};
+    else if (a == "--forward-compressions") {
+      o.forward_compressions.clear();
+      std::stringstream list(next());
+      for (std::string c; std::getline(list, c, ',');) {
+        if (c != "none" && c != "gzip" && c != "zstd") {
+          usage(argv[0]);
+          return 2;
+        }
+        o.forward_compressions.push_back(c);
+      }
+    } else if (a == "--forward-queue-limit")
+      o.forward_queue_limit = next();
+    else if (a == "--forward-only")
+      o.forward_only = true;
     else if (a == "--devmesh")
       o.devmesh = next();
     else if (a == "--plugins")
