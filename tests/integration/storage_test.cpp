@@ -412,6 +412,41 @@ TEST(Storage, AnAggregatorAnswersDeliveredRequestsWithoutWaitingForFsyncsAndRepl
   expect_exactly_once(d / "out.txt", 1, requests * per);
 }
 
+// An input that asks for both stages (DM_ACK_STAGES) gets, for a ticket every output finished
+// before its fsync, STORED and then DONE, each once, without waiting for the fsync (an hour
+// away here: none happens while the run lasts). tests/plugins/threaded keeps the ledger.
+TEST(Storage, AStagedInputGetsStoredThenDoneForTicketsFinishedBeforeTheirFsync) {
+  TempDir d;
+  const uint64_t records = 20000, batch = 100;
+  int mport = free_port();
+  Devmesh e(
+      d, "engine",
+      head(mport, "    path: " + d / "data" + "\n    sync: interval\n    sync_interval: 1h\n") +
+          "  inputs:\n    - {name: threaded, records: " + std::to_string(records) +
+          ", threads: 2, batch: " + std::to_string(batch) + ", report: " + d / "report" +
+          "}\n  outputs:\n    - {name: flaky, match: '*', path: " + d / "out.txt" + "}\n");
+  ASSERT_TRUE(e.ready(mport, d)) << e->err();
+  std::string why;
+  ASSERT_TRUE(wait_settled(mport, d.path(), 60s, &why)) << why;
+  const std::string m = metrics(mport, d);
+  EXPECT_EQ(metric_value(m, "devmesh_records_out_total", "flaky"), records);
+  EXPECT_EQ(metric_value(m, "devmesh_storage_fsyncs_total", ""), 0);
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  // The ledger: "key=value ..." on one line.
+  const std::string report = read_file(d / "report");
+  auto field = [&](const std::string &key) {
+    const size_t at = report.find(" " + key + "=");
+    return at == std::string::npos ? -1L : std::atol(report.c_str() + at + key.size() + 2);
+  };
+  const long tickets = static_cast<long>(records / batch);
+  EXPECT_EQ(field("acked"), tickets) << report;
+  EXPECT_EQ(field("stored"), tickets) << report;
+  EXPECT_EQ(field("stored_twice"), 0) << report;
+  EXPECT_EQ(field("stored_after_done"), 0) << report;
+  EXPECT_EQ(field("duplicate"), 0) << report;
+}
+
 // Finished before its fsync with a record refused and not kept (no dead_letter_path): a
 // durable answer cannot promise it, so it is the 500 that ack: delivered gives.
 TEST(Storage, AckDurableAnswers500ForARecordThatFailedAndWasNotKeptBeforeItsFsync) {
