@@ -11,7 +11,7 @@
 // null or sqlite. Prints the records/s the aggregator's output drained (ratio to the rate
 // offered: the ceiling), each request's latency (median, p99: timed by a relay between the two,
 // first byte of a request to first byte of its answer), the fsyncs, and peak RSS. With
-// --base-devmesh/--base-plugins a second build runs interleaved with this one (before/after).
+// --base NAME=DEVMESH:PLUGINS_DIR (repeatable) other builds run interleaved with this one.
 #include <poll.h>
 
 #include <atomic>
@@ -43,7 +43,8 @@ struct Options {
   std::string dir;  // where the segment files go (default: a temp dir)
   int records = 500, connections = 4, seconds = 5, runs = 3;
   bool wrk_modes = true, forward = true;
-  std::string base_devmesh, base_plugins;  // a second build to compare with (forward case)
+  // Other builds to compare with (forward case): NAME=DEVMESH:PLUGINS_DIR each.
+  std::vector<std::string> bases;
   double forward_rate = 4000;
   int forward_seconds = 10, forward_warmup = 3;
   std::string forward_sink = "null";  // or sqlite
@@ -210,7 +211,7 @@ double scrape(const std::string &dir, int port, const std::string &name, const s
 }
 
 struct ForwardResult {
-  double drained_per_s = 0, p50_ms = 0, p99_ms = 0, fsyncs = 0;
+  double drained_per_s = 0, p50_ms = 0, p99_ms = 0, fsyncs = 0, skipped = 0;
   size_t requests = 0;
   long aggregator_rss_kib = 0, sidecar_rss_kib = 0;
 };
@@ -246,16 +247,19 @@ ForwardResult run_forward(const Options &o, const std::string &dir, const std::s
   relay.take();
   const double out0 = scrape(dir, mport, "devmesh_records_out_total", out_label);
   const double fs0 = scrape(dir, mport, "devmesh_storage_fsyncs_total", "");
+  const double sk0 = scrape(dir, mport, "devmesh_storage_fsyncs_skipped_total", "");
   const auto t0 = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(o.forward_seconds));
   const double out1 = scrape(dir, mport, "devmesh_records_out_total", out_label);
   const double fs1 = scrape(dir, mport, "devmesh_storage_fsyncs_total", "");
+  const double sk1 = scrape(dir, mport, "devmesh_storage_fsyncs_skipped_total", "");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::vector<double> lat = relay.take();
   std::sort(lat.begin(), lat.end());
   ForwardResult r;
   r.drained_per_s = (out1 - out0) / secs;
   r.fsyncs = fs1 - fs0;
+  r.skipped = sk1 - sk0;
   r.requests = lat.size();
   r.p50_ms = bench::percentile(lat, 50);
   r.p99_ms = bench::percentile(lat, 99);
@@ -270,21 +274,26 @@ ForwardResult run_forward(const Options &o, const std::string &dir, const std::s
 void forward_bench(const Options &o, const std::string &dir) {
   struct Build {
     std::string name, devmesh, plugins;
-    std::vector<double> drained, p50, p99, fsyncs, requests, agg_rss, side_rss;
+    std::vector<double> drained, p50, p99, fsyncs, skipped, requests, agg_rss, side_rss;
   };
   std::vector<Build> builds;
-  if (!o.base_devmesh.empty())
-    builds.push_back({"base",
-                      o.base_devmesh,
-                      o.base_plugins.empty() ? o.plugins : o.base_plugins,
-                      {},
-                      {},
-                      {},
-                      {},
-                      {},
-                      {},
-                      {}});
-  builds.push_back({"this", o.devmesh, o.plugins, {}, {}, {}, {}, {}, {}, {}});
+  for (const std::string &spec : o.bases) {
+    const size_t eq = spec.find('='), colon = spec.rfind(':');
+    if (eq == std::string::npos || colon == std::string::npos || colon < eq) {
+      std::fprintf(stderr, "--base %s: expected NAME=DEVMESH:PLUGINS_DIR\n", spec.c_str());
+      continue;
+    }
+    Build b;
+    b.name = spec.substr(0, eq);
+    b.devmesh = spec.substr(eq + 1, colon - eq - 1);
+    b.plugins = spec.substr(colon + 1);
+    builds.push_back(b);
+  }
+  Build self;
+  self.name = "this";
+  self.devmesh = o.devmesh;
+  self.plugins = o.plugins;
+  builds.push_back(self);
   for (int run = 0; run < o.runs; run++) {
     for (Build &b : builds) {  // interleaved, like the modes above
       ForwardResult r = run_forward(o, dir, b.devmesh, b.plugins, b.name);
@@ -292,14 +301,15 @@ void forward_bench(const Options &o, const std::string &dir) {
       b.p50.push_back(r.p50_ms);
       b.p99.push_back(r.p99_ms);
       b.fsyncs.push_back(r.fsyncs);
+      b.skipped.push_back(r.skipped);
       b.requests.push_back(static_cast<double>(r.requests));
       b.agg_rss.push_back(static_cast<double>(r.aggregator_rss_kib));
       b.side_rss.push_back(static_cast<double>(r.sidecar_rss_kib));
       std::fprintf(stderr,
                    "  run %d %s: drained %.0f records/s, %zu requests p50 %.1f ms p99 %.1f ms, "
-                   "%.0f fsyncs\n",
+                   "%.0f fsyncs, %.0f skipped\n",
                    run + 1, b.name.c_str(), r.drained_per_s, r.requests, r.p50_ms, r.p99_ms,
-                   r.fsyncs);
+                   r.fsyncs, r.skipped);
     }
   }
   std::printf(
@@ -309,10 +319,11 @@ void forward_bench(const Options &o, const std::string &dir) {
   for (Build &b : builds)
     std::printf(
         "  %-5s %s\n        drained %8.0f records/s (ratio to the rate offered %.2f)  requests "
-        "%.0f  latency p50 %7.1f ms  p99 %7.1f ms  fsyncs %.0f  peak RSS aggregator %.1f MiB, "
+        "%.0f  latency p50 %7.1f ms  p99 %7.1f ms  fsyncs %.0f (%.0f skipped)  peak RSS "
+        "aggregator %.1f MiB, "
         "sidecar %.1f MiB\n",
         b.name.c_str(), b.devmesh.c_str(), median(b.drained), median(b.drained) / o.forward_rate,
-        median(b.requests), median(b.p50), median(b.p99), median(b.fsyncs),
+        median(b.requests), median(b.p50), median(b.p99), median(b.fsyncs), median(b.skipped),
         median(b.agg_rss) / 1024, median(b.side_rss) / 1024);
 }
 
@@ -380,10 +391,8 @@ int main(int argc, char **argv) {
       o.wrk_modes = false;
     else if (a == "--no-forward")
       o.forward = false;
-    else if (a == "--base-devmesh")
-      o.base_devmesh = next();
-    else if (a == "--base-plugins")
-      o.base_plugins = next();
+    else if (a == "--base")
+      o.bases.push_back(next());
     else if (a == "--forward-rate")
       o.forward_rate = std::atof(next().c_str());
     else if (a == "--forward-seconds")
@@ -396,7 +405,7 @@ int main(int argc, char **argv) {
           "          [--dir DIR (segments; default a temp dir)] [--devmesh PATH]\n"
           "          [--plugins DIR] [--wrk PATH] [--no-wrk-modes] [--no-forward]\n"
           "          [--forward-rate N] [--forward-seconds N] [--forward-sink null|sqlite]\n"
-          "          [--base-devmesh PATH --base-plugins DIR (another build, interleaved)]\n",
+          "          [--base NAME=DEVMESH:PLUGINS_DIR (another build, interleaved; repeatable)]\n",
           argv[0]);
       return a == "--help" ? 0 : 2;
     }
