@@ -146,7 +146,6 @@ void Delivery::block_progress(StoredBlock *blk, OutputInstance *o, uint32_t n) {
   if (rem != 0) return;
   storage_->ack(blk->seg, blk->id, o->name_hash);
   if (--blk->outputs_left != 0) return;
-  storage_->block_finished(blk->id);
   storage_->block_done(blk->seg);
   delete blk;
   engine_->storage_freed();  // pause mode: inputs resume once below the mark

@@ -84,11 +84,6 @@ Storage::Storage(StorageOptions opts, MetricsRegistry &m) : opts_(std::move(opts
   m_segments_ = m.gauge("devmesh_storage_segments", "Segment files on disk", "");
   m_blocks_ = m.counter("devmesh_storage_blocks_written_total", "Blocks appended to segments", "");
   m_fsyncs_ = m.counter("devmesh_storage_fsyncs_total", "Group-commit fsyncs of segments", "");
-  m_fsyncs_skipped_ = m.counter(
-      "devmesh_storage_fsyncs_skipped_total",
-      "Group commits skipped: every block written since the last one was already finished by "
-      "every output (nothing to replay)",
-      "");
   m_fsync_seconds_ = m.histogram("devmesh_storage_fsync_seconds", "Latency of a group commit", "",
                                  {0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5});
   m_replayed_blocks_ = m.counter("devmesh_storage_blocks_replayed_total",
@@ -286,23 +281,11 @@ void Storage::sync_main() {
     std::vector<int> retired = std::move(retired_fds_);
     retired_fds_.clear();
     const bool dir = dir_dirty_;
-    // Every block written since the last fsync is finished by every output (the aggregator's
-    // usual case with ack: delivered): no crash could need them, so nothing is forced to disk,
-    // and a segment deleted soon after never reaches it. New segments' and sealed ones' syncs
-    // are never skipped (rare: once per rotation).
-    const bool skip =
-        target > synced && unsynced_live_.empty() && retired.empty() && !dir && !fsync_failing;
     dir_dirty_ = false;
     lk.unlock();
     std::vector<int> again;  // sealed segments whose fsync failed: kept open, tried again
     bool dir_again = false;
-    if (skip) {
-      m_fsyncs_skipped_->add(1);
-      DM_CRASH_POINT("after_fsync");
-      synced = target;
-      durable_.store(target);
-      uv_async_send(async_);
-    } else if (target > synced || !retired.empty() || dir) {
+    if (target > synced || !retired.empty() || dir) {
       const uint64_t t0 = monotonic_ns();
       int failed = 0;
       for (int r : retired) {
@@ -341,9 +324,6 @@ void Storage::sync_main() {
       }
     }
     lk.lock();
-    // Durable now, finished or not: no longer the next round's concern.
-    if (synced == target)
-      unsynced_live_.erase(unsynced_live_.begin(), unsynced_live_.upper_bound(target));
     retired_fds_.insert(retired_fds_.end(), again.begin(), again.end());
     dir_dirty_ = dir_dirty_ || dir_again;
     if (stopping) {
@@ -456,7 +436,6 @@ Segment *Storage::append(uint64_t id, const std::vector<uint8_t> &block, uint64_
     {
       std::lock_guard<std::mutex> lk(mu_);
       written_ = id;
-      unsynced_live_.insert(id);
     }
     if (opts_.sync == SyncPolicy::Always) cv_.notify_one();
   }
@@ -529,12 +508,6 @@ void Storage::block_done(Segment *seg) {
     return;
   }
   maybe_delete(seg);
-}
-
-void Storage::block_finished(uint64_t block_id) {
-  if (opts_.sync == SyncPolicy::Never) return;
-  std::lock_guard<std::mutex> lk(mu_);
-  unsynced_live_.erase(block_id);
 }
 
 void Storage::maybe_delete(Segment *seg) {

@@ -85,9 +85,6 @@ class Storage {
   void ack(Segment *seg, uint64_t block_id, uint64_t output_hash);
   // A block of seg is finished by every output.
   void block_done(Segment *seg);
-  // Block block_id is finished by every output: nothing would replay it, so it needs no fsync
-  // (a round with only such blocks is skipped).
-  void block_finished(uint64_t block_id);
   // Deletes the oldest sealed segment (drop_oldest); the caller removed its blocks first.
   Segment *oldest_sealed();
   void drop_id(uint64_t segment_id);
@@ -125,17 +122,15 @@ class Storage {
   std::condition_variable cv_;
   bool stop_ = false;
   bool dir_dirty_ = false;
-  int sync_fd_ = -1;                  // the active write fd as the thread sees it
-  std::vector<int> retired_fds_;      // write fds of sealed segments: fsync, then close
-  uint64_t written_ = 0;              // last block id written
-  std::set<uint64_t> unsynced_live_;  // written since the last fsync, not finished by every output
+  int sync_fd_ = -1;              // the active write fd as the thread sees it
+  std::vector<int> retired_fds_;  // write fds of sealed segments: fsync, then close
+  uint64_t written_ = 0;          // last block id written
   std::atomic<uint64_t> durable_{0};
   uv_async_t *async_ = nullptr;
   std::function<void(uint64_t)> on_durable_;
 
-  Metric *m_bytes_, *m_segments_, *m_blocks_, *m_fsyncs_, *m_fsyncs_skipped_, *m_replayed_blocks_,
-      *m_replayed_records_, *m_corrupt_, *m_torn_, *m_write_errors_, *m_read_errors_,
-      *m_fsync_errors_;
+  Metric *m_bytes_, *m_segments_, *m_blocks_, *m_fsyncs_, *m_replayed_blocks_, *m_replayed_records_,
+      *m_corrupt_, *m_torn_, *m_write_errors_, *m_read_errors_, *m_fsync_errors_;
   Histogram *m_fsync_seconds_;
 };
 
