@@ -211,7 +211,7 @@ double scrape(const std::string &dir, int port, const std::string &name, const s
 }
 
 struct ForwardResult {
-  double drained_per_s = 0, p50_ms = 0, p99_ms = 0, fsyncs = 0, skipped = 0;
+  double drained_per_s = 0, p50_ms = 0, p99_ms = 0, fsyncs = 0;
   size_t requests = 0;
   long aggregator_rss_kib = 0, sidecar_rss_kib = 0;
 };
@@ -247,19 +247,16 @@ ForwardResult run_forward(const Options &o, const std::string &dir, const std::s
   relay.take();
   const double out0 = scrape(dir, mport, "devmesh_records_out_total", out_label);
   const double fs0 = scrape(dir, mport, "devmesh_storage_fsyncs_total", "");
-  const double sk0 = scrape(dir, mport, "devmesh_storage_fsyncs_skipped_total", "");
   const auto t0 = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(o.forward_seconds));
   const double out1 = scrape(dir, mport, "devmesh_records_out_total", out_label);
   const double fs1 = scrape(dir, mport, "devmesh_storage_fsyncs_total", "");
-  const double sk1 = scrape(dir, mport, "devmesh_storage_fsyncs_skipped_total", "");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::vector<double> lat = relay.take();
   std::sort(lat.begin(), lat.end());
   ForwardResult r;
   r.drained_per_s = (out1 - out0) / secs;
   r.fsyncs = fs1 - fs0;
-  r.skipped = sk1 - sk0;
   r.requests = lat.size();
   r.p50_ms = bench::percentile(lat, 50);
   r.p99_ms = bench::percentile(lat, 99);
@@ -274,7 +271,7 @@ ForwardResult run_forward(const Options &o, const std::string &dir, const std::s
 void forward_bench(const Options &o, const std::string &dir) {
   struct Build {
     std::string name, devmesh, plugins;
-    std::vector<double> drained, p50, p99, fsyncs, skipped, requests, agg_rss, side_rss;
+    std::vector<double> drained, p50, p99, fsyncs, requests, agg_rss, side_rss;
   };
   std::vector<Build> builds;
   for (const std::string &spec : o.bases) {
@@ -301,15 +298,14 @@ void forward_bench(const Options &o, const std::string &dir) {
       b.p50.push_back(r.p50_ms);
       b.p99.push_back(r.p99_ms);
       b.fsyncs.push_back(r.fsyncs);
-      b.skipped.push_back(r.skipped);
       b.requests.push_back(static_cast<double>(r.requests));
       b.agg_rss.push_back(static_cast<double>(r.aggregator_rss_kib));
       b.side_rss.push_back(static_cast<double>(r.sidecar_rss_kib));
       std::fprintf(stderr,
                    "  run %d %s: drained %.0f records/s, %zu requests p50 %.1f ms p99 %.1f ms, "
-                   "%.0f fsyncs, %.0f skipped\n",
+                   "%.0f fsyncs\n",
                    run + 1, b.name.c_str(), r.drained_per_s, r.requests, r.p50_ms, r.p99_ms,
-                   r.fsyncs, r.skipped);
+                   r.fsyncs);
     }
   }
   std::printf(
@@ -319,11 +315,11 @@ void forward_bench(const Options &o, const std::string &dir) {
   for (Build &b : builds)
     std::printf(
         "  %-5s %s\n        drained %8.0f records/s (ratio to the rate offered %.2f)  requests "
-        "%.0f  latency p50 %7.1f ms  p99 %7.1f ms  fsyncs %.0f (%.0f skipped)  peak RSS "
+        "%.0f  latency p50 %7.1f ms  p99 %7.1f ms  fsyncs %.0f  peak RSS "
         "aggregator %.1f MiB, "
         "sidecar %.1f MiB\n",
         b.name.c_str(), b.devmesh.c_str(), median(b.drained), median(b.drained) / o.forward_rate,
-        median(b.requests), median(b.p50), median(b.p99), median(b.fsyncs), median(b.skipped),
+        median(b.requests), median(b.p50), median(b.p99), median(b.fsyncs),
         median(b.agg_rss) / 1024, median(b.side_rss) / 1024);
 }
 
