@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <iostream>
 #include <map>
 #include <set>
 
@@ -307,7 +308,9 @@ TEST(Storage, AckDurableAnswersOnceStoredAndTheRecordsSurviveKillNine) {
       HttpResult r = libcurl_post(url(port), logs_body(1 + i * 100, 100));
       ASSERT_EQ(r.status, 200) << r.body;
     }
-    EXPECT_GE(metric(mport, d, "devmesh_storage_fsyncs_total"), 1);
+    // Never finished, each block had to be fsynced before its answer: one fsync per answer
+    // (a request's block is written after the previous answer).
+    EXPECT_GE(metric(mport, d, "devmesh_storage_fsyncs_total"), 5);
     e->kill(SIGKILL);
     e->wait_exit(10s);
   }
@@ -358,6 +361,92 @@ TEST(Storage, AckDeliveredAndDurableAreAnsweredOnceDeliveredWithoutWaitingForThe
   std::string why;  // a block replayed is written by the time the engine settles
   EXPECT_TRUE(wait_settled(mport2, d.path(), 60s, &why)) << why;
   expect_exactly_once(d / "out.txt", 1, 600);
+}
+
+// The aggregator's shape (http ack: delivered -> a store) with an fsync every 5 s: each request
+// is answered once delivered, without its fsync. Counted, not timed: sequential requests that
+// each waited for an fsync would need one fsync apiece (a request's block is written after the
+// previous answer), so N answers with fewer than N fsyncs prove none waited. Every block was
+// finished by every output before an fsync: after kill -9 none is replayed (each record once in
+// the flaky output's file, which a replay would duplicate) and the segments are deleted.
+TEST(Storage, AnAggregatorAnswersDeliveredRequestsWithoutWaitingForFsyncsAndReplaysNoneOfThem) {
+  TempDir d;
+  const long requests = 10, per = 100;
+  int port = free_port(), mport = free_port();
+  const std::string storage =
+      "    path: " + d / "data" + "\n    sync: interval\n    sync_interval: 5s\n";
+  const std::string outputs =
+      "  outputs:\n    - {name: sqlite, match: '*', path: " + d / "logs.db" +
+      "}\n    - {name: flaky, match: '*', path: " + d / "out.txt" + "}\n";
+  {
+    Devmesh e(d, "first",
+              head(mport, storage, "  flush_interval: 20ms\n") +
+                  "  inputs:\n    - {name: http, ack: delivered, listen: '127.0.0.1:" +
+                  std::to_string(port) + "'}\n" + outputs);
+    ASSERT_TRUE(e.ready(mport, d)) << e->err();
+    for (long i = 0; i < requests; i++) {
+      HttpResult r = libcurl_post(url(port), logs_body(1 + i * per, per));
+      ASSERT_EQ(r.status, 200) << r.body;
+      // One delivery per output and record.
+      EXPECT_NE(r.body.find("\"delivered\":" + std::to_string(2 * per)), std::string::npos)
+          << r.body;
+    }
+    const std::string m = metrics(mport, d);
+    const double fsyncs = metric_value(m, "devmesh_storage_fsyncs_total", "");
+    std::cout << requests << " requests answered after " << fsyncs << " fsync(s)\n";
+    EXPECT_EQ(metric_value(m, "devmesh_storage_blocks_written_total", ""), requests);
+    EXPECT_EQ(metric_value(m, "devmesh_records_out_total", "sqlite"), requests * per);
+    EXPECT_LT(fsyncs, requests) << "a request waited for an fsync";
+    e->kill(SIGKILL);
+    e->wait_exit(10s);
+  }
+  int mport2 = free_port();
+  Devmesh e(d, "second",
+            head(mport2, storage) + "  inputs:\n    - {name: http, listen: '127.0.0.1:" +
+                std::to_string(port) + "'}\n" + outputs);
+  ASSERT_TRUE(e.ready(mport2, d)) << e->err();
+  std::string why;
+  EXPECT_TRUE(wait_settled(mport2, d.path(), 60s, &why)) << why;
+  const std::string m = metrics(mport2, d);
+  EXPECT_EQ(metric_value(m, "devmesh_storage_blocks_replayed_total", ""), 0);
+  EXPECT_EQ(metric_value(m, "devmesh_records_in_total", "sqlite"), 0);
+  EXPECT_EQ(metric_value(m, "devmesh_storage_segments", ""), 0) << "finished segments were kept";
+  expect_exactly_once(d / "out.txt", 1, requests * per);
+}
+
+// An input that asks for both stages (DM_ACK_STAGES) gets, for a ticket every output finished
+// before its fsync, STORED and then DONE, each once, without waiting for the fsync (an hour
+// away here: none happens while the run lasts). tests/plugins/threaded keeps the ledger.
+TEST(Storage, AStagedInputGetsStoredThenDoneForTicketsFinishedBeforeTheirFsync) {
+  TempDir d;
+  const uint64_t records = 20000, batch = 100;
+  int mport = free_port();
+  Devmesh e(
+      d, "engine",
+      head(mport, "    path: " + d / "data" + "\n    sync: interval\n    sync_interval: 1h\n") +
+          "  inputs:\n    - {name: threaded, records: " + std::to_string(records) +
+          ", threads: 2, batch: " + std::to_string(batch) + ", report: " + d / "report" +
+          "}\n  outputs:\n    - {name: flaky, match: '*', path: " + d / "out.txt" + "}\n");
+  ASSERT_TRUE(e.ready(mport, d)) << e->err();
+  std::string why;
+  ASSERT_TRUE(wait_settled(mport, d.path(), 60s, &why)) << why;
+  const std::string m = metrics(mport, d);
+  EXPECT_EQ(metric_value(m, "devmesh_records_out_total", "flaky"), records);
+  EXPECT_EQ(metric_value(m, "devmesh_storage_fsyncs_total", ""), 0);
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  // The ledger: "key=value ..." on one line.
+  const std::string report = read_file(d / "report");
+  auto field = [&](const std::string &key) {
+    const size_t at = report.find(" " + key + "=");
+    return at == std::string::npos ? -1L : std::atol(report.c_str() + at + key.size() + 2);
+  };
+  const long tickets = static_cast<long>(records / batch);
+  EXPECT_EQ(field("acked"), tickets) << report;
+  EXPECT_EQ(field("stored"), tickets) << report;
+  EXPECT_EQ(field("stored_twice"), 0) << report;
+  EXPECT_EQ(field("stored_after_done"), 0) << report;
+  EXPECT_EQ(field("duplicate"), 0) << report;
 }
 
 // Finished before its fsync with a record refused and not kept (no dead_letter_path): a

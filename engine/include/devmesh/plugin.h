@@ -147,7 +147,9 @@ typedef struct dm_flush_result {
 enum {
   DM_ACK_DONE = 0,  /* every output finished the ticket's records */
   DM_ACK_STORED = 1 /* with service.storage: the records are durable in the segment files per
-                     * the sync policy and will be replayed after a crash; DONE follows later.
+                     * the sync policy and will be replayed after a crash, or every output
+                     * finished them before their fsync (nothing to replay; DONE comes at once).
+                     * DONE follows later.
                      * Sent only to inputs whose descriptor has DM_ACK_STAGES, for every ticket,
                      * always before its DONE; its counts are not final. */
 };

@@ -75,7 +75,7 @@ const dm_option kOptions[] = {
     {"ack", DM_OPT_STRING, 0, "accepted", 0, 0, kAckModes,
      "accepted: answer 2xx once the records are queued; delivered: answer only once every "
      "output is done with them (end to end); durable: answer once they are fsynced to "
-     "service.storage (needs it)",
+     "service.storage (needs it), or sooner if every output finished them first",
      0},
     // Below the clients' own timeouts (http_forward's default is 30 s, Vector's http sink 60 s),
     // so a client hears "retry after" from us rather than timing out with nothing to go on.

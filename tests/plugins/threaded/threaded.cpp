@@ -2,8 +2,9 @@
 // batches of `batch`, split over `threads` threads, each record's meta "seq" its number. On
 // DM_ERR_FULL a thread waits for resume() and retries the same batch. It keeps a ledger of every
 // ticket submit gave it and every ack, written to `report` at destroy, so a test can check that
-// each accepted ticket was acknowledged exactly once with all its records. With `misuse` a thread
-// calls that [loop] entry instead (the engine's thread checks must abort naming it).
+// each accepted ticket was acknowledged exactly once with all its records, and (with storage:
+// it asks for DM_ACK_STORED too) that each got one STORED, never after its DONE. With `misuse` a
+// thread calls that [loop] entry instead (the engine's thread checks must abort naming it).
 #include <devmesh/plugin.hpp>
 
 #include <algorithm>
@@ -84,9 +85,13 @@ class Threaded {
   }
 
   void on_ack(const dm_ack &a) {
-    if (a.stage != DM_ACK_DONE) return;
     std::lock_guard<std::mutex> lk(mu_);
     Ticket &t = ledger_[a.ticket];
+    if (a.stage == DM_ACK_STORED) {
+      t.stored++;
+      if (t.acks) t.stored_after_done = true;
+      return;
+    }
     t.acks++;
     t.delivered += a.delivered;
     t.lost += a.dead_lettered + a.dropped + a.failed;
@@ -97,6 +102,7 @@ class Threaded {
     if (report_.empty()) return;
     uint64_t accepted = 0, acked = 0, unacked = 0, unknown = 0, duplicate = 0, short_acks = 0;
     uint64_t submitted = 0, delivered = 0, lost = 0;
+    uint64_t stored = 0, stored_twice = 0, stored_after_done = 0;
     bool increasing = true;  // each thread's tickets, in its submit order
     for (auto &[ticket, t] : ledger_) {
       if (t.records) accepted++;
@@ -108,6 +114,9 @@ class Threaded {
       submitted += t.records;
       delivered += t.delivered;
       lost += t.lost;
+      if (t.stored) stored++;
+      if (t.stored > 1) stored_twice++;
+      if (t.stored_after_done) stored_after_done++;
       (void)ticket;
     }
     for (auto &tickets : per_thread_)
@@ -118,10 +127,10 @@ class Threaded {
     fprintf(f,
             "accepted=%llu acked=%llu unacked=%llu unknown=%llu duplicate=%llu short=%llu "
             "records=%llu delivered=%llu lost=%llu refused=%llu full=%llu pauses=%llu "
-            "in_order=%d\n",
+            "in_order=%d stored=%llu stored_twice=%llu stored_after_done=%llu\n",
             ull(accepted), ull(acked), ull(unacked), ull(unknown), ull(duplicate), ull(short_acks),
             ull(submitted), ull(delivered), ull(lost), ull(refused_), ull(full_), ull(pauses_),
-            increasing ? 1 : 0);
+            increasing ? 1 : 0, ull(stored), ull(stored_twice), ull(stored_after_done));
     fclose(f);
   }
 
@@ -129,6 +138,8 @@ class Threaded {
   struct Ticket {
     uint64_t records = 0;  // set by the submitting thread
     uint64_t acks = 0, delivered = 0, lost = 0;
+    uint64_t stored = 0;  // DM_ACK_STORED acks (with storage)
+    bool stored_after_done = false;
   };
   static unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
 
@@ -224,4 +235,5 @@ DEVMESH_PLUGIN(devmesh::PluginAdapter<Threaded>::describe(DM_INPUT, "threaded", 
                                                           "Test input that submits from its own "
                                                           "threads",
                                                           kOptions,
-                                                          sizeof kOptions / sizeof kOptions[0], 0))
+                                                          sizeof kOptions / sizeof kOptions[0],
+                                                          DM_ACK_STAGES))
