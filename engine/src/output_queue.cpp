@@ -50,6 +50,7 @@ void OutputQueue::on_turn_end() {
   // Behind, the chunk keeps filling up to batch_size, batch_bytes or flush_interval; the
   // handle stays active, so the first turn that finds a free slot sends it.
   if (filling_ && behind()) return;
+  if (!filling_) uv_prepare_stop(turn_end_);
   seal();
   dispatch();
 }
