@@ -18,6 +18,14 @@ Problem plugin_problem(const dm_config &cfg, const char *key, std::string messag
   bool found = true;
   std::string_view rest = key ? key : "";
   while (!rest.empty()) {
+    // An option whose key has a dot of its own (tls.cert, as Fluent Bit writes them) is one key.
+    YAML::Node whole_k, whole_v;
+    if (found && rest.find('.') != std::string_view::npos && at.IsMap() &&
+        find_key(at, std::string(rest), whole_k, whole_v)) {
+      p.path = join_path(p.path, std::string(rest));
+      mark = whole_v.IsNull() ? whole_k.Mark() : whole_v.Mark();
+      break;
+    }
     size_t dot = rest.find('.');
     std::string part(rest.substr(0, dot));
     rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);

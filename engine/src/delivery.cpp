@@ -14,6 +14,7 @@ Ticket *Delivery::open(InputInstance *in, uint64_t seq) {
   auto *t = new Ticket();
   t->input = in;
   t->seq = seq;
+  in->open_tickets++;  // a reload retires an input only once these are finished
   open_tickets_++;
   return t;
 }
@@ -140,6 +141,8 @@ void Delivery::ticket_finished_some(Ticket *t, Outcome outcome, uint32_t n,
 // A block's records are finished for output o: its .acks file names o once all are, and the
 // block leaves its segment (which goes when nothing names it) once every output is done.
 void Delivery::block_progress(StoredBlock *blk, OutputInstance *o, uint32_t n) {
+  // A block stored before a reload added this output's slot has nothing for it.
+  if (o->index >= blk->remaining.size()) return;
   uint32_t &rem = blk->remaining[o->index];
   if (rem == 0) return;
   rem -= std::min(rem, n);
@@ -237,6 +240,7 @@ void Delivery::finish_ticket(Ticket *t) {
   }
   delete t;
   open_tickets_--;
+  in->open_tickets--;
   engine_->check_idle();
 }
 

@@ -75,7 +75,7 @@ struct StoredBlock {
   uint32_t count = 0;
   Ticket *ticket = nullptr;         // null for replayed and filter-emitted blocks
   uint32_t outputs_left = 0;        // outputs with records outstanding
-  std::vector<uint32_t> remaining;  // by output index: records not yet finished
+  std::vector<uint32_t> remaining;  // by output name slot (Engine::output_slot): records left
 };
 
 class Delivery {

@@ -10,6 +10,8 @@
 #include <ctime>
 
 #include "engine_options.h"
+#include "engine_reload.h"
+#include "http_server_impl.h"
 #include "log.h"
 #include "plugin_call.h"
 #include "service_notify.h"
@@ -31,6 +33,8 @@ static std::string where(const PipelineConfig &cfg, const PluginEntry &e) {
 
 Engine::Engine(PipelineConfig cfg) : cfg_(std::move(cfg)) {
   mark_loop_thread();  // main() makes the engine, creates the instances and runs the loop
+  // SIGHUP reloads once the loop runs (run()); until then it must not end the process.
+  signal(SIGHUP, SIG_IGN);
   uv_loop_init(&loop_);
   http_ = std::make_unique<HttpServer>(&loop_);
   start_ns_ = monotonic_ns();
@@ -88,6 +92,26 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
   }
   loader_ = std::make_unique<PluginLoader>(host_api(), dirs);
 
+  Generation gen;
+  bool ok = build_generation(
+      cfg_, gen, problems, errors, [create_instances](Instance *) { return create_instances; },
+      create_instances);
+  // The first generation is adopted whole (a failed load is only destroyed).
+  inputs_ = std::move(gen.inputs);
+  filters_ = std::move(gen.filters);
+  outputs_ = std::move(gen.outputs);
+  notes_ = std::move(gen.notes);
+  warnings_ = std::move(gen.warnings);
+  in_use_ = std::move(gen.in_use);
+  make_dirs_ = std::move(gen.make_dirs);
+  build_info_json();
+  return ok;
+}
+
+bool Engine::build_generation(const PipelineConfig &cfg, Generation &gen, Problems &problems,
+                              std::vector<std::string> &errors,
+                              const std::function<bool(Instance *)> &should_create,
+                              bool whole_checks) {
   std::set<std::string> names;
   std::vector<InstanceView> views;  // for the whole-pipeline checks
   bool ok = true;
@@ -96,13 +120,13 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
       std::string err;
       const LoadedPlugin *lp = loader_->load(e.name, e.path, err);
       if (!lp) {
-        errors.push_back(where(cfg_, e) + ": " + err);
+        errors.push_back(where(cfg, e) + ": " + err);
         ok = false;
         continue;
       }
       const char *want = section_kind_name(e.section);
       if (std::strcmp(kind_name(lp->desc.kind), want) != 0) {
-        errors.push_back(where(cfg_, e) + ": '" + e.name + "' is " +
+        errors.push_back(where(cfg, e) + ": '" + e.name + "' is " +
                          (lp->desc.kind == DM_FILTER ? "a " : "an ") + kind_name(lp->desc.kind) +
                          " plugin, but it is listed under pipeline." + e.section);
         ok = false;
@@ -111,41 +135,40 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
       std::vector<const dm_option *> opts;
       for (uint32_t i = 0; i < lp->desc.option_count; i++) opts.push_back(&lp->desc.options[i]);
       for (const dm_option &o : engine_options(e.section)) opts.push_back(&o);
-      auto cfg = validate_entry(cfg_, e, opts, problems);
-      if (!cfg) {
+      auto vcfg = validate_entry(cfg, e, opts, problems);
+      if (!vcfg) {
         ok = false;
         continue;
       }
       std::string name = e.alias.empty() ? e.name + "." + std::to_string(e.index) : e.alias;
       if (!names.insert(name).second) {
-        errors.push_back(where(cfg_, e) + ": instance name '" + name +
+        errors.push_back(where(cfg, e) + ": instance name '" + name +
                          "' is used twice (give each an alias)");
         ok = false;
         continue;
       }
       auto get = [&](const char *k) -> const OptionValue * {
-        auto it = cfg->values.find(k);
-        return it == cfg->values.end() ? nullptr : &it->second;
+        auto it = vcfg->values.find(k);
+        return it == vcfg->values.end() ? nullptr : &it->second;
       };
       Instance *inst = nullptr;
       if (e.section == "inputs") {
         auto in = std::make_unique<InputInstance>(this, lp, name);
         in->tag = get("tag") ? get("tag")->text : e.name;
-        in->inbox.open(&loop_, in.get());
         inst = in.get();
-        inputs_.push_back(std::move(in));
+        gen.inputs.push_back(std::move(in));
       } else if (e.section == "filters") {
         auto f = std::make_unique<FilterInstance>(this, lp, name);
         f->match = get("match")->text;
         inst = f.get();
-        filters_.push_back(std::move(f));
+        gen.filters.push_back(std::move(f));
       } else {
         auto o = std::make_unique<OutputInstance>(this, lp, name);
         o->match = get("match")->text;
         o->batch_size = static_cast<uint32_t>(get("batch_size")->integer);
         o->batch_bytes = static_cast<size_t>(get("batch_bytes")->integer);
         o->flush_interval_ms =
-            get("flush_interval") ? get("flush_interval")->integer : cfg_.service.flush_interval_ms;
+            get("flush_interval") ? get("flush_interval")->integer : cfg.service.flush_interval_ms;
         o->adaptive_flush = get("flush")->text != "interval";
         o->workers = static_cast<uint32_t>(get("workers")->integer);
         o->retry_limit = get("retry_limit")->integer;
@@ -155,59 +178,87 @@ bool Engine::load(Problems &problems, std::vector<std::string> &errors, bool cre
         // Resolved against the file's directory in validation; checked by check_pipeline.
         if (get("dead_letter_path")) o->dead_letter_path = get("dead_letter_path")->text;
         inst = o.get();
-        outputs_.push_back(std::move(o));
+        gen.outputs.push_back(std::move(o));
       }
-      views.push_back({e.section, e.index, name, &lp->desc, cfg.get(), "", ""});
+      views.push_back({e.section, e.index, name, &lp->desc, vcfg.get(), "", ""});
       if (e.section == "inputs") views.back().tag = static_cast<InputInstance *>(inst)->tag;
       if (e.section == "filters") views.back().match = static_cast<FilterInstance *>(inst)->match;
       if (e.section == "outputs") views.back().match = static_cast<OutputInstance *>(inst)->match;
-      inst->cfg = std::move(cfg);
+      inst->cfg = std::move(vcfg);
       register_metrics(inst);
     }
   };
-  add_entries(cfg_.inputs);
-  add_entries(cfg_.filters);
-  add_entries(cfg_.outputs);
+  add_entries(cfg.inputs);
+  add_entries(cfg.filters);
+  add_entries(cfg.outputs);
   ok = ok && problems.empty();
-  build_info_json();
 
   // Every instance whose entry is valid is created even when another is not, so one dry run
   // lists the problems every plugin finds (create() must not start anything).
-  if (create_instances) {
-    Problems found;  // reported through config_error, each at its place in the file
-    auto create = [&](Instance *i) {
-      int rc;
-      {
-        PluginCall call(i->name.c_str(), "create");
-        rc = i->desc.create(host_api(), i, i->cfg.get(), &i->state);
-      }
-      if (rc == 0) i->created = true;
-      // A reported problem refuses the start even when create() returned 0 after it.
-      if (!i->cfg->problems.empty()) ok = false;
-      for (Problem &p : i->cfg->problems) found.add(std::move(p));
-      i->cfg->problems.clear();
-      if (rc != 0) {
-        errors.push_back(i->name + ": the " + kind_name(i->desc.kind) + " plugin '" + i->desc.name +
-                         "' refused its configuration (see the lines above)");
-        ok = false;
-      }
-    };
-    for (auto &o : outputs_) create(o.get());
-    for (auto &f : filters_) create(f.get());
-    for (auto &in : inputs_) create(in.get());
-    append_in_order(found, problems);
+  Problems found;  // reported through config_error, each at its place in the file
+  auto create = [&](Instance *i) {
+    if (should_create && !should_create(i)) return;
+    if (!create_instance(i, found, errors)) ok = false;
+  };
+  for (auto &o : gen.outputs) create(o.get());
+  for (auto &f : gen.filters) create(f.get());
+  for (auto &in : gen.inputs) create(in.get());
+  append_in_order(found, problems);
 
-    // What no entry can see alone: topology, shared files and addresses, directories.
+  // What no entry can see alone: topology, shared files and addresses, directories. Addresses
+  // this engine serves already (a reload) are not test-bound.
+  if (whole_checks) {
+    std::set<std::string> listening;
+    auto served = [&](const std::string &spec) {
+      http_internal::ListenAddress a;
+      std::string error;
+      if (http_->listening(spec) && http_internal::parse_listen(spec, a, error))
+        listening.insert(a.key);
+    };
+    if (!cfg.service.http_listen.empty()) served(cfg.service.http_listen);
+    for (const InstanceView &v : views)
+      for (const dm_option *o : v.cfg->options)
+        if (o && o->key && (o->flags & DM_OPT_LISTEN))
+          if (auto it = v.cfg->values.find(o->key); it != v.cfg->values.end())
+            served(it->second.text);
     PipelineCheckResult checked;
-    check_pipeline(cfg_, views, {}, problems, checked);
+    check_pipeline(cfg, views, listening, problems, checked);
     if (!checked.problems.empty()) ok = false;
     append_in_order(checked.problems, problems);
-    warnings_ = std::move(checked.warnings);
-    in_use_ = std::move(checked.in_use);
-    notes_.insert(notes_.end(), checked.notes.begin(), checked.notes.end());
-    make_dirs_ = std::move(checked.make_dirs);
+    gen.warnings = std::move(checked.warnings);
+    gen.in_use = std::move(checked.in_use);
+    gen.notes.insert(gen.notes.end(), checked.notes.begin(), checked.notes.end());
+    gen.make_dirs = std::move(checked.make_dirs);
   }
   return ok;
+}
+
+bool Engine::create_instance(Instance *i, Problems &found, std::vector<std::string> &errors) {
+  bool ok = true;
+  int rc;
+  {
+    PluginCall call(i->name.c_str(), "create");
+    rc = i->desc.create(host_api(), i, i->cfg.get(), &i->state);
+  }
+  if (rc == 0) i->created = true;
+  // A reported problem refuses the start even when create() returned 0 after it.
+  if (!i->cfg->problems.empty()) ok = false;
+  for (Problem &p : i->cfg->problems) found.add(std::move(p));
+  i->cfg->problems.clear();
+  if (rc != 0) {
+    errors.push_back(i->name + ": the " + kind_name(i->desc.kind) + " plugin '" + i->desc.name +
+                     "' refused its configuration (see the lines above)");
+    ok = false;
+  }
+  return ok;
+}
+
+size_t Engine::output_slot(const std::string &name) {
+  auto it = output_slots_.find(name);
+  if (it != output_slots_.end()) return it->second;
+  const size_t slot = output_slots_.size();
+  output_slots_.emplace(name, slot);
+  return slot;
 }
 
 int Engine::run() {
@@ -231,18 +282,40 @@ int Engine::run() {
   };
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
-  sigterm_.data = sigint_.data = this;
+  uv_signal_init(&loop_, &sighup_);
+  sigterm_.data = sigint_.data = sighup_.data = this;
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
+  // SIGHUP re-reads the configuration (it used to end the process with records in flight).
+  uv_signal_start(
+      &sighup_,
+      [](uv_signal_t *s, int) {
+        log_msg(DM_LOG_INFO, nullptr, "SIGHUP: reloading the configuration");
+        static_cast<Engine *>(s->data)->request_reload(nullptr);
+      },
+      SIGHUP);
   uv_unref(reinterpret_cast<uv_handle_t *>(&sigterm_));
   uv_unref(reinterpret_cast<uv_handle_t *>(&sigint_));
+  uv_unref(reinterpret_cast<uv_handle_t *>(&sighup_));
   uv_timer_init(&loop_, &grace_timer_);
   grace_timer_.data = this;
+  uv_timer_init(&loop_, &reload_timer_);
+  reload_timer_.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t *>(&reload_timer_));
+  m_reload_applied_ = metrics_.counter("devmesh_reloads_total",
+                                       "Configuration reloads (SIGHUP, POST /reload), by result",
+                                       "result=\"applied\"");
+  m_reload_refused_ = metrics_.counter("devmesh_reloads_total",
+                                       "Configuration reloads (SIGHUP, POST /reload), by result",
+                                       "result=\"refused\"");
   signal(SIGPIPE, SIG_IGN);
   http_->set_shutdown_grace(static_cast<uint64_t>(cfg_.service.grace_ms));
 
+  for (auto &in : inputs_) in->inbox.open(&loop_, in.get());
   for (auto &o : outputs_) {
     o->queue.init(&loop_);
+    o->index = output_slot(o->name);
+    o->name_hash = Storage::output_hash(o->name);
     for (auto &in : inputs_)
       if (tag_matches(o->match, in->tag)) o->feeders.push_back(in.get());
   }
@@ -255,18 +328,7 @@ int Engine::run() {
   // Storage opens (and replays into the outputs' disk backlogs) before anything starts.
   if (!cfg_.service.storage_path.empty() && !open_storage()) ok = false;
   auto start = [&](Instance *i) {
-    if (!ok) return;
-    int rc = 0;
-    if (i->desc.start) {
-      PluginCall call(i->name.c_str(), "start");
-      rc = i->desc.start(i->state);
-    }
-    if (rc != 0) {
-      log_msg(DM_LOG_ERROR, i->name.c_str(), "failed to start");
-      ok = false;
-      return;
-    }
-    i->started = true;
+    if (ok && !start_instance(i)) ok = false;
   };
   for (auto &o : outputs_) {
     std::string err;
@@ -284,11 +346,13 @@ int Engine::run() {
     std::string err;
     auto h = [this](dm_http_request *r) { serve_health(r); };
     auto m = [this](dm_http_request *r) { serve_metrics(r); };
+    auto r = [this](dm_http_request *req) { request_reload(req); };
     const ServiceConfig &sc = cfg_.service;
     HttpServer::Tls tls{sc.tls_cert, sc.tls_key, sc.tls_ca, sc.tls_min_version};
     if (!http_->set_tls(sc.http_listen, tls, err, nullptr, "service") ||
         !http_->add_route(cfg_.service.http_listen, "GET", "/health", h, err) ||
-        !http_->add_route(cfg_.service.http_listen, "GET", "/metrics", m, err)) {
+        !http_->add_route(cfg_.service.http_listen, "GET", "/metrics", m, err) ||
+        !http_->add_route(cfg_.service.http_listen, "POST", "/reload", r, err)) {
       log_msg(DM_LOG_ERROR, nullptr, "service.http_listen: %s", err.c_str());
       ok = false;
     }
@@ -317,6 +381,29 @@ int Engine::run() {
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
   return exit_code_;
+}
+
+bool Engine::start_instance(Instance *i) {
+  int rc = 0;
+  if (i->desc.start) {
+    PluginCall call(i->name.c_str(), "start");
+    rc = i->desc.start(i->state);
+  }
+  if (rc != 0) {
+    log_msg(DM_LOG_ERROR, i->name.c_str(), "failed to start");
+    return false;
+  }
+  i->started = true;
+  return true;
+}
+
+void Engine::destroy_instance(Instance *i) {
+  if (!i->created) return;
+  {
+    PluginCall call(i->name.c_str(), "destroy");
+    i->desc.destroy(i->state);
+  }
+  i->created = false;
 }
 
 // Where every listener serves (after start and after each reload): scheme, address, whether
@@ -367,6 +454,8 @@ void Engine::drain() {
     for (auto &fn : calls) fn();
     if (done.empty() && emitted.empty() && calls.empty() && !acked) break;
   }
+  // A reload waits for retiring instances (tickets finished, queues drained).
+  if (reload_ || retiring_outputs_ || retiring_inputs_) reload_progress();
   check_idle();
   if (finish_requested_ && deferred_.empty() && !delivery_.acks_due()) {
     finish_shutdown();
@@ -426,7 +515,7 @@ void Engine::check_idle() {
   }
   if (cfg_.service.exit_when_done && !inputs_.empty()) {
     for (auto &in : inputs_)
-      if (!in->finished) return;
+      if (!in->finished && !in->retiring) return;
     // Tickets that filters hold (dedup's collapsed repeats) wait for the records those filters
     // emit at their stop(): with nothing else in flight, stopping is what finishes them.
     if (!idle && !(outputs_empty() && emitted_.empty() && !delivery_.acks_due())) return;
@@ -440,6 +529,7 @@ void Engine::shutdown() {
   stopping_ = true;
   service_notify::stopping();
   for (auto &in : inputs_) {
+    if (in->stopped) continue;  // retired by a reload already
     in->stopped = true;
     in->inbox.close();  // its threads' submits from now on are refused (stop() joins them)
     if (in->started && in->desc.stop) {
@@ -482,6 +572,15 @@ void Engine::finish_shutdown() {
   }
   uv_timer_stop(&grace_timer_);
   if (watchdog_) watchdog_->stop();
+  // A reload in progress ends here: its successors never start (the shutdown destroys them).
+  if (reload_) {
+    const std::string body = R"({"status":"refused","problems":["shutting down"]})";
+    reply_reload(503, body);
+    reload_.reset();
+  }
+  for (dm_http_request *req : reload_waiting_)
+    HttpServer::reply(req, 503, "application/json", "{}", 2);
+  reload_waiting_.clear();
   service_notify::stop_watchdog();
   http_->stop();
   auto stop = [](Instance *i) {
@@ -522,6 +621,8 @@ void Engine::finish_shutdown() {
   uv_close(reinterpret_cast<uv_handle_t *>(&wake_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&sigint_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t *>(&sighup_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t *>(&reload_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&grace_timer_), nullptr);
   log_msg(DM_LOG_INFO, nullptr, "stopped");
 }

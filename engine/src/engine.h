@@ -10,6 +10,7 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -55,6 +56,9 @@ class Instance : public dm_instance {
   void *state = nullptr;
   bool created = false;
   bool started = false;
+  // A reload retired it (engine_reload.cpp): an input waits for its tickets, an output drains
+  // its queue, then it is destroyed.
+  bool retiring = false;
 
   Metric *m_in = nullptr, *m_out = nullptr, *m_dropped = nullptr;
   // filters: batches passed on unchanged because the filter failed, or set a verdict the ABI
@@ -78,6 +82,10 @@ class InputInstance : public Instance {
   bool plugin_paused = false;
   bool finished = false;
   bool stopped = false;
+  // Retiring, it stays until every ticket it opened is acknowledged (its acks move its
+  // checkpoint); only then is it destroyed and its successor started.
+  uint64_t open_tickets = 0;             // Delivery's tickets of this input not yet finished
+  InputInstance *predecessor = nullptr;  // a reload: starts once this one is destroyed
   Route *route = nullptr;
   Metric *m_rejected = nullptr, *m_unrouted = nullptr, *m_acked = nullptr, *m_paused = nullptr;
 };
@@ -107,7 +115,9 @@ class OutputInstance : public Instance {
   std::string dead_letter_path;  // resolved; checked and its directory made by pipeline_checks
 
   std::vector<InputInstance *> feeders;  // inputs whose tag this output matches
-  size_t index = 0;        // position in the engine's outputs (StoredBlock::remaining)
+  // Its name's slot for the process lifetime (StoredBlock::remaining): a reload's retiring
+  // output and its successor of the same name share it, as they share the name's ack files.
+  size_t index = 0;
   uint64_t name_hash = 0;  // identifies the output in ack files
 
   OutputQueue queue{this};
@@ -117,6 +127,20 @@ class OutputInstance : public Instance {
   Metric *m_merged = nullptr;
   Histogram *m_latency = nullptr;
 };
+
+// A pipeline's instances as load() builds them from one configuration: adopted by the engine
+// at the first load, or diffed against the running ones by a reload (engine_reload.cpp).
+struct Generation {
+  std::vector<std::unique_ptr<InputInstance>> inputs;
+  std::vector<std::unique_ptr<FilterInstance>> filters;
+  std::vector<std::unique_ptr<OutputInstance>> outputs;
+  // The whole-pipeline checks' findings (pipeline_checks.h)
+  std::vector<std::string> notes, warnings;
+  Problems in_use;
+  std::vector<DirectoryToMake> make_dirs;
+};
+
+struct Reload;
 
 class Engine {
  public:
@@ -132,6 +156,9 @@ class Engine {
   int run();
   // Begins a graceful shutdown (as SIGTERM does).
   void shutdown();
+  // Re-reads the configuration file and applies it (SIGHUP, POST /reload); req, when given, is
+  // answered with the outcome. engine_reload.cpp.
+  void request_reload(dm_http_request *req);
 
   static const dm_host_api *host_api();
   uv_loop_t *loop() { return &loop_; }
@@ -198,11 +225,28 @@ class Engine {
   void serve_metrics(dm_http_request *req);
   void register_metrics(Instance *i);
   void build_info_json();
+  // Validates every entry of cfg into gen's instances; create() runs for those should_create
+  // accepts (all of them when it is empty). Problems as load().
+  bool build_generation(const PipelineConfig &cfg, Generation &gen, Problems &problems,
+                        std::vector<std::string> &errors,
+                        const std::function<bool(Instance *)> &should_create, bool whole_checks);
+  bool create_instance(Instance *i, Problems &found, std::vector<std::string> &errors);
+  bool start_instance(Instance *i);
+  void destroy_instance(Instance *i);
+  size_t output_slot(const std::string &name);  // the name's StoredBlock::remaining index
+  // engine_reload.cpp
+  void start_reload();
+  void apply_reload(PipelineConfig &next, Generation &gen);
+  void reload_progress();  // from drain(): retiring instances that are done go
+  void finish_reload();
+  void reply_reload(int status, const std::string &body);
+  void recompute_pauses();
+  void force_retire_inputs();
 
   PipelineConfig cfg_;
   uv_loop_t loop_;
   uv_async_t wake_;
-  uv_signal_t sigterm_, sigint_;
+  uv_signal_t sigterm_, sigint_, sighup_;
   uv_timer_t grace_timer_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<PluginLoader> loader_;
@@ -242,6 +286,17 @@ class Engine {
   Problems in_use_;
   std::vector<DirectoryToMake> make_dirs_;  // found by load(), made by run() before any start
   std::unique_ptr<Watchdog> watchdog_;
+
+  // Reload (engine_reload.cpp)
+  std::map<std::string, size_t> output_slots_;     // output name -> StoredBlock::remaining index
+  std::unique_ptr<Reload> reload_;                 // one applying (its inputs wait to start)
+  bool reload_again_ = false;                      // a trigger came while one was applying
+  std::vector<dm_http_request *> reload_waiting_;  // POST /reload requests to answer
+  uv_timer_t reload_timer_;                        // bounds the wait for retiring inputs
+  bool retiring_outputs_ = false;                  // some output drains before it goes
+  bool retiring_inputs_ = false;                   // some input waits for its tickets
+  std::string last_reload_json_;                   // /health: the last reload's outcome
+  Metric *m_reload_applied_ = nullptr, *m_reload_refused_ = nullptr;
 };
 
 uint64_t monotonic_ns();

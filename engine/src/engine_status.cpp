@@ -201,6 +201,11 @@ void Engine::serve_health(dm_http_request *req) {
     w.Uint64(storage_->segment_count());
     w.EndObject();
   }
+  if (!last_reload_json_.empty()) {
+    // The last reload's outcome (a refused one lists its problems; the pipeline runs on).
+    w.Key("last_reload");
+    w.RawValue(last_reload_json_.data(), last_reload_json_.size(), rapidjson::kObjectType);
+  }
   if (!stalled.empty()) {
     // The watchdog keeps it as a JSON object already.
     w.Key("stalled");

@@ -46,10 +46,6 @@ bool Engine::open_storage() {
 
   // Replay: every unfinished block goes to the disk backlog of each output its tag routes to
   // today (filters ran before it was stored), minus those its ack file names.
-  for (size_t i = 0; i < outputs_.size(); i++) {
-    outputs_[i]->index = i;
-    outputs_[i]->name_hash = Storage::output_hash(outputs_[i]->name);
-  }
   uint64_t orphaned = 0;
   storage_->replay([&](const ReplayBlock &rb) {
     Route *r = route_for(std::string(rb.info.tag));
@@ -60,7 +56,7 @@ bool Engine::open_storage() {
     blk->offset = rb.info.offset;
     blk->length = rb.info.length;
     blk->count = rb.info.count;
-    blk->remaining.assign(outputs_.size(), 0);
+    blk->remaining.assign(output_slots_.size(), 0);
     for (OutputInstance *o : r->outputs) {
       if (rb.acked->count(o->name_hash)) continue;
       blk->remaining[o->index] = blk->count;
@@ -99,7 +95,7 @@ void Engine::store_block(Batch *b, Route *route) {
     return;
   }
   b->block = delivery_.stored(b, id, seg, offset, static_cast<uint32_t>(encode_buf_.size()),
-                              route->outputs, outputs_.size());
+                              route->outputs, output_slots_.size());
   if (storage_->options().sync == SyncPolicy::Never) delivery_.on_durable(id);
   check_storage_full();
 }
@@ -121,7 +117,7 @@ void Engine::pump(OutputInstance *o) {
   while (!bl.blocks.empty() && o->queue.queued_bytes() < o->queue_limit && loaded < 64) {
     StoredBlock *blk = bl.blocks.front();
     bl.blocks.pop_front();
-    const uint32_t n = blk->remaining[o->index];
+    const uint32_t n = o->index < blk->remaining.size() ? blk->remaining[o->index] : 0;
     bl.records -= n;
     Batch *b = batch_new(blk->count);
     bool ok = storage_->read_block(blk->seg, blk->offset, blk->length, read_buf_) &&
@@ -238,7 +234,7 @@ bool Engine::drop_oldest_segment() {
     while (!bl.blocks.empty() && bl.blocks.front()->seg_id == seg_id) {
       StoredBlock *blk = bl.blocks.front();
       bl.blocks.pop_front();
-      const uint32_t n = blk->remaining[o->index];
+      const uint32_t n = o->index < blk->remaining.size() ? blk->remaining[o->index] : 0;
       bl.records -= n;
       n_out += n;
       // Lost by policy, but lost: an input answering for delivery must not call them done.

@@ -476,6 +476,7 @@ void OutputQueue::done(Chunk *c, Outcome outcome, const std::string &failed_reas
   delete c;
   update_fullness();
   engine()->check_idle();
+  if (out_->retiring) engine()->wake();  // a reload waits for its queue to empty
 }
 
 void OutputQueue::schedule_retry(Chunk *c, uint32_t retry_after_ms) {

@@ -108,6 +108,7 @@ class OutputQueue {
   size_t queued_records() const { return queued_records_; }
   size_t queued_bytes() const { return queued_bytes_; }
   bool over_limit() const;
+  bool full() const { return full_; }  // pausing its feeders (storage off)
   const std::string &last_error() const { return last_error_; }  // empty while flushes succeed
   // Spilling, pumping or pausing inputs as the queue fills and drains.
   void update_fullness();

@@ -22,8 +22,8 @@ Route *Engine::route_for(const std::string &tag) {
   auto r = std::make_unique<Route>();
   for (auto &f : filters_)
     if (tag_matches(f->match, tag)) r->filters.push_back(f.get());
-  for (auto &o : outputs_)
-    if (tag_matches(o->match, tag)) r->outputs.push_back(o.get());
+  for (auto &o : outputs_)  // a retiring output (reload) drains what it has, takes no more
+    if (!o->retiring && tag_matches(o->match, tag)) r->outputs.push_back(o.get());
   Route *p = r.get();
   routes_[tag] = std::move(r);
   return p;
@@ -162,7 +162,7 @@ void Engine::pause_input(InputInstance *in) {
   if (in->full_outputs++ != 0) return;
   in->m_paused->set(1);
   defer([in] {
-    if (in->full_outputs > 0 && !in->plugin_paused && in->created) {
+    if (in->full_outputs > 0 && !in->plugin_paused && in->created && in->started) {
       in->plugin_paused = true;
       // Its threads get DM_ERR_FULL from here on; without a pause() too (they cannot wait for
       // a resume(), but nor can they fill memory).

@@ -130,6 +130,14 @@ struct Checks {
           here.col = s.http_listen_mark.column + 1;
         }
         here.path = "service.http_listen";
+        HttpServer::Tls tls{s.tls_cert, s.tls_key, s.tls_ca, s.tls_min_version};
+        std::string tls_error;
+        if (!HttpServer::check_tls(tls, tls_error)) {
+          Problem p = here;
+          p.path = "service.tls";
+          p.message = tls_error;
+          out.problems.add(p);
+        }
         bound.emplace(a.key, here);
         route(a.key, "/health", here);
         route(a.key, "/metrics", here);

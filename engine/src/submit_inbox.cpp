@@ -79,4 +79,14 @@ void SubmitInbox::refuse() {
           records, left.size());
 }
 
+void SubmitInbox::release(void (*done)(void *), void *arg) {
+  if (!in_) return done(arg);  // never opened
+  released_ = done;
+  released_arg_ = arg;
+  uv_close(reinterpret_cast<uv_handle_t *>(&wake_), [](uv_handle_t *h) {
+    auto *self = static_cast<SubmitInbox *>(h->data);
+    self->released_(self->released_arg_);
+  });
+}
+
 }  // namespace devmesh

@@ -40,6 +40,9 @@ class SubmitInbox {
   // Loop thread, when the engine cannot route any more (it failed to start): closes, frees what
   // is queued and counts it rejected, with a log line (those tickets are never acknowledged).
   void refuse();
+  // Loop thread, after close() and a last drain(): a reload retired the input. Closes the wake-up
+  // handle; done(arg) runs once it is closed, when the inbox (and its input) may be freed.
+  void release(void (*done)(void *), void *arg);
 
  private:
   struct Entry {
@@ -48,6 +51,8 @@ class SubmitInbox {
   };
   InputInstance *in_ = nullptr;
   uv_async_t wake_{};
+  void (*released_)(void *) = nullptr;
+  void *released_arg_ = nullptr;
   std::atomic<bool> paused_{false};
   std::mutex mu_;
   bool open_ = false;         // guarded by mu_

@@ -332,3 +332,33 @@ TEST(PluginNames, NameNullWrittenPlainIsTheNullOutput) {
 }
 
 }  // namespace
+
+namespace {
+
+// ---- TLS files ------------------------------------------------------------------------------
+
+TEST(DryRunChecks, TlsFilesThatDoNotLoadAreReportedForTheEngineAndForAPlugin) {
+  TempDir d;
+  auto r = dry_run(d, "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR
+                      "]\n  http_listen: 127.0.0.1:0\n"  // 3
+                      "  tls.cert: missing.pem\n"        // 4
+                      "  tls.key: missing.key\n"         // 5
+                      "pipeline:\n"                      // 6
+                      "  inputs:\n"                      // 7
+                      "    - name: http\n"               // 8
+                      "      listen: 127.0.0.1:0\n"      // 9
+                      "      tls.cert: other.pem\n"      // 10
+                      "      tls.key: other.key\n"       // 11
+                      "  outputs:\n    - name: 'null'\n");
+  EXPECT_EQ(r.code, 1) << r.err;
+  // Relative to the config file, as every path.
+  EXPECT_NE(r.err.find(d / "conf/p.yaml:3:16: service.tls: tls.cert " + d / "conf/missing.pem"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find(d / "conf/p.yaml:10:17: pipeline.inputs[0].tls.cert: tls.cert " +
+                       d / "conf/other.pem"),
+            std::string::npos)
+      << r.err;
+}
+
+}  // namespace
