@@ -176,6 +176,7 @@ bool Engine::build_generation(const PipelineConfig &cfg, Generation &gen, Proble
         o->batch_bytes = static_cast<size_t>(get("batch_bytes")->integer);
         o->flush_interval_ms =
             get("flush_interval") ? get("flush_interval")->integer : cfg.service.flush_interval_ms;
+        o->adaptive_flush = get("flush")->text != "interval";
         o->workers = static_cast<uint32_t>(get("workers")->integer);
         o->retry_limit = get("retry_limit")->integer;
         o->retry_wait_ms = get("retry_wait")->integer;

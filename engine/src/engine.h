@@ -114,6 +114,7 @@ class OutputInstance : public Instance {
   uint32_t batch_size = 1000;
   size_t batch_bytes = 4 << 20;
   uint64_t flush_interval_ms = 200;
+  bool adaptive_flush = true;  // flush: adaptive (an idle output flushes when the turn ends)
   uint32_t workers = 1;
   int64_t retry_limit = -1;  // -1: no limit
   uint64_t retry_wait_ms = 1000;
@@ -131,6 +132,7 @@ class OutputInstance : public Instance {
 
   Metric *m_retried = nullptr, *m_failed = nullptr, *m_dead = nullptr, *m_bytes = nullptr;
   Metric *m_qrecords = nullptr, *m_qbytes = nullptr, *m_backlog = nullptr;
+  Metric *m_merged = nullptr;
   Histogram *m_latency = nullptr;
 };
 

@@ -15,6 +15,8 @@ static const std::vector<dm_option> kFilter = {
      "Tag pattern (fnmatch, '*' wildcards) of the records this filter sees", 0},
 };
 
+static const char *const kFlushModes[] = {"adaptive", "interval", nullptr};
+
 static const std::vector<dm_option> kOutput = {
     {"match", DM_OPT_STRING, 0, "*", 0, 0, nullptr,
      "Tag pattern (fnmatch, '*' wildcards) of the records this output receives", 0},
@@ -24,6 +26,12 @@ static const std::vector<dm_option> kOutput = {
      "Flush when the queued records hold this many bytes", 0},
     {"flush_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, nullptr, 1, 3600000, nullptr,
      "Flush at most this long after the first record arrived (default: service.flush_interval)", 0},
+    {"flush", DM_OPT_STRING, 0, "adaptive", 0, 0, kFlushModes,
+     "adaptive: an output with a free flush slot and nothing queued flushes at the end of the "
+     "loop turn that gave it records, and only an output that is behind gathers up to "
+     "batch_size, batch_bytes or flush_interval; interval: always gather (fewer, larger "
+     "flushes, up to flush_interval more latency)",
+     0},
     {"workers", DM_OPT_INT, DM_OPT_BOUNDED, "1", 1, 64, nullptr,
      "Concurrent flushes; threads with their own connections for blocking outputs", 0},
     {"retry_limit", DM_OPT_INT, DM_OPT_BOUNDED, "-1", -1, 1e9, nullptr,

@@ -55,6 +55,10 @@ void Engine::register_metrics(Instance *i) {
     o->m_qrecords =
         metrics_.gauge("devmesh_queue_records", "Records queued for the output", labels);
     o->m_qbytes = metrics_.gauge("devmesh_queue_bytes", "Bytes queued for the output", labels);
+    o->m_merged = metrics_.counter(
+        "devmesh_output_chunks_merged_total",
+        "Queued chunks merged into the one dispatched before them while the output was behind",
+        labels);
     o->m_backlog = metrics_.gauge("devmesh_storage_backlog_records",
                                   "Records waiting on disk for the output (storage)", labels);
     o->m_latency = metrics_.histogram("devmesh_flush_duration_seconds", "Flush latency", labels,

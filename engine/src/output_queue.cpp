@@ -34,6 +34,25 @@ void OutputQueue::init(uv_loop_t *loop) {
   flush_timer_ = new uv_timer_t;
   uv_timer_init(loop, flush_timer_);
   flush_timer_->data = this;
+  // A prepare handle runs just before the loop blocks for I/O: whatever the turn's inputs
+  // submitted is in the filling chunk by then, so an idle output sends it all in one flush.
+  turn_end_ = new uv_prepare_t;
+  uv_prepare_init(loop, turn_end_);
+  turn_end_->data = this;
+}
+
+bool OutputQueue::behind() const {
+  return !ready_.empty() || inflight_ >= out_->workers || !retry_timers_.empty() ||
+         !backlog.blocks.empty();
+}
+
+void OutputQueue::on_turn_end() {
+  // Behind, the chunk keeps filling up to batch_size, batch_bytes or flush_interval; the
+  // handle stays active, so the first turn that finds a free slot sends it.
+  if (filling_ && behind()) return;
+  if (!filling_) uv_prepare_stop(turn_end_);
+  seal();
+  dispatch();
 }
 
 bool OutputQueue::over_limit() const {
@@ -60,6 +79,9 @@ void OutputQueue::append(Batch *b, uint32_t from, uint32_t n) {
       uv_timer_start(
           flush_timer_, [](uv_timer_t *h) { static_cast<OutputQueue *>(h->data)->flush_all(); },
           o->flush_interval_ms, 0);
+      if (o->adaptive_flush && turn_end_)
+        uv_prepare_start(
+            turn_end_, [](uv_prepare_t *h) { static_cast<OutputQueue *>(h->data)->on_turn_end(); });
     }
     Chunk *c = filling_;
     uint32_t start = i;
@@ -97,6 +119,7 @@ void OutputQueue::seal() {
   if (!c) return;
   filling_ = nullptr;
   uv_timer_stop(flush_timer_);
+  if (turn_end_) uv_prepare_stop(turn_end_);
   fill_view(c);
   ready_.push_back(c);
 }
@@ -107,6 +130,7 @@ void OutputQueue::dispatch() {
   while (!ready_.empty() && inflight_ < out_->workers) {
     Chunk *c = ready_.front();
     ready_.pop_front();
+    merge_ready(c);
     inflight_++;
     c->flush_start_ns = monotonic_ns();
     if (out_->desc.flags & DM_FLUSH_ON_WORKER) {
@@ -120,6 +144,39 @@ void OutputQueue::dispatch() {
     }
   }
   dispatching_ = false;
+}
+
+// Chunks still waiting behind c (sealed while every slot was busy) join it, up to batch_size
+// and batch_bytes: a backlog goes out in full batches, not in the small chunks each turn or
+// flush_interval sealed. Only fresh chunks of c's tag that follow it directly: order is kept,
+// and ticket runs, sources and block references move over unchanged, so Delivery hears of
+// exactly the same records.
+void OutputQueue::merge_ready(Chunk *c) {
+  if (c->no_merge) return;
+  const OutputInstance *o = out_;
+  uint32_t merged = 0;
+  while (!ready_.empty()) {
+    Chunk *n = ready_.front();
+    if (n->no_merge || n->tag != c->tag || c->records.size() + n->records.size() > o->batch_size ||
+        c->bytes + n->bytes > o->batch_bytes)
+      break;
+    ready_.pop_front();
+    c->records.insert(c->records.end(), n->records.begin(), n->records.end());
+    c->sources.insert(c->sources.end(), n->sources.begin(), n->sources.end());  // their refs
+    for (const TicketRun &r : n->runs) {
+      if (!c->runs.empty() && c->runs.back().ticket == r.ticket &&
+          c->runs.back().block == r.block && (r.ticket || r.block))
+        c->runs.back().count += r.count;
+      else
+        c->runs.push_back(r);
+    }
+    c->bytes += n->bytes;
+    delete n;
+    merged++;
+  }
+  if (!merged) return;
+  fill_view(c);
+  out_->m_merged->add(merged);
 }
 
 void OutputQueue::flush_now(Chunk *c) {
@@ -220,6 +277,10 @@ void OutputQueue::release_all() {
     uv_close(reinterpret_cast<uv_handle_t *>(flush_timer_),
              [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
   flush_timer_ = nullptr;
+  if (turn_end_)
+    uv_close(reinterpret_cast<uv_handle_t *>(turn_end_),
+             [](uv_handle_t *h) { delete reinterpret_cast<uv_prepare_t *>(h); });
+  turn_end_ = nullptr;
 }
 
 void OutputQueue::on_completion(Completion &done) {
@@ -290,6 +351,7 @@ void OutputQueue::retry_or_give_up(Chunk *c, const std::string &reason, uint32_t
   } else {
     log_msg(DM_LOG_WARN, o->name.c_str(), "flush of %zu records failed (try %u): %s", n,
             c->attempts, reason.c_str());
+    c->no_merge = true;
     schedule_retry(c, retry_after_ms);
   }
 }
@@ -394,6 +456,7 @@ Chunk *OutputQueue::split_off(Chunk *c, const std::vector<uint8_t> &keep) {
   }
   c->records = std::move(stay);
   c->runs = std::move(stay_runs);
+  c->no_merge = out->no_merge = true;
   out->sources = c->sources;
   for (Batch *b : out->sources) b->refs++;
   c->bytes = 0;

@@ -52,6 +52,9 @@ struct Chunk {
   std::string tag;  // every record's tag: a chunk never mixes tags (outputs route by it)
   size_t bytes = 0;
   uint32_t attempts = 0;
+  // Retried and bisected chunks keep their records: merging would undo a split or hand a
+  // failing chunk's records to a fresh one.
+  bool no_merge = false;
   uint64_t flush_start_ns = 0;
   dm_batch view{};
   // Per-record results of the flush in progress; any thread (the output's), until completion.
@@ -93,7 +96,7 @@ class OutputQueue {
   // Adds records [from, from+n) of b (a chunk holds one tag: another tag seals it first).
   void append(Batch *b, uint32_t from, uint32_t n);
   void seal();      // the filling chunk becomes ready
-  void dispatch();  // ready chunks go to free flush slots
+  void dispatch();  // ready chunks go to free flush slots (merged while the output is behind)
   void flush_all() {
     seal();
     dispatch();
@@ -123,6 +126,11 @@ class OutputQueue {
   // The one place a chunk leaves the queue: Delivery hears how its records finished.
   void done(Chunk *c, Outcome outcome, const std::string &failed_reason);
   void count_queued();
+  // Behind: every flush slot busy, chunks ready, retries or a disk backlog waiting. An output
+  // that is not behind flushes its filling chunk when the loop turn ends (flush: adaptive).
+  bool behind() const;
+  void merge_ready(Chunk *c);
+  void on_turn_end();
 
   OutputInstance *out_;
   Engine *engine() const;
@@ -137,6 +145,7 @@ class OutputQueue {
   bool dispatching_ = false;  // dispatch() is on the stack: completions do not recurse
   std::string last_error_;
   uv_timer_t *flush_timer_ = nullptr;
+  uv_prepare_t *turn_end_ = nullptr;     // active while a chunk fills (flush: adaptive)
   std::set<uv_timer_t *> retry_timers_;  // chunks waiting for their next try
 
   // workers (DM_FLUSH_ON_WORKER)

@@ -3,7 +3,9 @@
 // NDJSON, gzip and zstd and their bombs, 400/401/404/405/413/415/422/503, ack: delivered, metrics.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "http_support.h"
 
@@ -586,6 +588,51 @@ TEST(HttpInput, FullQueuesAnswer503WithRetryAfterAndNothingAcceptedIsDropped) {
   // Drained, it takes requests again.
   EXPECT_TRUE(wait_until([&] { return libcurl_post(in.url, logs({recs[0]})).status == 200; }, 30s));
   EXPECT_GE(metric_value(in.metrics(), "devmesh_http_requests_total", "status=\"503\""), 1);
+}
+
+// Requests waiting behind a slow output (ack: delivered) are merged into larger flushes: each
+// is still answered only once its own records are written, and each record is written once.
+TEST(HttpInput, AckDeliveredRequestsMergedIntoOneFlushAreEachAnsweredOnceDelivered) {
+  Ingest in("ack: delivered",
+            "    - {name: flaky, path: @DIR@/out.txt, delay: 100ms, batch_size: 1000,"
+            " flush_interval: 5ms}\n");
+  ASSERT_TRUE(in.ready) << in.engine->proc().err();
+  const std::string out = in.d / "out.txt";
+  constexpr int kClients = 8, kPosts = 6, kRecords = 5;
+  std::atomic<int> answered{0}, early{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; t++)
+    clients.emplace_back([&, t] {
+      for (int p = 0; p < kPosts; p++) {
+        // Clients spread over the output's 100 ms flush: several flush_intervals seal their
+        // requests into chunks of their own, which wait for the one slot and are merged.
+        std::this_thread::sleep_for(std::chrono::milliseconds(7 * t));
+        std::vector<std::string> recs, want;
+        for (int k = 0; k < kRecords; k++) {
+          want.push_back("c" + std::to_string(t) + "p" + std::to_string(p) + "r" +
+                         std::to_string(k));
+          recs.push_back(record("\"message\":\"" + want.back() + "\""));
+        }
+        if (libcurl_post(in.url, logs(recs)).status != 200) return;
+        answered++;
+        // Answered: every record of this request is in the output already.
+        std::set<std::string> written;
+        for (auto &l : read_lines(out)) written.insert(l.substr(l.find('\t') + 1));
+        for (auto &w : want)
+          if (!written.count(w)) early++;
+      }
+    });
+  for (auto &c : clients) c.join();
+  EXPECT_EQ(answered, kClients * kPosts);
+  EXPECT_EQ(early, 0) << "a request was answered before its records were written";
+  std::string m;
+  EXPECT_TRUE(wait_until([&] { return Ingest::settled(m = in.metrics()); }, 60s)) << m;
+  EXPECT_GT(metric_value(m, "devmesh_output_chunks_merged_total", "kind=\"output\""), 0) << m;
+  const auto lines = read_lines(out);
+  EXPECT_EQ(lines.size(), static_cast<size_t>(kClients * kPosts * kRecords));
+  std::set<std::string> distinct;
+  for (auto &l : lines) distinct.insert(l.substr(l.find('\t') + 1));
+  EXPECT_EQ(distinct.size(), lines.size()) << "a record was written twice";
 }
 
 TEST(HttpInput, AckDeliveredAnswersOnlyOnceTheOutputHasTheRecords) {

@@ -129,7 +129,8 @@ TEST_F(PerRecordResultsMariaDb, ARecordLargerThanMaxAllowedPacketIsDeadLetteredA
                   "'small {seq}'}\n"
                   "    - {name: dummy, tag: app, rate: 0, count: 1, start: 100000, message: '" +
                       std::string(1024 * 1024, 'b') + "'}\n",
-                  "      batch_size: 1000\n      batch_bytes: 64MiB\n      flush_interval: 1h\n",
+                  "      batch_size: 1000\n      batch_bytes: 64MiB\n      flush_interval: 1h\n"
+                  "      flush: interval\n",
                   "  http_listen: 127.0.0.1:" + std::to_string(port) + "\n"));
   const std::string metrics = settled_metrics(d_, port, *e);
   ASSERT_FALSE(HasFailure());

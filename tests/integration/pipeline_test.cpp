@@ -5,6 +5,7 @@
 
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "process.h"
 
@@ -113,7 +114,7 @@ TEST(Pipeline, FlushesWhenBatchSizeIsReachedAndTheRestOnShutdown) {
                         "    - {name: dummy, tag: idle, rate: 0.001}\n"
                         "  outputs:\n"
                         "    - {name: flaky, match: counted, path: " +
-                        d / "out.txt" + ", batch_size: 10, flush_interval: 1h}\n");
+                        d / "out.txt" + ", batch_size: 10, flush_interval: 1h, flush: interval}\n");
   ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 20; }, 30s)) << e->err();
   // Settled: the output has all 25, delivered two full batches and holds the other 5 queued.
   std::string m;
@@ -132,6 +133,103 @@ TEST(Pipeline, FlushesWhenBatchSizeIsReachedAndTheRestOnShutdown) {
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(10s), 0) << e->err();
   expect_exactly_once(seqs(d / "out.txt"), 25);
+}
+
+// flush: adaptive (the default): an output with a free slot and nothing queued does not wait
+// for its flush_interval (an hour here) to send what one loop turn gave it.
+TEST(Pipeline, AnIdleOutputFlushesASingleRecordWithoutWaitingForItsFlushInterval) {
+  TempDir d;
+  const int port = free_port();
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, tag: one, rate: 0, count: 1}\n"
+                        // Never finishes: a finished pipeline flushes every partial chunk anyway.
+                        "    - {name: dummy, tag: idle, rate: 0.001}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, match: one, path: " +
+                        d / "out.txt" + ", batch_size: 1000, flush_interval: 1h}\n");
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 1; }, 30s))
+      << "the record waited for flush_interval\n"
+      << e->err();
+  std::string m;
+  const std::string flaky = "instance=\"flaky.0\"";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &m, d.path());
+        return find_metric(m, "devmesh_records_out_total", flaky).value_or(-1) == 1 &&
+               find_metric(m, "devmesh_queue_records", flaky).value_or(-1) == 0;
+      },
+      30s))
+      << m;
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(10s), 0) << e->err();
+  expect_exactly_once(seqs(d / "out.txt"), 1);
+}
+
+// A slow output falls behind: the chunks flush_interval seals meanwhile wait in its queue and
+// go out merged, up to batch_size, never mixing tags, each record delivered exactly once and
+// every ticket answered (records in = records out, nothing left queued).
+TEST(Pipeline, AnOutputBehindMergesItsQueuedChunksUpToBatchSize) {
+  TempDir d;
+  const int port = free_port();
+  const long n = 3000;
+  auto e = start(d, head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                        "  inputs:\n"
+                        "    - {name: dummy, tag: alpha, rate: 2000, batch: 5, count: " +
+                        std::to_string(n) +
+                        ", message: 'alpha {seq}'}\n"
+                        "    - {name: dummy, tag: beta, rate: 50, batch: 5, count: 50, "
+                        "message: 'beta {seq}'}\n"
+                        "    - {name: dummy, tag: idle, rate: 0.001}\n"
+                        "  outputs:\n"
+                        "    - {name: flaky, match: alpha, alias: slow, path: " +
+                        d / "out.txt" + ", attempts_path: " + d / "attempts.txt" +
+                        ", delay: 100ms, batch_size: 400, flush_interval: 5ms}\n"
+                        "    - {name: flaky, match: '*a', alias: mixed, path: " +
+                        d / "mixed.txt" + ", tags_path: " + d / "tags.txt" +
+                        ", delay: 20ms, batch_size: 400, flush_interval: 5ms}\n");
+  std::string m;
+  const std::string slow = "instance=\"slow\"", mixed = "instance=\"mixed\"";
+  ASSERT_TRUE(wait_until(
+      [&] {
+        http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &m, d.path());
+        return find_metric(m, "devmesh_records_out_total", slow).value_or(-1) == n &&
+               find_metric(m, "devmesh_records_out_total", mixed).value_or(-1) == n + 50;
+      },
+      60s))
+      << m << e->err();
+  EXPECT_GT(metric_value(m, "devmesh_output_chunks_merged_total", slow), 0) << m;
+  EXPECT_GT(metric_value(m, "devmesh_output_chunks_merged_total", mixed), 0) << m;
+  EXPECT_EQ(metric_value(m, "devmesh_records_in_total", slow), n);
+  EXPECT_EQ(metric_value(m, "devmesh_queue_records", slow), 0);
+  EXPECT_EQ(metric_value(m, "devmesh_queue_records", mixed), 0);
+  // Each flush is at most batch_size, and merging made some larger than the ~10 records that
+  // one 5 ms flush_interval gathers at 2000 records/s.
+  size_t largest = 0, flushes = 0;
+  for (auto &l : read_lines(d / "attempts.txt")) {
+    std::istringstream in(l);
+    long ms = 0;
+    size_t count = 0;
+    in >> ms >> count;
+    largest = std::max(largest, count);
+    flushes++;
+  }
+  EXPECT_LE(largest, 400u);
+  EXPECT_GT(largest, 50u) << flushes << " flushes";
+  expect_exactly_once(seqs(d / "out.txt"), n);
+  size_t wrong = 0;
+  std::map<std::string, size_t> per_tag;
+  for (auto &l : read_lines(d / "tags.txt")) {
+    const std::string tag = l.substr(0, l.find('\t'));
+    per_tag[tag]++;
+    if (l.substr(l.find('\t') + 1).rfind(tag + " ", 0) != 0 && wrong++ < 5)
+      ADD_FAILURE() << "a record flushed with tag '" << tag << "': " << l;
+  }
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(per_tag["alpha"], static_cast<size_t>(n));
+  EXPECT_EQ(per_tag["beta"], 50u);
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(10s), 0) << e->err();
 }
 
 TEST(Pipeline, FlushesWhenBatchBytesIsReached) {

@@ -149,13 +149,14 @@ std::string head(int admin) {
 TEST(Reload, SighupWithRecordsInFlightStoresThemAndTheProcessKeepsRunning) {
   TempDir d;
   const int admin = free_port(), port = free_port();
-  // A long flush interval: the 3 accepted records wait in the output's queue at the SIGHUP.
+  // A long flush interval (flush: interval, never sooner): the 3 accepted records wait in the
+  // output's queue at the SIGHUP.
   const std::string yaml =
       plugins_head("  http_listen: 127.0.0.1:" + std::to_string(admin) + "\n") +
       "  inputs:\n    - {name: http, listen: 127.0.0.1:" + std::to_string(port) +
       "}\n"
       "  outputs:\n    - {name: sqlite, path: " +
-      d / "db.sqlite" + ", flush_interval: 1h}\n";
+      d / "db.sqlite" + ", flush_interval: 1h, flush: interval}\n";
   Devmesh e(d, "engine", yaml);
   ASSERT_TRUE(e.ready(admin, d)) << e->err();
   HttpResult r = libcurl_post(url(port, "/ingest/logs"), records_body(1, 3));
@@ -516,7 +517,7 @@ TEST(Reload, ASecondSighupWaitsForTheFirstAndShutdownDuringAReloadKeepsEveryReco
            ", max_body: " + std::to_string(max_body_kib) +
            "KiB}\n"
            "  outputs:\n    - {name: sqlite, path: " +
-           d / "db.sqlite" + ", flush_interval: 1h}\n";
+           d / "db.sqlite" + ", flush_interval: 1h, flush: interval}\n";
   };
   Devmesh e(d, "engine", config(1024));
   ASSERT_TRUE(e.ready(admin, d)) << e->err();
