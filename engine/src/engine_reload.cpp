@@ -228,6 +228,17 @@ void Engine::start_reload() {
 void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
   Reload &r = *reload_;
   std::set<Instance *> kept;
+  // A new-generation instance against the running one of its name (or none): true when the
+  // running one is kept as it is; else it is reported changed or added.
+  auto keeps = [&](Instance *fresh, Instance *old) {
+    if (old && r.same.count(fresh)) {
+      kept.insert(old);
+      r.unchanged++;
+      return true;
+    }
+    (old ? r.changed : r.added).push_back(fresh->name);
+    return false;
+  };
 
   // 1. Inputs that go: stopped now, their last submits routed through the old chain while its
   //    filters still run; destroyed once their tickets are finished, and only then do their
@@ -235,13 +246,7 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
   std::vector<std::unique_ptr<InputInstance>> inputs;
   for (auto &ni : gen.inputs) {
     InputInstance *old = find_named(inputs_, ni->name);
-    if (old && r.same.count(ni.get())) {
-      kept.insert(old);
-      r.unchanged++;
-    } else {
-      (old ? r.changed : r.added).push_back(ni->name);
-      ni->predecessor = old;
-    }
+    if (!keeps(ni.get(), old)) ni->predecessor = old;
   }
   for (auto &in : inputs_) {
     if (in->retiring || kept.count(in.get())) continue;
@@ -267,15 +272,7 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
   //    so stand-ins and holds finish normally; then they are destroyed.
   std::vector<std::unique_ptr<FilterInstance>> filters;
   std::vector<FilterInstance *> retired_filters;
-  for (auto &nf : gen.filters) {
-    FilterInstance *old = find_filter(filters_, nf->name);
-    if (old && r.same.count(nf.get())) {
-      kept.insert(old);
-      r.unchanged++;
-    } else {
-      (old ? r.changed : r.added).push_back(nf->name);
-    }
-  }
+  for (auto &nf : gen.filters) keeps(nf.get(), find_filter(filters_, nf->name));
   for (auto &f : filters_)
     if (!kept.count(f.get())) {
       if (!find_filter(gen.filters, f->name)) r.removed.push_back(f->name);
@@ -307,15 +304,7 @@ void Engine::apply_reload(PipelineConfig &next, Generation &gen) {
   // 3. Outputs that go: no new records from now on; the filling chunk is sealed and the queue
   //    drains to the old plugin. A successor of the same name takes over the disk backlog.
   std::vector<std::unique_ptr<OutputInstance>> outputs;
-  for (auto &no : gen.outputs) {
-    OutputInstance *old = find_named(outputs_, no->name);
-    if (old && r.same.count(no.get())) {
-      kept.insert(old);
-      r.unchanged++;
-    } else {
-      (old ? r.changed : r.added).push_back(no->name);
-    }
-  }
+  for (auto &no : gen.outputs) keeps(no.get(), find_named(outputs_, no->name));
   for (auto &o : outputs_) {
     if (o->retiring || kept.count(o.get())) continue;
     OutputInstance *successor = find_named(gen.outputs, o->name);

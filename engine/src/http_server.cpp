@@ -386,15 +386,7 @@ void HttpServer::Impl::remove_routes(const void *owner) {
   std::vector<HttpRequest *> open;
   for (HttpRequest *r : streams)
     if (r->owner_ == owner) open.push_back(r);
-  for (HttpRequest *r : open) {
-    close_watch(r);
-    r->stream_->ending = true;
-    if (r->req_ != nullptr) {
-      r->req_->http1_is_persistent = 0;
-      kick(r);
-    }
-    schedule_close(r);
-  }
+  for (HttpRequest *r : open) end_stream(r);
   if (!open.empty()) drain_close_queue();
   if (emptied && sweep != nullptr && !stopping) uv_timer_start(sweep, on_sweep, 0, 0);
 }
@@ -622,15 +614,7 @@ void HttpServer::Impl::stop() {
   // connection closes. Every plugin hears on_close before stop() returns, because the engine
   // stops and destroys the plugins right after; h2o finishing the writes later only frees ours.
   std::vector<HttpRequest *> open(streams.begin(), streams.end());
-  for (HttpRequest *r : open) {
-    close_watch(r);
-    r->stream_->ending = true;
-    if (r->req_ != nullptr) {
-      r->req_->http1_is_persistent = 0;
-      kick(r);
-    }
-    schedule_close(r);
-  }
+  for (HttpRequest *r : open) end_stream(r);
   drain_close_queue();
   if (sweep != nullptr) {
     uv_timer_stop(sweep);

@@ -250,6 +250,9 @@ struct HttpServer::Impl {
   void close_watch(HttpRequest *hr);
   void client_left(HttpRequest *hr);
   void schedule_close(HttpRequest *hr);
+  // The server ends a stream (stop, or its owner's routes removed): the response is finished
+  // and the connection not kept; the plugin hears on_close from drain_close_queue().
+  void end_stream(HttpRequest *hr);
   void drain_close_queue();
   void deliver_close(HttpRequest *hr);
 

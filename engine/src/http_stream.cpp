@@ -159,6 +159,16 @@ void HttpServer::Impl::client_left(HttpRequest *hr) {
   kick(hr);  // with nothing in flight, aborts the response now (else at the next proceed)
 }
 
+void HttpServer::Impl::end_stream(HttpRequest *hr) {
+  close_watch(hr);
+  hr->stream_->ending = true;
+  if (hr->req_ != nullptr) {
+    hr->req_->http1_is_persistent = 0;
+    kick(hr);
+  }
+  schedule_close(hr);
+}
+
 void HttpServer::Impl::schedule_close(HttpRequest *hr) {
   StreamState &s = *hr->stream_;
   if (s.close_scheduled || s.notified) return;

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "http_support.h"
+#include "notify_socket.h"
 #include "process.h"
 
 using namespace devmesh::test;
@@ -232,57 +233,10 @@ TEST(EngineSafety, AFlushStuckOnAWorkerMakesHealthUnhealthyUntilItReturns) {
       << body;
 }
 
-namespace {
-
-// The socket systemd would own ($NOTIFY_SOCKET): a unix datagram socket in the test's dir.
-class NotifySocket {
- public:
-  explicit NotifySocket(const std::string &path) : path_(path) {
-    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-    if (bind(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~NotifySocket() {
-    if (fd_ >= 0) close(fd_);
-    unlink(path_.c_str());
-  }
-  bool ok() const { return fd_ >= 0; }
-  // The next message within `wait`, or "" (no message).
-  std::string next(std::chrono::milliseconds wait) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(wait.count())) <= 0) return "";
-    char buf[4096];
-    ssize_t n = recv(fd_, buf, sizeof buf, 0);
-    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-  }
-  // Waits for a message containing `text`.
-  bool wait_for(const std::string &text, std::chrono::milliseconds deadline) {
-    auto end = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < end)
-      if (next(100ms).find(text) != std::string::npos) return true;
-    return false;
-  }
-  void drain() {
-    while (!next(0ms).empty()) {
-    }
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
-
-}  // namespace
-
 TEST(EngineSafety, TheSystemdWatchdogIsFedWhileTheLoopRunsAndNotWhileAPluginHoldsIt) {
   TempDir d;
   NotifySocket sd(d / "notify.sock");
-  ASSERT_TRUE(sd.ok());
+  ASSERT_TRUE(sd.bound());
   const int hport = free_port(), port = free_port();
   const std::string yaml =
       head(hport, "  watchdog: 1s\n") + http_input(port, "app.sd") +
@@ -291,9 +245,9 @@ TEST(EngineSafety, TheSystemdWatchdogIsFedWhileTheLoopRunsAndNotWhileAPluginHold
   write_file(d / "sd.yaml", yaml);
   Process p({DEVMESH_BIN, "-c", d / "sd.yaml"}, d.path(), "sd",
             {"NOTIFY_SOCKET=" + d / "notify.sock", "WATCHDOG_USEC=1000000"});
-  ASSERT_TRUE(sd.wait_for("READY=1", 30s)) << p.err();
-  ASSERT_TRUE(sd.wait_for("WATCHDOG=1", 30s)) << p.err();
-  ASSERT_TRUE(sd.wait_for("WATCHDOG=1", 30s)) << p.err();  // and again: it is periodic
+  ASSERT_TRUE(wait_until([&] { return sd.count("READY=1") == 1; }, 30s)) << p.err();
+  // periodic: more than one
+  ASSERT_TRUE(wait_until([&] { return sd.count("WATCHDOG=1") >= 2; }, 30s)) << p.err();
 
   auto answer =
       std::async(std::launch::async, [&] { return libcurl_post(url(port), body_of({"NAP"})); });
@@ -301,20 +255,22 @@ TEST(EngineSafety, TheSystemdWatchdogIsFedWhileTheLoopRunsAndNotWhileAPluginHold
   const std::string back = "[sleepy] watchdog: the filter callback returned after";
   ASSERT_TRUE(wait_until([&] { return p.err().find(stalled) != std::string::npos; }, 30s))
       << p.err();
-  // What was sent before the stall was reported may still be queued; after it, nothing until
-  // the call returned (the watchdog writes the stall line before it stops feeding).
-  sd.drain();
-  int during = 0;
-  auto end = std::chrono::steady_clock::now() + 30s;
-  while (std::chrono::steady_clock::now() < end) {
-    std::string m = sd.next(100ms);
-    bool returned = p.err().find(back) != std::string::npos;
-    if (m.find("WATCHDOG=1") != std::string::npos && !returned) during++;
-    if (returned) break;
-  }
-  EXPECT_EQ(during, 0) << "WATCHDOG=1 sent while the loop was blocked";
-  ASSERT_NE(p.err().find(back), std::string::npos) << p.err();
-  EXPECT_TRUE(sd.wait_for("WATCHDOG=1", 30s)) << "not fed again after the stall";
+  // Keep-alives go out every 0.5 s and the stall is reported after 1 s of it: the last one
+  // before the stall has been received by now. From here until the call returned, none.
+  const size_t at_stall = sd.count("WATCHDOG=1");
+  size_t before_return = at_stall;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const size_t n = sd.count("WATCHDOG=1");  // read before the log: sent before the return
+        if (p.err().find(back) != std::string::npos) return true;
+        before_return = n;
+        return false;
+      },
+      30s))
+      << p.err();
+  EXPECT_EQ(before_return, at_stall) << "WATCHDOG=1 sent while the loop was blocked";
+  EXPECT_TRUE(wait_until([&] { return sd.count("WATCHDOG=1") > before_return; }, 30s))
+      << "not fed again after the stall";
   EXPECT_EQ(answer.get().status, 200);
   p.kill(SIGTERM);
   EXPECT_EQ(p.wait_exit(30s), 0) << p.err();
