@@ -276,6 +276,8 @@ typedef struct dm_tls_config {
  * dm_tls_config member of the plugin's config struct:
  *   static const dm_option opts[] = { ..., DM_TLS_OPTIONS(struct my_config, tls) };
  * Their keys are tls.cert, tls.key, tls.ca and tls.min_version, as in Fluent Bit's tls.*. */
+/* (kept one option per line rather than clang-format's one field per line) */
+/* clang-format off */
 #define DM_TLS_OPTIONS(type, member)                                                            \
   {"tls.cert", DM_OPT_PATH, DM_OPT_BIND, NULL, 0, 0, NULL,                                      \
    "serve TLS with this PEM certificate chain (with tls.key)", offsetof(type, member.cert)},   \
@@ -286,6 +288,7 @@ typedef struct dm_tls_config {
        offsetof(type, member.ca)},                                                              \
       {"tls.min_version", DM_OPT_STRING, DM_OPT_BIND, "1.2", 0, 0, dm_tls_versions,             \
        "lowest TLS version accepted", offsetof(type, member.min_version)}
+/* clang-format on */
 static const char *const dm_tls_versions[] DM_UNUSED = {"1.2", "1.3", NULL};
 
 /* The host's services. Every entry here is since 2.0; entries appended in a later minor say
