@@ -199,8 +199,13 @@ TEST(QueryMariaDbStore, QueryPastTheStatementTimeLimitGets504) {
   EXPECT_NE(r.body.find("statement_timeout"), std::string::npos) << r.body.substr(0, 300);
   EXPECT_EQ(http(base + "/health").status, 200) << "the server goes on serving";
   // A query the index answers at once (a plain newest-first page can itself pass 10 ms on a
-  // cold buffer pool): the plugin serves on after a time-out.
-  EXPECT_EQ(http(base + "/query/logs?service=absent&limit=5").status, 200);
+  // cold buffer pool): the plugin serves on after a time-out. On a loaded machine even this one
+  // may pass 10 ms now and then (CI saw a 504), so it is asked again until it is answered.
+  int status = 0;
+  EXPECT_TRUE(wait_until(
+      [&] { return (status = http(base + "/query/logs?service=absent&limit=5").status) == 200; },
+      20s))
+      << status;
 }
 
 TEST(QueryMariaDbStore, FullTextQueryOnATableWithoutTheIndexIs400) {
