@@ -31,6 +31,12 @@ const char *Instance::intern_name(const std::string &name) {
   return names.insert(name).first->c_str();
 }
 
+namespace {
+// SIGTERM or SIGINT before run() installs the loop's handlers: kept here and acted on once the
+// engine runs (a graceful stop), instead of the default action ending the process with exit 143.
+volatile sig_atomic_t g_early_signal = 0;
+}  // namespace
+
 static std::string where(const PipelineConfig &cfg, const PluginEntry &e) {
   YAML::Mark m = e.node.Mark();
   std::string s = cfg.file;
@@ -42,6 +48,11 @@ Engine::Engine(PipelineConfig cfg) : cfg_(std::move(cfg)) {
   mark_loop_thread();  // main() makes the engine, creates the instances and runs the loop
   // SIGHUP reloads once the loop runs (run()); until then it must not end the process.
   signal(SIGHUP, SIG_IGN);
+  struct sigaction early {};
+  early.sa_handler = [](int signum) { g_early_signal = signum; };
+  sigemptyset(&early.sa_mask);
+  sigaction(SIGTERM, &early, nullptr);
+  sigaction(SIGINT, &early, nullptr);
   uv_loop_init(&loop_);
   http_ = std::make_unique<HttpServer>(&loop_);
   start_ns_ = monotonic_ns();
@@ -384,6 +395,12 @@ int Engine::run() {
     service_notify::ready("running: " + std::to_string(inputs_.size()) + " inputs, " +
                           std::to_string(filters_.size()) + " filters, " +
                           std::to_string(outputs_.size()) + " outputs");
+    if (g_early_signal != 0) {
+      log_msg(DM_LOG_INFO, nullptr, "%s during start: shutting down (grace %lld ms)",
+              strsignal(g_early_signal), static_cast<long long>(cfg_.service.grace_ms));
+      ++signals_;
+      shutdown();
+    }
     check_idle();
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
