@@ -14,75 +14,13 @@
 #include <string>
 
 #include "http_server_impl.h"
+#include "tls_server_context.hpp"
 
 namespace devmesh {
 namespace http_internal {
-namespace {
-
-// The reason of the newest OpenSSL error, and an empty queue: h2o's SSL_get_error calls on this
-// thread would take a stale error for their own.
-std::string take_ssl_error() {
-  unsigned long e = ERR_peek_last_error();
-  const char *reason = e != 0 ? ERR_reason_error_string(e) : nullptr;
-  std::string text = reason != nullptr ? reason : "unknown OpenSSL error";
-  ERR_clear_error();
-  return text;
-}
-
-// Says plainly that a file is missing or unreadable (OpenSSL would say "system lib").
-bool readable(const std::string &option, const std::string &file, std::string &error) {
-  FILE *f = std::fopen(file.c_str(), "r");
-  if (f == nullptr) {
-    error = option + " " + file + ": " + std::strerror(errno);
-    return false;
-  }
-  std::fclose(f);
-  return true;
-}
-
-}  // namespace
 
 SSL_CTX *make_ssl_ctx(const HttpServer::Tls &t, std::string &error) {
-  if (!readable("tls.cert", t.cert, error) || !readable("tls.key", t.key, error)) return nullptr;
-  if (!t.ca.empty() && !readable("tls.ca", t.ca, error)) return nullptr;
-  ERR_clear_error();
-  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-  if (ctx == nullptr) {
-    error = "cannot create a TLS context: " + take_ssl_error();
-    return nullptr;
-  }
-  auto fail = [&](std::string message) -> SSL_CTX * {
-    error = std::move(message);
-    SSL_CTX_free(ctx);
-    ERR_clear_error();
-    return nullptr;
-  };
-  SSL_CTX_set_min_proto_version(ctx, t.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
-  SSL_CTX_set_options(
-      ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
-  if (SSL_CTX_use_certificate_chain_file(ctx, t.cert.c_str()) != 1)
-    return fail("tls.cert " + t.cert + ": no usable PEM certificate (" + take_ssl_error() + ")");
-  if (SSL_CTX_use_PrivateKey_file(ctx, t.key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    unsigned long e = ERR_peek_last_error();
-    if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
-      return fail("tls.key " + t.key + " does not match the certificate in tls.cert " + t.cert);
-    return fail("tls.key " + t.key + ": no usable PEM private key (" + take_ssl_error() + ")");
-  }
-  if (SSL_CTX_check_private_key(ctx) != 1)
-    return fail("tls.key " + t.key + " does not match the certificate in tls.cert " + t.cert);
-  if (!t.ca.empty()) {
-    if (SSL_CTX_load_verify_locations(ctx, t.ca.c_str(), nullptr) != 1)
-      return fail("tls.ca " + t.ca + ": no usable PEM CA certificate (" + take_ssl_error() + ")");
-    // Tells clients which CAs to pick their certificate from.
-    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t.ca.c_str());
-    if (names != nullptr) SSL_CTX_set_client_CA_list(ctx, names);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
-    // Session resumption with client certificates needs a context id, or OpenSSL fails it.
-    static const unsigned char kSessionContext[] = "devmesh";
-    SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
-  }
-  ERR_clear_error();
-  return ctx;
+  return make_server_ssl_ctx(t.cert, t.key, t.ca, t.min_version, error);
 }
 
 }  // namespace http_internal
