@@ -204,6 +204,11 @@ struct Option {
     o.flags |= DM_OPT_SECRET;
     return *this;
   }
+  // Further DM_OPT_* flags, e.g. DM_OPT_MAKES_PARENT | DM_OPT_EXCLUSIVE for a state file.
+  Option &with_flags(uint32_t flags) {
+    o.flags |= flags;
+    return *this;
+  }
   operator dm_option() const { return o; }
 };
 

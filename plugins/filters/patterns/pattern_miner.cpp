@@ -126,7 +126,7 @@ struct Miner::Impl {
     return a != b && a != kWildId && token_kv[a] == 1 && token_kv[b] != 0;
   }
 
-  void tokenize(std::string_view msg) {
+  void tokenize(std::string_view msg, bool masked = true) {
     toks.clear();
     size_t i = 0;
     while (i < msg.size()) {
@@ -138,7 +138,8 @@ struct Miner::Impl {
         toks.push_back(kWildId);
         break;
       }
-      toks.push_back(intern(mask_token(msg.substr(i, j - i), scratch)));
+      const std::string_view tok = msg.substr(i, j - i);
+      toks.push_back(intern(masked ? mask_token(tok, scratch) : tok));
       i = j;
     }
   }
@@ -187,17 +188,33 @@ struct Miner::Impl {
     return true;
   }
 
+  // The token that covers a and b: a itself when equal; "key=<*>" for two values of one key
+  // (the template still says which key varies); else the wildcard.
+  uint32_t cover(uint32_t a, uint32_t b) {
+    if (a == b || a == kWildId) return a;
+    if (token_kv[a] != 0 && token_kv[b] != 0) {
+      const std::string_view ta = token_text[a], tb = token_text[b];
+      const size_t eq = ta.find('=');
+      if (tb.size() > eq && tb.compare(0, eq + 1, ta.substr(0, eq + 1)) == 0) {
+        scratch.assign(ta.substr(0, eq + 1));
+        scratch.append(kWild);
+        return intern(scratch);
+      }
+    }
+    return kWildId;
+  }
+
   bool generalise(std::vector<uint32_t> &tpl, const std::vector<uint32_t> &with) {
     bool changed = false;
-    for (size_t i = 0; i < tpl.size(); ++i)
-      if (tpl[i] != with[i] && tpl[i] != kWildId) {
-        tpl[i] = kWildId;
-        changed = true;
-      }
+    for (size_t i = 0; i < tpl.size(); ++i) {
+      const uint32_t c = cover(tpl[i], with[i]);
+      changed = changed || c != tpl[i];
+      tpl[i] = c;
+    }
     return changed;
   }
 
-  Match add(std::string_view message) {
+  Match add(std::string_view message, bool may_create) {
     tokenize(message);
     const uint64_t h = hash_tokens();
     auto cached = exact.find(h);
@@ -237,6 +254,7 @@ struct Miner::Impl {
       exact[h] = static_cast<uint32_t>(best);
       return {static_cast<uint32_t>(best), false, changed};
     }
+    if (!may_create) return {Miner::kNone, false, false};
     if (blocked.size() + 1 >= opt.kv_variants && !blocked.empty()) {
       // Enough different words at a key=value position: it is a variable after all.
       const uint32_t keep = blocked[0];
@@ -257,14 +275,28 @@ struct Miner::Impl {
     return {id, true, false};
   }
 
+  uint32_t restore(std::string_view text) {
+    tokenize(text, false);
+    const uint32_t leaf = leaf_of();
+    const uint32_t id = static_cast<uint32_t>(clusters.size());
+    clusters.push_back({toks, id, leaf});
+    nodes[leaf].clusters.push_back(id);
+    exact[hash_tokens()] = id;
+    return id;
+  }
+
   std::vector<uint32_t> blocked;
 };
 
 Miner::Miner(MinerOptions options) : impl_(std::make_unique<Impl>(options)) {}
 Miner::~Miner() = default;
 
-Miner::Match Miner::add(std::string_view message) {
-  return impl_->add(message);
+Miner::Match Miner::add(std::string_view message, bool may_create) {
+  return impl_->add(message, may_create);
+}
+
+uint32_t Miner::restore(std::string_view template_text) {
+  return impl_->restore(template_text);
 }
 
 uint32_t Miner::resolve(uint32_t id) const {

@@ -48,7 +48,14 @@ class Miner {
     bool created;  // a new template
     bool changed;  // an existing template was generalised (its text changed)
   };
-  Match add(std::string_view message);
+  static constexpr uint32_t kNone = 0xffffffffu;
+  // The message's template, learning from it. With may_create false (a service at its limit of
+  // templates) a message no template covers gets id kNone and changes nothing.
+  Match add(std::string_view message, bool may_create = true);
+
+  // Puts back a template saved earlier (its text as template_text gave it, wildcards and all),
+  // as a new template: for a restart. Its index is returned.
+  uint32_t restore(std::string_view template_text);
 
   // The template an id given earlier now belongs to (after kv merges).
   uint32_t resolve(uint32_t id) const;
