@@ -22,11 +22,21 @@ struct Column {
   bool not_null;
 };
 inline constexpr Column kColumns[] = {
-    {"id", "INTEGER", false},      {"timestamp", "INTEGER", true}, {"source", "TEXT", true},
-    {"service", "TEXT", true},     {"host", "TEXT", true},         {"level", "TEXT", true},
-    {"trace_id", "TEXT", false},   {"span_id", "TEXT", false},     {"event_type", "TEXT", false},
-    {"error_code", "TEXT", false}, {"message", "TEXT", true},      {"meta_json", "TEXT", false},
-    {"event_id", "BLOB", true},
+    {"id", "INTEGER", false},      {"timestamp", "INTEGER", true},   {"source", "TEXT", true},
+    {"service", "TEXT", true},     {"host", "TEXT", true},           {"level", "TEXT", true},
+    {"trace_id", "TEXT", false},   {"span_id", "TEXT", false},       {"event_type", "TEXT", false},
+    {"error_code", "TEXT", false}, {"message", "TEXT", true},        {"meta_json", "TEXT", false},
+    {"event_id", "BLOB", true},    {"pattern_id", "INTEGER", false},
+};
+
+// Columns added by a release after the table's; start() adds them to a table made before
+// (nullable, so the ALTER is instant and the old rows read NULL).
+struct AddedColumn {
+  const char *name;
+  const char *definition;
+};
+inline constexpr AddedColumn kAddedColumns[] = {
+    {"pattern_id", "INTEGER"},  // the patterns filter's id (a 64-bit hash, stored signed)
 };
 
 // SQL identifiers cannot be bound as parameters: table names are restricted to this form
@@ -66,7 +76,8 @@ inline std::string create_table_sql(std::string_view table) {
          "  error_code TEXT,\n"
          "  message TEXT NOT NULL,\n"
          "  meta_json TEXT,\n"
-         "  event_id BLOB NOT NULL\n"
+         "  event_id BLOB NOT NULL,\n"
+         "  pattern_id INTEGER\n"
          ");\n"
          // The prototype's indexes, same names (prefixed by the table so two tables can share
          // a file). SQLite index entries end with the rowid, so (service, timestamp) is really
@@ -93,7 +104,62 @@ inline std::string create_table_sql(std::string_view table) {
          quote_ident(n + "_idx_host_timestamp") + " ON " + t +
          " (host, timestamp);\n"
          "CREATE INDEX IF NOT EXISTS " +
-         quote_ident(n + "_idx_trace_id") + " ON " + t + " (trace_id);\n";
+         quote_ident(n + "_idx_trace_id") + " ON " + t +
+         " (trace_id);\n"
+         // A pattern's records by time: /query/patterns/{id}, same-pattern links.
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_ident(n + "_idx_pattern_timestamp") + " ON " + t + " (pattern_id, timestamp);\n";
+}
+
+// The templates of the patterns filter, one row per pattern id: written with the rows that carry
+// them, kept by retention as long as a row of theirs may be.
+inline std::string patterns_table(std::string_view table) {
+  return table == "log_events" ? std::string("log_patterns") : std::string(table) + "_patterns";
+}
+
+inline std::string create_patterns_sql(std::string_view table) {
+  const std::string t = quote_ident(patterns_table(table));
+  return "CREATE TABLE IF NOT EXISTS " + t +
+         " (\n"
+         "  id INTEGER PRIMARY KEY,\n"  // the pattern id, stored signed
+         "  service TEXT NOT NULL,\n"
+         "  template TEXT,\n"  // NULL until a record brings it
+         "  first_seen INTEGER NOT NULL,\n"
+         "  last_seen INTEGER NOT NULL,\n"
+         "  count INTEGER NOT NULL\n"
+         ");\n"
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_ident(patterns_table(table) + "_idx_service_last_seen") + " ON " + t +
+         " (service, last_seen);\n";
+}
+
+// Adds one pattern's rows of a batch: counts add up, the seen range widens, a template replaces
+// the stored one (the newest is the most general).
+inline std::string upsert_pattern_sql(std::string_view table) {
+  return "INSERT INTO " + quote_ident(patterns_table(table)) +
+         " (id, service, template, first_seen, last_seen, count) VALUES (?1,?2,?3,?4,?5,?6)"
+         " ON CONFLICT(id) DO UPDATE SET count = count + excluded.count,"
+         " first_seen = min(first_seen, excluded.first_seen),"
+         " last_seen = max(last_seen, excluded.last_seen),"
+         " template = coalesce(excluded.template, template)";
+}
+
+inline bool column_exists(sqlite3 *db, const std::string &table, const char *column);
+
+// ALTER TABLE for every column a table made by an earlier release lacks. "" or the error.
+inline std::string add_missing_columns(sqlite3 *db, const std::string &table) {
+  for (const AddedColumn &c : kAddedColumns) {
+    if (column_exists(db, table, c.name)) continue;
+    const std::string sql =
+        "ALTER TABLE " + quote_ident(table) + " ADD COLUMN " + c.name + " " + c.definition;
+    char *err = nullptr;
+    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = std::string("cannot add column ") + c.name + ": " + (err ? err : "?");
+      sqlite3_free(err);
+      return msg;
+    }
+  }
+  return "";
 }
 
 // External-content FTS5 over message: the text is stored once (in the table); the index is fed
@@ -108,7 +174,8 @@ inline std::string create_fts_sql(std::string_view table) {
 inline std::string insert_sql(std::string_view table) {
   return "INSERT INTO " + quote_ident(table) +
          " (timestamp, source, service, host, level, trace_id, span_id, event_type, error_code,"
-         " message, meta_json, event_id) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+         " message, meta_json, event_id, pattern_id) VALUES"
+         " (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
          " ON CONFLICT(event_id) DO NOTHING";
 }
 
@@ -125,6 +192,19 @@ inline bool table_exists(sqlite3 *db, const std::string &name) {
     sqlite3_bind_text(st, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
     found = sqlite3_step(st) == SQLITE_ROW;
   }
+  sqlite3_finalize(st);
+  return found;
+}
+
+inline bool column_exists(sqlite3 *db, const std::string &table, const char *column) {
+  sqlite3_stmt *st = nullptr;
+  bool found = false;
+  const std::string pragma = "PRAGMA table_info(" + quote_ident(table) + ")";
+  if (sqlite3_prepare_v2(db, pragma.c_str(), -1, &st, nullptr) == SQLITE_OK)
+    while (!found && sqlite3_step(st) == SQLITE_ROW) {
+      const auto *name = reinterpret_cast<const char *>(sqlite3_column_text(st, 1));
+      found = name != nullptr && std::strcmp(name, column) == 0;
+    }
   sqlite3_finalize(st);
   return found;
 }
@@ -168,8 +248,12 @@ inline std::string check_table(sqlite3 *db, const std::string &table) {
     if (name == "id" && !pk) add("column id is not the INTEGER PRIMARY KEY");
   }
   sqlite3_finalize(st);
-  for (size_t i = 0; i < std::size(kColumns); ++i)
-    if (!seen[i]) add(std::string("column ") + kColumns[i].name + " is missing");
+  for (size_t i = 0; i < std::size(kColumns); ++i) {
+    bool added_later = false;  // start() adds it (add_missing_columns)
+    for (const AddedColumn &a : kAddedColumns)
+      added_later = added_later || std::strcmp(a.name, kColumns[i].name) == 0;
+    if (!seen[i] && !added_later) add(std::string("column ") + kColumns[i].name + " is missing");
+  }
 
   // ON CONFLICT(event_id) needs a UNIQUE index on exactly that column.
   bool unique_event_id = false;
@@ -193,7 +277,9 @@ inline std::string check_table(sqlite3 *db, const std::string &table) {
     }
   }
   sqlite3_finalize(st);
-  if (!unique_event_id && seen[std::size(kColumns) - 1]) add("event_id has no UNIQUE index");
+  size_t event_id = 0;
+  while (std::string_view(kColumns[event_id].name) != "event_id") ++event_id;
+  if (!unique_event_id && seen[event_id]) add("event_id has no UNIQUE index");
   return problems;
 }
 

@@ -1,7 +1,7 @@
 // The sqlite output through the real binary: the prototype's columns in a WAL file, re-delivery
 // stored once, the full-text index kept in step, an incompatible table refused at start, busy
-// database retried, retention removing old rows in the background, and values at the ingest
-// limits (1 MiB message, 1 MiB meta) kept whole.
+// database retried, retention removing old rows (and templates) in the background, values at the
+// ingest limits (1 MiB message, 1 MiB meta) kept whole, and the patterns filter's column and table.
 #include <gtest/gtest.h>
 
 #include "store_test_support.h"
@@ -266,6 +266,103 @@ TEST(SqliteOutput, FullTextOffDropsAStaleIndexAndStillStoresEverything) {
   SqliteDb s(db);
   EXPECT_EQ(s.number("SELECT count(*) FROM log_events"), 400);
   EXPECT_EQ(s.number("SELECT count(*) FROM sqlite_master WHERE name = 'log_events_fts'"), 0);
+}
+
+}  // namespace
+
+namespace {
+
+// The patterns filter's id is the pattern_id column and its template a row of log_patterns,
+// neither is left in meta_json; counts are the rows stored (a re-delivery adds none).
+TEST(SqliteOutput, PatternIdsAreAColumnAndTemplatesRowsOfLogPatterns) {
+  TempDir d;
+  const std::string db = d / "devmesh.db";
+  auto e = start_engine(
+      d, plugins_head("  exit_when_done: true\n") + "  inputs:\n" +
+             "    - {name: dummy, rate: 0, count: 300, service: sshd, meta: {pid: '7'},"
+             " messages: ['Accepted password for root from 10.0.0.{seq} port {seq}',"
+             " 'Connection closed by 10.1.{seq}.2 [preauth]', 'session opened for user app']}\n"
+             "  filters:\n    - {name: patterns}\n" +
+             sqlite_out(db));
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  SqliteDb s(db);
+  EXPECT_EQ(s.number("SELECT count(*) FROM log_events WHERE pattern_id IS NULL"), 0);
+  EXPECT_EQ(s.number("SELECT count(DISTINCT pattern_id) FROM log_events"), 3);
+  EXPECT_EQ(s.number("SELECT count(*) FROM log_events WHERE meta_json LIKE '%pattern%'"), 0);
+  EXPECT_NE(s.value("SELECT meta_json FROM log_events LIMIT 1").find("\"pid\":\"7\""),
+            std::string::npos);
+  auto rows = s.rows(
+      "SELECT p.service, p.template, p.count, p.first_seen <= p.last_seen,"
+      " (SELECT count(*) FROM log_events l WHERE l.pattern_id = p.id)"
+      " FROM log_patterns p ORDER BY p.template");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0],
+            (std::vector<std::string>{"sshd", "Accepted password for root from <*> port <*>", "100",
+                                      "1", "100"}));
+  EXPECT_EQ(rows[1], (std::vector<std::string>{"sshd", "Connection closed by <*> [preauth]", "100",
+                                               "1", "100"}));
+  EXPECT_EQ(rows[2],
+            (std::vector<std::string>{"sshd", "session opened for user app", "100", "1", "100"}));
+  auto idx = s.value(
+      "SELECT name FROM sqlite_master WHERE type='index' AND name LIKE '%pattern_timestamp'");
+  EXPECT_EQ(idx, "log_events_idx_pattern_timestamp");
+}
+
+// An upgrade: a table made by the previous release (no pattern_id) gets the column at start;
+// its rows stay and read NULL there.
+TEST(SqliteOutput, ATableFromThePreviousReleaseGetsThePatternIdColumnAtStart) {
+  TempDir d;
+  const std::string db = d / "devmesh.db";
+  {
+    SqliteDb s(db);
+    // The previous release's DDL, verbatim.
+    s.exec(
+        "CREATE TABLE \"log_events\" (\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  timestamp INTEGER NOT NULL,\n  source TEXT NOT NULL,\n  service TEXT NOT NULL,\n"
+        "  host TEXT NOT NULL,\n  level TEXT NOT NULL CHECK (level IN "
+        "('DEBUG','INFO','WARN','WARNING','ERROR','CRITICAL','FATAL')),\n  trace_id TEXT,\n"
+        "  span_id TEXT,\n  event_type TEXT,\n  error_code TEXT,\n  message TEXT NOT NULL,\n"
+        "  meta_json TEXT,\n  event_id BLOB NOT NULL\n);\n"
+        "CREATE UNIQUE INDEX \"log_events_event_id\" ON \"log_events\" (event_id);\n"
+        "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id)"
+        " VALUES (1, 'old', 'svc', 'h', 'INFO', 'written by the previous release',"
+        " randomblob(16));");
+  }
+  auto e = start_engine(d, plugins_head("  exit_when_done: true\n") + "  inputs:\n" +
+                               dummy(50, ", message: 'new row {seq}'") +
+                               "  filters:\n    - {name: patterns}\n" + sqlite_out(db));
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  SqliteDb s(db);
+  EXPECT_EQ(s.value("SELECT quote(pattern_id) FROM log_events WHERE source = 'old'"), "NULL");
+  EXPECT_EQ(s.number("SELECT count(*) FROM log_events WHERE source = 'dummy' AND pattern_id"
+                     " IS NOT NULL"),
+            50);
+  EXPECT_EQ(s.value("SELECT template FROM log_patterns"), "new row <*>");
+}
+
+TEST(SqliteOutput, RetentionRemovesTemplatesWhoseRowsAreAllGone) {
+  TempDir d;
+  const std::string db = d / "devmesh.db";
+  {
+    auto e = start_engine(
+        d, plugins_head("  exit_when_done: true\n") + "  inputs:\n" + dummy(10) + sqlite_out(db),
+        "create");
+    ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+    SqliteDb s(db);
+    s.exec(
+        "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count) VALUES"
+        " (1, 'svc', 'ancient <*>', 1, 2, 5),"
+        " (2, 'svc', 'recent <*>', 1, (strftime('%s','now') - 86400) * 1000000000, 5)");
+  }
+  auto e = start_engine(d, plugins_head() + "  inputs:\n" + "    - {name: dummy, rate: 50}\n" +
+                               sqlite_out(db, ", retention: 90d, retention_interval: 200ms"));
+  ASSERT_TRUE(wait_until(
+      [&] { return SqliteDb(db).number("SELECT count(*) FROM log_patterns WHERE id = 1") == 0; },
+      30s))
+      << e->err();
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+  EXPECT_EQ(SqliteDb(db).value("SELECT template FROM log_patterns"), "recent <*>");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -20,6 +21,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include <crash_point.hpp>
 #include <devmesh/record_fields.hpp>
@@ -92,16 +94,24 @@ std::string exec(sqlite3 *db, const std::string &sql) {
 }
 
 // Statements of one writer connection (one per worker thread).
+// One pattern's new rows in the batch being written (strings point into the batch).
+struct PatternRows {
+  std::string_view service, text;
+  int64_t first = 0, last = 0, count = 0;
+};
+
 struct Writer {
   sqlite3 *db = nullptr;
   sqlite3_stmt *begin = nullptr, *commit = nullptr, *rollback = nullptr, *insert = nullptr;
-  sqlite3_stmt *max_id = nullptr, *fts_feed = nullptr;
+  sqlite3_stmt *max_id = nullptr, *fts_feed = nullptr, *upsert_pattern = nullptr;
   rapidjson::StringBuffer meta;  // reused: no heap allocation per record once grown
+  std::unordered_map<uint64_t, PatternRows> patterns;
 
   ~Writer() { close(); }
   // Back to the unopened state; the next flush reopens.
   void close() {
-    for (sqlite3_stmt *s : {begin, commit, rollback, insert, max_id, fts_feed}) sqlite3_finalize(s);
+    for (sqlite3_stmt *s : {begin, commit, rollback, insert, max_id, fts_feed, upsert_pattern})
+      sqlite3_finalize(s);
     sqlite3_close(db);
     db = nullptr;
     begin = commit = rollback = insert = max_id = fts_feed = nullptr;
@@ -204,7 +214,11 @@ class SqliteOutput {
     if (err.empty()) {
       problem = schema::check_table(db, table_);
       const bool had_fts = schema::table_exists(db, schema::fts_name(table_));
-      if (problem.empty()) err = exec(db, schema::create_table_sql(table_));
+      // A table made by an earlier release gets the columns added since (an upgrade).
+      if (problem.empty() && schema::table_exists(db, table_))
+        err = schema::add_missing_columns(db, table_);
+      if (problem.empty() && err.empty())
+        err = exec(db, schema::create_table_sql(table_) + schema::create_patterns_sql(table_));
       if (problem.empty() && err.empty()) {
         if (full_text_ && !had_fts) {
           err = exec(db, schema::create_fts_sql(table_));
@@ -300,7 +314,9 @@ class SqliteOutput {
       return sqlite3_prepare_v3(w.db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, st, nullptr);
     };
     if ((rc = prep("BEGIN IMMEDIATE", &w.begin)) || (rc = prep("COMMIT", &w.commit)) ||
-        (rc = prep("ROLLBACK", &w.rollback)) || (rc = prep(schema::insert_sql(table_), &w.insert)))
+        (rc = prep("ROLLBACK", &w.rollback)) ||
+        (rc = prep(schema::insert_sql(table_), &w.insert)) ||
+        (rc = prep(schema::upsert_pattern_sql(table_), &w.upsert_pattern)))
       return rc;
     if (full_text_) {
       if ((rc = prep("SELECT coalesce(max(id), 0) FROM " + schema::quote_ident(table_),
@@ -338,8 +354,57 @@ class SqliteOutput {
       }(),
       "the columns are the record's fields");
 
+  static constexpr uint32_t kNoMeta = 0xffffffffu;
+  struct PatternMeta {
+    bool valid = false;
+    uint64_t id = 0;
+    uint32_t id_index = kNoMeta, text_index = kNoMeta, keys = 0;
+  };
+  // meta pattern_id (16 hex digits, from the patterns filter) and pattern (its template). An
+  // id that is not 16 hex digits stays in meta_json, and so does its template.
+  static PatternMeta pattern_meta(const dm_record &r) {
+    PatternMeta pm;
+    for (uint32_t m = 0; m < r.meta_count; ++m) {
+      const std::string_view k = sv(r.meta[m].key);
+      if (k == "pattern_id") pm.id_index = m;
+      if (k == "pattern") pm.text_index = m;
+    }
+    if (pm.id_index == kNoMeta) return pm;
+    const std::string_view v = sv(r.meta[pm.id_index].value);
+    if (v.size() != 16) return pm;
+    for (char c : v) {
+      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) return pm;
+      pm.id = pm.id << 4 | static_cast<uint64_t>(d);
+    }
+    pm.valid = true;
+    pm.keys = 1 + (pm.text_index != kNoMeta);
+    return pm;
+  }
+
+  // The batch's patterns into the patterns table, in the rows' transaction.
+  int write_patterns(Writer &w) {
+    int rc = SQLITE_OK;
+    for (const auto &[id, p] : w.patterns) {
+      sqlite3_stmt *st = w.upsert_pattern;
+      sqlite3_bind_int64(st, 1, static_cast<int64_t>(id));
+      sqlite3_bind_text(st, 2, p.service.data(), static_cast<int>(p.service.size()), SQLITE_STATIC);
+      if (p.text.empty())
+        sqlite3_bind_null(st, 3);
+      else
+        sqlite3_bind_text(st, 3, p.text.data(), static_cast<int>(p.text.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(st, 4, p.first);
+      sqlite3_bind_int64(st, 5, p.last);
+      sqlite3_bind_int64(st, 6, p.count);
+      if ((rc = step_done(st))) break;
+    }
+    w.patterns.clear();
+    return rc;
+  }
+
   // One transaction: the rows, then (full_text) their FTS entries by rowid range, then COMMIT.
   int write_batch(Writer &w, const dm_batch *batch, dm_flush_token *token) {
+    w.patterns.clear();  // a failed batch's, pointing into a batch that is gone
     int rc = step_done(w.begin);
     if (rc) return rc;
     int64_t first_new = 0;
@@ -372,11 +437,18 @@ class SqliteOutput {
       if (level < DM_LEVEL_DEBUG || level > DM_LEVEL_FATAL) level = DM_LEVEL_INFO, ++defaulted;
       sqlite3_bind_text(st, static_cast<int>(2 + kLevelBefore), dm_level_name(level), -1,
                         SQLITE_STATIC);
-      if (r.meta_count) {
+      // The patterns filter's id and template are a column and a table row, not meta.
+      const PatternMeta pm = pattern_meta(r);
+      if (pm.valid)
+        sqlite3_bind_int64(st, 13, static_cast<int64_t>(pm.id));
+      else
+        sqlite3_bind_null(st, 13);
+      if (r.meta_count > (pm.valid ? pm.keys : 0u)) {
         w.meta.Clear();
         json.Reset(w.meta);
         json.StartObject();
         for (uint32_t m = 0; m < r.meta_count; ++m) {
+          if (pm.valid && (m == pm.id_index || m == pm.text_index)) continue;
           json.Key(r.meta[m].key.ptr ? r.meta[m].key.ptr : "",
                    static_cast<rapidjson::SizeType>(r.meta[m].key.len));
           if (!write_typed_meta(json, r.meta[m]))
@@ -404,9 +476,22 @@ class SqliteOutput {
       }
       sqlite3_reset(st);
       if (rc != SQLITE_DONE) return rc;
-      inserted += static_cast<uint64_t>(sqlite3_changes(w.db));
+      const int changed = sqlite3_changes(w.db);
+      inserted += static_cast<uint64_t>(changed);
+      if (changed && pm.valid) {
+        PatternRows &p = w.patterns[pm.id];
+        if (p.count == 0) {
+          p.service = sv(r.service);
+          p.first = p.last = r.timestamp_ns;
+        }
+        if (pm.text_index != kNoMeta) p.text = sv(r.meta[pm.text_index].value);
+        p.first = std::min(p.first, r.timestamp_ns);
+        p.last = std::max(p.last, r.timestamp_ns);
+        ++p.count;
+      }
     }
     sqlite3_clear_bindings(w.insert);
+    if ((rc = write_patterns(w))) return rc;
     if (full_text_ && inserted) {
       sqlite3_bind_int64(w.fts_feed, 1, first_new);
       if ((rc = step_done(w.fts_feed))) return rc;
@@ -485,6 +570,10 @@ class SqliteOutput {
         if (n < retention_batch_) break;
         if (!wait(kRetentionYield)) break;
       }
+      // Templates none of whose rows can remain (one short statement: few rows).
+      if (err.empty() && !stopping())
+        err = exec(db, "DELETE FROM " + schema::quote_ident(schema::patterns_table(table_)) +
+                           " WHERE last_seen < " + std::to_string(cutoff));
       if (!err.empty()) {
         host_->metric_add(m_retention_errors_, 1);
         host_->log(inst_, DM_LOG_WARN, "retention pass failed (next in %lld ms): %s",
