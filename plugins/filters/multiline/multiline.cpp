@@ -53,8 +53,8 @@ const dm_option kOptions[] = {
                           "record of its stream"),
     Option<DM_OPT_LIST>("key", &C::key,
                         "the fields whose values name a stream (lines join only within one): "
-                        "service, host, source, or a meta key (journald and the http input "
-                        "put the process id in meta pid)")
+                        "service, host, source, or a meta key (journald puts the process id "
+                        "in meta pid; an http client sends it as meta_json.pid)")
         .value("[service, pid]"),
     Option<DM_OPT_DURATION>("flush_timeout", &C::flush_timeout_ms,
                             "a record is emitted at most this long after its first line "

@@ -45,8 +45,9 @@ class Pattern {
 
   bool matches(std::string_view s) const {
     const auto *p = reinterpret_cast<PCRE2_SPTR>(s.data());
+    // 0 is a match too: one whose groups did not fit the single-pair match data.
     return (jit_ ? pcre2_jit_match(code_, p, s.size(), 0, 0, match_, nullptr)
-                 : pcre2_match(code_, p, s.size(), 0, 0, match_, nullptr)) > 0;
+                 : pcre2_match(code_, p, s.size(), 0, 0, match_, nullptr)) >= 0;
   }
 
  private:
