@@ -212,7 +212,11 @@ class TimeFormat {
     }
     if (p != text.size()) return false;
     if (has_epoch) {
-      ns = epoch * 1000000000 + frac_ns;
+      int64_t whole;
+      if (__builtin_mul_overflow(epoch, int64_t(1000000000), &whole) ||
+          __builtin_add_overflow(whole, frac_ns, &whole))
+        return false;
+      ns = whole;
       return true;
     }
     if (twelve || has_pm) {
