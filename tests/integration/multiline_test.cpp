@@ -392,6 +392,20 @@ TEST(Multiline, MaxLinesEndsARecordAndLaterLinesPassOnTheirOwn) {
   EXPECT_EQ(count(got, kJava[8]), 1u);
 }
 
+TEST(Multiline, MaxBytesEndsARecordBeforeALineThatWouldPassIt) {
+  // 37 + 3 * (1 + 300) = 940 bytes; a fourth frame would make 1241, past max_bytes (1 KiB).
+  std::vector<std::string> lines = {"java.lang.IllegalStateException: big"};
+  for (int i = 1; i <= 5; ++i)
+    lines.push_back("\tat " + std::string(288, static_cast<char>('a' + i)) + "(X.java)");
+  ASSERT_EQ(lines[1].size(), 300u);
+  auto got = run_dummy(lines, "{name: multiline, rules: [java], max_bytes: 1KiB}",
+                       "devmesh_multiline_flushes_total", "reason=\"max_bytes\"", 1);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(count(got, joined({lines[0], lines[1], lines[2], lines[3]})), 1u);
+  EXPECT_EQ(count(got, lines[4]), 1u);
+  EXPECT_EQ(count(got, lines[5]), 1u);
+}
+
 TEST(Multiline, AStartAndContinueRegexPairJoinsLinesOfAnyShape) {
   const std::vector<std::string> lines = {"BEGIN report 1", "| cpu 93%", "| disk 71%", "unrelated",
                                           "BEGIN report 2", "| mem 12%", "END"};

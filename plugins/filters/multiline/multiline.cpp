@@ -34,6 +34,7 @@ struct MultilineConfig {
   dm_strings key{};
   int64_t flush_timeout_ms = 0;
   int64_t max_lines = 0;
+  int64_t max_bytes = 0;
 };
 
 using C = MultilineConfig;
@@ -66,6 +67,11 @@ const dm_option kOptions[] = {
                        "lines pass on their own")
         .value("1000")
         .bounded(2, 1e6),
+    Option<DM_OPT_SIZE>("max_bytes", &C::max_bytes,
+                        "a record is emitted once its message has this many bytes; a line that "
+                        "would pass it passes on its own instead (and ends the record)")
+        .value("1MiB")
+        .bounded(1024, 64.0 * 1024 * 1024),
 };
 
 enum class KeyField : uint8_t { service, host, source, meta };
@@ -100,8 +106,9 @@ struct Stream {
   std::vector<dm_hold *> holds;
 };
 
-enum Reason { kNextLine = 0, kTimeout = 1, kMaxLines = 2, kStop = 3, kReasons = 4 };
-const char *const kReasonNames[kReasons] = {"next_line", "timeout", "max_lines", "stop"};
+enum Reason { kNextLine = 0, kTimeout = 1, kMaxLines = 2, kMaxBytes = 3, kStop = 4, kReasons = 5 };
+const char *const kReasonNames[kReasons] = {"next_line", "timeout", "max_lines", "max_bytes",
+                                            "stop"};
 
 class Multiline {
  public:
@@ -149,6 +156,7 @@ class Multiline {
     }
     timeout_ns_ = c.flush_timeout_ms * 1000000;
     max_lines_ = static_cast<uint32_t>(c.max_lines);
+    max_bytes_ = static_cast<size_t>(c.max_bytes);
     problems.refuse_if_any();
     can_hold_ = DM_HOST_HAS(host, hold_release);
     m_joined_ = host->metric_counter(inst, "multiline_records_joined_total",
@@ -161,7 +169,7 @@ class Multiline {
       m_flushes_[r] = host->metric_counter(
           inst, "multiline_flushes_total",
           "held records emitted: at the next line of their stream that does not continue them, "
-          "at flush_timeout, at max_lines, at stop",
+          "at flush_timeout, at max_lines, at max_bytes, at stop",
           labels.c_str());
     }
     m_held_ =
@@ -206,13 +214,17 @@ class Multiline {
         if (it != streams_.end() && it->second.open) s = &it->second;
       }
       if (s) {
-        if (s->rule->continues(line, s->phase)) {
+        // A line that would take the record past max_bytes ends it and is judged on its own.
+        if (s->record.message.size() + 1 + line.size() > max_bytes_) {
+          flush(*s, kMaxBytes);
+        } else if (s->rule->continues(line, s->phase)) {
           append(*s, r, batch);
           verdicts[i] = DM_DROP;
           if (s->record.lines >= max_lines_) flush(*s, kMaxLines);
           continue;
+        } else {
+          flush(*s, kNextLine);
         }
-        flush(*s, kNextLine);
       }
       const Rule *rule = nullptr;
       for (const auto &candidate : rules_)
@@ -425,6 +437,7 @@ class Multiline {
   std::vector<std::pair<KeyField, std::string>> keys_;
   int64_t timeout_ns_ = 1000000000;
   uint32_t max_lines_ = 1000;
+  size_t max_bytes_ = 1 << 20;
   bool can_hold_ = false;
   std::unordered_map<std::string, Stream, SvHash, std::equal_to<>> streams_;
   std::deque<Deadline> deadlines_;
