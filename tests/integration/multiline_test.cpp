@@ -335,6 +335,40 @@ TEST(Multiline, TracesPostedLineByLineToTheHttpInputJoinPerServiceAndPid) {
   EXPECT_EQ(got.size(), 4u);
 }
 
+// SIGTERM while a record is held: the filter emits it at stop and the engine delivers it.
+TEST(Multiline, AHeldRecordIsEmittedAndDeliveredAtAGracefulStop) {
+  TempDir d;
+  const int port = free_port(), metrics_port = free_port();
+  Devmesh e(d, "engine",
+            plugins_head("  http_listen: 127.0.0.1:" + std::to_string(metrics_port) + "\n") +
+                "  inputs:\n    - {name: http, listen: '127.0.0.1:" + std::to_string(port) +
+                "'}\n  filters:\n    - {name: multiline, rules: [go], flush_timeout: 1h}\n"
+                "  outputs:\n    - {name: stdout, path: " +
+                d / "out.ndjson" + "}\n");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/ingest/logs";
+  ASSERT_TRUE(wait_until([&] { return libcurl_post(url, "{\"logs\":[]}").status == 200; }, 20s))
+      << e->err();
+  ASSERT_EQ(libcurl_post(url, R"({"logs":[{"service":"api","message":"panic: boom"},)"
+                              R"({"service":"api","message":""},)"
+                              R"({"service":"api","message":"goroutine 1 [running]:"}]})")
+                .status,
+            200);
+  std::string metrics;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        http_get("http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics", &metrics,
+                 d.path());
+        return find_metric(metrics, "devmesh_multiline_streams_open", "") == 1;
+      },
+      30s))
+      << metrics << e->err();
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  const auto got = outputs(d / "out.ndjson");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].message, "panic: boom\n\ngoroutine 1 [running]:");
+}
+
 // ---- options ----------------------------------------------------------------------------------
 
 // A dummy input sending `lines` in turn, once each, through `filter`; engine kept running with
