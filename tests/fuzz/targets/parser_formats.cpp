@@ -73,6 +73,13 @@ void known_answers(Formats &f) {
   check(f.times[0].parse("2025-11-28T21:55:40.5+02:00", 0, ns) && ns == 1764359740500000000,
         "time: offset and fraction");
   check(!f.times[0].parse("2025-02-29T00:00:00.1Z", 0, ns), "time: no Feb 29 in 2025");
+  // No year: this year, or the year before for a time more than a day ahead of now.
+  const int64_t new_year = 1767229200LL * 1000000000;  // 2026-01-01T01:00:00Z
+  check(f.times[1].parse("Dec 31 23:00:00", new_year, ns) && ns == 1767222000LL * 1000000000,
+        "time: December read in January is last year's");
+  check(f.times[1].parse("Jan  5 08:00:01", 1780315200LL * 1000000000, ns) &&
+            ns == 1767600001LL * 1000000000,
+        "time: January read in June is this year's");
 }
 
 }  // namespace
