@@ -156,9 +156,14 @@ uint32_t map_field(std::string_view f, std::span<const ExtraField> extras, Mappe
 }
 
 uint32_t map_field(std::string_view f, const ExtraIndex &extras, MappedEntry &out) {
+  const size_t before = out.meta.size();
   const uint32_t set = map_known(f, out);
-  extras.each_match(f,
-                    [&](const ExtraField &e) { add_meta(out, e.key, f.substr(e.name_eq.size())); });
+  // A field the mapping put in meta already under the key `fields:` gives it (_PID as pid):
+  // a copy would only set it again.
+  const std::string_view known = out.meta.size() > before ? out.meta.back().key : "";
+  extras.each_match(f, [&](const ExtraField &e) {
+    if (e.key != known) add_meta(out, e.key, f.substr(e.name_eq.size()));
+  });
   return set;
 }
 
