@@ -3,8 +3,10 @@
 // the cursor of acknowledged entries. Its options are checked in journald_config.cpp; an entry's
 // event_id is made in event_identity.hpp, its fields mapped in entry_mapping.cpp; the thread
 // hands its batches over through handoff.hpp.
+#include <fcntl.h>
 #include <systemd/sd-journal.h>
 #include <time.h>
+#include <unistd.h>
 #include <devmesh/plugin.hpp>
 #include <record_json.hpp>
 
@@ -294,6 +296,7 @@ class Journald {
       return r;
     }
     bytes_since_open_ = 0;
+    ++opens_;
     // A field longer than this comes back cut; it is counted (m_truncated_).
     sd_journal_set_data_threshold(j_, cfg_.data_threshold);
     // The change notification exists before the first read, so no file added from now on is
@@ -426,24 +429,41 @@ class Journald {
     return add_matches() >= 0;
   }
 
+  // The watch is on a copy of sd-journal's notification fd, the loop's own: the reader thread
+  // re-opens the journal (closing that fd) while the watch is off, and a number closed under a
+  // watch could be taken by another fd before the watch is freed.
   bool watch_journal() {
     const int fd = sd_journal_get_fd(j_);
     if (fd < 0) {
       host_->log(inst_, DM_LOG_ERROR, "sd_journal_get_fd: %s", errno_text(fd).c_str());
       return false;
     }
-    watch_ = host_->watch_new(inst_, fd, on_watch, this);
+    watch_fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (watch_fd_ < 0) {
+      host_->log(inst_, DM_LOG_ERROR, "dup of the journal's notification fd: %s", strerror(errno));
+      return false;
+    }
+    watched_open_ = opens_;
+    watch_ = host_->watch_new(inst_, watch_fd_, on_watch, this);
     if (!watch_ || host_->watch_set(watch_, paused_ || stopped_ ? 0 : DM_READABLE) != DM_OK) {
       host_->log(inst_, DM_LOG_ERROR, "cannot watch the journal's notification fd");
+      unwatch();
       return false;
     }
     arm_journal_timeout();
     return true;
   }
 
+  void unwatch() {
+    if (watch_) host_->watch_free(watch_);  // stops polling first: the fd may close after it
+    watch_ = nullptr;
+    if (watch_fd_ >= 0) close(watch_fd_);
+    watch_fd_ = -1;
+  }
+
   // Closing the journal unmaps every file sd-journal mapped; the cursor of the last entry read
-  // puts us back where we were. Done by the reader thread at the start of a run (the loop freed
-  // the watch on the old notification fd first, and watches the new one after the run).
+  // puts us back where we were. Done by the reader thread during a run; the loop watches the new
+  // notification fd after it.
   bool reopen() {
     if (j_) sd_journal_close(j_);
     j_ = nullptr;
@@ -564,19 +584,12 @@ class Journald {
       host_->input_finished(inst_);
       return;
     }
-    // The journal is the thread's until the run ends: no notifications meanwhile. A re-open
-    // (one that failed is tried again every second) gives the thread a new notification fd:
-    // the watch on the old one goes first.
-    const bool reopen =
-        !j_ || reopen_wanted_ || (cfg_.remap_after && bytes_since_open_ >= cfg_.remap_after);
+    // The journal is the thread's until the run ends: no notifications meanwhile. A journal
+    // that failed to re-open is tried again (every second).
+    const bool reopen = !j_ || reopen_wanted_;
     reopen_wanted_ = false;
     busy_ = true;
-    if (reopen && watch_) {
-      host_->watch_free(watch_);
-      watch_ = nullptr;
-    } else if (watch_) {
-      host_->watch_set(watch_, 0);
-    }
+    if (watch_) host_->watch_set(watch_, 0);
     host_->timer_stop(timeout_timer_);
     handoff_.request_run(reopen);
   }
@@ -626,11 +639,13 @@ class Journald {
       return;
     }
     busy_ = false;
-    if (cfg_.follow && j_ && !watch_ && !watch_journal()) {  // re-opened: its new fd
-      if (watch_) host_->watch_free(watch_);
-      watch_ = nullptr;
-      reopen_wanted_ = true;
-      return schedule_pump(kErrorRetryMs);
+    // Re-opened: the new notification fd is watched; not open (a re-open failed): none is.
+    if (cfg_.follow && (!j_ || !watch_ || watched_open_ != opens_)) {
+      unwatch();
+      if (j_ && !watch_journal()) {
+        reopen_wanted_ = true;
+        return schedule_pump(kErrorRetryMs);
+      }
     }
     if (watch_ && cfg_.follow && !paused_) host_->watch_set(watch_, DM_READABLE);
     arm_journal_timeout();
@@ -644,15 +659,18 @@ class Journald {
 
   // ---- the reader thread -------------------------------------------------------------------
 
-  // Read runs, each asked for by pump(): batches until the journal's end, an error, the halt
-  // of pause() or stop(), or a re-open due (remap_after: the next run starts with it).
+  // Read runs, each asked for by pump(): batches until the journal's end, an error, or the
+  // halt of pause() or stop(). The re-opens of remap_after are done on the way.
   void read_runs() {
     bool reopen_first = false;
     while (handoff_.wait_for_run(reopen_first)) {
       journald::RunEnd end;
       if (reopen_first && !reopen()) end.failed = true;
       while (!end.failed && handoff_.wait_for_room()) {
-        if (cfg_.remap_after && bytes_since_open_ >= cfg_.remap_after) break;
+        if (cfg_.remap_after && bytes_since_open_ >= cfg_.remap_after && !reopen()) {
+          end.failed = true;
+          break;
+        }
         ReadBatch r;
         try {
           r = read_batch(end.at_end, end.failed);
@@ -1035,9 +1053,8 @@ class Journald {
     if (timeout_timer_) host_->timer_free(timeout_timer_);
     if (access_timer_) host_->timer_free(access_timer_);
     if (async_) host_->async_free(async_);
-    if (watch_) host_->watch_free(watch_);
+    unwatch();
     pump_timer_ = checkpoint_timer_ = timeout_timer_ = access_timer_ = nullptr;
-    watch_ = nullptr;
     async_ = nullptr;
   }
 
@@ -1061,6 +1078,8 @@ class Journald {
   bool end_reached_ = false;   // not following: the end was read; finished once submitted
   // The loop handles (loop thread only).
   dm_watch *watch_ = nullptr;
+  int watch_fd_ = -1;          // watch_'s copy of the notification fd
+  uint64_t watched_open_ = 0;  // the journal's opens_ when it was watched
   dm_timer *pump_timer_ = nullptr, *checkpoint_timer_ = nullptr, *timeout_timer_ = nullptr;
   dm_timer *access_timer_ = nullptr;
   journald::JournalAccess access_;  // files to read, or why there are none (check_access)
@@ -1073,6 +1092,7 @@ class Journald {
   // space, reused, and where reading is.
   bool error_logged_ = false;
   uint64_t bytes_since_open_ = 0;
+  uint64_t opens_ = 0;  // of the journal, counted
   dm_str batch_source_{};
   journald::MappedEntry mapped_;
   Identity *id_ = nullptr;           // the entry's identity while its fields are read
