@@ -633,11 +633,10 @@ class Journald {
 
   void read_arrived() {
     if (stopped_ || !started_) return;
+    // Refused or not, the run's end is looked at: a batch left waits for resume.
+    if (!paused_ && !submit_ready() && stopped_) return;
     journald::RunEnd end;
-    if (!handoff_.run_ended(end)) {
-      if (!paused_) submit_ready();
-      return;
-    }
+    if (!handoff_.run_ended(end)) return;
     busy_ = false;
     // Re-opened: the new notification fd is watched; not open (a re-open failed): none is.
     if (cfg_.follow && (!j_ || !watch_ || watched_open_ != opens_)) {
@@ -650,11 +649,10 @@ class Journald {
     if (watch_ && cfg_.follow && !paused_) host_->watch_set(watch_, DM_READABLE);
     arm_journal_timeout();
     if (end.failed) return schedule_pump(kErrorRetryMs);
-    // At the end while following, the journal's fd wakes us when something changes.
+    // At the end while following, the journal's fd wakes us when something changes. A re-open
+    // asked for while the thread read (files became readable) is done now.
     if (end.at_end && !cfg_.follow) end_reached_ = true;
-    // A re-open asked for while the thread read (files became readable) is done now.
-    if (!end.at_end || end_reached_ || reopen_wanted_) return schedule_pump(0);
-    submit_ready();
+    if (!end.at_end || end_reached_ || reopen_wanted_) schedule_pump(0);
   }
 
   // ---- the reader thread -------------------------------------------------------------------
