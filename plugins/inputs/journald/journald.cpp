@@ -764,9 +764,9 @@ class Journald {
       return r;
     }
     realtime = t;
+    // The lag's base until something is acknowledged.
     if (!first_read_usec_.load(std::memory_order_relaxed))
-      first_read_usec_.store(t,
-                             std::memory_order_relaxed);  // the lag's base until something is acked
+      first_read_usec_.store(t, std::memory_order_relaxed);
 
     dm_record *rec = host_->batch_add(b);
     if (!rec) throw std::runtime_error("batch_add failed");
