@@ -794,6 +794,119 @@ TEST(Journald, BackpressurePausesReadingAndEveryEntryArrivesOnce) {
   for (long i = 0; i < 20000; ++i) ASSERT_EQ(seqs[i], i + 1);
 }
 
+// The reader thread (the journal is read on a thread of its own while the loop submits): a
+// SIGTERM while it reads ends the process cleanly (the thread is joined; what it read and nobody
+// submitted is freed, what was submitted is delivered and checkpointed), and the next start reads
+// the rest, each entry once.
+TEST(JournaldThread, StoppingWhileTheThreadReadsEndsCleanlyAndTheNextStartReadsTheRestOnce) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const long n = 200000;
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", std::to_string(n)}));
+  const std::string opts = "path: " + dir + ", state_file: " + d / "state.json";
+  auto e = start(d, head() + journald(opts) + to_stdout(d));
+  ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 20000; }, 60s)) << e->err();
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  const size_t first_run = count_lines(d / "out.ndjson");
+  std::printf("stopped after %zu of %ld entries\n", first_run, n);
+
+  std::string err;
+  read_all(d, "state_file: " + d / "state.json", &err);
+  EXPECT_NE(err.find("after the saved position"), std::string::npos) << err;
+  expect_once_in_order(lines(d / "out.ndjson"), 1, n);
+}
+
+// Backpressure while following a backlog: the slow output pauses the input (the thread ends its
+// run after the batch it reads, its batches wait), entries written meanwhile join the backlog,
+// and every entry arrives once and in order after the resumes.
+TEST(JournaldThread, PauseAndResumeUnderAFollowedBacklogDeliverEveryEntryOnceInOrder) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "20000"}));
+  const int port = free_port();
+  auto e = start(d, with_metrics(port) + journald("path: " + dir + ", fields: [SEQ], batch: 500") +
+                        "  outputs:\n    - {name: flaky, path: " + d / "out.txt" +
+                        ", delay: 10ms, batch_size: 1000, queue_limit: 256KiB}\n");
+  ASSERT_TRUE(wait_until([&] { return e->err().find("queue full") != std::string::npos; }, 60s))
+      << e->err();
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "5000", "--start", "20001"}));
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 25000; }, 120s))
+      << e->err();
+  EXPECT_TRUE(settled(d, port, 25000));
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  std::vector<long> seqs;
+  for (const auto &l : read_lines(d / "out.txt")) seqs.push_back(std::atol(l.c_str()));
+  ASSERT_EQ(seqs.size(), 25000u);
+  for (long i = 0; i < 25000; ++i) ASSERT_EQ(seqs[i], i + 1);
+}
+
+// A reload that changes the input while its thread reads a backlog: the retiring instance joins
+// its thread and saves what was delivered, its successor reads on from there; over three reloads
+// every entry arrives once and in order.
+TEST(JournaldThread, ReloadsWhileTheThreadReadsRepeatAndLoseNothing) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const long n = 200000;
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", std::to_string(n)}));
+  auto yaml = [&](int batch) {
+    return head() +
+           journald("path: " + dir + ", state_file: " + d / "state.json" +
+                    ", batch: " + std::to_string(batch)) +
+           to_stdout(d);
+  };
+  auto e = start(d, yaml(500));
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") >= 20000u * i; }, 60s))
+        << e->err();
+    write_file(d / "engine.yaml", yaml(500 + i));
+    e->kill(SIGHUP);
+    ASSERT_TRUE(wait_until(
+        [&] {
+          const std::string err = e->err();
+          size_t applied = 0;
+          for (size_t at = 0; (at = err.find("reload applied", at)) != std::string::npos; ++at)
+            ++applied;
+          return applied == static_cast<size_t>(i);
+        },
+        60s))
+        << e->err();
+  }
+  ASSERT_TRUE(
+      wait_until([&] { return count_lines(d / "out.ndjson") >= static_cast<size_t>(n); }, 120s))
+      << e->err();
+  e->kill(SIGTERM);
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  EXPECT_NE(e->err().find("after the saved position"), std::string::npos) << e->err();
+  expect_once_in_order(lines(d / "out.ndjson"), 1, n);
+}
+
+// `fields:` is looked up by name: with every field of an entry listed (and one twice), each is
+// copied under its own key, the known ones too.
+TEST(Journald, EveryFieldListedInFieldsIsCopiedUnderItsKey) {
+  TempDir d;
+  ASSERT_TRUE(fixture(d, {"-o", journal_dir(d) + "/system.journal", "--count", "2", "--field",
+                          "CODE_FILE=a.c", "--field", "CODE_LINE=7", "--field", "_UID=1000"}));
+  const auto got = read_all(
+      d,
+      "fields: [_BOOT_ID, _HOSTNAME, _TRANSPORT, _SYSTEMD_UNIT, SYSLOG_IDENTIFIER, _COMM, _PID, "
+      "SYSLOG_FACILITY, PRIORITY, SEQ, MESSAGE, CODE_FILE, CODE_LINE, _UID, CODE_FILE, NOT_THERE]");
+  ASSERT_EQ(got.size(), 2u);
+  const auto &m = got[1].meta;
+  EXPECT_EQ(m.at("seq"), "2");
+  EXPECT_EQ(m.at("code_file"), "a.c");
+  EXPECT_EQ(m.at("code_line"), "7");
+  EXPECT_EQ(m.at("uid"), "1000");
+  EXPECT_EQ(m.at("hostname"), "fixture-host");
+  EXPECT_EQ(m.at("systemd_unit"), "app.service");
+  EXPECT_EQ(m.at("syslog_identifier"), "fixture");
+  EXPECT_EQ(m.at("message"), "entry 2");
+  EXPECT_EQ(m.at("pid"), "1002");
+  EXPECT_EQ(m.count("not_there"), 0u);
+  EXPECT_EQ(got[1].message, "entry 2");
+}
+
 TEST(Journald, IdleFollowingUsesNoCpu) {
   TempDir d;
   const std::string dir = journal_dir(d);

@@ -2,6 +2,7 @@
 // journald input runs it for every field it reads, the fuzzer for arbitrary bytes.
 #include "entry_mapping.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace devmesh::journald {
@@ -34,7 +35,36 @@ void add_meta(MappedEntry &out, std::string_view key, std::string_view value) {
   out.meta.push_back(MetaField{key, value});
 }
 
+// The fields mapped to record fields and meta, whatever `fields:` says.
+uint32_t map_known(std::string_view f, MappedEntry &out);
+
 }  // namespace
+
+ExtraIndex::ExtraIndex(std::span<const ExtraField> extras) : extras_(extras) {
+  if (extras.empty()) return;
+  size_t n = 4;
+  while (n < 2 * extras.size()) n <<= 1;  // load at most 1/2
+  slots_.assign(n, 0);
+  next_.assign(extras.size(), kNone);
+  std::vector<uint32_t> last(extras.size(), kNone);  // per first extra of a name: its last one
+  for (uint32_t e = 0; e < extras.size(); ++e) {
+    const std::string_view name_eq = extras[e].name_eq;
+    max_name_eq_ = std::max(max_name_eq_, name_eq.size());
+    for (size_t i = hash(name_eq) & (n - 1);; i = (i + 1) & (n - 1)) {
+      if (slots_[i] == 0) {
+        slots_[i] = e + 1;
+        last[e] = e;
+        break;
+      }
+      const uint32_t first = slots_[i] - 1;
+      if (extras[first].name_eq == name_eq) {
+        next_[last[first]] = e;
+        last[first] = e;
+        break;
+      }
+    }
+  }
+}
 
 void MappedEntry::clear() {
   message = host = unit = identifier = comm = pid = {};
@@ -44,10 +74,11 @@ void MappedEntry::clear() {
   meta.clear();
 }
 
+namespace {
+
 // flatten: the per-field path (name tests, meta appends) inlined into one function; it runs
 // for every field of every entry.
-__attribute__((flatten)) uint32_t map_field(std::string_view f, std::span<const ExtraField> extras,
-                                            MappedEntry &out) {
+__attribute__((flatten)) uint32_t map_known(std::string_view f, MappedEntry &out) {
   std::string_view v;
   uint32_t set = 0;
   if (f.empty()) return 0;
@@ -111,8 +142,28 @@ __attribute__((flatten)) uint32_t map_field(std::string_view f, std::span<const 
     default:
       break;
   }
+  return set;
+}
+
+}  // namespace
+
+uint32_t map_field(std::string_view f, std::span<const ExtraField> extras, MappedEntry &out) {
+  const uint32_t set = map_known(f, out);
+  std::string_view v;
   for (const ExtraField &e : extras)
     if (is_extra(f, e.name_eq, v)) add_meta(out, e.key, v);
+  return set;
+}
+
+uint32_t map_field(std::string_view f, const ExtraIndex &extras, MappedEntry &out) {
+  const size_t before = out.meta.size();
+  const uint32_t set = map_known(f, out);
+  // A field the mapping put in meta already under the key `fields:` gives it (_PID as pid):
+  // a copy would only set it again.
+  const std::string_view known = out.meta.size() > before ? out.meta.back().key : "";
+  extras.each_match(f, [&](const ExtraField &e) {
+    if (e.key != known) add_meta(out, e.key, f.substr(e.name_eq.size()));
+  });
   return set;
 }
 

@@ -1,13 +1,17 @@
 // journald input: reads the systemd journal (the local one, a directory or a list of files) with
-// sd-journal, follows it on the engine loop, and checkpoints the cursor of acknowledged entries.
-// Its options are checked in journald_config.cpp; an entry's event_id is made in
-// event_identity.hpp, its fields mapped in entry_mapping.cpp.
+// sd-journal on a thread of its own, submits and follows it on the engine loop, and checkpoints
+// the cursor of acknowledged entries. Its options are checked in journald_config.cpp; an entry's
+// event_id is made in event_identity.hpp, its fields mapped in entry_mapping.cpp; the thread
+// hands its batches over through handoff.hpp.
+#include <fcntl.h>
 #include <systemd/sd-journal.h>
 #include <time.h>
+#include <unistd.h>
 #include <devmesh/plugin.hpp>
 #include <record_json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -20,11 +24,13 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "checkpoint.hpp"
 #include "entry_mapping.hpp"
 #include "event_identity.hpp"
+#include "handoff.hpp"
 #include "journal_access.hpp"
 #include "journald_config.hpp"
 
@@ -35,6 +41,8 @@ using journald::errno_text;
 using journald::Identity;
 using journald::kRecent;
 using journald::kStampBytes;
+using journald::Position;
+using journald::ReadBatch;
 using journald::set_pid;
 
 constexpr uint64_t kRefusedRetryMs = 50;  // fallback when a refused submit brings no pause()
@@ -50,11 +58,6 @@ uint64_t monotonic_usec() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
 }
-
-struct Position {
-  std::string cursor;
-  uint64_t realtime_usec = 0;
-};
 
 // A batch handed to the engine, waiting for its acknowledgement.
 struct Submitted {
@@ -151,8 +154,8 @@ class Journald {
   }
 
   ~Journald() {
+    join_reader();  // stop() did, unless start() failed half-way
     free_handles();
-    if (pending_) host_->batch_free(pending_);
     if (job_) job_->owner = nullptr;  // its completion finds us gone and only frees itself
     // The final checkpoint is written here, after the engine delivered the last acks.
     if (writer_ && !acked_.cursor.empty() && generation_ > confirmed_generation_) {
@@ -181,11 +184,18 @@ class Journald {
     checkpoint_timer_ = host_->timer_new(inst_, on_checkpoint_timer, this);
     timeout_timer_ = host_->timer_new(inst_, on_timeout_timer, this);
     access_timer_ = host_->timer_new(inst_, on_access_timer, this);
-    if (!pump_timer_ || !checkpoint_timer_ || !timeout_timer_ || !access_timer_) {
-      host_->log(inst_, DM_LOG_ERROR, "timer_new failed");
+    async_ = host_->async_new(inst_, on_async, this);
+    if (!pump_timer_ || !checkpoint_timer_ || !timeout_timer_ || !access_timer_ || !async_) {
+      host_->log(inst_, DM_LOG_ERROR, "timer_new or async_new failed");
       return 1;
     }
     if (!position_at_start() || (cfg_.follow && !watch_journal())) return 1;
+    try {
+      reader_ = std::thread([this] { read_runs(); });
+    } catch (const std::exception &e) {
+      host_->log(inst_, DM_LOG_ERROR, "cannot start the reader thread: %s", e.what());
+      return 1;
+    }
     started_ = true;
     check_access();
     schedule_pump(0);
@@ -205,9 +215,10 @@ class Journald {
     if (timeout_timer_) host_->timer_stop(timeout_timer_);
     if (access_timer_) host_->timer_stop(access_timer_);
     if (watch_) host_->watch_set(watch_, 0);
-    // A refused batch never reached the pipeline: it is read again after a restart.
-    if (pending_) host_->batch_free(pending_);
-    pending_ = nullptr;
+    // The thread ends after the batch it is reading. What it read and nobody submitted never
+    // reached the pipeline: it is read again after a restart.
+    join_reader();
+    busy_ = false;
     // What is acknowledged by now is saved at once; later acks (the engine's grace period)
     // follow every checkpoint_interval and at destruction.
     next_write_ms_ = 0;
@@ -216,6 +227,7 @@ class Journald {
 
   void pause() {
     paused_ = true;
+    handoff_.halt(true);  // the thread ends its run after the batch it is reading
     if (pump_timer_) host_->timer_stop(pump_timer_);
     pump_scheduled_ = false;
     // inotify keeps queueing while we do not watch; nothing is lost, only noticed on resume.
@@ -224,7 +236,8 @@ class Journald {
 
   void resume() {
     paused_ = false;
-    if (watch_ && cfg_.follow && !stopped_) host_->watch_set(watch_, DM_READABLE);
+    handoff_.halt(false);  // a run not ended yet goes on
+    if (watch_ && cfg_.follow && !stopped_ && !busy_) host_->watch_set(watch_, DM_READABLE);
     schedule_pump(0);
   }
 
@@ -283,6 +296,7 @@ class Journald {
       return r;
     }
     bytes_since_open_ = 0;
+    ++opens_;
     // A field longer than this comes back cut; it is counted (m_truncated_).
     sd_journal_set_data_threshold(j_, cfg_.data_threshold);
     // The change notification exists before the first read, so no file added from now on is
@@ -415,26 +429,42 @@ class Journald {
     return add_matches() >= 0;
   }
 
+  // The watch is on a copy of sd-journal's notification fd, the loop's own: the reader thread
+  // re-opens the journal (closing that fd) while the watch is off, and a number closed under a
+  // watch could be taken by another fd before the watch is freed.
   bool watch_journal() {
     const int fd = sd_journal_get_fd(j_);
     if (fd < 0) {
       host_->log(inst_, DM_LOG_ERROR, "sd_journal_get_fd: %s", errno_text(fd).c_str());
       return false;
     }
-    watch_ = host_->watch_new(inst_, fd, on_watch, this);
+    watch_fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (watch_fd_ < 0) {
+      host_->log(inst_, DM_LOG_ERROR, "dup of the journal's notification fd: %s", strerror(errno));
+      return false;
+    }
+    watched_open_ = opens_;
+    watch_ = host_->watch_new(inst_, watch_fd_, on_watch, this);
     if (!watch_ || host_->watch_set(watch_, paused_ || stopped_ ? 0 : DM_READABLE) != DM_OK) {
       host_->log(inst_, DM_LOG_ERROR, "cannot watch the journal's notification fd");
+      unwatch();
       return false;
     }
     arm_journal_timeout();
     return true;
   }
 
-  // Closing the journal unmaps every file sd-journal mapped; the cursor of the last entry read
-  // puts us back where we were.
-  bool reopen() {
-    if (watch_) host_->watch_free(watch_);
+  void unwatch() {
+    if (watch_) host_->watch_free(watch_);  // stops polling first: the fd may close after it
     watch_ = nullptr;
+    if (watch_fd_ >= 0) close(watch_fd_);
+    watch_fd_ = -1;
+  }
+
+  // Closing the journal unmaps every file sd-journal mapped; the cursor of the last entry read
+  // puts us back where we were. Done by the reader thread during a run; the loop watches the new
+  // notification fd after it.
+  bool reopen() {
     if (j_) sd_journal_close(j_);
     j_ = nullptr;
     add(m_reopens_, 1);
@@ -448,9 +478,7 @@ class Journald {
     }
     reopen_error_logged_ = false;
     reposition();
-    if (add_matches() >= 0 && (!cfg_.follow || watch_journal())) return true;
-    if (watch_) host_->watch_free(watch_);
-    watch_ = nullptr;
+    if (add_matches() >= 0) return true;
     sd_journal_close(j_);
     j_ = nullptr;
     return false;
@@ -501,7 +529,9 @@ class Journald {
   static void on_timeout_timer(void *arg) { on_watch(arg, 0); }
 
   void journal_changed() {
-    if (!j_) return;
+    // While the thread reads, the journal is its own: the watch is off, and the change is
+    // looked at when the run ends (the notification fd stays readable until then).
+    if (!j_ || busy_) return;
     const int r = sd_journal_process(j_);
     if (r == SD_JOURNAL_INVALIDATE) {
       add(m_invalidations_, 1);
@@ -544,31 +574,129 @@ class Journald {
       self->schedule_pump(kErrorRetryMs);
   }
 
-  // One loop turn: at most one batch read and submitted, then yield to the loop.
+  // Submits what the thread read, then, the thread being idle, starts its next read run.
   void pump() {
-    if (!can_run()) return;
-    if (pending_ && !submit_pending()) return;
-    // A journal that failed to re-open is tried again every second.
-    if (!j_ || reopen_wanted_ || (cfg_.remap_after && bytes_since_open_ >= cfg_.remap_after)) {
-      reopen_wanted_ = false;
-      if (!reopen()) return schedule_pump(kErrorRetryMs);
-    }
-    bool at_end = false, failed = false;
-    pending_ = read_batch(at_end, failed);
-    if (pending_ && !submit_pending()) return;
-    if (failed) return schedule_pump(kErrorRetryMs);
-    if (!at_end) return schedule_pump(0);
-    if (!cfg_.follow) {
+    if (!can_run() || !submit_ready() || busy_) return;
+    if (end_reached_) {  // not following, and everything read is submitted
       finished_ = true;
       host_->log(inst_, DM_LOG_INFO, "reached the end of %s after %llu entries",
                  cfg_.source.c_str(), static_cast<unsigned long long>(entries_read_));
       host_->input_finished(inst_);
+      return;
     }
-    // Following: the journal's fd wakes us when something changes.
+    // The journal is the thread's until the run ends: no notifications meanwhile. A journal
+    // that failed to re-open is tried again (every second).
+    const bool reopen = !j_ || reopen_wanted_;
+    reopen_wanted_ = false;
+    busy_ = true;
+    if (watch_) host_->watch_set(watch_, 0);
+    host_->timer_stop(timeout_timer_);
+    handoff_.request_run(reopen);
   }
 
-  // Reads up to cfg_.batch entries into a new batch; nullptr when none were read.
-  dm_batch *read_batch(bool &at_end, bool &failed) {
+  // Hands the batches read to the engine, oldest first; false while one is refused (it stays
+  // first, and goes first on resume) or the engine is stopping.
+  bool submit_ready() {
+    ReadBatch r;
+    while (handoff_.front(r)) {
+      uint64_t ticket = 0;
+      const uint32_t n = r.batch->count;
+      const int rc = host_->submit(inst_, r.batch, &ticket);
+      if (rc == DM_ERR_FULL) {
+        add(m_refused_, 1);
+        schedule_pump(kRefusedRetryMs);  // a no-op when pause() came with the refusal
+        return false;
+      }
+      handoff_.pop();
+      if (rc != DM_OK) {
+        // The engine is stopping: the batch is read again after a restart.
+        host_->batch_free(r.batch);
+        stopped_ = true;
+        handoff_.halt(true);
+        return false;
+      }
+      entries_read_ += n;
+      add(m_read_, n);
+      newest_read_usec_ = r.last.realtime_usec;
+      submitted_.push_back(Submitted{ticket, n, std::move(r.last)});
+      update_lag();
+    }
+    return true;
+  }
+
+  // The thread read a batch, or ended its run.
+  static void on_async(void *arg) {
+    auto *self = static_cast<Journald *>(arg);
+    if (guarded(self->host_, self->inst_, 1, [&] { return self->read_arrived(), 0; }))
+      self->schedule_pump(kErrorRetryMs);
+  }
+
+  void read_arrived() {
+    if (stopped_ || !started_) return;
+    // Refused or not, the run's end is looked at: a batch left waits for resume.
+    if (!paused_ && !submit_ready() && stopped_) return;
+    journald::RunEnd end;
+    if (!handoff_.run_ended(end)) return;
+    busy_ = false;
+    // Re-opened: the new notification fd is watched; not open (a re-open failed): none is.
+    if (cfg_.follow && (!j_ || !watch_ || watched_open_ != opens_)) {
+      unwatch();
+      if (j_ && !watch_journal()) {
+        reopen_wanted_ = true;
+        return schedule_pump(kErrorRetryMs);
+      }
+    }
+    if (watch_ && cfg_.follow && !paused_) host_->watch_set(watch_, DM_READABLE);
+    arm_journal_timeout();
+    if (end.failed) return schedule_pump(kErrorRetryMs);
+    // At the end while following, the journal's fd wakes us when something changes. A re-open
+    // asked for while the thread read (files became readable) is done now.
+    if (end.at_end && !cfg_.follow) end_reached_ = true;
+    if (!end.at_end || end_reached_ || reopen_wanted_) schedule_pump(0);
+  }
+
+  // ---- the reader thread -------------------------------------------------------------------
+
+  // Read runs, each asked for by pump(): batches until the journal's end, an error, or the
+  // halt of pause() or stop(). The re-opens of remap_after are done on the way.
+  void read_runs() {
+    bool reopen_first = false;
+    while (handoff_.wait_for_run(reopen_first)) {
+      journald::RunEnd end;
+      if (reopen_first && !reopen()) end.failed = true;
+      while (!end.failed && handoff_.wait_for_room()) {
+        if (cfg_.remap_after && bytes_since_open_ >= cfg_.remap_after && !reopen()) {
+          end.failed = true;
+          break;
+        }
+        ReadBatch r;
+        try {
+          r = read_batch(end.at_end, end.failed);
+        } catch (const std::exception &e) {
+          host_->log(inst_, DM_LOG_ERROR, "reading %s: %s (retrying after 1 s)",
+                     cfg_.source.c_str(), e.what());
+          end.failed = true;
+        }
+        if (r.batch) {
+          handoff_.push(std::move(r));
+          host_->async_send(async_);
+        }
+        if (end.at_end || end.failed) break;
+      }
+      handoff_.end_run(end);
+      host_->async_send(async_);
+    }
+  }
+
+  void join_reader() {
+    if (!reader_.joinable()) return;
+    handoff_.quit();
+    reader_.join();
+    for (ReadBatch &r : handoff_.take_all()) host_->batch_free(r.batch);
+  }
+
+  // Reads up to cfg_.batch entries into a new batch; none when no entry was read.
+  ReadBatch read_batch(bool &at_end, bool &failed) {
     BatchOwner owner(host_, host_->batch_new(inst_, cfg_.batch));
     dm_batch *b = owner.get();
     if (!b) throw std::runtime_error("batch_new failed");
@@ -595,7 +723,8 @@ class Journald {
       throw;
     }
     if (!failed) error_logged_ = false;
-    if (b->count == 0) return nullptr;
+    ReadBatch out;
+    if (b->count == 0) return out;
     // The checkpoint needs the cursor of a batch's newest entry only: sd-journal is still on
     // it (a next() that finds nothing more, or fails, does not move).
     char *cursor = nullptr;
@@ -603,14 +732,15 @@ class Journald {
       // Without it this batch cannot advance the checkpoint: its acknowledgement keeps the
       // previous position, and a restart reads the batch again (same event_ids).
       read_error("getting the cursor", r);
-      pending_last_ = last_read_;
+      out.last = last_read_;
     } else {
-      pending_last_.cursor.assign(cursor);
-      pending_last_.realtime_usec = realtime;
+      out.last.cursor.assign(cursor);
+      out.last.realtime_usec = realtime;
       free(cursor);
-      last_read_ = pending_last_;
+      last_read_ = out.last;
     }
-    return owner.release();
+    out.batch = owner.release();
+    return out;
   }
 
   // An entry that cannot be read is skipped (without a cursor or a time there is nothing to
@@ -634,7 +764,9 @@ class Journald {
       return r;
     }
     realtime = t;
-    if (!first_read_usec_) first_read_usec_ = t;  // the lag's base until something is acked
+    // The lag's base until something is acknowledged.
+    if (!first_read_usec_.load(std::memory_order_relaxed))
+      first_read_usec_.store(t, std::memory_order_relaxed);
 
     dm_record *rec = host_->batch_add(b);
     if (!rec) throw std::runtime_error("batch_add failed");
@@ -739,7 +871,7 @@ class Journald {
     size_t len;
     sd_journal_restart_data(j_);
     while (sd_journal_enumerate_available_data(j_, &data, &len) > 0) {
-      const uint32_t set = journald::map_field(limited(data, len), {}, probe_);
+      const uint32_t set = journald::map_field(limited(data, len), journald::ExtraIndex{}, probe_);
       if (set & journald::kSetMessage) message_scratch_.assign(probe_.message);
       if (set & journald::kSetPid) set_pid(id, probe_.pid);
     }
@@ -795,7 +927,7 @@ class Journald {
   // whatever the mapping keeps of it is copied into the batch at once.
   void field(dm_batch *b, dm_record *rec, std::string_view f) {
     const size_t meta_before = mapped_.meta.size();
-    const uint32_t set = journald::map_field(f, cfg_.extras, mapped_);
+    const uint32_t set = journald::map_field(f, extras_, mapped_);
     if (set & journald::kSetMessage) mapped_.message = copy_message(b, mapped_.message);
     if (set & journald::kSetHost && !cfg_.has_host_override)
       mapped_.host = view(intern(b, mapped_.host));
@@ -841,33 +973,6 @@ class Journald {
   void meta(dm_batch *b, dm_record *rec, std::string_view k, std::string_view v) {
     if (host_->meta_set(b, rec, str(k), str(v), DM_META_STRING) != DM_OK)
       throw std::runtime_error("meta_set failed");
-  }
-
-  // Hands pending_ to the engine; false when it is still ours (a retry is arranged).
-  bool submit_pending() {
-    uint64_t ticket = 0;
-    const uint32_t n = pending_->count;
-    const int rc = host_->submit(inst_, pending_, &ticket);
-    if (rc == DM_OK) {
-      pending_ = nullptr;
-      entries_read_ += n;
-      add(m_read_, n);
-      newest_read_usec_ = pending_last_.realtime_usec;
-      submitted_.push_back(Submitted{ticket, n, std::move(pending_last_)});
-      pending_last_ = Position{};
-      update_lag();
-      return true;
-    }
-    if (rc == DM_ERR_FULL) {
-      add(m_refused_, 1);
-      schedule_pump(kRefusedRetryMs);  // a no-op when pause() came with the refusal
-      return false;
-    }
-    // The engine is stopping: the batch is read again after a restart.
-    host_->batch_free(pending_);
-    pending_ = nullptr;
-    stopped_ = true;
-    return false;
   }
 
   // ---- checkpoints -------------------------------------------------------------------------
@@ -934,7 +1039,8 @@ class Journald {
   }
 
   void update_lag() {
-    const uint64_t base = acked_.realtime_usec ? acked_.realtime_usec : first_read_usec_;
+    const uint64_t base = acked_.realtime_usec ? acked_.realtime_usec
+                                               : first_read_usec_.load(std::memory_order_relaxed);
     if (m_lag_ && base && newest_read_usec_ >= base)
       host_->metric_set(m_lag_, static_cast<double>(newest_read_usec_ - base) / 1e6);
   }
@@ -944,9 +1050,10 @@ class Journald {
     if (checkpoint_timer_) host_->timer_free(checkpoint_timer_);
     if (timeout_timer_) host_->timer_free(timeout_timer_);
     if (access_timer_) host_->timer_free(access_timer_);
-    if (watch_) host_->watch_free(watch_);
+    if (async_) host_->async_free(async_);
+    unwatch();
     pump_timer_ = checkpoint_timer_ = timeout_timer_ = access_timer_ = nullptr;
-    watch_ = nullptr;
+    async_ = nullptr;
   }
 
   void add(dm_metric *m, double v) {
@@ -958,20 +1065,32 @@ class Journald {
 
   ConfigProblems problems_;  // before cfg_: read_settings reports into it
   const journald::Settings cfg_;
+  const journald::ExtraIndex extras_{cfg_.extras};
 
-  // The journal and the loop handles (loop thread only).
+  // The journal: the reader thread's during a read run (busy_), else the loop's.
   sd_journal *j_ = nullptr;
+  std::thread reader_;
+  journald::Handoff handoff_;
+  dm_async *async_ = nullptr;  // the thread's wake-up of the loop
+  bool busy_ = false;          // a read run is asked for and has not ended (loop's view)
+  bool end_reached_ = false;   // not following: the end was read; finished once submitted
+  // The loop handles (loop thread only).
   dm_watch *watch_ = nullptr;
+  int watch_fd_ = -1;          // watch_'s copy of the notification fd
+  uint64_t watched_open_ = 0;  // the journal's opens_ when it was watched
   dm_timer *pump_timer_ = nullptr, *checkpoint_timer_ = nullptr, *timeout_timer_ = nullptr;
   dm_timer *access_timer_ = nullptr;
   journald::JournalAccess access_;  // files to read, or why there are none (check_access)
   bool reopen_wanted_ = false;      // they appeared: sd-journal opens them on a re-open
   bool started_ = false, stopped_ = false, paused_ = false, finished_ = false;
-  bool pump_scheduled_ = false, error_logged_ = false, state_error_logged_ = false;
+  bool pump_scheduled_ = false, state_error_logged_ = false;
   bool reopen_error_logged_ = false;
-  uint64_t bytes_since_open_ = 0;
 
-  // Per entry and per batch scratch space, reused.
+  // The reader's (the loop's between runs, when it re-opens): per entry and per batch scratch
+  // space, reused, and where reading is.
+  bool error_logged_ = false;
+  uint64_t bytes_since_open_ = 0;
+  uint64_t opens_ = 0;  // of the journal, counted
   dm_str batch_source_{};
   journald::MappedEntry mapped_;
   Identity *id_ = nullptr;           // the entry's identity while its fields are read
@@ -984,13 +1103,15 @@ class Journald {
   std::string message_scratch_;  // base_of_current's copy of the message
   std::string seq_scratch_;      // bytes hashed off the fast path
 
-  // Delivery tracking.
-  dm_batch *pending_ = nullptr;  // read, refused by submit: goes first on resume
-  Position pending_last_, last_read_, acked_;
+  Position last_read_;  // the newest entry read
+
+  // Delivery tracking (loop thread only).
+  Position acked_;
   std::deque<Submitted> submitted_;
   TicketWatermark watermark_;
   uint64_t entries_read_ = 0, entries_acked_ = 0;
-  uint64_t newest_read_usec_ = 0, first_read_usec_ = 0;
+  uint64_t newest_read_usec_ = 0;
+  std::atomic<uint64_t> first_read_usec_ = 0;  // set by the reader, the lag's base
 
   // Checkpointing: generation_ counts acknowledged advances; a write carries the generation it
   // saves, so the newest one always wins.

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -275,6 +276,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check(!devmesh::journald::service_of(whole).empty() || whole.has_unit || whole.has_identifier ||
             whole.has_comm,
         "service is never empty unless a field said so");
+  // The input's lookup of `fields:` by name (ExtraIndex) sets the same meta as the list's:
+  // each key's last value, as meta_set leaves it (a known field's copy under its own key is
+  // skipped there, not added twice).
+  {
+    static const devmesh::journald::ExtraIndex index(extras());
+    MappedEntry by_name;
+    by_name.clear();
+    for (std::string_view f : fields) devmesh::journald::map_field(f, index, by_name);
+    auto last_values = [](const MappedEntry &e) {
+      std::map<std::string_view, std::string_view> m;
+      for (const auto &kv : e.meta) m[kv.key] = kv.value;
+      return m;
+    };
+    check(last_values(by_name) == last_values(whole), "ExtraIndex sets the same meta");
+    check(by_name.message == whole.message && by_name.pid == whole.pid,
+          "ExtraIndex maps the same views");
+  }
   volatile size_t sink = sum;
   (void)sink;
   return 0;
