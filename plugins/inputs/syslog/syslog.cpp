@@ -6,7 +6,8 @@
 // Syslog has no acknowledgement: a record is submitted once its frame is read. Under
 // backpressure (pause) no socket is read: TCP senders block on their full send buffers and
 // lose nothing; UDP datagrams wait in the kernel's receive buffer (receive_buffer), and what
-// overflows it is counted by the kernel (SO_RXQ_OVFL) in syslog_udp_kernel_drops_total.
+// overflows it is counted by the kernel (read with SO_MEMINFO after each burst and at resume)
+// in syslog_udp_kernel_drops_total.
 //
 // Record mapping: PRI's severity → priority and level (record_columns.hpp), its facility →
 // meta facility (RFC 5424 keyword); HOSTNAME → host (the peer's address when absent);
@@ -18,6 +19,7 @@
 // meta parse_error, and counts in syslog_parse_failures_total; without a PRI it is user.notice
 // (RFC 3164 4.3.3).
 #include <arpa/inet.h>
+#include <linux/sock_diag.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -200,7 +202,8 @@ class SyslogInput : public StreamHandler {
       m_kernel_drops_ = host->metric_counter(
           inst, "syslog_udp_kernel_drops_total",
           "datagrams the kernel dropped because the socket's receive buffer was full "
-          "(SO_RXQ_OVFL; includes drops while the input was paused)",
+          "(the socket's SO_MEMINFO drop count, read after each burst of datagrams and at "
+          "resume; includes drops while the input was paused)",
           nullptr);
     } else {
       m_conns_ = host->metric_gauge(inst, "syslog_connections", "tcp connections open", nullptr);
@@ -267,6 +270,7 @@ class SyslogInput : public StreamHandler {
       }
       pending_.erase(pending_.begin());
     }
+    if (udp_) count_kernel_drops();
     apply_reading();
   }
 
@@ -586,8 +590,6 @@ class SyslogInput : public StreamHandler {
         const int size = static_cast<int>(std::min<int64_t>(cfg_.receive_buffer, INT32_MAX / 2));
         setsockopt(udp_fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
       }
-      const int one = 1;
-      setsockopt(udp_fd_, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
       if (bind(udp_fd_, a->ai_addr, a->ai_addrlen) != 0) {
         why = std::strerror(errno);
         ::close(udp_fd_);
@@ -619,7 +621,6 @@ class SyslogInput : public StreamHandler {
     std::string peer;
     sockaddr_storage last{};
     socklen_t last_len = 0;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(uint32_t))];
     for (size_t i = 0; i < kUdpBurst && udp_fd_ >= 0; ++i) {
       sockaddr_storage from{};
       iovec iov{udp_buf_.data(), udp_buf_.size()};
@@ -628,17 +629,8 @@ class SyslogInput : public StreamHandler {
       mh.msg_namelen = sizeof from;
       mh.msg_iov = &iov;
       mh.msg_iovlen = 1;
-      mh.msg_control = control;
-      mh.msg_controllen = sizeof control;
       const ssize_t got = recvmsg(udp_fd_, &mh, MSG_TRUNC);
       if (got < 0) break;  // EAGAIN, or an error the next wake-up sees again
-      for (cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != nullptr; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SO_RXQ_OVFL) continue;
-        uint32_t drops;
-        std::memcpy(&drops, CMSG_DATA(cm), sizeof drops);
-        if (drops > kernel_drops_) host_->metric_add(m_kernel_drops_, drops - kernel_drops_);
-        kernel_drops_ = drops;
-      }
       size_t len = static_cast<size_t>(got);
       if (len > udp_buf_.size() - 1) {
         host_->metric_add(m_cut_, 1);
@@ -668,6 +660,22 @@ class SyslogInput : public StreamHandler {
       if (paused_ || !pending_.empty()) break;
     }
     if (frames != nullptr) frames->submit();
+    count_kernel_drops();
+  }
+
+  // The socket's drop count (datagrams the kernel could not queue: buffer full), one syscall
+  // per burst rather than a control message per datagram (SO_RXQ_OVFL stamps a datagram with
+  // the drops before it was queued, so drops after the last one queued would go unseen).
+  void count_kernel_drops() {
+    uint32_t info[SK_MEMINFO_VARS] = {};
+    socklen_t len = sizeof info;
+    if (udp_fd_ < 0 || getsockopt(udp_fd_, SOL_SOCKET, SO_MEMINFO, info, &len) != 0 ||
+        len < (SK_MEMINFO_DROPS + 1) * sizeof(uint32_t))
+      return;
+    const uint32_t drops = info[SK_MEMINFO_DROPS];
+    if (drops != kernel_drops_)
+      host_->metric_add(m_kernel_drops_, static_cast<double>(drops - kernel_drops_));
+    kernel_drops_ = drops;
   }
 
   const dm_host_api *host_;

@@ -113,7 +113,11 @@ void parse_5424(std::string_view s, size_t pos, Message &out) {
   if (!parse_sd(s, pos, out.sd)) return void(out.failure = Failure::structured);
   if (pos < s.size()) {
     if (s[pos] != ' ') return void(out.failure = Failure::structured);
-    out.message = strip_bom(s.substr(pos + 1));
+    // rsyslog forwards a local message's leading space after the one that ends SD: dropped,
+    // as Fluent Bit's rfc5424 parser does.
+    std::string_view m = strip_bom(s.substr(pos + 1));
+    while (!m.empty() && m.front() == ' ') m.remove_prefix(1);
+    out.message = m;
   }
 }
 
