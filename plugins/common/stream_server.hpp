@@ -87,6 +87,9 @@ class StreamHandler {
   virtual void on_close(StreamConnection &c, const std::string &reason) = 0;
   // A peer accepted and closed at once because max_connections were open ("address:port").
   virtual void on_refused(const std::string & /*peer*/) {}
+  // A TLS peer gone before its handshake completed (so before any on_open): the handshake
+  // failed (a wrong version, no client certificate), the peer left, or kIdleReason.
+  virtual void on_handshake_failed(const std::string & /*peer*/, const std::string & /*reason*/) {}
 };
 
 class StreamServer {
@@ -494,7 +497,10 @@ class StreamServer {
   void finish(StreamConnection &c, const std::string &reason) {
     if (c.dead_) return;
     c.dead_ = true;
-    if (c.handshake_done_) handler_.on_close(c, reason);
+    if (c.handshake_done_)
+      handler_.on_close(c, reason);
+    else
+      handler_.on_handshake_failed(c.peer_, reason.empty() ? "closed by the peer" : reason);
     if (c.watch_ != nullptr) host_->watch_free(c.watch_);
     c.watch_ = nullptr;
     if (c.ssl_ != nullptr) {

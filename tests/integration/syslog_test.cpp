@@ -518,8 +518,70 @@ TEST(SyslogTls, FluentBitAndOpensslOverMutualTls13AreStoredAndOthersRefused) {
   EXPECT_TRUE(closed_by_peer(silent));
   close(silent);
   ASSERT_TRUE(e.wait_metric("syslog_connections_closed_total", "reason=\"idle\"", 1));
+  ASSERT_TRUE(e.wait_metric("syslog_tls_handshakes_failed_total", "", 2));
   EXPECT_EQ(e.count("message IN ('tls12', 'no cert')"), 0);
   EXPECT_EQ(e.metric("syslog_messages_total", "transport=\"tls\""), 3);
+}
+
+// ---- formats ---------------------------------------------------------------------------------
+
+// What real senders put on the wire beyond logger's defaults: RFC 5424 with a BOM, escapes, a
+// repeated parameter and an element without parameters; RFC 3164 without a hostname (a local
+// sender), with an RFC 3339 timestamp (rsyslog's forward format), without a timestamp; an
+// all-nil RFC 5424 header; CRLF line ends.
+TEST(SyslogFormats, StructuredDataAndTheBsdVariantsMapOntoColumnsAndMeta) {
+  const int port = free_port();
+  Engine e({tcp_input(port)});
+  ASSERT_TRUE(e.ready()) << e.proc().err();
+  const std::string sd5424 =
+      "<134>1 2025-11-28T19:55:40.123456+02:00 web01 nginx 1234 REQ [req@1 path=\"/a\\]b\" "
+      "tag=\"x\" tag=\"y\\\"z\" ms=\"12\" neg=\"-3\" big=\"12345678901234567890\" "
+      "f=\"0.25\" lead=\"01\"][flag@1] \xEF\xBB\xBFsd message";
+  tcp_send(port, octets(sd5424) + "<13>Nov 28 19:55:40 su[99]: no hostname here\r\n" +
+                     "<13>2025-11-28T19:55:40.5Z isohost isoapp: iso stamp\n" +
+                     "<13>notime: no timestamp at all\n" + "<15>1 - - - - - -\n");
+  ASSERT_TRUE(e.wait_count("source = 'syslog'", 5)) << e.proc().err();
+
+  auto r = e.record("sd message");
+  ASSERT_EQ(r.size(), 5u);
+  EXPECT_EQ(r[0], "nginx");
+  EXPECT_EQ(r[1], "web01");
+  EXPECT_EQ(r[2], "INFO");
+  EXPECT_EQ(e.meta("sd message", "facility"), "local0/text");
+  EXPECT_EQ(e.meta("sd message", "procid"), "1234/integer");
+  EXPECT_EQ(e.meta("sd message", "msgid"), "REQ/text");
+  EXPECT_EQ(e.meta("sd message", "sd.req@1.path"), "/a]b/text");
+  EXPECT_EQ(e.meta("sd message", "sd.req@1.tag"), "[\"x\",\"y\\\"z\"]/array");
+  EXPECT_EQ(e.meta("sd message", "sd.req@1.ms"), "12/integer");
+  EXPECT_EQ(e.meta("sd message", "sd.req@1.neg"), "-3/integer");
+  EXPECT_EQ(e.meta("sd message", "sd.req@1.f"), "0.25/real");
+  // Beyond an int64, or with a leading zero: no number reads back as the same text.
+  EXPECT_EQ(e.meta("sd message", "sd.req@1.big"), "12345678901234567890/text");
+  EXPECT_EQ(e.meta("sd message", "sd.req@1.lead"), "01/text");
+  EXPECT_EQ(e.meta("sd message", "sd.flag@1"), "/text");
+  EXPECT_EQ(e.rows("SELECT timestamp FROM log_events WHERE message = 'sd message'"),
+            (std::vector<std::vector<std::string>>{{"1764352540123456000"}}));
+
+  r = e.record("no hostname here");
+  ASSERT_EQ(r.size(), 5u);
+  EXPECT_EQ(r[0], "su");
+  EXPECT_EQ(r[1], "127.0.0.1");
+  EXPECT_EQ(e.meta("no hostname here", "procid"), "99/integer");
+  r = e.record("iso stamp");
+  ASSERT_EQ(r.size(), 5u);
+  EXPECT_EQ(r[0], "isoapp");
+  EXPECT_EQ(r[1], "isohost");
+  EXPECT_EQ(e.rows("SELECT timestamp FROM log_events WHERE message = 'iso stamp'"),
+            (std::vector<std::vector<std::string>>{{"1764359740500000000"}}));
+  r = e.record("no timestamp at all");
+  ASSERT_EQ(r.size(), 5u);
+  EXPECT_EQ(r[0], "notime");
+  r = e.record("");
+  ASSERT_EQ(r.size(), 5u);
+  EXPECT_EQ(r[0], "unknown");
+  EXPECT_EQ(r[1], "127.0.0.1");
+  EXPECT_EQ(r[2], "DEBUG");
+  EXPECT_EQ(e.metric("syslog_parse_failures_total"), 0);
 }
 
 // ---- bad input ------------------------------------------------------------------------------

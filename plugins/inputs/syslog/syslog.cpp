@@ -213,6 +213,11 @@ class SyslogInput : public StreamHandler {
       m_closed_idle_ =
           host->metric_counter(inst, "syslog_connections_closed_total",
                                "connections closed by this side, by reason", "reason=\"idle\"");
+      m_tls_failed_ = host->metric_counter(
+          inst, "syslog_tls_handshakes_failed_total",
+          "TLS peers gone before their handshake completed (refused version or certificate, "
+          "or the peer left)",
+          nullptr);
     }
   }
 
@@ -288,6 +293,17 @@ class SyslogInput : public StreamHandler {
     st->peer_host = host_of(c.peer());
     c.user = st;
     host_->metric_set(m_conns_, static_cast<double>(server_.connections()));
+  }
+
+  void on_handshake_failed(const std::string &peer, const std::string &reason) override {
+    if (stopping_) return;
+    if (reason == StreamServer::kIdleReason) {
+      host_->metric_add(m_closed_idle_, 1);
+      return;
+    }
+    host_->metric_add(m_tls_failed_, 1);
+    host_->log(inst_, DM_LOG_DEBUG, "TLS handshake with %s failed: %s", peer.c_str(),
+               reason.c_str());
   }
 
   void on_refused(const std::string &peer) override {
@@ -696,7 +712,7 @@ class SyslogInput : public StreamHandler {
   dm_metric *m_messages_ = nullptr, *m_bytes_ = nullptr, *m_failures_[4] = {}, *m_cut_ = nullptr,
             *m_bad_count_ = nullptr, *m_utf8_ = nullptr, *m_dropped_ = nullptr,
             *m_kernel_drops_ = nullptr, *m_conns_ = nullptr, *m_refused_ = nullptr,
-            *m_closed_idle_ = nullptr;
+            *m_closed_idle_ = nullptr, *m_tls_failed_ = nullptr;
 };
 
 }  // namespace
