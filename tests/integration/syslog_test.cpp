@@ -59,6 +59,7 @@ class Engine {
   const TempDir &dir() const { return d_; }
   Process &proc() { return *proc_; }
   int query_port() const { return query_port_; }
+  std::string health_address() const { return address(http_port_); }
 
   // Every input listening (each logs "receiving syslog on ..." once it is).
   bool ready() {
@@ -703,6 +704,8 @@ TEST(SyslogBadInput, PeersBeyondMaxConnectionsAreRefusedAndCountedWhileOpenOnesA
   }
   EXPECT_EQ(e.metric("syslog_connections_refused_total"), 5);
   // /health says the input is degraded while it refuses peers.
+  const HttpResponse health = http("http://" + e.health_address() + "/health");
+  EXPECT_NE(health.body.find("max_connections (3) reached"), std::string::npos) << health.body;
   ASSERT_TRUE(send_all(open[1], "<13>still served\n"));
   ASSERT_TRUE(e.wait_count("message = 'still served'", 1));
   close(open[0]);

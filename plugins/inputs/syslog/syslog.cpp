@@ -603,8 +603,18 @@ class SyslogInput : public StreamHandler {
       udp_fd_ = socket(a->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
       if (udp_fd_ < 0) continue;
       if (cfg_.receive_buffer > 0) {
+        // SO_RCVBUFFORCE passes net.core.rmem_max when we may (CAP_NET_ADMIN); else the capped
+        // SO_RCVBUF, and the log says what the kernel gave (it reports twice the size asked).
         const int size = static_cast<int>(std::min<int64_t>(cfg_.receive_buffer, INT32_MAX / 2));
-        setsockopt(udp_fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+        if (setsockopt(udp_fd_, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
+          setsockopt(udp_fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+        int got = 0;
+        socklen_t got_len = sizeof got;
+        if (getsockopt(udp_fd_, SOL_SOCKET, SO_RCVBUF, &got, &got_len) == 0 && got / 2 < size)
+          host_->log(inst_, DM_LOG_WARN,
+                     "receive_buffer: the kernel gave %d bytes of the %d asked (raise "
+                     "net.core.rmem_max)",
+                     got / 2, size);
       }
       if (bind(udp_fd_, a->ai_addr, a->ai_addrlen) != 0) {
         why = std::strerror(errno);

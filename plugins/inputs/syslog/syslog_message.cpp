@@ -209,7 +209,8 @@ void parse_3164(std::string_view s, size_t pos, int64_t now_ns, Message &out) {
     const std::string_view word = s.substr(pos, end - pos);
     const bool tag_like =
         word.find('[') != std::string_view::npos || (!word.empty() && word.back() == ':');
-    if (!word.empty() && !tag_like && end < s.size()) {
+    // (no hostname is longer than 255 bytes, the host column's width: such a word is content)
+    if (!word.empty() && !tag_like && end < s.size() && word.size() <= 255) {
       out.hostname = word;
       pos = end + 1;
     }
