@@ -791,4 +791,21 @@ TEST(SyslogConfig, TlsOverUdpAndACertificateWithoutItsKeyAreRefusedNamingTheOpti
       << err;
 }
 
+// Nothing is exposed beyond the machine unless an address says so, UDP included.
+TEST(SyslogConfig, AnAddressWithoutAHostIsLoopbackForUdpAndTcp) {
+  std::string out;
+  TempDir d;
+  ASSERT_EQ(run({DEVMESH_BIN, "--describe", "syslog"}, d.path(), &out), 0) << out;
+  EXPECT_NE(out.find("default 127.0.0.1:5140"), std::string::npos) << out;
+  const int port = free_port();
+  Engine e({"mode: udp, listen: ':" + std::to_string(port) + "'",
+            "mode: tcp, listen: ':" + std::to_string(port) + "'"});
+  ASSERT_TRUE(e.ready()) << e.proc().err();
+  const std::string udp = read_file("/proc/net/udp"), tcp = read_file("/proc/net/tcp");
+  char loopback[32];
+  std::snprintf(loopback, sizeof loopback, "0100007F:%04X", port);
+  EXPECT_NE(udp.find(loopback), std::string::npos) << udp;
+  EXPECT_NE(tcp.find(loopback), std::string::npos) << tcp;
+}
+
 }  // namespace

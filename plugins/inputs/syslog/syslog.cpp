@@ -595,7 +595,8 @@ class SyslogInput : public StreamHandler {
       host = listen_.substr(0, colon);
       port = listen_.substr(colon + 1);
     }
-    if (host.empty() || host == "localhost") host = host.empty() ? "0.0.0.0" : "127.0.0.1";
+    // As the engine and stream_server.hpp read an address: no host is loopback, not "any".
+    if (host.empty() || host == "localhost") host = "127.0.0.1";
     addrinfo hints{}, *res = nullptr;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_DGRAM;
