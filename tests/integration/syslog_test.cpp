@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <rapidjson/document.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -670,10 +671,26 @@ TEST(SyslogBadInput, ASlowLorisPeerHoldsNoOtherPeerBackAndIsClosedWhenIdle) {
   ASSERT_GE(loris2, 0);
   ASSERT_TRUE(send_all(loris, "<13>never fini"));
   ASSERT_TRUE(send_all(loris2, "200 <13>short of its count"));
+  // And one that dribbles a line a byte at a time (each byte its own segment), starting with
+  // digits that are no octet count: one record, the bad count counted once.
+  const std::string dribbled = "12: dribbled a byte at a time, not an octet count";
+  std::thread dribbler([&] {
+    const int fd = tcp_connect(port);
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    for (char ch : dribbled + "\n") {
+      send_all(fd, std::string(1, ch));
+      std::this_thread::sleep_for(2ms);
+    }
+    close(fd);
+  });
   std::string many;
   for (int i = 0; i < 200; ++i) many += "<13>served " + std::to_string(i) + "\n";
   tcp_send(port, many);
   ASSERT_TRUE(e.wait_count("message LIKE 'served %'", 200)) << e.proc().err();
+  dribbler.join();
+  ASSERT_TRUE(e.wait_count("message = '" + dribbled + "'", 1)) << e.proc().err();
+  EXPECT_EQ(e.metric("syslog_invalid_octet_counts_total"), 1);
   // Closed once idle: the unfinished line is kept, the frame short of its count kept cut.
   EXPECT_TRUE(closed_by_peer(loris));
   EXPECT_TRUE(closed_by_peer(loris2));

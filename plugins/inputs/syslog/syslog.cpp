@@ -141,6 +141,7 @@ struct ConnState {
   std::string partial;      // the start of a frame not complete yet
   uint64_t skip = 0;        // bytes of a cut octet-counted frame still to discard
   bool discarding = false;  // a cut newline frame: discard up to its LF
+  size_t lf_scanned = 0;    // bytes of `partial` already known to hold no LF
 };
 
 class SyslogInput : public StreamHandler {
@@ -315,7 +316,12 @@ class SyslogInput : public StreamHandler {
     refusing_logged_ = true;
   }
 
+  // The server calls back from the loop's watch: nothing may escape into libuv.
   void on_data(StreamConnection &c, const char *data, size_t len) override {
+    guarded(host_, inst_, 0, [&] { return read_frames(c, data, len), 0; });
+  }
+
+  void read_frames(StreamConnection &c, const char *data, size_t len) {
     auto *st = static_cast<ConnState *>(c.user);
     if (st == nullptr) return;
     Frames frames(this, st->peer_host);
@@ -339,6 +345,13 @@ class SyslogInput : public StreamHandler {
     auto *st = static_cast<ConnState *>(c.user);
     c.user = nullptr;
     if (st == nullptr) return;
+    guarded(host_, inst_, 0, [&] { return last_frame(c, st, reason), 0; });
+    delete st;
+    host_->metric_set(m_conns_, static_cast<double>(server_.connections() - 1));
+    refusing_logged_ = false;
+  }
+
+  void last_frame(StreamConnection &c, ConnState *st, const std::string &reason) {
     if (reason == StreamServer::kIdleReason) {
       host_->metric_add(m_closed_idle_, 1);
     } else if (!reason.empty() && reason != "server stopped") {
@@ -357,9 +370,6 @@ class SyslogInput : public StreamHandler {
       if (!st->discarding) frames.add(rest);
       frames.submit();
     }
-    delete st;
-    host_->metric_set(m_conns_, static_cast<double>(server_.connections() - 1));
-    refusing_logged_ = false;
   }
 
  private:
@@ -438,17 +448,25 @@ class SyslogInput : public StreamHandler {
         st.skip = len - max_message_;
         return true;
       }
-      host_->metric_add(m_bad_count_, 1);
+      // (once per frame: a line that waits for its LF over several reads was counted already)
+      if (pos != 0 || st.lf_scanned == 0) host_->metric_add(m_bad_count_, 1);
     }
-    const size_t lf = in.find('\n', pos);
+    // A long line arriving in many reads is scanned once, not once per read.
+    const size_t from = pos == 0 ? std::min(st.lf_scanned, in.size()) : pos;
+    const size_t lf = in.find('\n', from);
     if (lf == std::string_view::npos) {
-      if (in.size() - pos <= max_message_) return false;
+      if (in.size() - pos <= max_message_) {
+        st.lf_scanned = in.size() - pos;
+        return false;
+      }
       host_->metric_add(m_cut_, 1);
       frames.add(in.substr(pos, max_message_));
       pos = in.size();
       st.discarding = true;
+      st.lf_scanned = 0;
       return false;
     }
+    st.lf_scanned = 0;
     std::string_view line = in.substr(pos, lf - pos);
     pos = lf + 1;
     if (line.size() > max_message_) {
