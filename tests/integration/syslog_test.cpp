@@ -794,6 +794,41 @@ TEST(SyslogBackpressure, APausedInputStopsReadingTcpAndLosesNothing) {
   EXPECT_EQ(e.metric("syslog_messages_dropped_total"), 0);
 }
 
+// A reload keeps an unchanged input's sockets (the engine must not test-bind the addresses its
+// own instances hold), and a changed one gives its address to its successor.
+TEST(SyslogConfig, AReloadKeepsTheSocketsOfAnUnchangedInputAndRebindsAChangedOne) {
+  const int port = free_port();
+  Engine e({tcp_input(port, ", max_connections: 5"), udp_input(port)});
+  ASSERT_TRUE(e.ready()) << e.proc().err();
+  const std::string reload = "http://" + e.health_address() + "/reload";
+  HttpResponse r = http(reload, {}, "POST");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"unchanged\":4"), std::string::npos) << r.body;
+  tcp_send(port, "<13>after a reload over tcp\n");
+  udp_send(port, "<13>after a reload over udp");
+  ASSERT_TRUE(e.wait_count("message LIKE 'after a reload over %'", 2)) << e.proc().err();
+
+  const std::string file = e.dir() / "engine.yaml";
+  std::string yaml = read_file(file);
+  yaml.replace(yaml.find("max_connections: 5"), 18, "max_connections: 6");
+  write_file(file, yaml);
+  r = http(reload, {}, "POST");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"changed\":[\"syslog.0\"]"), std::string::npos) << r.body;
+  // The successor listens once its predecessor is gone: wait for its own start line.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const std::string err = e.proc().err();
+        const size_t first = err.find("receiving syslog on tcp");
+        return first != std::string::npos &&
+               err.find("receiving syslog on tcp", first + 1) != std::string::npos;
+      },
+      30s))
+      << e.proc().err();
+  tcp_send(port, "<13>after a change over tcp\n");
+  ASSERT_TRUE(e.wait_count("message = 'after a change over tcp'", 1)) << e.proc().err();
+}
+
 TEST(SyslogConfig, TlsOverUdpAndACertificateWithoutItsKeyAreRefusedNamingTheOption) {
   TempDir d;
   const std::string yaml = plugins_head() +
