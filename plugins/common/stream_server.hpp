@@ -263,8 +263,10 @@ class StreamServer {
     self->graveyard_.clear();  // no connection's callback is on the stack in a timer's
     const uint64_t now = monotonic_ms();
     std::vector<StreamConnection *> idle;
+    // A paused connection reads nothing because we do not read it: not idle (closing it would
+    // lose what its sender already wrote).
     for (auto &entry : self->conns_)
-      if (now - entry.second->last_active_ms_ >= self->idle_timeout_ms_)
+      if (!entry.second->paused_ && now - entry.second->last_active_ms_ >= self->idle_timeout_ms_)
         idle.push_back(entry.second.get());
     for (StreamConnection *c : idle) {
       ++self->idle_closed_;
@@ -566,6 +568,7 @@ inline void StreamConnection::pause_reading() {
 inline void StreamConnection::resume_reading() {
   if (!paused_ || dead_) return;
   paused_ = false;
+  last_active_ms_ = StreamServer::monotonic_ms();  // the idle clock restarts with the reading
   server_->update_watch(*this);
   // TLS may hold decrypted bytes that no readable event will announce.
   if (ssl_ != nullptr && SSL_pending(ssl_) > 0) server_->read_some(*this);

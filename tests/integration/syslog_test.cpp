@@ -765,11 +765,12 @@ TEST(SyslogBadInput, UdpDatagramsTheKernelDropsAreCountedAndEveryOtherOneStored)
 // connection (the sender's writes then wait), and resumes; nothing read is lost or doubled.
 TEST(SyslogBackpressure, APausedInputStopsReadingTcpAndLosesNothing) {
   const int port = free_port();
-  Engine e({tcp_input(port)},
-           "    - {name: flaky, match: 's.*', path: {DIR}/flaky.txt, delay: 20ms, batch_size: "
-           "500, queue_limit: 16KiB}\n");
+  // Each pause outlasts idle_timeout: a paused connection reads nothing, and is not idle.
+  Engine e({tcp_input(port, ", idle_timeout: 100ms")},
+           "    - {name: flaky, match: 's.*', path: {DIR}/flaky.txt, delay: 300ms, batch_size: "
+           "5000, queue_limit: 16KiB}\n");
   ASSERT_TRUE(e.ready()) << e.proc().err();
-  const int n = 20000;
+  const int n = 5000;
   std::string lines;
   for (int i = 0; i < n; ++i)
     lines += "<13>bp " + std::to_string(i) + " " + std::string(60, 'p') + "\n";
@@ -792,6 +793,7 @@ TEST(SyslogBackpressure, APausedInputStopsReadingTcpAndLosesNothing) {
   EXPECT_EQ(seen.size(), static_cast<size_t>(n));
   EXPECT_EQ(read_lines(out).size(), static_cast<size_t>(n));
   EXPECT_EQ(e.metric("syslog_messages_dropped_total"), 0);
+  EXPECT_EQ(e.metric("syslog_connections_closed_total", "reason=\"idle\""), 0);
 }
 
 // A reload keeps an unchanged input's sockets (the engine must not test-bind the addresses its
