@@ -83,7 +83,8 @@ const dm_option kOptions[] = {
     {"idle_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED | DM_OPT_BIND, "10m", 100, 7 * 86400000.0,
      nullptr,
      "tcp: a connection that sends nothing (or never finishes its TLS handshake) for this "
-     "long is closed (counted in syslog_connections_closed_total{reason=\"idle\"})",
+     "long is closed (counted in syslog_connections_closed_total{reason=\"idle\"}); time "
+     "paused by backpressure does not count",
      offsetof(Settings, idle_timeout_ms)},
     DM_TLS_OPTIONS(Settings, tls),
 };
