@@ -845,6 +845,34 @@ TEST(SyslogConfig, TlsOverUdpAndACertificateWithoutItsKeyAreRefusedNamingTheOpti
       << err;
 }
 
+// IPv6 addresses for both transports; a record without a hostname gets the peer's address.
+TEST(SyslogConfig, IPv6ListenAddressesServeBothTransports) {
+  const int probe = socket(AF_INET6, SOCK_DGRAM, 0);
+  sockaddr_in6 lo{};
+  lo.sin6_family = AF_INET6;
+  lo.sin6_addr = in6addr_loopback;
+  const bool v6 = probe >= 0 && bind(probe, reinterpret_cast<sockaddr *>(&lo), sizeof lo) == 0;
+  if (probe >= 0) close(probe);
+  if (!v6) GTEST_SKIP() << "no IPv6 loopback here";
+  const int port = free_port();
+  Engine e({"mode: tcp, listen: '[::1]:" + std::to_string(port) + "'",
+            "mode: udp, listen: '[::1]:" + std::to_string(port) + "'"});
+  ASSERT_TRUE(e.ready()) << e.proc().err();
+  sockaddr_in6 to = lo;
+  to.sin6_port = htons(static_cast<uint16_t>(port));
+  const int t = socket(AF_INET6, SOCK_STREAM, 0);
+  ASSERT_EQ(connect(t, reinterpret_cast<sockaddr *>(&to), sizeof to), 0);
+  ASSERT_TRUE(send_all(t, "<13>1 - - v6app - - - over tcp6\n"));
+  close(t);
+  const int u = socket(AF_INET6, SOCK_DGRAM, 0);
+  const std::string dgram = "<13>1 - - v6app - - - over udp6";
+  ASSERT_EQ(sendto(u, dgram.data(), dgram.size(), 0, reinterpret_cast<sockaddr *>(&to), sizeof to),
+            static_cast<ssize_t>(dgram.size()));
+  close(u);
+  ASSERT_TRUE(e.wait_count("service = 'v6app'", 2)) << e.proc().err();
+  EXPECT_EQ(e.count("service = 'v6app' AND host = '::1'"), 2);
+}
+
 // Nothing is exposed beyond the machine unless an address says so, UDP included.
 TEST(SyslogConfig, AnAddressWithoutAHostIsLoopbackForUdpAndTcp) {
   std::string out;
