@@ -496,7 +496,7 @@ TEST(SyslogTls, FluentBitAndOpensslOverMutualTls13AreStoredAndOthersRefused) {
   const int port = free_port();
   const std::string tls = ", tls.cert: " + certs / "server.pem" +
                           ", tls.key: " + certs / "server.key" + ", tls.ca: " + certs / "ca.pem" +
-                          ", tls.min_version: '1.3', idle_timeout: 1s";
+                          ", tls.min_version: '1.3', idle_timeout: 3s";
   Engine e({tcp_input(port, tls)});
   ASSERT_TRUE(e.ready()) << e.proc().err();
   EXPECT_NE(e.proc().err().find("receiving syslog on tls"), std::string::npos) << e.proc().err();
@@ -662,7 +662,7 @@ TEST(SyslogBadInput, FramesOverMaxMessageSizeAreCutCountedAndTheStreamStaysInSte
 
 TEST(SyslogBadInput, ASlowLorisPeerHoldsNoOtherPeerBackAndIsClosedWhenIdle) {
   const int port = free_port();
-  Engine e({tcp_input(port, ", idle_timeout: 500ms")});
+  Engine e({tcp_input(port, ", idle_timeout: 2s")});
   ASSERT_TRUE(e.ready()) << e.proc().err();
   // A frame begun and never finished: half of an octet count, then half of a line.
   const int loris = tcp_connect(port);
