@@ -30,11 +30,12 @@
 #include <stream_server.hpp>
 #include <utf8.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "syslog_message.hpp"
