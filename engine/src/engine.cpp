@@ -234,6 +234,23 @@ bool Engine::build_generation(const PipelineConfig &cfg, Generation &gen, Proble
         listening.insert(a.key);
     };
     if (!cfg.service.http_listen.empty()) served(cfg.service.http_listen);
+    // Addresses running instances serve on sockets of their own (the syslog input's TCP or UDP
+    // port): a reload that keeps the instance keeps its socket, so they are not test-bound.
+    auto held = [&](const Instance &i) {
+      if (!i.started || !i.cfg) return;
+      for (uint32_t k = 0; k < i.desc.option_count; ++k) {
+        const dm_option &o = i.desc.options[k];
+        if (!o.key || !(o.flags & DM_OPT_LISTEN)) continue;
+        http_internal::ListenAddress a;
+        std::string error;
+        if (auto it = i.cfg->values.find(o.key);
+            it != i.cfg->values.end() && !http_->listening(it->second.text) &&
+            http_internal::parse_listen(it->second.text, a, error))
+          listening.insert(a.key);
+      }
+    };
+    for (auto &in : inputs_) held(*in);
+    for (auto &o : outputs_) held(*o);
     for (const InstanceView &v : views)
       for (const dm_option *o : v.cfg->options)
         if (o && o->key && (o->flags & DM_OPT_LISTEN))

@@ -18,8 +18,10 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -70,6 +72,7 @@ class StreamConnection {
   bool paused_ = false, closing_ = false, dead_ = false;
   bool ssl_wants_write_ = false;  // a TLS read needs the socket writable (a handshake step)
   bool handshake_done_ = false;
+  uint64_t last_active_ms_ = 0;  // monotonic: the last bytes read (or the accept)
 };
 
 class StreamHandler {
@@ -82,6 +85,11 @@ class StreamHandler {
   // The connection is gone (peer closed, error, or close()); c.user is the handler's to free.
   // `reason` is empty for an orderly close by either side.
   virtual void on_close(StreamConnection &c, const std::string &reason) = 0;
+  // A peer accepted and closed at once because max_connections were open ("address:port").
+  virtual void on_refused(const std::string & /*peer*/) {}
+  // A TLS peer gone before its handshake completed (so before any on_open): the handshake
+  // failed (a wrong version, no client certificate), the peer left, or kIdleReason.
+  virtual void on_handshake_failed(const std::string & /*peer*/, const std::string & /*reason*/) {}
 };
 
 class StreamServer {
@@ -142,11 +150,20 @@ class StreamServer {
       stop();
       return false;
     }
+    if (idle_timeout_ms_ > 0) {
+      idle_timer_ = host_->timer_new(inst_, &StreamServer::on_idle_check, this);
+      // A quarter of the timeout between checks: a connection goes at most 25% late.
+      const uint64_t period =
+          std::max<uint64_t>(50, std::min<uint64_t>(idle_timeout_ms_ / 4, 1000));
+      if (idle_timer_ != nullptr) host_->timer_start(idle_timer_, period, period);
+    }
     return true;
   }
 
   // Closes the listener and every connection (their on_close runs). From stop()/destroy().
   void stop() {
+    if (idle_timer_ != nullptr) host_->timer_free(idle_timer_);
+    idle_timer_ = nullptr;
     if (listen_watch_ != nullptr) host_->watch_free(listen_watch_);
     listen_watch_ = nullptr;
     if (listen_fd_ >= 0) ::close(listen_fd_);
@@ -159,10 +176,12 @@ class StreamServer {
   // Stops accepting (new peers wait in the backlog) and starts again: with the engine's
   // pause()/resume(), together with pause_reading on each connection.
   void pause_accepting() {
-    if (listen_watch_ != nullptr) host_->watch_set(listen_watch_, 0);
+    accept_paused_ = true;
+    update_listen_watch();
   }
   void resume_accepting() {
-    if (listen_watch_ != nullptr) host_->watch_set(listen_watch_, DM_READABLE);
+    accept_paused_ = false;
+    update_listen_watch();
   }
   void pause_all() {
     pause_accepting();
@@ -187,6 +206,12 @@ class StreamServer {
   uint64_t refused() const { return refused_; }
   void set_max_connections(size_t n) { max_connections_ = n; }
   void set_read_chunk(size_t n) { read_chunk_ = n < 512 ? 512 : n; }
+  // Closes a connection that has read nothing for `ms` (0: never), including one whose TLS
+  // handshake never completes (a slow-loris peer holds no slot for longer). Its on_close gets
+  // kIdleReason. Call before listen().
+  void set_idle_timeout(uint64_t ms) { idle_timeout_ms_ = ms; }
+  uint64_t idle_closed() const { return idle_closed_; }
+  static constexpr const char *kIdleReason = "idle timeout";
 
  private:
   friend class StreamConnection;
@@ -222,6 +247,33 @@ class StreamServer {
                                     : std::string(host) + ":" + serv;
   }
 
+  static uint64_t monotonic_ms() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+  }
+
+  void update_listen_watch() {
+    if (listen_watch_ != nullptr)
+      host_->watch_set(listen_watch_, accept_paused_ || out_of_fds_ ? 0 : DM_READABLE);
+  }
+
+  static void on_idle_check(void *arg) {
+    auto *self = static_cast<StreamServer *>(arg);
+    self->graveyard_.clear();  // no connection's callback is on the stack in a timer's
+    const uint64_t now = monotonic_ms();
+    std::vector<StreamConnection *> idle;
+    // A paused connection reads nothing because we do not read it: not idle (closing it would
+    // lose what its sender already wrote).
+    for (auto &entry : self->conns_)
+      if (!entry.second->paused_ && now - entry.second->last_active_ms_ >= self->idle_timeout_ms_)
+        idle.push_back(entry.second.get());
+    for (StreamConnection *c : idle) {
+      ++self->idle_closed_;
+      self->finish(*c, kIdleReason);
+    }
+  }
+
   static void on_accept_ready(void *arg, int) {
     auto *self = static_cast<StreamServer *>(arg);
     self->graveyard_.clear();
@@ -231,10 +283,19 @@ class StreamServer {
       socklen_t len = sizeof ss;
       const int fd = accept4(self->listen_fd_, reinterpret_cast<sockaddr *>(&ss), &len,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;  // EAGAIN, or an error the next wake-up sees again
+      if (fd < 0) {
+        // Out of descriptors, the pending peer stays in the backlog and the level-triggered
+        // watch would call back at once, forever: stop accepting until a connection closes.
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          self->out_of_fds_ = true;
+          self->update_listen_watch();
+        }
+        return;  // EAGAIN, or a per-peer error (ECONNABORTED) the next wake-up is past
+      }
       if (self->conns_.size() >= self->max_connections_) {
         ++self->refused_;
         ::close(fd);
+        self->handler_.on_refused(describe(ss));
         continue;
       }
       self->adopt(fd, describe(ss));
@@ -249,6 +310,7 @@ class StreamServer {
     c->id_ = ++next_id_;
     c->fd_ = fd;
     c->peer_ = std::move(peer);
+    c->last_active_ms_ = monotonic_ms();
     if (ctx_ != nullptr) {
       c->ssl_ = SSL_new(ctx_);
       if (c->ssl_ == nullptr) {
@@ -295,7 +357,13 @@ class StreamServer {
       if (!self->flush(*c)) return;  // finished
     }
     if (self->conns_.count(id) == 0) return;
-    if (!c->paused_ && !c->closing_) self->read_some(*c);
+    if (!c->paused_ && !c->closing_) {
+      self->read_some(*c);
+    } else if (c->closing_ && c->ssl_ != nullptr && (events & DM_READABLE)) {
+      // Readable while closing (TLS only): read what came and drop it, or the level-triggered
+      // watch calls back at once, forever.
+      if (!self->drain(*c)) return;
+    }
     if (self->conns_.count(id) == 0) return;
     if (c->closing_ && c->queued_bytes() == 0) {
       self->finish(*c, "");
@@ -340,6 +408,25 @@ class StreamServer {
     return true;
   }
 
+  // Reads and drops a closing TLS connection's bytes; false when it was finished.
+  bool drain(StreamConnection &c) {
+    char sink[4096];
+    for (int i = 0; i < 16; ++i) {
+      ERR_clear_error();
+      const int r = SSL_read(c.ssl_, sink, sizeof sink);
+      if (r > 0) continue;
+      const int e = SSL_get_error(c.ssl_, r);
+      if (e == SSL_ERROR_WANT_READ) return true;
+      if (e == SSL_ERROR_WANT_WRITE) {
+        c.ssl_wants_write_ = true;
+        return true;
+      }
+      finish(c, e == SSL_ERROR_ZERO_RETURN ? std::string() : "TLS failed: " + ssl_reason());
+      return false;
+    }
+    return true;
+  }
+
   void read_some(StreamConnection &c) {
     const uint64_t id = c.id_;
     buf_.resize(read_chunk_);
@@ -366,6 +453,7 @@ class StreamServer {
           return;
         }
         got = r;
+        c.last_active_ms_ = monotonic_ms();
         if (!c.handshake_done_) open_tls(c);
         if (conns_.count(id) == 0) return;
       } else {
@@ -379,6 +467,7 @@ class StreamServer {
           finish(c, "");
           return;
         }
+        c.last_active_ms_ = monotonic_ms();
       }
       handler_.on_data(c, buf_.data(), static_cast<size_t>(got));
       if (conns_.count(id) == 0 || c.paused_ || c.closing_) return;
@@ -410,7 +499,10 @@ class StreamServer {
   void finish(StreamConnection &c, const std::string &reason) {
     if (c.dead_) return;
     c.dead_ = true;
-    if (c.handshake_done_) handler_.on_close(c, reason);
+    if (c.handshake_done_)
+      handler_.on_close(c, reason);
+    else
+      handler_.on_handshake_failed(c.peer_, reason.empty() ? "closed by the peer" : reason);
     if (c.watch_ != nullptr) host_->watch_free(c.watch_);
     c.watch_ = nullptr;
     if (c.ssl_ != nullptr) {
@@ -428,6 +520,10 @@ class StreamServer {
       graveyard_.push_back(std::move(it->second));
       conns_.erase(it);
     }
+    if (out_of_fds_) {  // a descriptor is free again
+      out_of_fds_ = false;
+      update_listen_watch();
+    }
   }
 
   const dm_host_api *host_;
@@ -436,6 +532,9 @@ class StreamServer {
   SSL_CTX *ctx_ = nullptr;
   int listen_fd_ = -1;
   dm_watch *listen_watch_ = nullptr;
+  dm_timer *idle_timer_ = nullptr;
+  bool accept_paused_ = false, out_of_fds_ = false;
+  uint64_t idle_timeout_ms_ = 0, idle_closed_ = 0;
   std::map<uint64_t, std::unique_ptr<StreamConnection>> conns_;
   std::vector<std::unique_ptr<StreamConnection>> graveyard_;
   std::vector<char> buf_;
@@ -469,6 +568,7 @@ inline void StreamConnection::pause_reading() {
 inline void StreamConnection::resume_reading() {
   if (!paused_ || dead_) return;
   paused_ = false;
+  last_active_ms_ = StreamServer::monotonic_ms();  // the idle clock restarts with the reading
   server_->update_watch(*this);
   // TLS may hold decrypted bytes that no readable event will announce.
   if (ssl_ != nullptr && SSL_pending(ssl_) > 0) server_->read_some(*this);
