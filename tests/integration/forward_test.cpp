@@ -278,6 +278,36 @@ TEST(ForwardFluentBit, TlsConnectionsAreTaken) {
   ASSERT_TRUE(wait_until([&] { return e.metric(d, "forward_acks_total") >= 1; }, 30s));
 }
 
+// Mutual TLS: with tls.ca, a client must present a certificate that CA signed.
+TEST(ForwardFluentBit, WithTlsCaOnlyClientsWithACertificateItSignedAreTaken) {
+  REQUIRE_FLUENT_BIT();
+  TempDir d;
+  const std::string sh =
+      "set -e; cd " + d.path() +
+      "; openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=test-ca -days 2 -keyout ca.key "
+      "-out ca.pem 2>/dev/null; for n in server client; do openssl req -newkey rsa:2048 -nodes "
+      "-subj /CN=$n -keyout $n.key -out $n.csr 2>/dev/null; openssl x509 -req -in $n.csr -CA "
+      "ca.pem -CAkey ca.key -CAcreateserial -days 2 -out $n.pem 2>/dev/null; done";
+  ASSERT_EQ(run({"/bin/sh", "-c", sh}, d.path()), 0);
+  const int port = free_port();
+  Engine e(d, port,
+           ", tls.cert: " + d / "server.pem" + ", tls.key: " + d / "server.key" +
+               ", tls.ca: " + d / "ca.pem");
+  ASSERT_TRUE(e.ready) << (*e.proc).err();
+  auto with_cert =
+      fluent_bit(d, "fb-cert", dummy("app.mtls", R"({"message":"with cert"})", 1), port,
+                 "      tls: on\n      tls.verify: off\n      tls.crt_file: " + d / "client.pem" +
+                     "\n      tls.key_file: " + d / "client.key" + "\n");
+  ASSERT_TRUE(wait_until([&] { return e.rows("message = 'with cert'") == 1; }, 30s))
+      << with_cert->err();
+  auto without = fluent_bit(d, "fb-plain", dummy("app.mtls", R"({"message":"no cert"})", 1), port,
+                            "      tls: on\n      tls.verify: off\n");
+  // Fluent Bit retries the refused handshake; nothing of it is stored.
+  ASSERT_TRUE(wait_until([&] { return without->err().find("[error]") != std::string::npos; }, 30s))
+      << without->err();
+  EXPECT_EQ(e.rows("message = 'no cert'"), 0);
+}
+
 // Conservation: Fluent Bit tails 100k numbered lines with require_ack_response and unlimited
 // retries; devmesh is killed with SIGKILL mid-stream and started again. Whatever devmesh had
 // acknowledged was stored, whatever it had not is sent again, and the re-sends are absorbed by
@@ -524,34 +554,113 @@ TEST(ForwardClient, AFrameSplitAcrossManyWritesIsReassembled) {
   EXPECT_EQ(e.rows(), 200);
 }
 
+// A listener that never accepts nor answers: an http_forward output aimed at it cannot finish.
+class Sink {
+ public:
+  Sink() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    listen(fd_, 16);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~Sink() { close(fd_); }
+  std::string output() const {
+    return "    - {name: http_forward, url: 'http://127.0.0.1:" + std::to_string(port_) +
+           "/ingest/logs'}\n";
+  }
+
+ private:
+  int fd_ = -1, port_ = 0;
+};
+
+// An engine whose only output never finishes, with forward options and service extras.
+std::unique_ptr<Process> stuck_engine(const TempDir &d, const Sink &sink, int port, int admin,
+                                      const std::string &options, const std::string &service = "") {
+  return start_engine(d, plugins_head("  http_listen: " + local(admin) + "\n" + service) +
+                             "  inputs:\n    - {name: forward, listen: '" + local(port) + "'" +
+                             options + "}\n  outputs:\n" + sink.output());
+}
+
+std::string chunk_message(const std::string &message, const std::string &chunk) {
+  Pack m;
+  m.array(4).str("t").u64(1764344843).map(1).str("message").str(message);
+  m.map(1).str("chunk").str(chunk);
+  return m.bytes();
+}
+
 TEST(ForwardClient, AChunkIsNotAckedWhenTheAckTimesOutAndItsConnectionIsClosed) {
   TempDir d;
   const int port = free_port(), admin = free_port();
-  // An output that cannot finish: http_forward to a listener that never accepts nor answers.
-  const int sink = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(sink, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(sink, 16), 0);
-  socklen_t len = sizeof a;
-  getsockname(sink, reinterpret_cast<sockaddr *>(&a), &len);
-  auto dm = start_engine(d, plugins_head("  http_listen: " + local(admin) + "\n") +
-                                "  inputs:\n    - {name: forward, listen: '" + local(port) +
-                                "', ack_timeout: 500ms}\n  outputs:\n    - {name: http_forward, "
-                                "url: 'http://127.0.0.1:" +
-                                std::to_string(ntohs(a.sin_port)) + "/ingest/logs'}\n");
+  Sink sink;
+  auto dm = stuck_engine(d, sink, port, admin, ", ack_timeout: 500ms");
   ASSERT_TRUE(answers(admin)) << dm->err();
   Client c(port);
-  Pack full;
-  full.array(4).str("t").u64(1764344843).map(1).str("message").str("slow");
-  full.map(1).str("chunk").str("t-1");
-  ASSERT_TRUE(c.send(full.bytes()));
+  ASSERT_TRUE(c.send(chunk_message("slow", "t-1")));
   EXPECT_TRUE(c.closed_by_server(20s)) << "no ack: the connection closes so the client re-sends";
   const std::string body = http("http://" + local(admin) + "/metrics").body;
   EXPECT_EQ(find_metric(body, "devmesh_forward_ack_timeouts_total", "").value_or(0), 1);
   EXPECT_EQ(find_metric(body, "devmesh_forward_acks_total", "").value_or(-1), 0);
-  close(sink);
+}
+
+TEST(ForwardClient, AckAcceptedAnswersOnceTheRecordsAreQueued) {
+  TempDir d;
+  const int port = free_port(), admin = free_port();
+  Sink sink;
+  auto dm = stuck_engine(d, sink, port, admin, ", ack: accepted");
+  ASSERT_TRUE(answers(admin)) << dm->err();
+  Client c(port);
+  ASSERT_TRUE(c.send(chunk_message("queued", "q-1")));
+  EXPECT_EQ(acked_chunk(c.read()), "q-1") << "accepted does not wait for the stuck output";
+}
+
+TEST(ForwardClient, AckDurableAnswersOnceTheRecordsAreOnDisk) {
+  TempDir d;
+  const int port = free_port(), admin = free_port();
+  Sink sink;
+  auto dm = stuck_engine(d, sink, port, admin, ", ack: durable",
+                         "  storage: {path: " + d / "store" + ", sync: always}\n");
+  ASSERT_TRUE(answers(admin)) << dm->err();
+  Client c(port);
+  ASSERT_TRUE(c.send(chunk_message("on disk", "d-1")));
+  EXPECT_EQ(acked_chunk(c.read()), "d-1") << "durable: fsynced, though the output is stuck";
+}
+
+TEST(ForwardConfig, OptionProblemsAreNamed) {
+  TempDir d;
+  write_file(d / "bad.yaml",
+             plugins_head() +
+                 "  inputs:\n    - {name: forward, ack: durable, username: u, self_hostname: h, "
+                 "service_key: ''}\n  outputs:\n    - {name: 'null'}\n");
+  std::string out, err;
+  EXPECT_NE(run({DEVMESH_BIN, "--dry-run", "-c", d / "bad.yaml"}, d.path(), &out, &err), 0);
+  EXPECT_NE(err.find("durable needs service.storage"), std::string::npos) << err;
+  EXPECT_NE(err.find("username and password go together"), std::string::npos) << err;
+  EXPECT_NE(err.find("needs shared_key"), std::string::npos) << err;
+  EXPECT_NE(err.find("self_hostname"), std::string::npos) << err;
+  EXPECT_NE(err.find("service_key"), std::string::npos) << err;
+}
+
+TEST(ForwardClient, NestingUpToTheLimitIsStoredAsJsonMeta) {
+  TempDir d;
+  const int port = free_port();
+  Engine e(d, port);
+  ASSERT_TRUE(e.ready) << (*e.proc).err();
+  // [tag, time, {"message": .., "deep": [[[...]]]}, option]: 31 containers in all, the limit.
+  Pack m;
+  m.array(4).str("t").u64(1764344843).map(2).str("message").str("deep").str("deep");
+  for (int i = 0; i < 29; ++i) m.array(1);
+  m.u64(1);
+  m.map(1).str("chunk").str("n");
+  Client c(port);
+  ASSERT_TRUE(c.send(m.bytes()));
+  EXPECT_EQ(acked_chunk(c.read()), "n");
+  EXPECT_EQ(e.rows("message = 'deep' AND json_extract(meta_json, '$.deep[0][0][0]') IS NOT NULL"),
+            1);
 }
 
 // ---- hostile input
