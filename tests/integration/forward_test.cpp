@@ -630,6 +630,56 @@ TEST(ForwardClient, AckDurableAnswersOnceTheRecordsAreOnDisk) {
   EXPECT_EQ(acked_chunk(c.read()), "d-1") << "durable: fsynced, though the output is stuck";
 }
 
+// An engine whose output is the test plugin flaky (options as given).
+std::unique_ptr<Process> flaky_engine(const TempDir &d, int port, int admin,
+                                      const std::string &flaky_options) {
+  return start_engine(d, plugins_head("  http_listen: " + local(admin) + "\n") +
+                             "  inputs:\n    - {name: forward, listen: '" + local(port) +
+                             "'}\n  outputs:\n    - {name: flaky, path: " + d / "out.txt" +
+                             flaky_options + "}\n");
+}
+
+// A chunk of 20,000 events is turned into records a slice per loop turn and, behind an output
+// whose small queue pauses the input, submitted as the queue drains; its one ack comes once
+// every record is written.
+TEST(ForwardClient, ALargeChunkBehindAFullQueueIsAckedOnceEveryRecordIsWritten) {
+  TempDir d;
+  const int port = free_port(), admin = free_port();
+  auto dm = flaky_engine(d, port, admin, ", delay: 5ms, batch_size: 500, queue_limit: 64KiB");
+  ASSERT_TRUE(answers(admin)) << dm->err();
+  constexpr int kEvents = 20000;
+  Pack entries;
+  for (int i = 0; i < kEvents; ++i) {
+    entries.array(2).event_time(1764344843, static_cast<uint32_t>(i));
+    entries.map(1).str("message").str("event " + std::to_string(i));
+  }
+  Pack m;
+  m.array(3).str("big").bin(entries.bytes()).map(1).str("chunk").str("big-1");
+  Client c(port);
+  ASSERT_TRUE(c.send(m.bytes()));
+  EXPECT_EQ(acked_chunk(c.read(60s)), "big-1");
+  EXPECT_EQ(read_lines(d / "out.txt").size(), static_cast<size_t>(kEvents));
+  const std::string body = http("http://" + local(admin) + "/metrics").body;
+  EXPECT_EQ(find_metric(body, "devmesh_forward_records_total", "").value_or(0), kEvents);
+  EXPECT_EQ(find_metric(body, "devmesh_forward_acks_total", "").value_or(0), 1);
+  EXPECT_GE(find_metric(body, "devmesh_forward_batches_held_total", "").value_or(0), 1)
+      << "the queue never filled";
+}
+
+TEST(ForwardClient, AChunkWhoseRecordsFailForGoodGetsNoAckAndItsConnectionIsClosed) {
+  TempDir d;
+  const int port = free_port(), admin = free_port();
+  auto dm = flaky_engine(d, port, admin, ", fail_always: true, fail_status: error");
+  ASSERT_TRUE(answers(admin)) << dm->err();
+  Client c(port);
+  ASSERT_TRUE(c.send(chunk_message("doomed", "f-1")));
+  EXPECT_TRUE(c.closed_by_server(30s)) << "no ack: the client keeps the chunk and re-sends it";
+  const std::string body = http("http://" + local(admin) + "/metrics").body;
+  EXPECT_EQ(find_metric(body, "devmesh_forward_chunks_unacked_total", "").value_or(0), 1);
+  EXPECT_EQ(find_metric(body, "devmesh_forward_records_failed_total", "").value_or(0), 1);
+  EXPECT_EQ(find_metric(body, "devmesh_forward_acks_total", "").value_or(-1), 0);
+}
+
 TEST(ForwardConfig, OptionProblemsAreNamed) {
   TempDir d;
   write_file(d / "bad.yaml",

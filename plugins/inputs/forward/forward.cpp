@@ -49,6 +49,9 @@ using forward::Reject;
 // msgpack-c's own unpacker keeps a fixed stack of 32 containers; a frame is refused before it.
 // A record is 4 levels down in Forward mode ([tag, [[time, {...}]]]): the rest is for its values.
 constexpr uint32_t kMaxDepth = 31;
+// Events turned into records per loop turn: a 2 MB chunk of 20,000 events is ten turns of a few
+// milliseconds each, not one of 40.
+constexpr uint32_t kSlice = 2048;
 
 const char *const kAckModes[] = {"accepted", "delivered", "durable", nullptr};
 
@@ -213,6 +216,40 @@ class Packer {
   msgpack_packer pk_;
 };
 
+// A chunk that asked for an ack: answered once every batch of it is submitted and (with ack:
+// delivered or durable) acknowledged; given up (no ack, connection closed) when a batch fails
+// for good or ack_timeout passes.
+struct ChunkWait {
+  uint64_t connection = 0;
+  std::string chunk;
+  uint32_t outstanding = 0;  // submitted batches not acknowledged yet
+  bool all_submitted = false;
+  bool finished = false;  // acked, or given up
+  bool timed_out = false;
+};
+
+// A forward message in progress: its msgpack tree (kept alive between slices) and how far it is.
+struct Work {
+  Work() { msgpack_unpacked_init(&frame); }
+  ~Work() { msgpack_unpacked_destroy(&frame); }
+  Work(const Work &) = delete;
+  Work &operator=(const Work &) = delete;
+
+  msgpack_unpacked frame;
+  Mode mode = kForward;
+  std::string_view tag;
+  const msgpack_object *time = nullptr, *record = nullptr;  // Message mode
+  const msgpack_object *entries = nullptr;                  // Forward mode
+  uint32_t next = 0;
+  std::string inflated;     // CompressedPackedForward's payload
+  std::string_view packed;  // PackedForward's entries (into frame or inflated)
+  size_t offset = 0;
+  bool skip = false;    // not logs (fluent_signal): nothing to add
+  bool filled = false;  // every event is in a batch (the last one may still be held)
+  uint64_t rejected[4] = {};
+  std::shared_ptr<ChunkWait> wait;  // when the message asked for an ack
+};
+
 // One client connection: its stream buffer and where the handshake stands.
 struct Client {
   explicit Client(size_t max_chunk) : scanner(max_chunk, kMaxDepth) {
@@ -229,10 +266,10 @@ struct Client {
   unsigned char nonce[16] = {}, auth_salt[16] = {};
   std::string address;   // the peer's address, without port
   std::string hostname;  // the client's self_hostname from its PING
-  // A batch that submit refused under backpressure, submitted again at resume().
+  // The message being turned into records, a slice per loop turn, and a batch of it that
+  // submit refused under backpressure (submitted again at resume()).
+  std::unique_ptr<Work> work;
   dm_batch *held = nullptr;
-  std::string held_chunk;
-  bool held_has_chunk = false;
   bool in_process = false, gone = false;
 };
 
@@ -292,6 +329,7 @@ class ForwardInput : public StreamHandler {
     server_.stop();
     for (auto &[id, client] : clients_) delete client;
     if (timer_) host_->timer_free(timer_);
+    if (cont_timer_) host_->timer_free(cont_timer_);
     if (zone_ready_) msgpack_zone_destroy(&zone_);
   }
 
@@ -323,50 +361,42 @@ class ForwardInput : public StreamHandler {
 
   void resume() {
     paused_ = false;
-    // Batches refused while paused go first, in connection order, then what is buffered.
+    server_.resume_all();
+    // Batches refused while paused go first, then the rest of each message, then what is
+    // buffered.
     std::vector<uint64_t> ids;
     for (auto &[id, client] : clients_) ids.push_back(id);
     for (uint64_t id : ids) {
-      auto it = clients_.find(id);
-      if (it == clients_.end() || it->second->held == nullptr) continue;
-      StreamConnection *c = server_.find(id);
-      if (c == nullptr) continue;
-      Client &client = *it->second;
-      dm_batch *b = client.held;
-      client.held = nullptr;
-      submit(*c, client, b, client.held_has_chunk, client.held_chunk);
       if (paused_) return;
-    }
-    server_.resume_all();
-    for (uint64_t id : ids) {
-      auto it = clients_.find(id);
-      StreamConnection *c = server_.find(id);
-      if (it != clients_.end() && c != nullptr) process(*c, *it->second);
-      if (paused_) return;
+      drive(id);
     }
   }
 
   void on_ack(const dm_ack &ack) {
     if (ack.stage == DM_ACK_STORED && !ack_durable_) return;  // delivered waits for DONE
     auto it = waiting_.find(ack.ticket);
-    if (it == waiting_.end()) return late_ack(ack);
-    Waiting w = std::move(it->second);
+    if (it == waiting_.end()) return;
+    std::shared_ptr<ChunkWait> w = std::move(it->second);
     waiting_.erase(it);
-    host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
-    drop_answered_deadlines();
+    --w->outstanding;
     if (ack.dead_lettered) host_->metric_add(m_dead_, ack.dead_lettered);
+    if (ack.failed) host_->metric_add(m_failed_, ack.failed);
+    if (w->finished) {
+      if (w->timed_out) host_->metric_add(m_late_, 1);
+      return;
+    }
     if (ack.failed) {
-      host_->metric_add(m_failed_, ack.failed);
+      give_up(*w);
       host_->metric_add(m_unacked_, 1);
       host_->log(inst_, DM_LOG_ERROR,
                  "%u record deliveries of chunk %s failed permanently and were not kept (%s): "
                  "closing its connection without the ack, so the client sends it again",
-                 ack.failed, printable(w.chunk).c_str(),
+                 ack.failed, printable(w->chunk).c_str(),
                  ack.failed_reason ? ack.failed_reason : "no reason given");
-      if (StreamConnection *c = server_.find(w.connection)) c->close(true);
+      if (StreamConnection *c = server_.find(w->connection)) c->close(true);
       return;
     }
-    send_ack(w.connection, w.chunk);
+    if (w->all_submitted && w->outstanding == 0) answer(*w);
   }
 
   // StreamHandler
@@ -397,7 +427,7 @@ class ForwardInput : public StreamHandler {
     }
     std::memcpy(msgpack_unpacker_buffer(&client->unpacker), data, len);
     msgpack_unpacker_buffer_consumed(&client->unpacker, len);
-    process(c, *client);
+    drive(client->id);
   }
 
   void on_close(StreamConnection &c, const std::string &reason) override {
@@ -414,21 +444,20 @@ class ForwardInput : public StreamHandler {
       host_->batch_free(client->held);  // never accepted: the client sends it again
       client->held = nullptr;
     }
+    // A message cut short by the close is never acknowledged: the client sends it again.
+    if (client->work && client->work->wait && !client->work->wait->finished)
+      give_up(*client->work->wait);
     if (client->in_process) {
-      client->gone = true;  // process() on the stack frees it
+      client->gone = true;  // drive() on the stack frees it
     } else {
       delete client;
     }
   }
 
  private:
-  struct Waiting {
-    uint64_t connection;
-    std::string chunk;
-  };
   struct Deadline {
     uint64_t at_ms;
-    uint64_t ticket;
+    std::shared_ptr<ChunkWait> wait;
   };
 
   void register_metrics() {
@@ -484,6 +513,9 @@ class ForwardInput : public StreamHandler {
     m_auth_ =
         host_->metric_counter(inst_, "forward_auth_failures_total",
                               "handshakes refused (shared key, user or malformed PING)", nullptr);
+    m_held_ = host_->metric_counter(
+        inst_, "forward_batches_held_total",
+        "batches refused while backpressure paused the input, submitted again at resume", nullptr);
     m_connections_ =
         host_->metric_gauge(inst_, "forward_connections", "open client connections", nullptr);
     m_refused_ = host_->metric_counter(inst_, "forward_connections_refused_total",
@@ -497,50 +529,6 @@ class ForwardInput : public StreamHandler {
     refused_seen_ = now;
   }
 
-  // Cuts and handles every complete frame buffered for this client.
-  void process(StreamConnection &c, Client &client) {
-    if (client.in_process) return;
-    client.in_process = true;
-    const uint64_t id = client.id;
-    try {
-      while (!paused_ && client.held == nullptr && !client.gone && server_.find(id) != nullptr) {
-        msgpack_unpacker &u = client.unpacker;
-        const size_t available = u.used - u.off;
-        if (available == 0) break;
-        const FrameScanner::Result r = client.scanner.scan(u.buffer + u.off, available);
-        if (r == FrameScanner::kNeedMore) break;
-        if (r == FrameScanner::kError) {
-          const ErrorKind kind = client.scanner.problem() == FrameScanner::kTooLarge  ? kTooLarge
-                                 : client.scanner.problem() == FrameScanner::kTooDeep ? kTooDeep
-                                                                                      : kMalformed;
-          fail(c, kind, client.scanner.error());
-          break;
-        }
-        client.scanner.reset();
-        msgpack_unpacked frame;
-        msgpack_unpacked_init(&frame);
-        const msgpack_unpack_return rc = msgpack_unpacker_next(&u, &frame);
-        if (rc != MSGPACK_UNPACK_SUCCESS) {
-          msgpack_unpacked_destroy(&frame);
-          fail(c, kMalformed, "msgpack-c could not decode a frame the scanner took");
-          break;
-        }
-        try {
-          handle(c, client, frame.data);
-        } catch (...) {
-          msgpack_unpacked_destroy(&frame);
-          throw;
-        }
-        msgpack_unpacked_destroy(&frame);
-      }
-    } catch (const std::exception &e) {
-      host_->log(inst_, DM_LOG_ERROR, "%s: %s; closing the connection", c.peer().c_str(), e.what());
-      if (server_.find(id) != nullptr) c.close(true);
-    }
-    client.in_process = false;
-    if (client.gone) delete &client;
-  }
-
   // A connection-level problem: counted, logged, the connection closed without an ack.
   void fail(StreamConnection &c, ErrorKind kind, const std::string &why) {
     host_->metric_add(m_errors_[kind], 1);
@@ -550,7 +538,9 @@ class ForwardInput : public StreamHandler {
     c.close(kind != kAuth);
   }
 
-  void handle(StreamConnection &c, Client &client, const msgpack_object &root) {
+  // Reads a message's header and option, then leaves its events to run(), a slice per turn.
+  void handle(StreamConnection &c, Client &client, msgpack_unpacked &frame) {
+    const msgpack_object &root = frame.data;
     if (!client.authenticated) return handle_ping(c, client, root);
     if (root.type != MSGPACK_OBJECT_ARRAY || root.via.array.size < 2 || root.via.array.size > 4)
       return fail(c, kProtocol,
@@ -633,146 +623,308 @@ class ForwardInput : public StreamHandler {
     if (mode == kPacked && !compressed.empty() && compressed != "text") mode = kCompressed;
     host_->metric_add(m_messages_[mode], 1);
 
-    BatchOwner batch(
-        host_,
-        host_->batch_new(inst_,
-                         mode == kForward ? std::min<uint32_t>(second.via.array.size, 65536) : 64));
-    if (batch.get() == nullptr) throw std::runtime_error("batch_new failed");
-    const forward::Origin origin{tag, client.hostname.empty() ? std::string_view(client.address)
-                                                              : std::string_view(client.hostname)};
-    uint64_t rejected[4] = {};
+    auto work = std::make_unique<Work>();
+    std::swap(work->frame, frame);  // the tree (and the bytes it points into) lives with the work
+    work->mode = mode;
+    work->tag = tag;
     if (signal != 0) {
       // Fluent Bit's metrics (1) and traces (2) over forward are not log records.
       host_->log(inst_, DM_LOG_WARN,
                  "%s: a message with fluent_signal %lld (metrics or traces, not logs) was "
                  "skipped",
                  c.peer().c_str(), static_cast<long long>(signal));
-      ++rejected[static_cast<int>(Reject::kBadEntry)];
+      ++work->rejected[static_cast<int>(Reject::kBadEntry)];
+      work->skip = true;
     } else if (mode == kMessage) {
-      const Reject r = builder_->add(batch.get(), second, item[2], origin);
-      if (r != Reject::kNone) ++rejected[static_cast<int>(r)];
+      work->time = &second;
+      work->record = &item[2];
     } else if (mode == kForward) {
-      for (uint32_t i = 0; i < second.via.array.size; ++i) {
-        const Reject r = builder_->add_entry(batch.get(), second.via.array.ptr[i], origin);
-        if (r != Reject::kNone) ++rejected[static_cast<int>(r)];
-      }
+      work->entries = &second;
     } else {
       std::string_view packed = text_of(second);
       if (mode == kCompressed) {
         std::string why;
-        BodyDecompressor::Status s;
+        BodyDecompressor::Status st;
         if (compressed == "gzip") {
-          s = inflater_.gunzip(packed, max_chunk_, packed, why);
+          st = inflater_.gunzip(packed, max_chunk_, packed, why);
         } else if (compressed == "zstd") {
-          s = inflater_.unzstd(packed, max_chunk_, packed, why);
+          st = inflater_.unzstd(packed, max_chunk_, packed, why);
         } else {
           return fail(c, kCompression,
                       "option compressed is \"" + printable(std::string(compressed)) +
                           "\": only gzip and zstd are taken");
         }
-        if (s == BodyDecompressor::kTooLarge)
+        if (st == BodyDecompressor::kTooLarge)
           return fail(c, kTooLarge,
                       "a compressed chunk inflates past max_chunk (" + std::to_string(max_chunk_) +
                           " bytes)");
-        if (s != BodyDecompressor::kOk)
+        if (st != BodyDecompressor::kOk)
           return fail(c, kCompression,
                       "a compressed chunk is not valid " + std::string(compressed) + ": " + why);
+        // The decompressor's buffer is shared: the payload is kept with the work.
+        work->inflated.assign(packed);
+        packed = work->inflated;
       }
-      if (!add_packed(c, batch.get(), packed, origin, rejected)) return;
+      // Every entry's bounds are checked before any of them is submitted, so a refused frame
+      // leaves nothing behind.
+      if (!check_packed(c, packed)) return;
+      work->packed = packed;
     }
-    msgpack_zone_clear(&zone_);
-
-    uint64_t total_rejected = 0;
-    for (Reject r : kRejects) {
-      const uint64_t k = rejected[static_cast<int>(r)];
-      if (k == 0) continue;
-      total_rejected += k;
-      host_->metric_add(m_rejected_[static_cast<int>(r)], static_cast<double>(k));
+    if (has_chunk) {
+      work->wait = std::make_shared<ChunkWait>();
+      work->wait->connection = c.id();
+      work->wait->chunk = std::move(chunk);
+      if (ack_delivered_ || ack_durable_) watch(work->wait);
     }
-    if (total_rejected)
-      host_->log(inst_, DM_LOG_WARN,
-                 "%s: %llu event(s) of a %s message skipped (bad time %llu, record not a map "
-                 "%llu, entry not [time, record] or not logs %llu); the rest kept",
-                 c.peer().c_str(), static_cast<unsigned long long>(total_rejected),
-                 kModeLabels[mode], static_cast<unsigned long long>(rejected[1]),
-                 static_cast<unsigned long long>(rejected[2]),
-                 static_cast<unsigned long long>(rejected[3]));
-    const uint64_t cut = builder_->truncated();
-    if (cut > truncated_seen_)
-      host_->metric_add(m_truncated_, static_cast<double>(cut - truncated_seen_));
-    truncated_seen_ = cut;
-
-    if (batch.get()->count == 0) {
-      if (has_chunk) send_ack(c.id(), chunk);  // nothing to keep: safe at once
-      return;
-    }
-    submit(c, client, batch.release(), has_chunk, chunk);
+    client.work = std::move(work);
   }
 
-  // PackedForward's entries: msgpack [time, record] values one after another.
-  bool add_packed(StreamConnection &c, dm_batch *batch, std::string_view packed,
-                  const forward::Origin &origin, uint64_t *rejected) {
+  // PackedForward's entries are msgpack [time, record] values one after another: each must be
+  // whole and within the bounds.
+  bool check_packed(StreamConnection &c, std::string_view packed) {
     size_t off = 0;
     while (off < packed.size()) {
-      FrameScanner &s = packed_scanner_;
-      s.reset(packed.size() - off);
-      const FrameScanner::Result r = s.scan(packed.data() + off, packed.size() - off);
+      FrameScanner &sc = packed_scanner_;
+      sc.reset(packed.size() - off);
+      const FrameScanner::Result r = sc.scan(packed.data() + off, packed.size() - off);
       if (r != FrameScanner::kComplete) {
         const std::string why =
-            r == FrameScanner::kNeedMore ? "the packed entries end inside an entry" : s.error();
-        fail(c, s.problem() == FrameScanner::kTooDeep ? kTooDeep : kMalformed,
+            r == FrameScanner::kNeedMore ? "the packed entries end inside an entry" : sc.error();
+        fail(c, sc.problem() == FrameScanner::kTooDeep ? kTooDeep : kMalformed,
              "packed entry at byte " + std::to_string(off) + ": " + why);
         return false;
       }
-      msgpack_object entry;
-      size_t used = 0;
-      const msgpack_unpack_return rc =
-          msgpack_unpack(packed.data() + off, s.size(), &used, &zone_, &entry);
-      if (rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES) {
-        fail(c, kMalformed, "packed entry at byte " + std::to_string(off) + " does not decode");
-        return false;
-      }
-      const Reject rej = builder_->add_entry(batch, entry, origin);
-      if (rej != Reject::kNone) ++rejected[static_cast<int>(rej)];
-      off += s.size();
-      // Entries are small: the zone is emptied every so often rather than per entry.
-      if ((batch->count & 1023) == 0) msgpack_zone_clear(&zone_);
+      off += sc.size();
     }
     return true;
   }
 
-  void submit(StreamConnection &c, Client &client, dm_batch *batch, bool has_chunk,
-              const std::string &chunk) {
+  // Adds up to `room` events of the work to batch; true when the message has no more.
+  bool fill(Client &client, Work &w, dm_batch *batch, uint32_t room) {
+    const forward::Origin origin{w.tag, client.hostname.empty()
+                                            ? std::string_view(client.address)
+                                            : std::string_view(client.hostname)};
+    auto count = [&](Reject r) {
+      if (r != Reject::kNone) ++w.rejected[static_cast<int>(r)];
+    };
+    if (w.skip) return true;
+    if (w.mode == kMessage) {
+      count(builder_->add(batch, *w.time, *w.record, origin));
+      return true;
+    }
+    if (w.mode == kForward) {
+      const msgpack_object_array &a = w.entries->via.array;
+      for (; w.next < a.size && room > 0; ++w.next, --room)
+        count(builder_->add_entry(batch, a.ptr[w.next], origin));
+      return w.next == a.size;
+    }
+    for (; w.offset < w.packed.size() && room > 0; --room) {
+      msgpack_object entry;
+      size_t used = 0;
+      // check_packed proved each entry whole: it decodes, and used is its size.
+      const msgpack_unpack_return rc = msgpack_unpack(
+          w.packed.data() + w.offset, w.packed.size() - w.offset, &used, &zone_, &entry);
+      if (rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES)
+        throw std::runtime_error("a checked packed entry did not decode");
+      count(builder_->add_entry(batch, entry, origin));
+      w.offset += used;
+    }
+    msgpack_zone_clear(&zone_);
+    return w.offset >= w.packed.size();
+  }
+
+  // Turns the client's message into records, one slice per call: true when the message is done,
+  // false when it waits (a slice was submitted and the rest continues on the next loop turn, or
+  // submit refused it under backpressure).
+  bool run(StreamConnection &c, Client &client) {
+    Work &w = *client.work;
+    if (paused_) return false;
+    const uint32_t hint = w.mode == kForward
+                              ? std::min<uint32_t>(w.entries->via.array.size - w.next, kSlice)
+                          : w.mode == kMessage ? 1
+                                               : 256;
+    BatchOwner batch(host_, host_->batch_new(inst_, hint));
+    if (batch.get() == nullptr) throw std::runtime_error("batch_new failed");
+    const bool done = w.filled || fill(client, w, batch.get(), kSlice);
+    w.filled = done;
+    const uint64_t cut = builder_->truncated();
+    if (cut > truncated_seen_)
+      host_->metric_add(m_truncated_, static_cast<double>(cut - truncated_seen_));
+    truncated_seen_ = cut;
+    if (batch.get()->count > 0 && !submit(c, client, batch.release())) return false;
+    if (!done) {
+      continue_later(client.id);
+      return false;
+    }
+    finish(c, client);
+    return true;
+  }
+
+  // False when the batch is held (backpressure) or the connection is closing.
+  bool submit(StreamConnection &c, Client &client, dm_batch *batch) {
     const uint32_t count = batch->count;
     uint64_t ticket = 0;
     const int rc = host_->submit(inst_, batch, &ticket);
     if (rc == DM_ERR_FULL) {
-      // Backpressure: the batch waits for resume(), and nothing more is read meanwhile.
-      client.held = batch;
-      client.held_has_chunk = has_chunk;
-      client.held_chunk = chunk;
-      c.pause_reading();
-      return;
+      client.held = batch;  // submitted again at resume(); nothing more is read meanwhile
+      host_->metric_add(m_held_, 1);
+      return false;
     }
     if (rc != DM_OK) {
       host_->batch_free(batch);
       host_->log(inst_, DM_LOG_INFO, "%s: the engine is stopping; closing without the ack",
                  c.peer().c_str());
       c.close(true);
-      return;
+      return false;
     }
     host_->metric_add(m_records_, count);
-    if (!has_chunk) return;
-    if (!ack_delivered_ && !ack_durable_) return send_ack(c.id(), chunk);
-    wait_for_ack(ticket, c.id(), chunk);
+    const std::shared_ptr<ChunkWait> &w = client.work ? client.work->wait : nullptr_wait_;
+    if (w && (ack_delivered_ || ack_durable_)) {
+      waiting_.emplace(ticket, w);
+      ++w->outstanding;
+    }
+    return true;
   }
 
-  void wait_for_ack(uint64_t ticket, uint64_t connection, const std::string &chunk) {
-    waiting_.emplace(ticket, Waiting{connection, chunk});
-    host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
-    deadlines_.push_back(Deadline{monotonic_ms() + ack_timeout_ms_, ticket});
+  // The message is all submitted: its ack goes now (accepted, or every batch acknowledged) or
+  // when the last acknowledgement comes.
+  void finish(StreamConnection &c, Client &client) {
+    std::unique_ptr<Work> w = std::move(client.work);
+    uint64_t total = 0;
+    for (Reject r : kRejects) {
+      const uint64_t k = w->rejected[static_cast<int>(r)];
+      if (k == 0) continue;
+      total += k;
+      host_->metric_add(m_rejected_[static_cast<int>(r)], static_cast<double>(k));
+    }
+    if (total)
+      host_->log(inst_, DM_LOG_WARN,
+                 "%s: %llu event(s) of a %s message skipped (bad time %llu, record not a map "
+                 "%llu, entry not [time, record] or not logs %llu); the rest kept",
+                 c.peer().c_str(), static_cast<unsigned long long>(total), kModeLabels[w->mode],
+                 static_cast<unsigned long long>(w->rejected[1]),
+                 static_cast<unsigned long long>(w->rejected[2]),
+                 static_cast<unsigned long long>(w->rejected[3]));
+    if (!w->wait) return;
+    ChunkWait &cw = *w->wait;
+    cw.all_submitted = true;
+    if (!cw.finished && cw.outstanding == 0) answer(cw);
+  }
+
+  // Runs what the client has: a held batch, the rest of its message, then the frames buffered.
+  void drive(uint64_t id) {
+    auto it = clients_.find(id);
+    StreamConnection *conn = server_.find(id);
+    if (it == clients_.end() || conn == nullptr) return;
+    Client &client = *it->second;
+    StreamConnection &c = *conn;
+    if (client.in_process) return;
+    client.in_process = true;
+    try {
+      while (!client.gone && server_.find(id) != nullptr) {
+        if (client.held != nullptr) {
+          if (paused_) break;
+          dm_batch *b = client.held;
+          client.held = nullptr;
+          if (!submit(c, client, b)) break;
+        }
+        if (client.work) {
+          if (!run(c, client)) break;
+          continue;
+        }
+        if (paused_) break;
+        msgpack_unpacker &u = client.unpacker;
+        const size_t available = u.used - u.off;
+        if (available == 0) break;
+        const FrameScanner::Result r = client.scanner.scan(u.buffer + u.off, available);
+        if (r == FrameScanner::kNeedMore) break;
+        if (r == FrameScanner::kError) {
+          const ErrorKind kind = client.scanner.problem() == FrameScanner::kTooLarge  ? kTooLarge
+                                 : client.scanner.problem() == FrameScanner::kTooDeep ? kTooDeep
+                                                                                      : kMalformed;
+          fail(c, kind, client.scanner.error());
+          break;
+        }
+        client.scanner.reset();
+        msgpack_unpacked frame;
+        msgpack_unpacked_init(&frame);
+        const msgpack_unpack_return rc = msgpack_unpacker_next(&u, &frame);
+        if (rc != MSGPACK_UNPACK_SUCCESS) {
+          msgpack_unpacked_destroy(&frame);
+          fail(c, kMalformed, "msgpack-c could not decode a frame the scanner took");
+          break;
+        }
+        try {
+          handle(c, client, frame);
+        } catch (...) {
+          msgpack_unpacked_destroy(&frame);
+          throw;
+        }
+        msgpack_unpacked_destroy(&frame);
+      }
+    } catch (const std::exception &e) {
+      host_->log(inst_, DM_LOG_ERROR, "%s: %s; closing the connection", c.peer().c_str(), e.what());
+      if (server_.find(id) != nullptr) c.close(true);
+    }
+    client.in_process = false;
+    if (client.gone) {
+      delete &client;
+      return;
+    }
+    if (server_.find(id) == nullptr) return;
+    // Reading waits while a message is in progress, so one client's buffer stays one frame.
+    const bool busy = client.work || client.held != nullptr || paused_;
+    if (busy) {
+      c.pause_reading();
+    } else if (c.reading_paused()) {
+      c.resume_reading();  // may read (TLS) and drive this client again
+    }
+  }
+
+  void continue_later(uint64_t id) {
+    continuing_.push_back(id);
+    if (cont_timer_ == nullptr) cont_timer_ = host_->timer_new(inst_, on_continue, this);
+    if (cont_timer_ != nullptr) host_->timer_start(cont_timer_, 0, 0);
+  }
+
+  static void on_continue(void *arg) {
+    auto *self = static_cast<ForwardInput *>(arg);
+    guarded(self->host_, self->inst_, 0, [&] {
+      std::vector<uint64_t> ids;
+      ids.swap(self->continuing_);
+      for (uint64_t id : ids) self->drive(id);
+      return 0;
+    });
+  }
+
+  // A chunk waiting for acknowledgements, with its deadline.
+  void watch(const std::shared_ptr<ChunkWait> &w) {
+    ++chunks_waiting_;
+    host_->metric_set(m_waiting_, static_cast<double>(chunks_waiting_));
+    deadlines_.push_back(Deadline{monotonic_ms() + ack_timeout_ms_, w});
     if (timer_ == nullptr) timer_ = host_->timer_new(inst_, on_timer, this);
     if (deadlines_.size() == 1 && timer_ != nullptr) host_->timer_start(timer_, ack_timeout_ms_, 0);
+  }
+
+  void answer(ChunkWait &w) {
+    const bool watched = ack_delivered_ || ack_durable_;
+    w.finished = true;
+    if (watched) {
+      --chunks_waiting_;
+      host_->metric_set(m_waiting_, static_cast<double>(chunks_waiting_));
+      drop_answered_deadlines();
+    }
+    send_ack(w.connection, w.chunk);
+  }
+
+  // No ack will be sent for this chunk.
+  void give_up(ChunkWait &w) {
+    if (w.finished) return;
+    w.finished = true;
+    if (ack_delivered_ || ack_durable_) {
+      --chunks_waiting_;
+      host_->metric_set(m_waiting_, static_cast<double>(chunks_waiting_));
+    }
   }
 
   static void on_timer(void *arg) {
@@ -785,35 +937,24 @@ class ForwardInput : public StreamHandler {
   void expire() {
     const uint64_t now = monotonic_ms();
     while (!deadlines_.empty() && deadlines_.front().at_ms <= now) {
-      const uint64_t ticket = deadlines_.front().ticket;
+      std::shared_ptr<ChunkWait> w = std::move(deadlines_.front().wait);
       deadlines_.pop_front();
-      auto it = waiting_.find(ticket);
-      if (it == waiting_.end()) continue;
-      const Waiting w = std::move(it->second);
-      waiting_.erase(it);
-      timed_out_.insert(ticket);
+      if (w->finished) continue;
+      give_up(*w);
+      w->timed_out = true;
       host_->metric_add(m_timeouts_, 1);
       host_->log(inst_, DM_LOG_WARN,
                  "chunk %s not acknowledged within ack_timeout (%llu ms): closing its "
                  "connection without the ack, so the client sends it again",
-                 printable(w.chunk).c_str(), static_cast<unsigned long long>(ack_timeout_ms_));
-      if (StreamConnection *c = server_.find(w.connection)) c->close(true);
+                 printable(w->chunk).c_str(), static_cast<unsigned long long>(ack_timeout_ms_));
+      if (StreamConnection *c = server_.find(w->connection)) c->close(true);
     }
-    host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
     drop_answered_deadlines();
     if (!deadlines_.empty()) host_->timer_start(timer_, deadlines_.front().at_ms - now, 0);
   }
 
   void drop_answered_deadlines() {
-    while (!deadlines_.empty() && !waiting_.count(deadlines_.front().ticket))
-      deadlines_.pop_front();
-  }
-
-  void late_ack(const dm_ack &ack) {
-    if (timed_out_.erase(ack.ticket) == 0) return;
-    host_->metric_add(m_late_, 1);
-    if (ack.dead_lettered) host_->metric_add(m_dead_, ack.dead_lettered);
-    if (ack.failed) host_->metric_add(m_failed_, ack.failed);
+    while (!deadlines_.empty() && deadlines_.front().wait->finished) deadlines_.pop_front();
   }
 
   void send_ack(uint64_t connection, const std::string &chunk) {
@@ -935,14 +1076,19 @@ class ForwardInput : public StreamHandler {
   FrameScanner packed_scanner_{1, kMaxDepth};
   std::unordered_map<uint64_t, Client *> clients_;  // by connection id; freed in on_close
 
-  std::unordered_map<uint64_t, Waiting> waiting_;  // ticket -> chunk to acknowledge
-  std::deque<Deadline> deadlines_;                 // arrival order is deadline order
-  std::unordered_set<uint64_t> timed_out_;
+  // ticket -> the chunk it is part of (ack: delivered or durable)
+  std::unordered_map<uint64_t, std::shared_ptr<ChunkWait>> waiting_;
+  std::deque<Deadline> deadlines_;  // arrival order is deadline order
+  size_t chunks_waiting_ = 0;
   dm_timer *timer_ = nullptr;
+  std::vector<uint64_t> continuing_;  // clients whose message goes on next turn
+  dm_timer *cont_timer_ = nullptr;
+  const std::shared_ptr<ChunkWait> nullptr_wait_;
 
   uint64_t refused_seen_ = 0, truncated_seen_ = 0;
   dm_metric *m_records_, *m_bytes_, *m_acks_, *m_unacked_, *m_timeouts_, *m_late_, *m_lost_acks_,
-      *m_waiting_, *m_dead_, *m_failed_, *m_truncated_, *m_auth_, *m_connections_, *m_refused_;
+      *m_waiting_, *m_dead_, *m_failed_, *m_truncated_, *m_auth_, *m_connections_, *m_refused_,
+      *m_held_;
   dm_metric *m_rejected_[4] = {};
   dm_metric *m_errors_[kErrorKinds] = {};
   dm_metric *m_messages_[kModes] = {};
