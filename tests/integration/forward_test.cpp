@@ -855,6 +855,18 @@ TEST(ForwardHostile, BadAuthenticationIsAnsweredPongFalseAndNothingIsTaken) {
     c.send(m.bytes());
     EXPECT_TRUE(c.closed_by_server());
   }
+  // Before the handshake a frame larger than a PING is refused unread.
+  {
+    Client c(port);
+    ASSERT_NE(c.read(), nullptr);
+    Pack big;
+    big.array(6).str("PING").str(std::string(8000, 'h'));
+    c.send(big.bytes());
+    EXPECT_TRUE(c.closed_by_server());
+    EXPECT_TRUE(wait_until(
+        [&] { return e.metric(d, "forward_protocol_errors_total", "reason=\"too_large\"") == 1; },
+        10s));
+  }
   // A PING with a wrong digest, then the right one.
   auto ping = [&](const std::string &key, std::string *pong_reason) {
     Client c(port);

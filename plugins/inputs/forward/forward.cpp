@@ -52,6 +52,8 @@ constexpr uint32_t kMaxDepth = 31;
 // Events turned into records per loop turn: a 2 MB chunk of 20,000 events is ten turns of a few
 // milliseconds each, not one of 40.
 constexpr uint32_t kSlice = 2048;
+// The largest PING taken before the handshake (Fluent Bit's reads of it stop at 1 KiB).
+constexpr size_t kMaxPing = 4096;
 
 const char *const kAckModes[] = {"accepted", "delivered", "durable", nullptr};
 
@@ -406,6 +408,8 @@ class ForwardInput : public StreamHandler {
     client->id = c.id();
     client->address = address_only(c.peer());
     client->authenticated = shared_key_.empty();
+    // Before the handshake only a PING is taken: a stranger cannot make us buffer max_chunk.
+    if (!client->authenticated) client->scanner.reset(kMaxPing);
     c.user = client.get();
     clients_.emplace(c.id(), client.release());
     host_->metric_set(m_connections_, static_cast<double>(clients_.size()));
@@ -1041,6 +1045,7 @@ class ForwardInput : public StreamHandler {
         .str(sha512_hex({salt, self_hostname_, nonce, shared_key_}));
     client.authenticated = true;
     client.hostname.assign(hostname);
+    client.scanner.reset(max_chunk_);
     c.write(p.bytes().data(), p.bytes().size());
   }
 
