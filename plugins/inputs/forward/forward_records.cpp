@@ -179,8 +179,9 @@ bool event_time_ns(const msgpack_object &o, int64_t &ns) {
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64: {
       const double s = o.via.f64;
-      if (!std::isfinite(s) || s > static_cast<double>(kMaxSec) ||
-          s < -static_cast<double>(kMaxSec))
+      // One second inside the integer bounds: the fraction's rounding cannot overflow.
+      if (!std::isfinite(s) || s > static_cast<double>(kMaxSec - 1) ||
+          s < -static_cast<double>(kMaxSec - 1))
         return false;
       const double whole = std::floor(s);
       ns = static_cast<int64_t>(whole) * kNsPerSec +
