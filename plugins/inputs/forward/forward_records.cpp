@@ -142,6 +142,7 @@ char *put_u64(char *p, uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
   return p + 8;
 }
+
 char *put_str(char *p, dm_str s) {
   const uint32_t n = static_cast<uint32_t>(s.len);
   for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(n >> (8 * i));
@@ -283,7 +284,7 @@ Reject RecordBuilder::add(dm_batch *batch, const msgpack_object &time, const msg
       if (key == limits_.service_key) c = Column::service;
     }
     if (c == Column::none) {
-      c = column_for_key(key);
+      c = column_of(key);
       if (c == Column::service && !limits_.service_key.empty()) c = Column::none;
     }
     // Nested values and nulls stay in meta: a column holds text.
@@ -379,6 +380,20 @@ Reject RecordBuilder::add(dm_batch *batch, const msgpack_object &time, const msg
   }
   derive_event_id(*rec);
   return Reject::kNone;
+}
+
+// The records of one client repeat the same few keys: their columns are remembered (a few
+// dozen, compared byte for byte) instead of matched against every alias each time.
+Column RecordBuilder::column_of(std::string_view key) {
+  for (const KnownKey &k : known_)
+    if (k.name.size() == key.size() && std::memcmp(k.name.data(), key.data(), key.size()) == 0)
+      return k.column;
+  const Column c = column_for_key(key);
+  if (key.size() <= 64) {
+    if (known_.size() >= kKnownKeys) known_.erase(known_.begin());
+    known_.push_back(KnownKey{std::string(key), c});
+  }
+  return c;
 }
 
 void RecordBuilder::set_meta(dm_batch *b, dm_record *r, std::string_view key,

@@ -10,6 +10,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include <record_columns.hpp>
 
 namespace devmesh::forward {
 
@@ -49,12 +52,19 @@ class RecordBuilder {
 
  private:
   void set_meta(dm_batch *b, dm_record *r, std::string_view key, const msgpack_object &v);
+  Column column_of(std::string_view key);
   void derive_event_id(dm_record &r);
 
   const dm_host_api *host_;
   Limits limits_;
   uint64_t truncated_ = 0;
   std::string text_, key_text_, id_scratch_;
+  struct KnownKey {
+    std::string name;
+    Column column;
+  };
+  static constexpr size_t kKnownKeys = 32;
+  std::vector<KnownKey> known_;
 };
 
 // A msgpack value as JSON text appended to out (maps with non-string keys get their keys' text,
