@@ -260,7 +260,8 @@ TEST(ForwardFluentBit, UsernameAndPasswordAreCheckedInTheHandshake) {
   EXPECT_EQ(e.rows("message = 'user bad'"), 0);
 }
 
-TEST(ForwardFluentBit, TlsConnectionsAreTaken) {
+// Over TLS the handshake's HELO goes once the TLS handshake is done, and Fluent Bit reads it whole.
+TEST(ForwardFluentBit, TlsConnectionsWithASharedKeyAreTaken) {
   REQUIRE_FLUENT_BIT();
   TempDir d;
   ASSERT_EQ(run({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
@@ -268,12 +269,13 @@ TEST(ForwardFluentBit, TlsConnectionsAreTaken) {
                 d.path()),
             0);
   const int port = free_port();
-  Engine e(
-      d, port,
-      ", tls.cert: " + d / "cert.pem" + ", tls.key: " + d / "key.pem" + ", tls.min_version: '1.2'");
+  Engine e(d, port,
+           ", tls.cert: " + d / "cert.pem" + ", tls.key: " + d / "key.pem" +
+               ", tls.min_version: '1.2', shared_key: over-tls");
   ASSERT_TRUE(e.ready) << (*e.proc).err();
   auto fb = fluent_bit(d, "fb", dummy("app.tls", kRecord, 2), port,
-                       "      tls: on\n      tls.verify: off\n      require_ack_response: true\n");
+                       "      tls: on\n      tls.verify: off\n      require_ack_response: true\n"
+                       "      shared_key: over-tls\n");
   ASSERT_TRUE(wait_until([&] { return e.rows() == 2; }, 30s)) << fb->err() << (*e.proc).err();
   ASSERT_TRUE(wait_until([&] { return e.metric(d, "forward_acks_total") >= 1; }, 30s));
 }
