@@ -2,6 +2,9 @@
 //  1. devmesh forward (ack: accepted) -> null;
 //  2. devmesh forward (ack: delivered) -> null: each chunk acked once the null output is done;
 //  3. Fluent Bit 4.2.8 in_forward -> out_null, the peer (it acks a chunk once appended).
+//  4. The comparison: Fluent Bit itself as the sender (tail of --lines lines ->
+//     out_forward, its defaults), once into devmesh forward -> null and once into Fluent Bit
+//     in_forward -> out_null; time until the receiver counted every line.
 // The client is this program: --connections connections, each sending PackedForward chunks of
 // --chunk records (Fluent Bit tail-like records, EventTime) with a chunk id and waiting for its
 // ack before the next, as Fluent Bit's out_forward with require_ack_response does. Records/s
@@ -41,7 +44,48 @@ struct Options {
   int chunk = 2000;
   int connections = 2;
   int runs = 3;
+  long lines = 1000000;
 };
+
+// GET path on 127.0.0.1:port with a bare socket (polled every few ms: no process per poll).
+std::string get(int port, const std::string &path) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  std::string out;
+  // Fluent Bit's server keeps even an HTTP/1.0 connection open: bounded reads.
+  timeval tv{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0) {
+    const std::string req =
+        "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      char buf[8192];
+      ssize_t n;
+      while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
+        out.append(buf, static_cast<size_t>(n));
+        const size_t head = out.find("\r\n\r\n");
+        const size_t cl = out.find("Content-Length: ");
+        if (head != std::string::npos && cl != std::string::npos && cl < head &&
+            out.size() >= head + 4 + std::strtoul(out.c_str() + cl + 16, nullptr, 10))
+          break;  // the whole body, whether or not the server closes
+      }
+    }
+  }
+  close(fd);
+  return out;
+}
+
+// The number after `key` in text (the first occurrence after `after`), or -1.
+double number_after(const std::string &text, const std::string &after, const std::string &key) {
+  size_t at = text.find(after);
+  if (at == std::string::npos) return -1;
+  at = text.find(key, at);
+  if (at == std::string::npos) return -1;
+  return std::atof(text.c_str() + at + key.size());
+}
 
 void put_str(std::string &out, const std::string &s) {
   if (s.size() < 32) {
@@ -204,10 +248,12 @@ int main(int argc, char **argv) {
       o.runs = std::atoi(v.c_str());
     else if (k == "--fluent-bit")
       o.fluent_bit = v;
+    else if (k == "--lines")
+      o.lines = std::atol(v.c_str());
     else {
       std::fprintf(stderr,
                    "usage: %s [--records N] [--chunk N] [--connections N] [--runs N] "
-                   "[--fluent-bit PATH]\n",
+                   "[--lines N] [--fluent-bit PATH]\n",
                    argv[0]);
       return 2;
     }
@@ -252,6 +298,70 @@ int main(int argc, char **argv) {
     std::printf("  ratio devmesh (accepted) / Fluent Bit: %.2f\n", median(accepted) / median(peer));
   } else {
     std::printf("  (no Fluent Bit at %s: no peer figure)\n", o.fluent_bit.c_str());
+  }
+  if (have_fb) {
+    // 4. Fluent Bit as the sender.
+    {
+      std::ofstream f(dir + "/app.log");
+      for (long i = 1; i <= o.lines; ++i)
+        f << "2026-12-06T21:00:00Z INFO checkout request_id=" << i
+          << " took 12ms path=/api/v1/orders status=200\n";
+    }
+    std::vector<double> into_devmesh, into_fb;
+    for (int run = 0; run < o.runs; ++run) {
+      for (int which = 0; which < 2; ++which) {
+        const int port = free_port(), admin = free_port();
+        Child rx;
+        if (which == 0) {
+          rx = start_devmesh(o, dir, port, admin, "accepted");
+        } else {
+          const std::string cfg = dir + "/fb-rx.yaml";
+          std::ofstream(cfg)
+              << "service:\n  flush: 0.2\n  log_level: warn\n  http_server: on\n  http_listen: "
+                 "127.0.0.1\n  http_port: "
+              << admin
+              << "\npipeline:\n  inputs:\n    - name: forward\n      listen: "
+                 "127.0.0.1\n      port: "
+              << port << "\n  outputs:\n    - name: 'null'\n      match: '*'\n";
+          rx = Child::spawn({o.fluent_bit, "-c", cfg}, dir + "/fb-rx.log");
+        }
+        if (!wait_port(port) || !wait_port(admin)) {
+          std::fprintf(stderr, "receiver %d did not start (logs in %s)\n", which, dir.c_str());
+          return 1;
+        }
+        const std::string scfg = dir + "/fb-tx.yaml";
+        std::ofstream(scfg) << "service:\n  flush: 0.2\n  log_level: warn\npipeline:\n  inputs:\n"
+                               "    - name: tail\n      path: "
+                            << dir << "/app.log\n      read_from_head: true\n  outputs:\n"
+                            << "    - name: forward\n      match: '*'\n      host: 127.0.0.1\n"
+                            << "      port: " << port << "\n      retry_limit: false\n";
+        const auto t0 = std::chrono::steady_clock::now();
+        Child tx = Child::spawn({o.fluent_bit, "-c", scfg}, dir + "/fb-tx.log");
+        double n = 0;
+        const auto end = t0 + std::chrono::seconds(300);
+        while (n < static_cast<double>(o.lines) && std::chrono::steady_clock::now() < end) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          n = which == 0
+                  ? number_after(get(admin, "/metrics"), "devmesh_forward_records_total{", "} ")
+                  : number_after(get(admin, "/api/v1/metrics"), "\"input\"", "\"records\":");
+        }
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        tx.stop();
+        rx.stop();
+        if (n < static_cast<double>(o.lines)) {
+          std::fprintf(stderr, "receiver %d counted %.0f of %ld lines (logs in %s)\n", which, n,
+                       o.lines, dir.c_str());
+          return 1;
+        }
+        (which == 0 ? into_devmesh : into_fb).push_back(static_cast<double>(o.lines) / secs);
+      }
+    }
+    std::printf("Fluent Bit tail -> out_forward (%ld lines), median of %d runs:\n", o.lines,
+                o.runs);
+    std::printf("  -> devmesh forward -> null:           %10.0f records/s\n", median(into_devmesh));
+    std::printf("  -> Fluent Bit in_forward -> out_null: %10.0f records/s\n", median(into_fb));
+    std::printf("  ratio devmesh / Fluent Bit: %.2f\n", median(into_devmesh) / median(into_fb));
   }
   std::filesystem::remove_all(dir);
   return 0;
