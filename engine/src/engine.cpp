@@ -234,6 +234,21 @@ bool Engine::build_generation(const PipelineConfig &cfg, Generation &gen, Proble
         listening.insert(a.key);
     };
     if (!cfg.service.http_listen.empty()) served(cfg.service.http_listen);
+    // A running instance's own listener (a plugin's TCP server, not the HTTP server's) is
+    // served by this engine too: a reload must not find its address taken by itself.
+    auto own = [&](const Instance &i) {
+      if (!i.cfg) return;
+      for (const dm_option *o : i.cfg->options)
+        if (o && o->key && (o->flags & DM_OPT_LISTEN))
+          if (auto it = i.cfg->values.find(o->key); it != i.cfg->values.end()) {
+            http_internal::ListenAddress a;
+            std::string error;
+            if (http_internal::parse_listen(it->second.text, a, error)) listening.insert(a.key);
+          }
+    };
+    for (const auto &i : inputs_) own(*i);
+    for (const auto &f : filters_) own(*f);
+    for (const auto &o : outputs_) own(*o);
     for (const InstanceView &v : views)
       for (const dm_option *o : v.cfg->options)
         if (o && o->key && (o->flags & DM_OPT_LISTEN))

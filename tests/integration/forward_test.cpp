@@ -478,6 +478,24 @@ std::string acked_chunk(const msgpack_object *o) {
   return text(o->via.map.ptr[0].val);
 }
 
+// A reload keeps the running forward input (its own listener is not "an address in use") and it
+// keeps taking events.
+TEST(ForwardClient, AReloadKeepsTheInputListening) {
+  TempDir d;
+  const int port = free_port();
+  Engine e(d, port);
+  ASSERT_TRUE(e.ready) << (*e.proc).err();
+  const HttpResponse r = http("http://" + local(e.admin) + "/reload", {}, "POST");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"applied\""), std::string::npos) << r.body;
+  Client c(port);
+  Pack m;
+  m.array(4).str("t").u64(1764344843).map(1).str("message").str("after reload");
+  m.map(1).str("chunk").str("r");
+  ASSERT_TRUE(c.send(m.bytes()));
+  EXPECT_EQ(acked_chunk(c.read()), "r");
+}
+
 TEST(ForwardClient, MessageModeWithEventTimeAndIntegerTimeIsStoredAndAcked) {
   TempDir d;
   const int port = free_port();
