@@ -700,6 +700,31 @@ TEST(ForwardClient, AChunkWhoseRecordsFailForGoodGetsNoAckAndItsConnectionIsClos
   EXPECT_EQ(find_metric(body, "devmesh_forward_acks_total", "").value_or(-1), 0);
 }
 
+// SIGTERM while a chunk waits for a slow output: the input stops reading but keeps the
+// connection, and the chunk's ack still goes out within the grace period.
+TEST(ForwardClient, AChunkInFlightAtSigtermIsStillAckedWithinTheGracePeriod) {
+  TempDir d;
+  const int port = free_port(), admin = free_port();
+  auto dm = start_engine(d, plugins_head("  http_listen: " + local(admin) + "\n  grace: 10s\n") +
+                                "  inputs:\n    - {name: forward, listen: '" + local(port) +
+                                "'}\n  outputs:\n    - {name: flaky, path: " + d / "out.txt" +
+                                ", delay: 1s}\n");
+  ASSERT_TRUE(answers(admin)) << dm->err();
+  Client c(port);
+  ASSERT_TRUE(c.send(chunk_message("in flight", "s-1")));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return find_metric(http("http://" + local(admin) + "/metrics").body,
+                           "devmesh_forward_records_total", "")
+                   .value_or(0) == 1;
+      },
+      10s));
+  dm->kill(SIGTERM);
+  EXPECT_EQ(acked_chunk(c.read(20s)), "s-1");
+  EXPECT_EQ(dm->wait_exit(30s), 0) << dm->err();
+  EXPECT_EQ(read_lines(d / "out.txt").size(), 1u);
+}
+
 TEST(ForwardConfig, OptionProblemsAreNamed) {
   TempDir d;
   write_file(d / "bad.yaml",

@@ -351,9 +351,12 @@ class ForwardInput : public StreamHandler {
     return 0;
   }
 
+  // Nothing more is accepted, read or submitted, but the connections stay open until destroy:
+  // the acks of chunks still in flight go out during the engine's grace period, so their
+  // clients need not send them again.
   void stop() {
     stopped_ = true;
-    server_.stop();
+    server_.pause_all();
   }
 
   void pause() {
@@ -362,6 +365,7 @@ class ForwardInput : public StreamHandler {
   }
 
   void resume() {
+    if (stopped_) return;
     paused_ = false;
     server_.resume_all();
     // Batches refused while paused go first, then the rest of each message, then what is
@@ -414,7 +418,7 @@ class ForwardInput : public StreamHandler {
     clients_.emplace(c.id(), client.release());
     host_->metric_set(m_connections_, static_cast<double>(clients_.size()));
     sync_refused();
-    if (paused_) c.pause_reading();
+    if (paused_ || stopped_) c.pause_reading();
     if (!shared_key_.empty()) send_helo(c, *clients_[c.id()]);
   }
 
@@ -825,7 +829,7 @@ class ForwardInput : public StreamHandler {
     if (client.in_process) return;
     client.in_process = true;
     try {
-      while (!client.gone && server_.find(id) != nullptr) {
+      while (!client.gone && !stopped_ && server_.find(id) != nullptr) {
         if (client.held != nullptr) {
           if (paused_) break;
           dm_batch *b = client.held;
@@ -877,7 +881,7 @@ class ForwardInput : public StreamHandler {
     }
     if (server_.find(id) == nullptr) return;
     // Reading waits while a message is in progress, so one client's buffer stays one frame.
-    const bool busy = client.work || client.held != nullptr || paused_;
+    const bool busy = client.work || client.held != nullptr || paused_ || stopped_;
     if (busy) {
       c.pause_reading();
     } else if (c.reading_paused()) {
