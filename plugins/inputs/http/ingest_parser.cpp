@@ -858,41 +858,38 @@ void rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::C
   RAPIDJSON_ASSERT(is.Peek() == '"');
   char *p = is.src_ + 1;
   char *const head = p;
-  char *q = p;  // where the unescaped text goes: behind p once an escape shortened it
+  size_t shift = 0;  // how far escapes moved the text down: the unescaped text ends at p - shift
   const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
   const __m128i control = _mm_set1_epi8(0x1F);
   for (;;) {
+    unsigned mask;
     for (;;) {
       const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
       const __m128i stop =
           _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
                        _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));  // v <= 0x1F
-      const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(stop));
-      if (mask == 0) {
-        if (q != p) _mm_storeu_si128(reinterpret_cast<__m128i *>(q), v);
-        p += 16;
-        q += 16;
-        continue;
-      }
-      const unsigned n = static_cast<unsigned>(__builtin_ctz(mask));
-      if (q != p) std::memmove(q, p, n);
-      p += n;
-      q += n;
-      break;
+      mask = static_cast<unsigned>(_mm_movemask_epi8(stop));
+      if (mask) break;
+      if (shift) _mm_storeu_si128(reinterpret_cast<__m128i *>(p - shift), v);
+      p += 16;
     }
+    const unsigned n = static_cast<unsigned>(__builtin_ctz(mask));
+    if (shift) std::memmove(p - shift, p, n);
+    p += n;
     const char c = *p;
     if (c == '"') {
-      *q++ = '\0';  // NUL-terminated in place, as rapidjson leaves its strings
+      char *const end = p - shift;
+      *end = '\0';  // NUL-terminated in place, as rapidjson leaves its strings
       is.src_ = p + 1;
-      is.dst_ = q;
-      const SizeType length = static_cast<SizeType>(q - head - 1);
+      is.dst_ = end + 1;
+      const SizeType length = static_cast<SizeType>(end - head);
       if (RAPIDJSON_UNLIKELY(
               !(isKey ? handler.Key(head, length, false) : handler.String(head, length, false))))
         RAPIDJSON_PARSE_ERROR(kParseErrorTermination, is.Tell());
       return;
     }
     is.src_ = p;
-    is.dst_ = q;
+    is.dst_ = p - shift;
     if (c != '\\') {  // a control byte: unescaped text is %x20-21 / %x23-5B / %x5D-10FFFF
       RAPIDJSON_PARSE_ERROR(
           c == '\0' ? kParseErrorStringMissQuotationMark : kParseErrorStringEscapeInvalid,
@@ -922,7 +919,7 @@ void rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::C
       RAPIDJSON_PARSE_ERROR(kParseErrorStringEscapeInvalid, escapeOffset);
     }
     p = is.src_;
-    q = is.dst_;
+    shift = static_cast<size_t>(is.src_ - is.dst_);
   }
 }
 
