@@ -3,8 +3,10 @@
 // Byte 0 picks the mode, the rest is the body. Beyond "no crash" it checks: any nesting depth is
 // refused without recursing (the regressions hold 100k levels and a gzip of 8M), the work done
 // is bounded per input byte (meta_set's key comparisons and calls, counted: no clock), and the
-// answer's accepted count equals the records in the batch. The record encoder of the outputs
-// (record_json.hpp) writes each accepted record byte for byte as rapidjson's Writer does.
+// answer's accepted count equals the records in the batch. Each line of the input, read as a
+// timestamp, gets from the input's minute cache what parse_rfc3339 gives it. The record encoder of
+// the outputs (record_json.hpp) writes each accepted record byte for byte as rapidjson's Writer
+// does.
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -24,6 +26,7 @@
 #include "ingest_parser.hpp"
 #include "record_json.h"
 #include "record_json.hpp"
+#include "timestamp_cache.hpp"
 
 namespace {
 
@@ -141,6 +144,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > (1u << 20)) return 0;
   const uint8_t mode = data[0];
   std::string_view body(reinterpret_cast<const char *>(data + 1), size - 1);
+  {
+    // In order, so each line meets the cache the lines before it left.
+    devmesh::http_ingest::TimestampParser cache;
+    for (size_t pos = 0; pos <= body.size();) {
+      const size_t nl = body.find('\n', pos);
+      const std::string_view line = body.substr(pos, nl == body.npos ? body.npos : nl - pos);
+      int64_t cached = 0, full = 0;
+      const bool ok = cache.parse(line, cached);
+      check(ok == devmesh::parse_rfc3339(line, full) && (!ok || cached == full),
+            "the timestamp cache agrees with parse_rfc3339");
+      if (nl == body.npos) break;
+      pos = nl + 1;
+    }
+  }
   const dm_host_api *host = counting_host();
   devmesh::http_ingest::Limits limits;
   if (((mode >> 1) & 3) != 3 && (mode & 8)) {
