@@ -21,7 +21,9 @@
 #include <meta_json.hpp>
 #include <utf8.hpp>
 
+#if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
 #include <time.h>
 
 #include <algorithm>
@@ -154,6 +156,26 @@ class RecordEncoder {
   }
 
  private:
+  // Bit i set when p[i] is not written as it is: '"', '\\', below 0x20, or (clean) non-ASCII.
+  static unsigned stop_mask(const char *p, bool clean) {
+#if defined(__SSE2__)
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+    const __m128i stop = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+        _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v));  // v <= 0x1F
+    unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(stop));
+    if (clean) mask |= static_cast<unsigned>(_mm_movemask_epi8(v));
+    return mask;
+#else
+    unsigned mask = 0;
+    for (unsigned i = 0; i < 16; ++i) {
+      const unsigned char c = static_cast<unsigned char>(p[i]);
+      if (c == '"' || c == '\\' || c < 0x20 || (clean && c >= 0x80)) mask |= 1u << i;
+    }
+    return mask;
+#endif
+  }
+
   // s as a JSON string. With clean, each byte that starts no valid UTF-8 sequence becomes
   // U+FFFD (as valid_utf8 makes it). Clean 16-byte runs are stored whole; the buffer keeps
   // room for the rest of s as it is plus one escape, and grows at each byte that needs one.
@@ -165,31 +187,23 @@ class RecordEncoder {
     char *w = out.room(n + 2 + kSlack);
     char *limit = w + n + 2 + kSlack;  // room ends here
     *w++ = '"';
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
-    const __m128i control = _mm_set1_epi8(0x1F);
     size_t i = 0;
     for (;;) {
       // The next byte that is not copied as it is: '"', '\\', a control byte, or (cleaning)
       // a non-ASCII byte.
       unsigned mask = 0;
       while (i < n) {
-        __m128i v;
         unsigned valid = 0xFFFF;
-        if (n - i >= 16) {
-          v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + i));
-        } else {
-          alignas(16) char tail[16] = {};
-          std::memcpy(tail, src + i, n - i);
-          v = _mm_load_si128(reinterpret_cast<const __m128i *>(tail));
+        alignas(16) char block[16];
+        const char *b = src + i;
+        if (n - i < 16) {
+          std::memset(block, 'a', sizeof block);
+          std::memcpy(block, src + i, n - i);
+          b = block;
           valid = (1u << (n - i)) - 1;
         }
-        const __m128i stop =
-            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                         _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));
-        mask = static_cast<unsigned>(_mm_movemask_epi8(stop));
-        if (clean) mask |= static_cast<unsigned>(_mm_movemask_epi8(v));
-        mask &= valid;
-        _mm_storeu_si128(reinterpret_cast<__m128i *>(w), v);
+        mask = stop_mask(b, clean) & valid;
+        std::memcpy(w, b, 16);  // the clean part is kept, the rest is written over
         if (mask) {
           const unsigned k = static_cast<unsigned>(__builtin_ctz(mask));
           w += k;

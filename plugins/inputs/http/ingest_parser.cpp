@@ -1,6 +1,7 @@
 // The http input's body parsing (see ingest_parser.hpp): a RapidJSON SAX handler that builds
-// records straight from the in-situ parse of the body's copy in the batch arena.
-// rapidjson scans strings 16 bytes at a time with SSE2 (every x86-64 has it).
+// records straight from the in-situ parse of the body's copy in the batch arena. Its strings are
+// scanned by this file's own SSE2 code (see the ParseString specialization below; every x86-64
+// has SSE2), which rapidjson's reader calls in place of its own.
 #if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
 #define RAPIDJSON_SSE2
 #endif
@@ -743,6 +744,7 @@ constexpr unsigned kFlags = rapidjson::kParseInsituFlag | rapidjson::kParseNumbe
 
 }  // namespace devmesh::http_ingest
 
+#if defined(__SSE2__)
 // The reader's string scanning for the body, in place of rapidjson 1.1.0's own (it was most of
 // http -> null's parsing time): its SSE2 scan goes byte by byte up to a 16-byte boundary, which
 // for the short keys and values of log records is most of every string, and its vector compare
@@ -846,6 +848,8 @@ void rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::C
     shift = static_cast<size_t>(is.src_ - is.dst_);
   }
 }
+
+#endif  // __SSE2__ (elsewhere rapidjson's own scanning)
 
 namespace devmesh::http_ingest {
 
