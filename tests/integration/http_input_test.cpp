@@ -519,6 +519,32 @@ TEST(HttpInput, MalformedJsonGets400NamingTheByteOffsetAndAcceptsNothing) {
   EXPECT_EQ(str_field(out[0], "message"), "bare");
 }
 
+// JSON takes no raw byte below 0x20 in a string. The parser scans strings 16 bytes at a time:
+// the byte is refused at every position of a block, with its offset; escaped, it is taken.
+TEST(HttpInput, ARawControlByteInAStringGets400WhereverItFallsAndEscapedItIsTaken) {
+  Ingest in;
+  ASSERT_TRUE(in.ready) << in.engine->proc().err();
+  const std::string head = R"({"logs":[{"message":")";
+  for (size_t pad = 0; pad < 34; ++pad) {
+    for (char c : {'\x01', '\x09', '\x1a', '\x1f'}) {
+      const std::string body = head + std::string(pad, 'x') + c + R"(tail"}]})";
+      auto r = in.post(body);
+      EXPECT_EQ(r.status, 400) << pad << " " << int(c) << " " << r.body;
+      EXPECT_NE(r.body.find("malformed JSON at byte " + std::to_string(head.size() + pad) +
+                            ": Invalid escape character in string"),
+                std::string::npos)
+          << pad << " " << int(c) << " " << r.body;
+    }
+  }
+  EXPECT_EQ(in.post(logs({record(R"("message":"a\u001ab\u0001c")")})).status, 200);
+  auto out = in.output(1);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(str_field(out[0], "message"),
+            "a\x1a"
+            "b\x01"
+            "c");
+}
+
 TEST(HttpInput, BodyOverMaxBodyGets413) {
   Ingest in("max_body: 4KiB");
   ASSERT_TRUE(in.ready) << in.engine->proc().err();

@@ -1,6 +1,7 @@
 // The http input's body parsing (see ingest_parser.hpp): a RapidJSON SAX handler that builds
-// records straight from the in-situ parse of the body's copy in the batch arena.
-// rapidjson scans strings 16 bytes at a time with SSE2 (every x86-64 has it).
+// records straight from the in-situ parse of the body's copy in the batch arena. Its strings are
+// scanned by this file's own SSE2 code (see the ParseString specialization below; every x86-64
+// has SSE2), which rapidjson's reader calls in place of its own.
 #if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
 #define RAPIDJSON_SSE2
 #endif
@@ -18,6 +19,8 @@
 #include <devmesh/record_fields.hpp>
 #include <record_json.hpp>
 #include <timestamp.hpp>
+
+#include "timestamp_cache.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -190,76 +193,6 @@ bool parse_hex_id(std::string_view s, uint8_t out[16]) {
   return true;
 }
 
-// RFC 3339 parsing with a cache of the last "YYYY-MM-DDTHH:MM:SS" prefix: the records of one
-// body mostly share their second, and timegm() is the expensive part.
-class TimestampParser {
- public:
-  bool parse(std::string_view s, int64_t &ns) {
-    if (s.size() >= 19 && cached_ && std::memcmp(s.data(), prefix_, 19) == 0) {
-      int64_t suffix_ns, sum;
-      // A zone offset can carry a second near the int64 limit past it: then the full parse
-      // below refuses the text.
-      if (parse_suffix(s.substr(19), suffix_ns) &&
-          !__builtin_add_overflow(secs_ns_, suffix_ns, &sum)) {
-        ns = sum;
-        return true;
-      }
-    }
-    if (!parse_rfc3339(s, ns)) return false;
-    // Cache the prefix's own value: parse it again alone (no fraction, no zone = UTC).
-    if (s.size() >= 19) {
-      int64_t base;
-      if (parse_rfc3339(s.substr(0, 19), base)) {
-        std::memcpy(prefix_, s.data(), 19);
-        secs_ns_ = base;
-        cached_ = true;
-      }
-    }
-    return true;
-  }
-
- private:
-  // The part after the seconds: [.digits] then nothing, Z or ±hh:mm (as parse_rfc3339 takes).
-  static bool parse_suffix(std::string_view s, int64_t &ns) {
-    size_t i = 0;
-    int64_t frac = 0;
-    if (i < s.size() && s[i] == '.') {
-      size_t start = ++i;
-      int64_t scale = 100000000;
-      while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-        if (i - start < 9) {
-          frac += (s[i] - '0') * scale;
-          scale /= 10;
-        }
-        ++i;
-      }
-      if (i == start) return false;
-    }
-    int64_t offset_s = 0;
-    if (i < s.size()) {
-      if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == s.size()) {
-      } else if ((s[i] == '+' || s[i] == '-') && i + 6 == s.size() && s[i + 3] == ':') {
-        int d[4];
-        for (int k = 0; k < 4; ++k) {
-          char c = s[i + 1 + k + (k >= 2)];
-          if (c < '0' || c > '9') return false;
-          d[k] = c - '0';
-        }
-        int oh = d[0] * 10 + d[1], om = d[2] * 10 + d[3];
-        if (oh > 23 || om > 59) return false;
-        offset_s = (oh * 3600 + om * 60) * (s[i] == '+' ? 1 : -1);
-      } else {
-        return false;
-      }
-    }
-    ns = frac - offset_s * 1000000000LL;
-    return true;
-  }
-
-  char prefix_[19];
-  int64_t secs_ns_ = 0;
-  bool cached_ = false;
-};
 }  // namespace
 
 // SAX handler: builds records straight from the in-situ parse. Strings are views into the body's
@@ -363,7 +296,7 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   void derive_event_id();
 
   IngestParser *in_;
-  TimestampParser timestamps_;  // one per input: bodies mostly share their second
+  TimestampParser timestamps_;  // one per input: bodies mostly share their minute
   dm_batch *batch_ = nullptr;
   int64_t arrival_ns_ = 0;
   Mode mode_ = kStart;
@@ -807,9 +740,118 @@ void RecordHandler::malformed_line(std::string reason) {
 
 // ---- the parser --------------------------------------------------------------------------------
 
-namespace {
 constexpr unsigned kFlags = rapidjson::kParseInsituFlag | rapidjson::kParseNumbersAsStringsFlag;
-}  // namespace
+
+}  // namespace devmesh::http_ingest
+
+#if defined(__SSE2__)
+// The reader's string scanning for the body, in place of rapidjson 1.1.0's own (it was most of
+// http -> null's parsing time): its SSE2 scan goes byte by byte up to a 16-byte boundary, which
+// for the short keys and values of log records is most of every string, and its vector compare
+// (s <= 0x19) let 0x1A..0x1F through raw where a string crossed a boundary and refused them
+// where it did not. Here every string is scanned 16 bytes at a time from its first byte (the
+// body's copy has kSimdPad bytes past its end, see IngestParser::parse), each control byte is
+// refused, and a run is moved down only after an escape made the text shorter. Escapes, their
+// errors and offsets are rapidjson's, on its stream.
+template <>
+template <>
+void rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::CrtAllocator>::
+    ParseString<devmesh::http_ingest::kFlags, rapidjson::InsituStringStream,
+                devmesh::http_ingest::RecordHandler>(rapidjson::InsituStringStream &is,
+                                                     devmesh::http_ingest::RecordHandler &handler,
+                                                     bool isKey) {
+  // The byte a one-letter escape stands for; 0: not one.
+  auto unescape = [](char e) -> char {
+    switch (e) {
+      case '"':
+      case '\\':
+      case '/':
+        return e;
+      case 'b':
+        return '\b';
+      case 'f':
+        return '\f';
+      case 'n':
+        return '\n';
+      case 'r':
+        return '\r';
+      case 't':
+        return '\t';
+      default:
+        return 0;
+    }
+  };
+  RAPIDJSON_ASSERT(is.Peek() == '"');
+  char *p = is.src_ + 1;
+  char *const head = p;
+  size_t shift = 0;  // how far escapes moved the text down: the unescaped text ends at p - shift
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+  const __m128i control = _mm_set1_epi8(0x1F);
+  for (;;) {
+    unsigned mask;
+    for (;;) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+      const __m128i stop =
+          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                       _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));  // v <= 0x1F
+      mask = static_cast<unsigned>(_mm_movemask_epi8(stop));
+      if (mask) break;
+      if (shift) _mm_storeu_si128(reinterpret_cast<__m128i *>(p - shift), v);
+      p += 16;
+    }
+    const unsigned n = static_cast<unsigned>(__builtin_ctz(mask));
+    if (shift) std::memmove(p - shift, p, n);
+    p += n;
+    const char c = *p;
+    if (c == '"') {
+      char *const end = p - shift;
+      *end = '\0';  // NUL-terminated in place, as rapidjson leaves its strings
+      is.src_ = p + 1;
+      is.dst_ = end + 1;
+      const SizeType length = static_cast<SizeType>(end - head);
+      if (RAPIDJSON_UNLIKELY(
+              !(isKey ? handler.Key(head, length, false) : handler.String(head, length, false))))
+        RAPIDJSON_PARSE_ERROR(kParseErrorTermination, is.Tell());
+      return;
+    }
+    is.src_ = p;
+    is.dst_ = p - shift;
+    if (c != '\\') {  // a control byte: unescaped text is %x20-21 / %x23-5B / %x5D-10FFFF
+      RAPIDJSON_PARSE_ERROR(
+          c == '\0' ? kParseErrorStringMissQuotationMark : kParseErrorStringEscapeInvalid,
+          is.Tell());
+    }
+    const size_t escapeOffset = is.Tell();  // errors name the backslash
+    is.Take();
+    const char e = is.Peek();
+    if (const char u = unescape(e)) {
+      is.Take();
+      is.Put(u);
+    } else if (e == 'u') {
+      is.Take();
+      unsigned codepoint = ParseHex4(is, escapeOffset);
+      RAPIDJSON_PARSE_ERROR_EARLY_RETURN_VOID;
+      if (RAPIDJSON_UNLIKELY(codepoint >= 0xD800 && codepoint <= 0xDBFF)) {
+        if (RAPIDJSON_UNLIKELY(!Consume(is, '\\') || !Consume(is, 'u')))
+          RAPIDJSON_PARSE_ERROR(kParseErrorStringUnicodeSurrogateInvalid, escapeOffset);
+        const unsigned codepoint2 = ParseHex4(is, escapeOffset);
+        RAPIDJSON_PARSE_ERROR_EARLY_RETURN_VOID;
+        if (RAPIDJSON_UNLIKELY(codepoint2 < 0xDC00 || codepoint2 > 0xDFFF))
+          RAPIDJSON_PARSE_ERROR(kParseErrorStringUnicodeSurrogateInvalid, escapeOffset);
+        codepoint = (((codepoint - 0xD800) << 10) | (codepoint2 - 0xDC00)) + 0x10000;
+      }
+      rapidjson::UTF8<>::Encode(is, codepoint);
+    } else {
+      RAPIDJSON_PARSE_ERROR(kParseErrorStringEscapeInvalid, escapeOffset);
+    }
+    p = is.src_;
+    shift = static_cast<size_t>(is.src_ - is.dst_);
+  }
+}
+
+#endif  // __SSE2__ (elsewhere rapidjson's own scanning)
+
+namespace devmesh::http_ingest {
 
 namespace {
 std::string_view trim(std::string_view s) {

@@ -330,7 +330,7 @@ class HttpForward {
   }
 
   void encode(Transfer &t) const {
-    rapidjson::StringBuffer &out = t.encoder.out;
+    JsonBuffer &out = t.encoder.out;
     out.Clear();
     if (!ndjson_) {
       static constexpr std::string_view kHead = "{\"logs\":[";

@@ -3,10 +3,17 @@
 // Byte 0 picks the mode, the rest is the body. Beyond "no crash" it checks: any nesting depth is
 // refused without recursing (the regressions hold 100k levels and a gzip of 8M), the work done
 // is bounded per input byte (meta_set's key comparisons and calls, counted: no clock), and the
-// answer's accepted count equals the records in the batch.
+// answer's accepted count equals the records in the batch. Each line of the input, read as a
+// timestamp, gets from the input's minute cache what parse_rfc3339 gives it. The record encoder of
+// the outputs (record_json.hpp) writes each accepted record byte for byte as rapidjson's Writer
+// does.
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <time.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +26,7 @@
 #include "ingest_parser.hpp"
 #include "record_json.h"
 #include "record_json.hpp"
+#include "timestamp_cache.hpp"
 
 namespace {
 
@@ -59,6 +67,68 @@ const dm_host_api *counting_host() {
   return &table;
 }
 
+// The record as rapidjson's portable Writer writes it (the encoder before record_json.hpp
+// wrote its own): the reference for RecordEncoder's bytes.
+std::string reference_json(const dm_record &r) {
+  using devmesh::kRecordFields;
+  using devmesh::sv;
+  using devmesh::valid_utf8;
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                    rapidjson::CrtAllocator, rapidjson::kWriteNanAndInfFlag>
+      w(sb);
+  std::string clean;
+  auto str = [&](std::string_view s) {
+    w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  };
+  w.StartObject();
+  w.Key("timestamp");
+  // As RecordEncoder(true) formats it (its own checks cover the text: the receiver reads it back).
+  char ts[64];
+  int64_t sec = r.timestamp_ns / 1000000000, sub = r.timestamp_ns % 1000000000;
+  if (sub < 0) sub += 1000000000, --sec;
+  const time_t t = static_cast<time_t>(sec);
+  struct tm tm;
+  int n = 0;
+  if (gmtime_r(&t, &tm))
+    n = std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  std::string text(ts, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof ts - 1) : 0);
+  char frac[16];
+  if (sub % 1000 != 0)
+    std::snprintf(frac, sizeof frac, ".%09lldZ", static_cast<long long>(sub));
+  else
+    std::snprintf(frac, sizeof frac, ".%06lldZ", static_cast<long long>(sub / 1000));
+  str(text + frac);
+  for (size_t f = 0; f < devmesh::kRecordFieldCount; ++f) {
+    if (f == devmesh::kLevelBefore) {
+      w.Key("level");
+      w.String(dm_level_name(r.level));
+    }
+    const dm_str v = r.*kRecordFields[f].member;
+    if (kRecordFields[f].optional && !v.len) continue;
+    str(kRecordFields[f].name);
+    str(valid_utf8(sv(v), clean));
+  }
+  w.Key("meta_json");
+  w.StartObject();
+  for (uint32_t i = 0; i < r.meta_count; ++i) {
+    str(valid_utf8(sv(r.meta[i].key), clean));
+    if (!devmesh::write_typed_meta(w, r.meta[i])) str(valid_utf8(sv(r.meta[i].value), clean));
+  }
+  w.EndObject();
+  if (r.priority >= 0) {
+    w.Key("priority");
+    w.Int(r.priority);
+  }
+  char id[33];
+  for (int i = 0; i < 16; ++i) std::snprintf(id + 2 * i, 3, "%02x", r.event_id[i]);
+  w.Key("event_id");
+  w.String(id, 32);
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
 struct BatchRef {
   devmesh::Batch *b = devmesh::batch_new(16);
   ~BatchRef() { devmesh::batch_unref(b); }
@@ -74,6 +144,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > (1u << 20)) return 0;
   const uint8_t mode = data[0];
   std::string_view body(reinterpret_cast<const char *>(data + 1), size - 1);
+  {
+    // In order, so each line meets the cache the lines before it left.
+    devmesh::http_ingest::TimestampParser cache;
+    for (size_t pos = 0; pos <= body.size();) {
+      const size_t nl = body.find('\n', pos);
+      const std::string_view line = body.substr(pos, nl == body.npos ? body.npos : nl - pos);
+      int64_t cached = 0, full = 0;
+      const bool ok = cache.parse(line, cached);
+      check(ok == devmesh::parse_rfc3339(line, full) && (!ok || cached == full),
+            "the timestamp cache agrees with parse_rfc3339");
+      if (nl == body.npos) break;
+      pos = nl + 1;
+    }
+  }
   const dm_host_api *host = counting_host();
   devmesh::http_ingest::Limits limits;
   if (((mode >> 1) & 3) != 3 && (mode & 8)) {
@@ -146,6 +230,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t k = 0; k < encoder.out.GetSize(); ++k)
       check(static_cast<unsigned char>(encoder.out.GetString()[k]) >= 0x20,
             "encoded record has no raw control byte");
+    const std::string reference = reference_json(r);
+    if (std::string_view(encoder.out.GetString(), encoder.out.GetSize()) != reference) {
+      std::fprintf(stderr, "%.*s\n%s\n", static_cast<int>(encoder.out.GetSize()),
+                   encoder.out.GetString(), reference.c_str());
+      check(false, "encoded record is rapidjson's Writer's bytes");
+    }
     const std::string again =
         "{\"logs\":[" + std::string(encoder.out.GetString(), encoder.out.GetSize()) + "]}";
     devmesh::http_ingest::IngestParser receiver(host, limits);  // an aggregator set alike

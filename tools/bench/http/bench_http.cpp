@@ -7,7 +7,8 @@
 //     request's scheduled time (so a stalled server cannot hide its queueing).
 //  4. sidecar -> aggregator: dummy -> http_forward -> devmesh http input -> null, records/s and
 //     both peak RSS, once per compression (none, gzip, zstd: interleaved in each run, so their
-//     ratio to none is a same-run figure); next to it the generation ceiling (dummy -> null in one
+//     ratio to none is a same-run figure), and the CPU each side spends per record (steadier than
+//     records/s on a shared machine); next to it the generation ceiling (dummy -> null in one
 //     process). --forward-only runs only this part.
 // Medians of --runs runs are printed. Needs wrk (Debian package) for 1 and 2.
 #ifndef H2O_USE_LIBUV
@@ -332,6 +333,9 @@ HalfRun half_run(const Options &o, const std::string &dir, const std::string &bo
 struct ForwardRun {
   double records_per_s = 0;
   long sidecar_rss_kib = 0, aggregator_rss_kib = 0;
+  // CPU per forwarded record: on a machine shared with other work, records/s and its ratios
+  // swing with the neighbours' load; the CPU each side spends per record does much less.
+  double sidecar_cpu_us = 0, aggregator_cpu_us = 0;
   bool ok = false;
 };
 
@@ -354,6 +358,14 @@ ForwardRun forward_run(const Options &o, const std::string &dir, const std::stri
           : compression == "none" ? ""
                                   : ", compression: " + compression)
       << "}\n";
+  // The sidecar is the only child waited for in between: its CPU is the children's delta.
+  auto children_cpu_s = [] {
+    rusage ru{};
+    getrusage(RUSAGE_CHILDREN, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  };
+  const double side_cpu0 = children_cpu_s(), agg_cpu0 = agg.cpu_s();
   const auto t0 = Clock::now();
   Child side = Child::spawn({o.devmesh, "-c", dir + "/sidecar.yaml"}, dir + "/sidecar.log");
   const int rc = side.wait(600);
@@ -363,6 +375,9 @@ ForwardRun forward_run(const Options &o, const std::string &dir, const std::stri
   r.records_per_s = static_cast<double>(o.forward_count) / secs;
   r.sidecar_rss_kib = side.max_rss_kib;
   r.aggregator_rss_kib = agg.hwm_kib();
+  const double millions = static_cast<double>(o.forward_count) / 1e6;
+  r.sidecar_cpu_us = (children_cpu_s() - side_cpu0) / millions;
+  r.aggregator_cpu_us = (agg.cpu_s() - agg_cpu0) / millions;
   agg.stop();
   if (!r.ok) std::fprintf(stderr, "sidecar exited %d; see %s/sidecar.log\n", rc, dir.c_str());
   return r;
@@ -402,7 +417,7 @@ int run_benchmarks(const Options &o, const std::string &self) {
       o.records, body.size(), o.connections, o.seconds, o.runs,
       std::thread::hardware_concurrency());
 
-  std::vector<double> rps, p50, p99, rss, cpu, raw_rps, raw_p99;
+  std::vector<double> rps, p50, p99, rss, cpu, raw_rps, raw_p99, ratios;
   for (int i = 0; i < (o.forward_only ? 0 : o.runs); ++i) {
     IngestRun r = ingest_run(o, dir);
     LoadResult raw = raw_run(o, dir, self);
@@ -418,6 +433,7 @@ int run_benchmarks(const Options &o, const std::string &self) {
     cpu.push_back(r.cpu_us_per_request);
     raw_rps.push_back(raw.requests_per_s);
     raw_p99.push_back(raw.p99_ms);
+    if (raw.requests_per_s > 0) ratios.push_back(r.load.requests_per_s / raw.requests_per_s);
   }
   const double max_rps = o.forward_only ? 0 : median(rps);
   const double half_rate = max_rps / 2;
@@ -447,19 +463,28 @@ int run_benchmarks(const Options &o, const std::string &self) {
   }
   const size_t kinds = o.forward_compressions.size();
   std::vector<std::vector<double>> fwd(kinds), fwd_side(kinds), fwd_agg(kinds);
+  std::vector<std::vector<double>> fwd_side_cpu(kinds), fwd_agg_cpu(kinds), fwd_ratio(kinds);
   std::vector<double> gen;
   for (int i = 0; i < o.runs; ++i) {
     for (size_t k = 0; k < kinds; ++k) {
       ForwardRun f = forward_run(o, dir, o.forward_compressions[k]);
       std::printf(
-          "  run %d: forwarding, compression %-4s %8.0f records/s (sidecar %.1f MiB, aggregator "
-          "%.1f MiB)%s\n",
+          "  run %d: forwarding, compression %-4s %8.0f records/s (sidecar %.1f MiB, %.2f us CPU "
+          "per record; aggregator %.1f MiB, %.2f us)%s\n",
           i + 1, o.forward_compressions[k].c_str(), f.records_per_s, f.sidecar_rss_kib / 1024.0,
-          f.aggregator_rss_kib / 1024.0, f.ok ? "" : " FAILED");
+          f.sidecar_cpu_us, f.aggregator_rss_kib / 1024.0, f.aggregator_cpu_us,
+          f.ok ? "" : " FAILED");
       fwd[k].push_back(f.records_per_s);
+      fwd_side_cpu[k].push_back(f.sidecar_cpu_us);
+      fwd_agg_cpu[k].push_back(f.aggregator_cpu_us);
       fwd_side[k].push_back(static_cast<double>(f.sidecar_rss_kib));
       fwd_agg[k].push_back(static_cast<double>(f.aggregator_rss_kib));
     }
+    // Each compression's ratio to none within this run (the figure that is compared).
+    for (size_t k = 0; k < kinds; ++k)
+      for (size_t z = 0; z < kinds; ++z)
+        if (o.forward_compressions[z] == "none" && fwd[z].back() > 0)
+          fwd_ratio[k].push_back(fwd[k].back() / fwd[z].back());
     double g = generate_run(o, dir);
     std::printf("  run %d: dummy -> null %.0f records/s\n", i + 1, g);
     gen.push_back(g);
@@ -478,7 +503,8 @@ int run_benchmarks(const Options &o, const std::string &self) {
         "  raw ceiling        %10.0f records/s (%.0f requests/s, p99 %.2f ms): bare libh2o "
         "receiving the same bodies unparsed\n",
         median(raw_rps) * recs, median(raw_rps), median(raw_p99));
-    std::printf("  ratio to ceiling   %.2f\n", median(raw_rps) > 0 ? max_rps / median(raw_rps) : 0);
+    std::printf("  ratio to ceiling   %.2f (median of same-run ratios %.2f)\n",
+                median(raw_rps) > 0 ? max_rps / median(raw_rps) : 0, median(ratios));
     std::printf("half load (paced libcurl, %.0f requests/s = %.0f records/s, open loop)\n",
                 half_rate, half_rate * recs);
     std::printf("  achieved           %.0f requests/s\n", median(half_rps));
@@ -501,9 +527,12 @@ int run_benchmarks(const Options &o, const std::string &self) {
     const double r = median(fwd[k]);
     std::printf("  compression %-4s   %10.0f records/s", o.forward_compressions[k].c_str(), r);
     if (none_rps > 0 && o.forward_compressions[k] != "none")
-      std::printf(" (%.2f of none)", r / none_rps);
+      std::printf(" (%.2f of none; median of same-run ratios %.2f)", r / none_rps,
+                  fwd_ratio[k].empty() ? 0.0 : median(fwd_ratio[k]));
     std::printf("; peak RSS sidecar %.1f MiB, aggregator %.1f MiB\n", median(fwd_side[k]) / 1024,
                 median(fwd_agg[k]) / 1024);
+    std::printf("    CPU per record     sidecar %.2f us, aggregator %.2f us\n",
+                median(fwd_side_cpu[k]), median(fwd_agg_cpu[k]));
   }
   std::printf("  generation ceiling %10.0f records/s (dummy -> null, one process)\n", median(gen));
   fs::remove_all(dir);
