@@ -53,11 +53,13 @@ const dm_option kOptions[] = {
         .required(),
     Option<DM_OPT_LIST>("exclude", &C::exclude,
                         "globs of paths not to follow, though path matches them (*.gz)"),
-    Option<DM_OPT_STRING>("read_from", &C::read_from,
-                          "where a file is first read at the first start (no state file yet): "
-                          "head (all of it) or tail (only lines written from now on). A file "
-                          "that appears later, or that an existing state file does not know "
-                          "(it appeared while devmesh was stopped), is read from its head")
+    Option<DM_OPT_STRING>(
+        "read_from", &C::read_from,
+        "where a file is first read at the first start (no state file yet): "
+        "head (all of it) or tail (only lines written from now on; one being written then is "
+        "read whole). A file "
+        "that appears later, or that an existing state file does not know "
+        "(it appeared while devmesh was stopped), is read from its head")
         .value("head")
         .allowed(kReadFrom),
     {"state_file", DM_OPT_PATH, DM_OPT_BIND | DM_OPT_MAKES_PARENT | DM_OPT_EXCLUSIVE, nullptr, 0, 0,
