@@ -48,7 +48,8 @@ using C = TailConfig;
 const dm_option kOptions[] = {
     Option<DM_OPT_LIST>("path", &C::path,
                         "files to follow, as globs (wildcards * ? [..] in the file name only; the "
-                        "directory must exist). New files matching appear at once (inotify on "
+                        "directory must exist; a relative glob is relative to the working "
+                        "directory). New files matching are followed as they appear (inotify on "
                         "the directory)")
         .required(),
     Option<DM_OPT_LIST>("exclude", &C::exclude,
@@ -607,7 +608,7 @@ class Tail {
     }
     f->detached = true;
     add(m_rot_rename_, 1);
-    host_->log(inst_, DM_LOG_INFO, "%s was rotated to %s while stopped: finishing it",
+    host_->log(inst_, DM_LOG_INFO, "%s is now %s (rotated away before this start): finishing it",
                s.path.c_str(), found.c_str());
     arm_sweep();
   }
