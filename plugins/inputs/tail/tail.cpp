@@ -42,6 +42,7 @@ struct TailConfig {
   int64_t max_line = 0;
   int64_t rotate_wait_ms = 0;
   int64_t batch = 0;
+  int follow = 1;
 };
 
 using C = TailConfig;
@@ -93,6 +94,12 @@ const dm_option kOptions[] = {
                        "most lines per submitted batch; one batch is read per loop turn")
         .value("1024")
         .bounded(1, 100000),
+    Option<DM_OPT_BOOL>("follow", &C::follow,
+                        "keep following; false reads every file matched at the start to its end "
+                        "(its last line without a newline included), then the input finishes "
+                        "(with service.exit_when_done the engine exits once all is delivered), "
+                        "as Fluent Bit's exit_on_eof")
+        .value("true"),
     {"service", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "service field of every record; default: the file's name up to its first dot "
      "(/var/log/nginx-access.log.1 gives nginx-access)",
@@ -110,6 +117,21 @@ constexpr size_t kReadChunk = 256 * 1024;
 constexpr size_t kFingerprintBytes = 256;
 constexpr uint32_t kDirEvents = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR;
 constexpr uint32_t kFileEvents = IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF;
+
+// True when every byte of s is below 0x80, eight at a time: most log lines are, and this check
+// runs on every line.
+bool all_ascii(std::string_view s) {
+  const char *p = s.data();
+  size_t n = s.size();
+  uint64_t high = 0;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    high |= w;
+  }
+  for (; n; ++p, --n) high |= static_cast<unsigned char>(*p);
+  return (high & 0x8080808080808080ull) == 0;
+}
 
 uint64_t monotonic_ms() {
   timespec ts;
@@ -246,6 +268,7 @@ class Tail {
     max_line_ = static_cast<size_t>(std::clamp<int64_t>(c.max_line, 256, 67108864));
     rotate_wait_ms_ = static_cast<uint64_t>(std::max<int64_t>(0, c.rotate_wait_ms));
     batch_ = static_cast<uint32_t>(std::clamp<int64_t>(c.batch, 1, 100000));
+    follow_ = c.follow != 0;
     if (text.has("service")) {
       service_ = text.string("service");
       has_service_ = true;
@@ -690,7 +713,7 @@ class Tail {
         continue;
       }
       const std::string path = join(p.dir, name);
-      if (e.mask & (IN_CREATE | IN_MOVED_TO)) consider(path, false, nullptr);
+      if (e.mask & (IN_CREATE | IN_MOVED_TO) && follow_) consider(path, false, nullptr);
       if (e.mask & (IN_MOVED_FROM | IN_DELETE))
         for (TailFile &f : files_)
           if (!f.closed && f.path == path) check_detached(f);
@@ -745,7 +768,7 @@ class Tail {
   }
 
   // A detached file's end: its last line without a newline is delivered, then it is closed.
-  void finish(TailFile &f) {
+  void finish(TailFile &f, bool rotated = true) {
     if (!f.carry.empty() && !f.skipping) {
       BatchOwner owner(host_, host_->batch_new(inst_, 1));
       dm_batch *b = owner.get();
@@ -763,9 +786,24 @@ class Tail {
       f.carry.clear();
     }
     close_file(f);
+    if (!rotated) return;
     add(m_closed_, 1);
     host_->log(inst_, DM_LOG_INFO, "closed %s (rotated away or deleted, idle for rotate_wait)",
                f.path.c_str());
+  }
+
+  // follow: false, every file read to its end: their last lines go, then the input is done.
+  void finish_all() {
+    if (finished_) return;
+    for (TailFile &f : files_)
+      if (!f.closed) {
+        finish(f, false);
+        if (!f.closed) return schedule_pump(kRefusedRetryMs);  // refused: again shortly
+      }
+    finished_ = true;
+    host_->log(inst_, DM_LOG_INFO, "read every file to its end (follow: false): %llu lines",
+               static_cast<unsigned long long>(lines_read_));
+    host_->input_finished(inst_);
   }
 
   void close_file(TailFile &f) {
@@ -862,6 +900,7 @@ class Tail {
       ++rr_;
     }
     if (!pick) {
+      if (!follow_) return finish_all();
       arm_sweep();  // a detached file just read to its end may close now
       return;
     }
@@ -1039,7 +1078,7 @@ class Tail {
     std::memcpy(p + kHead, line.data(), line.size());
     host_->hash128(p, kHead + line.size(), rec->event_id);
     std::string_view message(p + kHead, line.size());
-    if (ascii_prefix(message) != message.size() && !utf8_valid_from(message, 0)) {
+    if (!all_ascii(message) && !utf8_valid_from(message, 0)) {
       const std::string_view clean = valid_utf8(message, utf8_scratch_);
       const dm_str c = copy(b, clean);
       message = std::string_view(c.ptr, c.len);
@@ -1174,7 +1213,7 @@ class Tail {
   // Configuration.
   std::vector<Pattern> patterns_;
   std::vector<std::string> excludes_;
-  bool from_tail_ = false, has_service_ = false;
+  bool from_tail_ = false, has_service_ = false, follow_ = true, finished_ = false;
   uint64_t checkpoint_ms_ = 1000, rotate_wait_ms_ = 5000;
   size_t max_line_ = 65536;
   uint32_t batch_ = 1024;
