@@ -365,7 +365,8 @@ TEST_F(Tail, BackpressurePausesReadingAndEveryLineArrivesAfterwards) {
     return r;
   });
   append(logs("app.log"), numbered("pressure line number", 1, kLines));
-  auto e = start(", path: " + logs("app.log") + ", batch: 100",
+  auto e = start(", path: " + logs("app.log") +
+                     ", batch: 100, checkpoint_interval: 0s, state_file: " + d_ / "tail.json",
                  "    - {name: http_forward, url: '" + receiver.url() +
                      "', gzip: false, queue_limit: 256KiB, batch_size: 500, retry_wait: 50ms, "
                      "retry_max_wait: 200ms}\n");
@@ -377,11 +378,37 @@ TEST_F(Tail, BackpressurePausesReadingAndEveryLineArrivesAfterwards) {
     EXPECT_EQ(metric("tail_lines_read_total"), read_at_pause) << "read while paused";
   }
   EXPECT_LT(read_at_pause, kLines) << "everything was read before the pause: proves nothing";
+  // Read but not delivered: the checkpoint has not moved past the start of the file.
+  const std::string state = read_file(d_ / "tail.json");
+  EXPECT_NE(state.find("\"offset\":0}"), std::string::npos) << state;
   down = false;
   ASSERT_TRUE(wait_until([&] { return metric("tail_lines_acknowledged_total") == kLines; }, 60s))
       << (*e)->err();
-  std::lock_guard<std::mutex> lock(mu);
-  EXPECT_EQ(delivered.size(), static_cast<size_t>(kLines));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(delivered.size(), static_cast<size_t>(kLines));
+  }
+  const std::string size = std::to_string(std::filesystem::file_size(logs("app.log")));
+  EXPECT_TRUE(wait_until(
+      [&] { return read_file(d_ / "tail.json").find("\"offset\":" + size) != std::string::npos; },
+      30s))
+      << read_file(d_ / "tail.json");
+}
+
+// follow: false reads the files to their end, the last line without a newline included, and the
+// input finishes: with exit_when_done the engine exits once all is delivered.
+TEST_F(Tail, FollowFalseReadsToTheEndAndTheEngineExits) {
+  append(logs("a.log"), numbered("a", 1, 1000) + "a last line without newline");
+  append(logs("b.log"), numbered("b", 1, 500));
+  Devmesh e(d_, "engine",
+            plugins_head("  exit_when_done: true\n") +
+                "  inputs:\n    - {name: tail, path: " + logs("*.log") +
+                ", follow: false}\n  outputs:\n    - {name: stdout, path: " + d_ / "out.ndjson" +
+                "}\n");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  const auto m = messages(d_);
+  EXPECT_EQ(m.size(), 1501u);
+  EXPECT_EQ(std::set<std::string>(m.begin(), m.end()).count("a last line without newline"), 1u);
 }
 
 // Reload and stop release the inotify instance and every file descriptor: a changed tail
