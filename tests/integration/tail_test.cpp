@@ -296,14 +296,18 @@ TEST_F(Tail, ALongLineIsCutCountedAndItsRestSkipped) {
   EXPECT_EQ(metric("tail_bytes_skipped_total"), 1000 - 255);
 }
 
-TEST_F(Tail, InvalidUtf8IsReplacedAndCounted) {
-  append(logs("app.log"), "bad \xff\xfe byte\ngood\n");
+// Invalid UTF-8 is replaced by U+FFFD (as every input does), \r\n ends a line as \n does, and an
+// empty line makes no record but is counted.
+TEST_F(Tail, InvalidUtf8IsReplacedAndCountedAndEmptyLinesAreCountedNotKept) {
+  append(logs("app.log"), "bad \xff\xfe byte\n\n\r\ngood\r\n");
   auto e = start(", path: " + logs("app.log"));
   ASSERT_TRUE(wait_messages(d_, 2)) << (*e)->err();
   const auto m = messages(d_);
   EXPECT_EQ(m[0], "bad \xEF\xBF\xBD\xEF\xBF\xBD byte");
   EXPECT_EQ(m[1], "good");
+  EXPECT_EQ(m.size(), 2u);
   EXPECT_EQ(metric("tail_lines_invalid_utf8_total"), 1);
+  EXPECT_EQ(metric("tail_empty_lines_total"), 2);
 }
 
 TEST_F(Tail, AStateFileOfANewerVersionIsRefusedAndAnUnreadableOneFallsBack) {
