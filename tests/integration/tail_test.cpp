@@ -249,6 +249,29 @@ TEST_F(Tail, ARestartResumesAfterTheSavedOffsetAndFinishesAFileRotatedMeanwhile)
   EXPECT_NE((*e)->err().find("is now " + logs("app.log.1")), std::string::npos) << (*e)->err();
 }
 
+// copytruncate while devmesh was stopped, the file written again past the saved offset: its size
+// alone would hide the cut, its first line does not. It is read again from its start.
+TEST_F(Tail, AFileTruncatedWhileStoppedIsReadAgainFromItsStart) {
+  const std::string opts = ", path: " + logs("app.log") + ", state_file: " + d_ / "tail.json";
+  append(logs("app.log"), numbered("before", 1, 2));
+  {
+    auto e = start(opts, "", "run1");
+    ASSERT_TRUE(wait_messages(d_, 2)) << (*e)->err();
+    ASSERT_TRUE(wait_settled(port_, d_.path()));
+    (*e)->kill(SIGTERM);
+    ASSERT_EQ((*e)->wait_exit(30s), 0);
+  }
+  std::filesystem::resize_file(logs("app.log"), 0);
+  append(logs("app.log"), numbered("rewritten after the restart", 1, 2));
+  auto e = start(opts, "", "run2");
+  ASSERT_TRUE(wait_messages(d_, 4)) << (*e)->err();
+  ASSERT_TRUE(wait_settled(port_, d_.path()));
+  const auto m = messages(d_);
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[2], "rewritten after the restart 1");
+  EXPECT_EQ(metric("tail_rotations_total", "kind=\"truncate\""), 1);
+}
+
 // read_from tail skips what the files hold at the first start only (a line being written then
 // is read whole); after that a file the state
 // file does not know appeared while devmesh was stopped, and is read whole.
