@@ -193,7 +193,8 @@ TEST(TailKilled, EveryLineOfARotatedFileIsStoredOnceWhenTheEngineIsKilledWhileTa
   std::cout << "  " << lines << " lines in " << writer.rotations() + 1 << " files (rotated by "
             << "rename), " << kills << " kills -9, " << engine.starts() << " starts, " << took
             << " s; " << resumed << " files resumed at a saved offset, " << finished_rotated
-            << " files found rotated away at a restart (by inode, beside their old path) and finished; rows "
+            << " files found rotated away at a restart (by inode, beside their old path) and "
+               "finished; rows "
             << "stored at each kill:" << progress.str() << "\n  last run: rotations "
             << find_metric(metrics, "devmesh_tail_rotations_total", "rename").value_or(-1)
             << ", files closed "
