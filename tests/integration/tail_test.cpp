@@ -438,6 +438,26 @@ TEST_F(Tail, FollowFalseReadsToTheEndAndTheEngineExits) {
   EXPECT_EQ(std::set<std::string>(m.begin(), m.end()).count("a last line without newline"), 1u);
 }
 
+// A changed tail replaced by a reload hands over through the state file: its successor resumes
+// where the acknowledged lines end, so a stream across the reload arrives once, in order.
+TEST_F(Tail, AReloadHandsOverThroughTheStateFileWithoutLosingOrRepeatingALine) {
+  const std::string opts = ", path: " + logs("app.log") + ", state_file: " + d_ / "tail.json";
+  append(logs("app.log"), numbered("line", 1, 3000));
+  auto e = start(opts);
+  ASSERT_TRUE(wait_messages(d_, 1)) << (*e)->err();
+  write_file(d_ / "engine.yaml", tail_yaml(d_, port_, opts + ", batch: 64"));
+  (*e)->kill(SIGHUP);
+  append(logs("app.log"), numbered("line", 3001, 6000));
+  ASSERT_TRUE(wait_messages(d_, 6000)) << (*e)->err();
+  ASSERT_TRUE(wait_settled(port_, d_.path()));
+  EXPECT_EQ(messages(d_), [] {
+    std::vector<std::string> want;
+    for (int i = 1; i <= 6000; ++i) want.push_back("line " + std::to_string(i));
+    return want;
+  }());
+  EXPECT_NE((*e)->err().find("(saved position)"), std::string::npos) << (*e)->err();
+}
+
 // Reload and stop release the inotify instance and every file descriptor: a changed tail
 // replaced by reload leaves one inotify and one open log file, and one removed leaves none.
 TEST_F(Tail, ReloadAndStopReleaseInotifyAndFileDescriptors) {
