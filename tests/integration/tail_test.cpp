@@ -204,7 +204,8 @@ TEST_F(Tail, ATruncatedFileIsReadAgainFromItsStartWithNewEventIds) {
 // move (a write wakes it), so its standing still is a result.
 TEST_F(Tail, AnIdleInputDoesNotWakeUp) {
   append(logs("app.log"), numbered("line", 1, 10));
-  auto e = start(", path: " + logs("*.log") + ", rotate_wait: 100ms");
+  // The state file in the watched directory, matched by the glob: never followed itself.
+  auto e = start(", path: " + logs("*") + ", rotate_wait: 100ms, state_file: " + logs("tail.json"));
   ASSERT_TRUE(wait_messages(d_, 10)) << (*e)->err();
   ASSERT_TRUE(wait_settled(port_, d_.path()));
   const double idle = metric("tail_read_wakeups_total");
@@ -215,6 +216,9 @@ TEST_F(Tail, AnIdleInputDoesNotWakeUp) {
   append(logs("app.log"), "line 11\n");
   ASSERT_TRUE(wait_messages(d_, 11)) << (*e)->err();
   EXPECT_GT(metric("tail_read_wakeups_total"), idle);
+  ASSERT_TRUE(wait_settled(port_, d_.path()));
+  EXPECT_EQ(messages(d_).size(), 11u);
+  EXPECT_EQ(metric("tail_files_opened_total"), 1);
 }
 
 // A restart resumes where the acknowledged lines end: nothing twice, nothing missed, also for

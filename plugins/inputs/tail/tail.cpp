@@ -303,8 +303,8 @@ class Tail {
     m_invalid_utf8_ = counter("tail_lines_invalid_utf8_total",
                               "lines with bytes that are not UTF-8, delivered with U+FFFD");
     m_wakeups_ = counter("tail_read_wakeups_total",
-                         "times the input woke up to read (an inotify event or a pending "
-                         "batch): still while every file is idle");
+                         "times the input woke up to read (an inotify event about a followed or "
+                         "matching file, or a pending batch): still while every file is idle");
     m_opened_ = counter("tail_files_opened_total", "files opened to follow");
     m_closed_ = counter("tail_files_closed_total",
                         "files closed after being renamed away or deleted (rotate_wait)");
@@ -476,6 +476,11 @@ class Tail {
     return false;
   }
 
+  // Our own state file in a watched directory would feed itself: every write a new line.
+  bool own_state(const std::string &path) const {
+    return writer_ && (path == writer_->path() || path == writer_->path() + ".tmp");
+  }
+
   static std::string join(const std::string &dir, std::string_view name) {
     return dir == "/" ? "/" + std::string(name) : dir + "/" + std::string(name);
   }
@@ -497,7 +502,7 @@ class Tail {
 
   // A path that matches a pattern: followed from now on (once per inode).
   void consider(const std::string &path, bool at_end, const tail::SavedState *saved) {
-    if (excluded(path)) return;
+    if (excluded(path) || own_state(path)) return;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
       if (errno != ENOENT) read_error("opening " + path, errno);
@@ -660,10 +665,11 @@ class Tail {
     guarded(self->host_, self->inst_, 0, [&] { return self->drain_inotify(), 0; });
   }
 
+  // Events of other files in a watched directory (the state file's writes, files the patterns
+  // do not match) wake the loop but read nothing: only a relevant one counts and reads.
   void drain_inotify() {
-    add(m_wakeups_, 1);
     alignas(inotify_event) char buf[64 * 1024];
-    bool overflow = false;
+    bool overflow = false, relevant = false;
     for (;;) {
       const ssize_t n = ::read(inotify_fd_, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
@@ -674,7 +680,7 @@ class Tail {
         if (e->mask & IN_Q_OVERFLOW)
           overflow = true;
         else
-          handle(*e);
+          relevant |= handle(*e);
       }
     }
     if (overflow) {
@@ -686,24 +692,28 @@ class Tail {
         check_detached(f);
       }
     }
+    if (!overflow && !relevant) return;
+    add(m_wakeups_, 1);
     schedule_pump(0);
   }
 
-  void handle(const inotify_event &e) {
+  // True when the event concerns a followed file or a name a pattern matches.
+  bool handle(const inotify_event &e) {
     if (auto it = wd_files_.find(e.wd); it != wd_files_.end()) {
       TailFile &f = *it->second;
       if (e.mask & IN_IGNORED) {
         wd_files_.erase(it);
         f.wd = -1;
-        return;
+        return false;
       }
       if (e.mask & IN_MODIFY) {
         f.dirty = true;
         f.last_change_ms = monotonic_ms();
       }
       if (e.mask & (IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF)) check_detached(f);
-      return;
+      return true;
     }
+    bool relevant = false;
     for (Pattern &p : patterns_) {
       if (p.wd != e.wd || !e.len) continue;
       const std::string_view name(e.name);
@@ -713,11 +723,14 @@ class Tail {
         continue;
       }
       const std::string path = join(p.dir, name);
+      if (excluded(path) || own_state(path)) continue;
+      relevant = true;
       if (e.mask & (IN_CREATE | IN_MOVED_TO) && follow_) consider(path, false, nullptr);
       if (e.mask & (IN_MOVED_FROM | IN_DELETE))
         for (TailFile &f : files_)
           if (!f.closed && f.path == path) check_detached(f);
     }
+    return relevant;
   }
 
   // A file is detached once no pattern's path leads to it any more (renamed away, deleted):
