@@ -25,88 +25,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tail_config.hpp"
 #include "tail_state.hpp"
 #include "utf8.hpp"
 
 namespace devmesh {
 namespace {
-
-const char *const kReadFrom[] = {"head", "tail", nullptr};
-
-struct TailConfig {
-  dm_strings path{};
-  dm_strings exclude{};
-  const char *read_from = nullptr;
-  const char *state_file = nullptr;
-  int64_t checkpoint_ms = 1000;
-  int64_t max_line = 0;
-  int64_t rotate_wait_ms = 0;
-  int64_t batch = 0;
-  int follow = 1;
-};
-
-using C = TailConfig;
-const dm_option kOptions[] = {
-    Option<DM_OPT_LIST>("path", &C::path,
-                        "files to follow, as globs (wildcards * ? [..] in the file name only; the "
-                        "directory must exist; a relative glob is relative to the working "
-                        "directory). New files matching are followed as they appear (inotify on "
-                        "the directory)")
-        .required(),
-    Option<DM_OPT_LIST>("exclude", &C::exclude,
-                        "globs of paths not to follow, though path matches them (*.gz)"),
-    Option<DM_OPT_STRING>(
-        "read_from", &C::read_from,
-        "where a file is first read at the first start (no state file yet): "
-        "head (all of it) or tail (only lines written from now on; one being written then is "
-        "read whole). A file "
-        "that appears later, or that an existing state file does not know "
-        "(it appeared while devmesh was stopped), is read from its head")
-        .value("head")
-        .allowed(kReadFrom),
-    {"state_file", DM_OPT_PATH, DM_OPT_BIND | DM_OPT_MAKES_PARENT | DM_OPT_EXCLUSIVE, nullptr, 0, 0,
-     nullptr,
-     "file keeping, per file followed (inode and first-line fingerprint), the offset up to which "
-     "every line was delivered; a restart resumes there, and finishes a file rotated away "
-     "meanwhile. Without it every start begins at read_from",
-     offsetof(TailConfig, state_file)},
-    Option<DM_OPT_DURATION>("checkpoint_interval", &C::checkpoint_ms,
-                            "at most one state file write per interval (and one at shutdown); 0 "
-                            "writes after every acknowledgement. After a crash the re-read "
-                            "overlap carries the same event_ids, which the stores absorb")
-        .value("1s")
-        .bounded(0, 3600000),
-    Option<DM_OPT_SIZE>(
-        "max_line_size", &C::max_line,
-        "longest line kept: a longer one is cut to it (at a character boundary), marked with meta "
-        "truncated: message and counted in tail_lines_cut_total; the rest of it, up to its "
-        "newline, is skipped (counted in tail_bytes_skipped_total), never made into records")
-        .value("64KiB")
-        .bounded(256, 67108864),
-    Option<DM_OPT_DURATION>("rotate_wait", &C::rotate_wait_ms,
-                            "a file renamed away or deleted is kept open, and read, until it has "
-                            "not grown for this long (a writer still holding it open finishes "
-                            "its last lines), then closed; its last line without a newline is "
-                            "then delivered")
-        .value("5s")
-        .bounded(0, 3600000),
-    Option<DM_OPT_INT>("batch", &C::batch,
-                       "most lines per submitted batch; one batch is read per loop turn")
-        .value("1024")
-        .bounded(1, 100000),
-    Option<DM_OPT_BOOL>("follow", &C::follow,
-                        "keep following; false reads every file matched at the start to its end "
-                        "(its last line without a newline included), then the input finishes "
-                        "(with service.exit_when_done the engine exits once all is delivered), "
-                        "as Fluent Bit's exit_on_eof")
-        .value("true"),
-    {"service", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "service field of every record; default: the file's name up to its first dot "
-     "(/var/log/nginx-access.log.1 gives nginx-access)",
-     0},
-    {"host", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "host field of every record; default: this machine's hostname", 0},
-};
 
 constexpr uint64_t kRefusedRetryMs = 50;  // fallback when a refused submit brings no pause()
 constexpr uint64_t kErrorRetryMs = 1000;
@@ -148,12 +72,6 @@ std::string hex8(const uint8_t *p) {
   }
   return s;
 }
-
-// One glob of `path`: a directory without wildcards and a file-name pattern.
-struct Pattern {
-  std::string dir, name;
-  int wd = -1;  // inotify watch on dir
-};
 
 // Bytes read from a file and not yet made into records: read() appends at the end, records
 // are taken from the front; compacted only when the end has no room for another read.
@@ -238,55 +156,21 @@ class Tail {
  public:
   Tail(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
-    const TailConfig c = bound_config<TailConfig>(host, cfg);
-    const Config text{host, cfg};
     ConfigProblems problems(host, inst);
-    for (uint32_t i = 0; i < c.path.count; ++i) {
-      const std::string p(sv_item(c.path, i));
-      const std::string key = "path." + std::to_string(i);
-      const size_t slash = p.rfind('/');
-      Pattern pat;
-      pat.dir = slash == std::string::npos ? "." : slash == 0 ? "/" : p.substr(0, slash);
-      pat.name = slash == std::string::npos ? p : p.substr(slash + 1);
-      struct stat st;
-      if (pat.name.empty())
-        problems.add(key, "'" + p + "' names a directory, not files (add /*.log)");
-      else if (pat.dir.find_first_of("*?[") != std::string::npos)
-        problems.add(key, "'" + p +
-                              "': wildcards are only allowed in the file name, not in the "
-                              "directory (each directory is watched for new files)");
-      else if (::stat(pat.dir.c_str(), &st) != 0)
-        problems.add(key, "directory " + pat.dir + ": " + strerror(errno));
-      else if (!S_ISDIR(st.st_mode))
-        problems.add(key, pat.dir + " is not a directory");
-      patterns_.push_back(std::move(pat));
-    }
-    if (c.path.count == 0) problems.add("path", "the list is empty");
-    for (uint32_t i = 0; i < c.exclude.count; ++i) excludes_.emplace_back(sv_item(c.exclude, i));
-    from_tail_ = c.read_from && std::string_view(c.read_from) == "tail";
-    checkpoint_ms_ = static_cast<uint64_t>(std::max<int64_t>(0, c.checkpoint_ms));
-    max_line_ = static_cast<size_t>(std::clamp<int64_t>(c.max_line, 256, 67108864));
-    rotate_wait_ms_ = static_cast<uint64_t>(std::max<int64_t>(0, c.rotate_wait_ms));
-    batch_ = static_cast<uint32_t>(std::clamp<int64_t>(c.batch, 1, 100000));
-    follow_ = c.follow != 0;
-    if (text.has("service")) {
-      service_ = text.string("service");
-      has_service_ = true;
-      if (service_.empty()) problems.add("service", "empty");
-    }
-    if (text.has("host")) {
-      host_name_ = text.string("host");
-    } else {
-      char buf[256] = {};
-      if (gethostname(buf, sizeof buf - 1) != 0) throw std::runtime_error("gethostname failed");
-      host_name_ = buf;
-    }
-    if (c.state_file && *c.state_file) {
-      writer_ = std::make_shared<tail::StateWriter>(c.state_file);
-    } else if (c.state_file) {
-      problems.add("state_file", "empty");
-    }
+    tail::Settings cfg_s = tail::read_settings(host, cfg, problems);
     problems.refuse_if_any();
+    patterns_ = std::move(cfg_s.patterns);
+    excludes_ = std::move(cfg_s.excludes);
+    from_tail_ = cfg_s.from_tail;
+    follow_ = cfg_s.follow;
+    has_service_ = cfg_s.has_service;
+    service_ = std::move(cfg_s.service);
+    host_name_ = std::move(cfg_s.host);
+    checkpoint_ms_ = cfg_s.checkpoint_ms;
+    rotate_wait_ms_ = cfg_s.rotate_wait_ms;
+    max_line_ = cfg_s.max_line;
+    batch_ = cfg_s.batch;
+    if (!cfg_s.state_file.empty()) writer_ = std::make_shared<tail::StateWriter>(cfg_s.state_file);
 
     auto counter = [&](const char *name, const char *help, const char *labels = nullptr) {
       return host->metric_counter(inst, name, help, labels);
@@ -375,7 +259,7 @@ class Tail {
     }
     // Directories are watched before they are listed: a file created in between is seen twice
     // (opened once, by inode), never missed.
-    for (Pattern &p : patterns_) {
+    for (tail::Pattern &p : patterns_) {
       p.wd = inotify_add_watch(inotify_fd_, p.dir.c_str(), kDirEvents);
       if (p.wd < 0) {
         host_->log(inst_, DM_LOG_ERROR, "watching directory %s: %s", p.dir.c_str(),
@@ -401,7 +285,7 @@ class Tail {
     // read_from applies at a first start only: once a state file exists, a file it does not
     // know appeared while we were stopped, and its every line is new.
     const bool first_start = !saved.ok;
-    for (Pattern &p : patterns_) scan_directory(p, first_start && from_tail_, &saved);
+    for (tail::Pattern &p : patterns_) scan_directory(p, first_start && from_tail_, &saved);
     // Files the state file knows that no longer match: rotated away while we were stopped.
     // Each is looked for by inode beside where it was, and finished.
     if (saved.ok)
@@ -485,7 +369,7 @@ class Tail {
     return dir == "/" ? "/" + std::string(name) : dir + "/" + std::string(name);
   }
 
-  void scan_directory(const Pattern &p, bool at_end, const tail::SavedState *saved) {
+  void scan_directory(const tail::Pattern &p, bool at_end, const tail::SavedState *saved) {
     DIR *d = opendir(p.dir.c_str());
     if (!d) {
       read_error("listing directory " + p.dir, errno);
@@ -686,7 +570,7 @@ class Tail {
     if (overflow) {
       add(m_overflows_, 1);
       host_->log(inst_, DM_LOG_WARN, "inotify queue overflow: looking at every file again");
-      for (Pattern &p : patterns_) scan_directory(p, false, nullptr);
+      for (tail::Pattern &p : patterns_) scan_directory(p, false, nullptr);
       for (TailFile &f : files_) {
         f.dirty = !f.closed;
         check_detached(f);
@@ -714,7 +598,7 @@ class Tail {
       return true;
     }
     bool relevant = false;
-    for (Pattern &p : patterns_) {
+    for (tail::Pattern &p : patterns_) {
       if (p.wd != e.wd || !e.len) continue;
       const std::string_view name(e.name);
       if (fnmatch(p.name.c_str(), e.name, FNM_PERIOD) != 0) {
@@ -1224,7 +1108,7 @@ class Tail {
   dm_instance *inst_;
 
   // Configuration.
-  std::vector<Pattern> patterns_;
+  std::vector<tail::Pattern> patterns_;
   std::vector<std::string> excludes_;
   bool from_tail_ = false, has_service_ = false, follow_ = true, finished_ = false;
   uint64_t checkpoint_ms_ = 1000, rotate_wait_ms_ = 5000;
@@ -1271,4 +1155,4 @@ DEVMESH_PLUGIN(devmesh::PluginAdapter<devmesh::Tail>::describe(
     DM_INPUT, "tail", "0.1.0",
     "follows files matched by globs (inotify: no polling), through rotation by rename and by "
     "truncation, and resumes after the newest delivered line across restarts",
-    devmesh::kOptions, static_cast<uint32_t>(std::size(devmesh::kOptions)), DM_ACK_STAGES))
+    devmesh::tail::options(), devmesh::tail::option_count(), DM_ACK_STAGES))
