@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "tail_config.hpp"
+#include "tail_lines.hpp"
 #include "tail_state.hpp"
 #include "utf8.hpp"
 
@@ -73,44 +74,6 @@ std::string hex8(const uint8_t *p) {
   return s;
 }
 
-// Bytes read from a file and not yet made into records: read() appends at the end, records
-// are taken from the front; compacted only when the end has no room for another read.
-struct Carry {
-  std::unique_ptr<char[]> data;
-  size_t cap = 0, head = 0, tail = 0;
-
-  size_t size() const { return tail - head; }
-  bool empty() const { return tail == head; }
-  const char *begin() const { return data.get() + head; }
-  std::string_view view() const { return std::string_view(begin(), size()); }
-  void consume(size_t n) {
-    head += n;
-    if (head == tail) head = tail = 0;
-  }
-  void clear() { head = tail = 0; }
-  void release() {
-    data.reset();
-    cap = head = tail = 0;
-  }
-  // Room for n more bytes at the end.
-  char *space(size_t n) {
-    if (cap - tail >= n) return data.get() + tail;
-    if (head) {
-      std::memmove(data.get(), data.get() + head, size());
-      tail -= head;
-      head = 0;
-    }
-    if (cap - tail < n) {
-      const size_t want = std::max(cap * 2, tail + n);
-      std::unique_ptr<char[]> bigger(new char[want]);
-      if (tail) std::memcpy(bigger.get(), data.get(), tail);
-      data = std::move(bigger);
-      cap = want;
-    }
-    return data.get() + tail;
-  }
-};
-
 // A file being followed (or closed and waiting for its last acknowledgements).
 struct TailFile {
   std::string path;
@@ -119,10 +82,8 @@ struct TailFile {
   int wd = -1;
   bool fp_known = false;
   uint8_t fp[8] = {};
-  uint64_t pos = 0;        // offset of carry's first byte: everything before it was parsed
-  uint64_t boundary = 0;   // offset after the newest line parsed (a checkpoint may stand here)
-  Carry carry;             // read, not yet made into records (an incomplete line, or more)
-  bool skipping = false;   // discarding the rest of a cut line, up to its newline
+  tail::LineCursor at;     // where reading stands (pos, boundary, skipping)
+  tail::Carry carry;       // read, not yet made into records (an incomplete line, or more)
   uint64_t acked = 0;      // every line before it acknowledged: what the state file says
   uint64_t epoch = 0;      // bumped at a truncation: acks of the old content move nothing
   uint32_t in_flight = 0;  // submitted batches not yet acknowledged
@@ -449,17 +410,18 @@ class Tail {
         }
         break;
       }
-    f.pos = f.boundary = f.acked = offset;
+    f.at.pos = f.at.boundary = f.acked = offset;
     if (offset && !resumed) {
       // read_from tail: lines start after the newest newline, not in the middle of one.
-      f.pos = f.boundary = f.acked = start_after_last_newline(f, offset);
+      f.at.pos = f.at.boundary = f.acked = start_after_last_newline(f, offset);
     }
-    if (::lseek(fd, static_cast<off_t>(f.pos), SEEK_SET) < 0) read_error("seeking " + path, errno);
+    if (::lseek(fd, static_cast<off_t>(f.at.pos), SEEK_SET) < 0)
+      read_error("seeking " + path, errno);
     add(m_opened_, 1);
     ++open_count_;
     host_->metric_set(m_open_, open_count_);
     host_->log(inst_, DM_LOG_INFO, "following %s from offset %llu%s", path.c_str(),
-               static_cast<unsigned long long>(f.pos), resumed ? " (saved position)" : "");
+               static_cast<unsigned long long>(f.at.pos), resumed ? " (saved position)" : "");
     return &f;
   }
 
@@ -514,7 +476,7 @@ class Tail {
     one.ok = true;
     one.files.push_back(s);
     TailFile *f = open_file(fd, st, found, 0, &one);
-    if (f->pos == 0 && s.offset != 0) {  // not the same content: not ours to finish
+    if (f->at.pos == 0 && s.offset != 0) {  // not the same content: not ours to finish
       forget(*f);
       return;
     }
@@ -666,20 +628,20 @@ class Tail {
 
   // A detached file's end: its last line without a newline is delivered, then it is closed.
   void finish(TailFile &f, bool rotated = true) {
-    if (!f.carry.empty() && !f.skipping) {
+    if (!f.carry.empty() && !f.at.skipping) {
       BatchOwner owner(host_, host_->batch_new(inst_, 1));
       dm_batch *b = owner.get();
       if (!b) throw std::runtime_error("batch_new failed");
       start_batch(b, f);
-      add_line(b, f, f.carry.view(), f.pos, false, host_->now_ns());
-      const uint64_t end = f.pos + f.carry.size();
-      const uint64_t boundary_before = f.boundary;
-      f.boundary = end;
+      add_line(b, f, f.carry.view(), f.at.pos, false, host_->now_ns());
+      const uint64_t end = f.at.pos + f.carry.size();
+      const uint64_t boundary_before = f.at.boundary;
+      f.at.boundary = end;
       if (b->count && !submit(owner, f)) {
-        f.boundary = boundary_before;
+        f.at.boundary = boundary_before;
         return;  // refused: tried again at the next sweep
       }
-      f.pos = end;
+      f.at.pos = end;
       f.carry.clear();
     }
     close_file(f);
@@ -816,8 +778,8 @@ class Tail {
     if (!b) throw std::runtime_error("batch_new failed");
     start_batch(b, f);
     const uint64_t now = host_->now_ns();
-    const uint64_t boundary_before = f.boundary, pos_before = f.pos;
-    const bool skipping_before = f.skipping;
+    const uint64_t boundary_before = f.at.boundary, pos_before = f.at.pos;
+    const bool skipping_before = f.at.skipping;
     bool at_end = false;
     // Parse what is carried first; read more only while the batch has room.
     while (parse(b, f, now)) {
@@ -836,11 +798,11 @@ class Tail {
     if (b->count == 0) return true;
     if (submit(owner, f)) return true;
     // Refused: back to where the batch began; its bytes are read again from the file.
-    f.pos = pos_before;
-    f.boundary = boundary_before;
-    f.skipping = skipping_before;
+    f.at.pos = pos_before;
+    f.at.boundary = boundary_before;
+    f.at.skipping = skipping_before;
     f.carry.clear();
-    if (::lseek(f.fd, static_cast<off_t>(f.pos), SEEK_SET) < 0)
+    if (::lseek(f.fd, static_cast<off_t>(f.at.pos), SEEK_SET) < 0)
       read_error("seeking " + f.path, errno);
     f.dirty = true;
     return false;
@@ -852,7 +814,7 @@ class Tail {
   void check_truncated(TailFile &f) {
     struct stat st;
     if (fstat(f.fd, &st) != 0) return;
-    const uint64_t had = f.pos + f.carry.size();
+    const uint64_t had = f.at.pos + f.carry.size();
     const bool shorter = static_cast<uint64_t>(st.st_size) < had;
     if (!shorter && (!f.fp_known || same_first_line(f))) return;
     add(m_rot_truncate_, 1);
@@ -861,9 +823,9 @@ class Tail {
                f.path.c_str(), static_cast<unsigned long long>(st.st_size),
                static_cast<unsigned long long>(had), shorter ? "" : ", another first line");
     ++f.epoch;
-    f.pos = f.boundary = f.acked = 0;
+    f.at.pos = f.at.boundary = f.acked = 0;
     f.carry.clear();
-    f.skipping = false;
+    f.at.skipping = false;
     f.fp_known = false;
     if (::lseek(f.fd, 0, SEEK_SET) < 0) read_error("seeking " + f.path, errno);
     fingerprint(f, false);
@@ -882,56 +844,13 @@ class Tail {
   // Makes records of f's carried bytes until the batch is full (false) or no complete line is
   // left (true; the rest stays carried).
   bool parse(dm_batch *b, TailFile &f, uint64_t now) {
-    const char *data = f.carry.begin();
-    const size_t len = f.carry.size();
-    size_t p = 0;
-    bool room = true;
-    while (p < len) {
-      if (b->count >= batch_) {
-        room = false;
-        break;
-      }
-      if (f.skipping) {
-        const void *nl = memchr(data + p, '\n', len - p);
-        const size_t skip =
-            nl ? static_cast<size_t>(static_cast<const char *>(nl) - data) + 1 - p : len - p;
-        add(m_skipped_, static_cast<double>(skip - (nl ? 1 : 0)));
-        p += skip;
-        f.pos += skip;
-        if (nl) {
-          f.skipping = false;
-          f.boundary = f.pos;
-        }
-        continue;
-      }
-      const size_t look = std::min(len - p, max_line_ + 1);
-      const void *nl = memchr(data + p, '\n', look);
-      if (nl) {
-        const size_t n = static_cast<size_t>(static_cast<const char *>(nl) - (data + p));
-        add_line(b, f, std::string_view(data + p, n), f.pos, false, now);
-        p += n + 1;
-        f.pos += n + 1;
-        f.boundary = f.pos;
-      } else if (len - p > max_line_) {
-        // Too long: its first max_line_size bytes (back to a character boundary) are the record;
-        // a checkpoint stays before it until its newline is found.
-        size_t keep = max_line_;
-        for (int i = 0;
-             i < 3 && keep > 0 && (static_cast<unsigned char>(data[p + keep]) & 0xC0) == 0x80; ++i)
-          --keep;
-        add_line(b, f, std::string_view(data + p, keep), f.pos, true, now);
-        add(m_cut_, 1);
-        add(m_skipped_, static_cast<double>(max_line_ - keep));
-        f.boundary = f.pos;
-        p += max_line_;
-        f.pos += max_line_;
-        f.skipping = true;
-      } else {
-        break;  // an incomplete line: wait for the rest
-      }
-    }
-    f.carry.consume(p);
-    return room;
+    return tail::split_lines(
+        f.carry, f.at, max_line_, [&] { return b->count < batch_; },
+        [&](std::string_view line, uint64_t offset, bool cut) {
+          add_line(b, f, line, offset, cut, now);
+          if (cut) add(m_cut_, 1);
+        },
+        [&](size_t bytes) { add(m_skipped_, static_cast<double>(bytes)); });
   }
 
   void start_batch(dm_batch *b, TailFile &f) {
@@ -1003,7 +922,7 @@ class Tail {
       lines_read_ += n;
       add(m_lines_, n);
       ++f.in_flight;
-      submitted_.push_back(Submitted{ticket, &f, f.epoch, f.boundary, n});
+      submitted_.push_back(Submitted{ticket, &f, f.epoch, f.at.boundary, n});
       return true;
     }
     if (rc == DM_ERR_FULL) {
