@@ -42,8 +42,13 @@ void OutputQueue::init(uv_loop_t *loop) {
   turn_end_->data = this;
 }
 
+uint32_t OutputQueue::slots() const {
+  // A worker thread blocks in its flush: more than one per thread would only wait in line.
+  return out_->desc.flags & DM_FLUSH_ON_WORKER ? out_->workers : out_->workers * out_->in_flight;
+}
+
 bool OutputQueue::behind() const {
-  return !ready_.empty() || inflight_ >= out_->workers || !retry_timers_.empty() ||
+  return !ready_.empty() || inflight_ >= slots() || !retry_timers_.empty() ||
          !backlog.blocks.empty();
 }
 
@@ -141,7 +146,7 @@ void OutputQueue::seal() {
 void OutputQueue::dispatch() {
   if (dispatching_) return;  // the loop below picks up whatever a completion queued
   dispatching_ = true;
-  while (!ready_.empty() && inflight_ < out_->workers) {
+  while (!ready_.empty() && inflight_ < slots()) {
     Chunk *c = ready_.front();
     ready_.pop_front();
     merge_ready(c);

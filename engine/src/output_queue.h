@@ -133,6 +133,7 @@ class OutputQueue {
   // Behind: every flush slot busy, chunks ready, retries or a disk backlog waiting. An output
   // that is not behind flushes its filling chunk when the loop turn ends (flush: adaptive).
   bool behind() const;
+  uint32_t slots() const;  // flushes at once: workers x in_flight
   void merge_ready(Chunk *c);
   void on_turn_end();
 
