@@ -5,6 +5,7 @@
 // http input, ack: delivered -> mariadb) with their ratio to that run's raw bulk; the FULLTEXT
 // index's cost; retention's effect; each engine's peak RSS.
 #include <curl/curl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -16,6 +17,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -262,6 +266,65 @@ double raw_bulk(const MariaDb &db, long n, int conns) {
       die(mariadb::error_text(stmt));
     if (mysql_commit(m) != 0) die(mariadb::error_text(m));
   });
+}
+
+// CPU seconds (user + system) of a running process, from /proc.
+double proc_cpu_s(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string st((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const size_t close = st.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(st.substr(close + 2));
+  std::string field;
+  double ut = 0, stime = 0;
+  for (int i = 3; in >> field; ++i) {
+    if (i == 14) ut = std::atof(field.c_str());
+    if (i == 15) {
+      stime = std::atof(field.c_str());
+      break;
+    }
+  }
+  return (ut + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double rusage_s(int who) {
+  rusage ru{};
+  getrusage(who, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// Where the CPU of one insert run went (the machine has few cores: mariadbd, devmesh and the
+// clients share them, so CPU per row bounds rows/s): mariadbd, this program (the raw clients or
+// the HTTP clients), and the devmesh it waited for.
+struct CpuUse {
+  double server = 0, bench = 0, devmesh = 0;
+};
+
+class CpuMeter {
+ public:
+  explicit CpuMeter(const MariaDb &db)
+      : pid_(db.pid()),
+        server_(proc_cpu_s(pid_)),
+        self_(rusage_s(RUSAGE_SELF)),
+        kids_(rusage_s(RUSAGE_CHILDREN)) {}
+  // CPU ms per 1000 rows since construction.
+  CpuUse per_1000(long rows) const {
+    const double k = 1e6 / static_cast<double>(rows);  // s per row -> ms per 1000 rows
+    return {(proc_cpu_s(pid_) - server_) * k, (rusage_s(RUSAGE_SELF) - self_) * k,
+            (rusage_s(RUSAGE_CHILDREN) - kids_) * k};
+  }
+
+ private:
+  pid_t pid_;
+  double server_, self_, kids_;
+};
+
+std::string cpu_text(const CpuUse &c) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "CPU ms/1000 rows: mariadbd %.1f, clients %.1f, devmesh %.1f",
+                c.server, c.bench, c.devmesh);
+  return buf;
 }
 
 // The engine's peak RSS of the last through_devmesh or through_http run (KiB).
@@ -552,7 +615,8 @@ void usage() {
       "usage: bench_store_mariadb [--rows N] [--runs N] [--connections 1,2] "
       "[--retention-rows N] [--retention-pause DURATION] [--no-full-text] [--no-retention] "
       "[--no-inserts] [--no-query] [--query-only] [--table-rows N] [--no-http] "
-      "[--http-clients N] [--http-records N] [--http-extra 'KEY: VALUE'] [--dir DIR]");
+      "[--http-clients N] [--http-records N] [--http-extra 'KEY: VALUE'] [--devmesh PATH] "
+      "[--plugins DIR] [--dir DIR]");
 }
 
 }  // namespace
@@ -587,6 +651,10 @@ int main(int argc, char **argv) {
       o.table_rows = std::atol(next().c_str());
     else if (a == "--retention-pause")
       o.retention_extra += "      retention_pause: " + next() + "\n";
+    else if (a == "--devmesh")  // another build (its plugins with --plugins)
+      o.devmesh = next();
+    else if (a == "--plugins")
+      o.plugins = next();
     else if (a == "--no-http")
       o.http = false;
     else if (a == "--http-clients")
@@ -652,18 +720,25 @@ int main(int argc, char **argv) {
         multis.push_back(raw_multirow(db, o.rows, conns));
         expect_rows(o.rows, "raw multi-row");
         fresh_table(db, ft);
+        CpuMeter bulk_cpu(db);
         bulks.push_back(raw_bulk(db, o.rows, conns));
+        const CpuUse bulk_use = bulk_cpu.per_1000(o.rows);
         expect_rows(o.rows, "raw bulk");
         fresh_table(db, ft);
+        CpuMeter dm_cpu(db);
         dms.push_back(through_devmesh(o, db, o.rows, conns, ft));
+        const CpuUse dm_use = dm_cpu.per_1000(o.rows);
         rss.push_back(static_cast<double>(last_peak_rss_kib));
         expect_rows(o.rows, "devmesh");
+        CpuUse http_use;
         std::printf("      run %d: multi-row %.0f/s, bulk %.0f/s, devmesh %.0f/s", r + 1,
                     multis.back(), bulks.back(), dms.back());
         if (o.http) {
           fresh_table(db, ft);
           HttpRunInfo info;
+          CpuMeter http_cpu(db);
           https.push_back(through_http(o, db, o.rows, conns, ft, &info));
+          http_use = http_cpu.per_1000(o.rows);
           http_rss.push_back(static_cast<double>(last_peak_rss_kib));
           http_ratio.push_back(https.back() / bulks.back());
           expect_rows(o.rows, "http -> devmesh");
@@ -671,7 +746,9 @@ int main(int argc, char **argv) {
                       https.back(), http_ratio.back(), info.flushes,
                       info.flushes > 0 ? info.records_out / info.flushes : 0, info.busy);
         }
-        std::printf("\n");
+        std::printf("\n        raw bulk: %s\n        dummy:    %s\n", cpu_text(bulk_use).c_str(),
+                    cpu_text(dm_use).c_str());
+        if (o.http) std::printf("        via http: %s\n", cpu_text(http_use).c_str());
         std::fflush(stdout);
       }
       const double multi = median(multis), bulk = median(bulks), dm = median(dms);
