@@ -75,6 +75,7 @@ void *Arena::alloc_block(size_t len) {
   if (size < len) size = len;
   char *mem = block_cache.take(size);
   blocks_.push_back(Block{std::unique_ptr<char[]>(mem ? mem : new char[size]), size});
+  reserved_ += size;
   cur_ = blocks_.back().mem.get() + len;
   end_ = blocks_.back().mem.get() + size;
   used_ += len;
@@ -299,6 +300,16 @@ size_t record_bytes(const dm_record &r) {
   for (const RecordField &f : kRecordFields) n += (r.*f.member).len;
   for (uint32_t i = 0; i < r.meta_count; i++) n += r.meta[i].key.len + r.meta[i].value.len;
   return n;
+}
+
+size_t batch_share(Batch *b) {
+  if (b->share) return b->share;
+  // The arena's reserve, not its use: geometric blocks leave up to half of the last one unused,
+  // and an http body's JSON syntax sits there beside the strings (the body is parsed in place).
+  const size_t real =
+      sizeof(Batch) + b->records.capacity() * sizeof(dm_record) + b->arena.reserved();
+  b->share = std::max<size_t>(1, real / std::max<size_t>(1, b->records.size()));
+  return b->share;
 }
 
 }  // namespace devmesh

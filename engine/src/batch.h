@@ -39,6 +39,8 @@ class Arena {
     return dm_str{p, len};
   }
   size_t bytes() const { return used_; }
+  // What its blocks take from the heap: used bytes plus each block's unused tail.
+  size_t reserved() const { return reserved_; }
 
   // Most bytes of blocks kept for reuse per thread, and the largest block kept.
   static constexpr size_t kCacheBytes = size_t(4) << 20;
@@ -56,6 +58,7 @@ class Arena {
   std::vector<Block> blocks_;
   char *cur_ = nullptr, *end_ = nullptr;  // free part of the newest block
   size_t used_ = 0;
+  size_t reserved_ = 0;
 };
 
 struct Ticket;
@@ -73,6 +76,10 @@ struct Batch {
   // after. Its arena's blocks go to the cache of whichever thread frees it.
   int refs = 1;
   std::vector<dm_hold *> holds;  // attached by a filter before emit (dm_host_api.hold_attach)
+  // What one of its records holds of real memory, for queue_limit: the batch's heap (arena
+  // blocks with their unused tails, the record array's capacity) shared evenly by the records
+  // routed. 0 until first queued (batch_share); the batch does not change after routing.
+  size_t share = 0;
 
   dm_record *add();
   void sync() {  // keep the public view in step with the vector
@@ -96,7 +103,10 @@ constexpr unsigned kMetaMaxDepth = 64;  // the http input's bound on a body's ne
 // Keys meta_set compared on this thread so far: the fuzz oracle's measure of work per input
 // byte (a quadratic lookup shows up here, with no clock).
 extern thread_local uint64_t meta_set_probes;
-// Approximate memory a record holds (its struct plus its strings), for queue limits.
+// Approximate memory a record holds (its struct plus its strings): the size of a flush
+// (batch_bytes) and of what was delivered.
 size_t record_bytes(const dm_record &r);
+// Real memory per record of b (Batch::share), computed at its first call.
+size_t batch_share(Batch *b);
 
 }  // namespace devmesh

@@ -189,6 +189,7 @@ bool Engine::build_generation(const PipelineConfig &cfg, Generation &gen, Proble
             get("flush_interval") ? get("flush_interval")->integer : cfg.service.flush_interval_ms;
         o->adaptive_flush = get("flush")->text != "interval";
         o->workers = static_cast<uint32_t>(get("workers")->integer);
+        o->in_flight = static_cast<uint32_t>(get("in_flight")->integer);
         o->retry_limit = get("retry_limit")->integer;
         o->retry_wait_ms = get("retry_wait")->integer;
         o->retry_max_wait_ms = get("retry_max_wait")->integer;

@@ -116,6 +116,7 @@ class OutputInstance : public Instance {
   uint64_t flush_interval_ms = 200;
   bool adaptive_flush = true;  // flush: adaptive (an idle output flushes when the turn ends)
   uint32_t workers = 1;
+  uint32_t in_flight = 1;    // flushes per worker (outputs on the loop only)
   int64_t retry_limit = -1;  // -1: no limit
   uint64_t retry_wait_ms = 1000;
   uint64_t retry_max_wait_ms = 60000;

@@ -34,6 +34,13 @@ static const std::vector<dm_option> kOutput = {
      0},
     {"workers", DM_OPT_INT, DM_OPT_BOUNDED, "1", 1, 64, nullptr,
      "Concurrent flushes; threads with their own connections for blocking outputs", 0},
+    {"in_flight", DM_OPT_INT, DM_OPT_BOUNDED, "1", 1, 16, nullptr,
+     "Flushes each worker keeps in flight, for outputs that wait on a receiver instead of "
+     "blocking a thread (http_forward: requests per worker, each answered and accounted on its "
+     "own; a receiver with ack: delivered answers late, so more in flight hides that wait). A "
+     "later flush may then finish before an earlier one, as with workers above 1. Outputs on "
+     "worker threads (mariadb, sqlite) take 1 (a larger value is a configuration problem)",
+     0},
     {"retry_limit", DM_OPT_INT, DM_OPT_BOUNDED, "-1", -1, 1e9, nullptr,
      "Tries after the first failure before dead-lettering; -1 retries without limit", 0},
     {"retry_wait", DM_OPT_DURATION, DM_OPT_BOUNDED, "1s", 1, 3600000, nullptr,

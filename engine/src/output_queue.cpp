@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -41,8 +42,13 @@ void OutputQueue::init(uv_loop_t *loop) {
   turn_end_->data = this;
 }
 
+uint32_t OutputQueue::slots() const {
+  // A worker thread blocks in its flush: more than one per thread would only wait in line.
+  return out_->desc.flags & DM_FLUSH_ON_WORKER ? out_->workers : out_->workers * out_->in_flight;
+}
+
 bool OutputQueue::behind() const {
-  return !ready_.empty() || inflight_ >= out_->workers || !retry_timers_.empty() ||
+  return !ready_.empty() || inflight_ >= slots() || !retry_timers_.empty() ||
          !backlog.blocks.empty();
 }
 
@@ -64,8 +70,17 @@ void OutputQueue::count_queued() {
   out_->m_qbytes->set(queued_bytes_);
 }
 
+// A chunk's record array is memory held whether or not it is filled: its capacity counts.
+void OutputQueue::recount_array(Chunk *c) {
+  const size_t now = c->records.capacity() * sizeof(dm_record);
+  queued_bytes_ = queued_bytes_ + now - c->array_bytes;
+  c->held = c->held + now - c->array_bytes;
+  c->array_bytes = now;
+}
+
 void OutputQueue::append(Batch *b, uint32_t from, uint32_t n) {
   OutputInstance *o = out_;
+  const size_t share = batch_share(b);
   const std::string_view tag(b->pub.tag.ptr, b->pub.tag.len);
   // One tag per chunk: the output is told its records' tag (it may route by it).
   if (filling_ && n > 0 && filling_->tag != tag) seal();
@@ -75,7 +90,9 @@ void OutputQueue::append(Batch *b, uint32_t from, uint32_t n) {
       filling_ = new Chunk();
       filling_->out = o;
       filling_->tag.assign(tag);
-      filling_->records.reserve(o->batch_size);
+      // Only what this append brings (a turn-end flush sends small chunks): the array grows
+      // as more comes, and its capacity is counted against queue_limit.
+      filling_->records.reserve(std::min<size_t>(o->batch_size, end - i));
       uv_timer_start(
           flush_timer_, [](uv_timer_t *h) { static_cast<OutputQueue *>(h->data)->flush_all(); },
           o->flush_interval_ms, 0);
@@ -103,7 +120,9 @@ void OutputQueue::append(Batch *b, uint32_t from, uint32_t n) {
       else
         c->runs.push_back(TicketRun{b->ticket, taken, b->block});
       c->bytes += bytes;
-      queued_bytes_ += bytes;
+      c->held += share * taken;
+      queued_bytes_ += share * taken;
+      recount_array(c);
       queued_records_ += taken;
       o->m_in->add(taken);
     }
@@ -127,7 +146,7 @@ void OutputQueue::seal() {
 void OutputQueue::dispatch() {
   if (dispatching_) return;  // the loop below picks up whatever a completion queued
   dispatching_ = true;
-  while (!ready_.empty() && inflight_ < out_->workers) {
+  while (!ready_.empty() && inflight_ < slots()) {
     Chunk *c = ready_.front();
     ready_.pop_front();
     merge_ready(c);
@@ -171,6 +190,10 @@ void OutputQueue::merge_ready(Chunk *c) {
         c->runs.push_back(r);
     }
     c->bytes += n->bytes;
+    // n's shares move to c; n's array is freed with it, c's may have grown.
+    c->held += n->held - n->array_bytes;
+    queued_bytes_ -= n->array_bytes;
+    recount_array(c);
     delete n;
     merged++;
   }
@@ -462,6 +485,13 @@ Chunk *OutputQueue::split_off(Chunk *c, const std::vector<uint8_t> &keep) {
   c->bytes = 0;
   for (auto &r : c->records) c->bytes += record_bytes(r);
   for (auto &r : out->records) out->bytes += record_bytes(r);
+  // The records' shares go with them (records of one batch share evenly; by count is close
+  // enough across batches, and the total is kept exactly); both arrays are new.
+  const size_t shares = c->held - c->array_bytes;
+  out->held = shares * moving / n;
+  c->held -= out->held;
+  recount_array(c);
+  recount_array(out);
   fill_view(c);
   fill_view(out);
   return out;
@@ -469,7 +499,7 @@ Chunk *OutputQueue::split_off(Chunk *c, const std::vector<uint8_t> &keep) {
 
 void OutputQueue::done(Chunk *c, Outcome outcome, const std::string &failed_reason) {
   engine()->delivery().finished(out_, c->runs, outcome, failed_reason, &c->reasons);
-  queued_bytes_ -= c->bytes;
+  queued_bytes_ -= c->held;
   queued_records_ -= c->records.size();
   count_queued();
   for (Batch *b : c->sources) batch_unref(b);

@@ -49,8 +49,11 @@ struct Chunk {
   std::vector<dm_record> records;
   std::vector<Batch *> sources;
   std::vector<TicketRun> runs;
-  std::string tag;  // every record's tag: a chunk never mixes tags (outputs route by it)
-  size_t bytes = 0;
+  std::string tag;   // every record's tag: a chunk never mixes tags (outputs route by it)
+  size_t bytes = 0;  // record_bytes of its records: the size of the flush (batch_bytes)
+  // Real memory it keeps alive, counted against queue_limit: its records' shares of their
+  // batches (batch_share) plus its own record array's capacity (array_bytes).
+  size_t held = 0, array_bytes = 0;
   uint32_t attempts = 0;
   // Retried and bisected chunks keep their records: merging would undo a split or hand a
   // failing chunk's records to a fresh one.
@@ -126,9 +129,11 @@ class OutputQueue {
   // The one place a chunk leaves the queue: Delivery hears how its records finished.
   void done(Chunk *c, Outcome outcome, const std::string &failed_reason);
   void count_queued();
+  void recount_array(Chunk *c);
   // Behind: every flush slot busy, chunks ready, retries or a disk backlog waiting. An output
   // that is not behind flushes its filling chunk when the loop turn ends (flush: adaptive).
   bool behind() const;
+  uint32_t slots() const;  // flushes at once: workers x in_flight
   void merge_ready(Chunk *c);
   void on_turn_end();
 
@@ -138,7 +143,8 @@ class OutputQueue {
   // loop thread
   Chunk *filling_ = nullptr;
   std::deque<Chunk *> ready_;
-  size_t queued_bytes_ = 0;  // everything not yet done: filling, ready, in flight, retrying
+  // Real memory (Chunk::held) of everything not yet done: filling, ready, in flight, retrying.
+  size_t queued_bytes_ = 0;
   size_t queued_records_ = 0;
   uint32_t inflight_ = 0;
   bool full_ = false;

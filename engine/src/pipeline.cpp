@@ -131,6 +131,14 @@ void Engine::run_chain(Batch *b, size_t first_filter, Route *route) {
 void Engine::route_batch(Batch *b, Route *route) {
   Ticket *t = b->ticket;
   uint32_t n = static_cast<uint32_t>(b->records.size());
+  // A batch made for many more records than it got (journald following a journal reads a few
+  // entries into a batch sized for its `batch`) gives the rest of its array back before it is
+  // queued: queue_limit counts the array's capacity, and a few records copied cost less than
+  // an idle array per batch held.
+  if (b->records.capacity() > 2 * static_cast<size_t>(n) + 16) {
+    b->records.shrink_to_fit();
+    b->sync();
+  }
   if (n > 0 && route->outputs.empty()) {
     if (t) {
       delivery_.dropped(t, n);

@@ -87,6 +87,24 @@ struct Checks {
     }
   }
 
+  // ---- flushes in flight -------------------------------------------------------------------
+
+  // A worker thread blocks in its flush: a second flush per worker would only wait in line
+  // (and hold records back from merging), so in_flight is for outputs on the loop.
+  void in_flight() {
+    for (const InstanceView &v : instances) {
+      if (v.section != "outputs" || !v.cfg || !v.desc || !(v.desc->flags & DM_FLUSH_ON_WORKER))
+        continue;
+      const OptionValue *val = value_of(*v.cfg, "in_flight");
+      if (!val || val->integer <= 1) continue;
+      Problem here = plugin_problem(*v.cfg, "in_flight", "");
+      if (reported(here.path)) continue;
+      here.message = "'" + std::string(v.desc->name) +
+                     "' flushes on worker threads, one flush each: raise workers instead";
+      out.problems.add(std::move(here));
+    }
+  }
+
   // ---- files with one writer ---------------------------------------------------------------
 
   void exclusive_files() {
@@ -249,6 +267,7 @@ void check_pipeline(const PipelineConfig &cfg, const std::vector<InstanceView> &
   Checks c{cfg, valid, earlier, out};
   c.topology();
   c.exclusive_files();
+  c.in_flight();
   c.addresses(listening);
   c.directories();
 }

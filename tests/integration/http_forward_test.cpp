@@ -5,6 +5,9 @@
 // reuse, and conservation: the aggregator killed -9 three times mid-stream, and down for 30 s.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <set>
 
 #include "http_support.h"
@@ -539,3 +542,84 @@ TEST(HttpForward, AggregatorDownPausesTheSidecarLosesNothingAndSidecarMemoryStay
 }
 
 }  // namespace
+
+// in_flight: 3 keeps three requests of one worker open at once (the receiver holds the first
+// three until all three are there), and each is answered and accounted on its own: one answered
+// 503 is re-sent and delivered once, one with a record the receiver rejects sends that record to
+// the dead-letter file with its reason, and every other record is delivered exactly once, every
+// batch acknowledged to the input.
+TEST(HttpForward, InFlightKeepsSeveralRequestsPerWorkerEachAnsweredAndAccountedOnItsOwn) {
+  TempDir d;
+  std::mutex mu;
+  std::condition_variable cv;
+  int held = 0, peak = 0;
+  TestReceiver rx([&](const TestReceiver::Request &r, int i) {
+    if (i < 3) {
+      std::unique_lock<std::mutex> lk(mu);
+      peak = std::max(peak, ++held);
+      cv.notify_all();
+      cv.wait_for(lk, 30s, [&] { return peak >= 3; });
+    }
+    TestReceiver::Response resp;
+    if (i == 1) resp.status = 503;  // the second request: re-sent later
+    if (i == 2) {
+      const size_t n = records_in(r.body);
+      resp.body = "{\"accepted\":" + std::to_string(n - 1) +
+                  R"(,"rejected":1,"errors":[{"index":2,"reason":"bad record"}]})";
+    }
+    return resp;
+  });
+  Devmesh side(d, "side",
+               plugins_head("  exit_when_done: true\n  log_level: info\n") +
+                   "  inputs:\n    - {name: dummy, rate: 0, count: 60, batch: 10}\n"
+                   "  outputs:\n    - {name: http_forward, url: '" +
+                   rx.url() +
+                   "', workers: 1, in_flight: 3, batch_size: 10, retry_wait: 50ms, "
+                   "retry_max_wait: 500ms, dead_letter_path: " +
+                   d / "dead.ndjson" + "}\n");
+  ASSERT_EQ(side->wait_exit(90s), 0) << side->err();
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    EXPECT_EQ(peak, 3) << "requests of the one worker open at once";
+  }
+  // What the receiver took: every 200's records but the one it rejected.
+  auto reqs = rx.requests();
+  std::map<long, int> delivered;
+  std::string rejected_seq;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (i == 1) continue;  // answered 503
+    auto body = parse_json(reqs[i].body);
+    for (rapidjson::SizeType k = 0; k < body["logs"].Size(); ++k) {
+      const std::string seq = str_field(body["logs"][k]["meta_json"], "seq");
+      if (i == 2 && k == 2)
+        rejected_seq = seq;
+      else
+        delivered[std::atol(seq.c_str())]++;
+    }
+  }
+  EXPECT_EQ(records_in(reqs[1].body), 10u);
+  auto dead = read_ndjson(d / "dead.ndjson");
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(str_field(dead[0]["record"]["meta_json"], "seq"), rejected_seq);
+  EXPECT_NE(str_field(dead[0], "reason").find("bad record"), std::string::npos);
+  for (long s = 1; s <= 60; ++s) {
+    if (std::to_string(s) == rejected_seq) continue;
+    EXPECT_EQ(delivered[s], 1) << "seq " << s;
+  }
+  EXPECT_EQ(delivered.size(), 59u);
+  EXPECT_NE(side->err().find("generated 60 records in 6 batches, 6 acked"), std::string::npos)
+      << side->err();
+}
+
+// Outputs on worker threads flush one at a time per thread: in_flight above 1 there is refused.
+TEST(HttpForward, InFlightOnAnOutputWithWorkerThreadsIsAConfigProblem) {
+  TempDir d;
+  Devmesh e(d, "e",
+            plugins_head() +
+                "  inputs:\n    - {name: dummy, rate: 0, count: 1}\n"
+                "  outputs:\n    - {name: sqlite, path: " +
+                d / "x.db" + ", in_flight: 2}\n");
+  EXPECT_EQ(e->wait_exit(30s), 1);
+  EXPECT_NE(e->err().find("in_flight"), std::string::npos) << e->err();
+  EXPECT_NE(e->err().find("raise workers instead"), std::string::npos) << e->err();
+}

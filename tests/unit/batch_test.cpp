@@ -74,6 +74,28 @@ TEST(Batch, AddedRecordsStartZeroedWithUnknownPriority) {
   batch_unref(b);
 }
 
+// queue_limit bounds real memory: what the records of a batch are charged covers its whole
+// arena (blocks with their unused tails: an http body parsed in place leaves its JSON syntax
+// there, uncounted by record_bytes) and its record array's capacity.
+TEST(Batch, ItsRecordsAreChargedItsWholeArenaAndRecordArray) {
+  Batch *b = batch_new(1000);
+  size_t strings = 0;
+  for (int i = 0; i < 300; i++) {
+    dm_record *r = b->add();
+    r->message = b->arena.copy("a message of some length", 24);
+    b->arena.alloc(200);  // bytes no field points at (a body's JSON syntax)
+    strings += 24;
+  }
+  const size_t real = b->arena.reserved() + b->records.capacity() * sizeof(dm_record);
+  EXPECT_GE(b->arena.reserved(), b->arena.bytes());
+  EXPECT_GT(real, 300 * (strings / 300 + sizeof(dm_record)) * 3) << "the test's premise";
+  const size_t share = batch_share(b);
+  EXPECT_GE(share * b->records.size(), real);
+  EXPECT_LE(share * b->records.size(), real + sizeof(Batch));
+  EXPECT_EQ(batch_share(b), share) << "computed once";
+  batch_unref(b);
+}
+
 // An input's own thread makes batches and the loop frees them after delivery (or the thread
 // frees one the engine refused): each thread's block cache only ever sees its own frees.
 TEST(Batch, MadeOnOneThreadAndFreedOnAnotherKeepsItsRecordsAndFreesCleanly) {

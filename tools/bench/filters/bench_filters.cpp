@@ -104,6 +104,7 @@ double median(std::vector<double> v) {
 
 struct Run {
   double wall_s = -1, cpu_s = -1;  // -1: the run failed
+  long peak_rss_kib = 0;
 };
 
 // Runs devmesh on config to its end (exit_when_done): wall seconds and CPU seconds (user + sys
@@ -131,6 +132,7 @@ Run run_engine(const std::string &devmesh, const std::string &config, const std:
   r.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
   r.cpu_s = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
             double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  r.peak_rss_kib = ru.ru_maxrss;
   return r;
 }
 
@@ -207,8 +209,8 @@ int run(int argc, char **argv) {
   scanner_vs_regex();
 
   double base_wall = 0, base_cpu = 0;
-  std::printf("%-42s %14s %6s %18s %6s\n", "pipeline", "records/s", "ratio", "records/CPU-s",
-              "ratio");
+  std::printf("%-42s %14s %6s %18s %6s %9s\n", "pipeline", "records/s", "ratio", "records/CPU-s",
+              "ratio", "peak RSS");
   for (const Scenario &s : kScenarios) {
     const std::string config = dir + "/pipeline.yaml", log = dir + "/engine.log";
     std::ofstream(config) << "service:\n  plugins_dir: ['" << plugins
@@ -216,7 +218,7 @@ int run(int argc, char **argv) {
                           << s.input << "      count: " << count << "\n"
                           << (*s.filters ? "  filters:\n" : "") << s.filters
                           << "  outputs:\n    - {name: 'null'}\n";
-    std::vector<double> wall, cpu;
+    std::vector<double> wall, cpu, rss;
     for (int r = 0; r < runs; ++r) {
       const Run run = run_engine(devmesh, config, log);
       if (run.wall_s < 0) {
@@ -225,11 +227,12 @@ int run(int argc, char **argv) {
       }
       wall.push_back(double(count) / run.wall_s);
       cpu.push_back(double(count) / run.cpu_s);
+      rss.push_back(double(run.peak_rss_kib));
     }
     const double w = median(wall), c = median(cpu);
     if (!*s.filters) base_wall = w, base_cpu = c;
-    std::printf("%-42s %13.0fk %6.2f %17.0fk %6.2f\n", s.name, w / 1e3, w / base_wall, c / 1e3,
-                c / base_cpu);
+    std::printf("%-42s %13.0fk %6.2f %17.0fk %6.2f %5.1f MiB\n", s.name, w / 1e3, w / base_wall,
+                c / 1e3, c / base_cpu, median(rss) / 1024);
   }
   std::filesystem::remove_all(dir);
   return 0;

@@ -9,7 +9,9 @@
 //     both peak RSS, once per compression (none, gzip, zstd: interleaved in each run, so their
 //     ratio to none is a same-run figure), and the CPU each side spends per record (steadier than
 //     records/s on a shared machine); next to it the generation ceiling (dummy -> null in one
-//     process). --forward-only runs only this part.
+//     process). --forward-only runs only this part; --forward-ack delivered --forward-sink sqlite
+//     makes the aggregator a receiver that answers late (each request waits for its commit), and
+//     --forward-in-flight N keeps N requests per sidecar worker open.
 // Medians of --runs runs are printed. Needs wrk (Debian package) for 1 and 2.
 #ifndef H2O_USE_LIBUV
 #define H2O_USE_LIBUV 1
@@ -74,6 +76,11 @@ struct Options {
   // build takes) and zstd.
   std::vector<std::string> forward_compressions = {"none", "gzip", "zstd"};
   bool forward_only = false;
+  // The aggregator: its http input's ack (accepted answers at once; delivered waits for its
+  // output, a receiver that answers late) and its output (null, or sqlite: a commit per flush).
+  std::string forward_ack = "accepted", forward_sink = "null";
+  int forward_in_flight = 1;  // the sidecar's in_flight (1: the key is left out, as older builds
+                              // do not know it)
 };
 
 void usage(const char *argv0) {
@@ -81,7 +88,9 @@ void usage(const char *argv0) {
       "usage: %s [--seconds N] [--runs N] [--records N] [--connections N]\n"
       "          [--forward-count N] [--forward-workers N] [--forward-batch N] [--forward-gzip]\n"
       "          [--forward-queue-limit SIZE] [--forward-compressions none,gzip,zstd]\n"
-      "          [--forward-only]\n"
+      "          [--forward-only] [--forward-ack accepted|delivered] [--forward-sink "
+      "null|sqlite|'{YAML}']\n"
+      "          [--forward-in-flight N]\n"
       "          [--devmesh PATH] [--plugins DIR] [--wrk PATH]\n"
       "       %s --raw-server PORT   (the raw ceiling: a bare libh2o receiver)\n"
       "       %s [--seconds N] [--records N] [--connections N] --paced URL RATE\n",
@@ -342,9 +351,17 @@ struct ForwardRun {
 ForwardRun forward_run(const Options &o, const std::string &dir, const std::string &compression) {
   const int port = free_port();
   const std::string listen = "127.0.0.1:" + std::to_string(port);
+  fs::remove(dir + "/agg.db");
+  fs::remove(dir + "/agg.db-wal");
+  fs::remove(dir + "/agg.db-shm");
+  // Or any output as a YAML mapping: a receiver of a fixed latency is e.g. the test plugin flaky
+  // with `delay` (--plugins 'BUILD/plugins, BUILD/tests/plugins').
+  const std::string sink = o.forward_sink == "sqlite" ? "{name: sqlite, path: " + dir + "/agg.db}"
+                           : o.forward_sink.rfind('{', 0) == 0 ? o.forward_sink
+                                                               : "{name: 'null'}";
   Child agg = start_engine(o, dir, "aggregator",
                            head(o) + "  inputs:\n    - {name: http, listen: '" + listen +
-                               "'}\n  outputs:\n    - {name: 'null'}\n",
+                               "', ack: " + o.forward_ack + "}\n  outputs:\n    - " + sink + "\n",
                            port);
   const std::string n = std::to_string(o.forward_count), b = std::to_string(o.forward_batch);
   std::ofstream(dir + "/sidecar.yaml")
@@ -354,6 +371,7 @@ ForwardRun forward_run(const Options &o, const std::string &dir, const std::stri
       << "}\n  outputs:\n    - {name: http_forward, url: 'http://" << listen
       << "/ingest/logs', workers: " << o.forward_workers << ", batch_size: " << b
       << ", queue_limit: " << o.forward_queue_limit
+      << (o.forward_in_flight > 1 ? ", in_flight: " + std::to_string(o.forward_in_flight) : "")
       << (compression == "gzip"   ? ", gzip: true"
           : compression == "none" ? ""
                                   : ", compression: " + compression)
@@ -516,9 +534,10 @@ int run_benchmarks(const Options &o, const std::string &self) {
     std::printf("  peak RSS           %.1f MiB\n", median(half_rss) / 1024);
   }
   std::printf(
-      "sidecar -> aggregator (dummy -> http_forward x%d, %d-record batches, queue_limit %s "
-      "-> http -> null), %ld records\n",
-      o.forward_workers, o.forward_batch, o.forward_queue_limit.c_str(), o.forward_count);
+      "sidecar -> aggregator (dummy -> http_forward x%d, in_flight %d, %d-record batches, "
+      "queue_limit %s -> http, ack: %s -> %s), %ld records\n",
+      o.forward_workers, o.forward_in_flight, o.forward_batch, o.forward_queue_limit.c_str(),
+      o.forward_ack.c_str(), o.forward_sink.c_str(), o.forward_count);
   // Same-run ratios: each compression's median over the median without compression.
   double none_rps = 0;
   for (size_t k = 0; k < kinds; ++k)
@@ -596,6 +615,12 @@ int main(int argc, char **argv) {
       o.forward_queue_limit = next();
     else if (a == "--forward-only")
       o.forward_only = true;
+    else if (a == "--forward-ack")
+      o.forward_ack = next();
+    else if (a == "--forward-sink")
+      o.forward_sink = next();
+    else if (a == "--forward-in-flight")
+      o.forward_in_flight = std::max(1, std::atoi(next().c_str()));
     else if (a == "--devmesh")
       o.devmesh = next();
     else if (a == "--plugins")

@@ -1,8 +1,11 @@
 // bench_store_mariadb: the MariaDB part of the store benchmark. On a private mariadbd (MariaDB's
 // durability defaults): dummy -> mariadb rows/s through the real devmesh binary next to raw
 // multi-row INSERTs and raw bulk array binding of the same rows into the same schema, with the
-// same number of connections, in the same run; the FULLTEXT index's cost; retention's effect.
+// same number of connections, in the same run; the same rows posted over HTTP (libcurl clients ->
+// http input, ack: delivered -> mariadb) with their ratio to that run's raw bulk; the FULLTEXT
+// index's cost; retention's effect; each engine's peak RSS.
 #include <curl/curl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -14,6 +17,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,6 +44,11 @@ struct Options {
   long table_rows = 1000000;  // query part
   int queries = 300;
   std::string retention_extra;  // more mariadb output keys for the retention run
+  // The http (ack: delivered) -> mariadb case: clients, records per body, more output keys.
+  bool http = true;
+  int http_clients = 4;
+  long http_records = 1000;
+  std::string http_extra;
   std::string dir;
 };
 
@@ -257,6 +268,68 @@ double raw_bulk(const MariaDb &db, long n, int conns) {
   });
 }
 
+// CPU seconds (user + system) of a running process, from /proc.
+double proc_cpu_s(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string st((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const size_t close = st.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(st.substr(close + 2));
+  std::string field;
+  double ut = 0, stime = 0;
+  for (int i = 3; in >> field; ++i) {
+    if (i == 14) ut = std::atof(field.c_str());
+    if (i == 15) {
+      stime = std::atof(field.c_str());
+      break;
+    }
+  }
+  return (ut + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double rusage_s(int who) {
+  rusage ru{};
+  getrusage(who, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// Where the CPU of one insert run went (the machine has few cores: mariadbd, devmesh and the
+// clients share them, so CPU per row bounds rows/s): mariadbd, this program (the raw clients or
+// the HTTP clients), and the devmesh it waited for.
+struct CpuUse {
+  double server = 0, bench = 0, devmesh = 0;
+};
+
+class CpuMeter {
+ public:
+  explicit CpuMeter(const MariaDb &db)
+      : pid_(db.pid()),
+        server_(proc_cpu_s(pid_)),
+        self_(rusage_s(RUSAGE_SELF)),
+        kids_(rusage_s(RUSAGE_CHILDREN)) {}
+  // CPU ms per 1000 rows since construction.
+  CpuUse per_1000(long rows) const {
+    const double k = 1e6 / static_cast<double>(rows);  // s per row -> ms per 1000 rows
+    return {(proc_cpu_s(pid_) - server_) * k, (rusage_s(RUSAGE_SELF) - self_) * k,
+            (rusage_s(RUSAGE_CHILDREN) - kids_) * k};
+  }
+
+ private:
+  pid_t pid_;
+  double server_, self_, kids_;
+};
+
+std::string cpu_text(const CpuUse &c) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "CPU ms/1000 rows: mariadbd %.1f, clients %.1f, devmesh %.1f",
+                c.server, c.bench, c.devmesh);
+  return buf;
+}
+
+// The engine's peak RSS of the last through_devmesh or through_http run (KiB).
+long last_peak_rss_kib = 0;
+
 // dummy -> mariadb through the binary: rows / (spawn to exit), startup included (~10 ms).
 double through_devmesh(const Options &o, const MariaDb &db, long n, int workers, bool full_text,
                        const std::string &extra = "") {
@@ -277,6 +350,112 @@ double through_devmesh(const Options &o, const MariaDb &db, long n, int workers,
   const int code = p.wait_exit(std::chrono::hours(1));
   const double secs = seconds_since(t0);
   if (code != 0) die("devmesh exited " + std::to_string(code) + ": " + p.err());
+  last_peak_rss_kib = p.max_rss_kib();
+  return static_cast<double>(n) / secs;
+}
+
+size_t discard(char *, size_t s, size_t n, void *);
+
+// What one through_http run saw besides its rate: the flushes reaching the output and the
+// client's 503s (queues full).
+struct HttpRunInfo {
+  double flushes = 0, records_out = 0;
+  long busy = 0;
+};
+
+// http (ack: delivered) -> mariadb through the binary, fed by o.http_clients libcurl clients
+// (one keep-alive connection each) posting o.http_records-record bodies of the rows dummy makes
+// (unique messages: each body's records get their own event_ids): rows / (first post to the
+// last 2xx; with ack: delivered a 2xx means committed).
+double through_http(const Options &o, const MariaDb &db, long n, int workers, bool full_text,
+                    HttpRunInfo *info) {
+  const int port = test::free_port(), mport = test::free_port();
+  const std::string yaml_path = o.dir + "/http.yaml";
+  test::write_file(
+      yaml_path,
+      "service:\n  plugins_dir: [" + o.plugins +
+          "]\n  log_level: warn\n  http_listen: 127.0.0.1:" + std::to_string(mport) +
+          "\npipeline:\n  inputs:\n    - {name: http, listen: 127.0.0.1:" + std::to_string(port) +
+          ", ack: delivered}\n  outputs:\n    - name: mariadb\n      socket: " + db.socket() +
+          "\n      password: " + MariaDb::kPassword +
+          "\n      workers: " + std::to_string(workers) +
+          "\n      batch_size: 1000\n      full_text: " + (full_text ? "true" : "false") + "\n" +
+          o.http_extra);
+  test::Process p({o.devmesh, "-c", yaml_path}, o.dir, "http");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/ingest/logs";
+  const std::string health = "http://127.0.0.1:" + std::to_string(mport) + "/health";
+  {
+    std::string body;
+    if (!test::wait_until([&] { return test::http_get(health, &body, o.dir) == 200; },
+                          std::chrono::seconds(30)))
+      die("devmesh (http) did not come up: " + p.err());
+  }
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::atomic<long> next{0}, busy{0}, failed{0};
+  const long per = o.http_records;
+  auto client = [&] {
+    CURL *c = curl_easy_init();
+    curl_slist *h = curl_slist_append(nullptr, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    std::string body;
+    char rec[512];
+    for (;;) {
+      const long first = next.fetch_add(per);
+      if (first >= n) break;
+      const long count = std::min(per, n - first);
+      body = "{\"logs\":[";
+      for (long s = first + 1; s <= first + count; ++s) {
+        const int len = std::snprintf(
+            rec, sizeof rec,
+            "%s{\"source\":\"dummy\",\"service\":\"dummy\",\"host\":\"%s\",\"level\":\"INFO\","
+            "\"message\":\"dummy record %ld\",\"meta_json\":{\"seq\":\"%ld\"}}",
+            s == first + 1 ? "" : ",", host, s, s);
+        body.append(rec, static_cast<size_t>(len));
+      }
+      body += "]}";
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+      for (int tries = 0;; ++tries) {
+        long code = 0;
+        if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        if (code == 200) break;
+        if (code == 503 && tries < 1000) {  // queues full: come back, as a client does
+          ++busy;
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          continue;
+        }
+        ++failed;
+        break;
+      }
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+  };
+  const auto t0 = Clock::now();
+  std::vector<std::thread> clients;
+  for (int i = 0; i < o.http_clients; ++i) clients.emplace_back(client);
+  for (auto &t : clients) t.join();
+  const double secs = seconds_since(t0);
+  if (failed) die("http -> mariadb: " + std::to_string(failed.load()) + " requests failed");
+  std::string metrics;
+  test::http_get("http://127.0.0.1:" + std::to_string(mport) + "/metrics", &metrics, o.dir);
+  if (info) {
+    info->busy = busy;
+    info->flushes =
+        test::find_metric(metrics, "devmesh_flush_duration_seconds_count", "plugin=\"mariadb\"")
+            .value_or(0);
+    info->records_out =
+        test::find_metric(metrics, "devmesh_records_out_total", "plugin=\"mariadb\"").value_or(0);
+  }
+  p.kill(SIGTERM);
+  const int code = p.wait_exit(std::chrono::minutes(2));
+  if (code != 0) die("devmesh (http) exited " + std::to_string(code) + ": " + p.err());
+  last_peak_rss_kib = p.max_rss_kib();
   return static_cast<double>(n) / secs;
 }
 
@@ -435,7 +614,9 @@ void usage() {
   std::puts(
       "usage: bench_store_mariadb [--rows N] [--runs N] [--connections 1,2] "
       "[--retention-rows N] [--retention-pause DURATION] [--no-full-text] [--no-retention] "
-      "[--no-inserts] [--no-query] [--query-only] [--table-rows N] [--dir DIR]");
+      "[--no-inserts] [--no-query] [--query-only] [--table-rows N] [--no-http] "
+      "[--http-clients N] [--http-records N] [--http-extra 'KEY: VALUE'] [--devmesh PATH] "
+      "[--plugins DIR] [--dir DIR]");
 }
 
 }  // namespace
@@ -470,6 +651,18 @@ int main(int argc, char **argv) {
       o.table_rows = std::atol(next().c_str());
     else if (a == "--retention-pause")
       o.retention_extra += "      retention_pause: " + next() + "\n";
+    else if (a == "--devmesh")  // another build (its plugins with --plugins)
+      o.devmesh = next();
+    else if (a == "--plugins")
+      o.plugins = next();
+    else if (a == "--no-http")
+      o.http = false;
+    else if (a == "--http-clients")
+      o.http_clients = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--http-records")
+      o.http_records = std::max(1L, std::atol(next().c_str()));
+    else if (a == "--http-extra")  // e.g. 'flush: interval'
+      o.http_extra += "      " + next() + "\n";
     else if (a == "--dir")
       o.dir = next();
     else if (a == "--connections") {
@@ -511,8 +704,9 @@ int main(int argc, char **argv) {
       die(std::string(what) + ": " + std::to_string(got) + " rows, want " + std::to_string(want));
   };
 
-  std::printf("\n%-5s %-9s %14s %14s %14s %10s %10s\n", "conns", "fulltext", "raw multi-row",
-              "raw bulk", "devmesh", "/multi-row", "/bulk");
+  std::printf("\n%-5s %-9s %14s %14s %14s %10s %10s %14s %10s %9s %9s\n", "conns", "fulltext",
+              "raw multi-row", "raw bulk", "devmesh", "/multi-row", "/bulk", "via http", "/bulk",
+              "peak RSS", "http RSS");
   std::vector<bool> ft_modes;
   if (o.inserts) ft_modes.push_back(false);
   if (o.inserts && o.full_text) ft_modes.push_back(true);
@@ -520,24 +714,54 @@ int main(int argc, char **argv) {
     for (int conns : o.connections) {
       // Interleaved (multi-row, bulk, devmesh, multi-row, ...): the machine's other load
       // drifts over minutes, so each run's three figures share the same conditions.
-      std::vector<double> multis, bulks, dms;
+      std::vector<double> multis, bulks, dms, https, rss, http_rss, http_ratio;
       for (int r = 0; r < o.runs; ++r) {
         fresh_table(db, ft);
         multis.push_back(raw_multirow(db, o.rows, conns));
         expect_rows(o.rows, "raw multi-row");
         fresh_table(db, ft);
+        CpuMeter bulk_cpu(db);
         bulks.push_back(raw_bulk(db, o.rows, conns));
+        const CpuUse bulk_use = bulk_cpu.per_1000(o.rows);
         expect_rows(o.rows, "raw bulk");
         fresh_table(db, ft);
+        CpuMeter dm_cpu(db);
         dms.push_back(through_devmesh(o, db, o.rows, conns, ft));
+        const CpuUse dm_use = dm_cpu.per_1000(o.rows);
+        rss.push_back(static_cast<double>(last_peak_rss_kib));
         expect_rows(o.rows, "devmesh");
-        std::printf("      run %d: multi-row %.0f/s, bulk %.0f/s, devmesh %.0f/s\n", r + 1,
+        CpuUse http_use;
+        std::printf("      run %d: multi-row %.0f/s, bulk %.0f/s, devmesh %.0f/s", r + 1,
                     multis.back(), bulks.back(), dms.back());
+        if (o.http) {
+          fresh_table(db, ft);
+          HttpRunInfo info;
+          CpuMeter http_cpu(db);
+          https.push_back(through_http(o, db, o.rows, conns, ft, &info));
+          http_use = http_cpu.per_1000(o.rows);
+          http_rss.push_back(static_cast<double>(last_peak_rss_kib));
+          http_ratio.push_back(https.back() / bulks.back());
+          expect_rows(o.rows, "http -> devmesh");
+          std::printf(", via http %.0f/s (%.2f of bulk; %.0f flushes, %.0f rows each; %ld 503s)",
+                      https.back(), http_ratio.back(), info.flushes,
+                      info.flushes > 0 ? info.records_out / info.flushes : 0, info.busy);
+        }
+        std::printf("\n        raw bulk: %s\n        dummy:    %s\n", cpu_text(bulk_use).c_str(),
+                    cpu_text(dm_use).c_str());
+        if (o.http) std::printf("        via http: %s\n", cpu_text(http_use).c_str());
         std::fflush(stdout);
       }
       const double multi = median(multis), bulk = median(bulks), dm = median(dms);
-      std::printf("%-5d %-9s %12.0f/s %12.0f/s %12.0f/s %9.0f%% %9.0f%%\n", conns,
-                  ft ? "yes" : "no", multi, bulk, dm, 100 * dm / multi, 100 * dm / bulk);
+      std::printf("%-5d %-9s %12.0f/s %12.0f/s %12.0f/s %9.0f%% %9.0f%%", conns, ft ? "yes" : "no",
+                  multi, bulk, dm, 100 * dm / multi, 100 * dm / bulk);
+      // The http column's ratio is the median of each run's own ratio to that run's bulk.
+      if (o.http)
+        std::printf(" %12.0f/s %9.0f%%", median(https), 100 * median(http_ratio));
+      else
+        std::printf(" %14s %10s", "-", "-");
+      std::printf(" %5.1f MiB", median(rss) / 1024);
+      if (o.http) std::printf(" %5.1f MiB", median(http_rss) / 1024);
+      std::printf("\n");
       std::fflush(stdout);
     }
 

@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -164,7 +165,8 @@ pid_t spawn(const Options &o, const std::string &yaml_path, const std::string &l
 }
 
 // dummy -> sqlite through the binary: rows / (spawn to exit), startup included (~10 ms).
-double engine_insert(const Options &o, const std::string &path, long rows, bool fts) {
+double engine_insert(const Options &o, const std::string &path, long rows, bool fts,
+                     long *peak_rss_kib = nullptr) {
   for (const char *suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
   const std::string yaml = o.dir + "/insert.yaml";
   std::ofstream(yaml) << "service:\n  plugins_dir: [" << o.plugins << "]\n  exit_when_done: true\n"
@@ -175,8 +177,10 @@ double engine_insert(const Options &o, const std::string &path, long rows, bool 
   const auto t0 = Clock::now();
   pid_t pid = spawn(o, yaml, o.dir + "/insert.log");
   int status = 0;
-  waitpid(pid, &status, 0);
+  rusage ru{};
+  wait4(pid, &status, 0, &ru);
   const double s = seconds_since(t0);
+  if (peak_rss_kib) *peak_rss_kib = ru.ru_maxrss;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::fprintf(stderr, "devmesh failed; see %s/insert.log\n", o.dir.c_str());
     std::exit(1);
@@ -215,14 +219,18 @@ void insert_part(const Options &o) {
     std::printf("  %-40s %9.0f rows/s (reference)\n", c.name, median(v));
   }
   for (bool fts : {false, true}) {
-    std::vector<double> raw, eng;
+    std::vector<double> raw, eng, rss;
     for (int r = 0; r < o.runs; ++r) {
       raw.push_back(raw_insert(path, o.rows, fts ? Fts::kPerBatch : Fts::kNone, true, o.sync));
-      eng.push_back(engine_insert(o, path, o.rows, fts));
+      long kib = 0;
+      eng.push_back(engine_insert(o, path, o.rows, fts, &kib));
+      rss.push_back(static_cast<double>(kib));
     }
     const double rm = median(raw), em = median(eng);
-    std::printf("  full_text: %-5s raw %9.0f rows/s   dummy->sqlite %9.0f rows/s   ratio %.2f\n",
-                fts ? "true" : "false", rm, em, em / rm);
+    std::printf(
+        "  full_text: %-5s raw %9.0f rows/s   dummy->sqlite %9.0f rows/s   ratio %.2f   peak RSS "
+        "%.1f MiB\n",
+        fts ? "true" : "false", rm, em, em / rm, median(rss) / 1024);
   }
 }
 
