@@ -108,9 +108,9 @@ class OtlpInput {
     problems.refuse_if_any();
 
     for (int code : {200, 400, 401, 413, 415, 503}) status_metric(code);
-    m_accepted_ = host->metric_counter(inst, "otlp_records_accepted_total",
-                                       "log records accepted and submitted to the pipeline",
-                                       nullptr);
+    m_accepted_ =
+        host->metric_counter(inst, "otlp_records_accepted_total",
+                             "log records accepted and submitted to the pipeline", nullptr);
     for (int r = 0; r < otlp::kReasonCount; ++r) {
       const std::string label = std::string("reason=\"") + otlp::kReasonLabels[r] + "\"";
       m_rejected_[r] = host->metric_counter(

@@ -52,8 +52,8 @@ std::string base64(std::string_view in) {
   out.reserve((in.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    const uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 |
-                       uint8_t(in[i + 2]);
+    const uint32_t v =
+        uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
     for (int s = 18; s >= 0; s -= 6) out += kAlphabet[(v >> s) & 63];
   }
   if (i < in.size()) {
@@ -69,8 +69,7 @@ std::string base64(std::string_view in) {
 
 bool is_hex(std::string_view s) {
   for (char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-      return false;
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return false;
   return true;
 }
 
@@ -258,9 +257,9 @@ class RecordBuilder {
       add_attributes(resource, "resource.", rl.resource().attributes(), "service.name",
                      "host.name");
       if (rl.resource().dropped_attributes_count())
-        resource.push_back(Entry{"otel.resource.dropped_attributes_count",
-                                 {std::to_string(rl.resource().dropped_attributes_count()),
-                                  DM_META_INT}});
+        resource.push_back(
+            Entry{"otel.resource.dropped_attributes_count",
+                  {std::to_string(rl.resource().dropped_attributes_count()), DM_META_INT}});
       const auto &scopes = rl.scope_logs();
       for (int si = 0; si < scopes.size(); ++si) {
         const auto &sl = scopes[si];
@@ -320,9 +319,9 @@ class RecordBuilder {
                                   (format_ == Format::kJson ? "16 hex digits" : "8 bytes"));
     const char *time_source = nullptr;
     uint64_t t = lr.time_unix_nano();
-    if (!t && lr.observed_time_unix_nano()) t = lr.observed_time_unix_nano(), time_source = "observed";
-    if (t > uint64_t(INT64_MAX))
-      return fail(kBadTimestamp, "time_unix_nano is past the year 2262");
+    if (!t && lr.observed_time_unix_nano())
+      t = lr.observed_time_unix_nano(), time_source = "observed";
+    if (t > uint64_t(INT64_MAX)) return fail(kBadTimestamp, "time_unix_nano is past the year 2262");
     rec.timestamp_ns = t ? static_cast<int64_t>(t) : arrival_ns_;
     if (!t) time_source = "arrival";
 
@@ -425,8 +424,7 @@ void LogsDecoder::reject(Reason r, const char *why) {
   if (examples_.size() < kMaxExamples) examples_.push_back(where_ + ": " + why);
 }
 
-int LogsDecoder::decode(dm_batch *batch, std::string_view body, Format format,
-                        int64_t arrival_ns) {
+int LogsDecoder::decode(dm_batch *batch, std::string_view body, Format format, int64_t arrival_ns) {
   accepted_ = rejected_ = 0;
   std::memset(by_reason_, 0, sizeof by_reason_);
   examples_.clear();
@@ -449,8 +447,8 @@ int LogsDecoder::decode(dm_batch *batch, std::string_view body, Format format,
   } else {
     pb::util::JsonParseOptions options;
     options.ignore_unknown_fields = true;  // as the OTLP specification asks of receivers
-    const auto status = pb::util::JsonStringToMessage(
-        pb::StringPiece(body.data(), body.size()), req, options);
+    const auto status =
+        pb::util::JsonStringToMessage(pb::StringPiece(body.data(), body.size()), req, options);
     if (!status.ok()) {
       error_ = "the body is not a valid OTLP JSON ExportLogsServiceRequest: " +
                std::string(status.message().data(), status.message().size()).substr(0, 500);
@@ -461,8 +459,9 @@ int LogsDecoder::decode(dm_batch *batch, std::string_view body, Format format,
   for (const auto &rl : req->resource_logs())
     for (const auto &sl : rl.scope_logs()) count += static_cast<uint64_t>(sl.log_records_size());
   if (count > limits_.max_records) {
-    error_ = "the request holds " + std::to_string(count) + " log records, more than max_records (" +
-             std::to_string(limits_.max_records) + "): send fewer per request";
+    error_ = "the request holds " + std::to_string(count) +
+             " log records, more than max_records (" + std::to_string(limits_.max_records) +
+             "): send fewer per request";
     return 413;
   }
   RecordBuilder builder(*this, batch, format, arrival_ns);
