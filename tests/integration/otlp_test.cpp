@@ -478,22 +478,63 @@ TEST(OtlpInput, DeliveryFailuresAndAckTimeoutsAnswer503WithRetryAfter) {
   EXPECT_EQ(r.headers["retry-after"], "3");
   EXPECT_NE(r.body.find("failed permanently"), std::string::npos) << r.body;
   EXPECT_EQ(failing.metric("otlp_records_failed_total"), 1);
-  // An output that takes longer than ack_timeout: 503, and the records keep going.
+  // An output that takes longer than ack_timeout: 503, and the records keep going. The same
+  // body sent again (as the client does after a 503) gives its record without a time the
+  // first arrival time: the same event_id, so a store keeps it once.
   TempDir d2;
   Engine slow(d2, ", ack: delivered, ack_timeout: 300ms",
-              "    - {name: flaky, path: " + d2 / "slow.ndjson" + ", delay: 3s}\n");
+              "    - {name: flaky, path: " + d2 / "slow.txt" + ", delay: 2s}\n" +
+                  "    - {name: stdout, path: " + d2 / "out.ndjson" + "}\n");
   ASSERT_TRUE(slow.ready()) << slow.proc->err();
-  r = slow.post_proto(serialized([] {
-    ExportLogsServiceRequest req = proto_request("slow");
-    add_record(req, "late");
-    return req;
-  }()));
+  ExportLogsServiceRequest req = proto_request("slow");
+  req.mutable_resource_logs(0)
+      ->mutable_scope_logs(0)
+      ->add_log_records()
+      ->mutable_body()
+      ->set_string_value("late");
+  const std::string body = serialized(req);
+  r = slow.post_proto(body);
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.headers["retry-after"], "1");
   EXPECT_NE(proto_status(r.body).second.find("ack_timeout"), std::string::npos) << r.body;
   EXPECT_EQ(slow.metric("otlp_ack_timeouts_total"), 1);
-  EXPECT_TRUE(wait_until(
-      [&] { return read_file(d2 / "slow.ndjson").find("late") != std::string::npos; }, 30s));
+  r = slow.post_proto(body);
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(slow.metric("otlp_resent_bodies_total"), 1);
+  ASSERT_TRUE(wait_until([&] { return read_lines(d2 / "out.ndjson").size() == 2; }, 30s));
+  const std::vector<std::string> lines = read_lines(d2 / "out.ndjson");
+  const rapidjson::Document first = parse(lines[0]), second = parse(lines[1]);
+  ASSERT_TRUE(first.IsObject() && second.IsObject()) << lines[0];
+  EXPECT_STREQ(first["message"].GetString(), "late");
+  EXPECT_STREQ(first["event_id"].GetString(), second["event_id"].GetString());
+}
+
+TEST(OtlpInput, FullQueuesAnswer503WithRetryAfterAndEveryAcceptedRecordIsDelivered) {
+  TempDir d;
+  Engine e(d, ", retry_after: 2s",
+           "    - {name: flaky, path: " + d / "out.ndjson" +
+               ", delay: 200ms, batch_size: 50, queue_limit: 8KiB}\n");
+  ASSERT_TRUE(e.ready()) << e.proc->err();
+  ExportLogsServiceRequest req = proto_request("busy");
+  for (int i = 0; i < 50; ++i) add_record(req, "m" + std::to_string(i));
+  const std::string body = serialized(req);
+  long accepted = 0;
+  HttpResponse busy;
+  for (int i = 0; i < 200 && busy.status != 503; ++i) {
+    const HttpResponse r = e.post_proto(body);
+    if (r.status == 200) {
+      accepted += 50;
+    } else {
+      busy = r;
+    }
+  }
+  ASSERT_EQ(busy.status, 503) << "the queue never filled";
+  EXPECT_EQ(busy.headers["retry-after"], "2");
+  EXPECT_NE(proto_status(busy.body).second.find("queues full"), std::string::npos);
+  EXPECT_GT(accepted, 0);
+  ASSERT_TRUE(e.settled());
+  EXPECT_EQ(static_cast<long>(read_lines(d / "out.ndjson").size()), accepted);
+  EXPECT_EQ(e.metric("otlp_records_accepted_total"), accepted);
 }
 
 TEST(OtlpInput, BearerTokenIsRequiredWhenSet) {

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <iterator>
 #include <stdexcept>
@@ -133,6 +134,10 @@ class OtlpInput {
         inst, "otlp_ack_timeouts_total",
         "requests answered 503 because their records were not acknowledged within ack_timeout",
         nullptr);
+    m_resent_ = host->metric_counter(
+        inst, "otlp_resent_bodies_total",
+        "bodies identical to one answered 503 after submission, stamped with its arrival time",
+        nullptr);
   }
 
   static otlp::Limits limits(const dm_host_api *host, const dm_config *cfg) {
@@ -191,7 +196,24 @@ class OtlpInput {
   struct Waiting {
     dm_http_request *req;
     Format format;
-    std::string body;  // the 200's ExportLogsServiceResponse
+    std::string body;    // the 200's ExportLogsServiceResponse
+    int64_t arrival_ns;  // the time records without one were stamped with
+  };
+  // A request body's XXH3-128 (as received, before decompression).
+  struct BodyKey {
+    uint8_t bytes[16];
+    bool operator==(const BodyKey &o) const { return std::memcmp(bytes, o.bytes, 16) == 0; }
+  };
+  struct BodyKeyHash {
+    size_t operator()(const BodyKey &k) const {
+      size_t h;
+      std::memcpy(&h, k.bytes, sizeof h);
+      return h;
+    }
+  };
+  struct Remembered {
+    uint64_t at_ms;
+    BodyKey key;
   };
   struct Deadline {
     uint64_t at_ms;  // monotonic
@@ -204,8 +226,43 @@ class OtlpInput {
     return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
   }
 
-  void wait_for_ack(uint64_t ticket, dm_http_request *req, Format format, std::string answer) {
-    waiting_.emplace(ticket, Waiting{req, format, std::move(answer)});
+  // A record without time_unix_nano or observed_time_unix_nano is stamped with its arrival
+  // time, which its event_id hashes: the re-send of a request answered 503 after its records
+  // were submitted would get other ids and be stored twice. So the arrival time of such a
+  // request is kept for a while (kReplayWindowMs, at most kReplayBodies bodies) and a
+  // byte-identical body re-sent meanwhile is stamped with it, as the http input does.
+  int64_t arrival_of(dm_str raw) {
+    const uint64_t now = monotonic_ms();
+    while (!replay_order_.empty() && (replay_order_.size() > kReplayBodies ||
+                                      now - replay_order_.front().at_ms > kReplayWindowMs)) {
+      replay_.erase(replay_order_.front().key);
+      replay_order_.pop_front();
+    }
+    if (!replay_.empty()) {
+      if (auto it = replay_.find(body_key(raw)); it != replay_.end()) {
+        host_->metric_add(m_resent_, 1);
+        return it->second;
+      }
+    }
+    return static_cast<int64_t>(host_->now_ns());
+  }
+
+  BodyKey body_key(dm_str raw) const {
+    BodyKey key;
+    host_->hash128(raw.ptr, raw.len, key.bytes);
+    return key;
+  }
+
+  // The request's body is still there (a request lives until its reply).
+  void remember_arrival(dm_http_request *req, int64_t arrival_ns) {
+    const BodyKey key = body_key(host_->http_body(req));
+    if (replay_.emplace(key, arrival_ns).second)
+      replay_order_.push_back(Remembered{monotonic_ms(), key});
+  }
+
+  void wait_for_ack(uint64_t ticket, dm_http_request *req, Format format, std::string answer,
+                    int64_t arrival_ns) {
+    waiting_.emplace(ticket, Waiting{req, format, std::move(answer), arrival_ns});
     host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
     // One timeout for all, so arrival order is deadline order: one timer, set for the oldest.
     deadlines_.push_back(Deadline{monotonic_ms() + ack_timeout_ms_, ticket});
@@ -231,6 +288,7 @@ class OtlpInput {
       Waiting w = std::move(it->second);
       waiting_.erase(it);
       timed_out_.insert(ticket);
+      remember_arrival(w.req, w.arrival_ns);
       host_->metric_add(m_timeouts_, 1);
       retry_later(w.req, w.format,
                   "not acknowledged within ack_timeout (" + std::to_string(ack_timeout_ms_) +
@@ -270,6 +328,7 @@ class OtlpInput {
                               " record deliveries failed permanently and were not kept: " +
                               (ack.failed_reason ? ack.failed_reason : "no reason given");
     host_->log(inst_, DM_LOG_ERROR, "answering 503: %s", error.c_str());
+    remember_arrival(w.req, w.arrival_ns);
     retry_later(w.req, w.format, error);
   }
 
@@ -322,8 +381,9 @@ class OtlpInput {
     const uint32_t hint = static_cast<uint32_t>(std::min<size_t>(body.size() / 128 + 16, 65536));
     BatchOwner batch(host_, host_->batch_new(inst_, hint));
     if (!batch.get()) throw std::runtime_error("batch_new failed");
-    const int status =
-        decoder_.decode(batch.get(), body, format, static_cast<int64_t>(host_->now_ns()));
+    const bool waits = delivered_ || durable_;
+    const int64_t arrival = waits ? arrival_of(raw) : static_cast<int64_t>(host_->now_ns());
+    const int status = decoder_.decode(batch.get(), body, format, arrival);
     if (status) return error_reply(req, status, format, kInvalidArgument, decoder_.error());
 
     const uint32_t accepted = decoder_.accepted();
@@ -339,8 +399,7 @@ class OtlpInput {
       if (decoder_.rejected(otlp::Reason(r)))
         host_->metric_add(m_rejected_[r], decoder_.rejected(otlp::Reason(r)));
     std::string answer = decoder_.response(format);
-    if ((delivered_ || durable_) && accepted > 0)
-      return wait_for_ack(ticket, req, format, std::move(answer));
+    if (waits && accepted > 0) return wait_for_ack(ticket, req, format, std::move(answer), arrival);
     reply(req, 200, format, answer);
   }
 
@@ -395,9 +454,13 @@ class OtlpInput {
   std::deque<Deadline> deadlines_;  // in arrival order, which is deadline order
   dm_timer *timeout_timer_ = nullptr;
   std::unordered_set<uint64_t> timed_out_;  // answered by ack_timeout, ack still to come
+  static constexpr uint64_t kReplayWindowMs = 15 * 60 * 1000;
+  static constexpr size_t kReplayBodies = 4096;
+  std::unordered_map<BodyKey, int64_t, BodyKeyHash> replay_;  // arrival times (arrival_of)
+  std::deque<Remembered> replay_order_;
 
   std::unordered_map<int, dm_metric *> m_status_;
-  dm_metric *m_accepted_, *m_bytes_, *m_waiting_, *m_dead_, *m_failed_, *m_timeouts_;
+  dm_metric *m_accepted_, *m_bytes_, *m_waiting_, *m_dead_, *m_failed_, *m_timeouts_, *m_resent_;
   dm_metric *m_rejected_[otlp::kReasonCount];
 };
 
