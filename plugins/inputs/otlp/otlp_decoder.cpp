@@ -3,9 +3,12 @@
 #include "otlp_decoder.hpp"
 
 #include <google/protobuf/arena.h>
+#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/stubs/logging.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <opentelemetry/proto/collector/logs/v1/logs_service.pb.h>
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #define XXH_INLINE_ALL
@@ -236,6 +239,82 @@ void put_str(std::string &k, dm_str s) {
   if (s.len) k.append(s.ptr, s.len);
 }
 
+// ---- counting log records before the parse ------------------------------------------------------
+// A parsed LogRecord takes about 100 bytes however small its encoding (2 bytes in protobuf, 3 in
+// JSON): max_records is checked before libprotobuf builds them, so a body of empty records
+// costs a scan, not gigabytes.
+
+// ExportLogsServiceRequest.resource_logs (1) > ResourceLogs.scope_logs (2) > ScopeLogs.log_records
+// (2), each length-delimited. False once more than max are seen; a malformed body counts what it
+// holds until then (the parse names the problem).
+bool proto_count_within(std::string_view b, int level, uint64_t &count, uint64_t max) {
+  pb::io::CodedInputStream in(reinterpret_cast<const uint8_t *>(b.data()),
+                              static_cast<int>(b.size()));
+  for (;;) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) return true;
+    const uint32_t field = tag >> 3;
+    if ((tag & 7) == 2 && field == (level == 0 ? 1u : 2u)) {
+      uint32_t len;
+      if (!in.ReadVarint32(&len)) return true;
+      if (level == 2) {
+        if (++count > max) return false;
+      } else {
+        const int at = in.CurrentPosition();
+        if (len > b.size() - static_cast<size_t>(at)) return true;
+        if (!proto_count_within(b.substr(static_cast<size_t>(at), len), level + 1, count, max))
+          return false;
+      }
+      if (!in.Skip(static_cast<int>(len))) return true;
+    } else if (!pb::internal::WireFormatLite::SkipField(&in, tag)) {
+      return true;
+    }
+  }
+}
+
+// The same over JSON with rapidjson's iterative (non-recursive) SAX reader: an object directly
+// in an array that is the value of "logRecords" (or "log_records") is a record.
+struct JsonRecordCounter : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, JsonRecordCounter> {
+  uint64_t count = 0, max = 0;
+  std::vector<uint8_t> records_array;  // per open container: an array of log records?
+  bool next_is_records = false;
+  bool Key(const char *s, rapidjson::SizeType n, bool) {
+    const std::string_view k(s, n);
+    next_is_records = k == "logRecords" || k == "log_records";
+    return true;
+  }
+  bool StartArray() {
+    records_array.push_back(next_is_records);
+    next_is_records = false;
+    return true;
+  }
+  bool EndArray(rapidjson::SizeType) {
+    if (!records_array.empty()) records_array.pop_back();
+    return true;
+  }
+  bool StartObject() {
+    if (!records_array.empty() && records_array.back()) ++count;
+    records_array.push_back(0);
+    next_is_records = false;
+    return count <= max;
+  }
+  bool EndObject(rapidjson::SizeType) { return EndArray(0); }
+  bool Default() {
+    next_is_records = false;
+    return true;
+  }
+};
+
+bool json_count_within(std::string_view b, uint64_t &count, uint64_t max) {
+  JsonRecordCounter counter;
+  counter.max = max;
+  rapidjson::MemoryStream ms(b.data(), b.size());
+  rapidjson::Reader reader;
+  reader.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag>(ms, counter);
+  count = counter.count;
+  return counter.count <= max;
+}
+
 }  // namespace
 
 // Builds the records of one request; one per decode().
@@ -269,9 +348,11 @@ class RecordBuilder {
           scope.push_back(Entry{"otel.scope.name", {sl.scope().name(), DM_META_STRING}});
         if (!sl.scope().version().empty())
           scope.push_back(Entry{"otel.scope.version", {sl.scope().version(), DM_META_STRING}});
+        size_t scope_bytes = 0;
+        for (const Entry &e : scope) scope_bytes += e.key.size() + e.value.text.size();
         const auto &logs = sl.log_records();
         for (int li = 0; li < logs.size(); ++li) {
-          if (!record(logs[li], scope, service, host)) {
+          if (!record(logs[li], scope, scope_bytes, service, host)) {
             d_.where_ = "resource_logs[" + std::to_string(ri) + "].scope_logs[" +
                         std::to_string(si) + "].log_records[" + std::to_string(li) + "]";
             d_.reject(reason_, why_.c_str());
@@ -301,8 +382,8 @@ class RecordBuilder {
       throw std::runtime_error("meta_set failed for " + std::string(key));
   }
 
-  bool record(const LogRecord &lr, const std::vector<Entry> &scope, const std::string &service,
-              const std::string &host) {
+  bool record(const LogRecord &lr, const std::vector<Entry> &scope, size_t scope_bytes,
+              const std::string &service, const std::string &host) {
     dm_record rec;
     std::memset(&rec, 0, sizeof rec);
     rec.priority = -1;
@@ -337,11 +418,25 @@ class RecordBuilder {
     if (rec.level == DM_LEVEL_UNSET) rec.level = level_from_text(lr.severity_text());
     if (rec.level == DM_LEVEL_UNSET) rec.level = DM_LEVEL_INFO;
 
-    size_t meta_bytes = 0;
+    // What was copied counts towards max_output whether the record is kept or not, so a
+    // request of many records that each fail max_meta_bytes late is still bounded.
+    size_t meta_bytes = 0, copied = 0;
     auto add = [&](std::string_view k, std::string_view v, uint32_t type) {
       meta_bytes += k.size() + v.size();
-      if (meta_bytes <= d_.limits_.max_meta_bytes) meta(rec, k, v, type);
+      if (meta_bytes > d_.limits_.max_meta_bytes) return;
+      meta(rec, k, v, type);
+      copied = meta_bytes;
     };
+    struct Count {
+      size_t &output, &copied;
+      const dm_record &rec;
+      ~Count() { output += copied + rec.meta_count * sizeof(dm_kv); }
+    } count{output_, copied, rec};
+    // Resource and scope attributes alone past the limit: every record of the scope is
+    // rejected without copying them again.
+    if (scope_bytes > d_.limits_.max_meta_bytes)
+      return fail(kMetaTooLarge, "resource and scope attributes larger than max_meta_bytes (" +
+                                     std::to_string(d_.limits_.max_meta_bytes) + " bytes)");
     for (const Entry &e : scope) add(e.key, e.value.text, e.value.type);
     for (const KeyValue &kv : lr.attributes()) {
       const Typed v = typed(kv.value());
@@ -360,7 +455,6 @@ class RecordBuilder {
     if (meta_bytes > d_.limits_.max_meta_bytes)
       return fail(kMetaTooLarge, "attributes larger than max_meta_bytes (" +
                                      std::to_string(d_.limits_.max_meta_bytes) + " bytes)");
-    output_ += meta_bytes + rec.meta_count * sizeof(dm_kv);
 
     static constexpr std::string_view kSource = "otlp", kUnknown = "unknown";
     rec.source = str(kSource);
@@ -418,6 +512,12 @@ class RecordBuilder {
 LogsDecoder::LogsDecoder(const dm_host_api *host, const Limits &limits)
     : host_(host), limits_(limits) {}
 
+int LogsDecoder::too_many_records() {
+  error_ = "the request holds more log records than max_records (" +
+           std::to_string(limits_.max_records) + "): send fewer per request";
+  return 413;
+}
+
 void LogsDecoder::reject(Reason r, const char *why) {
   ++rejected_;
   ++by_reason_[r];
@@ -429,13 +529,17 @@ int LogsDecoder::decode(dm_batch *batch, std::string_view body, Format format, i
   std::memset(by_reason_, 0, sizeof by_reason_);
   examples_.clear();
   error_.clear();
+  if (body.size() > INT_MAX) {
+    error_ = "body larger than 2 GiB";
+    return 413;
+  }
+  uint64_t count = 0;
+  if (format == Format::kProtobuf ? !proto_count_within(body, 0, count, limits_.max_records)
+                                  : !json_count_within(body, count, limits_.max_records))
+    return too_many_records();
   pb::Arena arena;
   auto *req = pb::Arena::CreateMessage<ExportLogsServiceRequest>(&arena);
   if (format == Format::kProtobuf) {
-    if (body.size() > INT_MAX) {
-      error_ = "body larger than 2 GiB";
-      return 413;
-    }
     protobuf_note.clear();
     if (!req->ParseFromArray(body.data(), static_cast<int>(body.size()))) {
       error_ =
@@ -455,15 +559,10 @@ int LogsDecoder::decode(dm_batch *batch, std::string_view body, Format format, i
       return 400;
     }
   }
-  uint64_t count = 0;
+  count = 0;
   for (const auto &rl : req->resource_logs())
     for (const auto &sl : rl.scope_logs()) count += static_cast<uint64_t>(sl.log_records_size());
-  if (count > limits_.max_records) {
-    error_ = "the request holds " + std::to_string(count) +
-             " log records, more than max_records (" + std::to_string(limits_.max_records) +
-             "): send fewer per request";
-    return 413;
-  }
+  if (count > limits_.max_records) return too_many_records();
   RecordBuilder builder(*this, batch, format, arrival_ns);
   return builder.run(*req);
 }

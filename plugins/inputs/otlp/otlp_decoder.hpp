@@ -72,6 +72,7 @@ class LogsDecoder {
 
  private:
   void reject(Reason r, const char *field_text);
+  int too_many_records();
 
   const dm_host_api *host_;
   const Limits limits_;
