@@ -277,7 +277,7 @@ TEST(HostileInput, ListenersGivenOnlyAPortServeOnLoopbackOnly) {
 
 TEST(HostileInput, ListenDefaultsInTheOptionTablesAreLoopback) {
   TempDir d;
-  for (const char *plugin : {"http", "query"}) {
+  for (const char *plugin : {"http", "query", "otlp"}) {
     std::string out;
     ASSERT_EQ(run({DEVMESH_BIN, "--describe", plugin}, d.path(), &out), 0) << out;
     const size_t at = out.find("\n  listen ");
