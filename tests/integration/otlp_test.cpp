@@ -9,7 +9,9 @@
 #include <opentelemetry/proto/collector/logs/v1/logs_service.pb.h>
 #include <rapidjson/document.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "store_test_support.h"
@@ -607,6 +609,76 @@ TEST(OtlpInput, ServesOverTlsWithClientCertificates) {
                        .value("SELECT count(*) FROM log_events WHERE message = 'over tls'")) == 1;
       },
       30s));
+}
+
+}  // namespace
+
+namespace {
+
+// A JSON body of tens of thousands of records takes libprotobuf's JSON parser a good part of a
+// second: it is decoded on the engine's pool, so a small request that arrives meanwhile is
+// answered first (decoded on the loop, it would wait for the large one).
+TEST(OtlpInput, ALargeJsonBodyIsDecodedOffTheLoopSoARequestArrivingMeanwhileIsAnsweredFirst) {
+  TempDir d;
+  Engine e(d, "");
+  ASSERT_TRUE(e.ready()) << e.proc->err();
+  std::string records = "[";
+  for (int i = 0; i < 60000; ++i) {
+    if (i) records += ",";
+    records += R"({"timeUnixNano":"17000000000)" + std::to_string(10000000 + i) +
+               R"(","body":{"stringValue":"request )" + std::to_string(i) +
+               R"( served from the cache in 3 ms"},"attributes":[{"key":"i","value":)"
+               R"({"intValue":")" +
+               std::to_string(i) + R"("}}]})";
+  }
+  records += "]";
+  const std::string big = json_body(records);
+  ASSERT_LT(big.size(), 16u << 20);
+  std::atomic<int> order{0};
+  int big_done = 0, small_done = 0;
+  long big_status = 0;
+  std::thread sender([&] {
+    big_status = e.post_json(big).status;
+    big_done = ++order;
+  });
+  // Once the engine has the whole large body (counted before its decode starts) ...
+  EXPECT_TRUE(
+      wait_until([&] { return e.metric("otlp_request_bytes_total") >= double(big.size()); }, 30s))
+      << e.proc->err();
+  // ... a small request goes in, and comes back before the large one.
+  ExportLogsServiceRequest req = proto_request("quick");
+  add_record(req, "small and quick");
+  const HttpResponse small = e.post_proto(serialized(req));
+  small_done = ++order;
+  sender.join();
+  EXPECT_EQ(small.status, 200) << small.body;
+  EXPECT_EQ(big_status, 200) << e.proc->err();
+  EXPECT_LT(small_done, big_done);
+  EXPECT_TRUE(e.settled());
+  EXPECT_EQ(e.count(), 60001);
+}
+
+// SIGTERM while a large body is still being decoded on the pool: the request is answered (503,
+// the client sends it again; or 200 if its records were submitted before the stop) and the engine
+// exits cleanly, the decode's batch freed.
+TEST(OtlpInput, AStopDuringADecodeAnswersTheRequestAndExitsCleanly) {
+  TempDir d;
+  Engine e(d, ", ack: delivered");
+  ASSERT_TRUE(e.ready()) << e.proc->err();
+  std::string records = "[";
+  for (int i = 0; i < 60000; ++i)
+    records += std::string(i ? "," : "") + R"({"body":{"stringValue":"line )" + std::to_string(i) +
+               R"("}})";
+  records += "]";
+  const std::string big = json_body(records);
+  long status = -1;
+  std::thread sender([&] { status = e.post_json(big).status; });
+  EXPECT_TRUE(
+      wait_until([&] { return e.metric("otlp_request_bytes_total") >= double(big.size()); }, 30s));
+  e.proc->kill(SIGTERM);
+  EXPECT_EQ(e.proc->wait_exit(30s), 0) << e.proc->err();
+  sender.join();
+  EXPECT_TRUE(status == 503 || status == 200) << status;
 }
 
 }  // namespace

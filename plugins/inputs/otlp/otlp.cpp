@@ -1,6 +1,8 @@
 // otlp input: OpenTelemetry logs over OTLP/HTTP (POST /v1/logs), in protobuf
 // (application/x-protobuf) or the OTLP JSON mapping (application/json), optionally gzip or zstd.
 // Each log record becomes a record (see otlp_decoder.hpp for the mapping and the meta keys).
+// Bodies are decompressed and decoded on the engine's pool (a large JSON body takes libprotobuf
+// a second); submitting and answering happen back on the loop.
 //
 // Answers, as the OTLP/HTTP specification has them, in the request's encoding:
 // 200 with an ExportLogsServiceResponse (partial_success with rejected_log_records and an
@@ -23,6 +25,7 @@
 #include <cstring>
 #include <deque>
 #include <iterator>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -86,7 +89,7 @@ const char *content_type(Format f) {
 class OtlpInput {
  public:
   OtlpInput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
-      : host_(host), inst_(inst), decoder_(host, limits(host, cfg)) {
+      : host_(host), inst_(inst), limits_(limits(host, cfg)) {
     Config c{host, cfg};
     ConfigProblems problems(host, inst);
     listen_ = c.string("listen");
@@ -151,6 +154,8 @@ class OtlpInput {
   }
 
   ~OtlpInput() {
+    *alive_ = nullptr;  // decodes still running find no instance and only free their batch
+    for (DecodeJob *j : decoding_) host_->http_reply(j->req, 503, content_type(j->format), "", 0);
     for (auto &[ticket, w] : waiting_) host_->http_reply(w.req, 503, content_type(w.format), "", 0);
     if (timeout_timer_) host_->timer_free(timeout_timer_);
   }
@@ -358,49 +363,130 @@ class OtlpInput {
     host_->metric_add(m_bytes_, static_cast<double>(raw.len));
     if (raw.len > max_body_)
       return error_reply(req, 413, format, kInvalidArgument, "body larger than max_body");
-    std::string_view body = sv(raw);
     const std::string_view encoding = sv(host_->http_header(req, "Content-Encoding"));
-    std::string why;
-    BodyDecompressor::Status s = BodyDecompressor::kOk;
-    if (detail::iequals(encoding, "gzip") || detail::iequals(encoding, "x-gzip")) {
-      s = inflater_.gunzip(body, max_body_, body, why);
-    } else if (detail::iequals(encoding, "zstd")) {
-      s = inflater_.unzstd(body, max_body_, body, why);
-    } else if (!encoding.empty() && !detail::iequals(encoding, "identity")) {
+    if (!encoding.empty() && !detail::iequals(encoding, "gzip") &&
+        !detail::iequals(encoding, "x-gzip") && !detail::iequals(encoding, "zstd") &&
+        !detail::iequals(encoding, "identity"))
       return error_reply(req, 415, format, kInvalidArgument,
                          "unsupported Content-Encoding '" + std::string(encoding.substr(0, 100)) +
                              "': send gzip, zstd or none");
+
+    // Decompressing and decoding run on the engine's pool: a large JSON body takes libprotobuf
+    // a second, which the loop (every other request, every input) must not wait for. The body
+    // is copied: a request is answered at stop even while its decode still runs.
+    auto job = std::make_unique<DecodeJob>();
+    job->owner = alive_;
+    job->host = host_;
+    job->inst = inst_;
+    job->req = req;
+    job->format = format;
+    job->raw.assign(raw.ptr ? raw.ptr : "", raw.len);
+    job->encoding = std::string(encoding);
+    job->max_body = max_body_;
+    job->limits = limits_;
+    job->arrival = delivered_ || durable_ ? arrival_of(raw) : static_cast<int64_t>(host_->now_ns());
+    DecodeJob *j = job.release();
+    decoding_.insert(j);
+    if (host_->queue_work(inst_, &DecodeJob::work, &DecodeJob::done, j) != DM_OK) {
+      DecodeJob::work(j);
+      DecodeJob::done(j);
     }
-    if (s == BodyDecompressor::kTooLarge)
-      return error_reply(req, 413, format, kInvalidArgument,
-                         "body larger than max_body once decompressed");
-    if (s != BodyDecompressor::kOk)
-      return error_reply(req, 400, format, kInvalidArgument,
-                         "the body is not valid " + std::string(encoding) + ": " + why);
+  }
 
-    const uint32_t hint = static_cast<uint32_t>(std::min<size_t>(body.size() / 128 + 16, 65536));
-    BatchOwner batch(host_, host_->batch_new(inst_, hint));
-    if (!batch.get()) throw std::runtime_error("batch_new failed");
+  // One request's decode, off the loop.
+  struct DecodeJob {
+    std::shared_ptr<OtlpInput *> owner;  // nullptr once the instance is gone
+    const dm_host_api *host = nullptr;
+    dm_instance *inst = nullptr;
+    dm_http_request *req = nullptr;
+    Format format = Format::kProtobuf;
+    std::string raw, encoding;
+    size_t max_body = 0;
+    otlp::Limits limits;
+    int64_t arrival = 0;
+    // results
+    int status = 0;  // 0, or the HTTP status of an error answered with `error`
+    std::string error, answer;
+    dm_batch *batch = nullptr;
+    uint32_t accepted = 0;
+    uint32_t rejected[otlp::kReasonCount] = {};
+
+    static void work(void *arg) {
+      auto *j = static_cast<DecodeJob *>(arg);
+      try {
+        j->decode();
+      } catch (const std::exception &e) {
+        j->fail(500, std::string("internal error: ") + e.what());
+      }
+    }
+    void fail(int code, std::string why) {
+      status = code;
+      error = std::move(why);
+      if (batch) host->batch_free(batch);
+      batch = nullptr;
+    }
+    void decode() {
+      std::string_view body = raw;
+      std::string why;
+      BodyDecompressor inflater;
+      BodyDecompressor::Status s = BodyDecompressor::kOk;
+      if (detail::iequals(encoding, "gzip") || detail::iequals(encoding, "x-gzip"))
+        s = inflater.gunzip(body, max_body, body, why);
+      else if (detail::iequals(encoding, "zstd"))
+        s = inflater.unzstd(body, max_body, body, why);
+      if (s == BodyDecompressor::kTooLarge)
+        return fail(413, "body larger than max_body once decompressed");
+      if (s != BodyDecompressor::kOk)
+        return fail(400, "the body is not valid " + encoding + ": " + why);
+      const uint32_t hint = static_cast<uint32_t>(std::min<size_t>(body.size() / 128 + 16, 65536));
+      batch = host->batch_new(inst, hint);
+      if (!batch) return fail(500, "internal error: batch_new failed");
+      otlp::LogsDecoder decoder(host, limits);
+      const int st = decoder.decode(batch, body, format, arrival);
+      if (st) return fail(st, decoder.error());
+      accepted = decoder.accepted();
+      for (int r = 0; r < otlp::kReasonCount; ++r) rejected[r] = decoder.rejected(otlp::Reason(r));
+      answer = decoder.response(format);
+    }
+    static void done(void *arg) {
+      std::unique_ptr<DecodeJob> j(static_cast<DecodeJob *>(arg));
+      OtlpInput *self = *j->owner;
+      if (self == nullptr) {  // answered (503) when the instance went
+        if (j->batch) j->host->batch_free(j->batch);
+        return;
+      }
+      self->decoding_.erase(j.get());
+      if (!guarded(self->host_, self->inst_, 1, [&] { return self->finish(*j), 0; })) return;
+      if (j->batch) j->host->batch_free(j->batch);
+      self->error_reply(j->req, 500, Format::kJson, kInternal, "internal error");
+    }
+  };
+
+  // Back on the loop: submit what was decoded and answer (now, or when acknowledged).
+  void finish(DecodeJob &j) {
+    dm_http_request *req = j.req;
+    const Format format = j.format;
+    if (j.status) {
+      const int code = j.status == 500 ? kInternal : kInvalidArgument;
+      return error_reply(req, j.status, j.status == 500 ? Format::kJson : format, code, j.error);
+    }
+    BatchOwner batch(host_, j.batch);
+    j.batch = nullptr;
+    if (stopped_) return retry_later(req, format, "shutting down");
     const bool waits = delivered_ || durable_;
-    const int64_t arrival = waits ? arrival_of(raw) : static_cast<int64_t>(host_->now_ns());
-    const int status = decoder_.decode(batch.get(), body, format, arrival);
-    if (status) return error_reply(req, status, format, kInvalidArgument, decoder_.error());
-
-    const uint32_t accepted = decoder_.accepted();
     uint64_t ticket = 0;
-    if (accepted > 0) {
+    if (j.accepted > 0) {
       const int rc = host_->submit(inst_, batch.get(), &ticket);
       if (rc == DM_ERR_FULL) return retry_later(req, format, "queues full, retry later");
       if (rc != DM_OK) return retry_later(req, format, "shutting down");
       batch.release();
     }
-    host_->metric_add(m_accepted_, accepted);
+    host_->metric_add(m_accepted_, j.accepted);
     for (int r = 0; r < otlp::kReasonCount; ++r)
-      if (decoder_.rejected(otlp::Reason(r)))
-        host_->metric_add(m_rejected_[r], decoder_.rejected(otlp::Reason(r)));
-    std::string answer = decoder_.response(format);
-    if (waits && accepted > 0) return wait_for_ack(ticket, req, format, std::move(answer), arrival);
-    reply(req, 200, format, answer);
+      if (j.rejected[r]) host_->metric_add(m_rejected_[r], j.rejected[r]);
+    if (waits && j.accepted > 0)
+      return wait_for_ack(ticket, req, format, std::move(j.answer), j.arrival);
+    reply(req, 200, format, j.answer);
   }
 
   bool authorized(dm_http_request *req) {
@@ -447,8 +533,9 @@ class OtlpInput {
   bool delivered_ = false, durable_ = false;
   bool stopped_ = false, paused_ = false;
 
-  otlp::LogsDecoder decoder_;
-  BodyDecompressor inflater_;
+  otlp::Limits limits_;
+  std::shared_ptr<OtlpInput *> alive_ = std::make_shared<OtlpInput *>(this);
+  std::unordered_set<DecodeJob *> decoding_;       // decodes on the pool; answered 503 at destroy
   std::unordered_map<uint64_t, Waiting> waiting_;  // ticket -> request
   uint64_t ack_timeout_ms_ = 0;
   std::deque<Deadline> deadlines_;  // in arrival order, which is deadline order
