@@ -110,6 +110,12 @@ const dm_option kOptions[] = {
      0},
     {"max_connections", DM_OPT_INT, DM_OPT_BOUNDED, "1024", 1, 65536, nullptr,
      "most connections open at once; more are refused (forward_connections_refused_total)", 0},
+    // Longer than any ack_timeout (checked): a client waiting for its ack is never idle-closed.
+    {"idle_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "10m", 1000, 7 * 86400000.0, nullptr,
+     "a connection that sends nothing this long is closed, also one stopped part-way through a "
+     "message or a TLS handshake (counted in forward_connections_closed_total{reason=\"idle\"}); "
+     "must be longer than ack_timeout",
+     0},
     DM_TLS_OPTIONS(ListenTls, tls),
 };
 
@@ -316,6 +322,10 @@ class ForwardInput : public StreamHandler {
     }
     max_chunk_ = static_cast<size_t>(c.integer("max_chunk"));
     max_connections_ = static_cast<size_t>(c.integer("max_connections"));
+    idle_timeout_ms_ = static_cast<uint64_t>(c.integer("idle_timeout"));
+    if (idle_timeout_ms_ <= ack_timeout_ms_)
+      problems.add("idle_timeout",
+                   "must be longer than ack_timeout (a client waiting for its ack sends nothing)");
     forward::Limits limits;
     limits.max_meta_keys = static_cast<uint32_t>(c.integer("max_meta_keys"));
     limits.service_key = service_key_;
@@ -338,6 +348,7 @@ class ForwardInput : public StreamHandler {
   int start() {
     std::string error;
     server_.set_max_connections(max_connections_);
+    server_.set_idle_timeout(idle_timeout_ms_);
     if (!server_.listen(listen_, tls_.tls, error)) {
       host_->log(inst_, DM_LOG_ERROR, "%s", error.c_str());
       return 1;
@@ -438,8 +449,20 @@ class ForwardInput : public StreamHandler {
     drive(client->id);
   }
 
+  void on_handshake_failed(const std::string &peer, const std::string &reason) override {
+    if (stopped_) return;
+    if (reason == StreamServer::kIdleReason) {
+      host_->metric_add(m_closed_idle_, 1);
+      return;
+    }
+    host_->metric_add(m_tls_failed_, 1);
+    host_->log(inst_, DM_LOG_DEBUG, "TLS handshake with %s failed: %s", peer.c_str(),
+               reason.c_str());
+  }
+
   void on_close(StreamConnection &c, const std::string &reason) override {
     sync_refused();
+    if (reason == StreamServer::kIdleReason) host_->metric_add(m_closed_idle_, 1);
     auto *client = static_cast<Client *>(c.user);
     c.user = nullptr;
     if (client == nullptr) return;
@@ -528,6 +551,14 @@ class ForwardInput : public StreamHandler {
         host_->metric_gauge(inst_, "forward_connections", "open client connections", nullptr);
     m_refused_ = host_->metric_counter(inst_, "forward_connections_refused_total",
                                        "connections refused at max_connections", nullptr);
+    m_closed_idle_ =
+        host_->metric_counter(inst_, "forward_connections_closed_total",
+                              "connections closed by this side, by reason", "reason=\"idle\"");
+    m_tls_failed_ = host_->metric_counter(
+        inst_, "forward_tls_handshakes_failed_total",
+        "TLS peers gone before their handshake completed (refused version or certificate, or "
+        "the peer left)",
+        nullptr);
   }
 
   void sync_refused() {
@@ -1075,6 +1106,7 @@ class ForwardInput : public StreamHandler {
   ListenTls tls_;
   bool ack_delivered_ = false, ack_durable_ = false;
   uint64_t ack_timeout_ms_ = 0;
+  uint64_t idle_timeout_ms_ = 0;
   size_t max_chunk_ = 0, max_connections_ = 0;
   bool paused_ = false, stopped_ = false;
 
@@ -1097,6 +1129,7 @@ class ForwardInput : public StreamHandler {
   uint64_t refused_seen_ = 0, truncated_seen_ = 0;
   dm_metric *m_records_, *m_bytes_, *m_acks_, *m_unacked_, *m_timeouts_, *m_late_, *m_lost_acks_,
       *m_waiting_, *m_dead_, *m_failed_, *m_truncated_, *m_auth_, *m_connections_, *m_refused_,
+      *m_closed_idle_ = nullptr, *m_tls_failed_ = nullptr,
       *m_held_;
   dm_metric *m_rejected_[4] = {};
   dm_metric *m_errors_[kErrorKinds] = {};
