@@ -20,3 +20,76 @@ std::unique_ptr<QueryStore> make_query_store(const StoreSettings &settings, std:
 }
 
 }  // namespace devmesh::query
+
+namespace devmesh::query {
+
+std::string pattern_id_hex(uint64_t id) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, id >>= 4) out[static_cast<size_t>(i)] = digits[id & 15];
+  return out;
+}
+
+std::optional<uint64_t> parse_pattern_id(std::string_view hex) {
+  if (hex.size() != 16) return std::nullopt;
+  uint64_t id = 0;
+  for (char c : hex) {
+    const int d = c >= '0' && c <= '9'   ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                         : -1;
+    if (d < 0) return std::nullopt;
+    id = id << 4 | static_cast<uint64_t>(d);
+  }
+  return id;
+}
+
+StoredRow StoredRow::from(const LogRow &r) {
+  StoredRow s;
+  s.id = r.id;
+  s.timestamp_ns = r.timestamp_ns;
+  s.source = r.source;
+  s.service = r.service;
+  s.host = r.host;
+  s.level = r.level;
+  s.message = r.message;
+  s.trace_id = r.trace_id;
+  s.span_id = r.span_id;
+  s.event_type = r.event_type;
+  s.error_code = r.error_code;
+  s.meta_json = r.meta_json;
+  s.has_trace_id = r.has_trace_id;
+  s.has_span_id = r.has_span_id;
+  s.has_event_type = r.has_event_type;
+  s.has_error_code = r.has_error_code;
+  s.has_meta_json = r.has_meta_json;
+  s.pattern_id = r.pattern_id;
+  s.has_pattern_id = r.has_pattern_id;
+  return s;
+}
+
+LogRow StoredRow::view() const {
+  LogRow r;
+  r.id = id;
+  r.timestamp_ns = timestamp_ns;
+  r.source = source;
+  r.service = service;
+  r.host = host;
+  r.level = level;
+  r.message = message;
+  r.trace_id = trace_id;
+  r.span_id = span_id;
+  r.event_type = event_type;
+  r.error_code = error_code;
+  r.meta_json = meta_json;
+  r.has_trace_id = has_trace_id;
+  r.has_span_id = has_span_id;
+  r.has_event_type = has_event_type;
+  r.has_error_code = has_error_code;
+  r.has_meta_json = has_meta_json;
+  r.pattern_id = pattern_id;
+  r.has_pattern_id = has_pattern_id;
+  return r;
+}
+
+}  // namespace devmesh::query

@@ -19,8 +19,14 @@ struct RowKey {
 };
 
 // GET /query/logs, validated. Strings are the decoded parameter values.
+// Pattern ids: the patterns filter's 64-bit id, stored signed in a pattern_id column, shown and
+// taken as 16 lowercase hex digits (the meta pattern_id the filter gives a record).
+std::string pattern_id_hex(uint64_t id);
+std::optional<uint64_t> parse_pattern_id(std::string_view hex);
+
 struct LogQuery {
   std::optional<std::string> service, host, trace_id;
+  std::optional<uint64_t> pattern_id;  // pattern_id=: only this pattern's records
   // level=: an exact level name as stored ("WARN" and "WARNING" are distinct, as in the
   // prototype's ENUM). min_level=: every stored level name ranking at or above it.
   std::optional<std::string> level;
@@ -52,6 +58,22 @@ struct LogRow {
   std::string_view trace_id, span_id, event_type, error_code, meta_json;
   bool has_trace_id = false, has_span_id = false, has_event_type = false, has_error_code = false;
   bool has_meta_json = false;  // meta_json holds JSON text (rendered as an object)
+  uint64_t pattern_id = 0;
+  bool has_pattern_id = false;  // false also for a table made before the column existed
+};
+
+// A row that owns its text: a pattern's sample, a context line.
+struct StoredRow {
+  int64_t id = 0;
+  int64_t timestamp_ns = 0;
+  std::string source, service, host, level, message;
+  std::string trace_id, span_id, event_type, error_code, meta_json;
+  bool has_trace_id = false, has_span_id = false, has_event_type = false, has_error_code = false;
+  bool has_meta_json = false;
+  uint64_t pattern_id = 0;
+  bool has_pattern_id = false;
+  static StoredRow from(const LogRow &r);
+  LogRow view() const;  // views into this row
 };
 
 class RowSink {
@@ -68,6 +90,43 @@ struct StatsGroup {
 struct StatsResult {
   int64_t total = 0;
   std::vector<StatsGroup> by_service, by_level, by_host;  // count descending
+};
+
+// GET /query/patterns (and what /query/context and /search/* ask of the store), validated.
+struct PatternsQuery {
+  int64_t start_ns = 0, end_ns = 0;  // the window: rows with start_ns <= timestamp <= end_ns
+  std::optional<std::string> service, host, level;
+  std::vector<std::string> min_levels;  // as in LogQuery; empty: any level
+  bool only_new = false;                // new=1: patterns whose first_seen is in the window
+  std::vector<uint64_t> ids;            // not empty: only these patterns
+  uint32_t limit = 50;                  // most patterns, by count in the window, descending
+  bool with_sample = true;              // each with its newest row in the window
+  uint32_t max_hosts = 0;               // each with up to this many hosts it came from (0: none)
+};
+
+// One pattern: its row of the patterns table, and what the window holds of it.
+struct PatternSummary {
+  uint64_t id = 0;
+  std::string service;
+  std::string template_text;  // empty when has_template is false
+  bool has_template = false;  // a row whose template has not arrived yet (or was cut)
+  int64_t first_seen_ns = 0, last_seen_ns = 0, total_count = 0;  // all time (patterns table)
+  int64_t count = 0;                                             // rows in the window
+  int64_t first_ns = 0, last_ns = 0;  // first and last occurrence in the window
+  std::vector<std::string> hosts;     // with max_hosts: hosts it came from in the window
+  std::optional<StoredRow> sample;    // with with_sample: its newest row in the window
+};
+
+// All-time templates, for similarity search and embeddings (no window, no rows read).
+struct TemplatesQuery {
+  std::optional<std::string> service;
+  std::optional<int64_t> seen_since_ns;  // last_seen >= this
+  uint32_t limit = 100000;               // most recently seen first
+};
+
+struct MinuteCount {
+  int64_t minute_ns = 0;  // start of the minute (UTC)
+  int64_t count = 0;
 };
 
 // How a store call ended; the HTTP side maps it to a status code.
@@ -113,10 +172,39 @@ class QueryStore {
   // there is a next page; it is not rendered). Returns false with `err` set on failure.
   virtual bool query_logs(const LogQuery &q, RowSink &out, StoreError &err) = 0;
   virtual bool stats(const StatsQuery &q, StatsResult &out, StoreError &err) = 0;
+  // Patterns with rows in q's window, by count descending (at most q.limit). A store without
+  // a pattern_id column or patterns table (made by a release before patterns) answers an empty
+  // list, not an error.
+  virtual bool patterns(const PatternsQuery & /*q*/, std::vector<PatternSummary> &out,
+                        StoreError &err) {
+    return unsupported("patterns", out, err);
+  }
+  // One pattern's row of the patterns table (found false when there is none, or no table) and
+  // its count per minute in [start_ns, end_ns], oldest first, minutes without rows left out.
+  virtual bool pattern_minutes(uint64_t /*id*/, int64_t /*start_ns*/, int64_t /*end_ns*/,
+                               PatternSummary & /*info*/, bool &found,
+                               std::vector<MinuteCount> &out, StoreError &err) {
+    found = false;
+    return unsupported("pattern_minutes", out, err);
+  }
+  // The patterns table's rows (count, first and last seen; no window fields, no sample).
+  virtual bool templates(const TemplatesQuery & /*q*/, std::vector<PatternSummary> &out,
+                         StoreError &err) {
+    return unsupported("templates", out, err);
+  }
   // Cheap reachability check for GET /health; false with a reason.
   virtual bool ping(std::string &why) = 0;
   // What GET /info shows about the store (kind and location, never a password).
   virtual std::string describe() const = 0;
+
+ protected:
+  template <typename T>
+  static bool unsupported(const char *what, std::vector<T> &out, StoreError &err) {
+    out.clear();
+    err.status = StoreStatus::kFailed;
+    err.message = std::string(what) + " is not implemented by this store";
+    return false;
+  }
 };
 
 // Chooses the backend by settings.kind; nullptr with `error` set when it cannot (unknown kind,
