@@ -3,6 +3,9 @@
 // cache without scanning its leaf.
 #include "pattern_miner.hpp"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include <algorithm>
 #include <deque>
 
@@ -29,11 +32,15 @@ constexpr uint32_t kWildId = 0;
 }  // namespace
 
 std::string_view mask_token(std::string_view tok, std::string &out) {
+  // Long tokens are variables whole, digits or not (ids, hashes, base64, host names, paths):
+  // a constant word is rarely this long, and each distinct one would otherwise stay in the
+  // token table for good.
+  if (tok.size() > 24) return kWild;
   size_t first_digit = 0;
   while (first_digit < tok.size() && !is_digit(tok[first_digit])) ++first_digit;
   if (first_digit == tok.size()) return tok;
-  // Paths and long mixed tokens (ids, hashes, host names with numbers) are variables whole.
-  if (tok.size() > 24 || tok.find('/') != std::string_view::npos) return kWild;
+  // Paths and mixed tokens are variables whole.
+  if (tok.find('/') != std::string_view::npos) return kWild;
   out.clear();
   out.append(tok.substr(0, first_digit));
   size_t i = first_digit;
@@ -76,7 +83,14 @@ struct Miner::Impl {
 
   // Interned tokens: id 0 is the wildcard.
   std::deque<std::string> token_text;
-  std::unordered_map<std::string_view, uint32_t> token_ids;
+  // XXH3 rather than std::hash: interning is the miner's hottest lookup (every token of every
+  // message), and libstdc++'s murmur hash costs more on these short keys.
+  struct TokenHash {
+    size_t operator()(std::string_view s) const noexcept {
+      return static_cast<size_t>(XXH3_64bits(s.data(), s.size()));
+    }
+  };
+  std::unordered_map<std::string_view, uint32_t, TokenHash> token_ids;
   std::vector<uint8_t> token_kv;  // 1: key=word, 2: key=<*>, 0: neither
 
   struct Node {
@@ -100,6 +114,7 @@ struct Miner::Impl {
   uint32_t intern(std::string_view s) {
     auto it = token_ids.find(s);
     if (it != token_ids.end()) return it->second;
+    if (token_text.size() >= opt.max_vocabulary) return kWildId;
     token_text.emplace_back(s);
     const uint32_t id = static_cast<uint32_t>(token_text.size() - 1);
     token_ids.emplace(token_text.back(), id);
