@@ -154,7 +154,9 @@ TEST(QueryPatterns, RecordsPostedThroughThePatternsFilterAreServedByTemplateWith
   TempDir d;
   const std::string listen = "127.0.0.1:" + std::to_string(free_port());
   const std::string db = d / "data/devmesh.db";
-  auto e = start_engine(d, plugins_head() + "  inputs:\n    - {name: http, listen: " + listen +
+  const std::string metrics_at = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(d, plugins_head("  http_listen: " + metrics_at + "\n") +
+                               "  inputs:\n    - {name: http, listen: " + listen +
                                ", ack: delivered}\n"
                                "  filters:\n    - {name: patterns}\n"
                                "  outputs:\n"
@@ -301,8 +303,59 @@ TEST(QueryPatterns, RecordsPostedThroughThePatternsFilterAreServedByTemplateWith
   EXPECT_EQ(rows.Size(), 35u);
   for (auto &row : rows.GetArray())
     EXPECT_EQ(template_of_message.at(row["message"].GetString()), 0) << row["message"].GetString();
+
+  // An unknown pattern is a 404, a malformed one a 400: each counted by its outcome.
+  auto outcome = [&](const char *name) {
+    return metric_value(http("http://" + metrics_at + "/metrics").body,
+                        "devmesh_query_requests_total", std::string("outcome=\"") + name + "\"");
+  };
+  const double not_found = outcome("not_found"), bad = outcome("bad_parameter");
+  EXPECT_EQ(http(base + "/query/patterns/00000000000000ff?" + hour).status, 404);
+  EXPECT_EQ(http(base + "/query/patterns/ff?" + hour).status, 400);
+  EXPECT_EQ(http(base + "/query/patterns?new=maybe").status, 400);
+  EXPECT_EQ(outcome("not_found"), not_found + 1);
+  EXPECT_EQ(outcome("bad_parameter"), bad + 2);
   e->kill(SIGTERM);
   EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+// The statement time limit covers the whole patterns call, not each of its statements.
+TEST(QueryPatterns, APatternsQueryPastTheStatementTimeLimitGets504) {
+  TempDir d;
+  const std::string db = d / "devmesh.db";
+  make_empty_store(d, db);
+  // 400k rows of 2000 patterns: with min_level every row is read (well over 10 ms).
+  SqliteDb(db).exec(
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000)"
+      " INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+      " pattern_id) SELECT i, 's', 'big', 'h', 'WARN', 'line ' || i, randomblob(16), i % 2000"
+      " FROM n;"
+      "INSERT INTO log_patterns SELECT pattern_id, 'big', 'line <*>', min(timestamp),"
+      " max(timestamp), count(*) FROM log_events GROUP BY pattern_id;");
+  Process *engine = nullptr;
+  const std::string base = start_query(d, db, "query", engine);
+  std::unique_ptr<Process> owned(engine);
+  // statement_timeout: the option's floor, set in a second engine on the same store.
+  const int port = free_port();
+  auto e = start_engine(d,
+                        plugins_head() +
+                            "  inputs:\n    - {name: dummy, rate: 0.001}\n"
+                            "  outputs:\n    - {name: query, match: none, listen: 127.0.0.1:" +
+                            std::to_string(port) + ", path: " + db + ", statement_timeout: 10ms}\n",
+                        "limited");
+  const std::string limited = "http://127.0.0.1:" + std::to_string(port);
+  ASSERT_TRUE(wait_until([&] { return http(limited + "/health").status == 200; }, 20s)) << e->err();
+  HttpResponse r = http(limited + "/query/patterns?start_time=0&min_level=WARN&limit=10000");
+  EXPECT_EQ(r.status, 504) << r.body.substr(0, 300);
+  EXPECT_NE(r.body.find("statement_timeout"), std::string::npos) << r.body.substr(0, 300);
+  // The same query without the limit answers, every pattern counted.
+  r = http(base + "/query/patterns?start_time=0&min_level=WARN&limit=10000");
+  ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
+  rapidjson::Document doc;
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsObject());
+  EXPECT_EQ(doc["patterns"].Size(), 2000u);
+  EXPECT_EQ(http(limited + "/health").status, 200) << "the server goes on serving";
 }
 
 }  // namespace
