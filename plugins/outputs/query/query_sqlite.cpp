@@ -50,6 +50,7 @@ class SqliteStore : public QueryStore {
     Lease conn(this, err);
     if (!conn) return false;
     const std::string t = schema::quote_ident(s_.table);
+    start_clock(*conn);  // the checks below run statements too: never under a past deadline
     const bool patterns = pattern_column(*conn);
     // A table made before the column: its rows have no pattern, so none matches pattern_id=.
     if (q.pattern_id && !patterns) return true;
@@ -133,9 +134,9 @@ class SqliteStore : public QueryStore {
     out.clear();
     Lease conn(this, err);
     if (!conn) return false;
+    start_clock(*conn);
     if (!pattern_column(*conn) || !patterns_table(*conn)) return true;
     Snapshot snap(*conn);
-    start_clock(*conn);
     std::vector<PatternSummary> found;
     if (!count_patterns(*conn, q, found, err)) return false;
     // The window's order: count descending, ties by id (as 16 hex digits, unsigned).
@@ -164,9 +165,9 @@ class SqliteStore : public QueryStore {
     out.clear();
     Lease conn(this, err);
     if (!conn) return false;
+    start_clock(*conn);
     if (!pattern_column(*conn) || !patterns_table(*conn)) return true;
     Snapshot snap(*conn);
-    start_clock(*conn);
     {
       Statement st(this, *conn, pattern_info_sql(), err);
       if (!st || !read_pattern_info(st, id, info, found)) return false;
@@ -196,8 +197,8 @@ class SqliteStore : public QueryStore {
     out.clear();
     Lease conn(this, err);
     if (!conn) return false;
-    if (!patterns_table(*conn)) return true;
     start_clock(*conn);
+    if (!patterns_table(*conn)) return true;
     std::string sql = "SELECT id, service, template, first_seen, last_seen, count FROM " +
                       patterns_name() + " WHERE 1";
     if (q.service) sql += " AND service = ?1";
