@@ -15,6 +15,7 @@
 #include <listen_tls.hpp>
 #include <sqlite_schema.hpp>
 
+#include "query_context.h"
 #include "query_json.h"
 #include "query_params.h"
 #include "query_store.h"
@@ -96,7 +97,7 @@ struct Core {
   dm_metric *m_ok, *m_bad, *m_unauthorized, *m_busy, *m_timeout, *m_unavailable, *m_failed;
 };
 
-enum class Kind { kLogs, kStats, kHealth };
+enum class Kind { kLogs, kStats, kHealth, kContext };
 
 struct Job {
   std::shared_ptr<Core> core;
@@ -106,12 +107,14 @@ struct Job {
   Kind kind;
   LogRequest logs;
   StatsQuery stats;
+  ContextRequest context;
   int64_t now_ns = 0;
   std::string raw_query;
   // Results, filled on the worker.
   int status = 200;
   std::string body;
   std::string next_cursor;
+  const char *content_type = kJson;
 };
 
 int http_status(StoreStatus s) {
@@ -150,6 +153,16 @@ void run_job(void *arg) {
       if (ok)
         job->body = stats_json(result, job->stats.since_ns, job->stats.end_ns.value_or(job->now_ns),
                                core.tf);
+      break;
+    }
+    case Kind::kContext: {
+      const ContextQuery &q = job->context.query;
+      if (job->context.text) {
+        ok = build_context_text(*core.store, q, core.tf, job->body, err);
+        if (ok) job->content_type = "text/plain; charset=utf-8";
+      } else {
+        ok = build_context_json(*core.store, q, core.tf, job->body, err);
+      }
       break;
     }
     case Kind::kHealth: {
@@ -193,7 +206,7 @@ void job_done(void *arg) {
   }
   host->http_add_header(job->req, "Cache-Control", "no-store");
   // Safe even after the engine stopped serving: then reply only frees the request.
-  host->http_reply(job->req, job->status, kJson, job->body.data(), job->body.size());
+  host->http_reply(job->req, job->status, job->content_type, job->body.data(), job->body.size());
 }
 
 class Query {
@@ -279,6 +292,7 @@ class Query {
     };
     static const Route routes[] = {{"/query/logs", &Query::serve_logs},
                                    {"/query/stats", &Query::serve_stats},
+                                   {"/query/context", &Query::serve_context},
                                    {"/health", &Query::serve_health},
                                    {"/info", &Query::serve_info},
                                    {"/tail", &Query::serve_tail}};
@@ -444,6 +458,22 @@ class Query {
     };
     if (!parse_stats_request(p, static_cast<int64_t>(host_->now_ns()), parse_duration, job->stats,
                              error))
+      return bad_request(req, error);
+    submit(std::move(job));
+  }
+
+  void serve_context(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    auto job = std::make_unique<Job>();
+    job->req = req;
+    job->kind = Kind::kContext;
+    std::string error;
+    auto parse_duration = [this](std::string_view text, int64_t &ms) {
+      return host_->parse_duration_ms(str(text), &ms) == DM_OK;
+    };
+    if (!parse_context_request(p, static_cast<int64_t>(host_->now_ns()), parse_duration,
+                               job->context, error))
       return bad_request(req, error);
     submit(std::move(job));
   }
