@@ -189,7 +189,8 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
 // Both formats are a head, the patterns (each a head, its samples and a tail), a separator,
 // the trace records and a closing part that says what was left out. Every piece is rendered
 // whole first; then pieces are taken in priority order while they fit: each shown pattern with
-// one sample, then the other samples, then the trace records. A piece that does not fit is left
+// one sample, then the trace records (what the top samples' requests did), then the other
+// samples. A piece that does not fit is left
 // out whole (so no line is ever cut and JSON stays valid), and the closing part says so.
 
 struct PatternPieces {
@@ -242,19 +243,6 @@ std::string assemble(const ContextPack &pack, const Pieces &p, size_t max_bytes,
     }
     ++shown;
   }
-  for (size_t i = 0; i < p.patterns.size(); ++i) {
-    if (take[i] < 0) continue;
-    const PatternPieces &pp = p.patterns[i];
-    while (static_cast<size_t>(take[i]) < pp.samples.size()) {
-      const size_t n =
-          (take[i] ? p.sep.size() : 0) + pp.samples[static_cast<size_t>(take[i])].size();
-      if (!fits(n)) break;
-      used += n;
-      ++take[i];
-    }
-  }
-  for (size_t i = 0; i < p.patterns.size(); ++i)
-    om.samples += p.patterns[i].samples.size() - static_cast<size_t>(std::max(take[i], 0));
   std::vector<bool> trace_taken(p.traces.size(), false);
   size_t traces_shown = 0;
   for (size_t i = 0; i < p.traces.size(); ++i) {
@@ -268,6 +256,19 @@ std::string assemble(const ContextPack &pack, const Pieces &p, size_t max_bytes,
     ++traces_shown;
   }
 
+  for (size_t i = 0; i < p.patterns.size(); ++i) {
+    if (take[i] < 0) continue;
+    const PatternPieces &pp = p.patterns[i];
+    while (static_cast<size_t>(take[i]) < pp.samples.size()) {
+      const size_t n =
+          (take[i] ? p.sep.size() : 0) + pp.samples[static_cast<size_t>(take[i])].size();
+      if (!fits(n)) break;
+      used += n;
+      ++take[i];
+    }
+  }
+  for (size_t i = 0; i < p.patterns.size(); ++i)
+    om.samples += p.patterns[i].samples.size() - static_cast<size_t>(std::max(take[i], 0));
   std::string out;
   out.reserve(used);
   out += head;
