@@ -49,9 +49,12 @@ class KeepRows : public RowSink {
 struct ContextPattern {
   PatternSummary s;  // the window's counts, first and last occurrence, hosts
   int64_t before = 0;
-  bool is_new = false;  // no rows in the window before
-  double change = 0;    // (count + 1) / (before + 1): the rate's jump (the windows are as long)
-  std::string level;    // of its newest row in the window
+  // First seen (all time) inside the window; without a patterns-table row to tell, no rows in
+  // the window before. A pattern seen long ago, quiet in the window before and back now is not
+  // new: its change ranks it.
+  bool is_new = false;
+  double change = 0;  // (count + 1) / (before + 1): the rate's jump (the windows are as long)
+  std::string level;  // of its newest row in the window
   std::vector<StoredRow> samples;
 };
 
@@ -126,7 +129,7 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
     ContextPattern c;
     auto it = before_count.find(p.id);
     c.before = it == before_count.end() ? 0 : it->second;
-    c.is_new = c.before == 0;
+    c.is_new = p.total_count > 0 ? p.first_seen_ns >= q.start_ns : c.before == 0;
     c.change = static_cast<double>(p.count + 1) / static_cast<double>(c.before + 1);
     c.s = std::move(p);
     ranked.push_back(std::move(c));
@@ -387,7 +390,7 @@ std::string json_head(const ContextPack &pack, TimeFormat tf, bool summary) {
   w.String("WARN and above");
   w.Key("ranking");
   w.String(
-      "new patterns first (none in the window before), then by change = "
+      "new patterns first (first seen in the window), then by change = "
       "(count+1)/(count_before+1)");
   w.Key("patterns_in_window");
   w.Uint64(pack.patterns_in_window);
@@ -509,8 +512,8 @@ std::string text_head(const ContextPack &pack, TimeFormat tf, bool summary) {
   if (summary && !pack.services.empty()) s += "Services affected: " + join(pack.services) + "\n";
   if (summary && !pack.hosts.empty()) s += "Hosts affected: " + join(pack.hosts) + "\n";
   if (!pack.patterns.empty())
-    s += "\nPatterns, most surprising first (NEW: none in the window before; xN: rate change "
-         "(count+1)/(before+1)):\n";
+    s += "\nPatterns, most surprising first (NEW: first seen in the window; xN: rate change "
+         "(count+1)/(before+1) against the window before):\n";
   return s;
 }
 
