@@ -266,6 +266,7 @@ void run(const Options &o) {
   };
   Kind k15{"15m window (start_time/end_time), json", {}}, k15t{"15m window, format=text", {}},
       k1h{"1h window (around/window), json", {}}, kinc{"15m at the incident's start, json", {}},
+      ksvc{"15m window, service= and host=, json", {}},
       k24h{"24h window (the whole table), json", {}};
   for (int i = 0; i < 5; ++i)
     get("start_time=" + at(start_ns) + "&end_time=" + at(start_ns + kHour));
@@ -278,6 +279,9 @@ void run(const Options &o) {
     k15.bytes = std::max(k15.bytes, bytes);
     k15t.ms.push_back(get(w + "&format=text"));
     k15t.bytes = std::max(k15t.bytes, bytes);
+    ksvc.ms.push_back(get(w + "&service=service-0" + std::to_string(rng() % 10) +
+                          ".service&host=node-" + std::to_string(rng() % kHosts)));
+    ksvc.bytes = std::max(ksvc.bytes, bytes);
     k1h.ms.push_back(get("around=" + at(from + kHour / 2) + "&window=1h"));
     k1h.bytes = std::max(k1h.bytes, bytes);
     const int64_t inc = start_ns + 20 * kHour + static_cast<int64_t>(rng() % 600) * 1000000000;
@@ -298,7 +302,7 @@ void run(const Options &o) {
   waitpid(pid, nullptr, 0);
   std::printf("GET /query/context on %ld rows in SQLite, %d requests of each kind%s\n", o.rows,
               o.queries, bad ? " -- SOME REQUESTS FAILED" : "");
-  for (Kind *k : {&k15, &k15t, &k1h, &kinc, &k24h})
+  for (Kind *k : {&k15, &k15t, &ksvc, &k1h, &kinc, &k24h})
     std::printf("  %-42s median %7.2f ms  p95 %7.2f ms  (n=%zu, largest answer %zu B)\n", k->name,
                 percentile(k->ms, .5), percentile(k->ms, .95), k->ms.size(), k->bytes);
   std::printf(
