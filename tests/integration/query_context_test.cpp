@@ -27,6 +27,8 @@ constexpr uint64_t kStopped = 0x0e0e0e0e0e0e0e0eull;   // api ERROR, only before
 constexpr uint64_t kLong = 0x0f0f0f0f0f0f0f0full;      // batch CRITICAL, 3 and 3, long lines
 // api ERROR: once at 08:00, then once in the window. Not new (seen before), change 2.
 constexpr uint64_t kBack = 0x1212121212121212ull;
+// cron WARN, twice in the window, with no log_patterns row yet (its template has not arrived).
+constexpr uint64_t kUnknown = 0x3434343434343434ull;
 
 std::string hex(uint64_t id) {
   char buf[17];
@@ -120,6 +122,8 @@ void seed(const std::string &db) {
   }
   s.row(at("2025-11-28T08:00:00Z"), "api", "h1", "ERROR", "", "cache 0 evicted", kBack);
   s.row(kIn + 120 * kSec, "api", "h1", "ERROR", "", "cache 1 evicted", kBack);
+  s.row(kIn + 60 * kSec, "cron", "h5", "WARN", "", "job a skipped", kUnknown);
+  s.row(kIn + 61 * kSec, "cron", "h5", "WARN", "", "job b skipped", kUnknown);
   s.pattern(kNewError, "api", "connection to <*> refused");
   s.pattern(kBack, "api", "cache <*> evicted");
   s.pattern(kJumped, "db", "slow query took <*> ms");
@@ -194,12 +198,18 @@ TEST_F(QueryContext, ANewErrorComesFirstThenAJumpedWarningThenSteadyOnesAndInfoN
   auto doc = pack(kWindow, &r);
   EXPECT_EQ(r.headers["content-type"], "application/json");
   // The pattern back after a quiet spell is not new (seen before): its change (2) ranks it.
-  EXPECT_EQ(ids(doc), (std::vector<std::string>{hex(kNewError), hex(kJumped), hex(kBack),
-                                                hex(kSteady), hex(kLong)}));
-  EXPECT_EQ(doc["patterns_in_window"].GetInt(), 5);
-  EXPECT_EQ(doc["patterns_shown"].GetInt(), 5);
-  EXPECT_FALSE(doc["patterns"][2]["new"].GetBool());
-  EXPECT_EQ(doc["patterns"][2]["count_before"].GetInt(), 0);
+  // New ones by change: the unknown pattern (no table row: new as it has no rows before) has 2.
+  EXPECT_EQ(ids(doc), (std::vector<std::string>{hex(kNewError), hex(kUnknown), hex(kJumped),
+                                                hex(kBack), hex(kSteady), hex(kLong)}));
+  EXPECT_EQ(doc["patterns_in_window"].GetInt(), 6);
+  EXPECT_EQ(doc["patterns_shown"].GetInt(), 6);
+  EXPECT_FALSE(doc["patterns"][3]["new"].GetBool());
+  EXPECT_EQ(doc["patterns"][3]["count_before"].GetInt(), 0);
+  const auto &u = doc["patterns"][1];
+  EXPECT_TRUE(u["new"].GetBool());
+  EXPECT_TRUE(u["template"].IsNull());
+  EXPECT_EQ(std::string(u["service"].GetString()), "cron") << "from its rows";
+  EXPECT_FALSE(u.HasMember("first_seen"));
   EXPECT_FALSE(doc["truncated"].GetBool());
   EXPECT_EQ(std::string(doc["window"]["start"].GetString()), "2025-11-28T10:15:00.000000");
   EXPECT_EQ(std::string(doc["window"]["before_end"].GetString()), "2025-11-28T10:14:59.999999");
@@ -222,18 +232,18 @@ TEST_F(QueryContext, ANewErrorComesFirstThenAJumpedWarningThenSteadyOnesAndInfoN
   EXPECT_EQ(std::string(a["samples"][0]["trace_id"].GetString()), "trace-a4");
   EXPECT_EQ(std::string(a["samples"][2]["trace_id"].GetString()), "trace-a2");
 
-  const auto &b = doc["patterns"][1];
+  const auto &b = doc["patterns"][2];
   EXPECT_FALSE(b["new"].GetBool());
   EXPECT_EQ(b["count"].GetInt(), 20);
   EXPECT_EQ(b["count_before"].GetInt(), 2);
   EXPECT_DOUBLE_EQ(b["change"].GetDouble(), 7.0);  // (20 + 1) / (2 + 1)
   EXPECT_EQ(std::string(b["level"].GetString()), "WARN");
-  EXPECT_EQ(doc["patterns"][3]["count_before"].GetInt(), 10);
-  EXPECT_EQ(std::string(doc["patterns"][3]["level"].GetString()), "WARNING");
+  EXPECT_EQ(doc["patterns"][4]["count_before"].GetInt(), 10);
+  EXPECT_EQ(std::string(doc["patterns"][4]["level"].GetString()), "WARNING");
 
   std::set<std::string> services;
   for (const auto &s : doc["services"].GetArray()) services.insert(s.GetString());
-  EXPECT_EQ(services, (std::set<std::string>{"api", "db", "batch"}));
+  EXPECT_EQ(services, (std::set<std::string>{"api", "db", "batch", "cron"}));
   EXPECT_EQ(std::string(doc["services"][0].GetString()), "db") << "most error/warning rows first";
 }
 
@@ -258,7 +268,7 @@ TEST_F(QueryContext, TextFormatIsPlainPromptReadyText) {
   const std::string &t = r.body;
   EXPECT_EQ(t.find('{'), std::string::npos) << "no JSON in the text";
   const size_t a = t.find("#1 NEW ERROR service api: 5 in the window, 0 before");
-  const size_t b = t.find("#2 x7.00 WARN service db: 20 in the window, 2 before");
+  const size_t b = t.find("#3 x7.00 WARN service db: 20 in the window, 2 before");
   ASSERT_NE(a, std::string::npos) << t;
   ASSERT_NE(b, std::string::npos) << t;
   EXPECT_LT(a, b);
@@ -284,6 +294,8 @@ TEST_F(QueryContext, MaxBytesIsHonouredInJsonWholeItemsAtATimeAndTheJsonStaysVal
   for (int i = 0; i < 20; ++i) seeded.insert("slow query took " + std::to_string(1000 + i) + " ms");
   for (int i = 0; i < 10; ++i) seeded.insert("retrying job " + std::to_string(i));
   seeded.insert("cache 1 evicted");
+  seeded.insert("job a skipped");
+  seeded.insert("job b skipped");
   for (int i = 0; i < 5; ++i) {
     seeded.insert("request " + std::to_string(i) + " started");
     seeded.insert("query " + std::to_string(i) + " aborted");
@@ -358,7 +370,7 @@ TEST_F(QueryContext, ServiceHostMaxPatternsAndSamplesNarrowThePack) {
   EXPECT_EQ(h1["patterns"][0]["hosts"].Size(), 1u);
   auto one = pack(kWindow + "&max_patterns=1&samples=1");
   EXPECT_EQ(ids(one), (std::vector<std::string>{hex(kNewError)}));
-  EXPECT_EQ(one["patterns_in_window"].GetInt(), 5);
+  EXPECT_EQ(one["patterns_in_window"].GetInt(), 6);
   EXPECT_EQ(one["patterns"][0]["samples"].Size(), 1u);
   EXPECT_EQ(one["trace_records"].Size(), 2u) << "trace-a4's other two records";
   auto none = pack(kWindow + "&samples=0");

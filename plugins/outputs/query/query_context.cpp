@@ -105,24 +105,6 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
   std::unordered_map<uint64_t, int64_t> before_count;
   for (const PatternSummary &p : earlier) before_count[p.id] = p.count;
 
-  // Affected services and hosts, over every error/warning pattern of the window (not only the
-  // ones shown): services by rows, hosts by the rows of the patterns they appear in.
-  std::map<std::string, int64_t> services, hosts;
-  for (const PatternSummary &p : found) {
-    services[p.service] += p.count;
-    for (const std::string &h : p.hosts) hosts[h] += p.count;
-  }
-  auto ranked_names = [](const std::map<std::string, int64_t> &m) {
-    std::vector<std::pair<std::string, int64_t>> v(m.begin(), m.end());
-    std::stable_sort(v.begin(), v.end(),
-                     [](const auto &a, const auto &b) { return a.second > b.second; });
-    std::vector<std::string> names;
-    for (size_t i = 0; i < v.size() && i < kMaxAffected; ++i) names.push_back(v[i].first);
-    return names;
-  };
-  pack.services = ranked_names(services);
-  pack.hosts = ranked_names(hosts);
-
   std::vector<ContextPattern> ranked;
   ranked.reserve(found.size());
   for (PatternSummary &p : found) {
@@ -141,11 +123,12 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
     if (a.s.count != b.s.count) return a.s.count > b.s.count;
     return a.s.id < b.s.id;
   });
-  if (ranked.size() > q.max_patterns) ranked.resize(q.max_patterns);
+  const size_t shown = std::min<size_t>(ranked.size(), q.max_patterns);
 
   std::unordered_set<int64_t> sample_ids;
   std::vector<std::string> traces;
-  for (ContextPattern &c : ranked) {
+  for (size_t i = 0; i < shown; ++i) {
+    ContextPattern &c = ranked[i];
     LogQuery lq;
     lq.pattern_id = c.s.id;
     lq.service = q.service;
@@ -157,6 +140,7 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
     KeepRows rows(lq.limit);
     if (!store.query_logs(lq, rows, err)) return false;
     if (!rows.rows.empty()) c.level = rows.rows.front().level;
+    if (c.s.service.empty() && !rows.rows.empty()) c.s.service = rows.rows.front().service;
     if (rows.rows.size() > q.samples) rows.rows.resize(q.samples);
     for (const StoredRow &r : rows.rows) {
       sample_ids.insert(r.id);
@@ -166,6 +150,27 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
     }
     c.samples = std::move(rows.rows);
   }
+  // Affected services and hosts, over every error/warning pattern of the window (not only the
+  // ones shown): services by rows, hosts by the rows of the patterns they appear in.
+  std::map<std::string, int64_t> services, hosts;
+  for (const ContextPattern &c : ranked) {
+    // A pattern whose table row has not arrived has no service but from its rows: known only
+    // for the ones shown.
+    if (!c.s.service.empty()) services[c.s.service] += c.s.count;
+    for (const std::string &h : c.s.hosts) hosts[h] += c.s.count;
+  }
+  auto ranked_names = [](const std::map<std::string, int64_t> &m) {
+    std::vector<std::pair<std::string, int64_t>> v(m.begin(), m.end());
+    std::stable_sort(v.begin(), v.end(),
+                     [](const auto &a, const auto &b) { return a.second > b.second; });
+    std::vector<std::string> names;
+    for (size_t i = 0; i < v.size() && i < kMaxAffected; ++i) names.push_back(v[i].first);
+    return names;
+  };
+  pack.services = ranked_names(services);
+  pack.hosts = ranked_names(hosts);
+
+  ranked.resize(shown);
   pack.patterns = std::move(ranked);
 
   // The records of the window that share a sample's trace id, whatever their service, host or
@@ -443,7 +448,7 @@ PatternPieces json_pattern(const ContextPattern &c, TimeFormat tf) {
   w.Double(c.change);
   key_time(w, "first", s.first_ns, tf);
   key_time(w, "last", s.last_ns, tf);
-  if (s.first_seen_ns) key_time(w, "first_seen", s.first_seen_ns, tf);
+  if (s.total_count > 0) key_time(w, "first_seen", s.first_seen_ns, tf);
   w.Key("hosts");
   w.StartArray();
   for (const std::string &h : s.hosts) write_string(w, h, scratch);
@@ -527,7 +532,7 @@ PatternPieces text_pattern(const ContextPattern &c, size_t rank, TimeFormat tf) 
                   " before\n";
   h += "   template: " + (s.has_template ? clean(s.template_text, "     ") : "(not known)") + "\n";
   h += "   first " + format_time(s.first_ns, tf) + ", last " + format_time(s.last_ns, tf);
-  if (s.first_seen_ns) h += ", first seen ever " + format_time(s.first_seen_ns, tf);
+  if (s.total_count > 0) h += ", first seen ever " + format_time(s.first_seen_ns, tf);
   h += "\n";
   if (!s.hosts.empty()) h += "   hosts: " + join(s.hosts) + "\n";
   h += "   pattern_id " + pattern_id_hex(s.id) + "\n";
