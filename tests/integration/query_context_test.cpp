@@ -132,6 +132,13 @@ void seed(const std::string &db) {
   s.pattern(kStopped, "api", "disk <*> full");
   s.pattern(kLong, "batch", "batch <*> failed: <*>");
   s.commit();
+  // At noon, alone in its window: a multi-line message with a byte that is not UTF-8.
+  SqliteDb(db).exec(
+      "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+      " pattern_id) VALUES (" +
+      std::to_string(at("2025-11-28T12:00:00Z")) +
+      ", 'journald', 'api', 'h1', 'ERROR', 'panic: boom' || char(10) || 'goroutine 1' ||"
+      " char(10) || 'main.go:12 ' || CAST(X'FF' AS TEXT), randomblob(16), 77)");
 }
 
 class QueryContext : public ::testing::Test {
@@ -284,6 +291,21 @@ TEST_F(QueryContext, TextFormatIsPlainPromptReadyText) {
   EXPECT_NE(t.find("Services affected: db, "), std::string::npos) << t;
   EXPECT_EQ(t.find("request handled in"), std::string::npos) << "info noise is not in the pack";
   EXPECT_EQ(t.find("[cut to max_bytes"), std::string::npos);
+}
+
+TEST_F(QueryContext, AMultiLineMessageStaysOneIndentedItemInTextAndValidUtf8InBoth) {
+  const std::string noon = "start_time=2025-11-28T11:59:00Z&end_time=2025-11-28T12:01:00Z";
+  HttpResponse r = get(noon + "&format=text");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("   > 2025-11-28T12:00:00.000000 h1 ERROR: panic: boom\n"
+                        "        goroutine 1\n"
+                        "        main.go:12 \xEF\xBF\xBD\n"),
+            std::string::npos)
+      << r.body;
+  auto doc = pack(noon);
+  ASSERT_EQ(doc["patterns"].Size(), 1u);
+  EXPECT_EQ(std::string(doc["patterns"][0]["samples"][0]["message"].GetString()),
+            "panic: boom\ngoroutine 1\nmain.go:12 \xEF\xBF\xBD");
 }
 
 TEST_F(QueryContext, MaxBytesIsHonouredInJsonWholeItemsAtATimeAndTheJsonStaysValid) {
