@@ -415,6 +415,10 @@ TEST_F(QueryContext, AnEmptyWindowAnswersAnEmptyPack) {
   EXPECT_NE(t.body.find("No error or warning records in the window."), std::string::npos) << t.body;
   // No time at all: the last 15 minutes, empty here.
   EXPECT_EQ(pack("")["patterns"].Size(), 0u);
+  // The widest window the times allow: its window before stops at the range's start.
+  auto wide = pack("start_time=1678-01-01T00:00:00Z&end_time=2262-01-01T00:00:00Z");
+  EXPECT_EQ(wide["patterns_in_window"].GetInt(), 8) << "every error/warning pattern seeded";
+  EXPECT_EQ(std::string(wide["window"]["before_start"].GetString()).substr(0, 4), "1677");
 }
 
 TEST_F(QueryContext, EveryBadParameterIsA400NamingIt) {

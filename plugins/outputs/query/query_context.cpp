@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <map>
-#include <set>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -73,9 +72,13 @@ namespace {
 bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, StoreError &err) {
   pack.q = q;
   // The window before: as long as the window (its bounds are inclusive), ending just before it.
-  const int64_t len = q.end_ns - q.start_ns + 1;
-  pack.before_end_ns = q.start_ns - 1;
-  pack.before_start_ns = q.start_ns < INT64_MIN + len ? INT64_MIN : q.start_ns - len;
+  // In unsigned arithmetic: a window may span more than half the int64 range; the window before
+  // stops at the range's start (and is empty for a window starting there).
+  const uint64_t len = static_cast<uint64_t>(q.end_ns) - static_cast<uint64_t>(q.start_ns) + 1;
+  const uint64_t room = static_cast<uint64_t>(q.start_ns) - static_cast<uint64_t>(INT64_MIN);
+  pack.before_end_ns = q.start_ns == INT64_MIN ? INT64_MIN : q.start_ns - 1;
+  pack.before_start_ns =
+      len >= room ? INT64_MIN : static_cast<int64_t>(static_cast<uint64_t>(q.start_ns) - len);
 
   const std::vector<std::string> levels = levels_at_or_above("WARN");
   PatternsQuery now;
@@ -100,8 +103,7 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
   before.limit = static_cast<uint32_t>(found.size());
   for (const PatternSummary &p : found) before.ids.push_back(p.id);
   std::vector<PatternSummary> earlier;
-  if (pack.before_end_ns >= pack.before_start_ns && !store.patterns(before, earlier, err))
-    return false;
+  if (q.start_ns != INT64_MIN && !store.patterns(before, earlier, err)) return false;
   std::unordered_map<uint64_t, int64_t> before_count;
   for (const PatternSummary &p : earlier) before_count[p.id] = p.count;
 
