@@ -200,8 +200,8 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
 // the trace records and a closing part that says what was left out. Every piece is rendered
 // whole first; then pieces are taken in priority order while they fit: each shown pattern with
 // one sample, then the trace records (what the top samples' requests did), then the other
-// samples. A piece that does not fit is left
-// out whole (so no line is ever cut and JSON stays valid), and the closing part says so.
+// samples. A piece that does not fit is left out whole (so no line is ever cut and JSON stays
+// valid), and the closing part says so.
 
 struct PatternPieces {
   std::string head, tail;
