@@ -319,6 +319,129 @@ TEST(QueryPatterns, RecordsPostedThroughThePatternsFilterAreServedByTemplateWith
   EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
 }
 
+// A level filter is read through the level index when its rows are rare, through the time
+// index otherwise: the counts, first and last are the same either way.
+TEST(QueryPatterns, LevelFiltersCountTheSameWhicheverIndexReadsTheRows) {
+  TempDir d;
+  const std::string db = d / "devmesh.db";
+  make_empty_store(d, db);
+  // 20000 rows a second apart, pattern i % 50 (ids 1..50), host i % 2; ERROR for i % 101 == 0
+  // (rare: the level index), WARN for i % 10 == 0, else INFO (common: the time index).
+  constexpr int kRows = 20000;
+  auto level_of = [](int i) { return i % 101 == 0 ? "ERROR" : i % 10 == 0 ? "WARN" : "INFO"; };
+  SqliteDb(db).exec(
+      "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+      std::to_string(kRows - 1) +
+      ") INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+      " pattern_id) SELECT 1764288000000000000 + i * 1000000000, 's', 'svc', 'h' || (i % 2),"
+      " CASE WHEN i % 101 = 0 THEN 'ERROR' WHEN i % 10 = 0 THEN 'WARN' ELSE 'INFO' END,"
+      " 'line ' || i, randomblob(16), 1 + i % 50 FROM n;"
+      "INSERT INTO log_patterns SELECT pattern_id, 'svc', 'line <*>', min(timestamp),"
+      " max(timestamp), count(*) FROM log_events GROUP BY pattern_id;");
+  Process *engine = nullptr;
+  const std::string base = start_query(d, db, "query", engine);
+  std::unique_ptr<Process> owned(engine);
+  struct Want {
+    int64_t count = 0;
+    int first = -1, last = -1;
+  };
+  auto check = [&](const std::string &query, auto keep) {
+    std::map<std::string, Want> want;
+    for (int i = 0; i < kRows; ++i) {
+      if (!keep(i)) continue;
+      Want &w = want[hex_id(static_cast<uint64_t>(1 + i % 50))];
+      ++w.count;
+      if (w.first < 0) w.first = i;
+      w.last = i;
+    }
+    HttpResponse r = http(base + "/query/patterns?start_time=2025-11-28&limit=100&" + query);
+    ASSERT_EQ(r.status, 200) << query << ": " << r.body.substr(0, 300);
+    rapidjson::Document doc;
+    doc.Parse(r.body.c_str());
+    ASSERT_TRUE(doc.IsObject()) << r.body.substr(0, 300);
+    ASSERT_EQ(doc["patterns"].Size(), want.size()) << query;
+    for (auto &p : doc["patterns"].GetArray()) {
+      const Want &w = want[p["id"].GetString()];
+      EXPECT_EQ(p["count"].GetInt64(), w.count) << query << " " << p["id"].GetString();
+      char first[64], last[64];
+      std::snprintf(first, sizeof first, "2025-11-28T%02d:%02d:%02d.000000", w.first / 3600,
+                    w.first / 60 % 60, w.first % 60);
+      std::snprintf(last, sizeof last, "2025-11-28T%02d:%02d:%02d.000000", w.last / 3600,
+                    w.last / 60 % 60, w.last % 60);
+      EXPECT_EQ(std::string(p["first"].GetString()), first) << query;
+      EXPECT_EQ(std::string(p["last"].GetString()), last) << query;
+      EXPECT_EQ(std::string(p["sample"]["timestamp"].GetString()), last) << query;
+      EXPECT_EQ(std::string(p["sample"]["level"].GetString()).empty(), false);
+    }
+  };
+  check("level=ERROR", [&](int i) { return std::string(level_of(i)) == "ERROR"; });
+  check("min_level=ERROR", [&](int i) { return std::string(level_of(i)) == "ERROR"; });
+  check("min_level=WARN", [&](int i) { return std::string(level_of(i)) != "INFO"; });
+  check("level=INFO", [&](int i) { return std::string(level_of(i)) == "INFO"; });
+  check("min_level=ERROR&host=h1", [&](int i) { return level_of(i)[0] == 'E' && i % 2 == 1; });
+  check("min_level=ERROR&service=svc", [&](int i) { return level_of(i)[0] == 'E'; });
+  check("", [](int) { return true; });
+  check("end_time=2025-11-28T00:00:30Z", [](int i) { return i <= 30; });
+}
+
+// A store of the release before patterns, served while the sqlite output upgrades it: the
+// running query engine sees the new column and table at once, no restart.
+TEST(QueryPatterns, AStoreUpgradedWhileServedShowsItsPatternsWithoutARestart) {
+  TempDir d;
+  const std::string db = d / "devmesh.db";
+  {
+    SqliteDb s(db);
+    s.exec(
+        "CREATE TABLE \"log_events\" (\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  timestamp INTEGER NOT NULL,\n  source TEXT NOT NULL,\n  service TEXT NOT NULL,\n"
+        "  host TEXT NOT NULL,\n  level TEXT NOT NULL CHECK (level IN "
+        "('DEBUG','INFO','WARN','WARNING','ERROR','CRITICAL','FATAL')),\n  trace_id TEXT,\n"
+        "  span_id TEXT,\n  event_type TEXT,\n  error_code TEXT,\n  message TEXT NOT NULL,\n"
+        "  meta_json TEXT,\n  event_id BLOB NOT NULL\n);\n"
+        "CREATE UNIQUE INDEX \"log_events_event_id\" ON \"log_events\" (event_id);\n"
+        "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id)"
+        " VALUES (1, 'old', 'svc', 'h', 'INFO', 'written by the previous release',"
+        " randomblob(16));");
+  }
+  Process *engine = nullptr;
+  const std::string base = start_query(d, db, "query", engine);
+  std::unique_ptr<Process> owned(engine);
+  HttpResponse r = http(base + "/query/patterns?start_time=0");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"patterns\":[]"), std::string::npos) << r.body;
+  r = http(base + "/query/logs");
+  EXPECT_NE(r.body.find("\"pattern_id\":null"), std::string::npos) << r.body;
+
+  auto e = start_engine(d,
+                        plugins_head("  exit_when_done: true\n") +
+                            "  inputs:\n    - {name: dummy, rate: 0, count: 30, service: svc,"
+                            " message: 'new row {seq}'}\n"
+                            "  filters:\n    - {name: patterns}\n"
+                            "  outputs:\n    - {name: sqlite, path: " +
+                            db + "}\n",
+                        "upgrade");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  r = http(base + "/query/patterns?start_time=0");
+  ASSERT_EQ(r.status, 200) << r.body;
+  rapidjson::Document doc;
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsObject()) << r.body;
+  ASSERT_EQ(doc["patterns"].Size(), 1u) << r.body;
+  EXPECT_EQ(std::string(doc["patterns"][0]["template"].GetString()), "new row <*>");
+  EXPECT_EQ(doc["patterns"][0]["count"].GetInt64(), 30);
+  const std::string id = doc["patterns"][0]["id"].GetString();
+  r = http(base + "/query/logs?limit=100&pattern_id=" + id);
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsArray()) << r.body;
+  EXPECT_EQ(doc.Size(), 30u);
+  r = http(base + "/query/logs?limit=100&service=svc&order=asc");
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsArray()) << r.body;
+  ASSERT_EQ(doc.Size(), 31u);
+  EXPECT_TRUE(doc[0]["pattern_id"].IsNull()) << "the old row has none";
+  EXPECT_EQ(std::string(doc[1]["pattern_id"].GetString()), id);
+}
+
 // The statement time limit covers the whole patterns call, not each of its statements.
 TEST(QueryPatterns, APatternsQueryPastTheStatementTimeLimitGets504) {
   TempDir d;
