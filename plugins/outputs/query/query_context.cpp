@@ -21,6 +21,8 @@ namespace {
 // to the top-by-count cut of the store, so many more than are shown.
 constexpr uint32_t kCandidatePatterns = 1000;
 constexpr uint32_t kHostsPerPattern = 10;
+// Sample lines are chosen among this many times as many of the pattern's newest rows.
+constexpr uint32_t kSampleChoice = 5;
 constexpr size_t kMaxAffected = 50;  // services and hosts listed in the summary
 // The trace-linked records: traces followed (from the samples, in rank order), records per
 // trace and in all. Bounded so a trace of a million spans cannot make the pack slow.
@@ -138,12 +140,21 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
     lq.min_levels = levels;
     lq.start_ns = q.start_ns;
     lq.end_ns = q.end_ns;
-    lq.limit = std::max<uint32_t>(q.samples, 1);  // one at least: the pattern's level
+    // One at least (the pattern's level), and a few more than shown to choose from.
+    lq.limit = std::max<uint32_t>(q.samples * kSampleChoice, 1);
     KeepRows rows(lq.limit);
     if (!store.query_logs(lq, rows, err)) return false;
     if (!rows.rows.empty()) c.level = rows.rows.front().level;
     if (c.s.service.empty() && !rows.rows.empty()) c.s.service = rows.rows.front().service;
+    // The newest lines, those with a trace id first: a sample's trace is what links it to the
+    // rest of its request. Shown newest first.
+    std::stable_partition(rows.rows.begin(), rows.rows.end(),
+                          [](const StoredRow &r) { return r.has_trace_id && !r.trace_id.empty(); });
     if (rows.rows.size() > q.samples) rows.rows.resize(q.samples);
+    std::stable_sort(
+        rows.rows.begin(), rows.rows.end(), [](const StoredRow &a, const StoredRow &b) {
+          return a.timestamp_ns != b.timestamp_ns ? a.timestamp_ns > b.timestamp_ns : a.id > b.id;
+        });
     for (const StoredRow &r : rows.rows) {
       sample_ids.insert(r.id);
       if (r.has_trace_id && !r.trace_id.empty() && traces.size() < kMaxTraces &&
