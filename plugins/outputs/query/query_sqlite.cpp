@@ -173,22 +173,26 @@ class SqliteStore : public QueryStore {
       if (!st || !read_pattern_info(st, id, info, found)) return false;
     }
     if (!found) return true;
-    // Floor to the minute (timestamps before 1970 too); the (pattern_id, timestamp) index holds
-    // every value read, so no row is visited.
-    constexpr const char *kMinute =
-        "(timestamp - ((timestamp % 60000000000) + 60000000000) % 60000000000)";
+    // The (pattern_id, timestamp) index gives the timestamps in order (no row is read), so the
+    // minutes fill one after the other here, with no GROUP BY and its temporary b-tree.
     Statement st(this, *conn,
-                 std::string("SELECT ") + kMinute + " AS m, count(*) FROM " + table() +
-                     " WHERE pattern_id = ?1 AND timestamp >= ?2 AND timestamp <= ?3 GROUP BY m"
-                     " ORDER BY m",
+                 "SELECT timestamp FROM " + table() +
+                     " WHERE pattern_id = ?1 AND timestamp >= ?2 AND timestamp <= ?3"
+                     " ORDER BY timestamp",
                  err);
     if (!st) return false;
     sqlite3_bind_int64(st, 1, static_cast<int64_t>(id));
     sqlite3_bind_int64(st, 2, start_ns);
     sqlite3_bind_int64(st, 3, end_ns);
+    constexpr int64_t kMinuteNs = int64_t{60} * 1000000000;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-      out.push_back({sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)});
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      const int64_t at = sqlite3_column_int64(st, 0);
+      const int64_t minute =
+          at - ((at % kMinuteNs) + kMinuteNs) % kMinuteNs;  // floor, pre-1970 too
+      if (out.empty() || out.back().minute_ns != minute) out.push_back({minute, 0});
+      ++out.back().count;
+    }
     return st.finish(rc);
   }
 
