@@ -1,5 +1,7 @@
 // The query plugin over the MariaDB store (store: mariadb) against a private mariadbd: the shared
-// query contract (query_contract.h) on MariaDB, then /health while the server is down or the
+// query contract (query_contract.h) and pattern contract (pattern_contract.h) on MariaDB, the
+// whole path from the patterns filter through the mariadb output to /query/patterns, then
+// /health while the server is down or the
 // password is wrong, the statement time limit, a table without FULLTEXT, and pagination across
 // 10,000 rows while the mariadb output inserts.
 #include <gtest/gtest.h>
@@ -9,6 +11,8 @@
 #include <set>
 
 #include "mariadb.h"
+#include "mariadb_pipeline.h"
+#include "pattern_contract.h"
 #include "query_contract.h"
 #include "store_test_support.h"
 
@@ -62,15 +66,20 @@ void make_store(const TempDir &d, MariaDb &db, bool full_text = true) {
       << err;
 }
 
-std::unique_ptr<Process> query_engine(const TempDir &d, const MariaDb &db, int port,
-                                      const std::string &extra = "") {
+std::unique_ptr<Process> engine_named(const TempDir &d, const MariaDb &db, int port,
+                                      const std::string &extra, const std::string &name) {
   return engine(
       d,
       plugins_head() +
           "  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
           "  outputs:\n    - {name: query, match: none, store: mariadb, listen: 127.0.0.1:" +
           std::to_string(port) + ", " + connection(db) + extra + "}\n",
-      "query");
+      name);
+}
+
+std::unique_ptr<Process> query_engine(const TempDir &d, const MariaDb &db, int port,
+                                      const std::string &extra = "") {
+  return engine_named(d, db, port, extra, "query");
 }
 
 }  // namespace
@@ -127,6 +136,93 @@ struct MariaDbStore {
 
 namespace devmesh::test {
 INSTANTIATE_TYPED_TEST_SUITE_P(MariaDb, QueryContract, MariaDbStore);
+}
+
+namespace {
+
+// A DATETIME(6) literal of a nanosecond time (UTC, microseconds).
+std::string datetime(int64_t ns) {
+  std::string s = devmesh::format_rfc3339_us(ns);
+  s[10] = ' ';
+  s.pop_back();  // the Z
+  return "'" + s + "'";
+}
+
+std::string quoted(const std::string &s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace
+
+// The pattern contract's MariaDB backend: the fixture in a store of the mariadb output's schema
+// (the patterns table included), and a table as the release before patterns made it, in the
+// same server.
+struct MariaDbPatternStore {
+  static void start() {
+    dir = new TempDir;
+    db = new MariaDb(dir->path());
+    std::string err;
+    ASSERT_TRUE(db->start(&err)) << err;
+    make_store(*dir, *db);
+    std::string sql = "DELETE FROM log_events; DELETE FROM log_patterns;";
+    int n = 0;
+    for (const PatternFixtureRow &r : pattern_fixture_rows())
+      sql +=
+          "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+          " pattern_id) VALUES (" +
+          datetime(r.timestamp_ns) + ", 'fixture', " + quoted(r.service) + ", " + quoted(r.host) +
+          ", " + quoted(r.level) + ", " + quoted(r.message) + ", UNHEX(MD5('fixture " +
+          std::to_string(n++) + "')), " +
+          (r.pattern_id ? std::to_string(static_cast<int64_t>(*r.pattern_id)) : "NULL") + ");";
+    for (const PatternFixturePattern &p : pattern_fixture_table())
+      sql +=
+          "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count)"
+          " VALUES (" +
+          std::to_string(static_cast<int64_t>(p.id)) + ", " + quoted(p.service) + ", " +
+          (p.template_text ? quoted(*p.template_text) : "NULL") + ", " + datetime(p.first_seen_ns) +
+          ", " + datetime(p.last_seen_ns) + ", " + std::to_string(p.count) + ");";
+    ASSERT_EQ(db->sql(sql, nullptr, &err), 0) << err;
+    ASSERT_EQ(db->sql(previous_release_table("legacy_events") +
+                          ";INSERT INTO legacy_events (timestamp, source, service, host, level, "
+                          "message, event_id) SELECT TIMESTAMP'2000-01-01 00:00:00' + INTERVAL seq "
+                          "SECOND, 'old', 'svc', 'h', 'INFO', CONCAT('old row ', seq), "
+                          "UNHEX(MD5(CONCAT('old', seq))) FROM seq_1_to_" +
+                          std::to_string(kLegacyRows),
+                      nullptr, &err),
+              0)
+        << err;
+    port = free_port();
+    engine = query_engine(*dir, *db, port).release();
+    legacy_port = free_port();
+    legacy = engine_named(*dir, *db, legacy_port, ", table: legacy_events", "legacy").release();
+    for (int p : {port, legacy_port})
+      ASSERT_TRUE(wait_until(
+          [&] { return http("http://127.0.0.1:" + std::to_string(p) + "/health").status == 200; },
+          20s))
+          << engine->err() << legacy->err();
+  }
+  static void stop() {
+    for (Process *e : {engine, legacy}) {
+      e->kill(SIGTERM);
+      e->wait_exit(20s);
+      delete e;
+    }
+    delete db;
+    delete dir;
+  }
+  static std::string base() { return "http://127.0.0.1:" + std::to_string(port); }
+  static std::string legacy_base() { return "http://127.0.0.1:" + std::to_string(legacy_port); }
+
+  static inline TempDir *dir;
+  static inline MariaDb *db;
+  static inline int port, legacy_port;
+  static inline Process *engine, *legacy;
+};
+
+namespace devmesh::test {
+INSTANTIATE_TYPED_TEST_SUITE_P(MariaDb, PatternContract, MariaDbPatternStore);
 }
 
 namespace {
