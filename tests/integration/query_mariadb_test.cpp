@@ -227,6 +227,71 @@ INSTANTIATE_TYPED_TEST_SUITE_P(MariaDb, PatternContract, MariaDbPatternStore);
 
 namespace {
 
+// dummy -> patterns -> mariadb -> query, in one engine: the ids the filter gives are the ones
+// /query/patterns serves, with the templates and counts the output wrote, minutes adding up.
+TEST(QueryMariaDbStore, RecordsThroughThePatternsFilterAreServedByTemplateWithMinutesAddingUp) {
+  TempDir d;
+  MariaDb db(d.path());
+  std::string err;
+  ASSERT_TRUE(db.start(&err)) << err;
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto e = engine(d, plugins_head() +
+                         "  inputs:\n"
+                         "    - {name: dummy, rate: 0, count: 300, service: sshd, messages: ["
+                         "'Accepted password for root from 10.0.0.{seq} port {seq}', "
+                         "'Connection closed by 10.1.{seq}.2 [preauth]', "
+                         "'session opened for user app']}\n"
+                         "  filters:\n    - {name: patterns}\n"
+                         "  outputs:\n"
+                         "    - {name: mariadb, flush_interval: 50ms, " +
+                         connection(db) +
+                         "}\n"
+                         "    - {name: query, match: none, store: mariadb, listen: 127.0.0.1:" +
+                         std::to_string(port) + ", " + connection(db) + "}\n");
+  ASSERT_TRUE(wait_until([&] { return db.number("SELECT COUNT(*) FROM log_events") == 300; }, 60s))
+      << e->err();
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
+  // The last hour (the default window) holds them all: three patterns of 100, ties by id.
+  HttpResponse r = http(base + "/query/patterns");
+  ASSERT_EQ(r.status, 200) << r.body;
+  rapidjson::Document doc;
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsObject()) << r.body;
+  ASSERT_EQ(doc["patterns"].Size(), 3u) << r.body;
+  std::set<std::string> templates;
+  std::string previous;
+  for (auto &p : doc["patterns"].GetArray()) {
+    const std::string id = p["id"].GetString();
+    EXPECT_GT(id, previous) << r.body;
+    previous = id;
+    EXPECT_EQ(p["count"].GetInt64(), 100);
+    EXPECT_EQ(p["total_count"].GetInt64(), 100);
+    EXPECT_EQ(std::string(p["service"].GetString()), "sshd");
+    EXPECT_EQ(std::string(p["sample"]["pattern_id"].GetString()), id);
+    templates.insert(p["template"].GetString());
+    // Its minutes add up to its count, and /query/logs?pattern_id= gives its records.
+    HttpResponse m = http(base + "/query/patterns/" + id);
+    ASSERT_EQ(m.status, 200) << m.body;
+    rapidjson::Document minutes;
+    minutes.Parse(m.body.c_str());
+    int64_t sum = 0;
+    for (auto &minute : minutes["minutes"].GetArray()) sum += minute["count"].GetInt64();
+    EXPECT_EQ(sum, 100) << m.body;
+    HttpResponse l = http(base + "/query/logs?limit=1000&pattern_id=" + id);
+    rapidjson::Document rows;
+    rows.Parse(l.body.c_str());
+    ASSERT_TRUE(rows.IsArray()) << l.body;
+    EXPECT_EQ(rows.Size(), 100u);
+    for (auto &row : rows.GetArray()) EXPECT_EQ(std::string(row["pattern_id"].GetString()), id);
+  }
+  EXPECT_EQ(templates, (std::set<std::string>{"Accepted password for root from <*> port <*>",
+                                              "Connection closed by <*> [preauth]",
+                                              "session opened for user app"}));
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
 TEST(QueryMariaDbStore, HealthIs503WhileTheServerIsDownAndQueriesRecoverAfter) {
   TempDir d;
   MariaDb db(d.path());
