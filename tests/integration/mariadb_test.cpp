@@ -704,6 +704,34 @@ TEST_F(MariaDbOutput, ABatchDeliveredTwiceCountsItsPatternsOnce) {
       << patterns;
 }
 
+// Two engines storing the same records at the same time (a sender re-delivering to a second
+// aggregator): whichever inserts a row counts it, the other finds it stored, even when both
+// send it at once (the insert then reports fewer rows than sent and the batch is retried).
+TEST_F(MariaDbOutput, TwoEnginesStoringTheSameRecordsAtOnceCountEachRowOnce) {
+  const std::string config =
+      yaml(
+          "    - {name: dummy, rate: 0, count: 6000, batch: 100, service: sshd, messages: ["
+          "'Accepted password for root from 10.0.0.{seq} port {seq}', 'Connection closed by "
+          "10.1.{seq}.2 [preauth]', 'session opened for user app']}\n",
+          "      workers: 2\n      batch_size: 100\n      retry_wait: 50ms\n") +
+      kPatterns;
+  auto create = engine(
+      yaml("    - {name: dummy, rate: 0, start: 100000, count: 1, service: setup}\n"), "create");
+  ASSERT_EQ(create->wait_exit(60s), 0) << create->err();
+  auto a = engine(config, "a");
+  auto b = engine(config, "b");
+  ASSERT_EQ(a->wait_exit(120s), 0) << a->err();
+  ASSERT_EQ(b->wait_exit(120s), 0) << b->err();
+  EXPECT_EQ(rows("service='sshd'"), 6000);
+  const std::string patterns = pattern_rows(*db_);
+  EXPECT_EQ(db_->number("SELECT SUM(count) FROM log_patterns"), 6000) << patterns;
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM log_patterns p WHERE p.count <> (SELECT COUNT(*) "
+                        "FROM log_events l WHERE l.pattern_id = p.id)"),
+            0)
+      << patterns;
+  EXPECT_FALSE(std::filesystem::exists(d_ / "dead.ndjson"));
+}
+
 TEST_F(MariaDbOutput, RetentionDeletesPatternsLastSeenBeforeTheCutoff) {
   auto create = engine(yaml("    - {name: dummy, rate: 0, count: 1}\n"), "create");
   ASSERT_EQ(create->wait_exit(60s), 0) << create->err();

@@ -531,6 +531,16 @@ class MariaDbOutput {
                    name.c_str(),
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     }
+    if (!mariadb::valid_identifier(ptable)) {
+      // A table name of 56 to 64 characters leaves no room for the suffix.
+      host_->log(inst_, DM_LOG_WARN,
+                 "table name %s is too long for a patterns table beside it (%s is over 64 "
+                 "characters): templates are not stored",
+                 settings_.table.c_str(), ptable.c_str());
+      pattern_column_ = check.has_pattern_id;
+      patterns_table_ = false;
+      return true;
+    }
     bool exists = false;
     std::vector<std::string> problems;
     if (!mariadb::check_patterns_table(m, settings_.database, settings_.table, exists, problems,
