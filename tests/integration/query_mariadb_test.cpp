@@ -292,6 +292,66 @@ TEST(QueryMariaDbStore, RecordsThroughThePatternsFilterAreServedByTemplateWithMi
   EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
 }
 
+// A table of the release before patterns, served while the mariadb output upgrades it: the
+// running query engine finds the new column and table (it looks again every few seconds while
+// they are missing), no restart.
+TEST(QueryMariaDbStore, ATableUpgradedWhileServedShowsItsPatternsWithoutARestart) {
+  TempDir d;
+  MariaDb db(d.path());
+  std::string err;
+  ASSERT_TRUE(db.start(&err)) << err;
+  ASSERT_EQ(db.sql(previous_release_table() +
+                       ";INSERT INTO log_events (timestamp, source, service, host, level, message, "
+                       "event_id) VALUES (UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE, 'old', 'svc', 'h', "
+                       "'INFO', 'written by the previous release', UNHEX(MD5('old')))",
+                   nullptr, &err),
+            0)
+      << err;
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto q = query_engine(d, db, port);
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << q->err();
+  HttpResponse r = http(base + "/query/patterns");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"patterns\":[]"), std::string::npos) << r.body;
+  r = http(base + "/query/logs");
+  EXPECT_NE(r.body.find("\"pattern_id\":null"), std::string::npos) << r.body;
+
+  auto e = engine(d,
+                  plugins_head("  exit_when_done: true\n") +
+                      "  inputs:\n    - {name: dummy, rate: 0, count: 30, service: svc,"
+                      " message: 'new row {seq}'}\n"
+                      "  filters:\n    - {name: patterns}\n"
+                      "  outputs:\n    - {name: mariadb, " +
+                      connection(db) + "}\n",
+                  "upgrade");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  rapidjson::Document doc;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        r = http(base + "/query/patterns");
+        doc.Parse(r.body.c_str());
+        return r.status == 200 && doc.IsObject() && doc["patterns"].Size() == 1;
+      },
+      30s))
+      << r.body;
+  EXPECT_EQ(std::string(doc["patterns"][0]["template"].GetString()), "new row <*>");
+  EXPECT_EQ(doc["patterns"][0]["count"].GetInt64(), 30);
+  const std::string id = doc["patterns"][0]["id"].GetString();
+  r = http(base + "/query/logs?limit=100&pattern_id=" + id);
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsArray()) << r.body;
+  EXPECT_EQ(doc.Size(), 30u);
+  r = http(base + "/query/logs?limit=100&service=svc&order=asc");
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsArray()) << r.body;
+  ASSERT_EQ(doc.Size(), 31u);
+  EXPECT_TRUE(doc[0]["pattern_id"].IsNull()) << "the old row has none";
+  EXPECT_EQ(std::string(doc[1]["pattern_id"].GetString()), id);
+  q->kill(SIGTERM);
+  EXPECT_EQ(q->wait_exit(20s), 0) << q->err();
+}
+
 TEST(QueryMariaDbStore, HealthIs503WhileTheServerIsDownAndQueriesRecoverAfter) {
   TempDir d;
   MariaDb db(d.path());

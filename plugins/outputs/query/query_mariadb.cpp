@@ -222,7 +222,8 @@ class MariaDbStore : public QueryStore {
     if (!read_pattern_rows(c, ids, info, err)) return false;
     std::erase_if(found, [&](PatternSummary &p) {
       auto it = info.find(p.id);
-      if (it == info.end()) return q.only_new;
+      // service= and new=1 are the pattern's table row's: one without a row has neither.
+      if (it == info.end()) return q.only_new || q.service.has_value();
       const PatternSummary &t = it->second;
       if (q.only_new && (t.first_seen_ns < q.start_ns || t.first_seen_ns > q.end_ns)) return true;
       if (q.service && t.service != *q.service) return true;
