@@ -11,6 +11,8 @@
 namespace devmesh::log_tokens {
 
 inline constexpr std::string_view kWild = "<*>";
+// Tokens past this are one trailing <*> (the miner's default; the filter has no option for it).
+inline constexpr size_t kDefaultMaxTokens = 128;
 
 inline bool is_digit(char c) {
   return c >= '0' && c <= '9';

@@ -6,9 +6,6 @@
 #include <algorithm>
 #include <deque>
 
-// Relative, so the bench and the unit tests that compile this file need no include path.
-#include "../../common/log_tokens.hpp"
-
 namespace devmesh::patterns {
 
 namespace {

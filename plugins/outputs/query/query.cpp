@@ -6,6 +6,7 @@
 #include <devmesh/plugin.hpp>
 
 #include <atomic>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <stdexcept>
@@ -15,8 +16,10 @@
 #include <listen_tls.hpp>
 #include <sqlite_schema.hpp>
 
+#include "query_body.h"
 #include "query_json.h"
 #include "query_params.h"
+#include "query_similar.h"
 #include "query_store.h"
 #include "query_tail.h"
 
@@ -96,7 +99,7 @@ struct Core {
   dm_metric *m_ok, *m_bad, *m_unauthorized, *m_busy, *m_timeout, *m_unavailable, *m_failed;
 };
 
-enum class Kind { kLogs, kStats, kHealth };
+enum class Kind { kLogs, kStats, kHealth, kWork };
 
 struct Job {
   std::shared_ptr<Core> core;
@@ -108,6 +111,8 @@ struct Job {
   StatsQuery stats;
   int64_t now_ns = 0;
   std::string raw_query;
+  // Kind::kWork: the endpoint's own store work (the POST endpoints, in their own files).
+  std::function<bool(QueryStore &, std::string &body, StoreError &)> work;
   // Results, filled on the worker.
   int status = 200;
   std::string body;
@@ -163,6 +168,9 @@ void run_job(void *arg) {
       }
       return;
     }
+    case Kind::kWork:
+      ok = job->work(*core.store, job->body, err);
+      break;
   }
   if (!ok) {
     job->status = http_status(err.status);
@@ -276,17 +284,17 @@ class Query {
     struct Route {
       const char *path;
       void (Query::*fn)(dm_http_request *);
+      const char *method = "GET";
     };
-    static const Route routes[] = {{"/query/logs", &Query::serve_logs},
-                                   {"/query/stats", &Query::serve_stats},
-                                   {"/health", &Query::serve_health},
-                                   {"/info", &Query::serve_info},
-                                   {"/tail", &Query::serve_tail}};
+    static const Route routes[] = {
+        {"/query/logs", &Query::serve_logs}, {"/query/stats", &Query::serve_stats},
+        {"/health", &Query::serve_health},   {"/info", &Query::serve_info},
+        {"/tail", &Query::serve_tail},       {"/search/similar", &Query::serve_similar, "POST"}};
     if (!serve_tls(host_, inst_, listen_, tls_.tls, !token_.empty())) return 1;
     route_args_.reserve(std::size(routes));  // handlers keep pointers into it
     for (const Route &r : routes) {
       route_args_.push_back({this, r.fn});
-      if (host_->http_route(inst_, listen_.c_str(), "GET", r.path, on_request,
+      if (host_->http_route(inst_, listen_.c_str(), r.method, r.path, on_request,
                             &route_args_.back()) != DM_OK)
         return 1;
     }
@@ -484,6 +492,32 @@ class Query {
     reply(req, 200, std::string(out.GetString(), out.GetSize()));
   }
 
+  // A POST endpoint's body, or false once 413 is answered.
+  bool body(dm_http_request *req, std::string_view &out) {
+    out = sv(host_->http_body(req));
+    if (out.size() <= kMaxBodyBytes) return true;
+    host_->metric_add(core_->m_bad, 1);
+    reply(req, 413, error_json("body larger than " + std::to_string(kMaxBodyBytes) + " bytes"));
+    return false;
+  }
+
+  void serve_similar(dm_http_request *req) {
+    std::string_view text;
+    if (!body(req, text)) return;
+    SimilarRequest r;
+    std::string error;
+    if (!parse_similar_body(text, r, error)) return bad_request(req, error);
+    auto job = std::make_unique<Job>();
+    job->req = req;
+    job->kind = Kind::kWork;
+    const int64_t now = static_cast<int64_t>(host_->now_ns());
+    job->work = [r = std::move(r), index = similar_, now, tf = core_->tf](
+                    QueryStore &store, std::string &out, StoreError &err) {
+      return search_similar(store, *index, r, now, tf, out, err);
+    };
+    submit(std::move(job));
+  }
+
   void serve_tail(dm_http_request *req) {
     std::vector<std::pair<std::string, std::string>> p;
     if (!params(req, p)) return;
@@ -518,6 +552,8 @@ class Query {
   ListenTls tls_;
   std::vector<RouteArg> route_args_;
   std::unique_ptr<Tail> tail_;
+  // Templates are re-read for /search/similar once the index is this old.
+  std::shared_ptr<SimilarIndex> similar_ = std::make_shared<SimilarIndex>(int64_t{5} * 1000000000);
 };
 
 }  // namespace

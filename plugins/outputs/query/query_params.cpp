@@ -80,12 +80,23 @@ const ParamSpec kTailParams[] = {
      "header, when sent, wins)"},
     {"token", "the auth_token, for a browser's EventSource (or the cookie devmesh_token)"},
 };
+// The POST endpoints take a JSON object (query_body.h); these are its fields.
+const ParamSpec kSimilarFields[] = {
+    {"message", "string, required, at most 16384 bytes: the log message to look up"},
+    {"service", "string: only this service's templates (empty: any)"},
+    {"limit", "integer 1..1000, default 10: most patterns answered"},
+    {"records", "integer 0..100, default 5: recent records shown per pattern"},
+};
 const EndpointSpec kEndpoints[] = {
     {"/query/logs", "stored records, newest first, keyset-paginated (JSON array)", kLogParams},
     {"/query/stats", "counts by service, level and host over a time window", kStatsParams},
     {"/tail", "live Server-Sent Events of the records passing through, resumable", kTailParams},
     {"/health", "the store's reachability: 200 or 503 (never needs the token)", {}},
     {"/info", "version, node, store and the engine's instances", {}},
+    {"/search/similar",
+     "the stored templates nearest to a message (exact template match first, then TF-IDF "
+     "cosine), each with its recent records",
+     kSimilarFields, "POST"},
 };
 
 const EndpointSpec &spec(std::string_view path) {
@@ -416,9 +427,9 @@ const EndpointSpec *endpoint(std::string_view path) {
 
 const std::string &api_summary() {
   static const std::string text = [] {
-    std::string s = "endpoints (GET; every one documented in docs/query-api.md):";
+    std::string s = "endpoints (every one documented in docs/query-api.md):";
     for (const EndpointSpec &e : kEndpoints) {
-      s += "\n    GET " + std::string(e.path) + "  " + e.summary;
+      s += "\n    " + std::string(e.method) + " " + e.path + "  " + e.summary;
       if (e.params.empty()) s += "\n        (no parameters)";
       for (const ParamSpec &p : e.params)
         s += "\n        " + std::string(p.name) + ": " + p.summary;

@@ -27,9 +27,10 @@ struct ParamSpec {
   const char *summary;  // type, bounds and default, for the description
 };
 struct EndpointSpec {
-  const char *path;  // GET
+  const char *path;
   const char *summary;
-  std::span<const ParamSpec> params;
+  std::span<const ParamSpec> params;  // for POST: the JSON body's fields
+  const char *method = "GET";
 };
 std::span<const EndpointSpec> endpoints();
 // The endpoint served at `path`; nullptr for none.

@@ -1,0 +1,82 @@
+// Reading the POST endpoints' JSON bodies (query_body.h).
+#include "query_body.h"
+
+#include <rapidjson/error/en.h>
+
+namespace devmesh::query {
+
+std::string bad_field(std::string_view name, std::string_view why) {
+  return "bad field '" + std::string(name) + "': " + std::string(why);
+}
+
+namespace {
+
+// A field name as it may be echoed in an error: printable ASCII, bounded.
+std::string printable(std::string_view s) {
+  std::string r;
+  for (char c : s.substr(0, 64)) r += (c >= 0x20 && c < 0x7f) ? c : '?';
+  if (s.size() > 64) r += "...";
+  return r;
+}
+
+}  // namespace
+
+bool BodyFields::parse(const EndpointSpec &spec, std::string_view body, std::string &error) {
+  doc_.Parse(body.data(), body.size());
+  if (doc_.HasParseError()) {
+    error = "body is not JSON: " + std::string(rapidjson::GetParseError_En(doc_.GetParseError())) +
+            " at offset " + std::to_string(doc_.GetErrorOffset());
+    return false;
+  }
+  if (!doc_.IsObject()) {
+    error = "body must be a JSON object";
+    return false;
+  }
+  for (auto it = doc_.MemberBegin(); it != doc_.MemberEnd(); ++it) {
+    const std::string_view name(it->name.GetString(), it->name.GetStringLength());
+    bool known = false;
+    for (const ParamSpec &p : spec.params) known = known || name == p.name;
+    if (known) continue;
+    error = "unknown field '" + printable(name) + "' (valid for " + spec.path + ":";
+    for (size_t i = 0; i < spec.params.size(); ++i)
+      error += std::string(i ? ", " : " ") + spec.params[i].name;
+    error += ")";
+    return false;
+  }
+  return true;
+}
+
+bool BodyFields::has(const char *name) const {
+  return doc_.IsObject() && doc_.HasMember(name) && !doc_[name].IsNull();
+}
+
+bool BodyFields::text(const char *name, size_t max_len, std::optional<std::string> &out,
+                      std::string &error) {
+  if (!has(name)) return true;
+  const rapidjson::Value &v = doc_[name];
+  if (!v.IsString()) {
+    error = bad_field(name, "must be a string");
+    return false;
+  }
+  if (v.GetStringLength() > max_len) {
+    error = bad_field(name, "longer than " + std::to_string(max_len) + " bytes");
+    return false;
+  }
+  out.emplace(v.GetString(), v.GetStringLength());
+  return true;
+}
+
+bool BodyFields::integer(const char *name, int64_t min, int64_t max, std::optional<int64_t> &out,
+                         std::string &error) {
+  if (!has(name)) return true;
+  const rapidjson::Value &v = doc_[name];
+  if (!v.IsInt64() || v.GetInt64() < min || v.GetInt64() > max) {
+    error =
+        bad_field(name, "must be an integer " + std::to_string(min) + ".." + std::to_string(max));
+    return false;
+  }
+  out = v.GetInt64();
+  return true;
+}
+
+}  // namespace devmesh::query

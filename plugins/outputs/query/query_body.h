@@ -1,0 +1,40 @@
+// The JSON bodies of the query plugin's POST endpoints (/search/similar, /search/semantic,
+// /explain/incident): one object, its fields checked against the endpoint's table, every
+// problem one 400 message naming the field.
+#pragma once
+
+#include <rapidjson/document.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "query_params.h"
+
+namespace devmesh::query {
+
+// Bodies past this are refused with 413 before they are parsed.
+inline constexpr size_t kMaxBodyBytes = 65536;
+
+class BodyFields {
+ public:
+  // Parses `body` as one JSON object whose fields are all in `spec`'s table. False with
+  // `error` ("body is not JSON: ...", "unknown field 'x' (valid for /search/similar: ...)").
+  bool parse(const EndpointSpec &spec, std::string_view body, std::string &error);
+
+  // Each getter leaves `out` as it is when the field is absent; false with `error` naming the
+  // field when it is present but wrong.
+  bool text(const char *name, size_t max_len, std::optional<std::string> &out, std::string &error);
+  bool integer(const char *name, int64_t min, int64_t max, std::optional<int64_t> &out,
+               std::string &error);
+  bool has(const char *name) const;
+
+ private:
+  rapidjson::Document doc_;
+};
+
+// "bad field 'limit': why".
+std::string bad_field(std::string_view name, std::string_view why);
+
+}  // namespace devmesh::query
