@@ -3,6 +3,8 @@
 
 #include <rapidjson/error/en.h>
 
+#include <timestamp.hpp>
+
 namespace devmesh::query {
 
 std::string bad_field(std::string_view name, std::string_view why) {
@@ -76,6 +78,17 @@ bool BodyFields::integer(const char *name, int64_t min, int64_t max, std::option
     return false;
   }
   out = v.GetInt64();
+  return true;
+}
+
+bool BodyFields::number(const char *name, std::optional<int64_t> &out, std::string &error) {
+  if (!has(name) || !doc_[name].IsNumber()) return true;
+  int64_t ns = 0;
+  if (!epoch_number_to_ns(doc_[name].GetDouble(), ns)) {
+    error = bad_field(name, "epoch seconds out of range");
+    return false;
+  }
+  out = ns;
   return true;
 }
 

@@ -28,6 +28,9 @@ class BodyFields {
   bool text(const char *name, size_t max_len, std::optional<std::string> &out, std::string &error);
   bool integer(const char *name, int64_t min, int64_t max, std::optional<int64_t> &out,
                std::string &error);
+  // A JSON number (integer or not) as nanoseconds of epoch seconds; absent or not a number
+  // leaves `out` unset (true); a number out of range is an error.
+  bool number(const char *name, std::optional<int64_t> &out, std::string &error);
   bool has(const char *name) const;
 
  private:

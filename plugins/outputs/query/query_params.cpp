@@ -87,6 +87,20 @@ const ParamSpec kSimilarFields[] = {
     {"limit", "integer 1..1000, default 10: most patterns answered"},
     {"records", "integer 0..100, default 5: recent records shown per pattern"},
 };
+const ParamSpec kSemanticFields[] = {
+    {"message", "string, required, at most 16384 bytes: the text to embed and look up"},
+    {"service", "string: only this service's templates (empty: any)"},
+    {"limit", "integer 1..1000, default 10: most patterns answered"},
+};
+const ParamSpec kExplainFields[] = {
+    {"start_time", "RFC 3339 time or epoch seconds: the window's start (or around)"},
+    {"end_time", "time, as start_time: the window's end (default: now)"},
+    {"around", "time, as start_time: the window is around +- window (not with start_time)"},
+    {"window", "duration (15m, 1h), default 15m: with around, each side of it"},
+    {"service", "string: only this service"},
+    {"host", "string: only this host"},
+    {"max_bytes", "integer 1024..1048576, default 16384: the context pack's size bound"},
+};
 const EndpointSpec kEndpoints[] = {
     {"/query/logs", "stored records, newest first, keyset-paginated (JSON array)", kLogParams},
     {"/query/stats", "counts by service, level and host over a time window", kStatsParams},
@@ -97,6 +111,14 @@ const EndpointSpec kEndpoints[] = {
      "the stored templates nearest to a message (exact template match first, then TF-IDF "
      "cosine), each with its recent records",
      kSimilarFields, "POST"},
+    {"/search/semantic",
+     "templates ranked by cosine between their embeddings and the message's (needs embed_url "
+     "and model)",
+     kSemanticFields, "POST"},
+    {"/explain/incident",
+     "the context pack of a window sent to the chat model (needs chat_url and model): "
+     "{answer, model, evidence}",
+     kExplainFields, "POST"},
 };
 
 const EndpointSpec &spec(std::string_view path) {
