@@ -30,11 +30,15 @@ inline bool is_space(char c) {
 // The masked token of `tok`: the token itself when it has no digit, "<*>" for the numeric
 // parts it keeps apart (written into `out`), or "<*>" as a whole.
 inline std::string_view mask_token(std::string_view tok, std::string &out) {
+  // Long tokens are variables whole, digits or not (ids, hashes, base64, host names, paths):
+  // a constant word is rarely this long, and each distinct one would otherwise stay in the
+  // token table for good.
+  if (tok.size() > 24) return kWild;
   size_t first_digit = 0;
   while (first_digit < tok.size() && !is_digit(tok[first_digit])) ++first_digit;
   if (first_digit == tok.size()) return tok;
-  // Paths and long mixed tokens (ids, hashes, host names with numbers) are variables whole.
-  if (tok.size() > 24 || tok.find('/') != std::string_view::npos) return kWild;
+  // Paths and mixed tokens are variables whole.
+  if (tok.find('/') != std::string_view::npos) return kWild;
   out.clear();
   out.append(tok.substr(0, first_digit));
   size_t i = first_digit;

@@ -32,6 +32,33 @@ TEST(PatternMask, PathsLongIdsAndNamesWithDigitsAreWildcardsWhole) {
   EXPECT_EQ(mask("550e8400-e29b-41d4-a716-446655440000"), "<*>");
   EXPECT_EQ(mask("e820"), "<*>");
   EXPECT_EQ(mask("42abcd"), "<*>");
+  // Long tokens are variables even without a digit (tokens, base64, hashes in letters).
+  EXPECT_EQ(mask("ijklmnopqrstuvwxyzabcdefgh"), "<*>");
+  EXPECT_EQ(mask("abcdefghijklmnopqrstuvwx"), "abcdefghijklmnopqrstuvwx");  // 24: a word
+}
+
+// Distinct words are remembered up to max_vocabulary; past it a new word is a variable, so an
+// endless stream of new words cannot grow the miner without bound, and messages still group.
+TEST(PatternMiner, PastMaxVocabularyANewWordIsAVariable) {
+  devmesh::patterns::MinerOptions o;
+  o.max_vocabulary = 64;
+  Miner m(o);
+  EXPECT_EQ(m.template_text(m.add("alpha beta gamma").id), "alpha beta gamma");
+  std::string word = "aaaa";
+  uint32_t first = Miner::kNone;
+  for (int i = 0; i < 200; ++i) {
+    for (size_t k = 0; k < word.size(); ++k) {  // the next word: aaab, aaac, ...
+      if (++word[word.size() - 1 - k] <= 'z') break;
+      word[word.size() - 1 - k] = 'a';
+    }
+    const auto r = m.add("session opened for " + word);
+    if (first == Miner::kNone) first = m.resolve(r.id);
+    EXPECT_EQ(m.resolve(r.id), first) << word;
+  }
+  EXPECT_EQ(m.template_text(first), "session opened for <*>");
+  // Known words still count; new ones are variables now.
+  EXPECT_EQ(m.template_text(m.add("alpha beta gamma").id), "alpha beta gamma");
+  EXPECT_EQ(m.template_text(m.add("delta epsilon zeta").id), "<*> <*> <*>");
 }
 
 // Like Drain's, the tree routes by the first two tokens: a variable there makes another leaf.

@@ -3,6 +3,9 @@
 // cache without scanning its leaf.
 #include "pattern_miner.hpp"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include <algorithm>
 #include <deque>
 
@@ -24,7 +27,14 @@ struct Miner::Impl {
 
   // Interned tokens: id 0 is the wildcard.
   std::deque<std::string> token_text;
-  std::unordered_map<std::string_view, uint32_t> token_ids;
+  // XXH3 rather than std::hash: interning is the miner's hottest lookup (every token of every
+  // message), and libstdc++'s murmur hash costs more on these short keys.
+  struct TokenHash {
+    size_t operator()(std::string_view s) const noexcept {
+      return static_cast<size_t>(XXH3_64bits(s.data(), s.size()));
+    }
+  };
+  std::unordered_map<std::string_view, uint32_t, TokenHash> token_ids;
   std::vector<uint8_t> token_kv;  // 1: key=word, 2: key=<*>, 0: neither
 
   struct Node {
@@ -48,6 +58,7 @@ struct Miner::Impl {
   uint32_t intern(std::string_view s) {
     auto it = token_ids.find(s);
     if (it != token_ids.end()) return it->second;
+    if (token_text.size() >= opt.max_vocabulary) return kWildId;
     token_text.emplace_back(s);
     const uint32_t id = static_cast<uint32_t>(token_text.size() - 1);
     token_ids.emplace(token_text.back(), id);

@@ -33,6 +33,9 @@ struct MinerOptions {
   uint32_t max_children = 100;
   uint32_t kv_variants = 4;  // distinct word values before a key=value position is a variable
   uint32_t max_tokens = log_tokens::kDefaultMaxTokens;  // tokens past this: one trailing <*>
+  // Distinct tokens remembered; past it a token never seen is a variable (<*>). Bounds memory
+  // against an endless stream of new words (about 64 bytes each).
+  uint32_t max_vocabulary = 1u << 20;
 };
 
 // The masked token of `tok`: the token itself when it has no digit, "<*>" for the numeric

@@ -87,10 +87,16 @@ const dm_option kOptions[] = {
         .bounded(100, 3600000),
 };
 
+// 16 lowercase hex digits into out (no terminator): on every record, so no snprintf.
+void hex16_into(uint64_t v, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = digits[v & 15];
+}
+
 std::string hex16(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
-  return buf;
+  std::string s(16, '0');
+  hex16_into(v, s.data());
+  return s;
 }
 
 // Services are written escaped in the state file: it is one line per template, tab-separated.
@@ -200,8 +206,9 @@ class Patterns {
         continue;
       }
       Pattern &p = pattern_of(*svc, m);
-      const std::string id = hex16(p.id);
-      set_meta(batch, r, kIdKey, id);
+      char id[16];
+      hex16_into(p.id, id);
+      set_meta(batch, r, kIdKey, std::string_view(id, sizeof id));
       if (m.created || m.changed || p.announced_ns == 0 ||
           now - p.announced_ns >= cfg_.template_every_ms * 1000000) {
         set_meta(batch, r, kTemplateKey, svc->miner.template_text(m.id));
