@@ -344,8 +344,8 @@ TYPED_TEST_P(QueryContract, HealthInfoAndThePrototypesDocumentedQuery) {
 TYPED_TEST_P(QueryContract, AnUnknownParameterIsNamedWithTheValidOnesForItsEndpoint) {
   const std::pair<std::string, std::string> cases[] = {
       {"/query/logs",
-       "(valid for /query/logs: service, host, level, min_level, trace_id, q, start_time, "
-       "end_time, limit, order, cursor, envelope)"},
+       "(valid for /query/logs: service, host, level, min_level, trace_id, pattern_id, q, "
+       "start_time, end_time, limit, order, cursor, envelope)"},
       {"/query/stats", "(valid for /query/stats: since, start_time, end_time, top)"},
       {"/tail", "(valid for /tail: service, host, level, min_level, q, last_event_id, token)"},
       {"/health", "(/health takes no parameters)"},

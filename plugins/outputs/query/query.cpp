@@ -1,6 +1,7 @@
 // query output: the prototype's HTTP API over the store (GET /query/logs, /query/stats,
-// /health, /info) plus GET /tail, a live SSE stream of the records passing through the pipeline.
-// Requests are parsed on the loop; store reads run on the engine's work queue.
+// /health, /info), the patterns (GET /query/patterns, /query/patterns/{id}) plus GET /tail, a live
+// SSE stream of the records passing through the pipeline. Requests are parsed on the loop; store
+// reads run on the engine's work queue.
 #include <openssl/crypto.h>
 #include <unistd.h>
 #include <devmesh/plugin.hpp>
@@ -124,10 +125,18 @@ struct Core {
   dm_instance *inst;
   std::unique_ptr<QueryStore> store;
   TimeFormat tf = TimeFormat::kPrototype;
-  dm_metric *m_ok, *m_bad, *m_unauthorized, *m_busy, *m_timeout, *m_unavailable, *m_failed;
+  dm_metric *m_ok, *m_bad, *m_unauthorized, *m_busy, *m_timeout, *m_unavailable, *m_failed,
+      *m_not_found;
 };
 
+// kWork: the job's own `work` reads the store and renders the body (every endpoint past the
+// prototype's: one function per endpoint, no new case here).
 enum class Kind { kLogs, kStats, kHealth, kWork };
+
+struct Job;
+// Runs on a worker: fills job.body (and job.status when not 200); false with `err` on a store
+// failure (then the status comes from err).
+using Work = std::function<bool(Core &core, Job &job, StoreError &err)>;
 
 struct Job {
   std::shared_ptr<Core> core;
@@ -137,10 +146,9 @@ struct Job {
   Kind kind;
   LogRequest logs;
   StatsQuery stats;
+  Work work;
   int64_t now_ns = 0;
   std::string raw_query;
-  // Kind::kWork: the endpoint's own store work (the POST endpoints, in their own files).
-  std::function<bool(QueryStore &, std::string &body, StoreError &)> work;
   // Results, filled on the worker.
   int status = 200;
   std::string body;
@@ -185,6 +193,9 @@ void run_job(void *arg) {
                                core.tf);
       break;
     }
+    case Kind::kWork:
+      ok = job->work(core, *job, err);
+      break;
     case Kind::kHealth: {
       std::string why;
       const std::string ts = format_time(job->now_ns, core.tf);
@@ -196,9 +207,6 @@ void run_job(void *arg) {
       }
       return;
     }
-    case Kind::kWork:
-      ok = job->work(*core.store, job->body, err);
-      break;
   }
   if (!ok) {
     job->status = http_status(err.status);
@@ -217,6 +225,7 @@ void job_done(void *arg) {
     if (job->status == 504) m = core.m_timeout;
     if (job->status == 503) m = core.m_unavailable;
     if (job->status == 500) m = core.m_failed;
+    if (job->status == 404) m = core.m_not_found;
     host->metric_add(m, 1);
     if (job->status == 500)
       host->log(core.inst, DM_LOG_WARN, "query failed: %s", job->body.c_str());
@@ -301,6 +310,7 @@ class Query {
     core_->m_timeout = counter(req, help, "outcome=\"timeout\"");
     core_->m_unavailable = counter(req, help, "outcome=\"unavailable\"");
     core_->m_failed = counter(req, help, "outcome=\"failed\"");
+    core_->m_not_found = counter(req, help, "outcome=\"not_found\"");
     tail_ = std::make_unique<Tail>(host, inst, static_cast<uint32_t>(c.integer("tail_clients")),
                                    static_cast<size_t>(c.integer("tail_buffer")),
                                    static_cast<size_t>(c.integer("tail_history")), core_->tf);
@@ -314,19 +324,21 @@ class Query {
 
   int start() {
     struct Route {
-      const char *path;
+      const char *method;
+      const char *path;  // ending in '*': a prefix
       void (Query::*fn)(dm_http_request *);
-      const char *method = "GET";
     };
     static const Route routes[] = {
-        {"/query/logs", &Query::serve_logs},
-        {"/query/stats", &Query::serve_stats},
-        {"/health", &Query::serve_health},
-        {"/info", &Query::serve_info},
-        {"/tail", &Query::serve_tail},
-        {"/search/similar", &Query::serve_similar, "POST"},
-        {"/search/semantic", &Query::serve_semantic, "POST"},
-        {"/explain/incident", &Query::serve_explain, "POST"},
+        {"GET", "/query/logs", &Query::serve_logs},
+        {"GET", "/query/stats", &Query::serve_stats},
+        {"GET", "/query/patterns", &Query::serve_patterns},
+        {"GET", "/query/patterns/*", &Query::serve_pattern},
+        {"GET", "/health", &Query::serve_health},
+        {"GET", "/info", &Query::serve_info},
+        {"GET", "/tail", &Query::serve_tail},
+        {"POST", "/search/similar", &Query::serve_similar},
+        {"POST", "/search/semantic", &Query::serve_semantic},
+        {"POST", "/explain/incident", &Query::serve_explain},
     };
     if (!serve_tls(host_, inst_, listen_, tls_.tls, !token_.empty())) return 1;
     route_args_.reserve(std::size(routes));  // handlers keep pointers into it
@@ -500,6 +512,56 @@ class Query {
     submit(std::move(job));
   }
 
+  // A job whose `work` renders the answer (see Kind::kWork).
+  void submit_work(dm_http_request *req, Work work) {
+    auto job = std::make_unique<Job>();
+    job->req = req;
+    job->kind = Kind::kWork;
+    job->work = std::move(work);
+    submit(std::move(job));
+  }
+
+  void serve_patterns(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    PatternsQuery q;
+    std::string error;
+    if (!parse_patterns_request(p, static_cast<int64_t>(host_->now_ns()), q, error))
+      return bad_request(req, error);
+    submit_work(req, [q](Core &core, Job &job, StoreError &err) {
+      std::vector<PatternSummary> found;
+      if (!core.store->patterns(q, found, err)) return false;
+      job.body = patterns_json(found, q.start_ns, q.end_ns, core.tf);
+      return true;
+    });
+  }
+
+  void serve_pattern(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    constexpr std::string_view kPrefix = "/query/patterns/";
+    const std::string_view path = sv(host_->http_path(req));
+    PatternRequest pr;
+    std::string error;
+    if (!parse_pattern_request(path.substr(std::min(path.size(), kPrefix.size())), p,
+                               static_cast<int64_t>(host_->now_ns()), pr, error))
+      return bad_request(req, error);
+    submit_work(req, [pr](Core &core, Job &job, StoreError &err) {
+      PatternSummary info;
+      bool found = false;
+      std::vector<MinuteCount> minutes;
+      if (!core.store->pattern_minutes(pr.id, pr.start_ns, pr.end_ns, info, found, minutes, err))
+        return false;
+      if (!found) {
+        job.status = 404;
+        job.body = error_json("no pattern " + pattern_id_hex(pr.id) + " in the store");
+      } else {
+        job.body = pattern_minutes_json(info, pr.start_ns, pr.end_ns, minutes, core.tf);
+      }
+      return true;
+    });
+  }
+
   void serve_health(dm_http_request *req) {
     std::vector<std::pair<std::string, std::string>> p;
     if (!params(req, p)) return;
@@ -551,15 +613,11 @@ class Query {
     SimilarRequest r;
     std::string error;
     if (!parse_similar_body(text, r, error)) return bad_request(req, error);
-    auto job = std::make_unique<Job>();
-    job->req = req;
-    job->kind = Kind::kWork;
     const int64_t now = static_cast<int64_t>(host_->now_ns());
-    job->work = [r = std::move(r), index = similar_, now, tf = core_->tf](
-                    QueryStore &store, std::string &out, StoreError &err) {
-      return search_similar(store, *index, r, now, tf, out, err);
-    };
-    submit(std::move(job));
+    submit_work(req,
+                [r = std::move(r), index = similar_, now](Core &core, Job &job, StoreError &err) {
+                  return search_similar(*core.store, *index, r, now, core.tf, job.body, err);
+                });
   }
 
   // The model server's options; nothing starts here (start() does).
@@ -699,8 +757,9 @@ namespace {
 // The description and its endpoint list, from the parsers' own tables (query_params.cpp).
 const char *description() {
   static const std::string text =
-      "serves the prototype's query API (/query/logs, /query/stats, /health, /info) over the "
-      "sqlite or mariadb store, and /tail: a live SSE stream of the records passing through "
+      "serves the prototype's query API (/query/logs, /query/stats, /health, /info) and the "
+      "patterns (/query/patterns) over the sqlite or mariadb store, and /tail: a live SSE stream "
+      "of the records passing through "
       "(give this output a short flush_interval, e.g. 50ms, so /tail follows closely)\n  " +
       query::api_summary();
   return text.c_str();

@@ -57,48 +57,37 @@ JsonRows::JsonRows(uint32_t limit, TimeFormat tf, bool envelope)
   w_.StartArray();
 }
 
-void JsonRows::string(std::string_view s) {
-  write_string(w_, s, clean_);
-}
-
-void JsonRows::nullable(const char *key, bool has, std::string_view v) {
-  w_.Key(key);
-  if (has)
-    string(v);
-  else
-    w_.Null();
-}
-
-void JsonRows::row(const LogRow &r) {
-  if (count_ >= limit_) {
-    more_ = true;
-    return;
-  }
-  ++count_;
-  last_ = RowKey{r.timestamp_ns, r.id};
-  w_.StartObject();
-  w_.Key("id");
-  w_.Int64(r.id);
-  w_.Key("timestamp");
+void write_row(Writer &w, const LogRow &r, TimeFormat tf, std::string &scratch) {
+  auto nullable = [&](const char *key, bool has, std::string_view v) {
+    w.Key(key);
+    if (has)
+      write_string(w, v, scratch);
+    else
+      w.Null();
+  };
+  w.StartObject();
+  w.Key("id");
+  w.Int64(r.id);
+  w.Key("timestamp");
   char ts[64];
-  w_.String(ts, json_size(format_time(r.timestamp_ns, tf_, ts, sizeof ts)));
-  w_.Key("source");
-  string(r.source);
-  w_.Key("service");
-  string(r.service);
-  w_.Key("host");
-  string(r.host);
-  w_.Key("level");
-  string(r.level);
+  w.String(ts, json_size(format_time(r.timestamp_ns, tf, ts, sizeof ts)));
+  w.Key("source");
+  write_string(w, r.source, scratch);
+  w.Key("service");
+  write_string(w, r.service, scratch);
+  w.Key("host");
+  write_string(w, r.host, scratch);
+  w.Key("level");
+  write_string(w, r.level, scratch);
   nullable("trace_id", r.has_trace_id, r.trace_id);
   nullable("span_id", r.has_span_id, r.span_id);
   nullable("event_type", r.has_event_type, r.event_type);
   nullable("error_code", r.has_error_code, r.error_code);
-  w_.Key("message");
-  string(r.message);
-  w_.Key("meta_json");
+  w.Key("message");
+  write_string(w, r.message, scratch);
+  w.Key("meta_json");
   if (!r.has_meta_json) {
-    w_.Null();
+    w.Null();
   } else {
     // Stored JSON text goes out as an object (as the prototype returned it), re-validated so a
     // hand-edited row cannot break the response; text that is not valid JSON goes out as a string.
@@ -111,11 +100,27 @@ void JsonRows::row(const LogRow &r) {
     if (reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag |
                      rapidjson::kParseNumbersAsStringsFlag>(ms, sw) &&
         sw.IsComplete())
-      w_.RawValue(sub.GetString(), sub.GetSize(), rapidjson::kObjectType);
+      w.RawValue(sub.GetString(), sub.GetSize(), rapidjson::kObjectType);
     else
-      string(r.meta_json);
+      write_string(w, r.meta_json, scratch);
   }
-  w_.EndObject();
+  // After the prototype's columns: its clients read the keys they know.
+  w.Key("pattern_id");
+  if (r.has_pattern_id)
+    write_string(w, pattern_id_hex(r.pattern_id), scratch);
+  else
+    w.Null();
+  w.EndObject();
+}
+
+void JsonRows::row(const LogRow &r) {
+  if (count_ >= limit_) {
+    more_ = true;
+    return;
+  }
+  ++count_;
+  last_ = RowKey{r.timestamp_ns, r.id};
+  write_row(w_, r, tf_, clean_);
 }
 
 std::string JsonRows::finish(const std::optional<std::string> &next) {
@@ -129,6 +134,100 @@ std::string JsonRows::finish(const std::optional<std::string> &next) {
     w_.EndObject();
   }
   return std::string(out_.GetString(), out_.GetSize());
+}
+
+namespace {
+
+// The patterns table's side of a pattern: what it is and its all-time range and count.
+void write_pattern_info(Writer &w, const PatternSummary &p, TimeFormat tf, std::string &scratch) {
+  w.Key("id");
+  write_string(w, pattern_id_hex(p.id), scratch);
+  w.Key("service");
+  write_string(w, p.service, scratch);
+  w.Key("template");
+  if (p.has_template)
+    write_string(w, p.template_text, scratch);
+  else
+    w.Null();
+  w.Key("first_seen");
+  write_string(w, format_time(p.first_seen_ns, tf), scratch);
+  w.Key("last_seen");
+  write_string(w, format_time(p.last_seen_ns, tf), scratch);
+  w.Key("total_count");
+  w.Int64(p.total_count);
+}
+
+void write_window(Writer &w, int64_t start_ns, int64_t end_ns, TimeFormat tf,
+                  std::string &scratch) {
+  w.Key("start_time");
+  write_string(w, format_time(start_ns, tf), scratch);
+  w.Key("end_time");
+  write_string(w, format_time(end_ns, tf), scratch);
+}
+
+}  // namespace
+
+std::string patterns_json(const std::vector<PatternSummary> &patterns, int64_t start_ns,
+                          int64_t end_ns, TimeFormat tf) {
+  rapidjson::StringBuffer out;
+  Writer w(out);
+  std::string scratch;
+  w.StartObject();
+  write_window(w, start_ns, end_ns, tf, scratch);
+  w.Key("patterns");
+  w.StartArray();
+  for (const PatternSummary &p : patterns) {
+    w.StartObject();
+    write_pattern_info(w, p, tf, scratch);
+    w.Key("count");
+    w.Int64(p.count);
+    w.Key("first");
+    write_string(w, format_time(p.first_ns, tf), scratch);
+    w.Key("last");
+    write_string(w, format_time(p.last_ns, tf), scratch);
+    if (!p.hosts.empty()) {
+      w.Key("hosts");
+      w.StartArray();
+      for (const auto &h : p.hosts) write_string(w, h, scratch);
+      w.EndArray();
+    }
+    w.Key("sample");
+    if (p.sample)
+      write_row(w, p.sample->view(), tf, scratch);
+    else
+      w.Null();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::string(out.GetString(), out.GetSize());
+}
+
+std::string pattern_minutes_json(const PatternSummary &info, int64_t start_ns, int64_t end_ns,
+                                 const std::vector<MinuteCount> &minutes, TimeFormat tf) {
+  rapidjson::StringBuffer out;
+  Writer w(out);
+  std::string scratch;
+  w.StartObject();
+  write_pattern_info(w, info, tf, scratch);
+  write_window(w, start_ns, end_ns, tf, scratch);
+  int64_t total = 0;
+  for (const auto &m : minutes) total += m.count;
+  w.Key("count");
+  w.Int64(total);
+  w.Key("minutes");
+  w.StartArray();
+  for (const auto &m : minutes) {
+    w.StartObject();
+    w.Key("minute");
+    write_string(w, format_time(m.minute_ns, tf), scratch);
+    w.Key("count");
+    w.Int64(m.count);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::string(out.GetString(), out.GetSize());
 }
 
 std::string stats_json(const StatsResult &s, int64_t since_ns, int64_t until_ns, TimeFormat tf) {

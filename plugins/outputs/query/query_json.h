@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "query_store.h"
 
@@ -36,9 +37,6 @@ class JsonRows : public RowSink {
   uint32_t count() const { return count_; }
 
  private:
-  void string(std::string_view s);
-  void nullable(const char *key, bool has, std::string_view v);
-
   rapidjson::StringBuffer out_;
   rapidjson::Writer<rapidjson::StringBuffer> w_;
   std::string clean_;
@@ -47,6 +45,19 @@ class JsonRows : public RowSink {
   bool envelope_, more_ = false;
   RowKey last_;
 };
+
+// Writes one row as the prototype's object (plus pattern_id); what JsonRows writes per row.
+void write_row(rapidjson::Writer<rapidjson::StringBuffer> &w, const LogRow &r, TimeFormat tf,
+               std::string &scratch);
+
+// GET /query/patterns: {"start_time","end_time","patterns":[{id, service, template, count,
+// first, last, first_seen, last_seen, total_count, sample}]}.
+std::string patterns_json(const std::vector<PatternSummary> &patterns, int64_t start_ns,
+                          int64_t end_ns, TimeFormat tf);
+
+// GET /query/patterns/{id}: the pattern's table row, the window, its count there and per minute.
+std::string pattern_minutes_json(const PatternSummary &info, int64_t start_ns, int64_t end_ns,
+                                 const std::vector<MinuteCount> &minutes, TimeFormat tf);
 
 std::string stats_json(const StatsResult &s, int64_t since_ns, int64_t until_ns, TimeFormat tf);
 

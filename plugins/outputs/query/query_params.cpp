@@ -53,6 +53,7 @@ const ParamSpec kLogParams[] = {
     {"level", "DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL, any case: exactly this level"},
     {"min_level", "a level name: that level and every one ranking above it"},
     {"trace_id", "text: exactly this trace id"},
+    {"pattern_id", "16 hex digits: only the records of this pattern (the patterns filter's id)"},
     {"q", "words (letters, digits) found together, in order, in message; at most 32"},
     {"start_time", "time: timestamp >= it; an RFC 3339 time or epoch seconds"},
     {"end_time", "time: timestamp <= it, not before start_time"},
@@ -68,6 +69,20 @@ const ParamSpec kStatsParams[] = {
     {"start_time", "time, as /query/logs: the window's start (default: one hour before its end)"},
     {"end_time", "time, as /query/logs: the window's end (default: now)"},
     {"top", "integer 1..10000, default 100: most groups per breakdown, by count"},
+};
+const ParamSpec kPatternsParams[] = {
+    {"start_time", "time, as /query/logs: the window's start (default: one hour before its end)"},
+    {"end_time", "time, as /query/logs: the window's end (default: now)"},
+    {"service", "text: exactly this service"},
+    {"host", "text: records from exactly this host"},
+    {"level", "a level name: records of exactly this level"},
+    {"min_level", "a level name: records of that level and above"},
+    {"new", "0|1|true|false, default 0: 1 keeps the patterns first seen in the window"},
+    {"limit", "integer 1..10000, default 50: most patterns, by count in the window"},
+};
+const ParamSpec kPatternParams[] = {
+    {"start_time", "time, as /query/logs: the window's start (default: one hour before its end)"},
+    {"end_time", "time, as /query/logs: the window's end (default: now)"},
 };
 const ParamSpec kTailParams[] = {
     {"service", "text: exactly this service"},
@@ -104,6 +119,11 @@ const ParamSpec kExplainFields[] = {
 const EndpointSpec kEndpoints[] = {
     {"/query/logs", "stored records, newest first, keyset-paginated (JSON array)", kLogParams},
     {"/query/stats", "counts by service, level and host over a time window", kStatsParams},
+    {"/query/patterns",
+     "the top patterns (templates) in a time window, with counts, first/last seen and a sample",
+     kPatternsParams},
+    {"/query/patterns/{id}", "one pattern's template and its count per minute in a window",
+     kPatternParams},
     {"/tail", "live Server-Sent Events of the records passing through, resumable", kTailParams},
     {"/health", "the store's reachability: 200 or 503 (never needs the token)", {}},
     {"/info", "version, node, store and the engine's instances", {}},
@@ -203,6 +223,39 @@ bool parse_level_param(const std::map<std::string, std::string> &p, const char *
   if (!level)
     error = bad(name, "must be one of DEBUG, INFO, WARN, WARNING, ERROR, CRITICAL, FATAL");
   return level != 0;
+}
+
+constexpr int64_t kDefaultWindowNs = int64_t{3600} * 1000 * 1000000;
+
+// A window's start when only its end (or nothing) was given: the hour before, saturating.
+int64_t hour_before(int64_t end) {
+  return end < INT64_MIN + kDefaultWindowNs ? INT64_MIN : end - kDefaultWindowNs;
+}
+
+bool parse_flag(const std::map<std::string, std::string> &p, const char *name, bool &out,
+                std::string &error) {
+  auto it = p.find(name);
+  if (it == p.end()) return true;
+  const std::string v = lower(it->second);
+  if (v != "0" && v != "1" && v != "true" && v != "false") {
+    error = bad(name, "must be 0 or 1");
+    return false;
+  }
+  out = v == "1" || v == "true";
+  return true;
+}
+
+bool parse_window(const std::map<std::string, std::string> &p, int64_t now_ns, int64_t &start_ns,
+                  int64_t &end_ns, std::string &error) {
+  std::optional<int64_t> start, end;
+  if (!parse_time_range(p, start, end, error)) return false;
+  end_ns = end.value_or(now_ns);
+  start_ns = start.value_or(hour_before(end_ns));
+  if (end_ns < start_ns) {  // only a start after now gets here
+    error = bad("start_time", "is after end_time (default: now)");
+    return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -308,6 +361,13 @@ bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &p
     }
     q.limit = limit;
   }
+  if (p.count("pattern_id")) {
+    q.pattern_id = parse_pattern_id(p["pattern_id"]);
+    if (!q.pattern_id) {
+      error = bad("pattern_id", "must be 16 hex digits (the meta pattern_id of a record)");
+      return false;
+    }
+  }
   if (!parse_q(p, q.q_terms, error)) return false;
   if (p.count("order")) {
     const std::string o = lower(p["order"]);
@@ -322,15 +382,47 @@ bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &p
     if (!decode_cursor(p["cursor"], q.descending, key, error)) return false;
     q.after = key;
   }
-  if (p.count("envelope")) {
-    const std::string e = lower(p["envelope"]);
-    if (e != "0" && e != "1" && e != "true" && e != "false") {
-      error = bad("envelope", "must be 0 or 1");
+  return parse_flag(p, "envelope", out.envelope, error);
+}
+
+bool parse_patterns_request(const std::vector<std::pair<std::string, std::string>> &params,
+                            int64_t now_ns, PatternsQuery &out, std::string &error) {
+  std::map<std::string, std::string> p;
+  if (!collect(params, spec("/query/patterns"), p, error)) return false;
+  if (!parse_window(p, now_ns, out.start_ns, out.end_ns, error)) return false;
+  if (p.count("service")) out.service = p["service"];
+  if (p.count("host")) out.host = p["host"];
+  int level = 0, min_level = 0;
+  if (!parse_level_param(p, "level", level, error) ||
+      !parse_level_param(p, "min_level", min_level, error))
+    return false;
+  if (level) out.level = dm_level_name(level);
+  if (min_level) out.min_levels = levels_at_or_above(dm_level_name(min_level));
+  if (!parse_flag(p, "new", out.only_new, error)) return false;
+  if (p.count("limit")) {
+    uint32_t limit = 0;
+    if (!parse_int(p["limit"], limit) || limit < 1 || limit > kMaxLimit) {
+      error = bad("limit", "must be an integer between 1 and " + std::to_string(kMaxLimit));
       return false;
     }
-    out.envelope = e == "1" || e == "true";
+    out.limit = limit;
   }
   return true;
+}
+
+bool parse_pattern_request(std::string_view id_text,
+                           const std::vector<std::pair<std::string, std::string>> &params,
+                           int64_t now_ns, PatternRequest &out, std::string &error) {
+  std::map<std::string, std::string> p;
+  if (!collect(params, spec("/query/patterns/{id}"), p, error)) return false;
+  const auto id = parse_pattern_id(id_text);
+  if (!id) {
+    error = "bad pattern id '" + printable(id_text) +
+            "' in the path: must be 16 hex digits (/query/patterns/0123456789abcdef)";
+    return false;
+  }
+  out.id = *id;
+  return parse_window(p, now_ns, out.start_ns, out.end_ns, error);
 }
 
 bool parse_stats_request(const std::vector<std::pair<std::string, std::string>> &params,
@@ -338,7 +430,6 @@ bool parse_stats_request(const std::vector<std::pair<std::string, std::string>> 
                          std::string &error) {
   std::map<std::string, std::string> p;
   if (!collect(params, spec("/query/stats"), p, error)) return false;
-  constexpr int64_t kDefaultWindowNs = int64_t{3600} * 1000 * 1000000;
   if (p.count("since")) {
     // since counts back from now; with a start or an end the window would be two things.
     for (const char *other : {"start_time", "end_time"})
@@ -356,10 +447,7 @@ bool parse_stats_request(const std::vector<std::pair<std::string, std::string>> 
   } else {
     std::optional<int64_t> start;
     if (!parse_time_range(p, start, out.end_ns, error)) return false;
-    const int64_t end = out.end_ns.value_or(now_ns);
-    out.since_ns = start                                ? *start
-                   : end < INT64_MIN + kDefaultWindowNs ? INT64_MIN  // saturating
-                                                        : end - kDefaultWindowNs;
+    out.since_ns = start ? *start : hour_before(out.end_ns.value_or(now_ns));
   }
   if (p.count("top")) {
     if (!parse_int(p["top"], out.top) || out.top < 1 || out.top > kMaxLimit) {

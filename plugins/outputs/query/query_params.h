@@ -27,7 +27,7 @@ struct ParamSpec {
   const char *summary;  // type, bounds and default, for the description
 };
 struct EndpointSpec {
-  const char *path;
+  const char *path;  // GET; "{id}" stands for a path segment (/query/patterns/{id})
   const char *summary;
   std::span<const ParamSpec> params;  // for POST: the JSON body's fields
   const char *method = "GET";
@@ -61,6 +61,21 @@ struct LogRequest {
 // GET /query/logs. False with `error` ("bad parameter 'limit': ...", "unknown parameter 'x'").
 bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &params,
                        LogRequest &out, std::string &error);
+
+// GET /query/patterns: the window (start_time/end_time as /query/logs takes them; without a
+// start, the hour before the end; without an end, now) and the filters.
+bool parse_patterns_request(const std::vector<std::pair<std::string, std::string>> &params,
+                            int64_t now_ns, PatternsQuery &out, std::string &error);
+
+// GET /query/patterns/{id}: `id_text` is the path's last segment (16 hex digits), the window
+// as /query/patterns's.
+struct PatternRequest {
+  uint64_t id = 0;
+  int64_t start_ns = 0, end_ns = 0;
+};
+bool parse_pattern_request(std::string_view id_text,
+                           const std::vector<std::pair<std::string, std::string>> &params,
+                           int64_t now_ns, PatternRequest &out, std::string &error);
 
 bool parse_stats_request(const std::vector<std::pair<std::string, std::string>> &params,
                          int64_t now_ns, const DurationParser &parse_duration, StatsQuery &out,

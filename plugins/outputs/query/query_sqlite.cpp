@@ -1,8 +1,11 @@
 // The query plugin's SQLite backend: read-only connections (WAL lets them read while the sqlite
 // output writes), pooled so each query thread uses its own, parameterised SQL only, and a
-// statement time limit through the progress handler.
+// statement time limit through the progress handler. Patterns: the rows' pattern_id column and
+// the patterns table the sqlite output writes beside the rows (both absent from a table made by
+// an earlier release, which then answers no patterns).
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <vector>
@@ -28,6 +31,9 @@ struct Bind {
 struct Conn {
   sqlite3 *db = nullptr;
   std::chrono::steady_clock::time_point deadline;
+  // Learnt once true (a column or table is never dropped under a running store); while false,
+  // asked again at every call, so a store upgraded by the output is seen without a restart.
+  bool has_pattern_column = false, has_patterns_table = false;
   ~Conn() { sqlite3_close(db); }
 };
 
@@ -43,10 +49,13 @@ class SqliteStore : public QueryStore {
     Lease conn(this, err);
     if (!conn) return false;
     const std::string t = schema::quote_ident(s_.table);
+    const bool patterns = pattern_column(*conn);
+    // A table made before the column: its rows have no pattern, so none matches pattern_id=.
+    if (q.pattern_id && !patterns) return true;
     std::string sql =
         "SELECT id, timestamp, source, service, host, level, trace_id, span_id, event_type, "
-        "error_code, message, meta_json FROM " +
-        t + " WHERE 1";
+        "error_code, message, meta_json" +
+        std::string(patterns ? ", pattern_id" : "") + " FROM " + t + " WHERE 1";
     // Every value goes through a ? placeholder, bound in order.
     std::vector<Bind> binds;
     auto text = [&](const std::string &col, const std::string &v) {
@@ -60,6 +69,8 @@ class SqliteStore : public QueryStore {
     if (q.service) text("service", *q.service);
     if (q.host) text("host", *q.host);
     if (q.trace_id) text("trace_id", *q.trace_id);
+    // The (pattern_id, timestamp) index gives this pattern's rows in the keyset order.
+    if (q.pattern_id) integer("pattern_id = ?", static_cast<int64_t>(*q.pattern_id));
     // "+level": never drive the scan by the level index. A level holds a large share of the
     // rows, so walking it and sorting them all is slow (0.3 s for ERROR on 1M rows); walking the
     // timestamp index newest first and filtering finds a page at once (0.02 s). Measured in
@@ -111,30 +122,108 @@ class SqliteStore : public QueryStore {
         sqlite3_bind_int64(st, at, binds[i].number);
     }
     start_clock(*conn);
-    LogRow r;
     int rc;
-    auto col = [&](int i, std::string_view &v) {
-      const auto *p = reinterpret_cast<const char *>(sqlite3_column_text(st, i));
-      v = p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(st, i)))
-            : std::string_view();
-      return p != nullptr;
-    };
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      r.id = sqlite3_column_int64(st, 0);
-      r.timestamp_ns = sqlite3_column_int64(st, 1);
-      col(2, r.source);
-      col(3, r.service);
-      col(4, r.host);
-      col(5, r.level);
-      r.has_trace_id = col(6, r.trace_id);
-      r.has_span_id = col(7, r.span_id);
-      r.has_event_type = col(8, r.event_type);
-      r.has_error_code = col(9, r.error_code);
-      col(10, r.message);
-      r.has_meta_json = col(11, r.meta_json);
-      out.row(r);
-    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) out.row(read_row(st, patterns));
     return finish(*conn, st, rc, err);
+  }
+
+  bool patterns(const PatternsQuery &q, std::vector<PatternSummary> &out,
+                StoreError &err) override {
+    out.clear();
+    Lease conn(this, err);
+    if (!conn) return false;
+    if (!pattern_column(*conn) || !patterns_table(*conn)) return true;
+    Snapshot snap(*conn);
+    start_clock(*conn);
+    std::vector<PatternSummary> found;
+    if (!count_patterns(*conn, q, found, err)) return false;
+    // The patterns table's side, then the window's order: count descending, ties by id.
+    Statement info(this, *conn, pattern_info_sql(), err);
+    if (!info) return false;
+    std::vector<bool> known;  // has a row in the patterns table
+    for (PatternSummary &p : found) {
+      bool in_table = false;
+      if (!read_pattern_info(info, p.id, p, in_table)) return false;
+      known.push_back(in_table);
+    }
+    size_t i = 0;
+    std::erase_if(found, [&](const PatternSummary &p) {
+      const bool in_table = known[i++];
+      if (q.only_new && (!in_table || p.first_seen_ns < q.start_ns || p.first_seen_ns > q.end_ns))
+        return true;
+      return q.service && in_table && p.service != *q.service;
+    });
+    std::sort(found.begin(), found.end(), [](const PatternSummary &a, const PatternSummary &b) {
+      return a.count != b.count ? a.count > b.count : a.id < b.id;
+    });
+    if (found.size() > q.limit) found.resize(q.limit);
+    for (PatternSummary &p : found) {
+      if (q.with_sample && !read_sample(*conn, q, p, err)) return false;
+      if (q.max_hosts && !read_hosts(*conn, q, p, err)) return false;
+    }
+    out = std::move(found);
+    return true;
+  }
+
+  bool pattern_minutes(uint64_t id, int64_t start_ns, int64_t end_ns, PatternSummary &info,
+                       bool &found, std::vector<MinuteCount> &out, StoreError &err) override {
+    found = false;
+    out.clear();
+    Lease conn(this, err);
+    if (!conn) return false;
+    if (!pattern_column(*conn) || !patterns_table(*conn)) return true;
+    Snapshot snap(*conn);
+    start_clock(*conn);
+    {
+      Statement st(this, *conn, pattern_info_sql(), err);
+      if (!st || !read_pattern_info(st, id, info, found)) return false;
+    }
+    if (!found) return true;
+    // Floor to the minute (timestamps before 1970 too); the (pattern_id, timestamp) index holds
+    // every value read, so no row is visited.
+    constexpr const char *kMinute =
+        "(timestamp - ((timestamp % 60000000000) + 60000000000) % 60000000000)";
+    Statement st(this, *conn,
+                 std::string("SELECT ") + kMinute + " AS m, count(*) FROM " + table() +
+                     " WHERE pattern_id = ?1 AND timestamp >= ?2 AND timestamp <= ?3 GROUP BY m"
+                     " ORDER BY m",
+                 err);
+    if (!st) return false;
+    sqlite3_bind_int64(st, 1, static_cast<int64_t>(id));
+    sqlite3_bind_int64(st, 2, start_ns);
+    sqlite3_bind_int64(st, 3, end_ns);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      out.push_back({sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)});
+    return st.finish(rc);
+  }
+
+  bool templates(const TemplatesQuery &q, std::vector<PatternSummary> &out,
+                 StoreError &err) override {
+    out.clear();
+    Lease conn(this, err);
+    if (!conn) return false;
+    if (!patterns_table(*conn)) return true;
+    start_clock(*conn);
+    std::string sql = "SELECT id, service, template, first_seen, last_seen, count FROM " +
+                      patterns_name() + " WHERE 1";
+    if (q.service) sql += " AND service = ?1";
+    if (q.seen_since_ns) sql += " AND last_seen >= ?2";
+    sql += " ORDER BY last_seen DESC, id LIMIT ?3";
+    Statement st(this, *conn, sql, err);
+    if (!st) return false;
+    if (q.service)
+      sqlite3_bind_text(st, 1, q.service->data(), static_cast<int>(q.service->size()),
+                        SQLITE_STATIC);
+    if (q.seen_since_ns) sqlite3_bind_int64(st, 2, *q.seen_since_ns);
+    sqlite3_bind_int64(st, 3, q.limit);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      PatternSummary p;
+      read_pattern_columns(st, p);
+      out.push_back(std::move(p));
+    }
+    return st.finish(rc);
   }
 
   bool stats(const StatsQuery &q, StatsResult &out, StoreError &err) override {
@@ -269,6 +358,292 @@ class SqliteStore : public QueryStore {
   void start_clock(Conn &c) {
     c.deadline =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(s_.statement_timeout_ms);
+  }
+
+  // A prepared statement for one call, finalized at the end of its scope. Prepared without
+  // restarting the call's clock: a call's statements share one statement_timeout.
+  class Statement {
+   public:
+    Statement(SqliteStore *s, Conn &c, const std::string &sql, StoreError &err)
+        : s_(s), c_(c), err_(err) {
+      if (sqlite3_prepare_v2(c.db, sql.c_str(), static_cast<int>(sql.size()), &st_, nullptr) !=
+          SQLITE_OK) {
+        s_->fail(c_, sqlite3_errcode(c.db), err_);
+        sqlite3_finalize(st_);
+        st_ = nullptr;
+      }
+    }
+    ~Statement() { sqlite3_finalize(st_); }
+    Statement(const Statement &) = delete;
+    Statement &operator=(const Statement &) = delete;
+    explicit operator bool() const { return st_ != nullptr; }
+    operator sqlite3_stmt *() const { return st_; }
+    // After the last step: true when it ended well, else `err` set.
+    bool finish(int rc) {
+      sqlite3_reset(st_);
+      return rc == SQLITE_DONE || s_->fail(c_, rc, err_);
+    }
+
+   private:
+    SqliteStore *s_;
+    Conn &c_;
+    StoreError &err_;
+    sqlite3_stmt *st_ = nullptr;
+  };
+
+  // One read transaction for a call's statements: counts, table rows and samples agree.
+  class Snapshot {
+   public:
+    explicit Snapshot(Conn &c) : c_(c) {
+      ok_ = sqlite3_exec(c.db, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK;
+    }
+    ~Snapshot() {
+      if (ok_) sqlite3_exec(c_.db, "COMMIT", nullptr, nullptr, nullptr);
+    }
+
+   private:
+    Conn &c_;
+    bool ok_;
+  };
+
+  std::string table() const { return schema::quote_ident(s_.table); }
+  std::string patterns_name() const {
+    return schema::quote_ident(schema::patterns_table(s_.table));
+  }
+
+  bool pattern_column(Conn &c) {
+    if (!c.has_pattern_column)
+      c.has_pattern_column = schema::column_exists(c.db, s_.table, "pattern_id");
+    return c.has_pattern_column;
+  }
+  bool patterns_table(Conn &c) {
+    if (!c.has_patterns_table)
+      c.has_patterns_table = schema::table_exists(c.db, schema::patterns_table(s_.table));
+    return c.has_patterns_table;
+  }
+
+  static bool text_column(sqlite3_stmt *st, int i, std::string_view &v) {
+    const auto *p = reinterpret_cast<const char *>(sqlite3_column_text(st, i));
+    v = p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(st, i)))
+          : std::string_view();
+    return p != nullptr;
+  }
+
+  // A row of kRowColumns (plus pattern_id when `with_pattern`); views into the statement.
+  static LogRow read_row(sqlite3_stmt *st, bool with_pattern) {
+    LogRow r;
+    r.id = sqlite3_column_int64(st, 0);
+    r.timestamp_ns = sqlite3_column_int64(st, 1);
+    text_column(st, 2, r.source);
+    text_column(st, 3, r.service);
+    text_column(st, 4, r.host);
+    text_column(st, 5, r.level);
+    r.has_trace_id = text_column(st, 6, r.trace_id);
+    r.has_span_id = text_column(st, 7, r.span_id);
+    r.has_event_type = text_column(st, 8, r.event_type);
+    r.has_error_code = text_column(st, 9, r.error_code);
+    text_column(st, 10, r.message);
+    r.has_meta_json = text_column(st, 11, r.meta_json);
+    if (with_pattern && sqlite3_column_type(st, 12) != SQLITE_NULL) {
+      r.has_pattern_id = true;
+      r.pattern_id = static_cast<uint64_t>(sqlite3_column_int64(st, 12));
+    }
+    return r;
+  }
+
+  // The row filters of a PatternsQuery other than the window, as SQL with ?NNN placeholders
+  // from `first` on, and their binding.
+  struct RowFilter {
+    std::string sql;
+    std::vector<std::string> values;
+    void bind(sqlite3_stmt *st, int first) const {
+      for (size_t i = 0; i < values.size(); ++i)
+        sqlite3_bind_text(st, first + static_cast<int>(i), values[i].data(),
+                          static_cast<int>(values[i].size()), SQLITE_STATIC);
+    }
+  };
+  static RowFilter row_filter(const PatternsQuery &q, bool with_service, int first) {
+    RowFilter f;
+    auto add = [&](const std::string &cond, const std::string &v) {
+      f.sql += " AND " + cond + "?" + std::to_string(first + static_cast<int>(f.values.size()));
+      f.values.push_back(v);
+    };
+    if (with_service && q.service) add("service = ", *q.service);
+    if (q.host) add("host = ", *q.host);
+    if (q.level) add("+level = ", *q.level);
+    if (!q.min_levels.empty()) {
+      f.sql += " AND +level IN (";
+      for (size_t i = 0; i < q.min_levels.size(); ++i) {
+        f.sql += (i ? ",?" : "?") + std::to_string(first + static_cast<int>(f.values.size()));
+        f.values.push_back(q.min_levels[i]);
+      }
+      f.sql += ")";
+    }
+    return f;
+  }
+
+  // Each pattern's count and first and last occurrence in the window (no table fields yet).
+  bool count_patterns(Conn &c, const PatternsQuery &q, std::vector<PatternSummary> &out,
+                      StoreError &err) {
+    if (q.host || q.level || !q.min_levels.empty()) {
+      // The filters need the rows: one pass over the window's rows that match, by whichever
+      // index the planner finds narrowest ((host, timestamp), level, timestamp).
+      const RowFilter f = row_filter(q, true, 3);
+      Statement st(this, c,
+                   "SELECT pattern_id, count(*), min(timestamp), max(timestamp) FROM " + table() +
+                       " WHERE pattern_id IS NOT NULL AND timestamp >= ?1 AND timestamp <= ?2" +
+                       f.sql + " GROUP BY pattern_id",
+                   err);
+      if (!st) return false;
+      sqlite3_bind_int64(st, 1, q.start_ns);
+      sqlite3_bind_int64(st, 2, q.end_ns);
+      f.bind(st, 3);
+      int rc;
+      while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        PatternSummary p;
+        p.id = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+        p.count = sqlite3_column_int64(st, 1);
+        p.first_ns = sqlite3_column_int64(st, 2);
+        p.last_ns = sqlite3_column_int64(st, 3);
+        if (q.ids.empty() || std::find(q.ids.begin(), q.ids.end(), p.id) != q.ids.end())
+          out.push_back(std::move(p));
+      }
+      return st.finish(rc);
+    }
+    // No row filter: the (pattern_id, timestamp) index alone answers. The pattern ids come
+    // from it one seek each (a loose index scan), then each pattern's window is one range of
+    // it: the rows themselves are never read, and only the window's index entries are walked.
+    // A pattern's rows all have its service (the id hashes the service with the template),
+    // so service= is the patterns table's.
+    std::vector<int64_t> ids;
+    if (!q.ids.empty()) {
+      for (uint64_t id : q.ids) ids.push_back(static_cast<int64_t>(id));
+    } else if (q.only_new || q.service) {
+      std::string sql = "SELECT id FROM " + patterns_name() + " WHERE 1";
+      if (q.only_new) sql += " AND first_seen >= ?1 AND first_seen <= ?2";
+      if (q.service) sql += " AND service = ?3";
+      Statement st(this, c, sql, err);
+      if (!st) return false;
+      sqlite3_bind_int64(st, 1, q.start_ns);
+      sqlite3_bind_int64(st, 2, q.end_ns);
+      if (q.service)
+        sqlite3_bind_text(st, 3, q.service->data(), static_cast<int>(q.service->size()),
+                          SQLITE_STATIC);
+      int rc;
+      while ((rc = sqlite3_step(st)) == SQLITE_ROW) ids.push_back(sqlite3_column_int64(st, 0));
+      if (!st.finish(rc)) return false;
+    } else {
+      Statement st(this, c,
+                   "WITH RECURSIVE ids(id) AS (SELECT min(pattern_id) FROM " + table() +
+                       " UNION ALL SELECT (SELECT min(pattern_id) FROM " + table() +
+                       " WHERE pattern_id > ids.id) FROM ids WHERE ids.id IS NOT NULL)"
+                       " SELECT id FROM ids WHERE id IS NOT NULL",
+                   err);
+      if (!st) return false;
+      int rc;
+      while ((rc = sqlite3_step(st)) == SQLITE_ROW) ids.push_back(sqlite3_column_int64(st, 0));
+      if (!st.finish(rc)) return false;
+    }
+    Statement st(this, c,
+                 "SELECT count(*), min(timestamp), max(timestamp) FROM " + table() +
+                     " WHERE pattern_id = ?1 AND timestamp >= ?2 AND timestamp <= ?3",
+                 err);
+    if (!st) return false;
+    for (int64_t id : ids) {
+      sqlite3_bind_int64(st, 1, id);
+      sqlite3_bind_int64(st, 2, q.start_ns);
+      sqlite3_bind_int64(st, 3, q.end_ns);
+      int rc = sqlite3_step(st);
+      if (rc != SQLITE_ROW) return st.finish(rc);
+      PatternSummary p;
+      p.id = static_cast<uint64_t>(id);
+      p.count = sqlite3_column_int64(st, 0);
+      p.first_ns = sqlite3_column_int64(st, 1);
+      p.last_ns = sqlite3_column_int64(st, 2);
+      sqlite3_reset(st);
+      if (p.count) out.push_back(std::move(p));
+    }
+    return true;
+  }
+
+  std::string pattern_info_sql() const {
+    return "SELECT id, service, template, first_seen, last_seen, count FROM " + patterns_name() +
+           " WHERE id = ?1";
+  }
+
+  static void read_pattern_columns(sqlite3_stmt *st, PatternSummary &p) {
+    p.id = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    std::string_view v;
+    if (text_column(st, 1, v)) p.service = v;
+    p.has_template = text_column(st, 2, v);
+    if (p.has_template) p.template_text = v;
+    p.first_seen_ns = sqlite3_column_int64(st, 3);
+    p.last_seen_ns = sqlite3_column_int64(st, 4);
+    p.total_count = sqlite3_column_int64(st, 5);
+  }
+
+  // The patterns table's row of `id` into p (left as it is, `found` false, when there is none).
+  static bool read_pattern_info(Statement &st, uint64_t id, PatternSummary &p, bool &found) {
+    sqlite3_bind_int64(st, 1, static_cast<int64_t>(id));
+    int rc = sqlite3_step(st);
+    found = rc == SQLITE_ROW;
+    if (found) {
+      const int64_t count = p.count, first = p.first_ns, last = p.last_ns;
+      read_pattern_columns(st, p);
+      p.count = count, p.first_ns = first, p.last_ns = last;
+      rc = SQLITE_DONE;
+    }
+    return st.finish(rc);
+  }
+
+  // The pattern's newest row in the window that passes the filters: the index walked newest
+  // first from the window's end.
+  bool read_sample(Conn &c, const PatternsQuery &q, PatternSummary &p, StoreError &err) {
+    const RowFilter f = row_filter(q, true, 4);
+    Statement st(this, c,
+                 "SELECT id, timestamp, source, service, host, level, trace_id, span_id, "
+                 "event_type, error_code, message, meta_json, pattern_id FROM " +
+                     table() + " WHERE pattern_id = ?1 AND timestamp >= ?2 AND timestamp <= ?3" +
+                     f.sql + " ORDER BY timestamp DESC, id DESC LIMIT 1",
+                 err);
+    if (!st) return false;
+    sqlite3_bind_int64(st, 1, static_cast<int64_t>(p.id));
+    sqlite3_bind_int64(st, 2, q.start_ns);
+    sqlite3_bind_int64(st, 3, q.end_ns);
+    f.bind(st, 4);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      p.sample = StoredRow::from(read_row(st, true));
+      rc = SQLITE_DONE;
+    }
+    return st.finish(rc);
+  }
+
+  // Up to max_hosts hosts among the pattern's newest kHostRows rows of the window: bounded, so
+  // a pattern with a million rows costs what one with a thousand does (a host seen only in
+  // its older rows may be left out).
+  bool read_hosts(Conn &c, const PatternsQuery &q, PatternSummary &p, StoreError &err) {
+    constexpr int kHostRows = 10000;
+    const RowFilter f = row_filter(q, true, 5);
+    Statement st(this, c,
+                 "SELECT host FROM (SELECT host FROM " + table() +
+                     " WHERE pattern_id = ?1 AND timestamp >= ?2 AND timestamp <= ?3" + f.sql +
+                     " ORDER BY timestamp DESC LIMIT " + std::to_string(kHostRows) +
+                     ") GROUP BY host ORDER BY count(*) DESC, host LIMIT ?4",
+                 err);
+    if (!st) return false;
+    sqlite3_bind_int64(st, 1, static_cast<int64_t>(p.id));
+    sqlite3_bind_int64(st, 2, q.start_ns);
+    sqlite3_bind_int64(st, 3, q.end_ns);
+    sqlite3_bind_int64(st, 4, q.max_hosts);
+    f.bind(st, 5);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      std::string_view h;
+      text_column(st, 0, h);
+      p.hosts.emplace_back(h);
+    }
+    return st.finish(rc);
   }
 
   bool has_fts(sqlite3 *db) { return schema::table_exists(db, schema::fts_name(s_.table)); }
