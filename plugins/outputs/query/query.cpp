@@ -19,6 +19,7 @@
 
 #include "query_ai.h"
 #include "query_body.h"
+#include "query_context.h"
 #include "query_json.h"
 #include "query_params.h"
 #include "query_similar.h"
@@ -153,6 +154,7 @@ struct Job {
   int status = 200;
   std::string body;
   std::string next_cursor;
+  const char *content_type = kJson;
 };
 
 int http_status(StoreStatus s) {
@@ -238,7 +240,7 @@ void job_done(void *arg) {
   }
   host->http_add_header(job->req, "Cache-Control", "no-store");
   // Safe even after the engine stopped serving: then reply only frees the request.
-  host->http_reply(job->req, job->status, kJson, job->body.data(), job->body.size());
+  host->http_reply(job->req, job->status, job->content_type, job->body.data(), job->body.size());
 }
 
 class Query {
@@ -333,6 +335,7 @@ class Query {
         {"GET", "/query/stats", &Query::serve_stats},
         {"GET", "/query/patterns", &Query::serve_patterns},
         {"GET", "/query/patterns/*", &Query::serve_pattern},
+        {"GET", "/query/context", &Query::serve_context},
         {"GET", "/health", &Query::serve_health},
         {"GET", "/info", &Query::serve_info},
         {"GET", "/tail", &Query::serve_tail},
@@ -558,6 +561,24 @@ class Query {
       } else {
         job.body = pattern_minutes_json(info, pr.start_ns, pr.end_ns, minutes, core.tf);
       }
+      return true;
+    });
+  }
+
+  void serve_context(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    ContextRequest cr;
+    std::string error;
+    auto parse_duration = [this](std::string_view text, int64_t &ms) {
+      return host_->parse_duration_ms(str(text), &ms) == DM_OK;
+    };
+    if (!parse_context_request(p, static_cast<int64_t>(host_->now_ns()), parse_duration, cr, error))
+      return bad_request(req, error);
+    submit_work(req, [cr](Core &core, Job &job, StoreError &err) {
+      if (!cr.text) return build_context_json(*core.store, cr.query, core.tf, job.body, err);
+      if (!build_context_text(*core.store, cr.query, core.tf, job.body, err)) return false;
+      job.content_type = "text/plain; charset=utf-8";
       return true;
     });
   }

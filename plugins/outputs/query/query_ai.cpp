@@ -6,8 +6,6 @@
 
 #include <cmath>
 
-#include <timestamp.hpp>
-
 #include "query_body.h"
 #include "query_context.h"
 #include "query_params.h"
@@ -179,81 +177,21 @@ void search_semantic(const ModelClient &client, ModelMetrics &metrics, const Emb
   body.assign(buf.GetString(), buf.GetSize());
 }
 
-namespace {
-
-// A time field: RFC 3339 text or epoch seconds (a number or its text).
-bool time_field(BodyFields &f, const char *name, std::optional<int64_t> &out, std::string &error) {
-  std::optional<std::string> text;
-  if (f.number(name, out, error)) {
-    if (out) return true;
-  } else {
-    return false;
-  }
-  if (!f.text(name, 64, text, error)) {
-    error = bad_field(name, "must be an RFC 3339 time or epoch seconds");
-    return false;
-  }
-  if (!text) return true;
-  int64_t ns = 0;
-  char *end = nullptr;
-  const double secs = std::strtod(text->c_str(), &end);
-  if (!text->empty() && end == text->c_str() + text->size() && epoch_number_to_ns(secs, ns)) {
-    out = ns;
-    return true;
-  }
-  if (!parse_rfc3339(*text, ns)) {
-    error = bad_field(name, "'" + *text + "' is not an RFC 3339 time or epoch seconds");
-    return false;
-  }
-  out = ns;
-  return true;
-}
-
-}  // namespace
-
-bool parse_explain_body(std::string_view body, int64_t now_ns, const DurationMs &duration,
+bool parse_explain_body(std::string_view body, int64_t now_ns, const DurationParser &duration,
                         ExplainRequest &out, std::string &error) {
   BodyFields f;
   if (!f.parse(*endpoint("/explain/incident"), body, error)) return false;
-  std::optional<int64_t> start, end, around, max_bytes;
-  std::optional<std::string> window, service, host;
-  if (!time_field(f, "start_time", start, error) || !time_field(f, "end_time", end, error) ||
-      !time_field(f, "around", around, error) || !f.text("window", 64, window, error) ||
-      !f.text("service", kMaxMessage, service, error) ||
-      !f.text("host", kMaxMessage, host, error) ||
-      !f.integer("max_bytes", 1024, 1048576, max_bytes, error))
-    return false;
-  if (around && (start || end)) {
-    error = bad_field("around", "not with start_time or end_time");
+  // The fields are /query/context's parameters (but format: the model is sent text), so the
+  // window and the bounds mean the same in both; GET's parser checks them.
+  std::vector<std::pair<std::string, std::string>> params;
+  if (!f.as_parameters(params, error)) return false;
+  ContextRequest r;
+  if (!parse_context_request(params, now_ns, duration, r, error)) {
+    constexpr std::string_view kParam = "bad parameter";
+    if (error.starts_with(kParam)) error = "bad field" + error.substr(kParam.size());
     return false;
   }
-  if (window && !around) {
-    error = bad_field("window", "only with around");
-    return false;
-  }
-  if (around) {
-    int64_t ms = 15 * 60 * 1000;  // default: 15 minutes each side
-    if (window && (!duration(*window, ms) || ms <= 0)) {
-      error = bad_field("window", "'" + *window + "' is not a duration (15m, 1h)");
-      return false;
-    }
-    out.start_ns = *around - ms * 1000000;
-    out.end_ns = *around + ms * 1000000;
-  } else {
-    if (!start) {
-      error = bad_field("start_time", "required (or around)");
-      return false;
-    }
-    out.start_ns = *start;
-    out.end_ns = end.value_or(now_ns);
-    if (out.end_ns < out.start_ns) {
-      error = bad_field("end_time", "before start_time");
-      return false;
-    }
-  }
-  if (service && !service->empty()) out.service = std::move(*service);
-  if (host && !host->empty()) out.host = std::move(*host);
-  if (max_bytes) out.max_bytes = static_cast<size_t>(*max_bytes);
+  out.query = r.query;
   return true;
 }
 
@@ -268,13 +206,7 @@ const char *const kExplainSystemPrompt =
 
 void explain_incident(QueryStore &store, const ModelClient &client, ModelMetrics &metrics,
                       const ExplainRequest &req, TimeFormat tf, int &status, std::string &body) {
-#ifdef DEVMESH_QUERY_CONTEXT
-  ContextQuery q;
-  q.start_ns = req.start_ns;
-  q.end_ns = req.end_ns;
-  q.service = req.service;
-  q.host = req.host;
-  q.max_bytes = req.max_bytes;
+  const ContextQuery &q = req.query;
   std::string pack;
   StoreError err;
   if (!build_context_text(store, q, tf, pack, err)) {
@@ -302,19 +234,14 @@ void explain_incident(QueryStore &store, const ModelClient &client, ModelMetrics
   w.Key("model");
   write_string(w, client.settings().model, scratch);
   w.Key("start_time");
-  write_string(w, format_time(req.start_ns, tf), scratch);
+  write_string(w, format_time(q.start_ns, tf), scratch);
   w.Key("end_time");
-  write_string(w, format_time(req.end_ns, tf), scratch);
+  write_string(w, format_time(q.end_ns, tf), scratch);
   w.Key("evidence");
   write_string(w, pack, scratch);
   w.EndObject();
   status = 200;
   body.assign(buf.GetString(), buf.GetSize());
-#else
-  (void)store, (void)client, (void)metrics, (void)req, (void)tf;
-  status = 501;
-  body = error_json("the context pack (query_context.cpp) is not built yet");
-#endif
 }
 
 }  // namespace devmesh::query

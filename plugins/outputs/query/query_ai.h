@@ -19,9 +19,11 @@
 #include <thread>
 #include <vector>
 
+#include "query_context.h"
 #include "query_embed.h"
 #include "query_json.h"
 #include "query_model.h"
+#include "query_params.h"
 #include "query_store.h"
 
 namespace devmesh::query {
@@ -74,14 +76,11 @@ bool parse_semantic_body(std::string_view body, SemanticRequest &out, std::strin
 void search_semantic(const ModelClient &client, ModelMetrics &metrics, const Embedder &embedder,
                      const SemanticRequest &req, int &status, std::string &body);
 
-// POST /explain/incident {start_time, end_time | around, window; service, host, max_bytes}.
+// POST /explain/incident: /query/context's parameters as JSON fields (but format).
 struct ExplainRequest {
-  int64_t start_ns = 0, end_ns = 0;
-  std::optional<std::string> service, host;
-  size_t max_bytes = 16384;
+  ContextQuery query;
 };
-using DurationMs = std::function<bool(std::string_view text, int64_t &ms)>;
-bool parse_explain_body(std::string_view body, int64_t now_ns, const DurationMs &duration,
+bool parse_explain_body(std::string_view body, int64_t now_ns, const DurationParser &duration,
                         ExplainRequest &out, std::string &error);
 // The system prompt sent with every incident (fixed: the evidence is the only variable part).
 extern const char *const kExplainSystemPrompt;

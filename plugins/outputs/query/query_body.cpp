@@ -2,8 +2,8 @@
 #include "query_body.h"
 
 #include <rapidjson/error/en.h>
-
-#include <timestamp.hpp>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 namespace devmesh::query {
 
@@ -81,14 +81,24 @@ bool BodyFields::integer(const char *name, int64_t min, int64_t max, std::option
   return true;
 }
 
-bool BodyFields::number(const char *name, std::optional<int64_t> &out, std::string &error) {
-  if (!has(name) || !doc_[name].IsNumber()) return true;
-  int64_t ns = 0;
-  if (!epoch_number_to_ns(doc_[name].GetDouble(), ns)) {
-    error = bad_field(name, "epoch seconds out of range");
-    return false;
+bool BodyFields::as_parameters(std::vector<std::pair<std::string, std::string>> &out,
+                               std::string &error) {
+  for (auto it = doc_.MemberBegin(); it != doc_.MemberEnd(); ++it) {
+    std::string name(it->name.GetString(), it->name.GetStringLength());
+    const rapidjson::Value &v = it->value;
+    if (v.IsNull()) continue;
+    if (v.IsString()) {
+      out.emplace_back(std::move(name), std::string(v.GetString(), v.GetStringLength()));
+    } else if (v.IsNumber() || v.IsBool()) {
+      rapidjson::StringBuffer b;
+      rapidjson::Writer<rapidjson::StringBuffer> w(b);
+      v.Accept(w);
+      out.emplace_back(std::move(name), std::string(b.GetString(), b.GetSize()));
+    } else {
+      error = bad_field(name, "must be a string or a number");
+      return false;
+    }
   }
-  out = ns;
   return true;
 }
 

@@ -9,6 +9,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "query_params.h"
 
@@ -28,10 +30,11 @@ class BodyFields {
   bool text(const char *name, size_t max_len, std::optional<std::string> &out, std::string &error);
   bool integer(const char *name, int64_t min, int64_t max, std::optional<int64_t> &out,
                std::string &error);
-  // A JSON number (integer or not) as nanoseconds of epoch seconds; absent or not a number
-  // leaves `out` unset (true); a number out of range is an error.
-  bool number(const char *name, std::optional<int64_t> &out, std::string &error);
   bool has(const char *name) const;
+  // Every field as a name=value pair, as a query string would give it: strings as they are,
+  // numbers and booleans as their JSON text, null left out. False with `error` naming a field
+  // that is an object or an array.
+  bool as_parameters(std::vector<std::pair<std::string, std::string>> &out, std::string &error);
 
  private:
   rapidjson::Document doc_;

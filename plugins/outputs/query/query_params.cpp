@@ -107,14 +107,27 @@ const ParamSpec kSemanticFields[] = {
     {"service", "string: only this service's templates (empty: any)"},
     {"limit", "integer 1..1000, default 10: most patterns answered"},
 };
+const ParamSpec kContextParams[] = {
+    {"start_time", "time, as /query/logs: the window's start (default: 15 minutes before its end)"},
+    {"end_time", "time, as /query/logs: the window's end (default: now)"},
+    {"around",
+     "time: the window is around - window/2 .. around + window/2; not with start_time "
+     "or end_time"},
+    {"window", "duration 1s..30d, default 15m: the window's length with around (needs around)"},
+    {"service", "text: only this service's records (empty: any)"},
+    {"host", "text: only this host's records (empty: any)"},
+    {"max_bytes",
+     "integer 1024..1048576, default 32768: the answer's size bound; whole items are "
+     "left out to keep to it, and the answer says so"},
+    {"max_patterns", "integer 1..100, default 20: most patterns shown"},
+    {"samples", "integer 0..10, default 3: sample lines per pattern"},
+    {"format", "json|text, default json: text is plain prompt-ready text"},
+};
+// /explain/incident takes /query/context's parameters as body fields, but format (the model
+// is always sent the text pack).
 const ParamSpec kExplainFields[] = {
-    {"start_time", "RFC 3339 time or epoch seconds: the window's start (or around)"},
-    {"end_time", "time, as start_time: the window's end (default: now)"},
-    {"around", "time, as start_time: the window is around +- window (not with start_time)"},
-    {"window", "duration (15m, 1h), default 15m: with around, each side of it"},
-    {"service", "string: only this service"},
-    {"host", "string: only this host"},
-    {"max_bytes", "integer 1024..1048576, default 16384: the context pack's size bound"},
+    kContextParams[0], kContextParams[1], kContextParams[2], kContextParams[3], kContextParams[4],
+    kContextParams[5], kContextParams[6], kContextParams[7], kContextParams[8],
 };
 const EndpointSpec kEndpoints[] = {
     {"/query/logs", "stored records, newest first, keyset-paginated (JSON array)", kLogParams},
@@ -124,6 +137,10 @@ const EndpointSpec kEndpoints[] = {
      kPatternsParams},
     {"/query/patterns/{id}", "one pattern's template and its count per minute in a window",
      kPatternParams},
+    {"/query/context",
+     "an incident pack for an LLM prompt: the window's error and warning patterns ranked by "
+     "surprise against the window before, samples, trace-linked records; bounded by max_bytes",
+     kContextParams},
     {"/tail", "live Server-Sent Events of the records passing through, resumable", kTailParams},
     {"/health", "the store's reachability: 200 or 503 (never needs the token)", {}},
     {"/info", "version, node, store and the engine's instances", {}},
@@ -454,6 +471,86 @@ bool parse_stats_request(const std::vector<std::pair<std::string, std::string>> 
       error = bad("top", "must be an integer between 1 and " + std::to_string(kMaxLimit));
       return false;
     }
+  }
+  return true;
+}
+
+bool parse_context_request(const std::vector<std::pair<std::string, std::string>> &params,
+                           int64_t now_ns, const DurationParser &parse_duration,
+                           ContextRequest &out, std::string &error) {
+  std::map<std::string, std::string> p;
+  if (!collect(params, spec("/query/context"), p, error)) return false;
+  constexpr int64_t kMs = 1000000;
+  constexpr int64_t kDefaultWindowMs = int64_t{15} * 60 * 1000;
+  constexpr int64_t kMaxWindowMs = int64_t{30} * 24 * 3600 * 1000;
+  ContextQuery &q = out.query;
+  int64_t window_ms = kDefaultWindowMs;
+  if (p.count("window")) {
+    if (!p.count("around")) {
+      error = bad("window",
+                  "needs around (the window is around +- window/2); for a window "
+                  "ending at a time give start_time and end_time");
+      return false;
+    }
+    if (!parse_duration(p["window"], window_ms) || window_ms < 1000 || window_ms > kMaxWindowMs) {
+      error = bad("window", "must be a duration between 1s and 30d (e.g. 15m, 1h)");
+      return false;
+    }
+  }
+  if (p.count("around")) {
+    for (const char *other : {"start_time", "end_time"})
+      if (p.count(other)) {
+        error = bad("around", std::string("cannot be combined with ") + other +
+                                  " (give around and window, or start_time and end_time)");
+        return false;
+      }
+    int64_t around = 0;
+    if (!parse_time(p["around"], around)) {
+      error = bad("around", "must be an RFC 3339 time (2025-11-28T00:00:00Z) or epoch seconds");
+      return false;
+    }
+    const int64_t half = window_ms * kMs / 2;
+    // Saturating: parse_time's range leaves room, but a window never wraps around.
+    q.start_ns = around < INT64_MIN + half ? INT64_MIN : around - half;
+    q.end_ns = around > INT64_MAX - half ? INT64_MAX : around + half;
+  } else {
+    std::optional<int64_t> start, end;
+    if (!parse_time_range(p, start, end, error)) return false;
+    q.end_ns = end.value_or(now_ns);
+    const int64_t back = kDefaultWindowMs * kMs;
+    q.start_ns = start ? *start : q.end_ns < INT64_MIN + back ? INT64_MIN : q.end_ns - back;
+    if (q.end_ns < q.start_ns) {
+      error = bad("start_time", "is after now (give end_time too)");
+      return false;
+    }
+  }
+  if (p.count("service")) q.service = p["service"];
+  if (p.count("host")) q.host = p["host"];
+  struct Bound {
+    const char *name;
+    int64_t lo, hi;
+  };
+  for (const Bound &b : {Bound{"max_bytes", 1024, 1048576}, Bound{"max_patterns", 1, 100},
+                         Bound{"samples", 0, 10}}) {
+    if (!p.count(b.name)) continue;
+    int64_t v = 0;
+    if (!parse_int(p[b.name], v) || v < b.lo || v > b.hi) {
+      error = bad(b.name, "must be an integer between " + std::to_string(b.lo) + " and " +
+                              std::to_string(b.hi));
+      return false;
+    }
+    const std::string_view n = b.name;
+    if (n == "max_bytes") q.max_bytes = static_cast<size_t>(v);
+    if (n == "max_patterns") q.max_patterns = static_cast<uint32_t>(v);
+    if (n == "samples") q.samples = static_cast<uint32_t>(v);
+  }
+  if (p.count("format")) {
+    const std::string f = lower(p["format"]);
+    if (f != "json" && f != "text") {
+      error = bad("format", "must be json or text");
+      return false;
+    }
+    out.text = f == "text";
   }
   return true;
 }

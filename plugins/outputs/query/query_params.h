@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "query_context.h"
 #include "query_store.h"
 
 namespace devmesh::query {
@@ -80,6 +81,16 @@ bool parse_pattern_request(std::string_view id_text,
 bool parse_stats_request(const std::vector<std::pair<std::string, std::string>> &params,
                          int64_t now_ns, const DurationParser &parse_duration, StatsQuery &out,
                          std::string &error);
+
+// GET /query/context: the window (start_time/end_time, or around= and window=: around +- window/2;
+// default the last 15 minutes), filters and bounds, and the format.
+struct ContextRequest {
+  ContextQuery query;
+  bool text = false;  // format=text
+};
+bool parse_context_request(const std::vector<std::pair<std::string, std::string>> &params,
+                           int64_t now_ns, const DurationParser &parse_duration,
+                           ContextRequest &out, std::string &error);
 
 // A /tail event's id, "<stream>-<seq>": seq counts every record that passed through this
 // query output since it started (1, 2, ...), stream tells one start (one run, one reload) from
