@@ -694,13 +694,13 @@ class Query {
   void serve_semantic(dm_http_request *req) {
     std::string_view text;
     if (!body(req, text)) return;
+    SemanticRequest r;
+    std::string error;
+    if (!parse_semantic_body(text, r, error)) return bad_request(req, error);
     if (!embedder_) {
       host_->metric_add(core_->m_bad, 1);
       return reply(req, 501, error_json("semantic search is off: set embed_url and model"));
     }
-    SemanticRequest r;
-    std::string error;
-    if (!parse_semantic_body(text, r, error)) return bad_request(req, error);
     submit_model(req, [this, r = std::move(r)](int &status, std::string &out) {
       search_semantic(*client_, *model_metrics_, *embedder_, r, status, out);
     });
@@ -709,10 +709,6 @@ class Query {
   void serve_explain(dm_http_request *req) {
     std::string_view text;
     if (!body(req, text)) return;
-    if (!client_ || client_->settings().chat_url.empty()) {
-      host_->metric_add(core_->m_bad, 1);
-      return reply(req, 501, error_json("incident explanation is off: set chat_url and model"));
-    }
     ExplainRequest r;
     std::string error;
     auto duration = [this](std::string_view t, int64_t &ms) {
@@ -720,6 +716,10 @@ class Query {
     };
     if (!parse_explain_body(text, static_cast<int64_t>(host_->now_ns()), duration, r, error))
       return bad_request(req, error);
+    if (!client_ || client_->settings().chat_url.empty()) {
+      host_->metric_add(core_->m_bad, 1);
+      return reply(req, 501, error_json("incident explanation is off: set chat_url and model"));
+    }
     // The work keeps the store alive through core (the threads are joined in stop()).
     submit_model(req, [this, core = core_, r = std::move(r)](int &status, std::string &out) {
       explain_incident(*core->store, *client_, *model_metrics_, r, core->tf, status, out);
