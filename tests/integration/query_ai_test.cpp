@@ -339,8 +339,10 @@ TEST(QuerySemantic, TemplatesAreEmbeddedOnceAndRankedByCosineAndKeptAcrossAResta
               "user <*> logged in from <*>");
     EXPECT_EQ(p.metric("devmesh_query_model_requests_total", "api=\"embeddings\",outcome=\"ok\""),
               mock.stat("embeddings"));
+    EXPECT_EQ(std::string(mock.stats()["authorization"].GetString()), "Bearer k3y");
     p.engine->kill(SIGTERM);
     ASSERT_EQ(p.engine->wait_exit(20s), 0) << p.engine->err();
+    EXPECT_EQ(p.engine->err().find("k3y"), std::string::npos) << "the api_key is never logged";
   }
   // A restart reads the vectors back: nothing is embedded again.
   const int inputs = mock.stat("inputs");
@@ -364,8 +366,7 @@ TEST(QueryExplain, TheContextPackGoesToTheChatModelAndComesBackAsEvidenceWithThe
   ASSERT_EQ(r.status, 200) << r.body;
   auto doc = json(r);
   const std::string evidence = doc["evidence"].GetString();
-  EXPECT_NE(evidence.find("template: connection to db-<*> refused"), std::string::npos)
-      << evidence;
+  EXPECT_NE(evidence.find("template: connection to db-<*> refused"), std::string::npos) << evidence;
   EXPECT_EQ(std::string(doc["model"].GetString()), "mock-model");
   EXPECT_EQ(std::string(doc["answer"].GetString())
                 .rfind("MOCK ANSWER: " + std::to_string(evidence.size()) + " bytes of evidence", 0),

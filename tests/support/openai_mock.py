@@ -11,7 +11,8 @@ plugin's tests: no model can run on the test machines, so this stands in for one
   POST /control              {"mode": "ok" | "hang" | "fail"}: hang holds every model request
                              until the mode changes (or 600 s pass); fail answers 500.
   GET  /stats                {"embeddings": n, "chat": n, "inputs": n, "hung": n,
-                              "last_chat": <the last chat request>}
+                              "last_chat": <the last chat request>,
+                              "authorization": <the last model request's header>}
 
 Usage: openai_mock.py PORT
 """
@@ -24,7 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DIMS = 64
 lock = threading.Lock()
-state = {"mode": "ok", "embeddings": 0, "chat": 0, "inputs": 0, "hung": 0, "last_chat": None}
+state = {"mode": "ok", "embeddings": 0, "chat": 0, "inputs": 0, "hung": 0, "last_chat": None,
+         "authorization": None}
 
 
 def vector(text):
@@ -85,6 +87,9 @@ class Handler(BaseHTTPRequestHandler):
             req = self.read_json()
         except ValueError:
             return self.answer(400, {"error": "not JSON"})
+        if self.path != "/control":
+            with lock:
+                state["authorization"] = self.headers.get("Authorization")
         if self.path == "/control":
             with lock:
                 state["mode"] = req.get("mode", "ok")
