@@ -481,3 +481,32 @@ TEST(QueryModelFailures, AModelServerThatHangsNeverSlowsIngestion) {
 }
 
 }  // namespace
+
+namespace {
+
+// The model options are checked at load, each problem naming its option.
+TEST(QueryModelConfig, AMissingModelABadUrlOrAVectorsFileThatIsNotOursIsRefusedNamingTheOption) {
+  TempDir d;
+  write_file(d / "garbage.json", "not json");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"embed_url: http://127.0.0.1:1/v1/embeddings", "model: required with embed_url or chat_url"},
+      {"model: m, chat_url: ftp://example/v1/chat/completions",
+       "chat_url: must be an http:// or https:// URL"},
+      {"model: m, embed_url: 127.0.0.1:1/v1/embeddings",
+       "embed_url: must be an http:// or https:// URL"},
+      {"model: m, embed_url: http://127.0.0.1:1/v1/embeddings, vectors_path: " +
+           (d / "garbage.json"),
+       "vectors_path: " + (d / "garbage.json") + ": not a vectors file this plugin wrote"},
+  };
+  for (const auto &[options, want] : cases) {
+    write_file(d / "p.yaml", plugins_head() +
+                                 "  inputs:\n    - {name: dummy, rate: 0.001}\n"
+                                 "  outputs:\n    - {name: query, match: none, path: none.db, " +
+                                 options + "}\n");
+    Process p({DEVMESH_BIN, "--dry-run", "-c", d / "p.yaml"}, d.path(), "dry");
+    EXPECT_EQ(p.wait_exit(30s), 1) << options;
+    EXPECT_NE(p.err().find(want), std::string::npos) << options << ": " << p.err();
+  }
+}
+
+}  // namespace

@@ -647,6 +647,9 @@ class Query {
     if (c.has("embed_url")) m.embed_url = c.string("embed_url");
     if (c.has("chat_url")) m.chat_url = c.string("chat_url");
     if (m.embed_url.empty() && m.chat_url.empty()) return;
+    for (const auto &[key, url] : {std::pair{"embed_url", &m.embed_url}, {"chat_url", &m.chat_url}})
+      if (!url->empty() && url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0)
+        problems.add(key, "must be an http:// or https:// URL");
     if (c.has("model")) m.model = c.string("model");
     if (m.model.empty())
       problems.add("model", "required with embed_url or chat_url (the model's name)");

@@ -8,6 +8,8 @@
 
 #include <url_redact.hpp>
 
+#include <stdexcept>
+
 namespace devmesh::query {
 
 namespace {
@@ -36,6 +38,16 @@ int on_progress(void *arg, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 }
 
 }  // namespace
+
+ModelClient::ModelClient(ModelSettings s, const std::atomic<bool> &stopping)
+    : s_(std::move(s)), stopping_(stopping) {
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    throw std::runtime_error("curl_global_init failed");
+}
+
+ModelClient::~ModelClient() {
+  curl_global_cleanup();
+}
 
 const char *outcome_name(ModelOutcome o) {
   switch (o) {

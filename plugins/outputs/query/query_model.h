@@ -33,8 +33,12 @@ struct ModelSettings {
 
 class ModelClient {
  public:
-  ModelClient(ModelSettings s, const std::atomic<bool> &stopping)
-      : s_(std::move(s)), stopping_(stopping) {}
+  // [loop] libcurl's global state is set up here, before any model thread starts (it is not
+  // thread-safe), and released by the destructor, after they are joined.
+  ModelClient(ModelSettings s, const std::atomic<bool> &stopping);
+  ~ModelClient();
+  ModelClient(const ModelClient &) = delete;
+  ModelClient &operator=(const ModelClient &) = delete;
   const ModelSettings &settings() const { return s_; }
 
   // One vector per input, in order. On failure `why` says what happened (for the client).
