@@ -154,7 +154,9 @@ TEST(QueryPatterns, RecordsPostedThroughThePatternsFilterAreServedByTemplateWith
   TempDir d;
   const std::string listen = "127.0.0.1:" + std::to_string(free_port());
   const std::string db = d / "data/devmesh.db";
-  auto e = start_engine(d, plugins_head() + "  inputs:\n    - {name: http, listen: " + listen +
+  const std::string metrics_at = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(d, plugins_head("  http_listen: " + metrics_at + "\n") +
+                               "  inputs:\n    - {name: http, listen: " + listen +
                                ", ack: delivered}\n"
                                "  filters:\n    - {name: patterns}\n"
                                "  outputs:\n"
@@ -301,8 +303,124 @@ TEST(QueryPatterns, RecordsPostedThroughThePatternsFilterAreServedByTemplateWith
   EXPECT_EQ(rows.Size(), 35u);
   for (auto &row : rows.GetArray())
     EXPECT_EQ(template_of_message.at(row["message"].GetString()), 0) << row["message"].GetString();
+
+  // An unknown pattern is a 404, a malformed one a 400: each counted by its outcome.
+  auto outcome = [&](const char *name) {
+    return metric_value(http("http://" + metrics_at + "/metrics").body,
+                        "devmesh_query_requests_total", std::string("outcome=\"") + name + "\"");
+  };
+  const double not_found = outcome("not_found"), bad = outcome("bad_parameter");
+  EXPECT_EQ(http(base + "/query/patterns/00000000000000ff?" + hour).status, 404);
+  EXPECT_EQ(http(base + "/query/patterns/ff?" + hour).status, 400);
+  EXPECT_EQ(http(base + "/query/patterns?new=maybe").status, 400);
+  EXPECT_EQ(outcome("not_found"), not_found + 1);
+  EXPECT_EQ(outcome("bad_parameter"), bad + 2);
   e->kill(SIGTERM);
   EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+// A level filter is read through the level index when its rows are rare, through the time
+// index otherwise: the counts, first and last are the same either way.
+TEST(QueryPatterns, LevelFiltersCountTheSameWhicheverIndexReadsTheRows) {
+  TempDir d;
+  const std::string db = d / "devmesh.db";
+  make_empty_store(d, db);
+  // 20000 rows a second apart, pattern i % 50 (ids 1..50), host i % 2; ERROR for i % 101 == 0
+  // (rare: the level index), WARN for i % 10 == 0, else INFO (common: the time index).
+  constexpr int kRows = 20000;
+  auto level_of = [](int i) { return i % 101 == 0 ? "ERROR" : i % 10 == 0 ? "WARN" : "INFO"; };
+  SqliteDb(db).exec(
+      "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+      std::to_string(kRows - 1) +
+      ") INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+      " pattern_id) SELECT 1764288000000000000 + i * 1000000000, 's', 'svc', 'h' || (i % 2),"
+      " CASE WHEN i % 101 = 0 THEN 'ERROR' WHEN i % 10 = 0 THEN 'WARN' ELSE 'INFO' END,"
+      " 'line ' || i, randomblob(16), 1 + i % 50 FROM n;"
+      "INSERT INTO log_patterns SELECT pattern_id, 'svc', 'line <*>', min(timestamp),"
+      " max(timestamp), count(*) FROM log_events GROUP BY pattern_id;");
+  Process *engine = nullptr;
+  const std::string base = start_query(d, db, "query", engine);
+  std::unique_ptr<Process> owned(engine);
+  struct Want {
+    int64_t count = 0;
+    int first = -1, last = -1;
+  };
+  auto check = [&](const std::string &query, auto keep) {
+    std::map<std::string, Want> want;
+    for (int i = 0; i < kRows; ++i) {
+      if (!keep(i)) continue;
+      Want &w = want[hex_id(static_cast<uint64_t>(1 + i % 50))];
+      ++w.count;
+      if (w.first < 0) w.first = i;
+      w.last = i;
+    }
+    HttpResponse r = http(base + "/query/patterns?start_time=2025-11-28&limit=100&" + query);
+    ASSERT_EQ(r.status, 200) << query << ": " << r.body.substr(0, 300);
+    rapidjson::Document doc;
+    doc.Parse(r.body.c_str());
+    ASSERT_TRUE(doc.IsObject()) << r.body.substr(0, 300);
+    ASSERT_EQ(doc["patterns"].Size(), want.size()) << query;
+    for (auto &p : doc["patterns"].GetArray()) {
+      const Want &w = want[p["id"].GetString()];
+      EXPECT_EQ(p["count"].GetInt64(), w.count) << query << " " << p["id"].GetString();
+      char first[64], last[64];
+      std::snprintf(first, sizeof first, "2025-11-28T%02d:%02d:%02d.000000", w.first / 3600,
+                    w.first / 60 % 60, w.first % 60);
+      std::snprintf(last, sizeof last, "2025-11-28T%02d:%02d:%02d.000000", w.last / 3600,
+                    w.last / 60 % 60, w.last % 60);
+      EXPECT_EQ(std::string(p["first"].GetString()), first) << query;
+      EXPECT_EQ(std::string(p["last"].GetString()), last) << query;
+      EXPECT_EQ(std::string(p["sample"]["timestamp"].GetString()), last) << query;
+      EXPECT_EQ(std::string(p["sample"]["level"].GetString()).empty(), false);
+    }
+  };
+  check("level=ERROR", [&](int i) { return std::string(level_of(i)) == "ERROR"; });
+  check("min_level=ERROR", [&](int i) { return std::string(level_of(i)) == "ERROR"; });
+  check("min_level=WARN", [&](int i) { return std::string(level_of(i)) != "INFO"; });
+  check("level=INFO", [&](int i) { return std::string(level_of(i)) == "INFO"; });
+  check("min_level=ERROR&host=h1", [&](int i) { return level_of(i)[0] == 'E' && i % 2 == 1; });
+  check("min_level=ERROR&service=svc", [&](int i) { return level_of(i)[0] == 'E'; });
+  check("", [](int) { return true; });
+  check("end_time=2025-11-28T00:00:30Z", [](int i) { return i <= 30; });
+}
+
+// The statement time limit covers the whole patterns call, not each of its statements.
+TEST(QueryPatterns, APatternsQueryPastTheStatementTimeLimitGets504) {
+  TempDir d;
+  const std::string db = d / "devmesh.db";
+  make_empty_store(d, db);
+  // 400k rows of 2000 patterns: with min_level every row is read (well over 10 ms).
+  SqliteDb(db).exec(
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000)"
+      " INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+      " pattern_id) SELECT i, 's', 'big', 'h', 'WARN', 'line ' || i, randomblob(16), i % 2000"
+      " FROM n;"
+      "INSERT INTO log_patterns SELECT pattern_id, 'big', 'line <*>', min(timestamp),"
+      " max(timestamp), count(*) FROM log_events GROUP BY pattern_id;");
+  Process *engine = nullptr;
+  const std::string base = start_query(d, db, "query", engine);
+  std::unique_ptr<Process> owned(engine);
+  // statement_timeout: the option's floor, set in a second engine on the same store.
+  const int port = free_port();
+  auto e = start_engine(d,
+                        plugins_head() +
+                            "  inputs:\n    - {name: dummy, rate: 0.001}\n"
+                            "  outputs:\n    - {name: query, match: none, listen: 127.0.0.1:" +
+                            std::to_string(port) + ", path: " + db + ", statement_timeout: 10ms}\n",
+                        "limited");
+  const std::string limited = "http://127.0.0.1:" + std::to_string(port);
+  ASSERT_TRUE(wait_until([&] { return http(limited + "/health").status == 200; }, 20s)) << e->err();
+  HttpResponse r = http(limited + "/query/patterns?start_time=0&min_level=WARN&limit=10000");
+  EXPECT_EQ(r.status, 504) << r.body.substr(0, 300);
+  EXPECT_NE(r.body.find("statement_timeout"), std::string::npos) << r.body.substr(0, 300);
+  // The same query without the limit answers, every pattern counted.
+  r = http(base + "/query/patterns?start_time=0&min_level=WARN&limit=10000");
+  ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
+  rapidjson::Document doc;
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsObject());
+  EXPECT_EQ(doc["patterns"].Size(), 2000u);
+  EXPECT_EQ(http(limited + "/health").status, 200) << "the server goes on serving";
 }
 
 }  // namespace

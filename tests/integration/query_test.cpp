@@ -146,7 +146,8 @@ TEST(QueryPlugin, BearerTokenIsRequiredEverywhereButHealth) {
                                std::to_string(port) + ", path: " + d / "devmesh.db" +
                                ", auth_token: s3cret-token}\n");
   ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
-  for (std::string path : {"/query/logs", "/query/stats", "/info", "/tail"}) {
+  for (std::string path : {"/query/logs", "/query/stats", "/query/patterns",
+                           "/query/patterns/0123456789abcdef", "/info", "/tail"}) {
     HttpResponse r = http(base + path);
     EXPECT_EQ(r.status, 401) << path;
     EXPECT_EQ(r.headers["www-authenticate"], "Bearer") << path;
@@ -156,6 +157,7 @@ TEST(QueryPlugin, BearerTokenIsRequiredEverywhereButHealth) {
   }
   EXPECT_EQ(http(base + "/query/logs?limit=1", {"Authorization: Bearer s3cret-token"}).status, 200);
   EXPECT_EQ(http(base + "/info", {"Authorization: Bearer s3cret-token"}).status, 200);
+  EXPECT_EQ(http(base + "/query/patterns", {"Authorization: Bearer s3cret-token"}).status, 200);
   EXPECT_EQ(e->err().find("s3cret"), std::string::npos) << "the token must never be logged";
 }
 

@@ -294,6 +294,29 @@ std::vector<std::string> levels_at_or_above(std::string_view name) {
   return out;
 }
 
+// Here, not in query_store.cpp, with the other helpers query_store.h declares: the parsers use
+// it, and the fuzz target links the parsers alone.
+std::string pattern_id_hex(uint64_t id) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, id >>= 4) out[static_cast<size_t>(i)] = digits[id & 15];
+  return out;
+}
+
+std::optional<uint64_t> parse_pattern_id(std::string_view hex) {
+  if (hex.size() != 16) return std::nullopt;
+  uint64_t id = 0;
+  for (char c : hex) {
+    const int d = c >= '0' && c <= '9'   ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                         : -1;
+    if (d < 0) return std::nullopt;
+    id = id << 4 | static_cast<uint64_t>(d);
+  }
+  return id;
+}
+
 std::vector<std::string> query_terms(std::string_view q) {
   std::vector<std::string> terms;
   std::string cur;

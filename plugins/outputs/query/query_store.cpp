@@ -23,27 +23,6 @@ std::unique_ptr<QueryStore> make_query_store(const StoreSettings &settings, std:
 
 namespace devmesh::query {
 
-std::string pattern_id_hex(uint64_t id) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out(16, '0');
-  for (int i = 15; i >= 0; --i, id >>= 4) out[static_cast<size_t>(i)] = digits[id & 15];
-  return out;
-}
-
-std::optional<uint64_t> parse_pattern_id(std::string_view hex) {
-  if (hex.size() != 16) return std::nullopt;
-  uint64_t id = 0;
-  for (char c : hex) {
-    const int d = c >= '0' && c <= '9'   ? c - '0'
-                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                  : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                         : -1;
-    if (d < 0) return std::nullopt;
-    id = id << 4 | static_cast<uint64_t>(d);
-  }
-  return id;
-}
-
 StoredRow StoredRow::from(const LogRow &r) {
   StoredRow s;
   s.id = r.id;

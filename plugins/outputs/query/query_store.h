@@ -100,6 +100,7 @@ struct PatternsQuery {
   bool only_new = false;                // new=1: patterns whose first_seen is in the window
   std::vector<uint64_t> ids;            // not empty: only these patterns
   uint32_t limit = 50;                  // most patterns, by count in the window, descending
+                                        // (ties: id ascending, unsigned, as its hex reads)
   bool with_sample = true;              // each with its newest row in the window
   uint32_t max_hosts = 0;               // each with up to this many hosts it came from (0: none)
 };
@@ -174,7 +175,8 @@ class QueryStore {
   virtual bool stats(const StatsQuery &q, StatsResult &out, StoreError &err) = 0;
   // Patterns with rows in q's window, by count descending (at most q.limit). A store without
   // a pattern_id column or patterns table (made by a release before patterns) answers an empty
-  // list, not an error.
+  // list, not an error. count, first_ns, last_ns and the sample count only the rows matching
+  // host, level and min_levels; service and only_new are the pattern's (its table row's).
   virtual bool patterns(const PatternsQuery & /*q*/, std::vector<PatternSummary> &out,
                         StoreError &err) {
     return unsupported("patterns", out, err);

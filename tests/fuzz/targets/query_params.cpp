@@ -1,5 +1,6 @@
 // Fuzz target: the query endpoints' parameter parsing (plugins/outputs/query/query_params.*):
-// the raw query string through decoding and every endpoint's validation, cursors both ways.
+// the raw query string through decoding and every endpoint's validation, cursors both ways, the
+// raw input as a /query/patterns/{id} path segment.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,13 @@ void check(bool ok, const char *what) {
   if (ok) return;
   std::fprintf(stderr, "fuzz query_params: invariant broken: %s\n", what);
   std::abort();
+}
+
+std::string lower_ascii(std::string_view s) {
+  std::string r(s);
+  for (char &c : r)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return r;
 }
 
 }  // namespace
@@ -78,6 +86,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check(stats.end_ns ? stats.since_ns <= *stats.end_ns : true, "stats window in order");
   } else {
     check(!error.empty(), "a refused /query/stats says why");
+  }
+
+  PatternsQuery patterns;
+  error.clear();
+  if (parse_patterns_request(params, now, patterns, error)) {
+    check(patterns.limit >= 1 && patterns.limit <= kMaxLimit, "patterns limit in range");
+    check(patterns.start_ns <= patterns.end_ns, "patterns window in order");
+  } else {
+    check(!error.empty(), "a refused /query/patterns says why");
+  }
+  PatternRequest pattern;
+  error.clear();
+  if (parse_pattern_request(raw, params, now, pattern, error)) {
+    check(pattern_id_hex(pattern.id) == lower_ascii(raw), "a pattern id round-trips");
+    check(pattern.start_ns <= pattern.end_ns, "pattern window in order");
+  } else {
+    check(!error.empty(), "a refused /query/patterns/{id} says why");
   }
 
   TailFilter tail;
