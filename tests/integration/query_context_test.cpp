@@ -25,6 +25,10 @@ constexpr uint64_t kSteady = 0xc0c0c0c0c0c0c0c0ull;    // api WARNING, 10 and 10
 constexpr uint64_t kNoise = 0x0d0d0d0d0d0d0d0dull;     // api INFO, 60 and 60
 constexpr uint64_t kStopped = 0x0e0e0e0e0e0e0e0eull;   // api ERROR, only before
 constexpr uint64_t kLong = 0x0f0f0f0f0f0f0f0full;      // batch CRITICAL, 3 and 3, long lines
+// api ERROR: once at 08:00, then once in the window. Not new (seen before), change 2.
+constexpr uint64_t kBack = 0x1212121212121212ull;
+// cron WARN, twice in the window; its template has not arrived (NULL in log_patterns).
+constexpr uint64_t kUnknown = 0x3434343434343434ull;
 
 std::string hex(uint64_t id) {
   char buf[17];
@@ -62,14 +66,15 @@ class Store {
         (trace.empty() ? "NULL" : "'" + trace + "'") + ", '" + message + "', randomblob(16), " +
         (pattern ? std::to_string(static_cast<int64_t>(pattern)) : "NULL") + ");";
   }
+  // The table row as the sqlite output keeps it: seen range and count over the pattern's rows;
+  // the template NULL until a record brings it (text empty here).
   void pattern(uint64_t id, const std::string &service, const std::string &text) {
-    // The table row as the sqlite output keeps it: seen range and count over the pattern's rows.
     const std::string sid = std::to_string(static_cast<int64_t>(id));
     sql_ +=
         "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count)"
         " SELECT " +
-        sid + ", '" + service + "', '" + text +
-        "', min(timestamp), max(timestamp), count(*) FROM log_events WHERE pattern_id = " + sid +
+        sid + ", '" + service + "', " + (text.empty() ? "NULL" : "'" + text + "'") +
+        ", min(timestamp), max(timestamp), count(*) FROM log_events WHERE pattern_id = " + sid +
         ";";
   }
   void commit() { SqliteDb(db_).exec("BEGIN;" + sql_ + "COMMIT;"); }
@@ -116,13 +121,28 @@ void seed(const std::string &db) {
     s.row(kBefore + i * 60 * kSec, "batch", "h4", "CRITICAL", "", long_message(i), kLong);
     s.row(kIn + i * 60 * kSec, "batch", "h4", "CRITICAL", "", long_message(10 + i), kLong);
   }
+  s.row(at("2025-11-28T08:00:00Z"), "api", "h1", "ERROR", "", "cache 0 evicted", kBack);
+  s.row(kIn + 120 * kSec, "api", "h1", "ERROR", "", "cache 1 evicted", kBack);
+  s.row(kIn + 60 * kSec, "cron", "h5", "WARN", "", "job a skipped", kUnknown);
+  s.row(kIn + 61 * kSec, "cron", "h5", "WARN", "", "job b skipped", kUnknown);
   s.pattern(kNewError, "api", "connection to <*> refused");
+  s.pattern(kBack, "api", "cache <*> evicted");
+  s.pattern(kUnknown, "cron", "");
   s.pattern(kJumped, "db", "slow query took <*> ms");
   s.pattern(kSteady, "api", "retrying job <*>");
   s.pattern(kNoise, "api", "request handled in <*> ms");
   s.pattern(kStopped, "api", "disk <*> full");
   s.pattern(kLong, "batch", "batch <*> failed: <*>");
   s.commit();
+  // At noon, alone in its window: a multi-line message with a byte that is not UTF-8.
+  SqliteDb(db).exec(
+      "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+      " pattern_id) VALUES (" +
+      std::to_string(at("2025-11-28T12:00:00Z")) +
+      ", 'journald', 'api', 'h1', 'ERROR', 'panic: boom' || char(10) || 'goroutine 1' ||"
+      " char(10) || 'main.go:12 ' || CAST(X'FF' AS TEXT), randomblob(16), 77);"
+      "INSERT INTO log_patterns SELECT 77, 'api', 'panic: <*>', min(timestamp), max(timestamp),"
+      " count(*) FROM log_events WHERE pattern_id = 77");
 }
 
 class QueryContext : public ::testing::Test {
@@ -188,10 +208,18 @@ TEST_F(QueryContext, ANewErrorComesFirstThenAJumpedWarningThenSteadyOnesAndInfoN
   HttpResponse r;
   auto doc = pack(kWindow, &r);
   EXPECT_EQ(r.headers["content-type"], "application/json");
-  EXPECT_EQ(ids(doc),
-            (std::vector<std::string>{hex(kNewError), hex(kJumped), hex(kSteady), hex(kLong)}));
-  EXPECT_EQ(doc["patterns_in_window"].GetInt(), 4);
-  EXPECT_EQ(doc["patterns_shown"].GetInt(), 4);
+  // The pattern back after a quiet spell is not new (seen before): its change (2) ranks it.
+  // New ones by change: the pattern whose template is not known yet has 2 + 1 / 0 + 1.
+  EXPECT_EQ(ids(doc), (std::vector<std::string>{hex(kNewError), hex(kUnknown), hex(kJumped),
+                                                hex(kBack), hex(kSteady), hex(kLong)}));
+  EXPECT_EQ(doc["patterns_in_window"].GetInt(), 6);
+  EXPECT_EQ(doc["patterns_shown"].GetInt(), 6);
+  EXPECT_FALSE(doc["patterns"][3]["new"].GetBool());
+  EXPECT_EQ(doc["patterns"][3]["count_before"].GetInt(), 0);
+  const auto &u = doc["patterns"][1];
+  EXPECT_TRUE(u["new"].GetBool());
+  EXPECT_TRUE(u["template"].IsNull());
+  EXPECT_EQ(std::string(u["service"].GetString()), "cron");
   EXPECT_FALSE(doc["truncated"].GetBool());
   EXPECT_EQ(std::string(doc["window"]["start"].GetString()), "2025-11-28T10:15:00.000000");
   EXPECT_EQ(std::string(doc["window"]["before_end"].GetString()), "2025-11-28T10:14:59.999999");
@@ -214,18 +242,18 @@ TEST_F(QueryContext, ANewErrorComesFirstThenAJumpedWarningThenSteadyOnesAndInfoN
   EXPECT_EQ(std::string(a["samples"][0]["trace_id"].GetString()), "trace-a4");
   EXPECT_EQ(std::string(a["samples"][2]["trace_id"].GetString()), "trace-a2");
 
-  const auto &b = doc["patterns"][1];
+  const auto &b = doc["patterns"][2];
   EXPECT_FALSE(b["new"].GetBool());
   EXPECT_EQ(b["count"].GetInt(), 20);
   EXPECT_EQ(b["count_before"].GetInt(), 2);
   EXPECT_DOUBLE_EQ(b["change"].GetDouble(), 7.0);  // (20 + 1) / (2 + 1)
   EXPECT_EQ(std::string(b["level"].GetString()), "WARN");
-  EXPECT_EQ(doc["patterns"][2]["count_before"].GetInt(), 10);
-  EXPECT_EQ(std::string(doc["patterns"][2]["level"].GetString()), "WARNING");
+  EXPECT_EQ(doc["patterns"][4]["count_before"].GetInt(), 10);
+  EXPECT_EQ(std::string(doc["patterns"][4]["level"].GetString()), "WARNING");
 
   std::set<std::string> services;
   for (const auto &s : doc["services"].GetArray()) services.insert(s.GetString());
-  EXPECT_EQ(services, (std::set<std::string>{"api", "db", "batch"}));
+  EXPECT_EQ(services, (std::set<std::string>{"api", "db", "batch", "cron"}));
   EXPECT_EQ(std::string(doc["services"][0].GetString()), "db") << "most error/warning rows first";
 }
 
@@ -250,7 +278,7 @@ TEST_F(QueryContext, TextFormatIsPlainPromptReadyText) {
   const std::string &t = r.body;
   EXPECT_EQ(t.find('{'), std::string::npos) << "no JSON in the text";
   const size_t a = t.find("#1 NEW ERROR service api: 5 in the window, 0 before");
-  const size_t b = t.find("#2 x7.00 WARN service db: 20 in the window, 2 before");
+  const size_t b = t.find("#3 x7.00 WARN service db: 20 in the window, 2 before");
   ASSERT_NE(a, std::string::npos) << t;
   ASSERT_NE(b, std::string::npos) << t;
   EXPECT_LT(a, b);
@@ -268,6 +296,21 @@ TEST_F(QueryContext, TextFormatIsPlainPromptReadyText) {
   EXPECT_EQ(t.find("[cut to max_bytes"), std::string::npos);
 }
 
+TEST_F(QueryContext, AMultiLineMessageStaysOneIndentedItemInTextAndValidUtf8InBoth) {
+  const std::string noon = "start_time=2025-11-28T11:59:00Z&end_time=2025-11-28T12:01:00Z";
+  HttpResponse r = get(noon + "&format=text");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("   > 2025-11-28T12:00:00.000000 h1 ERROR: panic: boom\n"
+                        "        goroutine 1\n"
+                        "        main.go:12 \xEF\xBF\xBD\n"),
+            std::string::npos)
+      << r.body;
+  auto doc = pack(noon);
+  ASSERT_EQ(doc["patterns"].Size(), 1u);
+  EXPECT_EQ(std::string(doc["patterns"][0]["samples"][0]["message"].GetString()),
+            "panic: boom\ngoroutine 1\nmain.go:12 \xEF\xBF\xBD");
+}
+
 TEST_F(QueryContext, MaxBytesIsHonouredInJsonWholeItemsAtATimeAndTheJsonStaysValid) {
   std::set<std::string> seeded;
   for (int i = 0; i < 13; ++i) seeded.insert(long_message(i));
@@ -275,6 +318,9 @@ TEST_F(QueryContext, MaxBytesIsHonouredInJsonWholeItemsAtATimeAndTheJsonStaysVal
     seeded.insert("connection to db-" + std::to_string(i) + ":5432 refused");
   for (int i = 0; i < 20; ++i) seeded.insert("slow query took " + std::to_string(1000 + i) + " ms");
   for (int i = 0; i < 10; ++i) seeded.insert("retrying job " + std::to_string(i));
+  seeded.insert("cache 1 evicted");
+  seeded.insert("job a skipped");
+  seeded.insert("job b skipped");
   for (int i = 0; i < 5; ++i) {
     seeded.insert("request " + std::to_string(i) + " started");
     seeded.insert("query " + std::to_string(i) + " aborted");
@@ -349,7 +395,7 @@ TEST_F(QueryContext, ServiceHostMaxPatternsAndSamplesNarrowThePack) {
   EXPECT_EQ(h1["patterns"][0]["hosts"].Size(), 1u);
   auto one = pack(kWindow + "&max_patterns=1&samples=1");
   EXPECT_EQ(ids(one), (std::vector<std::string>{hex(kNewError)}));
-  EXPECT_EQ(one["patterns_in_window"].GetInt(), 4);
+  EXPECT_EQ(one["patterns_in_window"].GetInt(), 6);
   EXPECT_EQ(one["patterns"][0]["samples"].Size(), 1u);
   EXPECT_EQ(one["trace_records"].Size(), 2u) << "trace-a4's other two records";
   auto none = pack(kWindow + "&samples=0");

@@ -49,9 +49,12 @@ class KeepRows : public RowSink {
 struct ContextPattern {
   PatternSummary s;  // the window's counts, first and last occurrence, hosts
   int64_t before = 0;
-  bool is_new = false;  // no rows in the window before
-  double change = 0;    // (count + 1) / (before + 1): the rate's jump (the windows are as long)
-  std::string level;    // of its newest row in the window
+  // First seen (all time) inside the window; without a patterns-table row to tell, no rows in
+  // the window before. A pattern seen long ago, quiet in the window before and back now is not
+  // new: its change ranks it.
+  bool is_new = false;
+  double change = 0;  // (count + 1) / (before + 1): the rate's jump (the windows are as long)
+  std::string level;  // of its newest row in the window
   std::vector<StoredRow> samples;
 };
 
@@ -102,12 +105,59 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
   std::unordered_map<uint64_t, int64_t> before_count;
   for (const PatternSummary &p : earlier) before_count[p.id] = p.count;
 
+  std::vector<ContextPattern> ranked;
+  ranked.reserve(found.size());
+  for (PatternSummary &p : found) {
+    ContextPattern c;
+    auto it = before_count.find(p.id);
+    c.before = it == before_count.end() ? 0 : it->second;
+    c.is_new = p.total_count > 0 ? p.first_seen_ns >= q.start_ns : c.before == 0;
+    c.change = static_cast<double>(p.count + 1) / static_cast<double>(c.before + 1);
+    c.s = std::move(p);
+    ranked.push_back(std::move(c));
+  }
+  // New patterns first, then by the rate's jump, then by count; the id keeps it deterministic.
+  std::sort(ranked.begin(), ranked.end(), [](const ContextPattern &a, const ContextPattern &b) {
+    if (a.is_new != b.is_new) return a.is_new;
+    if (a.change != b.change) return a.change > b.change;
+    if (a.s.count != b.s.count) return a.s.count > b.s.count;
+    return a.s.id < b.s.id;
+  });
+  const size_t shown = std::min<size_t>(ranked.size(), q.max_patterns);
+
+  std::unordered_set<int64_t> sample_ids;
+  std::vector<std::string> traces;
+  for (size_t i = 0; i < shown; ++i) {
+    ContextPattern &c = ranked[i];
+    LogQuery lq;
+    lq.pattern_id = c.s.id;
+    lq.service = q.service;
+    lq.host = q.host;
+    lq.min_levels = levels;
+    lq.start_ns = q.start_ns;
+    lq.end_ns = q.end_ns;
+    lq.limit = std::max<uint32_t>(q.samples, 1);  // one at least: the pattern's level
+    KeepRows rows(lq.limit);
+    if (!store.query_logs(lq, rows, err)) return false;
+    if (!rows.rows.empty()) c.level = rows.rows.front().level;
+    if (c.s.service.empty() && !rows.rows.empty()) c.s.service = rows.rows.front().service;
+    if (rows.rows.size() > q.samples) rows.rows.resize(q.samples);
+    for (const StoredRow &r : rows.rows) {
+      sample_ids.insert(r.id);
+      if (r.has_trace_id && !r.trace_id.empty() && traces.size() < kMaxTraces &&
+          std::find(traces.begin(), traces.end(), r.trace_id) == traces.end())
+        traces.push_back(r.trace_id);
+    }
+    c.samples = std::move(rows.rows);
+  }
   // Affected services and hosts, over every error/warning pattern of the window (not only the
   // ones shown): services by rows, hosts by the rows of the patterns they appear in.
   std::map<std::string, int64_t> services, hosts;
-  for (const PatternSummary &p : found) {
-    services[p.service] += p.count;
-    for (const std::string &h : p.hosts) hosts[h] += p.count;
+  for (const ContextPattern &c : ranked) {
+    // A pattern whose table row has not arrived has no service but from its rows: known only
+    // for the ones shown.
+    if (!c.s.service.empty()) services[c.s.service] += c.s.count;
+    for (const std::string &h : c.s.hosts) hosts[h] += c.s.count;
   }
   auto ranked_names = [](const std::map<std::string, int64_t> &m) {
     std::vector<std::pair<std::string, int64_t>> v(m.begin(), m.end());
@@ -120,49 +170,7 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
   pack.services = ranked_names(services);
   pack.hosts = ranked_names(hosts);
 
-  std::vector<ContextPattern> ranked;
-  ranked.reserve(found.size());
-  for (PatternSummary &p : found) {
-    ContextPattern c;
-    auto it = before_count.find(p.id);
-    c.before = it == before_count.end() ? 0 : it->second;
-    c.is_new = c.before == 0;
-    c.change = static_cast<double>(p.count + 1) / static_cast<double>(c.before + 1);
-    c.s = std::move(p);
-    ranked.push_back(std::move(c));
-  }
-  // New patterns first, then by the rate's jump, then by count; the id keeps it deterministic.
-  std::sort(ranked.begin(), ranked.end(), [](const ContextPattern &a, const ContextPattern &b) {
-    if (a.is_new != b.is_new) return a.is_new;
-    if (a.change != b.change) return a.change > b.change;
-    if (a.s.count != b.s.count) return a.s.count > b.s.count;
-    return a.s.id < b.s.id;
-  });
-  if (ranked.size() > q.max_patterns) ranked.resize(q.max_patterns);
-
-  std::unordered_set<int64_t> sample_ids;
-  std::vector<std::string> traces;
-  for (ContextPattern &c : ranked) {
-    LogQuery lq;
-    lq.pattern_id = c.s.id;
-    lq.service = q.service;
-    lq.host = q.host;
-    lq.min_levels = levels;
-    lq.start_ns = q.start_ns;
-    lq.end_ns = q.end_ns;
-    lq.limit = std::max<uint32_t>(q.samples, 1);  // one at least: the pattern's level
-    KeepRows rows(lq.limit);
-    if (!store.query_logs(lq, rows, err)) return false;
-    if (!rows.rows.empty()) c.level = rows.rows.front().level;
-    if (rows.rows.size() > q.samples) rows.rows.resize(q.samples);
-    for (const StoredRow &r : rows.rows) {
-      sample_ids.insert(r.id);
-      if (r.has_trace_id && !r.trace_id.empty() && traces.size() < kMaxTraces &&
-          std::find(traces.begin(), traces.end(), r.trace_id) == traces.end())
-        traces.push_back(r.trace_id);
-    }
-    c.samples = std::move(rows.rows);
-  }
+  ranked.resize(shown);
   pack.patterns = std::move(ranked);
 
   // The records of the window that share a sample's trace id, whatever their service, host or
@@ -387,7 +395,7 @@ std::string json_head(const ContextPack &pack, TimeFormat tf, bool summary) {
   w.String("WARN and above");
   w.Key("ranking");
   w.String(
-      "new patterns first (none in the window before), then by change = "
+      "new patterns first (first seen in the window), then by change = "
       "(count+1)/(count_before+1)");
   w.Key("patterns_in_window");
   w.Uint64(pack.patterns_in_window);
@@ -440,7 +448,7 @@ PatternPieces json_pattern(const ContextPattern &c, TimeFormat tf) {
   w.Double(c.change);
   key_time(w, "first", s.first_ns, tf);
   key_time(w, "last", s.last_ns, tf);
-  if (s.first_seen_ns) key_time(w, "first_seen", s.first_seen_ns, tf);
+  if (s.total_count > 0) key_time(w, "first_seen", s.first_seen_ns, tf);
   w.Key("hosts");
   w.StartArray();
   for (const std::string &h : s.hosts) write_string(w, h, scratch);
@@ -509,8 +517,8 @@ std::string text_head(const ContextPack &pack, TimeFormat tf, bool summary) {
   if (summary && !pack.services.empty()) s += "Services affected: " + join(pack.services) + "\n";
   if (summary && !pack.hosts.empty()) s += "Hosts affected: " + join(pack.hosts) + "\n";
   if (!pack.patterns.empty())
-    s += "\nPatterns, most surprising first (NEW: none in the window before; xN: rate change "
-         "(count+1)/(before+1)):\n";
+    s += "\nPatterns, most surprising first (NEW: first seen in the window; xN: rate change "
+         "(count+1)/(before+1) against the window before):\n";
   return s;
 }
 
@@ -524,7 +532,7 @@ PatternPieces text_pattern(const ContextPattern &c, size_t rank, TimeFormat tf) 
                   " before\n";
   h += "   template: " + (s.has_template ? clean(s.template_text, "     ") : "(not known)") + "\n";
   h += "   first " + format_time(s.first_ns, tf) + ", last " + format_time(s.last_ns, tf);
-  if (s.first_seen_ns) h += ", first seen ever " + format_time(s.first_seen_ns, tf);
+  if (s.total_count > 0) h += ", first seen ever " + format_time(s.first_seen_ns, tf);
   h += "\n";
   if (!s.hosts.empty()) h += "   hosts: " + join(s.hosts) + "\n";
   h += "   pattern_id " + pattern_id_hex(s.id) + "\n";

@@ -104,6 +104,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     check(!error.empty(), "a refused /query/patterns/{id} says why");
   }
+  ContextRequest context;
+  error.clear();
+  if (parse_context_request(params, now, duration, context, error)) {
+    const ContextQuery &q = context.query;
+    check(q.start_ns <= q.end_ns, "context window in order");
+    check(q.max_bytes >= 1024 && q.max_bytes <= 1048576, "context max_bytes in range");
+    check(q.max_patterns >= 1 && q.samples <= 10, "context bounds");
+  } else {
+    check(!error.empty(), "a refused /query/context says why");
+  }
 
   TailFilter tail;
   error.clear();
