@@ -6,7 +6,6 @@
 
 #include <cmath>
 
-#include "query_body.h"
 #include "query_context.h"
 #include "query_params.h"
 
@@ -105,8 +104,6 @@ void ModelRequests::drain() {
 
 namespace {
 
-constexpr size_t kMaxMessage = 16384;
-
 int status_of(ModelOutcome o) {
   return o == ModelOutcome::kTimeout ? 504 : o == ModelOutcome::kStopped ? 503 : 502;
 }
@@ -118,24 +115,6 @@ std::string model_error(const char *what, ModelOutcome o, const std::string &why
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 }  // namespace
-
-bool parse_semantic_body(std::string_view body, SemanticRequest &out, std::string &error) {
-  BodyFields f;
-  if (!f.parse(*endpoint("/search/semantic"), body, error)) return false;
-  std::optional<std::string> message, service;
-  std::optional<int64_t> limit;
-  if (!f.text("message", kMaxMessage, message, error) ||
-      !f.text("service", kMaxMessage, service, error) || !f.integer("limit", 1, 1000, limit, error))
-    return false;
-  if (!message || message->empty()) {
-    error = bad_field("message", "required: the text to look up");
-    return false;
-  }
-  out.message = std::move(*message);
-  if (service && !service->empty()) out.service = std::move(*service);
-  if (limit) out.limit = static_cast<uint32_t>(*limit);
-  return true;
-}
 
 void search_semantic(const ModelClient &client, ModelMetrics &metrics, const Embedder &embedder,
                      const SemanticRequest &req, int &status, std::string &body) {
@@ -175,24 +154,6 @@ void search_semantic(const ModelClient &client, ModelMetrics &metrics, const Emb
   w.EndObject();
   status = 200;
   body.assign(buf.GetString(), buf.GetSize());
-}
-
-bool parse_explain_body(std::string_view body, int64_t now_ns, const DurationParser &duration,
-                        ExplainRequest &out, std::string &error) {
-  BodyFields f;
-  if (!f.parse(*endpoint("/explain/incident"), body, error)) return false;
-  // The fields are /query/context's parameters (but format: the model is sent text), so the
-  // window and the bounds mean the same in both; GET's parser checks them.
-  std::vector<std::pair<std::string, std::string>> params;
-  if (!f.as_parameters(params, error)) return false;
-  ContextRequest r;
-  if (!parse_context_request(params, now_ns, duration, r, error)) {
-    constexpr std::string_view kParam = "bad parameter";
-    if (error.starts_with(kParam)) error = "bad field" + error.substr(kParam.size());
-    return false;
-  }
-  out.query = r.query;
-  return true;
 }
 
 const char *const kExplainSystemPrompt =

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "query_body.h"
 #include "query_context.h"
 #include "query_embed.h"
 #include "query_json.h"
@@ -65,23 +66,10 @@ class ModelRequests {
   std::vector<std::thread> threads_;
 };
 
-// POST /search/semantic {message, service, limit}.
-struct SemanticRequest {
-  std::string message;
-  std::optional<std::string> service;
-  uint32_t limit = 10;
-};
-bool parse_semantic_body(std::string_view body, SemanticRequest &out, std::string &error);
 // Embeds the message and ranks the templates that have a vector by cosine.
 void search_semantic(const ModelClient &client, ModelMetrics &metrics, const Embedder &embedder,
                      const SemanticRequest &req, int &status, std::string &body);
 
-// POST /explain/incident: /query/context's parameters as JSON fields (but format).
-struct ExplainRequest {
-  ContextQuery query;
-};
-bool parse_explain_body(std::string_view body, int64_t now_ns, const DurationParser &duration,
-                        ExplainRequest &out, std::string &error);
 // The system prompt sent with every incident (fixed: the evidence is the only variable part).
 extern const char *const kExplainSystemPrompt;
 // Builds the context pack (as text), sends it to the chat model, answers {answer, model,

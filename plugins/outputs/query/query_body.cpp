@@ -102,4 +102,66 @@ bool BodyFields::as_parameters(std::vector<std::pair<std::string, std::string>> 
   return true;
 }
 
+namespace {
+
+constexpr size_t kMaxMessage = 16384;
+
+}  // namespace
+
+bool parse_similar_body(std::string_view body, SimilarRequest &out, std::string &error) {
+  BodyFields f;
+  if (!f.parse(*endpoint("/search/similar"), body, error)) return false;
+  std::optional<std::string> message, service;
+  std::optional<int64_t> limit, records;
+  if (!f.text("message", kMaxMessage, message, error) ||
+      !f.text("service", kMaxMessage, service, error) ||
+      !f.integer("limit", 1, 1000, limit, error) || !f.integer("records", 0, 100, records, error))
+    return false;
+  if (!message || message->empty()) {
+    error = bad_field("message", "required: the log message to look up");
+    return false;
+  }
+  out.message = std::move(*message);
+  if (service && !service->empty()) out.service = std::move(*service);
+  if (limit) out.limit = static_cast<uint32_t>(*limit);
+  if (records) out.records = static_cast<uint32_t>(*records);
+  return true;
+}
+
+bool parse_semantic_body(std::string_view body, SemanticRequest &out, std::string &error) {
+  BodyFields f;
+  if (!f.parse(*endpoint("/search/semantic"), body, error)) return false;
+  std::optional<std::string> message, service;
+  std::optional<int64_t> limit;
+  if (!f.text("message", kMaxMessage, message, error) ||
+      !f.text("service", kMaxMessage, service, error) || !f.integer("limit", 1, 1000, limit, error))
+    return false;
+  if (!message || message->empty()) {
+    error = bad_field("message", "required: the text to look up");
+    return false;
+  }
+  out.message = std::move(*message);
+  if (service && !service->empty()) out.service = std::move(*service);
+  if (limit) out.limit = static_cast<uint32_t>(*limit);
+  return true;
+}
+
+bool parse_explain_body(std::string_view body, int64_t now_ns, const DurationParser &duration,
+                        ExplainRequest &out, std::string &error) {
+  BodyFields f;
+  if (!f.parse(*endpoint("/explain/incident"), body, error)) return false;
+  // The fields are /query/context's parameters (but format: the model is sent text), so the
+  // window and the bounds mean the same in both; GET's parser checks them.
+  std::vector<std::pair<std::string, std::string>> params;
+  if (!f.as_parameters(params, error)) return false;
+  ContextRequest r;
+  if (!parse_context_request(params, now_ns, duration, r, error)) {
+    constexpr std::string_view kParam = "bad parameter";
+    if (error.starts_with(kParam)) error = "bad field" + error.substr(kParam.size());
+    return false;
+  }
+  out.query = r.query;
+  return true;
+}
+
 }  // namespace devmesh::query

@@ -1,6 +1,6 @@
 // The JSON bodies of the query plugin's POST endpoints (/search/similar, /search/semantic,
 // /explain/incident): one object, its fields checked against the endpoint's table, every
-// problem one 400 message naming the field.
+// problem one 400 message naming the field; and each endpoint's request, parsed from it.
 #pragma once
 
 #include <rapidjson/document.h>
@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "query_context.h"
 #include "query_params.h"
 
 namespace devmesh::query {
@@ -42,5 +43,31 @@ class BodyFields {
 
 // "bad field 'limit': why".
 std::string bad_field(std::string_view name, std::string_view why);
+
+// POST /search/similar.
+struct SimilarRequest {
+  std::string message;
+  std::optional<std::string> service;  // only this service's templates
+  uint32_t limit = 10;                 // most patterns answered
+  uint32_t records = 5;                // recent records per pattern (0: none)
+};
+
+// The body's fields into `out`; false with `error` naming the field.
+bool parse_similar_body(std::string_view body, SimilarRequest &out, std::string &error);
+
+// POST /search/semantic.
+struct SemanticRequest {
+  std::string message;
+  std::optional<std::string> service;
+  uint32_t limit = 10;
+};
+bool parse_semantic_body(std::string_view body, SemanticRequest &out, std::string &error);
+
+// POST /explain/incident: /query/context's parameters as JSON fields (but format).
+struct ExplainRequest {
+  ContextQuery query;
+};
+bool parse_explain_body(std::string_view body, int64_t now_ns, const DurationParser &duration,
+                        ExplainRequest &out, std::string &error);
 
 }  // namespace devmesh::query

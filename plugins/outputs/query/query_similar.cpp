@@ -7,40 +7,17 @@
 
 #include <log_tokens.hpp>
 
-#include "query_body.h"
 #include "query_params.h"
 
 namespace devmesh::query {
 
 namespace {
 
-constexpr size_t kMaxMessage = 16384;
-
 bool is_wild(std::string_view t) {
   return t == log_tokens::kWild;
 }
 
 }  // namespace
-
-bool parse_similar_body(std::string_view body, SimilarRequest &out, std::string &error) {
-  BodyFields f;
-  if (!f.parse(*endpoint("/search/similar"), body, error)) return false;
-  std::optional<std::string> message, service;
-  std::optional<int64_t> limit, records;
-  if (!f.text("message", kMaxMessage, message, error) ||
-      !f.text("service", kMaxMessage, service, error) ||
-      !f.integer("limit", 1, 1000, limit, error) || !f.integer("records", 0, 100, records, error))
-    return false;
-  if (!message || message->empty()) {
-    error = bad_field("message", "required: the log message to look up");
-    return false;
-  }
-  out.message = std::move(*message);
-  if (service && !service->empty()) out.service = std::move(*service);
-  if (limit) out.limit = static_cast<uint32_t>(*limit);
-  if (records) out.records = static_cast<uint32_t>(*records);
-  return true;
-}
 
 std::vector<std::string> message_tokens(std::string_view message) {
   std::vector<std::string> out;

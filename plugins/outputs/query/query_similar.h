@@ -13,20 +13,11 @@
 #include <string_view>
 #include <vector>
 
+#include "query_body.h"
 #include "query_json.h"
 #include "query_store.h"
 
 namespace devmesh::query {
-
-struct SimilarRequest {
-  std::string message;
-  std::optional<std::string> service;  // only this service's templates
-  uint32_t limit = 10;                 // most patterns answered
-  uint32_t records = 5;                // recent records per pattern (0: none)
-};
-
-// The body's fields into `out`; false with `error` naming the field.
-bool parse_similar_body(std::string_view body, SimilarRequest &out, std::string &error);
 
 // The template tokens of a message (masked), or of a stored template (taken as they are).
 std::vector<std::string> message_tokens(std::string_view message);
