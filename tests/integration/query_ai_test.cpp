@@ -199,6 +199,31 @@ TEST_F(QuerySimilar, AMessageNoTemplateFitsGetsTheLexicallyNearestOnly) {
   EXPECT_EQ(none["patterns"].Size(), 0u);
 }
 
+// The index is rebuilt from the patterns table once stale: a template stored after the first
+// search is found by a later one.
+TEST_F(QuerySimilar, ATemplateStoredAfterTheIndexWasBuiltIsFoundOnceTheIndexIsRebuilt) {
+  const std::string body = R"({"message": "cache eviction storm in shard 7", "records": 0})";
+  EXPECT_EQ(similar(body)["patterns"].Size(), 0u);
+  const uint64_t storm = 0x1f1f1f1f1f1f1f1full;
+  SqliteDb(*dir_ / "store/devmesh.db")
+      .exec(
+          "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count)"
+          " VALUES (" +
+          std::to_string(static_cast<int64_t>(storm)) + ", 'cache', " +
+          "'cache eviction storm in shard <*>', 1, 2, 1)");
+  rapidjson::Document d;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        d = similar(body);
+        return d["patterns"].Size() > 0;
+      },
+      30s));
+  EXPECT_EQ(matches(d)[0], hex(storm) + " exact");
+  SqliteDb(*dir_ / "store/devmesh.db")
+      .exec("DELETE FROM log_patterns WHERE id = " + std::to_string(static_cast<int64_t>(storm)));
+  ASSERT_TRUE(wait_until([&] { return similar(body)["patterns"].Size() == 0; }, 30s));
+}
+
 TEST_F(QuerySimilar, BadBodiesAreRefusedNamingTheFieldAndCounted) {
   const std::string m = "http://127.0.0.1:" + std::to_string(metrics_) + "/metrics";
   const double before =
