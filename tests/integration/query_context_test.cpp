@@ -99,9 +99,12 @@ void seed(const std::string &db) {
   for (int i = 0; i < 2; ++i)
     s.row(kBefore + i * 60 * kSec, "db", "h3", "WARN", "",
           "slow query took " + std::to_string(900 + i) + " ms", kJumped);
+  // Only the 14th newest of the window's rows has a trace id: it is among the samples (chosen
+  // among the 15 newest).
   for (int i = 0; i < 20; ++i)
-    s.row(kIn + i * 30 * kSec, "db", "h3", "WARN", "",
+    s.row(kIn + i * 30 * kSec, "db", "h3", "WARN", i == 6 ? "trace-b0" : "",
           "slow query took " + std::to_string(1000 + i) + " ms", kJumped);
+  s.row(kIn + 181 * kSec, "gateway", "h9", "INFO", "trace-b0", "request b0 answered 504", 0);
   for (int i = 0; i < 10; ++i) {
     s.row(kBefore + i * 60 * kSec, "api", "h1", "WARNING", "", "retrying job " + std::to_string(i),
           kSteady);
@@ -248,6 +251,12 @@ TEST_F(QueryContext, ANewErrorComesFirstThenAJumpedWarningThenSteadyOnesAndInfoN
   EXPECT_EQ(b["count_before"].GetInt(), 2);
   EXPECT_DOUBLE_EQ(b["change"].GetDouble(), 7.0);  // (20 + 1) / (2 + 1)
   EXPECT_EQ(std::string(b["level"].GetString()), "WARN");
+  // The newest two and the newest with a trace id, newest first.
+  ASSERT_EQ(b["samples"].Size(), 3u);
+  EXPECT_EQ(std::string(b["samples"][0]["message"].GetString()), "slow query took 1019 ms");
+  EXPECT_EQ(std::string(b["samples"][1]["message"].GetString()), "slow query took 1018 ms");
+  EXPECT_EQ(std::string(b["samples"][2]["message"].GetString()), "slow query took 1006 ms");
+  EXPECT_EQ(std::string(b["samples"][2]["trace_id"].GetString()), "trace-b0");
   EXPECT_EQ(doc["patterns"][4]["count_before"].GetInt(), 10);
   EXPECT_EQ(std::string(doc["patterns"][4]["level"].GetString()), "WARNING");
 
@@ -268,7 +277,8 @@ TEST_F(QueryContext, TheRecordsSharingTheSamplesTraceIdsFollowInTimeOrderWithout
   EXPECT_EQ(got, (std::vector<std::string>{
                      "trace-a4 gateway request 4 started", "trace-a4 db query 4 aborted",
                      "trace-a3 gateway request 3 started", "trace-a3 db query 3 aborted",
-                     "trace-a2 gateway request 2 started", "trace-a2 db query 2 aborted"}));
+                     "trace-a2 gateway request 2 started", "trace-a2 db query 2 aborted",
+                     "trace-b0 gateway request b0 answered 504"}));
 }
 
 TEST_F(QueryContext, TextFormatIsPlainPromptReadyText) {
@@ -319,6 +329,8 @@ TEST_F(QueryContext, MaxBytesIsHonouredInJsonWholeItemsAtATimeAndTheJsonStaysVal
   for (int i = 0; i < 20; ++i) seeded.insert("slow query took " + std::to_string(1000 + i) + " ms");
   for (int i = 0; i < 10; ++i) seeded.insert("retrying job " + std::to_string(i));
   seeded.insert("cache 1 evicted");
+  seeded.insert("slow query took 1006 ms");
+  seeded.insert("request b0 answered 504");
   seeded.insert("job a skipped");
   seeded.insert("job b skipped");
   for (int i = 0; i < 5; ++i) {
@@ -415,6 +427,10 @@ TEST_F(QueryContext, AnEmptyWindowAnswersAnEmptyPack) {
   EXPECT_NE(t.body.find("No error or warning records in the window."), std::string::npos) << t.body;
   // No time at all: the last 15 minutes, empty here.
   EXPECT_EQ(pack("")["patterns"].Size(), 0u);
+  // The widest window the times allow: its window before stops at the range's start.
+  auto wide = pack("start_time=1678-01-01T00:00:00Z&end_time=2262-01-01T00:00:00Z");
+  EXPECT_EQ(wide["patterns_in_window"].GetInt(), 8) << "every error/warning pattern seeded";
+  EXPECT_EQ(std::string(wide["window"]["before_start"].GetString()).substr(0, 4), "1677");
 }
 
 TEST_F(QueryContext, EveryBadParameterIsA400NamingIt) {

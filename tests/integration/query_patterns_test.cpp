@@ -384,6 +384,64 @@ TEST(QueryPatterns, LevelFiltersCountTheSameWhicheverIndexReadsTheRows) {
   check("end_time=2025-11-28T00:00:30Z", [](int i) { return i <= 30; });
 }
 
+// A store of the release before patterns, served while the sqlite output upgrades it: the
+// running query engine sees the new column and table at once, no restart.
+TEST(QueryPatterns, AStoreUpgradedWhileServedShowsItsPatternsWithoutARestart) {
+  TempDir d;
+  const std::string db = d / "devmesh.db";
+  {
+    SqliteDb s(db);
+    s.exec(
+        "CREATE TABLE \"log_events\" (\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  timestamp INTEGER NOT NULL,\n  source TEXT NOT NULL,\n  service TEXT NOT NULL,\n"
+        "  host TEXT NOT NULL,\n  level TEXT NOT NULL CHECK (level IN "
+        "('DEBUG','INFO','WARN','WARNING','ERROR','CRITICAL','FATAL')),\n  trace_id TEXT,\n"
+        "  span_id TEXT,\n  event_type TEXT,\n  error_code TEXT,\n  message TEXT NOT NULL,\n"
+        "  meta_json TEXT,\n  event_id BLOB NOT NULL\n);\n"
+        "CREATE UNIQUE INDEX \"log_events_event_id\" ON \"log_events\" (event_id);\n"
+        "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id)"
+        " VALUES (1, 'old', 'svc', 'h', 'INFO', 'written by the previous release',"
+        " randomblob(16));");
+  }
+  Process *engine = nullptr;
+  const std::string base = start_query(d, db, "query", engine);
+  std::unique_ptr<Process> owned(engine);
+  HttpResponse r = http(base + "/query/patterns?start_time=0");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"patterns\":[]"), std::string::npos) << r.body;
+  r = http(base + "/query/logs");
+  EXPECT_NE(r.body.find("\"pattern_id\":null"), std::string::npos) << r.body;
+
+  auto e = start_engine(d,
+                        plugins_head("  exit_when_done: true\n") +
+                            "  inputs:\n    - {name: dummy, rate: 0, count: 30, service: svc,"
+                            " message: 'new row {seq}'}\n"
+                            "  filters:\n    - {name: patterns}\n"
+                            "  outputs:\n    - {name: sqlite, path: " +
+                            db + "}\n",
+                        "upgrade");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  r = http(base + "/query/patterns?start_time=0");
+  ASSERT_EQ(r.status, 200) << r.body;
+  rapidjson::Document doc;
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsObject()) << r.body;
+  ASSERT_EQ(doc["patterns"].Size(), 1u) << r.body;
+  EXPECT_EQ(std::string(doc["patterns"][0]["template"].GetString()), "new row <*>");
+  EXPECT_EQ(doc["patterns"][0]["count"].GetInt64(), 30);
+  const std::string id = doc["patterns"][0]["id"].GetString();
+  r = http(base + "/query/logs?limit=100&pattern_id=" + id);
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsArray()) << r.body;
+  EXPECT_EQ(doc.Size(), 30u);
+  r = http(base + "/query/logs?limit=100&service=svc&order=asc");
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsArray()) << r.body;
+  ASSERT_EQ(doc.Size(), 31u);
+  EXPECT_TRUE(doc[0]["pattern_id"].IsNull()) << "the old row has none";
+  EXPECT_EQ(std::string(doc[1]["pattern_id"].GetString()), id);
+}
+
 // The statement time limit covers the whole patterns call, not each of its statements.
 TEST(QueryPatterns, APatternsQueryPastTheStatementTimeLimitGets504) {
   TempDir d;

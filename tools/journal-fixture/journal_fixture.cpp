@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <set>
 #include <string>
@@ -44,6 +45,7 @@ struct Options {
   uint64_t realtime_base = 1764359740000000;  // 2025-11-28T19:55:40Z, the seed's example day
   uint64_t step_us = 1000;
   std::optional<std::string> message;  // every entry's MESSAGE instead of "entry <seq>"
+  std::vector<std::string> messages;   // --messages-from: entry seq takes line (seq-1) % size
   std::optional<uint64_t> pid;         // every entry's _PID instead of 1000 + seq % 7
   bool export_only = false;
   std::string journal_remote = kJournalRemote;
@@ -67,6 +69,8 @@ void usage(FILE *to) {
       "  --message TEXT          MESSAGE TEXT on every entry instead of \"entry <seq>\" (with\n"
       "                          --pid and --step 0: entries alike in all but SEQ, as a process\n"
       "                          repeating one line within a microsecond)\n"
+      "  --messages-from FILE    MESSAGE of entry <seq>: line (seq-1) mod the lines of FILE (real\n"
+      "                          log lines, e.g. Loghub's, for the patterns filter)\n"
       "  --pid N                 _PID N on every entry (default 1000 + seq %% 7)\n"
       "  --message-size N[-M]    MESSAGE length in bytes (fixed, or varying within N..M)\n"
       "  --binary-every N        every Nth entry gets a binary MESSAGE (NUL, newline, bytes\n"
@@ -141,6 +145,13 @@ Options parse(int argc, char **argv) {
         if (p.empty()) die("--priorities: empty item");
     } else if (a == "--message") {
       o.message = std::string(value());
+    } else if (a == "--messages-from") {
+      const std::string path(value());
+      std::ifstream in(path);
+      if (!in) die("--messages-from: cannot read " + path);
+      for (std::string line; std::getline(in, line);)
+        if (!line.empty()) o.messages.push_back(line);
+      if (o.messages.empty()) die("--messages-from: no lines in " + path);
     } else if (a == "--pid") {
       o.pid = parse_u64(a, value());
     } else if (a == "--message-size") {
@@ -241,7 +252,9 @@ class ExportWriter {
 
   void message(uint64_t seq) {
     if (o_.omit.count("MESSAGE")) return;
-    msg_ = o_.message ? *o_.message : "entry " + std::to_string(seq);
+    msg_ = o_.message            ? *o_.message
+           : o_.messages.empty() ? "entry " + std::to_string(seq)
+                                 : o_.messages[(seq - 1) % o_.messages.size()];
     const bool binary = o_.binary_every && seq % o_.binary_every == 0;
     if (binary) msg_.append(" bin\x00\xff\xfe\n\x80\xc3(tail", 15);
     size_t want = o_.message_min;

@@ -19,7 +19,6 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -27,8 +26,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "atomic_file.hpp"
 #include "pattern_miner.hpp"
+#include "state_file.hpp"
 
 namespace devmesh {
 namespace {
@@ -163,8 +162,7 @@ class Patterns {
   int start() {
     if (!state_file_.empty()) load();
     if (!state_file_.empty()) {
-      writer_ = std::make_shared<Writer>();
-      writer_->path = state_file_;
+      writer_ = std::make_shared<StateFile>(state_file_);
       timer_ = host_->timer_new(inst_, &Patterns::on_save_timer, this);
       const auto every = static_cast<uint64_t>(cfg_.save_interval_ms);
       host_->timer_start(timer_, every, every);
@@ -362,57 +360,28 @@ class Patterns {
                state_file_.c_str(), loaded, services_.size());
   }
 
-  // Writes are ordered by generation: a slow write on the pool never replaces a newer one
-  // (the final one at stop).
-  struct Writer {
-    std::mutex mu;
-    std::string path;
-    uint64_t written = 0;
-    int write(const std::string &text, uint64_t generation) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (generation <= written) return 0;
-      const int err = write_file_atomically(path, text);
-      if (err == 0) written = generation;
-      return err;
-    }
-  };
-
-  // The file is written on the engine's pool: an fsync must not pause the loop. The job can
-  // finish after this instance is gone (a reload): it then only drops its result.
-  struct SaveJob {
-    std::shared_ptr<Writer> writer;
-    std::shared_ptr<Patterns *> owner;
-    std::string text;
-    uint64_t generation;
-    int err = 0;
-    static void work(void *arg) {
-      auto *j = static_cast<SaveJob *>(arg);
-      j->err = j->writer->write(j->text, j->generation);
-    }
-    static void done(void *arg) {
-      std::unique_ptr<SaveJob> j(static_cast<SaveJob *>(arg));
-      Patterns *self = *j->owner;
-      if (self == nullptr) return;
-      self->saving_ = false;
-      if (j->err != 0) {
-        self->dirty_ = true;  // the next tick writes again
-        self->host_->metric_add(self->m_save_failed_, 1);
-        self->host_->log(self->inst_, DM_LOG_WARN, "state_file %s: write failed: %s",
-                         self->state_file_.c_str(), std::strerror(j->err));
-      }
-    }
-  };
-
+  // The file is written on the engine's pool: an fsync must not pause the loop. The write can
+  // finish after this instance is gone (a reload): it then only drops its result. Writes are
+  // ordered by generation: a slow one never replaces a newer one (the final one at stop).
   static void on_save_timer(void *arg) {
     auto *self = static_cast<Patterns *>(arg);
     if (!self->dirty_ || self->saving_) return;
-    auto *job = new SaveJob{self->writer_, self->alive_, self->serialise(), ++self->generation_};
+    std::string text = self->serialise();
+    const uint64_t generation = ++self->generation_;
     self->dirty_ = false;
     self->saving_ = true;
-    if (self->host_->queue_work(self->inst_, &SaveJob::work, &SaveJob::done, job) != DM_OK) {
-      SaveJob::work(job);
-      SaveJob::done(job);
-    }
+    write_off_loop(self->host_, self->inst_, self->writer_, std::move(text), generation,
+                   [alive = self->alive_](int err) {
+                     Patterns *self = *alive;
+                     if (self == nullptr) return;
+                     self->saving_ = false;
+                     if (err != 0) {
+                       self->dirty_ = true;  // the next tick writes again
+                       self->host_->metric_add(self->m_save_failed_, 1);
+                       self->host_->log(self->inst_, DM_LOG_WARN, "state_file %s: write failed: %s",
+                                        self->state_file_.c_str(), std::strerror(err));
+                     }
+                   });
   }
 
   const dm_host_api *host_;
@@ -424,7 +393,7 @@ class Patterns {
   std::unordered_set<uint64_t> ids_;
   Service *last_ = nullptr;
   dm_timer *timer_ = nullptr;
-  std::shared_ptr<Writer> writer_;
+  std::shared_ptr<StateFile> writer_;
   std::shared_ptr<Patterns *> alive_ = std::make_shared<Patterns *>(this);
   uint64_t generation_ = 0;
   bool dirty_ = false, saving_ = false, warned_services_ = false;

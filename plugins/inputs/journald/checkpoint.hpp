@@ -1,5 +1,5 @@
 // journald's state file: the cursor of the newest acknowledged entry, as a small JSON document
-// replaced atomically (temp file, fsync, rename, fsync of the directory), and its parser.
+// (written by the common StateFile: replaced atomically), and its parser.
 #pragma once
 
 #include <rapidjson/document.h>
@@ -12,11 +12,8 @@
 
 #include <cstdint>
 #include <cstring>
-#include <mutex>
 #include <string>
 #include <string_view>
-
-#include <crash_point.hpp>
 
 namespace devmesh::journald {
 
@@ -83,60 +80,5 @@ inline SavedPosition parse_state(const std::string &path) {
   s.ok = true;
   return s;
 }
-
-// Writes state files; shared between the loop thread and the thread pool. Every write carries
-// a generation: a write older than the newest one written is skipped, so a slow background
-// write can never replace the final one made at shutdown.
-class StateWriter {
- public:
-  explicit StateWriter(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
-    const size_t slash = path_.rfind('/');
-    dir_ = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
-  }
-
-  const std::string &path() const { return path_; }
-
-  // 0, or the errno of the step that failed (the old file is then still intact).
-  int write(const std::string &text, uint64_t generation) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (generation <= written_) return 0;
-    const int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return errno;
-    int err = write_all(fd, text.data(), text.size());
-    if (!err && ::fsync(fd) != 0) err = errno;
-    if (::close(fd) != 0 && !err) err = errno;
-    if (!err) DM_CRASH_POINT("during_state_write");
-    if (!err && ::rename(tmp_.c_str(), path_.c_str()) != 0) err = errno;
-    if (err) {
-      ::unlink(tmp_.c_str());
-      return err;
-    }
-    // The rename is durable only once the directory is.
-    const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return errno;
-    if (::fsync(dfd) != 0) err = errno;
-    ::close(dfd);
-    if (!err) written_ = generation;
-    return err;
-  }
-
- private:
-  static int write_all(int fd, const char *p, size_t n) {
-    while (n) {
-      const ssize_t w = ::write(fd, p, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return errno;
-      if (w == 0) return EIO;
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-    return 0;
-  }
-
-  std::mutex mu_;
-  const std::string path_, tmp_;
-  std::string dir_;
-  uint64_t written_ = 0;  // guarded by mu_
-};
 
 }  // namespace devmesh::journald

@@ -7,6 +7,8 @@
 #include <systemd/sd-journal.h>
 #include <time.h>
 #include <unistd.h>
+#include <ack_ledger.hpp>
+#include <checkpointer.hpp>
 #include <devmesh/plugin.hpp>
 #include <record_json.hpp>
 
@@ -17,7 +19,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <iterator>
 #include <memory>
@@ -59,22 +60,10 @@ uint64_t monotonic_usec() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
 }
 
-// A batch handed to the engine, waiting for its acknowledgement.
+// A batch handed to the engine: what it moves once settled (AckLedger).
 struct Submitted {
-  uint64_t ticket;
   uint32_t count;
   Position last;  // its newest entry
-};
-
-class Journald;
-
-// A state file write on the engine's thread pool; outlives the instance if need be.
-struct WriteJob {
-  std::shared_ptr<journald::StateWriter> writer;
-  std::string text;
-  uint64_t generation = 0;
-  int err = 0;
-  Journald *owner = nullptr;  // cleared when the instance goes first
 };
 
 class Journald {
@@ -84,9 +73,6 @@ class Journald {
         inst_(inst),
         problems_(host, inst),
         cfg_(journald::read_settings(host, cfg, problems_)) {
-    if (!cfg_.state_file.empty())
-      writer_ = std::make_shared<journald::StateWriter>(cfg_.state_file);
-
     problems_.refuse_if_any();
     // Opening here makes an unreadable source a configuration error, reported at start-up.
     if (int r = open_journal(); r < 0) {
@@ -118,6 +104,9 @@ class Journald {
                                      "sd-journal read errors (retried after 1 s)", nullptr);
     m_state_errors_ = host->metric_counter(inst, "journald_state_write_errors_total",
                                            "state file writes that failed (retried)", nullptr);
+    if (!cfg_.state_file.empty())
+      checkpoints_.open(
+          cfg_.state_file, cfg_.checkpoint_ms, [this] { return state_text(); }, m_state_errors_);
     m_state_fallbacks_ = host->metric_counter(
         inst, "journald_state_fallbacks_total",
         "starts where the state file was missing or unusable and read_from applied", nullptr);
@@ -156,14 +145,8 @@ class Journald {
   ~Journald() {
     join_reader();  // stop() did, unless start() failed half-way
     free_handles();
-    if (job_) job_->owner = nullptr;  // its completion finds us gone and only frees itself
     // The final checkpoint is written here, after the engine delivered the last acks.
-    if (writer_ && !acked_.cursor.empty() && generation_ > confirmed_generation_) {
-      const int err = writer_->write(state_text(), generation_);
-      if (err)
-        host_->log(inst_, DM_LOG_ERROR, "state_file %s: final write failed: %s",
-                   writer_->path().c_str(), strerror(err));
-    }
+    checkpoints_.finish(!acked_.cursor.empty());
     if (j_) sd_journal_close(j_);
     host_->log(inst_, DM_LOG_INFO, "read %llu entries, %llu acknowledged",
                static_cast<unsigned long long>(entries_read_),
@@ -181,11 +164,10 @@ class Journald {
       }
     }
     pump_timer_ = host_->timer_new(inst_, on_pump_timer, this);
-    checkpoint_timer_ = host_->timer_new(inst_, on_checkpoint_timer, this);
     timeout_timer_ = host_->timer_new(inst_, on_timeout_timer, this);
     access_timer_ = host_->timer_new(inst_, on_access_timer, this);
     async_ = host_->async_new(inst_, on_async, this);
-    if (!pump_timer_ || !checkpoint_timer_ || !timeout_timer_ || !access_timer_ || !async_) {
+    if (!pump_timer_ || !checkpoints_.start() || !timeout_timer_ || !access_timer_ || !async_) {
       host_->log(inst_, DM_LOG_ERROR, "timer_new or async_new failed");
       return 1;
     }
@@ -221,8 +203,7 @@ class Journald {
     busy_ = false;
     // What is acknowledged by now is saved at once; later acks (the engine's grace period)
     // follow every checkpoint_interval and at destruction.
-    next_write_ms_ = 0;
-    maybe_checkpoint();
+    checkpoints_.save_now();
   }
 
   void pause() {
@@ -260,20 +241,15 @@ class Journald {
                  ack.failed, static_cast<unsigned long long>(ack.ticket),
                  ack.failed_reason ? ack.failed_reason : "no reason given");
     }
-    const uint64_t mark = watermark_.done(ack.ticket);
-    bool advanced = false;
-    while (!submitted_.empty() && submitted_.front().ticket <= mark) {
-      Submitted &s = submitted_.front();
+    const size_t settled = submitted_.acknowledged(ack.ticket, [&](Submitted &s) {
       entries_acked_ += s.count;
       add(m_acked_, s.count);
       acked_ = std::move(s.last);
-      submitted_.pop_front();
-      advanced = true;
-    }
-    if (!advanced) return;
+    });
+    if (!settled) return;
     update_lag();
-    ++generation_;
-    maybe_checkpoint();
+    checkpoints_.changed();
+    checkpoints_.save();
   }
 
  private:
@@ -394,22 +370,23 @@ class Journald {
   bool position_at_start() {
     const char *fallback = cfg_.from_tail ? "tail (only new entries)" : "head (the oldest entry)";
     bool placed = false;
-    if (writer_) {
-      const journald::SavedPosition saved = journald::parse_state(writer_->path());
+    if (checkpoints_.enabled()) {
+      const journald::SavedPosition saved = journald::parse_state(checkpoints_.path());
       Seek seek = Seek::kInvalid;
       if (!saved.ok) {
         add(m_state_fallbacks_, 1);
         // No file yet is a first start, the normal case: only a file that is there and
         // unusable is worth a warning.
         host_->log(inst_, saved.problem == "missing" ? DM_LOG_INFO : DM_LOG_WARN,
-                   "state_file %s is %s: reading %s from %s", writer_->path().c_str(),
+                   "state_file %s is %s: reading %s from %s", checkpoints_.path().c_str(),
                    saved.problem.c_str(), cfg_.source.c_str(), fallback);
       } else if ((seek = seek_cursor(saved.cursor, "saved")) == Seek::kInvalid) {
         add(m_state_fallbacks_, 1);
         host_->log(inst_, DM_LOG_WARN,
                    "state_file %s holds a cursor sd-journal does not understand ('%s'): reading "
                    "%s from %s",
-                   writer_->path().c_str(), saved.cursor.c_str(), cfg_.source.c_str(), fallback);
+                   checkpoints_.path().c_str(), saved.cursor.c_str(), cfg_.source.c_str(),
+                   fallback);
       } else {
         placed = true;
         if (seek == Seek::kAt) {
@@ -422,7 +399,7 @@ class Journald {
     }
     if (!placed) {
       seek_read_from();
-      if (!writer_)
+      if (!checkpoints_.enabled())
         host_->log(inst_, DM_LOG_INFO, "reading %s from %s (no state_file)", cfg_.source.c_str(),
                    fallback);
     }
@@ -618,7 +595,7 @@ class Journald {
       entries_read_ += n;
       add(m_read_, n);
       newest_read_usec_ = r.last.realtime_usec;
-      submitted_.push_back(Submitted{ticket, n, std::move(r.last)});
+      submitted_.submitted(ticket, Submitted{n, std::move(r.last)});
       update_lag();
     }
     return true;
@@ -981,63 +958,6 @@ class Journald {
     return journald::state_text(acked_.cursor, acked_.realtime_usec);
   }
 
-  void maybe_checkpoint() {
-    if (!writer_ || job_ || generation_ <= requested_generation_) return;
-    const uint64_t now = monotonic_usec() / 1000;
-    if (now < next_write_ms_) {
-      host_->timer_start(checkpoint_timer_, next_write_ms_ - now, 0);
-      return;
-    }
-    next_write_ms_ = now + cfg_.checkpoint_ms;
-    auto job = std::make_unique<WriteJob>();
-    job->writer = writer_;
-    job->text = state_text();
-    job->generation = requested_generation_ = generation_;
-    job->owner = this;
-    if (host_->queue_work(inst_, write_work, write_done, job.get()) == DM_OK) {
-      job_ = job.release();
-      return;
-    }
-    // No thread pool: write here rather than not at all.
-    job->err = writer_->write(job->text, job->generation);
-    finished_write(*job);
-  }
-
-  static void on_checkpoint_timer(void *arg) {
-    auto *self = static_cast<Journald *>(arg);
-    guarded(self->host_, self->inst_, 0, [&] { return self->maybe_checkpoint(), 0; });
-  }
-
-  static void write_work(void *arg) {
-    auto *job = static_cast<WriteJob *>(arg);
-    job->err = job->writer->write(job->text, job->generation);
-  }
-
-  static void write_done(void *arg) {
-    std::unique_ptr<WriteJob> job(static_cast<WriteJob *>(arg));
-    if (Journald *self = job->owner) {
-      self->job_ = nullptr;
-      guarded(self->host_, self->inst_, 0, [&] { return self->finished_write(*job), 0; });
-    }
-  }
-
-  void finished_write(const WriteJob &job) {
-    if (job.err) {
-      add(m_state_errors_, 1);
-      if (!state_error_logged_)
-        host_->log(inst_, DM_LOG_ERROR, "state_file %s: write failed: %s (retrying)",
-                   writer_->path().c_str(), strerror(job.err));
-      state_error_logged_ = true;
-      // Retried no sooner than a second later, even with checkpoint_interval 0.
-      requested_generation_ = confirmed_generation_;
-      next_write_ms_ = std::max(next_write_ms_, monotonic_usec() / 1000 + kErrorRetryMs);
-    } else {
-      state_error_logged_ = false;
-      confirmed_generation_ = std::max(confirmed_generation_, job.generation);
-    }
-    maybe_checkpoint();
-  }
-
   void update_lag() {
     const uint64_t base = acked_.realtime_usec ? acked_.realtime_usec
                                                : first_read_usec_.load(std::memory_order_relaxed);
@@ -1047,12 +967,11 @@ class Journald {
 
   void free_handles() {
     if (pump_timer_) host_->timer_free(pump_timer_);
-    if (checkpoint_timer_) host_->timer_free(checkpoint_timer_);
     if (timeout_timer_) host_->timer_free(timeout_timer_);
     if (access_timer_) host_->timer_free(access_timer_);
     if (async_) host_->async_free(async_);
     unwatch();
-    pump_timer_ = checkpoint_timer_ = timeout_timer_ = access_timer_ = nullptr;
+    pump_timer_ = timeout_timer_ = access_timer_ = nullptr;
     async_ = nullptr;
   }
 
@@ -1078,12 +997,12 @@ class Journald {
   dm_watch *watch_ = nullptr;
   int watch_fd_ = -1;          // watch_'s copy of the notification fd
   uint64_t watched_open_ = 0;  // the journal's opens_ when it was watched
-  dm_timer *pump_timer_ = nullptr, *checkpoint_timer_ = nullptr, *timeout_timer_ = nullptr;
+  dm_timer *pump_timer_ = nullptr, *timeout_timer_ = nullptr;
   dm_timer *access_timer_ = nullptr;
   journald::JournalAccess access_;  // files to read, or why there are none (check_access)
   bool reopen_wanted_ = false;      // they appeared: sd-journal opens them on a re-open
   bool started_ = false, stopped_ = false, paused_ = false, finished_ = false;
-  bool pump_scheduled_ = false, state_error_logged_ = false;
+  bool pump_scheduled_ = false;
   bool reopen_error_logged_ = false;
 
   // The reader's (the loop's between runs, when it re-opens): per entry and per batch scratch
@@ -1107,19 +1026,15 @@ class Journald {
 
   // Delivery tracking (loop thread only).
   Position acked_;
-  std::deque<Submitted> submitted_;
-  TicketWatermark watermark_;
+  AckLedger<Submitted> submitted_;
   uint64_t entries_read_ = 0, entries_acked_ = 0;
   uint64_t newest_read_usec_ = 0;
   std::atomic<uint64_t> first_read_usec_ = 0;  // set by the reader, the lag's base
 
-  // Checkpointing: generation_ counts acknowledged advances; a write carries the generation it
-  // saves, so the newest one always wins.
-  std::shared_ptr<journald::StateWriter> writer_;
-  WriteJob *job_ = nullptr;  // the write in flight, if any
-  uint64_t generation_ = 0, requested_generation_ = 0, confirmed_generation_ = 0;
   bool stored_acks_ = false;  // storage on: acks come as STORED then DONE
-  uint64_t next_write_ms_ = 0;
+
+  // Checkpointing: a change for each acknowledged advance.
+  Checkpointer checkpoints_{host_, inst_};
 
   dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
       *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_cut_columns_, *m_reopens_,

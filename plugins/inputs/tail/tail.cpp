@@ -15,7 +15,6 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <list>
 #include <memory>
@@ -25,6 +24,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ack_ledger.hpp"
+#include "checkpointer.hpp"
 #include "tail_config.hpp"
 #include "tail_lines.hpp"
 #include "tail_state.hpp"
@@ -93,24 +94,12 @@ struct TailFile {
   uint64_t last_change_ms = 0;
 };
 
-// A batch handed to the engine, waiting for its acknowledgement.
+// A batch handed to the engine: what it moves once settled (AckLedger).
 struct Submitted {
-  uint64_t ticket;
   TailFile *file;
   uint64_t epoch;
   uint64_t end;  // the file's boundary after the batch's last line
   uint32_t count;
-};
-
-class Tail;
-
-// A state file write on the engine's thread pool; outlives the instance if need be.
-struct WriteJob {
-  std::shared_ptr<tail::StateWriter> writer;
-  std::string text;
-  uint64_t generation = 0;
-  int err = 0;
-  Tail *owner = nullptr;  // cleared when the instance goes first
 };
 
 class Tail {
@@ -127,11 +116,9 @@ class Tail {
     has_service_ = cfg_s.has_service;
     service_ = std::move(cfg_s.service);
     host_name_ = std::move(cfg_s.host);
-    checkpoint_ms_ = cfg_s.checkpoint_ms;
     rotate_wait_ms_ = cfg_s.rotate_wait_ms;
     max_line_ = cfg_s.max_line;
     batch_ = cfg_s.batch;
-    if (!cfg_s.state_file.empty()) writer_ = std::make_shared<tail::StateWriter>(cfg_s.state_file);
 
     auto counter = [&](const char *name, const char *help, const char *labels = nullptr) {
       return host->metric_counter(inst, name, help, labels);
@@ -167,6 +154,9 @@ class Tail {
                            "inotify queue overflows: every file and directory was looked at again");
     m_state_errors_ =
         counter("tail_state_write_errors_total", "state file writes that failed (retried)");
+    if (!cfg_s.state_file.empty())
+      checkpoints_.open(
+          cfg_s.state_file, cfg_s.checkpoint_ms, [this] { return state_text(); }, m_state_errors_);
     m_failed_ = counter("tail_deliveries_failed_total",
                         "record deliveries an output refused for good and could not keep (lost, "
                         "logged)");
@@ -177,34 +167,26 @@ class Tail {
 
   ~Tail() {
     release();
-    if (job_) job_->owner = nullptr;
     // The final checkpoint is written here, after the engine delivered the last acks.
-    if (writer_ && started_ && generation_ > confirmed_generation_) {
-      const int err = writer_->write(state_text(), generation_);
-      if (err)
-        host_->log(inst_, DM_LOG_ERROR, "state_file %s: final write failed: %s",
-                   writer_->path().c_str(), strerror(err));
-    }
-    if (checkpoint_timer_) host_->timer_free(checkpoint_timer_);
+    checkpoints_.finish(started_);
     host_->log(inst_, DM_LOG_INFO, "read %llu lines, %llu acknowledged",
                static_cast<unsigned long long>(lines_read_),
                static_cast<unsigned long long>(lines_acked_));
   }
 
   int start() {
-    if (writer_) {
+    if (checkpoints_.enabled()) {
       std::error_code ec;
-      std::filesystem::create_directories(writer_->dir(), ec);
+      std::filesystem::create_directories(checkpoints_.dir(), ec);
       if (ec) {
         host_->log(inst_, DM_LOG_ERROR, "state_file: cannot create directory %s: %s",
-                   writer_->dir().c_str(), ec.message().c_str());
+                   checkpoints_.dir().c_str(), ec.message().c_str());
         return 1;
       }
     }
     pump_timer_ = host_->timer_new(inst_, on_pump_timer, this);
-    checkpoint_timer_ = host_->timer_new(inst_, on_checkpoint_timer, this);
     sweep_timer_ = host_->timer_new(inst_, on_sweep_timer, this);
-    if (!pump_timer_ || !checkpoint_timer_ || !sweep_timer_) {
+    if (!pump_timer_ || !checkpoints_.start() || !sweep_timer_) {
       host_->log(inst_, DM_LOG_ERROR, "timer_new failed");
       return 1;
     }
@@ -229,18 +211,18 @@ class Tail {
       }
     }
     tail::SavedState saved;
-    if (writer_) {
-      saved = tail::parse_state(writer_->path());
+    if (checkpoints_.enabled()) {
+      saved = tail::parse_state(checkpoints_.path());
       if (saved.newer) {
         host_->log(inst_, DM_LOG_ERROR,
                    "state_file %s is %s: refusing to start (a newer devmesh wrote it; move it "
                    "away to start over from read_from)",
-                   writer_->path().c_str(), saved.problem.c_str());
+                   checkpoints_.path().c_str(), saved.problem.c_str());
         return 1;
       }
       if (!saved.ok)
         host_->log(inst_, saved.problem == "missing" ? DM_LOG_INFO : DM_LOG_WARN,
-                   "state_file %s is %s: files are read from their %s", writer_->path().c_str(),
+                   "state_file %s is %s: files are read from their %s", checkpoints_.path().c_str(),
                    saved.problem.c_str(), from_tail_ ? "end (read_from tail)" : "head");
     }
     // read_from applies at a first start only: once a state file exists, a file it does not
@@ -252,8 +234,8 @@ class Tail {
     if (saved.ok)
       for (const tail::SavedFile &s : saved.files) find_rotated(s);
     started_ = true;
-    ++generation_;  // the files found (and their starting offsets) are saved at once
-    maybe_checkpoint();
+    checkpoints_.changed();  // the files found (and their starting offsets) are saved at once
+    checkpoints_.save();
     schedule_pump(0);
     return 0;
   }
@@ -262,8 +244,7 @@ class Tail {
     stopped_ = true;
     // What is acknowledged by now is saved at once; later acks (the engine's grace period)
     // follow every checkpoint_interval and at destruction.
-    next_write_ms_ = 0;
-    maybe_checkpoint();
+    checkpoints_.save_now();
     release();
   }
 
@@ -295,21 +276,16 @@ class Tail {
                  ack.failed, static_cast<unsigned long long>(ack.ticket),
                  ack.failed_reason ? ack.failed_reason : "no reason given");
     }
-    const uint64_t mark = watermark_.done(ack.ticket);
-    bool advanced = false;
-    while (!submitted_.empty() && submitted_.front().ticket <= mark) {
-      Submitted &s = submitted_.front();
+    const size_t settled = submitted_.acknowledged(ack.ticket, [&](Submitted &s) {
       lines_acked_ += s.count;
       add(m_acked_, s.count);
       if (s.epoch == s.file->epoch) s.file->acked = std::max(s.file->acked, s.end);
       --s.file->in_flight;
-      submitted_.pop_front();
-      advanced = true;
-    }
-    if (!advanced) return;
+    });
+    if (!settled) return;
     forget_closed();
-    ++generation_;
-    maybe_checkpoint();
+    checkpoints_.changed();
+    checkpoints_.save();
   }
 
  private:
@@ -323,7 +299,8 @@ class Tail {
 
   // Our own state file in a watched directory would feed itself: every write a new line.
   bool own_state(const std::string &path) const {
-    return writer_ && (path == writer_->path() || path == writer_->path() + ".tmp");
+    return checkpoints_.enabled() &&
+           (path == checkpoints_.path() || path == checkpoints_.temporary());
   }
 
   static std::string join(const std::string &dir, std::string_view name) {
@@ -691,7 +668,7 @@ class Tail {
     for (auto it = files_.begin(); it != files_.end();)
       if (it->closed && it->in_flight == 0 && !stopped_) {
         it = files_.erase(it);
-        ++generation_;
+        checkpoints_.changed();
       } else {
         ++it;
       }
@@ -829,7 +806,7 @@ class Tail {
     f.fp_known = false;
     if (::lseek(f.fd, 0, SEEK_SET) < 0) read_error("seeking " + f.path, errno);
     fingerprint(f, false);
-    ++generation_;
+    checkpoints_.changed();
   }
 
   // An appended file keeps its first line: one small pread per batch tells a rewrite.
@@ -922,7 +899,7 @@ class Tail {
       lines_read_ += n;
       add(m_lines_, n);
       ++f.in_flight;
-      submitted_.push_back(Submitted{ticket, &f, f.epoch, f.at.boundary, n});
+      submitted_.submitted(ticket, Submitted{&f, f.epoch, f.at.boundary, n});
       return true;
     }
     if (rc == DM_ERR_FULL) {
@@ -947,61 +924,6 @@ class Tail {
       out.push_back(std::move(s));
     }
     return tail::state_text(out);
-  }
-
-  void maybe_checkpoint() {
-    if (!writer_ || !started_ || job_ || generation_ <= requested_generation_) return;
-    const uint64_t now = monotonic_ms();
-    if (now < next_write_ms_) {
-      host_->timer_start(checkpoint_timer_, next_write_ms_ - now, 0);
-      return;
-    }
-    next_write_ms_ = now + checkpoint_ms_;
-    auto job = std::make_unique<WriteJob>();
-    job->writer = writer_;
-    job->text = state_text();
-    job->generation = requested_generation_ = generation_;
-    job->owner = this;
-    if (host_->queue_work(inst_, write_work, write_done, job.get()) == DM_OK) {
-      job_ = job.release();
-      return;
-    }
-    job->err = writer_->write(job->text, job->generation);
-    finished_write(*job);
-  }
-
-  static void on_checkpoint_timer(void *arg) {
-    auto *self = static_cast<Tail *>(arg);
-    guarded(self->host_, self->inst_, 0, [&] { return self->maybe_checkpoint(), 0; });
-  }
-
-  static void write_work(void *arg) {
-    auto *job = static_cast<WriteJob *>(arg);
-    job->err = job->writer->write(job->text, job->generation);
-  }
-
-  static void write_done(void *arg) {
-    std::unique_ptr<WriteJob> job(static_cast<WriteJob *>(arg));
-    if (Tail *self = job->owner) {
-      self->job_ = nullptr;
-      guarded(self->host_, self->inst_, 0, [&] { return self->finished_write(*job), 0; });
-    }
-  }
-
-  void finished_write(const WriteJob &job) {
-    if (job.err) {
-      add(m_state_errors_, 1);
-      if (!state_error_logged_)
-        host_->log(inst_, DM_LOG_ERROR, "state_file %s: write failed: %s (retrying)",
-                   writer_->path().c_str(), strerror(job.err));
-      state_error_logged_ = true;
-      requested_generation_ = confirmed_generation_;
-      next_write_ms_ = std::max(next_write_ms_, monotonic_ms() + kErrorRetryMs);
-    } else {
-      state_error_logged_ = false;
-      confirmed_generation_ = std::max(confirmed_generation_, job.generation);
-    }
-    maybe_checkpoint();
   }
 
   // ---- small things ------------------------------------------------------------------------
@@ -1030,7 +952,7 @@ class Tail {
   std::vector<tail::Pattern> patterns_;
   std::vector<std::string> excludes_;
   bool from_tail_ = false, has_service_ = false, follow_ = true, finished_ = false;
-  uint64_t checkpoint_ms_ = 1000, rotate_wait_ms_ = 5000;
+  uint64_t rotate_wait_ms_ = 5000;
   size_t max_line_ = 65536;
   uint32_t batch_ = 1024;
   std::string service_, host_name_;
@@ -1041,7 +963,7 @@ class Tail {
   std::unordered_map<int, TailFile *> wd_files_;
   int inotify_fd_ = -1;
   dm_watch *watch_ = nullptr;
-  dm_timer *pump_timer_ = nullptr, *checkpoint_timer_ = nullptr, *sweep_timer_ = nullptr;
+  dm_timer *pump_timer_ = nullptr, *sweep_timer_ = nullptr;
   bool started_ = false, stopped_ = false, paused_ = false, pump_scheduled_ = false;
   size_t rr_ = 0;
   double open_count_ = 0;
@@ -1051,16 +973,13 @@ class Tail {
   dm_str source_{}, path_{}, service_str_{}, host_str_{};
 
   // Delivery tracking.
-  std::deque<Submitted> submitted_;
-  TicketWatermark watermark_;
+  AckLedger<Submitted> submitted_;
   uint64_t lines_read_ = 0, lines_acked_ = 0;
 
-  // Checkpointing, as journald: generation_ counts changes; the newest write wins.
-  std::shared_ptr<tail::StateWriter> writer_;
-  WriteJob *job_ = nullptr;
-  uint64_t generation_ = 0, requested_generation_ = 0, confirmed_generation_ = 0;
-  uint64_t next_write_ms_ = 0;
-  bool stored_acks_ = false, state_error_logged_ = false;
+  bool stored_acks_ = false;
+
+  // Checkpointing, as journald: a change for each acknowledged advance, file found or gone.
+  Checkpointer checkpoints_{host_, inst_};
 
   dm_metric *m_lines_, *m_bytes_, *m_acked_, *m_cut_, *m_skipped_, *m_empty_, *m_invalid_utf8_,
       *m_wakeups_, *m_opened_, *m_closed_, *m_rot_rename_, *m_rot_truncate_, *m_refused_,

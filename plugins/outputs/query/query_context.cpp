@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <map>
-#include <set>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -22,6 +21,8 @@ namespace {
 // to the top-by-count cut of the store, so many more than are shown.
 constexpr uint32_t kCandidatePatterns = 1000;
 constexpr uint32_t kHostsPerPattern = 10;
+// Sample lines are chosen among this many times as many of the pattern's newest rows.
+constexpr uint32_t kSampleChoice = 5;
 constexpr size_t kMaxAffected = 50;  // services and hosts listed in the summary
 // The trace-linked records: traces followed (from the samples, in rank order), records per
 // trace and in all. Bounded so a trace of a million spans cannot make the pack slow.
@@ -73,9 +74,13 @@ namespace {
 bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, StoreError &err) {
   pack.q = q;
   // The window before: as long as the window (its bounds are inclusive), ending just before it.
-  const int64_t len = q.end_ns - q.start_ns + 1;
-  pack.before_end_ns = q.start_ns - 1;
-  pack.before_start_ns = q.start_ns < INT64_MIN + len ? INT64_MIN : q.start_ns - len;
+  // In unsigned arithmetic: a window may span more than half the int64 range; the window before
+  // stops at the range's start (and is empty for a window starting there).
+  const uint64_t len = static_cast<uint64_t>(q.end_ns) - static_cast<uint64_t>(q.start_ns) + 1;
+  const uint64_t room = static_cast<uint64_t>(q.start_ns) - static_cast<uint64_t>(INT64_MIN);
+  pack.before_end_ns = q.start_ns == INT64_MIN ? INT64_MIN : q.start_ns - 1;
+  pack.before_start_ns =
+      len >= room ? INT64_MIN : static_cast<int64_t>(static_cast<uint64_t>(q.start_ns) - len);
 
   const std::vector<std::string> levels = levels_at_or_above("WARN");
   PatternsQuery now;
@@ -100,8 +105,7 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
   before.limit = static_cast<uint32_t>(found.size());
   for (const PatternSummary &p : found) before.ids.push_back(p.id);
   std::vector<PatternSummary> earlier;
-  if (pack.before_end_ns >= pack.before_start_ns && !store.patterns(before, earlier, err))
-    return false;
+  if (q.start_ns != INT64_MIN && !store.patterns(before, earlier, err)) return false;
   std::unordered_map<uint64_t, int64_t> before_count;
   for (const PatternSummary &p : earlier) before_count[p.id] = p.count;
 
@@ -136,12 +140,21 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
     lq.min_levels = levels;
     lq.start_ns = q.start_ns;
     lq.end_ns = q.end_ns;
-    lq.limit = std::max<uint32_t>(q.samples, 1);  // one at least: the pattern's level
+    // One at least (the pattern's level), and a few more than shown to choose from.
+    lq.limit = std::max<uint32_t>(q.samples * kSampleChoice, 1);
     KeepRows rows(lq.limit);
     if (!store.query_logs(lq, rows, err)) return false;
     if (!rows.rows.empty()) c.level = rows.rows.front().level;
     if (c.s.service.empty() && !rows.rows.empty()) c.s.service = rows.rows.front().service;
+    // The newest lines, those with a trace id first: a sample's trace is what links it to the
+    // rest of its request. Shown newest first.
+    std::stable_partition(rows.rows.begin(), rows.rows.end(),
+                          [](const StoredRow &r) { return r.has_trace_id && !r.trace_id.empty(); });
     if (rows.rows.size() > q.samples) rows.rows.resize(q.samples);
+    std::stable_sort(
+        rows.rows.begin(), rows.rows.end(), [](const StoredRow &a, const StoredRow &b) {
+          return a.timestamp_ns != b.timestamp_ns ? a.timestamp_ns > b.timestamp_ns : a.id > b.id;
+        });
     for (const StoredRow &r : rows.rows) {
       sample_ids.insert(r.id);
       if (r.has_trace_id && !r.trace_id.empty() && traces.size() < kMaxTraces &&
@@ -198,8 +211,8 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
 // the trace records and a closing part that says what was left out. Every piece is rendered
 // whole first; then pieces are taken in priority order while they fit: each shown pattern with
 // one sample, then the trace records (what the top samples' requests did), then the other
-// samples. A piece that does not fit is left
-// out whole (so no line is ever cut and JSON stays valid), and the closing part says so.
+// samples. A piece that does not fit is left out whole (so no line is ever cut and JSON stays
+// valid), and the closing part says so.
 
 struct PatternPieces {
   std::string head, tail;

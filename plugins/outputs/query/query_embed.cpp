@@ -10,11 +10,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
-#include <atomic_file.hpp>
 #include <devmesh/plugin.hpp>
+#include <state_file.hpp>
 
 namespace devmesh::query {
 
@@ -51,7 +52,12 @@ void ModelMetrics::count(const char *api, ModelOutcome o) {
 
 Embedder::Embedder(const dm_host_api *host, dm_instance *inst, const ModelClient &client,
                    ModelMetrics &metrics, Settings s)
-    : host_(host), client_(client), metrics_(metrics), s_(std::move(s)), inst_(inst) {
+    : host_(host),
+      client_(client),
+      metrics_(metrics),
+      s_(std::move(s)),
+      file_(s_.vectors_path),
+      inst_(inst) {
   m_dropped_ = host->metric_counter(inst, "query_embed_dropped_total",
                                     "templates not embedded: the queue was full", nullptr);
   m_embedded_ =
@@ -138,7 +144,7 @@ bool Embedder::save(std::string &error) {
     w.EndArray();
     w.EndObject();
   }
-  const int err = write_file_atomically(s_.vectors_path, {buf.GetString(), buf.GetSize()});
+  const int err = file_.write({buf.GetString(), buf.GetSize()}, ++generation_);
   if (err == 0) return true;
   error = s_.vectors_path + ": " + std::strerror(err);
   return false;
@@ -201,6 +207,9 @@ void Embedder::stop() {
 }
 
 void Embedder::run() {
+  // The file's directory, made here rather than at load: a --dry-run must leave no trace.
+  std::error_code ec;
+  std::filesystem::create_directories(file_.dir(), ec);
   // The stored templates without a vector: embedded once, whatever restarted.
   if (store_) {
     std::vector<PatternSummary> all;

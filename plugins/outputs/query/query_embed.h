@@ -26,6 +26,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <state_file.hpp>
+
 #include "query_model.h"
 #include "query_store.h"
 
@@ -89,6 +91,8 @@ class Embedder {
   const ModelClient &client_;
   ModelMetrics &metrics_;
   Settings s_;
+  StateFile file_;           // vectors_path, written by the thread only
+  uint64_t generation_ = 0;  // of the last write
   QueryStore *store_ = nullptr;
   mutable std::mutex mu_;
   std::condition_variable wake_;

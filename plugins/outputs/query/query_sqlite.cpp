@@ -50,6 +50,7 @@ class SqliteStore : public QueryStore {
     Lease conn(this, err);
     if (!conn) return false;
     const std::string t = schema::quote_ident(s_.table);
+    start_clock(*conn);  // the checks below run statements too: never under a past deadline
     const bool patterns = pattern_column(*conn);
     // A table made before the column: its rows have no pattern, so none matches pattern_id=.
     if (q.pattern_id && !patterns) return true;
@@ -133,9 +134,9 @@ class SqliteStore : public QueryStore {
     out.clear();
     Lease conn(this, err);
     if (!conn) return false;
+    start_clock(*conn);
     if (!pattern_column(*conn) || !patterns_table(*conn)) return true;
     Snapshot snap(*conn);
-    start_clock(*conn);
     std::vector<PatternSummary> found;
     if (!count_patterns(*conn, q, found, err)) return false;
     // The window's order: count descending, ties by id (as 16 hex digits, unsigned).
@@ -164,30 +165,34 @@ class SqliteStore : public QueryStore {
     out.clear();
     Lease conn(this, err);
     if (!conn) return false;
+    start_clock(*conn);
     if (!pattern_column(*conn) || !patterns_table(*conn)) return true;
     Snapshot snap(*conn);
-    start_clock(*conn);
     {
       Statement st(this, *conn, pattern_info_sql(), err);
       if (!st || !read_pattern_info(st, id, info, found)) return false;
     }
     if (!found) return true;
-    // Floor to the minute (timestamps before 1970 too); the (pattern_id, timestamp) index holds
-    // every value read, so no row is visited.
-    constexpr const char *kMinute =
-        "(timestamp - ((timestamp % 60000000000) + 60000000000) % 60000000000)";
+    // The (pattern_id, timestamp) index gives the timestamps in order (no row is read), so the
+    // minutes fill one after the other here, with no GROUP BY and its temporary b-tree.
     Statement st(this, *conn,
-                 std::string("SELECT ") + kMinute + " AS m, count(*) FROM " + table() +
-                     " WHERE pattern_id = ?1 AND timestamp >= ?2 AND timestamp <= ?3 GROUP BY m"
-                     " ORDER BY m",
+                 "SELECT timestamp FROM " + table() +
+                     " WHERE pattern_id = ?1 AND timestamp >= ?2 AND timestamp <= ?3"
+                     " ORDER BY timestamp",
                  err);
     if (!st) return false;
     sqlite3_bind_int64(st, 1, static_cast<int64_t>(id));
     sqlite3_bind_int64(st, 2, start_ns);
     sqlite3_bind_int64(st, 3, end_ns);
+    constexpr int64_t kMinuteNs = int64_t{60} * 1000000000;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-      out.push_back({sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)});
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      const int64_t at = sqlite3_column_int64(st, 0);
+      const int64_t minute =
+          at - ((at % kMinuteNs) + kMinuteNs) % kMinuteNs;  // floor, pre-1970 too
+      if (out.empty() || out.back().minute_ns != minute) out.push_back({minute, 0});
+      ++out.back().count;
+    }
     return st.finish(rc);
   }
 
@@ -196,8 +201,8 @@ class SqliteStore : public QueryStore {
     out.clear();
     Lease conn(this, err);
     if (!conn) return false;
-    if (!patterns_table(*conn)) return true;
     start_clock(*conn);
+    if (!patterns_table(*conn)) return true;
     std::string sql = "SELECT id, service, template, first_seen, last_seen, count FROM " +
                       patterns_name() + " WHERE 1";
     if (q.service) sql += " AND service = ?1";

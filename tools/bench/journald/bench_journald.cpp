@@ -61,15 +61,16 @@ struct Options {
   int64_t batch = 0;  // journald's batch option; 0 keeps its default
   int follow = 20;    // entries timed one by one while following; 0: skip
   bool keep = false;
-  bool all_fields = false;  // 23-field entries, all of them listed in `fields:`
-  bool patterns = false;  // also journald -> priority_map -> patterns -> null
+  bool all_fields = false;    // 23-field entries, all of them listed in `fields:`
+  bool patterns = false;      // also journald -> priority_map -> patterns -> null
+  std::string messages_from;  // MESSAGE lines for the fixture (e.g. Loghub's) instead of padding
 };
 
 void usage(const char *argv0) {
   std::printf(
       "usage: %s [--count N] [--runs N] [--batch N] [--cache DIR] [--devmesh PATH]\n"
       "          [--plugins DIR] [--fixture PATH] [--timeout SECONDS] [--keep] [--all-fields]\n"
-      "          [--patterns]\n"
+      "          [--patterns] [--messages-from FILE]\n"
       "Builds (once; cached in --cache, default /tmp/devmesh-bench-journald-<count>) a journal\n"
       "directory of --count entries with journal-fixture, then reads it --runs times with a raw\n"
       "sd_journal loop and --runs times with devmesh (journald -> priority_map -> null, or\n"
@@ -78,6 +79,8 @@ void usage(const char *argv0) {
       "from the end of its write to its record in the output, and the engine's idle CPU.\n"
       "--patterns: also journald -> priority_map -> patterns -> null, alternating, and its ratio\n"
       "to the run without the patterns filter (the filter's ingest cost)\n"
+      "--messages-from FILE: entries' messages are FILE's lines, cycled (real log lines, e.g.\n"
+      "Loghub's, rather than \"entry <seq>\" padded with letters; cached apart)\n"
       "--all-fields: entries of 23 fields (12 more: _UID, _EXE, CODE_FILE, ...; cached apart)\n"
       "and every one of them copied into meta with the journald option fields:.\n",
       argv0);
@@ -123,6 +126,13 @@ std::optional<Options> parse_args(int argc, char **argv) {
       o.keep = true;
     } else if (a == "--patterns") {
       o.patterns = true;
+    } else if (a == "--messages-from") {
+      const char *v = value();
+      if (v == nullptr) {
+        usage(argv[0]);
+        return std::nullopt;
+      }
+      o.messages_from = v;
     } else if (a == "--all-fields") {
       o.all_fields = true;
     } else if (a == "--cache" || a == "--devmesh" || a == "--plugins" || a == "--fixture") {
@@ -141,8 +151,9 @@ std::optional<Options> parse_args(int argc, char **argv) {
     }
   }
   if (o.cache.empty())
-    o.cache =
-        "/tmp/devmesh-bench-journald-" + std::to_string(o.count) + (o.all_fields ? "-wide" : "");
+    o.cache = "/tmp/devmesh-bench-journald-" + std::to_string(o.count) +
+              (o.all_fields ? "-wide" : "") +
+              (o.messages_from.empty() ? "" : "-" + fs::path(o.messages_from).stem().string());
   return o;
 }
 
@@ -265,12 +276,14 @@ std::vector<std::string> fixture_args(const Options &o, const std::string &file)
       "kubelet.service,app-api.service,app-worker.service",
       "--priorities",
       "6,6,6,6,5,4,3,7,6,6,2,6",
-      "--message-size",
-      "40-200",
       "--kernel-every",
       "97",
       "--hostname",
       "bench-node"};
+  if (o.messages_from.empty())
+    args.insert(args.end(), {"--message-size", "40-200"});
+  else
+    args.insert(args.end(), {"--messages-from", o.messages_from});
   if (o.all_fields)
     for (const char *f : kWideFields) args.insert(args.end(), {"--field", f});
   return args;

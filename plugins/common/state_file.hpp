@@ -1,0 +1,120 @@
+// A plugin's state file (journald's cursor, tail's offsets, the patterns' templates), replaced so
+// that a crash at any point leaves either the old or the new contents, never a mix: write a
+// temporary beside it, fsync, rename over, fsync the directory. Writes carry a generation and
+// an older one than the newest written is skipped, so a slow write on the thread pool never
+// replaces a newer one (the final one made at shutdown). write_off_loop runs a write on the
+// engine's thread pool: an fsync must not hold up the loop.
+#pragma once
+
+#include <devmesh/plugin.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <crash_point.hpp>
+
+namespace devmesh {
+
+class StateFile {
+ public:
+  explicit StateFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+    const size_t slash = path_.rfind('/');
+    dir_ = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+  }
+
+  const std::string &path() const { return path_; }
+  const std::string &dir() const { return dir_; }  // where path is; created by the plugin
+  const std::string &temporary() const { return tmp_; }
+
+  // 0, or the errno of the step that failed (the old file is then still intact). A generation
+  // not above the newest written is skipped (0): the file already holds something newer. Any
+  // thread; writes are serialised.
+  int write(std::string_view text, uint64_t generation) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (generation <= written_) return 0;
+    const int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return errno;
+    int err = write_all(fd, text.data(), text.size());
+    if (!err && ::fsync(fd) != 0) err = errno;
+    if (::close(fd) != 0 && !err) err = errno;
+    if (!err) DM_CRASH_POINT("during_state_write");
+    if (!err && ::rename(tmp_.c_str(), path_.c_str()) != 0) err = errno;
+    if (err) {
+      ::unlink(tmp_.c_str());
+      return err;
+    }
+    // The rename is durable only once the directory is.
+    const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return errno;
+    if (::fsync(dfd) != 0) err = errno;
+    ::close(dfd);
+    if (!err) written_ = generation;
+    return err;
+  }
+
+  // The generation of the newest write that succeeded (0 before any).
+  uint64_t written() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return written_;
+  }
+
+ private:
+  static int write_all(int fd, const char *p, size_t n) {
+    while (n) {
+      const ssize_t w = ::write(fd, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return errno;
+      if (w == 0) return EIO;
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+    return 0;
+  }
+
+  mutable std::mutex mu_;
+  const std::string path_, tmp_;
+  std::string dir_;
+  uint64_t written_ = 0;  // guarded by mu_
+};
+
+// Writes text to file on the engine's thread pool, then calls done(err) on the loop; without a
+// pool (queue_work refused), writes here and calls done before returning. The write holds the
+// file, so it may finish after its plugin instance is gone: done must then find that out for
+// itself (it is still called) and do nothing.
+inline void write_off_loop(const dm_host_api *host, dm_instance *inst,
+                           std::shared_ptr<StateFile> file, std::string text, uint64_t generation,
+                           std::function<void(int err)> done) {
+  struct Job {
+    std::shared_ptr<StateFile> file;
+    std::string text;
+    uint64_t generation;
+    std::function<void(int)> done;
+    int err = 0;
+    static void work(void *arg) {
+      auto *j = static_cast<Job *>(arg);
+      j->err = j->file->write(j->text, j->generation);
+    }
+    static void finish(void *arg) {
+      std::unique_ptr<Job> j(static_cast<Job *>(arg));
+      j->done(j->err);
+    }
+  };
+  auto job =
+      std::make_unique<Job>(Job{std::move(file), std::move(text), generation, std::move(done)});
+  if (host->queue_work(inst, &Job::work, &Job::finish, job.get()) == DM_OK) {
+    job.release();
+    return;
+  }
+  Job::work(job.get());
+  Job::finish(job.release());
+}
+
+}  // namespace devmesh
