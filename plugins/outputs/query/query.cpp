@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <bearer_token.hpp>
 #include <listen_tls.hpp>
 #include <sqlite_schema.hpp>
 
@@ -389,13 +390,6 @@ class Query {
     host_->http_reply(req, status, kJson, body.data(), body.size());
   }
 
-  static bool scheme_is_bearer(std::string_view s) {
-    constexpr std::string_view kBearer = "bearer ";
-    for (size_t i = 0; i < kBearer.size(); ++i)
-      if ((s[i] | 0x20) != kBearer[i]) return false;
-    return true;
-  }
-
   // Constant time in the token's content; only its length can be learnt by timing.
   bool token_matches(std::string_view given) const {
     return given.size() == token_.size() &&
@@ -403,13 +397,7 @@ class Query {
   }
 
   bool bearer_matches(dm_http_request *req) const {
-    std::string_view h = sv(host_->http_header(req, "Authorization"));
-    // The scheme is case-insensitive (RFC 7235 2.1): "bearer x" is as good as "Bearer x".
-    constexpr std::string_view kBearer = "bearer ";
-    if (h.size() <= kBearer.size() || !scheme_is_bearer(h.substr(0, kBearer.size()))) return false;
-    h.remove_prefix(kBearer.size());
-    while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
-    return token_matches(h);
+    return bearer_token_matches(sv(host_->http_header(req, "Authorization")), token_);
   }
 
   // /tail only: a browser's EventSource cannot send an Authorization header, so the token may
