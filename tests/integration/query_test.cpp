@@ -433,6 +433,36 @@ TEST(QueryTail, StreamsMatchingRecordsAsServerSentEventsBeforeAnyStore) {
   EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
 }
 
+// Behind the patterns filter a /tail event is a /query/logs row as the stores keep it: the
+// pattern's id as pattern_id (after meta_json), its keys not in meta_json.
+TEST(QueryTail, EventsCarryPatternIdAsARowDoesAndNotInMeta) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  std::string y = tail_pipeline(listen);
+  y.replace(y.find("  outputs:"), 0, "  filters:\n    - {name: patterns}\n");
+  auto e = start_engine(d, y);
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s))
+      << e->err();
+  Sse s = sse("http://" + listen + "/tail?service=web", 5);
+  ASSERT_EQ(s.events.size(), 5u) << s.raw;
+  std::set<std::string> ids;
+  for (auto &ev : s.events) {
+    rapidjson::Document doc;
+    doc.Parse(ev.c_str());
+    ASSERT_TRUE(doc.IsObject()) << ev;
+    ASSERT_TRUE(doc.HasMember("pattern_id") && doc["pattern_id"].IsString()) << ev;
+    EXPECT_EQ(std::string(doc["pattern_id"].GetString()).size(), 16u) << ev;
+    ids.insert(doc["pattern_id"].GetString());
+    if (doc["meta_json"].IsObject()) {
+      EXPECT_FALSE(doc["meta_json"].HasMember("pattern_id")) << ev;
+      EXPECT_FALSE(doc["meta_json"].HasMember("pattern")) << ev;
+    }
+  }
+  EXPECT_EQ(ids.size(), 1u) << s.raw;  // "web {seq}": one template
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
 TEST(QueryTail, OpenStreamsDoNotHoldUpShutdown) {
   TempDir d;
   const std::string listen = "127.0.0.1:" + std::to_string(free_port());
