@@ -24,7 +24,7 @@ std::string json_escape(const char *s) {
 }  // namespace
 
 Watchdog::Watchdog(MetricsRegistry &m, uint64_t loop_bound_ns, uint64_t flush_bound_ns)
-    : metrics_(m), loop_bound_ns_(loop_bound_ns), flush_bound_ns_(flush_bound_ns) {
+    : loop_bound_ns_(loop_bound_ns), flush_bound_ns_(flush_bound_ns) {
   m_stalls_ = m.counter("devmesh_watchdog_stalls_total",
                         "Plugin calls that ran longer than service.watchdog (loop) or "
                         "service.watchdog_flush (output workers)",

@@ -34,7 +34,6 @@ class Watchdog {
   void main();
   void check(uint64_t now);
 
-  MetricsRegistry &metrics_;
   uint64_t loop_bound_ns_, flush_bound_ns_;
   uint64_t tick_ns_ = 0;
   std::thread thread_;
