@@ -346,33 +346,23 @@
     }
   }
 
-  // ---- histogram --------------------------------------------------------------------------
-  // /query/stats counts a window; the histogram asks it once per bucket, a few at a time (the
-  // server runs max_queries at once and answers 503 past it).
+  // ---- histogram ----------------------------------------------------------------------------
+  // One /query/histogram call: the range's records matching the search and the facets, counted
+  // per bucket and level by the store.
   let plot = null;
-  let histogramData = null;
 
   async function loadHistogram(gen) {
-    const [start, end] = window_();
-    const step = (end - start) / BUCKETS;
-    const buckets = Array.from({ length: BUCKETS }, (_, i) => ({ from: start + i * step, counts: {} }));
-    let next = 0;
-    const worker = async () => {
-      while (next < BUCKETS && gen === generation) {
-        const b = buckets[next++];
-        const to = b.from + step - 0.001; // end_time is inclusive
-        const s = await get("/query/stats", { start_time: epoch(b.from), end_time: epoch(to), top: 20 });
-        b.counts = s.by_level || {};
-      }
-    };
+    const f = filters();
+    let answer;
     try {
-      await Promise.all([worker(), worker()]);
+      answer = await get("/query/histogram", Object.assign(f, { buckets: BUCKETS }));
     } catch (e) {
       report("histogram", e);
       return;
     }
     if (gen !== generation) return;
-    drawHistogram(buckets, step);
+    const step = answer.bucket_seconds * 1000;
+    drawHistogram(answer.buckets.map((b) => ({ from: parseTs(b.start), counts: b.counts })), step);
   }
 
   function drawHistogram(buckets, step) {
@@ -390,7 +380,6 @@
     }
     const totals = {};
     for (const l of levels) totals[l] = buckets.reduce((n, b) => n + (b.counts[l] || 0), 0);
-    histogramData = { xs, step };
     renderLegend(levels, totals);
     const el = $("histogram");
     const width = Math.max(280, el.clientWidth || 600);
@@ -405,7 +394,7 @@
       data.push(sums[k]);
     }
     if (!levels.length) {
-      series.push({ label: "records", paths: window.uPlot.paths.bars({ size: [0.9, 100] }) });
+      series.push({ label: "records", paths: window.uPlot.paths.bars({ size: [0.9, 100] }), points: { show: false } });
       data.push(xs.map(() => 0));
     }
     if (plot) plot.destroy();
@@ -435,7 +424,7 @@
       const sw = document.createElement("span");
       sw.className = "swatch";
       sw.style.background = COLORS[l] || COLORS.other;
-      li.append(sw, `${l} ${totals[l]}`);
+      li.append(sw, `${l || "(no level)"} ${totals[l]}`);
       ul.appendChild(li);
     }
   }
