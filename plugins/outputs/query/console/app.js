@@ -75,7 +75,21 @@
 
   // GET path?params; JSON unless text; retries once on a busy server (503 with Retry-After) and
   // asks for the token on a 401. Throws Error(message from the API's {"error":...}).
-  async function get(path, params, { text = false, signal } = {}) {
+  // Until one call has answered, the others wait for it: on a server with auth_token only that
+  // one gets the 401 (and the dialog), the rest go out with the token.
+  let firstCall = null;
+  let authKnown = false;
+  async function get(path, params, options) {
+    if (!authKnown && firstCall) await firstCall.catch(() => {});
+    const call = request(path, params, options);
+    if (!authKnown && !firstCall) {
+      firstCall = call;
+      call.finally(() => { authKnown = true; }).catch(() => {});
+    }
+    return call;
+  }
+
+  async function request(path, params, { text = false, signal } = {}) {
     const qs = new URLSearchParams();
     for (const [k, v] of Object.entries(params || {}))
       if (v !== "" && v !== null && v !== undefined) qs.set(k, v);
