@@ -492,9 +492,10 @@
     svg.setAttribute("preserveAspectRatio", "none");
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", `records per minute of pattern ${p.id}`);
+    // span.template holds exactly the template's text (a button inside: it filters by the pattern).
     const tpl = document.createElement("button");
     tpl.type = "button";
-    tpl.className = "template";
+    tpl.className = "template-link";
     tpl.title = `show the records of pattern ${p.id} (${p.service})`;
     tpl.textContent = p.template == null ? `(pattern ${p.id})` : p.template;
     tpl.addEventListener("click", () => {
@@ -503,15 +504,18 @@
     });
     const tplSpan = document.createElement("span");
     tplSpan.className = "template";
+    tplSpan.appendChild(tpl);
+    const text = document.createElement("span");
+    text.className = "pattern-text";
     const firstSeen = parseTs(p.first_seen);
     if (firstSeen >= start && firstSeen <= end) {
       const n = document.createElement("span");
       n.className = "new";
       n.textContent = "NEW";
-      tplSpan.appendChild(n);
+      text.appendChild(n);
     }
-    tplSpan.appendChild(tpl);
-    li.append(count, svg, tplSpan);
+    text.appendChild(tplSpan);
+    li.append(count, svg, text);
     return li;
   }
 
