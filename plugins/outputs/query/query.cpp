@@ -18,6 +18,7 @@
 #include <listen_tls.hpp>
 #include <sqlite_schema.hpp>
 
+#include "console/console.h"
 #include "query_ai.h"
 #include "query_body.h"
 #include "query_context.h"
@@ -87,6 +88,14 @@ const dm_option kOptions[] = {
     {"tail_buffer", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 4096, 1073741824.0, nullptr,
      "bytes a /tail subscriber may fall behind before records are dropped for it (counted, and "
      "told to it as an SSE comment)",
+     0},
+    {"console", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
+     "serve the browser console (search, histogram, live tail, patterns, context pack) at "
+     "console_path; its files are built into the plugin and need no network",
+     0},
+    {"console_path", DM_OPT_STRING, 0, "/", 0, 0, nullptr,
+     "path prefix of the console: the page at it, its files under <console_path>assets/ (a "
+     "missing final '/' is added; e.g. /console/)",
      0},
     // Optional model server (query_ai.h, query_embed.h); off while embed_url and chat_url are
     // unset.
@@ -314,6 +323,15 @@ class Query {
     core_->m_unavailable = counter(req, help, "outcome=\"unavailable\"");
     core_->m_failed = counter(req, help, "outcome=\"failed\"");
     core_->m_not_found = counter(req, help, "outcome=\"not_found\"");
+    if (c.boolean("console")) {
+      console_path_ = Console::normalize_path(c.string("console_path"));
+      const std::string why = Console::check_path(console_path_);
+      if (!why.empty()) {
+        problems.add("console_path", why);
+        problems.refuse_if_any();
+      }
+      console_ = std::make_unique<Console>(host, inst);
+    }
     tail_ = std::make_unique<Tail>(host, inst, static_cast<uint32_t>(c.integer("tail_clients")),
                                    static_cast<size_t>(c.integer("tail_buffer")),
                                    static_cast<size_t>(c.integer("tail_history")), core_->tf);
@@ -334,6 +352,7 @@ class Query {
     static const Route routes[] = {
         {"GET", "/query/logs", &Query::serve_logs},
         {"GET", "/query/stats", &Query::serve_stats},
+        {"GET", "/query/histogram", &Query::serve_histogram},
         {"GET", "/query/patterns", &Query::serve_patterns},
         {"GET", "/query/patterns/*", &Query::serve_pattern},
         {"GET", "/query/context", &Query::serve_context},
@@ -352,6 +371,7 @@ class Query {
                             &route_args_.back()) != DM_OK)
         return 1;
     }
+    if (console_ && !console_->route(listen_, console_path_)) return 1;
     if (embedder_) embedder_->start(core_->store.get());
     if (requests_ && !requests_->start()) return 1;
     return 0;
@@ -510,6 +530,21 @@ class Query {
     job->kind = Kind::kWork;
     job->work = std::move(work);
     submit(std::move(job));
+  }
+
+  void serve_histogram(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    HistogramQuery q;
+    std::string error;
+    if (!parse_histogram_request(p, static_cast<int64_t>(host_->now_ns()), q, error))
+      return bad_request(req, error);
+    submit_work(req, [q](Core &core, Job &job, StoreError &err) {
+      std::vector<LevelBucket> counts;
+      if (!core.store->histogram(q, counts, err)) return false;
+      job.body = histogram_json(q, counts, core.tf);
+      return true;
+    });
   }
 
   void serve_patterns(dm_http_request *req) {
@@ -751,6 +786,8 @@ class Query {
   ListenTls tls_;
   std::vector<RouteArg> route_args_;
   std::unique_ptr<Tail> tail_;
+  std::string console_path_;
+  std::unique_ptr<Console> console_;  // null with console: false
   // Templates are re-read for /search/similar once the index is this old.
   // The model server (all null while embed_url and chat_url are unset).
   std::atomic<bool> model_stopping_{false};
@@ -771,7 +808,7 @@ const char *description() {
   static const std::string text =
       "serves the prototype's query API (/query/logs, /query/stats, /health, /info) and the "
       "patterns (/query/patterns) over the sqlite or mariadb store, and /tail: a live SSE stream "
-      "of the records passing through "
+      "of the records passing through, and a browser console at / (console_path) "
       "(give this output a short flush_interval, e.g. 50ms, so /tail follows closely)\n  " +
       query::api_summary();
   return text.c_str();

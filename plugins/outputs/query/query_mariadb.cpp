@@ -141,6 +141,18 @@ class MariaDbStore : public QueryStore {
     std::string sql =
         timed_ + "SELECT " + kRowColumns + (patterns ? ", pattern_id" : "") + " FROM " + table_;
     std::vector<Param> params;
+    sql += log_where(q, params);
+    sql += q.descending ? " ORDER BY timestamp DESC, id DESC" : " ORDER BY timestamp ASC, id ASC";
+    sql += " LIMIT ?";
+    params.push_back(integer(static_cast<long long>(q.limit) + 1));
+
+    return c.run(sql, params, row_columns(patterns), err,
+                 [&](const ResultRow &row) { out.row(read_row(row, patterns)); });
+  }
+
+  // q's filters as " WHERE ..." (empty without any), their values appended to `params` in
+  // placeholder order.
+  std::string log_where(const LogQuery &q, std::vector<Param> &params) {
     std::string where;
     auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
     if (q.service) cond("service = ?"), params.push_back(text(*q.service));
@@ -197,13 +209,28 @@ class MariaDbStore : public QueryStore {
       cond("message REGEXP ?");
       params.push_back(text(pattern));
     }
-    sql += where;
-    sql += q.descending ? " ORDER BY timestamp DESC, id DESC" : " ORDER BY timestamp ASC, id ASC";
-    sql += " LIMIT ?";
-    params.push_back(integer(static_cast<long long>(q.limit) + 1));
+    return where;
+  }
 
-    return c.run(sql, params, row_columns(patterns), err,
-                 [&](const ResultRow &row) { out.row(read_row(row, patterns)); });
+  bool histogram(const HistogramQuery &h, std::vector<LevelBucket> &out, StoreError &err) override {
+    out.clear();
+    Lease c(this, err);
+    if (!c || !detect(c, err)) return false;
+    if (h.filters.pattern_id && !c->has_pattern_column) return true;
+    // Microseconds, as the column stores them (the parser makes the start and the step whole
+    // numbers of them); LEAST puts the window's last instant, when the step divides the window,
+    // into the last bucket.
+    std::vector<Param> params = {time_at(*h.filters.start_ns, true),
+                                 integer(static_cast<long long>(h.step_ns / 1000)),
+                                 integer(static_cast<long long>(h.buckets) - 1)};
+    const std::string sql =
+        timed_ +
+        "SELECT LEAST(FLOOR(TIMESTAMPDIFF(MICROSECOND, ?, timestamp) / ?), ?) AS b, "
+        "CAST(level AS CHAR) AS l, COUNT(*) FROM " +
+        table_ + log_where(h.filters, params) + " GROUP BY b, l";
+    return c.run(sql, params, {Out::kInt, Out::kText, Out::kInt}, err, [&](const ResultRow &row) {
+      out.push_back({static_cast<uint32_t>(row.ints[0]), std::string(row.text_at(1)), row.ints[2]});
+    });
   }
 
   bool patterns(const PatternsQuery &q, std::vector<PatternSummary> &out,
