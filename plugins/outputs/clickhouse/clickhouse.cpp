@@ -45,7 +45,7 @@ const dm_option kOptions[] = {
     {"user", DM_OPT_STRING, 0, "default", 0, 0, nullptr, "ClickHouse user (HTTP basic auth)", 0},
     {"password", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
      "password of user (use ${ENV})", 0},
-    {"database", DM_OPT_STRING, 0, "default", 0, 0, nullptr,
+    {"database", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr,
      "database of the table (created with the table when missing)", 0},
     {"table", DM_OPT_STRING, 0, "log_events", 0, 0, nullptr,
      "the log table; on a cluster the Distributed table (rows in TABLE_local on each node)", 0},

@@ -48,6 +48,32 @@ inline bool valid_identifier(std::string_view s) {
   return true;
 }
 
+// A ClickHouse string literal holding exactly the bytes of s (quotes included). ClickHouse reads
+// a backslash as an escape inside '...': backslash and quote are escaped, and every byte that
+// is not printable ASCII is written as \xHH, so the literal is plain ASCII whatever s holds
+// (NUL, newlines, invalid UTF-8). The only place a value enters SQL: 18.16 has no query
+// parameters.
+inline std::string quote_string(std::string_view s) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size() + 2);
+  out.push_back('\'');
+  for (unsigned char c : s) {
+    if (c == '\\' || c == '\'') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20 || c >= 0x7f) {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  out.push_back('\'');
+  return out;
+}
+
 struct Layout {
   std::string database, table, cluster;  // cluster: empty on one node
   bool replicated = false;
