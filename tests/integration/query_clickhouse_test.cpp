@@ -67,12 +67,13 @@ void make_store(const TempDir &d, ClickHouse &ch, int rows = kQueryRows) {
 void rewrite(ClickHouse &ch, const std::string &select, const std::string &keep) {
   std::string err;
   for (const std::string &sql : std::vector<std::string>{
-           "DROP TABLE IF EXISTS devmesh.rewrite", "CREATE TABLE devmesh.rewrite AS devmesh.log_events",
-        "INSERT INTO devmesh.rewrite SELECT " + select + " FROM devmesh.log_events FINAL WHERE " +
-            keep,
-        std::string("TRUNCATE TABLE devmesh.log_events"),
-        std::string("INSERT INTO devmesh.log_events SELECT * FROM devmesh.rewrite"),
-        std::string("DROP TABLE devmesh.rewrite")}) {
+           "DROP TABLE IF EXISTS devmesh.rewrite",
+           "CREATE TABLE devmesh.rewrite AS devmesh.log_events",
+           "INSERT INTO devmesh.rewrite SELECT " + select +
+               " FROM devmesh.log_events FINAL WHERE " + keep,
+           std::string("TRUNCATE TABLE devmesh.log_events"),
+           std::string("INSERT INTO devmesh.log_events SELECT * FROM devmesh.rewrite"),
+           std::string("DROP TABLE devmesh.rewrite")}) {
     ch.sql(sql, &err);
     ASSERT_EQ(err, "") << sql;
   }
@@ -139,8 +140,9 @@ struct ClickHouseStore {
       if (name == "timestamp")
         select += "if(timestamp_ns % 4000000000 < 1000000000, toDateTime(1764288000), timestamp)";
       else if (name == "timestamp_ns")
-        select += "if(timestamp_ns % 4000000000 < 1000000000, toInt64(1764288000500000000), "
-                  "timestamp_ns)";
+        select +=
+            "if(timestamp_ns % 4000000000 < 1000000000, toInt64(1764288000500000000), "
+            "timestamp_ns)";
       else
         select += name;
     }
@@ -245,7 +247,7 @@ TEST_F(QueryClickHouseStore, QueryPastTheStatementTimeLimitGets504) {
                     " host, level, message, event_id) SELECT toDateTime(1735689600 + intDiv(number,"
                     " 1000)), toInt64(1735689600000000000 + number * 1000000), 's', 'big', 'h',"
                     " 'INFO', concat('common words ', toString(number)), MD5(toString(number))"
-                    " FROM numbers(20000000)"),
+                    " FROM numbers(8000000)"),
             "");
   const int port = free_port();
   const std::string base = "http://127.0.0.1:" + std::to_string(port);

@@ -46,8 +46,8 @@ class ClickHouse {
       proc_ = std::make_unique<Process>(
           std::vector<std::string>{kBinary, "--config-file=" + dir_ + "/config.xml"}, dir_,
           "clickhouse");
-      const bool ready = wait_until(
-          [&] { return !proc_->running() || get("/ping") == "Ok.\n"; }, std::chrono::seconds(60));
+      const bool ready = wait_until([&] { return !proc_->running() || get("/ping") == "Ok.\n"; },
+                                    std::chrono::seconds(60));
       if (ready && proc_->running()) return true;
       const std::string log = error_log();
       // A port free when chosen may have been taken since by a test running beside this one.

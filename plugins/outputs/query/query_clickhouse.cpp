@@ -2,9 +2,9 @@
 // Distributed table) over ClickHouse's HTTP interface with libcurl, one blocking request per
 // statement on the calling worker thread (easy handles pooled, so connections are reused).
 // ClickHouse 18.16 has no query parameters: every value enters the SQL as a literal made by
-// clickhouse::quote_string (or as a number). Rows are read with FINAL, so a re-delivered
-// record not yet merged away is counted once. max_execution_time bounds each statement.
-// Results come back as RowBinary.
+// clickhouse::quote_string (or as a number). A re-delivered record not yet merged away is
+// counted once: pages take each key once, counts read with FINAL. max_execution_time bounds each
+// statement. Results come back as RowBinary.
 #include <curl/curl.h>
 #include <url_redact.hpp>
 
@@ -106,7 +106,9 @@ std::string seconds_of(int64_t ns, bool round_up) {
 class ClickHouseStore : public QueryStore {
  public:
   ClickHouseStore(const StoreSettings &s, std::string url)
-      : s_(s), url_(std::move(url)), shown_url_(redact_url(url_)),
+      : s_(s),
+        url_(std::move(url)),
+        shown_url_(redact_url(url_)),
         table_(s.database + "." + s.table) {
     const int64_t secs = std::max<int64_t>(1, (s.statement_timeout_ms + 999) / 1000);
     query_url_ = url_ + "/?max_execution_time=" + std::to_string(secs);
@@ -123,8 +125,7 @@ class ClickHouseStore : public QueryStore {
     if (q.host) cond("host = " + quote_string(*q.host));
     if (q.trace_id) cond("trace_id = " + quote_string(*q.trace_id));
     if (q.level) cond("level = " + quote_string(*q.level));
-    if (q.pattern_id)
-      cond("pattern_id = " + std::to_string(static_cast<int64_t>(*q.pattern_id)));
+    if (q.pattern_id) cond("pattern_id = " + std::to_string(static_cast<int64_t>(*q.pattern_id)));
     if (!q.min_levels.empty()) {
       std::string in;
       for (const std::string &l : q.min_levels) in += (in.empty() ? "" : ", ") + quote_string(l);
@@ -147,13 +148,22 @@ class ClickHouseStore : public QueryStore {
       pattern += "([^[:alnum:]]|$)";
       cond("match(message, " + quote_string(pattern) + ")");
     }
-    const char *dir = q.descending ? "DESC" : "ASC";
-    const std::string sql = std::string("SELECT ") + kIdExpr +
-                            " AS id, timestamp_ns, source, service, host, level, trace_id, "
-                            "span_id, event_type, error_code, message, meta_json, pattern_id FROM " +
-                            table_ + " FINAL" + where + " ORDER BY timestamp_ns " + dir + ", id " +
-                            dir + " LIMIT " + std::to_string(static_cast<uint64_t>(q.limit) + 1) +
-                            " FORMAT RowBinary";
+    const std::string dir = q.descending ? " DESC" : " ASC";
+    const std::string order = " ORDER BY timestamp_ns" + dir + ", " + kIdExpr + dir;
+    // FINAL would merge every row of the window before the first page could be cut (seconds
+    // for a busy hour), so the page's keys are found first, each once (LIMIT 1 BY: a
+    // re-delivered copy has the same key), and only those rows are read whole. GLOBAL: on a
+    // cluster the keys are found once across the shards, then sent to each.
+    const std::string keys = "SELECT timestamp_ns, event_id FROM " + table_ + where + order +
+                             " LIMIT 1 BY timestamp_ns, event_id LIMIT " +
+                             std::to_string(static_cast<uint64_t>(q.limit) + 1);
+    const std::string sql =
+        std::string("SELECT ") + kIdExpr +
+        " AS id, timestamp_ns, source, service, host, level, trace_id, "
+        "span_id, event_type, error_code, message, meta_json, pattern_id FROM " +
+        table_ + where + (where.empty() ? " WHERE " : " AND ") +
+        "(timestamp_ns, event_id) GLOBAL IN (" + keys + ")" + order +
+        " LIMIT 1 BY timestamp_ns, event_id FORMAT RowBinary";
     std::string body;
     if (!run(sql, body, err)) return false;
     Reader r(body);
@@ -300,8 +310,8 @@ class ClickHouseStore : public QueryStore {
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, nullptr);
     release(e, rc != CURLE_OK);
     if (rc != CURLE_OK) {
-      err = {rc == CURLE_OPERATION_TIMEDOUT ? StoreStatus::kTimeout : StoreStatus::kUnavailable,
-             "", "clickhouse " + shown_url_ + ": " + (error[0] ? error : curl_easy_strerror(rc))};
+      err = {rc == CURLE_OPERATION_TIMEDOUT ? StoreStatus::kTimeout : StoreStatus::kUnavailable, "",
+             "clickhouse " + shown_url_ + ": " + (error[0] ? error : curl_easy_strerror(rc))};
       return false;
     }
     if (code == 200) return true;
