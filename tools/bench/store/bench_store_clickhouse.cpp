@@ -46,9 +46,9 @@ double through_devmesh(const TempDir &d, ClickHouse &ch, const Options &o, int w
       "service:\n  plugins_dir: [" DEVMESH_BENCH_PLUGIN_DIR "]\n  exit_when_done: true\n"
       "pipeline:\n  inputs:\n    - {name: dummy, rate: 0, count: " +
       std::to_string(o.rows) + ", batch: 1000, services: [api, db, web, auth]}\n" +
-      "  outputs:\n    - name: clickhouse\n      table: " + table +
-      "\n      workers: " + std::to_string(workers) +
-      "\n      batch_size: " + std::to_string(o.batch) + "\n      " + connection(ch) + "\n";
+      "  outputs:\n    - {name: clickhouse, table: " + table +
+      ", workers: " + std::to_string(workers) + ", batch_size: " + std::to_string(o.batch) +
+      ", " + connection(ch) + "}\n";
   test::write_file(d / (table + ".yaml"), yaml);
   const auto t0 = Clock::now();
   Process p({DEVMESH_BENCH_BINARY, "-c", d / (table + ".yaml")}, d.path(), table);
@@ -95,8 +95,10 @@ int run(const Options &o) {
     std::fprintf(stderr, "%s\n", err.c_str());
     return 1;
   }
-  std::printf("clickhouse-server %s, %ld rows per run, batch_size %ld\n",
-              ch.sql("SELECT version()").c_str(), o.rows, o.batch);
+  std::string version = ch.sql("SELECT version()");
+  if (!version.empty()) version.pop_back();
+  std::printf("clickhouse-server %s, %ld rows per run, batch_size %ld\n", version.c_str(), o.rows,
+              o.batch);
   std::string last;
   for (int w : o.workers) {
     last = "bench_w" + std::to_string(w);
