@@ -6,10 +6,13 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include <algorithm>
+#include <map>
 #include <random>
 
 #include "../../plugins/outputs/clickhouse/clickhouse_schema.hpp"
 #include "clickhouse.h"
+#include "pattern_contract.h"
 #include "query_contract.h"
 #include "store_test_support.h"
 
@@ -45,6 +48,7 @@ void make_store(const TempDir &d, ClickHouse &ch, int rows = kQueryRows) {
   std::string err;
   ch.sql("TRUNCATE TABLE devmesh.log_events", &err);
   ASSERT_EQ(err, "");
+  if (rows == 0) return;  // 18.16 drops the connection on an INSERT SELECT of no rows
   ch.sql(
       "INSERT INTO devmesh.log_events SELECT toDateTime(1764288000 + number),"
       " toInt64(1764288000123456000 + number * 1000000000), 'journald',"
@@ -80,17 +84,107 @@ void rewrite(ClickHouse &ch, const std::string &select, const std::string &keep)
 }
 
 std::unique_ptr<Process> query_engine(const TempDir &d, const ClickHouse &ch, int port,
-                                      const std::string &extra = "") {
+                                      const std::string &extra = "",
+                                      const std::string &name = "query") {
   return engine(d,
                 plugins_head() +
                     "  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
                     "  outputs:\n    - {name: query, match: none, store: clickhouse, listen: "
                     "127.0.0.1:" +
                     std::to_string(port) + ", " + connection(ch) + extra + "}\n",
-                "query");
+                name);
 }
 
 }  // namespace
+
+// The pattern contract's ClickHouse backend: the fixture's rows, each pattern's template in the
+// meta "pattern" of its first row (as the patterns filter sends it, and where this store keeps
+// it: ClickHouse has no patterns table, the rows are the patterns' record); and a table made
+// without pattern_id for the legacy engine.
+struct ClickHousePatternStore {
+  static void start() {
+    if (!ClickHouse::installed()) GTEST_SKIP() << ClickHouse::kBinary << " is not installed";
+    dir = new TempDir;
+    ch = new ClickHouse(dir->path());
+    std::string err;
+    ASSERT_TRUE(ch->start(&err)) << err;
+    make_store(*dir, *ch, 0);
+    std::map<uint64_t, std::string> templates;
+    for (const auto &p : pattern_fixture_table())
+      if (p.template_text) templates[p.id] = *p.template_text;
+    auto rows = pattern_fixture_rows();
+    std::stable_sort(rows.begin(), rows.end(),
+                     [](const auto &a, const auto &b) { return a.timestamp_ns < b.timestamp_ns; });
+    using devmesh::clickhouse::quote_string;
+    std::string values;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const auto &r = rows[i];
+      std::string meta = "NULL";
+      if (r.pattern_id && templates.count(*r.pattern_id)) {
+        meta = quote_string("{\"pattern\":\"" + templates[*r.pattern_id] + "\"}");
+        templates.erase(*r.pattern_id);
+      }
+      values += std::string(i ? "," : "") + "(toDateTime(" +
+                std::to_string(r.timestamp_ns / 1000000000) + ")," +
+                std::to_string(r.timestamp_ns) + ",'fixture'," + quote_string(r.service) + "," +
+                quote_string(r.host) + "," + quote_string(r.level) + ",NULL,NULL,NULL,NULL," +
+                quote_string(r.message) + "," + meta + ",MD5('" + std::to_string(i) + "')," +
+                (r.pattern_id ? std::to_string(static_cast<int64_t>(*r.pattern_id)) : "NULL") + ")";
+    }
+    ch->sql("INSERT INTO devmesh.log_events VALUES " + values, &err);
+    ASSERT_EQ(err, "");
+    ch->sql(
+        "CREATE TABLE devmesh.legacy_events (timestamp DateTime, timestamp_ns Int64, source "
+        "String, service String, host String, level String, trace_id Nullable(String), "
+        "span_id Nullable(String), event_type Nullable(String), error_code "
+        "Nullable(String), message String, meta_json Nullable(String), event_id "
+        "FixedString(16)) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMMDD(timestamp) "
+        "ORDER BY (service, timestamp_ns, event_id)",
+        &err);
+    ASSERT_EQ(err, "");
+    ch->sql(
+        "INSERT INTO devmesh.legacy_events SELECT toDateTime(1764288000 + number), "
+        "toInt64(1764288000000000000 + number * 1000000000), 'old', 'api', 'h1', 'INFO', "
+        "NULL, NULL, NULL, NULL, concat('legacy ', toString(number)), NULL, "
+        "MD5(toString(number)) FROM numbers(" +
+            std::to_string(kLegacyRows) + ")",
+        &err);
+    ASSERT_EQ(err, "");
+    port = free_port();
+    legacy_port = free_port();
+    engine = query_engine(*dir, *ch, port).release();
+    legacy = engine_on(*dir, *ch, legacy_port, "legacy_events").release();
+    ASSERT_TRUE(wait_until([] { return http(base() + "/health").status == 200; }, 20s))
+        << engine->err();
+    ASSERT_TRUE(wait_until([] { return http(legacy_base() + "/health").status == 200; }, 20s))
+        << legacy->err();
+  }
+  static std::unique_ptr<Process> engine_on(const TempDir &d, const ClickHouse &c, int p,
+                                            const std::string &table) {
+    return query_engine(d, c, p, ", table: " + table, "legacy");
+  }
+  static void stop() {
+    for (Process *e : {engine, legacy})
+      if (e) {
+        e->kill(SIGTERM);
+        e->wait_exit(20s);
+        delete e;
+      }
+    delete ch;
+    delete dir;
+  }
+  static std::string base() { return "http://127.0.0.1:" + std::to_string(port); }
+  static std::string legacy_base() { return "http://127.0.0.1:" + std::to_string(legacy_port); }
+
+  static inline TempDir *dir;
+  static inline ClickHouse *ch;
+  static inline int port, legacy_port;
+  static inline Process *engine, *legacy;
+};
+
+namespace devmesh::test {
+INSTANTIATE_TYPED_TEST_SUITE_P(ClickHouse, PatternContract, ClickHousePatternStore);
+}
 
 // The contract's ClickHouse backend: one server, one store and one query engine for the suite.
 struct ClickHouseStore {

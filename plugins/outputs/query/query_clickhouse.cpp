@@ -8,10 +8,14 @@
 #include <curl/curl.h>
 #include <url_redact.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "../clickhouse/clickhouse_schema.hpp"
@@ -125,6 +129,7 @@ class ClickHouseStore : public QueryStore {
     if (q.host) cond("host = " + quote_string(*q.host));
     if (q.trace_id) cond("trace_id = " + quote_string(*q.trace_id));
     if (q.level) cond("level = " + quote_string(*q.level));
+    if (q.pattern_id && !has_pattern_column()) return true;  // a table without patterns
     if (q.pattern_id) cond("pattern_id = " + std::to_string(static_cast<int64_t>(*q.pattern_id)));
     if (!q.min_levels.empty()) {
       std::string in;
@@ -157,40 +162,11 @@ class ClickHouseStore : public QueryStore {
     const std::string keys = "SELECT timestamp_ns, event_id FROM " + table_ + where + order +
                              " LIMIT 1 BY timestamp_ns, event_id LIMIT " +
                              std::to_string(static_cast<uint64_t>(q.limit) + 1);
-    const std::string sql =
-        std::string("SELECT ") + kIdExpr +
-        " AS id, timestamp_ns, source, service, host, level, trace_id, "
-        "span_id, event_type, error_code, message, meta_json, pattern_id FROM " +
-        table_ + where + (where.empty() ? " WHERE " : " AND ") +
-        "(timestamp_ns, event_id) GLOBAL IN (" + keys + ")" + order +
-        " LIMIT 1 BY timestamp_ns, event_id FORMAT RowBinary";
-    std::string body;
-    if (!run(sql, body, err)) return false;
-    Reader r(body);
-    LogRow row;
-    while (!r.done()) {
-      row.id = r.i64();
-      row.timestamp_ns = r.i64();
-      row.source = r.str();
-      row.service = r.str();
-      row.host = r.str();
-      row.level = r.str();
-      auto opt = [&](std::string_view &v, bool &has) {
-        has = !r.null();
-        v = has ? r.str() : std::string_view();
-      };
-      opt(row.trace_id, row.has_trace_id);
-      opt(row.span_id, row.has_span_id);
-      opt(row.event_type, row.has_event_type);
-      opt(row.error_code, row.has_error_code);
-      row.message = r.str();
-      opt(row.meta_json, row.has_meta_json);
-      row.has_pattern_id = !r.null();
-      row.pattern_id = row.has_pattern_id ? r.u64() : 0;
-      if (!r.ok()) return bad_answer(err);
-      out.row(row);
-    }
-    return true;
+    const std::string sql = "SELECT " + row_columns() + " FROM " + table_ + where +
+                            (where.empty() ? " WHERE " : " AND ") +
+                            "(timestamp_ns, event_id) GLOBAL IN (" + keys + ")" + order +
+                            " LIMIT 1 BY timestamp_ns, event_id FORMAT RowBinary";
+    return read_rows(sql, err, [&](const LogRow &row) { out.row(row); });
   }
 
   bool stats(const StatsQuery &q, StatsResult &out, StoreError &err) override {
@@ -223,6 +199,258 @@ class ClickHouseStore : public QueryStore {
     return true;
   }
 
+ private:
+  // The columns read_rows() expects, in its order.
+  std::string row_columns() const {
+    return std::string(kIdExpr) +
+           " AS id, timestamp_ns, source, service, host, level, trace_id, span_id, event_type, "
+           "error_code, message, meta_json, " +
+           (has_pattern_column() ? "pattern_id" : "CAST(NULL AS Nullable(Int64))");
+  }
+
+  // Runs sql (selecting row_columns()) and calls on_row for each row.
+  template <class OnRow>
+  bool read_rows(const std::string &sql, StoreError &err, OnRow on_row) {
+    std::string body;
+    if (!run(sql, body, err)) return false;
+    Reader r(body);
+    LogRow row;
+    while (!r.done()) {
+      row.id = r.i64();
+      row.timestamp_ns = r.i64();
+      row.source = r.str();
+      row.service = r.str();
+      row.host = r.str();
+      row.level = r.str();
+      auto opt = [&](std::string_view &v, bool &has) {
+        has = !r.null();
+        v = has ? r.str() : std::string_view();
+      };
+      opt(row.trace_id, row.has_trace_id);
+      opt(row.span_id, row.has_span_id);
+      opt(row.event_type, row.has_event_type);
+      opt(row.error_code, row.has_error_code);
+      row.message = r.str();
+      opt(row.meta_json, row.has_meta_json);
+      row.has_pattern_id = !r.null();
+      row.pattern_id = row.has_pattern_id ? r.u64() : 0;
+      if (!r.ok()) return bad_answer(err);
+      on_row(row);
+    }
+    return true;
+  }
+
+  // Whether the table has pattern_id (asked once; a table made by hand may lack it).
+  bool has_pattern_column() const {
+    int v = pattern_column_.load();
+    if (v >= 0) return v == 1;
+    StoreError err;
+    std::string body;
+    if (!const_cast<ClickHouseStore *>(this)->run(
+            "SELECT toInt64(count()) FROM system.columns WHERE database = " +
+                quote_string(s_.database) + " AND table = " + quote_string(s_.table) +
+                " AND name = 'pattern_id' FORMAT RowBinary",
+            body, err))
+      return true;  // unknown yet: the query itself will tell
+    Reader r(body);
+    v = r.i64() > 0 ? 1 : 0;
+    pattern_column_.store(v);
+    return v == 1;
+  }
+
+  // The all-time side of patterns (what the other stores keep in their patterns table), from
+  // the rows themselves: the service, the first and last time, the count, and the newest
+  // template (meta "pattern", which the patterns filter sends when it learns or changes one).
+  bool all_time(const std::string &ids_condition, std::optional<std::string> service,
+                std::optional<int64_t> seen_since, uint32_t limit, std::vector<PatternSummary> &out,
+                StoreError &err) {
+    std::string sql =
+        "SELECT pattern_id, any(service), min(timestamp_ns), max(timestamp_ns), "
+        "toInt64(count()), argMax(ifNull(visitParamExtractString(meta_json, 'pattern'), ''), "
+        "if(ifNull(visitParamHas(meta_json, 'pattern'), 0) = 1, timestamp_ns, "
+        "toInt64(-9223372036854775807))) FROM " +
+        table_ + " FINAL WHERE pattern_id IS NOT NULL";
+    if (!ids_condition.empty()) sql += " AND " + ids_condition;
+    if (service) sql += " AND service = " + quote_string(*service);
+    sql += " GROUP BY pattern_id";
+    if (seen_since) sql += " HAVING max(timestamp_ns) >= " + std::to_string(*seen_since);
+    sql += " ORDER BY max(timestamp_ns) DESC, pattern_id LIMIT " + std::to_string(limit) +
+           " FORMAT RowBinary";
+    std::string body;
+    if (!run(sql, body, err)) return false;
+    Reader r(body);
+    while (!r.done()) {
+      PatternSummary p;
+      r.null();  // pattern_id is Nullable: never NULL here
+      p.id = r.u64();
+      p.service = std::string(r.str());
+      p.first_seen_ns = r.i64();
+      p.last_seen_ns = r.i64();
+      p.total_count = r.i64();
+      p.template_text = std::string(r.str());
+      p.has_template = !p.template_text.empty();
+      if (!r.ok()) return bad_answer(err);
+      out.push_back(std::move(p));
+    }
+    return true;
+  }
+
+  std::string ids_in(const std::vector<uint64_t> &ids) const {
+    std::string in;
+    for (uint64_t id : ids)
+      in += (in.empty() ? "" : ", ") + std::to_string(static_cast<int64_t>(id));
+    return "pattern_id IN (" + in + ")";
+  }
+
+  // The filters of q on rows (the window, host, level, min_level; service is the pattern's,
+  // which is its rows').
+  std::string pattern_rows_where(const PatternsQuery &q) const {
+    std::string where;
+    auto cond = [&](const std::string &c) { where += " AND " + c; };
+    window(q.start_ns, std::optional<int64_t>(q.end_ns), cond);
+    if (q.service) cond("service = " + quote_string(*q.service));
+    if (q.host) cond("host = " + quote_string(*q.host));
+    if (q.level) cond("level = " + quote_string(*q.level));
+    if (!q.min_levels.empty()) {
+      std::string in;
+      for (const std::string &l : q.min_levels) in += (in.empty() ? "" : ", ") + quote_string(l);
+      cond("level IN (" + in + ")");
+    }
+    if (!q.ids.empty()) cond(ids_in(q.ids));
+    return where;
+  }
+
+ public:
+  bool patterns(const PatternsQuery &q, std::vector<PatternSummary> &out,
+                StoreError &err) override {
+    out.clear();
+    if (!has_pattern_column()) return true;
+    const std::string where = " WHERE pattern_id IS NOT NULL" + pattern_rows_where(q);
+    std::string body;
+    if (!run("SELECT pattern_id, toInt64(count()), min(timestamp_ns), max(timestamp_ns) FROM " +
+                 table_ + " FINAL" + where + " GROUP BY pattern_id FORMAT RowBinary",
+             body, err))
+      return false;
+    std::vector<PatternSummary> found;
+    Reader r(body);
+    while (!r.done()) {
+      PatternSummary p;
+      r.null();
+      p.id = r.u64();
+      p.count = r.i64();
+      p.first_ns = r.i64();
+      p.last_ns = r.i64();
+      if (!r.ok()) return bad_answer(err);
+      found.push_back(std::move(p));
+    }
+    if (found.empty()) return true;
+    std::vector<uint64_t> ids;
+    for (const PatternSummary &p : found) ids.push_back(p.id);
+    std::vector<PatternSummary> info;
+    if (!all_time(ids_in(ids), std::nullopt, std::nullopt, static_cast<uint32_t>(ids.size()), info,
+                  err))
+      return false;
+    std::unordered_map<uint64_t, const PatternSummary *> by_id;
+    for (const PatternSummary &p : info) by_id[p.id] = &p;
+    std::vector<PatternSummary> kept;
+    for (PatternSummary &p : found) {
+      auto it = by_id.find(p.id);
+      if (it == by_id.end()) continue;
+      const PatternSummary &a = *it->second;
+      p.service = a.service;
+      p.template_text = a.template_text;
+      p.has_template = a.has_template;
+      p.first_seen_ns = a.first_seen_ns;
+      p.last_seen_ns = a.last_seen_ns;
+      p.total_count = a.total_count;
+      if (q.only_new && (p.first_seen_ns < q.start_ns || p.first_seen_ns > q.end_ns)) continue;
+      kept.push_back(std::move(p));
+    }
+    std::sort(kept.begin(), kept.end(), [](const PatternSummary &a, const PatternSummary &b) {
+      return a.count != b.count ? a.count > b.count : a.id < b.id;
+    });
+    if (kept.size() > q.limit) kept.resize(q.limit);
+    if (kept.empty()) {
+      out = std::move(kept);
+      return true;
+    }
+    ids.clear();
+    std::unordered_map<uint64_t, PatternSummary *> kept_by_id;
+    for (PatternSummary &p : kept) ids.push_back(p.id), kept_by_id[p.id] = &p;
+    PatternsQuery only = q;
+    only.ids = ids;
+    const std::string kept_where = " WHERE pattern_id IS NOT NULL" + pattern_rows_where(only);
+    if (q.with_sample &&
+        !read_rows(
+            "SELECT " + row_columns() + " FROM " + table_ + kept_where +
+                " ORDER BY timestamp_ns DESC, id DESC LIMIT 1 BY pattern_id FORMAT RowBinary",
+            err, [&](const LogRow &row) {
+              auto it = kept_by_id.find(row.pattern_id);
+              if (it != kept_by_id.end()) it->second->sample = StoredRow::from(row);
+            }))
+      return false;
+    if (q.max_hosts) {
+      if (!run("SELECT pattern_id, host FROM " + table_ + kept_where +
+                   " GROUP BY pattern_id, host ORDER BY pattern_id, count() DESC, host LIMIT " +
+                   std::to_string(q.max_hosts) + " BY pattern_id FORMAT RowBinary",
+               body, err))
+        return false;
+      Reader h(body);
+      while (!h.done()) {
+        h.null();
+        const uint64_t id = h.u64();
+        const std::string_view host = h.str();
+        if (!h.ok()) return bad_answer(err);
+        auto it = kept_by_id.find(id);
+        if (it != kept_by_id.end()) it->second->hosts.emplace_back(host);
+      }
+    }
+    out = std::move(kept);
+    return true;
+  }
+
+  bool pattern_minutes(uint64_t id, int64_t start_ns, int64_t end_ns, PatternSummary &info,
+                       bool &found, std::vector<MinuteCount> &out, StoreError &err) override {
+    found = false;
+    out.clear();
+    if (!has_pattern_column()) return true;
+    std::vector<PatternSummary> all;
+    if (!all_time(ids_in({id}), std::nullopt, std::nullopt, 1, all, err)) return false;
+    if (all.empty()) return true;
+    found = true;
+    info = std::move(all[0]);
+    std::string where;
+    auto cond = [&](const std::string &c) { where += " AND " + c; };
+    window(start_ns, std::optional<int64_t>(end_ns), cond);
+    std::string body;
+    // The minute's start: floor, pre-1970 too.
+    if (!run("SELECT timestamp_ns - ((timestamp_ns % 60000000000) + 60000000000) % 60000000000 "
+             "AS m, toInt64(count()) FROM " +
+                 table_ + " FINAL WHERE " + ids_in({id}) + where +
+                 " GROUP BY m ORDER BY m FORMAT RowBinary",
+             body, err))
+      return false;
+    Reader r(body);
+    info.count = 0;
+    while (!r.done()) {
+      MinuteCount m;
+      m.minute_ns = r.i64();
+      m.count = r.i64();
+      if (!r.ok()) return bad_answer(err);
+      info.count += m.count;
+      out.push_back(m);
+    }
+    return true;
+  }
+
+  bool templates(const TemplatesQuery &q, std::vector<PatternSummary> &out,
+                 StoreError &err) override {
+    out.clear();
+    if (!has_pattern_column()) return true;
+    return all_time("", q.service, q.seen_since_ns, q.limit, out, err);
+  }
+
+ public:
   bool ping(std::string &why) override {
     StoreError err;
     std::string body;
@@ -335,7 +563,8 @@ class ClickHouseStore : public QueryStore {
   std::string url_, shown_url_, query_url_;
   std::string table_;  // database.table, both validated plain names
   std::mutex mu_;
-  std::vector<CURL *> pool_;  // idle easy handles
+  std::vector<CURL *> pool_;                     // idle easy handles
+  mutable std::atomic<int> pattern_column_{-1};  // -1: not asked yet
 };
 
 }  // namespace
