@@ -44,10 +44,10 @@ const dm_option kOptions[] = {
     {"port", DM_OPT_INT, DM_OPT_BOUNDED, "3306", 1, 65535, nullptr, "mariadb: server port", 0},
     {"socket", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr,
      "mariadb: unix socket path (instead of host/port)", 0},
-    {"user", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb: user", 0},
+    {"user", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb, clickhouse: user", 0},
     {"password", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
-     "mariadb: password (use ${ENV})", 0},
-    {"database", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb: database", 0},
+     "mariadb, clickhouse: password (use ${ENV})", 0},
+    {"database", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb, clickhouse: database", 0},
     // The same keys as the mariadb output (DEVMESH_MARIADB_CONNECTION_OPTIONS there).
     {"tls", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
      "mariadb: require TLS (implied by ssl_ca, ssl_cert or ssl_key)", 0},
@@ -58,9 +58,11 @@ const dm_option kOptions[] = {
     {"ssl_verify", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
      "mariadb: with TLS, verify the server's certificate and host name", 0},
     {"connect_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 1000, 3600000, nullptr,
-     "mariadb: time limit for connecting", 0},
+     "mariadb, clickhouse: time limit for connecting", 0},
     {"timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "30s", 1000, 3600000, nullptr,
-     "mariadb: time limit for each network read or write", 0},
+     "mariadb: time limit for each network read or write; clickhouse: added to "
+     "statement_timeout for a whole answer",
+     0},
     {"url", DM_OPT_STRING, 0, "http://127.0.0.1:8123", 0, 0, nullptr,
      "clickhouse: the server's HTTP interface (user, password, database, connect_timeout and "
      "timeout as for mariadb; on a cluster, table names the Distributed table)",
