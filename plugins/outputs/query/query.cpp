@@ -33,7 +33,7 @@ namespace {
 
 using namespace query;
 
-const char *const kStores[] = {"sqlite", "mariadb", nullptr};
+const char *const kStores[] = {"sqlite", "mariadb", "clickhouse", nullptr};
 const char *const kTimeFormats[] = {"prototype", "rfc3339", nullptr};
 
 const dm_option kOptions[] = {
@@ -49,10 +49,10 @@ const dm_option kOptions[] = {
     {"port", DM_OPT_INT, DM_OPT_BOUNDED, "3306", 1, 65535, nullptr, "mariadb: server port", 0},
     {"socket", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr,
      "mariadb: unix socket path (instead of host/port)", 0},
-    {"user", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb: user", 0},
+    {"user", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb, clickhouse: user", 0},
     {"password", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
-     "mariadb: password (use ${ENV})", 0},
-    {"database", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb: database", 0},
+     "mariadb, clickhouse: password (use ${ENV})", 0},
+    {"database", DM_OPT_STRING, 0, "devmesh", 0, 0, nullptr, "mariadb, clickhouse: database", 0},
     // The same keys as the mariadb output (DEVMESH_MARIADB_CONNECTION_OPTIONS there).
     {"tls", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
      "mariadb: require TLS (implied by ssl_ca, ssl_cert or ssl_key)", 0},
@@ -63,9 +63,15 @@ const dm_option kOptions[] = {
     {"ssl_verify", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
      "mariadb: with TLS, verify the server's certificate and host name", 0},
     {"connect_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 1000, 3600000, nullptr,
-     "mariadb: time limit for connecting", 0},
+     "mariadb, clickhouse: time limit for connecting", 0},
     {"timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "30s", 1000, 3600000, nullptr,
-     "mariadb: time limit for each network read or write", 0},
+     "mariadb: time limit for each network read or write; clickhouse: added to "
+     "statement_timeout for a whole answer",
+     0},
+    {"url", DM_OPT_STRING, 0, "http://127.0.0.1:8123", 0, 0, nullptr,
+     "clickhouse: the server's HTTP interface (user, password, database, connect_timeout and "
+     "timeout as for mariadb; on a cluster, table names the Distributed table)",
+     0},
     {"statement_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 10, 600000.0, nullptr,
      "longest a query may run; past it the request gets 504", 0},
     {"max_queries", DM_OPT_INT, DM_OPT_BOUNDED, "8", 1, 1024, nullptr,
@@ -281,6 +287,7 @@ class Query {
     s.tls_verify = c.boolean("ssl_verify");
     s.connect_timeout_ms = c.integer("connect_timeout");
     s.io_timeout_ms = c.integer("timeout");
+    s.url = c.string("url");
     max_queries_ = static_cast<uint32_t>(c.integer("max_queries"));
     host->config_bind(cfg, &tls_);
     if (c.has("auth_token")) {
@@ -807,8 +814,8 @@ namespace {
 const char *description() {
   static const std::string text =
       "serves the prototype's query API (/query/logs, /query/stats, /health, /info) and the "
-      "patterns (/query/patterns) over the sqlite or mariadb store, and /tail: a live SSE stream "
-      "of the records passing through, and a browser console at / (console_path) "
+      "patterns (/query/patterns) over the sqlite, mariadb or clickhouse store, and /tail: a live "
+      "SSE stream of the records passing through, and a browser console at / (console_path) "
       "(give this output a short flush_interval, e.g. 50ms, so /tail follows closely)\n  " +
       query::api_summary();
   return text.c_str();

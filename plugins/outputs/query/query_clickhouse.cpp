@@ -1,0 +1,597 @@
+// The query plugin's ClickHouse backend: the clickhouse output's table (on a cluster its
+// Distributed table) over ClickHouse's HTTP interface with libcurl, one blocking request per
+// statement on the calling worker thread (easy handles pooled, so connections are reused).
+// ClickHouse 18.16 has no query parameters: every value enters the SQL as a literal made by
+// clickhouse::quote_string (or as a number). A re-delivered record not yet merged away is
+// counted once: pages take each key once, counts read with FINAL. max_execution_time bounds each
+// statement. Results come back as RowBinary.
+#include <curl/curl.h>
+#include <url_redact.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../clickhouse/clickhouse_schema.hpp"
+#include "query_store.h"
+
+namespace devmesh::query {
+namespace {
+
+using clickhouse::quote_string;
+
+constexpr int kTimeoutExceeded = 159;  // ClickHouse's TIMEOUT_EXCEEDED
+constexpr int kTableMissing = 60, kDatabaseMissing = 81;
+constexpr size_t kMaxAnswer = 256u << 20;  // a page of 10,000 rows of large messages fits
+
+// The API's row id: ClickHouse has no auto-increment, so it is made from the row itself, the
+// millisecond of its time above 20 bits of its event_id's hash. It follows time order, is the
+// same on every read, and tells apart rows sharing one timestamp (the keyset's tie-breaker)
+// unless their hashes' 20 bits collide (about one pair in 2 million).
+constexpr const char *kIdExpr =
+    "toInt64(intDiv(timestamp_ns, 1000000) * 1048576 + bitAnd(sipHash64(event_id), 1048575))";
+
+// Reads a RowBinary answer.
+class Reader {
+ public:
+  explicit Reader(std::string_view b) : b_(b) {}
+  bool done() const { return at_ >= b_.size(); }
+  bool ok() const { return ok_; }
+  int64_t i64() {
+    int64_t v = 0;
+    if (need(8)) std::memcpy(&v, b_.data() + at_, 8), at_ += 8;
+    return v;
+  }
+  uint64_t u64() { return static_cast<uint64_t>(i64()); }
+  std::string_view str() {
+    uint64_t n = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (!need(1)) return {};
+      const uint8_t byte = static_cast<uint8_t>(b_[at_++]);
+      n |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if (!(byte & 0x80)) break;
+    }
+    if (!need(n)) return {};
+    std::string_view s = b_.substr(at_, n);
+    at_ += n;
+    return s;
+  }
+  // Nullable: true when NULL (nothing follows).
+  bool null() {
+    if (!need(1)) return true;
+    return b_[at_++] != 0;
+  }
+
+ private:
+  bool need(uint64_t n) {
+    if (ok_ && b_.size() - at_ >= n) return true;
+    ok_ = false;
+    at_ = b_.size();
+    return false;
+  }
+  std::string_view b_;
+  size_t at_ = 0;
+  bool ok_ = true;
+};
+
+size_t collect(char *p, size_t size, size_t n, void *arg) {
+  auto *s = static_cast<std::string *>(arg);
+  const size_t len = size * n;
+  if (s->size() + len > kMaxAnswer) return 0;  // aborts the transfer
+  s->append(p, len);
+  return len;
+}
+
+int exception_code(std::string_view body) {
+  const size_t at = body.find("Code: ");
+  if (at != 0) return -1;
+  int code = 0;
+  for (size_t i = 6; i < body.size() && body[i] >= '0' && body[i] <= '9'; ++i)
+    code = code * 10 + (body[i] - '0');
+  return code;
+}
+
+// A time bound as the partition column's condition: whole seconds, clamped to DateTime's range.
+std::string seconds_of(int64_t ns, bool round_up) {
+  int64_t s = ns / 1000000000;
+  const int64_t rem = ns % 1000000000;
+  if (rem < 0) --s;
+  if (round_up && rem > 0) ++s;
+  s = std::max<int64_t>(0, std::min<int64_t>(s, 0xffffffffll));
+  return "toDateTime(" + std::to_string(s) + ")";
+}
+
+class ClickHouseStore : public QueryStore {
+ public:
+  ClickHouseStore(const StoreSettings &s, std::string url)
+      : s_(s),
+        url_(std::move(url)),
+        shown_url_(redact_url(url_)),
+        table_(s.database + "." + s.table) {
+    const int64_t secs = std::max<int64_t>(1, (s.statement_timeout_ms + 999) / 1000);
+    query_url_ = url_ + "/?max_execution_time=" + std::to_string(secs);
+  }
+  ~ClickHouseStore() override {
+    for (CURL *e : pool_) curl_easy_cleanup(e);
+    curl_global_cleanup();
+  }
+
+  bool query_logs(const LogQuery &q, RowSink &out, StoreError &err) override {
+    std::string where;
+    auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
+    if (q.service) cond("service = " + quote_string(*q.service));
+    if (q.host) cond("host = " + quote_string(*q.host));
+    if (q.trace_id) cond("trace_id = " + quote_string(*q.trace_id));
+    if (q.level) cond("level = " + quote_string(*q.level));
+    if (q.pattern_id && !has_pattern_column()) return true;  // a table without patterns
+    if (q.pattern_id) cond("pattern_id = " + std::to_string(static_cast<int64_t>(*q.pattern_id)));
+    if (!q.min_levels.empty()) {
+      std::string in;
+      for (const std::string &l : q.min_levels) in += (in.empty() ? "" : ", ") + quote_string(l);
+      cond("level IN (" + in + ")");
+    }
+    window(q.start_ns, q.end_ns, cond);
+    if (q.after) {
+      const char *op = q.descending ? "<" : ">";
+      const std::string ts = std::to_string(q.after->timestamp_ns);
+      cond(std::string("(timestamp_ns ") + op + " " + ts + " OR (timestamp_ns = " + ts + " AND " +
+           kIdExpr + " " + op + " " + std::to_string(q.after->id) + "))");
+    }
+    if (!q.q_terms.empty()) {
+      // A phrase: the words in order, separated by anything but letters and digits, whole
+      // words only. The terms are letters, digits and UTF-8 bytes (query_terms), so they cannot
+      // be regular expression syntax; the pattern is then quoted as any value is.
+      std::string pattern = "(?i)(^|[^[:alnum:]])";
+      for (size_t i = 0; i < q.q_terms.size(); ++i)
+        pattern += (i ? "[^[:alnum:]]+" : "") + q.q_terms[i];
+      pattern += "([^[:alnum:]]|$)";
+      cond("match(message, " + quote_string(pattern) + ")");
+    }
+    const std::string dir = q.descending ? " DESC" : " ASC";
+    const std::string order = " ORDER BY timestamp_ns" + dir + ", " + kIdExpr + dir;
+    // FINAL would merge every row of the window before the first page could be cut (seconds
+    // for a busy hour), so the page's keys are found first, each once (LIMIT 1 BY: a
+    // re-delivered copy has the same key), and only those rows are read whole. GLOBAL: on a
+    // cluster the keys are found once across the shards, then sent to each.
+    const std::string keys = "SELECT timestamp_ns, event_id FROM " + table_ + where + order +
+                             " LIMIT 1 BY timestamp_ns, event_id LIMIT " +
+                             std::to_string(static_cast<uint64_t>(q.limit) + 1);
+    const std::string sql = "SELECT " + row_columns() + " FROM " + table_ + where +
+                            (where.empty() ? " WHERE " : " AND ") +
+                            "(timestamp_ns, event_id) GLOBAL IN (" + keys + ")" + order +
+                            " LIMIT 1 BY timestamp_ns, event_id FORMAT RowBinary";
+    return read_rows(sql, err, [&](const LogRow &row) { out.row(row); });
+  }
+
+  bool stats(const StatsQuery &q, StatsResult &out, StoreError &err) override {
+    std::string where;
+    auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
+    window(q.since_ns, q.end_ns, cond);
+    std::string body;
+    if (!run("SELECT toInt64(count()) FROM " + table_ + " FINAL" + where + " FORMAT RowBinary",
+             body, err))
+      return false;
+    Reader total(body);
+    out.total = total.i64();
+    if (!total.ok()) return bad_answer(err);
+    for (auto [col, vec] : {std::pair{"service", &out.by_service},
+                            std::pair{"level", &out.by_level}, std::pair{"host", &out.by_host}}) {
+      if (!run(std::string("SELECT ") + col + " AS k, toInt64(count()) AS n FROM " + table_ +
+                   " FINAL" + where + " GROUP BY k ORDER BY n DESC, k LIMIT " +
+                   std::to_string(q.top) + " FORMAT RowBinary",
+               body, err))
+        return false;
+      Reader r(body);
+      while (!r.done()) {
+        StatsGroup g;
+        g.key = std::string(r.str());
+        g.count = r.i64();
+        if (!r.ok()) return bad_answer(err);
+        vec->push_back(std::move(g));
+      }
+    }
+    return true;
+  }
+
+ private:
+  // The columns read_rows() expects, in its order.
+  std::string row_columns() const {
+    return std::string(kIdExpr) +
+           " AS id, timestamp_ns, source, service, host, level, trace_id, span_id, event_type, "
+           "error_code, message, meta_json, " +
+           (has_pattern_column() ? "pattern_id" : "CAST(NULL AS Nullable(Int64))");
+  }
+
+  // Runs sql (selecting row_columns()) and calls on_row for each row.
+  template <class OnRow>
+  bool read_rows(const std::string &sql, StoreError &err, OnRow on_row) {
+    std::string body;
+    if (!run(sql, body, err)) return false;
+    Reader r(body);
+    LogRow row;
+    while (!r.done()) {
+      row.id = r.i64();
+      row.timestamp_ns = r.i64();
+      row.source = r.str();
+      row.service = r.str();
+      row.host = r.str();
+      row.level = r.str();
+      auto opt = [&](std::string_view &v, bool &has) {
+        has = !r.null();
+        v = has ? r.str() : std::string_view();
+      };
+      opt(row.trace_id, row.has_trace_id);
+      opt(row.span_id, row.has_span_id);
+      opt(row.event_type, row.has_event_type);
+      opt(row.error_code, row.has_error_code);
+      row.message = r.str();
+      opt(row.meta_json, row.has_meta_json);
+      row.has_pattern_id = !r.null();
+      row.pattern_id = row.has_pattern_id ? r.u64() : 0;
+      if (!r.ok()) return bad_answer(err);
+      on_row(row);
+    }
+    return true;
+  }
+
+  // Whether the table has pattern_id (asked once; a table made by hand may lack it).
+  bool has_pattern_column() const {
+    int v = pattern_column_.load();
+    if (v >= 0) return v == 1;
+    StoreError err;
+    std::string body;
+    if (!const_cast<ClickHouseStore *>(this)->run(
+            "SELECT toInt64(count()) FROM system.columns WHERE database = " +
+                quote_string(s_.database) + " AND table = " + quote_string(s_.table) +
+                " AND name = 'pattern_id' FORMAT RowBinary",
+            body, err))
+      return true;  // unknown yet: the query itself will tell
+    Reader r(body);
+    v = r.i64() > 0 ? 1 : 0;
+    pattern_column_.store(v);
+    return v == 1;
+  }
+
+  // The all-time side of patterns (what the other stores keep in their patterns table), from
+  // the rows themselves: the service, the first and last time, the count, and the newest
+  // template (meta "pattern", which the patterns filter sends when it learns or changes one).
+  bool all_time(const std::string &ids_condition, std::optional<std::string> service,
+                std::optional<int64_t> seen_since, uint32_t limit, std::vector<PatternSummary> &out,
+                StoreError &err) {
+    std::string sql =
+        "SELECT pattern_id, any(service), min(timestamp_ns), max(timestamp_ns), "
+        "toInt64(count()), argMax(ifNull(visitParamExtractString(meta_json, 'pattern'), ''), "
+        "if(ifNull(visitParamHas(meta_json, 'pattern'), 0) = 1, timestamp_ns, "
+        "toInt64(-9223372036854775807))) FROM " +
+        table_ + " FINAL WHERE pattern_id IS NOT NULL";
+    if (!ids_condition.empty()) sql += " AND " + ids_condition;
+    if (service) sql += " AND service = " + quote_string(*service);
+    sql += " GROUP BY pattern_id";
+    if (seen_since) sql += " HAVING max(timestamp_ns) >= " + std::to_string(*seen_since);
+    sql += " ORDER BY max(timestamp_ns) DESC, pattern_id LIMIT " + std::to_string(limit) +
+           " FORMAT RowBinary";
+    std::string body;
+    if (!run(sql, body, err)) return false;
+    Reader r(body);
+    while (!r.done()) {
+      PatternSummary p;
+      r.null();  // pattern_id is Nullable: never NULL here
+      p.id = r.u64();
+      p.service = std::string(r.str());
+      p.first_seen_ns = r.i64();
+      p.last_seen_ns = r.i64();
+      p.total_count = r.i64();
+      p.template_text = std::string(r.str());
+      p.has_template = !p.template_text.empty();
+      if (!r.ok()) return bad_answer(err);
+      out.push_back(std::move(p));
+    }
+    return true;
+  }
+
+  std::string ids_in(const std::vector<uint64_t> &ids) const {
+    std::string in;
+    for (uint64_t id : ids)
+      in += (in.empty() ? "" : ", ") + std::to_string(static_cast<int64_t>(id));
+    return "pattern_id IN (" + in + ")";
+  }
+
+  // The filters of q on rows (the window, host, level, min_level; service is the pattern's,
+  // which is its rows').
+  std::string pattern_rows_where(const PatternsQuery &q) const {
+    std::string where;
+    auto cond = [&](const std::string &c) { where += " AND " + c; };
+    window(q.start_ns, std::optional<int64_t>(q.end_ns), cond);
+    if (q.service) cond("service = " + quote_string(*q.service));
+    if (q.host) cond("host = " + quote_string(*q.host));
+    if (q.level) cond("level = " + quote_string(*q.level));
+    if (!q.min_levels.empty()) {
+      std::string in;
+      for (const std::string &l : q.min_levels) in += (in.empty() ? "" : ", ") + quote_string(l);
+      cond("level IN (" + in + ")");
+    }
+    if (!q.ids.empty()) cond(ids_in(q.ids));
+    return where;
+  }
+
+ public:
+  bool patterns(const PatternsQuery &q, std::vector<PatternSummary> &out,
+                StoreError &err) override {
+    out.clear();
+    if (!has_pattern_column()) return true;
+    const std::string where = " WHERE pattern_id IS NOT NULL" + pattern_rows_where(q);
+    std::string body;
+    if (!run("SELECT pattern_id, toInt64(count()), min(timestamp_ns), max(timestamp_ns) FROM " +
+                 table_ + " FINAL" + where + " GROUP BY pattern_id FORMAT RowBinary",
+             body, err))
+      return false;
+    std::vector<PatternSummary> found;
+    Reader r(body);
+    while (!r.done()) {
+      PatternSummary p;
+      r.null();
+      p.id = r.u64();
+      p.count = r.i64();
+      p.first_ns = r.i64();
+      p.last_ns = r.i64();
+      if (!r.ok()) return bad_answer(err);
+      found.push_back(std::move(p));
+    }
+    if (found.empty()) return true;
+    std::vector<uint64_t> ids;
+    for (const PatternSummary &p : found) ids.push_back(p.id);
+    std::vector<PatternSummary> info;
+    if (!all_time(ids_in(ids), std::nullopt, std::nullopt, static_cast<uint32_t>(ids.size()), info,
+                  err))
+      return false;
+    std::unordered_map<uint64_t, const PatternSummary *> by_id;
+    for (const PatternSummary &p : info) by_id[p.id] = &p;
+    std::vector<PatternSummary> kept;
+    for (PatternSummary &p : found) {
+      auto it = by_id.find(p.id);
+      if (it == by_id.end()) continue;
+      const PatternSummary &a = *it->second;
+      p.service = a.service;
+      p.template_text = a.template_text;
+      p.has_template = a.has_template;
+      p.first_seen_ns = a.first_seen_ns;
+      p.last_seen_ns = a.last_seen_ns;
+      p.total_count = a.total_count;
+      if (q.only_new && (p.first_seen_ns < q.start_ns || p.first_seen_ns > q.end_ns)) continue;
+      kept.push_back(std::move(p));
+    }
+    std::sort(kept.begin(), kept.end(), [](const PatternSummary &a, const PatternSummary &b) {
+      return a.count != b.count ? a.count > b.count : a.id < b.id;
+    });
+    if (kept.size() > q.limit) kept.resize(q.limit);
+    if (kept.empty()) {
+      out = std::move(kept);
+      return true;
+    }
+    ids.clear();
+    std::unordered_map<uint64_t, PatternSummary *> kept_by_id;
+    for (PatternSummary &p : kept) ids.push_back(p.id), kept_by_id[p.id] = &p;
+    PatternsQuery only = q;
+    only.ids = ids;
+    const std::string kept_where = " WHERE pattern_id IS NOT NULL" + pattern_rows_where(only);
+    if (q.with_sample &&
+        !read_rows(
+            "SELECT " + row_columns() + " FROM " + table_ + kept_where +
+                " ORDER BY timestamp_ns DESC, id DESC LIMIT 1 BY pattern_id FORMAT RowBinary",
+            err, [&](const LogRow &row) {
+              auto it = kept_by_id.find(row.pattern_id);
+              if (it != kept_by_id.end()) it->second->sample = StoredRow::from(row);
+            }))
+      return false;
+    if (q.max_hosts) {
+      if (!run("SELECT pattern_id, host FROM " + table_ + kept_where +
+                   " GROUP BY pattern_id, host ORDER BY pattern_id, count() DESC, host LIMIT " +
+                   std::to_string(q.max_hosts) + " BY pattern_id FORMAT RowBinary",
+               body, err))
+        return false;
+      Reader h(body);
+      while (!h.done()) {
+        h.null();
+        const uint64_t id = h.u64();
+        const std::string_view host = h.str();
+        if (!h.ok()) return bad_answer(err);
+        auto it = kept_by_id.find(id);
+        if (it != kept_by_id.end()) it->second->hosts.emplace_back(host);
+      }
+    }
+    out = std::move(kept);
+    return true;
+  }
+
+  bool pattern_minutes(uint64_t id, int64_t start_ns, int64_t end_ns, PatternSummary &info,
+                       bool &found, std::vector<MinuteCount> &out, StoreError &err) override {
+    found = false;
+    out.clear();
+    if (!has_pattern_column()) return true;
+    std::vector<PatternSummary> all;
+    if (!all_time(ids_in({id}), std::nullopt, std::nullopt, 1, all, err)) return false;
+    if (all.empty()) return true;
+    found = true;
+    info = std::move(all[0]);
+    std::string where;
+    auto cond = [&](const std::string &c) { where += " AND " + c; };
+    window(start_ns, std::optional<int64_t>(end_ns), cond);
+    std::string body;
+    // The minute's start: floor, pre-1970 too.
+    if (!run("SELECT timestamp_ns - ((timestamp_ns % 60000000000) + 60000000000) % 60000000000 "
+             "AS m, toInt64(count()) FROM " +
+                 table_ + " FINAL WHERE " + ids_in({id}) + where +
+                 " GROUP BY m ORDER BY m FORMAT RowBinary",
+             body, err))
+      return false;
+    Reader r(body);
+    info.count = 0;
+    while (!r.done()) {
+      MinuteCount m;
+      m.minute_ns = r.i64();
+      m.count = r.i64();
+      if (!r.ok()) return bad_answer(err);
+      info.count += m.count;
+      out.push_back(m);
+    }
+    return true;
+  }
+
+  bool templates(const TemplatesQuery &q, std::vector<PatternSummary> &out,
+                 StoreError &err) override {
+    out.clear();
+    if (!has_pattern_column()) return true;
+    return all_time("", q.service, q.seen_since_ns, q.limit, out, err);
+  }
+
+ public:
+  bool ping(std::string &why) override {
+    StoreError err;
+    std::string body;
+    if (run("SELECT 1 FROM " + table_ + " LIMIT 1 FORMAT RowBinary", body, err)) return true;
+    why = err.message;
+    return false;
+  }
+
+  std::string describe() const override {
+    return "clickhouse " + shown_url_ + " database " + s_.database + " table " + s_.table;
+  }
+
+ private:
+  // timestamp_ns bounds, plus the same on the partition column so that whole days are skipped.
+  template <class Cond>
+  static void window(std::optional<int64_t> start_ns, std::optional<int64_t> end_ns, Cond &cond) {
+    if (start_ns) {
+      cond("timestamp >= " + seconds_of(*start_ns, false));
+      cond("timestamp_ns >= " + std::to_string(*start_ns));
+    }
+    if (end_ns) {
+      cond("timestamp <= " + seconds_of(*end_ns, true));
+      cond("timestamp_ns <= " + std::to_string(*end_ns));
+    }
+  }
+  template <class Cond>
+  static void window(int64_t start_ns, std::optional<int64_t> end_ns, Cond &cond) {
+    window(std::optional<int64_t>(start_ns), end_ns, cond);
+  }
+
+  static bool bad_answer(StoreError &err) {
+    err = {StoreStatus::kFailed, "", "clickhouse: an answer that is not the expected RowBinary"};
+    return false;
+  }
+
+  CURL *acquire() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!pool_.empty()) {
+        CURL *e = pool_.back();
+        pool_.pop_back();
+        return e;
+      }
+    }
+    CURL *e = curl_easy_init();
+    if (!e) return nullptr;
+    curl_easy_setopt(e, CURLOPT_URL, query_url_.c_str());
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "devmesh-query/0.1");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(s_.connect_timeout_ms));
+    // The server stops a statement at max_execution_time; the transfer gets a little more.
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                     static_cast<long>(s_.statement_timeout_ms + s_.io_timeout_ms));
+    curl_easy_setopt(e, CURLOPT_USERNAME, s_.user.c_str());
+    curl_easy_setopt(e, CURLOPT_PASSWORD, s_.password.c_str());
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    return e;
+  }
+  void release(CURL *e, bool broken) {
+    if (broken) {
+      curl_easy_cleanup(e);
+      return;
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    pool_.push_back(e);
+  }
+
+  // POSTs one statement; its answer in `body`. False with err set (never with SQL in it).
+  bool run(const std::string &sql, std::string &body, StoreError &err) {
+    body.clear();
+    CURL *e = acquire();
+    if (!e) {
+      err = {StoreStatus::kFailed, "", "curl_easy_init failed"};
+      return false;
+    }
+    char error[CURL_ERROR_SIZE] = {};
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, sql.c_str());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(sql.size()));
+    const CURLcode rc = curl_easy_perform(e);
+    long code = 0;
+    if (rc == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, nullptr);
+    release(e, rc != CURLE_OK);
+    if (rc != CURLE_OK) {
+      err = {rc == CURLE_OPERATION_TIMEDOUT ? StoreStatus::kTimeout : StoreStatus::kUnavailable, "",
+             "clickhouse " + shown_url_ + ": " + (error[0] ? error : curl_easy_strerror(rc))};
+      return false;
+    }
+    if (code == 200) return true;
+    const int ch = exception_code(body);
+    std::string text = body.substr(0, std::min<size_t>(body.size(), 300));
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    if (ch == kTimeoutExceeded)
+      err = {StoreStatus::kTimeout, "",
+             "the query took longer than statement_timeout (" +
+                 std::to_string(s_.statement_timeout_ms) +
+                 " ms); narrow the time range or add service/host"};
+    else if (ch == kTableMissing || ch == kDatabaseMissing || code == 401 || code == 403 ||
+             code == 503)
+      err = {StoreStatus::kUnavailable, "", "clickhouse " + shown_url_ + ": " + text};
+    else
+      err = {StoreStatus::kFailed, "", "clickhouse " + shown_url_ + ": " + text};
+    return false;
+  }
+
+  StoreSettings s_;
+  std::string url_, shown_url_, query_url_;
+  std::string table_;  // database.table, both validated plain names
+  std::mutex mu_;
+  std::vector<CURL *> pool_;                     // idle easy handles
+  mutable std::atomic<int> pattern_column_{-1};  // -1: not asked yet
+};
+
+}  // namespace
+
+std::unique_ptr<QueryStore> make_clickhouse_store(const StoreSettings &settings,
+                                                  std::string &error) {
+  if (!clickhouse::valid_identifier(settings.table)) {
+    error = "table: '" + settings.table + "' is not a plain name (letters, digits, _; at most 64)";
+    return nullptr;
+  }
+  if (!clickhouse::valid_identifier(settings.database)) {
+    error = "database: '" + settings.database +
+            "' is not a plain name (letters, digits, _; at most 64)";
+    return nullptr;
+  }
+  std::string url = settings.url;
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  if (url.compare(0, 7, "http://") != 0 && url.compare(0, 8, "https://") != 0) {
+    error = "url: '" + url + "' is not an http or https URL";
+    return nullptr;
+  }
+  // On the loop thread, before any worker: curl's global init is not thread-safe.
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    error = "curl_global_init failed";
+    return nullptr;
+  }
+  return std::make_unique<ClickHouseStore>(settings, std::move(url));
+}
+
+}  // namespace devmesh::query

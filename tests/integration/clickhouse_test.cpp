@@ -1,0 +1,294 @@
+// The clickhouse output against a private clickhouse-server 18.16 (tests/support/clickhouse.h)
+// and a scripted HTTP server standing in for a misbehaving one: rows and their column types, a
+// re-delivered batch stored once, the server killed mid-stream and started again with nothing
+// lost, 5xx retried and 4xx dead-lettered with ClickHouse's message, a table of other columns
+// refused by name, retention dropping whole days, and the cluster DDL's errors told as the
+// server tells them.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+
+#include "clickhouse.h"
+#include "http_support.h"
+
+using namespace devmesh::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char *kPasswordEnv = "DEVMESH_TEST_CH_PASSWORD";
+
+std::string connection(const ClickHouse &ch) {
+  return "url: '" + ch.url() + "', user: devmesh, password: '${" + kPasswordEnv + "}'";
+}
+
+std::unique_ptr<Process> engine(const TempDir &d, const std::string &yaml,
+                                const std::string &name = "engine") {
+  write_file(d / (name + ".yaml"), yaml);
+  return std::make_unique<Process>(
+      std::vector<std::string>{DEVMESH_BIN, "-c", d / (name + ".yaml")}, d.path(), name,
+      std::vector<std::string>{std::string(kPasswordEnv) + "=" + ClickHouse::kPassword});
+}
+
+std::string metrics(int port) {
+  std::string body;
+  http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &body, "/tmp");
+  return body;
+}
+
+class ClickHouseOutput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!ClickHouse::installed()) GTEST_SKIP() << ClickHouse::kBinary << " is not installed";
+    ch = std::make_unique<ClickHouse>(d.path());
+  }
+  void start() {
+    std::string err;
+    ASSERT_TRUE(ch->start(&err)) << err;
+  }
+  long long rows(const std::string &where = "1") {
+    return ch->number("SELECT count() FROM devmesh.log_events FINAL WHERE " + where);
+  }
+  TempDir d;
+  std::unique_ptr<ClickHouse> ch;
+};
+
+TEST_F(ClickHouseOutput, RowsArriveWithTheirColumnTypesValuesAndPatternId) {
+  start();
+  auto e = engine(d, plugins_head("  exit_when_done: true\n") +
+                         "  inputs:\n    - {name: dummy, rate: 0, count: 3000, service: svc, "
+                         "host: h1, level: WARN, meta: {pattern_id: '8000000000000001', k: v}}\n"
+                         "  outputs:\n    - {name: clickhouse, compression: gzip, " +
+                         connection(*ch) + "}\n");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_EQ(rows(), 3000);
+  EXPECT_EQ(ch->number("SELECT uniqExact(event_id) FROM devmesh.log_events"), 3000);
+  EXPECT_EQ(ch->sql("SELECT name, type FROM system.columns WHERE database = 'devmesh' AND "
+                    "table = 'log_events' FORMAT TabSeparated"),
+            "timestamp\tDateTime\ntimestamp_ns\tInt64\nsource\tString\nservice\tString\n"
+            "host\tString\nlevel\tString\ntrace_id\tNullable(String)\n"
+            "span_id\tNullable(String)\nevent_type\tNullable(String)\n"
+            "error_code\tNullable(String)\nmessage\tString\nmeta_json\tNullable(String)\n"
+            "event_id\tFixedString(16)\npattern_id\tNullable(Int64)\n");
+  EXPECT_EQ(ch->sql("SELECT engine, partition_key, sorting_key FROM system.tables WHERE "
+                    "database = 'devmesh' AND name = 'log_events' FORMAT TabSeparated"),
+            "ReplacingMergeTree\ttoYYYYMMDD(timestamp)\tservice, timestamp_ns, event_id\n");
+  EXPECT_EQ(ch->sql("SELECT source, service, host, level, isNull(trace_id), message, meta_json, "
+                    "pattern_id, toUInt32(timestamp) = intDiv(timestamp_ns, 1000000000) FROM "
+                    "devmesh.log_events WHERE message = 'dummy record 7' FORMAT TabSeparated"),
+            "dummy\tsvc\th1\tWARN\t1\tdummy record 7\t{\"seq\":\"7\",\"k\":\"v\"}\t"
+            "-9223372036854775807\t1\n");
+}
+
+TEST_F(ClickHouseOutput, ARedeliveredBatchIsStoredOnce) {
+  start();
+  const int port = free_port();
+  const std::string listen = "127.0.0.1:" + std::to_string(port);
+  auto e = engine(d, plugins_head("  http_listen: " + listen + "\n") +
+                         "  inputs:\n    - {name: http, listen: '" + listen +
+                         "'}\n  outputs:\n    - {name: clickhouse, flush_interval: 50ms, " +
+                         connection(*ch) + "}\n");
+  std::string body = "{\"logs\":[";
+  for (int i = 0; i < 500; ++i)
+    body += std::string(i ? "," : "") + "{\"timestamp\":\"2025-11-28T10:00:00." +
+            std::to_string(100000 + i) + "Z\",\"service\":\"api\",\"trace_id\":\"t" +
+            std::to_string(i % 7) + "\",\"message\":\"request " + std::to_string(i) + "\"}";
+  body += "]}";
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return libcurl_post("http://" + listen + "/ingest/logs", body,
+                            {"Content-Type: application/json"})
+                   .status == 200;
+      },
+      30s))
+      << e->err();
+  ASSERT_TRUE(wait_until([&] { return rows() == 500; }, 30s)) << e->err();
+  // The sender did not see the answer and sends the same body again.
+  ASSERT_EQ(
+      libcurl_post("http://" + listen + "/ingest/logs", body, {"Content-Type: application/json"})
+          .status,
+      200);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return find_metric(metrics(port), "devmesh_clickhouse_rows_sent_total", "").value_or(0) ==
+               1000;
+      },
+      30s))
+      << metrics(port);
+  EXPECT_EQ(rows(), 500) << "FINAL: the copy has the same key";
+  EXPECT_EQ(ch->number("SELECT uniqExact(event_id) FROM devmesh.log_events"), 500);
+  EXPECT_EQ(rows("trace_id = 't3'"), 71);  // i % 7 == 3 for i < 500
+}
+
+TEST_F(ClickHouseOutput, ServerKilledMidStreamThenStartedAgainLosesNothing) {
+  start();
+  const int port = free_port();
+  auto e = engine(d, plugins_head("  exit_when_done: true\n  http_listen: 127.0.0.1:" +
+                                  std::to_string(port) + "\n") +
+                         "  inputs:\n    - {name: dummy, rate: 2000, count: 20000, batch: 200}\n"
+                         "  outputs:\n    - {name: clickhouse, flush_interval: 50ms, "
+                         "connect_timeout: 1s, timeout: 5s, " +
+                         connection(*ch) + "}\n");
+  ASSERT_TRUE(wait_until([&] { return rows() > 0; }, 30s)) << e->err();
+  ch->kill_now();  // a crash: a clean shutdown can outlast the whole stream
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return find_metric(metrics(port), "devmesh_clickhouse_requests_total", "code=\"error\"")
+                   .value_or(0) > 0;
+      },
+      30s))
+      << e->err();
+  start();
+  ASSERT_EQ(e->wait_exit(120s), 0) << e->err();
+  EXPECT_EQ(rows(), 20000);
+  EXPECT_EQ(ch->number("SELECT uniqExact(event_id) FROM devmesh.log_events"), 20000);
+}
+
+TEST_F(ClickHouseOutput, FiveHundredIsRetriedAndFourHundredDeadLettersWithTheServersMessage) {
+  // Answers the table check with the right columns, then inserts as the script says.
+  std::string columns;
+  for (const char *c :
+       {"timestamp\tDateTime", "timestamp_ns\tInt64", "source\tString", "service\tString",
+        "host\tString", "level\tString", "trace_id\tNullable(String)", "span_id\tNullable(String)",
+        "event_type\tNullable(String)", "error_code\tNullable(String)", "message\tString",
+        "meta_json\tNullable(String)", "event_id\tFixedString(16)", "pattern_id\tNullable(Int64)"})
+    columns += std::string(c) + "\n";
+  std::atomic<int> inserts{0};
+  TestReceiver server([&](const TestReceiver::Request &r, int) {
+    TestReceiver::Response resp;
+    if (r.body.rfind("SELECT name, type", 0) == 0) {
+      resp.body = columns;
+      return resp;
+    }
+    const int n = inserts++;
+    if (n == 0) {
+      resp.status = 500;
+      resp.body = "Code: 252, e.displayText() = DB::Exception: Too many parts (300).";
+    } else if (n == 1) {
+      resp.status = 200;
+      resp.body = "";
+    } else {
+      resp.status = 400;
+      resp.body = "Code: 62, e.displayText() = DB::Exception: Syntax error: failed at position 1";
+    }
+    return resp;
+  });
+  const int port = free_port();
+  auto e =
+      engine(d, plugins_head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                    "  inputs:\n    - {name: dummy, rate: 0, count: 100, batch: 100}\n"
+                    "  outputs:\n    - {name: clickhouse, url: 'http://127.0.0.1:" +
+                    std::to_string(server.port()) + "', flush_interval: 10ms, dead_letter_path: '" +
+                    (d / "dead.ndjson") + "'}\n");
+  // 500 then 200: the batch is retried and delivered.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return find_metric(metrics(port), "devmesh_clickhouse_rows_sent_total", "").value_or(0) ==
+               100;
+      },
+      30s))
+      << e->err();
+  const std::string m = metrics(port);
+  EXPECT_EQ(metric_value(m, "devmesh_clickhouse_requests_total", "code=\"5xx\""), 1);
+  EXPECT_EQ(metric_value(m, "devmesh_clickhouse_requests_total", "code=\"2xx\""), 1);
+  e->kill(SIGTERM);
+  e->wait_exit(30s);
+
+  // 400: an error no retry can mend, in the log and the dead-letter file with the message.
+  auto e2 = engine(d,
+                   plugins_head("  exit_when_done: true\n") +
+                       "  inputs:\n    - {name: dummy, rate: 0, count: 10, batch: 10}\n"
+                       "  outputs:\n    - {name: clickhouse, url: 'http://127.0.0.1:" +
+                       std::to_string(server.port()) + "', dead_letter_path: '" +
+                       (d / "dead2.ndjson") + "'}\n",
+                   "e2");
+  EXPECT_EQ(e2->wait_exit(60s), 0) << e2->err();
+  EXPECT_NE(e2->err().find("Code: 62"), std::string::npos) << e2->err();
+  EXPECT_EQ(read_lines(d / "dead2.ndjson").size(), 10u);
+  EXPECT_NE(read_file(d / "dead2.ndjson").find("Syntax error"), std::string::npos);
+}
+
+TEST_F(ClickHouseOutput, ATableOfOtherColumnsIsRefusedNamingThem) {
+  start();
+  std::string err;
+  ch->sql("CREATE DATABASE devmesh", &err);
+  ch->sql(
+      "CREATE TABLE devmesh.mine (timestamp DateTime, message String) ENGINE = MergeTree "
+      "ORDER BY timestamp",
+      &err);
+  ASSERT_EQ(err, "");
+  auto e = engine(d, plugins_head() +
+                         "  inputs:\n    - {name: dummy, rate: 1}\n"
+                         "  outputs:\n    - {name: clickhouse, table: mine, database: devmesh, " +
+                         connection(*ch) + "}\n");
+  EXPECT_NE(e->wait_exit(30s), 0);
+  EXPECT_NE(e->err().find("column timestamp_ns is missing"), std::string::npos) << e->err();
+  auto none =
+      engine(d,
+             plugins_head() +
+                 "  inputs:\n    - {name: dummy, rate: 1}\n"
+                 "  outputs:\n    - {name: clickhouse, table: absent, create_table: false, " +
+                 connection(*ch) + "}\n",
+             "none");
+  EXPECT_NE(none->wait_exit(30s), 0);
+  EXPECT_NE(none->err().find("devmesh.absent does not exist and create_table is false"),
+            std::string::npos)
+      << none->err();
+}
+
+TEST_F(ClickHouseOutput, RetentionDropsDaysOlderThanItAndKeepsToday) {
+  start();
+  const int port = free_port();
+  auto e = engine(d, plugins_head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                         "  inputs:\n    - {name: dummy, rate: 0, count: 50}\n"
+                         "  outputs:\n    - {name: clickhouse, retention: 2d, "
+                         "retention_interval: 200ms, " +
+                         connection(*ch) + "}\n");
+  ASSERT_TRUE(wait_until([&] { return rows() == 50; }, 30s)) << e->err();
+  // A day long past, as an older devmesh would have left it.
+  ASSERT_EQ(ch->sql("INSERT INTO devmesh.log_events (timestamp, timestamp_ns, source, service,"
+                    " host, level, message, event_id) VALUES (toDateTime(1600000000),"
+                    " 1600000000000000000, 's', 'old', 'h', 'INFO', 'old', 'aaaaaaaaaaaaaaaa')"),
+            "");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return find_metric(metrics(port), "devmesh_clickhouse_retention_partitions_dropped_total",
+                           "")
+                   .value_or(0) >= 1;
+      },
+      30s))
+      << e->err();
+  EXPECT_EQ(rows("service = 'old'"), 0);
+  EXPECT_EQ(rows(), 50);
+}
+
+TEST_F(ClickHouseOutput, ClusterAndReplicatedDdlErrorsAreToldAsTheServerTellsThem) {
+  start();
+  // One node without remote_servers or ZooKeeper: the DDL fails, retried on each flush.
+  auto e = engine(d, plugins_head() +
+                         "  inputs:\n    - {name: dummy, rate: 10}\n"
+                         "  outputs:\n    - {name: clickhouse, cluster: nowhere, " +
+                         connection(*ch) + "}\n");
+  EXPECT_TRUE(wait_until([&] { return e->err().find("nowhere") != std::string::npos; }, 30s))
+      << e->err();
+  e->kill(SIGTERM);
+  e->wait_exit(30s);
+  auto r = engine(d,
+                  plugins_head() +
+                      "  inputs:\n    - {name: dummy, rate: 10}\n"
+                      "  outputs:\n    - {name: clickhouse, table: replicated_events, "
+                      "replicated: true, " +
+                      connection(*ch) + "}\n",
+                  "replicated");
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return r->err().find("creating table devmesh.replicated_events") != std::string::npos;
+      },
+      30s))
+      << r->err();
+  r->kill(SIGTERM);
+  r->wait_exit(30s);
+}
+
+}  // namespace
