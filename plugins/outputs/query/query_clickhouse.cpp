@@ -122,14 +122,16 @@ class ClickHouseStore : public QueryStore {
     curl_global_cleanup();
   }
 
-  bool query_logs(const LogQuery &q, RowSink &out, StoreError &err) override {
-    std::string where;
+  // /query/logs's filters (all but the cursor) as " WHERE ..." ("" for none); false when the
+  // query asks for a pattern and the table has no pattern_id (no rows can match).
+  bool log_where(const LogQuery &q, std::string &where) {
+    where.clear();
     auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
     if (q.service) cond("service = " + quote_string(*q.service));
     if (q.host) cond("host = " + quote_string(*q.host));
     if (q.trace_id) cond("trace_id = " + quote_string(*q.trace_id));
     if (q.level) cond("level = " + quote_string(*q.level));
-    if (q.pattern_id && !has_pattern_column()) return true;  // a table without patterns
+    if (q.pattern_id && !has_pattern_column()) return false;
     if (q.pattern_id) cond("pattern_id = " + std::to_string(static_cast<int64_t>(*q.pattern_id)));
     if (!q.min_levels.empty()) {
       std::string in;
@@ -137,12 +139,6 @@ class ClickHouseStore : public QueryStore {
       cond("level IN (" + in + ")");
     }
     window(q.start_ns, q.end_ns, cond);
-    if (q.after) {
-      const char *op = q.descending ? "<" : ">";
-      const std::string ts = std::to_string(q.after->timestamp_ns);
-      cond(std::string("(timestamp_ns ") + op + " " + ts + " OR (timestamp_ns = " + ts + " AND " +
-           kIdExpr + " " + op + " " + std::to_string(q.after->id) + "))");
-    }
     if (!q.q_terms.empty()) {
       // A phrase: the words in order, separated by anything but letters and digits, whole
       // words only. The terms are letters, digits and UTF-8 bytes (query_terms), so they cannot
@@ -152,6 +148,19 @@ class ClickHouseStore : public QueryStore {
         pattern += (i ? "[^[:alnum:]]+" : "") + q.q_terms[i];
       pattern += "([^[:alnum:]]|$)";
       cond("match(message, " + quote_string(pattern) + ")");
+    }
+    return true;
+  }
+
+  bool query_logs(const LogQuery &q, RowSink &out, StoreError &err) override {
+    std::string where;
+    if (!log_where(q, where)) return true;  // a table without patterns
+    auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
+    if (q.after) {
+      const char *op = q.descending ? "<" : ">";
+      const std::string ts = std::to_string(q.after->timestamp_ns);
+      cond(std::string("(timestamp_ns ") + op + " " + ts + " OR (timestamp_ns = " + ts + " AND " +
+           kIdExpr + " " + op + " " + std::to_string(q.after->id) + "))");
     }
     const std::string dir = q.descending ? " DESC" : " ASC";
     const std::string order = " ORDER BY timestamp_ns" + dir + ", " + kIdExpr + dir;
@@ -167,6 +176,34 @@ class ClickHouseStore : public QueryStore {
                             "(timestamp_ns, event_id) GLOBAL IN (" + keys + ")" + order +
                             " LIMIT 1 BY timestamp_ns, event_id FORMAT RowBinary";
     return read_rows(sql, err, [&](const LogRow &row) { out.row(row); });
+  }
+
+  // Counted with FINAL, as stats are: a re-delivered row counts once.
+  bool histogram(const HistogramQuery &h, std::vector<LevelBucket> &out, StoreError &err) override {
+    out.clear();
+    std::string where;
+    if (!log_where(h.filters, where)) return true;
+    // The bucket: the offset into the window divided by the step; least() puts the window's
+    // last instant, when the step divides the window, into the last bucket.
+    const std::string bucket = "least(intDiv(timestamp_ns - " +
+                               std::to_string(*h.filters.start_ns) + ", " +
+                               std::to_string(h.step_ns) + "), " +
+                               std::to_string(static_cast<int64_t>(h.buckets) - 1) + ")";
+    std::string body;
+    if (!run("SELECT toInt64(" + bucket + ") AS b, level, toInt64(count()) FROM " + table_ +
+                 " FINAL" + where + " GROUP BY b, level FORMAT RowBinary",
+             body, err))
+      return false;
+    Reader r(body);
+    while (!r.done()) {
+      LevelBucket b;
+      b.bucket = static_cast<uint32_t>(r.i64());
+      b.level = std::string(r.str());
+      b.count = r.i64();
+      if (!r.ok()) return bad_answer(err);
+      out.push_back(std::move(b));
+    }
+    return true;
   }
 
   bool stats(const StatsQuery &q, StatsResult &out, StoreError &err) override {
