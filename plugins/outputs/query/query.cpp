@@ -17,6 +17,7 @@
 #include <listen_tls.hpp>
 #include <sqlite_schema.hpp>
 
+#include "console/console.h"
 #include "query_context.h"
 #include "query_json.h"
 #include "query_params.h"
@@ -83,6 +84,14 @@ const dm_option kOptions[] = {
     {"tail_buffer", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 4096, 1073741824.0, nullptr,
      "bytes a /tail subscriber may fall behind before records are dropped for it (counted, and "
      "told to it as an SSE comment)",
+     0},
+    {"console", DM_OPT_BOOL, 0, "true", 0, 0, nullptr,
+     "serve the browser console (search, histogram, live tail, patterns, context pack) at "
+     "console_path; its files are built into the plugin and need no network",
+     0},
+    {"console_path", DM_OPT_STRING, 0, "/", 0, 0, nullptr,
+     "path prefix of the console: the page at it, its files under <console_path>assets/ (a "
+     "missing final '/' is added; e.g. /console/)",
      0},
     DM_TLS_OPTIONS(ListenTls, tls),
 };
@@ -283,6 +292,15 @@ class Query {
     core_->m_unavailable = counter(req, help, "outcome=\"unavailable\"");
     core_->m_failed = counter(req, help, "outcome=\"failed\"");
     core_->m_not_found = counter(req, help, "outcome=\"not_found\"");
+    if (c.boolean("console")) {
+      console_path_ = Console::normalize_path(c.string("console_path"));
+      const std::string why = Console::check_path(console_path_);
+      if (!why.empty()) {
+        problems.add("console_path", why);
+        problems.refuse_if_any();
+      }
+      console_ = std::make_unique<Console>(host, inst);
+    }
     tail_ = std::make_unique<Tail>(host, inst, static_cast<uint32_t>(c.integer("tail_clients")),
                                    static_cast<size_t>(c.integer("tail_buffer")),
                                    static_cast<size_t>(c.integer("tail_history")), core_->tf);
@@ -314,6 +332,7 @@ class Query {
                             &route_args_.back()) != DM_OK)
         return 1;
     }
+    if (console_ && !console_->route(listen_, console_path_)) return 1;
     return 0;
   }
 
@@ -610,6 +629,8 @@ class Query {
   ListenTls tls_;
   std::vector<RouteArg> route_args_;
   std::unique_ptr<Tail> tail_;
+  std::string console_path_;
+  std::unique_ptr<Console> console_;  // null with console: false
 };
 
 }  // namespace
@@ -622,7 +643,7 @@ const char *description() {
   static const std::string text =
       "serves the prototype's query API (/query/logs, /query/stats, /health, /info) and the "
       "patterns (/query/patterns) over the sqlite or mariadb store, and /tail: a live SSE stream "
-      "of the records passing through "
+      "of the records passing through, and a browser console at / (console_path) "
       "(give this output a short flush_interval, e.g. 50ms, so /tail follows closely)\n  " +
       query::api_summary();
   return text.c_str();
