@@ -1,6 +1,6 @@
 // The query API's contract, written once and run against every store backend (query_test.cpp:
 // SQLite, query_mariadb_test.cpp: MariaDB): the prototype's answers, every filter, full text,
-// ordering, cursors, bad parameters, SQL injection, stats, /health and /info.
+// ordering, cursors, bad parameters, SQL injection, stats, the histogram, /health and /info.
 //
 // A backend is a type with static members:
 //   start(), stop()            fill the store with the rows below and start the query engine
@@ -412,6 +412,69 @@ TYPED_TEST_P(QueryContract, StatsTakeStartAndEndTimeAsLogsDo) {
 }
 
 // Last: it changes the rows' timestamps.
+// GET /query/histogram: the window cut into equal buckets, each with its rows counted by level,
+// under the same filters as /query/logs. Seven one-minute buckets over the fixed rows (one per
+// second from 00:00:00.123456): 60 rows in each of the first five, 50 in the sixth, none after.
+TYPED_TEST_P(QueryContract, HistogramCountsEachBucketByLevelUnderTheLogsFilters) {
+  const std::string window =
+      "start_time=2025-11-28T00:00:00Z&end_time=2025-11-28T00:06:59.999999Z&buckets=7";
+  auto histogram = [&](const std::string &extra) {
+    HttpResponse r = http(this->base() + "/query/histogram?" + window + extra);
+    rapidjson::Document doc;
+    doc.Parse(r.body.c_str());
+    EXPECT_EQ(r.status, 200) << extra << ": " << r.body;
+    EXPECT_TRUE(doc.IsObject()) << r.body;
+    return doc;
+  };
+  rapidjson::Document all = histogram("");
+  ASSERT_TRUE(all.IsObject());
+  EXPECT_EQ(all["total"].GetInt64(), kQueryRows);
+  EXPECT_DOUBLE_EQ(all["bucket_seconds"].GetDouble(), 60.0);
+  EXPECT_EQ(std::string(all["start_time"].GetString()).substr(0, 26), "2025-11-28T00:00:00.000000");
+  ASSERT_EQ(all["buckets"].Size(), 7u);
+  const int64_t per_bucket[] = {60, 60, 60, 60, 60, 50, 0};
+  for (rapidjson::SizeType b = 0; b < 7; ++b) {
+    const auto &bucket = all["buckets"][b];
+    EXPECT_EQ(std::string(bucket["start"].GetString()).substr(0, 19),
+              "2025-11-28T00:0" + std::to_string(b) + ":00");
+    int64_t sum = 0;
+    for (auto &m : bucket["counts"].GetObject()) sum += m.value.GetInt64();
+    EXPECT_EQ(sum, per_bucket[b]) << "bucket " << b;
+  }
+  // Rows 0..59: level i%7, so DEBUG..WARNING 9 each, ERROR..FATAL 8 each.
+  const auto &first = all["buckets"][0]["counts"];
+  EXPECT_EQ(first["DEBUG"].GetInt64(), 9);
+  EXPECT_EQ(first["WARNING"].GetInt64(), 9);
+  EXPECT_EQ(first["FATAL"].GetInt64(), 8);
+  EXPECT_EQ(all["buckets"][6]["counts"].MemberCount(), 0u);
+  EXPECT_EQ(all["levels"]["ERROR"].GetInt64(), 50);
+
+  EXPECT_EQ(histogram("&service=kernel")["total"].GetInt64(), 116);
+  EXPECT_EQ(histogram("&host=gpu-node")["total"].GetInt64(), 175);
+  EXPECT_EQ(histogram("&level=ERROR")["total"].GetInt64(), 50);
+  EXPECT_EQ(histogram("&min_level=ERROR")["total"].GetInt64(), 150);
+  EXPECT_EQ(histogram("&trace_id=trace-0")["total"].GetInt64(), 35);
+  // q: rows 0, 50, ... 300, one level each, in buckets 0 (two of them) to 5.
+  rapidjson::Document oom = histogram("&q=oom+killer");
+  EXPECT_EQ(oom["total"].GetInt64(), 7);
+  EXPECT_EQ(oom["buckets"][0]["counts"]["DEBUG"].GetInt64(), 1);
+  EXPECT_EQ(oom["buckets"][0]["counts"]["INFO"].GetInt64(), 1);
+  EXPECT_EQ(oom["buckets"][5]["counts"]["FATAL"].GetInt64(), 1);
+  EXPECT_EQ(oom["levels"].MemberCount(), 7u);
+
+  for (const char *bad : {"buckets=0", "buckets=1001", "buckets=x"}) {
+    HttpResponse r = http(this->base() + "/query/histogram?" + bad);
+    EXPECT_EQ(r.status, 400) << bad;
+    EXPECT_NE(r.body.find("bad parameter 'buckets'"), std::string::npos) << r.body;
+  }
+  HttpResponse r = http(this->base() + "/query/histogram?level=LOUD");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("bad parameter 'level'"), std::string::npos) << r.body;
+  r = http(this->base() + "/query/histogram?start_time=2025-11-28T01:00:00Z&end_time=2025-11-28");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("bad parameter 'end_time'"), std::string::npos) << r.body;
+}
+
 TYPED_TEST_P(QueryContract, RowsSharingOneTimestampAreToldApartByIdWhenPaging) {
   TypeParam::collide_timestamps();
   EXPECT_EQ(this->walk("limit=7").size(), static_cast<size_t>(kQueryRows));
@@ -425,6 +488,7 @@ REGISTER_TYPED_TEST_SUITE_P(
     EveryBadParameterGets400NamingIt, SqlInjectionInEveryParameterGets400OrNoRowsNeverAServerError,
     StatsCountByServiceLevelAndHostSinceAWindow, HealthInfoAndThePrototypesDocumentedQuery,
     AnUnknownParameterIsNamedWithTheValidOnesForItsEndpoint, StatsTakeStartAndEndTimeAsLogsDo,
+    HistogramCountsEachBucketByLevelUnderTheLogsFilters,
     RowsSharingOneTimestampAreToldApartByIdWhenPaging);
 
 }  // namespace devmesh::test

@@ -317,6 +317,7 @@ class Query {
     static const Route routes[] = {
         {"GET", "/query/logs", &Query::serve_logs},
         {"GET", "/query/stats", &Query::serve_stats},
+        {"GET", "/query/histogram", &Query::serve_histogram},
         {"GET", "/query/patterns", &Query::serve_patterns},
         {"GET", "/query/patterns/*", &Query::serve_pattern},
         {"GET", "/query/context", &Query::serve_context},
@@ -498,6 +499,21 @@ class Query {
     job->kind = Kind::kWork;
     job->work = std::move(work);
     submit(std::move(job));
+  }
+
+  void serve_histogram(dm_http_request *req) {
+    std::vector<std::pair<std::string, std::string>> p;
+    if (!params(req, p)) return;
+    HistogramQuery q;
+    std::string error;
+    if (!parse_histogram_request(p, static_cast<int64_t>(host_->now_ns()), q, error))
+      return bad_request(req, error);
+    submit_work(req, [q](Core &core, Job &job, StoreError &err) {
+      std::vector<LevelBucket> counts;
+      if (!core.store->histogram(q, counts, err)) return false;
+      job.body = histogram_json(q, counts, core.tf);
+      return true;
+    });
   }
 
   void serve_patterns(dm_http_request *req) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 
 #include "timestamp.hpp"
 #include "utf8.hpp"
@@ -254,6 +255,56 @@ std::string stats_json(const StatsResult &s, int64_t since_ns, int64_t until_ns,
   group("by_service", s.by_service);
   group("by_level", s.by_level);
   group("by_host", s.by_host);
+  w.EndObject();
+  return std::string(out.GetString(), out.GetSize());
+}
+
+std::string histogram_json(const HistogramQuery &q, const std::vector<LevelBucket> &counts,
+                           TimeFormat tf) {
+  // Every bucket, empty ones too, so a chart plots the answer as it is; levels by name within one.
+  std::vector<std::map<std::string, int64_t>> buckets(q.buckets);
+  std::map<std::string, int64_t> levels;
+  int64_t total = 0;
+  for (const LevelBucket &c : counts) {
+    if (c.bucket >= q.buckets) continue;
+    buckets[c.bucket][c.level] += c.count;
+    levels[c.level] += c.count;
+    total += c.count;
+  }
+  rapidjson::StringBuffer out;
+  Writer w(out);
+  std::string scratch;
+  auto counts_object = [&](const std::map<std::string, int64_t> &m) {
+    w.StartObject();
+    for (const auto &[level, n] : m) {
+      std::string_view k = valid_utf8(level, scratch);
+      w.Key(k.data() ? k.data() : "", json_size(k.size()));
+      w.Int64(n);
+    }
+    w.EndObject();
+  };
+  w.StartObject();
+  w.Key("start_time");
+  write_string(w, format_time(*q.filters.start_ns, tf), scratch);
+  w.Key("end_time");
+  write_string(w, format_time(*q.filters.end_ns, tf), scratch);
+  w.Key("bucket_seconds");
+  w.Double(static_cast<double>(q.step_ns) / 1e9);
+  w.Key("total");
+  w.Int64(total);
+  w.Key("levels");
+  counts_object(levels);
+  w.Key("buckets");
+  w.StartArray();
+  for (uint32_t i = 0; i < q.buckets; ++i) {
+    w.StartObject();
+    w.Key("start");
+    write_string(w, format_time(*q.filters.start_ns + int64_t{i} * q.step_ns, tf), scratch);
+    w.Key("counts");
+    counts_object(buckets[i]);
+    w.EndObject();
+  }
+  w.EndArray();
   w.EndObject();
   return std::string(out.GetString(), out.GetSize());
 }

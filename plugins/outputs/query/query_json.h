@@ -59,6 +59,10 @@ std::string patterns_json(const std::vector<PatternSummary> &patterns, int64_t s
 std::string pattern_minutes_json(const PatternSummary &info, int64_t start_ns, int64_t end_ns,
                                  const std::vector<MinuteCount> &minutes, TimeFormat tf);
 
+// GET /query/histogram's answer: the window, the step, every bucket with its counts by level.
+std::string histogram_json(const HistogramQuery &q, const std::vector<LevelBucket> &counts,
+                           TimeFormat tf);
+
 std::string stats_json(const StatsResult &s, int64_t since_ns, int64_t until_ns, TimeFormat tf);
 
 // {"error":"..."} with the message escaped.

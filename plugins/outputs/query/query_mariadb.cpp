@@ -109,6 +109,35 @@ class MariaDbStore : public QueryStore {
         "error_code, message, meta_json FROM " +
         table_;
     std::vector<Param> params;
+    sql += log_where(q, params);
+    sql += q.descending ? " ORDER BY timestamp DESC, id DESC" : " ORDER BY timestamp ASC, id ASC";
+    sql += " LIMIT ?";
+    params.push_back(integer(static_cast<long long>(q.limit) + 1));
+
+    static const std::vector<Out> kCols = {Out::kInt,  Out::kTime, Out::kText, Out::kText,
+                                           Out::kText, Out::kText, Out::kText, Out::kText,
+                                           Out::kText, Out::kText, Out::kText, Out::kText};
+    LogRow r;
+    return run(sql, params, kCols, err, [&](const ResultRow &row) {
+      r.id = row.ints[0];
+      r.timestamp_ns = mariadb::from_mysql_time(row.times[1]);
+      r.source = row.text_at(2);
+      r.service = row.text_at(3);
+      r.host = row.text_at(4);
+      r.level = row.text_at(5);
+      r.has_trace_id = !row.nulls[6], r.trace_id = row.text_at(6);
+      r.has_span_id = !row.nulls[7], r.span_id = row.text_at(7);
+      r.has_event_type = !row.nulls[8], r.event_type = row.text_at(8);
+      r.has_error_code = !row.nulls[9], r.error_code = row.text_at(9);
+      r.message = row.text_at(10);
+      r.has_meta_json = !row.nulls[11], r.meta_json = row.text_at(11);
+      out.row(r);
+    });
+  }
+
+  // q's filters as " WHERE ..." (empty without any), their values appended to `params` in
+  // placeholder order.
+  std::string log_where(const LogQuery &q, std::vector<Param> &params) {
     std::string where;
     auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
     if (q.service) cond("service = ?"), params.push_back(text(*q.service));
@@ -162,29 +191,23 @@ class MariaDbStore : public QueryStore {
       cond("message REGEXP ?");
       params.push_back(text(pattern));
     }
-    sql += where;
-    sql += q.descending ? " ORDER BY timestamp DESC, id DESC" : " ORDER BY timestamp ASC, id ASC";
-    sql += " LIMIT ?";
-    params.push_back(integer(static_cast<long long>(q.limit) + 1));
+    return where;
+  }
 
-    static const std::vector<Out> kCols = {Out::kInt,  Out::kTime, Out::kText, Out::kText,
-                                           Out::kText, Out::kText, Out::kText, Out::kText,
-                                           Out::kText, Out::kText, Out::kText, Out::kText};
-    LogRow r;
-    return run(sql, params, kCols, err, [&](const ResultRow &row) {
-      r.id = row.ints[0];
-      r.timestamp_ns = mariadb::from_mysql_time(row.times[1]);
-      r.source = row.text_at(2);
-      r.service = row.text_at(3);
-      r.host = row.text_at(4);
-      r.level = row.text_at(5);
-      r.has_trace_id = !row.nulls[6], r.trace_id = row.text_at(6);
-      r.has_span_id = !row.nulls[7], r.span_id = row.text_at(7);
-      r.has_event_type = !row.nulls[8], r.event_type = row.text_at(8);
-      r.has_error_code = !row.nulls[9], r.error_code = row.text_at(9);
-      r.message = row.text_at(10);
-      r.has_meta_json = !row.nulls[11], r.meta_json = row.text_at(11);
-      out.row(r);
+  bool histogram(const HistogramQuery &h, std::vector<LevelBucket> &out, StoreError &err) override {
+    out.clear();
+    // Microseconds, as the column stores them (the parser makes the start and the step whole
+    // numbers of them, and the buckets cover the window; LEAST only guards the last one).
+    std::vector<Param> params = {time_at(*h.filters.start_ns, true),
+                                 integer(static_cast<long long>(h.step_ns / 1000)),
+                                 integer(static_cast<long long>(h.buckets) - 1)};
+    const std::string sql =
+        timed_ +
+        "SELECT LEAST(FLOOR(TIMESTAMPDIFF(MICROSECOND, ?, timestamp) / ?), ?) AS b, "
+        "CAST(level AS CHAR) AS l, COUNT(*) FROM " +
+        table_ + log_where(h.filters, params) + " GROUP BY b, l";
+    return run(sql, params, {Out::kInt, Out::kText, Out::kInt}, err, [&](const ResultRow &row) {
+      out.push_back({static_cast<uint32_t>(row.ints[0]), std::string(row.text_at(1)), row.ints[2]});
     });
   }
 

@@ -47,6 +47,8 @@ bool parse_int(std::string_view s, T &v) {
 constexpr const char *kTimeSummary =
     "RFC 3339 time (2025-11-28T00:00:00Z, with an offset, or a date: UTC) or epoch seconds";
 
+constexpr uint32_t kMaxHistogramBuckets = 1000;
+
 const ParamSpec kLogParams[] = {
     {"service", "text: exactly this service (empty: any)"},
     {"host", "text: exactly this host (empty: any)"},
@@ -84,6 +86,18 @@ const ParamSpec kPatternParams[] = {
     {"start_time", "time, as /query/logs: the window's start (default: one hour before its end)"},
     {"end_time", "time, as /query/logs: the window's end (default: now)"},
 };
+const ParamSpec kHistogramParams[] = {
+    {"start_time", "time, as /query/logs: the window's start (default: one hour before its end)"},
+    {"end_time", "time, as /query/logs: the window's end (default: now)"},
+    {"buckets", "integer 1..1000, default 60: equal slices of the window"},
+    {"service", "text: exactly this service (empty: any)"},
+    {"host", "text: exactly this host (empty: any)"},
+    {"level", "a level name: exactly this level"},
+    {"min_level", "a level name: that level and every one ranking above it"},
+    {"trace_id", "text: exactly this trace id"},
+    {"pattern_id", "16 hex digits: only the records of this pattern"},
+    {"q", "words found together, in order, in message, as /query/logs's q"},
+};
 const ParamSpec kTailParams[] = {
     {"service", "text: exactly this service"},
     {"host", "text: exactly this host"},
@@ -114,6 +128,9 @@ const ParamSpec kContextParams[] = {
 const EndpointSpec kEndpoints[] = {
     {"/query/logs", "stored records, newest first, keyset-paginated (JSON array)", kLogParams},
     {"/query/stats", "counts by service, level and host over a time window", kStatsParams},
+    {"/query/histogram",
+     "records per time bucket and level over a window, with /query/logs's filters (a chart)",
+     kHistogramParams},
     {"/query/patterns",
      "the top patterns (templates) in a time window, with counts, first/last seen and a sample",
      kPatternsParams},
@@ -348,11 +365,8 @@ bool decode_query_string(std::string_view raw,
   return true;
 }
 
-bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &params,
-                       LogRequest &out, std::string &error) {
-  std::map<std::string, std::string> p;
-  if (!collect(params, spec("/query/logs"), p, error)) return false;
-  LogQuery &q = out.query;
+// The row filters /query/logs and /query/histogram share (not the window, order or cursor).
+bool parse_log_filters(std::map<std::string, std::string> &p, LogQuery &q, std::string &error) {
   if (p.count("service")) q.service = p["service"];
   if (p.count("host")) q.host = p["host"];
   if (p.count("trace_id")) q.trace_id = p["trace_id"];
@@ -362,6 +376,49 @@ bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &p
     return false;
   if (level) q.level = dm_level_name(level);
   if (min_level) q.min_levels = levels_at_or_above(dm_level_name(min_level));
+  if (p.count("pattern_id")) {
+    q.pattern_id = parse_pattern_id(p["pattern_id"]);
+    if (!q.pattern_id) {
+      error = bad("pattern_id", "must be 16 hex digits (the meta pattern_id of a record)");
+      return false;
+    }
+  }
+  return parse_q(p, q.q_terms, error);
+}
+
+bool parse_histogram_request(const std::vector<std::pair<std::string, std::string>> &params,
+                             int64_t now_ns, HistogramQuery &out, std::string &error) {
+  std::map<std::string, std::string> p;
+  if (!collect(params, spec("/query/histogram"), p, error)) return false;
+  LogQuery &q = out.filters;
+  if (!parse_log_filters(p, q, error)) return false;
+  int64_t start = 0, end = 0;
+  if (!parse_window(p, now_ns, start, end, error)) return false;
+  if (p.count("buckets")) {
+    if (!parse_int(p["buckets"], out.buckets) || out.buckets < 1 ||
+        out.buckets > kMaxHistogramBuckets) {
+      error = bad("buckets",
+                  "must be an integer between 1 and " + std::to_string(kMaxHistogramBuckets));
+      return false;
+    }
+  }
+  // Whole microseconds (what MariaDB stores), so every store cuts the buckets alike; the buckets
+  // cover [start, start + buckets * step), which holds end.
+  start -= start % 1000;
+  const int64_t span = end - start + 1;
+  const int64_t per = (span + out.buckets - 1) / out.buckets;
+  out.step_ns = std::max<int64_t>(1000, (per + 999) / 1000 * 1000);
+  q.start_ns = start;
+  q.end_ns = end;
+  return true;
+}
+
+bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &params,
+                       LogRequest &out, std::string &error) {
+  std::map<std::string, std::string> p;
+  if (!collect(params, spec("/query/logs"), p, error)) return false;
+  LogQuery &q = out.query;
+  if (!parse_log_filters(p, q, error)) return false;
   if (!parse_time_range(p, q.start_ns, q.end_ns, error)) return false;
   if (p.count("limit")) {
     uint32_t limit = 0;
@@ -371,14 +428,6 @@ bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &p
     }
     q.limit = limit;
   }
-  if (p.count("pattern_id")) {
-    q.pattern_id = parse_pattern_id(p["pattern_id"]);
-    if (!q.pattern_id) {
-      error = bad("pattern_id", "must be 16 hex digits (the meta pattern_id of a record)");
-      return false;
-    }
-  }
-  if (!parse_q(p, q.q_terms, error)) return false;
   if (p.count("order")) {
     const std::string o = lower(p["order"]);
     if (o != "asc" && o != "desc") {

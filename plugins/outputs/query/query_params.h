@@ -62,6 +62,11 @@ struct LogRequest {
 bool parse_log_request(const std::vector<std::pair<std::string, std::string>> &params,
                        LogRequest &out, std::string &error);
 
+// GET /query/histogram: /query/logs's filters, the window as /query/patterns's, and the number
+// of buckets (the step rounded up to whole microseconds).
+bool parse_histogram_request(const std::vector<std::pair<std::string, std::string>> &params,
+                             int64_t now_ns, HistogramQuery &out, std::string &error);
+
 // GET /query/patterns: the window (start_time/end_time as /query/logs takes them; without a
 // start, the hour before the end; without an end, now) and the filters.
 bool parse_patterns_request(const std::vector<std::pair<std::string, std::string>> &params,

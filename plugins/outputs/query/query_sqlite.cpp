@@ -58,8 +58,26 @@ class SqliteStore : public QueryStore {
         "SELECT id, timestamp, source, service, host, level, trace_id, span_id, event_type, "
         "error_code, message, meta_json" +
         std::string(patterns ? ", pattern_id" : "") + " FROM " + t + " WHERE 1";
-    // Every value goes through a ? placeholder, bound in order.
     std::vector<Bind> binds;
+    if (!log_filters(*conn, q, sql, binds, err)) return false;
+    sql += q.descending ? " ORDER BY timestamp DESC, id DESC" : " ORDER BY timestamp ASC, id ASC";
+    sql += " LIMIT ?";
+    binds.push_back({false, {}, static_cast<int64_t>(q.limit) + 1});
+
+    sqlite3_stmt *st = prepare(*conn, sql, err);
+    if (!st) return false;
+    bind_all(st, binds);
+    start_clock(*conn);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) out.row(read_row(st, patterns));
+    return finish(*conn, st, rc, err);
+  }
+
+  // Appends q's filters to `sql` (which ends in a WHERE clause) as " AND ..." conditions, their
+  // values to `binds` in placeholder order (every value goes through a ? placeholder). False
+  // with err when q asks what the store lacks.
+  bool log_filters(Conn &conn, const LogQuery &q, std::string &sql, std::vector<Bind> &binds,
+                   StoreError &err) {
     auto text = [&](const std::string &col, const std::string &v) {
       sql += " AND " + col + " = ?";
       binds.push_back({true, v, 0});
@@ -97,7 +115,7 @@ class SqliteStore : public QueryStore {
     }
     if (!q.q_terms.empty()) {
       const std::string fts = schema::quote_ident(schema::fts_name(s_.table));
-      if (!has_fts(conn->db)) {
+      if (!has_fts(conn.db)) {
         err = {StoreStatus::kBadParameter, "q",
                "bad parameter 'q': this store has no full-text index (sqlite full_text: false)"};
         return false;
@@ -109,12 +127,41 @@ class SqliteStore : public QueryStore {
       sql += " AND id IN (SELECT rowid FROM " + fts + " WHERE " + fts + " MATCH ?)";
       binds.push_back({true, phrase, 0});
     }
-    sql += q.descending ? " ORDER BY timestamp DESC, id DESC" : " ORDER BY timestamp ASC, id ASC";
-    sql += " LIMIT ?";
-    binds.push_back({false, {}, static_cast<int64_t>(q.limit) + 1});
+    return true;
+  }
 
+  bool histogram(const HistogramQuery &h, std::vector<LevelBucket> &out, StoreError &err) override {
+    out.clear();
+    Lease conn(this, err);
+    if (!conn) return false;
+    start_clock(*conn);
+    const LogQuery &q = h.filters;
+    if (q.pattern_id && !pattern_column(*conn)) return true;
+    // The bucket: the offset into the window divided by the step (the parser makes the buckets
+    // cover the window; min() only guards the last one).
+    std::string sql = "SELECT min((timestamp - ?) / ?, ?) AS b, level, count(*) FROM " +
+                      schema::quote_ident(s_.table) + " WHERE 1";
+    std::vector<Bind> binds = {{false, {}, *q.start_ns},
+                               {false, {}, h.step_ns},
+                               {false, {}, static_cast<int64_t>(h.buckets) - 1}};
+    if (!log_filters(*conn, q, sql, binds, err)) return false;
+    sql += " GROUP BY b, level";
     sqlite3_stmt *st = prepare(*conn, sql, err);
     if (!st) return false;
+    bind_all(st, binds);
+    start_clock(*conn);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      const auto *level = reinterpret_cast<const char *>(sqlite3_column_text(st, 1));
+      out.push_back({static_cast<uint32_t>(sqlite3_column_int64(st, 0)),
+                     level ? std::string(level, static_cast<size_t>(sqlite3_column_bytes(st, 1)))
+                           : std::string(),
+                     sqlite3_column_int64(st, 2)});
+    }
+    return finish(*conn, st, rc, err);
+  }
+
+  static void bind_all(sqlite3_stmt *st, const std::vector<Bind> &binds) {
     for (size_t i = 0; i < binds.size(); ++i) {
       const int at = static_cast<int>(i) + 1;
       if (binds[i].is_text)
@@ -123,10 +170,6 @@ class SqliteStore : public QueryStore {
       else
         sqlite3_bind_int64(st, at, binds[i].number);
     }
-    start_clock(*conn);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) out.row(read_row(st, patterns));
-    return finish(*conn, st, rc, err);
   }
 
   bool patterns(const PatternsQuery &q, std::vector<PatternSummary> &out,

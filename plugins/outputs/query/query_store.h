@@ -125,6 +125,20 @@ struct TemplatesQuery {
   uint32_t limit = 100000;               // most recently seen first
 };
 
+// GET /query/histogram, validated: the rows matching `filters` (its start_ns and end_ns set: the
+// window; no cursor, no limit) counted per level in `buckets` slices of step_ns each, the first
+// starting at filters.start_ns (the last one also holds end_ns itself).
+struct HistogramQuery {
+  LogQuery filters;
+  int64_t step_ns = 1;
+  uint32_t buckets = 60;
+};
+struct LevelBucket {
+  uint32_t bucket = 0;  // 0 .. buckets - 1
+  std::string level;    // as stored; empty for a row without one
+  int64_t count = 0;
+};
+
 struct MinuteCount {
   int64_t minute_ns = 0;  // start of the minute (UTC)
   int64_t count = 0;
@@ -188,6 +202,12 @@ class QueryStore {
                                std::vector<MinuteCount> &out, StoreError &err) {
     found = false;
     return unsupported("pattern_minutes", out, err);
+  }
+  // The rows of q's window matching its filters, counted by (bucket, level); only non-zero
+  // counts, in any order.
+  virtual bool histogram(const HistogramQuery & /*q*/, std::vector<LevelBucket> &out,
+                         StoreError &err) {
+    return unsupported("histogram", out, err);
   }
   // The patterns table's rows (count, first and last seen; no window fields, no sample).
   virtual bool templates(const TemplatesQuery & /*q*/, std::vector<PatternSummary> &out,

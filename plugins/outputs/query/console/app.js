@@ -75,7 +75,21 @@
 
   // GET path?params; JSON unless text; retries once on a busy server (503 with Retry-After) and
   // asks for the token on a 401. Throws Error(message from the API's {"error":...}).
-  async function get(path, params, { text = false, signal } = {}) {
+  // Until one call has answered, the others wait for it: on a server with auth_token only that
+  // one gets the 401 (and the dialog), the rest go out with the token.
+  let firstCall = null;
+  let authKnown = false;
+  async function get(path, params, options) {
+    if (!authKnown && firstCall) await firstCall.catch(() => {});
+    const call = request(path, params, options);
+    if (!authKnown && !firstCall) {
+      firstCall = call;
+      call.finally(() => { authKnown = true; }).catch(() => {});
+    }
+    return call;
+  }
+
+  async function request(path, params, { text = false, signal } = {}) {
     const qs = new URLSearchParams();
     for (const [k, v] of Object.entries(params || {}))
       if (v !== "" && v !== null && v !== undefined) qs.set(k, v);
@@ -346,33 +360,23 @@
     }
   }
 
-  // ---- histogram --------------------------------------------------------------------------
-  // /query/stats counts a window; the histogram asks it once per bucket, a few at a time (the
-  // server runs max_queries at once and answers 503 past it).
+  // ---- histogram ----------------------------------------------------------------------------
+  // One /query/histogram call: the range's records matching the search and the facets, counted
+  // per bucket and level by the store.
   let plot = null;
-  let histogramData = null;
 
   async function loadHistogram(gen) {
-    const [start, end] = window_();
-    const step = (end - start) / BUCKETS;
-    const buckets = Array.from({ length: BUCKETS }, (_, i) => ({ from: start + i * step, counts: {} }));
-    let next = 0;
-    const worker = async () => {
-      while (next < BUCKETS && gen === generation) {
-        const b = buckets[next++];
-        const to = b.from + step - 0.001; // end_time is inclusive
-        const s = await get("/query/stats", { start_time: epoch(b.from), end_time: epoch(to), top: 20 });
-        b.counts = s.by_level || {};
-      }
-    };
+    const f = filters();
+    let answer;
     try {
-      await Promise.all([worker(), worker()]);
+      answer = await get("/query/histogram", Object.assign(f, { buckets: BUCKETS }));
     } catch (e) {
       report("histogram", e);
       return;
     }
     if (gen !== generation) return;
-    drawHistogram(buckets, step);
+    const step = answer.bucket_seconds * 1000;
+    drawHistogram(answer.buckets.map((b) => ({ from: parseTs(b.start), counts: b.counts })), step);
   }
 
   function drawHistogram(buckets, step) {
@@ -390,7 +394,6 @@
     }
     const totals = {};
     for (const l of levels) totals[l] = buckets.reduce((n, b) => n + (b.counts[l] || 0), 0);
-    histogramData = { xs, step };
     renderLegend(levels, totals);
     const el = $("histogram");
     const width = Math.max(280, el.clientWidth || 600);
@@ -405,7 +408,7 @@
       data.push(sums[k]);
     }
     if (!levels.length) {
-      series.push({ label: "records", paths: window.uPlot.paths.bars({ size: [0.9, 100] }) });
+      series.push({ label: "records", paths: window.uPlot.paths.bars({ size: [0.9, 100] }), points: { show: false } });
       data.push(xs.map(() => 0));
     }
     if (plot) plot.destroy();
@@ -435,7 +438,7 @@
       const sw = document.createElement("span");
       sw.className = "swatch";
       sw.style.background = COLORS[l] || COLORS.other;
-      li.append(sw, `${l} ${totals[l]}`);
+      li.append(sw, `${l || "(no level)"} ${totals[l]}`);
       ul.appendChild(li);
     }
   }
