@@ -462,6 +462,19 @@ TYPED_TEST_P(QueryContract, HistogramCountsEachBucketByLevelUnderTheLogsFilters)
   EXPECT_EQ(oom["buckets"][5]["counts"]["FATAL"].GetInt64(), 1);
   EXPECT_EQ(oom["levels"].MemberCount(), 7u);
 
+  // The window's last instant is in the last bucket: row 59 is at 00:00:59.123456.
+  HttpResponse edge = http(this->base() +
+                           "/query/histogram?start_time=2025-11-28T00:00:00.123456Z&end_time="
+                           "2025-11-28T00:00:59.123456Z&buckets=59");
+  rapidjson::Document e;
+  e.Parse(edge.body.c_str());
+  ASSERT_TRUE(e.IsObject()) << edge.body;
+  EXPECT_DOUBLE_EQ(e["bucket_seconds"].GetDouble(), 1.0);
+  EXPECT_EQ(e["total"].GetInt64(), 60);
+  int64_t last = 0;
+  for (auto &m : e["buckets"][58]["counts"].GetObject()) last += m.value.GetInt64();
+  EXPECT_EQ(last, 2) << "rows 58 and 59: " << edge.body;
+
   for (const char *bad : {"buckets=0", "buckets=1001", "buckets=x"}) {
     HttpResponse r = http(this->base() + "/query/histogram?" + bad);
     EXPECT_EQ(r.status, 400) << bad;

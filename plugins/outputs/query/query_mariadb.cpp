@@ -197,7 +197,8 @@ class MariaDbStore : public QueryStore {
   bool histogram(const HistogramQuery &h, std::vector<LevelBucket> &out, StoreError &err) override {
     out.clear();
     // Microseconds, as the column stores them (the parser makes the start and the step whole
-    // numbers of them, and the buckets cover the window; LEAST only guards the last one).
+    // numbers of them); LEAST puts the window's last instant, when the step divides the window,
+    // into the last bucket.
     std::vector<Param> params = {time_at(*h.filters.start_ns, true),
                                  integer(static_cast<long long>(h.step_ns / 1000)),
                                  integer(static_cast<long long>(h.buckets) - 1)};

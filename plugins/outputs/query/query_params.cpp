@@ -403,9 +403,10 @@ bool parse_histogram_request(const std::vector<std::pair<std::string, std::strin
     }
   }
   // Whole microseconds (what MariaDB stores), so every store cuts the buckets alike; the buckets
-  // cover [start, start + buckets * step), which holds end.
+  // cover [start, start + buckets * step], end included (the stores put a row at exactly the
+  // end, when the step divides the window, in the last bucket). An hour in 60 buckets: 60 s each.
   start -= start % 1000;
-  const int64_t span = end - start + 1;
+  const int64_t span = std::max<int64_t>(1, end - start);
   const int64_t per = (span + out.buckets - 1) / out.buckets;
   out.step_ns = std::max<int64_t>(1000, (per + 999) / 1000 * 1000);
   q.start_ns = start;

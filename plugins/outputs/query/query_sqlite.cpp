@@ -137,8 +137,8 @@ class SqliteStore : public QueryStore {
     start_clock(*conn);
     const LogQuery &q = h.filters;
     if (q.pattern_id && !pattern_column(*conn)) return true;
-    // The bucket: the offset into the window divided by the step (the parser makes the buckets
-    // cover the window; min() only guards the last one).
+    // The bucket: the offset into the window divided by the step; min() puts the window's last
+    // instant, when the step divides the window, into the last bucket.
     std::string sql = "SELECT min((timestamp - ?) / ?, ?) AS b, level, count(*) FROM " +
                       schema::quote_ident(s_.table) + " WHERE 1";
     std::vector<Bind> binds = {{false, {}, *q.start_ns},

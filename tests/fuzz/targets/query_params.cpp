@@ -88,6 +88,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check(!error.empty(), "a refused /query/stats says why");
   }
 
+  HistogramQuery histogram;
+  error.clear();
+  if (parse_histogram_request(params, now, histogram, error)) {
+    const LogQuery &q = histogram.filters;
+    check(histogram.buckets >= 1 && histogram.buckets <= 1000, "histogram buckets in range");
+    check(q.start_ns && q.end_ns && *q.start_ns <= *q.end_ns, "histogram window in order");
+    check(histogram.step_ns >= 1000 && histogram.step_ns % 1000 == 0 && *q.start_ns % 1000 == 0,
+          "histogram cut in whole microseconds");
+    // The buckets cover the window: its end falls in the last one at the latest.
+    check((*q.end_ns - *q.start_ns) / histogram.step_ns <= histogram.buckets,
+          "histogram buckets cover the window");
+  } else {
+    check(!error.empty(), "a refused /query/histogram says why");
+  }
+
   PatternsQuery patterns;
   error.clear();
   if (parse_patterns_request(params, now, patterns, error)) {

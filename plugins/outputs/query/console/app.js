@@ -26,7 +26,8 @@
     INFO: "#1f6feb", DEBUG: "#8c959f", other: "#57606a",
   };
 
-  const api = { errors: [], ready: false, lastSearchMs: null };
+  // For the browser tests (and anyone curious): lastHistogramMs is from the search to the chart.
+  const api = { errors: [], ready: false, lastSearchMs: null, lastHistogramMs: null };
   window.devmeshConsole = api;
   const $ = (id) => document.getElementById(id);
 
@@ -204,7 +205,7 @@
       b.setAttribute("aria-label", `Remove filter ${k} ${state[k]}`);
       b.addEventListener("click", () => {
         state[k] = "";
-        refresh();
+        refresh("filter");
       });
       box.appendChild(b);
     }
@@ -235,7 +236,7 @@
     const tr = document.createElement("tr");
     tr.className = live ? "row live" : "row";
     tr.dataset.id = key;
-    tr.tabIndex = 0;
+    tr.tabIndex = -1; // one row at a time is in the tab order (rovingRow); arrows move between
     const cells = [
       ["ts", r.timestamp], ["level", r.level], ["service", r.service], ["host", r.host],
       ["message", r.message],
@@ -255,6 +256,7 @@
     for (const r of rows) frag.appendChild(makeRow(r, String(r.id), false));
     $("results").tBodies[0].appendChild(frag);
     rowsShown += rows.length;
+    ensureRovingRow();
   }
 
   async function loadPage(gen, first) {
@@ -311,17 +313,24 @@
   }
 
   // ---- facets -----------------------------------------------------------------------------
+  // The counts depend on the range only (/query/stats takes no filters): kept until it changes.
+  let lastStats = null;
   async function loadFacets(gen) {
     const [start, end] = window_();
     try {
       const s = await get("/query/stats", { start_time: epoch(start), end_time: epoch(end), top: 20 });
       if (gen !== generation) return;
-      renderFacet("service", s.by_service);
-      renderFacet("host", s.by_host);
-      renderFacet("level", s.by_level);
+      lastStats = s;
+      renderFacets();
     } catch (e) {
       report("facets", e);
     }
+  }
+  function renderFacets() {
+    if (!lastStats) return;
+    renderFacet("service", lastStats.by_service);
+    renderFacet("host", lastStats.by_host);
+    renderFacet("level", lastStats.by_level);
   }
 
   function renderFacet(name, counts) {
@@ -347,7 +356,7 @@
       b.title = `${count} records in the range; click to ${state[name] === value ? "remove" : "add"} the filter`;
       b.addEventListener("click", () => {
         state[name] = state[name] === value ? "" : value;
-        refresh();
+        refresh("filter");
       });
       li.appendChild(b);
       list.appendChild(li);
@@ -365,7 +374,7 @@
   // per bucket and level by the store.
   let plot = null;
 
-  async function loadHistogram(gen) {
+  async function loadHistogram(gen, t0) {
     const f = filters();
     let answer;
     try {
@@ -377,6 +386,7 @@
     if (gen !== generation) return;
     const step = answer.bucket_seconds * 1000;
     drawHistogram(answer.buckets.map((b) => ({ from: parseTs(b.start), counts: b.counts })), step);
+    api.lastHistogramMs = Math.round(performance.now() - t0);
   }
 
   function drawHistogram(buckets, step) {
@@ -482,26 +492,30 @@
     svg.setAttribute("preserveAspectRatio", "none");
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", `records per minute of pattern ${p.id}`);
+    // span.template holds exactly the template's text (a button inside: it filters by the pattern).
     const tpl = document.createElement("button");
     tpl.type = "button";
-    tpl.className = "template";
+    tpl.className = "template-link";
     tpl.title = `show the records of pattern ${p.id} (${p.service})`;
     tpl.textContent = p.template == null ? `(pattern ${p.id})` : p.template;
     tpl.addEventListener("click", () => {
       state.pattern_id = p.id;
-      refresh();
+      refresh("filter");
     });
     const tplSpan = document.createElement("span");
     tplSpan.className = "template";
+    tplSpan.appendChild(tpl);
+    const text = document.createElement("span");
+    text.className = "pattern-text";
     const firstSeen = parseTs(p.first_seen);
     if (firstSeen >= start && firstSeen <= end) {
       const n = document.createElement("span");
       n.className = "new";
       n.textContent = "NEW";
-      tplSpan.appendChild(n);
+      text.appendChild(n);
     }
-    tplSpan.appendChild(tpl);
-    li.append(count, svg, tplSpan);
+    text.appendChild(tplSpan);
+    li.append(count, svg, text);
     return li;
   }
 
@@ -622,7 +636,22 @@
     if (back && back.isConnected) back.focus();
   });
 
+  // Tab reaches the table once, on the row last visited (else the first), not on every row.
+  function rovingRow(tr) {
+    const body = $("results").tBodies[0];
+    for (const r of body.querySelectorAll('tr.row[tabindex="0"]')) if (r !== tr) r.tabIndex = -1;
+    if (tr) tr.tabIndex = 0;
+  }
+  function ensureRovingRow() {
+    const body = $("results").tBodies[0];
+    if (!body.querySelector('tr.row[tabindex="0"]')) rovingRow(body.firstElementChild);
+  }
+
   const tbody = $("results").tBodies[0];
+  tbody.addEventListener("focusin", (ev) => {
+    const tr = ev.target.closest("tr.row");
+    if (tr) rovingRow(tr);
+  });
   tbody.addEventListener("click", (ev) => {
     const tr = ev.target.closest("tr.row");
     if (tr) openDetail(tr.dataset.id, tr);
@@ -636,7 +665,10 @@
     } else if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
       ev.preventDefault();
       const to = ev.key === "ArrowDown" ? tr.nextElementSibling : tr.previousElementSibling;
-      if (to) to.focus();
+      if (to) {
+        rovingRow(to);
+        to.focus();
+      }
     }
   });
 
@@ -698,15 +730,20 @@
     el.textContent = `Live tail: ${text}`;
   }
 
+  // At most one DOM update per FLUSH_MS, in an animation frame: at 1000 records/s that is a
+  // couple of hundred rows at a time, not a layout per record.
+  const FLUSH_MS = 200;
+  let lastFlush = 0;
   function schedule() {
     if (flushScheduled) return;
     flushScheduled = true;
-    requestAnimationFrame(flush);
+    const wait = Math.max(0, lastFlush + FLUSH_MS - performance.now());
+    setTimeout(() => requestAnimationFrame(flush), wait);
   }
 
-  // One DOM update per frame, whatever the rate of records.
   function flush() {
     flushScheduled = false;
+    lastFlush = performance.now();
     if (!source || !pending.length) return;
     if (paused()) {
       tailNote(`paused while you scroll (${pending.length} new)`);
@@ -721,14 +758,19 @@
     body.insertBefore(frag, body.firstChild);
     rowsShown += pending.length;
     pending = [];
-    while (body.rows.length > MAX_ROWS) {
-      const last = body.lastElementChild;
-      records.delete(last.dataset.id);
-      last.remove();
-      rowsShown--;
+    const excess = body.rows.length - MAX_ROWS;
+    if (excess > 0) {
+      // One range deletion, not one per row.
+      const range = document.createRange();
+      range.setStartBefore(body.rows[MAX_ROWS]);
+      range.setEndAfter(body.lastElementChild);
+      for (let i = MAX_ROWS; i < body.rows.length; i++) records.delete(body.rows[i].dataset.id);
+      range.deleteContents();
+      rowsShown -= excess;
       trimmed = true;
       nextCursor = null; // the table no longer ends where the cursor points
     }
+    ensureRovingRow();
     tailNote(dropped ? `live (${dropped} records skipped while the page fell behind)` : "live");
     countStatus();
   }
@@ -745,22 +787,28 @@
   });
 
   // ---- wiring -----------------------------------------------------------------------------
-  function refresh() {
+  // scope: "all" (the range changed: everything), "filter" (a facet, trace or pattern: not the
+  // facet counts, which depend on the range only), "search" (q: neither those nor the patterns).
+  // The rows go first and the rest after them, so a busy store answers the search first.
+  function refresh(scope = "all") {
     const t0 = performance.now();
     const gen = ++generation;
     writeUrl();
     syncControls();
-    searchResults(gen, t0);
-    loadFacets(gen);
-    loadHistogram(gen);
-    loadPatterns(gen);
+    if (scope !== "all") renderFacets();
+    searchResults(gen, t0).then(() => {
+      if (gen !== generation) return;
+      loadHistogram(gen, t0);
+      if (scope === "all") loadFacets(gen);
+      if (scope !== "search") loadPatterns(gen);
+    });
     if (source) startTail(); // the tail follows the filters
   }
 
   $("search-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     state.q = $("search").value.trim();
-    refresh();
+    refresh("search");
   });
   $("range").addEventListener("change", () => {
     const v = $("range").value;
