@@ -237,7 +237,7 @@ export function buildLargeStore(dir, rows) {
   const step = spanNs / BigInt(rows);
   const start = nowNs - spanNs;
   const sql = `
-PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;
+PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; PRAGMA cache_size=-262144; PRAGMA temp_store=MEMORY;
 DELETE FROM log_events; DELETE FROM log_patterns;
 INSERT INTO log_events_fts(log_events_fts) VALUES('delete-all');
 BEGIN;
