@@ -97,6 +97,9 @@ struct ServiceConfig {
   int64_t watchdog_flush_ms = 60000;     // the same for a flush on an output's worker thread
   // service.tls.*: TLS on http_listen (cert empty: plain HTTP); paths resolved
   std::string tls_cert, tls_key, tls_ca, tls_min_version = "1.2";
+  // service.http_token: Bearer token /metrics and /reload need (empty: none); a reload applies
+  // a new one
+  std::string http_token;
   // service.storage: disk-backed queues (off while storage_path is empty)
   std::string storage_path;
   std::string storage_sync = "interval";  // always | interval | never

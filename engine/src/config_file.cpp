@@ -154,6 +154,10 @@ const dm_option kServiceOptions[] = {
      "directories searched for plugins (relative to the config file)", 0},
     {"http_listen", DM_OPT_STRING, DM_OPT_LISTEN, nullptr, 0, 0, nullptr,
      "address of the engine endpoint", 0},
+    {"http_token", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
+     "when set, GET /metrics and POST /reload on http_listen need 'Authorization: Bearer "
+     "<token>' (GET /health stays open for probes); use ${ENV}; a reload applies a new one",
+     0},
     {"tls.cert", DM_OPT_PATH, 0, nullptr, 0, 0, nullptr,
      "serve http_listen over TLS with this PEM certificate chain (with tls.key)", 0},
     {"tls.key", DM_OPT_PATH, DM_OPT_SECRET, nullptr, 0, 0, nullptr, "PEM private key of tls.cert",
@@ -226,6 +230,12 @@ void load_service(const YAML::Node &key, const YAML::Node &node, PipelineConfig 
   if (v.count("tls.key")) s.tls_key = v["tls.key"].text;
   if (v.count("tls.ca")) s.tls_ca = v["tls.ca"].text;
   if (v.count("tls.min_version")) s.tls_min_version = v["tls.min_version"].text;
+  if (v.count("http_token")) {
+    s.http_token = v["http_token"].text;
+    YAML::Node tk, tv;
+    if (s.http_token.empty() && find_key(node, "http_token", tk, tv))
+      check.add(tv.Mark(), "service.http_token", "must not be empty (leave it out for none)");
+  }
   if (v.count("exit_when_done")) s.exit_when_done = v["exit_when_done"].integer != 0;
   if (v.count("watchdog")) s.watchdog_ms = v["watchdog"].integer;
   if (v.count("watchdog_flush")) s.watchdog_flush_ms = v["watchdog_flush"].integer;

@@ -61,6 +61,10 @@ Engine::Engine(PipelineConfig cfg) : cfg_(std::move(cfg)) {
   m_framing_refused_ = metrics_.counter(
       "devmesh_http_framing_refused_total",
       "HTTP requests refused (400) for conflicting Content-Length / Transfer-Encoding", "");
+  m_unauthorized_ = metrics_.counter(
+      "devmesh_http_unauthorized_total",
+      "requests to /metrics or /reload refused (401) for a missing or wrong service.http_token",
+      "");
 }
 
 Engine::~Engine() {
@@ -381,8 +385,12 @@ int Engine::run() {
   if (ok && !cfg_.service.http_listen.empty()) {
     std::string err;
     auto h = [this](dm_http_request *r) { serve_health(r); };
-    auto m = [this](dm_http_request *r) { serve_metrics(r); };
-    auto r = [this](dm_http_request *req) { request_reload(req); };
+    auto m = [this](dm_http_request *r) {
+      if (authorized(r)) serve_metrics(r);
+    };
+    auto r = [this](dm_http_request *req) {
+      if (authorized(req)) request_reload(req);
+    };
     const ServiceConfig &sc = cfg_.service;
     HttpServer::Tls tls{sc.tls_cert, sc.tls_key, sc.tls_ca, sc.tls_min_version};
     if (!http_->set_tls(sc.http_listen, tls, err, nullptr, "service") ||

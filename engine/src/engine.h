@@ -232,6 +232,8 @@ class Engine {
   bool outputs_empty() const;
   void serve_health(dm_http_request *req);
   void serve_metrics(dm_http_request *req);
+  // With service.http_token: whether req carries it; if not, answers 401 (counted) and false.
+  bool authorized(dm_http_request *req);
   void register_metrics(Instance *i);
   void build_info_json();
   // Validates every entry of cfg into gen's instances; create() runs for those should_create
@@ -306,6 +308,7 @@ class Engine {
   bool retiring_inputs_ = false;                   // some input waits for its tickets
   std::string last_reload_json_;                   // /health: the last reload's outcome
   Metric *m_reload_applied_ = nullptr, *m_reload_refused_ = nullptr;
+  Metric *m_unauthorized_ = nullptr;
 };
 
 uint64_t monotonic_ns();

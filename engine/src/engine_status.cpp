@@ -11,6 +11,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <bearer_token.hpp>
+
 #include "engine.h"
 #include "plugin_call.h"
 
@@ -213,6 +215,20 @@ void Engine::serve_health(dm_http_request *req) {
   }
   w.EndObject();
   HttpServer::reply(req, healthy ? 200 : 503, "application/json", sb.GetString(), sb.GetSize());
+}
+
+bool Engine::authorized(dm_http_request *req) {
+  // cfg_ is the running configuration: a reload that changes the token applies it here.
+  const std::string &token = cfg_.service.http_token;
+  if (token.empty()) return true;
+  const dm_str h = HttpServer::header(req, "Authorization");
+  if (bearer_token_matches(std::string_view(h.ptr, h.len), token)) return true;
+  m_unauthorized_->add(1);
+  HttpServer::add_header(req, "WWW-Authenticate", "Bearer");
+  static const std::string body =
+      "{\"error\":\"missing or wrong bearer token (service.http_token)\"}";
+  HttpServer::reply(req, 401, "application/json", body.data(), body.size());
+  return false;
 }
 
 void Engine::serve_metrics(dm_http_request *req) {

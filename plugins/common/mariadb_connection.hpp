@@ -9,6 +9,7 @@
 
 #include <devmesh/plugin.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
@@ -256,7 +257,9 @@ inline constexpr uint64_t kLargestRowBytes =
     3 * kIngestMaxMessageBytes + 6 * kIngestMaxMetaBytes + 64 * 1024;
 
 // The prototype's log_events schema and indexes, plus the event_id that makes re-delivery
-// harmless (NULL allowed, so a prototype table migrated with ADD COLUMN keeps its old rows).
+// harmless (NULL allowed, so a prototype table migrated with ADD COLUMN keeps its old rows) and
+// the patterns filter's pattern_id (its 64-bit id stored signed, as the SQLite store does; NULL
+// for a record without one and for the rows of a table made before the column).
 // message is MEDIUMTEXT, not the prototype's TEXT (64 KiB), so that the stores keep every value
 // up to the ingest limits whole; meta_json is JSON, i.e. LONGTEXT.
 inline std::string create_table_sql(const std::string &table, bool full_text) {
@@ -275,6 +278,7 @@ inline std::string create_table_sql(const std::string &table, bool full_text) {
          "  message MEDIUMTEXT NOT NULL,\n"
          "  meta_json JSON DEFAULT NULL,\n"
          "  event_id BINARY(16) DEFAULT NULL,\n"
+         "  pattern_id BIGINT DEFAULT NULL,\n"
          "  INDEX idx_timestamp (timestamp),\n"
          "  INDEX idx_service (service),\n"
          "  INDEX idx_host (host),\n"
@@ -282,9 +286,43 @@ inline std::string create_table_sql(const std::string &table, bool full_text) {
          "  INDEX idx_service_timestamp (service, timestamp),\n"
          "  INDEX idx_host_timestamp (host, timestamp),\n"
          "  INDEX idx_trace_id (trace_id),\n"
+         "  INDEX idx_pattern_timestamp (pattern_id, timestamp),\n"
          "  UNIQUE KEY uk_event_id (event_id)" +
          std::string(full_text ? ",\n  FULLTEXT KEY ft_message (message)" : "") +
          "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+}
+
+// The templates of the patterns filter, one row per pattern id, named as the SQLite store names
+// it: written in the transaction of the rows that carry them, trimmed by retention.
+inline std::string patterns_table(const std::string &table) {
+  return table == "log_events" ? std::string("log_patterns") : table + "_patterns";
+}
+
+inline std::string create_patterns_sql(const std::string &table) {
+  return "CREATE TABLE IF NOT EXISTS `" + patterns_table(table) +
+         "` (\n"
+         "  id BIGINT NOT NULL PRIMARY KEY,\n"  // the pattern id, stored signed
+         "  service VARCHAR(255) NOT NULL,\n"
+         "  template TEXT NULL,\n"  // NULL until a record brings it (or when it is too long)
+         "  first_seen DATETIME(6) NOT NULL,\n"
+         "  last_seen DATETIME(6) NOT NULL,\n"
+         "  count BIGINT NOT NULL,\n"
+         "  INDEX idx_service_last_seen (service, last_seen)\n"
+         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+}
+
+// What a template column of type TEXT holds; a longer template is stored NULL.
+inline constexpr size_t kTemplateMaxBytes = 65535;
+
+// The upgrade of a table made before pattern_id, in two statements: ADD COLUMN of a nullable
+// column is instant (unless the table has a FULLTEXT index: then InnoDB rebuilds it in place),
+// while one ALTER with ADD INDEX as well would always rebuild it; the index is built online
+// (reads and writes go on). The server picks the algorithm: naming one refuses the rebuild.
+inline std::string add_pattern_column_sql(const std::string &table) {
+  return "ALTER TABLE `" + table + "` ADD COLUMN pattern_id BIGINT DEFAULT NULL";
+}
+inline std::string add_pattern_index_sql(const std::string &table) {
+  return "ALTER TABLE `" + table + "` ADD INDEX idx_pattern_timestamp (pattern_id, timestamp)";
 }
 
 // Runs a query and returns all rows as strings (NULL as "\\N"); false with error set.
@@ -324,6 +362,8 @@ struct TableCheck {
   std::vector<std::string> problems;  // empty: compatible
   std::vector<std::string> warnings;
   bool has_full_text = false;
+  // pattern_id is optional: a table of the previous release lacks it (and its index).
+  bool has_pattern_id = false, has_pattern_index = false;
   std::vector<ShortColumn> short_columns;  // message or meta_json that cannot hold the limits
 };
 
@@ -397,12 +437,14 @@ inline bool check_table(MYSQL *m, const std::string &database, const std::string
       {"message", {"text", "mediumtext", "longtext"}, 1},
       {"meta_json", {"longtext", "json", "text", "mediumtext"}, 1},
       {"event_id", {"binary", "varbinary"}, 16},
+      {"pattern_id", {"bigint"}, 0},
   };
   std::map<std::string, const std::vector<std::string> *> by_name;
   for (auto &c : cols) by_name[c[0]] = &c;
   for (const auto &w : want) {
     auto it = by_name.find(w.name);
     if (it == by_name.end()) {
+      if (std::string(w.name) == "pattern_id") continue;  // optional, see has_pattern_id
       if (std::string(w.name) == "event_id")
         out.problems.push_back(
             "no column event_id (a prototype table?): add it with ALTER TABLE `" + table +
@@ -419,6 +461,9 @@ inline bool check_table(MYSQL *m, const std::string &database, const std::string
                              w.types.front());
       continue;
     }
+    if (w.name == std::string("pattern_id") && c[2].find("unsigned") != std::string::npos)
+      out.problems.push_back("column pattern_id is " + c[2] +
+                             ": devmesh stores pattern ids signed (BIGINT)");
     if (w.name == std::string("level") && c[1] == "enum") {
       for (int l = DM_LEVEL_DEBUG; l <= DM_LEVEL_FATAL; ++l)
         if (c[2].find(std::string("'") + dm_level_name(l) + "'") == std::string::npos)
@@ -457,12 +502,52 @@ inline bool check_table(MYSQL *m, const std::string &database, const std::string
   for (auto &i : idx) {
     if (i[1] == "0" && i[3] == "event_id") unique_event_id = true;
     if (i[2] == "FULLTEXT" && i[3] == "message") out.has_full_text = true;
+    if (i[3].rfind("pattern_id", 0) == 0) out.has_pattern_index = true;
   }
+  out.has_pattern_id = by_name.count("pattern_id") > 0;
   if (by_name.count("event_id") && !unique_event_id)
     out.problems.push_back(
         "no UNIQUE key on event_id alone (re-delivered batches would "
         "duplicate rows): add it with ALTER TABLE `" +
         table + "` ADD UNIQUE KEY uk_event_id (event_id)");
+  return true;
+}
+
+// Compares an existing patterns table with what devmesh writes (its columns, with types that
+// hold our values); `exists` false when there is none.
+inline bool check_patterns_table(MYSQL *m, const std::string &database, const std::string &table,
+                                 bool &exists, std::vector<std::string> &problems,
+                                 std::string &error) {
+  problems.clear();
+  std::vector<std::vector<std::string>> cols;
+  if (!query_rows(m,
+                  "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
+                  "WHERE TABLE_SCHEMA='" +
+                      database + "' AND TABLE_NAME='" + patterns_table(table) + "'",
+                  cols, error))
+    return false;
+  exists = !cols.empty();
+  if (!exists) return true;
+  const std::pair<const char *, std::vector<std::string>> want[] = {
+      {"id", {"bigint"}},
+      {"service", {"varchar", "char", "text", "mediumtext", "longtext"}},
+      {"template", {"text", "mediumtext", "longtext"}},
+      {"first_seen", {"datetime"}},
+      {"last_seen", {"datetime"}},
+      {"count", {"bigint"}}};
+  for (const auto &[name, types] : want) {
+    const std::vector<std::string> *found = nullptr;
+    for (const auto &c : cols)
+      if (c[0] == name) found = &c;
+    if (!found) {
+      problems.push_back("table " + patterns_table(table) + " has no column " + name);
+      continue;
+    }
+    if (std::find(types.begin(), types.end(), (*found)[1]) == types.end() ||
+        (*found)[2].find("unsigned") != std::string::npos)
+      problems.push_back("column " + patterns_table(table) + "." + name + " is " + (*found)[2] +
+                         ", expected " + types.front());
+  }
   return true;
 }
 

@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "monotonic_ms.hpp"
 #include "tls_server_context.hpp"
 
 namespace devmesh {
@@ -245,12 +246,6 @@ class StreamServer {
       return "unknown";
     return ss.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + serv
                                     : std::string(host) + ":" + serv;
-  }
-
-  static uint64_t monotonic_ms() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
   }
 
   void update_listen_watch() {
@@ -568,7 +563,7 @@ inline void StreamConnection::pause_reading() {
 inline void StreamConnection::resume_reading() {
   if (!paused_ || dead_) return;
   paused_ = false;
-  last_active_ms_ = StreamServer::monotonic_ms();  // the idle clock restarts with the reading
+  last_active_ms_ = devmesh::monotonic_ms();  // the idle clock restarts with the reading
   server_->update_watch(*this);
   // TLS may hold decrypted bytes that no readable event will announce.
   if (ssl_ != nullptr && SSL_pending(ssl_) > 0) server_->read_some(*this);

@@ -1,6 +1,7 @@
 // Timestamps shared by in-tree plugins (header-only, compiled into each plugin): RFC 3339
-// parsing with Z or an offset and up to nanosecond fractions, epoch numbers, and formatting
-// as the prototype wrote them (UTC, microseconds, trailing Z).
+// parsing with Z or an offset and up to nanosecond fractions, epoch numbers, the year of a
+// timestamp written without one, and formatting as the prototype wrote them (UTC,
+// microseconds, trailing Z).
 #pragma once
 
 #include <time.h>
@@ -95,6 +96,45 @@ inline bool epoch_number_to_ns(double v, int64_t &ns) {
   double frac = v - static_cast<double>(whole);
   int64_t unit = v < 1e11 ? 1000000000LL : 1000000LL;
   ns = whole * unit + llround(frac * static_cast<double>(unit));
+  return true;
+}
+
+// The year of a timestamp that has none (RFC 3164's "Mmm dd hh:mm:ss", a time format without
+// %Y): the year of now, unless that puts it further ahead of now than window.ahead_ns (then the
+// year before: December's lines read in January) or further behind than window.behind_ns (then
+// the year after: a sender whose clock is past New Year before ours; 0 never does this).
+struct YearlessWindow {
+  int64_t ahead_ns;
+  int64_t behind_ns;  // 0: a time behind now is always this year's
+};
+
+// The syslog input's window: a BSD timestamp is the one nearest the arrival, as rsyslog and
+// syslog-ng read them, with a week of clock skew or queueing allowed ahead.
+inline constexpr YearlessWindow kSyslogYearWindow{7 * 86400 * 1000000000LL,
+                                                  358 * 86400 * 1000000000LL};
+// The parser filter's window, as its README section documents it: this year, or the year before
+// when more than a day ahead; never next year. It differs from the syslog input's on purpose
+// (each is documented and tested as it is): this file only shares the rule's mechanics.
+inline constexpr YearlessWindow kParserYearWindow{86400 * 1000000000LL, 0};
+
+// The UTC year of a time in nanoseconds since the epoch.
+inline int utc_year(int64_t ns) {
+  const time_t s = static_cast<time_t>(ns / 1000000000);
+  tm g;
+  gmtime_r(&s, &g);
+  return g.tm_year + 1900;
+}
+
+// Places a year-less time in the year that window picks around now_ns. at_year(year, ns) gives
+// the time in a year (false when it has no such date: Feb 29 outside a leap year); what ns
+// holds is compared with now_ns, so a caller that adds a fraction later compares without it.
+// False when at_year refuses the year it is asked for.
+template <class AtYear>
+inline bool place_in_year(int64_t now_ns, YearlessWindow window, AtYear &&at_year, int64_t &ns) {
+  const int year = utc_year(now_ns);
+  if (!at_year(year, ns)) return false;
+  if (ns - window.ahead_ns > now_ns) return at_year(year - 1, ns);
+  if (window.behind_ns > 0 && ns < now_ns - window.behind_ns) return at_year(year + 1, ns);
   return true;
 }
 

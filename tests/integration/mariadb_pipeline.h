@@ -14,6 +14,36 @@
 
 namespace devmesh::test {
 
+// The previous release's CREATE TABLE, verbatim (git show 9cb8ea1:plugins/common/
+// mariadb_connection.hpp, full_text: true): no pattern_id, no patterns table.
+inline std::string previous_release_table(const std::string &table = "log_events") {
+  return "CREATE TABLE IF NOT EXISTS `" + table +
+         "` (\n"
+         "  id BIGINT AUTO_INCREMENT PRIMARY KEY,\n"
+         "  timestamp DATETIME(6) NOT NULL,\n"
+         "  source VARCHAR(255) NOT NULL,\n"
+         "  service VARCHAR(255) NOT NULL,\n"
+         "  host VARCHAR(255) NOT NULL,\n"
+         "  level ENUM('DEBUG','INFO','WARN','WARNING','ERROR','CRITICAL','FATAL') NOT NULL,\n"
+         "  trace_id VARCHAR(64) DEFAULT NULL,\n"
+         "  span_id VARCHAR(32) DEFAULT NULL,\n"
+         "  event_type VARCHAR(100) DEFAULT NULL,\n"
+         "  error_code VARCHAR(50) DEFAULT NULL,\n"
+         "  message MEDIUMTEXT NOT NULL,\n"
+         "  meta_json JSON DEFAULT NULL,\n"
+         "  event_id BINARY(16) DEFAULT NULL,\n"
+         "  INDEX idx_timestamp (timestamp),\n"
+         "  INDEX idx_service (service),\n"
+         "  INDEX idx_host (host),\n"
+         "  INDEX idx_level (level),\n"
+         "  INDEX idx_service_timestamp (service, timestamp),\n"
+         "  INDEX idx_host_timestamp (host, timestamp),\n"
+         "  INDEX idx_trace_id (trace_id),\n"
+         "  UNIQUE KEY uk_event_id (event_id),\n"
+         "  FULLTEXT KEY ft_message (message)\n"
+         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+}
+
 class MariaDbPipelineTest : public ::testing::Test {
  protected:
   // The output reads its password from here, as a user's ${VAR} would.

@@ -1,7 +1,9 @@
 // The mariadb output against a real mariadbd started by the test (temp datadir, unix socket):
 // schema creation and refusal, idempotent re-delivery, lost connections, a server outage,
 // bad credentials, poison rows, invalid UTF-8, max_allowed_packet, retention and its interval,
-// TLS (CA, client certificate, ssl_verify, a wrong CA, a server without TLS), create_table: false.
+// TLS (CA, client certificate, ssl_verify, a wrong CA, a server without TLS), create_table: false;
+// the patterns filter's column and table, their counts on re-delivery, their retention, and the
+// upgrade of a table made by the previous release.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -65,7 +67,8 @@ TEST_F(MariaDbOutput, CreatesTheTableWithThePrototypeSchemaIndexesAndEventIdKey)
             "error_code\tvarchar(50)\tYES\n"
             "message\tmediumtext\tNO\n"
             "meta_json\tlongtext\tYES\n"
-            "event_id\tbinary(16)\tYES\n");
+            "event_id\tbinary(16)\tYES\n"
+            "pattern_id\tbigint(20)\tYES\n");
   ASSERT_EQ(
       db_->sql("SELECT INDEX_NAME, NON_UNIQUE, INDEX_TYPE, GROUP_CONCAT(COLUMN_NAME ORDER BY "
                "SEQ_IN_INDEX) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='devmesh' "
@@ -77,6 +80,7 @@ TEST_F(MariaDbOutput, CreatesTheTableWithThePrototypeSchemaIndexesAndEventIdKey)
             "idx_host\t1\tBTREE\thost\n"
             "idx_host_timestamp\t1\tBTREE\thost,timestamp\n"
             "idx_level\t1\tBTREE\tlevel\n"
+            "idx_pattern_timestamp\t1\tBTREE\tpattern_id,timestamp\n"
             "idx_service\t1\tBTREE\tservice\n"
             "idx_service_timestamp\t1\tBTREE\tservice,timestamp\n"
             "idx_timestamp\t1\tBTREE\ttimestamp\n"
@@ -620,6 +624,199 @@ TEST_F(MariaDbOutput, DryRunValidatesWithoutConnectingAndRefusesABadTableName) {
              yaml("    - {name: dummy, rate: 0, count: 3}\n", "      table: 'x; DROP TABLE y'\n"));
   EXPECT_EQ(run({DEVMESH_BIN, "--dry-run", "-c", d_ / "bad.yaml"}, d_.path(), &out, &err), 1);
   EXPECT_NE(err.find("table: 'x; DROP TABLE y' is not a plain name"), std::string::npos) << err;
+}
+
+// The patterns filter's three messages, 100 records each, from service sshd.
+const std::string kSshd =
+    "    - {name: dummy, rate: 0, count: 300, service: sshd, meta: {pid: '7'},"
+    " messages: ['Accepted password for root from 10.0.0.{seq} port {seq}',"
+    " 'Connection closed by 10.1.{seq}.2 [preauth]', 'session opened for user app']}\n";
+const std::string kPatterns = "  filters:\n    - {name: patterns}\n";
+
+// The rows of log_patterns: service|template|count|first_seen <= last_seen|rows of the id.
+std::string pattern_rows(MariaDb &db, const std::string &table = "log_patterns",
+                         const std::string &rows_table = "log_events") {
+  std::string out;
+  EXPECT_EQ(db.sql("SELECT p.service, p.template, p.count, p.first_seen <= p.last_seen,"
+                   " (SELECT COUNT(*) FROM " +
+                       rows_table + " l WHERE l.pattern_id = p.id) FROM " + table +
+                       " p ORDER BY p.template",
+                   &out),
+            0);
+  return out;
+}
+
+const char *const kSshdPatterns =
+    "sshd\tAccepted password for root from <*> port <*>\t100\t1\t100\n"
+    "sshd\tConnection closed by <*> [preauth]\t100\t1\t100\n"
+    "sshd\tsession opened for user app\t100\t1\t100\n";
+
+// The id is the pattern_id column (stored signed, the 16 hex digits' 64 bits), the template a
+// row of log_patterns; neither stays in meta_json, the other meta keys do.
+TEST_F(MariaDbOutput, PatternIdsAreAColumnAndTemplatesRowsOfLogPatterns) {
+  auto e = engine(yaml(kSshd) + kPatterns);
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_EQ(rows("service='sshd' AND pattern_id IS NULL"), 0);
+  EXPECT_EQ(db_->number("SELECT COUNT(DISTINCT pattern_id) FROM log_events WHERE service='sshd'"),
+            3);
+  EXPECT_EQ(rows("meta_json LIKE '%pattern%'"), 0);
+  EXPECT_EQ(rows("service='sshd' AND JSON_VALUE(meta_json,'$.pid')='7'"), 300);
+  const std::string patterns = pattern_rows(*db_);
+  EXPECT_NE(patterns.find(kSshdPatterns), std::string::npos) << patterns;
+  // Every row's id has its row in log_patterns.
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM log_events l JOIN log_patterns p ON p.id = "
+                        "l.pattern_id WHERE l.service='sshd'"),
+            300);
+  std::string out;
+  ASSERT_EQ(db_->sql("SHOW CREATE TABLE log_patterns", &out), 0);
+  for (const char *part :
+       {"`id` bigint(20) NOT NULL", "`service` varchar(255) NOT NULL",
+        "`template` text DEFAULT NULL", "`first_seen` datetime(6) NOT NULL",
+        "`last_seen` datetime(6) NOT NULL", "`count` bigint(20) NOT NULL", "PRIMARY KEY (`id`)",
+        "KEY `idx_service_last_seen` (`service`,`last_seen`)"})
+    EXPECT_NE(out.find(part), std::string::npos) << part << " in " << out;
+}
+
+// A batch delivered twice (the same records, the same event ids: a sender's retry) adds its
+// rows once and its patterns' counts once; an overlapping range adds only its new rows.
+TEST_F(MariaDbOutput, ABatchDeliveredTwiceCountsItsPatternsOnce) {
+  const std::string config = yaml(kSshd) + kPatterns;
+  for (const char *run : {"first", "second"}) {
+    auto e = engine(config, run);
+    ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+    EXPECT_EQ(rows(), 300) << run;
+    EXPECT_EQ(pattern_rows(*db_), kSshdPatterns) << run;
+  }
+  // Records 251..450: 50 stored already, 150 new (50 of each message).
+  auto third = engine(yaml("    - {name: dummy, rate: 0, start: 251, count: 200, service: sshd, "
+                           "meta: {pid: '7'}, messages: ['Accepted password for root from "
+                           "10.0.0.{seq} port {seq}', 'Connection closed by 10.1.{seq}.2 "
+                           "[preauth]', 'session opened for user app']}\n") +
+                          kPatterns,
+                      "third");
+  ASSERT_EQ(third->wait_exit(60s), 0) << third->err();
+  EXPECT_EQ(rows(), 450);
+  const std::string patterns = pattern_rows(*db_);
+  EXPECT_EQ(db_->number("SELECT SUM(count) FROM log_patterns"), 450) << patterns;
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM log_patterns p WHERE p.count <> (SELECT COUNT(*) "
+                        "FROM log_events l WHERE l.pattern_id = p.id)"),
+            0)
+      << patterns;
+}
+
+// Two engines storing the same records at the same time (a sender re-delivering to a second
+// aggregator): whichever inserts a row counts it, the other finds it stored, even when both
+// send it at once (the insert then reports fewer rows than sent and the batch is retried).
+TEST_F(MariaDbOutput, TwoEnginesStoringTheSameRecordsAtOnceCountEachRowOnce) {
+  const std::string config =
+      yaml(
+          "    - {name: dummy, rate: 0, count: 6000, batch: 100, service: sshd, messages: ["
+          "'Accepted password for root from 10.0.0.{seq} port {seq}', 'Connection closed by "
+          "10.1.{seq}.2 [preauth]', 'session opened for user app']}\n",
+          "      workers: 2\n      batch_size: 100\n      retry_wait: 50ms\n") +
+      kPatterns;
+  auto create = engine(
+      yaml("    - {name: dummy, rate: 0, start: 100000, count: 1, service: setup}\n"), "create");
+  ASSERT_EQ(create->wait_exit(60s), 0) << create->err();
+  auto a = engine(config, "a");
+  auto b = engine(config, "b");
+  ASSERT_EQ(a->wait_exit(120s), 0) << a->err();
+  ASSERT_EQ(b->wait_exit(120s), 0) << b->err();
+  EXPECT_EQ(rows("service='sshd'"), 6000);
+  const std::string patterns = pattern_rows(*db_);
+  EXPECT_EQ(db_->number("SELECT SUM(count) FROM log_patterns"), 6000) << patterns;
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM log_patterns p WHERE p.count <> (SELECT COUNT(*) "
+                        "FROM log_events l WHERE l.pattern_id = p.id)"),
+            0)
+      << patterns;
+  EXPECT_FALSE(std::filesystem::exists(d_ / "dead.ndjson"));
+}
+
+TEST_F(MariaDbOutput, RetentionDeletesPatternsLastSeenBeforeTheCutoff) {
+  auto create = engine(yaml("    - {name: dummy, rate: 0, count: 1}\n"), "create");
+  ASSERT_EQ(create->wait_exit(60s), 0) << create->err();
+  ASSERT_EQ(db_->sql("INSERT INTO log_patterns (id, service, template, first_seen, last_seen, "
+                     "count) VALUES (1, 'svc', 'ancient <*>', UTC_TIMESTAMP(6) - INTERVAL 200 DAY, "
+                     "UTC_TIMESTAMP(6) - INTERVAL 100 DAY, 5), (-2, 'svc', 'recent <*>', "
+                     "UTC_TIMESTAMP(6) - INTERVAL 200 DAY, UTC_TIMESTAMP(6) - INTERVAL 1 DAY, 5)"),
+            0);
+  const int port = free_port();
+  auto e = engine(yaml("    - {name: dummy, rate: 50}\n",
+                       "      retention: 90d\n      retention_interval: 200ms\n",
+                       "  http_listen: 127.0.0.1:" + std::to_string(port) + "\n"));
+  ASSERT_TRUE(wait_until(
+      [&] { return db_->number("SELECT COUNT(*) FROM log_patterns WHERE id = 1") == 0; }, 30s))
+      << e->err();
+  EXPECT_EQ(db_->value("SELECT template FROM log_patterns"), "recent <*>");
+  std::string metrics;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &metrics,
+                        d_.path()) == 200 &&
+               metric_value(metrics, "devmesh_mariadb_retention_patterns_deleted_total", "") >= 1;
+      },
+      30s))
+      << metrics;
+  EXPECT_EQ(metric_value(metrics, "devmesh_mariadb_retention_patterns_deleted_total", ""), 1);
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+// 2,000 rows written as the previous release wrote them.
+void fill_previous_release_table(MariaDb &db) {
+  ASSERT_EQ(db.sql(previous_release_table()), 0);
+  ASSERT_EQ(db.sql("INSERT INTO log_events (timestamp, source, service, host, level, message, "
+                   "meta_json, event_id) SELECT UTC_TIMESTAMP(6) - INTERVAL seq SECOND, 'old', "
+                   "'sshd', 'h', 'INFO', CONCAT('written by the previous release ', seq), "
+                   "'{\"pattern_id\":\"00000000000000ff\"}', UNHEX(MD5(CONCAT('old', seq))) "
+                   "FROM seq_1_to_2000"),
+            0);
+}
+
+// An upgrade: the table of the previous release gets the column (and its index) in place at
+// start, its rows kept as they were (pattern_id NULL, meta_json untouched); new rows carry ids.
+TEST_F(MariaDbOutput, ATableFromThePreviousReleaseGetsThePatternIdColumnAndIndexAtStart) {
+  fill_previous_release_table(*db_);
+  auto e = engine(yaml(kSshd) + kPatterns);
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_NE(e->err().find("made by a release before the patterns filter"), std::string::npos)
+      << e->err();
+  EXPECT_EQ(rows("source='old'"), 2000);
+  EXPECT_EQ(rows("source='old' AND pattern_id IS NULL AND JSON_VALUE(meta_json,'$.pattern_id')"
+                 " = '00000000000000ff'"),
+            2000);
+  EXPECT_EQ(rows("service='sshd' AND source='dummy' AND pattern_id IS NOT NULL"), 300);
+  EXPECT_EQ(pattern_rows(*db_), kSshdPatterns);
+  EXPECT_EQ(db_->value("SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM "
+                       "information_schema.STATISTICS WHERE TABLE_SCHEMA='devmesh' AND "
+                       "TABLE_NAME='log_events' AND INDEX_NAME='idx_pattern_timestamp'"),
+            "pattern_id,timestamp");
+  // The migrated table is the one a new table would be: the next start changes nothing.
+  auto again = engine(yaml(kSshd) + kPatterns, "again");
+  ASSERT_EQ(again->wait_exit(60s), 0) << again->err();
+  EXPECT_EQ(again->err().find("made by a release before"), std::string::npos) << again->err();
+  EXPECT_EQ(rows(), 2300);
+}
+
+// create_table: false: the table of the previous release is used as it is (no pattern_id, no
+// patterns table), the ids stay in meta_json, and the log says what to run.
+TEST_F(MariaDbOutput, WithCreateTableFalseATableWithoutPatternIdIsUsedAsItIsAndTheIdsStayInMeta) {
+  fill_previous_release_table(*db_);
+  auto e = engine(yaml(kSshd, "      create_table: false\n") + kPatterns);
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  EXPECT_NE(e->err().find("ADD COLUMN pattern_id BIGINT"), std::string::npos) << e->err();
+  EXPECT_NE(e->err().find("log_patterns does not exist and create_table is false"),
+            std::string::npos)
+      << e->err();
+  EXPECT_EQ(rows("source='dummy'"), 300);
+  EXPECT_EQ(rows("source='dummy' AND JSON_VALUE(meta_json,'$.pattern_id') IS NOT NULL"), 300);
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE "
+                        "TABLE_SCHEMA='devmesh' AND TABLE_NAME='log_events' AND "
+                        "COLUMN_NAME='pattern_id'"),
+            0);
+  EXPECT_EQ(db_->number("SELECT COUNT(*) FROM information_schema.TABLES WHERE "
+                        "TABLE_SCHEMA='devmesh' AND TABLE_NAME='log_patterns'"),
+            0);
 }
 
 }  // namespace

@@ -261,3 +261,63 @@ TEST(Patterns, TheStateFileIsWrittenWhileRunningEverySaveInterval) {
 }
 
 }  // namespace
+
+// Two processes each way. A sidecar mines and forwards to an aggregator that runs the filter
+// too: every record keeps the sidecar's id there. A second aggregator gets the same messages
+// without ids (its sidecar runs no patterns filter) and mines them itself: each message gets the
+// same id the first sidecar gave it, since an id is a hash of the service and the template the
+// pattern was created with.
+TEST(Patterns, AMessageHasTheSameIdOnASidecarAndItsAggregatorWhetherTheIdTravelsOrNot) {
+  TempDir d;
+  auto aggregator = [&](const std::string &name, int port) {
+    write_file(d / (name + ".yaml"),
+               "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR
+               "]\n  flush_interval: 50ms\npipeline:\n  inputs:\n    - {name: http, listen: "
+               "127.0.0.1:" +
+                   std::to_string(port) +
+                   ", ack: delivered}\n  filters:\n    - {name: patterns}\n  outputs:\n    - "
+                   "{name: stdout, path: " +
+                   d / (name + ".ndjson") + "}\n");
+    return std::make_unique<Process>(
+        std::vector<std::string>{DEVMESH_BIN, "-c", d / (name + ".yaml")}, d.path(), name);
+  };
+  auto sidecar = [&](const std::string &name, int port, bool mine) {
+    write_file(d / (name + ".yaml"),
+               "service:\n  plugins_dir: [" DEVMESH_PLUGIN_DIR
+               "]\n  exit_when_done: true\npipeline:\n  inputs:\n" +
+                   kSsh + (mine ? "  filters:\n    - {name: patterns}\n" : "") +
+                   "  outputs:\n    - {name: stdout, path: " + d / (name + ".ndjson") +
+                   "}\n    - {name: http_forward, flush_interval: 50ms, url: "
+                   "'http://127.0.0.1:" +
+                   std::to_string(port) + "/ingest/logs'}\n");
+    Process p({DEVMESH_BIN, "-c", d / (name + ".yaml")}, d.path(), name);
+    EXPECT_EQ(p.wait_exit(60s), 0) << p.err();
+  };
+  const int p1 = free_port(), p2 = free_port();
+  auto agg1 = aggregator("agg1", p1), agg2 = aggregator("agg2", p2);
+  // Both aggregators answer before a sidecar sends (http_forward would retry, but this is quicker).
+  ASSERT_TRUE(wait_until([&] { return agg1->err().find("running") != std::string::npos; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return agg2->err().find("running") != std::string::npos; }, 20s));
+  sidecar("side1", p1, true);
+  sidecar("side2", p2, false);
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "agg1.ndjson").size() == 60; }, 30s));
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "agg2.ndjson").size() == 60; }, 30s));
+  std::map<std::string, std::string> side_id;
+  for (const auto &r : records(d / "side1.ndjson")) side_id[r.message] = r.pattern_id;
+  ASSERT_EQ(side_id.size(), 60u);
+  std::set<std::string> distinct;
+  for (const char *agg : {"agg1.ndjson", "agg2.ndjson"}) {
+    const auto recs = records(d / agg);
+    ASSERT_EQ(recs.size(), 60u) << agg;
+    for (const auto &r : recs) {
+      ASSERT_EQ(r.pattern_id.size(), 16u) << agg << ": " << r.message;
+      EXPECT_EQ(r.pattern_id, side_id[r.message]) << agg << ": " << r.message;
+      distinct.insert(r.pattern_id);
+    }
+  }
+  EXPECT_EQ(distinct.size(), 3u);  // kSsh's three templates
+  for (auto *a : {agg1.get(), agg2.get()}) {
+    a->kill(SIGTERM);
+    EXPECT_EQ(a->wait_exit(20s), 0) << a->err();
+  }
+}

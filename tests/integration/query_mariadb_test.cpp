@@ -1,5 +1,7 @@
 // The query plugin over the MariaDB store (store: mariadb) against a private mariadbd: the shared
-// query contract (query_contract.h) on MariaDB, then /health while the server is down or the
+// query contract (query_contract.h) and pattern contract (pattern_contract.h) on MariaDB, the
+// whole path from the patterns filter through the mariadb output to /query/patterns, then
+// /health while the server is down or the
 // password is wrong, the statement time limit, a table without FULLTEXT, and pagination across
 // 10,000 rows while the mariadb output inserts.
 #include <gtest/gtest.h>
@@ -9,6 +11,8 @@
 #include <set>
 
 #include "mariadb.h"
+#include "mariadb_pipeline.h"
+#include "pattern_contract.h"
 #include "query_contract.h"
 #include "store_test_support.h"
 
@@ -62,15 +66,20 @@ void make_store(const TempDir &d, MariaDb &db, bool full_text = true) {
       << err;
 }
 
-std::unique_ptr<Process> query_engine(const TempDir &d, const MariaDb &db, int port,
-                                      const std::string &extra = "") {
+std::unique_ptr<Process> engine_named(const TempDir &d, const MariaDb &db, int port,
+                                      const std::string &extra, const std::string &name) {
   return engine(
       d,
       plugins_head() +
           "  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
           "  outputs:\n    - {name: query, match: none, store: mariadb, listen: 127.0.0.1:" +
           std::to_string(port) + ", " + connection(db) + extra + "}\n",
-      "query");
+      name);
+}
+
+std::unique_ptr<Process> query_engine(const TempDir &d, const MariaDb &db, int port,
+                                      const std::string &extra = "") {
+  return engine_named(d, db, port, extra, "query");
 }
 
 }  // namespace
@@ -130,6 +139,218 @@ INSTANTIATE_TYPED_TEST_SUITE_P(MariaDb, QueryContract, MariaDbStore);
 }
 
 namespace {
+
+// A DATETIME(6) literal of a nanosecond time (UTC, microseconds).
+std::string datetime(int64_t ns) {
+  std::string s = devmesh::format_rfc3339_us(ns);
+  s[10] = ' ';
+  s.pop_back();  // the Z
+  return "'" + s + "'";
+}
+
+std::string quoted(const std::string &s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace
+
+// The pattern contract's MariaDB backend: the fixture in a store of the mariadb output's schema
+// (the patterns table included), and a table as the release before patterns made it, in the
+// same server.
+struct MariaDbPatternStore {
+  static void start() {
+    dir = new TempDir;
+    db = new MariaDb(dir->path());
+    std::string err;
+    ASSERT_TRUE(db->start(&err)) << err;
+    make_store(*dir, *db);
+    std::string sql = "DELETE FROM log_events; DELETE FROM log_patterns;";
+    int n = 0;
+    for (const PatternFixtureRow &r : pattern_fixture_rows())
+      sql +=
+          "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+          " pattern_id) VALUES (" +
+          datetime(r.timestamp_ns) + ", 'fixture', " + quoted(r.service) + ", " + quoted(r.host) +
+          ", " + quoted(r.level) + ", " + quoted(r.message) + ", UNHEX(MD5('fixture " +
+          std::to_string(n++) + "')), " +
+          (r.pattern_id ? std::to_string(static_cast<int64_t>(*r.pattern_id)) : "NULL") + ");";
+    for (const PatternFixturePattern &p : pattern_fixture_table())
+      sql +=
+          "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count)"
+          " VALUES (" +
+          std::to_string(static_cast<int64_t>(p.id)) + ", " + quoted(p.service) + ", " +
+          (p.template_text ? quoted(*p.template_text) : "NULL") + ", " + datetime(p.first_seen_ns) +
+          ", " + datetime(p.last_seen_ns) + ", " + std::to_string(p.count) + ");";
+    ASSERT_EQ(db->sql(sql, nullptr, &err), 0) << err;
+    ASSERT_EQ(db->sql(previous_release_table("legacy_events") +
+                          ";INSERT INTO legacy_events (timestamp, source, service, host, level, "
+                          "message, event_id) SELECT TIMESTAMP'2000-01-01 00:00:00' + INTERVAL seq "
+                          "SECOND, 'old', 'svc', 'h', 'INFO', CONCAT('old row ', seq), "
+                          "UNHEX(MD5(CONCAT('old', seq))) FROM seq_1_to_" +
+                          std::to_string(kLegacyRows),
+                      nullptr, &err),
+              0)
+        << err;
+    port = free_port();
+    engine = query_engine(*dir, *db, port).release();
+    legacy_port = free_port();
+    legacy = engine_named(*dir, *db, legacy_port, ", table: legacy_events", "legacy").release();
+    for (int p : {port, legacy_port})
+      ASSERT_TRUE(wait_until(
+          [&] { return http("http://127.0.0.1:" + std::to_string(p) + "/health").status == 200; },
+          20s))
+          << engine->err() << legacy->err();
+  }
+  static void stop() {
+    for (Process *e : {engine, legacy}) {
+      e->kill(SIGTERM);
+      e->wait_exit(20s);
+      delete e;
+    }
+    delete db;
+    delete dir;
+  }
+  static std::string base() { return "http://127.0.0.1:" + std::to_string(port); }
+  static std::string legacy_base() { return "http://127.0.0.1:" + std::to_string(legacy_port); }
+
+  static inline TempDir *dir;
+  static inline MariaDb *db;
+  static inline int port, legacy_port;
+  static inline Process *engine, *legacy;
+};
+
+namespace devmesh::test {
+INSTANTIATE_TYPED_TEST_SUITE_P(MariaDb, PatternContract, MariaDbPatternStore);
+}
+
+namespace {
+
+// dummy -> patterns -> mariadb -> query, in one engine: the ids the filter gives are the ones
+// /query/patterns serves, with the templates and counts the output wrote, minutes adding up.
+TEST(QueryMariaDbStore, RecordsThroughThePatternsFilterAreServedByTemplateWithMinutesAddingUp) {
+  TempDir d;
+  MariaDb db(d.path());
+  std::string err;
+  ASSERT_TRUE(db.start(&err)) << err;
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto e = engine(d, plugins_head() +
+                         "  inputs:\n"
+                         "    - {name: dummy, rate: 0, count: 300, service: sshd, messages: ["
+                         "'Accepted password for root from 10.0.0.{seq} port {seq}', "
+                         "'Connection closed by 10.1.{seq}.2 [preauth]', "
+                         "'session opened for user app']}\n"
+                         "  filters:\n    - {name: patterns}\n"
+                         "  outputs:\n"
+                         "    - {name: mariadb, flush_interval: 50ms, " +
+                         connection(db) +
+                         "}\n"
+                         "    - {name: query, match: none, store: mariadb, listen: 127.0.0.1:" +
+                         std::to_string(port) + ", " + connection(db) + "}\n");
+  ASSERT_TRUE(wait_until([&] { return db.number("SELECT COUNT(*) FROM log_events") == 300; }, 60s))
+      << e->err();
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
+  // The last hour (the default window) holds them all: three patterns of 100, ties by id.
+  HttpResponse r = http(base + "/query/patterns");
+  ASSERT_EQ(r.status, 200) << r.body;
+  rapidjson::Document doc;
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsObject()) << r.body;
+  ASSERT_EQ(doc["patterns"].Size(), 3u) << r.body;
+  std::set<std::string> templates;
+  std::string previous;
+  for (auto &p : doc["patterns"].GetArray()) {
+    const std::string id = p["id"].GetString();
+    EXPECT_GT(id, previous) << r.body;
+    previous = id;
+    EXPECT_EQ(p["count"].GetInt64(), 100);
+    EXPECT_EQ(p["total_count"].GetInt64(), 100);
+    EXPECT_EQ(std::string(p["service"].GetString()), "sshd");
+    EXPECT_EQ(std::string(p["sample"]["pattern_id"].GetString()), id);
+    templates.insert(p["template"].GetString());
+    // Its minutes add up to its count, and /query/logs?pattern_id= gives its records.
+    HttpResponse m = http(base + "/query/patterns/" + id);
+    ASSERT_EQ(m.status, 200) << m.body;
+    rapidjson::Document minutes;
+    minutes.Parse(m.body.c_str());
+    int64_t sum = 0;
+    for (auto &minute : minutes["minutes"].GetArray()) sum += minute["count"].GetInt64();
+    EXPECT_EQ(sum, 100) << m.body;
+    HttpResponse l = http(base + "/query/logs?limit=1000&pattern_id=" + id);
+    rapidjson::Document rows;
+    rows.Parse(l.body.c_str());
+    ASSERT_TRUE(rows.IsArray()) << l.body;
+    EXPECT_EQ(rows.Size(), 100u);
+    for (auto &row : rows.GetArray()) EXPECT_EQ(std::string(row["pattern_id"].GetString()), id);
+  }
+  EXPECT_EQ(templates, (std::set<std::string>{"Accepted password for root from <*> port <*>",
+                                              "Connection closed by <*> [preauth]",
+                                              "session opened for user app"}));
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
+// A table of the release before patterns, served while the mariadb output upgrades it: the
+// running query engine finds the new column and table (it looks again every few seconds while
+// they are missing), no restart.
+TEST(QueryMariaDbStore, ATableUpgradedWhileServedShowsItsPatternsWithoutARestart) {
+  TempDir d;
+  MariaDb db(d.path());
+  std::string err;
+  ASSERT_TRUE(db.start(&err)) << err;
+  ASSERT_EQ(db.sql(previous_release_table() +
+                       ";INSERT INTO log_events (timestamp, source, service, host, level, message, "
+                       "event_id) VALUES (UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE, 'old', 'svc', 'h', "
+                       "'INFO', 'written by the previous release', UNHEX(MD5('old')))",
+                   nullptr, &err),
+            0)
+      << err;
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto q = query_engine(d, db, port);
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << q->err();
+  HttpResponse r = http(base + "/query/patterns");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"patterns\":[]"), std::string::npos) << r.body;
+  r = http(base + "/query/logs");
+  EXPECT_NE(r.body.find("\"pattern_id\":null"), std::string::npos) << r.body;
+
+  auto e = engine(d,
+                  plugins_head("  exit_when_done: true\n") +
+                      "  inputs:\n    - {name: dummy, rate: 0, count: 30, service: svc,"
+                      " message: 'new row {seq}'}\n"
+                      "  filters:\n    - {name: patterns}\n"
+                      "  outputs:\n    - {name: mariadb, " +
+                      connection(db) + "}\n",
+                  "upgrade");
+  ASSERT_EQ(e->wait_exit(60s), 0) << e->err();
+  rapidjson::Document doc;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        r = http(base + "/query/patterns");
+        doc.Parse(r.body.c_str());
+        return r.status == 200 && doc.IsObject() && doc["patterns"].Size() == 1;
+      },
+      30s))
+      << r.body;
+  EXPECT_EQ(std::string(doc["patterns"][0]["template"].GetString()), "new row <*>");
+  EXPECT_EQ(doc["patterns"][0]["count"].GetInt64(), 30);
+  const std::string id = doc["patterns"][0]["id"].GetString();
+  r = http(base + "/query/logs?limit=100&pattern_id=" + id);
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsArray()) << r.body;
+  EXPECT_EQ(doc.Size(), 30u);
+  r = http(base + "/query/logs?limit=100&service=svc&order=asc");
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsArray()) << r.body;
+  ASSERT_EQ(doc.Size(), 31u);
+  EXPECT_TRUE(doc[0]["pattern_id"].IsNull()) << "the old row has none";
+  EXPECT_EQ(std::string(doc[1]["pattern_id"].GetString()), id);
+  q->kill(SIGTERM);
+  EXPECT_EQ(q->wait_exit(20s), 0) << q->err();
+}
 
 TEST(QueryMariaDbStore, HealthIs503WhileTheServerIsDownAndQueriesRecoverAfter) {
   TempDir d;

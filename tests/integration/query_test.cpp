@@ -433,6 +433,36 @@ TEST(QueryTail, StreamsMatchingRecordsAsServerSentEventsBeforeAnyStore) {
   EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
 }
 
+// Behind the patterns filter a /tail event is a /query/logs row as the stores keep it: the
+// pattern's id as pattern_id (after meta_json), its keys not in meta_json.
+TEST(QueryTail, EventsCarryPatternIdAsARowDoesAndNotInMeta) {
+  TempDir d;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  std::string y = tail_pipeline(listen);
+  y.replace(y.find("  outputs:"), 0, "  filters:\n    - {name: patterns}\n");
+  auto e = start_engine(d, y);
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s))
+      << e->err();
+  Sse s = sse("http://" + listen + "/tail?service=web", 5);
+  ASSERT_EQ(s.events.size(), 5u) << s.raw;
+  std::set<std::string> ids;
+  for (auto &ev : s.events) {
+    rapidjson::Document doc;
+    doc.Parse(ev.c_str());
+    ASSERT_TRUE(doc.IsObject()) << ev;
+    ASSERT_TRUE(doc.HasMember("pattern_id") && doc["pattern_id"].IsString()) << ev;
+    EXPECT_EQ(std::string(doc["pattern_id"].GetString()).size(), 16u) << ev;
+    ids.insert(doc["pattern_id"].GetString());
+    if (doc["meta_json"].IsObject()) {
+      EXPECT_FALSE(doc["meta_json"].HasMember("pattern_id")) << ev;
+      EXPECT_FALSE(doc["meta_json"].HasMember("pattern")) << ev;
+    }
+  }
+  EXPECT_EQ(ids.size(), 1u) << s.raw;  // "web {seq}": one template
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(20s), 0) << e->err();
+}
+
 TEST(QueryTail, OpenStreamsDoNotHoldUpShutdown) {
   TempDir d;
   const std::string listen = "127.0.0.1:" + std::to_string(free_port());
@@ -687,14 +717,20 @@ TEST(QueryTail, TheTokenMayComeAsACookieOrAParameterForTailOnly) {
 TEST(QueryDocs, TheApiDocumentNamesEveryEndpointAndEveryParameterTheParserTakes) {
   std::string out, err;
   ASSERT_EQ(run({DEVMESH_BIN, "--describe", "query"}, ".", &out, &err), 0) << err;
-  std::vector<std::pair<std::string, std::vector<std::string>>> api;
+  // GET endpoints with their parameters; POST ones with their body's fields.
+  std::vector<std::pair<std::string, std::vector<std::string>>> api, post;
+  std::vector<std::string> *fields = nullptr;
   std::istringstream lines(out);
   for (std::string line; std::getline(lines, line);) {
     if (line.rfind("    GET /", 0) == 0) {
       api.push_back({line.substr(8, line.find(' ', 8) - 8), {}});
-    } else if (!api.empty() && line.rfind("        ", 0) == 0 &&
-               line.find(':') != std::string::npos && line[8] != '(') {
-      api.back().second.push_back(line.substr(8, line.find(':') - 8));
+      fields = &api.back().second;
+    } else if (line.rfind("    POST /", 0) == 0) {
+      post.push_back({line.substr(9, line.find(' ', 9) - 9), {}});
+      fields = &post.back().second;
+    } else if (fields && line.rfind("        ", 0) == 0 && line.find(':') != std::string::npos &&
+               line[8] != '(') {
+      fields->push_back(line.substr(8, line.find(':') - 8));
     } else if (line.rfind("  file:", 0) == 0) {
       break;
     }
@@ -712,6 +748,11 @@ TEST(QueryDocs, TheApiDocumentNamesEveryEndpointAndEveryParameterTheParserTakes)
   std::set<std::string> got;
   for (const auto &e : api) got.insert(e.first);
   ASSERT_EQ(got, want) << out;
+  std::set<std::string> got_post;
+  for (const auto &e : post) got_post.insert(e.first);
+  ASSERT_EQ(got_post,
+            (std::set<std::string>{"/search/similar", "/search/semantic", "/explain/incident"}))
+      << out;
   // The list is the parser's: each name is taken, and the unknown-parameter error lists them.
   TempDir d;
   const std::string listen = "127.0.0.1:" + std::to_string(free_port());
@@ -748,6 +789,24 @@ TEST(QueryDocs, TheApiDocumentNamesEveryEndpointAndEveryParameterTheParserTakes)
     for (const auto &p : params)
       EXPECT_NE(section.find("| `" + p + "` |"), std::string::npos)
           << "docs/query-api.md, GET " << path << ": no table row for `" << p << "`";
+  }
+  // POST bodies: the unknown-field error lists the fields (checked before the endpoint's own
+  // state, so it answers even with the model server off), and the document names each one.
+  for (const auto &[path, params] : post) {
+    std::string listed;
+    for (const auto &p : params) listed += (listed.empty() ? " " : ", ") + p;
+    HttpResponse r = http("http://" + listen + path, {"Content-Type: application/json"}, "POST",
+                          "{\"zz_unknown\": 1}");
+    EXPECT_EQ(r.status, 400) << path << ": " << r.body;
+    EXPECT_NE(r.body.find("unknown field 'zz_unknown' (valid for " + path + ":" + listed + ")"),
+              std::string::npos)
+        << r.body;
+    const size_t at = doc.find("\n## POST " + path + "\n");
+    ASSERT_NE(at, std::string::npos) << "no '## POST " << path << "' section";
+    const std::string section = doc.substr(at, doc.find("\n## ", at + 1) - at);
+    for (const auto &p : params)
+      EXPECT_NE(section.find("| `" + p + "` |"), std::string::npos)
+          << "docs/query-api.md, POST " << path << ": no table row for `" << p << "`";
   }
 }
 

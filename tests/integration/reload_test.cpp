@@ -600,3 +600,46 @@ TEST(Reload, AChangedFilterReleasesWhatItHolds) {
   e->kill(SIGTERM);
   EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
 }
+
+// service.http_token: /metrics and POST /reload need the bearer token, /health stays open for
+// probes; refusals are 401 with WWW-Authenticate and counted; a reload applies a new token.
+TEST(Reload, HttpTokenGuardsMetricsAndReloadButNotHealthAndAReloadChangesIt) {
+  TempDir d;
+  const int admin = free_port();
+  auto config = [&](const std::string &token) {
+    return plugins_head("  http_listen: 127.0.0.1:" + std::to_string(admin) +
+                        "\n  http_token: " + token + "\n") +
+           "  inputs:\n    - {name: dummy, count: 1}\n  outputs:\n    - {name: 'null'}\n";
+  };
+  Devmesh e(d, "engine", config("first-secret"));
+  ASSERT_TRUE(wait_until([&] { return http(url(admin, "/health")).status == 200; }, 20s))
+      << e->err();
+  const std::string first = "Authorization: Bearer first-secret";
+  EXPECT_EQ(http(url(admin, "/metrics")).status, 401);
+  const HttpResponse wrong = http(url(admin, "/metrics"), {"Authorization: Bearer nope"});
+  EXPECT_EQ(wrong.status, 401);
+  EXPECT_NE(wrong.body.find("service.http_token"), std::string::npos) << wrong.body;
+  EXPECT_EQ(http(url(admin, "/reload"), {}, "POST").status, 401);
+  const HttpResponse m = http(url(admin, "/metrics"), {"authorization: bearer first-secret"});
+  ASSERT_EQ(m.status, 200);
+  EXPECT_EQ(find_metric(m.body, "devmesh_http_unauthorized_total", "").value_or(0), 3) << m.body;
+  EXPECT_EQ(find_metric(m.body, "devmesh_reloads_total", "result=\"applied\"").value_or(0), 0);
+  // The secret is never printed.
+  EXPECT_EQ(e->err().find("first-secret"), std::string::npos) << e->err();
+
+  write_file(d / "engine.yaml", config("second-secret"));
+  const HttpResponse r = http(url(admin, "/reload"), {first}, "POST");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(http(url(admin, "/metrics"), {first}).status, 401);
+  EXPECT_EQ(http(url(admin, "/metrics"), {"Authorization: Bearer second-secret"}).status, 200);
+  EXPECT_EQ(http(url(admin, "/health")).status, 200);
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(30s), 0);
+
+  // An empty token is a configuration problem, not "no token".
+  write_file(d / "empty.yaml", config("''"));
+  std::string out, err;
+  EXPECT_NE(run({DEVMESH_BIN, "--dry-run", "-c", d / "empty.yaml"}, d.path(), &out, &err), 0);
+  EXPECT_NE(err.find("service.http_token"), std::string::npos) << err;
+  EXPECT_NE(err.find("must not be empty"), std::string::npos) << err;
+}

@@ -4,59 +4,15 @@
 // exceptions), so a line is judged by where the trace it would join stands.
 #pragma once
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+#include <regex.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace devmesh::multiline {
-
-// A compiled PCRE2 pattern (JIT when the platform has one) with its own match data.
-class Pattern {
- public:
-  Pattern() = default;
-  Pattern(const Pattern &) = delete;
-  Pattern &operator=(const Pattern &) = delete;
-  ~Pattern() {
-    if (match_) pcre2_match_data_free(match_);
-    if (code_) pcre2_code_free(code_);
-  }
-
-  // false with error set (PCRE2's message and the offset) on a bad pattern.
-  bool compile(std::string_view pattern, std::string &error) {
-    int code = 0;
-    PCRE2_SIZE offset = 0;
-    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF,
-                          &code, &offset, nullptr);
-    if (!code_) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(code, msg, sizeof msg);
-      error = "invalid regex at offset " + std::to_string(offset) + ": " +
-              reinterpret_cast<const char *>(msg);
-      return false;
-    }
-    // Without a JIT (a platform without one) pcre2_match interprets: slower, same answers.
-    pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);
-    match_ = pcre2_match_data_create(1, nullptr);
-    return true;
-  }
-
-  bool matches(std::string_view s) const {
-    const auto *p = reinterpret_cast<PCRE2_SPTR>(s.data());
-    // pcre2_match runs the JIT code when there is some, after checking the line is valid UTF-8;
-    // pcre2_jit_match skips that check, and JIT code given a broken sequence at a line's end
-    // reads past it (the fuzz target found it). 0 is a match too: one whose groups did not fit
-    // the single-pair match data.
-    return pcre2_match(code_, p, s.size(), 0, 0, match_, nullptr) >= 0;
-  }
-
- private:
-  pcre2_code *code_ = nullptr;
-  pcre2_match_data *match_ = nullptr;
-};
 
 enum class RuleKind : uint8_t { java, python, go, regex };
 
@@ -143,7 +99,7 @@ class Rule {
  private:
   explicit Rule(RuleKind kind) : kind_(kind) {}
   RuleKind kind_;
-  Pattern start_, cont_, chain_;
+  Pcre2Regex start_, cont_, chain_;  // each with its match data: per filter instance
 };
 
 }  // namespace devmesh::multiline

@@ -1,13 +1,12 @@
 // The parser filter's formats: each turns one message into a list of named fields, typed as
 // meta values are (dm_meta_type), or refuses it. json (simdjson On Demand), logfmt, key=value
-// with configurable separators, and PCRE2 regexes with named groups (JIT-compiled). Field views
+// with configurable separators, and PCRE2 regexes with named groups (regex.hpp). Field views
 // point into the message or into the format's own buffers: valid until its next parse.
 #pragma once
 
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include <devmesh/plugin.h>
-#include <pcre2.h>
 #include <simdjson.h>
+#include <regex.hpp>
 
 #include <charconv>
 #include <cstring>
@@ -165,59 +164,25 @@ class KeyValue {
   std::string kv_, pair_, scratch_;
 };
 
-// One PCRE2 pattern with named groups, JIT-compiled when the platform has a JIT.
+// The regex format: a PCRE2 pattern (regex.hpp) whose named groups become the fields.
 class Regex {
  public:
-  Regex() = default;
-  Regex(const Regex &) = delete;
-  Regex &operator=(const Regex &) = delete;
-  ~Regex() {
-    if (match_) pcre2_match_data_free(match_);
-    if (code_) pcre2_code_free(code_);
-  }
-
   // false with error set (PCRE2's message and offset) on a bad pattern or one without named
   // groups (it could fill nothing).
   bool compile(std::string_view pattern, std::string &error) {
-    int code = 0;
-    PCRE2_SIZE offset = 0;
-    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF,
-                          &code, &offset, nullptr);
-    if (!code_) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(code, msg, sizeof msg);
-      error = "invalid regex at offset " + std::to_string(offset) + ": " +
-              reinterpret_cast<const char *>(msg);
-      return false;
-    }
-    jit_ = pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE) == 0;
-    uint32_t count = 0, entry = 0;
-    PCRE2_SPTR table = nullptr;
-    pcre2_pattern_info(code_, PCRE2_INFO_NAMECOUNT, &count);
-    pcre2_pattern_info(code_, PCRE2_INFO_NAMEENTRYSIZE, &entry);
-    pcre2_pattern_info(code_, PCRE2_INFO_NAMETABLE, &table);
-    for (uint32_t i = 0; i < count; ++i) {
-      const PCRE2_SPTR e = table + i * entry;
-      const uint32_t group = (uint32_t(e[0]) << 8) | e[1];
-      names_.emplace_back(group, std::string(reinterpret_cast<const char *>(e + 2)));
-    }
+    if (!re_.compile(pattern, error, Pcre2Regex::Captures::all_groups)) return false;
+    names_ = re_.named_groups();
     if (names_.empty()) {
       error = "the regex has no named group (?<name>...): it would fill no field";
       return false;
     }
-    match_ = pcre2_match_data_create_from_pattern(code_, nullptr);
     return true;
   }
 
   bool parse(std::string_view s, Fields &out) {
-    // pcre2_match, not pcre2_jit_match: it runs the JIT code all the same, after checking the
-    // subject is valid UTF-8. pcre2_jit_match skips that check, and JIT code given a broken
-    // sequence reads past the subject's end (the fuzz target found it). A message is valid UTF-8
-    // by the engine's rules, but the check costs little.
-    const int rc =
-        pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, 0, match_, nullptr);
+    const int rc = re_.match(s);
     if (rc <= 0) return false;
-    const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(match_);
+    const PCRE2_SIZE *ov = re_.ovector();
     for (const auto &[group, name] : names_) {
       if (group >= static_cast<uint32_t>(rc) || ov[2 * group] == PCRE2_UNSET) continue;
       out.add(name, s.substr(ov[2 * group], ov[2 * group + 1] - ov[2 * group]), DM_META_STRING);
@@ -225,12 +190,10 @@ class Regex {
     return true;
   }
 
-  bool jit() const { return jit_; }
+  bool jit() const { return re_.jit(); }
 
  private:
-  pcre2_code *code_ = nullptr;
-  pcre2_match_data *match_ = nullptr;
-  bool jit_ = false;
+  Pcre2Regex re_;
   std::vector<std::pair<uint32_t, std::string>> names_;
 };
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <time.h>
+#include <timestamp.hpp>
 
 #include <cstdint>
 #include <string>
@@ -100,7 +101,7 @@ class TimeFormat {
 
   // Parses text (the whole of it) to UTC nanoseconds. A format without a year (syslog's
   // "%b %d %H:%M:%S") takes the year of now_ns, or the year before when that would put the time
-  // more than a day ahead of now_ns (December's lines read in January).
+  // more than a day ahead of now_ns (December's lines read in January): kParserYearWindow.
   bool parse(std::string_view text, int64_t now_ns, int64_t &ns) const {
     int year = 1970, mon = 1, day = 1, hour = 0, min = 0, sec = 0, yday = -1;
     int64_t frac_ns = 0, offset_s = 0, epoch = 0;
@@ -225,22 +226,17 @@ class TimeFormat {
     }
     if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
       return false;
-    const bool guess_year = !has_year_;
-    if (guess_year) {
-      time_t now = static_cast<time_t>(now_ns / 1000000000);
-      tm g;
-      gmtime_r(&now, &g);
-      year = g.tm_year + 1900;
-    }
-    int64_t secs;
-    if (!to_epoch(year, mon, day, yday, hour, min, sec, offset_s, secs)) return false;
-    if (guess_year && (secs - 86400) * 1000000000 > now_ns &&
-        !to_epoch(year - 1, mon, day, yday, hour, min, sec, offset_s, secs))
-      return false;
+    // Whole seconds, the fraction added once the year is known: the year is picked on them.
+    auto at_year = [&](int y, int64_t &whole) {
+      int64_t secs;
+      return to_epoch(y, mon, day, yday, hour, min, sec, offset_s, secs) &&
+             !__builtin_mul_overflow(secs, int64_t(1000000000), &whole);
+    };
     int64_t whole;
-    if (__builtin_mul_overflow(secs, int64_t(1000000000), &whole) ||
-        __builtin_add_overflow(whole, frac_ns, &whole))
+    if (has_year_ ? !at_year(year, whole)
+                  : !place_in_year(now_ns, kParserYearWindow, at_year, whole))
       return false;
+    if (__builtin_add_overflow(whole, frac_ns, &whole)) return false;
     ns = whole;
     return true;
   }

@@ -22,14 +22,17 @@
 #include <unordered_map>
 #include <vector>
 
+// Relative, so the bench and the unit tests that compile the miner need no include path.
+#include "../../common/log_tokens.hpp"
+
 namespace devmesh::patterns {
 
 struct MinerOptions {
   double similarity = 0.7;  // share of equal tokens to join a template
   uint32_t depth = 2;       // first tokens that route to a leaf
   uint32_t max_children = 100;
-  uint32_t kv_variants = 4;   // distinct word values before a key=value position is a variable
-  uint32_t max_tokens = 128;  // tokens past this are one trailing <*>
+  uint32_t kv_variants = 4;  // distinct word values before a key=value position is a variable
+  uint32_t max_tokens = log_tokens::kDefaultMaxTokens;  // tokens past this: one trailing <*>
   // Distinct tokens remembered; past it a token never seen is a variable (<*>). Bounds memory
   // against an endless stream of new words (about 64 bytes each).
   uint32_t max_vocabulary = 1u << 20;

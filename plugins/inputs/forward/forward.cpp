@@ -15,7 +15,6 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
-#include <time.h>
 #include <unistd.h>
 #include <devmesh/plugin.hpp>
 
@@ -34,6 +33,7 @@
 
 #include <body_codec.hpp>
 #include <listen_tls.hpp>
+#include <monotonic_ms.hpp>
 #include <stream_server.hpp>
 
 #include "forward_records.hpp"
@@ -183,12 +183,6 @@ std::string address_only(const std::string &peer) {
   if (!peer.empty() && peer.front() == '[') return peer.substr(1, peer.find(']') - 1);
   const size_t colon = peer.rfind(':');
   return colon == std::string::npos ? peer : peer.substr(0, colon);
-}
-
-uint64_t monotonic_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
 }
 
 // A small msgpack message built with msgpack-c's packer (answers: HELO, PONG, ack).
@@ -1129,8 +1123,7 @@ class ForwardInput : public StreamHandler {
   uint64_t refused_seen_ = 0, truncated_seen_ = 0;
   dm_metric *m_records_, *m_bytes_, *m_acks_, *m_unacked_, *m_timeouts_, *m_late_, *m_lost_acks_,
       *m_waiting_, *m_dead_, *m_failed_, *m_truncated_, *m_auth_, *m_connections_, *m_refused_,
-      *m_closed_idle_ = nullptr, *m_tls_failed_ = nullptr,
-      *m_held_;
+      *m_closed_idle_ = nullptr, *m_tls_failed_ = nullptr, *m_held_;
   dm_metric *m_rejected_[4] = {};
   dm_metric *m_errors_[kErrorKinds] = {};
   dm_metric *m_messages_[kModes] = {};

@@ -5,8 +5,6 @@
 #include <rapidjson/writer.h>
 #include <devmesh/plugin.hpp>
 #include <devmesh/record_fields.hpp>
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include <charconv>
 #include <cmath>
@@ -15,6 +13,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include <event_id.hpp>
 #include <record_columns.hpp>
 #include <utf8.hpp>
 
@@ -137,19 +136,6 @@ void write_json(JsonWriter &w, const msgpack_object &o, std::string &clean) {
   w.Null();
 }
 
-// Little-endian, whatever the host: the id must not depend on the machine that computed it.
-char *put_u64(char *p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-  return p + 8;
-}
-
-char *put_str(char *p, dm_str s) {
-  const uint32_t n = static_cast<uint32_t>(s.len);
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(n >> (8 * i));
-  if (s.len) std::memcpy(p + 4, s.ptr, s.len);
-  return p + 4 + s.len;
-}
-
 }  // namespace
 
 const char *reject_label(Reject r) {
@@ -232,7 +218,7 @@ Reject RecordBuilder::add_entry(dm_batch *batch, const msgpack_object &entry,
             is_text(k) ? text_of(k) : (append_json(key_text_, k), key_text_);
         set_meta(batch, rec, key, meta.via.map.ptr[i].val);
       }
-      derive_event_id(*rec);
+      derive_event_id(host_->hash128, *rec, id_scratch_);
     }
     return Reject::kNone;
   }
@@ -378,7 +364,7 @@ Reject RecordBuilder::add(dm_batch *batch, const msgpack_object &time, const msg
     if (host_->meta_set(batch, rec, str(kKey), str(truncated_fields), DM_META_STRING) != DM_OK)
       throw std::runtime_error("meta_set failed");
   }
-  derive_event_id(*rec);
+  derive_event_id(host_->hash128, *rec, id_scratch_);
   return Reject::kNone;
 }
 
@@ -444,29 +430,6 @@ void RecordBuilder::set_meta(dm_batch *b, dm_record *r, std::string_view key,
   }
   if (host_->meta_set(b, r, str(key), str(value), type) != DM_OK)
     throw std::runtime_error("meta_set refused a value of key " + std::string(key));
-}
-
-// As the http input derives its ids: every field the stores keep, length-prefixed, and the
-// meta entries' hashes summed (order-free), so the same event sent again gets the same id.
-void RecordBuilder::derive_event_id(dm_record &r) {
-  uint64_t meta_sum = 0;
-  for (uint32_t i = 0; i < r.meta_count; ++i) {
-    const dm_kv &kv = r.meta[i];
-    meta_sum += XXH3_64bits_withSeed(
-        kv.value.ptr, kv.value.len,
-        XXH3_64bits(kv.key.ptr, kv.key.len) + kv.key.len + kv.type * 0x9E3779B97F4A7C15ull);
-  }
-  size_t size = 8 + 2 + 8 + 8;
-  for (const RecordField &f : kRecordFields) size += 4 + (r.*f.member).len;
-  char stack[1024];
-  char *const key = size <= sizeof stack ? stack : (id_scratch_.resize(size), id_scratch_.data());
-  char *p = put_u64(key, static_cast<uint64_t>(r.timestamp_ns));
-  *p++ = static_cast<char>(r.level);
-  *p++ = static_cast<char>(r.priority);
-  for (const RecordField &f : kRecordFields) p = put_str(p, r.*f.member);
-  p = put_u64(p, r.meta_count);
-  p = put_u64(p, meta_sum);
-  host_->hash128(key, static_cast<size_t>(p - key), r.event_id);
 }
 
 }  // namespace devmesh::forward

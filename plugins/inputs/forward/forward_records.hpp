@@ -53,7 +53,6 @@ class RecordBuilder {
  private:
   void set_meta(dm_batch *b, dm_record *r, std::string_view key, const msgpack_object &v);
   Column column_of(std::string_view key);
-  void derive_event_id(dm_record &r);
 
   const dm_host_api *host_;
   Limits limits_;

@@ -27,26 +27,24 @@
 #if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
 #define RAPIDJSON_SSE2
 #endif
-#include <openssl/crypto.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <crash_point.hpp>
 #include <devmesh/plugin.hpp>
 
-#include <time.h>
-
 #include <algorithm>
-#include <cstring>
-#include <deque>
 #include <iterator>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
+#include <ack_waits.hpp>
+#include <bearer_token.hpp>
 #include <listen_tls.hpp>
+#include <resent_bodies.hpp>
 #include "ingest_parser.hpp"
 
 namespace devmesh {
@@ -105,7 +103,11 @@ const dm_option kOptions[] = {
 class HttpInput {
  public:
   HttpInput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
-      : host_(host), inst_(inst), parser_(host, limits(host, cfg)) {
+      : host_(host),
+        inst_(inst),
+        parser_(host, limits(host, cfg)),
+        waits_(host, inst),
+        resent_(host) {
     Config c{host, cfg};
     ConfigProblems problems(host, inst);
     listen_ = c.string("listen");
@@ -122,9 +124,9 @@ class HttpInput {
                    "durable needs service.storage (records are durable only on disk); use ack: "
                    "delivered without storage");
     retry_after_ = std::to_string((c.integer("retry_after") + 999) / 1000);
-    ack_timeout_ms_ = static_cast<uint64_t>(c.integer("ack_timeout"));
+    const uint64_t ack_timeout_ms = static_cast<uint64_t>(c.integer("ack_timeout"));
     timeout_text_ =
-        json_string("not acknowledged within ack_timeout (" + std::to_string(ack_timeout_ms_) +
+        json_string("not acknowledged within ack_timeout (" + std::to_string(ack_timeout_ms) +
                     " ms): the records are still being delivered; re-sending this "
                     "body is safe (each record's event_id makes the store keep it once)");
     host->config_bind(cfg, &tls_);
@@ -141,8 +143,10 @@ class HttpInput {
     }
     m_bytes_ = host->metric_counter(inst, "http_request_bytes_total",
                                     "request body bytes received (before decompression)", nullptr);
-    m_waiting_ = host->metric_gauge(inst, "http_requests_waiting",
-                                    "requests waiting for delivery (ack: delivered)", nullptr);
+    waits_.configure(ack_timeout_ms,
+                     host->metric_gauge(inst, "http_requests_waiting",
+                                        "requests waiting for delivery (ack: delivered)", nullptr),
+                     [this](Waiting &w) { expired(w); });
     m_dead_ = host->metric_counter(
         inst, "http_records_dead_lettered_total",
         "accepted records that an output dead-lettered (reported with ack: delivered)", nullptr);
@@ -154,9 +158,9 @@ class HttpInput {
         inst, "http_ack_timeouts_total",
         "requests answered 503 because their records were not acknowledged within ack_timeout",
         nullptr);
-    m_resent_ = host->metric_counter(
+    resent_.count_in(host->metric_counter(
         inst, "http_resent_bodies_total",
-        "bodies identical to one answered by ack_timeout, stamped with its arrival time", nullptr);
+        "bodies identical to one answered by ack_timeout, stamped with its arrival time", nullptr));
     m_late_acks_ = host->metric_counter(
         inst, "http_late_acks_total",
         "acknowledgements that came after their request was answered by ack_timeout", nullptr);
@@ -173,8 +177,7 @@ class HttpInput {
 
   ~HttpInput() {
     // The server is stopped by now (it answered these 503): a reply only frees what it holds.
-    for (auto &[ticket, w] : waiting_) host_->http_reply(w.req, 503, kJson, "", 0);
-    if (timeout_timer_) host_->timer_free(timeout_timer_);
+    waits_.for_each([&](Waiting &w) { host_->http_reply(w.req, 503, kJson, "", 0); });
   }
 
   int start() {
@@ -195,12 +198,9 @@ class HttpInput {
 
   void on_ack(const dm_ack &ack) {
     if (ack.stage == DM_ACK_STORED && !durable_) return;  // delivered waits for DONE
-    auto it = waiting_.find(ack.ticket);
-    if (it == waiting_.end()) return late_ack(ack);
-    Waiting w = std::move(it->second);
-    waiting_.erase(it);
-    host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
-    drop_answered_deadlines();
+    std::optional<Waiting> waiting = waits_.take(ack.ticket);
+    if (!waiting) return late_ack(ack);
+    Waiting &w = *waiting;
     // A STORED ack that already counts records failed and not kept (every output finished the
     // ticket before its block's fsync) promises them nothing: answered as at DONE, a 500.
     if (ack.stage == DM_ACK_STORED && !ack.failed) return reply(w.req, 200, w.body), after_2xx();
@@ -222,112 +222,29 @@ class HttpInput {
   static void after_2xx() { DM_CRASH_POINT("after_2xx"); }
 
  private:
-  // A request body's XXH3-128 (as received, before decompression).
-  struct BodyKey {
-    uint8_t bytes[16];
-    bool operator==(const BodyKey &o) const { return std::memcmp(bytes, o.bytes, 16) == 0; }
-  };
-  struct BodyKeyHash {
-    size_t operator()(const BodyKey &k) const {
-      size_t h;
-      std::memcpy(&h, k.bytes, sizeof h);
-      return h;
-    }
-  };
-
   struct Waiting {
     dm_http_request *req;
     std::string body;    // the response, completed when the ack arrives
     int64_t arrival_ns;  // the time records without a timestamp were stamped with
   };
 
-  // A record without a timestamp is stamped with its arrival time, which its derived event_id
-  // hashes: the re-send of a body answered by ack_timeout would get other ids and be stored
-  // twice. So such a body's arrival time is kept for a while (kReplayWindowMs, at most
-  // kReplayBodies bodies) and a byte-identical body re-sent meanwhile is stamped with it: its
-  // records get their first ids again. Only bodies answered by ack_timeout are kept, so two
-  // bodies that happen to be identical are otherwise two sets of records, as before.
-  int64_t arrival_of(dm_str raw) {
-    const uint64_t now = monotonic_ms();
-    while (!replay_order_.empty() && (replay_order_.size() > kReplayBodies ||
-                                      now - replay_order_.front().at_ms > kReplayWindowMs)) {
-      replay_.erase(replay_order_.front().key);
-      replay_order_.pop_front();
-    }
-    if (!replay_.empty()) {
-      if (auto it = replay_.find(body_key(raw)); it != replay_.end()) {
-        host_->metric_add(m_resent_, 1);
-        return it->second;
-      }
-    }
-    return static_cast<int64_t>(host_->now_ns());
-  }
-
-  BodyKey body_key(dm_str raw) const {
-    BodyKey key;
-    host_->hash128(raw.ptr, raw.len, key.bytes);
-    return key;
-  }
-
-  // The request's body is still there (a request lives until its reply).
-  void remember_arrival(dm_http_request *req, int64_t arrival_ns) {
-    const BodyKey key = body_key(host_->http_body(req));
-    if (replay_.emplace(key, arrival_ns).second)
-      replay_order_.push_back(Remembered{monotonic_ms(), key});
-  }
-
-  // A request now waiting for its ticket; it is answered 503 by ack_timeout unless the ack
-  // comes first.
-  void wait_for_ack(uint64_t ticket, dm_http_request *req, std::string answer, int64_t arrival_ns) {
-    waiting_.emplace(ticket, Waiting{req, std::move(answer), arrival_ns});
-    host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
-    // One timeout for all, so arrival order is deadline order: one timer, set for the oldest.
-    deadlines_.push_back(Deadline{monotonic_ms() + ack_timeout_ms_, ticket});
-    if (!timeout_timer_) timeout_timer_ = host_->timer_new(inst_, on_timeout_timer, this);
-    if (deadlines_.size() == 1 && timeout_timer_)
-      host_->timer_start(timeout_timer_, ack_timeout_ms_, 0);
-  }
-
-  static void on_timeout_timer(void *arg) {
-    auto *self = static_cast<HttpInput *>(arg);
-    guarded(self->host_, self->inst_, 0, [&] { return self->expire(), 0; });
-  }
-
-  // Answers every request past its deadline with 503: the client keeps its copy and sends it
-  // again later; its records are not recalled (they may be in an output already), so the
-  // re-send is absorbed by their event_ids at the store.
-  void expire() {
-    const uint64_t now = monotonic_ms();
-    while (!deadlines_.empty() && deadlines_.front().at_ms <= now) {
-      const uint64_t ticket = deadlines_.front().ticket;
-      deadlines_.pop_front();
-      auto it = waiting_.find(ticket);
-      if (it == waiting_.end()) continue;  // answered by its ack already
-      Waiting w = std::move(it->second);
-      waiting_.erase(it);
-      timed_out_.insert(ticket);
-      remember_arrival(w.req, w.arrival_ns);
-      host_->metric_add(m_timeouts_, 1);
-      host_->http_add_header(w.req, "Retry-After", retry_after_.c_str());
-      w.body.insert(w.body.size() - 1, ",\"error\":" + timeout_text_);
-      reply(w.req, 503, w.body);
-    }
-    host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
-    drop_answered_deadlines();
-    if (!deadlines_.empty()) host_->timer_start(timeout_timer_, deadlines_.front().at_ms - now, 0);
-  }
-
-  // Acknowledged requests leave their deadlines behind; those at the front go at once (so the
-  // queue holds about the requests still waiting, and the timer is set for one of them).
-  void drop_answered_deadlines() {
-    while (!deadlines_.empty() && !waiting_.count(deadlines_.front().ticket))
-      deadlines_.pop_front();
+  // A request past ack_timeout: 503, so the client keeps its copy and sends it again later; its
+  // records are not recalled (they may be in an output already), so the re-send is absorbed by
+  // their event_ids at the store, its records stamped with the remembered arrival time. Only
+  // these bodies are remembered here: the 500 for records failed for good is not, where the
+  // otlp input remembers its 503 for them too (a difference kept as it was).
+  void expired(Waiting &w) {
+    resent_.remember(host_->http_body(w.req), w.arrival_ns);
+    host_->metric_add(m_timeouts_, 1);
+    host_->http_add_header(w.req, "Retry-After", retry_after_.c_str());
+    w.body.insert(w.body.size() - 1, ",\"error\":" + timeout_text_);
+    reply(w.req, 503, w.body);
   }
 
   // The ack of a request answered by ack_timeout: no client waits for it any more. What it
   // reports is still counted, as for an answered request.
   void late_ack(const dm_ack &ack) {
-    if (timed_out_.erase(ack.ticket) == 0) return;
+    if (!waits_.late(ack.ticket)) return;
     host_->metric_add(m_late_acks_, 1);
     if (ack.dead_lettered) host_->metric_add(m_dead_, ack.dead_lettered);
     if (ack.failed) {
@@ -337,12 +254,6 @@ class HttpInput {
                  "and were not kept (its client was told to re-send): %s",
                  ack.failed, ack.failed_reason ? ack.failed_reason : "no reason given");
     }
-  }
-
-  static uint64_t monotonic_ms() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
   }
 
   // Records an output refused for good and could not keep are lost here: no 2xx may promise
@@ -402,7 +313,7 @@ class HttpInput {
     }
     const bool lines = media == http_ingest::MediaType::kNdjson;
     const bool waits = delivered_ || durable_;
-    const int64_t arrival = waits ? arrival_of(raw) : static_cast<int64_t>(host_->now_ns());
+    const int64_t arrival = waits ? resent_.arrival_of(raw) : static_cast<int64_t>(host_->now_ns());
     if (!parser_.parse(batch.get(), body, lines, arrival))
       return error_reply(req, 400, parser_.error().c_str());
     const uint32_t accepted = parser_.accepted();
@@ -421,19 +332,13 @@ class HttpInput {
     std::string answer = parser_.response_body();
     // Every record rejected: nothing of the request can succeed as sent.
     if (accepted == 0 && !rejections.empty()) return reply(req, 422, answer);
-    if (waits && accepted > 0) return wait_for_ack(ticket, req, std::move(answer), arrival);
+    if (waits && accepted > 0) return waits_.add(ticket, Waiting{req, std::move(answer), arrival});
     reply(req, 200, answer);
     after_2xx();
   }
 
   bool authorized(dm_http_request *req) {
-    std::string_view h = sv(host_->http_header(req, "Authorization"));
-    if (h.size() < 7 || !http_ingest::ieq(h.substr(0, 7), "bearer ")) return false;
-    h.remove_prefix(7);
-    while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
-    // Constant time in the token's content; only its length can be learnt by timing.
-    return h.size() == auth_token_.size() &&
-           CRYPTO_memcmp(h.data(), auth_token_.data(), h.size()) == 0;
+    return bearer_token_matches(sv(host_->http_header(req, "Authorization")), auth_token_);
   }
 
   // During the grace period: the client is told to come back, as the restarted engine (or the
@@ -490,31 +395,13 @@ class HttpInput {
   bool stopped_ = false, paused_ = false;
 
   IngestParser parser_;
-  std::unordered_map<uint64_t, Waiting> waiting_;  // ticket -> request (ack: delivered)
+  AckWaits<Waiting> waits_;  // requests waiting for their ack (ack: delivered or durable)
+  ResentBodies resent_;      // arrival times of bodies answered by ack_timeout
 
-  struct Deadline {
-    uint64_t at_ms;  // monotonic
-    uint64_t ticket;
-  };
-  uint64_t ack_timeout_ms_ = 0;
-  std::string timeout_text_;        // the 503's "error", as JSON text
-  std::deque<Deadline> deadlines_;  // in arrival order, which is deadline order
-  dm_timer *timeout_timer_ = nullptr;
-  // Tickets answered by ack_timeout whose ack is still to come (each ticket gets one).
-  std::unordered_set<uint64_t> timed_out_;
-  // Arrival times of bodies answered by ack_timeout, for their re-sends (arrival_of).
-  static constexpr uint64_t kReplayWindowMs = 15 * 60 * 1000;
-  static constexpr size_t kReplayBodies = 4096;
-  struct Remembered {
-    uint64_t at_ms;
-    BodyKey key;
-  };
-  std::unordered_map<BodyKey, int64_t, BodyKeyHash> replay_;
-  std::deque<Remembered> replay_order_;
+  std::string timeout_text_;  // the 503's "error", as JSON text
 
   std::unordered_map<int, dm_metric *> m_status_;
-  dm_metric *m_accepted_, *m_bytes_, *m_waiting_, *m_dead_, *m_failed_, *m_timeouts_, *m_late_acks_,
-      *m_resent_;
+  dm_metric *m_accepted_, *m_bytes_, *m_dead_, *m_failed_, *m_timeouts_, *m_late_acks_;
   dm_metric *m_rejected_[kReasonCount];
 };
 

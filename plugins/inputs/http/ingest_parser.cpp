@@ -11,12 +11,9 @@
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-// Header-only: the per-meta-entry hashes of the event id are inlined (a host call each cost 10%
-// of http -> null).
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 #include <devmesh/plugin.hpp>
 #include <devmesh/record_fields.hpp>
+#include <event_id.hpp>
 #include <record_json.hpp>
 #include <timestamp.hpp>
 
@@ -293,7 +290,6 @@ class RecordHandler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Rec
   void set_field(Kind kind, const char *s, size_t n);
   void meta_value(std::string_view v, dm_meta_type type);
   bool nested_skipped();
-  void derive_event_id();
 
   IngestParser *in_;
   TimestampParser timestamps_;  // one per input: bodies mostly share their minute
@@ -665,60 +661,13 @@ void RecordHandler::finish_record() {
     if (!parse_hex_id(sv(event_id_), rec_.event_id))
       h->hash128(event_id_.ptr, event_id_.len, rec_.event_id);
   } else {
-    derive_event_id();
+    derive_event_id(h->hash128, rec_, in_->id_scratch_);
   }
   if (lines_) {
     line_outcome_ = kAccepted;
   } else {
     in_->accept_record(batch_, rec_);
   }
-}
-
-namespace {
-// Little-endian, whatever the host: the id must not depend on the machine that computed it.
-char *put_u64(char *p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-  return p + 8;
-}
-char *put_str(char *p, dm_str s) {
-  const uint32_t n = static_cast<uint32_t>(s.len);  // bodies are far below 4 GiB
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(n >> (8 * i));
-  if (s.len) std::memcpy(p + 4, s.ptr, s.len);
-  return p + 4 + s.len;
-}
-}  // namespace
-
-// From every field the stores keep, as they keep it (level after parsing, defaults filled in):
-// two records that would be stored differently never share an id, and the same record posted
-// twice gets the same id, so the stores keep it once. Each field is length-prefixed, so no two
-// different records encode alike. Meta is a JSON object, unordered (a Rust HashMap or a Go
-// map re-serialized after a restart comes in another order): each entry is hashed on its own,
-// its value seeded by its key's hash, and the hashes are summed, so {"a":1,"b":2} and
-// {"b":2,"a":1} share the id, for two inlined short hashes per entry and no sort.
-void RecordHandler::derive_event_id() {
-  const dm_host_api *h = in_->host_;
-  uint64_t meta_sum = 0;
-  for (uint32_t i = 0; i < rec_.meta_count; ++i) {
-    const dm_kv &kv = rec_.meta[i];
-    // The type in the seed: "123" and 123 are different records. A string adds nothing, so
-    // the ids of records with string meta are those an older release gave them.
-    meta_sum += XXH3_64bits_withSeed(
-        kv.value.ptr, kv.value.len,
-        XXH3_64bits(kv.key.ptr, kv.key.len) + kv.key.len + kv.type * 0x9E3779B97F4A7C15ull);
-  }
-  size_t size = 8 + 2 + 8 + 8;
-  for (const RecordField &f : kRecordFields) size += 4 + (rec_.*f.member).len;
-  // On the stack for the usual record; a long message goes through the scratch buffer.
-  char stack[1024];
-  char *const key =
-      size <= sizeof stack ? stack : (in_->id_scratch_.resize(size), in_->id_scratch_.data());
-  char *p = put_u64(key, static_cast<uint64_t>(rec_.timestamp_ns));
-  *p++ = static_cast<char>(rec_.level);
-  *p++ = static_cast<char>(rec_.priority);
-  for (const RecordField &f : kRecordFields) p = put_str(p, rec_.*f.member);
-  p = put_u64(p, rec_.meta_count);
-  p = put_u64(p, meta_sum);
-  h->hash128(key, static_cast<size_t>(p - key), rec_.event_id);
 }
 
 void RecordHandler::commit_line() {

@@ -13,19 +13,18 @@
 // 415 for another Content-Type or Content-Encoding, 503 with Retry-After (retryable under the
 // specification) when the queues are full, on shutdown, when ack_timeout passes, or when
 // records failed for good and were not kept (a re-send is absorbed by their event_ids).
-#include <openssl/crypto.h>
+#include <ack_waits.hpp>
+#include <bearer_token.hpp>
 #include <body_codec.hpp>
 #include <devmesh/plugin.hpp>
 #include <listen_tls.hpp>
 #include <record_columns.hpp>
-
-#include <time.h>
+#include <resent_bodies.hpp>
 
 #include <algorithm>
-#include <cstring>
-#include <deque>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -89,7 +88,7 @@ const char *content_type(Format f) {
 class OtlpInput {
  public:
   OtlpInput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
-      : host_(host), inst_(inst), limits_(limits(host, cfg)) {
+      : host_(host), inst_(inst), limits_(limits(host, cfg)), waits_(host, inst), resent_(host) {
     Config c{host, cfg};
     ConfigProblems problems(host, inst);
     listen_ = c.string("listen");
@@ -106,7 +105,7 @@ class OtlpInput {
                    "durable needs service.storage (records are durable only on disk); use ack: "
                    "delivered without storage");
     retry_after_ = std::to_string((c.integer("retry_after") + 999) / 1000);
-    ack_timeout_ms_ = static_cast<uint64_t>(c.integer("ack_timeout"));
+    const uint64_t ack_timeout_ms = static_cast<uint64_t>(c.integer("ack_timeout"));
     host->config_bind(cfg, &tls_);
     if (path_.empty() || path_[0] != '/') problems.add("path", "must start with '/'");
     problems.refuse_if_any();
@@ -123,10 +122,12 @@ class OtlpInput {
     }
     m_bytes_ = host->metric_counter(inst, "otlp_request_bytes_total",
                                     "request body bytes received (before decompression)", nullptr);
-    m_waiting_ = host->metric_gauge(inst, "otlp_requests_waiting",
-                                    "requests waiting for their acknowledgement (ack: delivered "
-                                    "or durable)",
-                                    nullptr);
+    waits_.configure(ack_timeout_ms,
+                     host->metric_gauge(inst, "otlp_requests_waiting",
+                                        "requests waiting for their acknowledgement (ack: "
+                                        "delivered or durable)",
+                                        nullptr),
+                     [this](Waiting &w) { expired(w); });
     m_dead_ = host->metric_counter(
         inst, "otlp_records_dead_lettered_total",
         "accepted records that an output dead-lettered (reported with ack: delivered)", nullptr);
@@ -137,10 +138,10 @@ class OtlpInput {
         inst, "otlp_ack_timeouts_total",
         "requests answered 503 because their records were not acknowledged within ack_timeout",
         nullptr);
-    m_resent_ = host->metric_counter(
+    resent_.count_in(host->metric_counter(
         inst, "otlp_resent_bodies_total",
         "bodies identical to one answered 503 after submission, stamped with its arrival time",
-        nullptr);
+        nullptr));
   }
 
   static otlp::Limits limits(const dm_host_api *host, const dm_config *cfg) {
@@ -156,8 +157,8 @@ class OtlpInput {
   ~OtlpInput() {
     *alive_ = nullptr;  // decodes still running find no instance and only free their batch
     for (DecodeJob *j : decoding_) host_->http_reply(j->req, 503, content_type(j->format), "", 0);
-    for (auto &[ticket, w] : waiting_) host_->http_reply(w.req, 503, content_type(w.format), "", 0);
-    if (timeout_timer_) host_->timer_free(timeout_timer_);
+    waits_.for_each(
+        [&](Waiting &w) { host_->http_reply(w.req, 503, content_type(w.format), "", 0); });
   }
 
   int start() {
@@ -179,12 +180,9 @@ class OtlpInput {
 
   void on_ack(const dm_ack &ack) {
     if (ack.stage == DM_ACK_STORED && !durable_) return;  // delivered waits for DONE
-    auto it = waiting_.find(ack.ticket);
-    if (it == waiting_.end()) return late_ack(ack);
-    Waiting w = std::move(it->second);
-    waiting_.erase(it);
-    host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
-    drop_answered_deadlines();
+    std::optional<Waiting> waiting = waits_.take(ack.ticket);
+    if (!waiting) return late_ack(ack);
+    Waiting &w = *waiting;
     // A STORED ack that already counts failed records promises them nothing: answered as DONE.
     if (ack.stage == DM_ACK_STORED && !ack.failed) return reply(w.req, 200, w.format, w.body);
     // Dead-lettered records are kept (in the output's dead-letter file): done for the client.
@@ -204,116 +202,22 @@ class OtlpInput {
     std::string body;    // the 200's ExportLogsServiceResponse
     int64_t arrival_ns;  // the time records without one were stamped with
   };
-  // A request body's XXH3-128 (as received, before decompression).
-  struct BodyKey {
-    uint8_t bytes[16];
-    bool operator==(const BodyKey &o) const { return std::memcmp(bytes, o.bytes, 16) == 0; }
-  };
-  struct BodyKeyHash {
-    size_t operator()(const BodyKey &k) const {
-      size_t h;
-      std::memcpy(&h, k.bytes, sizeof h);
-      return h;
-    }
-  };
-  struct Remembered {
-    uint64_t at_ms;
-    BodyKey key;
-  };
-  struct Deadline {
-    uint64_t at_ms;  // monotonic
-    uint64_t ticket;
-  };
-
-  static uint64_t monotonic_ms() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
-  }
-
-  // A record without time_unix_nano or observed_time_unix_nano is stamped with its arrival
-  // time, which its event_id hashes: the re-send of a request answered 503 after its records
-  // were submitted would get other ids and be stored twice. So the arrival time of such a
-  // request is kept for a while (kReplayWindowMs, at most kReplayBodies bodies) and a
-  // byte-identical body re-sent meanwhile is stamped with it, as the http input does.
-  int64_t arrival_of(dm_str raw) {
-    const uint64_t now = monotonic_ms();
-    while (!replay_order_.empty() && (replay_order_.size() > kReplayBodies ||
-                                      now - replay_order_.front().at_ms > kReplayWindowMs)) {
-      replay_.erase(replay_order_.front().key);
-      replay_order_.pop_front();
-    }
-    if (!replay_.empty()) {
-      if (auto it = replay_.find(body_key(raw)); it != replay_.end()) {
-        host_->metric_add(m_resent_, 1);
-        return it->second;
-      }
-    }
-    return static_cast<int64_t>(host_->now_ns());
-  }
-
-  BodyKey body_key(dm_str raw) const {
-    BodyKey key;
-    host_->hash128(raw.ptr, raw.len, key.bytes);
-    return key;
-  }
-
-  // The request's body is still there (a request lives until its reply).
-  void remember_arrival(dm_http_request *req, int64_t arrival_ns) {
-    const BodyKey key = body_key(host_->http_body(req));
-    if (replay_.emplace(key, arrival_ns).second)
-      replay_order_.push_back(Remembered{monotonic_ms(), key});
-  }
-
-  void wait_for_ack(uint64_t ticket, dm_http_request *req, Format format, std::string answer,
-                    int64_t arrival_ns) {
-    waiting_.emplace(ticket, Waiting{req, format, std::move(answer), arrival_ns});
-    host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
-    // One timeout for all, so arrival order is deadline order: one timer, set for the oldest.
-    deadlines_.push_back(Deadline{monotonic_ms() + ack_timeout_ms_, ticket});
-    if (!timeout_timer_) timeout_timer_ = host_->timer_new(inst_, on_timeout_timer, this);
-    if (deadlines_.size() == 1 && timeout_timer_)
-      host_->timer_start(timeout_timer_, ack_timeout_ms_, 0);
-  }
-
-  static void on_timeout_timer(void *arg) {
-    auto *self = static_cast<OtlpInput *>(arg);
-    guarded(self->host_, self->inst_, 0, [&] { return self->expire(), 0; });
-  }
-
-  // 503 for every request past its deadline: the client keeps its copy and sends it again; its
-  // records are not recalled, so the re-send is absorbed by their event_ids at the store.
-  void expire() {
-    const uint64_t now = monotonic_ms();
-    while (!deadlines_.empty() && deadlines_.front().at_ms <= now) {
-      const uint64_t ticket = deadlines_.front().ticket;
-      deadlines_.pop_front();
-      auto it = waiting_.find(ticket);
-      if (it == waiting_.end()) continue;  // answered by its ack already
-      Waiting w = std::move(it->second);
-      waiting_.erase(it);
-      timed_out_.insert(ticket);
-      remember_arrival(w.req, w.arrival_ns);
-      host_->metric_add(m_timeouts_, 1);
-      retry_later(w.req, w.format,
-                  "not acknowledged within ack_timeout (" + std::to_string(ack_timeout_ms_) +
-                      " ms): the records are still being delivered; re-sending this request is "
-                      "safe (each record's event_id makes the store keep it once)");
-    }
-    host_->metric_set(m_waiting_, static_cast<double>(waiting_.size()));
-    drop_answered_deadlines();
-    if (!deadlines_.empty()) host_->timer_start(timeout_timer_, deadlines_.front().at_ms - now, 0);
-  }
-
-  void drop_answered_deadlines() {
-    while (!deadlines_.empty() && !waiting_.count(deadlines_.front().ticket))
-      deadlines_.pop_front();
+  // A request past ack_timeout: 503, so the client keeps its copy and sends it again; its
+  // records are not recalled, so the re-send is absorbed by their event_ids at the store, its
+  // records stamped with the remembered arrival time.
+  void expired(Waiting &w) {
+    resent_.remember(host_->http_body(w.req), w.arrival_ns);
+    host_->metric_add(m_timeouts_, 1);
+    retry_later(w.req, w.format,
+                "not acknowledged within ack_timeout (" + std::to_string(waits_.timeout_ms()) +
+                    " ms): the records are still being delivered; re-sending this request is "
+                    "safe (each record's event_id makes the store keep it once)");
   }
 
   // The ack of a request answered by ack_timeout: nobody waits for it, what it reports is
   // still counted.
   void late_ack(const dm_ack &ack) {
-    if (timed_out_.erase(ack.ticket) == 0) return;
+    if (!waits_.late(ack.ticket)) return;
     if (ack.dead_lettered) host_->metric_add(m_dead_, ack.dead_lettered);
     if (ack.failed) {
       host_->metric_add(m_failed_, ack.failed);
@@ -333,7 +237,7 @@ class OtlpInput {
                               " record deliveries failed permanently and were not kept: " +
                               (ack.failed_reason ? ack.failed_reason : "no reason given");
     host_->log(inst_, DM_LOG_ERROR, "answering 503: %s", error.c_str());
-    remember_arrival(w.req, w.arrival_ns);
+    resent_.remember(host_->http_body(w.req), w.arrival_ns);
     retry_later(w.req, w.format, error);
   }
 
@@ -384,7 +288,8 @@ class OtlpInput {
     job->encoding = std::string(encoding);
     job->max_body = max_body_;
     job->limits = limits_;
-    job->arrival = delivered_ || durable_ ? arrival_of(raw) : static_cast<int64_t>(host_->now_ns());
+    job->arrival =
+        delivered_ || durable_ ? resent_.arrival_of(raw) : static_cast<int64_t>(host_->now_ns());
     DecodeJob *j = job.release();
     decoding_.insert(j);
     if (host_->queue_work(inst_, &DecodeJob::work, &DecodeJob::done, j) != DM_OK) {
@@ -485,18 +390,12 @@ class OtlpInput {
     for (int r = 0; r < otlp::kReasonCount; ++r)
       if (j.rejected[r]) host_->metric_add(m_rejected_[r], j.rejected[r]);
     if (waits && j.accepted > 0)
-      return wait_for_ack(ticket, req, format, std::move(j.answer), j.arrival);
+      return waits_.add(ticket, Waiting{req, format, std::move(j.answer), j.arrival});
     reply(req, 200, format, j.answer);
   }
 
   bool authorized(dm_http_request *req) {
-    std::string_view h = sv(host_->http_header(req, "Authorization"));
-    if (h.size() < 7 || !detail::iequals(h.substr(0, 7), "bearer ")) return false;
-    h.remove_prefix(7);
-    while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
-    // Constant time in the token's content; only its length can be learnt by timing.
-    return h.size() == auth_token_.size() &&
-           CRYPTO_memcmp(h.data(), auth_token_.data(), h.size()) == 0;
+    return bearer_token_matches(sv(host_->http_header(req, "Authorization")), auth_token_);
   }
 
   // 503 with Retry-After: the OTLP status a client retries after the time given.
@@ -535,19 +434,12 @@ class OtlpInput {
 
   otlp::Limits limits_;
   std::shared_ptr<OtlpInput *> alive_ = std::make_shared<OtlpInput *>(this);
-  std::unordered_set<DecodeJob *> decoding_;       // decodes on the pool; answered 503 at destroy
-  std::unordered_map<uint64_t, Waiting> waiting_;  // ticket -> request
-  uint64_t ack_timeout_ms_ = 0;
-  std::deque<Deadline> deadlines_;  // in arrival order, which is deadline order
-  dm_timer *timeout_timer_ = nullptr;
-  std::unordered_set<uint64_t> timed_out_;  // answered by ack_timeout, ack still to come
-  static constexpr uint64_t kReplayWindowMs = 15 * 60 * 1000;
-  static constexpr size_t kReplayBodies = 4096;
-  std::unordered_map<BodyKey, int64_t, BodyKeyHash> replay_;  // arrival times (arrival_of)
-  std::deque<Remembered> replay_order_;
+  std::unordered_set<DecodeJob *> decoding_;  // decodes on the pool; answered 503 at destroy
+  AckWaits<Waiting> waits_;  // requests waiting for their ack (ack: delivered or durable)
+  ResentBodies resent_;      // arrival times of bodies answered 503 after submission
 
   std::unordered_map<int, dm_metric *> m_status_;
-  dm_metric *m_accepted_, *m_bytes_, *m_waiting_, *m_dead_, *m_failed_, *m_timeouts_, *m_resent_;
+  dm_metric *m_accepted_, *m_bytes_, *m_dead_, *m_failed_, *m_timeouts_;
   dm_metric *m_rejected_[otlp::kReasonCount];
 };
 

@@ -11,10 +11,9 @@
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 #include <devmesh/plugin.hpp>
 #include <devmesh/record_fields.hpp>
+#include <event_id.hpp>
 #include <record_columns.hpp>
 #include <utf8.hpp>
 
@@ -227,16 +226,6 @@ void add_attributes(std::vector<Entry> &out, const char *prefix,
     if (!skip1.empty() && (kv.key() == skip1 || kv.key() == skip2)) continue;
     out.push_back(Entry{prefix + kv.key(), typed(kv.value())});
   }
-}
-
-// Little-endian, whatever the host: the id must not depend on the machine that computed it.
-void put_u64(std::string &k, uint64_t v) {
-  for (int i = 0; i < 8; ++i) k += static_cast<char>(v >> (8 * i));
-}
-void put_str(std::string &k, dm_str s) {
-  const uint32_t n = static_cast<uint32_t>(s.len);
-  for (int i = 0; i < 4; ++i) k += static_cast<char>(n >> (8 * i));
-  if (s.len) k.append(s.ptr, s.len);
 }
 
 // ---- counting log records before the parse ------------------------------------------------------
@@ -464,7 +453,7 @@ class RecordBuilder {
     rec.span_id = copy(span_);
     rec.event_type = copy(lr.event_name());
     rec.message = copy(message_);
-    derive_event_id(rec);
+    derive_event_id(host_->hash128, rec, id_);
     dm_record *slot = host_->batch_add(batch_);
     if (!slot) throw std::runtime_error("batch_add failed");
     *slot = rec;
@@ -476,27 +465,6 @@ class RecordBuilder {
     if (s.empty()) return dm_str{nullptr, 0};
     output_ += s.size();
     return host_->arena_copy(batch_, s.data(), s.size());
-  }
-
-  // From every field the stores keep, as the http input derives it: two records stored
-  // differently never share an id, and the same record sent twice gets the same one. Meta
-  // entries are hashed one by one and summed, so their order does not matter.
-  void derive_event_id(dm_record &rec) {
-    uint64_t meta_sum = 0;
-    for (uint32_t i = 0; i < rec.meta_count; ++i) {
-      const dm_kv &kv = rec.meta[i];
-      meta_sum += XXH3_64bits_withSeed(
-          kv.value.ptr, kv.value.len,
-          XXH3_64bits(kv.key.ptr, kv.key.len) + kv.key.len + kv.type * 0x9E3779B97F4A7C15ull);
-    }
-    id_.clear();
-    put_u64(id_, static_cast<uint64_t>(rec.timestamp_ns));
-    id_ += static_cast<char>(rec.level);
-    id_ += static_cast<char>(rec.priority);
-    for (const RecordField &f : kRecordFields) put_str(id_, rec.*f.member);
-    put_u64(id_, rec.meta_count);
-    put_u64(id_, meta_sum);
-    host_->hash128(id_.data(), id_.size(), rec.event_id);
   }
 
   LogsDecoder &d_;

@@ -9,7 +9,6 @@ namespace devmesh::syslog {
 namespace {
 
 constexpr int64_t kSecond = 1000000000LL;
-constexpr int64_t kDay = 86400 * kSecond;
 
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
@@ -222,10 +221,8 @@ void parse_3164(std::string_view s, size_t pos, int64_t now_ns, Message &out) {
 }  // namespace
 
 int64_t bsd_time_ns(int month, int day, int hh, int mm, int ss, int64_t frac_ns, int64_t now_ns) {
-  const time_t now_s = static_cast<time_t>(now_ns / kSecond);
-  tm now_tm;
-  gmtime_r(&now_s, &now_tm);
-  auto at_year = [&](int year) {
+  // timegm normalises a date the year lacks (Feb 29 -> Mar 1): every year is accepted.
+  auto at_year = [&](int year, int64_t &ns) {
     tm t{};
     t.tm_year = year - 1900;
     t.tm_mon = month - 1;
@@ -233,12 +230,11 @@ int64_t bsd_time_ns(int month, int day, int hh, int mm, int ss, int64_t frac_ns,
     t.tm_hour = hh;
     t.tm_min = mm;
     t.tm_sec = ss;
-    return static_cast<int64_t>(timegm(&t)) * kSecond + frac_ns;
+    ns = static_cast<int64_t>(timegm(&t)) * kSecond + frac_ns;
+    return true;
   };
-  const int year = now_tm.tm_year + 1900;
-  const int64_t ns = at_year(year);
-  if (ns > now_ns + 7 * kDay) return at_year(year - 1);
-  if (ns < now_ns - 358 * kDay) return at_year(year + 1);
+  int64_t ns = 0;
+  place_in_year(now_ns, kSyslogYearWindow, at_year, ns);
   return ns;
 }
 

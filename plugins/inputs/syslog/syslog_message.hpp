@@ -48,7 +48,8 @@ std::string_view facility_name(int facility);
 // RFC 3164's "Mmm dd hh:mm:ss" without a year, in the year that puts it nearest to now: the
 // current one, or the previous one when that would be more than 7 days ahead (a December
 // message read in January), or the next one when more than 358 days behind (a sender whose
-// clock is past New Year before ours). Exposed for the year-rollover rule's reasoning.
+// clock is past New Year before ours): timestamp.hpp's place_in_year with kSyslogYearWindow.
+// Exposed for the year-rollover rule's reasoning.
 int64_t bsd_time_ns(int month, int day, int hh, int mm, int ss, int64_t frac_ns, int64_t now_ns);
 
 }  // namespace devmesh::syslog

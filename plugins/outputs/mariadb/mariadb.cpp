@@ -8,6 +8,7 @@
 #include <devmesh/record_fields.hpp>
 #include <mariadb_connection.hpp>
 #include <meta_json.hpp>
+#include <pattern_meta.hpp>
 #include <utf8.hpp>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 namespace devmesh {
@@ -62,11 +64,12 @@ enum Col {
   kMessage,
   kMeta,
   kEventId,
+  kPatternId,  // last: a table without the column gets the insert without it
   kColumns
 };
-constexpr const char *kColumnNames[kColumns] = {"timestamp",  "source",   "service",   "host",
-                                                "level",      "trace_id", "span_id",   "event_type",
-                                                "error_code", "message",  "meta_json", "event_id"};
+constexpr const char *kColumnNames[kColumns] = {
+    "timestamp",  "source",     "service", "host",      "level",    "trace_id",  "span_id",
+    "event_type", "error_code", "message", "meta_json", "event_id", "pattern_id"};
 
 // The column of record field f (kRecordFields): the fields in order, level before the first
 // optional one.
@@ -157,13 +160,17 @@ const char *level_text(uint8_t level) {
 // ---- one worker's state ---------------------------------------------------------------------
 
 // Column-wise arrays for bulk binding: for row r, column c, ptr[c][r] / len[c][r] / ind[c][r].
+// pattern_id is bound as an array of values (a fixed-size type); the rest as pointers.
 struct Columns {
   std::vector<MYSQL_TIME> times;
   std::vector<MYSQL_TIME *> time_ptrs;
   std::vector<const char *> ptr[kColumns];
   std::vector<unsigned long> len[kColumns];
   std::vector<char> ind[kColumns];
+  std::vector<long long> pattern_ids;
+  std::vector<std::string_view> templates;  // a row's template (cleaned), empty when none
   std::vector<size_t> row_bytes;
+  std::vector<uint32_t> batch_row;  // the batch's index of each row (after a compaction)
 
   void resize(size_t n) {
     times.resize(n);
@@ -173,24 +180,48 @@ struct Columns {
       len[c].resize(n);
       ind[c].resize(n);
     }
+    pattern_ids.resize(n);
+    templates.resize(n);
     row_bytes.resize(n);
+    batch_row.resize(n);
+  }
+  // Row `to` of this gets row `from` of `src`.
+  void copy_row(const Columns &src, size_t from, size_t to) {
+    times[to] = src.times[from];
+    time_ptrs[to] = &times[to];
+    for (int c = 0; c < kColumns; ++c) {
+      ptr[c][to] = src.ptr[c][from];
+      len[c][to] = src.len[c][from];
+      ind[c][to] = src.ind[c][from];
+    }
+    pattern_ids[to] = src.pattern_ids[from];
+    templates[to] = src.templates[from];
+    row_bytes[to] = src.row_bytes[from];
+    batch_row[to] = src.batch_row[from];
   }
 };
 
 struct Worker {
   uint32_t index = 0;
   Conn conn;
-  MYSQL_STMT *insert = nullptr;
+  MYSQL_STMT *insert = nullptr, *upsert = nullptr;
   size_t max_packet = 16u << 20;
   bool ever_connected = false;
+  bool pattern_column = false, patterns_table = false;  // what this connection writes
+  bool filled_column = false, filled_table = false;     // what cols was filled for
   Columns cols;
+  Columns fresh;  // the rows of cols whose event_id is not stored yet (when patterns are counted)
+  BatchPatterns patterns;
+  std::unordered_set<std::string> stored_ids;  // event ids already stored (or earlier in the batch)
+  std::string sql;                             // scratch for the event id check
   Scratch scratch;
   rapidjson::StringBuffer json;
   std::vector<uint32_t> too_big;  // rows of the last insert() larger than max_packet: left out
 
   void disconnect() {
     if (insert) mysql_stmt_close(insert);
-    insert = nullptr;
+    if (upsert) mysql_stmt_close(upsert);
+    insert = upsert = nullptr;
     conn.reset();
   }
   ~Worker() { disconnect(); }
@@ -217,14 +248,24 @@ class MariaDbOutput {
     if (mysql_library_init(0, nullptr, nullptr) != 0)
       throw std::runtime_error("libmariadb failed to initialise");
 
-    std::string sql = "INSERT INTO `" + settings_.table + "` (";
-    for (int i = 0; i < kColumns; ++i)
-      sql += std::string(i ? "," : "") + "`" + kColumnNames[i] + "`";
-    sql += ") VALUES (";
-    for (int i = 0; i < kColumns; ++i) sql += i ? ",?" : "?";
-    // A re-delivered event_id changes nothing (INSERT IGNORE would also hide real data errors).
-    sql += ") ON DUPLICATE KEY UPDATE id=id";
-    insert_sql_ = sql;
+    for (int with_pattern = 0; with_pattern < 2; ++with_pattern) {
+      const int n = with_pattern ? kColumns : kPatternId;
+      std::string sql = "INSERT INTO `" + settings_.table + "` (";
+      for (int i = 0; i < n; ++i) sql += std::string(i ? "," : "") + "`" + kColumnNames[i] + "`";
+      sql += ") VALUES (";
+      for (int i = 0; i < n; ++i) sql += i ? ",?" : "?";
+      // A re-delivered event_id changes nothing (INSERT IGNORE would also hide real data errors).
+      sql += ") ON DUPLICATE KEY UPDATE id=id";
+      insert_sql_[with_pattern] = sql;
+    }
+    // A batch's rows of one pattern: counts add up, the seen range widens, a template replaces
+    // the stored one (the newest is the most general), as in the SQLite store.
+    upsert_sql_ = "INSERT INTO `" + mariadb::patterns_table(settings_.table) +
+                  "` (id, service, template, first_seen, last_seen, count) VALUES (?,?,?,?,?,?) "
+                  "ON DUPLICATE KEY UPDATE count = count + VALUES(count), "
+                  "first_seen = LEAST(first_seen, VALUES(first_seen)), "
+                  "last_seen = GREATEST(last_seen, VALUES(last_seen)), "
+                  "template = COALESCE(VALUES(template), template)";
 
     auto counter = [&](const char *name, const char *help) {
       return host->metric_counter(inst, name, help, nullptr);
@@ -236,9 +277,9 @@ class MariaDbOutput {
     m_reconnects_ = counter("mariadb_reconnects_total", "connections re-established after a loss");
     m_lost_ = counter("mariadb_connection_lost_total",
                       "batches interrupted by a lost connection (retried whole)");
-    m_conflicts_ =
-        counter("mariadb_conflicts_total",
-                "batches rolled back by a deadlock or lock wait timeout (retried whole)");
+    m_conflicts_ = counter("mariadb_conflicts_total",
+                           "batches rolled back by a deadlock, a lock wait timeout or another "
+                           "writer storing some of their event ids meanwhile (retried whole)");
     m_data_errors_ =
         counter("mariadb_data_errors_total",
                 "batches refused for a bad value (bisected; the bad row dead-lettered)");
@@ -252,6 +293,14 @@ class MariaDbOutput {
                             "invalid UTF-8 bytes replaced by U+FFFD before insert");
     m_ret_deleted_ = counter("mariadb_retention_deleted_total", "rows deleted by retention");
     m_ret_errors_ = counter("mariadb_retention_errors_total", "failed retention statements");
+    m_patterns_ = counter("mariadb_patterns_upserted_total",
+                          "rows of the patterns table inserted or updated (one per pattern and "
+                          "batch)");
+    m_long_templates_ = counter("mariadb_templates_too_long_total",
+                                "templates longer than the template column holds (64 KiB), "
+                                "stored NULL");
+    m_ret_patterns_ = counter("mariadb_retention_patterns_deleted_total",
+                              "rows of the patterns table deleted by retention");
   }
 
   ~MariaDbOutput() { stop(); }
@@ -320,17 +369,23 @@ class MariaDbOutput {
       w = fallback_.get();
     }
     if (batch->count == 0) return DM_FLUSH_OK;
-    fill(*w, *batch);
 
     std::string why;
+    bool filled = false;
     for (int attempt = 0; attempt < kFlushAttempts; ++attempt) {
       if (!w->conn && !connect(*w, why)) {
         reason(res, why);
         res->retry_after_ms = kConnectRetryAfterMs;
         return DM_FLUSH_RETRY;
       }
+      // Filled for what this connection's table keeps (a table recreated meanwhile may differ).
+      if (!filled || w->filled_column != w->pattern_column ||
+          w->filled_table != w->patterns_table) {
+        fill(*w, *batch);
+        filled = true;
+      }
       uint64_t inserted = 0;
-      const Outcome o = insert(*w, batch->count, inserted, why);
+      const Outcome o = insert(*w, *batch, inserted, why);
       switch (o) {
         case Outcome::kOk:
           // A record the server can never take is refused alone; the rest is committed.
@@ -422,6 +477,7 @@ class MariaDbOutput {
       return false;
     }
     if (!check.short_columns.empty() && !widen_short_columns(m, check, why)) return false;
+    if (!ensure_pattern_schema(m, check, why)) return false;
     for (auto &w : check.warnings) host_->log(inst_, DM_LOG_WARN, "%s", w.c_str());
     if (full_text_ && !check.has_full_text)
       host_->log(inst_, DM_LOG_WARN,
@@ -429,6 +485,112 @@ class MariaDbOutput {
                  "add it with ALTER TABLE `%s` ADD FULLTEXT KEY ft_message (message)",
                  settings_.table.c_str(), settings_.table.c_str());
     schema_ok_ = true;
+    return true;
+  }
+
+  // The pattern_id column with its index, and the patterns table. A table of the previous
+  // release lacks them: with create_table true they are added in place (rows kept); else, or
+  // when that fails, the output writes without them and says how to add them.
+  bool ensure_pattern_schema(MYSQL *m, mariadb::TableCheck &check, std::string &why) {
+    const std::string name = settings_.database + "." + settings_.table;
+    const std::string ptable = mariadb::patterns_table(settings_.table);
+    std::vector<std::string> todo;
+    if (!check.has_pattern_id) todo.push_back(mariadb::add_pattern_column_sql(settings_.table));
+    if (!check.has_pattern_index) todo.push_back(mariadb::add_pattern_index_sql(settings_.table));
+    std::string statements;
+    for (const auto &sql : todo) statements += (statements.empty() ? "" : "; ") + sql;
+    if (!todo.empty() && !create_table_) {
+      host_->log(inst_, DM_LOG_WARN,
+                 "table %s has no %s (made by a release before the patterns filter): "
+                 "create_table is false, so devmesh does not alter it and %s; to add it run: %s",
+                 name.c_str(),
+                 check.has_pattern_id ? "index on (pattern_id, timestamp)" : "pattern_id column",
+                 check.has_pattern_id ? "a pattern's rows are found by a scan"
+                                      : "pattern ids are not stored",
+                 statements.c_str());
+    } else if (!todo.empty()) {
+      host_->log(inst_, DM_LOG_WARN,
+                 "table %s was made by a release before the patterns filter: adding the "
+                 "pattern_id column and its index in place (rows kept; writes wait while a table "
+                 "with a FULLTEXT index is rebuilt): %s",
+                 name.c_str(), statements.c_str());
+      const auto began = std::chrono::steady_clock::now();
+      std::string failed;
+      for (const auto &sql : todo)
+        if (!long_ddl(sql, failed)) {
+          host_->log(inst_, DM_LOG_WARN,
+                     "cannot alter %s (%s): going on without it. It gives up after %u s when a "
+                     "session holds the table and needs the ALTER privilege; else run it "
+                     "yourself: %s",
+                     name.c_str(), failed.c_str(), kMigrationLockWaitS, sql.c_str());
+          break;
+        }
+      if (!mariadb::check_table(m, settings_.database, settings_.table, check, why)) return false;
+      if (check.has_pattern_id && check.has_pattern_index)
+        host_->log(inst_, DM_LOG_INFO, "table %s has the pattern_id column and index (%.1f s)",
+                   name.c_str(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+    }
+    if (!mariadb::valid_identifier(ptable)) {
+      // A table name of 56 to 64 characters leaves no room for the suffix.
+      host_->log(inst_, DM_LOG_WARN,
+                 "table name %s is too long for a patterns table beside it (%s is over 64 "
+                 "characters): templates are not stored",
+                 settings_.table.c_str(), ptable.c_str());
+      pattern_column_ = check.has_pattern_id;
+      patterns_table_ = false;
+      return true;
+    }
+    bool exists = false;
+    std::vector<std::string> problems;
+    if (!mariadb::check_patterns_table(m, settings_.database, settings_.table, exists, problems,
+                                       why)) {
+      why = "cannot read the schema of " + ptable + ": " + why;
+      return false;
+    }
+    if (!problems.empty()) {
+      why = "table " + settings_.database + "." + ptable +
+            " is not compatible with devmesh's patterns table: ";
+      for (size_t i = 0; i < problems.size(); ++i) why += (i ? "; " : "") + problems[i];
+      return false;
+    }
+    if (!exists && create_table_) {
+      const std::string ddl = mariadb::create_patterns_sql(settings_.table);
+      if (mysql_real_query(m, ddl.data(), ddl.size()) != 0) {
+        why = "cannot create table " + ptable + ": " + mariadb::error_text(m);
+        return false;
+      }
+      host_->log(inst_, DM_LOG_INFO, "created table %s.%s", settings_.database.c_str(),
+                 ptable.c_str());
+      exists = true;
+    } else if (!exists) {
+      host_->log(inst_, DM_LOG_WARN,
+                 "table %s.%s does not exist and create_table is false: templates are not "
+                 "stored; create it with: %s",
+                 settings_.database.c_str(), ptable.c_str(),
+                 mariadb::create_patterns_sql(settings_.table).c_str());
+    }
+    pattern_column_ = check.has_pattern_id;
+    patterns_table_ = exists;
+    return true;
+  }
+
+  // Runs a schema change on a connection of its own: building an index on a big table outlasts
+  // `timeout`, and the server would go on with it after the client gave up. It gives up early
+  // while another session holds the table, rather than stall an older devmesh writing to it.
+  bool long_ddl(const std::string &sql, std::string &why) {
+    mariadb::Settings long_reads = settings_;
+    long_reads.timeout_s = kMigrationTimeoutS;
+    unsigned err = 0;
+    Conn conn = mariadb::connect(long_reads, err, why);
+    if (!conn) return false;
+    const std::string lock_wait =
+        "SET SESSION lock_wait_timeout=" + std::to_string(kMigrationLockWaitS);
+    if (mysql_real_query(conn.get(), lock_wait.data(), lock_wait.size()) != 0 ||
+        mysql_real_query(conn.get(), sql.data(), sql.size()) != 0) {
+      why = mariadb::error_text(conn.get());
+      return false;
+    }
     return true;
   }
 
@@ -544,10 +706,22 @@ class MariaDbOutput {
     w.max_packet = std::strtoull(rows[0][0].c_str(), nullptr, 10);
     if (mysql_autocommit(w.conn.get(), 0) != 0)
       return fail("cannot turn autocommit off: " + mariadb::error_text(w.conn.get()));
+    {
+      std::lock_guard<std::mutex> lk(schema_mu_);
+      w.pattern_column = pattern_column_;
+      w.patterns_table = patterns_table_;
+    }
+    const std::string &insert_sql = insert_sql_[w.pattern_column ? 1 : 0];
     w.insert = mysql_stmt_init(w.conn.get());
     if (!w.insert) return fail("mysql_stmt_init failed");
-    if (mysql_stmt_prepare(w.insert, insert_sql_.data(), insert_sql_.size()) != 0)
+    if (mysql_stmt_prepare(w.insert, insert_sql.data(), insert_sql.size()) != 0)
       return fail("cannot prepare the insert: " + mariadb::error_text(w.insert));
+    if (w.patterns_table) {
+      w.upsert = mysql_stmt_init(w.conn.get());
+      if (!w.upsert) return fail("mysql_stmt_init failed");
+      if (mysql_stmt_prepare(w.upsert, upsert_sql_.data(), upsert_sql_.size()) != 0)
+        return fail("cannot prepare the patterns upsert: " + mariadb::error_text(w.upsert));
+    }
     if (w.ever_connected) {
       add(m_reconnects_, 1);
       host_->log(inst_, DM_LOG_INFO, "worker %u reconnected to %s", w.index,
@@ -558,12 +732,16 @@ class MariaDbOutput {
   }
 
   // Fills the column arrays from the batch: sanitised text, meta as a JSON object, UTC time.
+  // The patterns filter's keys leave meta_json only for where the table keeps them: pattern_id
+  // for the column, pattern (the template) for the patterns table.
   void fill(Worker &w, const dm_batch &batch) {
     Columns &c = w.cols;
     const uint32_t n = batch.count;
     c.resize(n);
     w.scratch.reset();
-    uint64_t replaced = 0;
+    w.filled_column = w.pattern_column;
+    w.filled_table = w.patterns_table;
+    uint64_t replaced = 0, long_templates = 0;
     rapidjson::Writer<rapidjson::StringBuffer> json;
     for (uint32_t r = 0; r < n; ++r) {
       const dm_record &rec = batch.records[r];
@@ -590,7 +768,23 @@ class MariaDbOutput {
       c.ptr[kLevel][r] = lvl;
       c.len[kLevel][r] = static_cast<unsigned long>(std::strlen(lvl));
       c.ind[kLevel][r] = STMT_INDICATOR_NONE;
-      if (rec.meta_count == 0) {
+      c.batch_row[r] = r;
+      const PatternMeta pm = pattern_meta(rec);
+      const bool take_id = pm.valid && w.filled_column;
+      const bool take_text = take_id && w.filled_table && pm.text_index != kNoPatternMeta;
+      c.pattern_ids[r] = static_cast<long long>(pm.id);
+      c.ind[kPatternId][r] = take_id ? STMT_INDICATOR_NONE : STMT_INDICATOR_NULL;
+      c.templates[r] = {};
+      if (take_text) {
+        const std::string_view t =
+            clean_utf8(sv(rec.meta[pm.text_index].value), w.scratch, replaced);
+        if (t.size() <= mariadb::kTemplateMaxBytes)
+          c.templates[r] = t;
+        else
+          ++long_templates;
+      }
+      const uint32_t taken = (take_id ? 1 : 0) + (take_text ? 1 : 0);
+      if (rec.meta_count == taken) {
         c.ptr[kMeta][r] = nullptr;
         c.len[kMeta][r] = 0;
         c.ind[kMeta][r] = STMT_INDICATOR_NULL;
@@ -599,6 +793,7 @@ class MariaDbOutput {
         json.Reset(w.json);
         json.StartObject();
         for (uint32_t i = 0; i < rec.meta_count; ++i) {
+          if ((take_id && i == pm.id_index) || (take_text && i == pm.text_index)) continue;
           const std::string_view k = clean_utf8(sv(rec.meta[i].key), w.scratch, replaced);
           json.Key(k.data() ? k.data() : "", static_cast<rapidjson::SizeType>(k.size()));
           if (write_typed_meta(json, rec.meta[i])) continue;  // valid UTF-8 (meta_set)
@@ -620,6 +815,7 @@ class MariaDbOutput {
       c.row_bytes[r] = bytes;
     }
     add(m_utf8_fixed_, static_cast<double>(replaced));
+    add(m_long_templates_, static_cast<double>(long_templates));
   }
 
   Outcome classify(unsigned err, const std::string &text, std::string &why) {
@@ -636,24 +832,42 @@ class MariaDbOutput {
            " bytes exceeds the server's max_allowed_packet (" + std::to_string(w.max_packet) + ")";
   }
 
-  // Executes rows [0, n) in one transaction: as few bulk statements as max_allowed_packet
-  // allows; a row larger than that alone is left out (w.too_big). Rolls back on any failure.
-  Outcome insert(Worker &w, uint32_t n, uint64_t &inserted, std::string &why) {
-    Columns &c = w.cols;
-    const size_t limit =
-        w.max_packet > 2 * kPacketMargin ? w.max_packet - kPacketMargin : w.max_packet / 2;
+  // Executes the batch's rows in one transaction: as few bulk statements as max_allowed_packet
+  // allows; a row larger than that alone is left out (w.too_big). With a patterns table, the
+  // rows whose event_id is stored already (a re-delivery) are left out first, so that the
+  // patterns' counts add only the rows inserted; the upsert of those runs in the same
+  // transaction. Rolls back on any failure.
+  Outcome insert(Worker &w, const dm_batch &batch, uint64_t &inserted, std::string &why) {
     auto rollback = [&](Outcome o) {
       if (o != Outcome::kConnection && mysql_rollback(w.conn.get()) != 0)
         return Outcome::kConnection;
       return o;
     };
+    const Columns *src = &w.cols;
+    uint32_t n = batch.count;
+    bool counted = false;  // pattern counts: every row sent must be inserted
+    if (w.upsert && w.filled_column) {
+      bool any = false;
+      for (uint32_t r = 0; r < n && !any; ++r)
+        any = w.cols.ind[kPatternId][r] == STMT_INDICATOR_NONE;
+      if (any) {
+        const Outcome o = leave_out_stored(w, n, why);
+        if (o != Outcome::kOk) return rollback(o);
+        src = &w.fresh;
+        counted = true;
+      }
+    }
+    const Columns &c = *src;
+    const size_t limit =
+        w.max_packet > 2 * kPacketMargin ? w.max_packet - kPacketMargin : w.max_packet / 2;
+    const int columns = w.filled_column ? kColumns : kPatternId;
     uint32_t from = 0;
     int statements = 0;
     w.too_big.clear();
     while (from < n) {
       // Known before sending: no statement could carry it, and no bisection is needed to find it.
       if (c.row_bytes[from] > limit) {
-        w.too_big.push_back(from++);
+        w.too_big.push_back(c.batch_row[from++]);
         continue;
       }
       size_t bytes = 0;
@@ -661,17 +875,20 @@ class MariaDbOutput {
       while (to < n && bytes + c.row_bytes[to] <= limit) bytes += c.row_bytes[to++];
       MYSQL_BIND bind[kColumns];
       std::memset(bind, 0, sizeof bind);
-      for (int col = 0; col < kColumns; ++col) {
+      for (int col = 0; col < columns; ++col) {
         MYSQL_BIND &b = bind[col];
         if (col == kTimestamp) {
           b.buffer_type = MYSQL_TYPE_DATETIME;
-          b.buffer = c.time_ptrs.data() + from;
+          b.buffer = const_cast<MYSQL_TIME **>(c.time_ptrs.data() + from);
+        } else if (col == kPatternId) {
+          b.buffer_type = MYSQL_TYPE_LONGLONG;
+          b.buffer = const_cast<long long *>(c.pattern_ids.data() + from);
         } else {
           b.buffer_type = col == kEventId ? MYSQL_TYPE_BLOB : MYSQL_TYPE_STRING;
-          b.buffer = c.ptr[col].data() + from;
-          b.length = c.len[col].data() + from;
+          b.buffer = const_cast<const char **>(c.ptr[col].data() + from);
+          b.length = const_cast<unsigned long *>(c.len[col].data() + from);
         }
-        b.u.indicator = c.ind[col].data() + from;
+        b.u.indicator = const_cast<char *>(c.ind[col].data() + from);
       }
       unsigned int rows = to - from;
       if (mysql_stmt_attr_set(w.insert, STMT_ATTR_ARRAY_SIZE, &rows) != 0 ||
@@ -682,14 +899,164 @@ class MariaDbOutput {
       ++statements;
       from = to;
     }
+    if (counted) {
+      // Each row sent had an event_id not stored when checked: fewer inserted means another
+      // writer stored some of them meanwhile (the same records re-delivered to a second worker
+      // or engine). Which ones is not known, so the batch is retried: the check then finds them.
+      if (inserted != n - w.too_big.size()) {
+        why = "another writer stored some of this batch's event ids meanwhile";
+        return rollback(Outcome::kConflict);
+      }
+      const Outcome o = upsert_patterns(w, c, n, batch, why);
+      if (o != Outcome::kOk) return rollback(o);
+    }
     if (mysql_commit(w.conn.get()) != 0)
       return rollback(classify(mysql_errno(w.conn.get()), mariadb::error_text(w.conn.get()), why));
     DM_CRASH_POINT("after_output_commit");
     if (statements > 1) add(m_packet_splits_, statements - 1);
+    if (counted) add(m_patterns_, static_cast<double>(w.patterns.size()));
+    return Outcome::kOk;
+  }
+
+  // Copies into w.fresh the rows of w.cols whose event_id is neither stored nor earlier in the
+  // batch; n becomes their number. Read in the rows' transaction, by the unique key.
+  Outcome leave_out_stored(Worker &w, uint32_t &n, std::string &why) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    constexpr uint32_t kIdsPerQuery = 1000;
+    const Columns &c = w.cols;
+    w.stored_ids.clear();
+    std::vector<std::vector<std::string>> found;
+    for (uint32_t from = 0; from < n; from += kIdsPerQuery) {
+      const uint32_t to = std::min(n, from + kIdsPerQuery);
+      w.sql = "SELECT event_id FROM `" + settings_.table + "` WHERE event_id IN (";
+      for (uint32_t r = from; r < to; ++r) {
+        w.sql += r == from ? "x'" : ",x'";
+        const auto *id = reinterpret_cast<const unsigned char *>(c.ptr[kEventId][r]);
+        for (unsigned long i = 0; i < c.len[kEventId][r]; ++i) {
+          w.sql += kHex[id[i] >> 4];
+          w.sql += kHex[id[i] & 15];
+        }
+        w.sql += '\'';
+      }
+      w.sql += ')';
+      std::string error;
+      if (!mariadb::query_rows(w.conn.get(), w.sql, found, error))
+        return classify(mysql_errno(w.conn.get()), error, why);
+      for (auto &row : found) w.stored_ids.insert(std::move(row[0]));
+    }
+    w.fresh.resize(n);
+    uint32_t kept = 0;
+    for (uint32_t r = 0; r < n; ++r) {
+      if (!w.stored_ids.emplace(c.ptr[kEventId][r], c.len[kEventId][r]).second) continue;
+      w.fresh.copy_row(c, r, kept++);
+    }
+    n = kept;
+    return Outcome::kOk;
+  }
+
+  // The patterns of the rows inserted (rows [0, n) of c but those too big), one upsert row
+  // each, in id order so that two workers lock the rows they share in the same order.
+  Outcome upsert_patterns(Worker &w, const Columns &c, uint32_t n, const dm_batch &batch,
+                          std::string &why) {
+    w.patterns.clear();
+    size_t big = 0;
+    for (uint32_t r = 0; r < n; ++r) {
+      const uint32_t b = c.batch_row[r];
+      if (big < w.too_big.size() && w.too_big[big] == b) {
+        ++big;
+        continue;
+      }
+      if (c.ind[kPatternId][r] != STMT_INDICATOR_NONE) continue;
+      w.patterns.add(static_cast<uint64_t>(c.pattern_ids[r]),
+                     std::string_view(c.ptr[kService][r], c.len[kService][r]), c.templates[r],
+                     batch.records[b].timestamp_ns);
+    }
+    if (w.patterns.empty()) return Outcome::kOk;
+    struct Up {
+      long long id, count;
+      const PatternRows *p;
+    };
+    std::vector<Up> ups;
+    ups.reserve(w.patterns.size());
+    for (const auto &[id, p] : w.patterns.rows())
+      ups.push_back({static_cast<long long>(id), p.count, &p});
+    std::sort(ups.begin(), ups.end(), [](const Up &a, const Up &b) { return a.id < b.id; });
+    const size_t m = ups.size();
+    std::vector<long long> ids(m), counts(m);
+    std::vector<MYSQL_TIME> first(m), last(m);
+    std::vector<MYSQL_TIME *> first_ptr(m), last_ptr(m);
+    std::vector<const char *> service(m), text(m);
+    std::vector<unsigned long> service_len(m), text_len(m), bytes(m);
+    std::vector<char> no_ind(m, STMT_INDICATOR_NONE), text_ind(m);
+    for (size_t i = 0; i < m; ++i) {
+      const PatternRows &p = *ups[i].p;
+      ids[i] = ups[i].id;
+      counts[i] = ups[i].count;
+      to_mysql_time(p.first, first[i]);
+      to_mysql_time(p.last, last[i]);
+      first_ptr[i] = &first[i];
+      last_ptr[i] = &last[i];
+      service[i] = p.service.data() ? p.service.data() : "";
+      service_len[i] = static_cast<unsigned long>(p.service.size());
+      text[i] = p.text.data() ? p.text.data() : "";
+      text_len[i] = static_cast<unsigned long>(p.text.size());
+      text_ind[i] = p.text.empty() ? STMT_INDICATOR_NULL : STMT_INDICATOR_NONE;
+      bytes[i] = kRowOverhead + p.service.size() + p.text.size();
+    }
+    // Templates are up to 64 KiB each: several statements when max_allowed_packet needs them.
+    const size_t limit =
+        w.max_packet > 2 * kPacketMargin ? w.max_packet - kPacketMargin : w.max_packet / 2;
+    for (size_t from = 0; from < m;) {
+      size_t to = from, sum = 0;
+      do sum += bytes[to++];
+      while (to < m && sum + bytes[to] <= limit);
+      MYSQL_BIND bind[6];
+      std::memset(bind, 0, sizeof bind);
+      bind[0].buffer_type = MYSQL_TYPE_LONGLONG;
+      bind[0].buffer = ids.data() + from;
+      bind[1].buffer_type = MYSQL_TYPE_STRING;
+      bind[1].buffer = service.data() + from;
+      bind[1].length = service_len.data() + from;
+      bind[2].buffer_type = MYSQL_TYPE_STRING;
+      bind[2].buffer = text.data() + from;
+      bind[2].length = text_len.data() + from;
+      bind[3].buffer_type = MYSQL_TYPE_DATETIME;
+      bind[3].buffer = first_ptr.data() + from;
+      bind[4].buffer_type = MYSQL_TYPE_DATETIME;
+      bind[4].buffer = last_ptr.data() + from;
+      bind[5].buffer_type = MYSQL_TYPE_LONGLONG;
+      bind[5].buffer = counts.data() + from;
+      for (int i = 0; i < 6; ++i)
+        bind[i].u.indicator = (i == 2 ? text_ind.data() : no_ind.data()) + from;
+      unsigned int rows = static_cast<unsigned int>(to - from);
+      if (mysql_stmt_attr_set(w.upsert, STMT_ATTR_ARRAY_SIZE, &rows) != 0 ||
+          mysql_stmt_bind_param(w.upsert, bind) != 0 || mysql_stmt_execute(w.upsert) != 0)
+        return classify(mysql_stmt_errno(w.upsert), mariadb::error_text(w.upsert), why);
+      from = to;
+    }
     return Outcome::kOk;
   }
 
   // ---- retention ----------------------------------------------------------------------------
+
+  // Templates none of whose rows can remain: one short statement (a few thousand rows at most),
+  // run when the rows are done. A table without a patterns table has nothing to trim.
+  void delete_old_patterns(MYSQL *m, const MYSQL_TIME &cutoff) {
+    char at[64];
+    std::snprintf(at, sizeof at, "%04u-%02u-%02u %02u:%02u:%02u.%06lu", cutoff.year, cutoff.month,
+                  cutoff.day, cutoff.hour, cutoff.minute, cutoff.second, cutoff.second_part);
+    const std::string sql = "DELETE FROM `" + mariadb::patterns_table(settings_.table) +
+                            "` WHERE last_seen < '" + at + "'";
+    if (mysql_real_query(m, sql.data(), sql.size()) != 0) {
+      if (mysql_errno(m) == ER_NO_SUCH_TABLE) return;
+      add(m_ret_errors_, 1);
+      host_->log(inst_, DM_LOG_WARN, "retention of %s: %s",
+                 mariadb::patterns_table(settings_.table).c_str(), mariadb::error_text(m).c_str());
+      return;
+    }
+    const my_ulonglong n = mysql_affected_rows(m);
+    if (n != static_cast<my_ulonglong>(-1)) add(m_ret_patterns_, static_cast<double>(n));
+  }
 
   // Waits up to `d` or until stop(); true when stopping.
   template <class D>
@@ -761,6 +1128,7 @@ class MariaDbOutput {
           host_->log(inst_, DM_LOG_INFO, "retention: deleted %llu rows older than %lld ms",
                      static_cast<unsigned long long>(total), static_cast<long long>(retention_ms_));
         total = 0;
+        delete_old_patterns(conn.get(), cutoff);
         if (retention_wait(std::chrono::milliseconds(retention_interval_ms_))) break;
       }
     }
@@ -774,10 +1142,14 @@ class MariaDbOutput {
   bool create_table_ = true, full_text_ = true;
   int64_t retention_ms_ = 0, retention_batch_ = 5000, retention_pause_ms_ = 100;
   int64_t retention_interval_ms_ = 60000;
-  std::string insert_sql_;
+  std::string insert_sql_[2];  // without and with pattern_id
+  std::string upsert_sql_;
 
   std::mutex schema_mu_;
   bool schema_ok_ = false;  // guarded by schema_mu_
+  // What the table has (guarded by schema_mu_): a table of the previous release may lack the
+  // column (create_table false, or a failed ALTER), and the patterns table may be missing.
+  bool pattern_column_ = false, patterns_table_ = false;
 
   std::atomic<bool> healthy_{true};
   std::mutex health_mu_;
@@ -793,7 +1165,8 @@ class MariaDbOutput {
 
   dm_metric *m_inserted_, *m_duplicates_, *m_connect_errors_, *m_reconnects_, *m_lost_,
       *m_conflicts_, *m_data_errors_, *m_other_errors_, *m_packet_splits_, *m_too_big_,
-      *m_utf8_fixed_, *m_ret_deleted_, *m_ret_errors_;
+      *m_utf8_fixed_, *m_ret_deleted_, *m_ret_errors_, *m_patterns_, *m_long_templates_,
+      *m_ret_patterns_;
 };
 
 }  // namespace

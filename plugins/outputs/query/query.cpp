@@ -14,13 +14,17 @@
 #include <string>
 #include <vector>
 
+#include <bearer_token.hpp>
 #include <listen_tls.hpp>
 #include <sqlite_schema.hpp>
 
 #include "console/console.h"
+#include "query_ai.h"
+#include "query_body.h"
 #include "query_context.h"
 #include "query_json.h"
 #include "query_params.h"
+#include "query_similar.h"
 #include "query_store.h"
 #include "query_tail.h"
 
@@ -93,6 +97,33 @@ const dm_option kOptions[] = {
      "path prefix of the console: the page at it, its files under <console_path>assets/ (a "
      "missing final '/' is added; e.g. /console/)",
      0},
+    // Optional model server (query_ai.h, query_embed.h); off while embed_url and chat_url are
+    // unset.
+    {"embed_url", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "OpenAI-compatible embeddings endpoint (e.g. http://127.0.0.1:11434/v1/embeddings): "
+     "templates are embedded for POST /search/semantic; unset: off",
+     0},
+    {"chat_url", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "OpenAI-compatible chat endpoint (e.g. http://127.0.0.1:11434/v1/chat/completions) for "
+     "POST /explain/incident; unset: off",
+     0},
+    {"model", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
+     "model name sent to embed_url and chat_url (required with either)", 0},
+    {"api_key", DM_OPT_STRING, DM_OPT_SECRET, nullptr, 0, 0, nullptr,
+     "sent to the model server as 'Authorization: Bearer <key>' (use ${ENV})", 0},
+    {"embed_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "10s", 100, 600000, nullptr,
+     "longest an embeddings request may take; past it a search gets 504", 0},
+    {"chat_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "120s", 100, 3600000, nullptr,
+     "longest a chat request may take; past it /explain/incident gets 504", 0},
+    {"vectors_path", DM_OPT_PATH, 0, "./data/template_vectors.json", 0, 0, nullptr,
+     "with embed_url: the file the template vectors are kept in (rewritten atomically, read at "
+     "start)",
+     0},
+    {"embed_queue", DM_OPT_INT, DM_OPT_BOUNDED, "10000", 1, 10000000, nullptr,
+     "templates waiting to be embedded; more are dropped (counted in query_embed_dropped_total)",
+     0},
+    {"embed_batch", DM_OPT_INT, DM_OPT_BOUNDED, "32", 1, 2048, nullptr,
+     "templates per embeddings request", 0},
     DM_TLS_OPTIONS(ListenTls, tls),
 };
 
@@ -304,9 +335,13 @@ class Query {
     tail_ = std::make_unique<Tail>(host, inst, static_cast<uint32_t>(c.integer("tail_clients")),
                                    static_cast<size_t>(c.integer("tail_buffer")),
                                    static_cast<size_t>(c.integer("tail_history")), core_->tf);
+    configure_model(c, problems);
   }
 
-  ~Query() { *alive_ = false; }
+  ~Query() {
+    *alive_ = false;
+    stop_model();
+  }
 
   int start() {
     struct Route {
@@ -324,6 +359,9 @@ class Query {
         {"GET", "/health", &Query::serve_health},
         {"GET", "/info", &Query::serve_info},
         {"GET", "/tail", &Query::serve_tail},
+        {"POST", "/search/similar", &Query::serve_similar},
+        {"POST", "/search/semantic", &Query::serve_semantic},
+        {"POST", "/explain/incident", &Query::serve_explain},
     };
     if (!serve_tls(host_, inst_, listen_, tls_.tls, !token_.empty())) return 1;
     route_args_.reserve(std::size(routes));  // handlers keep pointers into it
@@ -334,15 +372,21 @@ class Query {
         return 1;
     }
     if (console_ && !console_->route(listen_, console_path_)) return 1;
+    if (embedder_) embedder_->start(core_->store.get());
+    if (requests_ && !requests_->start()) return 1;
     return 0;
   }
 
-  void stop() { tail_->close_all(); }
+  void stop() {
+    stop_model();
+    tail_->close_all();
+  }
 
   // Records pass through on their way to the stores: fan them out to /tail subscribers. Never
   // fails: the stores are the other outputs' business.
   dm_flush_status flush(void *, const dm_batch *batch, dm_flush_token *, dm_flush_result *) {
     tail_->publish(*batch);
+    if (embedder_) embedder_->offer(*batch);
     return DM_FLUSH_OK;
   }
 
@@ -366,13 +410,6 @@ class Query {
     host_->http_reply(req, status, kJson, body.data(), body.size());
   }
 
-  static bool scheme_is_bearer(std::string_view s) {
-    constexpr std::string_view kBearer = "bearer ";
-    for (size_t i = 0; i < kBearer.size(); ++i)
-      if ((s[i] | 0x20) != kBearer[i]) return false;
-    return true;
-  }
-
   // Constant time in the token's content; only its length can be learnt by timing.
   bool token_matches(std::string_view given) const {
     return given.size() == token_.size() &&
@@ -380,13 +417,7 @@ class Query {
   }
 
   bool bearer_matches(dm_http_request *req) const {
-    std::string_view h = sv(host_->http_header(req, "Authorization"));
-    // The scheme is case-insensitive (RFC 7235 2.1): "bearer x" is as good as "Bearer x".
-    constexpr std::string_view kBearer = "bearer ";
-    if (h.size() <= kBearer.size() || !scheme_is_bearer(h.substr(0, kBearer.size()))) return false;
-    h.remove_prefix(kBearer.size());
-    while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
-    return token_matches(h);
+    return bearer_token_matches(sv(host_->http_header(req, "Authorization")), token_);
   }
 
   // /tail only: a browser's EventSource cannot send an Authorization header, so the token may
@@ -611,6 +642,116 @@ class Query {
     reply(req, 200, std::string(out.GetString(), out.GetSize()));
   }
 
+  // A POST endpoint's body, or false once 413 is answered.
+  bool body(dm_http_request *req, std::string_view &out) {
+    out = sv(host_->http_body(req));
+    if (out.size() <= kMaxBodyBytes) return true;
+    host_->metric_add(core_->m_bad, 1);
+    reply(req, 413, error_json("body larger than " + std::to_string(kMaxBodyBytes) + " bytes"));
+    return false;
+  }
+
+  void serve_similar(dm_http_request *req) {
+    std::string_view text;
+    if (!body(req, text)) return;
+    SimilarRequest r;
+    std::string error;
+    if (!parse_similar_body(text, r, error)) return bad_request(req, error);
+    const int64_t now = static_cast<int64_t>(host_->now_ns());
+    submit_work(req,
+                [r = std::move(r), index = similar_, now](Core &core, Job &job, StoreError &err) {
+                  return search_similar(*core.store, *index, r, now, core.tf, job.body, err);
+                });
+  }
+
+  // The model server's options; nothing starts here (start() does).
+  void configure_model(Config &c, ConfigProblems &problems) {
+    ModelSettings m;
+    if (c.has("embed_url")) m.embed_url = c.string("embed_url");
+    if (c.has("chat_url")) m.chat_url = c.string("chat_url");
+    if (m.embed_url.empty() && m.chat_url.empty()) return;
+    for (const auto &[key, url] : {std::pair{"embed_url", &m.embed_url}, {"chat_url", &m.chat_url}})
+      if (!url->empty() && url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0)
+        problems.add(key, "must be an http:// or https:// URL");
+    if (c.has("model")) m.model = c.string("model");
+    if (m.model.empty())
+      problems.add("model", "required with embed_url or chat_url (the model's name)");
+    if (c.has("api_key")) m.api_key = c.string("api_key");
+    m.embed_timeout_ms = c.integer("embed_timeout");
+    m.chat_timeout_ms = c.integer("chat_timeout");
+    problems.refuse_if_any();
+    client_ = std::make_unique<ModelClient>(m, model_stopping_);
+    model_metrics_ = std::make_unique<ModelMetrics>(host_, inst_);
+    if (!m.embed_url.empty()) {
+      Embedder::Settings e;
+      e.vectors_path = c.string("vectors_path");
+      e.queue_max = static_cast<size_t>(c.integer("embed_queue"));
+      e.batch = static_cast<size_t>(c.integer("embed_batch"));
+      embedder_ = std::make_unique<Embedder>(host_, inst_, *client_, *model_metrics_, e);
+      std::string error;
+      if (!embedder_->load(error)) problems.add("vectors_path", error);
+      problems.refuse_if_any();
+    }
+    auto core = core_;
+    requests_ = std::make_unique<ModelRequests>(host_, inst_, 2, max_queries_, [core](int status) {
+      dm_metric *m = status == 200   ? core->m_ok
+                     : status == 400 ? core->m_bad
+                     : status == 503 ? core->m_unavailable
+                     : status == 504 ? core->m_timeout
+                                     : core->m_failed;
+      core->host->metric_add(m, 1);
+    });
+  }
+
+  void stop_model() {
+    model_stopping_ = true;
+    if (embedder_) embedder_->stop();
+    if (requests_) requests_->stop();
+  }
+
+  // Hands model work to its threads, or answers why it cannot run.
+  void submit_model(dm_http_request *req, ModelRequests::Work work) {
+    if (requests_->submit(req, std::move(work))) return;
+    host_->metric_add(core_->m_busy, 1);
+    host_->http_add_header(req, "Retry-After", "1");
+    reply(req, 503, error_json("too many model requests waiting; retry shortly"));
+  }
+
+  void serve_semantic(dm_http_request *req) {
+    std::string_view text;
+    if (!body(req, text)) return;
+    SemanticRequest r;
+    std::string error;
+    if (!parse_semantic_body(text, r, error)) return bad_request(req, error);
+    if (!embedder_) {
+      host_->metric_add(core_->m_bad, 1);
+      return reply(req, 501, error_json("semantic search is off: set embed_url and model"));
+    }
+    submit_model(req, [this, r = std::move(r)](int &status, std::string &out) {
+      search_semantic(*client_, *model_metrics_, *embedder_, r, status, out);
+    });
+  }
+
+  void serve_explain(dm_http_request *req) {
+    std::string_view text;
+    if (!body(req, text)) return;
+    ExplainRequest r;
+    std::string error;
+    auto duration = [this](std::string_view t, int64_t &ms) {
+      return host_->parse_duration_ms(str(t), &ms) == DM_OK;
+    };
+    if (!parse_explain_body(text, static_cast<int64_t>(host_->now_ns()), duration, r, error))
+      return bad_request(req, error);
+    if (!client_ || client_->settings().chat_url.empty()) {
+      host_->metric_add(core_->m_bad, 1);
+      return reply(req, 501, error_json("incident explanation is off: set chat_url and model"));
+    }
+    // The work keeps the store alive through core (the threads are joined in stop()).
+    submit_model(req, [this, core = core_, r = std::move(r)](int &status, std::string &out) {
+      explain_incident(*core->store, *client_, *model_metrics_, r, core->tf, status, out);
+    });
+  }
+
   void serve_tail(dm_http_request *req) {
     std::vector<std::pair<std::string, std::string>> p;
     if (!params(req, p)) return;
@@ -647,6 +788,14 @@ class Query {
   std::unique_ptr<Tail> tail_;
   std::string console_path_;
   std::unique_ptr<Console> console_;  // null with console: false
+  // Templates are re-read for /search/similar once the index is this old.
+  // The model server (all null while embed_url and chat_url are unset).
+  std::atomic<bool> model_stopping_{false};
+  std::unique_ptr<ModelClient> client_;
+  std::unique_ptr<ModelMetrics> model_metrics_;
+  std::unique_ptr<Embedder> embedder_;
+  std::unique_ptr<ModelRequests> requests_;
+  std::shared_ptr<SimilarIndex> similar_ = std::make_shared<SimilarIndex>(int64_t{5} * 1000000000);
 };
 
 }  // namespace

@@ -1,6 +1,10 @@
 // The query plugin's MariaDB backend: pooled connections (one per concurrent call), prepared
 // statements cached per connection, every value bound, and a per-statement time limit
-// (SET STATEMENT max_statement_time ... FOR SELECT).
+// (SET STATEMENT max_statement_time ... FOR SELECT). Patterns: the rows' pattern_id column and
+// the patterns table the mariadb output writes beside the rows (both absent from a table made by
+// an earlier release, which then answers no patterns).
+#include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -68,9 +72,32 @@ Param time_at(int64_t ns, bool round_up) {
 // A result column's kind, in select order.
 enum class Out { kInt, kTime, kText };
 
+// The columns of a /query/logs row, in read_row's order (then pattern_id when the table has it).
+constexpr const char *kRowColumns =
+    "id, timestamp, source, service, host, level, trace_id, span_id, event_type, error_code, "
+    "message, meta_json";
+
+std::vector<Out> row_columns(bool with_pattern) {
+  std::vector<Out> cols = {Out::kInt,  Out::kTime, Out::kText, Out::kText, Out::kText, Out::kText,
+                           Out::kText, Out::kText, Out::kText, Out::kText, Out::kText, Out::kText};
+  if (with_pattern) cols.push_back(Out::kInt);
+  return cols;
+}
+
+// How often a connection looks again for a pattern_id column or patterns table it did not find
+// (the mariadb output adds them at its start, which may come after ours).
+constexpr auto kSchemaRecheck = std::chrono::seconds(5);
+// Ids per IN (...) list; a shorter list repeats its last id, so the statement text (and its
+// cached prepared statement) is one of a few.
+constexpr size_t kIdsPerStatement = 64;
+// read_hosts looks at a pattern's newest rows only, so its cost is bounded.
+constexpr int kHostRows = 10000;
+
 struct Conn {
   mariadb::Conn m;
   std::unordered_map<std::string, MYSQL_STMT *> stmts;
+  bool checked = false, has_pattern_column = false, has_patterns_table = false;
+  std::chrono::steady_clock::time_point checked_at;
   ~Conn() {
     for (auto &[sql, st] : stmts) mysql_stmt_close(st);
   }
@@ -91,7 +118,10 @@ struct ResultRow {
 class MariaDbStore : public QueryStore {
  public:
   MariaDbStore(const StoreSettings &s, mariadb::Settings conn)
-      : s_(s), conn_(std::move(conn)), table_("`" + s.table + "`") {
+      : s_(s),
+        conn_(std::move(conn)),
+        table_("`" + s.table + "`"),
+        patterns_("`" + mariadb::patterns_table(s.table) + "`") {
     char buf[64];
     std::snprintf(buf, sizeof buf, "SET STATEMENT max_statement_time=%.3f FOR ",
                   static_cast<double>(s.statement_timeout_ms) / 1000.0);
@@ -103,36 +133,21 @@ class MariaDbStore : public QueryStore {
   }
 
   bool query_logs(const LogQuery &q, RowSink &out, StoreError &err) override {
+    Lease c(this, err);
+    if (!c || !detect(c, err)) return false;
+    const bool patterns = c->has_pattern_column;
+    // A table made before the column: its rows have no pattern, so none matches pattern_id=.
+    if (q.pattern_id && !patterns) return true;
     std::string sql =
-        timed_ +
-        "SELECT id, timestamp, source, service, host, level, trace_id, span_id, event_type, "
-        "error_code, message, meta_json FROM " +
-        table_;
+        timed_ + "SELECT " + kRowColumns + (patterns ? ", pattern_id" : "") + " FROM " + table_;
     std::vector<Param> params;
     sql += log_where(q, params);
     sql += q.descending ? " ORDER BY timestamp DESC, id DESC" : " ORDER BY timestamp ASC, id ASC";
     sql += " LIMIT ?";
     params.push_back(integer(static_cast<long long>(q.limit) + 1));
 
-    static const std::vector<Out> kCols = {Out::kInt,  Out::kTime, Out::kText, Out::kText,
-                                           Out::kText, Out::kText, Out::kText, Out::kText,
-                                           Out::kText, Out::kText, Out::kText, Out::kText};
-    LogRow r;
-    return run(sql, params, kCols, err, [&](const ResultRow &row) {
-      r.id = row.ints[0];
-      r.timestamp_ns = mariadb::from_mysql_time(row.times[1]);
-      r.source = row.text_at(2);
-      r.service = row.text_at(3);
-      r.host = row.text_at(4);
-      r.level = row.text_at(5);
-      r.has_trace_id = !row.nulls[6], r.trace_id = row.text_at(6);
-      r.has_span_id = !row.nulls[7], r.span_id = row.text_at(7);
-      r.has_event_type = !row.nulls[8], r.event_type = row.text_at(8);
-      r.has_error_code = !row.nulls[9], r.error_code = row.text_at(9);
-      r.message = row.text_at(10);
-      r.has_meta_json = !row.nulls[11], r.meta_json = row.text_at(11);
-      out.row(r);
-    });
+    return c.run(sql, params, row_columns(patterns), err,
+                 [&](const ResultRow &row) { out.row(read_row(row, patterns)); });
   }
 
   // q's filters as " WHERE ..." (empty without any), their values appended to `params` in
@@ -141,6 +156,9 @@ class MariaDbStore : public QueryStore {
     std::string where;
     auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
     if (q.service) cond("service = ?"), params.push_back(text(*q.service));
+    // The (pattern_id, timestamp) index gives this pattern's rows in the keyset order.
+    if (q.pattern_id)
+      cond("pattern_id = ?"), params.push_back(integer(static_cast<long long>(*q.pattern_id)));
     if (q.host) cond("host = ?"), params.push_back(text(*q.host));
     if (q.trace_id) cond("trace_id = ?"), params.push_back(text(*q.trace_id));
     if (q.level) cond("level = ?"), params.push_back(text(*q.level));
@@ -196,6 +214,9 @@ class MariaDbStore : public QueryStore {
 
   bool histogram(const HistogramQuery &h, std::vector<LevelBucket> &out, StoreError &err) override {
     out.clear();
+    Lease c(this, err);
+    if (!c || !detect(c, err)) return false;
+    if (h.filters.pattern_id && !c->has_pattern_column) return true;
     // Microseconds, as the column stores them (the parser makes the start and the step whole
     // numbers of them); LEAST puts the window's last instant, when the step divides the window,
     // into the last bucket.
@@ -207,9 +228,95 @@ class MariaDbStore : public QueryStore {
         "SELECT LEAST(FLOOR(TIMESTAMPDIFF(MICROSECOND, ?, timestamp) / ?), ?) AS b, "
         "CAST(level AS CHAR) AS l, COUNT(*) FROM " +
         table_ + log_where(h.filters, params) + " GROUP BY b, l";
-    return run(sql, params, {Out::kInt, Out::kText, Out::kInt}, err, [&](const ResultRow &row) {
+    return c.run(sql, params, {Out::kInt, Out::kText, Out::kInt}, err, [&](const ResultRow &row) {
       out.push_back({static_cast<uint32_t>(row.ints[0]), std::string(row.text_at(1)), row.ints[2]});
     });
+  }
+
+  bool patterns(const PatternsQuery &q, std::vector<PatternSummary> &out,
+                StoreError &err) override {
+    out.clear();
+    Lease c(this, err);
+    if (!c || !detect(c, err)) return false;
+    if (!c->has_pattern_column || !c->has_patterns_table) return true;
+    std::vector<PatternSummary> found;
+    if (!count_patterns(c, q, found, err)) return false;
+    // The patterns table's side, then the window's order: count descending, ties by id as 16
+    // hex digits (unsigned, whereas the column holds it signed).
+    std::vector<uint64_t> ids;
+    for (const PatternSummary &p : found) ids.push_back(p.id);
+    std::unordered_map<uint64_t, PatternSummary> info;
+    if (!read_pattern_rows(c, ids, info, err)) return false;
+    std::erase_if(found, [&](PatternSummary &p) {
+      auto it = info.find(p.id);
+      // service= and new=1 are the pattern's table row's: one without a row has neither.
+      if (it == info.end()) return q.only_new || q.service.has_value();
+      const PatternSummary &t = it->second;
+      if (q.only_new && (t.first_seen_ns < q.start_ns || t.first_seen_ns > q.end_ns)) return true;
+      if (q.service && t.service != *q.service) return true;
+      p.service = t.service;
+      p.template_text = t.template_text;
+      p.has_template = t.has_template;
+      p.first_seen_ns = t.first_seen_ns;
+      p.last_seen_ns = t.last_seen_ns;
+      p.total_count = t.total_count;
+      return false;
+    });
+    std::sort(found.begin(), found.end(), [](const PatternSummary &a, const PatternSummary &b) {
+      return a.count != b.count ? a.count > b.count : a.id < b.id;
+    });
+    if (found.size() > q.limit) found.resize(q.limit);
+    for (PatternSummary &p : found) {
+      if (q.with_sample && !read_sample(c, q, p, err)) return false;
+      if (q.max_hosts && !read_hosts(c, q, p, err)) return false;
+    }
+    out = std::move(found);
+    return true;
+  }
+
+  bool pattern_minutes(uint64_t id, int64_t start_ns, int64_t end_ns, PatternSummary &info,
+                       bool &found, std::vector<MinuteCount> &out, StoreError &err) override {
+    found = false;
+    out.clear();
+    Lease c(this, err);
+    if (!c || !detect(c, err)) return false;
+    if (!c->has_pattern_column || !c->has_patterns_table) return true;
+    std::unordered_map<uint64_t, PatternSummary> rows;
+    if (!read_pattern_rows(c, {id}, rows, err)) return false;
+    auto it = rows.find(id);
+    if (it == rows.end()) return true;
+    found = true;
+    info = std::move(it->second);
+    // The minute, floored (timestamps before 1970 too); the (pattern_id, timestamp) index holds
+    // every value read, so no row is visited.
+    return c.run(
+        timed_ +
+            "SELECT FLOOR(TIMESTAMPDIFF(SECOND, TIMESTAMP'1970-01-01 00:00:00', "
+            "timestamp) / 60) AS m, COUNT(*) FROM " +
+            table_ +
+            " WHERE pattern_id = ? AND timestamp >= ? AND timestamp <= ? GROUP BY m "
+            "ORDER BY m",
+        {integer(static_cast<long long>(id)), time_at(start_ns, true), time_at(end_ns, false)},
+        {Out::kInt, Out::kInt}, err, [&](const ResultRow &row) {
+          out.push_back({row.ints[0] * 60 * int64_t{1000000000}, row.ints[1]});
+        });
+  }
+
+  bool templates(const TemplatesQuery &q, std::vector<PatternSummary> &out,
+                 StoreError &err) override {
+    out.clear();
+    Lease c(this, err);
+    if (!c || !detect(c, err)) return false;
+    if (!c->has_patterns_table) return true;
+    std::string sql = timed_ + "SELECT " + kPatternColumns + " FROM " + patterns_ + " WHERE 1";
+    std::vector<Param> params;
+    if (q.service) sql += " AND service = ?", params.push_back(text(*q.service));
+    if (q.seen_since_ns)
+      sql += " AND last_seen >= ?", params.push_back(time_at(*q.seen_since_ns, true));
+    sql += " ORDER BY last_seen DESC, id LIMIT ?";
+    params.push_back(integer(q.limit));
+    return c.run(sql, params, kPatternOut, err,
+                 [&](const ResultRow &row) { out.push_back(read_pattern(row)); });
   }
 
   bool stats(const StatsQuery &q, StatsResult &out, StoreError &err) override {
@@ -331,24 +438,238 @@ class MariaDbStore : public QueryStore {
     return st;
   }
 
-  // Prepares (or reuses) sql, binds params, executes and calls on_row for each result row.
+  // A pooled connection for the length of one store call: statements run on it in turn, and
+  // it goes back to the pool at the end unless a failure left it unusable.
+  class Lease {
+   public:
+    Lease(MariaDbStore *store, StoreError &err) : store_(store), c_(store->acquire(err)) {}
+    ~Lease() {
+      if (c_) store_->release(c_, broken_);
+    }
+    Lease(const Lease &) = delete;
+    Lease &operator=(const Lease &) = delete;
+    explicit operator bool() const { return c_ != nullptr; }
+    Conn *operator->() { return c_; }
+    Conn &operator*() { return *c_; }
+
+    // Prepares (or reuses) sql, binds params, executes and calls on_row for each result row.
+    template <class OnRow>
+    bool run(const std::string &sql, std::vector<Param> params, const std::vector<Out> &cols,
+             StoreError &err, OnRow on_row) {
+      unsigned code = 0;
+      std::string why;
+      if (store_->execute(*c_, sql, params, cols, code, why, on_row)) return true;
+      // A lost connection, or a statement the server may have dropped with it: start afresh.
+      broken_ |= code == 0 || mariadb::is_connection_error(code) || code == kStatementTimeout ||
+                 code == kFullTextInterrupted;
+      // A column or table gone (a table dropped and recreated): look again next time.
+      if (code == ER_BAD_FIELD_ERROR || code == ER_NO_SUCH_TABLE) c_->checked = false;
+      return store_->fail(code, why, err);
+    }
+
+   private:
+    MariaDbStore *store_;
+    Conn *c_;
+    bool broken_ = false;
+  };
+
   template <class OnRow>
   bool run(const std::string &sql, std::vector<Param> params, const std::vector<Out> &cols,
            StoreError &err, OnRow on_row) {
-    Conn *c = acquire(err);
-    if (!c) return false;
-    unsigned code = 0;
-    std::string why;
-    bool ok = execute(*c, sql, params, cols, code, why, on_row);
-    if (!ok) {
-      // A lost connection, or a statement the server may have dropped with it: start afresh.
-      const bool broken = code == 0 || mariadb::is_connection_error(code) ||
-                          code == kStatementTimeout || code == kFullTextInterrupted;
-      release(c, broken);
-      return fail(code, why, err);
+    Lease c(this, err);
+    return c && c.run(sql, std::move(params), cols, err, on_row);
+  }
+
+  // Whether the table has the pattern_id column and the patterns table exists, once per
+  // connection; what was missing is looked for again after kSchemaRecheck.
+  bool detect(Lease &c, StoreError &err) {
+    const auto now = std::chrono::steady_clock::now();
+    if (c->checked &&
+        ((c->has_pattern_column && c->has_patterns_table) || now - c->checked_at < kSchemaRecheck))
+      return true;
+    // The names are validated identifiers, so quoting them as literals is safe.
+    const std::string sql =
+        "SELECT (SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '" +
+        conn_.database + "' AND TABLE_NAME = '" + s_.table +
+        "' AND COLUMN_NAME = 'pattern_id'), (SELECT COUNT(*) FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = '" +
+        conn_.database + "' AND TABLE_NAME = '" + mariadb::patterns_table(s_.table) + "')";
+    return c.run(sql, {}, {Out::kInt, Out::kInt}, err, [&](const ResultRow &row) {
+      c->has_pattern_column = row.ints[0] > 0;
+      c->has_patterns_table = row.ints[1] > 0;
+      c->checked = true;
+      c->checked_at = now;
+    });
+  }
+
+  // A /query/logs row from the columns kRowColumns (+ pattern_id); views into `row`.
+  static LogRow read_row(const ResultRow &row, bool with_pattern) {
+    LogRow r;
+    r.id = row.ints[0];
+    r.timestamp_ns = mariadb::from_mysql_time(row.times[1]);
+    r.source = row.text_at(2);
+    r.service = row.text_at(3);
+    r.host = row.text_at(4);
+    r.level = row.text_at(5);
+    r.has_trace_id = !row.nulls[6], r.trace_id = row.text_at(6);
+    r.has_span_id = !row.nulls[7], r.span_id = row.text_at(7);
+    r.has_event_type = !row.nulls[8], r.event_type = row.text_at(8);
+    r.has_error_code = !row.nulls[9], r.error_code = row.text_at(9);
+    r.message = row.text_at(10);
+    r.has_meta_json = !row.nulls[11], r.meta_json = row.text_at(11);
+    if (with_pattern && !row.nulls[12]) {
+      r.has_pattern_id = true;
+      r.pattern_id = static_cast<uint64_t>(row.ints[12]);
     }
-    release(c, false);
+    return r;
+  }
+
+  // The patterns table's columns, in read_pattern's order.
+  static constexpr const char *kPatternColumns =
+      "id, service, template, first_seen, last_seen, count";
+  static inline const std::vector<Out> kPatternOut = {Out::kInt,  Out::kText, Out::kText,
+                                                      Out::kTime, Out::kTime, Out::kInt};
+  static PatternSummary read_pattern(const ResultRow &row) {
+    PatternSummary p;
+    p.id = static_cast<uint64_t>(row.ints[0]);
+    p.service = row.text_at(1);
+    p.has_template = !row.nulls[2];
+    if (p.has_template) p.template_text = row.text_at(2);
+    p.first_seen_ns = mariadb::from_mysql_time(row.times[3]);
+    p.last_seen_ns = mariadb::from_mysql_time(row.times[4]);
+    p.total_count = row.ints[5];
+    return p;
+  }
+
+  // The row filters of a PatternsQuery other than the window (service, host, level, min_level).
+  static void row_filters(const PatternsQuery &q, std::string &sql, std::vector<Param> &params) {
+    if (q.service) sql += " AND service = ?", params.push_back(text(*q.service));
+    if (q.host) sql += " AND host = ?", params.push_back(text(*q.host));
+    if (q.level) sql += " AND level = ?", params.push_back(text(*q.level));
+    if (!q.min_levels.empty()) {
+      sql += " AND level IN (";
+      for (size_t i = 0; i < q.min_levels.size(); ++i) {
+        sql += i ? ",?" : "?";
+        params.push_back(text(q.min_levels[i]));
+      }
+      sql += ")";
+    }
+  }
+
+  // " IN (?,...)" for ids[from, from + kIdsPerStatement), padded with the last id.
+  static std::string in_ids(const std::vector<long long> &ids, size_t from,
+                            std::vector<Param> &params) {
+    std::string sql = " IN (";
+    for (size_t i = 0; i < kIdsPerStatement; ++i) {
+      sql += i ? ",?" : "?";
+      params.push_back(integer(ids[std::min(from + i, ids.size() - 1)]));
+    }
+    return sql + ")";
+  }
+
+  // Each pattern's count and first and last occurrence in the window (no table fields yet).
+  bool count_patterns(Lease &c, const PatternsQuery &q, std::vector<PatternSummary> &out,
+                      StoreError &err) {
+    auto add = [&](const ResultRow &row) {
+      PatternSummary p;
+      p.id = static_cast<uint64_t>(row.ints[0]);
+      p.count = row.ints[1];
+      p.first_ns = mariadb::from_mysql_time(row.times[2]);
+      p.last_ns = mariadb::from_mysql_time(row.times[3]);
+      if (q.ids.empty() || std::find(q.ids.begin(), q.ids.end(), p.id) != q.ids.end())
+        out.push_back(std::move(p));
+    };
+    const std::vector<Out> cols = {Out::kInt, Out::kInt, Out::kTime, Out::kTime};
+    if (q.host || q.level || !q.min_levels.empty()) {
+      // The filters need the rows: one pass over the window's rows that match, by whichever
+      // index the optimizer finds narrowest ((host, timestamp), level, timestamp).
+      std::string sql =
+          timed_ + "SELECT pattern_id, COUNT(*), MIN(timestamp), MAX(timestamp) FROM " + table_ +
+          " WHERE pattern_id IS NOT NULL AND timestamp >= ? AND timestamp <= ?";
+      std::vector<Param> params = {time_at(q.start_ns, true), time_at(q.end_ns, false)};
+      row_filters(q, sql, params);
+      return c.run(sql + " GROUP BY pattern_id", params, cols, err, add);
+    }
+    // No row filter: the (pattern_id, timestamp) index alone answers, the rows are never read.
+    // The ids: given, or the patterns table's (new=1 or service=: a pattern's rows all have its
+    // service), or the index's distinct ids with a row in the window (a loose index scan, one
+    // seek per pattern); then each pattern's window is one range of the index.
+    std::vector<long long> ids;
+    const std::vector<Param> window = {time_at(q.start_ns, true), time_at(q.end_ns, false)};
+    auto collect = [&](const ResultRow &row) { ids.push_back(row.ints[0]); };
+    if (!q.ids.empty()) {
+      for (uint64_t id : q.ids) ids.push_back(static_cast<long long>(id));
+    } else if (q.only_new || q.service) {
+      std::string sql = timed_ + "SELECT id FROM " + patterns_ + " WHERE 1";
+      std::vector<Param> params;
+      if (q.only_new) {
+        sql += " AND first_seen >= ? AND first_seen <= ?";
+        params = window;
+      }
+      if (q.service) sql += " AND service = ?", params.push_back(text(*q.service));
+      if (!c.run(sql, params, {Out::kInt}, err, collect)) return false;
+    } else if (!c.run(timed_ + "SELECT pattern_id, MIN(timestamp) FROM " + table_ +
+                          " WHERE pattern_id IS NOT NULL AND timestamp >= ? AND timestamp <= ?"
+                          " GROUP BY pattern_id",
+                      window, {Out::kInt, Out::kTime}, err, collect)) {
+      return false;
+    }
+    for (size_t from = 0; from < ids.size(); from += kIdsPerStatement) {
+      std::vector<Param> params;
+      const std::string in = in_ids(ids, from, params);
+      params.insert(params.end(), window.begin(), window.end());
+      if (!c.run(timed_ + "SELECT pattern_id, COUNT(*), MIN(timestamp), MAX(timestamp) FROM " +
+                     table_ + " WHERE pattern_id" + in +
+                     " AND timestamp >= ? AND timestamp <= ? GROUP BY pattern_id",
+                 params, cols, err, add))
+        return false;
+    }
     return true;
+  }
+
+  // The patterns table's rows of `ids` (an id without one is left out).
+  bool read_pattern_rows(Lease &c, const std::vector<uint64_t> &wanted,
+                         std::unordered_map<uint64_t, PatternSummary> &out, StoreError &err) {
+    std::vector<long long> ids(wanted.begin(), wanted.end());
+    for (size_t from = 0; from < ids.size(); from += kIdsPerStatement) {
+      std::vector<Param> params;
+      const std::string in = in_ids(ids, from, params);
+      if (!c.run(timed_ + "SELECT " + kPatternColumns + " FROM " + patterns_ + " WHERE id" + in,
+                 params, kPatternOut, err, [&](const ResultRow &row) {
+                   PatternSummary p = read_pattern(row);
+                   out[p.id] = std::move(p);
+                 }))
+        return false;
+    }
+    return true;
+  }
+
+  // The pattern's newest row in the window that passes the filters: the (pattern_id,
+  // timestamp) index walked newest first from the window's end.
+  bool read_sample(Lease &c, const PatternsQuery &q, PatternSummary &p, StoreError &err) {
+    std::string sql = timed_ + "SELECT " + kRowColumns + ", pattern_id FROM " + table_ +
+                      " WHERE pattern_id = ? AND timestamp >= ? AND timestamp <= ?";
+    std::vector<Param> params = {integer(static_cast<long long>(p.id)), time_at(q.start_ns, true),
+                                 time_at(q.end_ns, false)};
+    row_filters(q, sql, params);
+    sql += " ORDER BY timestamp DESC, id DESC LIMIT 1";
+    return c.run(sql, params, row_columns(true), err,
+                 [&](const ResultRow &row) { p.sample = StoredRow::from(read_row(row, true)); });
+  }
+
+  // Up to max_hosts hosts among the pattern's newest kHostRows rows of the window: bounded, so
+  // a pattern with a million rows costs what one with a thousand does.
+  bool read_hosts(Lease &c, const PatternsQuery &q, PatternSummary &p, StoreError &err) {
+    std::string sql = timed_ + "SELECT host FROM (SELECT host FROM " + table_ +
+                      " WHERE pattern_id = ? AND timestamp >= ? AND timestamp <= ?";
+    std::vector<Param> params = {integer(static_cast<long long>(p.id)), time_at(q.start_ns, true),
+                                 time_at(q.end_ns, false)};
+    row_filters(q, sql, params);
+    sql += " ORDER BY timestamp DESC LIMIT " + std::to_string(kHostRows) +
+           ") AS newest GROUP BY host ORDER BY COUNT(*) DESC, host LIMIT ?";
+    params.push_back(integer(q.max_hosts));
+    return c.run(sql, params, {Out::kText}, err,
+                 [&](const ResultRow &row) { p.hosts.emplace_back(row.text_at(0)); });
   }
 
   template <class OnRow>
@@ -442,8 +763,9 @@ class MariaDbStore : public QueryStore {
 
   StoreSettings s_;
   mariadb::Settings conn_;
-  std::string table_;  // quoted, validated identifier
-  std::string timed_;  // "SET STATEMENT max_statement_time=... FOR "
+  std::string table_;     // quoted, validated identifier
+  std::string patterns_;  // the patterns table's name, quoted
+  std::string timed_;     // "SET STATEMENT max_statement_time=... FOR "
   std::mutex mu_;
   std::vector<Conn *> pool_;  // idle connections
 };

@@ -109,6 +109,18 @@ const ParamSpec kTailParams[] = {
      "header, when sent, wins)"},
     {"token", "the auth_token, for a browser's EventSource (or the cookie devmesh_token)"},
 };
+// The POST endpoints take a JSON object (query_body.h); these are its fields.
+const ParamSpec kSimilarFields[] = {
+    {"message", "string, required, at most 16384 bytes: the log message to look up"},
+    {"service", "string: only this service's templates (empty: any)"},
+    {"limit", "integer 1..1000, default 10: most patterns answered"},
+    {"records", "integer 0..100, default 5: recent records shown per pattern"},
+};
+const ParamSpec kSemanticFields[] = {
+    {"message", "string, required, at most 16384 bytes: the text to embed and look up"},
+    {"service", "string: only this service's templates (empty: any)"},
+    {"limit", "integer 1..1000, default 10: most patterns answered"},
+};
 const ParamSpec kContextParams[] = {
     {"start_time", "time, as /query/logs: the window's start (default: 15 minutes before its end)"},
     {"end_time", "time, as /query/logs: the window's end (default: now)"},
@@ -124,6 +136,12 @@ const ParamSpec kContextParams[] = {
     {"max_patterns", "integer 1..100, default 20: most patterns shown"},
     {"samples", "integer 0..10, default 3: sample lines per pattern"},
     {"format", "json|text, default json: text is plain prompt-ready text"},
+};
+// /explain/incident takes /query/context's parameters as body fields, but format (the model
+// is always sent the text pack).
+const ParamSpec kExplainFields[] = {
+    kContextParams[0], kContextParams[1], kContextParams[2], kContextParams[3], kContextParams[4],
+    kContextParams[5], kContextParams[6], kContextParams[7], kContextParams[8],
 };
 const EndpointSpec kEndpoints[] = {
     {"/query/logs", "stored records, newest first, keyset-paginated (JSON array)", kLogParams},
@@ -143,6 +161,18 @@ const EndpointSpec kEndpoints[] = {
     {"/tail", "live Server-Sent Events of the records passing through, resumable", kTailParams},
     {"/health", "the store's reachability: 200 or 503 (never needs the token)", {}},
     {"/info", "version, node, store and the engine's instances", {}},
+    {"/search/similar",
+     "the stored templates nearest to a message (exact template match first, then TF-IDF "
+     "cosine), each with its recent records",
+     kSimilarFields, "POST"},
+    {"/search/semantic",
+     "templates ranked by cosine between their embeddings and the message's (needs embed_url "
+     "and model)",
+     kSemanticFields, "POST"},
+    {"/explain/incident",
+     "the context pack of a window sent to the chat model (needs chat_url and model): "
+     "{answer, model, evidence}",
+     kExplainFields, "POST"},
 };
 
 const EndpointSpec &spec(std::string_view path) {
@@ -677,9 +707,9 @@ const EndpointSpec *endpoint(std::string_view path) {
 
 const std::string &api_summary() {
   static const std::string text = [] {
-    std::string s = "endpoints (GET; every one documented in docs/query-api.md):";
+    std::string s = "endpoints (every one documented in docs/query-api.md):";
     for (const EndpointSpec &e : kEndpoints) {
-      s += "\n    GET " + std::string(e.path) + "  " + e.summary;
+      s += "\n    " + std::string(e.method) + " " + e.path + "  " + e.summary;
       if (e.params.empty()) s += "\n        (no parameters)";
       for (const ParamSpec &p : e.params)
         s += "\n        " + std::string(p.name) + ": " + p.summary;

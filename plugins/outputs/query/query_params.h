@@ -30,7 +30,8 @@ struct ParamSpec {
 struct EndpointSpec {
   const char *path;  // GET; "{id}" stands for a path segment (/query/patterns/{id})
   const char *summary;
-  std::span<const ParamSpec> params;
+  std::span<const ParamSpec> params;  // for POST: the JSON body's fields
+  const char *method = "GET";
 };
 std::span<const EndpointSpec> endpoints();
 // The endpoint served at `path`; nullptr for none.

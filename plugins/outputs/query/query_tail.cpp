@@ -4,6 +4,7 @@
 
 #include <devmesh/record_fields.hpp>
 #include <meta_json.hpp>
+#include <pattern_meta.hpp>
 
 #include <cstddef>
 #include <cstdio>
@@ -210,18 +211,26 @@ void Tail::render(const dm_record &r, uint64_t seq) {
     else
       write_string(w, view(v), scratch_);
   }
+  // As the stores keep it: the patterns filter's keys are a column and a table row, not meta.
+  const PatternMeta pm = pattern_meta(r);
   w.Key("meta_json");
-  if (!r.meta_count) {
+  if (r.meta_count == pm.keys) {
     w.Null();
   } else {
     w.StartObject();
     for (uint32_t i = 0; i < r.meta_count; ++i) {
+      if (pm.taken(i)) continue;
       std::string_view k = view(r.meta[i].key);
       w.Key(k.data() ? k.data() : "", static_cast<rapidjson::SizeType>(k.size()));
       if (!write_typed_meta(w, r.meta[i])) write_string(w, view(r.meta[i].value), scratch_);
     }
     w.EndObject();
   }
+  w.Key("pattern_id");
+  if (pm.valid)
+    write_string(w, view(r.meta[pm.id_index].value), scratch_);
+  else
+    w.Null();
   w.EndObject();
   event_.Put('\n');
   event_.Put('\n');

@@ -21,11 +21,11 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <unordered_map>
 
 #include <crash_point.hpp>
 #include <devmesh/record_fields.hpp>
 #include <meta_json.hpp>
+#include <pattern_meta.hpp>
 #include <sqlite_schema.hpp>
 
 namespace devmesh {
@@ -94,18 +94,12 @@ std::string exec(sqlite3 *db, const std::string &sql) {
 }
 
 // Statements of one writer connection (one per worker thread).
-// One pattern's new rows in the batch being written (strings point into the batch).
-struct PatternRows {
-  std::string_view service, text;
-  int64_t first = 0, last = 0, count = 0;
-};
-
 struct Writer {
   sqlite3 *db = nullptr;
   sqlite3_stmt *begin = nullptr, *commit = nullptr, *rollback = nullptr, *insert = nullptr;
   sqlite3_stmt *max_id = nullptr, *fts_feed = nullptr, *upsert_pattern = nullptr;
   rapidjson::StringBuffer meta;  // reused: no heap allocation per record once grown
-  std::unordered_map<uint64_t, PatternRows> patterns;
+  BatchPatterns patterns;        // the batch's stored rows by pattern (views into the batch)
 
   ~Writer() { close(); }
   // Back to the unopened state; the next flush reopens.
@@ -354,38 +348,10 @@ class SqliteOutput {
       }(),
       "the columns are the record's fields");
 
-  static constexpr uint32_t kNoMeta = 0xffffffffu;
-  struct PatternMeta {
-    bool valid = false;
-    uint64_t id = 0;
-    uint32_t id_index = kNoMeta, text_index = kNoMeta, keys = 0;
-  };
-  // meta pattern_id (16 hex digits, from the patterns filter) and pattern (its template). An
-  // id that is not 16 hex digits stays in meta_json, and so does its template.
-  static PatternMeta pattern_meta(const dm_record &r) {
-    PatternMeta pm;
-    for (uint32_t m = 0; m < r.meta_count; ++m) {
-      const std::string_view k = sv(r.meta[m].key);
-      if (k == "pattern_id") pm.id_index = m;
-      if (k == "pattern") pm.text_index = m;
-    }
-    if (pm.id_index == kNoMeta) return pm;
-    const std::string_view v = sv(r.meta[pm.id_index].value);
-    if (v.size() != 16) return pm;
-    for (char c : v) {
-      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-      if (d < 0) return pm;
-      pm.id = pm.id << 4 | static_cast<uint64_t>(d);
-    }
-    pm.valid = true;
-    pm.keys = 1 + (pm.text_index != kNoMeta);
-    return pm;
-  }
-
   // The batch's patterns into the patterns table, in the rows' transaction.
   int write_patterns(Writer &w) {
     int rc = SQLITE_OK;
-    for (const auto &[id, p] : w.patterns) {
+    for (const auto &[id, p] : w.patterns.rows()) {
       sqlite3_stmt *st = w.upsert_pattern;
       sqlite3_bind_int64(st, 1, static_cast<int64_t>(id));
       sqlite3_bind_text(st, 2, p.service.data(), static_cast<int>(p.service.size()), SQLITE_STATIC);
@@ -448,7 +414,7 @@ class SqliteOutput {
         json.Reset(w.meta);
         json.StartObject();
         for (uint32_t m = 0; m < r.meta_count; ++m) {
-          if (pm.valid && (m == pm.id_index || m == pm.text_index)) continue;
+          if (pm.taken(m)) continue;
           json.Key(r.meta[m].key.ptr ? r.meta[m].key.ptr : "",
                    static_cast<rapidjson::SizeType>(r.meta[m].key.len));
           if (!write_typed_meta(json, r.meta[m]))
@@ -478,17 +444,11 @@ class SqliteOutput {
       if (rc != SQLITE_DONE) return rc;
       const int changed = sqlite3_changes(w.db);
       inserted += static_cast<uint64_t>(changed);
-      if (changed && pm.valid) {
-        PatternRows &p = w.patterns[pm.id];
-        if (p.count == 0) {
-          p.service = sv(r.service);
-          p.first = p.last = r.timestamp_ns;
-        }
-        if (pm.text_index != kNoMeta) p.text = sv(r.meta[pm.text_index].value);
-        p.first = std::min(p.first, r.timestamp_ns);
-        p.last = std::max(p.last, r.timestamp_ns);
-        ++p.count;
-      }
+      if (changed && pm.valid)
+        w.patterns.add(
+            pm.id, sv(r.service),
+            pm.text_index != kNoPatternMeta ? sv(r.meta[pm.text_index].value) : std::string_view(),
+            r.timestamp_ns);
     }
     sqlite3_clear_bindings(w.insert);
     if ((rc = write_patterns(w))) return rc;

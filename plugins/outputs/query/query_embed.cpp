@@ -1,0 +1,325 @@
+// Template embeddings (query_embed.h): the queue, the thread, the vectors file.
+#include "query_embed.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <devmesh/plugin.hpp>
+#include <state_file.hpp>
+
+namespace devmesh::query {
+
+namespace {
+
+constexpr ModelOutcome kOutcomes[] = {ModelOutcome::kOk,          ModelOutcome::kTimeout,
+                                      ModelOutcome::kDown,        ModelOutcome::kError,
+                                      ModelOutcome::kBadResponse, ModelOutcome::kStopped};
+
+double norm_of(const std::vector<float> &v) {
+  double n = 0;
+  for (float x : v) n += static_cast<double>(x) * x;
+  return std::sqrt(n);
+}
+
+}  // namespace
+
+ModelMetrics::ModelMetrics(const dm_host_api *host, dm_instance *inst) : host_(host) {
+  const char *apis[] = {"embeddings", "chat"};
+  for (int a = 0; a < 2; ++a)
+    for (int o = 0; o < 6; ++o) {
+      const std::string labels =
+          std::string("api=\"") + apis[a] + "\",outcome=\"" + outcome_name(kOutcomes[o]) + "\"";
+      m_[a][o] =
+          host->metric_counter(inst, "query_model_requests_total",
+                               "calls to the model server by API and outcome", labels.c_str());
+    }
+}
+
+void ModelMetrics::count(const char *api, ModelOutcome o) {
+  const int a = std::strcmp(api, "chat") == 0 ? 1 : 0;
+  host_->metric_add(m_[a][static_cast<int>(o)], 1);
+}
+
+Embedder::Embedder(const dm_host_api *host, dm_instance *inst, const ModelClient &client,
+                   ModelMetrics &metrics, Settings s)
+    : host_(host),
+      client_(client),
+      metrics_(metrics),
+      s_(std::move(s)),
+      file_(s_.vectors_path),
+      inst_(inst) {
+  m_dropped_ = host->metric_counter(inst, "query_embed_dropped_total",
+                                    "templates not embedded: the queue was full", nullptr);
+  m_embedded_ =
+      host->metric_counter(inst, "query_embed_templates_total", "templates embedded", nullptr);
+  m_vectors_ = host->metric_gauge(inst, "query_embed_vectors", "template vectors held", nullptr);
+  m_queued_ =
+      host->metric_gauge(inst, "query_embed_queued", "templates waiting to be embedded", nullptr);
+  m_save_failed_ = host->metric_counter(inst, "query_embed_writes_failed_total",
+                                        "failed writes of vectors_path", nullptr);
+}
+
+Embedder::~Embedder() {
+  stop();
+}
+
+bool Embedder::load(std::string &error) {
+  std::ifstream in(s_.vectors_path);
+  if (!in) {
+    if (errno == ENOENT) return true;
+    error = s_.vectors_path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string s = text.str();
+  rapidjson::Document d;
+  d.Parse(s.data(), s.size());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("model") || !d["model"].IsString() ||
+      !d.HasMember("templates") || !d["templates"].IsArray()) {
+    error = s_.vectors_path + ": not a vectors file this plugin wrote";
+    return false;
+  }
+  const std::string &model = client_.settings().model;
+  if (model != d["model"].GetString()) {
+    host_->log(inst_, DM_LOG_INFO, "%s: vectors of model '%s' dropped (now '%s')",
+               s_.vectors_path.c_str(), d["model"].GetString(), model.c_str());
+    return true;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto &t : d["templates"].GetArray()) {
+    if (!t.IsObject() || !t.HasMember("id") || !t["id"].IsString() || !t.HasMember("vector") ||
+        !t["vector"].IsArray() || !t.HasMember("template") || !t["template"].IsString() ||
+        !t.HasMember("service") || !t["service"].IsString())
+      continue;
+    const auto id = parse_pattern_id(t["id"].GetString());
+    if (!id) continue;
+    Entry e;
+    e.service = t["service"].GetString();
+    e.template_text = t["template"].GetString();
+    for (const auto &x : t["vector"].GetArray())
+      if (x.IsNumber()) e.vector.push_back(static_cast<float>(x.GetDouble()));
+    e.norm = norm_of(e.vector);
+    if (e.norm > 0) vectors_[*id] = std::make_shared<const Entry>(std::move(e));
+  }
+  host_->metric_set(m_vectors_, static_cast<double>(vectors_.size()));
+  return true;
+}
+
+bool Embedder::save(std::string &error) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  {
+    w.StartObject();
+    w.Key("model");
+    const ModelSettings &ms = client_.settings();
+    w.String(ms.model.c_str());
+    w.Key("templates");
+    w.StartArray();
+    for (const auto &[id, ep] : snapshot()) {
+      const Entry &e = *ep;
+      w.StartObject();
+      w.Key("id");
+      w.String(pattern_id_hex(id).c_str());
+      w.Key("service");
+      w.String(e.service.data(), static_cast<rapidjson::SizeType>(e.service.size()));
+      w.Key("template");
+      w.String(e.template_text.data(), static_cast<rapidjson::SizeType>(e.template_text.size()));
+      w.Key("vector");
+      w.StartArray();
+      for (float x : e.vector) w.Double(x);
+      w.EndArray();
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+  }
+  const int err = file_.write({buf.GetString(), buf.GetSize()}, ++generation_);
+  if (err == 0) return true;
+  error = s_.vectors_path + ": " + std::strerror(err);
+  return false;
+}
+
+void Embedder::enqueue_locked(uint64_t id, std::string_view service, std::string_view tpl) {
+  auto have = vectors_.find(id);
+  if (have != vectors_.end() && have->second->template_text == tpl) return;
+  auto q = queued_.find(id);
+  if (q != queued_.end()) {
+    q->second.template_text = tpl;  // changed again before it was sent: send the newest
+    return;
+  }
+  if (order_.size() >= s_.queue_max) {
+    host_->metric_add(m_dropped_, 1);
+    return;
+  }
+  order_.push_back(id);
+  queued_.emplace(id, Pending{std::string(service), std::string(tpl)});
+}
+
+void Embedder::offer(const dm_batch &batch) {
+  bool added = false;
+  std::unique_lock<std::mutex> l(mu_, std::defer_lock);
+  for (uint32_t i = 0; i < batch.count; ++i) {
+    const dm_record &r = batch.records[i];
+    std::string_view id_hex, tpl;
+    for (uint32_t k = 0; k < r.meta_count; ++k) {
+      const std::string_view key = sv(r.meta[k].key);
+      if (key == "pattern") tpl = sv(r.meta[k].value);
+      if (key == "pattern_id") id_hex = sv(r.meta[k].value);
+    }
+    if (tpl.empty()) continue;  // most records: the template did not change
+    const auto id = parse_pattern_id(id_hex);
+    if (!id) continue;
+    if (!l.owns_lock()) l.lock();
+    enqueue_locked(*id, sv(r.service), tpl);
+    added = true;
+  }
+  if (added) {
+    host_->metric_set(m_queued_, static_cast<double>(order_.size()));
+    l.unlock();
+    wake_.notify_one();
+  }
+}
+
+void Embedder::start(QueryStore *store) {
+  store_ = store;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Embedder::stop() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void Embedder::run() {
+  // The file's directory, made here rather than at load: a --dry-run must leave no trace.
+  std::error_code ec;
+  std::filesystem::create_directories(file_.dir(), ec);
+  // The stored templates without a vector: embedded once, whatever restarted.
+  if (store_) {
+    std::vector<PatternSummary> all;
+    StoreError err;
+    if (store_->templates(TemplatesQuery{}, all, err)) {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const PatternSummary &p : all)
+        if (p.has_template) enqueue_locked(p.id, p.service, p.template_text);
+      host_->metric_set(m_queued_, static_cast<double>(order_.size()));
+    } else {
+      host_->log(inst_, DM_LOG_WARN, "embeddings: cannot read the stored templates: %s",
+                 err.message.c_str());
+    }
+  }
+  int failures = 0;
+  for (;;) {
+    std::vector<uint64_t> ids;
+    std::vector<Pending> items;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      wake_.wait(l, [this] { return stopping_ || !order_.empty(); });
+      if (stopping_) return;
+      while (!order_.empty() && ids.size() < s_.batch) {
+        const uint64_t id = order_.front();
+        order_.pop_front();
+        auto it = queued_.find(id);
+        ids.push_back(id);
+        items.push_back(std::move(it->second));
+        queued_.erase(it);
+      }
+      host_->metric_set(m_queued_, static_cast<double>(order_.size()));
+    }
+    std::vector<std::string> inputs;
+    for (const Pending &p : items) inputs.push_back(p.template_text);
+    std::vector<std::vector<float>> vectors;
+    std::string why;
+    const ModelOutcome o = client_.embed(inputs, vectors, why);
+    metrics_.count("embeddings", o);
+    if (o == ModelOutcome::kStopped) return;
+    if (o != ModelOutcome::kOk) {
+      if (failures++ == 0) host_->log(inst_, DM_LOG_WARN, "embeddings: %s", why.c_str());
+      std::unique_lock<std::mutex> l(mu_);
+      // Back in the queue (newer changes of the same ids win), then a pause that grows with
+      // each failure in a row, so a server that is down is not hammered.
+      for (size_t i = ids.size(); i-- > 0;) {
+        if (queued_.count(ids[i])) continue;
+        if (order_.size() >= s_.queue_max) {
+          host_->metric_add(m_dropped_, 1);
+          continue;
+        }
+        order_.push_front(ids[i]);
+        queued_.emplace(ids[i], std::move(items[i]));
+      }
+      host_->metric_set(m_queued_, static_cast<double>(order_.size()));
+      const auto pause = std::chrono::milliseconds(std::min(30000, 250 << std::min(failures, 7)));
+      wake_.wait_for(l, pause, [this] { return stopping_.load(); });
+      if (stopping_) return;
+      continue;
+    }
+    if (failures) host_->log(inst_, DM_LOG_INFO, "embeddings: the model server answers again");
+    failures = 0;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (size_t i = 0; i < ids.size(); ++i) {
+        Entry e{std::move(items[i].service), std::move(items[i].template_text),
+                std::move(vectors[i]), 0};
+        e.norm = norm_of(e.vector);
+        vectors_[ids[i]] = std::make_shared<const Entry>(std::move(e));
+      }
+      host_->metric_set(m_vectors_, static_cast<double>(vectors_.size()));
+    }
+    host_->metric_add(m_embedded_, static_cast<double>(ids.size()));
+    std::string error;
+    if (!save(error)) {
+      host_->metric_add(m_save_failed_, 1);
+      host_->log(inst_, DM_LOG_WARN, "embeddings: cannot save the vectors: %s", error.c_str());
+    }
+  }
+}
+
+std::vector<Embedder::Near> Embedder::nearest(const std::vector<float> &v,
+                                              const std::optional<std::string> &service,
+                                              uint32_t limit) const {
+  const double vn = norm_of(v);
+  std::vector<Near> out;
+  if (vn == 0) return out;
+  for (const auto &[id, ep] : snapshot()) {
+    const Entry &e = *ep;
+    if (service && e.service != *service) continue;
+    if (e.vector.size() != v.size() || e.norm == 0) continue;
+    double dot = 0;
+    for (size_t i = 0; i < v.size(); ++i) dot += static_cast<double>(v[i]) * e.vector[i];
+    out.push_back({id, e.service, e.template_text, dot / (vn * e.norm)});
+  }
+  std::sort(out.begin(), out.end(), [](const Near &a, const Near &b) {
+    return a.score != b.score ? a.score > b.score : a.id < b.id;
+  });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
+std::vector<std::pair<uint64_t, std::shared_ptr<const Embedder::Entry>>> Embedder::snapshot()
+    const {
+  std::lock_guard<std::mutex> l(mu_);
+  return {vectors_.begin(), vectors_.end()};
+}
+
+size_t Embedder::vectors() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return vectors_.size();
+}
+
+}  // namespace devmesh::query

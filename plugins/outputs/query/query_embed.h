@@ -1,0 +1,111 @@
+// Template embeddings for POST /search/semantic: only templates are embedded, never records.
+// A record passing through the query output with meta `pattern` (a template created or changed
+// by the patterns filter) queues that template; at start, the stored templates without a vector
+// are queued too. One thread of its own sends them in batches to the OpenAI-compatible
+// /v1/embeddings, so a slow, failing or hung model server never holds the loop or the engine's
+// pool: ingestion only pays a bounded queue's push (full: dropped, counted).
+//
+// The vectors are kept with the template id in a file of the query plugin (vectors_path),
+// written atomically after each batch and read back at start, not in the store: the query
+// plugin opens the store read-only, and the store's writers (the sqlite and mariadb outputs)
+// know nothing of models.
+#pragma once
+
+#include <devmesh/plugin.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <state_file.hpp>
+
+#include "query_model.h"
+#include "query_store.h"
+
+namespace devmesh::query {
+
+// Counters of the model calls, by API and outcome (query_model_requests_total).
+class ModelMetrics {
+ public:
+  ModelMetrics(const dm_host_api *host, dm_instance *inst);
+  void count(const char *api, ModelOutcome o);  // api: "embeddings" | "chat"  [any]
+
+ private:
+  const dm_host_api *host_;
+  dm_metric *m_[2][6];
+};
+
+class Embedder {
+ public:
+  struct Settings {
+    std::string vectors_path;
+    size_t queue_max = 10000;  // templates waiting; more are dropped (counted)
+    size_t batch = 32;         // templates per request
+  };
+  Embedder(const dm_host_api *host, dm_instance *inst, const ModelClient &client,
+           ModelMetrics &metrics, Settings s);
+  ~Embedder();
+  // Reads vectors_path (a missing file is an empty start). False with `error` for a file that
+  // is there but unreadable. Vectors of another model are dropped (they would not compare).
+  bool load(std::string &error);
+  // Starts the thread; it first queues the store's templates that have no vector.
+  void start(QueryStore *store);
+  void stop();  // [loop] joins the thread (an unfinished request is abandoned)
+
+  // [loop] From flush(): the batch's records that carry a template.
+  void offer(const dm_batch &batch);
+
+  struct Near {
+    uint64_t id;
+    std::string service, template_text;
+    double score;
+  };
+  // [any] Templates by cosine to `v`, best first.
+  std::vector<Near> nearest(const std::vector<float> &v, const std::optional<std::string> &service,
+                            uint32_t limit) const;
+  size_t vectors() const;
+
+ private:
+  struct Entry {
+    std::string service, template_text;
+    std::vector<float> vector;
+    double norm = 0;
+  };
+  struct Pending {
+    std::string service, template_text;
+  };
+  void enqueue_locked(uint64_t id, std::string_view service, std::string_view tpl);
+  void run();
+  bool save(std::string &error);
+
+  const dm_host_api *host_;
+  const ModelClient &client_;
+  ModelMetrics &metrics_;
+  Settings s_;
+  StateFile file_;           // vectors_path, written by the thread only
+  uint64_t generation_ = 0;  // of the last write
+  QueryStore *store_ = nullptr;
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<uint64_t> order_;                    // queued ids, oldest first
+  std::unordered_map<uint64_t, Pending> queued_;  // the latest text of each queued id
+  // Entries are immutable and shared, so save() and nearest() copy pointers under the lock and
+  // do their work outside it: offer(), on the loop, never waits for more than that copy.
+  std::unordered_map<uint64_t, std::shared_ptr<const Entry>> vectors_;
+  std::vector<std::pair<uint64_t, std::shared_ptr<const Entry>>> snapshot() const;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+  dm_metric *m_dropped_, *m_embedded_, *m_vectors_, *m_queued_, *m_save_failed_;
+  dm_instance *inst_;
+};
+
+}  // namespace devmesh::query

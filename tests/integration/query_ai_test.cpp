@@ -1,0 +1,537 @@
+// POST /search/similar, /search/semantic and /explain/incident through the real binary over an
+// SQLite store. Similar search needs no model: a seeded store of templates and their rows. The
+// other two talk to tests/support/openai_mock.py, a MOCK OpenAI-compatible server this test
+// starts (no model can run here): its vectors are hashed bags of words, so rankings are
+// checkable, and it can be told to fail or to hang. A hung or failing model server is answered
+// 502/504 and counted, and never slows ingestion (asserted on counts, not on time).
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "store_test_support.h"
+#include "timestamp.hpp"
+
+using namespace devmesh::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr uint64_t kRefused = 0xa1a1a1a1a1a1a1a1ull;    // api: connection to <*> refused
+constexpr uint64_t kLost = 0x0b0b0b0b0b0b0b0bull;       // api: connection to database lost
+constexpr uint64_t kLogin = 0x0c0c0c0c0c0c0c0cull;      // api: login failed for user=<*>
+constexpr uint64_t kDisk = 0x0d0d0d0d0d0d0d0dull;       // db: disk <*> full
+constexpr uint64_t kDbRefused = 0x0e0e0e0e0e0e0e0eull;  // db: connection to <*> refused
+constexpr int64_t kSec = 1000000000;
+
+std::string hex(uint64_t id) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+int64_t at(const char *rfc3339) {
+  int64_t ns = 0;
+  devmesh::parse_rfc3339(rfc3339, ns);
+  return ns;
+}
+
+const int64_t kStart = at("2025-11-28T10:00:00Z");
+
+HttpResponse post(const std::string &url, const std::string &body) {
+  return http(url, {"Content-Type: application/json"}, "POST", body);
+}
+
+rapidjson::Document json(const HttpResponse &r) {
+  rapidjson::Document d;
+  d.Parse(r.body.c_str(), r.body.size());
+  EXPECT_FALSE(d.HasParseError()) << r.body;
+  return d;
+}
+
+// Makes the store with the sqlite output (its own schema), then seeds rows and templates.
+void make_store(const TempDir &d, const std::string &db) {
+  auto setup = start_engine(d,
+                            plugins_head("  exit_when_done: true\n") +
+                                "  inputs:\n    - {name: dummy, rate: 0, count: 1, service: "
+                                "setup, tag: setup}\n"
+                                "  outputs:\n    - {name: sqlite, path: " +
+                                db + "}\n",
+                            "setup");
+  ASSERT_EQ(setup->wait_exit(30s), 0) << setup->err();
+  std::string sql = "BEGIN; DELETE FROM log_events;";
+  int n = 0;
+  auto row = [&](const std::string &service, const std::string &level, const std::string &message,
+                 uint64_t pattern) {
+    sql +=
+        "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+        " pattern_id) VALUES (" +
+        std::to_string(kStart + ++n * kSec) + ", 'test', '" + service + "', 'h1', '" + level +
+        "', '" + message + "', randomblob(16), " + std::to_string(static_cast<int64_t>(pattern)) +
+        ");";
+  };
+  auto pattern = [&](uint64_t id, const std::string &service, const std::string &text) {
+    const std::string sid = std::to_string(static_cast<int64_t>(id));
+    sql +=
+        "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count) SELECT " +
+        sid + ", '" + service + "', '" + text +
+        "', min(timestamp), max(timestamp), count(*) FROM log_events WHERE pattern_id = " + sid +
+        ";";
+  };
+  for (int i = 0; i < 5; ++i)
+    row("api", "ERROR", "connection to db-" + std::to_string(i) + ":5432 refused", kRefused);
+  for (int i = 0; i < 3; ++i) row("api", "ERROR", "connection to database lost", kLost);
+  for (const char *u : {"alice", "bob", "carol", "dave"})
+    row("api", "WARN", std::string("login failed for user=") + u, kLogin);
+  for (int i = 0; i < 2; ++i) row("db", "ERROR", "disk sda" + std::to_string(i) + " full", kDisk);
+  for (int i = 0; i < 2; ++i)
+    row("db", "ERROR", "connection to 10.0.0." + std::to_string(i) + ":9 refused", kDbRefused);
+  pattern(kRefused, "api", "connection to <*> refused");
+  pattern(kLost, "api", "connection to database lost");
+  pattern(kLogin, "api", "login failed for user=<*>");
+  pattern(kDisk, "db", "disk <*> full");
+  pattern(kDbRefused, "db", "connection to <*> refused");
+  SqliteDb(db).exec(sql + "COMMIT;");
+}
+
+// The ids of an answer's patterns, in order, each with its match kind.
+std::vector<std::string> matches(const rapidjson::Document &d) {
+  std::vector<std::string> out;
+  for (const auto &p : d["patterns"].GetArray())
+    out.push_back(std::string(p["pattern_id"].GetString()) + " " + p["match"].GetString());
+  return out;
+}
+
+class QuerySimilar : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    const std::string db = *dir_ / "store/devmesh.db";
+    make_store(*dir_, db);
+    port_ = free_port();
+    metrics_ = free_port();
+    engine_ =
+        start_engine(*dir_,
+                     plugins_head("  http_listen: 127.0.0.1:" + std::to_string(metrics_) + "\n") +
+                         "  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
+                         "  outputs:\n    - {name: query, match: none, listen: "
+                         "127.0.0.1:" +
+                         std::to_string(port_) + ", path: " + db + "}\n")
+            .release();
+    ASSERT_TRUE(wait_until([] { return http(url("/health")).status == 200; }, 20s))
+        << engine_->err();
+  }
+  static void TearDownTestSuite() {
+    engine_->kill(SIGTERM);
+    engine_->wait_exit(20s);
+    delete engine_;
+    delete dir_;
+  }
+  static std::string url(const std::string &path) {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  static rapidjson::Document similar(const std::string &body) {
+    HttpResponse r = post(url("/search/similar"), body);
+    EXPECT_EQ(r.status, 200) << body << ": " << r.body;
+    return json(r);
+  }
+  static inline TempDir *dir_;
+  static inline int port_, metrics_;
+  static inline Process *engine_;
+};
+
+TEST_F(QuerySimilar, AMessageFittingAStoredTemplateComesFirstAsExactThenTheLexicallyNearest) {
+  auto d = similar(R"({"message": "connection to cache-3:6379 refused", "service": "api"})");
+  // Masked as the filter masks it: the host part is kept, the numbers are not.
+  EXPECT_EQ(std::string(d["masked"].GetString()), "connection to cache-<*> refused");
+  ASSERT_GE(d["patterns"].Size(), 2u);
+  EXPECT_EQ(matches(d)[0], hex(kRefused) + " exact");
+  EXPECT_EQ(matches(d)[1], hex(kLost) + " similar");
+  const auto &first = d["patterns"][0];
+  EXPECT_EQ(first["score"].GetDouble(), 1.0);
+  EXPECT_EQ(std::string(first["template"].GetString()), "connection to <*> refused");
+  EXPECT_EQ(std::string(first["service"].GetString()), "api");
+  EXPECT_EQ(first["count"].GetInt(), 5);
+  const double second = d["patterns"][1]["score"].GetDouble();
+  EXPECT_GT(second, 0.0);
+  EXPECT_LT(second, 1.0);
+  // Only the api service's templates; the disk template shares no word.
+  for (const auto &p : d["patterns"].GetArray()) {
+    EXPECT_EQ(std::string(p["service"].GetString()), "api");
+    EXPECT_NE(std::string(p["pattern_id"].GetString()), hex(kDisk));
+  }
+  // Its recent records: the default five, newest first, all of this pattern.
+  const auto &rows = first["records"];
+  ASSERT_EQ(rows.Size(), 5u);
+  EXPECT_EQ(std::string(rows[0]["message"].GetString()), "connection to db-4:5432 refused");
+  for (const auto &r : rows.GetArray())
+    EXPECT_EQ(std::string(r["pattern_id"].GetString()), hex(kRefused));
+}
+
+TEST_F(QuerySimilar, WithoutAServiceEveryServicesExactMatchComesFirstMostSeenFirst) {
+  auto d = similar(R"({"message": "connection to 192.168.1.1:80 refused", "records": 1})");
+  ASSERT_GE(d["patterns"].Size(), 3u);
+  EXPECT_EQ(matches(d)[0], hex(kRefused) + " exact");
+  EXPECT_EQ(matches(d)[1], hex(kDbRefused) + " exact");
+  EXPECT_EQ(matches(d)[2], hex(kLost) + " similar");
+  EXPECT_EQ(d["patterns"][0]["records"].Size(), 1u);
+  EXPECT_EQ(d["templates"].GetInt(), 5);
+}
+
+TEST_F(QuerySimilar, AKeyValueTemplateFitsAnyValueOfItsKey) {
+  auto d = similar(R"({"message": "login failed for user=mallory", "limit": 1, "records": 0})");
+  ASSERT_EQ(d["patterns"].Size(), 1u);
+  EXPECT_EQ(matches(d)[0], hex(kLogin) + " exact");
+  EXPECT_EQ(d["patterns"][0]["records"].Size(), 0u);
+}
+
+TEST_F(QuerySimilar, AMessageNoTemplateFitsGetsTheLexicallyNearestOnly) {
+  auto d = similar(R"({"message": "connection to the database was lost", "service": "api"})");
+  ASSERT_GE(d["patterns"].Size(), 2u);
+  EXPECT_EQ(matches(d)[0], hex(kLost) + " similar");
+  EXPECT_EQ(matches(d)[1], hex(kRefused) + " similar");
+  EXPECT_GT(d["patterns"][0]["score"].GetDouble(), d["patterns"][1]["score"].GetDouble());
+  // Words no template has: nothing is near.
+  auto none = similar(R"({"message": "quantum flux capacitor overheated"})");
+  EXPECT_EQ(none["patterns"].Size(), 0u);
+}
+
+// The index is rebuilt from the patterns table once stale: a template stored after the first
+// search is found by a later one.
+TEST_F(QuerySimilar, ATemplateStoredAfterTheIndexWasBuiltIsFoundOnceTheIndexIsRebuilt) {
+  const std::string body = R"({"message": "cache eviction storm in shard 7", "records": 0})";
+  EXPECT_EQ(similar(body)["patterns"].Size(), 0u);
+  const uint64_t storm = 0x1f1f1f1f1f1f1f1full;
+  SqliteDb(*dir_ / "store/devmesh.db")
+      .exec(
+          "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count)"
+          " VALUES (" +
+          std::to_string(static_cast<int64_t>(storm)) + ", 'cache', " +
+          "'cache eviction storm in shard <*>', 1, 2, 1)");
+  rapidjson::Document d;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        d = similar(body);
+        return d["patterns"].Size() > 0;
+      },
+      30s));
+  EXPECT_EQ(matches(d)[0], hex(storm) + " exact");
+  SqliteDb(*dir_ / "store/devmesh.db")
+      .exec("DELETE FROM log_patterns WHERE id = " + std::to_string(static_cast<int64_t>(storm)));
+  ASSERT_TRUE(wait_until([&] { return similar(body)["patterns"].Size() == 0; }, 30s));
+}
+
+TEST_F(QuerySimilar, BadBodiesAreRefusedNamingTheFieldAndCounted) {
+  const std::string m = "http://127.0.0.1:" + std::to_string(metrics_) + "/metrics";
+  const double before =
+      metric_value(http(m).body, "devmesh_query_requests_total", "outcome=\"bad_parameter\"");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "body is not JSON"},
+      {"{\"message\": ", "body is not JSON"},
+      {"[\"connection refused\"]", "body must be a JSON object"},
+      {"{}", "bad field 'message': required"},
+      {"{\"message\": \"\"}", "bad field 'message': required"},
+      {"{\"message\": 42}", "bad field 'message': must be a string"},
+      {"{\"message\": \"x\", \"service\": [1]}", "bad field 'service': must be a string"},
+      {"{\"message\": \"x\", \"limit\": 0}", "bad field 'limit': must be an integer 1..1000"},
+      {"{\"message\": \"x\", \"limit\": 2.5}", "bad field 'limit'"},
+      {"{\"message\": \"x\", \"records\": \"5\"}", "bad field 'records'"},
+      {"{\"message\": \"x\", \"records\": 101}", "bad field 'records'"},
+      {"{\"message\": \"x\", \"mesage\": \"y\"}", "unknown field 'mesage'"},
+  };
+  for (const auto &[body, want] : cases) {
+    HttpResponse r = post(url("/search/similar"), body);
+    EXPECT_EQ(r.status, 400) << body;
+    EXPECT_NE(r.body.find(want), std::string::npos) << body << ": " << r.body;
+  }
+  HttpResponse big =
+      post(url("/search/similar"), "{\"message\": \"" + std::string(70000, 'x') + "\"}");
+  EXPECT_EQ(big.status, 413) << big.body;
+  EXPECT_NE(big.body.find("body larger than 65536 bytes"), std::string::npos) << big.body;
+  EXPECT_EQ(metric_value(http(m).body, "devmesh_query_requests_total", "outcome=\"bad_parameter\""),
+            before + static_cast<double>(cases.size()) + 1);
+  // Off by default: the model endpoints say how to turn them on (after checking the body).
+  HttpResponse off = post(url("/search/semantic"), R"({"message": "x"})");
+  EXPECT_EQ(off.status, 501);
+  EXPECT_NE(off.body.find("set embed_url and model"), std::string::npos) << off.body;
+  off = post(url("/explain/incident"), R"({"around": "2025-11-28T10:00:00Z"})");
+  EXPECT_EQ(off.status, 501);
+  EXPECT_NE(off.body.find("set chat_url and model"), std::string::npos) << off.body;
+}
+
+// The mock model server (tests/support/openai_mock.py), on a port of its own.
+class Mock {
+ public:
+  explicit Mock(const TempDir &d)
+      : port_(free_port()),
+        proc_(
+            {"/usr/bin/python3", std::string(DEVMESH_SOURCE_DIR) + "/tests/support/openai_mock.py",
+             std::to_string(port_)},
+            d.path(), "mock") {
+    EXPECT_TRUE(wait_until([&] { return http(base() + "/stats").status == 200; }, 20s))
+        << proc_.err();
+  }
+  std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  void mode(const std::string &m) {
+    ASSERT_EQ(post(base() + "/control", "{\"mode\": \"" + m + "\"}").status, 200);
+  }
+  rapidjson::Document stats() { return json(http(base() + "/stats")); }
+  int stat(const char *name) { return stats()[name].GetInt(); }
+
+ private:
+  int port_;
+  Process proc_;
+};
+
+// http input -> patterns -> sqlite, and the query output with the model options.
+struct ModelPipeline {
+  ModelPipeline(const TempDir &d, const Mock &mock, const std::string &extra,
+                const std::string &db_name = "data/devmesh.db")
+      : listen("127.0.0.1:" + std::to_string(free_port())),
+        metrics("http://127.0.0.1:" + std::to_string(free_port()) + "/metrics") {
+    const std::string db = d / db_name;
+    engine = start_engine(
+        d, plugins_head("  http_listen: " + metrics.substr(7, metrics.size() - 15) + "\n") +
+               "  inputs:\n    - {name: http, listen: " + listen +
+               ", ack: delivered}\n"
+               "  filters:\n    - {name: patterns}\n"
+               "  outputs:\n"
+               "    - {name: sqlite, path: " +
+               db +
+               ", flush_interval: 50ms}\n"
+               "    - {name: query, listen: " +
+               listen + ", path: " + db + ", flush_interval: 50ms, model: mock-model, embed_url: " +
+               mock.base() + "/v1/embeddings, chat_url: " + mock.base() +
+               "/v1/chat/completions, vectors_path: " + (d / "vectors.json") + extra + "}\n");
+    EXPECT_TRUE(wait_until([&] { return http(base() + "/health").status == 200; }, 20s))
+        << engine->err();
+  }
+  std::string base() const { return "http://" + listen; }
+  double metric(const std::string &name, const std::string &labels = "") {
+    return find_metric(http(metrics).body, name, labels).value_or(-1);
+  }
+  // Posts lines (service api) and waits for the ack.
+  void ingest(const std::vector<std::string> &messages, const std::string &level = "ERROR",
+              const char *when = "2025-11-28T10:20:00Z") {
+    std::string body = "[";
+    for (size_t i = 0; i < messages.size(); ++i)
+      body += std::string(i ? "," : "") + "{\"timestamp\":\"" + when +
+              "\",\"service\":\"api\",\"host\":\"web-1\",\"level\":\"" + level +
+              "\",\"message\":\"" + messages[i] + "\"}";
+    HttpResponse r = post(base() + "/ingest/logs", body + "]");
+    EXPECT_GE(r.status, 200) << r.body;
+    EXPECT_LT(r.status, 300) << r.body;
+  }
+  std::string listen, metrics;
+  std::unique_ptr<Process> engine;
+};
+
+const std::vector<std::string> kLines = {
+    "connection to db-1:5432 refused",    "connection to db-2:5432 refused",
+    "disk sda1 is full at 90 percent",    "disk sdb2 is full at 95 percent",
+    "user 500 logged in from 10.0.0.1",   "user 501 logged in from 10.0.0.2",
+    "cache miss for key 42 in region eu", "cache miss for key 43 in region us",
+};
+
+TEST(QuerySemantic, TemplatesAreEmbeddedOnceAndRankedByCosineAndKeptAcrossARestart) {
+  TempDir d;
+  Mock mock(d);
+  {
+    ModelPipeline p(d, mock, ", embed_batch: 2, embed_timeout: 5s, api_key: k3y");
+    p.ingest(kLines);
+    ASSERT_TRUE(wait_until([&] { return p.metric("devmesh_query_embed_vectors") == 4; }, 30s))
+        << p.engine->err();
+    // The templates, not the records: four inputs for eight records (a template may be sent
+    // again when it changed after it was embedded, but no record ever is).
+    EXPECT_GE(mock.stat("inputs"), 4);
+    EXPECT_LT(mock.stat("inputs"), 8);
+    HttpResponse r =
+        post(p.base() + "/search/semantic", R"({"message": "the disk is full", "limit": 2})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto doc = json(r);
+    EXPECT_EQ(std::string(doc["model"].GetString()), "mock-model");
+    EXPECT_EQ(doc["templates"].GetInt(), 4);
+    ASSERT_EQ(doc["patterns"].Size(), 2u);
+    EXPECT_EQ(std::string(doc["patterns"][0]["template"].GetString()),
+              "disk <*> is full at <*> percent");
+    EXPECT_GT(doc["patterns"][0]["score"].GetDouble(), doc["patterns"][1]["score"].GetDouble());
+    r = post(p.base() + "/search/semantic", R"({"message": "who logged in from where"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(std::string(json(r)["patterns"][0]["template"].GetString()),
+              "user <*> logged in from <*>");
+    EXPECT_EQ(p.metric("devmesh_query_model_requests_total", "api=\"embeddings\",outcome=\"ok\""),
+              mock.stat("embeddings"));
+    EXPECT_EQ(std::string(mock.stats()["authorization"].GetString()), "Bearer k3y");
+    p.engine->kill(SIGTERM);
+    ASSERT_EQ(p.engine->wait_exit(20s), 0) << p.engine->err();
+    EXPECT_EQ(p.engine->err().find("k3y"), std::string::npos) << "the api_key is never logged";
+  }
+  // A restart reads the vectors back: nothing is embedded again.
+  const int inputs = mock.stat("inputs");
+  ModelPipeline again(d, mock, "");
+  EXPECT_EQ(again.metric("devmesh_query_embed_vectors"), 4);
+  HttpResponse r = post(again.base() + "/search/semantic", R"({"message": "cache miss"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(std::string(json(r)["patterns"][0]["template"].GetString()),
+            "cache miss for key <*> in region <*>");
+  EXPECT_EQ(mock.stat("inputs"), inputs + 1) << "only the query itself was embedded";
+}
+
+TEST(QueryExplain, TheContextPackGoesToTheChatModelAndComesBackAsEvidenceWithTheAnswer) {
+  TempDir d;
+  Mock mock(d);
+  ModelPipeline p(d, mock, ", chat_timeout: 30s");
+  p.ingest({"connection to db-1:5432 refused", "connection to db-2:5432 refused"});
+  p.ingest({"retrying job 7"}, "WARN");
+  HttpResponse r = post(p.base() + "/explain/incident",
+                        R"({"start_time": "2025-11-28T10:15:00Z", "end_time": 1764325800})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto doc = json(r);
+  const std::string evidence = doc["evidence"].GetString();
+  EXPECT_NE(evidence.find("template: connection to db-<*> refused"), std::string::npos) << evidence;
+  EXPECT_EQ(std::string(doc["model"].GetString()), "mock-model");
+  EXPECT_EQ(std::string(doc["answer"].GetString())
+                .rfind("MOCK ANSWER: " + std::to_string(evidence.size()) + " bytes of evidence", 0),
+            0u)
+      << doc["answer"].GetString();
+  // What the model was sent: the fixed system prompt and the pack as the user's message.
+  auto stats = mock.stats();
+  const auto &messages = stats["last_chat"]["messages"];
+  EXPECT_EQ(std::string(stats["last_chat"]["model"].GetString()), "mock-model");
+  EXPECT_EQ(std::string(messages[0]["role"].GetString()), "system");
+  EXPECT_NE(std::string(messages[0]["content"].GetString()).find("site reliability engineer"),
+            std::string::npos);
+  EXPECT_EQ(std::string(messages[1]["content"].GetString()), evidence);
+  // around/window and the bounds are /query/context's; a bad one is a 400 naming the field.
+  r = post(p.base() + "/explain/incident",
+           R"({"around": "2025-11-28T10:20:00Z", "window": "10m", "max_bytes": 2048,)"
+           R"( "max_patterns": 5, "samples": 1, "service": "api", "host": "web-1"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_LE(json(r)["evidence"].GetStringLength(), 2048u);
+  for (const auto &[body, want] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"around": "yesterday"})", "bad field 'around'"},
+           {R"({"around": "2025-11-28T10:20:00Z", "start_time": 1})", "bad field"},
+           {R"({"start_time": {"a": 1}})", "bad field 'start_time': must be a string or a number"},
+           {R"({"format": "text"})", "unknown field 'format'"},
+           {R"({"max_bytes": 10})", "bad field 'max_bytes'"}}) {
+    HttpResponse bad = post(p.base() + "/explain/incident", body);
+    EXPECT_EQ(bad.status, 400) << body;
+    EXPECT_NE(bad.body.find(want), std::string::npos) << body << ": " << bad.body;
+  }
+  EXPECT_EQ(p.metric("devmesh_query_model_requests_total", "api=\"chat\",outcome=\"ok\""), 2);
+}
+
+TEST(QueryModelFailures, AFailingTimedOutOrDownModelServerIsAnswered502Or504AndCounted) {
+  TempDir d;
+  Mock mock(d);
+  ModelPipeline p(d, mock, ", chat_timeout: 1s, embed_timeout: 1s");
+  p.ingest({"connection to db-1:5432 refused"});
+  const std::string window = R"({"start_time": "2025-11-28T10:00:00Z"})";
+  mock.mode("fail");
+  HttpResponse r = post(p.base() + "/explain/incident", window);
+  EXPECT_EQ(r.status, 502) << r.body;
+  EXPECT_EQ(std::string(json(r)["reason"].GetString()), "error");
+  EXPECT_NE(r.body.find("HTTP 500"), std::string::npos) << r.body;
+  r = post(p.base() + "/search/semantic", R"({"message": "refused"})");
+  EXPECT_EQ(r.status, 502) << r.body;
+  mock.mode("hang");
+  r = post(p.base() + "/explain/incident", window);
+  EXPECT_EQ(r.status, 504) << r.body;
+  EXPECT_EQ(std::string(json(r)["reason"].GetString()), "timeout");
+  r = post(p.base() + "/search/semantic", R"({"message": "refused"})");
+  EXPECT_EQ(r.status, 504) << r.body;
+  mock.mode("ok");
+  EXPECT_GE(p.metric("devmesh_query_model_requests_total", "api=\"chat\",outcome=\"error\""), 1);
+  EXPECT_GE(p.metric("devmesh_query_model_requests_total", "api=\"chat\",outcome=\"timeout\""), 1);
+  EXPECT_GE(
+      p.metric("devmesh_query_model_requests_total", "api=\"embeddings\",outcome=\"timeout\""), 1);
+  EXPECT_GE(p.metric("devmesh_query_requests_total", "outcome=\"timeout\""), 2);
+  EXPECT_GE(p.metric("devmesh_query_requests_total", "outcome=\"failed\""), 2);
+
+  // Down: nothing listens on the embeddings port.
+  TempDir d2;
+  const std::string closed = "http://127.0.0.1:" + std::to_string(free_port());
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  const std::string metrics = "127.0.0.1:" + std::to_string(free_port());
+  auto e = start_engine(d2, plugins_head("  http_listen: " + metrics + "\n") +
+                                "  inputs:\n    - {name: dummy, rate: 0.001}\n"
+                                "  outputs:\n    - {name: query, match: none, listen: " +
+                                listen + ", path: none.db, model: m, embed_url: " + closed +
+                                "/v1/embeddings, vectors_path: " + (d2 / "v.json") + "}\n");
+  ASSERT_TRUE(wait_until([&] { return http("http://" + listen + "/info").status == 200; }, 20s))
+      << e->err();
+  r = post("http://" + listen + "/search/semantic", R"({"message": "refused"})");
+  EXPECT_EQ(r.status, 502) << r.body;
+  EXPECT_EQ(std::string(json(r)["reason"].GetString()), "down") << r.body;
+  EXPECT_GE(find_metric(http("http://" + metrics + "/metrics").body,
+                        "devmesh_query_model_requests_total", "api=\"embeddings\",outcome=\"down\"")
+                .value_or(0),
+            1);
+}
+
+TEST(QueryModelFailures, AModelServerThatHangsNeverSlowsIngestion) {
+  TempDir d;
+  Mock mock(d);
+  mock.mode("hang");
+  // A small queue, so the templates that keep coming while the server hangs are dropped,
+  // counted.
+  ModelPipeline p(d, mock, ", embed_queue: 3, embed_batch: 1, embed_timeout: 600s");
+  p.ingest({"first template 1"});
+  ASSERT_TRUE(wait_until([&] { return mock.stat("hung") >= 1; }, 30s))
+      << "the embedding request never reached the mock";
+  // With the embedding thread stuck in its request, records of new templates keep flowing
+  // through the query output into the store at once (each post waits for delivery).
+  for (int i = 0; i < 20; ++i) {
+    std::vector<std::string> batch;
+    for (int k = 0; k < 10; ++k)
+      batch.push_back("event" + std::string(1, static_cast<char>('a' + i)) + " kind" +
+                      std::string(1, static_cast<char>('a' + k)) + " happened " +
+                      std::to_string(i * 10 + k));
+    p.ingest(batch);
+  }
+  HttpResponse r = http(p.base() + "/query/logs?limit=1000");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json(r).Size(), 201u);
+  EXPECT_EQ(mock.stat("hung"), 1) << "one request hangs; nothing else was sent meanwhile";
+  EXPECT_EQ(p.metric("devmesh_query_embed_queued"), 3);
+  EXPECT_GT(p.metric("devmesh_query_embed_dropped_total"), 0);
+  // Similar search needs no model and still answers.
+  EXPECT_EQ(post(p.base() + "/search/similar", R"({"message": "first template 2"})").status, 200);
+  // A stop abandons the hung request at once.
+  p.engine->kill(SIGTERM);
+  EXPECT_EQ(p.engine->wait_exit(30s), 0) << p.engine->err();
+}
+
+}  // namespace
+
+namespace {
+
+// The model options are checked at load, each problem naming its option.
+TEST(QueryModelConfig, AMissingModelABadUrlOrAVectorsFileThatIsNotOursIsRefusedNamingTheOption) {
+  TempDir d;
+  write_file(d / "garbage.json", "not json");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"embed_url: http://127.0.0.1:1/v1/embeddings", "model: required with embed_url or chat_url"},
+      {"model: m, chat_url: ftp://example/v1/chat/completions",
+       "chat_url: must be an http:// or https:// URL"},
+      {"model: m, embed_url: 127.0.0.1:1/v1/embeddings",
+       "embed_url: must be an http:// or https:// URL"},
+      {"model: m, embed_url: http://127.0.0.1:1/v1/embeddings, vectors_path: " +
+           (d / "garbage.json"),
+       "vectors_path: " + (d / "garbage.json") + ": not a vectors file this plugin wrote"},
+  };
+  for (const auto &[options, want] : cases) {
+    write_file(d / "p.yaml", plugins_head() +
+                                 "  inputs:\n    - {name: dummy, rate: 0.001}\n"
+                                 "  outputs:\n    - {name: query, match: none, path: none.db, " +
+                                 options + "}\n");
+    Process p({DEVMESH_BIN, "--dry-run", "-c", d / "p.yaml"}, d.path(), "dry");
+    EXPECT_EQ(p.wait_exit(30s), 1) << options;
+    EXPECT_NE(p.err().find(want), std::string::npos) << options << ": " << p.err();
+  }
+}
+
+}  // namespace
