@@ -48,6 +48,9 @@ export class Screenshots {
     this.prefix = prefix;
     this.n = 0;
     fs.mkdirSync(this.dir, { recursive: true });
+    // A run's screenshots replace the last run's (of this prefix), so none is left from before.
+    const mine = new RegExp(`^${prefix}\\d\\d-.*\\.png$`);
+    for (const f of fs.readdirSync(this.dir)) if (mine.test(f)) fs.rmSync(path.join(this.dir, f));
     this.paths = [];
   }
 
