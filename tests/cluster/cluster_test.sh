@@ -4,7 +4,7 @@
 # and filled through its Distributed table is split over both shards and copied to both replicas
 # of each; records posted to HAProxy reach ClickHouse through both aggregators; HAProxy stops
 # sending to a killed aggregator and takes it back once restarted; a killed replica catches up
-# once restarted; stop leaves no process behind.
+# once restarted; stop leaves no process behind. Then the same with --store mariadb (1 aggregator).
 # Usage: cluster_test.sh SOURCE_DIR DEVMESH_BIN PLUGINS_DIR WORK_DIR (ctest: label "cluster").
 set -euo pipefail
 
@@ -190,4 +190,27 @@ check "records posted while it was down are in ClickHouse once" \
 check "stop stops every piece" cluster stop
 check "no process of the cluster is left" test -z "$(ours)"
 check "status then shows every piece stopped" bash -c "! '$src/tools/cluster' status --dir '$dir'"
+
+# ---- --store mariadb: one aggregator into one MariaDB (the single-node comparison) ------------
+dir=$work/mariadb
+[ -f "$dir/cluster.env" ] && cluster stop >/dev/null 2>&1 || true
+rm -rf "$dir"
+if cluster start --store mariadb --aggregators 1 --devmesh "$devmesh" --plugins-dir "$plugins" \
+  >/dev/null; then
+  # shellcheck disable=SC1091
+  . "$dir/endpoints.env"
+  sent=0
+  check "with --store mariadb, 5 requests through HAProxy are all answered 200" posts_ok 5
+  rows() {
+    mariadb --no-defaults --protocol=socket --socket="$MARIADB_SOCKET" --user=root -N \
+      -e "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM devmesh.log_events"
+  }
+  check "every record is in MariaDB once (ack: delivered: committed before the 200)" \
+    test "$(rows)" = "50"$'\t'50
+  check "stop stops MariaDB, the aggregator and HAProxy" cluster stop
+  check "no process of that cluster is left" test -z "$(ours)"
+else
+  echo "FAILED: tools/cluster start --store mariadb" >&2
+  fail=1
+fi
 exit $fail
