@@ -28,7 +28,7 @@ namespace {
 
 using namespace query;
 
-const char *const kStores[] = {"sqlite", "mariadb", nullptr};
+const char *const kStores[] = {"sqlite", "mariadb", "clickhouse", nullptr};
 const char *const kTimeFormats[] = {"prototype", "rfc3339", nullptr};
 
 const dm_option kOptions[] = {
@@ -61,6 +61,10 @@ const dm_option kOptions[] = {
      "mariadb: time limit for connecting", 0},
     {"timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "30s", 1000, 3600000, nullptr,
      "mariadb: time limit for each network read or write", 0},
+    {"url", DM_OPT_STRING, 0, "http://127.0.0.1:8123", 0, 0, nullptr,
+     "clickhouse: the server's HTTP interface (user, password, database, connect_timeout and "
+     "timeout as for mariadb; on a cluster, table names the Distributed table)",
+     0},
     {"statement_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "5s", 10, 600000.0, nullptr,
      "longest a query may run; past it the request gets 504", 0},
     {"max_queries", DM_OPT_INT, DM_OPT_BOUNDED, "8", 1, 1024, nullptr,
@@ -241,6 +245,7 @@ class Query {
     s.tls_verify = c.boolean("ssl_verify");
     s.connect_timeout_ms = c.integer("connect_timeout");
     s.io_timeout_ms = c.integer("timeout");
+    s.url = c.string("url");
     max_queries_ = static_cast<uint32_t>(c.integer("max_queries"));
     host->config_bind(cfg, &tls_);
     if (c.has("auth_token")) {
@@ -621,7 +626,8 @@ namespace {
 const char *description() {
   static const std::string text =
       "serves the prototype's query API (/query/logs, /query/stats, /health, /info) and the "
-      "patterns (/query/patterns) over the sqlite or mariadb store, and /tail: a live SSE stream "
+      "patterns (/query/patterns) over the sqlite, mariadb or clickhouse store, and /tail: a live "
+      "SSE stream "
       "of the records passing through "
       "(give this output a short flush_interval, e.g. 50ms, so /tail follows closely)\n  " +
       query::api_summary();

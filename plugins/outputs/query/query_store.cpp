@@ -15,7 +15,8 @@ std::unique_ptr<QueryStore> make_query_store(const StoreSettings &settings, std:
     return nullptr;
 #endif
   }
-  error = "store: unknown store '" + settings.kind + "' (sqlite or mariadb)";
+  if (settings.kind == "clickhouse") return make_clickhouse_store(settings, error);
+  error = "store: unknown store '" + settings.kind + "' (sqlite, mariadb or clickhouse)";
   return nullptr;
 }
 

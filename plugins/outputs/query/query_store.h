@@ -148,7 +148,7 @@ struct StoreError {
 
 // Connection keys of the store, from the query plugin's options (same keys as the outputs).
 struct StoreSettings {
-  std::string kind;   // "sqlite" | "mariadb"
+  std::string kind;   // "sqlite" | "mariadb" | "clickhouse"
   std::string table;  // validated identifier ([A-Za-z_][A-Za-z0-9_]*)
   int64_t statement_timeout_ms = 5000;
   // sqlite
@@ -161,6 +161,8 @@ struct StoreSettings {
   bool tls_verify = true;                 // option ssl_verify
   int64_t connect_timeout_ms = 5000;      // option connect_timeout
   int64_t io_timeout_ms = 30000;          // option timeout
+  // clickhouse (user, password, database, connect_timeout and timeout as above)
+  std::string url = "http://127.0.0.1:8123";
 };
 
 // A backend. Every method may be called concurrently from several worker threads (the engine's
@@ -216,6 +218,8 @@ std::unique_ptr<QueryStore> make_query_store(const StoreSettings &settings, std:
 // Backends (each in its own file: query_sqlite.cpp, query_mariadb.cpp).
 std::unique_ptr<QueryStore> make_sqlite_store(const StoreSettings &settings, std::string &error);
 std::unique_ptr<QueryStore> make_mariadb_store(const StoreSettings &settings, std::string &error);
+std::unique_ptr<QueryStore> make_clickhouse_store(const StoreSettings &settings,
+                                                  std::string &error);
 
 // The level names stored at or above `name`'s rank (WARN and WARNING rank alike); empty for an
 // unknown name.

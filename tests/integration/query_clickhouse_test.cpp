@@ -1,0 +1,282 @@
+// The query plugin over the ClickHouse store (store: clickhouse) against a private
+// clickhouse-server 18.16: the shared query contract (query_contract.h) on ClickHouse, a
+// re-delivered record counted once by every endpoint, /health while the server is down, the
+// statement time limit, and the literal quoting that stands in for query parameters (18.16 has
+// none), fuzzed against the server.
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <random>
+
+#include "../../plugins/outputs/clickhouse/clickhouse_schema.hpp"
+#include "clickhouse.h"
+#include "query_contract.h"
+#include "store_test_support.h"
+
+using namespace devmesh::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char *kPasswordEnv = "DEVMESH_TEST_CH_PASSWORD";
+
+std::string connection(const ClickHouse &ch) {
+  return "url: '" + ch.url() + "', user: devmesh, password: '${" + kPasswordEnv + "}'";
+}
+
+std::unique_ptr<Process> engine(const TempDir &d, const std::string &yaml,
+                                const std::string &name = "engine") {
+  write_file(d / (name + ".yaml"), yaml);
+  return std::make_unique<Process>(
+      std::vector<std::string>{DEVMESH_BIN, "-c", d / (name + ".yaml")}, d.path(), name,
+      std::vector<std::string>{std::string(kPasswordEnv) + "=" + ClickHouse::kPassword});
+}
+
+// Creates the table with the clickhouse output (so the schema is the plugin's own), then puts
+// in the contract's rows (query_contract.h).
+void make_store(const TempDir &d, ClickHouse &ch, int rows = kQueryRows) {
+  auto e = engine(d,
+                  plugins_head("  exit_when_done: true\n") +
+                      "  inputs:\n    - {name: dummy, rate: 0, count: 1, service: setup}\n"
+                      "  outputs:\n    - {name: clickhouse, " +
+                      connection(ch) + "}\n",
+                  "setup");
+  ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+  std::string err;
+  ch.sql("TRUNCATE TABLE devmesh.log_events", &err);
+  ASSERT_EQ(err, "");
+  ch.sql(
+      "INSERT INTO devmesh.log_events SELECT toDateTime(1764288000 + number),"
+      " toInt64(1764288000123456000 + number * 1000000000), 'journald',"
+      " ['loki.service', 'docker.service', 'kernel'][number % 3 + 1],"
+      " ['dev-services', 'gpu-node'][number % 2 + 1],"
+      " ['DEBUG', 'INFO', 'WARN', 'WARNING', 'ERROR', 'CRITICAL', 'FATAL'][number % 7 + 1],"
+      " if(number % 5 = 0, concat('trace-', toString(number % 10)), NULL),"
+      " if(number % 5 = 0, 'span', NULL), 'http_request',"
+      " if(number % 7 = 4, 'HTTP_500', NULL),"
+      " concat('message number ', toString(number), if(number % 50 = 0, ' OOM killer invoked',"
+      " '')), concat('{\"i\":\"', toString(number), '\"}'), MD5(toString(number)), NULL"
+      " FROM numbers(" +
+          std::to_string(rows) + ")",
+      &err);
+  ASSERT_EQ(err, "");
+}
+
+// Rewrites the table keeping the rows `keep` selects, with `select` as their columns: the
+// sorting key (timestamp_ns) cannot be updated in place.
+void rewrite(ClickHouse &ch, const std::string &select, const std::string &keep) {
+  std::string err;
+  for (const std::string &sql : std::vector<std::string>{
+           "DROP TABLE IF EXISTS devmesh.rewrite", "CREATE TABLE devmesh.rewrite AS devmesh.log_events",
+        "INSERT INTO devmesh.rewrite SELECT " + select + " FROM devmesh.log_events FINAL WHERE " +
+            keep,
+        std::string("TRUNCATE TABLE devmesh.log_events"),
+        std::string("INSERT INTO devmesh.log_events SELECT * FROM devmesh.rewrite"),
+        std::string("DROP TABLE devmesh.rewrite")}) {
+    ch.sql(sql, &err);
+    ASSERT_EQ(err, "") << sql;
+  }
+}
+
+std::unique_ptr<Process> query_engine(const TempDir &d, const ClickHouse &ch, int port,
+                                      const std::string &extra = "") {
+  return engine(d,
+                plugins_head() +
+                    "  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
+                    "  outputs:\n    - {name: query, match: none, store: clickhouse, listen: "
+                    "127.0.0.1:" +
+                    std::to_string(port) + ", " + connection(ch) + extra + "}\n",
+                "query");
+}
+
+}  // namespace
+
+// The contract's ClickHouse backend: one server, one store and one query engine for the suite.
+struct ClickHouseStore {
+  static void start() {
+    if (!ClickHouse::installed()) GTEST_SKIP() << ClickHouse::kBinary << " is not installed";
+    dir = new TempDir;
+    ch = new ClickHouse(dir->path());
+    std::string err;
+    ASSERT_TRUE(ch->start(&err)) << err;
+    make_store(*dir, *ch);
+    port = free_port();
+    engine = query_engine(*dir, *ch, port).release();
+    ASSERT_TRUE(wait_until([] { return http(base() + "/health").status == 200; }, 20s))
+        << engine->err();
+  }
+  static void stop() {
+    if (engine) {
+      engine->kill(SIGTERM);
+      engine->wait_exit(20s);
+    }
+    delete engine;
+    delete ch;
+    delete dir;
+  }
+  static std::string base() { return "http://127.0.0.1:" + std::to_string(port); }
+  static long row_count() {
+    return static_cast<long>(ch->number("SELECT count() FROM devmesh.log_events FINAL"));
+  }
+  static void add_fresh_rows() {
+    std::string err;
+    ch->sql(
+        "INSERT INTO devmesh.log_events (timestamp, timestamp_ns, source, service, host, level,"
+        " message, event_id) SELECT toDateTime(intDiv(ns, 1000000000)), ns, 's',"
+        " if(number <= 15, 'api', 'db'), 'h1', if(number <= 5, 'ERROR', 'INFO'),"
+        " concat('fresh ', toString(number)), MD5(concat('f', toString(number)))"
+        " FROM (SELECT number + 1 AS number, toInt64(toUInt64(now()) - number - 1) * 1000000000"
+        " AS ns FROM numbers(20))",
+        &err);
+    ASSERT_EQ(err, "");
+  }
+  static void remove_fresh_rows() { rewrite(*ch, "*", "source != 's'"); }
+  static void collide_timestamps() {
+    std::string select;
+    for (const auto &c : devmesh::clickhouse::kColumns) {
+      const std::string name = c.name;
+      select += select.empty() ? "" : ", ";
+      if (name == "timestamp")
+        select += "if(timestamp_ns % 4000000000 < 1000000000, toDateTime(1764288000), timestamp)";
+      else if (name == "timestamp_ns")
+        select += "if(timestamp_ns % 4000000000 < 1000000000, toInt64(1764288000500000000), "
+                  "timestamp_ns)";
+      else
+        select += name;
+    }
+    rewrite(*ch, select, "1");
+  }
+  static std::string secret() { return ClickHouse::kPassword; }
+
+  static inline TempDir *dir;
+  static inline ClickHouse *ch;
+  static inline int port;
+  static inline Process *engine;
+};
+
+namespace devmesh::test {
+INSTANTIATE_TYPED_TEST_SUITE_P(ClickHouse, QueryContract, ClickHouseStore);
+}
+
+namespace {
+
+class QueryClickHouseStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!ClickHouse::installed()) GTEST_SKIP() << ClickHouse::kBinary << " is not installed";
+    ch = std::make_unique<ClickHouse>(d.path());
+    std::string err;
+    ASSERT_TRUE(ch->start(&err)) << err;
+  }
+  TempDir d;
+  std::unique_ptr<ClickHouse> ch;
+};
+
+TEST_F(QueryClickHouseStore, ARedeliveredRecordIsCountedOnceByLogsAndStats) {
+  make_store(d, *ch, 100);
+  // The same rows again, as an output's retried insert leaves them: another part, not merged.
+  ASSERT_EQ(ch->sql("INSERT INTO devmesh.log_events SELECT * FROM devmesh.log_events WHERE "
+                    "service = 'kernel'"),
+            "");
+  ASSERT_EQ(ch->number("SELECT count() FROM devmesh.log_events"), 133);
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto e = query_engine(d, *ch, port);
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
+  HttpResponse r = http(base + "/query/logs?limit=1000");
+  rapidjson::Document doc;
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsArray()) << r.body;
+  EXPECT_EQ(doc.Size(), 100u);
+  std::set<int64_t> ids;
+  for (auto &row : doc.GetArray()) ids.insert(row["id"].GetInt64());
+  EXPECT_EQ(ids.size(), 100u);
+  r = http(base + "/query/stats?start_time=2025-11-28T00:00:00Z");
+  doc.Parse(r.body.c_str());
+  ASSERT_TRUE(doc.IsObject()) << r.body;
+  EXPECT_EQ(doc["total"].GetInt64(), 100);
+  EXPECT_EQ(doc["by_service"]["kernel"].GetInt64(), 33);
+}
+
+TEST_F(QueryClickHouseStore, HealthIs503WhileTheServerIsDownAndQueriesRecoverAfter) {
+  make_store(d, *ch, 10);
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto e = query_engine(d, *ch, port);
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
+  ASSERT_EQ(http(base + "/query/logs?limit=5").status, 200);
+  ch->stop();
+  HttpResponse h = http(base + "/health");
+  EXPECT_EQ(h.status, 503) << h.body;
+  EXPECT_NE(h.body.find("clickhouse"), std::string::npos) << h.body;
+  EXPECT_EQ(http(base + "/query/logs").status, 503);
+  std::string err;
+  ASSERT_TRUE(ch->start(&err)) << err;
+  EXPECT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s));
+  EXPECT_EQ(http(base + "/query/logs?limit=5").status, 200);
+}
+
+TEST_F(QueryClickHouseStore, WrongPasswordMakesHealth503WithTheServersReason) {
+  make_store(d, *ch, 10);
+  const int port = free_port();
+  auto e = engine(d,
+                  plugins_head() +
+                      "  inputs:\n    - {name: dummy, rate: 0.001}\n"
+                      "  outputs:\n    - {name: query, match: none, store: clickhouse, listen: "
+                      "127.0.0.1:" +
+                      std::to_string(port) + ", url: '" + ch->url() +
+                      "', user: devmesh, password: wrong}\n",
+                  "q");
+  HttpResponse h;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return (h = http("http://127.0.0.1:" + std::to_string(port) + "/health")).status != 0;
+      },
+      20s))
+      << e->err();
+  EXPECT_EQ(h.status, 503);
+  EXPECT_NE(h.body.find("Wrong password"), std::string::npos) << h.body;
+}
+
+TEST_F(QueryClickHouseStore, QueryPastTheStatementTimeLimitGets504) {
+  make_store(d, *ch, 10);
+  // Rows whose messages all match a phrase the server must test one by one.
+  ASSERT_EQ(ch->sql("INSERT INTO devmesh.log_events (timestamp, timestamp_ns, source, service,"
+                    " host, level, message, event_id) SELECT toDateTime(1735689600 + intDiv(number,"
+                    " 1000)), toInt64(1735689600000000000 + number * 1000000), 's', 'big', 'h',"
+                    " 'INFO', concat('common words ', toString(number)), MD5(toString(number))"
+                    " FROM numbers(20000000)"),
+            "");
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto e = query_engine(d, *ch, port, ", statement_timeout: 10ms");
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
+  HttpResponse r = http(base + "/query/logs?q=common+words+7&order=asc&limit=10000");
+  EXPECT_EQ(r.status, 504) << r.body.substr(0, 300);
+  EXPECT_NE(r.body.find("statement_timeout"), std::string::npos) << r.body.substr(0, 300);
+  EXPECT_EQ(http(base + "/health").status, 200) << "the server goes on serving";
+}
+
+// quote_string is what keeps values from being SQL: any bytes at all must come back from the
+// server as they went in.
+TEST_F(QueryClickHouseStore, QuotedLiteralsOfRandomBytesReadBackUnchanged) {
+  std::mt19937 rng(20261207);
+  const std::string specials = "\\'\"`\n\r\t\0%_;-/*{}?#$x";
+  for (int i = 0; i < 300; ++i) {
+    std::string s(rng() % 40, '\0');
+    for (char &c : s)
+      c = rng() % 3 ? specials[rng() % specials.size()] : static_cast<char>(rng() % 256);
+    std::string want;
+    for (unsigned char c : s) {
+      static const char kHex[] = "0123456789ABCDEF";
+      want += kHex[c >> 4];
+      want += kHex[c & 15];
+    }
+    std::string err;
+    const std::string got =
+        ch->sql("SELECT hex(" + devmesh::clickhouse::quote_string(s) + ")", &err);
+    ASSERT_EQ(got, want + "\n") << "case " << i << ": " << err;
+  }
+}
+
+}  // namespace
