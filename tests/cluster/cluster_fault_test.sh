@@ -61,7 +61,7 @@ cluster start --aggregators 2 --devmesh "$devmesh" --plugins-dir "$plugins" >/de
 # shellcheck disable=SC1091
 . "$dir/endpoints.env"
 q() { curl -sf --max-time 30 "$CLICKHOUSE_S1R1_URL" --data-binary "$1"; }
-rows() { q "SELECT count() FROM devmesh.logs_all" || echo 0; }
+rows() { q "SELECT count() FROM $CLUSTER_TABLE" || echo 0; }
 rows_at_least() { (($(rows) >= $1)); }
 
 # ---- the sidecars -----------------------------------------------------------------------------
@@ -118,16 +118,16 @@ for i in 1 2; do
 done
 once() {
   [ "$(q "SELECT count(), uniqExact(event_id), uniqExact(service, message)
-          FROM devmesh.logs_all FINAL")" = "$total"$'\t'"$total"$'\t'"$total" ]
+          FROM $CLUSTER_TABLE FINAL")" = "$total"$'\t'"$total"$'\t'"$total" ]
 }
 check "every record is in ClickHouse once (count with FINAL, distinct event_id, each number)" \
   wait_for 90 once
-echo "rows: $(q "SELECT count(), uniqExact(event_id) FROM devmesh.logs_all FINAL" | tr '\t' ' ')" \
+echo "rows: $(q "SELECT count(), uniqExact(event_id) FROM $CLUSTER_TABLE FINAL" | tr '\t' ' ')" \
   "(count, distinct event_id) of $total; before FINAL: $(rows) (records sent again)"
 replicas_agree() {
   local a b
-  a=$(curl -sf "$CLICKHOUSE_S2R1_URL" --data-binary 'SELECT count() FROM devmesh.logs FINAL')
-  b=$(curl -sf "$CLICKHOUSE_S2R2_URL" --data-binary 'SELECT count() FROM devmesh.logs FINAL')
+  a=$(curl -sf "$CLICKHOUSE_S2R1_URL" --data-binary "SELECT count() FROM $CLUSTER_LOCAL_TABLE FINAL")
+  b=$(curl -sf "$CLICKHOUSE_S2R2_URL" --data-binary "SELECT count() FROM $CLUSTER_LOCAL_TABLE FINAL")
   [ -n "$a" ] && [ "$a" = "$b" ]
 }
 check "the restarted replica holds what its shard holds" wait_for 60 replicas_agree

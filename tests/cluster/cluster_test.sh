@@ -86,7 +86,7 @@ for r in "${replicas[@]}"; do
   check "ClickHouse $r has a ZooKeeper session" zk_session "$r"
 done
 for i in 1 2; do
-  v="AGGREGATOR_${i}_URL"
+  v="AGGREGATOR_${i}_HTTP_URL"
   check "aggregator $i's /health is 200" curl -sf -o /dev/null "${!v}/health"
 done
 stat_of() {  # stat_of BACKEND SERVER: its status on HAProxy's statistics page
@@ -148,14 +148,14 @@ posts_ok() {  # posts_ok REQUESTS: that many requests of 10 records, all answere
   done
 }
 served() {  # served I: requests aggregator I answered 200
-  local v="AGGREGATOR_$1_URL"
+  local v="AGGREGATOR_$1_HTTP_URL"
   curl -sf "${!v}/metrics" |
     awk '/^devmesh_http_requests_total\{.*status="200"/ { s += $NF } END { print s + 0 }'
 }
 check "20 requests through HAProxy are all answered 200" posts_ok 20
 check "HAProxy sent requests to both aggregators" test "$(served 1)" -gt 0 -a "$(served 2)" -gt 0
 # FINAL: a record an aggregator sent twice (a retry) is one row (ReplacingMergeTree on event_id).
-stored() { q S1R1 "SELECT count(), uniqExact(event_id) FROM devmesh.logs_all FINAL"; }
+stored() { q S1R1 "SELECT count(), uniqExact(event_id) FROM $CLUSTER_TABLE FINAL"; }
 all_stored() { [ "$(stored)" = "$sent"$'\t'"$sent" ]; }
 check "every record posted is in ClickHouse once (count, distinct event_id)" \
   wait_for 30 all_stored
