@@ -1,8 +1,8 @@
 // Issue 14's "a search over 1M rows shows in the page within 300 ms": a store of 1M rows built
 // with the sqlite3 CLI in the sqlite output's schema, the query output alone on it, and the
 // console in Debian's chromium searching it over 24 h. Prints each search's
-// window.devmeshConsole.lastSearchMs (submit to rows rendered) and asserts the median is within
-// the issue's bound. BROWSER_PERF_ROWS changes the size.
+// window.devmeshConsole.lastSearchMs (submit to rows rendered) and prints them with their median
+// next to the issue's bound (printed, not asserted). BROWSER_PERF_ROWS changes the size.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, test } from 'node:test';
