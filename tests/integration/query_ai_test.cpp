@@ -241,6 +241,9 @@ TEST_F(QuerySimilar, BadBodiesAreRefusedNamingTheFieldAndCounted) {
       {"{\"message\": \"x\", \"records\": \"5\"}", "bad field 'records'"},
       {"{\"message\": \"x\", \"records\": 101}", "bad field 'records'"},
       {"{\"message\": \"x\", \"mesage\": \"y\"}", "unknown field 'mesage'"},
+      // Hostile depth within the size limit: parsed without recursion, refused, loop alive.
+      {std::string(65000, '['), "body is not JSON"},
+      {"{\"message\": " + std::string(60000, '[') + "}", "body is not JSON"},
   };
   for (const auto &[body, want] : cases) {
     HttpResponse r = post(url("/search/similar"), body);

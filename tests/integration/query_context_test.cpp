@@ -321,6 +321,20 @@ TEST_F(QueryContext, AMultiLineMessageStaysOneIndentedItemInTextAndValidUtf8InBo
             "panic: boom\ngoroutine 1\nmain.go:12 \xEF\xBF\xBD");
 }
 
+// Just under the whole pack's size: "truncated":false is a byte longer than true, and the
+// answer still keeps within max_bytes (it once came out one byte over).
+TEST_F(QueryContext, MaxBytesOneUnderTheWholePackIsStillHonoured) {
+  HttpResponse whole;
+  pack(kWindow + "&max_bytes=1048576", &whole);
+  ASSERT_GT(whole.body.size(), 1025u);
+  for (size_t under : {1, 2, 3}) {
+    const size_t max = whole.body.size() - under;
+    HttpResponse r;
+    auto doc = pack(kWindow + "&max_bytes=" + std::to_string(max), &r);
+    EXPECT_LE(r.body.size(), max) << r.body;
+  }
+}
+
 TEST_F(QueryContext, MaxBytesIsHonouredInJsonWholeItemsAtATimeAndTheJsonStaysValid) {
   std::set<std::string> seeded;
   for (int i = 0; i < 13; ++i) seeded.insert(long_message(i));

@@ -24,7 +24,8 @@ std::string printable(std::string_view s) {
 }  // namespace
 
 bool BodyFields::parse(const EndpointSpec &spec, std::string_view body, std::string &error) {
-  doc_.Parse(body.data(), body.size());
+  // Iterative: a body of nested brackets must not recurse on the loop thread's stack.
+  doc_.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
   if (doc_.HasParseError()) {
     error = "body is not JSON: " + std::string(rapidjson::GetParseError_En(doc_.GetParseError())) +
             " at offset " + std::to_string(doc_.GetErrorOffset());

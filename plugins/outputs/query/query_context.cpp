@@ -239,7 +239,9 @@ std::string assemble(const ContextPack &pack, const Pieces &p, size_t max_bytes,
   size_t total_samples = 0;
   for (const PatternPieces &pp : p.patterns) total_samples += pp.samples.size();
   const Omitted worst{p.patterns.size(), total_samples, p.traces.size()};
-  const size_t close_max = close(pack, p.patterns.size(), worst).size();
+  // "truncated":false is a byte longer than true: the longest of both closes is budgeted.
+  const size_t close_max = std::max(close(pack, p.patterns.size(), worst).size(),
+                                    close(pack, p.patterns.size(), Omitted{}).size());
   const size_t fixed = close_max + p.middle.size();
   // The optional summary gets at most a quarter of the budget: the patterns come first.
   const bool long_head = p.head.size() + fixed <= max_bytes && p.head.size() <= max_bytes / 4;

@@ -84,7 +84,7 @@ bool Embedder::load(std::string &error) {
   text << in.rdbuf();
   const std::string s = text.str();
   rapidjson::Document d;
-  d.Parse(s.data(), s.size());
+  d.Parse<rapidjson::kParseIterativeFlag>(s.data(), s.size());
   if (d.HasParseError() || !d.IsObject() || !d.HasMember("model") || !d["model"].IsString() ||
       !d.HasMember("templates") || !d["templates"].IsArray()) {
     error = s_.vectors_path + ": not a vectors file this plugin wrote";

@@ -152,7 +152,7 @@ ModelOutcome ModelClient::embed(const std::vector<std::string> &inputs,
                               s_.embed_timeout_ms, response, why);
   if (o != ModelOutcome::kOk) return o;
   rapidjson::Document d;
-  d.Parse(response.data(), response.size());
+  d.Parse<rapidjson::kParseIterativeFlag>(response.data(), response.size());
   if (d.HasParseError() || !d.IsObject() || !d.HasMember("data") || !d["data"].IsArray() ||
       d["data"].Size() != inputs.size()) {
     why = redact_url(s_.embed_url) + ": not an embeddings answer (data[] with one per input)";
@@ -210,7 +210,7 @@ ModelOutcome ModelClient::chat(std::string_view system, std::string_view user, s
                               s_.chat_timeout_ms, response, why);
   if (o != ModelOutcome::kOk) return o;
   rapidjson::Document d;
-  d.Parse(response.data(), response.size());
+  d.Parse<rapidjson::kParseIterativeFlag>(response.data(), response.size());
   const rapidjson::Value *content = nullptr;
   if (!d.HasParseError() && d.IsObject() && d.HasMember("choices") && d["choices"].IsArray() &&
       !d["choices"].Empty()) {
