@@ -494,12 +494,13 @@ class MariaDbOutput {
   bool ensure_pattern_schema(MYSQL *m, mariadb::TableCheck &check, std::string &why) {
     const std::string name = settings_.database + "." + settings_.table;
     const std::string ptable = mariadb::patterns_table(settings_.table);
-    std::vector<std::string> todo;
-    if (!check.has_pattern_id) todo.push_back(mariadb::add_pattern_column_sql(settings_.table));
-    if (!check.has_pattern_index) todo.push_back(mariadb::add_pattern_index_sql(settings_.table));
+    std::vector<std::string> pending;
+    if (!check.has_pattern_id) pending.push_back(mariadb::add_pattern_column_sql(settings_.table));
+    if (!check.has_pattern_index)
+      pending.push_back(mariadb::add_pattern_index_sql(settings_.table));
     std::string statements;
-    for (const auto &sql : todo) statements += (statements.empty() ? "" : "; ") + sql;
-    if (!todo.empty() && !create_table_) {
+    for (const auto &sql : pending) statements += (statements.empty() ? "" : "; ") + sql;
+    if (!pending.empty() && !create_table_) {
       host_->log(inst_, DM_LOG_WARN,
                  "table %s has no %s (made by a release before the patterns filter): "
                  "create_table is false, so devmesh does not alter it and %s; to add it run: %s",
@@ -508,7 +509,7 @@ class MariaDbOutput {
                  check.has_pattern_id ? "a pattern's rows are found by a scan"
                                       : "pattern ids are not stored",
                  statements.c_str());
-    } else if (!todo.empty()) {
+    } else if (!pending.empty()) {
       host_->log(inst_, DM_LOG_WARN,
                  "table %s was made by a release before the patterns filter: adding the "
                  "pattern_id column and its index in place (rows kept; writes wait while a table "
@@ -516,7 +517,7 @@ class MariaDbOutput {
                  name.c_str(), statements.c_str());
       const auto began = std::chrono::steady_clock::now();
       std::string failed;
-      for (const auto &sql : todo)
+      for (const auto &sql : pending)
         if (!long_ddl(sql, failed)) {
           host_->log(inst_, DM_LOG_WARN,
                      "cannot alter %s (%s): going on without it. It gives up after %u s when a "

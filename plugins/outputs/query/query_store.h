@@ -193,42 +193,23 @@ class QueryStore {
   // a pattern_id column or patterns table (made by a release before patterns) answers an empty
   // list, not an error. count, first_ns, last_ns and the sample count only the rows matching
   // host, level and min_levels; service and only_new are the pattern's (its table row's).
-  virtual bool patterns(const PatternsQuery & /*q*/, std::vector<PatternSummary> &out,
-                        StoreError &err) {
-    return unsupported("patterns", out, err);
-  }
+  virtual bool patterns(const PatternsQuery &q, std::vector<PatternSummary> &out,
+                        StoreError &err) = 0;
   // One pattern's row of the patterns table (found false when there is none, or no table) and
   // its count per minute in [start_ns, end_ns], oldest first, minutes without rows left out.
-  virtual bool pattern_minutes(uint64_t /*id*/, int64_t /*start_ns*/, int64_t /*end_ns*/,
-                               PatternSummary & /*info*/, bool &found,
-                               std::vector<MinuteCount> &out, StoreError &err) {
-    found = false;
-    return unsupported("pattern_minutes", out, err);
-  }
+  virtual bool pattern_minutes(uint64_t id, int64_t start_ns, int64_t end_ns, PatternSummary &info,
+                               bool &found, std::vector<MinuteCount> &out, StoreError &err) = 0;
   // The rows of q's window matching its filters, counted by (bucket, level); only non-zero
   // counts, in any order.
-  virtual bool histogram(const HistogramQuery & /*q*/, std::vector<LevelBucket> &out,
-                         StoreError &err) {
-    return unsupported("histogram", out, err);
-  }
+  virtual bool histogram(const HistogramQuery &q, std::vector<LevelBucket> &out,
+                         StoreError &err) = 0;
   // The patterns table's rows (count, first and last seen; no window fields, no sample).
-  virtual bool templates(const TemplatesQuery & /*q*/, std::vector<PatternSummary> &out,
-                         StoreError &err) {
-    return unsupported("templates", out, err);
-  }
+  virtual bool templates(const TemplatesQuery &q, std::vector<PatternSummary> &out,
+                         StoreError &err) = 0;
   // Cheap reachability check for GET /health; false with a reason.
   virtual bool ping(std::string &why) = 0;
   // What GET /info shows about the store (kind and location, never a password).
   virtual std::string describe() const = 0;
-
- protected:
-  template <typename T>
-  static bool unsupported(const char *what, std::vector<T> &out, StoreError &err) {
-    out.clear();
-    err.status = StoreStatus::kFailed;
-    err.message = std::string(what) + " is not implemented by this store";
-    return false;
-  }
 };
 
 // Chooses the backend by settings.kind; nullptr with `error` set when it cannot (unknown kind,

@@ -43,12 +43,13 @@ std::string connection(const ClickHouse &ch) {
 double through_devmesh(const TempDir &d, ClickHouse &ch, const Options &o, int workers,
                        const std::string &table) {
   const std::string yaml =
-      "service:\n  plugins_dir: [" DEVMESH_BENCH_PLUGIN_DIR "]\n  exit_when_done: true\n"
+      "service:\n  plugins_dir: [" DEVMESH_BENCH_PLUGIN_DIR
+      "]\n  exit_when_done: true\n"
       "pipeline:\n  inputs:\n    - {name: dummy, rate: 0, count: " +
       std::to_string(o.rows) + ", batch: 1000, services: [api, db, web, auth]}\n" +
       "  outputs:\n    - {name: clickhouse, table: " + table +
-      ", workers: " + std::to_string(workers) + ", batch_size: " + std::to_string(o.batch) +
-      ", " + connection(ch) + "}\n";
+      ", workers: " + std::to_string(workers) + ", batch_size: " + std::to_string(o.batch) + ", " +
+      connection(ch) + "}\n";
   test::write_file(d / (table + ".yaml"), yaml);
   const auto t0 = Clock::now();
   Process p({DEVMESH_BENCH_BINARY, "-c", d / (table + ".yaml")}, d.path(), table);
@@ -65,7 +66,9 @@ double through_devmesh(const TempDir &d, ClickHouse &ch, const Options &o, int w
   return static_cast<double>(o.rows) / s;
 }
 
-size_t discard(char *, size_t size, size_t n, void *) { return size * n; }
+size_t discard(char *, size_t size, size_t n, void *) {
+  return size * n;
+}
 
 // Milliseconds of each of `n` GETs of url, sorted.
 std::vector<double> latencies(const std::string &url, int n) {
@@ -111,7 +114,8 @@ int run(const Options &o) {
   // seconds, so the window holds a quarter of them: a worst case for one hour).
   const int port = test::free_port();
   const std::string yaml =
-      "service:\n  plugins_dir: [" DEVMESH_BENCH_PLUGIN_DIR "]\npipeline:\n"
+      "service:\n  plugins_dir: [" DEVMESH_BENCH_PLUGIN_DIR
+      "]\npipeline:\n"
       "  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
       "  outputs:\n    - {name: query, match: none, store: clickhouse, table: " +
       last + ", listen: 127.0.0.1:" + std::to_string(port) + ", " + connection(ch) + "}\n";
