@@ -37,6 +37,7 @@ class ClickHouse {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(http_port_); }
   std::string error_log() const { return read_file(dir_ + "/error.log"); }
   bool running() const { return proc_ && proc_->running(); }
+  pid_t pid() const { return proc_ ? proc_->pid() : -1; }
 
   // Writes the configuration (first call) and starts the server on the same data; true once
   // GET /ping answers. False with the reason in *err.

@@ -16,9 +16,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "clickhouse.h"
 
@@ -93,12 +97,35 @@ std::vector<double> latencies(const std::string &url, int n) {
   return out;
 }
 
-// p50/p95/p99 of n GETs of base + path.
-void report(const std::string &base, const std::string &path, int n, long rows) {
+// CPU milliseconds (user + system) process pid has used; 0 when unknown.
+double cpu_ms(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const size_t close = s.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(s.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::atof(field.c_str());
+    if (i == 15) stime = std::atof(field.c_str());
+  }
+  return (utime + stime) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// p50/p95/p99 of n GETs of base + path, and the server's CPU time per request: on a shared
+// machine the latencies follow its load, the CPU time much less.
+void report(const std::string &base, const std::string &path, int n, long rows, pid_t server) {
+  const double cpu0 = cpu_ms(server);
   std::vector<double> l = latencies(base + path, n);
+  const double cpu = (cpu_ms(server) - cpu0) / n;
+  double load = 0;
+  getloadavg(&load, 1);
   auto at = [&](int pct) { return l[std::min(l.size() - 1, l.size() * pct / 100)]; };
-  std::printf("GET %s over %ld rows, %d requests: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms\n",
-              path.c_str(), rows, n, at(50), at(95), at(99));
+  std::printf(
+      "GET %s over %ld rows, %d requests: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; "
+      "clickhouse-server CPU %.0f ms per request; load average %.1f\n",
+      path.c_str(), rows, n, at(50), at(95), at(99), cpu, load);
   std::fflush(stdout);
 }
 
@@ -224,7 +251,7 @@ int run(const Options &o) {
   for (const std::string &path :
        {std::string("/query/logs?service=api&limit=100&start_time=") + std::to_string(now_s - 3600),
         std::string("/query/stats?since=24h")})
-    report(base, path, o.requests, rows);
+    report(base, path, o.requests, rows, ch.pid());
   return 0;
 }
 
