@@ -270,6 +270,8 @@ class ClickHouseStore : public QueryStore {
   // keep up). Both copies share timestamp_ns, so every duplicate lies in the timestamp_ns range
   // of the suspect rows: rows outside it are count()ed, rows inside it are grouped by key. A
   // suspect part is read only for its range (its _part is pruned before any column is read).
+  // The range is read a moment before the counts: a copy inserted in between, outside the
+  // range, is counted twice by that one answer (the next answer sees its part).
   // Distributed tables (a cluster) keep FINAL: each shard has its own parts, which one node's
   // system.parts cannot name (the shards still merge in parallel, sharded by event_id).
   struct Suspects {
