@@ -434,6 +434,36 @@ TEST_F(QueryClickHouseStore, QueryPastTheStatementTimeLimitGets504) {
   EXPECT_EQ(http(base + "/health").status, 200) << "the server goes on serving";
 }
 
+// A statement that fails after its first megabyte of answer (the server's output buffer) has
+// already been sent: without wait_end_of_query the status line said 200 before the failure, and
+// the rows and the exception's text came as one body. Here the failure is the devmesh user's
+// max_result_rows, reached after 5,000 rows of 300 bytes, sent 100 rows a block.
+TEST_F(QueryClickHouseStore, AFailureHalfWayThroughAnAnswerIsAnErrorNotAShortPage) {
+  ch->stop();
+  ch->devmesh_settings =
+      "<max_block_size>100</max_block_size><max_result_rows>5000</max_result_rows>"
+      "<result_overflow_mode>throw</result_overflow_mode>";
+  std::string err;
+  ASSERT_TRUE(ch->start(&err)) << err;
+  make_store(d, *ch, 0);
+  ch->sql(
+      "INSERT INTO devmesh.log_events (timestamp, timestamp_ns, source, service, host,"
+      " level, message, event_id) SELECT toDateTime(1764288000 + number),"
+      " toInt64(1764288000000000000 + number * 1000000000), 's', 'api', 'h1', 'INFO',"
+      " concat('m ', toString(number), ' " +
+          std::string(300, 'x') + "'), MD5(toString(number)) FROM numbers(10000)",
+      &err);
+  ASSERT_EQ(err, "");
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto e = query_engine(d, *ch, port);
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
+  ASSERT_EQ(http(base + "/query/logs?limit=100").status, 200) << "a page under the limit";
+  HttpResponse r = http(base + "/query/logs?limit=10000");
+  EXPECT_EQ(r.status, 500) << r.body.substr(0, 300);
+  EXPECT_NE(r.body.find("Limit for result exceeded"), std::string::npos) << r.body.substr(0, 300);
+}
+
 // quote_string is what keeps values from being SQL: any bytes at all must come back from the
 // server as they went in.
 TEST_F(QueryClickHouseStore, QuotedLiteralsOfRandomBytesReadBackUnchanged) {
