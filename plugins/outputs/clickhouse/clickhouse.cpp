@@ -17,6 +17,7 @@
 #include <meta_json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -191,6 +192,10 @@ std::string quote_name(const std::string &s) {
 // Where ClickHouse is and how to talk to it: a copy of it goes with each schema check, which
 // may outlive the output (a check still waiting on a slow server at shutdown).
 struct Server {
+  static int cancelled(void *arg, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    return static_cast<const std::atomic<bool> *>(arg)->load() ? 1 : 0;
+  }
+
   std::string url, shown_url, user, password;  // shown_url: url with its password masked
   int64_t connect_timeout_ms = 0, timeout_ms = 0;
 
@@ -206,7 +211,9 @@ struct Server {
   }
 
   // A blocking request, for the thread pool only (schema, retention): the SQL in the body.
-  Answer run_sql(const std::string &sql) const {
+  // cancel, when given, ends it early once set (the output stopped: a server that does not
+  // answer must not hold up the engine's exit for a whole timeout).
+  Answer run_sql(const std::string &sql, const std::atomic<bool> *cancel = nullptr) const {
     Answer a;
     CURL *e = curl_easy_init();
     if (!e) {
@@ -221,6 +228,11 @@ struct Server {
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(sql.size()));
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, append_capped);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &a.body);
+    if (cancel) {
+      curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, cancelled);
+      curl_easy_setopt(e, CURLOPT_XFERINFODATA, cancel);
+    }
     const CURLcode rc = curl_easy_perform(e);
     if (rc != CURLE_OK)
       a.error = shown_url + ": " + (error[0] ? error : curl_easy_strerror(rc));
@@ -240,13 +252,15 @@ struct SchemaOutcome {
 
 // Creates the table when missing and allowed, then checks its columns. Blocking: runs on the
 // thread pool.
-SchemaOutcome check_schema(const Server &server, const Layout &layout, bool create_table) {
+SchemaOutcome check_schema(const Server &server, const Layout &layout, bool create_table,
+                           const std::atomic<bool> &cancel) {
   SchemaOutcome out;
   const std::string where = "table " + layout.qualified(layout.table);
   auto columns = [&](Answer &a) {
     a = server.run_sql(
         "SELECT name, type FROM system.columns WHERE database = " + quote_name(layout.database) +
-        " AND table = " + quote_name(layout.table) + " FORMAT TabSeparated");
+            " AND table = " + quote_name(layout.table) + " FORMAT TabSeparated",
+        &cancel);
     return a.ok();
   };
   Answer a;
@@ -266,7 +280,7 @@ SchemaOutcome check_schema(const Server &server, const Layout &layout, bool crea
         layout.create_storage_sql()};
     if (!layout.cluster.empty()) ddl.push_back(layout.create_distributed_sql());
     for (const std::string &sql : ddl) {
-      Answer c = server.run_sql(sql);
+      Answer c = server.run_sql(sql, &cancel);
       if (!c.ok()) {
         out.why = "creating " + where + ": " + c.text();
         out.permanent = c.code >= 400 && c.code < 500;
@@ -318,6 +332,7 @@ struct SchemaJob {
   const Server server;
   const Layout layout;
   const bool create_table;
+  std::atomic<bool> cancel{false};  // the output stopped or is gone
   std::mutex mu;
   std::condition_variable cv;
   bool finished = false;  // guarded by mu; out is written before it is set
@@ -405,7 +420,10 @@ class ClickHouseOutput {
   }
 
   ~ClickHouseOutput() {
-    if (job_) job_->owner = nullptr;  // its done() frees it
+    if (job_) {
+      job_->cancel = true;
+      job_->owner = nullptr;  // its done() frees it
+    }
     for (auto &t : active_)
       if (t->easy) multi_->remove(t->easy);
     active_.clear();
@@ -447,6 +465,7 @@ class ClickHouseOutput {
 
   void stop() {
     stopped_ = true;
+    if (job_) job_->cancel = true;
     for (auto &t : active_) {
       multi_->remove(t->easy);
       host_->flush_done(t->token, DM_FLUSH_RETRY, 0, "output stopped");
@@ -529,7 +548,7 @@ class ClickHouseOutput {
 
   static void schema_work(void *arg) {
     auto *job = static_cast<SchemaJob *>(arg);
-    SchemaOutcome out = check_schema(job->server, job->layout, job->create_table);
+    SchemaOutcome out = check_schema(job->server, job->layout, job->create_table, job->cancel);
     {
       std::lock_guard<std::mutex> lk(job->mu);
       job->out = std::move(out);
