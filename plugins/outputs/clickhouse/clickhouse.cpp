@@ -1,10 +1,11 @@
 // clickhouse output: inserts records into a ClickHouse log table (clickhouse_schema.hpp) over
 // ClickHouse's HTTP interface, one INSERT ... FORMAT RowBinary per batch, with libcurl's multi
-// interface on the engine loop as http_forward does (`workers` inserts in flight, optional gzip).
-// Batches are encoded on the engine's thread pool, which also creates or checks the table when
-// that is still to do. Idempotent: the table is a ReplacingMergeTree keyed by (service,
-// timestamp_ns, event_id), so a re-delivered batch adds nothing once merged (and readers use
-// FINAL). Retention drops whole days (ClickHouse 18.16 has no TTL).
+// interface on the engine loop (common/curl_multi.hpp, as http_forward; `workers` inserts in
+// flight, optional gzip). Batches are encoded on the engine's thread pool; the table is created
+// or checked there too, never on the loop, and batches wait (retried) until it is known good.
+// Idempotent: the table is a ReplacingMergeTree keyed by (service, timestamp_ns, event_id), so a
+// re-delivered batch adds nothing once merged (and readers use FINAL). Retention drops whole days
+// of the server's time zone (ClickHouse 18.16 has no TTL).
 #include <body_codec.hpp>
 #include <curl_multi.hpp>
 #include <url_redact.hpp>
@@ -185,9 +186,10 @@ int exception_code(std::string_view body) {
   return code;
 }
 
+// Plain names only (valid_identifier): nothing to escape.
 std::string quote_name(const std::string &s) {
   return "'" + s + "'";
-}  // plain names only
+}
 
 // Where ClickHouse is and how to talk to it: a copy of it goes with each schema check, which
 // may outlive the output (a check still waiting on a slow server at shutdown).
