@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "monotonic_ms.hpp"
@@ -48,7 +49,7 @@ class Checkpointer {
   bool enabled() const { return file_ != nullptr; }
   const std::string &path() const { return file_->path(); }
   const std::string &dir() const { return file_->dir(); }
-  const std::string &temporary() const { return file_->temporary(); }
+  bool is_temporary(std::string_view path) const { return file_->is_temporary(path); }
 
   // From the plugin's start(): nothing is written before. False when its timer cannot be made.
   bool start() {

@@ -294,7 +294,7 @@ class Tail {
   // Our own state file in a watched directory would feed itself: every write a new line.
   bool own_state(const std::string &path) const {
     return checkpoints_.enabled() &&
-           (path == checkpoints_.path() || path == checkpoints_.temporary());
+           (path == checkpoints_.path() || checkpoints_.is_temporary(path));
   }
 
   static std::string join(const std::string &dir, std::string_view name) {
