@@ -224,6 +224,61 @@ TEST_F(QuerySimilar, ATemplateStoredAfterTheIndexWasBuiltIsFoundOnceTheIndexIsRe
   ASSERT_TRUE(wait_until([&] { return similar(body)["patterns"].Size() == 0; }, 30s));
 }
 
+// limit (up to 1000) times records (up to 100) would be that many store queries: records come
+// with the first 20 patterns only, and 1000 records at most in all; the others say so by having
+// no "records" key. Its 30 templates and their rows are removed again at the end.
+TEST_F(QuerySimilar, RecordsComeWithTheFirstPatternsOnlyWithinABudget) {
+  const std::string db = *dir_ / "store/devmesh.db";
+  std::string sql = "BEGIN;";
+  for (int k = 0; k < 30; ++k) {
+    const std::string sid = std::to_string(0x2000000000000000ll + k);
+    for (int r = 0; r < 3; ++r)
+      sql +=
+          "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+          " pattern_id) VALUES (" +
+          std::to_string(kStart + (100 + k * 3 + r) * kSec) +
+          ", 'test', 'bulk', 'h1', 'INFO', 'bulk event " + std::to_string(k) + " step " +
+          std::to_string(r) + "', randomblob(16), " + sid + ");";
+    sql +=
+        "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count) VALUES (" +
+        sid + ", 'bulk', 'bulk event " + std::to_string(k) + " step <*>', 1, 2, 3);";
+  }
+  SqliteDb(db).exec(sql + "COMMIT;");
+  rapidjson::Document d;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        d = similar(R"({"message": "bulk event 7 step 9", "service": "bulk", "limit": 1000,
+                        "records": 2})");
+        return d["patterns"].Size() == 30;
+      },
+      30s));
+  EXPECT_EQ(d["with_records"].GetInt(), 20);
+  for (rapidjson::SizeType i = 0; i < 30; ++i) {
+    const auto &p = d["patterns"][i];
+    if (i < 20) {
+      ASSERT_TRUE(p.HasMember("records")) << i;
+      EXPECT_EQ(p["records"].Size(), 2u) << i;
+    } else {
+      EXPECT_FALSE(p.HasMember("records")) << i;
+    }
+  }
+  // 100 records a pattern: 10 patterns make the 1000-record budget.
+  d = similar(R"({"message": "bulk event 7 step 9", "service": "bulk", "limit": 1000,
+                  "records": 100})");
+  EXPECT_EQ(d["with_records"].GetInt(), 10);
+  EXPECT_TRUE(d["patterns"][9].HasMember("records"));
+  EXPECT_FALSE(d["patterns"][10].HasMember("records"));
+  // Fewer patterns than the bound: all of them carry their records.
+  d = similar(R"({"message": "bulk event 7 step 9", "service": "bulk", "limit": 3})");
+  EXPECT_EQ(d["with_records"].GetInt(), 3);
+  SqliteDb(db).exec(
+      "DELETE FROM log_patterns WHERE service = 'bulk'; DELETE FROM log_events WHERE service = "
+      "'bulk';");
+  ASSERT_TRUE(wait_until(
+      [&] { return similar(R"({"message": "bulk event 7 step 9"})")["patterns"].Size() == 0; },
+      30s));
+}
+
 TEST_F(QuerySimilar, BadBodiesAreRefusedNamingTheFieldAndCounted) {
   const std::string m = "http://127.0.0.1:" + std::to_string(metrics_) + "/metrics";
   const double before =
