@@ -1068,9 +1068,9 @@ TEST(JournaldOptions, MaxFieldSizeCutsALongerFieldAndCountsIt) {
 }
 
 // The state file becomes unwritable while the engine runs (its directory moved aside and a file
-// put in its place: a failure even root cannot write past), then writable again. Meanwhile: an error
-// logged, the failures counted, reading and delivery go on, and the old position stays on disk;
-// once writable, the position catches up; a restart from it repeats nothing.
+// put in its place: a failure even root cannot write past), then writable again. Meanwhile: an
+// error logged, the failures counted, reading and delivery go on, and the old position stays on
+// disk; once writable, the position catches up; a restart from it repeats nothing.
 TEST(JournaldOptions, StateFileWriteFailuresAreLoggedCountedAndRetriedWhileReadingGoesOn) {
   TempDir d;
   const std::string dir = journal_dir(d);
