@@ -1,16 +1,20 @@
 // A plugin's state file (journald's cursor, tail's offsets, the patterns' templates), replaced so
 // that a crash at any point leaves either the old or the new contents, never a mix: write a
 // temporary beside it, fsync, rename over, fsync the directory. Each write makes its own
-// temporary (mkstemp, PATH.tmp.XXXXXX): two StateFile objects for one path (the old and the new
-// instance across a reload) each lock only themselves, and with one shared name could write into
-// each other's temporary and rename a mix into place. Writes carry a generation and
+// temporary (mkstemp, PATH.tmp.PID.XXXXXX): two StateFile objects for one path (the old and the
+// new instance across a reload) each lock only themselves, and with one shared name could write
+// into each other's temporary and rename a mix into place. The temporaries a crashed process
+// left (another pid, no longer running) are removed at the first write: never this process's,
+// which may be another instance's write under way. Writes carry a generation and
 // an older one than the newest written is skipped, so a slow write on the thread pool never
 // replaces a newer one (the final one made at shutdown). write_off_loop runs a write on the
 // engine's thread pool: an fsync must not hold up the loop.
 #pragma once
 
 #include <devmesh/plugin.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,10 +41,10 @@ class StateFile {
 
   const std::string &path() const { return path_; }
   const std::string &dir() const { return dir_; }  // where path is; created by the plugin
-  // What every temporary's name starts with (then 6 characters of mkstemp's).
+  // What every temporary's name starts with (then the writer's pid, '.', 6 of mkstemp's).
   const std::string &temporary_prefix() const { return tmp_; }
   bool is_temporary(std::string_view name) const {
-    return name.size() == tmp_.size() + 6 && name.substr(0, tmp_.size()) == tmp_;
+    return name.size() > tmp_.size() && name.substr(0, tmp_.size()) == tmp_;
   }
 
   // 0, or the errno of the step that failed (the old file is then still intact). A generation
@@ -49,7 +53,8 @@ class StateFile {
   int write(std::string_view text, uint64_t generation) {
     std::lock_guard<std::mutex> lock(mu_);
     if (generation <= written_) return 0;
-    std::string tmp = tmp_ + "XXXXXX";
+    if (!swept_) sweep_crashed();
+    std::string tmp = tmp_ + std::to_string(::getpid()) + ".XXXXXX";
     const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
     if (fd < 0) return errno;
     // mkstemp makes it 0600; a state file stays as readable as before (0644) for the tools
@@ -85,6 +90,37 @@ class StateFile {
   }
 
  private:
+  // Removes the temporaries of writers that are gone: a pid not this process's and not
+  // running (a crash between mkstemp and rename). Under mu_.
+  void sweep_crashed() {
+    swept_ = true;
+    DIR *d = ::opendir(dir_.c_str());
+    if (d == nullptr) return;
+    const size_t slash = tmp_.rfind('/');
+    const std::string_view prefix = slash == std::string::npos
+                                        ? std::string_view(tmp_)
+                                        : std::string_view(tmp_).substr(slash + 1);
+    while (const dirent *e = ::readdir(d)) {
+      const std::string_view name = e->d_name;
+      if (name.size() <= prefix.size() || name.substr(0, prefix.size()) != prefix) continue;
+      const std::string_view rest = name.substr(prefix.size());
+      const size_t dot = rest.find('.');
+      if (dot == 0 || dot == std::string_view::npos) continue;
+      long pid = 0;
+      for (char c : rest.substr(0, dot)) {
+        if (c < '0' || c > '9' || pid > 1000000000) {
+          pid = -1;
+          break;
+        }
+        pid = pid * 10 + (c - '0');
+      }
+      if (pid <= 0 || pid == ::getpid()) continue;
+      if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // still running
+      ::unlinkat(::dirfd(d), e->d_name, 0);
+    }
+    ::closedir(d);
+  }
+
   static int write_all(int fd, const char *p, size_t n) {
     while (n) {
       const ssize_t w = ::write(fd, p, n);
@@ -101,6 +137,7 @@ class StateFile {
   const std::string path_, tmp_;
   std::string dir_;
   uint64_t written_ = 0;  // guarded by mu_
+  bool swept_ = false;    // guarded by mu_
 };
 
 // Writes text to file on the engine's thread pool, then calls done(err) on the loop; without a

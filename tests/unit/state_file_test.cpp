@@ -63,7 +63,8 @@ TEST(StateFile, ReplacesTheFileWholeAndLeavesNoTemporary) {
   devmesh::StateFile f(p.string());
   EXPECT_EQ(f.dir(), d.path().string());
   EXPECT_EQ(f.temporary_prefix(), p.string() + ".tmp.");
-  EXPECT_TRUE(f.is_temporary(p.string() + ".tmp.a1B2c3"));
+  EXPECT_TRUE(f.is_temporary(p.string() + ".tmp.123.a1B2c3"));
+  EXPECT_FALSE(f.is_temporary(p.string() + ".tmp."));
   EXPECT_FALSE(f.is_temporary(p.string() + ".tmp"));
   EXPECT_FALSE(f.is_temporary(p.string()));
   ASSERT_EQ(f.write("first\n", 1), 0);
@@ -152,6 +153,28 @@ TEST(StateFile, TwoObjectsForOnePathNeverMixTheirWrites) {
   const std::string last = read(p);
   EXPECT_TRUE(last == a || last == b) << last.size() << " bytes";
   EXPECT_EQ(names(d.path()), std::vector<std::string>{"state"});
+}
+
+// A crash between the temporary's creation and the rename leaves it behind; with a name of its
+// own for each write, they would pile up crash after crash. The first write removes those of
+// writers that are gone, and never one of a running process (this one's: another instance's
+// write may be under way).
+TEST(StateFile, TheFirstWriteRemovesTheTemporariesOfCrashedWritersOnly) {
+  TempDir d;
+  const fs::path p = d.path() / "state";
+  const std::string dead = p.string() + ".tmp.2147483646.AbCdEf";  // above any pid_max
+  const std::string ours = p.string() + ".tmp." + std::to_string(::getpid()) + ".AbCdEf";
+  const std::string parent = p.string() + ".tmp." + std::to_string(::getppid()) + ".AbCdEf";
+  const std::string other = (d.path() / "other.tmp.2147483646.AbCdEf").string();
+  for (const std::string &f : {dead, ours, parent, other}) std::ofstream(f) << "partial";
+  devmesh::StateFile f(p.string());
+  ASSERT_EQ(f.write("new", 1), 0);
+  EXPECT_EQ(read(p), "new");
+  std::vector<std::string> left = {"other.tmp.2147483646.AbCdEf", "state",
+                                   fs::path(ours).filename().string(),
+                                   fs::path(parent).filename().string()};
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(names(d.path()), left);
 }
 
 // ---- the checkpoint schedule, against a host the test drives --------------------------------
