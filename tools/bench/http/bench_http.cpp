@@ -8,10 +8,11 @@
 //  4. sidecar -> aggregator: dummy -> http_forward -> devmesh http input -> null, records/s and
 //     both peak RSS, once per compression (none, gzip, zstd: interleaved in each run, so their
 //     ratio to none is a same-run figure), and the CPU each side spends per record (steadier than
-//     records/s on a shared machine); next to it the generation ceiling (dummy -> null in one
-//     process). --forward-only runs only this part; --forward-ack delivered --forward-sink sqlite
-//     makes the aggregator a receiver that answers late (each request waits for its commit), and
-//     --forward-in-flight N keeps N requests per sidecar worker open.
+//     records/s on a shared machine) and the load average as each run starts; next to it the
+//     generation ceiling (dummy -> null in one process). --forward-only runs only this part;
+//     --forward-ack delivered --forward-sink sqlite makes the aggregator a receiver that answers
+//     late (each request waits for its commit), and --forward-in-flight N keeps N requests per
+//     sidecar worker open.
 // Medians of --runs runs are printed. Needs wrk (Debian package) for 1 and 2.
 #ifndef H2O_USE_LIBUV
 #define H2O_USE_LIBUV 1
