@@ -70,7 +70,7 @@ const dm_option kOptions[] = {
     {"retention_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1h", 100, 86400000, nullptr,
      "how often retention looks for old partitions", 0},
     {"compression", DM_OPT_STRING, 0, "none", 0, 0, kCompressions,
-     "none or gzip (libdeflate, level 1) for the insert bodies", 0},
+     "none or gzip (ISA-L igzip, level 1) for the insert bodies", 0},
     {"connect_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "10s", 1, 3600000, nullptr,
      "give up connecting after this long (then retry)", 0},
     {"timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "60s", 1, 3600000, nullptr,

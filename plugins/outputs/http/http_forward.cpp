@@ -40,7 +40,7 @@ const dm_option kOptions[] = {
     {"format", DM_OPT_STRING, 0, "json", 0, 0, kFormats,
      "json: the prototype's {\"logs\":[...]} body; ndjson: one record per line", 0},
     {"compression", DM_OPT_STRING, 0, nullptr, 0, 0, kCompressions,
-     "none (the default), gzip (libdeflate, level 1) or zstd (level 1; the receiver must take "
+     "none (the default), gzip (ISA-L igzip, level 1) or zstd (level 1; the receiver must take "
      "Content-Encoding: zstd, as a devmesh http input does)",
      0},
     {"gzip", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
