@@ -1,17 +1,23 @@
 // bench_cluster: issue 15's store-tier benchmark. The same records, in the same run, posted by
-// several libcurl connections to /ingest/logs (ack: delivered: a 2xx means the store took them)
-// of devmesh aggregators, into:
-//   - the null output (the raw ceiling of senders and aggregator);
-//   - one ClickHouse node (tests/support/clickhouse.h, the clickhouse output);
-//   - one MariaDB (tests/support/mariadb.h, the mariadb output);
-//   - the ClickHouse cluster of tools/cluster (2 shards x 2 replicas) behind HAProxy, with 1, 2
-//     and 3 aggregators taking ingest (the others held in HAProxy's maintenance state).
-// Every aggregator is conf/cluster/aggregator.yaml.in; only the output differs. Each figure is
-// records / (first post to last 2xx), printed only once the store holds every record (count and
-// distinct event_id); the median of --runs runs. Also the load average, the aggregators' and the
-// stores' peak RSS, the ratio ClickHouse node / MariaDB (target >= 10x) and the cluster's scaling.
-//   bench_cluster [--records N] [--body N] [--connections N] [--runs N] [--aggregators 1,2,3]
+// several libcurl connections (one keep-alive connection per thread, prepared /ingest/logs
+// bodies) to devmesh aggregators (http input, ack: delivered: a 2xx means the store took them):
+//   - into the null output: the raw ceiling of the senders and one aggregator;
+//   - into one ClickHouse node (tests/support/clickhouse.h, the clickhouse output);
+//   - into one MariaDB (tests/support/mariadb.h, the mariadb output);
+//   - into tools/cluster's ClickHouse cluster (2 shards x 2 replicas) behind HAProxy, with 1, 2
+//     and 3 aggregators taking ingest (the others in HAProxy's maintenance state).
+// Every aggregator is conf/cluster/aggregator.yaml.in; only the output differs. A run's figure is
+// records / (first post to last 2xx), kept only once the store holds every record (count and
+// distinct event_id); each path's figure is the median of --runs runs, the paths' runs
+// interleaved (a shared machine's load changes). Also printed: the load average, the CPU the
+// senders and aggregators used, peak RSS, the ratio ClickHouse node / MariaDB (target >= 10x)
+// and the cluster's scaling 2/1 and 3/1.
+//   bench_cluster [--records N] [--body N] [--batch N] [--connections N] [--runs N]
+//                 [--aggregators 1,2,3]
+// The single-node outputs are set as conf/cluster sets the cluster's (clickhouse: workers 2,
+// batch_size 10000; mariadb: workers 2, its default batch_size); --batch N sets both batch_sizes.
 #include <curl/curl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -26,6 +32,7 @@
 #include <ctime>
 #include <functional>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -46,7 +53,8 @@ using test::TempDir;
 struct Options {
   long records = 200000;
   long body = 1000;  // records per POST
-  int connections = 8;
+  long batch = 0;    // the single-node outputs' batch_size; 0: as conf/cluster sets them
+  int connections = 16;
   int runs = 3;
   std::vector<int> aggregators = {1, 2, 3};
 };
@@ -235,52 +243,90 @@ std::string aggregator_yaml(int port, int http_port, const std::string &output) 
   return text;
 }
 
+// CPU seconds (user + system) a process used so far; 0 when it is gone.
+double cpu_seconds(pid_t pid) {
+  const std::string stat = test::read_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(stat.substr(close + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; in >> field && i <= 15; ++i)
+    if (i >= 14) ticks += std::atof(field.c_str());
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double own_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// One measured path: its runs' records/s, and the share of one core the senders (this
+// process) and the aggregators used meanwhile: whether the senders were the bottleneck.
 struct Figure {
-  std::vector<double> rates;
+  std::vector<double> rates, sender_cpu, aggregator_cpu;
   long retried = 0;
 };
 
 void print_figure(const std::string &what, const Figure &f, const std::string &extra) {
   std::string runs;
   for (double r : f.rates) runs += (runs.empty() ? "" : ", ") + std::to_string(std::lround(r));
-  std::printf("%-44s %9.0f records/s  (runs: %s; retried %ld; load %s)%s\n", what.c_str(),
-              median(f.rates), runs.c_str(), f.retried, load_average().c_str(), extra.c_str());
-  std::fflush(stdout);
+  std::printf(
+      "%-42s %8.0f records/s  (runs: %s; retried %ld; CPU: senders %.0f%%, "
+      "aggregators %.0f%%; load %s)%s\n",
+      what.c_str(), median(f.rates), runs.c_str(), f.retried, median(f.sender_cpu) * 100,
+      median(f.aggregator_cpu) * 100, load_average().c_str(), extra.c_str());
 }
 
-// One aggregator of its own with `output`, o.runs runs; `ask(service)` reads the store.
-Figure standalone(const Options &o, const TempDir &d, const std::string &name,
-                  const std::string &output, const std::function<Stored(const std::string &)> &ask,
-                  long *peak_mib) {
-  const int port = test::free_port(), http_port = test::free_port();
-  test::write_file(d / (name + ".yaml"), aggregator_yaml(port, http_port, output));
-  Process p({DEVMESH_BENCH_BINARY, "-c", d / (name + ".yaml")}, d.path(), name);
-  std::string body;
-  if (!test::wait_until(
-          [&] {
-            return !p.running() ||
-                   test::http_get("http://127.0.0.1:" + std::to_string(http_port) + "/health",
-                                  &body, d.path()) == 200;
-          },
-          std::chrono::seconds(30)) ||
-      !p.running())
-    die("the " + name + " aggregator did not come up: " + p.err());
-  Figure f;
-  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/ingest/logs";
-  for (int run = 1; run <= o.runs; ++run) {
-    const std::string service = name + "-r" + std::to_string(run);
-    const auto bodies = make_bodies(o, service);
-    const SendResult r = send_all(o, bodies, url);
-    if (ask)
-      check_stored(name + " run " + std::to_string(run), o.records, [&] { return ask(service); });
-    f.rates.push_back(static_cast<double>(o.records) / r.seconds);
-    f.retried += r.retried;
-  }
-  *peak_mib = peak_rss_mib(p.pid());
-  p.kill(SIGTERM);
-  if (p.wait_exit(std::chrono::minutes(2)) != 0) die("the " + name + " aggregator: " + p.err());
-  return f;
+// Posts the records of one run under `service` to url, then checks the store with ask (unless
+// none); adds the run to f.
+void measure(const Options &o, const std::string &what, const std::string &service,
+             const std::string &url, const std::vector<pid_t> &aggregators,
+             const std::function<Stored(const std::string &)> &ask, Figure &f) {
+  const auto bodies = make_bodies(o, service);
+  double agg0 = 0, agg1 = 0;
+  for (pid_t p : aggregators) agg0 += cpu_seconds(p);
+  const double own0 = own_cpu_seconds();
+  const SendResult r = send_all(o, bodies, url);
+  const double own1 = own_cpu_seconds();
+  for (pid_t p : aggregators) agg1 += cpu_seconds(p);
+  if (ask) check_stored(what + ", " + service, o.records, [&] { return ask(service); });
+  f.rates.push_back(static_cast<double>(o.records) / r.seconds);
+  f.sender_cpu.push_back((own1 - own0) / r.seconds);
+  f.aggregator_cpu.push_back((agg1 - agg0) / r.seconds);
+  f.retried += r.retried;
 }
+
+// An aggregator of its own (conf/cluster/aggregator.yaml.in with `output`), healthy.
+struct Aggregator {
+  std::unique_ptr<Process> proc;
+  std::string url;
+
+  Aggregator(const TempDir &d, const std::string &name, const std::string &output) {
+    const int port = test::free_port(), http_port = test::free_port();
+    test::write_file(d / (name + ".yaml"), aggregator_yaml(port, http_port, output));
+    proc = std::make_unique<Process>(
+        std::vector<std::string>{DEVMESH_BENCH_BINARY, "-c", d / (name + ".yaml")}, d.path(), name);
+    url = "http://127.0.0.1:" + std::to_string(port) + "/ingest/logs";
+    std::string body;
+    const std::string health = "http://127.0.0.1:" + std::to_string(http_port) + "/health";
+    if (!test::wait_until(
+            [&] { return !proc->running() || test::http_get(health, &body, d.path()) == 200; },
+            std::chrono::seconds(30)) ||
+        !proc->running())
+      die("the " + name + " aggregator did not come up: " + proc->err());
+  }
+  // Its peak RSS (MiB), once stopped with SIGTERM.
+  long stop(const std::string &name) {
+    const long mib = peak_rss_mib(proc->pid());
+    proc->kill(SIGTERM);
+    if (proc->wait_exit(std::chrono::minutes(2)) != 0)
+      die("the " + name + " aggregator did not exit cleanly: " + proc->err());
+    return mib;
+  }
+};
 
 // ---- the cluster --------------------------------------------------------------------------
 
@@ -365,6 +411,7 @@ int run(const Options &o) {
     return 2;
   }
   curl_global_init(CURL_GLOBAL_ALL);
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // each line as it comes, also into a pipe
   TempDir d;
   std::printf(
       "bench_cluster: %ld records per run (%ld per body, %d connections), median of %d "
@@ -372,73 +419,87 @@ int run(const Options &o) {
       o.records, o.body, o.connections, o.runs, sysconf(_SC_NPROCESSORS_ONLN),
       load_average().c_str());
   std::fflush(stdout);
-  long agg_mib = 0;
 
-  // The raw ceiling: the same senders and aggregator, nothing stored.
-  const Figure null_f =
-      standalone(o, d, "null", "    - {name: null, match: '*'}", nullptr, &agg_mib);
-  print_figure("senders -> 1 aggregator -> null (ceiling)", null_f,
-               "; aggregator peak RSS " + std::to_string(agg_mib) + " MiB");
+  // The single-node paths, their runs interleaved (null, ClickHouse, MariaDB, then again): a
+  // shared machine's load changes from one minute to the next.
+  ClickHouse ch(d.path());
+  std::string err;
+  if (!ch.start(&err)) die(err);
+  const std::string ch_sql = ch.url() + "/?user=default";
+  if (parse_two(ch_query(ch_sql, "SELECT 0, 0")).rows != 0) die("ClickHouse answers no query");
+  // MariaDB as tools/cluster --store mariadb runs it (512M buffer pool, the redo log flushed
+  // once a second).
+  MariaDb::Options mo;
+  mo.buffer_pool = "512M";
+  MariaDb db(d.path(), mo);
+  if (!db.start(&err)) die(err);
 
-  // One ClickHouse node.
-  Figure ch_f;
-  {
-    ClickHouse ch(d.path());
-    std::string err;
-    if (!ch.start(&err)) die(err);
-    const std::string sql_url = ch.url() + "/?user=default";
-    const Stored none = parse_two(ch_query(sql_url, "SELECT 0, 0"));
-    if (none.rows != 0) die("ClickHouse does not answer queries");
-    ch_f = standalone(
-        o, d, "clickhouse",
-        "    - {name: clickhouse, match: '*', url: '" + ch.url() +
-            "', user: devmesh, password: " + ClickHouse::kPassword +
-            ", database: devmesh, table: log_events, workers: 2, dead_letter_path: " +
-            (d / "clickhouse-dead.ndjson") + "}",
-        [&](const std::string &service) {
-          return parse_two(ch_query(sql_url,
-                                    "SELECT count(), uniqExact(event_id) FROM devmesh.log_events "
-                                    "WHERE service = '" +
-                                        service + "'"));
-        },
-        &agg_mib);
-    print_figure("1 aggregator -> 1 ClickHouse node", ch_f,
-                 "; aggregator peak RSS " + std::to_string(agg_mib) + " MiB");
-    ch.stop();
+  struct Path {
+    std::string name, title;
+    Aggregator aggregator;
+    std::function<Stored(const std::string &)> ask;
+    Figure f;
+  };
+  // Each output as conf/cluster/output-*.yaml.in sets it for the cluster's aggregators.
+  const std::string ch_batch = ", batch_size: " + std::to_string(o.batch ? o.batch : 10000),
+                    mdb_batch = o.batch ? ", batch_size: " + std::to_string(o.batch) : "";
+  std::vector<Path> paths;
+  paths.push_back({"null",
+                   "senders -> 1 aggregator -> null (ceiling)",
+                   Aggregator(d, "null", "    - {name: null, match: '*'}"),
+                   nullptr,
+                   {}});
+  paths.push_back({"clickhouse",
+                   "1 aggregator -> 1 ClickHouse node",
+                   Aggregator(d, "clickhouse",
+                              "    - {name: clickhouse, match: '*', url: '" + ch.url() +
+                                  "', user: devmesh, password: " + ClickHouse::kPassword +
+                                  ", database: devmesh, table: log_events, workers: 2" + ch_batch +
+                                  ", dead_letter_path: " + (d / "clickhouse-dead.ndjson") + "}"),
+                   [&](const std::string &service) {
+                     return parse_two(
+                         ch_query(ch_sql,
+                                  "SELECT count(), uniqExact(event_id) FROM devmesh.log_events "
+                                  "WHERE service = '" +
+                                      service + "'"));
+                   },
+                   {}});
+  paths.push_back(
+      {"mariadb",
+       "1 aggregator -> 1 MariaDB",
+       Aggregator(d, "mariadb",
+                  "    - {name: mariadb, match: '*', socket: " + db.socket() +
+                      ", password: " + MariaDb::kPassword + ", database: devmesh, workers: 2" +
+                      mdb_batch + ", dead_letter_path: " + (d / "mariadb-dead.ndjson") + "}"),
+       [&](const std::string &service) {
+         std::string out;
+         db.sql("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM log_events WHERE service = '" +
+                    service + "'",
+                &out);
+         return parse_two(out);
+       },
+       {}});
+  for (int run = 1; run <= o.runs; ++run)
+    for (auto &p : paths)
+      measure(o, p.title, p.name + "-r" + std::to_string(run), p.aggregator.url,
+              {p.aggregator.proc->pid()}, p.ask, p.f);
+  for (auto &p : paths) {
+    std::string extra =
+        "; aggregator peak RSS " + std::to_string(p.aggregator.stop(p.name)) + " MiB";
+    if (p.name == "mariadb")
+      extra += ", mariadbd " + std::to_string(peak_rss_mib(db.pid())) + " MiB";
+    print_figure(p.title, p.f, extra);
   }
-
-  // One MariaDB, as tools/cluster --store mariadb runs it (512M buffer pool, the redo log
-  // flushed once a second).
-  Figure mdb_f;
-  {
-    MariaDb::Options mo;
-    mo.buffer_pool = "512M";
-    MariaDb db(d.path(), mo);
-    std::string err;
-    if (!db.start(&err)) die(err);
-    mdb_f = standalone(
-        o, d, "mariadb",
-        "    - {name: mariadb, match: '*', socket: " + db.socket() +
-            ", password: " + MariaDb::kPassword +
-            ", database: devmesh, workers: 2, dead_letter_path: " + (d / "mariadb-dead.ndjson") +
-            "}",
-        [&](const std::string &service) {
-          std::string out;
-          db.sql("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM log_events WHERE service = '" +
-                     service + "'",
-                 &out);
-          return parse_two(out);
-        },
-        &agg_mib);
-    print_figure("1 aggregator -> 1 MariaDB", mdb_f,
-                 "; aggregator peak RSS " + std::to_string(agg_mib) + " MiB, mariadbd " +
-                     std::to_string(peak_rss_mib(db.pid())) + " MiB");
-    db.stop();
-  }
-  const double ratio = median(ch_f.rates) / median(mdb_f.rates);
-  std::printf("ratio 1 ClickHouse node / 1 MariaDB: %.1fx (target >= 10x: %s)\n", ratio,
-              ratio >= 10 ? "met" : "NOT met");
-  std::fflush(stdout);
+  db.stop();
+  ch.stop();
+  std::vector<double> ratios;
+  for (int run = 0; run < o.runs; ++run)
+    ratios.push_back(paths[1].f.rates[run] / paths[2].f.rates[run]);
+  const double ratio = median(paths[1].f.rates) / median(paths[2].f.rates);
+  std::string per_run;
+  for (double r : ratios) per_run += (per_run.empty() ? "" : ", ") + std::to_string(r).substr(0, 4);
+  std::printf("ratio 1 ClickHouse node / 1 MariaDB: %.1fx (each run: %s; target >= 10x: %s)\n",
+              ratio, per_run.c_str(), ratio >= 10 ? "met" : "NOT met");
 
   // The cluster, started once with the most aggregators asked for; HAProxy's maintenance state
   // keeps the others out of rotation.
@@ -455,27 +516,29 @@ int run(const Options &o) {
   const std::string ch_url = env["CLICKHOUSE_URL"], table = env["CLUSTER_TABLE"];
   if (ch_url.empty() || table.empty() || env["HAPROXY_ADMIN_SOCKET"].empty())
     die(dir + "/endpoints.env lacks CLICKHOUSE_URL, CLUSTER_TABLE or HAPROXY_ADMIN_SOCKET");
-  std::map<int, double> cluster_rate;
-  for (int n : o.aggregators) {
-    serve_with(env["HAPROXY_ADMIN_SOCKET"], n, most);
-    Figure f;
-    for (int run = 1; run <= o.runs; ++run) {
-      const std::string service = "cluster" + std::to_string(n) + "-r" + std::to_string(run);
-      const auto bodies = make_bodies(o, service);
-      const SendResult r = send_all(o, bodies, env["DEVMESH_INGEST_URL"]);
-      check_stored(
-          "cluster, " + std::to_string(n) + " aggregators, run " + std::to_string(run), o.records,
-          [&] {
+  std::vector<pid_t> aggregator_pids;
+  for (int i = 1; i <= most; ++i)
+    aggregator_pids.push_back(
+        std::atoi(test::read_file(dir + "/aggregator-" + std::to_string(i) + "/pid").c_str()));
+  std::map<int, Figure> per_count;
+  for (int run = 1; run <= o.runs; ++run)
+    for (int n : o.aggregators) {
+      serve_with(env["HAPROXY_ADMIN_SOCKET"], n, most);
+      measure(
+          o, "cluster", "cluster" + std::to_string(n) + "-r" + std::to_string(run),
+          env["DEVMESH_INGEST_URL"], aggregator_pids,
+          [&](const std::string &service) {
             return parse_two(ch_query(ch_url, "SELECT count(), uniqExact(event_id) FROM " + table +
                                                   " WHERE service = '" + service + "'"));
-          });
-      f.rates.push_back(static_cast<double>(o.records) / r.seconds);
-      f.retried += r.retried;
+          },
+          per_count[n]);
     }
-    cluster_rate[n] = median(f.rates);
+  std::map<int, double> cluster_rate;
+  for (int n : o.aggregators) {
+    cluster_rate[n] = median(per_count[n].rates);
     print_figure(
         "cluster (2x2) behind HAProxy, " + std::to_string(n) + " aggregator" + (n == 1 ? "" : "s"),
-        f, "");
+        per_count[n], "");
   }
   std::string peaks, ch_peaks;
   for (int i = 1; i <= most; ++i) {
@@ -506,7 +569,7 @@ int main(int argc, char **argv) {
   devmesh::Options o;
   auto usage = [&] {
     std::fprintf(stderr,
-                 "usage: %s [--records N] [--body N] [--connections N] [--runs N] "
+                 "usage: %s [--records N] [--body N] [--batch N] [--connections N] [--runs N] "
                  "[--aggregators 1,2,3]\n",
                  argv[0]);
     return 2;
@@ -518,6 +581,8 @@ int main(int argc, char **argv) {
       o.records = std::atol(v.c_str());
     } else if (k == "--body") {
       o.body = std::atol(v.c_str());
+    } else if (k == "--batch") {
+      o.batch = std::atol(v.c_str());
     } else if (k == "--connections") {
       o.connections = std::atoi(v.c_str());
     } else if (k == "--runs") {
