@@ -9,8 +9,9 @@
 // Every aggregator is conf/cluster/aggregator.yaml.in; only the output differs. A run's figure is
 // records / (first post to last 2xx), kept only once the store holds every record (count and
 // distinct event_id); each path's figure is the median of --runs runs, the paths' runs
-// interleaved (a shared machine's load changes). Also printed: the load average, the CPU the
-// senders and aggregators used, peak RSS, the ratio ClickHouse node / MariaDB (target >= 10x)
+// interleaved (a shared machine's load changes). Also printed: the load average, the CPU (share of
+// one core) the senders, the aggregators and the store used (on the cluster: ZooKeeper, the 4
+// ClickHouse servers and HAProxy), peak RSS, the ratio ClickHouse node / MariaDB (target >= 10x)
 // and the cluster's scaling 2/1 and 3/1.
 //   bench_cluster [--records N] [--body N] [--batch N] [--connections N] [--runs N]
 //                 [--aggregators 1,2,3]
@@ -30,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -256,6 +258,26 @@ double cpu_seconds(pid_t pid) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// The child of this process whose command line names `arg` (tests/support/clickhouse.h keeps its
+// server's pid to itself); -1 when there is none.
+pid_t child_with(const std::string &arg) {
+  const std::string parent = std::to_string(getpid());
+  for (const auto &e : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = test::read_file("/proc/" + pid + "/stat");
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream in(stat.substr(close + 2));
+    std::string state, ppid;
+    in >> state >> ppid;
+    if (ppid == parent &&
+        test::read_file("/proc/" + pid + "/cmdline").find(arg) != std::string::npos)
+      return std::atoi(pid.c_str());
+  }
+  return -1;
+}
+
 double own_cpu_seconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -264,9 +286,9 @@ double own_cpu_seconds() {
 }
 
 // One measured path: its runs' records/s, and the share of one core the senders (this
-// process) and the aggregators used meanwhile: whether the senders were the bottleneck.
+// process), the aggregators and the store's servers used meanwhile: which one was the bottleneck.
 struct Figure {
-  std::vector<double> rates, sender_cpu, aggregator_cpu;
+  std::vector<double> rates, sender_cpu, aggregator_cpu, store_cpu;
   long retried = 0;
 };
 
@@ -275,27 +297,32 @@ void print_figure(const std::string &what, const Figure &f, const std::string &e
   for (double r : f.rates) runs += (runs.empty() ? "" : ", ") + std::to_string(std::lround(r));
   std::printf(
       "%-42s %8.0f records/s  (runs: %s; retried %ld; CPU: senders %.0f%%, "
-      "aggregators %.0f%%; load %s)%s\n",
+      "aggregators %.0f%%, store %.0f%%; load %s)%s\n",
       what.c_str(), median(f.rates), runs.c_str(), f.retried, median(f.sender_cpu) * 100,
-      median(f.aggregator_cpu) * 100, load_average().c_str(), extra.c_str());
+      median(f.aggregator_cpu) * 100, median(f.store_cpu) * 100, load_average().c_str(),
+      extra.c_str());
 }
 
 // Posts the records of one run under `service` to url, then checks the store with ask (unless
 // none); adds the run to f.
 void measure(const Options &o, const std::string &what, const std::string &service,
              const std::string &url, const std::vector<pid_t> &aggregators,
-             const std::function<Stored(const std::string &)> &ask, Figure &f) {
+             const std::vector<pid_t> &store, const std::function<Stored(const std::string &)> &ask,
+             Figure &f) {
   const auto bodies = make_bodies(o, service);
-  double agg0 = 0, agg1 = 0;
+  double agg0 = 0, agg1 = 0, store0 = 0, store1 = 0;
   for (pid_t p : aggregators) agg0 += cpu_seconds(p);
+  for (pid_t p : store) store0 += cpu_seconds(p);
   const double own0 = own_cpu_seconds();
   const SendResult r = send_all(o, bodies, url);
   const double own1 = own_cpu_seconds();
   for (pid_t p : aggregators) agg1 += cpu_seconds(p);
+  for (pid_t p : store) store1 += cpu_seconds(p);
   if (ask) check_stored(what + ", " + service, o.records, [&] { return ask(service); });
   f.rates.push_back(static_cast<double>(o.records) / r.seconds);
   f.sender_cpu.push_back((own1 - own0) / r.seconds);
   f.aggregator_cpu.push_back((agg1 - agg0) / r.seconds);
+  f.store_cpu.push_back((store1 - store0) / r.seconds);
   f.retried += r.retried;
 }
 
@@ -438,6 +465,7 @@ int run(const Options &o) {
     std::string name, title;
     Aggregator aggregator;
     std::function<Stored(const std::string &)> ask;
+    std::vector<pid_t> store;
     Figure f;
   };
   // Each output as conf/cluster/output-*.yaml.in sets it for the cluster's aggregators.
@@ -448,6 +476,7 @@ int run(const Options &o) {
                    "senders -> 1 aggregator -> null (ceiling)",
                    Aggregator(d, "null", "    - {name: null, match: '*'}"),
                    nullptr,
+                   {},
                    {}});
   paths.push_back({"clickhouse",
                    "1 aggregator -> 1 ClickHouse node",
@@ -463,6 +492,7 @@ int run(const Options &o) {
                                   "WHERE service = '" +
                                       service + "'"));
                    },
+                   {child_with(d / "clickhouse/config.xml")},
                    {}});
   paths.push_back(
       {"mariadb",
@@ -478,11 +508,12 @@ int run(const Options &o) {
                 &out);
          return parse_two(out);
        },
+       {db.pid()},
        {}});
   for (int run = 1; run <= o.runs; ++run)
     for (auto &p : paths)
       measure(o, p.title, p.name + "-r" + std::to_string(run), p.aggregator.url,
-              {p.aggregator.proc->pid()}, p.ask, p.f);
+              {p.aggregator.proc->pid()}, p.store, p.ask, p.f);
   for (auto &p : paths) {
     std::string extra =
         "; aggregator peak RSS " + std::to_string(p.aggregator.stop(p.name)) + " MiB";
@@ -520,13 +551,17 @@ int run(const Options &o) {
   for (int i = 1; i <= most; ++i)
     aggregator_pids.push_back(
         std::atoi(test::read_file(dir + "/aggregator-" + std::to_string(i) + "/pid").c_str()));
+  std::vector<pid_t> server_pids;
+  for (const char *piece : {"zookeeper", "clickhouse-s1r1", "clickhouse-s1r2", "clickhouse-s2r1",
+                            "clickhouse-s2r2", "haproxy"})
+    server_pids.push_back(std::atoi(test::read_file(dir + "/" + piece + "/pid").c_str()));
   std::map<int, Figure> per_count;
   for (int run = 1; run <= o.runs; ++run)
     for (int n : o.aggregators) {
       serve_with(env["HAPROXY_ADMIN_SOCKET"], n, most);
       measure(
           o, "cluster", "cluster" + std::to_string(n) + "-r" + std::to_string(run),
-          env["DEVMESH_INGEST_URL"], aggregator_pids,
+          env["DEVMESH_INGEST_URL"], aggregator_pids, server_pids,
           [&](const std::string &service) {
             return parse_two(ch_query(ch_url, "SELECT count(), uniqExact(event_id) FROM " + table +
                                                   " WHERE service = '" + service + "'"));
