@@ -57,7 +57,7 @@ constexpr uint64_t kAccessCheckMs = 5000;
 constexpr uint64_t kFieldOverhead = 64;
 // A batch read ends early at this many bytes of fields (entries with huge fields), so that the
 // Handoff::kAhead batches read ahead stay a few MiB.
-constexpr size_t kRawBatchBytes = 4u << 20;
+constexpr size_t kRawBatchBytes = 2u << 20;
 
 uint64_t monotonic_usec() {
   timespec ts;
