@@ -15,6 +15,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -53,7 +54,7 @@ struct RawEntry {
 };
 
 // Entries read by the thread, not yet made into a batch. Its vectors keep their capacity when
-// it is recycled (Handoff::spare), so a steady read allocates nothing.
+// it is recycled (Handoff::spare), so a steady read allocates only its cursors.
 struct RawBatch {
   struct Field {
     size_t offset, len;  // in bytes: "NAME=value", cut to max_field_size
