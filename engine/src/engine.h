@@ -31,6 +31,7 @@
 #include "storage.h"
 #include "submit_inbox.h"
 #include "watchdog.h"
+#include "work_gate.h"
 
 struct dm_instance {};  // the ABI's opaque handle; Instance derives from it
 namespace devmesh {
@@ -58,6 +59,9 @@ class Instance : public dm_instance {
   const char *who;
   static const char *intern_name(const std::string &name);
   std::unique_ptr<dm_config> cfg;
+  // Its queued pool work holds a reference: work queued before destroy never touches the
+  // destroyed state (work_gate.h).
+  std::shared_ptr<WorkGate> work_gate = std::make_shared<WorkGate>();
   void *state = nullptr;
   bool created = false;
   bool started = false;
@@ -120,7 +124,9 @@ class OutputInstance : public Instance {
   int64_t retry_limit = -1;  // -1: no limit
   uint64_t retry_wait_ms = 1000;
   uint64_t retry_max_wait_ms = 60000;
-  size_t queue_limit = 64 << 20;
+  // 40MiB: a sidecar under a full backlog stays within 64 MiB of RSS (the process's own ~19 MiB
+  // on top; bench_http --forward-queue-limit default).
+  size_t queue_limit = 40 << 20;
   std::string dead_letter_path;  // resolved; checked and its directory made by pipeline_checks
 
   std::vector<InputInstance *> feeders;  // inputs whose tag this output matches

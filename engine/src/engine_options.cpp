@@ -47,8 +47,10 @@ static const std::vector<dm_option> kOutput = {
      "First backoff; doubles per try with jitter", 0},
     {"retry_max_wait", DM_OPT_DURATION, DM_OPT_BOUNDED, "60s", 1, 86400000, nullptr,
      "Longest backoff between tries", 0},
-    {"queue_limit", DM_OPT_SIZE, DM_OPT_BOUNDED, "64MiB", 4096, 64.0 * 1024 * 1024 * 1024, nullptr,
-     "Memory the queue may hold; above it the inputs feeding this output are paused", 0},
+    {"queue_limit", DM_OPT_SIZE, DM_OPT_BOUNDED, "40MiB", 4096, 64.0 * 1024 * 1024 * 1024, nullptr,
+     "Memory the queue may hold (its records' real memory, arena overhead included); above it the "
+     "inputs feeding this output are paused, or with storage new blocks wait on disk",
+     0},
     {"dead_letter_path", DM_OPT_PATH, DM_OPT_MAKES_PARENT | DM_OPT_EXCLUSIVE, nullptr, 0, 0,
      nullptr,
      "NDJSON file receiving records that can never be delivered, with the reason (relative to "

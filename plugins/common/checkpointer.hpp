@@ -6,7 +6,6 @@
 // engine delivered the last acknowledgements. Loop thread only.
 #pragma once
 
-#include <time.h>
 #include <devmesh/plugin.hpp>
 
 #include <algorithm>
@@ -15,8 +14,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 
+#include "monotonic_ms.hpp"
 #include "state_file.hpp"
 
 namespace devmesh {
@@ -24,12 +25,6 @@ namespace devmesh {
 class Checkpointer {
  public:
   static constexpr uint64_t kErrorRetryMs = 1000;
-
-  static uint64_t monotonic_ms() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
-  }
 
   // clock_ms: a monotonic clock in milliseconds (a test's own).
   Checkpointer(const dm_host_api *host, dm_instance *inst, uint64_t (*clock_ms)() = monotonic_ms)
@@ -54,7 +49,7 @@ class Checkpointer {
   bool enabled() const { return file_ != nullptr; }
   const std::string &path() const { return file_->path(); }
   const std::string &dir() const { return file_->dir(); }
-  const std::string &temporary() const { return file_->temporary(); }
+  bool is_temporary(std::string_view path) const { return file_->is_temporary(path); }
 
   // From the plugin's start(): nothing is written before. False when its timer cannot be made.
   bool start() {

@@ -76,6 +76,9 @@ TEST(AggregatorKilled, EveryForwardedRecordIsStoredOnceWhileTheAggregatorIsKille
   }
   ASSERT_EQ(sidecar.proc().wait_exit(60s), 0) << "the sidecar did not finish:\n" << sidecar.err();
   const double took = seconds_since(began);
+  // The last kill may have come after the sidecar's final answer: its successor, just started,
+  // must be up (its signal handlers in place) before SIGTERM, or the signal ends it (143).
+  ASSERT_TRUE(wait_listening(port, d.path(), 30s)) << aggregator.err();
   aggregator.proc().kill(SIGTERM);
   EXPECT_EQ(aggregator.proc().wait_exit(30s), 0) << aggregator.err();
 

@@ -2,11 +2,17 @@
 // and a scripted HTTP server standing in for a misbehaving one: rows and their column types, a
 // re-delivered batch stored once, the server killed mid-stream and started again with nothing
 // lost, 5xx retried and 4xx dead-lettered with ClickHouse's message, a table of other columns
-// refused by name, retention dropping whole days, and the cluster DDL's errors told as the
-// server tells them.
+// refused by name, retention dropping whole days (the server's days, whatever its time zone), the
+// cluster DDL's errors told as the server tells them, and a ClickHouse that is down or silent at
+// start holding up neither the engine nor its /health, which says why.
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <ctime>
 #include <string>
 
 #include "clickhouse.h"
@@ -36,6 +42,42 @@ std::string metrics(int port) {
   http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &body, "/tmp");
   return body;
 }
+
+std::string health(int port, int *status = nullptr) {
+  std::string body;
+  const int s = http_get("http://127.0.0.1:" + std::to_string(port) + "/health", &body, "/tmp");
+  if (status) *status = s;
+  return body;
+}
+
+std::string logs_body(int n, const std::string &service) {
+  std::string body = "{\"logs\":[";
+  for (int i = 0; i < n; ++i)
+    body += std::string(i ? "," : "") + "{\"service\":\"" + service + "\",\"message\":\"m " +
+            std::to_string(i) + "\"}";
+  return body + "]}";
+}
+
+// A server that takes connections (the kernel completes them) and never answers: a ClickHouse
+// that hangs.
+class SilentServer {
+ public:
+  SilentServer() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0 && listen(fd_, 64) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len) == 0)
+      port_ = ntohs(a.sin_port);
+  }
+  ~SilentServer() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1, port_ = 0;
+};
 
 class ClickHouseOutput : public ::testing::Test {
  protected:
@@ -289,6 +331,191 @@ TEST_F(ClickHouseOutput, ClusterAndReplicatedDdlErrorsAreToldAsTheServerTellsThe
       << r->err();
   r->kill(SIGTERM);
   r->wait_exit(30s);
+}
+
+TEST_F(ClickHouseOutput, DownAtStartTheHttpInputStillAnswersAndEverythingIsStoredOnceItIsUp) {
+  const int port = free_port();
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  auto e = engine(d, plugins_head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                         "  inputs:\n    - {name: http, listen: '" + listen +
+                         "'}\n  outputs:\n    - {name: clickhouse, flush_interval: 50ms, "
+                         "retry_wait: 100ms, retry_max_wait: 500ms, connect_timeout: 1s, " +
+                         connection(*ch) + "}\n");
+  // ClickHouse is not running: the engine serves all the same, and /health says why.
+  int status = 0;
+  std::string h;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        h = health(port, &status);
+        return status == 503 && h.find("table devmesh.log_events") != std::string::npos;
+      },
+      30s))
+      << status << " " << h << e->err();
+  EXPECT_NE(h.find(ch->url()), std::string::npos) << h;
+  const std::string body = logs_body(300, "early");
+  ASSERT_EQ(
+      libcurl_post("http://" + listen + "/ingest/logs", body, {"Content-Type: application/json"})
+          .status,
+      200)
+      << e->err();
+  // The batch is held: retried, and counted, until the table is checked.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return find_metric(metrics(port), "devmesh_clickhouse_flushes_not_ready_total", "")
+                   .value_or(0) >= 2;
+      },
+      30s))
+      << metrics(port);
+  start();
+  ASSERT_TRUE(wait_until([&] { return rows("service = 'early'") == 300; }, 60s)) << e->err();
+  // Once: not even a copy waiting for a merge.
+  EXPECT_EQ(ch->number("SELECT count() FROM devmesh.log_events"), 300);
+  EXPECT_EQ(ch->number("SELECT uniqExact(event_id) FROM devmesh.log_events"), 300);
+  EXPECT_TRUE(wait_until([&] { return (health(port, &status), status == 200); }, 30s))
+      << health(port);
+  const std::string m = metrics(port);
+  EXPECT_EQ(metric_value(m, "devmesh_clickhouse_rows_sent_total", ""), 300);
+  EXPECT_GE(metric_value(m, "devmesh_clickhouse_schema_errors_total", ""), 1);
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
+}
+
+TEST_F(ClickHouseOutput, AWrongTableFoundAfterStartIsNamedAndItsBatchesHeldUntilItIsFixed) {
+  start();
+  std::string err;
+  ch->sql("CREATE DATABASE devmesh", &err);
+  ch->sql(
+      "CREATE TABLE devmesh.log_events (timestamp DateTime, message String) ENGINE = "
+      "MergeTree ORDER BY timestamp",
+      &err);
+  ASSERT_EQ(err, "");
+  ch->stop();  // down at start: the table is found wrong only once the engine runs
+  const int port = free_port();
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  auto e = engine(d, plugins_head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                         "  inputs:\n    - {name: http, listen: '" + listen +
+                         "'}\n  outputs:\n    - {name: clickhouse, flush_interval: 50ms, "
+                         "retry_wait: 100ms, retry_max_wait: 500ms, connect_timeout: 1s, "
+                         "dead_letter_path: '" +
+                         (d / "dead.ndjson") + "', " + connection(*ch) + "}\n");
+  int status = 0;
+  ASSERT_TRUE(wait_until([&] { return (health(port, &status), status == 503); }, 30s)) << e->err();
+  ASSERT_EQ(libcurl_post("http://" + listen + "/ingest/logs", logs_body(100, "held"),
+                         {"Content-Type: application/json"})
+                .status,
+            200)
+      << e->err();
+  start();
+  std::string h;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        h = health(port, &status);
+        return status == 503 && h.find("column timestamp_ns is missing") != std::string::npos;
+      },
+      30s))
+      << h << e->err();
+  EXPECT_NE(e->err().find("table devmesh.log_events was not made by this output"),
+            std::string::npos)
+      << e->err();
+  // Held, not dead-lettered: once the table is dropped the output makes it and delivers.
+  ASSERT_EQ(ch->sql("DROP TABLE devmesh.log_events", &err), "") << err;
+  ASSERT_TRUE(wait_until([&] { return rows("service = 'held'") == 100; }, 60s)) << e->err();
+  EXPECT_TRUE(wait_until([&] { return (health(port, &status), status == 200); }, 30s))
+      << health(port);
+  EXPECT_EQ(read_file(d / "dead.ndjson"), "");
+  e->kill(SIGTERM);
+  EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
+}
+
+TEST_F(ClickHouseOutput, AServerThatNeverAnswersHoldsUpNeitherTheStartNorTheExit) {
+  SilentServer silent;
+  ASSERT_GT(silent.port(), 0);
+  const int port = free_port();
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  // The default timeout (60s) is longer than every wait below: a check that blocked the loop
+  // would keep /health from answering.
+  auto e = engine(d, plugins_head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                         "  inputs:\n    - {name: http, listen: '" + listen +
+                         "'}\n  outputs:\n    - {name: clickhouse, url: 'http://127.0.0.1:" +
+                         std::to_string(silent.port()) + "'}\n");
+  int status = 0;
+  std::string h;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        h = health(port, &status);
+        return status == 503 && h.find("no answer from") != std::string::npos;
+      },
+      30s))
+      << status << " " << h << e->err();
+  EXPECT_EQ(libcurl_post("http://" + listen + "/ingest/logs", logs_body(10, "held"),
+                         {"Content-Type: application/json"})
+                .status,
+            200)
+      << e->err();
+  // The check still waiting on the silent server is abandoned at stop.
+  e->kill(SIGTERM);
+  EXPECT_GE(e->wait_exit(30s), 0) << e->err();
+}
+
+TEST_F(ClickHouseOutput, ANonUtcServerHasItsOwnDaysDroppedAndKeepsADayThatIsNotWhollyOld) {
+  // UTC-11 all year: its day runs 11 hours behind UTC's.
+  ch = std::make_unique<ClickHouse>(d.path(), "Pacific/Pago_Pago");
+  start();
+  ASSERT_EQ(ch->sql("SELECT timezone() FORMAT TabSeparated"), "Pacific/Pago_Pago\n");
+  // The cutoff (now - retention) at 05:00 UTC three days ago: 18:00 the day before there.
+  const int64_t now_s = static_cast<int64_t>(std::time(nullptr));
+  const int64_t cutoff_s = (now_s / 86400 - 3) * 86400 + 5 * 3600;
+  const std::string retention = std::to_string((now_s - cutoff_s) * 1000) + "ms";
+  const int port = free_port();
+  auto e = engine(d, plugins_head("  http_listen: 127.0.0.1:" + std::to_string(port) + "\n") +
+                         "  inputs:\n    - {name: dummy, rate: 0, count: 50}\n"
+                         "  outputs:\n    - {name: clickhouse, retention: " +
+                         retention + ", retention_interval: 200ms, " + connection(*ch) + "}\n");
+  ASSERT_TRUE(wait_until([&] { return rows() == 50; }, 30s)) << e->err();
+  auto insert = [&](const std::string &service, int64_t at) {
+    std::string err;
+    ch->sql(
+        "INSERT INTO devmesh.log_events (timestamp, timestamp_ns, source, service, host, "
+        "level, message, event_id) VALUES (toDateTime(" +
+            std::to_string(at) + "), " + std::to_string(at) + "000000000, 's', '" + service +
+            "', 'h', 'INFO', 'm', '" + std::string(16, service[0]) + "')",
+        &err);
+    return err;
+  };
+  // The cutoff's own day there: one record older than the retention, one younger. UTC's
+  // arithmetic would drop that whole day (its date is UTC's day before the cutoff).
+  ASSERT_EQ(insert("older", cutoff_s - 3600), "");
+  ASSERT_EQ(insert("younger", cutoff_s + 3600), "");
+  ASSERT_EQ(ch->number("SELECT toYYYYMMDD(toDateTime(" + std::to_string(cutoff_s + 3600) +
+                       ")) = toYYYYMMDD(toDate(toDateTime(" + std::to_string(cutoff_s) +
+                       "), 'UTC') - 1)"),
+            1);
+  // The day before there: wholly older than the retention.
+  ASSERT_EQ(insert("gone", cutoff_s - 30 * 3600), "");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return find_metric(metrics(port), "devmesh_clickhouse_retention_partitions_dropped_total",
+                           "")
+                   .value_or(0) >= 1;
+      },
+      30s))
+      << e->err();
+  // Two more whole passes after the one that dropped it.
+  const double passes =
+      metric_value(metrics(port), "devmesh_clickhouse_retention_passes_total", "");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return metric_value(metrics(port), "devmesh_clickhouse_retention_passes_total", "") >=
+               passes + 2;
+      },
+      30s));
+  EXPECT_EQ(rows("service = 'gone'"), 0);
+  EXPECT_EQ(rows("service = 'older'"), 1);
+  EXPECT_EQ(rows("service = 'younger'"), 1);
+  EXPECT_EQ(rows(), 52);
+  EXPECT_EQ(
+      metric_value(metrics(port), "devmesh_clickhouse_retention_partitions_dropped_total", ""), 1);
+  EXPECT_NE(e->err().find("(server time zone Pacific/Pago_Pago)"), std::string::npos) << e->err();
 }
 
 }  // namespace

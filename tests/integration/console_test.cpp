@@ -110,10 +110,47 @@ TEST(Console, AMatchingETagIsA304AndGzipIsSentOnlyToAClientThatAcceptsIt) {
   std::string unzipped;
   ASSERT_EQ(run({"/bin/sh", "-c", "gzip -dc < " + d / "asset.gz"}, d.path(), &unzipped), 0);
   EXPECT_EQ(unzipped, plain.body);
-  // q=0 refuses gzip (RFC 9110 12.5.3).
-  HttpResponse refused = http(url, {"Accept-Encoding: gzip;q=0"});
-  EXPECT_EQ(refused.headers.count("content-encoding"), 0u);
-  EXPECT_EQ(refused.body, plain.body);
+  // q=0 refuses gzip (RFC 9110 12.5.3), also when "*" would accept it: the named coding wins.
+  for (const char *refusing : {"gzip;q=0", "gzip;q=0, *", "*, gzip; q=0.000", "GZIP;Q=0", "*;q=0",
+                               "br, *;q=0", "identity"}) {
+    HttpResponse refused = http(url, {std::string("Accept-Encoding: ") + refusing});
+    EXPECT_EQ(refused.headers.count("content-encoding"), 0u) << refusing;
+    EXPECT_EQ(refused.body, plain.body) << refusing;
+    EXPECT_EQ(refused.headers["etag"], plain.headers["etag"]) << refusing;
+  }
+  for (const char *accepting : {"*", "gzip;q=0.001", "gzip;q=0, x-gzip;q=0.5", "br;q=1, *;q=0.1"}) {
+    HttpResponse accepted = http(url, {std::string("Accept-Encoding: ") + accepting});
+    EXPECT_EQ(accepted.headers["content-encoding"], "gzip") << accepting;
+    EXPECT_EQ(accepted.body, gz.body) << accepting;
+  }
+}
+
+// The gzip and the plain body are two representations: each has its own ETag, and one's tag
+// revalidates only itself (a cache that stored the gzip body must not be told, by a 304, that
+// it may hand it to a client that does not take gzip).
+TEST(Console, TheGzipAndThePlainBodyHaveTheirOwnETags) {
+  TempDir d;
+  ConsoleEngine c(d, "");
+  ASSERT_TRUE(c.ready) << c.engine->err();
+  const std::string url = c.base + "/assets/uPlot.iife.min.js";
+  HttpResponse plain = http(url);
+  HttpResponse gz = http(url, {"Accept-Encoding: gzip"});
+  ASSERT_EQ(plain.status, 200);
+  ASSERT_EQ(gz.status, 200);
+  const std::string plain_tag = plain.headers["etag"], gz_tag = gz.headers["etag"];
+  ASSERT_FALSE(plain_tag.empty());
+  EXPECT_NE(gz_tag, plain_tag);
+  EXPECT_EQ(gz_tag, plain_tag.substr(0, plain_tag.size() - 1) + "-gz\"");
+  EXPECT_EQ(gz.headers["vary"], "Accept-Encoding");
+  // Each tag revalidates its own representation only.
+  EXPECT_EQ(http(url, {"If-None-Match: " + gz_tag}).status, 200);
+  EXPECT_EQ(http(url, {"If-None-Match: " + plain_tag, "Accept-Encoding: gzip"}).status, 200);
+  HttpResponse gz_again = http(url, {"If-None-Match: " + gz_tag, "Accept-Encoding: gzip"});
+  EXPECT_EQ(gz_again.status, 304);
+  EXPECT_EQ(gz_again.headers["etag"], gz_tag);
+  // A list of tags, weak or not, matches by whole tags.
+  EXPECT_EQ(http(url, {"If-None-Match: \"other\", W/" + plain_tag}).status, 304);
+  EXPECT_EQ(http(url, {"If-None-Match: " + gz_tag + ", \"other\""}).status, 200);
 }
 
 TEST(Console, AnUnknownAssetIsA404CountedInTheConsoleMetric) {

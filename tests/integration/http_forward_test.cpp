@@ -2,7 +2,8 @@
 // event_id across the hop, JSON, gzipped NDJSON and zstd JSON, bearer token, TLS with a client
 // certificate through socat), the status mapping against a scripted receiver (retry with
 // Retry-After, split on 413, dead-letter on other 4xx, connection errors and timeouts), connection
-// reuse, and conservation: the aggregator killed -9 three times mid-stream, and down for 30 s.
+// reuse, and conservation: the aggregator killed -9 three times mid-stream, and down for 30 s, and
+// a reload that swaps the output while its bodies are being compressed.
 #include <gtest/gtest.h>
 
 #include <condition_variable>
@@ -622,4 +623,39 @@ TEST(HttpForward, InFlightOnAnOutputWithWorkerThreadsIsAConfigProblem) {
   EXPECT_EQ(e->wait_exit(30s), 1);
   EXPECT_NE(e->err().find("in_flight"), std::string::npos) << e->err();
   EXPECT_NE(e->err().find("raise workers instead"), std::string::npos) << e->err();
+}
+
+// Bodies are encoded and compressed on the engine's thread pool, several at once (one per open
+// request). A reload that replaces the output mid-stream (gzip to zstd) retires the old one while
+// its batches are being compressed or sent: it finishes them, the new one takes the rest, and
+// every record arrives with its own event_id.
+TEST(HttpForward, AReloadMidStreamLosesNoBatchThatWasBeingCompressed) {
+  TempDir d;
+  const long n = 200000;
+  const int port = free_port(), admin = free_port();
+  const std::string out = d / "agg.ndjson";
+  auto agg = aggregator(d, "agg", port, out);
+  ASSERT_TRUE(agg->ready(port, d)) << (*agg)->err();
+  auto yaml = [&](const std::string &compression) {
+    return sidecar_yaml(ingest_url(port), n, ", rate: 50000, batch: 1000",
+                        ", workers: 4, batch_size: 1000, compression: " + compression,
+                        "  http_listen: " + listen_on(admin) + "\n");
+  };
+  Devmesh side(d, "side", yaml("gzip"));
+  ASSERT_TRUE(side.ready(admin, d)) << side->err();
+  ASSERT_TRUE(wait_until([&] { return file_size(out) > 0; }, 30s)) << side->err();
+  const size_t line = read_lines(out)[0].size() + 1;
+  ASSERT_TRUE(wait_until([&] { return file_size(out) >= line * 20000; }, 60s)) << side->err();
+  write_file(d / "side.yaml", yaml("zstd"));
+  side->kill(SIGHUP);
+  std::string m;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        http_get("http://" + listen_on(admin) + "/metrics", &m, d.path());
+        return find_metric(m, "devmesh_reloads_total", "result=\"applied\"").value_or(0) == 1;
+      },
+      30s))
+      << m << side->err();
+  ASSERT_EQ(side->wait_exit(90s), 0) << side->err();
+  expect_every_record_once_by_event_id(out, n);
 }

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -555,7 +556,10 @@ TEST(Journald, StateFileIsWrittenAtMostOncePerIntervalAndAtStop) {
   const std::string last = read_file(d / "state.json");
   EXPECT_NE(last, first);
   EXPECT_NE(last.find("\"realtime_usec\":1764359740110000"), std::string::npos) << last;
-  EXPECT_FALSE(std::filesystem::exists(d / "state.json.tmp"));
+  // No temporary left beside it (each write's is state.json.tmp.XXXXXX).
+  for (const auto &f : std::filesystem::directory_iterator(d.path()))
+    EXPECT_EQ(f.path().filename().string().rfind("state.json.tmp", 0), std::string::npos)
+        << f.path();
 }
 
 TEST(Journald, UnitsAndMatchesSelectEntriesAtTheSource) {
@@ -1063,14 +1067,16 @@ TEST(JournaldOptions, MaxFieldSizeCutsALongerFieldAndCountsIt) {
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
 }
 
-// The state file becomes unwritable while the engine runs (its temp file's name taken by a
-// directory: a failure even root cannot write past), then writable again. Meanwhile: an error
-// logged, the failures counted, reading and delivery go on, and the old position stays on disk;
-// once writable, the position catches up; a restart from it repeats nothing.
+// The state file becomes unwritable while the engine runs (its directory moved aside and a file
+// put in its place: a failure even root cannot write past), then writable again. Meanwhile: an
+// error logged, the failures counted, reading and delivery go on, and the old position stays on
+// disk; once writable, the position catches up; a restart from it repeats nothing.
 TEST(JournaldOptions, StateFileWriteFailuresAreLoggedCountedAndRetriedWhileReadingGoesOn) {
   TempDir d;
   const std::string dir = journal_dir(d);
-  const std::string state = d / "state.json";
+  const std::string state_dir = d / "state";
+  const std::string state = state_dir + "/state.json";
+  std::filesystem::create_directory(state_dir);
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "100"}));
   const int port = free_port();
   const std::string metrics = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
@@ -1084,7 +1090,9 @@ TEST(JournaldOptions, StateFileWriteFailuresAreLoggedCountedAndRetriedWhileReadi
       << read_file(state) << e->err();
   const std::string before = read_file(state);
 
-  std::filesystem::create_directory(state + ".tmp");  // every write now fails (EISDIR)
+  // Every write now fails (ENOTDIR): no temporary can be made where the state file goes.
+  std::filesystem::rename(state_dir, state_dir + ".away");
+  std::ofstream(state_dir) << "in the way\n";
   ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "10", "--start", "101"}));
   ASSERT_TRUE(wait_until([&] { return count_lines(d / "out.ndjson") == 110; }, 30s)) << e->err();
   std::string body;
@@ -1102,9 +1110,11 @@ TEST(JournaldOptions, StateFileWriteFailuresAreLoggedCountedAndRetriedWhileReadi
   const std::string err = e->err();
   EXPECT_NE(err.find(logged), std::string::npos) << err;
   EXPECT_EQ(err.find(logged), err.rfind(logged)) << err;
-  EXPECT_EQ(read_file(state), before) << "the last good position was damaged";
+  EXPECT_EQ(read_file(state_dir + ".away/state.json"), before)
+      << "the last good position was damaged";
 
-  std::filesystem::remove(state + ".tmp");  // writable again: the retry catches up
+  std::filesystem::remove(state_dir);  // writable again: the retry catches up
+  std::filesystem::rename(state_dir + ".away", state_dir);
   ASSERT_TRUE(wait_until(
       [&] { return read_file(state).find("1764359740110000") != std::string::npos; }, 30s))
       << read_file(state) << e->err();

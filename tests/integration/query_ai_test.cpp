@@ -320,6 +320,63 @@ TEST_P(QuerySimilar, ATemplateStoredAfterTheIndexWasBuiltIsFoundOnceTheIndexIsRe
   ASSERT_TRUE(wait_until([&] { return similar(body)["patterns"].Size() == 0; }, 30s));
 }
 
+// limit (up to 1000) times records (up to 100) would be that many store queries: records come
+// with the first 20 patterns only, and 1000 records at most in all; the others say so by having
+// no "records" key. Its 30 templates and their rows are removed again at the end.
+TEST_P(QuerySimilar, RecordsComeWithTheFirstPatternsOnlyWithinABudget) {
+  // The budget is the HTTP side's, the same for every store; the seeding here is SQLite's.
+  if (GetParam() == "clickhouse") GTEST_SKIP() << "seeds SQLite's patterns table";
+  const std::string db = *dir_ / "store/devmesh.db";
+  std::string sql = "BEGIN;";
+  for (int k = 0; k < 30; ++k) {
+    const std::string sid = std::to_string(0x2000000000000000ll + k);
+    for (int r = 0; r < 3; ++r)
+      sql +=
+          "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
+          " pattern_id) VALUES (" +
+          std::to_string(kStart + (100 + k * 3 + r) * kSec) +
+          ", 'test', 'bulk', 'h1', 'INFO', 'bulk event " + std::to_string(k) + " step " +
+          std::to_string(r) + "', randomblob(16), " + sid + ");";
+    sql +=
+        "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count) VALUES (" +
+        sid + ", 'bulk', 'bulk event " + std::to_string(k) + " step <*>', 1, 2, 3);";
+  }
+  SqliteDb(db).exec(sql + "COMMIT;");
+  rapidjson::Document d;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        d = similar(R"({"message": "bulk event 7 step 9", "service": "bulk", "limit": 1000,
+                        "records": 2})");
+        return d["patterns"].Size() == 30;
+      },
+      30s));
+  EXPECT_EQ(d["with_records"].GetInt(), 20);
+  for (rapidjson::SizeType i = 0; i < 30; ++i) {
+    const auto &p = d["patterns"][i];
+    if (i < 20) {
+      ASSERT_TRUE(p.HasMember("records")) << i;
+      EXPECT_EQ(p["records"].Size(), 2u) << i;
+    } else {
+      EXPECT_FALSE(p.HasMember("records")) << i;
+    }
+  }
+  // 100 records a pattern: 10 patterns make the 1000-record budget.
+  d = similar(R"({"message": "bulk event 7 step 9", "service": "bulk", "limit": 1000,
+                  "records": 100})");
+  EXPECT_EQ(d["with_records"].GetInt(), 10);
+  EXPECT_TRUE(d["patterns"][9].HasMember("records"));
+  EXPECT_FALSE(d["patterns"][10].HasMember("records"));
+  // Fewer patterns than the bound: all of them carry their records.
+  d = similar(R"({"message": "bulk event 7 step 9", "service": "bulk", "limit": 3})");
+  EXPECT_EQ(d["with_records"].GetInt(), 3);
+  SqliteDb(db).exec(
+      "DELETE FROM log_patterns WHERE service = 'bulk'; DELETE FROM log_events WHERE service = "
+      "'bulk';");
+  ASSERT_TRUE(wait_until(
+      [&] { return similar(R"({"message": "bulk event 7 step 9"})")["patterns"].Size() == 0; },
+      30s));
+}
+
 TEST_P(QuerySimilar, BadBodiesAreRefusedNamingTheFieldAndCounted) {
   const std::string m = "http://127.0.0.1:" + std::to_string(metrics_port()) + "/metrics";
   const double before =
@@ -477,6 +534,75 @@ TEST(QuerySemantic, TemplatesAreEmbeddedOnceAndRankedByCosineAndKeptAcrossAResta
   EXPECT_EQ(std::string(json(r)["patterns"][0]["template"].GetString()),
             "cache miss for key <*> in region <*>");
   EXPECT_EQ(mock.stat("inputs"), inputs + 1) << "only the query itself was embedded";
+}
+
+// The vectors file is appended to after each batch, not rewritten (query_vectors_file.h). A
+// file of the previous release (one JSON object) is read, then replaced by the new format at
+// the first write; a record torn by a crash during an append is cut at the next start, counted,
+// and nothing before it is lost.
+TEST(QuerySemantic, TheVectorsFileIsAppendedToReadsThePreviousFormatAndCutsATornRecord) {
+  TempDir d;
+  Mock mock(d);
+  const std::string file = d / "vectors.json";
+  std::string legacy_vector;
+  for (int i = 0; i < 64; ++i) legacy_vector += std::string(i ? "," : "") + (i == 5 ? "1" : "0");
+  write_file(file, R"({"model":"mock-model","templates":[{"id":"00000000000000aa","service":"old",)"
+                   R"("template":"legacy template <*>","vector":[)" +
+                       legacy_vector + "]}]}");
+  std::string appended;
+  {
+    ModelPipeline p(d, mock, ", embed_batch: 2");
+    EXPECT_EQ(p.metric("devmesh_query_embed_vectors"), 1) << "the old file's vector was read";
+    p.ingest({kLines[0], kLines[1]});
+    ASSERT_TRUE(wait_until([&] { return p.metric("devmesh_query_embed_vectors") == 2; }, 30s))
+        << p.engine->err();
+    // Rewritten in the new format at the first write, the old file's vector kept.
+    const std::string header = "{\"devmesh_vectors\":2,\"model\":\"mock-model\"}\n";
+    std::string first;
+    ASSERT_TRUE(wait_until([&] { return (first = read_file(file)).rfind(header, 0) == 0; }, 30s))
+        << read_file(file);
+    EXPECT_NE(first.find("\"id\":\"00000000000000aa\""), std::string::npos) << first;
+    p.ingest({kLines[2], kLines[3], kLines[4], kLines[5]});
+    ASSERT_TRUE(wait_until([&] { return p.metric("devmesh_query_embed_vectors") == 4; }, 30s))
+        << p.engine->err();
+    p.engine->kill(SIGTERM);
+    ASSERT_EQ(p.engine->wait_exit(20s), 0) << p.engine->err();
+    // The next batches were appended: what was there is still there, byte for byte.
+    appended = read_file(file);
+    EXPECT_EQ(appended.rfind(first, 0), 0u) << "rewritten, not appended to";
+    EXPECT_GT(appended.size(), first.size());
+  }
+  // A crash in the middle of an append: a record's start, no end.
+  write_file(file, appended + "812 0badf00d {\"id\":\"0000000000");
+  const int inputs = mock.stat("inputs");
+  {
+    ModelPipeline p(d, mock, ", embed_batch: 2");
+    EXPECT_EQ(p.metric("devmesh_query_embed_vectors"), 4) << p.engine->err();
+    ASSERT_TRUE(
+        wait_until([&] { return p.metric("devmesh_query_embed_torn_bytes_total") > 0; }, 30s))
+        << p.engine->err();
+    EXPECT_EQ(p.metric("devmesh_query_embed_torn_bytes_total"), 30);
+    ASSERT_TRUE(wait_until([&] { return read_file(file) == appended; }, 30s))
+        << "the torn record was not cut";
+    EXPECT_NE(p.engine->err().find("torn record at byte " + std::to_string(appended.size())),
+              std::string::npos)
+        << p.engine->err();
+    p.ingest({kLines[6], kLines[7]});
+    ASSERT_TRUE(wait_until([&] { return p.metric("devmesh_query_embed_vectors") == 5; }, 30s))
+        << p.engine->err();
+    EXPECT_EQ(read_file(file).rfind(appended, 0), 0u);
+    p.engine->kill(SIGTERM);
+    ASSERT_EQ(p.engine->wait_exit(20s), 0) << p.engine->err();
+  }
+  // Everything is read back: nothing embedded again at start.
+  const int before_restart = mock.stat("inputs");
+  EXPECT_GT(before_restart, inputs);
+  ModelPipeline again(d, mock, "");
+  EXPECT_EQ(again.metric("devmesh_query_embed_vectors"), 5);
+  EXPECT_EQ(again.metric("devmesh_query_embed_torn_bytes_total"), 0);
+  HttpResponse r = post(again.base() + "/search/semantic", R"({"message": "cache miss"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(mock.stat("inputs"), before_restart + 1) << "only the query itself was embedded";
 }
 
 TEST(QueryExplain, TheContextPackGoesToTheChatModelAndComesBackAsEvidenceWithTheAnswer) {

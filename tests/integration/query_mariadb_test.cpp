@@ -9,6 +9,7 @@
 
 #include <map>
 #include <set>
+#include <thread>
 
 #include "mariadb.h"
 #include "mariadb_pipeline.h"
@@ -427,6 +428,77 @@ TEST(QueryMariaDbStore, QueryPastTheStatementTimeLimitGets504) {
       [&] { return (status = http(base + "/query/logs?service=absent&limit=5").status) == 200; },
       20s))
       << status;
+}
+
+// POST /explain/incident builds its context pack with up to ~110 store queries before it calls
+// the model. A stop during the build gives up at the next query: none of the pack's per-pattern
+// queries runs (the server's general log shows them), and the client gets 503. The first store
+// query is held by a table lock the test takes, so the stop comes mid-build for certain.
+TEST(QueryMariaDbStore, AStopDuringAnIncidentExplanationGivesUpBetweenStoreQueriesWith503) {
+  TempDir d;
+  MariaDb db(d.path());
+  std::string err;
+  ASSERT_TRUE(db.start(&err)) << err;
+  make_store(d, db);
+  // Ten error/warning patterns in the window: a pack of a dozen queries and more.
+  ASSERT_EQ(db.sql("UPDATE log_events SET pattern_id = CRC32(message) % 10 + 1", nullptr, &err), 0)
+      << err;
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  // Nothing listens on the chat_url: the model is never reached either way.
+  auto e = query_engine(d, db, port,
+                        ", statement_timeout: 10m, timeout: 1h, model: m, chat_url: "
+                        "http://127.0.0.1:" +
+                            std::to_string(free_port()) + "/v1/chat/completions");
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
+
+  Process locker({"/usr/bin/mariadb", "--no-defaults", "--protocol=socket", "-S", db.socket(),
+                  "-uroot", "-N", "-B", std::string("-D") + MariaDb::kDatabase, "-e",
+                  "LOCK TABLES log_events WRITE; SELECT SLEEP(3600);"},
+                 d.path(), "locker");
+  const std::string sleeping =
+      "FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(3600)%'";
+  ASSERT_TRUE(wait_until([&] { return db.number("SELECT COUNT(*) " + sleeping) == 1; }, 30s));
+
+  // Every statement the server runs, from here on.
+  ASSERT_EQ(db.sql("SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1", nullptr, &err), 0)
+      << err;
+  HttpResponse r;
+  std::thread client([&] {
+    r = http(base + "/explain/incident", {"Content-Type: application/json"}, "POST",
+             R"({"start_time": "2025-11-28T00:00:00Z", "end_time": "2025-11-28T01:00:00Z"})");
+  });
+  // Its first store query waits for the lock.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return db.number(
+                   "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE "
+                   "'Waiting for table metadata lock'") >= 1;
+      },
+      30s));
+  e->kill(SIGTERM);
+  EXPECT_TRUE(wait_until(
+      [&] { return e->err().find("abandoning 1 running model request") != std::string::npos; },
+      30s))
+      << e->err();
+  // The lock goes: the query that waited finishes, and the stop is noticed before the next.
+  const long long id = db.number("SELECT ID " + sleeping);
+  ASSERT_EQ(db.sql("KILL " + std::to_string(id), nullptr, &err), 0) << err;
+  client.join();
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
+  ASSERT_EQ(db.sql("SET GLOBAL general_log = 0", nullptr, &err), 0) << err;
+  // The window's patterns were asked for (the query the lock held); then nothing: not the
+  // window before's, not any pattern's sample rows.
+  std::string statements;
+  db.sql("SELECT command_type, LEFT(argument, 150) FROM mysql.general_log", &statements);
+  const std::string engine_statements =
+      "FROM mysql.general_log WHERE command_type IN ('Query', 'Execute') AND argument LIKE ";
+  EXPECT_EQ(db.number("SELECT COUNT(*) " + engine_statements + "'%SELECT pattern_id, COUNT(*)%'"),
+            1)
+      << statements;
+  EXPECT_EQ(db.number("SELECT COUNT(*) " + engine_statements + "'%meta_json, pattern_id FROM%'"), 0)
+      << statements;
 }
 
 TEST(QueryMariaDbStore, FullTextQueryOnATableWithoutTheIndexIs400) {

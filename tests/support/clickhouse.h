@@ -1,7 +1,8 @@
 // Test support: a private clickhouse-server (Debian's 18.16) on a temp dir with free HTTP and
-// native ports, a generated config.xml and users.xml (user `devmesh` with a password, and
-// `default` without one for the tests' own SQL), stop, restart, kill, and SQL over the HTTP
-// interface with libcurl. Header-only, used by integration tests and the store benchmark.
+// native ports, a generated config.xml (its <timezone> UTC unless told otherwise) and users.xml
+// (user `devmesh` with a password, and `default` without one for the tests' own SQL), stop,
+// restart, kill, and SQL over the HTTP interface with libcurl. Header-only, used by integration
+// tests and the store benchmark.
 #pragma once
 
 #include <curl/curl.h>
@@ -24,8 +25,12 @@ class ClickHouse {
   static constexpr const char *kPassword = "devmesh-ch-secret";
 
   // dir: an existing directory owned by the test; the server lives in dir/clickhouse.
-  explicit ClickHouse(const std::string &dir)
-      : dir_(dir + "/clickhouse"), http_port_(free_port()), tcp_port_(free_port()) {
+  // timezone: the server's (an IANA name), whose days toYYYYMMDD and toDate give.
+  explicit ClickHouse(const std::string &dir, const std::string &timezone = "UTC")
+      : dir_(dir + "/clickhouse"),
+        timezone_(timezone),
+        http_port_(free_port()),
+        tcp_port_(free_port()) {
     std::filesystem::create_directories(dir_);
   }
   ~ClickHouse() { kill_now(); }
@@ -149,7 +154,9 @@ class ClickHouse {
                    "  <users_config>" + dir_ + "/users.xml</users_config>\n" +
                    "  <default_profile>default</default_profile>\n"
                    "  <default_database>default</default_database>\n"
-                   "  <timezone>UTC</timezone>\n"
+                   "  <timezone>" +
+                   timezone_ +
+                   "</timezone>\n"
                    "  <mark_cache_size>5368709</mark_cache_size>\n"
                    "  <uncompressed_cache_size>0</uncompressed_cache_size>\n"
                    "  <max_concurrent_queries>100</max_concurrent_queries>\n"
@@ -171,7 +178,7 @@ class ClickHouse {
                                         "  <quotas><default></default></quotas>\n</yandex>\n");
   }
 
-  std::string dir_;
+  std::string dir_, timezone_;
   int http_port_, tcp_port_;
   std::unique_ptr<Process> proc_;
 };

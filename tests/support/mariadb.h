@@ -169,9 +169,11 @@ class MariaDb {
   bool spawn_and_wait() {
     std::vector<std::string> argv = {"/usr/sbin/mariadbd", "--no-defaults"};
     if (geteuid() == 0) argv.push_back("--user=root");  // mariadbd refuses root without it
-    // Its own tmpdir: the default is /tmp, which other tests and a small tmpfs share. A CI run
-    // failed with "Error on delete of '/tmp/#sql-temptable-...MAI'" while a query made an
-    // on-disk temporary table (COUNT(DISTINCT ...)).
+    // Its own tmpdir. With the default, /tmp, a mariadbd starting in a parallel test removes
+    // every '#sql*' file there (mysql_rm_tmp_tables at startup), including the on-disk temporary
+    // table of a query running on this one: a CI run failed with "Error on delete of
+    // '/tmp/#sql-temptable-...MAI'" (JSON_VALUE in COUNT(DISTINCT ...) is a blob, so always on
+    // disk).
     std::filesystem::create_directories(dir_ + "/tmp");
     argv.push_back("--tmpdir=" + dir_ + "/tmp");
     for (const std::string &a : std::vector<std::string>{

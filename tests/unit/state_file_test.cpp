@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -23,6 +25,14 @@
 namespace fs = std::filesystem;
 
 namespace {
+
+// The names in dir, sorted: a write leaves the state file and no temporary beside it.
+std::vector<std::string> names(const fs::path &dir) {
+  std::vector<std::string> out;
+  for (const auto &e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 std::string read(const fs::path &p) {
   std::ifstream in(p);
@@ -52,7 +62,11 @@ TEST(StateFile, ReplacesTheFileWholeAndLeavesNoTemporary) {
   const fs::path p = d.path() / "state";
   devmesh::StateFile f(p.string());
   EXPECT_EQ(f.dir(), d.path().string());
-  EXPECT_EQ(f.temporary(), p.string() + ".tmp");
+  EXPECT_EQ(f.temporary_prefix(), p.string() + ".tmp.");
+  EXPECT_TRUE(f.is_temporary(p.string() + ".tmp.123.a1B2c3"));
+  EXPECT_FALSE(f.is_temporary(p.string() + ".tmp."));
+  EXPECT_FALSE(f.is_temporary(p.string() + ".tmp"));
+  EXPECT_FALSE(f.is_temporary(p.string()));
   ASSERT_EQ(f.write("first\n", 1), 0);
   EXPECT_EQ(read(p), "first\n");
   ASSERT_EQ(f.write("second, longer\n", 2), 0);
@@ -60,7 +74,7 @@ TEST(StateFile, ReplacesTheFileWholeAndLeavesNoTemporary) {
   ASSERT_EQ(f.write("3\n", 3), 0);
   EXPECT_EQ(read(p), "3\n");
   EXPECT_EQ(f.written(), 3u);
-  EXPECT_FALSE(fs::exists(f.temporary()));
+  EXPECT_EQ(names(d.path()), std::vector<std::string>{"state"});
 }
 
 TEST(StateFile, NamesTheDirectoryOfAPathWithoutOneOrAtTheRoot) {
@@ -88,7 +102,7 @@ TEST(StateFile, AFailedWriteLeavesNoTemporaryAndIsRetriedAtTheSameGeneration) {
   devmesh::StateFile f(p.string());
   EXPECT_NE(f.write("lost", 1), 0);
   EXPECT_EQ(f.written(), 0u);
-  EXPECT_FALSE(fs::exists(f.temporary()));
+  EXPECT_EQ(names(d.path()), std::vector<std::string>{"state"});  // the directory in the way
   EXPECT_TRUE(fs::is_directory(p / "in-the-way"));
   fs::remove_all(p);
   ASSERT_EQ(f.write("kept", 1), 0);
@@ -111,6 +125,56 @@ TEST(StateFile, WritersOnManyThreadsLeaveTheNewestGeneration) {
   for (auto &t : threads) t.join();
   EXPECT_EQ(read(p), "generation 64");
   EXPECT_EQ(f.written(), 64u);
+}
+
+// The old and the new plugin instance across a reload each hold their own StateFile for one
+// path, each locking only itself: every write still lands whole (one writer's text, never a
+// mix or a torn one) and none fails for the other's temporary.
+TEST(StateFile, TwoObjectsForOnePathNeverMixTheirWrites) {
+  TempDir d;
+  const fs::path p = d.path() / "state";
+  devmesh::StateFile old_instance(p.string()), new_instance(p.string());
+  const std::string a(200000, 'a'), b(70000, 'b');
+  std::atomic<int> running{2};
+  auto writer = [&](devmesh::StateFile &f, const std::string &text) {
+    for (uint64_t g = 1; g <= 150; ++g) EXPECT_EQ(f.write(text, g), 0) << "generation " << g;
+    --running;
+  };
+  std::thread t1(writer, std::ref(old_instance), std::cref(a));
+  std::thread t2(writer, std::ref(new_instance), std::cref(b));
+  int mixed = 0;
+  while (running > 0) {
+    const std::string now = read(p);
+    if (!now.empty() && now != a && now != b) ++mixed;
+  }
+  t1.join();
+  t2.join();
+  EXPECT_EQ(mixed, 0);
+  const std::string last = read(p);
+  EXPECT_TRUE(last == a || last == b) << last.size() << " bytes";
+  EXPECT_EQ(names(d.path()), std::vector<std::string>{"state"});
+}
+
+// A crash between the temporary's creation and the rename leaves it behind; with a name of its
+// own for each write, they would pile up crash after crash. The first write removes those of
+// writers that are gone, and never one of a running process (this one's: another instance's
+// write may be under way).
+TEST(StateFile, TheFirstWriteRemovesTheTemporariesOfCrashedWritersOnly) {
+  TempDir d;
+  const fs::path p = d.path() / "state";
+  const std::string dead = p.string() + ".tmp.2147483646.AbCdEf";  // above any pid_max
+  const std::string ours = p.string() + ".tmp." + std::to_string(::getpid()) + ".AbCdEf";
+  const std::string parent = p.string() + ".tmp." + std::to_string(::getppid()) + ".AbCdEf";
+  const std::string other = (d.path() / "other.tmp.2147483646.AbCdEf").string();
+  for (const std::string &f : {dead, ours, parent, other}) std::ofstream(f) << "partial";
+  devmesh::StateFile f(p.string());
+  ASSERT_EQ(f.write("new", 1), 0);
+  EXPECT_EQ(read(p), "new");
+  std::vector<std::string> left = {"other.tmp.2147483646.AbCdEf", "state",
+                                   fs::path(ours).filename().string(),
+                                   fs::path(parent).filename().string()};
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(names(d.path()), left);
 }
 
 // ---- the checkpoint schedule, against a host the test drives --------------------------------

@@ -1,10 +1,11 @@
-// The hand-over between journald's reader thread and the engine loop: the thread reads batches
-// while the loop submits the ones before them, so sd-journal and the pipeline overlap. The loop
-// asks for a read run; the thread reads batches into a short queue (waiting while it is full,
-// so a stalled pipeline holds at most kAhead batches in memory) until the journal's end, an
-// error, or the loop halts it, and then says how the run ended. Between runs the thread waits
-// and the loop may use the sd_journal handle (re-open, follow notifications): the journal
-// belongs to whichever side holds the run.
+// The hand-over between journald's reader thread and the engine loop: the thread does the
+// sd-journal work (next, every field's bytes copied out, the cursor of a batch's last entry)
+// while the loop turns what it read into records and submits them, so sd-journal and the rest
+// overlap. The loop asks for a read run; the thread reads raw batches into a short queue
+// (waiting while it is full, so a stalled pipeline holds at most kAhead of them in memory) until
+// the journal's end, an error, or the loop halts it, and then says how the run ended. Between
+// runs the thread waits and the loop may use the sd_journal handle (re-open, follow
+// notifications): the journal belongs to whichever side holds the run.
 #pragma once
 
 #include <devmesh/plugin.h>
@@ -14,7 +15,11 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
+
+#include "event_identity.hpp"
 
 namespace devmesh::journald {
 
@@ -23,10 +28,56 @@ struct Position {
   uint64_t realtime_usec = 0;
 };
 
-// A batch read and not yet accepted by submit.
+// A batch built and not yet accepted by submit.
 struct ReadBatch {
   dm_batch *batch = nullptr;
   Position last;  // its newest entry
+};
+
+// Where the comparisons of alike entries (AlikeRun) start over, before a raw batch's first
+// entry: after a seek, on the entry positioned on (n base hashes, oldest first), or with none.
+struct RunStart {
+  Identity at{};
+  uint8_t hashes[kRecent][16] = {};
+  uint32_t n = 0;  // 0: nothing to compare the next entry with
+};
+
+// One entry as sd-journal gave it: its stamps and its fields, in its RawBatch's bytes.
+struct RawEntry {
+  uint64_t realtime_usec = 0, monotonic_usec = 0;
+  uint8_t boot_id[16];
+  uint32_t first_field = 0, fields = 0;  // in RawBatch::fields
+  // Its cursor in RawBatch::cursors, or -1. Taken only for an entry stamped as the one read
+  // before it (or the first after a seek): only such an entry can be alike to one before it.
+  int32_t cursor = -1;
+  bool after_skipped = false;  // an entry before it could not be read: compared with none
+};
+
+// Entries read by the thread, not yet made into a batch. Its vectors keep their capacity when
+// it is recycled (Handoff::spare), so a steady read allocates only its cursors.
+struct RawBatch {
+  struct Field {
+    size_t offset, len;  // in bytes: "NAME=value", cut to max_field_size
+  };
+  std::vector<char> bytes;
+  std::vector<Field> fields;
+  std::vector<RawEntry> entries;
+  std::vector<std::string> cursors;
+  bool has_run_start = false;
+  RunStart run_start;
+  Position last;  // its newest entry
+
+  void clear() {
+    bytes.clear();
+    fields.clear();
+    entries.clear();
+    cursors.clear();
+    has_run_start = false;
+    last = Position{};
+  }
+  std::string_view field(const Field &f) const {
+    return std::string_view(bytes.data() + f.offset, f.len);
+  }
 };
 
 // How a read run ended.
@@ -37,8 +88,10 @@ struct RunEnd {
 
 class Handoff {
  public:
-  // Batches read ahead of submit; enough to keep both sides busy, few enough to bound memory.
-  static constexpr size_t kAhead = 4;
+  // Batches read ahead of build and submit: enough for the thread to read on through a few
+  // milliseconds in which a loaded machine does not run the loop, few enough to bound memory
+  // (about 1 MiB each at the default batch of 1024 entries; one ends past 2 MiB).
+  static constexpr size_t kAhead = 8;
 
   // ---- the reader thread ----
 
@@ -59,9 +112,18 @@ class Handoff {
     return !quit_ && !halted_;
   }
 
-  void push(ReadBatch &&b) {
+  void push(RawBatch &&b) {
     std::lock_guard lk(mu_);
     ready_.push_back(std::move(b));
+  }
+
+  // A batch emptied by the loop, whose buffers are already grown, or a new one.
+  RawBatch spare() {
+    std::lock_guard lk(mu_);
+    if (spare_.empty()) return RawBatch{};
+    RawBatch b = std::move(spare_.back());
+    spare_.pop_back();
+    return b;
   }
 
   void end_run(RunEnd end) {
@@ -93,25 +155,28 @@ class Handoff {
     cv_.notify_all();
   }
 
-  // The oldest batch not yet submitted, left in place until pop(); false when there is none.
-  bool front(ReadBatch &out) {
+  // The oldest batch not yet built, left in place until pop(); null when there is none. The
+  // thread only appends behind it, which moves no element of a deque.
+  RawBatch *front() {
     std::lock_guard lk(mu_);
-    if (ready_.empty()) return false;
-    out = ready_.front();  // a copy: a refused batch stays in front with its position
-    return true;
+    return ready_.empty() ? nullptr : &ready_.front();
   }
 
-  // Drops the front batch (submitted, or freed): room for the thread.
+  // Drops the front batch (built, or dropped): room for the thread, and its buffers for reuse.
   void pop() {
     std::lock_guard lk(mu_);
+    RawBatch b = std::move(ready_.front());
     ready_.pop_front();
+    b.clear();
+    if (spare_.size() < kAhead) spare_.push_back(std::move(b));
     cv_.notify_all();
   }
 
-  // After the thread is joined: what it read and nobody submitted, for freeing.
-  std::deque<ReadBatch> take_all() {
+  // After the thread is joined: drops what it read and nobody built.
+  void drop_all() {
     std::lock_guard lk(mu_);
-    return std::exchange(ready_, {});
+    ready_.clear();
+    spare_.clear();
   }
 
   // True once when the run has ended, with how.
@@ -126,7 +191,8 @@ class Handoff {
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<ReadBatch> ready_;
+  std::deque<RawBatch> ready_;
+  std::vector<RawBatch> spare_;
   bool run_requested_ = false, reopen_ = false, halted_ = false, quit_ = false, run_ended_ = false;
   RunEnd end_;
 };

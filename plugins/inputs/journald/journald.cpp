@@ -1,8 +1,8 @@
 // journald input: reads the systemd journal (the local one, a directory or a list of files) with
-// sd-journal on a thread of its own, submits and follows it on the engine loop, and checkpoints
-// the cursor of acknowledged entries. Its options are checked in journald_config.cpp; an entry's
-// event_id is made in event_identity.hpp, its fields mapped in entry_mapping.cpp; the thread
-// hands its batches over through handoff.hpp.
+// sd-journal on a thread of its own, makes the entries into records, submits and follows it on
+// the engine loop, and checkpoints the cursor of acknowledged entries. Its options are checked
+// in journald_config.cpp; an entry's event_id is made in event_identity.hpp, its fields mapped
+// in entry_mapping.cpp; the thread hands what it read over through handoff.hpp.
 #include <fcntl.h>
 #include <systemd/sd-journal.h>
 #include <time.h>
@@ -10,6 +10,7 @@
 #include <ack_ledger.hpp>
 #include <checkpointer.hpp>
 #include <devmesh/plugin.hpp>
+#include <monotonic_ms.hpp>
 #include <record_json.hpp>
 
 #include <algorithm>
@@ -43,6 +44,8 @@ using journald::Identity;
 using journald::kRecent;
 using journald::kStampBytes;
 using journald::Position;
+using journald::RawBatch;
+using journald::RawEntry;
 using journald::ReadBatch;
 using journald::set_pid;
 
@@ -53,12 +56,9 @@ constexpr uint64_t kErrorRetryMs = 1000;
 constexpr uint64_t kAccessCheckMs = 5000;
 // Bytes of journal file touched per field beyond its payload (object header, entry item).
 constexpr uint64_t kFieldOverhead = 64;
-
-uint64_t monotonic_usec() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
-}
+// A batch read ends early at this many bytes of fields (entries with huge fields), so that the
+// Handoff::kAhead batches read ahead stay a few MiB.
+constexpr size_t kRawBatchBytes = 2u << 20;
 
 // A batch handed to the engine: what it moves once settled (AckLedger).
 struct Submitted {
@@ -148,9 +148,12 @@ class Journald {
     // The final checkpoint is written here, after the engine delivered the last acks.
     checkpoints_.finish(!acked_.cursor.empty());
     if (j_) sd_journal_close(j_);
-    host_->log(inst_, DM_LOG_INFO, "read %llu entries, %llu acknowledged",
+    // The reader thread's CPU: with a core of its own, the bound of the input's rate (what
+    // bench_journald compares with a bare sd-journal loop).
+    host_->log(inst_, DM_LOG_INFO, "read %llu entries, %llu acknowledged; reader thread CPU %.3f s",
                static_cast<unsigned long long>(entries_read_),
-               static_cast<unsigned long long>(entries_acked_));
+               static_cast<unsigned long long>(entries_acked_),
+               static_cast<double>(reader_cpu_ns_.load()) / 1e9);
   }
 
   int start() {
@@ -309,7 +312,7 @@ class Journald {
       remember_current();  // the entries read next are compared with this delivered one
       return Seek::kAt;
     }
-    run_.clear();
+    clear_run_start();
     add(m_gaps_, 1);
     host_->log(inst_, DM_LOG_WARN,
                "%s position %s is no longer in the journal (vacuumed or removed, or the state "
@@ -335,7 +338,7 @@ class Journald {
 
   void seek_read_from() {
     last_read_ = Position{};
-    run_.clear();
+    clear_run_start();
     if (cfg_.from_tail) {
       sd_journal_seek_tail(j_);
       // On the newest entry now: reading goes on with whatever comes after it. An empty
@@ -354,7 +357,7 @@ class Journald {
   // head (read_from head, an empty journal, or a gap): back there.
   void reposition() {
     if (last_read_.cursor.empty()) {
-      run_.clear();
+      clear_run_start();
       sd_journal_seek_head(j_);
     } else if (seek_cursor(last_read_.cursor, "current") == Seek::kInvalid) {
       host_->log(inst_, DM_LOG_ERROR,
@@ -362,7 +365,7 @@ class Journald {
                  "from the oldest entry",
                  last_read_.cursor.c_str());
       last_read_ = Position{};
-      run_.clear();
+      clear_run_start();
       sd_journal_seek_head(j_);
     }
   }
@@ -530,7 +533,9 @@ class Journald {
       host_->timer_stop(timeout_timer_);
       return;
     }
-    const uint64_t now = monotonic_usec();
+    // sd-journal's timeout is on CLOCK_MONOTONIC in microseconds; a millisecond clock wakes
+    // at most 1 ms late.
+    const uint64_t now = monotonic_ms() * 1000u;
     host_->timer_start(timeout_timer_, t > now ? (t - now + 999) / 1000 : 0, 0);
   }
 
@@ -571,20 +576,34 @@ class Journald {
     handoff_.request_run(reopen);
   }
 
-  // Hands the batches read to the engine, oldest first; false while one is refused (it stays
-  // first, and goes first on resume) or the engine is stopping.
+  // Makes the batches read into records and hands them to the engine, oldest first; false
+  // while one is refused (it stays first, and goes first on resume), cannot be built (retried
+  // after a while) or the engine is stopping.
   bool submit_ready() {
-    ReadBatch r;
-    while (handoff_.front(r)) {
+    for (;;) {
+      if (!built_.batch) {
+        RawBatch *raw = handoff_.front();
+        if (!raw) return true;
+        try {
+          built_ = build(*raw);
+        } catch (const std::exception &e) {
+          // Out of memory, in effect: the entries stay read and are built again after a while.
+          host_->log(inst_, DM_LOG_ERROR, "making records of %s's entries: %s (retrying after 1 s)",
+                     cfg_.source.c_str(), e.what());
+          schedule_pump(kErrorRetryMs);
+          return false;
+        }
+        handoff_.pop();
+      }
       uint64_t ticket = 0;
-      const uint32_t n = r.batch->count;
-      const int rc = host_->submit(inst_, r.batch, &ticket);
+      const uint32_t n = built_.batch->count;
+      const int rc = host_->submit(inst_, built_.batch, &ticket);
       if (rc == DM_ERR_FULL) {
         add(m_refused_, 1);
         schedule_pump(kRefusedRetryMs);  // a no-op when pause() came with the refusal
         return false;
       }
-      handoff_.pop();
+      ReadBatch r = std::exchange(built_, ReadBatch{});
       if (rc != DM_OK) {
         // The engine is stopping: the batch is read again after a restart.
         host_->batch_free(r.batch);
@@ -598,7 +617,6 @@ class Journald {
       submitted_.submitted(ticket, Submitted{n, std::move(r.last)});
       update_lag();
     }
-    return true;
   }
 
   // The thread read a batch, or ended its run.
@@ -646,15 +664,16 @@ class Journald {
           end.failed = true;
           break;
         }
-        ReadBatch r;
+        RawBatch r = handoff_.spare();
+        bool read = false;
         try {
-          r = read_batch(end.at_end, end.failed);
+          read = read_batch(r, end.at_end, end.failed);
         } catch (const std::exception &e) {
           host_->log(inst_, DM_LOG_ERROR, "reading %s: %s (retrying after 1 s)",
                      cfg_.source.c_str(), e.what());
           end.failed = true;
         }
-        if (r.batch) {
+        if (read) {
           handoff_.push(std::move(r));
           host_->async_send(async_);
         }
@@ -663,24 +682,25 @@ class Journald {
       handoff_.end_run(end);
       host_->async_send(async_);
     }
+    timespec cpu;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0)
+      reader_cpu_ns_ =
+          static_cast<uint64_t>(cpu.tv_sec) * 1000000000u + static_cast<uint64_t>(cpu.tv_nsec);
   }
 
   void join_reader() {
     if (!reader_.joinable()) return;
     handoff_.quit();
     reader_.join();
-    for (ReadBatch &r : handoff_.take_all()) host_->batch_free(r.batch);
+    handoff_.drop_all();
+    if (built_.batch) host_->batch_free(built_.batch);
+    built_ = ReadBatch{};
   }
 
-  // Reads up to cfg_.batch entries into a new batch; none when no entry was read.
-  ReadBatch read_batch(bool &at_end, bool &failed) {
-    BatchOwner owner(host_, host_->batch_new(inst_, cfg_.batch));
-    dm_batch *b = owner.get();
-    if (!b) throw std::runtime_error("batch_new failed");
+  // Reads up to cfg_.batch entries into raw (empty); false when no entry was read.
+  bool read_batch(RawBatch &raw, bool &at_end, bool &failed) {
     uint64_t realtime = 0;
     try {
-      batch_source_ = copy(b, "journald");
-      std::fill(std::begin(interned_), std::end(interned_), dm_str{nullptr, 0});
       for (uint32_t i = 0; i < cfg_.batch; ++i) {
         int r = sd_journal_next(j_);
         if (r == 0) {
@@ -692,7 +712,9 @@ class Journald {
           failed = true;
           break;
         }
-        if ((r = read_entry(b, realtime)) < 0) read_error("reading an entry", r);
+        if ((r = read_entry(raw, realtime)) < 0) read_error("reading an entry", r);
+        // Huge entries: fewer of them per batch, so that kAhead batches stay a bounded memory.
+        if (raw.bytes.size() >= kRawBatchBytes) break;
       }
     } catch (...) {
       // Nothing of this batch reaches the pipeline: go back to read it again.
@@ -700,8 +722,13 @@ class Journald {
       throw;
     }
     if (!failed) error_logged_ = false;
-    ReadBatch out;
-    if (b->count == 0) return out;
+    if (raw.entries.empty()) return false;
+    // A seek before these entries: the loop starts its comparisons over before the first.
+    if (run_start_pending_) {
+      raw.has_run_start = true;
+      raw.run_start = run_start_;
+      run_start_pending_ = false;
+    }
     // The checkpoint needs the cursor of a batch's newest entry only: sd-journal is still on
     // it (a next() that finds nothing more, or fails, does not move).
     char *cursor = nullptr;
@@ -709,15 +736,14 @@ class Journald {
       // Without it this batch cannot advance the checkpoint: its acknowledgement keeps the
       // previous position, and a restart reads the batch again (same event_ids).
       read_error("getting the cursor", r);
-      out.last = last_read_;
+      raw.last = last_read_;
     } else {
-      out.last.cursor.assign(cursor);
-      out.last.realtime_usec = realtime;
+      raw.last.cursor.assign(cursor);
+      raw.last.realtime_usec = realtime;
       free(cursor);
-      last_read_ = out.last;
+      last_read_ = raw.last;
     }
-    out.batch = owner.release();
-    return out;
+    return true;
   }
 
   // An entry that cannot be read is skipped (without a cursor or a time there is nothing to
@@ -730,24 +756,96 @@ class Journald {
     error_logged_ = true;
   }
 
-  // Turns the current entry into a record of b; realtime: its time, when it has one.
-  int read_entry(dm_batch *b, uint64_t &realtime) {
-    uint64_t t = 0, mono = 0;
+  // Copies the current entry into raw; realtime: its time, when it has one. Only what
+  // sd-journal alone can tell is done here; the rest is the loop's (build), on the other core.
+  int read_entry(RawBatch &raw, uint64_t &realtime) {
+    RawEntry e;
     sd_id128_t boot;
-    int r = sd_journal_get_realtime_usec(j_, &t);
-    if (r >= 0) r = sd_journal_get_monotonic_usec(j_, &mono, &boot);
+    int r = sd_journal_get_realtime_usec(j_, &e.realtime_usec);
+    if (r >= 0) r = sd_journal_get_monotonic_usec(j_, &e.monotonic_usec, &boot);
     if (r < 0) {
-      run_.clear();  // skipped: the entry after it has nothing to be compared with
+      // Skipped: the entry after it has nothing to be compared with.
+      skipped_ = true;
+      stamp_known_ = false;
       return r;
     }
-    realtime = t;
+    realtime = e.realtime_usec;
+    std::memcpy(e.boot_id, boot.bytes, sizeof e.boot_id);
+    e.after_skipped = std::exchange(skipped_, false);
+    // Laid out as an Identity's first kStampBytes.
+    uint8_t stamp[kStampBytes];
+    std::memcpy(stamp, boot.bytes, 16);
+    std::memcpy(stamp + 16, &e.monotonic_usec, 8);
+    std::memcpy(stamp + 24, &e.realtime_usec, 8);
+    if (!stamp_known_ || std::memcmp(stamp, last_stamp_, kStampBytes) == 0) [[unlikely]] {
+      // It may be alike to an entry before it: build needs its sequence number then, which
+      // only its cursor tells.
+      char *c = nullptr;
+      if (sd_journal_get_cursor(j_, &c) >= 0) {
+        e.cursor = static_cast<int32_t>(raw.cursors.size());
+        raw.cursors.emplace_back(c);
+        free(c);
+      }
+    }
+    std::memcpy(last_stamp_, stamp, kStampBytes);
+    stamp_known_ = true;
+
+    e.first_field = static_cast<uint32_t>(raw.fields.size());
+    const void *data;
+    size_t len;
+    sd_journal_restart_data(j_);
+    while ((r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0) {
+      bytes_since_open_ += len + kFieldOverhead;
+      if (cfg_.data_threshold && len >= cfg_.data_threshold) add(m_truncated_, 1);
+      const std::string_view f = limited(data, len);
+      raw.fields.push_back(RawBatch::Field{raw.bytes.size(), f.size()});
+      raw.bytes.insert(raw.bytes.end(), f.data(), f.data() + f.size());
+    }
+    e.fields = static_cast<uint32_t>(raw.fields.size()) - e.first_field;
+    raw.entries.push_back(e);
+    return r < 0 ? r : 0;
+  }
+
+  // ---- records (the loop) ------------------------------------------------------------------
+
+  // The records of the entries in raw, in a new batch. On an exception nothing changed: raw
+  // can be built again.
+  ReadBatch build(const RawBatch &raw) {
+    BatchOwner owner(host_, host_->batch_new(inst_, static_cast<uint32_t>(raw.entries.size())));
+    dm_batch *b = owner.get();
+    if (!b) throw std::runtime_error("batch_new failed");
+    const journald::AlikeRun before = run_;
+    try {
+      batch_source_ = copy(b, "journald");
+      std::fill(std::begin(interned_), std::end(interned_), dm_str{nullptr, 0});
+      if (raw.has_run_start) {
+        const journald::RunStart &start = raw.run_start;
+        if (start.n)
+          run_.restart(start.at, start.hashes, start.n);
+        else
+          run_.clear();
+      }
+      for (const RawEntry &e : raw.entries) build_entry(b, raw, e);
+    } catch (...) {
+      run_ = before;
+      throw;
+    }
+    ReadBatch out;
+    out.last = raw.last;
+    out.batch = owner.release();
+    return out;
+  }
+
+  // Turns one entry of raw into a record of b.
+  void build_entry(dm_batch *b, const RawBatch &raw, const RawEntry &e) {
+    if (e.after_skipped) run_.clear();
     // The lag's base until something is acknowledged.
     if (!first_read_usec_.load(std::memory_order_relaxed))
-      first_read_usec_.store(t, std::memory_order_relaxed);
+      first_read_usec_.store(e.realtime_usec, std::memory_order_relaxed);
 
     dm_record *rec = host_->batch_add(b);
     if (!rec) throw std::runtime_error("batch_add failed");
-    rec->timestamp_ns = static_cast<int64_t>(realtime) * 1000;
+    rec->timestamp_ns = static_cast<int64_t>(e.realtime_usec) * 1000;
     rec->source = batch_source_;
     if (cfg_.has_host_override) rec->host = intern(b, cfg_.host_override);
 
@@ -756,34 +854,26 @@ class Journald {
     std::memset(&id, 0, sizeof id);
     id_ = &id;
     id_block_ = nullptr;
-    const void *data;
-    size_t len;
-    sd_journal_restart_data(j_);
-    while ((r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0) {
-      bytes_since_open_ += len + kFieldOverhead;
-      if (cfg_.data_threshold && len >= cfg_.data_threshold) add(m_truncated_, 1);
-      field(b, rec, limited(data, len));
-    }
+    // The fields' bytes live as long as raw: the mapping's views stay valid for the whole
+    // entry, and only what the record keeps is copied into the batch.
+    for (uint32_t i = 0; i < e.fields; ++i) field(b, rec, raw.field(raw.fields[e.first_field + i]));
     id_ = nullptr;
     rec->priority = mapped_.priority;
     rec->level = mapped_.level;
-    // Only the service chosen is copied into the batch (unit, identifier and comm waited in
-    // scratch strings).
     rec->service = intern(b, journald::service_of(mapped_));
     rec->message = mapped_.has_message ? str(mapped_.message) : dm_str{"", 0};
     if (!cfg_.has_host_override && mapped_.has_host) rec->host = str(mapped_.host);
     cap_columns(b, rec);
 
-    std::memcpy(id.boot_id, boot.bytes, sizeof id.boot_id);
-    id.monotonic_usec = mono;
-    id.realtime_usec = t;
+    std::memcpy(id.boot_id, e.boot_id, sizeof id.boot_id);
+    id.monotonic_usec = e.monotonic_usec;
+    id.realtime_usec = e.realtime_usec;
     if (id_block_) {  // the head goes in front of the message's copy: one hash of both
       journald::hash_block(host_->hash128, id_block_, id, rec->message.len, rec->event_id);
     } else {
       host_->hash128(&id, sizeof id, rec->event_id);
     }
-    disambiguate(id, rec->event_id);
-    return r < 0 ? r : 0;
+    disambiguate(id, rec->event_id, e.cursor < 0 ? nullptr : &raw.cursors[e.cursor]);
   }
 
   // A unit name (up to 256 characters in systemd), an identifier or a host name longer than
@@ -812,18 +902,25 @@ class Journald {
   // number hashed in: distinct ids for entries alike in everything else, the same ones on every
   // read (the same entries precede it; see remember_current for reads that start on a
   // delivered entry).
-  void disambiguate(const Identity &id, uint8_t *event_id) {
+  void disambiguate(const Identity &id, uint8_t *event_id, const std::string *cursor) {
     if (!run_.add(id, event_id)) [[likely]]
       return;
     add(m_same_stamp_, 1);
-    char *c = nullptr;
-    if (const int r = sd_journal_get_cursor(j_, &c); r < 0) {
-      read_error("getting the cursor of an entry alike to one before it", r);
+    if (!cursor) {
+      build_error("getting the cursor of an entry alike to one before it");
       return;  // it keeps the base hash: it may be taken for its twin
     }
-    if (!journald::add_seqnum(host_->hash128, c, event_id, seq_scratch_))
-      read_error("finding s= and i= in the cursor of an entry alike to one before it", -EINVAL);
-    free(c);
+    if (!journald::add_seqnum(host_->hash128, *cursor, event_id, build_scratch_))
+      build_error("finding s= and i= in the cursor of an entry alike to one before it");
+  }
+
+  // A problem of build (the loop's), counted with the read errors.
+  void build_error(const char *what) {
+    add(m_errors_, 1);
+    if (!build_error_logged_)
+      host_->log(inst_, DM_LOG_WARN, "%s of %s (counted in journald_read_errors_total)", what,
+                 cfg_.source.c_str());
+    build_error_logged_ = true;
   }
 
   // A field as max_field_size lets it through. sd_journal_set_data_threshold cuts compressed
@@ -865,7 +962,7 @@ class Journald {
   // of the kRecent - 1 entries before it stamped as it is, as if they had just been read. Off
   // the fast path: once per start, re-open or read error.
   void remember_current() {
-    run_.clear();
+    clear_run_start();
     Identity at, other;
     uint8_t hashes[kRecent][16];
     uint32_t n = 0;
@@ -886,7 +983,17 @@ class Journald {
         host_->log(inst_, DM_LOG_ERROR, "could not step back onto the current entry");
         return;
       }
-    run_.restart(at, hashes + (kRecent - n), n);
+    run_start_.at = at;
+    std::memcpy(run_start_.hashes, hashes + (kRecent - n), sizeof hashes[0] * n);
+    run_start_.n = n;
+  }
+
+  // After a seek: the next entry read is compared with none (unless remember_current says
+  // otherwise), and its cursor is taken.
+  void clear_run_start() {
+    run_start_.n = 0;
+    run_start_pending_ = true;
+    stamp_known_ = false;
   }
 
   // The message, copied into b behind room for the entry's Identity (see read_entry).
@@ -900,17 +1007,14 @@ class Journald {
     return std::string_view(p, m.size());
   }
 
-  // One "NAME=value" of the entry. The data is only valid until the next field is read, so
-  // whatever the mapping keeps of it is copied into the batch at once.
+  // One "NAME=value" of the entry. What the record keeps of it is copied into the batch (the
+  // raw batch it points into is reused once built).
   void field(dm_batch *b, dm_record *rec, std::string_view f) {
     const size_t meta_before = mapped_.meta.size();
     const uint32_t set = journald::map_field(f, extras_, mapped_);
     if (set & journald::kSetMessage) mapped_.message = copy_message(b, mapped_.message);
     if (set & journald::kSetHost && !cfg_.has_host_override)
       mapped_.host = view(intern(b, mapped_.host));
-    if (set & journald::kSetUnit) mapped_.unit = keep(unit_, mapped_.unit);
-    if (set & journald::kSetIdentifier) mapped_.identifier = keep(ident_, mapped_.identifier);
-    if (set & journald::kSetComm) mapped_.comm = keep(comm_, mapped_.comm);
     if (set & journald::kSetPid) set_pid(*id_, mapped_.pid);
     // Meta values are copied by meta_set; the views left behind are not read again.
     for (size_t i = meta_before; i < mapped_.meta.size(); ++i)
@@ -918,12 +1022,6 @@ class Journald {
   }
 
   static std::string_view view(dm_str s) { return std::string_view(s.ptr, s.len); }
-
-  // v copied into a reused string (no allocation once it is long enough).
-  static std::string_view keep(std::string &into, std::string_view v) {
-    into.assign(v.data(), v.size());
-    return into;
-  }
 
   // Services and hosts repeat within a batch: each distinct one is copied into it once (a
   // small table per batch; a value that finds no free slot nearby is simply copied again).
@@ -1005,22 +1103,34 @@ class Journald {
   bool pump_scheduled_ = false;
   bool reopen_error_logged_ = false;
 
-  // The reader's (the loop's between runs, when it re-opens): per entry and per batch scratch
-  // space, reused, and where reading is.
+  // The reader's (the loop's between runs, when it re-opens): scratch space, reused, and
+  // where reading is.
   bool error_logged_ = false;
   uint64_t bytes_since_open_ = 0;
   uint64_t opens_ = 0;  // of the journal, counted
-  dm_str batch_source_{};
-  journald::MappedEntry mapped_;
-  Identity *id_ = nullptr;           // the entry's identity while its fields are read
-  char *id_block_ = nullptr;         // room for it in front of the message's copy
-  std::string unit_, ident_, comm_;  // service candidates, until the entry's last field
-  dm_str interned_[64];
-  // The run of entries stamped alike that the last one read ends (see disambiguate).
-  journald::AlikeRun run_;
+  // The stamps of the last entry read (boot id, monotonic, realtime; unknown after a seek or
+  // a skipped entry): an entry stamped as it is gets its cursor taken (see read_entry).
+  uint8_t last_stamp_[kStampBytes] = {};
+  bool stamp_known_ = false;
+  bool skipped_ = false;  // the entry before the next one could not be read
+  // A seek since the last batch read: it goes with the next one (see RunStart).
+  journald::RunStart run_start_;
+  bool run_start_pending_ = false;
   journald::MappedEntry probe_;  // base_of_current's mapping
   std::string message_scratch_;  // base_of_current's copy of the message
   std::string seq_scratch_;      // bytes hashed off the fast path
+
+  // The loop's, making records (build): per entry and per batch scratch space, reused.
+  ReadBatch built_;  // built and refused by submit (backpressure): submitted first
+  dm_str batch_source_{};
+  journald::MappedEntry mapped_;
+  Identity *id_ = nullptr;    // the entry's identity while its fields are read
+  char *id_block_ = nullptr;  // room for it in front of the message's copy
+  dm_str interned_[64];
+  // The run of entries stamped alike that the last one built ends (see disambiguate).
+  journald::AlikeRun run_;
+  std::string build_scratch_;  // bytes hashed for an alike entry
+  bool build_error_logged_ = false;
 
   Position last_read_;  // the newest entry read
 
@@ -1030,6 +1140,7 @@ class Journald {
   uint64_t entries_read_ = 0, entries_acked_ = 0;
   uint64_t newest_read_usec_ = 0;
   std::atomic<uint64_t> first_read_usec_ = 0;  // set by the reader, the lag's base
+  std::atomic<uint64_t> reader_cpu_ns_ = 0;    // set as the reader thread ends
 
   bool stored_acks_ = false;  // storage on: acks come as STORED then DONE
 

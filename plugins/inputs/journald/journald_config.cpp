@@ -52,7 +52,9 @@ const dm_option kOptions[] = {
      "leading underscores (_SYSTEMD_CGROUP becomes systemd_cgroup)",
      0},
     {"batch", DM_OPT_INT, DM_OPT_BOUNDED, "1024", 1, 100000, nullptr,
-     "most entries per submitted batch; one batch is read per loop turn (about 1.5 ms at 1024)", 0},
+     "most entries per submitted batch (fewer when their fields pass 2 MiB); the reader thread "
+     "reads up to 8 batches ahead of the pipeline",
+     0},
     {"max_field_size", DM_OPT_SIZE, DM_OPT_BOUNDED, "1MiB", 0, 1073741824, nullptr,
      "longest field returned, NAME= included; a longer one is cut to it (sd-journal cuts "
      "compressed fields itself, uncompressed ones are cut here alike) and counted in "

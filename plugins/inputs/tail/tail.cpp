@@ -8,7 +8,6 @@
 #include <fnmatch.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +25,7 @@
 
 #include "ack_ledger.hpp"
 #include "checkpointer.hpp"
+#include "monotonic_ms.hpp"
 #include "tail_config.hpp"
 #include "tail_lines.hpp"
 #include "tail_state.hpp"
@@ -57,12 +57,6 @@ bool all_ascii(std::string_view s) {
   }
   for (; n; ++p, --n) high |= static_cast<unsigned char>(*p);
   return (high & 0x8080808080808080ull) == 0;
-}
-
-uint64_t monotonic_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
 }
 
 std::string hex8(const uint8_t *p) {
@@ -300,7 +294,7 @@ class Tail {
   // Our own state file in a watched directory would feed itself: every write a new line.
   bool own_state(const std::string &path) const {
     return checkpoints_.enabled() &&
-           (path == checkpoints_.path() || path == checkpoints_.temporary());
+           (path == checkpoints_.path() || checkpoints_.is_temporary(path));
   }
 
   static std::string join(const std::string &dir, std::string_view name) {

@@ -1,11 +1,13 @@
 // clickhouse output: inserts records into a ClickHouse log table (clickhouse_schema.hpp) over
 // ClickHouse's HTTP interface, one INSERT ... FORMAT RowBinary per batch, with libcurl's multi
-// interface on the engine loop as http_forward does (`workers` inserts in flight, optional gzip).
-// Batches are encoded on the engine's thread pool, which also creates or checks the table when
-// that is still to do. Idempotent: the table is a ReplacingMergeTree keyed by (service,
-// timestamp_ns, event_id), so a re-delivered batch adds nothing once merged (and readers use
-// FINAL). Retention drops whole days (ClickHouse 18.16 has no TTL).
+// interface on the engine loop (common/curl_multi.hpp, as http_forward; `workers` inserts in
+// flight, optional gzip). Batches are encoded on the engine's thread pool; the table is created
+// or checked there too, never on the loop, and batches wait (retried) until it is known good.
+// Idempotent: the table is a ReplacingMergeTree keyed by (service, timestamp_ns, event_id), so a
+// re-delivered batch adds nothing once merged (and readers use FINAL). Retention drops whole days
+// of the server's time zone (ClickHouse 18.16 has no TTL).
 #include <body_codec.hpp>
+#include <curl_multi.hpp>
 #include <url_redact.hpp>
 
 #include <curl/curl.h>
@@ -16,9 +18,11 @@
 #include <meta_json.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <iterator>
 #include <memory>
 #include <mutex>
@@ -66,7 +70,7 @@ const dm_option kOptions[] = {
     {"retention_interval", DM_OPT_DURATION, DM_OPT_BOUNDED, "1h", 100, 86400000, nullptr,
      "how often retention looks for old partitions", 0},
     {"compression", DM_OPT_STRING, 0, "none", 0, 0, kCompressions,
-     "none or gzip (libdeflate, level 1) for the insert bodies", 0},
+     "none or gzip (ISA-L igzip, level 1) for the insert bodies", 0},
     {"connect_timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "10s", 1, 3600000, nullptr,
      "give up connecting after this long (then retry)", 0},
     {"timeout", DM_OPT_DURATION, DM_OPT_BOUNDED, "60s", 1, 3600000, nullptr,
@@ -77,6 +81,9 @@ constexpr size_t kMaxResponse = 64 << 10;  // ClickHouse's answer: an error mess
 constexpr size_t kReasonBody = 400;
 constexpr size_t kKeepBufferBytes = 8u << 20;
 constexpr int kTableMissing = 60;  // ClickHouse's UNKNOWN_TABLE
+// How long start() waits for the first schema check: a server that answers within it and
+// has a wrong table refuses the start; one that does not is waited for on the loop.
+constexpr std::chrono::milliseconds kStartWait{2000};
 
 // RowBinary: little-endian numbers, strings as a LEB128 length and the bytes, Nullable as a
 // byte (1: NULL) before the value.
@@ -163,12 +170,6 @@ struct Transfer {
   }
 };
 
-struct Socket {
-  ClickHouseOutput *self;
-  curl_socket_t fd;
-  dm_watch *watch;
-};
-
 size_t append_capped(char *p, size_t size, size_t n, void *arg) {
   auto *s = static_cast<std::string *>(arg);
   const size_t len = size * n;
@@ -185,17 +186,173 @@ int exception_code(std::string_view body) {
   return code;
 }
 
+// Plain names only (valid_identifier): nothing to escape.
+std::string quote_name(const std::string &s) {
+  return "'" + s + "'";
+}
+
+// Where ClickHouse is and how to talk to it: a copy of it goes with each schema check, which
+// may outlive the output (a check still waiting on a slow server at shutdown).
+struct Server {
+  static int cancelled(void *arg, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    return static_cast<const std::atomic<bool> *>(arg)->load() ? 1 : 0;
+  }
+
+  std::string url, shown_url, user, password;  // shown_url: url with its password masked
+  int64_t connect_timeout_ms = 0, timeout_ms = 0;
+
+  void common_options(CURL *e, char *error) const {
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "devmesh/0.1");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout_ms));
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error);
+    curl_easy_setopt(e, CURLOPT_USERNAME, user.c_str());
+    curl_easy_setopt(e, CURLOPT_PASSWORD, password.c_str());
+  }
+
+  // A blocking request, for the thread pool only (schema, retention): the SQL in the body.
+  // cancel, when given, ends it early once set (the output stopped: a server that does not
+  // answer must not hold up the engine's exit for a whole timeout).
+  Answer run_sql(const std::string &sql, const std::atomic<bool> *cancel = nullptr) const {
+    Answer a;
+    CURL *e = curl_easy_init();
+    if (!e) {
+      a.error = "curl_easy_init failed";
+      return a;
+    }
+    char error[CURL_ERROR_SIZE] = {};
+    const std::string u = url + "/";  // names are qualified: the database may not exist yet
+    curl_easy_setopt(e, CURLOPT_URL, u.c_str());
+    common_options(e, error);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, sql.c_str());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(sql.size()));
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, append_capped);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &a.body);
+    if (cancel) {
+      curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, cancelled);
+      curl_easy_setopt(e, CURLOPT_XFERINFODATA, cancel);
+    }
+    const CURLcode rc = curl_easy_perform(e);
+    if (rc != CURLE_OK)
+      a.error = shown_url + ": " + (error[0] ? error : curl_easy_strerror(rc));
+    else
+      curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &a.code);
+    curl_easy_cleanup(e);
+    return a;
+  }
+};
+
+struct SchemaOutcome {
+  bool ok = false;
+  bool permanent = false;  // retrying cannot help: a table (or credentials) to fix
+  bool created = false;
+  std::string why;  // when not ok: names the table, and the column when it is one
+};
+
+// Creates the table when missing and allowed, then checks its columns. Blocking: runs on the
+// thread pool.
+SchemaOutcome check_schema(const Server &server, const Layout &layout, bool create_table,
+                           const std::atomic<bool> &cancel) {
+  SchemaOutcome out;
+  const std::string where = "table " + layout.qualified(layout.table);
+  auto columns = [&](Answer &a) {
+    a = server.run_sql(
+        "SELECT name, type FROM system.columns WHERE database = " + quote_name(layout.database) +
+            " AND table = " + quote_name(layout.table) + " FORMAT TabSeparated",
+        &cancel);
+    return a.ok();
+  };
+  Answer a;
+  if (!columns(a)) {
+    out.why = "checking " + where + ": " + a.text();
+    out.permanent = a.code == 401 || a.code == 403 || exception_code(a.body) == 193;
+    return out;
+  }
+  if (a.body.empty()) {
+    if (!create_table) {
+      out.why = where + " does not exist and create_table is false";
+      out.permanent = true;
+      return out;
+    }
+    std::vector<std::string> ddl = {
+        "CREATE DATABASE IF NOT EXISTS " + layout.database + layout.on_cluster(),
+        layout.create_storage_sql()};
+    if (!layout.cluster.empty()) ddl.push_back(layout.create_distributed_sql());
+    for (const std::string &sql : ddl) {
+      Answer c = server.run_sql(sql, &cancel);
+      if (!c.ok()) {
+        out.why = "creating " + where + ": " + c.text();
+        out.permanent = c.code >= 400 && c.code < 500;
+        return out;
+      }
+    }
+    out.created = true;
+    if (!columns(a)) {
+      out.why = "checking " + where + ": " + a.text();
+      return out;
+    }
+  }
+  // Each line: name TAB type.
+  std::unordered_map<std::string, std::string> have;
+  size_t at = 0;
+  while (at < a.body.size()) {
+    size_t nl = a.body.find('\n', at);
+    if (nl == std::string::npos) nl = a.body.size();
+    const std::string line = a.body.substr(at, nl - at);
+    const size_t tab = line.find('\t');
+    if (tab != std::string::npos) have[line.substr(0, tab)] = line.substr(tab + 1);
+    at = nl + 1;
+  }
+  std::string problems;
+  for (const auto &col : kColumns) {
+    auto it = have.find(col.name);
+    if (it == have.end())
+      problems += std::string("; column ") + col.name + " is missing";
+    else if (it->second != col.type)
+      problems += std::string("; column ") + col.name + " is " + it->second + ", not " + col.type;
+  }
+  if (!problems.empty()) {
+    out.why = where + " was not made by this output (or by an older one)" + problems +
+              " (drop it, or name another table)";
+    out.permanent = true;
+    return out;
+  }
+  out.ok = true;
+  return out;
+}
+
+// One schema check on the pool. The output waits on it for a moment at start (a wrong table
+// then refuses the start); otherwise its outcome comes back on the loop. After the output's
+// destroy the engine calls no done() (plugin.h): the destructor frees a job left over.
+struct SchemaJob {
+  SchemaJob(ClickHouseOutput *o, const Server &s, const Layout &l, bool create)
+      : owner(o), server(s), layout(l), create_table(create) {}
+  ClickHouseOutput *owner;
+  const Server server;
+  const Layout layout;
+  const bool create_table;
+  std::atomic<bool> cancel{false};  // the output stopped or is gone
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;  // guarded by mu; out is written before it is set
+  SchemaOutcome out;
+  bool applied = false;  // loop: start() already acted on the outcome
+};
+
 class ClickHouseOutput {
  public:
   ClickHouseOutput(const dm_host_api *host, dm_instance *inst, const dm_config *cfg)
       : host_(host), inst_(inst) {
     Config c{host, cfg};
     ConfigProblems problems(host, inst);
-    url_ = c.string("url");
-    while (!url_.empty() && url_.back() == '/') url_.pop_back();
-    shown_url_ = redact_url(url_);
-    user_ = c.string("user");
-    if (c.has("password")) password_ = c.string("password");
+    server_.url = c.string("url");
+    while (!server_.url.empty() && server_.url.back() == '/') server_.url.pop_back();
+    server_.shown_url = redact_url(server_.url);
+    server_.user = c.string("user");
+    if (c.has("password")) server_.password = c.string("password");
     layout_.database = c.string("database");
     layout_.table = c.string("table");
     if (c.has("cluster")) layout_.cluster = c.string("cluster");
@@ -212,8 +369,8 @@ class ClickHouseOutput {
     if (retention_ms_ < 0) problems.add("retention", "must not be negative");
     retention_interval_ms_ = c.integer("retention_interval");
     gzip_ = c.string("compression") == "gzip";
-    connect_timeout_ms_ = c.integer("connect_timeout");
-    timeout_ms_ = c.integer("timeout");
+    server_.connect_timeout_ms = c.integer("connect_timeout");
+    server_.timeout_ms = c.integer("timeout");
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
       throw std::runtime_error("curl_global_init failed");
@@ -222,7 +379,7 @@ class ClickHouseOutput {
     problems.refuse_if_any();
 
     // Every insert names its columns: a table with more columns (added by hand) still works.
-    insert_url_ = url_ + "/?query=" +
+    insert_url_ = server_.url + "/?query=" +
                   escape("INSERT INTO " + layout_.qualified(layout_.table) + " (" +
                          layout_.column_list() + ") FORMAT RowBinary");
     // On a cluster the insert is acknowledged once every shard has its rows, not when they
@@ -237,12 +394,7 @@ class ClickHouseOutput {
     if (gzip_) add("Content-Encoding: gzip");
     add("Expect:");
 
-    multi_ = curl_multi_init();
-    if (!multi_) throw std::runtime_error("curl_multi_init failed");
-    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+    multi_ = std::make_unique<CurlMulti>(host, inst, on_done, this);
 
     for (const char *code : {"2xx", "4xx", "5xx", "other", "error"}) {
       std::string label = std::string("code=\"") + code + "\"";
@@ -257,63 +409,71 @@ class ClickHouseOutput {
                       "rows of inserts ClickHouse acknowledged (re-deliveries included: they "
                       "are merged away by event_id)");
     m_bytes_ = counter("clickhouse_body_bytes_total", "insert body bytes sent (after compression)");
-    m_schema_errors_ = counter("clickhouse_schema_errors_total",
-                               "failed attempts to create or check the table (batch retried)");
+    m_schema_errors_ =
+        counter("clickhouse_schema_errors_total", "failed attempts to create or check the table");
+    m_not_ready_ = counter("clickhouse_flushes_not_ready_total",
+                           "flushes retried because the table was not checked yet (ClickHouse "
+                           "down or slow, or the table wrong)");
     m_dropped_ = counter("clickhouse_retention_partitions_dropped_total",
                          "daily partitions dropped by retention");
     m_ret_errors_ = counter("clickhouse_retention_errors_total", "failed retention statements");
+    m_ret_passes_ = counter("clickhouse_retention_passes_total",
+                            "retention passes finished (each looks for days to drop)");
   }
 
   ~ClickHouseOutput() {
+    // The engine closed this instance's pool work before destroy: the check is not running and
+    // its done() will not be called.
+    delete job_;
     for (auto &t : active_)
-      if (t->easy) curl_multi_remove_handle(multi_, t->easy);
+      if (t->easy) multi_->remove(t->easy);
     active_.clear();
     idle_.clear();
-    if (multi_) curl_multi_cleanup(multi_);
-    for (auto &[fd, s] : sockets_) {
-      host_->watch_free(s->watch);
-      delete s;
-    }
-    if (timer_) host_->timer_free(timer_);
+    multi_.reset();
     if (retention_timer_) host_->timer_free(retention_timer_);
     if (headers_) curl_slist_free_all(headers_);
     if (curl_ready_) curl_global_cleanup();
   }
 
+  // The table is checked (and made) on the pool, not on the loop. A quick answer is waited
+  // for, so that a wrong table still refuses the start; a server that is down or slow is not:
+  // the engine starts, /health says why, and flushes are retried until the check succeeds.
   int start() {
-    timer_ = host_->timer_new(inst_, on_timer, this);
-    if (!timer_) return 1;
-    // A table that is wrong stops the start; a server that is down is waited for (each flush
-    // tries again, with the engine's backoff).
-    std::string why;
-    bool permanent = false;
-    if (!ensure_schema(why, permanent)) {
-      if (permanent) {
-        host_->log(inst_, DM_LOG_ERROR, "%s", why.c_str());
-        return 1;
-      }
-      host_->log(inst_, DM_LOG_WARN, "%s; retrying on each flush", why.c_str());
-    } else {
-      host_->log(inst_, DM_LOG_INFO, "%s: table %s ready", shown_url_.c_str(),
-                 layout_.qualified(layout_.table).c_str());
-    }
+    if (!multi_->start()) return 1;
     if (retention_ms_ > 0) {
       retention_timer_ = host_->timer_new(inst_, on_retention_timer, this);
       if (!retention_timer_) return 1;
       host_->timer_start(retention_timer_, 0, static_cast<uint64_t>(retention_interval_ms_));
     }
-    return 0;
+    begin_check();
+    SchemaJob *job = job_;
+    if (!job) return 1;
+    bool finished;
+    {
+      std::unique_lock<std::mutex> lk(job->mu);
+      finished = job->cv.wait_for(lk, kStartWait, [job] { return job->finished; });
+    }
+    if (!finished) {
+      health_ = "no answer from " + server_.shown_url + " yet (checking table " +
+                layout_.qualified(layout_.table) + ")";
+      host_->log(inst_, DM_LOG_WARN, "%s; flushes are retried until it answers", health_.c_str());
+      return 0;
+    }
+    job->applied = true;
+    apply(job->out);
+    return job->out.ok || !job->out.permanent ? 0 : 1;
   }
 
   void stop() {
     stopped_ = true;
+    if (job_) job_->cancel = true;
     for (auto &t : active_) {
-      curl_multi_remove_handle(multi_, t->easy);
+      multi_->remove(t->easy);
       host_->flush_done(t->token, DM_FLUSH_RETRY, 0, "output stopped");
       idle_.push_back(std::move(t));
     }
     active_.clear();
-    if (timer_) host_->timer_stop(timer_);
+    multi_->stop();
     if (retention_timer_) host_->timer_stop(retention_timer_);
   }
 
@@ -324,6 +484,14 @@ class ClickHouseOutput {
       return DM_FLUSH_RETRY;
     }
     if (batch->count == 0) return DM_FLUSH_OK;
+    if (!schema_ready_) {
+      // Held: the engine retries the batch (with its backoff) until the table is checked.
+      begin_check();
+      host_->metric_add(m_not_ready_, 1);
+      std::snprintf(res->reason, sizeof res->reason, "%s",
+                    health_.empty() ? "checking the table" : health_.c_str());
+      return DM_FLUSH_RETRY;
+    }
     std::unique_ptr<Transfer> t = acquire();
     t->token = token;
     t->batch = batch;
@@ -337,6 +505,13 @@ class ClickHouseOutput {
     return DM_FLUSH_PENDING;
   }
 
+  // ClickHouse unreachable, failing, or the table not usable: the last reason.
+  int health(char *buf, size_t cap) {
+    if (health_.empty()) return 0;
+    std::snprintf(buf, cap, "%s", health_.c_str());
+    return 1;
+  }
+
  private:
   static std::string escape(const std::string &s) {
     char *e = curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size()));
@@ -348,126 +523,71 @@ class ClickHouseOutput {
   void check_url(ConfigProblems &problems) {
     CURLU *u = curl_url();
     char *scheme = nullptr;
-    const bool ok = u && curl_url_set(u, CURLUPART_URL, url_.c_str(), 0) == CURLUE_OK &&
+    const bool ok = u && curl_url_set(u, CURLUPART_URL, server_.url.c_str(), 0) == CURLUE_OK &&
                     curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK;
     const std::string s = scheme ? scheme : "";
     curl_free(scheme);
     curl_url_cleanup(u);
     if (!ok)
-      problems.add("url", "'" + shown_url_ + "' is not a URL");
+      problems.add("url", "'" + server_.shown_url + "' is not a URL");
     else if (s != "http" && s != "https")
       problems.add("url", "scheme must be http or https, not '" + s + "'");
   }
 
-  void common_options(CURL *e, char *error) const {
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "devmesh/0.1");
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout_ms_));
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms_));
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error);
-    curl_easy_setopt(e, CURLOPT_USERNAME, user_.c_str());
-    curl_easy_setopt(e, CURLOPT_PASSWORD, password_.c_str());
+  // ---- the schema check (pool), its outcome on the loop ---------------------------------------
+
+  // One check at a time; flushes start one while the table is not known good.
+  void begin_check() {
+    if (job_ || stopped_) return;
+    auto *job = new SchemaJob{this, server_, layout_, create_table_};
+    if (host_->queue_work(inst_, schema_work, schema_done, job) != DM_OK) {
+      delete job;
+      return;
+    }
+    job_ = job;
   }
 
-  // ---- blocking requests (thread pool): schema and retention ------------------------------
-
-  Answer run_sql(const std::string &sql) const {
-    Answer a;
-    CURL *e = curl_easy_init();
-    if (!e) {
-      a.error = "curl_easy_init failed";
-      return a;
+  static void schema_work(void *arg) {
+    auto *job = static_cast<SchemaJob *>(arg);
+    SchemaOutcome out = check_schema(job->server, job->layout, job->create_table, job->cancel);
+    {
+      std::lock_guard<std::mutex> lk(job->mu);
+      job->out = std::move(out);
+      job->finished = true;
     }
-    char error[CURL_ERROR_SIZE] = {};
-    const std::string url = url_ + "/";  // names are qualified: the database may not exist yet
-    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
-    common_options(e, error);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, sql.c_str());
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(sql.size()));
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, append_capped);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &a.body);
-    const CURLcode rc = curl_easy_perform(e);
-    if (rc != CURLE_OK)
-      a.error = shown_url_ + ": " + (error[0] ? error : curl_easy_strerror(rc));
+    job->cv.notify_all();
+  }
+
+  static void schema_done(void *arg) {
+    auto *job = static_cast<SchemaJob *>(arg);
+    if (ClickHouseOutput *self = job->owner) {
+      self->job_ = nullptr;
+      if (!job->applied) self->apply(job->out);
+    }
+    delete job;
+  }
+
+  // Logged when the reason changes, not at every retry of a server that stays down.
+  void apply(const SchemaOutcome &out) {
+    if (out.ok) {
+      schema_ready_ = true;
+      health_.clear();
+      logged_.clear();
+      if (out.created)
+        host_->log(inst_, DM_LOG_INFO, "created table %s",
+                   layout_.qualified(layout_.table).c_str());
+      host_->log(inst_, DM_LOG_INFO, "%s: table %s ready", server_.shown_url.c_str(),
+                 layout_.qualified(layout_.table).c_str());
+      return;
+    }
+    host_->metric_add(m_schema_errors_, 1);
+    health_ = out.why;
+    if (logged_ == out.why) return;
+    logged_ = out.why;
+    if (out.permanent)
+      host_->log(inst_, DM_LOG_ERROR, "%s", out.why.c_str());
     else
-      curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &a.code);
-    curl_easy_cleanup(e);
-    return a;
-  }
-
-  static std::string quote(const std::string &s) { return "'" + s + "'"; }  // plain names only
-
-  // Creates the table when missing and allowed, then checks its columns and engine. False with
-  // a message that names the problem; `permanent` when retrying cannot help (a table to fix).
-  bool ensure_schema(std::string &why, bool &permanent) {
-    std::lock_guard<std::mutex> lk(schema_mu_);
-    permanent = false;
-    if (schema_ok_) return true;
-    const std::string where = "table " + layout_.qualified(layout_.table);
-    auto columns = [&](Answer &a) {
-      a = run_sql(
-          "SELECT name, type FROM system.columns WHERE database = " + quote(layout_.database) +
-          " AND table = " + quote(layout_.table) + " FORMAT TabSeparated");
-      return a.ok();
-    };
-    Answer a;
-    if (!columns(a)) {
-      why = "checking " + where + ": " + a.text();
-      permanent = a.code == 401 || a.code == 403 || exception_code(a.body) == 193;
-      return false;
-    }
-    if (a.body.empty()) {
-      if (!create_table_) {
-        why = where + " does not exist and create_table is false";
-        permanent = true;
-        return false;
-      }
-      std::vector<std::string> ddl = {
-          "CREATE DATABASE IF NOT EXISTS " + layout_.database + layout_.on_cluster(),
-          layout_.create_storage_sql()};
-      if (!layout_.cluster.empty()) ddl.push_back(layout_.create_distributed_sql());
-      for (const std::string &sql : ddl) {
-        Answer c = run_sql(sql);
-        if (!c.ok()) {
-          why = "creating " + where + ": " + c.text();
-          permanent = c.code >= 400 && c.code < 500;
-          return false;
-        }
-      }
-      host_->log(inst_, DM_LOG_INFO, "created %s", where.c_str());
-      if (!columns(a)) {
-        why = "checking " + where + ": " + a.text();
-        return false;
-      }
-    }
-    // Each line: name TAB type.
-    std::unordered_map<std::string, std::string> have;
-    size_t at = 0;
-    while (at < a.body.size()) {
-      size_t nl = a.body.find('\n', at);
-      if (nl == std::string::npos) nl = a.body.size();
-      const std::string line = a.body.substr(at, nl - at);
-      const size_t tab = line.find('\t');
-      if (tab != std::string::npos) have[line.substr(0, tab)] = line.substr(tab + 1);
-      at = nl + 1;
-    }
-    std::string problems;
-    for (const auto &col : kColumns) {
-      auto it = have.find(col.name);
-      if (it == have.end())
-        problems += std::string("; column ") + col.name + " is missing";
-      else if (it->second != col.type)
-        problems += std::string("; column ") + col.name + " is " + it->second + ", not " + col.type;
-    }
-    if (!problems.empty()) {
-      why = where + " was not made by this output (or by an older one)" + problems +
-            " (drop it, or name another table)";
-      permanent = true;
-      return false;
-    }
-    schema_ok_ = true;
-    return true;
+      host_->log(inst_, DM_LOG_WARN, "%s; retrying on each flush", out.why.c_str());
   }
 
   // ---- transfers ------------------------------------------------------------------------------
@@ -486,7 +606,7 @@ class ClickHouseOutput {
     curl_easy_setopt(e, CURLOPT_URL, insert_url_.c_str());
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers_);
-    common_options(e, t->error);
+    server_.common_options(e, t->error);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, append_capped);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &t->response);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
@@ -515,12 +635,6 @@ class ClickHouseOutput {
     auto *t = static_cast<Transfer *>(arg);
     t->encode_error.clear();
     try {
-      std::string why;
-      bool permanent = false;
-      if (!t->self->ensure_schema(why, permanent)) {
-        t->encode_error = why;
-        return;
-      }
       t->self->encode(*t);
     } catch (...) {
       t->encode_error = "cannot encode the batch (out of memory?)";
@@ -587,7 +701,6 @@ class ClickHouseOutput {
     dm_flush_token *token = t->token;
     if (self->stopped_ || !t->encode_error.empty()) {
       const std::string why = t->encode_error.empty() ? "output stopped" : t->encode_error;
-      if (!t->encode_error.empty()) self->host_->metric_add(self->m_schema_errors_, 1);
       self->release(std::move(t));
       self->host_->flush_done(token, DM_FLUSH_RETRY, 0, why.c_str());
       return;
@@ -599,7 +712,7 @@ class ClickHouseOutput {
     self->host_->metric_add(self->m_bytes_, static_cast<double>(t->body.size()));
     CURL *easy = t->easy;
     self->active_.push_back(std::move(t));
-    const CURLMcode rc = curl_multi_add_handle(self->multi_, easy);
+    const CURLMcode rc = self->multi_->add(easy);
     if (rc != CURLM_OK) {
       self->release(take(self->active_, raw));
       self->host_->flush_done(token, DM_FLUSH_RETRY, 0, curl_multi_strerror(rc));
@@ -608,74 +721,13 @@ class ClickHouseOutput {
 
   // ---- curl on the loop -------------------------------------------------------------------------
 
-  static int on_socket(CURL *, curl_socket_t fd, int what, void *userp, void *socketp) {
-    auto *self = static_cast<ClickHouseOutput *>(userp);
-    auto *s = static_cast<Socket *>(socketp);
-    if (what == CURL_POLL_REMOVE) {
-      if (s) {
-        self->host_->watch_free(s->watch);
-        self->sockets_.erase(fd);
-        delete s;
-        curl_multi_assign(self->multi_, fd, nullptr);
-      }
-      return 0;
-    }
-    if (!s) {
-      s = new Socket{self, fd, nullptr};
-      s->watch = self->host_->watch_new(self->inst_, fd, on_watch, s);
-      if (!s->watch) {
-        delete s;
-        return -1;
-      }
-      self->sockets_[fd] = s;
-      curl_multi_assign(self->multi_, fd, s);
-    }
-    int events = 0;
-    if (what & CURL_POLL_IN) events |= DM_READABLE;
-    if (what & CURL_POLL_OUT) events |= DM_WRITABLE;
-    return self->host_->watch_set(s->watch, events) == DM_OK ? 0 : -1;
-  }
-
-  static void on_watch(void *arg, int events) {
-    auto *s = static_cast<Socket *>(arg);
-    ClickHouseOutput *self = s->self;
-    int flags = 0;
-    if (events & DM_READABLE) flags |= CURL_CSELECT_IN;
-    if (events & DM_WRITABLE) flags |= CURL_CSELECT_OUT;
-    int running = 0;
-    curl_multi_socket_action(self->multi_, s->fd, flags, &running);  // may free s
-    self->finished_transfers();
-  }
-
-  static int on_curl_timer(CURLM *, long timeout_ms, void *userp) {
-    auto *self = static_cast<ClickHouseOutput *>(userp);
-    if (!self->timer_) return 0;
-    if (timeout_ms < 0)
-      self->host_->timer_stop(self->timer_);
-    else
-      self->host_->timer_start(self->timer_, static_cast<uint64_t>(timeout_ms), 0);
-    return 0;
-  }
-
-  static void on_timer(void *arg) {
-    auto *self = static_cast<ClickHouseOutput *>(arg);
-    int running = 0;
-    curl_multi_socket_action(self->multi_, CURL_SOCKET_TIMEOUT, 0, &running);
-    self->finished_transfers();
-  }
-
-  void finished_transfers() {
-    int left = 0;
-    while (CURLMsg *msg = curl_multi_info_read(multi_, &left)) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      CURL *easy = msg->easy_handle;
-      const CURLcode result = msg->data.result;
-      Transfer *raw = nullptr;
-      curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char **>(&raw));
-      curl_multi_remove_handle(multi_, easy);
-      std::unique_ptr<Transfer> t = take(active_, raw);
-      if (t) finish(std::move(t), result);
-    }
+  // An insert finished (CurlMulti took it out of the multi).
+  static void on_done(void *owner, CURL *easy, CURLcode result) {
+    auto *self = static_cast<ClickHouseOutput *>(owner);
+    Transfer *raw = nullptr;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char **>(&raw));
+    std::unique_ptr<Transfer> t = take(self->active_, raw);
+    if (t) self->finish(std::move(t), result);
   }
 
   // 2xx: delivered. No answer or 5xx (ClickHouse's answer to its own troubles, a replica or
@@ -692,21 +744,25 @@ class ClickHouseOutput {
     const char *klass;
     if (result != CURLE_OK) {
       klass = "error";
-      reason = "POST " + shown_url_ + ": " + (t->error[0] ? t->error : curl_easy_strerror(result));
+      reason = "POST " + server_.shown_url + ": " +
+               (t->error[0] ? t->error : curl_easy_strerror(result));
+      health_ = reason;
     } else if (code >= 200 && code < 300) {
       klass = "2xx";
       status = DM_FLUSH_OK;
       host_->metric_add(m_rows_, count);
+      health_.clear();
     } else {
       klass = code >= 500 && code < 600 ? "5xx" : code >= 400 && code < 500 ? "4xx" : "other";
       Answer a;
       a.code = code;
       a.body = t->response;
-      reason =
-          "insert into " + layout_.qualified(layout_.table) + " at " + shown_url_ + ": " + a.text();
+      reason = "insert into " + layout_.qualified(layout_.table) + " at " + server_.shown_url +
+               ": " + a.text();
+      if (code >= 500) health_ = reason;
       if (exception_code(t->response) == kTableMissing) {
-        std::lock_guard<std::mutex> lk(schema_mu_);
-        schema_ok_ = false;  // dropped under us: the next batch makes it again
+        schema_ready_ = false;  // dropped under us: the next flush checks and makes it again
+        health_ = reason;
       } else if (code >= 400 && code < 500) {
         status = DM_FLUSH_ERROR;
         host_->log(inst_, DM_LOG_ERROR, "%s", reason.c_str());
@@ -719,8 +775,8 @@ class ClickHouseOutput {
 
   // ---- retention --------------------------------------------------------------------------
 
-  // Partitions are days (toYYYYMMDD): one is dropped once its last second is older than the
-  // retention. Runs on the pool; one pass at a time.
+  // Partitions are days (toYYYYMMDD) of the server's time zone: one is dropped once its last
+  // second is older than the retention. Runs on the pool; one pass at a time.
   static void on_retention_timer(void *arg) {
     auto *self = static_cast<ClickHouseOutput *>(arg);
     if (self->retention_running_ || self->stopped_) return;
@@ -734,20 +790,31 @@ class ClickHouseOutput {
   static void retention_work(void *arg) { static_cast<ClickHouseOutput *>(arg)->retention_pass(); }
 
   void retention_pass() {
+    struct Passed {  // every pass is counted, whatever its end
+      const ClickHouseOutput *self;
+      ~Passed() { self->host_->metric_add(self->m_ret_passes_, 1); }
+    } passed{this};
     const int64_t cutoff_s =
         (static_cast<int64_t>(host_->now_ns()) / 1000000 - retention_ms_) / 1000;
-    // The newest day whose end (next midnight UTC) is at or before the cutoff.
-    const time_t last_day_start = static_cast<time_t>((cutoff_s / 86400 - 1) * 86400);
-    struct tm tm {};
-    gmtime_r(&last_day_start, &tm);
-    const long newest = (tm.tm_year + 1900) * 10000L + (tm.tm_mon + 1) * 100L + tm.tm_mday;
+    if (cutoff_s < 2 * 86400) return;  // no day of a DateTime is that old yet
+    // The newest day whose end is at or before the cutoff: the day before the cutoff's, in the
+    // server's time zone (the one toYYYYMMDD(timestamp) partitions by), so the server says it.
+    Answer n = server_.run_sql("SELECT toYYYYMMDD(toDate(toDateTime(" + std::to_string(cutoff_s) +
+                               ")) - 1), timezone() FORMAT TabSeparated");
     // On a cluster every node has its own parts: ON CLUSTER drops the day everywhere.
-    Answer a = run_sql("SELECT DISTINCT partition FROM system.parts WHERE active AND database = " +
-                       quote(layout_.database) + " AND table = " + quote(layout_.storage_table()) +
-                       " FORMAT TabSeparated");
-    if (!a.ok()) {
+    Answer a;
+    if (n.ok())
+      a = server_.run_sql(
+          "SELECT DISTINCT partition FROM system.parts WHERE active AND database = " +
+          quote_name(layout_.database) + " AND table = " + quote_name(layout_.storage_table()) +
+          " FORMAT TabSeparated");
+    const long newest = n.ok() ? std::atol(n.body.c_str()) : 0;  // then a tab, the time zone
+    const size_t tab = n.body.find('\t');
+    const std::string zone =
+        tab == std::string::npos ? "" : n.body.substr(tab + 1, n.body.find('\n') - tab - 1);
+    if (!n.ok() || !a.ok() || newest <= 0) {
       host_->metric_add(m_ret_errors_, 1);
-      host_->log(inst_, DM_LOG_WARN, "retention: %s", a.text().c_str());
+      host_->log(inst_, DM_LOG_WARN, "retention: %s", (n.ok() ? a : n).text().c_str());
       return;
     }
     size_t at = 0;
@@ -758,11 +825,12 @@ class ClickHouseOutput {
       at = nl + 1;
       if (day.size() != 8 || day.find_first_not_of("0123456789") != std::string::npos) continue;
       if (std::stol(day) > newest) continue;
-      Answer d = run_sql("ALTER TABLE " + layout_.qualified(layout_.storage_table()) +
-                         layout_.on_cluster() + " DROP PARTITION " + day);
+      Answer d = server_.run_sql("ALTER TABLE " + layout_.qualified(layout_.storage_table()) +
+                                 layout_.on_cluster() + " DROP PARTITION " + day);
       if (d.ok()) {
         host_->metric_add(m_dropped_, 1);
-        host_->log(inst_, DM_LOG_INFO, "retention: dropped day %s", day.c_str());
+        host_->log(inst_, DM_LOG_INFO, "retention: dropped day %s (server time zone %s)",
+                   day.c_str(), zone.c_str());
       } else {
         host_->metric_add(m_ret_errors_, 1);
         host_->log(inst_, DM_LOG_WARN, "retention: dropping %s: %s", day.c_str(), d.text().c_str());
@@ -772,23 +840,26 @@ class ClickHouseOutput {
 
   const dm_host_api *host_;
   dm_instance *inst_;
-  std::string url_, shown_url_, insert_url_, user_, password_;
+  Server server_;
+  std::string insert_url_;
   Layout layout_;
   bool create_table_ = true, gzip_ = false;
   int64_t retention_ms_ = 0, retention_interval_ms_ = 3600000;
-  int64_t connect_timeout_ms_ = 0, timeout_ms_ = 0;
   bool curl_ready_ = false, stopped_ = false, retention_running_ = false;
   curl_slist *headers_ = nullptr;
-  CURLM *multi_ = nullptr;
-  dm_timer *timer_ = nullptr, *retention_timer_ = nullptr;
-  std::unordered_map<curl_socket_t, Socket *> sockets_;
+  std::unique_ptr<CurlMulti> multi_;
+  dm_timer *retention_timer_ = nullptr;
   std::vector<std::unique_ptr<Transfer>> idle_, encoding_, active_;
 
-  std::mutex schema_mu_;
-  bool schema_ok_ = false;  // guarded by schema_mu_
+  // The loop's view of the table: inserts start only once a check found it good.
+  bool schema_ready_ = false;
+  SchemaJob *job_ = nullptr;  // the check in flight, if any
+  std::string health_;        // why the output is unhealthy; empty: healthy
+  std::string logged_;        // the last schema problem logged
 
   std::unordered_map<std::string_view, dm_metric *> m_requests_;
-  dm_metric *m_rows_, *m_bytes_, *m_schema_errors_, *m_dropped_, *m_ret_errors_;
+  dm_metric *m_rows_, *m_bytes_, *m_schema_errors_, *m_not_ready_, *m_dropped_, *m_ret_errors_,
+      *m_ret_passes_;
 };
 
 }  // namespace

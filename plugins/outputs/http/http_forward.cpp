@@ -7,6 +7,7 @@
 // wherever it is printed.
 // First: it sets up rapidjson (SSE2) for every rapidjson header of this file.
 #include <body_codec.hpp>
+#include <curl_multi.hpp>
 #include <record_json.hpp>
 #include <url_redact.hpp>
 
@@ -39,7 +40,7 @@ const dm_option kOptions[] = {
     {"format", DM_OPT_STRING, 0, "json", 0, 0, kFormats,
      "json: the prototype's {\"logs\":[...]} body; ndjson: one record per line", 0},
     {"compression", DM_OPT_STRING, 0, nullptr, 0, 0, kCompressions,
-     "none (the default), gzip (libdeflate, level 1) or zstd (level 1; the receiver must take "
+     "none (the default), gzip (ISA-L igzip, level 1) or zstd (level 1; the receiver must take "
      "Content-Encoding: zstd, as a devmesh http input does)",
      0},
     {"gzip", DM_OPT_BOOL, 0, "false", 0, 0, nullptr,
@@ -94,13 +95,6 @@ struct Transfer {
   ~Transfer() {
     if (easy) curl_easy_cleanup(easy);
   }
-};
-
-// A socket curl asked us to watch.
-struct Socket {
-  HttpForward *self;
-  curl_socket_t fd;
-  dm_watch *watch;
 };
 
 bool has_line_break(std::string_view s) {
@@ -166,12 +160,7 @@ class HttpForward {
     }
     problems.refuse_if_any();
 
-    multi_ = curl_multi_init();
-    if (!multi_) throw std::runtime_error("curl_multi_init failed");
-    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+    multi_ = std::make_unique<CurlMulti>(host, inst, on_done, this);
 
     for (const char *code : {"2xx", "408", "413", "429", "4xx", "5xx", "other", "error"}) {
       std::string label = std::string("code=\"") + code + "\"";
@@ -190,35 +179,27 @@ class HttpForward {
 
   ~HttpForward() {
     for (auto &t : active_)
-      if (t->easy) curl_multi_remove_handle(multi_, t->easy);
+      if (t->easy) multi_->remove(t->easy);
     active_.clear();
     idle_.clear();
-    if (multi_) curl_multi_cleanup(multi_);
-    for (auto &[fd, s] : sockets_) {
-      host_->watch_free(s->watch);
-      delete s;
-    }
-    if (timer_) host_->timer_free(timer_);
+    multi_.reset();
     if (headers_) curl_slist_free_all(headers_);
     if (curl_ready_) curl_global_cleanup();
   }
 
-  int start() {
-    timer_ = host_->timer_new(inst_, on_timer, this);
-    return timer_ ? 0 : 1;
-  }
+  int start() { return multi_->start() ? 0 : 1; }
 
   // The engine stops outputs once everything is delivered; anything still here is answered so
   // no flush is left open.
   void stop() {
     stopped_ = true;
     for (auto &t : active_) {
-      curl_multi_remove_handle(multi_, t->easy);
+      multi_->remove(t->easy);
       host_->flush_done(t->token, DM_FLUSH_RETRY, 0, "output stopped");
       idle_.push_back(std::move(t));
     }
     active_.clear();
-    if (timer_) host_->timer_stop(timer_);
+    multi_->stop();
   }
 
   dm_flush_status flush(void *, const dm_batch *batch, dm_flush_token *token,
@@ -375,7 +356,7 @@ class HttpForward {
     self->host_->metric_add(self->m_bytes_, static_cast<double>(len));
     CURL *easy = t->easy;
     self->active_.push_back(std::move(t));
-    const CURLMcode rc = curl_multi_add_handle(self->multi_, easy);
+    const CURLMcode rc = self->multi_->add(easy);
     if (rc != CURLM_OK) {
       std::unique_ptr<Transfer> back = take(self->active_, raw);
       self->release(std::move(back));
@@ -394,77 +375,13 @@ class HttpForward {
     return len;  // the rest is read and dropped, so the connection stays reusable
   }
 
-  static int on_socket(CURL *, curl_socket_t fd, int what, void *userp, void *socketp) {
-    auto *self = static_cast<HttpForward *>(userp);
-    auto *s = static_cast<Socket *>(socketp);
-    if (what == CURL_POLL_REMOVE) {
-      if (s) {
-        self->host_->watch_free(s->watch);
-        self->sockets_.erase(fd);
-        delete s;
-        curl_multi_assign(self->multi_, fd, nullptr);
-      }
-      return 0;
-    }
-    if (!s) {
-      s = new Socket{self, fd, nullptr};
-      s->watch = self->host_->watch_new(self->inst_, fd, on_watch, s);
-      if (!s->watch) {
-        delete s;
-        return -1;
-      }
-      self->sockets_[fd] = s;
-      curl_multi_assign(self->multi_, fd, s);
-    }
-    int events = 0;
-    if (what & CURL_POLL_IN) events |= DM_READABLE;
-    if (what & CURL_POLL_OUT) events |= DM_WRITABLE;
-    return self->host_->watch_set(s->watch, events) == DM_OK ? 0 : -1;
-  }
-
-  static void on_watch(void *arg, int events) {
-    auto *s = static_cast<Socket *>(arg);
-    HttpForward *self = s->self;
-    int flags = 0;
-    if (events & DM_READABLE) flags |= CURL_CSELECT_IN;
-    if (events & DM_WRITABLE) flags |= CURL_CSELECT_OUT;
-    int running = 0;
-    // s may be freed inside (CURL_POLL_REMOVE): only self is used after this.
-    curl_multi_socket_action(self->multi_, s->fd, flags, &running);
-    self->finished_transfers();
-  }
-
-  static int on_curl_timer(CURLM *, long timeout_ms, void *userp) {
-    auto *self = static_cast<HttpForward *>(userp);
-    if (!self->timer_) return 0;
-    if (timeout_ms < 0) {
-      self->host_->timer_stop(self->timer_);
-    } else {
-      // Never act from inside curl's callback: a 0 timeout fires on the next loop turn.
-      self->host_->timer_start(self->timer_, static_cast<uint64_t>(timeout_ms), 0);
-    }
-    return 0;
-  }
-
-  static void on_timer(void *arg) {
-    auto *self = static_cast<HttpForward *>(arg);
-    int running = 0;
-    curl_multi_socket_action(self->multi_, CURL_SOCKET_TIMEOUT, 0, &running);
-    self->finished_transfers();
-  }
-
-  void finished_transfers() {
-    int left = 0;
-    while (CURLMsg *msg = curl_multi_info_read(multi_, &left)) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      CURL *easy = msg->easy_handle;
-      const CURLcode result = msg->data.result;
-      Transfer *raw = nullptr;
-      curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char **>(&raw));
-      curl_multi_remove_handle(multi_, easy);
-      std::unique_ptr<Transfer> t = take(active_, raw);
-      if (t) finish(std::move(t), result);
-    }
+  // A request finished (CurlMulti took it out of the multi).
+  static void on_done(void *owner, CURL *easy, CURLcode result) {
+    auto *self = static_cast<HttpForward *>(owner);
+    Transfer *raw = nullptr;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char **>(&raw));
+    std::unique_ptr<Transfer> t = take(self->active_, raw);
+    if (t) self->finish(std::move(t), result);
   }
 
   // Maps the outcome to the engine's: 2xx delivered, but for records a devmesh receiver rejected
@@ -593,9 +510,7 @@ class HttpForward {
   bool curl_ready_ = false;
   bool stopped_ = false;
   curl_slist *headers_ = nullptr;
-  CURLM *multi_ = nullptr;
-  dm_timer *timer_ = nullptr;
-  std::unordered_map<curl_socket_t, Socket *> sockets_;
+  std::unique_ptr<CurlMulti> multi_;
   std::vector<std::unique_ptr<Transfer>> idle_, encoding_, active_;
 
   std::unordered_map<std::string_view, dm_metric *> m_requests_;

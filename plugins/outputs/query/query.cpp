@@ -755,7 +755,8 @@ class Query {
     }
     // The work keeps the store alive through core (the threads are joined in stop()).
     submit_model(req, [this, core = core_, r = std::move(r)](int &status, std::string &out) {
-      explain_incident(*core->store, *client_, *model_metrics_, r, core->tf, status, out);
+      explain_incident(*core->store, *client_, *model_metrics_, r, core->tf, model_stopping_,
+                       status, out);
     });
   }
 

@@ -32,11 +32,17 @@ bool ModelRequests::start() {
 }
 
 void ModelRequests::stop() {
+  size_t running = 0;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (stopping_ && threads_.empty()) return;
     stopping_ = true;
+    running = running_;
   }
+  // The running ones give up at their next store query or within a second of their model
+  // call (the caller set the stopping flag first): said, so a slow stop can be told apart.
+  if (running)
+    host_->log(inst_, DM_LOG_INFO, "stopping: abandoning %zu running model request(s)", running);
   wake_.notify_all();
   for (std::thread &t : threads_) t.join();
   threads_.clear();
@@ -166,8 +172,10 @@ const char *const kExplainSystemPrompt =
     "that are not in the pack.";
 
 void explain_incident(QueryStore &store, const ModelClient &client, ModelMetrics &metrics,
-                      const ExplainRequest &req, TimeFormat tf, int &status, std::string &body) {
-  const ContextQuery &q = req.query;
+                      const ExplainRequest &req, TimeFormat tf, const std::atomic<bool> &stopping,
+                      int &status, std::string &body) {
+  ContextQuery q = req.query;
+  q.stopping = &stopping;
   std::string pack;
   StoreError err;
   if (!build_context_text(store, q, tf, pack, err)) {

@@ -73,8 +73,10 @@ void search_semantic(const ModelClient &client, ModelMetrics &metrics, const Emb
 // The system prompt sent with every incident (fixed: the evidence is the only variable part).
 extern const char *const kExplainSystemPrompt;
 // Builds the context pack (as text), sends it to the chat model, answers {answer, model,
-// evidence}.
+// evidence}. Once `stopping` is set it gives up between store queries, and the model call is
+// abandoned: 503.
 void explain_incident(QueryStore &store, const ModelClient &client, ModelMetrics &metrics,
-                      const ExplainRequest &req, TimeFormat tf, int &status, std::string &body);
+                      const ExplainRequest &req, TimeFormat tf, const std::atomic<bool> &stopping,
+                      int &status, std::string &body);
 
 }  // namespace devmesh::query

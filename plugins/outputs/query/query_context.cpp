@@ -73,6 +73,14 @@ namespace {
 
 bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, StoreError &err) {
   pack.q = q;
+  // Checked before each store query: a stop waits for the one running at most.
+  auto stopped = [&] {
+    if (q.stopping == nullptr || !q.stopping->load()) return false;
+    err.status = StoreStatus::kUnavailable;
+    err.message = "the query output is stopping";
+    return true;
+  };
+  if (stopped()) return false;
   // The window before: as long as the window (its bounds are inclusive), ending just before it.
   // In unsigned arithmetic: a window may span more than half the int64 range; the window before
   // stops at the range's start (and is empty for a window starting there).
@@ -105,7 +113,7 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
   before.limit = static_cast<uint32_t>(found.size());
   for (const PatternSummary &p : found) before.ids.push_back(p.id);
   std::vector<PatternSummary> earlier;
-  if (q.start_ns != INT64_MIN && !store.patterns(before, earlier, err)) return false;
+  if (stopped() || (q.start_ns != INT64_MIN && !store.patterns(before, earlier, err))) return false;
   std::unordered_map<uint64_t, int64_t> before_count;
   for (const PatternSummary &p : earlier) before_count[p.id] = p.count;
 
@@ -143,7 +151,7 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
     // One at least (the pattern's level), and a few more than shown to choose from.
     lq.limit = std::max<uint32_t>(q.samples * kSampleChoice, 1);
     KeepRows rows(lq.limit);
-    if (!store.query_logs(lq, rows, err)) return false;
+    if (stopped() || !store.query_logs(lq, rows, err)) return false;
     if (!rows.rows.empty()) c.level = rows.rows.front().level;
     if (c.s.service.empty() && !rows.rows.empty()) c.s.service = rows.rows.front().service;
     // The newest lines, those with a trace id first: a sample's trace is what links it to the
@@ -197,7 +205,7 @@ bool build_pack(QueryStore &store, const ContextQuery &q, ContextPack &pack, Sto
     lq.descending = false;  // a trace reads in time order
     lq.limit = kRowsPerTrace;
     KeepRows rows(kRowsPerTrace);
-    if (!store.query_logs(lq, rows, err)) return false;
+    if (stopped() || !store.query_logs(lq, rows, err)) return false;
     for (StoredRow &r : rows.rows)
       if (!sample_ids.count(r.id) && pack.trace_rows.size() < kMaxTraceRows)
         pack.trace_rows.push_back(std::move(r));

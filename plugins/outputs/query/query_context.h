@@ -2,6 +2,7 @@
 // rows (store-independent). POST /explain/incident sends the same pack to a chat model.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -17,6 +18,9 @@ struct ContextQuery {
   size_t max_bytes = 32768;  // the rendered pack (JSON or text) never exceeds this
   uint32_t max_patterns = 20;
   uint32_t samples = 3;  // sample lines per pattern
+  // When set and true, the build gives up between store queries (kUnavailable, "stopping"): a
+  // pack is up to ~110 queries, and a plugin's stop must not wait for them all.
+  const std::atomic<bool> *stopping = nullptr;
 };
 
 struct ContextPack;  // defined in query_context.cpp (its fields are the renderers' business)

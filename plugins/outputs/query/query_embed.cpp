@@ -1,21 +1,14 @@
 // Template embeddings (query_embed.h): the queue, the thread, the vectors file.
 #include "query_embed.h"
 
-#include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <devmesh/plugin.hpp>
-#include <state_file.hpp>
 
 namespace devmesh::query {
 
@@ -67,6 +60,10 @@ Embedder::Embedder(const dm_host_api *host, dm_instance *inst, const ModelClient
       host->metric_gauge(inst, "query_embed_queued", "templates waiting to be embedded", nullptr);
   m_save_failed_ = host->metric_counter(inst, "query_embed_writes_failed_total",
                                         "failed writes of vectors_path", nullptr);
+  m_torn_ = host->metric_counter(inst, "query_embed_torn_bytes_total",
+                                 "bytes of a torn last record cut from vectors_path at start "
+                                 "(a crash during an append; its templates are embedded again)",
+                                 nullptr);
 }
 
 Embedder::~Embedder() {
@@ -74,77 +71,44 @@ Embedder::~Embedder() {
 }
 
 bool Embedder::load(std::string &error) {
-  std::ifstream in(s_.vectors_path);
-  if (!in) {
-    if (errno == ENOENT) return true;
-    error = s_.vectors_path + ": " + std::strerror(errno);
-    return false;
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string s = text.str();
-  rapidjson::Document d;
-  d.Parse<rapidjson::kParseIterativeFlag>(s.data(), s.size());
-  if (d.HasParseError() || !d.IsObject() || !d.HasMember("model") || !d["model"].IsString() ||
-      !d.HasMember("templates") || !d["templates"].IsArray()) {
-    error = s_.vectors_path + ": not a vectors file this plugin wrote";
-    return false;
-  }
+  if (!file_.read(loaded_, error)) return false;
+  if (!loaded_.found) return true;
   const std::string &model = client_.settings().model;
-  if (model != d["model"].GetString()) {
+  if (model != loaded_.model) {
     host_->log(inst_, DM_LOG_INFO, "%s: vectors of model '%s' dropped (now '%s')",
-               s_.vectors_path.c_str(), d["model"].GetString(), model.c_str());
+               s_.vectors_path.c_str(), loaded_.model.c_str(), model.c_str());
     return true;
   }
   std::lock_guard<std::mutex> l(mu_);
-  for (const auto &t : d["templates"].GetArray()) {
-    if (!t.IsObject() || !t.HasMember("id") || !t["id"].IsString() || !t.HasMember("vector") ||
-        !t["vector"].IsArray() || !t.HasMember("template") || !t["template"].IsString() ||
-        !t.HasMember("service") || !t["service"].IsString())
-      continue;
-    const auto id = parse_pattern_id(t["id"].GetString());
-    if (!id) continue;
+  for (StoredVector &v : loaded_.vectors) {
     Entry e;
-    e.service = t["service"].GetString();
-    e.template_text = t["template"].GetString();
-    for (const auto &x : t["vector"].GetArray())
-      if (x.IsNumber()) e.vector.push_back(static_cast<float>(x.GetDouble()));
+    static_cast<StoredVector &>(e) = std::move(v);
     e.norm = norm_of(e.vector);
-    if (e.norm > 0) vectors_[*id] = std::make_shared<const Entry>(std::move(e));
+    if (e.norm > 0)
+      vectors_[e.id] = std::make_shared<const Entry>(std::move(e));
+    else
+      vectors_.erase(e.id);
   }
+  loaded_.vectors.clear();  // held in vectors_ now; the file's figures stay for adopt()
   host_->metric_set(m_vectors_, static_cast<double>(vectors_.size()));
   return true;
 }
 
-bool Embedder::save(std::string &error) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+bool Embedder::save(const std::vector<uint64_t> &added, std::string &error) {
+  // The entries are immutable: the pointers taken here stay valid while the file is written.
+  const auto all_entries = snapshot();
+  std::vector<std::shared_ptr<const Entry>> added_entries;
   {
-    w.StartObject();
-    w.Key("model");
-    const ModelSettings &ms = client_.settings();
-    w.String(ms.model.c_str());
-    w.Key("templates");
-    w.StartArray();
-    for (const auto &[id, ep] : snapshot()) {
-      const Entry &e = *ep;
-      w.StartObject();
-      w.Key("id");
-      w.String(pattern_id_hex(id).c_str());
-      w.Key("service");
-      w.String(e.service.data(), static_cast<rapidjson::SizeType>(e.service.size()));
-      w.Key("template");
-      w.String(e.template_text.data(), static_cast<rapidjson::SizeType>(e.template_text.size()));
-      w.Key("vector");
-      w.StartArray();
-      for (float x : e.vector) w.Double(x);
-      w.EndArray();
-      w.EndObject();
+    std::lock_guard<std::mutex> l(mu_);
+    for (uint64_t id : added) {
+      auto it = vectors_.find(id);
+      if (it != vectors_.end()) added_entries.push_back(it->second);
     }
-    w.EndArray();
-    w.EndObject();
   }
-  const int err = file_.write({buf.GetString(), buf.GetSize()}, ++generation_);
+  std::vector<const StoredVector *> all, fresh;
+  for (const auto &[id, e] : all_entries) all.push_back(e.get());
+  for (const auto &e : added_entries) fresh.push_back(e.get());
+  const int err = file_.write(client_.settings().model, fresh, all);
   if (err == 0) return true;
   error = s_.vectors_path + ": " + std::strerror(err);
   return false;
@@ -210,6 +174,19 @@ void Embedder::run() {
   // The file's directory, made here rather than at load: a --dry-run must leave no trace.
   std::error_code ec;
   std::filesystem::create_directories(file_.dir(), ec);
+  file_.adopt(loaded_, client_.settings().model);
+  if (loaded_.torn_bytes > 0 && loaded_.model == client_.settings().model) {
+    host_->metric_add(m_torn_, static_cast<double>(loaded_.torn_bytes));
+    const int err = file_.cut_torn_tail();
+    host_->log(
+        inst_, DM_LOG_WARN,
+        "embeddings: %s: a torn record at byte %llu (%llu bytes, a crash during a write) "
+        "%s; its templates are embedded again",
+        s_.vectors_path.c_str(), static_cast<unsigned long long>(loaded_.good_bytes),
+        static_cast<unsigned long long>(loaded_.torn_bytes),
+        err ? (std::string("not cut (") + std::strerror(err) + "): the file is rewritten").c_str()
+            : "cut");
+  }
   // The stored templates without a vector: embedded once, whatever restarted.
   if (store_) {
     std::vector<PatternSummary> all;
@@ -274,8 +251,11 @@ void Embedder::run() {
     {
       std::lock_guard<std::mutex> l(mu_);
       for (size_t i = 0; i < ids.size(); ++i) {
-        Entry e{std::move(items[i].service), std::move(items[i].template_text),
-                std::move(vectors[i]), 0};
+        Entry e;
+        e.id = ids[i];
+        e.service = std::move(items[i].service);
+        e.template_text = std::move(items[i].template_text);
+        e.vector = std::move(vectors[i]);
         e.norm = norm_of(e.vector);
         vectors_[ids[i]] = std::make_shared<const Entry>(std::move(e));
       }
@@ -283,7 +263,7 @@ void Embedder::run() {
     }
     host_->metric_add(m_embedded_, static_cast<double>(ids.size()));
     std::string error;
-    if (!save(error)) {
+    if (!save(ids, error)) {
       host_->metric_add(m_save_failed_, 1);
       host_->log(inst_, DM_LOG_WARN, "embeddings: cannot save the vectors: %s", error.c_str());
     }

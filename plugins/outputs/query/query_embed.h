@@ -5,10 +5,10 @@
 // /v1/embeddings, so a slow, failing or hung model server never holds the loop or the engine's
 // pool: ingestion only pays a bounded queue's push (full: dropped, counted).
 //
-// The vectors are kept with the template id in a file of the query plugin (vectors_path),
-// written atomically after each batch and read back at start, not in the store: the query
-// plugin opens the store read-only, and the store's writers (the sqlite and mariadb outputs)
-// know nothing of models.
+// The vectors are kept with the template id in a file of the query plugin (vectors_path,
+// query_vectors_file.h), appended to after each batch and read back at start, not in the
+// store: the query plugin opens the store read-only, and the store's writers (the sqlite and
+// mariadb outputs) know nothing of models.
 #pragma once
 
 #include <devmesh/plugin.h>
@@ -26,10 +26,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include <state_file.hpp>
-
 #include "query_model.h"
 #include "query_store.h"
+#include "query_vectors_file.h"
 
 namespace devmesh::query {
 
@@ -75,9 +74,7 @@ class Embedder {
   size_t vectors() const;
 
  private:
-  struct Entry {
-    std::string service, template_text;
-    std::vector<float> vector;
+  struct Entry : StoredVector {
     double norm = 0;
   };
   struct Pending {
@@ -85,14 +82,14 @@ class Embedder {
   };
   void enqueue_locked(uint64_t id, std::string_view service, std::string_view tpl);
   void run();
-  bool save(std::string &error);
+  bool save(const std::vector<uint64_t> &added, std::string &error);
 
   const dm_host_api *host_;
   const ModelClient &client_;
   ModelMetrics &metrics_;
   Settings s_;
-  StateFile file_;           // vectors_path, written by the thread only
-  uint64_t generation_ = 0;  // of the last write
+  VectorsFile file_;              // vectors_path, written by the thread only
+  VectorsFile::Contents loaded_;  // what load() read, for the thread to take over
   QueryStore *store_ = nullptr;
   mutable std::mutex mu_;
   std::condition_variable wake_;
@@ -104,7 +101,7 @@ class Embedder {
   std::vector<std::pair<uint64_t, std::shared_ptr<const Entry>>> snapshot() const;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
-  dm_metric *m_dropped_, *m_embedded_, *m_vectors_, *m_queued_, *m_save_failed_;
+  dm_metric *m_dropped_, *m_embedded_, *m_vectors_, *m_queued_, *m_save_failed_, *m_torn_;
   dm_instance *inst_;
 };
 

@@ -69,6 +69,11 @@ const char *outcome_name(ModelOutcome o) {
 
 ModelOutcome ModelClient::post(const std::string &url, const std::string &body, int64_t timeout_ms,
                                std::string &response, std::string &why) const {
+  // Stopped already: not even a connection (the progress callback would abort it, later).
+  if (stopping_.load()) {
+    why = "stopping";
+    return ModelOutcome::kStopped;
+  }
   CURL *c = curl_easy_init();
   if (!c) {
     why = "cannot start an HTTP client";

@@ -195,9 +195,18 @@ bool search_similar(QueryStore &store, SimilarIndex &index, const SimilarRequest
   write_string(w, masked, scratch);
   w.Key("templates");
   w.Uint64(idx->patterns().size());
+  // Records for the first patterns only, so that one request costs at most
+  // kSimilarRecordQueries store queries and kSimilarRecordsBudget rows however large limit.
+  const size_t with_records =
+      req.records == 0 ? 0
+                       : std::min({hits.size(), kSimilarRecordQueries,
+                                   std::max<size_t>(1, kSimilarRecordsBudget / req.records)});
+  w.Key("with_records");
+  w.Uint64(with_records);
   w.Key("patterns");
   w.StartArray();
-  for (const TemplateIndex::Hit &h : hits) {
+  for (size_t i = 0; i < hits.size(); ++i) {
+    const TemplateIndex::Hit &h = hits[i];
     const PatternSummary &p = idx->patterns()[h.index];
     w.StartObject();
     w.Key("pattern_id");
@@ -216,11 +225,12 @@ bool search_similar(QueryStore &store, SimilarIndex &index, const SimilarRequest
     write_string(w, format_time(p.first_seen_ns, tf), scratch);
     w.Key("last_seen");
     write_string(w, format_time(p.last_seen_ns, tf), scratch);
-    w.Key("records");
     if (req.records == 0) {
+      w.Key("records");
       w.StartArray();
       w.EndArray();
-    } else {
+    } else if (i < with_records) {
+      w.Key("records");
       LogQuery q;
       q.pattern_id = p.id;
       q.limit = req.records;

@@ -70,6 +70,11 @@ class SimilarIndex {
   int64_t built_ns_ = 0;
 };
 
+// The bound on one request's record fetching: records come with the first patterns only, at
+// most this many patterns (one store query each) and this many records in all.
+constexpr size_t kSimilarRecordQueries = 20;
+constexpr size_t kSimilarRecordsBudget = 1000;
+
 // The answer's JSON; false with `err` when the store fails.
 bool search_similar(QueryStore &store, SimilarIndex &index, const SimilarRequest &req,
                     int64_t now_ns, TimeFormat tf, std::string &out, StoreError &err);

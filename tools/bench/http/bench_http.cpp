@@ -8,10 +8,11 @@
 //  4. sidecar -> aggregator: dummy -> http_forward -> devmesh http input -> null, records/s and
 //     both peak RSS, once per compression (none, gzip, zstd: interleaved in each run, so their
 //     ratio to none is a same-run figure), and the CPU each side spends per record (steadier than
-//     records/s on a shared machine); next to it the generation ceiling (dummy -> null in one
-//     process). --forward-only runs only this part; --forward-ack delivered --forward-sink sqlite
-//     makes the aggregator a receiver that answers late (each request waits for its commit), and
-//     --forward-in-flight N keeps N requests per sidecar worker open.
+//     records/s on a shared machine) and the load average as each run starts; next to it the
+//     generation ceiling (dummy -> null in one process). --forward-only runs only this part;
+//     --forward-ack delivered --forward-sink sqlite makes the aggregator a receiver that answers
+//     late (each request waits for its commit), and --forward-in-flight N keeps N requests per
+//     sidecar worker open.
 // Medians of --runs runs are printed. Needs wrk (Debian package) for 1 and 2.
 #ifndef H2O_USE_LIBUV
 #define H2O_USE_LIBUV 1
@@ -71,7 +72,8 @@ struct Options {
   long forward_count = 2000000;
   int forward_workers = 4;
   int forward_batch = 1000;
-  std::string forward_queue_limit = "16MiB";  // the sidecar's; the engine default is 64MiB
+  // The sidecar's; "default" leaves the key out (the engine's default, 40MiB).
+  std::string forward_queue_limit = "16MiB";
   // Each run forwards once per entry, in this order: none, gzip (sent as `gzip: true`, which every
   // build takes) and zstd.
   std::vector<std::string> forward_compressions = {"none", "gzip", "zstd"};
@@ -87,7 +89,7 @@ void usage(const char *argv0) {
   std::printf(
       "usage: %s [--seconds N] [--runs N] [--records N] [--connections N]\n"
       "          [--forward-count N] [--forward-workers N] [--forward-batch N] [--forward-gzip]\n"
-      "          [--forward-queue-limit SIZE] [--forward-compressions none,gzip,zstd]\n"
+      "          [--forward-queue-limit SIZE|default] [--forward-compressions none,gzip,zstd]\n"
       "          [--forward-only] [--forward-ack accepted|delivered] [--forward-sink "
       "null|sqlite|'{YAML}']\n"
       "          [--forward-in-flight N]\n"
@@ -345,8 +347,14 @@ struct ForwardRun {
   // CPU per forwarded record: on a machine shared with other work, records/s and its ratios
   // swing with the neighbours' load; the CPU each side spends per record does much less.
   double sidecar_cpu_us = 0, aggregator_cpu_us = 0;
+  double load_before = 0;  // the 1-minute load average as the run started: how shared it was
   bool ok = false;
 };
+
+double load_average() {
+  double l[1] = {0};
+  return getloadavg(l, 1) == 1 ? l[0] : 0;
+}
 
 ForwardRun forward_run(const Options &o, const std::string &dir, const std::string &compression) {
   const int port = free_port();
@@ -370,7 +378,7 @@ ForwardRun forward_run(const Options &o, const std::string &dir, const std::stri
       << "pipeline:\n  inputs:\n    - {name: dummy, rate: 0, count: " << n << ", batch: " << b
       << "}\n  outputs:\n    - {name: http_forward, url: 'http://" << listen
       << "/ingest/logs', workers: " << o.forward_workers << ", batch_size: " << b
-      << ", queue_limit: " << o.forward_queue_limit
+      << (o.forward_queue_limit == "default" ? "" : ", queue_limit: " + o.forward_queue_limit)
       << (o.forward_in_flight > 1 ? ", in_flight: " + std::to_string(o.forward_in_flight) : "")
       << (compression == "gzip"   ? ", gzip: true"
           : compression == "none" ? ""
@@ -384,11 +392,13 @@ ForwardRun forward_run(const Options &o, const std::string &dir, const std::stri
            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   };
   const double side_cpu0 = children_cpu_s(), agg_cpu0 = agg.cpu_s();
+  const double load = load_average();
   const auto t0 = Clock::now();
   Child side = Child::spawn({o.devmesh, "-c", dir + "/sidecar.yaml"}, dir + "/sidecar.log");
   const int rc = side.wait(600);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   ForwardRun r;
+  r.load_before = load;
   r.ok = rc == 0;
   r.records_per_s = static_cast<double>(o.forward_count) / secs;
   r.sidecar_rss_kib = side.max_rss_kib;
@@ -482,16 +492,17 @@ int run_benchmarks(const Options &o, const std::string &self) {
   const size_t kinds = o.forward_compressions.size();
   std::vector<std::vector<double>> fwd(kinds), fwd_side(kinds), fwd_agg(kinds);
   std::vector<std::vector<double>> fwd_side_cpu(kinds), fwd_agg_cpu(kinds), fwd_ratio(kinds);
-  std::vector<double> gen;
+  std::vector<double> gen, loads;
   for (int i = 0; i < o.runs; ++i) {
     for (size_t k = 0; k < kinds; ++k) {
       ForwardRun f = forward_run(o, dir, o.forward_compressions[k]);
       std::printf(
           "  run %d: forwarding, compression %-4s %8.0f records/s (sidecar %.1f MiB, %.2f us CPU "
-          "per record; aggregator %.1f MiB, %.2f us)%s\n",
+          "per record; aggregator %.1f MiB, %.2f us; load %.2f)%s\n",
           i + 1, o.forward_compressions[k].c_str(), f.records_per_s, f.sidecar_rss_kib / 1024.0,
-          f.sidecar_cpu_us, f.aggregator_rss_kib / 1024.0, f.aggregator_cpu_us,
+          f.sidecar_cpu_us, f.aggregator_rss_kib / 1024.0, f.aggregator_cpu_us, f.load_before,
           f.ok ? "" : " FAILED");
+      loads.push_back(f.load_before);
       fwd[k].push_back(f.records_per_s);
       fwd_side_cpu[k].push_back(f.sidecar_cpu_us);
       fwd_agg_cpu[k].push_back(f.aggregator_cpu_us);
@@ -554,6 +565,10 @@ int run_benchmarks(const Options &o, const std::string &self) {
                 median(fwd_side_cpu[k]), median(fwd_agg_cpu[k]));
   }
   std::printf("  generation ceiling %10.0f records/s (dummy -> null, one process)\n", median(gen));
+  if (!loads.empty())
+    std::printf("  load average       %.2f median at the runs' starts (%.2f to %.2f), %u cores\n",
+                median(loads), *std::min_element(loads.begin(), loads.end()),
+                *std::max_element(loads.begin(), loads.end()), std::thread::hardware_concurrency());
   fs::remove_all(dir);
   return 0;
 }

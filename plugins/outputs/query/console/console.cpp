@@ -6,6 +6,9 @@
 
 #include <devmesh/plugin.hpp>
 
+#include <algorithm>
+#include <cctype>
+#include <string>
 #include <string_view>
 
 #include "console_assets.h"
@@ -19,38 +22,84 @@ const ConsoleAsset *find_asset(std::string_view name) {
   return nullptr;
 }
 
-// True when Accept-Encoding lists gzip (or *) without refusing it with q=0.
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+// An Accept-Encoding item's weight (RFC 9110 12.4.2): its q parameter, 1 without one; a
+// malformed q counts as 1 (the coding was listed).
+double weight(std::string_view params) {
+  while (!params.empty()) {
+    const size_t semi = params.find(';');
+    const std::string_view p = trim(params.substr(0, semi));
+    params = semi == std::string_view::npos ? std::string_view() : params.substr(semi + 1);
+    const size_t eq = p.find('=');
+    if (eq == std::string_view::npos || !iequals(trim(p.substr(0, eq)), "q")) continue;
+    const std::string_view v = trim(p.substr(eq + 1));
+    // qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+    if (v.empty() || (v[0] != '0' && v[0] != '1')) return 1;
+    double q = v[0] - '0', scale = 0.1;
+    for (size_t i = 2; v.size() > 1 && v[1] == '.' && i < v.size() && i < 5; ++i, scale /= 10) {
+      if (v[i] < '0' || v[i] > '9') return 1;
+      q += (v[i] - '0') * scale;
+    }
+    return q > 1 ? 1 : q;
+  }
+  return 1;
+}
+
+// Whether Accept-Encoding lets us send gzip: gzip's own weight when listed, else that of "*",
+// and acceptable only above 0 ("gzip;q=0, *" refuses gzip: the named coding wins over "*").
 bool accepts_gzip(std::string_view header) {
-  std::string lower(header);
-  for (char &c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  std::string_view rest = lower;
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    std::string_view item = rest.substr(0, comma);
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+  double gzip = -1, any = -1;
+  while (!header.empty()) {
+    const size_t comma = header.find(',');
+    const std::string_view item = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
     const size_t semi = item.find(';');
-    std::string_view coding = item.substr(0, semi);
-    while (!coding.empty() && coding.back() == ' ') coding.remove_suffix(1);
-    if (coding != "gzip" && coding != "*") continue;
-    std::string_view params = semi == std::string_view::npos ? "" : item.substr(semi + 1);
-    const size_t q = params.find("q=");
-    if (q == std::string_view::npos) return true;
-    std::string_view v = params.substr(q + 2);
-    // q=0, q=0.0, q=0.000: refused; anything else: accepted.
-    if (v.empty() || v.front() != '0') return true;
-    v.remove_prefix(1);
-    if (!v.empty() && v.front() == '.') v.remove_prefix(1);
-    while (!v.empty() && v.front() == '0') v.remove_prefix(1);
-    if (!v.empty() && v.front() != ' ' && v.front() != ';') return true;
+    const std::string_view coding = trim(item.substr(0, semi));
+    const std::string_view params =
+        semi == std::string_view::npos ? std::string_view() : item.substr(semi + 1);
+    if (iequals(coding, "gzip") || iequals(coding, "x-gzip"))
+      gzip = std::max(gzip, weight(params));
+    else if (coding == "*")
+      any = std::max(any, weight(params));
+  }
+  return (gzip >= 0 ? gzip : any) > 0;
+}
+
+// Whether If-None-Match names etag: "*", or one of its comma-separated tags equal to it. Weak
+// ("W/...") tags match too: If-None-Match compares weakly (RFC 9110 13.1.2). Whole tags only: the
+// plain body's tag must not match the gzip body's, which extends it.
+bool etag_matches(std::string_view if_none_match, std::string_view etag) {
+  if (trim(if_none_match) == "*") return true;
+  while (!if_none_match.empty()) {
+    const size_t comma = if_none_match.find(',');
+    std::string_view tag = trim(if_none_match.substr(0, comma));
+    if_none_match =
+        comma == std::string_view::npos ? std::string_view() : if_none_match.substr(comma + 1);
+    if (tag.substr(0, 2) == "W/") tag.remove_prefix(2);
+    if (tag == etag) return true;
   }
   return false;
 }
 
-bool etag_matches(std::string_view if_none_match, std::string_view etag) {
-  if (if_none_match == "*") return true;
-  // A weak validator ("W/...") matches too: If-None-Match compares weakly (RFC 9110 13.1.2).
-  return if_none_match.find(etag) != std::string_view::npos;
+// The gzip body's tag: the plain one's with "-gz" inside the quotes.
+std::string gzip_etag(std::string_view etag) {
+  std::string out(etag);
+  out.insert(out.empty() || out.back() != '"' ? out.size() : out.size() - 1, "-gz");
+  return out;
 }
 
 }  // namespace
@@ -127,9 +176,14 @@ void Console::serve(dm_http_request *req) {
     host_->http_reply(req, 404, "text/plain; charset=utf-8", body.data(), body.size());
     return;
   }
-  // Revalidated on every load (the names carry no hash), cheaply: a 304 by the ETag.
+  // Revalidated on every load (the names carry no hash), cheaply: a 304 by the ETag. The gzip
+  // body is another representation with its own tag (RFC 9110 8.8.3): a cache holding one must
+  // not be told it has the other.
+  const bool gzip =
+      asset->gzip != nullptr && accepts_gzip(sv(host_->http_header(req, "Accept-Encoding")));
+  const std::string etag = gzip ? gzip_etag(asset->etag) : std::string(asset->etag);
   host_->http_add_header(req, "Cache-Control", "no-cache");
-  host_->http_add_header(req, "ETag", asset->etag);
+  host_->http_add_header(req, "ETag", etag.c_str());
   host_->http_add_header(req, "Vary", "Accept-Encoding");
   host_->http_add_header(req, "X-Content-Type-Options", "nosniff");
   if (name == "index.html") {
@@ -139,13 +193,13 @@ void Console::serve(dm_http_request *req) {
                            "img-src 'self' data:; frame-ancestors 'none'");
     host_->http_add_header(req, "Referrer-Policy", "no-referrer");
   }
-  if (etag_matches(sv(host_->http_header(req, "If-None-Match")), asset->etag)) {
+  if (etag_matches(sv(host_->http_header(req, "If-None-Match")), etag)) {
     host_->metric_add(m_not_modified_, 1);
     host_->http_reply(req, 304, asset->content_type, "", 0);
     return;
   }
   host_->metric_add(m_ok_, 1);
-  if (asset->gzip != nullptr && accepts_gzip(sv(host_->http_header(req, "Accept-Encoding")))) {
+  if (gzip) {
     host_->http_add_header(req, "Content-Encoding", "gzip");
     host_->http_reply(req, 200, asset->content_type, reinterpret_cast<const char *>(asset->gzip),
                       asset->gzip_size);

@@ -1,0 +1,76 @@
+// The template vectors file (vectors_path) of the query plugin's embeddings: appended to after
+// each batch, not rewritten, so a batch costs its own records and not the whole file's.
+//
+// Format 2, text: a header line {"devmesh_vectors":2,"model":"..."} then one line per record,
+// "<length> <crc32, 8 hex> <json>": the JSON object {id, service, template, vector} of that
+// many bytes and its CRC-32. A later record of an id replaces an earlier one. A crash during an
+// append leaves a torn last record: reading stops at the first record whose length, checksum or
+// JSON is wrong, and the file is cut there before the next append (the templates lost are
+// embedded again: they are in the store without a vector). The file is rewritten whole
+// (atomically, StateFile) when it is new, of another model, of format 1, or when it holds more
+// than twice the live records (templates that changed leave their old records behind).
+//
+// Format 1, written by releases before this one: one JSON object {"model", "templates": [...]},
+// rewritten whole after every batch. It is read, and replaced by format 2 at the first write.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <state_file.hpp>
+
+namespace devmesh::query {
+
+struct StoredVector {
+  uint64_t id = 0;
+  std::string service, template_text;
+  std::vector<float> vector;
+};
+
+class VectorsFile {
+ public:
+  explicit VectorsFile(std::string path) : file_(std::move(path)) {}
+  const std::string &path() const { return file_.path(); }
+  const std::string &dir() const { return file_.dir(); }
+
+  struct Contents {
+    bool found = false;  // false: no file (an empty start)
+    int format = 0;      // 1 or 2
+    std::string model;
+    std::vector<StoredVector> vectors;  // in file order (a later one of an id wins)
+    uint64_t good_bytes = 0;            // format 2: the header and the whole records
+    uint64_t torn_bytes = 0;            // format 2: what follows them (to be cut)
+  };
+  // Reads the file, writing nothing (a --dry-run loads it too). False with `error` when it is
+  // there but unreadable or not a vectors file (a newer format included).
+  bool read(Contents &out, std::string &error) const;
+
+  // [writer thread] Takes over what read() found: appends go after its good records when it
+  // is format 2 of `model`; anything else is rewritten at the first write.
+  void adopt(const Contents &c, const std::string &model);
+  // [writer thread] Cuts a torn tail found by read(). 0 or an errno.
+  int cut_torn_tail();
+
+  // [writer thread] Appends `added`, or rewrites the file with `all` (the live records) when
+  // appending is not possible or the file would hold more than twice the live records. 0 or an
+  // errno; after a failure the next write rewrites.
+  int write(const std::string &model, const std::vector<const StoredVector *> &added,
+            const std::vector<const StoredVector *> &all);
+
+  // The text of a record line and of the header (for tests of the format, and write()).
+  static std::string record_line(const StoredVector &v);
+  static std::string header_line(const std::string &model);
+
+ private:
+  int append(const std::string &text);
+  StateFile file_;
+  bool appendable_ = false;
+  uint64_t size_ = 0;     // the good bytes, where the next append goes
+  uint64_t records_ = 0;  // records in the file, live or replaced
+  uint64_t torn_ = 0;     // bytes after size_ still to cut
+  uint64_t generation_ = 0;
+};
+
+}  // namespace devmesh::query
