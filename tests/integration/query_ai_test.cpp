@@ -1,5 +1,7 @@
 // POST /search/similar, /search/semantic and /explain/incident through the real binary over an
-// SQLite store. Similar search needs no model: a seeded store of templates and their rows. The
+// SQLite store (similar search over a ClickHouse store too: a private clickhouse-server 18.16,
+// skipped when it is not installed). Similar search needs no model: a seeded store of templates
+// and their rows (ClickHouse keeps each template in the meta "pattern" of its first row). The
 // other two talk to tests/support/openai_mock.py, a MOCK OpenAI-compatible server this test
 // starts (no model can run here): its vectors are hashed bags of words, so rankings are
 // checkable, and it can be told to fail or to hang. A hung or failing model server is answered
@@ -8,10 +10,13 @@
 #include <rapidjson/document.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "../../plugins/outputs/clickhouse/clickhouse_schema.hpp"
+#include "clickhouse.h"
 #include "store_test_support.h"
 #include "timestamp.hpp"
 
@@ -52,8 +57,9 @@ rapidjson::Document json(const HttpResponse &r) {
   return d;
 }
 
-// Makes the store with the sqlite output (its own schema), then seeds rows and templates.
-void make_store(const TempDir &d, const std::string &db) {
+// Makes the store with the sqlite output (its own schema), then seeds rows and templates; the
+// same as VALUES for ClickHouse's devmesh.log_events in *clickhouse (when not null).
+void make_store(const TempDir &d, const std::string &db, std::string *clickhouse = nullptr) {
   auto setup = start_engine(d,
                             plugins_head("  exit_when_done: true\n") +
                                 "  inputs:\n    - {name: dummy, rate: 0, count: 1, service: "
@@ -64,8 +70,25 @@ void make_store(const TempDir &d, const std::string &db) {
   ASSERT_EQ(setup->wait_exit(30s), 0) << setup->err();
   std::string sql = "BEGIN; DELETE FROM log_events;";
   int n = 0;
+  std::string values;
+  std::map<uint64_t, std::string> templates = {{kRefused, "connection to <*> refused"},
+                                               {kLost, "connection to database lost"},
+                                               {kLogin, "login failed for user=<*>"},
+                                               {kDisk, "disk <*> full"},
+                                               {kDbRefused, "connection to <*> refused"}};
   auto row = [&](const std::string &service, const std::string &level, const std::string &message,
                  uint64_t pattern) {
+    using devmesh::clickhouse::quote_string;
+    const int64_t ts = kStart + (n + 1) * kSec;
+    std::string meta = "NULL";
+    if (auto t = templates.find(pattern); t != templates.end()) {
+      meta = quote_string("{\"pattern\":\"" + t->second + "\"}");
+      templates.erase(t);
+    }
+    values += std::string(values.empty() ? "" : ",") + "(toDateTime(" + std::to_string(ts / kSec) +
+              ")," + std::to_string(ts) + ",'test','" + service + "','h1','" + level +
+              "',NULL,NULL,NULL,NULL," + quote_string(message) + "," + meta + ",MD5('" +
+              std::to_string(n) + "')," + std::to_string(static_cast<int64_t>(pattern)) + ")";
     sql +=
         "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
         " pattern_id) VALUES (" +
@@ -95,6 +118,7 @@ void make_store(const TempDir &d, const std::string &db) {
   pattern(kDisk, "db", "disk <*> full");
   pattern(kDbRefused, "db", "connection to <*> refused");
   SqliteDb(db).exec(sql + "COMMIT;");
+  if (clickhouse) *clickhouse = values;
 }
 
 // The ids of an answer's patterns, in order, each with its match kind.
@@ -105,12 +129,15 @@ std::vector<std::string> matches(const rapidjson::Document &d) {
   return out;
 }
 
-class QuerySimilar : public ::testing::Test {
+// One store of each kind, each with its query engine, for the whole suite; each test runs on
+// both (the parameter names the store).
+class QuerySimilar : public ::testing::TestWithParam<std::string> {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir;
     const std::string db = *dir_ / "store/devmesh.db";
-    make_store(*dir_, db);
+    std::string clickhouse_rows;
+    make_store(*dir_, db, &clickhouse_rows);
     port_ = free_port();
     metrics_ = free_port();
     engine_ =
@@ -121,17 +148,87 @@ class QuerySimilar : public ::testing::Test {
                          "127.0.0.1:" +
                          std::to_string(port_) + ", path: " + db + "}\n")
             .release();
-    ASSERT_TRUE(wait_until([] { return http(url("/health")).status == 200; }, 20s))
+    ASSERT_TRUE(wait_until([] { return http(url_of(port_, "/health")).status == 200; }, 20s))
         << engine_->err();
+    if (ClickHouse::installed()) start_clickhouse(clickhouse_rows);
+  }
+  // The table made by the clickhouse output (its schema), then the same rows.
+  static void start_clickhouse(const std::string &rows) {
+    ch_ = new ClickHouse(dir_->path());
+    std::string err;
+    ASSERT_TRUE(ch_->start(&err)) << err;
+    const std::string connection = "url: '" + ch_->url() + "', user: " + ClickHouse::kUser +
+                                   ", password: " + ClickHouse::kPassword;
+    auto setup = start_engine(*dir_,
+                              plugins_head("  exit_when_done: true\n") +
+                                  "  inputs:\n    - {name: dummy, rate: 0, count: 1, service: "
+                                  "setup, tag: setup}\n"
+                                  "  outputs:\n    - {name: clickhouse, " +
+                                  connection + "}\n",
+                              "ch-setup");
+    ASSERT_EQ(setup->wait_exit(30s), 0) << setup->err();
+    ch_->sql("TRUNCATE TABLE devmesh.log_events", &err);
+    ASSERT_EQ(err, "");
+    ch_->sql("INSERT INTO devmesh.log_events VALUES " + rows, &err);
+    ASSERT_EQ(err, "");
+    ch_port_ = free_port();
+    ch_metrics_ = free_port();
+    ch_engine_ =
+        start_engine(
+            *dir_,
+            plugins_head("  http_listen: 127.0.0.1:" + std::to_string(ch_metrics_) + "\n") +
+                "  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
+                "  outputs:\n    - {name: query, match: none, store: "
+                "clickhouse, listen: 127.0.0.1:" +
+                std::to_string(ch_port_) + ", " + connection + "}\n",
+            "ch-query")
+            .release();
+    ASSERT_TRUE(wait_until([] { return http(url_of(ch_port_, "/health")).status == 200; }, 20s))
+        << ch_engine_->err();
   }
   static void TearDownTestSuite() {
-    engine_->kill(SIGTERM);
-    engine_->wait_exit(20s);
-    delete engine_;
+    for (Process *e : {engine_, ch_engine_})
+      if (e) {
+        e->kill(SIGTERM);
+        e->wait_exit(20s);
+        delete e;
+      }
+    delete ch_;
     delete dir_;
   }
+  void SetUp() override {
+    if (GetParam() == "clickhouse" && !ClickHouse::installed())
+      GTEST_SKIP() << ClickHouse::kBinary << " is not installed";
+    clickhouse_ = GetParam() == "clickhouse";
+  }
+  static std::string url_of(int port, const std::string &path) {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+  }
   static std::string url(const std::string &path) {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
+    return url_of(clickhouse_ ? ch_port_ : port_, path);
+  }
+  static int metrics_port() { return clickhouse_ ? ch_metrics_ : metrics_; }
+  // A template stored after the index was built (remove: taken away again), in each store's way.
+  static void store_template(uint64_t id, const std::string &service, const std::string &text,
+                             bool remove) {
+    const std::string sid = std::to_string(static_cast<int64_t>(id));
+    if (!clickhouse_) {
+      SqliteDb(*dir_ / "store/devmesh.db")
+          .exec(remove ? "DELETE FROM log_patterns WHERE id = " + sid
+                       : "INSERT INTO log_patterns (id, service, template, first_seen, last_seen,"
+                         " count) VALUES (" +
+                             sid + ", '" + service + "', '" + text + "', 1, 2, 1)");
+      return;
+    }
+    std::string err;
+    ch_->sql(remove ? "ALTER TABLE devmesh.log_events DELETE WHERE pattern_id = " + sid
+                    : "INSERT INTO devmesh.log_events (timestamp, timestamp_ns, source, service,"
+                      " host, level, message, meta_json, event_id, pattern_id) VALUES "
+                      "('2025-11-28 11:00:00', 1764327600000000000, 'test', '" +
+                          service + "', 'h1', 'INFO', 'x', '{\"pattern\":\"" + text +
+                          "\"}', MD5('" + sid + "'), " + sid + ")",
+             &err);
+    ASSERT_EQ(err, "");
   }
   static rapidjson::Document similar(const std::string &body) {
     HttpResponse r = post(url("/search/similar"), body);
@@ -139,11 +236,16 @@ class QuerySimilar : public ::testing::Test {
     return json(r);
   }
   static inline TempDir *dir_;
-  static inline int port_, metrics_;
-  static inline Process *engine_;
+  static inline int port_, metrics_, ch_port_, ch_metrics_;
+  static inline bool clickhouse_ = false;
+  static inline Process *engine_, *ch_engine_;
+  static inline ClickHouse *ch_;
 };
 
-TEST_F(QuerySimilar, AMessageFittingAStoredTemplateComesFirstAsExactThenTheLexicallyNearest) {
+INSTANTIATE_TEST_SUITE_P(Stores, QuerySimilar, ::testing::Values("sqlite", "clickhouse"),
+                         [](const auto &info) { return info.param; });
+
+TEST_P(QuerySimilar, AMessageFittingAStoredTemplateComesFirstAsExactThenTheLexicallyNearest) {
   auto d = similar(R"({"message": "connection to cache-3:6379 refused", "service": "api"})");
   // Masked as the filter masks it: the host part is kept, the numbers are not.
   EXPECT_EQ(std::string(d["masked"].GetString()), "connection to cache-<*> refused");
@@ -171,7 +273,7 @@ TEST_F(QuerySimilar, AMessageFittingAStoredTemplateComesFirstAsExactThenTheLexic
     EXPECT_EQ(std::string(r["pattern_id"].GetString()), hex(kRefused));
 }
 
-TEST_F(QuerySimilar, WithoutAServiceEveryServicesExactMatchComesFirstMostSeenFirst) {
+TEST_P(QuerySimilar, WithoutAServiceEveryServicesExactMatchComesFirstMostSeenFirst) {
   auto d = similar(R"({"message": "connection to 192.168.1.1:80 refused", "records": 1})");
   ASSERT_GE(d["patterns"].Size(), 3u);
   EXPECT_EQ(matches(d)[0], hex(kRefused) + " exact");
@@ -181,14 +283,14 @@ TEST_F(QuerySimilar, WithoutAServiceEveryServicesExactMatchComesFirstMostSeenFir
   EXPECT_EQ(d["templates"].GetInt(), 5);
 }
 
-TEST_F(QuerySimilar, AKeyValueTemplateFitsAnyValueOfItsKey) {
+TEST_P(QuerySimilar, AKeyValueTemplateFitsAnyValueOfItsKey) {
   auto d = similar(R"({"message": "login failed for user=mallory", "limit": 1, "records": 0})");
   ASSERT_EQ(d["patterns"].Size(), 1u);
   EXPECT_EQ(matches(d)[0], hex(kLogin) + " exact");
   EXPECT_EQ(d["patterns"][0]["records"].Size(), 0u);
 }
 
-TEST_F(QuerySimilar, AMessageNoTemplateFitsGetsTheLexicallyNearestOnly) {
+TEST_P(QuerySimilar, AMessageNoTemplateFitsGetsTheLexicallyNearestOnly) {
   auto d = similar(R"({"message": "connection to the database was lost", "service": "api"})");
   ASSERT_GE(d["patterns"].Size(), 2u);
   EXPECT_EQ(matches(d)[0], hex(kLost) + " similar");
@@ -201,16 +303,11 @@ TEST_F(QuerySimilar, AMessageNoTemplateFitsGetsTheLexicallyNearestOnly) {
 
 // The index is rebuilt from the patterns table once stale: a template stored after the first
 // search is found by a later one.
-TEST_F(QuerySimilar, ATemplateStoredAfterTheIndexWasBuiltIsFoundOnceTheIndexIsRebuilt) {
+TEST_P(QuerySimilar, ATemplateStoredAfterTheIndexWasBuiltIsFoundOnceTheIndexIsRebuilt) {
   const std::string body = R"({"message": "cache eviction storm in shard 7", "records": 0})";
   EXPECT_EQ(similar(body)["patterns"].Size(), 0u);
   const uint64_t storm = 0x1f1f1f1f1f1f1f1full;
-  SqliteDb(*dir_ / "store/devmesh.db")
-      .exec(
-          "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count)"
-          " VALUES (" +
-          std::to_string(static_cast<int64_t>(storm)) + ", 'cache', " +
-          "'cache eviction storm in shard <*>', 1, 2, 1)");
+  store_template(storm, "cache", "cache eviction storm in shard <*>", false);
   rapidjson::Document d;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -219,15 +316,16 @@ TEST_F(QuerySimilar, ATemplateStoredAfterTheIndexWasBuiltIsFoundOnceTheIndexIsRe
       },
       30s));
   EXPECT_EQ(matches(d)[0], hex(storm) + " exact");
-  SqliteDb(*dir_ / "store/devmesh.db")
-      .exec("DELETE FROM log_patterns WHERE id = " + std::to_string(static_cast<int64_t>(storm)));
+  store_template(storm, "cache", "", true);
   ASSERT_TRUE(wait_until([&] { return similar(body)["patterns"].Size() == 0; }, 30s));
 }
 
 // limit (up to 1000) times records (up to 100) would be that many store queries: records come
 // with the first 20 patterns only, and 1000 records at most in all; the others say so by having
 // no "records" key. Its 30 templates and their rows are removed again at the end.
-TEST_F(QuerySimilar, RecordsComeWithTheFirstPatternsOnlyWithinABudget) {
+TEST_P(QuerySimilar, RecordsComeWithTheFirstPatternsOnlyWithinABudget) {
+  // The budget is the HTTP side's, the same for every store; the seeding here is SQLite's.
+  if (GetParam() == "clickhouse") GTEST_SKIP() << "seeds SQLite's patterns table";
   const std::string db = *dir_ / "store/devmesh.db";
   std::string sql = "BEGIN;";
   for (int k = 0; k < 30; ++k) {
@@ -279,8 +377,8 @@ TEST_F(QuerySimilar, RecordsComeWithTheFirstPatternsOnlyWithinABudget) {
       30s));
 }
 
-TEST_F(QuerySimilar, BadBodiesAreRefusedNamingTheFieldAndCounted) {
-  const std::string m = "http://127.0.0.1:" + std::to_string(metrics_) + "/metrics";
+TEST_P(QuerySimilar, BadBodiesAreRefusedNamingTheFieldAndCounted) {
+  const std::string m = "http://127.0.0.1:" + std::to_string(metrics_port()) + "/metrics";
   const double before =
       metric_value(http(m).body, "devmesh_query_requests_total", "outcome=\"bad_parameter\"");
   const std::vector<std::pair<std::string, std::string>> cases = {

@@ -1,15 +1,21 @@
-// GET /query/context through the real binary over an SQLite store holding a seeded incident: a
-// new error pattern, a warning whose rate jumped, a steady warning, steady info noise and an
-// error that stopped; each pattern's rows and its log_patterns row as the sqlite output writes
-// them. Checks the ranking, the trace-linked records, max_bytes in both formats, around/window,
-// the filters, an empty window and every bad parameter.
+// GET /query/context through the real binary over an SQLite store and a ClickHouse store (a
+// private clickhouse-server 18.16; skipped when it is not installed), each holding a seeded
+// incident: a new error pattern, a warning whose rate jumped, a steady warning, steady info noise
+// and an error that stopped; each pattern's rows and its log_patterns row as the sqlite output
+// writes them (ClickHouse keeps no patterns table: each template rides in the meta "pattern" of its
+// pattern's first row, as the patterns filter sends it). Checks the ranking, the trace-linked
+// records, max_bytes in both formats, around/window, the filters, an empty window and every bad
+// parameter.
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "../../plugins/outputs/clickhouse/clickhouse_schema.hpp"
+#include "clickhouse.h"
 #include "store_test_support.h"
 #include "timestamp.hpp"
 
@@ -59,6 +65,7 @@ class Store {
   void row(int64_t ts, const std::string &service, const std::string &host,
            const std::string &level, const std::string &trace, const std::string &message,
            uint64_t pattern) {
+    rows_.push_back({ts, service, host, level, trace, message, pattern});
     sql_ +=
         "INSERT INTO log_events (timestamp, source, service, host, level, trace_id, message,"
         " event_id, pattern_id) VALUES (" +
@@ -69,6 +76,7 @@ class Store {
   // The table row as the sqlite output keeps it: seen range and count over the pattern's rows;
   // the template NULL until a record brings it (text empty here).
   void pattern(uint64_t id, const std::string &service, const std::string &text) {
+    if (!text.empty()) templates_[id] = text;
     const std::string sid = std::to_string(static_cast<int64_t>(id));
     sql_ +=
         "INSERT INTO log_patterns (id, service, template, first_seen, last_seen, count)"
@@ -79,11 +87,43 @@ class Store {
   }
   void commit() { SqliteDb(db_).exec("BEGIN;" + sql_ + "COMMIT;"); }
 
+  // The same rows into ClickHouse's devmesh.log_events: each template in the meta of its
+  // pattern's first row.
+  std::string clickhouse_values() {
+    using devmesh::clickhouse::quote_string;
+    std::stable_sort(rows_.begin(), rows_.end(),
+                     [](const Row &a, const Row &b) { return a.ts < b.ts; });
+    std::string values;
+    for (size_t i = 0; i < rows_.size(); ++i) {
+      const Row &r = rows_[i];
+      std::string meta = "NULL";
+      if (auto t = templates_.find(r.pattern); r.pattern && t != templates_.end()) {
+        meta = quote_string("{\"pattern\":\"" + t->second + "\"}");
+        templates_.erase(t);
+      }
+      values += std::string(i ? "," : "") + "(toDateTime(" + std::to_string(r.ts / kSec) + ")," +
+                std::to_string(r.ts) + ",'journald'," + quote_string(r.service) + "," +
+                quote_string(r.host) + "," + quote_string(r.level) + "," +
+                (r.trace.empty() ? "NULL" : quote_string(r.trace)) + ",NULL,NULL,NULL," +
+                quote_string(r.message) + "," + meta + ",MD5('" + std::to_string(i) + "')," +
+                (r.pattern ? std::to_string(static_cast<int64_t>(r.pattern)) : "NULL") + ")";
+    }
+    return values;
+  }
+
  private:
+  struct Row {
+    int64_t ts;
+    std::string service, host, level, trace, message;
+    uint64_t pattern;
+  };
   std::string db_, sql_;
+  std::vector<Row> rows_;
+  std::map<uint64_t, std::string> templates_;
 };
 
-void seed(const std::string &db) {
+// Seeds the SQLite store at db; the same rows as VALUES for ClickHouse in *clickhouse.
+void seed(const std::string &db, std::string *clickhouse) {
   Store s(db);
   for (int i = 0; i < 5; ++i) {
     const int64_t t = kIn + (240 + int64_t{i} * 10) * kSec;  // 10:20:00 + 10 s each
@@ -137,6 +177,12 @@ void seed(const std::string &db) {
   s.pattern(kStopped, "api", "disk <*> full");
   s.pattern(kLong, "batch", "batch <*> failed: <*>");
   s.commit();
+  *clickhouse = s.clickhouse_values();
+  *clickhouse +=
+      ",(toDateTime(" + std::to_string(at("2025-11-28T12:00:00Z") / kSec) + ")," +
+      std::to_string(at("2025-11-28T12:00:00Z")) +
+      ",'journald','api','h1','ERROR',NULL,NULL,NULL,NULL,'panic: boom\\ngoroutine 1\\nmain.go:12 "
+      "\xFF','{\"pattern\":\"panic: <*>\"}',MD5('noon'),77)";
   // At noon, alone in its window: a multi-line message with a byte that is not UTF-8.
   SqliteDb(db).exec(
       "INSERT INTO log_events (timestamp, source, service, host, level, message, event_id,"
@@ -148,7 +194,9 @@ void seed(const std::string &db) {
       " count(*) FROM log_events WHERE pattern_id = 77");
 }
 
-class QueryContext : public ::testing::Test {
+// One store of each kind, each with its query engine, for the whole suite; each test runs on
+// both (the parameter names the store).
+class QueryContext : public ::testing::TestWithParam<std::string> {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir;
@@ -163,7 +211,8 @@ class QueryContext : public ::testing::Test {
                               "setup");
     ASSERT_EQ(setup->wait_exit(30s), 0) << setup->err();
     SqliteDb(db).exec("DELETE FROM log_events");
-    seed(db);
+    std::string clickhouse_rows;
+    seed(db, &clickhouse_rows);
     port_ = free_port();
     engine_ =
         start_engine(*dir_, plugins_head() +
@@ -171,16 +220,58 @@ class QueryContext : public ::testing::Test {
                                 "  outputs:\n    - {name: query, match: none, listen: 127.0.0.1:" +
                                 std::to_string(port_) + ", path: " + db + "}\n")
             .release();
-    ASSERT_TRUE(wait_until([] { return http(base() + "/health").status == 200; }, 20s))
+    ASSERT_TRUE(wait_until([] { return http(url_of(port_) + "/health").status == 200; }, 20s))
         << engine_->err();
+    if (ClickHouse::installed()) start_clickhouse(clickhouse_rows);
+  }
+  // The table made by the clickhouse output (its schema), then the same rows.
+  static void start_clickhouse(const std::string &rows) {
+    ch_ = new ClickHouse(dir_->path());
+    std::string err;
+    ASSERT_TRUE(ch_->start(&err)) << err;
+    const std::string connection = "url: '" + ch_->url() + "', user: " + ClickHouse::kUser +
+                                   ", password: " + ClickHouse::kPassword;
+    auto setup = start_engine(*dir_,
+                              plugins_head("  exit_when_done: true\n") +
+                                  "  inputs:\n    - {name: dummy, rate: 0, count: 1, service: "
+                                  "setup, tag: setup}\n"
+                                  "  outputs:\n    - {name: clickhouse, " +
+                                  connection + "}\n",
+                              "ch-setup");
+    ASSERT_EQ(setup->wait_exit(30s), 0) << setup->err();
+    ch_->sql("TRUNCATE TABLE devmesh.log_events", &err);
+    ASSERT_EQ(err, "");
+    ch_->sql("INSERT INTO devmesh.log_events VALUES " + rows, &err);
+    ASSERT_EQ(err, "");
+    ch_port_ = free_port();
+    ch_engine_ = start_engine(*dir_,
+                              plugins_head() +
+                                  "  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
+                                  "  outputs:\n    - {name: query, match: none, store: "
+                                  "clickhouse, listen: 127.0.0.1:" +
+                                  std::to_string(ch_port_) + ", " + connection + "}\n",
+                              "ch-query")
+                     .release();
+    ASSERT_TRUE(wait_until([] { return http(url_of(ch_port_) + "/health").status == 200; }, 20s))
+        << ch_engine_->err();
   }
   static void TearDownTestSuite() {
-    engine_->kill(SIGTERM);
-    engine_->wait_exit(20s);
-    delete engine_;
+    for (Process *e : {engine_, ch_engine_})
+      if (e) {
+        e->kill(SIGTERM);
+        e->wait_exit(20s);
+        delete e;
+      }
+    delete ch_;
     delete dir_;
   }
-  static std::string base() { return "http://127.0.0.1:" + std::to_string(port_); }
+  void SetUp() override {
+    if (GetParam() == "clickhouse" && !ClickHouse::installed())
+      GTEST_SKIP() << ClickHouse::kBinary << " is not installed";
+    port_now_ = GetParam() == "clickhouse" ? ch_port_ : port_;
+  }
+  static std::string url_of(int port) { return "http://127.0.0.1:" + std::to_string(port); }
+  static std::string base() { return url_of(port_now_); }
 
   static HttpResponse get(const std::string &query) {
     return http(base() + "/query/context?" + query);
@@ -203,11 +294,15 @@ class QueryContext : public ::testing::Test {
   }
 
   static inline TempDir *dir_;
-  static inline int port_;
-  static inline Process *engine_;
+  static inline int port_, ch_port_, port_now_;
+  static inline Process *engine_, *ch_engine_;
+  static inline ClickHouse *ch_;
 };
 
-TEST_F(QueryContext, ANewErrorComesFirstThenAJumpedWarningThenSteadyOnesAndInfoNoiseNotAtAll) {
+INSTANTIATE_TEST_SUITE_P(Stores, QueryContext, ::testing::Values("sqlite", "clickhouse"),
+                         [](const auto &info) { return info.param; });
+
+TEST_P(QueryContext, ANewErrorComesFirstThenAJumpedWarningThenSteadyOnesAndInfoNoiseNotAtAll) {
   HttpResponse r;
   auto doc = pack(kWindow, &r);
   EXPECT_EQ(r.headers["content-type"], "application/json");
@@ -266,7 +361,7 @@ TEST_F(QueryContext, ANewErrorComesFirstThenAJumpedWarningThenSteadyOnesAndInfoN
   EXPECT_EQ(std::string(doc["services"][0].GetString()), "db") << "most error/warning rows first";
 }
 
-TEST_F(QueryContext, TheRecordsSharingTheSamplesTraceIdsFollowInTimeOrderWithoutTheSamples) {
+TEST_P(QueryContext, TheRecordsSharingTheSamplesTraceIdsFollowInTimeOrderWithoutTheSamples) {
   auto doc = pack(kWindow);
   std::vector<std::string> got;
   for (const auto &t : doc["trace_records"].GetArray())
@@ -281,7 +376,7 @@ TEST_F(QueryContext, TheRecordsSharingTheSamplesTraceIdsFollowInTimeOrderWithout
                      "trace-b0 gateway request b0 answered 504"}));
 }
 
-TEST_F(QueryContext, TextFormatIsPlainPromptReadyText) {
+TEST_P(QueryContext, TextFormatIsPlainPromptReadyText) {
   HttpResponse r = get(kWindow + "&format=text");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.headers["content-type"], "text/plain; charset=utf-8");
@@ -306,7 +401,7 @@ TEST_F(QueryContext, TextFormatIsPlainPromptReadyText) {
   EXPECT_EQ(t.find("[cut to max_bytes"), std::string::npos);
 }
 
-TEST_F(QueryContext, AMultiLineMessageStaysOneIndentedItemInTextAndValidUtf8InBoth) {
+TEST_P(QueryContext, AMultiLineMessageStaysOneIndentedItemInTextAndValidUtf8InBoth) {
   const std::string noon = "start_time=2025-11-28T11:59:00Z&end_time=2025-11-28T12:01:00Z";
   HttpResponse r = get(noon + "&format=text");
   ASSERT_EQ(r.status, 200) << r.body;
@@ -323,7 +418,7 @@ TEST_F(QueryContext, AMultiLineMessageStaysOneIndentedItemInTextAndValidUtf8InBo
 
 // Just under the whole pack's size: "truncated":false is a byte longer than true, and the
 // answer still keeps within max_bytes (it once came out one byte over).
-TEST_F(QueryContext, MaxBytesOneUnderTheWholePackIsStillHonoured) {
+TEST_P(QueryContext, MaxBytesOneUnderTheWholePackIsStillHonoured) {
   HttpResponse whole;
   pack(kWindow + "&max_bytes=1048576", &whole);
   ASSERT_GT(whole.body.size(), 1025u);
@@ -335,7 +430,7 @@ TEST_F(QueryContext, MaxBytesOneUnderTheWholePackIsStillHonoured) {
   }
 }
 
-TEST_F(QueryContext, MaxBytesIsHonouredInJsonWholeItemsAtATimeAndTheJsonStaysValid) {
+TEST_P(QueryContext, MaxBytesIsHonouredInJsonWholeItemsAtATimeAndTheJsonStaysValid) {
   std::set<std::string> seeded;
   for (int i = 0; i < 13; ++i) seeded.insert(long_message(i));
   for (int i = 0; i < 5; ++i)
@@ -378,7 +473,7 @@ TEST_F(QueryContext, MaxBytesIsHonouredInJsonWholeItemsAtATimeAndTheJsonStaysVal
       << "a 1 KiB pack still holds the top pattern";
 }
 
-TEST_F(QueryContext, MaxBytesIsHonouredInTextAndTheTextSaysItWasCut) {
+TEST_P(QueryContext, MaxBytesIsHonouredInTextAndTheTextSaysItWasCut) {
   for (int max : {1024, 1300, 1700, 2200, 3000, 4000, 5500}) {
     SCOPED_TRACE("max_bytes=" + std::to_string(max));
     HttpResponse r = get(kWindow + "&format=text&max_bytes=" + std::to_string(max));
@@ -397,7 +492,7 @@ TEST_F(QueryContext, MaxBytesIsHonouredInTextAndTheTextSaysItWasCut) {
   }
 }
 
-TEST_F(QueryContext, AroundAndWindowGiveTheWindowCenteredOnTheTime) {
+TEST_P(QueryContext, AroundAndWindowGiveTheWindowCenteredOnTheTime) {
   auto centred = pack("around=2025-11-28T10:22:30Z&window=15m");
   auto explicit_window = pack(kWindow);
   EXPECT_EQ(std::string(centred["window"]["start"].GetString()), "2025-11-28T10:15:00.000000");
@@ -413,7 +508,7 @@ TEST_F(QueryContext, AroundAndWindowGiveTheWindowCenteredOnTheTime) {
   EXPECT_EQ(std::string(dflt["window"]["end"].GetString()), "2025-11-28T10:30:00.000000");
 }
 
-TEST_F(QueryContext, ServiceHostMaxPatternsAndSamplesNarrowThePack) {
+TEST_P(QueryContext, ServiceHostMaxPatternsAndSamplesNarrowThePack) {
   EXPECT_EQ(ids(pack(kWindow + "&service=db")), (std::vector<std::string>{hex(kJumped)}));
   auto h1 = pack(kWindow + "&host=h1");
   ASSERT_GE(h1["patterns"].Size(), 1u);
@@ -430,7 +525,7 @@ TEST_F(QueryContext, ServiceHostMaxPatternsAndSamplesNarrowThePack) {
   EXPECT_EQ(none["trace_records"].Size(), 0u);
 }
 
-TEST_F(QueryContext, AnEmptyWindowAnswersAnEmptyPack) {
+TEST_P(QueryContext, AnEmptyWindowAnswersAnEmptyPack) {
   auto doc = pack("start_time=2020-01-01T00:00:00Z&end_time=2020-01-01T01:00:00Z");
   EXPECT_EQ(doc["patterns_in_window"].GetInt(), 0);
   EXPECT_EQ(doc["patterns"].Size(), 0u);
@@ -447,7 +542,7 @@ TEST_F(QueryContext, AnEmptyWindowAnswersAnEmptyPack) {
   EXPECT_EQ(std::string(wide["window"]["before_start"].GetString()).substr(0, 4), "1677");
 }
 
-TEST_F(QueryContext, EveryBadParameterIsA400NamingIt) {
+TEST_P(QueryContext, EveryBadParameterIsA400NamingIt) {
   const std::pair<const char *, const char *> cases[] = {
       {"start_time=yesterday", "start_time"},
       {"end_time=2025-13-01", "end_time"},

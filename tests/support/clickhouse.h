@@ -38,10 +38,14 @@ class ClickHouse {
   ClickHouse &operator=(const ClickHouse &) = delete;
 
   static bool installed() { return std::filesystem::exists(kBinary); }
+  // Settings of the `devmesh` user's profile (XML elements, e.g. "<max_block_size>100
+  // </max_block_size>"), written at the next start().
+  std::string devmesh_settings;
   int http_port() const { return http_port_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(http_port_); }
   std::string error_log() const { return read_file(dir_ + "/error.log"); }
   bool running() const { return proc_ && proc_->running(); }
+  pid_t pid() const { return proc_ ? proc_->pid() : -1; }
 
   // Writes the configuration (first call) and starts the server on the same data; true once
   // GET /ping answers. False with the reason in *err.
@@ -158,15 +162,17 @@ class ClickHouse {
                    "  <max_concurrent_queries>100</max_concurrent_queries>\n"
                    "</yandex>\n");
     write_file(dir_ + "/users.xml", std::string("<?xml version=\"1.0\"?>\n<yandex>\n"
-                                                "  <profiles><default></default></profiles>\n"
-                                                "  <users>\n"
-                                                "    <default><password></password><networks>"
-                                                "<ip>127.0.0.1</ip></networks>"
-                                                "<profile>default</profile><quota>default</quota>"
-                                                "</default>\n    <") +
+                                                "  <profiles><default></default><devmesh>") +
+                                        devmesh_settings +
+                                        "</devmesh></profiles>\n"
+                                        "  <users>\n"
+                                        "    <default><password></password><networks>"
+                                        "<ip>127.0.0.1</ip></networks>"
+                                        "<profile>default</profile><quota>default</quota>"
+                                        "</default>\n    <" +
                                         kUser + "><password>" + kPassword +
                                         "</password><networks><ip>127.0.0.1</ip></networks>"
-                                        "<profile>default</profile><quota>default</quota></" +
+                                        "<profile>devmesh</profile><quota>default</quota></" +
                                         kUser +
                                         ">\n  </users>\n"
                                         "  <quotas><default></default></quotas>\n</yandex>\n");

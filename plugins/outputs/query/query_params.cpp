@@ -12,6 +12,7 @@
 #include <map>
 
 #include "timestamp.hpp"
+#include "utf8.hpp"
 
 namespace devmesh::query {
 namespace {
@@ -56,7 +57,7 @@ const ParamSpec kLogParams[] = {
     {"min_level", "a level name: that level and every one ranking above it"},
     {"trace_id", "text: exactly this trace id"},
     {"pattern_id", "16 hex digits: only the records of this pattern (the patterns filter's id)"},
-    {"q", "words (letters, digits) found together, in order, in message; at most 32"},
+    {"q", "UTF-8 words (letters, digits) found together, in order, in message; at most 32"},
     {"start_time", "time: timestamp >= it; an RFC 3339 time or epoch seconds"},
     {"end_time", "time: timestamp <= it, not before start_time"},
     {"limit", "integer 1..10000, default 100: rows per page"},
@@ -237,6 +238,12 @@ bool parse_q(const std::map<std::string, std::string> &p, std::vector<std::strin
              std::string &error) {
   auto it = p.find("q");
   if (it == p.end()) return true;
+  // Each store matches words as UTF-8 text; bytes that are not UTF-8 made MariaDB's and
+  // ClickHouse's regular expressions fail (a 500) and SQLite's tokenizer drop them.
+  if (!utf8_valid_from(it->second, 0)) {
+    error = bad("q", "is not valid UTF-8");
+    return false;
+  }
   terms = query_terms(it->second);
   if (terms.empty()) {
     error = bad("q", "has no words to search for (letters or digits)");

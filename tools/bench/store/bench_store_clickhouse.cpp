@@ -2,8 +2,13 @@
 // clickhouse-server (tests/support/clickhouse.h): dummy -> clickhouse rows/s through the real
 // devmesh binary (spawn to exit, every row checked in the table after), for a few `workers`
 // and batch sizes; then GET /query/logs (one service, one hour, limit 100) and /query/stats
-// latency over the rows just written.
+// latency over the rows just written. With --query-rows N it skips the ingest runs and loads N
+// rows straight into the output's table (INSERT SELECT from numbers(): 8 services, 20 hosts,
+// the engine's levels, spread over the last 24 hours), merges them (the history a running
+// store has merged), adds the last minute as fresh parts with re-delivered copies of some of
+// its rows (what a live store holds), and times each query --requests times.
 //   bench_store_clickhouse [--rows N] [--batch N] [--workers a,b,c]
+//   bench_store_clickhouse --query-rows 10000000 [--requests 200]
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -11,9 +16,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "clickhouse.h"
 
@@ -29,6 +38,8 @@ struct Options {
   long rows = 2000000;
   long batch = 10000;
   std::vector<int> workers = {1, 2, 4};
+  long query_rows = 0;  // > 0: the query half only, over this many rows loaded directly
+  int requests = 50;
 };
 
 double seconds_since(Clock::time_point t) {
@@ -86,6 +97,105 @@ std::vector<double> latencies(const std::string &url, int n) {
   return out;
 }
 
+// CPU milliseconds (user + system) process pid has used; 0 when unknown.
+double cpu_ms(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const size_t close = s.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(s.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::atof(field.c_str());
+    if (i == 15) stime = std::atof(field.c_str());
+  }
+  return (utime + stime) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// p50/p95/p99 of n GETs of base + path, and the server's CPU time per request: on a shared
+// machine the latencies follow its load, the CPU time much less.
+void report(const std::string &base, const std::string &path, int n, long rows, pid_t server) {
+  const double cpu0 = cpu_ms(server);
+  std::vector<double> l = latencies(base + path, n);
+  const double cpu = (cpu_ms(server) - cpu0) / n;
+  double load = 0;
+  getloadavg(&load, 1);
+  auto at = [&](int pct) { return l[std::min(l.size() - 1, l.size() * pct / 100)]; };
+  std::printf(
+      "GET %s over %ld rows, %d requests: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; "
+      "clickhouse-server CPU %.0f ms per request; load average %.1f\n",
+      path.c_str(), rows, n, at(50), at(95), at(99), cpu, load);
+  std::fflush(stdout);
+}
+
+// Seconds one statement takes (its answer discarded); -1 when it fails.
+double time_sql(ClickHouse &ch, const std::string &sql) {
+  std::string err;
+  const auto t0 = Clock::now();
+  ch.sql(sql, &err);
+  if (!err.empty()) {
+    std::fprintf(stderr, "%s: %s\n", sql.c_str(), err.c_str());
+    return -1;
+  }
+  return seconds_since(t0);
+}
+
+// The rows of a live store, loaded directly (see the top of the file): `n` rows over the 24
+// hours before `now_s`, shaped as the engine writes them.
+bool load_rows(const TempDir &d, ClickHouse &ch, long n, long now_s) {
+  // The table, made by the clickhouse output itself so that the schema is the plugin's own.
+  const std::string yaml = "service:\n  plugins_dir: [" DEVMESH_BENCH_PLUGIN_DIR
+                           "]\n  exit_when_done: true\n"
+                           "pipeline:\n  inputs:\n    - {name: dummy, rate: 0, count: 1}\n"
+                           "  outputs:\n    - {name: clickhouse, " +
+                           connection(ch) + "}\n";
+  test::write_file(d / "setup.yaml", yaml);
+  Process p({DEVMESH_BENCH_BINARY, "-c", d / "setup.yaml"}, d.path(), "setup");
+  if (p.wait_exit(std::chrono::seconds(60)) != 0) {
+    std::fprintf(stderr, "devmesh failed: %s\n", p.err().c_str());
+    return false;
+  }
+  auto rows = [&](long first, long count, long start_s, long span_s) {
+    // Row i of count sits at start + i * span / count; services, hosts and levels as a fleet's.
+    const std::string ns = "toInt64(" + std::to_string(start_s) +
+                           " * 1000000000 + intDiv((number - " + std::to_string(first) + ") * " +
+                           std::to_string(span_s * 1000) + ", " + std::to_string(count) +
+                           ") * 1000000)";
+    return "SELECT toDateTime(intDiv(ns, 1000000000)), ns, 'journald',"
+           " ['api', 'db', 'web', 'auth', 'cache', 'queue', 'billing', 'search'][number % 8 + 1],"
+           " concat('node-', toString(intHash32(number) % 20)),"
+           " ['INFO', 'INFO', 'INFO', 'INFO', 'INFO', 'INFO', 'DEBUG', 'DEBUG', 'WARN',"
+           " 'ERROR'][intHash32(number + 1) % 10 + 1],"
+           " if(number % 5 = 0, concat('trace-', toString(number % 100000)), NULL), NULL,"
+           " 'http_request', if(number % 10 = 9, 'HTTP_500', NULL),"
+           " concat('request ', toString(number), ' handled in ', toString(number % 997),"
+           " ' ms status 200 path /api/v1/items'), NULL, MD5(toString(number)),"
+           " toInt64(intHash64(number % 500)) FROM (SELECT number, " +
+           ns + " AS ns FROM numbers(" + std::to_string(first) + ", " + std::to_string(count) +
+           "))";
+  };
+  const long fresh = std::max(1L, n / 1440);  // the last minute's share
+  std::string err;
+  for (const std::string &sql :
+       {std::string("TRUNCATE TABLE devmesh.log_events"),
+        "INSERT INTO devmesh.log_events " + rows(0, n - fresh, now_s - 86400, 86400 - 60),
+        std::string("OPTIMIZE TABLE devmesh.log_events FINAL"),
+        "INSERT INTO devmesh.log_events " + rows(n - fresh, fresh, now_s - 60, 60),
+        // An output's retried batch: a tenth of the last minute again, as another part.
+        "INSERT INTO devmesh.log_events SELECT * FROM devmesh.log_events WHERE timestamp_ns >= " +
+            std::to_string(now_s - 60) + "000000000 AND cityHash64(event_id) % 10 = 0"}) {
+    const double s = time_sql(ch, sql);
+    if (s < 0) return false;
+    std::printf("  %.1f s: %s\n", s, sql.substr(0, 60).c_str());
+    std::fflush(stdout);
+  }
+  const long long distinct = ch.number("SELECT count() FROM devmesh.log_events FINAL");
+  std::printf("loaded %lld rows, %lld records\n",
+              ch.number("SELECT count() FROM devmesh.log_events"), distinct);
+  return distinct == n;
+}
+
 int run(const Options &o) {
   if (!ClickHouse::installed()) {
     std::fprintf(stderr, "%s is not installed\n", ClickHouse::kBinary);
@@ -102,8 +212,17 @@ int run(const Options &o) {
   if (!version.empty()) version.pop_back();
   std::printf("clickhouse-server %s, %ld rows per run, batch_size %ld\n", version.c_str(), o.rows,
               o.batch);
-  std::string last;
-  for (int w : o.workers) {
+  const long now_s = static_cast<long>(std::time(nullptr));
+  if (o.query_rows > 0) {
+    if (!load_rows(d, ch, o.query_rows, now_s)) return 1;
+    const std::string day = " WHERE timestamp >= toDateTime(" + std::to_string(now_s - 86400) +
+                            ") AND timestamp_ns >= " + std::to_string(now_s - 86400) + "000000000";
+    // For comparison: the count FINAL gave before (one statement of /query/stats's four).
+    std::printf("SELECT count() FROM ... FINAL over 24 h: %.0f ms\n",
+                time_sql(ch, "SELECT count() FROM devmesh.log_events FINAL" + day) * 1000);
+  }
+  std::string last = "log_events";
+  for (int w : o.query_rows > 0 ? std::vector<int>{} : o.workers) {
     last = "bench_w" + std::to_string(w);
     const double r = through_devmesh(d, ch, o, w, last);
     if (r < 0) return 1;
@@ -128,13 +247,11 @@ int run(const Options &o) {
         return test::http_get(base + "/health", &b, d.path()) == 200;
       },
       std::chrono::seconds(30));
-  for (const std::string &path : {std::string("/query/logs?service=api&limit=100&start_time=") +
-                                      std::to_string(std::time(nullptr) - 3600),
-                                  std::string("/query/stats?since=24h")}) {
-    std::vector<double> l = latencies(base + path, 50);
-    std::printf("GET %s over %ld rows: p50 %.1f ms, p99 %.1f ms\n", path.c_str(), o.rows,
-                l[l.size() / 2], l[l.size() * 99 / 100]);
-  }
+  const long rows = o.query_rows > 0 ? o.query_rows : o.rows;
+  for (const std::string &path :
+       {std::string("/query/logs?service=api&limit=100&start_time=") + std::to_string(now_s - 3600),
+        std::string("/query/stats?since=24h")})
+    report(base, path, o.requests, rows, ch.pid());
   return 0;
 }
 
@@ -149,13 +266,20 @@ int main(int argc, char **argv) {
       o.rows = std::atol(v.c_str());
     } else if (k == "--batch") {
       o.batch = std::atol(v.c_str());
+    } else if (k == "--query-rows") {
+      o.query_rows = std::atol(v.c_str());
+    } else if (k == "--requests") {
+      o.requests = std::max(1, std::atoi(v.c_str()));
     } else if (k == "--workers") {
       o.workers.clear();
       std::stringstream s(v);
       std::string w;
       while (std::getline(s, w, ',')) o.workers.push_back(std::atoi(w.c_str()));
     } else {
-      std::fprintf(stderr, "usage: %s [--rows N] [--batch N] [--workers a,b,c]\n", argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--rows N] [--batch N] [--workers a,b,c] [--query-rows N] [--requests N]\n",
+          argv[0]);
       return 2;
     }
   }
