@@ -449,7 +449,6 @@ bool Engine::start_instance(Instance *i) {
 
 void Engine::destroy_instance(Instance *i) {
   if (!i->created) return;
-  i->work_gate->close();  // its pool work no longer starts, nor calls done() after this
   {
     PluginCall call(i->name.c_str(), "destroy");
     i->desc.destroy(i->state);
@@ -658,9 +657,17 @@ void Engine::finish_shutdown() {
     storage_retry_ = nullptr;
   }
   if (storage_) storage_->stop();
-  for (auto &in : inputs_) destroy_instance(in.get());
-  for (auto &f : filters_) destroy_instance(f.get());
-  for (auto &o : outputs_) destroy_instance(o.get());
+  auto destroy = [](Instance *i) {
+    PluginCall call(i->name.c_str(), "destroy");
+    i->desc.destroy(i->state);
+    i->created = false;
+  };
+  for (auto &in : inputs_)
+    if (in->created) destroy(in.get());
+  for (auto &f : filters_)
+    if (f->created) destroy(f.get());
+  for (auto &o : outputs_)
+    if (o->created) destroy(o.get());
   uv_close(reinterpret_cast<uv_handle_t *>(&wake_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&sigint_), nullptr);

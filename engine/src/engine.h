@@ -31,7 +31,6 @@
 #include "storage.h"
 #include "submit_inbox.h"
 #include "watchdog.h"
-#include "work_gate.h"
 
 struct dm_instance {};  // the ABI's opaque handle; Instance derives from it
 namespace devmesh {
@@ -59,9 +58,6 @@ class Instance : public dm_instance {
   const char *who;
   static const char *intern_name(const std::string &name);
   std::unique_ptr<dm_config> cfg;
-  // Its queued pool work holds a reference: work queued before destroy never touches the
-  // destroyed state (work_gate.h).
-  std::shared_ptr<WorkGate> work_gate = std::make_shared<WorkGate>();
   void *state = nullptr;
   bool created = false;
   bool started = false;

@@ -299,12 +299,10 @@ struct Work {
   dm_work_cb work, done;
   void *arg;
   const char *who;
-  std::shared_ptr<WorkGate> gate;  // closed at the instance's destroy
 };
 int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
   LOOP_ONLY("queue_work", name_of(inst));
-  Instance *in = Instance::from(inst);
-  auto *w = new Work{{}, work, done, arg, in->who, in->work_gate};
+  auto *w = new Work{{}, work, done, arg, Instance::from(inst)->who};
   w->req.data = w;
   int rc = uv_queue_work(
       engine_of(inst)->loop(), &w->req,
@@ -313,16 +311,12 @@ int queue_work(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg) {
         // libuv's pool threads live as long as the process: one alternate signal stack each,
         // so a stack overflow in plugin work is reported too. Not watched (no bound).
         static thread_local WatchedThread pool_thread("pool", 0);
-        if (!ww->gate->enter()) return;  // its instance is being destroyed
-        {
-          PluginCall call(ww->who, "work");
-          if (ww->work) ww->work(ww->arg);
-        }
-        ww->gate->leave();
+        PluginCall call(ww->who, "work");
+        if (ww->work) ww->work(ww->arg);
       },
       [](uv_work_t *r, int) {
         auto *ww = static_cast<Work *>(r->data);
-        if (ww->done && ww->gate->open()) {
+        if (ww->done) {
           PluginCall call(ww->who, "work_done");
           ww->done(ww->arg);
         }

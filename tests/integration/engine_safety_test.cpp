@@ -110,28 +110,6 @@ TEST(EngineSafety, AnUnknownFilterVerdictIsAPluginErrorAndItsBatchPassesUnchange
   EXPECT_EQ(read_lines(d / "out.txt").size(), 4u);
 }
 
-// ---- pool work at a stop ---------------------------------------------------------------------
-
-// The filter's work sleeps on the pool, then checks the filter still exists; its done() checks
-// again (tests/plugins/misbehave). A stop that destroyed the filter under them would abort.
-TEST(EngineSafety, PoolWorkStillRunningAtAStopNeverTouchesTheDestroyedPlugin) {
-  TempDir d;
-  const int hport = free_port(), port = free_port();
-  Devmesh e(d, "work",
-            head(hport) + http_input(port, "app.w") +
-                "  filters:\n    - {name: misbehave, alias: slow, match: '*', work_on: SLOW, "
-                "sleep: 3s}\n"
-                "  outputs:\n    - {name: flaky, match: '*', path: " +
-                d / "out.txt" + "}\n");
-  ASSERT_TRUE(e.ready(hport, d)) << e->err();
-  auto r = post(d, port, {"SLOW one", "plain two"});
-  ASSERT_EQ(r.status, 200) << r.body;
-  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.txt").size() >= 2; }, 30s)) << e->err();
-  e->kill(SIGTERM);  // within the work's 3 s
-  EXPECT_EQ(e->wait_exit(30s), 0) << e->err();
-  EXPECT_TRUE(log_has(e, "stopped")) << e->err();
-}
-
 // ---- crashes -------------------------------------------------------------------------------
 
 namespace {

@@ -358,10 +358,7 @@ typedef struct dm_host_api {
   dm_async *(*async_new)(dm_instance *inst, dm_async_cb cb, void *arg);
   void (*async_send)(dm_async *a); /* [any]: wakes cb on the loop (coalesced) */
   void (*async_free)(dm_async *a);
-  /* [loop] Runs work(arg) on the engine's thread pool, then done(arg) on the loop. Before the
-   * instance's destroy, the engine waits for a work() that is running; after it, no queued
-   * work() starts and no done() is called: destroy frees what such args hold (stop should make
-   * a long work() end early). */
+  /* [loop] Runs work(arg) on the engine's thread pool, then done(arg) on the loop. */
   int (*queue_work)(dm_instance *inst, dm_work_cb work, dm_work_cb done, void *arg);
 
   /* [loop] HTTP serving on the engine's loop. Instances naming the same listen address share

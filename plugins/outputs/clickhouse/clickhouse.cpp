@@ -325,8 +325,8 @@ SchemaOutcome check_schema(const Server &server, const Layout &layout, bool crea
 }
 
 // One schema check on the pool. The output waits on it for a moment at start (a wrong table
-// then refuses the start); otherwise its outcome comes back on the loop. After the output's
-// destroy the engine calls no done() (plugin.h): the destructor frees a job left over.
+// then refuses the start); otherwise its outcome comes back on the loop. The output may be
+// gone by then (owner null): the job only frees itself.
 struct SchemaJob {
   SchemaJob(ClickHouseOutput *o, const Server &s, const Layout &l, bool create)
       : owner(o), server(s), layout(l), create_table(create) {}
@@ -422,9 +422,10 @@ class ClickHouseOutput {
   }
 
   ~ClickHouseOutput() {
-    // The engine closed this instance's pool work before destroy: the check is not running and
-    // its done() will not be called.
-    delete job_;
+    if (job_) {
+      job_->cancel = true;
+      job_->owner = nullptr;  // its done() frees it
+    }
     for (auto &t : active_)
       if (t->easy) multi_->remove(t->easy);
     active_.clear();

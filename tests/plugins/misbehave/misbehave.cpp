@@ -1,7 +1,6 @@
 // Test-only filter that misbehaves on a record whose message contains a trigger: crashes
-// (a real SIGSEGV, a stack overflow, or abort()), blocks the loop for a while, queues pool work
-// that outlives a stop, returns a verdict value the ABI does not define, or drops. Records
-// without a trigger pass untouched.
+// (a real SIGSEGV, a stack overflow, or abort()), blocks the loop for a while, returns a verdict
+// value the ABI does not define, or drops. Records without a trigger pass untouched.
 #include <devmesh/plugin.hpp>
 
 #include <chrono>
@@ -21,10 +20,6 @@ const dm_option kOptions[] = {
     {"sleep_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "A record whose message contains this makes the filter sleep for `sleep`", 0},
     {"sleep", DM_OPT_DURATION, 0, "10s", 0, 0, nullptr, "How long sleep_on blocks", 0},
-    {"work_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
-     "A record whose message contains this queues pool work (queue_work) that sleeps `sleep`; "
-     "its work and done abort if they run on a destroyed filter",
-     0},
     {"verdict_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
      "A record whose message contains this gets the verdict `verdict`", 0},
     {"drop_on", DM_OPT_STRING, 0, nullptr, 0, 0, nullptr,
@@ -48,9 +43,8 @@ __attribute__((noinline)) int recurse(volatile char *prev, int depth) {
 
 class Misbehave {
  public:
-  Misbehave(const dm_host_api *h, dm_instance *inst, const dm_config *c) : host_(h), inst_(inst) {
+  Misbehave(const dm_host_api *h, dm_instance *, const dm_config *c) {
     devmesh::Config cfg{h, c};
-    if (cfg.has("work_on")) work_on_ = cfg.string("work_on");
     if (cfg.has("crash_on")) crash_on_ = cfg.string("crash_on");
     if (cfg.has("overflow_on")) overflow_on_ = cfg.string("overflow_on");
     if (cfg.has("abort_on")) abort_on_ = cfg.string("abort_on");
@@ -68,33 +62,13 @@ class Misbehave {
       if (contains(r, overflow_on_)) recurse(nullptr, 0);
       if (contains(r, abort_on_)) std::abort();
       if (contains(r, sleep_on_)) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms_));
-      if (contains(r, work_on_)) host_->queue_work(inst_, slow_work, work_done, this);
       if (contains(r, verdict_on_)) verdicts[i] = verdict_;
       if (contains(r, drop_on_)) verdicts[i] = DM_DROP;
     }
     return 0;
   }
 
-  ~Misbehave() { alive_ = kDestroyed; }
-
  private:
-  static constexpr uint64_t kAlive = 0xa11fe, kDestroyed = 0xdead;
-  // Both check the filter still exists: the engine must neither start a work() nor call a done()
-  // after destroy, and must wait for a work() that is running (plugin.h, queue_work).
-  static void slow_work(void *arg) {
-    auto *self = static_cast<Misbehave *>(arg);
-    if (self->alive_ != kAlive) std::abort();
-    std::this_thread::sleep_for(std::chrono::milliseconds(self->sleep_ms_));
-    if (self->alive_ != kAlive) std::abort();
-  }
-  static void work_done(void *arg) {
-    if (static_cast<Misbehave *>(arg)->alive_ != kAlive) std::abort();
-  }
-
-  const dm_host_api *host_;
-  dm_instance *inst_;
-  volatile uint64_t alive_ = kAlive;
-  std::string work_on_;
   std::string crash_on_, overflow_on_, abort_on_, sleep_on_, verdict_on_, drop_on_;
   int64_t sleep_ms_ = 0;
   uint8_t verdict_ = 7;
