@@ -43,8 +43,10 @@ class StateFile {
   const std::string &dir() const { return dir_; }  // where path is; created by the plugin
   // What every temporary's name starts with (then the writer's pid, '.', 6 of mkstemp's).
   const std::string &temporary_prefix() const { return tmp_; }
+  // Also the previous release's fixed "PATH.tmp" (removed at the first write).
   bool is_temporary(std::string_view name) const {
-    return name.size() > tmp_.size() && name.substr(0, tmp_.size()) == tmp_;
+    return (name.size() > tmp_.size() && name.substr(0, tmp_.size()) == tmp_) ||
+           name == std::string_view(tmp_).substr(0, tmp_.size() - 1);
   }
 
   // 0, or the errno of the step that failed (the old file is then still intact). A generation
@@ -100,8 +102,15 @@ class StateFile {
     const std::string_view prefix = slash == std::string::npos
                                         ? std::string_view(tmp_)
                                         : std::string_view(tmp_).substr(slash + 1);
+    // The previous release's fixed-name temporary ("PATH.tmp"), left by a crash: no writer of
+    // this release makes it, and tail would otherwise read it as a log file.
+    const std::string_view old_fixed = prefix.substr(0, prefix.size() - 1);
     while (const dirent *e = ::readdir(d)) {
       const std::string_view name = e->d_name;
+      if (name == old_fixed) {
+        ::unlinkat(::dirfd(d), e->d_name, 0);
+        continue;
+      }
       if (name.size() <= prefix.size() || name.substr(0, prefix.size()) != prefix) continue;
       const std::string_view rest = name.substr(prefix.size());
       const size_t dot = rest.find('.');

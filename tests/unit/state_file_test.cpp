@@ -65,7 +65,7 @@ TEST(StateFile, ReplacesTheFileWholeAndLeavesNoTemporary) {
   EXPECT_EQ(f.temporary_prefix(), p.string() + ".tmp.");
   EXPECT_TRUE(f.is_temporary(p.string() + ".tmp.123.a1B2c3"));
   EXPECT_FALSE(f.is_temporary(p.string() + ".tmp."));
-  EXPECT_FALSE(f.is_temporary(p.string() + ".tmp"));
+  EXPECT_TRUE(f.is_temporary(p.string() + ".tmp"));  // the previous release's fixed name
   EXPECT_FALSE(f.is_temporary(p.string()));
   ASSERT_EQ(f.write("first\n", 1), 0);
   EXPECT_EQ(read(p), "first\n");
@@ -159,15 +159,20 @@ TEST(StateFile, TwoObjectsForOnePathNeverMixTheirWrites) {
 // own for each write, they would pile up crash after crash. The first write removes those of
 // writers that are gone, and never one of a running process (this one's: another instance's
 // write may be under way).
-TEST(StateFile, TheFirstWriteRemovesTheTemporariesOfCrashedWritersOnly) {
+TEST(StateFile, TheFirstWriteRemovesTheTemporariesOfCrashedWritersAndThePreviousReleasesOnly) {
   TempDir d;
   const fs::path p = d.path() / "state";
   const std::string dead = p.string() + ".tmp.2147483646.AbCdEf";  // above any pid_max
   const std::string ours = p.string() + ".tmp." + std::to_string(::getpid()) + ".AbCdEf";
   const std::string parent = p.string() + ".tmp." + std::to_string(::getppid()) + ".AbCdEf";
   const std::string other = (d.path() / "other.tmp.2147483646.AbCdEf").string();
-  for (const std::string &f : {dead, ours, parent, other}) std::ofstream(f) << "partial";
+  const std::string previous_release = p.string() + ".tmp";  // its fixed name
+  for (const std::string &f : {dead, ours, parent, other, previous_release})
+    std::ofstream(f) << "partial";
   devmesh::StateFile f(p.string());
+  EXPECT_TRUE(f.is_temporary(previous_release));
+  EXPECT_TRUE(f.is_temporary(dead));
+  EXPECT_FALSE(f.is_temporary(p.string()));
   ASSERT_EQ(f.write("new", 1), 0);
   EXPECT_EQ(read(p), "new");
   std::vector<std::string> left = {"other.tmp.2147483646.AbCdEf", "state",
