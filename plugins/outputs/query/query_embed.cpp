@@ -176,16 +176,25 @@ void Embedder::run() {
   std::filesystem::create_directories(file_.dir(), ec);
   file_.adopt(loaded_, client_.settings().model);
   if (loaded_.torn_bytes > 0 && loaded_.model == client_.settings().model) {
-    host_->metric_add(m_torn_, static_cast<double>(loaded_.torn_bytes));
-    const int err = file_.cut_torn_tail();
-    host_->log(
-        inst_, DM_LOG_WARN,
-        "embeddings: %s: a torn record at byte %llu (%llu bytes, a crash during a write) "
-        "%s; its templates are embedded again",
-        s_.vectors_path.c_str(), static_cast<unsigned long long>(loaded_.good_bytes),
-        static_cast<unsigned long long>(loaded_.torn_bytes),
-        err ? (std::string("not cut (") + std::strerror(err) + "): the file is rewritten").c_str()
-            : "cut");
+    // What load() saw may have been another instance's append under way (a reload): what is
+    // torn once the file is locked is what counts.
+    uint64_t at = 0, torn = 0;
+    const int err = file_.cut_torn_tail(at, torn);
+    if (err != 0) {
+      at = loaded_.good_bytes;
+      torn = loaded_.torn_bytes;
+    }
+    if (torn > 0) {
+      host_->metric_add(m_torn_, static_cast<double>(torn));
+      host_->log(
+          inst_, DM_LOG_WARN,
+          "embeddings: %s: a torn record at byte %llu (%llu bytes, a crash during a "
+          "write) %s; its templates are embedded again",
+          s_.vectors_path.c_str(), static_cast<unsigned long long>(at),
+          static_cast<unsigned long long>(torn),
+          err ? (std::string("not cut (") + std::strerror(err) + "): the file is rewritten").c_str()
+              : "cut");
+    }
   }
   // The stored templates without a vector: embedded once, whatever restarted.
   if (store_) {

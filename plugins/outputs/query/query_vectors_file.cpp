@@ -5,6 +5,7 @@
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "query_store.h"
 
@@ -89,6 +92,34 @@ bool record_head(std::string_view s, size_t &length, uint32_t &crc, size_t &json
   json_at = i + 9;
   return true;
 }
+
+// flock(LOCK_EX) on PATH.lock for a scope: the writers of one file (this process's or another's)
+// take turns. Per open file description, so two objects in one process exclude each other too.
+class WriteLock {
+ public:
+  explicit WriteLock(const std::string &path)
+      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+    if (fd_ < 0) {
+      error_ = errno;
+      return;
+    }
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno == EINTR) continue;
+      error_ = errno;
+      break;
+    }
+  }
+  ~WriteLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+  WriteLock(const WriteLock &) = delete;
+  WriteLock &operator=(const WriteLock &) = delete;
+  int error() const { return error_; }
+
+ private:
+  int fd_;
+  int error_ = 0;
+};
 
 }  // namespace
 
@@ -182,20 +213,56 @@ bool VectorsFile::read(Contents &out, std::string &error) const {
 }
 
 void VectorsFile::adopt(const Contents &c, const std::string &model) {
+  model_ = model;
   appendable_ = c.found && c.format == kFormat && c.model == model;
   size_ = c.good_bytes;
   records_ = c.vectors.size();
-  torn_ = appendable_ ? c.torn_bytes : 0;
+  // What read() saw, unlocked: another writer may have appended since. The first write looks.
+  known_ = false;
 }
 
-int VectorsFile::cut_torn_tail() {
-  if (torn_ == 0) return 0;
-  if (::truncate(path().c_str(), static_cast<off_t>(size_)) != 0) {
-    const int err = errno;
+int VectorsFile::cut_torn_tail(uint64_t &at, uint64_t &torn) {
+  at = torn = 0;
+  if (!appendable_) return 0;
+  WriteLock lock(lock_path_);
+  if (lock.error() != 0) {
     appendable_ = false;  // the next write rewrites it whole instead
-    return err;
+    return lock.error();
   }
-  torn_ = 0;
+  known_ = false;
+  return resync(model_, &at, &torn);
+}
+
+int VectorsFile::resync(const std::string &model, uint64_t *cut_at, uint64_t *cut) {
+  struct stat st {};
+  if (::stat(path().c_str(), &st) != 0) {
+    const int err = errno;
+    appendable_ = known_ = false;
+    return err == ENOENT ? 0 : err;  // gone: rewritten whole
+  }
+  if (known_ && st.st_dev == dev_ && st.st_ino == ino_ &&
+      static_cast<uint64_t>(st.st_size) == size_)
+    return 0;
+  // Another writer appended or rewrote it (or an append of this one failed half way): its
+  // records are read, never cut. Only a torn tail is, as no append is under way now.
+  Contents c;
+  std::string error;
+  known_ = false;
+  appendable_ = read(c, error) && c.found && c.format == kFormat && c.model == model;
+  if (!appendable_) return 0;  // rewritten whole, with what can be read of it
+  if (c.torn_bytes > 0) {
+    if (::truncate(path().c_str(), static_cast<off_t>(c.good_bytes)) != 0) {
+      appendable_ = false;
+      return errno;
+    }
+    if (cut_at) *cut_at = c.good_bytes;
+    if (cut) *cut = c.torn_bytes;
+  }
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
+  size_ = c.good_bytes;
+  records_ = c.vectors.size();
+  known_ = true;
   return 0;
 }
 
@@ -203,8 +270,6 @@ int VectorsFile::append(const std::string &text) {
   const int fd = ::open(path().c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return errno;
   int err = 0;
-  // At the end of the good records, whatever a failed append may have left after them.
-  if (::ftruncate(fd, static_cast<off_t>(size_)) != 0) err = errno;
   size_t done = 0;
   while (!err && done < text.size()) {
     const ssize_t n =
@@ -219,9 +284,57 @@ int VectorsFile::append(const std::string &text) {
   return err;
 }
 
+int VectorsFile::rewrite(const std::string &model, const std::vector<const StoredVector *> &all) {
+  // The records of ids this writer does not hold are another writer's: kept, the last of each.
+  std::unordered_set<uint64_t> ours;
+  for (const StoredVector *v : all) ours.insert(v->id);
+  std::vector<StoredVector> theirs;
+  Contents c;
+  std::string error;
+  if (read(c, error) && c.found && c.model == model) {
+    std::unordered_map<uint64_t, size_t> at;
+    for (StoredVector &v : c.vectors) {
+      if (ours.count(v.id) != 0) continue;
+      const auto [it, fresh] = at.emplace(v.id, theirs.size());
+      if (fresh)
+        theirs.push_back(std::move(v));
+      else
+        theirs[it->second] = std::move(v);
+    }
+  }
+  std::string text = header_line(model);
+  for (const StoredVector &v : theirs) text += record_line(v);
+  for (const StoredVector *v : all) text += record_line(*v);
+  known_ = false;
+  const int err = file_.write(text, ++generation_);
+  if (err != 0) return err;
+  struct stat st {};
+  if (::stat(path().c_str(), &st) != 0) {
+    appendable_ = false;
+    return errno;
+  }
+  appendable_ = known_ = true;
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
+  size_ = text.size();
+  records_ = theirs.size() + all.size();
+  foreign_ = theirs.size();
+  return 0;
+}
+
 int VectorsFile::write(const std::string &model, const std::vector<const StoredVector *> &added,
                        const std::vector<const StoredVector *> &all) {
-  if (appendable_ && records_ + added.size() <= 2 * all.size() + 64) {
+  model_ = model;
+  WriteLock lock(lock_path_);
+  if (lock.error() != 0) {
+    appendable_ = known_ = false;
+    return lock.error();
+  }
+  if (appendable_) {
+    const int err = resync(model, nullptr, nullptr);
+    if (err != 0) return err;
+  }
+  if (appendable_ && records_ + added.size() <= 2 * (all.size() + foreign_) + 64) {
     std::string text;
     for (const StoredVector *v : added) text += record_line(*v);
     const int err = append(text);
@@ -229,18 +342,10 @@ int VectorsFile::write(const std::string &model, const std::vector<const StoredV
       records_ += added.size();
       return 0;
     }
-    appendable_ = false;
+    appendable_ = known_ = false;
     return err;
   }
-  std::string text = header_line(model);
-  for (const StoredVector *v : all) text += record_line(*v);
-  const int err = file_.write(text, ++generation_);
-  if (err != 0) return err;
-  appendable_ = true;
-  size_ = text.size();
-  records_ = all.size();
-  torn_ = 0;
-  return 0;
+  return rewrite(model, all);
 }
 
 }  // namespace devmesh::query

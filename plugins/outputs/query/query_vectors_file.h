@@ -10,6 +10,13 @@
 // (atomically, StateFile) when it is new, of another model, of format 1, or when it holds more
 // than twice the live records (templates that changed leave their old records behind).
 //
+// Two instances may write one file: the old and the new across a reload (the old one retires
+// while the new one runs). Each append and rewrite holds flock(LOCK_EX) on PATH.lock (not on
+// the file: a rewrite renames a new inode over it) and first checks that the file is still the
+// inode and size it last left; if not, another writer was there, and the file is read again
+// rather than cut to this writer's idea of it. A rewrite keeps the records of ids this writer
+// does not hold (another writer's): no writer drops what another one appended.
+//
 // Format 1, written by releases before this one: one JSON object {"model", "templates": [...]},
 // rewritten whole after every batch. It is read, and replaced by format 2 at the first write.
 #pragma once
@@ -18,6 +25,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sys/types.h>
 
 #include <state_file.hpp>
 
@@ -31,7 +40,7 @@ struct StoredVector {
 
 class VectorsFile {
  public:
-  explicit VectorsFile(std::string path) : file_(std::move(path)) {}
+  explicit VectorsFile(std::string path) : file_(path), lock_path_(path + ".lock") {}
   const std::string &path() const { return file_.path(); }
   const std::string &dir() const { return file_.dir(); }
 
@@ -50,8 +59,10 @@ class VectorsFile {
   // [writer thread] Takes over what read() found: appends go after its good records when it
   // is format 2 of `model`; anything else is rewritten at the first write.
   void adopt(const Contents &c, const std::string &model);
-  // [writer thread] Cuts a torn tail found by read(). 0 or an errno.
-  int cut_torn_tail();
+  // [writer thread] Cuts a torn tail found by read(), if it is still there once locked (what
+  // read() saw may have been another writer's append under way): `at` and `torn` say what
+  // was cut (torn 0: nothing). 0 or an errno.
+  int cut_torn_tail(uint64_t &at, uint64_t &torn);
 
   // [writer thread] Appends `added`, or rewrites the file with `all` (the live records) when
   // appending is not possible or the file would hold more than twice the live records. 0 or an
@@ -64,12 +75,21 @@ class VectorsFile {
   static std::string header_line(const std::string &model);
 
  private:
+  // Under the lock: reads the file again when it is not the inode and size this writer left,
+  // and cuts a torn tail (no append is under way while the lock is held). 0 or an errno.
+  int resync(const std::string &model, uint64_t *cut_at, uint64_t *cut);
   int append(const std::string &text);
+  int rewrite(const std::string &model, const std::vector<const StoredVector *> &all);
   StateFile file_;
+  std::string lock_path_;
+  std::string model_;  // adopt()'s, for cut_torn_tail()
   bool appendable_ = false;
+  bool known_ = false;  // ino_ and size_ are what the file was when this writer last looked
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
   uint64_t size_ = 0;     // the good bytes, where the next append goes
   uint64_t records_ = 0;  // records in the file, live or replaced
-  uint64_t torn_ = 0;     // bytes after size_ still to cut
+  uint64_t foreign_ = 0;  // of those, the ids of another writer (kept at a rewrite)
   uint64_t generation_ = 0;
 };
 
