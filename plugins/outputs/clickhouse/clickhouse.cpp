@@ -422,6 +422,7 @@ class ClickHouseOutput {
   }
 
   ~ClickHouseOutput() {
+    close_retention();
     if (job_) {
       job_->cancel = true;
       job_->owner = nullptr;  // its done() frees it
@@ -476,6 +477,7 @@ class ClickHouseOutput {
     active_.clear();
     multi_->stop();
     if (retention_timer_) host_->timer_stop(retention_timer_);
+    retention_->cancel = true;
   }
 
   dm_flush_status flush(void *, const dm_batch *batch, dm_flush_token *token,
@@ -778,19 +780,65 @@ class ClickHouseOutput {
 
   // Partitions are days (toYYYYMMDD) of the server's time zone: one is dropped once its last
   // second is older than the retention. Runs on the pool; one pass at a time.
+  //
+  // The engine may destroy the output (a reload, the end of a stop) while a pass is queued or
+  // running, and calls its done() after that. So the work holds the gate, not the output: a
+  // pass that has not begun never begins once the output is gone, the destructor waits for one
+  // that is running (stop() cancels its requests first, so that is short), and done() touches
+  // the output only while it exists.
+  struct RetentionGate {
+    std::mutex mu;
+    std::condition_variable idle;
+    ClickHouseOutput *owner = nullptr;  // null once the output is destroyed
+    bool running = false;               // a pass is queued or running
+    bool in_pass = false;               // the pass is running (the output must outlive it)
+    std::atomic<bool> cancel{false};    // set at stop: requests end early
+  };
   static void on_retention_timer(void *arg) {
     auto *self = static_cast<ClickHouseOutput *>(arg);
-    if (self->retention_running_ || self->stopped_) return;
-    self->retention_running_ = true;
-    if (self->host_->queue_work(self->inst_, retention_work, retention_done, self) != DM_OK)
-      self->retention_running_ = false;
+    RetentionGate &g = *self->retention_;
+    if (g.running || self->stopped_) return;
+    g.running = true;
+    auto *hold = new std::shared_ptr<RetentionGate>(self->retention_);
+    if (self->host_->queue_work(self->inst_, retention_work, retention_done, hold) != DM_OK) {
+      g.running = false;
+      delete hold;
+    }
+  }
+  static void retention_work(void *arg) {
+    RetentionGate &g = **static_cast<std::shared_ptr<RetentionGate> *>(arg);
+    ClickHouseOutput *self;
+    {
+      std::lock_guard<std::mutex> lk(g.mu);
+      if (!g.owner || g.cancel) return;
+      self = g.owner;
+      g.in_pass = true;
+    }
+    self->retention_pass(&g.cancel);
+    std::lock_guard<std::mutex> lk(g.mu);
+    g.in_pass = false;
+    g.idle.notify_all();
   }
   static void retention_done(void *arg) {
-    static_cast<ClickHouseOutput *>(arg)->retention_running_ = false;
+    std::unique_ptr<std::shared_ptr<RetentionGate>> hold(
+        static_cast<std::shared_ptr<RetentionGate> *>(arg));
+    std::lock_guard<std::mutex> lk((*hold)->mu);
+    (*hold)->running = false;  // the gate outlives the output: nothing else is touched
   }
-  static void retention_work(void *arg) { static_cast<ClickHouseOutput *>(arg)->retention_pass(); }
+  static std::shared_ptr<RetentionGate> make_retention_gate(ClickHouseOutput *owner) {
+    auto g = std::make_shared<RetentionGate>();
+    g->owner = owner;
+    return g;
+  }
+  // The destructor's half: no pass begins from now on, and the one running has returned.
+  void close_retention() {
+    retention_->cancel = true;
+    std::unique_lock<std::mutex> lk(retention_->mu);
+    retention_->owner = nullptr;
+    retention_->idle.wait(lk, [&] { return !retention_->in_pass; });
+  }
 
-  void retention_pass() {
+  void retention_pass(const std::atomic<bool> *cancel) {
     struct Passed {  // every pass is counted, whatever its end
       const ClickHouseOutput *self;
       ~Passed() { self->host_->metric_add(self->m_ret_passes_, 1); }
@@ -801,14 +849,16 @@ class ClickHouseOutput {
     // The newest day whose end is at or before the cutoff: the day before the cutoff's, in the
     // server's time zone (the one toYYYYMMDD(timestamp) partitions by), so the server says it.
     Answer n = server_.run_sql("SELECT toYYYYMMDD(toDate(toDateTime(" + std::to_string(cutoff_s) +
-                               ")) - 1), timezone() FORMAT TabSeparated");
+                                   ")) - 1), timezone() FORMAT TabSeparated",
+                               cancel);
     // On a cluster every node has its own parts: ON CLUSTER drops the day everywhere.
     Answer a;
     if (n.ok())
       a = server_.run_sql(
           "SELECT DISTINCT partition FROM system.parts WHERE active AND database = " +
-          quote_name(layout_.database) + " AND table = " + quote_name(layout_.storage_table()) +
-          " FORMAT TabSeparated");
+              quote_name(layout_.database) + " AND table = " + quote_name(layout_.storage_table()) +
+              " FORMAT TabSeparated",
+          cancel);
     const long newest = n.ok() ? std::atol(n.body.c_str()) : 0;  // then a tab, the time zone
     const size_t tab = n.body.find('\t');
     const std::string zone =
@@ -826,8 +876,10 @@ class ClickHouseOutput {
       at = nl + 1;
       if (day.size() != 8 || day.find_first_not_of("0123456789") != std::string::npos) continue;
       if (std::stol(day) > newest) continue;
+      if (*cancel) return;  // stopped: the next start's pass drops the rest
       Answer d = server_.run_sql("ALTER TABLE " + layout_.qualified(layout_.storage_table()) +
-                                 layout_.on_cluster() + " DROP PARTITION " + day);
+                                     layout_.on_cluster() + " DROP PARTITION " + day,
+                                 cancel);
       if (d.ok()) {
         host_->metric_add(m_dropped_, 1);
         host_->log(inst_, DM_LOG_INFO, "retention: dropped day %s (server time zone %s)",
@@ -846,7 +898,8 @@ class ClickHouseOutput {
   Layout layout_;
   bool create_table_ = true, gzip_ = false;
   int64_t retention_ms_ = 0, retention_interval_ms_ = 3600000;
-  bool curl_ready_ = false, stopped_ = false, retention_running_ = false;
+  bool curl_ready_ = false, stopped_ = false;
+  std::shared_ptr<RetentionGate> retention_ = make_retention_gate(this);
   curl_slist *headers_ = nullptr;
   std::unique_ptr<CurlMulti> multi_;
   dm_timer *retention_timer_ = nullptr;
