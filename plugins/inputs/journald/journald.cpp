@@ -41,6 +41,7 @@ namespace {
 
 using journald::errno_text;
 using journald::Identity;
+using journald::kRawBatchBytes;
 using journald::kRecent;
 using journald::kStampBytes;
 using journald::Position;
@@ -56,9 +57,6 @@ constexpr uint64_t kErrorRetryMs = 1000;
 constexpr uint64_t kAccessCheckMs = 5000;
 // Bytes of journal file touched per field beyond its payload (object header, entry item).
 constexpr uint64_t kFieldOverhead = 64;
-// A batch read ends early at this many bytes of fields (entries with huge fields), so that the
-// Handoff::kAhead batches read ahead stay a few MiB.
-constexpr size_t kRawBatchBytes = 2u << 20;
 
 // A batch handed to the engine: what it moves once settled (AckLedger).
 struct Submitted {
@@ -676,6 +674,8 @@ class Journald {
         if (read) {
           handoff_.push(std::move(r));
           host_->async_send(async_);
+        } else {
+          handoff_.give_back(std::move(r));
         }
         if (end.at_end || end.failed) break;
       }
@@ -1087,7 +1087,7 @@ class Journald {
   // The journal: the reader thread's during a read run (busy_), else the loop's.
   sd_journal *j_ = nullptr;
   std::thread reader_;
-  journald::Handoff handoff_;
+  journald::Handoff handoff_{cfg_.batch};
   dm_async *async_ = nullptr;  // the thread's wake-up of the loop
   bool busy_ = false;          // a read run is asked for and has not ended (loop's view)
   bool end_reached_ = false;   // not following: the end was read; finished once submitted
