@@ -103,8 +103,8 @@ struct RawBatch {
   // Empties it for reuse, releasing each buffer grown past what reserve() gives.
   void recycle(size_t max_entries) {
     clear();
-    if (bytes.capacity() > kRawBatchBytes + kRawBatchSlack) std::vector<char>().swap(bytes);
-    if (fields.capacity() > max_entries * kFieldsPerEntry) std::vector<Field>().swap(fields);
+    if (bytes.capacity() > kRawBatchBytes + kRawBatchSlack) decltype(bytes)().swap(bytes);
+    if (fields.capacity() > max_entries * kFieldsPerEntry) decltype(fields)().swap(fields);
     if (entries.capacity() > max_entries) std::vector<RawEntry>().swap(entries);
     if (cursors.capacity() > max_entries) std::vector<std::string>().swap(cursors);
   }
@@ -126,8 +126,11 @@ class Handoff {
   // milliseconds in which a loaded machine does not run the loop, few enough to bound memory
   // (about 1 MiB each at the default batch of 1024 entries; one ends past 2 MiB).
   static constexpr size_t kAhead = 8;
-  // Emptied batches kept for reuse: the thread takes one as the loop frees one, so a couple
-  // are enough; more would hold their buffers for good, outside queue_limit.
+  // Emptied batches kept for reuse once a read run ends (the journal's end while following, a
+  // pause): a couple serve a trickle of entries; more would hold their buffers for good,
+  // outside queue_limit. During a run every emptied batch is kept: a new one is made only when
+  // none is, so they only stand in for batches of the queue and add nothing to its peak, and
+  // the thread reuses their buffers rather than allocate new ones.
   static constexpr size_t kSpares = 2;
 
   // max_entries: the entries of a batch (the batch option), what a kept buffer is sized for.
@@ -181,7 +184,12 @@ class Handoff {
   }
 
   void end_run(RunEnd end) {
+    std::vector<RawBatch> excess;  // freed after the lock
     std::lock_guard lk(mu_);
+    while (spare_.size() > kSpares) {
+      excess.push_back(std::move(spare_.back()));
+      spare_.pop_back();
+    }
     end_ = end;
     run_ended_ = true;
   }
@@ -248,9 +256,10 @@ class Handoff {
   }
 
  private:
-  // Under mu_. A batch beyond kSpares stays the caller's, which frees it after the lock.
+  // Under mu_. A batch beyond kAhead (none, in effect) stays the caller's, which frees it after
+  // the lock.
   void keep(RawBatch &&b) {
-    if (spare_.size() < kSpares) spare_.push_back(std::move(b));
+    if (spare_.size() < kAhead) spare_.push_back(std::move(b));
   }
 
   const size_t max_entries_;
