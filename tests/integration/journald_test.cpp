@@ -214,6 +214,8 @@ TEST(Journald, EntriesAlikeInStampPidAndMessageAllArriveWithDistinctEventIds) {
   // The first one of them has nothing alike before it; each of the nine others has.
   EXPECT_EQ(metric_value(body, "devmesh_journald_same_stamp_entries_total", ""), 9) << body;
   EXPECT_EQ(metric_value(body, "devmesh_journald_read_errors_total", ""), 0) << body;
+  // Counted as each batch is made, and none was made twice.
+  EXPECT_EQ(metric_value(body, "devmesh_journald_build_retries_total", ""), 0) << body;
   e->kill(SIGTERM);
   ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
   const auto got = lines(d / "out.ndjson");

@@ -10,6 +10,7 @@
 
 #include <devmesh/plugin.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -53,8 +54,22 @@ struct RawEntry {
   bool after_skipped = false;  // an entry before it could not be read: compared with none
 };
 
+// A raw batch read ends at the first entry that brings its bytes to this bound (entries with
+// huge fields: fewer of them per batch), so that the Handoff::kAhead batches read ahead stay a
+// few MiB.
+inline constexpr size_t kRawBatchBytes = 2u << 20;
+// Room reserved beyond the bound for the entry that crosses it: a batch ending just past the
+// bound does not double its buffer. Reserved pages hold no memory until written.
+inline constexpr size_t kRawBatchSlack = 256u << 10;
+// Fields per entry reserved for (a service's entry as systemd writes it has about 23), and
+// bytes (a small batch option reserves less than the bound).
+inline constexpr size_t kFieldsPerEntry = 24;
+inline constexpr size_t kBytesPerEntry = 4096;
+
 // Entries read by the thread, not yet made into a batch. Its vectors keep their capacity when
-// it is recycled (Handoff::spare), so a steady read allocates only its cursors.
+// it is recycled (Handoff::spare), so a steady read allocates only its cursors; a buffer grown
+// past what a batch of max_entries needs (a burst of large entries) is released instead of
+// being kept for good (recycle).
 struct RawBatch {
   struct Field {
     size_t offset, len;  // in bytes: "NAME=value", cut to max_field_size
@@ -75,6 +90,25 @@ struct RawBatch {
     has_run_start = false;
     last = Position{};
   }
+  // Room for a batch of max_entries, reserved once: no regrowth while reading, and no doubling
+  // past the byte bound.
+  void reserve(size_t max_entries) {
+    const size_t room = std::min(kRawBatchBytes + kRawBatchSlack, max_entries * kBytesPerEntry);
+    if (bytes.capacity() < room) bytes.reserve(room);
+    if (entries.capacity() < max_entries) entries.reserve(max_entries);
+    if (fields.capacity() < max_entries * kFieldsPerEntry)
+      fields.reserve(max_entries * kFieldsPerEntry);
+  }
+
+  // Empties it for reuse, releasing each buffer grown past what reserve() gives.
+  void recycle(size_t max_entries) {
+    clear();
+    if (bytes.capacity() > kRawBatchBytes + kRawBatchSlack) decltype(bytes)().swap(bytes);
+    if (fields.capacity() > max_entries * kFieldsPerEntry) decltype(fields)().swap(fields);
+    if (entries.capacity() > max_entries) std::vector<RawEntry>().swap(entries);
+    if (cursors.capacity() > max_entries) std::vector<std::string>().swap(cursors);
+  }
+
   std::string_view field(const Field &f) const {
     return std::string_view(bytes.data() + f.offset, f.len);
   }
@@ -92,6 +126,15 @@ class Handoff {
   // milliseconds in which a loaded machine does not run the loop, few enough to bound memory
   // (about 1 MiB each at the default batch of 1024 entries; one ends past 2 MiB).
   static constexpr size_t kAhead = 8;
+  // Emptied batches kept for reuse once a read run ends (the journal's end while following, a
+  // pause): a couple serve a trickle of entries; more would hold their buffers for good,
+  // outside queue_limit. During a run every emptied batch is kept: a new one is made only when
+  // none is, so they only stand in for batches of the queue and add nothing to its peak, and
+  // the thread reuses their buffers rather than allocate new ones.
+  static constexpr size_t kSpares = 2;
+
+  // max_entries: the entries of a batch (the batch option), what a kept buffer is sized for.
+  explicit Handoff(size_t max_entries) : max_entries_(max_entries) {}
 
   // ---- the reader thread ----
 
@@ -117,17 +160,36 @@ class Handoff {
     ready_.push_back(std::move(b));
   }
 
-  // A batch emptied by the loop, whose buffers are already grown, or a new one.
+  // A batch emptied by the loop, whose buffers are already grown, or a new one (reserved
+  // outside the lock).
   RawBatch spare() {
-    std::lock_guard lk(mu_);
-    if (spare_.empty()) return RawBatch{};
-    RawBatch b = std::move(spare_.back());
-    spare_.pop_back();
+    RawBatch b;
+    {
+      std::lock_guard lk(mu_);
+      if (!spare_.empty()) {
+        b = std::move(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    b.reserve(max_entries_);
     return b;
   }
 
-  void end_run(RunEnd end) {
+  // A batch taken with spare() and not pushed (a read of no entry, or a failed one): kept for
+  // the next read rather than freed and allocated again (following the journal's end).
+  void give_back(RawBatch &&b) {
+    b.recycle(max_entries_);
     std::lock_guard lk(mu_);
+    keep(std::move(b));
+  }
+
+  void end_run(RunEnd end) {
+    std::vector<RawBatch> excess;  // freed after the lock
+    std::lock_guard lk(mu_);
+    while (spare_.size() > kSpares) {
+      excess.push_back(std::move(spare_.back()));
+      spare_.pop_back();
+    }
     end_ = end;
     run_ended_ = true;
   }
@@ -164,12 +226,17 @@ class Handoff {
 
   // Drops the front batch (built, or dropped): room for the thread, and its buffers for reuse.
   void pop() {
+    RawBatch b;
+    {
+      std::lock_guard lk(mu_);
+      b = std::move(ready_.front());
+      ready_.pop_front();
+      cv_.notify_all();
+    }
+    // Emptied (and its excess released) outside the lock: the thread does not wait on it.
+    b.recycle(max_entries_);
     std::lock_guard lk(mu_);
-    RawBatch b = std::move(ready_.front());
-    ready_.pop_front();
-    b.clear();
-    if (spare_.size() < kAhead) spare_.push_back(std::move(b));
-    cv_.notify_all();
+    keep(std::move(b));
   }
 
   // After the thread is joined: drops what it read and nobody built.
@@ -189,6 +256,13 @@ class Handoff {
   }
 
  private:
+  // Under mu_. A batch beyond kAhead (none, in effect) stays the caller's, which frees it after
+  // the lock.
+  void keep(RawBatch &&b) {
+    if (spare_.size() < kAhead) spare_.push_back(std::move(b));
+  }
+
+  const size_t max_entries_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<RawBatch> ready_;

@@ -41,6 +41,7 @@ namespace {
 
 using journald::errno_text;
 using journald::Identity;
+using journald::kRawBatchBytes;
 using journald::kRecent;
 using journald::kStampBytes;
 using journald::Position;
@@ -56,9 +57,6 @@ constexpr uint64_t kErrorRetryMs = 1000;
 constexpr uint64_t kAccessCheckMs = 5000;
 // Bytes of journal file touched per field beyond its payload (object header, entry item).
 constexpr uint64_t kFieldOverhead = 64;
-// A batch read ends early at this many bytes of fields (entries with huge fields), so that the
-// Handoff::kAhead batches read ahead stay a few MiB.
-constexpr size_t kRawBatchBytes = 2u << 20;
 
 // A batch handed to the engine: what it moves once settled (AckLedger).
 struct Submitted {
@@ -102,6 +100,11 @@ class Journald {
                                       "batches refused by backpressure, kept and retried", nullptr);
     m_errors_ = host->metric_counter(inst, "journald_read_errors_total",
                                      "sd-journal read errors (retried after 1 s)", nullptr);
+    m_build_retries_ = host->metric_counter(
+        inst, "journald_build_retries_total",
+        "batches of entries read whose records could not be made (out of memory, in effect): "
+        "kept and made again after 1 s",
+        nullptr);
     m_state_errors_ = host->metric_counter(inst, "journald_state_write_errors_total",
                                            "state file writes that failed (retried)", nullptr);
     if (!cfg_.state_file.empty())
@@ -588,6 +591,7 @@ class Journald {
           built_ = build(*raw);
         } catch (const std::exception &e) {
           // Out of memory, in effect: the entries stay read and are built again after a while.
+          add(m_build_retries_, 1);
           host_->log(inst_, DM_LOG_ERROR, "making records of %s's entries: %s (retrying after 1 s)",
                      cfg_.source.c_str(), e.what());
           schedule_pump(kErrorRetryMs);
@@ -676,6 +680,8 @@ class Journald {
         if (read) {
           handoff_.push(std::move(r));
           host_->async_send(async_);
+        } else {
+          handoff_.give_back(std::move(r));
         }
         if (end.at_end || end.failed) break;
       }
@@ -815,6 +821,8 @@ class Journald {
     dm_batch *b = owner.get();
     if (!b) throw std::runtime_error("batch_new failed");
     const journald::AlikeRun before = run_;
+    // Counted once the batch is made: a build that fails is made again from the same entries.
+    build_same_stamp_ = build_errors_ = 0;
     try {
       batch_source_ = copy(b, "journald");
       std::fill(std::begin(interned_), std::end(interned_), dm_str{nullptr, 0});
@@ -830,6 +838,8 @@ class Journald {
       run_ = before;
       throw;
     }
+    add(m_same_stamp_, build_same_stamp_);
+    add(m_errors_, build_errors_);
     ReadBatch out;
     out.last = raw.last;
     out.batch = owner.release();
@@ -905,7 +915,7 @@ class Journald {
   void disambiguate(const Identity &id, uint8_t *event_id, const std::string *cursor) {
     if (!run_.add(id, event_id)) [[likely]]
       return;
-    add(m_same_stamp_, 1);
+    ++build_same_stamp_;
     if (!cursor) {
       build_error("getting the cursor of an entry alike to one before it");
       return;  // it keeps the base hash: it may be taken for its twin
@@ -916,7 +926,7 @@ class Journald {
 
   // A problem of build (the loop's), counted with the read errors.
   void build_error(const char *what) {
-    add(m_errors_, 1);
+    ++build_errors_;
     if (!build_error_logged_)
       host_->log(inst_, DM_LOG_WARN, "%s of %s (counted in journald_read_errors_total)", what,
                  cfg_.source.c_str());
@@ -1087,7 +1097,7 @@ class Journald {
   // The journal: the reader thread's during a read run (busy_), else the loop's.
   sd_journal *j_ = nullptr;
   std::thread reader_;
-  journald::Handoff handoff_;
+  journald::Handoff handoff_{cfg_.batch};
   dm_async *async_ = nullptr;  // the thread's wake-up of the loop
   bool busy_ = false;          // a read run is asked for and has not ended (loop's view)
   bool end_reached_ = false;   // not following: the end was read; finished once submitted
@@ -1131,6 +1141,8 @@ class Journald {
   journald::AlikeRun run_;
   std::string build_scratch_;  // bytes hashed for an alike entry
   bool build_error_logged_ = false;
+  // What the batch being made counts (same-stamp entries, errors), added once it is made.
+  uint64_t build_same_stamp_ = 0, build_errors_ = 0;
 
   Position last_read_;  // the newest entry read
 
@@ -1148,8 +1160,8 @@ class Journald {
   Checkpointer checkpoints_{host_, inst_};
 
   dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
-      *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_cut_columns_, *m_reopens_,
-      *m_same_stamp_, *m_failed_, *m_readable_, *m_no_files_, *m_no_permission_;
+      *m_build_retries_, *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_cut_columns_,
+      *m_reopens_, *m_same_stamp_, *m_failed_, *m_readable_, *m_no_files_, *m_no_permission_;
 };
 
 }  // namespace
