@@ -536,10 +536,17 @@ TEST_P(QueryContext, AnEmptyWindowAnswersAnEmptyPack) {
   EXPECT_NE(t.body.find("No error or warning records in the window."), std::string::npos) << t.body;
   // No time at all: the last 15 minutes, empty here.
   EXPECT_EQ(pack("")["patterns"].Size(), 0u);
-  // The widest window the times allow: its window before stops at the range's start.
-  auto wide = pack("start_time=1678-01-01T00:00:00Z&end_time=2262-01-01T00:00:00Z");
+  // The widest window the times allow (1970 to 2200): its window before is as long, back to
+  // 1740 (the window includes its end), with no overflow. Times outside that range are refused.
+  auto wide = pack("start_time=1970-01-01T00:00:00Z&end_time=2200-01-01T00:00:00Z");
   EXPECT_EQ(wide["patterns_in_window"].GetInt(), 8) << "every error/warning pattern seeded";
-  EXPECT_EQ(std::string(wide["window"]["before_start"].GetString()).substr(0, 4), "1677");
+  EXPECT_EQ(std::string(wide["window"]["before_start"].GetString()), "1739-12-31T23:59:59.999999");
+  HttpResponse old = get("start_time=1678-01-01T00:00:00Z&end_time=2262-01-01T00:00:00Z");
+  EXPECT_EQ(old.status, 400);
+  EXPECT_NE(old.body.find("'start_time': must be an RFC 3339 time (2025-11-28T00:00:00Z) or "
+                          "epoch seconds, from 1970 to 2200"),
+            std::string::npos)
+      << old.body;
 }
 
 TEST_P(QueryContext, EveryBadParameterIsA400NamingIt) {

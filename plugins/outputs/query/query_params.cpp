@@ -46,7 +46,8 @@ bool parse_int(std::string_view s, T &v) {
 }
 
 constexpr const char *kTimeSummary =
-    "RFC 3339 time (2025-11-28T00:00:00Z, with an offset, or a date: UTC) or epoch seconds";
+    "RFC 3339 time (2025-11-28T00:00:00Z, with an offset, or a date: UTC) or epoch seconds, "
+    "from 1970 to 2200";
 
 constexpr uint32_t kMaxHistogramBuckets = 1000;
 
@@ -202,8 +203,18 @@ bool collect(const std::vector<std::pair<std::string, std::string>> &params,
   return true;
 }
 
-// RFC 3339 ("2025-11-28T00:00:00Z", a date, no zone = UTC) or epoch seconds / milliseconds.
+// The times a parameter may name: 1970-01-01 to 2200-01-01. Logs carry no earlier times, and
+// with this range no window, its length, the window before it or a histogram step can
+// overflow int64 nanoseconds (a start_time in 1696 did, found by fuzzing).
+constexpr int64_t kLatestTimeNs = 7258118400LL * 1000000000LL;  // 2200-01-01T00:00:00Z
+
+// RFC 3339 ("2025-11-28T00:00:00Z", a date, no zone = UTC) or epoch seconds / milliseconds,
+// within [1970, 2200].
+bool parse_time_any(std::string_view s, int64_t &ns);
 bool parse_time(std::string_view s, int64_t &ns) {
+  return parse_time_any(s, ns) && ns >= 0 && ns <= kLatestTimeNs;
+}
+bool parse_time_any(std::string_view s, int64_t &ns) {
   if (parse_rfc3339(s, ns)) return true;
   if (s.empty() || s.size() > 20) return false;
   char *end = nullptr;
@@ -222,7 +233,9 @@ bool parse_time_range(const std::map<std::string, std::string> &p, std::optional
     if (it == p.end()) continue;
     int64_t ns = 0;
     if (!parse_time(it->second, ns)) {
-      error = bad(name, "must be an RFC 3339 time (2025-11-28T00:00:00Z) or epoch seconds");
+      error = bad(name,
+                  "must be an RFC 3339 time (2025-11-28T00:00:00Z) or epoch seconds, "
+                  "from 1970 to 2200");
       return false;
     }
     (name[0] == 's' ? start : end) = ns;
@@ -586,7 +599,9 @@ bool parse_context_request(const std::vector<std::pair<std::string, std::string>
       }
     int64_t around = 0;
     if (!parse_time(p["around"], around)) {
-      error = bad("around", "must be an RFC 3339 time (2025-11-28T00:00:00Z) or epoch seconds");
+      error = bad("around",
+                  "must be an RFC 3339 time (2025-11-28T00:00:00Z) or epoch seconds, "
+                  "from 1970 to 2200");
       return false;
     }
     const int64_t half = window_ms * kMs / 2;
