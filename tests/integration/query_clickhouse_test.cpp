@@ -7,6 +7,7 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <ctime>
 #include <map>
 #include <random>
 
@@ -337,6 +338,84 @@ TEST_F(QueryClickHouseStore, ARedeliveredRecordBesideAMergedPartIsCountedOnceByS
   doc.Parse(r.body.c_str());
   ASSERT_TRUE(doc.IsArray()) << r.body;
   EXPECT_EQ(doc.Size(), 101u);
+}
+
+// Stats and histograms count the plain rows by whole seconds and the rest by key (once_source):
+// every window, cut anywhere inside a second, counts what FINAL counts with the window's exact
+// nanoseconds. Rows every 137 ms across 5 minutes (merged history), re-delivered copies and new
+// rows in fresh parts, and rows in 2150, whose DateTime is clamped.
+TEST_F(QueryClickHouseStore, StatsAndHistogramCountEveryWindowToTheNanosecond) {
+  make_store(d, *ch, 0);
+  const std::string rows =
+      "SELECT toDateTime(least(intDiv(ns, 1000000000), 4294967295)), ns, 'journald',"
+      " ['a', 'b', 'c'][number % 3 + 1],"
+      " 'h', ['INFO', 'ERROR'][number % 2 + 1], NULL, NULL, NULL, NULL, 'm', NULL,"
+      " MD5(toString(ns)), NULL FROM (SELECT number, toInt64(";
+  ASSERT_EQ(ch->sql("INSERT INTO devmesh.log_events " + rows +
+                    "1764288000000000000 + number * 137000000) AS ns FROM numbers(2200))"),
+            "");
+  ASSERT_EQ(ch->sql("OPTIMIZE TABLE devmesh.log_events FINAL"), "");
+  // Re-delivered: every fourth row of two stretches (one inside a second's rows, one across the
+  // last minute); new: a few rows past the history and some in 2150 (whose DateTime the output
+  // clamps to its last second, as here).
+  ASSERT_EQ(ch->sql("INSERT INTO devmesh.log_events SELECT * FROM devmesh.log_events WHERE "
+                    "cityHash64(event_id) % 4 = 0 AND (timestamp_ns BETWEEN 1764288040000000000 "
+                    "AND 1764288041500000000 OR timestamp_ns >= 1764288240000000000)"),
+            "");
+  ASSERT_EQ(ch->sql("INSERT INTO devmesh.log_events " + rows +
+                    "1764288301000000000 + number * 333000000) AS ns FROM numbers(20))"),
+            "");
+  ASSERT_EQ(ch->sql("INSERT INTO devmesh.log_events " + rows +
+                    "5680281600000000000 + number * 250000000) AS ns FROM numbers(40))"),
+            "");
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto e = query_engine(d, *ch, port);
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
+  auto rfc3339 = [](int64_t ns) {
+    const time_t s = static_cast<time_t>(ns / 1000000000);
+    std::tm tm{};
+    gmtime_r(&s, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<long long>(ns % 1000000000));
+    return std::string(buf);
+  };
+  std::mt19937_64 rng(20261207);
+  std::vector<std::pair<int64_t, int64_t>> windows = {
+      {1764288000000000000, 1764288400000000000},  // everything of 2025
+      {1764288040000000001, 1764288040999999999},  // inside one second
+      {1764288040500000000, 1764288041200000000},  // across one boundary, among copies
+      {5680281600000000000, 5680281609000000000},  // 2150
+      {1764288000000000000, 5680281605123456789},  // from 2025 into 2150
+  };
+  for (int i = 0; i < 25; ++i) {
+    const int64_t start = 1764287999000000000 + static_cast<int64_t>(rng() % 320000000000ull);
+    windows.emplace_back(start, start + static_cast<int64_t>(rng() % 120000000000ull));
+  }
+  for (const auto &[start, end] : windows) {
+    const std::string range = "start_time=" + rfc3339(start) + "&end_time=" + rfc3339(end);
+    SCOPED_TRACE(range);
+    const std::string exact = " FROM devmesh.log_events FINAL WHERE timestamp_ns BETWEEN " +
+                              std::to_string(start) + " AND " + std::to_string(end);
+    const long long want = ch->number("SELECT count()" + exact);
+    HttpResponse r = http(base + "/query/stats?" + range);
+    rapidjson::Document doc;
+    doc.Parse(r.body.c_str());
+    ASSERT_TRUE(doc.IsObject()) << r.body;
+    EXPECT_EQ(doc["total"].GetInt64(), want);
+    if (want > 0) {
+      EXPECT_EQ(doc["by_service"].HasMember("b") ? doc["by_service"]["b"].GetInt64() : 0,
+                ch->number("SELECT count()" + exact + " AND service = 'b'"));
+      EXPECT_EQ(doc["by_level"]["ERROR"].GetInt64(),
+                ch->number("SELECT count()" + exact + " AND level = 'ERROR'"));
+    }
+    r = http(base + "/query/histogram?buckets=7&" + range);
+    doc.Parse(r.body.c_str());
+    ASSERT_TRUE(doc.IsObject()) << r.body;
+    EXPECT_EQ(doc["total"].GetInt64(), want);
+  }
 }
 
 // A window may hold any number of patterns: the top ones are chosen by the server, not from an

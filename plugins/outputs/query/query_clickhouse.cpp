@@ -136,7 +136,7 @@ class ClickHouseStore : public QueryStore {
 
   // /query/logs's filters (all but the cursor) as " WHERE ..." ("" for none); false when the
   // query asks for a pattern and the table has no pattern_id (no rows can match).
-  bool log_where(const LogQuery &q, std::string &where) {
+  bool log_where(const LogQuery &q, std::string &where, bool with_window = true) {
     where.clear();
     auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
     if (q.service) cond("service = " + quote_string(*q.service));
@@ -150,7 +150,7 @@ class ClickHouseStore : public QueryStore {
       for (const std::string &l : q.min_levels) in += (in.empty() ? "" : ", ") + quote_string(l);
       cond("level IN (" + in + ")");
     }
-    window(q.start_ns, q.end_ns, cond);
+    if (with_window) window(q.start_ns, q.end_ns, cond);
     if (!q.q_terms.empty()) {
       // A phrase: the words in order, separated by anything but letters and digits, whole
       // words only. The terms are letters, digits and UTF-8 bytes (query_terms), so they cannot
@@ -193,8 +193,11 @@ class ClickHouseStore : public QueryStore {
   // Counted once per record (once_source): a re-delivered row counts once.
   bool histogram(const HistogramQuery &h, std::vector<LevelBucket> &out, StoreError &err) override {
     out.clear();
-    std::string where;
-    if (!log_where(h.filters, where)) return true;
+    std::string filters;  // the window goes to once_source on its own
+    if (!log_where(h.filters, filters, false)) return true;
+    std::string where = filters;
+    auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
+    window(h.filters.start_ns, h.filters.end_ns, cond);
     Suspects sus;
     if (!suspects(where, sus, err)) return false;
     // The bucket: the offset into the window divided by the step; least() puts the window's
@@ -204,9 +207,11 @@ class ClickHouseStore : public QueryStore {
                                std::to_string(h.step_ns) + "), " +
                                std::to_string(static_cast<int64_t>(h.buckets) - 1) + "))";
     std::string body;
-    if (!run("SELECT k0, k1, toInt64(sum(n)) FROM " + once_source({bucket, "level"}, where, sus) +
-                 " GROUP BY k0, k1 FORMAT RowBinary",
-             body, err))
+    if (!run(
+            "SELECT k0, k1, toInt64(sum(n)) FROM " +
+                once_source({bucket, "level"}, filters, h.filters.start_ns, h.filters.end_ns, sus) +
+                " GROUP BY k0, k1 FORMAT RowBinary",
+            body, err))
       return false;
     Reader r(body);
     while (!r.done()) {
@@ -232,7 +237,7 @@ class ClickHouseStore : public QueryStore {
     // services x levels x hosts, a few MB of answer even for a large fleet.
     std::string body;
     if (!run("SELECT k0, k1, k2, toInt64(sum(n)) FROM " +
-                 once_source({"service", "level", "host"}, where, sus) +
+                 once_source({"service", "level", "host"}, "", q.since_ns, q.end_ns, sus) +
                  " GROUP BY k0, k1, k2 FORMAT RowBinary",
              body, err))
       return false;
@@ -312,9 +317,17 @@ class ClickHouseStore : public QueryStore {
     return true;
   }
 
-  // A FROM table expression of the rows under `where`, grouped by `exprs` (named k0, k1, ...)
-  // with n, the number of records (each re-delivered record once), per group; see Suspects.
-  std::string once_source(const std::vector<std::string> &exprs, const std::string &where,
+  // A FROM table expression of the rows under `filters` in the window [start_ns, end_ns], grouped
+  // by `exprs` (named k0, k1, ...) with n, the number of records (each re-delivered record once),
+  // per group; see Suspects. The rows are split in two, disjoint and together the window:
+  //  - plain: the whole seconds inside the window, outside the suspect range, counted by the
+  //    4-byte `timestamp` alone (the window's bounds on timestamp_ns would read 8 more bytes a row
+  //    across the whole window: about a quarter of /query/stats on 10M rows);
+  //  - keyed: the rest of the window (its first and last part-seconds, the suspect seconds, and
+  //    times DateTime cannot hold, whose `timestamp` is clamped), grouped by key; its timestamp_ns
+  //    ranges select whole granules through the sorting key, so it reads few rows.
+  std::string once_source(const std::vector<std::string> &exprs, const std::string &filters,
+                          std::optional<int64_t> start_ns, std::optional<int64_t> end_ns,
                           const Suspects &s) const {
     std::string cols, keys, any_cols;
     for (size_t i = 0; i < exprs.size(); ++i) {
@@ -323,20 +336,45 @@ class ClickHouseStore : public QueryStore {
       any_cols += "any(" + exprs[i] + ") AS " + k + ", ";
       keys += (i ? ", " : "") + k;
     }
-    auto and_ = [&](const std::string &c) {
-      return where + (where.empty() ? " WHERE " : " AND ") + c;
+    std::string exact;  // the window as it is asked, to the nanosecond
+    auto exact_cond = [&](const std::string &c) { exact += (exact.empty() ? "" : " AND ") + c; };
+    window(start_ns, end_ns, exact_cond);
+    auto where = [&](const std::string &c) {
+      if (c.empty()) return filters;
+      return filters + (filters.empty() ? " WHERE " : " AND ") + c;
     };
     if (s.final_)
-      return "(SELECT " + cols + "count() AS n FROM " + table_ + " FINAL" + where + " GROUP BY " +
-             keys + ")";
-    if (!s.any)
-      return "(SELECT " + cols + "count() AS n FROM " + table_ + where + " GROUP BY " + keys + ")";
-    const std::string range =
-        "timestamp_ns BETWEEN " + std::to_string(s.lo) + " AND " + std::to_string(s.hi);
-    return "(SELECT " + cols + "count() AS n FROM " + table_ + and_("NOT (" + range + ")") +
-           " GROUP BY " + keys + " UNION ALL SELECT " + keys + ", count() AS n FROM (SELECT " +
-           any_cols + "1 AS one FROM " + table_ + and_(range) +
-           " GROUP BY service, timestamp_ns, event_id) GROUP BY " + keys + ")";
+      return "(SELECT " + cols + "count() AS n FROM " + table_ + " FINAL" + where(exact) +
+             " GROUP BY " + keys + ")";
+    constexpr int64_t kNs = 1000000000;
+    auto floor_div = [](int64_t a) { return a / kNs - (a % kNs < 0 ? 1 : 0); };
+    // [first, last]: the whole seconds inside the window that DateTime holds unclamped.
+    int64_t first = 1, last = 0xfffffffell;
+    if (start_ns) first = std::max(first, -floor_div(-*start_ns));
+    if (end_ns) last = std::min(last, floor_div(*end_ns - (kNs - 1)));
+    auto seconds = [](int64_t sec) { return "toDateTime(" + std::to_string(sec) + ")"; };
+    auto ns_range = [&](int64_t lo_s, int64_t hi_s) {
+      return "timestamp_ns BETWEEN " + std::to_string(lo_s * kNs) + " AND " +
+             std::to_string(hi_s * kNs + kNs - 1);
+    };
+    // The suspect seconds, clamped to DateTime's: any suspect row outside them is outside
+    // [first, last] too, so keyed already (and a second past 2106 would overflow as nanoseconds).
+    const int64_t sus_lo = std::clamp<int64_t>(floor_div(s.lo), 0, 0xffffffffll),
+                  sus_hi = std::clamp<int64_t>(floor_div(s.hi), 0, 0xffffffffll);
+    std::string plain, keyed = exact;
+    if (first <= last) {
+      plain = "timestamp BETWEEN " + seconds(first) + " AND " + seconds(last);
+      if (s.any)
+        plain += " AND NOT (timestamp BETWEEN " + seconds(sus_lo) + " AND " + seconds(sus_hi) + ")";
+      keyed += std::string(keyed.empty() ? "" : " AND ") + "(NOT (" + ns_range(first, last) + ")" +
+               (s.any ? " OR " + ns_range(sus_lo, sus_hi) : "") + ")";
+    }
+    const std::string keyed_source = "SELECT " + keys + ", count() AS n FROM (SELECT " + any_cols +
+                                     "1 AS one FROM " + table_ + where(keyed) +
+                                     " GROUP BY service, timestamp_ns, event_id) GROUP BY " + keys;
+    if (plain.empty()) return "(" + keyed_source + ")";
+    return "(SELECT " + cols + "count() AS n FROM " + table_ + where(plain) + " GROUP BY " + keys +
+           " UNION ALL " + keyed_source + ")";
   }
 
   // Whether table_ is a MergeTree of this node (not a Distributed table); asked once.
