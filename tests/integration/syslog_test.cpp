@@ -764,6 +764,53 @@ TEST(SyslogBadInput, UdpDatagramsTheKernelDropsAreCountedAndEveryOtherOneStored)
       << e.metric("syslog_udp_kernel_drops_total") << " dropped";
 }
 
+// The input takes datagrams 16 at a time (recvmmsg): two peers interleaved in one burst, each
+// record's host is still its own sender's address, and an oversized datagram among them is cut
+// and counted on its own.
+TEST(SyslogBadInput, InterleavedPeersInOneBurstEachKeepTheirOwnAddressAsHost) {
+  const int port = free_port();
+  Engine e({udp_input(port, ", max_message_size: 1KiB")});
+  ASSERT_TRUE(e.ready()) << e.proc().err();
+  e.proc().kill(SIGSTOP);  // the datagrams wait in the socket: the next wake-up reads a burst
+  int fds[2];
+  for (int p = 0; p < 2; ++p) {
+    fds[p] = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in self{};
+    self.sin_family = AF_INET;
+    self.sin_addr.s_addr = htonl(0x7f000002 + p);  // 127.0.0.2 and 127.0.0.3
+    ASSERT_EQ(bind(fds[p], reinterpret_cast<sockaddr *>(&self), sizeof self), 0);
+  }
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int total = 120;
+  for (int i = 0; i < total; ++i) {
+    const int p = (i / (1 + i % 3)) % 2;  // runs of one peer of different lengths
+    std::string m = "<13>1 2025-11-28T19:55:40Z - app - - - burst " + std::to_string(p) + " " +
+                    std::to_string(i);
+    if (i == 50) m += " " + std::string(3000, 'b');
+    sendto(fds[p], m.data(), m.size(), 0, reinterpret_cast<sockaddr *>(&to), sizeof to);
+  }
+  close(fds[0]);
+  close(fds[1]);
+  e.proc().kill(SIGCONT);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto drops = find_metric(e.metrics(), "devmesh_syslog_udp_kernel_drops_total", "");
+        return e.count("message LIKE 'burst %'") + drops.value_or(0) == total;
+      },
+      30s))
+      << e.count("message LIKE 'burst %'") << " stored";
+  EXPECT_GT(e.count("message LIKE 'burst %'"), 0);
+  EXPECT_EQ(e.count("message LIKE 'burst 0 %' AND host != '127.0.0.2'"), 0);
+  EXPECT_EQ(e.count("message LIKE 'burst 1 %' AND host != '127.0.0.3'"), 0);
+  if (e.count("message LIKE 'burst % 50 b%'") == 1) {
+    EXPECT_EQ(e.metric("syslog_frames_cut_total"), 1);
+    EXPECT_EQ(e.count("message LIKE 'burst % 50 b%' AND length(message) < 1024"), 1);
+  }
+}
+
 // Backpressure: an output slower than the sender pauses the input, which stops reading its
 // connection (the sender's writes then wait), and resumes; nothing read is lost or doubled.
 TEST(SyslogBackpressure, APausedInputStopsReadingTcpAndLosesNothing) {
