@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "ascii.hpp"
+
 namespace devmesh {
 
 enum class Column : uint8_t {
@@ -25,16 +27,7 @@ enum class Column : uint8_t {
 };
 
 namespace detail {
-inline bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
+using devmesh::iequals;  // the name the parser filter and the otlp input call it by
 }  // namespace detail
 
 // The column a field named `key` fills by default (case-insensitive), the names Fluent Bit,
@@ -74,7 +67,7 @@ inline Column column_for_key(std::string_view key) {
       {"host.name", Column::host},
   };
   for (const Alias &a : kAliases)
-    if (detail::iequals(a.name, key)) return a.column;
+    if (iequals(a.name, key)) return a.column;
   return Column::none;
 }
 
@@ -104,7 +97,7 @@ inline uint8_t level_from_text(std::string_view text) {
       {"emerg", DM_LEVEL_FATAL},   {"emergency", DM_LEVEL_FATAL},  {"panic", DM_LEVEL_FATAL},
   };
   for (const Alias &a : kAliases)
-    if (detail::iequals(a.name, text)) return a.level;
+    if (iequals(a.name, text)) return a.level;
   if (text.size() == 1 && text[0] >= '0' && text[0] <= '7')
     return level_from_priority(text[0] - '0');
   return DM_LEVEL_UNSET;

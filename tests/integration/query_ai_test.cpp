@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "../../plugins/outputs/clickhouse/clickhouse_schema.hpp"
-#include "clickhouse.h"
+#include "clickhouse_query_store.h"
 #include "store_test_support.h"
 #include "timestamp.hpp"
 
@@ -150,49 +150,17 @@ class QuerySimilar : public ::testing::TestWithParam<std::string> {
             .release();
     ASSERT_TRUE(wait_until([] { return http(url_of(port_, "/health")).status == 200; }, 20s))
         << engine_->err();
-    if (ClickHouse::installed()) start_clickhouse(clickhouse_rows);
-  }
-  // The table made by the clickhouse output (its schema), then the same rows.
-  static void start_clickhouse(const std::string &rows) {
-    ch_ = new ClickHouse(dir_->path());
-    std::string err;
-    ASSERT_TRUE(ch_->start(&err)) << err;
-    const std::string connection = "url: '" + ch_->url() + "', user: " + ClickHouse::kUser +
-                                   ", password: " + ClickHouse::kPassword;
-    auto setup = start_engine(*dir_,
-                              plugins_head("  exit_when_done: true\n") +
-                                  "  inputs:\n    - {name: dummy, rate: 0, count: 1, service: "
-                                  "setup, tag: setup}\n"
-                                  "  outputs:\n    - {name: clickhouse, " +
-                                  connection + "}\n",
-                              "ch-setup");
-    ASSERT_EQ(setup->wait_exit(30s), 0) << setup->err();
-    ch_->sql("TRUNCATE TABLE devmesh.log_events", &err);
-    ASSERT_EQ(err, "");
-    ch_->sql("INSERT INTO devmesh.log_events VALUES " + rows, &err);
-    ASSERT_EQ(err, "");
-    ch_port_ = free_port();
+    if (!ClickHouse::installed()) return;
+    ch_ = new ClickHouseQueryStore;
     ch_metrics_ = free_port();
-    ch_engine_ =
-        start_engine(
-            *dir_,
-            plugins_head("  http_listen: 127.0.0.1:" + std::to_string(ch_metrics_) + "\n") +
-                "  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
-                "  outputs:\n    - {name: query, match: none, store: "
-                "clickhouse, listen: 127.0.0.1:" +
-                std::to_string(ch_port_) + ", " + connection + "}\n",
-            "ch-query")
-            .release();
-    ASSERT_TRUE(wait_until([] { return http(url_of(ch_port_, "/health")).status == 200; }, 20s))
-        << ch_engine_->err();
+    ch_->start(*dir_, clickhouse_rows, ch_metrics_);
   }
   static void TearDownTestSuite() {
-    for (Process *e : {engine_, ch_engine_})
-      if (e) {
-        e->kill(SIGTERM);
-        e->wait_exit(20s);
-        delete e;
-      }
+    if (engine_) {
+      engine_->kill(SIGTERM);
+      engine_->wait_exit(20s);
+      delete engine_;
+    }
     delete ch_;
     delete dir_;
   }
@@ -205,7 +173,7 @@ class QuerySimilar : public ::testing::TestWithParam<std::string> {
     return "http://127.0.0.1:" + std::to_string(port) + path;
   }
   static std::string url(const std::string &path) {
-    return url_of(clickhouse_ ? ch_port_ : port_, path);
+    return url_of(clickhouse_ ? ch_->port : port_, path);
   }
   static int metrics_port() { return clickhouse_ ? ch_metrics_ : metrics_; }
   // A template stored after the index was built (remove: taken away again), in each store's way.
@@ -221,13 +189,14 @@ class QuerySimilar : public ::testing::TestWithParam<std::string> {
       return;
     }
     std::string err;
-    ch_->sql(remove ? "ALTER TABLE devmesh.log_events DELETE WHERE pattern_id = " + sid
-                    : "INSERT INTO devmesh.log_events (timestamp, timestamp_ns, source, service,"
-                      " host, level, message, meta_json, event_id, pattern_id) VALUES "
-                      "('2025-11-28 11:00:00', 1764327600000000000, 'test', '" +
-                          service + "', 'h1', 'INFO', 'x', '{\"pattern\":\"" + text +
-                          "\"}', MD5('" + sid + "'), " + sid + ")",
-             &err);
+    ch_->server->sql(
+        remove ? "ALTER TABLE devmesh.log_events DELETE WHERE pattern_id = " + sid
+               : "INSERT INTO devmesh.log_events (timestamp, timestamp_ns, source, service,"
+                 " host, level, message, meta_json, event_id, pattern_id) VALUES "
+                 "('2025-11-28 11:00:00', 1764327600000000000, 'test', '" +
+                     service + "', 'h1', 'INFO', 'x', '{\"pattern\":\"" + text + "\"}', MD5('" +
+                     sid + "'), " + sid + ")",
+        &err);
     ASSERT_EQ(err, "");
   }
   static rapidjson::Document similar(const std::string &body) {
@@ -236,10 +205,10 @@ class QuerySimilar : public ::testing::TestWithParam<std::string> {
     return json(r);
   }
   static inline TempDir *dir_;
-  static inline int port_, metrics_, ch_port_, ch_metrics_;
+  static inline int port_, metrics_, ch_metrics_;
   static inline bool clickhouse_ = false;
-  static inline Process *engine_, *ch_engine_;
-  static inline ClickHouse *ch_;
+  static inline Process *engine_;
+  static inline ClickHouseQueryStore *ch_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Stores, QuerySimilar, ::testing::Values("sqlite", "clickhouse"),

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "../../plugins/outputs/clickhouse/clickhouse_schema.hpp"
-#include "clickhouse.h"
+#include "clickhouse_query_store.h"
 #include "store_test_support.h"
 #include "timestamp.hpp"
 
@@ -222,53 +222,23 @@ class QueryContext : public ::testing::TestWithParam<std::string> {
             .release();
     ASSERT_TRUE(wait_until([] { return http(url_of(port_) + "/health").status == 200; }, 20s))
         << engine_->err();
-    if (ClickHouse::installed()) start_clickhouse(clickhouse_rows);
-  }
-  // The table made by the clickhouse output (its schema), then the same rows.
-  static void start_clickhouse(const std::string &rows) {
-    ch_ = new ClickHouse(dir_->path());
-    std::string err;
-    ASSERT_TRUE(ch_->start(&err)) << err;
-    const std::string connection = "url: '" + ch_->url() + "', user: " + ClickHouse::kUser +
-                                   ", password: " + ClickHouse::kPassword;
-    auto setup = start_engine(*dir_,
-                              plugins_head("  exit_when_done: true\n") +
-                                  "  inputs:\n    - {name: dummy, rate: 0, count: 1, service: "
-                                  "setup, tag: setup}\n"
-                                  "  outputs:\n    - {name: clickhouse, " +
-                                  connection + "}\n",
-                              "ch-setup");
-    ASSERT_EQ(setup->wait_exit(30s), 0) << setup->err();
-    ch_->sql("TRUNCATE TABLE devmesh.log_events", &err);
-    ASSERT_EQ(err, "");
-    ch_->sql("INSERT INTO devmesh.log_events VALUES " + rows, &err);
-    ASSERT_EQ(err, "");
-    ch_port_ = free_port();
-    ch_engine_ = start_engine(*dir_,
-                              plugins_head() +
-                                  "  inputs:\n    - {name: dummy, tag: idle, rate: 0.001}\n"
-                                  "  outputs:\n    - {name: query, match: none, store: "
-                                  "clickhouse, listen: 127.0.0.1:" +
-                                  std::to_string(ch_port_) + ", " + connection + "}\n",
-                              "ch-query")
-                     .release();
-    ASSERT_TRUE(wait_until([] { return http(url_of(ch_port_) + "/health").status == 200; }, 20s))
-        << ch_engine_->err();
+    if (!ClickHouse::installed()) return;
+    ch_ = new ClickHouseQueryStore;
+    ch_->start(*dir_, clickhouse_rows);
   }
   static void TearDownTestSuite() {
-    for (Process *e : {engine_, ch_engine_})
-      if (e) {
-        e->kill(SIGTERM);
-        e->wait_exit(20s);
-        delete e;
-      }
+    if (engine_) {
+      engine_->kill(SIGTERM);
+      engine_->wait_exit(20s);
+      delete engine_;
+    }
     delete ch_;
     delete dir_;
   }
   void SetUp() override {
     if (GetParam() == "clickhouse" && !ClickHouse::installed())
       GTEST_SKIP() << ClickHouse::kBinary << " is not installed";
-    port_now_ = GetParam() == "clickhouse" ? ch_port_ : port_;
+    port_now_ = GetParam() == "clickhouse" ? ch_->port : port_;
   }
   static std::string url_of(int port) { return "http://127.0.0.1:" + std::to_string(port); }
   static std::string base() { return url_of(port_now_); }
@@ -294,9 +264,9 @@ class QueryContext : public ::testing::TestWithParam<std::string> {
   }
 
   static inline TempDir *dir_;
-  static inline int port_, ch_port_, port_now_;
-  static inline Process *engine_, *ch_engine_;
-  static inline ClickHouse *ch_;
+  static inline int port_, port_now_;
+  static inline Process *engine_;
+  static inline ClickHouseQueryStore *ch_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Stores, QueryContext, ::testing::Values("sqlite", "clickhouse"),

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "ascii.hpp"
 #include "timestamp.hpp"
 #include "utf8.hpp"
 
@@ -679,14 +680,6 @@ bool message_matches(std::string_view message, const std::vector<std::string> &t
     const auto c = static_cast<unsigned char>(ch);
     return std::isalnum(c) || c >= 0x80;
   };
-  auto same = [](std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(a[i])) !=
-          std::tolower(static_cast<unsigned char>(b[i])))
-        return false;
-    return true;
-  };
   // The message's words, in order, as views; then the terms as a run of consecutive words.
   std::vector<std::string_view> words;
   for (size_t i = 0; i < message.size();) {
@@ -701,7 +694,7 @@ bool message_matches(std::string_view message, const std::vector<std::string> &t
   }
   for (size_t start = 0; start + terms.size() <= words.size(); ++start) {
     size_t k = 0;
-    while (k < terms.size() && same(words[start + k], terms[k])) ++k;
+    while (k < terms.size() && iequals(words[start + k], terms[k])) ++k;
     if (k == terms.size()) return true;
   }
   return false;

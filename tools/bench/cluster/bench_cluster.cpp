@@ -40,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "../common/bench_support.h"
 #include "clickhouse.h"
 #include "mariadb.h"
 
@@ -70,28 +71,12 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty()      ? 0
-         : v.size() % 2 ? v[v.size() / 2]
-                        : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
 std::string load_average() {
   std::string s = test::read_file("/proc/loadavg");
   std::istringstream in(s);
   std::string a, b, c;
   in >> a >> b >> c;
   return a + " " + b + " " + c;
-}
-
-// Peak resident set (VmHWM) of a running process, MiB; 0 when it is gone.
-long peak_rss_mib(pid_t pid) {
-  std::istringstream in(test::read_file("/proc/" + std::to_string(pid) + "/status"));
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6) / 1024;
-  return 0;
 }
 
 // ---- the records --------------------------------------------------------------------------
@@ -245,19 +230,6 @@ std::string aggregator_yaml(int port, int http_port, const std::string &output) 
   return text;
 }
 
-// CPU seconds (user + system) a process used so far; 0 when it is gone.
-double cpu_seconds(pid_t pid) {
-  const std::string stat = test::read_file("/proc/" + std::to_string(pid) + "/stat");
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream in(stat.substr(close + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; in >> field && i <= 15; ++i)
-    if (i >= 14) ticks += std::atof(field.c_str());
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // The child of this process whose command line names `arg` (tests/support/clickhouse.h keeps its
 // server's pid to itself); -1 when there is none.
 pid_t child_with(const std::string &arg) {
@@ -278,13 +250,6 @@ pid_t child_with(const std::string &arg) {
   return -1;
 }
 
-double own_cpu_seconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 // One measured path: its runs' records/s, and the share of one core the senders (this
 // process), the aggregators and the store's servers used meanwhile: which one was the bottleneck.
 struct Figure {
@@ -298,9 +263,9 @@ void print_figure(const std::string &what, const Figure &f, const std::string &e
   std::printf(
       "%-42s %8.0f records/s  (runs: %s; retried %ld; CPU: senders %.0f%%, "
       "aggregators %.0f%%, store %.0f%%; load %s)%s\n",
-      what.c_str(), median(f.rates), runs.c_str(), f.retried, median(f.sender_cpu) * 100,
-      median(f.aggregator_cpu) * 100, median(f.store_cpu) * 100, load_average().c_str(),
-      extra.c_str());
+      what.c_str(), bench::median(f.rates), runs.c_str(), f.retried,
+      bench::median(f.sender_cpu) * 100, bench::median(f.aggregator_cpu) * 100,
+      bench::median(f.store_cpu) * 100, load_average().c_str(), extra.c_str());
 }
 
 // Posts the records of one run under `service` to url, then checks the store with ask (unless
@@ -311,13 +276,13 @@ void measure(const Options &o, const std::string &what, const std::string &servi
              Figure &f) {
   const auto bodies = make_bodies(o, service);
   double agg0 = 0, agg1 = 0, store0 = 0, store1 = 0;
-  for (pid_t p : aggregators) agg0 += cpu_seconds(p);
-  for (pid_t p : store) store0 += cpu_seconds(p);
-  const double own0 = own_cpu_seconds();
+  for (pid_t p : aggregators) agg0 += bench::process_cpu_s(p);
+  for (pid_t p : store) store0 += bench::process_cpu_s(p);
+  const double own0 = bench::rusage_cpu_s(RUSAGE_SELF);
   const SendResult r = send_all(o, bodies, url);
-  const double own1 = own_cpu_seconds();
-  for (pid_t p : aggregators) agg1 += cpu_seconds(p);
-  for (pid_t p : store) store1 += cpu_seconds(p);
+  const double own1 = bench::rusage_cpu_s(RUSAGE_SELF);
+  for (pid_t p : aggregators) agg1 += bench::process_cpu_s(p);
+  for (pid_t p : store) store1 += bench::process_cpu_s(p);
   if (ask) check_stored(what + ", " + service, o.records, [&] { return ask(service); });
   f.rates.push_back(static_cast<double>(o.records) / r.seconds);
   f.sender_cpu.push_back((own1 - own0) / r.seconds);
@@ -347,7 +312,7 @@ struct Aggregator {
   }
   // Its peak RSS (MiB), once stopped with SIGTERM.
   long stop(const std::string &name) {
-    const long mib = peak_rss_mib(proc->pid());
+    const long mib = bench::peak_rss_kib(proc->pid()) / 1024;
     proc->kill(SIGTERM);
     if (proc->wait_exit(std::chrono::minutes(2)) != 0)
       die("the " + name + " aggregator did not exit cleanly: " + proc->err());
@@ -518,7 +483,7 @@ int run(const Options &o) {
     std::string extra =
         "; aggregator peak RSS " + std::to_string(p.aggregator.stop(p.name)) + " MiB";
     if (p.name == "mariadb")
-      extra += ", mariadbd " + std::to_string(peak_rss_mib(db.pid())) + " MiB";
+      extra += ", mariadbd " + std::to_string(bench::peak_rss_kib(db.pid()) / 1024) + " MiB";
     print_figure(p.title, p.f, extra);
   }
   db.stop();
@@ -526,7 +491,7 @@ int run(const Options &o) {
   std::vector<double> ratios;
   for (int run = 0; run < o.runs; ++run)
     ratios.push_back(paths[1].f.rates[run] / paths[2].f.rates[run]);
-  const double ratio = median(paths[1].f.rates) / median(paths[2].f.rates);
+  const double ratio = bench::median(paths[1].f.rates) / bench::median(paths[2].f.rates);
   std::string per_run;
   for (double r : ratios) per_run += (per_run.empty() ? "" : ", ") + std::to_string(r).substr(0, 4);
   std::printf("ratio 1 ClickHouse node / 1 MariaDB: %.1fx (each run: %s; target >= 10x: %s)\n",
@@ -570,7 +535,7 @@ int run(const Options &o) {
     }
   std::map<int, double> cluster_rate;
   for (int n : o.aggregators) {
-    cluster_rate[n] = median(per_count[n].rates);
+    cluster_rate[n] = bench::median(per_count[n].rates);
     print_figure(
         "cluster (2x2) behind HAProxy, " + std::to_string(n) + " aggregator" + (n == 1 ? "" : "s"),
         per_count[n], "");
@@ -579,12 +544,12 @@ int run(const Options &o) {
   for (int i = 1; i <= most; ++i) {
     const pid_t pid =
         std::atoi(test::read_file(dir + "/aggregator-" + std::to_string(i) + "/pid").c_str());
-    peaks += (i > 1 ? ", " : "") + std::to_string(peak_rss_mib(pid));
+    peaks += (i > 1 ? ", " : "") + std::to_string(bench::peak_rss_kib(pid) / 1024);
   }
   for (const char *r : {"s1r1", "s1r2", "s2r1", "s2r2"}) {
     const pid_t pid =
         std::atoi(test::read_file(dir + "/clickhouse-" + std::string(r) + "/pid").c_str());
-    ch_peaks += (ch_peaks.empty() ? "" : ", ") + std::to_string(peak_rss_mib(pid));
+    ch_peaks += (ch_peaks.empty() ? "" : ", ") + std::to_string(bench::peak_rss_kib(pid) / 1024);
   }
   std::printf("cluster peak RSS: aggregators %s MiB; clickhouse-server %s MiB\n", peaks.c_str(),
               ch_peaks.c_str());

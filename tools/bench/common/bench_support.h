@@ -24,6 +24,8 @@
 #include <thread>
 #include <vector>
 
+#include "process_usage.h"
+
 namespace devmesh::bench {
 
 inline double median(std::vector<double> v) {
@@ -93,31 +95,9 @@ struct Child {
     return c;
   }
   // Peak RSS so far (VmHWM), KiB.
-  long hwm_kib() const {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(f, line))
-      if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
-    return 0;
-  }
+  long hwm_kib() const { return peak_rss_kib(pid); }
   // User + system CPU seconds so far.
-  double cpu_s() const {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    auto close = s.rfind(')');
-    if (close == std::string::npos) return 0;
-    std::istringstream in(s.substr(close + 2));
-    std::string field;
-    double ut = 0, st = 0;
-    for (int i = 3; in >> field; ++i) {
-      if (i == 14) ut = std::atof(field.c_str());
-      if (i == 15) {
-        st = std::atof(field.c_str());
-        break;
-      }
-    }
-    return (ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
+  double cpu_s() const { return process_cpu_s(pid); }
   // The exit code (128 + signal when killed), or -1 after timeout_s.
   int wait(int timeout_s = 600) {
     auto end = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);

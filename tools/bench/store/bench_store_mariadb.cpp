@@ -17,13 +17,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../common/process_usage.h"
 #include "mariadb.h"
 #include "mariadb_connection.hpp"
 #include "timestamp.hpp"
@@ -268,32 +266,6 @@ double raw_bulk(const MariaDb &db, long n, int conns) {
   });
 }
 
-// CPU seconds (user + system) of a running process, from /proc.
-double proc_cpu_s(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string st((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const size_t close = st.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream in(st.substr(close + 2));
-  std::string field;
-  double ut = 0, stime = 0;
-  for (int i = 3; in >> field; ++i) {
-    if (i == 14) ut = std::atof(field.c_str());
-    if (i == 15) {
-      stime = std::atof(field.c_str());
-      break;
-    }
-  }
-  return (ut + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-double rusage_s(int who) {
-  rusage ru{};
-  getrusage(who, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 // Where the CPU of one insert run went (the machine has few cores: mariadbd, devmesh and the
 // clients share them, so CPU per row bounds rows/s): mariadbd, this program (the raw clients or
 // the HTTP clients), and the devmesh it waited for.
@@ -305,14 +277,15 @@ class CpuMeter {
  public:
   explicit CpuMeter(const MariaDb &db)
       : pid_(db.pid()),
-        server_(proc_cpu_s(pid_)),
-        self_(rusage_s(RUSAGE_SELF)),
-        kids_(rusage_s(RUSAGE_CHILDREN)) {}
+        server_(bench::process_cpu_s(pid_)),
+        self_(bench::rusage_cpu_s(RUSAGE_SELF)),
+        kids_(bench::rusage_cpu_s(RUSAGE_CHILDREN)) {}
   // CPU ms per 1000 rows since construction.
   CpuUse per_1000(long rows) const {
     const double k = 1e6 / static_cast<double>(rows);  // s per row -> ms per 1000 rows
-    return {(proc_cpu_s(pid_) - server_) * k, (rusage_s(RUSAGE_SELF) - self_) * k,
-            (rusage_s(RUSAGE_CHILDREN) - kids_) * k};
+    return {(bench::process_cpu_s(pid_) - server_) * k,
+            (bench::rusage_cpu_s(RUSAGE_SELF) - self_) * k,
+            (bench::rusage_cpu_s(RUSAGE_CHILDREN) - kids_) * k};
   }
 
  private:

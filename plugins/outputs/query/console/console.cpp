@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "ascii.hpp"
 #include "console_assets.h"
 
 namespace devmesh::query {
@@ -26,15 +27,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
 }
 
 // An Accept-Encoding item's weight (RFC 9110 12.4.2): its q parameter, 1 without one; a
