@@ -24,6 +24,7 @@
 
 #include <unistd.h>
 
+#include "../common/process_usage.h"
 #include "clickhouse.h"
 
 namespace devmesh {
@@ -97,28 +98,12 @@ std::vector<double> latencies(const std::string &url, int n) {
   return out;
 }
 
-// CPU milliseconds (user + system) process pid has used; 0 when unknown.
-double cpu_ms(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const size_t close = s.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream in(s.substr(close + 2));
-  std::string field;
-  double utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14) utime = std::atof(field.c_str());
-    if (i == 15) stime = std::atof(field.c_str());
-  }
-  return (utime + stime) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // p50/p95/p99 of n GETs of base + path, and the server's CPU time per request: on a shared
 // machine the latencies follow its load, the CPU time much less.
 void report(const std::string &base, const std::string &path, int n, long rows, pid_t server) {
-  const double cpu0 = cpu_ms(server);
+  const double cpu0 = bench::process_cpu_s(server) * 1000;
   std::vector<double> l = latencies(base + path, n);
-  const double cpu = (cpu_ms(server) - cpu0) / n;
+  const double cpu = (bench::process_cpu_s(server) * 1000 - cpu0) / n;
   double load = 0;
   getloadavg(&load, 1);
   auto at = [&](int pct) { return l[std::min(l.size() - 1, l.size() * pct / 100)]; };
