@@ -404,6 +404,46 @@ TEST(HttpInput, GzipBodyOfSeveralMembersIsDecompressedWhole) {
   EXPECT_EQ(parse_json(r.body)["accepted"].GetUint(), 3u);
 }
 
+// The trailer is checked whole (CRC-32 and ISIZE, the size being more than a hint for the first
+// buffer), nothing but zeros may follow the last member, and those zeros (some tools pad) end the
+// body. Every refusal is a 400 naming the encoding and counted; the padded body is taken.
+TEST(HttpInput, GzipWithAWrongCrcOrSizeOrBytesAfterItGets400AndZeroPaddingIsTaken) {
+  Ingest in;
+  ASSERT_TRUE(in.ready) << in.engine->proc().err();
+  std::vector<std::string> recs;
+  for (int i = 0; i < 50; ++i)
+    recs.push_back(record("\"message\":\"t " + std::to_string(i) + "\""));
+  write_file(in.d / "plain.json", logs(recs));
+  ASSERT_EQ(
+      run({"/bin/sh", "-c", "gzip -c " + in.d / "plain.json" + " > " + in.d / "p.gz"}, in.d.path()),
+      0);
+  const std::string gz = read_file(in.d / "p.gz");
+  ASSERT_GT(gz.size(), 18u);
+  struct Case {
+    const char *what;
+    std::string body;
+  };
+  std::string bad_crc = gz, bad_size = gz;
+  bad_crc[gz.size() - 8] = static_cast<char>(bad_crc[gz.size() - 8] ^ 1);
+  bad_size[gz.size() - 4] = static_cast<char>(bad_size[gz.size() - 4] ^ 1);
+  for (const Case &c : {Case{"wrong CRC-32", bad_crc}, Case{"wrong ISIZE", bad_size},
+                        Case{"garbage after the member", gz + "garbage"},
+                        Case{"a member cut short after a whole one", gz + gz.substr(0, 30)}}) {
+    auto r = in.post(c.body, {"-H", "Content-Encoding: gzip"});
+    EXPECT_EQ(r.status, 400) << c.what << ": " << r.body;
+    EXPECT_NE(r.body.find("corrupt compressed body (Content-Encoding: gzip): not valid gzip data"),
+              std::string::npos)
+        << c.what << ": " << r.body;
+  }
+  auto r = in.post(gz + std::string(16, '\0'), {"-H", "Content-Encoding: gzip"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(parse_json(r.body)["accepted"].GetUint(), 50u);
+  EXPECT_EQ(in.output(50).size(), 50u);
+  const std::string m = in.metrics();
+  EXPECT_EQ(metric_value(m, "devmesh_http_requests_total", "status=\"400\""), 4) << m;
+  EXPECT_EQ(metric_value(m, "devmesh_http_records_accepted_total", ""), 50) << m;
+}
+
 // A zstd frame that declares 1 GiB and one that declares nothing, each 1 GiB of zeros: 413 naming
 // max_body, and the engine never holds more than about max_body for it.
 TEST(HttpInput, ZstdBombGets413NamingMaxBodyAndMemoryStaysBounded) {

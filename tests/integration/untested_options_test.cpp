@@ -1,5 +1,6 @@
 // Options and promises of the http input that had no test, through the real binary and real
-// clients: Content-Encoding: deflate (a zlib stream is taken, a raw deflate stream refused), and
+// clients: Content-Encoding: deflate (a zlib stream is taken, several one after another too, a raw
+// deflate stream, a wrong Adler-32, a cut stream, trailing bytes and a bomb refused), and
 // the 503 with Retry-After for a request arriving while the engine shuts down, with a request
 // held (ack: delivered) when SIGTERM arrives still answered 200 once delivered, and never a 2xx
 // when the grace period ends before its delivery.
@@ -125,6 +126,99 @@ TEST(HttpInputDeflate, ARawDeflateStreamIsRefusedWith400AndNothingIsStored) {
   const auto got = read_ndjson(d / "out.ndjson");
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(str_field(got[0], "message"), "after");
+}
+
+// Several streams one after another are one body, as zlib's inflate took them (each a zlib stream
+// or a gzip member, told apart by their first bytes: a gzip body labelled deflate is taken).
+TEST(HttpInputDeflate, ZlibStreamsOneAfterAnotherAndAGzipMemberAreInflatedWhole) {
+  TempDir d;
+  const int port = free_port();
+  Devmesh dm(d, "engine",
+             ingest_yaml(port, "", "    - {name: stdout, path: " + d / "out.ndjson" + "}\n"));
+  ASSERT_TRUE(dm.ready(port, d)) << dm->err();
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/ingest/logs";
+  const std::string ndjson = "Content-Type: application/x-ndjson";
+  const Deflated a = deflate_with_gzip(d, "{\"message\":\"first\"}\n");
+  const Deflated b = deflate_with_gzip(d, "{\"message\":\"second\"}\n{\"message\":\"third\"}\n");
+  write_file(d / "ab.zlib", a.zlib + b.zlib);
+  auto r = curl_post(d, url, d / "ab.zlib", {"-H", "Content-Encoding: deflate", "-H", ndjson});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(parse_json(r.body)["accepted"].GetUint(), 3u) << r.body;
+  // deflate_with_gzip left the gzip tool's own member of the last text in p.gz.
+  auto g = curl_post(d, url, d / "p.gz", {"-H", "Content-Encoding: deflate", "-H", ndjson});
+  ASSERT_EQ(g.status, 200) << g.body;
+  EXPECT_EQ(parse_json(g.body)["accepted"].GetUint(), 2u) << g.body;
+  ASSERT_TRUE(wait_until([&] { return read_lines(d / "out.ndjson").size() >= 5; }, 30s))
+      << dm->err();
+  std::vector<std::string> got;
+  for (const auto &o : read_ndjson(d / "out.ndjson")) got.push_back(str_field(o, "message"));
+  EXPECT_EQ(got, (std::vector<std::string>{"first", "second", "third", "second", "third"}));
+}
+
+// The Adler-32 trailer is checked, and unlike gzip's padding nothing at all may follow the last
+// stream (zlib's rules): each a 400 naming deflate, counted, nothing stored.
+TEST(HttpInputDeflate, AWrongAdlerACutStreamOrBytesAfterItGet400AndNothingIsStored) {
+  TempDir d;
+  const int port = free_port();
+  Devmesh dm(d, "engine",
+             ingest_yaml(port, "", "    - {name: stdout, path: " + d / "out.ndjson" + "}\n"));
+  ASSERT_TRUE(dm.ready(port, d)) << dm->err();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  const Deflated body = deflate_with_gzip(d, kTwoRecords);
+  ASSERT_GT(body.zlib.size(), 6u);
+  std::string bad_adler = body.zlib;
+  bad_adler.back() = static_cast<char>(bad_adler.back() ^ 1);
+  const std::string cases[] = {bad_adler, body.zlib.substr(0, body.zlib.size() - 2),
+                               body.zlib + std::string(1, '\0'), body.zlib + "garbage"};
+  for (const std::string &c : cases) {
+    write_file(d / "bad", c);
+    auto r = curl_post(d, base + "/ingest/logs", d / "bad", {"-H", "Content-Encoding: deflate"});
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.body.find("corrupt compressed body (Content-Encoding: deflate)"), std::string::npos)
+        << r.body;
+  }
+  std::string m;
+  ASSERT_EQ(http_get(base + "/metrics", &m, d.path()), 200);
+  EXPECT_EQ(metric_value(m, "devmesh_http_requests_total", "status=\"400\""), 4) << m;
+  EXPECT_EQ(metric_value(m, "devmesh_http_records_accepted_total", ""), 0) << m;
+}
+
+// A small zlib stream of 64 MiB of zeros: 413 naming max_body, counted, and the engine never
+// holds much more than max_body (16 MiB by default) for it.
+TEST(HttpInputDeflate, AZlibBombGets413NamingMaxBodyAndMemoryStaysBounded) {
+  TempDir d;
+  const int port = free_port();
+  Devmesh dm(d, "engine", ingest_yaml(port, "", "    - {name: 'null'}\n"));
+  ASSERT_TRUE(dm.ready(port, d)) << dm->err();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  ASSERT_EQ(
+      run({"/bin/sh", "-c", "head -c 67108864 /dev/zero | gzip -n -1 > " + d / "z.gz"}, d.path()),
+      0);
+  const std::string gz = read_file(d / "z.gz");
+  ASSERT_GT(gz.size(), 18u);
+  // The deflate data in a zlib wrapper; the Adler-32 of n zeros is (n mod 65521) << 16 | 1.
+  const uint32_t sum = ((67108864u % 65521u) << 16) | 1u;
+  std::string zlib = std::string("\x78\x01", 2) + gz.substr(10, gz.size() - 18);
+  for (int shift : {24, 16, 8, 0}) zlib += static_cast<char>((sum >> shift) & 0xff);
+  write_file(d / "bomb.zlib", zlib);
+  auto r =
+      curl_post(d, base + "/ingest/logs", d / "bomb.zlib", {"-H", "Content-Encoding: deflate"});
+  EXPECT_EQ(r.status, 413) << r.body;
+  EXPECT_NE(r.body.find("decompressed body larger than max_body (16777216 bytes)"),
+            std::string::npos)
+      << r.body;
+#ifdef __SANITIZE_ADDRESS__
+  constexpr long kBoundKib = 160 * 1024;
+#else
+  constexpr long kBoundKib = 64 * 1024;
+#endif
+  EXPECT_LT(vm_hwm_kib(dm->pid()), kBoundKib);
+  std::string m;
+  ASSERT_EQ(http_get(base + "/metrics", &m, d.path()), 200);
+  EXPECT_EQ(metric_value(m, "devmesh_http_requests_total", "status=\"413\""), 1) << m;
+  // Still serving.
+  write_file(d / "good.json", R"({"logs":[{"message":"after"}]})");
+  EXPECT_EQ(curl_post(d, base + "/ingest/logs", d / "good.json", {}).status, 200);
 }
 
 // ---- the 503 at shutdown ------------------------------------------------------------------------
