@@ -1,5 +1,6 @@
 // Fuzz target: the http input's body parser (plugins/inputs/http/ingest_parser.*) over the
-// engine's real batches and host table: JSON, NDJSON, and gzip under a small decompressed cap.
+// engine's real batches and host table: JSON, NDJSON, and gzip and deflate (ISA-L's inflate) under
+// a small decompressed cap.
 // Byte 0 picks the mode, the rest is the body. Beyond "no crash" it checks: any nesting depth is
 // refused without recursing (the regressions hold 100k levels and a gzip of 8M), the work done
 // is bounded per input byte (meta_set's key comparisons and calls, counted: no clock), and the
@@ -137,9 +138,9 @@ struct BatchRef {
 }  // namespace
 
 // Mode byte: bit 0 NDJSON; bits 1-2: 0 plain, 1 the bytes inflated as they are (corrupt
-// streams), 2 gzip-compressed then inflated, 3 the same with the cap 64 * (bits 3-7) + 16
-// bytes (413 paths). Unless bits 1-2 are 3, bit 3 lifts the meta limits (so meta_set's index
-// is fuzzed with many keys).
+// streams; as deflate, then as gzip), 2 gzip-compressed then inflated, 3 the same with the cap 64 *
+// (bits 3-7) + 16 bytes (413 paths). Unless bits 1-2 are 3, bit 3 lifts the meta limits (so
+// meta_set's index is fuzzed with many keys).
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > (1u << 20)) return 0;
   const uint8_t mode = data[0];
@@ -175,6 +176,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     std::string_view raw = body;
     if (how >= 2) raw = packed = gzip(body, mode & 8 ? 1 : 6);
     std::string_view out;
+    if (how == 1) {
+      // The same bytes as deflate: zlib streams and gzip members, one after another.
+      const int status = parser.decompress(devmesh::http_ingest::Encoding::kDeflate, raw, cap, out);
+      check(status == 0 || status == 400 || status == 413, "inflate status (deflate)");
+      check(status || out.size() <= cap, "inflated past the cap (deflate)");
+    }
     const int status = parser.decompress(devmesh::http_ingest::Encoding::kGzip, raw, cap, out);
     check(status == 0 || status == 400 || status == 413, "inflate status");
     if (status) return 0;
