@@ -1,5 +1,5 @@
 // Fuzz target: the http input's body parser (plugins/inputs/http/ingest_parser.*) over the
-// engine's real batches and host table: JSON, NDJSON, and gzip and deflate (ISA-L's inflate) under
+// engine's real batches and host table: JSON, NDJSON, and gzip and deflate under
 // a small decompressed cap.
 // Byte 0 picks the mode, the rest is the body. Beyond "no crash" it checks: any nesting depth is
 // refused without recursing (the regressions hold 100k levels and a gzip of 8M), the work done
