@@ -806,7 +806,11 @@ class Journald {
     const void *data;
     size_t len;
     sd_journal_restart_data(j_);
-    while ((r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0) {
+    // enumerate_available_data is enumerate_data in a loop that skips a field it cannot give
+    // (compressed with an algorithm it lacks, corrupt): called only when one fails, it skips
+    // that field and the entry goes on, at one call per field rather than two.
+    while ((r = sd_journal_enumerate_data(j_, &data, &len)) > 0 ||
+           (r < 0 && (r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0)) {
       touched += len;
       if (threshold && len >= threshold) [[unlikely]] {
         ++truncated;
