@@ -797,17 +797,30 @@ class Journald {
     stamp_known_ = true;
 
     e.first_field = static_cast<uint32_t>(raw.fields.size());
+    // The loop below is the thread's work per field beside sd-journal's own: what it counts is
+    // kept in locals (sd-journal's calls could change members, as far as the compiler knows),
+    // and added once per entry.
+    const size_t threshold = cfg_.data_threshold;
+    uint64_t touched = 0;
+    uint32_t truncated = 0;
     const void *data;
     size_t len;
     sd_journal_restart_data(j_);
-    while ((r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0) {
-      bytes_since_open_ += len + kFieldOverhead;
-      if (cfg_.data_threshold && len >= cfg_.data_threshold) add(m_truncated_, 1);
-      const std::string_view f = limited(data, len);
-      raw.fields.push_back(RawBatch::Field{raw.bytes.size(), f.size()});
-      raw.bytes.insert(raw.bytes.end(), f.data(), f.data() + f.size());
+    // enumerate_available_data is enumerate_data in a loop that skips a field it cannot give
+    // (compressed with an algorithm it lacks, corrupt): called only when one fails, it skips
+    // that field and the entry goes on, at one call per field rather than two.
+    while ((r = sd_journal_enumerate_data(j_, &data, &len)) > 0 ||
+           (r < 0 && (r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0)) {
+      touched += len;
+      if (threshold && len >= threshold) [[unlikely]] {
+        ++truncated;
+        len = threshold;  // as limited() cuts it
+      }
+      raw.fields.push_back(RawBatch::Field{raw.bytes.append(data, len), len});
     }
     e.fields = static_cast<uint32_t>(raw.fields.size()) - e.first_field;
+    bytes_since_open_ += touched + kFieldOverhead * e.fields;
+    if (truncated) add(m_truncated_, truncated);
     raw.entries.push_back(e);
     return r < 0 ? r : 0;
   }
