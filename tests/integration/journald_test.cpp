@@ -457,6 +457,44 @@ TEST(Journald, RotationByTheWriterItselfWhileFollowingLosesNothing) {
   expect_once_in_order(lines(d / "out.ndjson"), 1, 120000);
 }
 
+// sd-journal skips a data object it cannot read yet without saying so: an entry of a live
+// journal without MESSAGE may be one its writer had not finished (the rotation test above lost
+// one MESSAGE in about 12 runs that way). Such an entry is read again, 20 ms apart, 9 times, before
+// it is taken as it is, and the entries after it wait for it; read to the end of a journal not
+// followed, it is taken at once.
+TEST(Journald, AnEntryWithoutMessageIsReadAgainWhileFollowingThenTakenAsItIs) {
+  TempDir d;
+  const std::string dir = journal_dir(d);
+  const int port = free_port();
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "3"}));
+  ASSERT_TRUE(fixture(
+      d, {"-o", dir + "/system.journal", "--count", "1", "--start", "4", "--omit", "MESSAGE"}));
+  ASSERT_TRUE(fixture(d, {"-o", dir + "/system.journal", "--count", "2", "--start", "5"}));
+  auto check = [](const std::vector<Line> &got) {
+    ASSERT_EQ(got.size(), 6u);
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].meta.count("seq") ? got[i].meta.at("seq") : "", std::to_string(i + 1));
+      EXPECT_EQ(got[i].message, i == 3 ? "" : "entry " + std::to_string(i + 1));
+    }
+  };
+  {
+    auto e = start(d, with_metrics(port) + journald("path: " + dir + ", fields: [SEQ]") +
+                          to_stdout(d, ", flush_interval: 50ms"));
+    ASSERT_TRUE(settled(d, port, 6));
+    std::string body;
+    ASSERT_EQ(http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics", &body, d.path()),
+              200);
+    EXPECT_EQ(metric_value(body, "devmesh_journald_entries_reread_total", ""), 9) << body;
+    EXPECT_EQ(metric_value(body, "devmesh_journald_read_errors_total", ""), 0) << body;
+    e->kill(SIGTERM);
+    ASSERT_EQ(e->wait_exit(30s), 0) << e->err();
+    check(lines(d / "out.ndjson"));
+  }
+  TempDir once;
+  std::filesystem::copy(dir, journal_dir(once), std::filesystem::copy_options::recursive);
+  check(read_all(once, "fields: [SEQ]"));
+}
+
 TEST(Journald, VacuumOfReadFilesWhileFollowingRepeatsNothing) {
   TempDir d;
   const std::string dir = journal_dir(d);

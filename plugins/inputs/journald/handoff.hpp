@@ -88,6 +88,7 @@ class FieldBytes {
   size_t capacity() const { return cap_; }
   const char *data() const { return buf_.get(); }
   void clear() { size_ = 0; }
+  void truncate(size_t n) { size_ = std::min(size_, n); }
   void reserve(size_t n) {
     if (n > cap_) grow_to(n);
   }
@@ -167,6 +168,7 @@ struct RawBatch {
 struct RunEnd {
   bool at_end = false;  // no entry after the last one read
   bool failed = false;  // a read error: retried after a while
+  bool reread = false;  // an entry read before its writer finished it: read again shortly
 };
 
 class Handoff {

@@ -52,6 +52,12 @@ using journald::set_pid;
 
 constexpr uint64_t kRefusedRetryMs = 50;  // fallback when a refused submit brings no pause()
 constexpr uint64_t kErrorRetryMs = 1000;
+// An entry of a live journal without MESSAGE is read again this often, at most this many times:
+// sd-journal skips a field whose data object it cannot read yet without saying so (a writer's
+// append seen half-done; systemd issue 40263), and MESSAGE is the field such a record would
+// silently lose. An entry that truly has none is then taken as it is, 200 ms late.
+constexpr uint64_t kRereadMs = 20;
+constexpr uint32_t kRereadTries = 10;
 // While the journal has no files we may read, they are looked for this often (a new file in a
 // watched directory is also noticed at once, through sd-journal's notification).
 constexpr uint64_t kAccessCheckMs = 5000;
@@ -98,6 +104,11 @@ class Journald {
         "journal file set changes seen while following (rotation, new files, vacuum)", nullptr);
     m_refused_ = host->metric_counter(inst, "journald_submits_refused_total",
                                       "batches refused by backpressure, kept and retried", nullptr);
+    m_rereads_ = host->metric_counter(
+        inst, "journald_entries_reread_total",
+        "reads of a followed journal's entry put off because it had no MESSAGE yet (its writer "
+        "seen half-way; read again after 20 ms, taken as it is after 10 tries)",
+        nullptr);
     m_errors_ = host->metric_counter(inst, "journald_read_errors_total",
                                      "sd-journal read errors (retried after 1 s)", nullptr);
     m_build_retries_ = host->metric_counter(
@@ -648,6 +659,7 @@ class Journald {
     if (watch_ && cfg_.follow && !paused_) host_->watch_set(watch_, DM_READABLE);
     arm_journal_timeout();
     if (end.failed) return schedule_pump(kErrorRetryMs);
+    if (end.reread) return schedule_pump(kRereadMs);
     // At the end while following, the journal's fd wakes us when something changes. A re-open
     // asked for while the thread read (files became readable) is done now.
     if (end.at_end && !cfg_.follow) end_reached_ = true;
@@ -671,7 +683,7 @@ class Journald {
         RawBatch r = handoff_.spare();
         bool read = false;
         try {
-          read = read_batch(r, end.at_end, end.failed);
+          read = read_batch(r, end);
         } catch (const std::exception &e) {
           host_->log(inst_, DM_LOG_ERROR, "reading %s: %s (retrying after 1 s)",
                      cfg_.source.c_str(), e.what());
@@ -704,7 +716,8 @@ class Journald {
   }
 
   // Reads up to cfg_.batch entries into raw (empty); false when no entry was read.
-  bool read_batch(RawBatch &raw, bool &at_end, bool &failed) {
+  bool read_batch(RawBatch &raw, journald::RunEnd &end) {
+    bool &at_end = end.at_end, &failed = end.failed;
     uint64_t realtime = 0;
     try {
       for (uint32_t i = 0; i < cfg_.batch; ++i) {
@@ -718,7 +731,25 @@ class Journald {
           failed = true;
           break;
         }
-        if ((r = read_entry(raw, realtime)) < 0) read_error("reading an entry", r);
+        if ((r = read_entry(raw, realtime)) == kIncomplete) {
+          // Step back before it, so that the batch ends (and its cursor stays) on the entry
+          // before, and the next run reads it first.
+          add(m_rereads_, 1);
+          at_end = end.reread = true;
+          if (raw.entries.empty()) {
+            // Before it: a seek to its own cursor leaves next() to land on it again.
+            char *c = nullptr;
+            const bool ok =
+                sd_journal_get_cursor(j_, &c) >= 0 && sd_journal_seek_cursor(j_, c) >= 0;
+            free(c);
+            if (!ok) throw std::runtime_error("cannot step back before an unfinished entry");
+            return false;  // nothing read: no cursor to take
+          }
+          if (sd_journal_previous(j_) <= 0)
+            throw std::runtime_error("cannot step back to the entry before an unfinished one");
+          break;
+        }
+        if (r < 0) read_error("reading an entry", r);
         // Huge entries: fewer of them per batch, so that kAhead batches stay a bounded memory.
         if (raw.bytes.size() >= kRawBatchBytes) break;
       }
@@ -775,8 +806,40 @@ class Journald {
       stamp_known_ = false;
       return r;
     }
-    realtime = e.realtime_usec;
     std::memcpy(e.boot_id, boot.bytes, sizeof e.boot_id);
+    e.first_field = static_cast<uint32_t>(raw.fields.size());
+    // The loop below is the thread's work per field beside sd-journal's own: what it counts is
+    // kept in locals (sd-journal's calls could change members, as far as the compiler knows),
+    // and added once per entry.
+    const size_t threshold = cfg_.data_threshold;
+    uint64_t touched = 0;
+    uint32_t truncated = 0;
+    bool has_message = false;
+    const size_t bytes_before = raw.bytes.size();
+    const void *data;
+    size_t len;
+    sd_journal_restart_data(j_);
+    // enumerate_available_data is enumerate_data in a loop that skips a field it cannot give
+    // (compressed with an algorithm it lacks, corrupt): called only when one fails, it skips
+    // that field and the entry goes on, at one call per field rather than two.
+    while ((r = sd_journal_enumerate_data(j_, &data, &len)) > 0 ||
+           (r < 0 && (r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0)) {
+      touched += len;
+      if (len >= 8 && std::memcmp(data, "MESSAGE=", 8) == 0) has_message = true;
+      if (threshold && len >= threshold) [[unlikely]] {
+        ++truncated;
+        len = threshold;  // as limited() cuts it
+      }
+      raw.fields.push_back(RawBatch::Field{raw.bytes.append(data, len), len});
+    }
+    if (!has_message && r >= 0 && cfg_.follow && ++reread_tries_ < kRereadTries) {
+      raw.fields.resize(e.first_field);
+      raw.bytes.truncate(bytes_before);
+      return kIncomplete;
+    }
+    reread_tries_ = 0;
+    e.fields = static_cast<uint32_t>(raw.fields.size()) - e.first_field;
+    realtime = e.realtime_usec;
     e.after_skipped = std::exchange(skipped_, false);
     // Laid out as an Identity's first kStampBytes.
     uint8_t stamp[kStampBytes];
@@ -796,29 +859,6 @@ class Journald {
     std::memcpy(last_stamp_, stamp, kStampBytes);
     stamp_known_ = true;
 
-    e.first_field = static_cast<uint32_t>(raw.fields.size());
-    // The loop below is the thread's work per field beside sd-journal's own: what it counts is
-    // kept in locals (sd-journal's calls could change members, as far as the compiler knows),
-    // and added once per entry.
-    const size_t threshold = cfg_.data_threshold;
-    uint64_t touched = 0;
-    uint32_t truncated = 0;
-    const void *data;
-    size_t len;
-    sd_journal_restart_data(j_);
-    // enumerate_available_data is enumerate_data in a loop that skips a field it cannot give
-    // (compressed with an algorithm it lacks, corrupt): called only when one fails, it skips
-    // that field and the entry goes on, at one call per field rather than two.
-    while ((r = sd_journal_enumerate_data(j_, &data, &len)) > 0 ||
-           (r < 0 && (r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0)) {
-      touched += len;
-      if (threshold && len >= threshold) [[unlikely]] {
-        ++truncated;
-        len = threshold;  // as limited() cuts it
-      }
-      raw.fields.push_back(RawBatch::Field{raw.bytes.append(data, len), len});
-    }
-    e.fields = static_cast<uint32_t>(raw.fields.size()) - e.first_field;
     bytes_since_open_ += touched + kFieldOverhead * e.fields;
     if (truncated) add(m_truncated_, truncated);
     raw.entries.push_back(e);
@@ -1135,7 +1175,9 @@ class Journald {
   // a skipped entry): an entry stamped as it is gets its cursor taken (see read_entry).
   uint8_t last_stamp_[kStampBytes] = {};
   bool stamp_known_ = false;
-  bool skipped_ = false;  // the entry before the next one could not be read
+  bool skipped_ = false;       // the entry before the next one could not be read
+  uint32_t reread_tries_ = 0;  // reads so far of the entry without MESSAGE being waited for
+  static constexpr int kIncomplete = 1;  // read_entry: an entry to read again (kRereadMs)
   // A seek since the last batch read: it goes with the next one (see RunStart).
   journald::RunStart run_start_;
   bool run_start_pending_ = false;
@@ -1172,6 +1214,7 @@ class Journald {
   // Checkpointing: a change for each acknowledged advance.
   Checkpointer checkpoints_{host_, inst_};
 
+  dm_metric *m_rereads_ = nullptr;
   dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
       *m_build_retries_, *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_cut_columns_,
       *m_reopens_, *m_same_stamp_, *m_failed_, *m_readable_, *m_no_files_, *m_no_permission_;
