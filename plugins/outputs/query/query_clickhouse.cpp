@@ -332,11 +332,13 @@ class ClickHouseStore : public QueryStore {
   //    times DateTime cannot hold, whose `timestamp` is clamped), one row per key (LIMIT 1 BY:
   //    the copies are the same row); its timestamp_ns ranges select whole granules through the
   //    sorting key, so it reads few rows. `columns` are the ones exprs and aggs read.
+  // `plain_narrowing`, a condition on the plain rows only, may drop groups the caller drops
+  // anyway (a subquery there runs once, not once per set of rows).
   std::string once_source(const std::vector<std::string> &exprs,
                           const std::vector<std::string> &aggs,
                           const std::vector<std::string> &columns, const std::string &filters,
                           std::optional<int64_t> start_ns, std::optional<int64_t> end_ns,
-                          const Suspects &s) const {
+                          const Suspects &s, const std::string &plain_narrowing = "") const {
     std::string cols, keys;
     for (size_t i = 0; i < exprs.size(); ++i) {
       const std::string k = "k" + std::to_string(i);
@@ -351,9 +353,11 @@ class ClickHouseStore : public QueryStore {
       if (c.empty()) return filters;
       return filters + (filters.empty() ? " WHERE " : " AND ") + c;
     };
-    if (s.final_)
+    if (s.final_) {
+      if (!plain_narrowing.empty()) exact_cond(plain_narrowing);
       return "(SELECT " + cols + " FROM " + table_ + " FINAL" + where(exact) + " GROUP BY " + keys +
              ")";
+    }
     constexpr int64_t kNs = 1000000000;
     auto floor_div = [](int64_t a) { return a / kNs - (a % kNs < 0 ? 1 : 0); };
     // [first, last]: the whole seconds inside the window that DateTime holds unclamped.
@@ -386,6 +390,7 @@ class ClickHouseStore : public QueryStore {
         "SELECT " + cols + " FROM (SELECT " + row + " FROM " + table_ + where(keyed) +
         " LIMIT 1 BY service, timestamp_ns, event_id) GROUP BY " + keys;
     if (plain.empty()) return "(" + keyed_source + ")";
+    if (!plain_narrowing.empty()) plain += " AND " + plain_narrowing;
     return "(SELECT " + cols + " FROM " + table_ + where(plain) + " GROUP BY " + keys +
            " UNION ALL " + keyed_source + ")";
   }
@@ -560,8 +565,10 @@ class ClickHouseStore : public QueryStore {
     // One statement finds the window's patterns, joins their all-time side (all_time_aggs) and
     // keeps the top `limit`: a window can hold any number of patterns, and an IN list of all
     // their ids (as this once sent) outgrew max_query_size past about 12,000 of them. The
-    // window's figures are aggregates of the same rows, each record once (once_source). GLOBAL:
-    // on a cluster the window's ids are found once across the shards.
+    // window's figures are aggregates of the same rows, each record once (once_source). Only
+    // the window's patterns are aggregated (HAVING c > 0 keeps those), the rest of the rows are
+    // skipped where the plain rows' condition reads pattern_id alone. GLOBAL: on a cluster the
+    // window's ids are found once across the shards.
     std::string in_window = "1";
     {
       const std::string rows = pattern_rows_where(q);  // " AND c1 AND c2 ..."
@@ -577,11 +584,10 @@ class ClickHouseStore : public QueryStore {
         "SELECT k0, toInt64(sum(w_count)) AS c, minIf(w_first, w_count > 0), maxIf(w_last, "
         "w_count > 0), " +
         std::string(kAllTimeColumns) + " FROM " +
-        once_source({"pattern_id"}, aggs, read,
-                    " WHERE pattern_id IS NOT NULL AND pattern_id GLOBAL IN (SELECT pattern_id "
-                    "FROM " +
-                        table_ + " WHERE pattern_id IS NOT NULL" + pattern_rows_where(q) + ")",
-                    std::nullopt, std::nullopt, sus) +
+        once_source({"pattern_id"}, aggs, read, " WHERE pattern_id IS NOT NULL", std::nullopt,
+                    std::nullopt, sus,
+                    "pattern_id GLOBAL IN (SELECT pattern_id FROM " + table_ +
+                        " WHERE pattern_id IS NOT NULL" + pattern_rows_where(q) + ")") +
         " GROUP BY k0 HAVING c > 0";
     if (q.only_new)
       sql += " AND min(a_first) >= " + std::to_string(q.start_ns) +
@@ -609,11 +615,20 @@ class ClickHouseStore : public QueryStore {
     for (PatternSummary &p : kept) ids.push_back(p.id), kept_by_id[p.id] = &p;
     PatternsQuery only = q;
     only.ids = ids;
-    // The newest row is the same row in any copy: no need to count once here.
+    // The sample: the newest of each pattern's rows in the window, at its last time there (the
+    // same row in any copy), so only those times are read: the whole window's rows, every
+    // column, cost seconds on 10M rows. Past 1,000 patterns the list of times would near
+    // max_query_size (256 KiB) and cover as many granules as the window: the window is read.
+    std::string lasts;
+    if (kept.size() <= 1000) {
+      for (const PatternSummary &p : kept)
+        lasts += (lasts.empty() ? "" : ", ") + std::to_string(p.last_ns);
+      lasts = " AND timestamp_ns IN (" + lasts + ")";
+    }
     if (q.with_sample &&
         !read_rows(
             "SELECT " + row_columns() + " FROM " + table_ + " WHERE pattern_id IS NOT NULL" +
-                pattern_rows_where(only) +
+                pattern_rows_where(only) + lasts +
                 " ORDER BY timestamp_ns DESC, id DESC LIMIT 1 BY pattern_id FORMAT RowBinary",
             err, [&](const LogRow &row) {
               auto it = kept_by_id.find(row.pattern_id);
