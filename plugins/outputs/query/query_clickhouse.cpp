@@ -475,18 +475,21 @@ class ClickHouseStore : public QueryStore {
   // Each pattern's all-time figures from the rows themselves (what the other stores keep in their
   // patterns table), each record once: the service, the first and last time, the count and the
   // newest template, as aggregates for once_source, which patterns() joins with its window's.
-  static std::vector<std::string> all_time_aggs() {
-    return {"any(service) AS a_service",
-            "min(timestamp_ns) AS a_first",
-            "max(timestamp_ns) AS a_last",
-            "count() AS n",
-            "argMax(" + std::string(kTemplateText) + ", " + kTemplateWeight + ") AS a_text",
-            "max(" + std::string(kTemplateWeight) + ") AS a_weight"};
+  static std::vector<std::string> all_time_aggs(bool with_template) {
+    std::vector<std::string> aggs = {"any(service) AS a_service", "min(timestamp_ns) AS a_first",
+                                     "max(timestamp_ns) AS a_last", "count() AS n"};
+    if (with_template) {
+      aggs.push_back("argMax(" + std::string(kTemplateText) + ", " + kTemplateWeight +
+                     ") AS a_text");
+      aggs.push_back("max(" + std::string(kTemplateWeight) + ") AS a_weight");
+    }
+    return aggs;
   }
   // all_time_aggs() combined across once_source's rows of one pattern, in the order
-  // read_all_time() reads them.
+  // read_all_time() reads them (then the template's, kAllTimeTemplate, if asked).
   static constexpr const char *kAllTimeColumns =
-      "any(a_service), min(a_first), max(a_last), toInt64(sum(n)), argMax(a_text, a_weight)";
+      "any(a_service), min(a_first), max(a_last), toInt64(sum(n))";
+  static constexpr const char *kAllTimeTemplate = "argMax(a_text, a_weight)";
   static std::vector<std::string> all_time_read() {
     return {"service", "timestamp_ns", "meta_json", "pattern_id"};
   }
@@ -495,6 +498,8 @@ class ClickHouseStore : public QueryStore {
     p.first_seen_ns = r.i64();
     p.last_seen_ns = r.i64();
     p.total_count = r.i64();
+  }
+  static void read_template(Reader &r, PatternSummary &p) {
     p.template_text = std::string(r.str());
     p.has_template = !p.template_text.empty();
   }
@@ -510,8 +515,9 @@ class ClickHouseStore : public QueryStore {
     std::string filters = " WHERE pattern_id IS NOT NULL";
     if (!ids_condition.empty()) filters += " AND " + ids_condition;
     if (service) filters += " AND service = " + quote_string(*service);
-    std::string sql = "SELECT k0, " + std::string(kAllTimeColumns) + " FROM " +
-                      once_source({"pattern_id"}, all_time_aggs(), all_time_read(), filters,
+    std::string sql = "SELECT k0, " + std::string(kAllTimeColumns) + ", " + kAllTimeTemplate +
+                      " FROM " +
+                      once_source({"pattern_id"}, all_time_aggs(true), all_time_read(), filters,
                                   std::nullopt, std::nullopt, sus) +
                       " GROUP BY k0";
     if (seen_since) sql += " HAVING max(a_last) >= " + std::to_string(*seen_since);
@@ -524,6 +530,7 @@ class ClickHouseStore : public QueryStore {
       r.null();  // pattern_id is Nullable: never NULL here
       p.id = r.u64();
       read_all_time(r, p);
+      read_template(r, p);
       if (!r.ok()) return bad_answer(err);
       out.push_back(std::move(p));
     }
@@ -574,7 +581,7 @@ class ClickHouseStore : public QueryStore {
       const std::string rows = pattern_rows_where(q);  // " AND c1 AND c2 ..."
       if (!rows.empty()) in_window = "(1" + rows + ")";
     }
-    std::vector<std::string> aggs = all_time_aggs();
+    std::vector<std::string> aggs = all_time_aggs(false);
     aggs.push_back("countIf(" + in_window + ") AS w_count");
     aggs.push_back("minIf(timestamp_ns, " + in_window + ") AS w_first");
     aggs.push_back("maxIf(timestamp_ns, " + in_window + ") AS w_last");
@@ -613,6 +620,26 @@ class ClickHouseStore : public QueryStore {
     std::vector<uint64_t> ids;
     std::unordered_map<uint64_t, PatternSummary *> kept_by_id;
     for (PatternSummary &p : kept) ids.push_back(p.id), kept_by_id[p.id] = &p;
+    // The kept patterns' templates (see kTemplateWeight), apart from the counts so that only
+    // their rows' meta is parsed, and of those only the rows that have one (a copy is the same
+    // row: argMax needs no counting once).
+    if (!run("SELECT pattern_id, argMax(" + std::string(kTemplateText) + ", timestamp_ns) FROM " +
+                 table_ + " WHERE " + ids_in(ids) + " AND " +
+                 "ifNull(visitParamHas(meta_json, 'pattern'), 0) = 1 GROUP BY pattern_id FORMAT "
+                 "RowBinary",
+             body, err))
+      return false;
+    for (Reader t(body); !t.done();) {
+      t.null();
+      const uint64_t id = t.u64();
+      PatternSummary found;
+      read_template(t, found);
+      if (!t.ok()) return bad_answer(err);
+      auto it = kept_by_id.find(id);
+      if (it == kept_by_id.end()) continue;
+      it->second->template_text = std::move(found.template_text);
+      it->second->has_template = found.has_template;
+    }
     PatternsQuery only = q;
     only.ids = ids;
     // The sample: the newest of each pattern's rows in the window, at its last time there (the
