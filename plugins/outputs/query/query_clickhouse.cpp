@@ -3,9 +3,9 @@
 // statement on the calling worker thread (easy handles pooled, so connections are reused).
 // ClickHouse 18.16 has no query parameters: every value enters the SQL as a literal made by
 // clickhouse::quote_string (or as a number). A re-delivered record not yet merged away is
-// counted once: pages take each key once, counts group by key only where duplicates can be
-// (Suspects). max_execution_time bounds each
-// statement. Results come back as RowBinary.
+// counted once: pages take each key once, counts (stats, histograms, patterns) group by key only
+// where duplicates can be (Suspects). max_execution_time bounds each statement. Results come
+// back as RowBinary.
 #include <curl/curl.h>
 #include <url_redact.hpp>
 
