@@ -10,6 +10,7 @@
 #include <ctime>
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "../../plugins/outputs/clickhouse/clickhouse_schema.hpp"
 #include "clickhouse.h"
@@ -82,6 +83,24 @@ void rewrite(ClickHouse &ch, const std::string &select, const std::string &keep)
     ch.sql(sql, &err);
     ASSERT_EQ(err, "") << sql;
   }
+}
+
+// A time after 1970 as a parameter ("...T00:00:00.123456789Z"), or with `micros` as the API
+// answers it by default ("...T00:00:00.123456").
+std::string rfc3339(int64_t ns, bool micros = false) {
+  const time_t s = static_cast<time_t>(ns / 1000000000);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[64];
+  if (micros)
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lld", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<long long>(ns % 1000000000 / 1000));
+  else
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<long long>(ns % 1000000000));
+  return std::string(buf);
 }
 
 std::unique_ptr<Process> query_engine(const TempDir &d, const ClickHouse &ch, int port,
@@ -372,16 +391,6 @@ TEST_F(QueryClickHouseStore, StatsAndHistogramCountEveryWindowToTheNanosecond) {
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
   auto e = query_engine(d, *ch, port);
   ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
-  auto rfc3339 = [](int64_t ns) {
-    const time_t s = static_cast<time_t>(ns / 1000000000);
-    std::tm tm{};
-    gmtime_r(&s, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<long long>(ns % 1000000000));
-    return std::string(buf);
-  };
   std::mt19937_64 rng(20261207);
   std::vector<std::pair<int64_t, int64_t>> windows = {
       {1764288000000000000, 1764288400000000000},  // everything of 2025
@@ -562,6 +571,179 @@ TEST_F(QueryClickHouseStore, QuotedLiteralsOfRandomBytesReadBackUnchanged) {
     const std::string got =
         ch->sql("SELECT hex(" + devmesh::clickhouse::quote_string(s) + ")", &err);
     ASSERT_EQ(got, want + "\n") << "case " << i << ": " << err;
+  }
+}
+
+// The rows of a TSV answer, split into fields.
+std::vector<std::vector<std::string>> tsv(const std::string &body) {
+  std::vector<std::vector<std::string>> rows;
+  size_t at = 0;
+  while (at < body.size()) {
+    const size_t end = body.find('\n', at);
+    const std::string line = body.substr(at, end - at);
+    at = end == std::string::npos ? body.size() : end + 1;
+    std::vector<std::string> fields;
+    for (size_t f = 0;;) {
+      const size_t tab = line.find('\t', f);
+      fields.push_back(line.substr(f, tab - f));
+      if (tab == std::string::npos) break;
+      f = tab + 1;
+    }
+    rows.push_back(std::move(fields));
+  }
+  return rows;
+}
+
+// /query/patterns and /query/patterns/{id} count without FINAL on one node (once_source): here
+// a merged history over two days (two partitions), re-delivered copies of a stretch of it and of
+// its newest rows (with the patterns' newest templates) in a fresh part, a record twice in one
+// insert (with a newer template) and a new pattern whose only record came twice. Every figure of
+// every pattern, in windows cut inside seconds and all time, is what FINAL gives.
+TEST_F(QueryClickHouseStore, EveryPatternFigureCountsEachRecordOnceAsFinalDoes) {
+  make_store(d, *ch, 0);
+  const int64_t b = 1764288000000000000;  // 2025-11-28T00:00:00Z
+  constexpr int64_t kS = 1000000000;
+  auto rows = [](const std::string &ns, const std::string &from) {
+    // A pattern per number % 3 (one id with the top bit set), its service with it; a template
+    // in the meta of every 50th record of each.
+    return "INSERT INTO devmesh.log_events SELECT toDateTime(intDiv(ns, 1000000000)), ns, 's',"
+           " ['api', 'api', 'db'][number % 3 + 1], ['h1', 'h2', 'h3'][intHash32(number) % 3 + 1],"
+           " ['INFO', 'ERROR'][number % 2 + 1], NULL, NULL, NULL, NULL,"
+           " concat('m ', toString(number)), if(number % 50 < 3, concat('{\"pattern\":\"t ',"
+           " toString(number), '\"}'), NULL), MD5(toString(ns)),"
+           " [toInt64(-9000000000000000000), 162, 7][number % 3 + 1] FROM (SELECT number, "
+           "toInt64(" +
+           ns + ") AS ns FROM " + from + ")";
+  };
+  // 900 records every 7.3 s from B - 1 h, and 6 a day before.
+  ASSERT_EQ(ch->sql(rows(std::to_string(b - 3600 * kS) + " + number * 7300000000", "numbers(900)")),
+            "");
+  ASSERT_EQ(ch->sql(rows(std::to_string(b - 86400 * kS) + " + number * 1000000", "numbers(6)")),
+            "");
+  ASSERT_EQ(ch->sql("OPTIMIZE TABLE devmesh.log_events PARTITION 20251127 FINAL"), "");
+  ASSERT_EQ(ch->sql("OPTIMIZE TABLE devmesh.log_events PARTITION 20251128 FINAL"), "");
+  // Copies: every record of a stretch in the hour before B, and every other record of the last
+  // 60 (the newest templates among them).
+  ASSERT_EQ(ch->sql("INSERT INTO devmesh.log_events SELECT * FROM devmesh.log_events WHERE "
+                    "timestamp_ns BETWEEN " +
+                    std::to_string(b - 680 * kS) + " AND " + std::to_string(b - 534 * kS) +
+                    " OR (timestamp_ns >= " + std::to_string(b - 3600 * kS + 840 * 7300000000) +
+                    " AND cityHash64(event_id) % 2 = 0)"),
+            "");
+  // Twice in one insert: a record of pattern 162 with a newer template, and the only record of
+  // pattern 99.
+  for (const auto &[ns, id, meta] :
+       {std::tuple{b + 6600 * kS + 500000000, 162, "'{\"pattern\":\"t new\"}'"},
+        std::tuple{b + 6601 * kS + 250000000, 99, "NULL"}}) {
+    const std::string row = "(toDateTime(" + std::to_string(ns / kS) + "), " + std::to_string(ns) +
+                            ", 's', 'api', 'h9', 'WARN', NULL, NULL, NULL, NULL, 'twice', " + meta +
+                            ", MD5('" + std::to_string(ns) + "'), " + std::to_string(id) + ")";
+    ASSERT_EQ(ch->sql("INSERT INTO devmesh.log_events VALUES " + row + ", " + row), "");
+  }
+  const long long records = ch->number("SELECT count() FROM devmesh.log_events FINAL");
+  ASSERT_EQ(records, 908);
+  ASSERT_GT(ch->number("SELECT count() FROM devmesh.log_events"), records + 20)
+      << "the copies are not merged away yet";
+  const int port = free_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto e = query_engine(d, *ch, port);
+  ASSERT_TRUE(wait_until([&] { return http(base + "/health").status == 200; }, 20s)) << e->err();
+
+  // What FINAL gives, per pattern: all time, and in [start, end].
+  struct Figures {
+    long long count = 0;
+    int64_t first = 0, last = 0;
+    std::string service, text;
+  };
+  auto final_figures = [&](const std::string &where) {
+    std::map<uint64_t, Figures> out;
+    for (const auto &f : tsv(ch->sql(
+             "SELECT pattern_id, count(), min(timestamp_ns), max(timestamp_ns), any(service), "
+             "argMax(ifNull(visitParamExtractString(meta_json, 'pattern'), ''), "
+             "if(ifNull(visitParamHas(meta_json, 'pattern'), 0) = 1, timestamp_ns, "
+             "toInt64(-9223372036854775807))) FROM devmesh.log_events FINAL WHERE "
+             "pattern_id IS NOT NULL" +
+             where + " GROUP BY pattern_id"))) {
+      if (f.size() != 6) continue;
+      out[static_cast<uint64_t>(std::stoll(f[0]))] = {std::stoll(f[1]), std::stoll(f[2]),
+                                                      std::stoll(f[3]), f[4], f[5]};
+    }
+    return out;
+  };
+  const auto all_time = final_figures("");
+  ASSERT_EQ(all_time.size(), 4u);
+  EXPECT_EQ(all_time.at(162).text, "t new");
+  EXPECT_EQ(all_time.at(99).count, 1);
+  auto expect_all_time = [&](const rapidjson::Value &p, uint64_t id) {
+    const Figures &want = all_time.at(id);
+    EXPECT_EQ(p["total_count"].GetInt64(), want.count);
+    EXPECT_EQ(std::string(p["first_seen"].GetString()), rfc3339(want.first, true));
+    EXPECT_EQ(std::string(p["last_seen"].GetString()), rfc3339(want.last, true));
+    EXPECT_EQ(std::string(p["service"].GetString()), want.service);
+    if (want.text.empty())
+      EXPECT_TRUE(p["template"].IsNull());
+    else
+      EXPECT_EQ(std::string(p["template"].GetString()), want.text);
+  };
+
+  std::vector<std::pair<int64_t, int64_t>> windows = {
+      {b - 2 * 86400 * kS, b + 7200 * kS},                     // everything
+      {b - 700 * kS - 300000000, b - 500 * kS - 700000000},    // the first copies
+      {b + 2500 * kS + 123000000, b + 6600 * kS + 900000000},  // the newest copies
+      {b + 6601 * kS, b + 6602 * kS},                          // only pattern 99
+      {b - 86400 * kS + 2500000, b - 86400 * kS + 4500000},    // inside a second
+  };
+  std::mt19937_64 rng(20261207);
+  for (int i = 0; i < 6; ++i) {
+    const int64_t start = b - 3700 * kS + static_cast<int64_t>(rng() % (10400ull * kS));
+    windows.emplace_back(start, start + static_cast<int64_t>(rng() % (3000ull * kS)));
+  }
+  for (const auto &[start, end] : windows) {
+    const std::string range = "start_time=" + rfc3339(start) + "&end_time=" + rfc3339(end);
+    SCOPED_TRACE(range);
+    const auto in_window = final_figures(" AND timestamp_ns BETWEEN " + std::to_string(start) +
+                                         " AND " + std::to_string(end));
+    rapidjson::Document doc;
+    HttpResponse r = http(base + "/query/patterns?limit=100&" + range);
+    doc.Parse(r.body.c_str());
+    ASSERT_TRUE(doc.IsObject()) << r.body.substr(0, 300);
+    ASSERT_EQ(doc["patterns"].Size(), in_window.size());
+    for (const auto &p : doc["patterns"].GetArray()) {
+      const uint64_t id = std::stoull(p["id"].GetString(), nullptr, 16);
+      SCOPED_TRACE(p["id"].GetString());
+      ASSERT_EQ(in_window.count(id), 1u);
+      const Figures &want = in_window.at(id);
+      EXPECT_EQ(p["count"].GetInt64(), want.count);
+      EXPECT_EQ(std::string(p["first"].GetString()), rfc3339(want.first, true));
+      EXPECT_EQ(std::string(p["last"].GetString()), rfc3339(want.last, true));
+      expect_all_time(p, id);
+    }
+    // new=1: the patterns first seen in the window, by their first record.
+    size_t fresh = 0;
+    for (const auto &[id, f] : all_time) fresh += in_window.count(id) && f.first >= start;
+    r = http(base + "/query/patterns?new=1&limit=100&" + range);
+    doc.Parse(r.body.c_str());
+    ASSERT_TRUE(doc.IsObject()) << r.body.substr(0, 300);
+    EXPECT_EQ(doc["patterns"].Size(), fresh);
+    // Each pattern's minutes: what FINAL counts in each.
+    for (const auto &[id, f] : all_time) {
+      r = http(base + "/query/patterns/" + hex_id(id) + "?" + range);
+      doc.Parse(r.body.c_str());
+      ASSERT_TRUE(doc.IsObject()) << r.body.substr(0, 300);
+      expect_all_time(doc, id);
+      EXPECT_EQ(doc["count"].GetInt64(), in_window.count(id) ? in_window.at(id).count : 0);
+      std::string want, got;
+      for (const auto &m : tsv(ch->sql(
+               "SELECT intDiv(timestamp_ns, 60000000000) * 60000000000 AS m, count() FROM "
+               "devmesh.log_events FINAL WHERE pattern_id = " +
+               std::to_string(static_cast<int64_t>(id)) + " AND timestamp_ns BETWEEN " +
+               std::to_string(start) + " AND " + std::to_string(end) + " GROUP BY m ORDER BY m")))
+        if (m.size() == 2) want += rfc3339(std::stoll(m[0]), true) + " " + m[1] + "\n";
+      for (const auto &m : doc["minutes"].GetArray())
+        got += std::string(m["minute"].GetString()) + " " + std::to_string(m["count"].GetInt64()) +
+               "\n";
+      EXPECT_EQ(got, want) << hex_id(id);
+    }
   }
 }
 

@@ -3,9 +3,9 @@
 // statement on the calling worker thread (easy handles pooled, so connections are reused).
 // ClickHouse 18.16 has no query parameters: every value enters the SQL as a literal made by
 // clickhouse::quote_string (or as a number). A re-delivered record not yet merged away is
-// counted once: pages take each key once, counts group by key only where duplicates can be
-// (Suspects). max_execution_time bounds each
-// statement. Results come back as RowBinary.
+// counted once: pages take each key once, counts (stats, histograms, patterns) group by key only
+// where duplicates can be (Suspects). max_execution_time bounds each statement. Results come
+// back as RowBinary.
 #include <curl/curl.h>
 #include <url_redact.hpp>
 
@@ -40,11 +40,12 @@ constexpr const char *kIdExpr =
     "toInt64(intDiv(timestamp_ns, 1000000) * 1048576 + bitAnd(sipHash64(event_id), 1048575))";
 
 // A pattern's newest template: the meta "pattern" that the patterns filter sends when it learns
-// or changes one, from the newest row that has it.
-constexpr const char *kTemplate =
-    "argMax(ifNull(visitParamExtractString(meta_json, 'pattern'), ''), "
+// or changes one, from the newest row that has it. Aggregated in two steps (once_source): each
+// set of rows gives its argMax and the weight it won with, and the weightiest of those wins.
+constexpr const char *kTemplateWeight =
     "if(ifNull(visitParamHas(meta_json, 'pattern'), 0) = 1, timestamp_ns, "
-    "toInt64(-9223372036854775807)))";
+    "toInt64(-9223372036854775807))";
+constexpr const char *kTemplateText = "ifNull(visitParamExtractString(meta_json, 'pattern'), '')";
 
 // Reads a RowBinary answer.
 class Reader {
@@ -207,11 +208,11 @@ class ClickHouseStore : public QueryStore {
                                std::to_string(h.step_ns) + "), " +
                                std::to_string(static_cast<int64_t>(h.buckets) - 1) + "))";
     std::string body;
-    if (!run(
-            "SELECT k0, k1, toInt64(sum(n)) FROM " +
-                once_source({bucket, "level"}, filters, h.filters.start_ns, h.filters.end_ns, sus) +
-                " GROUP BY k0, k1 FORMAT RowBinary",
-            body, err))
+    if (!run("SELECT k0, k1, toInt64(sum(n)) FROM " +
+                 once_source({bucket, "level"}, {"count() AS n"}, {"level"}, filters,
+                             h.filters.start_ns, h.filters.end_ns, sus) +
+                 " GROUP BY k0, k1 FORMAT RowBinary",
+             body, err))
       return false;
     Reader r(body);
     while (!r.done()) {
@@ -237,7 +238,8 @@ class ClickHouseStore : public QueryStore {
     // services x levels x hosts, a few MB of answer even for a large fleet.
     std::string body;
     if (!run("SELECT k0, k1, k2, toInt64(sum(n)) FROM " +
-                 once_source({"service", "level", "host"}, "", q.since_ns, q.end_ns, sus) +
+                 once_source({"service", "level", "host"}, {"count() AS n"}, {"level", "host"}, "",
+                             q.since_ns, q.end_ns, sus) +
                  " GROUP BY k0, k1, k2 FORMAT RowBinary",
              body, err))
       return false;
@@ -318,24 +320,32 @@ class ClickHouseStore : public QueryStore {
   }
 
   // A FROM table expression of the rows under `filters` in the window [start_ns, end_ns], grouped
-  // by `exprs` (named k0, k1, ...) with n, the number of records (each re-delivered record once),
-  // per group; see Suspects. The rows are split in two, disjoint and together the window:
-  //  - plain: the whole seconds inside the window, outside the suspect range, counted by the
+  // by `exprs` (named k0, k1, ...) with `aggs` ("count() AS n", "min(timestamp_ns) AS lo", ...)
+  // over each group's records, each re-delivered record once; see Suspects. A group comes in up
+  // to two rows, one from each of two disjoint sets of rows that together are the window, so the
+  // caller combines them per key: sum(n), min(lo), argMax of an argMax by its max weight, and a
+  // minIf/maxIf only where its countIf is not 0 (an empty one answers 0). The two sets:
+  //  - plain: the whole seconds inside the window, outside the suspect range, found by the
   //    4-byte `timestamp` alone (the window's bounds on timestamp_ns would read 8 more bytes a row
   //    across the whole window: about a quarter of /query/stats on 10M rows);
   //  - keyed: the rest of the window (its first and last part-seconds, the suspect seconds, and
-  //    times DateTime cannot hold, whose `timestamp` is clamped), grouped by key; its timestamp_ns
-  //    ranges select whole granules through the sorting key, so it reads few rows.
-  std::string once_source(const std::vector<std::string> &exprs, const std::string &filters,
+  //    times DateTime cannot hold, whose `timestamp` is clamped), one row per key (LIMIT 1 BY:
+  //    the copies are the same row); its timestamp_ns ranges select whole granules through the
+  //    sorting key, so it reads few rows. `columns` are the ones exprs and aggs read.
+  // `plain_narrowing`, a condition on the plain rows only, may drop groups the caller drops
+  // anyway (a subquery there runs once, not once per set of rows).
+  std::string once_source(const std::vector<std::string> &exprs,
+                          const std::vector<std::string> &aggs,
+                          const std::vector<std::string> &columns, const std::string &filters,
                           std::optional<int64_t> start_ns, std::optional<int64_t> end_ns,
-                          const Suspects &s) const {
-    std::string cols, keys, any_cols;
+                          const Suspects &s, const std::string &plain_narrowing = "") const {
+    std::string cols, keys;
     for (size_t i = 0; i < exprs.size(); ++i) {
       const std::string k = "k" + std::to_string(i);
       cols += exprs[i] + " AS " + k + ", ";
-      any_cols += "any(" + exprs[i] + ") AS " + k + ", ";
       keys += (i ? ", " : "") + k;
     }
+    for (size_t i = 0; i < aggs.size(); ++i) cols += (i ? ", " : "") + aggs[i];
     std::string exact;  // the window as it is asked, to the nanosecond
     auto exact_cond = [&](const std::string &c) { exact += (exact.empty() ? "" : " AND ") + c; };
     window(start_ns, end_ns, exact_cond);
@@ -343,9 +353,11 @@ class ClickHouseStore : public QueryStore {
       if (c.empty()) return filters;
       return filters + (filters.empty() ? " WHERE " : " AND ") + c;
     };
-    if (s.final_)
-      return "(SELECT " + cols + "count() AS n FROM " + table_ + " FINAL" + where(exact) +
-             " GROUP BY " + keys + ")";
+    if (s.final_) {
+      if (!plain_narrowing.empty()) exact_cond(plain_narrowing);
+      return "(SELECT " + cols + " FROM " + table_ + " FINAL" + where(exact) + " GROUP BY " + keys +
+             ")";
+    }
     constexpr int64_t kNs = 1000000000;
     auto floor_div = [](int64_t a) { return a / kNs - (a % kNs < 0 ? 1 : 0); };
     // [first, last]: the whole seconds inside the window that DateTime holds unclamped.
@@ -369,11 +381,17 @@ class ClickHouseStore : public QueryStore {
       keyed += std::string(keyed.empty() ? "" : " AND ") + "(NOT (" + ns_range(first, last) + ")" +
                (s.any ? " OR " + ns_range(sus_lo, sus_hi) : "") + ")";
     }
-    const std::string keyed_source = "SELECT " + keys + ", count() AS n FROM (SELECT " + any_cols +
-                                     "1 AS one FROM " + table_ + where(keyed) +
-                                     " GROUP BY service, timestamp_ns, event_id) GROUP BY " + keys;
+    std::vector<std::string> read = {"service", "timestamp_ns", "event_id"};
+    for (const std::string &c : columns)
+      if (std::find(read.begin(), read.end(), c) == read.end()) read.push_back(c);
+    std::string row;
+    for (const std::string &c : read) row += (row.empty() ? "" : ", ") + c;
+    const std::string keyed_source =
+        "SELECT " + cols + " FROM (SELECT " + row + " FROM " + table_ + where(keyed) +
+        " LIMIT 1 BY service, timestamp_ns, event_id) GROUP BY " + keys;
     if (plain.empty()) return "(" + keyed_source + ")";
-    return "(SELECT " + cols + "count() AS n FROM " + table_ + where(plain) + " GROUP BY " + keys +
+    if (!plain_narrowing.empty()) plain += " AND " + plain_narrowing;
+    return "(SELECT " + cols + " FROM " + table_ + where(plain) + " GROUP BY " + keys +
            " UNION ALL " + keyed_source + ")";
   }
 
@@ -454,22 +472,56 @@ class ClickHouseStore : public QueryStore {
     return v == 1;
   }
 
-  // The all-time side of patterns (what the other stores keep in their patterns table), from
-  // the rows themselves: the service, the first and last time, the count, and the newest
-  // template (meta "pattern", which the patterns filter sends when it learns or changes one).
+  // Each pattern's all-time figures from the rows themselves (what the other stores keep in their
+  // patterns table), each record once: the service, the first and last time, the count and the
+  // newest template, as aggregates for once_source, which patterns() joins with its window's.
+  static std::vector<std::string> all_time_aggs(bool with_template) {
+    std::vector<std::string> aggs = {"any(service) AS a_service", "min(timestamp_ns) AS a_first",
+                                     "max(timestamp_ns) AS a_last", "count() AS n"};
+    if (with_template) {
+      aggs.push_back("argMax(" + std::string(kTemplateText) + ", " + kTemplateWeight +
+                     ") AS a_text");
+      aggs.push_back("max(" + std::string(kTemplateWeight) + ") AS a_weight");
+    }
+    return aggs;
+  }
+  // all_time_aggs() combined across once_source's rows of one pattern, in the order
+  // read_all_time() reads them (then the template's, kAllTimeTemplate, if asked).
+  static constexpr const char *kAllTimeColumns =
+      "any(a_service), min(a_first), max(a_last), toInt64(sum(n))";
+  static constexpr const char *kAllTimeTemplate = "argMax(a_text, a_weight)";
+  static std::vector<std::string> all_time_read() {
+    return {"service", "timestamp_ns", "meta_json", "pattern_id"};
+  }
+  static void read_all_time(Reader &r, PatternSummary &p) {
+    p.service = std::string(r.str());
+    p.first_seen_ns = r.i64();
+    p.last_seen_ns = r.i64();
+    p.total_count = r.i64();
+  }
+  static void read_template(Reader &r, PatternSummary &p) {
+    p.template_text = std::string(r.str());
+    p.has_template = !p.template_text.empty();
+  }
+
+  // The rows the patterns' all-time figures are read from, and who may be a copy among them.
+  bool pattern_suspects(Suspects &sus, StoreError &err) {
+    return suspects(" WHERE pattern_id IS NOT NULL", sus, err);
+  }
+
   bool all_time(const std::string &ids_condition, std::optional<std::string> service,
-                std::optional<int64_t> seen_since, uint32_t limit, std::vector<PatternSummary> &out,
-                StoreError &err) {
-    std::string sql =
-        "SELECT pattern_id, any(service), min(timestamp_ns), max(timestamp_ns), "
-        "toInt64(count()), " +
-        std::string(kTemplate) + " FROM " + table_ + " FINAL WHERE pattern_id IS NOT NULL";
-    if (!ids_condition.empty()) sql += " AND " + ids_condition;
-    if (service) sql += " AND service = " + quote_string(*service);
-    sql += " GROUP BY pattern_id";
-    if (seen_since) sql += " HAVING max(timestamp_ns) >= " + std::to_string(*seen_since);
-    sql += " ORDER BY max(timestamp_ns) DESC, pattern_id LIMIT " + std::to_string(limit) +
-           " FORMAT RowBinary";
+                std::optional<int64_t> seen_since, uint32_t limit, const Suspects &sus,
+                std::vector<PatternSummary> &out, StoreError &err) {
+    std::string filters = " WHERE pattern_id IS NOT NULL";
+    if (!ids_condition.empty()) filters += " AND " + ids_condition;
+    if (service) filters += " AND service = " + quote_string(*service);
+    std::string sql = "SELECT k0, " + std::string(kAllTimeColumns) + ", " + kAllTimeTemplate +
+                      " FROM " +
+                      once_source({"pattern_id"}, all_time_aggs(true), all_time_read(), filters,
+                                  std::nullopt, std::nullopt, sus) +
+                      " GROUP BY k0";
+    if (seen_since) sql += " HAVING max(a_last) >= " + std::to_string(*seen_since);
+    sql += " ORDER BY max(a_last) DESC, k0 LIMIT " + std::to_string(limit) + " FORMAT RowBinary";
     std::string body;
     if (!run(sql, body, err)) return false;
     Reader r(body);
@@ -477,12 +529,8 @@ class ClickHouseStore : public QueryStore {
       PatternSummary p;
       r.null();  // pattern_id is Nullable: never NULL here
       p.id = r.u64();
-      p.service = std::string(r.str());
-      p.first_seen_ns = r.i64();
-      p.last_seen_ns = r.i64();
-      p.total_count = r.i64();
-      p.template_text = std::string(r.str());
-      p.has_template = !p.template_text.empty();
+      read_all_time(r, p);
+      read_template(r, p);
       if (!r.ok()) return bad_answer(err);
       out.push_back(std::move(p));
     }
@@ -498,10 +546,10 @@ class ClickHouseStore : public QueryStore {
 
   // The filters of q on rows (the window, host, level, min_level; service is the pattern's,
   // which is its rows').
-  std::string pattern_rows_where(const PatternsQuery &q) const {
+  std::string pattern_rows_where(const PatternsQuery &q, bool with_window = true) const {
     std::string where;
     auto cond = [&](const std::string &c) { where += " AND " + c; };
-    window(q.start_ns, std::optional<int64_t>(q.end_ns), cond);
+    if (with_window) window(q.start_ns, std::optional<int64_t>(q.end_ns), cond);
     if (q.service) cond("service = " + quote_string(*q.service));
     if (q.host) cond("host = " + quote_string(*q.host));
     if (q.level) cond("level = " + quote_string(*q.level));
@@ -519,28 +567,40 @@ class ClickHouseStore : public QueryStore {
                 StoreError &err) override {
     out.clear();
     if (!has_pattern_column()) return true;
-    // One statement finds the window's patterns, joins their all-time side (all_time) and keeps
-    // the top `limit`: a window can hold any number of patterns, and an IN list of all their
-    // ids (as this once sent) outgrew max_query_size past about 12,000 of them. GLOBAL: on a
-    // cluster the window's ids are found once across the shards.
+    Suspects sus;
+    if (!pattern_suspects(sus, err)) return false;
+    // One statement finds the window's patterns, joins their all-time side (all_time_aggs) and
+    // keeps the top `limit`: a window can hold any number of patterns, and an IN list of all
+    // their ids (as this once sent) outgrew max_query_size past about 12,000 of them. The
+    // window's figures are aggregates of the same rows, each record once (once_source). Only
+    // the window's patterns are aggregated (HAVING c > 0 keeps those), the rest of the rows are
+    // skipped where the plain rows' condition reads pattern_id alone. GLOBAL: on a cluster the
+    // window's ids are found once across the shards.
     std::string in_window = "1";
     {
       const std::string rows = pattern_rows_where(q);  // " AND c1 AND c2 ..."
       if (!rows.empty()) in_window = "(1" + rows + ")";
     }
+    std::vector<std::string> aggs = all_time_aggs(false);
+    aggs.push_back("countIf(" + in_window + ") AS w_count");
+    aggs.push_back("minIf(timestamp_ns, " + in_window + ") AS w_first");
+    aggs.push_back("maxIf(timestamp_ns, " + in_window + ") AS w_last");
+    std::vector<std::string> read = all_time_read();
+    read.insert(read.end(), {"timestamp", "host", "level"});
     std::string sql =
-        "SELECT pattern_id, toInt64(countIf(" + in_window + ")) AS c, minIf(timestamp_ns, " +
-        in_window + "), maxIf(timestamp_ns, " + in_window +
-        "), any(service), min(timestamp_ns), max(timestamp_ns), toInt64(count()), " + kTemplate +
-        " FROM " + table_ +
-        " FINAL WHERE pattern_id IS NOT NULL AND pattern_id GLOBAL IN (SELECT pattern_id FROM " +
-        table_ + " WHERE pattern_id IS NOT NULL" + pattern_rows_where(q) +
-        ") GROUP BY pattern_id HAVING c > 0";
+        "SELECT k0, toInt64(sum(w_count)) AS c, minIf(w_first, w_count > 0), maxIf(w_last, "
+        "w_count > 0), " +
+        std::string(kAllTimeColumns) + " FROM " +
+        once_source({"pattern_id"}, aggs, read, " WHERE pattern_id IS NOT NULL", std::nullopt,
+                    std::nullopt, sus,
+                    "pattern_id GLOBAL IN (SELECT pattern_id FROM " + table_ +
+                        " WHERE pattern_id IS NOT NULL" + pattern_rows_where(q) + ")") +
+        " GROUP BY k0 HAVING c > 0";
     if (q.only_new)
-      sql += " AND min(timestamp_ns) >= " + std::to_string(q.start_ns) +
-             " AND min(timestamp_ns) <= " + std::to_string(q.end_ns);
-    sql += " ORDER BY c DESC, toUInt64(assumeNotNull(pattern_id)) LIMIT " +
-           std::to_string(q.limit) + " FORMAT RowBinary";
+      sql += " AND min(a_first) >= " + std::to_string(q.start_ns) +
+             " AND min(a_first) <= " + std::to_string(q.end_ns);
+    sql += " ORDER BY c DESC, toUInt64(assumeNotNull(k0)) LIMIT " + std::to_string(q.limit) +
+           " FORMAT RowBinary";
     std::string body;
     if (!run(sql, body, err)) return false;
     std::vector<PatternSummary> kept;
@@ -552,12 +612,7 @@ class ClickHouseStore : public QueryStore {
       p.count = r.i64();
       p.first_ns = r.i64();
       p.last_ns = r.i64();
-      p.service = std::string(r.str());
-      p.first_seen_ns = r.i64();
-      p.last_seen_ns = r.i64();
-      p.total_count = r.i64();
-      p.template_text = std::string(r.str());
-      p.has_template = !p.template_text.empty();
+      read_all_time(r, p);
       if (!r.ok()) return bad_answer(err);
       kept.push_back(std::move(p));
     }
@@ -565,12 +620,42 @@ class ClickHouseStore : public QueryStore {
     std::vector<uint64_t> ids;
     std::unordered_map<uint64_t, PatternSummary *> kept_by_id;
     for (PatternSummary &p : kept) ids.push_back(p.id), kept_by_id[p.id] = &p;
+    // The kept patterns' templates (see kTemplateWeight), apart from the counts so that only
+    // their rows' meta is parsed, and of those only the rows that have one (a copy is the same
+    // row: argMax needs no counting once).
+    if (!run("SELECT pattern_id, argMax(" + std::string(kTemplateText) + ", timestamp_ns) FROM " +
+                 table_ + " WHERE " + ids_in(ids) + " AND " +
+                 "ifNull(visitParamHas(meta_json, 'pattern'), 0) = 1 GROUP BY pattern_id FORMAT "
+                 "RowBinary",
+             body, err))
+      return false;
+    for (Reader t(body); !t.done();) {
+      t.null();
+      const uint64_t id = t.u64();
+      PatternSummary found;
+      read_template(t, found);
+      if (!t.ok()) return bad_answer(err);
+      auto it = kept_by_id.find(id);
+      if (it == kept_by_id.end()) continue;
+      it->second->template_text = std::move(found.template_text);
+      it->second->has_template = found.has_template;
+    }
     PatternsQuery only = q;
     only.ids = ids;
-    const std::string kept_where = " WHERE pattern_id IS NOT NULL" + pattern_rows_where(only);
+    // The sample: the newest of each pattern's rows in the window, at its last time there (the
+    // same row in any copy), so only those times are read: the whole window's rows, every
+    // column, cost seconds on 10M rows. Past 1,000 patterns the list of times would near
+    // max_query_size (256 KiB) and cover as many granules as the window: the window is read.
+    std::string lasts;
+    if (kept.size() <= 1000) {
+      for (const PatternSummary &p : kept)
+        lasts += (lasts.empty() ? "" : ", ") + std::to_string(p.last_ns);
+      lasts = " AND timestamp_ns IN (" + lasts + ")";
+    }
     if (q.with_sample &&
         !read_rows(
-            "SELECT " + row_columns() + " FROM " + table_ + kept_where +
+            "SELECT " + row_columns() + " FROM " + table_ + " WHERE pattern_id IS NOT NULL" +
+                pattern_rows_where(only) + lasts +
                 " ORDER BY timestamp_ns DESC, id DESC LIMIT 1 BY pattern_id FORMAT RowBinary",
             err, [&](const LogRow &row) {
               auto it = kept_by_id.find(row.pattern_id);
@@ -578,9 +663,13 @@ class ClickHouseStore : public QueryStore {
             }))
       return false;
     if (q.max_hosts) {
-      if (!run("SELECT pattern_id, host FROM " + table_ + kept_where +
-                   " GROUP BY pattern_id, host ORDER BY pattern_id, count() DESC, host LIMIT " +
-                   std::to_string(q.max_hosts) + " BY pattern_id FORMAT RowBinary",
+      // Hosts by their count of records, each once.
+      if (!run("SELECT k0, k1 FROM " +
+                   once_source({"pattern_id", "host"}, {"count() AS n"}, {"pattern_id", "host"},
+                               " WHERE pattern_id IS NOT NULL" + pattern_rows_where(only, false),
+                               q.start_ns, q.end_ns, sus) +
+                   " GROUP BY k0, k1 ORDER BY k0, sum(n) DESC, k1 LIMIT " +
+                   std::to_string(q.max_hosts) + " BY k0 FORMAT RowBinary",
                body, err))
         return false;
       Reader h(body);
@@ -602,20 +691,21 @@ class ClickHouseStore : public QueryStore {
     found = false;
     out.clear();
     if (!has_pattern_column()) return true;
+    Suspects sus;
+    if (!pattern_suspects(sus, err)) return false;
     std::vector<PatternSummary> all;
-    if (!all_time(ids_in({id}), std::nullopt, std::nullopt, 1, all, err)) return false;
+    if (!all_time(ids_in({id}), std::nullopt, std::nullopt, 1, sus, all, err)) return false;
     if (all.empty()) return true;
     found = true;
     info = std::move(all[0]);
-    std::string where;
-    auto cond = [&](const std::string &c) { where += " AND " + c; };
-    window(start_ns, std::optional<int64_t>(end_ns), cond);
     std::string body;
     // The minute's start: floor, pre-1970 too.
-    if (!run("SELECT timestamp_ns - ((timestamp_ns % 60000000000) + 60000000000) % 60000000000 "
-             "AS m, toInt64(count()) FROM " +
-                 table_ + " FINAL WHERE " + ids_in({id}) + where +
-                 " GROUP BY m ORDER BY m FORMAT RowBinary",
+    if (!run("SELECT k0, toInt64(sum(n)) FROM " +
+                 once_source({"timestamp_ns - ((timestamp_ns % 60000000000) + 60000000000) % "
+                              "60000000000"},
+                             {"count() AS n"}, {"pattern_id"}, " WHERE " + ids_in({id}), start_ns,
+                             end_ns, sus) +
+                 " GROUP BY k0 ORDER BY k0 FORMAT RowBinary",
              body, err))
       return false;
     Reader r(body);
@@ -635,7 +725,9 @@ class ClickHouseStore : public QueryStore {
                  StoreError &err) override {
     out.clear();
     if (!has_pattern_column()) return true;
-    return all_time("", q.service, q.seen_since_ns, q.limit, out, err);
+    Suspects sus;
+    if (!pattern_suspects(sus, err)) return false;
+    return all_time("", q.service, q.seen_since_ns, q.limit, sus, out, err);
   }
 
  public:

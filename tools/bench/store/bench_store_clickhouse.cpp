@@ -1,12 +1,12 @@
 // bench_store_clickhouse: the ClickHouse part of the store benchmark. On a private
 // clickhouse-server (tests/support/clickhouse.h): dummy -> clickhouse rows/s through the real
 // devmesh binary (spawn to exit, every row checked in the table after), for a few `workers`
-// and batch sizes; then GET /query/logs (one service, one hour, limit 100) and /query/stats
-// latency over the rows just written. With --query-rows N it skips the ingest runs and loads N
-// rows straight into the output's table (INSERT SELECT from numbers(): 8 services, 20 hosts,
-// the engine's levels, spread over the last 24 hours), merges them (the history a running
-// store has merged), adds the last minute as fresh parts with re-delivered copies of some of
-// its rows (what a live store holds), and times each query --requests times.
+// and batch sizes; then GET /query/logs (one service, one hour, limit 100), /query/stats and
+// /query/patterns (24 hours) latency over the rows just written. With --query-rows N it skips
+// the ingest runs and loads N rows straight into the output's table (INSERT SELECT from numbers():
+// 8 services, 20 hosts, the engine's levels, spread over the last 24 hours), merges them (the
+// history a running store has merged), adds the last minute as fresh parts with re-delivered copies
+// of some of its rows (what a live store holds), and times each query --requests times.
 //   bench_store_clickhouse [--rows N] [--batch N] [--workers a,b,c]
 //   bench_store_clickhouse --query-rows 10000000 [--requests 200]
 #include <curl/curl.h>
@@ -83,15 +83,18 @@ size_t discard(char *, size_t size, size_t n, void *) {
 }
 
 // Milliseconds of each of `n` GETs of url, sorted.
-std::vector<double> latencies(const std::string &url, int n) {
+std::vector<double> latencies(const std::string &url, int n, int &failed) {
   std::vector<double> out;
+  failed = 0;
   CURL *e = curl_easy_init();
   curl_easy_setopt(e, CURLOPT_URL, url.c_str());
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
   for (int i = 0; i < n; ++i) {
     const auto t0 = Clock::now();
-    curl_easy_perform(e);
+    long code = 0;
+    if (curl_easy_perform(e) == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
     out.push_back(seconds_since(t0) * 1000);
+    failed += code != 200;
   }
   curl_easy_cleanup(e);
   std::sort(out.begin(), out.end());
@@ -102,15 +105,17 @@ std::vector<double> latencies(const std::string &url, int n) {
 // machine the latencies follow its load, the CPU time much less.
 void report(const std::string &base, const std::string &path, int n, long rows, pid_t server) {
   const double cpu0 = bench::process_cpu_s(server) * 1000;
-  std::vector<double> l = latencies(base + path, n);
+  int failed = 0;
+  std::vector<double> l = latencies(base + path, n, failed);
   const double cpu = (bench::process_cpu_s(server) * 1000 - cpu0) / n;
   double load = 0;
   getloadavg(&load, 1);
   auto at = [&](int pct) { return l[std::min(l.size() - 1, l.size() * pct / 100)]; };
   std::printf(
       "GET %s over %ld rows, %d requests: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; "
-      "clickhouse-server CPU %.0f ms per request; load average %.1f\n",
-      path.c_str(), rows, n, at(50), at(95), at(99), cpu, load);
+      "clickhouse-server CPU %.0f ms per request; load average %.1f%s\n",
+      path.c_str(), rows, n, at(50), at(95), at(99), cpu, load,
+      failed ? (" (" + std::to_string(failed) + " answers not 200)").c_str() : "");
   std::fflush(stdout);
 }
 
@@ -235,7 +240,8 @@ int run(const Options &o) {
   const long rows = o.query_rows > 0 ? o.query_rows : o.rows;
   for (const std::string &path :
        {std::string("/query/logs?service=api&limit=100&start_time=") + std::to_string(now_s - 3600),
-        std::string("/query/stats?since=24h")})
+        std::string("/query/stats?since=24h"),
+        std::string("/query/patterns?start_time=") + std::to_string(now_s - 86400)})
     report(base, path, o.requests, rows, ch.pid());
   return 0;
 }

@@ -1,6 +1,7 @@
 # bench_store_clickhouse: dummy -> clickhouse rows/s on a private clickhouse-server
-# (tests/support/clickhouse.h) for a few `workers`, then /query/logs and /query/stats latency
-# over store: clickhouse (--query-rows N: over N rows loaded directly, the ingest runs skipped).
+# (tests/support/clickhouse.h) for a few `workers`, then /query/logs, /query/stats and
+# /query/patterns latency over store: clickhouse (--query-rows N: over N rows loaded directly,
+# the ingest runs skipped).
 pkg_check_modules(DM_BENCH_CLICKHOUSE_CURL REQUIRED IMPORTED_TARGET libcurl)
 add_executable(bench_store_clickhouse ${CMAKE_CURRENT_LIST_DIR}/bench_store_clickhouse.cpp)
 target_include_directories(bench_store_clickhouse PRIVATE ${CMAKE_SOURCE_DIR}/tests/support)
