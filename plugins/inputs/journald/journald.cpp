@@ -52,12 +52,13 @@ using journald::set_pid;
 
 constexpr uint64_t kRefusedRetryMs = 50;  // fallback when a refused submit brings no pause()
 constexpr uint64_t kErrorRetryMs = 1000;
-// An entry of a live journal without MESSAGE is read again this often, at most this many times:
-// sd-journal skips a field whose data object it cannot read yet without saying so (a writer's
-// append seen half-done; systemd issue 40263), and MESSAGE is the field such a record would
-// silently lose. An entry that truly has none is then taken as it is, 200 ms late.
+// The newest entry of a followed journal, read without MESSAGE, is read again this often, up to
+// kRereads times: sd-journal skips a field whose data object it cannot read yet without saying
+// so (a writer's append seen half-done; systemd issue 40263), and MESSAGE is the field such a
+// record would silently lose. An entry with entries after it is read once more at once (its
+// writer has moved on). Then it is taken as it is, and counted.
 constexpr uint64_t kRereadMs = 20;
-constexpr uint32_t kRereadTries = 10;
+constexpr uint32_t kRereads = 9;
 // While the journal has no files we may read, they are looked for this often (a new file in a
 // watched directory is also noticed at once, through sd-journal's notification).
 constexpr uint64_t kAccessCheckMs = 5000;
@@ -106,9 +107,11 @@ class Journald {
                                       "batches refused by backpressure, kept and retried", nullptr);
     m_rereads_ = host->metric_counter(
         inst, "journald_entries_reread_total",
-        "reads of a followed journal's entry put off because it had no MESSAGE yet (its writer "
-        "seen half-way; read again after 20 ms, taken as it is after 10 tries)",
+        "reads of a followed journal's newest entry put off because it had no MESSAGE yet (its "
+        "writer seen half-way): read again after 20 ms, up to 9 times",
         nullptr);
+    m_no_message_ = host->metric_counter(inst, "journald_entries_without_message_total",
+                                         "entries taken without a MESSAGE field", nullptr);
     m_errors_ = host->metric_counter(inst, "journald_read_errors_total",
                                      "sd-journal read errors (retried after 1 s)", nullptr);
     m_build_retries_ = host->metric_counter(
@@ -745,7 +748,9 @@ class Journald {
             if (!ok) throw std::runtime_error("cannot step back before an unfinished entry");
             return false;  // nothing read: no cursor to take
           }
-          if (sd_journal_previous(j_) <= 0)
+          // next() and previous() undo each other only where sd-journal's order is consistent
+          // (not always across files): the entry stepped back to must be the last one taken.
+          if (sd_journal_previous(j_) <= 0 || !on_last_stamp())
             throw std::runtime_error("cannot step back to the entry before an unfinished one");
           break;
         }
@@ -795,6 +800,35 @@ class Journald {
 
   // Copies the current entry into raw; realtime: its time, when it has one. Only what
   // sd-journal alone can tell is done here; the rest is the loop's (build), on the other core.
+  // Whether the entry we are on is the journal's newest (which a writer may still be appending).
+  // On it still when it is (a next() that finds nothing does not move); else back on it, by its
+  // cursor.
+  bool newest_entry() {
+    char *c = nullptr;
+    if (sd_journal_get_cursor(j_, &c) < 0) return false;
+    const std::string cursor(c);
+    free(c);
+    if (sd_journal_next(j_) == 0) return true;
+    if (sd_journal_seek_cursor(j_, cursor.c_str()) < 0 || sd_journal_next(j_) <= 0 ||
+        sd_journal_test_cursor(j_, cursor.c_str()) <= 0)
+      throw std::runtime_error("cannot go back to the entry read");
+    return false;
+  }
+
+  // Whether the entry we are on has the stamp of the last one taken (last_stamp_).
+  bool on_last_stamp() {
+    uint64_t realtime = 0, monotonic = 0;
+    sd_id128_t boot;
+    if (!stamp_known_ || sd_journal_get_realtime_usec(j_, &realtime) < 0 ||
+        sd_journal_get_monotonic_usec(j_, &monotonic, &boot) < 0)
+      return false;
+    uint8_t stamp[kStampBytes];
+    std::memcpy(stamp, boot.bytes, 16);
+    std::memcpy(stamp + 16, &monotonic, 8);
+    std::memcpy(stamp + 24, &realtime, 8);
+    return std::memcmp(stamp, last_stamp_, kStampBytes) == 0;
+  }
+
   int read_entry(RawBatch &raw, uint64_t &realtime) {
     RawEntry e;
     sd_id128_t boot;
@@ -816,27 +850,45 @@ class Journald {
     uint32_t truncated = 0;
     bool has_message = false;
     const size_t bytes_before = raw.bytes.size();
-    const void *data;
-    size_t len;
-    sd_journal_restart_data(j_);
-    // enumerate_available_data is enumerate_data in a loop that skips a field it cannot give
-    // (compressed with an algorithm it lacks, corrupt): called only when one fails, it skips
-    // that field and the entry goes on, at one call per field rather than two.
-    while ((r = sd_journal_enumerate_data(j_, &data, &len)) > 0 ||
-           (r < 0 && (r = sd_journal_enumerate_available_data(j_, &data, &len)) > 0)) {
-      touched += len;
-      if (len >= 8 && std::memcmp(data, "MESSAGE=", 8) == 0) has_message = true;
-      if (threshold && len >= threshold) [[unlikely]] {
-        ++truncated;
-        len = threshold;  // as limited() cuts it
-      }
-      raw.fields.push_back(RawBatch::Field{raw.bytes.append(data, len), len});
-    }
-    if (!has_message && r >= 0 && cfg_.follow && ++reread_tries_ < kRereadTries) {
+    auto enumerate = [&] {
       raw.fields.resize(e.first_field);
       raw.bytes.truncate(bytes_before);
-      return kIncomplete;
+      touched = truncated = 0;
+      has_message = false;
+      const void *data;
+      size_t len;
+      int rc;
+      sd_journal_restart_data(j_);
+      // enumerate_available_data is enumerate_data in a loop that skips a field it cannot give
+      // (compressed with an algorithm it lacks, corrupt): called only when one fails, it skips
+      // that field and the entry goes on, at one call per field rather than two.
+      while ((rc = sd_journal_enumerate_data(j_, &data, &len)) > 0 ||
+             (rc < 0 && (rc = sd_journal_enumerate_available_data(j_, &data, &len)) > 0)) {
+        touched += len;
+        if (len >= 8 && std::memcmp(data, "MESSAGE=", 8) == 0) has_message = true;
+        if (threshold && len >= threshold) [[unlikely]] {
+          ++truncated;
+          len = threshold;  // as limited() cuts it
+        }
+        raw.fields.push_back(RawBatch::Field{raw.bytes.append(data, len), len});
+      }
+      return rc;
+    };
+    r = enumerate();
+    // A max_field_size under 9 cuts a compressed MESSAGE below its name: no telling then.
+    if (!has_message && r >= 0 && cfg_.follow && (!threshold || threshold > 8)) {
+      if (newest_entry()) {
+        if (reread_tries_ < kRereads) {
+          ++reread_tries_;
+          raw.fields.resize(e.first_field);
+          raw.bytes.truncate(bytes_before);
+          return kIncomplete;
+        }
+      } else {
+        r = enumerate();  // its writer has gone on to later entries: it is whole by now
+      }
     }
+    if (!has_message) add(m_no_message_, 1);
     reread_tries_ = 0;
     e.fields = static_cast<uint32_t>(raw.fields.size()) - e.first_field;
     realtime = e.realtime_usec;
@@ -1176,7 +1228,7 @@ class Journald {
   uint8_t last_stamp_[kStampBytes] = {};
   bool stamp_known_ = false;
   bool skipped_ = false;       // the entry before the next one could not be read
-  uint32_t reread_tries_ = 0;  // reads so far of the entry without MESSAGE being waited for
+  uint32_t reread_tries_ = 0;  // re-reads so far of the newest entry, read without MESSAGE
   static constexpr int kIncomplete = 1;  // read_entry: an entry to read again (kRereadMs)
   // A seek since the last batch read: it goes with the next one (see RunStart).
   journald::RunStart run_start_;
@@ -1214,7 +1266,7 @@ class Journald {
   // Checkpointing: a change for each acknowledged advance.
   Checkpointer checkpoints_{host_, inst_};
 
-  dm_metric *m_rereads_ = nullptr;
+  dm_metric *m_rereads_ = nullptr, *m_no_message_ = nullptr;
   dm_metric *m_read_, *m_acked_, *m_lag_, *m_gaps_, *m_invalidations_, *m_refused_, *m_errors_,
       *m_build_retries_, *m_state_errors_, *m_state_fallbacks_, *m_truncated_, *m_cut_columns_,
       *m_reopens_, *m_same_stamp_, *m_failed_, *m_readable_, *m_no_files_, *m_no_permission_;
