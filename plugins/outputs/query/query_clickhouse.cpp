@@ -277,15 +277,20 @@ class ClickHouseStore : public QueryStore {
   // keep up). Both copies share timestamp_ns, so every duplicate lies in the timestamp_ns range
   // of the suspect rows: rows outside it are count()ed, rows inside it are grouped by key. A
   // suspect part is read only for its range (its _part is pruned before any column is read).
-  // The range is read a moment before the counts: a copy inserted in between, outside the
-  // range, is counted twice by that one answer (the next answer sees its part).
+  // The ranges are one per suspect part (merged where they meet), so that an old straggler (a
+  // record stamped 1970, a finished day left in two parts) does not stretch one range over
+  // everything since. They are read a moment before the counts: a copy inserted in between,
+  // outside them, is counted twice by that one answer (the next answer sees its part).
   // Distributed tables (a cluster) keep FINAL: each shard has its own parts, which one node's
   // system.parts cannot name (the shards still merge in parallel, sharded by event_id).
   struct Suspects {
     bool final_ = false;  // use FINAL (a Distributed table, or its engine unknown)
-    bool any = false;     // suspect rows in the window: [lo, hi] is grouped by key
-    int64_t lo = 0, hi = 0;
+    // The seconds holding suspect rows (their rows are grouped by key), as sorted, disjoint
+    // [first, last] ranges, clamped to DateTime's seconds: a suspect row outside DateTime's
+    // range is keyed anyway (see once_source).
+    std::vector<std::pair<int64_t, int64_t>> seconds;
   };
+  static constexpr size_t kMaxSuspectRanges = 64;  // beyond, the nearest ones are joined
   bool suspects(const std::string &where, Suspects &s, StoreError &err) {
     s = {};
     if (!local_table()) {
@@ -306,16 +311,40 @@ class ClickHouseStore : public QueryStore {
       if (!parts.ok()) return bad_answer(err);
       clean += (clean.empty() ? "" : ", ") + quote_string(std::string(name));
     }
-    std::string sql =
-        "SELECT toInt64(count()), min(timestamp_ns), max(timestamp_ns) FROM " + table_ + where;
+    std::string sql = "SELECT min(timestamp_ns), max(timestamp_ns) FROM " + table_ + where;
     if (!clean.empty())
       sql += (where.empty() ? " WHERE " : " AND ") + ("_part NOT IN (" + clean + ")");
-    if (!run(sql + " FORMAT RowBinary", body, err)) return false;
+    if (!run(sql + " GROUP BY _part FORMAT RowBinary", body, err)) return false;
+    constexpr int64_t kNs = 1000000000;
+    auto second = [](int64_t ns) {
+      const int64_t sec = ns / kNs - (ns % kNs < 0 ? 1 : 0);
+      return std::clamp<int64_t>(sec, 0, 0xffffffffll);
+    };
     Reader r(body);
-    s.any = r.i64() > 0;
-    s.lo = r.i64();
-    s.hi = r.i64();
-    if (!r.ok()) return bad_answer(err);
+    auto &ranges = s.seconds;
+    while (!r.done()) {
+      const int64_t lo = r.i64(), hi = r.i64();
+      if (!r.ok()) return bad_answer(err);
+      ranges.emplace_back(second(lo), second(hi));
+    }
+    std::sort(ranges.begin(), ranges.end());
+    size_t n = 0;  // merged in place: ranges that overlap or touch become one
+    for (const auto &rg : ranges) {
+      if (n && rg.first <= ranges[n - 1].second + 1)
+        ranges[n - 1].second = std::max(ranges[n - 1].second, rg.second);
+      else
+        ranges[n++] = rg;
+    }
+    ranges.resize(n);
+    // Few ranges keep the statement short: join the two nearest until few are left.
+    while (ranges.size() > kMaxSuspectRanges) {
+      size_t at = 0;
+      for (size_t i = 1; i + 1 < ranges.size(); ++i)
+        if (ranges[i + 1].first - ranges[i].second < ranges[at + 1].first - ranges[at].second)
+          at = i;
+      ranges[at].second = ranges[at + 1].second;
+      ranges.erase(ranges.begin() + static_cast<ptrdiff_t>(at) + 1);
+    }
     return true;
   }
 
@@ -369,17 +398,21 @@ class ClickHouseStore : public QueryStore {
       return "timestamp_ns BETWEEN " + std::to_string(lo_s * kNs) + " AND " +
              std::to_string(hi_s * kNs + kNs - 1);
     };
-    // The suspect seconds, clamped to DateTime's: any suspect row outside them is outside
+    // The suspect seconds are clamped to DateTime's: any suspect row outside them is outside
     // [first, last] too, so keyed already (and a second past 2106 would overflow as nanoseconds).
-    const int64_t sus_lo = std::clamp<int64_t>(floor_div(s.lo), 0, 0xffffffffll),
-                  sus_hi = std::clamp<int64_t>(floor_div(s.hi), 0, 0xffffffffll);
     std::string plain, keyed = exact;
     if (first <= last) {
       plain = "timestamp BETWEEN " + seconds(first) + " AND " + seconds(last);
-      if (s.any)
-        plain += " AND NOT (timestamp BETWEEN " + seconds(sus_lo) + " AND " + seconds(sus_hi) + ")";
+      std::string sus_plain, sus_keyed;
+      for (const auto &[lo, hi] : s.seconds) {
+        if (hi < first || lo > last) continue;  // wholly keyed, or wholly outside the window
+        sus_plain += std::string(sus_plain.empty() ? "" : " OR ") + "timestamp BETWEEN " +
+                     seconds(lo) + " AND " + seconds(hi);
+        sus_keyed += " OR " + ns_range(lo, hi);
+      }
+      if (!sus_plain.empty()) plain += " AND NOT (" + sus_plain + ")";
       keyed += std::string(keyed.empty() ? "" : " AND ") + "(NOT (" + ns_range(first, last) + ")" +
-               (s.any ? " OR " + ns_range(sus_lo, sus_hi) : "") + ")";
+               sus_keyed + ")";
     }
     std::vector<std::string> read = {"service", "timestamp_ns", "event_id"};
     for (const std::string &c : columns)
