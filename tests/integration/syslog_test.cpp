@@ -802,13 +802,12 @@ TEST(SyslogBadInput, InterleavedPeersInOneBurstEachKeepTheirOwnAddressAsHost) {
       },
       30s))
       << e.count("message LIKE 'burst %'") << " stored";
-  EXPECT_GT(e.count("message LIKE 'burst %'"), 0);
   EXPECT_EQ(e.count("message LIKE 'burst 0 %' AND host != '127.0.0.2'"), 0);
   EXPECT_EQ(e.count("message LIKE 'burst 1 %' AND host != '127.0.0.3'"), 0);
-  if (e.count("message LIKE 'burst % 50 b%'") == 1) {
-    EXPECT_EQ(e.metric("syslog_frames_cut_total"), 1);
-    EXPECT_EQ(e.count("message LIKE 'burst % 50 b%' AND length(message) < 1024"), 1);
-  }
+  // 120 short datagrams on loopback into the default receive buffer: none is dropped.
+  EXPECT_EQ(e.count("message LIKE 'burst %'"), total);
+  EXPECT_EQ(e.metric("syslog_frames_cut_total"), 1);
+  EXPECT_EQ(e.count("message LIKE 'burst % 50 b%' AND length(message) < 1024"), 1);
 }
 
 // Backpressure: an output slower than the sender pauses the input, which stops reading its

@@ -15,7 +15,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -169,11 +171,16 @@ inline int run(std::vector<std::string> argv, const std::string &dir, std::strin
 
 // GET with the curl binary (a real HTTP client); returns the status code, body in *body.
 inline int http_get(const std::string &url, std::string *body, const std::string &dir) {
+  // A file of this call's own: tests running side by side pass the same dir (often /tmp), and a
+  // shared name let one read another's body, or an empty one.
+  static std::atomic<unsigned> calls{0};
+  const std::string file = dir + "/curl.body." + std::to_string(getpid()) + "." +
+                           std::to_string(calls.fetch_add(1));
   std::string out;
-  int rc = run({"/usr/bin/curl", "-s", "-o", dir + "/curl.body", "-w", "%{http_code}", "--max-time",
-                "10", url},
+  int rc = run({"/usr/bin/curl", "-s", "-o", file, "-w", "%{http_code}", "--max-time", "10", url},
                dir, &out);
-  if (body) *body = read_file(dir + "/curl.body");
+  if (body) *body = read_file(file);
+  std::remove(file.c_str());
   if (rc != 0) return 0;
   return std::atoi(out.c_str());
 }

@@ -674,7 +674,7 @@ class SyslogInput : public StreamHandler {
       return false;
     }
     udp_slot_ = std::min<size_t>(max_message_, 65535) + 1;
-    udp_buf_.resize(udp_slot_ * kUdpSlots);
+    udp_buf_.reset(new char[udp_slot_ * kUdpSlots]);  // uninitialised: untouched pages stay free
     udp_watch_ = host_->watch_new(inst_, udp_fd_, &SyslogInput::on_udp_ready, this);
     if (udp_watch_ == nullptr) {
       error = "listen " + listen_ + ": cannot watch the socket";
@@ -700,7 +700,7 @@ class SyslogInput : public StreamHandler {
     bool more = true;
     for (size_t taken = 0; more && taken < kUdpBurst && udp_fd_ >= 0;) {
       for (size_t k = 0; k < kUdpSlots; ++k) {
-        iov[k] = iovec{udp_buf_.data() + k * udp_slot_, udp_slot_};
+        iov[k] = iovec{udp_buf_.get() + k * udp_slot_, udp_slot_};
         msgs[k] = mmsghdr{};
         msgs[k].msg_hdr.msg_name = &from[k];
         msgs[k].msg_hdr.msg_namelen = sizeof from[k];
@@ -742,7 +742,7 @@ class SyslogInput : public StreamHandler {
         }
         // Datagrams already taken from the socket are all added, backpressure or not: the
         // pause only stops the next recvmmsg.
-        frames->add(std::string_view(udp_buf_.data() + static_cast<size_t>(k) * udp_slot_, len));
+        frames->add(std::string_view(udp_buf_.get() + static_cast<size_t>(k) * udp_slot_, len));
       }
       if (paused_ || !pending_.empty()) break;
     }
@@ -774,7 +774,7 @@ class SyslogInput : public StreamHandler {
   StreamServer server_;
   int udp_fd_ = -1;
   dm_watch *udp_watch_ = nullptr;
-  std::vector<char> udp_buf_;  // kUdpSlots slots of udp_slot_ bytes
+  std::unique_ptr<char[]> udp_buf_;  // kUdpSlots slots of udp_slot_ bytes
   size_t udp_slot_ = 0;
   uint32_t kernel_drops_ = 0;
   std::vector<dm_batch *> pending_;

@@ -523,8 +523,10 @@ class ClickHouseStore : public QueryStore {
   static constexpr const char *kAllTimeColumns =
       "any(a_service), min(a_first), max(a_last), toInt64(sum(n))";
   static constexpr const char *kAllTimeTemplate = "argMax(a_text, a_weight)";
-  static std::vector<std::string> all_time_read() {
-    return {"service", "timestamp_ns", "meta_json", "pattern_id"};
+  static std::vector<std::string> all_time_read(bool with_template) {
+    std::vector<std::string> read = {"service", "timestamp_ns", "pattern_id"};
+    if (with_template) read.push_back("meta_json");  // a large column: read only for templates
+    return read;
   }
   static void read_all_time(Reader &r, PatternSummary &p) {
     p.service = std::string(r.str());
@@ -550,7 +552,7 @@ class ClickHouseStore : public QueryStore {
     if (service) filters += " AND service = " + quote_string(*service);
     std::string sql = "SELECT k0, " + std::string(kAllTimeColumns) + ", " + kAllTimeTemplate +
                       " FROM " +
-                      once_source({"pattern_id"}, all_time_aggs(true), all_time_read(), filters,
+                      once_source({"pattern_id"}, all_time_aggs(true), all_time_read(true), filters,
                                   std::nullopt, std::nullopt, sus) +
                       " GROUP BY k0";
     if (seen_since) sql += " HAVING max(a_last) >= " + std::to_string(*seen_since);
@@ -618,7 +620,7 @@ class ClickHouseStore : public QueryStore {
     aggs.push_back("countIf(" + in_window + ") AS w_count");
     aggs.push_back("minIf(timestamp_ns, " + in_window + ") AS w_first");
     aggs.push_back("maxIf(timestamp_ns, " + in_window + ") AS w_last");
-    std::vector<std::string> read = all_time_read();
+    std::vector<std::string> read = all_time_read(false);
     read.insert(read.end(), {"timestamp", "host", "level"});
     std::string sql =
         "SELECT k0, toInt64(sum(w_count)) AS c, minIf(w_first, w_count > 0), maxIf(w_last, "
