@@ -342,14 +342,8 @@ TEST(HttpInput, GzipBombGets413AndMemoryStaysBounded) {
   auto r = curl_post(in.d, in.url, in.d / "bomb.gz", {"-H", "Content-Encoding: gzip"});
   EXPECT_EQ(r.status, 413) << r.body;
   EXPECT_NE(r.body.find("decompressed body larger than max_body"), std::string::npos) << r.body;
-  // At most max_body was inflated; unbounded, this would be a gigabyte. (AddressSanitizer's
-  // quarantine keeps the freed growth steps of the buffer: a looser bound there.)
-#ifdef __SANITIZE_ADDRESS__
-  constexpr long kBoundKib = 160 * 1024;
-#else
-  constexpr long kBoundKib = 64 * 1024;
-#endif
-  EXPECT_LT(vm_hwm_kib(in.engine->proc().pid()), kBoundKib);
+  // At most max_body was inflated (kBombRssBoundKib says why the bound is what it is).
+  EXPECT_LT(vm_hwm_kib(in.engine->proc().pid()), kBombRssBoundKib);
   // And the engine is still serving.
   EXPECT_EQ(in.post(logs({record(R"("message":"after")")})).status, 200);
   // A corrupt stream and an unknown encoding.
@@ -463,12 +457,7 @@ TEST(HttpInput, ZstdBombGets413NamingMaxBodyAndMemoryStaysBounded) {
               std::string::npos)
         << r.body;
   }
-#ifdef __SANITIZE_ADDRESS__
-  constexpr long kBoundKib = 160 * 1024;
-#else
-  constexpr long kBoundKib = 64 * 1024;
-#endif
-  EXPECT_LT(vm_hwm_kib(in.engine->proc().pid()), kBoundKib);
+  EXPECT_LT(vm_hwm_kib(in.engine->proc().pid()), kBombRssBoundKib);
   EXPECT_EQ(in.post(logs({record(R"("message":"after")")})).status, 200);
 }
 

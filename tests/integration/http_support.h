@@ -228,6 +228,15 @@ inline long vm_hwm_kib(pid_t pid) {
   return 0;
 }
 
+// The peak RSS, KiB, an engine stays under while it refuses a decompression bomb: at most
+// max_body (16 MiB) is inflated; unbounded, it would be a gigabyte. AddressSanitizer's quarantine
+// keeps the freed growth steps of the buffer: a looser bound there.
+#ifdef __SANITIZE_ADDRESS__
+inline constexpr long kBombRssBoundKib = 160 * 1024;
+#else
+inline constexpr long kBombRssBoundKib = 64 * 1024;
+#endif
+
 inline size_t file_size(const std::string &path) {
   std::error_code ec;
   auto n = std::filesystem::file_size(path, ec);

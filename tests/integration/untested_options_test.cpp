@@ -207,12 +207,7 @@ TEST(HttpInputDeflate, AZlibBombGets413NamingMaxBodyAndMemoryStaysBounded) {
   EXPECT_NE(r.body.find("decompressed body larger than max_body (16777216 bytes)"),
             std::string::npos)
       << r.body;
-#ifdef __SANITIZE_ADDRESS__
-  constexpr long kBoundKib = 160 * 1024;
-#else
-  constexpr long kBoundKib = 64 * 1024;
-#endif
-  EXPECT_LT(vm_hwm_kib(dm->pid()), kBoundKib);
+  EXPECT_LT(vm_hwm_kib(dm->pid()), kBombRssBoundKib);
   std::string m;
   ASSERT_EQ(http_get(base + "/metrics", &m, d.path()), 200);
   EXPECT_EQ(metric_value(m, "devmesh_http_requests_total", "status=\"413\""), 1) << m;

@@ -174,8 +174,8 @@ inline int http_get(const std::string &url, std::string *body, const std::string
   // A file of this call's own: tests running side by side pass the same dir (often /tmp), and a
   // shared name let one read another's body, or an empty one.
   static std::atomic<unsigned> calls{0};
-  const std::string file = dir + "/curl.body." + std::to_string(getpid()) + "." +
-                           std::to_string(calls.fetch_add(1));
+  const std::string file =
+      dir + "/curl.body." + std::to_string(getpid()) + "." + std::to_string(calls.fetch_add(1));
   std::string out;
   int rc = run({"/usr/bin/curl", "-s", "-o", file, "-w", "%{http_code}", "--max-time", "10", url},
                dir, &out);

@@ -46,9 +46,9 @@ std::string make_lines(int n) {
   return s;
 }
 
-// Each line as one datagram, 64 per sendmmsg.
-void send_datagrams(int port, const std::string &data) {
-  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+// A socket of `type` connected to 127.0.0.1:port (the process exits when it cannot be).
+int connect_loopback(int type, int port) {
+  const int fd = socket(AF_INET, type, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
@@ -57,13 +57,19 @@ void send_datagrams(int port, const std::string &data) {
     std::perror("connect");
     std::exit(1);
   }
+  return fd;
+}
+
+// Each line as one datagram, 64 per sendmmsg.
+void send_datagrams(int port, const std::string &data) {
+  const int fd = connect_loopback(SOCK_DGRAM, port);
   constexpr int kBatch = 64;
   mmsghdr msgs[kBatch];
   iovec iov[kBatch];
   for (size_t at = 0; at < data.size();) {
     int n = 0;
     for (; n < kBatch && at < data.size(); ++n) {
-      const size_t end = data.find('\n', at);
+      const size_t end = std::min(data.find('\n', at), data.size());
       iov[n] = iovec{const_cast<char *>(data.data() + at), end - at};
       msgs[n] = mmsghdr{};
       msgs[n].msg_hdr.msg_iov = &iov[n];
@@ -80,15 +86,7 @@ void send_datagrams(int port, const std::string &data) {
 }
 
 void send_all(int port, const std::string &data) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-    std::perror("connect");
-    std::exit(1);
-  }
+  const int fd = connect_loopback(SOCK_STREAM, port);
   for (size_t at = 0; at < data.size();) {
     const ssize_t n = send(fd, data.data() + at, data.size() - at, MSG_NOSIGNAL);
     if (n <= 0) break;
