@@ -76,70 +76,112 @@ void MappedEntry::clear() {
 
 namespace {
 
+// The fields the mapping reads, whatever `fields:` says.
+enum class Known : uint8_t {
+  kNone,
+  kPid,
+  kComm,
+  kBootId,
+  kHostname,
+  kTransport,
+  kUnit,
+  kMessage,
+  kPriority,
+  kFacility,
+  kIdentifier
+};
+
+// Which known field f is, with its value. The one list of the names: map_known maps them and
+// mapped() tells the reader thread which fields to copy out of sd-journal.
+inline Known known_field(std::string_view f, std::string_view &v) {
+  if (f.empty()) return Known::kNone;
+  // The first byte sorts out almost every field without a comparison of its name.
+  switch (f[0]) {
+    case '_':
+      if (is(f, "_PID=", v)) return Known::kPid;
+      if (is(f, "_COMM=", v)) return Known::kComm;
+      if (is(f, "_BOOT_ID=", v)) return Known::kBootId;
+      if (is(f, "_HOSTNAME=", v)) return Known::kHostname;
+      if (is(f, "_TRANSPORT=", v)) return Known::kTransport;
+      if (is(f, "_SYSTEMD_UNIT=", v)) return Known::kUnit;
+      return Known::kNone;
+    case 'M':
+      return is(f, "MESSAGE=", v) ? Known::kMessage : Known::kNone;
+    case 'P':
+      return is(f, "PRIORITY=", v) ? Known::kPriority : Known::kNone;
+    case 'S':
+      if (is(f, "SYSLOG_FACILITY=", v)) return Known::kFacility;
+      if (is(f, "SYSLOG_IDENTIFIER=", v)) return Known::kIdentifier;
+      return Known::kNone;
+    default:
+      return Known::kNone;
+  }
+}
+
 // flatten: the per-field path (name tests, meta appends) inlined into one function; it runs
 // for every field of every entry.
 __attribute__((flatten)) uint32_t map_known(std::string_view f, MappedEntry &out) {
   std::string_view v;
   uint32_t set = 0;
-  if (f.empty()) return 0;
-  // The first byte sorts out almost every field without a comparison of its name.
-  switch (f[0]) {
-    case '_':
-      if (is(f, "_PID=", v)) {
-        add_meta(out, "pid", v);
-        out.pid = v;
-        set |= kSetPid;
-      } else if (is(f, "_COMM=", v)) {
-        add_meta(out, "comm", v);
-        if (!out.has_comm) {
-          out.comm = v;
-          out.has_comm = true;
-          set |= kSetComm;
-        }
-      } else if (is(f, "_BOOT_ID=", v)) {
-        add_meta(out, "boot_id", v);
-      } else if (is(f, "_HOSTNAME=", v)) {
-        if (!out.has_host) {
-          out.host = v;
-          out.has_host = true;
-          set |= kSetHost;
-        }
-      } else if (is(f, "_TRANSPORT=", v)) {
-        out.kernel = v == "kernel";
-      } else if (is(f, "_SYSTEMD_UNIT=", v)) {
-        if (!out.has_unit) {
-          out.unit = v;
-          out.has_unit = true;
-          set |= kSetUnit;
-        }
+  switch (known_field(f, v)) {
+    case Known::kNone:
+      break;
+    case Known::kPid:
+      add_meta(out, "pid", v);
+      out.pid = v;
+      set |= kSetPid;
+      break;
+    case Known::kComm:
+      add_meta(out, "comm", v);
+      if (!out.has_comm) {
+        out.comm = v;
+        out.has_comm = true;
+        set |= kSetComm;
       }
       break;
-    case 'M':
-      if (is(f, "MESSAGE=", v) && !out.has_message) {
+    case Known::kBootId:
+      add_meta(out, "boot_id", v);
+      break;
+    case Known::kHostname:
+      if (!out.has_host) {
+        out.host = v;
+        out.has_host = true;
+        set |= kSetHost;
+      }
+      break;
+    case Known::kTransport:
+      out.kernel = v == "kernel";
+      break;
+    case Known::kUnit:
+      if (!out.has_unit) {
+        out.unit = v;
+        out.has_unit = true;
+        set |= kSetUnit;
+      }
+      break;
+    case Known::kMessage:
+      if (!out.has_message) {
         out.message = v;
         out.has_message = true;
         set |= kSetMessage;
       }
       break;
-    case 'P':
-      if (is(f, "PRIORITY=", v)) {
-        add_meta(out, "priority", v);
-        if (v.size() == 1 && v[0] >= '0' && v[0] <= '7') {
-          out.priority = static_cast<int8_t>(v[0] - '0');
-          out.level = kLevelOfPriority[v[0] - '0'];
-        }
+    case Known::kPriority:
+      add_meta(out, "priority", v);
+      if (v.size() == 1 && v[0] >= '0' && v[0] <= '7') {
+        out.priority = static_cast<int8_t>(v[0] - '0');
+        out.level = kLevelOfPriority[v[0] - '0'];
       }
       break;
-    case 'S':
-      if (is(f, "SYSLOG_FACILITY=", v)) {
-        add_meta(out, "facility", v);
-      } else if (is(f, "SYSLOG_IDENTIFIER=", v) && !out.has_identifier) {
+    case Known::kFacility:
+      add_meta(out, "facility", v);
+      break;
+    case Known::kIdentifier:
+      if (!out.has_identifier) {
         out.identifier = v;
         out.has_identifier = true;
         set |= kSetIdentifier;
       }
-      break;
-    default:
       break;
   }
   return set;
@@ -165,6 +207,11 @@ uint32_t map_field(std::string_view f, const ExtraIndex &extras, MappedEntry &ou
     if (e.key != known) add_meta(out, e.key, f.substr(e.name_eq.size()));
   });
   return set;
+}
+
+bool mapped(std::string_view f, const ExtraIndex &extras) {
+  std::string_view v;
+  return known_field(f, v) != Known::kNone || extras.matches(f);
 }
 
 std::string_view service_of(const MappedEntry &e) {

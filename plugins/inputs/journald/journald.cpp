@@ -127,8 +127,9 @@ class Journald {
     m_state_fallbacks_ = host->metric_counter(
         inst, "journald_state_fallbacks_total",
         "starts where the state file was missing or unusable and read_from applied", nullptr);
-    m_truncated_ = host->metric_counter(inst, "journald_fields_truncated_total",
-                                        "fields as long as max_field_size (possibly cut)", nullptr);
+    m_truncated_ = host->metric_counter(
+        inst, "journald_fields_truncated_total",
+        "fields taken (into the record or meta) as long as max_field_size (possibly cut)", nullptr);
     m_cut_columns_ = host->metric_counter(
         inst, "journald_records_cut_to_columns_total",
         "records whose service or host was cut to the stores' 255 characters (meta truncated)",
@@ -846,14 +847,15 @@ class Journald {
     // kept in locals (sd-journal's calls could change members, as far as the compiler knows),
     // and added once per entry.
     const size_t threshold = cfg_.data_threshold;
+    const bool extras_empty = cfg_.extras.empty();
     uint64_t touched = 0;
-    uint32_t truncated = 0;
+    uint32_t truncated = 0, enumerated = 0;
     bool has_message = false;
     const size_t bytes_before = raw.bytes.size();
     auto enumerate = [&] {
       raw.fields.resize(e.first_field);
       raw.bytes.truncate(bytes_before);
-      touched = truncated = 0;
+      touched = truncated = enumerated = 0;
       has_message = false;
       const void *data;
       size_t len;
@@ -865,11 +867,19 @@ class Journald {
       while ((rc = sd_journal_enumerate_data(j_, &data, &len)) > 0 ||
              (rc < 0 && (rc = sd_journal_enumerate_available_data(j_, &data, &len)) > 0)) {
         touched += len;
+        ++enumerated;
         if (len >= 8 && std::memcmp(data, "MESSAGE=", 8) == 0) has_message = true;
-        if (threshold && len >= threshold) [[unlikely]] {
-          ++truncated;
+        const bool cut = threshold && len >= threshold;
+        if (cut) [[unlikely]]
           len = threshold;  // as limited() cuts it
-        }
+        // Only what the mapping takes crosses to the loop: the bytes of the other fields
+        // (_CMDLINE, _SYSTEMD_CGROUP, ...) are neither copied nor handed over. With `fields:`
+        // every field is copied: finding a field among them by name costs the reader more than
+        // the copy it would save (bench_journald --all-fields), and the loop looks it up anyway.
+        if (extras_empty &&
+            !journald::mapped(std::string_view(static_cast<const char *>(data), len), extras_))
+          continue;
+        truncated += cut;
         raw.fields.push_back(RawBatch::Field{raw.bytes.append(data, len), len});
       }
       return rc;
@@ -911,7 +921,7 @@ class Journald {
     std::memcpy(last_stamp_, stamp, kStampBytes);
     stamp_known_ = true;
 
-    bytes_since_open_ += touched + kFieldOverhead * e.fields;
+    bytes_since_open_ += touched + kFieldOverhead * enumerated;
     if (truncated) add(m_truncated_, truncated);
     raw.entries.push_back(e);
     return r < 0 ? r : 0;

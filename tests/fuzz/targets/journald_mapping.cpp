@@ -38,6 +38,11 @@ const std::vector<ExtraField> &extras() {
   return e;
 }
 
+const devmesh::journald::ExtraIndex &extras_index() {
+  static const devmesh::journald::ExtraIndex index(extras());
+  return index;
+}
+
 size_t touch(std::string_view s) {
   size_t sum = 0;
   for (char c : s) sum += static_cast<unsigned char>(c);
@@ -280,7 +285,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   // each key's last value, as meta_set leaves it (a known field's copy under its own key is
   // skipped there, not added twice).
   {
-    static const devmesh::journald::ExtraIndex index(extras());
+    const devmesh::journald::ExtraIndex &index = extras_index();
     MappedEntry by_name;
     by_name.clear();
     for (std::string_view f : fields) devmesh::journald::map_field(f, index, by_name);
@@ -292,6 +297,34 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check(last_values(by_name) == last_values(whole), "ExtraIndex sets the same meta");
     check(by_name.message == whole.message && by_name.pid == whole.pid,
           "ExtraIndex maps the same views");
+  }
+  // The reader thread copies only the fields mapped() names: the entry made of those alone is
+  // the entry made of all of them (default fields and with `fields:`), and a field it leaves
+  // out takes nothing.
+  for (const devmesh::journald::ExtraIndex *index :
+       {static_cast<const devmesh::journald::ExtraIndex *>(nullptr), &extras_index()}) {
+    static const devmesh::journald::ExtraIndex none;
+    const devmesh::journald::ExtraIndex &ix = index ? *index : none;
+    MappedEntry all, taken;
+    all.clear();
+    taken.clear();
+    for (std::string_view f : fields) {
+      const size_t meta_before = all.meta.size();
+      const uint32_t set = devmesh::journald::map_field(f, ix, all);
+      const bool skipped = !devmesh::journald::mapped(f, ix);
+      check(!skipped || (set == 0 && all.meta.size() == meta_before),
+            "a field mapped() leaves out takes nothing");
+      if (!skipped) devmesh::journald::map_field(f, ix, taken);
+    }
+    check(all.message == taken.message && all.host == taken.host && all.unit == taken.unit &&
+              all.identifier == taken.identifier && all.comm == taken.comm &&
+              all.pid == taken.pid && all.has_message == taken.has_message &&
+              all.kernel == taken.kernel && all.priority == taken.priority &&
+              all.level == taken.level && all.meta.size() == taken.meta.size(),
+          "the fields mapped() names make the same entry");
+    for (size_t i = 0; i < all.meta.size(); ++i)
+      check(all.meta[i].key == taken.meta[i].key && all.meta[i].value == taken.meta[i].value,
+            "the fields mapped() names make the same meta");
   }
   volatile size_t sink = sum;
   (void)sink;

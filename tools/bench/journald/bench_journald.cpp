@@ -66,6 +66,7 @@ struct Options {
   int follow = 20;    // entries timed one by one while following; 0: skip
   bool keep = false;
   bool all_fields = false;    // 23-field entries, all of them listed in `fields:`
+  bool wide_entries = false;  // 23-field entries, the default fields (as on a real host)
   bool patterns = false;      // also journald -> priority_map -> patterns -> null
   std::string messages_from;  // MESSAGE lines for the fixture (e.g. Loghub's) instead of padding
 };
@@ -73,7 +74,8 @@ struct Options {
 void usage(const char *argv0) {
   std::printf(
       "usage: %s [--count N] [--runs N] [--batch N] [--cache DIR] [--devmesh PATH]\n"
-      "          [--plugins DIR] [--fixture PATH] [--timeout SECONDS] [--keep] [--all-fields]\n"
+      "          [--plugins DIR] [--fixture PATH] [--timeout SECONDS] [--keep] [--all-fields] "
+      "[--wide-entries]\n"
       "          [--patterns] [--messages-from FILE]\n"
       "Builds (once; cached in --cache, default /tmp/devmesh-bench-journald-<count>) a journal\n"
       "directory of --count entries with journal-fixture, then reads it --runs times with a raw\n"
@@ -86,7 +88,9 @@ void usage(const char *argv0) {
       "--messages-from FILE: entries' messages are FILE's lines, cycled (real log lines, e.g.\n"
       "Loghub's, rather than \"entry <seq>\" padded with letters; cached apart)\n"
       "--all-fields: entries of 23 fields (12 more: _UID, _EXE, CODE_FILE, ...; cached apart)\n"
-      "and every one of them copied into meta with the journald option fields:.\n",
+      "and every one of them copied into meta with the journald option fields:.\n"
+      "--wide-entries: the same 23-field entries read with the default fields (a service's\n"
+      "entry as systemd writes it, as a default configuration reads it).\n",
       argv0);
 }
 
@@ -139,6 +143,8 @@ std::optional<Options> parse_args(int argc, char **argv) {
       o.messages_from = v;
     } else if (a == "--all-fields") {
       o.all_fields = true;
+    } else if (a == "--wide-entries") {
+      o.wide_entries = true;
     } else if (a == "--cache" || a == "--devmesh" || a == "--plugins" || a == "--fixture") {
       if (!(s = value())) {
         std::fprintf(stderr, "%s needs a value\n", a.c_str());
@@ -156,7 +162,7 @@ std::optional<Options> parse_args(int argc, char **argv) {
   }
   if (o.cache.empty())
     o.cache = "/tmp/devmesh-bench-journald-" + std::to_string(o.count) +
-              (o.all_fields ? "-wide" : "") +
+              (o.all_fields || o.wide_entries ? "-wide" : "") +
               (o.messages_from.empty() ? "" : "-" + fs::path(o.messages_from).stem().string());
   return o;
 }
@@ -288,7 +294,7 @@ std::vector<std::string> fixture_args(const Options &o, const std::string &file)
     args.insert(args.end(), {"--message-size", "40-200"});
   else
     args.insert(args.end(), {"--messages-from", o.messages_from});
-  if (o.all_fields)
+  if (o.all_fields || o.wide_entries)
     for (const char *f : kWideFields) args.insert(args.end(), {"--field", f});
   return args;
 }
@@ -485,7 +491,9 @@ int run(int argc, char **argv) {
   const bool with_pm = fs::exists(o.plugins + "/priority_map.so");
   const std::string name =
       std::string(with_pm ? "journald->priority_map->null" : "journald->null") +
-      (o.all_fields ? " (23 fields, all copied)" : "");
+      (o.all_fields     ? " (23 fields, all copied)"
+       : o.wide_entries ? " (23 fields, the default ones taken)"
+                        : "");
   if (!with_pm)
     std::printf("note: %s/priority_map.so is not built: measuring journald -> null\n",
                 o.plugins.c_str());
