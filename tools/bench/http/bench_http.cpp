@@ -12,7 +12,9 @@
 //     generation ceiling (dummy -> null in one process). --forward-only runs only this part;
 //     --forward-ack delivered --forward-sink sqlite makes the aggregator a receiver that answers
 //     late (each request waits for its commit), and --forward-in-flight N keeps N requests per
-//     sidecar worker open.
+//     sidecar worker open. --forward-link-mbit N runs it all in a network namespace of its own
+//     whose loopback carries N Mbit/s (tc tbf; needs root and iproute2): a LAN between sidecar
+//     and aggregator, where compression decides how many records fit through the wire.
 // Medians of --runs runs are printed. Needs wrk (Debian package) for 1 and 2.
 #ifndef H2O_USE_LIBUV
 #define H2O_USE_LIBUV 1
@@ -83,6 +85,7 @@ struct Options {
   std::string forward_ack = "accepted", forward_sink = "null";
   int forward_in_flight = 1;  // the sidecar's in_flight (1: the key is left out, as older builds
                               // do not know it)
+  int link_mbit = 0;          // > 0: everything runs on a loopback shaped to this rate
 };
 
 void usage(const char *argv0) {
@@ -92,7 +95,7 @@ void usage(const char *argv0) {
       "          [--forward-queue-limit SIZE|default] [--forward-compressions none,gzip,zstd]\n"
       "          [--forward-only] [--forward-ack accepted|delivered] [--forward-sink "
       "null|sqlite|'{YAML}']\n"
-      "          [--forward-in-flight N]\n"
+      "          [--forward-in-flight N] [--forward-link-mbit N]\n"
       "          [--devmesh PATH] [--plugins DIR] [--wrk PATH]\n"
       "       %s --raw-server PORT   (the raw ceiling: a bare libh2o receiver)\n"
       "       %s [--seconds N] [--records N] [--connections N] --paced URL RATE\n",
@@ -576,6 +579,55 @@ int run_benchmarks(const Options &o, const std::string &self) {
 }  // namespace
 }  // namespace devmesh
 
+// ---- a shaped link: the whole run inside a network namespace ------------------------------------
+
+// Set in the re-executed bench: the namespace it runs in.
+constexpr const char *kNetnsEnv = "DEVMESH_BENCH_NETNS";
+
+// Runs argv to its end (stdout and stderr shared); its exit code, or -1.
+int run_command(const std::vector<std::string> &argv) {
+  std::vector<char *> args;
+  for (const auto &a : argv) args.push_back(const_cast<char *>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) return -1;
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Makes a network namespace whose loopback is shaped to mbit Mbit/s (a token bucket holding 10 ms
+// of traffic, at least two 64 KiB loopback packets), runs this bench again inside it and removes
+// the namespace. Every process the bench starts inherits the namespace: the sidecar's requests
+// to the aggregator cross the shaped loopback, and nothing outside the namespace is slowed.
+int run_on_shaped_link(int argc, char **argv, const char *self, int mbit) {
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "--forward-link-mbit needs root (ip netns, tc)\n");
+    return 2;
+  }
+  const std::string ns = "devmesh-bench-" + std::to_string(getpid());
+  const std::string rate = std::to_string(mbit) + "mbit";
+  const std::string burst =
+      std::to_string(std::max<long>(128 * 1024, long(mbit) * 1000 * 1000 / 8 / 100));
+  if (run_command({"ip", "netns", "add", ns}) != 0) {
+    std::fprintf(stderr, "ip netns add %s failed\n", ns.c_str());
+    return 2;
+  }
+  int rc = 2;
+  if (run_command({"ip", "-n", ns, "link", "set", "lo", "up"}) == 0 &&
+      run_command({"tc", "-n", ns, "qdisc", "add", "dev", "lo", "root", "tbf", "rate", rate,
+                   "burst", burst, "latency", "50ms"}) == 0) {
+    setenv(kNetnsEnv, ns.c_str(), 1);
+    std::vector<std::string> inner = {"ip", "netns", "exec", ns, self};
+    for (int i = 1; i < argc; ++i) inner.push_back(argv[i]);
+    rc = run_command(inner);
+  } else {
+    std::fprintf(stderr, "shaping the loopback of %s failed (tc tbf)\n", ns.c_str());
+  }
+  run_command({"ip", "netns", "del", ns});
+  return rc;
+}
+
 int main(int argc, char **argv) {
   using namespace devmesh;
   Options o;
@@ -636,6 +688,8 @@ int main(int argc, char **argv) {
       o.forward_sink = next();
     else if (a == "--forward-in-flight")
       o.forward_in_flight = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--forward-link-mbit")
+      o.link_mbit = std::max(1, std::atoi(next().c_str()));
     else if (a == "--devmesh")
       o.devmesh = next();
     else if (a == "--plugins")
@@ -653,5 +707,15 @@ int main(int argc, char **argv) {
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return 2;
   self[n] = 0;
+  if (o.link_mbit > 0 && !getenv(kNetnsEnv)) {
+    if (!o.forward_only) {
+      std::fprintf(stderr, "--forward-link-mbit needs --forward-only\n");
+      return 2;
+    }
+    return run_on_shaped_link(argc, argv, self, o.link_mbit);
+  }
+  if (o.link_mbit > 0)
+    std::printf("link: loopback of network namespace %s shaped to %d Mbit/s (tc tbf)\n",
+                getenv(kNetnsEnv), o.link_mbit);
   return run_benchmarks(o, self);
 }
