@@ -118,6 +118,14 @@ inline Known known_field(std::string_view f, std::string_view &v) {
   }
 }
 
+// The first occurrence of a field names the record's view of it: later ones are ignored.
+inline uint32_t take_first(std::string_view &view, bool &has, std::string_view v, uint32_t bit) {
+  if (has) return 0;
+  view = v;
+  has = true;
+  return bit;
+}
+
 // flatten: the per-field path (name tests, meta appends) inlined into one function; it runs
 // for every field of every entry.
 __attribute__((flatten)) uint32_t map_known(std::string_view f, MappedEntry &out) {
@@ -133,38 +141,22 @@ __attribute__((flatten)) uint32_t map_known(std::string_view f, MappedEntry &out
       break;
     case Known::kComm:
       add_meta(out, "comm", v);
-      if (!out.has_comm) {
-        out.comm = v;
-        out.has_comm = true;
-        set |= kSetComm;
-      }
+      set |= take_first(out.comm, out.has_comm, v, kSetComm);
       break;
     case Known::kBootId:
       add_meta(out, "boot_id", v);
       break;
     case Known::kHostname:
-      if (!out.has_host) {
-        out.host = v;
-        out.has_host = true;
-        set |= kSetHost;
-      }
+      set |= take_first(out.host, out.has_host, v, kSetHost);
       break;
     case Known::kTransport:
       out.kernel = v == "kernel";
       break;
     case Known::kUnit:
-      if (!out.has_unit) {
-        out.unit = v;
-        out.has_unit = true;
-        set |= kSetUnit;
-      }
+      set |= take_first(out.unit, out.has_unit, v, kSetUnit);
       break;
     case Known::kMessage:
-      if (!out.has_message) {
-        out.message = v;
-        out.has_message = true;
-        set |= kSetMessage;
-      }
+      set |= take_first(out.message, out.has_message, v, kSetMessage);
       break;
     case Known::kPriority:
       add_meta(out, "priority", v);
@@ -177,11 +169,7 @@ __attribute__((flatten)) uint32_t map_known(std::string_view f, MappedEntry &out
       add_meta(out, "facility", v);
       break;
     case Known::kIdentifier:
-      if (!out.has_identifier) {
-        out.identifier = v;
-        out.has_identifier = true;
-        set |= kSetIdentifier;
-      }
+      set |= take_first(out.identifier, out.has_identifier, v, kSetIdentifier);
       break;
   }
   return set;
