@@ -10,6 +10,11 @@
 // (atomically, StateFile) when it is new, of another model, of format 1, or when it holds more
 // than twice the live records (templates that changed leave their old records behind).
 //
+// Templates the store no longer has (retention removed them) are forgotten: their ids are
+// marked dead, and compact() rewrites the file without them once dead and replaced records
+// are more than half of it (not at every refresh: a rewrite costs the whole file, so it waits
+// until it halves it). The format does not change.
+//
 // Two instances may write one file: the old and the new across a reload (the old one retires
 // while the new one runs). Each append and rewrite holds flock(LOCK_EX) on PATH.lock (not on
 // the file: a rewrite renames a new inode over it) and first checks that the file is still the
@@ -24,6 +29,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include <sys/types.h>
@@ -70,6 +76,21 @@ class VectorsFile {
   int write(const std::string &model, const std::vector<const StoredVector *> &added,
             const std::vector<const StoredVector *> &all);
 
+  // [writer thread] Ids whose templates the store no longer has: their records are left out of
+  // the next rewrite, although this writer does not hold them (which would keep them as another
+  // writer's). An id written again (its template came back) is live again.
+  void forget(const std::vector<uint64_t> &ids);
+  // [writer thread] Rewrites the file with `all` (and another writer's records, not the
+  // forgotten ones) when more than half of its records are dead or replaced, or when it cannot
+  // be appended to and holds forgotten ones. 0 or an errno.
+  struct Compaction {
+    bool rewritten = false;
+    uint64_t records_before = 0, records_after = 0, bytes_before = 0, bytes_after = 0;
+  };
+  int compact(const std::string &model, const std::vector<const StoredVector *> &all,
+              Compaction &out);
+  size_t forgotten() const { return dead_.size(); }
+
   // The text of a record line and of the header (for tests of the format, and write()).
   static std::string record_line(const StoredVector &v);
   static std::string header_line(const std::string &model);
@@ -91,6 +112,7 @@ class VectorsFile {
   uint64_t records_ = 0;  // records in the file, live or replaced
   uint64_t foreign_ = 0;  // of those, the ids of another writer (kept at a rewrite)
   uint64_t generation_ = 0;
+  std::unordered_set<uint64_t> dead_;  // forget()'s ids, until a rewrite leaves them out
 };
 
 }  // namespace devmesh::query
