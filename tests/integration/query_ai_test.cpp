@@ -830,3 +830,37 @@ TEST(QuerySemantic, TemplatesRetentionRemovedAreNoLongerAnsweredAndLeaveTheVecto
   EXPECT_EQ(answered_ids(r), std::set<std::string>{live}) << r.body;
   EXPECT_EQ(mock.stat("inputs"), inputs + 1) << "only the query itself was embedded";
 }
+
+// Between two refreshes of the embedder (an hour apart here) /search/semantic still never
+// answers a template the store no longer has: it checks its hits against the store's template
+// list that /search/similar uses (a few seconds old at most), while the vector is still held.
+TEST(QuerySemantic, ATemplateTheStoreNoLongerHasIsNotAnsweredEvenBeforeItsVectorIsDropped) {
+  TempDir d;
+  Mock mock(d);
+  const std::string db = d / "data/devmesh.db";
+  ModelPipeline p(d, mock, ", vectors_refresh: 1h");
+  p.ingest(kLines);
+  ASSERT_TRUE(wait_until([&] { return p.metric("devmesh_query_embed_vectors") == 4; }, 30s))
+      << p.engine->err();
+  std::string disk;
+  for (const auto &[text, id] : stored_templates(db))
+    if (text.find("disk") != std::string::npos) disk = id;
+  ASSERT_FALSE(disk.empty());
+  const std::string ask = R"({"message": "the disk is full", "limit": 10})";
+  HttpResponse r = post(p.base() + "/search/semantic", ask);
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(answered_ids(r).size(), 4u) << r.body;
+  EXPECT_EQ(std::string(json(r)["patterns"][0]["pattern_id"].GetString()), disk);
+  remove_as_retention_would(db, disk);
+  std::set<std::string> ids;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        HttpResponse again = post(p.base() + "/search/semantic", ask);
+        ids = answered_ids(again);
+        return again.status == 200 && ids.size() == 3 && !ids.count(disk);
+      },
+      30s))
+      << "still answered: " << disk;
+  EXPECT_EQ(p.metric("devmesh_query_embed_vectors"), 4) << "dropped before its refresh";
+  EXPECT_EQ(p.metric("devmesh_query_embed_vectors_dropped_total"), 0);
+}

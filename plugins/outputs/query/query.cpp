@@ -740,8 +740,14 @@ class Query {
       host_->metric_add(core_->m_bad, 1);
       return reply(req, 501, error_json("semantic search is off: set embed_url and model"));
     }
-    submit_model(req, [this, r = std::move(r)](int &status, std::string &out) {
-      search_semantic(*client_, *model_metrics_, *embedder_, r, status, out);
+    // The store's template list is /search/similar's (shared, rebuilt once a few seconds old).
+    const int64_t now = static_cast<int64_t>(host_->now_ns());
+    auto stored = [core = core_, index = similar_, now] {
+      StoreError err;
+      return index->get(*core->store, now, err);
+    };
+    submit_model(req, [this, stored, r = std::move(r)](int &status, std::string &out) {
+      search_semantic(*client_, *model_metrics_, *embedder_, r, stored, status, out);
     });
   }
 

@@ -372,7 +372,8 @@ void Embedder::refresh() {
 
 std::vector<Embedder::Near> Embedder::nearest(const std::vector<float> &v,
                                               const std::optional<std::string> &service,
-                                              uint32_t limit) const {
+                                              uint32_t limit,
+                                              const std::function<bool(uint64_t)> &keep) const {
   const double vn = norm_of(v);
   std::vector<Near> out;
   if (vn == 0) return out;
@@ -380,6 +381,7 @@ std::vector<Embedder::Near> Embedder::nearest(const std::vector<float> &v,
     const Entry &e = *ep;
     if (service && e.service != *service) continue;
     if (e.vector.size() != v.size() || e.norm == 0) continue;
+    if (keep && !keep(id)) continue;
     double dot = 0;
     for (size_t i = 0; i < v.size(); ++i) dot += static_cast<double>(v[i]) * e.vector[i];
     out.push_back({id, e.service, e.template_text, dot / (vn * e.norm)});

@@ -25,6 +25,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -77,9 +78,10 @@ class Embedder {
     std::string service, template_text;
     double score;
   };
-  // [any] Templates by cosine to `v`, best first.
+  // [any] Templates by cosine to `v`, best first; with `keep`, only the ids it keeps.
   std::vector<Near> nearest(const std::vector<float> &v, const std::optional<std::string> &service,
-                            uint32_t limit) const;
+                            uint32_t limit,
+                            const std::function<bool(uint64_t)> &keep = nullptr) const;
   size_t vectors() const;
 
  private:
