@@ -130,7 +130,7 @@ const dm_option kOptions[] = {
      0},
     {"embed_batch", DM_OPT_INT, DM_OPT_BOUNDED, "32", 1, 2048, nullptr,
      "templates per embeddings request", 0},
-    {"vectors_refresh", DM_OPT_DURATION, DM_OPT_BOUNDED, "1m", 100, 86400000, nullptr,
+    {"vectors_refresh", DM_OPT_DURATION, DM_OPT_BOUNDED, "10m", 100, 86400000, nullptr,
      "with embed_url: how often the stored templates are read again; the vectors of templates "
      "the store no longer has (retention) are dropped then, and vectors_path compacted once "
      "they are half of it",

@@ -56,9 +56,9 @@ class Embedder {
  public:
   struct Settings {
     std::string vectors_path;
-    size_t queue_max = 10000;    // templates waiting; more are dropped (counted)
-    size_t batch = 32;           // templates per request
-    int64_t refresh_ms = 60000;  // the store's template list is read again this often
+    size_t queue_max = 10000;     // templates waiting; more are dropped (counted)
+    size_t batch = 32;            // templates per request
+    int64_t refresh_ms = 600000;  // the store's template list is read again this often
   };
   Embedder(const dm_host_api *host, dm_instance *inst, const ModelClient &client,
            ModelMetrics &metrics, Settings s);
