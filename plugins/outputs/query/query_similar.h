@@ -63,7 +63,8 @@ class TemplateIndex {
 };
 
 // The current index, shared by the requests; rebuilt by the request that finds it stale (the
-// others keep using the previous one meanwhile). Call from workers only.
+// others keep using the previous one meanwhile). Call from workers (or the model threads, for
+// /search/semantic), never from the loop.
 class SimilarIndex {
  public:
   explicit SimilarIndex(int64_t max_age_ns) : max_age_ns_(max_age_ns) {}
