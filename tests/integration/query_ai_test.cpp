@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <set>
@@ -414,7 +415,8 @@ class Mock {
 // http input -> patterns -> sqlite, and the query output with the model options.
 struct ModelPipeline {
   ModelPipeline(const TempDir &d, const Mock &mock, const std::string &extra,
-                const std::string &db_name = "data/devmesh.db")
+                const std::string &db_name = "data/devmesh.db",
+                const std::string &sqlite_extra = "")
       : listen("127.0.0.1:" + std::to_string(free_port())),
         metrics("http://127.0.0.1:" + std::to_string(free_port()) + "/metrics") {
     const std::string db = d / db_name;
@@ -425,8 +427,8 @@ struct ModelPipeline {
                "  filters:\n    - {name: patterns}\n"
                "  outputs:\n"
                "    - {name: sqlite, path: " +
-               db +
-               ", flush_interval: 50ms}\n"
+               db + ", flush_interval: 50ms" + sqlite_extra +
+               "}\n"
                "    - {name: query, listen: " +
                listen + ", path: " + db + ", flush_interval: 50ms, model: mock-model, embed_url: " +
                mock.base() + "/v1/embeddings, chat_url: " + mock.base() +
@@ -863,4 +865,41 @@ TEST(QuerySemantic, ATemplateTheStoreNoLongerHasIsNotAnsweredEvenBeforeItsVector
       << "still answered: " << disk;
   EXPECT_EQ(p.metric("devmesh_query_embed_vectors"), 4) << "dropped before its refresh";
   EXPECT_EQ(p.metric("devmesh_query_embed_vectors_dropped_total"), 0);
+}
+
+// The same through the sqlite output's own retention (retention: 1h): the records of three
+// templates are old, their rows and then their templates are deleted by it, and their vectors
+// follow; the template of the fresh records keeps its vector.
+TEST(QuerySemantic, TheVectorsOfTemplatesTheSqliteRetentionDeletedAreDroppedAndCompactedAway) {
+  TempDir d;
+  Mock mock(d);
+  const std::string file = d / "vectors.json";
+  ModelPipeline p(d, mock, ", vectors_refresh: 200ms", "data/devmesh.db",
+                  ", retention: 1h, retention_interval: 200ms");
+  char now[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  p.ingest({kLines[0], kLines[1]}, "ERROR", now);
+  p.ingest({kLines[2], kLines[3], kLines[4], kLines[5], kLines[6], kLines[7]});  // 2025: old
+  ASSERT_TRUE(
+      wait_until([&] { return p.metric("devmesh_query_embed_vectors_dropped_total") == 3; }, 30s))
+      << p.engine->err();
+  EXPECT_EQ(p.metric("devmesh_query_embed_vectors"), 1);
+  EXPECT_GE(p.metric("devmesh_query_embed_templates_total"), 4);
+  HttpResponse r =
+      post(p.base() + "/search/semantic", R"({"message": "the disk is full", "limit": 10})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto doc = json(r);
+  ASSERT_EQ(doc["patterns"].Size(), 1u) << r.body;
+  EXPECT_NE(std::string(doc["patterns"][0]["template"].GetString()).find("connection"),
+            std::string::npos)
+      << r.body;
+  ASSERT_TRUE(
+      wait_until([&] { return p.metric("devmesh_query_embed_compactions_total") >= 1; }, 30s))
+      << p.engine->err();
+  const std::string compacted = read_file(file);
+  EXPECT_NE(compacted.find("connection to"), std::string::npos) << compacted;
+  for (const char *gone : {"disk <*>", "logged in from", "cache miss"})
+    EXPECT_EQ(compacted.find(gone), std::string::npos) << gone << " in " << compacted;
+  EXPECT_EQ(p.metric("devmesh_query_embed_vectors_dropped_total"), 3);
 }
