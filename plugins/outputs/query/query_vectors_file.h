@@ -20,7 +20,10 @@
 // the file: a rewrite renames a new inode over it) and first checks that the file is still the
 // inode and size it last left; if not, another writer was there, and the file is read again
 // rather than cut to this writer's idea of it. A rewrite keeps the records of ids this writer
-// does not hold (another writer's): no writer drops what another one appended.
+// does not hold (another writer's): no writer drops what another one appended, but for the ids
+// it forgot (if the other writer embedded one of those again meanwhile, that record goes too;
+// the other writer still holds it, and after a restart it is embedded again, as a stored
+// template without a vector).
 //
 // Format 1, written by releases before this one: one JSON object {"model", "templates": [...]},
 // rewritten whole after every batch. It is read, and replaced by format 2 at the first write.
