@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <set>
@@ -414,7 +415,8 @@ class Mock {
 // http input -> patterns -> sqlite, and the query output with the model options.
 struct ModelPipeline {
   ModelPipeline(const TempDir &d, const Mock &mock, const std::string &extra,
-                const std::string &db_name = "data/devmesh.db")
+                const std::string &db_name = "data/devmesh.db",
+                const std::string &sqlite_extra = "")
       : listen("127.0.0.1:" + std::to_string(free_port())),
         metrics("http://127.0.0.1:" + std::to_string(free_port()) + "/metrics") {
     const std::string db = d / db_name;
@@ -425,8 +427,8 @@ struct ModelPipeline {
                "  filters:\n    - {name: patterns}\n"
                "  outputs:\n"
                "    - {name: sqlite, path: " +
-               db +
-               ", flush_interval: 50ms}\n"
+               db + ", flush_interval: 50ms" + sqlite_extra +
+               "}\n"
                "    - {name: query, listen: " +
                listen + ", path: " + db + ", flush_interval: 50ms, model: mock-model, embed_url: " +
                mock.base() + "/v1/embeddings, chat_url: " + mock.base() +
@@ -729,3 +731,175 @@ TEST(QueryModelConfig, AMissingModelABadUrlOrAVectorsFileThatIsNotOursIsRefusedN
 }
 
 }  // namespace
+
+namespace {
+
+// The stored templates of a pipeline's store: template text -> pattern id (hex).
+std::map<std::string, std::string> stored_templates(const std::string &db) {
+  std::map<std::string, std::string> out;
+  for (const auto &r : SqliteDb(db).rows("SELECT id, template FROM log_patterns"))
+    out[r[1]] = hex(static_cast<uint64_t>(std::stoll(r[0])));
+  return out;
+}
+
+// What the sqlite output's retention does to a template whose rows are all old: its rows go,
+// then its row of the patterns table.
+void remove_as_retention_would(const std::string &db, const std::string &id_hex) {
+  const std::string sid = std::to_string(static_cast<int64_t>(std::stoull(id_hex, nullptr, 16)));
+  SqliteDb(db).exec("BEGIN; DELETE FROM log_events WHERE pattern_id = " + sid +
+                    "; DELETE FROM log_patterns WHERE id = " + sid + "; COMMIT;");
+}
+
+std::set<std::string> answered_ids(const HttpResponse &r) {
+  std::set<std::string> out;
+  auto d = json(r);
+  if (!d.IsObject() || !d.HasMember("patterns")) return out;
+  for (const auto &p : d["patterns"].GetArray()) out.insert(p["pattern_id"].GetString());
+  return out;
+}
+
+}  // namespace
+
+// Retention removes three of four templates from the store: their vectors are dropped at the
+// next refresh of the template list (counted), /search/semantic and /search/similar stop
+// answering them, the vectors file is compacted without them (smaller, the live one kept), and
+// a restart reads back only the live one without embedding anything again.
+TEST(QuerySemantic, TemplatesRetentionRemovedAreNoLongerAnsweredAndLeaveTheVectorsFile) {
+  TempDir d;
+  Mock mock(d);
+  const std::string file = d / "vectors.json", db = d / "data/devmesh.db";
+  std::set<std::string> removed;
+  std::string live;
+  {
+    ModelPipeline p(d, mock, ", vectors_refresh: 200ms");
+    p.ingest(kLines);
+    ASSERT_TRUE(wait_until([&] { return p.metric("devmesh_query_embed_vectors") == 4; }, 30s))
+        << p.engine->err();
+    const auto templates = stored_templates(db);
+    ASSERT_EQ(templates.size(), 4u);
+    for (const auto &[text, id] : templates) {
+      if (text.find("connection") != std::string::npos)
+        live = id;
+      else
+        removed.insert(id);
+    }
+    ASSERT_FALSE(live.empty());
+    const size_t full = read_file(file).size();
+    for (const std::string &id : removed) remove_as_retention_would(db, id);
+
+    ASSERT_TRUE(
+        wait_until([&] { return p.metric("devmesh_query_embed_vectors_dropped_total") == 3; }, 30s))
+        << p.engine->err();
+    EXPECT_EQ(p.metric("devmesh_query_embed_vectors"), 1);
+    HttpResponse r =
+        post(p.base() + "/search/semantic", R"({"message": "the disk is full", "limit": 10})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(answered_ids(r), std::set<std::string>{live}) << r.body;
+    EXPECT_EQ(json(r)["templates"].GetInt(), 1);
+    // The lexical search reads the store's list itself (rebuilt once a few seconds old).
+    EXPECT_TRUE(wait_until(
+        [&] {
+          const auto ids = answered_ids(post(p.base() + "/search/similar",
+                                             R"({"message": "disk sda1 is full at 90 percent"})"));
+          for (const std::string &id : removed)
+            if (ids.count(id)) return false;
+          return true;
+        },
+        30s));
+    // Three dead records of four: the file is rewritten without them.
+    ASSERT_TRUE(
+        wait_until([&] { return p.metric("devmesh_query_embed_compactions_total") >= 1; }, 30s))
+        << p.engine->err();
+    const std::string compacted = read_file(file);
+    EXPECT_LT(compacted.size(), full);
+    EXPECT_NE(compacted.find("\"id\":\"" + live + "\""), std::string::npos) << compacted;
+    for (const std::string &id : removed)
+      EXPECT_EQ(compacted.find("\"id\":\"" + id + "\""), std::string::npos) << id;
+    r = post(p.base() + "/search/semantic", R"({"message": "connection refused"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(std::string(json(r)["patterns"][0]["pattern_id"].GetString()), live);
+    EXPECT_EQ(p.metric("devmesh_query_embed_vectors_dropped_total"), 3)
+        << "a live vector was dropped";
+    EXPECT_NE(p.engine->err().find("compacted"), std::string::npos) << p.engine->err();
+    p.engine->kill(SIGTERM);
+    ASSERT_EQ(p.engine->wait_exit(20s), 0) << p.engine->err();
+  }
+  const int inputs = mock.stat("inputs");
+  ModelPipeline again(d, mock, ", vectors_refresh: 200ms");
+  EXPECT_EQ(again.metric("devmesh_query_embed_vectors"), 1);
+  HttpResponse r = post(again.base() + "/search/semantic", R"({"message": "connection refused"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(answered_ids(r), std::set<std::string>{live}) << r.body;
+  EXPECT_EQ(mock.stat("inputs"), inputs + 1) << "only the query itself was embedded";
+}
+
+// Between two refreshes of the embedder (an hour apart here) /search/semantic still never
+// answers a template the store no longer has: it checks its hits against the store's template
+// list that /search/similar uses (a few seconds old at most), while the vector is still held.
+TEST(QuerySemantic, ATemplateTheStoreNoLongerHasIsNotAnsweredEvenBeforeItsVectorIsDropped) {
+  TempDir d;
+  Mock mock(d);
+  const std::string db = d / "data/devmesh.db";
+  ModelPipeline p(d, mock, ", vectors_refresh: 1h");
+  p.ingest(kLines);
+  ASSERT_TRUE(wait_until([&] { return p.metric("devmesh_query_embed_vectors") == 4; }, 30s))
+      << p.engine->err();
+  std::string disk;
+  for (const auto &[text, id] : stored_templates(db))
+    if (text.find("disk") != std::string::npos) disk = id;
+  ASSERT_FALSE(disk.empty());
+  const std::string ask = R"({"message": "the disk is full", "limit": 10})";
+  HttpResponse r = post(p.base() + "/search/semantic", ask);
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(answered_ids(r).size(), 4u) << r.body;
+  EXPECT_EQ(std::string(json(r)["patterns"][0]["pattern_id"].GetString()), disk);
+  remove_as_retention_would(db, disk);
+  std::set<std::string> ids;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        HttpResponse again = post(p.base() + "/search/semantic", ask);
+        ids = answered_ids(again);
+        return again.status == 200 && ids.size() == 3 && !ids.count(disk);
+      },
+      30s))
+      << "still answered: " << disk;
+  EXPECT_EQ(p.metric("devmesh_query_embed_vectors"), 4) << "dropped before its refresh";
+  EXPECT_EQ(p.metric("devmesh_query_embed_vectors_dropped_total"), 0);
+}
+
+// The same through the sqlite output's own retention (retention: 1h): the records of three
+// templates are old, their rows and then their templates are deleted by it, and their vectors
+// follow; the template of the fresh records keeps its vector.
+TEST(QuerySemantic, TheVectorsOfTemplatesTheSqliteRetentionDeletedAreDroppedAndCompactedAway) {
+  TempDir d;
+  Mock mock(d);
+  const std::string file = d / "vectors.json";
+  ModelPipeline p(d, mock, ", vectors_refresh: 200ms", "data/devmesh.db",
+                  ", retention: 1h, retention_interval: 200ms");
+  char now[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  p.ingest({kLines[0], kLines[1]}, "ERROR", now);
+  p.ingest({kLines[2], kLines[3], kLines[4], kLines[5], kLines[6], kLines[7]});  // 2025: old
+  ASSERT_TRUE(
+      wait_until([&] { return p.metric("devmesh_query_embed_vectors_dropped_total") == 3; }, 30s))
+      << p.engine->err();
+  EXPECT_EQ(p.metric("devmesh_query_embed_vectors"), 1);
+  EXPECT_GE(p.metric("devmesh_query_embed_templates_total"), 4);
+  HttpResponse r =
+      post(p.base() + "/search/semantic", R"({"message": "the disk is full", "limit": 10})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto doc = json(r);
+  ASSERT_EQ(doc["patterns"].Size(), 1u) << r.body;
+  EXPECT_NE(std::string(doc["patterns"][0]["template"].GetString()).find("connection"),
+            std::string::npos)
+      << r.body;
+  ASSERT_TRUE(
+      wait_until([&] { return p.metric("devmesh_query_embed_compactions_total") >= 1; }, 30s))
+      << p.engine->err();
+  const std::string compacted = read_file(file);
+  EXPECT_NE(compacted.find("connection to"), std::string::npos) << compacted;
+  for (const char *gone : {"disk <*>", "logged in from", "cache miss"})
+    EXPECT_EQ(compacted.find(gone), std::string::npos) << gone << " in " << compacted;
+  EXPECT_EQ(p.metric("devmesh_query_embed_vectors_dropped_total"), 3);
+}

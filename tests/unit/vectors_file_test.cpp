@@ -157,3 +157,96 @@ TEST(VectorsFile, ATailThatWasAnotherWritersAppendUnderWayIsNotCutAsTorn) {
   EXPECT_EQ(cut, 30u);
   EXPECT_EQ(read_all(path), good + line);
 }
+
+namespace {
+
+// A writer that also drops templates as the embedder does when the store no longer has them.
+struct Dropper : Writer {
+  using Writer::Writer;
+  void drop(const std::vector<uint64_t> &ids) {
+    for (uint64_t id : ids) held.erase(id);
+    file.forget(ids);
+  }
+  VectorsFile::Compaction compact() {
+    std::vector<const StoredVector *> all;
+    for (const auto &[id, h] : held) all.push_back(&h);
+    VectorsFile::Compaction c;
+    EXPECT_EQ(file.compact(kModel, all, c), 0);
+    return c;
+  }
+};
+
+}  // namespace
+
+TEST(VectorsFile, DroppedTemplatesLeaveTheFileOnlyOnceTheyAreHalfOfItAndTheLiveOnesStay) {
+  TempDir d;
+  const std::string path = (d.path / "vectors.json").string();
+  Dropper w(path);
+  for (uint64_t id = 1; id <= 6; ++id) w.add(vec(id, "template " + std::to_string(id) + " <*>"));
+  w.drop({2});
+  EXPECT_FALSE(w.compact().rewritten) << "one dead record in six is not worth a rewrite";
+  const std::string before = read_all(path);
+  w.drop({3, 4, 5});
+  const VectorsFile::Compaction c = w.compact();
+  EXPECT_TRUE(c.rewritten);
+  EXPECT_EQ(c.records_before, 6u);
+  EXPECT_EQ(c.records_after, 2u);
+  EXPECT_EQ(c.bytes_after, read_all(path).size());
+  EXPECT_LT(read_all(path).size(), before.size());
+  uint64_t torn = 1;
+  const std::map<uint64_t, std::string> want = {{1, "template 1 <*>"}, {6, "template 6 <*>"}};
+  EXPECT_EQ(load(path, torn), want) << read_all(path);
+  EXPECT_EQ(torn, 0u);
+  // Appends go on after the compacted file's end.
+  w.add(vec(7, "template 7 <*>"));
+  EXPECT_EQ(load(path, torn).size(), 3u) << read_all(path);
+}
+
+TEST(VectorsFile, ATemplateThatCameBackBeforeTheCompactionKeepsItsNewVector) {
+  TempDir d;
+  const std::string path = (d.path / "vectors.json").string();
+  Dropper w(path);
+  for (uint64_t id = 1; id <= 4; ++id) w.add(vec(id, "template " + std::to_string(id) + " <*>"));
+  w.drop({1, 2, 3});
+  w.add(vec(2, "template 2 again <*>"));  // embedded again: the store has it again
+  EXPECT_TRUE(w.compact().rewritten);
+  uint64_t torn = 1;
+  const std::map<uint64_t, std::string> want = {{2, "template 2 again <*>"}, {4, "template 4 <*>"}};
+  EXPECT_EQ(load(path, torn), want) << read_all(path);
+}
+
+// The compaction of the old instance (a reload) while the new one appends, with a torn tail
+// left by a crash: the new one's records are kept, the torn tail is cut, only the dead go.
+TEST(VectorsFile, ACompactionBesideASecondWriterAndATornTailLosesNoLiveVector) {
+  TempDir d;
+  const std::string path = (d.path / "vectors.json").string();
+  Dropper old_one(path);
+  for (uint64_t id = 1; id <= 5; ++id) old_one.add(vec(id, "old " + std::to_string(id) + " <*>"));
+  Dropper new_one(path);  // the reload: it reads what the old one wrote
+  new_one.add(vec(100, "new first <*>"));
+  old_one.add(vec(6, "old 6 <*>"));
+  new_one.add(vec(101, "new second <*>"));
+  // A writer that crashed half way through a record.
+  const std::string line = VectorsFile::record_line(vec(102, "torn <*>"));
+  append_raw(path, line.substr(0, line.size() / 2));
+  const ino_t before = inode_of(path);
+  old_one.drop({2, 3, 4, 5});
+  new_one.drop({2, 3, 4, 5});  // its store says the same, at its own refresh
+  EXPECT_TRUE(old_one.compact().rewritten);
+  EXPECT_NE(inode_of(path), before);
+  new_one.add(vec(103, "new third <*>"));  // to the compacted file, not the inode it knew
+  old_one.add(vec(7, "old 7 <*>"));
+  uint64_t torn = 1;
+  const std::map<uint64_t, std::string> want = {{1, "old 1 <*>"},        {6, "old 6 <*>"},
+                                                {7, "old 7 <*>"},        {100, "new first <*>"},
+                                                {101, "new second <*>"}, {103, "new third <*>"}};
+  EXPECT_EQ(load(path, torn), want) << read_all(path);
+  EXPECT_EQ(torn, 0u) << read_all(path);
+  // The new one compacts too: nothing of the old one's is lost, nothing dead comes back.
+  for (int i = 0; i < 20; ++i) new_one.add(vec(100, "new first v" + std::to_string(i) + " <*>"));
+  new_one.compact();
+  auto after = load(path, torn);
+  EXPECT_EQ(after.size(), want.size()) << read_all(path);
+  EXPECT_EQ(after.count(7), 1u);
+  EXPECT_EQ(after.count(3), 0u);
+}

@@ -130,6 +130,11 @@ const dm_option kOptions[] = {
      0},
     {"embed_batch", DM_OPT_INT, DM_OPT_BOUNDED, "32", 1, 2048, nullptr,
      "templates per embeddings request", 0},
+    {"vectors_refresh", DM_OPT_DURATION, DM_OPT_BOUNDED, "10m", 100, 86400000, nullptr,
+     "with embed_url: how often the stored templates are read again; the vectors of templates "
+     "the store no longer has (retention) are dropped then, and vectors_path compacted once "
+     "they are half of it",
+     0},
     DM_TLS_OPTIONS(ListenTls, tls),
 };
 
@@ -694,6 +699,7 @@ class Query {
       e.vectors_path = c.string("vectors_path");
       e.queue_max = static_cast<size_t>(c.integer("embed_queue"));
       e.batch = static_cast<size_t>(c.integer("embed_batch"));
+      e.refresh_ms = c.integer("vectors_refresh");
       embedder_ = std::make_unique<Embedder>(host_, inst_, *client_, *model_metrics_, e);
       std::string error;
       if (!embedder_->load(error)) problems.add("vectors_path", error);
@@ -734,8 +740,14 @@ class Query {
       host_->metric_add(core_->m_bad, 1);
       return reply(req, 501, error_json("semantic search is off: set embed_url and model"));
     }
-    submit_model(req, [this, r = std::move(r)](int &status, std::string &out) {
-      search_semantic(*client_, *model_metrics_, *embedder_, r, status, out);
+    // The store's template list is /search/similar's (shared, rebuilt once a few seconds old).
+    const int64_t now = static_cast<int64_t>(host_->now_ns());
+    auto stored = [core = core_, index = similar_, now] {
+      StoreError err;
+      return index->get(*core->store, now, err);
+    };
+    submit_model(req, [this, stored, r = std::move(r)](int &status, std::string &out) {
+      search_semantic(*client_, *model_metrics_, *embedder_, r, stored, status, out);
     });
   }
 

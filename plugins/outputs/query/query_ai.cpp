@@ -123,7 +123,9 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 }  // namespace
 
 void search_semantic(const ModelClient &client, ModelMetrics &metrics, const Embedder &embedder,
-                     const SemanticRequest &req, int &status, std::string &body) {
+                     const SemanticRequest &req,
+                     const std::function<std::shared_ptr<const TemplateIndex>()> &stored,
+                     int &status, std::string &body) {
   std::vector<std::vector<float>> v;
   std::string why;
   const ModelOutcome o = client.embed({req.message}, v, why);
@@ -133,6 +135,9 @@ void search_semantic(const ModelClient &client, ModelMetrics &metrics, const Emb
     body = model_error("the embedding model failed", o, why);
     return;
   }
+  const std::shared_ptr<const TemplateIndex> list = stored ? stored() : nullptr;
+  std::function<bool(uint64_t)> keep;
+  if (list && list->complete()) keep = [&list](uint64_t id) { return list->has(id); };
   rapidjson::StringBuffer buf;
   Writer w(buf);
   std::string scratch;
@@ -144,7 +149,7 @@ void search_semantic(const ModelClient &client, ModelMetrics &metrics, const Emb
   w.Uint64(embedder.vectors());
   w.Key("patterns");
   w.StartArray();
-  for (const Embedder::Near &n : embedder.nearest(v[0], req.service, req.limit)) {
+  for (const Embedder::Near &n : embedder.nearest(v[0], req.service, req.limit, keep)) {
     w.StartObject();
     w.Key("pattern_id");
     write_string(w, pattern_id_hex(n.id), scratch);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -25,6 +26,7 @@
 #include "query_json.h"
 #include "query_model.h"
 #include "query_params.h"
+#include "query_similar.h"
 #include "query_store.h"
 
 namespace devmesh::query {
@@ -66,9 +68,14 @@ class ModelRequests {
   std::vector<std::thread> threads_;
 };
 
-// Embeds the message and ranks the templates that have a vector by cosine.
+// Embeds the message and ranks the templates that have a vector by cosine. `stored` gives the
+// store's template list (/search/similar's, a few seconds old at most): a template it no longer
+// has is not answered, even before the embedder's next refresh drops its vector. Without a list
+// (the store fails), or with one that cannot tell (empty, or cut at its limit), none is left out.
 void search_semantic(const ModelClient &client, ModelMetrics &metrics, const Embedder &embedder,
-                     const SemanticRequest &req, int &status, std::string &body);
+                     const SemanticRequest &req,
+                     const std::function<std::shared_ptr<const TemplateIndex>()> &stored,
+                     int &status, std::string &body);
 
 // The system prompt sent with every incident (fixed: the evidence is the only variable part).
 extern const char *const kExplainSystemPrompt;

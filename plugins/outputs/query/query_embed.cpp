@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <unordered_set>
 
 #include <devmesh/plugin.hpp>
+#include <monotonic_ms.hpp>
 
 namespace devmesh::query {
 
@@ -64,6 +66,15 @@ Embedder::Embedder(const dm_host_api *host, dm_instance *inst, const ModelClient
                                  "bytes of a torn last record cut from vectors_path at start "
                                  "(a crash during an append; its templates are embedded again)",
                                  nullptr);
+  m_vectors_dropped_ = host->metric_counter(
+      inst, "query_embed_vectors_dropped_total",
+      "template vectors dropped: the store no longer has their template (retention)", nullptr);
+  m_compactions_ = host->metric_counter(
+      inst, "query_embed_compactions_total",
+      "rewrites of vectors_path leaving out dropped and replaced vectors", nullptr);
+  m_refresh_failed_ = host->metric_counter(
+      inst, "query_embed_refresh_failed_total",
+      "failed reads of the store's template list (nothing is dropped then)", nullptr);
 }
 
 Embedder::~Embedder() {
@@ -80,10 +91,12 @@ bool Embedder::load(std::string &error) {
     return true;
   }
   std::lock_guard<std::mutex> l(mu_);
+  const uint64_t now = monotonic_ms();
   for (StoredVector &v : loaded_.vectors) {
     Entry e;
     static_cast<StoredVector &>(e) = std::move(v);
     e.norm = norm_of(e.vector);
+    e.added_ms = now;
     if (e.norm > 0)
       vectors_[e.id] = std::make_shared<const Entry>(std::move(e));
     else
@@ -211,13 +224,20 @@ void Embedder::run() {
     }
   }
   int failures = 0;
+  const auto refresh_every = std::chrono::milliseconds(s_.refresh_ms);
+  auto next_refresh = std::chrono::steady_clock::now() + refresh_every;
   for (;;) {
+    if (store_ && std::chrono::steady_clock::now() >= next_refresh) {
+      refresh();
+      next_refresh = std::chrono::steady_clock::now() + refresh_every;
+    }
     std::vector<uint64_t> ids;
     std::vector<Pending> items;
     {
       std::unique_lock<std::mutex> l(mu_);
-      wake_.wait(l, [this] { return stopping_ || !order_.empty(); });
+      wake_.wait_until(l, next_refresh, [this] { return stopping_ || !order_.empty(); });
       if (stopping_) return;
+      if (order_.empty()) continue;  // time to refresh
       while (!order_.empty() && ids.size() < s_.batch) {
         const uint64_t id = order_.front();
         order_.pop_front();
@@ -266,6 +286,7 @@ void Embedder::run() {
         e.template_text = std::move(items[i].template_text);
         e.vector = std::move(vectors[i]);
         e.norm = norm_of(e.vector);
+        e.added_ms = monotonic_ms();
         vectors_[ids[i]] = std::make_shared<const Entry>(std::move(e));
       }
       host_->metric_set(m_vectors_, static_cast<double>(vectors_.size()));
@@ -279,9 +300,80 @@ void Embedder::run() {
   }
 }
 
+void Embedder::refresh() {
+  const uint64_t listed_at = monotonic_ms();
+  TemplatesQuery q;
+  std::vector<PatternSummary> listed;
+  StoreError err;
+  if (!store_->templates(q, listed, err)) {
+    host_->metric_add(m_refresh_failed_, 1);
+    if (refresh_failures_++ == 0)
+      host_->log(inst_, DM_LOG_WARN,
+                 "embeddings: cannot read the stored templates (no vector is dropped until it "
+                 "can): %s",
+                 err.message.c_str());
+    return;
+  }
+  refresh_failures_ = 0;
+  std::vector<uint64_t> dropped;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const PatternSummary &p : listed)
+      if (p.has_template && !vectors_.count(p.id) && !queued_.count(p.id))
+        enqueue_locked(p.id, p.service, p.template_text);
+    host_->metric_set(m_queued_, static_cast<double>(order_.size()));
+    // An empty list cannot tell a store that keeps no templates (no patterns table) from one
+    // whose retention removed them all, and a full one may have left live templates out:
+    // neither drops anything.
+    if (!listed.empty() && listed.size() < q.limit) {
+      std::unordered_set<uint64_t> live;
+      for (const PatternSummary &p : listed) live.insert(p.id);
+      for (auto it = vectors_.begin(); it != vectors_.end();) {
+        if (!live.count(it->first) &&
+            it->second->added_ms + static_cast<uint64_t>(s_.refresh_ms) <= listed_at) {
+          dropped.push_back(it->first);
+          it = vectors_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    host_->metric_set(m_vectors_, static_cast<double>(vectors_.size()));
+  }
+  if (!dropped.empty()) {
+    host_->metric_add(m_vectors_dropped_, static_cast<double>(dropped.size()));
+    host_->log(inst_, DM_LOG_INFO,
+               "embeddings: dropped the vectors of %zu templates the store no longer has",
+               dropped.size());
+    file_.forget(dropped);
+  }
+  if (file_.forgotten() == 0) return;
+  // Compacted only once the dead records are half the file (checked at each refresh until
+  // then): a rewrite costs the whole file.
+  const auto entries = snapshot();
+  std::vector<const StoredVector *> all;
+  for (const auto &[id, e] : entries) all.push_back(e.get());
+  VectorsFile::Compaction c;
+  const int werr = file_.compact(client_.settings().model, all, c);
+  if (werr != 0) {
+    host_->metric_add(m_save_failed_, 1);
+    host_->log(inst_, DM_LOG_WARN, "embeddings: cannot compact %s: %s", s_.vectors_path.c_str(),
+               std::strerror(werr));
+  } else if (c.rewritten) {
+    host_->metric_add(m_compactions_, 1);
+    host_->log(inst_, DM_LOG_INFO,
+               "embeddings: %s compacted: %llu records (%llu bytes) to %llu (%llu)",
+               s_.vectors_path.c_str(), static_cast<unsigned long long>(c.records_before),
+               static_cast<unsigned long long>(c.bytes_before),
+               static_cast<unsigned long long>(c.records_after),
+               static_cast<unsigned long long>(c.bytes_after));
+  }
+}
+
 std::vector<Embedder::Near> Embedder::nearest(const std::vector<float> &v,
                                               const std::optional<std::string> &service,
-                                              uint32_t limit) const {
+                                              uint32_t limit,
+                                              const std::function<bool(uint64_t)> &keep) const {
   const double vn = norm_of(v);
   std::vector<Near> out;
   if (vn == 0) return out;
@@ -289,6 +381,7 @@ std::vector<Embedder::Near> Embedder::nearest(const std::vector<float> &v,
     const Entry &e = *ep;
     if (service && e.service != *service) continue;
     if (e.vector.size() != v.size() || e.norm == 0) continue;
+    if (keep && !keep(id)) continue;
     double dot = 0;
     for (size_t i = 0; i < v.size(); ++i) dot += static_cast<double>(v[i]) * e.vector[i];
     out.push_back({id, e.service, e.template_text, dot / (vn * e.norm)});

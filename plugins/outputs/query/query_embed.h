@@ -9,6 +9,14 @@
 // query_vectors_file.h), appended to after each batch and read back at start, not in the
 // store: the query plugin opens the store read-only, and the store's writers (the sqlite and
 // mariadb outputs) know nothing of models.
+//
+// The thread reads the store's template list again every refresh_ms: the vectors of templates
+// it no longer has (retention removed their last records) are dropped, so /search/semantic
+// stops answering them, and the file is compacted once they are half of it; its templates
+// without a vector are queued (one dropped from a full queue, or a vector dropped while its
+// template was not yet stored, comes back this way). A vector is dropped only when absent from a
+// listing made at least refresh_ms after it was embedded or loaded: the query output sees a new
+// template before the store's writer has stored it.
 #pragma once
 
 #include <devmesh/plugin.h>
@@ -17,6 +25,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,8 +56,9 @@ class Embedder {
  public:
   struct Settings {
     std::string vectors_path;
-    size_t queue_max = 10000;  // templates waiting; more are dropped (counted)
-    size_t batch = 32;         // templates per request
+    size_t queue_max = 10000;     // templates waiting; more are dropped (counted)
+    size_t batch = 32;            // templates per request
+    int64_t refresh_ms = 600000;  // the store's template list is read again this often
   };
   Embedder(const dm_host_api *host, dm_instance *inst, const ModelClient &client,
            ModelMetrics &metrics, Settings s);
@@ -68,20 +78,23 @@ class Embedder {
     std::string service, template_text;
     double score;
   };
-  // [any] Templates by cosine to `v`, best first.
+  // [any] Templates by cosine to `v`, best first; with `keep`, only the ids it keeps.
   std::vector<Near> nearest(const std::vector<float> &v, const std::optional<std::string> &service,
-                            uint32_t limit) const;
+                            uint32_t limit,
+                            const std::function<bool(uint64_t)> &keep = nullptr) const;
   size_t vectors() const;
 
  private:
   struct Entry : StoredVector {
     double norm = 0;
+    uint64_t added_ms = 0;  // monotonic: when it was embedded or loaded
   };
   struct Pending {
     std::string service, template_text;
   };
   void enqueue_locked(uint64_t id, std::string_view service, std::string_view tpl);
   void run();
+  void refresh();
   bool save(const std::vector<uint64_t> &added, std::string &error);
 
   const dm_host_api *host_;
@@ -102,6 +115,8 @@ class Embedder {
   std::atomic<bool> stopping_{false};
   std::thread thread_;
   dm_metric *m_dropped_, *m_embedded_, *m_vectors_, *m_queued_, *m_save_failed_, *m_torn_;
+  dm_metric *m_vectors_dropped_, *m_compactions_, *m_refresh_failed_;
+  int refresh_failures_ = 0;  // in a row: only the first is logged
   dm_instance *inst_;
 };
 

@@ -57,6 +57,7 @@ TemplateIndex::TemplateIndex(std::vector<PatternSummary> templates)
   std::vector<uint32_t> df;
   std::vector<std::unordered_map<uint32_t, uint32_t>> tf(patterns_.size());
   docs_.resize(patterns_.size());
+  for (const PatternSummary &p : patterns_) ids_.insert(p.id);
   for (size_t d = 0; d < patterns_.size(); ++d) {
     docs_[d].tokens = template_tokens(patterns_[d].template_text);
     for (const std::string &t : docs_[d].tokens) {
@@ -91,6 +92,10 @@ TemplateIndex::TemplateIndex(std::vector<PatternSummary> templates)
   for (uint32_t t = 0; t < terms_.size(); ++t) order_[t] = t;
   std::sort(order_.begin(), order_.end(),
             [this](uint32_t a, uint32_t b) { return terms_[a] < terms_[b]; });
+}
+
+bool TemplateIndex::complete() const {
+  return !patterns_.empty() && patterns_.size() < TemplatesQuery{}.limit;
 }
 
 uint32_t TemplateIndex::term(std::string_view t) const {

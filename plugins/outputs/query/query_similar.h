@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "query_body.h"
@@ -41,6 +42,10 @@ class TemplateIndex {
   std::vector<Hit> search(std::string_view message, const std::optional<std::string> &service,
                           uint32_t limit) const;
   const std::vector<PatternSummary> &patterns() const { return patterns_; }
+  // Whether the list is the store's whole list: neither empty (a store that keeps no templates
+  // looks like one whose retention removed them all) nor cut at TemplatesQuery's limit.
+  bool complete() const;
+  bool has(uint64_t id) const { return ids_.count(id) != 0; }
 
  private:
   struct Doc {
@@ -48,6 +53,7 @@ class TemplateIndex {
     std::vector<std::pair<uint32_t, double>> weights;  // term, tf-idf / norm
   };
   std::vector<PatternSummary> patterns_;
+  std::unordered_set<uint64_t> ids_;
   std::vector<Doc> docs_;
   std::vector<std::string> terms_;
   std::vector<double> idf_;
@@ -57,7 +63,8 @@ class TemplateIndex {
 };
 
 // The current index, shared by the requests; rebuilt by the request that finds it stale (the
-// others keep using the previous one meanwhile). Call from workers only.
+// others keep using the previous one meanwhile). Call from workers (or the model threads, for
+// /search/semantic), never from the loop.
 class SimilarIndex {
  public:
   explicit SimilarIndex(int64_t max_age_ns) : max_age_ns_(max_age_ns) {}

@@ -285,7 +285,8 @@ int VectorsFile::append(const std::string &text) {
 }
 
 int VectorsFile::rewrite(const std::string &model, const std::vector<const StoredVector *> &all) {
-  // The records of ids this writer does not hold are another writer's: kept, the last of each.
+  // The records of ids this writer does not hold are another writer's: kept, the last of each,
+  // but for the ids forgotten as dead (this writer held them; the store no longer has them).
   std::unordered_set<uint64_t> ours;
   for (const StoredVector *v : all) ours.insert(v->id);
   std::vector<StoredVector> theirs;
@@ -294,7 +295,7 @@ int VectorsFile::rewrite(const std::string &model, const std::vector<const Store
   if (read(c, error) && c.found && c.model == model) {
     std::unordered_map<uint64_t, size_t> at;
     for (StoredVector &v : c.vectors) {
-      if (ours.count(v.id) != 0) continue;
+      if (ours.count(v.id) != 0 || dead_.count(v.id) != 0) continue;
       const auto [it, fresh] = at.emplace(v.id, theirs.size());
       if (fresh)
         theirs.push_back(std::move(v));
@@ -319,6 +320,36 @@ int VectorsFile::rewrite(const std::string &model, const std::vector<const Store
   size_ = text.size();
   records_ = theirs.size() + all.size();
   foreign_ = theirs.size();
+  dead_.clear();
+  return 0;
+}
+
+void VectorsFile::forget(const std::vector<uint64_t> &ids) {
+  dead_.insert(ids.begin(), ids.end());
+}
+
+int VectorsFile::compact(const std::string &model, const std::vector<const StoredVector *> &all,
+                         Compaction &out) {
+  out = Compaction{};
+  model_ = model;
+  WriteLock lock(lock_path_);
+  if (lock.error() != 0) {
+    appendable_ = known_ = false;
+    return lock.error();
+  }
+  // What another writer appended (and a torn tail, cut) counts before the share is judged.
+  if (appendable_) {
+    const int err = resync(model, nullptr, nullptr);
+    if (err != 0) return err;
+  }
+  out.records_before = out.records_after = records_;
+  out.bytes_before = out.bytes_after = size_;
+  if (appendable_ ? records_ <= 2 * (all.size() + foreign_) : dead_.empty()) return 0;
+  const int err = rewrite(model, all);
+  if (err != 0) return err;
+  out.rewritten = true;
+  out.records_after = records_;
+  out.bytes_after = size_;
   return 0;
 }
 
@@ -334,6 +365,7 @@ int VectorsFile::write(const std::string &model, const std::vector<const StoredV
     const int err = resync(model, nullptr, nullptr);
     if (err != 0) return err;
   }
+  for (const StoredVector *v : added) dead_.erase(v->id);
   if (appendable_ && records_ + added.size() <= 2 * (all.size() + foreign_) + 64) {
     std::string text;
     for (const StoredVector *v : added) text += record_line(*v);

@@ -10,12 +10,20 @@
 // (atomically, StateFile) when it is new, of another model, of format 1, or when it holds more
 // than twice the live records (templates that changed leave their old records behind).
 //
+// Templates the store no longer has (retention removed them) are forgotten: their ids are
+// marked dead, and compact() rewrites the file without them once dead and replaced records
+// are more than half of it (not at every refresh: a rewrite costs the whole file, so it waits
+// until it halves it). The format does not change.
+//
 // Two instances may write one file: the old and the new across a reload (the old one retires
 // while the new one runs). Each append and rewrite holds flock(LOCK_EX) on PATH.lock (not on
 // the file: a rewrite renames a new inode over it) and first checks that the file is still the
 // inode and size it last left; if not, another writer was there, and the file is read again
 // rather than cut to this writer's idea of it. A rewrite keeps the records of ids this writer
-// does not hold (another writer's): no writer drops what another one appended.
+// does not hold (another writer's): no writer drops what another one appended, but for the ids
+// it forgot (if the other writer embedded one of those again meanwhile, that record goes too;
+// the other writer still holds it, and after a restart it is embedded again, as a stored
+// template without a vector).
 //
 // Format 1, written by releases before this one: one JSON object {"model", "templates": [...]},
 // rewritten whole after every batch. It is read, and replaced by format 2 at the first write.
@@ -24,6 +32,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include <sys/types.h>
@@ -70,6 +79,21 @@ class VectorsFile {
   int write(const std::string &model, const std::vector<const StoredVector *> &added,
             const std::vector<const StoredVector *> &all);
 
+  // [writer thread] Ids whose templates the store no longer has: their records are left out of
+  // the next rewrite, although this writer does not hold them (which would keep them as another
+  // writer's). An id written again (its template came back) is live again.
+  void forget(const std::vector<uint64_t> &ids);
+  // [writer thread] Rewrites the file with `all` (and another writer's records, not the
+  // forgotten ones) when more than half of its records are dead or replaced, or when it cannot
+  // be appended to and holds forgotten ones. 0 or an errno.
+  struct Compaction {
+    bool rewritten = false;
+    uint64_t records_before = 0, records_after = 0, bytes_before = 0, bytes_after = 0;
+  };
+  int compact(const std::string &model, const std::vector<const StoredVector *> &all,
+              Compaction &out);
+  size_t forgotten() const { return dead_.size(); }
+
   // The text of a record line and of the header (for tests of the format, and write()).
   static std::string record_line(const StoredVector &v);
   static std::string header_line(const std::string &model);
@@ -91,6 +115,7 @@ class VectorsFile {
   uint64_t records_ = 0;  // records in the file, live or replaced
   uint64_t foreign_ = 0;  // of those, the ids of another writer (kept at a rewrite)
   uint64_t generation_ = 0;
+  std::unordered_set<uint64_t> dead_;  // forget()'s ids, until a rewrite leaves them out
 };
 
 }  // namespace devmesh::query
