@@ -521,7 +521,7 @@ class MariaDbOutput {
       host_->log(inst_, DM_LOG_WARN,
                  "table %s was made by the previous release: replacing its index on (pattern_id, "
                  "timestamp) with one on (pattern_id, timestamp, id, level) in place (rows kept; "
-                 "reads go on, writes wait): %s",
+                 "other sessions read and write meanwhile, this output's batches wait): %s",
                  name.c_str(), statements.c_str());
     } else if (!pending.empty()) {
       host_->log(inst_, DM_LOG_WARN,

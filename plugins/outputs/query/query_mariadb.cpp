@@ -156,7 +156,7 @@ class MariaDbStore : public QueryStore {
     std::string where;
     auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
     if (q.service) cond("service = ?"), params.push_back(text(*q.service));
-    // The (pattern_id, timestamp) index gives this pattern's rows in the keyset order.
+    // The (pattern_id, timestamp, id, level) index gives this pattern's rows in the keyset order.
     if (q.pattern_id)
       cond("pattern_id = ?"), params.push_back(integer(static_cast<long long>(*q.pattern_id)));
     if (q.host) cond("host = ?"), params.push_back(text(*q.host));
@@ -287,7 +287,7 @@ class MariaDbStore : public QueryStore {
     if (it == rows.end()) return true;
     found = true;
     info = std::move(it->second);
-    // The minute, floored (timestamps before 1970 too); the (pattern_id, timestamp) index holds
+    // The minute, floored (timestamps before 1970 too); the pattern index holds
     // every value read, so no row is visited.
     return c.run(
         timed_ +
