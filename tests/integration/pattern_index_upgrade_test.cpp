@@ -20,7 +20,7 @@ namespace {
 constexpr const char *kPasswordEnv = "DEVMESH_TEST_DB_PASSWORD";
 constexpr int kRows = 3000;
 
-// The previous release's CREATE TABLE and patterns table, verbatim (git show 4275db7:plugins/
+// The previous release's CREATE TABLE and patterns table, verbatim (git show be83c8e:plugins/
 // common/mariadb_connection.hpp, full_text: true).
 const char *const kPreviousMariaDbTable =
     "CREATE TABLE IF NOT EXISTS `log_events` (\n"
@@ -59,7 +59,7 @@ const char *const kPreviousMariaDbTable =
     "  INDEX idx_service_last_seen (service, last_seen)\n"
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
-// The same for SQLite (git show 4275db7:plugins/common/sqlite_schema.hpp, table log_events).
+// The same for SQLite (git show be83c8e:plugins/common/sqlite_schema.hpp, table log_events).
 const char *const kPreviousSqliteTable =
     "CREATE TABLE IF NOT EXISTS \"log_events\" (\n"
     "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
