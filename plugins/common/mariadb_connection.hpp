@@ -256,6 +256,15 @@ inline constexpr uint64_t kLongColumnBytes = 16777215;
 inline constexpr uint64_t kLargestRowBytes =
     3 * kIngestMaxMessageBytes + 6 * kIngestMaxMetaBytes + 64 * 1024;
 
+// A pattern's rows by time, with level: /query/patterns with level= or min_level= counts from
+// the index alone (with (pattern_id, timestamp), every row of the window was read for its level:
+// 5 s, the statement limit, for a day of 1M rows). id, InnoDB's implicit last column of every
+// index, is named before level so that the rows stay in the (timestamp, id) keyset order.
+inline constexpr const char *kPatternIndex = "idx_pattern_timestamp_level";
+inline constexpr const char *kPatternIndexColumns = "(pattern_id, timestamp, id, level)";
+// The index it supersedes (the previous release's), dropped by the upgrade.
+inline constexpr const char *kOldPatternIndex = "idx_pattern_timestamp";
+
 // The prototype's log_events schema and indexes, plus the event_id that makes re-delivery
 // harmless (NULL allowed, so a prototype table migrated with ADD COLUMN keeps its old rows) and
 // the patterns filter's pattern_id (its 64-bit id stored signed, as the SQLite store does; NULL
@@ -286,7 +295,9 @@ inline std::string create_table_sql(const std::string &table, bool full_text) {
          "  INDEX idx_service_timestamp (service, timestamp),\n"
          "  INDEX idx_host_timestamp (host, timestamp),\n"
          "  INDEX idx_trace_id (trace_id),\n"
-         "  INDEX idx_pattern_timestamp (pattern_id, timestamp),\n"
+         "  INDEX " +
+         std::string(kPatternIndex) + " " + kPatternIndexColumns +
+         ",\n"
          "  UNIQUE KEY uk_event_id (event_id)" +
          std::string(full_text ? ",\n  FULLTEXT KEY ft_message (message)" : "") +
          "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
@@ -316,13 +327,16 @@ inline constexpr size_t kTemplateMaxBytes = 65535;
 
 // The upgrade of a table made before pattern_id, in two statements: ADD COLUMN of a nullable
 // column is instant (unless the table has a FULLTEXT index: then InnoDB rebuilds it in place),
-// while one ALTER with ADD INDEX as well would always rebuild it; the index is built online
-// (reads and writes go on). The server picks the algorithm: naming one refuses the rebuild.
+// while one ALTER with ADD INDEX as well would always rebuild it; the index is built in place
+// (reads go on). The server picks the algorithm: naming one refuses the rebuild.
 inline std::string add_pattern_column_sql(const std::string &table) {
   return "ALTER TABLE `" + table + "` ADD COLUMN pattern_id BIGINT DEFAULT NULL";
 }
-inline std::string add_pattern_index_sql(const std::string &table) {
-  return "ALTER TABLE `" + table + "` ADD INDEX idx_pattern_timestamp (pattern_id, timestamp)";
+// The pattern index, replacing the previous release's in the same statement (drop_old): the old
+// one serves the queries until the new one is built.
+inline std::string add_pattern_index_sql(const std::string &table, bool drop_old) {
+  return "ALTER TABLE `" + table + "` ADD INDEX " + kPatternIndex + " " + kPatternIndexColumns +
+         (drop_old ? std::string(", DROP INDEX ") + kOldPatternIndex : std::string());
 }
 
 // Runs a query and returns all rows as strings (NULL as "\\N"); false with error set.
@@ -362,8 +376,9 @@ struct TableCheck {
   std::vector<std::string> problems;  // empty: compatible
   std::vector<std::string> warnings;
   bool has_full_text = false;
-  // pattern_id is optional: a table of the previous release lacks it (and its index).
-  bool has_pattern_id = false, has_pattern_index = false;
+  // pattern_id is optional: a table of the previous release lacks it (and its index); the
+  // release before this one has it with the index on (pattern_id, timestamp) only.
+  bool has_pattern_id = false, has_pattern_index = false, has_old_pattern_index = false;
   std::vector<ShortColumn> short_columns;  // message or meta_json that cannot hold the limits
 };
 
@@ -502,7 +517,9 @@ inline bool check_table(MYSQL *m, const std::string &database, const std::string
   for (auto &i : idx) {
     if (i[1] == "0" && i[3] == "event_id") unique_event_id = true;
     if (i[2] == "FULLTEXT" && i[3] == "message") out.has_full_text = true;
-    if (i[3].rfind("pattern_id", 0) == 0) out.has_pattern_index = true;
+    if (i[3] == "pattern_id,timestamp,id,level") out.has_pattern_index = true;
+    if (i[0] == kOldPatternIndex && i[3] == "pattern_id,timestamp")
+      out.has_old_pattern_index = true;
   }
   out.has_pattern_id = by_name.count("pattern_id") > 0;
   if (by_name.count("event_id") && !unique_event_id)

@@ -106,9 +106,17 @@ inline std::string create_table_sql(std::string_view table) {
          "CREATE INDEX IF NOT EXISTS " +
          quote_ident(n + "_idx_trace_id") + " ON " + t +
          " (trace_id);\n"
-         // A pattern's records by time: /query/patterns/{id}, same-pattern links.
+         // A pattern's records by time, with level: /query/patterns/{id}, same-pattern links,
+         // and /query/patterns with level= or min_level= counted from the index alone. id is
+         // named before level so that the entries stay in the (timestamp, id) keyset order.
          "CREATE INDEX IF NOT EXISTS " +
-         quote_ident(n + "_idx_pattern_timestamp") + " ON " + t + " (pattern_id, timestamp);\n";
+         quote_ident(n + "_idx_pattern_timestamp_level") + " ON " + t +
+         " (pattern_id, timestamp, id, level);\n"
+         // The previous release's (pattern_id, timestamp), which the one above supersedes: a
+         // table made by it gets the new index (built at start, in the schema transaction)
+         // before the old one goes.
+         "DROP INDEX IF EXISTS " +
+         quote_ident(n + "_idx_pattern_timestamp") + ";\n";
 }
 
 // The templates of the patterns filter, one row per pattern id: written with the rows that carry

@@ -80,7 +80,7 @@ TEST_F(MariaDbOutput, CreatesTheTableWithThePrototypeSchemaIndexesAndEventIdKey)
             "idx_host\t1\tBTREE\thost\n"
             "idx_host_timestamp\t1\tBTREE\thost,timestamp\n"
             "idx_level\t1\tBTREE\tlevel\n"
-            "idx_pattern_timestamp\t1\tBTREE\tpattern_id,timestamp\n"
+            "idx_pattern_timestamp_level\t1\tBTREE\tpattern_id,timestamp,id,level\n"
             "idx_service\t1\tBTREE\tservice\n"
             "idx_service_timestamp\t1\tBTREE\tservice,timestamp\n"
             "idx_timestamp\t1\tBTREE\ttimestamp\n"
@@ -791,8 +791,8 @@ TEST_F(MariaDbOutput, ATableFromThePreviousReleaseGetsThePatternIdColumnAndIndex
   EXPECT_EQ(pattern_rows(*db_), kSshdPatterns);
   EXPECT_EQ(db_->value("SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM "
                        "information_schema.STATISTICS WHERE TABLE_SCHEMA='devmesh' AND "
-                       "TABLE_NAME='log_events' AND INDEX_NAME='idx_pattern_timestamp'"),
-            "pattern_id,timestamp");
+                       "TABLE_NAME='log_events' AND INDEX_NAME='idx_pattern_timestamp_level'"),
+            "pattern_id,timestamp,id,level");
   // The migrated table is the one a new table would be: the next start changes nothing.
   auto again = engine(yaml(kSshd) + kPatterns, "again");
   ASSERT_EQ(again->wait_exit(60s), 0) << again->err();

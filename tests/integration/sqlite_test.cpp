@@ -304,8 +304,8 @@ TEST(SqliteOutput, PatternIdsAreAColumnAndTemplatesRowsOfLogPatterns) {
   EXPECT_EQ(rows[2],
             (std::vector<std::string>{"sshd", "session opened for user app", "100", "1", "100"}));
   auto idx = s.value(
-      "SELECT name FROM sqlite_master WHERE type='index' AND name LIKE '%pattern_timestamp'");
-  EXPECT_EQ(idx, "log_events_idx_pattern_timestamp");
+      "SELECT name FROM sqlite_master WHERE type='index' AND name LIKE '%pattern_timestamp%'");
+  EXPECT_EQ(idx, "log_events_idx_pattern_timestamp_level");
 }
 
 // An upgrade: a table made by the previous release (no pattern_id) gets the column at start;

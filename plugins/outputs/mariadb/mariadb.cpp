@@ -497,24 +497,40 @@ class MariaDbOutput {
     std::vector<std::string> pending;
     if (!check.has_pattern_id) pending.push_back(mariadb::add_pattern_column_sql(settings_.table));
     if (!check.has_pattern_index)
-      pending.push_back(mariadb::add_pattern_index_sql(settings_.table));
+      pending.push_back(
+          mariadb::add_pattern_index_sql(settings_.table, check.has_old_pattern_index));
     std::string statements;
     for (const auto &sql : pending) statements += (statements.empty() ? "" : "; ") + sql;
+    // Only the index to replace: the previous release's table, whose patterns are there but
+    // counted slowly with a level filter.
+    const bool index_only = check.has_pattern_id && check.has_old_pattern_index;
     if (!pending.empty() && !create_table_) {
       host_->log(inst_, DM_LOG_WARN,
-                 "table %s has no %s (made by a release before the patterns filter): "
-                 "create_table is false, so devmesh does not alter it and %s; to add it run: %s",
+                 "table %s has no %s (made by %s): create_table is false, so devmesh does not "
+                 "alter it and %s; to add it run: %s",
                  name.c_str(),
-                 check.has_pattern_id ? "index on (pattern_id, timestamp)" : "pattern_id column",
-                 check.has_pattern_id ? "a pattern's rows are found by a scan"
-                                      : "pattern ids are not stored",
+                 check.has_pattern_id ? "index on (pattern_id, timestamp, id, level)"
+                                      : "pattern_id column",
+                 index_only ? "the previous release" : "a release before the patterns filter",
+                 index_only             ? "/query/patterns with level or min_level reads every row "
+                                          "of its window"
+                 : check.has_pattern_id ? "a pattern's rows are found by a scan"
+                                        : "pattern ids are not stored",
                  statements.c_str());
+    } else if (index_only) {
+      host_->log(inst_, DM_LOG_WARN,
+                 "table %s was made by the previous release: replacing its index on (pattern_id, "
+                 "timestamp) with one on (pattern_id, timestamp, id, level) in place (rows kept; "
+                 "other sessions read and write meanwhile, this output's batches wait): %s",
+                 name.c_str(), statements.c_str());
     } else if (!pending.empty()) {
       host_->log(inst_, DM_LOG_WARN,
                  "table %s was made by a release before the patterns filter: adding the "
                  "pattern_id column and its index in place (rows kept; writes wait while a table "
                  "with a FULLTEXT index is rebuilt): %s",
                  name.c_str(), statements.c_str());
+    }
+    if (!pending.empty() && create_table_) {
       const auto began = std::chrono::steady_clock::now();
       std::string failed;
       for (const auto &sql : pending)

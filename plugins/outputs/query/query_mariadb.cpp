@@ -156,7 +156,7 @@ class MariaDbStore : public QueryStore {
     std::string where;
     auto cond = [&](const std::string &c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
     if (q.service) cond("service = ?"), params.push_back(text(*q.service));
-    // The (pattern_id, timestamp) index gives this pattern's rows in the keyset order.
+    // The (pattern_id, timestamp, id, level) index gives this pattern's rows in the keyset order.
     if (q.pattern_id)
       cond("pattern_id = ?"), params.push_back(integer(static_cast<long long>(*q.pattern_id)));
     if (q.host) cond("host = ?"), params.push_back(text(*q.host));
@@ -287,7 +287,7 @@ class MariaDbStore : public QueryStore {
     if (it == rows.end()) return true;
     found = true;
     info = std::move(it->second);
-    // The minute, floored (timestamps before 1970 too); the (pattern_id, timestamp) index holds
+    // The minute, floored (timestamps before 1970 too); the pattern index holds
     // every value read, so no row is visited.
     return c.run(
         timed_ +
@@ -545,6 +545,11 @@ class MariaDbStore : public QueryStore {
   static void row_filters(const PatternsQuery &q, std::string &sql, std::vector<Param> &params) {
     if (q.service) sql += " AND service = ?", params.push_back(text(*q.service));
     if (q.host) sql += " AND host = ?", params.push_back(text(*q.host));
+    level_filters(q, sql, params);
+  }
+
+  // level and min_level: the pattern index holds level, so they need no row.
+  static void level_filters(const PatternsQuery &q, std::string &sql, std::vector<Param> &params) {
     if (q.level) sql += " AND level = ?", params.push_back(text(*q.level));
     if (!q.min_levels.empty()) {
       sql += " AND level IN (";
@@ -580,8 +585,8 @@ class MariaDbStore : public QueryStore {
         out.push_back(std::move(p));
     };
     const std::vector<Out> cols = {Out::kInt, Out::kInt, Out::kTime, Out::kTime};
-    if (q.host || q.level || !q.min_levels.empty()) {
-      // The filters need the rows: one pass over the window's rows that match, by whichever
+    if (q.host) {
+      // The filter needs the rows: one pass over the window's rows that match, by whichever
       // index the optimizer finds narrowest ((host, timestamp), level, timestamp).
       std::string sql =
           timed_ + "SELECT pattern_id, COUNT(*), MIN(timestamp), MAX(timestamp) FROM " + table_ +
@@ -590,10 +595,11 @@ class MariaDbStore : public QueryStore {
       row_filters(q, sql, params);
       return c.run(sql + " GROUP BY pattern_id", params, cols, err, add);
     }
-    // No row filter: the (pattern_id, timestamp) index alone answers, the rows are never read.
-    // The ids: given, or the patterns table's (new=1 or service=: a pattern's rows all have its
-    // service), or the index's distinct ids with a row in the window (a loose index scan, one
-    // seek per pattern); then each pattern's window is one range of the index.
+    // No filter on a column outside the (pattern_id, timestamp, id, level) index: it alone
+    // answers, the rows are never read. The ids: given, or the patterns table's (new=1 or
+    // service=: a pattern's rows all have its service), or the index's distinct ids with a row
+    // in the window (a loose index scan, one seek per pattern); then each pattern's window is
+    // one range of the index, its entries of other levels skipped there.
     std::vector<long long> ids;
     const std::vector<Param> window = {time_at(q.start_ns, true), time_at(q.end_ns, false)};
     auto collect = [&](const ResultRow &row) { ids.push_back(row.ints[0]); };
@@ -618,9 +624,11 @@ class MariaDbStore : public QueryStore {
       std::vector<Param> params;
       const std::string in = in_ids(ids, from, params);
       params.insert(params.end(), window.begin(), window.end());
+      std::string levels;
+      level_filters(q, levels, params);
       if (!c.run(timed_ + "SELECT pattern_id, COUNT(*), MIN(timestamp), MAX(timestamp) FROM " +
-                     table_ + " WHERE pattern_id" + in +
-                     " AND timestamp >= ? AND timestamp <= ? GROUP BY pattern_id",
+                     table_ + " WHERE pattern_id" + in + " AND timestamp >= ? AND timestamp <= ?" +
+                     levels + " GROUP BY pattern_id",
                  params, cols, err, add))
         return false;
     }
@@ -644,13 +652,13 @@ class MariaDbStore : public QueryStore {
     return true;
   }
 
-  // The pattern's newest row in the window that passes the filters: the (pattern_id,
-  // timestamp) index walked newest first from the window's end.
+  // The pattern's newest row in the window that passes the filters: at last_ns, which the count
+  // found (so a pattern whose matching rows are rare is not walked back from the window's end).
   bool read_sample(Lease &c, const PatternsQuery &q, PatternSummary &p, StoreError &err) {
     std::string sql = timed_ + "SELECT " + kRowColumns + ", pattern_id FROM " + table_ +
                       " WHERE pattern_id = ? AND timestamp >= ? AND timestamp <= ?";
-    std::vector<Param> params = {integer(static_cast<long long>(p.id)), time_at(q.start_ns, true),
-                                 time_at(q.end_ns, false)};
+    std::vector<Param> params = {integer(static_cast<long long>(p.id)), time_at(p.last_ns, true),
+                                 time_at(p.last_ns, false)};
     row_filters(q, sql, params);
     sql += " ORDER BY timestamp DESC, id DESC LIMIT 1";
     return c.run(sql, params, row_columns(true), err,

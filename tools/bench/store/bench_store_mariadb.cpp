@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,6 +42,7 @@ struct Options {
   bool full_text = true, retention = true, inserts = true, query = true;
   long table_rows = 1000000;  // query part
   int queries = 300;
+  int pattern_requests = 5;     // per /query/patterns filter
   std::string retention_extra;  // more mariadb output keys for the retention run
   // The http (ack: delivered) -> mariadb case: clients, records per body, more output keys.
   bool http = true;
@@ -51,6 +53,7 @@ struct Options {
 };
 
 constexpr long kStatementRows = 1000;
+constexpr int kQueryPatterns = 300;  // pattern ids in the query part's table
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -466,7 +469,8 @@ void query_part(const Options &o, const MariaDb &db) {
       const long last = std::min(o.table_rows, first + step - 1);
       exec(
           c.get(),
-          "INSERT INTO log_events (timestamp,source,service,host,level,message,meta_json,event_id) "
+          "INSERT INTO log_events (timestamp,source,service,host,level,message,meta_json,event_id,"
+          "pattern_id) "
           "SELECT TIMESTAMP'2025-11-28 00:00:00' + INTERVAL ROUND(seq * " +
               per_row_ms +
               ") * 1000 MICROSECOND, 'journald', CONCAT('service-', LPAD(CRC32(seq) % 20, 2, '0'), "
@@ -475,9 +479,16 @@ void query_part(const Options &o, const MariaDb &db) {
               "'INFO', 'INFO', 'INFO', 'INFO', 'INFO', 'DEBUG', 'WARN', 'ERROR', 'INFO'), "
               "CONCAT('request ', seq, ' handled in ', CRC32(seq * 5) % 900, ' ms status ', "
               "IF(CRC32(seq * 11) % 50 = 0, 500, 200)), '{\"pid\":\"1234\"}', "
-              "UNHEX(MD5(CONCAT('q', seq))) FROM seq_" +
-              std::to_string(first) + "_to_" + std::to_string(last));
+              "UNHEX(MD5(CONCAT('q', seq))), CRC32(seq * 13) % " +
+              std::to_string(kQueryPatterns) + " + 1 FROM seq_" + std::to_string(first) + "_to_" +
+              std::to_string(last));
     }
+    // The patterns table the mariadb output would have written beside these rows.
+    exec(c.get(), mariadb::create_patterns_sql("log_events"));
+    exec(c.get(),
+         "INSERT INTO log_patterns SELECT pattern_id, 'service-00.service', CONCAT('template ', "
+         "pattern_id, ' <*>'), MIN(timestamp), MAX(timestamp), COUNT(*) FROM log_events GROUP BY "
+         "pattern_id");
     exec(c.get(), "ANALYZE TABLE log_events");
   }
   std::printf("\nquery: built %ld rows over 24 h in %.1f s\n", o.table_rows, seconds_since(t0));
@@ -568,6 +579,21 @@ void query_part(const Options &o, const MariaDb &db) {
   for (const Q &q : qs) run(q.url_query, &http_ms);
   for (int i = 0; i < 50; ++i) run(qs[static_cast<size_t>(i)].url_query + "&q=status+500", &fts_ms);
   for (int i = 0; i < 50; ++i) run("min_level=ERROR", &level_ms);
+  // /query/patterns over the whole day, without and with a level filter (the top 20, each with
+  // a sample and its hosts, as the defaults give).
+  const std::string day = "start_time=2025-11-28T00:00:00Z&end_time=2025-11-29T00:00:00Z";
+  const char *const pattern_filters[] = {"", "&min_level=warning", "&level=error"};
+  std::vector<std::vector<double>> pattern_ms(std::size(pattern_filters));
+  for (int r = 0; r < o.pattern_requests; ++r)
+    for (size_t f = 0; f < std::size(pattern_filters); ++f) {
+      curl_easy_setopt(c, CURLOPT_URL,
+                       (base + "/query/patterns?" + day + pattern_filters[f]).c_str());
+      const auto t = Clock::now();
+      if (curl_easy_perform(c) != CURLE_OK) ++bad;
+      curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+      if (code != 200) ++bad;
+      pattern_ms[f].push_back(seconds_since(t) * 1e3);
+    }
   curl_easy_cleanup(c);
   p.kill(SIGTERM);
   p.wait_exit(std::chrono::seconds(30));
@@ -581,13 +607,44 @@ void query_part(const Options &o, const MariaDb &db) {
               percentile(fts_ms, .5), percentile(fts_ms, .99));
   std::printf("  min_level=ERROR, no window p50 %6.2f ms  p99 %6.2f ms  (50 queries)\n",
               percentile(level_ms, .5), percentile(level_ms, .99));
+  std::printf("GET /query/patterns over the 24 h (%d patterns, limit 20), %d requests each:\n",
+              kQueryPatterns, o.pattern_requests);
+  for (size_t f = 0; f < std::size(pattern_filters); ++f)
+    std::printf("  %-18s p50 %8.1f ms  max %8.1f ms\n",
+                *pattern_filters[f] ? pattern_filters[f] + 1 : "(no level)",
+                percentile(pattern_ms[f], .5), percentile(pattern_ms[f], 1));
+  // The plans of the count with a level (count_patterns in query_mariadb.cpp, its SQL copied):
+  // the window's pattern ids by a loose index scan, then their counts, 100 ids a statement.
+  auto e = connect_or_die(db);
+  const std::string window = "timestamp >= '2025-11-28' AND timestamp <= '2025-11-29'";
+  std::string ids;
+  for (int i = 1; i <= 100; ++i) ids += (i > 1 ? "," : "") + std::to_string(i);
+  for (const std::string &sql :
+       {"EXPLAIN SELECT pattern_id, MIN(timestamp) FROM log_events WHERE pattern_id IS NOT NULL "
+        "AND " +
+            window + " GROUP BY pattern_id",
+        "EXPLAIN SELECT pattern_id, COUNT(*), MIN(timestamp), MAX(timestamp) FROM log_events "
+        "WHERE pattern_id IN (" +
+            ids + ") AND " + window +
+            " AND level IN ('WARN','WARNING','ERROR','CRITICAL','FATAL') GROUP BY pattern_id"}) {
+    std::vector<std::vector<std::string>> plan;
+    std::string why;
+    if (!mariadb::query_rows(e.get(), sql, plan, why)) die(why);
+    std::printf("  %s\n", sql.c_str());
+    for (const auto &row : plan) {
+      std::string line;
+      for (const auto &v : row) line += (line.empty() ? "" : " | ") + v;
+      std::printf("    %s\n", line.c_str());
+    }
+  }
 }
 
 void usage() {
   std::puts(
       "usage: bench_store_mariadb [--rows N] [--runs N] [--connections 1,2] "
       "[--retention-rows N] [--retention-pause DURATION] [--no-full-text] [--no-retention] "
-      "[--no-inserts] [--no-query] [--query-only] [--table-rows N] [--no-http] "
+      "[--no-inserts] [--no-query] [--query-only] [--table-rows N] [--pattern-requests N] "
+      "[--no-http] "
       "[--http-clients N] [--http-records N] [--http-extra 'KEY: VALUE'] [--devmesh PATH] "
       "[--plugins DIR] [--dir DIR]");
 }
@@ -622,6 +679,8 @@ int main(int argc, char **argv) {
       o.inserts = o.retention = false;
     else if (a == "--table-rows")
       o.table_rows = std::atol(next().c_str());
+    else if (a == "--pattern-requests")
+      o.pattern_requests = std::atoi(next().c_str());
     else if (a == "--retention-pause")
       o.retention_extra += "      retention_pause: " + next() + "\n";
     else if (a == "--devmesh")  // another build (its plugins with --plugins)

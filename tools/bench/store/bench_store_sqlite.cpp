@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <thread>
@@ -38,6 +39,7 @@ struct Options {
   long table_rows = 1000000;  // query part
   int runs = 3;
   int queries = 300;
+  int pattern_requests = 5;  // per /query/patterns filter
   std::string sync = "full";
   std::string dir;
   bool inserts = true, query = true;
@@ -237,10 +239,13 @@ void insert_part(const Options &o) {
 const char *const kLevelMix[] = {"INFO", "INFO",  "INFO", "INFO",  "INFO",
                                  "INFO", "DEBUG", "WARN", "ERROR", "INFO"};
 
-// 1M rows over 24 h: 20 services, 5 hosts, one row every ~86 ms, FTS on.
+constexpr int kQueryPatterns = 300;  // pattern ids in the query part's table
+
+// 1M rows over 24 h: 20 services, 5 hosts, 300 patterns, one row every ~86 ms, FTS on.
 void build_table(const std::string &path, long rows, int64_t start_ns, int64_t span_ns) {
   sqlite3 *db = open_fresh(path, "normal");
   exec(db, schema::create_table_sql("log_events"));
+  exec(db, schema::create_patterns_sql("log_events"));
   exec(db, schema::create_fts_sql("log_events"));
   sqlite3_stmt *st = nullptr;
   check(sqlite3_prepare_v2(db, schema::insert_sql("log_events").c_str(), -1, &st, nullptr), db,
@@ -264,12 +269,18 @@ void build_table(const std::string &path, long rows, int64_t start_ns, int64_t s
     sqlite3_bind_text(st, 10, msg, ml, SQLITE_STATIC);
     sqlite3_bind_text(st, 11, "{\"pid\":\"1234\"}", -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 12, id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 13, static_cast<int64_t>(rng() % kQueryPatterns) + 1);
     check(sqlite3_step(st), db, "insert");
     sqlite3_reset(st);
     if (i % 50000 == 49999) exec(db, "COMMIT; BEGIN");
   }
   exec(db, "COMMIT");
   exec(db, "INSERT INTO log_events_fts(log_events_fts) VALUES('rebuild')");
+  // The patterns table the sqlite output would have written beside these rows.
+  exec(db,
+       "INSERT INTO log_patterns SELECT pattern_id, 'service-00.service', 'template ' || "
+       "pattern_id || ' <*>', min(timestamp), max(timestamp), count(*) FROM log_events GROUP BY "
+       "pattern_id");
   sqlite3_finalize(st);
   sqlite3_close(db);
   std::printf("query: built %ld rows over 24 h in %.1f s\n", rows, seconds_since(t0));
@@ -361,6 +372,21 @@ void query_part(const Options &o) {
   for (int i = 0; i < 50; ++i) run(qs[static_cast<size_t>(i)].url_query + "&q=status+500", &fts_ms);
   std::vector<double> level_ms;
   for (int i = 0; i < 50; ++i) run("min_level=ERROR", &level_ms);
+  // /query/patterns over the whole day, without and with a level filter (the top 20, each with
+  // a sample and its hosts, as the defaults give).
+  const std::string day = "start_time=2025-11-28T00:00:00Z&end_time=2025-11-29T00:00:00Z";
+  const char *const pattern_filters[] = {"", "&min_level=warning", "&level=error"};
+  std::vector<std::vector<double>> pattern_ms(std::size(pattern_filters));
+  for (int r = 0; r < o.pattern_requests; ++r)
+    for (size_t f = 0; f < std::size(pattern_filters); ++f) {
+      curl_easy_setopt(c, CURLOPT_URL,
+                       (base + "/query/patterns?" + day + pattern_filters[f]).c_str());
+      const auto t0 = Clock::now();
+      if (curl_easy_perform(c) != CURLE_OK) ++bad;
+      curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+      if (code != 200) ++bad;
+      pattern_ms[f].push_back(seconds_since(t0) * 1e3);
+    }
   curl_easy_cleanup(c);
   kill(pid, SIGTERM);
   waitpid(pid, nullptr, 0);
@@ -374,6 +400,12 @@ void query_part(const Options &o) {
               percentile(fts_ms, .5), percentile(fts_ms, .99));
   std::printf("  min_level=ERROR, no window p50 %6.2f ms  p99 %6.2f ms  (50 queries)\n",
               percentile(level_ms, .5), percentile(level_ms, .99));
+  std::printf("GET /query/patterns over the 24 h (%d patterns, limit 20), %d requests each:\n",
+              kQueryPatterns, o.pattern_requests);
+  for (size_t f = 0; f < std::size(pattern_filters); ++f)
+    std::printf("  %-18s p50 %8.1f ms  max %8.1f ms\n",
+                *pattern_filters[f] ? pattern_filters[f] + 1 : "(no level)",
+                percentile(pattern_ms[f], .5), percentile(pattern_ms[f], 1));
 }
 
 }  // namespace
@@ -392,6 +424,8 @@ int main(int argc, char **argv) {
       o.runs = std::atoi(next().c_str());
     else if (a == "--queries")
       o.queries = std::atoi(next().c_str());
+    else if (a == "--pattern-requests")
+      o.pattern_requests = std::atoi(next().c_str());
     else if (a == "--sync")
       o.sync = next();
     else if (a == "--dir")
@@ -406,7 +440,8 @@ int main(int argc, char **argv) {
       o.inserts = false;
     else {
       std::printf(
-          "usage: %s [--rows N] [--table-rows N] [--runs N] [--queries N] [--sync full|normal]\n"
+          "usage: %s [--rows N] [--table-rows N] [--runs N] [--queries N] [--pattern-requests N]\n"
+          "          [--sync full|normal]\n"
           "          [--dir DIR (kept; the 1M-row table is reused)] "
           "[--inserts-only|--query-only]\n",
           argv[0]);
