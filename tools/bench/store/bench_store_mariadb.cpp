@@ -25,6 +25,7 @@
 #include "../common/process_usage.h"
 #include "mariadb.h"
 #include "mariadb_connection.hpp"
+#include "pattern_requests.h"
 #include "timestamp.hpp"
 
 namespace devmesh {
@@ -575,25 +576,14 @@ void query_part(const Options &o, const MariaDb &db) {
     if (out) out->push_back(seconds_since(t) * 1e3);
   };
   std::vector<double> http_ms, fts_ms, level_ms;
-  for (int i = 0; i < 20; ++i) run(qs[static_cast<size_t>(i)].url_query, nullptr);  // warm-up
+  // The warm-up and the full-text requests take the first windows, cycled (as
+  // bench_store_sqlite, whose --queries may be fewer than 50).
+  auto nth_window = [&](int i) { return qs[static_cast<size_t>(i) % qs.size()].url_query; };
+  for (int i = 0; i < 20; ++i) run(nth_window(i), nullptr);  // warm-up
   for (const Q &q : qs) run(q.url_query, &http_ms);
-  for (int i = 0; i < 50; ++i) run(qs[static_cast<size_t>(i)].url_query + "&q=status+500", &fts_ms);
+  for (int i = 0; i < 50; ++i) run(nth_window(i) + "&q=status+500", &fts_ms);
   for (int i = 0; i < 50; ++i) run("min_level=ERROR", &level_ms);
-  // /query/patterns over the whole day, without and with a level filter (the top 20, each with
-  // a sample and its hosts, as the defaults give).
-  const std::string day = "start_time=2025-11-28T00:00:00Z&end_time=2025-11-29T00:00:00Z";
-  const char *const pattern_filters[] = {"", "&min_level=warning", "&level=error"};
-  std::vector<std::vector<double>> pattern_ms(std::size(pattern_filters));
-  for (int r = 0; r < o.pattern_requests; ++r)
-    for (size_t f = 0; f < std::size(pattern_filters); ++f) {
-      curl_easy_setopt(c, CURLOPT_URL,
-                       (base + "/query/patterns?" + day + pattern_filters[f]).c_str());
-      const auto t = Clock::now();
-      if (curl_easy_perform(c) != CURLE_OK) ++bad;
-      curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-      if (code != 200) ++bad;
-      pattern_ms[f].push_back(seconds_since(t) * 1e3);
-    }
+  const auto pattern_ms = bench::time_pattern_requests(c, base, o.pattern_requests, bad);
   curl_easy_cleanup(c);
   p.kill(SIGTERM);
   p.wait_exit(std::chrono::seconds(30));
@@ -607,12 +597,7 @@ void query_part(const Options &o, const MariaDb &db) {
               percentile(fts_ms, .5), percentile(fts_ms, .99));
   std::printf("  min_level=ERROR, no window p50 %6.2f ms  p99 %6.2f ms  (50 queries)\n",
               percentile(level_ms, .5), percentile(level_ms, .99));
-  std::printf("GET /query/patterns over the 24 h (%d patterns, limit 20), %d requests each:\n",
-              kQueryPatterns, o.pattern_requests);
-  for (size_t f = 0; f < std::size(pattern_filters); ++f)
-    std::printf("  %-18s p50 %8.1f ms  max %8.1f ms\n",
-                *pattern_filters[f] ? pattern_filters[f] + 1 : "(no level)",
-                percentile(pattern_ms[f], .5), percentile(pattern_ms[f], 1));
+  bench::print_pattern_requests(kQueryPatterns, o.pattern_requests, pattern_ms);
   // The plans of the count with a level (count_patterns in query_mariadb.cpp, its SQL copied):
   // the window's pattern ids by a loose index scan, then their counts, 100 ids a statement.
   auto e = connect_or_die(db);
