@@ -129,7 +129,9 @@ class Journald {
         "starts where the state file was missing or unusable and read_from applied", nullptr);
     m_truncated_ = host->metric_counter(
         inst, "journald_fields_truncated_total",
-        "fields taken (into the record or meta) as long as max_field_size (possibly cut)", nullptr);
+        "fields copied from the journal (with fields:, every field; else the ones a record takes) "
+        "as long as max_field_size (possibly cut)",
+        nullptr);
     m_cut_columns_ = host->metric_counter(
         inst, "journald_records_cut_to_columns_total",
         "records whose service or host was cut to the stores' 255 characters (meta truncated)",
