@@ -192,16 +192,26 @@ inline std::string fts_feed_sql(std::string_view table) {
          " (rowid, message) SELECT id, message FROM " + quote_ident(table) + " WHERE id > ?1";
 }
 
-inline bool table_exists(sqlite3 *db, const std::string &name) {
+// Whether the schema holds an object of this type ('table', 'index') and name.
+inline bool schema_object_exists(sqlite3 *db, const char *type, const std::string &name) {
   sqlite3_stmt *st = nullptr;
   bool found = false;
-  if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = ?1 AND type = 'table'", -1,
-                         &st, nullptr) == SQLITE_OK) {
+  if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = ?1 AND type = ?2", -1, &st,
+                         nullptr) == SQLITE_OK) {
     sqlite3_bind_text(st, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
     found = sqlite3_step(st) == SQLITE_ROW;
   }
   sqlite3_finalize(st);
   return found;
+}
+
+inline bool table_exists(sqlite3 *db, const std::string &name) {
+  return schema_object_exists(db, "table", name);
+}
+
+inline bool index_exists(sqlite3 *db, const std::string &name) {
+  return schema_object_exists(db, "index", name);
 }
 
 inline bool column_exists(sqlite3 *db, const std::string &table, const char *column) {

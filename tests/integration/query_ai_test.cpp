@@ -833,9 +833,10 @@ TEST(QuerySemantic, TemplatesRetentionRemovedAreNoLongerAnsweredAndLeaveTheVecto
   EXPECT_EQ(mock.stat("inputs"), inputs + 1) << "only the query itself was embedded";
 }
 
-// Between two refreshes of the embedder (an hour apart here) /search/semantic still never
-// answers a template the store no longer has: it checks its hits against the store's template
-// list that /search/similar uses (a few seconds old at most), while the vector is still held.
+// Between two refreshes of the embedder (an hour apart here) /search/semantic does not answer a
+// template the store no longer has once /search/similar has read the store's template list (a
+// few seconds old at most), while the vector is still held; semantic search itself never reads
+// the store.
 TEST(QuerySemantic, ATemplateTheStoreNoLongerHasIsNotAnsweredEvenBeforeItsVectorIsDropped) {
   TempDir d;
   Mock mock(d);
@@ -857,6 +858,7 @@ TEST(QuerySemantic, ATemplateTheStoreNoLongerHasIsNotAnsweredEvenBeforeItsVector
   std::set<std::string> ids;
   EXPECT_TRUE(wait_until(
       [&] {
+        if (post(p.base() + "/search/similar", ask).status != 200) return false;
         HttpResponse again = post(p.base() + "/search/semantic", ask);
         ids = answered_ids(again);
         return again.status == 200 && ids.size() == 3 && !ids.count(disk);

@@ -501,8 +501,8 @@ class MariaDbOutput {
           mariadb::add_pattern_index_sql(settings_.table, check.has_old_pattern_index));
     std::string statements;
     for (const auto &sql : pending) statements += (statements.empty() ? "" : "; ") + sql;
-    // Only the index to replace: the previous release's table, whose patterns are there but
-    // counted slowly with a level filter.
+    // Only the index to replace: a table made with the earlier pattern index, whose patterns are
+    // there but counted slowly with a level filter.
     const bool index_only = check.has_pattern_id && check.has_old_pattern_index;
     if (!pending.empty() && !create_table_) {
       host_->log(inst_, DM_LOG_WARN,
@@ -511,7 +511,8 @@ class MariaDbOutput {
                  name.c_str(),
                  check.has_pattern_id ? "index on (pattern_id, timestamp, id, level)"
                                       : "pattern_id column",
-                 index_only ? "the previous release" : "a release before the patterns filter",
+                 index_only ? "a build with the earlier pattern index"
+                            : "a release before the patterns filter",
                  index_only             ? "/query/patterns with level or min_level reads every row "
                                           "of its window"
                  : check.has_pattern_id ? "a pattern's rows are found by a scan"
@@ -519,7 +520,7 @@ class MariaDbOutput {
                  statements.c_str());
     } else if (index_only) {
       host_->log(inst_, DM_LOG_WARN,
-                 "table %s was made by the previous release: replacing its index on (pattern_id, "
+                 "table %s has the earlier pattern index: replacing its index on (pattern_id, "
                  "timestamp) with one on (pattern_id, timestamp, id, level) in place (rows kept; "
                  "other sessions read and write meanwhile, this output's batches wait): %s",
                  name.c_str(), statements.c_str());

@@ -740,12 +740,11 @@ class Query {
       host_->metric_add(core_->m_bad, 1);
       return reply(req, 501, error_json("semantic search is off: set embed_url and model"));
     }
-    // The store's template list is /search/similar's (shared, rebuilt once a few seconds old).
+    // Hits are checked against /search/similar's template list when it is fresh: semantic
+    // search itself never reads the store (a slow or failing store would hold up the model
+    // threads), and the embedder drops the vectors of removed templates at its own refresh.
     const int64_t now = static_cast<int64_t>(host_->now_ns());
-    auto stored = [core = core_, index = similar_, now] {
-      StoreError err;
-      return index->get(*core->store, now, err);
-    };
+    auto stored = [index = similar_, now] { return index->peek(now); };
     submit_model(req, [this, stored, r = std::move(r)](int &status, std::string &out) {
       search_semantic(*client_, *model_metrics_, *embedder_, r, stored, status, out);
     });

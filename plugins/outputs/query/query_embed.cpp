@@ -235,7 +235,12 @@ void Embedder::run() {
     std::vector<Pending> items;
     {
       std::unique_lock<std::mutex> l(mu_);
-      wake_.wait_until(l, next_refresh, [this] { return stopping_ || !order_.empty(); });
+      const auto ready = [this] { return stopping_ || !order_.empty(); };
+      // Without a store there is nothing to refresh: the wait has no deadline then.
+      if (store_)
+        wake_.wait_until(l, next_refresh, ready);
+      else
+        wake_.wait(l, ready);
       if (stopping_) return;
       if (order_.empty()) continue;  // time to refresh
       while (!order_.empty() && ids.size() < s_.batch) {
@@ -316,18 +321,22 @@ void Embedder::refresh() {
   }
   refresh_failures_ = 0;
   std::vector<uint64_t> dropped;
+  // An empty list cannot tell a store that keeps no templates (no patterns table) from one whose
+  // retention removed them all, and a full one may have left live templates out: neither drops
+  // anything. The set is built before the lock, which the loop takes for each record it offers.
+  const bool may_drop = !listed.empty() && listed.size() < q.limit;
+  std::unordered_set<uint64_t> live;
+  if (may_drop) {
+    live.reserve(listed.size());
+    for (const PatternSummary &p : listed) live.insert(p.id);
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     for (const PatternSummary &p : listed)
       if (p.has_template && !vectors_.count(p.id) && !queued_.count(p.id))
         enqueue_locked(p.id, p.service, p.template_text);
     host_->metric_set(m_queued_, static_cast<double>(order_.size()));
-    // An empty list cannot tell a store that keeps no templates (no patterns table) from one
-    // whose retention removed them all, and a full one may have left live templates out:
-    // neither drops anything.
-    if (!listed.empty() && listed.size() < q.limit) {
-      std::unordered_set<uint64_t> live;
-      for (const PatternSummary &p : listed) live.insert(p.id);
+    if (may_drop) {
       for (auto it = vectors_.begin(); it != vectors_.end();) {
         if (!live.count(it->first) &&
             it->second->added_ms + static_cast<uint64_t>(s_.refresh_ms) <= listed_at) {

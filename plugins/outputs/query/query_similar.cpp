@@ -185,6 +185,11 @@ std::shared_ptr<const TemplateIndex> SimilarIndex::get(QueryStore &store, int64_
   return fresh;
 }
 
+std::shared_ptr<const TemplateIndex> SimilarIndex::peek(int64_t now_ns) {
+  std::lock_guard<std::mutex> l(mu_);
+  return current_ && now_ns - built_ns_ < max_age_ns_ ? current_ : nullptr;
+}
+
 bool search_similar(QueryStore &store, SimilarIndex &index, const SimilarRequest &req,
                     int64_t now_ns, TimeFormat tf, std::string &out, StoreError &err) {
   std::shared_ptr<const TemplateIndex> idx = index.get(store, now_ns, err);

@@ -69,6 +69,9 @@ class SimilarIndex {
  public:
   explicit SimilarIndex(int64_t max_age_ns) : max_age_ns_(max_age_ns) {}
   std::shared_ptr<const TemplateIndex> get(QueryStore &store, int64_t now_ns, StoreError &err);
+  // The current index when it is fresh, else null; never reads the store (for /search/semantic,
+  // which must not wait on a slow or failing store).
+  std::shared_ptr<const TemplateIndex> peek(int64_t now_ns);
 
  private:
   const int64_t max_age_ns_;

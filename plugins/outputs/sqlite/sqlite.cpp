@@ -211,6 +211,15 @@ class SqliteOutput {
       // A table made by an earlier release gets the columns added since (an upgrade).
       if (problem.empty() && schema::table_exists(db, table_))
         err = schema::add_missing_columns(db, table_);
+      // The earlier pattern index (pattern_id, timestamp) is replaced by create_table_sql's, built
+      // here in the schema transaction (about 1 s per million rows): said first, so that a long
+      // start is not taken for a hang.
+      if (problem.empty() && err.empty() &&
+          schema::index_exists(db, table_ + "_idx_pattern_timestamp"))
+        host_->log(inst_, DM_LOG_WARN,
+                   "table %s has the earlier pattern index: building (pattern_id, timestamp, id, "
+                   "level) in its place (rows kept; writers wait, readers go on)",
+                   table_.c_str());
       if (problem.empty() && err.empty())
         err = exec(db, schema::create_table_sql(table_) + schema::create_patterns_sql(table_));
       if (problem.empty() && err.empty()) {
