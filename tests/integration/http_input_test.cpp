@@ -823,4 +823,113 @@ TEST(HttpInput, TwoInputsOnOnePortIsAConfigErrorButDistinctPathsShareIt) {
       << dup->err();
 }
 
+// Bodies of 64 KiB and more are parsed on the engine's pool: the same answers as inline ones,
+// the 400 naming the byte, the 422 and the 200 naming each rejected record's index.
+TEST(HttpInput, LargeBodiesParsedOffTheLoopGetTheSameAnswers) {
+  Ingest in;
+  ASSERT_TRUE(in.ready) << in.engine->proc().err();
+  std::vector<std::string> recs;
+  for (int i = 0; i < 5000; ++i)
+    recs.push_back(record("\"message\":\"big " + std::to_string(i) + "\""));
+  recs[1500] = record("\"level\":\"INFO\"");
+  const std::string body = logs(recs);
+  ASSERT_GE(body.size(), 64u * 1024);
+  auto r = in.post(body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto doc = parse_json(r.body);
+  EXPECT_EQ(doc["accepted"].GetUint(), 4999u);
+  ASSERT_EQ(doc["errors"].Size(), 1u) << r.body;
+  EXPECT_EQ(doc["errors"][0]["index"].GetUint(), 1500u);
+  EXPECT_EQ(str_field(doc["errors"][0], "reason"), "message is missing");
+
+  std::vector<std::string> none(5000, record("\"level\":\"INFO\",\"host\":\"h\""));
+  const std::string rejected = logs(none);
+  ASSERT_GE(rejected.size(), 64u * 1024);
+  EXPECT_EQ(in.post(rejected).status, 422);
+
+  const std::string broken = body.substr(0, body.size() - 2);
+  auto bad = in.post(broken);
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_NE(bad.body.find("at byte"), std::string::npos) << bad.body;
+  EXPECT_EQ(in.output(4999).size(), 4999u);
+}
+
+// SIGTERM while large gzip bodies are decompressed and parsed on the pool: every request gets an
+// answer, 200 or 503, and exactly the records of the 200s are stored (a 503's are not submitted:
+// its client's re-send brings them once).
+TEST(HttpInput, StopWhileGzipBodiesAreParsedAnswersEveryRequestAndStoresEvery200) {
+  // A queue that holds every body: the stop, not backpressure, is what answers them.
+  Ingest in("max_body: 64MiB",
+            "    - {name: stdout, path: @DIR@/out.ndjson, queue_limit: 512MiB}\n");
+  ASSERT_TRUE(in.ready) << in.engine->proc().err();
+  constexpr int kClients = 4, kRecords = 40000;
+  std::vector<std::string> bodies;
+  size_t total_bytes = 0;
+  for (int c = 0; c < kClients; ++c) {
+    std::string plain = "{\"logs\":[";
+    for (int i = 0; i < kRecords; ++i)
+      plain += std::string(i ? "," : "") + "{\"message\":\"c" + std::to_string(c) + " r" +
+               std::to_string(i) + "\",\"service\":\"svc\",\"level\":\"warn\"}";
+    plain += "]}";
+    const std::string name = "plain" + std::to_string(c);
+    write_file(in.d / name, plain);
+    ASSERT_EQ(run({"/bin/sh", "-c", "gzip -1 -c " + in.d / name + " > " + in.d / name + ".gz"},
+                  in.d.path()),
+              0);
+    bodies.push_back(read_file(in.d / (name + ".gz")));
+    total_bytes += bodies.back().size();
+  }
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  std::vector<HttpResult> results(kClients);
+  // The first is answered before the stop: its records are queued, and stored at the stop.
+  results[0] = libcurl_post(in.url, bodies[0], {"Content-Encoding: gzip"});
+  ASSERT_EQ(results[0].status, 200) << results[0].body;
+  std::atomic<int> answered{1};
+  std::vector<std::thread> clients;
+  for (int c = 1; c < kClients; ++c)
+    clients.emplace_back([&, c] {
+      results[c] = libcurl_post(in.url, bodies[c], {"Content-Encoding: gzip"});
+      ++answered;
+    });
+  // Every body has reached the input (its bytes are counted before it is queued for parsing),
+  // or one was answered already: the engine is told to stop while the rest are parsed.
+  std::string m;
+  wait_until(
+      [&] {
+        m = in.metrics();
+        return answered > 1 || metric_value(m, "devmesh_http_request_bytes_total", "") >=
+                                   static_cast<double>(total_bytes);
+      },
+      30s);
+  in.engine->proc().kill(SIGTERM);
+  for (auto &t : clients) t.join();
+  EXPECT_EQ(in.engine->proc().wait_exit(30s), 0) << in.engine->proc().err();
+  const std::string log = in.engine->proc().err();
+
+  std::set<std::string> expected;
+  int ok = 0;
+  for (int c = 0; c < kClients; ++c) {
+    ASSERT_TRUE(results[c].status == 200 || results[c].status == 503)
+        << "client " << c << ": " << results[c].status << " " << results[c].body << log;
+    if (results[c].status != 200) continue;
+    ++ok;
+    EXPECT_EQ(parse_json(results[c].body)["accepted"].GetUint(), static_cast<unsigned>(kRecords));
+    for (int i = 0; i < kRecords; ++i)
+      expected.insert("c" + std::to_string(c) + " r" + std::to_string(i));
+  }
+  std::set<std::string> stored;
+  size_t lines = 0;
+  for (auto &o : read_ndjson(in.d / "out.ndjson")) {
+    stored.insert(str_field(o, "message"));
+    ++lines;
+  }
+  EXPECT_EQ(lines, stored.size()) << "a record was stored twice";
+  EXPECT_EQ(stored.size(), expected.size()) << ok << " of " << kClients << " answered 200" << log;
+  EXPECT_TRUE(stored == expected) << ok << " of " << kClients << " answered 200";
+  std::cerr << ok << " of " << kClients << " requests answered 200 around the stop; the others:";
+  for (const HttpResult &r : results)
+    if (r.status != 200) std::cerr << " " << r.body;
+  std::cerr << "\n";
+}
+
 }  // namespace
